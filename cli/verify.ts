@@ -1,0 +1,6 @@
+// `buckypaper verify`: placeholder until its issue lands; exits 2 with a clear message.
+import { UsageError, type CliIo } from "./io.js";
+
+export async function run(_argv: string[], _io: CliIo): Promise<number> {
+  throw new UsageError("'verify' is not implemented yet in this build");
+}

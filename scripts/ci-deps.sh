@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the non-npm prerequisites of the test suite on a fresh Debian machine (idempotent).
+# Used by .ci/run; developers can run it once too.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+
+APT_PACKAGES=(cloud-init postgresql cryptsetup-bin qemu-system-x86 qemu-utils ovmf genisoimage)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== apt-get install ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Reference implementations and real clients used by differential/interop tests.
+PIP_PACKAGES=(sev-snp-measure hvac)
+python3 -m pip install -q --disable-pip-version-check "${PIP_PACKAGES[@]}"
+
+# Node 22 + npm dependencies (+ dist/ build).
+source scripts/env.sh
