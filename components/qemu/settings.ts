@@ -1,0 +1,54 @@
+// The QEMU command line of a confidential guest on a plain KVM host (and of the local stack's guest).
+// SNP: sev-snp-guest with kernel-hashes=on so firmware + kernel + initrd + cmdline are all in the
+// launch digest; TDX: tdx-guest with split irqchip. Both boot one read-only firmware image (-bios).
+import { Tee } from "../common/types.js";
+
+export interface QemuGuestInputs {
+  name: string;
+  tee: Tee;
+  vcpus: number;
+  memoryMb: number;
+  cpuModel: string;
+  firmwarePath: string;
+  kernelPath?: string;
+  initrdPath?: string;
+  append?: string;
+  diskPath?: string;
+  seedIsoPath?: string;
+  /** SNP guest policy (default 0x30000: SMT allowed, debug and migration agent off). */
+  snpPolicy?: number;
+  /** C-bit position of the host CPU (51 on Milan/Genoa/Turin). */
+  cbitpos?: number;
+  reducedPhysBits?: number;
+  accel?: "kvm" | "tcg";
+}
+
+export function qemuGuestArgv(i: QemuGuestInputs): string[] {
+  const argv = ["qemu-system-x86_64", "-name", i.name, "-nodefaults", "-nographic", "-serial", "stdio"];
+  argv.push("-accel", i.accel ?? "kvm", "-cpu", i.cpuModel, "-smp", String(i.vcpus), "-m", `${i.memoryMb}M`);
+  if (i.tee === Tee.SevSnp) {
+    argv.push(
+      "-machine", "q35,confidential-guest-support=sev0,memory-backend=ram1",
+      "-object", `memory-backend-memfd,id=ram1,size=${i.memoryMb}M,share=true,prealloc=false`,
+      "-object", `sev-snp-guest,id=sev0,cbitpos=${i.cbitpos ?? 51},reduced-phys-bits=${i.reducedPhysBits ?? 1},policy=0x${(i.snpPolicy ?? 0x30000).toString(16)}${i.kernelPath ? ",kernel-hashes=on" : ""}`,
+    );
+  } else {
+    argv.push(
+      "-machine", "q35,kernel-irqchip=split,confidential-guest-support=tdx0,memory-backend=ram1",
+      "-object", `memory-backend-memfd,id=ram1,size=${i.memoryMb}M,share=true`,
+      "-object", "tdx-guest,id=tdx0",
+    );
+  }
+  argv.push("-bios", i.firmwarePath);
+  if (i.kernelPath) argv.push("-kernel", i.kernelPath);
+  if (i.initrdPath) argv.push("-initrd", i.initrdPath);
+  if (i.append !== undefined) argv.push("-append", i.append);
+  if (i.diskPath) argv.push("-drive", `file=${i.diskPath},if=virtio,format=qcow2`);
+  if (i.seedIsoPath) argv.push("-drive", `file=${i.seedIsoPath},if=virtio,format=raw,readonly=on`);
+  argv.push("-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0");
+  return argv;
+}
+
+export function shellJoin(argv: string[]): string {
+  return argv.map((a) => (/^[A-Za-z0-9_./=,:@+-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(" ");
+}
