@@ -1,0 +1,2 @@
+// Public API of the image and measurement engines (package export "buckypaper/images").
+export * from "./snp/index.js";
