@@ -1,0 +1,335 @@
+// Intel PCS collateral for a TDX quote: TCB info, QE identity, PCK and root CRLs. Each piece is
+// signature-checked against the same root the PCK chain ended in, checked for freshness and matched
+// to the quote; TCB info and QE identity then give TCB statuses (go-tdx-guest getMatchingTcbLevel).
+import { X509Certificate, createHash } from "node:crypto";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import path from "node:path";
+import "reflect-metadata"; // @peculiar/x509 needs it loaded first
+import * as px509 from "@peculiar/x509";
+import type { Check } from "../types.js";
+import type { TdxQuote } from "./abi.js";
+import { commonName, pemCertificates } from "./pck.js";
+import { verifyP256, type PckChain } from "./verify.js";
+import { hex } from "./validate.js";
+
+export interface TdxCollateral {
+  /** Raw TCB info response bodies `{"tcbInfo":…,"signature":…}` (several FMSPCs allowed; the matching one is used). */
+  tcbInfos: string[];
+  /** Raw QE identity response bodies `{"enclaveIdentity":…,"signature":…}`. */
+  qeIdentities: string[];
+  /** Issuer certificates (DER) from the PCS response headers: the TCB signing cert and CA certificates. */
+  certificates: Uint8Array[];
+  /** DER CRLs (PCK CRL of the Platform/Processor CA, root CRL). */
+  crls: Uint8Array[];
+}
+
+export interface CollateralResult {
+  checks: Check[];
+  /** Statuses that the policy judges: platform, TDX module (TDX 1.5), QE. Undefined without TCB info. */
+  statuses?: string[];
+  info: Record<string, unknown>;
+}
+
+export function emptyCollateral(): TdxCollateral {
+  return { tcbInfos: [], qeIdentities: [], certificates: [], crls: [] };
+}
+
+/** Reads a directory of PCS responses, classifying each file by content, not by name. */
+export function loadCollateralDir(dir: string, into: TdxCollateral = emptyCollateral()): TdxCollateral {
+  for (const name of readdirSync(dir).sort()) {
+    const file = path.join(dir, name);
+    if (!statSync(file).isFile()) continue;
+    addCollateralFile(readFileSync(file), into);
+  }
+  return into;
+}
+
+export function addCollateralFile(bytes: Uint8Array, into: TdxCollateral): void {
+  const text = Buffer.from(bytes).toString("utf8");
+  if (text.trimStart().startsWith("{")) {
+    try {
+      const o = JSON.parse(text) as Record<string, unknown>;
+      if (o.tcbInfo) into.tcbInfos.push(text);
+      else if (o.enclaveIdentity) into.qeIdentities.push(text);
+    } catch {
+      /* not JSON: ignored */
+    }
+    return;
+  }
+  if (text.includes("-----BEGIN CERTIFICATE-----")) {
+    into.certificates.push(...pemCertificates(text, "collateral certificate"));
+    return;
+  }
+  if (text.includes("-----BEGIN X509 CRL-----")) {
+    const b64 = text.replace(/-----(BEGIN|END) X509 CRL-----/g, "").replace(/\s+/g, "");
+    into.crls.push(Buffer.from(b64, "base64"));
+    return;
+  }
+  if (bytes[0] === 0x30) {
+    try {
+      new px509.X509Crl(bytes);
+      into.crls.push(bytes);
+    } catch {
+      /* not a CRL (the PCS also serves other files): ignored */
+    }
+  }
+}
+
+/** The exact bytes of a top-level member's value, as signed by Intel (never re-serialised). */
+export function rawJsonMember(text: string, key: string): string | undefined {
+  let depth = 0;
+  let i = 0;
+  const n = text.length;
+  while (i < n) {
+    const c = text[i];
+    if (c === '"') {
+      const start = i;
+      i++;
+      while (i < n && text[i] !== '"') i += text[i] === "\\" ? 2 : 1;
+      const str = text.slice(start + 1, i);
+      i++;
+      if (depth === 1 && str === key) {
+        let j = i;
+        while (j < n && /\s/.test(text[j])) j++;
+        if (text[j] !== ":") continue;
+        j++;
+        while (j < n && /\s/.test(text[j])) j++;
+        return text.slice(j, endOfValue(text, j));
+      }
+      continue;
+    }
+    if (c === "{" || c === "[") depth++;
+    else if (c === "}" || c === "]") depth--;
+    i++;
+  }
+  return undefined;
+}
+
+function endOfValue(text: string, start: number): number {
+  let depth = 0;
+  for (let i = start; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      i++;
+      while (i < text.length && text[i] !== '"') i += text[i] === "\\" ? 2 : 1;
+      if (depth === 0) return i + 1;
+    } else if (c === "{" || c === "[") depth++;
+    else if (c === "}" || c === "]") {
+      depth--;
+      if (depth === 0) return i + 1;
+    } else if (depth === 0 && (c === "," || c === "}")) return i;
+  }
+  return text.length;
+}
+
+interface SignedJson {
+  body: Record<string, unknown>;
+  ok: boolean;
+  detail: string;
+}
+
+/** Checks `{"<member>":{…},"signature":"<hex r‖s>"}` with the signer key over the raw member bytes. */
+function verifySignedJson(text: string, member: string, signer: X509Certificate | undefined): SignedJson {
+  let outer: Record<string, unknown>;
+  try {
+    outer = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    return { body: {}, ok: false, detail: `${member}: not JSON` };
+  }
+  const body = (outer[member] ?? {}) as Record<string, unknown>;
+  const raw = rawJsonMember(text, member);
+  const sig = typeof outer.signature === "string" ? Buffer.from(outer.signature, "hex") : Buffer.alloc(0);
+  if (!signer) return { body, ok: false, detail: `${member}: no valid Intel SGX TCB Signing certificate chaining to the root was supplied` };
+  if (!raw || sig.length !== 64) return { body, ok: false, detail: `${member}: missing body or 64-byte signature` };
+  const ok = verifyP256(Buffer.from(raw, "utf8"), signer.publicKey, sig);
+  return { body, ok, detail: ok ? `${member} signed by the Intel SGX TCB Signing key` : `${member} signature does not verify` };
+}
+
+function freshness(body: Record<string, unknown>, now: Date): string | undefined {
+  const issue = Date.parse(String(body.issueDate));
+  const next = Date.parse(String(body.nextUpdate));
+  if (!Number.isFinite(issue) || !Number.isFinite(next)) return "issueDate/nextUpdate missing";
+  if (now.getTime() < issue) return `issued ${body.issueDate}, after the verification time ${now.toISOString()}`;
+  if (now.getTime() > next) return `stale: nextUpdate ${body.nextUpdate} is before ${now.toISOString()}`;
+  return undefined;
+}
+
+const maskEq = (value: Uint8Array, maskHex: unknown, wantHex: unknown): boolean => {
+  const mask = Buffer.from(String(maskHex ?? ""), "hex");
+  const want = Buffer.from(String(wantHex ?? ""), "hex");
+  if (mask.length !== value.length || want.length !== value.length) return false;
+  return value.every((b, i) => (b & mask[i]) === want[i]);
+};
+
+interface TcbLevel {
+  tcb: { sgxtcbcomponents?: { svn: number }[]; pcesvn?: number; tdxtcbcomponents?: { svn: number }[]; isvsvn?: number };
+  tcbStatus: string;
+  advisoryIDs?: string[];
+}
+
+/** The first TCB level the platform meets (go-tdx-guest getMatchingTcbLevel). */
+export function matchPlatformLevel(levels: TcbLevel[], sgxComps: number[], pceSvn: number, teeTcbSvn: Uint8Array): TcbLevel | undefined {
+  const skipModuleBytes = teeTcbSvn[1] > 0;
+  return levels.find((l) => {
+    const sgx = l.tcb.sgxtcbcomponents ?? [];
+    const tdx = l.tcb.tdxtcbcomponents ?? [];
+    if (sgx.length !== 16 || tdx.length !== 16) return false;
+    if (!sgx.every((c, i) => sgxComps[i] >= c.svn)) return false;
+    if (pceSvn < (l.tcb.pcesvn ?? Infinity)) return false;
+    return tdx.every((c, i) => (skipModuleBytes && i < 2) || teeTcbSvn[i] >= c.svn);
+  });
+}
+
+/** Verifies the collateral and derives the TCB statuses of a quote whose PCK chain already verified. */
+export async function evaluateCollateral(quote: TdxQuote, chain: PckChain, col: TdxCollateral, now: Date): Promise<CollateralResult> {
+  const checks: Check[] = [];
+  const info: Record<string, unknown> = {};
+  const ext = chain.extension;
+  const rootFp = createHash("sha256").update(chain.root.raw).digest("hex");
+
+  // The TCB signing certificate: supplied with the collateral, signed by the same root as the PCK chain.
+  let signer: X509Certificate | undefined;
+  const signerFaults: string[] = [];
+  for (const der of col.certificates) {
+    let c: X509Certificate;
+    try {
+      c = new X509Certificate(der);
+    } catch {
+      continue;
+    }
+    if (commonName(c.subject) !== "Intel SGX TCB Signing") continue;
+    let signed = false;
+    try {
+      signed = c.issuer === chain.root.subject && c.verify(chain.root.publicKey);
+    } catch {
+      signed = false;
+    }
+    if (!signed) {
+      signerFaults.push("a TCB Signing certificate is not signed by the root");
+      continue;
+    }
+    const valid = Date.parse(c.validFrom) <= now.getTime() && now.getTime() <= Date.parse(c.validTo);
+    if (!valid) {
+      signerFaults.push(`TCB Signing certificate not valid at ${now.toISOString()} (${c.validFrom} .. ${c.validTo})`);
+      continue;
+    }
+    signer = c;
+    break;
+  }
+  if (col.tcbInfos.length || col.qeIdentities.length) {
+    checks.push({
+      id: "tdx.collateral.signer",
+      ok: signer !== undefined,
+      detail: signer ? `TCB Signing certificate chains to root ${rootFp.slice(0, 16)}…` : signerFaults.join("; ") || "no Intel SGX TCB Signing certificate supplied",
+    });
+  }
+
+  let statuses: string[] | undefined;
+  // TCB info for this platform's FMSPC.
+  if (col.tcbInfos.length && ext) {
+    const text = col.tcbInfos.find((t) => String((JSON.parse(t) as { tcbInfo: { fmspc?: string } }).tcbInfo.fmspc).toLowerCase() === ext.fmspc);
+    if (!text) {
+      checks.push({ id: "tdx.collateral.tcb-info", ok: false, detail: `no TCB info for FMSPC ${ext.fmspc} among ${col.tcbInfos.length} supplied` });
+    } else {
+      const s = verifySignedJson(text, "tcbInfo", signer);
+      const t = s.body;
+      const faults: string[] = s.ok ? [] : [s.detail];
+      if (t.id !== "TDX") faults.push(`tcbInfo.id '${String(t.id)}' is not TDX`);
+      if (String(t.pceId).toLowerCase() !== ext.pceId) faults.push(`tcbInfo.pceId ${String(t.pceId)} ≠ PCK PCEID ${ext.pceId}`);
+      const stale = freshness(t, now);
+      if (stale) faults.push(`tcbInfo ${stale}`);
+      const mod = (t.tdxModule ?? {}) as Record<string, unknown>;
+      if (String(mod.mrsigner ?? "").toLowerCase() !== hex(quote.body.mrSignerSeam)) faults.push("tdxModule.mrsigner ≠ MRSIGNERSEAM");
+      if (!maskEq(quote.body.seamAttributes, mod.attributesMask, mod.attributes)) faults.push("SEAMATTRIBUTES do not match tdxModule.attributes under its mask");
+      checks.push({ id: "tdx.collateral.tcb-info", ok: faults.length === 0, detail: faults.length ? faults.join("; ") : `TCB info for FMSPC ${ext.fmspc} verifies and is fresh` });
+
+      const levels = (Array.isArray(t.tcbLevels) ? t.tcbLevels : []) as TcbLevel[];
+      const level = matchPlatformLevel(levels, ext.sgxTcbComponents, ext.pceSvn, quote.body.teeTcbSvn);
+      statuses = [level ? level.tcbStatus : "Unsupported"];
+      info.platformTcbStatus = level ? level.tcbStatus : "Unsupported (no TCB level matched)";
+      if (level?.advisoryIDs) info.advisoryIDs = level.advisoryIDs;
+      // TDX 1.5 modules have their own identity and TCB levels, keyed by the module's major version.
+      const major = quote.body.teeTcbSvn[1];
+      if (major > 0) {
+        const id = `TDX_${major.toString(16).toUpperCase().padStart(2, "0")}`;
+        const ident = ((t.tdxModuleIdentities ?? []) as Record<string, unknown>[]).find((m) => m.id === id);
+        let moduleStatus = "Unsupported";
+        if (!ident) {
+          checks.push({ id: "tdx.collateral.module-identity", ok: false, detail: `TCB info has no identity ${id} for this TDX module` });
+        } else {
+          const okSigner = String(ident.mrsigner ?? "").toLowerCase() === hex(quote.body.mrSignerSeam);
+          const okAttr = maskEq(quote.body.seamAttributes, ident.attributesMask, ident.attributes);
+          checks.push({
+            id: "tdx.collateral.module-identity",
+            ok: okSigner && okAttr,
+            detail: okSigner && okAttr ? `TDX module identity ${id} matches` : `TDX module identity ${id}: mrsigner or attributes differ`,
+          });
+          const ml = ((ident.tcbLevels ?? []) as TcbLevel[]).find((l) => (l.tcb.isvsvn ?? Infinity) <= quote.body.teeTcbSvn[0]);
+          moduleStatus = ml ? ml.tcbStatus : "Unsupported";
+        }
+        statuses.push(moduleStatus);
+        info.moduleTcbStatus = moduleStatus;
+      }
+    }
+  }
+
+  // QE identity.
+  if (col.qeIdentities.length) {
+    const text = col.qeIdentities.find((q) => (JSON.parse(q) as { enclaveIdentity: { id?: string } }).enclaveIdentity.id === "TD_QE") ?? col.qeIdentities[0];
+    const s = verifySignedJson(text, "enclaveIdentity", signer);
+    const e = s.body;
+    const qe = quote.qeReport;
+    const faults: string[] = s.ok ? [] : [s.detail];
+    if (e.id !== "TD_QE") faults.push(`enclaveIdentity.id '${String(e.id)}' is not TD_QE`);
+    const stale = freshness(e, now);
+    if (stale) faults.push(`QE identity ${stale}`);
+    if (String(e.mrsigner ?? "").toLowerCase() !== hex(qe.mrSigner)) faults.push(`QE MRSIGNER ${hex(qe.mrSigner)} ≠ identity ${String(e.mrsigner)}`);
+    if (e.isvprodid !== qe.isvProdId) faults.push(`QE ISVPRODID ${qe.isvProdId} ≠ identity ${String(e.isvprodid)}`);
+    const misc = Buffer.alloc(4);
+    misc.writeUInt32BE(qe.miscSelect >>> 0);
+    // MISCSELECT is little-endian in the report; the identity writes it as a big-endian hex number.
+    if (!maskEq(misc, e.miscselectMask, e.miscselect)) faults.push("QE MISCSELECT does not match under the mask");
+    if (!maskEq(qe.attributes, e.attributesMask, e.attributes)) faults.push("QE ATTRIBUTES do not match under the mask");
+    checks.push({ id: "tdx.collateral.qe-identity", ok: faults.length === 0, detail: faults.length ? faults.join("; ") : `QE identity verifies and matches (ISVSVN ${qe.isvSvn})` });
+    const level = ((e.tcbLevels ?? []) as TcbLevel[]).find((l) => (l.tcb.isvsvn ?? Infinity) <= qe.isvSvn);
+    const qeStatus = level ? level.tcbStatus : "Unsupported";
+    info.qeTcbStatus = qeStatus;
+    (statuses ??= []).push(qeStatus);
+  }
+
+  // CRLs: the PCK CRL (issuer = PCK CA) and the root CRL.
+  for (const der of col.crls) {
+    let crl: px509.X509Crl;
+    try {
+      crl = new px509.X509Crl(der);
+    } catch {
+      checks.push({ id: "tdx.collateral.crl", ok: false, detail: "a supplied CRL does not parse" });
+      continue;
+    }
+    const cn = commonName(crl.issuer.replace(/, /g, "\n"));
+    const isRoot = cn === commonName(chain.root.subject);
+    const isPckCa = cn === commonName(chain.intermediate.subject);
+    if (!isRoot && !isPckCa) continue; // e.g. the other CA's CRL
+    const issuer = isRoot ? chain.root : chain.intermediate;
+    const subject = isRoot ? chain.intermediate : chain.leaf;
+    const id = isRoot ? "tdx.collateral.root-crl" : "tdx.collateral.pck-crl";
+    const faults: string[] = [];
+    let signed = false;
+    try {
+      signed = await crl.verify({ publicKey: new px509.X509Certificate(issuer.raw) });
+    } catch {
+      signed = false;
+    }
+    if (!signed) faults.push(`CRL is not signed by ${cn}`);
+    if (crl.thisUpdate.getTime() > now.getTime()) faults.push("CRL thisUpdate is in the future");
+    if (!crl.nextUpdate || crl.nextUpdate.getTime() < now.getTime()) faults.push(`CRL stale (nextUpdate ${crl.nextUpdate?.toISOString() ?? "absent"})`);
+    const serial = normSerial(subject.serialNumber);
+    const revoked = crl.entries.some((e) => normSerial(e.serialNumber) === serial);
+    if (revoked) faults.push(`certificate '${commonName(subject.subject)}' serial ${serial} is REVOKED`);
+    checks.push({ id, ok: faults.length === 0, detail: faults.length ? faults.join("; ") : `${cn} CRL verifies, is fresh and does not list '${commonName(subject.subject)}'` });
+    if (revoked) (statuses ??= []).push("Revoked");
+  }
+  return { checks, statuses, info };
+}
+
+const normSerial = (s: string): string => s.toLowerCase().replace(/^0+/, "");

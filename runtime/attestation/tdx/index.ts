@@ -1,0 +1,95 @@
+// Intel TDX evidence: parse (abi) → verify signatures and PCK chain (verify) → collateral (TCB status)
+// → policy (validate), folded into the shared Verdict.
+import { createHash } from "node:crypto";
+import { EvidenceFormatError, type Check, type Claims, type Verdict } from "../types.js";
+import { parseQuote, tdDebug, type TdxQuote } from "./abi.js";
+import { evaluateCollateral, type TdxCollateral } from "./collateral.js";
+import { verifyQuote, type TdxTrustOptions } from "./verify.js";
+import { hex, validateBody, validateTcbStatus, type TdxPolicy } from "./validate.js";
+
+export * from "./abi.js";
+export { INTEL_SGX_ROOT_CA_SHA256, verifyQuote, type TdxTrustOptions, type QuoteVerification, type PckChain } from "./verify.js";
+export { loadCollateralDir, addCollateralFile, emptyCollateral, evaluateCollateral, type TdxCollateral } from "./collateral.js";
+export { validateBody, validateTcbStatus, checkTdxPolicy, DEFAULT_ALLOWED_TCB_STATUSES, type TdxPolicy } from "./validate.js";
+
+export interface TdxVerifyOptions extends TdxTrustOptions {
+  policy?: TdxPolicy;
+  /** PCS collateral; when present its checks and TCB statuses join the verdict. */
+  collateral?: TdxCollateral;
+}
+
+export function evidenceDigest(bytes: Uint8Array): string {
+  return createHash("sha384").update(bytes).digest("hex");
+}
+
+/** Claims of a parsed quote (hex, lowercase). */
+export function tdxClaims(q: TdxQuote, extra: Record<string, unknown> = {}): Claims {
+  const b = q.body;
+  return {
+    platform: "tdx",
+    measurement: hex(b.mrTd),
+    rtmrs: b.rtmrs.map(hex),
+    reportData: hex(b.reportData),
+    tcb: { teeTcbSvn: hex(b.teeTcbSvn), qeIsvSvn: q.qeReport.isvSvn, ...(b.teeTcbSvn2 ? { teeTcbSvn2: hex(b.teeTcbSvn2) } : {}) },
+    debug: tdDebug(b.tdAttributes),
+    extra: {
+      quoteVersion: q.header.version,
+      tdReport: q.bodyType === 3 ? "1.5" : "1.0",
+      mrSeam: hex(b.mrSeam),
+      mrSignerSeam: hex(b.mrSignerSeam),
+      seamAttributes: hex(b.seamAttributes),
+      tdAttributes: hex(b.tdAttributes),
+      xfam: hex(b.xfam),
+      mrConfigId: hex(b.mrConfigId),
+      mrOwner: hex(b.mrOwner),
+      mrOwnerConfig: hex(b.mrOwnerConfig),
+      ...(b.mrServiceTd ? { mrServiceTd: hex(b.mrServiceTd) } : {}),
+      headerUserData: hex(q.header.userData),
+      qeMrSigner: hex(q.qeReport.mrSigner),
+      qeIsvProdId: q.qeReport.isvProdId,
+      trailingBytes: q.trailingBytes,
+      ...extra,
+    },
+  };
+}
+
+/**
+ * Verifies a DCAP TDX quote and appraises it against `options.policy` (default policy when absent:
+ * debug refused, TCB status judged only when collateral is given). Never throws for bad evidence.
+ */
+export async function verifyTdx(quoteBytes: Uint8Array, options: TdxVerifyOptions = {}): Promise<Verdict> {
+  const evidence = evidenceDigest(quoteBytes);
+  let quote: TdxQuote;
+  try {
+    quote = parseQuote(quoteBytes);
+  } catch (e) {
+    const msg = e instanceof EvidenceFormatError ? e.message : `unparseable quote: ${(e as Error).message}`;
+    return { accepted: false, simulated: false, checks: [{ id: "tdx.parse", ok: false, detail: msg }], evidenceDigest: evidence };
+  }
+  const now = options.now ?? new Date();
+  const v = verifyQuote(quote, { ...options, now });
+  const checks: Check[] = [{ id: "tdx.parse", ok: true, detail: `DCAP quote v${quote.header.version}, ${quote.raw.length} bytes` }, ...v.checks];
+  const extra: Record<string, unknown> = {};
+  if (v.chain?.extension) {
+    extra.fmspc = v.chain.extension.fmspc;
+    extra.pceId = v.chain.extension.pceId;
+    extra.pceSvn = v.chain.extension.pceSvn;
+  }
+  let statuses: string[] | undefined;
+  if (options.collateral && v.chain) {
+    const c = await evaluateCollateral(quote, v.chain, options.collateral, now);
+    checks.push(...c.checks);
+    statuses = c.statuses;
+    Object.assign(extra, c.info);
+  }
+  checks.push(...validateBody(quote.body, options.policy), ...validateTcbStatus(statuses, options.policy));
+  if (v.simulated) checks.push({ id: "tdx.simulated", ok: true, detail: "evidence chains to a SIMULATED root configured by the caller: not genuine Intel hardware" });
+  const claims = tdxClaims(quote, extra);
+  if (statuses) claims.tcb.tcbStatus = statuses.join("/");
+  return { accepted: checks.every((c) => c.ok), simulated: v.simulated, checks, claims, evidenceDigest: evidence };
+}
+
+/** Verdict of a quote under an explicit policy (same as verifyTdx with options.policy). */
+export function appraiseTdx(quoteBytes: Uint8Array, policy: TdxPolicy, options: Omit<TdxVerifyOptions, "policy"> = {}): Promise<Verdict> {
+  return verifyTdx(quoteBytes, { ...options, policy });
+}
