@@ -333,3 +333,36 @@ export async function evaluateCollateral(quote: TdxQuote, chain: PckChain, col: 
 }
 
 const normSerial = (s: string): string => s.toLowerCase().replace(/^0+/, "");
+
+/** Intel PCS v4 endpoints (go-tdx-guest pcs.go). */
+export const PCS_BASE = "https://api.trustedservices.intel.com";
+const ROOT_CRL_URL = "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der";
+
+/**
+ * Fetches collateral for a platform from the Intel PCS: TCB info (by FMSPC), the TD QE identity, the PCK
+ * CRL of the given CA and the root CRL, with the issuer chains from the response headers. Everything
+ * fetched is verified afterwards by evaluateCollateral, exactly like collateral read from disk.
+ */
+export async function fetchPcsCollateral(
+  fmspc: string,
+  caType: "platform" | "processor",
+  opts: { fetch?: typeof fetch; timeoutMs?: number } = {},
+): Promise<TdxCollateral> {
+  const get = opts.fetch ?? fetch;
+  const col = emptyCollateral();
+  const one = async (url: string, chainHeader: string | undefined, binary: boolean) => {
+    const res = await get(url, { signal: AbortSignal.timeout(opts.timeoutMs ?? 10_000) });
+    if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
+    const chain = chainHeader ? res.headers.get(chainHeader) : null;
+    if (chain) col.certificates.push(...pemCertificates(decodeURIComponent(chain), chainHeader));
+    const body = binary ? new Uint8Array(await res.arrayBuffer()) : Buffer.from(await res.text(), "utf8");
+    addCollateralFile(body, col);
+  };
+  await Promise.all([
+    one(`${PCS_BASE}/tdx/certification/v4/tcb?fmspc=${encodeURIComponent(fmspc)}`, "TCB-Info-Issuer-Chain", false),
+    one(`${PCS_BASE}/tdx/certification/v4/qe/identity`, "SGX-Enclave-Identity-Issuer-Chain", false),
+    one(`${PCS_BASE}/sgx/certification/v4/pckcrl?ca=${caType}&encoding=der`, "SGX-PCK-CRL-Issuer-Chain", true),
+    one(ROOT_CRL_URL, undefined, true),
+  ]);
+  return col;
+}

@@ -3,19 +3,21 @@
 import { createHash } from "node:crypto";
 import { EvidenceFormatError, type Check, type Claims, type Verdict } from "../types.js";
 import { parseQuote, tdDebug, type TdxQuote } from "./abi.js";
-import { evaluateCollateral, type TdxCollateral } from "./collateral.js";
+import { evaluateCollateral, fetchPcsCollateral, type TdxCollateral } from "./collateral.js";
 import { verifyQuote, type TdxTrustOptions } from "./verify.js";
 import { hex, validateBody, validateTcbStatus, type TdxPolicy } from "./validate.js";
 
 export * from "./abi.js";
 export { INTEL_SGX_ROOT_CA_SHA256, verifyQuote, type TdxTrustOptions, type QuoteVerification, type PckChain } from "./verify.js";
-export { loadCollateralDir, addCollateralFile, emptyCollateral, evaluateCollateral, type TdxCollateral } from "./collateral.js";
+export { loadCollateralDir, addCollateralFile, emptyCollateral, evaluateCollateral, fetchPcsCollateral, type TdxCollateral } from "./collateral.js";
 export { validateBody, validateTcbStatus, checkTdxPolicy, DEFAULT_ALLOWED_TCB_STATUSES, type TdxPolicy } from "./validate.js";
 
 export interface TdxVerifyOptions extends TdxTrustOptions {
   policy?: TdxPolicy;
   /** PCS collateral; when present its checks and TCB statuses join the verdict. */
   collateral?: TdxCollateral;
+  /** Fetch collateral from the Intel PCS when none is given (true = global fetch). Off by default. */
+  fetchCollateral?: boolean | typeof fetch;
 }
 
 export function evidenceDigest(bytes: Uint8Array): string {
@@ -76,8 +78,19 @@ export async function verifyTdx(quoteBytes: Uint8Array, options: TdxVerifyOption
     extra.pceSvn = v.chain.extension.pceSvn;
   }
   let statuses: string[] | undefined;
-  if (options.collateral && v.chain) {
-    const c = await evaluateCollateral(quote, v.chain, options.collateral, now);
+  let collateral = options.collateral;
+  if (!collateral && options.fetchCollateral && v.ok && v.chain?.extension) {
+    try {
+      const f = typeof options.fetchCollateral === "function" ? options.fetchCollateral : undefined;
+      collateral = await fetchPcsCollateral(v.chain.extension.fmspc, v.chain.caType, { fetch: f });
+      checks.push({ id: "tdx.collateral.fetch", ok: true, detail: `collateral for FMSPC ${v.chain.extension.fmspc} fetched from the Intel PCS` });
+    } catch (e) {
+      // Without collateral the verdict rests on the signature chain; policy.requireCollateral makes that fatal.
+      checks.push({ id: "tdx.collateral.fetch", ok: options.policy?.requireCollateral !== true, detail: `Intel PCS unreachable, TCB status not evaluated: ${(e as Error).message}` });
+    }
+  }
+  if (collateral && v.chain) {
+    const c = await evaluateCollateral(quote, v.chain, collateral, now);
     checks.push(...c.checks);
     statuses = c.statuses;
     Object.assign(extra, c.info);
