@@ -3,6 +3,10 @@
 // and is extended additively there. parsePolicy() turns operator JSON/YAML into a checked Policy.
 import type { SnpProduct, TcbVersion } from "./snp/abi.js";
 import type { KdsClient, KdsOptions } from "./snp/kds.js";
+import { checkTdxPolicy, type TdxPolicy } from "./tdx/validate.js";
+import type { TdxTrustOptions } from "./tdx/verify.js";
+import type { TdxCollateral } from "./tdx/collateral.js";
+import { parseAzurePolicy, type AzurePolicy } from "./azure/validate.js";
 
 /** SEV-SNP appraisal policy. An absent field means "not constrained", except where a default is stated. */
 export interface SnpPolicy {
@@ -45,14 +49,13 @@ export interface SnpPolicy {
 }
 
 // ---- TDX section: owned by the TDX/Azure engineer (runtime/attestation/tdx/, azure/). ----------------
-// Replace this open shape with the TDX policy type; keep the field name `tdx` and keep changes additive.
-export interface TdxPolicySection {
-  [field: string]: unknown;
-}
+export type TdxPolicySection = TdxPolicy;
 
 export interface Policy {
   snp?: SnpPolicy;
   tdx?: TdxPolicySection;
+  /** Azure CVMs: vTPM PCR allow-lists and vm-configuration claims (the hardware part uses snp/tdx). */
+  azure?: AzurePolicy;
   /** Refuse evidence unless the caller supplied an expected REPORT_DATA (nonce + key binding). Default false. */
   requireReportDataBinding?: boolean;
 }
@@ -88,14 +91,17 @@ export interface SnpTrustConfig {
 }
 
 // ---- TDX/Azure trust: owned by the TDX/Azure engineer; keep additive. ------------------------------
-export interface TdxTrustSection {
-  [field: string]: unknown;
+/** Intel trust: simulated roots (tests only), PCS collateral given or fetched. */
+export type TdxTrustSection = TdxTrustOptions & { collateral?: TdxCollateral; fetchCollateral?: boolean | typeof fetch };
+/** Azure: the TPM quote's expected extraData when it is not the binding nonce. */
+export interface AzureTrustSection {
+  tpmNonce?: Uint8Array;
 }
 
 export interface TrustConfig {
   snp?: SnpTrustConfig;
   tdx?: TdxTrustSection;
-  azure?: TdxTrustSection;
+  azure?: AzureTrustSection;
 }
 
 // ---- parsing operator input -----------------------------------------------------------------------
@@ -199,8 +205,17 @@ export function parsePolicy(v: unknown): Policy {
   for (const [k, x] of Object.entries(v)) {
     if (k === "snp") out.snp = parseSnpPolicy(x);
     else if (k === "tdx") {
-      if (typeof x !== "object" || x === null || Array.isArray(x)) throw new PolicyError("expected an object", "tdx");
-      out.tdx = x as TdxPolicySection;
+      try {
+        out.tdx = checkTdxPolicy(x, "tdx");
+      } catch (e) {
+        throw new PolicyError((e as Error).message, "tdx");
+      }
+    } else if (k === "azure") {
+      try {
+        out.azure = parseAzurePolicy(x);
+      } catch (e) {
+        throw new PolicyError((e as Error).message, "azure");
+      }
     } else if (k === "requireReportDataBinding") out.requireReportDataBinding = bool(x, k);
     else throw new PolicyError("unknown field", k);
   }

@@ -1,0 +1,57 @@
+// Azure-specific policy: vTPM PCR values and the paravisor's vm-configuration claims. The hardware parts
+// (SNP report, TD quote) are judged by the SNP and TDX policies.
+import type { Check } from "../types.js";
+
+export interface AzurePolicy {
+  /** Allowed values per PCR index (SHA-256 bank, 32-byte hex). Only quoted PCRs can satisfy this. */
+  pcrs?: Record<string, string[]>;
+  /** Require vm-configuration."secure-boot" = true. Default false (not constrained). */
+  requireSecureBoot?: boolean;
+  /** Refuse vm-configuration."console-enabled" = true. Default false (not constrained). */
+  forbidConsole?: boolean;
+}
+
+export function parseAzurePolicy(v: unknown, field = "azure"): AzurePolicy {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error(`policy ${field}: expected an object`);
+  const out: AzurePolicy = {};
+  for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+    if (k === "pcrs") {
+      if (typeof x !== "object" || x === null || Array.isArray(x)) throw new Error(`policy ${field}.pcrs: expected {"<index>": [hex, …]}`);
+      out.pcrs = {};
+      for (const [i, list] of Object.entries(x as Record<string, unknown>)) {
+        if (!/^(?:[0-9]|1[0-9]|2[0-3])$/.test(i)) throw new Error(`policy ${field}.pcrs.${i}: PCR index must be 0..23`);
+        if (!Array.isArray(list) || !list.every((h) => typeof h === "string" && /^(0x)?[0-9a-fA-F]{64}$/.test(h))) {
+          throw new Error(`policy ${field}.pcrs.${i}: expected a list of 32-byte hex values`);
+        }
+        out.pcrs[i] = list.map((h: string) => h.toLowerCase().replace(/^0x/, ""));
+      }
+    } else if (k === "requireSecureBoot" || k === "forbidConsole") {
+      if (typeof x !== "boolean") throw new Error(`policy ${field}.${k}: expected true or false`);
+      out[k] = x;
+    } else throw new Error(`policy ${field}.${k}: unknown field`);
+  }
+  return out;
+}
+
+/** `quotedPcrs` holds only PCRs covered by a verified quote digest. */
+export function validateAzure(quotedPcrs: Record<string, string>, vmConfig: Record<string, unknown> | undefined, p: AzurePolicy = {}): Check[] {
+  const checks: Check[] = [];
+  for (const [i, allowed] of Object.entries(p.pcrs ?? {})) {
+    const actual = quotedPcrs[i];
+    const ok = actual !== undefined && allowed.includes(actual);
+    checks.push({
+      id: `policy.pcr${i}`,
+      ok,
+      detail: actual === undefined ? `PCR ${i} is not covered by the verified TPM quote` : ok ? `PCR ${i} ${actual} is allowed` : `PCR ${i} ${actual} is not among the ${allowed.length} allowed value(s)`,
+    });
+  }
+  if (p.requireSecureBoot) {
+    const ok = vmConfig?.["secure-boot"] === true;
+    checks.push({ id: "policy.secure-boot", ok, detail: ok ? "vm-configuration reports secure boot enabled" : "vm-configuration does not report secure boot enabled" });
+  }
+  if (p.forbidConsole) {
+    const ok = vmConfig?.["console-enabled"] !== true;
+    checks.push({ id: "policy.console", ok, detail: ok ? "serial console disabled" : "vm-configuration reports the serial console enabled" });
+  }
+  return checks;
+}
