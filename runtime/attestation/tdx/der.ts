@@ -60,3 +60,38 @@ export function decodeUint(bytes: Uint8Array, field: string): number {
   for (const b of bytes) v = v * 256 + b;
   return v;
 }
+
+// ---- encoding (used by the simulator to build the SGX extension) --------------------------------
+
+function derLength(n: number): Uint8Array {
+  if (n < 0x80) return Uint8Array.of(n);
+  const bytes: number[] = [];
+  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v & 0xff);
+  return Uint8Array.of(0x80 | bytes.length, ...bytes);
+}
+
+export function derTlv(tag: number, value: Uint8Array): Uint8Array {
+  return Buffer.concat([Uint8Array.of(tag), derLength(value.length), value]);
+}
+
+export const derSeq = (...items: Uint8Array[]): Uint8Array => derTlv(0x30, Buffer.concat(items));
+export const derOctets = (b: Uint8Array): Uint8Array => derTlv(0x04, b);
+
+export function derOid(oid: string): Uint8Array {
+  const parts = oid.split(".").map(Number);
+  const out: number[] = [parts[0] * 40 + parts[1]];
+  for (const p of parts.slice(2)) {
+    const chunk: number[] = [p & 0x7f];
+    for (let v = Math.floor(p / 128); v > 0; v = Math.floor(v / 128)) chunk.unshift(0x80 | (v & 0x7f));
+    out.push(...chunk);
+  }
+  return derTlv(0x06, Uint8Array.from(out));
+}
+
+/** Non-negative INTEGER (tag 0x02) or ENUMERATED (0x0a). */
+export function derUint(n: number, tag = 0x02): Uint8Array {
+  const bytes: number[] = [];
+  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v & 0xff);
+  if (bytes.length === 0 || bytes[0] & 0x80) bytes.unshift(0);
+  return derTlv(tag, Uint8Array.from(bytes));
+}
