@@ -93,9 +93,9 @@ export class TdxSimulator {
 
   /** Generates a fresh hierarchy (root, PCK CA, PCK, TCB signing cert, attestation key). */
   static async create(opts: { fmspc?: string; validDays?: number } = {}): Promise<TdxSimulator> {
-    const crypto = webcrypto as unknown as Crypto;
-    px509.cryptoProvider.set(crypto);
-    const gen = () => crypto.subtle.generateKey(ALG, true, ["sign", "verify"]) as Promise<CryptoKeyPair>;
+    const crypto = webcrypto;
+    px509.cryptoProvider.set(crypto as never);
+    const gen = () => crypto.subtle.generateKey(ALG, true, ["sign", "verify"]) as Promise<webcrypto.CryptoKeyPair>;
     const [root, ca, pck, tcbSigner, attest] = await Promise.all([gen(), gen(), gen(), gen(), gen()]);
     const notBefore = new Date(Date.now() - 86_400_000);
     const notAfter = new Date(Date.now() + (opts.validDays ?? 3650) * 86_400_000);
@@ -103,12 +103,12 @@ export class TdxSimulator {
     const caExt = [new px509.BasicConstraintsExtension(true, undefined, true), new px509.KeyUsagesExtension(px509.KeyUsageFlags.keyCertSign | px509.KeyUsageFlags.cRLSign, true)];
     const rootCert = await px509.X509CertificateGenerator.createSelfSigned({
       serialNumber: serial(), name: name("Intel SGX Root CA"), keys: root, signingAlgorithm: SIG_ALG, notBefore, notAfter, extensions: caExt,
-    }, crypto);
-    const issue = (cn: string, key: CryptoKeyPair, extensions: px509.Extension[]) =>
+    }, crypto as never);
+    const issue = (cn: string, key: webcrypto.CryptoKeyPair, extensions: px509.Extension[]) =>
       px509.X509CertificateGenerator.create({
         serialNumber: serial(), subject: name(cn), issuer: rootCert.subject, notBefore, notAfter, signingAlgorithm: SIG_ALG,
         publicKey: key.publicKey, signingKey: root.privateKey, extensions,
-      }, crypto);
+      }, crypto as never);
     const caCert = await issue("Intel SGX PCK Platform CA", ca, caExt);
     const tcbCert = await issue("Intel SGX TCB Signing", tcbSigner, [new px509.BasicConstraintsExtension(false, undefined, true)]);
     const fmspc = Buffer.from(opts.fmspc ?? "00906ed50000", "hex");
@@ -119,7 +119,7 @@ export class TdxSimulator {
         new px509.BasicConstraintsExtension(false, undefined, true),
         new px509.Extension(SGX_EXT, false, sgxExtension(fmspc, new Array(16).fill(2), 11, Buffer.alloc(16, 2))),
       ],
-    }, crypto);
+    }, crypto as never);
     const attestJwk = await crypto.subtle.exportKey("jwk", attest.publicKey);
     const attestPub = Buffer.concat([Buffer.from(attestJwk.x!, "base64url"), Buffer.from(attestJwk.y!, "base64url")]);
     return new TdxSimulator(
