@@ -71,6 +71,11 @@ export interface LogicalBackend {
   readonly unauthenticatedPaths?: string[];
   /** Called once when mounted or after unseal, with the mount's storage. */
   initialize?(storage: Storage, system: SystemView): Promise<void>;
+  /**
+   * For POST/PUT: does the target exist? true → the ACL checks `update`, false → `create` (Vault's
+   * existence check). Without it every POST/PUT is an `update`.
+   */
+  existenceCheck?(req: LogicalRequest): Promise<boolean>;
   /** Returns undefined for an unknown path (→ 404). Throws LogicalError for client errors. */
   handle(req: LogicalRequest): Promise<LogicalResponse | undefined>;
 }

@@ -1,0 +1,116 @@
+// The fastify adapter: parses HTTP into the core's RawRequest and renders RawResponse with Vault's
+// headers. Everything security-relevant (tokens, ACL, sealing, audit) lives in the core; this layer
+// adds request-size limits, rate limits and the LIST verb.
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
+import http from "node:http";
+import net from "node:net";
+import tls from "node:tls";
+import { wrapSocket } from "./list-verb.js";
+import type { Core } from "../vault/core.js";
+import { RateLimiter, DEFAULT_RATE_LIMITS, type RateLimitRule } from "./rate-limit.js";
+
+export interface AppOptions {
+  core: Core;
+  /** Max request body in bytes (default 1 MiB). */
+  bodyLimit?: number;
+  rateLimits?: RateLimitRule[];
+  /** HTTPS options for fastify (key/cert PEM). */
+  https?: { key: string | Buffer; cert: string | Buffer };
+  /** Log each request line (never bodies or tokens). Default off. */
+  logRequests?: boolean;
+}
+
+const SECURITY_HEADERS = {
+  "cache-control": "no-store",
+  "x-content-type-options": "nosniff",
+};
+
+export function buildApp(opts: AppOptions): FastifyInstance {
+  const fopts: FastifyServerOptions = {
+    bodyLimit: opts.bodyLimit ?? 1024 * 1024,
+    logger: false,
+    // Query strings and bodies can carry secrets: fastify's own logger is off; we log paths only.
+    disableRequestLogging: true,
+    trustProxy: false,
+    return503OnClosing: true,
+  };
+  let outer: net.Server | tls.Server | undefined;
+  (fopts as Record<string, unknown>).serverFactory = (handler: http.RequestListener) => {
+    const built = listeningServer(handler, opts.https);
+    outer = built.outer;
+    return built.server;
+  };
+  const app = Fastify(fopts as FastifyServerOptions);
+  if (outer instanceof tls.Server) app.decorate("tlsServer", outer);
+  const limiter = new RateLimiter(opts.rateLimits ?? DEFAULT_RATE_LIMITS);
+  const core = opts.core;
+
+  // Vault accepts JSON whatever the content type (the CLI and some SDKs send none or form types).
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser("*", { parseAs: "string" }, (_req, body, done) => {
+    const text = (body as string).trim();
+    if (text === "") return done(null, undefined);
+    try { done(null, JSON.parse(text)); } catch { done(Object.assign(new Error("failed to parse JSON input"), { statusCode: 400 }), undefined); }
+  });
+
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
+    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
+    const msg = err.code === "FST_ERR_CTP_BODY_TOO_LARGE" ? "request body too large" : status === 500 ? "internal error" : err.message;
+    void reply.code(status).headers(SECURITY_HEADERS).type("application/json").send({ errors: [msg] });
+  });
+  app.setNotFoundHandler((_req, reply) => {
+    void reply.code(404).headers(SECURITY_HEADERS).type("application/json").send({ errors: [] });
+  });
+
+  const handler = async (req: import("fastify").FastifyRequest, reply: import("fastify").FastifyReply) => {
+    const url = req.url;
+    const q = url.indexOf("?");
+    const rawPath = decodeURIComponent((q === -1 ? url : url.slice(0, q)).slice("/v1/".length));
+    const query: Record<string, string> = {};
+    for (const [k, v] of Object.entries((req.query ?? {}) as Record<string, unknown>)) query[k] = Array.isArray(v) ? String(v[0]) : String(v);
+    const wait = limiter.check(rawPath.replace(/\/+$/, ""), req.ip);
+    if (wait > 0) {
+      return reply.code(429).headers({ ...SECURITY_HEADERS, "retry-after": String(wait) }).type("application/json").send({ errors: ["rate limit exceeded"] });
+    }
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(req.headers)) if (typeof v === "string") headers[k] = v;
+    const res = await core.handle({ method: req.method, path: rawPath, query, body: req.body, headers, clientIp: req.ip });
+    if (opts.logRequests) core.logger.info(`${req.method} /v1/${rawPath.split("?")[0]} → ${res.status}`);
+    reply.code(res.status).headers({ ...SECURITY_HEADERS, ...(res.headers ?? {}) });
+    if (res.body === undefined || res.status === 204) return reply.send();
+    return reply.type("application/json").send(res.body);
+  };
+  app.route({ method: ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"], url: "/v1/*", handler, exposeHeadRoute: false });
+  return app;
+}
+
+/** Replaces the listener's certificate in place (after `runtime init` issues one from the runtime CA). */
+export function setListenerCertificate(app: FastifyInstance, cert: { key: string; cert: string }): boolean {
+  const srv = (app as unknown as { tlsServer?: tls.Server }).tlsServer;
+  if (!srv) return false;
+  srv.setSecureContext({ key: cert.key, cert: cert.cert });
+  return true;
+}
+
+/**
+ * An http.Server that never listens itself: a net (or tls) server accepts connections and hands
+ * them over wrapped by wrapSocket (LIST verb support). listen/close/address delegate to the outer one.
+ */
+function listeningServer(handler: http.RequestListener, https?: { key: string | Buffer; cert: string | Buffer }) {
+  const server = http.createServer({ keepAliveTimeout: 65_000, headersTimeout: 30_000, requestTimeout: 60_000 }, handler);
+  const outer: net.Server | tls.Server = https ? tls.createServer({ key: https.key, cert: https.cert, minVersion: "TLSv1.2" }) : net.createServer();
+  outer.on(https ? "secureConnection" : "connection", (sock: net.Socket) => server.emit("connection", wrapSocket(sock)));
+  outer.on("listening", () => server.emit("listening"));
+  outer.on("error", (e) => server.emit("error", e));
+  if (https) outer.on("tlsClientError", () => { /* handshake failures are the client's problem; nothing to log */ });
+  const s = server as unknown as Record<string, unknown>;
+  s.listen = (...args: unknown[]) => { (outer.listen as (...a: unknown[]) => void)(...args); return server; };
+  s.address = () => outer.address();
+  s.close = (cb?: (err?: Error) => void) => {
+    outer.close((err) => cb?.(err));
+    server.closeAllConnections();
+    return server;
+  };
+  Object.defineProperty(server, "listening", { get: () => outer.listening });
+  return { server, outer };
+}

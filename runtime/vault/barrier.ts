@@ -1,0 +1,144 @@
+// The security barrier: every value that reaches physical storage is AES-256-GCM encrypted with the
+// active key of a keyring, and the keyring itself is encrypted with the unseal key, which exists only
+// in memory after unseal. The storage key is bound as associated data, so a ciphertext moved to
+// another key (or bytes flipped on disk) fails authentication instead of decrypting to something.
+import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
+import { StorageCorruptionError, type Storage, type StorageWriter } from "../storage/types.js";
+import { SealedError } from "./errors.js";
+
+const MAGIC = 0x42; // 'B'
+const VERSION = 1;
+const HEADER = 2 + 4 + 12; // magic, version, term (u32), nonce
+const TAG = 16;
+export const KEYRING_KEY = "core/keyring";
+/** Keys stored outside the barrier (needed before unseal, not secret). */
+export const PLAINTEXT_KEYS = new Set(["core/seal-config", KEYRING_KEY]);
+
+interface Keyring { activeTerm: number; keys: Record<string, string> /* term → b64 key */ }
+
+export class InvalidUnsealKeyError extends Error {
+  override name = "InvalidUnsealKeyError";
+  constructor() { super("unseal failed: the combined key does not open the keyring (wrong or mismatched key shares)"); }
+}
+
+function aad(key: string): Buffer { return Buffer.from(`bk-barrier-v1\0${key}`, "utf8"); }
+
+export function seal(aesKey: Buffer, term: number, storageKey: string, plaintext: Buffer): Buffer {
+  const nonce = randomBytes(12);
+  const header = Buffer.alloc(HEADER);
+  header[0] = MAGIC; header[1] = VERSION; header.writeUInt32BE(term, 2); nonce.copy(header, 6);
+  const c = createCipheriv("aes-256-gcm", aesKey, nonce);
+  c.setAAD(Buffer.concat([header.subarray(0, 6), aad(storageKey)]));
+  const ct = Buffer.concat([c.update(plaintext), c.final()]);
+  return Buffer.concat([header, ct, c.getAuthTag()]);
+}
+
+function termOf(blob: Buffer): number | undefined {
+  if (blob.length < HEADER + TAG || blob[0] !== MAGIC || blob[1] !== VERSION) return undefined;
+  return blob.readUInt32BE(2);
+}
+
+/** Returns undefined when authentication fails. */
+export function open(aesKey: Buffer, storageKey: string, blob: Buffer): Buffer | undefined {
+  if (termOf(blob) === undefined) return undefined;
+  try {
+    const d = createDecipheriv("aes-256-gcm", aesKey, blob.subarray(6, HEADER));
+    d.setAAD(Buffer.concat([blob.subarray(0, 6), aad(storageKey)]));
+    d.setAuthTag(blob.subarray(blob.length - TAG));
+    return Buffer.concat([d.update(blob.subarray(HEADER, blob.length - TAG)), d.final()]);
+  } catch {
+    return undefined;
+  }
+}
+
+export class Barrier implements Storage {
+  private keys: Map<number, Buffer> | undefined;
+  private activeTerm = 0;
+
+  constructor(readonly physical: Storage) {}
+
+  get sealed(): boolean { return this.keys === undefined; }
+
+  async initialized(): Promise<boolean> { return (await this.physical.get(KEYRING_KEY)) !== undefined; }
+
+  /** Creates a fresh keyring protected by unsealKey and leaves the barrier unsealed. */
+  async initialize(unsealKey: Buffer): Promise<void> {
+    const ring: Keyring = { activeTerm: 1, keys: { "1": randomBytes(32).toString("base64") } };
+    await this.physical.transaction(async (tx) => {
+      if (await tx.get(KEYRING_KEY)) throw new Error("barrier is already initialized");
+      await tx.put(KEYRING_KEY, seal(unsealKey, 0, KEYRING_KEY, Buffer.from(JSON.stringify(ring))));
+    });
+    this.load(ring);
+  }
+
+  async unseal(unsealKey: Buffer): Promise<void> {
+    const blob = await this.physical.get(KEYRING_KEY);
+    if (!blob) throw new Error("barrier is not initialized");
+    const plain = unsealKey.length === 32 ? open(unsealKey, KEYRING_KEY, blob) : undefined;
+    if (!plain) throw new InvalidUnsealKeyError();
+    this.load(JSON.parse(plain.toString("utf8")) as Keyring);
+  }
+
+  /** Adds a new keyring term; new writes use it, old values stay readable. */
+  async rotate(unsealKey: Buffer): Promise<number> {
+    this.requireUnsealed();
+    const blob = await this.physical.get(KEYRING_KEY);
+    const plain = blob && open(unsealKey, KEYRING_KEY, blob);
+    if (!plain) throw new InvalidUnsealKeyError();
+    const ring = JSON.parse(plain.toString("utf8")) as Keyring;
+    ring.activeTerm += 1;
+    ring.keys[String(ring.activeTerm)] = randomBytes(32).toString("base64");
+    await this.physical.put(KEYRING_KEY, seal(unsealKey, 0, KEYRING_KEY, Buffer.from(JSON.stringify(ring))));
+    this.load(ring);
+    return ring.activeTerm;
+  }
+
+  seal(): void {
+    for (const k of this.keys?.values() ?? []) k.fill(0);
+    this.keys = undefined;
+    this.activeTerm = 0;
+  }
+
+  private load(ring: Keyring) {
+    this.keys = new Map(Object.entries(ring.keys).map(([t, k]) => [Number(t), Buffer.from(k, "base64")]));
+    this.activeTerm = ring.activeTerm;
+  }
+
+  private requireUnsealed(): Map<number, Buffer> {
+    if (!this.keys) throw new SealedError();
+    return this.keys;
+  }
+
+  encrypt(key: string, value: Buffer): Buffer {
+    const keys = this.requireUnsealed();
+    return seal(keys.get(this.activeTerm)!, this.activeTerm, key, value);
+  }
+
+  decrypt(key: string, blob: Buffer): Buffer {
+    const keys = this.requireUnsealed();
+    const term = termOf(blob);
+    const aesKey = term === undefined ? undefined : keys.get(term);
+    const plain = aesKey && open(aesKey, key, blob);
+    if (!plain) throw new StorageCorruptionError(`stored value for '${key}' failed authentication (corrupt or tampered)`, key);
+    return plain;
+  }
+
+  private wrap(inner: StorageWriter): StorageWriter {
+    return {
+      get: async (k) => { const b = await inner.get(k); return b && this.decrypt(k, b); },
+      list: async (p) => { this.requireUnsealed(); return inner.list(p); },
+      put: async (k, v) => inner.put(k, this.encrypt(k, v)),
+      delete: async (k) => { this.requireUnsealed(); return inner.delete(k); },
+    };
+  }
+
+  get(key: string) { return this.wrap(this.physical).get(key); }
+  list(prefix: string) { return this.wrap(this.physical).list(prefix); }
+  put(key: string, value: Buffer) { return this.wrap(this.physical).put(key, value); }
+  delete(key: string) { return this.wrap(this.physical).delete(key); }
+  transaction<T>(fn: (tx: StorageWriter) => Promise<T>): Promise<T> {
+    this.requireUnsealed();
+    return this.physical.transaction((tx) => fn(this.wrap(tx)));
+  }
+  close() { this.seal(); return this.physical.close(); }
+}

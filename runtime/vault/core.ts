@@ -1,0 +1,457 @@
+// The transport-free heart of the runtime, as Vault's core: seal state (Shamir init/unseal over the
+// barrier), the mount table, tokens, ACLs and audit. `handle()` takes a parsed HTTP request and
+// returns status + JSON body; runtime/server/ only adapts fastify to it.
+import { randomBytes } from "node:crypto";
+import { split, combine } from "shamir-secret-sharing";
+import { LogicalError, type CallerAuth, type LogicalBackend, type LogicalRequest, type LogicalResponse, type Operation, type SystemView } from "./backend.js";
+import { Barrier, InvalidUnsealKeyError } from "./barrier.js";
+import { PermissionDeniedError, SealedError } from "./errors.js";
+import { Acl, parsePolicy, DEFAULT_POLICY_TEXT, type Capability, type Policy } from "./policy.js";
+import { TokenStore, type TokenEntry } from "./tokens.js";
+import { newMount, mountStoragePrefix, type MountEntry } from "./mounts.js";
+import { BackendRegistry } from "./registry.js";
+import { PrefixedStorage } from "../storage/prefixed.js";
+import { StorageCorruptionError, type Storage } from "../storage/types.js";
+import { AuditBroker, newRequestId, type AuditRequest } from "../audit/broker.js";
+import { FileAuditDevice } from "../audit/file.js";
+import { SystemBackend } from "./sys-backend.js";
+import { TokenBackend, AUTH_BLOCK } from "./token-backend.js";
+
+export const RUNTIME_VERSION = "1.19.0+buckypaper.0.1.0";
+
+export interface RawRequest {
+  method: string;
+  /** Path after /v1/, e.g. "secret/data/app". */
+  path: string;
+  query: Record<string, string>;
+  body: unknown;
+  /** Lower-cased header names. */
+  headers: Record<string, string>;
+  clientIp: string;
+}
+
+export interface RawResponse { status: number; body?: unknown; headers?: Record<string, string> }
+
+export interface SealConfig { type: "shamir"; secret_shares: number; secret_threshold: number }
+
+export interface CoreLogger { info(msg: string): void; warn(msg: string): void; error(msg: string): void }
+
+export interface CoreOptions {
+  /** Physical storage (SQLite, PostgreSQL, memory); the core puts the barrier over it. */
+  physical: Storage;
+  registry?: BackendRegistry;
+  apiAddr?: string;
+  /** Token TTLs in seconds (Vault's defaults: 768h). */
+  defaultTtl?: number;
+  maxTtl?: number;
+  clusterName?: string;
+  logger?: CoreLogger;
+  /** Runs inside sys/init after the barrier exists; returned fields are added to the init response. */
+  onInitialize?: (barrier: Storage) => Promise<Record<string, unknown>>;
+  /** Runs after every unseal (e.g. load the runtime CA from the barrier). */
+  onUnseal?: (barrier: Storage) => Promise<void>;
+  /**
+   * Transforms a response body carrying secrets (e.g. Nitride's response sealing to the attested
+   * ephemeral key when the request asks for it). Return undefined to leave it unchanged.
+   */
+  responseSealer?: (ctx: { headers: Record<string, string>; auth?: CallerAuth; body: Record<string, unknown>; secretKeys: string[] }) => Promise<Record<string, unknown> | undefined>;
+}
+
+interface ActiveMount { entry: MountEntry; backend: LogicalBackend; storage: Storage }
+
+const SEAL_CONFIG_KEY = "core/seal-config";
+const silent: CoreLogger = { info() {}, warn() {}, error() {} };
+/** sys paths served without a token and while sealed. Their bodies are not wrapped in the envelope. */
+const RAW_SYS = new Set(["sys/health", "sys/seal-status", "sys/init", "sys/unseal", "sys/leader"]);
+/** Paths that additionally need `sudo` (for these operations). */
+const SUDO: Array<{ re: RegExp; ops?: Operation[] }> = [
+  { re: /^sys\/seal$/ }, { re: /^sys\/rotate$/ }, { re: /^sys\/audit(\/.*)?$/, ops: ["create", "update", "delete"] },
+  { re: /^sys\/auth\/.+/, ops: ["create", "update", "delete"] }, { re: /^auth\/token\/create-orphan$/ },
+];
+
+export class Core {
+  readonly barrier: Barrier;
+  readonly registry: BackendRegistry;
+  readonly audit = new AuditBroker();
+  readonly logger: CoreLogger;
+  tokens: TokenStore | undefined;
+  private sealConfig: SealConfig | undefined;
+  private unsealShares: Buffer[] = [];
+  private unsealKey: Buffer | undefined;
+  private mounts: ActiveMount[] = [];
+  private mountsLoadedAt = 0;
+  private policyCache = new Map<string, { raw: Buffer; policy: Policy }>();
+  readonly clusterName: string;
+  readonly clusterId: string;
+
+  constructor(readonly opts: CoreOptions) {
+    this.barrier = new Barrier(opts.physical);
+    this.registry = opts.registry ?? new BackendRegistry();
+    this.logger = opts.logger ?? silent;
+    this.clusterName = opts.clusterName ?? "buckypaper-runtime";
+    this.clusterId = randomBytes(16).toString("hex");
+  }
+
+  get defaultTtl() { return this.opts.defaultTtl ?? 768 * 3600; }
+  get maxTtl() { return this.opts.maxTtl ?? 768 * 3600; }
+  get sealed() { return this.barrier.sealed; }
+
+  /** Reads the seal configuration (plaintext, not secret) so status works before unseal. */
+  async start(): Promise<void> {
+    const raw = await this.opts.physical.get(SEAL_CONFIG_KEY);
+    this.sealConfig = raw ? (JSON.parse(raw.toString("utf8")) as SealConfig) : undefined;
+  }
+
+  async initialized(): Promise<boolean> {
+    if (!this.sealConfig) await this.start();
+    return this.sealConfig !== undefined;
+  }
+
+  sealStatus() {
+    return {
+      type: "shamir", initialized: this.sealConfig !== undefined, sealed: this.sealed,
+      t: this.sealConfig?.secret_threshold ?? 0, n: this.sealConfig?.secret_shares ?? 0, progress: this.unsealShares.length,
+      nonce: "", version: RUNTIME_VERSION, build_date: "2026-11-22T00:00:00Z", migration: false,
+      cluster_name: this.clusterName, cluster_id: this.clusterId, recovery_seal: false, storage_type: "buckypaper",
+    };
+  }
+
+  /** sys/init: creates the keyring, splits the unseal key, mints the root token; leaves the runtime sealed. */
+  async initialize(shares: number, threshold: number): Promise<{ keys: string[]; keys_base64: string[]; root_token: string; extra: Record<string, unknown> }> {
+    if (!Number.isInteger(shares) || shares < 1 || shares > 255) throw new LogicalError(400, "secret_shares: must be between 1 and 255");
+    if (!Number.isInteger(threshold) || threshold < 1 || threshold > shares) throw new LogicalError(400, "secret_threshold: must be between 1 and secret_shares");
+    if (shares > 1 && threshold < 2) throw new LogicalError(400, "secret_threshold: must be at least 2 when there is more than one share");
+    if (shares === 1 && threshold !== 1) throw new LogicalError(400, "secret_threshold: must be 1 with a single share");
+    if (await this.initialized()) throw new LogicalError(400, "Vault is already initialized");
+    const key = randomBytes(32);
+    try {
+      await this.barrier.initialize(key);
+    } catch (e) {
+      if (/already initialized/.test((e as Error).message)) throw new LogicalError(400, "Vault is already initialized");
+      throw e;
+    }
+    const config: SealConfig = { type: "shamir", secret_shares: shares, secret_threshold: threshold };
+    await this.opts.physical.put(SEAL_CONFIG_KEY, Buffer.from(JSON.stringify(config)));
+    this.sealConfig = config;
+    await this.barrier.put("core/token-salt", randomBytes(32));
+    await this.barrier.put("core/audit-hmac-key", randomBytes(32));
+    await this.barrier.put("core/mounts", Buffer.from(JSON.stringify(this.defaultMounts())));
+    await this.barrier.put("core/auth", Buffer.from(JSON.stringify([newMount("auth", "auth/token/", "token", { description: "token based credentials" })])));
+    await this.barrier.put("core/audit", Buffer.from("[]"));
+    await this.barrier.put("sys/policy/default", Buffer.from(JSON.stringify({ name: "default", policy: DEFAULT_POLICY_TEXT, version: 1, modified: new Date().toISOString() })));
+    this.unsealKey = Buffer.from(key);
+    await this.postUnseal();
+    const { token } = await this.tokens!.create({ policies: ["root"], path: "auth/token/root", ttl: 0, maxTtl: 0, renewable: false, displayName: "root" });
+    const extra = this.opts.onInitialize ? await this.opts.onInitialize(this.barrier) : {};
+    await this.seal();
+    const parts = shares === 1 ? [new Uint8Array(key)] : await split(new Uint8Array(key), shares, threshold);
+    key.fill(0);
+    const bufs = parts.map((p) => Buffer.from(p));
+    return { keys: bufs.map((b) => b.toString("hex")), keys_base64: bufs.map((b) => b.toString("base64")), root_token: token, extra };
+  }
+
+  private defaultMounts(): MountEntry[] {
+    const out = [
+      newMount("secret", "sys/", "system", { description: "system endpoints used for control, policy and debugging" }),
+    ];
+    if (this.registry.secret.has("nitride")) out.push(newMount("secret", "nitride/", "nitride", { description: "Nitride attestation service" }));
+    return out;
+  }
+
+  /** sys/unseal: collects key shares; at the threshold combines them and opens the barrier. */
+  async submitUnsealKey(keyText: string): Promise<void> {
+    if (!this.sealConfig) throw new LogicalError(400, "Vault is not initialized");
+    if (!this.sealed) return;
+    const share = /^[0-9a-fA-F]+$/.test(keyText) && keyText.length % 2 === 0 ? Buffer.from(keyText, "hex") : Buffer.from(keyText, "base64");
+    const expected = this.sealConfig.secret_shares === 1 ? 32 : 33;
+    if (share.length !== expected) throw new LogicalError(400, `key: expected a ${expected}-byte key share (hex or base64)`);
+    if (this.unsealShares.some((s) => s.equals(share))) return; // Vault ignores a repeated share
+    this.unsealShares.push(share);
+    if (this.unsealShares.length < this.sealConfig.secret_threshold) return;
+    const shares = this.unsealShares;
+    this.unsealShares = [];
+    let key: Buffer;
+    try {
+      key = shares.length === 1 ? shares[0] : Buffer.from(await combine(shares.map((s) => new Uint8Array(s))));
+      await this.barrier.unseal(key);
+    } catch (e) {
+      if (e instanceof InvalidUnsealKeyError || /shares/.test((e as Error).message)) throw new LogicalError(400, "unseal failed: invalid key shares (progress reset)");
+      throw e;
+    }
+    this.unsealKey = key;
+    await this.postUnseal();
+    this.logger.info("runtime unsealed");
+  }
+
+  resetUnseal() { this.unsealShares = []; }
+
+  /** Convenience for dev mode and tests: submit all shares at once. */
+  async unsealWith(keys: string[]): Promise<void> { for (const k of keys) await this.submitUnsealKey(k); }
+
+  async seal(): Promise<void> {
+    this.audit.closeAll();
+    this.mounts = [];
+    this.tokens = undefined;
+    this.policyCache.clear();
+    this.unsealKey?.fill(0);
+    this.unsealKey = undefined;
+    this.barrier.seal();
+  }
+
+  async rotateKeyring(): Promise<number> {
+    if (!this.unsealKey) throw new SealedError();
+    return this.barrier.rotate(this.unsealKey);
+  }
+
+  private async postUnseal(): Promise<void> {
+    const salt = await this.barrier.get("core/token-salt");
+    if (!salt) throw new StorageCorruptionError("token salt missing from storage", "core/token-salt");
+    this.tokens = new TokenStore(new PrefixedStorage(this.barrier, "sys/token/"), salt);
+    this.audit.setKey((await this.barrier.get("core/audit-hmac-key")) ?? Buffer.alloc(0));
+    await this.loadMounts();
+    for (const a of await this.auditTable()) {
+      try { this.audit.add(a.path, new FileAuditDevice(a.options.file_path)); } catch (e) { this.logger.error(`audit device ${a.path} failed to open: ${(e as Error).message}`); }
+    }
+    if (this.opts.onUnseal) await this.opts.onUnseal(this.barrier);
+  }
+
+  // ---- mount table ----
+
+  async readTable(kind: "secret" | "auth"): Promise<MountEntry[]> {
+    const raw = await this.barrier.get(kind === "auth" ? "core/auth" : "core/mounts");
+    return raw ? (JSON.parse(raw.toString("utf8")) as MountEntry[]) : [];
+  }
+
+  async writeTable(kind: "secret" | "auth", fn: (t: MountEntry[]) => MountEntry[]): Promise<void> {
+    const key = kind === "auth" ? "core/auth" : "core/mounts";
+    await this.barrier.transaction(async (tx) => {
+      const raw = await tx.get(key);
+      const t = raw ? (JSON.parse(raw.toString("utf8")) as MountEntry[]) : [];
+      await tx.put(key, Buffer.from(JSON.stringify(fn(t))));
+    });
+    await this.loadMounts();
+  }
+
+  async auditTable(): Promise<Array<{ path: string; type: string; description: string; options: Record<string, string> }>> {
+    const raw = await this.barrier.get("core/audit");
+    return raw ? JSON.parse(raw.toString("utf8")) : [];
+  }
+
+  async writeAuditTable(t: Array<{ path: string; type: string; description: string; options: Record<string, string> }>): Promise<void> {
+    await this.barrier.put("core/audit", Buffer.from(JSON.stringify(t)));
+  }
+
+  /** (Re)builds live backends from the stored tables, reusing instances whose mount is unchanged. */
+  async loadMounts(): Promise<void> {
+    const entries = [...(await this.readTable("secret")), ...(await this.readTable("auth"))];
+    const next: ActiveMount[] = [];
+    for (const e of entries) {
+      const existing = this.mounts.find((m) => m.entry.uuid === e.uuid);
+      if (existing) { existing.entry = e; next.push(existing); continue; }
+      const backend = this.instantiate(e);
+      if (!backend) { this.logger.warn(`mount ${e.path}: no engine of type '${e.type}' in this build`); continue; }
+      const storage = new PrefixedStorage(this.barrier, mountStoragePrefix(e));
+      if (backend.initialize) await backend.initialize(storage, this.systemView());
+      next.push({ entry: e, backend, storage });
+    }
+    next.sort((a, b) => b.entry.path.length - a.entry.path.length);
+    this.mounts = next;
+    this.mountsLoadedAt = Date.now();
+  }
+
+  private instantiate(e: MountEntry): LogicalBackend | undefined {
+    if (e.type === "system") return new SystemBackend(this);
+    if (e.kind === "auth" && e.type === "token") return new TokenBackend(this);
+    const f = e.kind === "auth" ? this.registry.auth.get(e.type) : this.registry.secret.get(e.type);
+    return f?.(e);
+  }
+
+  mountEntries(): MountEntry[] { return this.mounts.map((m) => m.entry); }
+
+  resolveMount(path: string): ActiveMount | undefined {
+    return this.mounts.find((m) => path.startsWith(m.entry.path) || path + "/" === m.entry.path);
+  }
+
+  private async resolveFresh(path: string): Promise<ActiveMount | undefined> {
+    let m = this.resolveMount(path);
+    // Another replica may have mounted something since we loaded the table.
+    if (!m && Date.now() - this.mountsLoadedAt > 1000) { await this.loadMounts(); m = this.resolveMount(path); }
+    return m;
+  }
+
+  // ---- policies ----
+
+  async getPolicy(name: string): Promise<Policy | undefined> {
+    if (name === "root") return undefined;
+    const raw = await this.barrier.get(`sys/policy/${name}`);
+    if (!raw) { this.policyCache.delete(name); return undefined; }
+    const hit = this.policyCache.get(name);
+    if (hit && hit.raw.equals(raw)) return hit.policy;
+    const policy = parsePolicy(name, (JSON.parse(raw.toString("utf8")) as { policy: string }).policy);
+    this.policyCache.set(name, { raw, policy });
+    return policy;
+  }
+
+  async aclFor(policies: string[]): Promise<Acl> {
+    if (policies.includes("root")) return new Acl([], true);
+    const ps: Policy[] = [];
+    for (const n of policies) { const p = await this.getPolicy(n); if (p) ps.push(p); }
+    return new Acl(ps);
+  }
+
+  systemView(): SystemView {
+    return {
+      internalRequest: async (operation, path, data = {}) => {
+        const m = this.resolveMount(path);
+        if (!m) return undefined;
+        return m.backend.handle(this.logicalRequest(m, operation, path, data, {}, {}, "127.0.0.1", undefined));
+      },
+      ttls: () => ({ defaultTtl: this.defaultTtl, maxTtl: this.maxTtl }),
+      apiAddr: () => this.opts.apiAddr ?? "http://127.0.0.1:8200",
+    };
+  }
+
+  private logicalRequest(m: ActiveMount, operation: Operation, path: string, data: Record<string, unknown>, query: Record<string, string>,
+    headers: Record<string, string>, clientIp: string, auth: CallerAuth | undefined): LogicalRequest {
+    return {
+      operation, path: path.slice(m.entry.path.length).replace(/\/+$/, ""), data, query, storage: m.storage, auth,
+      mountPoint: m.entry.path, clientIp, headers, system: this.systemView(),
+    };
+  }
+
+  callerAuth(e: TokenEntry): CallerAuth {
+    return { accessor: e.accessor, policies: e.policies, metadata: e.meta, claims: e.claims };
+  }
+
+  /** Mints a token for an auth method's login response (policies get "default" added). */
+  async mintLoginToken(m: MountEntry, a: NonNullable<LogicalResponse["auth"]>) {
+    const ttl = Math.min(a.ttl > 0 ? a.ttl : this.defaultTtl, a.maxTtl && a.maxTtl > 0 ? a.maxTtl : this.maxTtl);
+    const policies = a.policies.includes("root") ? a.policies.filter((p) => p !== "root") : a.policies;
+    const { token, entry } = await this.tokens!.create({
+      policies: ["default", ...policies], meta: a.metadata, claims: a.claims, displayName: `${m.path.replace(/^auth\//, "").replace(/\/$/, "")}-${a.displayName ?? "login"}`,
+      path: `${m.path}login`, ttl, maxTtl: a.maxTtl && a.maxTtl > 0 ? Math.min(a.maxTtl, this.maxTtl) : this.maxTtl, renewable: a.renewable,
+    });
+    return this.authBlock(token, entry);
+  }
+
+  authBlock(token: string, e: TokenEntry) {
+    return {
+      client_token: token, accessor: e.accessor, policies: e.policies, token_policies: e.policies, identity_policies: null,
+      metadata: e.meta, lease_duration: TokenStore.ttlLeft(e), renewable: e.renewable, entity_id: "", token_type: e.type,
+      orphan: e.orphan, mfa_requirement: null, num_uses: e.numUses,
+    };
+  }
+
+  // ---- request handling ----
+
+  async handle(raw: RawRequest): Promise<RawResponse> {
+    const requestId = newRequestId();
+    let path = raw.path.replace(/^\/+/, "").replace(/\/{2,}/g, "/");
+    const method = raw.method.toUpperCase();
+    let operation: Operation;
+    if (method === "GET" || method === "HEAD") operation = raw.query.list === "true" || raw.query.list === "1" ? "list" : "read";
+    else if (method === "LIST") operation = "list";
+    else if (method === "POST" || method === "PUT") operation = "update";
+    else if (method === "DELETE") operation = "delete";
+    else if (method === "PATCH") operation = "patch";
+    else return errorResponse(405, "unsupported operation");
+    if (operation === "list" && !path.endsWith("/")) path += "/";
+    const data = (raw.body && typeof raw.body === "object" && !Array.isArray(raw.body) ? raw.body : {}) as Record<string, unknown>;
+    if (raw.body !== undefined && raw.body !== null && (typeof raw.body !== "object" || Array.isArray(raw.body))) return errorResponse(400, "request body must be a JSON object");
+    const token = tokenFrom(raw.headers);
+    const auditReq: AuditRequest = { id: requestId, operation, path, data: raw.body ?? undefined, remoteAddress: raw.clientIp };
+    try {
+      const bare = path.replace(/\/+$/, "");
+      if (RAW_SYS.has(bare)) {
+        const r = await new SystemBackend(this).handleRaw(bare, method, raw.query, data);
+        return r;
+      }
+      if (this.sealed) throw new SealedError();
+      const m = await this.resolveFresh(path);
+      if (!m) throw new LogicalError(404, `no handler for route "${bare}". route entry not found.`);
+      auditReq.mountType = m.entry.type;
+      const rel = path.slice(m.entry.path.length);
+      const unauthenticated = matchesAny(rel.replace(/\/+$/, ""), m.backend.unauthenticatedPaths ?? []);
+      let entry: TokenEntry | undefined;
+      if (token) entry = await this.tokens!.lookup(token);
+      if (!unauthenticated) {
+        if (!entry) throw new PermissionDeniedError(token ? "permission denied" : "permission denied (missing client token)");
+      }
+      if (entry) auditReq.auth = { token, accessor: entry.accessor, policies: entry.policies, metadata: entry.meta, displayName: entry.displayName };
+      const auth = entry ? this.callerAuth(entry) : undefined;
+      const lreq = this.logicalRequest(m, operation, path, data, raw.query, raw.headers, raw.clientIp, auth);
+      if (operation === "update" && m.backend.existenceCheck && !(await m.backend.existenceCheck(lreq))) { lreq.operation = "create"; operation = "create"; }
+      auditReq.operation = operation;
+      if (!unauthenticated && !(m.entry.type === "system" && SystemBackend.selfAuthorized(rel))) {
+        const acl = await this.aclFor(entry!.policies);
+        const caps = acl.capabilities(path);
+        if (!caps.has(operation as Capability)) throw new PermissionDeniedError();
+        const sudo = SUDO.find((s) => s.re.test(path.replace(/\/+$/, "")) && (!s.ops || s.ops.includes(operation)));
+        if (sudo && !caps.has("sudo")) throw new PermissionDeniedError();
+      }
+      this.audit.logRequest(auditReq);
+      if (entry) await this.tokens!.use(entry);
+      const res = await m.backend.handle(lreq);
+      if (!res) throw new LogicalError(404, "unsupported path");
+      const out = await this.render(m.entry, res, requestId, raw.headers, auth);
+      this.audit.logResponse(auditReq, { status: out.status, data: res.data, auth: (out.body as { auth?: never } | undefined)?.auth });
+      if (m.entry.type === "system" && out.body && typeof out.body === "object" && res.data) out.body = { ...res.data, ...(out.body as object) };
+      return out;
+    } catch (e) {
+      const r = this.errorFrom(e);
+      if (this.audit.enabled && !this.sealed) {
+        try { this.audit.logResponse(auditReq, { status: r.status, error: ((r.body as { errors: string[] }).errors ?? []).join("; ") }); } catch { /* the request already failed */ }
+      }
+      return r;
+    }
+  }
+
+  private async render(m: MountEntry, res: LogicalResponse, requestId: string, headers: Record<string, string>, auth?: CallerAuth): Promise<RawResponse> {
+    let authOut: Record<string, unknown> | null = null;
+    if (res.auth) authOut = await this.mintLoginToken(m, res.auth);
+    if (m.type === "token" && res.data && AUTH_BLOCK in res.data) {
+      authOut = res.data[AUTH_BLOCK] as Record<string, unknown>;
+      res = { ...res, data: undefined };
+    }
+    const status = res.status ?? (res.data || authOut || res.warnings?.length ? 200 : 204);
+    if (status >= 400) {
+      return { status, body: res.data ? { errors: [], data: res.data } : { errors: [] } };
+    }
+    if (status === 204) return { status };
+    let body: Record<string, unknown> = {
+      request_id: requestId, lease_id: "", renewable: false, lease_duration: 0, data: res.data ?? null,
+      wrap_info: null, warnings: res.warnings?.length ? res.warnings : null, auth: authOut, mount_type: m.type,
+    };
+    if (this.opts.responseSealer && (res.secretKeys?.length || authOut)) {
+      const sealedBody = await this.opts.responseSealer({ headers, auth, body, secretKeys: res.secretKeys ?? [] });
+      if (sealedBody) body = sealedBody;
+    }
+    return { status, body };
+  }
+
+  private errorFrom(e: unknown): RawResponse {
+    if (e instanceof LogicalError) return errorResponse(e.status, e.message);
+    if (e instanceof StorageCorruptionError) {
+      this.logger.error(`storage corruption: ${e.message}`);
+      return errorResponse(500, `storage corruption: ${e.message}`);
+    }
+    this.logger.error(`internal error: ${(e as Error)?.stack ?? String(e)}`);
+    return errorResponse(500, "internal error");
+  }
+}
+
+export function errorResponse(status: number, message: string): RawResponse {
+  return { status, body: { errors: message ? [message] : [] } };
+}
+
+function tokenFrom(h: Record<string, string>): string | undefined {
+  const t = h["x-vault-token"];
+  if (t) return t;
+  const a = h["authorization"];
+  if (a && /^Bearer\s+/i.test(a)) return a.replace(/^Bearer\s+/i, "").trim();
+  return undefined;
+}
+
+export function matchesAny(path: string, patterns: string[]): boolean {
+  return patterns.some((p) => (p.endsWith("*") ? path.startsWith(p.slice(0, -1)) : path === p));
+}

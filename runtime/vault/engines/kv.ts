@@ -1,0 +1,286 @@
+// KV version 2 as a LogicalBackend: versioned secrets with check-and-set, soft delete, undelete,
+// destroy and per-key metadata, with Vault's paths and response shapes. Layout in the mount's
+// storage: `config`, `meta/<path>` (listable by path), `ver/<sha256(path)>/<n>` (one value per version).
+import { createHash } from "node:crypto";
+import { LogicalError, type LogicalBackend, type LogicalRequest, type LogicalResponse } from "../backend.js";
+import type { StorageWriter } from "../../storage/types.js";
+import { parseDuration } from "../duration.js";
+
+interface VersionMeta { created_time: string; deletion_time: string; destroyed: boolean }
+interface KeyMeta {
+  created_time: string; updated_time: string; current_version: number; oldest_version: number;
+  max_versions: number; cas_required: boolean; delete_version_after: number;
+  custom_metadata: Record<string, string> | null; versions: Record<string, VersionMeta>;
+}
+interface KvConfig { max_versions: number; cas_required: boolean; delete_version_after: number }
+
+const DEFAULT_MAX_VERSIONS = 10;
+const iso = () => new Date().toISOString();
+const json = (v: unknown) => Buffer.from(JSON.stringify(v));
+const parse = <T>(b: Buffer | undefined): T | undefined => (b ? (JSON.parse(b.toString("utf8")) as T) : undefined);
+const verKey = (path: string, n: number) => `ver/${createHash("sha256").update(path).digest("hex")}/${n}`;
+
+export function formatDuration(sec: number): string {
+  if (!sec) return "0s";
+  const h = Math.floor(sec / 3600), m = Math.floor((sec % 3600) / 60), s = sec % 60;
+  return `${h ? h + "h" : ""}${h || m ? m + "m" : ""}${s}s`;
+}
+
+function secretPath(rest: string): string {
+  const p = rest.replace(/^\/+/, "");
+  if (p.split("/").some((s) => s === "." || s === "..")) throw new LogicalError(400, "path: '.' and '..' segments are not allowed");
+  return p;
+}
+
+function versionsField(data: Record<string, unknown>): number[] {
+  const v = data.versions;
+  const list = Array.isArray(v) ? v : typeof v === "string" ? v.split(",") : typeof v === "number" ? [v] : undefined;
+  const nums = list?.map((x) => Number(x));
+  if (!nums || nums.length === 0 || nums.some((n) => !Number.isInteger(n) || n <= 0)) throw new LogicalError(400, "versions: a non-empty list of positive version numbers is required");
+  return nums;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> { return typeof v === "object" && v !== null && !Array.isArray(v); }
+
+function mergePatch(target: Record<string, unknown>, patch: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...target };
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k];
+    else if (isObject(v) && isObject(out[k])) out[k] = mergePatch(out[k] as Record<string, unknown>, v);
+    else out[k] = v;
+  }
+  return out;
+}
+
+function subkeys(v: unknown, depth: number, level = 1): unknown {
+  if (!isObject(v)) return null;
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v)) out[k] = isObject(x) && (depth === 0 || level < depth) ? subkeys(x, depth, level + 1) : null;
+  return out;
+}
+
+export class KvV2Backend implements LogicalBackend {
+  readonly type = "kv";
+
+  private async config(s: StorageWriter): Promise<KvConfig> {
+    return parse<KvConfig>(await s.get("config")) ?? { max_versions: 0, cas_required: false, delete_version_after: 0 };
+  }
+
+  async existenceCheck(req: LogicalRequest): Promise<boolean> {
+    const [head, ...rest] = req.path.split("/");
+    if (head === "data" || head === "metadata") return (await req.storage.get(`meta/${secretPath(rest.join("/"))}`)) !== undefined;
+    return true;
+  }
+
+  async handle(req: LogicalRequest): Promise<LogicalResponse | undefined> {
+    const slash = req.path.indexOf("/");
+    const head = slash === -1 ? req.path : req.path.slice(0, slash);
+    const rest = slash === -1 ? "" : req.path.slice(slash + 1);
+    const op = req.operation;
+    switch (head) {
+      case "config":
+        if (rest) return undefined;
+        if (op === "read") { const c = await this.config(req.storage); return { data: { ...c, delete_version_after: formatDuration(c.delete_version_after) } }; }
+        if (op === "create" || op === "update") return this.writeConfig(req);
+        return undefined;
+      case "data":
+        if (!rest && op !== "list") throw new LogicalError(400, "missing path");
+        if (op === "read") return this.readData(req, secretPath(rest));
+        if (op === "create" || op === "update") return this.writeData(req, secretPath(rest), false);
+        if (op === "patch") return this.writeData(req, secretPath(rest), true);
+        if (op === "delete") return this.deleteLatest(req, secretPath(rest));
+        return undefined;
+      case "metadata":
+        if (op === "list") return this.listKeys(req, secretPath(rest));
+        if (!rest) throw new LogicalError(400, "missing path");
+        if (op === "read") return this.readMeta(req, secretPath(rest));
+        if (op === "create" || op === "update" || op === "patch") return this.writeMeta(req, secretPath(rest), op === "patch");
+        if (op === "delete") return this.destroyAll(req, secretPath(rest));
+        return undefined;
+      case "delete": case "undelete": case "destroy":
+        if (op !== "create" && op !== "update") return undefined;
+        if (!rest) throw new LogicalError(400, "missing path");
+        return this.versionOp(req, head, secretPath(rest));
+      case "subkeys":
+        if (op !== "read" || !rest) return undefined;
+        return this.readSubkeys(req, secretPath(rest));
+      default:
+        return undefined;
+    }
+  }
+
+  private async writeConfig(req: LogicalRequest): Promise<LogicalResponse> {
+    await req.storage.transaction(async (tx) => {
+      const c = await this.config(tx);
+      if (req.data.max_versions !== undefined) c.max_versions = this.intField("max_versions", req.data.max_versions);
+      if (req.data.cas_required !== undefined) c.cas_required = Boolean(req.data.cas_required);
+      if (req.data.delete_version_after !== undefined) c.delete_version_after = parseDuration("delete_version_after", req.data.delete_version_after);
+      await tx.put("config", json(c));
+    });
+    return {};
+  }
+
+  private intField(name: string, v: unknown): number {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new LogicalError(400, `${name}: must be a non-negative integer`);
+    return n;
+  }
+
+  private versionView(m: KeyMeta, n: number) {
+    const v = m.versions[String(n)];
+    return { created_time: v.created_time, custom_metadata: m.custom_metadata, deletion_time: v.deletion_time, destroyed: v.destroyed, version: n };
+  }
+
+  private expired(m: KeyMeta, v: VersionMeta, cfg: KvConfig): boolean {
+    const after = m.delete_version_after || cfg.delete_version_after;
+    return after > 0 && Date.parse(v.created_time) + after * 1000 <= Date.now();
+  }
+
+  private async readData(req: LogicalRequest, path: string): Promise<LogicalResponse> {
+    const m = parse<KeyMeta>(await req.storage.get(`meta/${path}`));
+    const n = req.query.version !== undefined && req.query.version !== "0" ? Number(req.query.version) : m?.current_version;
+    if (req.query.version !== undefined && !Number.isInteger(Number(req.query.version))) throw new LogicalError(400, "version: must be an integer");
+    if (!m || !n || !m.versions[String(n)]) return { status: 404 };
+    const v = m.versions[String(n)];
+    const cfg = await this.config(req.storage);
+    const meta = this.versionView(m, n);
+    if (v.destroyed || v.deletion_time || this.expired(m, v, cfg)) {
+      if (!v.deletion_time && this.expired(m, v, cfg)) meta.deletion_time = new Date(Date.parse(v.created_time) + (m.delete_version_after || cfg.delete_version_after) * 1000).toISOString();
+      return { status: 404, data: { data: null, metadata: meta } };
+    }
+    const stored = parse<{ data: Record<string, unknown> }>(await req.storage.get(verKey(path, n)));
+    if (!stored) return { status: 404 };
+    return { data: { data: stored.data, metadata: meta }, secretKeys: ["data"] };
+  }
+
+  private async writeData(req: LogicalRequest, path: string, patch: boolean): Promise<LogicalResponse> {
+    const body = req.data.data;
+    if (!isObject(body)) throw new LogicalError(400, "no data provided");
+    const options = isObject(req.data.options) ? req.data.options : {};
+    const casRaw = options.cas;
+    if (casRaw !== undefined && !Number.isInteger(Number(casRaw))) throw new LogicalError(400, "options.cas: must be an integer");
+    return req.storage.transaction(async (tx) => {
+      const cfg = await this.config(tx);
+      const now = iso();
+      const m: KeyMeta = parse<KeyMeta>(await tx.get(`meta/${path}`)) ?? {
+        created_time: now, updated_time: now, current_version: 0, oldest_version: 0, max_versions: 0,
+        cas_required: false, delete_version_after: 0, custom_metadata: null, versions: {},
+      };
+      if (casRaw === undefined && (cfg.cas_required || m.cas_required) && !patch) throw new LogicalError(400, "check-and-set parameter required for this call");
+      if (casRaw !== undefined && Number(casRaw) !== m.current_version) throw new LogicalError(400, "check-and-set parameter did not match the current version");
+      let data = body;
+      if (patch) {
+        const cur = m.versions[String(m.current_version)];
+        const old = cur && !cur.deletion_time && !cur.destroyed ? parse<{ data: Record<string, unknown> }>(await tx.get(verKey(path, m.current_version))) : undefined;
+        if (!old) throw new LogicalError(404, "no value found at the current version to patch");
+        data = mergePatch(old.data, body);
+      }
+      const n = m.current_version + 1;
+      await tx.put(verKey(path, n), json({ data }));
+      m.current_version = n;
+      m.updated_time = now;
+      if (!m.oldest_version) m.oldest_version = n;
+      m.versions[String(n)] = { created_time: now, deletion_time: "", destroyed: false };
+      const max = m.max_versions || cfg.max_versions || DEFAULT_MAX_VERSIONS;
+      for (const k of Object.keys(m.versions).map(Number).sort((a, b) => a - b)) {
+        if (n - k < max) break;
+        delete m.versions[String(k)];
+        await tx.delete(verKey(path, k));
+      }
+      m.oldest_version = Math.min(...Object.keys(m.versions).map(Number));
+      await tx.put(`meta/${path}`, json(m));
+      return { data: this.versionView(m, n) };
+    });
+  }
+
+  private async deleteLatest(req: LogicalRequest, path: string): Promise<LogicalResponse> {
+    await req.storage.transaction(async (tx) => {
+      const m = parse<KeyMeta>(await tx.get(`meta/${path}`));
+      const v = m?.versions[String(m.current_version)];
+      if (!m || !v || v.deletion_time) return;
+      v.deletion_time = iso();
+      await tx.put(`meta/${path}`, json(m));
+    });
+    return {};
+  }
+
+  private async versionOp(req: LogicalRequest, op: "delete" | "undelete" | "destroy", path: string): Promise<LogicalResponse> {
+    const versions = versionsField(req.data);
+    await req.storage.transaction(async (tx) => {
+      const m = parse<KeyMeta>(await tx.get(`meta/${path}`));
+      if (!m) return;
+      for (const n of versions) {
+        const v = m.versions[String(n)];
+        if (!v) continue;
+        if (op === "delete" && !v.deletion_time && !v.destroyed) v.deletion_time = iso();
+        if (op === "undelete" && !v.destroyed) v.deletion_time = "";
+        if (op === "destroy" && !v.destroyed) { v.destroyed = true; await tx.delete(verKey(path, n)); }
+      }
+      await tx.put(`meta/${path}`, json(m));
+    });
+    return {};
+  }
+
+  private async listKeys(req: LogicalRequest, prefix: string): Promise<LogicalResponse> {
+    const p = prefix === "" || prefix.endsWith("/") ? prefix : prefix + "/";
+    const keys = await req.storage.list(`meta/${p}`);
+    if (keys.length === 0) return { status: 404 };
+    return { data: { keys } };
+  }
+
+  private async readMeta(req: LogicalRequest, path: string): Promise<LogicalResponse> {
+    const m = parse<KeyMeta>(await req.storage.get(`meta/${path}`));
+    if (!m) return { status: 404 };
+    return {
+      data: {
+        cas_required: m.cas_required, created_time: m.created_time, current_version: m.current_version,
+        custom_metadata: m.custom_metadata, delete_version_after: formatDuration(m.delete_version_after),
+        max_versions: m.max_versions, oldest_version: m.oldest_version, updated_time: m.updated_time, versions: m.versions,
+      },
+    };
+  }
+
+  private async writeMeta(req: LogicalRequest, path: string, patch: boolean): Promise<LogicalResponse> {
+    const d = req.data;
+    if (d.custom_metadata !== undefined && d.custom_metadata !== null && (!isObject(d.custom_metadata) || Object.values(d.custom_metadata).some((v) => typeof v !== "string")))
+      throw new LogicalError(400, "custom_metadata: must be a map of strings");
+    await req.storage.transaction(async (tx) => {
+      const now = iso();
+      const existing = parse<KeyMeta>(await tx.get(`meta/${path}`));
+      if (!existing && patch) throw new LogicalError(404, "no metadata found to patch");
+      const m: KeyMeta = existing ?? {
+        created_time: now, updated_time: now, current_version: 0, oldest_version: 0, max_versions: 0,
+        cas_required: false, delete_version_after: 0, custom_metadata: null, versions: {},
+      };
+      if (d.max_versions !== undefined) m.max_versions = this.intField("max_versions", d.max_versions);
+      if (d.cas_required !== undefined) m.cas_required = Boolean(d.cas_required);
+      if (d.delete_version_after !== undefined) m.delete_version_after = parseDuration("delete_version_after", d.delete_version_after);
+      if (d.custom_metadata !== undefined) {
+        m.custom_metadata = patch && isObject(d.custom_metadata)
+          ? (mergePatch(m.custom_metadata ?? {}, d.custom_metadata) as Record<string, string>)
+          : ((d.custom_metadata as Record<string, string> | null) ?? null);
+      }
+      m.updated_time = now;
+      await tx.put(`meta/${path}`, json(m));
+    });
+    return {};
+  }
+
+  private async destroyAll(req: LogicalRequest, path: string): Promise<LogicalResponse> {
+    await req.storage.transaction(async (tx) => {
+      const m = parse<KeyMeta>(await tx.get(`meta/${path}`));
+      if (!m) return;
+      for (const n of Object.keys(m.versions)) await tx.delete(verKey(path, Number(n)));
+      await tx.delete(`meta/${path}`);
+    });
+    return {};
+  }
+
+  private async readSubkeys(req: LogicalRequest, path: string): Promise<LogicalResponse> {
+    const r = await this.readData(req, path);
+    if (r.status === 404 || !r.data) return r;
+    const depth = req.query.depth ? Number(req.query.depth) : 0;
+    const inner = r.data as { data: unknown; metadata: unknown };
+    return { data: { subkeys: subkeys(inner.data, Number.isInteger(depth) && depth > 0 ? depth : 0), metadata: inner.metadata } };
+  }
+}

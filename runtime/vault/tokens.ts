@@ -1,0 +1,136 @@
+// The token store. Tokens are random bearer strings handed out once; storage keeps only their
+// HMAC-SHA256 under a per-runtime salt (so neither the disk nor the barrier holds a usable token),
+// indexed by that hash and by accessor. Lookup is a keyed fetch by hash, followed by a constant-time
+// comparison of the stored hash, so no timing depends on how much of a guessed token is right.
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import type { Storage } from "../storage/types.js";
+
+export interface TokenEntry {
+  idHash: string;
+  accessor: string;
+  policies: string[];
+  meta: Record<string, string>;
+  claims?: Record<string, unknown>;
+  displayName: string;
+  path: string;
+  /** Unix seconds. */
+  creationTime: number;
+  creationTtl: number;
+  /** Unix seconds; 0 = never expires (root). */
+  expireTime: number;
+  explicitMaxTtl: number;
+  /** Hard limit on lifetime regardless of renewals (unix seconds; 0 = none). */
+  maxExpireTime: number;
+  renewable: boolean;
+  numUses: number;
+  orphan: boolean;
+  parent: string;
+  type: "service";
+}
+
+export interface CreateTokenParams {
+  policies: string[];
+  meta?: Record<string, string>;
+  claims?: Record<string, unknown>;
+  displayName?: string;
+  path: string;
+  ttl: number;
+  maxTtl: number;
+  explicitMaxTtl?: number;
+  renewable: boolean;
+  numUses?: number;
+  parent?: string;
+  /** Only for `runtime init`/dev root tokens and tests. */
+  id?: string;
+}
+
+const now = () => Math.floor(Date.now() / 1000);
+
+export class TokenStore {
+  constructor(private readonly storage: Storage, private readonly salt: Buffer) {}
+
+  hash(token: string): string { return createHmac("sha256", this.salt).update(token, "utf8").digest("hex"); }
+
+  async create(p: CreateTokenParams): Promise<{ token: string; entry: TokenEntry }> {
+    const token = p.id ?? "hvs." + randomBytes(24).toString("base64url");
+    const t = now();
+    const lifetime = p.ttl > 0 ? Math.min(p.ttl, p.maxTtl > 0 ? p.maxTtl : p.ttl) : 0;
+    const hardMax = p.explicitMaxTtl && p.explicitMaxTtl > 0 ? p.explicitMaxTtl : p.maxTtl;
+    const entry: TokenEntry = {
+      idHash: this.hash(token), accessor: randomBytes(18).toString("base64url"),
+      policies: [...new Set(p.policies)].sort(), meta: p.meta ?? {}, claims: p.claims,
+      displayName: p.displayName ?? "token", path: p.path,
+      creationTime: t, creationTtl: lifetime, expireTime: lifetime > 0 ? t + lifetime : 0,
+      explicitMaxTtl: p.explicitMaxTtl ?? 0, maxExpireTime: lifetime > 0 && hardMax > 0 ? t + hardMax : 0,
+      renewable: p.renewable && lifetime > 0, numUses: p.numUses ?? 0,
+      orphan: !p.parent, parent: p.parent ?? "", type: "service",
+    };
+    await this.storage.transaction(async (tx) => {
+      await tx.put(`id/${entry.idHash}`, Buffer.from(JSON.stringify(entry)));
+      await tx.put(`accessor/${entry.accessor}`, Buffer.from(entry.idHash));
+      if (entry.parent) await tx.put(`parent/${entry.parent}/${entry.accessor}`, Buffer.alloc(0));
+    });
+    return { token, entry };
+  }
+
+  /** The live entry for a bearer token, or undefined (unknown, expired — expired ones are removed). */
+  async lookup(token: string): Promise<TokenEntry | undefined> {
+    if (typeof token !== "string" || token.length === 0 || token.length > 256) return undefined;
+    const h = this.hash(token);
+    const raw = await this.storage.get(`id/${h}`);
+    if (!raw) return undefined;
+    const entry = JSON.parse(raw.toString("utf8")) as TokenEntry;
+    if (!timingSafeEqual(Buffer.from(entry.idHash, "hex"), Buffer.from(h, "hex"))) return undefined;
+    if (entry.expireTime > 0 && entry.expireTime <= now()) {
+      await this.revoke(entry);
+      return undefined;
+    }
+    return entry;
+  }
+
+  async lookupAccessor(accessor: string): Promise<TokenEntry | undefined> {
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(accessor)) return undefined;
+    const h = await this.storage.get(`accessor/${accessor}`);
+    const raw = h && (await this.storage.get(`id/${h.toString("utf8")}`));
+    return raw ? (JSON.parse(raw.toString("utf8")) as TokenEntry) : undefined;
+  }
+
+  /** Counts one use of a limited-use token; revokes it after the last. Returns false if exhausted. */
+  async use(entry: TokenEntry): Promise<boolean> {
+    if (entry.numUses === 0) return true;
+    const left = entry.numUses - 1;
+    if (left <= 0) { await this.revoke(entry); return true; }
+    entry.numUses = left;
+    await this.storage.put(`id/${entry.idHash}`, Buffer.from(JSON.stringify(entry)));
+    return true;
+  }
+
+  /** Extends the TTL by increment (or the creation TTL), capped by the token's hard maximum. */
+  async renew(entry: TokenEntry, increment: number): Promise<TokenEntry> {
+    const t = now();
+    let exp = t + (increment > 0 ? increment : entry.creationTtl);
+    if (entry.maxExpireTime > 0) exp = Math.min(exp, entry.maxExpireTime);
+    entry.expireTime = exp;
+    await this.storage.put(`id/${entry.idHash}`, Buffer.from(JSON.stringify(entry)));
+    return entry;
+  }
+
+  /** Revokes a token and, recursively, every token created from it. */
+  async revoke(entry: TokenEntry): Promise<void> {
+    for (const child of await this.storage.list(`parent/${entry.accessor}/`)) {
+      const c = await this.lookupAccessor(child);
+      if (c) await this.revoke(c);
+      else await this.storage.delete(`parent/${entry.accessor}/${child}`);
+    }
+    await this.storage.transaction(async (tx) => {
+      await tx.delete(`id/${entry.idHash}`);
+      await tx.delete(`accessor/${entry.accessor}`);
+      if (entry.parent) await tx.delete(`parent/${entry.parent}/${entry.accessor}`);
+    });
+  }
+
+  /** Seconds left (0 for never-expiring tokens). */
+  static ttlLeft(entry: TokenEntry): number {
+    return entry.expireTime === 0 ? 0 : Math.max(0, entry.expireTime - now());
+  }
+}
