@@ -68,7 +68,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   try {
     io.out(measure(mode, v));
   } catch (e) {
-    if (e instanceof MeasurementInputError) throw new UsageError(e.message);
+    if (e instanceof MeasurementInputError) throw new UsageError(`${flagFor(e.field)}: ${e.reason}`);
     throw e;
   }
   return Exit.ok;
@@ -88,6 +88,18 @@ function fromReferenceForm(argv: string[]): [string, string[]] {
 }
 
 type Flags = Record<string, string | boolean | undefined>;
+
+// Library input fields → the flags that carry them, so errors name what the user typed.
+const FIELD_FLAGS: Record<string, string> = {
+  ovmf: "--ovmf", firmware: "--ovmf-metadata", ovmfHash: "--snp-ovmf-hash", vcpus: "--vcpus", vcpu: "--vcpu-type/--vcpu-sig/--vcpu-family",
+  "vcpu.family": "--vcpu-family", "vcpu.model": "--vcpu-model", "vcpu.stepping": "--vcpu-stepping",
+  vmm: "--vmm-type", guestFeatures: "--guest-features", kernel: "--kernel", initrd: "--initrd", append: "--append", svsm: "--svsm", varsSize: "--vars-size",
+};
+function flagFor(field: string): string {
+  if (FIELD_FLAGS[field]) return FIELD_FLAGS[field];
+  const head = /^[A-Za-z]+/.exec(field)?.[0] ?? field;
+  return FIELD_FLAGS[head] ? FIELD_FLAGS[head] + field.slice(head.length) : field;
+}
 
 function measure(mode: Mode, v: Flags): string {
   const format = outputFormat(v["output-format"]);

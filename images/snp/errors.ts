@@ -6,8 +6,9 @@ export class MeasurementInputError extends Error {
   constructor(
     /** The input that is wrong, e.g. "ovmf", "vcpus", "kernel", "firmware.MetadataItems[2].GPA". */
     readonly field: string,
-    message: string,
+    /** What is wrong, without the field name. */
+    readonly reason: string,
   ) {
-    super(`${field}: ${message}`);
+    super(`${field}: ${reason}`);
   }
 }
