@@ -1,2 +1,3 @@
 // Public API of the image and measurement engines (package export "buckypaper/images").
 export * from "./snp/index.js";
+export * from "./tdx/index.js";
