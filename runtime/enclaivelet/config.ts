@@ -77,7 +77,7 @@ export interface FileSpec {
 
 export interface EnvFileSpec {
   path: string;
-  /** ENV_NAME → "secret" or "secret.field". */
+  /** ENV_NAME → "secret" or "secret#field" (see bundle.ts for how a secret name is matched). */
   vars: Record<string, string>;
   mode: string;
   owner?: string;

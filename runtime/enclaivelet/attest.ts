@@ -1,0 +1,104 @@
+// The attestation handshake with Nitride and the Vault login that follows:
+//   challenge (nonce) → ephemeral P-384 key → REPORT_DATA = reportDataFor(nonce, SPKI) → evidence
+//   → attest (workload token, JWT) → auth/<jwt mount>/login (Vault token).
+// The ephemeral private key stays in memory; responses carrying secrets are sealed to it (JWE).
+import { generateKeyPairSync, type KeyObject } from "node:crypto";
+import { compactDecrypt } from "jose";
+import { reportDataFor } from "../attestation/binding.js";
+import type { EnclaiveletConfig } from "./config.js";
+import { RuntimeClient, RuntimeError } from "./client.js";
+import type { EvidenceProvider, WireEvidence } from "./evidence/types.js";
+import type { Logger } from "./log.js";
+
+/** Nitride refused the evidence: final, never retried. Lists the failed checks (no secrets). */
+export class AttestationRefusedError extends Error {
+  override name = "AttestationRefusedError";
+  constructor(readonly status: number, readonly failedChecks: { id: string; detail: string }[], reason: string) {
+    super(`attestation refused (HTTP ${status}): ${failedChecks.length ? failedChecks.map((c) => `${c.id}: ${c.detail}`).join("; ") : reason}`);
+  }
+}
+
+export class ProtocolError extends Error {
+  override name = "ProtocolError";
+}
+
+export interface EphemeralKey {
+  privateKey: KeyObject;
+  spkiDer: Buffer;
+}
+
+export interface AttestedSession {
+  workloadToken: string;
+  vaultToken: string;
+  ephemeral: EphemeralKey;
+  verdict: unknown;
+}
+
+export const SEAL_HEADER = { "x-buckypaper-seal": "ephemeral" } as const;
+
+export function newEphemeralKey(): EphemeralKey {
+  const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-384" });
+  return { privateKey, spkiDer: publicKey.export({ type: "spki", format: "der" }) };
+}
+
+function decodeNonce(v: unknown): Buffer {
+  if (typeof v !== "string" || !/^[A-Za-z0-9_=+/-]+$/.test(v)) throw new ProtocolError("challenge: answer has no nonce");
+  const n = Buffer.from(v, /[-_]/.test(v) || !/[+/=]/.test(v) ? "base64url" : "base64");
+  if (n.length < 16) throw new ProtocolError(`challenge: nonce too short (${n.length} bytes)`);
+  return n;
+}
+
+/** Optional observer used by tests to capture what was sent (evidence is not secret). */
+export type AttestObserver = (request: { workload_id: string; nonce: string; evidence: WireEvidence; ephemeral_public_key: string }) => void;
+
+export async function attest(client: RuntimeClient, cfg: EnclaiveletConfig, provider: EvidenceProvider, log: Logger, observe?: AttestObserver): Promise<AttestedSession> {
+  const challenge = await client.request("POST", "nitride/challenge", { body: { workload_id: cfg.workloadId } });
+  const nonceText = (challenge.body as { nonce?: unknown })?.nonce;
+  const nonce = decodeNonce(nonceText);
+  const ephemeral = newEphemeralKey();
+  const reportData = reportDataFor(nonce, ephemeral.spkiDer);
+  const evidence = await provider.collect(reportData);
+  log({ level: "info", event: "evidence.collected", provider: provider.name, kind: evidence.kind });
+  const request = { workload_id: cfg.workloadId, nonce: nonceText as string, evidence, ephemeral_public_key: ephemeral.spkiDer.toString("base64") };
+  observe?.(request);
+  let attested;
+  try {
+    attested = await client.request("POST", "nitride/attest", { body: request });
+  } catch (e) {
+    if (e instanceof RuntimeError && (e.status === 403 || e.status === 400 || e.status === 401)) {
+      const verdict = (e.body as { verdict?: { checks?: { id: string; ok: boolean; detail: string }[] } })?.verdict;
+      const failed = (verdict?.checks ?? []).filter((c) => !c.ok).map((c) => ({ id: c.id, detail: c.detail }));
+      throw new AttestationRefusedError(e.status, failed, e.errors.join("; ") || "no reason given");
+    }
+    throw e;
+  }
+  const body = attested.body as { token?: unknown; verdict?: unknown };
+  if (typeof body?.token !== "string") throw new ProtocolError("attest: answer has no token");
+  log({ level: "info", event: "attest.ok", workload: cfg.workloadId });
+
+  const login = await client.request("POST", `auth/${cfg.jwtMount}/login`, { body: { role: cfg.jwtRole, jwt: body.token } });
+  const vaultToken = (login.body as { auth?: { client_token?: unknown } })?.auth?.client_token;
+  if (typeof vaultToken !== "string") throw new ProtocolError(`auth/${cfg.jwtMount}/login: answer has no auth.client_token`);
+  log({ level: "info", event: "login.ok", mount: cfg.jwtMount, role: cfg.jwtRole });
+  return { workloadToken: body.token, vaultToken, ephemeral, verdict: body.verdict };
+}
+
+/** Opens a `{sealed: <compact JWE>}` answer with the ephemeral key; other answers pass through. */
+export async function unseal(body: unknown, key: EphemeralKey): Promise<unknown> {
+  const sealed = (body as { sealed?: unknown })?.sealed;
+  if (sealed === undefined) return body;
+  if (typeof sealed !== "string") throw new ProtocolError("sealed answer is not a compact JWE");
+  try {
+    const { plaintext, protectedHeader } = await compactDecrypt(sealed, key.privateKey, { keyManagementAlgorithms: ["ECDH-ES+A256KW", "ECDH-ES"], contentEncryptionAlgorithms: ["A256GCM"] });
+    void protectedHeader;
+    return JSON.parse(new TextDecoder().decode(plaintext));
+  } catch (e) {
+    throw new ProtocolError(`cannot open the sealed answer: ${(e as Error).name}`);
+  }
+}
+
+/** A Vault call with the login token whose answer may be sealed to our key. */
+export async function sealedCall(client: RuntimeClient, s: AttestedSession, method: string, path: string, body?: unknown): Promise<unknown> {
+  const res = await client.request(method, path, { token: s.vaultToken, body, headers: { ...SEAL_HEADER } });
+  return unseal(res.body, s.ephemeral);
+}
