@@ -75,8 +75,8 @@ export class LaunchDigest {
   }
 
   /** A VMSA page by the SHA-384 of its 4 KiB contents (hash it once, reuse it for every AP). */
-  vmsaPage(vmsaDigest: Uint8Array): void {
-    this.update(PageType.VMSA, VMSA_GPA, vmsaDigest);
+  vmsaPage(vmsaDigest: Uint8Array, gpa = VMSA_GPA): void {
+    this.update(PageType.VMSA, gpa, vmsaDigest);
   }
 }
 

@@ -2,7 +2,7 @@
 // VMSA per vCPU, all through the PAGE_INFO chain. Pure functions over bytes; no I/O.
 import { MeasurementInputError } from "./errors.js";
 import { describeOvmf, type FirmwareDescription } from "./firmware-description.js";
-import { LaunchDigest, PageType, sha384 } from "./gctx.js";
+import { LaunchDigest, PageType, VMSA_GPA, sha384 } from "./gctx.js";
 import { PAGE_SIZE, SectionType, parseOvmf, svsmEntryEip, type OvmfImage } from "./ovmf.js";
 import { PADDED_TABLE_SIZE, sevHashesTable } from "./sev-hashes.js";
 import { resolveVcpuSignature, type VcpuSpec } from "./vcpu.js";
@@ -36,6 +36,12 @@ export interface SnpMeasureInput {
   svsm?: Uint8Array | OvmfImage;
   /** Size of the OVMF vars store placed between the SVSM image and OVMF (bytes). */
   varsSize?: number;
+  /**
+   * GPA recorded for VMSA pages; default 0xFFFFFFFFF000 (KVM, EC2, and every reference tool).
+   * google/gce-tcb-verifier derives it from the product's physical address width instead
+   * (Genoa, 52 bits: 0xFFFFFFFFFF000); unverified on GCE Genoa hardware.
+   */
+  vmsaGpa?: number;
 }
 
 /** The SNP launch digest for `input.vcpus` vCPUs. */
@@ -128,7 +134,13 @@ function prepare(input: SnpMeasureInput, counts: readonly number[]): Plan {
 
   const bsp = sha384(buildVmsa({ eip: BSP_EIP, vmm, vcpuSig, sevFeatures: features }));
   const ap = sha384(buildVmsa({ eip: desc.resetEip, vmm, vcpuSig, sevFeatures: features }));
-  return { digests: (c) => extendPerVcpu(ld, bsp, ap, c) };
+  return { digests: (c) => extendPerVcpu(ld, bsp, ap, c, vmsaGpa(input)) };
+}
+
+function vmsaGpa(input: SnpMeasureInput): number {
+  const g = input.vmsaGpa ?? VMSA_GPA;
+  if (!Number.isSafeInteger(g) || g < 0 || g % PAGE_SIZE !== 0 || g >= 2 ** 52) throw new MeasurementInputError("vmsaGpa", "must be a 4 KiB aligned guest-physical address below 2^52");
+  return g;
 }
 
 function firmwareStart(input: SnpMeasureInput): { desc: FirmwareDescription; ld: LaunchDigest } {
@@ -191,13 +203,13 @@ function measureSections(ld: LaunchDigest, desc: FirmwareDescription, hashes: Bu
   if (vmm === "ec2" || vmm === "ec2-legacy") for (const s of desc.sections) if (s.type === SectionType.CPUID) ld.cpuidPage(s.gpa);
 }
 
-function extendPerVcpu(base: LaunchDigest, bsp: Buffer, ap: Buffer, counts: readonly number[]): Map<number, Buffer> {
+function extendPerVcpu(base: LaunchDigest, bsp: Buffer, ap: Buffer, counts: readonly number[], gpa: number): Map<number, Buffer> {
   const wanted = new Set(counts);
   const max = Math.max(...counts);
   const ld = base.clone();
   const out = new Map<number, Buffer>();
   for (let n = 1; n <= max; n++) {
-    ld.vmsaPage(n === 1 ? bsp : ap);
+    ld.vmsaPage(n === 1 ? bsp : ap, gpa);
     if (wanted.has(n)) out.set(n, ld.digest());
   }
   return out;
@@ -226,5 +238,5 @@ function prepareSvsm(input: SnpMeasureInput, vmm: VmmType, features: bigint): Pl
   ld.normalPages(svsm.gpa, svsm.data);
   measureSections(ld, { resetEip: eip, sections: svsm.sevMetadata }, null, "qemu", "svsm");
   const vmsa = sha384(buildSvsmVmsa({ eip, vcpuSig, sevFeatures: features }));
-  return { digests: (c) => extendPerVcpu(ld, vmsa, vmsa, c) };
+  return { digests: (c) => extendPerVcpu(ld, vmsa, vmsa, c, vmsaGpa(input)) };
 }
