@@ -200,7 +200,7 @@ export async function evaluateCollateral(quote: TdxQuote, chain: PckChain, col: 
     if (commonName(c.subject) !== "Intel SGX TCB Signing") continue;
     let signed = false;
     try {
-      signed = c.issuer === chain.root.subject && c.verify(chain.root.publicKey);
+      signed = c.issuer === chain.root.subject && c.verify(chain.root.publicKey) && c.publicKey.asymmetricKeyType === "ec";
     } catch {
       signed = false;
     }

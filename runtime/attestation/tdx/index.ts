@@ -60,6 +60,20 @@ export function tdxClaims(q: TdxQuote, extra: Record<string, unknown> = {}): Cla
  * debug refused, TCB status judged only when collateral is given). Never throws for bad evidence.
  */
 export async function verifyTdx(quoteBytes: Uint8Array, options: TdxVerifyOptions = {}): Promise<Verdict> {
+  try {
+    return await verifyTdxUnguarded(quoteBytes, options);
+  } catch (e) {
+    // Defence in depth: a verifier bug must surface as a rejection naming it, never as an accept or a crash.
+    return {
+      accepted: false,
+      simulated: false,
+      checks: [{ id: "tdx.internal", ok: false, detail: `verification aborted: ${(e as Error).message}` }],
+      evidenceDigest: evidenceDigest(quoteBytes instanceof Uint8Array ? quoteBytes : new Uint8Array()),
+    };
+  }
+}
+
+async function verifyTdxUnguarded(quoteBytes: Uint8Array, options: TdxVerifyOptions): Promise<Verdict> {
   const evidence = evidenceDigest(quoteBytes);
   let quote: TdxQuote;
   try {

@@ -69,9 +69,18 @@ export function p256KeyFromXY(xy: Uint8Array): KeyObject {
   });
 }
 
+/** The certificate's key, or undefined when its SubjectPublicKeyInfo does not decode (node throws). */
+export function publicKeyOf(cert: X509Certificate): KeyObject | undefined {
+  try {
+    return cert.publicKey;
+  } catch {
+    return undefined;
+  }
+}
+
 function isP256(cert: X509Certificate): boolean {
-  const k = cert.publicKey;
-  return k.asymmetricKeyType === "ec" && k.asymmetricKeyDetails?.namedCurve === "prime256v1";
+  const k = publicKeyOf(cert);
+  return k !== undefined && k.asymmetricKeyType === "ec" && k.asymmetricKeyDetails?.namedCurve === "prime256v1";
 }
 
 function validAt(cert: X509Certificate, now: Date): boolean {
@@ -135,7 +144,8 @@ export function verifyPckChain(pem: string, opts: TdxTrustOptions, checks: Check
 
 function safeVerify(cert: X509Certificate, issuer: X509Certificate): boolean {
   try {
-    return cert.verify(issuer.publicKey);
+    const key = publicKeyOf(issuer);
+    return key !== undefined && cert.verify(key);
   } catch {
     return false;
   }
@@ -157,11 +167,12 @@ export function verifyQuote(quote: TdxQuote, opts: TdxTrustOptions = {}): QuoteV
   const { chain, simulated } = verifyPckChain(quote.pckChainPem, opts, checks);
 
   // QE report signed by the PCK key.
-  const qeSigOk = chain !== undefined && verifyP256(quote.qeReport.raw, chain.leaf.publicKey, quote.qeReportSignature);
+  const pckKey = chain && publicKeyOf(chain.leaf);
+  const qeSigOk = pckKey !== undefined && verifyP256(quote.qeReport.raw, pckKey, quote.qeReportSignature);
   checks.push({
     id: "tdx.qe-report-signature",
     ok: qeSigOk,
-    detail: chain === undefined ? "no usable PCK certificate to check the QE report signature" : qeSigOk ? "QE report signed by the PCK key" : "QE report signature does not verify with the PCK key",
+    detail: pckKey === undefined ? "no usable PCK certificate to check the QE report signature" : qeSigOk ? "QE report signed by the PCK key" : "QE report signature does not verify with the PCK key",
   });
 
   // QE REPORTDATA = SHA-256(attestation key ‖ QE auth data) ‖ 32 zero bytes.
