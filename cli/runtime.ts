@@ -1,6 +1,162 @@
-// `buckypaper runtime`: placeholder until its issue lands; exits 2 with a clear message.
-import { UsageError, type CliIo } from "./io.js";
+// `buckypaper runtime`: run and operate the bundled vHSM runtime, with Vault's lifecycle:
+//   runtime server --config FILE          start (sealed until unsealed)
+//   runtime dev [--listen H:P] [--tls]    in-memory, unsealed, prints the root token
+//   runtime init [--key-shares N] [--key-threshold T]
+//   runtime unseal KEY                    (repeat until the threshold is reached)
+//   runtime status
+// Client commands take --address (or BUCKYPAPER_ADDR / VAULT_ADDR), and for HTTPS --ca-cert FILE,
+// --ca-fingerprint SHA256 (pin) or --tls-skip-verify.
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { parseFlags, readFlagFile } from "./args.js";
+import { Exit, UsageError, type CliIo } from "./io.js";
 
-export async function run(_argv: string[], _io: CliIo): Promise<number> {
-  throw new UsageError("'runtime' is not implemented yet in this build");
+const USAGE = `usage: buckypaper runtime <server|dev|init|unseal|status> [flags]
+
+  server --config FILE               run the runtime from an HCL/JSON config (starts sealed)
+  dev [--listen 127.0.0.1:8200] [--tls] [--root-token-id ID]
+                                     in-memory runtime, unsealed, KV v2 at secret/ (not for production)
+  init [--key-shares 5] [--key-threshold 3] [--format json]
+  unseal KEY | unseal --reset
+  status [--format json]             exit 0 unsealed, 1 sealed or not initialized
+
+client flags: --address URL (default $BUCKYPAPER_ADDR, $VAULT_ADDR, https://127.0.0.1:8200)
+              --ca-cert FILE | --ca-fingerprint SHA256 | --tls-skip-verify`;
+
+const clientFlags = {
+  address: { type: "string" },
+  "ca-cert": { type: "string" },
+  "ca-fingerprint": { type: "string" },
+  "tls-skip-verify": { type: "boolean" },
+  format: { type: "string" },
+} as const;
+
+type ClientValues = { address?: string; "ca-cert"?: string; "ca-fingerprint"?: string; "tls-skip-verify"?: boolean; format?: string };
+
+async function client(v: ClientValues) {
+  const { runtimeRequest } = await import("../runtime/server/client.js");
+  const address = v.address ?? process.env.BUCKYPAPER_ADDR ?? process.env.VAULT_ADDR ?? "https://127.0.0.1:8200";
+  try { new URL(address); } catch { throw new UsageError(`--address: '${address}' is not a URL`); }
+  const caPem = v["ca-cert"] ? readFlagFile("--ca-cert", v["ca-cert"]).toString("utf8") : undefined;
+  if (v.format && v.format !== "json" && v.format !== "table") throw new UsageError("--format: json or table");
+  return (method: string, p: string, body?: unknown) =>
+    runtimeRequest(address, method, p, body, { caPem, fingerprint: v["ca-fingerprint"], insecure: v["tls-skip-verify"] });
+}
+
+function statusLines(s: Record<string, unknown>): string {
+  const rows: Array<[string, unknown]> = [["Seal Type", s.type], ["Initialized", s.initialized], ["Sealed", s.sealed], ["Total Shares", s.n], ["Threshold", s.t]];
+  if (s.sealed) rows.push(["Unseal Progress", `${s.progress}/${s.t}`]);
+  rows.push(["Version", s.version], ["Storage Type", s.storage_type]);
+  return rows.map(([k, v]) => `${k.padEnd(16)} ${String(v)}`).join("\n");
+}
+
+function failIfError(r: { status: number; body: any }, io: CliIo): boolean {
+  if (r.status < 400) return false;
+  io.err(`Error (${r.status}): ${(r.body?.errors ?? []).join("; ") || "request failed"}`);
+  return true;
+}
+
+async function waitForSignal(close: () => Promise<void>): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const stop = () => { process.off("SIGINT", stop); process.off("SIGTERM", stop); resolve(); };
+    process.on("SIGINT", stop);
+    process.on("SIGTERM", stop);
+  });
+  await close();
+}
+
+const stderrLogger = (io: CliIo) => ({ info: (m: string) => io.err(`[info] ${m}`), warn: (m: string) => io.err(`[warn] ${m}`), error: (m: string) => io.err(`[error] ${m}`) });
+
+export async function run(argv: string[], io: CliIo): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (!sub || sub === "--help" || sub === "-h") { io.out(USAGE); return sub ? Exit.ok : Exit.usage; }
+
+  if (sub === "server") {
+    const { values } = parseFlags(rest, { config: { type: "string" } });
+    if (!values.config) throw new UsageError("server: --config FILE is required");
+    const { parseConfig, ConfigError } = await import("../runtime/server/config.js");
+    const text = readFlagFile("--config", values.config).toString("utf8");
+    let cfg;
+    try { cfg = parseConfig(text, path.dirname(path.resolve(values.config))); } catch (e) {
+      if (e instanceof ConfigError) throw new UsageError(e.message);
+      throw e;
+    }
+    const { startServer } = await import("../runtime/server/server.js");
+    const srv = await startServer(cfg, { logger: stderrLogger(io) });
+    const initialized = await srv.core.initialized();
+    io.out(`Buckypaper runtime listening on ${srv.url} (storage: ${cfg.storage.type}; ${initialized ? "initialized, sealed" : "not initialized"})`);
+    if (srv.bootstrapFingerprint) io.out(`Bootstrap TLS certificate SHA-256 (pin it for 'runtime init'): ${srv.bootstrapFingerprint}`);
+    await waitForSignal(srv.close);
+    return Exit.ok;
+  }
+
+  if (sub === "dev") {
+    const { values } = parseFlags(rest, { listen: { type: "string" }, tls: { type: "boolean" }, "root-token-id": { type: "string" } });
+    const { parseAddress, ConfigError } = await import("../runtime/server/config.js");
+    let hp;
+    try { hp = parseAddress(values.listen ?? "127.0.0.1:8200", "--listen"); } catch (e) {
+      if (e instanceof ConfigError) throw new UsageError(e.message);
+      throw e;
+    }
+    const { startDevRuntime } = await import("../runtime/server/dev.js");
+    const rt = await startDevRuntime({ host: hp.host, port: hp.port, tls: values.tls, logger: stderrLogger(io), rootTokenId: values["root-token-id"] });
+    io.out([
+      "WARNING! dev mode is enabled: storage is in memory, the runtime starts unsealed with one key share.",
+      "",
+      `Api Address: ${rt.url}`,
+      `Unseal Key: ${Buffer.from(rt.unsealKey, "hex").toString("base64")}`,
+      `Root Token: ${rt.rootToken}`,
+      ...(rt.caPem ? [`Runtime CA SHA-256: ${rt.caFingerprint}`, "", rt.caPem.trim()] : []),
+      "",
+      `export VAULT_ADDR='${rt.url}'`,
+    ].join("\n"));
+    await waitForSignal(rt.close);
+    return Exit.ok;
+  }
+
+  if (sub === "init") {
+    const { values } = parseFlags(rest, { ...clientFlags, "key-shares": { type: "string" }, "key-threshold": { type: "string" } });
+    const n = Number(values["key-shares"] ?? 5), t = Number(values["key-threshold"] ?? 3);
+    if (!Number.isInteger(n) || n < 1 || n > 255) throw new UsageError("--key-shares: an integer 1..255");
+    if (!Number.isInteger(t) || t < 1 || t > n) throw new UsageError("--key-threshold: an integer 1..key-shares");
+    const call = await client(values);
+    const r = await call("PUT", "sys/init", { secret_shares: n, secret_threshold: t });
+    if (failIfError(r, io)) return Exit.rejected;
+    if (values.format === "json") {
+      io.out(JSON.stringify({ unseal_keys_b64: r.body.keys_base64, unseal_keys_hex: r.body.keys, unseal_shares: n, unseal_threshold: t, root_token: r.body.root_token, runtime_ca_sha256: r.body.runtime_ca_sha256 ?? null, runtime_ca_pem: r.body.runtime_ca_pem ?? null }, null, 2));
+      return Exit.ok;
+    }
+    const lines = (r.body.keys_base64 as string[]).map((k, i) => `Unseal Key ${i + 1}: ${k}`);
+    lines.push("", `Initial Root Token: ${r.body.root_token}`, "");
+    if (r.body.runtime_ca_sha256) lines.push(`Runtime CA SHA-256: ${r.body.runtime_ca_sha256}`, "(guests pin this fingerprint; the CA certificate follows)", "", String(r.body.runtime_ca_pem).trim(), "");
+    lines.push(`The runtime is initialized with ${n} key shares and a key threshold of ${t}. It is sealed: unseal it with ${t} of the keys ('buckypaper runtime unseal KEY').`);
+    io.out(lines.join("\n"));
+    return Exit.ok;
+  }
+
+  if (sub === "unseal") {
+    const { values, positionals } = parseFlags(rest, { ...clientFlags, reset: { type: "boolean" } }, true);
+    let key = positionals[0];
+    if (!key && !values.reset) {
+      if (process.stdin.isTTY) throw new UsageError("unseal: pass the key share as an argument or on stdin");
+      key = readFileSync(0, "utf8").trim();
+      if (!key) throw new UsageError("unseal: no key share given");
+    }
+    const call = await client(values);
+    const r = await call("PUT", "sys/unseal", values.reset ? { reset: true } : { key });
+    if (failIfError(r, io)) return Exit.rejected;
+    io.out(values.format === "json" ? JSON.stringify(r.body, null, 2) : statusLines(r.body));
+    return Exit.ok;
+  }
+
+  if (sub === "status") {
+    const { values } = parseFlags(rest, clientFlags);
+    const call = await client(values);
+    const r = await call("GET", "sys/seal-status");
+    if (failIfError(r, io)) return Exit.rejected;
+    io.out(values.format === "json" ? JSON.stringify(r.body, null, 2) : statusLines(r.body));
+    return r.body.sealed || !r.body.initialized ? Exit.rejected : Exit.ok;
+  }
+
+  throw new UsageError(`unknown subcommand '${sub}'\n\n${USAGE}`);
 }

@@ -28,9 +28,8 @@ const SECURITY_HEADERS = {
 export function buildApp(opts: AppOptions): FastifyInstance {
   const fopts: FastifyServerOptions = {
     bodyLimit: opts.bodyLimit ?? 1024 * 1024,
+    // Query strings and bodies can carry secrets: fastify logging stays off; we log paths only.
     logger: false,
-    // Query strings and bodies can carry secrets: fastify's own logger is off; we log paths only.
-    disableRequestLogging: true,
     trustProxy: false,
     return503OnClosing: true,
   };

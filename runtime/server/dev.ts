@@ -18,6 +18,8 @@ export interface DevRuntimeOptions {
   storage?: Storage;
   rateLimits?: RateLimitRule[];
   logger?: CoreLogger;
+  /** Use this exact root token (like `vault server -dev -dev-root-token-id`). */
+  rootTokenId?: string;
   /** Extra options passed to the core (e.g. responseSealer). */
   core?: Partial<ConstructorParameters<typeof Core>[0]>;
 }
@@ -48,6 +50,12 @@ export async function startDevRuntime(o: DevRuntimeOptions = {}): Promise<DevRun
   const init = await core.initialize(1, 1);
   await core.unsealWith(init.keys);
   await core.writeTable("secret", (t) => [...t, { ...newKv() }]);
+  let rootToken = init.root_token;
+  if (o.rootTokenId) {
+    rootToken = (await core.tokens!.create({ policies: ["root"], path: "auth/token/root", ttl: 0, maxTtl: 0, renewable: false, displayName: "root", id: o.rootTokenId })).token;
+    const generated = await core.tokens!.lookup(init.root_token);
+    if (generated) await core.tokens!.revoke(generated);
+  }
   const app = buildApp({ core, https, rateLimits: o.rateLimits });
   await app.listen({ host, port: o.port ?? 8200 });
   const addr = app.server.address();
@@ -55,7 +63,7 @@ export async function startDevRuntime(o: DevRuntimeOptions = {}): Promise<DevRun
   const url = `${scheme}://${host.includes(":") ? `[${host}]` : host}:${port}`;
   (core.opts as { apiAddr?: string }).apiAddr ??= url;
   return {
-    url, rootToken: init.root_token, unsealKey: init.keys[0], caPem: ca?.certPem, caFingerprint: ca && certFingerprint(ca.certPem), core, app,
+    url, rootToken, unsealKey: init.keys[0], caPem: ca?.certPem, caFingerprint: ca && certFingerprint(ca.certPem), core, app,
     close: async () => { await app.close(); await core.seal(); await physical.close(); },
   };
 }

@@ -46,6 +46,8 @@ export interface CoreOptions {
   maxTtl?: number;
   clusterName?: string;
   logger?: CoreLogger;
+  /** An audit file enabled from the server config (in addition to sys/audit devices). */
+  auditFile?: string;
   /** Runs inside sys/init after the barrier exists; returned fields are added to the init response. */
   onInitialize?: (barrier: Storage) => Promise<Record<string, unknown>>;
   /** Runs after every unseal (e.g. load the runtime CA from the barrier). */
@@ -212,6 +214,7 @@ export class Core {
     for (const a of await this.auditTable()) {
       try { this.audit.add(a.path, new FileAuditDevice(a.options.file_path)); } catch (e) { this.logger.error(`audit device ${a.path} failed to open: ${(e as Error).message}`); }
     }
+    if (this.opts.auditFile) this.audit.add("config/", new FileAuditDevice(this.opts.auditFile));
     if (this.opts.onUnseal) await this.opts.onUnseal(this.barrier);
   }
 

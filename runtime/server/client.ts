@@ -1,0 +1,68 @@
+// A minimal client for the runtime's own CLI commands (init, unseal, status): JSON over HTTP(S),
+// trusting either a CA file, a pinned SHA-256 certificate fingerprint (any certificate in the
+// presented chain), or — only when asked explicitly — nothing.
+import http from "node:http";
+import https from "node:https";
+import { createHash, type X509Certificate } from "node:crypto";
+import type { TLSSocket, PeerCertificate, DetailedPeerCertificate } from "node:tls";
+
+export interface ClientTls { caPem?: string; fingerprint?: string; insecure?: boolean }
+
+export class RuntimeClientError extends Error {
+  override name = "RuntimeClientError";
+  constructor(message: string, readonly status?: number) { super(message); }
+}
+
+function chainFingerprints(sock: TLSSocket): string[] {
+  const out: string[] = [];
+  let c = sock.getPeerCertificate(true) as DetailedPeerCertificate | undefined;
+  const seen = new Set<string>();
+  while (c && c.raw && !seen.has(c.fingerprint256)) {
+    seen.add(c.fingerprint256);
+    out.push(createHash("sha256").update(c.raw).digest("hex"));
+    c = c.issuerCertificate as DetailedPeerCertificate | undefined;
+  }
+  return out;
+}
+
+export function normalizeFingerprint(fp: string): string {
+  return fp.replace(/^sha256:/i, "").replace(/:/g, "").toLowerCase();
+}
+
+export async function runtimeRequest(addr: string, method: string, path: string, body?: unknown, o: ClientTls & { token?: string } = {}): Promise<{ status: number; body: any }> {
+  const url = new URL(`/v1/${path.replace(/^\/+/, "")}`, addr);
+  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+  const headers: Record<string, string> = { "x-vault-request": "true" };
+  if (payload) { headers["content-type"] = "application/json"; headers["content-length"] = String(payload.length); }
+  if (o.token) headers["x-vault-token"] = o.token;
+  const isTls = url.protocol === "https:";
+  const pin = o.fingerprint ? normalizeFingerprint(o.fingerprint) : undefined;
+  return new Promise((resolve, reject) => {
+    const opts: https.RequestOptions = { method, headers };
+    if (isTls) {
+      if (o.caPem) opts.ca = o.caPem;
+      if (pin || o.insecure) {
+        opts.rejectUnauthorized = false;
+        opts.checkServerIdentity = () => undefined;
+      }
+    }
+    const req = (isTls ? https : http).request(url, opts, (res) => {
+      if (isTls && pin) {
+        const fps = chainFingerprints(res.socket as TLSSocket);
+        if (!fps.includes(pin)) { res.destroy(); reject(new RuntimeClientError(`TLS: no certificate in the server's chain matches the pinned fingerprint ${pin}`)); return; }
+      }
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => {
+        const text = Buffer.concat(chunks).toString("utf8");
+        try { resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : undefined }); }
+        catch { reject(new RuntimeClientError(`unexpected non-JSON response (${res.statusCode}) from ${url.origin}`)); }
+      });
+    });
+    req.on("error", (e) => reject(new RuntimeClientError(`cannot reach ${url.origin}: ${(e as NodeJS.ErrnoException).code ?? e.message}`)));
+    req.setTimeout(30_000, () => req.destroy(new Error("timeout")));
+    req.end(payload);
+  });
+}
+
+export type { PeerCertificate, X509Certificate };

@@ -1,0 +1,142 @@
+// The server configuration file (HCL or JSON, like Vault's):
+//
+//   storage "sqlite" { path = "/var/lib/buckypaper/runtime.db" }
+//   # storage "postgresql" { connection_url = "postgres://user:pw@db:5432/runtime" }
+//   listener "tcp" { address = "0.0.0.0:8200"  tls_disable = false  tls_dir = "/var/lib/buckypaper/tls"
+//                    tls_hosts = ["runtime.example.com"]  max_request_size = 1048576 }
+//   api_addr = "https://runtime.example.com:8200"
+//   audit_file = "/var/log/buckypaper/audit.log"
+//   default_lease_ttl = "768h"   max_lease_ttl = "768h"
+//   rate_limit "nitride/challenge" { per_second = 20  burst = 100 }
+import path from "node:path";
+import { parseHcl, HclError, type HclBody, type HclValue } from "../vault/hcl.js";
+import { parseDuration } from "../vault/duration.js";
+import { LogicalError } from "../vault/backend.js";
+import { DEFAULT_RATE_LIMITS, type RateLimitRule } from "./rate-limit.js";
+
+export type StorageConfig = { type: "sqlite"; path: string } | { type: "postgresql"; connectionUrl: string } | { type: "inmem" };
+
+export interface ListenerConfig {
+  host: string;
+  port: number;
+  tlsDisable: boolean;
+  /** Where the runtime-CA-issued listener certificate is kept (created at init). */
+  tlsDir?: string;
+  /** Operator-supplied certificate instead of the runtime CA's. */
+  tlsCertFile?: string;
+  tlsKeyFile?: string;
+  tlsHosts: string[];
+  maxRequestSize: number;
+}
+
+export interface RuntimeConfig {
+  storage: StorageConfig;
+  listener: ListenerConfig;
+  apiAddr?: string;
+  auditFile?: string;
+  defaultTtl: number;
+  maxTtl: number;
+  rateLimits: RateLimitRule[];
+}
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+function s(v: HclValue | undefined, field: string): string | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== "string") throw new ConfigError(`${field}: must be a string`);
+  return v;
+}
+
+export function parseAddress(addr: string, field = "address"): { host: string; port: number } {
+  const m = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(addr);
+  if (!m || Number(m[2]) > 65535) throw new ConfigError(`${field}: expected HOST:PORT, got '${addr}'`);
+  return { host: m[1] || "127.0.0.1", port: Number(m[2]) };
+}
+
+/** JSON config is Vault-style too: {"storage": {"sqlite": {...}}, "listener": {"tcp": {...}}, ...}. */
+function fromJson(doc: Record<string, unknown>): HclBody {
+  const body: HclBody = { attrs: {}, blocks: [] };
+  for (const [k, v] of Object.entries(doc)) {
+    if ((k === "storage" || k === "listener" || k === "rate_limit") && v && typeof v === "object" && !Array.isArray(v)) {
+      for (const [label, inner] of Object.entries(v as Record<string, unknown>)) body.blocks.push({ type: k, labels: [label], body: { attrs: inner as Record<string, HclValue>, blocks: [] }, line: 0 });
+    } else body.attrs[k] = v as HclValue;
+  }
+  return body;
+}
+
+export function parseConfig(text: string, baseDir = process.cwd()): RuntimeConfig {
+  let body: HclBody;
+  try {
+    body = text.trim().startsWith("{") ? fromJson(JSON.parse(text)) : parseHcl(text);
+  } catch (e) {
+    if (e instanceof HclError || e instanceof SyntaxError) throw new ConfigError(`config: ${e.message}`);
+    throw e;
+  }
+  const known = new Set(["api_addr", "audit_file", "default_lease_ttl", "max_lease_ttl", "ui", "disable_mlock", "cluster_name", "log_level"]);
+  for (const k of Object.keys(body.attrs)) if (!known.has(k)) throw new ConfigError(`config: unknown setting '${k}'`);
+  const storages = body.blocks.filter((b) => b.type === "storage");
+  const listeners = body.blocks.filter((b) => b.type === "listener");
+  for (const b of body.blocks) if (!["storage", "listener", "rate_limit"].includes(b.type)) throw new ConfigError(`config: unknown block '${b.type}'`);
+  if (storages.length !== 1) throw new ConfigError("storage: exactly one storage block is required");
+  if (listeners.length !== 1) throw new ConfigError("listener: exactly one listener block is required");
+  const resolve = (p: string) => path.resolve(baseDir, p);
+
+  const sb = storages[0];
+  let storage: StorageConfig;
+  const kind = sb.labels[0];
+  if (kind === "sqlite") {
+    const p = s(sb.body.attrs.path, "storage.sqlite.path");
+    if (!p) throw new ConfigError("storage.sqlite.path: required");
+    storage = { type: "sqlite", path: resolve(p) };
+  } else if (kind === "postgresql" || kind === "postgres") {
+    const url = s(sb.body.attrs.connection_url, "storage.postgresql.connection_url") ?? process.env.BK_PG_CONNECTION_URL;
+    if (!url) throw new ConfigError("storage.postgresql.connection_url: required (or BK_PG_CONNECTION_URL)");
+    storage = { type: "postgresql", connectionUrl: url };
+  } else if (kind === "inmem") {
+    storage = { type: "inmem" };
+  } else throw new ConfigError(`storage: unknown type '${kind}' (sqlite, postgresql, inmem)`);
+
+  const lb = listeners[0];
+  if (lb.labels[0] !== "tcp") throw new ConfigError(`listener: unknown type '${lb.labels[0]}' (tcp)`);
+  const la = lb.body.attrs;
+  const { host, port } = parseAddress(s(la.address, "listener.tcp.address") ?? "127.0.0.1:8200", "listener.tcp.address");
+  const tlsDisable = la.tls_disable === true || la.tls_disable === "true" || la.tls_disable === 1;
+  const hosts = la.tls_hosts ?? [];
+  if (!Array.isArray(hosts) || hosts.some((h) => typeof h !== "string")) throw new ConfigError("listener.tcp.tls_hosts: must be a list of strings");
+  const certFile = s(la.tls_cert_file, "listener.tcp.tls_cert_file"), keyFile = s(la.tls_key_file, "listener.tcp.tls_key_file");
+  if (!!certFile !== !!keyFile) throw new ConfigError("listener.tcp: tls_cert_file and tls_key_file go together");
+  let tlsDir = s(la.tls_dir, "listener.tcp.tls_dir");
+  if (!tlsDisable && !certFile && !tlsDir) {
+    if (storage.type !== "sqlite") throw new ConfigError("listener.tcp.tls_dir: required with TLS unless tls_cert_file is set");
+    tlsDir = path.join(path.dirname(storage.path), "tls");
+  }
+  const maxReq = la.max_request_size ?? 1024 * 1024;
+  if (typeof maxReq !== "number" || !Number.isInteger(maxReq) || maxReq <= 0) throw new ConfigError("listener.tcp.max_request_size: must be a positive integer (bytes)");
+
+  const rateLimits: RateLimitRule[] = [...DEFAULT_RATE_LIMITS];
+  for (const rb of body.blocks.filter((b) => b.type === "rate_limit")) {
+    const ps = Number(rb.body.attrs.per_second), burst = Number(rb.body.attrs.burst ?? ps);
+    if (!(ps > 0) || !(burst >= 1)) throw new ConfigError(`rate_limit "${rb.labels[0]}": per_second and burst must be positive`);
+    const i = rateLimits.findIndex((r) => r.path === rb.labels[0]);
+    const rule = { path: rb.labels[0], perSecond: ps, burst };
+    if (i >= 0) rateLimits[i] = rule; else rateLimits.push(rule);
+  }
+  let defaultTtl: number, maxTtl: number;
+  try {
+    defaultTtl = parseDuration("default_lease_ttl", body.attrs.default_lease_ttl, 768 * 3600);
+    maxTtl = parseDuration("max_lease_ttl", body.attrs.max_lease_ttl, 768 * 3600);
+  } catch (e) {
+    throw new ConfigError(e instanceof LogicalError ? e.message : String(e));
+  }
+  const auditFile = s(body.attrs.audit_file, "audit_file");
+  return {
+    storage,
+    listener: {
+      host, port, tlsDisable, tlsDir: tlsDir && resolve(tlsDir), tlsCertFile: certFile && resolve(certFile), tlsKeyFile: keyFile && resolve(keyFile),
+      tlsHosts: hosts as string[], maxRequestSize: maxReq,
+    },
+    apiAddr: s(body.attrs.api_addr, "api_addr"), auditFile: auditFile && resolve(auditFile), defaultTtl, maxTtl, rateLimits,
+  };
+}

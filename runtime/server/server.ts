@@ -1,0 +1,107 @@
+// `runtime server`: opens the configured storage, starts the listener (sealed until unseal), and
+// manages the runtime CA: created at sys/init inside the barrier, it issues the listener certificate
+// kept in tls_dir; until then a throwaway self-signed certificate serves the init call (its
+// fingerprint is logged so `runtime init --ca-fingerprint` can pin it).
+import { existsSync, mkdirSync, readFileSync, writeFileSync, renameSync } from "node:fs";
+import path from "node:path";
+import type { FastifyInstance } from "fastify";
+import { Core, type CoreLogger } from "../vault/core.js";
+import { builtinRegistry } from "../vault/builtin-engines.js";
+import type { BackendRegistry } from "../vault/registry.js";
+import type { Storage } from "../storage/types.js";
+import { SqliteStorage } from "../storage/sqlite.js";
+import { PostgresStorage } from "../storage/postgres.js";
+import { MemoryStorage } from "../storage/memory.js";
+import { buildApp, setListenerCertificate } from "./app.js";
+import { createRuntimeCa, issueServerCert, certFingerprint, type CaMaterial } from "./tls.js";
+import type { RuntimeConfig, StorageConfig } from "./config.js";
+
+const CA_KEY = "core/runtime-ca";
+
+export async function openStorage(c: StorageConfig): Promise<Storage> {
+  if (c.type === "sqlite") return new SqliteStorage(c.path);
+  if (c.type === "postgresql") return PostgresStorage.open(c.connectionUrl);
+  return new MemoryStorage();
+}
+
+export interface RunningServer {
+  url: string;
+  core: Core;
+  app: FastifyInstance;
+  /** SHA-256 of the certificate currently served (bootstrap or runtime CA), when TLS is on. */
+  bootstrapFingerprint?: string;
+  close(): Promise<void>;
+}
+
+function writeAtomic(file: string, data: string, mode: number) {
+  const tmp = `${file}.tmp-${process.pid}`;
+  writeFileSync(tmp, data, { mode });
+  renameSync(tmp, file);
+}
+
+export async function startServer(cfg: RuntimeConfig, o: { logger?: CoreLogger; registry?: BackendRegistry } = {}): Promise<RunningServer> {
+  const physical = await openStorage(cfg.storage);
+  const l = cfg.listener;
+  const tlsOn = !l.tlsDisable;
+  const dir = l.tlsDir;
+  const files = dir ? { ca: path.join(dir, "ca.pem"), cert: path.join(dir, "server.pem"), key: path.join(dir, "server-key.pem") } : undefined;
+  const hosts = [...l.tlsHosts, l.host === "0.0.0.0" || l.host === "::" ? "127.0.0.1" : l.host, "localhost"];
+  let app: FastifyInstance | undefined;
+
+  async function installLeaf(ca: CaMaterial) {
+    if (!files) return;
+    const leaf = await issueServerCert(ca, hosts);
+    mkdirSync(dir!, { recursive: true, mode: 0o700 });
+    writeAtomic(files.ca, ca.certPem, 0o644);
+    writeAtomic(files.key, leaf.keyPem, 0o600);
+    writeAtomic(files.cert, leaf.certPem, 0o644);
+    if (app) setListenerCertificate(app, { key: leaf.keyPem, cert: leaf.certPem });
+  }
+
+  const core = new Core({
+    physical, registry: o.registry ?? builtinRegistry(), apiAddr: cfg.apiAddr, defaultTtl: cfg.defaultTtl, maxTtl: cfg.maxTtl,
+    logger: o.logger, auditFile: cfg.auditFile,
+    onInitialize: async (barrier) => {
+      if (!tlsOn || l.tlsCertFile) return {};
+      const ca = await createRuntimeCa();
+      await barrier.put(CA_KEY, Buffer.from(JSON.stringify(ca)));
+      await installLeaf(ca);
+      return { runtime_ca_pem: ca.certPem, runtime_ca_sha256: certFingerprint(ca.certPem) };
+    },
+    onUnseal: async (barrier) => {
+      // A replica that shares the database but not the disk gets its listener certificate here.
+      if (!tlsOn || l.tlsCertFile || !files || existsSync(files.cert)) return;
+      const raw = await barrier.get(CA_KEY);
+      if (raw) await installLeaf(JSON.parse(raw.toString("utf8")) as CaMaterial);
+    },
+  });
+  await core.start();
+
+  let https: { key: string; cert: string } | undefined;
+  let bootstrapFingerprint: string | undefined;
+  if (tlsOn) {
+    if (l.tlsCertFile) https = { key: readFileSync(l.tlsKeyFile!, "utf8"), cert: readFileSync(l.tlsCertFile, "utf8") };
+    else if (files && existsSync(files.cert) && existsSync(files.key)) https = { key: readFileSync(files.key, "utf8"), cert: readFileSync(files.cert, "utf8") };
+    else {
+      const boot = await createRuntimeCa("Buckypaper runtime bootstrap (pre-init)");
+      const leaf = await issueServerCert(boot, hosts);
+      https = { key: leaf.keyPem, cert: leaf.certPem };
+      bootstrapFingerprint = certFingerprint(boot.certPem);
+    }
+  }
+  app = buildApp({ core, https, bodyLimit: l.maxRequestSize, rateLimits: cfg.rateLimits, logRequests: false });
+  try {
+    await app.listen({ host: l.host, port: l.port });
+  } catch (e) {
+    await physical.close();
+    throw e;
+  }
+  const addr = app.server.address();
+  const port = typeof addr === "object" && addr ? addr.port : l.port;
+  const url = `${tlsOn ? "https" : "http"}://${l.host.includes(":") ? `[${l.host}]` : l.host}:${port}`;
+  const a = app;
+  return {
+    url, core, app: a, bootstrapFingerprint,
+    close: async () => { await a.close(); await core.seal(); await physical.close(); },
+  };
+}

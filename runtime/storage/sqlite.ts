@@ -1,0 +1,114 @@
+// Embedded storage on SQLite (node:sqlite): one table of key → ciphertext, WAL journal with
+// synchronous=FULL so a write is on disk when its transaction returns (a kill -9 or power loss
+// afterwards loses nothing acknowledged). Writes go through one connection, serialized in-process
+// and with BEGIN IMMEDIATE across processes; reads use a second connection that sees the last
+// committed state, so a long transaction never exposes half-done work to other requests.
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { childrenOf, StorageCorruptionError, type Storage, type StorageWriter } from "./types.js";
+
+/** Versioned schema: index = version - 1. Never edit a shipped step; append a new one. */
+const MIGRATIONS: string[] = [
+  `CREATE TABLE IF NOT EXISTS bk_kv (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID`,
+];
+
+function wrapSqliteError(e: unknown, key?: string): never {
+  const msg = (e as Error)?.message ?? String(e);
+  if (/malformed|not a database|corrupt/i.test(msg)) throw new StorageCorruptionError(`SQLite storage is corrupt: ${msg}`, key);
+  throw e;
+}
+
+export class SqliteStorage implements Storage {
+  private readonly w: DatabaseSync;
+  private readonly r: DatabaseSync;
+  private readonly st: Record<"get" | "list" | "put" | "del" | "wget" | "wlist", StatementSync>;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(readonly file: string) {
+    mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    try {
+      this.w = new DatabaseSync(file);
+      this.w.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;");
+      this.migrate();
+      this.r = new DatabaseSync(file);
+      this.r.exec("PRAGMA busy_timeout = 10000;");
+    } catch (e) { wrapSqliteError(e); }
+    this.st = {
+      get: this.r.prepare("SELECT value FROM bk_kv WHERE key = ?"),
+      list: this.r.prepare("SELECT key FROM bk_kv WHERE substr(key, 1, ?) = ? ORDER BY key"),
+      wget: this.w.prepare("SELECT value FROM bk_kv WHERE key = ?"),
+      wlist: this.w.prepare("SELECT key FROM bk_kv WHERE substr(key, 1, ?) = ? ORDER BY key"),
+      put: this.w.prepare("INSERT INTO bk_kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"),
+      del: this.w.prepare("DELETE FROM bk_kv WHERE key = ?"),
+    };
+  }
+
+  private migrate() {
+    this.w.exec("BEGIN IMMEDIATE");
+    try {
+      this.w.exec("CREATE TABLE IF NOT EXISTS bk_schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)");
+      const row = this.w.prepare("SELECT MAX(version) AS v FROM bk_schema_migrations").get() as { v: number | null };
+      const current = row.v ?? 0;
+      if (current > MIGRATIONS.length) throw new Error(`storage schema version ${current} is newer than this build supports (${MIGRATIONS.length})`);
+      for (let v = current + 1; v <= MIGRATIONS.length; v++) {
+        this.w.exec(MIGRATIONS[v - 1]);
+        this.w.prepare("INSERT INTO bk_schema_migrations (version, applied_at) VALUES (?, ?)").run(v, new Date().toISOString());
+      }
+      this.w.exec("COMMIT");
+    } catch (e) {
+      this.w.exec("ROLLBACK");
+      throw e;
+    }
+  }
+
+  schemaVersion(): number {
+    return ((this.r.prepare("SELECT MAX(version) AS v FROM bk_schema_migrations").get() as { v: number }).v);
+  }
+
+  async get(key: string): Promise<Buffer | undefined> {
+    try {
+      const row = this.st.get.get(key) as { value: Uint8Array } | undefined;
+      return row ? Buffer.from(row.value) : undefined;
+    } catch (e) { wrapSqliteError(e, key); }
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    try {
+      const rows = this.st.list.all(prefix.length, prefix) as Array<{ key: string }>;
+      return childrenOf(prefix, rows.map((r) => r.key));
+    } catch (e) { wrapSqliteError(e); }
+  }
+
+  put(key: string, value: Buffer) { return this.transaction((tx) => tx.put(key, value)); }
+  delete(key: string) { return this.transaction((tx) => tx.delete(key)); }
+
+  transaction<T>(fn: (tx: StorageWriter) => Promise<T>): Promise<T> {
+    const run = async () => {
+      const tx: StorageWriter = {
+        get: async (k) => { const row = this.st.wget.get(k) as { value: Uint8Array } | undefined; return row ? Buffer.from(row.value) : undefined; },
+        list: async (p) => childrenOf(p, (this.st.wlist.all(p.length, p) as Array<{ key: string }>).map((r) => r.key)),
+        put: async (k, v) => { this.st.put.run(k, v); },
+        delete: async (k) => { this.st.del.run(k); },
+      };
+      try { this.w.exec("BEGIN IMMEDIATE"); } catch (e) { wrapSqliteError(e); }
+      try {
+        const result = await fn(tx);
+        this.w.exec("COMMIT");
+        return result;
+      } catch (e) {
+        try { this.w.exec("ROLLBACK"); } catch { /* already rolled back by SQLite */ }
+        throw e;
+      }
+    };
+    const p = this.queue.then(run, run);
+    this.queue = p.catch(() => undefined);
+    return p;
+  }
+
+  async close() {
+    await this.queue;
+    if (this.w.isOpen) this.w.close();
+    if (this.r.isOpen) this.r.close();
+  }
+}
