@@ -18,7 +18,7 @@ function inputError(fn: () => unknown): MeasurementInputError {
     fn();
   } catch (e) {
     if (e instanceof MeasurementInputError) return e;
-    throw new Error(`expected MeasurementInputError, got ${String(e)}`);
+    throw new Error(`expected MeasurementInputError, got ${String(e)}`, { cause: e });
   }
   throw new Error("expected MeasurementInputError, nothing was thrown");
 }
