@@ -1,0 +1,121 @@
+// The `Vhsm` component: deploys the buckypaper runtime (Nitride + Vault-compatible API) and outputs
+// what confidential VMs pin (URL, CA fingerprint) plus the admin token the deployment registers
+// workloads with. Modes: `local` (a server process on this machine, for the `local` stack) and `ssh`
+// (a server process on an on-premises host reached over SSH, with `buckypaper` installed there).
+//
+// The process is managed by provider/ RuntimeService (a dynamic provider) rather than @pulumi/command:
+// the command provider's Go module is not obtainable from the Go proxy here (docs/pulumi.md).
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import * as pulumi from "@pulumi/pulumi";
+import { RuntimeService } from "../provider/resources.js";
+import { ConfigError } from "./common/errors.js";
+
+export enum VhsmMode {
+  /** A runtime process on the machine that runs `pulumi up`. */
+  Local = "local",
+  /** A runtime process on a host reached over SSH. */
+  Ssh = "ssh",
+}
+
+export interface VhsmSshArgs {
+  host: pulumi.Input<string>;
+  port?: pulumi.Input<number>;
+  user: pulumi.Input<string>;
+  /** OpenSSH private key, as a Pulumi secret. */
+  privateKey: pulumi.Input<string>;
+  /** known_hosts line(s) pinning the host key (recommended). */
+  hostKey?: pulumi.Input<string>;
+}
+
+export interface VhsmArgs {
+  /** Default local. */
+  mode?: VhsmMode;
+  /** SSH target (mode ssh). */
+  ssh?: VhsmSshArgs;
+  /** Absolute directory for config, SQLite storage, log and pid file. Default: <cwd>/.bk/vhsm/<stack> (local), /var/lib/buckypaper/vhsm-<stack> (ssh). */
+  stateDir?: string;
+  /** Address the server listens on. Default 127.0.0.1 (local), 0.0.0.0 (ssh). */
+  listenAddress?: string;
+  /** TCP port. Default 8200. */
+  port?: number;
+  /** Host name or IP in the URL that the deployment and the VMs use. Default 127.0.0.1 (local), the SSH host (ssh). */
+  publicHost?: pulumi.Input<string>;
+  /** Serve HTTPS with the runtime CA (default true). */
+  tls?: boolean;
+  /** Command that runs the buckypaper CLI. Default: this package's bin/buckypaper.js with the current Node (local), `buckypaper` (ssh). */
+  command?: string[];
+  /** Shamir key shares / threshold at init (default 1 / 1). */
+  keyShares?: number;
+  keyThreshold?: number;
+}
+
+/** The runtime's config file, in the format `buckypaper runtime server --config` reads (docs/runtime.md). */
+export function renderRuntimeConfig(o: { stateDir: string; listenAddress: string; port: number; tls: boolean; publicUrl: string }): string {
+  return `${JSON.stringify(
+    {
+      listen: `${o.listenAddress.includes(":") ? `[${o.listenAddress}]` : o.listenAddress}:${o.port}`,
+      api_addr: o.publicUrl,
+      storage: { type: "sqlite", path: `${o.stateDir}/runtime.db` },
+      tls: o.tls ? { ca_dir: o.stateDir } : { disable: true },
+    },
+    null,
+    2,
+  )}\n`;
+}
+
+// components/ in the sources, dist/components/ when compiled: the package root is one or two levels up.
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const PACKAGE_ROOT = path.basename(path.dirname(HERE)) === "dist" ? path.resolve(HERE, "..", "..") : path.resolve(HERE, "..");
+
+export class Vhsm extends pulumi.ComponentResource {
+  /** Base URL of the runtime (https://host:port). */
+  public readonly url: pulumi.Output<string>;
+  /** SHA-256 (hex) of the runtime CA certificate: what guests pin. Empty without TLS. */
+  public readonly caFingerprint: pulumi.Output<string>;
+  /** PEM of the runtime CA certificate. */
+  public readonly caPem: pulumi.Output<string>;
+  /** Root token of the new runtime (a Pulumi secret). */
+  public readonly rootToken: pulumi.Output<string>;
+
+  constructor(name: string, args: VhsmArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("buckypaper:index:Vhsm", name, args, opts);
+    const mode = args.mode ?? VhsmMode.Local;
+    if (mode !== VhsmMode.Local && mode !== VhsmMode.Ssh) throw new ConfigError(`Vhsm ${name}`, "mode", `is '${String(mode)}', which is not supported`, [VhsmMode.Local, VhsmMode.Ssh]);
+    if (mode === VhsmMode.Ssh && !args.ssh) throw new ConfigError(`Vhsm ${name}`, "ssh", "is required when mode is 'ssh'");
+    if (mode === VhsmMode.Local && args.ssh) throw new ConfigError(`Vhsm ${name}`, "ssh", "is only allowed when mode is 'ssh'");
+    if (args.ssh && typeof args.ssh.privateKey === "string") {
+      throw new ConfigError(`Vhsm ${name}`, "ssh.privateKey", "is a plain string; pass a Pulumi secret (config.requireSecret(...))");
+    }
+    const port = args.port ?? 8200;
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ConfigError(`Vhsm ${name}`, "port", `is ${port}; must be 1..65535`);
+    const stack = pulumi.getStack();
+    const stateDir = args.stateDir ?? (mode === VhsmMode.Local ? path.resolve(".bk", "vhsm", stack) : `/var/lib/buckypaper/vhsm-${stack}`);
+    if (!path.isAbsolute(stateDir)) throw new ConfigError(`Vhsm ${name}`, "stateDir", `is '${stateDir}'; must be an absolute path`);
+    const tls = args.tls ?? true;
+    const listenAddress = args.listenAddress ?? (mode === VhsmMode.Local ? "127.0.0.1" : "0.0.0.0");
+    const publicHost = pulumi.output(args.publicHost ?? (mode === VhsmMode.Local ? "127.0.0.1" : args.ssh!.host));
+    const url = publicHost.apply((h) => `${tls ? "https" : "http"}://${h.includes(":") ? `[${h}]` : h}:${port}`);
+    const command = args.command ?? (mode === VhsmMode.Local ? [process.execPath, path.join(PACKAGE_ROOT, "bin", "buckypaper.js")] : ["buckypaper"]);
+
+    const service = new RuntimeService(
+      `${name}-runtime`,
+      {
+        ssh: args.ssh,
+        stateDir,
+        serverCommand: [...command, "runtime", "server", "--config", "{config}"],
+        config: url.apply((u) => renderRuntimeConfig({ stateDir, listenAddress, port, tls, publicUrl: u })),
+        url,
+        caFile: tls ? "ca.pem" : undefined,
+        keyShares: args.keyShares ?? 1,
+        keyThreshold: args.keyThreshold ?? 1,
+      },
+      { parent: this },
+    );
+    this.url = service.url;
+    this.caFingerprint = service.caFingerprint;
+    this.caPem = service.caPem;
+    this.rootToken = pulumi.secret(service.rootToken);
+    this.registerOutputs({ url: this.url, caFingerprint: this.caFingerprint, caPem: this.caPem, rootToken: this.rootToken });
+  }
+}

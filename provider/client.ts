@@ -1,0 +1,133 @@
+// Minimal HTTP client for the runtime's API (Vault-compatible + Nitride), used by the Pulumi dynamic
+// providers. No Pulumi imports: it runs inside the dynamic-provider process, where only what is
+// imported at call time exists, and it is tested on its own against a real runtime.
+import * as http from "node:http";
+import * as https from "node:https";
+import { createHash, X509Certificate } from "node:crypto";
+
+/** Where the runtime is and how to authenticate. */
+export interface RuntimeConnection {
+  /** Base URL, e.g. https://127.0.0.1:8200 (no /v1). */
+  url: string;
+  /** Token sent as X-Vault-Token. */
+  token: string;
+  /** PEM of the runtime CA (https only); without it the system trust store is used. */
+  caPem?: string;
+  /** SHA-256 (hex) of the runtime CA certificate; when given with caPem, they must match. */
+  caFingerprint?: string;
+}
+
+/** A non-2xx answer. The message carries the runtime's error strings, never the request body. */
+export class RuntimeApiError extends Error {
+  override name = "RuntimeApiError";
+  constructor(
+    readonly method: string,
+    readonly path: string,
+    readonly status: number,
+    readonly errors: string[],
+  ) {
+    super(`${method} ${path}: HTTP ${status}${errors.length ? `: ${errors.join("; ")}` : ""}`);
+  }
+}
+
+/** Bad connection settings, named by field. */
+export class RuntimeConnectionError extends Error {
+  override name = "RuntimeConnectionError";
+  constructor(readonly field: string, problem: string) {
+    super(`runtime connection: ${field} ${problem}`);
+  }
+}
+
+export interface RuntimeResponse {
+  status: number;
+  /** Parsed JSON body, or undefined for 204 / empty bodies. */
+  body: unknown;
+}
+
+/** SHA-256 (lowercase hex, no colons) of a PEM certificate's DER. */
+export function certFingerprint(pem: string): string {
+  return createHash("sha256").update(new X509Certificate(pem).raw).digest("hex");
+}
+
+function normaliseFingerprint(fp: string): string {
+  return fp.replace(/:/g, "").toLowerCase();
+}
+
+export function checkConnection(c: RuntimeConnection): URL {
+  if (!c || typeof c !== "object") throw new RuntimeConnectionError("connection", "is missing");
+  if (typeof c.url !== "string" || c.url === "") throw new RuntimeConnectionError("url", "is missing");
+  let u: URL;
+  try {
+    u = new URL(c.url);
+  } catch {
+    throw new RuntimeConnectionError("url", `is not a URL: '${c.url}'`);
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:") throw new RuntimeConnectionError("url", `must be http or https, got '${u.protocol}'`);
+  if (typeof c.token !== "string" || c.token === "") throw new RuntimeConnectionError("token", "is missing");
+  if (c.caPem !== undefined && c.caPem !== "" && c.caFingerprint) {
+    let actual: string;
+    try {
+      actual = certFingerprint(c.caPem);
+    } catch {
+      throw new RuntimeConnectionError("caPem", "is not a PEM certificate");
+    }
+    if (actual !== normaliseFingerprint(c.caFingerprint)) {
+      throw new RuntimeConnectionError("caFingerprint", `does not match caPem (caPem has ${actual})`);
+    }
+  }
+  return u;
+}
+
+/** One request. 404 is returned (not thrown) so callers can treat "gone" as a state, other errors throw. */
+export async function runtimeRequest(
+  c: RuntimeConnection,
+  method: "GET" | "PUT" | "POST" | "DELETE" | "LIST",
+  path: string,
+  body?: unknown,
+  timeoutMs = 30_000,
+): Promise<RuntimeResponse> {
+  const base = checkConnection(c);
+  const target = new URL(`/v1/${path.replace(/^\/+/, "")}`, base);
+  const verb = method === "LIST" ? "GET" : method;
+  if (method === "LIST") target.searchParams.set("list", "true");
+  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body), "utf8");
+  const headers: Record<string, string> = { "X-Vault-Token": c.token, "X-Vault-Request": "true", Accept: "application/json" };
+  if (payload) {
+    headers["Content-Type"] = "application/json";
+    headers["Content-Length"] = String(payload.length);
+  }
+  const lib = target.protocol === "https:" ? https : http;
+  const tls = target.protocol === "https:" && c.caPem ? { ca: c.caPem } : {};
+  const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+    const req = lib.request(target, { method: verb, headers, timeout: timeoutMs, ...tls }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (d: Buffer) => chunks.push(d));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }));
+      res.on("error", reject);
+    });
+    req.on("timeout", () => req.destroy(new Error(`${method} ${target.pathname}: no answer within ${timeoutMs} ms`)));
+    req.on("error", (e) => reject(new Error(`${method} ${target.pathname}: ${e.message}`)));
+    req.end(payload);
+  });
+  let parsed: unknown;
+  if (text.trim() !== "") {
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = text;
+    }
+  }
+  if (status === 404 || (status >= 200 && status < 300)) return { status, body: parsed };
+  const errors =
+    parsed && typeof parsed === "object" && Array.isArray((parsed as { errors?: unknown }).errors)
+      ? ((parsed as { errors: unknown[] }).errors.filter((e) => typeof e === "string") as string[])
+      : [];
+  throw new RuntimeApiError(method, target.pathname, status, errors);
+}
+
+/** The `data` member of a Vault envelope, or undefined when absent/404. */
+export function dataOf(r: RuntimeResponse): Record<string, unknown> | undefined {
+  if (r.status === 404) return undefined;
+  const d = (r.body as { data?: unknown } | undefined)?.data;
+  return d && typeof d === "object" && !Array.isArray(d) ? (d as Record<string, unknown>) : undefined;
+}

@@ -1,0 +1,198 @@
+// Create/read/update/delete/diff/check for every runtime object kind (provider/kinds.ts), shaped like
+// Pulumi's dynamic ResourceProvider results but without importing Pulumi: the dynamic provider's
+// serialized closure only does `await import(<this module>)` and forwards, so nothing heavy is captured.
+import { dataOf, runtimeRequest, type RuntimeConnection } from "./client.js";
+import { kinds, namePattern, pathPattern, type FieldSpec, type KindSpec } from "./kinds.js";
+
+/** Pulumi passes this string for values unknown during preview. */
+export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+
+type Props = Record<string, unknown>;
+
+export interface CheckFailure {
+  property: string;
+  reason: string;
+}
+
+function kindOf(name: string): KindSpec {
+  const k = kinds[name];
+  if (!k) throw new Error(`unknown runtime object kind '${name}'`);
+  return k;
+}
+
+const isUnknown = (v: unknown): boolean => v === UNKNOWN;
+
+function checkField(fs: FieldSpec, v: unknown, failures: CheckFailure[]): void {
+  if (v === undefined || isUnknown(v)) return;
+  const bad = (what: string) => failures.push({ property: fs.name, reason: `${fs.name} must be ${what}` });
+  switch (fs.type) {
+    case "string":
+      if (typeof v !== "string") bad("a string");
+      break;
+    case "boolean":
+      if (typeof v !== "boolean") bad("a boolean");
+      break;
+    case "integer":
+      if (typeof v !== "number" || !Number.isInteger(v)) bad("an integer");
+      break;
+    case "duration":
+      if (!(typeof v === "number" && Number.isInteger(v) && v >= 0) && !(typeof v === "string" && /^(\d+[smhd]?)+$/.test(v))) {
+        bad("a duration such as '72h' or a number of seconds");
+      }
+      break;
+    case "list":
+      if (!Array.isArray(v) || !v.every((x) => typeof x === "string" || isUnknown(x))) bad("a list of strings");
+      break;
+    case "stringMap":
+      if (!v || typeof v !== "object" || Array.isArray(v) || !Object.values(v).every((x) => typeof x === "string" || isUnknown(x))) {
+        bad("a map of strings");
+      }
+      break;
+    case "object":
+      if (!v || typeof v !== "object" || Array.isArray(v)) bad("an object");
+      break;
+  }
+}
+
+/** Validates and defaults inputs. Failures name the field; values (possibly secret) are never echoed. */
+export function check(kindName: string, news: Props): { inputs: Props; failures: CheckFailure[] } {
+  const k = kindOf(kindName);
+  const inputs: Props = { ...news };
+  const failures: CheckFailure[] = [];
+  for (const fs of [...k.identity, ...k.fields]) {
+    if (inputs[fs.name] === undefined && fs.default !== undefined) inputs[fs.name] = fs.default;
+  }
+  for (const fs of k.identity) {
+    const v = inputs[fs.name];
+    if (isUnknown(v)) continue;
+    const pattern = fs.name === "path" ? pathPattern : namePattern;
+    if (typeof v !== "string" || v === "") failures.push({ property: fs.name, reason: `${fs.name} is required` });
+    else if (!pattern.test(v) || v.includes("..") || v.endsWith("/")) {
+      failures.push({ property: fs.name, reason: `${fs.name} '${v}' must match ${pattern.source} (no '..', no trailing '/')` });
+    }
+  }
+  for (const fs of k.fields) checkField(fs, inputs[fs.name], failures);
+  if (kindName === "secret" && inputs.data === undefined) failures.push({ property: "data", reason: "data is required" });
+  if (kindName === "policy" && inputs.policy === undefined) failures.push({ property: "policy", reason: "policy is required" });
+  const c = inputs.connection as Partial<RuntimeConnection> | undefined;
+  if (!isUnknown(c)) {
+    if (!c || typeof c !== "object") failures.push({ property: "connection", reason: "connection is required" });
+    else {
+      if (!isUnknown(c.url) && (typeof c.url !== "string" || !/^https?:\/\/./.test(c.url))) {
+        failures.push({ property: "connection.url", reason: "connection.url must be an http(s) URL" });
+      }
+      if (!isUnknown(c.token) && (typeof c.token !== "string" || c.token === "")) {
+        failures.push({ property: "connection.token", reason: "connection.token is required" });
+      }
+    }
+  }
+  return { inputs, failures };
+}
+
+function durationSeconds(v: unknown): number | undefined {
+  if (typeof v === "number") return v;
+  if (typeof v !== "string" || !/^(\d+[smhd]?)+$/.test(v)) return undefined;
+  let total = 0;
+  for (const [, n, unit] of v.matchAll(/(\d+)([smhd]?)/g)) total += Number(n) * ({ "": 1, s: 1, m: 60, h: 3600, d: 86400 }[unit ?? ""] ?? 1);
+  return total;
+}
+
+/** Equal up to the runtime's normalisations (durations in seconds, lists as comma strings). */
+export function sameValue(fs: FieldSpec | undefined, a: unknown, b: unknown): boolean {
+  if (fs?.type === "duration") return durationSeconds(a) === durationSeconds(b);
+  if (fs?.type === "list") {
+    const norm = (x: unknown) => (Array.isArray(x) ? x.map(String) : typeof x === "string" && x !== "" ? x.split(",").map((s) => s.trim()) : []);
+    return JSON.stringify(norm(a)) === JSON.stringify(norm(b));
+  }
+  return stableJson(a) === stableJson(b);
+}
+
+function stableJson(v: unknown): string {
+  if (v === undefined) return "undefined";
+  if (v === null || typeof v !== "object") return JSON.stringify(v);
+  if (Array.isArray(v)) return `[${v.map(stableJson).join(",")}]`;
+  const o = v as Props;
+  return `{${Object.keys(o)
+    .sort()
+    .filter((key) => o[key] !== undefined)
+    .map((key) => `${JSON.stringify(key)}:${stableJson(o[key])}`)
+    .join(",")}}`;
+}
+
+export interface DiffResult {
+  changes: boolean;
+  replaces: string[];
+  deleteBeforeReplace: boolean;
+}
+
+/** Identity or runtime URL change → replace; a settable field (or the token/CA) change → update. */
+export function diff(kindName: string, olds: Props, news: Props): DiffResult {
+  const k = kindOf(kindName);
+  const replaces: string[] = [];
+  for (const fs of k.identity) if (!sameValue(fs, olds[fs.name], news[fs.name])) replaces.push(fs.name);
+  const oc = (olds.connection ?? {}) as Partial<RuntimeConnection>;
+  const nc = (news.connection ?? {}) as Partial<RuntimeConnection>;
+  if (oc.url !== nc.url) replaces.push("connection");
+  let changes = replaces.length > 0;
+  for (const fs of k.fields) if (!sameValue(fs, olds[fs.name], news[fs.name])) changes = true;
+  if (oc.token !== nc.token || (oc.caPem ?? "") !== (nc.caPem ?? "")) changes = true;
+  // Replacement always changes the identity or the runtime, so create-before-delete is safe.
+  return { changes, replaces, deleteBeforeReplace: false };
+}
+
+function connectionOf(props: Props): RuntimeConnection {
+  return props.connection as RuntimeConnection;
+}
+
+async function write(k: KindSpec, inputs: Props): Promise<Props> {
+  await runtimeRequest(connectionOf(inputs), "POST", k.path(inputs), k.body(inputs));
+  // Read back what the runtime stored (versions, normalised values) so state matches reality.
+  const r = await runtimeRequest(connectionOf(inputs), "GET", k.path(inputs));
+  const d = dataOf(r);
+  const extra: Props = {};
+  if (d) {
+    const fromApi = k.fromApi(d, inputs);
+    if (typeof fromApi.version === "number") extra.version = fromApi.version;
+  }
+  return { ...inputs, ...extra };
+}
+
+export async function create(kindName: string, inputs: Props): Promise<{ id: string; outs: Props }> {
+  const k = kindOf(kindName);
+  const existing = dataOf(await runtimeRequest(connectionOf(inputs), "GET", k.path(inputs)));
+  if (existing && Object.keys(k.fromApi(existing, inputs)).length > 0) {
+    // Refuse to silently take over an object someone else made; `pulumi import` is the way to adopt it.
+    throw new Error(`${k.typeName} '${k.id(inputs)}' already exists in the runtime; import it or choose another name`);
+  }
+  return { id: k.id(inputs), outs: await write(k, inputs) };
+}
+
+export async function update(kindName: string, _id: string, _olds: Props, news: Props): Promise<{ outs: Props }> {
+  return { outs: await write(kindOf(kindName), news) };
+}
+
+export async function remove(kindName: string, _id: string, props: Props): Promise<void> {
+  const k = kindOf(kindName);
+  // 404 counts as already gone (runtimeRequest returns it rather than throwing).
+  await runtimeRequest(connectionOf(props), "DELETE", k.deletePath ? k.deletePath(props) : k.path(props));
+}
+
+/**
+ * Refresh: the object's current fields from the runtime. Values equal to ours up to normalisation keep
+ * our spelling (so refresh shows no spurious diff); real drift shows the runtime's value; a missing
+ * object returns an empty id so Pulumi drops it from state.
+ */
+export async function read(kindName: string, id: string, props: Props): Promise<{ id: string; props: Props }> {
+  const k = kindOf(kindName);
+  const d = dataOf(await runtimeRequest(connectionOf(props), "GET", k.path(props)));
+  const live = d ? k.fromApi(d, props) : undefined;
+  if (!live || Object.keys(live).length === 0) return { id: "", props: {} };
+  const out: Props = { ...props };
+  for (const fs of k.fields) {
+    // Only fields we manage: defaults the runtime fills in for fields we never set are not drift.
+    if (!(fs.name in live) || props[fs.name] === undefined) continue;
+    if (!sameValue(fs, props[fs.name], live[fs.name])) out[fs.name] = live[fs.name];
+  }
+  if (typeof live.version === "number") out.version = live.version;
+  return { id, props: out };
+}

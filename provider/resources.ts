@@ -1,0 +1,344 @@
+// Pulumi resources that register things with the buckypaper runtime: a Nitride Workload (reference
+// values + policy), KV v2 Secrets, ACL Policies, PKI/SSH/JWT roles. They are dynamic providers: real
+// create/read/update/delete/diff against the runtime's HTTP API, run by the engine in its
+// dynamic-provider process. Type tokens: pulumi-nodejs:dynamic/buckypaper:<Type>.
+//
+// Closure-serialization rules followed here: each provider captures only two strings (the kind and the
+// absolute path of provider/handlers.js) and loads the handlers at call time, so no module object,
+// secret or client is serialized into the state's `__provider` input. Loading uses `require` (Node >=
+// 22.12 loads ES modules with it) rather than `import()`: the serialized code runs as CommonJS in the
+// dynamic-provider process, where `require` is the module wrapper's, and bundlers/test runners rewrite
+// `import()` into helpers that cannot be serialized.
+import { fileURLToPath } from "node:url";
+import * as pulumi from "@pulumi/pulumi";
+
+const HANDLERS_PATH = fileURLToPath(new URL("./handlers.js", import.meta.url));
+const SERVICE_PATH = fileURLToPath(new URL("./service.js", import.meta.url));
+
+function makeProvider(kind: string): pulumi.dynamic.ResourceProvider {
+  const handlersPath = HANDLERS_PATH;
+  return {
+    async check(_olds, news) {
+      const h = require(handlersPath); // eslint-disable-line @typescript-eslint/no-require-imports
+      return h.check(kind, news);
+    },
+    async diff(_id, olds, news) {
+      const h = require(handlersPath); // eslint-disable-line @typescript-eslint/no-require-imports
+      return h.diff(kind, olds, news);
+    },
+    async create(inputs) {
+      const h = require(handlersPath); // eslint-disable-line @typescript-eslint/no-require-imports
+      return h.create(kind, inputs);
+    },
+    async read(id, props) {
+      const h = require(handlersPath); // eslint-disable-line @typescript-eslint/no-require-imports
+      return h.read(kind, id, props);
+    },
+    async update(id, olds, news) {
+      const h = require(handlersPath); // eslint-disable-line @typescript-eslint/no-require-imports
+      return h.update(kind, id, olds, news);
+    },
+    async delete(id, props) {
+      const h = require(handlersPath); // eslint-disable-line @typescript-eslint/no-require-imports
+      await h.remove(kind, id, props);
+    },
+  };
+}
+
+function makeServiceProvider(): pulumi.dynamic.ResourceProvider {
+  const servicePath = SERVICE_PATH;
+  return {
+    async check(_olds, news) {
+      const s = require(servicePath); // eslint-disable-line @typescript-eslint/no-require-imports
+      return s.checkService(news);
+    },
+    async diff(_id, olds, news) {
+      const s = require(servicePath); // eslint-disable-line @typescript-eslint/no-require-imports
+      return s.diffService(olds, news);
+    },
+    async create(inputs) {
+      const s = require(servicePath); // eslint-disable-line @typescript-eslint/no-require-imports
+      const outs = await s.createService(inputs);
+      return { id: `${inputs.ssh ? `${inputs.ssh.user}@${inputs.ssh.host}:` : ""}${inputs.stateDir}`, outs };
+    },
+    async read(id, props) {
+      const s = require(servicePath); // eslint-disable-line @typescript-eslint/no-require-imports
+      return s.readService(id, props);
+    },
+    async update(_id, olds, news) {
+      const s = require(servicePath); // eslint-disable-line @typescript-eslint/no-require-imports
+      return { outs: await s.ensureRunning(olds, news) };
+    },
+    async delete(_id, props) {
+      const s = require(servicePath); // eslint-disable-line @typescript-eslint/no-require-imports
+      await s.deleteService(props);
+    },
+  };
+}
+
+// One provider object per kind: Pulumi caches the serialization per object.
+const providers = {
+  workload: makeProvider("workload"),
+  secret: makeProvider("secret"),
+  policy: makeProvider("policy"),
+  pkiRole: makeProvider("pkiRole"),
+  sshRole: makeProvider("sshRole"),
+  jwtRole: makeProvider("jwtRole"),
+  service: makeServiceProvider(),
+};
+
+/** How the resources reach the runtime (a `Vhsm` component's outputs fit here). */
+export interface RuntimeConnectionArgs {
+  /** Base URL of the runtime, e.g. https://127.0.0.1:8200. */
+  url: pulumi.Input<string>;
+  /** Token allowed to manage workloads/secrets/roles. Stored only encrypted in state. */
+  token: pulumi.Input<string>;
+  /** PEM of the runtime CA for https URLs. */
+  caPem?: pulumi.Input<string>;
+}
+
+/** The connection as one secret input: the token must never reach the state file in clear. */
+function secretConnection(c: pulumi.Input<RuntimeConnectionArgs>): pulumi.Output<{ url: string; token: string; caPem?: string }> {
+  return pulumi.secret(
+    pulumi.output(c).apply((v) => {
+      const out: { url: string; token: string; caPem?: string } = { url: v.url, token: v.token };
+      if (v.caPem) out.caPem = v.caPem;
+      return out;
+    }),
+  );
+}
+
+function withSecretOutputs(opts: pulumi.CustomResourceOptions | undefined, names: string[]): pulumi.CustomResourceOptions {
+  return { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), ...names] };
+}
+
+export interface WorkloadArgs {
+  connection: pulumi.Input<RuntimeConnectionArgs>;
+  /** Workload id (1-128 of [A-Za-z0-9._-]); the VM's enclaivelet presents it. */
+  workloadId: pulumi.Input<string>;
+  /** Evidence platform: snp, tdx, azure-snp, azure-tdx. */
+  platform?: pulumi.Input<string>;
+  /** Expected launch state: measurements (hex) and whatever else the runtime's appraisal compares. */
+  referenceValues: pulumi.Input<Record<string, unknown>>;
+  /** Appraisal policy (debug allowed, minimum TCB, ...). */
+  policy?: pulumi.Input<Record<string, unknown>>;
+  /** KV paths the workload may read once attested. */
+  secrets?: pulumi.Input<pulumi.Input<string>[]>;
+  pkiRoles?: pulumi.Input<pulumi.Input<string>[]>;
+  sshRoles?: pulumi.Input<pulumi.Input<string>[]>;
+  description?: pulumi.Input<string>;
+}
+
+/** A Nitride workload definition at /v1/nitride/workloads/:id. */
+export class Workload extends pulumi.dynamic.Resource {
+  declare readonly workloadId: pulumi.Output<string>;
+  declare readonly platform: pulumi.Output<string | undefined>;
+  declare readonly referenceValues: pulumi.Output<Record<string, unknown>>;
+  declare readonly policy: pulumi.Output<Record<string, unknown> | undefined>;
+  declare readonly secrets: pulumi.Output<string[]>;
+  declare readonly pkiRoles: pulumi.Output<string[]>;
+  declare readonly sshRoles: pulumi.Output<string[]>;
+  /** Definition version the runtime assigned (increments on every update). */
+  declare readonly version: pulumi.Output<number | undefined>;
+
+  constructor(name: string, args: WorkloadArgs, opts?: pulumi.CustomResourceOptions) {
+    const { connection, ...rest } = args;
+    super(providers.workload, name, { ...rest, connection: secretConnection(connection), version: undefined }, withSecretOutputs(opts, ["connection"]), "buckypaper", "Workload");
+  }
+}
+
+export interface SecretArgs {
+  connection: pulumi.Input<RuntimeConnectionArgs>;
+  /** KV v2 mount (default "secret"). */
+  mount?: pulumi.Input<string>;
+  /** Path under the mount, e.g. "apps/web". */
+  path: pulumi.Input<string>;
+  /** Key → value. Values must be Pulumi secrets (config.requireSecret / pulumi.secret). */
+  data: Record<string, pulumi.Input<string>> | pulumi.Output<Record<string, string>>;
+}
+
+/** A KV v2 secret; its values stay Pulumi secrets in the program, in previews and in state. */
+export class Secret extends pulumi.dynamic.Resource {
+  declare readonly mount: pulumi.Output<string>;
+  declare readonly path: pulumi.Output<string>;
+  declare readonly data: pulumi.Output<Record<string, string>>;
+  /** KV version the runtime stored. */
+  declare readonly version: pulumi.Output<number | undefined>;
+
+  constructor(name: string, args: SecretArgs, opts?: pulumi.CustomResourceOptions) {
+    if (!pulumi.Output.isInstance(args.data)) {
+      for (const [k, v] of Object.entries(args.data ?? {})) {
+        if (typeof v === "string") {
+          throw new pulumi.ResourceError(`Secret ${name}: data.${k} is a plain string; pass a Pulumi secret (pulumi.secret(...) or config.requireSecret(...))`, undefined);
+        }
+      }
+    }
+    const { connection, data, ...rest } = args;
+    super(
+      providers.secret,
+      name,
+      { ...rest, data: pulumi.secret(pulumi.output(data)), connection: secretConnection(connection), version: undefined },
+      withSecretOutputs(opts, ["connection", "data"]),
+      "buckypaper",
+      "Secret",
+    );
+  }
+}
+
+export interface PolicyArgs {
+  connection: pulumi.Input<RuntimeConnectionArgs>;
+  name: pulumi.Input<string>;
+  /** ACL policy in HCL. */
+  policy: pulumi.Input<string>;
+}
+
+/** An ACL policy at /v1/sys/policies/acl/:name. */
+export class Policy extends pulumi.dynamic.Resource {
+  declare readonly name: pulumi.Output<string>;
+  declare readonly policy: pulumi.Output<string>;
+  constructor(name: string, args: PolicyArgs, opts?: pulumi.CustomResourceOptions) {
+    const { connection, ...rest } = args;
+    super(providers.policy, name, { ...rest, connection: secretConnection(connection) }, withSecretOutputs(opts, ["connection"]), "buckypaper", "Policy");
+  }
+}
+
+export interface PkiRoleArgs {
+  connection: pulumi.Input<RuntimeConnectionArgs>;
+  /** PKI mount (default "pki"). */
+  mount?: pulumi.Input<string>;
+  name: pulumi.Input<string>;
+  allowedDomains?: pulumi.Input<pulumi.Input<string>[]>;
+  allowSubdomains?: pulumi.Input<boolean>;
+  allowBareDomains?: pulumi.Input<boolean>;
+  allowIpSans?: pulumi.Input<boolean>;
+  allowLocalhost?: pulumi.Input<boolean>;
+  serverFlag?: pulumi.Input<boolean>;
+  clientFlag?: pulumi.Input<boolean>;
+  keyType?: pulumi.Input<string>;
+  keyBits?: pulumi.Input<number>;
+  /** Durations as Vault spells them ("72h") or seconds. */
+  ttl?: pulumi.Input<string | number>;
+  maxTtl?: pulumi.Input<string | number>;
+}
+
+/** A PKI role at /v1/<mount>/roles/:name (the TLS certificates a workload may be issued). */
+export class PkiRole extends pulumi.dynamic.Resource {
+  declare readonly mount: pulumi.Output<string>;
+  declare readonly name: pulumi.Output<string>;
+  constructor(name: string, args: PkiRoleArgs, opts?: pulumi.CustomResourceOptions) {
+    const { connection, ...rest } = args;
+    super(providers.pkiRole, name, { ...rest, connection: secretConnection(connection) }, withSecretOutputs(opts, ["connection"]), "buckypaper", "PkiRole");
+  }
+}
+
+export interface SshRoleArgs {
+  connection: pulumi.Input<RuntimeConnectionArgs>;
+  /** SSH mount (default "ssh"). */
+  mount?: pulumi.Input<string>;
+  name: pulumi.Input<string>;
+  /** Default "ca" (certificate signing). */
+  keyType?: pulumi.Input<string>;
+  allowUserCertificates?: pulumi.Input<boolean>;
+  allowHostCertificates?: pulumi.Input<boolean>;
+  /** Comma-separated, as Vault takes it. */
+  allowedUsers?: pulumi.Input<string>;
+  defaultUser?: pulumi.Input<string>;
+  allowedDomains?: pulumi.Input<string>;
+  allowSubdomains?: pulumi.Input<boolean>;
+  allowBareDomains?: pulumi.Input<boolean>;
+  defaultExtensions?: pulumi.Input<Record<string, pulumi.Input<string>>>;
+  allowedExtensions?: pulumi.Input<string>;
+  ttl?: pulumi.Input<string | number>;
+  maxTtl?: pulumi.Input<string | number>;
+}
+
+/** An SSH CA role at /v1/<mount>/roles/:name (host/user certificates for the VM). */
+export class SshRole extends pulumi.dynamic.Resource {
+  declare readonly mount: pulumi.Output<string>;
+  declare readonly name: pulumi.Output<string>;
+  constructor(name: string, args: SshRoleArgs, opts?: pulumi.CustomResourceOptions) {
+    const { connection, ...rest } = args;
+    super(providers.sshRole, name, { ...rest, connection: secretConnection(connection) }, withSecretOutputs(opts, ["connection"]), "buckypaper", "SshRole");
+  }
+}
+
+export interface JwtRoleArgs {
+  connection: pulumi.Input<RuntimeConnectionArgs>;
+  /** JWT auth mount (default "jwt"): the role lives at auth/<mount>/role/<name>. */
+  mount?: pulumi.Input<string>;
+  name: pulumi.Input<string>;
+  roleType?: pulumi.Input<string>;
+  boundAudiences?: pulumi.Input<pulumi.Input<string>[]>;
+  /** Default "sub" (the Nitride token's subject is the workload id). */
+  userClaim?: pulumi.Input<string>;
+  boundSubject?: pulumi.Input<string>;
+  boundClaims?: pulumi.Input<Record<string, unknown>>;
+  boundClaimsType?: pulumi.Input<string>;
+  claimMappings?: pulumi.Input<Record<string, pulumi.Input<string>>>;
+  tokenPolicies?: pulumi.Input<pulumi.Input<string>[]>;
+  tokenTtl?: pulumi.Input<string | number>;
+  tokenMaxTtl?: pulumi.Input<string | number>;
+}
+
+/** A JWT auth role that turns a Nitride workload token into a runtime token with given policies. */
+export class JwtRole extends pulumi.dynamic.Resource {
+  declare readonly mount: pulumi.Output<string>;
+  declare readonly name: pulumi.Output<string>;
+  constructor(name: string, args: JwtRoleArgs, opts?: pulumi.CustomResourceOptions) {
+    const { connection, ...rest } = args;
+    super(providers.jwtRole, name, { ...rest, connection: secretConnection(connection) }, withSecretOutputs(opts, ["connection"]), "buckypaper", "JwtRole");
+  }
+}
+
+export interface RuntimeServiceSshArgs {
+  host: pulumi.Input<string>;
+  port?: pulumi.Input<number>;
+  user: pulumi.Input<string>;
+  /** OpenSSH private key; stored only encrypted in state. */
+  privateKey: pulumi.Input<string>;
+  /** known_hosts line(s) pinning the host key; without it the key is accepted on first use. */
+  hostKey?: pulumi.Input<string>;
+}
+
+export interface RuntimeServiceArgs {
+  /** Absent: run on this machine. */
+  ssh?: pulumi.Input<RuntimeServiceSshArgs>;
+  /** Absolute directory for the runtime's config, data, log and pid file. */
+  stateDir: pulumi.Input<string>;
+  /** Shell words that start the server; "{config}" becomes the config file path. */
+  serverCommand: pulumi.Input<pulumi.Input<string>[]>;
+  /** Runtime config file content. */
+  config: pulumi.Input<string>;
+  /** URL the runtime answers on, as the deploying machine reaches it. */
+  url: pulumi.Input<string>;
+  /** File under stateDir where the runtime keeps its CA certificate (https). */
+  caFile?: pulumi.Input<string>;
+  keyShares?: pulumi.Input<number>;
+  keyThreshold?: pulumi.Input<number>;
+}
+
+/**
+ * The runtime server process, started, initialised and unsealed (used by the Vhsm component). The root
+ * token and unseal keys exist only as secret outputs (encrypted state); `pulumi refresh` notices a
+ * stopped or sealed server and the next `pulumi up` restarts and unseals it.
+ */
+export class RuntimeService extends pulumi.dynamic.Resource {
+  declare readonly url: pulumi.Output<string>;
+  declare readonly caPem: pulumi.Output<string>;
+  declare readonly caFingerprint: pulumi.Output<string>;
+  declare readonly rootToken: pulumi.Output<string>;
+  declare readonly unsealKeys: pulumi.Output<string[]>;
+  declare readonly running: pulumi.Output<boolean>;
+
+  constructor(name: string, args: RuntimeServiceArgs, opts?: pulumi.CustomResourceOptions) {
+    const { ssh, ...rest } = args;
+    super(
+      providers.service,
+      name,
+      { ...rest, ssh: ssh === undefined ? undefined : pulumi.secret(ssh), running: true, rootToken: undefined, unsealKeys: undefined, caPem: undefined, caFingerprint: undefined },
+      withSecretOutputs(opts, ["rootToken", "unsealKeys", "ssh"]),
+      "buckypaper",
+      "RuntimeService",
+    );
+  }
+}

@@ -1,0 +1,232 @@
+// Runs the buckypaper runtime as a long-lived server process, on this machine or on a host over SSH,
+// then initialises and unseals it through its Vault-compatible API. Pulumi-free: the dynamic provider
+// in provider/service-resource.ts forwards to these functions.
+//
+// Process management is plain POSIX shell (mkdir, setsid/nohup, kill), run locally with `sh -c` or
+// remotely with the OpenSSH client, so both modes share one code path. Unseal keys and the root token
+// are never written to disk by us: they are returned as outputs that the resource marks secret, i.e.
+// they live only in the (encrypted) Pulumi state.
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { runtimeRequest, certFingerprint, type RuntimeConnection } from "./client.js";
+
+export interface SshTarget {
+  host: string;
+  port?: number;
+  user: string;
+  /** OpenSSH private key (PEM/OpenSSH format). */
+  privateKey: string;
+  /** known_hosts line(s) for the host; without it the host key is accepted on first use. */
+  hostKey?: string;
+}
+
+export interface ServiceInputs {
+  /** Absent: run on this machine. */
+  ssh?: SshTarget;
+  /** Directory that holds the runtime's config, data, log and pid file (created, 0700). */
+  stateDir: string;
+  /** Command that starts the runtime server, as a shell word list; "{config}" is replaced. */
+  serverCommand: string[];
+  /** Config file content written to <stateDir>/runtime.json before start. */
+  config: string;
+  /** URL the runtime answers on, as seen from the deploying machine. */
+  url: string;
+  /** File (relative to stateDir) where the runtime writes its CA certificate; read after init. */
+  caFile?: string;
+  keyShares: number;
+  keyThreshold: number;
+  /** Seconds to wait for the server to answer. */
+  startTimeout?: number;
+}
+
+export interface ServiceOutputs extends ServiceInputs {
+  rootToken: string;
+  unsealKeys: string[];
+  caPem: string;
+  caFingerprint: string;
+  running: boolean;
+}
+
+const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/** Runs a shell script locally or over SSH; resolves with stdout, rejects with stderr's tail. */
+export async function sh(target: SshTarget | undefined, script: string, stdin = ""): Promise<string> {
+  let cmd = "sh";
+  let args = ["-c", script];
+  let cleanup = () => {};
+  if (target) {
+    const dir = mkdtempSync(join(tmpdir(), "bk-ssh-"));
+    cleanup = () => rmSync(dir, { recursive: true, force: true });
+    const key = join(dir, "id");
+    writeFileSync(key, target.privateKey.endsWith("\n") ? target.privateKey : `${target.privateKey}\n`, { mode: 0o600 });
+    const known = join(dir, "known_hosts");
+    writeFileSync(known, target.hostKey ?? "", { mode: 0o600 });
+    cmd = "ssh";
+    args = [
+      "-i", key, "-p", String(target.port ?? 22),
+      "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", `UserKnownHostsFile=${known}`,
+      "-o", `StrictHostKeyChecking=${target.hostKey ? "yes" : "accept-new"}`, "-o", "ConnectTimeout=15",
+      `${target.user}@${target.host}`, `sh -c ${q(script)}`,
+    ];
+  }
+  try {
+    return await new Promise<string>((resolve, reject) => {
+      const p = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
+      let out = "";
+      let err = "";
+      p.stdout.on("data", (d: Buffer) => (out += d.toString()));
+      p.stderr.on("data", (d: Buffer) => (err += d.toString()));
+      p.on("error", reject);
+      p.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`${target ? `ssh ${target.host}` : "sh"}: exit ${code}: ${err.trim().split("\n").slice(-5).join(" | ")}`))));
+      p.stdin.end(stdin);
+    });
+  } finally {
+    cleanup();
+  }
+}
+
+function startScript(i: ServiceInputs): string {
+  const d = q(i.stateDir);
+  const args = i.serverCommand.map((w) => q(w.replace("{config}", `${i.stateDir}/runtime.json`))).join(" ");
+  // setsid detaches the server from the provider's session so it outlives `pulumi up`.
+  return [
+    "set -e",
+    `mkdir -p ${d}`,
+    `chmod 700 ${d}`,
+    `cat > ${d}/runtime.json`,
+    `if [ -f ${d}/runtime.pid ] && kill -0 "$(cat ${d}/runtime.pid)" 2>/dev/null; then exit 0; fi`,
+    `cd ${d}`,
+    `if command -v setsid >/dev/null; then setsid ${args} >>${d}/runtime.log 2>&1 </dev/null & else nohup ${args} >>${d}/runtime.log 2>&1 </dev/null & fi`,
+    `echo $! > ${d}/runtime.pid`,
+  ].join("\n");
+}
+
+function stopScript(i: Pick<ServiceInputs, "stateDir">, removeData: boolean): string {
+  const d = q(i.stateDir);
+  return [
+    `if [ -f ${d}/runtime.pid ]; then pid="$(cat ${d}/runtime.pid)"`,
+    `  kill "$pid" 2>/dev/null || true`,
+    `  n=0; while kill -0 "$pid" 2>/dev/null && [ $n -lt 100 ]; do sleep 0.1; n=$((n+1)); done`,
+    `  kill -9 "$pid" 2>/dev/null || true; rm -f ${d}/runtime.pid; fi`,
+    removeData ? `rm -rf ${d}` : "true",
+  ].join("\n");
+}
+
+async function waitForServer(i: ServiceInputs): Promise<void> {
+  const deadline = Date.now() + (i.startTimeout ?? 60) * 1000;
+  let last = "";
+  for (;;) {
+    try {
+      // Any HTTP answer (200, 501 uninitialised, 503 sealed) means the listener is up.
+      await runtimeRequest(conn(i, "-"), "GET", "sys/seal-status");
+      return;
+    } catch (e) {
+      last = (e as Error).message;
+      if (/HTTP \d+/.test(last)) return;
+    }
+    if (Date.now() > deadline) {
+      const log = await sh(i.ssh, `tail -n 20 ${q(i.stateDir)}/runtime.log 2>/dev/null || true`).catch(() => "");
+      throw new Error(`runtime at ${i.url} did not answer within ${i.startTimeout ?? 60}s (${last}); log tail:\n${log}`);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+function conn(i: Pick<ServiceInputs, "url">, token: string, caPem?: string): RuntimeConnection {
+  return { url: i.url, token, ...(caPem ? { caPem } : {}) };
+}
+
+async function readCa(i: ServiceInputs): Promise<string> {
+  if (!i.url.startsWith("https:")) return "";
+  if (!i.caFile) throw new Error("caFile is required for an https runtime");
+  const pem = await sh(i.ssh, `cat ${q(`${i.stateDir}/${i.caFile}`)}`);
+  if (!pem.includes("BEGIN CERTIFICATE")) throw new Error(`${i.caFile} in ${i.stateDir} holds no certificate`);
+  return pem;
+}
+
+async function unseal(i: ServiceInputs, keys: string[], caPem: string): Promise<void> {
+  for (const key of keys.slice(0, i.keyThreshold)) {
+    const r = await runtimeRequest(conn(i, "-", caPem), "POST", "sys/unseal", { key });
+    if ((r.body as { sealed?: boolean } | undefined)?.sealed === false) return;
+  }
+  throw new Error(`runtime at ${i.url} is still sealed after ${i.keyThreshold} key(s)`);
+}
+
+/** Starts, initialises and unseals a fresh runtime. */
+export async function createService(i: ServiceInputs): Promise<ServiceOutputs> {
+  await sh(i.ssh, startScript(i), i.config);
+  try {
+    await waitForServer(i);
+    const caPem = await readCa(i);
+    const r = await runtimeRequest(conn(i, "-", caPem), "POST", "sys/init", { secret_shares: i.keyShares, secret_threshold: i.keyThreshold });
+    const body = r.body as { keys_base64?: string[]; keys?: string[]; root_token?: string } | undefined;
+    const keys = body?.keys_base64 ?? body?.keys;
+    if (!keys?.length || !body?.root_token) throw new Error(`runtime at ${i.url}: sys/init returned no keys (already initialised?)`);
+    await unseal(i, keys, caPem);
+    return { ...i, rootToken: body.root_token, unsealKeys: keys, caPem, caFingerprint: caPem ? certFingerprint(caPem) : "", running: true };
+  } catch (e) {
+    await sh(i.ssh, stopScript(i, true)).catch(() => {});
+    throw e;
+  }
+}
+
+/** Is it up and unsealed? (refresh) */
+export async function serviceRunning(o: ServiceOutputs): Promise<boolean> {
+  try {
+    const r = await runtimeRequest(conn(o, o.rootToken, o.caPem), "GET", "sys/seal-status", undefined, 5_000);
+    return (r.body as { sealed?: boolean } | undefined)?.sealed === false;
+  } catch {
+    return false;
+  }
+}
+
+/** (Re)starts a stopped or sealed server with the unseal keys held in state. */
+export async function ensureRunning(o: ServiceOutputs, next: ServiceInputs): Promise<ServiceOutputs> {
+  const merged: ServiceOutputs = { ...o, ...next, rootToken: o.rootToken, unsealKeys: o.unsealKeys, caPem: o.caPem, caFingerprint: o.caFingerprint };
+  if (merged.config !== o.config || merged.serverCommand.join("\0") !== o.serverCommand.join("\0")) {
+    await sh(o.ssh, stopScript(o, false)); // new settings take effect on restart
+  }
+  if (!(await serviceRunning(merged))) {
+    await sh(merged.ssh, startScript(merged), merged.config);
+    await waitForServer(merged);
+    const status = (await runtimeRequest(conn(merged, "-", merged.caPem), "GET", "sys/seal-status")).body as { sealed?: boolean };
+    if (status?.sealed !== false) await unseal(merged, merged.unsealKeys, merged.caPem);
+  }
+  return { ...merged, running: true };
+}
+
+export async function deleteService(o: Pick<ServiceInputs, "stateDir" | "ssh">): Promise<void> {
+  await sh(o.ssh, stopScript(o, true));
+}
+
+// ---- dynamic-provider shaped entry points (see provider/resources.ts RuntimeService) ----
+
+type Props = Record<string, unknown>;
+
+export function checkService(news: Props): { inputs: Props; failures: { property: string; reason: string }[] } {
+  const failures: { property: string; reason: string }[] = [];
+  const inputs: Props = { keyShares: 1, keyThreshold: 1, running: true, ...news };
+  const need = (k: string, ok: boolean, what: string) => ok || failures.push({ property: k, reason: `${k} ${what}` });
+  const unknown = (v: unknown) => v === "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+  if (!unknown(inputs.stateDir)) need("stateDir", typeof inputs.stateDir === "string" && inputs.stateDir.startsWith("/") && !String(inputs.stateDir).includes(".."), "must be an absolute path without '..'");
+  if (!unknown(inputs.url)) need("url", typeof inputs.url === "string" && /^https?:\/\/./.test(inputs.url), "must be an http(s) URL");
+  need("serverCommand", Array.isArray(inputs.serverCommand) && inputs.serverCommand.length > 0, "must be a non-empty list of words");
+  const n = inputs.keyShares as number;
+  const t = inputs.keyThreshold as number;
+  need("keyShares", Number.isInteger(n) && n >= 1 && n <= 255, "must be an integer 1..255");
+  need("keyThreshold", Number.isInteger(t) && t >= 1 && t <= n, "must be an integer 1..keyShares");
+  return { inputs, failures };
+}
+
+export function diffService(olds: Props, news: Props): { changes: boolean; replaces: string[]; deleteBeforeReplace: boolean } {
+  const replaces = ["stateDir", "url", "ssh", "keyShares", "keyThreshold", "caFile"].filter((k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k]));
+  const changes = replaces.length > 0 || olds.running !== true || JSON.stringify(olds.serverCommand) !== JSON.stringify(news.serverCommand) || olds.config !== news.config;
+  // Same state directory cannot host two servers: stop the old one before starting the new one.
+  return { changes, replaces, deleteBeforeReplace: true };
+}
+
+export async function readService(id: string, props: Props): Promise<{ id: string; props: Props }> {
+  return { id, props: { ...props, running: await serviceRunning(props as unknown as ServiceOutputs) } };
+}

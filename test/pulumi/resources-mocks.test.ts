@@ -1,0 +1,127 @@
+// Unit tests of the provider/ resources and the Vhsm component with pulumi.runtime.setMocks: what the
+// engine would receive (type tokens, inputs, secretness), no engine needed. setMocks runs BEFORE the
+// code under test is imported: resources created earlier never resolve (a silent false green).
+import { beforeAll, describe, expect, it } from "vitest";
+import * as pulumi from "@pulumi/pulumi";
+
+interface Registered {
+  type: string;
+  name: string;
+  inputs: Record<string, unknown>;
+}
+const registered: Registered[] = [];
+
+type Provider = typeof import("../../provider/resources.js");
+type Components = typeof import("../../components/vhsm.js");
+let P: Provider;
+let C: Components;
+
+const SECRET_SIG = "4dabf18193072939515e22adb298388d";
+const isSecretSentinel = (v: unknown) => !!v && typeof v === "object" && (v as Record<string, unknown>)[SECRET_SIG] === "1b47061264138c4ac30d75fd1eb44270";
+const value = <T>(o: pulumi.Output<T>) => new Promise<T>((r) => o.apply((v) => r(v)));
+
+beforeAll(async () => {
+  await pulumi.runtime.setMocks(
+    {
+      newResource(args) {
+        registered.push({ type: args.type, name: args.name, inputs: args.inputs });
+        // Echo inputs and fill the outputs the real provider computes.
+        const outs: Record<string, unknown> = { ...args.inputs };
+        if (args.type.endsWith(":RuntimeService")) {
+          Object.assign(outs, { rootToken: "s.mock-root", unsealKeys: ["k1"], caPem: "", caFingerprint: "ab".repeat(32), running: true });
+        }
+        return { id: `${args.name}-id`, state: outs };
+      },
+      call: (args) => args.inputs,
+    },
+    "buckypaper",
+    "unit",
+    true,
+  );
+  P = await import("../../provider/resources.js");
+  C = await import("../../components/vhsm.js");
+});
+
+const connection = () => ({ url: "https://127.0.0.1:8200", token: pulumi.secret("s.admin-token") });
+const find = (name: string) => {
+  const r = registered.find((x) => x.name === name);
+  if (!r) throw new Error(`resource ${name} was not registered`);
+  return r;
+};
+
+describe("provider resources under mocks", () => {
+  it("registers a Workload under the buckypaper dynamic type with the connection as a secret", async () => {
+    const w = new P.Workload("w1", {
+      connection: connection(),
+      workloadId: "web-1",
+      platform: "snp",
+      referenceValues: { measurements: ["aa".repeat(48)] },
+      secrets: ["secret/data/web"],
+    });
+    expect(await value(w.workloadId)).toBe("web-1");
+    const r = find("w1");
+    expect(r.type).toBe("pulumi-nodejs:dynamic/buckypaper:Workload");
+    expect(isSecretSentinel(r.inputs.connection)).toBe(true);
+    expect(r.inputs.referenceValues).toEqual({ measurements: ["aa".repeat(48)] });
+    // The serialized provider is code only: no token, no captured secret.
+    expect(typeof r.inputs.__provider).toBe("string");
+    expect(String(r.inputs.__provider)).not.toContain("s.admin-token");
+    expect(String(r.inputs.__provider)).toContain("handlers.js");
+  });
+
+  it("keeps Secret data secret and refuses plain strings", async () => {
+    const s = new P.Secret("s1", { connection: connection(), path: "apps/web", data: { password: pulumi.secret("hunter2-not-in-state") } });
+    expect(await pulumi.isSecret(s.data)).toBe(true);
+    const r = find("s1");
+    expect(r.type).toBe("pulumi-nodejs:dynamic/buckypaper:Secret");
+    expect(isSecretSentinel(r.inputs.data)).toBe(true);
+    expect(JSON.stringify(r.inputs.__provider)).not.toContain("hunter2");
+    expect(() => new P.Secret("s2", { connection: connection(), path: "apps/web", data: { password: "plain" } })).toThrow(/data\.password is a plain string/);
+  });
+
+  it("registers PKI, SSH and JWT roles and a policy with their own type tokens", async () => {
+    new P.PkiRole("pki1", { connection: connection(), name: "web", allowedDomains: ["example.internal"], allowSubdomains: true, ttl: "72h" });
+    new P.SshRole("ssh1", { connection: connection(), name: "host", allowHostCertificates: true });
+    new P.JwtRole("jwt1", { connection: connection(), name: "web", boundAudiences: ["buckypaper"], boundSubject: "web-1", tokenPolicies: ["web"] });
+    new P.Policy("pol1", { connection: connection(), name: "web", policy: 'path "secret/data/web" { capabilities = ["read"] }' });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(find("pki1").type).toBe("pulumi-nodejs:dynamic/buckypaper:PkiRole");
+    expect(find("pki1").inputs.allowedDomains).toEqual(["example.internal"]);
+    expect(find("ssh1").type).toBe("pulumi-nodejs:dynamic/buckypaper:SshRole");
+    expect(find("jwt1").type).toBe("pulumi-nodejs:dynamic/buckypaper:JwtRole");
+    expect(find("pol1").type).toBe("pulumi-nodejs:dynamic/buckypaper:Policy");
+  });
+});
+
+describe("Vhsm component under mocks", () => {
+  it("local mode: a RuntimeService child with the server command, config and a secret root token", async () => {
+    const v = new C.Vhsm("vh", { stateDir: "/tmp/bk-vhsm-unit", port: 18200 });
+    expect(await value(v.url)).toBe("https://127.0.0.1:18200");
+    expect(await value(v.caFingerprint)).toBe("ab".repeat(32));
+    expect(await pulumi.isSecret(v.rootToken)).toBe(true);
+    expect(find("vh").type).toBe("buckypaper:index:Vhsm");
+    const svc = find("vh-runtime");
+    expect(svc.type).toBe("pulumi-nodejs:dynamic/buckypaper:RuntimeService");
+    const cmd = svc.inputs.serverCommand as string[];
+    expect(cmd.slice(-4)).toEqual(["runtime", "server", "--config", "{config}"]);
+    expect(cmd[1]).toMatch(/bin\/buckypaper\.js$/);
+    expect(JSON.parse(String(svc.inputs.config))).toMatchObject({ listen: "127.0.0.1:18200", storage: { type: "sqlite", path: "/tmp/bk-vhsm-unit/runtime.db" } });
+  });
+
+  it("ssh mode: requires ssh settings and a secret private key", () => {
+    expect(() => new C.Vhsm("bad1", { mode: C.VhsmMode.Ssh })).toThrow(/ssh is required when mode is 'ssh'/);
+    expect(() => new C.Vhsm("bad2", { mode: C.VhsmMode.Ssh, ssh: { host: "10.0.0.5", user: "ops", privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----" } })).toThrow(
+      /ssh\.privateKey is a plain string/,
+    );
+    expect(() => new C.Vhsm("bad3", { stateDir: "relative/dir" })).toThrow(/stateDir is 'relative\/dir'; must be an absolute path/);
+  });
+
+  it("ssh mode: the URL uses the SSH host and the key stays secret", async () => {
+    const v = new C.Vhsm("onprem", { mode: C.VhsmMode.Ssh, ssh: { host: "10.0.0.5", user: "ops", privateKey: pulumi.secret("KEY") } });
+    expect(await value(v.url)).toBe("https://10.0.0.5:8200");
+    const svc = find("onprem-runtime");
+    expect(isSecretSentinel(svc.inputs.ssh)).toBe(true);
+    expect(svc.inputs.stateDir).toBe("/var/lib/buckypaper/vhsm-unit");
+    expect((svc.inputs.serverCommand as string[])[0]).toBe("buckypaper");
+  });
+});
