@@ -122,6 +122,16 @@ function endOfValue(text: string, start: number): number {
   return text.length;
 }
 
+/** A top-level object member of a JSON text, or undefined when the text is not such JSON. */
+function member(text: string, key: string): Record<string, unknown> | undefined {
+  try {
+    const v = (JSON.parse(text) as Record<string, unknown>)?.[key];
+    return typeof v === "object" && v !== null ? (v as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 interface SignedJson {
   body: Record<string, unknown>;
   ok: boolean;
@@ -136,9 +146,10 @@ function verifySignedJson(text: string, member: string, signer: X509Certificate 
   } catch {
     return { body: {}, ok: false, detail: `${member}: not JSON` };
   }
-  const body = (outer[member] ?? {}) as Record<string, unknown>;
+  const inner = outer && typeof outer === "object" ? outer[member] : undefined;
+  const body = (inner && typeof inner === "object" ? inner : {}) as Record<string, unknown>;
   const raw = rawJsonMember(text, member);
-  const sig = typeof outer.signature === "string" ? Buffer.from(outer.signature, "hex") : Buffer.alloc(0);
+  const sig = typeof outer?.signature === "string" ? Buffer.from(outer.signature, "hex") : Buffer.alloc(0);
   if (!signer) return { body, ok: false, detail: `${member}: no valid Intel SGX TCB Signing certificate chaining to the root was supplied` };
   if (!raw || sig.length !== 64) return { body, ok: false, detail: `${member}: missing body or 64-byte signature` };
   const ok = verifyP256(Buffer.from(raw, "utf8"), signer.publicKey, sig);
@@ -167,16 +178,21 @@ interface TcbLevel {
   advisoryIDs?: string[];
 }
 
+const arr = <T>(x: unknown): T[] => (Array.isArray(x) ? (x as T[]) : []);
+/** An SVN from collateral; anything that is not a number can never be met. */
+const svnOf = (c: { svn?: unknown } | null | undefined): number => (typeof c?.svn === "number" ? c.svn : Infinity);
+const isvOf = (l: TcbLevel | null | undefined): number => (typeof l?.tcb?.isvsvn === "number" ? l.tcb.isvsvn : Infinity);
+
 /** The first TCB level the platform meets (go-tdx-guest getMatchingTcbLevel). */
 export function matchPlatformLevel(levels: TcbLevel[], sgxComps: number[], pceSvn: number, teeTcbSvn: Uint8Array): TcbLevel | undefined {
   const skipModuleBytes = teeTcbSvn[1] > 0;
-  return levels.find((l) => {
-    const sgx = l.tcb.sgxtcbcomponents ?? [];
-    const tdx = l.tcb.tdxtcbcomponents ?? [];
+  return arr<TcbLevel>(levels).find((l) => {
+    const sgx = arr<{ svn: number }>(l?.tcb?.sgxtcbcomponents);
+    const tdx = arr<{ svn: number }>(l?.tcb?.tdxtcbcomponents);
     if (sgx.length !== 16 || tdx.length !== 16) return false;
-    if (!sgx.every((c, i) => sgxComps[i] >= c.svn)) return false;
-    if (pceSvn < (l.tcb.pcesvn ?? Infinity)) return false;
-    return tdx.every((c, i) => (skipModuleBytes && i < 2) || teeTcbSvn[i] >= c.svn);
+    if (!sgx.every((c, i) => sgxComps[i] >= svnOf(c))) return false;
+    if (pceSvn < (typeof l.tcb.pcesvn === "number" ? l.tcb.pcesvn : Infinity)) return false;
+    return tdx.every((c, i) => (skipModuleBytes && i < 2) || teeTcbSvn[i] >= svnOf(c));
   });
 }
 
@@ -227,7 +243,7 @@ export async function evaluateCollateral(quote: TdxQuote, chain: PckChain, col: 
   let statuses: string[] | undefined;
   // TCB info for this platform's FMSPC.
   if (col.tcbInfos.length && ext) {
-    const text = col.tcbInfos.find((t) => String((JSON.parse(t) as { tcbInfo: { fmspc?: string } }).tcbInfo.fmspc).toLowerCase() === ext.fmspc);
+    const text = col.tcbInfos.find((t) => String(member(t, "tcbInfo")?.fmspc).toLowerCase() === ext.fmspc);
     if (!text) {
       checks.push({ id: "tdx.collateral.tcb-info", ok: false, detail: `no TCB info for FMSPC ${ext.fmspc} among ${col.tcbInfos.length} supplied` });
     } else {
@@ -243,16 +259,16 @@ export async function evaluateCollateral(quote: TdxQuote, chain: PckChain, col: 
       if (!maskEq(quote.body.seamAttributes, mod.attributesMask, mod.attributes)) faults.push("SEAMATTRIBUTES do not match tdxModule.attributes under its mask");
       checks.push({ id: "tdx.collateral.tcb-info", ok: faults.length === 0, detail: faults.length ? faults.join("; ") : `TCB info for FMSPC ${ext.fmspc} verifies and is fresh` });
 
-      const levels = (Array.isArray(t.tcbLevels) ? t.tcbLevels : []) as TcbLevel[];
+      const levels = arr<TcbLevel>(t.tcbLevels);
       const level = matchPlatformLevel(levels, ext.sgxTcbComponents, ext.pceSvn, quote.body.teeTcbSvn);
-      statuses = [level ? level.tcbStatus : "Unsupported"];
+      statuses = [level ? String(level.tcbStatus) : "Unsupported"];
       info.platformTcbStatus = level ? level.tcbStatus : "Unsupported (no TCB level matched)";
       if (level?.advisoryIDs) info.advisoryIDs = level.advisoryIDs;
       // TDX 1.5 modules have their own identity and TCB levels, keyed by the module's major version.
       const major = quote.body.teeTcbSvn[1];
       if (major > 0) {
         const id = `TDX_${major.toString(16).toUpperCase().padStart(2, "0")}`;
-        const ident = ((t.tdxModuleIdentities ?? []) as Record<string, unknown>[]).find((m) => m.id === id);
+        const ident = arr<Record<string, unknown> | null>(t.tdxModuleIdentities).find((m) => m?.id === id);
         let moduleStatus = "Unsupported";
         if (!ident) {
           checks.push({ id: "tdx.collateral.module-identity", ok: false, detail: `TCB info has no identity ${id} for this TDX module` });
@@ -264,8 +280,8 @@ export async function evaluateCollateral(quote: TdxQuote, chain: PckChain, col: 
             ok: okSigner && okAttr,
             detail: okSigner && okAttr ? `TDX module identity ${id} matches` : `TDX module identity ${id}: mrsigner or attributes differ`,
           });
-          const ml = ((ident.tcbLevels ?? []) as TcbLevel[]).find((l) => (l.tcb.isvsvn ?? Infinity) <= quote.body.teeTcbSvn[0]);
-          moduleStatus = ml ? ml.tcbStatus : "Unsupported";
+          const ml = arr<TcbLevel>(ident.tcbLevels).find((l) => isvOf(l) <= quote.body.teeTcbSvn[0]);
+          moduleStatus = ml ? String(ml.tcbStatus) : "Unsupported";
         }
         statuses.push(moduleStatus);
         info.moduleTcbStatus = moduleStatus;
@@ -275,7 +291,7 @@ export async function evaluateCollateral(quote: TdxQuote, chain: PckChain, col: 
 
   // QE identity.
   if (col.qeIdentities.length) {
-    const text = col.qeIdentities.find((q) => (JSON.parse(q) as { enclaveIdentity: { id?: string } }).enclaveIdentity.id === "TD_QE") ?? col.qeIdentities[0];
+    const text = col.qeIdentities.find((q) => member(q, "enclaveIdentity")?.id === "TD_QE") ?? col.qeIdentities[0];
     const s = verifySignedJson(text, "enclaveIdentity", signer);
     const e = s.body;
     const qe = quote.qeReport;
@@ -291,8 +307,8 @@ export async function evaluateCollateral(quote: TdxQuote, chain: PckChain, col: 
     if (!maskEq(misc, e.miscselectMask, e.miscselect)) faults.push("QE MISCSELECT does not match under the mask");
     if (!maskEq(qe.attributes, e.attributesMask, e.attributes)) faults.push("QE ATTRIBUTES do not match under the mask");
     checks.push({ id: "tdx.collateral.qe-identity", ok: faults.length === 0, detail: faults.length ? faults.join("; ") : `QE identity verifies and matches (ISVSVN ${qe.isvSvn})` });
-    const level = ((e.tcbLevels ?? []) as TcbLevel[]).find((l) => (l.tcb.isvsvn ?? Infinity) <= qe.isvSvn);
-    const qeStatus = level ? level.tcbStatus : "Unsupported";
+    const level = arr<TcbLevel>(e.tcbLevels).find((l) => isvOf(l) <= qe.isvSvn);
+    const qeStatus = level ? String(level.tcbStatus) : "Unsupported";
     info.qeTcbStatus = qeStatus;
     (statuses ??= []).push(qeStatus);
   }
