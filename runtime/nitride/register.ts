@@ -1,0 +1,20 @@
+// Registers Nitride and the engines/auth method that come with it (PKI, transit, SSH CA, JWT auth)
+// in a BackendRegistry; the core then auto-mounts Nitride at "nitride/" and sys/mounts, sys/auth
+// accept the other types.
+import type { BackendRegistry } from "../vault/registry.js";
+import { NitrideBackend, type NitrideOptions } from "./backend.js";
+import { PkiBackend } from "../vault/engines/pki.js";
+import { TransitBackend } from "../vault/engines/transit.js";
+import { SshBackend } from "../vault/engines/ssh.js";
+import { JwtAuthBackend } from "../vault/auth-jwt.js";
+
+export function registerNitrideEngines(r: BackendRegistry, opts: NitrideOptions = {}): BackendRegistry {
+  r.registerSecret("nitride", () => new NitrideBackend(opts));
+  r.registerSecret("pki", () => new PkiBackend());
+  r.registerSecret("transit", () => new TransitBackend());
+  r.registerSecret("ssh", () => new SshBackend());
+  r.registerAuth("jwt", () => new JwtAuthBackend());
+  return r;
+}
+
+export { responseSealer, sealResponse } from "./seal.js";

@@ -1,0 +1,35 @@
+// Response sealing: a response carrying secrets is encrypted to the workload's attested ephemeral key
+// (the P-384 key bound in REPORT_DATA, carried as cnf.jwk in its token), so a TLS-terminating proxy
+// sees only ciphertext. Compact JWE, ECDH-ES+A256KW / A256GCM.
+import { CompactEncrypt, importJWK, type JWK } from "jose";
+import { LogicalError, type CallerAuth } from "../vault/backend.js";
+
+export const SEAL_HEADER = "x-buckypaper-seal";
+
+export async function sealResponse(body: unknown, jwk: JWK): Promise<string> {
+  const key = await importJWK({ kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y }, "ECDH-ES+A256KW");
+  return new CompactEncrypt(Buffer.from(JSON.stringify(body), "utf8"))
+    .setProtectedHeader({ alg: "ECDH-ES+A256KW", enc: "A256GCM", cty: "application/json" })
+    .encrypt(key);
+}
+
+/** The attested ephemeral key of the caller's login, if it has one. */
+export function sealingKeyOf(auth: CallerAuth | undefined): JWK | undefined {
+  const cnf = auth?.claims?.cnf as { jwk?: JWK } | undefined;
+  const jwk = cnf?.jwk;
+  return jwk && jwk.kty === "EC" && jwk.crv === "P-384" && typeof jwk.x === "string" && typeof jwk.y === "string" ? jwk : undefined;
+}
+
+/**
+ * The Core's `responseSealer` hook: with `X-Buckypaper-Seal: ephemeral`, a body carrying secrets
+ * becomes {"sealed": JWE}. Asking for sealing without an attested login is refused, never answered in clear.
+ */
+export async function responseSealer(ctx: { headers: Record<string, string>; auth?: CallerAuth; body: Record<string, unknown>; secretKeys: string[] }): Promise<Record<string, unknown> | undefined> {
+  const mode = ctx.headers[SEAL_HEADER];
+  if (mode === undefined) return undefined;
+  if (mode !== "ephemeral") throw new LogicalError(400, `${SEAL_HEADER}: only "ephemeral" is supported`);
+  if (!ctx.secretKeys.length) return undefined;
+  const jwk = sealingKeyOf(ctx.auth);
+  if (!jwk) throw new LogicalError(400, `${SEAL_HEADER}: the caller's login is not attested (no ephemeral key to seal to)`);
+  return { sealed: await sealResponse(ctx.body, jwk) };
+}
