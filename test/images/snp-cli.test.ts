@@ -123,7 +123,7 @@ describe.skipIf(!enabled)("buckypaper measure: bad input → exit 2, no digest",
     const r = spawnSync(process.execPath, [path.join(repoRoot, "bin/buckypaper.js"), "measure", "snp", "--ovmf", vec("debian-bookworm-ovmf/OVMF_CODE_4M.fd"), "--vcpus", "4", "--vcpu-type", "EPYC-Milan"], { encoding: "utf8" });
     expect(r.status).toBe(2);
     expect(r.stdout).toBe("");
-    expect(r.stderr).toMatch(/^buckypaper measure: ovmf: firmware has no SEV metadata/);
+    expect(r.stderr).toMatch(/^buckypaper measure: --ovmf: firmware has no SEV metadata/);
   });
 });
 
