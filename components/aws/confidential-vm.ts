@@ -1,0 +1,101 @@
+// An AMD SEV-SNP EC2 instance whose launch measurement is computed at deploy time and registered with
+// the runtime before the instance exists; its secrets arrive only through attestation.
+import * as pulumi from "@pulumi/pulumi";
+import * as aws from "@pulumi/aws";
+import { ConfigError, requireOneOf } from "../common/errors.js";
+import { registerGuest } from "../common/guest.js";
+import { requireSecretMap } from "../common/secrets.js";
+import { Platform, Tee, type DataVolumeArgs, type VhsmConnectionArgs } from "../common/types.js";
+import { awsAmiFilter, awsSnpMeasurements, AWS_SNP_INSTANCE_TYPES, AWS_SNP_REGIONS } from "./facts.js";
+import { awsInstanceArgs } from "./settings.js";
+
+export interface AwsConfidentialVmArgs {
+  /** The runtime the VM attests to (a `Vhsm` component's outputs). */
+  vhsm: VhsmConnectionArgs;
+  /** SEV-SNP capable type (m6a/c6a/r6a sizes). Default m6a.large. */
+  instanceType?: string;
+  /** Region; must offer SEV-SNP. Default: the aws:region config. */
+  region?: string;
+  /** AMI id; default the catalog's UEFI Ubuntu 24.04 AMI of the region. */
+  ami?: pulumi.Input<string>;
+  subnetId?: pulumi.Input<string>;
+  securityGroupIds?: pulumi.Input<pulumi.Input<string>[]>;
+  keyName?: pulumi.Input<string>;
+  /** Root volume size in GiB (default 16); always encrypted. */
+  rootVolumeSizeGb?: number;
+  /** Application secrets (Pulumi secrets only), delivered after attestation. */
+  secrets?: Record<string, pulumi.Input<string>>;
+  /** An encrypted data volume unlocked with a key from the runtime. */
+  dataVolume?: DataVolumeArgs;
+  /** Accept the pre-2026 EC2 VMSA layout (RDX=0) as well: older hosts still produce it. Default true. */
+  acceptLegacyLayout?: boolean;
+  tags?: Record<string, pulumi.Input<string>>;
+}
+
+export class AwsConfidentialVm extends pulumi.ComponentResource {
+  public readonly instanceId: pulumi.Output<string>;
+  public readonly privateIp: pulumi.Output<string>;
+  public readonly workloadId: pulumi.Output<string>;
+  /** EBS volume behind the encrypted data volume, when one is requested. */
+  public readonly dataVolumeId: pulumi.Output<string | undefined>;
+  /** Expected SNP launch digests (hex), current layout first. */
+  public readonly expectedMeasurements: pulumi.Output<string[]>;
+
+  constructor(name: string, args: AwsConfidentialVmArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("buckypaper:index:AwsConfidentialVm", name, args, opts);
+    const who = `AwsConfidentialVm ${name}`;
+    const instanceType = requireOneOf(who, "instanceType", args.instanceType ?? "m6a.large", Object.keys(AWS_SNP_INSTANCE_TYPES));
+    const region = args.region ?? aws.config.region;
+    if (!region) throw new ConfigError(who, "region", "is not set (set it or the aws:region config)", AWS_SNP_REGIONS);
+    requireOneOf(who, "region", region, AWS_SNP_REGIONS);
+    const secrets = requireSecretMap(who, "secrets", args.secrets);
+    const vcpus = AWS_SNP_INSTANCE_TYPES[instanceType];
+    const measurements = awsSnpMeasurements(vcpus, args.acceptLegacyLayout ?? true);
+
+    const guest = registerGuest(this, name, {
+      platform: Platform.Aws,
+      tee: Tee.SevSnp,
+      workloadId: `${pulumi.getStack()}-${name}`,
+      evidencePlatform: "snp",
+      referenceValues: { snp_measurements: measurements },
+      // AWS shared tenancy signs reports with a VLEK; policy 0x30000 (SMT on, debug off) is what it sets.
+      policy: { snp: { debug: false, migrationAgent: false } },
+      vhsm: args.vhsm,
+      secrets,
+      dataVolume: args.dataVolume,
+      dataVolumeDevice: "/dev/nvme1n1",
+      hostname: name,
+    });
+
+    const ami = args.ami ?? aws.ec2.getAmiOutput(awsAmiFilter(), { parent: this }).id;
+    const tags = { Name: name, "buckypaper:workload": guest.workloadId, ...args.tags };
+    const instance = new aws.ec2.Instance(
+      name,
+      awsInstanceArgs({
+        ami, instanceType, userData: guest.userData, rootVolumeSizeGb: args.rootVolumeSizeGb ?? 16,
+        subnetId: args.subnetId, securityGroupIds: args.securityGroupIds, keyName: args.keyName, tags,
+      }),
+      { parent: this, dependsOn: [guest.workload] },
+    );
+    let dataVolumeId: pulumi.Output<string | undefined> = pulumi.output(undefined);
+    if (args.dataVolume) {
+      const volume = new aws.ebs.Volume(`${name}-data`, {
+        availabilityZone: instance.availabilityZone,
+        size: args.dataVolume.sizeGb ?? 10,
+        type: "gp3",
+        // EBS encryption protects against the disk leaving AWS; LUKS inside protects against AWS.
+        encrypted: true,
+        tags,
+      }, { parent: this });
+      const attachment = new aws.ec2.VolumeAttachment(`${name}-data`, { instanceId: instance.id, volumeId: volume.id, deviceName: "/dev/sdf" }, { parent: this });
+      dataVolumeId = attachment.volumeId;
+    }
+    this.dataVolumeId = dataVolumeId;
+
+    this.instanceId = instance.id;
+    this.privateIp = instance.privateIp;
+    this.workloadId = guest.workloadId;
+    this.expectedMeasurements = pulumi.output(measurements);
+    this.registerOutputs({ instanceId: this.instanceId, privateIp: this.privateIp, workloadId: this.workloadId, dataVolumeId: this.dataVolumeId, expectedMeasurements: this.expectedMeasurements });
+  }
+}

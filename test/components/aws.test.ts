@@ -1,0 +1,76 @@
+import { beforeAll, describe, expect, it } from "vitest";
+import * as pulumi from "@pulumi/pulumi";
+import { installMocks, resolve, unsecret, type MockHarness } from "../support/pulumi-mocks.js";
+import { snpLaunchDigest } from "../../images/index.js";
+
+let h: MockHarness;
+let mod: typeof import("../../components/aws/confidential-vm.js");
+let facts: typeof import("../../components/aws/facts.js");
+
+const vhsm = { url: "https://vhsm.example:8200", caFingerprint: "ab".repeat(32), token: pulumi.secret("s.admin-token") };
+
+beforeAll(async () => {
+  h = await installMocks({ "aws:ec2/instance:Instance": () => ({ privateIp: "10.0.1.7", availabilityZone: "us-east-2a" }) });
+  mod = await import("../../components/aws/confidential-vm.js");
+  facts = await import("../../components/aws/facts.js");
+});
+
+describe("AwsConfidentialVm", () => {
+  it("creates an SEV-SNP instance with IMDSv2, encrypted root, and attestation-only user-data", async () => {
+    const vm = new mod.AwsConfidentialVm("web", {
+      vhsm, instanceType: "c6a.xlarge", region: "us-east-2", dataVolume: { sizeGb: 20 },
+      secrets: { dbPassword: pulumi.secret("hunter2-very-secret") },
+    });
+    const measurements = await resolve(vm.expectedMeasurements);
+    const workloadId = await resolve(vm.workloadId);
+    expect(await resolve(vm.privateIp)).toBe("10.0.1.7"); // waits for the instance registration
+    expect(await resolve(vm.dataVolumeId)).toBe("web-data-id"); // and the data volume's
+    const inst = h.one("aws:ec2/instance:Instance").inputs;
+    expect(inst.cpuOptions).toEqual({ amdSevSnp: "enabled" });
+    expect(inst.instanceType).toBe("c6a.xlarge");
+    expect(inst.metadataOptions.httpTokens).toBe("required");
+    expect(inst.metadataOptions.httpPutResponseHopLimit).toBe(1);
+    expect(inst.rootBlockDevice.encrypted).toBe(true);
+    expect(inst.userDataReplaceOnChange).toBe(true);
+    expect(inst.ami).toBe("ami-0123456789abcdef0");
+    const userData = String(unsecret(inst.userData));
+    expect(userData.startsWith("#cloud-config")).toBe(true);
+    expect(userData).toContain(workloadId);
+    expect(userData).toContain("ab".repeat(32));
+    expect(userData).not.toContain("hunter2");
+    expect(userData).not.toContain("s.admin-token");
+    expect(userData).toContain("/dev/nvme1n1");
+
+    // The registered reference values are the engine's digests for 4 vCPUs in both EC2 layouts.
+    const expected = ["ec2", "ec2-legacy"].map((vmm) =>
+      snpLaunchDigest({ firmware: facts.AWS_UEFI_FIRMWARE, vcpus: 4, vmm: vmm as "ec2" }).toString("hex"));
+    expect(measurements).toEqual(expected);
+    const wl = h.resources.find((r) => r.name === "web-workload")!;
+    expect(unsecret(wl.inputs.referenceValues)).toEqual({ snp_measurements: expected });
+    expect(wl.inputs.platform).toBe("snp");
+
+    // Secrets go to the runtime as Pulumi secrets, never as plain inputs.
+    const secret = h.resources.find((r) => r.name === "web-secrets")!;
+    expect(JSON.stringify(secret.inputs)).toContain("4dabf18193072939515e22adb298388d");
+    expect(unsecret(secret.inputs.data)).toEqual({ dbPassword: "hunter2-very-secret" });
+
+    const vol = h.one("aws:ebs/volume:Volume").inputs;
+    expect(vol.encrypted).toBe(true);
+    expect(vol.size).toBe(20);
+  });
+
+  it("rejects instance types without SEV-SNP, naming the allowed ones", () => {
+    expect(() => new mod.AwsConfidentialVm("bad", { vhsm, instanceType: "m5.large", region: "us-east-2" }))
+      .toThrow(/AwsConfidentialVm bad: instanceType is 'm5.large'.*allowed: m6a.large, m6a.xlarge/);
+  });
+
+  it("rejects regions without SEV-SNP", () => {
+    expect(() => new mod.AwsConfidentialVm("bad2", { vhsm, region: "us-west-1" }))
+      .toThrow(/region is 'us-west-1'.*allowed: us-east-2, eu-west-1/);
+  });
+
+  it("refuses secrets passed as plain strings", () => {
+    expect(() => new mod.AwsConfidentialVm("bad3", { vhsm, region: "eu-west-1", secrets: { api: "plain" } }))
+      .toThrow(/secrets.api is a plain string; pass a Pulumi secret/);
+  });
+});

@@ -1,0 +1,70 @@
+// pulumi.runtime.setMocks harness: records every resource the program registers. The mocks must be
+// in place before the code under test is imported (resources created earlier never resolve), so
+// tests call installMocks() first and import components dynamically afterwards.
+import * as pulumi from "@pulumi/pulumi";
+
+export interface RecordedResource {
+  type: string;
+  name: string;
+  inputs: Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+}
+
+export interface MockHarness {
+  resources: RecordedResource[];
+  calls: { token: string; inputs: Record<string, unknown> }[];
+  byType(type: string): RecordedResource[];
+  one(type: string): RecordedResource;
+}
+
+/** Extra outputs per resource type that real providers would compute. */
+export type ComputedOutputs = Record<string, (inputs: Record<string, unknown>, name: string) => Record<string, unknown>>;
+
+export async function installMocks(computed: ComputedOutputs = {}, config: Record<string, string> = {}): Promise<MockHarness> {
+  const h: MockHarness = {
+    resources: [],
+    calls: [],
+    byType: (t) => h.resources.filter((r) => r.type === t),
+    one: (t) => {
+      const all = h.byType(t);
+      if (all.length !== 1) throw new Error(`expected one ${t}, got ${all.length}: ${h.resources.map((r) => r.type).join(", ")}`);
+      return all[0];
+    },
+  };
+  pulumi.runtime.setAllConfig(config);
+  await pulumi.runtime.setMocks(
+    {
+      newResource(args) {
+        h.resources.push({ type: args.type, name: args.name, inputs: args.inputs });
+        const extra = computed[args.type]?.(args.inputs, args.name) ?? {};
+        return { id: `${args.name}-id`, state: { ...args.inputs, ...extra } };
+      },
+      call(args) {
+        h.calls.push({ token: args.token, inputs: args.inputs });
+        if (args.token === "aws:ec2/getAmi:getAmi") return { id: "ami-0123456789abcdef0", bootMode: "uefi-preferred", ...args.inputs };
+        return args.inputs;
+      },
+    },
+    "buckypaper-test",
+    "unit",
+    false,
+  );
+  return h;
+}
+
+/** Resolves an Output in a mocked program. */
+export function resolve<T>(o: pulumi.Output<T>): Promise<T> {
+  return new Promise((r) => o.apply((v) => { r(v); return v; }));
+}
+
+/** Whether an input recorded by the mock is the engine's secret sentinel. */
+export function isSecretSentinel(v: unknown): boolean {
+  return typeof v === "object" && v !== null && (v as Record<string, unknown>)["4dabf18193072939515e22adb298388d"] === "1b47061264138c4ac30d75fd1eb44270";
+}
+
+/** Unwraps nested secret sentinels. */
+export function unsecret(v: unknown): unknown {
+  if (isSecretSentinel(v)) return unsecret((v as { value: unknown }).value);
+  if (Array.isArray(v)) return v.map(unsecret);
+  if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, unsecret(x)]));
+  return v;
+}
