@@ -15,7 +15,7 @@ import { appraise } from "../../runtime/attestation/appraise.js";
 import { run as verifyAzureCli } from "../../cli/verify-azure.js";
 import { main } from "../../cli/main.js";
 
-const shared = noteIfSharedMissing("Azure CVM evidence tests");
+noteIfSharedMissing("Azure CVM evidence tests");
 const SNP = "evidence/cloud/azure-snp-vtpm-trustee";
 const TDX = "evidence/cloud/azure-tdx-vtpm-trustee";
 const file = (...p: string[]) => readFileSync(sharedPath(...p));

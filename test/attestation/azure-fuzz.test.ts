@@ -30,7 +30,7 @@ function typedOnly(fn: () => unknown): void {
   try {
     fn();
   } catch (e) {
-    if (!(e instanceof EvidenceFormatError)) throw new Error(`untyped ${(e as Error)?.name}: ${(e as Error)?.message}`);
+    if (!(e instanceof EvidenceFormatError)) throw new Error(`untyped ${(e as Error)?.name}: ${(e as Error)?.message}`, { cause: e });
   }
 }
 

@@ -212,6 +212,15 @@ async function verifyAzureTdx(e: Extract<AzureEvidence, { kind: "azure-tdx" }>, 
 
 /** Verifies Azure CVM evidence and appraises it (policy.snp / policy.tdx / policy.azure). Never throws for bad evidence. */
 export async function verifyAzure(evidence: Evidence | AzureEvidence, policy: AzurePolicyDoc = {}, opts: AzureVerifyOptions = {}): Promise<Verdict> {
+  try {
+    return await verifyAzureUnguarded(evidence, policy, opts);
+  } catch (e) {
+    // Defence in depth: a verifier bug or malformed evidence object surfaces as a rejection, never a crash.
+    return { accepted: false, simulated: false, evidenceDigest: "", checks: [{ id: "azure.internal", ok: false, detail: `verification aborted: ${(e as Error).message}` }] };
+  }
+}
+
+async function verifyAzureUnguarded(evidence: Evidence | AzureEvidence, policy: AzurePolicyDoc, opts: AzureVerifyOptions): Promise<Verdict> {
   if (evidence?.kind !== "azure-snp" && evidence?.kind !== "azure-tdx") {
     return { accepted: false, simulated: false, evidenceDigest: "", checks: [{ id: "azure.kind", ok: false, detail: `not Azure evidence (kind '${String(evidence?.kind)}')` }] };
   }

@@ -102,7 +102,7 @@ export function verifyTpmQuote(q: TpmQuote, ak: KeyObject, nonce?: Uint8Array): 
     return { checks };
   }
   let sigOk = false;
-  let sigDetail = "";
+  let sigDetail: string;
   try {
     const modulus = Math.ceil((ak.asymmetricKeyDetails?.modulusLength ?? 2048) / 8);
     sigOk = cryptoVerify("sha256", q.message, ak, rsaSignatureBytes(q.signature, modulus));

@@ -229,7 +229,7 @@ export function parseQuote(input: Uint8Array): TdxQuote {
     );
   }
   const pckChainPem = Buffer.from(chain).toString("latin1").replace(/\0+$/, "");
-  if (/[^\x09\x0a\x0d\x20-\x7e]/.test(pckChainPem)) {
+  if (!/^[\t\n\r\x20-\x7e]*$/.test(pckChainPem)) {
     throw new EvidenceFormatError("pck_cert_chain: not PEM text", "pck_cert_chain", sigOff + 134 + innerOff + 6);
   }
   return {

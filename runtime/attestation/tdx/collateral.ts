@@ -214,7 +214,7 @@ export async function evaluateCollateral(quote: TdxQuote, chain: PckChain, col: 
       continue;
     }
     if (commonName(c.subject) !== "Intel SGX TCB Signing") continue;
-    let signed = false;
+    let signed: boolean;
     try {
       signed = c.issuer === chain.root.subject && c.verify(chain.root.publicKey) && c.publicKey.asymmetricKeyType === "ec";
     } catch {
@@ -330,7 +330,7 @@ export async function evaluateCollateral(quote: TdxQuote, chain: PckChain, col: 
     const subject = isRoot ? chain.intermediate : chain.leaf;
     const id = isRoot ? "tdx.collateral.root-crl" : "tdx.collateral.pck-crl";
     const faults: string[] = [];
-    let signed = false;
+    let signed: boolean;
     try {
       signed = await crl.verify({ publicKey: new px509.X509Certificate(issuer.raw) });
     } catch {
