@@ -8,3 +8,4 @@ export * from "./tdhob.js";
 export * from "./authenticode.js";
 export * from "./bzimage.js";
 export * from "./measure.js";
+export * from "./known-firmware.js";

@@ -8,6 +8,8 @@ import {
   DIGEST_BYTES, EFI_ACTIONS, bootOrderEvent, cmdlineEvent, efiActionEvent, replay, secureBootVariableEvents,
   separatorEvent, sha384, uiAppBootOptionEvent, type MeasuredEvent,
 } from "./events.js";
+import { createHash } from "node:crypto";
+import { KNOWN_TDX_FIRMWARE } from "./known-firmware.js";
 import { computeMrtd, MRTD_ORDERS, type MrtdOrder } from "./mrtd.js";
 import { buildTdHob } from "./tdhob.js";
 import { parseTdvf, sectionBytes, TdvfSectionType, type TdvfMetadata } from "./tdvf.js";
@@ -97,6 +99,7 @@ export function measureTdx(input: TdxMeasureInput): TdxMeasurement {
   const rtmr0 = rtmr0Report(input, meta, ovmfProfile);
   const rtmr1 = rtmr1Report(input, kernelSetup, ovmfProfile);
   const rtmr2 = rtmr2Report(input);
+  const known = KNOWN_TDX_FIRMWARE[createHash("sha256").update(input.firmware).digest("hex")];
   return {
     mrtd: hex(mrtd),
     rtmr0: rtmr0.value,
@@ -125,6 +128,7 @@ export function measureTdx(input: TdxMeasureInput): TdxMeasurement {
       "MRTD does not depend on vCPU count or memory size; MRCONFIGID/MROWNER/MROWNERCONFIG, ATTRIBUTES, XFAM and MRSEAM are separate TD report fields to pin.",
       "RTMR values model QEMU direct boot with edk2 OVMF that extends RTMRs (CC measurement enabled); verifying by replaying the guest's CCEL event log is more robust than comparing predicted RTMR[0].",
       "Secure-boot variables are modelled as unprovisioned (SecureBoot/PK/KEK/db/dbx absent).",
+      ...(known ? [`${known.name}: ${known.note}`] : []),
     ],
   };
 }
