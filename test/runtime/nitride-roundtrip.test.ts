@@ -4,6 +4,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateKeyPairSync } from "node:crypto";
 import { compactDecrypt, createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from "jose";
+import { reportDataFor } from "../../runtime/attestation/binding.js";
+import { evidenceToJson } from "../../runtime/nitride/evidence-json.js";
 import { attestAs, login, startNitrideStack, GOOD_MEASUREMENT, OTHER_MEASUREMENT, type NitrideStack } from "./nitride-support.js";
 
 let s: NitrideStack;
@@ -148,21 +150,19 @@ describe("Nitride attested round trip (real server, simulated SNP)", () => {
   });
 
   it("explain: same verdict, no nonce consumed, no token; needs a token", async () => {
-    const ch = await s.rt.api("POST", "nitride/challenge", { workload_id: "web" }, "");
-    const a = await attestAs(s, "web", { nonce: ch.body.data.nonce, measurement: OTHER_MEASUREMENT });
-    void a;
     const ch2 = await s.rt.api("POST", "nitride/challenge", { workload_id: "web" }, "");
-    const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-384" });
-    void privateKey;
-    const spki = publicKey.export({ format: "der", type: "spki" });
-    const { reportDataFor } = await import("../../runtime/attestation/binding.js");
-    const { evidenceToJson } = await import("../../runtime/nitride/evidence-json.js");
+    const spki = generateKeyPairSync("ec", { namedCurve: "P-384" }).publicKey.export({ format: "der", type: "spki" });
     const ev = await s.sim.report({ measurement: GOOD_MEASUREMENT, reportData: reportDataFor(Buffer.from(ch2.body.data.nonce, "base64url"), spki) });
     const body = { workload_id: "web", nonce: ch2.body.data.nonce, ephemeral_public_key: spki.toString("base64"), evidence: evidenceToJson({ kind: "snp", report: ev.report, certTable: ev.certTable }) };
     expect((await s.rt.api("POST", "nitride/explain", body, "")).status).toBe(403);
     const ex = await s.rt.api("POST", "nitride/explain", body);
     expect(ex.status).toBe(200);
     expect(ex.body.data.would_accept).toBe(true);
+    // Explain of a wrong measurement names the failing check, also without a nonce.
+    const wrong = await s.sim.report({ measurement: OTHER_MEASUREMENT });
+    const exWrong = await s.rt.api("POST", "nitride/explain", { workload_id: "web", evidence: evidenceToJson({ kind: "snp", report: wrong.report, certTable: wrong.certTable }) });
+    expect(exWrong.body.data.would_accept).toBe(false);
+    expect(exWrong.body.data.verdict.checks.filter((c: { ok: boolean }) => !c.ok).map((c: { id: string }) => c.id)).toContain("nitride.reference-values");
     expect(ex.body.data.token).toBeUndefined();
     // The nonce was not consumed by explain: the real attest still succeeds with it.
     const real = await s.rt.api("POST", "nitride/attest", body, "");
