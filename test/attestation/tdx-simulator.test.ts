@@ -108,6 +108,22 @@ describe("TDX collateral from the simulated TCB signing key", () => {
     expect(v.accepted).toBe(false);
   });
 
+  it("CRLs: fresh and signed pass; a revoked PCK or PCK CA is refused as Revoked", async () => {
+    const q = sim.quote();
+    const clean = await verifyTdx(q, opts({ ...sim.collateral(), crls: await sim.crls() }));
+    expect(failed(clean)).toEqual([]);
+    expect(clean.checks.filter((c) => c.id.endsWith("-crl")).map((c) => c.id)).toEqual(["tdx.collateral.pck-crl", "tdx.collateral.root-crl"]);
+    const pck = await verifyTdx(q, opts({ ...sim.collateral(), crls: await sim.crls({ revokePck: true }) }));
+    expect(failed(pck)).toEqual(["tdx.collateral.pck-crl", "policy.tcb-status"]);
+    expect(pck.checks.find((c) => c.id === "tdx.collateral.pck-crl")?.detail).toMatch(/REVOKED/);
+    const ca = await verifyTdx(q, opts({ ...sim.collateral(), crls: await sim.crls({ revokeCa: true }) }));
+    expect(failed(ca)).toEqual(["tdx.collateral.root-crl", "policy.tcb-status"]);
+    const other = await TdxSimulator.create();
+    const forged = await verifyTdx(q, opts({ ...sim.collateral(), crls: await other.crls() }));
+    expect(failed(forged)).toEqual(["tdx.collateral.pck-crl", "tdx.collateral.root-crl"]);
+    expect(forged.checks.find((c) => c.id === "tdx.collateral.pck-crl")?.detail).toMatch(/not signed/);
+  });
+
   it("requireCollateral refuses a quote without collateral", async () => {
     const v = await verifyTdx(sim.quote(), { simulatedRoots: [sim.rootFingerprint], policy: { requireCollateral: true } });
     expect(failed(v)).toEqual(["policy.tcb-status"]);

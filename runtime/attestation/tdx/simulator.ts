@@ -72,6 +72,12 @@ function sgxExtension(fmspc: Buffer, comps: number[], pceSvn: number, cpuSvn: Bu
   );
 }
 
+interface SimCa {
+  name: string;
+  key: webcrypto.CryptoKey;
+  serial: string;
+}
+
 export class TdxSimulator {
   readonly simulated = true;
   /** SHA-256 (hex) of the simulated root: pass it in `simulatedRoots` to trust this simulator. */
@@ -86,6 +92,7 @@ export class TdxSimulator {
     readonly rootDer: Uint8Array,
     readonly tcbSigningDer: Uint8Array,
     fmspc: string,
+    private readonly crlIssuers: { root: SimCa; ca: SimCa; pckSerial: string },
   ) {
     this.rootFingerprint = createHash("sha256").update(rootDer).digest("hex");
     this.fmspc = fmspc;
@@ -112,8 +119,9 @@ export class TdxSimulator {
     const caCert = await issue("Intel SGX PCK Platform CA", ca, caExt);
     const tcbCert = await issue("Intel SGX TCB Signing", tcbSigner, [new px509.BasicConstraintsExtension(false, undefined, true)]);
     const fmspc = Buffer.from(opts.fmspc ?? "00906ed50000", "hex");
+    const pckSerial = serial();
     const pckCert = await px509.X509CertificateGenerator.create({
-      serialNumber: serial(), subject: name("Intel SGX PCK Certificate"), issuer: caCert.subject, notBefore, notAfter, signingAlgorithm: SIG_ALG,
+      serialNumber: pckSerial, subject: name("Intel SGX PCK Certificate"), issuer: caCert.subject, notBefore, notAfter, signingAlgorithm: SIG_ALG,
       publicKey: pck.publicKey, signingKey: ca.privateKey,
       extensions: [
         new px509.BasicConstraintsExtension(false, undefined, true),
@@ -131,7 +139,32 @@ export class TdxSimulator {
       new Uint8Array(rootCert.rawData),
       new Uint8Array(tcbCert.rawData),
       fmspc.toString("hex"),
+      {
+        root: { name: rootCert.subject, key: root.privateKey, serial: rootCert.serialNumber },
+        ca: { name: caCert.subject, key: ca.privateKey, serial: caCert.serialNumber },
+        pckSerial,
+      },
     );
+  }
+
+  /** Signed CRLs: the PCK Platform CA's (optionally revoking the PCK) and the root's (optionally revoking the CA). */
+  async crls(opts: { revokePck?: boolean; revokeCa?: boolean; now?: Date } = {}): Promise<Uint8Array[]> {
+    const now = opts.now ?? new Date();
+    const make = async (issuer: SimCa, revoked: string | undefined) => {
+      const crl = await px509.X509CrlGenerator.create({
+        issuer: issuer.name,
+        thisUpdate: new Date(now.getTime() - 3_600_000),
+        nextUpdate: new Date(now.getTime() + 30 * 86_400_000),
+        signingAlgorithm: SIG_ALG,
+        signingKey: issuer.key as never,
+        entries: revoked ? [{ serialNumber: revoked, revocationDate: new Date(now.getTime() - 7_200_000) }] : [],
+      }, webcrypto as never);
+      return new Uint8Array(crl.rawData);
+    };
+    return [
+      await make(this.crlIssuers.ca, opts.revokePck ? this.crlIssuers.pckSerial : undefined),
+      await make(this.crlIssuers.root, opts.revokeCa ? this.crlIssuers.ca.serial : undefined),
+    ];
   }
 
   /** A TD report body (584 or 648 bytes). */
