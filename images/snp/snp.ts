@@ -3,7 +3,7 @@
 import { MeasurementInputError } from "./errors.js";
 import { describeOvmf, type FirmwareDescription } from "./firmware-description.js";
 import { LaunchDigest, PageType, VMSA_GPA, sha384 } from "./gctx.js";
-import { PAGE_SIZE, SectionType, parseOvmf, svsmEntryEip, type OvmfImage } from "./ovmf.js";
+import { PAGE_SIZE, SectionType, parseOvmf, svsmEntryEip, validateSections, type OvmfImage } from "./ovmf.js";
 import { PADDED_TABLE_SIZE, sevHashesTable } from "./sev-hashes.js";
 import { resolveVcpuSignature, type VcpuSpec } from "./vcpu.js";
 import { BSP_EIP, VMM_TYPES, buildSvsmVmsa, buildVmsa, vmmNeedsVcpuSignature, type VmmType } from "./vmsa.js";
@@ -113,6 +113,7 @@ interface Plan {
 
 function prepare(input: SnpMeasureInput, counts: readonly number[]): Plan {
   for (const n of counts) checkVcpuCount(n);
+  const gpa = vmsaGpa(input);
   const vmm = input.vmm ?? "qemu";
   if (!VMM_TYPES.includes(vmm)) throw new MeasurementInputError("vmm", `unknown VMM type '${String(vmm)}'; valid types: ${VMM_TYPES.join(", ")}`);
   const features = guestFeaturesValue(input.guestFeatures);
@@ -121,7 +122,7 @@ function prepare(input: SnpMeasureInput, counts: readonly number[]): Plan {
     if (input.initrd !== undefined) throw new MeasurementInputError("initrd", "an initrd is only measured together with a kernel");
     if (input.append !== undefined) throw new MeasurementInputError("append", "a command line is only measured together with a kernel");
   }
-  if (input.svsm !== undefined) return prepareSvsm(input, vmm, features);
+  if (input.svsm !== undefined) return prepareSvsm(input, vmm, features, gpa);
   if (input.varsSize !== undefined) throw new MeasurementInputError("varsSize", "only meaningful with an SVSM image");
 
   const needSig = vmmNeedsVcpuSignature(vmm);
@@ -134,7 +135,7 @@ function prepare(input: SnpMeasureInput, counts: readonly number[]): Plan {
 
   const bsp = sha384(buildVmsa({ eip: BSP_EIP, vmm, vcpuSig, sevFeatures: features }));
   const ap = sha384(buildVmsa({ eip: desc.resetEip, vmm, vcpuSig, sevFeatures: features }));
-  return { digests: (c) => extendPerVcpu(ld, bsp, ap, c, vmsaGpa(input)) };
+  return { digests: (c) => extendPerVcpu(ld, bsp, ap, c, gpa) };
 }
 
 function vmsaGpa(input: SnpMeasureInput): number {
@@ -149,7 +150,11 @@ function firmwareStart(input: SnpMeasureInput): { desc: FirmwareDescription; ld:
   }
   if (input.ovmfHash !== undefined && input.ovmfHash.length !== 48) throw new MeasurementInputError("ovmfHash", `must be 48 bytes, got ${input.ovmfHash.length}`);
   if (input.firmware) {
+    // Descriptions built in code (not parsed from JSON) get the same checks as parsed ones.
     const desc = input.firmware;
+    validateSections(desc.sections, "firmware");
+    if (!Number.isInteger(desc.resetEip) || desc.resetEip < 0 || desc.resetEip > 0xffff_ffff) throw new MeasurementInputError("firmware.ResetEIP", "must be a 32-bit address");
+    if (desc.ovmfHash !== undefined && desc.ovmfHash.length !== 48) throw new MeasurementInputError("firmware.OVMFHash", `must be 48 bytes, got ${desc.ovmfHash.length}`);
     const given = input.ovmfHash ? Buffer.from(input.ovmfHash) : undefined;
     if (given && desc.ovmfHash && !given.equals(desc.ovmfHash)) throw new MeasurementInputError("ovmfHash", "differs from the OVMFHash in the firmware description");
     const seed = given ?? desc.ovmfHash;
@@ -216,7 +221,7 @@ function extendPerVcpu(base: LaunchDigest, bsp: Buffer, ap: Buffer, counts: read
 }
 
 /** Coconut-SVSM launch: OVMF, then the SVSM image below OVMF's vars store, the SVSM's own metadata, N SVSM VMSAs. */
-function prepareSvsm(input: SnpMeasureInput, vmm: VmmType, features: bigint): Plan {
+function prepareSvsm(input: SnpMeasureInput, vmm: VmmType, features: bigint, gpa: number): Plan {
   if (vmm !== "qemu") throw new MeasurementInputError("vmm", "SVSM launches are only defined for QEMU");
   if (input.ovmf === undefined || input.firmware !== undefined) throw new MeasurementInputError("ovmf", "an SVSM launch needs the OVMF binary (not a firmware description)");
   if (input.ovmfHash !== undefined) throw new MeasurementInputError("ovmfHash", "a precomputed OVMF hash cannot be combined with an SVSM image");
@@ -238,5 +243,5 @@ function prepareSvsm(input: SnpMeasureInput, vmm: VmmType, features: bigint): Pl
   ld.normalPages(svsm.gpa, svsm.data);
   measureSections(ld, { resetEip: eip, sections: svsm.sevMetadata }, null, "qemu", "svsm");
   const vmsa = sha384(buildSvsmVmsa({ eip, vcpuSig, sevFeatures: features }));
-  return { digests: (c) => extendPerVcpu(ld, vmsa, vmsa, c, vmsaGpa(input)) };
+  return { digests: (c) => extendPerVcpu(ld, vmsa, vmsa, c, gpa) };
 }

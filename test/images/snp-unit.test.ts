@@ -139,6 +139,8 @@ describe.skipIf(!enabled)("typed input errors name the field", () => {
     ["unknown vmm", () => ({ ovmf: ovmf(), vcpus: 1, vcpu: "EPYC", vmm: "azure" as never }), "vmm"],
     ["features above 64 bits", () => ({ ovmf: ovmf(), vcpus: 1, vcpu: "EPYC", guestFeatures: 1n << 64n }), "guestFeatures"],
     ["unaligned VMSA GPA", () => ({ ovmf: ovmf(), vcpus: 1, vcpu: "EPYC", vmsaGpa: 0x1234 }), "vmsaGpa"],
+    ["hand-built description with an unknown section type", () => ({ firmware: { resetEip: 0x80b004, sections: [{ gpa: 0, size: 4096, type: 9 }], ovmfHash: Buffer.alloc(48) }, vcpus: 1, vcpu: "EPYC" }), "firmware"],
+    ["hand-built description with a short seed", () => ({ firmware: { resetEip: 0x80b004, sections: [{ gpa: 0, size: 4096, type: 2 }], ovmfHash: Buffer.alloc(4) }, vcpus: 1, vcpu: "EPYC" }), "firmware.OVMFHash"],
     ["truncated firmware", () => ({ ovmf: ovmf().subarray(0, 4000), vcpus: 1, vcpu: "EPYC" }), "ovmf"],
   ];
   for (const [name, input, field] of cases) {
