@@ -123,6 +123,7 @@ export class JwtAuthBackend implements LogicalBackend {
   readonly type = "jwt";
   readonly unauthenticatedPaths = ["login"];
   private remote = new Map<string, JWTVerifyGetKey>();
+  private local: { text: string; getKey: JWTVerifyGetKey } | undefined;
 
   async handle(req: LogicalRequest): Promise<LogicalResponse | undefined> {
     const op = req.operation;
@@ -165,8 +166,10 @@ export class JwtAuthBackend implements LogicalBackend {
       // In-process: no HTTP round trip, and the key ring is read from the same storage the signer uses.
       const r = await req.system.internalRequest("read", `${c.nitride_mount}/jwks`);
       const raw = r?.data?.http_raw_body;
-      const keys = ((typeof raw === "string" ? (JSON.parse(raw) as { keys?: JWK[] }).keys : r?.data?.keys) ?? []) as JWK[];
-      return { getKey: createLocalJWKSet({ keys }), issuer: c.bound_issuer || issuerFor(req.system.apiAddr(), c.nitride_mount) };
+      const text = typeof raw === "string" ? raw : JSON.stringify({ keys: r?.data?.keys ?? [] });
+      // Re-importing the keys on every login is measurable; the set only changes on rotation.
+      if (this.local?.text !== text) this.local = { text, getKey: createLocalJWKSet({ keys: ((JSON.parse(text) as { keys?: JWK[] }).keys ?? []) }) };
+      return { getKey: this.local.getKey, issuer: c.bound_issuer || issuerFor(req.system.apiAddr(), c.nitride_mount) };
     }
     if (c.jwt_validation_pubkeys.length) {
       return { getKey: c.jwt_validation_pubkeys.map((pem) => createPublicKey(pem)), issuer: c.bound_issuer };
