@@ -2,7 +2,9 @@
 // and the `verify tdx` CLI on them.
 import { describe, expect, it } from "vitest";
 import { readFileSync, readdirSync, existsSync } from "node:fs";
-import { hasShared, noteIfSharedMissing, sharedPath } from "../support/shared.js";
+import { spawnSync } from "node:child_process";
+import path from "node:path";
+import { hasShared, noteIfSharedMissing, repoRoot, sharedPath } from "../support/shared.js";
 import {
   INTEL_SGX_ROOT_CA_SHA256,
   emptyCollateral,
@@ -270,6 +272,13 @@ describe.skipIf(!hasShared)("buckypaper verify tdx", () => {
     expect(await verifyTdxCli(["--quote", sharedPath("evidence/tdx/trustee-tdx-quote-4/quote.bin"), "--offline", "--policy", `${dir}/p.yaml`], c.io)).toBe(0);
     writeFileSync(`${dir}/bad.yaml`, "tdx:\n  mrTd: [abc]\n");
     await expect(verifyTdxCli(["--quote", sharedPath("evidence/tdx/trustee-tdx-quote-4/quote.bin"), "--policy", `${dir}/bad.yaml`], c.io)).rejects.toThrow(/mrTd\[0\]: expected 48-byte hex/);
+  });
+
+  it("runs as a real process (bin/buckypaper.js, compiled dist)", () => {
+    const r = spawnSync(process.execPath, [path.join(repoRoot, "bin/buckypaper.js"), "verify", "tdx", "--quote", sharedPath("evidence/tdx/trustee-tdx-quote-4/quote.bin"), "--offline", "--json"], { encoding: "utf8" });
+    expect(r.status).toBe(1);
+    const v = JSON.parse(r.stdout);
+    expect(v.checks.filter((c: { ok: boolean }) => !c.ok).map((c: { id: string }) => c.id)).toEqual(["policy.debug"]);
   });
 
   it("usage errors and unreadable files exit 2; a malformed quote is rejected (exit 1)", async () => {
