@@ -50,18 +50,12 @@ export interface VhsmArgs {
   keyThreshold?: number;
 }
 
-/** The runtime's config file, in the format `buckypaper runtime server --config` reads (docs/runtime.md). */
-export function renderRuntimeConfig(o: { stateDir: string; listenAddress: string; port: number; tls: boolean; publicUrl: string }): string {
-  return `${JSON.stringify(
-    {
-      listen: `${o.listenAddress.includes(":") ? `[${o.listenAddress}]` : o.listenAddress}:${o.port}`,
-      api_addr: o.publicUrl,
-      storage: { type: "sqlite", path: `${o.stateDir}/runtime.db` },
-      tls: o.tls ? { ca_dir: o.stateDir } : { disable: true },
-    },
-    null,
-    2,
-  )}\n`;
+/** The runtime's config file (JSON form of `buckypaper runtime server --config`, runtime/server/config.ts). */
+export function renderRuntimeConfig(o: { stateDir: string; listenAddress: string; port: number; tls: boolean; publicHost: string; publicUrl: string }): string {
+  const address = `${o.listenAddress.includes(":") ? `[${o.listenAddress}]` : o.listenAddress}:${o.port}`;
+  const tcp: Record<string, unknown> = { address, tls_disable: !o.tls };
+  if (o.tls) Object.assign(tcp, { tls_dir: `${o.stateDir}/tls`, tls_hosts: [o.publicHost] });
+  return `${JSON.stringify({ storage: { sqlite: { path: `${o.stateDir}/runtime.db` } }, listener: { tcp }, api_addr: o.publicUrl }, null, 2)}\n`;
 }
 
 // components/ in the sources, dist/components/ when compiled: the package root is one or two levels up.
@@ -104,9 +98,8 @@ export class Vhsm extends pulumi.ComponentResource {
         ssh: args.ssh,
         stateDir,
         serverCommand: [...command, "runtime", "server", "--config", "{config}"],
-        config: url.apply((u) => renderRuntimeConfig({ stateDir, listenAddress, port, tls, publicUrl: u })),
+        config: pulumi.all([publicHost, url]).apply(([h, u]) => renderRuntimeConfig({ stateDir, listenAddress, port, tls, publicHost: h, publicUrl: u })),
         url,
-        caFile: tls ? "ca.pem" : undefined,
         keyShares: args.keyShares ?? 1,
         keyThreshold: args.keyThreshold ?? 1,
       },

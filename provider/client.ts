@@ -3,6 +3,7 @@
 // imported at call time exists, and it is tested on its own against a real runtime.
 import * as http from "node:http";
 import * as https from "node:https";
+import * as tls from "node:tls";
 import { createHash, X509Certificate } from "node:crypto";
 
 /** Where the runtime is and how to authenticate. */
@@ -13,7 +14,10 @@ export interface RuntimeConnection {
   token: string;
   /** PEM of the runtime CA (https only); without it the system trust store is used. */
   caPem?: string;
-  /** SHA-256 (hex) of the runtime CA certificate; when given with caPem, they must match. */
+  /**
+   * SHA-256 (hex) of the runtime CA certificate. With caPem they must match; alone, the certificate
+   * with this fingerprint is taken from the server's chain and then used as the only trust anchor.
+   */
   caFingerprint?: string;
 }
 
@@ -78,6 +82,37 @@ export function checkConnection(c: RuntimeConnection): URL {
   return u;
 }
 
+/**
+ * Connects without sending anything, finds the certificate whose SHA-256 is `fingerprint` in the chain
+ * the server presents and returns it as PEM. Used as the trust anchor of a normal, fully verified
+ * connection afterwards: the pin selects the CA, the TLS stack still checks signatures and host name.
+ */
+export async function fetchPinnedCertificate(url: string, fingerprint: string, timeoutMs = 10_000): Promise<string> {
+  const u = new URL(url);
+  const want = normaliseFingerprint(fingerprint);
+  return new Promise<string>((resolve, reject) => {
+    const host = u.hostname.replace(/^\[|\]$/g, "");
+    const sock = tls.connect({ host, port: Number(u.port || 443), servername: /^[\d.:]+$/.test(host) ? undefined : host, rejectUnauthorized: false });
+    sock.setTimeout(timeoutMs, () => sock.destroy(new Error(`TLS to ${u.host}: no handshake within ${timeoutMs} ms`)));
+    sock.on("error", (e) => reject(new Error(`TLS to ${u.host}: ${e.message}`)));
+    sock.on("secureConnect", () => {
+      let c = sock.getPeerCertificate(true) as tls.DetailedPeerCertificate | undefined;
+      const seen = new Set<string>();
+      while (c?.raw && !seen.has(c.fingerprint256)) {
+        seen.add(c.fingerprint256);
+        if (createHash("sha256").update(c.raw).digest("hex") === want) {
+          sock.destroy();
+          resolve(new X509Certificate(c.raw).toString());
+          return;
+        }
+        c = c.issuerCertificate as tls.DetailedPeerCertificate | undefined;
+      }
+      sock.destroy();
+      reject(new RuntimeConnectionError("caFingerprint", `matches no certificate in the chain ${u.host} presents`));
+    });
+  });
+}
+
 /** One request. 404 is returned (not thrown) so callers can treat "gone" as a state, other errors throw. */
 export async function runtimeRequest(
   c: RuntimeConnection,
@@ -97,9 +132,11 @@ export async function runtimeRequest(
     headers["Content-Length"] = String(payload.length);
   }
   const lib = target.protocol === "https:" ? https : http;
-  const tls = target.protocol === "https:" && c.caPem ? { ca: c.caPem } : {};
+  let ca = c.caPem;
+  if (target.protocol === "https:" && !ca && c.caFingerprint) ca = await fetchPinnedCertificate(c.url, c.caFingerprint);
+  const tlsOpts = target.protocol === "https:" && ca ? { ca } : {};
   const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
-    const req = lib.request(target, { method: verb, headers, timeout: timeoutMs, ...tls }, (res) => {
+    const req = lib.request(target, { method: verb, headers, timeout: timeoutMs, ...tlsOpts }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (d: Buffer) => chunks.push(d));
       res.on("end", () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }));

@@ -2,7 +2,7 @@
 // Pulumi's dynamic ResourceProvider results but without importing Pulumi: the dynamic provider's
 // serialized closure only does `await import(<this module>)` and forwards, so nothing heavy is captured.
 import { dataOf, runtimeRequest, type RuntimeConnection } from "./client.js";
-import { kinds, namePattern, pathPattern, type FieldSpec, type KindSpec } from "./kinds.js";
+import { kinds, namePattern, pathPattern, workloadIdPattern, type FieldSpec, type KindSpec } from "./kinds.js";
 
 /** Pulumi passes this string for values unknown during preview. */
 export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
@@ -51,6 +51,9 @@ function checkField(fs: FieldSpec, v: unknown, failures: CheckFailure[]): void {
     case "object":
       if (!v || typeof v !== "object" || Array.isArray(v)) bad("an object");
       break;
+    case "objectList":
+      if (!Array.isArray(v) || !v.every((x) => isUnknown(x) || (x && typeof x === "object" && !Array.isArray(x)))) bad("a list of objects");
+      break;
   }
 }
 
@@ -65,7 +68,7 @@ export function check(kindName: string, news: Props): { inputs: Props; failures:
   for (const fs of k.identity) {
     const v = inputs[fs.name];
     if (isUnknown(v)) continue;
-    const pattern = fs.name === "path" ? pathPattern : namePattern;
+    const pattern = fs.name === "path" ? pathPattern : kindName === "workload" ? workloadIdPattern : namePattern;
     if (typeof v !== "string" || v === "") failures.push({ property: fs.name, reason: `${fs.name} is required` });
     else if (!pattern.test(v) || v.includes("..") || v.endsWith("/")) {
       failures.push({ property: fs.name, reason: `${fs.name} '${v}' must match ${pattern.source} (no '..', no trailing '/')` });
@@ -151,8 +154,8 @@ async function write(k: KindSpec, inputs: Props): Promise<Props> {
   const d = dataOf(r);
   const extra: Props = {};
   if (d) {
-    const fromApi = k.fromApi(d, inputs);
-    if (typeof fromApi.version === "number") extra.version = fromApi.version;
+    const live = k.fromApi(d, inputs);
+    for (const key of ["version", "policyHash", "aclPolicy"]) if (live[key] !== undefined) extra[key] = live[key];
   }
   return { ...inputs, ...extra };
 }
@@ -188,6 +191,13 @@ export async function read(kindName: string, id: string, props: Props): Promise<
   const live = d ? k.fromApi(d, props) : undefined;
   if (!live || Object.keys(live).length === 0) return { id: "", props: {} };
   const out: Props = { ...props };
+  if (k.versioned) {
+    if (live.version === props.version) return { id, props: out };
+    // Changed outside Pulumi: show the runtime's definition so the next `up` puts ours back.
+    for (const fs of k.fields) if (fs.name in live && live[fs.name] !== undefined) out[fs.name] = live[fs.name];
+    for (const key of ["version", "policyHash", "aclPolicy"]) if (live[key] !== undefined) out[key] = live[key];
+    return { id, props: out };
+  }
   for (const fs of k.fields) {
     // Only fields we manage: defaults the runtime fills in for fields we never set are not drift.
     if (!(fs.name in live) || props[fs.name] === undefined) continue;

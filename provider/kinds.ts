@@ -6,7 +6,7 @@
 export interface FieldSpec {
   name: string;
   api: string;
-  type: "string" | "boolean" | "integer" | "duration" | "list" | "stringMap" | "object";
+  type: "string" | "boolean" | "integer" | "duration" | "list" | "stringMap" | "object" | "objectList";
   /** Default applied by check() when the field is absent. */
   default?: unknown;
 }
@@ -30,12 +30,19 @@ export interface KindSpec {
   fromApi(data: Record<string, unknown>, inputs: Record<string, unknown>): Record<string, unknown>;
   /** Resource id. */
   id(inputs: Record<string, unknown>): string;
+  /**
+   * The runtime bumps a version on every write: refresh treats a changed version as drift and only then
+   * takes the runtime's field values (it normalises them, so comparing fields would invent drift).
+   */
+  versioned?: boolean;
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const PATH = /^[A-Za-z0-9][A-Za-z0-9._\-/]{0,511}$/;
 export const namePattern = NAME;
 export const pathPattern = PATH;
+/** Nitride's limit (runtime/nitride/workloads.ts). */
+export const workloadIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 function f(name: string, type: FieldSpec["type"], dflt?: unknown, api?: string): FieldSpec {
   return { name, api: api ?? name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`), type, default: dflt };
@@ -70,32 +77,67 @@ function roleKind(typeName: string, mountDefault: string, prefix: (mount: string
 }
 
 export const kinds: Record<string, KindSpec> = {
-  // Nitride workload definition: what the VM must measure as, and what it may fetch once attested.
+  // Nitride workload definition (runtime/nitride/workloads.ts): what the VM must measure as, and what
+  // it may fetch once attested. Every write is a new runtime-side version.
   workload: {
     typeName: "Workload",
     identity: [f("workloadId", "string", undefined, "id")],
     fields: [
-      f("platform", "string"),
-      f("referenceValues", "object"),
-      f("policy", "object"),
-      f("secrets", "list", []),
-      f("pkiRoles", "list", []),
-      f("sshRoles", "list", []),
       f("description", "string"),
+      f("platforms", "list", []),
+      f("snpMeasurements", "list"),
+      f("tdx", "objectList"),
+      f("azure", "stringMap"),
+      f("policy", "object"),
+      f("kvSecrets", "list"),
+      f("pki", "object"),
+      f("ssh", "object"),
+      f("diskKey", "boolean"),
+      f("tokenTtl", "duration"),
     ],
     secretFields: [],
     path: (i) => `nitride/workloads/${String(i.workloadId)}`,
     body(i) {
-      return snakeBody(this.fields, i);
+      const secrets: Record<string, unknown> = { kv: i.kvSecrets ?? [], disk_key: i.diskKey ?? false };
+      const pki = i.pki as { role?: string; commonName?: string; altNames?: string[]; ipSans?: string[]; ttl?: unknown } | undefined;
+      if (pki) secrets.pki = { role: pki.role, common_name: pki.commonName, alt_names: pki.altNames ?? [], ip_sans: pki.ipSans ?? [], ...(pki.ttl !== undefined ? { ttl: pki.ttl } : {}) };
+      const ssh = i.ssh as { role?: string; principals?: string[]; ttl?: unknown } | undefined;
+      if (ssh) secrets.ssh = { role: ssh.role, principals: ssh.principals ?? [], ...(ssh.ttl !== undefined ? { ttl: ssh.ttl } : {}) };
+      const body: Record<string, unknown> = {
+        description: i.description ?? "",
+        platforms: i.platforms ?? [],
+        reference_values: { snp_measurements: i.snpMeasurements ?? [], tdx: i.tdx ?? [], azure: i.azure ?? {} },
+        policy: i.policy ?? {},
+        secrets,
+      };
+      if (i.tokenTtl !== undefined) body.token_ttl = i.tokenTtl;
+      return body;
     },
     fromApi(d) {
-      // The runtime may answer with the definition at top level of data or under `definition`, and
-      // adds bookkeeping (version, timestamps) that is not ours to diff.
-      const def = d.definition && typeof d.definition === "object" ? (d.definition as Record<string, unknown>) : d;
-      const out = camelFromApi(this.fields, def);
+      // The runtime normalises what it stores (hex case, defaults), so field-by-field comparison would
+      // report drift that is not there. Its version number changes on every write instead: read()
+      // compares that, and only then takes the fields below.
+      const rv = (d.reference_values ?? {}) as { snp_measurements?: string[]; tdx?: unknown[]; azure?: Record<string, string> };
+      const sec = (d.secrets ?? {}) as { kv?: string[]; disk_key?: boolean; pki?: Record<string, unknown>; ssh?: Record<string, unknown> };
+      const out: Record<string, unknown> = {
+        description: d.description,
+        platforms: d.platforms,
+        snpMeasurements: rv.snp_measurements,
+        tdx: rv.tdx,
+        azure: rv.azure,
+        policy: d.policy,
+        kvSecrets: sec.kv,
+        diskKey: sec.disk_key,
+        tokenTtl: d.token_ttl,
+      };
+      if (sec.pki) out.pki = { role: sec.pki.role, commonName: sec.pki.common_name, altNames: sec.pki.alt_names, ipSans: sec.pki.ip_sans, ttl: sec.pki.ttl };
+      if (sec.ssh) out.ssh = { role: sec.ssh.role, principals: sec.ssh.principals, ttl: sec.ssh.ttl };
       if (typeof d.version === "number") out.version = d.version;
+      if (typeof d.policy_hash === "string") out.policyHash = d.policy_hash;
+      if (typeof d.acl_policy === "string") out.aclPolicy = d.acl_policy;
       return out;
     },
+    versioned: true,
     id: (i) => String(i.workloadId),
   },
   // A KV v2 secret (all keys of one path). Values are Pulumi secrets end to end.

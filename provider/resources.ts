@@ -112,38 +112,80 @@ function withSecretOutputs(opts: pulumi.CustomResourceOptions | undefined, names
   return { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), ...names] };
 }
 
+export interface WorkloadTdxReference {
+  /** MRTD, 48 bytes hex. */
+  mrtd: pulumi.Input<string>;
+  /** RTMR0..3, 48 bytes hex each (all four or none). */
+  rtmrs?: pulumi.Input<pulumi.Input<string>[]>;
+}
+
+export interface WorkloadPkiArgs {
+  /** "<pki mount>/<role>", e.g. "pki/web". */
+  role: pulumi.Input<string>;
+  commonName: pulumi.Input<string>;
+  altNames?: pulumi.Input<pulumi.Input<string>[]>;
+  ipSans?: pulumi.Input<pulumi.Input<string>[]>;
+  ttl?: pulumi.Input<string>;
+}
+
+export interface WorkloadSshArgs {
+  /** "<ssh mount>/<role>", e.g. "ssh/host". */
+  role: pulumi.Input<string>;
+  /** Host names for the host certificate. */
+  principals: pulumi.Input<pulumi.Input<string>[]>;
+  ttl?: pulumi.Input<string>;
+}
+
 export interface WorkloadArgs {
   connection: pulumi.Input<RuntimeConnectionArgs>;
-  /** Workload id (1-128 of [A-Za-z0-9._-]); the VM's enclaivelet presents it. */
+  /** Workload id (1-63 of [A-Za-z0-9._-]); the VM's enclaivelet presents it. */
   workloadId: pulumi.Input<string>;
-  /** Evidence platform: snp, tdx, azure-snp, azure-tdx. */
-  platform?: pulumi.Input<string>;
-  /** Expected launch state: measurements (hex) and whatever else the runtime's appraisal compares. */
-  referenceValues: pulumi.Input<Record<string, unknown>>;
-  /** Appraisal policy (debug allowed, minimum TCB, ...). */
-  policy?: pulumi.Input<Record<string, unknown>>;
-  /** KV paths the workload may read once attested. */
-  secrets?: pulumi.Input<pulumi.Input<string>[]>;
-  pkiRoles?: pulumi.Input<pulumi.Input<string>[]>;
-  sshRoles?: pulumi.Input<pulumi.Input<string>[]>;
   description?: pulumi.Input<string>;
+  /** Evidence platforms it may attest from: snp, tdx, azure-snp, azure-tdx (empty = any). */
+  platforms?: pulumi.Input<pulumi.Input<string>[]>;
+  /** Allowed SEV-SNP launch measurements (48 bytes hex). */
+  snpMeasurements?: pulumi.Input<pulumi.Input<string>[]>;
+  /** Allowed TDX MRTD (+RTMR) combinations. */
+  tdx?: pulumi.Input<pulumi.Input<WorkloadTdxReference>[]>;
+  /** Azure CVM facts: claim name → expected value. */
+  azure?: pulumi.Input<Record<string, pulumi.Input<string>>>;
+  /** Appraisal policy (runtime/attestation/policy.ts format). */
+  policy?: pulumi.Input<Record<string, unknown>>;
+  /** Full KV v2 paths the workload may read once attested, e.g. "secret/data/web/db". */
+  kvSecrets?: pulumi.Input<pulumi.Input<string>[]>;
+  /** TLS certificate issued at provisioning. */
+  pki?: pulumi.Input<WorkloadPkiArgs>;
+  /** SSH host certificate issued at provisioning. */
+  ssh?: pulumi.Input<WorkloadSshArgs>;
+  /** Release a disk-encryption key after attestation. */
+  diskKey?: pulumi.Input<boolean>;
+  /** Workload-token lifetime, e.g. "10m". */
+  tokenTtl?: pulumi.Input<string>;
 }
 
 /** A Nitride workload definition at /v1/nitride/workloads/:id. */
 export class Workload extends pulumi.dynamic.Resource {
   declare readonly workloadId: pulumi.Output<string>;
-  declare readonly platform: pulumi.Output<string | undefined>;
-  declare readonly referenceValues: pulumi.Output<Record<string, unknown>>;
-  declare readonly policy: pulumi.Output<Record<string, unknown> | undefined>;
-  declare readonly secrets: pulumi.Output<string[]>;
-  declare readonly pkiRoles: pulumi.Output<string[]>;
-  declare readonly sshRoles: pulumi.Output<string[]>;
-  /** Definition version the runtime assigned (increments on every update). */
-  declare readonly version: pulumi.Output<number | undefined>;
+  declare readonly platforms: pulumi.Output<string[]>;
+  declare readonly snpMeasurements: pulumi.Output<string[] | undefined>;
+  declare readonly kvSecrets: pulumi.Output<string[] | undefined>;
+  /** Definition version the runtime assigned (increments on every write). */
+  declare readonly version: pulumi.Output<number>;
+  /** SHA-256 over platforms, reference values and policy, as the runtime computes it. */
+  declare readonly policyHash: pulumi.Output<string>;
+  /** Name of the ACL policy the runtime keeps for this workload (grant it through a JwtRole). */
+  declare readonly aclPolicy: pulumi.Output<string>;
 
   constructor(name: string, args: WorkloadArgs, opts?: pulumi.CustomResourceOptions) {
     const { connection, ...rest } = args;
-    super(providers.workload, name, { ...rest, connection: secretConnection(connection), version: undefined }, withSecretOutputs(opts, ["connection"]), "buckypaper", "Workload");
+    super(
+      providers.workload,
+      name,
+      { ...rest, connection: secretConnection(connection), version: undefined, policyHash: undefined, aclPolicy: undefined },
+      withSecretOutputs(opts, ["connection"]),
+      "buckypaper",
+      "Workload",
+    );
   }
 }
 
@@ -311,8 +353,6 @@ export interface RuntimeServiceArgs {
   config: pulumi.Input<string>;
   /** URL the runtime answers on, as the deploying machine reaches it. */
   url: pulumi.Input<string>;
-  /** File under stateDir where the runtime keeps its CA certificate (https). */
-  caFile?: pulumi.Input<string>;
   keyShares?: pulumi.Input<number>;
   keyThreshold?: pulumi.Input<number>;
 }

@@ -10,7 +10,7 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { runtimeRequest, certFingerprint, type RuntimeConnection } from "./client.js";
+import { runtimeRequest, certFingerprint, fetchPinnedCertificate, type RuntimeConnection } from "./client.js";
 
 export interface SshTarget {
   host: string;
@@ -33,8 +33,6 @@ export interface ServiceInputs {
   config: string;
   /** URL the runtime answers on, as seen from the deploying machine. */
   url: string;
-  /** File (relative to stateDir) where the runtime writes its CA certificate; read after init. */
-  caFile?: string;
   keyShares: number;
   keyThreshold: number;
   /** Seconds to wait for the server to answer. */
@@ -114,23 +112,54 @@ function stopScript(i: Pick<ServiceInputs, "stateDir">, removeData: boolean): st
   ].join("\n");
 }
 
-async function waitForServer(i: ServiceInputs): Promise<void> {
+/** Waits for the server process to answer HTTP(S) on its URL; fails fast with the log tail if it died. */
+async function waitForServer(i: ServiceInputs, caPem?: string): Promise<void> {
   const deadline = Date.now() + (i.startTimeout ?? 60) * 1000;
   let last = "";
   for (;;) {
     try {
       // Any HTTP answer (200, 501 uninitialised, 503 sealed) means the listener is up.
-      await runtimeRequest(conn(i, "-"), "GET", "sys/seal-status");
+      await runtimeRequest(conn(i, "-", caPem), "GET", "sys/seal-status", undefined, 5_000);
       return;
     } catch (e) {
       last = (e as Error).message;
       if (/HTTP \d+/.test(last)) return;
     }
-    if (Date.now() > deadline) {
-      const log = await sh(i.ssh, `tail -n 20 ${q(i.stateDir)}/runtime.log 2>/dev/null || true`).catch(() => "");
-      throw new Error(`runtime at ${i.url} did not answer within ${i.startTimeout ?? 60}s (${last}); log tail:\n${log}`);
-    }
-    await new Promise((r) => setTimeout(r, 250));
+    await failIfDead(i, last);
+    if (Date.now() > deadline) throw new Error(`runtime at ${i.url} did not answer within ${i.startTimeout ?? 60}s (${last})${await logTail(i)}`);
+    await new Promise((r) => setTimeout(r, i.ssh ? 1000 : 250));
+  }
+}
+
+async function logTail(i: ServiceInputs): Promise<string> {
+  const log = await sh(i.ssh, `tail -n 15 ${q(i.stateDir)}/runtime.log 2>/dev/null || true`).catch(() => "");
+  return log.trim() ? `; runtime log:\n${log}` : "";
+}
+
+async function failIfDead(i: ServiceInputs, why: string): Promise<void> {
+  const alive = await sh(i.ssh, `kill -0 "$(cat ${q(i.stateDir)}/runtime.pid)" 2>/dev/null && echo yes || echo no`).catch(() => "yes");
+  if (alive.trim() === "no") throw new Error(`runtime server exited (${why})${await logTail(i)}`);
+}
+
+/**
+ * Before init, a TLS runtime serves a throwaway certificate whose SHA-256 it prints to its log; we
+ * read it over the same trusted channel that started it (local shell or SSH) and pin it for the init
+ * call, whose answer carries the real runtime CA.
+ */
+async function bootstrapFingerprint(i: ServiceInputs): Promise<string> {
+  const d = q(i.stateDir);
+  const tries = (i.startTimeout ?? 60) * 4;
+  const script = [
+    `n=0; while [ $n -lt ${tries} ]; do`,
+    `  l="$(grep -o 'Bootstrap TLS certificate SHA-256[^:]*: *[0-9a-fA-F:]*' ${d}/runtime.log 2>/dev/null | tail -n 1)"`,
+    `  if [ -n "$l" ]; then echo "\${l##*: }"; exit 0; fi`,
+    `  if ! kill -0 "$(cat ${d}/runtime.pid)" 2>/dev/null; then exit 3; fi`,
+    `  sleep 0.25; n=$((n+1)); done; exit 4`,
+  ].join("\n");
+  try {
+    return (await sh(i.ssh, script)).trim();
+  } catch (e) {
+    throw new Error(`runtime did not report its bootstrap TLS certificate (${(e as Error).message})${await logTail(i)}`);
   }
 }
 
@@ -138,15 +167,7 @@ function conn(i: Pick<ServiceInputs, "url">, token: string, caPem?: string): Run
   return { url: i.url, token, ...(caPem ? { caPem } : {}) };
 }
 
-async function readCa(i: ServiceInputs): Promise<string> {
-  if (!i.url.startsWith("https:")) return "";
-  if (!i.caFile) throw new Error("caFile is required for an https runtime");
-  const pem = await sh(i.ssh, `cat ${q(`${i.stateDir}/${i.caFile}`)}`);
-  if (!pem.includes("BEGIN CERTIFICATE")) throw new Error(`${i.caFile} in ${i.stateDir} holds no certificate`);
-  return pem;
-}
-
-async function unseal(i: ServiceInputs, keys: string[], caPem: string): Promise<void> {
+async function unseal(i: ServiceInputs, keys: string[], caPem: string | undefined): Promise<void> {
   for (const key of keys.slice(0, i.keyThreshold)) {
     const r = await runtimeRequest(conn(i, "-", caPem), "POST", "sys/unseal", { key });
     if ((r.body as { sealed?: boolean } | undefined)?.sealed === false) return;
@@ -158,14 +179,17 @@ async function unseal(i: ServiceInputs, keys: string[], caPem: string): Promise<
 export async function createService(i: ServiceInputs): Promise<ServiceOutputs> {
   await sh(i.ssh, startScript(i), i.config);
   try {
-    await waitForServer(i);
-    const caPem = await readCa(i);
-    const r = await runtimeRequest(conn(i, "-", caPem), "POST", "sys/init", { secret_shares: i.keyShares, secret_threshold: i.keyThreshold });
-    const body = r.body as { keys_base64?: string[]; keys?: string[]; root_token?: string } | undefined;
+    const https = i.url.startsWith("https:");
+    const bootCa = https ? await fetchPinnedCertificate(i.url, await bootstrapFingerprint(i)) : undefined;
+    await waitForServer(i, bootCa);
+    const r = await runtimeRequest(conn(i, "-", bootCa), "POST", "sys/init", { secret_shares: i.keyShares, secret_threshold: i.keyThreshold });
+    const body = r.body as { keys_base64?: string[]; keys?: string[]; root_token?: string; runtime_ca_pem?: string } | undefined;
     const keys = body?.keys_base64 ?? body?.keys;
     if (!keys?.length || !body?.root_token) throw new Error(`runtime at ${i.url}: sys/init returned no keys (already initialised?)`);
-    await unseal(i, keys, caPem);
-    return { ...i, rootToken: body.root_token, unsealKeys: keys, caPem, caFingerprint: caPem ? certFingerprint(caPem) : "", running: true };
+    const caPem = https ? body.runtime_ca_pem : "";
+    if (https && !caPem) throw new Error(`runtime at ${i.url}: sys/init returned no runtime CA`);
+    await unseal(i, keys, caPem || undefined);
+    return { ...i, rootToken: body.root_token, unsealKeys: keys, caPem: caPem ?? "", caFingerprint: caPem ? certFingerprint(caPem) : "", running: true };
   } catch (e) {
     await sh(i.ssh, stopScript(i, true)).catch(() => {});
     throw e;
@@ -175,7 +199,7 @@ export async function createService(i: ServiceInputs): Promise<ServiceOutputs> {
 /** Is it up and unsealed? (refresh) */
 export async function serviceRunning(o: ServiceOutputs): Promise<boolean> {
   try {
-    const r = await runtimeRequest(conn(o, o.rootToken, o.caPem), "GET", "sys/seal-status", undefined, 5_000);
+    const r = await runtimeRequest(conn(o, o.rootToken, o.caPem || undefined), "GET", "sys/seal-status", undefined, 5_000);
     return (r.body as { sealed?: boolean } | undefined)?.sealed === false;
   } catch {
     return false;
@@ -190,9 +214,9 @@ export async function ensureRunning(o: ServiceOutputs, next: ServiceInputs): Pro
   }
   if (!(await serviceRunning(merged))) {
     await sh(merged.ssh, startScript(merged), merged.config);
-    await waitForServer(merged);
-    const status = (await runtimeRequest(conn(merged, "-", merged.caPem), "GET", "sys/seal-status")).body as { sealed?: boolean };
-    if (status?.sealed !== false) await unseal(merged, merged.unsealKeys, merged.caPem);
+    await waitForServer(merged, merged.caPem || undefined);
+    const status = (await runtimeRequest(conn(merged, "-", merged.caPem || undefined), "GET", "sys/seal-status")).body as { sealed?: boolean };
+    if (status?.sealed !== false) await unseal(merged, merged.unsealKeys, merged.caPem || undefined);
   }
   return { ...merged, running: true };
 }
@@ -221,7 +245,7 @@ export function checkService(news: Props): { inputs: Props; failures: { property
 }
 
 export function diffService(olds: Props, news: Props): { changes: boolean; replaces: string[]; deleteBeforeReplace: boolean } {
-  const replaces = ["stateDir", "url", "ssh", "keyShares", "keyThreshold", "caFile"].filter((k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k]));
+  const replaces = ["stateDir", "url", "ssh", "keyShares", "keyThreshold"].filter((k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k]));
   const changes = replaces.length > 0 || olds.running !== true || JSON.stringify(olds.serverCommand) !== JSON.stringify(news.serverCommand) || olds.config !== news.config;
   // Same state directory cannot host two servers: stop the old one before starting the new one.
   return { changes, replaces, deleteBeforeReplace: true };

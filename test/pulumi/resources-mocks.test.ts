@@ -54,15 +54,15 @@ describe("provider resources under mocks", () => {
     const w = new P.Workload("w1", {
       connection: connection(),
       workloadId: "web-1",
-      platform: "snp",
-      referenceValues: { measurements: ["aa".repeat(48)] },
-      secrets: ["secret/data/web"],
+      platforms: ["snp"],
+      snpMeasurements: ["aa".repeat(48)],
+      kvSecrets: ["secret/data/web"],
     });
     expect(await value(w.workloadId)).toBe("web-1");
     const r = find("w1");
     expect(r.type).toBe("pulumi-nodejs:dynamic/buckypaper:Workload");
     expect(isSecretSentinel(r.inputs.connection)).toBe(true);
-    expect(r.inputs.referenceValues).toEqual({ measurements: ["aa".repeat(48)] });
+    expect(r.inputs.snpMeasurements).toEqual(["aa".repeat(48)]);
     // The serialized provider is code only: no token, no captured secret.
     expect(typeof r.inputs.__provider).toBe("string");
     expect(String(r.inputs.__provider)).not.toContain("s.admin-token");
@@ -105,7 +105,11 @@ describe("Vhsm component under mocks", () => {
     const cmd = svc.inputs.serverCommand as string[];
     expect(cmd.slice(-4)).toEqual(["runtime", "server", "--config", "{config}"]);
     expect(cmd[1]).toMatch(/bin\/buckypaper\.js$/);
-    expect(JSON.parse(String(svc.inputs.config))).toMatchObject({ listen: "127.0.0.1:18200", storage: { type: "sqlite", path: "/tmp/bk-vhsm-unit/runtime.db" } });
+    expect(JSON.parse(String(svc.inputs.config))).toEqual({
+      storage: { sqlite: { path: "/tmp/bk-vhsm-unit/runtime.db" } },
+      listener: { tcp: { address: "127.0.0.1:18200", tls_disable: false, tls_dir: "/tmp/bk-vhsm-unit/tls", tls_hosts: ["127.0.0.1"] } },
+      api_addr: "https://127.0.0.1:18200",
+    });
   });
 
   it("ssh mode: requires ssh settings and a secret private key", () => {
