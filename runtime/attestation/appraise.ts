@@ -119,10 +119,16 @@ async function appraiseSnp(evidence: Extract<Evidence, { kind: "snp" }>, policy:
     if (!view) offlineViews.set(trust.kds, (view = trust.kds instanceof KdsClient ? trust.kds.offlineView() : new KdsClient({ ...trust.kds, offline: true })));
     trust = { ...trust, kds: view };
   }
-  const v = await verifySnp(
-    { report: evidence.report, vek: evidence.vek, caChain: evidence.caChain, certTable: evidence.certTable, product: opts.snpProduct },
-    { trust, now: opts.now },
-  );
+  let v: Awaited<ReturnType<typeof verifySnp>>;
+  try {
+    v = await verifySnp(
+      { report: evidence.report, vek: evidence.vek, caChain: evidence.caChain, certTable: evidence.certTable, product: opts.snpProduct },
+      { trust, now: opts.now },
+    );
+  } catch (e) {
+    // verifySnp turns bad evidence into failed checks; reaching here is a defect, and it must still refuse.
+    return { accepted: false, simulated: false, evidenceDigest, checks: [{ id: "snp.internal", ok: false, detail: `verifier error: ${(e as Error)?.message ?? String(e)}` }] };
+  }
   const checks: Check[] = [...v.checks];
   const r = v.report;
   if (r && v.product) {

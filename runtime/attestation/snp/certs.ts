@@ -128,6 +128,7 @@ function cnOf(name: x509.Name): string {
 
 /** Accepts PEM (one or many certificates) or DER; returns DER blobs. */
 export function splitCertificates(data: Uint8Array | string): Uint8Array[] {
+  if (typeof data !== "string" && data[0] === 0x30) return [data]; // DER SEQUENCE: no text scan needed
   const text = typeof data === "string" ? data : Buffer.from(data).toString("latin1");
   if (text.includes("-----BEGIN")) {
     const out: Uint8Array[] = [];
@@ -149,33 +150,27 @@ export function parseCert(der: Uint8Array): ParsedCert {
   const sha256 = sha256Hex(der);
   const hit = parsedCache.get(sha256);
   if (hit) return hit;
-  let pc: x509.X509Certificate;
-  let node: NodeX509;
+  let parsed: ParsedCert;
   try {
-    pc = new x509.X509Certificate(der);
-    node = new NodeX509(der);
+    // @peculiar/x509 decodes lazily, so every field is read inside the guard.
+    const pc = new x509.X509Certificate(der);
+    const node = new NodeX509(der);
+    parsed = {
+      der: new Uint8Array(der),
+      sha256,
+      subjectCN: cnOf(pc.subjectName),
+      issuerCN: cnOf(pc.issuerName),
+      subject: pc.subject,
+      issuer: pc.issuer,
+      serial: pc.serialNumber.toLowerCase(),
+      notBefore: pc.notBefore,
+      notAfter: pc.notAfter,
+      publicKey: node.publicKey,
+      node,
+    };
   } catch (e) {
-    throw new EvidenceFormatError(`certificate does not parse as X.509: ${(e as Error).message}`, "certificate");
+    throw new EvidenceFormatError(`certificate does not parse as X.509: ${(e as Error)?.message ?? "malformed"}`, "certificate");
   }
-  let publicKey: KeyObject;
-  try {
-    publicKey = node.publicKey;
-  } catch (e) {
-    throw new EvidenceFormatError(`certificate public key is unusable: ${(e as Error).message}`, "certificate.publicKey");
-  }
-  const parsed: ParsedCert = {
-    der: new Uint8Array(der),
-    sha256,
-    subjectCN: cnOf(pc.subjectName),
-    issuerCN: cnOf(pc.issuerName),
-    subject: pc.subject,
-    issuer: pc.issuer,
-    serial: pc.serialNumber.toLowerCase(),
-    notBefore: pc.notBefore,
-    notAfter: pc.notAfter,
-    publicKey,
-    node,
-  };
   return remember(parsedCache, sha256, parsed);
 }
 
@@ -206,9 +201,12 @@ export function parseVek(data: Uint8Array | string): VekCert {
   if (p.publicKey.asymmetricKeyType !== "ec" || details?.namedCurve !== "secp384r1") {
     throw new EvidenceFormatError(`VEK public key must be EC P-384, got ${p.publicKey.asymmetricKeyType} ${details?.namedCurve ?? ""}`.trim(), "vek.publicKey");
   }
-  const pc = new x509.X509Certificate(der);
   const ext = new Map<string, Uint8Array>();
-  for (const e of pc.extensions) ext.set(e.type, new Uint8Array(e.value));
+  try {
+    for (const e of new x509.X509Certificate(der).extensions) ext.set(e.type, new Uint8Array(e.value));
+  } catch (e) {
+    throw new EvidenceFormatError(`VEK extensions do not parse: ${(e as Error)?.message ?? "malformed"}`, "vek.extensions");
+  }
   const int = (oid: string, name: string, required: boolean): number | undefined => {
     const v = ext.get(oid);
     if (!v) {
@@ -298,6 +296,15 @@ export interface CrlResult {
  * serial. Any parse failure is a failed result, never an exception.
  */
 export function checkCrl(crlBytes: Uint8Array, ark: ParsedCert, subject: ParsedCert, now: Date): CrlResult {
+  try {
+    return checkCrlUnguarded(crlBytes, ark, subject, now);
+  } catch (e) {
+    // @peculiar/x509 decodes lazily: malformed inner structures surface here, not in the constructor.
+    return { ok: false, detail: `CRL does not parse: ${(e as Error)?.message ?? "malformed"}` };
+  }
+}
+
+function checkCrlUnguarded(crlBytes: Uint8Array, ark: ParsedCert, subject: ParsedCert, now: Date): CrlResult {
   let crl: x509.X509Crl;
   try {
     crl = new x509.X509Crl(crlBytes);

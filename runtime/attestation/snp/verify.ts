@@ -142,6 +142,21 @@ function caCertsFrom(blobs: Uint8Array[], sink: CaCert[], problems: string[], or
   }
 }
 
+/**
+ * Configured CA sources (certificate lists, simulated anchors) do not change between verifications:
+ * their parsed form is kept per list object, so a warm verifier does no certificate work for them.
+ */
+const configuredCas = new WeakMap<object, { cas: CaCert[]; problems: string[] }>();
+function configuredCasOf(key: object, blobs: Uint8Array[], origin: string): { cas: CaCert[]; problems: string[] } {
+  let hit = configuredCas.get(key);
+  if (!hit) {
+    hit = { cas: [], problems: [] };
+    caCertsFrom(blobs, hit.cas, hit.problems, origin);
+    configuredCas.set(key, hit);
+  }
+  return hit;
+}
+
 // ---- the verifier ---------------------------------------------------------------------------------
 
 class Checks {
@@ -224,15 +239,20 @@ export async function verifySnp(input: SnpVerifyInput, opts: SnpVerifyOptions): 
   }
   caCertsFrom(input.caChain ?? [], evidenceCas, problems, "supplied CA certificates");
   cas.push(...evidenceCas);
-  caCertsFrom(trust.caCerts ?? [], cas, problems, "configured CA certificates");
+  const addConfigured = (x: { cas: CaCert[]; problems: string[] }) => {
+    cas.push(...x.cas);
+    problems.push(...x.problems);
+  };
+  if (trust.caCerts) addConfigured(configuredCasOf(trust.caCerts, trust.caCerts, "configured CA certificates"));
   if (trust.certDir) {
     try {
-      caCertsFrom(readCertDir(trust.certDir).certs, cas, problems, `certificate directory ${trust.certDir}`);
+      const contents = readCertDir(trust.certDir);
+      addConfigured(configuredCasOf(contents, contents.certs, `certificate directory ${trust.certDir}`));
     } catch (e) {
       problems.push(`certificate directory ${trust.certDir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
   }
-  for (const a of trust.simulated ?? []) caCertsFrom(a.caCerts, cas, problems, "simulated anchor");
+  for (const a of trust.simulated ?? []) addConfigured(configuredCasOf(a, a.caCerts, "simulated anchor"));
   c.add("snp.report", true, `version ${report.version} report, signed by the ${report.signingKey.toUpperCase()}, strict format checks passed`);
 
   let vek: VekCert | undefined;
