@@ -180,3 +180,38 @@ describe.skipIf(!enabled)("per-vCPU tables", () => {
     expect(snpLaunchDigest({ ...base, vmsaGpa: 0xf_ffff_ffff_f000 })).not.toEqual(snpLaunchDigest(base));
   });
 });
+
+describe.skipIf(!enabled)("corrupted input never crashes: a digest or a MeasurementInputError", () => {
+  it("random byte corruption of the footer table and SEV metadata", async () => {
+    const fc = await import("fast-check");
+    const base = vec("ovmf_AmdSev_suffix.bin");
+    const asev = base.length - base.readUInt32LE(base.lastIndexOf(Buffer.from("666588dc4a989847a75e5585a7bf67cc", "hex")) - 6);
+    const hot = fc.oneof(fc.integer({ min: base.length - 256, max: base.length - 1 }), fc.integer({ min: asev, max: asev + 16 + 7 * 12 - 1 }));
+    fc.assert(
+      fc.property(fc.array(fc.tuple(hot, fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 6 }), fc.boolean(), (edits, withKernel) => {
+        const b = Buffer.from(base);
+        for (const [at, v] of edits) b[at] = v;
+        try {
+          const d = snpLaunchDigest({ ovmf: b, vcpus: 3, vcpu: "EPYC", ...(withKernel ? { kernel: Buffer.from("k") } : {}) });
+          expect(d).toHaveLength(48);
+        } catch (e) {
+          if (!(e instanceof MeasurementInputError)) throw e;
+        }
+      }),
+      { numRuns: 400, seed: 4242 },
+    );
+  });
+  it("arbitrary JSON as a firmware description", async () => {
+    const fc = await import("fast-check");
+    fc.assert(
+      fc.property(fc.oneof(fc.json(), fc.string()), (text) => {
+        try {
+          snpLaunchDigest({ firmware: parseFirmwareDescription(text), ovmfHash: Buffer.alloc(48), vcpus: 2, vcpu: "EPYC" });
+        } catch (e) {
+          if (!(e instanceof MeasurementInputError)) throw e;
+        }
+      }),
+      { numRuns: 400, seed: 4243 },
+    );
+  });
+});
