@@ -104,6 +104,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     now,
     tpmNonce,
     expectedReportData,
+    explain: true,
     trust: {
       snp: { certDir: values["amd-certs"], kds: values.offline ? undefined : {} },
       tdx: { collateral, fetchCollateral: !values.offline && !collateral },

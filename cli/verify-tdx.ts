@@ -89,6 +89,6 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     }
   }
   const simulatedRoots = values["simulated-root"]?.map((h) => parseHexFlag("--simulated-root", h, 32).toString("hex"));
-  const verdict = await verifyTdx(quote, { policy, now, collateral, simulatedRoots, fetchCollateral: !values.offline && !collateral });
+  const verdict = await verifyTdx(quote, { policy, now, collateral, simulatedRoots, fetchCollateral: !values.offline && !collateral, explain: true });
   return printVerdict(io, "TDX quote", verdict, values.json === true);
 }

@@ -140,6 +140,9 @@ describe.skipIf(!hasShared)("TDX negatives (one-bit mutations of genuine quotes)
       expect(fails.some((id) => id.startsWith("tdx."))).toBe(true);
       const want = NEGATIVE_EXPECT[field];
       if (want) expect(fails).toContain(want);
+      // Claims of a quote that does not verify are attacker-chosen: withheld unless explicitly explained.
+      expect(v.claims).toBeUndefined();
+      if (!fails.includes("tdx.parse")) expect((await verifyTdx(readFileSync(`${dir}/${f}`), { explain: true })).claims?.platform).toBe("tdx");
     });
   }
 });

@@ -39,6 +39,8 @@ export interface AzureVerifyOptions {
   expectedReportData?: Uint8Array;
   /** Nitride's nonce + workload key: expected "user-data" = binding.ts reportDataFor(nonce, key). */
   binding?: { nonce: Uint8Array; publicKeySpki: Uint8Array };
+  /** Return claims even when verification fails (diagnostics); never use them for decisions. */
+  explain?: boolean;
   /** Expected TPM quote extraData (the verifier's nonce). Default: binding.nonce when a binding is given. */
   tpmNonce?: Uint8Array;
 }
@@ -103,6 +105,9 @@ function verifyVtpm(e: AzureEvidence, hcl: HclReport, policy: AzurePolicyDoc, op
   return quoted;
 }
 
+/** Every non-policy check passed: the claims come from verified evidence. */
+const authentic = (checks: Check[]) => checks.filter((c) => !c.id.startsWith("policy")).every((c) => c.ok);
+
 function bindingCheck(id: string, what: string, reportData: Uint8Array, hcl: HclReport): Check {
   const want = expectedReportData(hcl);
   const ok = eq(reportData, want);
@@ -154,7 +159,7 @@ async function verifyAzureSnp(e: Extract<AzureEvidence, { kind: "azure-snp" }>, 
   const quoted = verifyVtpm(e, hcl, policy, opts, checks);
   if (v.simulated) checks.push({ id: "snp.simulated", ok: true, detail: "SNP report chains to a SIMULATED AMD root: not genuine hardware" });
   let claims: Claims | undefined;
-  if (r && v.product) {
+  if (r && v.product && (authentic(checks) || opts.explain)) {
     claims = {
       platform: "azure-snp",
       measurement: hex(r.measurement),
@@ -177,7 +182,7 @@ async function verifyAzureTdx(e: Extract<AzureEvidence, { kind: "azure-tdx" }>, 
   } catch (err) {
     checks.push({ id: "azure.td-report", ok: false, detail: (err as Error).message });
   }
-  const v = await verifyTdx(e.tdQuote, { ...(opts.trust?.tdx ?? {}), now: opts.now, policy: policy.tdx });
+  const v = await verifyTdx(e.tdQuote, { ...(opts.trust?.tdx ?? {}), now: opts.now, policy: policy.tdx, explain: true });
   checks.push(...v.checks.filter((c) => c.id !== "policy.report-data"));
   const q = v.claims;
   if (q) {
@@ -199,7 +204,7 @@ async function verifyAzureTdx(e: Extract<AzureEvidence, { kind: "azure-tdx" }>, 
   }
   const quoted = verifyVtpm(e, hcl, policy, opts, checks);
   let claims: Claims | undefined;
-  if (q) {
+  if (q && (authentic(checks) || opts.explain)) {
     claims = {
       ...q,
       platform: "azure-tdx",

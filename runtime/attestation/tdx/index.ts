@@ -16,6 +16,8 @@ export interface TdxVerifyOptions extends TdxTrustOptions {
   policy?: TdxPolicy;
   /** PCS collateral; when present its checks and TCB statuses join the verdict. */
   collateral?: TdxCollateral;
+  /** Return claims even when the quote does not verify (diagnostics, `--json`); never use them for decisions. */
+  explain?: boolean;
   /** Fetch collateral from the Intel PCS when none is given (true = global fetch). Off by default. */
   fetchCollateral?: boolean | typeof fetch;
 }
@@ -111,8 +113,13 @@ async function verifyTdxUnguarded(quoteBytes: Uint8Array, options: TdxVerifyOpti
   }
   checks.push(...validateBody(quote.body, options.policy), ...validateTcbStatus(statuses, options.policy));
   if (v.simulated) checks.push({ id: "tdx.simulated", ok: true, detail: "evidence chains to a SIMULATED root configured by the caller: not genuine Intel hardware" });
-  const claims = tdxClaims(quote, extra);
-  if (statuses) claims.tcb.tcbStatus = statuses.join("/");
+  // Claims of a quote whose signatures do not verify are attacker-chosen: only shown in explain mode.
+  const authentic = checks.filter((c) => c.id.startsWith("tdx.")).every((c) => c.ok);
+  let claims: Claims | undefined;
+  if (authentic || options.explain) {
+    claims = tdxClaims(quote, extra);
+    if (statuses) claims.tcb.tcbStatus = statuses.join("/");
+  }
   return { accepted: checks.every((c) => c.ok), simulated: v.simulated, checks, claims, evidenceDigest: evidence };
 }
 
