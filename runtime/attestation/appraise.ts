@@ -1,6 +1,6 @@
 // The one entry point Nitride, the CLI and the enclaivelet use: verify evidence of any kind and appraise
 // it against a policy. SNP is handled here; TDX and Azure evidence go to their modules (loaded lazily so a
-// build without them still answers, with a failed "not supported" check). Never throws for bad evidence.
+// build without one still answers, with a failed "not supported" check). Never throws for bad evidence.
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { Check, Claims, Evidence, Verdict } from "./types.js";
 import { reportDataFor } from "./binding.js";
@@ -89,15 +89,13 @@ export async function appraise(evidence: Evidence, policy: Policy, opts: Apprais
     }
     case "azure-snp":
     case "azure-tdx": {
-      let mod: Record<string, unknown>;
+      let mod: typeof import("./azure/index.js");
       try {
-        mod = (await import(/* owned by the TDX/Azure engineer */ "./azure/" + "index.js")) as Record<string, unknown>;
+        mod = await import("./azure/index.js");
       } catch (e) {
         return notSupported(evidence.kind, (e as Error).message, evidenceDigest);
       }
-      const fn = (mod.appraiseAzure ?? mod.verifyAzure) as ((ev: Evidence, p: Policy, o: AppraiseOptions) => Promise<Verdict>) | undefined;
-      if (typeof fn !== "function") return notSupported(evidence.kind, "runtime/attestation/azure exports no appraiseAzure", evidenceDigest);
-      return fn(evidence, policy, opts);
+      return mod.appraiseAzure(evidence, policy, opts);
     }
     default:
       return { accepted: false, simulated: false, evidenceDigest, checks: [{ id: "evidence.kind", ok: false, detail: `unknown evidence kind '${String((evidence as { kind?: unknown })?.kind)}'` }] };
