@@ -33,10 +33,26 @@ const awsFirmware: FirmwareRef = {
   kind: "snp-ovmf-hash",
   ovmfHash: "a58211791a556a630a4319dc9e2ea96cc0e9784dd9f20a4fadf81b26c98d163fcdcb6703884bbbb80d7b1de45b3d84d0",
   release: "aws/uefi CHANGELOG 2023-04-21",
+  // SEV metadata of edk2-stable202211 builds (= Debian's OVMF.fd): SNP_SEC_MEM, SNP_SEC_MEM, SECRETS, CPUID, SNP_SEC_MEM.
+  resetEip: 0x80b004,
+  sections: [
+    { gpa: 0x800000, size: 0x9000, type: 1 },
+    { gpa: 0x80a000, size: 0x3000, type: 1 },
+    { gpa: 0x80d000, size: 0x1000, type: 2 },
+    { gpa: 0x80e000, size: 0x1000, type: 3 },
+    { gpa: 0x80f000, size: 0x11000, type: 1 },
+  ],
+  otherKnownHashes: [
+    {
+      ovmfHash: "2027a27bb9f7acfd280e4c7bd68a73973b94bf0756e5b282e004b9395f597b8d0eb4defa7d8f6549375aa4d2b146f0f3",
+      what: "the firmware of a real m6a.xlarge report (aws/uefi#10, Aug 2023, ec2-legacy layout, 4 vCPUs: 25ac810f…6155)",
+      source: `virtee/sev-snp-measure-go testdata ovmf_img_2 (TestOVMFHash); match: ${SHARED_CLOUD_NOTES} §(a)`,
+    },
+  ],
   measuredDirectBoot: false,
-  source: `${SHARED_CLOUD_NOTES} §(a) (github.com/aws/uefi CHANGELOG)`,
+  source: `hash: ${SHARED_CLOUD_NOTES} §(a) (github.com/aws/uefi CHANGELOG); layout: same notes ("identical in layout to Debian's edk2-2022.11 OVMF.fd"), reproduced in test/images/catalog.test.ts against sev-snp-measure-go's ovmf_img_1/ovmf_img_2 vectors`,
   notes: [
-    "The firmware's SEV metadata layout equals Debian's edk2-2022.11 OVMF.fd (5 sections, reset EIP 0x80b004, no SNP_KERNEL_HASHES): the launch digest covers firmware + vCPU count only; kernel/initrd are not in the SNP report.",
+    "No SNP_KERNEL_HASHES section: the launch digest covers firmware + vCPU count only; kernel/initrd are not in the SNP report.",
     "Later releases (20240809) publish no hash and one reporter's Nix build was not bit-identical: for current hosts build or obtain ovmf_img.fd and supply it (must be supplied).",
     "AWS changed the EC2 VMSA (RDX 0 → 0x600, 2026-04-28): verifiers may need to accept both 'ec2' and 'ec2-legacy' digests.",
   ],

@@ -1,4 +1,5 @@
 // Deploy-time lookups over the catalog, with errors naming the field and the accepted values.
+import type { FirmwareDescription } from "../snp/firmware-description.js";
 import { CATALOG } from "./entries.js";
 import { CatalogError } from "./errors.js";
 import { INSTANCE_FAMILIES } from "./instance-types.js";
@@ -70,4 +71,20 @@ export function vcpusFor(platform: string, instanceType: string, tee?: string): 
 /** Regions where the instance type's family offers its TEE, or null when no source lists them. */
 export function regionsFor(platform: string, instanceType: string): string[] | null {
   return instanceFamily(platform, instanceType).regions;
+}
+
+/**
+ * The SNP engine's firmware description for an entry whose firmware is known by hash + layout
+ * (e.g. AWS): pass it as `snpLaunchDigest({ firmware, vcpus, vmm })`. `ovmfHash` picks one of the
+ * entry's other known hashes instead of the default.
+ */
+export function snpFirmwareDescription(entry: CatalogEntry, ovmfHash?: string): FirmwareDescription {
+  const fw = entry.firmware;
+  if (fw.kind !== "snp-ovmf-hash") {
+    throw new CatalogError("firmware", `${entry.platform}/${entry.tee} firmware is '${fw.kind}', not known by hash and layout`, ["snp-ovmf-hash"]);
+  }
+  const known = [fw.ovmfHash, ...fw.otherKnownHashes.map((h) => h.ovmfHash)];
+  const hash = ovmfHash ?? fw.ovmfHash;
+  if (!known.includes(hash)) throw new CatalogError("ovmfHash", `'${hash.slice(0, 16)}…' is not a known ${entry.platform} firmware hash`, known);
+  return { ovmfHash: Buffer.from(hash, "hex"), resetEip: fw.resetEip, sections: fw.sections.map((s) => ({ ...s })) };
 }

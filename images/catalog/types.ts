@@ -25,6 +25,13 @@ export type ImageRef =
   | (Sourced & { kind: "cloud-image"; url: string; format: "qcow2"; sha512: "must be supplied" })
   | (Sourced & { kind: "direct-boot"; kernel: PinnedFile; initrd: PinnedFile; fetchScript: string });
 
+/** One SEV metadata section (GPA, size, SectionTypeInt) as in sev-snp-measure-go's MetadataItems. */
+export interface SnpSection {
+  gpa: number;
+  size: number;
+  type: number;
+}
+
 export interface PinnedFile {
   path: string;
   sha256: string;
@@ -35,8 +42,14 @@ export interface PinnedFile {
 export type FirmwareRef =
   /** A firmware binary on the deploying machine (or the host), hashable and parseable by the engine. */
   | (Sourced & { kind: "file"; path: string; sha256: string | "must be supplied"; package: string; measuredDirectBoot: boolean; notes: string[] })
-  /** Only a published SNP OVMF hash (the engine's --snp-ovmf-hash seed) is known; the metadata layout must come with it. */
-  | (Sourced & { kind: "snp-ovmf-hash"; ovmfHash: string; release: string; measuredDirectBoot: false; notes: string[] })
+  /**
+   * Firmware known by its facts only: a published SNP OVMF hash (the chain seed) plus the SEV metadata
+   * layout — enough for the SNP engine's firmware description (see snpFirmwareDescription).
+   */
+  | (Sourced & {
+      kind: "snp-ovmf-hash"; ovmfHash: string; release: string; resetEip: number; sections: SnpSection[];
+      otherKnownHashes: (Sourced & { ovmfHash: string; what: string })[]; measuredDirectBoot: false; notes: string[];
+    })
   /** The cloud signs reference measurements (launch endorsements) per firmware release; fetch and verify those. */
   | (Sourced & { kind: "endorsed"; endorsementUrl: string; notes: string[] })
   /** The launch measurement covers closed cloud firmware (paravisor): no prediction from public inputs. */

@@ -8,9 +8,9 @@ import { hasShared, noteIfSharedMissing, repoRoot, sharedPath } from "../support
 import { requireTool } from "../support/prereq.js";
 import {
   CATALOG, CatalogError, DEBIAN_BOOT_INPUTS, DEBIAN_OVMF, INSTANCE_FAMILIES, PLATFORMS, TEES,
-  instanceTypes, regionsFor, resolveImage, teesFor, vcpusFor,
+  instanceTypes, regionsFor, resolveImage, snpFirmwareDescription, teesFor, vcpusFor,
 } from "../../images/catalog/index.js";
-import { VCPU_TYPES, VMM_TYPES, parseOvmf } from "../../images/snp/index.js";
+import { VCPU_TYPES, VMM_TYPES, parseOvmf, snpLaunchDigest } from "../../images/snp/index.js";
 import { measureTdx } from "../../images/tdx/index.js";
 
 function catalogError(fn: () => unknown): CatalogError {
@@ -154,5 +154,35 @@ describe.skipIf(!noteIfSharedMissing("catalog firmware vs engines"))("catalog fi
   it("qemu/tdx firmware measures with the entry's MRTD order", () => {
     const e = resolveImage("qemu", "tdx");
     expect(measureTdx({ firmware: fw, mrtdOrder: e.mrtdOrder! }).mrtd).toMatch(/^4c7206f0/);
+  });
+});
+
+describe("AWS firmware known by hash + layout reproduces reference vectors and real hardware", () => {
+  const entry = resolveImage("aws", "snp");
+  const h2 = "2027a27bb9f7acfd280e4c7bd68a73973b94bf0756e5b282e004b9395f597b8d0eb4defa7d8f6549375aa4d2b146f0f3";
+  const digest = (vcpus: number, vmm: "ec2" | "ec2-legacy" | "gce", hash?: string) =>
+    snpLaunchDigest({ firmware: snpFirmwareDescription(entry, hash), vcpus, vmm, guestFeatures: 1 }).toString("hex");
+
+  it("equals virtee/sev-snp-measure-go's ovmf_img_1/ovmf_img_2 test vectors (2 vCPUs, ec2 and gce)", () => {
+    expect(digest(2, "ec2")).toBe("1c146f3083d66ad1648f842a62a65ad99b9fa4c8fe5b151b677f4923c1686004ce9ce3d1d9eda527f72bba78e6ceef67");
+    expect(digest(2, "gce")).toBe("92dd082c6f938452733ef95413d5b023f4a30b249ef5e65c96f090f84c96419004636f5289aa7de3e7948625c64fa67c");
+    expect(digest(2, "ec2", h2)).toBe("ef89452c1af43e29da35f8707836be26dbdb70654e46cd81368d7e130ab583018b70319e90b5890b63e2294eed84e63d");
+    expect(digest(2, "gce", h2)).toBe("d0a87fc891933399c54853b455aef5dd348db04465cf726d891b2f5b3f95cd85f42d47236acde9cb29acc3b154d05ef8");
+  });
+
+  it("equals the MEASUREMENT of a real m6a.xlarge SNP report (aws/uefi#10) with the catalog's vCPU count", () => {
+    const d = digest(vcpusFor("aws", "m6a.xlarge", "snp"), "ec2-legacy", h2);
+    expect(d.startsWith("25ac810f") && d.endsWith("6155"), d).toBe(true);
+  });
+
+  it("matches the layout of Debian's edk2-2022.11 OVMF.fd and rejects unknown hashes", () => {
+    if (hasShared) {
+      const deb = parseOvmf(readFileSync(sharedPath("vectors/debian-bookworm-ovmf/OVMF.fd")));
+      const fw = snpFirmwareDescription(entry);
+      expect(fw.sections).toEqual(deb.sevMetadata);
+      expect(fw.resetEip).toBe(deb.resetEip);
+    }
+    expect(catalogError(() => snpFirmwareDescription(entry, "00".repeat(48))).field).toBe("ovmfHash");
+    expect(catalogError(() => snpFirmwareDescription(resolveImage("qemu", "snp"))).field).toBe("firmware");
   });
 });
