@@ -124,6 +124,34 @@ describe("TDX collateral from the simulated TCB signing key", () => {
     expect(forged.checks.find((c) => c.id === "tdx.collateral.pck-crl")?.detail).toMatch(/not signed/);
   });
 
+  it("fetches collateral from the Intel PCS API shape (injected fetch) and verifies it like local files", async () => {
+    const col = sim.collateral();
+    const crls = await sim.crls();
+    const pemOf = (d: Uint8Array) => `-----BEGIN CERTIFICATE-----\n${Buffer.from(d).toString("base64")}\n-----END CERTIFICATE-----\n`;
+    const chainHeader = encodeURIComponent(col.certificates.map(pemOf).join(""));
+    const urls: string[] = [];
+    const fakePcs = (async (input: string | URL | Request) => {
+      const url = String(input);
+      urls.push(url);
+      if (url.includes("/tdx/certification/v4/tcb?fmspc=")) return new Response(col.tcbInfos[0], { headers: { "TCB-Info-Issuer-Chain": chainHeader } });
+      if (url.includes("/tdx/certification/v4/qe/identity")) return new Response(col.qeIdentities[0], { headers: { "SGX-Enclave-Identity-Issuer-Chain": chainHeader } });
+      if (url.includes("/pckcrl?ca=platform")) return new Response(Buffer.from(crls[0]), { headers: { "SGX-PCK-CRL-Issuer-Chain": chainHeader } });
+      if (url.endsWith("IntelSGXRootCA.der")) return new Response(Buffer.from(crls[1]));
+      return new Response("not found", { status: 404 });
+    }) as typeof fetch;
+    const v = await verifyTdx(sim.quote(), { simulatedRoots: [sim.rootFingerprint], fetchCollateral: fakePcs });
+    expect(failed(v)).toEqual([]);
+    expect(v.checks.map((c) => c.id)).toEqual(expect.arrayContaining(["tdx.collateral.fetch", "tdx.collateral.tcb-info", "tdx.collateral.pck-crl", "tdx.collateral.root-crl"]));
+    expect(urls.some((u) => u.includes(`fmspc=${sim.fmspc}`))).toBe(true);
+
+    const down = (async () => new Response("unavailable", { status: 503 })) as typeof fetch;
+    const soft = await verifyTdx(sim.quote(), { simulatedRoots: [sim.rootFingerprint], fetchCollateral: down });
+    expect(soft.accepted).toBe(true);
+    expect(soft.checks.find((c) => c.id === "tdx.collateral.fetch")?.detail).toMatch(/HTTP 503/);
+    const hard = await verifyTdx(sim.quote(), { simulatedRoots: [sim.rootFingerprint], fetchCollateral: down, policy: { requireCollateral: true } });
+    expect(failed(hard)).toEqual(["tdx.collateral.fetch", "policy.tcb-status"]);
+  });
+
   it("requireCollateral refuses a quote without collateral", async () => {
     const v = await verifyTdx(sim.quote(), { simulatedRoots: [sim.rootFingerprint], policy: { requireCollateral: true } });
     expect(failed(v)).toEqual(["policy.tcb-status"]);

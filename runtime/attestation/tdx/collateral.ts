@@ -362,8 +362,21 @@ const ROOT_CRL_URL = "https://certificates.trustedservices.intel.com/IntelSGXRoo
 export async function fetchPcsCollateral(
   fmspc: string,
   caType: "platform" | "processor",
-  opts: { fetch?: typeof fetch; timeoutMs?: number } = {},
+  opts: { fetch?: typeof fetch; timeoutMs?: number; maxAgeMs?: number } = {},
 ): Promise<TdxCollateral> {
+  // Collateral changes monthly: serve a recent fetch from memory instead of hitting the PCS per quote.
+  // A cached copy is only a copy; evaluateCollateral still checks its signatures and freshness every time.
+  const key = `${fmspc}/${caType}`;
+  const hit = pcsCache.get(key);
+  if (hit && Date.now() - hit.at < (opts.maxAgeMs ?? 3_600_000) && !opts.fetch) return hit.col;
+  const col = await fetchPcsUncached(fmspc, caType, opts);
+  if (!opts.fetch) pcsCache.set(key, { at: Date.now(), col });
+  return col;
+}
+
+const pcsCache = new Map<string, { at: number; col: TdxCollateral }>();
+
+async function fetchPcsUncached(fmspc: string, caType: "platform" | "processor", opts: { fetch?: typeof fetch; timeoutMs?: number }): Promise<TdxCollateral> {
   const get = opts.fetch ?? fetch;
   const col = emptyCollateral();
   const one = async (url: string, chainHeader: string | undefined, binary: boolean) => {
