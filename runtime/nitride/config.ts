@@ -16,12 +16,17 @@ export interface NitrideConfig {
   kds_cache_dir?: string;
   /** Simulated SNP roots (tests, local stack only): evidence chaining to them is marked simulated. */
   simulated_snp_anchors: Array<{ product: SimulatedSnpAnchor["product"]; ark_sha256: string; ca_certs: string[] }>;
-  /** Refuse simulated evidence even when an anchor is listed (belt and braces for production). */
+  /** SHA-256 fingerprints of simulated Intel roots (runtime/attestation/tdx/simulator.ts). */
+  simulated_tdx_roots: string[];
+  /** Fetch TDX collateral (TCB info, QE identity, CRLs) from Intel PCS. */
+  intel_pcs: "online" | "off";
+  /** Without it, simulated anchors/roots are ignored (belt and braces for production). */
   accept_simulated: boolean;
 }
 
 export const DEFAULT_CONFIG: NitrideConfig = {
-  audience: "buckypaper", token_ttl: 300, challenge_ttl: 60, kds: "online", simulated_snp_anchors: [], accept_simulated: false,
+  audience: "buckypaper", token_ttl: 300, challenge_ttl: 60, kds: "online", simulated_snp_anchors: [],
+  simulated_tdx_roots: [], intel_pcs: "online", accept_simulated: false,
 };
 
 /** Workload tokens are meant to be short-lived. */
@@ -40,6 +45,17 @@ export function configFrom(data: Record<string, unknown>, prev: NitrideConfig): 
     out.kds = k;
   }
   if (data.kds_cache_dir !== undefined) out.kds_cache_dir = optString(data, "kds_cache_dir") || undefined;
+  if (data.intel_pcs !== undefined) {
+    const v = optString(data, "intel_pcs");
+    if (v !== "online" && v !== "off") throw new LogicalError(400, `intel_pcs: must be "online" or "off"`);
+    out.intel_pcs = v;
+  }
+  if (data.simulated_tdx_roots !== undefined) {
+    out.simulated_tdx_roots = optList(data, "simulated_tdx_roots").map((r, i) => {
+      if (!/^[0-9a-f]{64}$/.test(r)) throw new LogicalError(400, `simulated_tdx_roots[${i}]: must be 64 lowercase hex digits`);
+      return r;
+    });
+  }
   out.accept_simulated = optBool(data, "accept_simulated", prev.accept_simulated);
   if (data.simulated_snp_anchors !== undefined) {
     const v = data.simulated_snp_anchors;
@@ -66,7 +82,9 @@ export function trustFrom(c: NitrideConfig): TrustConfig {
       simulated: true as const, product: a.product, arkSha256: a.ark_sha256, caCerts: a.ca_certs.map((x) => new Uint8Array(Buffer.from(x, "base64"))),
     }));
   }
-  return { snp };
+  const tdx: NonNullable<TrustConfig["tdx"]> = { fetchCollateral: c.intel_pcs === "online" };
+  if (c.accept_simulated && c.simulated_tdx_roots?.length) tdx.simulatedRoots = [...c.simulated_tdx_roots];
+  return { snp, tdx };
 }
 
 /** The config as shown by GET nitride/config (nothing in it is secret). */
