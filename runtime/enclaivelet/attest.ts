@@ -53,7 +53,7 @@ export type AttestObserver = (request: { workload_id: string; nonce: string; evi
 
 export async function attest(client: RuntimeClient, cfg: EnclaiveletConfig, provider: EvidenceProvider, log: Logger, observe?: AttestObserver): Promise<AttestedSession> {
   const challenge = await client.request("POST", "nitride/challenge", { body: { workload_id: cfg.workloadId } });
-  const nonceText = (challenge.body as { nonce?: unknown })?.nonce;
+  const nonceText = envelope(challenge.body).nonce;
   const nonce = decodeNonce(nonceText);
   const ephemeral = newEphemeralKey();
   const reportData = reportDataFor(nonce, ephemeral.spkiDer);
@@ -66,13 +66,13 @@ export async function attest(client: RuntimeClient, cfg: EnclaiveletConfig, prov
     attested = await client.request("POST", "nitride/attest", { body: request });
   } catch (e) {
     if (e instanceof RuntimeError && (e.status === 403 || e.status === 400 || e.status === 401)) {
-      const verdict = (e.body as { verdict?: { checks?: { id: string; ok: boolean; detail: string }[] } })?.verdict;
+      const verdict = envelope(e.body).verdict as { checks?: { id: string; ok: boolean; detail: string }[] } | undefined;
       const failed = (verdict?.checks ?? []).filter((c) => !c.ok).map((c) => ({ id: c.id, detail: c.detail }));
       throw new AttestationRefusedError(e.status, failed, e.errors.join("; ") || "no reason given");
     }
     throw e;
   }
-  const body = attested.body as { token?: unknown; verdict?: unknown };
+  const body = envelope(attested.body);
   if (typeof body?.token !== "string") throw new ProtocolError("attest: answer has no token");
   log({ level: "info", event: "attest.ok", workload: cfg.workloadId });
 
@@ -81,6 +81,12 @@ export async function attest(client: RuntimeClient, cfg: EnclaiveletConfig, prov
   if (typeof vaultToken !== "string") throw new ProtocolError(`auth/${cfg.jwtMount}/login: answer has no auth.client_token`);
   log({ level: "info", event: "login.ok", mount: cfg.jwtMount, role: cfg.jwtRole });
   return { workloadToken: body.token, vaultToken, ephemeral, verdict: body.verdict };
+}
+
+/** Vault answers wrap results in {data: …}; accept the bare form too. */
+function envelope(body: unknown): Record<string, unknown> {
+  const o = (body ?? {}) as Record<string, unknown>;
+  return typeof o.data === "object" && o.data !== null ? (o.data as Record<string, unknown>) : o;
 }
 
 /** Opens a `{sealed: <compact JWE>}` answer with the ephemeral key; other answers pass through. */

@@ -1,13 +1,18 @@
-// The provisioning bundle (GET /v1/nitride/provision, opened with the ephemeral key) and how config
+// The provisioning bundle (POST /v1/nitride/provision {host_keys}, sealed to the ephemeral key):
+// {workload_id, version, kv: {<kv v2 path>: data}, tls?: {certificate, private_key, ca_chain},
+//  ssh?: {host_certificates: [{public_key, signed_key}], ca_public_key}, disk_key?: base64}; and how config
 // entries name values in it. KV secrets are keyed by their KV v2 API path ("secret/data/web/db");
 // a config may name one by that path or by the part after "/data/" ("web/db"), and pick a field
 // with "#": "web/db#password".
 import { ProtocolError } from "./attest.js";
+import type { IssuedTls } from "./provision/tls.js";
+import type { BundleSsh } from "./provision/ssh.js";
 
 export interface ProvisioningBundle {
   kv: Record<string, unknown>;
   diskKey?: Buffer;
-  tls?: { certificate: string; private_key: string; issuing_ca?: string; ca_chain?: string[] };
+  tls?: IssuedTls;
+  ssh?: BundleSsh;
   raw: Record<string, unknown>;
 }
 
@@ -36,7 +41,8 @@ export function parseBundle(body: unknown): ProvisioningBundle {
   }
   const pki = (o.tls ?? o.pki) as ProvisioningBundle["tls"] | undefined;
   const tls = pki && typeof pki.certificate === "string" && typeof pki.private_key === "string" ? pki : undefined;
-  return { kv, diskKey, tls, raw: o };
+  const ssh = typeof o.ssh === "object" && o.ssh !== null ? (o.ssh as BundleSsh) : undefined;
+  return { kv, diskKey, tls, ssh, raw: o };
 }
 
 function findSecret(b: ProvisioningBundle, name: string): unknown {

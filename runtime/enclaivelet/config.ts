@@ -30,31 +30,24 @@ export interface VolumeConfig {
   mountpoint?: string;
 }
 
+/** The SSH role and principals come from the workload definition in Nitride (secrets.ssh). */
 export interface SshConfig {
-  /** Vault SSH mount and role that signs host certificates. */
-  mount: string;
-  role: string;
-  /** Host key types generated in the guest (the private keys never leave it). */
+  /** Host key types generated in the guest (the private keys never leave it); their public halves
+   *  are sent with the bundle request and come back as host certificates. */
   keyTypes: ("ed25519" | "ecdsa" | "rsa")[];
-  /** Principals (host names) put into the host certificate. */
-  principals: string[];
   /** Directory for host keys and certificates (default /etc/ssh). */
   dir: string;
   /** Re-sign when the certificate expires within this many seconds. */
   renewBeforeSeconds: number;
 }
 
+/** The PKI role and names come from the workload definition in Nitride (secrets.pki): the bundle
+ *  carries a freshly issued key and certificate, sealed to the attested ephemeral key. */
 export interface TlsConfig {
-  /** Vault PKI mount and role that signs the CSR (the private key is generated in the guest). */
-  mount: string;
-  role: string;
-  commonName: string;
-  altNames: string[];
   certPath: string;
   keyPath: string;
   /** Optional: the issuing chain (PEM) for servers that need it. */
   chainPath?: string;
-  ttl?: string;
   /** Re-issue when the certificate expires within this many seconds. */
   renewBeforeSeconds: number;
   owner?: string;
@@ -215,30 +208,22 @@ export function parseConfig(input: unknown): EnclaiveletConfig {
   }
   if (c.ssh !== undefined) {
     const s = obj(c.ssh, "ssh");
-    onlyKeys(s, "ssh", ["mount", "role", "keyTypes", "principals", "dir", "renewBeforeSeconds"]);
+    onlyKeys(s, "ssh", ["keyTypes", "dir", "renewBeforeSeconds"]);
     const keyTypes = strList(s.keyTypes, "ssh.keyTypes", ["ed25519"]);
     for (const [i, k] of keyTypes.entries()) if (!["ed25519", "ecdsa", "rsa"].includes(k)) throw new ConfigError(`ssh.keyTypes[${i}]`, "must be ed25519, ecdsa or rsa");
     cfg.ssh = {
-      mount: str(s.mount ?? "ssh", "ssh.mount", VAULT_PATH),
-      role: str(s.role, "ssh.role", VAULT_PATH),
       keyTypes: keyTypes as SshConfig["keyTypes"],
-      principals: strList(s.principals, "ssh.principals", []),
       dir: str(s.dir ?? "/etc/ssh", "ssh.dir", ABS_PATH, "must be an absolute path"),
       renewBeforeSeconds: int(s.renewBeforeSeconds, "ssh.renewBeforeSeconds", 7 * 86400),
     };
   }
   if (c.tls !== undefined) {
     const t = obj(c.tls, "tls");
-    onlyKeys(t, "tls", ["mount", "role", "commonName", "altNames", "certPath", "keyPath", "chainPath", "ttl", "renewBeforeSeconds", "owner", "group"]);
+    onlyKeys(t, "tls", ["certPath", "keyPath", "chainPath", "renewBeforeSeconds", "owner", "group"]);
     cfg.tls = {
-      mount: str(t.mount ?? "pki", "tls.mount", VAULT_PATH),
-      role: str(t.role, "tls.role", VAULT_PATH),
-      commonName: str(t.commonName, "tls.commonName"),
-      altNames: strList(t.altNames, "tls.altNames", []),
       certPath: str(t.certPath, "tls.certPath", ABS_PATH, "must be an absolute path"),
       keyPath: str(t.keyPath, "tls.keyPath", ABS_PATH, "must be an absolute path"),
       chainPath: optStr(t.chainPath, "tls.chainPath", ABS_PATH, "must be an absolute path"),
-      ttl: optStr(t.ttl, "tls.ttl", /^[0-9]+[smhd]?$/, "must be a duration like 720h"),
       renewBeforeSeconds: int(t.renewBeforeSeconds, "tls.renewBeforeSeconds", 7 * 86400),
       owner: optStr(t.owner, "tls.owner"),
       group: optStr(t.group, "tls.group"),

@@ -32,10 +32,10 @@ function validate(text: string): { status: number | null; output: string } {
 
 const fullPlan: UserDataInput["provision"] = {
   volume: { device: "/dev/disk/by-id/nvme-data", name: "bk-data", filesystem: "ext4", mountpoint: "/srv/data" },
-  ssh: { mount: "ssh", role: "host", keyTypes: ["ed25519"], principals: ["web-1.example.com"], dir: "/etc/ssh", renewBeforeSeconds: 86400 },
-  tls: { mount: "pki", role: "web", commonName: "web-1.example.com", altNames: ["web-1"], certPath: "/etc/ssl/bk/tls.crt", keyPath: "/etc/ssl/bk/tls.key", renewBeforeSeconds: 86400 },
+  ssh: { keyTypes: ["ed25519"], dir: "/etc/ssh", renewBeforeSeconds: 86400 },
+  tls: { certPath: "/etc/ssl/bk/tls.crt", keyPath: "/etc/ssl/bk/tls.key", renewBeforeSeconds: 86400 },
   files: [{ path: "/etc/app/db-password", secret: "db", field: "password", mode: "0640", owner: "root", group: "root" }],
-  envFiles: [{ path: "/etc/app/env", vars: { API_KEY: "api.key" }, mode: "0600" }],
+  envFiles: [{ path: "/etc/app/env", vars: { API_KEY: "api#key" }, mode: "0600" }],
   hook: { command: ["systemctl", "reload", "nginx.service"], timeoutSeconds: 60 },
 };
 
