@@ -3,6 +3,7 @@
 // quote whose REPORTDATA is SHA-256(runtime claims) ‖ 0^32. Test-only: nothing here is trusted by default.
 import { createHash, generateKeyPairSync, sign, type KeyObject } from "node:crypto";
 import type { TdxSimulator } from "../../runtime/attestation/tdx/simulator.js";
+import type { SnpSimulator } from "../../runtime/attestation/snp/simulator.js";
 import type { AzureEvidence } from "../../runtime/attestation/azure/index.js";
 
 export interface AzureTdxFixture {
@@ -27,16 +28,62 @@ export function tpmQuoteMessage(nonce: Uint8Array, pcrs: Buffer[]): Buffer {
   ]);
 }
 
-export function buildAzureTdxEvidence(sim: TdxSimulator, opts: { nonce?: Buffer; userData?: string } = {}): AzureTdxFixture {
+const HASHES = { 1: ["sha256", 32], 2: ["sha384", 48], 3: ["sha512", 64] } as const;
+
+/** Runtime claims JSON with the fixture AK, and the REPORT_DATA that binds it. */
+function runtimeClaims(userData: string | undefined, hashType: 1 | 2 | 3): { json: Buffer; reportData: Buffer } {
   ak ??= generateKeyPairSync("rsa", { modulusLength: 2048 });
   const jwk = ak.publicKey.export({ format: "jwk" });
   const claims = {
     keys: [{ kid: "HCLAkPub", key_ops: ["sign"], kty: "RSA", e: jwk.e, n: jwk.n }],
     "vm-configuration": { "console-enabled": false, "secure-boot": true, "tpm-enabled": true, vmUniqueId: "00000000-0000-0000-0000-000000000001" },
-    "user-data": opts.userData ?? "00".repeat(64),
+    "user-data": userData ?? "00".repeat(64),
   };
   const json = Buffer.from(JSON.stringify(claims));
-  const reportData = Buffer.concat([createHash("sha256").update(json).digest(), Buffer.alloc(32)]);
+  const [alg, n] = HASHES[hashType];
+  return { json, reportData: Buffer.concat([createHash(alg).update(json).digest(), Buffer.alloc(64 - n)]) };
+}
+
+function hclReport(hw: Uint8Array, reportType: 2 | 4, json: Buffer, hashType: 1 | 2 | 3): Buffer {
+  const hcl = Buffer.alloc(0x4d4 + json.length);
+  hcl.write("HCLA", 0, "latin1");
+  hcl.writeUInt32LE(reportType === 2 ? 1 : 2, 4);
+  hcl.writeUInt32LE(hcl.length, 8);
+  hcl.writeUInt32LE(2, 12);
+  Buffer.from(hw).copy(hcl, 0x20);
+  hcl.writeUInt32LE(json.length + 20, 0x4c0);
+  hcl.writeUInt32LE(1, 0x4c4);
+  hcl.writeUInt32LE(reportType, 0x4c8);
+  hcl.writeUInt32LE(hashType, 0x4cc);
+  hcl.writeUInt32LE(json.length, 0x4d0);
+  json.copy(hcl, 0x4d4);
+  return hcl;
+}
+
+function tpmQuote(nonce: Buffer) {
+  const pcrs = Array.from({ length: 24 }, (_, i) => createHash("sha256").update(`pcr${i}`).digest());
+  const message = tpmQuoteMessage(nonce, pcrs);
+  const signature = sign("sha256", message, ak!.privateKey);
+  return { message, signature, pcrs: Object.fromEntries(pcrs.map((p, i) => [i, p])) as Record<number, Uint8Array> };
+}
+
+const pem = (der: Uint8Array) => `-----BEGIN CERTIFICATE-----\n${Buffer.from(der).toString("base64")}\n-----END CERTIFICATE-----\n`;
+
+/** Azure SNP evidence around the SEV-SNP simulator (trust it with trust.snp.simulated = [sim.trustAnchor]). */
+export async function buildAzureSnpEvidence(sim: SnpSimulator, opts: { nonce?: Buffer; hashType?: 1 | 2 | 3 } = {}): Promise<Extract<AzureEvidence, { kind: "azure-snp" }>> {
+  const { json, reportData } = runtimeClaims(undefined, opts.hashType ?? 1);
+  const r = await sim.report({ reportData, vmpl: 0, policy: { smt: true } });
+  return {
+    kind: "azure-snp",
+    hclReport: hclReport(r.report, 2, json, opts.hashType ?? 1),
+    tpmQuote: tpmQuote(opts.nonce ?? Buffer.from("fixture-nonce")),
+    vcekChainPem: pem(r.vek) + pem(sim.caCerts.ask) + pem(sim.caCerts.ark),
+  };
+}
+
+export function buildAzureTdxEvidence(sim: TdxSimulator, opts: { nonce?: Buffer; userData?: string; hashType?: 1 | 2 | 3 } = {}): AzureTdxFixture {
+  const hashType = opts.hashType ?? 1;
+  const { json, reportData } = runtimeClaims(opts.userData, hashType);
   const mrTd = Buffer.alloc(48, 0x3d);
   const rtmrs = [1, 2, 3, 4].map((i) => Buffer.alloc(48, i));
   const tdAttributes = Buffer.from("0000001000000000", "hex");
@@ -51,26 +98,7 @@ export function buildAzureTdxEvidence(sim: TdxSimulator, opts: { nonce?: Buffer;
   mrTd.copy(tdReport, 528);
   rtmrs.forEach((r, i) => r.copy(tdReport, 512 + 208 + 48 * i));
 
-  const hcl = Buffer.alloc(0x4d4 + json.length);
-  hcl.write("HCLA", 0, "latin1");
-  hcl.writeUInt32LE(2, 4);
-  hcl.writeUInt32LE(hcl.length, 8);
-  hcl.writeUInt32LE(2, 12);
-  tdReport.copy(hcl, 0x20);
-  hcl.writeUInt32LE(json.length + 20, 0x4c0);
-  hcl.writeUInt32LE(1, 0x4c4);
-  hcl.writeUInt32LE(4, 0x4c8);
-  hcl.writeUInt32LE(1, 0x4cc);
-  hcl.writeUInt32LE(json.length, 0x4d0);
-  json.copy(hcl, 0x4d4);
-
+  const hcl = hclReport(tdReport, 4, json, hashType);
   const nonce = opts.nonce ?? Buffer.from("fixture-nonce");
-  const pcrs = Array.from({ length: 24 }, (_, i) => createHash("sha256").update(`pcr${i}`).digest());
-  const message = tpmQuoteMessage(nonce, pcrs);
-  const signature = sign("sha256", message, ak.privateKey);
-  return {
-    evidence: { kind: "azure-tdx", hclReport: hcl, tdQuote, tpmQuote: { message, signature, pcrs: Object.fromEntries(pcrs.map((p, i) => [i, p])) } },
-    akPrivate: ak.privateKey,
-    nonce,
-  };
+  return { evidence: { kind: "azure-tdx", hclReport: hcl, tdQuote, tpmQuote: tpmQuote(nonce) }, akPrivate: ak!.privateKey, nonce };
 }

@@ -18,7 +18,8 @@ import {
   verifyAzure,
   type AzureEvidence,
 } from "../../runtime/attestation/azure/index.js";
-import { buildAzureTdxEvidence, type AzureTdxFixture } from "./azure-fixtures.js";
+import { buildAzureSnpEvidence, buildAzureTdxEvidence, type AzureTdxFixture } from "./azure-fixtures.js";
+import { createSnpSimulator } from "../../runtime/attestation/snp/simulator.js";
 
 const RUNS = 200;
 let sim: TdxSimulator;
@@ -98,6 +99,31 @@ describe("simulated Azure TDX evidence", () => {
     const wrapped = Buffer.concat([Buffer.from([0x00, 0x14, 0x00, 0x0b, sig.length >> 8, sig.length & 0xff]), sig]);
     const v = await verifyAzure({ ...fx.evidence, tpmQuote: { ...fx.evidence.tpmQuote, signature: wrapped } }, {}, opts());
     expect(v.accepted).toBe(true);
+  });
+});
+
+describe("simulated Azure SNP evidence (SEV-SNP simulator behind the HCL)", () => {
+  it("verifies end to end with the simulated AMD root configured; hash types SHA-256/384/512 all bind", async () => {
+    const snp = await createSnpSimulator({ product: "Genoa" });
+    for (const hashType of [1, 2, 3] as const) {
+      const ev = await buildAzureSnpEvidence(snp, { hashType });
+      const v = await verifyAzure(ev, {}, { trust: { snp: { simulated: [snp.trustAnchor] } }, tpmNonce: Buffer.from("fixture-nonce") });
+      expect(failed(v)).toEqual([]);
+      expect(v.simulated).toBe(true);
+      expect(v.claims?.product).toBe("Genoa");
+    }
+    const ev = await buildAzureSnpEvidence(snp);
+    const untrusted = await verifyAzure(ev, {}, {});
+    expect(untrusted.accepted).toBe(false);
+    expect(failed(untrusted).some((id) => id.startsWith("snp."))).toBe(true);
+    // Mutations of the SNP report's signed part and of the runtime claims are all refused.
+    const signed = [0x20 + 0x50, 0x20 + 0x90, 0x20 + 0x1a0, 0x4d4 + 10, ev.hclReport.length - 3];
+    for (const off of signed) {
+      const hcl = Buffer.from(ev.hclReport);
+      hcl[off] ^= 0x01;
+      const m = await verifyAzure({ ...ev, hclReport: hcl }, {}, { trust: { snp: { simulated: [snp.trustAnchor] } } });
+      expect(m.accepted, `offset ${off}`).toBe(false);
+    }
   });
 });
 
