@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
-APT_PACKAGES=(cloud-init postgresql cryptsetup-bin qemu-system-x86 qemu-utils ovmf genisoimage)
+APT_PACKAGES=(cloud-init postgresql cryptsetup-bin qemu-system-x86 qemu-utils ovmf genisoimage openssh-client openssl)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -15,7 +15,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Reference implementations and real clients used by differential/interop tests.
-PIP_PACKAGES=(sev-snp-measure hvac)
+PIP_PACKAGES=(sev-snp-measure hvac "pyjwt[crypto]" jwcrypto)
 python3 -m pip install -q --disable-pip-version-check "${PIP_PACKAGES[@]}"
 
 # Node 22 + npm dependencies (+ dist/ build).

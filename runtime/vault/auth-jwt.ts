@@ -178,7 +178,7 @@ export class JwtAuthBackend implements LogicalBackend {
     if (c.oidc_discovery_url) {
       const url = `${c.oidc_discovery_url.replace(/\/+$/, "")}/.well-known/openid-configuration`;
       const doc = (await fetch(url, { signal: AbortSignal.timeout(5000) }).then((r) => (r.ok ? r.json() : undefined)).catch(() => undefined)) as { jwks_uri?: string; issuer?: string } | undefined;
-      if (!doc?.jwks_uri) throw new LogicalError(500, "oidc_discovery_url: discovery document unavailable or without jwks_uri");
+      if (!doc?.jwks_uri) throw new LogicalError(502, "oidc_discovery_url: discovery document unavailable or without jwks_uri");
       jwksUrl = doc.jwks_uri;
     }
     let getKey = this.remote.get(jwksUrl);

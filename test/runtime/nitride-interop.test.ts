@@ -1,0 +1,90 @@
+// Independent implementations accept what Nitride produces:
+// - PyJWT (PyPI) finds the key through OIDC discovery + JWKS over HTTP and verifies the workload token;
+// - a JWT auth mount configured like an external Vault (oidc_discovery_url over HTTP) logs the token in;
+// - jwcrypto (PyPI) decrypts a sealed response with the ephemeral private key, and not with another key.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { spawn, spawnSync } from "node:child_process";
+import { generateKeyPairSync } from "node:crypto";
+import { requireTool } from "../support/prereq.js";
+import { attestAs, login, startNitrideStack, type NitrideStack } from "./nitride-support.js";
+
+const hasPy = requireTool("PyJWT + jwcrypto (PyPI)", spawnSync("python3", ["-c", "import jwt, jwcrypto"]).status === 0);
+
+function python(script: string, args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  // Asynchronous: the server under test runs on this event loop.
+  return new Promise((resolve) => {
+    const p = spawn("python3", ["-c", script, ...args]);
+    let out = "", err = "";
+    p.stdout.on("data", (d) => (out += d));
+    p.stderr.on("data", (d) => (err += d));
+    p.on("close", (code) => resolve({ code, out, err }));
+  });
+}
+
+let s: NitrideStack;
+beforeAll(async () => { s = await startNitrideStack(); }, 60_000);
+afterAll(async () => { await s?.rt.close(); });
+
+const PYJWT = `
+import json, sys, urllib.request, jwt
+issuer, token = sys.argv[1], sys.argv[2]
+doc = json.load(urllib.request.urlopen(issuer + "/.well-known/openid-configuration"))
+assert doc["issuer"] == issuer, doc
+key = jwt.PyJWKClient(doc["jwks_uri"]).get_signing_key_from_jwt(token)
+claims = jwt.decode(token, key.key, algorithms=doc["id_token_signing_alg_values_supported"], audience="buckypaper", issuer=issuer)
+print(json.dumps(claims))
+`;
+
+const JWCRYPTO = `
+import json, sys
+from jwcrypto import jwe, jwk
+pem, sealed = sys.argv[1].encode(), sys.argv[2]
+key = jwk.JWK.from_pem(pem)
+t = jwe.JWE()
+t.deserialize(sealed, key=key)
+print(t.payload.decode())
+`;
+
+describe.runIf(hasPy)("independent verifiers (PyJWT, jwcrypto)", () => {
+  it("PyJWT verifies the workload token via OIDC discovery and the JWKS", async () => {
+    const a = await attestAs(s, "web");
+    const r = await python(PYJWT, [`${s.rt.url}/v1/nitride`, a.body.data.token]);
+    expect(r.code, r.err).toBe(0);
+    const claims = JSON.parse(r.out);
+    expect(claims).toMatchObject({ sub: "web", platform: "snp", aud: "buckypaper" });
+    expect(claims.cnf.jwk.crv).toBe("P-384");
+  });
+
+  it("jwcrypto decrypts a sealed response only with the attested ephemeral private key", async () => {
+    const a = await attestAs(s, "web");
+    const tok = (await login(s, a.body.data.token)).body.auth.client_token;
+    const res = await fetch(`${s.rt.url}/v1/secret/data/web/db`, { headers: { "x-vault-token": tok, "x-buckypaper-seal": "ephemeral" } });
+    const { sealed } = (await res.json()) as { sealed: string };
+    const pem = a.ephemeral.privateKey.export({ format: "pem", type: "pkcs8" }) as string;
+    const ok = await python(JWCRYPTO, [pem, sealed]);
+    expect(ok.code, ok.err).toBe(0);
+    expect(JSON.parse(ok.out).data.data.password).toBe("web-db-secret");
+    const other = generateKeyPairSync("ec", { namedCurve: "P-384" }).privateKey.export({ format: "pem", type: "pkcs8" }) as string;
+    const bad = await python(JWCRYPTO, [other, sealed]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.out).not.toContain("web-db-secret");
+  });
+});
+
+describe("JWT auth configured like an external Vault (OIDC discovery over HTTP)", () => {
+  it("logs in a Nitride token through oidc_discovery_url = <api_addr>/v1/nitride", async () => {
+    const issuer = `${s.rt.url}/v1/nitride`;
+    expect((await s.rt.api("POST", "sys/auth/external", { type: "jwt" })).status).toBeLessThan(300);
+    expect((await s.rt.api("POST", "auth/external/config", { oidc_discovery_url: issuer, bound_issuer: issuer })).status).toBe(204);
+    await s.rt.api("POST", "auth/external/role/web", {
+      role_type: "jwt", user_claim: "sub", bound_audiences: "buckypaper", bound_subject: "web",
+      claim_mappings: { evidence_digest: "evidence_digest" }, token_policies: "nitride-workload-web",
+    });
+    const a = await attestAs(s, "web");
+    const l = await s.rt.api("POST", "auth/external/login", { role: "web", jwt: a.body.data.token }, "");
+    expect(l.status, JSON.stringify(l.body)).toBe(200);
+    expect(l.body.auth.metadata.evidence_digest).toBe(a.body.data.verdict.evidenceDigest);
+    const other = await attestAs(s, "other", { measurement: "b2".repeat(48) });
+    expect((await s.rt.api("POST", "auth/external/login", { role: "web", jwt: other.body.data.token }, "")).status).toBe(403);
+  });
+});
