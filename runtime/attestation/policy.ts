@@ -93,7 +93,7 @@ export interface SnpTrustConfig {
 // ---- TDX/Azure trust: owned by the TDX/Azure engineer; keep additive. ------------------------------
 /** Intel trust: simulated roots (tests only), PCS collateral given or fetched. */
 export type TdxTrustSection = TdxTrustOptions & { collateral?: TdxCollateral; fetchCollateral?: boolean | typeof fetch };
-/** Azure: the TPM quote's expected extraData when it is not the binding nonce. */
+/** Azure: the TPM quote's expected extraData when it is not SHA-256 of the expected REPORT_DATA. */
 export interface AzureTrustSection {
   tpmNonce?: Uint8Array;
 }

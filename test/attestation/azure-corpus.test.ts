@@ -192,9 +192,11 @@ describe.skipIf(!hasShared)("Azure policy and appraise()", () => {
 
   it("the workload binding is the runtime claims' user-data", async () => {
     const ev = snpFiles();
-    expect((await verifyAzure(ev, {}, { expectedReportData: new Uint8Array(64) })).accepted).toBe(true);
-    const v = await verifyAzure(ev, {}, { expectedReportData: Buffer.alloc(64, 1) });
+    expect((await verifyAzure(ev, {}, { expectedReportData: new Uint8Array(64), tpmNonce: challenge })).accepted).toBe(true);
+    const v = await verifyAzure(ev, {}, { expectedReportData: Buffer.alloc(64, 1), tpmNonce: challenge });
     expect(failed(v)).toEqual(["policy.report-data"]);
+    // Without an explicit nonce, the TPM quote must carry SHA-256(expected REPORT_DATA) (the enclaivelet's convention).
+    expect(failed(await verifyAzure(ev, {}, { expectedReportData: new Uint8Array(64) }))).toEqual(["vtpm.nonce"]);
     const req = await verifyAzure(ev, { requireReportDataBinding: true }, {});
     expect(failed(req)).toEqual(["policy.report-data"]);
   });

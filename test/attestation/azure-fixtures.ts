@@ -70,8 +70,8 @@ function tpmQuote(nonce: Buffer) {
 const pem = (der: Uint8Array) => `-----BEGIN CERTIFICATE-----\n${Buffer.from(der).toString("base64")}\n-----END CERTIFICATE-----\n`;
 
 /** Azure SNP evidence around the SEV-SNP simulator (trust it with trust.snp.simulated = [sim.trustAnchor]). */
-export async function buildAzureSnpEvidence(sim: SnpSimulator, opts: { nonce?: Buffer; hashType?: 1 | 2 | 3 } = {}): Promise<Extract<AzureEvidence, { kind: "azure-snp" }>> {
-  const { json, reportData } = runtimeClaims(undefined, opts.hashType ?? 1);
+export async function buildAzureSnpEvidence(sim: SnpSimulator, opts: { nonce?: Buffer; hashType?: 1 | 2 | 3; userData?: string } = {}): Promise<Extract<AzureEvidence, { kind: "azure-snp" }>> {
+  const { json, reportData } = runtimeClaims(opts.userData, opts.hashType ?? 1);
   const r = await sim.report({ reportData, vmpl: 0, policy: { smt: true } });
   return {
     kind: "azure-snp",

@@ -20,6 +20,9 @@ import {
 } from "../../runtime/attestation/azure/index.js";
 import { buildAzureSnpEvidence, buildAzureTdxEvidence, type AzureTdxFixture } from "./azure-fixtures.js";
 import { createSnpSimulator } from "../../runtime/attestation/snp/simulator.js";
+import { appraise } from "../../runtime/attestation/appraise.js";
+import { reportDataFor } from "../../runtime/attestation/binding.js";
+import { createHash, generateKeyPairSync } from "node:crypto";
 
 const RUNS = 200;
 let sim: TdxSimulator;
@@ -124,6 +127,24 @@ describe("simulated Azure SNP evidence (SEV-SNP simulator behind the HCL)", () =
       const m = await verifyAzure({ ...ev, hclReport: hcl }, {}, { trust: { snp: { simulated: [snp.trustAnchor] } } });
       expect(m.accepted, `offset ${off}`).toBe(false);
     }
+  });
+});
+
+describe("Nitride's binding on Azure (as the enclaivelet produces it)", () => {
+  it("user-data = reportDataFor(nonce, key) and TPM extraData = SHA-256(user-data): accepted through appraise()", async () => {
+    const nonce = Buffer.from("nitride-nonce-0001");
+    const { publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    const spki = publicKey.export({ format: "der", type: "spki" });
+    const rd = reportDataFor(nonce, spki);
+    const snp = await createSnpSimulator();
+    const ev = await buildAzureSnpEvidence(snp, { userData: rd.toString("hex"), nonce: createHash("sha256").update(rd).digest() });
+    const trustCfg = { snp: { simulated: [snp.trustAnchor] } };
+    const v = await appraise(ev, { requireReportDataBinding: true }, { trust: trustCfg, binding: { nonce, publicKeySpki: spki } });
+    expect(failed(v)).toEqual([]);
+    expect(v.claims?.reportData).toBe(rd.toString("hex"));
+    // A replay under another nonce fails both the user-data binding and the TPM quote freshness.
+    const replay = await appraise(ev, {}, { trust: trustCfg, binding: { nonce: Buffer.from("other"), publicKeySpki: spki } });
+    expect(failed(replay).sort()).toEqual(["policy.report-data", "vtpm.nonce"]);
   });
 });
 

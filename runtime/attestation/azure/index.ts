@@ -41,7 +41,7 @@ export interface AzureVerifyOptions {
   binding?: { nonce: Uint8Array; publicKeySpki: Uint8Array };
   /** Return claims even when verification fails (diagnostics); never use them for decisions. */
   explain?: boolean;
-  /** Expected TPM quote extraData (the verifier's nonce). Default: binding.nonce when a binding is given. */
+  /** Expected TPM quote extraData (the verifier's nonce). Default: SHA-256(expected REPORT_DATA) when one is given. */
   tpmNonce?: Uint8Array;
 }
 
@@ -59,16 +59,32 @@ function reject(e: AzureEvidence, checks: Check[]): Verdict {
   return { accepted: false, simulated: false, checks, evidenceDigest: digest(e) };
 }
 
+/** The REPORT_DATA the caller expects (binding.ts, or explicit, zero-padded); a string explains a bad value. */
+function expectedUserData(opts: AzureVerifyOptions): Uint8Array | string | undefined {
+  if (opts.binding) return reportDataFor(opts.binding.nonce, opts.binding.publicKeySpki);
+  if (!opts.expectedReportData) return undefined;
+  if (opts.expectedReportData.length > 64) return "expected REPORT_DATA longer than 64 bytes";
+  const want = new Uint8Array(64);
+  want.set(opts.expectedReportData);
+  return want;
+}
+
+/**
+ * Expected TPM quote extraData: an explicit nonce, else SHA-256(expected REPORT_DATA), which is what the
+ * enclaivelet passes as qualifying data (runtime/enclaivelet/evidence/azure.ts).
+ */
+function expectedTpmNonce(opts: AzureVerifyOptions): Uint8Array | undefined {
+  const explicit = opts.tpmNonce ?? opts.trust?.azure?.tpmNonce;
+  if (explicit) return explicit;
+  const want = expectedUserData(opts);
+  return want instanceof Uint8Array ? createHash("sha256").update(want).digest() : undefined;
+}
+
 /** The workload's REPORT_DATA on Azure: the runtime claims' "user-data" (hex), bound by the hardware. */
 function userDataCheck(hcl: HclReport, policy: AzurePolicyDoc, opts: AzureVerifyOptions): Check {
   const id = "policy.report-data";
-  let want: Uint8Array | undefined;
-  if (opts.binding) want = reportDataFor(opts.binding.nonce, opts.binding.publicKeySpki);
-  else if (opts.expectedReportData) {
-    if (opts.expectedReportData.length > 64) return { id, ok: false, detail: "expected REPORT_DATA longer than 64 bytes" };
-    want = new Uint8Array(64);
-    want.set(opts.expectedReportData);
-  }
+  const want = expectedUserData(opts);
+  if (typeof want === "string") return { id, ok: false, detail: want };
   if (!want) {
     return policy.requireReportDataBinding
       ? { id, ok: false, detail: "the policy requires a nonce/key binding, but no expected value was given" }
@@ -91,8 +107,7 @@ function verifyVtpm(e: AzureEvidence, hcl: HclReport, policy: AzurePolicyDoc, op
     checks.push({ id: "vtpm.attestation-key", ok: false, detail: (err as Error).message });
     return quoted;
   }
-  const nonce = opts.tpmNonce ?? opts.trust?.azure?.tpmNonce ?? opts.binding?.nonce;
-  const r = verifyTpmQuote(e.tpmQuote, ak, nonce);
+  const r = verifyTpmQuote(e.tpmQuote, ak, expectedTpmNonce(opts));
   checks.push(...r.checks);
   if (r.attest && r.checks.every((c) => c.ok)) {
     for (const sel of r.attest.pcrSelections) {
