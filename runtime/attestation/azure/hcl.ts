@@ -66,7 +66,8 @@ export function parseHclReport(bytes: Uint8Array): HclReport {
   const runtimeData = bytes.subarray(varOff, varOff + varSize);
   let runtimeClaims: RuntimeClaims;
   try {
-    runtimeClaims = JSON.parse(Buffer.from(runtimeData).toString("utf8")) as RuntimeClaims;
+    // Hash the exact bytes, but tolerate NUL padding inside the declared size when reading the JSON.
+    runtimeClaims = JSON.parse(Buffer.from(runtimeData).toString("utf8").replace(/\0+$/, "")) as RuntimeClaims;
   } catch {
     throw new EvidenceFormatError("hcl_report.variable_data: runtime claims are not JSON", "hcl_report.variable_data", varOff);
   }
