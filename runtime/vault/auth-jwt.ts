@@ -125,6 +125,12 @@ export class JwtAuthBackend implements LogicalBackend {
   private remote = new Map<string, JWTVerifyGetKey>();
   private local: { text: string; getKey: JWTVerifyGetKey } | undefined;
 
+  /** Vault's existence check: writing a new role needs `create`, changing one `update`. */
+  async existenceCheck(req: LogicalRequest): Promise<boolean> {
+    const m = /^role\/([^/]+)$/.exec(req.path);
+    return m ? (await req.storage.get(`role/${m[1]}`)) !== undefined : true;
+  }
+
   async handle(req: LogicalRequest): Promise<LogicalResponse | undefined> {
     const op = req.operation;
     const write = op === "update" || op === "create";

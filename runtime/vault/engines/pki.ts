@@ -125,6 +125,12 @@ export class PkiBackend implements LogicalBackend {
   readonly type = "pki";
   readonly unauthenticatedPaths = ["ca", "ca/pem", "ca_chain", "cert/*", "crl", "crl/pem"];
 
+  /** Vault's existence check: writing a new role needs `create`, changing one `update`. */
+  async existenceCheck(req: LogicalRequest): Promise<boolean> {
+    const m = /^roles\/([^/]+)$/.exec(req.path);
+    return m ? (await req.storage.get(`roles/${m[1]}`)) !== undefined : true;
+  }
+
   async handle(req: LogicalRequest): Promise<LogicalResponse | undefined> {
     const op = req.operation;
     const p = req.path;

@@ -68,6 +68,12 @@ export class SshBackend implements LogicalBackend {
   readonly type = "ssh";
   readonly unauthenticatedPaths = ["public_key"];
 
+  /** Vault's existence check: writing a new role needs `create`, changing one `update`. */
+  async existenceCheck(req: LogicalRequest): Promise<boolean> {
+    const m = /^roles\/([^/]+)$/.exec(req.path);
+    return m ? (await req.storage.get(`roles/${m[1]}`)) !== undefined : true;
+  }
+
   async handle(req: LogicalRequest): Promise<LogicalResponse | undefined> {
     const op = req.operation;
     const [head, name, ...rest] = req.path.split("/");

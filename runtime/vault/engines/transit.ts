@@ -95,6 +95,12 @@ function batchOf(data: Record<string, unknown>): BatchItem[] | undefined {
 export class TransitBackend implements LogicalBackend {
   readonly type = "transit";
 
+  /** Vault's existence check: creating a key (also by encrypt's upsert) needs `create`. */
+  async existenceCheck(req: LogicalRequest): Promise<boolean> {
+    const m = /^(?:keys|encrypt)\/([^/]+)$/.exec(req.path);
+    return m ? (await req.storage.get(keyPath(m[1]))) !== undefined : true;
+  }
+
   async handle(req: LogicalRequest): Promise<LogicalResponse | undefined> {
     const parts = req.path.split("/");
     const [head, name, tail] = parts;
