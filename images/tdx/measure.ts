@@ -11,6 +11,7 @@ import {
 import { createHash } from "node:crypto";
 import { KNOWN_TDX_FIRMWARE } from "./known-firmware.js";
 import { computeMrtd, MRTD_ORDERS, type MrtdOrder } from "./mrtd.js";
+import { checkMemoryBytes } from "./memory.js";
 import { buildTdHob } from "./tdhob.js";
 import { parseTdvf, sectionBytes, TdvfSectionType, type TdvfMetadata } from "./tdvf.js";
 
@@ -93,6 +94,7 @@ export function measureTdx(input: TdxMeasureInput): TdxMeasurement {
   if (input.kernel === undefined && (input.initrd !== undefined || input.cmdline !== undefined)) {
     throw new TdxInputError("kernel", "initrd and command line are only measured with direct kernel boot: give the kernel too");
   }
+  if (input.memory !== undefined) checkMemoryBytes(input.memory);
   const meta = parseTdvf(input.firmware);
   const mrtd = computeMrtd(input.firmware, meta, mrtdOrder);
 

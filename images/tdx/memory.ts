@@ -8,6 +8,13 @@ export const MAX_MEMORY = 16 * 1024 * 1024 * MIB;
 /** The TDVF TEMP_MEM/TD_HOB sections sit at 8 MiB: less RAM cannot hold them. */
 export const MIN_MEMORY = 32 * MIB;
 
+/** Checks a RAM size given in bytes (library callers); returns it. */
+export function checkMemoryBytes(bytes: number, field = "memory"): number {
+  if (!Number.isSafeInteger(bytes) || bytes % MIB !== 0) throw new TdxInputError(field, `${bytes} bytes is not a whole number of MiB`);
+  if (bytes < MIN_MEMORY || bytes > MAX_MEMORY) throw new TdxInputError(field, `${bytes} bytes is outside ${MIN_MEMORY / MIB} MiB .. ${MAX_MEMORY / 1024 / 1024 / MIB} TiB`);
+  return bytes;
+}
+
 /** Parses a memory size; bare numbers are MiB like QEMU's -m. Throws TdxInputError("memory"). */
 export function parseMemorySize(text: string, field = "memory"): number {
   const m = /^\s*(\d+)\s*([KMGT]?)(?:i?B)?\s*$/i.exec(text);

@@ -115,6 +115,8 @@ describe.skipIf(!noteIfSharedMissing("TDX RTMR vectors"))("TD HOB and RTMR[0] (D
   it("rejects bad option values and an initrd without a kernel", () => {
     expect(() => measureTdx({ firmware: fw, mrtdOrder: "zigzag" as never })).toThrow(/^mrtdOrder: 'zigzag' is not one of single, two-pass/);
     expect(() => measureTdx({ firmware: fw, initrd: Buffer.alloc(10) })).toThrow(/^kernel:/);
+    expect(() => measureTdx({ firmware: fw, memory: 0 })).toThrow(/^memory: 0 bytes is outside/);
+    expect(() => measureTdx({ firmware: fw, memory: 2.5 * GiB + 1 })).toThrow(/^memory: .* whole number of MiB/);
   });
 });
 
