@@ -4,13 +4,15 @@ import { describe, expect, it } from "vitest";
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { hasShared, noteIfSharedMissing, sharedPath } from "../support/shared.js";
-import { appraise, type AppraiseOptions } from "../../runtime/attestation/appraise.js";
+import { appraise } from "../../runtime/attestation/appraise.js";
 import { DEFAULT_POLICY, type TrustConfig } from "../../runtime/attestation/policy.js";
 import type { Evidence, Verdict } from "../../runtime/attestation/types.js";
 import { PINNED_ARK_SHA256, asCaCert, issuedBy, parseCert, parseVek, splitCertificates } from "../../runtime/attestation/snp/certs.js";
 import { parseReport, decodeTcb } from "../../runtime/attestation/snp/abi.js";
 import { createSnpSimulator } from "../../runtime/attestation/snp/simulator.js";
 import { main } from "../../cli/main.js";
+import { spawnSync } from "node:child_process";
+import { repoRoot } from "../support/shared.js";
 
 const run = noteIfSharedMissing("SNP real-evidence tests") ? describe : describe.skip;
 const SNP = (...p: string[]) => sharedPath("evidence", "snp", ...p);
@@ -259,6 +261,13 @@ run("buckypaper verify snp on real evidence", () => {
     expect(r.code).toBe(1);
     expect(r.text).toMatch(/\[FAIL\] policy\.measurement/);
     expect((await cli(...base("oak-genoa-v5"), "--measurement", "c57729018b0a6fb90dc17bb138b0aa35e4401004283ff4a2c24d3739ff3750f52384370e77b7032862a08c440a9bc4dc")).code).toBe(0);
+  });
+
+  it("runs as a real process through bin/buckypaper.js", () => {
+    const r = spawnSync(process.execPath, [`${repoRoot}/bin/buckypaper.js`, "verify", "snp", ...base("trustee-milan-vcek")], { encoding: "utf8" });
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/SEV-SNP report: ACCEPTED\n  product     Milan/);
   });
 
   it("takes --ca bundles in any order and exits 2 on usage errors or unreadable input", async () => {

@@ -28,7 +28,7 @@ function typedOnly(fn: () => unknown, ...allowed: Array<new (...a: never[]) => E
   try {
     fn();
   } catch (e) {
-    if (!allowed.some((t) => e instanceof t)) throw new Error(`untyped error: ${(e as Error)?.name}: ${(e as Error)?.message}`);
+    if (!allowed.some((t) => e instanceof t)) throw new Error(`untyped error: ${(e as Error)?.name}: ${(e as Error)?.message}`, { cause: e });
   }
 }
 

@@ -66,6 +66,22 @@ describe("SNP simulator round trips", () => {
     expect(v.accepted).toBe(true);
   });
 
+  it("product from CPUID; blank CPUID falls back to the VEK; unknown CPUID and contradictions are refused", async () => {
+    const sim = sims.Genoa;
+    const ok = async (o: object, opts: object = {}) => appraise({ kind: "snp", ...(await sim.report(o)), vek: undefined }, {}, { trust: trustFor(sim), ...opts });
+    expect(check(await ok({ version: 3 }), "snp.product").detail).toMatch(/Genoa, from CPUID family 0x19 model 0x11/);
+    expect(check(await ok({ version: 3, cpuid: [0x19, 0xa0, 0] }), "snp.product")).toMatchObject({ ok: true });
+    const blank = await ok({ version: 5, cpuid: [0, 0, 0] });
+    expect(blank.accepted).toBe(true);
+    expect(check(blank, "snp.product").detail).toMatch(/VEK productName 'Genoa' \(v5 report without CPUID/);
+    const venice = await ok({ version: 3, cpuid: [0x1a, 0x50, 0] });
+    expect(check(venice, "snp.product").detail).toMatch(/not a supported SEV-SNP product/);
+    const milanCpuid = await ok({ version: 3, cpuid: [0x19, 0x01, 1] });
+    expect(check(milanCpuid, "snp.product").detail).toMatch(/says Milan but the VEK is for 'Genoa'/);
+    const told = await ok({ version: 3 }, { snpProduct: "Turin" });
+    expect(check(told, "snp.product").detail).toMatch(/caller says Turin/);
+  });
+
   it("Turin TCB carries fmc and the 8-byte hwID; a different TCB gets a different VCEK", async () => {
     const sim = sims.Turin;
     const tcb = { fmc: 3, bootloader: 4, tee: 1, snp: 9, microcode: 80 };

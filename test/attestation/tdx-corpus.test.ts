@@ -117,7 +117,7 @@ const NEGATIVE_EXPECT: Record<string, string> = {
   pck_leaf_sig_region: "tdx.pck-chain",
   qe_auth_data: "tdx.qe-binding",
   qe_report_data: "tdx.qe-report-signature",
-  qe_report_mrsigner: "tdx.qe-report-signature",
+  qe_report_mrsigner: "tdx.qe-identity",
   qe_sig: "tdx.qe-report-signature",
   quote_sig: "tdx.quote-signature",
   report_data: "tdx.quote-signature",

@@ -273,7 +273,7 @@ export function issuedBy(cert: ParsedCert, issuer: ParsedCert): boolean {
   const key = `${cert.sha256}:${issuer.sha256}`;
   const hit = sigCache.get(key);
   if (hit !== undefined) return hit;
-  let ok = false;
+  let ok: boolean;
   try {
     ok = cert.issuer === issuer.subject && cert.node.verify(issuer.publicKey);
   } catch {
@@ -314,7 +314,7 @@ function checkCrlUnguarded(crlBytes: Uint8Array, ark: ParsedCert, subject: Parse
   if (crl.issuer !== ark.subject) return { ok: false, detail: `CRL issuer '${crl.issuer}' is not the ARK` };
   const alg = crl.signatureAlgorithm as { name: string; hash?: { name: string }; saltLength?: number };
   const hash = (alg.hash?.name ?? "SHA-384").replace("-", "").toLowerCase();
-  let sigOk = false;
+  let sigOk: boolean;
   try {
     const key = alg.name === "RSA-PSS" ? { key: ark.publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: alg.saltLength ?? 48 } : ark.publicKey;
     sigOk = cryptoVerify(hash, new Uint8Array((crl as unknown as { tbs: ArrayBuffer }).tbs), key, new Uint8Array(crl.signature));

@@ -267,8 +267,10 @@ export async function verifySnp(input: SnpVerifyInput, opts: SnpVerifyOptions): 
 
   // 3. product: CPUID (v3+), else the VEK's productName / issuer, else the caller
   let product: SnpProduct | undefined;
-  let productHow = "";
-  if (report.cpuid) {
+  let productHow: string;
+  // A v3+ report whose CPUID bytes are all zero (firmware that did not fill them) is treated like v2.
+  const cpuidKnown = report.cpuid !== undefined && (report.cpuid.family | report.cpuid.model | report.cpuid.stepping) !== 0;
+  if (report.cpuid && cpuidKnown) {
     product = productFromCpuid(report.cpuid.family, report.cpuid.model);
     productHow = `CPUID family 0x${report.cpuid.family.toString(16)} model 0x${report.cpuid.model.toString(16)}`;
     if (!product) {
@@ -277,12 +279,12 @@ export async function verifySnp(input: SnpVerifyInput, opts: SnpVerifyOptions): 
     }
   } else if (input.product) {
     product = input.product;
-    productHow = "given by the caller (v2 report has no CPUID fields)";
+    productHow = `given by the caller (v${report.version} report without CPUID fields)`;
   } else if (vek?.product) {
     product = vek.product;
-    productHow = `VEK productName '${vek.productName}' (v2 report has no CPUID fields)`;
+    productHow = `VEK productName '${vek.productName}' (v${report.version} report without CPUID fields)`;
   } else {
-    c.add("snp.product", false, "v2 report has no CPUID fields and no VEK names the product: pass the product (milan|genoa|turin)");
+    c.add("snp.product", false, `v${report.version} report without CPUID fields and no VEK names the product: pass the product (milan|genoa|turin)`);
     return finish("unknown product");
   }
   if (input.product && input.product !== product) {
