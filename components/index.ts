@@ -2,4 +2,21 @@
 // exports here.
 export { Vhsm, VhsmMode, renderRuntimeConfig } from "./vhsm.js";
 export type { VhsmArgs, VhsmSshArgs } from "./vhsm.js";
-export { Workload, Secret, Policy, PkiRole, SshRole, JwtRole, RuntimeService } from "../provider/resources.js";
+export { Workload, Secret, Policy, PkiRole, SshRole, JwtRole, Mount, AuthMount, RuntimeService } from "../provider/resources.js";
+// Confidential VMs: the cloud-neutral facade and one component per platform.
+export { ConfidentialVm } from "./confidential-vm.js";
+export type { ConfidentialVmArgs } from "./confidential-vm.js";
+export { AwsConfidentialVm } from "./aws/confidential-vm.js";
+export type { AwsConfidentialVmArgs } from "./aws/confidential-vm.js";
+export { AzureConfidentialVm } from "./azure/confidential-vm.js";
+export type { AzureConfidentialVmArgs } from "./azure/confidential-vm.js";
+export { GcpConfidentialVm } from "./gcp/confidential-vm.js";
+export type { GcpConfidentialVmArgs } from "./gcp/confidential-vm.js";
+export { ProxmoxConfidentialVm } from "./proxmox/confidential-vm.js";
+export type { ProxmoxConfidentialVmArgs } from "./proxmox/confidential-vm.js";
+export { QemuConfidentialVm } from "./qemu/confidential-vm.js";
+export type { QemuConfidentialVmArgs } from "./qemu/confidential-vm.js";
+export { Platform, Tee } from "./common/types.js";
+export type { VhsmConnectionArgs, DataVolumeArgs, SshHostArgs } from "./common/types.js";
+export type { BootInputsArgs } from "./common/boot-measure.js";
+export { ConfigError } from "./common/errors.js";

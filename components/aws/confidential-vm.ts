@@ -57,9 +57,9 @@ export class AwsConfidentialVm extends pulumi.ComponentResource {
       tee: Tee.SevSnp,
       workloadId: `${pulumi.getStack()}-${name}`,
       evidencePlatform: "snp",
-      referenceValues: { snp_measurements: measurements },
+      reference: { snpMeasurements: measurements },
       // AWS shared tenancy signs reports with a VLEK; policy 0x30000 (SMT on, debug off) is what it sets.
-      policy: { snp: { debug: false, migrationAgent: false } },
+      policy: { snp: { allowDebug: false, allowMigrationAgent: false } },
       vhsm: args.vhsm,
       secrets,
       dataVolume: args.dataVolume,

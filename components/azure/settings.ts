@@ -22,6 +22,8 @@ export interface AzureVmInputs {
   customDataBase64: pulumi.Input<string>;
   networkInterfaceId: pulumi.Input<string>;
   osDiskSizeGb: number;
+  /** Managed disk attached as LUN 0 (the encrypted data volume). */
+  dataDiskId?: pulumi.Input<string>;
   tags: Record<string, pulumi.Input<string>>;
 }
 
@@ -45,6 +47,7 @@ export function azureVmArgs(i: AzureVmInputs): compute.VirtualMachineArgs {
           securityProfile: { securityEncryptionType: "DiskWithVMGuestState" },
         },
       },
+      dataDisks: i.dataDiskId ? [{ lun: 0, createOption: "Attach", deleteOption: "Detach", managedDisk: { id: i.dataDiskId } }] : undefined,
     },
     osProfile: {
       computerName: i.computerName,

@@ -10,13 +10,20 @@ import { Platform, Tee } from "./types.js";
 
 export type EvidencePlatform = "snp" | "tdx" | "azure-snp" | "azure-tdx";
 
+export interface GuestReference {
+  snpMeasurements?: string[];
+  tdx?: { mrtd: string; rtmrs?: string[] }[];
+  /** Azure CVM facts: claim → expected value. */
+  azure?: Record<string, string>;
+}
+
 export interface GuestSpec {
   platform: Platform;
   tee: Tee;
   workloadId: string;
   evidencePlatform: EvidencePlatform;
-  /** Nitride reference values: {snp_measurements: [...]} | {tdx: [{mrtd, rtmrs}]} | {azure: {...}}. */
-  referenceValues: pulumi.Input<Record<string, unknown>>;
+  /** What the workload must measure as. */
+  reference: GuestReference;
   policy?: Record<string, unknown>;
   vhsm: VhsmConnectionArgs;
   /** Application secrets, already checked to be Pulumi secrets. */
@@ -51,10 +58,11 @@ export function registerGuest(parent: pulumi.Resource, name: string, spec: Guest
     {
       connection,
       workloadId: spec.workloadId,
-      platform: spec.evidencePlatform,
-      referenceValues: spec.referenceValues,
+      platforms: [spec.evidencePlatform],
+      ...spec.reference,
       policy: spec.policy ?? {},
-      secrets: haveSecrets ? [`secret/data/${kvPath}`] : [],
+      kvSecrets: haveSecrets ? [`secret/data/${kvPath}`] : [],
+      diskKey: spec.dataVolume !== undefined,
       description: `${spec.platform} ${spec.tee} VM ${name}`,
     },
     { parent, dependsOn },

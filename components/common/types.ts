@@ -32,3 +32,11 @@ export interface DataVolumeArgs {
   /** Mount point inside the guest (default /data). */
   mountPoint?: pulumi.Input<string>;
 }
+
+/** An SSH target (Proxmox node, KVM host). The private key must be a Pulumi secret. */
+export interface SshHostArgs {
+  host: pulumi.Input<string>;
+  port?: pulumi.Input<number>;
+  user?: pulumi.Input<string>;
+  privateKey: pulumi.Input<string>;
+}

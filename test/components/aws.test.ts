@@ -46,8 +46,10 @@ describe("AwsConfidentialVm", () => {
       snpLaunchDigest({ firmware: facts.AWS_UEFI_FIRMWARE, vcpus: 4, vmm: vmm as "ec2" }).toString("hex"));
     expect(measurements).toEqual(expected);
     const wl = h.resources.find((r) => r.name === "web-workload")!;
-    expect(unsecret(wl.inputs.referenceValues)).toEqual({ snp_measurements: expected });
-    expect(wl.inputs.platform).toBe("snp");
+    expect(unsecret(wl.inputs.snpMeasurements)).toEqual(expected);
+    expect(unsecret(wl.inputs.platforms)).toEqual(["snp"]);
+    expect(unsecret(wl.inputs.kvSecrets)).toEqual([`secret/data/workloads/${workloadId}/app`]);
+    expect(unsecret(wl.inputs.diskKey)).toBe(true);
 
     // Secrets go to the runtime as Pulumi secrets, never as plain inputs.
     const secret = h.resources.find((r) => r.name === "web-secrets")!;

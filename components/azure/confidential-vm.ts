@@ -1,0 +1,100 @@
+// An Azure confidential VM (SEV-SNP on DCasv5/ECasv5, TDX on DCesv5/ECesv5). Microsoft's paravisor and
+// firmware are measured, not the customer's boot chain, so the launch digest is not predictable: the
+// workload is registered with the facts that are verifiable instead — the HCL report bound to the
+// vTPM, secure boot on, debug off, and optionally Microsoft's ID-key digests and PCR values.
+import * as pulumi from "@pulumi/pulumi";
+import * as network from "@pulumi/azure-native/network/index.js";
+import * as compute from "@pulumi/azure-native/compute/index.js";
+import { ConfigError } from "../common/errors.js";
+import { registerGuest } from "../common/guest.js";
+import { requireSecretMap } from "../common/secrets.js";
+import { Platform, Tee, type DataVolumeArgs, type VhsmConnectionArgs } from "../common/types.js";
+import { azureVmArgs, type AzureImageReference } from "./settings.js";
+
+export interface AzureConfidentialVmArgs {
+  vhsm: VhsmConnectionArgs;
+  resourceGroupName: pulumi.Input<string>;
+  location?: pulumi.Input<string>;
+  /** Subnet for the VM's NIC. */
+  subnetId: pulumi.Input<string>;
+  /** Default SevSnp. */
+  tee?: Tee;
+  /** Default Standard_DC2as_v5 (SNP) / Standard_DC2es_v5 (TDX). */
+  vmSize?: string;
+  /** Default Canonical's Ubuntu 24.04 CVM image. */
+  image?: AzureImageReference;
+  adminUsername?: string;
+  sshPublicKey?: pulumi.Input<string>;
+  osDiskSizeGb?: number;
+  /** SNP: accepted ID_KEY_DIGESTs of Microsoft's paravisor (48-byte hex). */
+  idKeyDigests?: string[];
+  /** Accepted vTPM PCR values, PCR index → SHA-256 hex list (e.g. your UKI's PCR 4/9/11). */
+  pcrs?: Record<string, string[]>;
+  secrets?: Record<string, pulumi.Input<string>>;
+  dataVolume?: DataVolumeArgs;
+  tags?: Record<string, pulumi.Input<string>>;
+}
+
+const SIZE_RE: Record<Tee, RegExp> = {
+  [Tee.SevSnp]: /^Standard_(DC|EC)(2|4|8|16|32|48|64|96)a(d)?s_v5$/,
+  [Tee.Tdx]: /^Standard_(DC|EC)(2|4|8|16|32|48|64|96|128)e(d)?s_v5$/,
+};
+
+const DEFAULT_IMAGE: AzureImageReference = { publisher: "Canonical", offer: "ubuntu-24_04-lts", sku: "cvm", version: "latest" };
+
+export class AzureConfidentialVm extends pulumi.ComponentResource {
+  public readonly vmId: pulumi.Output<string>;
+  public readonly privateIp: pulumi.Output<string | undefined>;
+  public readonly workloadId: pulumi.Output<string>;
+
+  constructor(name: string, args: AzureConfidentialVmArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("buckypaper:index:AzureConfidentialVm", name, args, opts);
+    const who = `AzureConfidentialVm ${name}`;
+    const tee = args.tee ?? Tee.SevSnp;
+    const vmSize = args.vmSize ?? (tee === Tee.SevSnp ? "Standard_DC2as_v5" : "Standard_DC2es_v5");
+    if (!SIZE_RE[tee].test(vmSize)) {
+      throw new ConfigError(who, "vmSize", `is '${vmSize}', which is not a confidential ${tee === Tee.SevSnp ? "SEV-SNP" : "TDX"} size`,
+        tee === Tee.SevSnp ? ["Standard_DC{2..96}as_v5", "Standard_DC{2..96}ads_v5", "Standard_EC{2..96}as_v5", "Standard_EC{2..96}ads_v5"]
+          : ["Standard_DC{2..128}es_v5", "Standard_DC{2..128}eds_v5", "Standard_EC{2..128}es_v5", "Standard_EC{2..128}eds_v5"]);
+    }
+    (args.idKeyDigests ?? []).forEach((d, i) => {
+      if (!/^[0-9a-fA-F]{96}$/.test(d)) throw new ConfigError(who, `idKeyDigests[${i}]`, "must be 48 bytes of hex");
+    });
+    if (tee === Tee.Tdx && args.idKeyDigests?.length) throw new ConfigError(who, "idKeyDigests", "apply to SEV-SNP only");
+    const secrets = requireSecretMap(who, "secrets", args.secrets);
+    const policy: Record<string, unknown> = {
+      azure: { requireSecureBoot: true, forbidConsole: false, ...(args.pcrs ? { pcrs: args.pcrs } : {}) },
+      ...(tee === Tee.SevSnp
+        ? { snp: { allowDebug: false, allowMigrationAgent: false, vmpl: 0, ...(args.idKeyDigests?.length ? { trustedIdKeyDigests: args.idKeyDigests } : {}) } }
+        : { tdx: { allowDebug: false } }),
+    };
+    const guest = registerGuest(this, name, {
+      platform: Platform.Azure, tee, workloadId: `${pulumi.getStack()}-${name}`,
+      evidencePlatform: tee === Tee.SevSnp ? "azure-snp" : "azure-tdx", reference: {}, policy,
+      vhsm: args.vhsm, secrets, dataVolume: args.dataVolume, dataVolumeDevice: "/dev/disk/azure/scsi1/lun0", hostname: name,
+    });
+
+    const nic = new network.NetworkInterface(`${name}-nic`, {
+      resourceGroupName: args.resourceGroupName,
+      location: args.location,
+      ipConfigurations: [{ name: "primary", subnet: { id: args.subnetId }, privateIPAllocationMethod: "Dynamic" }],
+    }, { parent: this });
+    const tags = { "buckypaper-workload": guest.workloadId, ...args.tags };
+    const disk = args.dataVolume
+      ? new compute.Disk(`${name}-data`, {
+        resourceGroupName: args.resourceGroupName, location: args.location,
+        creationData: { createOption: "Empty" }, diskSizeGB: args.dataVolume.sizeGb ?? 10, sku: { name: "Premium_LRS" }, tags,
+      }, { parent: this })
+      : undefined;
+    const vm = new compute.VirtualMachine(name, azureVmArgs({
+      resourceGroupName: args.resourceGroupName, location: args.location, vmSize, image: args.image ?? DEFAULT_IMAGE,
+      computerName: name, adminUsername: args.adminUsername ?? "azureuser", sshPublicKey: args.sshPublicKey,
+      customDataBase64: guest.userData.apply((u) => Buffer.from(u, "utf8").toString("base64")),
+      networkInterfaceId: nic.id, osDiskSizeGb: args.osDiskSizeGb ?? 30, dataDiskId: disk?.id, tags,
+    }), { parent: this, dependsOn: [guest.workload] });
+    this.vmId = vm.vmId;
+    this.privateIp = nic.ipConfigurations.apply((c) => c?.[0]?.privateIPAddress);
+    this.workloadId = guest.workloadId;
+    this.registerOutputs({ vmId: this.vmId, privateIp: this.privateIp, workloadId: this.workloadId });
+  }
+}

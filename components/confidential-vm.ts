@@ -1,0 +1,109 @@
+// The cloud-neutral facade: one set of flat props for every platform, validated at preview time, then
+// delegated to the platform component (which does the measuring, registering and VM creation).
+import * as pulumi from "@pulumi/pulumi";
+import { AwsConfidentialVm } from "./aws/confidential-vm.js";
+import { AzureConfidentialVm } from "./azure/confidential-vm.js";
+import { GcpConfidentialVm } from "./gcp/confidential-vm.js";
+import { ProxmoxConfidentialVm } from "./proxmox/confidential-vm.js";
+import { QemuConfidentialVm } from "./qemu/confidential-vm.js";
+import { ConfigError } from "./common/errors.js";
+import type { BootInputsArgs } from "./common/boot-measure.js";
+import { Platform, Tee, type DataVolumeArgs, type SshHostArgs, type VhsmConnectionArgs } from "./common/types.js";
+
+export interface ConfidentialVmArgs {
+  platform: Platform;
+  /** Default SevSnp. */
+  tee?: Tee;
+  vhsm: VhsmConnectionArgs;
+  /** Instance type (AWS), machine type (GCP) or VM size (Azure). */
+  size?: string;
+  /** vCPUs (Proxmox, QEMU; clouds derive it from size). */
+  vcpus?: number;
+  memoryMb?: number;
+  /** AWS region. */
+  region?: string;
+  /** GCP zone. */
+  zone?: string;
+  /** Azure resource group and subnet. */
+  resourceGroupName?: pulumi.Input<string>;
+  subnetId?: pulumi.Input<string>;
+  /** Proxmox node name and VM id. */
+  node?: string;
+  vmid?: number;
+  /** Proxmox node / KVM host. */
+  ssh?: SshHostArgs;
+  /** Boot inputs (Proxmox, QEMU). */
+  boot?: BootInputsArgs;
+  /** Image id/name in the platform's terms (AMI, GCE image, Proxmox import volume). */
+  image?: string;
+  /** GCP SEV-SNP: firmware description JSON (sev-snp-measure-go format). */
+  firmwareDescription?: string;
+  /** GCP: digests / MRTDs from Google's launch endorsement. */
+  expectedMeasurements?: string[];
+  secrets?: Record<string, pulumi.Input<string>>;
+  dataVolume?: DataVolumeArgs;
+}
+
+const TEES: Record<Platform, Tee[]> = {
+  [Platform.Aws]: [Tee.SevSnp],
+  [Platform.Azure]: [Tee.SevSnp, Tee.Tdx],
+  [Platform.Gcp]: [Tee.SevSnp, Tee.Tdx],
+  [Platform.Proxmox]: [Tee.SevSnp, Tee.Tdx],
+  [Platform.Qemu]: [Tee.SevSnp, Tee.Tdx],
+};
+
+function need<T>(who: string, field: string, v: T | undefined, platform: Platform): T {
+  if (v === undefined) throw new ConfigError(who, field, `is required on platform '${platform}'`);
+  return v;
+}
+
+export class ConfidentialVm extends pulumi.ComponentResource {
+  public readonly workloadId: pulumi.Output<string>;
+  /** Expected launch measurements (SNP digests / TDX MRTDs); empty on Azure, where none is predictable. */
+  public readonly expectedMeasurements: pulumi.Output<string[]>;
+
+  constructor(name: string, args: ConfidentialVmArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("buckypaper:index:ConfidentialVm", name, args, opts);
+    const who = `ConfidentialVm ${name}`;
+    if (!Object.values(Platform).includes(args.platform)) throw new ConfigError(who, "platform", `is '${args.platform}'`, Object.values(Platform));
+    const tee = args.tee ?? Tee.SevSnp;
+    if (!TEES[args.platform].includes(tee)) {
+      throw new ConfigError(who, "tee", `is '${tee}', which platform '${args.platform}' does not offer`, TEES[args.platform]);
+    }
+    const o = { parent: this };
+    const p = args.platform;
+    let vm: { workloadId: pulumi.Output<string>; expectedMeasurements?: pulumi.Output<string[]> };
+    switch (p) {
+      case Platform.Aws:
+        vm = new AwsConfidentialVm(name, { vhsm: args.vhsm, instanceType: args.size, region: args.region, ami: args.image, secrets: args.secrets, dataVolume: args.dataVolume }, o);
+        break;
+      case Platform.Gcp:
+        vm = new GcpConfidentialVm(name, {
+          vhsm: args.vhsm, tee, machineType: args.size, zone: need(who, "zone", args.zone, p), image: args.image,
+          firmwareDescription: args.firmwareDescription, expectedMeasurements: args.expectedMeasurements, secrets: args.secrets, dataVolume: args.dataVolume,
+        }, o);
+        break;
+      case Platform.Azure:
+        vm = new AzureConfidentialVm(name, {
+          vhsm: args.vhsm, tee, vmSize: args.size, resourceGroupName: need(who, "resourceGroupName", args.resourceGroupName, p),
+          subnetId: need(who, "subnetId", args.subnetId, p), secrets: args.secrets, dataVolume: args.dataVolume,
+        }, o);
+        break;
+      case Platform.Proxmox:
+        vm = new ProxmoxConfidentialVm(name, {
+          vhsm: args.vhsm, tee, ssh: need(who, "ssh", args.ssh, p), node: need(who, "node", args.node, p), vmid: need(who, "vmid", args.vmid, p),
+          cores: args.vcpus, memoryMb: args.memoryMb, boot: need(who, "boot", args.boot, p), importFrom: args.image, secrets: args.secrets, dataVolume: args.dataVolume,
+        }, o);
+        break;
+      case Platform.Qemu:
+        vm = new QemuConfidentialVm(name, {
+          vhsm: args.vhsm, tee, ssh: need(who, "ssh", args.ssh, p), vcpus: args.vcpus, memoryMb: args.memoryMb,
+          boot: need(who, "boot", args.boot, p), diskPath: args.image, secrets: args.secrets, dataVolume: args.dataVolume,
+        }, o);
+        break;
+    }
+    this.workloadId = vm.workloadId;
+    this.expectedMeasurements = vm.expectedMeasurements ?? pulumi.output([]);
+    this.registerOutputs({ workloadId: this.workloadId, expectedMeasurements: this.expectedMeasurements });
+  }
+}

@@ -1,0 +1,95 @@
+// A Compute Engine confidential VM (SEV-SNP on N2D, TDX on C3). GCE firmware is Google's: its launch
+// digest is published per vCPU count in Google-signed launch endorsements, or computable from the
+// firmware's facts with the `gce` VMSA layout. The component takes either, and refuses neither.
+import * as pulumi from "@pulumi/pulumi";
+import * as gcp from "@pulumi/gcp";
+import { ConfigError } from "../common/errors.js";
+import { registerGuest, type GuestReference } from "../common/guest.js";
+import { requireSecretMap } from "../common/secrets.js";
+import { Platform, Tee, type DataVolumeArgs, type VhsmConnectionArgs } from "../common/types.js";
+import { parseFirmwareDescription, snpLaunchDigestTable } from "../../images/index.js";
+import { gcpMachineVcpus, GCP_IMAGES } from "./facts.js";
+import { gcpInstanceArgs } from "./settings.js";
+
+export interface GcpConfidentialVmArgs {
+  vhsm: VhsmConnectionArgs;
+  /** Default SevSnp. */
+  tee?: Tee;
+  /** n2d-* for SEV-SNP (default n2d-standard-2), c3-* for TDX (default c3-standard-4). */
+  machineType?: string;
+  zone: pulumi.Input<string>;
+  /** Boot image; default the catalog's confidential Ubuntu 24.04 family. */
+  image?: pulumi.Input<string>;
+  network?: pulumi.Input<string>;
+  subnetwork?: pulumi.Input<string>;
+  bootDiskSizeGb?: number;
+  /**
+   * SEV-SNP: the GCE firmware as a sev-snp-measure-go description (JSON text: OVMFHash, ResetEIP,
+   * MetadataItems); the digest is computed with the `gce` layout for this machine's vCPU count.
+   */
+  firmwareDescription?: string;
+  /** Or the launch digests (SNP) / MRTDs (TDX) from Google's verified launch endorsement. */
+  expectedMeasurements?: string[];
+  secrets?: Record<string, pulumi.Input<string>>;
+  dataVolume?: DataVolumeArgs;
+  labels?: Record<string, pulumi.Input<string>>;
+}
+
+export class GcpConfidentialVm extends pulumi.ComponentResource {
+  public readonly instanceId: pulumi.Output<string>;
+  public readonly workloadId: pulumi.Output<string>;
+  public readonly expectedMeasurements: pulumi.Output<string[]>;
+
+  constructor(name: string, args: GcpConfidentialVmArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("buckypaper:index:GcpConfidentialVm", name, args, opts);
+    const who = `GcpConfidentialVm ${name}`;
+    const tee = args.tee ?? Tee.SevSnp;
+    const machineType = args.machineType ?? (tee === Tee.SevSnp ? "n2d-standard-2" : "c3-standard-4");
+    const vcpus = gcpMachineVcpus(who, tee, machineType);
+    const secrets = requireSecretMap(who, "secrets", args.secrets);
+
+    let measurements: string[];
+    if (args.expectedMeasurements?.length) {
+      measurements = args.expectedMeasurements.map((m, i) => {
+        const h = m.toLowerCase().replace(/^0x/, "");
+        if (!/^[0-9a-f]{96}$/.test(h)) throw new ConfigError(who, `expectedMeasurements[${i}]`, "must be 48 bytes of hex");
+        return h;
+      });
+    } else if (args.firmwareDescription !== undefined && tee === Tee.SevSnp) {
+      let firmware;
+      try {
+        firmware = parseFirmwareDescription(args.firmwareDescription, "firmwareDescription");
+      } catch (e) {
+        throw new ConfigError(who, "firmwareDescription", (e as Error).message);
+      }
+      measurements = [snpLaunchDigestTable({ firmware, vmm: "gce" }, [vcpus]).get(vcpus)!.toString("hex")];
+    } else {
+      throw new ConfigError(who, tee === Tee.SevSnp ? "firmwareDescription" : "expectedMeasurements",
+        tee === Tee.SevSnp
+          ? "or expectedMeasurements is required: GCE firmware is known only by Google's launch endorsements (gce-tcb-verifier) or their firmware facts"
+          : "is required for TDX on GCE: take the MRTD from Google's launch endorsement for the firmware");
+    }
+    const reference: GuestReference = tee === Tee.SevSnp ? { snpMeasurements: measurements } : { tdx: measurements.map((mrtd) => ({ mrtd })) };
+    const guest = registerGuest(this, name, {
+      platform: Platform.Gcp, tee, workloadId: `${pulumi.getStack()}-${name}`,
+      evidencePlatform: tee === Tee.SevSnp ? "snp" : "tdx", reference,
+      // GCE launches SNP guests with policy 0x70000 (SMT and migration agent allowed, debug off).
+      policy: tee === Tee.SevSnp ? { snp: { allowDebug: false, allowMigrationAgent: true } } : { tdx: { allowDebug: false } },
+      vhsm: args.vhsm, secrets, dataVolume: args.dataVolume, dataVolumeDevice: "/dev/disk/by-id/google-bk-data", hostname: name,
+    });
+
+    const instance = new gcp.compute.Instance(name, gcpInstanceArgs({
+      tee, machineType, zone: args.zone, image: args.image ?? GCP_IMAGES[tee], userData: guest.userData,
+      bootDiskSizeGb: args.bootDiskSizeGb ?? 20, network: args.network, subnetwork: args.subnetwork,
+      labels: { "buckypaper-workload": guest.workloadId, ...args.labels },
+    }), { parent: this, dependsOn: [guest.workload] });
+    if (args.dataVolume) {
+      const disk = new gcp.compute.Disk(`${name}-data`, { zone: args.zone, size: args.dataVolume.sizeGb ?? 10, type: "pd-balanced" }, { parent: this });
+      new gcp.compute.AttachedDisk(`${name}-data`, { instance: instance.name, zone: args.zone, disk: disk.id, deviceName: "bk-data" }, { parent: this });
+    }
+    this.instanceId = instance.instanceId;
+    this.workloadId = guest.workloadId;
+    this.expectedMeasurements = pulumi.output(measurements);
+    this.registerOutputs({ instanceId: this.instanceId, workloadId: this.workloadId, expectedMeasurements: this.expectedMeasurements });
+  }
+}
