@@ -18,7 +18,10 @@ as_pg() {
 case "$cmd" in
   start)
     mkdir -p "$dir"
-    [ "$(id -u)" = 0 ] && chown postgres: "$dir"
+    if [ "$(id -u)" = 0 ]; then
+      chown postgres: "$dir"
+      runuser -u postgres -- test -w "$dir" || { echo "$dir: not reachable by the postgres user (use a directory directly under /tmp)" >&2; exit 1; }
+    fi
     chmod 700 "$dir"
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
     as_pg "$bindir/initdb" -D "$dir/data" -U bk --auth=trust -E UTF8 --no-locale >"$dir/initdb.log" 2>&1 \

@@ -275,10 +275,20 @@ export class Core {
     return this.mounts.find((m) => path.startsWith(m.entry.path) || path + "/" === m.entry.path);
   }
 
+  private reloading: Promise<void> | undefined;
+
+  /** Re-reads the mount tables, coalescing concurrent callers into one read. */
+  private reloadMounts(): Promise<void> {
+    this.reloading ??= this.loadMounts().finally(() => { this.reloading = undefined; });
+    return this.reloading;
+  }
+
   private async resolveFresh(path: string): Promise<ActiveMount | undefined> {
+    // Replicas share the mount tables through storage: refresh every few seconds (so unmounts
+    // elsewhere propagate) and on any miss (so a fresh mount elsewhere is usable at once).
+    if (Date.now() - this.mountsLoadedAt > 5000) await this.reloadMounts();
     let m = this.resolveMount(path);
-    // Another replica may have mounted something since we loaded the table.
-    if (!m && Date.now() - this.mountsLoadedAt > 1000) { await this.loadMounts(); m = this.resolveMount(path); }
+    if (!m) { await this.reloadMounts(); m = this.resolveMount(path); }
     return m;
   }
 
