@@ -208,12 +208,12 @@ const RENEW_TIMER = [
 function renderFetchScript(agent: Extract<AgentDelivery, { kind: "download" }>): string {
   const sha = agent.sha256.toLowerCase();
   return `#!/bin/sh
-# Installs the enclaivelet artifact (Node runtime + single-file agent) and checks it against the
+# Installs the enclaivelet artifact (Node runtime + agent) and checks it against the
 # SHA-256 pinned in this user-data before anything from it runs.
 set -eu
 URL='${agent.url}'
 SHA='${sha}'
-DEST='${INSTALL_DIR}'
+DEST="\${BUCKYPAPER_INSTALL_DIR:-${INSTALL_DIR}}"
 if [ -f "$DEST/.artifact-sha256" ] && [ "$(cat "$DEST/.artifact-sha256")" = "$SHA" ]; then exit 0; fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

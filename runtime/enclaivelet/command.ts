@@ -1,0 +1,73 @@
+// The enclaivelet command line, shared by `buckypaper enclaivelet` and the guest artifact's entry.
+//   run --config FILE [--provider NAME] [--root DIR]   attest and provision (exit 0 ok, 1 failed, 2 usage)
+//   detect [--config FILE]                             list the evidence sources present here
+import { parseArgs } from "node:util";
+import { loadConfig, parseConfig, ConfigError, PROVIDER_NAMES, type ProviderName, type EnclaiveletConfig } from "./config.js";
+import { runAgent } from "./agent.js";
+import { candidateProviders } from "./evidence/detect.js";
+import { formatLogLine } from "./log.js";
+
+export interface CommandIo {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+export const USAGE = `usage: enclaivelet run --config FILE [--provider ${PROVIDER_NAMES.join("|")}] [--root DIR]
+       enclaivelet detect [--config FILE]
+
+run      attest to Nitride, fetch this workload's secrets and provision them (exit 0 ok, 1 failed)
+detect   list the evidence sources present on this machine`;
+
+class Usage extends Error {}
+
+export async function run(argv: string[], io: CommandIo): Promise<number> {
+  try {
+    return await dispatch(argv, io);
+  } catch (e) {
+    if (e instanceof Usage || e instanceof ConfigError) {
+      io.err(`enclaivelet: ${e instanceof ConfigError ? `config ${e.message}` : e.message}`);
+      return 2;
+    }
+    throw e;
+  }
+}
+
+async function dispatch(argv: string[], io: CommandIo): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (!sub || sub === "--help" || sub === "-h") {
+    io.out(USAGE);
+    return sub ? 0 : 2;
+  }
+  let values: { config?: string; provider?: string; root?: string; help?: boolean };
+  try {
+    values = parseArgs({ args: rest, strict: true, options: { config: { type: "string" }, provider: { type: "string" }, root: { type: "string" }, help: { type: "boolean", short: "h" } } }).values;
+  } catch (e) {
+    throw new Usage((e as Error).message);
+  }
+  if (values.help) {
+    io.out(USAGE);
+    return 0;
+  }
+  if (sub === "run") {
+    if (!values.config) throw new Usage(`--config is required\n\n${USAGE}`);
+    const raw = loadConfig(values.config);
+    if (values.provider !== undefined && !PROVIDER_NAMES.includes(values.provider as ProviderName)) throw new Usage(`--provider: must be one of ${PROVIDER_NAMES.join(", ")}`);
+    const cfg: EnclaiveletConfig = {
+      ...raw,
+      ...(values.root !== undefined ? { root: rootFlag(values.root) } : {}),
+      evidence: { ...raw.evidence, ...(values.provider ? { provider: values.provider as ProviderName } : {}) },
+    };
+    return (await runAgent(cfg, { log: (e) => io.out(formatLogLine(e)) })).exitCode;
+  }
+  if (sub === "detect") {
+    const cfg = values.config ? loadConfig(values.config) : parseConfig({ runtimeUrl: "https://unused.invalid", runtimeCaSha256: "0".repeat(64), workloadId: "detect" });
+    for (const p of candidateProviders(cfg.evidence)) io.out(`${p.name.padEnd(13)} ${(await p.available()) ? "available" : "absent"}`);
+    return 0;
+  }
+  throw new Usage(`unknown subcommand '${sub}'\n\n${USAGE}`);
+}
+
+function rootFlag(v: string): string {
+  if (!v.startsWith("/")) throw new Usage("--root: must be an absolute path");
+  return v;
+}
