@@ -65,6 +65,12 @@ describe("TDX simulator round trips", () => {
     expect((await verifyTdx(q, { simulatedRoots: [sim.rootFingerprint], policy: { allowDebug: true } })).accepted).toBe(true);
   });
 
+  it("a QE report signed by the PCK key but from an enclave other than Intel's TD QE is refused", async () => {
+    const v = await verifyTdx(sim.quote({ qeMrSigner: Buffer.alloc(32, 0x66) }), { simulatedRoots: [sim.rootFingerprint] });
+    expect(failed(v)).toEqual(["tdx.qe-identity"]);
+    expect(v.checks.find((c) => c.id === "tdx.qe-identity")?.detail).toMatch(/not Intel's TD QE signer/);
+  });
+
   it("unsigned trailing bytes after the signature data are ignored, as in genuine quotes", async () => {
     const q = Buffer.concat([sim.quote({ mrTd }), Buffer.from("trailing garbage")]);
     const v = await verifyTdx(q, { simulatedRoots: [sim.rootFingerprint] });

@@ -8,7 +8,7 @@ import { verifyQuote, type TdxTrustOptions } from "./verify.js";
 import { hex, validateBody, validateTcbStatus, type TdxPolicy } from "./validate.js";
 
 export * from "./abi.js";
-export { INTEL_SGX_ROOT_CA_SHA256, verifyQuote, type TdxTrustOptions, type QuoteVerification, type PckChain } from "./verify.js";
+export { INTEL_SGX_ROOT_CA_SHA256, INTEL_TD_QE_MRSIGNER, verifyQuote, type TdxTrustOptions, type QuoteVerification, type PckChain } from "./verify.js";
 export { loadCollateralDir, addCollateralFile, emptyCollateral, evaluateCollateral, fetchPcsCollateral, type TdxCollateral } from "./collateral.js";
 export { validateBody, validateTcbStatus, checkTdxPolicy, DEFAULT_ALLOWED_TCB_STATUSES, type TdxPolicy } from "./validate.js";
 

@@ -17,12 +17,14 @@ import {
 } from "./abi.js";
 import { derOctets, derOid, derSeq, derUint } from "./der.js";
 import type { TdxCollateral } from "./collateral.js";
+import { INTEL_TD_QE_MRSIGNER } from "./verify.js";
 
 const SGX_EXT = "1.2.840.113741.1.13.1";
 const ALG = { name: "ECDSA", namedCurve: "P-256" } as const;
 const SIG_ALG = { name: "ECDSA", hash: "SHA-256" } as const;
 const SIM_ORG = "SIMULATED - not Intel (buckypaper test hierarchy)";
-const SIM_QE_MRSIGNER = Buffer.alloc(32, 0x5a);
+// The QE MRSIGNER is a public value the verifier expects; the simulated hierarchy, not the QE, marks it simulated.
+const SIM_QE_MRSIGNER = Buffer.from(INTEL_TD_QE_MRSIGNER, "hex");
 
 export interface SimulatedTdxQuoteInput {
   /** 4 (default) or 5. */
@@ -42,6 +44,8 @@ export interface SimulatedTdxQuoteInput {
   /** 16 bytes; byte 1 > 0 = TDX 1.5 module. */
   teeTcbSvn?: Uint8Array;
   mrServiceTd?: Uint8Array;
+  /** Negative testing: a QE report from another enclave (still signed by the PCK key). */
+  qeMrSigner?: Uint8Array;
 }
 
 function pem(der: ArrayBuffer | Uint8Array): string {
@@ -214,7 +218,8 @@ export class TdxSimulator {
     Buffer.alloc(16, 2).copy(qe, 0); // CPUSVN
     Buffer.from("11000000000000000000000000000000", "hex").copy(qe, 48); // ATTRIBUTES: INIT | MODE64BIT
     createHash("sha256").update("simulated TD QE").digest().copy(qe, 64); // MRENCLAVE
-    SIM_QE_MRSIGNER.copy(qe, 128);
+    fixed(q.qeMrSigner, 32, "qeMrSigner").copy(qe, 128);
+    if (!q.qeMrSigner) SIM_QE_MRSIGNER.copy(qe, 128);
     qe.writeUInt16LE(2, 256); // ISVPRODID (TD QE)
     qe.writeUInt16LE(4, 258); // ISVSVN
     createHash("sha256").update(this.attestPub).update(authData).digest().copy(qe, 320);

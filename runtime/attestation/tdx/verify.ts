@@ -13,6 +13,13 @@ import { commonName, parseCertificate, parsePckExtension, pemCertificates, type 
  */
 export const INTEL_SGX_ROOT_CA_SHA256 = "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3";
 
+/**
+ * MRSIGNER of Intel's TD Quoting Enclave (the QE identity's mrsigner; ISVPRODID 2). Checked even without
+ * collateral: a PCK-signed report from an enclave Intel did not sign must not vouch for attestation keys.
+ */
+export const INTEL_TD_QE_MRSIGNER = "dc9e2a7c6f948f17474e34a7fc43ed030f7c1563f1babddf6340c82e0e54a8c5";
+export const TD_QE_ISVPRODID = 2;
+
 export interface TdxTrustOptions {
   /** Verification time (certificate validity, collateral freshness). Default: now. */
   now?: Date;
@@ -174,6 +181,15 @@ export function verifyQuote(quote: TdxQuote, opts: TdxTrustOptions = {}): QuoteV
     ok: qeSigOk,
     detail: pckKey === undefined ? "no usable PCK certificate to check the QE report signature" : qeSigOk ? "QE report signed by the PCK key" : "QE report signature does not verify with the PCK key",
   });
+
+  // The enclave that vouches for the attestation key is Intel's TD QE, not in debug mode.
+  const qe = quote.qeReport;
+  const qeSigner = Buffer.from(qe.mrSigner).toString("hex");
+  const qeFaults: string[] = [];
+  if (qeSigner !== INTEL_TD_QE_MRSIGNER) qeFaults.push(`QE MRSIGNER ${qeSigner} is not Intel's TD QE signer`);
+  if (qe.isvProdId !== TD_QE_ISVPRODID) qeFaults.push(`QE ISVPRODID ${qe.isvProdId} is not the TD QE (2)`);
+  if (qe.attributes[0] & 0x02) qeFaults.push("QE runs in debug mode (ATTRIBUTES.DEBUG)");
+  checks.push({ id: "tdx.qe-identity", ok: qeFaults.length === 0, detail: qeFaults.length ? qeFaults.join("; ") : `Intel TD QE, ISVSVN ${qe.isvSvn}` });
 
   // QE REPORTDATA = SHA-256(attestation key ‖ QE auth data) ‖ 32 zero bytes.
   const want = Buffer.concat([createHash("sha256").update(quote.attestationKey).update(quote.qeAuthData).digest(), Buffer.alloc(32)]);
