@@ -202,7 +202,9 @@ export class NitrideBackend implements LogicalBackend {
       issuer: issuerFor(req.system.apiAddr(), req.mountPoint), audience: c.audience, workloadId: id, ttlS: ttl, verdict,
       refVersion: rec.version, policyHash: policyHash(rec.definition), ephemeralJwk: eph.jwk, key: await this.keys.current(req.storage),
     });
-    return { data: { token, expires_at: claims.exp, workload_id: id, ref_version: rec.version, verdict }, secretKeys: ["token"] };
+    // The token is not a sealable secret: the caller has no attested login yet. It is short-lived and
+    // bound (cnf) to the ephemeral key; roles with seal_responses make that binding protect the secrets.
+    return { data: { token, expires_at: claims.exp, workload_id: id, ref_version: rec.version, verdict } };
   }
 
   private async explain(req: LogicalRequest): Promise<LogicalResponse> {

@@ -6,10 +6,13 @@ import { randomBytes } from "node:crypto";
 import { LogicalError, type LogicalRequest, type LogicalResponse } from "../vault/backend.js";
 import { optList } from "./fields.js";
 import { readWorkload, splitMountRole } from "./workloads.js";
+import { issuerFor } from "./token.js";
 
 export async function provisionBundle(req: LogicalRequest): Promise<LogicalResponse> {
   const workloadId = req.auth?.metadata?.workload_id;
-  if (!workloadId || req.auth?.claims?.sub !== workloadId) {
+  // Only a login with a token this Nitride issued counts: another issuer's JWT with look-alike claims does not.
+  const claims = req.auth?.claims;
+  if (!workloadId || claims?.sub !== workloadId || claims?.iss !== issuerFor(req.system.apiAddr(), req.mountPoint)) {
     throw new LogicalError(403, "permission denied: the provisioning bundle needs a token from an attested login (auth/jwt with a Nitride token)");
   }
   const rec = await readWorkload(req.storage, workloadId);

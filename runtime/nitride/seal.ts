@@ -5,6 +5,8 @@ import { CompactEncrypt, importJWK, type JWK } from "jose";
 import { LogicalError, type CallerAuth } from "../vault/backend.js";
 
 export const SEAL_HEADER = "x-buckypaper-seal";
+/** Token metadata key set by auth/jwt roles with seal_responses=true. */
+export const SEAL_REQUIRED_META = "seal_responses";
 
 export async function sealResponse(body: unknown, jwk: JWK): Promise<string> {
   const key = await importJWK({ kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y }, "ECDH-ES+A256KW");
@@ -26,8 +28,11 @@ export function sealingKeyOf(auth: CallerAuth | undefined): JWK | undefined {
  */
 export async function responseSealer(ctx: { headers: Record<string, string>; auth?: CallerAuth; body: Record<string, unknown>; secretKeys: string[] }): Promise<Record<string, unknown> | undefined> {
   const mode = ctx.headers[SEAL_HEADER];
-  if (mode === undefined) return undefined;
-  if (mode !== "ephemeral") throw new LogicalError(400, `${SEAL_HEADER}: only "ephemeral" is supported`);
+  // A login whose role sets seal_responses is always sealed: whoever sees (or replays) its token in
+  // transit, e.g. a TLS-terminating proxy, still cannot read the secrets.
+  const required = ctx.auth?.metadata?.[SEAL_REQUIRED_META] === "required";
+  if (mode === undefined && !required) return undefined;
+  if (mode !== undefined && mode !== "ephemeral") throw new LogicalError(400, `${SEAL_HEADER}: only "ephemeral" is supported`);
   if (!ctx.secretKeys.length) return undefined;
   const jwk = sealingKeyOf(ctx.auth);
   if (!jwk) throw new LogicalError(400, `${SEAL_HEADER}: the caller's login is not attested (no ephemeral key to seal to)`);

@@ -9,6 +9,7 @@ import { LogicalError, type LogicalBackend, type LogicalRequest, type LogicalRes
 import { jsonBytes, optBool, optInt, optList, optString, readJson, reqString } from "../nitride/fields.js";
 import { parseDuration } from "../nitride/duration.js";
 import { issuerFor } from "../nitride/token.js";
+import { SEAL_REQUIRED_META, sealingKeyOf } from "../nitride/seal.js";
 
 interface JwtConfig {
   jwks_url: string;
@@ -37,6 +38,8 @@ interface JwtRole {
   clock_skew_leeway: number;
   expiration_leeway: number;
   not_before_leeway: number;
+  /** Buckypaper: responses with secrets to tokens of this role are always sealed to the attested key. */
+  seal_responses: boolean;
 }
 
 const ROLE_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -85,6 +88,7 @@ function roleFrom(d: Record<string, unknown>): JwtRole {
     token_policies_template_claims: optBool(d, "token_policies_template_claims", false),
     token_ttl: parseDuration(d.token_ttl ?? d.ttl, "token_ttl") ?? 0, token_max_ttl: parseDuration(d.token_max_ttl ?? d.max_ttl, "token_max_ttl") ?? 0,
     clock_skew_leeway: optInt(d, "clock_skew_leeway", 60), expiration_leeway: optInt(d, "expiration_leeway", 150), not_before_leeway: optInt(d, "not_before_leeway", 150),
+    seal_responses: optBool(d, "seal_responses", false),
   };
   if (!role.bound_audiences.length && !role.bound_subject && !Object.keys(role.bound_claims).length) {
     throw new LogicalError(400, "must have at least one bound constraint (bound_audiences, bound_subject or bound_claims)");
@@ -246,6 +250,12 @@ export class JwtAuthBackend implements LogicalBackend {
     }
     const attested = typeof claims.evidence_digest === "string";
     if (attested) for (const [claim, key] of ATTESTATION_METADATA) if (claims[claim] !== undefined) metadata[key] = String(claims[claim]);
+    if (role.seal_responses) {
+      if (!sealingKeyOf({ accessor: "", policies: [], metadata: {}, claims: claims as Record<string, unknown> })) {
+        throw new LogicalError(403, "role requires sealed responses but the token has no attested key (cnf.jwk)");
+      }
+      metadata[SEAL_REQUIRED_META] = "required";
+    }
 
     const policies = role.token_policies.map((p) => {
       if (!role.token_policies_template_claims) return p;

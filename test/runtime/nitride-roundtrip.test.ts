@@ -92,6 +92,15 @@ describe("Nitride attested round trip (real server, simulated SNP)", () => {
     expect(JSON.parse(Buffer.from(plaintext).toString()).data.data.password).toBe("web-db-secret");
     const stranger = generateKeyPairSync("ec", { namedCurve: "P-384" }).privateKey;
     await expect(compactDecrypt(sealed, stranger)).rejects.toThrow();
+    // A role with seal_responses seals every secret-bearing response, header or not: a replayed
+    // token in the hands of a TLS-terminating proxy still yields only ciphertext.
+    await s.rt.api("POST", "auth/jwt/role/sealed", { bound_audiences: ["buckypaper"], token_policies: ["nitride-workload-{{sub}}"], token_policies_template_claims: true, seal_responses: true });
+    const sealedTok = (await login(s, a.body.data.token, "sealed")).body.auth.client_token;
+    const plain = await s.rt.api("GET", "secret/data/web/db", undefined, sealedTok);
+    expect(plain.status).toBe(200);
+    expect(JSON.stringify(plain.body)).not.toContain("web-db-secret");
+    const opened = await compactDecrypt(plain.body.sealed, a.ephemeral.privateKey);
+    expect(JSON.parse(Buffer.from(opened.plaintext).toString()).data.data.password).toBe("web-db-secret");
     // Asking for sealing without an attested login is refused rather than answered in clear.
     const root = await fetch(`${s.rt.url}/v1/secret/data/web/db`, { headers: { "x-vault-token": s.rt.rootToken, "x-buckypaper-seal": "ephemeral" } });
     expect(root.status).toBe(400);
