@@ -65,9 +65,18 @@ export function check(kindName: string, news: Props): { inputs: Props; failures:
   for (const fs of [...k.identity, ...k.fields]) {
     if (inputs[fs.name] === undefined && fs.default !== undefined) inputs[fs.name] = fs.default;
   }
+  if ((kindName === "mount" || kindName === "authMount") && (inputs.type === "kv" || inputs.type === "kv-v2")) {
+    // The runtime stores KV as type "kv" with options.version "2": say so up front, or refresh would see drift.
+    inputs.type = "kv";
+    inputs.options = { ...(inputs.options as Record<string, string>), version: "2" };
+  }
   for (const fs of k.identity) {
     const v = inputs[fs.name];
     if (isUnknown(v)) continue;
+    if (fs.type !== "string") {
+      checkField(fs, v, failures);
+      continue;
+    }
     const pattern = fs.name === "path" ? pathPattern : kindName === "workload" ? workloadIdPattern : namePattern;
     if (typeof v !== "string" || v === "") failures.push({ property: fs.name, reason: `${fs.name} is required` });
     else if (!pattern.test(v) || v.includes("..") || v.endsWith("/")) {
@@ -128,19 +137,39 @@ export interface DiffResult {
   deleteBeforeReplace: boolean;
 }
 
-/** Identity or runtime URL change → replace; a settable field (or the token/CA) change → update. */
+/** True when v or anything inside it is unknown (preview of a change to something it depends on). */
+function hasUnknown(v: unknown): boolean {
+  if (isUnknown(v)) return true;
+  if (Array.isArray(v)) return v.some(hasUnknown);
+  if (v && typeof v === "object") return Object.values(v).some(hasUnknown);
+  return false;
+}
+
+/**
+ * Identity or runtime URL change → replace; a settable field (or the token/CA) change → update.
+ * Values still unknown at preview never force a replacement (the real run diffs again with them
+ * resolved); an unknown connection alone is not a change — it is unknown only while the runtime
+ * service itself is being updated, which keeps its URL and token.
+ */
 export function diff(kindName: string, olds: Props, news: Props): DiffResult {
   const k = kindOf(kindName);
   const replaces: string[] = [];
-  for (const fs of k.identity) if (!sameValue(fs, olds[fs.name], news[fs.name])) replaces.push(fs.name);
-  const oc = (olds.connection ?? {}) as Partial<RuntimeConnection>;
-  const nc = (news.connection ?? {}) as Partial<RuntimeConnection>;
-  if (oc.url !== nc.url) replaces.push("connection");
-  let changes = replaces.length > 0;
-  for (const fs of k.fields) if (!sameValue(fs, olds[fs.name], news[fs.name])) changes = true;
-  if (oc.token !== nc.token || (oc.caPem ?? "") !== (nc.caPem ?? "")) changes = true;
+  for (const fs of k.identity) if (!hasUnknown(news[fs.name]) && !sameValue(fs, olds[fs.name], news[fs.name])) replaces.push(fs.name);
+  let changes = false;
+  if (!hasUnknown(news.connection)) {
+    const oc = (olds.connection ?? {}) as Partial<RuntimeConnection>;
+    const nc = (news.connection ?? {}) as Partial<RuntimeConnection>;
+    if (oc.url !== nc.url) replaces.push("connection");
+    if (oc.token !== nc.token || (oc.caPem ?? "") !== (nc.caPem ?? "")) changes = true;
+  }
+  if (replaces.length > 0) changes = true;
+  for (const fs of k.fields) if (hasUnknown(news[fs.name]) || !sameValue(fs, olds[fs.name], news[fs.name])) changes = true;
   // Replacement always changes the identity or the runtime, so create-before-delete is safe.
   return { changes, replaces, deleteBeforeReplace: false };
+}
+
+function readPathOf(k: KindSpec, props: Props): string {
+  return k.readPath ? k.readPath(props) : k.path(props);
 }
 
 function connectionOf(props: Props): RuntimeConnection {
@@ -150,8 +179,7 @@ function connectionOf(props: Props): RuntimeConnection {
 async function write(k: KindSpec, inputs: Props): Promise<Props> {
   await runtimeRequest(connectionOf(inputs), "POST", k.path(inputs), k.body(inputs));
   // Read back what the runtime stored (versions, normalised values) so state matches reality.
-  const r = await runtimeRequest(connectionOf(inputs), "GET", k.path(inputs));
-  const d = dataOf(r);
+  const d = dataOf(await runtimeRequest(connectionOf(inputs), "GET", readPathOf(k, inputs)));
   const extra: Props = {};
   if (d) {
     const live = k.fromApi(d, inputs);
@@ -162,7 +190,7 @@ async function write(k: KindSpec, inputs: Props): Promise<Props> {
 
 export async function create(kindName: string, inputs: Props): Promise<{ id: string; outs: Props }> {
   const k = kindOf(kindName);
-  const existing = dataOf(await runtimeRequest(connectionOf(inputs), "GET", k.path(inputs)));
+  const existing = dataOf(await runtimeRequest(connectionOf(inputs), "GET", readPathOf(k, inputs)));
   if (existing && Object.keys(k.fromApi(existing, inputs)).length > 0) {
     // Refuse to silently take over an object someone else made; `pulumi import` is the way to adopt it.
     throw new Error(`${k.typeName} '${k.id(inputs)}' already exists in the runtime; import it or choose another name`);
@@ -187,7 +215,7 @@ export async function remove(kindName: string, _id: string, props: Props): Promi
  */
 export async function read(kindName: string, id: string, props: Props): Promise<{ id: string; props: Props }> {
   const k = kindOf(kindName);
-  const d = dataOf(await runtimeRequest(connectionOf(props), "GET", k.path(props)));
+  const d = dataOf(await runtimeRequest(connectionOf(props), "GET", readPathOf(k, props)));
   const live = d ? k.fromApi(d, props) : undefined;
   if (!live || Object.keys(live).length === 0) return { id: "", props: {} };
   const out: Props = { ...props };
@@ -198,6 +226,7 @@ export async function read(kindName: string, id: string, props: Props): Promise<
     for (const key of ["version", "policyHash", "aclPolicy"]) if (live[key] !== undefined) out[key] = live[key];
     return { id, props: out };
   }
+  for (const fs of k.identity) if (fs.name in live && !sameValue(fs, props[fs.name], live[fs.name])) out[fs.name] = live[fs.name];
   for (const fs of k.fields) {
     // Only fields we manage: defaults the runtime fills in for fields we never set are not drift.
     if (!(fs.name in live) || props[fs.name] === undefined) continue;

@@ -1,5 +1,5 @@
 // Pulumi resources that register workloads, secrets, policies and roles with the buckypaper runtime,
 // and the Pulumi-free HTTP client they use.
-export { Workload, Secret, Policy, PkiRole, SshRole, JwtRole, RuntimeService } from "./resources.js";
-export type { WorkloadArgs, WorkloadTdxReference, WorkloadPkiArgs, WorkloadSshArgs, SecretArgs, PolicyArgs, PkiRoleArgs, SshRoleArgs, JwtRoleArgs, RuntimeConnectionArgs, RuntimeServiceArgs, RuntimeServiceSshArgs } from "./resources.js";
+export { Workload, Secret, Policy, PkiRole, SshRole, JwtRole, Mount, AuthMount, RuntimeService } from "./resources.js";
+export type { WorkloadArgs, WorkloadTdxReference, WorkloadPkiArgs, WorkloadSshArgs, SecretArgs, PolicyArgs, PkiRoleArgs, SshRoleArgs, JwtRoleArgs, RuntimeConnectionArgs, RuntimeServiceArgs, RuntimeServiceSshArgs, MountArgs } from "./resources.js";
 export { runtimeRequest, certFingerprint, RuntimeApiError, RuntimeConnectionError, type RuntimeConnection } from "./client.js";

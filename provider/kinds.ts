@@ -22,6 +22,8 @@ export interface KindSpec {
   secretFields: string[];
   /** API path (under /v1/) of the object, from checked inputs. */
   path(inputs: Record<string, unknown>): string;
+  /** Path read back (GET), when it differs from path(); fromApi then picks the object out of it. */
+  readPath?(inputs: Record<string, unknown>): string;
   /** Path used to delete, when it differs (KV v2 deletes all versions via metadata/). */
   deletePath?(inputs: Record<string, unknown>): string;
   /** Request body from checked inputs. */
@@ -76,7 +78,27 @@ function roleKind(typeName: string, mountDefault: string, prefix: (mount: string
   };
 }
 
+/** A secrets-engine or auth-method mount: created once, replaced on any change (Vault cannot retype a mount). */
+function mountKind(typeName: string, base: "sys/mounts" | "sys/auth"): KindSpec {
+  return {
+    typeName,
+    identity: [f("path", "string"), f("type", "string"), f("options", "stringMap", {})],
+    fields: [],
+    secretFields: [],
+    path: (i) => `${base}/${String(i.path)}`,
+    readPath: () => base,
+    body: (i) => ({ type: i.type, options: i.options ?? {} }),
+    fromApi(d, i) {
+      const m = d[`${String(i.path)}/`] as { type?: string; options?: Record<string, string> | null } | undefined;
+      return m ? { type: m.type, options: m.options ?? {} } : {};
+    },
+    id: (i) => `${base}/${String(i.path)}`,
+  };
+}
+
 export const kinds: Record<string, KindSpec> = {
+  mount: mountKind("Mount", "sys/mounts"),
+  authMount: mountKind("AuthMount", "sys/auth"),
   // Nitride workload definition (runtime/nitride/workloads.ts): what the VM must measure as, and what
   // it may fetch once attested. Every write is a new runtime-side version.
   workload: {

@@ -84,6 +84,8 @@ const providers = {
   pkiRole: makeProvider("pkiRole"),
   sshRole: makeProvider("sshRole"),
   jwtRole: makeProvider("jwtRole"),
+  mount: makeProvider("mount"),
+  authMount: makeProvider("authMount"),
   service: makeServiceProvider(),
 };
 
@@ -329,6 +331,35 @@ export class JwtRole extends pulumi.dynamic.Resource {
   constructor(name: string, args: JwtRoleArgs, opts?: pulumi.CustomResourceOptions) {
     const { connection, ...rest } = args;
     super(providers.jwtRole, name, { ...rest, connection: secretConnection(connection) }, withSecretOutputs(opts, ["connection"]), "buckypaper", "JwtRole");
+  }
+}
+
+export interface MountArgs {
+  connection: pulumi.Input<RuntimeConnectionArgs>;
+  /** Mount path without slashes at the ends, e.g. "pki" or "secret". */
+  path: pulumi.Input<string>;
+  /** Engine type: kv (version 2), pki, ssh, transit (Mount); jwt (AuthMount). */
+  type: pulumi.Input<string>;
+  options?: pulumi.Input<Record<string, pulumi.Input<string>>>;
+}
+
+/** A secrets engine mounted at /v1/<path> (sys/mounts). Any change replaces it, as in Vault. */
+export class Mount extends pulumi.dynamic.Resource {
+  declare readonly path: pulumi.Output<string>;
+  declare readonly type: pulumi.Output<string>;
+  constructor(name: string, args: MountArgs, opts?: pulumi.CustomResourceOptions) {
+    const { connection, ...rest } = args;
+    super(providers.mount, name, { ...rest, connection: secretConnection(connection) }, withSecretOutputs(opts, ["connection"]), "buckypaper", "Mount");
+  }
+}
+
+/** An auth method enabled at /v1/auth/<path> (sys/auth), e.g. the jwt method Nitride tokens log in with. */
+export class AuthMount extends pulumi.dynamic.Resource {
+  declare readonly path: pulumi.Output<string>;
+  declare readonly type: pulumi.Output<string>;
+  constructor(name: string, args: MountArgs, opts?: pulumi.CustomResourceOptions) {
+    const { connection, ...rest } = args;
+    super(providers.authMount, name, { ...rest, connection: secretConnection(connection) }, withSecretOutputs(opts, ["connection"]), "buckypaper", "AuthMount");
   }
 }
 

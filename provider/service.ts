@@ -244,9 +244,14 @@ export function checkService(news: Props): { inputs: Props; failures: { property
   return { inputs, failures };
 }
 
-export function diffService(olds: Props, news: Props): { changes: boolean; replaces: string[]; deleteBeforeReplace: boolean } {
+/**
+ * Identity changes replace. A stopped or sealed server (reboot, crash) is a change too: diff asks the
+ * server, so a plain `pulumi up` restarts and unseals it before anything that depends on it.
+ */
+export async function diffService(olds: Props, news: Props): Promise<{ changes: boolean; replaces: string[]; deleteBeforeReplace: boolean }> {
   const replaces = ["stateDir", "url", "ssh", "keyShares", "keyThreshold"].filter((k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k]));
-  const changes = replaces.length > 0 || olds.running !== true || JSON.stringify(olds.serverCommand) !== JSON.stringify(news.serverCommand) || olds.config !== news.config;
+  let changes = replaces.length > 0 || JSON.stringify(olds.serverCommand) !== JSON.stringify(news.serverCommand) || olds.config !== news.config;
+  if (!changes && !(await serviceRunning(olds as unknown as ServiceOutputs))) changes = true;
   // Same state directory cannot host two servers: stop the old one before starting the new one.
   return { changes, replaces, deleteBeforeReplace: true };
 }

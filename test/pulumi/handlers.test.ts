@@ -104,6 +104,22 @@ describe("roles and policies", () => {
   });
 });
 
+describe("mounts", () => {
+  it("mounts a KV engine and a JWT auth method; refresh without drift; delete unmounts", async () => {
+    const kv = await created("mount", { path: "apps", type: "kv-v2" });
+    expect(kv.inputs).toMatchObject({ type: "kv", options: { version: "2" } });
+    expect((await rt.api("POST", "apps/data/x", { data: { a: "1" } })).status).toBe(200);
+    expect(await h.read("mount", kv.id, kv.outs)).toEqual({ id: kv.id, props: kv.outs });
+    const jwt = await created("authMount", { path: "jwt2", type: "jwt" });
+    expect(Object.keys((await rt.api("GET", "sys/auth")).body.data)).toContain("jwt2/");
+    expect(h.diff("mount", kv.outs, { ...kv.inputs, type: "pki" }).replaces).toEqual(["type"]);
+    await h.remove("mount", kv.id, kv.outs);
+    await h.remove("authMount", jwt.id, jwt.outs);
+    expect(await h.read("mount", kv.id, kv.outs)).toEqual({ id: "", props: {} });
+    expect(Object.keys((await rt.api("GET", "sys/auth")).body.data)).not.toContain("jwt2/");
+  });
+});
+
 describe("Workload", () => {
   const m1 = "a1".repeat(48);
   const m2 = "b2".repeat(48);
