@@ -1,0 +1,88 @@
+// Security defaults over HTTP: sealing refuses everything but lifecycle endpoints, rate limits on
+// login/challenge routes, TLS with the runtime CA in dev mode, the response-sealing hook, and no
+// secret in error bodies.
+import { describe, it, expect, afterEach } from "vitest";
+import https from "node:https";
+import { startTestRuntime, type TestRuntime } from "../support/runtime.js";
+import { DEFAULT_RATE_LIMITS } from "../../runtime/server/rate-limit.js";
+import { certFingerprint } from "../../runtime/server/tls.js";
+import type { LogicalBackend } from "../../runtime/vault/backend.js";
+
+let rt: TestRuntime | undefined;
+afterEach(async () => { await rt?.close(); rt = undefined; });
+
+const login: LogicalBackend = {
+  type: "static", unauthenticatedPaths: ["login"],
+  async handle(req) { return req.path === "login" ? { auth: { policies: [], ttl: 30, renewable: false, metadata: {} } } : undefined; },
+};
+
+describe("security defaults", () => {
+  it("sys/seal (sudo) seals: everything but lifecycle endpoints answers 503 until unsealed", async () => {
+    rt = await startTestRuntime();
+    await rt.api("POST", "secret/data/x", { data: { a: "b" } });
+    expect((await rt.api("PUT", "sys/seal", {})).status).toBe(204);
+    const r = await rt.api("GET", "secret/data/x");
+    expect(r).toEqual({ status: 503, body: { errors: ["Vault is sealed"] } });
+    expect((await fetch(`${rt.url}/v1/sys/health`)).status).toBe(503);
+    expect((await fetch(`${rt.url}/v1/sys/health?sealedcode=200`)).status).toBe(200);
+    expect((await rt.api("PUT", "sys/unseal", { key: rt.runtime.unsealKey }, "")).body.sealed).toBe(false);
+    expect((await rt.api("GET", "secret/data/x")).body.data.data).toEqual({ a: "b" });
+  });
+
+  it("rate-limits login routes per client with 429 and Retry-After", async () => {
+    rt = await startTestRuntime({
+      rateLimits: [{ path: "auth/*/login", perSecond: 0.5, burst: 3 }, ...DEFAULT_RATE_LIMITS.filter((r) => r.path !== "auth/*/login")],
+      register: (r) => r.registerAuth("static", () => login), auth: { "static/": { type: "static" } },
+    });
+    const codes: number[] = [];
+    let retry = "";
+    for (let i = 0; i < 5; i++) {
+      const res = await fetch(`${rt.url}/v1/auth/static/login`, { method: "POST", body: "{}" });
+      codes.push(res.status);
+      if (res.status === 429) retry = res.headers.get("retry-after") ?? "";
+    }
+    expect(codes).toEqual([200, 200, 200, 429, 429]);
+    expect(Number(retry)).toBeGreaterThanOrEqual(1);
+    expect((await rt.api("GET", "sys/health")).status).toBe(200); // other routes unaffected
+  });
+
+  it("serves HTTPS with a runtime CA whose fingerprint clients can pin", async () => {
+    rt = await startTestRuntime({ tls: true });
+    expect(rt.url).toMatch(/^https:/);
+    expect(rt.caFingerprint).toBe(certFingerprint(rt.caPem!));
+    const body = await new Promise<string>((resolve, reject) => {
+      https.get(`${rt!.url}/v1/sys/seal-status`, { ca: rt!.caPem }, (res) => {
+        let s = ""; res.on("data", (d) => (s += d)); res.on("end", () => resolve(s));
+      }).on("error", reject);
+    });
+    expect(JSON.parse(body).sealed).toBe(false);
+    await expect(fetch(`${rt.url}/v1/sys/seal-status`)).rejects.toThrow(); // not in the system trust store
+  });
+
+  it("hands responses carrying secrets to the response sealer", async () => {
+    rt = await startTestRuntime({
+      core: {
+        responseSealer: async ({ headers, body, secretKeys }) =>
+          headers["x-buckypaper-seal"] === "ephemeral" ? { sealed: `sealed(${secretKeys.join(",")}):${Object.keys(body.data as object).join(",")}` } : undefined,
+      },
+    });
+    await rt.api("POST", "secret/data/s", { data: { k: "v" } });
+    const plain = await rt.api("GET", "secret/data/s");
+    expect(plain.body.data.data).toEqual({ k: "v" });
+    const sealed = await fetch(`${rt.url}/v1/secret/data/s`, { headers: { "x-vault-token": rt.rootToken, "x-buckypaper-seal": "ephemeral" } });
+    expect(await sealed.json()).toEqual({ sealed: "sealed(data):data,metadata" });
+    const meta = await fetch(`${rt.url}/v1/secret/metadata/s`, { headers: { "x-vault-token": rt.rootToken, "x-buckypaper-seal": "ephemeral" } });
+    expect((await meta.json()).data.current_version).toBe(1); // no secret → not sealed
+  });
+
+  it("never echoes submitted secrets or tokens in errors", async () => {
+    rt = await startTestRuntime();
+    const r = await rt.api("POST", "secret/data/e", { data: "secret-in-wrong-shape" });
+    expect(r.status).toBe(400);
+    expect(JSON.stringify(r.body)).not.toContain("secret-in-wrong-shape");
+    const t = await rt.api("GET", "secret/data/e", undefined, "hvs.guessed-token-value");
+    expect(JSON.stringify(t.body)).not.toContain("guessed-token-value");
+    const p = await rt.api("PUT", "sys/policies/acl/p", { policy: 'path "a" { capabilities = ["supersecret"] }' });
+    expect(p.status).toBe(400);
+  });
+});
