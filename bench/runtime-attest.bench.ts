@@ -21,6 +21,7 @@ function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped JSON from the API / an untyped CommonJS client
 async function json(url: string, method: string, body?: unknown, token?: string): Promise<any> {
   const res = await fetch(url, {
     method, headers: { ...(token ? { "x-vault-token": token } : {}), ...(body !== undefined ? { "content-type": "application/json" } : {}) },

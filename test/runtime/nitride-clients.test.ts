@@ -9,6 +9,7 @@ import { requireTool } from "../support/prereq.js";
 import { attestAs, startNitrideStack, type NitrideStack } from "./nitride-support.js";
 
 const require = createRequire(import.meta.url);
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped JSON from the API / an untyped CommonJS client
 const nodeVault = require("node-vault") as (o: { apiVersion: string; endpoint: string; token?: string }) => any;
 
 const hasHvac = requireTool("hvac (PyPI)", spawnSync("python3", ["-c", "import hvac"]).status === 0);

@@ -56,6 +56,7 @@ export async function startNitrideStack(): Promise<NitrideStack> {
   return { rt, sim };
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped JSON from the API / an untyped CommonJS client
 export interface AttestResult { status: number; body: any; ephemeral: { privateKey: KeyObject; spki: Buffer }; nonce: string; request: Record<string, unknown> }
 
 /** challenge → simulated report with REPORT_DATA = binding(nonce, ephemeral key) → attest. */
