@@ -304,28 +304,56 @@ export function checkCrl(crlBytes: Uint8Array, ark: ParsedCert, subject: ParsedC
   }
 }
 
-function checkCrlUnguarded(crlBytes: Uint8Array, ark: ParsedCert, subject: ParsedCert, now: Date): CrlResult {
-  let crl: x509.X509Crl;
+interface ParsedCrl {
+  error?: string;
+  nextUpdate?: Date;
+  thisUpdate?: Date;
+  /** Revoked serial (lowercase hex, no leading zeros) → revocation date. */
+  revoked?: Map<string, Date>;
+}
+
+/** CRLs verified against an ARK, memoised by (CRL digest, ARK digest): a warm verifier redoes no RSA work. */
+const crlCache = new Map<string, ParsedCrl>();
+const serialKey = (s: string) => s.toLowerCase().replace(/^0+/, "");
+
+function parseCrlFor(crlBytes: Uint8Array, ark: ParsedCert): ParsedCrl {
+  const key = `${sha256Hex(crlBytes)}:${ark.sha256}`;
+  const hit = crlCache.get(key);
+  if (hit) return hit;
+  let out: ParsedCrl;
+  let crl: x509.X509Crl | undefined;
   try {
     crl = new x509.X509Crl(crlBytes);
   } catch (e) {
-    return { ok: false, detail: `CRL does not parse: ${(e as Error).message}` };
+    out = { error: `CRL does not parse: ${(e as Error).message}` };
   }
-  if (crl.issuer !== ark.subject) return { ok: false, detail: `CRL issuer '${crl.issuer}' is not the ARK` };
-  const alg = crl.signatureAlgorithm as { name: string; hash?: { name: string }; saltLength?: number };
-  const hash = (alg.hash?.name ?? "SHA-384").replace("-", "").toLowerCase();
-  let sigOk: boolean;
-  try {
-    const key = alg.name === "RSA-PSS" ? { key: ark.publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: alg.saltLength ?? 48 } : ark.publicKey;
-    sigOk = cryptoVerify(hash, new Uint8Array((crl as unknown as { tbs: ArrayBuffer }).tbs), key, new Uint8Array(crl.signature));
-  } catch {
-    sigOk = false;
+  if (crl) {
+    if (crl.issuer !== ark.subject) out = { error: `CRL issuer '${crl.issuer}' is not the ARK` };
+    else {
+      const alg = crl.signatureAlgorithm as { name: string; hash?: { name: string }; saltLength?: number };
+      const hash = (alg.hash?.name ?? "SHA-384").replace("-", "").toLowerCase();
+      let sigOk: boolean;
+      try {
+        const k = alg.name === "RSA-PSS" ? { key: ark.publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: alg.saltLength ?? 48 } : ark.publicKey;
+        sigOk = cryptoVerify(hash, new Uint8Array((crl as unknown as { tbs: ArrayBuffer }).tbs), k, new Uint8Array(crl.signature));
+      } catch {
+        sigOk = false;
+      }
+      out = sigOk
+        ? { nextUpdate: crl.nextUpdate, thisUpdate: crl.thisUpdate, revoked: new Map(crl.entries.map((e) => [serialKey(e.serialNumber), e.revocationDate])) }
+        : { error: "CRL signature does not verify with the ARK" };
+    }
   }
-  if (!sigOk) return { ok: false, detail: "CRL signature does not verify with the ARK" };
+  return remember(crlCache, key, out!);
+}
+
+function checkCrlUnguarded(crlBytes: Uint8Array, ark: ParsedCert, subject: ParsedCert, now: Date): CrlResult {
+  const crl = parseCrlFor(crlBytes, ark);
+  if (crl.error) return { ok: false, detail: crl.error };
   if (crl.nextUpdate && crl.nextUpdate.getTime() < now.getTime()) {
     return { ok: false, detail: `CRL is stale (nextUpdate ${crl.nextUpdate.toISOString()})` };
   }
-  const revoked = crl.entries.find((e) => e.serialNumber.toLowerCase().replace(/^0+/, "") === subject.serial.replace(/^0+/, ""));
-  if (revoked) return { ok: false, detail: `${subject.subjectCN} (serial ${subject.serial}) is revoked since ${revoked.revocationDate.toISOString()}` };
-  return { ok: true, detail: `${subject.subjectCN} is not on the ARK's CRL (${crl.entries.length} entries, thisUpdate ${crl.thisUpdate.toISOString()})` };
+  const revokedAt = crl.revoked!.get(serialKey(subject.serial));
+  if (revokedAt) return { ok: false, detail: `${subject.subjectCN} (serial ${subject.serial}) is revoked since ${revokedAt.toISOString()}` };
+  return { ok: true, detail: `${subject.subjectCN} is not on the ARK's CRL (${crl.revoked!.size} entries, thisUpdate ${crl.thisUpdate!.toISOString()})` };
 }
