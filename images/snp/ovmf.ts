@@ -61,10 +61,11 @@ export function parseOvmf(data: Buffer, opts: { field?: string; endAt?: number }
   if (data.length % PAGE_SIZE !== 0) throw new MeasurementInputError(field, `image size ${data.length} is not a multiple of 4 KiB (truncated?)`);
   if (data.length > endAt) throw new MeasurementInputError(field, `image of ${data.length} bytes does not fit below GPA 0x${endAt.toString(16)}`);
   const table = parseFooterTable(data, field);
-  const sevMetadata = parseSevMetadata(data, table, field);
+  const gpa = endAt - data.length;
+  const sevMetadata = parseSevMetadata(data, table, field, { start: gpa, end: endAt });
   const resetEip = u32Entry(table, OVMF_GUIDS.sevEsResetBlock, field, "SEV_ES_RESET_BLOCK");
   const hashGpa = u32Entry(table, OVMF_GUIDS.sevHashTable, field, "SEV_HASH_TABLE_RV");
-  return { data, gpa: endAt - data.length, table, sevMetadata, resetEip, hashTableGpa: hashGpa ? hashGpa : null };
+  return { data, gpa, table, sevMetadata, resetEip, hashTableGpa: hashGpa ? hashGpa : null };
 }
 
 function u32Entry(table: ReadonlyMap<string, Buffer>, guid: string, field: string, name: string): number | null {
@@ -99,7 +100,7 @@ const FOOTER_GUID = guidBytesLe(OVMF_GUIDS.footer);
 const ASEV_HEADER = 16; // "ASEV", u32 size, u32 version, u32 num_items
 const ASEV_ITEM = 12; // u32 gpa, u32 size, u32 type
 
-function parseSevMetadata(data: Buffer, table: ReadonlyMap<string, Buffer>, field: string): SevMetadataSection[] | null {
+function parseSevMetadata(data: Buffer, table: ReadonlyMap<string, Buffer>, field: string, image: { start: number; end: number }): SevMetadataSection[] | null {
   const offsetFromEnd = u32Entry(table, OVMF_GUIDS.sevMetadata, field, "OVMF_SEV_METADATA");
   if (offsetFromEnd === null) return null;
   const start = data.length - offsetFromEnd;
@@ -119,23 +120,42 @@ function parseSevMetadata(data: Buffer, table: ReadonlyMap<string, Buffer>, fiel
     const o = start + ASEV_HEADER + i * ASEV_ITEM;
     sections.push({ gpa: data.readUInt32LE(o), size: data.readUInt32LE(o + 4), type: data.readUInt32LE(o + 8) });
   }
-  validateSections(sections, field);
+  validateSections(sections, field, image);
   return sections;
 }
 
 /**
  * Rejects sections the hypervisor could not launch: unknown types (the reference tool rejects them too;
- * QEMU would silently treat them as ZERO) and pages that are not 4 KiB aligned.
+ * QEMU would silently treat them as ZERO), pages that are not 4 KiB aligned, and ranges that overlap each
+ * other or `reserved` (the image itself) — KVM populates each guest page at most once, so such a launch fails.
  */
-export function validateSections(sections: readonly SevMetadataSection[], field: string): void {
+export function validateSections(sections: readonly SevMetadataSection[], field: string, reserved?: { start: number; end: number }): void {
+  const ranges: Array<{ start: number; end: number; i: number }> = [];
   sections.forEach((s, i) => {
-    const where = `${field} SEV metadata section ${i}`;
+    const where = `SEV metadata section ${i}`;
     if (!KNOWN_SECTION_TYPES.has(s.type)) throw new MeasurementInputError(field, `${where} has unknown type ${s.type}`);
     if (s.gpa % PAGE_SIZE !== 0) throw new MeasurementInputError(field, `${where} GPA 0x${s.gpa.toString(16)} is not 4 KiB aligned`);
-    const sized = s.type === SectionType.SNP_SEC_MEM || s.type === SectionType.SVSM_CAA || s.type === SectionType.SNP_KERNEL_HASHES;
-    if (sized && (s.size === 0 || s.size % PAGE_SIZE !== 0)) throw new MeasurementInputError(field, `${where} size 0x${s.size.toString(16)} is not a positive multiple of 4 KiB`);
-    if (s.gpa + (sized ? s.size : PAGE_SIZE) > FOUR_GIB) throw new MeasurementInputError(field, `${where} extends past 4 GiB`);
+    if (sectionIsSized(s) && (s.size === 0 || s.size % PAGE_SIZE !== 0)) throw new MeasurementInputError(field, `${where} size 0x${s.size.toString(16)} is not a positive multiple of 4 KiB`);
+    if (!sectionIsSized(s) && s.size !== PAGE_SIZE) throw new MeasurementInputError(field, `${where} (SECRETS/CPUID) has size 0x${s.size.toString(16)}; only one-page sections are supported`);
+    const end = s.gpa + sectionLength(s);
+    if (end > FOUR_GIB) throw new MeasurementInputError(field, `${where} extends past 4 GiB`);
+    if (reserved && s.gpa < reserved.end && end > reserved.start) throw new MeasurementInputError(field, `${where} overlaps the image itself`);
+    ranges.push({ start: s.gpa, end, i });
   });
+  ranges.sort((a, b) => a.start - b.start);
+  for (let k = 1; k < ranges.length; k++) {
+    if (ranges[k].start < ranges[k - 1].end) throw new MeasurementInputError(field, `SEV metadata sections ${ranges[k - 1].i} and ${ranges[k].i} overlap`);
+  }
+}
+
+// SECRETS and CPUID are measured as one page at their GPA (the reference tool ignores their size field;
+// QEMU passes the size to KVM). Every known firmware uses exactly one page, and other sizes are rejected
+// above rather than guessed.
+function sectionIsSized(s: SevMetadataSection): boolean {
+  return s.type === SectionType.SNP_SEC_MEM || s.type === SectionType.SVSM_CAA || s.type === SectionType.SNP_KERNEL_HASHES;
+}
+function sectionLength(s: SevMetadataSection): number {
+  return sectionIsSized(s) ? s.size : PAGE_SIZE;
 }
 
 /** Reset EIP of a Coconut SVSM image: SVSM_INFO entry offset + the image's GPA. */
