@@ -3,6 +3,7 @@ import YAML from "yaml";
 import { parseFlags, parseHexFlag, readFlagFile } from "./args.js";
 import { Exit, UsageError, type CliIo } from "./io.js";
 import type { Verdict } from "../runtime/attestation/types.js";
+import { parsePolicy } from "../runtime/attestation/policy.js";
 import { checkTdxPolicy, emptyCollateral, loadCollateralDir, verifyTdx, type TdxPolicy } from "../runtime/attestation/tdx/index.js";
 
 const HELP = `usage: buckypaper verify tdx --quote FILE [--collateral DIR ...] [--offline] [--policy FILE] [--mrtd HEX ...]
@@ -27,11 +28,16 @@ export function loadTdxPolicy(file: string): TdxPolicy {
   } catch (e) {
     throw new UsageError(`--policy ${file}: not JSON/YAML (${(e as Error).message})`);
   }
-  const section = doc && typeof doc === "object" && "tdx" in doc ? (doc as { tdx: unknown }).tdx : doc;
   try {
-    return checkTdxPolicy(section ?? {}, `--policy ${file}`);
+    // A whole policy document (snp/tdx/azure sections) or a bare TDX section.
+    const o = doc && typeof doc === "object" && !Array.isArray(doc) ? (doc as Record<string, unknown>) : undefined;
+    if (o && ["snp", "tdx", "azure", "requireReportDataBinding"].some((k) => k in o)) {
+      const p = parsePolicy(o);
+      return { ...(p.tdx ?? {}), ...(p.requireReportDataBinding ? { requireReportData: true } : {}) };
+    }
+    return checkTdxPolicy(doc ?? {}, `--policy ${file}`);
   } catch (e) {
-    throw new UsageError((e as Error).message);
+    throw new UsageError(`--policy ${file}: ${(e as Error).message}`);
   }
 }
 

@@ -1,7 +1,7 @@
 // The simulated Intel hierarchy: round trips for v4 and v5 (TD report 1.0 and 1.5), trust only when
 // configured, signed collateral statuses, and mutation tests over every region of a simulated quote.
 import { beforeAll, describe, expect, it } from "vitest";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { TdxSimulator } from "../../runtime/attestation/tdx/simulator.js";
 import { parseQuote, verifyTdx, type TdxCollateral } from "../../runtime/attestation/tdx/index.js";
@@ -69,6 +69,18 @@ describe("TDX simulator round trips", () => {
     const v = await verifyTdx(sim.quote({ qeMrSigner: Buffer.alloc(32, 0x66) }), { simulatedRoots: [sim.rootFingerprint] });
     expect(failed(v)).toEqual(["tdx.qe-identity"]);
     expect(v.checks.find((c) => c.id === "tdx.qe-identity")?.detail).toMatch(/not Intel's TD QE signer/);
+  });
+
+  it("policy: TD_ATTRIBUTES under a mask, MRSERVICETD (TD 1.5 only), required REPORTDATA binding", async () => {
+    const trust = { simulatedRoots: [sim.rootFingerprint] };
+    const septVeDisable = { mask: "0000001000000000", value: "0000001000000000" };
+    expect((await verifyTdx(sim.quote(), { ...trust, policy: { tdAttributes: septVeDisable } })).accepted).toBe(true);
+    const noSept = await verifyTdx(sim.quote({ tdAttributes: Buffer.alloc(8) }), { ...trust, policy: { tdAttributes: septVeDisable } });
+    expect(failed(noSept)).toEqual(["policy.td-attributes"]);
+    const v15 = sim.quote({ version: 5, bodyType: 3, mrServiceTd: Buffer.alloc(48, 9) });
+    expect((await verifyTdx(v15, { ...trust, policy: { mrServiceTd: "09".repeat(48) } })).accepted).toBe(true);
+    expect(failed(await verifyTdx(sim.quote(), { ...trust, policy: { mrServiceTd: "09".repeat(48) } }))).toEqual(["policy.mrservicetd"]);
+    expect(failed(await verifyTdx(sim.quote(), { ...trust, policy: { requireReportData: true } }))).toEqual(["policy.report-data"]);
   });
 
   it("unsigned trailing bytes after the signature data are ignored, as in genuine quotes", async () => {
@@ -234,6 +246,19 @@ describe("buckypaper simulate tdx → verify tdx", () => {
     const r = capture();
     expect(await verifyTdxCli(["--quote", summary.quote, "--offline"], r.io)).toBe(1);
     expect(r.out.join("\n")).toMatch(/\[FAIL\] tdx\.pck-chain/);
+  });
+
+  it("takes the tdx section and requireReportDataBinding from a whole policy document", async () => {
+    const dir = mkdtempSync("/tmp/bk-sim-tdx-policy-");
+    const c = capture();
+    await simulateTdx(["--out", dir, "--report-data", "ef".repeat(64), "--json"], c.io);
+    const { quote, rootSha256 } = JSON.parse(c.out.join(""));
+    writeFileSync(`${dir}/policy.yaml`, "snp:\n  allowDebug: false\nrequireReportDataBinding: true\ntdx:\n  allowDebug: false\n");
+    const base = ["--quote", quote, "--offline", "--simulated-root", rootSha256, "--policy", `${dir}/policy.yaml`];
+    const r = capture();
+    expect(await verifyTdxCli(base, r.io)).toBe(1);
+    expect(r.out.join("\n")).toMatch(/\[FAIL\] policy\.report-data: the policy requires/);
+    expect(await verifyTdxCli([...base, "--report-data", "ef".repeat(64)], capture().io)).toBe(0);
   });
 
   it("rejects bad flags with a usage error", async () => {

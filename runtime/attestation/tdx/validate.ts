@@ -34,6 +34,12 @@ export interface TdxPolicy {
   requireCollateral?: boolean;
   /** Exact REPORTDATA (64-byte hex), e.g. the nonce binding. */
   reportData?: string;
+  /** Refuse when no expected REPORTDATA is configured (a policy's requireReportDataBinding). */
+  requireReportData?: boolean;
+  /** TD_ATTRIBUTES under a mask must equal a value (8-byte hex each), e.g. to require SEPT_VE_DISABLE. */
+  tdAttributes?: { mask: string; value: string };
+  /** Exact MRSERVICETD (TD report 1.5 only; 48-byte hex). */
+  mrServiceTd?: string;
 }
 
 export const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
@@ -76,6 +82,23 @@ export function validateBody(body: TdReportBody, policy: TdxPolicy = {}): Check[
   allowList("policy.mrseam", "MRSEAM", body.mrSeam, policy.mrSeam, checks);
   exact("policy.xfam", "XFAM", body.xfam, policy.xfam, checks);
   exact("policy.report-data", "REPORTDATA", body.reportData, policy.reportData, checks);
+  if (policy.reportData === undefined && policy.requireReportData) {
+    checks.push({ id: "policy.report-data", ok: false, detail: "the policy requires REPORTDATA to be bound to a fresh nonce, but no expected value was given" });
+  }
+  if (policy.tdAttributes) {
+    const mask = Buffer.from(norm(policy.tdAttributes.mask), "hex");
+    const value = Buffer.from(norm(policy.tdAttributes.value), "hex");
+    const ok = body.tdAttributes.every((b, i) => (b & mask[i]) === value[i]);
+    checks.push({
+      id: "policy.td-attributes",
+      ok,
+      detail: ok ? `TD_ATTRIBUTES ${hex(body.tdAttributes)} match ${hex(value)} under mask ${hex(mask)}` : `TD_ATTRIBUTES ${hex(body.tdAttributes)} do not match ${hex(value)} under mask ${hex(mask)}`,
+    });
+  }
+  if (policy.mrServiceTd !== undefined) {
+    if (body.mrServiceTd) exact("policy.mrservicetd", "MRSERVICETD", body.mrServiceTd, policy.mrServiceTd, checks);
+    else checks.push({ id: "policy.mrservicetd", ok: false, detail: "the policy pins MRSERVICETD but the quote has a TD report 1.0 body (no MRSERVICETD)" });
+  }
   if (policy.minTeeTcbSvn !== undefined) {
     const min = Buffer.from(norm(policy.minTeeTcbSvn), "hex");
     const low: number[] = [];
@@ -117,13 +140,19 @@ export function checkTdxPolicy(p: unknown, where = "tdx policy"): TdxPolicy {
     if (typeof v !== "string" || !/^(0x)?[0-9a-fA-F]*$/.test(v) || norm(v).length !== bytes * 2) throw new Error(`${where}.${k}: expected ${bytes}-byte hex`);
   };
   const lists: Record<string, number> = { mrTd: 48, rtmr0: 48, rtmr1: 48, rtmr2: 48, rtmr3: 48, mrSeam: 48 };
-  const singles: Record<string, number> = { mrConfigId: 48, mrOwner: 48, mrOwnerConfig: 48, xfam: 8, minTeeTcbSvn: 16, reportData: 64 };
+  const singles: Record<string, number> = { mrConfigId: 48, mrOwner: 48, mrOwnerConfig: 48, xfam: 8, minTeeTcbSvn: 16, reportData: 64, mrServiceTd: 48 };
   for (const [k, v] of Object.entries(o)) {
     if (k in lists) {
       if (!Array.isArray(v)) throw new Error(`${where}.${k}: expected an array of hex strings`);
       v.forEach((x, i) => hexOf(`${k}[${i}]`, lists[k], x));
     } else if (k in singles) hexOf(k, singles[k], v);
-    else if (k === "allowDebug" || k === "requireCollateral") {
+    else if (k === "tdAttributes") {
+      if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error(`${where}.${k}: expected {mask, value}`);
+      const a = v as Record<string, unknown>;
+      for (const key of Object.keys(a)) if (key !== "mask" && key !== "value") throw new Error(`${where}.${k}: unknown field '${key}'`);
+      hexOf(`${k}.mask`, 8, a.mask);
+      hexOf(`${k}.value`, 8, a.value);
+    } else if (k === "allowDebug" || k === "requireCollateral" || k === "requireReportData") {
       if (typeof v !== "boolean") throw new Error(`${where}.${k}: expected a boolean`);
     } else if (k === "allowedTcbStatuses") {
       if (!Array.isArray(v) || !v.every((x) => typeof x === "string")) throw new Error(`${where}.${k}: expected an array of strings`);
