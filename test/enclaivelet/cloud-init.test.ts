@@ -102,8 +102,10 @@ describe("cloud-init user-data: content", () => {
       expect(doc.packages?.includes("tpm2-tools") ?? false).toBe(v.input.platform === "azure");
       const unit = doc.write_files.find((f) => f.path === "/etc/systemd/system/enclaivelet.service")!.content;
       expect(unit).toMatch(/^After=network-online\.target$/m);
-      expect(unit).toMatch(/^Before=nginx\.service$/m);
+      // sshd is only ordered after the agent (HostCertificate); the app services also require it.
+      expect(unit).toMatch(/^Before=nginx\.service sshd\.service$/m);
       expect(unit).toMatch(/^RequiredBy=nginx\.service$/m);
+      expect(doc.runcmd).toContainEqual(["systemctl", "try-reload-or-restart", "sshd.service"]);
       const fetch = doc.write_files.find((f) => f.path === "/usr/local/lib/buckypaper/fetch-enclaivelet.sh");
       if (v.input.agent?.kind === "download") {
         expect(unit).toMatch(/^ExecStartPre=\/usr\/local\/lib\/buckypaper\/fetch-enclaivelet\.sh$/m);

@@ -86,6 +86,9 @@ export function renderUserData(input: NoSecrets<UserDataInput>): RenderedUserDat
   }
   const units = i.servicesNeedingSecrets ?? [];
   for (const [n, u] of units.entries()) if (!UNIT_RE.test(u)) throw new UserDataError(`servicesNeedingSecrets[${n}]`, "is not a systemd unit name");
+  // sshd reads HostCertificate at start: order it after the agent and reload it on first boot.
+  // (`sshd.service` is the unit on RHEL/AL2023 and an alias of ssh.service on Debian/Ubuntu.)
+  const sshUnits = i.provision?.ssh ? ["sshd.service"] : [];
 
   // The embedded config goes through the agent's own parser, so a typo fails here, not at boot.
   const rawConfig = {
@@ -108,7 +111,7 @@ export function renderUserData(input: NoSecrets<UserDataInput>): RenderedUserDat
 
   const writeFiles: Record<string, unknown>[] = [
     { path: AGENT_CONFIG_PATH, content: configText, owner: "root:root", permissions: "0600" },
-    { path: `/etc/systemd/system/${UNIT_NAME}`, content: renderUnit(agent, units), owner: "root:root", permissions: "0644" },
+    { path: `/etc/systemd/system/${UNIT_NAME}`, content: renderUnit(agent, units, sshUnits), owner: "root:root", permissions: "0644" },
     { path: "/etc/systemd/system/enclaivelet-renew.service", content: renderRenewService(agent), owner: "root:root", permissions: "0644" },
     { path: "/etc/systemd/system/enclaivelet-renew.timer", content: RENEW_TIMER, owner: "root:root", permissions: "0644" },
   ];
@@ -138,6 +141,7 @@ export function renderUserData(input: NoSecrets<UserDataInput>): RenderedUserDat
     ["systemctl", "enable", "--now", UNIT_NAME],
     ["systemctl", "enable", "--now", "enclaivelet-renew.timer"],
     ...units.map((u) => ["systemctl", "try-restart", u]),
+    ...sshUnits.map((u) => ["systemctl", "try-reload-or-restart", u]),
   ];
 
   const body = new Document(doc, { version: "1.1" }).toString({ lineWidth: 0 });
@@ -148,7 +152,8 @@ export function renderUserData(input: NoSecrets<UserDataInput>): RenderedUserDat
   return { text, bytes, agentConfig };
 }
 
-function renderUnit(agent: AgentDelivery, before: string[]): string {
+function renderUnit(agent: AgentDelivery, required: string[], orderedOnly: string[]): string {
+  const before = [...required, ...orderedOnly];
   const lines = [
     "[Unit]",
     "Description=Buckypaper enclaivelet: attest to Nitride and provision secrets",
@@ -168,7 +173,7 @@ function renderUnit(agent: AgentDelivery, before: string[]): string {
     "",
     "[Install]",
     "WantedBy=multi-user.target",
-    ...(before.length ? [`RequiredBy=${before.join(" ")}`] : []),
+    ...(required.length ? [`RequiredBy=${required.join(" ")}`] : []),
     "",
   ];
   return lines.join("\n");
