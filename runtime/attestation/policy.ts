@@ -46,7 +46,17 @@ export interface SnpPolicy {
   products?: SnpProduct[];
   /** VLEK-signed reports (cloud-provider keys) are accepted unless false. Default true. */
   allowVlek?: boolean;
+  /** PLATFORM_INFO features the host must have enabled. */
+  requirePlatform?: PlatformFeature[];
+  /** false refuses hosts with SMT enabled (PLATFORM_INFO.SMT_EN), whatever the guest policy says. */
+  allowPlatformSmt?: boolean;
+  /** true refuses provisional firmware: COMMITTED_TCB and version must equal CURRENT_TCB and version. */
+  requireCommittedFirmware?: boolean;
 }
+
+/** PLATFORM_INFO bits a policy can require (firmware ABI spec; bit 0 SMT_EN is `allowPlatformSmt`). */
+export const PLATFORM_FEATURES = { tsme: 1, ecc: 2, "rapl-disabled": 3, "ciphertext-hiding": 4, "alias-check-complete": 5 } as const;
+export type PlatformFeature = keyof typeof PLATFORM_FEATURES;
 
 // ---- TDX section: owned by the TDX/Azure engineer (runtime/attestation/tdx/, azure/). ----------------
 export type TdxPolicySection = TdxPolicy;
@@ -192,6 +202,16 @@ export function parseSnpPolicy(v: unknown, field = "snp"): SnpPolicy {
         break;
       }
       case "allowVlek": out.allowVlek = bool(x, f); break;
+      case "allowPlatformSmt": out.allowPlatformSmt = bool(x, f); break;
+      case "requireCommittedFirmware": out.requireCommittedFirmware = bool(x, f); break;
+      case "requirePlatform": {
+        if (!Array.isArray(x)) throw new PolicyError(`expected a list of ${Object.keys(PLATFORM_FEATURES).join("|")}`, f);
+        out.requirePlatform = x.map((p, i) => {
+          if (typeof p !== "string" || !(p in PLATFORM_FEATURES)) throw new PolicyError(`unknown platform feature '${String(p)}' (known: ${Object.keys(PLATFORM_FEATURES).join(", ")})`, `${f}[${i}]`);
+          return p as PlatformFeature;
+        });
+        break;
+      }
       default: throw new PolicyError("unknown field", f);
     }
   }

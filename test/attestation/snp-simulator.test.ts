@@ -183,7 +183,7 @@ describe("SNP policy", () => {
   it("lists every policy check in every verdict, constrained or not", async () => {
     const v = await verdict({}, {});
     const ids = v.checks.map((c) => c.id);
-    for (const id of ["policy.debug", "policy.migration-agent", "policy.smt", "policy.single-socket", "policy.vmpl", "policy.measurement", "policy.min-tcb", "policy.min-launch-tcb", "policy.guest-svn", "policy.host-data", "policy.id-key", "policy.family-id", "policy.image-id", "policy.chip-id", "policy.abi", "policy.firmware", "policy.product", "policy.signer", "policy.report-data"]) {
+    for (const id of ["policy.debug", "policy.migration-agent", "policy.smt", "policy.single-socket", "policy.vmpl", "policy.measurement", "policy.min-tcb", "policy.min-launch-tcb", "policy.guest-svn", "policy.host-data", "policy.id-key", "policy.family-id", "policy.image-id", "policy.chip-id", "policy.abi", "policy.firmware", "policy.product", "policy.platform", "policy.committed-firmware", "policy.signer", "policy.report-data"]) {
       expect(ids).toContain(id);
     }
     expect(v.checks.every((c) => c.detail.length > 5)).toBe(true);
@@ -208,6 +208,9 @@ describe("SNP policy", () => {
     ["firmware", {}, { snp: { minFirmware: { major: 1, minor: 56 } } }, { snp: { minFirmware: { major: 1, minor: 55, build: 5 } } }, "policy.firmware"],
     ["product", {}, { snp: { products: ["Genoa", "Turin"] } }, { snp: { products: ["Milan"] } }, "policy.product"],
     ["VLEK", { signer: "vlek" }, { snp: { allowVlek: false } }, {}, "policy.signer"],
+    ["platform features", { platformInfo: 0x23n }, { snp: { requirePlatform: ["tsme", "ecc"] } }, { snp: { requirePlatform: ["tsme", "alias-check-complete"] } }, "policy.platform"],
+    ["host SMT", { platformInfo: 0x1n }, { snp: { allowPlatformSmt: false } }, { snp: { allowPlatformSmt: true } }, "policy.platform"],
+    ["provisional firmware", { committedTcb: { bootloader: 3, tee: 0, snp: 7, microcode: 115 } }, { snp: { requireCommittedFirmware: true } }, {}, "policy.committed-firmware"],
   ];
   for (const [name, reportOpts, refuse, accept, id] of cases) {
     it(`${name}: refused with a reason naming ${id}, accepted when allowed`, async () => {

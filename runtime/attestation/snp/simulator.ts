@@ -53,6 +53,8 @@ export interface SimulatedReportOptions {
   /** Host masked the chip id (MASK_CHIP_ID): CHIP_ID reads as zero. */
   maskChipId?: boolean;
   platformInfo?: bigint;
+  /** COMMITTED_TCB when it differs from the current one (provisional firmware). */
+  committedTcb?: TcbVersion;
   /** v3+: CPUID family, model, stepping bytes (default: the product's). Zeros mimic firmware that leaves them blank. */
   cpuid?: [number, number, number];
 }
@@ -257,7 +259,7 @@ export async function createSnpSimulator(opts: SnpSimulatorOptions = {}): Promis
     b.set(tcbBytes, 0x180);
     if (version >= 3) b.set(o.cpuid ?? CPUID[product], 0x188);
     if (!o.maskChipId) b.set(chipId, 0x1a0);
-    b.set(tcbBytes, 0x1e0);
+    b.set(o.committedTcb ? encodeTcb(o.committedTcb, product) : tcbBytes, 0x1e0);
     b.set([5, 55, 1], 0x1e8); // CURRENT build, minor, major = 1.55.5
     b.set([5, 55, 1], 0x1ec);
     b.set(encodeTcb(o.launchTcb ?? tcb, product), 0x1f0);

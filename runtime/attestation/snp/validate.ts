@@ -1,7 +1,7 @@
 // SEV-SNP policy checks on a parsed (and separately verified) report. Every policy field yields one check,
 // constrained or not, so a verdict always shows what was and was not required.
 import type { Check } from "../types.js";
-import type { SnpPolicy } from "../policy.js";
+import { PLATFORM_FEATURES, type SnpPolicy } from "../policy.js";
 import { decodeTcb, formatTcb, hwIdOf, tcbComponents, type SnpProduct, type SnpReport, type TcbVersion } from "./abi.js";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
@@ -104,6 +104,25 @@ export function validateSnpPolicy(r: SnpReport, product: SnpProduct, signer: "vc
 
   if (!p.products) free("policy.product", product);
   else add("policy.product", p.products.includes(product), p.products.includes(product) ? `${product} is allowed` : `${product} is not among the allowed products (${p.products.join(", ")})`);
+
+  const pi = r.platformInfo;
+  const has = (bit: number) => ((pi >> BigInt(bit)) & 1n) === 1n;
+  if (!p.requirePlatform?.length && p.allowPlatformSmt !== false) free("policy.platform", `PLATFORM_INFO 0x${pi.toString(16)}`);
+  else {
+    const missing = (p.requirePlatform ?? []).filter((f) => !has(PLATFORM_FEATURES[f]));
+    const smtBad = p.allowPlatformSmt === false && has(0);
+    const problems = [...missing.map((f) => `${f} not enabled`), ...(smtBad ? ["SMT enabled on the host"] : [])];
+    add("policy.platform", problems.length === 0, problems.length === 0 ? `PLATFORM_INFO 0x${pi.toString(16)} has what the policy requires` : `PLATFORM_INFO 0x${pi.toString(16)}: ${problems.join(", ")}`);
+  }
+
+  const cv = r.committedVersion;
+  if (!p.requireCommittedFirmware) free("policy.committed-firmware", `committed firmware ${cv.major}.${cv.minor}.${cv.build}`);
+  else {
+    const same = Buffer.from(r.committedTcb).equals(Buffer.from(r.currentTcb)) && cv.major === fw.major && cv.minor === fw.minor && cv.build === fw.build;
+    add("policy.committed-firmware", same, same
+      ? "running firmware is committed (COMMITTED = CURRENT)"
+      : `provisional firmware: current ${fw.major}.${fw.minor}.${fw.build} TCB ${formatTcb(decodeTcb(r.currentTcb, product))}, committed ${cv.major}.${cv.minor}.${cv.build} TCB ${formatTcb(decodeTcb(r.committedTcb, product))}`);
+  }
 
   add("policy.signer", signer === "vcek" || p.allowVlek !== false, signer === "vlek"
     ? p.allowVlek === false ? "report is signed by a cloud provider's VLEK; the policy accepts only chip-bound VCEKs" : "report is signed by a cloud provider's VLEK"
