@@ -9,7 +9,7 @@ import type { TrustConfig } from "../attestation/policy.js";
 import { b64Field, jsonBytes, optInt, readJson, reqString } from "./fields.js";
 import { evidenceFromJson } from "./evidence-json.js";
 import { configFrom, configView, DEFAULT_CONFIG, trustFrom, type NitrideConfig } from "./config.js";
-import { appraiseForWorkload } from "./appraisal.js";
+import { appraiseForWorkload, effectivePolicy } from "./appraisal.js";
 import { NonceStore } from "./nonces.js";
 import { SigningKeys } from "./signing-keys.js";
 import { issuerFor, signWorkloadToken } from "./token.js";
@@ -217,7 +217,12 @@ export class NitrideBackend implements LogicalBackend {
       ? { nonce: nonceField(req.data), publicKeySpki: ephemeralKey(req.data).spki } : undefined;
     const c = await this.config(req.storage);
     const verdict = await appraiseForWorkload({ evidence, workload: rec.definition, trust: this.trust(c), binding, explain: true });
-    return { data: { workload_id: id, ref_version: rec.version, policy_hash: policyHash(rec.definition), would_accept: verdict.accepted, verdict } };
+    return {
+      data: {
+        workload_id: id, ref_version: rec.version, policy_hash: policyHash(rec.definition), would_accept: verdict.accepted, verdict,
+        effective_policy: effectivePolicy(rec.definition, binding !== undefined),
+      },
+    };
   }
 
   private discovery(req: LogicalRequest): LogicalResponse {

@@ -167,6 +167,7 @@ describe("Nitride attested round trip (real server, simulated SNP)", () => {
     const ex = await s.rt.api("POST", "nitride/explain", body);
     expect(ex.status).toBe(200);
     expect(ex.body.data.would_accept).toBe(true);
+    expect(ex.body.data.effective_policy).toMatchObject({ snp: { measurements: [GOOD_MEASUREMENT] }, requireReportDataBinding: true });
     // Explain of a wrong measurement names the failing check, also without a nonce.
     const wrong = await s.sim.report({ measurement: OTHER_MEASUREMENT });
     const exWrong = await s.rt.api("POST", "nitride/explain", { workload_id: "web", evidence: evidenceToJson({ kind: "snp", report: wrong.report, certTable: wrong.certTable }) });
