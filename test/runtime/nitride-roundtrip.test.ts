@@ -140,6 +140,15 @@ describe("Nitride attested round trip (real server, simulated SNP)", () => {
     expect(dbg.status).toBe(403);
   });
 
+  it("concurrent attests with one nonce: exactly one token", async () => {
+    const ch2 = await s.rt.api("POST", "nitride/challenge", { workload_id: "web" }, "");
+    const spki = generateKeyPairSync("ec", { namedCurve: "P-384" }).publicKey.export({ format: "der", type: "spki" });
+    const ev = await s.sim.report({ measurement: GOOD_MEASUREMENT, reportData: reportDataFor(Buffer.from(ch2.body.data.nonce, "base64url"), spki) });
+    const body = { workload_id: "web", nonce: ch2.body.data.nonce, ephemeral_public_key: spki.toString("base64"), evidence: evidenceToJson({ kind: "snp", report: ev.report, certTable: ev.certTable }) };
+    const results = await Promise.all(Array.from({ length: 6 }, () => s.rt.api("POST", "nitride/attest", body, "")));
+    expect(results.map((r) => r.status).sort()).toEqual([200, 403, 403, 403, 403, 403]);
+  });
+
   it("refuses malformed attest input with 400 naming the field, unknown workloads with 404", async () => {
     const a = await attestAs(s, "web");
     const base = a.request;
