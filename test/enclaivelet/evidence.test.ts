@@ -248,3 +248,21 @@ describe("provider selection", () => {
     await expect(selectProvider(cfg({ provider: "simulator" }))).rejects.toThrow(/simulator/);
   });
 });
+
+describe("buckypaper enclaivelet detect", () => {
+  it("lists each evidence source as available or absent, honouring the config's paths", async () => {
+    const { main } = await import("../../cli/main.js");
+    const dir = await mkdtemp(path.join(tmpdir(), "bk-detect-"));
+    try {
+      await mkdir(path.join(dir, "report"));
+      const cfg = path.join(dir, "c.json");
+      await writeFile(cfg, JSON.stringify({ runtimeUrl: "https://rt:8200", runtimeCaSha256: "0".repeat(64), workloadId: "w", evidence: { configfsRoot: path.join(dir, "report"), sevGuestDevice: "/nonexistent/sev", tpmDevice: "/nonexistent/tpm" } }));
+      const out: string[] = [];
+      const code = await main(["enclaivelet", "detect", "--config", cfg], { out: (t) => void out.push(t), err: (t) => void out.push(t) });
+      expect(code).toBe(0);
+      expect(out).toEqual([expect.stringMatching(/^configfs-tsm\s+available$/), expect.stringMatching(/^sev-guest\s+absent$/), expect.stringMatching(/^azure\s+absent$/)]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
