@@ -14,6 +14,8 @@ export interface NitrideConfig {
   /** AMD KDS access for VCEKs/CRLs (off in air-gapped or test setups). */
   kds: "online" | "offline" | "off";
   kds_cache_dir?: string;
+  /** Operator directory with AMD ARK/ASK/ASVK certificates and CRLs (air-gapped use). */
+  amd_cert_dir?: string;
   /** Simulated SNP roots (tests, local stack only): evidence chaining to them is marked simulated. */
   simulated_snp_anchors: Array<{ product: SimulatedSnpAnchor["product"]; ark_sha256: string; ca_certs: string[] }>;
   /** SHA-256 fingerprints of simulated Intel roots (runtime/attestation/tdx/simulator.ts). */
@@ -45,6 +47,7 @@ export function configFrom(data: Record<string, unknown>, prev: NitrideConfig): 
     out.kds = k;
   }
   if (data.kds_cache_dir !== undefined) out.kds_cache_dir = optString(data, "kds_cache_dir") || undefined;
+  if (data.amd_cert_dir !== undefined) out.amd_cert_dir = optString(data, "amd_cert_dir") || undefined;
   if (data.intel_pcs !== undefined) {
     const v = optString(data, "intel_pcs");
     if (v !== "online" && v !== "off") throw new LogicalError(400, `intel_pcs: must be "online" or "off"`);
@@ -76,6 +79,7 @@ export function configFrom(data: Record<string, unknown>, prev: NitrideConfig): 
 
 export function trustFrom(c: NitrideConfig): TrustConfig {
   const snp: NonNullable<TrustConfig["snp"]> = {};
+  if (c.amd_cert_dir) snp.certDir = c.amd_cert_dir;
   if (c.kds !== "off") snp.kds = { offline: c.kds === "offline", ...(c.kds_cache_dir ? { cacheDir: c.kds_cache_dir } : {}) };
   if (c.accept_simulated && c.simulated_snp_anchors.length) {
     snp.simulated = c.simulated_snp_anchors.map((a) => ({
