@@ -258,10 +258,8 @@ export function tcbComponents(product: SnpProduct): TcbComponent[] {
 }
 
 export function formatTcb(t: TcbVersion): string {
-  return Object.entries(t)
-    .filter(([, v]) => v !== undefined)
-    .map(([k, v]) => `${k}=${v}`)
-    .join(" ");
+  const core = `bootloader=${t.bootloader} tee=${t.tee} snp=${t.snp} microcode=${t.microcode}`;
+  return t.fmc === undefined ? core : `fmc=${t.fmc} ${core}`;
 }
 
 /** CHIP_ID bytes that identify the chip in the VCEK hwID (Turin: the first 8 bytes). */

@@ -87,13 +87,20 @@ interface DirContents {
   certs: Uint8Array[];
   crls: Uint8Array[];
 }
-const dirCache = new Map<string, { mtimeMs: number; contents: DirContents }>();
+const dirCache = new Map<string, { mtimeMs: number; checkedAt: number; contents: DirContents }>();
+/** How long a directory listing is reused before its mtime is looked at again. */
+const DIR_RECHECK_MS = 1000;
 
 /** Reads an operator certificate directory (memoised until the directory changes). */
 export function readCertDir(dir: string): DirContents {
-  const mtimeMs = statSync(dir).mtimeMs;
   const hit = dirCache.get(dir);
-  if (hit && hit.mtimeMs === mtimeMs) return hit.contents;
+  const t = Date.now();
+  if (hit && t - hit.checkedAt < DIR_RECHECK_MS) return hit.contents;
+  const mtimeMs = statSync(dir).mtimeMs;
+  if (hit && hit.mtimeMs === mtimeMs) {
+    hit.checkedAt = t;
+    return hit.contents;
+  }
   const contents: DirContents = { certs: [], crls: [] };
   for (const name of readdirSync(dir).sort()) {
     const file = path.join(dir, name);
@@ -108,7 +115,7 @@ export function readCertDir(dir: string): DirContents {
       }
     }
   }
-  dirCache.set(dir, { mtimeMs, contents });
+  dirCache.set(dir, { mtimeMs, checkedAt: t, contents });
   return contents;
 }
 
@@ -284,7 +291,7 @@ export async function verifySnp(input: SnpVerifyInput, opts: SnpVerifyOptions): 
     product = vek.product;
     productHow = `VEK productName '${vek.productName}' (v${report.version} report without CPUID fields)`;
   } else {
-    c.add("snp.product", false, `v${report.version} report without CPUID fields and no VEK names the product: pass the product (milan|genoa|turin)`);
+    c.add("snp.product", false, `v${report.version} report without CPUID fields and no VEK names the product: pass the product (milan|genoa|turin)${vekError ? `; ${vekError}` : ""}`);
     return finish("unknown product");
   }
   if (input.product && input.product !== product) {
