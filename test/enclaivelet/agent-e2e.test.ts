@@ -339,3 +339,40 @@ describe("buckypaper enclaivelet run (the CLI as systemd runs it)", () => {
     expect(r.stderr).toMatch(/runtimeCaSha256/);
   });
 });
+
+describe("enclaivelet with TDX (simulated Intel hierarchy behind configfs-tsm, provider tdx_guest)", () => {
+  const MRTD = Buffer.alloc(48, 0x7d);
+  const RTMRS = [0, 1, 2, 3].map((i) => Buffer.alloc(48, 0x20 + i));
+  let tdxFake: FakeConfigfs;
+
+  beforeAll(async () => {
+    const { TdxSimulator } = await import("../../runtime/attestation/tdx/simulator.js");
+    const tdx = await TdxSimulator.create();
+    await stack.admin("PUT", "nitride/config", { simulated_tdx_roots: [tdx.rootFingerprint], intel_pcs: "off" });
+    await stack.admin("PUT", "secret/data/tdx/app", { data: { token: "tdx-app-s3cret" } });
+    await stack.admin("PUT", "nitride/workloads/tdx-app", {
+      platforms: ["tdx"], reference_values: { tdx: [{ mrtd: MRTD.toString("hex"), rtmrs: RTMRS.map((r) => r.toString("hex")) }] },
+      secrets: { kv: ["secret/data/tdx/app"] },
+    });
+    await stack.admin("POST", "auth/jwt/role/tdx", {
+      role_type: "jwt", bound_audiences: ["buckypaper"], user_claim: "sub", bound_claims: { platform: "tdx" },
+      token_policies: ["nitride-workload-{{sub}}"], token_policies_template_claims: true, token_ttl: "10m",
+    });
+    tdxFake = await startFakeConfigfsTsm(async (inblob) => ({ outblob: Buffer.from(tdx.quote({ mrTd: MRTD, rtmrs: RTMRS, reportData: inblob })) }), "tdx_guest");
+  });
+  afterAll(async () => tdxFake?.close());
+
+  it("attests with a TD quote and provisions the TDX workload's secret", async () => {
+    const root = await tempDir("bk-tdx-");
+    const events = memoryLogger();
+    const r = await runAgent(parseConfig({
+      runtimeUrl: stack.rt.url, runtimeCaSha256: stack.caSha256, workloadId: "tdx-app", jwtRole: "tdx",
+      evidence: { provider: "configfs-tsm", configfsRoot: tdxFake.root }, root,
+      files: [{ path: "/run/secrets/token", secret: "tdx/app#token" }],
+    }), { log: events });
+    expect(r.error).toBeUndefined();
+    expect(r.ok).toBe(true);
+    expect(events.events.find((e) => e.event === "evidence.collected")).toMatchObject({ kind: "tdx" });
+    expect(await readFile(path.join(root, "run/secrets/token"), "utf8")).toBe("tdx-app-s3cret");
+  });
+});
