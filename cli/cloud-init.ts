@@ -1,16 +1,18 @@
 // `buckypaper cloud-init render`: prints the user-data that wires the enclaivelet, to inspect it.
-import { parseFlags, parseHexFlag } from "./args.js";
+import { parseFlags, parseHexFlag, readFlagFile } from "./args.js";
 import { Exit, UsageError, type CliIo } from "./io.js";
-import { CLOUD_PLATFORMS, renderUserData, azureCustomData, UserDataError, type AgentDelivery, type CloudPlatform, type Tee } from "../runtime/enclaivelet/cloud-init/index.js";
+import { CLOUD_PLATFORMS, renderUserData, azureCustomData, UserDataError, type AgentDelivery, type CloudPlatform, type Tee, type UserDataInput } from "../runtime/enclaivelet/cloud-init/index.js";
 import { PROVIDER_NAMES, type ProviderName } from "../runtime/enclaivelet/config.js";
 
 const HELP = `usage: buckypaper cloud-init render --platform aws|azure|gcp|proxmox|qemu --runtime-url URL
          --runtime-ca-fingerprint SHA256HEX --workload ID [--tee snp|tdx]
          [--agent-url URL --agent-sha256 HEX [--agent-insecure-tls]] [--provider NAME]
-         [--needs-secrets UNIT]... [--hostname NAME] [--base64]
+         [--needs-secrets UNIT]... [--hostname NAME] [--plan FILE] [--base64]
 
 Prints #cloud-config user-data (never a secret). Without --agent-url the agent is expected to be baked
-into the image at /opt/buckypaper/enclaivelet. --base64 prints it encoded (Azure customData).`;
+into the image at /opt/buckypaper/enclaivelet. --plan names a JSON file with the provisioning sections of
+the agent config (volume, ssh, tls, files, envFiles, hook, retry; see docs/enclaivelet.md).
+--base64 prints it encoded (Azure customData).`;
 
 export async function run(argv: string[], io: CliIo): Promise<number> {
   const [sub, ...rest] = argv;
@@ -31,6 +33,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     provider: { type: "string" },
     "needs-secrets": { type: "string", multiple: true },
     hostname: { type: "string" },
+    plan: { type: "string" },
     base64: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   });
@@ -51,8 +54,21 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     if (!values["agent-url"] || !values["agent-sha256"]) throw new UsageError("--agent-url and --agent-sha256 go together");
     agent = { kind: "download", url: values["agent-url"], sha256: parseHexFlag("--agent-sha256", values["agent-sha256"], 32).toString("hex"), insecureTls: values["agent-insecure-tls"] ?? false };
   }
+  let provision: UserDataInput["provision"];
+  if (values.plan) {
+    try {
+      provision = JSON.parse(readFlagFile("--plan", values.plan).toString("utf8"));
+    } catch (e) {
+      if (e instanceof UsageError) throw e;
+      throw new UsageError(`--plan ${values.plan}: not JSON (${(e as Error).message})`);
+    }
+    const allowed = ["volume", "ssh", "tls", "files", "envFiles", "hook", "retry"];
+    const extra = Object.keys(provision ?? {}).filter((k) => !allowed.includes(k));
+    if (typeof provision !== "object" || provision === null || extra.length) throw new UsageError(`--plan: must be an object with only ${allowed.join(", ")}${extra.length ? ` (unexpected: ${extra.join(", ")})` : ""}`);
+  }
   try {
     const r = renderUserData({
+      provision,
       platform,
       runtimeUrl: values["runtime-url"]!,
       runtimeCaSha256: fingerprint,

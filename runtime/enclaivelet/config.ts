@@ -147,7 +147,7 @@ function onlyKeys(o: Json, field: string, allowed: string[]): void {
 
 const ABS_PATH = /^\/[^\0]*$/;
 const MODE = /^0?[0-7]{3,4}$/;
-const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/; // as Nitride's workload ids
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const VAULT_PATH = /^[A-Za-z0-9][A-Za-z0-9._/-]*$/;
 
@@ -174,7 +174,7 @@ export function parseConfig(input: unknown): EnclaiveletConfig {
   const cfg: EnclaiveletConfig = {
     runtimeUrl: runtimeUrl.replace(/\/+$/, ""),
     runtimeCaSha256: str(c.runtimeCaSha256, "runtimeCaSha256", /^[0-9a-fA-F]{64}$/, "must be 64 hex digits (SHA-256 of the CA certificate)").toLowerCase(),
-    workloadId: str(c.workloadId, "workloadId", ID, "must be 1-128 characters of [A-Za-z0-9._-]"),
+    workloadId: str(c.workloadId, "workloadId", ID, "must be 1-63 characters of [A-Za-z0-9._-]"),
     jwtRole: str(c.jwtRole ?? "workload", "jwtRole", VAULT_PATH),
     jwtMount: str(c.jwtMount ?? "jwt", "jwtMount", VAULT_PATH),
     evidence: {

@@ -213,3 +213,26 @@ describe("buckypaper cloud-init render", () => {
     expect(r2.err).toContain("--runtime-ca-fingerprint");
   });
 });
+
+describe("buckypaper cloud-init render --plan", () => {
+  it("embeds a provisioning plan from a JSON file; a bad plan is a usage error naming the field", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "bk-plan-"));
+    try {
+      const plan = path.join(dir, "plan.json");
+      writeFileSync(plan, JSON.stringify(fullPlan));
+      const out: string[] = [], err: string[] = [];
+      const io = { out: (t: string) => void out.push(t), err: (t: string) => void err.push(t) };
+      const args = ["cloud-init", "render", "--platform", "proxmox", "--runtime-url", "https://rt:8200", "--runtime-ca-fingerprint", CA, "--workload", "w", "--plan", plan];
+      expect(await main(args, io)).toBe(0);
+      expect(out.join("")).toContain('"device": "/dev/disk/by-id/nvme-data"');
+      writeFileSync(plan, JSON.stringify({ files: [{ path: "relative", secret: "x" }] }));
+      expect(await main(args, io)).toBe(2);
+      expect(err.join("")).toContain("files[0].path");
+      writeFileSync(plan, JSON.stringify({ runtimeUrl: "https://evil" }));
+      expect(await main(args, io)).toBe(2);
+      expect(err.join("")).toContain("unexpected: runtimeUrl");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

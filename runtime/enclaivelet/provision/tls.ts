@@ -39,7 +39,8 @@ export async function planTls(cfg: TlsConfig, root: string, issued: IssuedTls | 
   const chain = issued.ca_chain?.length ? issued.ca_chain : issued.issuing_ca ? [issued.issuing_ca] : [];
   const owner = { owner: cfg.owner, group: cfg.group };
   const writes: FileWrite[] = [
-    { path: cfg.keyPath, content: Buffer.from(issued.private_key.trim() + "\n"), mode: 0o600, ...owner, what: "tls private key" },
+    // A named group (e.g. the web server's) may read the key; nobody else.
+    { path: cfg.keyPath, content: Buffer.from(issued.private_key.trim() + "\n"), mode: cfg.group ? 0o640 : 0o600, ...owner, what: "tls private key" },
     { path: cfg.certPath, content: Buffer.from(issued.certificate.trim() + "\n"), mode: 0o644, ...owner, what: "tls certificate" },
   ];
   if (cfg.chainPath && chain.length) writes.push({ path: cfg.chainPath, content: Buffer.from(chain.map((c) => c.trim()).join("\n") + "\n"), mode: 0o644, ...owner, what: "tls issuing chain" });
