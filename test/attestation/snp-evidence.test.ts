@@ -104,6 +104,16 @@ run("SEV-SNP real evidence (manifest)", () => {
     }
   });
 
+  it("takes a VCEK+ASK+ARK bundle as the VEK, or the whole chain among the CA certificates (Azure THIM format)", async () => {
+    const dir = "azure-aci-sidecar-milan";
+    const report = readFileSync(SNP(dir, "report.bin"));
+    const bundle = readFileSync(SNP(dir, "vcek_chain.pem"));
+    for (const ev of [{ kind: "snp" as const, report, vek: bundle }, { kind: "snp" as const, report, caChain: [bundle] }]) {
+      const v = await appraise(ev, DEFAULT_POLICY, { trust: { snp: {} } });
+      expect(failed(v)).toEqual([]);
+    }
+  });
+
   it("without any CA source and offline, refuses: no pinned ARK available", async () => {
     const v = await appraise(evidenceOf("oak-genoa-v5"), DEFAULT_POLICY, { trust: { snp: { kds: { offline: true } } } });
     expect(v.accepted).toBe(false);

@@ -164,6 +164,27 @@ function configuredCasOf(key: object, blobs: Uint8Array[], origin: string): { ca
   return hit;
 }
 
+/** Splits a certificate blob holding a VCEK/VLEK (possibly with others) into the VEK and the rest. */
+function bundleParts(blob: Uint8Array): { vek: Uint8Array; rest: Uint8Array[] } | undefined {
+  let ders: Uint8Array[];
+  try {
+    ders = splitCertificates(blob);
+  } catch {
+    return undefined;
+  }
+  if (ders.length === 1 && ders[0] === blob) return undefined; // plain DER: parsed as the VEK later
+  const idx = ders.findIndex((d) => {
+    try {
+      const cn = parseCert(d).subjectCN;
+      return cn === "SEV-VCEK" || cn === "SEV-VLEK";
+    } catch {
+      return false;
+    }
+  });
+  if (idx < 0) return undefined;
+  return { vek: ders[idx], rest: ders.filter((_, i) => i !== idx) };
+}
+
 // ---- the verifier ---------------------------------------------------------------------------------
 
 class Checks {
@@ -245,6 +266,25 @@ export async function verifySnp(input: SnpVerifyInput, opts: SnpVerifyOptions): 
     }
   }
   caCertsFrom(input.caChain ?? [], evidenceCas, problems, "supplied CA certificates");
+  // A VEK file may be a whole chain (e.g. Azure's VCEK+ASK+ARK PEM): its CA certificates join the pool.
+  if (vekBytes) {
+    const bundle = bundleParts(vekBytes);
+    if (bundle) {
+      vekBytes = bundle.vek;
+      caCertsFrom(bundle.rest, evidenceCas, problems, "VEK bundle");
+    }
+  }
+  // No VEK given separately: a VCEK/VLEK may sit among the supplied CA certificates.
+  if (!vekBytes) {
+    for (const blob of input.caChain ?? []) {
+      const bundle = bundleParts(blob);
+      if (bundle) {
+        vekBytes = bundle.vek;
+        vekOrigin = "supplied certificates";
+        break;
+      }
+    }
+  }
   cas.push(...evidenceCas);
   const addConfigured = (x: { cas: CaCert[]; problems: string[] }) => {
     cas.push(...x.cas);
