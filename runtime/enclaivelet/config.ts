@@ -24,7 +24,7 @@ export interface VolumeConfig {
   device: string;
   /** dm-crypt mapping name: /dev/mapper/<name>. */
   name: string;
-  /** Filesystem created on first boot (mkfs.<fs>); omit to leave the mapping unformatted. */
+  /** Filesystem created on first boot (mkfs.<fs>); default ext4 with a mountpoint, else none. */
   filesystem?: "ext4" | "xfs";
   /** Where to mount the opened volume; omit to only open it. */
   mountpoint?: string;
@@ -202,7 +202,8 @@ export function parseConfig(input: unknown): EnclaiveletConfig {
     cfg.volume = {
       device: str(v.device, "volume.device", ABS_PATH, "must be an absolute path"),
       name: str(v.name ?? "bk-data", "volume.name", /^[A-Za-z0-9_-]{1,64}$/, "must be [A-Za-z0-9_-], ≤ 64 characters"),
-      filesystem: fs as VolumeConfig["filesystem"],
+      // A mountpoint needs a filesystem: default to ext4 rather than fail to mount on first boot.
+      filesystem: (fs ?? (v.mountpoint !== undefined ? "ext4" : undefined)) as VolumeConfig["filesystem"],
       mountpoint: optStr(v.mountpoint, "volume.mountpoint", ABS_PATH, "must be an absolute path"),
     };
   }

@@ -165,6 +165,8 @@ describe("agent config", () => {
     expect(c.evidence).toMatchObject({ provider: "auto", configfsRoot: "/sys/kernel/config/tsm/report", sevGuestDevice: "/dev/sev-guest" });
     expect(c.root).toBe("/");
     expect(c.jwtRole).toBe("workload");
+    expect(parseConfig({ ...base, volume: { device: "/dev/vdb", mountpoint: "/data" } }).volume).toEqual({ device: "/dev/vdb", name: "bk-data", filesystem: "ext4", mountpoint: "/data" });
+    expect(parseConfig({ ...base, volume: { device: "/dev/vdb" } }).volume?.filesystem).toBeUndefined();
   });
   it("errors name the field", () => {
     const bad: [Record<string, unknown>, RegExp][] = [
