@@ -3,13 +3,14 @@
 import { parseFlags, readFlagFile } from "./args.js";
 import { Exit, UsageError, type CliIo } from "./io.js";
 import {
-  KERNEL_SETUPS, MRTD_ORDERS, OVMF_PROFILES, TdxInputError, measureTdx, parseMemorySize,
+  KERNEL_SETUPS, MRTD_ORDERS, OVMF_PROFILES, TdxInputError, dumpQemuAcpi, measureTdx, parseMemorySize,
   type KernelSetup, type MrtdOrder, type OvmfProfile, type QemuAcpiBlobs,
 } from "../images/tdx/index.js";
 
 const USAGE = `usage: buckypaper measure tdx --firmware FILE [--mrtd-order single|two-pass]
     [--kernel F [--initrd F] [--append STR]] [--memory SIZE]
-    [--acpi-loader F --acpi-rsdp F --acpi-tables F] [--kernel-setup patched|unpatched] [--ovmf-profile P]
+    [--acpi-loader F --acpi-rsdp F --acpi-tables F | --acpi-qemu-args "ARGS" [--acpi-qemu BIN]]
+    [--kernel-setup patched|unpatched] [--ovmf-profile P]
 
   --firmware       unified OVMF image with TDVF metadata (e.g. Debian /usr/share/ovmf/OVMF.fd)
   --mrtd-order     page-add order of the host: single (default; upstream KVM >= 6.16 + QEMU >= 10.1, GCE)
@@ -18,6 +19,10 @@ const USAGE = `usage: buckypaper measure tdx --firmware FILE [--mrtd-order singl
                    RTMR[1] when the patched kernel carries an initrd address
   --acpi-*         QEMU's fw_cfg ACPI blobs (etc/table-loader, etc/acpi/rsdp, etc/acpi/tables) dumped
                    from the QEMU that will run the TD; RTMR[0] needs them
+  --acpi-qemu-args read those blobs from a real QEMU started (stopped, qtest) with these machine/device
+                   arguments of the launch, without the TDX object/firmware/kernel, e.g.
+                   --acpi-qemu-args="-machine q35 -smp 4 -nodefaults" (note the =); -m is added from --memory
+  --acpi-qemu      QEMU binary for --acpi-qemu-args (default qemu-system-x86_64)
   --kernel-setup   patched (default; QEMU < 10 writes into the setup header) or unpatched (QEMU >= 10
                    with firmware reading fw_cfg etc/boot/kernel)
   --ovmf-profile   ${OVMF_PROFILES.join(" | ")} (default pre-202505): OVMF event-log shape
@@ -29,6 +34,7 @@ const FLAGS = {
   firmware: { type: "string" }, kernel: { type: "string" }, initrd: { type: "string" }, append: { type: "string" },
   memory: { type: "string" }, "mrtd-order": { type: "string" }, "kernel-setup": { type: "string" }, "ovmf-profile": { type: "string" },
   "acpi-loader": { type: "string" }, "acpi-rsdp": { type: "string" }, "acpi-tables": { type: "string" },
+  "acpi-qemu-args": { type: "string" }, "acpi-qemu": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -62,13 +68,22 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   const ovmfProfile = choice<OvmfProfile>("ovmf-profile", v["ovmf-profile"], OVMF_PROFILES);
   try {
     const memory = v.memory === undefined ? undefined : parseMemorySize(v.memory);
+    let acpi = acpiBlobs(v);
+    if (v["acpi-qemu-args"] !== undefined) {
+      if (acpi) throw new UsageError("--acpi-qemu-args: give either the ACPI blob files or QEMU arguments, not both");
+      const args = v["acpi-qemu-args"].split(/\s+/).filter(Boolean);
+      if (memory !== undefined && !args.includes("-m")) args.push("-m", `${memory / 1024 / 1024}M`);
+      acpi = await dumpQemuAcpi({ qemu: v["acpi-qemu"], args });
+    } else if (v["acpi-qemu"] !== undefined) {
+      throw new UsageError("--acpi-qemu: only used with --acpi-qemu-args");
+    }
     const result = measureTdx({
       firmware: readFlagFile("--firmware", v.firmware),
       kernel: v.kernel === undefined ? undefined : readFlagFile("--kernel", v.kernel),
       initrd: v.initrd === undefined ? undefined : readFlagFile("--initrd", v.initrd),
       cmdline: v.append,
       memory,
-      acpi: acpiBlobs(v),
+      acpi,
       mrtdOrder,
       kernelSetup,
       ovmfProfile,
@@ -80,9 +95,9 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     return Exit.ok;
   } catch (e) {
     if (e instanceof TdxInputError) {
-      const flag = flagOf(e.field);
       // "firmware: …" → "--firmware: …"; "firmware.sections[0]: …" keeps the inner field in the text.
-      throw new UsageError(`--${flag}: ${e.field === flag ? e.message.slice(e.field.length + 2) : e.message}`);
+      const whole = FIELD_FLAGS[e.field] !== undefined;
+      throw new UsageError(`--${flagOf(e.field)}: ${whole ? e.message.slice(e.field.length + 2) : e.message}`);
     }
     throw e;
   }
@@ -90,7 +105,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
 
 // Library field names → CLI flags, so the message names what the user typed.
 const FIELD_FLAGS: Record<string, string> = {
-  firmware: "firmware", kernel: "kernel", initrd: "initrd", memory: "memory",
+  firmware: "firmware", kernel: "kernel", initrd: "initrd", memory: "memory", acpiQemuArgs: "acpi-qemu-args", acpiQemu: "acpi-qemu",
   mrtdOrder: "mrtd-order", kernelSetup: "kernel-setup", ovmfProfile: "ovmf-profile",
 };
 

@@ -9,3 +9,4 @@ export * from "./authenticode.js";
 export * from "./bzimage.js";
 export * from "./measure.js";
 export * from "./known-firmware.js";
+export * from "./qemu-acpi.js";
