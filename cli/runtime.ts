@@ -50,7 +50,7 @@ function statusLines(s: Record<string, unknown>): string {
   return rows.map(([k, v]) => `${k.padEnd(16)} ${String(v)}`).join("\n");
 }
 
-function failIfError(r: { status: number; body: any }, io: CliIo): boolean {
+function failIfError(r: { status: number; body: { errors?: string[] } | undefined }, io: CliIo): boolean {
   if (r.status < 400) return false;
   io.err(`Error (${r.status}): ${(r.body?.errors ?? []).join("; ") || "request failed"}`);
   return true;

@@ -2,10 +2,8 @@
 // headers. Everything security-relevant (tokens, ACL, sealing, audit) lives in the core; this layer
 // adds request-size limits, rate limits and the LIST verb.
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
-import http from "node:http";
-import net from "node:net";
-import tls from "node:tls";
-import { wrapSocket } from "./list-verb.js";
+import type tls from "node:tls";
+import { listAwareClientErrorHandler } from "./list-verb.js";
 import type { Core } from "../vault/core.js";
 import { RateLimiter, DEFAULT_RATE_LIMITS, type RateLimitRule } from "./rate-limit.js";
 
@@ -33,14 +31,11 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     trustProxy: false,
     return503OnClosing: true,
   };
-  let outer: net.Server | tls.Server | undefined;
-  (fopts as Record<string, unknown>).serverFactory = (handler: http.RequestListener) => {
-    const built = listeningServer(handler, opts.https);
-    outer = built.outer;
-    return built.server;
-  };
-  const app = Fastify(fopts as FastifyServerOptions);
-  if (outer instanceof tls.Server) app.decorate("tlsServer", outer);
+  if (opts.https) (fopts as Record<string, unknown>).https = { ...opts.https, minVersion: "TLSv1.2" };
+  const holder: { app?: FastifyInstance } = {};
+  fopts.clientErrorHandler = listAwareClientErrorHandler(() => holder.app!);
+  const app = Fastify(fopts);
+  holder.app = app;
   const limiter = new RateLimiter(opts.rateLimits ?? DEFAULT_RATE_LIMITS);
   const core = opts.core;
 
@@ -85,31 +80,8 @@ export function buildApp(opts: AppOptions): FastifyInstance {
 
 /** Replaces the listener's certificate in place (after `runtime init` issues one from the runtime CA). */
 export function setListenerCertificate(app: FastifyInstance, cert: { key: string; cert: string }): boolean {
-  const srv = (app as unknown as { tlsServer?: tls.Server }).tlsServer;
-  if (!srv) return false;
+  const srv = app.server as unknown as Partial<tls.Server>;
+  if (typeof srv.setSecureContext !== "function") return false;
   srv.setSecureContext({ key: cert.key, cert: cert.cert });
   return true;
-}
-
-/**
- * An http.Server that never listens itself: a net (or tls) server accepts connections and hands
- * them over wrapped by wrapSocket (LIST verb support). listen/close/address delegate to the outer one.
- */
-function listeningServer(handler: http.RequestListener, https?: { key: string | Buffer; cert: string | Buffer }) {
-  const server = http.createServer({ keepAliveTimeout: 65_000, headersTimeout: 30_000, requestTimeout: 60_000 }, handler);
-  const outer: net.Server | tls.Server = https ? tls.createServer({ key: https.key, cert: https.cert, minVersion: "TLSv1.2" }) : net.createServer();
-  outer.on(https ? "secureConnection" : "connection", (sock: net.Socket) => server.emit("connection", wrapSocket(sock)));
-  outer.on("listening", () => server.emit("listening"));
-  outer.on("error", (e) => server.emit("error", e));
-  if (https) outer.on("tlsClientError", () => { /* handshake failures are the client's problem; nothing to log */ });
-  const s = server as unknown as Record<string, unknown>;
-  s.listen = (...args: unknown[]) => { (outer.listen as (...a: unknown[]) => void)(...args); return server; };
-  s.address = () => outer.address();
-  s.close = (cb?: (err?: Error) => void) => {
-    outer.close((err) => cb?.(err));
-    server.closeAllConnections();
-    return server;
-  };
-  Object.defineProperty(server, "listening", { get: () => outer.listening });
-  return { server, outer };
 }

@@ -29,6 +29,7 @@ export function normalizeFingerprint(fp: string): string {
   return fp.replace(/^sha256:/i, "").replace(/:/g, "").toLowerCase();
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped JSON from the API
 export async function runtimeRequest(addr: string, method: string, path: string, body?: unknown, o: ClientTls & { token?: string } = {}): Promise<{ status: number; body: any }> {
   const url = new URL(`/v1/${path.replace(/^\/+/, "")}`, addr);
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));

@@ -46,7 +46,7 @@ export async function startServer(cfg: RuntimeConfig, o: { logger?: CoreLogger; 
   const dir = l.tlsDir;
   const files = dir ? { ca: path.join(dir, "ca.pem"), cert: path.join(dir, "server.pem"), key: path.join(dir, "server-key.pem") } : undefined;
   const hosts = [...l.tlsHosts, l.host === "0.0.0.0" || l.host === "::" ? "127.0.0.1" : l.host, "localhost"];
-  let app: FastifyInstance | undefined;
+  const holder: { app?: FastifyInstance } = {};
 
   async function installLeaf(ca: CaMaterial) {
     if (!files) return;
@@ -55,7 +55,7 @@ export async function startServer(cfg: RuntimeConfig, o: { logger?: CoreLogger; 
     writeAtomic(files.ca, ca.certPem, 0o644);
     writeAtomic(files.key, leaf.keyPem, 0o600);
     writeAtomic(files.cert, leaf.certPem, 0o644);
-    if (app) setListenerCertificate(app, { key: leaf.keyPem, cert: leaf.certPem });
+    if (holder.app) setListenerCertificate(holder.app, { key: leaf.keyPem, cert: leaf.certPem });
   }
 
   const core = new Core({
@@ -89,7 +89,7 @@ export async function startServer(cfg: RuntimeConfig, o: { logger?: CoreLogger; 
       bootstrapFingerprint = certFingerprint(boot.certPem);
     }
   }
-  app = buildApp({ core, https, bodyLimit: l.maxRequestSize, rateLimits: cfg.rateLimits, logRequests: false });
+  const app = buildApp({ core, https, bodyLimit: l.maxRequestSize, rateLimits: cfg.rateLimits, logRequests: false });
   try {
     await app.listen({ host: l.host, port: l.port });
   } catch (e) {
@@ -99,6 +99,7 @@ export async function startServer(cfg: RuntimeConfig, o: { logger?: CoreLogger; 
   const addr = app.server.address();
   const port = typeof addr === "object" && addr ? addr.port : l.port;
   const url = `${tlsOn ? "https" : "http"}://${l.host.includes(":") ? `[${l.host}]` : l.host}:${port}`;
+  holder.app = app;
   const a = app;
   return {
     url, core, app: a, bootstrapFingerprint,

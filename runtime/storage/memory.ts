@@ -18,14 +18,14 @@ export class MemoryStorage implements Storage {
         get: async (k) => (staged.has(k) ? (staged.get(k) ?? undefined) : this.get(k)),
         list: async (p) => {
           const keys = new Set(this.data.keys());
-          for (const [k, v] of staged) (v === null ? keys.delete(k) : keys.add(k));
+          for (const [k, v] of staged) { if (v === null) keys.delete(k); else keys.add(k); }
           return childrenOf(p, keys);
         },
         put: async (k, v) => { staged.set(k, Buffer.from(v)); },
         delete: async (k) => { staged.set(k, null); },
       };
       const result = await fn(tx);
-      for (const [k, v] of staged) (v === null ? this.data.delete(k) : this.data.set(k, v));
+      for (const [k, v] of staged) { if (v === null) this.data.delete(k); else this.data.set(k, v); }
       return result;
     };
     const p = this.queue.then(run, run);

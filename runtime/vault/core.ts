@@ -195,6 +195,7 @@ export class Core {
     this.mounts = [];
     this.tokens = undefined;
     this.policyCache.clear();
+    this.aclCache.clear();
     this.unsealKey?.fill(0);
     this.unsealKey = undefined;
     this.barrier.seal();
@@ -305,11 +306,20 @@ export class Core {
     return policy;
   }
 
+  private aclCache = new Map<string, { parts: Policy[]; acl: Acl }>();
+
+  /** The ACL of a policy set; policies are re-read each time (replicas may change them), compiled once per version. */
   async aclFor(policies: string[]): Promise<Acl> {
     if (policies.includes("root")) return new Acl([], true);
     const ps: Policy[] = [];
     for (const n of policies) { const p = await this.getPolicy(n); if (p) ps.push(p); }
-    return new Acl(ps);
+    const key = policies.join("\0");
+    const hit = this.aclCache.get(key);
+    if (hit && hit.parts.length === ps.length && hit.parts.every((p, i) => p === ps[i])) return hit.acl;
+    const acl = new Acl(ps);
+    if (this.aclCache.size > 1000) this.aclCache.clear();
+    this.aclCache.set(key, { parts: ps, acl });
+    return acl;
   }
 
   systemView(): SystemView {

@@ -8,6 +8,7 @@ import { startTestRuntime, type TestRuntime } from "../support/runtime.js";
 import { requireTool } from "../support/prereq.js";
 
 const require = createRequire(import.meta.url);
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- node-vault is untyped CommonJS
 const nodeVault = require("node-vault") as (o: { endpoint: string; token?: string; apiVersion?: string }) => any;
 
 let rt: TestRuntime;

@@ -47,6 +47,7 @@ export async function cli(args: string[]): Promise<{ code: number; stdout: strin
 }
 
 /** JSON request over plain HTTP. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped JSON from the API
 export async function api(url: string, method: string, p: string, body?: unknown, token?: string): Promise<{ status: number; body: any }> {
   const res = await fetch(`${url}/v1/${p}`, {
     method, headers: { ...(token ? { "x-vault-token": token } : {}), ...(body !== undefined ? { "content-type": "application/json" } : {}) },

@@ -19,6 +19,8 @@ import type { Storage } from "../../runtime/storage/types.js";
 import { haveCommand, requireTool } from "../support/prereq.js";
 import { repoRoot } from "../support/shared.js";
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped JSON from the API
+type Json = any;
 const MARKER = "plaintext-marker-7f3a9c";
 /** KV v2 keeps version n of secret p at ver/<sha256(p)>/<n> in its mount's storage. */
 const VERSION_KEY_OF_ONE = `/ver/${createHash("sha256").update("one").digest("hex")}/1`;
@@ -61,7 +63,7 @@ async function seed(physical: Storage) {
   }
   const child = await h("POST", "auth/token/create", { policies: ["default"], ttl: "1h" });
   await core.seal();
-  return { init, childToken: (child.body as any).auth.client_token as string };
+  return { init, childToken: (child.body as Json).auth.client_token as string };
 }
 
 async function reopenAndCheck(physical: Storage, init: { keys: string[]; root_token: string }, otherKeys: string[]) {
@@ -84,7 +86,7 @@ async function reopenAndCheck(physical: Storage, init: { keys: string[]; root_to
   await core.unsealWith([init.keys[4], init.keys[2], init.keys[0]]);
   expect(core.sealed).toBe(false);
   const r = await h("GET", "secret/data/two");
-  expect((r.body as any).data.data.value).toBe(`${MARKER}-two`);
+  expect((r.body as Json).data.data.value).toBe(`${MARKER}-two`);
   return { core, h };
 }
 
@@ -138,13 +140,13 @@ describe("SQLite storage", () => {
     const c2 = await reopenAndCheck(new SqliteStorage(file), init, other.init.keys);
     const bad = await c2.h("GET", "secret/data/one");
     expect(bad.status).toBe(500);
-    expect((bad.body as any).errors[0]).toBe(`storage corruption: stored value for '${target.key}' failed authentication (corrupt or tampered)`);
+    expect((bad.body as Json).errors[0]).toBe(`storage corruption: stored value for '${target.key}' failed authentication (corrupt or tampered)`);
     expect(JSON.stringify(bad.body)).not.toContain(MARKER);
-    expect(((await c2.h("GET", "secret/data/three")).body as any).data.data.value).toBe(`${MARKER}-three`);
+    expect(((await c2.h("GET", "secret/data/three")).body as Json).data.data.value).toBe(`${MARKER}-three`);
     expect((await c2.h("GET", "secret/metadata/one")).status).toBe(200);
     // Writing a new version over the damaged one still works; the old version stays reported as corrupt.
     expect((await c2.h("POST", "secret/data/one", { data: { value: "fresh" } })).status).toBe(200);
-    expect(((await c2.h("GET", "secret/data/one")).body as any).data.data.value).toBe("fresh");
+    expect(((await c2.h("GET", "secret/data/one")).body as Json).data.data.value).toBe("fresh");
     const v1 = await c2.core.handle({ method: "GET", path: "secret/data/one", query: { version: "1" }, body: undefined, headers: { "x-vault-token": init.root_token }, clientIp: "127.0.0.1" });
     expect(v1.status).toBe(500);
     await core.opts.physical.close().catch(() => undefined);
@@ -196,8 +198,8 @@ describe("PostgreSQL storage", () => {
     const h = (p: string) => core.handle({ method: "GET", path: p, query: {}, body: undefined, headers: { "x-vault-token": init.root_token }, clientIp: "127.0.0.1" });
     const bad = await h("secret/data/one");
     expect(bad.status).toBe(500);
-    expect((bad.body as any).errors[0]).toContain(`stored value for '${target}' failed authentication`);
-    expect(((await h("secret/data/three")).body as any).data.data.value).toBe(`${MARKER}-three`);
+    expect((bad.body as Json).errors[0]).toContain(`stored value for '${target}' failed authentication`);
+    expect(((await h("secret/data/three")).body as Json).data.data.value).toBe(`${MARKER}-three`);
     await core.seal();
     await core.opts.physical.close();
     await client.end();

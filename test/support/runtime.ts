@@ -30,6 +30,7 @@ export interface TestRuntime {
   caFingerprint?: string;
   runtime: DevRuntime;
   /** fetch against the runtime with the root token (or `token`), JSON in and out. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped JSON from the API
   api(method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; body: any }>;
   close(): Promise<void>;
 }

@@ -62,6 +62,16 @@ function subkeys(v: unknown, depth: number, level = 1): unknown {
 export class KvV2Backend implements LogicalBackend {
   readonly type = "kv";
 
+  private cachedConfig: { at: number; cfg: KvConfig } | undefined;
+
+  /** Config for the read path: at most 1 s stale (it only decides delete_version_after expiry). */
+  private async readConfig(s: StorageWriter): Promise<KvConfig> {
+    if (this.cachedConfig && Date.now() - this.cachedConfig.at < 1000) return this.cachedConfig.cfg;
+    const cfg = await this.config(s);
+    this.cachedConfig = { at: Date.now(), cfg };
+    return cfg;
+  }
+
   private async config(s: StorageWriter): Promise<KvConfig> {
     return parse<KvConfig>(await s.get("config")) ?? { max_versions: 0, cas_required: false, delete_version_after: 0 };
   }
@@ -117,6 +127,7 @@ export class KvV2Backend implements LogicalBackend {
       if (req.data.delete_version_after !== undefined) c.delete_version_after = parseDuration("delete_version_after", req.data.delete_version_after);
       await tx.put("config", json(c));
     });
+    this.cachedConfig = undefined;
     return {};
   }
 
@@ -142,7 +153,7 @@ export class KvV2Backend implements LogicalBackend {
     if (req.query.version !== undefined && !Number.isInteger(Number(req.query.version))) throw new LogicalError(400, "version: must be an integer");
     if (!m || !n || !m.versions[String(n)]) return { status: 404 };
     const v = m.versions[String(n)];
-    const cfg = await this.config(req.storage);
+    const cfg = await this.readConfig(req.storage);
     const meta = this.versionView(m, n);
     if (v.destroyed || v.deletion_time || this.expired(m, v, cfg)) {
       if (!v.deletion_time && this.expired(m, v, cfg)) meta.deletion_time = new Date(Date.parse(v.created_time) + (m.delete_version_after || cfg.delete_version_after) * 1000).toISOString();
