@@ -318,6 +318,13 @@ describe("SNP KDS client over real HTTP", () => {
     }
   });
 
+  it("builds KDS paths: 64-byte hwID for Milan/Genoa, 8-byte hwID + fmcSPL for Turin", () => {
+    const chip = Uint8Array.from({ length: 64 }, (_, i) => i);
+    const tcb = { bootloader: 3, tee: 0, snp: 8, microcode: 115 };
+    expect(vcekPath("Milan", chip, tcb)).toBe(`/vcek/v1/Milan/${Buffer.from(chip).toString("hex")}?blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115`);
+    expect(vcekPath("Turin", chip, { ...tcb, fmc: 1 })).toBe("/vcek/v1/Turin/0001020304050607?fmcSPL=1&blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115");
+  });
+
   it("reports KDS HTTP errors as a failed check, never a crash", async () => {
     const sim = sims.Turin;
     const r = await sim.report({ tcb: { fmc: 9, bootloader: 9, tee: 9, snp: 9, microcode: 9 } });
