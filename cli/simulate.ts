@@ -7,16 +7,28 @@ import { parseFlags, parseHexFlag } from "./args.js";
 import { Exit, UsageError, type CliIo, type CommandRunner } from "./io.js";
 import { productFromName } from "../runtime/attestation/snp/abi.js";
 import { createSnpSimulator, type SimulatedReportOptions } from "../runtime/attestation/snp/simulator.js";
+import { initPlatform } from "../runtime/localvm/platform.js";
+import { runLocalVm } from "../runtime/localvm/vm.js";
+import { LocalVmError } from "../runtime/localvm/errors.js";
 
 const HELP = `usage: buckypaper simulate snp --out DIR [--measurement HEX] [--report-data HEX] [--product milan|genoa|turin]
                                 [--version 2|3|5] [--signer vcek|vlek] [--debug] [--migrate-ma] [--single-socket]
                                 [--policy 0xHEX] [--vmpl N] [--guest-svn N] [--host-data HEX] [--json]
        buckypaper simulate tdx ...   (see 'buckypaper simulate tdx --help', when built)
+       buckypaper simulate platform init --dir DIR [--product milan|genoa|turin]
+       buckypaper simulate vm --platform DIR --firmware F [--kernel K --initrd I --append S] --vcpus N
+                              --vcpu-type T --agent-config C --root R --state-dir S [--name N]
 
   Writes DIR/report.bin (0x4A0 bytes), DIR/certs.bin (certificate table, as configfs-tsm auxblob),
   DIR/vek.der, DIR/ark.pem, DIR/ask.pem, DIR/asvk.pem. The AMD hierarchy is SIMULATED and generated
   afresh on every run; verify with:
-    buckypaper verify snp --report DIR/report.bin --certs-from-table DIR/certs.bin --simulated-ca DIR/ark.pem`;
+    buckypaper verify snp --report DIR/report.bin --certs-from-table DIR/certs.bin --simulated-ca DIR/ark.pem
+
+  'platform init' creates a persistent simulated platform (the local stack's "chip"): DIR/platform.json
+  (its private keys, mode 0600) and DIR/anchor.json (the public anchor a runtime's nitride/config trusts);
+  an existing platform is kept. 'vm' runs a local confidential VM in the foreground until SIGTERM: the
+  simulated PSP measures the given boot inputs, the enclaivelet attests with that measurement and
+  provisions into --root; S/status.json reports measurement, verdict and delivered files.`;
 
 const pem = (der: Uint8Array) => `-----BEGIN CERTIFICATE-----\n${Buffer.from(der).toString("base64").replace(/.{64}/g, "$&\n").replace(/\n$/, "")}\n-----END CERTIFICATE-----\n`;
 
@@ -95,6 +107,60 @@ async function snp(argv: string[], io: CliIo): Promise<number> {
   return Exit.ok;
 }
 
+async function platform(argv: string[], io: CliIo): Promise<number> {
+  const [action, ...rest] = argv;
+  if (action !== "init") throw new UsageError(`simulate platform: expected 'init'\n${HELP}`);
+  const { values } = parseFlags(rest, { dir: { type: "string" }, product: { type: "string" }, json: { type: "boolean" } });
+  if (!values.dir) throw new UsageError("--dir is required");
+  const product = productFromName(values.product ?? "genoa");
+  if (!product) throw new UsageError(`--product: '${values.product}' is not milan, genoa or turin`);
+  try {
+    const { anchor, created } = await initPlatform(path.resolve(values.dir), { product });
+    io.out(values.json ? JSON.stringify({ dir: path.resolve(values.dir), created, simulated: true, product: anchor.product, arkSha256: anchor.ark_sha256 }) : `${created ? "created" : "kept"} a SIMULATED ${anchor.product} platform in ${values.dir} (ARK SHA-256 ${anchor.ark_sha256})`);
+    return Exit.ok;
+  } catch (e) {
+    if (e instanceof LocalVmError) throw new UsageError(e.message);
+    throw e;
+  }
+}
+
+async function vm(argv: string[], _io: CliIo): Promise<number> {
+  const { values } = parseFlags(argv, {
+    name: { type: "string" },
+    platform: { type: "string" },
+    firmware: { type: "string" },
+    kernel: { type: "string" },
+    initrd: { type: "string" },
+    append: { type: "string" },
+    vcpus: { type: "string" },
+    "vcpu-type": { type: "string" },
+    "agent-config": { type: "string" },
+    root: { type: "string" },
+    "state-dir": { type: "string" },
+  });
+  for (const f of ["platform", "firmware", "vcpus", "vcpu-type", "agent-config", "root", "state-dir"] as const) {
+    if (!values[f]) throw new UsageError(`--${f} is required\n${HELP}`);
+  }
+  const vcpus = int("--vcpus", values.vcpus, 512);
+  if (!vcpus) throw new UsageError("--vcpus: expected an integer 1..512");
+  const abs = (p: string) => path.resolve(p);
+  return runLocalVm({
+    name: values.name ?? path.basename(abs(values["state-dir"]!)),
+    platformDir: abs(values.platform!),
+    boot: {
+      firmware: abs(values.firmware!),
+      ...(values.kernel ? { kernel: abs(values.kernel) } : {}),
+      ...(values.initrd ? { initrd: abs(values.initrd) } : {}),
+      ...(values.append !== undefined ? { append: values.append } : {}),
+      vcpus,
+      vcpuType: values["vcpu-type"]!,
+    },
+    agentConfigFile: abs(values["agent-config"]!),
+    root: abs(values.root!),
+    stateDir: abs(values["state-dir"]!),
+  });
+}
+
 export async function run(argv: string[], io: CliIo): Promise<number> {
   const [kind, ...rest] = argv;
   if (kind === undefined || kind === "--help" || kind === "-h" || kind === "help") {
@@ -102,6 +168,8 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     return kind === undefined ? Exit.usage : Exit.ok;
   }
   if (kind === "snp") return snp(rest, io);
+  if (kind === "platform") return platform(rest, io);
+  if (kind === "vm") return vm(rest, io);
   if (kind === "tdx") {
     let mod: { run: CommandRunner };
     try {
@@ -112,5 +180,5 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     }
     return mod.run(rest, io);
   }
-  throw new UsageError(`unknown simulator '${kind}' (expected snp or tdx)\n${HELP}`);
+  throw new UsageError(`unknown simulator '${kind}' (expected snp, tdx, platform or vm)\n${HELP}`);
 }

@@ -3,3 +3,6 @@
 export { Workload, Secret, Policy, PkiRole, SshRole, JwtRole, Mount, AuthMount, RuntimeService } from "./resources.js";
 export type { WorkloadArgs, WorkloadTdxReference, WorkloadPkiArgs, WorkloadSshArgs, SecretArgs, PolicyArgs, PkiRoleArgs, SshRoleArgs, JwtRoleArgs, RuntimeConnectionArgs, RuntimeServiceArgs, RuntimeServiceSshArgs, MountArgs } from "./resources.js";
 export { runtimeRequest, certFingerprint, RuntimeApiError, RuntimeConnectionError, type RuntimeConnection } from "./client.js";
+// The local stack's dynamic resources (simulated platform, local VMs, runtime writes, generated secrets).
+export { SimulatedPlatform, LocalVm, RuntimeWrite, GeneratedSecret } from "./local-vm.js";
+export type { SimulatedPlatformArgs, SimulatedAnchor, LocalVmArgs, RuntimeWriteArgs, GeneratedSecretArgs } from "./local-vm.js";

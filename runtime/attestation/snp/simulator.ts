@@ -32,6 +32,29 @@ export interface SnpSimulatorOptions {
   notBefore?: Date;
   /** Cloud provider name put in the VLEK's cspID. */
   cspId?: string;
+  /**
+   * A platform saved by `exportState()`: the same simulated AMD hierarchy, chip and VCEKs across
+   * processes (the local stack's runtime and its VMs). Overrides product, rsaBits, chipId, tcb,
+   * notBefore and cspId.
+   */
+  state?: SnpSimulatorState;
+}
+
+/**
+ * Everything a simulated platform is: keys (PKCS#8, base64), certificates (DER, base64) and chip facts.
+ * It holds private keys: keep it in a file readable by its owner only.
+ */
+export interface SnpSimulatorState {
+  format: "buckypaper-snp-simulator/1";
+  product: SnpProduct;
+  /** 64 bytes, hex. */
+  chipId: string;
+  tcb: TcbVersion;
+  cspId: string;
+  keys: { ark: string; ask: string; asvk: string; vlek: string };
+  certs: { ark: string; ask: string; asvk: string };
+  /** VEKs issued so far, keyed like the simulator's cache ("vcek:<tcb hex>"). */
+  veks: Record<string, { cert: string; key: string }>;
 }
 
 export interface SimulatedReportOptions {
@@ -77,6 +100,8 @@ export interface SnpSimulator {
   report(opts?: SimulatedReportOptions): Promise<SimulatedReport>;
   /** A CRL signed by the simulated ARK, listing the chosen intermediates as revoked. */
   crl(opts?: { revoke?: Array<"ask" | "asvk">; nextUpdate?: Date }): Promise<Uint8Array>;
+  /** The platform's keys and certificates, to recreate it with `createSnpSimulator({ state })`. */
+  exportState(): Promise<SnpSimulatorState>;
 }
 
 const CPUID: Record<SnpProduct, [number, number, number]> = {
@@ -125,6 +150,7 @@ function caExtensions(product: SnpProduct, role: "vcek" | "vlek") {
 }
 
 export async function createSnpSimulator(opts: SnpSimulatorOptions = {}): Promise<SnpSimulator> {
+  if (opts.state) return simulatorFromState(opts.state);
   const product = opts.product ?? "Milan";
   const bits = opts.rsaBits ?? 2048;
   const notBefore = opts.notBefore ?? new Date(Date.now() - 24 * 3600 * 1000);
@@ -160,6 +186,71 @@ export async function createSnpSimulator(opts: SnpSimulatorOptions = {}): Promis
     });
   const ask = await issueCa(`SEV-${product}`, `0${prefix}0001`, askKeys, "vcek");
   const asvk = await issueCa(`SEV-VLEK-${product}`, `0${prefix}0101`, asvkKeys, "vlek");
+  return buildSimulator({ product, chipId, platformTcb, cspId, notBefore, arkKeys, askKeys, asvkKeys, vlekKeys, ark, ask, asvk, veks: new Map() });
+}
+
+interface SimulatorParts {
+  product: SnpProduct;
+  chipId: Uint8Array;
+  platformTcb: TcbVersion;
+  cspId: string;
+  notBefore: Date;
+  arkKeys: webcrypto.CryptoKeyPair;
+  askKeys: webcrypto.CryptoKeyPair;
+  asvkKeys: webcrypto.CryptoKeyPair;
+  vlekKeys: webcrypto.CryptoKeyPair;
+  ark: x509.X509Certificate;
+  ask: x509.X509Certificate;
+  asvk: x509.X509Certificate;
+  /** VEKs already issued (restored from a state). */
+  veks: Map<string, Promise<{ cert: Uint8Array; key: KeyObject }>>;
+}
+
+const b64 = (b: Uint8Array | ArrayBuffer) => Buffer.from(b instanceof ArrayBuffer ? new Uint8Array(b) : b).toString("base64");
+const unb64 = (s: string) => new Uint8Array(Buffer.from(s, "base64"));
+
+async function simulatorFromState(st: SnpSimulatorState): Promise<SnpSimulator> {
+  if (st?.format !== "buckypaper-snp-simulator/1") throw new RangeError("simulator: state.format must be 'buckypaper-snp-simulator/1'");
+  if (!(st.product in CPUID)) throw new RangeError(`simulator: state.product '${String(st.product)}' is not Milan, Genoa or Turin`);
+  if (!/^[0-9a-f]{128}$/.test(st.chipId)) throw new RangeError("simulator: state.chipId must be 64 bytes of lowercase hex");
+  const rsa = { name: "RSA-PSS", hash: "SHA-384" };
+  const ec = { name: "ECDSA", namedCurve: "P-384" };
+  const pair = async (field: "ark" | "ask" | "asvk" | "vlek", alg: typeof rsa | typeof ec): Promise<webcrypto.CryptoKeyPair> => {
+    try {
+      const privateKey = await subtle.importKey("pkcs8", unb64(st.keys[field]), alg, true, ["sign"]);
+      // The public half is only used for issuing; derive it through a JWK round trip.
+      const jwk = await subtle.exportKey("jwk", privateKey);
+      const pub = { kty: jwk.kty, n: jwk.n, e: jwk.e, crv: jwk.crv, x: jwk.x, y: jwk.y };
+      const publicKey = await subtle.importKey("jwk", pub, alg, true, ["verify"]);
+      return { privateKey, publicKey } as webcrypto.CryptoKeyPair;
+    } catch (e) {
+      throw new RangeError(`simulator: state.keys.${field} is not a usable PKCS#8 key (${(e as Error).message})`);
+    }
+  };
+  const cert = (field: "ark" | "ask" | "asvk") => {
+    try {
+      return new x509.X509Certificate(unb64(st.certs[field]));
+    } catch {
+      throw new RangeError(`simulator: state.certs.${field} is not a DER certificate`);
+    }
+  };
+  const [arkKeys, askKeys, asvkKeys, vlekKeys] = await Promise.all([pair("ark", rsa), pair("ask", rsa), pair("asvk", rsa), pair("vlek", ec)]);
+  const ark = cert("ark");
+  const veks = new Map<string, Promise<{ cert: Uint8Array; key: KeyObject }>>();
+  for (const [id, v] of Object.entries(st.veks ?? {})) {
+    const key = await subtle.importKey("pkcs8", unb64(v.key), ec, true, ["sign"]).catch(() => {
+      throw new RangeError(`simulator: state.veks['${id}'].key is not a P-384 PKCS#8 key`);
+    });
+    veks.set(id, Promise.resolve({ cert: unb64(v.cert), key: KeyObject.from(key) }));
+  }
+  return buildSimulator({
+    product: st.product, chipId: new Uint8Array(Buffer.from(st.chipId, "hex")), platformTcb: st.tcb, cspId: st.cspId,
+    notBefore: ark.notBefore, arkKeys, askKeys, asvkKeys, vlekKeys, ark, ask: cert("ask"), asvk: cert("asvk"), veks,
+  });
+}
+
+async function buildSimulator(p: SimulatorParts): Promise<SnpSimulator> {
+  const { product, chipId, platformTcb, cspId, notBefore, arkKeys, askKeys, asvkKeys, vlekKeys, ark, ask, asvk } = p;
   const der = (c: x509.X509Certificate) => new Uint8Array(c.rawData);
   const caCerts = { ark: der(ark), ask: der(ask), asvk: der(asvk) };
 
@@ -190,7 +281,7 @@ export async function createSnpSimulator(opts: SnpSimulatorOptions = {}): Promis
     });
 
   // One VCEK per TCB (the real chip derives a new key per TCB); VLEKs likewise per TCB, one key.
-  const veks = new Map<string, Promise<{ cert: Uint8Array; key: KeyObject }>>();
+  const veks = p.veks;
   const vekFor = (kind: "vcek" | "vlek", tcb: TcbVersion) => {
     const id = `${kind}:${Buffer.from(encodeTcb(tcb, product)).toString("hex")}`;
     let p = veks.get(id);
@@ -293,5 +384,24 @@ export async function createSnpSimulator(opts: SnpSimulatorOptions = {}): Promis
     return new Uint8Array(c.rawData);
   }
 
-  return { product, chipId, trustAnchor, caCerts, report, crl };
+  async function exportState(): Promise<SnpSimulatorState> {
+    const pkcs8 = async (k: webcrypto.CryptoKey) => b64(await subtle.exportKey("pkcs8", k));
+    const vekOut: SnpSimulatorState["veks"] = {};
+    for (const [id, v] of veks) {
+      const { cert, key } = await v;
+      vekOut[id] = { cert: b64(cert), key: b64(key.export({ type: "pkcs8", format: "der" })) };
+    }
+    return {
+      format: "buckypaper-snp-simulator/1",
+      product,
+      chipId: Buffer.from(chipId).toString("hex"),
+      tcb: platformTcb,
+      cspId,
+      keys: { ark: await pkcs8(arkKeys.privateKey), ask: await pkcs8(askKeys.privateKey), asvk: await pkcs8(asvkKeys.privateKey), vlek: await pkcs8(vlekKeys.privateKey) },
+      certs: { ark: b64(caCerts.ark), ask: b64(caCerts.ask), asvk: b64(caCerts.asvk) },
+      veks: vekOut,
+    };
+  }
+
+  return { product, chipId, trustAnchor, caCerts, report, crl, exportState };
 }

@@ -1,0 +1,144 @@
+// Dynamic resources of the `local` stack (handlers in provider/local-vm-handlers.ts):
+//   SimulatedPlatform  a persistent simulated SEV-SNP platform directory (keys private; anchor public)
+//   LocalVm            a local confidential VM process: simulated PSP + enclaivelet + private root
+//   RuntimeWrite       one configuration write to the runtime API (engine config the other resources
+//                      do not model: PKI root, SSH CA, JWT auth config, Nitride config, audit device)
+//   GeneratedSecret    random bytes made once and kept (secret) in state, for demo application secrets
+// Same closure rules as resources.ts: each provider captures only its kind and the handlers' path.
+import { fileURLToPath } from "node:url";
+import * as pulumi from "@pulumi/pulumi";
+import type { RuntimeConnectionArgs } from "./resources.js";
+
+const HANDLERS_PATH = fileURLToPath(new URL("./local-vm-handlers.js", import.meta.url));
+
+function makeProvider(kind: string): pulumi.dynamic.ResourceProvider {
+  const handlersPath = HANDLERS_PATH;
+  return {
+    async check(_olds, news) {
+      const h = require(handlersPath); // eslint-disable-line @typescript-eslint/no-require-imports
+      return h.check(kind, news);
+    },
+    async diff(_id, olds, news) {
+      const h = require(handlersPath); // eslint-disable-line @typescript-eslint/no-require-imports
+      return h.diff(kind, olds, news);
+    },
+    async create(inputs) {
+      const h = require(handlersPath); // eslint-disable-line @typescript-eslint/no-require-imports
+      return h.create(kind, inputs);
+    },
+    async read(id, props) {
+      const h = require(handlersPath); // eslint-disable-line @typescript-eslint/no-require-imports
+      return h.read(kind, id, props);
+    },
+    async update(id, olds, news) {
+      const h = require(handlersPath); // eslint-disable-line @typescript-eslint/no-require-imports
+      return h.update(kind, id, olds, news);
+    },
+    async delete(id, props) {
+      const h = require(handlersPath); // eslint-disable-line @typescript-eslint/no-require-imports
+      await h.remove(kind, id, props);
+    },
+  };
+}
+
+const providers = { platform: makeProvider("platform"), vm: makeProvider("vm"), write: makeProvider("write"), secret: makeProvider("secret") };
+
+export interface SimulatedPlatformArgs {
+  /** Absolute directory: platform.json (private keys, 0600) and anchor.json. Kept across `up`s, removed by destroy. */
+  dir: pulumi.Input<string>;
+  /** Milan, Genoa (default) or Turin. */
+  product?: pulumi.Input<string>;
+}
+
+/** The anchor in the shape of the runtime's nitride/config `simulated_snp_anchors[]`. */
+export interface SimulatedAnchor {
+  product: string;
+  ark_sha256: string;
+  ca_certs: string[];
+}
+
+/** A simulated SEV-SNP platform ("the chip") shared by the local runtime and the local VMs. */
+export class SimulatedPlatform extends pulumi.dynamic.Resource {
+  declare readonly dir: pulumi.Output<string>;
+  declare readonly anchor: pulumi.Output<SimulatedAnchor>;
+  declare readonly arkSha256: pulumi.Output<string>;
+  constructor(name: string, args: SimulatedPlatformArgs, opts?: pulumi.CustomResourceOptions) {
+    super(providers.platform, name, { ...args, anchor: undefined, arkSha256: undefined }, opts, "buckypaper", "SimulatedPlatform");
+  }
+}
+
+export interface LocalVmArgs {
+  /** VM name (lower-case letters, digits, '-'). */
+  name: pulumi.Input<string>;
+  platformDir: pulumi.Input<string>;
+  /** Absolute directory of this VM: status.json, vm.pid, vm.log, agent.json and root/ (its private root). */
+  stateDir: pulumi.Input<string>;
+  /** Boot inputs the VM is started with (absolute paths); the simulated PSP measures these. */
+  firmware: pulumi.Input<string>;
+  kernel?: pulumi.Input<string>;
+  initrd?: pulumi.Input<string>;
+  append?: pulumi.Input<string>;
+  vcpus: pulumi.Input<number>;
+  vcpuType: pulumi.Input<string>;
+  /** SHA-256 over the boot files' contents: a changed file replaces the VM even under the same path. */
+  bootInputsSha256: pulumi.Input<string>;
+  /** The enclaivelet config (JSON) from the VM's rendered user-data. */
+  agentConfig: pulumi.Input<string>;
+}
+
+/**
+ * A running local confidential VM. Its outputs are what the VM reported: the measurement its simulated
+ * PSP computed from the boot inputs, the attestation verdict (and reason when refused) and the guest
+ * paths provisioned into its private root. A refused attestation is not a deployment error — the VM
+ * runs, without secrets, and the outputs say why.
+ */
+export class LocalVm extends pulumi.dynamic.Resource {
+  declare readonly pid: pulumi.Output<number>;
+  declare readonly running: pulumi.Output<boolean>;
+  declare readonly measurement: pulumi.Output<string>;
+  declare readonly kernelMeasured: pulumi.Output<boolean>;
+  declare readonly verdict: pulumi.Output<"accepted" | "refused" | "failed">;
+  declare readonly reason: pulumi.Output<string>;
+  declare readonly detail: pulumi.Output<string>;
+  declare readonly delivered: pulumi.Output<string[]>;
+  declare readonly root: pulumi.Output<string>;
+  constructor(name: string, args: LocalVmArgs, opts?: pulumi.CustomResourceOptions) {
+    const outs = { pid: undefined, running: undefined, measurement: undefined, kernelMeasured: undefined, verdict: undefined, reason: undefined, detail: undefined, delivered: undefined, root: undefined, startedAt: undefined };
+    super(providers.vm, name, { ...args, ...outs }, opts, "buckypaper", "LocalVm");
+  }
+}
+
+export interface RuntimeWriteArgs {
+  connection: pulumi.Input<RuntimeConnectionArgs>;
+  /** API path under /v1/, e.g. "pki/root/generate/internal". */
+  path: pulumi.Input<string>;
+  /** POST (default) or PUT. */
+  method?: pulumi.Input<string>;
+  body?: pulumi.Input<Record<string, unknown>>;
+  /** Path DELETEd when the resource is destroyed (none: the write is left in place). */
+  deletePath?: pulumi.Input<string>;
+}
+
+/** One configuration write to the runtime, repeated only when its body changes. */
+export class RuntimeWrite extends pulumi.dynamic.Resource {
+  declare readonly path: pulumi.Output<string>;
+  constructor(name: string, args: RuntimeWriteArgs, opts?: pulumi.CustomResourceOptions) {
+    const connection = pulumi.secret(
+      pulumi.output(args.connection).apply((v) => ({ url: v.url, token: v.token, ...(v.caPem ? { caPem: v.caPem } : {}) })),
+    );
+    super(providers.write, name, { ...args, connection }, { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "connection"] }, "buckypaper", "RuntimeWrite");
+  }
+}
+
+export interface GeneratedSecretArgs {
+  /** Random bytes (16..256, default 24), base64url-encoded in `value`. */
+  bytes?: pulumi.Input<number>;
+}
+
+/** A random value made once at create and kept only encrypted in state. */
+export class GeneratedSecret extends pulumi.dynamic.Resource {
+  declare readonly value: pulumi.Output<string>;
+  constructor(name: string, args: GeneratedSecretArgs = {}, opts?: pulumi.CustomResourceOptions) {
+    super(providers.secret, name, { ...args, value: undefined }, { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "value"] }, "buckypaper", "GeneratedSecret");
+  }
+}
