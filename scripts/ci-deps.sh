@@ -18,5 +18,9 @@ fi
 PIP_PACKAGES=(sev-snp-measure hvac "pyjwt[crypto]" jwcrypto)
 python3 -m pip install -q --disable-pip-version-check "${PIP_PACKAGES[@]}"
 
+# The Pulumi engine (CLI + language hosts), built from the Go module proxy; cached, so a warm machine
+# only checks versions (docs/pulumi.md).
+scripts/setup-pulumi.sh
+
 # Node 22 + npm dependencies (+ dist/ build).
 source scripts/env.sh

@@ -45,3 +45,5 @@ bk_ensure_deps() {
 bk_ensure_node
 bk_ensure_deps
 export PATH="$BK_ROOT/node_modules/.bin:$PATH"
+# The Pulumi engine built by scripts/setup-pulumi.sh, when present.
+if [ -x "$HOME/.pulumi/versions/${BK_PULUMI_VERSION:-3.259.0}/bin/pulumi" ]; then export PATH="$HOME/.pulumi/versions/${BK_PULUMI_VERSION:-3.259.0}/bin:$PATH"; fi
