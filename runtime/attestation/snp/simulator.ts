@@ -224,7 +224,7 @@ async function simulatorFromState(st: SnpSimulatorState): Promise<SnpSimulator> 
       const publicKey = await subtle.importKey("jwk", pub, alg, true, ["verify"]);
       return { privateKey, publicKey } as webcrypto.CryptoKeyPair;
     } catch (e) {
-      throw new RangeError(`simulator: state.keys.${field} is not a usable PKCS#8 key (${(e as Error).message})`);
+      throw new RangeError(`simulator: state.keys.${field} is not a usable PKCS#8 key (${(e as Error).message})`, { cause: e });
     }
   };
   const cert = (field: "ark" | "ask" | "asvk") => {
