@@ -47,13 +47,3 @@ export async function mustRun(runner: CommandRunner, argv: string[], opts?: RunO
   if (r.code !== 0) throw new CommandError(argv[0], r.code, r.stderr.toString("utf8"));
   return r;
 }
-
-/** Records command lines (never stdin) and delegates; tests assert what would have run. */
-export function recordingRunner(inner: CommandRunner, log: { argv: string[]; stdinBytes: number }[]): CommandRunner {
-  return {
-    async run(argv, opts) {
-      log.push({ argv: [...argv], stdinBytes: opts?.stdin?.length ?? 0 });
-      return inner.run(argv, opts);
-    },
-  };
-}

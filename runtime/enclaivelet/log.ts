@@ -28,7 +28,3 @@ export function memoryLogger(sink: LogEvent[] = []): Logger & { events: LogEvent
   log.events = sink;
   return log;
 }
-
-export function teeLogger(...loggers: Logger[]): Logger {
-  return (e) => loggers.forEach((l) => l(e));
-}

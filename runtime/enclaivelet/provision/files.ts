@@ -106,6 +106,12 @@ export async function commitWrites(root: string, writes: FileWrite[], runner: Co
     result.written.push(s.write.path);
     log({ level: "info", event: "provision.file", path: s.write.path, what: s.write.what, mode: s.write.mode.toString(8).padStart(4, "0") });
   }
+  // Make the renames durable before services that read these files start.
+  for (const dir of new Set(staged.map((s) => path.dirname(s.target)))) {
+    const fh = await open(dir, "r").catch(() => undefined);
+    await fh?.sync().catch(() => {});
+    await fh?.close();
+  }
   return result;
 }
 
