@@ -1,4 +1,6 @@
 // Deploy-time lookups over the catalog, with errors naming the field and the accepted values.
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
 import type { FirmwareDescription } from "../snp/firmware-description.js";
 import { CATALOG } from "./entries.js";
 import { CatalogError } from "./errors.js";
@@ -87,4 +89,25 @@ export function snpFirmwareDescription(entry: CatalogEntry, ovmfHash?: string): 
   const hash = ovmfHash ?? fw.ovmfHash;
   if (!known.includes(hash)) throw new CatalogError("ovmfHash", `'${hash.slice(0, 16)}…' is not a known ${entry.platform} firmware hash`, known);
   return { ovmfHash: Buffer.from(hash, "hex"), resetEip: fw.resetEip, sections: fw.sections.map((s) => ({ ...s })) };
+}
+
+/**
+ * Reads an entry's firmware file (or `path` instead of the catalogued one) and checks it is the pinned
+ * build, so a measurement is never computed from a different firmware than the catalog describes.
+ */
+export function readFirmwareFile(entry: CatalogEntry, path?: string): Buffer {
+  const fw = entry.firmware;
+  if (fw.kind !== "file") throw new CatalogError("firmware", `${entry.platform}/${entry.tee} firmware is '${fw.kind}', not a file`, ["file"]);
+  const file = path ?? fw.path;
+  let data: Buffer;
+  try {
+    data = readFileSync(file);
+  } catch (e) {
+    throw new CatalogError("firmware", `${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} (install ${fw.package})`);
+  }
+  const sha = createHash("sha256").update(data).digest("hex");
+  if (fw.sha256 !== "must be supplied" && sha !== fw.sha256) {
+    throw new CatalogError("firmware", `${file} has SHA-256 ${sha}, not the catalogued ${fw.package} (${fw.sha256})`);
+  }
+  return data;
 }

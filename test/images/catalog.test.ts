@@ -8,7 +8,7 @@ import { hasShared, noteIfSharedMissing, repoRoot, sharedPath } from "../support
 import { requireTool } from "../support/prereq.js";
 import {
   CATALOG, CatalogError, DEBIAN_BOOT_INPUTS, DEBIAN_OVMF, INSTANCE_FAMILIES, PLATFORMS, TEES,
-  instanceTypes, regionsFor, resolveImage, snpFirmwareDescription, teesFor, vcpusFor,
+  instanceTypes, readFirmwareFile, regionsFor, resolveImage, snpFirmwareDescription, teesFor, vcpusFor,
 } from "../../images/catalog/index.js";
 import { VCPU_TYPES, VMM_TYPES, parseOvmf, snpLaunchDigest } from "../../images/snp/index.js";
 import { measureTdx } from "../../images/tdx/index.js";
@@ -149,6 +149,14 @@ describe.skipIf(!noteIfSharedMissing("catalog firmware vs engines"))("catalog fi
     const ovmf = parseOvmf(fw);
     expect(ovmf.sevMetadata).not.toBeNull();
     expect(ovmf.hashTableGpa).toBeNull();
+  });
+
+  it("reads the catalogued firmware file only when it is the pinned build", () => {
+    const e = resolveImage("qemu", "tdx");
+    expect(readFirmwareFile(e, sharedPath("vectors/debian-bookworm-ovmf/OVMF.fd")).length).toBe(2 * 1024 * 1024);
+    expect(catalogError(() => readFirmwareFile(e, sharedPath("vectors/debian-bookworm-ovmf/OVMF_CODE_4M.fd"))).message).toMatch(/not the catalogued ovmf 2022.11/);
+    expect(catalogError(() => readFirmwareFile(e, "/nonexistent/OVMF.fd")).message).toMatch(/ENOENT \(install ovmf/);
+    expect(catalogError(() => readFirmwareFile(resolveImage("gcp", "tdx"))).field).toBe("firmware");
   });
 
   it("qemu/tdx firmware measures with the entry's MRTD order", () => {

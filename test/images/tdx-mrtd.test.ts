@@ -65,7 +65,29 @@ describe.skipIf(!noteIfSharedMissing("TDX MRTD vectors"))("TDX MRTD (Debian OVMF
     expect(() => parseTdvf(unaligned)).toThrow(/firmware\.sections\[0\]: BFV .* not 4 KiB-aligned/);
   });
 
+  it("finds the metadata through td-shim's fallback pointer when the image has no footer GUID table", () => {
+    const meta = parseTdvf(fw);
+    const legacy = Buffer.from(fw);
+    legacy.fill(0, fw.length - 0x30, fw.length - 0x20); // wipe the footer table GUID
+    legacy.writeUInt32LE(meta.descriptorOffset - 16, fw.length - 0x20); // u32 at len-0x20: offset of the metadata GUID
+    expect(parseTdvf(legacy).sections).toEqual(meta.sections);
+    legacy.writeUInt32LE(12345, fw.length - 0x20); // pointing at anything else: no metadata
+    expect(() => parseTdvf(legacy)).toThrow(/no TDX \(TDVF\) metadata/);
+  });
+
+  it("skips PAGE.ADD for PAGE_AUG sections and extends only MR_EXTEND sections", () => {
+    const meta = parseTdvf(fw);
+    const aug = { ...meta, sections: meta.sections.map((s, i) => (i === 2 ? { ...s, attributes: TdvfAttribute.PAGE_AUG } : s)) };
+    const withoutTempMem = { ...meta, sections: meta.sections.filter((_, i) => i !== 2) };
+    expect(computeMrtd(fw, aug).equals(computeMrtd(fw, withoutTempMem))).toBe(true);
+    const extendCfv = { ...meta, sections: meta.sections.map((s, i) => (i === 1 ? { ...s, attributes: TdvfAttribute.MR_EXTEND } : s)) };
+    expect(computeMrtd(fw, extendCfv).toString("hex")).not.toBe(SINGLE);
+  });
+
   it("refuses an image of zeros and random bytes", () => {
     expect(() => parseTdvf(Buffer.alloc(2 << 20))).toThrow(/no TDX \(TDVF\) metadata/);
+    let x = 0x12345678;
+    const noise = Buffer.alloc(1 << 20, 0).map(() => ((x = (x * 1103515245 + 12345) >>> 0) >>> 24));
+    expect(() => parseTdvf(Buffer.from(noise))).toThrow(TdxInputError);
   });
 });
