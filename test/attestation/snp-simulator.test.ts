@@ -115,6 +115,14 @@ describe("SNP mutations of simulated evidence", () => {
     expect(rejected).toBe(offsets.length);
   });
 
+  it("a correctly signed report the hypervisor requested (VMPL 0xffffffff) is refused", async () => {
+    const sim = sims.Genoa;
+    const r = await sim.report({ vmpl: 0xffffffff });
+    const v = await appraise({ kind: "snp", report: r.report, certTable: r.certTable }, {}, { trust: trustFor(sim) });
+    expect(v.accepted).toBe(false);
+    expect(check(v, "snp.report").detail).toMatch(/requested by the hypervisor/);
+  });
+
   it("a certificate table with a changed VCEK, ASK or ARK is rejected", async () => {
     const sim = sims.Milan;
     const r = await sim.report({});

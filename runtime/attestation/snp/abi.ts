@@ -129,6 +129,9 @@ export function parseReport(bytes: Uint8Array): SnpReport {
     fail("version", 0, `unsupported report version ${version} (supported ${MIN_REPORT_VERSION}..${MAX_REPORT_VERSION})`);
   }
   const vmpl = u32(0x030);
+  // 0xFFFFFFFF marks a report the hypervisor requested (SNP_HV_REPORT_REQ): its REPORT_DATA is host-chosen,
+  // so it must never pass as the guest's own evidence.
+  if (vmpl === 0xffffffff) fail("vmpl", 0x30, "VMPL 0xffffffff: the report was requested by the hypervisor, not by the guest");
   if (vmpl > 3) fail("vmpl", 0x30, `VMPL must be 0..3, got ${vmpl}`);
   const signatureAlgo = u32(0x034);
   if (signatureAlgo !== 1) fail("signature_algo", 0x34, `only 1 (ECDSA P-384 with SHA-384) is defined, got ${signatureAlgo}`);
