@@ -6,7 +6,7 @@ import { describe, expect, it, beforeAll, afterAll } from "vitest";
 import { mkdtemp, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { createPrivateKey, createPublicKey, X509Certificate } from "node:crypto";
 import { execFile, spawnSync } from "node:child_process";
-import { createServer } from "node:net";
+import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { runAgent, type AgentOutcome } from "../../runtime/enclaivelet/agent.js";
@@ -296,6 +296,31 @@ describe("enclaivelet refusals and failures leave nothing behind", () => {
     });
     expect(events.events.filter((e) => e.event === "retry")).toHaveLength(4);
     expect(await listTree(root)).toEqual([]);
+  });
+
+  it("runtime reachable only after a few failed connections: retries, then provisions", async () => {
+    const root = await tempDir("bk-flaky-");
+    const target = new URL(stack.rt.url);
+    let connections = 0;
+    // A TCP front that drops the first three connections (network still coming up), then relays.
+    const front = createServer((sock) => {
+      if (connections++ < 3) return void sock.destroy();
+      const up = connect(Number(target.port), target.hostname);
+      sock.pipe(up).pipe(sock);
+      up.on("error", () => sock.destroy());
+      sock.on("error", () => up.destroy());
+    });
+    await new Promise<void>((r) => front.listen(0, "127.0.0.1", () => r()));
+    try {
+      const events = memoryLogger();
+      const r = await runAgent(config(root, { runtimeUrl: `https://127.0.0.1:${(front.address() as { port: number }).port}`, retry: { attempts: 6, initialDelayMs: 5, maxDelayMs: 20 } }), { log: events });
+      expect(r.error).toBeUndefined();
+      expect(r.ok).toBe(true);
+      expect(events.events.filter((e) => e.event === "retry").length).toBeGreaterThanOrEqual(1);
+      expect(await readFile(path.join(root, "etc/app/db-password"), "utf8")).toBe("web-db-s3cret");
+    } finally {
+      front.close();
+    }
   });
 
   it("a runtime whose certificate does not chain to the pinned CA is refused before any request", async () => {

@@ -93,6 +93,17 @@ describe("boot path: artifact → pinned download → installed agent → provis
     expect(existsSync(path.join(dest, "enclaivelet"))).toBe(false);
   });
 
+  it("an unreachable artifact fails the fetch (and so the unit) with nothing installed", async (ctx) => {
+    if (!ok) return ctx.skip();
+    const dest = path.join(work, "opt-missing");
+    const script = path.join(work, "fetch-missing.sh");
+    await writeFile(script, rendered(`${base}/missing.tar.gz`).fetch.replace("--retry 10 --retry-delay 3", "--retry 1 --retry-delay 0"));
+    const r = await sh(["sh", script], { BUCKYPAPER_INSTALL_DIR: dest });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/404/);
+    expect(existsSync(path.join(dest, "enclaivelet"))).toBe(false);
+  });
+
   it("installs the pinned artifact once, then the unit's ExecStart provisions this workload's secret", async (ctx) => {
     if (!ok) return ctx.skip();
     const dest = path.join(work, "opt");
