@@ -9,6 +9,7 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import * as pulumi from "@pulumi/pulumi";
 import { RuntimeService } from "../provider/resources.js";
+import { RuntimeWrite, type SimulatedAnchor } from "../provider/local-vm.js";
 import { ConfigError } from "./common/errors.js";
 
 export enum VhsmMode {
@@ -48,14 +49,23 @@ export interface VhsmArgs {
   /** Shamir key shares / threshold at init (default 1 / 1). */
   keyShares?: number;
   keyThreshold?: number;
+  /**
+   * Local mode only: trust this simulated SEV-SNP platform (a `SimulatedPlatform`'s anchor). Sets the
+   * runtime's nitride config to accept evidence chaining to it (marked simulated in every verdict) and
+   * turns AMD KDS lookups off. Never use it for a runtime that guards real secrets.
+   */
+  trustSimulatedSnp?: pulumi.Input<SimulatedAnchor>;
+  /** Write the runtime's audit log to <stateDir>/audit.log (default false). */
+  auditLog?: boolean;
 }
 
 /** The runtime's config file (JSON form of `buckypaper runtime server --config`, runtime/server/config.ts). */
-export function renderRuntimeConfig(o: { stateDir: string; listenAddress: string; port: number; tls: boolean; publicHost: string; publicUrl: string }): string {
+export function renderRuntimeConfig(o: { stateDir: string; listenAddress: string; port: number; tls: boolean; publicHost: string; publicUrl: string; auditLog?: boolean }): string {
   const address = `${o.listenAddress.includes(":") ? `[${o.listenAddress}]` : o.listenAddress}:${o.port}`;
   const tcp: Record<string, unknown> = { address, tls_disable: !o.tls };
   if (o.tls) Object.assign(tcp, { tls_dir: `${o.stateDir}/tls`, tls_hosts: [o.publicHost] });
-  return `${JSON.stringify({ storage: { sqlite: { path: `${o.stateDir}/runtime.db` } }, listener: { tcp }, api_addr: o.publicUrl }, null, 2)}\n`;
+  const audit = o.auditLog ? { audit_file: `${o.stateDir}/audit.log` } : {};
+  return `${JSON.stringify({ storage: { sqlite: { path: `${o.stateDir}/runtime.db` } }, listener: { tcp }, api_addr: o.publicUrl, ...audit }, null, 2)}\n`;
 }
 
 // components/ in the sources, dist/components/ when compiled: the package root is one or two levels up.
@@ -83,6 +93,7 @@ export class Vhsm extends pulumi.ComponentResource {
     }
     const port = args.port ?? 8200;
     if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ConfigError(`Vhsm ${name}`, "port", `is ${port}; must be 1..65535`);
+    if (args.trustSimulatedSnp !== undefined && mode !== VhsmMode.Local) throw new ConfigError(`Vhsm ${name}`, "trustSimulatedSnp", "is only allowed when mode is 'local'");
     const stack = pulumi.getStack();
     const stateDir = args.stateDir ?? (mode === VhsmMode.Local ? path.resolve(".bk", "vhsm", stack) : `/var/lib/buckypaper/vhsm-${stack}`);
     if (!path.isAbsolute(stateDir)) throw new ConfigError(`Vhsm ${name}`, "stateDir", `is '${stateDir}'; must be an absolute path`);
@@ -98,7 +109,7 @@ export class Vhsm extends pulumi.ComponentResource {
         ssh: args.ssh,
         stateDir,
         serverCommand: [...command, "runtime", "server", "--config", "{config}"],
-        config: pulumi.all([publicHost, url]).apply(([h, u]) => renderRuntimeConfig({ stateDir, listenAddress, port, tls, publicHost: h, publicUrl: u })),
+        config: pulumi.all([publicHost, url]).apply(([h, u]) => renderRuntimeConfig({ stateDir, listenAddress, port, tls, publicHost: h, publicUrl: u, ...(args.auditLog ? { auditLog: true } : {}) })),
         url,
         keyShares: args.keyShares ?? 1,
         keyThreshold: args.keyThreshold ?? 1,
@@ -109,6 +120,18 @@ export class Vhsm extends pulumi.ComponentResource {
     this.caFingerprint = service.caFingerprint;
     this.caPem = service.caPem;
     this.rootToken = pulumi.secret(service.rootToken);
+    if (args.trustSimulatedSnp !== undefined) {
+      new RuntimeWrite(
+        `${name}-trust-simulated-snp`,
+        {
+          connection: { url: service.url, token: service.rootToken, caPem: service.caPem },
+          method: "PUT",
+          path: "nitride/config",
+          body: pulumi.output(args.trustSimulatedSnp).apply((a) => ({ kds: "off", accept_simulated: true, simulated_snp_anchors: [a] })),
+        },
+        { parent: this },
+      );
+    }
     this.registerOutputs({ url: this.url, caFingerprint: this.caFingerprint, caPem: this.caPem, rootToken: this.rootToken });
   }
 }

@@ -3,10 +3,18 @@
 // the user-data that makes the enclaivelet attest at boot. User-data carries no secret: only the
 // runtime URL, the runtime CA fingerprint and the workload id.
 import * as pulumi from "@pulumi/pulumi";
-import { Secret, Workload } from "../../provider/resources.js";
+import { Secret, Workload, type WorkloadPkiArgs, type WorkloadSshArgs } from "../../provider/resources.js";
 import { renderUserData, type CloudPlatform, type UserDataInput } from "../../runtime/enclaivelet/cloud-init/index.js";
 import type { DataVolumeArgs, VhsmConnectionArgs } from "./types.js";
 import { Platform, Tee } from "./types.js";
+
+/** Where a guest finds its application secrets (KEY=value lines, mode 0600). */
+export const APP_ENV_FILE = "/etc/buckypaper/app.env";
+
+/** dbPassword → DB_PASSWORD, api.key → API_KEY. */
+export function envName(secretName: string): string {
+  return secretName.replace(/([a-z0-9])([A-Z])/g, "$1_$2").replace(/[^A-Za-z0-9]+/g, "_").toUpperCase();
+}
 
 export type EvidencePlatform = "snp" | "tdx" | "azure-snp" | "azure-tdx";
 
@@ -32,8 +40,12 @@ export interface GuestSpec {
   /** Guest device path of the data volume on this platform (e.g. /dev/nvme1n1 on EC2). */
   dataVolumeDevice?: string;
   hostname: string;
-  /** Agent delivery (default: downloaded from the runtime and pinned by SHA-256). */
-  agent?: UserDataInput["agent"];
+  /** TLS certificate issued at provisioning (PKI role "<mount>/<role>"). */
+  pki?: WorkloadPkiArgs;
+  /** SSH host certificate issued at provisioning. */
+  ssh?: WorkloadSshArgs;
+  /** What the agent writes where (files, env files, TLS/SSH paths), merged into the user-data's agent config. */
+  provision?: UserDataInput["provision"];
 }
 
 export interface GuestRegistration {
@@ -42,11 +54,13 @@ export interface GuestRegistration {
   userData: pulumi.Output<string>;
   /** KV path of the application secrets, when there are any. */
   secretsPath?: string;
+  /** The enclaivelet config embedded in the user-data (JSON), as the agent parsed it. */
+  agentConfig: pulumi.Output<string>;
 }
 
 /** Registers the guest with the runtime (as children of `parent`) and renders its user-data. */
 export function registerGuest(parent: pulumi.Resource, name: string, spec: GuestSpec): GuestRegistration {
-  const connection = { url: spec.vhsm.url, token: pulumi.secret(spec.vhsm.token) };
+  const connection = { url: spec.vhsm.url, token: pulumi.secret(spec.vhsm.token), ...(spec.vhsm.caPem !== undefined ? { caPem: spec.vhsm.caPem } : {}) };
   const kvPath = `workloads/${spec.workloadId}/app`;
   const haveSecrets = Object.keys(spec.secrets).length > 0;
   const dependsOn: pulumi.Resource[] = [];
@@ -63,12 +77,14 @@ export function registerGuest(parent: pulumi.Resource, name: string, spec: Guest
       policy: spec.policy ?? {},
       kvSecrets: haveSecrets ? [`secret/data/${kvPath}`] : [],
       diskKey: spec.dataVolume !== undefined,
+      ...(spec.pki ? { pki: spec.pki } : {}),
+      ...(spec.ssh ? { ssh: spec.ssh } : {}),
       description: `${spec.platform} ${spec.tee} VM ${name}`,
     },
     { parent, dependsOn },
   );
   const dataVolume = spec.dataVolume;
-  const userData = pulumi
+  const rendered = pulumi
     .all([spec.vhsm.url, spec.vhsm.caFingerprint, workload.workloadId, dataVolume?.mountPoint ?? "/data"])
     .apply(([url, fp, id, mountPoint]) =>
       renderUserData({
@@ -79,8 +95,12 @@ export function registerGuest(parent: pulumi.Resource, name: string, spec: Guest
         workloadId: id,
         hostname: spec.hostname,
         ...(spec.agent ? { agent: spec.agent } : {}),
-        ...(dataVolume ? { provision: { volume: { device: spec.dataVolumeDevice ?? "/dev/vdb", name: "bk-data", mountpoint: mountPoint } } } : {}),
-      } as UserDataInput).text,
+        ...(dataVolume || spec.provision
+          ? { provision: { ...spec.provision, ...(dataVolume ? { volume: { device: spec.dataVolumeDevice ?? "/dev/vdb", name: "bk-data", mountpoint: mountPoint } } : {}) } }
+          : {}),
+      } as UserDataInput),
     );
-  return { workload, workloadId: workload.workloadId, userData, ...(haveSecrets ? { secretsPath: kvPath } : {}) };
+  const userData = rendered.apply((r) => r.text);
+  const agentConfig = rendered.apply((r) => JSON.stringify(r.agentConfig));
+  return { workload, workloadId: workload.workloadId, userData, agentConfig, ...(haveSecrets ? { secretsPath: kvPath } : {}) };
 }

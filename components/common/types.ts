@@ -23,6 +23,8 @@ export interface VhsmConnectionArgs {
   caFingerprint: pulumi.Input<string>;
   /** Token the deployment uses to register workloads (a Pulumi secret). */
   token: pulumi.Input<string>;
+  /** PEM of the runtime CA: lets the deployment itself reach an https runtime with a private CA (a `Vhsm`'s caPem). */
+  caPem?: pulumi.Input<string>;
 }
 
 /** The encrypted data volume the enclaivelet unlocks with a key released only after attestation. */
