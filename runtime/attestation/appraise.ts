@@ -68,6 +68,8 @@ function notSupported(kind: string, why: string, evidenceDigest: string): Verdic
 }
 
 export async function appraise(evidence: Evidence, policy: Policy, opts: AppraiseOptions): Promise<Verdict> {
+  policy ??= {};
+  opts = { ...opts, trust: opts?.trust ?? {} };
   let evidenceDigest: string;
   try {
     evidenceDigest = digestOf(evidence);
