@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# `npm run local`: the embedded default, end to end on this machine (docs/local-stack.md).
+# Sets up what is missing (Node 22 + npm deps, the Pulumi engine, the pinned boot inputs, dist/), then
+# deploys stacks/local on the offline file backend and prints what was measured, registered, booted
+# and attested. Idempotent: run it again and nothing changes. Tear down with scripts/local-down.sh.
+# Env: BK_LOCAL_STACK (default local), BK_PULUMI_STATE (default <repo>/.pulumi-state).
+set -euo pipefail
+BK_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STACK="${BK_LOCAL_STACK:-local}"
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+step "1/6 Node 22 and npm dependencies"
+# shellcheck source=env.sh
+source "$BK_ROOT/scripts/env.sh"
+node --version
+
+step "2/6 Pulumi engine (built from the Go module proxy on first use)"
+"$BK_ROOT/scripts/setup-pulumi.sh"
+
+step "3/6 Boot inputs: firmware, kernel, initrd"
+if [ ! -f /usr/share/ovmf/OVMF.fd ]; then
+  if [ "$(id -u)" = 0 ]; then apt-get install -y -q ovmf >/dev/null; else
+    echo "Debian's OVMF firmware is missing: sudo apt-get install ovmf" >&2; exit 1; fi
+fi
+"$BK_ROOT/scripts/fetch-boot-inputs.sh"
+printf '  firmware  /usr/share/ovmf/OVMF.fd  sha256 %s\n' "$(sha256sum /usr/share/ovmf/OVMF.fd | cut -c1-16)…"
+printf '  kernel    .bk/boot/vmlinuz         sha256 %s\n' "$(sha256sum "$BK_ROOT/.bk/boot/vmlinuz" | cut -c1-16)…"
+printf '  initrd    .bk/boot/initrd.img      sha256 %s\n' "$(sha256sum "$BK_ROOT/.bk/boot/initrd.img" | cut -c1-16)…"
+
+step "4/6 Build (tsc → dist/)"
+(cd "$BK_ROOT" && tsc -p tsconfig.json)
+
+step "5/6 Deploy stacks/local (stack '$STACK'): platform, runtime, registrations, VMs"
+# shellcheck source=pulumi-env.sh
+source "$BK_ROOT/scripts/pulumi-env.sh"
+cd "$BK_ROOT/stacks/local"
+pulumi stack select --create "$STACK" --non-interactive >/dev/null
+echo "  measuring the boot inputs, registering the expected launch measurements, booting each VM;"
+echo "  each VM's simulated PSP measures what it actually booted and its enclaivelet attests with that."
+pulumi up --yes --non-interactive --skip-preview --suppress-progress --stack "$STACK"
+
+step "6/6 Summary"
+pulumi stack output --json --stack "$STACK" | node "$BK_ROOT/stacks/local/summary.ts"
+echo
+echo "Tear down: scripts/local-down.sh   (pulumi destroy: stops the VMs and the runtime, removes their files)"
