@@ -77,6 +77,7 @@ export async function sh(target: SshTarget | undefined, script: string, stdin = 
       p.stdout.on("data", (d: Buffer) => (out += d.toString()));
       p.stderr.on("data", (d: Buffer) => (err += d.toString()));
       p.on("error", reject);
+      p.stdin.on("error", () => {}); // the script may exit without reading its input
       p.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`${target ? `ssh ${target.host}` : "sh"}: exit ${code}: ${err.trim().split("\n").slice(-5).join(" | ")}`))));
       p.stdin.end(stdin);
     });
@@ -85,28 +86,44 @@ export async function sh(target: SshTarget | undefined, script: string, stdin = 
   }
 }
 
+/**
+ * Shell function `alive PIDFILE`: the process exists and is not a zombie. A killed server whose parent
+ * (init, in containers often a lazy reaper) has not reaped it yet still passes `kill -0`.
+ */
+const ALIVE = [
+  `alive() { p="$(cat "$1" 2>/dev/null)"; [ -n "$p" ] && kill -0 "$p" 2>/dev/null || return 1`,
+  `  if [ -r "/proc/$p/stat" ]; then [ "$(sed -e 's/^.*) //' "/proc/$p/stat" | cut -c1)" != Z ]; fi; }`,
+].join("\n");
+
 function startScript(i: ServiceInputs): string {
   const d = q(i.stateDir);
   const args = i.serverCommand.map((w) => q(w.replace("{config}", `${i.stateDir}/runtime.json`))).join(" ");
-  // setsid detaches the server from the provider's session so it outlives `pulumi up`.
+  // The inner shell records its own PID and then becomes the server (exec), so the pid file names the
+  // server whether or not setsid had to fork. setsid detaches it from our session so it outlives
+  // `pulumi up` (and the SSH connection).
+  const inner = q(`echo $$ > ${d}/runtime.pid.new && mv ${d}/runtime.pid.new ${d}/runtime.pid && exec ${args}`);
   return [
     "set -e",
+    ALIVE,
     `mkdir -p ${d}`,
     `chmod 700 ${d}`,
     `cat > ${d}/runtime.json`,
-    `if [ -f ${d}/runtime.pid ] && kill -0 "$(cat ${d}/runtime.pid)" 2>/dev/null; then exit 0; fi`,
+    `if alive ${d}/runtime.pid; then exit 0; fi`,
+    `rm -f ${d}/runtime.pid`,
     `cd ${d}`,
-    `if command -v setsid >/dev/null; then setsid ${args} >>${d}/runtime.log 2>&1 </dev/null & else nohup ${args} >>${d}/runtime.log 2>&1 </dev/null & fi`,
-    `echo $! > ${d}/runtime.pid`,
+    `if command -v setsid >/dev/null; then setsid sh -c ${inner} >>${d}/runtime.log 2>&1 </dev/null & else nohup sh -c ${inner} >>${d}/runtime.log 2>&1 </dev/null & fi`,
+    `n=0; while [ ! -f ${d}/runtime.pid ] && [ $n -lt 100 ]; do sleep 0.05; n=$((n+1)); done`,
+    `[ -f ${d}/runtime.pid ] || { echo "runtime did not start" >&2; exit 1; }`,
   ].join("\n");
 }
 
 function stopScript(i: Pick<ServiceInputs, "stateDir">, removeData: boolean): string {
   const d = q(i.stateDir);
   return [
+    ALIVE,
     `if [ -f ${d}/runtime.pid ]; then pid="$(cat ${d}/runtime.pid)"`,
     `  kill "$pid" 2>/dev/null || true`,
-    `  n=0; while kill -0 "$pid" 2>/dev/null && [ $n -lt 100 ]; do sleep 0.1; n=$((n+1)); done`,
+    `  n=0; while alive ${d}/runtime.pid && [ $n -lt 100 ]; do sleep 0.1; n=$((n+1)); done`,
     `  kill -9 "$pid" 2>/dev/null || true; rm -f ${d}/runtime.pid; fi`,
     removeData ? `rm -rf ${d}` : "true",
   ].join("\n");
@@ -137,7 +154,7 @@ async function logTail(i: ServiceInputs): Promise<string> {
 }
 
 async function failIfDead(i: ServiceInputs, why: string): Promise<void> {
-  const alive = await sh(i.ssh, `kill -0 "$(cat ${q(i.stateDir)}/runtime.pid)" 2>/dev/null && echo yes || echo no`).catch(() => "yes");
+  const alive = await sh(i.ssh, `${ALIVE}\nalive ${q(i.stateDir)}/runtime.pid && echo yes || echo no`).catch(() => "yes");
   if (alive.trim() === "no") throw new Error(`runtime server exited (${why})${await logTail(i)}`);
 }
 
@@ -150,10 +167,11 @@ async function bootstrapFingerprint(i: ServiceInputs): Promise<string> {
   const d = q(i.stateDir);
   const tries = (i.startTimeout ?? 60) * 4;
   const script = [
+    ALIVE,
     `n=0; while [ $n -lt ${tries} ]; do`,
     `  l="$(grep -o 'Bootstrap TLS certificate SHA-256[^:]*: *[0-9a-fA-F:]*' ${d}/runtime.log 2>/dev/null | tail -n 1)"`,
     `  if [ -n "$l" ]; then echo "\${l##*: }"; exit 0; fi`,
-    `  if ! kill -0 "$(cat ${d}/runtime.pid)" 2>/dev/null; then exit 3; fi`,
+    `  if ! alive ${d}/runtime.pid; then exit 3; fi`,
     `  sleep 0.25; n=$((n+1)); done; exit 4`,
   ].join("\n");
   try {

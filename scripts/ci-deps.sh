@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
-APT_PACKAGES=(cloud-init postgresql cryptsetup-bin qemu-system-x86 qemu-utils ovmf genisoimage openssh-client openssl curl)
+APT_PACKAGES=(cloud-init postgresql cryptsetup-bin qemu-system-x86 qemu-utils ovmf genisoimage openssh-client openssh-server openssl curl)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
