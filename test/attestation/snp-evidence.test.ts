@@ -97,6 +97,34 @@ run("SEV-SNP real evidence (manifest)", () => {
     });
   }
 
+  it("parses every field as the independent reference decoder did (verify-result.json)", () => {
+    const h = (b: Uint8Array) => Buffer.from(b).toString("hex");
+    for (const c of snpCases) {
+      const f = JSON.parse(readFileSync(SNP(c.case, "verify-result.json"), "utf8")).fields;
+      const r = parseReport(readFileSync(SNP(c.case, "report.bin")));
+      const fw = (v: { major: number; minor: number; build: number }) => `${v.major}.${v.minor}.${v.build}`;
+      expect({
+        version: r.version, guest_svn: r.guestSvn, policy: "0x" + r.policy.toString(16), vmpl: r.vmpl, signature_algo: r.signatureAlgo,
+        platform_info: "0x" + r.platformInfo.toString(16), family_id: h(r.familyId), image_id: h(r.imageId), report_data: h(r.reportData),
+        measurement: h(r.measurement), host_data: h(r.hostData), id_key_digest: h(r.idKeyDigest), author_key_digest: h(r.authorKeyDigest),
+        report_id: h(r.reportId), report_id_ma: h(r.reportIdMa), chip_id: h(r.chipId), current_tcb: h(r.currentTcb), reported_tcb: h(r.reportedTcb),
+        committed_tcb: h(r.committedTcb), launch_tcb: h(r.launchTcb), current_fw: fw(r.currentVersion), committed_fw: fw(r.committedVersion),
+        signing_key: r.signingKey.toUpperCase(), debug: r.policyBits.debug, smt: r.policyBits.smt,
+      }, c.case).toEqual({
+        version: f.version, guest_svn: f.guest_svn, policy: f.policy, vmpl: f.vmpl, signature_algo: f.signature_algo,
+        platform_info: f.platform_info, family_id: f.family_id, image_id: f.image_id, report_data: f.report_data,
+        measurement: f.measurement, host_data: f.host_data, id_key_digest: f.id_key_digest, author_key_digest: f.author_key_digest,
+        report_id: f.report_id, report_id_ma: f.report_id_ma, chip_id: f.chip_id, current_tcb: f.current_tcb, reported_tcb: f.reported_tcb,
+        committed_tcb: f.committed_tcb, launch_tcb: f.launch_tcb, current_fw: f.current_fw, committed_fw: f.committed_fw,
+        signing_key: f.signer.signing_key, debug: f.policy_bits.debug, smt: f.policy_bits.smt,
+      });
+      const t = decodeTcb(r.reportedTcb, c.product as "Milan" | "Genoa" | "Turin");
+      expect({ bl: t.bootloader, tee: t.tee, snp: t.snp, ucode: t.microcode }).toEqual(f.reported_tcb_decoded);
+      if (r.cpuid) expect([r.cpuid.family, r.cpuid.model, r.cpuid.stepping]).toEqual([f.cpuid_fam, f.cpuid_mod, f.cpuid_step]);
+      if (r.launchMitVector !== undefined) expect(["0x" + r.launchMitVector.toString(16), "0x" + r.currentMitVector!.toString(16)]).toEqual([f.launch_mit_vector, f.current_mit_vector]);
+    }
+  });
+
   it("verifies with the chain the evidence itself carries (no operator directory)", async () => {
     for (const c of snpCases.filter((x) => x.verifies && ["ask_ark.pem", "asvk_ark.pem"].some((n) => existsSync(SNP(x.case, n))))) {
       const v = await appraise(evidenceOf(c.case, undefined, true), { snp: { allowDebug: true } }, { trust: { snp: {} }, now: validTime(c.case) });
