@@ -132,7 +132,7 @@ function stopScript(i: Pick<ServiceInputs, "stateDir">, removeData: boolean): st
 /** Waits for the server process to answer HTTP(S) on its URL; fails fast with the log tail if it died. */
 async function waitForServer(i: ServiceInputs, caPem?: string): Promise<void> {
   const deadline = Date.now() + (i.startTimeout ?? 60) * 1000;
-  let last = "";
+  let last: string;
   for (;;) {
     try {
       // Any HTTP answer (200, 501 uninitialised, 503 sealed) means the listener is up.
@@ -177,7 +177,7 @@ async function bootstrapFingerprint(i: ServiceInputs): Promise<string> {
   try {
     return (await sh(i.ssh, script)).trim();
   } catch (e) {
-    throw new Error(`runtime did not report its bootstrap TLS certificate (${(e as Error).message})${await logTail(i)}`);
+    throw new Error(`runtime did not report its bootstrap TLS certificate (${(e as Error).message})${await logTail(i)}`, { cause: e });
   }
 }
 

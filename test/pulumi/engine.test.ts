@@ -90,10 +90,11 @@ describe.skipIf(!HAVE_ENGINE)("real Pulumi engine: local Vhsm + provider resourc
     const conn = { url: outputs.url, token: outputs.rootToken, caFingerprint: outputs.caFingerprint };
     const secret = await runtimeRequest(conn, "GET", "secret/data/web/db");
     expect((secret.body as { data: { data: Record<string, string> } }).data.data).toEqual({ password: DB_PASSWORD });
-    const wl = (await runtimeRequest(conn, "GET", "nitride/workloads/web-1")).body as { data: Record<string, any> };
+    type Workload = { reference_values: { snp_measurements: string[] }; secrets: { pki: { role: string } }; acl_policy: string };
+    const wl = (await runtimeRequest(conn, "GET", "nitride/workloads/web-1")).body as { data: Workload };
     expect(wl.data.reference_values.snp_measurements).toEqual([MEASUREMENT]);
     expect(wl.data.secrets.pki.role).toBe("pki/web");
-    const role = (await runtimeRequest(conn, "GET", "auth/jwt/role/web-1")).body as { data: Record<string, any> };
+    const role = (await runtimeRequest(conn, "GET", "auth/jwt/role/web-1")).body as { data: { token_policies: string[] } };
     expect(role.data.token_policies).toEqual([wl.data.acl_policy]);
     // The runtime keeps its data where the stack said, private to its owner.
     expect(statSync(vhsmDir).mode & 0o077).toBe(0);
