@@ -84,22 +84,27 @@ export function registerGuest(parent: pulumi.Resource, name: string, spec: Guest
     { parent, dependsOn },
   );
   const dataVolume = spec.dataVolume;
+  // Application secrets reach the guest as one env file (0600) read from the workload's KV path,
+  // unless the caller's provisioning plan says where they go.
+  const envVars = Object.fromEntries(Object.keys(spec.secrets).map((k) => [envName(k), `${kvPath}#${k}`]));
   const rendered = pulumi
-    .all([spec.vhsm.url, spec.vhsm.caFingerprint, workload.workloadId, dataVolume?.mountPoint ?? "/data"])
-    .apply(([url, fp, id, mountPoint]) =>
-      renderUserData({
+    .all([spec.vhsm.url, spec.vhsm.caFingerprint, workload.workloadId, dataVolume?.mountPoint ?? "/data", spec.vhsm.agentUrl, spec.vhsm.agentSha256])
+    .apply(([url, fp, id, mountPoint, agentUrl, agentSha256]) => {
+      const provision: NonNullable<UserDataInput["provision"]> = { ...spec.provision };
+      if (dataVolume) provision.volume = { device: spec.dataVolumeDevice ?? "/dev/vdb", name: "bk-data", filesystem: "ext4", mountpoint: mountPoint };
+      if (haveSecrets && !provision.envFiles && !provision.files) provision.envFiles = [{ path: APP_ENV_FILE, vars: envVars, mode: "0600" }];
+      return renderUserData({
         platform: spec.platform as CloudPlatform,
         tee: spec.tee === Tee.Tdx ? "tdx" : "snp",
         runtimeUrl: url,
         runtimeCaSha256: fp,
         workloadId: id,
         hostname: spec.hostname,
-        ...(spec.agent ? { agent: spec.agent } : {}),
-        ...(dataVolume || spec.provision
-          ? { provision: { ...spec.provision, ...(dataVolume ? { volume: { device: spec.dataVolumeDevice ?? "/dev/vdb", name: "bk-data", mountpoint: mountPoint } } : {}) } }
-          : {}),
-      } as UserDataInput),
-    );
+        // Downloaded and checked against the pinned SHA-256 when the Vhsm serves the artifact; else baked in.
+        agent: agentUrl && agentSha256 ? { kind: "download", url: agentUrl, sha256: agentSha256 } : { kind: "preinstalled" },
+        ...(Object.keys(provision).length ? { provision } : {}),
+      } as UserDataInput);
+    });
   const userData = rendered.apply((r) => r.text);
   const agentConfig = rendered.apply((r) => JSON.stringify(r.agentConfig));
   return { workload, workloadId: workload.workloadId, userData, agentConfig, ...(haveSecrets ? { secretsPath: kvPath } : {}) };

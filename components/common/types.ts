@@ -25,6 +25,12 @@ export interface VhsmConnectionArgs {
   token: pulumi.Input<string>;
   /** PEM of the runtime CA: lets the deployment itself reach an https runtime with a private CA (a `Vhsm`'s caPem). */
   caPem?: pulumi.Input<string>;
+  /**
+   * Where guests download the enclaivelet artifact (`buckypaper enclaivelet package`) and its SHA-256,
+   * pinned in user-data. Without them the agent must be baked into the image (/opt/buckypaper).
+   */
+  agentUrl?: pulumi.Input<string>;
+  agentSha256?: pulumi.Input<string>;
 }
 
 /** The encrypted data volume the enclaivelet unlocks with a key released only after attestation. */

@@ -40,6 +40,9 @@ describe("AwsConfidentialVm", () => {
     expect(userData).not.toContain("hunter2");
     expect(userData).not.toContain("s.admin-token");
     expect(userData).toContain("/dev/nvme1n1");
+    // The app secret is delivered as an env file entry that names the KV path, never the value.
+    expect(userData).toContain("/etc/buckypaper/app.env");
+    expect(userData).toContain(`"DB_PASSWORD": "workloads/${workloadId}/app#dbPassword"`);
 
     // The registered reference values are the engine's digests for 4 vCPUs in both EC2 layouts.
     const expected = ["ec2", "ec2-legacy"].map((vmm) =>
@@ -59,6 +62,17 @@ describe("AwsConfidentialVm", () => {
     const vol = h.one("aws:ebs/volume:Volume").inputs;
     expect(vol.encrypted).toBe(true);
     expect(vol.size).toBe(20);
+  });
+
+  it("pins the agent artifact when the Vhsm serves it", async () => {
+    const vm = new mod.AwsConfidentialVm("pinned", {
+      vhsm: { ...vhsm, agentUrl: "https://vhsm.example:8200/v1/sys/enclaivelet.tar.gz", agentSha256: "ef".repeat(32) }, region: "us-east-2",
+    });
+    await resolve(vm.privateIp);
+    const inst = h.resources.find((r) => r.name === "pinned" && r.type === "aws:ec2/instance:Instance")!.inputs;
+    const userData = String(unsecret(inst.userData));
+    expect(userData).toContain("https://vhsm.example:8200/v1/sys/enclaivelet.tar.gz");
+    expect(userData).toContain("ef".repeat(32));
   });
 
   it("rejects instance types without SEV-SNP, naming the allowed ones", () => {

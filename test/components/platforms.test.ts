@@ -6,6 +6,8 @@ import { installMocks, resolve, unsecret, type MockHarness } from "../support/pu
 import { noteIfSharedMissing, sharedPath } from "../support/shared.js";
 import { describeOvmf, firmwareDescriptionJson, measureTdx, parseOvmf, snpLaunchDigest, snpOvmfHash } from "../../images/index.js";
 import { readFileSync } from "node:fs";
+import { hasCloudInit, validateUserData } from "../support/cloud-init.js";
+import { requireTool } from "../support/prereq.js";
 
 let h: MockHarness;
 let c: typeof import("../../components/index.js");
@@ -150,5 +152,41 @@ describe("ConfidentialVm facade", () => {
     expect((await resolve(vm.expectedMeasurements)).length).toBe(2);
     expect(await resolve(vm.workloadId)).toBe("unit-f4");
     expect(h.resources.some((r) => r.type === "buckypaper:index:AwsConfidentialVm" && r.name === "f4")).toBe(true);
+  });
+});
+
+describe.runIf(haveShared)("user-data of every platform component passes the real cloud-init validator", () => {
+  it("AWS, GCP, Azure, Proxmox and QEMU user-data validate, with secrets referenced and never inlined", async (ctx) => {
+    if (!requireTool("cloud-init (Debian package)", hasCloudInit)) return ctx.skip();
+    const secrets = { apiKey: pulumi.secret("sk-live-never-in-user-data") };
+    const vms = {
+      aws: new c.AwsConfidentialVm("ci-aws", { vhsm, region: "us-east-2", secrets, dataVolume: {} }),
+      gcp: new c.GcpConfidentialVm("ci-gcp", { vhsm, zone: "us-central1-a", expectedMeasurements: ["ab".repeat(48)], secrets, dataVolume: {} }),
+      azure: new c.AzureConfidentialVm("ci-azure", { vhsm, resourceGroupName: "rg", subnetId: "s", secrets, dataVolume: {} }),
+      proxmox: new c.ProxmoxConfidentialVm("ci-pve", { vhsm, ssh, node: "pve1", vmid: 4300, boot: { firmware: ovmfPath }, secrets, dataVolume: {} }),
+      qemu: new c.QemuConfidentialVm("ci-qemu", { vhsm, ssh, boot: { firmware: ovmfPath }, secrets }),
+    };
+    await Promise.all(Object.values(vms).map((v) => resolve(v.workloadId)));
+    await resolve(vms.aws.privateIp);
+    await resolve(vms.gcp.instanceId);
+    await resolve(vms.azure.vmId);
+    await resolve(vms.proxmox.vmid);
+    await resolve(vms.qemu.unitName);
+    const texts: Record<string, string> = {
+      aws: String(unsecret(byName("ci-aws").inputs.userData)),
+      gcp: String(unsecret(byName("ci-gcp").inputs.metadata["user-data"])),
+      azure: Buffer.from(String(unsecret(byName("ci-azure").inputs.osProfile.customData)), "base64").toString("utf8"),
+      proxmox: String(unsecret(byName("ci-pve-snippet").inputs.stdin)),
+      qemu: String(unsecret(byName("ci-qemu-seed").inputs.stdin)),
+    };
+    for (const [platform, text] of Object.entries(texts)) {
+      expect(text, platform).toContain("#cloud-config");
+      expect(text, platform).toContain("API_KEY");
+      expect(text, platform).not.toContain("sk-live-never-in-user-data");
+      const r = validateUserData(text);
+      expect(r.status, `${platform}: ${r.output}`).toBe(0);
+    }
+    // The validator is real: a schema violation in the same document is caught.
+    expect(validateUserData(`${texts.aws}\nssh_deletekeys: "perhaps"\n`).status).not.toBe(0);
   });
 });

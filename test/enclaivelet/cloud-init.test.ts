@@ -6,30 +6,17 @@ import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { parse } from "yaml";
-import { haveCommand, requireTool } from "../support/prereq.js";
+import { requireTool } from "../support/prereq.js";
 import {
   CLOUD_PLATFORMS, renderUserData, secret, Secret, SecretInUserDataError, UserDataError, USER_DATA_LIMIT_BYTES,
   proxmoxSnippet, noCloudMetaData, azureCustomData, type UserDataInput,
 } from "../../runtime/enclaivelet/cloud-init/index.js";
 import { parseConfig } from "../../runtime/enclaivelet/config.js";
 import { main } from "../../cli/main.js";
+import { hasCloudInit, validateUserData as validate } from "../support/cloud-init.js";
 
 const CA = "3f".repeat(32);
 const AGENT_SHA = "ab".repeat(32);
-const hasCloudInit = haveCommand("cloud-init", ["--version"]);
-
-function validate(text: string): { status: number | null; output: string } {
-  const dir = mkdtempSync(path.join(tmpdir(), "bk-ud-"));
-  try {
-    const f = path.join(dir, "user-data.yaml");
-    writeFileSync(f, text);
-    const r = spawnSync("cloud-init", ["schema", "--config-file", f], { encoding: "utf8" });
-    return { status: r.status, output: `${r.stdout}${r.stderr}` };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
 const fullPlan: UserDataInput["provision"] = {
   volume: { device: "/dev/disk/by-id/nvme-data", name: "bk-data", filesystem: "ext4", mountpoint: "/srv/data" },
   ssh: { keyTypes: ["ed25519"], dir: "/etc/ssh", renewBeforeSeconds: 86400 },
