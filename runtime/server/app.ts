@@ -72,6 +72,7 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     if (opts.logRequests) core.logger.info(`${req.method} /v1/${rawPath.split("?")[0]} → ${res.status}`);
     reply.code(res.status).headers({ ...SECURITY_HEADERS, ...(res.headers ?? {}) });
     if (res.body === undefined || res.status === 204) return reply.send();
+    if (typeof res.body === "string" || Buffer.isBuffer(res.body)) return reply.send(res.body); // raw response: content-type set by the core
     return reply.type("application/json").send(res.body);
   };
   app.route({ method: ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"], url: "/v1/*", handler, exposeHeadRoute: false });

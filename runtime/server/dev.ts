@@ -6,6 +6,7 @@ import type { Storage } from "../storage/types.js";
 import type { BackendRegistry } from "../vault/registry.js";
 import { builtinRegistry } from "../vault/builtin-engines.js";
 import { buildApp } from "./app.js";
+import { responseSealer } from "../nitride/seal.js";
 import { createRuntimeCa, issueServerCert, certFingerprint } from "./tls.js";
 import type { RateLimitRule } from "./rate-limit.js";
 import type { FastifyInstance } from "fastify";
@@ -46,7 +47,7 @@ export async function startDevRuntime(o: DevRuntimeOptions = {}): Promise<DevRun
   }
   const physical = o.storage ?? new MemoryStorage();
   const scheme = https ? "https" : "http";
-  const core = new Core({ physical, registry: o.registry ?? builtinRegistry(), logger: o.logger, ...o.core });
+  const core = new Core({ physical, registry: o.registry ?? builtinRegistry(), logger: o.logger, responseSealer, ...o.core });
   const init = await core.initialize(1, 1);
   await core.unsealWith(init.keys);
   await core.writeTable("secret", (t) => [...t, { ...newKv() }]);

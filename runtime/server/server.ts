@@ -13,6 +13,7 @@ import { SqliteStorage } from "../storage/sqlite.js";
 import { PostgresStorage } from "../storage/postgres.js";
 import { MemoryStorage } from "../storage/memory.js";
 import { buildApp, setListenerCertificate } from "./app.js";
+import { responseSealer } from "../nitride/seal.js";
 import { createRuntimeCa, issueServerCert, certFingerprint, type CaMaterial } from "./tls.js";
 import type { RuntimeConfig, StorageConfig } from "./config.js";
 
@@ -60,7 +61,7 @@ export async function startServer(cfg: RuntimeConfig, o: { logger?: CoreLogger; 
 
   const core = new Core({
     physical, registry: o.registry ?? builtinRegistry(), apiAddr: cfg.apiAddr, defaultTtl: cfg.defaultTtl, maxTtl: cfg.maxTtl,
-    logger: o.logger, auditFile: cfg.auditFile,
+    logger: o.logger, auditFile: cfg.auditFile, responseSealer,
     onInitialize: async (barrier) => {
       if (!tlsOn || l.tlsCertFile) return {};
       const ca = await createRuntimeCa();

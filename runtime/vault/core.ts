@@ -30,6 +30,7 @@ export interface RawRequest {
   clientIp: string;
 }
 
+/** body: a JSON value, or a string/Buffer sent as-is (raw responses carry their content-type header). */
 export interface RawResponse { status: number; body?: unknown; headers?: Record<string, string> }
 
 export interface SealConfig { type: "shamir"; secret_shares: number; secret_threshold: number }
@@ -56,12 +57,14 @@ export interface CoreOptions {
    * Transforms a response body carrying secrets (e.g. Nitride's response sealing to the attested
    * ephemeral key when the request asks for it). Return undefined to leave it unchanged.
    */
-  responseSealer?: (ctx: { headers: Record<string, string>; auth?: CallerAuth; body: Record<string, unknown>; secretKeys: string[] }) => Promise<Record<string, unknown> | undefined>;
+  responseSealer?: (ctx: { headers: Record<string, string>; auth?: CallerAuth; body: Record<string, unknown>; secretKeys: string[]; login?: boolean }) => Promise<Record<string, unknown> | undefined>;
 }
 
 interface ActiveMount { entry: MountEntry; backend: LogicalBackend; storage: Storage }
 
 const SEAL_CONFIG_KEY = "core/seal-config";
+/** Request header asking for response sealing (Nitride); see responseSealer. */
+const SEAL_HEADER = "x-buckypaper-seal";
 const silent: CoreLogger = { info() {}, warn() {}, error() {} };
 /** sys paths served without a token and while sealed. Their bodies are not wrapped in the envelope. */
 const RAW_SYS = new Set(["sys/health", "sys/seal-status", "sys/init", "sys/unseal", "sys/leader"]);
@@ -354,7 +357,7 @@ export class Core {
       policies: ["default", ...policies], meta: a.metadata, claims: a.claims, displayName: `${m.path.replace(/^auth\//, "").replace(/\/$/, "")}-${a.displayName ?? "login"}`,
       path: `${m.path}login`, ttl, maxTtl: a.maxTtl && a.maxTtl > 0 ? Math.min(a.maxTtl, this.maxTtl) : this.maxTtl, renewable: a.renewable,
     });
-    return this.authBlock(token, entry);
+    return { block: this.authBlock(token, entry), callerAuth: this.callerAuth(entry) };
   }
 
   authBlock(token: string, e: TokenEntry) {
@@ -418,7 +421,7 @@ export class Core {
       if (!res) throw new LogicalError(404, "unsupported path");
       const out = await this.render(m.entry, res, requestId, raw.headers, auth);
       this.audit.logResponse(auditReq, { status: out.status, data: res.data, auth: (out.body as { auth?: never } | undefined)?.auth });
-      if (m.entry.type === "system" && out.body && typeof out.body === "object" && res.data) out.body = { ...res.data, ...(out.body as object) };
+      if (m.entry.type === "system" && out.body && typeof out.body === "object" && !Buffer.isBuffer(out.body) && res.data) out.body = { ...res.data, ...(out.body as object) };
       return out;
     } catch (e) {
       const r = this.errorFrom(e);
@@ -431,22 +434,34 @@ export class Core {
 
   private async render(m: MountEntry, res: LogicalResponse, requestId: string, headers: Record<string, string>, auth?: CallerAuth): Promise<RawResponse> {
     let authOut: Record<string, unknown> | null = null;
-    if (res.auth) authOut = await this.mintLoginToken(m, res.auth);
+    let sealAuth = auth;
+    if (res.auth) {
+      const minted = await this.mintLoginToken(m, res.auth);
+      authOut = minted.block;
+      sealAuth = minted.callerAuth; // a login's response is sealed to the key bound in that login
+    }
     if (m.type === "token" && res.data && AUTH_BLOCK in res.data) {
       authOut = res.data[AUTH_BLOCK] as Record<string, unknown>;
       res = { ...res, data: undefined };
     }
+    const raw = rawBody(res.data);
+    if (raw) return raw;
     const status = res.status ?? (res.data || authOut || res.warnings?.length ? 200 : 204);
     if (status >= 400) {
-      return { status, body: res.data ? { errors: [], data: res.data } : { errors: [] } };
+      const msg = typeof res.data?.error === "string" ? [res.data.error] : [];
+      return { status, body: res.data ? { errors: msg, data: res.data } : { errors: msg } };
     }
     if (status === 204) return { status };
     let body: Record<string, unknown> = {
       request_id: requestId, lease_id: "", renewable: false, lease_duration: 0, data: res.data ?? null,
       wrap_info: null, warnings: res.warnings?.length ? res.warnings : null, auth: authOut, mount_type: m.type,
     };
-    if (this.opts.responseSealer && (res.secretKeys?.length || authOut)) {
-      const sealedBody = await this.opts.responseSealer({ headers, auth, body, secretKeys: res.secretKeys ?? [] });
+    // A new token is a secret too, but a login is sealed only on explicit request (SEAL_HEADER): a
+    // client must always be able to read the token it was just issued.
+    const sealLogin = authOut !== null && headers[SEAL_HEADER] !== undefined;
+    const secretKeys = [...(res.secretKeys ?? []), ...(sealLogin ? ["auth"] : [])];
+    if (this.opts.responseSealer && secretKeys.length) {
+      const sealedBody = await this.opts.responseSealer({ headers, auth: sealAuth, body, secretKeys, login: res.auth !== undefined });
       if (sealedBody) body = sealedBody;
     }
     return { status, body };
@@ -461,6 +476,19 @@ export class Core {
     this.logger.error(`internal error: ${(e as Error)?.stack ?? String(e)}`);
     return errorResponse(500, "internal error");
   }
+}
+
+/**
+ * Vault's raw-response convention: data with `http_raw_body` (string or bytes) is sent as the body
+ * itself with `http_content_type` and `http_status_code` (e.g. PEM/DER certificates, JWKS).
+ */
+function rawBody(data: Record<string, unknown> | undefined): RawResponse | undefined {
+  if (!data || !("http_raw_body" in data)) return undefined;
+  const b = data.http_raw_body;
+  const body = typeof b === "string" ? b : b instanceof Uint8Array ? Buffer.from(b) : JSON.stringify(b ?? "");
+  const status = typeof data.http_status_code === "number" ? data.http_status_code : 200;
+  const type = typeof data.http_content_type === "string" ? data.http_content_type : "application/octet-stream";
+  return { status, body, headers: { "content-type": type } };
 }
 
 export function errorResponse(status: number, message: string): RawResponse {

@@ -59,12 +59,16 @@ describe("security defaults", () => {
     await expect(fetch(`${rt.url}/v1/sys/seal-status`)).rejects.toThrow(); // not in the system trust store
   });
 
-  it("hands responses carrying secrets to the response sealer", async () => {
+  it("hands responses carrying secrets (and logins, on request) to the response sealer", async () => {
     rt = await startTestRuntime({
       core: {
-        responseSealer: async ({ headers, body, secretKeys }) =>
-          headers["x-buckypaper-seal"] === "ephemeral" ? { sealed: `sealed(${secretKeys.join(",")}):${Object.keys(body.data as object).join(",")}` } : undefined,
+        responseSealer: async ({ headers, body, secretKeys, login: isLogin, auth }) =>
+          headers["x-buckypaper-seal"] !== "ephemeral" ? undefined
+            : isLogin ? { sealed: `sealed(${secretKeys.join(",")}):login=true,meta=${auth?.metadata.workload}` }
+            : { sealed: `sealed(${secretKeys.join(",")}):${Object.keys(body.data as object).join(",")}` },
       },
+      register: (r) => r.registerAuth("static", () => ({ ...login, handle: async (req) => (req.path === "login" ? { auth: { policies: [], ttl: 30, renewable: false, metadata: { workload: "w-9" } } } : undefined) })),
+      auth: { "static/": { type: "static" } },
     });
     await rt.api("POST", "secret/data/s", { data: { k: "v" } });
     const plain = await rt.api("GET", "secret/data/s");
@@ -73,6 +77,32 @@ describe("security defaults", () => {
     expect(await sealed.json()).toEqual({ sealed: "sealed(data):data,metadata" });
     const meta = await fetch(`${rt.url}/v1/secret/metadata/s`, { headers: { "x-vault-token": rt.rootToken, "x-buckypaper-seal": "ephemeral" } });
     expect((await meta.json()).data.current_version).toBe(1); // no secret → not sealed
+    // A login is sealed only when asked for, with the new token's auth as the sealing context.
+    const plainLogin = await fetch(`${rt.url}/v1/auth/static/login`, { method: "POST", body: "{}" });
+    expect((await plainLogin.json()).auth.client_token).toMatch(/^hvs\./);
+    const sealedLogin = await fetch(`${rt.url}/v1/auth/static/login`, { method: "POST", body: "{}", headers: { "x-buckypaper-seal": "ephemeral" } });
+    expect(await sealedLogin.json()).toEqual({ sealed: "sealed(auth):login=true,meta=w-9" });
+  });
+
+  it("renders Vault's raw responses and refusals that carry a body", async () => {
+    const rawEngine: LogicalBackend = {
+      type: "rawtest", unauthenticatedPaths: ["pem", "der"],
+      async handle(req) {
+        if (req.path === "pem") return { data: { http_content_type: "application/x-pem-file", http_raw_body: "-----BEGIN X-----\n", http_status_code: 200 } };
+        if (req.path === "der") return { data: { http_content_type: "application/pkix-cert", http_raw_body: Buffer.from([0x30, 0x82, 0x00, 0xff]) } };
+        if (req.path === "refuse") return { status: 403, data: { error: "attestation refused: measurement", verdict: { ok: false } } };
+        return undefined;
+      },
+    };
+    rt = await startTestRuntime({ register: (r) => r.registerSecret("rawtest", () => rawEngine), mounts: { "raw/": { type: "rawtest" } } });
+    const pem = await fetch(`${rt.url}/v1/raw/pem`);
+    expect(pem.headers.get("content-type")).toBe("application/x-pem-file");
+    expect(await pem.text()).toBe("-----BEGIN X-----\n");
+    const der = await fetch(`${rt.url}/v1/raw/der`);
+    expect(der.headers.get("content-type")).toBe("application/pkix-cert");
+    expect(Buffer.from(await der.arrayBuffer())).toEqual(Buffer.from([0x30, 0x82, 0x00, 0xff]));
+    const refused = await rt.api("POST", "raw/refuse", {});
+    expect(refused).toEqual({ status: 403, body: { errors: ["attestation refused: measurement"], data: { error: "attestation refused: measurement", verdict: { ok: false } } } });
   });
 
   it("never echoes submitted secrets or tokens in errors", async () => {
