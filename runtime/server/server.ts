@@ -102,8 +102,11 @@ export async function startServer(cfg: RuntimeConfig, o: { logger?: CoreLogger; 
   const url = `${tlsOn ? "https" : "http"}://${l.host.includes(":") ? `[${l.host}]` : l.host}:${port}`;
   holder.app = app;
   const a = app;
+  // Expired-token cleanup; leader-locked on PostgreSQL so one replica does it.
+  const tidyTimer = setInterval(() => { if (!core.sealed) core.tidy().catch((e) => o.logger?.warn(`token tidy failed: ${(e as Error).message}`)); }, 10 * 60_000);
+  tidyTimer.unref();
   return {
     url, core, app: a, bootstrapFingerprint,
-    close: async () => { await a.close(); await core.seal(); await physical.close(); },
+    close: async () => { clearInterval(tidyTimer); await a.close(); await core.seal(); await physical.close(); },
   };
 }

@@ -35,6 +35,9 @@ export interface RawResponse { status: number; body?: unknown; headers?: Record<
 
 export interface SealConfig { type: "shamir"; secret_shares: number; secret_threshold: number }
 
+/** Storage that can run work on exactly one replica at a time (PostgreSQL). */
+export interface LeaderLocking { withLeaderLock<T>(name: string, fn: () => Promise<T>): Promise<T | undefined> }
+
 export interface CoreLogger { info(msg: string): void; warn(msg: string): void; error(msg: string): void }
 
 export interface CoreOptions {
@@ -202,6 +205,17 @@ export class Core {
     this.unsealKey?.fill(0);
     this.unsealKey = undefined;
     this.barrier.seal();
+  }
+
+  /**
+   * Removes expired tokens. On storage with a cluster-wide leader lock (PostgreSQL) only one replica
+   * runs it at a time; returns undefined when another replica holds the lock.
+   */
+  async tidy(): Promise<number | undefined> {
+    if (this.sealed || !this.tokens) throw new SealedError();
+    const tokens = this.tokens;
+    const physical = this.opts.physical as Storage & Partial<LeaderLocking>;
+    return physical.withLeaderLock ? physical.withLeaderLock("token-tidy", () => tokens.tidy()) : tokens.tidy();
   }
 
   async rotateKeyring(): Promise<number> {

@@ -83,6 +83,11 @@ export class TokenBackend implements LogicalBackend {
         const renewed = await this.store.renew(e, inc);
         return { status: 200, data: { [AUTH_BLOCK]: { ...this.core.authBlock("", renewed), client_token: "" } } };
       }
+      case "tidy": {
+        if (!write) return undefined;
+        const removed = await this.core.tidy();
+        return { data: { removed: removed ?? 0, skipped: removed === undefined } };
+      }
       case "revoke-self":
         if (!write) return undefined;
         await this.store.revoke(await this.caller(req));

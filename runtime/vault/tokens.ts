@@ -129,6 +129,18 @@ export class TokenStore {
     });
   }
 
+  /** Revokes every expired token (lookups remove them lazily; this catches the never-used ones). */
+  async tidy(): Promise<number> {
+    let removed = 0;
+    const t = now();
+    for (const h of await this.storage.list("id/")) {
+      const raw = await this.storage.get(`id/${h}`);
+      const e = raw && (JSON.parse(raw.toString("utf8")) as TokenEntry);
+      if (e && e.expireTime > 0 && e.expireTime <= t) { await this.revoke(e); removed++; }
+    }
+    return removed;
+  }
+
   /** Seconds left (0 for never-expiring tokens). */
   static ttlLeft(entry: TokenEntry): number {
     return entry.expireTime === 0 ? 0 : Math.max(0, entry.expireTime - now());

@@ -135,6 +135,17 @@ describe("ACL over HTTP", () => {
     expect((await rt.api("GET", "auth/token/lookup-self", undefined, child)).status).toBe(403);
   });
 
+  it("tidies expired tokens that were never used again", async () => {
+    const before = (await rt.api("POST", "auth/token/tidy", {})).body.data.removed as number;
+    expect(before).toBeGreaterThanOrEqual(0);
+    const t = (await rt.api("POST", "auth/token/create", { policies: ["app"], ttl: "1s" })).body.auth;
+    await new Promise((r) => setTimeout(r, 1100));
+    const tidy = await rt.api("POST", "auth/token/tidy", {});
+    expect(tidy.body.data.removed).toBe(1);
+    expect((await rt.api("POST", "auth/token/lookup-accessor", { accessor: t.accessor })).status).toBe(400);
+    expect((await rt.api("POST", "auth/token/tidy", {}, appToken)).status).toBe(403);
+  });
+
   it("expires tokens at their TTL and limits uses", async () => {
     const short = (await rt.api("POST", "auth/token/create", { policies: ["app"], ttl: "1s" })).body.auth.client_token;
     await new Promise((r) => setTimeout(r, 2100));
