@@ -47,8 +47,9 @@ export class ProxmoxConfidentialVm extends pulumi.ComponentResource {
   public readonly vmid: pulumi.Output<number>;
   public readonly workloadId: pulumi.Output<string>;
   public readonly expectedMeasurements: pulumi.Output<string[]>;
-  /** The PVE API parameters the VM was created with. */
-  public readonly parameters: pulumi.Output<Record<string, string | number>>;
+  /** The PVE API parameters the VM was created with (strings and numbers; typed `any` because Pulumi's
+   * schema analyzer, which other languages' SDKs come from, rejects union types). */
+  public readonly parameters: pulumi.Output<Record<string, any>>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
   constructor(name: string, args: ProxmoxConfidentialVmArgs, opts?: pulumi.ComponentResourceOptions) {
     super("buckypaper:index:ProxmoxConfidentialVm", name, args, opts);

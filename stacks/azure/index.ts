@@ -1,0 +1,48 @@
+// The `azure` example stack: a resource group and a private network, and an Azure confidential VM in it
+// registered with a vHSM runtime you already run. Microsoft's paravisor is what the launch digest
+// covers, so the workload is registered with the facts that are verifiable instead (HCL report bound to
+// the vTPM, secure boot on, debug off, optionally the paravisor's ID-key digests). Secure defaults come
+// from the component: security type ConfidentialVM, DiskWithVMGuestState encryption, vTPM and secure
+// boot, Canonical's CVM image, SSH keys only. Erasable TypeScript only: Node 22 runs this file as is.
+import * as pulumi from "@pulumi/pulumi";
+import * as resources from "@pulumi/azure-native/resources/index.js";
+import * as network from "@pulumi/azure-native/network/index.js";
+import { AzureConfidentialVm, Tee } from "buckypaper";
+
+const cfg = new pulumi.Config();
+
+const vhsm = {
+  url: cfg.require("vhsmUrl"),
+  caFingerprint: cfg.require("vhsmCaFingerprint"),
+  token: cfg.requireSecret("vhsmToken"),
+};
+
+const group = new resources.ResourceGroup("buckypaper");
+const vnet = new network.VirtualNetwork("buckypaper", {
+  resourceGroupName: group.name,
+  addressSpace: { addressPrefixes: [cfg.get("addressSpace") ?? "10.42.0.0/16"] },
+});
+const subnet = new network.Subnet("vms", {
+  resourceGroupName: group.name,
+  virtualNetworkName: vnet.name,
+  addressPrefix: (cfg.get("addressSpace") ?? "10.42.0.0/16").replace(/\.0\.0\/16$/, ".1.0/24"),
+  // No default outbound access: the VM reaches the runtime through routes you add, nothing else.
+  defaultOutboundAccess: false,
+});
+
+const app = new AzureConfidentialVm("app", {
+  vhsm,
+  resourceGroupName: group.name,
+  subnetId: subnet.id,
+  tee: cfg.get("tee") === "tdx" ? Tee.Tdx : Tee.SevSnp,
+  vmSize: cfg.get("vmSize"),
+  sshPublicKey: cfg.require("sshPublicKey"),
+  idKeyDigests: cfg.getObject<string[]>("idKeyDigests"),
+  secrets: { "db-password": cfg.requireSecret("dbPassword") },
+  dataVolume: { sizeGb: 16 },
+});
+
+export const resourceGroup = group.name;
+export const vmId = app.vmId;
+export const privateIp = app.privateIp;
+export const workloadId = app.workloadId;
