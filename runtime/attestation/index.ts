@@ -35,4 +35,6 @@ export { PINNED_ARK_SHA256, parseVek, parseCert, splitCertificates, type VekCert
 export { KdsClient, KdsUnavailableError, type KdsOptions } from "./snp/kds.js";
 export { verifySnp, readCertDir, SNP_CHECK_IDS, type SnpVerifyInput, type SnpVerification } from "./snp/verify.js";
 export { validateSnpPolicy } from "./snp/validate.js";
+export * as tdx from "./tdx/index.js";
+export * as azure from "./azure/index.js";
 export { createSnpSimulator, type SnpSimulator, type SnpSimulatorOptions, type SimulatedReportOptions, type SimulatedReport } from "./snp/simulator.js";

@@ -71,7 +71,7 @@ export interface Policy {
 }
 
 /** The default policy: authentic evidence, debug and migration agents refused, nothing else pinned. */
-export const DEFAULT_POLICY: Policy = { snp: {} };
+export const DEFAULT_POLICY: Readonly<Policy> = Object.freeze({ snp: Object.freeze({}) });
 
 // ---- trust ----------------------------------------------------------------------------------------
 
