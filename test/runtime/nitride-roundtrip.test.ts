@@ -101,6 +101,16 @@ describe("Nitride attested round trip (real server, simulated SNP)", () => {
     expect(JSON.stringify(plain.body)).not.toContain("web-db-secret");
     const opened = await compactDecrypt(plain.body.sealed, a.ephemeral.privateKey);
     expect(JSON.parse(Buffer.from(opened.plaintext).toString()).data.data.password).toBe("web-db-secret");
+    // The login itself can be sealed too: the new Vault token travels only inside the JWE.
+    const b2 = await attestAs(s, "web");
+    const sealedLogin = await fetch(`${s.rt.url}/v1/auth/jwt/login`, {
+      method: "POST", headers: { "content-type": "application/json", "x-buckypaper-seal": "ephemeral" },
+      body: JSON.stringify({ role: "workload", jwt: b2.body.data.token }),
+    });
+    const sl = (await sealedLogin.json()) as { sealed?: string; auth?: unknown };
+    expect(sl.auth).toBeUndefined();
+    const loginBody = JSON.parse(Buffer.from((await compactDecrypt(sl.sealed!, b2.ephemeral.privateKey)).plaintext).toString());
+    expect((await s.rt.api("GET", "secret/data/web/db", undefined, loginBody.auth.client_token)).status).toBe(200);
     // Asking for sealing without an attested login is refused rather than answered in clear.
     const root = await fetch(`${s.rt.url}/v1/secret/data/web/db`, { headers: { "x-vault-token": s.rt.rootToken, "x-buckypaper-seal": "ephemeral" } });
     expect(root.status).toBe(400);
