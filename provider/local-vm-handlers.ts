@@ -4,7 +4,7 @@
 // provider closures only `require` this module and forward.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, writeFileSync, chmodSync } from "node:fs";
+import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, rmdirSync, writeFileSync, chmodSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { initPlatform, PLATFORM_FILE } from "../runtime/localvm/platform.js";
@@ -237,6 +237,11 @@ export async function remove(kind: string, _id: string, props: Props): Promise<v
   else if (kind === "vm") {
     stopVm(String(props.stateDir), props.pid);
     rmSync(String(props.stateDir), { recursive: true, force: true });
+    try {
+      rmdirSync(path.dirname(String(props.stateDir))); // the VMs' common directory, once empty
+    } catch {
+      // not empty (other VMs) or already gone
+    }
   } else if (kind === "write" && typeof props.deletePath === "string") {
     await runtimeRequest(props.connection as RuntimeConnection, "DELETE", props.deletePath);
   }

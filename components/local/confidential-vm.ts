@@ -162,7 +162,11 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
       },
       { parent: this, dependsOn: [guest.workload, ...(args.waitFor ?? [])] },
     );
-    pulumi.all([vm.verdict, vm.measurement, vm.reason, vm.delivered]).apply(([verdict, m, reason, delivered]) => {
+    if (args.actualBoot) {
+      const changed = Object.entries(args.actualBoot).map(([k, v]) => `${k} ${typeof v === "string" && path.isAbsolute(v) ? path.basename(v) : String(v)}`);
+      pulumi.log.warn(`booting ${name} with inputs other than the registered ones: ${changed.join(", ")}`, this);
+    }
+    pulumi.all([vm.verdict, vm.measurement, vm.detail, vm.delivered]).apply(([verdict, m, reason, delivered]) => {
       if (!verdict) return;
       const same = m === expectedMeasurement ? "matches the registration" : "DIFFERS from the registration";
       if (verdict === "accepted") pulumi.log.info(`attested ${name}: measurement ${m.slice(0, 16)}… ${same}; accepted (simulated platform); delivered ${delivered.length} file(s)`, this);

@@ -5,7 +5,7 @@
 //   <stateDir>/status.json   measurement, verdict (+ reason), delivered files — never secret values
 //   <stateDir>/vm.pid        the process id
 // Pulumi-free: provider/local-vm-handlers.ts starts it through `buckypaper simulate vm`.
-import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, type Dirent } from "node:fs";
 import path from "node:path";
 import { runAgent } from "../enclaivelet/agent.js";
 import { parseConfig, type EnclaiveletConfig } from "../enclaivelet/config.js";
@@ -48,12 +48,23 @@ export interface LocalVmStatus {
     /** Evidence came from the simulated platform (always true for a local VM). */
     simulated: true;
   };
-  /** Guest paths written or found up to date under the root (values are never recorded). */
+  /** Guest paths provisioned under the root, now or at an earlier boot (values are never recorded). */
   delivered: string[];
 }
 
 export const STATUS_FILE = "status.json";
 export const PID_FILE = "vm.pid";
+
+/** Guest paths ("/etc/x") of the files under a VM's root. */
+function filesUnder(root: string, rel = ""): string[] {
+  let entries: Dirent[];
+  try {
+    entries = readdirSync(path.join(root, rel), { withFileTypes: true });
+  } catch {
+    return [];
+  }
+  return entries.flatMap((e) => (e.isDirectory() ? filesUnder(root, path.join(rel, e.name)) : e.isFile() ? [`/${path.join(rel, e.name)}`] : []));
+}
 
 function writeStatus(dir: string, s: LocalVmStatus): void {
   const tmp = path.join(dir, `.${STATUS_FILE}.tmp`);
@@ -99,7 +110,9 @@ export async function bootLocalVm(o: LocalVmOptions, log: (e: LogEvent) => void 
   status.attestation = outcome.ok
     ? { verdict: "accepted", simulated: true }
     : { verdict: outcome.reason === "refused" ? "refused" : "failed", reason: outcome.reason, detail: outcome.error, simulated: true };
-  status.delivered = [...outcome.written, ...outcome.unchanged].sort();
+  // Everything in the private root came from provisioning (this boot or an earlier one: a certificate
+  // still valid is not re-issued at reboot).
+  status.delivered = [...new Set([...outcome.written, ...outcome.unchanged, ...filesUnder(o.root)])].sort();
   status.state = "running";
   writeStatus(o.stateDir, status);
   return status;
