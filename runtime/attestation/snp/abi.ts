@@ -288,6 +288,8 @@ export interface CertTableEntry {
 }
 
 const ENTRY_SIZE = 24;
+/** Hosts deliver 3–5 entries (VCEK/VLEK, ASK, ARK, sometimes CRL or platform info); far more is not a table. */
+const MAX_CERT_TABLE_ENTRIES = 64;
 const ZERO_GUID = "00000000-0000-0000-0000-000000000000";
 
 /** GUID bytes are in RFC 4122 order (as libuuid's uuid_parse and go's uuid.FromBytes use them). */
@@ -313,6 +315,9 @@ export function parseCertTable(bytes: Uint8Array): CertTableEntry[] {
   const entries: CertTableEntry[] = [];
   const seen = new Set<string>();
   for (let pos = 0; ; pos += ENTRY_SIZE) {
+    if (entries.length >= MAX_CERT_TABLE_ENTRIES) {
+      throw new EvidenceFormatError(`certificate table: more than ${MAX_CERT_TABLE_ENTRIES} entries`, "cert_table", pos);
+    }
     if (pos + ENTRY_SIZE > bytes.length) {
       throw new EvidenceFormatError(`certificate table: missing all-zero terminator entry (table is ${bytes.length} bytes)`, "cert_table", pos);
     }

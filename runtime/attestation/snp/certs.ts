@@ -113,7 +113,8 @@ function hwIdBytes(v: Uint8Array): Uint8Array {
 // ---- parsing --------------------------------------------------------------------------------------
 
 const parsedCache = new Map<string, ParsedCert>();
-const MAX_CACHE = 512;
+// Bounded: a Nitride serving many chips and TCBs keeps their VEKs warm; hostile input only evicts (FIFO).
+const MAX_CACHE = 2048;
 
 function remember<K, V>(m: Map<K, V>, k: K, v: V): V {
   if (m.size >= MAX_CACHE) m.delete(m.keys().next().value as K);
