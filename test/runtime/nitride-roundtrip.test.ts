@@ -269,6 +269,29 @@ describe("Nitride attested round trip (real server, simulated SNP)", () => {
     expect(j.keys.map((k: { kid: string }) => k.kid)).toContain(oldKid);
   });
 
+  it("an expired nonce is refused (challenge_ttl), and deleting a workload revokes its access", async () => {
+    await s.rt.api("PUT", "nitride/config", { challenge_ttl: "1s" });
+    const ch = await s.rt.api("POST", "nitride/challenge", { workload_id: "web" }, "");
+    expect(ch.body.data.ttl).toBe(1);
+    await new Promise((r) => setTimeout(r, 2100));
+    const late = await attestAs(s, "web", { nonce: ch.body.data.nonce });
+    expect(late.status).toBe(403);
+    expect(late.body.errors[0]).toMatch(/nonce: expired/);
+    await s.rt.api("PUT", "nitride/config", { challenge_ttl: "60s" });
+
+    await s.rt.api("PUT", "secret/data/temp/db", { data: { password: "temp-secret" } });
+    await s.rt.api("PUT", "nitride/workloads/temp", { reference_values: { snp_measurements: [GOOD_MEASUREMENT] }, secrets: { kv: ["secret/data/temp/db"] } });
+    const a = await attestAs(s, "temp");
+    const tok = (await login(s, a.body.data.token)).body.auth.client_token;
+    expect((await s.rt.api("GET", "secret/data/temp/db", undefined, tok)).status).toBe(200);
+    expect((await s.rt.api("DELETE", "nitride/workloads/temp")).status).toBe(204);
+    expect((await s.rt.api("GET", "secret/data/temp/db", undefined, tok)).status).toBe(403);
+    expect((await s.rt.api("GET", "nitride/provision", undefined, tok)).status).toBe(403);
+    expect((await s.rt.api("POST", "nitride/challenge", { workload_id: "temp" }, "")).status).toBe(404);
+    const hist = await s.rt.api("GET", "nitride/workloads/temp/versions");
+    expect(hist.body.data.versions.map((v: { deleted: boolean }) => v.deleted)).toEqual([false, true]);
+  });
+
   it("a sealed server refuses challenge, attest and login with 503", async () => {
     const a = await attestAs(s, "web");
     await s.rt.runtime.core.seal();
