@@ -106,11 +106,11 @@ function reportFields(r: SnpReport, product: SnpProduct | undefined): Record<str
 
 function print(io: CliIo, verdict: Verdict, report: Uint8Array, product: SnpProduct | undefined, json: boolean): number {
   if (json) {
-    let fields: Record<string, unknown> | undefined;
+    let fields: Record<string, unknown> | null;
     try {
       fields = reportFields(parseReport(report), (verdict.claims?.product as SnpProduct | undefined) ?? product);
     } catch {
-      fields = undefined;
+      fields = null; // the report does not parse: the checks say why
     }
     io.out(JSON.stringify({ kind: "snp", accepted: verdict.accepted, simulated: verdict.simulated, evidenceDigest: verdict.evidenceDigest, fields, checks: verdict.checks, claims: verdict.claims }, null, 2));
   } else {
