@@ -5,7 +5,7 @@
 import { randomBytes } from "node:crypto";
 import { LogicalError, type LogicalRequest, type LogicalResponse } from "../vault/backend.js";
 import { optList } from "./fields.js";
-import { readWorkload, splitMountRole } from "./workloads.js";
+import { policyHash, readWorkload, splitMountRole } from "./workloads.js";
 import { issuerFor } from "./token.js";
 
 export async function provisionBundle(req: LogicalRequest): Promise<LogicalResponse> {
@@ -18,6 +18,11 @@ export async function provisionBundle(req: LogicalRequest): Promise<LogicalRespo
   const rec = await readWorkload(req.storage, workloadId);
   if (!rec) throw new LogicalError(404, `workload not found: ${workloadId}`);
   const d = rec.definition;
+  // Evidence was appraised against reference values that have since changed (e.g. an image revoked):
+  // the bundle needs a fresh attestation against the current ones.
+  if (claims.policy_hash !== policyHash(d)) {
+    throw new LogicalError(403, "permission denied: the workload's reference values or policy changed since this attestation; attest again");
+  }
   const sys = req.system;
 
   const kv: Record<string, unknown> = {};

@@ -236,6 +236,13 @@ describe("Nitride attested round trip (real server, simulated SNP)", () => {
     const a = await attestAs(s, "other");
     expect(a.status).toBe(200);
     expect(a.body.data.ref_version).toBe(after.body.data.version);
+    // Narrowing the reference values again stops this attestation from fetching the bundle.
+    const tok = (await login(s, a.body.data.token)).body.auth.client_token;
+    expect((await s.rt.api("GET", "nitride/provision", undefined, tok)).status).toBe(200);
+    await s.rt.api("PUT", "nitride/workloads/other", { reference_values: { snp_measurements: [OTHER_MEASUREMENT] }, secrets: { kv: ["secret/data/other/db"] } });
+    const stale = await s.rt.api("GET", "nitride/provision", undefined, tok);
+    expect(stale.status).toBe(403);
+    expect(stale.body.errors[0]).toMatch(/changed since this attestation/);
     const list = await s.rt.api("LIST", "nitride/workloads");
     expect(list.body.data.keys).toEqual(expect.arrayContaining(["web", "other"]));
     const bad = await s.rt.api("PUT", "nitride/workloads/bad", { reference_values: { snp_measurements: ["abc"] } });
