@@ -51,9 +51,18 @@ export function open(aesKey: Buffer, storageKey: string, blob: Buffer): Buffer |
   }
 }
 
+/** Entries kept in the decrypted-value cache (cleared on seal). */
+const CACHE_LIMIT = 10_000;
+
 export class Barrier implements Storage {
   private keys: Map<number, Buffer> | undefined;
   private activeTerm = 0;
+  /**
+   * Plaintexts of recently read values, keyed by storage key and valid only while the stored
+   * ciphertext is byte-identical: every read still goes to storage (replicas stay consistent), a
+   * hit only skips the AES-GCM work. Holds what an unsealed runtime holds in memory anyway.
+   */
+  private cache = new Map<string, { ct: Buffer; pt: Buffer }>();
 
   constructor(readonly physical: Storage) {}
 
@@ -94,6 +103,8 @@ export class Barrier implements Storage {
   }
 
   seal(): void {
+    for (const e of this.cache.values()) e.pt.fill(0);
+    this.cache.clear();
     for (const k of this.keys?.values() ?? []) k.fill(0);
     this.keys = undefined;
     this.activeTerm = 0;
@@ -116,10 +127,14 @@ export class Barrier implements Storage {
 
   decrypt(key: string, blob: Buffer): Buffer {
     const keys = this.requireUnsealed();
+    const hit = this.cache.get(key);
+    if (hit && hit.ct.equals(blob)) return Buffer.from(hit.pt);
     const term = termOf(blob);
     const aesKey = term === undefined ? undefined : keys.get(term);
     const plain = aesKey && open(aesKey, key, blob);
     if (!plain) throw new StorageCorruptionError(`stored value for '${key}' failed authentication (corrupt or tampered)`, key);
+    if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
+    this.cache.set(key, { ct: Buffer.from(blob), pt: Buffer.from(plain) });
     return plain;
   }
 

@@ -66,6 +66,7 @@ export interface CoreOptions {
 interface ActiveMount { entry: MountEntry; backend: LogicalBackend; storage: Storage }
 
 const SEAL_CONFIG_KEY = "core/seal-config";
+const POLICY_TTL_MS = 1000;
 /** Request header asking for response sealing (Nitride); see responseSealer. */
 const SEAL_HEADER = "x-buckypaper-seal";
 const silent: CoreLogger = { info() {}, warn() {}, error() {} };
@@ -88,7 +89,7 @@ export class Core {
   private unsealKey: Buffer | undefined;
   private mounts: ActiveMount[] = [];
   private mountsLoadedAt = 0;
-  private policyCache = new Map<string, { raw: Buffer; policy: Policy }>();
+  private policyCache = new Map<string, { raw: Buffer | undefined; policy: Policy | undefined; at: number }>();
   readonly clusterName: string;
   readonly clusterId: string;
 
@@ -312,16 +313,26 @@ export class Core {
 
   // ---- policies ----
 
+  /**
+   * A parsed policy. Writes through this runtime invalidate the cache at once; changes and deletions
+   * made by another replica are picked up within POLICY_TTL_MS, new policies at once (tokens, unlike
+   * policies, are read from storage on every request, so revocation is immediate everywhere).
+   */
   async getPolicy(name: string): Promise<Policy | undefined> {
     if (name === "root") return undefined;
-    const raw = await this.barrier.get(`sys/policy/${name}`);
-    if (!raw) { this.policyCache.delete(name); return undefined; }
     const hit = this.policyCache.get(name);
-    if (hit && hit.raw.equals(raw)) return hit.policy;
-    const policy = parsePolicy(name, (JSON.parse(raw.toString("utf8")) as { policy: string }).policy);
-    this.policyCache.set(name, { raw, policy });
+    if (hit && Date.now() - hit.at < POLICY_TTL_MS) return hit.policy;
+    const raw = await this.barrier.get(`sys/policy/${name}`);
+    const policy = !raw ? undefined
+      : hit?.raw && hit.raw.equals(raw) ? hit.policy
+      : parsePolicy(name, (JSON.parse(raw.toString("utf8")) as { policy: string }).policy);
+    if (!policy) { this.policyCache.delete(name); return undefined; } // a policy created elsewhere is seen at once
+    if (this.policyCache.size > 10_000) this.policyCache.clear();
+    this.policyCache.set(name, { raw, policy, at: Date.now() });
     return policy;
   }
+
+  invalidatePolicy(name: string): void { this.policyCache.delete(name); }
 
   private aclCache = new Map<string, { parts: Policy[]; acl: Acl }>();
 

@@ -203,6 +203,7 @@ export class SystemBackend implements LogicalBackend {
     if (op === "delete") {
       if (name === "default") throw new LogicalError(400, "cannot delete the default policy");
       await c.barrier.delete(key);
+      c.invalidatePolicy(name);
       return {};
     }
     if (op !== "create" && op !== "update" && op !== "patch") return undefined;
@@ -218,6 +219,7 @@ export class SystemBackend implements LogicalBackend {
       const version = old ? (JSON.parse(old.toString("utf8")) as { version: number }).version + 1 : 1;
       await tx.put(key, Buffer.from(JSON.stringify({ name, policy: text, version, modified: new Date().toISOString() })));
     });
+    c.invalidatePolicy(name);
     return {};
   }
 
