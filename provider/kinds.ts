@@ -12,14 +12,12 @@ export interface FieldSpec {
 }
 
 export interface KindSpec {
-  /** Pulumi type name under buckypaper:index: (e.g. "Workload"). */
+  /** Resource class name (e.g. "Workload"), used in messages. */
   typeName: string;
   /** Fields that identify the object: changing one replaces the resource. */
   identity: FieldSpec[];
   /** Settable fields sent in the body. */
   fields: FieldSpec[];
-  /** Fields whose values are secrets (also forced secret in state by the resource class). */
-  secretFields: string[];
   /** API path (under /v1/) of the object, from checked inputs. */
   path(inputs: Record<string, unknown>): string;
   /** Path read back (GET), when it differs from path(); fromApi then picks the object out of it. */
@@ -28,7 +26,7 @@ export interface KindSpec {
   deletePath?(inputs: Record<string, unknown>): string;
   /** Request body from checked inputs. */
   body(inputs: Record<string, unknown>): Record<string, unknown>;
-  /** Field values (Pulumi names) from a GET response's data, or undefined when the object is gone. */
+  /** Field values (Pulumi names) from a GET response's data; empty when the object is not there. */
   fromApi(data: Record<string, unknown>, inputs: Record<string, unknown>): Record<string, unknown>;
   /** Resource id. */
   id(inputs: Record<string, unknown>): string;
@@ -70,7 +68,6 @@ function roleKind(typeName: string, mountDefault: string, prefix: (mount: string
     typeName,
     identity,
     fields,
-    secretFields: [],
     path: (i) => `${prefix(String(i.mount))}/${String(i.name)}`,
     body: (i) => snakeBody(fields, i),
     fromApi: (d) => camelFromApi(fields, d),
@@ -84,7 +81,6 @@ function mountKind(typeName: string, base: "sys/mounts" | "sys/auth"): KindSpec 
     typeName,
     identity: [f("path", "string"), f("type", "string"), f("options", "stringMap", {})],
     fields: [],
-    secretFields: [],
     path: (i) => `${base}/${String(i.path)}`,
     readPath: () => base,
     body: (i) => ({ type: i.type, options: i.options ?? {} }),
@@ -117,7 +113,6 @@ export const kinds: Record<string, KindSpec> = {
       f("diskKey", "boolean"),
       f("tokenTtl", "duration"),
     ],
-    secretFields: [],
     path: (i) => `nitride/workloads/${String(i.workloadId)}`,
     body(i) {
       const secrets: Record<string, unknown> = { kv: i.kvSecrets ?? [], disk_key: i.diskKey ?? false };
@@ -167,7 +162,6 @@ export const kinds: Record<string, KindSpec> = {
     typeName: "Secret",
     identity: [f("mount", "string", "secret"), f("path", "string")],
     fields: [f("data", "stringMap")],
-    secretFields: ["data"],
     path: (i) => `${String(i.mount)}/data/${String(i.path)}`,
     deletePath: (i) => `${String(i.mount)}/metadata/${String(i.path)}`,
     body: (i) => ({ data: i.data }),
@@ -185,7 +179,6 @@ export const kinds: Record<string, KindSpec> = {
     typeName: "Policy",
     identity: [f("name", "string")],
     fields: [f("policy", "string")],
-    secretFields: [],
     path: (i) => `sys/policies/acl/${String(i.name)}`,
     body: (i) => ({ policy: i.policy }),
     fromApi: (d) => (typeof d.policy === "string" ? { policy: d.policy } : {}),
