@@ -210,9 +210,8 @@ export async function workloadVersion(s: StorageReader, id: string, version: num
 export function workloadAclPolicy(nitrideMount: string, d: WorkloadDefinition): string {
   const lines = [`path "${nitrideMount}provision" { capabilities = ["read", "update"] }`];
   for (const p of d.secrets.kv) lines.push(`path "${p}" { capabilities = ["read"] }`);
-  const split = (mr: string) => { const i = mr.lastIndexOf("/"); return [mr.slice(0, i), mr.slice(i + 1)]; };
-  if (d.secrets.pki) { const [m, r] = split(d.secrets.pki.role); lines.push(`path "${m}/issue/${r}" { capabilities = ["update"] }`); }
-  if (d.secrets.ssh) { const [m, r] = split(d.secrets.ssh.role); lines.push(`path "${m}/sign/${r}" { capabilities = ["update"] }`); }
+  if (d.secrets.pki) { const { mount, role } = splitMountRole(d.secrets.pki.role); lines.push(`path "${mount}/issue/${role}" { capabilities = ["update"] }`); }
+  if (d.secrets.ssh) { const { mount, role } = splitMountRole(d.secrets.ssh.role); lines.push(`path "${mount}/sign/${role}" { capabilities = ["update"] }`); }
   return `${lines.join("\n")}\n`;
 }
 
