@@ -82,13 +82,9 @@ export async function runProgram(o: {
   // A query string makes each run a fresh module instance (the bench runs one program many times).
   const url = `${pathToFileURL(o.program).href}?run=${Math.random().toString(36).slice(2)}`;
   const exports = (await import(url)) as Record<string, unknown>;
-  // Wait for every exported output, then until registrations stop arriving.
-  for (const v of Object.values(exports)) if (pulumi.Output.isInstance(v)) await new Promise((r) => v.apply((x) => { r(x); return x; }));
-  let n = -1;
-  while (n !== resources.length) {
-    n = resources.length;
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  // Done when the RPC queue drains, as the language host decides for a real program (registrations
+  // made in apply callbacks count). disconnect() waits for that, then closes the mock monitor.
+  await pulumi.runtime.disconnect();
   return { resources, exports };
 }
 
