@@ -1,19 +1,29 @@
 // Independent implementations accept what Nitride produces:
 // - PyJWT (PyPI) finds the key through OIDC discovery + JWKS over HTTP and verifies the workload token;
 // - a JWT auth mount configured like an external Vault (oidc_discovery_url over HTTP) logs the token in;
-// - jwcrypto (PyPI) decrypts a sealed response with the ephemeral private key, and not with another key.
+// - jwcrypto (PyPI) decrypts a sealed response with the ephemeral private key, and not with another key;
+// - github.com/hashicorp/cap/jwt, the validator inside Vault's and OpenBao's JWT auth method, accepts the
+//   token through OIDC discovery (test/runtime/nitride-cap-check, built with the Go toolchain).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawn, spawnSync } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
-import { requireTool } from "../support/prereq.js";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { haveCommand, requireTool } from "../support/prereq.js";
+import { repoRoot } from "../support/shared.js";
 import { attestAs, login, startNitrideStack, type NitrideStack } from "./nitride-support.js";
 
 const hasPy = requireTool("PyJWT + jwcrypto (PyPI)", spawnSync("python3", ["-c", "import jwt, jwcrypto"]).status === 0);
 
-function python(script: string, args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+function python(script: string, args: string[]) {
+  return run("python3", ["-c", script, ...args]);
+}
+
+function run(cmd: string, args: string[], cwd?: string): Promise<{ code: number | null; out: string; err: string }> {
   // Asynchronous: the server under test runs on this event loop.
   return new Promise((resolve) => {
-    const p = spawn("python3", ["-c", script, ...args]);
+    const p = spawn(cmd, args, { cwd });
     let out = "", err = "";
     p.stdout.on("data", (d) => (out += d));
     p.stderr.on("data", (d) => (err += d));
@@ -86,5 +96,28 @@ describe("JWT auth configured like an external Vault (OIDC discovery over HTTP)"
     expect(l.body.auth.metadata.evidence_digest).toBe(a.body.data.verdict.evidenceDigest);
     const other = await attestAs(s, "other", { measurement: "b2".repeat(48) });
     expect((await s.rt.api("POST", "auth/external/login", { role: "web", jwt: other.body.data.token }, "")).status).toBe(403);
+  });
+});
+
+const hasGo = requireTool("Go toolchain (for hashicorp/cap/jwt)", haveCommand("go", ["version"]));
+
+describe.runIf(hasGo)("hashicorp/cap/jwt (the validator in Vault's and OpenBao's JWT auth)", () => {
+  const bin = path.join(mkdtempSync(path.join(tmpdir(), "bk-cap-")), "nitride-cap-check");
+  beforeAll(async () => {
+    const b = await run("go", ["build", "-o", bin, "."], path.join(repoRoot, "test/runtime/nitride-cap-check"));
+    if (b.code !== 0) throw new Error(`go build failed: ${b.err}`);
+  }, 400_000);
+
+  it("validates a Nitride token via OIDC discovery (issuer, audience, ES384) and refuses a foreign audience", async () => {
+    const a = await attestAs(s, "web");
+    const issuer = `${s.rt.url}/v1/nitride`;
+    const ok = await run(bin, [issuer, "buckypaper", a.body.data.token]);
+    expect(ok.code, ok.err).toBe(0);
+    expect(JSON.parse(ok.out)).toMatchObject({ sub: "web", iss: issuer, platform: "snp" });
+    const wrongAud = await run(bin, [issuer, "someone-else", a.body.data.token]);
+    expect(wrongAud.code).toBe(1);
+    expect(wrongAud.err).toMatch(/aud/i);
+    const tampered = a.body.data.token.replace(/\.[^.]+$/, `.${Buffer.alloc(96, 7).toString("base64url")}`);
+    expect((await run(bin, [issuer, "buckypaper", tampered])).code).toBe(1);
   });
 });
