@@ -11,6 +11,7 @@ import { appraise } from "../../runtime/attestation/appraise.js";
 import { snpLaunchDigest } from "../../images/index.js";
 import { initPlatform, loadPlatform, measureLaunch, LocalVmError } from "../../runtime/localvm/index.js";
 import { requireTool } from "../support/prereq.js";
+import { hasShared, noteIfSharedMissing, sharedPath } from "../support/shared.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const OVMF = "/usr/share/ovmf/OVMF.fd";
@@ -102,6 +103,35 @@ describe.skipIf(!HAVE_OVMF)("simulated PSP", () => {
     const notFw = path.join(tmp, "not-firmware.fd");
     writeFileSync(notFw, Buffer.alloc(8192));
     expect(() => measureLaunch({ firmware: notFw, vcpus: 1, vcpuType: "EPYC-v4" })).toThrow(/^firmware:/);
+  });
+});
+
+// A firmware with an SNP kernel-hashes table: the tail of edk2's OvmfPkg/AmdSev build (shared vectors)
+// at the end of an otherwise empty 2 MiB image — measurable (not bootable), which is all the PSP needs.
+describe.skipIf(!hasShared)("simulated PSP with kernel-hashes firmware (measured direct boot)", () => {
+  noteIfSharedMissing("AmdSev OVMF suffix");
+  let fw: string;
+  let kernel: string;
+  let initrd: string;
+  beforeAll(() => {
+    const suffix = readFileSync(sharedPath("vectors", "ovmf_AmdSev_suffix.bin"));
+    const img = Buffer.alloc(2 * 1024 * 1024);
+    suffix.copy(img, img.length - suffix.length);
+    fw = path.join(tmp, "amdsev.fd");
+    writeFileSync(fw, img);
+    kernel = path.join(tmp, "k");
+    initrd = path.join(tmp, "i");
+    writeFileSync(kernel, Buffer.alloc(8192, 2));
+    writeFileSync(initrd, Buffer.alloc(4096, 3));
+  });
+
+  it("kernel, initrd and command line are in the digest: a changed cmdline is a different measurement", () => {
+    const m = measureLaunch({ firmware: fw, kernel, initrd, append: "console=ttyS0", vcpus: 1, vcpuType: "EPYC-v4" });
+    expect(m.kernelMeasured).toBe(true);
+    expect(m.measurement).toBe(snpLaunchDigest({ ovmf: readFileSync(fw), kernel: readFileSync(kernel), initrd: readFileSync(initrd), append: "console=ttyS0", vcpus: 1, vcpu: "EPYC-v4", vmm: "qemu" }).toString("hex"));
+    expect(measureLaunch({ firmware: fw, kernel, initrd, append: "console=ttyS0 init=/bin/sh", vcpus: 1, vcpuType: "EPYC-v4" }).measurement).not.toBe(m.measurement);
+    writeFileSync(path.join(tmp, "k2"), Buffer.alloc(8192, 9));
+    expect(measureLaunch({ firmware: fw, kernel: path.join(tmp, "k2"), initrd, append: "console=ttyS0", vcpus: 1, vcpuType: "EPYC-v4" }).measurement).not.toBe(m.measurement);
   });
 });
 
