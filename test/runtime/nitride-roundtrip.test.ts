@@ -150,6 +150,29 @@ describe("Nitride attested round trip (real server, simulated SNP)", () => {
     expect(dbg.status).toBe(403);
   });
 
+  it("refuses tampered evidence and simulated evidence once accept_simulated is off", async () => {
+    const ch = await s.rt.api("POST", "nitride/challenge", { workload_id: "web" }, "");
+    const spki = generateKeyPairSync("ec", { namedCurve: "P-384" }).publicKey.export({ format: "der", type: "spki" });
+    const ev = await s.sim.report({ measurement: GOOD_MEASUREMENT, reportData: reportDataFor(Buffer.from(ch.body.data.nonce, "base64url"), spki) });
+    const report = Buffer.from(ev.report);
+    report[0x90] ^= 0x01; // inside MEASUREMENT (offset 0x90), covered by the signature
+    const tampered = await s.rt.api("POST", "nitride/attest", {
+      workload_id: "web", nonce: ch.body.data.nonce, ephemeral_public_key: spki.toString("base64"),
+      evidence: evidenceToJson({ kind: "snp", report, certTable: ev.certTable }),
+    }, "");
+    expect(tampered.status).toBe(403);
+    expect(tampered.body.data.verdict.checks.some((c: { id: string; ok: boolean }) => /signature/.test(c.id) && !c.ok)).toBe(true);
+
+    await s.rt.api("PUT", "nitride/config", { accept_simulated: false });
+    try {
+      const sim = await attestAs(s, "web");
+      expect(sim.status).toBe(403);
+      expect(sim.body.data.verdict.accepted).toBe(false);
+    } finally {
+      await s.rt.api("PUT", "nitride/config", { accept_simulated: true });
+    }
+  });
+
   it("concurrent attests with one nonce: exactly one token", async () => {
     const ch2 = await s.rt.api("POST", "nitride/challenge", { workload_id: "web" }, "");
     const spki = generateKeyPairSync("ec", { namedCurve: "P-384" }).publicKey.export({ format: "der", type: "spki" });
