@@ -57,6 +57,8 @@ const CACHE_LIMIT = 10_000;
 export class Barrier implements Storage {
   private keys: Map<number, Buffer> | undefined;
   private activeTerm = 0;
+  /** Kept while unsealed to rotate the keyring and to pick up terms added by another replica. */
+  private unsealKey: Buffer | undefined;
   /**
    * Plaintexts of recently read values, keyed by storage key and valid only while the stored
    * ciphertext is byte-identical: every read still goes to storage (replicas stay consistent), a
@@ -77,7 +79,7 @@ export class Barrier implements Storage {
       if (await tx.get(KEYRING_KEY)) throw new Error("barrier is already initialized");
       await tx.put(KEYRING_KEY, seal(unsealKey, 0, KEYRING_KEY, Buffer.from(JSON.stringify(ring))));
     });
-    this.load(ring);
+    this.load(ring, unsealKey);
   }
 
   async unseal(unsealKey: Buffer): Promise<void> {
@@ -85,21 +87,38 @@ export class Barrier implements Storage {
     if (!blob) throw new Error("barrier is not initialized");
     const plain = unsealKey.length === 32 ? open(unsealKey, KEYRING_KEY, blob) : undefined;
     if (!plain) throw new InvalidUnsealKeyError();
-    this.load(JSON.parse(plain.toString("utf8")) as Keyring);
+    this.load(JSON.parse(plain.toString("utf8")) as Keyring, unsealKey);
   }
 
-  /** Adds a new keyring term; new writes use it, old values stay readable. */
-  async rotate(unsealKey: Buffer): Promise<number> {
+  /** Adds a new keyring term (atomically, so concurrent rotations on replicas both count); new writes use it. */
+  async rotate(): Promise<number> {
     this.requireUnsealed();
-    const blob = await this.physical.get(KEYRING_KEY);
-    const plain = blob && open(unsealKey, KEYRING_KEY, blob);
-    if (!plain) throw new InvalidUnsealKeyError();
-    const ring = JSON.parse(plain.toString("utf8")) as Keyring;
-    ring.activeTerm += 1;
-    ring.keys[String(ring.activeTerm)] = randomBytes(32).toString("base64");
-    await this.physical.put(KEYRING_KEY, seal(unsealKey, 0, KEYRING_KEY, Buffer.from(JSON.stringify(ring))));
-    this.load(ring);
+    const unsealKey = this.unsealKey!;
+    const ring = await this.physical.transaction(async (tx) => {
+      const blob = await tx.get(KEYRING_KEY);
+      const plain = blob && open(unsealKey, KEYRING_KEY, blob);
+      if (!plain) throw new InvalidUnsealKeyError();
+      const r = JSON.parse(plain.toString("utf8")) as Keyring;
+      r.activeTerm += 1;
+      r.keys[String(r.activeTerm)] = randomBytes(32).toString("base64");
+      await tx.put(KEYRING_KEY, seal(unsealKey, 0, KEYRING_KEY, Buffer.from(JSON.stringify(r))));
+      return r;
+    });
+    this.load(ring, unsealKey);
     return ring.activeTerm;
+  }
+
+  /** Re-reads the keyring (another replica may have rotated it). */
+  private async refreshKeyring(): Promise<void> {
+    const unsealKey = this.unsealKey;
+    const blob = unsealKey && (await this.physical.get(KEYRING_KEY));
+    const plain = blob && open(unsealKey, KEYRING_KEY, blob);
+    if (plain && this.unsealKey === unsealKey) this.load(JSON.parse(plain.toString("utf8")) as Keyring, unsealKey);
+  }
+
+  /** Keyring term and number of terms, for sys/key-status. */
+  keyStatus(): { term: number; terms: number } {
+    return { term: this.activeTerm, terms: this.requireUnsealed().size };
   }
 
   seal(): void {
@@ -108,11 +127,14 @@ export class Barrier implements Storage {
     for (const k of this.keys?.values() ?? []) k.fill(0);
     this.keys = undefined;
     this.activeTerm = 0;
+    this.unsealKey?.fill(0);
+    this.unsealKey = undefined;
   }
 
-  private load(ring: Keyring) {
+  private load(ring: Keyring, unsealKey: Buffer) {
     this.keys = new Map(Object.entries(ring.keys).map(([t, k]) => [Number(t), Buffer.from(k, "base64")]));
     this.activeTerm = ring.activeTerm;
+    if (this.unsealKey !== unsealKey) { this.unsealKey?.fill(0); this.unsealKey = Buffer.from(unsealKey); }
   }
 
   private requireUnsealed(): Map<number, Buffer> {
@@ -140,7 +162,13 @@ export class Barrier implements Storage {
 
   private wrap(inner: StorageWriter): StorageWriter {
     return {
-      get: async (k) => { const b = await inner.get(k); return b && this.decrypt(k, b); },
+      get: async (k) => {
+        const b = await inner.get(k);
+        if (!b) return undefined;
+        const term = termOf(b);
+        if (term !== undefined && !this.requireUnsealed().has(term)) await this.refreshKeyring();
+        return this.decrypt(k, b);
+      },
       list: async (p) => { this.requireUnsealed(); return inner.list(p); },
       put: async (k, v) => inner.put(k, this.encrypt(k, v)),
       delete: async (k) => { this.requireUnsealed(); return inner.delete(k); },

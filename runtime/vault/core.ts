@@ -86,7 +86,6 @@ export class Core {
   tokens: TokenStore | undefined;
   private sealConfig: SealConfig | undefined;
   private unsealShares: Buffer[] = [];
-  private unsealKey: Buffer | undefined;
   private mounts: ActiveMount[] = [];
   private mountsLoadedAt = 0;
   private policyCache = new Map<string, { raw: Buffer | undefined; policy: Policy | undefined; at: number }>();
@@ -148,7 +147,6 @@ export class Core {
     await this.barrier.put("core/auth", Buffer.from(JSON.stringify([newMount("auth", "auth/token/", "token", { description: "token based credentials" })])));
     await this.barrier.put("core/audit", Buffer.from("[]"));
     await this.barrier.put("sys/policy/default", Buffer.from(JSON.stringify({ name: "default", policy: DEFAULT_POLICY_TEXT, version: 1, modified: new Date().toISOString() })));
-    this.unsealKey = Buffer.from(key);
     await this.postUnseal();
     const { token } = await this.tokens!.create({ policies: ["root"], path: "auth/token/root", ttl: 0, maxTtl: 0, renewable: false, displayName: "root" });
     const extra = this.opts.onInitialize ? await this.opts.onInitialize(this.barrier) : {};
@@ -187,7 +185,6 @@ export class Core {
       if (e instanceof InvalidUnsealKeyError || /shares/.test((e as Error).message)) throw new LogicalError(400, "unseal failed: invalid key shares (progress reset)");
       throw e;
     }
-    this.unsealKey = key;
     await this.postUnseal();
     this.logger.info("runtime unsealed");
   }
@@ -203,8 +200,6 @@ export class Core {
     this.tokens = undefined;
     this.policyCache.clear();
     this.aclCache.clear();
-    this.unsealKey?.fill(0);
-    this.unsealKey = undefined;
     this.barrier.seal();
   }
 
@@ -220,8 +215,8 @@ export class Core {
   }
 
   async rotateKeyring(): Promise<number> {
-    if (!this.unsealKey) throw new SealedError();
-    return this.barrier.rotate(this.unsealKey);
+    if (this.sealed) throw new SealedError();
+    return this.barrier.rotate();
   }
 
   private async postUnseal(): Promise<void> {

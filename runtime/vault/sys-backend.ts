@@ -81,7 +81,7 @@ export class SystemBackend implements LogicalBackend {
         await c.rotateKeyring();
         return {};
       case "key-status":
-        return op === "read" ? { data: { term: 0, install_time: "" } } : undefined;
+        return op === "read" ? { data: { ...c.barrier.keyStatus(), install_time: "" } } : undefined;
       case "mounts": return this.mounts(req, "secret", rest);
       case "auth": return this.mounts(req, "auth", rest);
       case "policies":

@@ -155,6 +155,35 @@ describe("SQLite storage", () => {
   });
 });
 
+describe("keyring rotation across two runtimes on one SQLite file", () => {
+  it("keeps old values readable, uses the new term for writes, and the other runtime picks the term up", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "bk-rotate-"));
+    try {
+      const file = path.join(dir, "rt.db");
+      const { init } = await seed(new SqliteStorage(file));
+      const open = async () => {
+        const core = new Core({ physical: new SqliteStorage(file), registry: builtinRegistry() });
+        await core.start();
+        await core.unsealWith(init.keys.slice(0, 3));
+        const h = (method: string, p: string, body?: unknown) => core.handle({ method, path: p, query: {}, body, headers: { "x-vault-token": init.root_token }, clientIp: "127.0.0.1" });
+        return { core, h };
+      };
+      const a = await open(), b = await open();
+      expect(((await a.h("GET", "sys/key-status")).body as Json).data).toMatchObject({ term: 1, terms: 1 });
+      expect((await a.h("PUT", "sys/rotate", {})).status).toBe(204);
+      expect(((await a.h("GET", "sys/key-status")).body as Json).data).toMatchObject({ term: 2, terms: 2 });
+      expect((await a.h("POST", "secret/data/after", { data: { v: "after-rotation" } })).status).toBe(200);
+      // b unsealed before the rotation: it meets term 2 ciphertext and re-reads the keyring.
+      expect(((await b.h("GET", "secret/data/after")).body as Json).data.data.v).toBe("after-rotation");
+      expect(((await b.h("GET", "secret/data/one")).body as Json).data.data.value).toBe(`${MARKER}-one`);
+      expect(((await b.h("GET", "sys/key-status")).body as Json).data.term).toBe(2);
+      for (const x of [a, b]) { await x.core.seal(); await x.core.opts.physical.close(); }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("PostgreSQL storage", () => {
   const have = haveCommand("bash", ["-c", "ls /usr/lib/postgresql/*/bin/initdb"]);
   const ok = requireTool("PostgreSQL server (apt-get install postgresql)", have);
