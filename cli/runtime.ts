@@ -82,7 +82,20 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
       throw e;
     }
     const { startServer } = await import("../runtime/server/server.js");
-    const srv = await startServer(cfg, { logger: stderrLogger(io) });
+    let srv;
+    try {
+      srv = await startServer(cfg, { logger: stderrLogger(io) });
+    } catch (e) {
+      // Storage that cannot be opened (corrupt file, unreachable database) or a taken port: say
+      // which, without a stack trace and without echoing connection strings (they may hold passwords).
+      const err = e as NodeJS.ErrnoException;
+      const what = err.name === "StorageCorruptionError" ? err.message
+        : err.code === "EADDRINUSE" ? `listener address ${cfg.listener.host}:${cfg.listener.port} is already in use`
+        : err.code === "ECONNREFUSED" || err.code === "ENOTFOUND" || /password authentication|database .* does not exist/.test(err.message) ? `cannot open ${cfg.storage.type} storage: ${err.code ?? err.message}`
+        : `cannot start: ${err.message}`;
+      io.err(`buckypaper runtime server: ${what}`);
+      return Exit.rejected;
+    }
     const initialized = await srv.core.initialized();
     io.out(`Buckypaper runtime listening on ${srv.url} (storage: ${cfg.storage.type}; ${initialized ? "initialized, sealed" : "not initialized"})`);
     if (srv.bootstrapFingerprint) io.out(`Bootstrap TLS certificate SHA-256 (pin it for 'runtime init'): ${srv.bootstrapFingerprint}`);

@@ -75,6 +75,16 @@ describe("runtime server lifecycle (processes, SQLite, TLS)", () => {
     expect(bad.stderr).toMatch(/key share/);
   });
 
+  it("exits 1 with a clear message when the SQLite file is not a database", async () => {
+    writeFileSync(path.join(dir, "garbage.db"), Buffer.alloc(8192, 0x5a));
+    const c = path.join(dir, "garbage.hcl");
+    writeFileSync(c, `storage "sqlite" { path = "garbage.db" }\nlistener "tcp" { address = "127.0.0.1:0"\n tls_disable = true }`);
+    const r = await cli(["runtime", "server", "--config", c]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/SQLite storage is corrupt: file is not a database/);
+    expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+  });
+
   it("exits 2 with a message naming the field for a bad config", async () => {
     const badCfg = path.join(dir, "bad.hcl");
     writeFileSync(badCfg, `storage "sqlite" { }\nlistener "tcp" { address = "127.0.0.1:0" }`);
