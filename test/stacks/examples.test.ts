@@ -10,11 +10,17 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { inClear, loadStackConfig, revealed, runProgram, type Recorded } from "./mock-program.js";
+import { unknownInputProperties } from "./provider-types.js";
 import { noteIfSharedMissing, sharedPath } from "../support/shared.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const HAVE_SHARED = noteIfSharedMissing("example stacks that measure a Proxmox firmware");
-const FIRMWARE = sharedPath("vectors/debian-bookworm-ovmf/OVMF.fd");
+// A firmware to measure for the Proxmox VMs: Debian's OVMF from /work/shared, else the installed one.
+const SHARED_FIRMWARE = sharedPath("vectors/debian-bookworm-ovmf/OVMF.fd");
+const FIRMWARE = [SHARED_FIRMWARE, "/usr/share/ovmf/OVMF.fd"].find((f) => existsSync(f)) ?? "";
+const HAVE_FIRMWARE = FIRMWARE !== "";
+if (!HAVE_FIRMWARE) noteIfSharedMissing("example stacks that measure a Proxmox firmware (or apt-get install ovmf)");
+/** Every resource the examples registered, for the provider-types check at the end. */
+const recorded: Recorded[] = [];
 
 // Distinctive values, so a leak is unmistakable.
 const SECRETS = {
@@ -40,6 +46,7 @@ async function runExample(name: string, stack: string, extra: Record<string, str
     expect(clear, `${name}: ${k} in clear`).not.toContain(JSON.stringify(SECRETS[k]).slice(1, -1));
     expect(wrapped, `${name}: ${k} is used`).toContain(JSON.stringify(SECRETS[k]).slice(1, -1));
   }
+  recorded.push(...run.resources);
   return run.resources;
 }
 
@@ -104,7 +111,7 @@ describe("example stacks under the mock engine", () => {
     expect(one(rs, "pulumi-nodejs:dynamic/buckypaper:Workload").platforms).toEqual(["azure-snp"]);
   });
 
-  it.runIf(HAVE_SHARED)("proxmox: ssh-mode Vhsm, PVE VM with amd-sev and the digest of the node's firmware", async () => {
+  it.runIf(HAVE_FIRMWARE)("proxmox: ssh-mode Vhsm, PVE VM with amd-sev and the digest of the node's firmware", async () => {
     const rs = await runExample("proxmox", "proxmox", { vhsmHostKey: HOST_KEY, firmware: FIRMWARE }, ["vhsmSshKey", "pveSshKey", "dbPassword"]);
     expect(one(rs, "pulumi-nodejs:dynamic/buckypaper:RuntimeService").ssh.hostKey).toBe(HOST_KEY);
     const create = String(of(rs, "command:remote:Command").map((c) => revealed(c.inputs) as { create?: string }).find((c) => c.create?.includes("pvesh create"))?.create);
@@ -115,7 +122,7 @@ describe("example stacks under the mock engine", () => {
     expect(one(rs, "pulumi-nodejs:dynamic/buckypaper:Workload").snpMeasurements[0]).toMatch(/^[0-9a-f]{96}$/);
   });
 
-  it.runIf(HAVE_SHARED)("multi-cloud: one runtime, a VM on each of AWS, GCP, Azure and Proxmox, all registered with it", async () => {
+  it.runIf(HAVE_FIRMWARE)("multi-cloud: one runtime, a VM on each of AWS, GCP, Azure and Proxmox, all registered with it", async () => {
     const rs = await runExample("multi-cloud", "multi-cloud",
       { vhsmHostKey: HOST_KEY, gcpExpectedMeasurements: JSON.stringify([DIGEST]), pveFirmware: FIRMWARE }, ["vhsmSshKey", "pveSshKey", "dbPassword"]);
     expect(of(rs, "pulumi-nodejs:dynamic/buckypaper:RuntimeService")).toHaveLength(1);
@@ -131,6 +138,15 @@ describe("example stacks under the mock engine", () => {
 });
 
 describe("example stacks type-check against the providers' published types", () => {
+  it("every cloud resource input the examples produced (at every nesting level) is a property of the provider's Args type", () => {
+    const cloud = recorded.filter((r) => /^(aws|gcp|azure-native):/.test(r.type));
+    expect(cloud.length).toBeGreaterThan(10);
+    expect(unknownInputProperties(ROOT, cloud)).toEqual([]);
+    // The check can fail: a misspelt property is reported with its path.
+    const bad = { ...cloud.find((r) => r.type === "aws:ec2/instance:Instance")!, inputs: { ami: "ami-1", cpuOptions: { amdSevSnpp: "enabled" } } };
+    expect(unknownInputProperties(ROOT, [bad])).toEqual(["aws:ec2/instance:Instance web.cpuOptions.amdSevSnpp: not a property of InstanceCpuOptions"]);
+  }, 300_000);
+
   it("tsc -p stacks/tsconfig.json reports no error", () => {
     expect(existsSync(path.join(ROOT, "stacks/tsconfig.json"))).toBe(true);
     const r = spawnSync(process.execPath, [path.join(ROOT, "node_modules/typescript/bin/tsc"), "-p", "stacks/tsconfig.json"], { cwd: ROOT, encoding: "utf8" });
