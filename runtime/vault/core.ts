@@ -436,7 +436,7 @@ export class Core {
         if (sudo && !caps.has("sudo")) throw new PermissionDeniedError();
       }
       this.audit.logRequest(auditReq);
-      if (entry) await this.tokens!.use(entry);
+      if (entry && !(await this.tokens!.use(entry))) throw new PermissionDeniedError();
       const res = await m.backend.handle(lreq);
       if (!res) throw new LogicalError(404, "unsupported path");
       const out = await this.render(m.entry, res, requestId, raw.headers, auth);

@@ -95,14 +95,26 @@ export class TokenStore {
     return raw ? (JSON.parse(raw.toString("utf8")) as TokenEntry) : undefined;
   }
 
-  /** Counts one use of a limited-use token; revokes it after the last. Returns false if exhausted. */
+  /**
+   * Counts one use of a limited-use token, atomically (concurrent requests cannot both spend the
+   * last use); the last use deletes it. Returns false when the token is already used up or gone.
+   */
   async use(entry: TokenEntry): Promise<boolean> {
     if (entry.numUses === 0) return true;
-    const left = entry.numUses - 1;
-    if (left <= 0) { await this.revoke(entry); return true; }
-    entry.numUses = left;
-    await this.storage.put(`id/${entry.idHash}`, Buffer.from(JSON.stringify(entry)));
-    return true;
+    return this.storage.transaction(async (tx) => {
+      const raw = await tx.get(`id/${entry.idHash}`);
+      if (!raw) return false;
+      const cur = JSON.parse(raw.toString("utf8")) as TokenEntry;
+      if (cur.numUses <= 1) {
+        await tx.delete(`id/${cur.idHash}`);
+        await tx.delete(`accessor/${cur.accessor}`);
+        if (cur.parent) await tx.delete(`parent/${cur.parent}/${cur.accessor}`);
+        return true;
+      }
+      cur.numUses -= 1;
+      await tx.put(`id/${cur.idHash}`, Buffer.from(JSON.stringify(cur)));
+      return true;
+    });
   }
 
   /** Extends the TTL by increment (or the creation TTL), capped by the token's hard maximum. */

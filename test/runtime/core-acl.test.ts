@@ -153,5 +153,10 @@ describe("ACL over HTTP", () => {
     const once = (await rt.api("POST", "auth/token/create", { policies: ["app"], num_uses: 1 })).body.auth.client_token;
     expect((await rt.api("GET", "secret/data/app/existing", undefined, once)).status).toBe(200);
     expect((await rt.api("GET", "secret/data/app/existing", undefined, once)).status).toBe(403);
+    // Concurrent requests cannot spend more uses than the token has.
+    const three = (await rt.api("POST", "auth/token/create", { policies: ["app"], num_uses: 3 })).body.auth.client_token;
+    const codes = await Promise.all(Array.from({ length: 8 }, () => rt.api("GET", "secret/data/app/existing", undefined, three).then((r) => r.status)));
+    expect(codes.filter((c) => c === 200)).toHaveLength(3);
+    expect(codes.filter((c) => c === 403)).toHaveLength(5);
   });
 });
