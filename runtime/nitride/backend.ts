@@ -59,7 +59,7 @@ export class NitrideBackend implements LogicalBackend {
   readonly unauthenticatedPaths = ["challenge", "attest", "jwks", ".well-known/openid-configuration", ".well-known/jwks.json"];
   private readonly nonces = new NonceStore();
   private readonly keys = new SigningKeys();
-  private configCache: { c: NitrideConfig; at: number } | undefined;
+  private configCache: { c: NitrideConfig; raw: string; at: number } | undefined;
 
   constructor(private readonly opts: NitrideOptions = {}) {}
 
@@ -97,8 +97,14 @@ export class NitrideBackend implements LogicalBackend {
 
   private async config(storage: Storage): Promise<NitrideConfig> {
     if (this.configCache && Date.now() - this.configCache.at < 5_000) return this.configCache.c;
-    const c = { ...DEFAULT_CONFIG, ...((await readJson<NitrideConfig>(storage, "config")) ?? {}) };
-    this.configCache = { c, at: Date.now() };
+    const raw = (await storage.get("config"))?.toString("utf8") ?? "";
+    // Unchanged in storage → the same object (so the trust built from it stays cached).
+    if (this.configCache && this.configCache.raw === raw) {
+      this.configCache.at = Date.now();
+      return this.configCache.c;
+    }
+    const c: NitrideConfig = { ...DEFAULT_CONFIG, ...(raw ? (JSON.parse(raw) as Partial<NitrideConfig>) : {}) };
+    this.configCache = { c, raw, at: Date.now() };
     return c;
   }
 
@@ -110,12 +116,20 @@ export class NitrideBackend implements LogicalBackend {
       await tx.put("config", jsonBytes(next));
       return next;
     });
-    this.configCache = { c, at: Date.now() };
+    this.configCache = { c, raw: JSON.stringify(c), at: Date.now() };
     return { data: configView(c) };
   }
 
+  /**
+   * One TrustConfig object per configuration: the verifier caches parsed and verified CA material
+   * per trust object, so rebuilding it per request would redo that work on every attestation.
+   */
+  private trustCache = new WeakMap<NitrideConfig, TrustConfig>();
   private trust(c: NitrideConfig): TrustConfig {
-    return this.opts.trust ?? trustFrom(c);
+    if (this.opts.trust) return this.opts.trust;
+    let t = this.trustCache.get(c);
+    if (!t) this.trustCache.set(c, (t = trustFrom(c)));
+    return t;
   }
 
   // ---- workloads ----
