@@ -32,6 +32,13 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     return503OnClosing: true,
   };
   if (opts.https) (fopts as Record<string, unknown>).https = { ...opts.https, minVersion: "TLSv1.2" };
+  // Errors fastify raises before routing (undecodable URL, bad content type) in Vault's shape too.
+  fopts.frameworkErrors = (err, _req, res) => {
+    const reply = res as unknown as import("fastify").FastifyReply;
+    const status = (err as { statusCode?: number }).statusCode ?? 400;
+    const msg = (err as { code?: string }).code === "FST_ERR_BAD_URL" ? "path: invalid percent-encoding" : "bad request";
+    void reply.code(status >= 400 && status < 500 ? status : 400).headers(SECURITY_HEADERS).type("application/json").send({ errors: [msg] });
+  };
   const holder: { app?: FastifyInstance } = {};
   fopts.clientErrorHandler = listAwareClientErrorHandler(() => holder.app!);
   const app = Fastify(fopts);
@@ -59,7 +66,10 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   const handler = async (req: import("fastify").FastifyRequest, reply: import("fastify").FastifyReply) => {
     const url = req.url;
     const q = url.indexOf("?");
-    const rawPath = decodeURIComponent((q === -1 ? url : url.slice(0, q)).slice("/v1/".length));
+    let rawPath: string;
+    try { rawPath = decodeURIComponent((q === -1 ? url : url.slice(0, q)).slice("/v1/".length)); } catch {
+      return reply.code(400).headers(SECURITY_HEADERS).type("application/json").send({ errors: ["path: invalid percent-encoding"] });
+    }
     const query: Record<string, string> = {};
     for (const [k, v] of Object.entries((req.query ?? {}) as Record<string, unknown>)) query[k] = Array.isArray(v) ? String(v[0]) : String(v);
     const wait = limiter.check(rawPath.replace(/\/+$/, ""), req.ip);

@@ -70,10 +70,15 @@ describe("runtime HTTP core", () => {
     expect((await rt.api("GET", "secret/data/patchme")).body.data.data).toEqual({ a: "1", c: "3" });
   });
 
-  it("404s unknown routes and 405s unknown verbs in Vault's format", async () => {
+  it("404s unknown routes, 400s undecodable paths, in Vault's format", async () => {
     const r = await rt.api("GET", "nope/thing");
     expect(r.status).toBe(404);
-    expect(Array.isArray(r.body.errors)).toBe(true);
+    expect(r.body.errors[0]).toMatch(/no handler for route "nope\/thing"/);
+    const bad = await fetch(`${rt.url}/v1/secret/data/%E0%A4%A`, { headers: { "x-vault-token": rt.rootToken } });
+    expect(bad.status).toBe(400);
+    expect((await bad.json()).errors[0]).toMatch(/percent-encoding/);
+    const dots = await rt.api("GET", "secret/data/a/../b");
+    expect(dots.status).toBeGreaterThanOrEqual(400);
   });
 
   it("refuses oversized and malformed bodies with 4xx, not a crash", async () => {
