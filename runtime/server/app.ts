@@ -30,6 +30,9 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     logger: false,
     trustProxy: false,
     return503OnClosing: true,
+    // Slow clients cannot hold connections open indefinitely (slowloris).
+    requestTimeout: 30_000,
+    connectionTimeout: 120_000,
   };
   if (opts.https) (fopts as Record<string, unknown>).https = { ...opts.https, minVersion: "TLSv1.2" };
   // Errors fastify raises before routing (undecodable URL, bad content type) in Vault's shape too.
