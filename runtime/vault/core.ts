@@ -493,7 +493,7 @@ export class Core {
       this.logger.error(`storage corruption: ${e.message}`);
       return errorResponse(500, `storage corruption: ${e.message}`);
     }
-    this.logger.error(`internal error: ${(e as Error)?.stack ?? String(e)}`);
+    this.logger.error(`internal error: ${describeForLog(e)}`);
     return errorResponse(500, "internal error");
   }
 }
@@ -509,6 +509,17 @@ function rawBody(data: Record<string, unknown> | undefined): RawResponse | undef
   const status = typeof data.http_status_code === "number" ? data.http_status_code : 200;
   const type = typeof data.http_content_type === "string" ? data.http_content_type : "application/octet-stream";
   return { status, body, headers: { "content-type": type } };
+}
+
+/**
+ * An unexpected error for the log: name, message and stack frames — except that JSON syntax errors
+ * quote the text they failed on (which may be decrypted secret data), so their message is withheld.
+ */
+export function describeForLog(e: unknown): string {
+  if (!(e instanceof Error)) return "non-Error thrown";
+  const frames = (e.stack ?? "").split("\n").filter((l) => /^\s+at /.test(l)).slice(0, 8).join("\n");
+  const msg = e instanceof SyntaxError ? "(message withheld: it may quote the data being parsed)" : e.message;
+  return `${e.name}: ${msg}${frames ? "\n" + frames : ""}`;
 }
 
 export function errorResponse(status: number, message: string): RawResponse {

@@ -116,3 +116,15 @@ describe("security defaults", () => {
     expect(p.status).toBe(400);
   });
 });
+
+describe("logging of unexpected errors", () => {
+  it("withholds JSON syntax error messages, which quote the data being parsed", async () => {
+    const { describeForLog } = await import("../../runtime/vault/core.js");
+    let err: unknown;
+    try { JSON.parse('{"password": "log-leak-candidate" oops'); } catch (e) { err = e; }
+    const line = describeForLog(err);
+    expect(line).toMatch(/^SyntaxError: \(message withheld/);
+    expect(line).not.toContain("log-leak-candidate");
+    expect(describeForLog(new Error("disk full"))).toMatch(/^Error: disk full\n\s+at /);
+  });
+});
