@@ -6,7 +6,8 @@ import { ConfigError, requireOneOf } from "../common/errors.js";
 import { registerGuest } from "../common/guest.js";
 import { requireSecretMap } from "../common/secrets.js";
 import { Platform, Tee, type DataVolumeArgs, type VhsmConnectionArgs } from "../common/types.js";
-import { awsAmiFilter, awsSnpMeasurements, AWS_SNP_INSTANCE_TYPES, AWS_SNP_REGIONS } from "./facts.js";
+import { catalogEntry, catalogRegions, catalogVcpus } from "../common/catalog.js";
+import { awsAmiFilter, awsSnpMeasurements } from "./facts.js";
 import { awsInstanceArgs } from "./settings.js";
 
 export interface AwsConfidentialVmArgs {
@@ -16,8 +17,10 @@ export interface AwsConfidentialVmArgs {
   instanceType?: string;
   /** Region; must offer SEV-SNP. Default: the aws:region config. */
   region?: string;
-  /** AMI id; default the catalog's UEFI Ubuntu 24.04 AMI of the region. */
+  /** AMI id; default the latest AMI of the catalog image (see `image`). */
   ami?: pulumi.Input<string>;
+  /** Catalog image name (default ubuntu-24.04; also al2023). */
+  image?: string;
   subnetId?: pulumi.Input<string>;
   securityGroupIds?: pulumi.Input<pulumi.Input<string>[]>;
   keyName?: pulumi.Input<string>;
@@ -44,13 +47,15 @@ export class AwsConfidentialVm extends pulumi.ComponentResource {
   constructor(name: string, args: AwsConfidentialVmArgs, opts?: pulumi.ComponentResourceOptions) {
     super("buckypaper:index:AwsConfidentialVm", name, args, opts);
     const who = `AwsConfidentialVm ${name}`;
-    const instanceType = requireOneOf(who, "instanceType", args.instanceType ?? "m6a.large", Object.keys(AWS_SNP_INSTANCE_TYPES));
+    const instanceType = args.instanceType ?? "m6a.large";
+    const vcpus = catalogVcpus(who, "instanceType", Platform.Aws, instanceType, Tee.SevSnp);
+    const regions = catalogRegions(Platform.Aws, instanceType) ?? [];
     const region = args.region ?? aws.config.region;
-    if (!region) throw new ConfigError(who, "region", "is not set (set it or the aws:region config)", AWS_SNP_REGIONS);
-    requireOneOf(who, "region", region, AWS_SNP_REGIONS);
+    if (!region) throw new ConfigError(who, "region", "is not set (set it or the aws:region config)", regions);
+    requireOneOf(who, "region", region, regions);
+    const entry = catalogEntry(who, Platform.Aws, Tee.SevSnp, args.image);
     const secrets = requireSecretMap(who, "secrets", args.secrets);
-    const vcpus = AWS_SNP_INSTANCE_TYPES[instanceType];
-    const measurements = awsSnpMeasurements(vcpus, args.acceptLegacyLayout ?? true);
+    const measurements = awsSnpMeasurements(entry, vcpus, args.acceptLegacyLayout ?? true);
 
     const guest = registerGuest(this, name, {
       platform: Platform.Aws,
@@ -67,7 +72,7 @@ export class AwsConfidentialVm extends pulumi.ComponentResource {
       hostname: name,
     });
 
-    const ami = args.ami ?? aws.ec2.getAmiOutput(awsAmiFilter(), { parent: this }).id;
+    const ami = args.ami ?? aws.ec2.getAmiOutput(awsAmiFilter(entry), { parent: this }).id;
     const tags = { Name: name, "buckypaper:workload": guest.workloadId, ...args.tags };
     const instance = new aws.ec2.Instance(
       name,

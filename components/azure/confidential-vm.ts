@@ -6,6 +6,8 @@ import * as pulumi from "@pulumi/pulumi";
 import * as network from "@pulumi/azure-native/network/index.js";
 import * as compute from "@pulumi/azure-native/compute/index.js";
 import { ConfigError } from "../common/errors.js";
+import { catalogEntry, catalogVcpus } from "../common/catalog.js";
+import type { CatalogEntry } from "../../images/index.js";
 import { registerGuest } from "../common/guest.js";
 import { requireSecretMap } from "../common/secrets.js";
 import { Platform, Tee, type DataVolumeArgs, type VhsmConnectionArgs } from "../common/types.js";
@@ -35,12 +37,12 @@ export interface AzureConfidentialVmArgs {
   tags?: Record<string, pulumi.Input<string>>;
 }
 
-const SIZE_RE: Record<Tee, RegExp> = {
-  [Tee.SevSnp]: /^Standard_(DC|EC)(2|4|8|16|32|48|64|96)a(d)?s_v5$/,
-  [Tee.Tdx]: /^Standard_(DC|EC)(2|4|8|16|32|48|64|96|128)e(d)?s_v5$/,
-};
-
-const DEFAULT_IMAGE: AzureImageReference = { publisher: "Canonical", offer: "ubuntu-24_04-lts", sku: "cvm", version: "latest" };
+/** Marketplace reference of the catalog's confidential image for the TEE. */
+function azureImage(entry: CatalogEntry): AzureImageReference {
+  if (entry.image.kind !== "azure-marketplace") throw new Error(`catalog image ${entry.name} is not an Azure marketplace image`);
+  const { publisher, offer, sku, version } = entry.image;
+  return { publisher, offer, sku, version };
+}
 
 export class AzureConfidentialVm extends pulumi.ComponentResource {
   public readonly vmId: pulumi.Output<string>;
@@ -52,11 +54,7 @@ export class AzureConfidentialVm extends pulumi.ComponentResource {
     const who = `AzureConfidentialVm ${name}`;
     const tee = args.tee ?? Tee.SevSnp;
     const vmSize = args.vmSize ?? (tee === Tee.SevSnp ? "Standard_DC2as_v5" : "Standard_DC2es_v5");
-    if (!SIZE_RE[tee].test(vmSize)) {
-      throw new ConfigError(who, "vmSize", `is '${vmSize}', which is not a confidential ${tee === Tee.SevSnp ? "SEV-SNP" : "TDX"} size`,
-        tee === Tee.SevSnp ? ["Standard_DC{2..96}as_v5", "Standard_DC{2..96}ads_v5", "Standard_EC{2..96}as_v5", "Standard_EC{2..96}ads_v5"]
-          : ["Standard_DC{2..128}es_v5", "Standard_DC{2..128}eds_v5", "Standard_EC{2..128}es_v5", "Standard_EC{2..128}eds_v5"]);
-    }
+    catalogVcpus(who, "vmSize", Platform.Azure, vmSize, tee);
     (args.idKeyDigests ?? []).forEach((d, i) => {
       if (!/^[0-9a-fA-F]{96}$/.test(d)) throw new ConfigError(who, `idKeyDigests[${i}]`, "must be 48 bytes of hex");
     });
@@ -87,7 +85,7 @@ export class AzureConfidentialVm extends pulumi.ComponentResource {
       }, { parent: this })
       : undefined;
     const vm = new compute.VirtualMachine(name, azureVmArgs({
-      resourceGroupName: args.resourceGroupName, location: args.location, vmSize, image: args.image ?? DEFAULT_IMAGE,
+      resourceGroupName: args.resourceGroupName, location: args.location, vmSize, image: args.image ?? azureImage(catalogEntry(who, Platform.Azure, tee)),
       computerName: name, adminUsername: args.adminUsername ?? "azureuser", sshPublicKey: args.sshPublicKey,
       customDataBase64: guest.userData.apply((u) => Buffer.from(u, "utf8").toString("base64")),
       networkInterfaceId: nic.id, osDiskSizeGb: args.osDiskSizeGb ?? 30, dataDiskId: disk?.id, tags,

@@ -7,8 +7,8 @@ import { ConfigError } from "../common/errors.js";
 import { registerGuest, type GuestReference } from "../common/guest.js";
 import { requireSecretMap } from "../common/secrets.js";
 import { Platform, Tee, type DataVolumeArgs, type VhsmConnectionArgs } from "../common/types.js";
-import { parseFirmwareDescription, snpLaunchDigestTable } from "../../images/index.js";
-import { gcpMachineVcpus, GCP_IMAGES } from "./facts.js";
+import { parseFirmwareDescription, snpLaunchDigestTable, type CatalogEntry } from "../../images/index.js";
+import { catalogEntry, catalogVcpus } from "../common/catalog.js";
 import { gcpInstanceArgs } from "./settings.js";
 
 export interface GcpConfidentialVmArgs {
@@ -35,6 +35,12 @@ export interface GcpConfidentialVmArgs {
   labels?: Record<string, pulumi.Input<string>>;
 }
 
+/** "project/family" of a catalog image; the family must carry SEV_SNP_CAPABLE / TDX_CAPABLE. */
+function gcpImage(entry: CatalogEntry): string {
+  if (entry.image.kind !== "gcp-image-family") throw new Error(`catalog image ${entry.name} is not a GCE image family`);
+  return `${entry.image.project}/${entry.image.family}`;
+}
+
 export class GcpConfidentialVm extends pulumi.ComponentResource {
   public readonly instanceId: pulumi.Output<string>;
   public readonly workloadId: pulumi.Output<string>;
@@ -45,7 +51,7 @@ export class GcpConfidentialVm extends pulumi.ComponentResource {
     const who = `GcpConfidentialVm ${name}`;
     const tee = args.tee ?? Tee.SevSnp;
     const machineType = args.machineType ?? (tee === Tee.SevSnp ? "n2d-standard-2" : "c3-standard-4");
-    const vcpus = gcpMachineVcpus(who, tee, machineType);
+    const vcpus = catalogVcpus(who, "machineType", Platform.Gcp, machineType, tee);
     const secrets = requireSecretMap(who, "secrets", args.secrets);
 
     let measurements: string[];
@@ -79,7 +85,7 @@ export class GcpConfidentialVm extends pulumi.ComponentResource {
     });
 
     const instance = new gcp.compute.Instance(name, gcpInstanceArgs({
-      tee, machineType, zone: args.zone, image: args.image ?? GCP_IMAGES[tee], userData: guest.userData,
+      tee, machineType, zone: args.zone, image: args.image ?? gcpImage(catalogEntry(who, Platform.Gcp, tee)), userData: guest.userData,
       bootDiskSizeGb: args.bootDiskSizeGb ?? 20, network: args.network, subnetwork: args.subnetwork,
       labels: { "buckypaper-workload": guest.workloadId, ...args.labels },
     }), { parent: this, dependsOn: [guest.workload] });

@@ -1,18 +1,16 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import * as pulumi from "@pulumi/pulumi";
 import { installMocks, resolve, unsecret, type MockHarness } from "../support/pulumi-mocks.js";
-import { snpLaunchDigest } from "../../images/index.js";
+import { resolveImage, snpFirmwareDescription, snpLaunchDigest } from "../../images/index.js";
 
 let h: MockHarness;
 let mod: typeof import("../../components/aws/confidential-vm.js");
-let facts: typeof import("../../components/aws/facts.js");
 
 const vhsm = { url: "https://vhsm.example:8200", caFingerprint: "ab".repeat(32), token: pulumi.secret("s.admin-token") };
 
 beforeAll(async () => {
   h = await installMocks({ "aws:ec2/instance:Instance": () => ({ privateIp: "10.0.1.7", availabilityZone: "us-east-2a" }) });
   mod = await import("../../components/aws/confidential-vm.js");
-  facts = await import("../../components/aws/facts.js");
 });
 
 describe("AwsConfidentialVm", () => {
@@ -46,7 +44,7 @@ describe("AwsConfidentialVm", () => {
 
     // The registered reference values are the engine's digests for 4 vCPUs in both EC2 layouts.
     const expected = ["ec2", "ec2-legacy"].map((vmm) =>
-      snpLaunchDigest({ firmware: facts.AWS_UEFI_FIRMWARE, vcpus: 4, vmm: vmm as "ec2" }).toString("hex"));
+      snpLaunchDigest({ firmware: snpFirmwareDescription(resolveImage("aws", "snp")), vcpus: 4, vmm: vmm as "ec2" }).toString("hex"));
     expect(measurements).toEqual(expected);
     const wl = h.resources.find((r) => r.name === "web-workload")!;
     expect(unsecret(wl.inputs.snpMeasurements)).toEqual(expected);
@@ -77,7 +75,7 @@ describe("AwsConfidentialVm", () => {
 
   it("rejects instance types without SEV-SNP, naming the allowed ones", () => {
     expect(() => new mod.AwsConfidentialVm("bad", { vhsm, instanceType: "m5.large", region: "us-east-2" }))
-      .toThrow(/AwsConfidentialVm bad: instanceType is 'm5.large'.*allowed: m6a.large, m6a.xlarge/);
+      .toThrow(/AwsConfidentialVm bad: instanceType 'm5.large' is not an SEV-SNP\/TDX-capable aws instance type.*; allowed: m6a.large, m6a.xlarge/);
   });
 
   it("rejects regions without SEV-SNP", () => {

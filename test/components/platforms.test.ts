@@ -59,9 +59,9 @@ describe.runIf(haveShared)("GcpConfidentialVm", () => {
   it("names the field when the measurement cannot be known or the shape is wrong", () => {
     expect(() => new c.GcpConfidentialVm("g3", { vhsm, zone: "z" })).toThrow(/firmwareDescription or expectedMeasurements is required/);
     expect(() => new c.GcpConfidentialVm("g4", { vhsm, zone: "z", machineType: "e2-standard-4", expectedMeasurements: ["ab".repeat(48)] }))
-      .toThrow(/machineType is 'e2-standard-4', which does not offer SEV-SNP; allowed: n2d-standard-2/);
+      .toThrow(/GcpConfidentialVm g4: machineType 'e2-standard-4' is not an SEV-SNP\/TDX-capable gcp instance type.*; allowed: n2d-standard-2/);
     expect(() => new c.GcpConfidentialVm("g5", { vhsm, zone: "z", tee: c.Tee.Tdx, machineType: "n2d-standard-4", expectedMeasurements: ["ab".repeat(48)] }))
-      .toThrow(/does not offer TDX; allowed: c3-standard-4/);
+      .toThrow(/machineType 'n2d-standard-4' \(n2d-standard\) does not support tdx; allowed: c3-standard-4/);
   });
 });
 
@@ -89,9 +89,9 @@ describe("AzureConfidentialVm", () => {
 
   it("refuses sizes that are not confidential", () => {
     expect(() => new c.AzureConfidentialVm("a2", { vhsm, resourceGroupName: "rg", subnetId: "s", vmSize: "Standard_D2s_v5" }))
-      .toThrow(/vmSize is 'Standard_D2s_v5', which is not a confidential SEV-SNP size; allowed: Standard_DC\{2..96\}as_v5/);
+      .toThrow(/AzureConfidentialVm a2: vmSize 'Standard_D2s_v5' is not an SEV-SNP\/TDX-capable azure instance type.*; allowed: Standard_DC2as_v5/);
     expect(() => new c.AzureConfidentialVm("a3", { vhsm, resourceGroupName: "rg", subnetId: "s", tee: c.Tee.Tdx, vmSize: "Standard_DC2as_v5" }))
-      .toThrow(/not a confidential TDX size/);
+      .toThrow(/vmSize 'Standard_DC2as_v5' \(DCasv5\) does not support tdx; allowed: Standard_DC2es_v5/);
   });
 });
 
