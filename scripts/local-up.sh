@@ -19,7 +19,7 @@ step "2/6 Pulumi engine (built from the Go module proxy on first use)"
 
 step "3/6 Boot inputs: firmware, kernel, initrd"
 if [ ! -f /usr/share/ovmf/OVMF.fd ]; then
-  if [ "$(id -u)" = 0 ]; then apt-get install -y -q ovmf >/dev/null; else
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -q --no-install-recommends ovmf >/dev/null; else
     echo "Debian's OVMF firmware is missing: sudo apt-get install ovmf" >&2; exit 1; fi
 fi
 "$BK_ROOT/scripts/fetch-boot-inputs.sh"
