@@ -5,6 +5,7 @@
 // Work that must have a single writer cluster-wide runs under a session-level leader lock.
 import pg from "pg";
 import { childrenOf, StorageCorruptionError, type Storage, type StorageWriter } from "./types.js";
+import { prefixUpperBound } from "./prefix-range.js";
 
 const MIGRATIONS: string[] = [
   `CREATE TABLE IF NOT EXISTS bk_kv (key TEXT COLLATE "C" PRIMARY KEY, value BYTEA NOT NULL)`,
@@ -12,6 +13,15 @@ const MIGRATIONS: string[] = [
 /** Advisory lock id guarding migrations (arbitrary constant, "bk" + 1). */
 const MIGRATION_LOCK = 0x626b0001;
 const RETRYABLE = new Set(["40001", "40P01"]); // serialization failure, deadlock detected
+
+/** Keys in the index range of `prefix` (a superset; childrenOf filters exactly). */
+async function keysFrom(q: pg.Pool | pg.PoolClient, prefix: string): Promise<string[]> {
+  const upper = prefixUpperBound(prefix);
+  const { rows } = upper === undefined
+    ? await q.query<{ key: string }>("SELECT key FROM bk_kv WHERE key >= $1 ORDER BY key", [prefix])
+    : await q.query<{ key: string }>("SELECT key FROM bk_kv WHERE key >= $1 AND key < $2 ORDER BY key", [prefix, upper]);
+  return rows.map((r) => r.key);
+}
 
 export interface PostgresOptions { max?: number; statementTimeoutMs?: number }
 
@@ -56,8 +66,7 @@ export class PostgresStorage implements Storage {
   }
 
   async list(prefix: string): Promise<string[]> {
-    const { rows } = await this.pool.query<{ key: string }>("SELECT key FROM bk_kv WHERE starts_with(key, $1) ORDER BY key", [prefix]);
-    return childrenOf(prefix, rows.map((r) => r.key));
+    return childrenOf(prefix, await keysFrom(this.pool, prefix));
   }
 
   put(key: string, value: Buffer) { return this.transaction((tx) => tx.put(key, value)); }
@@ -74,7 +83,7 @@ export class PostgresStorage implements Storage {
       };
       const tx: StorageWriter = {
         get: async (k) => { await lock(k); return (await c.query<{ value: Buffer }>("SELECT value FROM bk_kv WHERE key = $1", [k])).rows[0]?.value; },
-        list: async (p) => childrenOf(p, (await c.query<{ key: string }>("SELECT key FROM bk_kv WHERE starts_with(key, $1) ORDER BY key", [p])).rows.map((r) => r.key)),
+        list: async (p) => childrenOf(p, await keysFrom(c, p)),
         put: async (k, v) => { await lock(k); await c.query("INSERT INTO bk_kv (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", [k, v]); },
         delete: async (k) => { await lock(k); await c.query("DELETE FROM bk_kv WHERE key = $1", [k]); },
       };

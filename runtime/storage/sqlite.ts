@@ -7,6 +7,7 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { childrenOf, StorageCorruptionError, type Storage, type StorageWriter } from "./types.js";
+import { prefixUpperBound } from "./prefix-range.js";
 
 /** Versioned schema: index = version - 1. Never edit a shipped step; append a new one. */
 const MIGRATIONS: string[] = [
@@ -22,7 +23,7 @@ function wrapSqliteError(e: unknown, key?: string): never {
 export class SqliteStorage implements Storage {
   private readonly w: DatabaseSync;
   private readonly r: DatabaseSync;
-  private readonly st: Record<"get" | "list" | "put" | "del" | "wget" | "wlist", StatementSync>;
+  private readonly st: Record<"get" | "list" | "listFrom" | "put" | "del" | "wget" | "wlist" | "wlistFrom", StatementSync>;
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(readonly file: string) {
@@ -36,9 +37,11 @@ export class SqliteStorage implements Storage {
     } catch (e) { wrapSqliteError(e); }
     this.st = {
       get: this.r.prepare("SELECT value FROM bk_kv WHERE key = ?"),
-      list: this.r.prepare("SELECT key FROM bk_kv WHERE substr(key, 1, ?) = ? ORDER BY key"),
+      list: this.r.prepare("SELECT key FROM bk_kv WHERE key >= ? AND key < ? ORDER BY key"),
+      listFrom: this.r.prepare("SELECT key FROM bk_kv WHERE key >= ? ORDER BY key"),
       wget: this.w.prepare("SELECT value FROM bk_kv WHERE key = ?"),
-      wlist: this.w.prepare("SELECT key FROM bk_kv WHERE substr(key, 1, ?) = ? ORDER BY key"),
+      wlist: this.w.prepare("SELECT key FROM bk_kv WHERE key >= ? AND key < ? ORDER BY key"),
+      wlistFrom: this.w.prepare("SELECT key FROM bk_kv WHERE key >= ? ORDER BY key"),
       put: this.w.prepare("INSERT INTO bk_kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"),
       del: this.w.prepare("DELETE FROM bk_kv WHERE key = ?"),
     };
@@ -75,9 +78,15 @@ export class SqliteStorage implements Storage {
 
   async list(prefix: string): Promise<string[]> {
     try {
-      const rows = this.st.list.all(prefix.length, prefix) as Array<{ key: string }>;
-      return childrenOf(prefix, rows.map((r) => r.key));
+      return childrenOf(prefix, this.keysFrom(this.st.list, this.st.listFrom, prefix));
     } catch (e) { wrapSqliteError(e); }
+  }
+
+  /** Keys in the index range of `prefix` (a superset; childrenOf filters exactly). */
+  private keysFrom(bounded: StatementSync, open: StatementSync, prefix: string): string[] {
+    const upper = prefixUpperBound(prefix);
+    const rows = (upper === undefined ? open.all(prefix) : bounded.all(prefix, upper)) as Array<{ key: string }>;
+    return rows.map((r) => r.key);
   }
 
   put(key: string, value: Buffer) { return this.transaction((tx) => tx.put(key, value)); }
@@ -87,7 +96,7 @@ export class SqliteStorage implements Storage {
     const run = async () => {
       const tx: StorageWriter = {
         get: async (k) => { const row = this.st.wget.get(k) as { value: Uint8Array } | undefined; return row ? Buffer.from(row.value) : undefined; },
-        list: async (p) => childrenOf(p, (this.st.wlist.all(p.length, p) as Array<{ key: string }>).map((r) => r.key)),
+        list: async (p) => childrenOf(p, this.keysFrom(this.st.wlist, this.st.wlistFrom, p)),
         put: async (k, v) => { this.st.put.run(k, v); },
         delete: async (k) => { this.st.del.run(k); },
       };

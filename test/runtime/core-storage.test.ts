@@ -32,6 +32,13 @@ async function conformance(s: Storage) {
   expect((await s.get("a/b/c"))?.toString()).toBe("1");
   expect(await s.list("a/")).toEqual(["b/", "e"]);
   expect(await s.list("a/b/")).toEqual(["c", "d"]);
+  // Range listing must not leak neighbours that sort right after the prefix, nor miss unicode keys.
+  await s.put("a0", Buffer.from("n"));
+  await s.put("a/é/x", Buffer.from("u"));
+  await s.put("a/\u{1F600}", Buffer.from("emoji"));
+  expect(await s.list("a/")).toEqual(["b/", "e", "é/", "\u{1F600}"].sort());
+  expect(await s.list("a/é/")).toEqual(["x"]);
+  expect((await s.list("")).includes("a0")).toBe(true);
   await s.delete("a/b/c");
   expect(await s.get("a/b/c")).toBeUndefined();
   await expect(s.transaction(async (tx) => { await tx.put("a/x", Buffer.from("no")); throw new Error("boom"); })).rejects.toThrow("boom");
