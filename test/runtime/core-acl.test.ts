@@ -112,6 +112,15 @@ describe("ACL over HTTP", () => {
     expect(other.status).toBe(403);
   });
 
+  it("answers sys/capabilities-self like `vault token capabilities`", async () => {
+    const r = await rt.api("POST", "sys/capabilities-self", { paths: ["secret/data/app/x", "secret/data/app/admin", "sys/mounts"] }, appToken);
+    expect(r.status).toBe(200);
+    expect([...r.body.data["secret/data/app/x"]].sort()).toEqual(["create", "read"]);
+    expect(r.body.data["secret/data/app/admin"]).toEqual(["deny"]);
+    expect(r.body.data["sys/mounts"]).toEqual(["deny"]);
+    expect((await rt.api("POST", "sys/capabilities-self", { path: "anything" })).body.data.capabilities).toEqual(["root"]);
+  });
+
   it("rejects invalid policies with a 400 that names the problem", async () => {
     const r = await rt.api("PUT", "sys/policies/acl/bad", { policy: `path "x" { capabilities = ["fly"] }` });
     expect(r.status).toBe(400);
