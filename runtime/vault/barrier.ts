@@ -175,10 +175,13 @@ export class Barrier implements Storage {
     };
   }
 
-  get(key: string) { return this.wrap(this.physical).get(key); }
-  list(prefix: string) { return this.wrap(this.physical).list(prefix); }
-  put(key: string, value: Buffer) { return this.wrap(this.physical).put(key, value); }
-  delete(key: string) { return this.wrap(this.physical).delete(key); }
+  // Direct (non-transactional) access goes through one long-lived wrapper, not one per call.
+  private direct: StorageWriter | undefined;
+  private get view(): StorageWriter { return (this.direct ??= this.wrap(this.physical)); }
+  get(key: string) { return this.view.get(key); }
+  list(prefix: string) { return this.view.list(prefix); }
+  put(key: string, value: Buffer) { return this.view.put(key, value); }
+  delete(key: string) { return this.view.delete(key); }
   transaction<T>(fn: (tx: StorageWriter) => Promise<T>): Promise<T> {
     this.requireUnsealed();
     return this.physical.transaction((tx) => fn(this.wrap(tx)));

@@ -345,8 +345,10 @@ export class Core {
     return acl;
   }
 
+  private sysView: SystemView | undefined;
+
   systemView(): SystemView {
-    return {
+    return (this.sysView ??= {
       internalRequest: async (operation, path, data = {}) => {
         const m = this.resolveMount(path);
         if (!m) return undefined;
@@ -354,7 +356,7 @@ export class Core {
       },
       ttls: () => ({ defaultTtl: this.defaultTtl, maxTtl: this.maxTtl }),
       apiAddr: () => this.opts.apiAddr ?? "http://127.0.0.1:8200",
-    };
+    });
   }
 
   private logicalRequest(m: ActiveMount, operation: Operation, path: string, data: Record<string, unknown>, query: Record<string, string>,
