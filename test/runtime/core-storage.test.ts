@@ -239,6 +239,6 @@ describe("PostgreSQL storage", () => {
     await core.seal();
     await core.opts.physical.close();
     await client.end();
-    rmSync(dir + "-other.db", { force: true });
+    for (const suffix of ["", "-wal", "-shm"]) rmSync(`${dir}-other.db${suffix}`, { force: true });
   });
 });
