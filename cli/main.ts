@@ -47,6 +47,11 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       io.err(`buckypaper ${name}: ${e.message}`);
       return Exit.usage;
     }
+    // The runtime could not be reached or trusted: a clear message, not a stack trace.
+    if ((e as Error)?.name === "RuntimeClientError") {
+      io.err(`buckypaper ${name}: ${(e as Error).message}`);
+      return Exit.rejected;
+    }
     throw e;
   }
 }

@@ -3,8 +3,7 @@
 // request is sent on it); the one matching the pin becomes the sole trust anchor, and every request
 // is then verified normally against it (chain + host name) by OpenSSL.
 import https from "node:https";
-import tls from "node:tls";
-import { createHash, X509Certificate } from "node:crypto";
+import { pinnedAnchor, presentedCertificates } from "../tls-pin.js";
 import { isIP } from "node:net";
 
 /** The runtime could not be reached or answered 5xx/429: worth retrying with backoff. */
@@ -55,41 +54,18 @@ export class RuntimeClient {
     return Number(this.#url.port || 443);
   }
 
-  /** Finds the pinned CA among the certificates the server presents. */
+  /** Finds the pinned CA among the certificates the server presents (runtime/tls-pin.ts). */
   async pinnedCaPem(): Promise<string> {
     if (this.#caPem) return this.#caPem;
-    const ders = await new Promise<Buffer[]>((resolve, reject) => {
-      const socket = tls.connect({
-        host: this.host,
-        port: this.port,
-        servername: isIP(this.host) ? undefined : this.host,
-        rejectUnauthorized: false, // we only read the presented chain here; trust is decided below
-        timeout: this.timeoutMs,
-      });
-      socket.once("secureConnect", () => {
-        const out: Buffer[] = [];
-        let c: tls.DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
-        while (c && c.raw && !out.some((d) => d.equals(c!.raw))) {
-          out.push(c.raw);
-          c = c.issuerCertificate;
-        }
-        socket.destroy();
-        resolve(out);
-      });
-      socket.once("timeout", () => {
-        socket.destroy();
-        reject(new RuntimeUnavailableError(`TLS handshake with ${this.#url.host} timed out`));
-      });
-      socket.once("error", (e: NodeJS.ErrnoException) => reject(networkError(e, this.#url.host)));
-    });
-    const match = ders.find((d) => createHash("sha256").update(d).digest("hex") === this.caSha256);
-    if (!match) {
-      const seen = ders.map((d) => createHash("sha256").update(d).digest("hex").slice(0, 16) + "…").join(", ");
-      throw new PinMismatchError(`no certificate presented by ${this.#url.host} matches the pinned runtime CA ${this.caSha256.slice(0, 16)}… (saw ${seen || "none"})`);
+    let ders: Buffer[];
+    try {
+      ders = await presentedCertificates({ host: this.host, port: this.port, timeoutMs: this.timeoutMs });
+    } catch (e) {
+      throw networkError(e as NodeJS.ErrnoException, this.#url.host);
     }
-    const cert = new X509Certificate(match);
-    if (!cert.ca && ders.length > 1) throw new PinMismatchError("the pinned certificate is not a CA certificate");
-    this.#caPem = cert.toString();
+    const anchor = pinnedAnchor(ders, this.caSha256);
+    if ("error" in anchor) throw new PinMismatchError(`${this.#url.host}: ${anchor.error}`);
+    this.#caPem = anchor.pem;
     return this.#caPem;
   }
 

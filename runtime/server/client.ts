@@ -1,28 +1,18 @@
 // A minimal client for the runtime's own CLI commands (init, unseal, status): JSON over HTTP(S),
-// trusting either a CA file, a pinned SHA-256 certificate fingerprint (any certificate in the
-// presented chain), or — only when asked explicitly — nothing.
+// trusting either a CA file, a pinned SHA-256 certificate fingerprint (the presented certificate that
+// matches becomes the sole anchor of a fully verified connection: runtime/tls-pin.ts), or — only when
+// asked explicitly — nothing. Unseal keys are sent only after that verification.
 import http from "node:http";
 import https from "node:https";
-import { createHash, type X509Certificate } from "node:crypto";
-import type { TLSSocket, PeerCertificate, DetailedPeerCertificate } from "node:tls";
+import type { X509Certificate } from "node:crypto";
+import type { PeerCertificate } from "node:tls";
+import { pinnedAnchor, presentedCertificates } from "../tls-pin.js";
 
 export interface ClientTls { caPem?: string; fingerprint?: string; insecure?: boolean }
 
 export class RuntimeClientError extends Error {
   override name = "RuntimeClientError";
   constructor(message: string, readonly status?: number) { super(message); }
-}
-
-function chainFingerprints(sock: TLSSocket): string[] {
-  const out: string[] = [];
-  let c = sock.getPeerCertificate(true) as DetailedPeerCertificate | undefined;
-  const seen = new Set<string>();
-  while (c && c.raw && !seen.has(c.fingerprint256)) {
-    seen.add(c.fingerprint256);
-    out.push(createHash("sha256").update(c.raw).digest("hex"));
-    c = c.issuerCertificate as DetailedPeerCertificate | undefined;
-  }
-  return out;
 }
 
 export function normalizeFingerprint(fp: string): string {
@@ -38,20 +28,27 @@ export async function runtimeRequest(addr: string, method: string, path: string,
   if (o.token) headers["x-vault-token"] = o.token;
   const isTls = url.protocol === "https:";
   const pin = o.fingerprint ? normalizeFingerprint(o.fingerprint) : undefined;
-  return new Promise((resolve, reject) => {
-    const opts: https.RequestOptions = { method, headers };
-    if (isTls) {
-      if (o.caPem) opts.ca = o.caPem;
-      if (pin || o.insecure) {
-        opts.rejectUnauthorized = false;
-        opts.checkServerIdentity = () => undefined;
+  const opts: https.RequestOptions = { method, headers };
+  if (isTls) {
+    if (o.caPem) opts.ca = o.caPem;
+    if (pin) {
+      const host = url.hostname.replace(/^\[|\]$/g, "");
+      let ders: Buffer[];
+      try {
+        ders = await presentedCertificates({ host, port: Number(url.port || 443) });
+      } catch (e) {
+        throw new RuntimeClientError(`cannot reach ${url.origin}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
       }
+      const anchor = pinnedAnchor(ders, pin);
+      if ("error" in anchor) throw new RuntimeClientError(`TLS: ${anchor.error}; refusing the pinned fingerprint check before sending anything`);
+      opts.ca = anchor.pem;
+    } else if (o.insecure) {
+      opts.rejectUnauthorized = false;
+      opts.checkServerIdentity = () => undefined;
     }
+  }
+  return new Promise((resolve, reject) => {
     const req = (isTls ? https : http).request(url, opts, (res) => {
-      if (isTls && pin) {
-        const fps = chainFingerprints(res.socket as TLSSocket);
-        if (!fps.includes(pin)) { res.destroy(); reject(new RuntimeClientError(`TLS: no certificate in the server's chain matches the pinned fingerprint ${pin}`)); return; }
-      }
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
       res.on("end", () => {
