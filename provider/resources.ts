@@ -11,38 +11,13 @@
 // `import()` into helpers that cannot be serialized.
 import { fileURLToPath } from "node:url";
 import * as pulumi from "@pulumi/pulumi";
+import { handlerProvider } from "./dynamic.js";
 
 const HANDLERS_PATH = fileURLToPath(new URL("./handlers.js", import.meta.url));
 const SERVICE_PATH = fileURLToPath(new URL("./service.js", import.meta.url));
 
 function makeProvider(kind: string): pulumi.dynamic.ResourceProvider {
-  const handlersPath = HANDLERS_PATH;
-  return {
-    async check(_olds, news) {
-      const h = require(handlersPath); // eslint-disable-line @typescript-eslint/no-require-imports
-      return h.check(kind, news);
-    },
-    async diff(_id, olds, news) {
-      const h = require(handlersPath); // eslint-disable-line @typescript-eslint/no-require-imports
-      return h.diff(kind, olds, news);
-    },
-    async create(inputs) {
-      const h = require(handlersPath); // eslint-disable-line @typescript-eslint/no-require-imports
-      return h.create(kind, inputs);
-    },
-    async read(id, props) {
-      const h = require(handlersPath); // eslint-disable-line @typescript-eslint/no-require-imports
-      return h.read(kind, id, props);
-    },
-    async update(id, olds, news) {
-      const h = require(handlersPath); // eslint-disable-line @typescript-eslint/no-require-imports
-      return h.update(kind, id, olds, news);
-    },
-    async delete(id, props) {
-      const h = require(handlersPath); // eslint-disable-line @typescript-eslint/no-require-imports
-      await h.remove(kind, id, props);
-    },
-  };
+  return handlerProvider(HANDLERS_PATH, kind);
 }
 
 function makeServiceProvider(): pulumi.dynamic.ResourceProvider {

@@ -95,7 +95,7 @@ describe.runIf(hasOpenssl)("pki engine against openssl", () => {
       ["pki_int/issue/web", { common_name: "a.example.com", alt_names: "b.evil.org" }, /alt_names: "b.evil.org"/],
       ["pki_int/issue/web", { common_name: "a.example.com", ip_sans: "not-an-ip" }, /ip_sans/],
       ["pki_int/issue/web", { common_name: "a.example.com", ttl: "1000h" }, /ttl/],
-      ["pki_int/issue/web", { common_name: "a.example.com", ttl: "soon" }, /ttl: not a duration/],
+      ["pki_int/issue/web", { common_name: "a.example.com", ttl: "soon" }, /ttl: invalid duration/],
       ["pki_int/issue/nope", { common_name: "a.example.com" }, /unknown role/],
       ["pki_int/sign/web", { csr: "garbage" }, /csr: not a parseable/],
       ["pki/root/generate/internal", { common_name: "again" }, /already configured/],
