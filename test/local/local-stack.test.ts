@@ -6,7 +6,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { createServer } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -14,6 +13,7 @@ import { requireTool } from "../support/prereq.js";
 import { pulumiBinDir, pulumiRunner, type PulumiRunner } from "../pulumi/engine.js";
 import { runtimeRequest } from "../../provider/client.js";
 import { snpLaunchDigest } from "../../images/index.js";
+import { freePort } from "../support/net.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const PROGRAM = path.join(ROOT, "stacks/local");
@@ -39,16 +39,6 @@ interface Outputs {
   vm: Record<string, VmOut>;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
-  });
-}
 
 /** Running (a zombie waiting for its reaper has stopped running). */
 function alive(pid: number): boolean {

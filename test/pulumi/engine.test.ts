@@ -3,14 +3,14 @@
 // initialised and unsealed) and every provider resource against it, on a file backend, offline.
 // preview → up → up with no changes → refresh with no changes → crash + up restarts → drift → destroy.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { createServer } from "node:net";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { requireTool } from "../support/prereq.js";
 import { pulumiBinDir, pulumiRunner, type PulumiRunner } from "./engine.js";
 import { runtimeRequest } from "../../provider/client.js";
+import { freePort, allText } from "../support/net.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const PROGRAM = path.join(ROOT, "test/fixtures/pulumi-vhsm");
@@ -19,26 +19,7 @@ const HAVE_ENGINE = requireTool("Pulumi engine (scripts/setup-pulumi.sh)", pulum
 const DB_PASSWORD = `db-pw-${Math.random().toString(36).slice(2)}-PLAINTEXT`;
 const MEASUREMENT = "c0ffee".repeat(16);
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
-  });
-}
 
-/** Every file under dir, concatenated (state, backups, history). */
-function allText(dir: string): string {
-  let out = "";
-  for (const name of readdirSync(dir)) {
-    const p = path.join(dir, name);
-    out += statSync(p).isDirectory() ? allText(p) : readFileSync(p, "latin1");
-  }
-  return out;
-}
 
 describe.skipIf(!HAVE_ENGINE)("real Pulumi engine: local Vhsm + provider resources", () => {
   let tmp: string;

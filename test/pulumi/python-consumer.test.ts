@@ -6,14 +6,14 @@
 // validation of a ConfidentialVm reaching Python → destroy (the runtime stops).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { createServer } from "node:net";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { requireTool } from "../support/prereq.js";
 import { pulumiBinDir, pulumiRunner, type PulumiRunner } from "./engine.js";
 import { runtimeRequest } from "../../provider/client.js";
+import { freePort, allText } from "../support/net.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const PROGRAM = path.join(ROOT, "test/fixtures/python-consumer");
@@ -31,25 +31,7 @@ const HAVE_SDKGEN = requireTool("Go toolchain or a built buckypaper-sdkgen (scri
 
 const COMPONENTS = ["Vhsm", "ConfidentialVm", "AwsConfidentialVm", "AzureConfidentialVm", "GcpConfidentialVm", "ProxmoxConfidentialVm", "QemuConfidentialVm"];
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
-  });
-}
 
-function allText(dir: string): string {
-  let out = "";
-  for (const name of readdirSync(dir)) {
-    const p = path.join(dir, name);
-    out += statSync(p).isDirectory() ? allText(p) : readFileSync(p, "latin1");
-  }
-  return out;
-}
 
 describe.skipIf(!HAVE_ENGINE || !HAVE_PYTHON_SDK || !HAVE_SDKGEN)("Python program on the real engine through the component provider plugin", () => {
   let tmp: string;

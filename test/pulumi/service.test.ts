@@ -3,7 +3,6 @@
 // Start + init + unseal, crash → restart + unseal from the keys in state, stop + delete.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -12,20 +11,11 @@ import { createService, deleteService, diffService, ensureRunning, serviceRunnin
 import { runtimeRequest } from "../../provider/client.js";
 import { renderRuntimeConfig } from "../../components/vhsm.js";
 import { SSHD, startTestSshd, type TestSshd } from "./sshd.js";
+import { freePort } from "../support/net.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const CLI = [process.execPath, path.join(ROOT, "bin", "buckypaper.js")];
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
-  });
-}
 
 async function inputs(stateDir: string, ssh?: TestSshd, hostKey?: string): Promise<ServiceInputs> {
   const port = await freePort();
