@@ -30,3 +30,11 @@ export function parseHexFlag(flag: string, value: string, bytes?: number): Buffe
   if (bytes !== undefined && buf.length !== bytes) throw new UsageError(`${flag}: expected ${bytes} bytes (${bytes * 2} hex digits), got ${buf.length}`);
   return buf;
 }
+
+/** Parses a date flag such as --at 2025-06-01T00:00:00Z (verification time); undefined when absent. */
+export function parseDateFlag(flag: string, value: string | undefined): Date | undefined {
+  if (value === undefined) return undefined;
+  const d = new Date(value);
+  if (Number.isNaN(d.getTime())) throw new UsageError(`${flag}: '${value}' is not a date`);
+  return d;
+}

@@ -1,12 +1,11 @@
 // `buckypaper verify azure`: verify Azure confidential VM evidence (SEV-SNP or TDX behind the paravisor):
 // hardware report or TD quote, runtime claims bound to REPORT_DATA, vTPM quote by the HCL attestation key.
 import YAML from "yaml";
-import { parseFlags, parseHexFlag, readFlagFile } from "./args.js";
+import { parseDateFlag, parseFlags, parseHexFlag, readFlagFile } from "./args.js";
 import { UsageError, type CliIo } from "./io.js";
-import { printVerdict } from "./verify-tdx.js";
+import { collateralFromFlags, printVerdict } from "./verify-tdx.js";
 import { parsePolicy, type Policy } from "../runtime/attestation/policy.js";
 import { EvidenceFormatError } from "../runtime/attestation/types.js";
-import { emptyCollateral, loadCollateralDir } from "../runtime/attestation/tdx/index.js";
 import { parseAzureEvidence, parseTpmQuoteFile, verifyAzure, type AzureEvidence } from "../runtime/attestation/azure/index.js";
 
 const HELP = `usage: buckypaper verify azure (--evidence FILE | --hcl-report FILE --tpm-quote FILE [--td-quote FILE] [--vcek FILE])
@@ -84,22 +83,8 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   if (values.nonce && values["nonce-text"]) throw new UsageError("--nonce and --nonce-text are exclusive");
   const tpmNonce = values.nonce ? parseHexFlag("--nonce", values.nonce) : values["nonce-text"] !== undefined ? Buffer.from(values["nonce-text"], "utf8") : undefined;
   const expectedReportData = values["report-data"] ? parseHexFlag("--report-data", values["report-data"], 64) : undefined;
-  let now: Date | undefined;
-  if (values.at) {
-    now = new Date(values.at);
-    if (Number.isNaN(now.getTime())) throw new UsageError(`--at: '${values.at}' is not a date`);
-  }
-  let collateral;
-  if (values.collateral?.length) {
-    collateral = emptyCollateral();
-    for (const dir of values.collateral) {
-      try {
-        loadCollateralDir(dir, collateral);
-      } catch (e) {
-        throw new UsageError(`--collateral ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-      }
-    }
-  }
+  const now = parseDateFlag("--at", values.at);
+  const collateral = collateralFromFlags(values.collateral);
   const verdict = await verifyAzure(evidence, policy, {
     now,
     tpmNonce,

@@ -3,7 +3,7 @@ import { existsSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import YAML from "yaml";
-import { parseFlags, parseHexFlag, readFlagFile } from "./args.js";
+import { parseDateFlag, parseFlags, parseHexFlag, readFlagFile } from "./args.js";
 import { Exit, UsageError, type CliIo } from "./io.js";
 import { appraise } from "../runtime/attestation/appraise.js";
 import { PolicyError, parsePolicy, type Policy, type SimulatedSnpAnchor, type SnpTrustConfig } from "../runtime/attestation/policy.js";
@@ -169,11 +169,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     expectedReportData = parseHexFlag("--report-data", values["report-data"]);
     if (expectedReportData.length === 0 || expectedReportData.length > 64) throw new UsageError("--report-data: expected 1..64 bytes of hex");
   }
-  let now: Date | undefined;
-  if (values.at) {
-    now = new Date(values.at);
-    if (Number.isNaN(now.getTime())) throw new UsageError(`--at: '${values.at}' is not a date`);
-  }
+  const now = parseDateFlag("--at", values.at);
   const cacheDir = values["kds-cache"] ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "buckypaper", "kds");
   const trust: SnpTrustConfig = {
     kds: { cacheDir, offline: values.offline === true },

@@ -1,10 +1,24 @@
 // `buckypaper verify tdx`: verify an Intel TDX DCAP quote (v4/v5) and appraise it against a policy.
 import YAML from "yaml";
-import { parseFlags, parseHexFlag, readFlagFile } from "./args.js";
+import { parseDateFlag, parseFlags, parseHexFlag, readFlagFile } from "./args.js";
 import { Exit, UsageError, type CliIo } from "./io.js";
 import type { Verdict } from "../runtime/attestation/types.js";
 import { parsePolicy } from "../runtime/attestation/policy.js";
-import { checkTdxPolicy, emptyCollateral, loadCollateralDir, verifyTdx, type TdxPolicy } from "../runtime/attestation/tdx/index.js";
+import { checkTdxPolicy, emptyCollateral, loadCollateralDir, verifyTdx, type TdxCollateral, type TdxPolicy } from "../runtime/attestation/tdx/index.js";
+
+/** Loads every --collateral DIR into one collateral set (undefined when none is given). */
+export function collateralFromFlags(dirs: string[] | undefined): TdxCollateral | undefined {
+  if (!dirs?.length) return undefined;
+  const collateral = emptyCollateral();
+  for (const dir of dirs) {
+    try {
+      loadCollateralDir(dir, collateral);
+    } catch (e) {
+      throw new UsageError(`--collateral ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  }
+  return collateral;
+}
 
 const HELP = `usage: buckypaper verify tdx --quote FILE [--collateral DIR ...] [--offline] [--policy FILE] [--mrtd HEX ...]
                               [--report-data HEX] [--at ISO-TIME] [--simulated-root SHA256 ...] [--json]
@@ -78,22 +92,8 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   const policy: TdxPolicy = values.policy ? loadTdxPolicy(values.policy) : {};
   if (values.mrtd?.length) policy.mrTd = [...(policy.mrTd ?? []), ...values.mrtd.map((h) => parseHexFlag("--mrtd", h, 48).toString("hex"))];
   if (values["report-data"]) policy.reportData = parseHexFlag("--report-data", values["report-data"], 64).toString("hex");
-  let now: Date | undefined;
-  if (values.at) {
-    now = new Date(values.at);
-    if (Number.isNaN(now.getTime())) throw new UsageError(`--at: '${values.at}' is not a date`);
-  }
-  let collateral;
-  if (values.collateral?.length) {
-    collateral = emptyCollateral();
-    for (const dir of values.collateral) {
-      try {
-        loadCollateralDir(dir, collateral);
-      } catch (e) {
-        throw new UsageError(`--collateral ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-      }
-    }
-  }
+  const now = parseDateFlag("--at", values.at);
+  const collateral = collateralFromFlags(values.collateral);
   const simulatedRoots = values["simulated-root"]?.map((h) => parseHexFlag("--simulated-root", h, 32).toString("hex"));
   const verdict = await verifyTdx(quote, { policy, now, collateral, simulatedRoots, fetchCollateral: !values.offline && !collateral, explain: true });
   return printVerdict(io, "TDX quote", verdict, values.json === true);
