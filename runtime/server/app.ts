@@ -74,7 +74,7 @@ export function buildApp(opts: AppOptions): FastifyInstance {
       return reply.code(400).headers(SECURITY_HEADERS).type("application/json").send({ errors: ["path: invalid percent-encoding"] });
     }
     const query: Record<string, string> = {};
-    for (const [k, v] of Object.entries((req.query ?? {}) as Record<string, unknown>)) query[k] = Array.isArray(v) ? String(v[0]) : String(v);
+    if (q !== -1) for (const [k, v] of Object.entries((req.query ?? {}) as Record<string, unknown>)) query[k] = Array.isArray(v) ? String(v[0]) : String(v);
     const wait = limiter.check(rawPath.replace(/\/+$/, ""), req.ip);
     if (wait > 0) {
       return reply.code(429).headers({ ...SECURITY_HEADERS, "retry-after": String(wait) }).type("application/json").send({ errors: ["rate limit exceeded"] });
@@ -83,7 +83,7 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     for (const [k, v] of Object.entries(req.headers)) if (typeof v === "string") headers[k] = v;
     const res = await core.handle({ method: req.method, path: rawPath, query, body: req.body, headers, clientIp: req.ip });
     if (opts.logRequests) core.logger.info(`${req.method} /v1/${rawPath.split("?")[0]} → ${res.status}`);
-    reply.code(res.status).headers({ ...SECURITY_HEADERS, ...(res.headers ?? {}) });
+    reply.code(res.status).headers(res.headers ? { ...SECURITY_HEADERS, ...res.headers } : SECURITY_HEADERS);
     if (res.body === undefined || res.status === 204) return reply.send();
     if (typeof res.body === "string" || Buffer.isBuffer(res.body)) return reply.send(res.body); // raw response: content-type set by the core
     return reply.type("application/json").send(res.body);

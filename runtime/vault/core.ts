@@ -306,6 +306,11 @@ export class Core {
     return m;
   }
 
+  /** resolveFresh without a promise when the table is fresh and the path mounted (the hot path). */
+  private resolveFreshFast(path: string): ActiveMount | undefined {
+    return Date.now() - this.mountsLoadedAt > 5000 ? undefined : this.resolveMount(path);
+  }
+
   // ---- policies ----
 
   /**
@@ -415,7 +420,7 @@ export class Core {
         return r;
       }
       if (this.sealed) throw new SealedError();
-      const m = await this.resolveFresh(path);
+      const m = this.resolveFreshFast(path) ?? (await this.resolveFresh(path));
       if (!m) throw new LogicalError(404, `no handler for route "${bare}". route entry not found.`);
       auditReq.mountType = m.entry.type;
       const rel = path.slice(m.entry.path.length);
@@ -438,7 +443,7 @@ export class Core {
         if (sudo && !caps.has("sudo")) throw new PermissionDeniedError();
       }
       this.audit.logRequest(auditReq);
-      if (entry && !(await this.tokens!.use(entry))) throw new PermissionDeniedError();
+      if (entry && entry.numUses !== 0 && !(await this.tokens!.use(entry))) throw new PermissionDeniedError(); // unlimited tokens: nothing to count
       const res = await m.backend.handle(lreq);
       if (!res) throw new LogicalError(404, "unsupported path");
       const out = await this.render(m.entry, res, requestId, raw.headers, auth);

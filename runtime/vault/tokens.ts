@@ -47,9 +47,17 @@ export interface CreateTokenParams {
 const now = () => Math.floor(Date.now() / 1000);
 
 export class TokenStore {
+  /**
+   * HMACs of tokens that were found in storage, so a token in steady use is not re-hashed on every
+   * request. Only the hash is memoized: every lookup still reads the entry from storage, so
+   * revocation (here or on another replica) takes effect at once. Bounded; dropped with the store
+   * on seal. Unknown tokens are not added, so guessing cannot churn it.
+   */
+  private readonly knownHashes = new Map<string, string>();
+
   constructor(private readonly storage: Storage, private readonly salt: Buffer) {}
 
-  hash(token: string): string { return createHmac("sha256", this.salt).update(token, "utf8").digest("hex"); }
+  hash(token: string): string { return this.knownHashes.get(token) ?? createHmac("sha256", this.salt).update(token, "utf8").digest("hex"); }
 
   async create(p: CreateTokenParams): Promise<{ token: string; entry: TokenEntry }> {
     const token = p.id ?? "hvs." + randomBytes(24).toString("base64url");
@@ -81,6 +89,10 @@ export class TokenStore {
     if (!raw) return undefined;
     const entry = JSON.parse(raw.toString("utf8")) as TokenEntry;
     if (!timingSafeEqual(Buffer.from(entry.idHash, "hex"), Buffer.from(h, "hex"))) return undefined;
+    if (!this.knownHashes.has(token)) {
+      if (this.knownHashes.size >= 10_000) this.knownHashes.clear();
+      this.knownHashes.set(token, h);
+    }
     if (entry.expireTime > 0 && entry.expireTime <= now()) {
       await this.revoke(entry);
       return undefined;

@@ -18,7 +18,17 @@ const DEFAULT_MAX_VERSIONS = 10;
 const iso = () => new Date().toISOString();
 const json = (v: unknown) => Buffer.from(JSON.stringify(v));
 const parse = <T>(b: Buffer | undefined): T | undefined => (b ? (JSON.parse(b.toString("utf8")) as T) : undefined);
-const verKey = (path: string, n: number) => `ver/${createHash("sha256").update(path).digest("hex")}/${n}`;
+/** sha256(path) per secret path, memoized: every read needs it and the hash is pure (bounded map). */
+const pathHashes = new Map<string, string>();
+function verKey(path: string, n: number): string {
+  let h = pathHashes.get(path);
+  if (h === undefined) {
+    h = createHash("sha256").update(path).digest("hex");
+    if (pathHashes.size >= 10_000) pathHashes.clear();
+    pathHashes.set(path, h);
+  }
+  return `ver/${h}/${n}`;
+}
 
 export function formatDuration(sec: number): string {
   if (!sec) return "0s";
