@@ -3,7 +3,8 @@
 // Plain erasable TypeScript: Node 22 runs it as is (scripts/local-up.sh).
 import { readFileSync } from "node:fs";
 
-interface VmOut {
+/** One VM's outputs in the stack's `vm` output (also read by test/local/local-stack.test.ts). */
+export interface VmOut {
   workloadId: string;
   expectedMeasurement: string;
   measurement: string;

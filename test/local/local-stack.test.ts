@@ -14,6 +14,7 @@ import { pulumiBinDir, pulumiRunner, type PulumiRunner } from "../pulumi/engine.
 import { runtimeRequest } from "../../provider/client.js";
 import { snpLaunchDigest } from "../../images/index.js";
 import { freePort } from "../support/net.js";
+import type { VmOut } from "../../stacks/local/summary.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const PROGRAM = path.join(ROOT, "stacks/local");
@@ -21,17 +22,6 @@ const OVMF = "/usr/share/ovmf/OVMF.fd";
 const HAVE_ENGINE = requireTool("Pulumi engine (scripts/setup-pulumi.sh)", pulumiBinDir() !== undefined);
 const HAVE_OVMF = requireTool("Debian OVMF firmware (apt-get install ovmf)", existsSync(OVMF));
 
-interface VmOut {
-  workloadId: string;
-  expectedMeasurement: string;
-  measurement: string;
-  kernelMeasured: boolean;
-  verdict: string;
-  reason: string;
-  delivered: string[];
-  root: string;
-  pid: number;
-}
 interface Outputs {
   runtimeUrl: string;
   runtimeCaFingerprint: string;
