@@ -73,9 +73,9 @@ export class NitrideBackend implements LogicalBackend {
       case "explain": return write ? this.explain(req) : undefined;
       case "jwks":
       case ".well-known/jwks.json":
-        return op === "read" ? rawJson(await this.keys.jwks(req.storage)) : undefined;
+        return op === "read" ? rawJson(await this.keys.jwks(req.storage, (await this.config(req.storage)).token_algorithm)) : undefined;
       case ".well-known/openid-configuration": return op === "read" ? this.discovery(req) : undefined;
-      case "keys/rotate": return write ? { data: await this.keys.rotate(req.storage) } : undefined;
+      case "keys/rotate": return write ? { data: await this.keys.rotate(req.storage, (await this.config(req.storage)).token_algorithm) } : undefined;
       case "config": return this.configure(req);
       case "provision": return op === "read" || write ? provisionBundle(req) : undefined;
       case "workloads":
@@ -117,6 +117,9 @@ export class NitrideBackend implements LogicalBackend {
       return next;
     });
     this.configCache = { c, raw: JSON.stringify(c), at: Date.now() };
+    // A new token algorithm takes effect through one rotation: tokens of the old key keep verifying.
+    const active = await this.keys.activeAlgorithm(req.storage);
+    if (active !== undefined && active !== c.token_algorithm) await this.keys.rotate(req.storage, c.token_algorithm);
     return { data: configView(c) };
   }
 
@@ -214,7 +217,7 @@ export class NitrideBackend implements LogicalBackend {
     const ttl = rec.definition.token_ttl ?? c.token_ttl;
     const { token, claims } = await signWorkloadToken({
       issuer: issuerFor(req.system.apiAddr(), req.mountPoint), audience: c.audience, workloadId: id, ttlS: ttl, verdict,
-      refVersion: rec.version, policyHash: policyHash(rec.definition), ephemeralJwk: eph.jwk, key: await this.keys.current(req.storage),
+      refVersion: rec.version, policyHash: policyHash(rec.definition), ephemeralJwk: eph.jwk, key: await this.keys.current(req.storage, c.token_algorithm),
     });
     // The token is not a sealable secret: the caller has no attested login yet. It is short-lived and
     // bound (cnf) to the ephemeral key; roles with seal_responses make that binding protect the secrets.
@@ -239,11 +242,12 @@ export class NitrideBackend implements LogicalBackend {
     };
   }
 
-  private discovery(req: LogicalRequest): LogicalResponse {
+  private async discovery(req: LogicalRequest): Promise<LogicalResponse> {
     const iss = issuerFor(req.system.apiAddr(), req.mountPoint);
+    const algs = await this.keys.algorithms(req.storage, (await this.config(req.storage)).token_algorithm);
     return rawJson({
         issuer: iss, jwks_uri: `${iss}/jwks`, response_types_supported: ["id_token"], subject_types_supported: ["public"],
-        id_token_signing_alg_values_supported: ["ES384"], scopes_supported: ["openid"],
+        id_token_signing_alg_values_supported: algs, scopes_supported: ["openid"],
         claims_supported: ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "platform", "measurement", "rtmrs", "tcb", "evidence_digest", "ref_version", "policy_hash", "simulated", "cnf"],
     });
   }

@@ -1,8 +1,9 @@
-// The workload token: a short-lived ES384 JWT that says which workload proved what, bound (cnf) to the
+// The workload token: a short-lived JWT (ES384, or EdDSA when configured) that says which workload proved what, bound (cnf) to the
 // ephemeral key whose hash was in REPORT_DATA. External Vault/OpenBao verify it through the JWKS.
 import { randomUUID, type KeyObject } from "node:crypto";
 import { SignJWT, type JWK } from "jose";
 import type { Verdict } from "../attestation/types.js";
+import type { TokenAlgorithm } from "./config.js";
 
 export interface WorkloadTokenClaims {
   iss: string; sub: string; aud: string; exp: number; iat: number; nbf: number; jti: string;
@@ -17,7 +18,7 @@ export function issuerFor(apiAddr: string, mountPoint: string): string {
 
 export async function signWorkloadToken(input: {
   issuer: string; audience: string; workloadId: string; ttlS: number; verdict: Verdict; refVersion: number;
-  policyHash: string; ephemeralJwk: JWK; key: { kid: string; key: KeyObject };
+  policyHash: string; ephemeralJwk: JWK; key: { kid: string; alg: TokenAlgorithm; key: KeyObject };
 }): Promise<{ token: string; claims: WorkloadTokenClaims }> {
   const now = Math.floor(Date.now() / 1000);
   const c = input.verdict.claims!;
@@ -28,7 +29,7 @@ export async function signWorkloadToken(input: {
     simulated: input.verdict.simulated, cnf: { jwk: input.ephemeralJwk },
   };
   const token = await new SignJWT({ ...claims })
-    .setProtectedHeader({ alg: "ES384", kid: input.key.kid, typ: "JWT" })
+    .setProtectedHeader({ alg: input.key.alg, kid: input.key.kid, typ: "JWT" })
     .sign(input.key.key);
   return { token, claims };
 }

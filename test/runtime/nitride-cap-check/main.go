@@ -1,6 +1,7 @@
 // Validates a Nitride workload token with github.com/hashicorp/cap/jwt, the library the JWT auth
 // method of HashiCorp Vault and OpenBao uses: keys found through OIDC discovery at the issuer,
-// expected issuer, audience and ES384. Prints the claims as JSON; exits 1 when validation fails.
+// expected issuer, audience and algorithm (ES384 unless a fourth argument names another, e.g. EdDSA).
+// Prints the claims as JSON; exits 1 when validation fails.
 package main
 
 import (
@@ -14,11 +15,15 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 4 {
-		fmt.Fprintln(os.Stderr, "usage: nitride-cap-check ISSUER AUDIENCE TOKEN")
+	if len(os.Args) != 4 && len(os.Args) != 5 {
+		fmt.Fprintln(os.Stderr, "usage: nitride-cap-check ISSUER AUDIENCE TOKEN [ALG]")
 		os.Exit(2)
 	}
 	issuer, audience, token := os.Args[1], os.Args[2], os.Args[3]
+	alg := jwt.ES384
+	if len(os.Args) == 5 {
+		alg = jwt.Alg(os.Args[4])
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	keySet, err := jwt.NewOIDCDiscoveryKeySet(ctx, issuer, "")
@@ -34,7 +39,7 @@ func main() {
 	claims, err := validator.Validate(ctx, token, jwt.Expected{
 		Issuer:            issuer,
 		Audiences:         []string{audience},
-		SigningAlgorithms: []jwt.Alg{jwt.ES384},
+		SigningAlgorithms: []jwt.Alg{alg},
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "validate:", err)
