@@ -81,10 +81,17 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
       if (e instanceof ConfigError) throw new UsageError(e.message);
       throw e;
     }
-    const { startServer } = await import("../runtime/server/server.js");
-    let srv;
+    let srv: { url: string; bootstrapFingerprint?: string; initialized: () => Promise<boolean>; close: () => Promise<void> };
     try {
-      srv = await startServer(cfg, { logger: stderrLogger(io) });
+      if (cfg.workers > 1) {
+        const { runCluster } = await import("../runtime/server/cluster.js");
+        const c = await runCluster(cfg, stderrLogger(io));
+        srv = { ...c, initialized: async () => c.initialized };
+      } else {
+        const { startServer } = await import("../runtime/server/server.js");
+        const s = await startServer(cfg, { logger: stderrLogger(io) });
+        srv = { url: s.url, bootstrapFingerprint: s.bootstrapFingerprint, initialized: () => s.core.initialized(), close: s.close };
+      }
     } catch (e) {
       // Storage that cannot be opened (corrupt file, unreachable database) or a taken port: say
       // which, without a stack trace and without echoing connection strings (they may hold passwords).
@@ -96,8 +103,9 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
       io.err(`buckypaper runtime server: ${what}`);
       return Exit.rejected;
     }
-    const initialized = await srv.core.initialized();
-    io.out(`Buckypaper runtime listening on ${srv.url} (storage: ${cfg.storage.type}; ${initialized ? "initialized, sealed" : "not initialized"})`);
+    const initialized = await srv.initialized();
+    const workers = cfg.workers > 1 ? `; ${cfg.workers} workers` : "";
+    io.out(`Buckypaper runtime listening on ${srv.url} (storage: ${cfg.storage.type}; ${initialized ? "initialized, sealed" : "not initialized"}${workers})`);
     if (srv.bootstrapFingerprint) io.out(`Bootstrap TLS certificate SHA-256 (pin it for 'runtime init'): ${srv.bootstrapFingerprint}`);
     await waitForSignal(srv.close);
     return Exit.ok;

@@ -8,7 +8,9 @@
 //   audit_file = "/var/log/buckypaper/audit.log"
 //   default_lease_ttl = "768h"   max_lease_ttl = "768h"
 //   rate_limit "nitride/challenge" { per_second = 20  burst = 100 }
+//   workers = 2          # HTTP worker processes sharing the listener and storage ("auto": one per CPU)
 import path from "node:path";
+import { availableParallelism } from "node:os";
 import { parseHcl, HclError, type HclBody, type HclValue } from "../vault/hcl.js";
 import { parseDuration } from "../vault/duration.js";
 import { LogicalError } from "../vault/backend.js";
@@ -37,7 +39,11 @@ export interface RuntimeConfig {
   defaultTtl: number;
   maxTtl: number;
   rateLimits: RateLimitRule[];
+  /** Worker processes serving the listener (1: the runtime runs in this process). */
+  workers: number;
 }
+
+export const MAX_WORKERS = 64;
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -74,7 +80,7 @@ export function parseConfig(text: string, baseDir = process.cwd()): RuntimeConfi
     if (e instanceof HclError || e instanceof SyntaxError) throw new ConfigError(`config: ${e.message}`);
     throw e;
   }
-  const known = new Set(["api_addr", "audit_file", "default_lease_ttl", "max_lease_ttl", "ui", "disable_mlock", "cluster_name", "log_level"]);
+  const known = new Set(["api_addr", "audit_file", "default_lease_ttl", "max_lease_ttl", "ui", "disable_mlock", "cluster_name", "log_level", "workers"]);
   for (const k of Object.keys(body.attrs)) if (!known.has(k)) throw new ConfigError(`config: unknown setting '${k}'`);
   const storages = body.blocks.filter((b) => b.type === "storage");
   const listeners = body.blocks.filter((b) => b.type === "listener");
@@ -131,12 +137,22 @@ export function parseConfig(text: string, baseDir = process.cwd()): RuntimeConfi
     throw new ConfigError(e instanceof LogicalError ? e.message : String(e));
   }
   const auditFile = s(body.attrs.audit_file, "audit_file");
+  const workers = parseWorkers(body.attrs.workers);
+  if (workers > 1 && storage.type === "inmem") throw new ConfigError(`workers: inmem storage lives in one process; use sqlite or postgresql storage with workers = ${workers}`);
   return {
     storage,
     listener: {
       host, port, tlsDisable, tlsDir: tlsDir && resolve(tlsDir), tlsCertFile: certFile && resolve(certFile), tlsKeyFile: keyFile && resolve(keyFile),
       tlsHosts: hosts as string[], maxRequestSize: maxReq,
     },
-    apiAddr: s(body.attrs.api_addr, "api_addr"), auditFile: auditFile && resolve(auditFile), defaultTtl, maxTtl, rateLimits,
+    apiAddr: s(body.attrs.api_addr, "api_addr"), auditFile: auditFile && resolve(auditFile), defaultTtl, maxTtl, rateLimits, workers,
   };
+}
+
+function parseWorkers(v: HclValue | undefined): number {
+  if (v === undefined) return 1;
+  if (v === "auto") return Math.min(MAX_WORKERS, availableParallelism());
+  const n = typeof v === "string" && /^\d+$/.test(v) ? Number(v) : v;
+  if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > MAX_WORKERS) throw new ConfigError(`workers: must be an integer from 1 to ${MAX_WORKERS}, or "auto"`);
+  return n;
 }

@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync, renameSync } from "node:fs";
 import path from "node:path";
 import type { FastifyInstance } from "fastify";
-import { Core, type CoreLogger } from "../vault/core.js";
+import { Core, type CoreLogger, type CorePeers } from "../vault/core.js";
 import { builtinRegistry } from "../vault/builtin-engines.js";
 import type { BackendRegistry } from "../vault/registry.js";
 import type { Storage } from "../storage/types.js";
@@ -31,7 +31,44 @@ export interface RunningServer {
   app: FastifyInstance;
   /** SHA-256 of the certificate currently served (bootstrap or runtime CA), when TLS is on. */
   bootstrapFingerprint?: string;
+  /** Serves the listener certificate now in tls_dir (another worker of this runtime issued it at init). */
+  reloadCertificate(): void;
   close(): Promise<void>;
+}
+
+export interface StartOptions {
+  logger?: CoreLogger;
+  registry?: BackendRegistry;
+  /** Set for one worker of a multi-worker runtime (runtime/server/cluster.ts). */
+  peers?: CorePeers;
+  /** The pre-init certificate to serve (all workers serve the same one, so its fingerprint can be pinned). */
+  bootstrapCert?: BootstrapCert;
+  /** Runs after the core is up and before the listener accepts connections (e.g. unseal a respawned worker). */
+  beforeListen?: (core: Core) => Promise<void>;
+}
+
+export interface BootstrapCert { keyPem: string; certPem: string; fingerprint: string }
+
+function tlsFiles(cfg: RuntimeConfig) {
+  const dir = cfg.listener.tlsDir;
+  return dir ? { ca: path.join(dir, "ca.pem"), cert: path.join(dir, "server.pem"), key: path.join(dir, "server-key.pem") } : undefined;
+}
+
+function listenerHosts(cfg: RuntimeConfig): string[] {
+  const l = cfg.listener;
+  return [...l.tlsHosts, l.host === "0.0.0.0" || l.host === "::" ? "127.0.0.1" : l.host, "localhost"];
+}
+
+/**
+ * A throwaway self-signed certificate for the listener before init, or undefined when TLS is off or
+ * a real certificate exists (operator-supplied, or issued by the runtime CA at init).
+ */
+export async function bootstrapCertificate(cfg: RuntimeConfig): Promise<BootstrapCert | undefined> {
+  const l = cfg.listener, files = tlsFiles(cfg);
+  if (l.tlsDisable || l.tlsCertFile || (files && existsSync(files.cert) && existsSync(files.key))) return undefined;
+  const boot = await createRuntimeCa("Buckypaper runtime bootstrap (pre-init)");
+  const leaf = await issueServerCert(boot, listenerHosts(cfg));
+  return { keyPem: leaf.keyPem, certPem: leaf.certPem, fingerprint: certFingerprint(boot.certPem) };
 }
 
 function writeAtomic(file: string, data: string, mode: number) {
@@ -40,13 +77,13 @@ function writeAtomic(file: string, data: string, mode: number) {
   renameSync(tmp, file);
 }
 
-export async function startServer(cfg: RuntimeConfig, o: { logger?: CoreLogger; registry?: BackendRegistry } = {}): Promise<RunningServer> {
+export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Promise<RunningServer> {
   const physical = await openStorage(cfg.storage);
   const l = cfg.listener;
   const tlsOn = !l.tlsDisable;
   const dir = l.tlsDir;
-  const files = dir ? { ca: path.join(dir, "ca.pem"), cert: path.join(dir, "server.pem"), key: path.join(dir, "server-key.pem") } : undefined;
-  const hosts = [...l.tlsHosts, l.host === "0.0.0.0" || l.host === "::" ? "127.0.0.1" : l.host, "localhost"];
+  const files = tlsFiles(cfg);
+  const hosts = listenerHosts(cfg);
   const holder: { app?: FastifyInstance } = {};
 
   async function installLeaf(ca: CaMaterial) {
@@ -61,7 +98,7 @@ export async function startServer(cfg: RuntimeConfig, o: { logger?: CoreLogger; 
 
   const core = new Core({
     physical, registry: o.registry ?? builtinRegistry(), apiAddr: cfg.apiAddr, defaultTtl: cfg.defaultTtl, maxTtl: cfg.maxTtl,
-    logger: o.logger, auditFile: cfg.auditFile, responseSealer,
+    logger: o.logger, auditFile: cfg.auditFile, responseSealer, peers: o.peers,
     onInitialize: async (barrier) => {
       if (!tlsOn || l.tlsCertFile) return {};
       const ca = await createRuntimeCa();
@@ -84,11 +121,13 @@ export async function startServer(cfg: RuntimeConfig, o: { logger?: CoreLogger; 
     if (l.tlsCertFile) https = { key: readFileSync(l.tlsKeyFile!, "utf8"), cert: readFileSync(l.tlsCertFile, "utf8") };
     else if (files && existsSync(files.cert) && existsSync(files.key)) https = { key: readFileSync(files.key, "utf8"), cert: readFileSync(files.cert, "utf8") };
     else {
-      const boot = await createRuntimeCa("Buckypaper runtime bootstrap (pre-init)");
-      const leaf = await issueServerCert(boot, hosts);
-      https = { key: leaf.keyPem, cert: leaf.certPem };
-      bootstrapFingerprint = certFingerprint(boot.certPem);
+      const boot = o.bootstrapCert ?? (await bootstrapCertificate(cfg))!;
+      https = { key: boot.keyPem, cert: boot.certPem };
+      bootstrapFingerprint = boot.fingerprint;
     }
+  }
+  if (o.beforeListen) {
+    try { await o.beforeListen(core); } catch (e) { await physical.close(); throw e; }
   }
   const app = buildApp({ core, https, bodyLimit: l.maxRequestSize, rateLimits: cfg.rateLimits, logRequests: false });
   try {
@@ -107,6 +146,11 @@ export async function startServer(cfg: RuntimeConfig, o: { logger?: CoreLogger; 
   tidyTimer.unref();
   return {
     url, core, app: a, bootstrapFingerprint,
+    reloadCertificate: () => {
+      if (tlsOn && !l.tlsCertFile && files && existsSync(files.cert) && existsSync(files.key)) {
+        setListenerCertificate(a, { key: readFileSync(files.key, "utf8"), cert: readFileSync(files.cert, "utf8") });
+      }
+    },
     close: async () => { clearInterval(tidyTimer); await a.close(); await core.seal(); await physical.close(); },
   };
 }

@@ -3,11 +3,21 @@
 // afterwards loses nothing acknowledged). Writes go through one connection, serialized in-process
 // and with BEGIN IMMEDIATE across processes; reads use a second connection that sees the last
 // committed state, so a long transaction never exposes half-done work to other requests.
+//
+// Read cache: a request's reads (token, metadata, value) are served from memory when nothing was
+// committed since they were read. beginRequest() asks SQLite for the reader connection's
+// data_version, which changes whenever any other connection — our writer, another worker, another
+// process — commits; a change empties the cache. Only reads in the same event-loop turn as such a
+// check use the cache, so nothing that runs outside a request (timers, startup) reads a stale value,
+// and a request sees every commit that finished before it arrived.
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { childrenOf, StorageCorruptionError, type Storage, type StorageWriter } from "./types.js";
 import { prefixUpperBound } from "./prefix-range.js";
+
+/** Entries in the read cache before it is emptied (bounds memory, not correctness). */
+const CACHE_LIMIT = 10_000;
 
 /** Versioned schema: index = version - 1. Never edit a shipped step; append a new one. */
 const MIGRATIONS: string[] = [
@@ -25,6 +35,12 @@ export class SqliteStorage implements Storage {
   private readonly r: DatabaseSync;
   private readonly st: Record<"get" | "list" | "listFrom" | "put" | "del" | "wget" | "wlist" | "wlistFrom", StatementSync>;
   private queue: Promise<unknown> = Promise.resolve();
+  private readonly dataVersion: StatementSync;
+  private lastDataVersion = -1;
+  private readonly cache = new Map<string, Buffer | null>();
+  /** True from a beginRequest() until the end of that event-loop turn. */
+  private cacheValid = false;
+  private readonly endTurn = () => { this.cacheValid = false; };
 
   constructor(readonly file: string) {
     mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
@@ -45,6 +61,14 @@ export class SqliteStorage implements Storage {
       put: this.w.prepare("INSERT INTO bk_kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"),
       del: this.w.prepare("DELETE FROM bk_kv WHERE key = ?"),
     };
+    this.dataVersion = this.r.prepare("PRAGMA data_version");
+  }
+
+  beginRequest(): void {
+    let v: number;
+    try { v = (this.dataVersion.get() as { data_version: number }).data_version; } catch { this.cache.clear(); return; }
+    if (v !== this.lastDataVersion) { this.cache.clear(); this.lastDataVersion = v; }
+    if (!this.cacheValid) { this.cacheValid = true; setImmediate(this.endTurn); }
   }
 
   private migrate() {
@@ -70,10 +94,20 @@ export class SqliteStorage implements Storage {
   }
 
   async get(key: string): Promise<Buffer | undefined> {
+    if (this.cacheValid) {
+      const hit = this.cache.get(key);
+      if (hit !== undefined) return hit === null ? undefined : Buffer.from(hit);
+    }
+    let value: Buffer | undefined;
     try {
       const row = this.st.get.get(key) as { value: Uint8Array } | undefined;
-      return row ? Buffer.from(row.value) : undefined;
+      value = row ? Buffer.from(row.value) : undefined;
     } catch (e) { wrapSqliteError(e, key); }
+    if (this.cacheValid) {
+      if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
+      this.cache.set(key, value ? Buffer.from(value) : null);
+    }
+    return value;
   }
 
   async list(prefix: string): Promise<string[]> {
@@ -108,6 +142,9 @@ export class SqliteStorage implements Storage {
       } catch (e) {
         try { this.w.exec("ROLLBACK"); } catch { /* already rolled back by SQLite */ }
         throw e;
+      } finally {
+        // Our own writes: later reads in this turn must see them without waiting for a beginRequest().
+        this.cache.clear();
       }
     };
     const p = this.queue.then(run, run);
@@ -117,6 +154,7 @@ export class SqliteStorage implements Storage {
 
   async close() {
     await this.queue;
+    this.cache.clear();
     if (this.w.isOpen) this.w.close();
     if (this.r.isOpen) this.r.close();
   }

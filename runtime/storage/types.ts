@@ -26,6 +26,12 @@ export interface Storage extends StorageWriter {
    */
   transaction<T>(fn: (tx: StorageWriter) => Promise<T>): Promise<T>;
   close(): Promise<void>;
+  /**
+   * Optional: called when a request starts. Storage that caches reads revalidates the cache here
+   * against what other connections and processes have committed, so a request never reads a value
+   * older than the state at its arrival.
+   */
+  beginRequest?(): void;
 }
 
 export class StorageCorruptionError extends Error {

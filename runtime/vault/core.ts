@@ -35,6 +35,30 @@ export interface RawResponse { status: number; body?: unknown; headers?: Record<
 
 export interface SealConfig { type: "shamir"; secret_shares: number; secret_threshold: number }
 
+/** What one worker process tells the others of a multi-worker runtime (see runtime/server/cluster.ts). */
+export type PeerEvent =
+  | { kind: "unsealed"; key: Buffer }
+  | { kind: "sealed" }
+  | { kind: "initialized" }
+  | { kind: "changed"; what: "mounts" | "audit" }
+  | { kind: "changed"; what: "policy"; name: string };
+
+/**
+ * The other worker processes serving the same listener and storage. Unseal progress is kept once for
+ * all of them (a client's key shares may land on different workers), and seal-state and
+ * configuration changes are applied everywhere before the request that made them is answered, so a
+ * client never sees one worker unsealed and the next one sealed.
+ */
+export interface CorePeers {
+  /** Adds a key share to the runtime-wide progress (repeats ignored); resolves with every share so far. */
+  addUnsealShare(share: Buffer): Promise<Buffer[]>;
+  resetUnseal(): Promise<void>;
+  /** Runtime-wide unseal progress, for seal-status. */
+  readonly progress: number;
+  /** Resolves once every other worker has applied the event (Core.applyPeerEvent). */
+  announce(event: PeerEvent): Promise<void>;
+}
+
 /** Storage that can run work on exactly one replica at a time (PostgreSQL). */
 export interface LeaderLocking { withLeaderLock<T>(name: string, fn: () => Promise<T>): Promise<T | undefined> }
 
@@ -60,6 +84,8 @@ export interface CoreOptions {
    * Transforms a response body carrying secrets (e.g. Nitride's response sealing to the attested
    * ephemeral key when the request asks for it). Return undefined to leave it unchanged.
    */
+  /** Set when this core is one worker of several (runtime server with `workers` > 1). */
+  peers?: CorePeers;
   responseSealer?: (ctx: { headers: Record<string, string>; auth?: CallerAuth; body: Record<string, unknown>; secretKeys: string[]; login?: boolean }) => Promise<Record<string, unknown> | undefined>;
 }
 
@@ -118,7 +144,7 @@ export class Core {
   sealStatus() {
     return {
       type: "shamir", initialized: this.sealConfig !== undefined, sealed: this.sealed,
-      t: this.sealConfig?.secret_threshold ?? 0, n: this.sealConfig?.secret_shares ?? 0, progress: this.unsealShares.length,
+      t: this.sealConfig?.secret_threshold ?? 0, n: this.sealConfig?.secret_shares ?? 0, progress: this.opts.peers ? this.opts.peers.progress : this.unsealShares.length,
       nonce: "", version: RUNTIME_VERSION, build_date: "2026-11-22T00:00:00Z", migration: false,
       cluster_name: this.clusterName, cluster_id: this.clusterId, recovery_seal: false, storage_type: "buckypaper",
     };
@@ -153,6 +179,7 @@ export class Core {
     await this.seal();
     const parts = shares === 1 ? [new Uint8Array(key)] : await split(new Uint8Array(key), shares, threshold);
     key.fill(0);
+    await this.opts.peers?.announce({ kind: "initialized" });
     const bufs = parts.map((p) => Buffer.from(p));
     return { keys: bufs.map((b) => b.toString("hex")), keys_base64: bufs.map((b) => b.toString("base64")), root_token: token, extra };
   }
@@ -172,24 +199,79 @@ export class Core {
     const share = /^[0-9a-fA-F]+$/.test(keyText) && keyText.length % 2 === 0 ? Buffer.from(keyText, "hex") : Buffer.from(keyText, "base64");
     const expected = this.sealConfig.secret_shares === 1 ? 32 : 33;
     if (share.length !== expected) throw new LogicalError(400, `key: expected a ${expected}-byte key share (hex or base64)`);
-    if (this.unsealShares.some((s) => s.equals(share))) return; // Vault ignores a repeated share
-    this.unsealShares.push(share);
-    if (this.unsealShares.length < this.sealConfig.secret_threshold) return;
-    const shares = this.unsealShares;
+    const peers = this.opts.peers;
+    let shares: Buffer[];
+    if (peers) shares = await peers.addUnsealShare(share);
+    else {
+      if (!this.unsealShares.some((s) => s.equals(share))) this.unsealShares.push(share); // Vault ignores a repeated share
+      shares = this.unsealShares;
+    }
+    if (shares.length < this.sealConfig.secret_threshold) return;
     this.unsealShares = [];
     let key: Buffer;
     try {
       key = shares.length === 1 ? shares[0] : Buffer.from(await combine(shares.map((s) => new Uint8Array(s))));
       await this.barrier.unseal(key);
     } catch (e) {
+      await peers?.resetUnseal();
       if (e instanceof InvalidUnsealKeyError || /shares/.test((e as Error).message)) throw new LogicalError(400, "unseal failed: invalid key shares (progress reset)");
       throw e;
     }
     await this.postUnseal();
+    await peers?.announce({ kind: "unsealed", key });
     this.logger.info("runtime unsealed");
   }
 
-  resetUnseal() { this.unsealShares = []; }
+  async resetUnseal(): Promise<void> {
+    this.unsealShares = [];
+    await this.opts.peers?.resetUnseal();
+  }
+
+  /** sys/seal: seals this core and, in a multi-worker runtime, every other worker before answering. */
+  async sealByRequest(): Promise<void> {
+    await this.seal();
+    await this.opts.peers?.announce({ kind: "sealed" });
+  }
+
+  /**
+   * Applies what another worker announced. Unseal opens the barrier with the combined key (the
+   * other worker has just verified it against the keyring); configuration changes drop the caches
+   * they make stale.
+   */
+  async applyPeerEvent(ev: PeerEvent): Promise<void> {
+    switch (ev.kind) {
+      case "unsealed":
+        if (!this.sealed) return;
+        this.unsealShares = [];
+        await this.barrier.unseal(ev.key);
+        await this.postUnseal();
+        return;
+      case "sealed":
+        if (!this.sealed) await this.seal();
+        return;
+      case "initialized":
+        await this.start();
+        return;
+      case "changed":
+        if (this.sealed) return;
+        if (ev.what === "mounts") await this.loadMounts();
+        else if (ev.what === "policy") { this.policyCache.delete(ev.name); this.aclCache.clear(); }
+        else await this.syncAuditDevices();
+        return;
+    }
+  }
+
+  /** Opens audit devices added to the table elsewhere and closes removed ones. */
+  private async syncAuditDevices(): Promise<void> {
+    const table = await this.auditTable();
+    const want = new Set(table.map((a) => a.path));
+    for (const [path] of this.audit.list()) if (path !== "config/" && !want.has(path)) this.audit.remove(path);
+    const have = new Set(this.audit.list().map(([p]) => p));
+    for (const a of table) {
+      if (have.has(a.path)) continue;
+      try { this.audit.add(a.path, new FileAuditDevice(a.options.file_path)); } catch (e) { this.logger.error(`audit device ${a.path} failed to open: ${(e as Error).message}`); }
+    }
+  }
 
   /** Convenience for dev mode and tests: submit all shares at once. */
   async unsealWith(keys: string[]): Promise<void> { for (const k of keys) await this.submitUnsealKey(k); }
@@ -247,6 +329,7 @@ export class Core {
       await tx.put(key, Buffer.from(JSON.stringify(fn(t))));
     });
     await this.loadMounts();
+    await this.opts.peers?.announce({ kind: "changed", what: "mounts" });
   }
 
   async auditTable(): Promise<Array<{ path: string; type: string; description: string; options: Record<string, string> }>> {
@@ -256,6 +339,7 @@ export class Core {
 
   async writeAuditTable(t: Array<{ path: string; type: string; description: string; options: Record<string, string> }>): Promise<void> {
     await this.barrier.put("core/audit", Buffer.from(JSON.stringify(t)));
+    await this.opts.peers?.announce({ kind: "changed", what: "audit" });
   }
 
   /** (Re)builds live backends from the stored tables, reusing instances whose mount is unchanged. */
@@ -332,7 +416,11 @@ export class Core {
     return policy;
   }
 
-  invalidatePolicy(name: string): void { this.policyCache.delete(name); }
+  /** After a policy write or delete: drop it here and on the other workers. */
+  async policyChanged(name: string): Promise<void> {
+    this.policyCache.delete(name);
+    await this.opts.peers?.announce({ kind: "changed", what: "policy", name });
+  }
 
   private aclCache = new Map<string, { parts: Policy[]; acl: Acl }>();
 
@@ -398,6 +486,7 @@ export class Core {
   // ---- request handling ----
 
   async handle(raw: RawRequest): Promise<RawResponse> {
+    this.opts.physical.beginRequest?.();
     const requestId = newRequestId();
     let path = raw.path.replace(/^\/+/, "").replace(/\/{2,}/g, "/");
     const method = raw.method.toUpperCase();

@@ -55,7 +55,7 @@ export class SystemBackend implements LogicalBackend {
       }
       case "sys/unseal": {
         if (method !== "POST" && method !== "PUT") return { status: 405, body: { errors: ["unsupported operation"] } };
-        if (data.reset === true) c.resetUnseal();
+        if (data.reset === true) await c.resetUnseal();
         else {
           const key = str(data, "key");
           if (!key) throw new LogicalError(400, "key: required (or reset=true)");
@@ -74,7 +74,7 @@ export class SystemBackend implements LogicalBackend {
     switch (head) {
       case "seal":
         if (op !== "update" && op !== "create") return undefined;
-        await c.seal();
+        await c.sealByRequest();
         return {};
       case "rotate":
         if (op !== "update" && op !== "create") return undefined;
@@ -203,7 +203,7 @@ export class SystemBackend implements LogicalBackend {
     if (op === "delete") {
       if (name === "default") throw new LogicalError(400, "cannot delete the default policy");
       await c.barrier.delete(key);
-      c.invalidatePolicy(name);
+      await c.policyChanged(name);
       return {};
     }
     if (op !== "create" && op !== "update" && op !== "patch") return undefined;
@@ -219,7 +219,7 @@ export class SystemBackend implements LogicalBackend {
       const version = old ? (JSON.parse(old.toString("utf8")) as { version: number }).version + 1 : 1;
       await tx.put(key, Buffer.from(JSON.stringify({ name, policy: text, version, modified: new Date().toISOString() })));
     });
-    c.invalidatePolicy(name);
+    await c.policyChanged(name);
     return {};
   }
 

@@ -4,6 +4,8 @@ import { describe, it, expect } from "vitest";
 import { parseConfig, ConfigError } from "../../runtime/server/config.js";
 import { parseHcl } from "../../runtime/vault/hcl.js";
 import { DEFAULT_RATE_LIMITS, RateLimiter } from "../../runtime/server/rate-limit.js";
+import { perWorkerRateLimits } from "../../runtime/server/cluster.js";
+import { availableParallelism } from "node:os";
 
 describe("server config", () => {
   it("reads an HCL config with defaults and paths relative to the file", () => {
@@ -22,6 +24,15 @@ describe("server config", () => {
     expect(c.defaultTtl).toBe(768 * 3600);
     expect(c.rateLimits.find((r) => r.path === "nitride/attest")).toEqual({ path: "nitride/attest", perSecond: 5, burst: 10 });
     expect(c.rateLimits).toHaveLength(DEFAULT_RATE_LIMITS.length);
+    expect(c.workers).toBe(1);
+  });
+
+  it("reads workers (a count or \"auto\") and splits rate limits between them", () => {
+    const base = `storage "sqlite" { path = "x" }\nlistener "tcp" {}\n`;
+    expect(parseConfig(base + "workers = 4").workers).toBe(4);
+    expect(parseConfig(base + 'workers = "auto"').workers).toBe(Math.min(64, availableParallelism()));
+    expect(perWorkerRateLimits([{ path: "nitride/attest", perSecond: 20, burst: 100 }], 3)).toEqual([{ path: "nitride/attest", perSecond: 20 / 3, burst: 34 }]);
+    expect(perWorkerRateLimits([{ path: "auth/*/login", perSecond: 1, burst: 1 }], 4)[0].burst).toBe(1);
   });
 
   it("reads the same structure from JSON, with PostgreSQL", () => {
@@ -40,6 +51,9 @@ describe("server config", () => {
     [`storage "sqlite" { path = "x" }\nlistener "tcp" {}\nmax_lease_ttl = "forever"`, /max_lease_ttl: invalid duration/],
     [`storage "sqlite" { path = "x" }\nlistener "tcp" {}\nbogus = 1`, /unknown setting 'bogus'/],
     [`storage "sqlite" { path = "x" \nlistener "tcp" {}`, /config: line \d+/],
+    [`storage "sqlite" { path = "x" }\nlistener "tcp" {}\nworkers = 0`, /workers: must be an integer from 1 to 64, or "auto"/],
+    [`storage "sqlite" { path = "x" }\nlistener "tcp" {}\nworkers = "many"`, /workers: must be an integer from 1 to 64/],
+    [`storage "inmem" {}\nlistener "tcp" { tls_disable = true }\nworkers = 2`, /workers: inmem storage lives in one process/],
   ])("refuses %j naming the problem", (text, re) => {
     expect(() => parseConfig(text)).toThrow(ConfigError);
     expect(() => parseConfig(text)).toThrow(re);

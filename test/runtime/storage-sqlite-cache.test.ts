@@ -1,0 +1,87 @@
+// The SQLite read cache (runtime/storage/sqlite.ts): reads are served from memory only within the
+// event-loop turn of a beginRequest(), and a commit by any other connection (another worker or
+// process on the same file) or by this one empties it, so a request never reads a value older than
+// its own arrival. Two SqliteStorage instances on one file stand for two processes: each has its
+// own connections, which is all SQLite's data_version distinguishes.
+import { describe, it, expect, afterEach } from "vitest";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { setImmediate as nextTurn } from "node:timers/promises";
+import { SqliteStorage } from "../../runtime/storage/sqlite.js";
+
+const b = (s: string) => Buffer.from(s);
+const text = (v: Buffer | undefined) => v?.toString("utf8");
+
+describe("SqliteStorage read cache", () => {
+  const dirs: string[] = [];
+  const open: SqliteStorage[] = [];
+  function pair(): [SqliteStorage, SqliteStorage] {
+    const dir = mkdtempSync(path.join(tmpdir(), "bk-sqlcache-"));
+    dirs.push(dir);
+    const a = new SqliteStorage(path.join(dir, "rt.db")), other = new SqliteStorage(path.join(dir, "rt.db"));
+    open.push(a, other);
+    return [a, other];
+  }
+  afterEach(async () => {
+    for (const s of open.splice(0)) await s.close();
+    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  });
+
+  it("serves repeated reads of one turn from memory (a write by another process in the same turn is not seen until the next request)", async () => {
+    const [a, other] = pair();
+    await a.put("k", b("v1"));
+    a.beginRequest();
+    expect(text(await a.get("k"))).toBe("v1");
+    await other.put("k", b("v2"));
+    // Same turn, no new request: the cached value (a read concurrent with that write may see either).
+    expect(text(await a.get("k"))).toBe("v1");
+    // The next request, even in the same turn, revalidates and sees the commit.
+    a.beginRequest();
+    expect(text(await a.get("k"))).toBe("v2");
+  });
+
+  it("a request sees what another process committed before it began, including deletes and new keys", async () => {
+    const [a, other] = pair();
+    await a.put("gone", b("x"));
+    a.beginRequest();
+    expect(text(await a.get("gone"))).toBe("x");
+    expect(await a.get("new")).toBeUndefined();
+    await nextTurn();
+    await other.delete("gone");
+    await other.put("new", b("here"));
+    a.beginRequest();
+    expect(await a.get("gone")).toBeUndefined();
+    expect(text(await a.get("new"))).toBe("here");
+  });
+
+  it("this process's own writes are visible at once, inside the same turn", async () => {
+    const [a] = pair();
+    await a.put("k", b("old"));
+    a.beginRequest();
+    expect(text(await a.get("k"))).toBe("old");
+    await a.put("k", b("new"));
+    expect(text(await a.get("k"))).toBe("new");
+    await a.transaction(async (tx) => { await tx.delete("k"); });
+    expect(await a.get("k")).toBeUndefined();
+  });
+
+  it("reads outside a request's turn go to SQLite (timers and background work never read a stale value)", async () => {
+    const [a, other] = pair();
+    await a.put("k", b("v1"));
+    a.beginRequest();
+    expect(text(await a.get("k"))).toBe("v1");
+    await nextTurn();
+    await other.put("k", b("v2"));
+    // No beginRequest() in this turn: straight to storage.
+    expect(text(await a.get("k"))).toBe("v2");
+  });
+
+  it("a caller mutating a returned buffer does not change the cached value", async () => {
+    const [a] = pair();
+    await a.put("k", b("abc"));
+    a.beginRequest();
+    (await a.get("k"))!.fill(0);
+    expect(text(await a.get("k"))).toBe("abc");
+  });
+});
