@@ -17,10 +17,10 @@ export interface AppraisalRequest {
 
 /** The policy actually applied: the workload's policy with its SNP reference measurements merged in. */
 export function effectivePolicy(w: WorkloadDefinition, requireBinding: boolean): Policy {
-  const p: Policy = structuredClone(w.policy);
+  // Shallow copies of what changes: appraisal only reads the policy, and a deep clone per attestation showed in profiles.
+  const p: Policy = { ...w.policy, requireReportDataBinding: requireBinding };
   const ms = [...new Set([...(p.snp?.measurements ?? []), ...w.reference_values.snp_measurements])];
   if (ms.length) p.snp = { ...(p.snp ?? {}), measurements: ms };
-  p.requireReportDataBinding = requireBinding;
   return p;
 }
 
