@@ -54,6 +54,11 @@ export class TokenStore {
    * on seal. Unknown tokens are not added, so guessing cannot churn it.
    */
   private readonly knownHashes = new Map<string, string>();
+  /**
+   * Parsed entries by token hash, reused while the stored bytes are identical (the bytes are still
+   * read from storage on every lookup; only JSON parsing and the hash check are skipped).
+   */
+  private readonly parsed = new Map<string, { raw: Buffer; entry: TokenEntry; matches: boolean }>();
 
   constructor(private readonly storage: Storage, private readonly salt: Buffer) {}
 
@@ -87,8 +92,17 @@ export class TokenStore {
     const h = this.hash(token);
     const raw = await this.storage.get(`id/${h}`);
     if (!raw) return undefined;
-    const entry = JSON.parse(raw.toString("utf8")) as TokenEntry;
-    if (!timingSafeEqual(Buffer.from(entry.idHash, "hex"), Buffer.from(h, "hex"))) return undefined;
+    let p = this.parsed.get(h);
+    if (!p || !p.raw.equals(raw)) {
+      const parsedEntry = JSON.parse(raw.toString("utf8")) as TokenEntry;
+      const stored = Buffer.from(parsedEntry.idHash, "hex"), want = Buffer.from(h, "hex");
+      // The entry must name the hash it is stored under (a row copied onto another key is refused).
+      p = { raw, entry: parsedEntry, matches: stored.length === want.length && timingSafeEqual(stored, want) };
+      if (this.parsed.size >= 10_000) this.parsed.clear();
+      this.parsed.set(h, p);
+    }
+    if (!p.matches) return undefined;
+    const entry = { ...p.entry }; // callers may change fields (renew) before writing the entry back
     if (!this.knownHashes.has(token)) {
       if (this.knownHashes.size >= 10_000) this.knownHashes.clear();
       this.knownHashes.set(token, h);

@@ -121,6 +121,12 @@ describe("runtime server with workers = 2 (processes, SQLite, TLS)", () => {
     expect(lines.filter((l) => l.type === "response" && l.request.path === "kv/data/app")).toHaveLength(ROUNDS);
     expect(readFileSync(log, "utf8")).not.toContain("w0rker-shared");
 
+    // A token revoked through one worker is refused by every worker at once (each request
+    // revalidates the SQLite read cache against the commit).
+    for (let i = 0; i < ROUNDS; i++) expect((await fresh("GET", "kv/data/app", undefined, tok)).status).toBe(200);
+    expect((await fresh("POST", "auth/token/revoke", { token: tok })).status).toBe(204);
+    expect(await everywhere("GET", "kv/data/app", tok)).toEqual(Array(ROUNDS).fill(403));
+
     // sys/seal through one worker seals them all.
     expect((await fresh("PUT", "sys/seal")).status).toBe(204);
     expect(await everywhere("GET", "sys/health")).toEqual(Array(ROUNDS).fill(503));

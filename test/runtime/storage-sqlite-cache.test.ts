@@ -13,19 +13,27 @@ import { SqliteStorage } from "../../runtime/storage/sqlite.js";
 const b = (s: string) => Buffer.from(s);
 const text = (v: Buffer | undefined) => v?.toString("utf8");
 
-describe("SqliteStorage read cache", () => {
+describe.each(["wal-index", "data_version"] as const)("SqliteStorage read cache (change marker: %s)", (changeMarker) => {
   const dirs: string[] = [];
   const open: SqliteStorage[] = [];
   function pair(): [SqliteStorage, SqliteStorage] {
     const dir = mkdtempSync(path.join(tmpdir(), "bk-sqlcache-"));
     dirs.push(dir);
-    const a = new SqliteStorage(path.join(dir, "rt.db")), other = new SqliteStorage(path.join(dir, "rt.db"));
+    const a = new SqliteStorage(path.join(dir, "rt.db"), { changeMarker }), other = new SqliteStorage(path.join(dir, "rt.db"), { changeMarker });
     open.push(a, other);
     return [a, other];
   }
   afterEach(async () => {
     for (const s of open.splice(0)) await s.close();
     for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  });
+
+  it("uses the marker asked for (the WAL-index header by default)", () => {
+    const [a] = pair();
+    expect((a as unknown as { shmFd?: number }).shmFd !== undefined).toBe(changeMarker === "wal-index");
+    const dflt = new SqliteStorage(path.join(dirs[0], "rt.db"));
+    open.push(dflt);
+    expect((dflt as unknown as { shmFd?: number }).shmFd).toBeDefined();
   });
 
   it("serves repeated reads of one turn from memory (a write by another process in the same turn is not seen until the next request)", async () => {

@@ -73,6 +73,19 @@ export class KvV2Backend implements LogicalBackend {
   readonly type = "kv";
 
   private cachedConfig: { at: number; cfg: KvConfig } | undefined;
+  /** Parsed key metadata for reads, reused while the stored bytes are identical (never mutated). */
+  private readonly metaCache = new Map<string, { raw: Buffer; meta: KeyMeta }>();
+
+  private async readKeyMeta(storage: StorageWriter, path: string): Promise<KeyMeta | undefined> {
+    const raw = await storage.get(`meta/${path}`);
+    if (!raw) return undefined;
+    const hit = this.metaCache.get(path);
+    if (hit && hit.raw.equals(raw)) return hit.meta;
+    const meta = JSON.parse(raw.toString("utf8")) as KeyMeta;
+    if (this.metaCache.size >= 10_000) this.metaCache.clear();
+    this.metaCache.set(path, { raw, meta });
+    return meta;
+  }
 
   /** Config for the read path: at most 1 s stale (it only decides delete_version_after expiry). */
   private async readConfig(s: StorageWriter): Promise<KvConfig> {
@@ -158,7 +171,7 @@ export class KvV2Backend implements LogicalBackend {
   }
 
   private async readData(req: LogicalRequest, path: string): Promise<LogicalResponse> {
-    const m = parse<KeyMeta>(await req.storage.get(`meta/${path}`));
+    const m = await this.readKeyMeta(req.storage, path);
     const n = req.query.version !== undefined && req.query.version !== "0" ? Number(req.query.version) : m?.current_version;
     if (req.query.version !== undefined && !Number.isInteger(Number(req.query.version))) throw new LogicalError(400, "version: must be an integer");
     if (!m || !n || !m.versions[String(n)]) return { status: 404 };
