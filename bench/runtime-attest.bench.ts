@@ -11,9 +11,11 @@
 // its own CPU); the simulated PSP's report signature depends on the nonce and stays in the round.
 // Runs once per workload-token algorithm (BENCH_TOKEN_ALGS, default ES384 — the default — and EdDSA).
 // BENCH_RUNTIME_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") is passed to the runtime's node.
-import { spawn, type ChildProcess } from "node:child_process";
+// BENCH_STORAGE (an HCL storage block, e.g. `storage "sqlite" { path = "rt.db" }`) and BENCH_WORKERS
+// run the runtime on other storage / with several workers (server CPU then sums the workers).
+import type { ChildProcess } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
@@ -21,7 +23,7 @@ import { fileURLToPath } from "node:url";
 import { evidenceToJson } from "../dist/runtime/nitride/evidence-json.js";
 import { reportDataFor } from "../dist/runtime/attestation/binding.js";
 import { createSnpSimulator } from "../dist/runtime/attestation/snp/simulator.js";
-import { table } from "./lib.ts";
+import { table, startProcess, stopProcess, cpuMicros } from "./lib.ts";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const bin = path.join(repo, "bin/buckypaper.js");
@@ -36,37 +38,9 @@ function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-/** utime + stime of a process in ms (from /proc; USER_HZ = 100). */
-function cpuMs(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-  return ((Number(f[11]) + Number(f[12])) / 100) * 1000;
-}
-
-function start(args: string[], ready: RegExp): Promise<{ proc: ChildProcess; match: RegExpExecArray }> {
-  const proc = spawn(process.execPath, args, { cwd: repo, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`not ready:\n${out}`)), 30_000);
-    const on = (d: Buffer) => {
-      out += d.toString();
-      const m = ready.exec(out);
-      if (m) { clearTimeout(t); resolve({ proc, match: m }); }
-    };
-    proc.stdout!.on("data", on);
-    proc.stderr!.on("data", (d: Buffer) => { out += d.toString(); });
-    proc.once("exit", (c) => { clearTimeout(t); reject(new Error(`exited ${c}:\n${out}`)); });
-  });
-}
-
-/** Stops a child gracefully (so --cpu-prof can write its profile), SIGKILL after 10 s. */
-async function stop(proc: ChildProcess): Promise<void> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  const exited = new Promise((r) => proc.once("exit", r));
-  proc.kill("SIGTERM");
-  const t = setTimeout(() => proc.kill("SIGKILL"), 10_000);
-  await exited;
-  clearTimeout(t);
-}
+const cpuMs = (pid: number) => cpuMicros(pid) / 1000;
+const start = (args: string[], ready: RegExp) => startProcess(args, ready, repo);
+const stop = stopProcess;
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped JSON from the API
 async function json(url: string, method: string, body?: unknown, token?: string): Promise<any> {
@@ -129,7 +103,7 @@ try {
   // The runtime as deployed (`runtime server`), in-memory storage so the figure is the attestation path.
   const unlimited = ["nitride/challenge", "nitride/attest", "auth/*/login", "auth/*/login/*"]
     .map((p) => `rate_limit "${p}" {\n per_second = 1000000\n burst = 1000000\n}`).join("\n");
-  writeFileSync(path.join(dir, "rt.hcl"), `storage "inmem" {}\nlistener "tcp" {\n address = "127.0.0.1:0"\n tls_disable = true\n}\n${unlimited}\n`);
+  writeFileSync(path.join(dir, "rt.hcl"), `${process.env.BENCH_STORAGE ?? `storage "inmem" {}`}\n${process.env.BENCH_WORKERS ? `workers = ${process.env.BENCH_WORKERS}` : ""}\nlistener "tcp" {\n address = "127.0.0.1:0"\n tls_disable = true\n}\n${unlimited}\n`);
   const srv = await start([...RUNTIME_NODE_ARGS, bin, "runtime", "server", "--config", path.join(dir, "rt.hcl")], /listening on (\S+)/);
   procs.push(srv.proc);
   const v1 = `${srv.match[1]}/v1`;

@@ -30,6 +30,14 @@ const MIGRATIONS: string[] = [
   `CREATE TABLE IF NOT EXISTS bk_kv (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID`,
 ];
 
+/** How long a transaction waits for the cross-process write lock before it fails. */
+const WRITE_LOCK_WAIT_MS = 10_000;
+
+function isBusy(e: unknown): boolean {
+  const x = e as { errcode?: number; message?: string };
+  return (x?.errcode !== undefined && (x.errcode & 0xff) === 5) || /database is locked/i.test(x?.message ?? "");
+}
+
 function wrapSqliteError(e: unknown, key?: string): never {
   const msg = (e as Error)?.message ?? String(e);
   if (/malformed|not a database|corrupt/i.test(msg)) throw new StorageCorruptionError(`SQLite storage is corrupt: ${msg}`, key);
@@ -58,6 +66,9 @@ export class SqliteStorage implements Storage {
       this.w = new DatabaseSync(file);
       this.w.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;");
       this.migrate();
+      // From here the write lock is awaited without blocking the event loop (beginWrite), instead
+      // of SQLite's busy handler, which sleeps the whole process (1, 2, 5, 10 … 100 ms).
+      this.w.exec("PRAGMA busy_timeout = 0;");
       this.r = new DatabaseSync(file);
       this.r.exec("PRAGMA busy_timeout = 10000;");
     } catch (e) { wrapSqliteError(e); }
@@ -175,7 +186,7 @@ export class SqliteStorage implements Storage {
         put: async (k, v) => { this.st.put.run(k, v); },
         delete: async (k) => { this.st.del.run(k); },
       };
-      try { this.w.exec("BEGIN IMMEDIATE"); } catch (e) { wrapSqliteError(e); }
+      await this.beginWrite();
       try {
         const result = await fn(tx);
         this.w.exec("COMMIT");
@@ -191,6 +202,25 @@ export class SqliteStorage implements Storage {
     const p = this.queue.then(run, run);
     this.queue = p.catch(() => undefined);
     return p;
+  }
+
+  /**
+   * BEGIN IMMEDIATE, waiting asynchronously while another process (a second worker of this runtime,
+   * another replica on the file) holds the write lock: first a turn of the event loop, then sleeps
+   * of 1 ms doubling to 8 ms, up to WRITE_LOCK_WAIT_MS in all.
+   */
+  private async beginWrite(): Promise<void> {
+    const deadline = Date.now() + WRITE_LOCK_WAIT_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        this.w.exec("BEGIN IMMEDIATE");
+        return;
+      } catch (e) {
+        if (!isBusy(e) || Date.now() >= deadline) wrapSqliteError(e);
+      }
+      if (attempt === 0) await new Promise<void>((r) => setImmediate(r));
+      else await new Promise<void>((r) => setTimeout(r, Math.min(8, 2 ** (attempt - 1)) * (0.5 + Math.random())));
+    }
   }
 
   async close() {

@@ -1,4 +1,5 @@
-// The SQLite read cache (runtime/storage/sqlite.ts): reads are served from memory only within the
+// SQLite storage (runtime/storage/sqlite.ts). The write lock of another process is awaited without
+// blocking the event loop. The read cache: reads are served from memory only within the
 // event-loop turn of a beginRequest(), and a commit by any other connection (another worker or
 // process on the same file) or by this one empties it, so a request never reads a value older than
 // its own arrival. Two SqliteStorage instances on one file stand for two processes: each has its
@@ -91,5 +92,36 @@ describe.each(["wal-index", "data_version"] as const)("SqliteStorage read cache 
     a.beginRequest();
     (await a.get("k"))!.fill(0);
     expect(text(await a.get("k"))).toBe("abc");
+  });
+});
+
+describe("SqliteStorage write lock across processes", () => {
+  it("waits for another process's write transaction without blocking the event loop, then commits", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "bk-sqllock-"));
+    const a = new SqliteStorage(path.join(dir, "rt.db")), other = new SqliteStorage(path.join(dir, "rt.db"));
+    try {
+      let release!: () => void;
+      const held = new Promise<void>((r) => { release = r; });
+      let entered!: () => void;
+      const inside = new Promise<void>((r) => { entered = r; });
+      const first = other.transaction(async (tx) => { await tx.put("k", b("first")); entered(); await held; });
+      await inside;
+      let ticks = 0;
+      const ticker = setInterval(() => { ticks++; }, 5);
+      const t0 = Date.now();
+      const second = a.transaction(async (tx) => { await tx.put("k", b(`second after ${text(await tx.get("k"))}`)); });
+      setTimeout(release, 150);
+      await Promise.all([first, second]);
+      clearInterval(ticker);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(140);
+      // SQLite's own busy handler would have slept the whole thread: no timer could fire meanwhile.
+      expect(ticks).toBeGreaterThan(10);
+      a.beginRequest();
+      expect(text(await a.get("k"))).toBe("second after first");
+    } finally {
+      await a.close();
+      await other.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
