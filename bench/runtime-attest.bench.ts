@@ -31,6 +31,7 @@ const CONCURRENCIES = (process.env.BENCH_CONCURRENCY ?? "1,10").split(",").map(N
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 5000);
 /** Workload-token algorithms to measure (nitride/config token_algorithm); ES384 is the default. */
 const TOKEN_ALGS = (process.env.BENCH_TOKEN_ALGS ?? "ES384,EdDSA").split(",");
+const STORAGE_LABEL = `${process.env.BENCH_STORAGE ? process.env.BENCH_STORAGE.replace(/\s+/g, " ") : "inmem"}${process.env.BENCH_WORKERS ? `, workers = ${process.env.BENCH_WORKERS}` : ""}`;
 const RUNTIME_NODE_ARGS = (process.env.BENCH_RUNTIME_NODE_ARGS ?? "").split(" ").filter(Boolean);
 const MEASUREMENT = "a1".repeat(48);
 
@@ -155,7 +156,7 @@ try {
     await json(floorUrl, "GET");
   }
 
-  console.log(`${DURATION_MS} ms per run; runtime (\`runtime server\`, inmem) and floor each in their own process; server latency excludes the client's evidence generation; load average ${os.loadavg()[0].toFixed(1)} on ${os.availableParallelism()} cores`);
+  console.log(`${DURATION_MS} ms per run; runtime (\`runtime server\`, ${STORAGE_LABEL}) and floor each in their own process; server latency excludes the client's evidence generation; load average ${os.loadavg()[0].toFixed(1)} on ${os.availableParallelism()} cores`);
   const rows: Array<Record<string, string | number>> = [];
   const worstP99 = new Map<string, number>();
   const row = (run: string, r: Run) => ({ run, rounds_per_s: r.perSec, p50_ms: pct(r.lat, 50), p99_ms: pct(r.lat, 99), server_cpu_ms_per_round: r.serverCpuMs, client_cpu_ms_per_round: r.clientCpuMs, rounds: r.lat.length });
