@@ -1,14 +1,18 @@
-// `runtime server` with `workers = 2` as real processes on one SQLite file, over TLS: the workers
+// `runtime server` with `workers = 2` as real processes on one SQLite file and on one PostgreSQL
+// database, over TLS: the workers
 // share one bootstrap certificate, one unseal progress and one seal state; a change made through
 // one worker (mount, policy, audit device, seal) is in force on the other before the request that
 // made it is answered; a worker killed with SIGKILL comes back unsealed. Every check uses a fresh
 // connection per request, which the cluster spreads round-robin over the workers.
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import { mkdtempSync, rmSync, writeFileSync, readFileSync, existsSync } from "node:fs";
+import { execFileSync } from "node:child_process";
 import https from "node:https";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { startServerProc, cli, type ServerProc } from "./core-procs.js";
+import { repoRoot } from "../support/shared.js";
+import { requireTool, haveCommand } from "../support/prereq.js";
 
 const ROUNDS = 8;
 
@@ -21,8 +25,14 @@ function cpuTicks(pid: number): number {
   return Number(f[11]) + Number(f[12]);
 }
 
-describe("runtime server with workers = 2 (processes, SQLite, TLS)", () => {
+const havePg = requireTool("PostgreSQL server (apt-get install postgresql)", haveCommand("bash", ["-c", "ls /usr/lib/postgresql/*/bin/initdb"]));
+
+describe.each([
+  { storage: "SQLite", enabled: true },
+  { storage: "PostgreSQL", enabled: havePg },
+])("runtime server with workers = 2 (processes, $storage, TLS)", ({ storage, enabled }) => {
   let dir: string;
+  let pgDir = "";
   let srv: ServerProc | undefined;
   let ca: string;
   let root: string;
@@ -54,19 +64,30 @@ describe("runtime server with workers = 2 (processes, SQLite, TLS)", () => {
   }
 
   beforeAll(() => {
+    if (!enabled) return;
     dir = mkdtempSync(path.join(tmpdir(), "bk-workers-"));
+    let block = `storage "sqlite" { path = "data/runtime.db" }`;
+    if (storage === "PostgreSQL") {
+      pgDir = mkdtempSync(path.join(tmpdir(), "bk-pg-")); // its own /tmp entry: the postgres user must reach it
+      const url = execFileSync(path.join(repoRoot, "scripts/pg-test-server.sh"), ["start", pgDir], { encoding: "utf8" }).trim();
+      block = `storage "postgresql" { connection_url = "${url}" }`;
+    }
     writeFileSync(path.join(dir, "runtime.hcl"), `
-      storage "sqlite" { path = "data/runtime.db" }
+      ${block}
       workers = 2
       listener "tcp" {
         address = "127.0.0.1:0"
         tls_dir = "tls"
       }
     `);
+  }, 120_000);
+  afterAll(async () => {
+    await srv?.kill();
+    if (pgDir) execFileSync(path.join(repoRoot, "scripts/pg-test-server.sh"), ["stop", pgDir]);
+    if (dir) rmSync(dir, { recursive: true, force: true });
   });
-  afterAll(async () => { await srv?.kill(); rmSync(dir, { recursive: true, force: true }); });
 
-  it("serves one runtime from two workers: shared init, unseal progress, changes and seal", async () => {
+  it.runIf(enabled)("serves one runtime from two workers: shared init, unseal progress, changes and seal", async () => {
     srv = await startServerProc(path.join(dir, "runtime.hcl"));
     expect(srv.output()).toMatch(/not initialized; 2 workers/);
     const pids = workerPids(srv.proc.pid!);
@@ -132,7 +153,7 @@ describe("runtime server with workers = 2 (processes, SQLite, TLS)", () => {
     expect(await everywhere("GET", "sys/health")).toEqual(Array(ROUNDS).fill(503));
   });
 
-  it("respawns a worker killed with SIGKILL already unsealed, and stops its workers on SIGTERM", async () => {
+  it.runIf(enabled)("respawns a worker killed with SIGKILL already unsealed, and stops its workers on SIGTERM", async () => {
     expect((await fresh("PUT", "sys/unseal", { key: keys[1] })).body.progress).toBe(1);
     expect((await fresh("PUT", "sys/unseal", { key: keys[0] })).body.sealed).toBe(false);
     const [victim, survivor] = workerPids(srv!.proc.pid!);
