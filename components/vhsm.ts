@@ -57,15 +57,21 @@ export interface VhsmArgs {
   trustSimulatedSnp?: pulumi.Input<SimulatedAnchor>;
   /** Write the runtime's audit log to <stateDir>/audit.log (default false). */
   auditLog?: boolean;
+  /**
+   * Server processes sharing the listener and storage (docs/runtime.md "Workers"), 1 to 64. Default:
+   * 1 in local mode, one per CPU of the host in ssh mode.
+   */
+  workers?: number;
 }
 
 /** The runtime's config file (JSON form of `buckypaper runtime server --config`, runtime/server/config.ts). */
-export function renderRuntimeConfig(o: { stateDir: string; listenAddress: string; port: number; tls: boolean; publicHost: string; publicUrl: string; auditLog?: boolean }): string {
+export function renderRuntimeConfig(o: { stateDir: string; listenAddress: string; port: number; tls: boolean; publicHost: string; publicUrl: string; auditLog?: boolean; workers?: number | "auto" }): string {
   const address = `${o.listenAddress.includes(":") ? `[${o.listenAddress}]` : o.listenAddress}:${o.port}`;
   const tcp: Record<string, unknown> = { address, tls_disable: !o.tls };
   if (o.tls) Object.assign(tcp, { tls_dir: `${o.stateDir}/tls`, tls_hosts: [o.publicHost] });
   const audit = o.auditLog ? { audit_file: `${o.stateDir}/audit.log` } : {};
-  return `${JSON.stringify({ storage: { sqlite: { path: `${o.stateDir}/runtime.db` } }, listener: { tcp }, api_addr: o.publicUrl, ...audit }, null, 2)}\n`;
+  const workers = o.workers !== undefined && o.workers !== 1 ? { workers: o.workers } : {};
+  return `${JSON.stringify({ storage: { sqlite: { path: `${o.stateDir}/runtime.db` } }, listener: { tcp }, api_addr: o.publicUrl, ...audit, ...workers }, null, 2)}\n`;
 }
 
 // components/ in the sources, dist/components/ when compiled: the package root is one or two levels up.
@@ -97,6 +103,10 @@ export class Vhsm extends pulumi.ComponentResource {
     const stack = pulumi.getStack();
     const stateDir = args.stateDir ?? (mode === VhsmMode.Local ? path.resolve(".bk", "vhsm", stack) : `/var/lib/buckypaper/vhsm-${stack}`);
     if (!path.isAbsolute(stateDir)) throw new ConfigError(`Vhsm ${name}`, "stateDir", `is '${stateDir}'; must be an absolute path`);
+    if (args.workers !== undefined && !(Number.isInteger(args.workers) && args.workers >= 1 && args.workers <= 64)) {
+      throw new ConfigError(`Vhsm ${name}`, "workers", `is ${args.workers}; must be an integer from 1 to 64`);
+    }
+    const workers = args.workers ?? (mode === VhsmMode.Local ? 1 : "auto");
     const tls = args.tls ?? true;
     const listenAddress = args.listenAddress ?? (mode === VhsmMode.Local ? "127.0.0.1" : "0.0.0.0");
     const publicHost = pulumi.output(args.publicHost ?? (mode === VhsmMode.Local ? "127.0.0.1" : args.ssh!.host));
@@ -109,7 +119,7 @@ export class Vhsm extends pulumi.ComponentResource {
         ssh: args.ssh,
         stateDir,
         serverCommand: [...command, "runtime", "server", "--config", "{config}"],
-        config: pulumi.all([publicHost, url]).apply(([h, u]) => renderRuntimeConfig({ stateDir, listenAddress, port, tls, publicHost: h, publicUrl: u, ...(args.auditLog ? { auditLog: true } : {}) })),
+        config: pulumi.all([publicHost, url]).apply(([h, u]) => renderRuntimeConfig({ stateDir, listenAddress, port, tls, publicHost: h, publicUrl: u, workers, ...(args.auditLog ? { auditLog: true } : {}) })),
         url,
         keyShares: args.keyShares ?? 1,
         keyThreshold: args.keyThreshold ?? 1,

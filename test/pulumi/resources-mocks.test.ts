@@ -118,6 +118,7 @@ describe("Vhsm component under mocks", () => {
       /ssh\.privateKey is a plain string/,
     );
     expect(() => new C.Vhsm("bad3", { stateDir: "relative/dir" })).toThrow(/stateDir is 'relative\/dir'; must be an absolute path/);
+    expect(() => new C.Vhsm("bad4", { stateDir: "/tmp/bk-vhsm-unit", workers: 0 })).toThrow(/workers is 0; must be an integer from 1 to 64/);
   });
 
   it("ssh mode: the URL uses the SSH host and the key stays secret", async () => {
@@ -127,5 +128,10 @@ describe("Vhsm component under mocks", () => {
     expect(isSecretSentinel(svc.inputs.ssh)).toBe(true);
     expect(svc.inputs.stateDir).toBe("/var/lib/buckypaper/vhsm-unit");
     expect((svc.inputs.serverCommand as string[])[0]).toBe("buckypaper");
+    // A dedicated host runs one server process per CPU by default; local mode stays at one.
+    expect(JSON.parse(String(svc.inputs.config)).workers).toBe("auto");
+    const two = new C.Vhsm("two", { stateDir: "/tmp/bk-vhsm-two", port: 18201, workers: 2 });
+    await value(two.url);
+    expect(JSON.parse(String(find("two-runtime").inputs.config)).workers).toBe(2);
   });
 });

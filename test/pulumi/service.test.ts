@@ -17,13 +17,13 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 const CLI = [process.execPath, path.join(ROOT, "bin", "buckypaper.js")];
 
 
-async function inputs(stateDir: string, ssh?: TestSshd, hostKey?: string): Promise<ServiceInputs> {
+async function inputs(stateDir: string, ssh?: TestSshd, hostKey?: string, workers?: number): Promise<ServiceInputs> {
   const port = await freePort();
   const url = `https://127.0.0.1:${port}`;
   const i: ServiceInputs = {
     stateDir,
     serverCommand: [...CLI, "runtime", "server", "--config", "{config}"],
-    config: renderRuntimeConfig({ stateDir, listenAddress: "127.0.0.1", port, tls: true, publicHost: "127.0.0.1", publicUrl: url }),
+    config: renderRuntimeConfig({ stateDir, listenAddress: "127.0.0.1", port, tls: true, publicHost: "127.0.0.1", publicUrl: url, workers }),
     url,
     keyShares: 3,
     keyThreshold: 2,
@@ -32,7 +32,7 @@ async function inputs(stateDir: string, ssh?: TestSshd, hostKey?: string): Promi
   return i;
 }
 
-async function lifecycle(i: ServiceInputs): Promise<void> {
+async function lifecycle(i: ServiceInputs, expectWorkers = 0): Promise<void> {
   const out = await createService(i);
   try {
     expect(out.unsealKeys).toHaveLength(3);
@@ -46,8 +46,13 @@ async function lifecycle(i: ServiceInputs): Promise<void> {
 
     // Crash: diff notices, ensureRunning restarts from the same storage and unseals with 2 of 3 keys.
     const pid = Number(readFileSync(path.join(i.stateDir, "runtime.pid"), "utf8"));
+    const workers = i.ssh ? [] : readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+    expect(workers).toHaveLength(expectWorkers);
     process.kill(pid, "SIGKILL");
     await new Promise((r) => setTimeout(r, 300));
+    // Workers of a killed supervisor shut down on their own (they lose its IPC channel).
+    for (let t = 0; t < 50 && workers.some((w) => existsSync(`/proc/${w}`)); t++) await new Promise((r) => setTimeout(r, 100));
+    expect(workers.filter((w) => existsSync(`/proc/${w}`))).toEqual([]);
     expect(await serviceRunning(out)).toBe(false);
     expect((await diffService(out as unknown as Record<string, unknown>, i as unknown as Record<string, unknown>)).changes).toBe(true);
     const again = await ensureRunning(out, i);
@@ -67,6 +72,17 @@ describe("RuntimeService on this machine", () => {
     const tmp = mkdtempSync(path.join(os.tmpdir(), "bk-svc-"));
     try {
       await lifecycle(await inputs(path.join(tmp, "vhsm")));
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it("the same with workers = 2: a SIGKILL of the supervisor takes its workers down, and the restart unseals them all", async () => {
+    const tmp = mkdtempSync(path.join(os.tmpdir(), "bk-svc-"));
+    try {
+      const i = await inputs(path.join(tmp, "vhsm"), undefined, undefined, 2);
+      expect(JSON.parse(i.config).workers).toBe(2);
+      await lifecycle(i, 2); // and checks that the killed supervisor's 2 workers are gone before the restart
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }
