@@ -64,7 +64,8 @@ export class SqliteStorage implements Storage {
     mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
     try {
       this.w = new DatabaseSync(file);
-      this.w.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;");
+      // busy_timeout first: another process may be creating the file or switching it to WAL right now.
+      this.w.exec("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;");
       this.migrate();
       // From here the write lock is awaited without blocking the event loop (beginWrite), instead
       // of SQLite's busy handler, which sleeps the whole process (1, 2, 5, 10 … 100 ms).

@@ -1,5 +1,5 @@
 // SQLite storage (runtime/storage/sqlite.ts). The write lock of another process is awaited without
-// blocking the event loop. The read cache: reads are served from memory only within the
+// blocking the event loop; several processes may create the file at once. The read cache: reads are served from memory only within the
 // event-loop turn of a beginRequest(), and a commit by any other connection (another worker or
 // process on the same file) or by this one empties it, so a request never reads a value older than
 // its own arrival. Two SqliteStorage instances on one file stand for two processes: each has its
@@ -9,7 +9,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { setImmediate as nextTurn } from "node:timers/promises";
+import { spawn } from "node:child_process";
+import { pathToFileURL } from "node:url";
 import { SqliteStorage } from "../../runtime/storage/sqlite.js";
+import { repoRoot } from "../support/shared.js";
 
 const b = (s: string) => Buffer.from(s);
 const text = (v: Buffer | undefined) => v?.toString("utf8");
@@ -124,4 +127,33 @@ describe("SqliteStorage write lock across processes", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+describe("SqliteStorage opened by several processes at once", () => {
+  it("six processes creating the same new database file all open it (none sees 'database is locked')", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "bk-sqlopen-"));
+    const db = path.join(dir, "rt.db");
+    const mod = pathToFileURL(path.join(repoRoot, "dist/runtime/storage/sqlite.js")).href;
+    const src = `import { SqliteStorage } from ${JSON.stringify(mod)};
+      const s = new SqliteStorage(${JSON.stringify(db)});
+      await s.put("from/" + process.pid, Buffer.from("x"));
+      await s.close();`;
+    try {
+      for (let round = 0; round < 3; round++) {
+        rmSync(db, { force: true }); rmSync(`${db}-wal`, { force: true }); rmSync(`${db}-shm`, { force: true });
+        const runs = await Promise.all(Array.from({ length: 6 }, () => new Promise<{ code: number | null; err: string }>((resolve) => {
+          const p = spawn(process.execPath, ["--no-warnings", "--input-type=module", "-e", src], { stdio: ["ignore", "ignore", "pipe"] });
+          let err = "";
+          p.stderr!.on("data", (d: Buffer) => { err += d.toString(); });
+          p.on("exit", (code) => resolve({ code, err }));
+        })));
+        expect(runs.filter((r) => r.code !== 0).map((r) => r.err)).toEqual([]);
+        const s = new SqliteStorage(db);
+        expect(await s.list("from/")).toHaveLength(6);
+        await s.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
