@@ -5,30 +5,19 @@
 // - github.com/hashicorp/cap/jwt, the validator inside Vault's and OpenBao's JWT auth method, accepts the
 //   token through OIDC discovery (test/runtime/nitride-cap-check, built with the Go toolchain).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { haveCommand, requireTool } from "../support/prereq.js";
 import { repoRoot } from "../support/shared.js";
-import { attestAs, login, startNitrideStack, type NitrideStack } from "./nitride-support.js";
+import { attestAs, login, runAsync as run, startNitrideStack, type NitrideStack } from "./nitride-support.js";
 
 const hasPy = requireTool("PyJWT + jwcrypto (PyPI)", spawnSync("python3", ["-c", "import jwt, jwcrypto"]).status === 0);
 
 function python(script: string, args: string[]) {
   return run("python3", ["-c", script, ...args]);
-}
-
-function run(cmd: string, args: string[], cwd?: string): Promise<{ code: number | null; out: string; err: string }> {
-  // Asynchronous: the server under test runs on this event loop.
-  return new Promise((resolve) => {
-    const p = spawn(cmd, args, { cwd });
-    let out = "", err = "";
-    p.stdout.on("data", (d) => (out += d));
-    p.stderr.on("data", (d) => (err += d));
-    p.on("close", (code) => resolve({ code, out, err }));
-  });
 }
 
 let s: NitrideStack;

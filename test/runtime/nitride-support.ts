@@ -1,6 +1,7 @@
 // Shared setup for Nitride tests on the real server: a simulated SNP platform, a runtime with Nitride,
 // PKI, SSH, transit and JWT auth mounted and configured, two workloads, and an "agent" that does
 // what the enclaivelet does (challenge → evidence bound to an ephemeral key → attest → login).
+import { spawn } from "node:child_process";
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { createSnpSimulator, type SnpSimulator } from "../../runtime/attestation/snp/simulator.js";
 import { reportDataFor } from "../../runtime/attestation/binding.js";
@@ -81,4 +82,15 @@ export async function attestAs(s: NitrideStack, workloadId: string, o: { measure
 
 export async function login(s: NitrideStack, jwt: string, role = "workload") {
   return s.rt.api("POST", "auth/jwt/login", { role, jwt }, "");
+}
+
+/** Runs a command without blocking the event loop (the server under test runs on it). */
+export function runAsync(cmd: string, args: string[], cwd?: string): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(cmd, args, { cwd });
+    let out = "", err = "";
+    p.stdout.on("data", (d) => (out += d));
+    p.stderr.on("data", (d) => (err += d));
+    p.on("close", (code) => resolve({ code, out, err }));
+  });
 }

@@ -2,29 +2,18 @@
 // once, new tokens carry alg EdDSA and verify against the JWKS (jose, PyJWT, hashicorp/cap — what Vault
 // and OpenBao use), tokens signed before the switch still log in, and bad values are refused by name.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
 import { haveCommand, requireTool } from "../support/prereq.js";
 import { repoRoot } from "../support/shared.js";
-import { attestAs, login, startNitrideStack, type NitrideStack } from "./nitride-support.js";
+import { attestAs, login, runAsync as run, startNitrideStack, type NitrideStack } from "./nitride-support.js";
 
 let s: NitrideStack;
 beforeAll(async () => { s = await startNitrideStack(); }, 60_000);
 afterAll(async () => { await s?.rt.close(); });
-
-function run(cmd: string, args: string[], cwd?: string): Promise<{ code: number | null; out: string; err: string }> {
-  // Asynchronous: the server under test runs on this event loop.
-  return new Promise((resolve) => {
-    const p = spawn(cmd, args, { cwd });
-    let out = "", err = "";
-    p.stdout.on("data", (d) => (out += d));
-    p.stderr.on("data", (d) => (err += d));
-    p.on("close", (code) => resolve({ code, out, err }));
-  });
-}
 
 async function rawJson(p: string) {
   const res = await fetch(`${s.rt.url}/v1/${p}`);
