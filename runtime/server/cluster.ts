@@ -34,6 +34,9 @@ export type FromWorker =
   | { t: "announce"; id: number; event: WirePeerEvent }
   | { t: "applied"; id: number; error?: string };
 
+const describeEvent = (e: WirePeerEvent): string =>
+  e.kind === "changed" ? `${e.what} change` : e.kind === "unsealed" ? "unseal" : e.kind === "sealed" ? "seal" : "init";
+
 export const toWire = (e: PeerEvent): WirePeerEvent => (e.kind === "unsealed" ? { kind: "unsealed", key: e.key.toString("base64") } : e);
 export const fromWire = (e: WirePeerEvent): PeerEvent => (e.kind === "unsealed" ? { kind: "unsealed", key: Buffer.from(e.key, "base64") } : e);
 
@@ -54,6 +57,8 @@ export interface RunningCluster {
 
 /** Respawns allowed in a minute before the supervisor gives up (a worker that cannot start would loop). */
 const RESPAWN_LIMIT = 10;
+/** How long a change may take to be applied by every worker before a laggard is replaced. */
+const APPLY_TIMEOUT_MS = 10_000;
 const WORKER_ENTRY = path.join(path.dirname(fileURLToPath(import.meta.url)), "cluster-worker.js");
 
 export async function runCluster(cfg: RuntimeConfig, log: CoreLogger): Promise<RunningCluster> {
@@ -75,13 +80,24 @@ export async function runCluster(cfg: RuntimeConfig, log: CoreLogger): Promise<R
   const send = (w: Worker, m: ToWorker) => { if (w.isConnected()) w.send(m); };
   const broadcastProgress = () => { for (const w of live()) send(w, { t: "progress", n: shares.length }); };
 
-  /** Sends an event to every worker except `from`; resolves when they have all applied it (or died). */
+  /**
+   * Sends an event to every worker except `from`; resolves when they have all applied it or died. A
+   * worker that has not applied it within APPLY_TIMEOUT_MS is killed: its replacement starts in the
+   * new state, which is better than a worker serving the old one.
+   */
   function relay(from: number, event: WirePeerEvent): Promise<void> {
     const others = live().filter((w) => w.id !== from);
     if (others.length === 0) return Promise.resolve();
     const id = ++seq;
     return new Promise((done) => {
-      waiting.set(id, { left: new Set(others.map((w) => w.id)), done });
+      const timer = setTimeout(() => {
+        for (const w of live()) {
+          if (!waiting.get(id)?.left.has(w.id)) continue;
+          log.error(`worker ${w.process.pid} did not apply the ${describeEvent(event)} within ${APPLY_TIMEOUT_MS / 1000} s; replacing it`);
+          w.process.kill("SIGKILL");
+        }
+      }, APPLY_TIMEOUT_MS);
+      waiting.set(id, { left: new Set(others.map((w) => w.id)), done: () => { clearTimeout(timer); done(); } });
       for (const w of others) send(w, { t: "apply", id, event });
     });
   }

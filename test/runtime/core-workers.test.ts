@@ -176,3 +176,42 @@ describe.each([
     srv = undefined;
   });
 });
+
+describe("runtime server with workers = 2: a worker that stops responding", () => {
+  it("is replaced when it cannot apply a change within 10 s, and the change answers", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "bk-workers-stuck-"));
+    writeFileSync(path.join(dir, "runtime.hcl"), `storage "sqlite" { path = "rt.db" }\nworkers = 2\nlistener "tcp" {\n address = "127.0.0.1:0"\n tls_disable = true\n}\n`);
+    const srv = await startServerProc(path.join(dir, "runtime.hcl"));
+    try {
+      const call = (method: string, p: string, body?: unknown, token?: string, timeoutMs = 30_000) =>
+        fetch(`${srv.url}/v1/${p}`, {
+          method, signal: AbortSignal.timeout(timeoutMs), headers: { connection: "close", ...(token ? { "x-vault-token": token } : {}) },
+          body: body === undefined ? undefined : JSON.stringify(body),
+        }).then(async (r) => ({ status: r.status, body: await r.json().catch(() => undefined) }));
+      const init = (await call("PUT", "sys/init", { secret_shares: 1, secret_threshold: 1 })).body;
+      expect((await call("PUT", "sys/unseal", { key: init.keys_base64[0] })).body.sealed).toBe(false);
+      const [stuck] = workerPids(srv.proc.pid!);
+      process.kill(stuck, "SIGSTOP");
+      // Some of these connections land on the stopped worker and hang; the others are served by the
+      // live worker, whose policy write waits for the stopped one, then has it replaced.
+      const t0 = Date.now();
+      const first = await Promise.any(Array.from({ length: 4 }, () =>
+        call("PUT", "sys/policies/acl/after-stop", { policy: 'path "x/*" { capabilities = ["read"] }' }, init.root_token).then((r) => {
+          if (r.status !== 204) throw new Error(`status ${r.status}`);
+          return r;
+        })));
+      expect(first.status).toBe(204);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(9_000);
+      let now: number[] = [];
+      for (let i = 0; i < 100 && !(now.length === 2 && !now.includes(stuck)); i++) { await new Promise((r) => setTimeout(r, 100)); now = workerPids(srv.proc.pid!); }
+      expect(now).not.toContain(stuck);
+      expect(now).toHaveLength(2);
+      expect(srv.output()).toMatch(new RegExp(`worker ${stuck} did not apply the policy change within 10 s; replacing it`));
+      // The replacement started unsealed and knows the new policy.
+      for (let i = 0; i < 6; i++) expect((await call("GET", "sys/policies/acl/after-stop", undefined, init.root_token, 5_000)).status).toBe(200);
+    } finally {
+      await srv.kill();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
