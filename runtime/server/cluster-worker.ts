@@ -84,9 +84,10 @@ process.on("message", (m: ToWorker) => {
 });
 
 // The supervisor decides the worker's life: SIGTERM closes cleanly; a lost supervisor means exit.
-const stop = async () => {
+let stopping: Promise<void> | undefined;
+const stop = () => (stopping ??= (async () => {
   try { await server?.close(); } finally { process.exit(0); }
-};
+})());
 process.once("SIGTERM", () => void stop());
-process.once("SIGINT", () => { /* the supervisor sends SIGTERM after a Ctrl-C on the process group */ });
+process.on("SIGINT", () => { /* the supervisor sends SIGTERM after a Ctrl-C on the process group */ });
 process.once("disconnect", () => void stop());

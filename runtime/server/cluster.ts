@@ -186,7 +186,10 @@ export async function runCluster(cfg: RuntimeConfig, log: CoreLogger): Promise<R
       unsealKey?.fill(0);
       const exits = live().map((w) => new Promise<void>((r) => { if (w.isDead()) r(); else w.once("exit", () => r()); }));
       for (const w of live()) w.kill("SIGTERM");
+      // A worker that does not finish its shutdown (hung, stopped) is killed.
+      const force = setTimeout(() => { for (const w of Object.values(cluster.workers ?? {})) w?.process.kill("SIGKILL"); }, 10_000);
       await Promise.all(exits);
+      clearTimeout(force);
     },
   };
 }
