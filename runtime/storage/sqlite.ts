@@ -151,16 +151,21 @@ export class SqliteStorage implements Storage {
       const hit = this.cache.get(key);
       if (hit !== undefined) return hit === null ? undefined : Buffer.from(hit);
     }
-    let value: Buffer | undefined;
-    try {
-      const row = this.st.get.get(key) as { value: Uint8Array } | undefined;
-      value = row ? Buffer.from(row.value) : undefined;
-    } catch (e) { wrapSqliteError(e, key); }
-    if (this.cacheValid) {
-      if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
-      this.cache.set(key, value ? Buffer.from(value) : null);
+    let row: { value: Uint8Array } | undefined;
+    try { row = this.st.get.get(key) as { value: Uint8Array } | undefined; } catch (e) { wrapSqliteError(e, key); }
+    if (!row) {
+      if (this.cacheValid) this.remember(key, null);
+      return undefined;
     }
-    return value;
+    // node:sqlite hands out a fresh array per row: keep it in the cache, give the caller a copy.
+    const value = Buffer.from(row.value.buffer, row.value.byteOffset, row.value.byteLength);
+    if (this.cacheValid) this.remember(key, value);
+    return this.cacheValid ? Buffer.from(value) : value;
+  }
+
+  private remember(key: string, value: Buffer | null) {
+    if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
+    this.cache.set(key, value);
   }
 
   async list(prefix: string): Promise<string[]> {

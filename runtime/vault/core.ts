@@ -78,14 +78,14 @@ export interface CoreOptions {
   auditFile?: string;
   /** Runs inside sys/init after the barrier exists; returned fields are added to the init response. */
   onInitialize?: (barrier: Storage) => Promise<Record<string, unknown>>;
+  /** Set when this core is one worker of several (runtime server with `workers` > 1). */
+  peers?: CorePeers;
   /** Runs after every unseal (e.g. load the runtime CA from the barrier). */
   onUnseal?: (barrier: Storage) => Promise<void>;
   /**
    * Transforms a response body carrying secrets (e.g. Nitride's response sealing to the attested
    * ephemeral key when the request asks for it). Return undefined to leave it unchanged.
    */
-  /** Set when this core is one worker of several (runtime server with `workers` > 1). */
-  peers?: CorePeers;
   responseSealer?: (ctx: { headers: Record<string, string>; auth?: CallerAuth; body: Record<string, unknown>; secretKeys: string[]; login?: boolean }) => Promise<Record<string, unknown> | undefined>;
 }
 
