@@ -20,9 +20,9 @@ import os from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
-import { evidenceToJson } from "../dist/runtime/nitride/evidence-json.js";
+import { evidenceToJson } from "../dist/runtime/server/nitride/evidence-json.js";
 import { reportDataFor } from "../dist/runtime/attestation/binding.js";
-import { createSnpSimulator } from "../dist/runtime/attestation/snp/simulator.js";
+import { createSnpSimulator } from "../dist/runtime/sim/snp.js";
 import { table, startProcess, stopProcess, cpuMicros } from "./lib.ts";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");

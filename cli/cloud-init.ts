@@ -1,8 +1,8 @@
 // `buckypaper cloud-init render`: prints the user-data that wires the enclaivelet, to inspect it.
 import { parseFlags, parseHexFlag, readFlagFile } from "./args.js";
 import { Exit, UsageError, type CliIo } from "./io.js";
-import { CLOUD_PLATFORMS, renderUserData, azureCustomData, UserDataError, type AgentDelivery, type CloudPlatform, type Tee, type UserDataInput } from "../runtime/enclaivelet/cloud-init/index.js";
-import { PROVIDER_NAMES, type ProviderName } from "../runtime/enclaivelet/config.js";
+import { CLOUD_PLATFORMS, renderUserData, azureCustomData, UserDataError, type AgentDelivery, type CloudPlatform, type Tee, type UserDataInput } from "../runtime/guest/cloud-init/index.js";
+import { PROVIDER_NAMES, type ProviderName } from "../runtime/guest/config.js";
 
 const HELP = `usage: buckypaper cloud-init render --platform aws|azure|gcp|proxmox|qemu --runtime-url URL
          --runtime-ca-fingerprint SHA256HEX --workload ID [--tee snp|tdx]

@@ -5,8 +5,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseFlags } from "./args.js";
 import { Exit, UsageError, type CliIo } from "./io.js";
-import { run as runCommand, USAGE } from "../runtime/enclaivelet/command.js";
-import { buildArtifact } from "../runtime/enclaivelet/artifact.js";
+import { run as runCommand, USAGE } from "../runtime/guest/command.js";
+import { buildArtifact } from "../runtime/guest/artifact.js";
 
 const PACKAGE_USAGE = "usage: buckypaper enclaivelet package --out FILE.tar.gz [--node PATH]";
 

@@ -34,7 +34,7 @@ const clientFlags = {
 type ClientValues = { address?: string; "ca-cert"?: string; "ca-fingerprint"?: string; "tls-skip-verify"?: boolean; format?: string };
 
 async function client(v: ClientValues) {
-  const { runtimeRequest } = await import("../runtime/server/client.js");
+  const { runtimeRequest } = await import("../runtime/client/request.js");
   const address = v.address ?? process.env.BUCKYPAPER_ADDR ?? process.env.VAULT_ADDR ?? "https://127.0.0.1:8200";
   try { new URL(address); } catch { throw new UsageError(`--address: '${address}' is not a URL`); }
   const caPem = v["ca-cert"] ? readFlagFile("--ca-cert", v["ca-cert"]).toString("utf8") : undefined;
@@ -74,7 +74,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   if (sub === "server") {
     const { values } = parseFlags(rest, { config: { type: "string" } });
     if (!values.config) throw new UsageError("server: --config FILE is required");
-    const { parseConfig, ConfigError } = await import("../runtime/server/config.js");
+    const { parseConfig, ConfigError } = await import("../runtime/server/http/config.js");
     const text = readFlagFile("--config", values.config).toString("utf8");
     let cfg;
     try { cfg = parseConfig(text, path.dirname(path.resolve(values.config))); } catch (e) {
@@ -84,11 +84,11 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     let srv: { url: string; bootstrapFingerprint?: string; initialized: () => Promise<boolean>; close: () => Promise<void> };
     try {
       if (cfg.workers > 1) {
-        const { runCluster } = await import("../runtime/server/cluster.js");
+        const { runCluster } = await import("../runtime/server/http/cluster.js");
         const c = await runCluster(cfg, stderrLogger(io));
         srv = { ...c, initialized: async () => c.initialized };
       } else {
-        const { startServer } = await import("../runtime/server/server.js");
+        const { startServer } = await import("../runtime/server/http/server.js");
         const s = await startServer(cfg, { logger: stderrLogger(io) });
         srv = { url: s.url, bootstrapFingerprint: s.bootstrapFingerprint, initialized: () => s.core.initialized(), close: s.close };
       }
@@ -113,13 +113,13 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
 
   if (sub === "dev") {
     const { values } = parseFlags(rest, { listen: { type: "string" }, tls: { type: "boolean" }, "root-token-id": { type: "string" } });
-    const { parseAddress, ConfigError } = await import("../runtime/server/config.js");
+    const { parseAddress, ConfigError } = await import("../runtime/server/http/config.js");
     let hp;
     try { hp = parseAddress(values.listen ?? "127.0.0.1:8200", "--listen"); } catch (e) {
       if (e instanceof ConfigError) throw new UsageError(e.message);
       throw e;
     }
-    const { startDevRuntime } = await import("../runtime/server/dev.js");
+    const { startDevRuntime } = await import("../runtime/server/http/dev.js");
     const rt = await startDevRuntime({ host: hp.host, port: hp.port, tls: values.tls, logger: stderrLogger(io), rootTokenId: values["root-token-id"] });
     io.out([
       "WARNING! dev mode is enabled: storage is in memory, the runtime starts unsealed with one key share.",

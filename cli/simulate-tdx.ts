@@ -4,7 +4,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { parseFlags, parseHexFlag } from "./args.js";
 import { Exit, UsageError, type CliIo } from "./io.js";
-import { TdxSimulator } from "../runtime/attestation/tdx/simulator.js";
+import { TdxSimulator } from "../runtime/sim/tdx.js";
 
 const HELP = `usage: buckypaper simulate tdx --out DIR [--version 4|5] [--body-type 2|3] [--mrtd HEX] [--rtmr HEX ...]
                                 [--report-data HEX] [--tee-tcb-svn HEX] [--debug] [--json]

@@ -6,10 +6,10 @@ import path from "node:path";
 import { parseFlags, parseHexFlag } from "./args.js";
 import { Exit, UsageError, type CliIo, type CommandRunner } from "./io.js";
 import { productFromName } from "../runtime/attestation/snp/abi.js";
-import { createSnpSimulator, type SimulatedReportOptions } from "../runtime/attestation/snp/simulator.js";
-import { initPlatform } from "../runtime/localvm/platform.js";
-import { runLocalVm } from "../runtime/localvm/vm.js";
-import { LocalVmError } from "../runtime/localvm/errors.js";
+import { createSnpSimulator, type SimulatedReportOptions } from "../runtime/sim/snp.js";
+import { initPlatform } from "../runtime/sim/localvm/platform.js";
+import { runLocalVm } from "../runtime/sim/localvm/vm.js";
+import { LocalVmError } from "../runtime/sim/localvm/errors.js";
 
 const HELP = `usage: buckypaper simulate snp --out DIR [--measurement HEX] [--report-data HEX] [--product milan|genoa|turin]
                                 [--version 2|3|5] [--signer vcek|vlek] [--debug] [--migrate-ma] [--single-socket]

@@ -7,8 +7,8 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, rmdirSync, writeFileSync, chmodSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { initPlatform, PLATFORM_FILE } from "../runtime/localvm/platform.js";
-import { readStatus, PID_FILE, type LocalVmStatus } from "../runtime/localvm/vm.js";
+import { initPlatform, PLATFORM_FILE } from "../runtime/sim/localvm/platform.js";
+import { readStatus, PID_FILE, type LocalVmStatus } from "../runtime/sim/localvm/vm.js";
 import { runtimeRequest, type RuntimeConnection } from "./client.js";
 import { UNKNOWN } from "./handlers.js";
 

@@ -26,5 +26,5 @@ scripts/setup-pulumi.sh
 # Node 22 + npm dependencies (+ dist/ build).
 source scripts/env.sh
 # Python SDK from PyPI (pulumi==3.259.0) in a venv and the Python SDK generator, for the other-languages
-# test (test/pulumi/python-consumer.test.ts, docs/pulumi.md "Other languages").
+# test (test/provider/python-consumer.test.ts, docs/pulumi.md "Other languages").
 scripts/pulumi-python-sdk.sh --setup

@@ -4,7 +4,7 @@
 // runtime URL, the runtime CA fingerprint and the workload id.
 import * as pulumi from "@pulumi/pulumi";
 import { Secret, Workload, type WorkloadPkiArgs, type WorkloadSshArgs } from "../../provider/resources.js";
-import { renderUserData, type CloudPlatform, type UserDataInput } from "../../runtime/enclaivelet/cloud-init/index.js";
+import { renderUserData, type CloudPlatform, type UserDataInput } from "../../runtime/guest/cloud-init/index.js";
 import type { DataVolumeArgs, VhsmConnectionArgs } from "./types.js";
 import { Platform, Tee } from "./types.js";
 

@@ -17,8 +17,8 @@ import { requireSecretMap } from "../common/secrets.js";
 import { Platform, Tee, type VhsmConnectionArgs } from "../common/types.js";
 import { LocalVm } from "../../provider/local-vm.js";
 import type { WorkloadPkiArgs } from "../../provider/resources.js";
-import { firmwareMeasuresKernel, LocalVmError } from "../../runtime/localvm/index.js";
-import type { UserDataInput } from "../../runtime/enclaivelet/cloud-init/index.js";
+import { firmwareMeasuresKernel, LocalVmError } from "../../runtime/sim/localvm/index.js";
+import type { UserDataInput } from "../../runtime/guest/cloud-init/index.js";
 
 export interface LocalBootOverride extends Partial<BootInputsArgs> {
   vcpus?: number;

@@ -1,5 +1,5 @@
 // Public surface of evidence verification: the shared vocabulary, the appraise() entry point, policy and
-// trust configuration, and the SEV-SNP library (abi → verify → validate, KDS, simulator).
+// trust configuration, and the SEV-SNP library (abi → verify → validate, KDS); simulators live in runtime/sim.
 // TDX and Azure modules are reached through appraise() or imported from ./tdx/index.js, ./azure/index.js.
 export * from "./types.js";
 export { reportDataFor, reportDataMatches } from "./binding.js";
@@ -37,4 +37,3 @@ export { verifySnp, readCertDir, SNP_CHECK_IDS, type SnpVerifyInput, type SnpVer
 export { validateSnpPolicy } from "./snp/validate.js";
 export * as tdx from "./tdx/index.js";
 export * as azure from "./azure/index.js";
-export { createSnpSimulator, type SnpSimulator, type SnpSimulatorOptions, type SimulatedReportOptions, type SimulatedReport } from "./snp/simulator.js";

@@ -1,12 +1,12 @@
 // Starts a real runtime (dev mode: in-memory storage, unsealed, KV v2 at secret/) listening on
 // 127.0.0.1:<free port>, for tests that talk HTTP to it. Engines under test can be added through
 // `register` (see docs/runtime-internals.md).
-import { startDevRuntime, type DevRuntime } from "../../runtime/server/dev.js";
-import { builtinRegistry } from "../../runtime/vault/builtin-engines.js";
-import type { BackendRegistry } from "../../runtime/vault/registry.js";
-import type { RateLimitRule } from "../../runtime/server/rate-limit.js";
-import type { Storage } from "../../runtime/storage/types.js";
-import type { CoreOptions } from "../../runtime/vault/core.js";
+import { startDevRuntime, type DevRuntime } from "../../runtime/server/http/dev.js";
+import { builtinRegistry } from "../../runtime/server/engines.js";
+import type { BackendRegistry } from "../../runtime/server/vault/registry.js";
+import type { RateLimitRule } from "../../runtime/server/http/rate-limit.js";
+import type { Storage } from "../../runtime/server/storage/types.js";
+import type { CoreOptions } from "../../runtime/server/vault/core.js";
 
 export interface TestRuntimeOptions {
   /** Serve HTTPS with a fresh runtime CA (caPem is returned). */

@@ -1,0 +1,156 @@
+// `runtime server`: opens the configured storage, starts the listener (sealed until unseal), and
+// manages the runtime CA: created at sys/init inside the barrier, it issues the listener certificate
+// kept in tls_dir; until then a throwaway self-signed certificate serves the init call (its
+// fingerprint is logged so `runtime init --ca-fingerprint` can pin it).
+import { existsSync, mkdirSync, readFileSync, writeFileSync, renameSync } from "node:fs";
+import path from "node:path";
+import type { FastifyInstance } from "fastify";
+import { Core, type CoreLogger, type CorePeers } from "../vault/core.js";
+import { builtinRegistry } from "../engines.js";
+import type { BackendRegistry } from "../vault/registry.js";
+import type { Storage } from "../storage/types.js";
+import { SqliteStorage } from "../storage/sqlite.js";
+import { PostgresStorage } from "../storage/postgres.js";
+import { MemoryStorage } from "../storage/memory.js";
+import { buildApp, setListenerCertificate } from "./app.js";
+import { responseSealer } from "../nitride/seal.js";
+import { createRuntimeCa, issueServerCert, certFingerprint, type CaMaterial } from "./tls.js";
+import type { RuntimeConfig, StorageConfig } from "./config.js";
+
+const CA_KEY = "core/runtime-ca";
+
+export async function openStorage(c: StorageConfig): Promise<Storage> {
+  if (c.type === "sqlite") return new SqliteStorage(c.path);
+  if (c.type === "postgresql") return PostgresStorage.open(c.connectionUrl);
+  return new MemoryStorage();
+}
+
+export interface RunningServer {
+  url: string;
+  core: Core;
+  app: FastifyInstance;
+  /** SHA-256 of the certificate currently served (bootstrap or runtime CA), when TLS is on. */
+  bootstrapFingerprint?: string;
+  /** Serves the listener certificate now in tls_dir (another worker of this runtime issued it at init). */
+  reloadCertificate(): void;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  logger?: CoreLogger;
+  registry?: BackendRegistry;
+  /** Set for one worker of a multi-worker runtime (runtime/server/cluster.ts). */
+  peers?: CorePeers;
+  /** The pre-init certificate to serve (all workers serve the same one, so its fingerprint can be pinned). */
+  bootstrapCert?: BootstrapCert;
+  /** Runs after the core is up and before the listener accepts connections (e.g. unseal a respawned worker). */
+  beforeListen?: (core: Core) => Promise<void>;
+}
+
+export interface BootstrapCert { keyPem: string; certPem: string; fingerprint: string }
+
+function tlsFiles(cfg: RuntimeConfig) {
+  const dir = cfg.listener.tlsDir;
+  return dir ? { ca: path.join(dir, "ca.pem"), cert: path.join(dir, "server.pem"), key: path.join(dir, "server-key.pem") } : undefined;
+}
+
+function listenerHosts(cfg: RuntimeConfig): string[] {
+  const l = cfg.listener;
+  return [...l.tlsHosts, l.host === "0.0.0.0" || l.host === "::" ? "127.0.0.1" : l.host, "localhost"];
+}
+
+/**
+ * A throwaway self-signed certificate for the listener before init, or undefined when TLS is off or
+ * a real certificate exists (operator-supplied, or issued by the runtime CA at init).
+ */
+export async function bootstrapCertificate(cfg: RuntimeConfig): Promise<BootstrapCert | undefined> {
+  const l = cfg.listener, files = tlsFiles(cfg);
+  if (l.tlsDisable || l.tlsCertFile || (files && existsSync(files.cert) && existsSync(files.key))) return undefined;
+  const boot = await createRuntimeCa("Buckypaper runtime bootstrap (pre-init)");
+  const leaf = await issueServerCert(boot, listenerHosts(cfg));
+  return { keyPem: leaf.keyPem, certPem: leaf.certPem, fingerprint: certFingerprint(boot.certPem) };
+}
+
+function writeAtomic(file: string, data: string, mode: number) {
+  const tmp = `${file}.tmp-${process.pid}`;
+  writeFileSync(tmp, data, { mode });
+  renameSync(tmp, file);
+}
+
+export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Promise<RunningServer> {
+  const physical = await openStorage(cfg.storage);
+  const l = cfg.listener;
+  const tlsOn = !l.tlsDisable;
+  const dir = l.tlsDir;
+  const files = tlsFiles(cfg);
+  const hosts = listenerHosts(cfg);
+  const holder: { app?: FastifyInstance } = {};
+
+  async function installLeaf(ca: CaMaterial) {
+    if (!files) return;
+    const leaf = await issueServerCert(ca, hosts);
+    mkdirSync(dir!, { recursive: true, mode: 0o700 });
+    writeAtomic(files.ca, ca.certPem, 0o644);
+    writeAtomic(files.key, leaf.keyPem, 0o600);
+    writeAtomic(files.cert, leaf.certPem, 0o644);
+    if (holder.app) setListenerCertificate(holder.app, { key: leaf.keyPem, cert: leaf.certPem });
+  }
+
+  const core = new Core({
+    physical, registry: o.registry ?? builtinRegistry(), apiAddr: cfg.apiAddr, defaultTtl: cfg.defaultTtl, maxTtl: cfg.maxTtl,
+    logger: o.logger, auditFile: cfg.auditFile, responseSealer, peers: o.peers,
+    onInitialize: async (barrier) => {
+      if (!tlsOn || l.tlsCertFile) return {};
+      const ca = await createRuntimeCa();
+      await barrier.put(CA_KEY, Buffer.from(JSON.stringify(ca)));
+      await installLeaf(ca);
+      return { runtime_ca_pem: ca.certPem, runtime_ca_sha256: certFingerprint(ca.certPem) };
+    },
+    onUnseal: async (barrier) => {
+      // A replica that shares the database but not the disk gets its listener certificate here.
+      if (!tlsOn || l.tlsCertFile || !files || existsSync(files.cert)) return;
+      const raw = await barrier.get(CA_KEY);
+      if (raw) await installLeaf(JSON.parse(raw.toString("utf8")) as CaMaterial);
+    },
+  });
+  await core.start();
+
+  let https: { key: string; cert: string } | undefined;
+  let bootstrapFingerprint: string | undefined;
+  if (tlsOn) {
+    if (l.tlsCertFile) https = { key: readFileSync(l.tlsKeyFile!, "utf8"), cert: readFileSync(l.tlsCertFile, "utf8") };
+    else if (files && existsSync(files.cert) && existsSync(files.key)) https = { key: readFileSync(files.key, "utf8"), cert: readFileSync(files.cert, "utf8") };
+    else {
+      const boot = o.bootstrapCert ?? (await bootstrapCertificate(cfg))!;
+      https = { key: boot.keyPem, cert: boot.certPem };
+      bootstrapFingerprint = boot.fingerprint;
+    }
+  }
+  if (o.beforeListen) {
+    try { await o.beforeListen(core); } catch (e) { await physical.close(); throw e; }
+  }
+  const app = buildApp({ core, https, bodyLimit: l.maxRequestSize, rateLimits: cfg.rateLimits, logRequests: false });
+  try {
+    await app.listen({ host: l.host, port: l.port });
+  } catch (e) {
+    await physical.close();
+    throw e;
+  }
+  const addr = app.server.address();
+  const port = typeof addr === "object" && addr ? addr.port : l.port;
+  const url = `${tlsOn ? "https" : "http"}://${l.host.includes(":") ? `[${l.host}]` : l.host}:${port}`;
+  holder.app = app;
+  const a = app;
+  // Expired-token cleanup; leader-locked on PostgreSQL so one replica does it.
+  const tidyTimer = setInterval(() => { if (!core.sealed) core.tidy().catch((e) => o.logger?.warn(`token tidy failed: ${(e as Error).message}`)); }, 10 * 60_000);
+  tidyTimer.unref();
+  return {
+    url, core, app: a, bootstrapFingerprint,
+    reloadCertificate: () => {
+      if (tlsOn && !l.tlsCertFile && files && existsSync(files.cert) && existsSync(files.key)) {
+        setListenerCertificate(a, { key: readFileSync(files.key, "utf8"), cert: readFileSync(files.cert, "utf8") });
+      }
+    },
+    close: async () => { clearInterval(tidyTimer); await a.close(); await core.seal(); await physical.close(); },
+  };
+}

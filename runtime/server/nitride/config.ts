@@ -1,0 +1,108 @@
+// Nitride's own configuration (PUT nitride/config), stored in its barrier-encrypted mount storage so
+// every replica sees the same: token audience/TTL limits and what evidence roots are trusted.
+import { LogicalError } from "../vault/backend.js";
+import type { TrustConfig, SimulatedSnpAnchor } from "../../attestation/policy.js";
+import { optBool, optList, optString } from "../vault/fields.js";
+import { parseDuration } from "./duration.js";
+
+/** JWS algorithms for workload tokens: ES384 (P-384), or EdDSA (Ed25519: an order of magnitude less CPU to sign and verify). */
+export type TokenAlgorithm = "ES384" | "EdDSA";
+export const TOKEN_ALGORITHMS: readonly TokenAlgorithm[] = ["ES384", "EdDSA"];
+
+export interface NitrideConfig {
+  /** `aud` of workload tokens. */
+  audience: string;
+  /** Default workload-token lifetime (seconds) when the workload does not set one; minutes-long by design. */
+  token_ttl: number;
+  /** JWS algorithm of new workload tokens; changing it rotates the signing key (old tokens stay valid). */
+  token_algorithm: TokenAlgorithm;
+  challenge_ttl: number;
+  /** AMD KDS access for VCEKs/CRLs (off in air-gapped or test setups). */
+  kds: "online" | "offline" | "off";
+  kds_cache_dir?: string;
+  /** Operator directory with AMD ARK/ASK/ASVK certificates and CRLs (air-gapped use). */
+  amd_cert_dir?: string;
+  /** Simulated SNP roots (tests, local stack only): evidence chaining to them is marked simulated. */
+  simulated_snp_anchors: Array<{ product: SimulatedSnpAnchor["product"]; ark_sha256: string; ca_certs: string[] }>;
+  /** SHA-256 fingerprints of simulated Intel roots (runtime/attestation/tdx/simulator.ts). */
+  simulated_tdx_roots: string[];
+  /** Fetch TDX collateral (TCB info, QE identity, CRLs) from Intel PCS. */
+  intel_pcs: "online" | "off";
+  /** Without it, simulated anchors/roots are ignored (belt and braces for production). */
+  accept_simulated: boolean;
+}
+
+export const DEFAULT_CONFIG: NitrideConfig = {
+  audience: "buckypaper", token_ttl: 300, token_algorithm: "ES384", challenge_ttl: 60, kds: "online", simulated_snp_anchors: [],
+  simulated_tdx_roots: [], intel_pcs: "online", accept_simulated: false,
+};
+
+/** Workload tokens are meant to be short-lived. */
+export const MAX_TOKEN_TTL_S = 3600;
+
+export function configFrom(data: Record<string, unknown>, prev: NitrideConfig): NitrideConfig {
+  const out: NitrideConfig = { ...prev };
+  if (data.audience !== undefined) out.audience = optString(data, "audience") || prev.audience;
+  if (data.token_ttl !== undefined) out.token_ttl = parseDuration(data.token_ttl, "token_ttl") ?? prev.token_ttl;
+  if (out.token_ttl < 1 || out.token_ttl > MAX_TOKEN_TTL_S) throw new LogicalError(400, `token_ttl: must be between 1s and ${MAX_TOKEN_TTL_S}s`);
+  if (data.token_algorithm !== undefined) {
+    const a = optString(data, "token_algorithm");
+    if (!TOKEN_ALGORITHMS.includes(a as TokenAlgorithm)) throw new LogicalError(400, `token_algorithm: must be ${TOKEN_ALGORITHMS.map((x) => `"${x}"`).join(" or ")}`);
+    out.token_algorithm = a as TokenAlgorithm;
+  }
+  if (data.challenge_ttl !== undefined) out.challenge_ttl = parseDuration(data.challenge_ttl, "challenge_ttl") ?? prev.challenge_ttl;
+  if (out.challenge_ttl < 1 || out.challenge_ttl > 600) throw new LogicalError(400, "challenge_ttl: must be between 1s and 600s");
+  if (data.kds !== undefined) {
+    const k = optString(data, "kds");
+    if (k !== "online" && k !== "offline" && k !== "off") throw new LogicalError(400, `kds: must be "online", "offline" or "off"`);
+    out.kds = k;
+  }
+  if (data.kds_cache_dir !== undefined) out.kds_cache_dir = optString(data, "kds_cache_dir") || undefined;
+  if (data.amd_cert_dir !== undefined) out.amd_cert_dir = optString(data, "amd_cert_dir") || undefined;
+  if (data.intel_pcs !== undefined) {
+    const v = optString(data, "intel_pcs");
+    if (v !== "online" && v !== "off") throw new LogicalError(400, `intel_pcs: must be "online" or "off"`);
+    out.intel_pcs = v;
+  }
+  if (data.simulated_tdx_roots !== undefined) {
+    out.simulated_tdx_roots = optList(data, "simulated_tdx_roots").map((r, i) => {
+      if (!/^[0-9a-f]{64}$/.test(r)) throw new LogicalError(400, `simulated_tdx_roots[${i}]: must be 64 lowercase hex digits`);
+      return r;
+    });
+  }
+  out.accept_simulated = optBool(data, "accept_simulated", prev.accept_simulated);
+  if (data.simulated_snp_anchors !== undefined) {
+    const v = data.simulated_snp_anchors;
+    if (!Array.isArray(v)) throw new LogicalError(400, "simulated_snp_anchors: must be a list");
+    out.simulated_snp_anchors = v.map((a, i) => {
+      const f = `simulated_snp_anchors[${i}]`;
+      if (typeof a !== "object" || a === null) throw new LogicalError(400, `${f}: must be an object`);
+      const o = a as Record<string, unknown>;
+      const product = optString(o, "product");
+      if (product !== "Milan" && product !== "Genoa" && product !== "Turin") throw new LogicalError(400, `${f}.product: must be Milan, Genoa or Turin`);
+      const ark = optString(o, "ark_sha256") ?? "";
+      if (!/^[0-9a-f]{64}$/.test(ark)) throw new LogicalError(400, `${f}.ark_sha256: must be 64 lowercase hex digits`);
+      return { product, ark_sha256: ark, ca_certs: optList(o, "ca_certs") };
+    });
+  }
+  return out;
+}
+
+export function trustFrom(c: NitrideConfig): TrustConfig {
+  const snp: NonNullable<TrustConfig["snp"]> = {};
+  if (c.amd_cert_dir) snp.certDir = c.amd_cert_dir;
+  if (c.kds !== "off") snp.kds = { offline: c.kds === "offline", ...(c.kds_cache_dir ? { cacheDir: c.kds_cache_dir } : {}) };
+  if (c.accept_simulated && c.simulated_snp_anchors.length) {
+    snp.simulated = c.simulated_snp_anchors.map((a) => ({
+      simulated: true as const, product: a.product, arkSha256: a.ark_sha256, caCerts: a.ca_certs.map((x) => new Uint8Array(Buffer.from(x, "base64"))),
+    }));
+  }
+  const tdx: NonNullable<TrustConfig["tdx"]> = { fetchCollateral: c.intel_pcs === "online" };
+  if (c.accept_simulated && c.simulated_tdx_roots?.length) tdx.simulatedRoots = [...c.simulated_tdx_roots];
+  return { snp, tdx };
+}
+
+/** The config as shown by GET nitride/config (nothing in it is secret). */
+export function configView(c: NitrideConfig): Record<string, unknown> {
+  return { ...c, simulated_snp_anchors: c.simulated_snp_anchors.map((a) => ({ product: a.product, ark_sha256: a.ark_sha256, ca_certs: a.ca_certs.length })) };
+}

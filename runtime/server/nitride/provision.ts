@@ -1,0 +1,88 @@
+// The provisioning bundle: everything one attested workload is entitled to, fetched through trusted
+// in-process calls, and nothing else: its KV secrets, a TLS certificate from its PKI role, SSH host
+// certificates for its host keys (submitted or generated) and its disk key (generated once, kept in
+// Nitride's barrier-encrypted storage).
+import { randomBytes } from "node:crypto";
+import { LogicalError, type LogicalRequest, type LogicalResponse } from "../vault/backend.js";
+import { optList } from "../vault/fields.js";
+import { policyHash, readWorkload, splitMountRole } from "./workloads.js";
+import { issuerFor } from "./token.js";
+
+export async function provisionBundle(req: LogicalRequest): Promise<LogicalResponse> {
+  const workloadId = req.auth?.metadata?.workload_id;
+  // Only a login with a token this Nitride issued counts: another issuer's JWT with look-alike claims does not.
+  const claims = req.auth?.claims;
+  if (!workloadId || claims?.sub !== workloadId || claims?.iss !== issuerFor(req.system.apiAddr(), req.mountPoint)) {
+    throw new LogicalError(403, "permission denied: the provisioning bundle needs a token from an attested login (auth/jwt with a Nitride token)");
+  }
+  const rec = await readWorkload(req.storage, workloadId);
+  if (!rec) throw new LogicalError(404, `workload not found: ${workloadId}`);
+  const d = rec.definition;
+  // Evidence was appraised against reference values that have since changed (e.g. an image revoked):
+  // the bundle needs a fresh attestation against the current ones.
+  if (claims.policy_hash !== policyHash(d)) {
+    throw new LogicalError(403, "permission denied: the workload's reference values or policy changed since this attestation; attest again");
+  }
+  const sys = req.system;
+
+  const kv: Record<string, unknown> = {};
+  for (const path of d.secrets.kv) {
+    const r = await sys.internalRequest("read", path).catch((e: unknown) => {
+      if (e instanceof LogicalError && e.status === 404) return undefined;
+      throw e;
+    });
+    const inner = (r?.data as { data?: unknown } | undefined)?.data;
+    if (inner === undefined) throw new LogicalError(500, `provisioning: KV secret ${path} of this workload does not exist`);
+    kv[path] = inner;
+  }
+
+  let tls: Record<string, unknown> | undefined;
+  if (d.secrets.pki) {
+    const { mount, role } = splitMountRole(d.secrets.pki.role);
+    const r = await sys.internalRequest("update", `${mount}/issue/${role}`, {
+      common_name: d.secrets.pki.common_name, alt_names: d.secrets.pki.alt_names.join(","), ip_sans: d.secrets.pki.ip_sans.join(","),
+      ...(d.secrets.pki.ttl ? { ttl: d.secrets.pki.ttl } : {}),
+    });
+    if (!r?.data) throw new LogicalError(500, `provisioning: PKI role ${d.secrets.pki.role} is not available`);
+    tls = { certificate: r.data.certificate, private_key: r.data.private_key, private_key_type: r.data.private_key_type, ca_chain: r.data.ca_chain, serial_number: r.data.serial_number, expiration: r.data.expiration };
+  }
+
+  let ssh: Record<string, unknown> | undefined;
+  if (d.secrets.ssh) {
+    const { mount, role } = splitMountRole(d.secrets.ssh.role);
+    const base = { cert_type: "host", valid_principals: d.secrets.ssh.principals.join(","), ...(d.secrets.ssh.ttl ? { ttl: d.secrets.ssh.ttl } : {}) };
+    const hostKeys = optList(req.data, "host_keys");
+    if (hostKeys.length > 8) throw new LogicalError(400, "host_keys: at most 8 keys");
+    const certs: Array<Record<string, unknown>> = [];
+    if (hostKeys.length) {
+      for (const k of hostKeys) {
+        const r = await sys.internalRequest("update", `${mount}/sign/${role}`, { ...base, public_key: k });
+        certs.push({ public_key: k, signed_key: r?.data?.signed_key, serial_number: r?.data?.serial_number });
+      }
+    } else {
+      const r = await sys.internalRequest("update", `${mount}/issue/${role}`, base);
+      certs.push({ private_key: r?.data?.private_key, signed_key: r?.data?.signed_key, serial_number: r?.data?.serial_number });
+    }
+    const ca = await sys.internalRequest("read", `${mount}/config/ca`);
+    ssh = { host_certificates: certs, ca_public_key: ca?.data?.public_key, principals: d.secrets.ssh.principals };
+  }
+
+  let diskKey: string | undefined;
+  if (d.secrets.disk_key) {
+    const key = `disk-keys/${workloadId}`;
+    diskKey = await req.storage.transaction(async (tx) => {
+      const have = await tx.get(key);
+      if (have) return have.toString("utf8");
+      const k = randomBytes(32).toString("base64");
+      await tx.put(key, Buffer.from(k, "utf8"));
+      return k;
+    });
+  }
+
+  const data: Record<string, unknown> = { workload_id: workloadId, version: rec.version, kv };
+  const secretKeys = ["kv"];
+  if (tls) { data.tls = tls; secretKeys.push("tls"); }
+  if (ssh) { data.ssh = ssh; secretKeys.push("ssh"); }
+  if (diskKey) { data.disk_key = diskKey; secretKeys.push("disk_key"); }
+  return { data, secretKeys };
+}

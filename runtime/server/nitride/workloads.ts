@@ -1,0 +1,221 @@
+// Workload definitions: what a workload must prove (reference values + appraisal policy) and what it
+// gets once it has (KV secrets, a PKI role, an SSH role, a disk key). Every change is a new version;
+// old versions stay readable so an audit record's ref_version can be resolved later.
+import { createHash } from "node:crypto";
+import { LogicalError } from "../vault/backend.js";
+import type { Platform } from "../../attestation/types.js";
+import { parsePolicy, PolicyError, type Policy } from "../../attestation/policy.js";
+import type { StorageReader, StorageWriter } from "../storage/types.js";
+import { jsonBytes, optBool, optList, optString, readJson } from "../vault/fields.js";
+import { parseDuration } from "./duration.js";
+import { MAX_TOKEN_TTL_S } from "./config.js";
+
+export interface TdxReference { mrtd: string; rtmrs?: string[] }
+
+export interface WorkloadDefinition {
+  description: string;
+  /** Platforms the workload may attest from; empty = any. */
+  platforms: Platform[];
+  reference_values: {
+    /** Allowed SNP MEASUREMENTs (48-byte hex). */
+    snp_measurements: string[];
+    /** Allowed TDX MRTD (+ optional RTMR0..3) combinations. */
+    tdx: TdxReference[];
+    /** Azure facts: claim name in the verdict's extra claims → expected value. */
+    azure: Record<string, string>;
+  };
+  /** Appraisal policy (runtime/attestation/policy.ts); reference values are merged into it. */
+  policy: Policy;
+  secrets: {
+    /** Full KV v2 API paths, e.g. "secret/data/web/db". */
+    kv: string[];
+    pki?: { role: string; common_name: string; alt_names: string[]; ip_sans: string[]; ttl?: number };
+    ssh?: { role: string; principals: string[]; ttl?: number };
+    disk_key: boolean;
+  };
+  /** Workload-token lifetime (seconds); falls back to the Nitride config. */
+  token_ttl?: number;
+}
+
+export interface WorkloadRecord {
+  id: string;
+  version: number;
+  created_time: string;
+  updated_time: string;
+  definition: WorkloadDefinition;
+}
+
+export interface HistoryEntry { version: number; time: string; deleted: boolean; definition?: WorkloadDefinition }
+
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+const HEX48 = /^[0-9a-f]{96}$/;
+const PLATFORMS: Platform[] = ["snp", "tdx", "azure-snp", "azure-tdx"];
+/** "<mount path>/<role>", e.g. "pki_int/web"; the mount may contain slashes. */
+const MOUNT_ROLE_RE = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*\/[A-Za-z0-9._-]+$/;
+const KV_PATH_RE = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*\/data\/[A-Za-z0-9_.\-/]+$/;
+
+export function checkWorkloadId(id: string | undefined, field = "workload_id"): string {
+  if (!id || !ID_RE.test(id)) throw new LogicalError(400, `${field}: must be 1-63 characters of letters, digits, '.', '_' or '-'`);
+  return id;
+}
+
+function hex48List(v: unknown, field: string): string[] {
+  const list = optList({ v }, "v");
+  return list.map((x, i) => {
+    const h = x.toLowerCase().replace(/^0x/, "");
+    if (!HEX48.test(h)) throw new LogicalError(400, `${field}[${i}]: must be 48 bytes of hex (96 digits)`);
+    return h;
+  });
+}
+
+function obj(v: unknown, field: string): Record<string, unknown> {
+  if (v === undefined || v === null) return {};
+  if (typeof v !== "object" || Array.isArray(v)) throw new LogicalError(400, `${field}: must be an object`);
+  return v as Record<string, unknown>;
+}
+
+/** Validates an operator's workload body into a definition; errors name the offending field. */
+export function definitionFrom(data: Record<string, unknown>): WorkloadDefinition {
+  const platforms = optList(data, "platforms").map((p, i) => {
+    if (!PLATFORMS.includes(p as Platform)) throw new LogicalError(400, `platforms[${i}]: must be one of ${PLATFORMS.join(", ")}`);
+    return p as Platform;
+  });
+  const rv = obj(data.reference_values, "reference_values");
+  const tdxIn = rv.tdx ?? [];
+  if (!Array.isArray(tdxIn)) throw new LogicalError(400, "reference_values.tdx: must be a list of {mrtd, rtmrs?}");
+  const tdx = tdxIn.map((t, i) => {
+    const o = obj(t, `reference_values.tdx[${i}]`);
+    const [mrtd] = hex48List([o.mrtd], `reference_values.tdx[${i}].mrtd`);
+    const ref: TdxReference = { mrtd };
+    if (o.rtmrs !== undefined) {
+      ref.rtmrs = hex48List(o.rtmrs, `reference_values.tdx[${i}].rtmrs`);
+      if (ref.rtmrs.length !== 4) throw new LogicalError(400, `reference_values.tdx[${i}].rtmrs: must list RTMR0..3`);
+    }
+    return ref;
+  });
+  const azureIn = obj(rv.azure, "reference_values.azure");
+  const azure: Record<string, string> = {};
+  for (const [k, x] of Object.entries(azureIn)) {
+    if (typeof x !== "string" && typeof x !== "number" && typeof x !== "boolean") throw new LogicalError(400, `reference_values.azure.${k}: must be a string, number or boolean`);
+    azure[k] = String(x);
+  }
+  let policy: Policy;
+  try {
+    policy = parsePolicy(data.policy ?? {});
+  } catch (e) {
+    if (e instanceof PolicyError) throw new LogicalError(400, e.message);
+    throw e;
+  }
+  const s = obj(data.secrets, "secrets");
+  const kv = optList(s, "kv").map((p, i) => {
+    if (!KV_PATH_RE.test(p) || p.split("/").some((seg) => seg === "." || seg === "..")) throw new LogicalError(400, `secrets.kv[${i}]: must be a KV v2 data path like "secret/data/app/db"`);
+    return p;
+  });
+  const secrets: WorkloadDefinition["secrets"] = { kv, disk_key: optBool(s, "disk_key", false) };
+  if (s.pki !== undefined) {
+    const p = obj(s.pki, "secrets.pki");
+    const role = optString(p, "role");
+    if (!role || !MOUNT_ROLE_RE.test(role)) throw new LogicalError(400, `secrets.pki.role: must be "<pki mount>/<role>", e.g. "pki_int/web"`);
+    const cn = optString(p, "common_name");
+    if (!cn) throw new LogicalError(400, "secrets.pki.common_name: missing");
+    secrets.pki = { role, common_name: cn, alt_names: optList(p, "alt_names"), ip_sans: optList(p, "ip_sans"), ttl: parseDuration(p.ttl, "secrets.pki.ttl") };
+  }
+  if (s.ssh !== undefined) {
+    const p = obj(s.ssh, "secrets.ssh");
+    const role = optString(p, "role");
+    if (!role || !MOUNT_ROLE_RE.test(role)) throw new LogicalError(400, `secrets.ssh.role: must be "<ssh mount>/<role>", e.g. "ssh/host"`);
+    const principals = optList(p, "principals");
+    if (!principals.length) throw new LogicalError(400, "secrets.ssh.principals: at least one host name is required");
+    secrets.ssh = { role, principals, ttl: parseDuration(p.ttl, "secrets.ssh.ttl") };
+  }
+  const def: WorkloadDefinition = {
+    description: optString(data, "description") ?? "", platforms,
+    reference_values: { snp_measurements: hex48List(rv.snp_measurements, "reference_values.snp_measurements"), tdx, azure },
+    policy, secrets,
+  };
+  const ttl = parseDuration(data.token_ttl, "token_ttl");
+  if (ttl !== undefined) {
+    if (ttl > MAX_TOKEN_TTL_S) throw new LogicalError(400, `token_ttl: at most ${MAX_TOKEN_TTL_S}s (workload tokens are short-lived)`);
+    def.token_ttl = ttl;
+  }
+  if (!def.reference_values.snp_measurements.length && !tdx.length && !Object.keys(azure).length && !policy.snp?.measurements?.length) {
+    throw new LogicalError(400, "reference_values: at least one reference value (snp_measurements, tdx or azure) is required");
+  }
+  return def;
+}
+
+/** Canonical JSON (sorted keys) so equal definitions hash equal. */
+export function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
+  if (v && typeof v === "object") {
+    return `{${Object.keys(v).sort().filter((k) => (v as Record<string, unknown>)[k] !== undefined).map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(v);
+}
+
+/** SHA-256 over what decides acceptance: platforms, reference values and policy. */
+export function policyHash(d: WorkloadDefinition): string {
+  return createHash("sha256").update(canonicalJson({ platforms: d.platforms, reference_values: d.reference_values, policy: d.policy })).digest("hex");
+}
+
+const currentKey = (id: string) => `workloads/${id}`;
+const historyKey = (id: string, v: number) => `workload-history/${id}/${String(v).padStart(10, "0")}`;
+
+export async function readWorkload(s: StorageReader, id: string): Promise<WorkloadRecord | undefined> {
+  return readJson<WorkloadRecord>(s, currentKey(id));
+}
+
+export async function listWorkloads(s: StorageReader): Promise<string[]> {
+  return (await s.list("workloads/")).filter((k) => !k.endsWith("/"));
+}
+
+async function latestVersion(tx: StorageReader, id: string): Promise<number> {
+  const keys = await tx.list(`workload-history/${id}/`);
+  return keys.length ? Number(keys[keys.length - 1]) : 0;
+}
+
+export async function writeWorkload(tx: StorageWriter, id: string, def: WorkloadDefinition): Promise<WorkloadRecord> {
+  const prev = await readJson<WorkloadRecord>(tx, currentKey(id));
+  const version = (await latestVersion(tx, id)) + 1;
+  const now = new Date().toISOString();
+  const rec: WorkloadRecord = { id, version, created_time: prev?.created_time ?? now, updated_time: now, definition: def };
+  await tx.put(currentKey(id), jsonBytes(rec));
+  await tx.put(historyKey(id, version), jsonBytes({ version, time: now, deleted: false, definition: def } satisfies HistoryEntry));
+  return rec;
+}
+
+/** Deletes the current definition; history keeps a tombstone so versions are never reused. */
+export async function deleteWorkload(tx: StorageWriter, id: string): Promise<boolean> {
+  if (!(await tx.get(currentKey(id)))) return false;
+  const version = (await latestVersion(tx, id)) + 1;
+  await tx.delete(currentKey(id));
+  await tx.put(historyKey(id, version), jsonBytes({ version, time: new Date().toISOString(), deleted: true } satisfies HistoryEntry));
+  return true;
+}
+
+export async function workloadHistory(s: StorageReader, id: string): Promise<HistoryEntry[]> {
+  const out: HistoryEntry[] = [];
+  for (const k of await s.list(`workload-history/${id}/`)) {
+    const e = await readJson<HistoryEntry>(s, `workload-history/${id}/${k}`);
+    if (e) out.push(e);
+  }
+  return out;
+}
+
+export async function workloadVersion(s: StorageReader, id: string, version: number): Promise<HistoryEntry | undefined> {
+  return readJson<HistoryEntry>(s, historyKey(id, version));
+}
+
+/** The ACL policy a workload's login token carries: read its KV paths, use its PKI/SSH roles, fetch its bundle. */
+export function workloadAclPolicy(nitrideMount: string, d: WorkloadDefinition): string {
+  const lines = [`path "${nitrideMount}provision" { capabilities = ["read", "update"] }`];
+  for (const p of d.secrets.kv) lines.push(`path "${p}" { capabilities = ["read"] }`);
+  if (d.secrets.pki) { const { mount, role } = splitMountRole(d.secrets.pki.role); lines.push(`path "${mount}/issue/${role}" { capabilities = ["update"] }`); }
+  if (d.secrets.ssh) { const { mount, role } = splitMountRole(d.secrets.ssh.role); lines.push(`path "${mount}/sign/${role}" { capabilities = ["update"] }`); }
+  return `${lines.join("\n")}\n`;
+}
+
+export function splitMountRole(mr: string): { mount: string; role: string } {
+  const i = mr.lastIndexOf("/");
+  return { mount: mr.slice(0, i), role: mr.slice(i + 1) };
+}
