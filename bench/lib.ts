@@ -5,7 +5,11 @@ import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 
 /** Runs fn repeatedly for at least minMs (after a warm-up) and returns per-call median ms. */
-export async function timeit(fn: () => unknown | Promise<unknown>, minMs = 500, minRuns = 5): Promise<{ medianMs: number; runs: number; opsPerSec: number }> {
+export async function timeit(
+  fn: () => unknown | Promise<unknown>,
+  minMs = 500,
+  minRuns = 5,
+): Promise<{ medianMs: number; runs: number; opsPerSec: number }> {
   for (let i = 0; i < 2; i++) await fn();
   const samples: number[] = [];
   const start = performance.now();
@@ -31,7 +35,11 @@ export function table(rows: Array<Record<string, string | number>>): void {
 // ---- child processes (the runtime and the floors run in their own processes) ----
 
 /** Starts `node ...args` and resolves once its output matches `ready`. */
-export function startProcess(args: string[], ready: RegExp, cwd: string): Promise<{ proc: ChildProcess; match: RegExpExecArray }> {
+export function startProcess(
+  args: string[],
+  ready: RegExp,
+  cwd: string,
+): Promise<{ proc: ChildProcess; match: RegExpExecArray }> {
   const proc = spawn(process.execPath, args, { cwd, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   return new Promise((resolve, reject) => {
@@ -39,11 +47,19 @@ export function startProcess(args: string[], ready: RegExp, cwd: string): Promis
     const on = (d: Buffer) => {
       out += d.toString();
       const m = ready.exec(out);
-      if (m) { clearTimeout(t); resolve({ proc, match: m }); }
+      if (m) {
+        clearTimeout(t);
+        resolve({ proc, match: m });
+      }
     };
     proc.stdout!.on("data", on);
-    proc.stderr!.on("data", (d: Buffer) => { out += d.toString(); });
-    proc.once("exit", (c) => { clearTimeout(t); reject(new Error(`exited ${c}:\n${out}`)); });
+    proc.stderr!.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    proc.once("exit", (c) => {
+      clearTimeout(t);
+      reject(new Error(`exited ${c}:\n${out}`));
+    });
   });
 }
 
@@ -59,7 +75,14 @@ export async function stopProcess(proc: ChildProcess): Promise<void> {
 
 /** The process and its direct children (the workers of a multi-worker runtime server). */
 function family(pid: number): number[] {
-  try { return [pid, ...readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number)]; } catch { return [pid]; }
+  try {
+    return [
+      pid,
+      ...readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number),
+    ];
+  } catch {
+    return [pid];
+  }
 }
 
 /** utime + stime in µs (from /proc; USER_HZ = 100), summed over the process and its children. */
@@ -69,7 +92,9 @@ export function cpuMicros(pid: number): number {
     try {
       const f = readFileSync(`/proc/${p}/stat`, "utf8").split(") ")[1].split(" ");
       ticks += Number(f[11]) + Number(f[12]);
-    } catch { /* exited */ }
+    } catch {
+      /* exited */
+    }
   }
   return (ticks / 100) * 1e6;
 }
@@ -81,7 +106,9 @@ export function rssMiB(pid: number): number {
     try {
       const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, "utf8"));
       if (m) kb += Number(m[1]);
-    } catch { /* exited */ }
+    } catch {
+      /* exited */
+    }
   }
   return kb ? kb / 1024 : NaN;
 }

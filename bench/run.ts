@@ -16,6 +16,9 @@ let failed = 0;
 for (const f of files) {
   console.log(`\n=== ${f}`);
   const r = spawnSync(process.execPath, [path.join(dir, f)], { stdio: "inherit" });
-  if (r.status !== 0) { failed++; console.log(`(${f} exited ${r.status})`); }
+  if (r.status !== 0) {
+    failed++;
+    console.log(`(${f} exited ${r.status})`);
+  }
 }
 process.exitCode = failed ? 1 : 0;

@@ -46,7 +46,11 @@ const stop = stopProcess;
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped JSON from the API
 async function json(url: string, method: string, body?: unknown, token?: string): Promise<any> {
   const res = await fetch(url, {
-    method, headers: { ...(token ? { "x-vault-token": token } : {}), ...(body !== undefined ? { "content-type": "application/json" } : {}) },
+    method,
+    headers: {
+      ...(token ? { "x-vault-token": token } : {}),
+      ...(body !== undefined ? { "content-type": "application/json" } : {}),
+    },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.text();
@@ -57,11 +61,19 @@ async function json(url: string, method: string, body?: unknown, token?: string)
 /** Fresh ephemeral keys (SPKI DER), one per round, made outside the timed window. */
 const spkiPool: Buffer[] = [];
 function fillSpkiPool(n: number): void {
-  while (spkiPool.length < n) spkiPool.push(generateKeyPairSync("ec", { namedCurve: "P-384" }).publicKey.export({ format: "der", type: "spki" }));
+  while (spkiPool.length < n)
+    spkiPool.push(generateKeyPairSync("ec", { namedCurve: "P-384" }).publicKey.export({ format: "der", type: "spki" }));
 }
-const freshSpki = () => spkiPool.pop() ?? generateKeyPairSync("ec", { namedCurve: "P-384" }).publicKey.export({ format: "der", type: "spki" });
+const freshSpki = () =>
+  spkiPool.pop() ??
+  generateKeyPairSync("ec", { namedCurve: "P-384" }).publicKey.export({ format: "der", type: "spki" });
 
-interface Run { lat: number[]; perSec: number; serverCpuMs: number; clientCpuMs: number }
+interface Run {
+  lat: number[];
+  perSec: number;
+  serverCpuMs: number;
+  clientCpuMs: number;
+}
 
 /** Runs `round` in `concurrency` loops for DURATION_MS; server latency excludes what `round` reports as client-side time. */
 async function drive(concurrency: number, serverPid: number, round: () => Promise<number | void>): Promise<Run> {
@@ -71,18 +83,21 @@ async function drive(concurrency: number, serverPid: number, round: () => Promis
   const end = start + DURATION_MS;
   const server0 = cpuMs(serverPid);
   const client0 = process.cpuUsage();
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (performance.now() < end) {
-      const t = performance.now();
-      const clientMs = await round();
-      lat.push(performance.now() - t - (clientMs ?? 0));
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < end) {
+        const t = performance.now();
+        const clientMs = await round();
+        lat.push(performance.now() - t - (clientMs ?? 0));
+      }
+    }),
+  );
   const elapsed = performance.now() - start;
   const client = process.cpuUsage(client0);
   lat.sort((a, b) => a - b);
   return {
-    lat, perSec: (lat.length / elapsed) * 1000,
+    lat,
+    perSec: (lat.length / elapsed) * 1000,
     serverCpuMs: (cpuMs(serverPid) - server0) / lat.length,
     clientCpuMs: (client.user + client.system) / 1000 / lat.length,
   };
@@ -103,9 +118,16 @@ const dir = mkdtempSync(path.join(os.tmpdir(), "bk-bench-attest-"));
 try {
   // The runtime as deployed (`runtime server`), in-memory storage so the figure is the attestation path.
   const unlimited = ["nitride/challenge", "nitride/attest", "auth/*/login", "auth/*/login/*"]
-    .map((p) => `rate_limit "${p}" {\n per_second = 1000000\n burst = 1000000\n}`).join("\n");
-  writeFileSync(path.join(dir, "rt.hcl"), `${process.env.BENCH_STORAGE ?? `storage "inmem" {}`}\n${process.env.BENCH_WORKERS ? `workers = ${process.env.BENCH_WORKERS}` : ""}\nlistener "tcp" {\n address = "127.0.0.1:0"\n tls_disable = true\n}\n${unlimited}\n`);
-  const srv = await start([...RUNTIME_NODE_ARGS, bin, "runtime", "server", "--config", path.join(dir, "rt.hcl")], /listening on (\S+)/);
+    .map((p) => `rate_limit "${p}" {\n per_second = 1000000\n burst = 1000000\n}`)
+    .join("\n");
+  writeFileSync(
+    path.join(dir, "rt.hcl"),
+    `${process.env.BENCH_STORAGE ?? `storage "inmem" {}`}\n${process.env.BENCH_WORKERS ? `workers = ${process.env.BENCH_WORKERS}` : ""}\nlistener "tcp" {\n address = "127.0.0.1:0"\n tls_disable = true\n}\n${unlimited}\n`,
+  );
+  const srv = await start(
+    [...RUNTIME_NODE_ARGS, bin, "runtime", "server", "--config", path.join(dir, "rt.hcl")],
+    /listening on (\S+)/,
+  );
   procs.push(srv.proc);
   const v1 = `${srv.match[1]}/v1`;
   const init = await json(`${v1}/sys/init`, "PUT", { secret_shares: 1, secret_threshold: 1 });
@@ -115,17 +137,42 @@ try {
   const sim = await createSnpSimulator({ product: "Milan", rsaBits: 2048 });
   const a = sim.trustAnchor;
   await json(`${v1}/sys/mounts/secret`, "POST", { type: "kv-v2" }, root);
-  await json(`${v1}/nitride/config`, "PUT", {
-    kds: "off", accept_simulated: true,
-    simulated_snp_anchors: [{ product: a.product, ark_sha256: a.arkSha256, ca_certs: a.caCerts.map((c: Uint8Array) => Buffer.from(c).toString("base64")) }],
-  }, root);
+  await json(
+    `${v1}/nitride/config`,
+    "PUT",
+    {
+      kds: "off",
+      accept_simulated: true,
+      simulated_snp_anchors: [
+        {
+          product: a.product,
+          ark_sha256: a.arkSha256,
+          ca_certs: a.caCerts.map((c: Uint8Array) => Buffer.from(c).toString("base64")),
+        },
+      ],
+    },
+    root,
+  );
   await json(`${v1}/secret/data/web/db`, "PUT", { data: { password: "bench-secret" } }, root);
-  await json(`${v1}/nitride/workloads/web`, "PUT", { reference_values: { snp_measurements: [MEASUREMENT] }, secrets: { kv: ["secret/data/web/db"] } }, root);
+  await json(
+    `${v1}/nitride/workloads/web`,
+    "PUT",
+    { reference_values: { snp_measurements: [MEASUREMENT] }, secrets: { kv: ["secret/data/web/db"] } },
+    root,
+  );
   await json(`${v1}/sys/auth/jwt`, "POST", { type: "jwt" }, root);
   await json(`${v1}/auth/jwt/config`, "POST", { nitride_mount: "nitride" }, root);
-  await json(`${v1}/auth/jwt/role/workload`, "POST", {
-    bound_audiences: ["buckypaper"], token_policies: ["nitride-workload-{{sub}}"], token_policies_template_claims: true, token_ttl: "5m",
-  }, root);
+  await json(
+    `${v1}/auth/jwt/role/workload`,
+    "POST",
+    {
+      bound_audiences: ["buckypaper"],
+      token_policies: ["nitride-workload-{{sub}}"],
+      token_policies_template_claims: true,
+      token_ttl: "5m",
+    },
+    root,
+  );
 
   /** One attested round trip; returns the client-side evidence time (excluded from server latency). */
   async function attestedRound(): Promise<number> {
@@ -133,10 +180,15 @@ try {
     const t = performance.now();
     const spki = freshSpki();
     const nonce = ch.data.nonce as string;
-    const ev = await sim.report({ measurement: MEASUREMENT, reportData: reportDataFor(Buffer.from(nonce, "base64url"), spki) });
+    const ev = await sim.report({
+      measurement: MEASUREMENT,
+      reportData: reportDataFor(Buffer.from(nonce, "base64url"), spki),
+    });
     const clientMs = performance.now() - t;
     const at = await json(`${v1}/nitride/attest`, "POST", {
-      workload_id: "web", nonce, ephemeral_public_key: spki.toString("base64"),
+      workload_id: "web",
+      nonce,
+      ephemeral_public_key: spki.toString("base64"),
       evidence: evidenceToJson({ kind: "snp", report: ev.report, certTable: ev.certTable }),
     });
     const login = await json(`${v1}/auth/jwt/login`, "POST", { role: "workload", jwt: at.data.token });
@@ -156,10 +208,20 @@ try {
     await json(floorUrl, "GET");
   }
 
-  console.log(`${DURATION_MS} ms per run; runtime (\`runtime server\`, ${STORAGE_LABEL}) and floor each in their own process; server latency excludes the client's evidence generation; load average ${os.loadavg()[0].toFixed(1)} on ${os.availableParallelism()} cores`);
+  console.log(
+    `${DURATION_MS} ms per run; runtime (\`runtime server\`, ${STORAGE_LABEL}) and floor each in their own process; server latency excludes the client's evidence generation; load average ${os.loadavg()[0].toFixed(1)} on ${os.availableParallelism()} cores`,
+  );
   const rows: Array<Record<string, string | number>> = [];
   const worstP99 = new Map<string, number>();
-  const row = (run: string, r: Run) => ({ run, rounds_per_s: r.perSec, p50_ms: pct(r.lat, 50), p99_ms: pct(r.lat, 99), server_cpu_ms_per_round: r.serverCpuMs, client_cpu_ms_per_round: r.clientCpuMs, rounds: r.lat.length });
+  const row = (run: string, r: Run) => ({
+    run,
+    rounds_per_s: r.perSec,
+    p50_ms: pct(r.lat, 50),
+    p99_ms: pct(r.lat, 99),
+    server_cpu_ms_per_round: r.serverCpuMs,
+    client_cpu_ms_per_round: r.clientCpuMs,
+    rounds: r.lat.length,
+  });
   for (const c of CONCURRENCIES) {
     const flo = await drive(c, floor.proc.pid!, floorRound);
     rows.push(row(`floor: bare fastify, c=${c}`, flo));
@@ -168,18 +230,22 @@ try {
       fillSpkiPool(Math.ceil((DURATION_MS / 1000) * 600));
       const att = await drive(c, srv.proc.pid!, attestedRound);
       worstP99.set(alg, Math.max(worstP99.get(alg) ?? 0, pct(att.lat, 99)));
-      rows.push(
-        row(`attested round trip, ${alg} tokens, c=${c}`, att),
-        {
-          run: `  ratio to floor`, rounds_per_s: att.perSec / flo.perSec, p50_ms: pct(att.lat, 50) / pct(flo.lat, 50), p99_ms: pct(att.lat, 99) / pct(flo.lat, 99),
-          server_cpu_ms_per_round: att.serverCpuMs / flo.serverCpuMs, client_cpu_ms_per_round: att.clientCpuMs / flo.clientCpuMs, rounds: 0,
-        },
-      );
+      rows.push(row(`attested round trip, ${alg} tokens, c=${c}`, att), {
+        run: `  ratio to floor`,
+        rounds_per_s: att.perSec / flo.perSec,
+        p50_ms: pct(att.lat, 50) / pct(flo.lat, 50),
+        p99_ms: pct(att.lat, 99) / pct(flo.lat, 99),
+        server_cpu_ms_per_round: att.serverCpuMs / flo.serverCpuMs,
+        client_cpu_ms_per_round: att.clientCpuMs / flo.clientCpuMs,
+        rounds: 0,
+      });
     }
   }
   table(rows);
   for (const [alg, w] of worstP99) {
-    console.log(`target p99 < 30 ms with ${alg} tokens: ${w < 30 ? "met" : "NOT met"} at every concurrency (worst p99 ${w.toFixed(1)} ms; load average now ${os.loadavg()[0].toFixed(1)})`);
+    console.log(
+      `target p99 < 30 ms with ${alg} tokens: ${w < 30 ? "met" : "NOT met"} at every concurrency (worst p99 ${w.toFixed(1)} ms; load average now ${os.loadavg()[0].toFixed(1)})`,
+    );
   }
 } finally {
   await Promise.all(procs.map(stop));

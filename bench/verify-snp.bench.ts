@@ -25,7 +25,8 @@ const trust = { snp: { certDir: path.join(shared, "evidence/trust/amd") } };
 const evidence = { kind: "snp" as const, report, vek: vekDer };
 
 const first = await appraise(evidence, { snp: {} }, { trust });
-if (!first.accepted) throw new Error(`genuine Milan report not accepted: ${JSON.stringify(first.checks.filter((c) => !c.ok))}`);
+if (!first.accepted)
+  throw new Error(`genuine Milan report not accepted: ${JSON.stringify(first.checks.filter((c) => !c.ok))}`);
 
 // Floor inputs: the signed bytes, r ‖ s (big-endian), the VCEK key.
 const parsed = parseReport(report);
@@ -34,21 +35,41 @@ const sig = new Uint8Array([...parsed.signatureR, ...parsed.signatureS]);
 const vekKey = parseVek(vekDer).publicKey;
 const jwk = vekKey.export({ format: "jwk" });
 // noble takes the uncompressed SEC1 point 04 ‖ x ‖ y.
-const raw = new Uint8Array(Buffer.concat([Buffer.from([4]), Buffer.from(jwk.x as string, "base64url"), Buffer.from(jwk.y as string, "base64url")]));
+const raw = new Uint8Array(
+  Buffer.concat([
+    Buffer.from([4]),
+    Buffer.from(jwk.x as string, "base64url"),
+    Buffer.from(jwk.y as string, "base64url"),
+  ]),
+);
 if (!verify("sha384", signed, { key: vekKey, dsaEncoding: "ieee-p1363" }, sig)) throw new Error("node verify failed");
 if (!p384.verify(sig, signed, raw)) throw new Error("noble verify failed");
 
 // The machine is shared, so load drifts: floor and full verification are measured in alternating rounds
 // and the ratio is taken per round (median of the rounds), not from two runs seconds apart.
 const BATCH = 20;
-const batch = (fn: () => unknown) => async () => { for (let i = 0; i < BATCH; i++) await fn(); };
+const batch = (fn: () => unknown) => async () => {
+  for (let i = 0; i < BATCH; i++) await fn();
+};
 const nodeVerify = () => verify("sha384", signed, { key: vekKey, dsaEncoding: "ieee-p1363" }, sig);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const rounds: Array<{ node: number; noble: number; full: number }> = [];
 for (let round = 0; round < 5; round++) {
   const node = (await timeit(batch(nodeVerify), 600)).opsPerSec * BATCH;
-  const full = (await timeit(batch(() => appraise(evidence, { snp: {} }, { trust })), 600)).opsPerSec * BATCH;
-  const noble = (await timeit(batch(() => p384.verify(sig, signed, raw)), 300)).opsPerSec * BATCH;
+  const full =
+    (
+      await timeit(
+        batch(() => appraise(evidence, { snp: {} }, { trust })),
+        600,
+      )
+    ).opsPerSec * BATCH;
+  const noble =
+    (
+      await timeit(
+        batch(() => p384.verify(sig, signed, raw)),
+        300,
+      )
+    ).opsPerSec * BATCH;
   rounds.push({ node, noble, full });
 }
 const nodeRate = median(rounds.map((r) => r.node));
@@ -57,9 +78,21 @@ const fullRatio = median(rounds.map((r) => r.full / r.node));
 
 table([
   { case: "floor: node:crypto ECDSA P-384 verify", "ops/s": Math.round(nodeRate), "ratio vs floor": 1, target: "-" },
-  { case: "@noble/curves p384.verify (same input)", "ops/s": Math.round(median(rounds.map((r) => r.noble))), "ratio vs floor": nobleRatio, target: "info: hot path takes the faster" },
-  { case: "appraise() genuine Milan, warm cache", "ops/s": Math.round(median(rounds.map((r) => r.full))), "ratio vs floor": fullRatio, target: ">= 0.70" },
+  {
+    case: "@noble/curves p384.verify (same input)",
+    "ops/s": Math.round(median(rounds.map((r) => r.noble))),
+    "ratio vs floor": nobleRatio,
+    target: "info: hot path takes the faster",
+  },
+  {
+    case: "appraise() genuine Milan, warm cache",
+    "ops/s": Math.round(median(rounds.map((r) => r.full))),
+    "ratio vs floor": fullRatio,
+    target: ">= 0.70",
+  },
 ]);
 console.log(`per-round appraise/floor ratios: ${rounds.map((r) => (r.full / r.node).toFixed(3)).join(" ")}`);
-console.log(`signature hot path: ${nobleRatio <= 1 ? "node:crypto" : "@noble/curves"} (noble/node = ${nobleRatio.toFixed(3)})`);
+console.log(
+  `signature hot path: ${nobleRatio <= 1 ? "node:crypto" : "@noble/curves"} (noble/node = ${nobleRatio.toFixed(3)})`,
+);
 if (fullRatio < 0.7) console.log("BELOW TARGET: appraise() is under 70% of the raw verify rate");

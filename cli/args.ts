@@ -27,7 +27,8 @@ export function parseHexFlag(flag: string, value: string, bytes?: number): Buffe
   const hex = value.startsWith("0x") || value.startsWith("0X") ? value.slice(2) : value;
   if (!/^[0-9a-fA-F]*$/.test(hex) || hex.length % 2 !== 0) throw new UsageError(`${flag}: '${value}' is not hex`);
   const buf = Buffer.from(hex, "hex");
-  if (bytes !== undefined && buf.length !== bytes) throw new UsageError(`${flag}: expected ${bytes} bytes (${bytes * 2} hex digits), got ${buf.length}`);
+  if (bytes !== undefined && buf.length !== bytes)
+    throw new UsageError(`${flag}: expected ${bytes} bytes (${bytes * 2} hex digits), got ${buf.length}`);
   return buf;
 }
 

@@ -1,7 +1,16 @@
 // `buckypaper cloud-init render`: prints the user-data that wires the enclaivelet, to inspect it.
 import { parseFlags, parseHexFlag, readFlagFile } from "./args.js";
 import { Exit, UsageError, type CliIo } from "./io.js";
-import { CLOUD_PLATFORMS, renderUserData, azureCustomData, UserDataError, type AgentDelivery, type CloudPlatform, type Tee, type UserDataInput } from "../runtime/guest/cloud-init/index.js";
+import {
+  CLOUD_PLATFORMS,
+  renderUserData,
+  azureCustomData,
+  UserDataError,
+  type AgentDelivery,
+  type CloudPlatform,
+  type Tee,
+  type UserDataInput,
+} from "../runtime/guest/cloud-init/index.js";
 import { PROVIDER_NAMES, type ProviderName } from "../runtime/guest/config.js";
 
 const HELP = `usage: buckypaper cloud-init render --platform aws|azure|gcp|proxmox|qemu --runtime-url URL
@@ -45,14 +54,27 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     if (!values[f]) throw new UsageError(`--${f} is required\n\n${HELP}`);
   }
   const platform = values.platform as CloudPlatform;
-  if (!CLOUD_PLATFORMS.includes(platform)) throw new UsageError(`--platform: must be one of ${CLOUD_PLATFORMS.join(", ")}`);
-  if (values.tee !== undefined && values.tee !== "snp" && values.tee !== "tdx") throw new UsageError("--tee: must be snp or tdx");
-  if (values.provider !== undefined && !PROVIDER_NAMES.includes(values.provider as ProviderName)) throw new UsageError(`--provider: must be one of ${PROVIDER_NAMES.join(", ")}`);
-  const fingerprint = parseHexFlag("--runtime-ca-fingerprint", values["runtime-ca-fingerprint"]!.replace(/:/g, ""), 32).toString("hex");
+  if (!CLOUD_PLATFORMS.includes(platform))
+    throw new UsageError(`--platform: must be one of ${CLOUD_PLATFORMS.join(", ")}`);
+  if (values.tee !== undefined && values.tee !== "snp" && values.tee !== "tdx")
+    throw new UsageError("--tee: must be snp or tdx");
+  if (values.provider !== undefined && !PROVIDER_NAMES.includes(values.provider as ProviderName))
+    throw new UsageError(`--provider: must be one of ${PROVIDER_NAMES.join(", ")}`);
+  const fingerprint = parseHexFlag(
+    "--runtime-ca-fingerprint",
+    values["runtime-ca-fingerprint"]!.replace(/:/g, ""),
+    32,
+  ).toString("hex");
   let agent: AgentDelivery = { kind: "preinstalled" };
   if (values["agent-url"] || values["agent-sha256"]) {
-    if (!values["agent-url"] || !values["agent-sha256"]) throw new UsageError("--agent-url and --agent-sha256 go together");
-    agent = { kind: "download", url: values["agent-url"], sha256: parseHexFlag("--agent-sha256", values["agent-sha256"], 32).toString("hex"), insecureTls: values["agent-insecure-tls"] ?? false };
+    if (!values["agent-url"] || !values["agent-sha256"])
+      throw new UsageError("--agent-url and --agent-sha256 go together");
+    agent = {
+      kind: "download",
+      url: values["agent-url"],
+      sha256: parseHexFlag("--agent-sha256", values["agent-sha256"], 32).toString("hex"),
+      insecureTls: values["agent-insecure-tls"] ?? false,
+    };
   }
   let provision: UserDataInput["provision"];
   if (values.plan) {
@@ -64,7 +86,10 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     }
     const allowed = ["volume", "ssh", "tls", "files", "envFiles", "hook", "retry"];
     const extra = Object.keys(provision ?? {}).filter((k) => !allowed.includes(k));
-    if (typeof provision !== "object" || provision === null || extra.length) throw new UsageError(`--plan: must be an object with only ${allowed.join(", ")}${extra.length ? ` (unexpected: ${extra.join(", ")})` : ""}`);
+    if (typeof provision !== "object" || provision === null || extra.length)
+      throw new UsageError(
+        `--plan: must be an object with only ${allowed.join(", ")}${extra.length ? ` (unexpected: ${extra.join(", ")})` : ""}`,
+      );
   }
   try {
     const r = renderUserData({

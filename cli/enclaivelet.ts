@@ -12,7 +12,9 @@ const PACKAGE_USAGE = "usage: buckypaper enclaivelet package --out FILE.tar.gz [
 
 export async function run(argv: string[], io: CliIo): Promise<number> {
   if (argv[0] === "--help" || argv[0] === "-h" || argv.length === 0) {
-    io.out(`${USAGE.replace(/enclaivelet /g, "buckypaper enclaivelet ")}\n       ${PACKAGE_USAGE.slice(7)}\n\npackage  build the guest artifact (Node runtime + agent) and print its SHA-256`);
+    io.out(
+      `${USAGE.replace(/enclaivelet /g, "buckypaper enclaivelet ")}\n       ${PACKAGE_USAGE.slice(7)}\n\npackage  build the guest artifact (Node runtime + agent) and print its SHA-256`,
+    );
     return argv.length === 0 ? Exit.usage : Exit.ok;
   }
   if (argv[0] !== "package") return runCommand(argv, io);
@@ -22,6 +24,8 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
   const a = await buildArtifact({ repoRoot, out: values.out, nodeBinary: values.node });
   io.out(`${a.sha256}  ${a.file}`);
-  io.err(`${a.files} modules, packages: ${a.packages.join(", ") || "none"}; node ${values.node ?? process.execPath}\nuse: buckypaper cloud-init render … --agent-url <where you serve it> --agent-sha256 ${a.sha256}`);
+  io.err(
+    `${a.files} modules, packages: ${a.packages.join(", ") || "none"}; node ${values.node ?? process.execPath}\nuse: buckypaper cloud-init render … --agent-url <where you serve it> --agent-sha256 ${a.sha256}`,
+  );
   return Exit.ok;
 }

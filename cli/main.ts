@@ -8,12 +8,27 @@ interface CommandEntry {
 }
 
 const commands: Record<string, CommandEntry> = {
-  measure: { summary: "compute expected launch measurements (SEV-SNP, SEV, SEV-ES, TDX)", load: () => import("./measure.js") },
-  verify: { summary: "verify attestation evidence (SNP reports, TDX quotes, Azure CVM evidence)", load: () => import("./verify.js") },
-  runtime: { summary: "run and operate the bundled vHSM runtime (Nitride + Vault API)", load: () => import("./runtime.js") },
-  "cloud-init": { summary: "render the cloud-init user-data that wires the enclaivelet", load: () => import("./cloud-init.js") },
+  measure: {
+    summary: "compute expected launch measurements (SEV-SNP, SEV, SEV-ES, TDX)",
+    load: () => import("./measure.js"),
+  },
+  verify: {
+    summary: "verify attestation evidence (SNP reports, TDX quotes, Azure CVM evidence)",
+    load: () => import("./verify.js"),
+  },
+  runtime: {
+    summary: "run and operate the bundled vHSM runtime (Nitride + Vault API)",
+    load: () => import("./runtime.js"),
+  },
+  "cloud-init": {
+    summary: "render the cloud-init user-data that wires the enclaivelet",
+    load: () => import("./cloud-init.js"),
+  },
   enclaivelet: { summary: "the in-guest agent: attest and provision secrets", load: () => import("./enclaivelet.js") },
-  simulate: { summary: "simulated SNP/TDX hardware for tests and the local stack", load: () => import("./simulate.js") },
+  simulate: {
+    summary: "simulated SNP/TDX hardware for tests and the local stack",
+    load: () => import("./simulate.js"),
+  },
 };
 
 function usage(): string {

@@ -3,8 +3,17 @@
 import { parseFlags, readFlagFile } from "./args.js";
 import { Exit, UsageError, type CliIo } from "./io.js";
 import {
-  KERNEL_SETUPS, MRTD_ORDERS, OVMF_PROFILES, TdxInputError, dumpQemuAcpi, measureTdx, parseMemorySize,
-  type KernelSetup, type MrtdOrder, type OvmfProfile, type QemuAcpiBlobs,
+  KERNEL_SETUPS,
+  MRTD_ORDERS,
+  OVMF_PROFILES,
+  TdxInputError,
+  dumpQemuAcpi,
+  measureTdx,
+  parseMemorySize,
+  type KernelSetup,
+  type MrtdOrder,
+  type OvmfProfile,
+  type QemuAcpiBlobs,
 } from "../images/tdx/index.js";
 
 const USAGE = `usage: buckypaper measure tdx --firmware FILE [--mrtd-order single|two-pass]
@@ -31,16 +40,26 @@ Prints JSON {mrtd, rtmr0, rtmr1, rtmr2, rtmr3, mrtdOrder, kernelSetup, ovmfProfi
 registers: {<reg>: {value, dependsOn, missing, events}}, notes}.`;
 
 const FLAGS = {
-  firmware: { type: "string" }, kernel: { type: "string" }, initrd: { type: "string" }, append: { type: "string" },
-  memory: { type: "string" }, "mrtd-order": { type: "string" }, "kernel-setup": { type: "string" }, "ovmf-profile": { type: "string" },
-  "acpi-loader": { type: "string" }, "acpi-rsdp": { type: "string" }, "acpi-tables": { type: "string" },
-  "acpi-qemu-args": { type: "string" }, "acpi-qemu": { type: "string" },
+  firmware: { type: "string" },
+  kernel: { type: "string" },
+  initrd: { type: "string" },
+  append: { type: "string" },
+  memory: { type: "string" },
+  "mrtd-order": { type: "string" },
+  "kernel-setup": { type: "string" },
+  "ovmf-profile": { type: "string" },
+  "acpi-loader": { type: "string" },
+  "acpi-rsdp": { type: "string" },
+  "acpi-tables": { type: "string" },
+  "acpi-qemu-args": { type: "string" },
+  "acpi-qemu": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
 function choice<T extends string>(flag: string, value: string | undefined, allowed: readonly T[]): T | undefined {
   if (value === undefined) return undefined;
-  if (!(allowed as readonly string[]).includes(value)) throw new UsageError(`--${flag}: '${value}' is not one of ${allowed.join(", ")}`);
+  if (!(allowed as readonly string[]).includes(value))
+    throw new UsageError(`--${flag}: '${value}' is not one of ${allowed.join(", ")}`);
   return value as T;
 }
 
@@ -48,7 +67,10 @@ function acpiBlobs(v: Record<string, string | boolean | undefined>): QemuAcpiBlo
   const names = ["acpi-loader", "acpi-rsdp", "acpi-tables"] as const;
   const given = names.filter((n) => v[n] !== undefined);
   if (given.length === 0) return undefined;
-  if (given.length !== names.length) throw new UsageError(`--${names.find((n) => v[n] === undefined)}: the three ACPI blobs go together (${names.map((n) => "--" + n).join(", ")})`);
+  if (given.length !== names.length)
+    throw new UsageError(
+      `--${names.find((n) => v[n] === undefined)}: the three ACPI blobs go together (${names.map((n) => "--" + n).join(", ")})`,
+    );
   const read = (n: (typeof names)[number]) => readFlagFile(`--${n}`, v[n] as string);
   return { tableLoader: read("acpi-loader"), rsdp: read("acpi-rsdp"), tables: read("acpi-tables") };
 }
@@ -105,8 +127,15 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
 
 // Library field names → CLI flags, so the message names what the user typed.
 const FIELD_FLAGS: Record<string, string> = {
-  firmware: "firmware", kernel: "kernel", initrd: "initrd", memory: "memory", acpiQemuArgs: "acpi-qemu-args", acpiQemu: "acpi-qemu",
-  mrtdOrder: "mrtd-order", kernelSetup: "kernel-setup", ovmfProfile: "ovmf-profile",
+  firmware: "firmware",
+  kernel: "kernel",
+  initrd: "initrd",
+  memory: "memory",
+  acpiQemuArgs: "acpi-qemu-args",
+  acpiQemu: "acpi-qemu",
+  mrtdOrder: "mrtd-order",
+  kernelSetup: "kernel-setup",
+  ovmfProfile: "ovmf-profile",
 };
 
 function flagOf(field: string): string {

@@ -6,8 +6,20 @@ import { statSync } from "node:fs";
 import { parseFlags, readFlagFile, type Options } from "./args.js";
 import { Exit, UsageError, type CliIo } from "./io.js";
 import {
-  MAX_VCPUS, MeasurementInputError, VCPU_TYPES, VMM_TYPES, firmwareDescriptionJson, describeOvmf, parseFirmwareDescription,
-  parseOvmf, sevDigest, sevEsDigestTable, snpLaunchDigestTable, snpOvmfHash, type VcpuSpec, type VmmType,
+  MAX_VCPUS,
+  MeasurementInputError,
+  VCPU_TYPES,
+  VMM_TYPES,
+  firmwareDescriptionJson,
+  describeOvmf,
+  parseFirmwareDescription,
+  parseOvmf,
+  sevDigest,
+  sevEsDigestTable,
+  snpLaunchDigestTable,
+  snpOvmfHash,
+  type VcpuSpec,
+  type VmmType,
 } from "../images/snp/index.js";
 
 const USAGE = `usage:
@@ -26,16 +38,33 @@ const USAGE = `usage:
   The reference tool's '--mode snp|seves|sev|snp:ovmf-hash|snp:svsm' form is accepted too.
   vCPU types: ${Object.keys(VCPU_TYPES).join(", ")}`;
 
-const COMMON: Options = { "output-format": { type: "string" }, verbose: { type: "boolean", short: "v" }, help: { type: "boolean", short: "h" } };
+const COMMON: Options = {
+  "output-format": { type: "string" },
+  verbose: { type: "boolean", short: "v" },
+  help: { type: "boolean", short: "h" },
+};
 const KERNEL: Options = { kernel: { type: "string" }, initrd: { type: "string" }, append: { type: "string" } };
 const VCPU: Options = {
-  vcpus: { type: "string" }, "vcpu-type": { type: "string" }, "vcpu-sig": { type: "string" },
-  "vcpu-family": { type: "string" }, "vcpu-model": { type: "string" }, "vcpu-stepping": { type: "string" }, "vmm-type": { type: "string" },
+  vcpus: { type: "string" },
+  "vcpu-type": { type: "string" },
+  "vcpu-sig": { type: "string" },
+  "vcpu-family": { type: "string" },
+  "vcpu-model": { type: "string" },
+  "vcpu-stepping": { type: "string" },
+  "vmm-type": { type: "string" },
 };
 const FLAGS = {
   snp: {
-    ...COMMON, ...KERNEL, ...VCPU, ovmf: { type: "string" }, "ovmf-metadata": { type: "string" }, "snp-ovmf-hash": { type: "string" },
-    "guest-features": { type: "string" }, svsm: { type: "string" }, "vars-size": { type: "string" }, "vars-file": { type: "string" },
+    ...COMMON,
+    ...KERNEL,
+    ...VCPU,
+    ovmf: { type: "string" },
+    "ovmf-metadata": { type: "string" },
+    "snp-ovmf-hash": { type: "string" },
+    "guest-features": { type: "string" },
+    svsm: { type: "string" },
+    "vars-size": { type: "string" },
+    "vars-file": { type: "string" },
   },
   "snp-ovmf-hash": { ...COMMON, ovmf: { type: "string" } },
   seves: { ...COMMON, ...KERNEL, ...VCPU, ovmf: { type: "string" } },
@@ -44,7 +73,13 @@ const FLAGS = {
 type Mode = keyof typeof FLAGS;
 
 // The reference tool's --mode names.
-const REFERENCE_MODES: Record<string, Mode> = { snp: "snp", "snp:svsm": "snp", "snp:ovmf-hash": "snp-ovmf-hash", seves: "seves", sev: "sev" };
+const REFERENCE_MODES: Record<string, Mode> = {
+  snp: "snp",
+  "snp:svsm": "snp",
+  "snp:ovmf-hash": "snp-ovmf-hash",
+  seves: "seves",
+  sev: "sev",
+};
 
 export async function run(argv: string[], io: CliIo): Promise<number> {
   let [sub, ...rest] = argv;
@@ -57,7 +92,8 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     return tdx.run(rest, io);
   }
   if (sub.startsWith("-")) [sub, rest] = fromReferenceForm(argv);
-  if (!(sub in FLAGS)) throw new UsageError(`unknown measurement '${sub}' (expected snp, snp-ovmf-hash, sev, seves or tdx)`);
+  if (!(sub in FLAGS))
+    throw new UsageError(`unknown measurement '${sub}' (expected snp, snp-ovmf-hash, sev, seves or tdx)`);
   const mode = sub as Mode;
   const { values } = parseFlags(rest, FLAGS[mode]);
   const v = values as Record<string, string | boolean | undefined>;
@@ -83,7 +119,8 @@ function fromReferenceForm(argv: string[]): [string, string[]] {
   rest.splice(i, rest[i].includes("=") ? 1 : 2);
   const mode = value === undefined ? undefined : REFERENCE_MODES[value.toLowerCase()];
   if (!mode) throw new UsageError(`--mode: '${value ?? ""}' is not one of ${Object.keys(REFERENCE_MODES).join(", ")}`);
-  if (value!.toLowerCase() === "snp:svsm" && !rest.some((a) => a === "--svsm" || a.startsWith("--svsm="))) throw new UsageError("--mode snp:svsm requires --svsm");
+  if (value!.toLowerCase() === "snp:svsm" && !rest.some((a) => a === "--svsm" || a.startsWith("--svsm=")))
+    throw new UsageError("--mode snp:svsm requires --svsm");
   return [mode, rest];
 }
 
@@ -91,9 +128,21 @@ type Flags = Record<string, string | boolean | undefined>;
 
 // Library input fields → the flags that carry them, so errors name what the user typed.
 const FIELD_FLAGS: Record<string, string> = {
-  ovmf: "--ovmf", firmware: "--ovmf-metadata", ovmfHash: "--snp-ovmf-hash", vcpus: "--vcpus", vcpu: "--vcpu-type/--vcpu-sig/--vcpu-family",
-  "vcpu.family": "--vcpu-family", "vcpu.model": "--vcpu-model", "vcpu.stepping": "--vcpu-stepping",
-  vmm: "--vmm-type", guestFeatures: "--guest-features", kernel: "--kernel", initrd: "--initrd", append: "--append", svsm: "--svsm", varsSize: "--vars-size",
+  ovmf: "--ovmf",
+  firmware: "--ovmf-metadata",
+  ovmfHash: "--snp-ovmf-hash",
+  vcpus: "--vcpus",
+  vcpu: "--vcpu-type/--vcpu-sig/--vcpu-family",
+  "vcpu.family": "--vcpu-family",
+  "vcpu.model": "--vcpu-model",
+  "vcpu.stepping": "--vcpu-stepping",
+  vmm: "--vmm-type",
+  guestFeatures: "--guest-features",
+  kernel: "--kernel",
+  initrd: "--initrd",
+  append: "--append",
+  svsm: "--svsm",
+  varsSize: "--vars-size",
 };
 function flagFor(field: string): string {
   if (FIELD_FLAGS[field]) return FIELD_FLAGS[field];
@@ -112,11 +161,14 @@ function measure(mode: Mode, v: Flags): string {
   const kernel = kernelFlags(v);
   if (mode === "sev") {
     const digest = sevDigest({ ovmf: readFlagFile("--ovmf", required(v, "ovmf")), ...kernel });
-    return format === "json" ? JSON.stringify({ mode: "sev", measurement: digest.toString("hex") }) : labelled(v, "SEV", render(digest, format));
+    return format === "json"
+      ? JSON.stringify({ mode: "sev", measurement: digest.toString("hex") })
+      : labelled(v, "SEV", render(digest, format));
   }
 
   const counts = parseVcpuList(required(v, "vcpus"));
-  if (counts.length > 1 && format !== "json") throw new UsageError("--vcpus: several vCPU counts need --output-format json");
+  if (counts.length > 1 && format !== "json")
+    throw new UsageError("--vcpus: several vCPU counts need --output-format json");
   const vmm = vmmType(v["vmm-type"]);
   const vcpu = vcpuSpec(v);
   let table: Map<number, Buffer>;
@@ -125,20 +177,37 @@ function measure(mode: Mode, v: Flags): string {
     table = sevEsDigestTable({ ovmf: readFlagFile("--ovmf", required(v, "ovmf")), vcpu, vmm, ...kernel }, counts);
     label = "SEV_ES";
   } else {
-    if (v.ovmf !== undefined && v["ovmf-metadata"] !== undefined) throw new UsageError("--ovmf and --ovmf-metadata are alternatives; give one");
-    if (v["vars-size"] !== undefined && v["vars-file"] !== undefined) throw new UsageError("--vars-size and --vars-file are alternatives; give one");
-    if (v.svsm === undefined && (v["vars-size"] !== undefined || v["vars-file"] !== undefined)) throw new UsageError("--vars-size/--vars-file only apply with --svsm");
-    const firmware = v["ovmf-metadata"] !== undefined
-      ? parseFirmwareDescription(readFlagFile("--ovmf-metadata", v["ovmf-metadata"] as string).toString("utf8"), "--ovmf-metadata")
-      : undefined;
+    if (v.ovmf !== undefined && v["ovmf-metadata"] !== undefined)
+      throw new UsageError("--ovmf and --ovmf-metadata are alternatives; give one");
+    if (v["vars-size"] !== undefined && v["vars-file"] !== undefined)
+      throw new UsageError("--vars-size and --vars-file are alternatives; give one");
+    if (v.svsm === undefined && (v["vars-size"] !== undefined || v["vars-file"] !== undefined))
+      throw new UsageError("--vars-size/--vars-file only apply with --svsm");
+    const firmware =
+      v["ovmf-metadata"] !== undefined
+        ? parseFirmwareDescription(
+            readFlagFile("--ovmf-metadata", v["ovmf-metadata"] as string).toString("utf8"),
+            "--ovmf-metadata",
+          )
+        : undefined;
     const ovmf = firmware ? undefined : readFlagFile("--ovmf", required(v, "ovmf", "--ovmf or --ovmf-metadata"));
-    table = snpLaunchDigestTable({
-      ovmf, firmware, vcpu, vmm, ...kernel,
-      ovmfHash: v["snp-ovmf-hash"] !== undefined ? parseHash(v["snp-ovmf-hash"] as string) : undefined,
-      guestFeatures: v["guest-features"] !== undefined ? BigInt(parseInteger("--guest-features", v["guest-features"] as string)) : undefined,
-      svsm: v.svsm !== undefined ? readFlagFile("--svsm", v.svsm as string) : undefined,
-      varsSize: varsSize(v),
-    }, counts);
+    table = snpLaunchDigestTable(
+      {
+        ovmf,
+        firmware,
+        vcpu,
+        vmm,
+        ...kernel,
+        ovmfHash: v["snp-ovmf-hash"] !== undefined ? parseHash(v["snp-ovmf-hash"] as string) : undefined,
+        guestFeatures:
+          v["guest-features"] !== undefined
+            ? BigInt(parseInteger("--guest-features", v["guest-features"] as string))
+            : undefined,
+        svsm: v.svsm !== undefined ? readFlagFile("--svsm", v.svsm as string) : undefined,
+        varsSize: varsSize(v),
+      },
+      counts,
+    );
     label = v.svsm !== undefined ? "SEV_SNP_SVSM" : "SEV_SNP";
   }
   if (format === "json") {
@@ -188,7 +257,8 @@ export function parseVcpuList(s: string): number[] {
   for (const part of s.split(",")) {
     const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(part);
     if (!m) throw new UsageError(`--vcpus: '${s}' is not a count, list or range (e.g. 4, 1-256, 2,4,8-16)`);
-    const lo = Number(m[1]), hi = m[2] !== undefined ? Number(m[2]) : lo;
+    const lo = Number(m[1]),
+      hi = m[2] !== undefined ? Number(m[2]) : lo;
     if (lo < 1) throw new UsageError(`--vcpus: ${lo} is below 1`);
     if (hi > MAX_VCPUS) throw new UsageError(`--vcpus: ${hi} exceeds the platform maximum of ${MAX_VCPUS}`);
     if (hi < lo) throw new UsageError(`--vcpus: range ${lo}-${hi} is empty`);
@@ -207,15 +277,20 @@ function vmmType(s: unknown): VmmType {
 function vcpuSpec(v: Flags): VcpuSpec | undefined {
   const fms = ["vcpu-family", "vcpu-model", "vcpu-stepping"].filter((k) => v[k] !== undefined);
   const given = [v["vcpu-type"] !== undefined, v["vcpu-sig"] !== undefined, fms.length > 0].filter(Boolean).length;
-  if (given > 1) throw new UsageError("--vcpu-type, --vcpu-sig and --vcpu-family/--vcpu-model/--vcpu-stepping are alternatives; give one");
+  if (given > 1)
+    throw new UsageError(
+      "--vcpu-type, --vcpu-sig and --vcpu-family/--vcpu-model/--vcpu-stepping are alternatives; give one",
+    );
   if (v["vcpu-type"] !== undefined) {
     const t = v["vcpu-type"] as string;
-    if (!(t in VCPU_TYPES)) throw new UsageError(`--vcpu-type: unknown vCPU type '${t}'; valid types: ${Object.keys(VCPU_TYPES).join(", ")}`);
+    if (!(t in VCPU_TYPES))
+      throw new UsageError(`--vcpu-type: unknown vCPU type '${t}'; valid types: ${Object.keys(VCPU_TYPES).join(", ")}`);
     return t;
   }
   if (v["vcpu-sig"] !== undefined) {
     const sig = parseInteger("--vcpu-sig", v["vcpu-sig"] as string);
-    if (typeof sig !== "number" || sig > 0xffff_ffff) throw new UsageError(`--vcpu-sig: ${v["vcpu-sig"]} is not a 32-bit CPUID signature`);
+    if (typeof sig !== "number" || sig > 0xffff_ffff)
+      throw new UsageError(`--vcpu-sig: ${v["vcpu-sig"]} is not a 32-bit CPUID signature`);
     return sig;
   }
   if (fms.length > 0) {
@@ -229,7 +304,8 @@ function vcpuSpec(v: Flags): VcpuSpec | undefined {
 /** Python int(x, 0)-style integers: decimal, 0x…, 0o…, 0b…. */
 function parseInteger(flag: string, s: string): number | bigint {
   const t = s.trim();
-  if (!/^(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0|[1-9][0-9]*)$/.test(t)) throw new UsageError(`${flag}: '${s}' is not an integer (decimal or 0x hex)`);
+  if (!/^(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0|[1-9][0-9]*)$/.test(t))
+    throw new UsageError(`${flag}: '${s}' is not an integer (decimal or 0x hex)`);
   const b = BigInt(t);
   return b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
 }
@@ -245,7 +321,9 @@ function varsSize(v: Flags): number | undefined {
     try {
       return statSync(v["vars-file"] as string).size;
     } catch (e) {
-      throw new UsageError(`--vars-file ${String(v["vars-file"])}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new UsageError(
+        `--vars-file ${String(v["vars-file"])}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      );
     }
   }
   if (v["vars-size"] !== undefined) return Number(parseInteger("--vars-size", v["vars-size"] as string));

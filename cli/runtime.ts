@@ -31,20 +31,40 @@ const clientFlags = {
   format: { type: "string" },
 } as const;
 
-type ClientValues = { address?: string; "ca-cert"?: string; "ca-fingerprint"?: string; "tls-skip-verify"?: boolean; format?: string };
+type ClientValues = {
+  address?: string;
+  "ca-cert"?: string;
+  "ca-fingerprint"?: string;
+  "tls-skip-verify"?: boolean;
+  format?: string;
+};
 
 async function client(v: ClientValues) {
   const { runtimeRequest } = await import("../runtime/client/request.js");
   const address = v.address ?? process.env.BUCKYPAPER_ADDR ?? process.env.VAULT_ADDR ?? "https://127.0.0.1:8200";
-  try { new URL(address); } catch { throw new UsageError(`--address: '${address}' is not a URL`); }
+  try {
+    new URL(address);
+  } catch {
+    throw new UsageError(`--address: '${address}' is not a URL`);
+  }
   const caPem = v["ca-cert"] ? readFlagFile("--ca-cert", v["ca-cert"]).toString("utf8") : undefined;
   if (v.format && v.format !== "json" && v.format !== "table") throw new UsageError("--format: json or table");
   return (method: string, p: string, body?: unknown) =>
-    runtimeRequest(address, method, p, body, { caPem, fingerprint: v["ca-fingerprint"], insecure: v["tls-skip-verify"] });
+    runtimeRequest(address, method, p, body, {
+      caPem,
+      fingerprint: v["ca-fingerprint"],
+      insecure: v["tls-skip-verify"],
+    });
 }
 
 function statusLines(s: Record<string, unknown>): string {
-  const rows: Array<[string, unknown]> = [["Seal Type", s.type], ["Initialized", s.initialized], ["Sealed", s.sealed], ["Total Shares", s.n], ["Threshold", s.t]];
+  const rows: Array<[string, unknown]> = [
+    ["Seal Type", s.type],
+    ["Initialized", s.initialized],
+    ["Sealed", s.sealed],
+    ["Total Shares", s.n],
+    ["Threshold", s.t],
+  ];
   if (s.sealed) rows.push(["Unseal Progress", `${s.progress}/${s.t}`]);
   rows.push(["Version", s.version], ["Storage Type", s.storage_type]);
   return rows.map(([k, v]) => `${k.padEnd(16)} ${String(v)}`).join("\n");
@@ -58,18 +78,29 @@ function failIfError(r: { status: number; body: { errors?: string[] } | undefine
 
 async function waitForSignal(close: () => Promise<void>): Promise<void> {
   await new Promise<void>((resolve) => {
-    const stop = () => { process.off("SIGINT", stop); process.off("SIGTERM", stop); resolve(); };
+    const stop = () => {
+      process.off("SIGINT", stop);
+      process.off("SIGTERM", stop);
+      resolve();
+    };
     process.on("SIGINT", stop);
     process.on("SIGTERM", stop);
   });
   await close();
 }
 
-const stderrLogger = (io: CliIo) => ({ info: (m: string) => io.err(`[info] ${m}`), warn: (m: string) => io.err(`[warn] ${m}`), error: (m: string) => io.err(`[error] ${m}`) });
+const stderrLogger = (io: CliIo) => ({
+  info: (m: string) => io.err(`[info] ${m}`),
+  warn: (m: string) => io.err(`[warn] ${m}`),
+  error: (m: string) => io.err(`[error] ${m}`),
+});
 
 export async function run(argv: string[], io: CliIo): Promise<number> {
   const [sub, ...rest] = argv;
-  if (!sub || sub === "--help" || sub === "-h") { io.out(USAGE); return sub ? Exit.ok : Exit.usage; }
+  if (!sub || sub === "--help" || sub === "-h") {
+    io.out(USAGE);
+    return sub ? Exit.ok : Exit.usage;
+  }
 
   if (sub === "server") {
     const { values } = parseFlags(rest, { config: { type: "string" } });
@@ -77,11 +108,18 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     const { parseConfig, ConfigError } = await import("../runtime/server/http/config.js");
     const text = readFlagFile("--config", values.config).toString("utf8");
     let cfg;
-    try { cfg = parseConfig(text, path.dirname(path.resolve(values.config))); } catch (e) {
+    try {
+      cfg = parseConfig(text, path.dirname(path.resolve(values.config)));
+    } catch (e) {
       if (e instanceof ConfigError) throw new UsageError(e.message);
       throw e;
     }
-    let srv: { url: string; bootstrapFingerprint?: string; initialized: () => Promise<boolean>; close: () => Promise<void> };
+    let srv: {
+      url: string;
+      bootstrapFingerprint?: string;
+      initialized: () => Promise<boolean>;
+      close: () => Promise<void>;
+    };
     try {
       if (cfg.workers > 1) {
         const { runCluster } = await import("../runtime/server/http/cluster.js");
@@ -90,67 +128,123 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
       } else {
         const { startServer } = await import("../runtime/server/http/server.js");
         const s = await startServer(cfg, { logger: stderrLogger(io) });
-        srv = { url: s.url, bootstrapFingerprint: s.bootstrapFingerprint, initialized: () => s.core.initialized(), close: s.close };
+        srv = {
+          url: s.url,
+          bootstrapFingerprint: s.bootstrapFingerprint,
+          initialized: () => s.core.initialized(),
+          close: s.close,
+        };
       }
     } catch (e) {
       // Storage that cannot be opened (corrupt file, unreachable database) or a taken port: say
       // which, without a stack trace and without echoing connection strings (they may hold passwords).
       const err = e as NodeJS.ErrnoException;
-      const what = err.name === "StorageCorruptionError" ? err.message
-        : err.code === "EADDRINUSE" ? `listener address ${cfg.listener.host}:${cfg.listener.port} is already in use`
-        : err.code === "ECONNREFUSED" || err.code === "ENOTFOUND" || /password authentication|database .* does not exist/.test(err.message) ? `cannot open ${cfg.storage.type} storage: ${err.code ?? err.message}`
-        : `cannot start: ${err.message}`;
+      const what =
+        err.name === "StorageCorruptionError"
+          ? err.message
+          : err.code === "EADDRINUSE"
+            ? `listener address ${cfg.listener.host}:${cfg.listener.port} is already in use`
+            : err.code === "ECONNREFUSED" ||
+                err.code === "ENOTFOUND" ||
+                /password authentication|database .* does not exist/.test(err.message)
+              ? `cannot open ${cfg.storage.type} storage: ${err.code ?? err.message}`
+              : `cannot start: ${err.message}`;
       io.err(`buckypaper runtime server: ${what}`);
       return Exit.rejected;
     }
     const initialized = await srv.initialized();
     const workers = cfg.workers > 1 ? `; ${cfg.workers} workers` : "";
-    io.out(`Buckypaper runtime listening on ${srv.url} (storage: ${cfg.storage.type}; ${initialized ? "initialized, sealed" : "not initialized"}${workers})`);
-    if (srv.bootstrapFingerprint) io.out(`Bootstrap TLS certificate SHA-256 (pin it for 'runtime init'): ${srv.bootstrapFingerprint}`);
+    io.out(
+      `Buckypaper runtime listening on ${srv.url} (storage: ${cfg.storage.type}; ${initialized ? "initialized, sealed" : "not initialized"}${workers})`,
+    );
+    if (srv.bootstrapFingerprint)
+      io.out(`Bootstrap TLS certificate SHA-256 (pin it for 'runtime init'): ${srv.bootstrapFingerprint}`);
     await waitForSignal(srv.close);
     return Exit.ok;
   }
 
   if (sub === "dev") {
-    const { values } = parseFlags(rest, { listen: { type: "string" }, tls: { type: "boolean" }, "root-token-id": { type: "string" } });
+    const { values } = parseFlags(rest, {
+      listen: { type: "string" },
+      tls: { type: "boolean" },
+      "root-token-id": { type: "string" },
+    });
     const { parseAddress, ConfigError } = await import("../runtime/server/http/config.js");
     let hp;
-    try { hp = parseAddress(values.listen ?? "127.0.0.1:8200", "--listen"); } catch (e) {
+    try {
+      hp = parseAddress(values.listen ?? "127.0.0.1:8200", "--listen");
+    } catch (e) {
       if (e instanceof ConfigError) throw new UsageError(e.message);
       throw e;
     }
     const { startDevRuntime } = await import("../runtime/server/http/dev.js");
-    const rt = await startDevRuntime({ host: hp.host, port: hp.port, tls: values.tls, logger: stderrLogger(io), rootTokenId: values["root-token-id"] });
-    io.out([
-      "WARNING! dev mode is enabled: storage is in memory, the runtime starts unsealed with one key share.",
-      "",
-      `Api Address: ${rt.url}`,
-      `Unseal Key: ${Buffer.from(rt.unsealKey, "hex").toString("base64")}`,
-      `Root Token: ${rt.rootToken}`,
-      ...(rt.caPem ? [`Runtime CA SHA-256: ${rt.caFingerprint}`, "", rt.caPem.trim()] : []),
-      "",
-      `export VAULT_ADDR='${rt.url}'`,
-    ].join("\n"));
+    const rt = await startDevRuntime({
+      host: hp.host,
+      port: hp.port,
+      tls: values.tls,
+      logger: stderrLogger(io),
+      rootTokenId: values["root-token-id"],
+    });
+    io.out(
+      [
+        "WARNING! dev mode is enabled: storage is in memory, the runtime starts unsealed with one key share.",
+        "",
+        `Api Address: ${rt.url}`,
+        `Unseal Key: ${Buffer.from(rt.unsealKey, "hex").toString("base64")}`,
+        `Root Token: ${rt.rootToken}`,
+        ...(rt.caPem ? [`Runtime CA SHA-256: ${rt.caFingerprint}`, "", rt.caPem.trim()] : []),
+        "",
+        `export VAULT_ADDR='${rt.url}'`,
+      ].join("\n"),
+    );
     await waitForSignal(rt.close);
     return Exit.ok;
   }
 
   if (sub === "init") {
-    const { values } = parseFlags(rest, { ...clientFlags, "key-shares": { type: "string" }, "key-threshold": { type: "string" } });
-    const n = Number(values["key-shares"] ?? 5), t = Number(values["key-threshold"] ?? 3);
+    const { values } = parseFlags(rest, {
+      ...clientFlags,
+      "key-shares": { type: "string" },
+      "key-threshold": { type: "string" },
+    });
+    const n = Number(values["key-shares"] ?? 5),
+      t = Number(values["key-threshold"] ?? 3);
     if (!Number.isInteger(n) || n < 1 || n > 255) throw new UsageError("--key-shares: an integer 1..255");
     if (!Number.isInteger(t) || t < 1 || t > n) throw new UsageError("--key-threshold: an integer 1..key-shares");
     const call = await client(values);
     const r = await call("PUT", "sys/init", { secret_shares: n, secret_threshold: t });
     if (failIfError(r, io)) return Exit.rejected;
     if (values.format === "json") {
-      io.out(JSON.stringify({ unseal_keys_b64: r.body.keys_base64, unseal_keys_hex: r.body.keys, unseal_shares: n, unseal_threshold: t, root_token: r.body.root_token, runtime_ca_sha256: r.body.runtime_ca_sha256 ?? null, runtime_ca_pem: r.body.runtime_ca_pem ?? null }, null, 2));
+      io.out(
+        JSON.stringify(
+          {
+            unseal_keys_b64: r.body.keys_base64,
+            unseal_keys_hex: r.body.keys,
+            unseal_shares: n,
+            unseal_threshold: t,
+            root_token: r.body.root_token,
+            runtime_ca_sha256: r.body.runtime_ca_sha256 ?? null,
+            runtime_ca_pem: r.body.runtime_ca_pem ?? null,
+          },
+          null,
+          2,
+        ),
+      );
       return Exit.ok;
     }
     const lines = (r.body.keys_base64 as string[]).map((k, i) => `Unseal Key ${i + 1}: ${k}`);
     lines.push("", `Initial Root Token: ${r.body.root_token}`, "");
-    if (r.body.runtime_ca_sha256) lines.push(`Runtime CA SHA-256: ${r.body.runtime_ca_sha256}`, "(guests pin this fingerprint; the CA certificate follows)", "", String(r.body.runtime_ca_pem).trim(), "");
-    lines.push(`The runtime is initialized with ${n} key shares and a key threshold of ${t}. It is sealed: unseal it with ${t} of the keys ('buckypaper runtime unseal KEY').`);
+    if (r.body.runtime_ca_sha256)
+      lines.push(
+        `Runtime CA SHA-256: ${r.body.runtime_ca_sha256}`,
+        "(guests pin this fingerprint; the CA certificate follows)",
+        "",
+        String(r.body.runtime_ca_pem).trim(),
+        "",
+      );
+    lines.push(
+      `The runtime is initialized with ${n} key shares and a key threshold of ${t}. It is sealed: unseal it with ${t} of the keys ('buckypaper runtime unseal KEY').`,
+    );
     io.out(lines.join("\n"));
     return Exit.ok;
   }

@@ -13,7 +13,8 @@ const HELP = `usage: buckypaper simulate tdx --out DIR [--version 4|5] [--body-t
   The Intel hierarchy is SIMULATED and generated afresh on every run; verify with:
     buckypaper verify tdx --quote DIR/quote.bin --collateral DIR/collateral --offline --simulated-root <printed fingerprint>`;
 
-const pem = (der: Uint8Array) => `-----BEGIN CERTIFICATE-----\n${Buffer.from(der).toString("base64").replace(/.{64}/g, "$&\n").replace(/\n$/, "")}\n-----END CERTIFICATE-----\n`;
+const pem = (der: Uint8Array) =>
+  `-----BEGIN CERTIFICATE-----\n${Buffer.from(der).toString("base64").replace(/.{64}/g, "$&\n").replace(/\n$/, "")}\n-----END CERTIFICATE-----\n`;
 
 export async function run(argv: string[], io: CliIo): Promise<number> {
   const { values } = parseFlags(argv, {
@@ -36,7 +37,8 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   const version = values.version === undefined ? 4 : Number(values.version);
   if (version !== 4 && version !== 5) throw new UsageError(`--version: 4 or 5, got '${values.version}'`);
   const bodyType = values["body-type"] === undefined ? 3 : Number(values["body-type"]);
-  if (bodyType !== 2 && bodyType !== 3) throw new UsageError(`--body-type: 2 (TD report 1.0) or 3 (1.5), got '${values["body-type"]}'`);
+  if (bodyType !== 2 && bodyType !== 3)
+    throw new UsageError(`--body-type: 2 (TD report 1.0) or 3 (1.5), got '${values["body-type"]}'`);
   if ((values.rtmr?.length ?? 0) > 4) throw new UsageError("--rtmr: at most 4");
   const tdAttributes = Buffer.from("0000001000000000", "hex");
   if (values.debug) tdAttributes[0] |= 1;
@@ -59,12 +61,21 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   writeFileSync(path.join(colDir, "tcb_info.json"), col.tcbInfos[0]);
   writeFileSync(path.join(colDir, "qe_identity.json"), col.qeIdentities[0]);
   writeFileSync(path.join(colDir, "tcb_signing_chain.pem"), col.certificates.map(pem).join(""));
-  const summary = { simulated: true, quote: path.join(dir, "quote.bin"), version, bodyType: version === 5 ? bodyType : 2, rootSha256: sim.rootFingerprint, collateral: colDir };
+  const summary = {
+    simulated: true,
+    quote: path.join(dir, "quote.bin"),
+    version,
+    bodyType: version === 5 ? bodyType : 2,
+    rootSha256: sim.rootFingerprint,
+    collateral: colDir,
+  };
   if (values.json) io.out(JSON.stringify(summary, null, 2));
   else {
     io.out(`SIMULATED TDX quote v${version} written to ${summary.quote}`);
     io.out(`simulated root SHA-256: ${sim.rootFingerprint}`);
-    io.out(`verify: buckypaper verify tdx --quote ${summary.quote} --collateral ${colDir} --offline --simulated-root ${sim.rootFingerprint}`);
+    io.out(
+      `verify: buckypaper verify tdx --quote ${summary.quote} --collateral ${colDir} --offline --simulated-root ${sim.rootFingerprint}`,
+    );
   }
   return Exit.ok;
 }

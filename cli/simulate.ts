@@ -30,12 +30,14 @@ const HELP = `usage: buckypaper simulate snp --out DIR [--measurement HEX] [--re
   simulated PSP measures the given boot inputs, the enclaivelet attests with that measurement and
   provisions into --root; S/status.json reports measurement, verdict and delivered files.`;
 
-const pem = (der: Uint8Array) => `-----BEGIN CERTIFICATE-----\n${Buffer.from(der).toString("base64").replace(/.{64}/g, "$&\n").replace(/\n$/, "")}\n-----END CERTIFICATE-----\n`;
+const pem = (der: Uint8Array) =>
+  `-----BEGIN CERTIFICATE-----\n${Buffer.from(der).toString("base64").replace(/.{64}/g, "$&\n").replace(/\n$/, "")}\n-----END CERTIFICATE-----\n`;
 
 function int(flag: string, v: string | undefined, max: number): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || n > max) throw new UsageError(`${flag}: expected an integer 0..${max}, got '${v}'`);
+  if (!Number.isInteger(n) || n < 0 || n > max)
+    throw new UsageError(`${flag}: expected an integer 0..${max}, got '${v}'`);
   return n;
 }
 
@@ -65,8 +67,10 @@ async function snp(argv: string[], io: CliIo): Promise<number> {
   const product = productFromName(values.product ?? "milan");
   if (!product) throw new UsageError(`--product: '${values.product}' is not milan, genoa or turin`);
   const version = int("--version", values.version, 5);
-  if (version !== undefined && version !== 2 && version !== 3 && version !== 5) throw new UsageError("--version: expected 2, 3 or 5");
-  if (values.signer && values.signer !== "vcek" && values.signer !== "vlek") throw new UsageError("--signer: expected vcek or vlek");
+  if (version !== undefined && version !== 2 && version !== 3 && version !== 5)
+    throw new UsageError("--version: expected 2, 3 or 5");
+  if (values.signer && values.signer !== "vcek" && values.signer !== "vlek")
+    throw new UsageError("--signer: expected vcek or vlek");
   let policy: SimulatedReportOptions["policy"];
   if (values.policy) {
     const raw = parseHexFlag("--policy", values.policy.replace(/^0x/i, "").padStart(16, "0"), 8);
@@ -102,21 +106,45 @@ async function snp(argv: string[], io: CliIo): Promise<number> {
   } catch (e) {
     throw new UsageError(`--out ${values.out}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
-  const summary = { product, out: values.out, simulated: true, arkSha256: sim.trustAnchor.arkSha256, chipId: Buffer.from(sim.chipId).toString("hex") };
-  io.out(values.json ? JSON.stringify(summary, null, 2) : `wrote a SIMULATED ${product} report to ${values.out} (simulated ARK SHA-256 ${summary.arkSha256})`);
+  const summary = {
+    product,
+    out: values.out,
+    simulated: true,
+    arkSha256: sim.trustAnchor.arkSha256,
+    chipId: Buffer.from(sim.chipId).toString("hex"),
+  };
+  io.out(
+    values.json
+      ? JSON.stringify(summary, null, 2)
+      : `wrote a SIMULATED ${product} report to ${values.out} (simulated ARK SHA-256 ${summary.arkSha256})`,
+  );
   return Exit.ok;
 }
 
 async function platform(argv: string[], io: CliIo): Promise<number> {
   const [action, ...rest] = argv;
   if (action !== "init") throw new UsageError(`simulate platform: expected 'init'\n${HELP}`);
-  const { values } = parseFlags(rest, { dir: { type: "string" }, product: { type: "string" }, json: { type: "boolean" } });
+  const { values } = parseFlags(rest, {
+    dir: { type: "string" },
+    product: { type: "string" },
+    json: { type: "boolean" },
+  });
   if (!values.dir) throw new UsageError("--dir is required");
   const product = productFromName(values.product ?? "genoa");
   if (!product) throw new UsageError(`--product: '${values.product}' is not milan, genoa or turin`);
   try {
     const { anchor, created } = await initPlatform(path.resolve(values.dir), { product });
-    io.out(values.json ? JSON.stringify({ dir: path.resolve(values.dir), created, simulated: true, product: anchor.product, arkSha256: anchor.ark_sha256 }) : `${created ? "created" : "kept"} a SIMULATED ${anchor.product} platform in ${values.dir} (ARK SHA-256 ${anchor.ark_sha256})`);
+    io.out(
+      values.json
+        ? JSON.stringify({
+            dir: path.resolve(values.dir),
+            created,
+            simulated: true,
+            product: anchor.product,
+            arkSha256: anchor.ark_sha256,
+          })
+        : `${created ? "created" : "kept"} a SIMULATED ${anchor.product} platform in ${values.dir} (ARK SHA-256 ${anchor.ark_sha256})`,
+    );
     return Exit.ok;
   } catch (e) {
     if (e instanceof LocalVmError) throw new UsageError(e.message);

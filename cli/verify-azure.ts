@@ -6,7 +6,12 @@ import { UsageError, type CliIo } from "./io.js";
 import { collateralFromFlags, printVerdict } from "./verify-tdx.js";
 import { parsePolicy, type Policy } from "../runtime/attestation/policy.js";
 import { EvidenceFormatError } from "../runtime/attestation/types.js";
-import { parseAzureEvidence, parseTpmQuoteFile, verifyAzure, type AzureEvidence } from "../runtime/attestation/azure/index.js";
+import {
+  parseAzureEvidence,
+  parseTpmQuoteFile,
+  verifyAzure,
+  type AzureEvidence,
+} from "../runtime/attestation/azure/index.js";
 
 const HELP = `usage: buckypaper verify azure (--evidence FILE | --hcl-report FILE --tpm-quote FILE [--td-quote FILE] [--vcek FILE])
                                 [--nonce HEX | --nonce-text TEXT] [--report-data HEX] [--amd-certs DIR] [--collateral DIR ...]
@@ -32,14 +37,22 @@ Exit: 0 accepted, 1 rejected (reasons printed), 2 usage or unreadable input.`;
 function evidenceFromFlags(v: Record<string, string | undefined>): AzureEvidence {
   try {
     if (v.evidence) {
-      if (v["hcl-report"] || v["tpm-quote"] || v["td-quote"]) throw new UsageError("--evidence excludes --hcl-report/--tpm-quote/--td-quote");
+      if (v["hcl-report"] || v["tpm-quote"] || v["td-quote"])
+        throw new UsageError("--evidence excludes --hcl-report/--tpm-quote/--td-quote");
       return parseAzureEvidence(readFlagFile("--evidence", v.evidence));
     }
-    if (!v["hcl-report"] || !v["tpm-quote"]) throw new UsageError(`--evidence, or --hcl-report with --tpm-quote, is required\n${HELP}`);
+    if (!v["hcl-report"] || !v["tpm-quote"])
+      throw new UsageError(`--evidence, or --hcl-report with --tpm-quote, is required\n${HELP}`);
     const hclReport = readFlagFile("--hcl-report", v["hcl-report"]);
     const tpmQuote = parseTpmQuoteFile(readFlagFile("--tpm-quote", v["tpm-quote"]));
-    if (v["td-quote"]) return { kind: "azure-tdx", hclReport, tpmQuote, tdQuote: readFlagFile("--td-quote", v["td-quote"]) };
-    return { kind: "azure-snp", hclReport, tpmQuote, vcekChainPem: v.vcek ? readFlagFile("--vcek", v.vcek).toString("utf8") : undefined };
+    if (v["td-quote"])
+      return { kind: "azure-tdx", hclReport, tpmQuote, tdQuote: readFlagFile("--td-quote", v["td-quote"]) };
+    return {
+      kind: "azure-snp",
+      hclReport,
+      tpmQuote,
+      vcekChainPem: v.vcek ? readFlagFile("--vcek", v.vcek).toString("utf8") : undefined,
+    };
   } catch (e) {
     // Unreadable evidence files are input errors (exit 2), not rejections.
     if (e instanceof EvidenceFormatError) throw new UsageError(e.message);
@@ -81,8 +94,14 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   const evidence = evidenceFromFlags(values as Record<string, string | undefined>);
   const policy = values.policy ? loadPolicy(values.policy) : {};
   if (values.nonce && values["nonce-text"]) throw new UsageError("--nonce and --nonce-text are exclusive");
-  const tpmNonce = values.nonce ? parseHexFlag("--nonce", values.nonce) : values["nonce-text"] !== undefined ? Buffer.from(values["nonce-text"], "utf8") : undefined;
-  const expectedReportData = values["report-data"] ? parseHexFlag("--report-data", values["report-data"], 64) : undefined;
+  const tpmNonce = values.nonce
+    ? parseHexFlag("--nonce", values.nonce)
+    : values["nonce-text"] !== undefined
+      ? Buffer.from(values["nonce-text"], "utf8")
+      : undefined;
+  const expectedReportData = values["report-data"]
+    ? parseHexFlag("--report-data", values["report-data"], 64)
+    : undefined;
   const now = parseDateFlag("--at", values.at);
   const collateral = collateralFromFlags(values.collateral);
   const verdict = await verifyAzure(evidence, policy, {
@@ -95,5 +114,10 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
       tdx: { collateral, fetchCollateral: !values.offline && !collateral },
     },
   });
-  return printVerdict(io, `Azure ${evidence.kind === "azure-snp" ? "SEV-SNP" : "TDX"} CVM evidence`, verdict, values.json === true);
+  return printVerdict(
+    io,
+    `Azure ${evidence.kind === "azure-snp" ? "SEV-SNP" : "TDX"} CVM evidence`,
+    verdict,
+    values.json === true,
+  );
 }

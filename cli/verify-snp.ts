@@ -6,8 +6,20 @@ import YAML from "yaml";
 import { parseDateFlag, parseFlags, parseHexFlag, readFlagFile } from "./args.js";
 import { Exit, UsageError, type CliIo } from "./io.js";
 import { appraise } from "../runtime/attestation/appraise.js";
-import { PolicyError, parsePolicy, type Policy, type SimulatedSnpAnchor, type SnpTrustConfig } from "../runtime/attestation/policy.js";
-import { decodeTcb, parseReport, productFromName, type SnpProduct, type SnpReport } from "../runtime/attestation/snp/abi.js";
+import {
+  PolicyError,
+  parsePolicy,
+  type Policy,
+  type SimulatedSnpAnchor,
+  type SnpTrustConfig,
+} from "../runtime/attestation/policy.js";
+import {
+  decodeTcb,
+  parseReport,
+  productFromName,
+  type SnpProduct,
+  type SnpReport,
+} from "../runtime/attestation/snp/abi.js";
 import { asCaCert, parseCert, splitCertificates } from "../runtime/attestation/snp/certs.js";
 import type { Verdict } from "../runtime/attestation/types.js";
 
@@ -42,7 +54,10 @@ function loadPolicy(file: string): Policy {
   } catch (e) {
     throw new UsageError(`--policy ${file}: not JSON/YAML (${(e as Error).message})`);
   }
-  const root = doc && typeof doc === "object" && ("snp" in doc || "tdx" in doc || "requireReportDataBinding" in doc) ? doc : { snp: doc ?? {} };
+  const root =
+    doc && typeof doc === "object" && ("snp" in doc || "tdx" in doc || "requireReportDataBinding" in doc)
+      ? doc
+      : { snp: doc ?? {} };
   try {
     return parsePolicy(root);
   } catch (e) {
@@ -99,12 +114,23 @@ function reportFields(r: SnpReport, product: SnpProduct | undefined): Record<str
     currentVersion: r.currentVersion,
     committedVersion: r.committedVersion,
     launchTcb: tcb(r.launchTcb),
-    ...(r.launchMitVector !== undefined ? { launchMitVector: "0x" + r.launchMitVector.toString(16), currentMitVector: "0x" + r.currentMitVector!.toString(16) } : {}),
+    ...(r.launchMitVector !== undefined
+      ? {
+          launchMitVector: "0x" + r.launchMitVector.toString(16),
+          currentMitVector: "0x" + r.currentMitVector!.toString(16),
+        }
+      : {}),
     signature: { r: hex(r.signatureR), s: hex(r.signatureS) },
   };
 }
 
-function print(io: CliIo, verdict: Verdict, report: Uint8Array, product: SnpProduct | undefined, json: boolean): number {
+function print(
+  io: CliIo,
+  verdict: Verdict,
+  report: Uint8Array,
+  product: SnpProduct | undefined,
+  json: boolean,
+): number {
   if (json) {
     let fields: Record<string, unknown> | null;
     try {
@@ -112,14 +138,34 @@ function print(io: CliIo, verdict: Verdict, report: Uint8Array, product: SnpProd
     } catch {
       fields = null; // the report does not parse: the checks say why
     }
-    io.out(JSON.stringify({ kind: "snp", accepted: verdict.accepted, simulated: verdict.simulated, evidenceDigest: verdict.evidenceDigest, fields, checks: verdict.checks, claims: verdict.claims }, null, 2));
+    io.out(
+      JSON.stringify(
+        {
+          kind: "snp",
+          accepted: verdict.accepted,
+          simulated: verdict.simulated,
+          evidenceDigest: verdict.evidenceDigest,
+          fields,
+          checks: verdict.checks,
+          claims: verdict.claims,
+        },
+        null,
+        2,
+      ),
+    );
   } else {
-    io.out(`SEV-SNP report: ${verdict.accepted ? "ACCEPTED" : "REJECTED"}${verdict.simulated ? " (SIMULATED evidence)" : ""}`);
+    io.out(
+      `SEV-SNP report: ${verdict.accepted ? "ACCEPTED" : "REJECTED"}${verdict.simulated ? " (SIMULATED evidence)" : ""}`,
+    );
     if (verdict.claims) {
       io.out(`  product     ${verdict.claims.product}`);
       io.out(`  measurement ${verdict.claims.measurement}`);
       io.out(`  report_data ${verdict.claims.reportData}`);
-      io.out(`  tcb         ${Object.entries(verdict.claims.tcb).map(([k, v]) => `${k}=${v}`).join(" ")}`);
+      io.out(
+        `  tcb         ${Object.entries(verdict.claims.tcb)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(" ")}`,
+      );
     }
     for (const c of verdict.checks) io.out(`  [${c.ok ? "ok" : "FAIL"}] ${c.id}: ${c.detail}`);
   }
@@ -153,7 +199,9 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   const report = readFlagFile("--report", values.report);
   const vek = values.vek ? readFlagFile("--vek", values.vek) : undefined;
   const caChain = (values.ca ?? []).map((f) => readFlagFile("--ca", f));
-  const certTable = values["certs-from-table"] ? readFlagFile("--certs-from-table", values["certs-from-table"]) : undefined;
+  const certTable = values["certs-from-table"]
+    ? readFlagFile("--certs-from-table", values["certs-from-table"])
+    : undefined;
   let product: SnpProduct | undefined;
   if (values.product) {
     product = productFromName(values.product);
@@ -162,24 +210,36 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   const policy: Policy = values.policy ? loadPolicy(values.policy) : { snp: {} };
   policy.snp ??= {};
   if (values.measurement?.length) {
-    policy.snp.measurements = [...(policy.snp.measurements ?? []), ...values.measurement.map((h) => parseHexFlag("--measurement", h, 48).toString("hex"))];
+    policy.snp.measurements = [
+      ...(policy.snp.measurements ?? []),
+      ...values.measurement.map((h) => parseHexFlag("--measurement", h, 48).toString("hex")),
+    ];
   }
   let expectedReportData: Uint8Array | undefined;
   if (values["report-data"]) {
     expectedReportData = parseHexFlag("--report-data", values["report-data"]);
-    if (expectedReportData.length === 0 || expectedReportData.length > 64) throw new UsageError("--report-data: expected 1..64 bytes of hex");
+    if (expectedReportData.length === 0 || expectedReportData.length > 64)
+      throw new UsageError("--report-data: expected 1..64 bytes of hex");
   }
   const now = parseDateFlag("--at", values.at);
-  const cacheDir = values["kds-cache"] ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "buckypaper", "kds");
+  const cacheDir =
+    values["kds-cache"] ??
+    path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "buckypaper", "kds");
   const trust: SnpTrustConfig = {
     kds: { cacheDir, offline: values.offline === true },
     crls: (values.crl ?? []).map((f) => readFlagFile("--crl", f)),
     simulated: simulatedAnchors(values["simulated-ca"] ?? []),
   };
   if (values["cert-dir"]) {
-    if (!existsSync(values["cert-dir"]) || !statSync(values["cert-dir"]).isDirectory()) throw new UsageError(`--cert-dir ${values["cert-dir"]}: not a directory`);
+    if (!existsSync(values["cert-dir"]) || !statSync(values["cert-dir"]).isDirectory())
+      throw new UsageError(`--cert-dir ${values["cert-dir"]}: not a directory`);
     trust.certDir = values["cert-dir"];
   }
-  const verdict = await appraise({ kind: "snp", report, vek, caChain, certTable }, policy, { trust: { snp: trust }, now, expectedReportData, snpProduct: product });
+  const verdict = await appraise({ kind: "snp", report, vek, caChain, certTable }, policy, {
+    trust: { snp: trust },
+    now,
+    expectedReportData,
+    snpProduct: product,
+  });
   return print(io, verdict, report, product, values.json === true);
 }

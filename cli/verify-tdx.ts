@@ -4,7 +4,14 @@ import { parseDateFlag, parseFlags, parseHexFlag, readFlagFile } from "./args.js
 import { Exit, UsageError, type CliIo } from "./io.js";
 import type { Verdict } from "../runtime/attestation/types.js";
 import { parsePolicy } from "../runtime/attestation/policy.js";
-import { checkTdxPolicy, emptyCollateral, loadCollateralDir, verifyTdx, type TdxCollateral, type TdxPolicy } from "../runtime/attestation/tdx/index.js";
+import {
+  checkTdxPolicy,
+  emptyCollateral,
+  loadCollateralDir,
+  verifyTdx,
+  type TdxCollateral,
+  type TdxPolicy,
+} from "../runtime/attestation/tdx/index.js";
 
 /** Loads every --collateral DIR into one collateral set (undefined when none is given). */
 export function collateralFromFlags(dirs: string[] | undefined): TdxCollateral | undefined {
@@ -90,11 +97,20 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   if (!values.quote) throw new UsageError(`--quote is required\n${HELP}`);
   const quote = readFlagFile("--quote", values.quote);
   const policy: TdxPolicy = values.policy ? loadTdxPolicy(values.policy) : {};
-  if (values.mrtd?.length) policy.mrTd = [...(policy.mrTd ?? []), ...values.mrtd.map((h) => parseHexFlag("--mrtd", h, 48).toString("hex"))];
-  if (values["report-data"]) policy.reportData = parseHexFlag("--report-data", values["report-data"], 64).toString("hex");
+  if (values.mrtd?.length)
+    policy.mrTd = [...(policy.mrTd ?? []), ...values.mrtd.map((h) => parseHexFlag("--mrtd", h, 48).toString("hex"))];
+  if (values["report-data"])
+    policy.reportData = parseHexFlag("--report-data", values["report-data"], 64).toString("hex");
   const now = parseDateFlag("--at", values.at);
   const collateral = collateralFromFlags(values.collateral);
   const simulatedRoots = values["simulated-root"]?.map((h) => parseHexFlag("--simulated-root", h, 32).toString("hex"));
-  const verdict = await verifyTdx(quote, { policy, now, collateral, simulatedRoots, fetchCollateral: !values.offline && !collateral, explain: true });
+  const verdict = await verifyTdx(quote, {
+    policy,
+    now,
+    collateral,
+    simulatedRoots,
+    fetchCollateral: !values.offline && !collateral,
+    explain: true,
+  });
   return printVerdict(io, "TDX quote", verdict, values.json === true);
 }

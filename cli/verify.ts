@@ -3,15 +3,26 @@
 import { Exit, UsageError, type CliIo, type CommandRunner } from "./io.js";
 
 const KINDS: Record<string, { summary: string; load: () => Promise<{ run: CommandRunner }> }> = {
-  snp: { summary: "AMD SEV-SNP attestation report (VCEK/VLEK, ARK/ASK/ASVK, KDS)", load: () => import("./verify-snp.js") },
-  tdx: { summary: "Intel TDX DCAP quote (v4/v5), optional PCS collateral", load: () => import("./verify-" + "tdx.js") as Promise<{ run: CommandRunner }> },
-  azure: { summary: "Azure confidential VM evidence (HCL report, runtime claims, vTPM quote)", load: () => import("./verify-" + "azure.js") as Promise<{ run: CommandRunner }> },
+  snp: {
+    summary: "AMD SEV-SNP attestation report (VCEK/VLEK, ARK/ASK/ASVK, KDS)",
+    load: () => import("./verify-snp.js"),
+  },
+  tdx: {
+    summary: "Intel TDX DCAP quote (v4/v5), optional PCS collateral",
+    load: () => import("./verify-" + "tdx.js") as Promise<{ run: CommandRunner }>,
+  },
+  azure: {
+    summary: "Azure confidential VM evidence (HCL report, runtime claims, vTPM quote)",
+    load: () => import("./verify-" + "azure.js") as Promise<{ run: CommandRunner }>,
+  },
 };
 
 const USAGE = `usage: buckypaper verify <kind> [flags]   ('buckypaper verify <kind> --help' for its flags)
 
 kinds:
-${Object.entries(KINDS).map(([k, v]) => `  ${k.padEnd(6)} ${v.summary}`).join("\n")}
+${Object.entries(KINDS)
+  .map(([k, v]) => `  ${k.padEnd(6)} ${v.summary}`)
+  .join("\n")}
 
 Exit: 0 accepted, 1 rejected (reasons printed), 2 usage or unreadable input.`;
 

@@ -65,41 +65,102 @@ export class ConfidentialVm extends pulumi.ComponentResource {
   constructor(name: string, args: ConfidentialVmArgs, opts?: pulumi.ComponentResourceOptions) {
     super("buckypaper:index:ConfidentialVm", name, args, opts);
     const who = `ConfidentialVm ${name}`;
-    if (!Object.values(Platform).includes(args.platform)) throw new ConfigError(who, "platform", `is '${args.platform}'`, Object.values(Platform));
+    if (!Object.values(Platform).includes(args.platform))
+      throw new ConfigError(who, "platform", `is '${args.platform}'`, Object.values(Platform));
     const tee = args.tee ?? Tee.SevSnp;
     if (!TEES[args.platform].includes(tee)) {
-      throw new ConfigError(who, "tee", `is '${tee}', which platform '${args.platform}' does not offer`, TEES[args.platform]);
+      throw new ConfigError(
+        who,
+        "tee",
+        `is '${tee}', which platform '${args.platform}' does not offer`,
+        TEES[args.platform],
+      );
     }
     const o = { parent: this };
     const p = args.platform;
     let vm: { workloadId: pulumi.Output<string>; expectedMeasurements?: pulumi.Output<string[]> };
     switch (p) {
       case Platform.Aws:
-        vm = new AwsConfidentialVm(name, { vhsm: args.vhsm, instanceType: args.size, region: args.region, ami: args.image, secrets: args.secrets, dataVolume: args.dataVolume }, o);
+        vm = new AwsConfidentialVm(
+          name,
+          {
+            vhsm: args.vhsm,
+            instanceType: args.size,
+            region: args.region,
+            ami: args.image,
+            secrets: args.secrets,
+            dataVolume: args.dataVolume,
+          },
+          o,
+        );
         break;
       case Platform.Gcp:
-        vm = new GcpConfidentialVm(name, {
-          vhsm: args.vhsm, tee, machineType: args.size, zone: need(who, "zone", args.zone, p), image: args.image,
-          firmwareDescription: args.firmwareDescription, expectedMeasurements: args.expectedMeasurements, secrets: args.secrets, dataVolume: args.dataVolume,
-        }, o);
+        vm = new GcpConfidentialVm(
+          name,
+          {
+            vhsm: args.vhsm,
+            tee,
+            machineType: args.size,
+            zone: need(who, "zone", args.zone, p),
+            image: args.image,
+            firmwareDescription: args.firmwareDescription,
+            expectedMeasurements: args.expectedMeasurements,
+            secrets: args.secrets,
+            dataVolume: args.dataVolume,
+          },
+          o,
+        );
         break;
       case Platform.Azure:
-        vm = new AzureConfidentialVm(name, {
-          vhsm: args.vhsm, tee, vmSize: args.size, resourceGroupName: need(who, "resourceGroupName", args.resourceGroupName, p),
-          subnetId: need(who, "subnetId", args.subnetId, p), secrets: args.secrets, dataVolume: args.dataVolume,
-        }, o);
+        vm = new AzureConfidentialVm(
+          name,
+          {
+            vhsm: args.vhsm,
+            tee,
+            vmSize: args.size,
+            resourceGroupName: need(who, "resourceGroupName", args.resourceGroupName, p),
+            subnetId: need(who, "subnetId", args.subnetId, p),
+            secrets: args.secrets,
+            dataVolume: args.dataVolume,
+          },
+          o,
+        );
         break;
       case Platform.Proxmox:
-        vm = new ProxmoxConfidentialVm(name, {
-          vhsm: args.vhsm, tee, ssh: need(who, "ssh", args.ssh, p), node: need(who, "node", args.node, p), vmid: need(who, "vmid", args.vmid, p),
-          cores: args.vcpus, memoryMb: args.memoryMb, boot: need(who, "boot", args.boot, p), importFrom: args.image, secrets: args.secrets, dataVolume: args.dataVolume,
-        }, o);
+        vm = new ProxmoxConfidentialVm(
+          name,
+          {
+            vhsm: args.vhsm,
+            tee,
+            ssh: need(who, "ssh", args.ssh, p),
+            node: need(who, "node", args.node, p),
+            vmid: need(who, "vmid", args.vmid, p),
+            cores: args.vcpus,
+            memoryMb: args.memoryMb,
+            boot: need(who, "boot", args.boot, p),
+            importFrom: args.image,
+            secrets: args.secrets,
+            dataVolume: args.dataVolume,
+          },
+          o,
+        );
         break;
       case Platform.Qemu:
-        vm = new QemuConfidentialVm(name, {
-          vhsm: args.vhsm, tee, ssh: need(who, "ssh", args.ssh, p), vcpus: args.vcpus, memoryMb: args.memoryMb,
-          boot: need(who, "boot", args.boot, p), diskPath: args.image, secrets: args.secrets, dataVolume: args.dataVolume,
-        }, o);
+        vm = new QemuConfidentialVm(
+          name,
+          {
+            vhsm: args.vhsm,
+            tee,
+            ssh: need(who, "ssh", args.ssh, p),
+            vcpus: args.vcpus,
+            memoryMb: args.memoryMb,
+            boot: need(who, "boot", args.boot, p),
+            diskPath: args.image,
+            secrets: args.secrets,
+            dataVolume: args.dataVolume,
+          },
+          o,
+        );
         break;
     }
     this.workloadId = vm.workloadId;

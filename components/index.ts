@@ -2,7 +2,17 @@
 // exports here.
 export { Vhsm, VhsmMode, renderRuntimeConfig } from "./vhsm.js";
 export type { VhsmArgs, VhsmSshArgs } from "./vhsm.js";
-export { Workload, Secret, Policy, PkiRole, SshRole, JwtRole, Mount, AuthMount, RuntimeService } from "../provider/resources.js";
+export {
+  Workload,
+  Secret,
+  Policy,
+  PkiRole,
+  SshRole,
+  JwtRole,
+  Mount,
+  AuthMount,
+  RuntimeService,
+} from "../provider/resources.js";
 // Confidential VMs: the cloud-neutral facade and one component per platform.
 export { ConfidentialVm } from "./confidential-vm.js";
 export type { ConfidentialVmArgs } from "./confidential-vm.js";

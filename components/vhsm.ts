@@ -65,7 +65,16 @@ export interface VhsmArgs {
 }
 
 /** The runtime's config file (JSON form of `buckypaper runtime server --config`, runtime/server/config.ts). */
-export function renderRuntimeConfig(o: { stateDir: string; listenAddress: string; port: number; tls: boolean; publicHost: string; publicUrl: string; auditLog?: boolean; workers?: number | "auto" }): string {
+export function renderRuntimeConfig(o: {
+  stateDir: string;
+  listenAddress: string;
+  port: number;
+  tls: boolean;
+  publicHost: string;
+  publicUrl: string;
+  auditLog?: boolean;
+  workers?: number | "auto";
+}): string {
   const address = `${o.listenAddress.includes(":") ? `[${o.listenAddress}]` : o.listenAddress}:${o.port}`;
   const tcp: Record<string, unknown> = { address, tls_disable: !o.tls };
   if (o.tls) Object.assign(tcp, { tls_dir: `${o.stateDir}/tls`, tls_hosts: [o.publicHost] });
@@ -76,7 +85,8 @@ export function renderRuntimeConfig(o: { stateDir: string; listenAddress: string
 
 // components/ in the sources, dist/components/ when compiled: the package root is one or two levels up.
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const PACKAGE_ROOT = path.basename(path.dirname(HERE)) === "dist" ? path.resolve(HERE, "..", "..") : path.resolve(HERE, "..");
+const PACKAGE_ROOT =
+  path.basename(path.dirname(HERE)) === "dist" ? path.resolve(HERE, "..", "..") : path.resolve(HERE, "..");
 
 export class Vhsm extends pulumi.ComponentResource {
   /** Base URL of the runtime (https://host:port). */
@@ -91,18 +101,33 @@ export class Vhsm extends pulumi.ComponentResource {
   constructor(name: string, args: VhsmArgs, opts?: pulumi.ComponentResourceOptions) {
     super("buckypaper:index:Vhsm", name, args, opts);
     const mode = args.mode ?? VhsmMode.Local;
-    if (mode !== VhsmMode.Local && mode !== VhsmMode.Ssh) throw new ConfigError(`Vhsm ${name}`, "mode", `is '${String(mode)}', which is not supported`, [VhsmMode.Local, VhsmMode.Ssh]);
-    if (mode === VhsmMode.Ssh && !args.ssh) throw new ConfigError(`Vhsm ${name}`, "ssh", "is required when mode is 'ssh'");
-    if (mode === VhsmMode.Local && args.ssh) throw new ConfigError(`Vhsm ${name}`, "ssh", "is only allowed when mode is 'ssh'");
+    if (mode !== VhsmMode.Local && mode !== VhsmMode.Ssh)
+      throw new ConfigError(`Vhsm ${name}`, "mode", `is '${String(mode)}', which is not supported`, [
+        VhsmMode.Local,
+        VhsmMode.Ssh,
+      ]);
+    if (mode === VhsmMode.Ssh && !args.ssh)
+      throw new ConfigError(`Vhsm ${name}`, "ssh", "is required when mode is 'ssh'");
+    if (mode === VhsmMode.Local && args.ssh)
+      throw new ConfigError(`Vhsm ${name}`, "ssh", "is only allowed when mode is 'ssh'");
     if (args.ssh && typeof args.ssh.privateKey === "string") {
-      throw new ConfigError(`Vhsm ${name}`, "ssh.privateKey", "is a plain string; pass a Pulumi secret (config.requireSecret(...))");
+      throw new ConfigError(
+        `Vhsm ${name}`,
+        "ssh.privateKey",
+        "is a plain string; pass a Pulumi secret (config.requireSecret(...))",
+      );
     }
     const port = args.port ?? 8200;
-    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ConfigError(`Vhsm ${name}`, "port", `is ${port}; must be 1..65535`);
-    if (args.trustSimulatedSnp !== undefined && mode !== VhsmMode.Local) throw new ConfigError(`Vhsm ${name}`, "trustSimulatedSnp", "is only allowed when mode is 'local'");
+    if (!Number.isInteger(port) || port < 1 || port > 65535)
+      throw new ConfigError(`Vhsm ${name}`, "port", `is ${port}; must be 1..65535`);
+    if (args.trustSimulatedSnp !== undefined && mode !== VhsmMode.Local)
+      throw new ConfigError(`Vhsm ${name}`, "trustSimulatedSnp", "is only allowed when mode is 'local'");
     const stack = pulumi.getStack();
-    const stateDir = args.stateDir ?? (mode === VhsmMode.Local ? path.resolve(".bk", "vhsm", stack) : `/var/lib/buckypaper/vhsm-${stack}`);
-    if (!path.isAbsolute(stateDir)) throw new ConfigError(`Vhsm ${name}`, "stateDir", `is '${stateDir}'; must be an absolute path`);
+    const stateDir =
+      args.stateDir ??
+      (mode === VhsmMode.Local ? path.resolve(".bk", "vhsm", stack) : `/var/lib/buckypaper/vhsm-${stack}`);
+    if (!path.isAbsolute(stateDir))
+      throw new ConfigError(`Vhsm ${name}`, "stateDir", `is '${stateDir}'; must be an absolute path`);
     if (args.workers !== undefined && !(Number.isInteger(args.workers) && args.workers >= 1 && args.workers <= 64)) {
       throw new ConfigError(`Vhsm ${name}`, "workers", `is ${args.workers}; must be an integer from 1 to 64`);
     }
@@ -111,7 +136,9 @@ export class Vhsm extends pulumi.ComponentResource {
     const listenAddress = args.listenAddress ?? (mode === VhsmMode.Local ? "127.0.0.1" : "0.0.0.0");
     const publicHost = pulumi.output(args.publicHost ?? (mode === VhsmMode.Local ? "127.0.0.1" : args.ssh!.host));
     const url = publicHost.apply((h) => `${tls ? "https" : "http"}://${h.includes(":") ? `[${h}]` : h}:${port}`);
-    const command = args.command ?? (mode === VhsmMode.Local ? [process.execPath, path.join(PACKAGE_ROOT, "bin", "buckypaper.js")] : ["buckypaper"]);
+    const command =
+      args.command ??
+      (mode === VhsmMode.Local ? [process.execPath, path.join(PACKAGE_ROOT, "bin", "buckypaper.js")] : ["buckypaper"]);
 
     const service = new RuntimeService(
       `${name}-runtime`,
@@ -119,7 +146,18 @@ export class Vhsm extends pulumi.ComponentResource {
         ssh: args.ssh,
         stateDir,
         serverCommand: [...command, "runtime", "server", "--config", "{config}"],
-        config: pulumi.all([publicHost, url]).apply(([h, u]) => renderRuntimeConfig({ stateDir, listenAddress, port, tls, publicHost: h, publicUrl: u, workers, ...(args.auditLog ? { auditLog: true } : {}) })),
+        config: pulumi.all([publicHost, url]).apply(([h, u]) =>
+          renderRuntimeConfig({
+            stateDir,
+            listenAddress,
+            port,
+            tls,
+            publicHost: h,
+            publicUrl: u,
+            workers,
+            ...(args.auditLog ? { auditLog: true } : {}),
+          }),
+        ),
         url,
         keyShares: args.keyShares ?? 1,
         keyThreshold: args.keyThreshold ?? 1,
@@ -137,11 +175,18 @@ export class Vhsm extends pulumi.ComponentResource {
           connection: { url: service.url, token: service.rootToken, caPem: service.caPem },
           method: "PUT",
           path: "nitride/config",
-          body: pulumi.output(args.trustSimulatedSnp).apply((a) => ({ kds: "off", accept_simulated: true, simulated_snp_anchors: [a] })),
+          body: pulumi
+            .output(args.trustSimulatedSnp)
+            .apply((a) => ({ kds: "off", accept_simulated: true, simulated_snp_anchors: [a] })),
         },
         { parent: this },
       );
     }
-    this.registerOutputs({ url: this.url, caFingerprint: this.caFingerprint, caPem: this.caPem, rootToken: this.rootToken });
+    this.registerOutputs({
+      url: this.url,
+      caFingerprint: this.caFingerprint,
+      caPem: this.caPem,
+      rootToken: this.rootToken,
+    });
   }
 }

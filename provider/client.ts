@@ -37,7 +37,10 @@ export class RuntimeApiError extends Error {
 /** Bad connection settings, named by field. */
 export class RuntimeConnectionError extends Error {
   override name = "RuntimeConnectionError";
-  constructor(readonly field: string, problem: string) {
+  constructor(
+    readonly field: string,
+    problem: string,
+  ) {
     super(`runtime connection: ${field} ${problem}`);
   }
 }
@@ -66,7 +69,8 @@ export function checkConnection(c: RuntimeConnection): URL {
   } catch {
     throw new RuntimeConnectionError("url", `is not a URL: '${c.url}'`);
   }
-  if (u.protocol !== "http:" && u.protocol !== "https:") throw new RuntimeConnectionError("url", `must be http or https, got '${u.protocol}'`);
+  if (u.protocol !== "http:" && u.protocol !== "https:")
+    throw new RuntimeConnectionError("url", `must be http or https, got '${u.protocol}'`);
   if (typeof c.token !== "string" || c.token === "") throw new RuntimeConnectionError("token", "is missing");
   if (c.caPem !== undefined && c.caPem !== "" && c.caFingerprint) {
     let actual: string;
@@ -92,7 +96,12 @@ export async function fetchPinnedCertificate(url: string, fingerprint: string, t
   const want = normaliseFingerprint(fingerprint);
   return new Promise<string>((resolve, reject) => {
     const host = u.hostname.replace(/^\[|\]$/g, "");
-    const sock = tls.connect({ host, port: Number(u.port || 443), servername: /^[\d.:]+$/.test(host) ? undefined : host, rejectUnauthorized: false });
+    const sock = tls.connect({
+      host,
+      port: Number(u.port || 443),
+      servername: /^[\d.:]+$/.test(host) ? undefined : host,
+      rejectUnauthorized: false,
+    });
     sock.setTimeout(timeoutMs, () => sock.destroy(new Error(`TLS to ${u.host}: no handshake within ${timeoutMs} ms`)));
     sock.on("error", (e) => reject(new Error(`TLS to ${u.host}: ${e.message}`)));
     sock.on("secureConnect", () => {
@@ -126,7 +135,11 @@ export async function runtimeRequest(
   const verb = method === "LIST" ? "GET" : method;
   if (method === "LIST") target.searchParams.set("list", "true");
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body), "utf8");
-  const headers: Record<string, string> = { "X-Vault-Token": c.token, "X-Vault-Request": "true", Accept: "application/json" };
+  const headers: Record<string, string> = {
+    "X-Vault-Token": c.token,
+    "X-Vault-Request": "true",
+    Accept: "application/json",
+  };
   if (payload) {
     headers["Content-Type"] = "application/json";
     headers["Content-Length"] = String(payload.length);

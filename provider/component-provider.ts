@@ -16,7 +16,8 @@ import * as pkg from "../index.js";
 
 // provider/ in the sources, dist/provider/ when compiled: the package root is one or two levels up.
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-export const PACKAGE_ROOT = path.basename(path.dirname(HERE)) === "dist" ? path.resolve(HERE, "..", "..") : path.resolve(HERE, "..");
+export const PACKAGE_ROOT =
+  path.basename(path.dirname(HERE)) === "dist" ? path.resolve(HERE, "..", "..") : path.resolve(HERE, "..");
 
 /** Pulumi package name: the `buckypaper` in `buckypaper:index:<Component>` type tokens. */
 export const PACKAGE_NAME = "buckypaper";

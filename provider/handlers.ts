@@ -36,7 +36,10 @@ function checkField(fs: FieldSpec, v: unknown, failures: CheckFailure[]): void {
       if (typeof v !== "number" || !Number.isInteger(v)) bad("an integer");
       break;
     case "duration":
-      if (!(typeof v === "number" && Number.isInteger(v) && v >= 0) && !(typeof v === "string" && /^(\d+[smhd]?)+$/.test(v))) {
+      if (
+        !(typeof v === "number" && Number.isInteger(v) && v >= 0) &&
+        !(typeof v === "string" && /^(\d+[smhd]?)+$/.test(v))
+      ) {
         bad("a duration such as '72h' or a number of seconds");
       }
       break;
@@ -44,7 +47,12 @@ function checkField(fs: FieldSpec, v: unknown, failures: CheckFailure[]): void {
       if (!Array.isArray(v) || !v.every((x) => typeof x === "string" || isUnknown(x))) bad("a list of strings");
       break;
     case "stringMap":
-      if (!v || typeof v !== "object" || Array.isArray(v) || !Object.values(v).every((x) => typeof x === "string" || isUnknown(x))) {
+      if (
+        !v ||
+        typeof v !== "object" ||
+        Array.isArray(v) ||
+        !Object.values(v).every((x) => typeof x === "string" || isUnknown(x))
+      ) {
         bad("a map of strings");
       }
       break;
@@ -52,7 +60,8 @@ function checkField(fs: FieldSpec, v: unknown, failures: CheckFailure[]): void {
       if (!v || typeof v !== "object" || Array.isArray(v)) bad("an object");
       break;
     case "objectList":
-      if (!Array.isArray(v) || !v.every((x) => isUnknown(x) || (x && typeof x === "object" && !Array.isArray(x)))) bad("a list of objects");
+      if (!Array.isArray(v) || !v.every((x) => isUnknown(x) || (x && typeof x === "object" && !Array.isArray(x))))
+        bad("a list of objects");
       break;
   }
 }
@@ -80,12 +89,17 @@ export function check(kindName: string, news: Props): { inputs: Props; failures:
     const pattern = fs.name === "path" ? pathPattern : kindName === "workload" ? workloadIdPattern : namePattern;
     if (typeof v !== "string" || v === "") failures.push({ property: fs.name, reason: `${fs.name} is required` });
     else if (!pattern.test(v) || v.includes("..") || v.endsWith("/")) {
-      failures.push({ property: fs.name, reason: `${fs.name} '${v}' must match ${pattern.source} (no '..', no trailing '/')` });
+      failures.push({
+        property: fs.name,
+        reason: `${fs.name} '${v}' must match ${pattern.source} (no '..', no trailing '/')`,
+      });
     }
   }
   for (const fs of k.fields) checkField(fs, inputs[fs.name], failures);
-  if (kindName === "secret" && inputs.data === undefined) failures.push({ property: "data", reason: "data is required" });
-  if (kindName === "policy" && inputs.policy === undefined) failures.push({ property: "policy", reason: "policy is required" });
+  if (kindName === "secret" && inputs.data === undefined)
+    failures.push({ property: "data", reason: "data is required" });
+  if (kindName === "policy" && inputs.policy === undefined)
+    failures.push({ property: "policy", reason: "policy is required" });
   const c = inputs.connection as Partial<RuntimeConnection> | undefined;
   if (!isUnknown(c)) {
     if (!c || typeof c !== "object") failures.push({ property: "connection", reason: "connection is required" });
@@ -105,7 +119,8 @@ function durationSeconds(v: unknown): number | undefined {
   if (typeof v === "number") return v;
   if (typeof v !== "string" || !/^(\d+[smhd]?)+$/.test(v)) return undefined;
   let total = 0;
-  for (const [, n, unit] of v.matchAll(/(\d+)([smhd]?)/g)) total += Number(n) * ({ "": 1, s: 1, m: 60, h: 3600, d: 86400 }[unit ?? ""] ?? 1);
+  for (const [, n, unit] of v.matchAll(/(\d+)([smhd]?)/g))
+    total += Number(n) * ({ "": 1, s: 1, m: 60, h: 3600, d: 86400 }[unit ?? ""] ?? 1);
   return total;
 }
 
@@ -113,7 +128,8 @@ function durationSeconds(v: unknown): number | undefined {
 export function sameValue(fs: FieldSpec | undefined, a: unknown, b: unknown): boolean {
   if (fs?.type === "duration") return durationSeconds(a) === durationSeconds(b);
   if (fs?.type === "list") {
-    const norm = (x: unknown) => (Array.isArray(x) ? x.map(String) : typeof x === "string" && x !== "" ? x.split(",").map((s) => s.trim()) : []);
+    const norm = (x: unknown) =>
+      Array.isArray(x) ? x.map(String) : typeof x === "string" && x !== "" ? x.split(",").map((s) => s.trim()) : [];
     return JSON.stringify(norm(a)) === JSON.stringify(norm(b));
   }
   return stableJson(a) === stableJson(b);
@@ -154,7 +170,8 @@ function hasUnknown(v: unknown): boolean {
 export function diff(kindName: string, olds: Props, news: Props): DiffResult {
   const k = kindOf(kindName);
   const replaces: string[] = [];
-  for (const fs of k.identity) if (!hasUnknown(news[fs.name]) && !sameValue(fs, olds[fs.name], news[fs.name])) replaces.push(fs.name);
+  for (const fs of k.identity)
+    if (!hasUnknown(news[fs.name]) && !sameValue(fs, olds[fs.name], news[fs.name])) replaces.push(fs.name);
   let changes = false;
   if (!hasUnknown(news.connection)) {
     const oc = (olds.connection ?? {}) as Partial<RuntimeConnection>;
@@ -163,7 +180,8 @@ export function diff(kindName: string, olds: Props, news: Props): DiffResult {
     if (oc.token !== nc.token || (oc.caPem ?? "") !== (nc.caPem ?? "")) changes = true;
   }
   if (replaces.length > 0) changes = true;
-  for (const fs of k.fields) if (hasUnknown(news[fs.name]) || !sameValue(fs, olds[fs.name], news[fs.name])) changes = true;
+  for (const fs of k.fields)
+    if (hasUnknown(news[fs.name]) || !sameValue(fs, olds[fs.name], news[fs.name])) changes = true;
   // Replacement always changes the identity or the runtime, so create-before-delete is safe.
   return { changes, replaces, deleteBeforeReplace: false };
 }
@@ -226,7 +244,8 @@ export async function read(kindName: string, id: string, props: Props): Promise<
     for (const key of ["version", "policyHash", "aclPolicy"]) if (live[key] !== undefined) out[key] = live[key];
     return { id, props: out };
   }
-  for (const fs of k.identity) if (fs.name in live && !sameValue(fs, props[fs.name], live[fs.name])) out[fs.name] = live[fs.name];
+  for (const fs of k.identity)
+    if (fs.name in live && !sameValue(fs, props[fs.name], live[fs.name])) out[fs.name] = live[fs.name];
   for (const fs of k.fields) {
     // Only fields we manage: defaults the runtime fills in for fields we never set are not drift.
     if (!(fs.name in live) || props[fs.name] === undefined) continue;

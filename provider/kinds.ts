@@ -62,7 +62,12 @@ function camelFromApi(fields: FieldSpec[], data: Record<string, unknown>): Recor
 }
 
 /** Role-shaped objects: POST <prefix>/<name> with snake_case fields, GET returns them in data. */
-function roleKind(typeName: string, mountDefault: string, prefix: (mount: string) => string, fields: FieldSpec[]): KindSpec {
+function roleKind(
+  typeName: string,
+  mountDefault: string,
+  prefix: (mount: string) => string,
+  fields: FieldSpec[],
+): KindSpec {
   const identity = [f("mount", "string", mountDefault), f("name", "string")];
   return {
     typeName,
@@ -116,10 +121,23 @@ export const kinds: Record<string, KindSpec> = {
     path: (i) => `nitride/workloads/${String(i.workloadId)}`,
     body(i) {
       const secrets: Record<string, unknown> = { kv: i.kvSecrets ?? [], disk_key: i.diskKey ?? false };
-      const pki = i.pki as { role?: string; commonName?: string; altNames?: string[]; ipSans?: string[]; ttl?: unknown } | undefined;
-      if (pki) secrets.pki = { role: pki.role, common_name: pki.commonName, alt_names: pki.altNames ?? [], ip_sans: pki.ipSans ?? [], ...(pki.ttl !== undefined ? { ttl: pki.ttl } : {}) };
+      const pki = i.pki as
+        { role?: string; commonName?: string; altNames?: string[]; ipSans?: string[]; ttl?: unknown } | undefined;
+      if (pki)
+        secrets.pki = {
+          role: pki.role,
+          common_name: pki.commonName,
+          alt_names: pki.altNames ?? [],
+          ip_sans: pki.ipSans ?? [],
+          ...(pki.ttl !== undefined ? { ttl: pki.ttl } : {}),
+        };
       const ssh = i.ssh as { role?: string; principals?: string[]; ttl?: unknown } | undefined;
-      if (ssh) secrets.ssh = { role: ssh.role, principals: ssh.principals ?? [], ...(ssh.ttl !== undefined ? { ttl: ssh.ttl } : {}) };
+      if (ssh)
+        secrets.ssh = {
+          role: ssh.role,
+          principals: ssh.principals ?? [],
+          ...(ssh.ttl !== undefined ? { ttl: ssh.ttl } : {}),
+        };
       const body: Record<string, unknown> = {
         description: i.description ?? "",
         platforms: i.platforms ?? [],
@@ -134,8 +152,17 @@ export const kinds: Record<string, KindSpec> = {
       // The runtime normalises what it stores (hex case, defaults), so field-by-field comparison would
       // report drift that is not there. Its version number changes on every write instead: read()
       // compares that, and only then takes the fields below.
-      const rv = (d.reference_values ?? {}) as { snp_measurements?: string[]; tdx?: unknown[]; azure?: Record<string, string> };
-      const sec = (d.secrets ?? {}) as { kv?: string[]; disk_key?: boolean; pki?: Record<string, unknown>; ssh?: Record<string, unknown> };
+      const rv = (d.reference_values ?? {}) as {
+        snp_measurements?: string[];
+        tdx?: unknown[];
+        azure?: Record<string, string>;
+      };
+      const sec = (d.secrets ?? {}) as {
+        kv?: string[];
+        disk_key?: boolean;
+        pki?: Record<string, unknown>;
+        ssh?: Record<string, unknown>;
+      };
       const out: Record<string, unknown> = {
         description: d.description,
         platforms: d.platforms,
@@ -147,7 +174,14 @@ export const kinds: Record<string, KindSpec> = {
         diskKey: sec.disk_key,
         tokenTtl: d.token_ttl,
       };
-      if (sec.pki) out.pki = { role: sec.pki.role, commonName: sec.pki.common_name, altNames: sec.pki.alt_names, ipSans: sec.pki.ip_sans, ttl: sec.pki.ttl };
+      if (sec.pki)
+        out.pki = {
+          role: sec.pki.role,
+          commonName: sec.pki.common_name,
+          altNames: sec.pki.alt_names,
+          ipSans: sec.pki.ip_sans,
+          ttl: sec.pki.ttl,
+        };
       if (sec.ssh) out.ssh = { role: sec.ssh.role, principals: sec.ssh.principals, ttl: sec.ssh.ttl };
       if (typeof d.version === "number") out.version = d.version;
       if (typeof d.policy_hash === "string") out.policyHash = d.policy_hash;

@@ -4,7 +4,17 @@
 // provider closures only `require` this module and forward.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, rmdirSync, writeFileSync, chmodSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  openSync,
+  closeSync,
+  readFileSync,
+  rmSync,
+  rmdirSync,
+  writeFileSync,
+  chmodSync,
+} from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { initPlatform, PLATFORM_FILE } from "../runtime/sim/localvm/platform.js";
@@ -20,7 +30,8 @@ interface CheckFailure {
 
 // provider/ in the sources, dist/provider/ when compiled: the package root is one or two levels up.
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const PACKAGE_ROOT = path.basename(path.dirname(HERE)) === "dist" ? path.resolve(HERE, "..", "..") : path.resolve(HERE, "..");
+const PACKAGE_ROOT =
+  path.basename(path.dirname(HERE)) === "dist" ? path.resolve(HERE, "..", "..") : path.resolve(HERE, "..");
 const CLI = path.join(PACKAGE_ROOT, "bin", "buckypaper.js");
 
 const isUnknown = (v: unknown) => v === UNKNOWN;
@@ -33,8 +44,10 @@ const absPath = (v: unknown) => typeof v === "string" && path.isAbsolute(v) && !
 function checkPlatform(news: Props): { inputs: Props; failures: CheckFailure[] } {
   const inputs: Props = { product: "Genoa", ...news };
   const failures: CheckFailure[] = [];
-  if (!isUnknown(inputs.dir) && !absPath(inputs.dir)) failures.push({ property: "dir", reason: "dir must be an absolute path without '..'" });
-  if (!["Milan", "Genoa", "Turin"].includes(String(inputs.product))) failures.push({ property: "product", reason: "product must be Milan, Genoa or Turin" });
+  if (!isUnknown(inputs.dir) && !absPath(inputs.dir))
+    failures.push({ property: "dir", reason: "dir must be an absolute path without '..'" });
+  if (!["Milan", "Genoa", "Turin"].includes(String(inputs.product)))
+    failures.push({ property: "product", reason: "product must be Milan, Genoa or Turin" });
   return { inputs, failures };
 }
 
@@ -46,18 +59,46 @@ async function createPlatform(inputs: Props): Promise<{ id: string; outs: Props 
 // ---------------------------------------------------------------------------------------------
 // Local VM
 
-const VM_BOOT_KEYS = ["name", "platformDir", "stateDir", "firmware", "kernel", "initrd", "append", "vcpus", "vcpuType", "bootInputsSha256", "agentConfig"];
+const VM_BOOT_KEYS = [
+  "name",
+  "platformDir",
+  "stateDir",
+  "firmware",
+  "kernel",
+  "initrd",
+  "append",
+  "vcpus",
+  "vcpuType",
+  "bootInputsSha256",
+  "agentConfig",
+];
 
 function checkVm(news: Props): { inputs: Props; failures: CheckFailure[] } {
   const inputs: Props = { ...news };
   const failures: CheckFailure[] = [];
   const need = (k: string, ok: boolean, what: string) => ok || failures.push({ property: k, reason: `${k} ${what}` });
-  for (const k of ["platformDir", "stateDir", "firmware"]) if (!isUnknown(inputs[k])) need(k, absPath(inputs[k]), "must be an absolute path without '..'");
-  for (const k of ["kernel", "initrd"]) if (inputs[k] !== undefined && !isUnknown(inputs[k])) need(k, absPath(inputs[k]), "must be an absolute path without '..'");
-  need("name", typeof inputs.name === "string" && /^[a-z0-9][a-z0-9-]{0,40}$/.test(inputs.name), "must be lower-case letters, digits and '-'");
-  need("vcpus", Number.isInteger(inputs.vcpus) && (inputs.vcpus as number) >= 1 && (inputs.vcpus as number) <= 512, "must be an integer 1..512");
+  for (const k of ["platformDir", "stateDir", "firmware"])
+    if (!isUnknown(inputs[k])) need(k, absPath(inputs[k]), "must be an absolute path without '..'");
+  for (const k of ["kernel", "initrd"])
+    if (inputs[k] !== undefined && !isUnknown(inputs[k]))
+      need(k, absPath(inputs[k]), "must be an absolute path without '..'");
+  need(
+    "name",
+    typeof inputs.name === "string" && /^[a-z0-9][a-z0-9-]{0,40}$/.test(inputs.name),
+    "must be lower-case letters, digits and '-'",
+  );
+  need(
+    "vcpus",
+    Number.isInteger(inputs.vcpus) && (inputs.vcpus as number) >= 1 && (inputs.vcpus as number) <= 512,
+    "must be an integer 1..512",
+  );
   need("vcpuType", typeof inputs.vcpuType === "string" && inputs.vcpuType !== "", "is required");
-  if (!isUnknown(inputs.agentConfig)) need("agentConfig", typeof inputs.agentConfig === "string" && inputs.agentConfig.startsWith("{"), "must be the enclaivelet config (JSON)");
+  if (!isUnknown(inputs.agentConfig))
+    need(
+      "agentConfig",
+      typeof inputs.agentConfig === "string" && inputs.agentConfig.startsWith("{"),
+      "must be the enclaivelet config (JSON)",
+    );
   return { inputs, failures };
 }
 
@@ -118,12 +159,28 @@ async function startVm(inputs: Props): Promise<Props> {
   writeFileSync(agentFile, String(inputs.agentConfig), { mode: 0o600 });
   rmSync(path.join(stateDir, "status.json"), { force: true });
   const args = [
-    CLI, "simulate", "vm", "--name", String(inputs.name), "--platform", String(inputs.platformDir), "--firmware", String(inputs.firmware),
+    CLI,
+    "simulate",
+    "vm",
+    "--name",
+    String(inputs.name),
+    "--platform",
+    String(inputs.platformDir),
+    "--firmware",
+    String(inputs.firmware),
     ...(inputs.kernel ? ["--kernel", String(inputs.kernel)] : []),
     ...(inputs.initrd ? ["--initrd", String(inputs.initrd)] : []),
     ...(inputs.append !== undefined ? ["--append", String(inputs.append)] : []),
-    "--vcpus", String(inputs.vcpus), "--vcpu-type", String(inputs.vcpuType),
-    "--agent-config", agentFile, "--root", path.join(stateDir, "root"), "--state-dir", stateDir,
+    "--vcpus",
+    String(inputs.vcpus),
+    "--vcpu-type",
+    String(inputs.vcpuType),
+    "--agent-config",
+    agentFile,
+    "--root",
+    path.join(stateDir, "root"),
+    "--state-dir",
+    stateDir,
   ];
   const log = openSync(path.join(stateDir, "vm.log"), "a", 0o600);
   // detached: its own session, so the VM outlives `pulumi up` (the provider process).
@@ -137,7 +194,9 @@ async function startVm(inputs: Props): Promise<Props> {
     const s = readStatus(stateDir);
     if (s?.state === "running") return vmOutputs(inputs, s);
     if (s?.state === "failed" || exited !== undefined) {
-      throw new Error(`local VM ${String(inputs.name)} did not boot: ${s?.error ?? `exited with ${exited}`}\n${logTail(stateDir)}`);
+      throw new Error(
+        `local VM ${String(inputs.name)} did not boot: ${s?.error ?? `exited with ${exited}`}\n${logTail(stateDir)}`,
+      );
     }
     if (Date.now() > deadline) {
       stopVm(stateDir, child.pid);
@@ -162,15 +221,24 @@ function stopVm(stateDir: string, pid?: unknown): void {
 
 function checkWrite(news: Props): { inputs: Props; failures: CheckFailure[] } {
   const failures: CheckFailure[] = [];
-  if (!isUnknown(news.path) && (typeof news.path !== "string" || !/^[A-Za-z0-9][A-Za-z0-9._\-/]*$/.test(news.path) || news.path.includes(".."))) {
+  if (
+    !isUnknown(news.path) &&
+    (typeof news.path !== "string" || !/^[A-Za-z0-9][A-Za-z0-9._\-/]*$/.test(news.path) || news.path.includes(".."))
+  ) {
     failures.push({ property: "path", reason: "path must be an API path under /v1/ without '..'" });
   }
-  if (news.method !== undefined && !["POST", "PUT"].includes(String(news.method))) failures.push({ property: "method", reason: "method must be POST or PUT" });
+  if (news.method !== undefined && !["POST", "PUT"].includes(String(news.method)))
+    failures.push({ property: "method", reason: "method must be POST or PUT" });
   return { inputs: { method: "POST", ...news }, failures };
 }
 
 async function write(inputs: Props): Promise<Props> {
-  await runtimeRequest(inputs.connection as RuntimeConnection, String(inputs.method) as "POST" | "PUT", String(inputs.path), inputs.body ?? {});
+  await runtimeRequest(
+    inputs.connection as RuntimeConnection,
+    String(inputs.method) as "POST" | "PUT",
+    String(inputs.path),
+    inputs.body ?? {},
+  );
   return inputs;
 }
 
@@ -182,10 +250,20 @@ export function check(kind: string, news: Props): { inputs: Props; failures: Che
   if (kind === "vm") return checkVm(news);
   if (kind === "write") return checkWrite(news);
   const bytes = news.bytes ?? 24;
-  return { inputs: { bytes, ...news }, failures: Number.isInteger(bytes) && (bytes as number) >= 16 && (bytes as number) <= 256 ? [] : [{ property: "bytes", reason: "bytes must be an integer 16..256" }] };
+  return {
+    inputs: { bytes, ...news },
+    failures:
+      Number.isInteger(bytes) && (bytes as number) >= 16 && (bytes as number) <= 256
+        ? []
+        : [{ property: "bytes", reason: "bytes must be an integer 16..256" }],
+  };
 }
 
-export async function diff(kind: string, olds: Props, news: Props): Promise<{ changes: boolean; replaces: string[]; deleteBeforeReplace: boolean }> {
+export async function diff(
+  kind: string,
+  olds: Props,
+  news: Props,
+): Promise<{ changes: boolean; replaces: string[]; deleteBeforeReplace: boolean }> {
   if (kind === "platform") {
     const replaces = ["dir", "product"].filter((k) => !same(olds[k], news[k]));
     const gone = !existsSync(path.join(String(olds.dir), PLATFORM_FILE));
@@ -203,14 +281,21 @@ export async function diff(kind: string, olds: Props, news: Props): Promise<{ ch
     const changes = replaces.length > 0 || !same(olds.body, news.body) || !same(olds.connection, news.connection);
     return { changes, replaces, deleteBeforeReplace: false };
   }
-  return { changes: !same(olds.bytes, news.bytes), replaces: same(olds.bytes, news.bytes) ? [] : ["bytes"], deleteBeforeReplace: false };
+  return {
+    changes: !same(olds.bytes, news.bytes),
+    replaces: same(olds.bytes, news.bytes) ? [] : ["bytes"],
+    deleteBeforeReplace: false,
+  };
 }
 
 export async function create(kind: string, inputs: Props): Promise<{ id: string; outs: Props }> {
   if (kind === "platform") return createPlatform(inputs);
   if (kind === "vm") return { id: String(inputs.stateDir), outs: await startVm(inputs) };
   if (kind === "write") return { id: String(inputs.path), outs: await write(inputs) };
-  return { id: randomBytes(8).toString("hex"), outs: { ...inputs, value: randomBytes(Number(inputs.bytes)).toString("base64url") } };
+  return {
+    id: randomBytes(8).toString("hex"),
+    outs: { ...inputs, value: randomBytes(Number(inputs.bytes)).toString("base64url") },
+  };
 }
 
 export async function update(kind: string, _id: string, olds: Props, news: Props): Promise<{ outs: Props }> {

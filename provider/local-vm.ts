@@ -16,7 +16,12 @@ function makeProvider(kind: string): pulumi.dynamic.ResourceProvider {
   return handlerProvider(HANDLERS_PATH, kind);
 }
 
-const providers = { platform: makeProvider("platform"), vm: makeProvider("vm"), write: makeProvider("write"), secret: makeProvider("secret") };
+const providers = {
+  platform: makeProvider("platform"),
+  vm: makeProvider("vm"),
+  write: makeProvider("write"),
+  secret: makeProvider("secret"),
+};
 
 export interface SimulatedPlatformArgs {
   /** Absolute directory: platform.json (private keys, 0600) and anchor.json. Kept across `up`s, removed by destroy. */
@@ -38,7 +43,14 @@ export class SimulatedPlatform extends pulumi.dynamic.Resource {
   declare readonly anchor: pulumi.Output<SimulatedAnchor>;
   declare readonly arkSha256: pulumi.Output<string>;
   constructor(name: string, args: SimulatedPlatformArgs, opts?: pulumi.CustomResourceOptions) {
-    super(providers.platform, name, { ...args, anchor: undefined, arkSha256: undefined }, opts, "buckypaper", "SimulatedPlatform");
+    super(
+      providers.platform,
+      name,
+      { ...args, anchor: undefined, arkSha256: undefined },
+      opts,
+      "buckypaper",
+      "SimulatedPlatform",
+    );
   }
 }
 
@@ -78,7 +90,18 @@ export class LocalVm extends pulumi.dynamic.Resource {
   declare readonly delivered: pulumi.Output<string[]>;
   declare readonly root: pulumi.Output<string>;
   constructor(name: string, args: LocalVmArgs, opts?: pulumi.CustomResourceOptions) {
-    const outs = { pid: undefined, running: undefined, measurement: undefined, kernelMeasured: undefined, verdict: undefined, reason: undefined, detail: undefined, delivered: undefined, root: undefined, startedAt: undefined };
+    const outs = {
+      pid: undefined,
+      running: undefined,
+      measurement: undefined,
+      kernelMeasured: undefined,
+      verdict: undefined,
+      reason: undefined,
+      detail: undefined,
+      delivered: undefined,
+      root: undefined,
+      startedAt: undefined,
+    };
     super(providers.vm, name, { ...args, ...outs }, opts, "buckypaper", "LocalVm");
   }
 }
@@ -99,9 +122,18 @@ export class RuntimeWrite extends pulumi.dynamic.Resource {
   declare readonly path: pulumi.Output<string>;
   constructor(name: string, args: RuntimeWriteArgs, opts?: pulumi.CustomResourceOptions) {
     const connection = pulumi.secret(
-      pulumi.output(args.connection).apply((v) => ({ url: v.url, token: v.token, ...(v.caPem ? { caPem: v.caPem } : {}) })),
+      pulumi
+        .output(args.connection)
+        .apply((v) => ({ url: v.url, token: v.token, ...(v.caPem ? { caPem: v.caPem } : {}) })),
     );
-    super(providers.write, name, { ...args, connection }, { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "connection"] }, "buckypaper", "RuntimeWrite");
+    super(
+      providers.write,
+      name,
+      { ...args, connection },
+      { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "connection"] },
+      "buckypaper",
+      "RuntimeWrite",
+    );
   }
 }
 
@@ -114,6 +146,13 @@ export interface GeneratedSecretArgs {
 export class GeneratedSecret extends pulumi.dynamic.Resource {
   declare readonly value: pulumi.Output<string>;
   constructor(name: string, args: GeneratedSecretArgs = {}, opts?: pulumi.CustomResourceOptions) {
-    super(providers.secret, name, { ...args, value: undefined }, { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "value"] }, "buckypaper", "GeneratedSecret");
+    super(
+      providers.secret,
+      name,
+      { ...args, value: undefined },
+      { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "value"] },
+      "buckypaper",
+      "GeneratedSecret",
+    );
   }
 }

@@ -75,7 +75,9 @@ export interface RuntimeConnectionArgs {
 }
 
 /** The connection as one secret input: the token must never reach the state file in clear. */
-function secretConnection(c: pulumi.Input<RuntimeConnectionArgs>): pulumi.Output<{ url: string; token: string; caPem?: string }> {
+function secretConnection(
+  c: pulumi.Input<RuntimeConnectionArgs>,
+): pulumi.Output<{ url: string; token: string; caPem?: string }> {
   return pulumi.secret(
     pulumi.output(c).apply((v) => {
       const out: { url: string; token: string; caPem?: string } = { url: v.url, token: v.token };
@@ -85,7 +87,10 @@ function secretConnection(c: pulumi.Input<RuntimeConnectionArgs>): pulumi.Output
   );
 }
 
-function withSecretOutputs(opts: pulumi.CustomResourceOptions | undefined, names: string[]): pulumi.CustomResourceOptions {
+function withSecretOutputs(
+  opts: pulumi.CustomResourceOptions | undefined,
+  names: string[],
+): pulumi.CustomResourceOptions {
   return { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), ...names] };
 }
 
@@ -158,7 +163,13 @@ export class Workload extends pulumi.dynamic.Resource {
     super(
       providers.workload,
       name,
-      { ...rest, connection: secretConnection(connection), version: undefined, policyHash: undefined, aclPolicy: undefined },
+      {
+        ...rest,
+        connection: secretConnection(connection),
+        version: undefined,
+        policyHash: undefined,
+        aclPolicy: undefined,
+      },
       withSecretOutputs(opts, ["connection"]),
       "buckypaper",
       "Workload",
@@ -188,7 +199,10 @@ export class Secret extends pulumi.dynamic.Resource {
     if (!pulumi.Output.isInstance(args.data)) {
       for (const [k, v] of Object.entries(args.data ?? {})) {
         if (typeof v === "string") {
-          throw new pulumi.ResourceError(`Secret ${name}: data.${k} is a plain string; pass a Pulumi secret (pulumi.secret(...) or config.requireSecret(...))`, undefined);
+          throw new pulumi.ResourceError(
+            `Secret ${name}: data.${k} is a plain string; pass a Pulumi secret (pulumi.secret(...) or config.requireSecret(...))`,
+            undefined,
+          );
         }
       }
     }
@@ -196,7 +210,12 @@ export class Secret extends pulumi.dynamic.Resource {
     super(
       providers.secret,
       name,
-      { ...rest, data: pulumi.secret(pulumi.output(data)), connection: secretConnection(connection), version: undefined },
+      {
+        ...rest,
+        data: pulumi.secret(pulumi.output(data)),
+        connection: secretConnection(connection),
+        version: undefined,
+      },
       withSecretOutputs(opts, ["connection", "data"]),
       "buckypaper",
       "Secret",
@@ -217,7 +236,14 @@ export class Policy extends pulumi.dynamic.Resource {
   declare readonly policy: pulumi.Output<string>;
   constructor(name: string, args: PolicyArgs, opts?: pulumi.CustomResourceOptions) {
     const { connection, ...rest } = args;
-    super(providers.policy, name, { ...rest, connection: secretConnection(connection) }, withSecretOutputs(opts, ["connection"]), "buckypaper", "Policy");
+    super(
+      providers.policy,
+      name,
+      { ...rest, connection: secretConnection(connection) },
+      withSecretOutputs(opts, ["connection"]),
+      "buckypaper",
+      "Policy",
+    );
   }
 }
 
@@ -246,7 +272,14 @@ export class PkiRole extends pulumi.dynamic.Resource {
   declare readonly name: pulumi.Output<string>;
   constructor(name: string, args: PkiRoleArgs, opts?: pulumi.CustomResourceOptions) {
     const { connection, ...rest } = args;
-    super(providers.pkiRole, name, { ...rest, connection: secretConnection(connection) }, withSecretOutputs(opts, ["connection"]), "buckypaper", "PkiRole");
+    super(
+      providers.pkiRole,
+      name,
+      { ...rest, connection: secretConnection(connection) },
+      withSecretOutputs(opts, ["connection"]),
+      "buckypaper",
+      "PkiRole",
+    );
   }
 }
 
@@ -277,7 +310,14 @@ export class SshRole extends pulumi.dynamic.Resource {
   declare readonly name: pulumi.Output<string>;
   constructor(name: string, args: SshRoleArgs, opts?: pulumi.CustomResourceOptions) {
     const { connection, ...rest } = args;
-    super(providers.sshRole, name, { ...rest, connection: secretConnection(connection) }, withSecretOutputs(opts, ["connection"]), "buckypaper", "SshRole");
+    super(
+      providers.sshRole,
+      name,
+      { ...rest, connection: secretConnection(connection) },
+      withSecretOutputs(opts, ["connection"]),
+      "buckypaper",
+      "SshRole",
+    );
   }
 }
 
@@ -305,7 +345,14 @@ export class JwtRole extends pulumi.dynamic.Resource {
   declare readonly name: pulumi.Output<string>;
   constructor(name: string, args: JwtRoleArgs, opts?: pulumi.CustomResourceOptions) {
     const { connection, ...rest } = args;
-    super(providers.jwtRole, name, { ...rest, connection: secretConnection(connection) }, withSecretOutputs(opts, ["connection"]), "buckypaper", "JwtRole");
+    super(
+      providers.jwtRole,
+      name,
+      { ...rest, connection: secretConnection(connection) },
+      withSecretOutputs(opts, ["connection"]),
+      "buckypaper",
+      "JwtRole",
+    );
   }
 }
 
@@ -324,7 +371,14 @@ export class Mount extends pulumi.dynamic.Resource {
   declare readonly type: pulumi.Output<string>;
   constructor(name: string, args: MountArgs, opts?: pulumi.CustomResourceOptions) {
     const { connection, ...rest } = args;
-    super(providers.mount, name, { ...rest, connection: secretConnection(connection) }, withSecretOutputs(opts, ["connection"]), "buckypaper", "Mount");
+    super(
+      providers.mount,
+      name,
+      { ...rest, connection: secretConnection(connection) },
+      withSecretOutputs(opts, ["connection"]),
+      "buckypaper",
+      "Mount",
+    );
   }
 }
 
@@ -334,7 +388,14 @@ export class AuthMount extends pulumi.dynamic.Resource {
   declare readonly type: pulumi.Output<string>;
   constructor(name: string, args: MountArgs, opts?: pulumi.CustomResourceOptions) {
     const { connection, ...rest } = args;
-    super(providers.authMount, name, { ...rest, connection: secretConnection(connection) }, withSecretOutputs(opts, ["connection"]), "buckypaper", "AuthMount");
+    super(
+      providers.authMount,
+      name,
+      { ...rest, connection: secretConnection(connection) },
+      withSecretOutputs(opts, ["connection"]),
+      "buckypaper",
+      "AuthMount",
+    );
   }
 }
 
@@ -381,7 +442,15 @@ export class RuntimeService extends pulumi.dynamic.Resource {
     super(
       providers.service,
       name,
-      { ...rest, ssh: ssh === undefined ? undefined : pulumi.secret(ssh), running: true, rootToken: undefined, unsealKeys: undefined, caPem: undefined, caFingerprint: undefined },
+      {
+        ...rest,
+        ssh: ssh === undefined ? undefined : pulumi.secret(ssh),
+        running: true,
+        rootToken: undefined,
+        unsealKeys: undefined,
+        caPem: undefined,
+        caFingerprint: undefined,
+      },
       withSecretOutputs(opts, ["rootToken", "unsealKeys", "ssh"]),
       "buckypaper",
       "RuntimeService",

@@ -58,15 +58,29 @@ export async function sh(target: SshTarget | undefined, script: string, stdin = 
     const dir = mkdtempSync(join(tmpdir(), "bk-ssh-"));
     cleanup = () => rmSync(dir, { recursive: true, force: true });
     const key = join(dir, "id");
-    writeFileSync(key, target.privateKey.endsWith("\n") ? target.privateKey : `${target.privateKey}\n`, { mode: 0o600 });
+    writeFileSync(key, target.privateKey.endsWith("\n") ? target.privateKey : `${target.privateKey}\n`, {
+      mode: 0o600,
+    });
     const known = join(dir, "known_hosts");
     writeFileSync(known, target.hostKey ?? "", { mode: 0o600 });
     cmd = "ssh";
     args = [
-      "-i", key, "-p", String(target.port ?? 22),
-      "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", `UserKnownHostsFile=${known}`,
-      "-o", `StrictHostKeyChecking=${target.hostKey ? "yes" : "accept-new"}`, "-o", "ConnectTimeout=15",
-      `${target.user}@${target.host}`, `sh -c ${q(script)}`,
+      "-i",
+      key,
+      "-p",
+      String(target.port ?? 22),
+      "-o",
+      "BatchMode=yes",
+      "-o",
+      "IdentitiesOnly=yes",
+      "-o",
+      `UserKnownHostsFile=${known}`,
+      "-o",
+      `StrictHostKeyChecking=${target.hostKey ? "yes" : "accept-new"}`,
+      "-o",
+      "ConnectTimeout=15",
+      `${target.user}@${target.host}`,
+      `sh -c ${q(script)}`,
     ];
   }
   try {
@@ -78,7 +92,15 @@ export async function sh(target: SshTarget | undefined, script: string, stdin = 
       p.stderr.on("data", (d: Buffer) => (err += d.toString()));
       p.on("error", reject);
       p.stdin.on("error", () => {}); // the script may exit without reading its input
-      p.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`${target ? `ssh ${target.host}` : "sh"}: exit ${code}: ${err.trim().split("\n").slice(-5).join(" | ")}`))));
+      p.on("close", (code) =>
+        code === 0
+          ? resolve(out)
+          : reject(
+              new Error(
+                `${target ? `ssh ${target.host}` : "sh"}: exit ${code}: ${err.trim().split("\n").slice(-5).join(" | ")}`,
+              ),
+            ),
+      );
       p.stdin.end(stdin);
     });
   } finally {
@@ -143,7 +165,10 @@ async function waitForServer(i: ServiceInputs, caPem?: string): Promise<void> {
       if (/HTTP \d+/.test(last)) return;
     }
     await failIfDead(i, last);
-    if (Date.now() > deadline) throw new Error(`runtime at ${i.url} did not answer within ${i.startTimeout ?? 60}s (${last})${await logTail(i)}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `runtime at ${i.url} did not answer within ${i.startTimeout ?? 60}s (${last})${await logTail(i)}`,
+      );
     await new Promise((r) => setTimeout(r, i.ssh ? 1000 : 250));
   }
 }
@@ -154,7 +179,9 @@ async function logTail(i: ServiceInputs): Promise<string> {
 }
 
 async function failIfDead(i: ServiceInputs, why: string): Promise<void> {
-  const alive = await sh(i.ssh, `${ALIVE}\nalive ${q(i.stateDir)}/runtime.pid && echo yes || echo no`).catch(() => "yes");
+  const alive = await sh(i.ssh, `${ALIVE}\nalive ${q(i.stateDir)}/runtime.pid && echo yes || echo no`).catch(
+    () => "yes",
+  );
   if (alive.trim() === "no") throw new Error(`runtime server exited (${why})${await logTail(i)}`);
 }
 
@@ -177,7 +204,10 @@ async function bootstrapFingerprint(i: ServiceInputs): Promise<string> {
   try {
     return (await sh(i.ssh, script)).trim();
   } catch (e) {
-    throw new Error(`runtime did not report its bootstrap TLS certificate (${(e as Error).message})${await logTail(i)}`, { cause: e });
+    throw new Error(
+      `runtime did not report its bootstrap TLS certificate (${(e as Error).message})${await logTail(i)}`,
+      { cause: e },
+    );
   }
 }
 
@@ -200,14 +230,26 @@ export async function createService(i: ServiceInputs): Promise<ServiceOutputs> {
     const https = i.url.startsWith("https:");
     const bootCa = https ? await fetchPinnedCertificate(i.url, await bootstrapFingerprint(i)) : undefined;
     await waitForServer(i, bootCa);
-    const r = await runtimeRequest(conn(i, "-", bootCa), "POST", "sys/init", { secret_shares: i.keyShares, secret_threshold: i.keyThreshold });
-    const body = r.body as { keys_base64?: string[]; keys?: string[]; root_token?: string; runtime_ca_pem?: string } | undefined;
+    const r = await runtimeRequest(conn(i, "-", bootCa), "POST", "sys/init", {
+      secret_shares: i.keyShares,
+      secret_threshold: i.keyThreshold,
+    });
+    const body = r.body as
+      { keys_base64?: string[]; keys?: string[]; root_token?: string; runtime_ca_pem?: string } | undefined;
     const keys = body?.keys_base64 ?? body?.keys;
-    if (!keys?.length || !body?.root_token) throw new Error(`runtime at ${i.url}: sys/init returned no keys (already initialised?)`);
+    if (!keys?.length || !body?.root_token)
+      throw new Error(`runtime at ${i.url}: sys/init returned no keys (already initialised?)`);
     const caPem = https ? body.runtime_ca_pem : "";
     if (https && !caPem) throw new Error(`runtime at ${i.url}: sys/init returned no runtime CA`);
     await unseal(i, keys, caPem || undefined);
-    return { ...i, rootToken: body.root_token, unsealKeys: keys, caPem: caPem ?? "", caFingerprint: caPem ? certFingerprint(caPem) : "", running: true };
+    return {
+      ...i,
+      rootToken: body.root_token,
+      unsealKeys: keys,
+      caPem: caPem ?? "",
+      caFingerprint: caPem ? certFingerprint(caPem) : "",
+      running: true,
+    };
   } catch (e) {
     await sh(i.ssh, stopScript(i, true)).catch(() => {});
     throw e;
@@ -217,7 +259,13 @@ export async function createService(i: ServiceInputs): Promise<ServiceOutputs> {
 /** Is it up and unsealed? (refresh) */
 export async function serviceRunning(o: ServiceOutputs): Promise<boolean> {
   try {
-    const r = await runtimeRequest(conn(o, o.rootToken, o.caPem || undefined), "GET", "sys/seal-status", undefined, 5_000);
+    const r = await runtimeRequest(
+      conn(o, o.rootToken, o.caPem || undefined),
+      "GET",
+      "sys/seal-status",
+      undefined,
+      5_000,
+    );
     return (r.body as { sealed?: boolean } | undefined)?.sealed === false;
   } catch {
     return false;
@@ -226,14 +274,22 @@ export async function serviceRunning(o: ServiceOutputs): Promise<boolean> {
 
 /** (Re)starts a stopped or sealed server with the unseal keys held in state. */
 export async function ensureRunning(o: ServiceOutputs, next: ServiceInputs): Promise<ServiceOutputs> {
-  const merged: ServiceOutputs = { ...o, ...next, rootToken: o.rootToken, unsealKeys: o.unsealKeys, caPem: o.caPem, caFingerprint: o.caFingerprint };
+  const merged: ServiceOutputs = {
+    ...o,
+    ...next,
+    rootToken: o.rootToken,
+    unsealKeys: o.unsealKeys,
+    caPem: o.caPem,
+    caFingerprint: o.caFingerprint,
+  };
   if (merged.config !== o.config || merged.serverCommand.join("\0") !== o.serverCommand.join("\0")) {
     await sh(o.ssh, stopScript(o, false)); // new settings take effect on restart
   }
   if (!(await serviceRunning(merged))) {
     await sh(merged.ssh, startScript(merged), merged.config);
     await waitForServer(merged, merged.caPem || undefined);
-    const status = (await runtimeRequest(conn(merged, "-", merged.caPem || undefined), "GET", "sys/seal-status")).body as { sealed?: boolean };
+    const status = (await runtimeRequest(conn(merged, "-", merged.caPem || undefined), "GET", "sys/seal-status"))
+      .body as { sealed?: boolean };
     if (status?.sealed !== false) await unseal(merged, merged.unsealKeys, merged.caPem || undefined);
   }
   return { ...merged, running: true };
@@ -252,9 +308,19 @@ export function checkService(news: Props): { inputs: Props; failures: { property
   const inputs: Props = { keyShares: 1, keyThreshold: 1, running: true, ...news };
   const need = (k: string, ok: boolean, what: string) => ok || failures.push({ property: k, reason: `${k} ${what}` });
   const unknown = (v: unknown) => v === "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
-  if (!unknown(inputs.stateDir)) need("stateDir", typeof inputs.stateDir === "string" && inputs.stateDir.startsWith("/") && !String(inputs.stateDir).includes(".."), "must be an absolute path without '..'");
-  if (!unknown(inputs.url)) need("url", typeof inputs.url === "string" && /^https?:\/\/./.test(inputs.url), "must be an http(s) URL");
-  need("serverCommand", Array.isArray(inputs.serverCommand) && inputs.serverCommand.length > 0, "must be a non-empty list of words");
+  if (!unknown(inputs.stateDir))
+    need(
+      "stateDir",
+      typeof inputs.stateDir === "string" && inputs.stateDir.startsWith("/") && !String(inputs.stateDir).includes(".."),
+      "must be an absolute path without '..'",
+    );
+  if (!unknown(inputs.url))
+    need("url", typeof inputs.url === "string" && /^https?:\/\/./.test(inputs.url), "must be an http(s) URL");
+  need(
+    "serverCommand",
+    Array.isArray(inputs.serverCommand) && inputs.serverCommand.length > 0,
+    "must be a non-empty list of words",
+  );
   const n = inputs.keyShares as number;
   const t = inputs.keyThreshold as number;
   need("keyShares", Number.isInteger(n) && n >= 1 && n <= 255, "must be an integer 1..255");
@@ -266,9 +332,17 @@ export function checkService(news: Props): { inputs: Props; failures: { property
  * Identity changes replace. A stopped or sealed server (reboot, crash) is a change too: diff asks the
  * server, so a plain `pulumi up` restarts and unseals it before anything that depends on it.
  */
-export async function diffService(olds: Props, news: Props): Promise<{ changes: boolean; replaces: string[]; deleteBeforeReplace: boolean }> {
-  const replaces = ["stateDir", "url", "ssh", "keyShares", "keyThreshold"].filter((k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k]));
-  let changes = replaces.length > 0 || JSON.stringify(olds.serverCommand) !== JSON.stringify(news.serverCommand) || olds.config !== news.config;
+export async function diffService(
+  olds: Props,
+  news: Props,
+): Promise<{ changes: boolean; replaces: string[]; deleteBeforeReplace: boolean }> {
+  const replaces = ["stateDir", "url", "ssh", "keyShares", "keyThreshold"].filter(
+    (k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k]),
+  );
+  let changes =
+    replaces.length > 0 ||
+    JSON.stringify(olds.serverCommand) !== JSON.stringify(news.serverCommand) ||
+    olds.config !== news.config;
   if (!changes && !(await serviceRunning(olds as unknown as ServiceOutputs))) changes = true;
   // Same state directory cannot host two servers: stop the old one before starting the new one.
   return { changes, replaces, deleteBeforeReplace: true };

@@ -77,22 +77,36 @@ export class AwsConfidentialVm extends pulumi.ComponentResource {
     const instance = new aws.ec2.Instance(
       name,
       awsInstanceArgs({
-        ami, instanceType, userData: guest.userData, rootVolumeSizeGb: args.rootVolumeSizeGb ?? 16,
-        subnetId: args.subnetId, securityGroupIds: args.securityGroupIds, keyName: args.keyName, tags,
+        ami,
+        instanceType,
+        userData: guest.userData,
+        rootVolumeSizeGb: args.rootVolumeSizeGb ?? 16,
+        subnetId: args.subnetId,
+        securityGroupIds: args.securityGroupIds,
+        keyName: args.keyName,
+        tags,
       }),
       { parent: this, dependsOn: [guest.workload] },
     );
     let dataVolumeId: pulumi.Output<string | undefined> = pulumi.output(undefined);
     if (args.dataVolume) {
-      const volume = new aws.ebs.Volume(`${name}-data`, {
-        availabilityZone: instance.availabilityZone,
-        size: args.dataVolume.sizeGb ?? 10,
-        type: "gp3",
-        // EBS encryption protects against the disk leaving AWS; LUKS inside protects against AWS.
-        encrypted: true,
-        tags,
-      }, { parent: this });
-      const attachment = new aws.ec2.VolumeAttachment(`${name}-data`, { instanceId: instance.id, volumeId: volume.id, deviceName: "/dev/sdf" }, { parent: this });
+      const volume = new aws.ebs.Volume(
+        `${name}-data`,
+        {
+          availabilityZone: instance.availabilityZone,
+          size: args.dataVolume.sizeGb ?? 10,
+          type: "gp3",
+          // EBS encryption protects against the disk leaving AWS; LUKS inside protects against AWS.
+          encrypted: true,
+          tags,
+        },
+        { parent: this },
+      );
+      const attachment = new aws.ec2.VolumeAttachment(
+        `${name}-data`,
+        { instanceId: instance.id, volumeId: volume.id, deviceName: "/dev/sdf" },
+        { parent: this },
+      );
       dataVolumeId = attachment.volumeId;
     }
     this.dataVolumeId = dataVolumeId;
@@ -101,6 +115,12 @@ export class AwsConfidentialVm extends pulumi.ComponentResource {
     this.privateIp = instance.privateIp;
     this.workloadId = guest.workloadId;
     this.expectedMeasurements = pulumi.output(measurements);
-    this.registerOutputs({ instanceId: this.instanceId, privateIp: this.privateIp, workloadId: this.workloadId, dataVolumeId: this.dataVolumeId, expectedMeasurements: this.expectedMeasurements });
+    this.registerOutputs({
+      instanceId: this.instanceId,
+      privateIp: this.privateIp,
+      workloadId: this.workloadId,
+      dataVolumeId: this.dataVolumeId,
+      expectedMeasurements: this.expectedMeasurements,
+    });
   }
 }

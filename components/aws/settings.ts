@@ -22,7 +22,12 @@ export function awsInstanceArgs(i: AwsInstanceInputs): aws.ec2.InstanceArgs {
     // SEV-SNP can only be switched on at launch; the report is VLEK-signed on shared tenancy.
     cpuOptions: { amdSevSnp: "enabled" },
     // IMDSv2 only, one hop: containers on the guest cannot reach the metadata service.
-    metadataOptions: { httpEndpoint: "enabled", httpTokens: "required", httpPutResponseHopLimit: 1, instanceMetadataTags: "disabled" },
+    metadataOptions: {
+      httpEndpoint: "enabled",
+      httpTokens: "required",
+      httpPutResponseHopLimit: 1,
+      instanceMetadataTags: "disabled",
+    },
     rootBlockDevice: { encrypted: true, volumeType: "gp3", volumeSize: i.rootVolumeSizeGb, deleteOnTermination: true },
     userData: i.userData,
     // The expected measurement and the workload id are baked into user-data: change means a new VM.

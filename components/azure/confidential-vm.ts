@@ -39,7 +39,8 @@ export interface AzureConfidentialVmArgs {
 
 /** Marketplace reference of the catalog's confidential image for the TEE. */
 function azureImage(entry: CatalogEntry): AzureImageReference {
-  if (entry.image.kind !== "azure-marketplace") throw new Error(`catalog image ${entry.name} is not an Azure marketplace image`);
+  if (entry.image.kind !== "azure-marketplace")
+    throw new Error(`catalog image ${entry.name} is not an Azure marketplace image`);
   const { publisher, offer, sku, version } = entry.image;
   return { publisher, offer, sku, version };
 }
@@ -58,38 +59,78 @@ export class AzureConfidentialVm extends pulumi.ComponentResource {
     (args.idKeyDigests ?? []).forEach((d, i) => {
       if (!/^[0-9a-fA-F]{96}$/.test(d)) throw new ConfigError(who, `idKeyDigests[${i}]`, "must be 48 bytes of hex");
     });
-    if (tee === Tee.Tdx && args.idKeyDigests?.length) throw new ConfigError(who, "idKeyDigests", "apply to SEV-SNP only");
+    if (tee === Tee.Tdx && args.idKeyDigests?.length)
+      throw new ConfigError(who, "idKeyDigests", "apply to SEV-SNP only");
     const secrets = requireSecretMap(who, "secrets", args.secrets);
     const policy: Record<string, unknown> = {
       azure: { requireSecureBoot: true, forbidConsole: false, ...(args.pcrs ? { pcrs: args.pcrs } : {}) },
       ...(tee === Tee.SevSnp
-        ? { snp: { allowDebug: false, allowMigrationAgent: false, vmpl: 0, ...(args.idKeyDigests?.length ? { trustedIdKeyDigests: args.idKeyDigests } : {}) } }
+        ? {
+            snp: {
+              allowDebug: false,
+              allowMigrationAgent: false,
+              vmpl: 0,
+              ...(args.idKeyDigests?.length ? { trustedIdKeyDigests: args.idKeyDigests } : {}),
+            },
+          }
         : { tdx: { allowDebug: false } }),
     };
     const guest = registerGuest(this, name, {
-      platform: Platform.Azure, tee, workloadId: `${pulumi.getStack()}-${name}`,
-      evidencePlatform: tee === Tee.SevSnp ? "azure-snp" : "azure-tdx", reference: {}, policy,
-      vhsm: args.vhsm, secrets, dataVolume: args.dataVolume, dataVolumeDevice: "/dev/disk/azure/scsi1/lun0", hostname: name,
+      platform: Platform.Azure,
+      tee,
+      workloadId: `${pulumi.getStack()}-${name}`,
+      evidencePlatform: tee === Tee.SevSnp ? "azure-snp" : "azure-tdx",
+      reference: {},
+      policy,
+      vhsm: args.vhsm,
+      secrets,
+      dataVolume: args.dataVolume,
+      dataVolumeDevice: "/dev/disk/azure/scsi1/lun0",
+      hostname: name,
     });
 
-    const nic = new network.NetworkInterface(`${name}-nic`, {
-      resourceGroupName: args.resourceGroupName,
-      location: args.location,
-      ipConfigurations: [{ name: "primary", subnet: { id: args.subnetId }, privateIPAllocationMethod: "Dynamic" }],
-    }, { parent: this });
+    const nic = new network.NetworkInterface(
+      `${name}-nic`,
+      {
+        resourceGroupName: args.resourceGroupName,
+        location: args.location,
+        ipConfigurations: [{ name: "primary", subnet: { id: args.subnetId }, privateIPAllocationMethod: "Dynamic" }],
+      },
+      { parent: this },
+    );
     const tags = { "buckypaper-workload": guest.workloadId, ...args.tags };
     const disk = args.dataVolume
-      ? new compute.Disk(`${name}-data`, {
-        resourceGroupName: args.resourceGroupName, location: args.location,
-        creationData: { createOption: "Empty" }, diskSizeGB: args.dataVolume.sizeGb ?? 10, sku: { name: "Premium_LRS" }, tags,
-      }, { parent: this })
+      ? new compute.Disk(
+          `${name}-data`,
+          {
+            resourceGroupName: args.resourceGroupName,
+            location: args.location,
+            creationData: { createOption: "Empty" },
+            diskSizeGB: args.dataVolume.sizeGb ?? 10,
+            sku: { name: "Premium_LRS" },
+            tags,
+          },
+          { parent: this },
+        )
       : undefined;
-    const vm = new compute.VirtualMachine(name, azureVmArgs({
-      resourceGroupName: args.resourceGroupName, location: args.location, vmSize, image: args.image ?? azureImage(catalogEntry(who, Platform.Azure, tee)),
-      computerName: name, adminUsername: args.adminUsername ?? "azureuser", sshPublicKey: args.sshPublicKey,
-      customDataBase64: guest.userData.apply((u) => Buffer.from(u, "utf8").toString("base64")),
-      networkInterfaceId: nic.id, osDiskSizeGb: args.osDiskSizeGb ?? 30, dataDiskId: disk?.id, tags,
-    }), { parent: this, dependsOn: [guest.workload] });
+    const vm = new compute.VirtualMachine(
+      name,
+      azureVmArgs({
+        resourceGroupName: args.resourceGroupName,
+        location: args.location,
+        vmSize,
+        image: args.image ?? azureImage(catalogEntry(who, Platform.Azure, tee)),
+        computerName: name,
+        adminUsername: args.adminUsername ?? "azureuser",
+        sshPublicKey: args.sshPublicKey,
+        customDataBase64: guest.userData.apply((u) => Buffer.from(u, "utf8").toString("base64")),
+        networkInterfaceId: nic.id,
+        osDiskSizeGb: args.osDiskSizeGb ?? 30,
+        dataDiskId: disk?.id,
+        tags,
+      }),
+      { parent: this, dependsOn: [guest.workload] },
+    );
     this.vmId = vm.vmId;
     this.privateIp = nic.ipConfigurations.apply((c) => c?.[0]?.privateIPAddress);
     this.workloadId = guest.workloadId;

@@ -47,7 +47,9 @@ export function azureVmArgs(i: AzureVmInputs): compute.VirtualMachineArgs {
           securityProfile: { securityEncryptionType: "DiskWithVMGuestState" },
         },
       },
-      dataDisks: i.dataDiskId ? [{ lun: 0, createOption: "Attach", deleteOption: "Detach", managedDisk: { id: i.dataDiskId } }] : undefined,
+      dataDisks: i.dataDiskId
+        ? [{ lun: 0, createOption: "Attach", deleteOption: "Detach", managedDisk: { id: i.dataDiskId } }]
+        : undefined,
     },
     osProfile: {
       computerName: i.computerName,
@@ -55,7 +57,9 @@ export function azureVmArgs(i: AzureVmInputs): compute.VirtualMachineArgs {
       customData: i.customDataBase64,
       linuxConfiguration: {
         disablePasswordAuthentication: true,
-        ssh: i.sshPublicKey ? { publicKeys: [{ path: `/home/${i.adminUsername}/.ssh/authorized_keys`, keyData: i.sshPublicKey }] } : undefined,
+        ssh: i.sshPublicKey
+          ? { publicKeys: [{ path: `/home/${i.adminUsername}/.ssh/authorized_keys`, keyData: i.sshPublicKey }] }
+          : undefined,
         provisionVMAgent: true,
       },
     },

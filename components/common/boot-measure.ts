@@ -29,18 +29,35 @@ function read(component: string, field: string, file: string | undefined): Buffe
   try {
     return readFileSync(file);
   } catch (e) {
-    throw new ConfigError(component, field, `'${file}' cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    throw new ConfigError(
+      component,
+      field,
+      `'${file}' cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+    );
   }
 }
 
-export function expectedQemuLaunch(component: string, tee: Tee, boot: BootInputsArgs, vcpus: number, cpuModel: string, memoryMb: number): ExpectedLaunch {
+export function expectedQemuLaunch(
+  component: string,
+  tee: Tee,
+  boot: BootInputsArgs,
+  vcpus: number,
+  cpuModel: string,
+  memoryMb: number,
+): ExpectedLaunch {
   const firmware = read(component, "boot.firmware", boot.firmware)!;
   const kernel = read(component, "boot.kernel", boot.kernel);
   const initrd = read(component, "boot.initrd", boot.initrd);
-  if (!kernel && (initrd || boot.append !== undefined)) throw new ConfigError(component, "boot.kernel", "is required when boot.initrd or boot.append is set");
+  if (!kernel && (initrd || boot.append !== undefined))
+    throw new ConfigError(component, "boot.kernel", "is required when boot.initrd or boot.append is set");
   try {
     if (tee === Tee.SevSnp) {
-      const digest = snpLaunchDigestTable({ ovmf: firmware, kernel, initrd, append: boot.append, vcpu: cpuModel, vmm: "qemu" }, [vcpus]).get(vcpus)!.toString("hex");
+      const digest = snpLaunchDigestTable(
+        { ovmf: firmware, kernel, initrd, append: boot.append, vcpu: cpuModel, vmm: "qemu" },
+        [vcpus],
+      )
+        .get(vcpus)!
+        .toString("hex");
       return {
         measurements: [digest],
         reference: { snpMeasurements: [digest] },

@@ -6,7 +6,12 @@ import type { Platform, Tee } from "./types.js";
 
 function rethrow(component: string, field: string, e: unknown): never {
   if (e instanceof CatalogError) {
-    throw new ConfigError(component, field, e.message.replace(/^[^:]*: /, "").replace(/ \(allowed: .*\)$/, ""), e.allowed);
+    throw new ConfigError(
+      component,
+      field,
+      e.message.replace(/^[^:]*: /, "").replace(/ \(allowed: .*\)$/, ""),
+      e.allowed,
+    );
   }
   throw e;
 }

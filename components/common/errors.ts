@@ -13,7 +13,13 @@ export class ConfigError extends Error {
 }
 
 /** Throws unless value is one of allowed. */
-export function requireOneOf<T extends string | number>(component: string, field: string, value: T, allowed: readonly T[]): T {
-  if (!allowed.includes(value)) throw new ConfigError(component, field, `is '${value}', which is not supported`, allowed);
+export function requireOneOf<T extends string | number>(
+  component: string,
+  field: string,
+  value: T,
+  allowed: readonly T[],
+): T {
+  if (!allowed.includes(value))
+    throw new ConfigError(component, field, `is '${value}', which is not supported`, allowed);
   return value;
 }

@@ -13,7 +13,10 @@ export const APP_ENV_FILE = "/etc/buckypaper/app.env";
 
 /** dbPassword → DB_PASSWORD, api.key → API_KEY. */
 export function envName(secretName: string): string {
-  return secretName.replace(/([a-z0-9])([A-Z])/g, "$1_$2").replace(/[^A-Za-z0-9]+/g, "_").toUpperCase();
+  return secretName
+    .replace(/([a-z0-9])([A-Z])/g, "$1_$2")
+    .replace(/[^A-Za-z0-9]+/g, "_")
+    .toUpperCase();
 }
 
 export type EvidencePlatform = "snp" | "tdx" | "azure-snp" | "azure-tdx";
@@ -60,7 +63,11 @@ export interface GuestRegistration {
 
 /** Registers the guest with the runtime (as children of `parent`) and renders its user-data. */
 export function registerGuest(parent: pulumi.Resource, name: string, spec: GuestSpec): GuestRegistration {
-  const connection = { url: spec.vhsm.url, token: pulumi.secret(spec.vhsm.token), ...(spec.vhsm.caPem !== undefined ? { caPem: spec.vhsm.caPem } : {}) };
+  const connection = {
+    url: spec.vhsm.url,
+    token: pulumi.secret(spec.vhsm.token),
+    ...(spec.vhsm.caPem !== undefined ? { caPem: spec.vhsm.caPem } : {}),
+  };
   const kvPath = `workloads/${spec.workloadId}/app`;
   const haveSecrets = Object.keys(spec.secrets).length > 0;
   const dependsOn: pulumi.Resource[] = [];
@@ -88,11 +95,25 @@ export function registerGuest(parent: pulumi.Resource, name: string, spec: Guest
   // unless the caller's provisioning plan says where they go.
   const envVars = Object.fromEntries(Object.keys(spec.secrets).map((k) => [envName(k), `${kvPath}#${k}`]));
   const rendered = pulumi
-    .all([spec.vhsm.url, spec.vhsm.caFingerprint, workload.workloadId, dataVolume?.mountPoint ?? "/data", spec.vhsm.agentUrl, spec.vhsm.agentSha256])
+    .all([
+      spec.vhsm.url,
+      spec.vhsm.caFingerprint,
+      workload.workloadId,
+      dataVolume?.mountPoint ?? "/data",
+      spec.vhsm.agentUrl,
+      spec.vhsm.agentSha256,
+    ])
     .apply(([url, fp, id, mountPoint, agentUrl, agentSha256]) => {
       const provision: NonNullable<UserDataInput["provision"]> = { ...spec.provision };
-      if (dataVolume) provision.volume = { device: spec.dataVolumeDevice ?? "/dev/vdb", name: "bk-data", filesystem: "ext4", mountpoint: mountPoint };
-      if (haveSecrets && !provision.envFiles && !provision.files) provision.envFiles = [{ path: APP_ENV_FILE, vars: envVars, mode: "0600" }];
+      if (dataVolume)
+        provision.volume = {
+          device: spec.dataVolumeDevice ?? "/dev/vdb",
+          name: "bk-data",
+          filesystem: "ext4",
+          mountpoint: mountPoint,
+        };
+      if (haveSecrets && !provision.envFiles && !provision.files)
+        provision.envFiles = [{ path: APP_ENV_FILE, vars: envVars, mode: "0600" }];
       return renderUserData({
         platform: spec.platform as CloudPlatform,
         tee: spec.tee === Tee.Tdx ? "tdx" : "snp",
@@ -101,11 +122,18 @@ export function registerGuest(parent: pulumi.Resource, name: string, spec: Guest
         workloadId: id,
         hostname: spec.hostname,
         // Downloaded and checked against the pinned SHA-256 when the Vhsm serves the artifact; else baked in.
-        agent: agentUrl && agentSha256 ? { kind: "download", url: agentUrl, sha256: agentSha256 } : { kind: "preinstalled" },
+        agent:
+          agentUrl && agentSha256 ? { kind: "download", url: agentUrl, sha256: agentSha256 } : { kind: "preinstalled" },
         ...(Object.keys(provision).length ? { provision } : {}),
       } as UserDataInput);
     });
   const userData = rendered.apply((r) => r.text);
   const agentConfig = rendered.apply((r) => JSON.stringify(r.agentConfig));
-  return { workload, workloadId: workload.workloadId, userData, agentConfig, ...(haveSecrets ? { secretsPath: kvPath } : {}) };
+  return {
+    workload,
+    workloadId: workload.workloadId,
+    userData,
+    agentConfig,
+    ...(haveSecrets ? { secretsPath: kvPath } : {}),
+  };
 }

@@ -5,10 +5,16 @@ import type * as command from "@pulumi/command";
 import type { SshHostArgs } from "./types.js";
 import { requireSecretInput } from "./secrets.js";
 
-export function sshConnection(component: string, field: string, t: SshHostArgs): pulumi.Output<command.types.input.remote.ConnectionArgs> {
+export function sshConnection(
+  component: string,
+  field: string,
+  t: SshHostArgs,
+): pulumi.Output<command.types.input.remote.ConnectionArgs> {
   const key = requireSecretInput(component, `${field}.privateKey`, t.privateKey);
   return pulumi.secret(
-    pulumi.all([t.host, t.port ?? 22, t.user ?? "root", key]).apply(([host, port, user, privateKey]) => ({ host, port, user, privateKey })),
+    pulumi
+      .all([t.host, t.port ?? 22, t.user ?? "root", key])
+      .apply(([host, port, user, privateKey]) => ({ host, port, user, privateKey })),
   );
 }
 

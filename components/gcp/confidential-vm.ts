@@ -58,7 +58,8 @@ export class GcpConfidentialVm extends pulumi.ComponentResource {
     if (args.expectedMeasurements?.length) {
       measurements = args.expectedMeasurements.map((m, i) => {
         const h = m.toLowerCase().replace(/^0x/, "");
-        if (!/^[0-9a-f]{96}$/.test(h)) throw new ConfigError(who, `expectedMeasurements[${i}]`, "must be 48 bytes of hex");
+        if (!/^[0-9a-f]{96}$/.test(h))
+          throw new ConfigError(who, `expectedMeasurements[${i}]`, "must be 48 bytes of hex");
         return h;
       });
     } else if (args.firmwareDescription !== undefined && tee === Tee.SevSnp) {
@@ -70,32 +71,66 @@ export class GcpConfidentialVm extends pulumi.ComponentResource {
       }
       measurements = [snpLaunchDigestTable({ firmware, vmm: "gce" }, [vcpus]).get(vcpus)!.toString("hex")];
     } else {
-      throw new ConfigError(who, tee === Tee.SevSnp ? "firmwareDescription" : "expectedMeasurements",
+      throw new ConfigError(
+        who,
+        tee === Tee.SevSnp ? "firmwareDescription" : "expectedMeasurements",
         tee === Tee.SevSnp
           ? "or expectedMeasurements is required: GCE firmware is known only by Google's launch endorsements (gce-tcb-verifier) or their firmware facts"
-          : "is required for TDX on GCE: take the MRTD from Google's launch endorsement for the firmware");
+          : "is required for TDX on GCE: take the MRTD from Google's launch endorsement for the firmware",
+      );
     }
-    const reference: GuestReference = tee === Tee.SevSnp ? { snpMeasurements: measurements } : { tdx: measurements.map((mrtd) => ({ mrtd })) };
+    const reference: GuestReference =
+      tee === Tee.SevSnp ? { snpMeasurements: measurements } : { tdx: measurements.map((mrtd) => ({ mrtd })) };
     const guest = registerGuest(this, name, {
-      platform: Platform.Gcp, tee, workloadId: `${pulumi.getStack()}-${name}`,
-      evidencePlatform: tee === Tee.SevSnp ? "snp" : "tdx", reference,
+      platform: Platform.Gcp,
+      tee,
+      workloadId: `${pulumi.getStack()}-${name}`,
+      evidencePlatform: tee === Tee.SevSnp ? "snp" : "tdx",
+      reference,
       // GCE launches SNP guests with policy 0x70000 (SMT and migration agent allowed, debug off).
-      policy: tee === Tee.SevSnp ? { snp: { allowDebug: false, allowMigrationAgent: true } } : { tdx: { allowDebug: false } },
-      vhsm: args.vhsm, secrets, dataVolume: args.dataVolume, dataVolumeDevice: "/dev/disk/by-id/google-bk-data", hostname: name,
+      policy:
+        tee === Tee.SevSnp ? { snp: { allowDebug: false, allowMigrationAgent: true } } : { tdx: { allowDebug: false } },
+      vhsm: args.vhsm,
+      secrets,
+      dataVolume: args.dataVolume,
+      dataVolumeDevice: "/dev/disk/by-id/google-bk-data",
+      hostname: name,
     });
 
-    const instance = new gcp.compute.Instance(name, gcpInstanceArgs({
-      tee, machineType, zone: args.zone, image: args.image ?? gcpImage(catalogEntry(who, Platform.Gcp, tee)), userData: guest.userData,
-      bootDiskSizeGb: args.bootDiskSizeGb ?? 20, network: args.network, subnetwork: args.subnetwork,
-      labels: { "buckypaper-workload": guest.workloadId, ...args.labels },
-    }), { parent: this, dependsOn: [guest.workload] });
+    const instance = new gcp.compute.Instance(
+      name,
+      gcpInstanceArgs({
+        tee,
+        machineType,
+        zone: args.zone,
+        image: args.image ?? gcpImage(catalogEntry(who, Platform.Gcp, tee)),
+        userData: guest.userData,
+        bootDiskSizeGb: args.bootDiskSizeGb ?? 20,
+        network: args.network,
+        subnetwork: args.subnetwork,
+        labels: { "buckypaper-workload": guest.workloadId, ...args.labels },
+      }),
+      { parent: this, dependsOn: [guest.workload] },
+    );
     if (args.dataVolume) {
-      const disk = new gcp.compute.Disk(`${name}-data`, { zone: args.zone, size: args.dataVolume.sizeGb ?? 10, type: "pd-balanced" }, { parent: this });
-      new gcp.compute.AttachedDisk(`${name}-data`, { instance: instance.name, zone: args.zone, disk: disk.id, deviceName: "bk-data" }, { parent: this });
+      const disk = new gcp.compute.Disk(
+        `${name}-data`,
+        { zone: args.zone, size: args.dataVolume.sizeGb ?? 10, type: "pd-balanced" },
+        { parent: this },
+      );
+      new gcp.compute.AttachedDisk(
+        `${name}-data`,
+        { instance: instance.name, zone: args.zone, disk: disk.id, deviceName: "bk-data" },
+        { parent: this },
+      );
     }
     this.instanceId = instance.instanceId;
     this.workloadId = guest.workloadId;
     this.expectedMeasurements = pulumi.output(measurements);
-    this.registerOutputs({ instanceId: this.instanceId, workloadId: this.workloadId, expectedMeasurements: this.expectedMeasurements });
+    this.registerOutputs({
+      instanceId: this.instanceId,
+      workloadId: this.workloadId,
+      expectedMeasurements: this.expectedMeasurements,
+    });
   }
 }

@@ -56,7 +56,11 @@ function fileHash(who: string, field: string, file: string | undefined): string 
   try {
     return sha256(readFileSync(file));
   } catch (e) {
-    throw new ConfigError(who, field, `'${file}' cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    throw new ConfigError(
+      who,
+      field,
+      `'${file}' cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+    );
   }
 }
 
@@ -81,20 +85,28 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
   constructor(name: string, args: LocalConfidentialVmArgs, opts?: pulumi.ComponentResourceOptions) {
     super("buckypaper:index:LocalConfidentialVm", name, args, opts);
     const who = `LocalConfidentialVm ${name}`;
-    if (!/^[a-z0-9][a-z0-9-]{0,40}$/.test(name)) throw new ConfigError(who, "name", "must be lower-case letters, digits and '-'");
+    if (!/^[a-z0-9][a-z0-9-]{0,40}$/.test(name))
+      throw new ConfigError(who, "name", "must be lower-case letters, digits and '-'");
     const vcpus = args.vcpus ?? 2;
     const cpuModel = args.cpuModel ?? "EPYC-v4";
     const secrets = requireSecretMap(who, "secrets", args.secrets);
-    for (const k of Object.keys(secrets)) if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw new ConfigError(who, `secrets.${k}`, "must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)");
+    for (const k of Object.keys(secrets))
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
+        throw new ConfigError(who, `secrets.${k}`, "must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)");
 
     // Registered inputs. The SNP digest covers the kernel only when the firmware verifies it; say so
     // instead of registering a value no hardware would produce.
     let measuresKernel: boolean;
     try {
-      measuresKernel = args.boot.kernel !== undefined && firmwareMeasuresKernel(readFileSync(args.boot.firmware), "boot.firmware");
+      measuresKernel =
+        args.boot.kernel !== undefined && firmwareMeasuresKernel(readFileSync(args.boot.firmware), "boot.firmware");
     } catch (e) {
       if (e instanceof LocalVmError) throw new ConfigError(who, e.field, e.message);
-      throw new ConfigError(who, "boot.firmware", `'${args.boot.firmware}' cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      throw new ConfigError(
+        who,
+        "boot.firmware",
+        `'${args.boot.firmware}' cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+      );
     }
     const measuredBoot: BootInputsArgs = measuresKernel ? args.boot : { firmware: args.boot.firmware };
     const expected = expectedQemuLaunch(who, Tee.SevSnp, measuredBoot, vcpus, cpuModel, 2048);
@@ -120,8 +132,19 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
       ...(args.tls ? { pki: args.tls } : {}),
       ...(args.sshHost ? { ssh: args.sshHost } : {}),
       provision: {
-        ...(Object.keys(envVars).length ? { envFiles: [{ path: `/etc/${name}/app.env`, vars: envVars, mode: "0600" }] } : {}),
-        ...(args.tls ? { tls: { certPath: `/etc/${name}/tls/cert.pem`, keyPath: `/etc/${name}/tls/key.pem`, chainPath: `/etc/${name}/tls/chain.pem`, renewBeforeSeconds: 3600 } } : {}),
+        ...(Object.keys(envVars).length
+          ? { envFiles: [{ path: `/etc/${name}/app.env`, vars: envVars, mode: "0600" }] }
+          : {}),
+        ...(args.tls
+          ? {
+              tls: {
+                certPath: `/etc/${name}/tls/cert.pem`,
+                keyPath: `/etc/${name}/tls/key.pem`,
+                chainPath: `/etc/${name}/tls/chain.pem`,
+                renewBeforeSeconds: 3600,
+              },
+            }
+          : {}),
         ...(args.sshHost ? { ssh: { keyTypes: ["ed25519"], dir: "/etc/ssh", renewBeforeSeconds: 3600 } } : {}),
       } as UserDataInput["provision"],
     });
@@ -137,10 +160,18 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
       cpuModel: a.cpuModel ?? cpuModel,
     };
     for (const [k, v] of Object.entries({ firmware: actual.firmware, kernel: actual.kernel, initrd: actual.initrd })) {
-      if (v !== undefined && !path.isAbsolute(v)) throw new ConfigError(who, `boot.${k}`, `'${v}' must be an absolute path`);
+      if (v !== undefined && !path.isAbsolute(v))
+        throw new ConfigError(who, `boot.${k}`, `'${v}' must be an absolute path`);
     }
     const bootInputsSha256 = sha256(
-      JSON.stringify([fileHash(who, "firmware", actual.firmware), fileHash(who, "kernel", actual.kernel), fileHash(who, "initrd", actual.initrd), actual.append ?? null, actual.vcpus, actual.cpuModel]),
+      JSON.stringify([
+        fileHash(who, "firmware", actual.firmware),
+        fileHash(who, "kernel", actual.kernel),
+        fileHash(who, "initrd", actual.initrd),
+        actual.append ?? null,
+        actual.vcpus,
+        actual.cpuModel,
+      ]),
     );
     const stateDir = args.stateDir ?? path.resolve(".bk", "local", pulumi.getStack(), "vms", name);
     if (!path.isAbsolute(stateDir)) throw new ConfigError(who, "stateDir", `'${stateDir}' must be an absolute path`);
@@ -163,14 +194,24 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
       { parent: this, dependsOn: [guest.workload, ...(args.waitFor ?? [])] },
     );
     if (args.actualBoot) {
-      const changed = Object.entries(args.actualBoot).map(([k, v]) => `${k} ${typeof v === "string" && path.isAbsolute(v) ? path.basename(v) : String(v)}`);
+      const changed = Object.entries(args.actualBoot).map(
+        ([k, v]) => `${k} ${typeof v === "string" && path.isAbsolute(v) ? path.basename(v) : String(v)}`,
+      );
       pulumi.log.warn(`booting ${name} with inputs other than the registered ones: ${changed.join(", ")}`, this);
     }
     pulumi.all([vm.verdict, vm.measurement, vm.detail, vm.delivered]).apply(([verdict, m, reason, delivered]) => {
       if (!verdict) return;
       const same = m === expectedMeasurement ? "matches the registration" : "DIFFERS from the registration";
-      if (verdict === "accepted") pulumi.log.info(`attested ${name}: measurement ${m.slice(0, 16)}… ${same}; accepted (simulated platform); delivered ${delivered.length} file(s)`, this);
-      else pulumi.log.warn(`attestation of ${name} ${verdict}: measurement ${m.slice(0, 16)}… ${same}; nothing delivered — ${reason}`, this);
+      if (verdict === "accepted")
+        pulumi.log.info(
+          `attested ${name}: measurement ${m.slice(0, 16)}… ${same}; accepted (simulated platform); delivered ${delivered.length} file(s)`,
+          this,
+        );
+      else
+        pulumi.log.warn(
+          `attestation of ${name} ${verdict}: measurement ${m.slice(0, 16)}… ${same}; nothing delivered — ${reason}`,
+          this,
+        );
     });
 
     this.workloadId = guest.workloadId;
@@ -183,8 +224,15 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
     this.pid = vm.pid;
     this.kernelMeasured = vm.kernelMeasured;
     this.registerOutputs({
-      workloadId: this.workloadId, expectedMeasurement: this.expectedMeasurement, measurement: this.measurement, verdict: this.verdict,
-      reason: this.reason, delivered: this.delivered, root: this.root, pid: this.pid, kernelMeasured: this.kernelMeasured,
+      workloadId: this.workloadId,
+      expectedMeasurement: this.expectedMeasurement,
+      measurement: this.measurement,
+      verdict: this.verdict,
+      reason: this.reason,
+      delivered: this.delivered,
+      root: this.root,
+      pid: this.pid,
+      kernelMeasured: this.kernelMeasured,
     });
   }
 }

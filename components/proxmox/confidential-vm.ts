@@ -55,62 +55,111 @@ export class ProxmoxConfidentialVm extends pulumi.ComponentResource {
     super("buckypaper:index:ProxmoxConfidentialVm", name, args, opts);
     const who = `ProxmoxConfidentialVm ${name}`;
     const tee = args.tee ?? Tee.SevSnp;
-    if (!Number.isInteger(args.vmid) || args.vmid < 100 || args.vmid > 999_999_999) throw new ConfigError(who, "vmid", `is ${args.vmid}; must be an integer from 100 to 999999999`);
-    if (!/^[a-zA-Z0-9][a-zA-Z0-9.-]*$/.test(args.node)) throw new ConfigError(who, "node", `'${args.node}' is not a PVE node name`);
+    if (!Number.isInteger(args.vmid) || args.vmid < 100 || args.vmid > 999_999_999)
+      throw new ConfigError(who, "vmid", `is ${args.vmid}; must be an integer from 100 to 999999999`);
+    if (!/^[a-zA-Z0-9][a-zA-Z0-9.-]*$/.test(args.node))
+      throw new ConfigError(who, "node", `'${args.node}' is not a PVE node name`);
     const cores = args.cores ?? 2;
     const memoryMb = args.memoryMb ?? 2048;
     const cpuModel = args.cpuModel ?? (tee === Tee.SevSnp ? "EPYC-v4" : "host");
-    if (tee === Tee.SevSnp && cpuModel === "host") throw new ConfigError(who, "cpuModel", "'host' makes the SNP measurement depend on the node's CPU; name a model", ["EPYC-v4", "EPYC-Milan", "EPYC-Genoa", "EPYC-Turin"]);
+    if (tee === Tee.SevSnp && cpuModel === "host")
+      throw new ConfigError(
+        who,
+        "cpuModel",
+        "'host' makes the SNP measurement depend on the node's CPU; name a model",
+        ["EPYC-v4", "EPYC-Milan", "EPYC-Genoa", "EPYC-Turin"],
+      );
     const connection = sshConnection(who, "ssh", args.ssh);
     const secrets = requireSecretMap(who, "secrets", args.secrets);
     const expected = expectedQemuLaunch(who, tee, args.boot, cores, cpuModel, memoryMb);
 
     const guest = registerGuest(this, name, {
-      platform: Platform.Proxmox, tee, workloadId: `${pulumi.getStack()}-${name}`,
+      platform: Platform.Proxmox,
+      tee,
+      workloadId: `${pulumi.getStack()}-${name}`,
       evidencePlatform: tee === Tee.SevSnp ? "snp" : "tdx",
-      reference: expected.reference, policy: expected.policy,
-      vhsm: args.vhsm, secrets, dataVolume: args.dataVolume, dataVolumeDevice: "/dev/sdb", hostname: name,
+      reference: expected.reference,
+      policy: expected.policy,
+      vhsm: args.vhsm,
+      secrets,
+      dataVolume: args.dataVolume,
+      dataVolumeDevice: "/dev/sdb",
+      hostname: name,
     });
 
     const snippetStorage = args.snippetStorage ?? "local";
     const snippetFile = `bk-${args.vmid}-user.yaml`;
     // Default `local` storage keeps snippets here; other storages need their own path (documented).
     const snippetPath = `/var/lib/vz/snippets/${snippetFile}`;
-    const snippet = new command.remote.Command(`${name}-snippet`, {
-      connection,
-      create: `install -D -m 0640 /dev/stdin ${shq(snippetPath)}`,
-      stdin: guest.userData,
-      delete: `rm -f ${shq(snippetPath)}`,
-      triggers: [guest.userData],
-    }, { parent: this });
+    const snippet = new command.remote.Command(
+      `${name}-snippet`,
+      {
+        connection,
+        create: `install -D -m 0640 /dev/stdin ${shq(snippetPath)}`,
+        stdin: guest.userData,
+        delete: `rm -f ${shq(snippetPath)}`,
+        triggers: [guest.userData],
+      },
+      { parent: this },
+    );
 
     const bootDir = args.remoteBootDir ?? `/var/lib/buckypaper/boot/${args.vmid}`;
     const uploads: pulumi.Resource[] = [snippet];
     const remote = (local: string | undefined, file: string) => {
       if (!local) return undefined;
-      uploads.push(new command.remote.CopyToRemote(`${name}-${file}`, { connection, source: new pulumi.asset.FileAsset(local), remotePath: `${bootDir}/${file}` }, { parent: this }));
+      uploads.push(
+        new command.remote.CopyToRemote(
+          `${name}-${file}`,
+          { connection, source: new pulumi.asset.FileAsset(local), remotePath: `${bootDir}/${file}` },
+          { parent: this },
+        ),
+      );
       return `${bootDir}/${file}`;
     };
     const params = proxmoxVmParams({
-      vmid: args.vmid, name, tee, cores, memoryMb, cpuModel,
-      storage: args.storage ?? "local-lvm", diskGb: args.diskGb ?? 16, importFrom: args.importFrom,
-      bridge: args.bridge ?? "vmbr0", userDataVolume: `${snippetStorage}:snippets/${snippetFile}`,
-      kernelPath: remote(args.boot.kernel, "vmlinuz"), initrdPath: remote(args.boot.initrd, "initrd.img"), append: args.boot.append,
+      vmid: args.vmid,
+      name,
+      tee,
+      cores,
+      memoryMb,
+      cpuModel,
+      storage: args.storage ?? "local-lvm",
+      diskGb: args.diskGb ?? 16,
+      importFrom: args.importFrom,
+      bridge: args.bridge ?? "vmbr0",
+      userDataVolume: `${snippetStorage}:snippets/${snippetFile}`,
+      kernelPath: remote(args.boot.kernel, "vmlinuz"),
+      initrdPath: remote(args.boot.initrd, "initrd.img"),
+      append: args.boot.append,
       allowSmt: args.allowSmt ?? true,
     });
     if (args.dataVolume) params.scsi1 = `${args.storage ?? "local-lvm"}:${args.dataVolume.sizeGb ?? 10}`;
 
-    const vm = new command.remote.Command(`${name}-vm`, {
-      connection,
-      create: `${pveshCreateCommand(args.node, params)} && qm start ${args.vmid}`,
-      delete: `qm stop ${args.vmid} --skiplock 1 || true; qm destroy ${args.vmid} --purge 1 --destroy-unreferenced-disks 1`,
-      triggers: [JSON.stringify(params), guest.workloadId],
-    }, { parent: this, dependsOn: [...uploads, guest.workload], replaceOnChanges: ["triggers[*]"], deleteBeforeReplace: true });
+    const vm = new command.remote.Command(
+      `${name}-vm`,
+      {
+        connection,
+        create: `${pveshCreateCommand(args.node, params)} && qm start ${args.vmid}`,
+        delete: `qm stop ${args.vmid} --skiplock 1 || true; qm destroy ${args.vmid} --purge 1 --destroy-unreferenced-disks 1`,
+        triggers: [JSON.stringify(params), guest.workloadId],
+      },
+      {
+        parent: this,
+        dependsOn: [...uploads, guest.workload],
+        replaceOnChanges: ["triggers[*]"],
+        deleteBeforeReplace: true,
+      },
+    );
 
     this.vmid = vm.stdout.apply(() => args.vmid);
     this.workloadId = guest.workloadId;
     this.expectedMeasurements = pulumi.output(expected.measurements);
     this.parameters = pulumi.output(params);
-    this.registerOutputs({ vmid: this.vmid, workloadId: this.workloadId, expectedMeasurements: this.expectedMeasurements, parameters: this.parameters });
+    this.registerOutputs({
+      vmid: this.vmid,
+      workloadId: this.workloadId,
+      expectedMeasurements: this.expectedMeasurements,
+      parameters: this.parameters,
+    });
   }
 }

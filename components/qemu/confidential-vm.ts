@@ -35,7 +35,8 @@ export class QemuConfidentialVm extends pulumi.ComponentResource {
   constructor(name: string, args: QemuConfidentialVmArgs, opts?: pulumi.ComponentResourceOptions) {
     super("buckypaper:index:QemuConfidentialVm", name, args, opts);
     const who = `QemuConfidentialVm ${name}`;
-    if (!/^[a-z0-9][a-z0-9-]{0,40}$/.test(name)) throw new ConfigError(who, "name", "must be lower-case letters, digits and '-' (it names a systemd unit)");
+    if (!/^[a-z0-9][a-z0-9-]{0,40}$/.test(name))
+      throw new ConfigError(who, "name", "must be lower-case letters, digits and '-' (it names a systemd unit)");
     const tee = args.tee ?? Tee.SevSnp;
     const vcpus = args.vcpus ?? 2;
     const memoryMb = args.memoryMb ?? 2048;
@@ -44,43 +45,75 @@ export class QemuConfidentialVm extends pulumi.ComponentResource {
     const secrets = requireSecretMap(who, "secrets", args.secrets);
     const expected = expectedQemuLaunch(who, tee, args.boot, vcpus, cpuModel, memoryMb);
     const guest = registerGuest(this, name, {
-      platform: Platform.Qemu, tee, workloadId: `${pulumi.getStack()}-${name}`,
+      platform: Platform.Qemu,
+      tee,
+      workloadId: `${pulumi.getStack()}-${name}`,
       evidencePlatform: tee === Tee.SevSnp ? "snp" : "tdx",
-      reference: expected.reference, policy: expected.policy,
-      vhsm: args.vhsm, secrets, dataVolume: args.dataVolume, dataVolumeDevice: "/dev/vdc", hostname: name,
+      reference: expected.reference,
+      policy: expected.policy,
+      vhsm: args.vhsm,
+      secrets,
+      dataVolume: args.dataVolume,
+      dataVolumeDevice: "/dev/vdc",
+      hostname: name,
     });
 
     const dir = args.remoteDir ?? `/var/lib/buckypaper/vms/${name}`;
     const upload = (local: string | undefined, file: string) => {
       if (!local) return undefined;
-      new command.remote.CopyToRemote(`${name}-${file}`, { connection, source: new pulumi.asset.FileAsset(local), remotePath: `${dir}/${file}` }, { parent: this });
+      new command.remote.CopyToRemote(
+        `${name}-${file}`,
+        { connection, source: new pulumi.asset.FileAsset(local), remotePath: `${dir}/${file}` },
+        { parent: this },
+      );
       return `${dir}/${file}`;
     };
     const firmwarePath = upload(args.boot.firmware, "firmware.fd")!;
     const kernelPath = upload(args.boot.kernel, "vmlinuz");
     const initrdPath = upload(args.boot.initrd, "initrd.img");
-    const seed = new command.remote.Command(`${name}-seed`, {
-      connection,
-      create: `mkdir -p ${shq(dir)}/seed && cat > ${shq(dir)}/seed/user-data && printf 'instance-id: ${name}\\nlocal-hostname: ${name}\\n' > ${shq(dir)}/seed/meta-data && genisoimage -quiet -output ${shq(dir)}/seed.iso -volid cidata -joliet -rock ${shq(dir)}/seed/user-data ${shq(dir)}/seed/meta-data`,
-      stdin: guest.userData,
-      delete: `rm -rf ${shq(dir)}/seed ${shq(dir)}/seed.iso`,
-      triggers: [guest.userData],
-    }, { parent: this });
+    const seed = new command.remote.Command(
+      `${name}-seed`,
+      {
+        connection,
+        create: `mkdir -p ${shq(dir)}/seed && cat > ${shq(dir)}/seed/user-data && printf 'instance-id: ${name}\\nlocal-hostname: ${name}\\n' > ${shq(dir)}/seed/meta-data && genisoimage -quiet -output ${shq(dir)}/seed.iso -volid cidata -joliet -rock ${shq(dir)}/seed/user-data ${shq(dir)}/seed/meta-data`,
+        stdin: guest.userData,
+        delete: `rm -rf ${shq(dir)}/seed ${shq(dir)}/seed.iso`,
+        triggers: [guest.userData],
+      },
+      { parent: this },
+    );
     const argv = qemuGuestArgv({
-      name, tee, vcpus, memoryMb, cpuModel, firmwarePath, kernelPath, initrdPath, append: args.boot.append,
-      diskPath: args.diskPath, seedIsoPath: `${dir}/seed.iso`,
+      name,
+      tee,
+      vcpus,
+      memoryMb,
+      cpuModel,
+      firmwarePath,
+      kernelPath,
+      initrdPath,
+      append: args.boot.append,
+      diskPath: args.diskPath,
+      seedIsoPath: `${dir}/seed.iso`,
     });
     const unit = `bk-${name}`;
-    const vm = new command.remote.Command(`${name}-vm`, {
-      connection,
-      create: `systemd-run --unit=${unit} --collect --property=Restart=no ${shellJoin(argv)}`,
-      delete: `systemctl stop ${unit} || true`,
-      triggers: [shellJoin(argv), guest.workloadId],
-    }, { parent: this, dependsOn: [seed, guest.workload], replaceOnChanges: ["triggers[*]"], deleteBeforeReplace: true });
+    const vm = new command.remote.Command(
+      `${name}-vm`,
+      {
+        connection,
+        create: `systemd-run --unit=${unit} --collect --property=Restart=no ${shellJoin(argv)}`,
+        delete: `systemctl stop ${unit} || true`,
+        triggers: [shellJoin(argv), guest.workloadId],
+      },
+      { parent: this, dependsOn: [seed, guest.workload], replaceOnChanges: ["triggers[*]"], deleteBeforeReplace: true },
+    );
 
     this.unitName = vm.stdout.apply(() => unit);
     this.workloadId = guest.workloadId;
     this.expectedMeasurements = pulumi.output(expected.measurements);
-    this.registerOutputs({ unitName: this.unitName, workloadId: this.workloadId, expectedMeasurements: this.expectedMeasurements });
+    this.registerOutputs({
+      unitName: this.unitName,
+      workloadId: this.workloadId,
+      expectedMeasurements: this.expectedMeasurements,
+    });
   }
 }

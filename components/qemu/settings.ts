@@ -28,15 +28,21 @@ export function qemuGuestArgv(i: QemuGuestInputs): string[] {
   argv.push("-accel", i.accel ?? "kvm", "-cpu", i.cpuModel, "-smp", String(i.vcpus), "-m", `${i.memoryMb}M`);
   if (i.tee === Tee.SevSnp) {
     argv.push(
-      "-machine", "q35,confidential-guest-support=sev0,memory-backend=ram1",
-      "-object", `memory-backend-memfd,id=ram1,size=${i.memoryMb}M,share=true,prealloc=false`,
-      "-object", `sev-snp-guest,id=sev0,cbitpos=${i.cbitpos ?? 51},reduced-phys-bits=${i.reducedPhysBits ?? 1},policy=0x${(i.snpPolicy ?? 0x30000).toString(16)}${i.kernelPath ? ",kernel-hashes=on" : ""}`,
+      "-machine",
+      "q35,confidential-guest-support=sev0,memory-backend=ram1",
+      "-object",
+      `memory-backend-memfd,id=ram1,size=${i.memoryMb}M,share=true,prealloc=false`,
+      "-object",
+      `sev-snp-guest,id=sev0,cbitpos=${i.cbitpos ?? 51},reduced-phys-bits=${i.reducedPhysBits ?? 1},policy=0x${(i.snpPolicy ?? 0x30000).toString(16)}${i.kernelPath ? ",kernel-hashes=on" : ""}`,
     );
   } else {
     argv.push(
-      "-machine", "q35,kernel-irqchip=split,confidential-guest-support=tdx0,memory-backend=ram1",
-      "-object", `memory-backend-memfd,id=ram1,size=${i.memoryMb}M,share=true`,
-      "-object", "tdx-guest,id=tdx0",
+      "-machine",
+      "q35,kernel-irqchip=split,confidential-guest-support=tdx0,memory-backend=ram1",
+      "-object",
+      `memory-backend-memfd,id=ram1,size=${i.memoryMb}M,share=true`,
+      "-object",
+      "tdx-guest,id=tdx0",
     );
   }
   argv.push("-bios", i.firmwarePath);

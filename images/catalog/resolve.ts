@@ -5,10 +5,19 @@ import type { FirmwareDescription } from "../snp/firmware-description.js";
 import { CATALOG } from "./entries.js";
 import { CatalogError } from "./errors.js";
 import { INSTANCE_FAMILIES } from "./instance-types.js";
-import { PLATFORMS, TEES, type CatalogEntry, type InstanceFamily, type InstanceType, type Platform, type Tee } from "./types.js";
+import {
+  PLATFORMS,
+  TEES,
+  type CatalogEntry,
+  type InstanceFamily,
+  type InstanceType,
+  type Platform,
+  type Tee,
+} from "./types.js";
 
 export function checkPlatform(platform: string): Platform {
-  if (!(PLATFORMS as readonly string[]).includes(platform)) throw new CatalogError("platform", `'${platform}' is not a known platform`, PLATFORMS);
+  if (!(PLATFORMS as readonly string[]).includes(platform))
+    throw new CatalogError("platform", `'${platform}' is not a known platform`, PLATFORMS);
   return platform as Platform;
 }
 
@@ -30,7 +39,12 @@ export function resolveImage(platform: string, tee: string, name?: string): Cata
   const candidates = CATALOG.filter((e) => e.platform === p && e.tee === t);
   if (candidates.length === 0) throw new CatalogError("tee", `${p} does not offer ${t}`, teesFor(p));
   const entry = name === undefined ? candidates.find((e) => e.isDefault) : candidates.find((e) => e.name === name);
-  if (!entry) throw new CatalogError("image", `'${name}' is not a ${p}/${t} image`, candidates.map((e) => e.name));
+  if (!entry)
+    throw new CatalogError(
+      "image",
+      `'${name}' is not a ${p}/${t} image`,
+      candidates.map((e) => e.name),
+    );
   return entry;
 }
 
@@ -49,11 +63,20 @@ export function instanceTypes(platform: string, tee?: string): InstanceType[] {
 export function instanceFamily(platform: string, instanceType: string): InstanceFamily {
   const p = checkPlatform(platform);
   const families = familiesFor(p);
-  if (families.length === 0) throw new CatalogError("platform", `${p} has no instance types: give the vCPU count directly`, PLATFORMS.filter((x) => familiesFor(x).length > 0));
+  if (families.length === 0)
+    throw new CatalogError(
+      "platform",
+      `${p} has no instance types: give the vCPU count directly`,
+      PLATFORMS.filter((x) => familiesFor(x).length > 0),
+    );
   const family = families.find((f) => f.sizes.some((s) => s.name === instanceType));
   if (!family) {
     const allowed = families.flatMap((f) => f.sizes.map((s) => s.name));
-    throw new CatalogError("instanceType", `'${instanceType}' is not an SEV-SNP/TDX-capable ${p} instance type in the catalog`, allowed);
+    throw new CatalogError(
+      "instanceType",
+      `'${instanceType}' is not an SEV-SNP/TDX-capable ${p} instance type in the catalog`,
+      allowed,
+    );
   }
   return family;
 }
@@ -64,7 +87,11 @@ export function vcpusFor(platform: string, instanceType: string, tee?: string): 
   if (tee !== undefined) {
     const t = checkTee(tee);
     if (!family.tees.includes(t)) {
-      throw new CatalogError("instanceType", `'${instanceType}' (${family.family}) does not support ${t}`, instanceTypes(platform, t).map((s) => s.name));
+      throw new CatalogError(
+        "instanceType",
+        `'${instanceType}' (${family.family}) does not support ${t}`,
+        instanceTypes(platform, t).map((s) => s.name),
+      );
     }
   }
   return family.sizes.find((s) => s.name === instanceType)!.vcpus;
@@ -83,11 +110,16 @@ export function regionsFor(platform: string, instanceType: string): string[] | n
 export function snpFirmwareDescription(entry: CatalogEntry, ovmfHash?: string): FirmwareDescription {
   const fw = entry.firmware;
   if (fw.kind !== "snp-ovmf-hash") {
-    throw new CatalogError("firmware", `${entry.platform}/${entry.tee} firmware is '${fw.kind}', not known by hash and layout`, ["snp-ovmf-hash"]);
+    throw new CatalogError(
+      "firmware",
+      `${entry.platform}/${entry.tee} firmware is '${fw.kind}', not known by hash and layout`,
+      ["snp-ovmf-hash"],
+    );
   }
   const known = [fw.ovmfHash, ...fw.otherKnownHashes.map((h) => h.ovmfHash)];
   const hash = ovmfHash ?? fw.ovmfHash;
-  if (!known.includes(hash)) throw new CatalogError("ovmfHash", `'${hash.slice(0, 16)}…' is not a known ${entry.platform} firmware hash`, known);
+  if (!known.includes(hash))
+    throw new CatalogError("ovmfHash", `'${hash.slice(0, 16)}…' is not a known ${entry.platform} firmware hash`, known);
   return { ovmfHash: Buffer.from(hash, "hex"), resetEip: fw.resetEip, sections: fw.sections.map((s) => ({ ...s })) };
 }
 
@@ -97,13 +129,17 @@ export function snpFirmwareDescription(entry: CatalogEntry, ovmfHash?: string): 
  */
 export function readFirmwareFile(entry: CatalogEntry, path?: string): Buffer {
   const fw = entry.firmware;
-  if (fw.kind !== "file") throw new CatalogError("firmware", `${entry.platform}/${entry.tee} firmware is '${fw.kind}', not a file`, ["file"]);
+  if (fw.kind !== "file")
+    throw new CatalogError("firmware", `${entry.platform}/${entry.tee} firmware is '${fw.kind}', not a file`, ["file"]);
   const file = path ?? fw.path;
   let data: Buffer;
   try {
     data = readFileSync(file);
   } catch (e) {
-    throw new CatalogError("firmware", `${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} (install ${fw.package})`);
+    throw new CatalogError(
+      "firmware",
+      `${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} (install ${fw.package})`,
+    );
   }
   const sha = createHash("sha256").update(data).digest("hex");
   if (fw.sha256 !== "must be supplied" && sha !== fw.sha256) {

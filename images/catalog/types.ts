@@ -4,8 +4,6 @@
 import type { VmmType } from "../snp/vmsa.js";
 import type { MrtdOrder } from "../tdx/mrtd.js";
 
-
-
 export const PLATFORMS = ["aws", "azure", "gcp", "proxmox", "qemu"] as const;
 export type Platform = (typeof PLATFORMS)[number];
 export const TEES = ["snp", "tdx"] as const;
@@ -19,9 +17,28 @@ export interface Sourced {
 }
 
 export type ImageRef =
-  | (Sourced & { kind: "aws-ami"; owners: string[]; namePattern: string; architecture: "x86_64"; bootMode: "uefi" | "uefi-preferred" })
-  | (Sourced & { kind: "azure-marketplace"; urn: string; publisher: string; offer: string; sku: string; version: string; securityType: "ConfidentialVM" })
-  | (Sourced & { kind: "gcp-image-family"; project: string; family: string; requiredGuestOsFeature: "SEV_SNP_CAPABLE" | "TDX_CAPABLE" })
+  | (Sourced & {
+      kind: "aws-ami";
+      owners: string[];
+      namePattern: string;
+      architecture: "x86_64";
+      bootMode: "uefi" | "uefi-preferred";
+    })
+  | (Sourced & {
+      kind: "azure-marketplace";
+      urn: string;
+      publisher: string;
+      offer: string;
+      sku: string;
+      version: string;
+      securityType: "ConfidentialVM";
+    })
+  | (Sourced & {
+      kind: "gcp-image-family";
+      project: string;
+      family: string;
+      requiredGuestOsFeature: "SEV_SNP_CAPABLE" | "TDX_CAPABLE";
+    })
   | (Sourced & { kind: "cloud-image"; url: string; format: "qcow2"; sha512: "must be supplied" })
   | (Sourced & { kind: "direct-boot"; kernel: PinnedFile; initrd: PinnedFile; fetchScript: string });
 
@@ -41,14 +58,27 @@ export interface PinnedFile {
 
 export type FirmwareRef =
   /** A firmware binary on the deploying machine (or the host), hashable and parseable by the engine. */
-  | (Sourced & { kind: "file"; path: string; sha256: string | "must be supplied"; package: string; measuredDirectBoot: boolean; notes: string[] })
+  | (Sourced & {
+      kind: "file";
+      path: string;
+      sha256: string | "must be supplied";
+      package: string;
+      measuredDirectBoot: boolean;
+      notes: string[];
+    })
   /**
    * Firmware known by its facts only: a published SNP OVMF hash (the chain seed) plus the SEV metadata
    * layout — enough for the SNP engine's firmware description (see snpFirmwareDescription).
    */
   | (Sourced & {
-      kind: "snp-ovmf-hash"; ovmfHash: string; release: string; resetEip: number; sections: SnpSection[];
-      otherKnownHashes: (Sourced & { ovmfHash: string; what: string })[]; measuredDirectBoot: false; notes: string[];
+      kind: "snp-ovmf-hash";
+      ovmfHash: string;
+      release: string;
+      resetEip: number;
+      sections: SnpSection[];
+      otherKnownHashes: (Sourced & { ovmfHash: string; what: string })[];
+      measuredDirectBoot: false;
+      notes: string[];
     })
   /** The cloud signs reference measurements (launch endorsements) per firmware release; fetch and verify those. */
   | (Sourced & { kind: "endorsed"; endorsementUrl: string; notes: string[] })

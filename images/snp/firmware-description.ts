@@ -31,12 +31,21 @@ export function parseFirmwareDescription(input: string | unknown, field = "firmw
   const sections = items.map((it, i): SevMetadataSection => {
     const f = `${field}.MetadataItems[${i}]`;
     if (!isObject(it)) throw new MeasurementInputError(f, "expected an object with GPA, Size and SectionTypeInt");
-    return { gpa: u32(it.GPA, `${f}.GPA`), size: u32(it.Size, `${f}.Size`), type: u32(it.SectionTypeInt, `${f}.SectionTypeInt`) };
+    return {
+      gpa: u32(it.GPA, `${f}.GPA`),
+      size: u32(it.Size, `${f}.Size`),
+      type: u32(it.SectionTypeInt, `${f}.SectionTypeInt`),
+    };
   });
-  if (sections.length === 0) throw new MeasurementInputError(`${field}.MetadataItems`, "is empty: SEV-SNP firmware always has SEV metadata sections");
+  if (sections.length === 0)
+    throw new MeasurementInputError(
+      `${field}.MetadataItems`,
+      "is empty: SEV-SNP firmware always has SEV metadata sections",
+    );
   validateSections(sections, field);
   const desc: FirmwareDescription = { resetEip: u32(doc.ResetEIP, `${field}.ResetEIP`), sections };
-  if (doc.OVMFHash !== undefined && doc.OVMFHash !== null && doc.OVMFHash !== "") desc.ovmfHash = hashHex(doc.OVMFHash, `${field}.OVMFHash`);
+  if (doc.OVMFHash !== undefined && doc.OVMFHash !== null && doc.OVMFHash !== "")
+    desc.ovmfHash = hashHex(doc.OVMFHash, `${field}.OVMFHash`);
   if (doc.SevHashTableGPA !== undefined) {
     const gpa = u32(doc.SevHashTableGPA, `${field}.SevHashTableGPA`);
     if (gpa !== 0) desc.hashTableGpa = gpa;
@@ -58,8 +67,13 @@ export function firmwareDescriptionJson(desc: FirmwareDescription): Record<strin
 
 /** Extracts the measurement-relevant facts of an SNP-capable image. */
 export function describeOvmf(img: OvmfImage, ovmfHash?: Buffer, field = "ovmf"): FirmwareDescription {
-  if (!img.sevMetadata) throw new MeasurementInputError(field, "firmware has no SEV metadata (OVMF_SEV_METADATA); it cannot launch an SEV-SNP guest");
-  if (img.resetEip === null) throw new MeasurementInputError(field, "firmware has no SEV-ES reset block (SEV_ES_RESET_BLOCK)");
+  if (!img.sevMetadata)
+    throw new MeasurementInputError(
+      field,
+      "firmware has no SEV metadata (OVMF_SEV_METADATA); it cannot launch an SEV-SNP guest",
+    );
+  if (img.resetEip === null)
+    throw new MeasurementInputError(field, "firmware has no SEV-ES reset block (SEV_ES_RESET_BLOCK)");
   const d: FirmwareDescription = { resetEip: img.resetEip, sections: img.sevMetadata };
   if (ovmfHash) d.ovmfHash = ovmfHash;
   if (img.hashTableGpa !== null) d.hashTableGpa = img.hashTableGpa;
@@ -75,14 +89,20 @@ function u32(v: unknown, field: string): number {
   let n: number;
   if (typeof v === "number") n = v;
   else if (typeof v === "string" && /^0[xX][0-9a-fA-F]{1,8}$/.test(v)) n = parseInt(v.slice(2), 16);
-  else throw new MeasurementInputError(field, `expected a 0x-prefixed hex string or an integer, got ${JSON.stringify(v)?.slice(0, 40)}`);
-  if (!Number.isInteger(n) || n < 0 || n > 0xffff_ffff) throw new MeasurementInputError(field, `${n} is not a 32-bit unsigned integer`);
+  else
+    throw new MeasurementInputError(
+      field,
+      `expected a 0x-prefixed hex string or an integer, got ${JSON.stringify(v)?.slice(0, 40)}`,
+    );
+  if (!Number.isInteger(n) || n < 0 || n > 0xffff_ffff)
+    throw new MeasurementInputError(field, `${n} is not a 32-bit unsigned integer`);
   return n;
 }
 
 export function hashHex(v: unknown, field: string): Buffer {
   if (typeof v !== "string") throw new MeasurementInputError(field, "expected a hex string");
   const hex = v.startsWith("0x") || v.startsWith("0X") ? v.slice(2) : v;
-  if (!/^[0-9a-fA-F]{96}$/.test(hex)) throw new MeasurementInputError(field, `expected 48 bytes (96 hex digits), got ${JSON.stringify(v.slice(0, 100))}`);
+  if (!/^[0-9a-fA-F]{96}$/.test(hex))
+    throw new MeasurementInputError(field, `expected 48 bytes (96 hex digits), got ${JSON.stringify(v.slice(0, 100))}`);
   return Buffer.from(hex, "hex");
 }

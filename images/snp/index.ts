@@ -1,7 +1,20 @@
 // Public API of the AMD SEV / SEV-ES / SEV-SNP launch-measurement engine (docs/measurement.md).
 export { MeasurementInputError } from "./errors.js";
-export { parseOvmf, svsmEntryEip, SectionType, OVMF_GUIDS, FOUR_GIB, type OvmfImage, type SevMetadataSection } from "./ovmf.js";
-export { parseFirmwareDescription, firmwareDescriptionJson, describeOvmf, type FirmwareDescription } from "./firmware-description.js";
+export {
+  parseOvmf,
+  svsmEntryEip,
+  SectionType,
+  OVMF_GUIDS,
+  FOUR_GIB,
+  type OvmfImage,
+  type SevMetadataSection,
+} from "./ovmf.js";
+export {
+  parseFirmwareDescription,
+  firmwareDescriptionJson,
+  describeOvmf,
+  type FirmwareDescription,
+} from "./firmware-description.js";
 export { LaunchDigest, PageType, VMSA_GPA, LD_SIZE } from "./gctx.js";
 export { VCPU_TYPES, vcpuSignature, resolveVcpuSignature, type CpuModel, type VcpuSpec } from "./vcpu.js";
 export { VMM_TYPES, BSP_EIP, buildVmsa, buildSvsmVmsa, type VmmType } from "./vmsa.js";

@@ -57,9 +57,18 @@ const FOOTER_ENTRY_HEADER = 18; // u16 size + GUID
 export function parseOvmf(data: Buffer, opts: { field?: string; endAt?: number } = {}): OvmfImage {
   const field = opts.field ?? "ovmf";
   const endAt = opts.endAt ?? FOUR_GIB;
-  if (data.length < PAGE_SIZE) throw new MeasurementInputError(field, `image is ${data.length} bytes, too short for a firmware image (truncated?)`);
-  if (data.length % PAGE_SIZE !== 0) throw new MeasurementInputError(field, `image size ${data.length} is not a multiple of 4 KiB (truncated?)`);
-  if (data.length > endAt) throw new MeasurementInputError(field, `image of ${data.length} bytes does not fit below GPA 0x${endAt.toString(16)}`);
+  if (data.length < PAGE_SIZE)
+    throw new MeasurementInputError(
+      field,
+      `image is ${data.length} bytes, too short for a firmware image (truncated?)`,
+    );
+  if (data.length % PAGE_SIZE !== 0)
+    throw new MeasurementInputError(field, `image size ${data.length} is not a multiple of 4 KiB (truncated?)`);
+  if (data.length > endAt)
+    throw new MeasurementInputError(
+      field,
+      `image of ${data.length} bytes does not fit below GPA 0x${endAt.toString(16)}`,
+    );
   const table = parseFooterTable(data, field);
   const gpa = endAt - data.length;
   const sevMetadata = parseSevMetadata(data, table, field, { start: gpa, end: endAt });
@@ -71,7 +80,8 @@ export function parseOvmf(data: Buffer, opts: { field?: string; endAt?: number }
 function u32Entry(table: ReadonlyMap<string, Buffer>, guid: string, field: string, name: string): number | null {
   const e = table.get(guid);
   if (e === undefined) return null;
-  if (e.length < 4) throw new MeasurementInputError(field, `footer table entry ${name} is ${e.length} bytes, expected at least 4`);
+  if (e.length < 4)
+    throw new MeasurementInputError(field, `footer table entry ${name} is ${e.length} bytes, expected at least 4`);
   return e.readUInt32LE(0);
 }
 
@@ -83,14 +93,20 @@ function parseFooterTable(data: Buffer, field: string): Map<string, Buffer> {
   if (!data.subarray(footerOff + 2, footerOff + FOOTER_ENTRY_HEADER).equals(FOOTER_GUID)) return table;
   const tableSize = data.readUInt16LE(footerOff) - FOOTER_ENTRY_HEADER;
   if (tableSize < 0) return table;
-  if (tableSize > footerOff) throw new MeasurementInputError(field, `footer table size ${tableSize} runs past the start of the image`);
+  if (tableSize > footerOff)
+    throw new MeasurementInputError(field, `footer table size ${tableSize} runs past the start of the image`);
   let rest = data.subarray(footerOff - tableSize, footerOff);
   while (rest.length >= FOOTER_ENTRY_HEADER) {
     const hdr = rest.length - FOOTER_ENTRY_HEADER;
     const size = rest.readUInt16LE(hdr);
-    if (size < FOOTER_ENTRY_HEADER) throw new MeasurementInputError(field, `footer table entry has invalid size ${size}`);
-    if (size > rest.length) throw new MeasurementInputError(field, `footer table entry of ${size} bytes overruns the table`);
-    table.set(guidFromBytesLe(rest.subarray(hdr + 2, hdr + FOOTER_ENTRY_HEADER)), rest.subarray(rest.length - size, hdr));
+    if (size < FOOTER_ENTRY_HEADER)
+      throw new MeasurementInputError(field, `footer table entry has invalid size ${size}`);
+    if (size > rest.length)
+      throw new MeasurementInputError(field, `footer table entry of ${size} bytes overruns the table`);
+    table.set(
+      guidFromBytesLe(rest.subarray(hdr + 2, hdr + FOOTER_ENTRY_HEADER)),
+      rest.subarray(rest.length - size, hdr),
+    );
     rest = rest.subarray(0, rest.length - size);
   }
   return table;
@@ -100,20 +116,33 @@ const FOOTER_GUID = guidBytesLe(OVMF_GUIDS.footer);
 const ASEV_HEADER = 16; // "ASEV", u32 size, u32 version, u32 num_items
 const ASEV_ITEM = 12; // u32 gpa, u32 size, u32 type
 
-function parseSevMetadata(data: Buffer, table: ReadonlyMap<string, Buffer>, field: string, image: { start: number; end: number }): SevMetadataSection[] | null {
+function parseSevMetadata(
+  data: Buffer,
+  table: ReadonlyMap<string, Buffer>,
+  field: string,
+  image: { start: number; end: number },
+): SevMetadataSection[] | null {
   const offsetFromEnd = u32Entry(table, OVMF_GUIDS.sevMetadata, field, "OVMF_SEV_METADATA");
   if (offsetFromEnd === null) return null;
   const start = data.length - offsetFromEnd;
   if (offsetFromEnd > data.length || start + ASEV_HEADER > data.length) {
-    throw new MeasurementInputError(field, `SEV metadata offset 0x${offsetFromEnd.toString(16)} points outside the image`);
+    throw new MeasurementInputError(
+      field,
+      `SEV metadata offset 0x${offsetFromEnd.toString(16)} points outside the image`,
+    );
   }
-  if (data.toString("latin1", start, start + 4) !== "ASEV") throw new MeasurementInputError(field, "SEV metadata has a wrong signature (expected 'ASEV')");
+  if (data.toString("latin1", start, start + 4) !== "ASEV")
+    throw new MeasurementInputError(field, "SEV metadata has a wrong signature (expected 'ASEV')");
   const size = data.readUInt32LE(start + 4);
   const version = data.readUInt32LE(start + 8);
   const count = data.readUInt32LE(start + 12);
-  if (version !== 1) throw new MeasurementInputError(field, `SEV metadata version ${version} is not supported (expected 1)`);
+  if (version !== 1)
+    throw new MeasurementInputError(field, `SEV metadata version ${version} is not supported (expected 1)`);
   if (size < ASEV_HEADER + count * ASEV_ITEM || start + size > data.length) {
-    throw new MeasurementInputError(field, `SEV metadata header (size ${size}, ${count} items) is inconsistent or truncated`);
+    throw new MeasurementInputError(
+      field,
+      `SEV metadata header (size ${size}, ${count} items) is inconsistent or truncated`,
+    );
   }
   const sections: SevMetadataSection[] = [];
   for (let i = 0; i < count; i++) {
@@ -129,22 +158,37 @@ function parseSevMetadata(data: Buffer, table: ReadonlyMap<string, Buffer>, fiel
  * QEMU would silently treat them as ZERO), pages that are not 4 KiB aligned, and ranges that overlap each
  * other or `reserved` (the image itself) — KVM populates each guest page at most once, so such a launch fails.
  */
-export function validateSections(sections: readonly SevMetadataSection[], field: string, reserved?: { start: number; end: number }): void {
+export function validateSections(
+  sections: readonly SevMetadataSection[],
+  field: string,
+  reserved?: { start: number; end: number },
+): void {
   const ranges: Array<{ start: number; end: number; i: number }> = [];
   sections.forEach((s, i) => {
     const where = `SEV metadata section ${i}`;
     if (!KNOWN_SECTION_TYPES.has(s.type)) throw new MeasurementInputError(field, `${where} has unknown type ${s.type}`);
-    if (s.gpa % PAGE_SIZE !== 0) throw new MeasurementInputError(field, `${where} GPA 0x${s.gpa.toString(16)} is not 4 KiB aligned`);
-    if (sectionIsSized(s) && (s.size === 0 || s.size % PAGE_SIZE !== 0)) throw new MeasurementInputError(field, `${where} size 0x${s.size.toString(16)} is not a positive multiple of 4 KiB`);
-    if (!sectionIsSized(s) && s.size !== PAGE_SIZE) throw new MeasurementInputError(field, `${where} (SECRETS/CPUID) has size 0x${s.size.toString(16)}; only one-page sections are supported`);
+    if (s.gpa % PAGE_SIZE !== 0)
+      throw new MeasurementInputError(field, `${where} GPA 0x${s.gpa.toString(16)} is not 4 KiB aligned`);
+    if (sectionIsSized(s) && (s.size === 0 || s.size % PAGE_SIZE !== 0))
+      throw new MeasurementInputError(
+        field,
+        `${where} size 0x${s.size.toString(16)} is not a positive multiple of 4 KiB`,
+      );
+    if (!sectionIsSized(s) && s.size !== PAGE_SIZE)
+      throw new MeasurementInputError(
+        field,
+        `${where} (SECRETS/CPUID) has size 0x${s.size.toString(16)}; only one-page sections are supported`,
+      );
     const end = s.gpa + sectionLength(s);
     if (end > FOUR_GIB) throw new MeasurementInputError(field, `${where} extends past 4 GiB`);
-    if (reserved && s.gpa < reserved.end && end > reserved.start) throw new MeasurementInputError(field, `${where} overlaps the image itself`);
+    if (reserved && s.gpa < reserved.end && end > reserved.start)
+      throw new MeasurementInputError(field, `${where} overlaps the image itself`);
     ranges.push({ start: s.gpa, end, i });
   });
   ranges.sort((a, b) => a.start - b.start);
   for (let k = 1; k < ranges.length; k++) {
-    if (ranges[k].start < ranges[k - 1].end) throw new MeasurementInputError(field, `SEV metadata sections ${ranges[k - 1].i} and ${ranges[k].i} overlap`);
+    if (ranges[k].start < ranges[k - 1].end)
+      throw new MeasurementInputError(field, `SEV metadata sections ${ranges[k - 1].i} and ${ranges[k].i} overlap`);
   }
 }
 
@@ -152,7 +196,9 @@ export function validateSections(sections: readonly SevMetadataSection[], field:
 // QEMU passes the size to KVM). Every known firmware uses exactly one page, and other sizes are rejected
 // above rather than guessed.
 function sectionIsSized(s: SevMetadataSection): boolean {
-  return s.type === SectionType.SNP_SEC_MEM || s.type === SectionType.SVSM_CAA || s.type === SectionType.SNP_KERNEL_HASHES;
+  return (
+    s.type === SectionType.SNP_SEC_MEM || s.type === SectionType.SVSM_CAA || s.type === SectionType.SNP_KERNEL_HASHES
+  );
 }
 function sectionLength(s: SevMetadataSection): number {
   return sectionIsSized(s) ? s.size : PAGE_SIZE;
@@ -161,6 +207,10 @@ function sectionLength(s: SevMetadataSection): number {
 /** Reset EIP of a Coconut SVSM image: SVSM_INFO entry offset + the image's GPA. */
 export function svsmEntryEip(svsm: OvmfImage, field = "svsm"): number {
   const off = u32Entry(svsm.table, OVMF_GUIDS.svsmInfo, field, "SVSM_INFO");
-  if (off === null) throw new MeasurementInputError(field, "image has no SVSM_INFO entry in its footer table (not a Coconut SVSM image?)");
+  if (off === null)
+    throw new MeasurementInputError(
+      field,
+      "image has no SVSM_INFO entry in its footer table (not a Coconut SVSM image?)",
+    );
   return svsm.gpa + off;
 }

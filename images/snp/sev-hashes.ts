@@ -32,7 +32,11 @@ export function sevHashesTable(k: KernelInputs): Buffer {
   TABLE_GUID.copy(t, 0);
   t.writeUInt16LE(TABLE_SIZE, 16);
   let off = 18;
-  for (const [guid, digest] of [[CMDLINE_GUID, sha256(cmdline)], [INITRD_GUID, sha256(k.initrd ?? new Uint8Array())], [KERNEL_GUID, sha256(k.kernel)]] as const) {
+  for (const [guid, digest] of [
+    [CMDLINE_GUID, sha256(cmdline)],
+    [INITRD_GUID, sha256(k.initrd ?? new Uint8Array())],
+    [KERNEL_GUID, sha256(k.kernel)],
+  ] as const) {
     guid.copy(t, off);
     t.writeUInt16LE(ENTRY_SIZE, off + 16);
     digest.copy(t, off + 18);

@@ -33,16 +33,28 @@ export function sevEsDigest(input: SevEsMeasureInput): Buffer {
 }
 
 /** SEV-ES digests for several vCPU counts, extending one running hash. */
-export function sevEsDigestTable(input: Omit<SevEsMeasureInput, "vcpus">, vcpuCounts: readonly number[]): Map<number, Buffer> {
+export function sevEsDigestTable(
+  input: Omit<SevEsMeasureInput, "vcpus">,
+  vcpuCounts: readonly number[],
+): Map<number, Buffer> {
   if (vcpuCounts.length === 0) throw new MeasurementInputError("vcpus", "no vCPU counts given");
   for (const n of vcpuCounts) checkVcpuCount(n);
   const vmm = input.vmm ?? "qemu";
-  if (!VMM_TYPES.includes(vmm)) throw new MeasurementInputError("vmm", `unknown VMM type '${String(vmm)}'; valid types: ${VMM_TYPES.join(", ")}`);
+  if (!VMM_TYPES.includes(vmm))
+    throw new MeasurementInputError("vmm", `unknown VMM type '${String(vmm)}'; valid types: ${VMM_TYPES.join(", ")}`);
   const needSig = vmmNeedsVcpuSignature(vmm);
-  if (needSig && input.vcpu === undefined) throw new MeasurementInputError("vcpu", "a vCPU type, signature or family/model/stepping is required for vmm 'qemu'");
+  if (needSig && input.vcpu === undefined)
+    throw new MeasurementInputError(
+      "vcpu",
+      "a vCPU type, signature or family/model/stepping is required for vmm 'qemu'",
+    );
   const vcpuSig = needSig ? resolveVcpuSignature(input.vcpu!) : 0;
   const { img, h } = sevBase(input);
-  if (img.resetEip === null) throw new MeasurementInputError("ovmf", "firmware has no SEV-ES reset block (SEV_ES_RESET_BLOCK); it cannot start SEV-ES vCPUs");
+  if (img.resetEip === null)
+    throw new MeasurementInputError(
+      "ovmf",
+      "firmware has no SEV-ES reset block (SEV_ES_RESET_BLOCK); it cannot start SEV-ES vCPUs",
+    );
   // SEV-ES guests run with SEV_FEATURES 0 in these VMSAs (no SNP features).
   const bsp = buildVmsa({ eip: BSP_EIP, vmm, vcpuSig, sevFeatures: 0n });
   const ap = buildVmsa({ eip: img.resetEip, vmm, vcpuSig, sevFeatures: 0n });
@@ -57,14 +69,23 @@ export function sevEsDigestTable(input: Omit<SevEsMeasureInput, "vcpus">, vcpuCo
 
 function sevBase(input: SevMeasureInput): { img: OvmfImage; h: Hash } {
   if (input.ovmf === undefined) throw new MeasurementInputError("ovmf", "a firmware binary is required");
-  const img = input.ovmf instanceof Uint8Array ? parseOvmf(Buffer.from(input.ovmf.buffer, input.ovmf.byteOffset, input.ovmf.byteLength)) : input.ovmf;
+  const img =
+    input.ovmf instanceof Uint8Array
+      ? parseOvmf(Buffer.from(input.ovmf.buffer, input.ovmf.byteOffset, input.ovmf.byteLength))
+      : input.ovmf;
   const h = createHash("sha256").update(img.data);
   if (input.kernel !== undefined) {
-    if (img.hashTableGpa === null) throw new MeasurementInputError("kernel", "the firmware has no SEV hashes table (SEV_HASH_TABLE_RV), so it cannot verify a kernel/initrd/cmdline");
+    if (img.hashTableGpa === null)
+      throw new MeasurementInputError(
+        "kernel",
+        "the firmware has no SEV hashes table (SEV_HASH_TABLE_RV), so it cannot verify a kernel/initrd/cmdline",
+      );
     h.update(sevHashesTable({ kernel: input.kernel, initrd: input.initrd, append: input.append }));
   } else {
-    if (input.initrd !== undefined) throw new MeasurementInputError("initrd", "an initrd is only measured together with a kernel");
-    if (input.append !== undefined) throw new MeasurementInputError("append", "a command line is only measured together with a kernel");
+    if (input.initrd !== undefined)
+      throw new MeasurementInputError("initrd", "an initrd is only measured together with a kernel");
+    if (input.append !== undefined)
+      throw new MeasurementInputError("append", "a command line is only measured together with a kernel");
   }
   return { img, h };
 }

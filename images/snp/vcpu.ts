@@ -39,8 +39,13 @@ export const VCPU_TYPES: Readonly<Record<string, CpuModel>> = Object.freeze({
  * above 0xF, extended model in bits 19:16.
  */
 export function vcpuSignature(family: number, model: number, stepping: number): number {
-  for (const [name, v, max] of [["family", family, 0xff + 0xf], ["model", model, 0xff], ["stepping", stepping, 0xf]] as const) {
-    if (!Number.isInteger(v) || v < 0 || v > max) throw new MeasurementInputError(`vcpu.${name}`, `${v} is out of range 0..${max}`);
+  for (const [name, v, max] of [
+    ["family", family, 0xff + 0xf],
+    ["model", model, 0xff],
+    ["stepping", stepping, 0xf],
+  ] as const) {
+    if (!Number.isInteger(v) || v < 0 || v > max)
+      throw new MeasurementInputError(`vcpu.${name}`, `${v} is out of range 0..${max}`);
   }
   const famLo = Math.min(family, 0xf);
   const famHi = family > 0xf ? family - 0xf : 0;
@@ -52,12 +57,17 @@ export type VcpuSpec = string | number | CpuModel;
 
 export function resolveVcpuSignature(spec: VcpuSpec, field = "vcpu"): number {
   if (typeof spec === "number") {
-    if (!Number.isInteger(spec) || spec < 0 || spec > 0xffff_ffff) throw new MeasurementInputError(field, `signature ${spec} is not a 32-bit value`);
+    if (!Number.isInteger(spec) || spec < 0 || spec > 0xffff_ffff)
+      throw new MeasurementInputError(field, `signature ${spec} is not a 32-bit value`);
     return spec;
   }
   if (typeof spec === "string") {
     const m = VCPU_TYPES[spec] ?? Object.entries(VCPU_TYPES).find(([k]) => k.toLowerCase() === spec.toLowerCase())?.[1];
-    if (!m) throw new MeasurementInputError(field, `unknown vCPU type '${spec}'; valid types: ${Object.keys(VCPU_TYPES).join(", ")}`);
+    if (!m)
+      throw new MeasurementInputError(
+        field,
+        `unknown vCPU type '${spec}'; valid types: ${Object.keys(VCPU_TYPES).join(", ")}`,
+      );
     return vcpuSignature(m.family, m.model, m.stepping);
   }
   return vcpuSignature(spec.family, spec.model, spec.stepping);

@@ -10,9 +10,29 @@ export const BSP_EIP = 0xffff_fff0;
 
 // Field offsets in the save area.
 const OFF = {
-  es: 0x00, cs: 0x10, ss: 0x20, ds: 0x30, fs: 0x40, gs: 0x50, gdtr: 0x60, ldtr: 0x70, idtr: 0x80, tr: 0x90,
-  efer: 0xd0, cr4: 0x148, cr0: 0x158, dr7: 0x160, dr6: 0x168, rflags: 0x170, rip: 0x178, gPat: 0x268,
-  rdx: 0x310, sevFeatures: 0x3b0, xcr0: 0x3e8, mxcsr: 0x408, x87Fcw: 0x410,
+  es: 0x00,
+  cs: 0x10,
+  ss: 0x20,
+  ds: 0x30,
+  fs: 0x40,
+  gs: 0x50,
+  gdtr: 0x60,
+  ldtr: 0x70,
+  idtr: 0x80,
+  tr: 0x90,
+  efer: 0xd0,
+  cr4: 0x148,
+  cr0: 0x158,
+  dr7: 0x160,
+  dr6: 0x168,
+  rflags: 0x170,
+  rip: 0x178,
+  gPat: 0x268,
+  rdx: 0x310,
+  sevFeatures: 0x3b0,
+  xcr0: 0x3e8,
+  mxcsr: 0x408,
+  x87Fcw: 0x410,
 } as const;
 
 const DEFAULT_G_PAT = 0x0007_0406_0007_0406n; // PAT MSR reset value (APM vol 2 §A.3)
@@ -40,7 +60,15 @@ function registerState(vmm: VmmType, eip: number): VmmRegisterState {
       return { csFlags: 0x9b, ssFlags: 0x93, trFlags: 0x8b, mxcsr: 0x1f80, fcw: 0x37f, gPat: DEFAULT_G_PAT };
     case "ec2":
     case "ec2-legacy":
-      return { csFlags: eip === BSP_EIP ? 0x9a : 0x9b, ssFlags: 0x92, trFlags: 0x83, rdx: vmm === "ec2" ? 0x600 : 0, mxcsr: 0, fcw: 0, gPat: DEFAULT_G_PAT };
+      return {
+        csFlags: eip === BSP_EIP ? 0x9a : 0x9b,
+        ssFlags: 0x92,
+        trFlags: 0x83,
+        rdx: vmm === "ec2" ? 0x600 : 0,
+        mxcsr: 0,
+        fcw: 0,
+        gPat: DEFAULT_G_PAT,
+      };
     case "gce":
       return { csFlags: 0x9b, ssFlags: 0x93, trFlags: 0x8b, rdx: 0x600, mxcsr: 0, fcw: 0, gPat: 0x0007_0106n };
     default:

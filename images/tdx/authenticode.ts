@@ -9,7 +9,10 @@ const SECURITY_DIR = 4;
 
 export function authenticodeSha384(img: Buffer, field = "kernel"): Buffer {
   const bad = (why: string): never => {
-    throw new TdxInputError(field, `not a PE/COFF EFI image (${why}); TDX direct boot needs an EFI-stub kernel (bzImage with CONFIG_EFI_STUB)`);
+    throw new TdxInputError(
+      field,
+      `not a PE/COFF EFI image (${why}); TDX direct boot needs an EFI-stub kernel (bzImage with CONFIG_EFI_STUB)`,
+    );
   };
   if (img.length < 0x40 || img.toString("latin1", 0, 2) !== "MZ") bad("no MZ header");
   const pe = img.readUInt32LE(0x3c);

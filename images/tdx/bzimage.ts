@@ -27,14 +27,22 @@ export function qemuPatchKernel(kernel: Buffer, initrdSize: number, memory: numb
   k.writeUInt16LE(CMDLINE_ADDR - REAL_ADDR - 0x200, 0x224); // heap_end_ptr
   k.writeUInt32LE(CMDLINE_ADDR, 0x228); // cmd_line_ptr
   if (initrdSize > 0) {
-    if (memory === undefined) throw new TdxInputError("memory", "needed: QEMU places the initrd below the top of low RAM, and the address is written into the measured kernel");
+    if (memory === undefined)
+      throw new TdxInputError(
+        "memory",
+        "needed: QEMU places the initrd below the top of low RAM, and the address is written into the measured kernel",
+      );
     let initrdMax: number;
     if (protocol >= 0x20c && (k.readUInt16LE(0x236) & XLF_CAN_BE_LOADED_ABOVE_4G) !== 0) initrdMax = 0xffff_ffff;
     else if (protocol >= 0x203) initrdMax = k.readUInt32LE(0x22c);
     else initrdMax = 0x37ff_ffff;
     const lowTop = q35RamSplit(memory).below4g - QEMU_ACPI_DATA_SIZE;
     if (initrdMax >= lowTop) initrdMax = lowTop - 1;
-    if (initrdSize >= initrdMax) throw new TdxInputError("initrd", `${initrdSize} bytes do not fit below 0x${initrdMax.toString(16)} with this memory size`);
+    if (initrdSize >= initrdMax)
+      throw new TdxInputError(
+        "initrd",
+        `${initrdSize} bytes do not fit below 0x${initrdMax.toString(16)} with this memory size`,
+      );
     k.writeUInt32LE(Number(BigInt(initrdMax - initrdSize) & ~4095n), 0x218); // ramdisk_image
     k.writeUInt32LE(initrdSize, 0x21c); // ramdisk_size
   }

@@ -26,7 +26,12 @@ export function replay(events: readonly MeasuredEvent[]): Buffer {
 
 function guidLe(guid: string): Buffer {
   const b = Buffer.from(guid.replace(/-/g, ""), "hex");
-  return Buffer.concat([Buffer.from(b.subarray(0, 4)).reverse(), Buffer.from(b.subarray(4, 6)).reverse(), Buffer.from(b.subarray(6, 8)).reverse(), b.subarray(8)]);
+  return Buffer.concat([
+    Buffer.from(b.subarray(0, 4)).reverse(),
+    Buffer.from(b.subarray(4, 6)).reverse(),
+    Buffer.from(b.subarray(6, 8)).reverse(),
+    b.subarray(8),
+  ]);
 }
 
 export const EFI_GLOBAL_VARIABLE = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
@@ -37,7 +42,10 @@ export function efiVariableEvent(vendorGuid: string, name: string, data: Uint8Ar
   const lens = Buffer.alloc(16);
   lens.writeBigUInt64LE(BigInt(name.length), 0);
   lens.writeBigUInt64LE(BigInt(data.length), 8);
-  return { event: `EV_EFI_VARIABLE_DRIVER_CONFIG ${name}`, digest: sha384(guidLe(vendorGuid), lens, Buffer.from(name, "utf16le"), data) };
+  return {
+    event: `EV_EFI_VARIABLE_DRIVER_CONFIG ${name}`,
+    digest: sha384(guidLe(vendorGuid), lens, Buffer.from(name, "utf16le"), data),
+  };
 }
 
 /** The five secure-boot variables OVMF measures, as unprovisioned (absent) variables. */
@@ -82,7 +90,10 @@ export function uiAppBootOptionEvent(): MeasuredEvent {
   const head = Buffer.alloc(6);
   head.writeUInt32LE(0x109, 0); // ACTIVE | HIDDEN | CATEGORY_APP
   head.writeUInt16LE(paths.length, 4);
-  return { event: "EV_EFI_VARIABLE_BOOT Boot0000 (UiApp)", digest: sha384(head, Buffer.from("UiApp\0", "utf16le"), paths) };
+  return {
+    event: "EV_EFI_VARIABLE_BOOT Boot0000 (UiApp)",
+    digest: sha384(head, Buffer.from("UiApp\0", "utf16le"), paths),
+  };
 }
 
 /** The kernel command line as OVMF measures it: UTF-16LE with a terminating NUL. */

@@ -5,8 +5,17 @@ import { authenticodeSha384 } from "./authenticode.js";
 import { qemuPatchKernel } from "./bzimage.js";
 import { TdxInputError } from "./errors.js";
 import {
-  DIGEST_BYTES, EFI_ACTIONS, bootOrderEvent, cmdlineEvent, efiActionEvent, replay, secureBootVariableEvents,
-  separatorEvent, sha384, uiAppBootOptionEvent, type MeasuredEvent,
+  DIGEST_BYTES,
+  EFI_ACTIONS,
+  bootOrderEvent,
+  cmdlineEvent,
+  efiActionEvent,
+  replay,
+  secureBootVariableEvents,
+  separatorEvent,
+  sha384,
+  uiAppBootOptionEvent,
+  type MeasuredEvent,
 } from "./events.js";
 import { createHash } from "node:crypto";
 import { KNOWN_TDX_FIRMWARE } from "./known-firmware.js";
@@ -65,7 +74,13 @@ export interface TdxMeasurement {
   mrtdOrder: MrtdOrder;
   kernelSetup: KernelSetup;
   ovmfProfile: OvmfProfile;
-  registers: { mrtd: RegisterReport; rtmr0: RegisterReport; rtmr1: RegisterReport; rtmr2: RegisterReport; rtmr3: RegisterReport };
+  registers: {
+    mrtd: RegisterReport;
+    rtmr0: RegisterReport;
+    rtmr1: RegisterReport;
+    rtmr2: RegisterReport;
+    rtmr3: RegisterReport;
+  };
   notes: string[];
 }
 
@@ -92,7 +107,10 @@ export function measureTdx(input: TdxMeasureInput): TdxMeasurement {
   const kernelSetup = oneOf("kernelSetup", input.kernelSetup, KERNEL_SETUPS, "patched");
   const ovmfProfile = oneOf("ovmfProfile", input.ovmfProfile, OVMF_PROFILES, "pre-202505");
   if (input.kernel === undefined && (input.initrd !== undefined || input.cmdline !== undefined)) {
-    throw new TdxInputError("kernel", "initrd and command line are only measured with direct kernel boot: give the kernel too");
+    throw new TdxInputError(
+      "kernel",
+      "initrd and command line are only measured with direct kernel boot: give the kernel too",
+    );
   }
   if (input.memory !== undefined) checkMemoryBytes(input.memory);
   const meta = parseTdvf(input.firmware);
@@ -124,7 +142,12 @@ export function measureTdx(input: TdxMeasureInput): TdxMeasurement {
       rtmr0,
       rtmr1,
       rtmr2,
-      rtmr3: { value: "00".repeat(DIGEST_BYTES), dependsOn: ["nothing at boot: RTMR[3] is left for the guest (runtime/application measurements)"], missing: [], events: [] },
+      rtmr3: {
+        value: "00".repeat(DIGEST_BYTES),
+        dependsOn: ["nothing at boot: RTMR[3] is left for the guest (runtime/application measurements)"],
+        missing: [],
+        events: [],
+      },
     },
     notes: [
       "MRTD does not depend on vCPU count or memory size; MRCONFIGID/MROWNER/MROWNERCONFIG, ATTRIBUTES, XFAM and MRSEAM are separate TD report fields to pin.",
@@ -144,7 +167,8 @@ function rtmr0Report(input: TdxMeasureInput, meta: TdvfMetadata, profile: OvmfPr
   ];
   const missing: string[] = [];
   if (input.memory === undefined) missing.push("memory");
-  if (input.acpi === undefined) missing.push("acpi (QEMU's table-loader, rsdp and tables blobs; dump them from the QEMU that runs the TD)");
+  if (input.acpi === undefined)
+    missing.push("acpi (QEMU's table-loader, rsdp and tables blobs; dump them from the QEMU that runs the TD)");
   const cfv = meta.sections.find((s) => s.type === TdvfSectionType.CFV);
   if (!cfv) missing.push("firmware CFV section");
   if (missing.length > 0) return report(null, dependsOn, missing);
@@ -173,10 +197,15 @@ function rtmr1Report(input: TdxMeasureInput, setup: KernelSetup, profile: OvmfPr
     `OVMF boot-service events (profile ${profile})`,
   ];
   if (input.kernel === undefined) {
-    return report(null, [...dependsOn, "without direct boot, the boot loader chain (shim, grub, UKI) determines RTMR[1]: not modelled"], ["kernel"]);
+    return report(
+      null,
+      [...dependsOn, "without direct boot, the boot loader chain (shim, grub, UKI) determines RTMR[1]: not modelled"],
+      ["kernel"],
+    );
   }
   const initrdSize = input.initrd?.length ?? 0;
-  if (setup === "patched" && initrdSize > 0 && input.memory === undefined) return report(null, dependsOn, ["memory (the patched kernel carries the initrd address)"]);
+  if (setup === "patched" && initrdSize > 0 && input.memory === undefined)
+    return report(null, dependsOn, ["memory (the patched kernel carries the initrd address)"]);
   const image = setup === "patched" ? qemuPatchKernel(input.kernel, initrdSize, input.memory) : input.kernel;
   const events: MeasuredEvent[] = [
     { event: `kernel (Authenticode, ${setup})`, digest: authenticodeSha384(image) },

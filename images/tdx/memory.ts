@@ -10,8 +10,13 @@ export const MIN_MEMORY = 32 * MIB;
 
 /** Checks a RAM size given in bytes (library callers); returns it. */
 export function checkMemoryBytes(bytes: number, field = "memory"): number {
-  if (!Number.isSafeInteger(bytes) || bytes % MIB !== 0) throw new TdxInputError(field, `${bytes} bytes is not a whole number of MiB`);
-  if (bytes < MIN_MEMORY || bytes > MAX_MEMORY) throw new TdxInputError(field, `${bytes} bytes is outside ${MIN_MEMORY / MIB} MiB .. ${MAX_MEMORY / 1024 / 1024 / MIB} TiB`);
+  if (!Number.isSafeInteger(bytes) || bytes % MIB !== 0)
+    throw new TdxInputError(field, `${bytes} bytes is not a whole number of MiB`);
+  if (bytes < MIN_MEMORY || bytes > MAX_MEMORY)
+    throw new TdxInputError(
+      field,
+      `${bytes} bytes is outside ${MIN_MEMORY / MIB} MiB .. ${MAX_MEMORY / 1024 / 1024 / MIB} TiB`,
+    );
   return bytes;
 }
 
@@ -20,8 +25,13 @@ export function parseMemorySize(text: string, field = "memory"): number {
   const m = /^\s*(\d+)\s*([KMGT]?)(?:i?B)?\s*$/i.exec(text);
   if (!m) throw new TdxInputError(field, `'${text}' is not a size (examples: 2G, 4096M, 8GiB; a bare number is MiB)`);
   const bytes = Number(m[1]) * UNITS[m[2].toUpperCase()];
-  if (!Number.isSafeInteger(bytes) || bytes % MIB !== 0) throw new TdxInputError(field, `'${text}' must be a whole number of MiB`);
-  if (bytes < MIN_MEMORY || bytes > MAX_MEMORY) throw new TdxInputError(field, `'${text}' is outside ${MIN_MEMORY / MIB} MiB .. ${MAX_MEMORY / 1024 / 1024 / MIB} TiB`);
+  if (!Number.isSafeInteger(bytes) || bytes % MIB !== 0)
+    throw new TdxInputError(field, `'${text}' must be a whole number of MiB`);
+  if (bytes < MIN_MEMORY || bytes > MAX_MEMORY)
+    throw new TdxInputError(
+      field,
+      `'${text}' is outside ${MIN_MEMORY / MIB} MiB .. ${MAX_MEMORY / 1024 / 1024 / MIB} TiB`,
+    );
   return bytes;
 }
 

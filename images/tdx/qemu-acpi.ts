@@ -10,10 +10,15 @@ import type { QemuAcpiBlobs } from "./measure.js";
 const FW_CFG_CTL = 0x510;
 const FW_CFG_DATA = 0x511;
 const FW_CFG_FILE_DIR = 0x19;
-export const QEMU_ACPI_FILES = { tableLoader: "etc/table-loader", rsdp: "etc/acpi/rsdp", tables: "etc/acpi/tables" } as const;
+export const QEMU_ACPI_FILES = {
+  tableLoader: "etc/table-loader",
+  rsdp: "etc/acpi/rsdp",
+  tables: "etc/acpi/tables",
+} as const;
 
 /** Arguments that would make QEMU run a guest, need TDX hardware or fight with qtest. */
-const REFUSED = /^-(accel|enable-kvm|qtest|object|bios|pflash|kernel|initrd|append|daemonize|monitor|serial|display|nographic|S)$/;
+const REFUSED =
+  /^-(accel|enable-kvm|qtest|object|bios|pflash|kernel|initrd|append|daemonize|monitor|serial|display|nographic|S)$/;
 
 export interface DumpQemuAcpiOptions {
   /** QEMU binary (default qemu-system-x86_64). */
@@ -83,7 +88,8 @@ class QtestSession {
       `read 0x${DMA_DESCRIPTOR.toString(16)} 0x4`,
       `b64read 0x${DMA_BUFFER.toString(16)} 0x${size.toString(16)}`,
     ]);
-    if (parseInt(status.split(" ")[1], 16) !== 0) throw new Error(`fw_cfg DMA of selector 0x${selector.toString(16)} failed (control ${status.split(" ")[1]})`);
+    if (parseInt(status.split(" ")[1], 16) !== 0)
+      throw new Error(`fw_cfg DMA of selector 0x${selector.toString(16)} failed (control ${status.split(" ")[1]})`);
     const out = Buffer.from(data.split(" ")[1] ?? "", "base64");
     if (out.length !== size) throw new Error(`fw_cfg DMA returned ${out.length} of ${size} bytes`);
     return out;
@@ -104,23 +110,51 @@ const DMA_BUFFER = 0x20_0000;
  */
 export async function dumpQemuAcpi(opts: DumpQemuAcpiOptions): Promise<QemuAcpiBlobs> {
   const files = await readFwCfgFiles(opts, Object.values(QEMU_ACPI_FILES));
-  return { tableLoader: files.get(QEMU_ACPI_FILES.tableLoader)!, rsdp: files.get(QEMU_ACPI_FILES.rsdp)!, tables: files.get(QEMU_ACPI_FILES.tables)! };
+  return {
+    tableLoader: files.get(QEMU_ACPI_FILES.tableLoader)!,
+    rsdp: files.get(QEMU_ACPI_FILES.rsdp)!,
+    tables: files.get(QEMU_ACPI_FILES.tables)!,
+  };
 }
 
 /** Reads named fw_cfg files from QEMU (see dumpQemuAcpi). */
-export async function readFwCfgFiles(opts: DumpQemuAcpiOptions, names: readonly string[]): Promise<Map<string, Buffer>> {
+export async function readFwCfgFiles(
+  opts: DumpQemuAcpiOptions,
+  names: readonly string[],
+): Promise<Map<string, Buffer>> {
   const bad = opts.args.find((a) => REFUSED.test(a));
-  if (bad) throw new TdxInputError("acpiQemuArgs", `'${bad}' is not accepted: give only the machine/device arguments of the launch (no accelerator, TDX object, firmware or kernel)`);
+  if (bad)
+    throw new TdxInputError(
+      "acpiQemuArgs",
+      `'${bad}' is not accepted: give only the machine/device arguments of the launch (no accelerator, TDX object, firmware or kernel)`,
+    );
   try {
     return await dumpWith(opts, ["-accel", "qtest"], names);
   } catch (e) {
-    if (e instanceof TdxInputError && /invalid accelerator qtest/.test(e.message)) return dumpWith(opts, ["-accel", "tcg", "-S"], names);
+    if (e instanceof TdxInputError && /invalid accelerator qtest/.test(e.message))
+      return dumpWith(opts, ["-accel", "tcg", "-S"], names);
     throw e;
   }
 }
 
-async function dumpWith(opts: DumpQemuAcpiOptions, accel: string[], names: readonly string[]): Promise<Map<string, Buffer>> {
-  const fixed = [...accel, "-qtest", "stdio", "-qtest-log", "/dev/null", "-display", "none", "-monitor", "none", "-serial", "none"];
+async function dumpWith(
+  opts: DumpQemuAcpiOptions,
+  accel: string[],
+  names: readonly string[],
+): Promise<Map<string, Buffer>> {
+  const fixed = [
+    ...accel,
+    "-qtest",
+    "stdio",
+    "-qtest-log",
+    "/dev/null",
+    "-display",
+    "none",
+    "-monitor",
+    "none",
+    "-serial",
+    "none",
+  ];
   const child = spawn(opts.qemu ?? "qemu-system-x86_64", [...opts.args, ...fixed], {
     stdio: ["pipe", "pipe", "pipe"],
   });
@@ -129,8 +163,17 @@ async function dumpWith(opts: DumpQemuAcpiOptions, accel: string[], names: reado
   child.stderr!.on("data", (d: string) => (stderr = (stderr + d).slice(-2000)));
   const session = new QtestSession(child);
   const exited = new Promise<never>((_, reject) => {
-    child.on("error", (e) => reject(new TdxInputError("acpiQemu", `cannot start ${opts.qemu ?? "qemu-system-x86_64"}: ${e.message}`)));
-    child.on("exit", (code) => reject(new TdxInputError("acpiQemuArgs", `QEMU exited (${code}) before the ACPI blobs were read: ${stderr.trim().split("\n").slice(-3).join(" | ")}`)));
+    child.on("error", (e) =>
+      reject(new TdxInputError("acpiQemu", `cannot start ${opts.qemu ?? "qemu-system-x86_64"}: ${e.message}`)),
+    );
+    child.on("exit", (code) =>
+      reject(
+        new TdxInputError(
+          "acpiQemuArgs",
+          `QEMU exited (${code}) before the ACPI blobs were read: ${stderr.trim().split("\n").slice(-3).join(" | ")}`,
+        ),
+      ),
+    );
   });
   exited.catch((e: Error) => session.fail(e));
   const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 60_000);
@@ -145,7 +188,8 @@ async function dumpWith(opts: DumpQemuAcpiOptions, accel: string[], names: reado
       };
       const head = await fetch(FW_CFG_FILE_DIR, 4);
       const count = head.readUInt32BE(0);
-      if (count === 0 || count > 1024) throw new TdxInputError("acpiQemuArgs", `fw_cfg file directory has ${count} entries`);
+      if (count === 0 || count > 1024)
+        throw new TdxInputError("acpiQemuArgs", `fw_cfg file directory has ${count} entries`);
       const dir = (await fetch(FW_CFG_FILE_DIR, 4 + count * 64)).subarray(4);
       const files = new Map<string, { size: number; select: number }>();
       for (let i = 0; i < count; i++) {
@@ -155,7 +199,11 @@ async function dumpWith(opts: DumpQemuAcpiOptions, accel: string[], names: reado
       }
       const read = async (name: string) => {
         const f = files.get(name);
-        if (!f) throw new TdxInputError("acpiQemuArgs", `QEMU offers no fw_cfg file '${name}' (ACPI disabled or not a q35/pc machine?)`);
+        if (!f)
+          throw new TdxInputError(
+            "acpiQemuArgs",
+            `QEMU offers no fw_cfg file '${name}' (ACPI disabled or not a q35/pc machine?)`,
+          );
         return fetch(f.select, f.size);
       };
       const out = new Map<string, Buffer>();

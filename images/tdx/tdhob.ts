@@ -26,14 +26,20 @@ export function tdxRamRanges(meta: TdvfMetadata, memory: number): RamRange[] {
   if (above4g > 0) ranges.push({ start: FOUR_GIB, length: above4g, accepted: false });
   for (const s of meta.sections) {
     if (s.type !== TdvfSectionType.TD_HOB && s.type !== TdvfSectionType.TEMP_MEM) continue;
-    const start = s.memoryAddress, end = s.memoryAddress + s.memoryDataSize;
+    const start = s.memoryAddress,
+      end = s.memoryAddress + s.memoryDataSize;
     const host = ranges.find((r) => start >= r.start && end <= r.start + r.length);
-    if (!host) throw new TdxInputError("memory", `${memory} bytes of RAM do not contain the TDVF section at 0x${start.toString(16)}+0x${s.memoryDataSize.toString(16)}`);
+    if (!host)
+      throw new TdxInputError(
+        "memory",
+        `${memory} bytes of RAM do not contain the TDVF section at 0x${start.toString(16)}+0x${s.memoryDataSize.toString(16)}`,
+      );
     if (host.accepted) continue;
     const split: RamRange[] = [];
     if (start > host.start) split.push({ start: host.start, length: start - host.start, accepted: false });
     split.push({ start, length: end - start, accepted: true });
-    if (end < host.start + host.length) split.push({ start: end, length: host.start + host.length - end, accepted: false });
+    if (end < host.start + host.length)
+      split.push({ start: end, length: host.start + host.length - end, accepted: false });
     ranges = ranges.flatMap((r) => (r === host ? split : [r]));
   }
   return ranges.sort((a, b) => a.start - b.start);
@@ -42,7 +48,11 @@ export function tdxRamRanges(meta: TdvfMetadata, memory: number): RamRange[] {
 /** The HOB list bytes OVMF measures (PHIT + resource descriptors; the 8-byte end marker excluded). */
 export function buildTdHob(meta: TdvfMetadata, memory: number): Buffer {
   const hobSection = meta.sections.find((s) => s.type === TdvfSectionType.TD_HOB);
-  if (!hobSection) throw new TdxInputError("firmware", "TDVF metadata has no TD_HOB section, so RTMR[0] cannot be modelled (td-shim style firmware?)");
+  if (!hobSection)
+    throw new TdxInputError(
+      "firmware",
+      "TDVF metadata has no TD_HOB section, so RTMR[0] cannot be modelled (td-shim style firmware?)",
+    );
   const ranges = tdxRamRanges(meta, memory);
   const out = Buffer.alloc(56 + 48 * ranges.length);
   out.writeUInt16LE(HOB_PHIT, 0);
@@ -58,6 +68,7 @@ export function buildTdHob(meta: TdvfMetadata, memory: number): Buffer {
     out.writeBigUInt64LE(BigInt(r.start), at + 32);
     out.writeBigUInt64LE(BigInt(r.length), at + 40);
   });
-  if (out.length + 8 > hobSection.memoryDataSize) throw new TdxInputError("firmware", "TD HOB list does not fit the TD_HOB section");
+  if (out.length + 8 > hobSection.memoryDataSize)
+    throw new TdxInputError("firmware", "TD HOB list does not fit the TD_HOB section");
   return out;
 }

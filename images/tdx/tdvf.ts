@@ -22,7 +22,10 @@ export const TdvfSectionType = {
   TD_INFO: 7,
   TD_PARAMS: 8,
 } as const;
-const TYPE_NAMES = Object.fromEntries(Object.entries(TdvfSectionType).map(([k, v]) => [v, k])) as Record<number, string>;
+const TYPE_NAMES = Object.fromEntries(Object.entries(TdvfSectionType).map(([k, v]) => [v, k])) as Record<
+  number,
+  string
+>;
 
 /** Section attribute bits. */
 export const TdvfAttribute = { MR_EXTEND: 1, PAGE_AUG: 2 } as const;
@@ -49,7 +52,12 @@ export function sectionTypeName(type: number): string {
 /** EFI_GUID on-disk byte order (first three fields little-endian). */
 function guidLe(guid: string): Buffer {
   const b = Buffer.from(guid.replace(/-/g, ""), "hex");
-  return Buffer.concat([Buffer.from(b.subarray(0, 4)).reverse(), Buffer.from(b.subarray(4, 6)).reverse(), Buffer.from(b.subarray(6, 8)).reverse(), b.subarray(8)]);
+  return Buffer.concat([
+    Buffer.from(b.subarray(0, 4)).reverse(),
+    Buffer.from(b.subarray(4, 6)).reverse(),
+    Buffer.from(b.subarray(6, 8)).reverse(),
+    b.subarray(8),
+  ]);
 }
 
 /**
@@ -60,14 +68,16 @@ function tdxMetadataOffsetFromFooter(fw: Buffer, field: string): number | null {
   const footerEnd = fw.length - 32;
   if (footerEnd < 18 || !fw.subarray(footerEnd - 16, footerEnd).equals(guidLe(GUID.footerTable))) return null;
   const tableSize = fw.readUInt16LE(footerEnd - 18);
-  if (tableSize < 18 || tableSize > footerEnd) throw new TdxInputError(field, `footer GUID table size ${tableSize} is invalid (corrupt or truncated image)`);
+  if (tableSize < 18 || tableSize > footerEnd)
+    throw new TdxInputError(field, `footer GUID table size ${tableSize} is invalid (corrupt or truncated image)`);
   const tableStart = footerEnd - tableSize;
   let end = footerEnd - 18; // entries end here
   const want = guidLe(GUID.tdxMetadataOffset);
   while (end - tableStart >= 18) {
     const guid = fw.subarray(end - 16, end);
     const size = fw.readUInt16LE(end - 18);
-    if (size < 18 || end - size < tableStart) throw new TdxInputError(field, `footer GUID table entry of size ${size} is invalid`);
+    if (size < 18 || end - size < tableStart)
+      throw new TdxInputError(field, `footer GUID table entry of size ${size} is invalid`);
     if (guid.equals(want)) {
       if (size < 22) throw new TdxInputError(field, `TDX_METADATA_OFFSET entry is ${size - 18} bytes, expected 4`);
       return fw.readUInt32LE(end - size);
@@ -83,27 +93,48 @@ function tdxMetadataOffsetFromFooter(fw: Buffer, field: string): number | null {
  * do not fit the file or are not page-aligned.
  */
 export function parseTdvf(fw: Buffer, field = "firmware"): TdvfMetadata {
-  if (fw.length < PAGE) throw new TdxInputError(field, `image is ${fw.length} bytes, too short for a firmware image (truncated?)`);
+  if (fw.length < PAGE)
+    throw new TdxInputError(field, `image is ${fw.length} bytes, too short for a firmware image (truncated?)`);
   let off = tdxMetadataOffsetFromFooter(fw, field);
   if (off === null) {
     // td-shim images without a footer table: u32 at len-0x20 is the offset of the metadata GUID.
     const guidAt = fw.readUInt32LE(fw.length - 0x20);
-    if (guidAt > 0 && guidAt + 16 + 16 <= fw.length && fw.subarray(guidAt, guidAt + 16).equals(guidLe(GUID.tdxMetadata))) off = fw.length - (guidAt + 16);
+    if (
+      guidAt > 0 &&
+      guidAt + 16 + 16 <= fw.length &&
+      fw.subarray(guidAt, guidAt + 16).equals(guidLe(GUID.tdxMetadata))
+    )
+      off = fw.length - (guidAt + 16);
   }
-  if (off === null) throw new TdxInputError(field, "no TDX (TDVF) metadata: this firmware cannot boot a TD (use a TDX-enabled OVMF such as Debian's unified OVMF.fd, not OVMF_CODE_4M.fd)");
-  if (off < 16 || off > fw.length - 16) throw new TdxInputError(field, `TDX metadata offset 0x${off.toString(16)} points outside the ${fw.length}-byte image (truncated?)`);
+  if (off === null)
+    throw new TdxInputError(
+      field,
+      "no TDX (TDVF) metadata: this firmware cannot boot a TD (use a TDX-enabled OVMF such as Debian's unified OVMF.fd, not OVMF_CODE_4M.fd)",
+    );
+  if (off < 16 || off > fw.length - 16)
+    throw new TdxInputError(
+      field,
+      `TDX metadata offset 0x${off.toString(16)} points outside the ${fw.length}-byte image (truncated?)`,
+    );
   const descriptorOffset = fw.length - off;
   if (descriptorOffset < 16 || !fw.subarray(descriptorOffset - 16, descriptorOffset).equals(guidLe(GUID.tdxMetadata))) {
     throw new TdxInputError(field, "TDX metadata GUID missing in front of the TDVF descriptor (corrupt image)");
   }
   const sig = fw.toString("latin1", descriptorOffset, descriptorOffset + 4);
-  if (sig !== "TDVF") throw new TdxInputError(field, `TDVF descriptor signature is '${sig.replace(/[^\x20-\x7e]/g, "?")}', expected 'TDVF'`);
+  if (sig !== "TDVF")
+    throw new TdxInputError(
+      field,
+      `TDVF descriptor signature is '${sig.replace(/[^\x20-\x7e]/g, "?")}', expected 'TDVF'`,
+    );
   const length = fw.readUInt32LE(descriptorOffset + 4);
   const version = fw.readUInt32LE(descriptorOffset + 8);
   const count = fw.readUInt32LE(descriptorOffset + 12);
   if (version !== 1) throw new TdxInputError(field, `TDVF descriptor version ${version} is not supported (expected 1)`);
   if (count === 0 || length !== 16 + 32 * count || descriptorOffset + length > fw.length) {
-    throw new TdxInputError(field, `TDVF descriptor length ${length} does not match ${count} sections or exceeds the image`);
+    throw new TdxInputError(
+      field,
+      `TDVF descriptor length ${length} does not match ${count} sections or exceeds the image`,
+    );
   }
   const sections: TdvfSection[] = [];
   for (let i = 0; i < count; i++) {
@@ -126,14 +157,24 @@ function validateSection(fw: Buffer, s: TdvfSection, where: string): void {
   const name = sectionTypeName(s.type);
   if (s.type > TdvfSectionType.TD_PARAMS) throw new TdxInputError(where, `unknown TDVF section type ${s.type}`);
   if (s.memoryAddress % PAGE !== 0 || s.memoryDataSize % PAGE !== 0) {
-    throw new TdxInputError(where, `${name} at 0x${s.memoryAddress.toString(16)}+0x${s.memoryDataSize.toString(16)} is not 4 KiB-aligned`);
+    throw new TdxInputError(
+      where,
+      `${name} at 0x${s.memoryAddress.toString(16)}+0x${s.memoryDataSize.toString(16)} is not 4 KiB-aligned`,
+    );
   }
-  if (!Number.isSafeInteger(s.memoryAddress + s.memoryDataSize)) throw new TdxInputError(where, `${name} memory range overflows`);
+  if (!Number.isSafeInteger(s.memoryAddress + s.memoryDataSize))
+    throw new TdxInputError(where, `${name} memory range overflows`);
   if (s.type !== TdvfSectionType.TD_INFO && s.memoryDataSize < s.rawDataSize) {
-    throw new TdxInputError(where, `${name} raw size 0x${s.rawDataSize.toString(16)} exceeds its memory size 0x${s.memoryDataSize.toString(16)}`);
+    throw new TdxInputError(
+      where,
+      `${name} raw size 0x${s.rawDataSize.toString(16)} exceeds its memory size 0x${s.memoryDataSize.toString(16)}`,
+    );
   }
   if (s.rawDataSize > 0 && s.dataOffset + s.rawDataSize > fw.length) {
-    throw new TdxInputError(where, `${name} raw data 0x${s.dataOffset.toString(16)}+0x${s.rawDataSize.toString(16)} lies beyond the ${fw.length}-byte image (truncated?)`);
+    throw new TdxInputError(
+      where,
+      `${name} raw data 0x${s.dataOffset.toString(16)}+0x${s.rawDataSize.toString(16)} lies beyond the ${fw.length}-byte image (truncated?)`,
+    );
   }
 }
 

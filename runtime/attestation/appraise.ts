@@ -29,10 +29,18 @@ const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 function digestOf(e: Evidence): string {
   const h = createHash("sha384");
   switch (e.kind) {
-    case "snp": h.update(e.report); break;
-    case "tdx": h.update(e.quote); break;
-    case "azure-snp": h.update(e.hclReport); break;
-    case "azure-tdx": h.update(e.hclReport).update(e.tdQuote); break;
+    case "snp":
+      h.update(e.report);
+      break;
+    case "tdx":
+      h.update(e.quote);
+      break;
+    case "azure-snp":
+      h.update(e.hclReport);
+      break;
+    case "azure-tdx":
+      h.update(e.hclReport).update(e.tdQuote);
+      break;
   }
   return h.digest("hex");
 }
@@ -54,17 +62,34 @@ export function reportDataCheck(actualHex: string | undefined, policy: Policy, o
   if (typeof want === "string") return { id, ok: false, detail: want };
   if (!want) {
     return policy.requireReportDataBinding
-      ? { id, ok: false, detail: "the policy requires REPORT_DATA to be bound to a fresh nonce, but no expected value was given" }
+      ? {
+          id,
+          ok: false,
+          detail: "the policy requires REPORT_DATA to be bound to a fresh nonce, but no expected value was given",
+        }
       : { id, ok: true, detail: "REPORT_DATA not checked: no expected value given" };
   }
   if (actualHex === undefined) return { id, ok: false, detail: "REPORT_DATA unavailable (evidence did not parse)" };
   const actual = Buffer.from(actualHex, "hex");
   const ok = actual.length === 64 && timingSafeEqual(actual, Buffer.from(want));
-  return { id, ok, detail: ok ? "REPORT_DATA equals the expected binding (nonce + key)" : `REPORT_DATA ${actualHex.slice(0, 16)}… does not match the expected ${hex(want).slice(0, 16)}…` };
+  return {
+    id,
+    ok,
+    detail: ok
+      ? "REPORT_DATA equals the expected binding (nonce + key)"
+      : `REPORT_DATA ${actualHex.slice(0, 16)}… does not match the expected ${hex(want).slice(0, 16)}…`,
+  };
 }
 
 function notSupported(kind: string, why: string, evidenceDigest: string): Verdict {
-  return { accepted: false, simulated: false, evidenceDigest, checks: [{ id: `${kind}.supported`, ok: false, detail: `${kind} evidence is not supported in this build (${why})` }] };
+  return {
+    accepted: false,
+    simulated: false,
+    evidenceDigest,
+    checks: [
+      { id: `${kind}.supported`, ok: false, detail: `${kind} evidence is not supported in this build (${why})` },
+    ],
+  };
 }
 
 export async function appraise(evidence: Evidence, policy: Policy, opts: AppraiseOptions): Promise<Verdict> {
@@ -74,7 +99,12 @@ export async function appraise(evidence: Evidence, policy: Policy, opts: Apprais
   try {
     evidenceDigest = digestOf(evidence);
   } catch {
-    return { accepted: false, simulated: false, evidenceDigest: "", checks: [{ id: "evidence.format", ok: false, detail: "evidence fields are missing or not bytes" }] };
+    return {
+      accepted: false,
+      simulated: false,
+      evidenceDigest: "",
+      checks: [{ id: "evidence.format", ok: false, detail: "evidence fields are missing or not bytes" }],
+    };
   }
   switch (evidence?.kind) {
     case "snp":
@@ -86,7 +116,10 @@ export async function appraise(evidence: Evidence, policy: Policy, opts: Apprais
       } catch (e) {
         return notSupported("tdx", (e as Error).message, evidenceDigest);
       }
-      const v = await mod.appraiseTdx(evidence.quote, (policy.tdx ?? {}) as Parameters<typeof mod.appraiseTdx>[1], { ...(opts.trust.tdx ?? {}), now: opts.now });
+      const v = await mod.appraiseTdx(evidence.quote, (policy.tdx ?? {}) as Parameters<typeof mod.appraiseTdx>[1], {
+        ...(opts.trust.tdx ?? {}),
+        now: opts.now,
+      });
       return withReportData(v, policy, opts);
     }
     case "azure-snp":
@@ -100,44 +133,88 @@ export async function appraise(evidence: Evidence, policy: Policy, opts: Apprais
       return mod.appraiseAzure(evidence, policy, opts);
     }
     default:
-      return { accepted: false, simulated: false, evidenceDigest, checks: [{ id: "evidence.kind", ok: false, detail: `unknown evidence kind '${String((evidence as { kind?: unknown })?.kind)}'` }] };
+      return {
+        accepted: false,
+        simulated: false,
+        evidenceDigest,
+        checks: [
+          {
+            id: "evidence.kind",
+            ok: false,
+            detail: `unknown evidence kind '${String((evidence as { kind?: unknown })?.kind)}'`,
+          },
+        ],
+      };
   }
 }
 
 function withReportData(v: Verdict, policy: Policy, opts: AppraiseOptions): Verdict {
-  const checks = [...v.checks.filter((c) => c.id !== "policy.report-data"), reportDataCheck(v.claims?.reportData, policy, opts)];
+  const checks = [
+    ...v.checks.filter((c) => c.id !== "policy.report-data"),
+    reportDataCheck(v.claims?.reportData, policy, opts),
+  ];
   return { ...v, checks, accepted: checks.every((c) => c.ok) };
 }
 
 const offlineViews = new WeakMap<object, KdsClient>();
 
-async function appraiseSnp(evidence: Extract<Evidence, { kind: "snp" }>, policy: Policy, opts: AppraiseOptions, evidenceDigest: string): Promise<Verdict> {
+async function appraiseSnp(
+  evidence: Extract<Evidence, { kind: "snp" }>,
+  policy: Policy,
+  opts: AppraiseOptions,
+  evidenceDigest: string,
+): Promise<Verdict> {
   let trust = opts.trust.snp ?? {};
   if (opts.explain && trust.kds) {
     // Explain mode must not touch the network or the cache on disk: serve cached objects only.
     let view = offlineViews.get(trust.kds);
-    if (!view) offlineViews.set(trust.kds, (view = trust.kds instanceof KdsClient ? trust.kds.offlineView() : new KdsClient({ ...trust.kds, offline: true })));
+    if (!view)
+      offlineViews.set(
+        trust.kds,
+        (view =
+          trust.kds instanceof KdsClient ? trust.kds.offlineView() : new KdsClient({ ...trust.kds, offline: true })),
+      );
     trust = { ...trust, kds: view };
   }
   let v: Awaited<ReturnType<typeof verifySnp>>;
   try {
     v = await verifySnp(
-      { report: evidence.report, vek: evidence.vek, caChain: evidence.caChain, certTable: evidence.certTable, product: opts.snpProduct },
+      {
+        report: evidence.report,
+        vek: evidence.vek,
+        caChain: evidence.caChain,
+        certTable: evidence.certTable,
+        product: opts.snpProduct,
+      },
       { trust, now: opts.now },
     );
   } catch (e) {
     // verifySnp turns bad evidence into failed checks; reaching here is a defect, and it must still refuse.
-    return { accepted: false, simulated: false, evidenceDigest, checks: [{ id: "snp.internal", ok: false, detail: `verifier error: ${(e as Error)?.message ?? String(e)}` }] };
+    return {
+      accepted: false,
+      simulated: false,
+      evidenceDigest,
+      checks: [{ id: "snp.internal", ok: false, detail: `verifier error: ${(e as Error)?.message ?? String(e)}` }],
+    };
   }
   const checks: Check[] = [...v.checks];
   const r = v.report;
   if (r && v.product) {
     checks.push(...validateSnpPolicy(r, v.product, r.signingKey === "vlek" ? "vlek" : "vcek", policy.snp ?? {}));
   } else {
-    checks.push({ id: "policy", ok: false, detail: "policy not evaluated: the report could not be parsed or its product determined" });
+    checks.push({
+      id: "policy",
+      ok: false,
+      detail: "policy not evaluated: the report could not be parsed or its product determined",
+    });
   }
   checks.push(reportDataCheck(r ? hex(r.reportData) : undefined, policy, opts));
-  if (v.simulated) checks.push({ id: "snp.simulated", ok: true, detail: "evidence chains to a SIMULATED AMD root configured in the trust configuration: not genuine hardware" });
+  if (v.simulated)
+    checks.push({
+      id: "snp.simulated",
+      ok: true,
+      detail: "evidence chains to a SIMULATED AMD root configured in the trust configuration: not genuine hardware",
+    });
 
   let claims: Claims | undefined;
   if (r && v.product && (v.ok || opts.explain)) {
@@ -172,8 +249,22 @@ async function appraiseSnp(evidence: Extract<Evidence, { kind: "snp" }>, policy:
         currentFirmware: `${r.currentVersion.major}.${r.currentVersion.minor}.${r.currentVersion.build}`,
         committedFirmware: `${r.committedVersion.major}.${r.committedVersion.minor}.${r.committedVersion.build}`,
         ...(r.cpuid ? { cpuid: r.cpuid } : {}),
-        ...(r.launchMitVector !== undefined ? { launchMitVector: "0x" + r.launchMitVector.toString(16), currentMitVector: "0x" + r.currentMitVector!.toString(16) } : {}),
-        ...(v.vek ? { vek: { kind: v.vek.kind, productName: v.vek.productName, cspId: v.vek.cspId, notAfter: v.vek.notAfter.toISOString() } } : {}),
+        ...(r.launchMitVector !== undefined
+          ? {
+              launchMitVector: "0x" + r.launchMitVector.toString(16),
+              currentMitVector: "0x" + r.currentMitVector!.toString(16),
+            }
+          : {}),
+        ...(v.vek
+          ? {
+              vek: {
+                kind: v.vek.kind,
+                productName: v.vek.productName,
+                cspId: v.vek.cspId,
+                notAfter: v.vek.notAfter.toISOString(),
+              },
+            }
+          : {}),
         ...(v.simulated ? { simulated: true } : {}),
       },
     };

@@ -55,7 +55,13 @@ export interface SnpPolicy {
 }
 
 /** PLATFORM_INFO bits a policy can require (firmware ABI spec; bit 0 SMT_EN is `allowPlatformSmt`). */
-export const PLATFORM_FEATURES = { tsme: 1, ecc: 2, "rapl-disabled": 3, "ciphertext-hiding": 4, "alias-check-complete": 5 } as const;
+export const PLATFORM_FEATURES = {
+  tsme: 1,
+  ecc: 2,
+  "rapl-disabled": 3,
+  "ciphertext-hiding": 4,
+  "alias-check-complete": 5,
+} as const;
 export type PlatformFeature = keyof typeof PLATFORM_FEATURES;
 
 // ---- TDX section: owned by the TDX/Azure engineer (runtime/attestation/tdx/, azure/). ----------------
@@ -102,7 +108,10 @@ export interface SnpTrustConfig {
 
 // ---- TDX/Azure trust: owned by the TDX/Azure engineer; keep additive. ------------------------------
 /** Intel trust: simulated roots (tests only), PCS collateral given or fetched. */
-export type TdxTrustSection = TdxTrustOptions & { collateral?: TdxCollateral; fetchCollateral?: boolean | typeof fetch };
+export type TdxTrustSection = TdxTrustOptions & {
+  collateral?: TdxCollateral;
+  fetchCollateral?: boolean | typeof fetch;
+};
 /** Azure: the TPM quote's expected extraData when it is not SHA-256 of the expected REPORT_DATA. */
 export interface AzureTrustSection {
   tpmNonce?: Uint8Array;
@@ -118,7 +127,10 @@ export interface TrustConfig {
 
 export class PolicyError extends Error {
   override name = "PolicyError";
-  constructor(message: string, readonly field: string) {
+  constructor(
+    message: string,
+    readonly field: string,
+  ) {
     super(`policy ${field}: ${message}`);
   }
 }
@@ -128,7 +140,8 @@ const TCB_KEYS = ["fmc", "bootloader", "tee", "snp", "microcode"] as const;
 function hexField(v: unknown, field: string, bytes: number): string {
   if (typeof v !== "string") throw new PolicyError(`expected a hex string of ${bytes} bytes`, field);
   const hex = v.replace(/^0x/i, "").toLowerCase();
-  if (!/^[0-9a-f]*$/.test(hex) || hex.length !== bytes * 2) throw new PolicyError(`expected ${bytes} bytes of hex (${bytes * 2} digits), got '${v.slice(0, 140)}'`, field);
+  if (!/^[0-9a-f]*$/.test(hex) || hex.length !== bytes * 2)
+    throw new PolicyError(`expected ${bytes} bytes of hex (${bytes * 2} digits), got '${v.slice(0, 140)}'`, field);
   return hex;
 }
 
@@ -143,15 +156,18 @@ function bool(v: unknown, field: string): boolean {
 }
 
 function uint(v: unknown, field: string, max = 0xffffffff): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > max) throw new PolicyError(`expected an integer 0..${max}`, field);
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > max)
+    throw new PolicyError(`expected an integer 0..${max}`, field);
   return v;
 }
 
 function tcb(v: unknown, field: string): Partial<TcbVersion> {
-  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new PolicyError("expected {bootloader, tee, snp, microcode[, fmc]}", field);
+  if (typeof v !== "object" || v === null || Array.isArray(v))
+    throw new PolicyError("expected {bootloader, tee, snp, microcode[, fmc]}", field);
   const out: Partial<TcbVersion> = {};
   for (const [k, x] of Object.entries(v)) {
-    if (!(TCB_KEYS as readonly string[]).includes(k)) throw new PolicyError(`unknown TCB component '${k}' (known: ${TCB_KEYS.join(", ")})`, `${field}.${k}`);
+    if (!(TCB_KEYS as readonly string[]).includes(k))
+      throw new PolicyError(`unknown TCB component '${k}' (known: ${TCB_KEYS.join(", ")})`, `${field}.${k}`);
     out[k as keyof TcbVersion] = uint(x, `${field}.${k}`, 255);
   }
   return out;
@@ -164,21 +180,51 @@ export function parseSnpPolicy(v: unknown, field = "snp"): SnpPolicy {
   for (const [k, x] of Object.entries(v)) {
     const f = `${field}.${k}`;
     switch (k) {
-      case "measurements": out.measurements = hexList(x, f, 48); break;
-      case "allowDebug": out.allowDebug = bool(x, f); break;
-      case "allowMigrationAgent": out.allowMigrationAgent = bool(x, f); break;
-      case "allowSmt": out.allowSmt = bool(x, f); break;
-      case "requireSingleSocket": out.requireSingleSocket = bool(x, f); break;
-      case "vmpl": out.vmpl = uint(x, f, 3); break;
-      case "minTcb": out.minTcb = tcb(x, f); break;
-      case "minLaunchTcb": out.minLaunchTcb = tcb(x, f); break;
-      case "minGuestSvn": out.minGuestSvn = uint(x, f); break;
-      case "hostData": out.hostData = hexField(x, f, 32); break;
-      case "trustedIdKeyDigests": out.trustedIdKeyDigests = hexList(x, f, 48); break;
-      case "trustedAuthorKeyDigests": out.trustedAuthorKeyDigests = hexList(x, f, 48); break;
-      case "familyId": out.familyId = hexField(x, f, 16); break;
-      case "imageId": out.imageId = hexField(x, f, 16); break;
-      case "allowedChipIds": out.allowedChipIds = hexList(x, f, 64); break;
+      case "measurements":
+        out.measurements = hexList(x, f, 48);
+        break;
+      case "allowDebug":
+        out.allowDebug = bool(x, f);
+        break;
+      case "allowMigrationAgent":
+        out.allowMigrationAgent = bool(x, f);
+        break;
+      case "allowSmt":
+        out.allowSmt = bool(x, f);
+        break;
+      case "requireSingleSocket":
+        out.requireSingleSocket = bool(x, f);
+        break;
+      case "vmpl":
+        out.vmpl = uint(x, f, 3);
+        break;
+      case "minTcb":
+        out.minTcb = tcb(x, f);
+        break;
+      case "minLaunchTcb":
+        out.minLaunchTcb = tcb(x, f);
+        break;
+      case "minGuestSvn":
+        out.minGuestSvn = uint(x, f);
+        break;
+      case "hostData":
+        out.hostData = hexField(x, f, 32);
+        break;
+      case "trustedIdKeyDigests":
+        out.trustedIdKeyDigests = hexList(x, f, 48);
+        break;
+      case "trustedAuthorKeyDigests":
+        out.trustedAuthorKeyDigests = hexList(x, f, 48);
+        break;
+      case "familyId":
+        out.familyId = hexField(x, f, 16);
+        break;
+      case "imageId":
+        out.imageId = hexField(x, f, 16);
+        break;
+      case "allowedChipIds":
+        out.allowedChipIds = hexList(x, f, 64);
+        break;
       case "minAbi": {
         const o = x as { major?: unknown; minor?: unknown };
         if (typeof o !== "object" || o === null) throw new PolicyError("expected {major, minor}", f);
@@ -196,23 +242,36 @@ export function parseSnpPolicy(v: unknown, field = "snp"): SnpPolicy {
         if (!Array.isArray(x)) throw new PolicyError("expected a list of Milan|Genoa|Turin", f);
         out.products = x.map((p, i) => {
           const s = typeof p === "string" ? p.charAt(0).toUpperCase() + p.slice(1).toLowerCase() : "";
-          if (s !== "Milan" && s !== "Genoa" && s !== "Turin") throw new PolicyError(`unknown product '${String(p)}'`, `${f}[${i}]`);
+          if (s !== "Milan" && s !== "Genoa" && s !== "Turin")
+            throw new PolicyError(`unknown product '${String(p)}'`, `${f}[${i}]`);
           return s;
         });
         break;
       }
-      case "allowVlek": out.allowVlek = bool(x, f); break;
-      case "allowPlatformSmt": out.allowPlatformSmt = bool(x, f); break;
-      case "requireCommittedFirmware": out.requireCommittedFirmware = bool(x, f); break;
+      case "allowVlek":
+        out.allowVlek = bool(x, f);
+        break;
+      case "allowPlatformSmt":
+        out.allowPlatformSmt = bool(x, f);
+        break;
+      case "requireCommittedFirmware":
+        out.requireCommittedFirmware = bool(x, f);
+        break;
       case "requirePlatform": {
-        if (!Array.isArray(x)) throw new PolicyError(`expected a list of ${Object.keys(PLATFORM_FEATURES).join("|")}`, f);
+        if (!Array.isArray(x))
+          throw new PolicyError(`expected a list of ${Object.keys(PLATFORM_FEATURES).join("|")}`, f);
         out.requirePlatform = x.map((p, i) => {
-          if (typeof p !== "string" || !(p in PLATFORM_FEATURES)) throw new PolicyError(`unknown platform feature '${String(p)}' (known: ${Object.keys(PLATFORM_FEATURES).join(", ")})`, `${f}[${i}]`);
+          if (typeof p !== "string" || !(p in PLATFORM_FEATURES))
+            throw new PolicyError(
+              `unknown platform feature '${String(p)}' (known: ${Object.keys(PLATFORM_FEATURES).join(", ")})`,
+              `${f}[${i}]`,
+            );
           return p as PlatformFeature;
         });
         break;
       }
-      default: throw new PolicyError("unknown field", f);
+      default:
+        throw new PolicyError("unknown field", f);
     }
   }
   return out;

@@ -60,7 +60,11 @@ export interface Verdict {
 /** Thrown for evidence that cannot be parsed at all; verifiers turn it into a failed check. */
 export class EvidenceFormatError extends Error {
   override name = "EvidenceFormatError";
-  constructor(message: string, readonly field?: string, readonly offset?: number) {
+  constructor(
+    message: string,
+    readonly field?: string,
+    readonly offset?: number,
+  ) {
     super(message);
   }
 }

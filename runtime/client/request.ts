@@ -8,23 +8,44 @@ import type { X509Certificate } from "node:crypto";
 import type { PeerCertificate } from "node:tls";
 import { pinnedAnchor, presentedCertificates } from "./tls-pin.js";
 
-export interface ClientTls { caPem?: string; fingerprint?: string; insecure?: boolean }
+export interface ClientTls {
+  caPem?: string;
+  fingerprint?: string;
+  insecure?: boolean;
+}
 
 export class RuntimeClientError extends Error {
   override name = "RuntimeClientError";
-  constructor(message: string, readonly status?: number) { super(message); }
+  constructor(
+    message: string,
+    readonly status?: number,
+  ) {
+    super(message);
+  }
 }
 
 export function normalizeFingerprint(fp: string): string {
-  return fp.replace(/^sha256:/i, "").replace(/:/g, "").toLowerCase();
+  return fp
+    .replace(/^sha256:/i, "")
+    .replace(/:/g, "")
+    .toLowerCase();
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped JSON from the API
-export async function runtimeRequest(addr: string, method: string, path: string, body?: unknown, o: ClientTls & { token?: string } = {}): Promise<{ status: number; body: any }> {
+export async function runtimeRequest(
+  addr: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  o: ClientTls & { token?: string } = {},
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped JSON from the API
+): Promise<{ status: number; body: any }> {
   const url = new URL(`/v1/${path.replace(/^\/+/, "")}`, addr);
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   const headers: Record<string, string> = { "x-vault-request": "true" };
-  if (payload) { headers["content-type"] = "application/json"; headers["content-length"] = String(payload.length); }
+  if (payload) {
+    headers["content-type"] = "application/json";
+    headers["content-length"] = String(payload.length);
+  }
   if (o.token) headers["x-vault-token"] = o.token;
   const isTls = url.protocol === "https:";
   const pin = o.fingerprint ? normalizeFingerprint(o.fingerprint) : undefined;
@@ -37,10 +58,15 @@ export async function runtimeRequest(addr: string, method: string, path: string,
       try {
         ders = await presentedCertificates({ host, port: Number(url.port || 443) });
       } catch (e) {
-        throw new RuntimeClientError(`cannot reach ${url.origin}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+        throw new RuntimeClientError(
+          `cannot reach ${url.origin}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+        );
       }
       const anchor = pinnedAnchor(ders, pin);
-      if ("error" in anchor) throw new RuntimeClientError(`TLS: ${anchor.error}; refusing the pinned fingerprint check before sending anything`);
+      if ("error" in anchor)
+        throw new RuntimeClientError(
+          `TLS: ${anchor.error}; refusing the pinned fingerprint check before sending anything`,
+        );
       opts.ca = anchor.pem;
     } else if (o.insecure) {
       opts.rejectUnauthorized = false;
@@ -53,11 +79,16 @@ export async function runtimeRequest(addr: string, method: string, path: string,
       res.on("data", (c: Buffer) => chunks.push(c));
       res.on("end", () => {
         const text = Buffer.concat(chunks).toString("utf8");
-        try { resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : undefined }); }
-        catch { reject(new RuntimeClientError(`unexpected non-JSON response (${res.statusCode}) from ${url.origin}`)); }
+        try {
+          resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : undefined });
+        } catch {
+          reject(new RuntimeClientError(`unexpected non-JSON response (${res.statusCode}) from ${url.origin}`));
+        }
       });
     });
-    req.on("error", (e) => reject(new RuntimeClientError(`cannot reach ${url.origin}: ${(e as NodeJS.ErrnoException).code ?? e.message}`)));
+    req.on("error", (e) =>
+      reject(new RuntimeClientError(`cannot reach ${url.origin}: ${(e as NodeJS.ErrnoException).code ?? e.message}`)),
+    );
     req.setTimeout(30_000, () => req.destroy(new Error("timeout")));
     req.end(payload);
   });

@@ -48,11 +48,16 @@ export const sha256Hex = (der: Uint8Array): string => createHash("sha256").updat
  * certificate must be a CA unless it is the only one presented (a self-signed server certificate).
  */
 export function pinnedAnchor(ders: Buffer[], pinSha256: string): { pem: string } | { error: string } {
-  const pin = pinSha256.replace(/^sha256:/i, "").replace(/:/g, "").toLowerCase();
+  const pin = pinSha256
+    .replace(/^sha256:/i, "")
+    .replace(/:/g, "")
+    .toLowerCase();
   const match = ders.find((d) => sha256Hex(d) === pin);
   if (!match) {
     const seen = ders.map((d) => `${sha256Hex(d).slice(0, 16)}…`).join(", ");
-    return { error: `no certificate presented matches the pinned runtime CA ${pin.slice(0, 16)}… (saw ${seen || "none"})` };
+    return {
+      error: `no certificate presented matches the pinned runtime CA ${pin.slice(0, 16)}… (saw ${seen || "none"})`,
+    };
   }
   const cert = new X509Certificate(match);
   if (!cert.ca && ders.length > 1) return { error: "the pinned certificate is not a CA certificate" };

@@ -47,7 +47,8 @@ function classify(e: unknown): { reason: FailureReason; message: string } {
   if (e instanceof PinMismatchError) return { reason: "pinning", message };
   if (e instanceof EvidenceError) return { reason: "evidence", message };
   if (e instanceof ProtocolError || e instanceof RuntimeError) return { reason: "protocol", message };
-  if (e instanceof ProvisionError || e instanceof MissingSecretError || e instanceof CommandError) return { reason: "provision", message };
+  if (e instanceof ProvisionError || e instanceof MissingSecretError || e instanceof CommandError)
+    return { reason: "provision", message };
   return { reason: "provision", message };
 }
 
@@ -70,10 +71,20 @@ export async function runAgent(cfg: EnclaiveletConfig, deps: AgentDeps = {}): Pr
     //    back in the same bundle.
     const hostKeys = cfg.ssh ? await prepareHostKeys(cfg.ssh, cfg.root, runner) : undefined;
     const request = hostKeys ? { host_keys: hostKeys.keys.map((k) => k.publicKey) } : {};
-    const bundle = parseBundle(await withBackoff("provision", () => sealedCall(client, s, "POST", "nitride/provision", request), backoff, log));
-    log({ level: "info", event: "bundle.received", kv: Object.keys(bundle.kv).length, diskKey: bundle.diskKey !== undefined, tls: bundle.tls !== undefined, ssh: bundle.ssh !== undefined });
+    const bundle = parseBundle(
+      await withBackoff("provision", () => sealedCall(client, s, "POST", "nitride/provision", request), backoff, log),
+    );
+    log({
+      level: "info",
+      event: "bundle.received",
+      kv: Object.keys(bundle.kv).length,
+      diskKey: bundle.diskKey !== undefined,
+      tls: bundle.tls !== undefined,
+      ssh: bundle.ssh !== undefined,
+    });
     const writes = await plan(cfg, bundle, hostKeys, now(), log);
-    if (cfg.volume && !bundle.diskKey) throw new ProvisionError("volume", "the bundle has no disk key (is secrets.disk_key enabled for this workload?)");
+    if (cfg.volume && !bundle.diskKey)
+      throw new ProvisionError("volume", "the bundle has no disk key (is secrets.disk_key enabled for this workload?)");
 
     // 3. Apply: volume first (files may live on it), then all files at once, then the hook.
     if (cfg.volume && bundle.diskKey) await unlockVolume(cfg.volume, bundle.diskKey, cfg.root, runner, log);
@@ -89,15 +100,35 @@ export async function runAgent(cfg: EnclaiveletConfig, deps: AgentDeps = {}): Pr
   }
 }
 
-async function plan(cfg: EnclaiveletConfig, bundle: ProvisioningBundle, hostKeys: SshHostKeys | undefined, now: number, log: Logger): Promise<FileWrite[]> {
+async function plan(
+  cfg: EnclaiveletConfig,
+  bundle: ProvisioningBundle,
+  hostKeys: SshHostKeys | undefined,
+  now: number,
+  log: Logger,
+): Promise<FileWrite[]> {
   const writes: FileWrite[] = [];
   for (const f of cfg.files) {
-    writes.push({ path: f.path, content: resolveSecret(bundle, f.secret, f.field, f.base64), mode: parseMode(f.mode), owner: f.owner, group: f.group, what: `secret ${f.secret}${f.field ? `#${f.field}` : ""}` });
+    writes.push({
+      path: f.path,
+      content: resolveSecret(bundle, f.secret, f.field, f.base64),
+      mode: parseMode(f.mode),
+      owner: f.owner,
+      group: f.group,
+      what: `secret ${f.secret}${f.field ? `#${f.field}` : ""}`,
+    });
   }
   for (const f of cfg.envFiles) {
     const vars: Record<string, string> = {};
     for (const [k, ref] of Object.entries(f.vars)) vars[k] = resolveSecret(bundle, ref).toString("utf8");
-    writes.push({ path: f.path, content: renderEnvFile(vars), mode: parseMode(f.mode), owner: f.owner, group: f.group, what: `environment file (${Object.keys(vars).join(", ")})` });
+    writes.push({
+      path: f.path,
+      content: renderEnvFile(vars),
+      mode: parseMode(f.mode),
+      owner: f.owner,
+      group: f.group,
+      what: `environment file (${Object.keys(vars).join(", ")})`,
+    });
   }
   if (cfg.tls) {
     const r = await planTls(cfg.tls, cfg.root, bundle.tls, now);

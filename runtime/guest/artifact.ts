@@ -20,7 +20,8 @@ export interface ArtifactOptions {
   nodeBinary?: string;
 }
 
-const IMPORT_RE = /(?:import|export)\s[^'"]*?from\s*["']([^"']+)["']|import\s*\(\s*["']([^"']+)["']\s*\)|import\s+["']([^"']+)["']/g;
+const IMPORT_RE =
+  /(?:import|export)\s[^'"]*?from\s*["']([^"']+)["']|import\s*\(\s*["']([^"']+)["']\s*\)|import\s+["']([^"']+)["']/g;
 
 /** Relative-import closure of an ESM file, and the bare packages it needs. */
 export async function importClosure(entry: string): Promise<{ files: string[]; packages: string[] }> {
@@ -42,7 +43,9 @@ export async function importClosure(entry: string): Promise<{ files: string[]; p
   return { files: [...files].sort(), packages: [...packages].sort() };
 }
 
-export async function buildArtifact(o: ArtifactOptions): Promise<{ file: string; sha256: string; files: number; packages: string[] }> {
+export async function buildArtifact(
+  o: ArtifactOptions,
+): Promise<{ file: string; sha256: string; files: number; packages: string[] }> {
   const dist = path.join(o.repoRoot, "dist");
   const entry = path.join(dist, "runtime/guest/main.js");
   if (!existsSync(entry)) throw new Error(`${entry} is missing: build first (npm run build)`);
@@ -59,20 +62,41 @@ export async function buildArtifact(o: ArtifactOptions): Promise<{ file: string;
     await writeFile(path.join(lib, "package.json"), JSON.stringify({ type: "module", private: true }) + "\n");
     for (const p of packages) {
       const src = path.join(o.repoRoot, "node_modules", p);
-      const pkg = JSON.parse(await readFile(path.join(src, "package.json"), "utf8")) as { dependencies?: Record<string, string> };
-      if (Object.keys(pkg.dependencies ?? {}).length) throw new Error(`${p} has dependencies of its own; the artifact only carries dependency-free packages`);
+      const pkg = JSON.parse(await readFile(path.join(src, "package.json"), "utf8")) as {
+        dependencies?: Record<string, string>;
+      };
+      if (Object.keys(pkg.dependencies ?? {}).length)
+        throw new Error(`${p} has dependencies of its own; the artifact only carries dependency-free packages`);
       await cp(src, path.join(lib, "node_modules", p), { recursive: true });
     }
     await mkdir(path.join(top, "bin"), { recursive: true });
     await copyFile(o.nodeBinary ?? process.execPath, path.join(top, "bin/node"));
     await chmod(path.join(top, "bin/node"), 0o755);
-    await writeFile(path.join(top, "bin/enclaivelet"), `#!/bin/sh\nd=$(dirname "$(readlink -f "$0")")\nexec "$d/node" "$d/../lib/runtime/guest/main.js" "$@"\n`, { mode: 0o755 });
+    await writeFile(
+      path.join(top, "bin/enclaivelet"),
+      `#!/bin/sh\nd=$(dirname "$(readlink -f "$0")")\nexec "$d/node" "$d/../lib/runtime/guest/main.js" "$@"\n`,
+      { mode: 0o755 },
+    );
     await mkdir(path.dirname(path.resolve(o.out)), { recursive: true });
     const tar = path.resolve(o.out).replace(/\.gz$/, "");
-    await mustRun(spawnRunner, ["tar", "--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner", "-C", stage, "-cf", tar, "enclaivelet"]);
+    await mustRun(spawnRunner, [
+      "tar",
+      "--sort=name",
+      "--mtime=@0",
+      "--owner=0",
+      "--group=0",
+      "--numeric-owner",
+      "-C",
+      stage,
+      "-cf",
+      tar,
+      "enclaivelet",
+    ]);
     await mustRun(spawnRunner, ["gzip", "-n", "-f", "-9", tar]);
     const file = tar + ".gz";
-    const sha256 = createHash("sha256").update(await readFile(file)).digest("hex");
+    const sha256 = createHash("sha256")
+      .update(await readFile(file))
+      .digest("hex");
     return { file, sha256, files: files.length, packages };
   } finally {
     await rm(stage, { recursive: true, force: true });

@@ -13,8 +13,14 @@ import type { Logger } from "./log.js";
 /** Nitride refused the evidence: final, never retried. Lists the failed checks (no secrets). */
 export class AttestationRefusedError extends Error {
   override name = "AttestationRefusedError";
-  constructor(readonly status: number, readonly failedChecks: { id: string; detail: string }[], reason: string) {
-    super(`attestation refused (HTTP ${status}): ${failedChecks.length ? failedChecks.map((c) => `${c.id}: ${c.detail}`).join("; ") : reason}`);
+  constructor(
+    readonly status: number,
+    readonly failedChecks: { id: string; detail: string }[],
+    reason: string,
+  ) {
+    super(
+      `attestation refused (HTTP ${status}): ${failedChecks.length ? failedChecks.map((c) => `${c.id}: ${c.detail}`).join("; ") : reason}`,
+    );
   }
 }
 
@@ -42,16 +48,28 @@ export function newEphemeralKey(): EphemeralKey {
 }
 
 function decodeNonce(v: unknown): Buffer {
-  if (typeof v !== "string" || !/^[A-Za-z0-9_=+/-]+$/.test(v)) throw new ProtocolError("challenge: answer has no nonce");
+  if (typeof v !== "string" || !/^[A-Za-z0-9_=+/-]+$/.test(v))
+    throw new ProtocolError("challenge: answer has no nonce");
   const n = Buffer.from(v, /[-_]/.test(v) || !/[+/=]/.test(v) ? "base64url" : "base64");
   if (n.length < 16) throw new ProtocolError(`challenge: nonce too short (${n.length} bytes)`);
   return n;
 }
 
 /** Optional observer used by tests to capture what was sent (evidence is not secret). */
-export type AttestObserver = (request: { workload_id: string; nonce: string; evidence: WireEvidence; ephemeral_public_key: string }) => void;
+export type AttestObserver = (request: {
+  workload_id: string;
+  nonce: string;
+  evidence: WireEvidence;
+  ephemeral_public_key: string;
+}) => void;
 
-export async function attest(client: RuntimeClient, cfg: EnclaiveletConfig, provider: EvidenceProvider, log: Logger, observe?: AttestObserver): Promise<AttestedSession> {
+export async function attest(
+  client: RuntimeClient,
+  cfg: EnclaiveletConfig,
+  provider: EvidenceProvider,
+  log: Logger,
+  observe?: AttestObserver,
+): Promise<AttestedSession> {
   const challenge = await client.request("POST", "nitride/challenge", { body: { workload_id: cfg.workloadId } });
   const nonceText = envelope(challenge.body).nonce;
   const nonce = decodeNonce(nonceText);
@@ -59,14 +77,20 @@ export async function attest(client: RuntimeClient, cfg: EnclaiveletConfig, prov
   const reportData = reportDataFor(nonce, ephemeral.spkiDer);
   const evidence = await provider.collect(reportData);
   log({ level: "info", event: "evidence.collected", provider: provider.name, kind: evidence.kind });
-  const request = { workload_id: cfg.workloadId, nonce: nonceText as string, evidence, ephemeral_public_key: ephemeral.spkiDer.toString("base64") };
+  const request = {
+    workload_id: cfg.workloadId,
+    nonce: nonceText as string,
+    evidence,
+    ephemeral_public_key: ephemeral.spkiDer.toString("base64"),
+  };
   observe?.(request);
   let attested;
   try {
     attested = await client.request("POST", "nitride/attest", { body: request });
   } catch (e) {
     if (e instanceof RuntimeError && (e.status === 403 || e.status === 400 || e.status === 401)) {
-      const verdict = envelope(e.body).verdict as { checks?: { id: string; ok: boolean; detail: string }[] } | undefined;
+      const verdict = envelope(e.body).verdict as
+        { checks?: { id: string; ok: boolean; detail: string }[] } | undefined;
       const failed = (verdict?.checks ?? []).filter((c) => !c.ok).map((c) => ({ id: c.id, detail: c.detail }));
       throw new AttestationRefusedError(e.status, failed, e.errors.join("; ") || "no reason given");
     }
@@ -76,9 +100,12 @@ export async function attest(client: RuntimeClient, cfg: EnclaiveletConfig, prov
   if (typeof body?.token !== "string") throw new ProtocolError("attest: answer has no token");
   log({ level: "info", event: "attest.ok", workload: cfg.workloadId });
 
-  const login = await client.request("POST", `auth/${cfg.jwtMount}/login`, { body: { role: cfg.jwtRole, jwt: body.token } });
+  const login = await client.request("POST", `auth/${cfg.jwtMount}/login`, {
+    body: { role: cfg.jwtRole, jwt: body.token },
+  });
   const vaultToken = (login.body as { auth?: { client_token?: unknown } })?.auth?.client_token;
-  if (typeof vaultToken !== "string") throw new ProtocolError(`auth/${cfg.jwtMount}/login: answer has no auth.client_token`);
+  if (typeof vaultToken !== "string")
+    throw new ProtocolError(`auth/${cfg.jwtMount}/login: answer has no auth.client_token`);
   log({ level: "info", event: "login.ok", mount: cfg.jwtMount, role: cfg.jwtRole });
   return { workloadToken: body.token, vaultToken, ephemeral, verdict: body.verdict };
 }
@@ -95,7 +122,10 @@ export async function unseal(body: unknown, key: EphemeralKey): Promise<unknown>
   if (sealed === undefined) return body;
   if (typeof sealed !== "string") throw new ProtocolError("sealed answer is not a compact JWE");
   try {
-    const { plaintext, protectedHeader } = await compactDecrypt(sealed, key.privateKey, { keyManagementAlgorithms: ["ECDH-ES+A256KW", "ECDH-ES"], contentEncryptionAlgorithms: ["A256GCM"] });
+    const { plaintext, protectedHeader } = await compactDecrypt(sealed, key.privateKey, {
+      keyManagementAlgorithms: ["ECDH-ES+A256KW", "ECDH-ES"],
+      contentEncryptionAlgorithms: ["A256GCM"],
+    });
     void protectedHeader;
     return JSON.parse(new TextDecoder().decode(plaintext));
   } catch (e) {
@@ -104,7 +134,13 @@ export async function unseal(body: unknown, key: EphemeralKey): Promise<unknown>
 }
 
 /** A Vault call with the login token whose answer may be sealed to our key. */
-export async function sealedCall(client: RuntimeClient, s: AttestedSession, method: string, path: string, body?: unknown): Promise<unknown> {
+export async function sealedCall(
+  client: RuntimeClient,
+  s: AttestedSession,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<unknown> {
   const res = await client.request(method, path, { token: s.vaultToken, body, headers: { ...SEAL_HEADER } });
   return unseal(res.body, s.ephemeral);
 }

@@ -18,7 +18,10 @@ export interface ProvisioningBundle {
 
 export class MissingSecretError extends Error {
   override name = "MissingSecretError";
-  constructor(readonly ref: string, detail: string) {
+  constructor(
+    readonly ref: string,
+    detail: string,
+  ) {
     super(`secret '${ref}': ${detail}`);
   }
 }
@@ -32,7 +35,8 @@ export function parseBundle(body: unknown): ProvisioningBundle {
   for (const [k, v] of Object.entries(kvIn as Record<string, unknown>)) {
     // Accept a KV v2 read answer ({data: {...}, metadata}) or the plain secret data.
     const inner = (v as { data?: unknown })?.data;
-    kv[k] = typeof inner === "object" && inner !== null && (v as { metadata?: unknown }).metadata !== undefined ? inner : v;
+    kv[k] =
+      typeof inner === "object" && inner !== null && (v as { metadata?: unknown }).metadata !== undefined ? inner : v;
   }
   let diskKey: Buffer | undefined;
   if (o.disk_key !== undefined && o.disk_key !== null) {
@@ -55,7 +59,9 @@ function findSecret(b: ProvisioningBundle, name: string): unknown {
 
 /** Resolves "name" or "name#field" to bytes (objects without a field are JSON-encoded). */
 export function resolveSecret(b: ProvisioningBundle, ref: string, field?: string, base64 = false): Buffer {
-  const [name, refField] = ref.includes("#") ? [ref.slice(0, ref.indexOf("#")), ref.slice(ref.indexOf("#") + 1)] : [ref, undefined];
+  const [name, refField] = ref.includes("#")
+    ? [ref.slice(0, ref.indexOf("#")), ref.slice(ref.indexOf("#") + 1)]
+    : [ref, undefined];
   const f = field ?? refField;
   let v = findSecret(b, name);
   if (f !== undefined) {

@@ -20,7 +20,12 @@ export class PinMismatchError extends Error {
 /** A definite answer other than success (4xx): names the route and Vault's error text. */
 export class RuntimeError extends Error {
   override name = "RuntimeError";
-  constructor(readonly route: string, readonly status: number, readonly errors: string[], readonly body: unknown) {
+  constructor(
+    readonly route: string,
+    readonly status: number,
+    readonly errors: string[],
+    readonly body: unknown,
+  ) {
     super(`${route}: HTTP ${status}${errors.length ? `: ${errors.join("; ")}` : ""}`);
   }
 }
@@ -36,13 +41,27 @@ export interface RuntimeResponse {
   body: unknown;
 }
 
-const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN", "EPIPE", "ECONNABORTED"]);
+const NETWORK_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EPIPE",
+  "ECONNABORTED",
+]);
 
 export class RuntimeClient {
   #caPem?: string;
   readonly #url: URL;
 
-  constructor(baseUrl: string, readonly caSha256: string, readonly timeoutMs = 15_000) {
+  constructor(
+    baseUrl: string,
+    readonly caSha256: string,
+    readonly timeoutMs = 15_000,
+  ) {
     this.#url = new URL(baseUrl);
     if (this.#url.protocol !== "https:") throw new Error("runtime URL must be https://");
   }
@@ -106,7 +125,12 @@ export class RuntimeClient {
                 body = { errors: [`non-JSON answer (${text.length} bytes)`] };
               }
             }
-            if (status >= 500 || status === 429) return reject(new RuntimeUnavailableError(`${route}: HTTP ${status}${vaultErrors(body).length ? `: ${vaultErrors(body).join("; ")}` : ""}`));
+            if (status >= 500 || status === 429)
+              return reject(
+                new RuntimeUnavailableError(
+                  `${route}: HTTP ${status}${vaultErrors(body).length ? `: ${vaultErrors(body).join("; ")}` : ""}`,
+                ),
+              );
             if (status >= 400) return reject(new RuntimeError(route, status, vaultErrors(body), body));
             resolve({ status, body });
           });
@@ -115,7 +139,8 @@ export class RuntimeClient {
       req.on("timeout", () => req.destroy(Object.assign(new Error("timeout"), { code: "ETIMEDOUT" })));
       req.on("error", (e: NodeJS.ErrnoException) => {
         // A certificate failure after the pin matched (wrong host name, expired leaf) is not transient.
-        if (e.code && /CERT|SELF_SIGNED|ALTNAME|UNABLE_TO/.test(e.code)) reject(new PinMismatchError(`TLS verification against the pinned CA failed: ${e.code}`));
+        if (e.code && /CERT|SELF_SIGNED|ALTNAME|UNABLE_TO/.test(e.code))
+          reject(new PinMismatchError(`TLS verification against the pinned CA failed: ${e.code}`));
         else reject(networkError(e, this.#url.host));
       });
       req.end(payload);

@@ -2,7 +2,14 @@
 //   run --config FILE [--provider NAME] [--root DIR]   attest and provision (exit 0 ok, 1 failed, 2 usage)
 //   detect [--config FILE]                             list the evidence sources present here
 import { parseArgs } from "node:util";
-import { loadConfig, parseConfig, ConfigError, PROVIDER_NAMES, type ProviderName, type EnclaiveletConfig } from "./config.js";
+import {
+  loadConfig,
+  parseConfig,
+  ConfigError,
+  PROVIDER_NAMES,
+  type ProviderName,
+  type EnclaiveletConfig,
+} from "./config.js";
 import { runAgent } from "./agent.js";
 import { candidateProviders } from "./evidence/detect.js";
 import { formatLogLine } from "./log.js";
@@ -40,7 +47,16 @@ async function dispatch(argv: string[], io: CommandIo): Promise<number> {
   }
   let values: { config?: string; provider?: string; root?: string; help?: boolean };
   try {
-    values = parseArgs({ args: rest, strict: true, options: { config: { type: "string" }, provider: { type: "string" }, root: { type: "string" }, help: { type: "boolean", short: "h" } } }).values;
+    values = parseArgs({
+      args: rest,
+      strict: true,
+      options: {
+        config: { type: "string" },
+        provider: { type: "string" },
+        root: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }).values;
   } catch (e) {
     throw new Usage((e as Error).message);
   }
@@ -51,7 +67,8 @@ async function dispatch(argv: string[], io: CommandIo): Promise<number> {
   if (sub === "run") {
     if (!values.config) throw new Usage(`--config is required\n\n${USAGE}`);
     const raw = loadConfig(values.config);
-    if (values.provider !== undefined && !PROVIDER_NAMES.includes(values.provider as ProviderName)) throw new Usage(`--provider: must be one of ${PROVIDER_NAMES.join(", ")}`);
+    if (values.provider !== undefined && !PROVIDER_NAMES.includes(values.provider as ProviderName))
+      throw new Usage(`--provider: must be one of ${PROVIDER_NAMES.join(", ")}`);
     const cfg: EnclaiveletConfig = {
       ...raw,
       ...(values.root !== undefined ? { root: rootFlag(values.root) } : {}),
@@ -60,8 +77,11 @@ async function dispatch(argv: string[], io: CommandIo): Promise<number> {
     return (await runAgent(cfg, { log: (e) => io.out(formatLogLine(e)) })).exitCode;
   }
   if (sub === "detect") {
-    const cfg = values.config ? loadConfig(values.config) : parseConfig({ runtimeUrl: "https://unused.invalid", runtimeCaSha256: "0".repeat(64), workloadId: "detect" });
-    for (const p of candidateProviders(cfg.evidence)) io.out(`${p.name.padEnd(13)} ${(await p.available()) ? "available" : "absent"}`);
+    const cfg = values.config
+      ? loadConfig(values.config)
+      : parseConfig({ runtimeUrl: "https://unused.invalid", runtimeCaSha256: "0".repeat(64), workloadId: "detect" });
+    for (const p of candidateProviders(cfg.evidence))
+      io.out(`${p.name.padEnd(13)} ${(await p.available()) ? "available" : "absent"}`);
     return 0;
   }
   throw new Usage(`unknown subcommand '${sub}'\n\n${USAGE}`);

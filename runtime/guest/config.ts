@@ -112,7 +112,10 @@ export interface EnclaiveletConfig {
 /** Bad configuration: names the offending field; never includes secret material (there is none). */
 export class ConfigError extends Error {
   override name = "ConfigError";
-  constructor(readonly field: string, message: string) {
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
     super(`${field}: ${message}`);
   }
 }
@@ -133,7 +136,8 @@ function optStr(v: unknown, field: string, pattern?: RegExp, hint?: string): str
 }
 function int(v: unknown, field: string, dflt: number, min = 0): number {
   if (v === undefined) return dflt;
-  if (typeof v !== "number" || !Number.isInteger(v) || v < min) throw new ConfigError(field, `must be an integer ≥ ${min}`);
+  if (typeof v !== "number" || !Number.isInteger(v) || v < min)
+    throw new ConfigError(field, `must be an integer ≥ ${min}`);
   return v;
 }
 function strList(v: unknown, field: string, dflt: string[]): string[] {
@@ -142,7 +146,8 @@ function strList(v: unknown, field: string, dflt: string[]): string[] {
   return v.map((x, i) => str(x, `${field}[${i}]`));
 }
 function onlyKeys(o: Json, field: string, allowed: string[]): void {
-  for (const k of Object.keys(o)) if (!allowed.includes(k)) throw new ConfigError(`${field}.${k}`.replace(/^\./, ""), "unknown field");
+  for (const k of Object.keys(o))
+    if (!allowed.includes(k)) throw new ConfigError(`${field}.${k}`.replace(/^\./, ""), "unknown field");
 }
 
 const ABS_PATH = /^\/[^\0]*$/;
@@ -153,7 +158,22 @@ const VAULT_PATH = /^[A-Za-z0-9][A-Za-z0-9._/-]*$/;
 
 export function parseConfig(input: unknown): EnclaiveletConfig {
   const c = obj(input, "config");
-  onlyKeys(c, "", ["runtimeUrl", "runtimeCaSha256", "workloadId", "jwtRole", "jwtMount", "evidence", "root", "retry", "volume", "ssh", "tls", "files", "envFiles", "hook"]);
+  onlyKeys(c, "", [
+    "runtimeUrl",
+    "runtimeCaSha256",
+    "workloadId",
+    "jwtRole",
+    "jwtMount",
+    "evidence",
+    "root",
+    "retry",
+    "volume",
+    "ssh",
+    "tls",
+    "files",
+    "envFiles",
+    "hook",
+  ]);
   const runtimeUrl = str(c.runtimeUrl, "runtimeUrl");
   let url: URL;
   try {
@@ -161,28 +181,50 @@ export function parseConfig(input: unknown): EnclaiveletConfig {
   } catch {
     throw new ConfigError("runtimeUrl", "is not a URL");
   }
-  if (url.protocol !== "https:") throw new ConfigError("runtimeUrl", "must be https:// (the CA fingerprint is checked on the TLS connection)");
+  if (url.protocol !== "https:")
+    throw new ConfigError("runtimeUrl", "must be https:// (the CA fingerprint is checked on the TLS connection)");
 
   const ev = obj(c.evidence ?? {}, "evidence");
   onlyKeys(ev, "evidence", ["provider", "configfsRoot", "sevGuestDevice", "tpmDevice", "simulatorMeasurement"]);
   const provider = (ev.provider ?? "auto") as ProviderName;
-  if (!PROVIDER_NAMES.includes(provider)) throw new ConfigError("evidence.provider", `must be one of ${PROVIDER_NAMES.join(", ")}`);
+  if (!PROVIDER_NAMES.includes(provider))
+    throw new ConfigError("evidence.provider", `must be one of ${PROVIDER_NAMES.join(", ")}`);
 
   const r = obj(c.retry ?? {}, "retry");
   onlyKeys(r, "retry", ["attempts", "initialDelayMs", "maxDelayMs"]);
 
   const cfg: EnclaiveletConfig = {
     runtimeUrl: runtimeUrl.replace(/\/+$/, ""),
-    runtimeCaSha256: str(c.runtimeCaSha256, "runtimeCaSha256", /^[0-9a-fA-F]{64}$/, "must be 64 hex digits (SHA-256 of the CA certificate)").toLowerCase(),
+    runtimeCaSha256: str(
+      c.runtimeCaSha256,
+      "runtimeCaSha256",
+      /^[0-9a-fA-F]{64}$/,
+      "must be 64 hex digits (SHA-256 of the CA certificate)",
+    ).toLowerCase(),
     workloadId: str(c.workloadId, "workloadId", ID, "must be 1-63 characters of [A-Za-z0-9._-]"),
     jwtRole: str(c.jwtRole ?? "workload", "jwtRole", VAULT_PATH),
     jwtMount: str(c.jwtMount ?? "jwt", "jwtMount", VAULT_PATH),
     evidence: {
       provider,
-      configfsRoot: str(ev.configfsRoot ?? "/sys/kernel/config/tsm/report", "evidence.configfsRoot", ABS_PATH, "must be an absolute path"),
-      sevGuestDevice: str(ev.sevGuestDevice ?? "/dev/sev-guest", "evidence.sevGuestDevice", ABS_PATH, "must be an absolute path"),
+      configfsRoot: str(
+        ev.configfsRoot ?? "/sys/kernel/config/tsm/report",
+        "evidence.configfsRoot",
+        ABS_PATH,
+        "must be an absolute path",
+      ),
+      sevGuestDevice: str(
+        ev.sevGuestDevice ?? "/dev/sev-guest",
+        "evidence.sevGuestDevice",
+        ABS_PATH,
+        "must be an absolute path",
+      ),
       tpmDevice: str(ev.tpmDevice ?? "/dev/tpmrm0", "evidence.tpmDevice", ABS_PATH, "must be an absolute path"),
-      simulatorMeasurement: optStr(ev.simulatorMeasurement, "evidence.simulatorMeasurement", /^[0-9a-fA-F]{96}$/, "must be 96 hex digits"),
+      simulatorMeasurement: optStr(
+        ev.simulatorMeasurement,
+        "evidence.simulatorMeasurement",
+        /^[0-9a-fA-F]{96}$/,
+        "must be 96 hex digits",
+      ),
     },
     root: str(c.root ?? "/", "root", ABS_PATH, "must be an absolute path"),
     retry: {
@@ -198,7 +240,8 @@ export function parseConfig(input: unknown): EnclaiveletConfig {
     const v = obj(c.volume, "volume");
     onlyKeys(v, "volume", ["device", "name", "filesystem", "mountpoint"]);
     const fs = v.filesystem;
-    if (fs !== undefined && fs !== "ext4" && fs !== "xfs") throw new ConfigError("volume.filesystem", "must be ext4 or xfs");
+    if (fs !== undefined && fs !== "ext4" && fs !== "xfs")
+      throw new ConfigError("volume.filesystem", "must be ext4 or xfs");
     cfg.volume = {
       device: str(v.device, "volume.device", ABS_PATH, "must be an absolute path"),
       name: str(v.name ?? "bk-data", "volume.name", /^[A-Za-z0-9_-]{1,64}$/, "must be [A-Za-z0-9_-], ≤ 64 characters"),
@@ -211,7 +254,9 @@ export function parseConfig(input: unknown): EnclaiveletConfig {
     const s = obj(c.ssh, "ssh");
     onlyKeys(s, "ssh", ["keyTypes", "dir", "renewBeforeSeconds"]);
     const keyTypes = strList(s.keyTypes, "ssh.keyTypes", ["ed25519"]);
-    for (const [i, k] of keyTypes.entries()) if (!["ed25519", "ecdsa", "rsa"].includes(k)) throw new ConfigError(`ssh.keyTypes[${i}]`, "must be ed25519, ecdsa or rsa");
+    for (const [i, k] of keyTypes.entries())
+      if (!["ed25519", "ecdsa", "rsa"].includes(k))
+        throw new ConfigError(`ssh.keyTypes[${i}]`, "must be ed25519, ecdsa or rsa");
     cfg.ssh = {
       keyTypes: keyTypes as SshConfig["keyTypes"],
       dir: str(s.dir ?? "/etc/ssh", "ssh.dir", ABS_PATH, "must be an absolute path"),
@@ -235,12 +280,13 @@ export function parseConfig(input: unknown): EnclaiveletConfig {
     cfg.files = c.files.map((f, i) => {
       const o = obj(f, `files[${i}]`);
       onlyKeys(o, `files[${i}]`, ["path", "secret", "field", "mode", "owner", "group", "base64"]);
-      if (o.base64 !== undefined && typeof o.base64 !== "boolean") throw new ConfigError(`files[${i}].base64`, "must be a boolean");
+      if (o.base64 !== undefined && typeof o.base64 !== "boolean")
+        throw new ConfigError(`files[${i}].base64`, "must be a boolean");
       return {
         path: str(o.path, `files[${i}].path`, ABS_PATH, "must be an absolute path"),
         secret: str(o.secret, `files[${i}].secret`),
         field: optStr(o.field, `files[${i}].field`),
-        mode: str(o.mode ?? "0600", `files[${i}].mode`, MODE, "must be an octal string like \"0600\""),
+        mode: str(o.mode ?? "0600", `files[${i}].mode`, MODE, 'must be an octal string like "0600"'),
         owner: optStr(o.owner, `files[${i}].owner`),
         group: optStr(o.group, `files[${i}].group`),
         base64: o.base64 as boolean | undefined,
@@ -255,13 +301,14 @@ export function parseConfig(input: unknown): EnclaiveletConfig {
       const vars = obj(o.vars, `envFiles[${i}].vars`);
       const out: Record<string, string> = {};
       for (const [k, v] of Object.entries(vars)) {
-        if (!ENV_NAME.test(k)) throw new ConfigError(`envFiles[${i}].vars.${k}`, "is not a valid environment variable name");
+        if (!ENV_NAME.test(k))
+          throw new ConfigError(`envFiles[${i}].vars.${k}`, "is not a valid environment variable name");
         out[k] = str(v, `envFiles[${i}].vars.${k}`);
       }
       return {
         path: str(o.path, `envFiles[${i}].path`, ABS_PATH, "must be an absolute path"),
         vars: out,
-        mode: str(o.mode ?? "0600", `envFiles[${i}].mode`, MODE, "must be an octal string like \"0600\""),
+        mode: str(o.mode ?? "0600", `envFiles[${i}].mode`, MODE, 'must be an octal string like "0600"'),
         owner: optStr(o.owner, `envFiles[${i}].owner`),
         group: optStr(o.group, `envFiles[${i}].group`),
       };

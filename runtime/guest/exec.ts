@@ -20,21 +20,33 @@ export interface CommandRunner {
 
 export class CommandError extends Error {
   override name = "CommandError";
-  constructor(readonly argv0: string, readonly code: number, stderr: string) {
-    super(`${argv0} exited ${code}${stderr ? `: ${stderr.trim().split("\n").slice(-2).join(" / ").slice(0, 300)}` : ""}`);
+  constructor(
+    readonly argv0: string,
+    readonly code: number,
+    stderr: string,
+  ) {
+    super(
+      `${argv0} exited ${code}${stderr ? `: ${stderr.trim().split("\n").slice(-2).join(" / ").slice(0, 300)}` : ""}`,
+    );
   }
 }
 
 export const spawnRunner: CommandRunner = {
   run(argv, opts = {}) {
     return new Promise((resolve, reject) => {
-      const child = spawn(argv[0], argv.slice(1), { stdio: ["pipe", "pipe", "pipe"], env: opts.env ?? process.env, timeout: opts.timeoutMs });
+      const child = spawn(argv[0], argv.slice(1), {
+        stdio: ["pipe", "pipe", "pipe"],
+        env: opts.env ?? process.env,
+        timeout: opts.timeoutMs,
+      });
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       child.stdout.on("data", (d: Buffer) => out.push(d));
       child.stderr.on("data", (d: Buffer) => err.push(d));
       child.on("error", (e) => reject(new CommandError(argv[0], 127, (e as NodeJS.ErrnoException).code ?? e.message)));
-      child.on("close", (code, signal) => resolve({ code: code ?? (signal ? 128 : 1), stdout: Buffer.concat(out), stderr: Buffer.concat(err) }));
+      child.on("close", (code, signal) =>
+        resolve({ code: code ?? (signal ? 128 : 1), stdout: Buffer.concat(out), stderr: Buffer.concat(err) }),
+      );
       child.stdin.on("error", () => {}); // a program that exits without reading stdin
       child.stdin.end(opts.stdin ?? Buffer.alloc(0));
     });

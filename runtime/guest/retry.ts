@@ -23,12 +23,20 @@ export function backoffDelay(n: number, o: Pick<BackoffOptions, "initialDelayMs"
 
 export class RetriesExhaustedError extends Error {
   override name = "RetriesExhaustedError";
-  constructor(readonly attempts: number, readonly last: unknown) {
+  constructor(
+    readonly attempts: number,
+    readonly last: unknown,
+  ) {
     super(`gave up after ${attempts} attempts: ${(last as Error)?.message ?? String(last)}`);
   }
 }
 
-export async function withBackoff<T>(what: string, fn: (attempt: number) => Promise<T>, o: BackoffOptions, log: Logger): Promise<T> {
+export async function withBackoff<T>(
+  what: string,
+  fn: (attempt: number) => Promise<T>,
+  o: BackoffOptions,
+  log: Logger,
+): Promise<T> {
   const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   let last: unknown;
   for (let attempt = 1; attempt <= o.attempts; attempt++) {

@@ -61,7 +61,16 @@ export interface SimulatedReportOptions {
   measurement?: Uint8Array | string;
   reportData?: Uint8Array;
   /** Raw POLICY or bits to set on top of the default 0x30000 (SMT allowed, reserved bit 17). */
-  policy?: bigint | { debug?: boolean; migrateMa?: boolean; smt?: boolean; singleSocket?: boolean; abiMajor?: number; abiMinor?: number };
+  policy?:
+    | bigint
+    | {
+        debug?: boolean;
+        migrateMa?: boolean;
+        smt?: boolean;
+        singleSocket?: boolean;
+        abiMajor?: number;
+        abiMinor?: number;
+      };
   tcb?: TcbVersion;
   launchTcb?: TcbVersion;
   version?: 2 | 3 | 5;
@@ -136,11 +145,18 @@ function toBytes(v: Uint8Array | string | undefined, len: number, field: string)
 }
 
 async function rsaKeys(bits: number): Promise<webcrypto.CryptoKeyPair> {
-  return subtle.generateKey({ name: "RSA-PSS", modulusLength: bits, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-384" }, true, ["sign", "verify"]) as Promise<webcrypto.CryptoKeyPair>;
+  return subtle.generateKey(
+    { name: "RSA-PSS", modulusLength: bits, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-384" },
+    true,
+    ["sign", "verify"],
+  ) as Promise<webcrypto.CryptoKeyPair>;
 }
 
 async function ecKeys(): Promise<webcrypto.CryptoKeyPair> {
-  return subtle.generateKey({ name: "ECDSA", namedCurve: "P-384" }, true, ["sign", "verify"]) as Promise<webcrypto.CryptoKeyPair>;
+  return subtle.generateKey({ name: "ECDSA", namedCurve: "P-384" }, true, [
+    "sign",
+    "verify",
+  ]) as Promise<webcrypto.CryptoKeyPair>;
 }
 
 function caExtensions(product: SnpProduct, role: "vcek" | "vlek") {
@@ -163,7 +179,12 @@ export async function createSnpSimulator(opts: SnpSimulatorOptions = {}): Promis
   const cspId = opts.cspId ?? "CN=simulated-cloud.buckypaper.invalid";
   const prefix = Math.max(1, ["Milan", "Genoa", "Turin"].indexOf(product) + 1);
 
-  const [arkKeys, askKeys, asvkKeys, vlekKeys] = await Promise.all([rsaKeys(bits), rsaKeys(bits), rsaKeys(bits), ecKeys()]);
+  const [arkKeys, askKeys, asvkKeys, vlekKeys] = await Promise.all([
+    rsaKeys(bits),
+    rsaKeys(bits),
+    rsaKeys(bits),
+    ecKeys(),
+  ]);
   const arkName = `CN=ARK-${product}, ${NAME_TAIL}`;
   const ark = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: `0${prefix}0000`,
@@ -188,7 +209,21 @@ export async function createSnpSimulator(opts: SnpSimulatorOptions = {}): Promis
     });
   const ask = await issueCa(`SEV-${product}`, `0${prefix}0001`, askKeys, "vcek");
   const asvk = await issueCa(`SEV-VLEK-${product}`, `0${prefix}0101`, asvkKeys, "vlek");
-  return buildSimulator({ product, chipId, platformTcb, cspId, notBefore, arkKeys, askKeys, asvkKeys, vlekKeys, ark, ask, asvk, veks: new Map() });
+  return buildSimulator({
+    product,
+    chipId,
+    platformTcb,
+    cspId,
+    notBefore,
+    arkKeys,
+    askKeys,
+    asvkKeys,
+    vlekKeys,
+    ark,
+    ask,
+    asvk,
+    veks: new Map(),
+  });
 }
 
 interface SimulatorParts {
@@ -208,16 +243,23 @@ interface SimulatorParts {
   veks: Map<string, Promise<{ cert: Uint8Array; key: KeyObject }>>;
 }
 
-const b64 = (b: Uint8Array | ArrayBuffer) => Buffer.from(b instanceof ArrayBuffer ? new Uint8Array(b) : b).toString("base64");
+const b64 = (b: Uint8Array | ArrayBuffer) =>
+  Buffer.from(b instanceof ArrayBuffer ? new Uint8Array(b) : b).toString("base64");
 const unb64 = (s: string) => new Uint8Array(Buffer.from(s, "base64"));
 
 async function simulatorFromState(st: SnpSimulatorState): Promise<SnpSimulator> {
-  if (st?.format !== "buckypaper-snp-simulator/1") throw new RangeError("simulator: state.format must be 'buckypaper-snp-simulator/1'");
-  if (!(st.product in CPUID)) throw new RangeError(`simulator: state.product '${String(st.product)}' is not Milan, Genoa or Turin`);
-  if (!/^[0-9a-f]{128}$/.test(st.chipId)) throw new RangeError("simulator: state.chipId must be 64 bytes of lowercase hex");
+  if (st?.format !== "buckypaper-snp-simulator/1")
+    throw new RangeError("simulator: state.format must be 'buckypaper-snp-simulator/1'");
+  if (!(st.product in CPUID))
+    throw new RangeError(`simulator: state.product '${String(st.product)}' is not Milan, Genoa or Turin`);
+  if (!/^[0-9a-f]{128}$/.test(st.chipId))
+    throw new RangeError("simulator: state.chipId must be 64 bytes of lowercase hex");
   const rsa = { name: "RSA-PSS", hash: "SHA-384" };
   const ec = { name: "ECDSA", namedCurve: "P-384" };
-  const pair = async (field: "ark" | "ask" | "asvk" | "vlek", alg: typeof rsa | typeof ec): Promise<webcrypto.CryptoKeyPair> => {
+  const pair = async (
+    field: "ark" | "ask" | "asvk" | "vlek",
+    alg: typeof rsa | typeof ec,
+  ): Promise<webcrypto.CryptoKeyPair> => {
     try {
       const privateKey = await subtle.importKey("pkcs8", unb64(st.keys[field]), alg, true, ["sign"]);
       // The public half is only used for issuing; derive it through a JWK round trip.
@@ -226,7 +268,9 @@ async function simulatorFromState(st: SnpSimulatorState): Promise<SnpSimulator> 
       const publicKey = await subtle.importKey("jwk", pub, alg, true, ["verify"]);
       return { privateKey, publicKey } as webcrypto.CryptoKeyPair;
     } catch (e) {
-      throw new RangeError(`simulator: state.keys.${field} is not a usable PKCS#8 key (${(e as Error).message})`, { cause: e });
+      throw new RangeError(`simulator: state.keys.${field} is not a usable PKCS#8 key (${(e as Error).message})`, {
+        cause: e,
+      });
     }
   };
   const cert = (field: "ark" | "ask" | "asvk") => {
@@ -236,7 +280,12 @@ async function simulatorFromState(st: SnpSimulatorState): Promise<SnpSimulator> 
       throw new RangeError(`simulator: state.certs.${field} is not a DER certificate`);
     }
   };
-  const [arkKeys, askKeys, asvkKeys, vlekKeys] = await Promise.all([pair("ark", rsa), pair("ask", rsa), pair("asvk", rsa), pair("vlek", ec)]);
+  const [arkKeys, askKeys, asvkKeys, vlekKeys] = await Promise.all([
+    pair("ark", rsa),
+    pair("ask", rsa),
+    pair("asvk", rsa),
+    pair("vlek", ec),
+  ]);
   const ark = cert("ark");
   const veks = new Map<string, Promise<{ cert: Uint8Array; key: KeyObject }>>();
   for (const [id, v] of Object.entries(st.veks ?? {})) {
@@ -246,8 +295,19 @@ async function simulatorFromState(st: SnpSimulatorState): Promise<SnpSimulator> 
     veks.set(id, Promise.resolve({ cert: unb64(v.cert), key: KeyObject.from(key) }));
   }
   return buildSimulator({
-    product: st.product, chipId: new Uint8Array(Buffer.from(st.chipId, "hex")), platformTcb: st.tcb, cspId: st.cspId,
-    notBefore: ark.notBefore, arkKeys, askKeys, asvkKeys, vlekKeys, ark, ask: cert("ask"), asvk: cert("asvk"), veks,
+    product: st.product,
+    chipId: new Uint8Array(Buffer.from(st.chipId, "hex")),
+    platformTcb: st.tcb,
+    cspId: st.cspId,
+    notBefore: ark.notBefore,
+    arkKeys,
+    askKeys,
+    asvkKeys,
+    vlekKeys,
+    ark,
+    ask: cert("ask"),
+    asvk: cert("asvk"),
+    veks,
   });
 }
 
@@ -257,10 +317,19 @@ async function buildSimulator(p: SimulatorParts): Promise<SnpSimulator> {
   const caCerts = { ark: der(ark), ask: der(ask), asvk: der(asvk) };
 
   const splExtensions = (tcb: TcbVersion) => {
-    const e = [ext(OID.blSPL, derInt(tcb.bootloader)), ext(OID.teeSPL, derInt(tcb.tee)), ext(OID.snpSPL, derInt(tcb.snp))];
+    const e = [
+      ext(OID.blSPL, derInt(tcb.bootloader)),
+      ext(OID.teeSPL, derInt(tcb.tee)),
+      ext(OID.snpSPL, derInt(tcb.snp)),
+    ];
     // Milan/Genoa VEKs carry spl4..spl7 (all zero); Turin has no spl4 and adds fmcSPL.
     if (product !== "Turin") e.push(ext(OID.spl4, derInt(0)));
-    e.push(ext(OID.spl5, derInt(0)), ext(OID.spl6, derInt(0)), ext(OID.spl7, derInt(0)), ext(OID.ucodeSPL, derInt(tcb.microcode)));
+    e.push(
+      ext(OID.spl5, derInt(0)),
+      ext(OID.spl6, derInt(0)),
+      ext(OID.spl7, derInt(0)),
+      ext(OID.ucodeSPL, derInt(tcb.microcode)),
+    );
     if (product === "Turin") e.push(ext(OID.fmcSPL, derInt(tcb.fmc ?? 0)));
     return e;
   };
@@ -278,7 +347,9 @@ async function buildSimulator(p: SimulatorParts): Promise<SnpSimulator> {
         ext(OID.structVersion, derInt(product === "Turin" ? 1 : 0)),
         ext(OID.productName, derIa5(kind === "vcek" ? VCEK_PRODUCT_NAME[product] : product)),
         ...splExtensions(tcb),
-        kind === "vcek" ? ext(OID.hwID, product === "Turin" ? chipId.subarray(0, 8) : chipId) : ext(OID.cspID, derIa5(cspId)),
+        kind === "vcek"
+          ? ext(OID.hwID, product === "Turin" ? chipId.subarray(0, 8) : chipId)
+          : ext(OID.cspID, derIa5(cspId)),
       ],
     });
 
@@ -307,7 +378,8 @@ async function buildSimulator(p: SimulatorParts): Promise<SnpSimulator> {
 
   async function report(o: SimulatedReportOptions = {}): Promise<SimulatedReport> {
     const version = o.version ?? (product === "Milan" ? 2 : 3);
-    if (![2, 3, 5].includes(version)) throw new RangeError(`simulator: report version must be 2, 3 or 5, got ${version}`);
+    if (![2, 3, 5].includes(version))
+      throw new RangeError(`simulator: report version must be 2, 3 or 5, got ${version}`);
     const signer = o.signer ?? "vcek";
     const tcb = o.tcb ?? platformTcb;
     const tcbBytes = encodeTcb(tcb, product);
@@ -379,7 +451,10 @@ async function buildSimulator(p: SimulatorParts): Promise<SnpSimulator> {
       issuer: ark.subject,
       thisUpdate: new Date(Date.now() - 3600 * 1000),
       nextUpdate: o.nextUpdate ?? new Date(Date.now() + 7 * 24 * 3600 * 1000),
-      entries: (o.revoke ?? []).map((r) => ({ serialNumber: serials[r], revocationDate: new Date(Date.now() - 60_000) })),
+      entries: (o.revoke ?? []).map((r) => ({
+        serialNumber: serials[r],
+        revocationDate: new Date(Date.now() - 60_000),
+      })),
       signingKey: arkKeys.privateKey,
       signingAlgorithm: PSS,
     });
@@ -399,7 +474,12 @@ async function buildSimulator(p: SimulatorParts): Promise<SnpSimulator> {
       chipId: Buffer.from(chipId).toString("hex"),
       tcb: platformTcb,
       cspId,
-      keys: { ark: await pkcs8(arkKeys.privateKey), ask: await pkcs8(askKeys.privateKey), asvk: await pkcs8(asvkKeys.privateKey), vlek: await pkcs8(vlekKeys.privateKey) },
+      keys: {
+        ark: await pkcs8(arkKeys.privateKey),
+        ask: await pkcs8(askKeys.privateKey),
+        asvk: await pkcs8(asvkKeys.privateKey),
+        vlek: await pkcs8(vlekKeys.privateKey),
+      },
       certs: { ark: b64(caCerts.ark), ask: b64(caCerts.ask), asvk: b64(caCerts.asvk) },
       veks: vekOut,
     };

@@ -111,27 +111,60 @@ export class TdxSimulator {
     const notBefore = new Date(Date.now() - 86_400_000);
     const notAfter = new Date(Date.now() + (opts.validDays ?? 3650) * 86_400_000);
     const serial = () => "01" + randomBytes(15).toString("hex");
-    const caExt = [new px509.BasicConstraintsExtension(true, undefined, true), new px509.KeyUsagesExtension(px509.KeyUsageFlags.keyCertSign | px509.KeyUsageFlags.cRLSign, true)];
-    const rootCert = await px509.X509CertificateGenerator.createSelfSigned({
-      serialNumber: serial(), name: name("Intel SGX Root CA"), keys: root, signingAlgorithm: SIG_ALG, notBefore, notAfter, extensions: caExt,
-    }, crypto as never);
+    const caExt = [
+      new px509.BasicConstraintsExtension(true, undefined, true),
+      new px509.KeyUsagesExtension(px509.KeyUsageFlags.keyCertSign | px509.KeyUsageFlags.cRLSign, true),
+    ];
+    const rootCert = await px509.X509CertificateGenerator.createSelfSigned(
+      {
+        serialNumber: serial(),
+        name: name("Intel SGX Root CA"),
+        keys: root,
+        signingAlgorithm: SIG_ALG,
+        notBefore,
+        notAfter,
+        extensions: caExt,
+      },
+      crypto as never,
+    );
     const issue = (cn: string, key: webcrypto.CryptoKeyPair, extensions: px509.Extension[]) =>
-      px509.X509CertificateGenerator.create({
-        serialNumber: serial(), subject: name(cn), issuer: rootCert.subject, notBefore, notAfter, signingAlgorithm: SIG_ALG,
-        publicKey: key.publicKey, signingKey: root.privateKey, extensions,
-      }, crypto as never);
+      px509.X509CertificateGenerator.create(
+        {
+          serialNumber: serial(),
+          subject: name(cn),
+          issuer: rootCert.subject,
+          notBefore,
+          notAfter,
+          signingAlgorithm: SIG_ALG,
+          publicKey: key.publicKey,
+          signingKey: root.privateKey,
+          extensions,
+        },
+        crypto as never,
+      );
     const caCert = await issue("Intel SGX PCK Platform CA", ca, caExt);
-    const tcbCert = await issue("Intel SGX TCB Signing", tcbSigner, [new px509.BasicConstraintsExtension(false, undefined, true)]);
+    const tcbCert = await issue("Intel SGX TCB Signing", tcbSigner, [
+      new px509.BasicConstraintsExtension(false, undefined, true),
+    ]);
     const fmspc = Buffer.from(opts.fmspc ?? "00906ed50000", "hex");
     const pckSerial = serial();
-    const pckCert = await px509.X509CertificateGenerator.create({
-      serialNumber: pckSerial, subject: name("Intel SGX PCK Certificate"), issuer: caCert.subject, notBefore, notAfter, signingAlgorithm: SIG_ALG,
-      publicKey: pck.publicKey, signingKey: ca.privateKey,
-      extensions: [
-        new px509.BasicConstraintsExtension(false, undefined, true),
-        new px509.Extension(SGX_EXT, false, sgxExtension(fmspc, new Array(16).fill(2), 11, Buffer.alloc(16, 2))),
-      ],
-    }, crypto as never);
+    const pckCert = await px509.X509CertificateGenerator.create(
+      {
+        serialNumber: pckSerial,
+        subject: name("Intel SGX PCK Certificate"),
+        issuer: caCert.subject,
+        notBefore,
+        notAfter,
+        signingAlgorithm: SIG_ALG,
+        publicKey: pck.publicKey,
+        signingKey: ca.privateKey,
+        extensions: [
+          new px509.BasicConstraintsExtension(false, undefined, true),
+          new px509.Extension(SGX_EXT, false, sgxExtension(fmspc, new Array(16).fill(2), 11, Buffer.alloc(16, 2))),
+        ],
+      },
+      crypto as never,
+    );
     const attestJwk = await crypto.subtle.exportKey("jwk", attest.publicKey);
     const attestPub = Buffer.concat([Buffer.from(attestJwk.x!, "base64url"), Buffer.from(attestJwk.y!, "base64url")]);
     return new TdxSimulator(
@@ -155,14 +188,17 @@ export class TdxSimulator {
   async crls(opts: { revokePck?: boolean; revokeCa?: boolean; now?: Date } = {}): Promise<Uint8Array[]> {
     const now = opts.now ?? new Date();
     const make = async (issuer: SimCa, revoked: string | undefined) => {
-      const crl = await px509.X509CrlGenerator.create({
-        issuer: issuer.name,
-        thisUpdate: new Date(now.getTime() - 3_600_000),
-        nextUpdate: new Date(now.getTime() + 30 * 86_400_000),
-        signingAlgorithm: SIG_ALG,
-        signingKey: issuer.key as never,
-        entries: revoked ? [{ serialNumber: revoked, revocationDate: new Date(now.getTime() - 7_200_000) }] : [],
-      }, webcrypto as never);
+      const crl = await px509.X509CrlGenerator.create(
+        {
+          issuer: issuer.name,
+          thisUpdate: new Date(now.getTime() - 3_600_000),
+          nextUpdate: new Date(now.getTime() + 30 * 86_400_000),
+          signingAlgorithm: SIG_ALG,
+          signingKey: issuer.key as never,
+          entries: revoked ? [{ serialNumber: revoked, revocationDate: new Date(now.getTime() - 7_200_000) }] : [],
+        },
+        webcrypto as never,
+      );
       return new Uint8Array(crl.rawData);
     };
     return [
@@ -249,15 +285,40 @@ export class TdxSimulator {
     const zeros = (n: number) => Array.from({ length: n }, () => ({ svn: 0 }));
     const mod = { mrsigner: "00".repeat(48), attributes: "0000000000000000", attributesMask: "FFFFFFFFFFFFFFFF" };
     const tcbInfo = JSON.stringify({
-      id: "TDX", version: 3, issueDate, nextUpdate, fmspc: this.fmspc, pceId: "0000", tcbType: 0, tcbEvaluationDataNumber: 1,
+      id: "TDX",
+      version: 3,
+      issueDate,
+      nextUpdate,
+      fmspc: this.fmspc,
+      pceId: "0000",
+      tcbType: 0,
+      tcbEvaluationDataNumber: 1,
       tdxModule: mod,
-      tdxModuleIdentities: ["TDX_01", "TDX_02", "TDX_03"].map((id) => ({ id, ...mod, tcbLevels: [{ tcb: { isvsvn: 0 }, tcbDate: issueDate, tcbStatus: "UpToDate" }] })),
-      tcbLevels: [{ tcb: { sgxtcbcomponents: zeros(16), pcesvn: 0, tdxtcbcomponents: zeros(16) }, tcbDate: issueDate, tcbStatus: opts.status ?? "UpToDate" }],
+      tdxModuleIdentities: ["TDX_01", "TDX_02", "TDX_03"].map((id) => ({
+        id,
+        ...mod,
+        tcbLevels: [{ tcb: { isvsvn: 0 }, tcbDate: issueDate, tcbStatus: "UpToDate" }],
+      })),
+      tcbLevels: [
+        {
+          tcb: { sgxtcbcomponents: zeros(16), pcesvn: 0, tdxtcbcomponents: zeros(16) },
+          tcbDate: issueDate,
+          tcbStatus: opts.status ?? "UpToDate",
+        },
+      ],
     });
     const qeIdentity = JSON.stringify({
-      id: "TD_QE", version: 2, issueDate, nextUpdate, tcbEvaluationDataNumber: 1, miscselect: "00000000", miscselectMask: "FFFFFFFF",
-      attributes: "11000000000000000000000000000000", attributesMask: "FBFFFFFFFFFFFFFF0000000000000000",
-      mrsigner: SIM_QE_MRSIGNER.toString("hex").toUpperCase(), isvprodid: 2,
+      id: "TD_QE",
+      version: 2,
+      issueDate,
+      nextUpdate,
+      tcbEvaluationDataNumber: 1,
+      miscselect: "00000000",
+      miscselectMask: "FFFFFFFF",
+      attributes: "11000000000000000000000000000000",
+      attributesMask: "FBFFFFFFFFFFFFFF0000000000000000",
+      mrsigner: SIM_QE_MRSIGNER.toString("hex").toUpperCase(),
+      isvprodid: 2,
       tcbLevels: [{ tcb: { isvsvn: 4 }, tcbDate: issueDate, tcbStatus: opts.qeStatus ?? "UpToDate" }],
     });
     const signJson = (member: string, raw: string) =>

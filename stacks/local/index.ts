@@ -12,7 +12,17 @@ import { mkdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import * as pulumi from "@pulumi/pulumi";
-import { AuthMount, GeneratedSecret, LocalConfidentialVm, Mount, PkiRole, RuntimeWrite, SimulatedPlatform, SshRole, Vhsm } from "buckypaper";
+import {
+  AuthMount,
+  GeneratedSecret,
+  LocalConfidentialVm,
+  Mount,
+  PkiRole,
+  RuntimeWrite,
+  SimulatedPlatform,
+  SshRole,
+  Vhsm,
+} from "buckypaper";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const cfg = new pulumi.Config();
@@ -30,7 +40,12 @@ const boot = {
 
 // 1. The simulated platform, and the runtime that trusts it.
 const platform = new SimulatedPlatform("platform", { dir: path.join(stateDir, "platform") });
-const vhsm = new Vhsm("vhsm", { stateDir: path.join(stateDir, "vhsm"), port, trustSimulatedSnp: platform.anchor, auditLog: true });
+const vhsm = new Vhsm("vhsm", {
+  stateDir: path.join(stateDir, "vhsm"),
+  port,
+  trustSimulatedSnp: platform.anchor,
+  auditLog: true,
+});
 
 // 2. Secret engines and the attested login the enclaivelet uses.
 const connection = { url: vhsm.url, token: vhsm.rootToken, caPem: vhsm.caPem };
@@ -38,19 +53,54 @@ const kv = new Mount("kv", { connection, path: "secret", type: "kv" });
 const pki = new Mount("pki", { connection, path: "pki", type: "pki" });
 const ssh = new Mount("ssh", { connection, path: "ssh", type: "ssh" });
 const jwt = new AuthMount("jwt", { connection, path: "jwt", type: "jwt" });
-const pkiRoot = new RuntimeWrite("pki-root", { connection, path: "pki/root/generate/internal", body: { common_name: `Buckypaper local CA (${stack})`, key_type: "ec", key_bits: 256, ttl: "87600h" } }, { dependsOn: [pki] });
-const sshCa = new RuntimeWrite("ssh-ca", { connection, path: "ssh/config/ca", body: { generate_signing_key: true } }, { dependsOn: [ssh] });
-const jwtConfig = new RuntimeWrite("jwt-config", { connection, path: "auth/jwt/config", body: { nitride_mount: "nitride" } }, { dependsOn: [jwt] });
-// One role for every workload: an attested Nitride token logs in to the workload's own ACL policy.
-const jwtRole = new RuntimeWrite("jwt-role-workload", {
-  connection, path: "auth/jwt/role/workload", deletePath: "auth/jwt/role/workload",
-  body: {
-    role_type: "jwt", bound_audiences: ["buckypaper"], user_claim: "sub", bound_claims: { platform: "snp" },
-    token_policies: ["nitride-workload-{{sub}}"], token_policies_template_claims: true, token_ttl: "10m",
+const pkiRoot = new RuntimeWrite(
+  "pki-root",
+  {
+    connection,
+    path: "pki/root/generate/internal",
+    body: { common_name: `Buckypaper local CA (${stack})`, key_type: "ec", key_bits: 256, ttl: "87600h" },
   },
-}, { dependsOn: [jwtConfig] });
-const tlsRole = new PkiRole("tls", { connection, name: "vm", allowedDomains: [domain], allowSubdomains: true, keyType: "ec", keyBits: 256, ttl: "72h" }, { dependsOn: [pkiRoot] });
-const hostRole = new SshRole("ssh-host", { connection, name: "host", allowHostCertificates: true, allowedDomains: domain, allowSubdomains: true, ttl: "72h" }, { dependsOn: [sshCa] });
+  { dependsOn: [pki] },
+);
+const sshCa = new RuntimeWrite(
+  "ssh-ca",
+  { connection, path: "ssh/config/ca", body: { generate_signing_key: true } },
+  { dependsOn: [ssh] },
+);
+const jwtConfig = new RuntimeWrite(
+  "jwt-config",
+  { connection, path: "auth/jwt/config", body: { nitride_mount: "nitride" } },
+  { dependsOn: [jwt] },
+);
+// One role for every workload: an attested Nitride token logs in to the workload's own ACL policy.
+const jwtRole = new RuntimeWrite(
+  "jwt-role-workload",
+  {
+    connection,
+    path: "auth/jwt/role/workload",
+    deletePath: "auth/jwt/role/workload",
+    body: {
+      role_type: "jwt",
+      bound_audiences: ["buckypaper"],
+      user_claim: "sub",
+      bound_claims: { platform: "snp" },
+      token_policies: ["nitride-workload-{{sub}}"],
+      token_policies_template_claims: true,
+      token_ttl: "10m",
+    },
+  },
+  { dependsOn: [jwtConfig] },
+);
+const tlsRole = new PkiRole(
+  "tls",
+  { connection, name: "vm", allowedDomains: [domain], allowSubdomains: true, keyType: "ec", keyBits: 256, ttl: "72h" },
+  { dependsOn: [pkiRoot] },
+);
+const hostRole = new SshRole(
+  "ssh-host",
+  { connection, name: "host", allowHostCertificates: true, allowedDomains: domain, allowSubdomains: true, ttl: "72h" },
+  { dependsOn: [sshCa] },
+);
 const runtimeReady = [vhsm, kv, jwtRole, tlsRole, hostRole];
 
 // 3. The confidential VMs.
@@ -60,17 +110,27 @@ const apiKey = new GeneratedSecret("web-api-key", { bytes: 24 });
 const dbPassword = new GeneratedSecret("db-password", { bytes: 24 });
 
 const web = new LocalConfidentialVm("web", {
-  vhsm: vhsmArgs, platformDir: platform.dir, boot, vcpus: 2, cpuModel: "EPYC-v4",
+  vhsm: vhsmArgs,
+  platformDir: platform.dir,
+  boot,
+  vcpus: 2,
+  cpuModel: "EPYC-v4",
   secrets: { API_KEY: apiKey.value },
   tls: { role: "pki/vm", commonName: `web.${domain}` },
   sshHost: { role: "ssh/host", principals: [`web.${domain}`] },
-  stateDir: path.join(vmsDir, "web"), waitFor: runtimeReady,
+  stateDir: path.join(vmsDir, "web"),
+  waitFor: runtimeReady,
 });
 const db = new LocalConfidentialVm("db", {
-  vhsm: vhsmArgs, platformDir: platform.dir, boot, vcpus: 4, cpuModel: "EPYC-v4",
+  vhsm: vhsmArgs,
+  platformDir: platform.dir,
+  boot,
+  vcpus: 4,
+  cpuModel: "EPYC-v4",
   secrets: { DB_PASSWORD: dbPassword.value },
   tls: { role: "pki/vm", commonName: `db.${domain}` },
-  stateDir: path.join(vmsDir, "db"), waitFor: runtimeReady,
+  stateDir: path.join(vmsDir, "db"),
+  waitFor: runtimeReady,
 });
 const vms: Record<string, LocalConfidentialVm> = { web, db };
 
@@ -85,10 +145,15 @@ if (tamperDemo) {
     writeFileSync(modified, fw);
   }
   vms.tampered = new LocalConfidentialVm("tampered", {
-    vhsm: vhsmArgs, platformDir: platform.dir, boot, vcpus: 2, cpuModel: "EPYC-v4",
+    vhsm: vhsmArgs,
+    platformDir: platform.dir,
+    boot,
+    vcpus: 2,
+    cpuModel: "EPYC-v4",
     actualBoot: { firmware: modified },
     secrets: { API_KEY: apiKey.value },
-    stateDir: path.join(vmsDir, "tampered"), waitFor: runtimeReady,
+    stateDir: path.join(vmsDir, "tampered"),
+    waitFor: runtimeReady,
   });
 }
 
@@ -100,10 +165,30 @@ export const bootInputs = boot;
 export const vm = Object.fromEntries(
   Object.entries(vms).map(([name, v]) => [
     name,
-    pulumi.all([v.workloadId, v.expectedMeasurement, v.measurement, v.kernelMeasured, v.verdict, v.reason, v.delivered, v.root, v.pid]).apply(
-      ([workloadId, expectedMeasurement, measurement, kernelMeasured, verdict, reason, delivered, root, pid]) => ({
-        workloadId, expectedMeasurement, measurement, kernelMeasured, verdict, reason, delivered, root, pid,
-      }),
-    ),
+    pulumi
+      .all([
+        v.workloadId,
+        v.expectedMeasurement,
+        v.measurement,
+        v.kernelMeasured,
+        v.verdict,
+        v.reason,
+        v.delivered,
+        v.root,
+        v.pid,
+      ])
+      .apply(
+        ([workloadId, expectedMeasurement, measurement, kernelMeasured, verdict, reason, delivered, root, pid]) => ({
+          workloadId,
+          expectedMeasurement,
+          measurement,
+          kernelMeasured,
+          verdict,
+          reason,
+          delivered,
+          root,
+          pid,
+        }),
+      ),
   ]),
 );

@@ -25,21 +25,55 @@ const secrets = { "db-password": cfg.requireSecret("dbPassword") };
 
 // Azure needs a resource group and a subnet to put its VM in.
 const group = new resources.ResourceGroup("buckypaper");
-const vnet = new network.VirtualNetwork("buckypaper", { resourceGroupName: group.name, addressSpace: { addressPrefixes: ["10.42.0.0/16"] } });
-const subnet = new network.Subnet("vms", { resourceGroupName: group.name, virtualNetworkName: vnet.name, addressPrefix: "10.42.1.0/24", defaultOutboundAccess: false });
+const vnet = new network.VirtualNetwork("buckypaper", {
+  resourceGroupName: group.name,
+  addressSpace: { addressPrefixes: ["10.42.0.0/16"] },
+});
+const subnet = new network.Subnet("vms", {
+  resourceGroupName: group.name,
+  virtualNetworkName: vnet.name,
+  addressPrefix: "10.42.1.0/24",
+  defaultOutboundAccess: false,
+});
 
 const vms = [
-  new ConfidentialVm("aws-web", { platform: Platform.Aws, tee: Tee.SevSnp, vhsm: connection, size: "m6a.large", secrets }),
-  new ConfidentialVm("gcp-web", {
-    platform: Platform.Gcp, tee: Tee.SevSnp, vhsm: connection, size: "n2d-standard-2", zone: new pulumi.Config("gcp").require("zone"),
-    expectedMeasurements: cfg.requireObject<string[]>("gcpExpectedMeasurements"), secrets,
+  new ConfidentialVm("aws-web", {
+    platform: Platform.Aws,
+    tee: Tee.SevSnp,
+    vhsm: connection,
+    size: "m6a.large",
+    secrets,
   }),
-  new ConfidentialVm("azure-web", { platform: Platform.Azure, tee: Tee.SevSnp, vhsm: connection, size: "Standard_DC2as_v5", resourceGroupName: group.name, subnetId: subnet.id, secrets }),
+  new ConfidentialVm("gcp-web", {
+    platform: Platform.Gcp,
+    tee: Tee.SevSnp,
+    vhsm: connection,
+    size: "n2d-standard-2",
+    zone: new pulumi.Config("gcp").require("zone"),
+    expectedMeasurements: cfg.requireObject<string[]>("gcpExpectedMeasurements"),
+    secrets,
+  }),
+  new ConfidentialVm("azure-web", {
+    platform: Platform.Azure,
+    tee: Tee.SevSnp,
+    vhsm: connection,
+    size: "Standard_DC2as_v5",
+    resourceGroupName: group.name,
+    subnetId: subnet.id,
+    secrets,
+  }),
   new ConfidentialVm("pve-db", {
-    platform: Platform.Proxmox, tee: Tee.SevSnp, vhsm: connection, vcpus: 4, memoryMb: 8192,
+    platform: Platform.Proxmox,
+    tee: Tee.SevSnp,
+    vhsm: connection,
+    vcpus: 4,
+    memoryMb: 8192,
     ssh: { host: cfg.require("pveHost"), user: "root", privateKey: cfg.requireSecret("pveSshKey") },
-    node: cfg.require("pveNode"), vmid: cfg.requireNumber("pveVmid"), boot: { firmware: path.resolve(cfg.require("pveFirmware")) },
-    secrets, dataVolume: { sizeGb: 32 },
+    node: cfg.require("pveNode"),
+    vmid: cfg.requireNumber("pveVmid"),
+    boot: { firmware: path.resolve(cfg.require("pveFirmware")) },
+    secrets,
+    dataVolume: { sizeGb: 32 },
   }),
 ];
 

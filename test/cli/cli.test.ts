@@ -5,7 +5,8 @@ import { repoRoot } from "../support/shared.js";
 import { main } from "../../cli/main.js";
 
 function capture() {
-  const out: string[] = [], err: string[] = [];
+  const out: string[] = [],
+    err: string[] = [];
   return { io: { out: (t: string) => out.push(t), err: (t: string) => err.push(t) }, out, err };
 }
 

@@ -6,17 +6,26 @@ import { resolveImage, snpFirmwareDescription, snpLaunchDigest } from "../../ima
 let h: MockHarness;
 let mod: typeof import("../../components/aws/confidential-vm.js");
 
-const vhsm = { url: "https://vhsm.example:8200", caFingerprint: "ab".repeat(32), token: pulumi.secret("s.admin-token") };
+const vhsm = {
+  url: "https://vhsm.example:8200",
+  caFingerprint: "ab".repeat(32),
+  token: pulumi.secret("s.admin-token"),
+};
 
 beforeAll(async () => {
-  h = await installMocks({ "aws:ec2/instance:Instance": () => ({ privateIp: "10.0.1.7", availabilityZone: "us-east-2a" }) });
+  h = await installMocks({
+    "aws:ec2/instance:Instance": () => ({ privateIp: "10.0.1.7", availabilityZone: "us-east-2a" }),
+  });
   mod = await import("../../components/aws/confidential-vm.js");
 });
 
 describe("AwsConfidentialVm", () => {
   it("creates an SEV-SNP instance with IMDSv2, encrypted root, and attestation-only user-data", async () => {
     const vm = new mod.AwsConfidentialVm("web", {
-      vhsm, instanceType: "c6a.xlarge", region: "us-east-2", dataVolume: { sizeGb: 20 },
+      vhsm,
+      instanceType: "c6a.xlarge",
+      region: "us-east-2",
+      dataVolume: { sizeGb: 20 },
       secrets: { dbPassword: pulumi.secret("hunter2-very-secret") },
     });
     const measurements = await resolve(vm.expectedMeasurements);
@@ -44,7 +53,12 @@ describe("AwsConfidentialVm", () => {
 
     // The registered reference values are the engine's digests for 4 vCPUs in both EC2 layouts.
     const expected = ["ec2", "ec2-legacy"].map((vmm) =>
-      snpLaunchDigest({ firmware: snpFirmwareDescription(resolveImage("aws", "snp")), vcpus: 4, vmm: vmm as "ec2" }).toString("hex"));
+      snpLaunchDigest({
+        firmware: snpFirmwareDescription(resolveImage("aws", "snp")),
+        vcpus: 4,
+        vmm: vmm as "ec2",
+      }).toString("hex"),
+    );
     expect(measurements).toEqual(expected);
     const wl = h.resources.find((r) => r.name === "web-workload")!;
     expect(unsecret(wl.inputs.snpMeasurements)).toEqual(expected);
@@ -64,7 +78,8 @@ describe("AwsConfidentialVm", () => {
 
   it("pins the agent artifact when the Vhsm serves it", async () => {
     const vm = new mod.AwsConfidentialVm("pinned", {
-      vhsm: { ...vhsm, agentUrl: "https://vhsm.example:8200/v1/sys/enclaivelet.tar.gz", agentSha256: "ef".repeat(32) }, region: "us-east-2",
+      vhsm: { ...vhsm, agentUrl: "https://vhsm.example:8200/v1/sys/enclaivelet.tar.gz", agentSha256: "ef".repeat(32) },
+      region: "us-east-2",
     });
     await resolve(vm.privateIp);
     const inst = h.resources.find((r) => r.name === "pinned" && r.type === "aws:ec2/instance:Instance")!.inputs;
@@ -74,17 +89,20 @@ describe("AwsConfidentialVm", () => {
   });
 
   it("rejects instance types without SEV-SNP, naming the allowed ones", () => {
-    expect(() => new mod.AwsConfidentialVm("bad", { vhsm, instanceType: "m5.large", region: "us-east-2" }))
-      .toThrow(/AwsConfidentialVm bad: instanceType 'm5.large' is not an SEV-SNP\/TDX-capable aws instance type.*; allowed: m6a.large, m6a.xlarge/);
+    expect(() => new mod.AwsConfidentialVm("bad", { vhsm, instanceType: "m5.large", region: "us-east-2" })).toThrow(
+      /AwsConfidentialVm bad: instanceType 'm5.large' is not an SEV-SNP\/TDX-capable aws instance type.*; allowed: m6a.large, m6a.xlarge/,
+    );
   });
 
   it("rejects regions without SEV-SNP", () => {
-    expect(() => new mod.AwsConfidentialVm("bad2", { vhsm, region: "us-west-1" }))
-      .toThrow(/region is 'us-west-1'.*allowed: us-east-2, eu-west-1/);
+    expect(() => new mod.AwsConfidentialVm("bad2", { vhsm, region: "us-west-1" })).toThrow(
+      /region is 'us-west-1'.*allowed: us-east-2, eu-west-1/,
+    );
   });
 
   it("refuses secrets passed as plain strings", () => {
-    expect(() => new mod.AwsConfidentialVm("bad3", { vhsm, region: "eu-west-1", secrets: { api: "plain" } }))
-      .toThrow(/secrets.api is a plain string; pass a Pulumi secret/);
+    expect(() => new mod.AwsConfidentialVm("bad3", { vhsm, region: "eu-west-1", secrets: { api: "plain" } })).toThrow(
+      /secrets.api is a plain string; pass a Pulumi secret/,
+    );
   });
 });

@@ -4,7 +4,14 @@ import { beforeAll, describe, expect, it } from "vitest";
 import * as pulumi from "@pulumi/pulumi";
 import { installMocks, resolve, unsecret, type MockHarness } from "../support/pulumi-mocks.js";
 import { noteIfSharedMissing, sharedPath } from "../support/shared.js";
-import { describeOvmf, firmwareDescriptionJson, measureTdx, parseOvmf, snpLaunchDigest, snpOvmfHash } from "../../images/index.js";
+import {
+  describeOvmf,
+  firmwareDescriptionJson,
+  measureTdx,
+  parseOvmf,
+  snpLaunchDigest,
+  snpOvmfHash,
+} from "../../images/index.js";
 import { readFileSync } from "node:fs";
 import { hasCloudInit, validateUserData } from "../support/cloud-init.js";
 import { requireTool } from "../support/prereq.js";
@@ -12,7 +19,10 @@ import { requireTool } from "../support/prereq.js";
 let h: MockHarness;
 let c: typeof import("../../components/index.js");
 const vhsm = { url: "https://10.0.0.2:8200", caFingerprint: "cd".repeat(32), token: pulumi.secret("s.admin") };
-const ssh = { host: "pve1.lan", privateKey: pulumi.secret("-----BEGIN OPENSSH PRIVATE KEY-----\nfake\n-----END OPENSSH PRIVATE KEY-----") };
+const ssh = {
+  host: "pve1.lan",
+  privateKey: pulumi.secret("-----BEGIN OPENSSH PRIVATE KEY-----\nfake\n-----END OPENSSH PRIVATE KEY-----"),
+};
 const haveShared = noteIfSharedMissing("component tests that measure the Debian OVMF");
 const ovmfPath = sharedPath("vectors/debian-bookworm-ovmf/OVMF.fd");
 
@@ -31,13 +41,22 @@ const byName = (n: string) => h.resources.find((r) => r.name === n && !r.type.st
 describe.runIf(haveShared)("GcpConfidentialVm", () => {
   it("SEV-SNP on N2D: Milan platform, TERMINATE on maintenance, shielded VM, gce-layout digest", async () => {
     const fw = describeOvmf(parseOvmf(readFileSync(ovmfPath)), snpOvmfHash(readFileSync(ovmfPath)));
-    const vm = new c.GcpConfidentialVm("g1", { vhsm, zone: "us-central1-a", machineType: "n2d-standard-4", firmwareDescription: JSON.stringify(firmwareDescriptionJson(fw)) });
+    const vm = new c.GcpConfidentialVm("g1", {
+      vhsm,
+      zone: "us-central1-a",
+      machineType: "n2d-standard-4",
+      firmwareDescription: JSON.stringify(firmwareDescriptionJson(fw)),
+    });
     expect(await resolve(vm.instanceId)).toBe("1234567890");
     const inst = byName("g1").inputs;
     expect(inst.confidentialInstanceConfig).toEqual({ confidentialInstanceType: "SEV_SNP" });
     expect(inst.minCpuPlatform).toBe("AMD Milan");
     expect(inst.scheduling.onHostMaintenance).toBe("TERMINATE");
-    expect(inst.shieldedInstanceConfig).toEqual({ enableSecureBoot: true, enableVtpm: true, enableIntegrityMonitoring: true });
+    expect(inst.shieldedInstanceConfig).toEqual({
+      enableSecureBoot: true,
+      enableVtpm: true,
+      enableIntegrityMonitoring: true,
+    });
     expect(inst.metadata["block-project-ssh-keys"]).toBe("true");
     expect(String(unsecret(inst.metadata["user-data"]))).toContain("#cloud-config");
     const expected = snpLaunchDigest({ firmware: fw, vcpus: 4, vmm: "gce" }).toString("hex");
@@ -47,7 +66,12 @@ describe.runIf(haveShared)("GcpConfidentialVm", () => {
 
   it("TDX on C3 with endorsed MRTDs", async () => {
     const mrtd = "ab".repeat(48);
-    const vm = new c.GcpConfidentialVm("g2", { vhsm, tee: c.Tee.Tdx, zone: "us-central1-a", expectedMeasurements: [mrtd] });
+    const vm = new c.GcpConfidentialVm("g2", {
+      vhsm,
+      tee: c.Tee.Tdx,
+      zone: "us-central1-a",
+      expectedMeasurements: [mrtd],
+    });
     await resolve(vm.instanceId);
     const inst = byName("g2").inputs;
     expect(inst.machineType).toBe("c3-standard-4");
@@ -57,26 +81,57 @@ describe.runIf(haveShared)("GcpConfidentialVm", () => {
   });
 
   it("names the field when the measurement cannot be known or the shape is wrong", () => {
-    expect(() => new c.GcpConfidentialVm("g3", { vhsm, zone: "z" })).toThrow(/firmwareDescription or expectedMeasurements is required/);
-    expect(() => new c.GcpConfidentialVm("g4", { vhsm, zone: "z", machineType: "e2-standard-4", expectedMeasurements: ["ab".repeat(48)] }))
-      .toThrow(/GcpConfidentialVm g4: machineType 'e2-standard-4' is not an SEV-SNP\/TDX-capable gcp instance type.*; allowed: n2d-standard-2/);
-    expect(() => new c.GcpConfidentialVm("g5", { vhsm, zone: "z", tee: c.Tee.Tdx, machineType: "n2d-standard-4", expectedMeasurements: ["ab".repeat(48)] }))
-      .toThrow(/machineType 'n2d-standard-4' \(n2d-standard\) does not support tdx; allowed: c3-standard-4/);
+    expect(() => new c.GcpConfidentialVm("g3", { vhsm, zone: "z" })).toThrow(
+      /firmwareDescription or expectedMeasurements is required/,
+    );
+    expect(
+      () =>
+        new c.GcpConfidentialVm("g4", {
+          vhsm,
+          zone: "z",
+          machineType: "e2-standard-4",
+          expectedMeasurements: ["ab".repeat(48)],
+        }),
+    ).toThrow(
+      /GcpConfidentialVm g4: machineType 'e2-standard-4' is not an SEV-SNP\/TDX-capable gcp instance type.*; allowed: n2d-standard-2/,
+    );
+    expect(
+      () =>
+        new c.GcpConfidentialVm("g5", {
+          vhsm,
+          zone: "z",
+          tee: c.Tee.Tdx,
+          machineType: "n2d-standard-4",
+          expectedMeasurements: ["ab".repeat(48)],
+        }),
+    ).toThrow(/machineType 'n2d-standard-4' \(n2d-standard\) does not support tdx; allowed: c3-standard-4/);
   });
 });
 
 describe("AzureConfidentialVm", () => {
   it("ConfidentialVM security type, DiskWithVMGuestState, vTPM + secure boot, customData base64, verifiable facts registered", async () => {
     const vm = new c.AzureConfidentialVm("a1", {
-      vhsm, resourceGroupName: "rg", subnetId: "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v/subnets/default",
-      dataVolume: { sizeGb: 8 }, idKeyDigests: ["ef".repeat(48)], secrets: { token: pulumi.secret("t0ps3cret") },
+      vhsm,
+      resourceGroupName: "rg",
+      subnetId: "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v/subnets/default",
+      dataVolume: { sizeGb: 8 },
+      idKeyDigests: ["ef".repeat(48)],
+      secrets: { token: pulumi.secret("t0ps3cret") },
     });
     expect(await resolve(vm.vmId)).toBe("vm-guid");
     const v = byName("a1").inputs;
     expect(v.hardwareProfile.vmSize).toBe("Standard_DC2as_v5");
-    expect(v.securityProfile).toEqual({ securityType: "ConfidentialVM", uefiSettings: { secureBootEnabled: true, vTpmEnabled: true } });
+    expect(v.securityProfile).toEqual({
+      securityType: "ConfidentialVM",
+      uefiSettings: { secureBootEnabled: true, vTpmEnabled: true },
+    });
     expect(v.storageProfile.osDisk.managedDisk.securityProfile.securityEncryptionType).toBe("DiskWithVMGuestState");
-    expect(v.storageProfile.imageReference).toEqual({ publisher: "Canonical", offer: "ubuntu-24_04-lts", sku: "cvm", version: "latest" });
+    expect(v.storageProfile.imageReference).toEqual({
+      publisher: "Canonical",
+      offer: "ubuntu-24_04-lts",
+      sku: "cvm",
+      version: "latest",
+    });
     expect(v.storageProfile.dataDisks[0].lun).toBe(0);
     expect(v.osProfile.linuxConfiguration.disablePasswordAuthentication).toBe(true);
     const userData = Buffer.from(String(unsecret(v.osProfile.customData)), "base64").toString("utf8");
@@ -84,20 +139,42 @@ describe("AzureConfidentialVm", () => {
     expect(userData).not.toContain("t0ps3cret");
     const wl = byName("a1-workload").inputs;
     expect(unsecret(wl.platforms)).toEqual(["azure-snp"]);
-    expect(unsecret(wl.policy)).toMatchObject({ azure: { requireSecureBoot: true }, snp: { vmpl: 0, trustedIdKeyDigests: ["ef".repeat(48)] } });
+    expect(unsecret(wl.policy)).toMatchObject({
+      azure: { requireSecureBoot: true },
+      snp: { vmpl: 0, trustedIdKeyDigests: ["ef".repeat(48)] },
+    });
   });
 
   it("refuses sizes that are not confidential", () => {
-    expect(() => new c.AzureConfidentialVm("a2", { vhsm, resourceGroupName: "rg", subnetId: "s", vmSize: "Standard_D2s_v5" }))
-      .toThrow(/AzureConfidentialVm a2: vmSize 'Standard_D2s_v5' is not an SEV-SNP\/TDX-capable azure instance type.*; allowed: Standard_DC2as_v5/);
-    expect(() => new c.AzureConfidentialVm("a3", { vhsm, resourceGroupName: "rg", subnetId: "s", tee: c.Tee.Tdx, vmSize: "Standard_DC2as_v5" }))
-      .toThrow(/vmSize 'Standard_DC2as_v5' \(DCasv5\) does not support tdx; allowed: Standard_DC2es_v5/);
+    expect(
+      () =>
+        new c.AzureConfidentialVm("a2", { vhsm, resourceGroupName: "rg", subnetId: "s", vmSize: "Standard_D2s_v5" }),
+    ).toThrow(
+      /AzureConfidentialVm a2: vmSize 'Standard_D2s_v5' is not an SEV-SNP\/TDX-capable azure instance type.*; allowed: Standard_DC2as_v5/,
+    );
+    expect(
+      () =>
+        new c.AzureConfidentialVm("a3", {
+          vhsm,
+          resourceGroupName: "rg",
+          subnetId: "s",
+          tee: c.Tee.Tdx,
+          vmSize: "Standard_DC2as_v5",
+        }),
+    ).toThrow(/vmSize 'Standard_DC2as_v5' \(DCasv5\) does not support tdx; allowed: Standard_DC2es_v5/);
   });
 });
 
 describe.runIf(haveShared)("ProxmoxConfidentialVm and QemuConfidentialVm", () => {
   it("Proxmox SEV-SNP: snippet over SSH, pvesh create with amd-sev, digest of the firmware for the vCPU model", async () => {
-    const vm = new c.ProxmoxConfidentialVm("p1", { vhsm, ssh, node: "pve1", vmid: 4242, cores: 4, boot: { firmware: ovmfPath } });
+    const vm = new c.ProxmoxConfidentialVm("p1", {
+      vhsm,
+      ssh,
+      node: "pve1",
+      vmid: 4242,
+      cores: 4,
+      boot: { firmware: ovmfPath },
+    });
     await resolve(vm.vmid);
     const params = await resolve(vm.parameters);
     expect(params["amd-sev"]).toBe("type=snp,kernel-hashes=0,no-debug=1,allow-smt=1");
@@ -107,24 +184,60 @@ describe.runIf(haveShared)("ProxmoxConfidentialVm and QemuConfidentialVm", () =>
     expect(create).toContain("--amd-sev 'type=snp,kernel-hashes=0,no-debug=1,allow-smt=1'");
     expect(String(unsecret(byName("p1-snippet").inputs.stdin))).toContain("#cloud-config");
     expect(JSON.stringify(byName("p1-vm").inputs.connection)).toContain("4dabf18193072939515e22adb298388d"); // secret
-    const expected = snpLaunchDigest({ ovmf: readFileSync(ovmfPath), vcpus: 4, vcpu: "EPYC-v4", vmm: "qemu" }).toString("hex");
+    const expected = snpLaunchDigest({ ovmf: readFileSync(ovmfPath), vcpus: 4, vcpu: "EPYC-v4", vmm: "qemu" }).toString(
+      "hex",
+    );
     expect(await resolve(vm.expectedMeasurements)).toEqual([expected]);
   });
 
   it("Proxmox TDX registers the MRTD of the firmware", async () => {
-    const vm = new c.ProxmoxConfidentialVm("p2", { vhsm, ssh, node: "pve1", vmid: 4243, tee: c.Tee.Tdx, boot: { firmware: ovmfPath } });
+    const vm = new c.ProxmoxConfidentialVm("p2", {
+      vhsm,
+      ssh,
+      node: "pve1",
+      vmid: 4243,
+      tee: c.Tee.Tdx,
+      boot: { firmware: ovmfPath },
+    });
     const mrtd = measureTdx({ firmware: readFileSync(ovmfPath) }).mrtd;
     expect(await resolve(vm.expectedMeasurements)).toEqual([mrtd]);
     expect((await resolve(vm.parameters))["intel-tdx"]).toBe("type=tdx,attestation=1");
   });
 
   it("refuses measured direct boot with a firmware that cannot verify a kernel, and bad ids", () => {
-    expect(() => new c.ProxmoxConfidentialVm("p3", { vhsm, ssh, node: "pve1", vmid: 4244, boot: { firmware: ovmfPath, kernel: ovmfPath } }))
-      .toThrow(/ProxmoxConfidentialVm p3: boot \(kernel\) the firmware has no SNP_KERNEL_HASHES/);
-    expect(() => new c.ProxmoxConfidentialVm("p4", { vhsm, ssh, node: "pve1", vmid: 7, boot: { firmware: ovmfPath } })).toThrow(/vmid is 7/);
-    expect(() => new c.ProxmoxConfidentialVm("p5", { vhsm, ssh, node: "pve1", vmid: 4245, boot: { firmware: "/nonexistent.fd" } })).toThrow(/boot.firmware '\/nonexistent.fd' cannot be read \(ENOENT\)/);
-    expect(() => new c.ProxmoxConfidentialVm("p6", { vhsm, ssh: { host: "h", privateKey: "plain" }, node: "pve1", vmid: 4246, boot: { firmware: ovmfPath } }))
-      .toThrow(/ssh.privateKey is a plain string/);
+    expect(
+      () =>
+        new c.ProxmoxConfidentialVm("p3", {
+          vhsm,
+          ssh,
+          node: "pve1",
+          vmid: 4244,
+          boot: { firmware: ovmfPath, kernel: ovmfPath },
+        }),
+    ).toThrow(/ProxmoxConfidentialVm p3: boot \(kernel\) the firmware has no SNP_KERNEL_HASHES/);
+    expect(
+      () => new c.ProxmoxConfidentialVm("p4", { vhsm, ssh, node: "pve1", vmid: 7, boot: { firmware: ovmfPath } }),
+    ).toThrow(/vmid is 7/);
+    expect(
+      () =>
+        new c.ProxmoxConfidentialVm("p5", {
+          vhsm,
+          ssh,
+          node: "pve1",
+          vmid: 4245,
+          boot: { firmware: "/nonexistent.fd" },
+        }),
+    ).toThrow(/boot.firmware '\/nonexistent.fd' cannot be read \(ENOENT\)/);
+    expect(
+      () =>
+        new c.ProxmoxConfidentialVm("p6", {
+          vhsm,
+          ssh: { host: "h", privateKey: "plain" },
+          node: "pve1",
+          vmid: 4246,
+          boot: { firmware: ovmfPath },
+        }),
+    ).toThrow(/ssh.privateKey is a plain string/);
   });
 
   it("QEMU host: uploads boot inputs, builds a NoCloud seed and runs a transient unit with sev-snp-guest", async () => {
@@ -140,12 +253,17 @@ describe.runIf(haveShared)("ProxmoxConfidentialVm and QemuConfidentialVm", () =>
 
 describe("ConfidentialVm facade", () => {
   it("refuses TDX on AWS, naming the allowed TEEs", () => {
-    expect(() => new c.ConfidentialVm("f1", { platform: c.Platform.Aws, tee: c.Tee.Tdx, vhsm, region: "us-east-2" }))
-      .toThrow(/ConfidentialVm f1: tee is 'tdx', which platform 'aws' does not offer; allowed: snp/);
+    expect(
+      () => new c.ConfidentialVm("f1", { platform: c.Platform.Aws, tee: c.Tee.Tdx, vhsm, region: "us-east-2" }),
+    ).toThrow(/ConfidentialVm f1: tee is 'tdx', which platform 'aws' does not offer; allowed: snp/);
   });
   it("names the missing platform field", () => {
-    expect(() => new c.ConfidentialVm("f2", { platform: c.Platform.Gcp, vhsm })).toThrow(/zone is required on platform 'gcp'/);
-    expect(() => new c.ConfidentialVm("f3", { platform: c.Platform.Proxmox, vhsm })).toThrow(/ssh is required on platform 'proxmox'/);
+    expect(() => new c.ConfidentialVm("f2", { platform: c.Platform.Gcp, vhsm })).toThrow(
+      /zone is required on platform 'gcp'/,
+    );
+    expect(() => new c.ConfidentialVm("f3", { platform: c.Platform.Proxmox, vhsm })).toThrow(
+      /ssh is required on platform 'proxmox'/,
+    );
   });
   it("delegates to the platform component", async () => {
     const vm = new c.ConfidentialVm("f4", { platform: c.Platform.Aws, vhsm, region: "eu-west-1", size: "r6a.large" });
@@ -161,9 +279,29 @@ describe.runIf(haveShared)("user-data of every platform component passes the rea
     const secrets = { apiKey: pulumi.secret("sk-live-never-in-user-data") };
     const vms = {
       aws: new c.AwsConfidentialVm("ci-aws", { vhsm, region: "us-east-2", secrets, dataVolume: {} }),
-      gcp: new c.GcpConfidentialVm("ci-gcp", { vhsm, zone: "us-central1-a", expectedMeasurements: ["ab".repeat(48)], secrets, dataVolume: {} }),
-      azure: new c.AzureConfidentialVm("ci-azure", { vhsm, resourceGroupName: "rg", subnetId: "s", secrets, dataVolume: {} }),
-      proxmox: new c.ProxmoxConfidentialVm("ci-pve", { vhsm, ssh, node: "pve1", vmid: 4300, boot: { firmware: ovmfPath }, secrets, dataVolume: {} }),
+      gcp: new c.GcpConfidentialVm("ci-gcp", {
+        vhsm,
+        zone: "us-central1-a",
+        expectedMeasurements: ["ab".repeat(48)],
+        secrets,
+        dataVolume: {},
+      }),
+      azure: new c.AzureConfidentialVm("ci-azure", {
+        vhsm,
+        resourceGroupName: "rg",
+        subnetId: "s",
+        secrets,
+        dataVolume: {},
+      }),
+      proxmox: new c.ProxmoxConfidentialVm("ci-pve", {
+        vhsm,
+        ssh,
+        node: "pve1",
+        vmid: 4300,
+        boot: { firmware: ovmfPath },
+        secrets,
+        dataVolume: {},
+      }),
       qemu: new c.QemuConfidentialVm("ci-qemu", { vhsm, ssh, boot: { firmware: ovmfPath }, secrets }),
     };
     await Promise.all(Object.values(vms).map((v) => resolve(v.workloadId)));

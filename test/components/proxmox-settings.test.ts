@@ -5,37 +5,63 @@ import { proxmoxVmParams, pveshCreateCommand } from "../../components/proxmox/se
 import { Tee } from "../../components/common/types.js";
 
 const base = {
-  vmid: 4100, name: "bk-web", cores: 4, memoryMb: 4096, cpuModel: "EPYC-v4", storage: "local-lvm", diskGb: 20,
-  bridge: "vmbr0", userDataVolume: "local:snippets/bk-web-user.yaml", allowSmt: true,
+  vmid: 4100,
+  name: "bk-web",
+  cores: 4,
+  memoryMb: 4096,
+  cpuModel: "EPYC-v4",
+  storage: "local-lvm",
+  diskGb: 20,
+  bridge: "vmbr0",
+  userDataVolume: "local:snippets/bk-web-user.yaml",
+  allowSmt: true,
 };
 
-describe.runIf(noteIfSharedMissing("Proxmox API schema checks"))("Proxmox parameters against the official PVE API schema", () => {
-  const props = loadPveMethodParams(sharedPath("proxmox/pve-api-schema.json"), "/nodes/{node}/qemu", "POST");
+describe.runIf(noteIfSharedMissing("Proxmox API schema checks"))(
+  "Proxmox parameters against the official PVE API schema",
+  () => {
+    const props = loadPveMethodParams(sharedPath("proxmox/pve-api-schema.json"), "/nodes/{node}/qemu", "POST");
 
-  it("SNP with measured direct boot is valid", () => {
-    const p = proxmoxVmParams({ ...base, tee: Tee.SevSnp, kernelPath: "/var/lib/bk/vmlinuz", initrdPath: "/var/lib/bk/initrd.img", append: "console=ttyS0 root=/dev/sda1" });
-    expect(validatePveParams(props, p)).toEqual([]);
-    expect(p["amd-sev"]).toBe("type=snp,kernel-hashes=1,no-debug=1,allow-smt=1");
-    expect(p.bios).toBe("ovmf");
-    expect(p).not.toHaveProperty("efidisk0");
-  });
+    it("SNP with measured direct boot is valid", () => {
+      const p = proxmoxVmParams({
+        ...base,
+        tee: Tee.SevSnp,
+        kernelPath: "/var/lib/bk/vmlinuz",
+        initrdPath: "/var/lib/bk/initrd.img",
+        append: "console=ttyS0 root=/dev/sda1",
+      });
+      expect(validatePveParams(props, p)).toEqual([]);
+      expect(p["amd-sev"]).toBe("type=snp,kernel-hashes=1,no-debug=1,allow-smt=1");
+      expect(p.bios).toBe("ovmf");
+      expect(p).not.toHaveProperty("efidisk0");
+    });
 
-  it("TDX with an imported cloud image is valid", () => {
-    const p = proxmoxVmParams({ ...base, tee: Tee.Tdx, cpuModel: "host", importFrom: "local:import/debian-12-genericcloud-amd64.qcow2" });
-    expect(validatePveParams(props, p)).toEqual([]);
-    expect(p["intel-tdx"]).toBe("type=tdx,attestation=1");
-    expect(p).not.toHaveProperty("amd-sev");
-  });
+    it("TDX with an imported cloud image is valid", () => {
+      const p = proxmoxVmParams({
+        ...base,
+        tee: Tee.Tdx,
+        cpuModel: "host",
+        importFrom: "local:import/debian-12-genericcloud-amd64.qcow2",
+      });
+      expect(validatePveParams(props, p)).toEqual([]);
+      expect(p["intel-tdx"]).toBe("type=tdx,attestation=1");
+      expect(p).not.toHaveProperty("amd-sev");
+    });
 
-  it("the validator catches what the schema forbids (it can fail)", () => {
-    const p = proxmoxVmParams({ ...base, tee: Tee.SevSnp });
-    expect(validatePveParams(props, { ...p, bios: "uefi" })).toEqual([expect.stringContaining("bios")]);
-    expect(validatePveParams(props, { ...p, vmid: 42 })).toEqual([expect.stringContaining("minimum 100")]);
-    expect(validatePveParams(props, { ...p, "amd-sev": "type=snp,kernel-hash=1" })).toEqual([expect.stringContaining("unknown key")]);
-    expect(validatePveParams(props, { ...p, net0: "virtio,bridgee=vmbr0" })).toEqual([expect.stringContaining("unknown key 'bridgee'")]);
-    expect(validatePveParams(props, { ...p, sevsnp: 1 })).toEqual([expect.stringContaining("not a parameter")]);
-  });
-});
+    it("the validator catches what the schema forbids (it can fail)", () => {
+      const p = proxmoxVmParams({ ...base, tee: Tee.SevSnp });
+      expect(validatePveParams(props, { ...p, bios: "uefi" })).toEqual([expect.stringContaining("bios")]);
+      expect(validatePveParams(props, { ...p, vmid: 42 })).toEqual([expect.stringContaining("minimum 100")]);
+      expect(validatePveParams(props, { ...p, "amd-sev": "type=snp,kernel-hash=1" })).toEqual([
+        expect.stringContaining("unknown key"),
+      ]);
+      expect(validatePveParams(props, { ...p, net0: "virtio,bridgee=vmbr0" })).toEqual([
+        expect.stringContaining("unknown key 'bridgee'"),
+      ]);
+      expect(validatePveParams(props, { ...p, sevsnp: 1 })).toEqual([expect.stringContaining("not a parameter")]);
+    });
+  },
+);
 
 describe("pvesh command rendering", () => {
   it("quotes values so a command line cannot be injected", () => {

@@ -7,8 +7,20 @@ import path from "node:path";
 import { hasShared, noteIfSharedMissing, repoRoot, sharedPath } from "../support/shared.js";
 import { requireTool } from "../support/prereq.js";
 import {
-  CATALOG, CatalogError, DEBIAN_BOOT_INPUTS, DEBIAN_OVMF, INSTANCE_FAMILIES, PLATFORMS, TEES,
-  instanceTypes, readFirmwareFile, regionsFor, resolveImage, snpFirmwareDescription, teesFor, vcpusFor,
+  CATALOG,
+  CatalogError,
+  DEBIAN_BOOT_INPUTS,
+  DEBIAN_OVMF,
+  INSTANCE_FAMILIES,
+  PLATFORMS,
+  TEES,
+  instanceTypes,
+  readFirmwareFile,
+  regionsFor,
+  resolveImage,
+  snpFirmwareDescription,
+  teesFor,
+  vcpusFor,
 } from "../../images/catalog/index.js";
 import { VCPU_TYPES, VMM_TYPES, parseOvmf, snpLaunchDigest } from "../../images/snp/index.js";
 import { measureTdx } from "../../images/tdx/index.js";
@@ -26,7 +38,17 @@ function catalogError(fn: () => unknown): CatalogError {
 describe("resolveImage", () => {
   it("resolves a default image for every platform × TEE the platform offers, and only those", () => {
     const offered = PLATFORMS.flatMap((p) => teesFor(p).map((t) => `${p}/${t}`));
-    expect(offered).toEqual(["aws/snp", "azure/snp", "azure/tdx", "gcp/snp", "gcp/tdx", "proxmox/snp", "proxmox/tdx", "qemu/snp", "qemu/tdx"]);
+    expect(offered).toEqual([
+      "aws/snp",
+      "azure/snp",
+      "azure/tdx",
+      "gcp/snp",
+      "gcp/tdx",
+      "proxmox/snp",
+      "proxmox/tdx",
+      "qemu/snp",
+      "qemu/tdx",
+    ]);
     for (const key of offered) {
       const [p, t] = key.split("/");
       const e = resolveImage(p, t);
@@ -40,13 +62,30 @@ describe("resolveImage", () => {
     expect(al.image).toMatchObject({ kind: "aws-ami", owners: ["137112412989"] });
     expect(al.vmm).toBe("ec2");
     expect(al.alternativeVmms).toEqual(["ec2-legacy"]);
-    expect(resolveImage("aws", "snp").image).toMatchObject({ owners: ["099720109477"], namePattern: expect.stringContaining("noble-24.04-amd64") });
-    expect(resolveImage("azure", "tdx", "ubuntu-22.04-cvm").image).toMatchObject({ urn: "Canonical:0001-com-ubuntu-confidential-vm-jammy:22_04-lts-cvm:latest" });
+    expect(resolveImage("aws", "snp").image).toMatchObject({
+      owners: ["099720109477"],
+      namePattern: expect.stringContaining("noble-24.04-amd64"),
+    });
+    expect(resolveImage("azure", "tdx", "ubuntu-22.04-cvm").image).toMatchObject({
+      urn: "Canonical:0001-com-ubuntu-confidential-vm-jammy:22_04-lts-cvm:latest",
+    });
     expect(resolveImage("azure", "snp").firmware.kind).toBe("not-predictable");
-    expect(resolveImage("gcp", "snp")).toMatchObject({ vmm: "gce", vcpuType: "EPYC-Milan", image: { requiredGuestOsFeature: "SEV_SNP_CAPABLE" } });
-    expect(resolveImage("gcp", "tdx")).toMatchObject({ vmm: null, mrtdOrder: "single", image: { requiredGuestOsFeature: "TDX_CAPABLE" } });
+    expect(resolveImage("gcp", "snp")).toMatchObject({
+      vmm: "gce",
+      vcpuType: "EPYC-Milan",
+      image: { requiredGuestOsFeature: "SEV_SNP_CAPABLE" },
+    });
+    expect(resolveImage("gcp", "tdx")).toMatchObject({
+      vmm: null,
+      mrtdOrder: "single",
+      image: { requiredGuestOsFeature: "TDX_CAPABLE" },
+    });
     expect(resolveImage("proxmox", "snp").firmware.kind).toBe("must be supplied");
-    expect(resolveImage("qemu", "tdx").firmware).toMatchObject({ kind: "file", path: "/usr/share/ovmf/OVMF.fd", measuredDirectBoot: true });
+    expect(resolveImage("qemu", "tdx").firmware).toMatchObject({
+      kind: "file",
+      path: "/usr/share/ovmf/OVMF.fd",
+      measuredDirectBoot: true,
+    });
   });
 
   it("names the field and the allowed values on bad input", () => {
@@ -92,10 +131,12 @@ describe("vcpusFor and instance tables", () => {
   });
 
   it("has sizes whose vCPU counts follow each cloud's naming scheme (catches table typos)", () => {
-    const awsSize = (suffix: string) => (suffix === "large" ? 2 : suffix === "xlarge" ? 4 : 4 * Number(suffix.replace("xlarge", "")));
+    const awsSize = (suffix: string) =>
+      suffix === "large" ? 2 : suffix === "xlarge" ? 4 : 4 * Number(suffix.replace("xlarge", ""));
     for (const s of instanceTypes("aws")) expect(s.vcpus, s.name).toBe(awsSize(s.name.split(".")[1]));
     for (const s of instanceTypes("gcp")) expect(s.vcpus, s.name).toBe(Number(s.name.split("-").at(-1)));
-    for (const s of instanceTypes("azure")) expect(s.vcpus, s.name).toBe(Number(/^Standard_[DE]C(\d+)/.exec(s.name)![1]));
+    for (const s of instanceTypes("azure"))
+      expect(s.vcpus, s.name).toBe(Number(/^Standard_[DE]C(\d+)/.exec(s.name)![1]));
     const names = INSTANCE_FAMILIES.flatMap((f) => f.sizes.map((s) => s.name));
     expect(new Set(names).size).toBe(names.length);
     for (const f of INSTANCE_FAMILIES) expect(f.source.length, f.family).toBeGreaterThan(10);
@@ -129,41 +170,47 @@ describe("catalog entries", () => {
     expect(DEBIAN_BOOT_INPUTS.kernel.from).toContain(pin("KERNEL_PKG")!);
     expect(DEBIAN_BOOT_INPUTS.kernel.from).toContain(pin("KERNEL_VERSION")!);
     const boot = path.join(repoRoot, DEBIAN_BOOT_INPUTS.kernel.path);
-    if (existsSync(boot)) expect(createHash("sha256").update(readFileSync(boot)).digest("hex")).toBe(DEBIAN_BOOT_INPUTS.kernel.sha256);
+    if (existsSync(boot))
+      expect(createHash("sha256").update(readFileSync(boot)).digest("hex")).toBe(DEBIAN_BOOT_INPUTS.kernel.sha256);
   });
 });
 
-describe.skipIf(!noteIfSharedMissing("catalog firmware vs engines"))("catalog firmware facts agree with the engines", () => {
-  const fw = hasShared ? readFileSync(sharedPath("vectors/debian-bookworm-ovmf/OVMF.fd")) : Buffer.alloc(0);
+describe.skipIf(!noteIfSharedMissing("catalog firmware vs engines"))(
+  "catalog firmware facts agree with the engines",
+  () => {
+    const fw = hasShared ? readFileSync(sharedPath("vectors/debian-bookworm-ovmf/OVMF.fd")) : Buffer.alloc(0);
 
-  it("the pinned Debian OVMF digest is the shared vector's and, when installed, the host's", () => {
-    expect(createHash("sha256").update(fw).digest("hex")).toBe(DEBIAN_OVMF.sha256);
-    if (requireTool("Debian ovmf package (/usr/share/ovmf/OVMF.fd)", existsSync(DEBIAN_OVMF.path))) {
-      expect(createHash("sha256").update(readFileSync(DEBIAN_OVMF.path)).digest("hex")).toBe(DEBIAN_OVMF.sha256);
-    }
-  });
+    it("the pinned Debian OVMF digest is the shared vector's and, when installed, the host's", () => {
+      expect(createHash("sha256").update(fw).digest("hex")).toBe(DEBIAN_OVMF.sha256);
+      if (requireTool("Debian ovmf package (/usr/share/ovmf/OVMF.fd)", existsSync(DEBIAN_OVMF.path))) {
+        expect(createHash("sha256").update(readFileSync(DEBIAN_OVMF.path)).digest("hex")).toBe(DEBIAN_OVMF.sha256);
+      }
+    });
 
-  it("qemu/snp says no measured direct boot: the firmware indeed has SEV metadata but no kernel-hashes table", () => {
-    const e = resolveImage("qemu", "snp");
-    expect(e.firmware.kind === "file" && e.firmware.measuredDirectBoot).toBe(false);
-    const ovmf = parseOvmf(fw);
-    expect(ovmf.sevMetadata).not.toBeNull();
-    expect(ovmf.hashTableGpa).toBeNull();
-  });
+    it("qemu/snp says no measured direct boot: the firmware indeed has SEV metadata but no kernel-hashes table", () => {
+      const e = resolveImage("qemu", "snp");
+      expect(e.firmware.kind === "file" && e.firmware.measuredDirectBoot).toBe(false);
+      const ovmf = parseOvmf(fw);
+      expect(ovmf.sevMetadata).not.toBeNull();
+      expect(ovmf.hashTableGpa).toBeNull();
+    });
 
-  it("reads the catalogued firmware file only when it is the pinned build", () => {
-    const e = resolveImage("qemu", "tdx");
-    expect(readFirmwareFile(e, sharedPath("vectors/debian-bookworm-ovmf/OVMF.fd")).length).toBe(2 * 1024 * 1024);
-    expect(catalogError(() => readFirmwareFile(e, sharedPath("vectors/debian-bookworm-ovmf/OVMF_CODE_4M.fd"))).message).toMatch(/not the catalogued ovmf 2022.11/);
-    expect(catalogError(() => readFirmwareFile(e, "/nonexistent/OVMF.fd")).message).toMatch(/ENOENT \(install ovmf/);
-    expect(catalogError(() => readFirmwareFile(resolveImage("gcp", "tdx"))).field).toBe("firmware");
-  });
+    it("reads the catalogued firmware file only when it is the pinned build", () => {
+      const e = resolveImage("qemu", "tdx");
+      expect(readFirmwareFile(e, sharedPath("vectors/debian-bookworm-ovmf/OVMF.fd")).length).toBe(2 * 1024 * 1024);
+      expect(
+        catalogError(() => readFirmwareFile(e, sharedPath("vectors/debian-bookworm-ovmf/OVMF_CODE_4M.fd"))).message,
+      ).toMatch(/not the catalogued ovmf 2022.11/);
+      expect(catalogError(() => readFirmwareFile(e, "/nonexistent/OVMF.fd")).message).toMatch(/ENOENT \(install ovmf/);
+      expect(catalogError(() => readFirmwareFile(resolveImage("gcp", "tdx"))).field).toBe("firmware");
+    });
 
-  it("qemu/tdx firmware measures with the entry's MRTD order", () => {
-    const e = resolveImage("qemu", "tdx");
-    expect(measureTdx({ firmware: fw, mrtdOrder: e.mrtdOrder! }).mrtd).toMatch(/^4c7206f0/);
-  });
-});
+    it("qemu/tdx firmware measures with the entry's MRTD order", () => {
+      const e = resolveImage("qemu", "tdx");
+      expect(measureTdx({ firmware: fw, mrtdOrder: e.mrtdOrder! }).mrtd).toMatch(/^4c7206f0/);
+    });
+  },
+);
 
 describe("AWS firmware known by hash + layout reproduces reference vectors and real hardware", () => {
   const entry = resolveImage("aws", "snp");
@@ -172,10 +219,18 @@ describe("AWS firmware known by hash + layout reproduces reference vectors and r
     snpLaunchDigest({ firmware: snpFirmwareDescription(entry, hash), vcpus, vmm, guestFeatures: 1 }).toString("hex");
 
   it("equals virtee/sev-snp-measure-go's ovmf_img_1/ovmf_img_2 test vectors (2 vCPUs, ec2 and gce)", () => {
-    expect(digest(2, "ec2")).toBe("1c146f3083d66ad1648f842a62a65ad99b9fa4c8fe5b151b677f4923c1686004ce9ce3d1d9eda527f72bba78e6ceef67");
-    expect(digest(2, "gce")).toBe("92dd082c6f938452733ef95413d5b023f4a30b249ef5e65c96f090f84c96419004636f5289aa7de3e7948625c64fa67c");
-    expect(digest(2, "ec2", h2)).toBe("ef89452c1af43e29da35f8707836be26dbdb70654e46cd81368d7e130ab583018b70319e90b5890b63e2294eed84e63d");
-    expect(digest(2, "gce", h2)).toBe("d0a87fc891933399c54853b455aef5dd348db04465cf726d891b2f5b3f95cd85f42d47236acde9cb29acc3b154d05ef8");
+    expect(digest(2, "ec2")).toBe(
+      "1c146f3083d66ad1648f842a62a65ad99b9fa4c8fe5b151b677f4923c1686004ce9ce3d1d9eda527f72bba78e6ceef67",
+    );
+    expect(digest(2, "gce")).toBe(
+      "92dd082c6f938452733ef95413d5b023f4a30b249ef5e65c96f090f84c96419004636f5289aa7de3e7948625c64fa67c",
+    );
+    expect(digest(2, "ec2", h2)).toBe(
+      "ef89452c1af43e29da35f8707836be26dbdb70654e46cd81368d7e130ab583018b70319e90b5890b63e2294eed84e63d",
+    );
+    expect(digest(2, "gce", h2)).toBe(
+      "d0a87fc891933399c54853b455aef5dd348db04465cf726d891b2f5b3f95cd85f42d47236acde9cb29acc3b154d05ef8",
+    );
   });
 
   it("equals the MEASUREMENT of a real m6a.xlarge SNP report (aws/uefi#10) with the catalog's vCPU count", () => {

@@ -4,8 +4,22 @@ import { describe, expect, it } from "vitest";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import {
-  MeasurementInputError, PADDED_TABLE_SIZE, VCPU_TYPES, VMSA_GPA, buildVmsa, parseFirmwareDescription, parseOvmf, resolveVcpuSignature, sevEsDigest,
-  sevEsDigestTable, sevHashesTable, snpLaunchDigest, snpLaunchDigestTable, snpOvmfHash, vcpuSignature, type SnpMeasureInput,
+  MeasurementInputError,
+  PADDED_TABLE_SIZE,
+  VCPU_TYPES,
+  VMSA_GPA,
+  buildVmsa,
+  parseFirmwareDescription,
+  parseOvmf,
+  resolveVcpuSignature,
+  sevEsDigest,
+  sevEsDigestTable,
+  sevHashesTable,
+  snpLaunchDigest,
+  snpLaunchDigestTable,
+  snpOvmfHash,
+  vcpuSignature,
+  type SnpMeasureInput,
 } from "../../images/snp/index.js";
 import { guidBytesLe, guidFromBytesLe } from "../../images/snp/guid.js";
 import { noteIfSharedMissing, sharedPath } from "../support/shared.js";
@@ -71,7 +85,9 @@ describe("GUIDs and the kernel hashes table", () => {
     expect(t.subarray(86, 118)).toEqual(sha("")); // no initrd: empty
     expect(t.subarray(136, 168)).toEqual(sha("K"));
     expect(t.subarray(168)).toEqual(Buffer.alloc(8));
-    expect(sevHashesTable({ kernel: Buffer.from("K"), append: "ro quiet" }).subarray(36, 68)).toEqual(sha("ro quiet\0"));
+    expect(sevHashesTable({ kernel: Buffer.from("K"), append: "ro quiet" }).subarray(36, 68)).toEqual(
+      sha("ro quiet\0"),
+    );
   });
 });
 
@@ -88,8 +104,12 @@ describe("VMSA layout", () => {
     expect(bsp.readBigUInt64LE(0x10 + 8)).toBe(0xffff0000n);
     expect(bsp.readUInt16LE(0x10 + 2)).toBe(0x9a);
     expect(bsp.readBigUInt64LE(0x310)).toBe(0x600n);
-    expect(buildVmsa({ eip: 0xfffffff0, vmm: "ec2-legacy", vcpuSig: 1, sevFeatures: 1n }).readBigUInt64LE(0x310)).toBe(0n);
-    expect(buildVmsa({ eip: 0xfffffff0, vmm: "gce", vcpuSig: 1, sevFeatures: 1n }).readBigUInt64LE(0x268)).toBe(0x70106n);
+    expect(buildVmsa({ eip: 0xfffffff0, vmm: "ec2-legacy", vcpuSig: 1, sevFeatures: 1n }).readBigUInt64LE(0x310)).toBe(
+      0n,
+    );
+    expect(buildVmsa({ eip: 0xfffffff0, vmm: "gce", vcpuSig: 1, sevFeatures: 1n }).readBigUInt64LE(0x268)).toBe(
+      0x70106n,
+    );
   });
 });
 
@@ -98,8 +118,11 @@ describe.skipIf(!enabled)("firmware parsing", () => {
     const img = parseOvmf(vec("debian-bookworm-ovmf/OVMF.fd"));
     expect(img.gpa).toBe(0xffe00000);
     expect(img.sevMetadata).toEqual([
-      { gpa: 0x800000, size: 0x9000, type: 1 }, { gpa: 0x80a000, size: 0x3000, type: 1 }, { gpa: 0x80d000, size: 0x1000, type: 2 },
-      { gpa: 0x80e000, size: 0x1000, type: 3 }, { gpa: 0x80f000, size: 0x11000, type: 1 },
+      { gpa: 0x800000, size: 0x9000, type: 1 },
+      { gpa: 0x80a000, size: 0x3000, type: 1 },
+      { gpa: 0x80d000, size: 0x1000, type: 2 },
+      { gpa: 0x80e000, size: 0x1000, type: 3 },
+      { gpa: 0x80f000, size: 0x11000, type: 1 },
     ]);
     expect(img.resetEip).toBe(0x80b004);
     expect(img.hashTableGpa).toBeNull();
@@ -109,7 +132,9 @@ describe.skipIf(!enabled)("firmware parsing", () => {
     expect(img.sevMetadata).toBeNull();
     expect(img.resetEip).not.toBeNull();
     expect(inputError(() => snpOvmfHash(img)).field).toBe("ovmf");
-    expect(inputError(() => snpLaunchDigest({ ovmf: img, vcpus: 1, vcpu: "EPYC" })).message).toContain("no SEV metadata");
+    expect(inputError(() => snpLaunchDigest({ ovmf: img, vcpus: 1, vcpu: "EPYC" })).message).toContain(
+      "no SEV metadata",
+    );
     expect(sevEsDigest({ ovmf: img, vcpus: 2, vcpu: "EPYC" })).toHaveLength(32);
   });
   it("reads the AmdSev build's kernel-hashes section and table address", () => {
@@ -133,14 +158,47 @@ describe.skipIf(!enabled)("typed input errors name the field", () => {
     ["vcpus fractional", () => ({ ovmf: ovmf(), vcpus: 1.5, vcpu: "EPYC" }), "vcpus"],
     ["vcpus above the maximum", () => ({ ovmf: ovmf(), vcpus: 4097, vcpu: "EPYC" }), "vcpus"],
     ["no firmware", () => ({ vcpus: 1, vcpu: "EPYC" }), "ovmf"],
-    ["both firmware forms", () => ({ ovmf: ovmf(), firmware: parseFirmwareDescription({ MetadataItems: [{ GPA: 0, Size: 4096, SectionTypeInt: 2 }], ResetEIP: 0 }), vcpus: 1, vcpu: "EPYC" }), "ovmf"],
-    ["seed of the wrong size", () => ({ ovmf: ovmf(), ovmfHash: Buffer.alloc(47), vcpus: 1, vcpu: "EPYC" }), "ovmfHash"],
+    [
+      "both firmware forms",
+      () => ({
+        ovmf: ovmf(),
+        firmware: parseFirmwareDescription({ MetadataItems: [{ GPA: 0, Size: 4096, SectionTypeInt: 2 }], ResetEIP: 0 }),
+        vcpus: 1,
+        vcpu: "EPYC",
+      }),
+      "ovmf",
+    ],
+    [
+      "seed of the wrong size",
+      () => ({ ovmf: ovmf(), ovmfHash: Buffer.alloc(47), vcpus: 1, vcpu: "EPYC" }),
+      "ovmfHash",
+    ],
     ["initrd without kernel", () => ({ ovmf: ovmf(), initrd: Buffer.alloc(1), vcpus: 1, vcpu: "EPYC" }), "initrd"],
     ["unknown vmm", () => ({ ovmf: ovmf(), vcpus: 1, vcpu: "EPYC", vmm: "azure" as never }), "vmm"],
-    ["features above 64 bits", () => ({ ovmf: ovmf(), vcpus: 1, vcpu: "EPYC", guestFeatures: 1n << 64n }), "guestFeatures"],
+    [
+      "features above 64 bits",
+      () => ({ ovmf: ovmf(), vcpus: 1, vcpu: "EPYC", guestFeatures: 1n << 64n }),
+      "guestFeatures",
+    ],
     ["unaligned VMSA GPA", () => ({ ovmf: ovmf(), vcpus: 1, vcpu: "EPYC", vmsaGpa: 0x1234 }), "vmsaGpa"],
-    ["hand-built description with an unknown section type", () => ({ firmware: { resetEip: 0x80b004, sections: [{ gpa: 0, size: 4096, type: 9 }], ovmfHash: Buffer.alloc(48) }, vcpus: 1, vcpu: "EPYC" }), "firmware"],
-    ["hand-built description with a short seed", () => ({ firmware: { resetEip: 0x80b004, sections: [{ gpa: 0, size: 4096, type: 2 }], ovmfHash: Buffer.alloc(4) }, vcpus: 1, vcpu: "EPYC" }), "firmware.OVMFHash"],
+    [
+      "hand-built description with an unknown section type",
+      () => ({
+        firmware: { resetEip: 0x80b004, sections: [{ gpa: 0, size: 4096, type: 9 }], ovmfHash: Buffer.alloc(48) },
+        vcpus: 1,
+        vcpu: "EPYC",
+      }),
+      "firmware",
+    ],
+    [
+      "hand-built description with a short seed",
+      () => ({
+        firmware: { resetEip: 0x80b004, sections: [{ gpa: 0, size: 4096, type: 2 }], ovmfHash: Buffer.alloc(4) },
+        vcpus: 1,
+        vcpu: "EPYC",
+      }),
+      "firmware.OVMFHash",
+    ],
     ["truncated firmware", () => ({ ovmf: ovmf().subarray(0, 4000), vcpus: 1, vcpu: "EPYC" }), "ovmf"],
   ];
   for (const [name, input, field] of cases) {
@@ -149,13 +207,42 @@ describe.skipIf(!enabled)("typed input errors name the field", () => {
     });
   }
   it("description JSON errors point into the document", () => {
-    expect(inputError(() => parseFirmwareDescription('{"MetadataItems":[{"GPA":"0x0","Size":"0x1000"}],"ResetEIP":"0x0"}')).field).toBe("firmware.MetadataItems[0].SectionTypeInt");
-    expect(inputError(() => parseFirmwareDescription('{"MetadataItems":[{"GPA":"0x1001","Size":"0x1000","SectionTypeInt":2}],"ResetEIP":"0x0"}')).message).toContain("not 4 KiB aligned");
-    expect(inputError(() => parseFirmwareDescription('{"MetadataItems":[],"ResetEIP":"0x0"}')).field).toBe("firmware.MetadataItems");
+    expect(
+      inputError(() => parseFirmwareDescription('{"MetadataItems":[{"GPA":"0x0","Size":"0x1000"}],"ResetEIP":"0x0"}'))
+        .field,
+    ).toBe("firmware.MetadataItems[0].SectionTypeInt");
+    expect(
+      inputError(() =>
+        parseFirmwareDescription(
+          '{"MetadataItems":[{"GPA":"0x1001","Size":"0x1000","SectionTypeInt":2}],"ResetEIP":"0x0"}',
+        ),
+      ).message,
+    ).toContain("not 4 KiB aligned");
+    expect(inputError(() => parseFirmwareDescription('{"MetadataItems":[],"ResetEIP":"0x0"}')).field).toBe(
+      "firmware.MetadataItems",
+    );
     // KVM populates a page once: overlapping sections cannot launch
-    expect(inputError(() => parseFirmwareDescription('{"MetadataItems":[{"GPA":"0x800000","Size":"0x9000","SectionTypeInt":1},{"GPA":"0x808000","Size":"0x1000","SectionTypeInt":2}],"ResetEIP":"0x0"}')).message).toContain("sections 0 and 1 overlap");
-    expect(inputError(() => parseFirmwareDescription('{"MetadataItems":[{"GPA":"0x800000","Size":"0x2000","SectionTypeInt":3}],"ResetEIP":"0x0"}')).message).toContain("only one-page sections");
-    expect(inputError(() => parseFirmwareDescription('{"MetadataItems":[{"GPA":"0x0","Size":"0x1000","SectionTypeInt":1}],"ResetEIP":"0x100000000"}')).field).toBe("firmware.ResetEIP");
+    expect(
+      inputError(() =>
+        parseFirmwareDescription(
+          '{"MetadataItems":[{"GPA":"0x800000","Size":"0x9000","SectionTypeInt":1},{"GPA":"0x808000","Size":"0x1000","SectionTypeInt":2}],"ResetEIP":"0x0"}',
+        ),
+      ).message,
+    ).toContain("sections 0 and 1 overlap");
+    expect(
+      inputError(() =>
+        parseFirmwareDescription(
+          '{"MetadataItems":[{"GPA":"0x800000","Size":"0x2000","SectionTypeInt":3}],"ResetEIP":"0x0"}',
+        ),
+      ).message,
+    ).toContain("only one-page sections");
+    expect(
+      inputError(() =>
+        parseFirmwareDescription(
+          '{"MetadataItems":[{"GPA":"0x0","Size":"0x1000","SectionTypeInt":1}],"ResetEIP":"0x100000000"}',
+        ),
+      ).field,
+    ).toBe("firmware.ResetEIP");
   });
 });
 
@@ -188,19 +275,32 @@ describe.skipIf(!enabled)("corrupted input never crashes: a digest or a Measurem
   it("random byte corruption of the footer table and SEV metadata", async () => {
     const fc = await import("fast-check");
     const base = vec("ovmf_AmdSev_suffix.bin");
-    const asev = base.length - base.readUInt32LE(base.lastIndexOf(Buffer.from("666588dc4a989847a75e5585a7bf67cc", "hex")) - 6);
-    const hot = fc.oneof(fc.integer({ min: base.length - 256, max: base.length - 1 }), fc.integer({ min: asev, max: asev + 16 + 7 * 12 - 1 }));
+    const asev =
+      base.length - base.readUInt32LE(base.lastIndexOf(Buffer.from("666588dc4a989847a75e5585a7bf67cc", "hex")) - 6);
+    const hot = fc.oneof(
+      fc.integer({ min: base.length - 256, max: base.length - 1 }),
+      fc.integer({ min: asev, max: asev + 16 + 7 * 12 - 1 }),
+    );
     fc.assert(
-      fc.property(fc.array(fc.tuple(hot, fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 6 }), fc.boolean(), (edits, withKernel) => {
-        const b = Buffer.from(base);
-        for (const [at, v] of edits) b[at] = v;
-        try {
-          const d = snpLaunchDigest({ ovmf: b, vcpus: 3, vcpu: "EPYC", ...(withKernel ? { kernel: Buffer.from("k") } : {}) });
-          expect(d).toHaveLength(48);
-        } catch (e) {
-          if (!(e instanceof MeasurementInputError)) throw e;
-        }
-      }),
+      fc.property(
+        fc.array(fc.tuple(hot, fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 6 }),
+        fc.boolean(),
+        (edits, withKernel) => {
+          const b = Buffer.from(base);
+          for (const [at, v] of edits) b[at] = v;
+          try {
+            const d = snpLaunchDigest({
+              ovmf: b,
+              vcpus: 3,
+              vcpu: "EPYC",
+              ...(withKernel ? { kernel: Buffer.from("k") } : {}),
+            });
+            expect(d).toHaveLength(48);
+          } catch (e) {
+            if (!(e instanceof MeasurementInputError)) throw e;
+          }
+        },
+      ),
       { numRuns: 300, seed: 4242 },
     );
   }, 180_000); // corrupted sizes can legitimately describe up to 4 GiB of pages
@@ -209,7 +309,12 @@ describe.skipIf(!enabled)("corrupted input never crashes: a digest or a Measurem
     fc.assert(
       fc.property(fc.oneof(fc.json(), fc.string()), (text) => {
         try {
-          snpLaunchDigest({ firmware: parseFirmwareDescription(text), ovmfHash: Buffer.alloc(48), vcpus: 2, vcpu: "EPYC" });
+          snpLaunchDigest({
+            firmware: parseFirmwareDescription(text),
+            ovmfHash: Buffer.alloc(48),
+            vcpus: 2,
+            vcpu: "EPYC",
+          });
         } catch (e) {
           if (!(e instanceof MeasurementInputError)) throw e;
         }

@@ -13,7 +13,8 @@ const ARGS = ["-machine", "q35", "-smp", "2", "-m", "2G", "-nodefaults"];
 /** ACPI table signatures found at 4-byte boundaries of the tables blob. */
 function signatures(tables: Buffer): string[] {
   const found = new Set<string>();
-  for (const sig of ["FACS", "DSDT", "FACP", "APIC", "HPET", "WAET"]) if (tables.includes(Buffer.from(sig, "latin1"))) found.add(sig);
+  for (const sig of ["FACS", "DSDT", "FACP", "APIC", "HPET", "WAET"])
+    if (tables.includes(Buffer.from(sig, "latin1"))) found.add(sig);
   return [...found];
 }
 
@@ -46,21 +47,32 @@ describe.skipIf(!haveQemu)("QEMU ACPI blobs for RTMR[0]", () => {
     const r4 = measureTdx({ firmware: fw, memory: 2 * 1024 ** 3, acpi: four });
     expect(r2.rtmr0).toMatch(/^[0-9a-f]{96}$/);
     expect(r4.rtmr0).not.toBe(r2.rtmr0);
-    expect(r2.registers.rtmr0.events.slice(0, 2).map((e) => e.event)).toEqual(["TD HOB", "CFV (configuration firmware volume)"]);
+    expect(r2.registers.rtmr0.events.slice(0, 2).map((e) => e.event)).toEqual([
+      "TD HOB",
+      "CFV (configuration firmware volume)",
+    ]);
   });
 
   it("refuses launch-only arguments and reports QEMU's own error", async () => {
-    await expect(dumpQemuAcpi({ args: ["-machine", "q35", "-object", "tdx-guest,id=tdx"] })).rejects.toThrow(/'-object' is not accepted/);
+    await expect(dumpQemuAcpi({ args: ["-machine", "q35", "-object", "tdx-guest,id=tdx"] })).rejects.toThrow(
+      /'-object' is not accepted/,
+    );
     await expect(dumpQemuAcpi({ args: ["-machine", "bogus"] })).rejects.toThrow(TdxInputError);
     await expect(dumpQemuAcpi({ args: ["-machine", "bogus"] })).rejects.toThrow(/unsupported machine type/);
     await expect(dumpQemuAcpi({ qemu: "/nonexistent/qemu", args: ARGS })).rejects.toThrow(/cannot start/);
   });
 
   it.skipIf(!hasShared)("is wired into `measure tdx --acpi-qemu-args`", async () => {
-    const out: string[] = [], err: string[] = [];
+    const out: string[] = [],
+      err: string[] = [];
     const io = { out: (t: string) => out.push(t), err: (t: string) => err.push(t) };
     const fw = sharedPath("vectors/debian-bookworm-ovmf/OVMF.fd");
-    expect(await main(["measure", "tdx", "--firmware", fw, "--memory", "2G", "--acpi-qemu-args=-machine q35 -smp 2 -nodefaults"], io)).toBe(0);
+    expect(
+      await main(
+        ["measure", "tdx", "--firmware", fw, "--memory", "2G", "--acpi-qemu-args=-machine q35 -smp 2 -nodefaults"],
+        io,
+      ),
+    ).toBe(0);
     const viaCli = JSON.parse(out.join("")).rtmr0;
     expect(viaCli).toBe(measureTdx({ firmware: readFileSync(fw), memory: 2 * 1024 ** 3, acpi: blobs }).rtmr0);
     expect(await main(["measure", "tdx", "--firmware", fw, "--acpi-qemu-args=-machine q35 -enable-kvm"], io)).toBe(2);

@@ -8,7 +8,8 @@ import { hasShared, noteIfSharedMissing, repoRoot, sharedPath } from "../support
 import { main } from "../../cli/main.js";
 
 function capture() {
-  const out: string[] = [], err: string[] = [];
+  const out: string[] = [],
+    err: string[] = [];
   return { io: { out: (t: string) => out.push(t), err: (t: string) => err.push(t) }, out, err };
 }
 async function runCli(args: string[]) {
@@ -25,7 +26,9 @@ describe.skipIf(!noteIfSharedMissing("measure tdx CLI"))("buckypaper measure tdx
     const r = await runCli(["--firmware", ovmf]);
     expect(r.code).toBe(0);
     const j = JSON.parse(r.out);
-    expect(j.mrtd).toBe("4c7206f0f483c524f12c366c711e9049030a8d47c471ee5aa9c4999a08de4057fb887fed0744d5631a212967fb231c47");
+    expect(j.mrtd).toBe(
+      "4c7206f0f483c524f12c366c711e9049030a8d47c471ee5aa9c4999a08de4057fb887fed0744d5631a212967fb231c47",
+    );
     expect(j.rtmr0).toBeNull();
     expect(j.registers.rtmr1.missing).toEqual(["kernel"]);
     expect(r.err).toMatch(/rtmr0 not computed; missing: memory/);
@@ -36,7 +39,18 @@ describe.skipIf(!noteIfSharedMissing("measure tdx CLI"))("buckypaper measure tdx
 
   it("computes RTMR[0] with memory and ACPI blob files", async () => {
     for (const n of ["loader", "rsdp", "tables"]) writeFileSync(path.join(tmp, n), `blob-${n}`);
-    const r = await runCli(["--firmware", ovmf, "--memory", "2048", "--acpi-loader", path.join(tmp, "loader"), "--acpi-rsdp", path.join(tmp, "rsdp"), "--acpi-tables", path.join(tmp, "tables")]);
+    const r = await runCli([
+      "--firmware",
+      ovmf,
+      "--memory",
+      "2048",
+      "--acpi-loader",
+      path.join(tmp, "loader"),
+      "--acpi-rsdp",
+      path.join(tmp, "rsdp"),
+      "--acpi-tables",
+      path.join(tmp, "tables"),
+    ]);
     expect(r.code).toBe(0);
     const j = JSON.parse(r.out);
     expect(j.rtmr0).toMatch(/^[0-9a-f]{96}$/);
@@ -45,7 +59,10 @@ describe.skipIf(!noteIfSharedMissing("measure tdx CLI"))("buckypaper measure tdx
 
   it.each([
     [["--firmware", "OVMF_CODE_4M"], /--firmware: no TDX \(TDVF\) metadata/],
-    [["--firmware", "TRUNCATED"], /--firmware: firmware\.sections\[0\]: BFV raw data .* beyond the 524288-byte image \(truncated\?\)/],
+    [
+      ["--firmware", "TRUNCATED"],
+      /--firmware: firmware\.sections\[0\]: BFV raw data .* beyond the 524288-byte image \(truncated\?\)/,
+    ],
     [["--firmware", "OVMF", "--memory", "lots"], /--memory: 'lots' is not a size/],
     [["--firmware", "OVMF", "--memory", "8M"], /--memory: '8M' is outside/],
     [["--firmware", "OVMF", "--mrtd-order", "zigzag"], /--mrtd-order: 'zigzag' is not one of single, two-pass/],
@@ -58,7 +75,11 @@ describe.skipIf(!noteIfSharedMissing("measure tdx CLI"))("buckypaper measure tdx
   ])("exits 2 with a clear message for %j", async (args, message) => {
     const truncated = path.join(tmp, "truncated.fd");
     writeFileSync(truncated, readFileSync(ovmf).subarray(0x180000));
-    const files: Record<string, string> = { OVMF: ovmf, OVMF_CODE_4M: sharedPath("vectors/debian-bookworm-ovmf/OVMF_CODE_4M.fd"), TRUNCATED: truncated };
+    const files: Record<string, string> = {
+      OVMF: ovmf,
+      OVMF_CODE_4M: sharedPath("vectors/debian-bookworm-ovmf/OVMF_CODE_4M.fd"),
+      TRUNCATED: truncated,
+    };
     const r = await runCli(args.map((a) => files[a] ?? a));
     expect(r.code).toBe(2);
     expect(r.err).toMatch(message);
@@ -66,7 +87,11 @@ describe.skipIf(!noteIfSharedMissing("measure tdx CLI"))("buckypaper measure tdx
   });
 
   it("runs as a real process", () => {
-    const r = spawnSync(process.execPath, [path.join(repoRoot, "bin/buckypaper.js"), "measure", "tdx", "--firmware", ovmf], { encoding: "utf8" });
+    const r = spawnSync(
+      process.execPath,
+      [path.join(repoRoot, "bin/buckypaper.js"), "measure", "tdx", "--firmware", ovmf],
+      { encoding: "utf8" },
+    );
     expect(r.status).toBe(0);
     expect(JSON.parse(r.stdout).mrtd).toMatch(/^4c7206f0/);
   });

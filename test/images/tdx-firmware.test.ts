@@ -26,7 +26,11 @@ for name in sys.argv[2:]:
 describe.skipIf(!noteIfSharedMissing("TDX firmware facts"))("Debian OVMF.fd CC-measurement drivers", () => {
   it("contains TdxDxe and Tcg2Dxe but not TdTcg2Dxe", () => {
     if (!requireTool("python3", haveCommand("python3", ["--version"]))) return;
-    const r = spawnSync("python3", ["-c", SCAN, sharedPath("vectors/debian-bookworm-ovmf/OVMF.fd"), "TdxDxe", "Tcg2Dxe", "TdTcg2Dxe"], { encoding: "utf8" });
+    const r = spawnSync(
+      "python3",
+      ["-c", SCAN, sharedPath("vectors/debian-bookworm-ovmf/OVMF.fd"), "TdxDxe", "Tcg2Dxe", "TdTcg2Dxe"],
+      { encoding: "utf8" },
+    );
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout.trim().split("\n")).toEqual(["TdxDxe True", "Tcg2Dxe True", "TdTcg2Dxe False"]);
   });

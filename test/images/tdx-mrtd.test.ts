@@ -77,17 +77,23 @@ describe.skipIf(!noteIfSharedMissing("TDX MRTD vectors"))("TDX MRTD (Debian OVMF
 
   it("skips PAGE.ADD for PAGE_AUG sections and extends only MR_EXTEND sections", () => {
     const meta = parseTdvf(fw);
-    const aug = { ...meta, sections: meta.sections.map((s, i) => (i === 2 ? { ...s, attributes: TdvfAttribute.PAGE_AUG } : s)) };
+    const aug = {
+      ...meta,
+      sections: meta.sections.map((s, i) => (i === 2 ? { ...s, attributes: TdvfAttribute.PAGE_AUG } : s)),
+    };
     const withoutTempMem = { ...meta, sections: meta.sections.filter((_, i) => i !== 2) };
     expect(computeMrtd(fw, aug).equals(computeMrtd(fw, withoutTempMem))).toBe(true);
-    const extendCfv = { ...meta, sections: meta.sections.map((s, i) => (i === 1 ? { ...s, attributes: TdvfAttribute.MR_EXTEND } : s)) };
+    const extendCfv = {
+      ...meta,
+      sections: meta.sections.map((s, i) => (i === 1 ? { ...s, attributes: TdvfAttribute.MR_EXTEND } : s)),
+    };
     expect(computeMrtd(fw, extendCfv).toString("hex")).not.toBe(SINGLE);
   });
 
   it("refuses an image of zeros and random bytes", () => {
     expect(() => parseTdvf(Buffer.alloc(2 << 20))).toThrow(/no TDX \(TDVF\) metadata/);
     let x = 0x12345678;
-    const noise = Buffer.alloc(1 << 20, 0).map(() => ((x = (x * 1103515245 + 12345) >>> 0) >>> 24));
+    const noise = Buffer.alloc(1 << 20, 0).map(() => (x = (x * 1103515245 + 12345) >>> 0) >>> 24);
     expect(() => parseTdvf(Buffer.from(noise))).toThrow(TdxInputError);
   });
 });

@@ -10,8 +10,21 @@ import path from "node:path";
 import { hasShared, noteIfSharedMissing, repoRoot, sharedPath } from "../support/shared.js";
 import { haveCommand, requireTool } from "../support/prereq.js";
 import {
-  EFI_ACTIONS, TdxInputError, authenticodeSha384, buildTdHob, efiActionEvent, measureTdx, parseMemorySize, parseTdvf,
-  qemuPatchKernel, separatorEvent, sha384, tdxRamRanges, uiAppBootOptionEvent, replay, type QemuAcpiBlobs,
+  EFI_ACTIONS,
+  TdxInputError,
+  authenticodeSha384,
+  buildTdHob,
+  efiActionEvent,
+  measureTdx,
+  parseMemorySize,
+  parseTdvf,
+  qemuPatchKernel,
+  separatorEvent,
+  sha384,
+  tdxRamRanges,
+  uiAppBootOptionEvent,
+  replay,
+  type QemuAcpiBlobs,
 } from "../../images/tdx/index.js";
 
 const hex = (b: Buffer) => b.toString("hex");
@@ -73,7 +86,11 @@ describe.skipIf(!noteIfSharedMissing("TDX RTMR vectors"))("TD HOB and RTMR[0] (D
       [0x820000, 0x8000_0000 - 0x820000, false],
       [0x1_0000_0000, 2 * GiB, false],
     ]);
-    expect(tdxRamRanges(meta, 2 * GiB).at(-1)).toEqual({ start: 0x820000, length: 2 * GiB - 0x820000, accepted: false });
+    expect(tdxRamRanges(meta, 2 * GiB).at(-1)).toEqual({
+      start: 0x820000,
+      length: 2 * GiB - 0x820000,
+      accepted: false,
+    });
   });
 
   it("hashes the TD HOB to the spec's 2 GiB and 4 GiB values (dstack-mr port)", () => {
@@ -82,22 +99,41 @@ describe.skipIf(!noteIfSharedMissing("TDX RTMR vectors"))("TD HOB and RTMR[0] (D
   });
 
   it("computes RTMR[0] from the documented events when memory and ACPI blobs are given", () => {
-    const acpi: QemuAcpiBlobs = { tableLoader: Buffer.from("loader"), rsdp: Buffer.from("rsdp"), tables: Buffer.from("tables") };
+    const acpi: QemuAcpiBlobs = {
+      tableLoader: Buffer.from("loader"),
+      rsdp: Buffer.from("rsdp"),
+      tables: Buffer.from("tables"),
+    };
     const m = measureTdx({ firmware: fw, memory: 2 * GiB, acpi });
     const ev = m.registers.rtmr0.events;
     expect(ev.map((e) => e.event)).toEqual([
-      "TD HOB", "CFV (configuration firmware volume)",
-      "EV_EFI_VARIABLE_DRIVER_CONFIG SecureBoot", "EV_EFI_VARIABLE_DRIVER_CONFIG PK", "EV_EFI_VARIABLE_DRIVER_CONFIG KEK",
-      "EV_EFI_VARIABLE_DRIVER_CONFIG db", "EV_EFI_VARIABLE_DRIVER_CONFIG dbx", "EV_SEPARATOR",
-      "ACPI etc/table-loader", "ACPI etc/acpi/rsdp", "ACPI etc/acpi/tables",
-      "EV_EFI_VARIABLE_BOOT BootOrder", "EV_EFI_VARIABLE_BOOT Boot0000 (UiApp)",
+      "TD HOB",
+      "CFV (configuration firmware volume)",
+      "EV_EFI_VARIABLE_DRIVER_CONFIG SecureBoot",
+      "EV_EFI_VARIABLE_DRIVER_CONFIG PK",
+      "EV_EFI_VARIABLE_DRIVER_CONFIG KEK",
+      "EV_EFI_VARIABLE_DRIVER_CONFIG db",
+      "EV_EFI_VARIABLE_DRIVER_CONFIG dbx",
+      "EV_SEPARATOR",
+      "ACPI etc/table-loader",
+      "ACPI etc/acpi/rsdp",
+      "ACPI etc/acpi/tables",
+      "EV_EFI_VARIABLE_BOOT BootOrder",
+      "EV_EFI_VARIABLE_BOOT Boot0000 (UiApp)",
     ]);
-    expect(ev[1].digest).toBe("f87302177b059d54a2cf0c5f13340dbabf5c9dd60dc3f996c68b776fbe4de959769443a3d8ef6538b97d7e151c8298e8");
+    expect(ev[1].digest).toBe(
+      "f87302177b059d54a2cf0c5f13340dbabf5c9dd60dc3f996c68b776fbe4de959769443a3d8ef6538b97d7e151c8298e8",
+    );
     expect(m.rtmr0).toBe(hex(replay(ev.map((e) => ({ event: e.event, digest: Buffer.from(e.digest, "hex") })))));
     // Memory and ACPI content change RTMR[0]; the 202408.01 profile appends a separator.
     expect(measureTdx({ firmware: fw, memory: 4 * GiB, acpi }).rtmr0).not.toBe(m.rtmr0);
-    expect(measureTdx({ firmware: fw, memory: 2 * GiB, acpi: { ...acpi, tables: Buffer.from("tables2") } }).rtmr0).not.toBe(m.rtmr0);
-    expect(measureTdx({ firmware: fw, memory: 2 * GiB, acpi, ovmfProfile: "202408.01" }).registers.rtmr0.events.at(-1)?.event).toBe("EV_SEPARATOR");
+    expect(
+      measureTdx({ firmware: fw, memory: 2 * GiB, acpi: { ...acpi, tables: Buffer.from("tables2") } }).rtmr0,
+    ).not.toBe(m.rtmr0);
+    expect(
+      measureTdx({ firmware: fw, memory: 2 * GiB, acpi, ovmfProfile: "202408.01" }).registers.rtmr0.events.at(-1)
+        ?.event,
+    ).toBe("EV_SEPARATOR");
   });
 
   it("leaves RTMR[0..2] null and names the missing inputs instead of guessing", () => {
@@ -113,7 +149,9 @@ describe.skipIf(!noteIfSharedMissing("TDX RTMR vectors"))("TD HOB and RTMR[0] (D
   });
 
   it("rejects bad option values and an initrd without a kernel", () => {
-    expect(() => measureTdx({ firmware: fw, mrtdOrder: "zigzag" as never })).toThrow(/^mrtdOrder: 'zigzag' is not one of single, two-pass/);
+    expect(() => measureTdx({ firmware: fw, mrtdOrder: "zigzag" as never })).toThrow(
+      /^mrtdOrder: 'zigzag' is not one of single, two-pass/,
+    );
     expect(() => measureTdx({ firmware: fw, initrd: Buffer.alloc(10) })).toThrow(/^kernel:/);
     expect(() => measureTdx({ firmware: fw, memory: 0 })).toThrow(/^memory: 0 bytes is outside/);
     expect(() => measureTdx({ firmware: fw, memory: 2.5 * GiB + 1 })).toThrow(/^memory: .* whole number of MiB/);
@@ -124,79 +162,108 @@ describe.skipIf(!noteIfSharedMissing("TDX RTMR vectors"))("TD HOB and RTMR[0] (D
 const boot = path.join(repoRoot, ".bk/boot");
 function bootInputsReady(): boolean {
   if (existsSync(path.join(boot, "vmlinuz")) && existsSync(path.join(boot, "initrd.img"))) return true;
-  if (!requireTool("apt-get + dpkg-deb (Debian archive) for the boot inputs", haveCommand("apt-get", ["--version"]) && haveCommand("dpkg-deb", ["--version"]))) return false;
+  if (
+    !requireTool(
+      "apt-get + dpkg-deb (Debian archive) for the boot inputs",
+      haveCommand("apt-get", ["--version"]) && haveCommand("dpkg-deb", ["--version"]),
+    )
+  )
+    return false;
   const r = spawnSync(path.join(repoRoot, "scripts/fetch-boot-inputs.sh"), { encoding: "utf8" });
   if (r.status !== 0) throw new Error(`scripts/fetch-boot-inputs.sh failed: ${r.stderr}`);
   return true;
 }
 
-describe.skipIf(!hasShared)("RTMR[1]/RTMR[2] over a real Debian kernel vs mosaik (independent Rust implementation)", () => {
-  const ref = JSON.parse(readFileSync(path.join(repoRoot, "test/images/tdx-reference.json"), "utf8")) as {
-    kernelSha256: string; initrdSha256: string; firmwareSha256: string;
-    cases: ({ mrtdTwoPass: string } | { memory: string; initrd: boolean; cmdline: string; rtmr1: string; rtmr2: string })[];
-  };
-  let kernel = Buffer.alloc(0), initrd = Buffer.alloc(0), ready = false;
-  const fw = readFileSync(sharedPath("vectors/debian-bookworm-ovmf/OVMF.fd"));
-  beforeAll(() => {
-    ready = bootInputsReady();
-    if (!ready) return;
-    kernel = readFileSync(path.join(boot, "vmlinuz"));
-    initrd = readFileSync(path.join(boot, "initrd.img"));
-  });
-  const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+describe.skipIf(!hasShared)(
+  "RTMR[1]/RTMR[2] over a real Debian kernel vs mosaik (independent Rust implementation)",
+  () => {
+    const ref = JSON.parse(readFileSync(path.join(repoRoot, "test/images/tdx-reference.json"), "utf8")) as {
+      kernelSha256: string;
+      initrdSha256: string;
+      firmwareSha256: string;
+      cases: (
+        { mrtdTwoPass: string } | { memory: string; initrd: boolean; cmdline: string; rtmr1: string; rtmr2: string }
+      )[];
+    };
+    let kernel = Buffer.alloc(0),
+      initrd = Buffer.alloc(0),
+      ready = false;
+    const fw = readFileSync(sharedPath("vectors/debian-bookworm-ovmf/OVMF.fd"));
+    beforeAll(() => {
+      ready = bootInputsReady();
+      if (!ready) return;
+      kernel = readFileSync(path.join(boot, "vmlinuz"));
+      initrd = readFileSync(path.join(boot, "initrd.img"));
+    });
+    const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
-  it("uses the pinned inputs the reference was generated from", () => {
-    if (!ready) return;
-    expect(sha256(kernel)).toBe(ref.kernelSha256);
-    expect(sha256(initrd)).toBe(ref.initrdSha256);
-    expect(sha256(fw)).toBe(ref.firmwareSha256);
-  });
+    it("uses the pinned inputs the reference was generated from", () => {
+      if (!ready) return;
+      expect(sha256(kernel)).toBe(ref.kernelSha256);
+      expect(sha256(initrd)).toBe(ref.initrdSha256);
+      expect(sha256(fw)).toBe(ref.firmwareSha256);
+    });
 
-  it("agrees on the two-pass MRTD and on RTMR[1]/RTMR[2] for 24 memory/initrd/cmdline combinations", () => {
-    if (!ready) return;
-    let compared = 0;
-    for (const c of ref.cases) {
-      if ("mrtdTwoPass" in c) {
-        expect(measureTdx({ firmware: fw, mrtdOrder: "two-pass" }).mrtd).toBe(c.mrtdTwoPass);
-        continue;
+    it("agrees on the two-pass MRTD and on RTMR[1]/RTMR[2] for 24 memory/initrd/cmdline combinations", () => {
+      if (!ready) return;
+      let compared = 0;
+      for (const c of ref.cases) {
+        if ("mrtdTwoPass" in c) {
+          expect(measureTdx({ firmware: fw, mrtdOrder: "two-pass" }).mrtd).toBe(c.mrtdTwoPass);
+          continue;
+        }
+        // mosaik models QEMU's patched kernel and an RTMR[1] without the PCR-4 separator (our 202408.01 profile).
+        const m = measureTdx({
+          firmware: fw,
+          kernel,
+          initrd: c.initrd ? initrd : undefined,
+          cmdline: c.cmdline,
+          memory: parseMemorySize(c.memory),
+          kernelSetup: "patched",
+          ovmfProfile: "202408.01",
+        });
+        expect(m.rtmr1, `${c.memory} initrd=${c.initrd}`).toBe(c.rtmr1);
+        expect(m.rtmr2, `${c.memory} cmdline='${c.cmdline}'`).toBe(c.rtmr2);
+        compared++;
       }
-      // mosaik models QEMU's patched kernel and an RTMR[1] without the PCR-4 separator (our 202408.01 profile).
+      expect(compared).toBe(24);
+    });
+
+    it("places the initrd per QEMU: same address at 2 GiB and ≥ 2.75 GiB, different at 1 GiB", () => {
+      if (!ready) return;
+      const addr = (mem: number) => qemuPatchKernel(kernel, initrd.length, mem).readUInt32LE(0x218);
+      expect(addr(2 * GiB)).toBe(addr(0xb000_0000));
+      expect(addr(2 * GiB)).toBe(addr(16 * GiB));
+      expect(addr(1 * GiB)).not.toBe(addr(2 * GiB));
+      expect(addr(2 * GiB) % 4096).toBe(0);
+    });
+
+    it("measures the unpatched kernel for QEMU ≥ 10 and keeps the separator in the default profile", () => {
+      if (!ready) return;
       const m = measureTdx({
-        firmware: fw, kernel, initrd: c.initrd ? initrd : undefined, cmdline: c.cmdline,
-        memory: parseMemorySize(c.memory), kernelSetup: "patched", ovmfProfile: "202408.01",
+        firmware: fw,
+        kernel,
+        initrd,
+        cmdline: "quiet",
+        memory: 2 * GiB,
+        kernelSetup: "unpatched",
       });
-      expect(m.rtmr1, `${c.memory} initrd=${c.initrd}`).toBe(c.rtmr1);
-      expect(m.rtmr2, `${c.memory} cmdline='${c.cmdline}'`).toBe(c.rtmr2);
-      compared++;
-    }
-    expect(compared).toBe(24);
-  });
+      expect(m.registers.rtmr1.events[0].digest).toBe(hex(authenticodeSha384(kernel)));
+      expect(m.registers.rtmr1.events.map((e) => e.event)).toContain("EV_SEPARATOR");
+      expect(m.registers.rtmr2.events.map((e) => e.event)).toEqual(["kernel command line", "initrd"]);
+    });
 
-  it("places the initrd per QEMU: same address at 2 GiB and ≥ 2.75 GiB, different at 1 GiB", () => {
-    if (!ready) return;
-    const addr = (mem: number) => qemuPatchKernel(kernel, initrd.length, mem).readUInt32LE(0x218);
-    expect(addr(2 * GiB)).toBe(addr(0xb000_0000));
-    expect(addr(2 * GiB)).toBe(addr(16 * GiB));
-    expect(addr(1 * GiB)).not.toBe(addr(2 * GiB));
-    expect(addr(2 * GiB) % 4096).toBe(0);
-  });
-
-  it("measures the unpatched kernel for QEMU ≥ 10 and keeps the separator in the default profile", () => {
-    if (!ready) return;
-    const m = measureTdx({ firmware: fw, kernel, initrd, cmdline: "quiet", memory: 2 * GiB, kernelSetup: "unpatched" });
-    expect(m.registers.rtmr1.events[0].digest).toBe(hex(authenticodeSha384(kernel)));
-    expect(m.registers.rtmr1.events.map((e) => e.event)).toContain("EV_SEPARATOR");
-    expect(m.registers.rtmr2.events.map((e) => e.event)).toEqual(["kernel command line", "initrd"]);
-  });
-
-  it("rejects a kernel that is not an EFI PE image and a truncated one", () => {
-    if (!ready) return;
-    expect(() => authenticodeSha384(initrd)).toThrow(/^kernel: not a PE\/COFF EFI image/);
-    expect(() => measureTdx({ firmware: fw, kernel: kernel.subarray(0, 0x3000), kernelSetup: "unpatched" })).toThrow(/truncated/);
-    // Patched kernel + initrd without memory: RTMR[1] is unknown, reported as missing rather than guessed.
-    const m = measureTdx({ firmware: fw, kernel, initrd });
-    expect(m.rtmr1).toBeNull();
-    expect(m.registers.rtmr1.missing[0]).toMatch(/^memory/);
-    expect(() => qemuPatchKernel(kernel, initrd.length, undefined)).toThrow(/^memory: needed/);
-  });
-});
+    it("rejects a kernel that is not an EFI PE image and a truncated one", () => {
+      if (!ready) return;
+      expect(() => authenticodeSha384(initrd)).toThrow(/^kernel: not a PE\/COFF EFI image/);
+      expect(() => measureTdx({ firmware: fw, kernel: kernel.subarray(0, 0x3000), kernelSetup: "unpatched" })).toThrow(
+        /truncated/,
+      );
+      // Patched kernel + initrd without memory: RTMR[1] is unknown, reported as missing rather than guessed.
+      const m = measureTdx({ firmware: fw, kernel, initrd });
+      expect(m.rtmr1).toBeNull();
+      expect(m.registers.rtmr1.missing[0]).toMatch(/^memory/);
+      expect(() => qemuPatchKernel(kernel, initrd.length, undefined)).toThrow(/^memory: needed/);
+    });
+  },
+);

@@ -19,8 +19,6 @@ const HAVE_ENGINE = requireTool("Pulumi engine (scripts/setup-pulumi.sh)", pulum
 const DB_PASSWORD = `db-pw-${Math.random().toString(36).slice(2)}-PLAINTEXT`;
 const MEASUREMENT = "c0ffee".repeat(16);
 
-
-
 describe.skipIf(!HAVE_ENGINE)("real Pulumi engine: local Vhsm + provider resources", () => {
   let tmp: string;
   let pulumi: PulumiRunner;
@@ -32,7 +30,11 @@ describe.skipIf(!HAVE_ENGINE)("real Pulumi engine: local Vhsm + provider resourc
   beforeAll(async () => {
     tmp = mkdtempSync(path.join(os.tmpdir(), "bk-pulumi-"));
     vhsmDir = path.join(tmp, "vhsm");
-    pulumi = pulumiRunner({ programDir: PROGRAM, stateDir: path.join(tmp, "state"), passphrase: "engine-test-passphrase" });
+    pulumi = pulumiRunner({
+      programDir: PROGRAM,
+      stateDir: path.join(tmp, "state"),
+      passphrase: "engine-test-passphrase",
+    });
     stack = `t${process.pid}`;
     // Stack config lives in tmp, not next to the fixture program.
     cfg = ["--stack", stack, "--config-file", path.join(tmp, "Pulumi.stack.yaml")];
@@ -71,11 +73,17 @@ describe.skipIf(!HAVE_ENGINE)("real Pulumi engine: local Vhsm + provider resourc
     const conn = { url: outputs.url, token: outputs.rootToken, caFingerprint: outputs.caFingerprint };
     const secret = await runtimeRequest(conn, "GET", "secret/data/web/db");
     expect((secret.body as { data: { data: Record<string, string> } }).data.data).toEqual({ password: DB_PASSWORD });
-    type Workload = { reference_values: { snp_measurements: string[] }; secrets: { pki: { role: string } }; acl_policy: string };
+    type Workload = {
+      reference_values: { snp_measurements: string[] };
+      secrets: { pki: { role: string } };
+      acl_policy: string;
+    };
     const wl = (await runtimeRequest(conn, "GET", "nitride/workloads/web-1")).body as { data: Workload };
     expect(wl.data.reference_values.snp_measurements).toEqual([MEASUREMENT]);
     expect(wl.data.secrets.pki.role).toBe("pki/web");
-    const role = (await runtimeRequest(conn, "GET", "auth/jwt/role/web-1")).body as { data: { token_policies: string[] } };
+    const role = (await runtimeRequest(conn, "GET", "auth/jwt/role/web-1")).body as {
+      data: { token_policies: string[] };
+    };
     expect(role.data.token_policies).toEqual([wl.data.acl_policy]);
     // The runtime keeps its data where the stack said, private to its owner.
     expect(statSync(vhsmDir).mode & 0o077).toBe(0);
@@ -121,6 +129,8 @@ describe.skipIf(!HAVE_ENGINE)("real Pulumi engine: local Vhsm + provider resourc
   it("destroy removes the registrations, stops the runtime and deletes its directory", async () => {
     await pulumi.ok(["destroy", "--yes", ...cfg]);
     expect(existsSync(vhsmDir)).toBe(false);
-    await expect(runtimeRequest({ url: outputs.url, token: "x", caFingerprint: outputs.caFingerprint }, "GET", "sys/health")).rejects.toThrow(/ECONNREFUSED/);
+    await expect(
+      runtimeRequest({ url: outputs.url, token: "x", caFingerprint: outputs.caFingerprint }, "GET", "sys/health"),
+    ).rejects.toThrow(/ECONNREFUSED/);
   }, 300_000);
 });

@@ -45,7 +45,11 @@ export function pulumiRunner(o: { programDir: string; stateDir: string; passphra
   };
   const run: PulumiRunner["run"] = (args, opts = {}) =>
     new Promise((resolve, reject) => {
-      const p = spawn(path.join(bin, "pulumi"), [...args, "--non-interactive", "--color", "never"], { cwd: o.programDir, env, stdio: ["ignore", "pipe", "pipe"] });
+      const p = spawn(path.join(bin, "pulumi"), [...args, "--non-interactive", "--color", "never"], {
+        cwd: o.programDir,
+        env,
+        stdio: ["ignore", "pipe", "pipe"],
+      });
       let stdout = "";
       let stderr = "";
       p.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -61,7 +65,10 @@ export function pulumiRunner(o: { programDir: string; stateDir: string; passphra
     run,
     async ok(args, opts) {
       const r = await run(args, opts);
-      if (r.code !== 0) throw new Error(`pulumi ${args.join(" ")} exited ${r.code}\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-2000)}`);
+      if (r.code !== 0)
+        throw new Error(
+          `pulumi ${args.join(" ")} exited ${r.code}\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-2000)}`,
+        );
       return r;
     },
   };

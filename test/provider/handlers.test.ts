@@ -9,7 +9,10 @@ let rt: TestRuntime;
 let conn: { url: string; token: string };
 
 beforeAll(async () => {
-  rt = await startTestRuntime({ mounts: { "pki/": { type: "pki" }, "ssh/": { type: "ssh" } }, auth: { "jwt/": { type: "jwt" } } });
+  rt = await startTestRuntime({
+    mounts: { "pki/": { type: "pki" }, "ssh/": { type: "ssh" } },
+    auth: { "jwt/": { type: "jwt" } },
+  });
   conn = { url: rt.url, token: rt.rootToken };
 });
 afterAll(async () => rt?.close());
@@ -62,30 +65,58 @@ describe("Secret (KV v2)", () => {
     const base = h.check("secret", { connection: conn, path: "a/b", data: { k: "v" } }).inputs;
     expect(h.diff("secret", base, { ...base, path: "a/c" }).replaces).toEqual(["path"]);
     expect(h.diff("secret", base, { ...base, mount: "kv2" }).replaces).toEqual(["mount"]);
-    expect(h.diff("secret", base, { ...base, connection: { ...conn, token: "other" } })).toMatchObject({ changes: true, replaces: [] });
-    expect(h.diff("secret", base, { ...base, connection: { ...conn, url: "http://127.0.0.1:1" } }).replaces).toEqual(["connection"]);
+    expect(h.diff("secret", base, { ...base, connection: { ...conn, token: "other" } })).toMatchObject({
+      changes: true,
+      replaces: [],
+    });
+    expect(h.diff("secret", base, { ...base, connection: { ...conn, url: "http://127.0.0.1:1" } }).replaces).toEqual([
+      "connection",
+    ]);
   });
 });
 
 describe("roles and policies", () => {
   it("PKI role: durations in Vault spelling do not look like drift after the runtime normalises them", async () => {
-    const { id, outs } = await created("pkiRole", { name: "web", allowedDomains: ["example.internal"], allowSubdomains: true, ttl: "72h", maxTtl: "720h" });
+    const { id, outs } = await created("pkiRole", {
+      name: "web",
+      allowedDomains: ["example.internal"],
+      allowSubdomains: true,
+      ttl: "72h",
+      maxTtl: "720h",
+    });
     expect(id).toBe("pki/roles/web");
     const live = (await rt.api("GET", "pki/roles/web")).body.data;
     expect(live.allowed_domains).toEqual(["example.internal"]);
     expect(await h.read("pkiRole", id, outs)).toEqual({ id, props: outs });
-    await rt.api("POST", "pki/roles/web", { allowed_domains: ["evil.example"], allow_subdomains: true, ttl: "72h", max_ttl: "720h" });
+    await rt.api("POST", "pki/roles/web", {
+      allowed_domains: ["evil.example"],
+      allow_subdomains: true,
+      ttl: "72h",
+      max_ttl: "720h",
+    });
     expect((await h.read("pkiRole", id, outs)).props.allowedDomains).toEqual(["evil.example"]);
     await h.remove("pkiRole", id, outs);
     expect((await rt.api("GET", "pki/roles/web")).status).toBe(404);
   });
 
   it("SSH role and JWT role round trip", async () => {
-    const ssh = await created("sshRole", { name: "host", allowHostCertificates: true, allowedDomains: "example.internal", allowSubdomains: true, ttl: "24h" });
+    const ssh = await created("sshRole", {
+      name: "host",
+      allowHostCertificates: true,
+      allowedDomains: "example.internal",
+      allowSubdomains: true,
+      ttl: "24h",
+    });
     expect((await rt.api("GET", "ssh/roles/host")).body.data.key_type).toBe("ca");
     expect(await h.read("sshRole", ssh.id, ssh.outs)).toEqual({ id: ssh.id, props: ssh.outs });
 
-    const jwt = await created("jwtRole", { name: "web", boundAudiences: ["buckypaper"], boundSubject: "web-1", tokenPolicies: ["web"], tokenTtl: "15m" });
+    const jwt = await created("jwtRole", {
+      name: "web",
+      boundAudiences: ["buckypaper"],
+      boundSubject: "web-1",
+      tokenPolicies: ["web"],
+      tokenTtl: "15m",
+    });
     expect(jwt.id).toBe("auth/jwt/role/web");
     const live = (await rt.api("GET", "auth/jwt/role/web")).body.data;
     expect(live.bound_subject).toBe("web-1");
@@ -125,7 +156,13 @@ describe("Workload", () => {
   const m2 = "b2".repeat(48);
 
   it("create, refresh without drift, update bumps the version, out-of-band edits show as drift", async () => {
-    const w = await created("workload", { workloadId: "web-1", platforms: ["snp"], snpMeasurements: [m1], kvSecrets: ["secret/data/web/db"], tokenTtl: "5m" });
+    const w = await created("workload", {
+      workloadId: "web-1",
+      platforms: ["snp"],
+      snpMeasurements: [m1],
+      kvSecrets: ["secret/data/web/db"],
+      tokenTtl: "5m",
+    });
     expect(w.id).toBe("web-1");
     expect(w.outs.version).toBe(1);
     expect(typeof w.outs.aclPolicy).toBe("string");
@@ -143,7 +180,10 @@ describe("Workload", () => {
     expect(up.outs.version).toBe(2);
     expect(up.outs.policyHash).not.toBe(w.outs.policyHash);
 
-    await rt.api("PUT", "nitride/workloads/web-1", { platforms: ["snp"], reference_values: { snp_measurements: [m2] } });
+    await rt.api("PUT", "nitride/workloads/web-1", {
+      platforms: ["snp"],
+      reference_values: { snp_measurements: [m2] },
+    });
     const drift = await h.read("workload", w.id, up.outs);
     expect(drift.props.version).toBe(3);
     expect(drift.props.snpMeasurements).toEqual([m2]);
@@ -170,8 +210,12 @@ describe("check", () => {
     expect(props).toEqual(["connection.token", "connection.url", "data", "path"]);
     const r2 = h.check("secret", { connection: conn, path: "ok", data: { k: "very-secret-value", n: 1 } });
     expect(JSON.stringify(r2.failures)).not.toContain("very-secret-value");
-    expect(h.check("workload", { connection: conn, workloadId: "x".repeat(64) }).failures[0].property).toBe("workloadId");
-    expect(h.check("pkiRole", { connection: conn, name: "r", ttl: "soon" }).failures).toEqual([{ property: "ttl", reason: "ttl must be a duration such as '72h' or a number of seconds" }]);
+    expect(h.check("workload", { connection: conn, workloadId: "x".repeat(64) }).failures[0].property).toBe(
+      "workloadId",
+    );
+    expect(h.check("pkiRole", { connection: conn, name: "r", ttl: "soon" }).failures).toEqual([
+      { property: "ttl", reason: "ttl must be a duration such as '72h' or a number of seconds" },
+    ]);
   });
 
   it("lets unknown (preview) values through", () => {
@@ -188,13 +232,29 @@ describe("client over TLS", () => {
   afterAll(async () => tlsRt?.close());
 
   it("pins the runtime CA by fingerprint alone, and refuses a wrong pin", async () => {
-    const ok = await runtimeRequest({ url: tlsRt.url, token: tlsRt.rootToken, caFingerprint: tlsRt.caFingerprint }, "GET", "sys/seal-status");
-    expect((ok.body as { sealed: boolean }).sealed).toBe(false);
-    await expect(runtimeRequest({ url: tlsRt.url, token: tlsRt.rootToken, caFingerprint: "00".repeat(32) }, "GET", "sys/seal-status")).rejects.toThrow(/caFingerprint matches no certificate/);
-    // without a CA the system trust store is used, which does not know the runtime CA
-    await expect(runtimeRequest({ url: tlsRt.url, token: tlsRt.rootToken }, "GET", "sys/seal-status")).rejects.toThrow(/certificate/);
-    await expect(runtimeRequest({ url: tlsRt.url, token: tlsRt.rootToken, caPem: tlsRt.caPem, caFingerprint: "11".repeat(32) }, "GET", "sys/seal-status")).rejects.toThrow(
-      /caFingerprint does not match caPem/,
+    const ok = await runtimeRequest(
+      { url: tlsRt.url, token: tlsRt.rootToken, caFingerprint: tlsRt.caFingerprint },
+      "GET",
+      "sys/seal-status",
     );
+    expect((ok.body as { sealed: boolean }).sealed).toBe(false);
+    await expect(
+      runtimeRequest(
+        { url: tlsRt.url, token: tlsRt.rootToken, caFingerprint: "00".repeat(32) },
+        "GET",
+        "sys/seal-status",
+      ),
+    ).rejects.toThrow(/caFingerprint matches no certificate/);
+    // without a CA the system trust store is used, which does not know the runtime CA
+    await expect(runtimeRequest({ url: tlsRt.url, token: tlsRt.rootToken }, "GET", "sys/seal-status")).rejects.toThrow(
+      /certificate/,
+    );
+    await expect(
+      runtimeRequest(
+        { url: tlsRt.url, token: tlsRt.rootToken, caPem: tlsRt.caPem, caFingerprint: "11".repeat(32) },
+        "GET",
+        "sys/seal-status",
+      ),
+    ).rejects.toThrow(/caFingerprint does not match caPem/);
   });
 });

@@ -17,7 +17,8 @@ let P: Provider;
 let C: Components;
 
 const SECRET_SIG = "4dabf18193072939515e22adb298388d";
-const isSecretSentinel = (v: unknown) => !!v && typeof v === "object" && (v as Record<string, unknown>)[SECRET_SIG] === "1b47061264138c4ac30d75fd1eb44270";
+const isSecretSentinel = (v: unknown) =>
+  !!v && typeof v === "object" && (v as Record<string, unknown>)[SECRET_SIG] === "1b47061264138c4ac30d75fd1eb44270";
 const value = <T>(o: pulumi.Output<T>) => new Promise<T>((r) => o.apply((v) => r(v)));
 
 beforeAll(async () => {
@@ -28,7 +29,13 @@ beforeAll(async () => {
         // Echo inputs and fill the outputs the real provider computes.
         const outs: Record<string, unknown> = { ...args.inputs };
         if (args.type.endsWith(":RuntimeService")) {
-          Object.assign(outs, { rootToken: "s.mock-root", unsealKeys: ["k1"], caPem: "", caFingerprint: "ab".repeat(32), running: true });
+          Object.assign(outs, {
+            rootToken: "s.mock-root",
+            unsealKeys: ["k1"],
+            caPem: "",
+            caFingerprint: "ab".repeat(32),
+            running: true,
+          });
         }
         return { id: `${args.name}-id`, state: outs };
       },
@@ -70,20 +77,42 @@ describe("provider resources under mocks", () => {
   });
 
   it("keeps Secret data secret and refuses plain strings", async () => {
-    const s = new P.Secret("s1", { connection: connection(), path: "apps/web", data: { password: pulumi.secret("hunter2-not-in-state") } });
+    const s = new P.Secret("s1", {
+      connection: connection(),
+      path: "apps/web",
+      data: { password: pulumi.secret("hunter2-not-in-state") },
+    });
     expect(await pulumi.isSecret(s.data)).toBe(true);
     const r = find("s1");
     expect(r.type).toBe("pulumi-nodejs:dynamic/buckypaper:Secret");
     expect(isSecretSentinel(r.inputs.data)).toBe(true);
     expect(JSON.stringify(r.inputs.__provider)).not.toContain("hunter2");
-    expect(() => new P.Secret("s2", { connection: connection(), path: "apps/web", data: { password: "plain" } })).toThrow(/data\.password is a plain string/);
+    expect(
+      () => new P.Secret("s2", { connection: connection(), path: "apps/web", data: { password: "plain" } }),
+    ).toThrow(/data\.password is a plain string/);
   });
 
   it("registers PKI, SSH and JWT roles and a policy with their own type tokens", async () => {
-    new P.PkiRole("pki1", { connection: connection(), name: "web", allowedDomains: ["example.internal"], allowSubdomains: true, ttl: "72h" });
+    new P.PkiRole("pki1", {
+      connection: connection(),
+      name: "web",
+      allowedDomains: ["example.internal"],
+      allowSubdomains: true,
+      ttl: "72h",
+    });
     new P.SshRole("ssh1", { connection: connection(), name: "host", allowHostCertificates: true });
-    new P.JwtRole("jwt1", { connection: connection(), name: "web", boundAudiences: ["buckypaper"], boundSubject: "web-1", tokenPolicies: ["web"] });
-    new P.Policy("pol1", { connection: connection(), name: "web", policy: 'path "secret/data/web" { capabilities = ["read"] }' });
+    new P.JwtRole("jwt1", {
+      connection: connection(),
+      name: "web",
+      boundAudiences: ["buckypaper"],
+      boundSubject: "web-1",
+      tokenPolicies: ["web"],
+    });
+    new P.Policy("pol1", {
+      connection: connection(),
+      name: "web",
+      policy: 'path "secret/data/web" { capabilities = ["read"] }',
+    });
     await new Promise((r) => setTimeout(r, 50));
     expect(find("pki1").type).toBe("pulumi-nodejs:dynamic/buckypaper:PkiRole");
     expect(find("pki1").inputs.allowedDomains).toEqual(["example.internal"]);
@@ -107,22 +136,40 @@ describe("Vhsm component under mocks", () => {
     expect(cmd[1]).toMatch(/bin\/buckypaper\.js$/);
     expect(JSON.parse(String(svc.inputs.config))).toEqual({
       storage: { sqlite: { path: "/tmp/bk-vhsm-unit/runtime.db" } },
-      listener: { tcp: { address: "127.0.0.1:18200", tls_disable: false, tls_dir: "/tmp/bk-vhsm-unit/tls", tls_hosts: ["127.0.0.1"] } },
+      listener: {
+        tcp: {
+          address: "127.0.0.1:18200",
+          tls_disable: false,
+          tls_dir: "/tmp/bk-vhsm-unit/tls",
+          tls_hosts: ["127.0.0.1"],
+        },
+      },
       api_addr: "https://127.0.0.1:18200",
     });
   });
 
   it("ssh mode: requires ssh settings and a secret private key", () => {
     expect(() => new C.Vhsm("bad1", { mode: C.VhsmMode.Ssh })).toThrow(/ssh is required when mode is 'ssh'/);
-    expect(() => new C.Vhsm("bad2", { mode: C.VhsmMode.Ssh, ssh: { host: "10.0.0.5", user: "ops", privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----" } })).toThrow(
-      /ssh\.privateKey is a plain string/,
+    expect(
+      () =>
+        new C.Vhsm("bad2", {
+          mode: C.VhsmMode.Ssh,
+          ssh: { host: "10.0.0.5", user: "ops", privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----" },
+        }),
+    ).toThrow(/ssh\.privateKey is a plain string/);
+    expect(() => new C.Vhsm("bad3", { stateDir: "relative/dir" })).toThrow(
+      /stateDir is 'relative\/dir'; must be an absolute path/,
     );
-    expect(() => new C.Vhsm("bad3", { stateDir: "relative/dir" })).toThrow(/stateDir is 'relative\/dir'; must be an absolute path/);
-    expect(() => new C.Vhsm("bad4", { stateDir: "/tmp/bk-vhsm-unit", workers: 0 })).toThrow(/workers is 0; must be an integer from 1 to 64/);
+    expect(() => new C.Vhsm("bad4", { stateDir: "/tmp/bk-vhsm-unit", workers: 0 })).toThrow(
+      /workers is 0; must be an integer from 1 to 64/,
+    );
   });
 
   it("ssh mode: the URL uses the SSH host and the key stays secret", async () => {
-    const v = new C.Vhsm("onprem", { mode: C.VhsmMode.Ssh, ssh: { host: "10.0.0.5", user: "ops", privateKey: pulumi.secret("KEY") } });
+    const v = new C.Vhsm("onprem", {
+      mode: C.VhsmMode.Ssh,
+      ssh: { host: "10.0.0.5", user: "ops", privateKey: pulumi.secret("KEY") },
+    });
     expect(await value(v.url)).toBe("https://10.0.0.5:8200");
     const svc = find("onprem-runtime");
     expect(isSecretSentinel(svc.inputs.ssh)).toBe(true);

@@ -7,7 +7,16 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { requireTool } from "../support/prereq.js";
-import { createService, deleteService, diffService, ensureRunning, serviceRunning, checkService, type ServiceInputs, type ServiceOutputs } from "../../provider/service.js";
+import {
+  createService,
+  deleteService,
+  diffService,
+  ensureRunning,
+  serviceRunning,
+  checkService,
+  type ServiceInputs,
+  type ServiceOutputs,
+} from "../../provider/service.js";
 import { runtimeRequest } from "../../provider/client.js";
 import { renderRuntimeConfig } from "../../components/vhsm.js";
 import { SSHD, startTestSshd, type TestSshd } from "./sshd.js";
@@ -16,19 +25,33 @@ import { freePort } from "../support/net.js";
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const CLI = [process.execPath, path.join(ROOT, "bin", "buckypaper.js")];
 
-
 async function inputs(stateDir: string, ssh?: TestSshd, hostKey?: string, workers?: number): Promise<ServiceInputs> {
   const port = await freePort();
   const url = `https://127.0.0.1:${port}`;
   const i: ServiceInputs = {
     stateDir,
     serverCommand: [...CLI, "runtime", "server", "--config", "{config}"],
-    config: renderRuntimeConfig({ stateDir, listenAddress: "127.0.0.1", port, tls: true, publicHost: "127.0.0.1", publicUrl: url, workers }),
+    config: renderRuntimeConfig({
+      stateDir,
+      listenAddress: "127.0.0.1",
+      port,
+      tls: true,
+      publicHost: "127.0.0.1",
+      publicUrl: url,
+      workers,
+    }),
     url,
     keyShares: 3,
     keyThreshold: 2,
   };
-  if (ssh) i.ssh = { host: ssh.host, port: ssh.port, user: ssh.user, privateKey: ssh.clientKey, hostKey: hostKey ?? ssh.knownHosts };
+  if (ssh)
+    i.ssh = {
+      host: ssh.host,
+      port: ssh.port,
+      user: ssh.user,
+      privateKey: ssh.clientKey,
+      hostKey: hostKey ?? ssh.knownHosts,
+    };
   return i;
 }
 
@@ -39,22 +62,33 @@ async function lifecycle(i: ServiceInputs, expectWorkers = 0): Promise<void> {
     expect(out.caFingerprint).toMatch(/^[0-9a-f]{64}$/);
     // The CA returned by init is the one the listener now serves, pinned by fingerprint alone.
     const conn = { url: i.url, token: out.rootToken, caFingerprint: out.caFingerprint };
-    const status = (await runtimeRequest(conn, "GET", "sys/seal-status")).body as { sealed: boolean; t: number; n: number };
+    const status = (await runtimeRequest(conn, "GET", "sys/seal-status")).body as {
+      sealed: boolean;
+      t: number;
+      n: number;
+    };
     expect(status).toMatchObject({ sealed: false, t: 2, n: 3 });
     expect(await serviceRunning(out)).toBe(true);
-    expect(await diffService(out as unknown as Record<string, unknown>, i as unknown as Record<string, unknown>)).toMatchObject({ changes: false, replaces: [] });
+    expect(
+      await diffService(out as unknown as Record<string, unknown>, i as unknown as Record<string, unknown>),
+    ).toMatchObject({ changes: false, replaces: [] });
 
     // Crash: diff notices, ensureRunning restarts from the same storage and unseals with 2 of 3 keys.
     const pid = Number(readFileSync(path.join(i.stateDir, "runtime.pid"), "utf8"));
-    const workers = i.ssh ? [] : readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+    const workers = i.ssh
+      ? []
+      : readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
     expect(workers).toHaveLength(expectWorkers);
     process.kill(pid, "SIGKILL");
     await new Promise((r) => setTimeout(r, 300));
     // Workers of a killed supervisor shut down on their own (they lose its IPC channel).
-    for (let t = 0; t < 50 && workers.some((w) => existsSync(`/proc/${w}`)); t++) await new Promise((r) => setTimeout(r, 100));
+    for (let t = 0; t < 50 && workers.some((w) => existsSync(`/proc/${w}`)); t++)
+      await new Promise((r) => setTimeout(r, 100));
     expect(workers.filter((w) => existsSync(`/proc/${w}`))).toEqual([]);
     expect(await serviceRunning(out)).toBe(false);
-    expect((await diffService(out as unknown as Record<string, unknown>, i as unknown as Record<string, unknown>)).changes).toBe(true);
+    expect(
+      (await diffService(out as unknown as Record<string, unknown>, i as unknown as Record<string, unknown>)).changes,
+    ).toBe(true);
     const again = await ensureRunning(out, i);
     expect(again.rootToken).toBe(out.rootToken);
     expect(await serviceRunning(again)).toBe(true);
@@ -64,7 +98,9 @@ async function lifecycle(i: ServiceInputs, expectWorkers = 0): Promise<void> {
     await deleteService(i);
   }
   expect(existsSync(i.stateDir)).toBe(false);
-  await expect(runtimeRequest({ url: i.url, token: "x", caFingerprint: "00".repeat(32) }, "GET", "sys/health")).rejects.toThrow(/ECONNREFUSED/);
+  await expect(
+    runtimeRequest({ url: i.url, token: "x", caFingerprint: "00".repeat(32) }, "GET", "sys/health"),
+  ).rejects.toThrow(/ECONNREFUSED/);
 }
 
 describe("RuntimeService on this machine", () => {

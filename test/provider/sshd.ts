@@ -19,7 +19,6 @@ export interface TestSshd {
   close(): Promise<void>;
 }
 
-
 function keygen(file: string): void {
   const r = spawnSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", file], { encoding: "utf8" });
   if (r.status !== 0) throw new Error(`ssh-keygen: ${r.stderr}`);

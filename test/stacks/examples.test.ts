@@ -33,12 +33,25 @@ const SECRETS = {
 const HOST_KEY = "vhsm.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
 const DIGEST = "5c5debf100fc339f90276e761ee1f1658d08922c3b20e2a2e6c7a6c3370b2452a15a00eae11886a93d6fd1e7ab81e29d";
 
-async function runExample(name: string, stack: string, extra: Record<string, string>, secretKeys: (keyof typeof SECRETS)[]): Promise<Recorded[]> {
+async function runExample(
+  name: string,
+  stack: string,
+  extra: Record<string, string>,
+  secretKeys: (keyof typeof SECRETS)[],
+): Promise<Recorded[]> {
   const dir = path.join(ROOT, "stacks", name);
   const { project, config } = loadStackConfig(dir, stack);
   const secrets = Object.fromEntries(secretKeys.map((k) => [k, SECRETS[k]]));
-  const prefixed = Object.fromEntries(Object.entries(extra).map(([k, v]) => [k.includes(":") ? k : `${project}:${k}`, v]));
-  const run = await runProgram({ program: path.join(dir, "index.ts"), project, stack, config: { ...config, ...prefixed }, secrets });
+  const prefixed = Object.fromEntries(
+    Object.entries(extra).map(([k, v]) => [k.includes(":") ? k : `${project}:${k}`, v]),
+  );
+  const run = await runProgram({
+    program: path.join(dir, "index.ts"),
+    project,
+    stack,
+    config: { ...config, ...prefixed },
+    secrets,
+  });
   // No secret in clear anywhere; and each one is really handed to some resource (inside a wrapper).
   const clear = JSON.stringify(run.resources.map((r) => inClear(r.inputs)));
   const wrapped = JSON.stringify(run.resources.map((r) => revealed(r.inputs)));
@@ -59,13 +72,16 @@ const one = (rs: Recorded[], type: string) => {
 
 // Each example keeps its config file free of secrets (they are `pulumi config set --secret`).
 describe("example stack config files", () => {
-  it.each(["aws", "azure", "gcp", "proxmox", "multi-cloud"])("stacks/%s has Pulumi.yaml, Pulumi.<stack>.yaml without secrets, and reads secrets with requireSecret", (name) => {
-    const dir = path.join(ROOT, "stacks", name);
-    expect(loadStackConfig(dir, name).project).toBe(`buckypaper-${name}`);
-    const text = readFileSync(path.join(dir, `Pulumi.${name}.yaml`), "utf8");
-    expect(text).not.toMatch(/PRIVATE KEY|secure:/);
-    expect(readFileSync(path.join(dir, "index.ts"), "utf8")).toMatch(/requireSecret\(/);
-  });
+  it.each(["aws", "azure", "gcp", "proxmox", "multi-cloud"])(
+    "stacks/%s has Pulumi.yaml, Pulumi.<stack>.yaml without secrets, and reads secrets with requireSecret",
+    (name) => {
+      const dir = path.join(ROOT, "stacks", name);
+      expect(loadStackConfig(dir, name).project).toBe(`buckypaper-${name}`);
+      const text = readFileSync(path.join(dir, `Pulumi.${name}.yaml`), "utf8");
+      expect(text).not.toMatch(/PRIVATE KEY|secure:/);
+      expect(readFileSync(path.join(dir, "index.ts"), "utf8")).toMatch(/requireSecret\(/);
+    },
+  );
 });
 
 describe("example stacks under the mock engine", () => {
@@ -87,7 +103,12 @@ describe("example stacks under the mock engine", () => {
   });
 
   it("gcp: existing runtime, SEV-SNP N2D with the endorsed digest registered", async () => {
-    const rs = await runExample("gcp", "gcp", { vhsmCaFingerprint: "ab".repeat(32), expectedMeasurements: JSON.stringify([DIGEST]) }, ["vhsmToken", "apiKey"]);
+    const rs = await runExample(
+      "gcp",
+      "gcp",
+      { vhsmCaFingerprint: "ab".repeat(32), expectedMeasurements: JSON.stringify([DIGEST]) },
+      ["vhsmToken", "apiKey"],
+    );
     expect(of(rs, "pulumi-nodejs:dynamic/buckypaper:RuntimeService")).toHaveLength(0);
     const inst = one(rs, "gcp:compute/instance:Instance");
     expect(inst.machineType).toBe("n2d-standard-2");
@@ -100,41 +121,84 @@ describe("example stacks under the mock engine", () => {
   });
 
   it("azure: resource group, network, ConfidentialVM with DiskWithVMGuestState, vTPM and secure boot", async () => {
-    const rs = await runExample("azure", "azure", { vhsmCaFingerprint: "ab".repeat(32), sshPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl me" }, ["vhsmToken", "dbPassword"]);
+    const rs = await runExample(
+      "azure",
+      "azure",
+      {
+        vhsmCaFingerprint: "ab".repeat(32),
+        sshPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl me",
+      },
+      ["vhsmToken", "dbPassword"],
+    );
     expect(one(rs, "azure-native:network:VirtualNetwork").addressSpace).toEqual({ addressPrefixes: ["10.42.0.0/16"] });
-    expect(one(rs, "azure-native:network:Subnet")).toMatchObject({ addressPrefix: "10.42.1.0/24", defaultOutboundAccess: false });
+    expect(one(rs, "azure-native:network:Subnet")).toMatchObject({
+      addressPrefix: "10.42.1.0/24",
+      defaultOutboundAccess: false,
+    });
     const vm = one(rs, "azure-native:compute:VirtualMachine");
     expect(vm.hardwareProfile.vmSize).toBe("Standard_DC2as_v5");
-    expect(vm.securityProfile).toEqual({ securityType: "ConfidentialVM", uefiSettings: { secureBootEnabled: true, vTpmEnabled: true } });
+    expect(vm.securityProfile).toEqual({
+      securityType: "ConfidentialVM",
+      uefiSettings: { secureBootEnabled: true, vTpmEnabled: true },
+    });
     expect(vm.storageProfile.osDisk.managedDisk.securityProfile.securityEncryptionType).toBe("DiskWithVMGuestState");
     expect(vm.osProfile.linuxConfiguration.disablePasswordAuthentication).toBe(true);
     expect(one(rs, "pulumi-nodejs:dynamic/buckypaper:Workload").platforms).toEqual(["azure-snp"]);
   });
 
-  it.runIf(HAVE_FIRMWARE)("proxmox: ssh-mode Vhsm, PVE VM with amd-sev and the digest of the node's firmware", async () => {
-    const rs = await runExample("proxmox", "proxmox", { vhsmHostKey: HOST_KEY, firmware: FIRMWARE }, ["vhsmSshKey", "pveSshKey", "dbPassword"]);
-    expect(one(rs, "pulumi-nodejs:dynamic/buckypaper:RuntimeService").ssh.hostKey).toBe(HOST_KEY);
-    const create = String(of(rs, "command:remote:Command").map((c) => revealed(c.inputs) as { create?: string }).find((c) => c.create?.includes("pvesh create"))?.create);
-    expect(create).toContain("pvesh create '/nodes/pve1/qemu'");
-    expect(create).toContain("--amd-sev 'type=snp,");
-    expect(create).toContain("--vmid '4100'");
-    expect(create).toContain("import-from=local:import/noble-server-cloudimg-amd64.qcow2");
-    expect(one(rs, "pulumi-nodejs:dynamic/buckypaper:Workload").snpMeasurements[0]).toMatch(/^[0-9a-f]{96}$/);
-  });
+  it.runIf(HAVE_FIRMWARE)(
+    "proxmox: ssh-mode Vhsm, PVE VM with amd-sev and the digest of the node's firmware",
+    async () => {
+      const rs = await runExample("proxmox", "proxmox", { vhsmHostKey: HOST_KEY, firmware: FIRMWARE }, [
+        "vhsmSshKey",
+        "pveSshKey",
+        "dbPassword",
+      ]);
+      expect(one(rs, "pulumi-nodejs:dynamic/buckypaper:RuntimeService").ssh.hostKey).toBe(HOST_KEY);
+      const create = String(
+        of(rs, "command:remote:Command")
+          .map((c) => revealed(c.inputs) as { create?: string })
+          .find((c) => c.create?.includes("pvesh create"))?.create,
+      );
+      expect(create).toContain("pvesh create '/nodes/pve1/qemu'");
+      expect(create).toContain("--amd-sev 'type=snp,");
+      expect(create).toContain("--vmid '4100'");
+      expect(create).toContain("import-from=local:import/noble-server-cloudimg-amd64.qcow2");
+      expect(one(rs, "pulumi-nodejs:dynamic/buckypaper:Workload").snpMeasurements[0]).toMatch(/^[0-9a-f]{96}$/);
+    },
+  );
 
-  it.runIf(HAVE_FIRMWARE)("multi-cloud: one runtime, a VM on each of AWS, GCP, Azure and Proxmox, all registered with it", async () => {
-    const rs = await runExample("multi-cloud", "multi-cloud",
-      { vhsmHostKey: HOST_KEY, gcpExpectedMeasurements: JSON.stringify([DIGEST]), pveFirmware: FIRMWARE }, ["vhsmSshKey", "pveSshKey", "dbPassword"]);
-    expect(of(rs, "pulumi-nodejs:dynamic/buckypaper:RuntimeService")).toHaveLength(1);
-    expect(of(rs, "buckypaper:index:ConfidentialVm").map((r) => r.name).sort()).toEqual(["aws-web", "azure-web", "gcp-web", "pve-db"]);
-    expect(one(rs, "aws:ec2/instance:Instance").cpuOptions).toEqual({ amdSevSnp: "enabled" });
-    expect(one(rs, "gcp:compute/instance:Instance").zone).toBe("europe-west4-a");
-    expect(one(rs, "azure-native:compute:VirtualMachine").securityProfile.securityType).toBe("ConfidentialVM");
-    const workloads = of(rs, "pulumi-nodejs:dynamic/buckypaper:Workload").map((r) => revealed(r.inputs) as { workloadId: string; connection: { url: string } });
-    expect(workloads.map((w) => w.workloadId).sort()).toEqual(["multi-cloud-aws-web", "multi-cloud-azure-web", "multi-cloud-gcp-web", "multi-cloud-pve-db"]);
-    expect(new Set(workloads.map((w) => w.connection.url))).toEqual(new Set(["https://vhsm.example.com:8200"]));
-    expect(of(rs, "pulumi-nodejs:dynamic/buckypaper:Secret")).toHaveLength(4);
-  });
+  it.runIf(HAVE_FIRMWARE)(
+    "multi-cloud: one runtime, a VM on each of AWS, GCP, Azure and Proxmox, all registered with it",
+    async () => {
+      const rs = await runExample(
+        "multi-cloud",
+        "multi-cloud",
+        { vhsmHostKey: HOST_KEY, gcpExpectedMeasurements: JSON.stringify([DIGEST]), pveFirmware: FIRMWARE },
+        ["vhsmSshKey", "pveSshKey", "dbPassword"],
+      );
+      expect(of(rs, "pulumi-nodejs:dynamic/buckypaper:RuntimeService")).toHaveLength(1);
+      expect(
+        of(rs, "buckypaper:index:ConfidentialVm")
+          .map((r) => r.name)
+          .sort(),
+      ).toEqual(["aws-web", "azure-web", "gcp-web", "pve-db"]);
+      expect(one(rs, "aws:ec2/instance:Instance").cpuOptions).toEqual({ amdSevSnp: "enabled" });
+      expect(one(rs, "gcp:compute/instance:Instance").zone).toBe("europe-west4-a");
+      expect(one(rs, "azure-native:compute:VirtualMachine").securityProfile.securityType).toBe("ConfidentialVM");
+      const workloads = of(rs, "pulumi-nodejs:dynamic/buckypaper:Workload").map(
+        (r) => revealed(r.inputs) as { workloadId: string; connection: { url: string } },
+      );
+      expect(workloads.map((w) => w.workloadId).sort()).toEqual([
+        "multi-cloud-aws-web",
+        "multi-cloud-azure-web",
+        "multi-cloud-gcp-web",
+        "multi-cloud-pve-db",
+      ]);
+      expect(new Set(workloads.map((w) => w.connection.url))).toEqual(new Set(["https://vhsm.example.com:8200"]));
+      expect(of(rs, "pulumi-nodejs:dynamic/buckypaper:Secret")).toHaveLength(4);
+    },
+  );
 });
 
 describe("example stacks type-check against the providers' published types", () => {
@@ -143,13 +207,22 @@ describe("example stacks type-check against the providers' published types", () 
     expect(cloud.length).toBeGreaterThan(10);
     expect(unknownInputProperties(ROOT, cloud)).toEqual([]);
     // The check can fail: a misspelt property is reported with its path.
-    const bad = { ...cloud.find((r) => r.type === "aws:ec2/instance:Instance")!, inputs: { ami: "ami-1", cpuOptions: { amdSevSnpp: "enabled" } } };
-    expect(unknownInputProperties(ROOT, [bad])).toEqual(["aws:ec2/instance:Instance web.cpuOptions.amdSevSnpp: not a property of InstanceCpuOptions"]);
+    const bad = {
+      ...cloud.find((r) => r.type === "aws:ec2/instance:Instance")!,
+      inputs: { ami: "ami-1", cpuOptions: { amdSevSnpp: "enabled" } },
+    };
+    expect(unknownInputProperties(ROOT, [bad])).toEqual([
+      "aws:ec2/instance:Instance web.cpuOptions.amdSevSnpp: not a property of InstanceCpuOptions",
+    ]);
   }, 300_000);
 
   it("tsc -p stacks/tsconfig.json reports no error", () => {
     expect(existsSync(path.join(ROOT, "stacks/tsconfig.json"))).toBe(true);
-    const r = spawnSync(process.execPath, [path.join(ROOT, "node_modules/typescript/bin/tsc"), "-p", "stacks/tsconfig.json"], { cwd: ROOT, encoding: "utf8" });
+    const r = spawnSync(
+      process.execPath,
+      [path.join(ROOT, "node_modules/typescript/bin/tsc"), "-p", "stacks/tsconfig.json"],
+      { cwd: ROOT, encoding: "utf8" },
+    );
     expect(r.stdout + r.stderr).toBe("");
     expect(r.status).toBe(0);
   }, 300_000);

@@ -17,23 +17,43 @@ export interface Recorded {
 
 /** Outputs real providers compute, per resource type (ids are added for every resource). */
 const COMPUTED: Record<string, (inputs: Record<string, unknown>, name: string) => Record<string, unknown>> = {
-  "aws:ec2/instance:Instance": (_i, n) => ({ privateIp: "10.0.1.10", availabilityZone: "us-east-2a", arn: `arn:aws:ec2:us-east-2:123456789012:instance/i-${n}` }),
+  "aws:ec2/instance:Instance": (_i, n) => ({
+    privateIp: "10.0.1.10",
+    availabilityZone: "us-east-2a",
+    arn: `arn:aws:ec2:us-east-2:123456789012:instance/i-${n}`,
+  }),
   "gcp:compute/instance:Instance": (_i, n) => ({ instanceId: `${n.length}1234567890` }),
   "azure-native:compute:VirtualMachine": () => ({ vmId: "00000000-0000-4000-8000-000000000001" }),
   "azure-native:network:NetworkInterface": () => ({ ipConfigurations: [{ privateIPAddress: "10.1.0.4" }] }),
-  "azure-native:network:Subnet": (_i, n) => ({ id: `/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v/subnets/${n}` }),
-  "pulumi-nodejs:dynamic/buckypaper:RuntimeService": () => ({ rootToken: "hvs.mock-root-token", caPem: "-----BEGIN CERTIFICATE-----\nmock\n-----END CERTIFICATE-----\n", caFingerprint: "ab".repeat(32), unsealKeys: ["mock-unseal"] }),
-  "pulumi-nodejs:dynamic/buckypaper:Workload": (i) => ({ version: 1, policyHash: "00".repeat(32), aclPolicy: `nitride-workload-${String(i.workloadId)}` }),
+  "azure-native:network:Subnet": (_i, n) => ({
+    id: `/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v/subnets/${n}`,
+  }),
+  "pulumi-nodejs:dynamic/buckypaper:RuntimeService": () => ({
+    rootToken: "hvs.mock-root-token",
+    caPem: "-----BEGIN CERTIFICATE-----\nmock\n-----END CERTIFICATE-----\n",
+    caFingerprint: "ab".repeat(32),
+    unsealKeys: ["mock-unseal"],
+  }),
+  "pulumi-nodejs:dynamic/buckypaper:Workload": (i) => ({
+    version: 1,
+    policyHash: "00".repeat(32),
+    aclPolicy: `nitride-workload-${String(i.workloadId)}`,
+  }),
   "command:remote:Command": () => ({ stdout: "" }),
 };
 
 /** Reads stacks/<dir>/Pulumi.yaml and Pulumi.<stack>.yaml: the project name and its config ("ns:key" → string). */
 export function loadStackConfig(dir: string, stack: string): { project: string; config: Record<string, string> } {
   const project = String((parse(readFileSync(path.join(dir, "Pulumi.yaml"), "utf8")) as { name: string }).name);
-  const doc = (parse(readFileSync(path.join(dir, `Pulumi.${stack}.yaml`), "utf8")) ?? {}) as { config?: Record<string, unknown> };
+  const doc = (parse(readFileSync(path.join(dir, `Pulumi.${stack}.yaml`), "utf8")) ?? {}) as {
+    config?: Record<string, unknown>;
+  };
   const config: Record<string, string> = {};
   for (const [k, v] of Object.entries(doc.config ?? {})) {
-    if (v && typeof v === "object" && "secure" in v) throw new Error(`${dir}/Pulumi.${stack}.yaml: ${k} is an encrypted value; example stack files keep secrets out (pulumi config set --secret)`);
+    if (v && typeof v === "object" && "secure" in v)
+      throw new Error(
+        `${dir}/Pulumi.${stack}.yaml: ${k} is an encrypted value; example stack files keep secrets out (pulumi config set --secret)`,
+      );
     const key = k.includes(":") ? k : `${project}:${k}`;
     config[key] = typeof v === "string" ? v : JSON.stringify(v);
   }
@@ -68,10 +88,14 @@ export async function runProgram(o: {
     {
       newResource(args) {
         resources.push({ type: args.type, name: args.name, inputs: args.inputs });
-        return { id: `${args.name}-id`, state: { ...args.inputs, ...(COMPUTED[args.type]?.(args.inputs, args.name) ?? {}) } };
+        return {
+          id: `${args.name}-id`,
+          state: { ...args.inputs, ...(COMPUTED[args.type]?.(args.inputs, args.name) ?? {}) },
+        };
       },
       call(args) {
-        if (args.token === "aws:ec2/getAmi:getAmi") return { id: "ami-0123456789abcdef0", bootMode: "uefi", ...args.inputs };
+        if (args.token === "aws:ec2/getAmi:getAmi")
+          return { id: "ami-0123456789abcdef0", bootMode: "uefi", ...args.inputs };
         return args.inputs;
       },
     },
@@ -90,7 +114,11 @@ export async function runProgram(o: {
 
 /** The mock engine's secret sentinel (what a secret input looks like to a provider). */
 export function isSecretValue(v: unknown): boolean {
-  return typeof v === "object" && v !== null && (v as Record<string, unknown>)["4dabf18193072939515e22adb298388d"] === "1b47061264138c4ac30d75fd1eb44270";
+  return (
+    typeof v === "object" &&
+    v !== null &&
+    (v as Record<string, unknown>)["4dabf18193072939515e22adb298388d"] === "1b47061264138c4ac30d75fd1eb44270"
+  );
 }
 
 /** Inputs with every secret value replaced by "[secret]": what would be in clear in state and previews. */

@@ -16,14 +16,23 @@ function declarationOf(root: string, token: string): { file: string; iface: stri
   return { file: path.join(root, "node_modules", "@pulumi", pkg, dir, `${file}.d.ts`), iface: `${name}Args` };
 }
 
-const isSecret = (v: unknown) => typeof v === "object" && v !== null && (v as Record<string, unknown>)["4dabf18193072939515e22adb298388d"] === "1b47061264138c4ac30d75fd1eb44270";
+const isSecret = (v: unknown) =>
+  typeof v === "object" &&
+  v !== null &&
+  (v as Record<string, unknown>)["4dabf18193072939515e22adb298388d"] === "1b47061264138c4ac30d75fd1eb44270";
 
 /** Returns one message per input property the provider's types do not have (empty: all known). */
 export function unknownInputProperties(root: string, resources: Recorded[]): string[] {
   const targets = resources.map((r) => ({ r, d: declarationOf(root, r.type) })).filter((x) => x.d !== undefined);
   if (targets.length === 0) return [];
   const files = [...new Set(targets.map((x) => x.d!.file))];
-  const program = ts.createProgram(files, { noEmit: true, skipLibCheck: true, types: [], module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext });
+  const program = ts.createProgram(files, {
+    noEmit: true,
+    skipLibCheck: true,
+    types: [],
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+  });
   const checker = program.getTypeChecker();
   const problems: string[] = [];
 
@@ -47,13 +56,19 @@ export function unknownInputProperties(root: string, resources: Recorded[]): str
     if (types.some((t) => t.flags & (ts.TypeFlags.Any | ts.TypeFlags.Unknown))) return;
     if (Array.isArray(value)) {
       const arr = types.find((t) => checker.isArrayType(t));
-      if (!arr) { problems.push(`${where}: an array, where the provider expects ${checker.typeToString(type)}`); return; }
+      if (!arr) {
+        problems.push(`${where}: an array, where the provider expects ${checker.typeToString(type)}`);
+        return;
+      }
       const el = checker.getTypeArguments(arr as ts.TypeReference)[0];
       value.forEach((v, i) => check(v, el, `${where}[${i}]`, depth + 1));
       return;
     }
     const objects = types.filter((t) => t.flags & ts.TypeFlags.Object && !checker.isArrayType(t));
-    if (objects.length === 0) { problems.push(`${where}: an object, where the provider expects ${checker.typeToString(type)}`); return; }
+    if (objects.length === 0) {
+      problems.push(`${where}: an object, where the provider expects ${checker.typeToString(type)}`);
+      return;
+    }
     const index = objects.map((t) => t.getStringIndexType()).find((t) => t !== undefined);
     for (const [k, v] of Object.entries(value)) {
       const prop = objects.map((t) => t.getProperty(k)).find((p) => p !== undefined);
@@ -65,8 +80,13 @@ export function unknownInputProperties(root: string, resources: Recorded[]): str
 
   for (const { r, d } of targets) {
     const sf = program.getSourceFile(d!.file);
-    const decl = sf?.statements.find((s): s is ts.InterfaceDeclaration => ts.isInterfaceDeclaration(s) && s.name.text === d!.iface);
-    if (!decl) { problems.push(`${r.type}: ${d!.iface} not found in ${d!.file}`); continue; }
+    const decl = sf?.statements.find(
+      (s): s is ts.InterfaceDeclaration => ts.isInterfaceDeclaration(s) && s.name.text === d!.iface,
+    );
+    if (!decl) {
+      problems.push(`${r.type}: ${d!.iface} not found in ${d!.file}`);
+      continue;
+    }
     check(r.inputs, checker.getTypeAtLocation(decl.name), `${r.type} ${r.name}`, 0);
   }
   return problems;

@@ -17,16 +17,23 @@ export interface MockHarness {
 }
 
 /** Extra outputs per resource type that real providers would compute. */
-export type ComputedOutputs = Record<string, (inputs: Record<string, unknown>, name: string) => Record<string, unknown>>;
+export type ComputedOutputs = Record<
+  string,
+  (inputs: Record<string, unknown>, name: string) => Record<string, unknown>
+>;
 
-export async function installMocks(computed: ComputedOutputs = {}, config: Record<string, string> = {}): Promise<MockHarness> {
+export async function installMocks(
+  computed: ComputedOutputs = {},
+  config: Record<string, string> = {},
+): Promise<MockHarness> {
   const h: MockHarness = {
     resources: [],
     calls: [],
     byType: (t) => h.resources.filter((r) => r.type === t),
     one: (t) => {
       const all = h.byType(t);
-      if (all.length !== 1) throw new Error(`expected one ${t}, got ${all.length}: ${h.resources.map((r) => r.type).join(", ")}`);
+      if (all.length !== 1)
+        throw new Error(`expected one ${t}, got ${all.length}: ${h.resources.map((r) => r.type).join(", ")}`);
       return all[0];
     },
   };
@@ -40,7 +47,8 @@ export async function installMocks(computed: ComputedOutputs = {}, config: Recor
       },
       call(args) {
         h.calls.push({ token: args.token, inputs: args.inputs });
-        if (args.token === "aws:ec2/getAmi:getAmi") return { id: "ami-0123456789abcdef0", bootMode: "uefi-preferred", ...args.inputs };
+        if (args.token === "aws:ec2/getAmi:getAmi")
+          return { id: "ami-0123456789abcdef0", bootMode: "uefi-preferred", ...args.inputs };
         return args.inputs;
       },
     },
@@ -53,12 +61,21 @@ export async function installMocks(computed: ComputedOutputs = {}, config: Recor
 
 /** Resolves an Output in a mocked program. */
 export function resolve<T>(o: pulumi.Output<T>): Promise<T> {
-  return new Promise((r) => o.apply((v) => { r(v); return v; }));
+  return new Promise((r) =>
+    o.apply((v) => {
+      r(v);
+      return v;
+    }),
+  );
 }
 
 /** Whether an input recorded by the mock is the engine's secret sentinel. */
 export function isSecretSentinel(v: unknown): boolean {
-  return typeof v === "object" && v !== null && (v as Record<string, unknown>)["4dabf18193072939515e22adb298388d"] === "1b47061264138c4ac30d75fd1eb44270";
+  return (
+    typeof v === "object" &&
+    v !== null &&
+    (v as Record<string, unknown>)["4dabf18193072939515e22adb298388d"] === "1b47061264138c4ac30d75fd1eb44270"
+  );
 }
 
 /** Unwraps nested secret sentinels. */

@@ -13,7 +13,11 @@ interface PveProp {
   typetext?: string;
   optional?: number;
 }
-interface PveNode { path: string; info?: Record<string, { parameters?: { properties?: Record<string, PveProp> } }>; children?: PveNode[] }
+interface PveNode {
+  path: string;
+  info?: Record<string, { parameters?: { properties?: Record<string, PveProp> } }>;
+  children?: PveNode[];
+}
 
 export function loadPveMethodParams(schemaFile: string, path: string, method: string): Record<string, PveProp> {
   const roots = JSON.parse(readFileSync(schemaFile, "utf8")) as PveNode[];
@@ -47,7 +51,8 @@ function checkScalar(name: string, p: PveProp, v: string | number, errors: strin
     if (![0, 1, "0", "1", true, false].includes(v as never)) errors.push(`${name}: '${v}' is not boolean`);
   }
   if (p.enum && !p.enum.includes(String(v))) errors.push(`${name}: '${v}' not in ${p.enum.join("|")}`);
-  if (p.pattern && !new RegExp(`^(?:${p.pattern})$`).test(String(v))) errors.push(`${name}: '${v}' does not match ${p.pattern}`);
+  if (p.pattern && !new RegExp(`^(?:${p.pattern})$`).test(String(v)))
+    errors.push(`${name}: '${v}' does not match ${p.pattern}`);
 }
 
 /** Keys of a named format, read from typetext: "[type=]<x> [,allow-smt=<1|0>] ,attestation=<1|0>". */
@@ -70,14 +75,21 @@ function checkPropertyString(name: string, p: PveProp, v: string, errors: string
       let key = eq === -1 ? undefined : part.slice(0, eq);
       let val = eq === -1 ? part : part.slice(eq + 1);
       if (key === undefined || (!fmt[key] && idx === 0 && defaultKey)) {
-        if (idx !== 0 || !defaultKey) { errors.push(`${name}: '${part}' has no key`); continue; }
-        key = defaultKey; val = part;
+        if (idx !== 0 || !defaultKey) {
+          errors.push(`${name}: '${part}' has no key`);
+          continue;
+        }
+        key = defaultKey;
+        val = part;
       }
       let f = fmt[key];
       if (f?.alias) f = fmt[f.alias];
       // net[n] uses the model name as key (virtio=MAC); accept model keys with empty value.
       if (!f && name.startsWith("net") && fmt.model?.enum?.includes(key)) continue;
-      if (!f) { errors.push(`${name}: unknown key '${key}'`); continue; }
+      if (!f) {
+        errors.push(`${name}: unknown key '${key}'`);
+        continue;
+      }
       checkScalar(`${name}.${key}`, f, val, errors);
     }
     return;
@@ -88,7 +100,10 @@ function checkPropertyString(name: string, p: PveProp, v: string, errors: string
       const eq = part.indexOf("=");
       const key = eq === -1 ? (idx === 0 ? defaultKey : undefined) : part.slice(0, eq);
       const val = eq === -1 ? part : part.slice(eq + 1);
-      if (!key || !keys.has(key)) { errors.push(`${name}: unknown key in '${part}' (known: ${[...keys.keys()].join(", ")})`); continue; }
+      if (!key || !keys.has(key)) {
+        errors.push(`${name}: unknown key in '${part}' (known: ${[...keys.keys()].join(", ")})`);
+        continue;
+      }
       const tt = keys.get(key)!;
       if (tt === "1|0" && val !== "1" && val !== "0") errors.push(`${name}.${key}: '${val}' is not 1|0`);
       if (tt === "integer" && !/^\d+$/.test(val)) errors.push(`${name}.${key}: '${val}' is not an integer`);
@@ -101,7 +116,10 @@ export function validatePveParams(props: Record<string, PveProp>, params: Record
   const errors: string[] = [];
   for (const [k, v] of Object.entries(params)) {
     const p = propFor(props, k);
-    if (!p) { errors.push(`${k}: not a parameter of this API method`); continue; }
+    if (!p) {
+      errors.push(`${k}: not a parameter of this API method`);
+      continue;
+    }
     if (typeof v === "string" && (p.format || p.typetext?.includes("="))) checkPropertyString(k, p, v, errors);
     else checkScalar(k, p, v, errors);
   }

@@ -39,13 +39,18 @@ export async function startTestRuntime(opts: TestRuntimeOptions = {}): Promise<T
   const registry = builtinRegistry();
   opts.register?.(registry);
   const rt = await startDevRuntime({
-    port: 0, tls: opts.tls, registry, storage: opts.storage, core: opts.core,
+    port: 0,
+    tls: opts.tls,
+    registry,
+    storage: opts.storage,
+    core: opts.core,
     rateLimits: opts.rateLimits ?? [],
   });
   const api: TestRuntime["api"] = async (method, path, body, token = rt.rootToken) => {
     if (rt.caPem) throw new Error("api() helper speaks plain HTTP; with tls use a client configured with caPem");
     const res = await fetch(`${rt.url}/v1/${path.replace(/^\/+/, "")}`, {
-      method, headers: { "x-vault-token": token, ...(body !== undefined ? { "content-type": "application/json" } : {}) },
+      method,
+      headers: { "x-vault-token": token, ...(body !== undefined ? { "content-type": "application/json" } : {}) },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const text = await res.text();
@@ -59,5 +64,13 @@ export async function startTestRuntime(opts: TestRuntimeOptions = {}): Promise<T
     const r = await api("POST", `sys/auth/${path}`, { type: m.type });
     if (r.status >= 300) throw new Error(`enabling auth ${path}: ${JSON.stringify(r.body)}`);
   }
-  return { url: rt.url, rootToken: rt.rootToken, caPem: rt.caPem, caFingerprint: rt.caFingerprint, runtime: rt, api, close: rt.close };
+  return {
+    url: rt.url,
+    rootToken: rt.rootToken,
+    caPem: rt.caPem,
+    caFingerprint: rt.caFingerprint,
+    runtime: rt,
+    api,
+    close: rt.close,
+  };
 }

@@ -9,7 +9,8 @@ export type AzureEvidence = Extract<Evidence, { kind: "azure-snp" | "azure-tdx" 
 /** Decodes a byte field given as a JSON number array, hex string or base64/base64url string. */
 export function bytesField(v: unknown, field: string, encoding?: "hex" | "base64"): Uint8Array {
   if (Array.isArray(v)) {
-    if (!v.every((x) => Number.isInteger(x) && x >= 0 && x <= 255)) throw new EvidenceFormatError(`${field}: array holds a non-byte value`, field);
+    if (!v.every((x) => Number.isInteger(x) && x >= 0 && x <= 255))
+      throw new EvidenceFormatError(`${field}: array holds a non-byte value`, field);
     return Uint8Array.from(v as number[]);
   }
   if (typeof v !== "string") throw new EvidenceFormatError(`${field}: expected bytes (array, hex or base64)`, field);
@@ -24,12 +25,18 @@ export function bytesField(v: unknown, field: string, encoding?: "hex" | "base64
 }
 
 function tpmQuoteFrom(v: unknown, field: string, encoding?: "hex"): TpmQuote {
-  if (typeof v !== "object" || v === null) throw new EvidenceFormatError(`${field}: expected {signature, message, pcrs}`, field);
+  if (typeof v !== "object" || v === null)
+    throw new EvidenceFormatError(`${field}: expected {signature, message, pcrs}`, field);
   const o = v as Record<string, unknown>;
-  if (!Array.isArray(o.pcrs)) throw new EvidenceFormatError(`${field}.pcrs: expected a list of PCR values`, `${field}.pcrs`);
+  if (!Array.isArray(o.pcrs))
+    throw new EvidenceFormatError(`${field}.pcrs: expected a list of PCR values`, `${field}.pcrs`);
   const pcrs: Record<number, Uint8Array> = {};
   o.pcrs.forEach((p, i) => (pcrs[i] = bytesField(p, `${field}.pcrs[${i}]`, encoding)));
-  return { signature: bytesField(o.signature, `${field}.signature`, encoding), message: bytesField(o.message, `${field}.message`, encoding), pcrs };
+  return {
+    signature: bytesField(o.signature, `${field}.signature`, encoding),
+    message: bytesField(o.message, `${field}.message`, encoding),
+    pcrs,
+  };
 }
 
 /** The bincode encoding of trustee's vtpm Quote {signature, message, pcrs} (u64 LE lengths). */
@@ -40,7 +47,8 @@ export function parseBincodeTpmQuote(b: Uint8Array): TpmQuote {
     if (p + 8 > buf.length) throw new EvidenceFormatError(`tpm_quote.${f}: truncated`, `tpm_quote.${f}`, p);
     const n = buf.readBigUInt64LE(p);
     p += 8;
-    if (n > BigInt(buf.length)) throw new EvidenceFormatError(`tpm_quote.${f}: length ${n} exceeds the input`, `tpm_quote.${f}`, p - 8);
+    if (n > BigInt(buf.length))
+      throw new EvidenceFormatError(`tpm_quote.${f}: length ${n} exceeds the input`, `tpm_quote.${f}`, p - 8);
     return Number(n);
   };
   const take = (n: number, f: string) => {
@@ -53,7 +61,8 @@ export function parseBincodeTpmQuote(b: Uint8Array): TpmQuote {
   const count = len("pcrs");
   const pcrs: Record<number, Uint8Array> = {};
   for (let i = 0; i < count; i++) pcrs[i] = take(32, `pcrs[${i}]`);
-  if (p !== buf.length) throw new EvidenceFormatError(`tpm_quote: ${buf.length - p} unexpected trailing bytes`, "tpm_quote", p);
+  if (p !== buf.length)
+    throw new EvidenceFormatError(`tpm_quote: ${buf.length - p} unexpected trailing bytes`, "tpm_quote", p);
   return { signature, message, pcrs };
 }
 
@@ -77,7 +86,9 @@ function vcekPem(v: unknown): string | undefined {
   if (typeof v !== "string") throw new EvidenceFormatError("vcek: expected PEM or base64 DER", "vcek");
   if (v.includes("-----BEGIN")) return v;
   const der = bytesField(v, "vcek", "base64");
-  return `-----BEGIN CERTIFICATE-----\n${Buffer.from(der).toString("base64").replace(/(.{64})/g, "$1\n")}\n-----END CERTIFICATE-----\n`;
+  return `-----BEGIN CERTIFICATE-----\n${Buffer.from(der)
+    .toString("base64")
+    .replace(/(.{64})/g, "$1\n")}\n-----END CERTIFICATE-----\n`;
 }
 
 /**
@@ -91,20 +102,31 @@ function vcekPem(v: unknown): string | undefined {
 export function parseAzureEvidence(input: string | Uint8Array): AzureEvidence {
   let doc: Record<string, unknown>;
   try {
-    doc = JSON.parse(typeof input === "string" ? input : Buffer.from(input).toString("utf8")) as Record<string, unknown>;
+    doc = JSON.parse(typeof input === "string" ? input : Buffer.from(input).toString("utf8")) as Record<
+      string,
+      unknown
+    >;
   } catch {
     throw new EvidenceFormatError("azure evidence: not JSON", "evidence");
   }
-  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) throw new EvidenceFormatError("azure evidence: expected a JSON object", "evidence");
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc))
+    throw new EvidenceFormatError("azure evidence: expected a JSON object", "evidence");
   const hclRaw = doc.hcl_report ?? doc.report;
-  if (hclRaw === undefined) throw new EvidenceFormatError("azure evidence: no hcl_report (or v0 'report')", "hcl_report");
-  const hclReport = bytesField(hclRaw, doc.hcl_report !== undefined ? "hcl_report" : "report", Array.isArray(hclRaw) ? undefined : "base64");
+  if (hclRaw === undefined)
+    throw new EvidenceFormatError("azure evidence: no hcl_report (or v0 'report')", "hcl_report");
+  const hclReport = bytesField(
+    hclRaw,
+    doc.hcl_report !== undefined ? "hcl_report" : "report",
+    Array.isArray(hclRaw) ? undefined : "base64",
+  );
   const quoteRaw = doc.tpm_quote ?? doc.quote;
-  if (quoteRaw === undefined) throw new EvidenceFormatError("azure evidence: no tpm_quote (or v0 'quote')", "tpm_quote");
+  if (quoteRaw === undefined)
+    throw new EvidenceFormatError("azure evidence: no tpm_quote (or v0 'quote')", "tpm_quote");
   const tpmQuote = tpmQuoteFrom(quoteRaw, doc.tpm_quote !== undefined ? "tpm_quote" : "quote");
   const hcl = parseHclReport(hclReport);
   if (hcl.type === "tdx") {
-    if (doc.td_quote === undefined) throw new EvidenceFormatError("azure evidence: TDX HCL report without td_quote", "td_quote");
+    if (doc.td_quote === undefined)
+      throw new EvidenceFormatError("azure evidence: TDX HCL report without td_quote", "td_quote");
     const tdQuote = bytesField(doc.td_quote, "td_quote", Array.isArray(doc.td_quote) ? undefined : "base64");
     return { kind: "azure-tdx", hclReport, tdQuote, tpmQuote };
   }

@@ -44,7 +44,11 @@ const u32 = (b: Uint8Array, off: number) => b[off] + b[off + 1] * 0x100 + b[off 
 
 export function parseHclReport(bytes: Uint8Array): HclReport {
   const need = (end: number, field: string) => {
-    if (bytes.length < end) throw new EvidenceFormatError(`hcl_report.${field}: report has ${bytes.length} bytes, needs ${end}`, `hcl_report.${field}`);
+    if (bytes.length < end)
+      throw new EvidenceFormatError(
+        `hcl_report.${field}: report has ${bytes.length} bytes, needs ${end}`,
+        `hcl_report.${field}`,
+      );
   };
   need(IGVM_DATA_OFFSET + IGVM_HEADER_SIZE, "header");
   if (Buffer.from(bytes.subarray(0, 4)).toString("latin1") !== HCL_SIGNATURE) {
@@ -55,11 +59,24 @@ export function parseHclReport(bytes: Uint8Array): HclReport {
   const hashType = u32(bytes, IGVM_DATA_OFFSET + 12);
   const varSize = u32(bytes, IGVM_DATA_OFFSET + 16);
   if (reportType !== REPORT_TYPE_SNP && reportType !== REPORT_TYPE_TDX) {
-    throw new EvidenceFormatError(`hcl_report.report_type: ${reportType} (2 = SNP, 4 = TDX)`, "hcl_report.report_type", IGVM_DATA_OFFSET + 8);
+    throw new EvidenceFormatError(
+      `hcl_report.report_type: ${reportType} (2 = SNP, 4 = TDX)`,
+      "hcl_report.report_type",
+      IGVM_DATA_OFFSET + 8,
+    );
   }
-  if (!HASH_TYPES[hashType]) throw new EvidenceFormatError(`hcl_report.report_data_hash_type: ${hashType} (1..3)`, "hcl_report.report_data_hash_type", IGVM_DATA_OFFSET + 12);
+  if (!HASH_TYPES[hashType])
+    throw new EvidenceFormatError(
+      `hcl_report.report_data_hash_type: ${hashType} (1..3)`,
+      "hcl_report.report_data_hash_type",
+      IGVM_DATA_OFFSET + 12,
+    );
   if (dataSize !== varSize + IGVM_HEADER_SIZE) {
-    throw new EvidenceFormatError(`hcl_report.data_size: ${dataSize} ≠ 20 + variable_data_size ${varSize}`, "hcl_report.data_size", IGVM_DATA_OFFSET);
+    throw new EvidenceFormatError(
+      `hcl_report.data_size: ${dataSize} ≠ 20 + variable_data_size ${varSize}`,
+      "hcl_report.data_size",
+      IGVM_DATA_OFFSET,
+    );
   }
   const varOff = IGVM_DATA_OFFSET + IGVM_HEADER_SIZE;
   need(varOff + varSize, "variable_data");
@@ -69,10 +86,18 @@ export function parseHclReport(bytes: Uint8Array): HclReport {
     // Hash the exact bytes, but tolerate NUL padding inside the declared size when reading the JSON.
     runtimeClaims = JSON.parse(Buffer.from(runtimeData).toString("utf8").replace(/\0+$/, "")) as RuntimeClaims;
   } catch {
-    throw new EvidenceFormatError("hcl_report.variable_data: runtime claims are not JSON", "hcl_report.variable_data", varOff);
+    throw new EvidenceFormatError(
+      "hcl_report.variable_data: runtime claims are not JSON",
+      "hcl_report.variable_data",
+      varOff,
+    );
   }
   if (typeof runtimeClaims !== "object" || runtimeClaims === null || !Array.isArray(runtimeClaims.keys)) {
-    throw new EvidenceFormatError("hcl_report.variable_data: runtime claims have no 'keys' array", "hcl_report.variable_data", varOff);
+    throw new EvidenceFormatError(
+      "hcl_report.variable_data: runtime claims have no 'keys' array",
+      "hcl_report.variable_data",
+      varOff,
+    );
   }
   const type = reportType === REPORT_TYPE_SNP ? "snp" : "tdx";
   return {
@@ -81,7 +106,10 @@ export function parseHclReport(bytes: Uint8Array): HclReport {
     requestType: u32(bytes, 12),
     status: u32(bytes, 16),
     type,
-    hardwareReport: bytes.subarray(HCL_HW_REPORT_OFFSET, HCL_HW_REPORT_OFFSET + (type === "snp" ? HCL_HW_REPORT_SIZE : 1024)),
+    hardwareReport: bytes.subarray(
+      HCL_HW_REPORT_OFFSET,
+      HCL_HW_REPORT_OFFSET + (type === "snp" ? HCL_HW_REPORT_SIZE : 1024),
+    ),
     hashType,
     runtimeData,
     runtimeClaims,
@@ -104,10 +132,17 @@ export function hardwareReportData(hcl: HclReport): Uint8Array {
 export function attestationKey(claims: RuntimeClaims): KeyObject {
   const jwk = claims.keys.find((k) => k && k.kid === "HCLAkPub");
   if (!jwk) throw new EvidenceFormatError("runtime claims: no key with kid 'HCLAkPub'", "runtime_claims.keys");
-  if (jwk.kty !== "RSA") throw new EvidenceFormatError(`runtime claims: HCLAkPub is kty '${String(jwk.kty)}', expected RSA`, "runtime_claims.keys.HCLAkPub");
+  if (jwk.kty !== "RSA")
+    throw new EvidenceFormatError(
+      `runtime claims: HCLAkPub is kty '${String(jwk.kty)}', expected RSA`,
+      "runtime_claims.keys.HCLAkPub",
+    );
   try {
     return createPublicKey({ key: { kty: "RSA", n: String(jwk.n), e: String(jwk.e) }, format: "jwk" });
   } catch (e) {
-    throw new EvidenceFormatError(`runtime claims: HCLAkPub is not a usable RSA key (${(e as Error).message})`, "runtime_claims.keys.HCLAkPub");
+    throw new EvidenceFormatError(
+      `runtime claims: HCLAkPub is not a usable RSA key (${(e as Error).message})`,
+      "runtime_claims.keys.HCLAkPub",
+    );
   }
 }

@@ -19,9 +19,22 @@ import { parseTpmsAttest, verifyTpmQuote } from "./tpm.js";
 import { validateAzure, type AzurePolicy } from "./validate.js";
 import type { AzureEvidence } from "./evidence.js";
 
-export { parseHclReport, expectedReportData, hardwareReportData, attestationKey, type HclReport, type RuntimeClaims } from "./hcl.js";
+export {
+  parseHclReport,
+  expectedReportData,
+  hardwareReportData,
+  attestationKey,
+  type HclReport,
+  type RuntimeClaims,
+} from "./hcl.js";
 export { parseTpmsAttest, verifyTpmQuote, type TpmsAttest } from "./tpm.js";
-export { parseAzureEvidence, parseBincodeTpmQuote, parseTpmQuoteFile, bytesField, type AzureEvidence } from "./evidence.js";
+export {
+  parseAzureEvidence,
+  parseBincodeTpmQuote,
+  parseTpmQuoteFile,
+  bytesField,
+  type AzureEvidence,
+} from "./evidence.js";
 export { parseAzurePolicy, validateAzure, type AzurePolicy } from "./validate.js";
 
 export interface AzureTrust {
@@ -93,16 +106,32 @@ function userDataCheck(hcl: HclReport, policy: AzurePolicyDoc, opts: AzureVerify
   const ud = hcl.runtimeClaims["user-data"];
   const actual = typeof ud === "string" && /^[0-9a-fA-F]*$/.test(ud) ? Buffer.from(ud, "hex") : Buffer.alloc(0);
   const ok = eq(actual, want);
-  return { id, ok, detail: ok ? "runtime claims user-data equals the expected binding (nonce + key)" : "runtime claims user-data does not match the expected binding" };
+  return {
+    id,
+    ok,
+    detail: ok
+      ? "runtime claims user-data equals the expected binding (nonce + key)"
+      : "runtime claims user-data does not match the expected binding",
+  };
 }
 
 /** Common tail: runtime JSON → AK → TPM quote → PCRs → Azure policy. Returns the quoted PCRs. */
-function verifyVtpm(e: AzureEvidence, hcl: HclReport, policy: AzurePolicyDoc, opts: AzureVerifyOptions, checks: Check[]): Record<string, string> {
+function verifyVtpm(
+  e: AzureEvidence,
+  hcl: HclReport,
+  policy: AzurePolicyDoc,
+  opts: AzureVerifyOptions,
+  checks: Check[],
+): Record<string, string> {
   const quoted: Record<string, string> = {};
   let ak;
   try {
     ak = attestationKey(hcl.runtimeClaims);
-    checks.push({ id: "vtpm.attestation-key", ok: true, detail: "HCLAkPub (RSA) taken from the hardware-bound runtime claims" });
+    checks.push({
+      id: "vtpm.attestation-key",
+      ok: true,
+      detail: "HCLAkPub (RSA) taken from the hardware-bound runtime claims",
+    });
   } catch (err) {
     checks.push({ id: "vtpm.attestation-key", ok: false, detail: (err as Error).message });
     return quoted;
@@ -152,7 +181,12 @@ function vmClaims(hcl: HclReport, quoted: Record<string, string>, e: AzureEviden
   };
 }
 
-async function verifyAzureSnp(e: Extract<AzureEvidence, { kind: "azure-snp" }>, hcl: HclReport, policy: AzurePolicyDoc, opts: AzureVerifyOptions): Promise<Verdict> {
+async function verifyAzureSnp(
+  e: Extract<AzureEvidence, { kind: "azure-snp" }>,
+  hcl: HclReport,
+  policy: AzurePolicyDoc,
+  opts: AzureVerifyOptions,
+): Promise<Verdict> {
   const checks: Check[] = [{ id: "azure.hcl", ok: true, detail: `HCL report v${hcl.version} with an SEV-SNP report` }];
   checks.push(bindingCheck("azure.runtime-binding", "SNP report", hardwareReportData(hcl), hcl));
   let vek: Uint8Array | undefined;
@@ -166,30 +200,55 @@ async function verifyAzureSnp(e: Extract<AzureEvidence, { kind: "azure-snp" }>, 
       checks.push({ id: "azure.vcek", ok: false, detail: `VCEK PEM unreadable: ${(err as Error).message}` });
     }
   }
-  const v = await verifySnp({ report: hcl.hardwareReport, vek, caChain }, { trust: opts.trust?.snp ?? {}, now: opts.now });
+  const v = await verifySnp(
+    { report: hcl.hardwareReport, vek, caChain },
+    { trust: opts.trust?.snp ?? {}, now: opts.now },
+  );
   checks.push(...v.checks);
   const r = v.report;
-  if (r && v.product) checks.push(...validateSnpPolicy(r, v.product, r.signingKey === "vlek" ? "vlek" : "vcek", policy.snp ?? {}));
-  else checks.push({ id: "policy", ok: false, detail: "SNP policy not evaluated: the report could not be parsed or its product determined" });
+  if (r && v.product)
+    checks.push(...validateSnpPolicy(r, v.product, r.signingKey === "vlek" ? "vlek" : "vcek", policy.snp ?? {}));
+  else
+    checks.push({
+      id: "policy",
+      ok: false,
+      detail: "SNP policy not evaluated: the report could not be parsed or its product determined",
+    });
   const quoted = verifyVtpm(e, hcl, policy, opts, checks);
-  if (v.simulated) checks.push({ id: "snp.simulated", ok: true, detail: "SNP report chains to a SIMULATED AMD root: not genuine hardware" });
+  if (v.simulated)
+    checks.push({
+      id: "snp.simulated",
+      ok: true,
+      detail: "SNP report chains to a SIMULATED AMD root: not genuine hardware",
+    });
   let claims: Claims | undefined;
   if (r && v.product && (authentic(checks) || opts.explain)) {
     claims = {
       platform: "azure-snp",
       measurement: hex(r.measurement),
-      reportData: typeof hcl.runtimeClaims["user-data"] === "string" ? hcl.runtimeClaims["user-data"].toLowerCase() : "",
+      reportData:
+        typeof hcl.runtimeClaims["user-data"] === "string" ? hcl.runtimeClaims["user-data"].toLowerCase() : "",
       chipId: hex(r.chipId),
       tcb: { ...decodeTcb(r.reportedTcb, v.product) },
       debug: r.policyBits.debug,
       product: v.product,
-      extra: { ...vmClaims(hcl, quoted, e), vmpl: r.vmpl, policy: "0x" + r.policy.toString(16), hostData: hex(r.hostData) },
+      extra: {
+        ...vmClaims(hcl, quoted, e),
+        vmpl: r.vmpl,
+        policy: "0x" + r.policy.toString(16),
+        hostData: hex(r.hostData),
+      },
     };
   }
   return { accepted: checks.every((c) => c.ok), simulated: v.simulated, checks, claims, evidenceDigest: digest(e) };
 }
 
-async function verifyAzureTdx(e: Extract<AzureEvidence, { kind: "azure-tdx" }>, hcl: HclReport, policy: AzurePolicyDoc, opts: AzureVerifyOptions): Promise<Verdict> {
+async function verifyAzureTdx(
+  e: Extract<AzureEvidence, { kind: "azure-tdx" }>,
+  hcl: HclReport,
+  policy: AzurePolicyDoc,
+  opts: AzureVerifyOptions,
+): Promise<Verdict> {
   const checks: Check[] = [{ id: "azure.hcl", ok: true, detail: `HCL report v${hcl.version} with a TDX TDREPORT` }];
   let tdReport;
   try {
@@ -197,7 +256,12 @@ async function verifyAzureTdx(e: Extract<AzureEvidence, { kind: "azure-tdx" }>, 
   } catch (err) {
     checks.push({ id: "azure.td-report", ok: false, detail: (err as Error).message });
   }
-  const v = await verifyTdx(e.tdQuote, { ...(opts.trust?.tdx ?? {}), now: opts.now, policy: policy.tdx, explain: true });
+  const v = await verifyTdx(e.tdQuote, {
+    ...(opts.trust?.tdx ?? {}),
+    now: opts.now,
+    policy: policy.tdx,
+    explain: true,
+  });
   checks.push(...v.checks.filter((c) => c.id !== "policy.report-data"));
   const q = v.claims;
   if (q) {
@@ -213,7 +277,10 @@ async function verifyAzureTdx(e: Extract<AzureEvidence, { kind: "azure-tdx" }>, 
       checks.push({
         id: "azure.td-report-match",
         ok: diffs.length === 0,
-        detail: diffs.length === 0 ? "HCL TDREPORT and TD quote describe the same TD" : `HCL TDREPORT and TD quote differ in ${diffs.join(", ")}: evidence from different TDs`,
+        detail:
+          diffs.length === 0
+            ? "HCL TDREPORT and TD quote describe the same TD"
+            : `HCL TDREPORT and TD quote differ in ${diffs.join(", ")}: evidence from different TDs`,
       });
     }
   }
@@ -223,7 +290,8 @@ async function verifyAzureTdx(e: Extract<AzureEvidence, { kind: "azure-tdx" }>, 
     claims = {
       ...q,
       platform: "azure-tdx",
-      reportData: typeof hcl.runtimeClaims["user-data"] === "string" ? hcl.runtimeClaims["user-data"].toLowerCase() : "",
+      reportData:
+        typeof hcl.runtimeClaims["user-data"] === "string" ? hcl.runtimeClaims["user-data"].toLowerCase() : "",
       extra: { ...q.extra, ...vmClaims(hcl, quoted, e), tdQuoteReportData: q.reportData },
     };
   }
@@ -231,18 +299,36 @@ async function verifyAzureTdx(e: Extract<AzureEvidence, { kind: "azure-tdx" }>, 
 }
 
 /** Verifies Azure CVM evidence and appraises it (policy.snp / policy.tdx / policy.azure). Never throws for bad evidence. */
-export async function verifyAzure(evidence: Evidence | AzureEvidence, policy: AzurePolicyDoc = {}, opts: AzureVerifyOptions = {}): Promise<Verdict> {
+export async function verifyAzure(
+  evidence: Evidence | AzureEvidence,
+  policy: AzurePolicyDoc = {},
+  opts: AzureVerifyOptions = {},
+): Promise<Verdict> {
   try {
     return await verifyAzureUnguarded(evidence, policy, opts);
   } catch (e) {
     // Defence in depth: a verifier bug or malformed evidence object surfaces as a rejection, never a crash.
-    return { accepted: false, simulated: false, evidenceDigest: "", checks: [{ id: "azure.internal", ok: false, detail: `verification aborted: ${(e as Error).message}` }] };
+    return {
+      accepted: false,
+      simulated: false,
+      evidenceDigest: "",
+      checks: [{ id: "azure.internal", ok: false, detail: `verification aborted: ${(e as Error).message}` }],
+    };
   }
 }
 
-async function verifyAzureUnguarded(evidence: Evidence | AzureEvidence, policy: AzurePolicyDoc, opts: AzureVerifyOptions): Promise<Verdict> {
+async function verifyAzureUnguarded(
+  evidence: Evidence | AzureEvidence,
+  policy: AzurePolicyDoc,
+  opts: AzureVerifyOptions,
+): Promise<Verdict> {
   if (evidence?.kind !== "azure-snp" && evidence?.kind !== "azure-tdx") {
-    return { accepted: false, simulated: false, evidenceDigest: "", checks: [{ id: "azure.kind", ok: false, detail: `not Azure evidence (kind '${String(evidence?.kind)}')` }] };
+    return {
+      accepted: false,
+      simulated: false,
+      evidenceDigest: "",
+      checks: [{ id: "azure.kind", ok: false, detail: `not Azure evidence (kind '${String(evidence?.kind)}')` }],
+    };
   }
   let hcl: HclReport;
   try {
@@ -252,8 +338,17 @@ async function verifyAzureUnguarded(evidence: Evidence | AzureEvidence, policy: 
     return reject(evidence, [{ id: "azure.hcl", ok: false, detail: msg }]);
   }
   const want = evidence.kind === "azure-snp" ? "snp" : "tdx";
-  if (hcl.type !== want) return reject(evidence, [{ id: "azure.hcl", ok: false, detail: `evidence kind ${evidence.kind} but the HCL report holds a ${hcl.type.toUpperCase()} report` }]);
-  return evidence.kind === "azure-snp" ? verifyAzureSnp(evidence, hcl, policy, opts) : verifyAzureTdx(evidence, hcl, policy, opts);
+  if (hcl.type !== want)
+    return reject(evidence, [
+      {
+        id: "azure.hcl",
+        ok: false,
+        detail: `evidence kind ${evidence.kind} but the HCL report holds a ${hcl.type.toUpperCase()} report`,
+      },
+    ]);
+  return evidence.kind === "azure-snp"
+    ? verifyAzureSnp(evidence, hcl, policy, opts)
+    : verifyAzureTdx(evidence, hcl, policy, opts);
 }
 
 /** The appraise.ts entry point: same as verifyAzure. */

@@ -16,7 +16,8 @@ export function parseAzurePolicy(v: unknown, field = "azure"): AzurePolicy {
   const out: AzurePolicy = {};
   for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
     if (k === "pcrs") {
-      if (typeof x !== "object" || x === null || Array.isArray(x)) throw new Error(`policy ${field}.pcrs: expected {"<index>": [hex, …]}`);
+      if (typeof x !== "object" || x === null || Array.isArray(x))
+        throw new Error(`policy ${field}.pcrs: expected {"<index>": [hex, …]}`);
       out.pcrs = {};
       for (const [i, list] of Object.entries(x as Record<string, unknown>)) {
         if (!/^(?:[0-9]|1[0-9]|2[0-3])$/.test(i)) throw new Error(`policy ${field}.pcrs.${i}: PCR index must be 0..23`);
@@ -34,7 +35,11 @@ export function parseAzurePolicy(v: unknown, field = "azure"): AzurePolicy {
 }
 
 /** `quotedPcrs` holds only PCRs covered by a verified quote digest. */
-export function validateAzure(quotedPcrs: Record<string, string>, vmConfig: Record<string, unknown> | undefined, p: AzurePolicy = {}): Check[] {
+export function validateAzure(
+  quotedPcrs: Record<string, string>,
+  vmConfig: Record<string, unknown> | undefined,
+  p: AzurePolicy = {},
+): Check[] {
   const checks: Check[] = [];
   for (const [i, allowed] of Object.entries(p.pcrs ?? {})) {
     const actual = quotedPcrs[i];
@@ -42,16 +47,31 @@ export function validateAzure(quotedPcrs: Record<string, string>, vmConfig: Reco
     checks.push({
       id: `policy.pcr${i}`,
       ok,
-      detail: actual === undefined ? `PCR ${i} is not covered by the verified TPM quote` : ok ? `PCR ${i} ${actual} is allowed` : `PCR ${i} ${actual} is not among the ${allowed.length} allowed value(s)`,
+      detail:
+        actual === undefined
+          ? `PCR ${i} is not covered by the verified TPM quote`
+          : ok
+            ? `PCR ${i} ${actual} is allowed`
+            : `PCR ${i} ${actual} is not among the ${allowed.length} allowed value(s)`,
     });
   }
   if (p.requireSecureBoot) {
     const ok = vmConfig?.["secure-boot"] === true;
-    checks.push({ id: "policy.secure-boot", ok, detail: ok ? "vm-configuration reports secure boot enabled" : "vm-configuration does not report secure boot enabled" });
+    checks.push({
+      id: "policy.secure-boot",
+      ok,
+      detail: ok
+        ? "vm-configuration reports secure boot enabled"
+        : "vm-configuration does not report secure boot enabled",
+    });
   }
   if (p.forbidConsole) {
     const ok = vmConfig?.["console-enabled"] !== true;
-    checks.push({ id: "policy.console", ok, detail: ok ? "serial console disabled" : "vm-configuration reports the serial console enabled" });
+    checks.push({
+      id: "policy.console",
+      ok,
+      detail: ok ? "serial console disabled" : "vm-configuration reports the serial console enabled",
+    });
   }
   return checks;
 }

@@ -126,18 +126,25 @@ export function parseReport(bytes: Uint8Array): SnpReport {
 
   const version = u32(0x000);
   if (version < MIN_REPORT_VERSION || version > MAX_REPORT_VERSION) {
-    fail("version", 0, `unsupported report version ${version} (supported ${MIN_REPORT_VERSION}..${MAX_REPORT_VERSION})`);
+    fail(
+      "version",
+      0,
+      `unsupported report version ${version} (supported ${MIN_REPORT_VERSION}..${MAX_REPORT_VERSION})`,
+    );
   }
   const vmpl = u32(0x030);
   // 0xFFFFFFFF marks a report the hypervisor requested (SNP_HV_REPORT_REQ): its REPORT_DATA is host-chosen,
   // so it must never pass as the guest's own evidence.
-  if (vmpl === 0xffffffff) fail("vmpl", 0x30, "VMPL 0xffffffff: the report was requested by the hypervisor, not by the guest");
+  if (vmpl === 0xffffffff)
+    fail("vmpl", 0x30, "VMPL 0xffffffff: the report was requested by the hypervisor, not by the guest");
   if (vmpl > 3) fail("vmpl", 0x30, `VMPL must be 0..3, got ${vmpl}`);
   const signatureAlgo = u32(0x034);
-  if (signatureAlgo !== 1) fail("signature_algo", 0x34, `only 1 (ECDSA P-384 with SHA-384) is defined, got ${signatureAlgo}`);
+  if (signatureAlgo !== 1)
+    fail("signature_algo", 0x34, `only 1 (ECDSA P-384 with SHA-384) is defined, got ${signatureAlgo}`);
 
   const signerInfo = u32(0x048);
-  if (signerInfo >>> 5 !== 0) fail("signer_info", 0x48, `reserved bits 31:5 must be zero (value 0x${signerInfo.toString(16)})`);
+  if (signerInfo >>> 5 !== 0)
+    fail("signer_info", 0x48, `reserved bits 31:5 must be zero (value 0x${signerInfo.toString(16)})`);
   const keySel = (signerInfo >>> 2) & 7;
   let signingKey: SigningKey;
   if (keySel === 0) signingKey = "vcek";
@@ -219,7 +226,10 @@ export function productFromCpuid(family: number, model: number): SnpProduct | un
 
 /** Product from a VCEK/VLEK productName ("Milan-B0", "Genoa", "Turin") or a CA common name. */
 export function productFromName(name: string): SnpProduct | undefined {
-  const base = name.replace(/^(ARK-|SEV-VLEK-|SEV-)/, "").split("-")[0].toLowerCase();
+  const base = name
+    .replace(/^(ARK-|SEV-VLEK-|SEV-)/, "")
+    .split("-")[0]
+    .toLowerCase();
   return SNP_PRODUCTS.find((p) => p.toLowerCase() === base);
 }
 
@@ -238,7 +248,8 @@ export function encodeTcb(tcb: TcbVersion, product: SnpProduct): Uint8Array {
   const out = new Uint8Array(8);
   const byte = (name: string, v: number | undefined) => {
     const n = v ?? 0;
-    if (!Number.isInteger(n) || n < 0 || n > 255) throw new EvidenceFormatError(`TCB ${name} must be 0..255, got ${v}`, `tcb.${name}`);
+    if (!Number.isInteger(n) || n < 0 || n > 255)
+      throw new EvidenceFormatError(`TCB ${name} must be 0..255, got ${v}`, `tcb.${name}`);
     return n;
   };
   if (product === "Turin") {
@@ -247,7 +258,8 @@ export function encodeTcb(tcb: TcbVersion, product: SnpProduct): Uint8Array {
     out[2] = byte("tee", tcb.tee);
     out[3] = byte("snp", tcb.snp);
   } else {
-    if (tcb.fmc !== undefined && tcb.fmc !== 0) throw new EvidenceFormatError(`TCB fmc exists only on Turin`, "tcb.fmc");
+    if (tcb.fmc !== undefined && tcb.fmc !== 0)
+      throw new EvidenceFormatError(`TCB fmc exists only on Turin`, "tcb.fmc");
     out[0] = byte("bootloader", tcb.bootloader);
     out[1] = byte("tee", tcb.tee);
     out[6] = byte("snp", tcb.snp);
@@ -257,7 +269,9 @@ export function encodeTcb(tcb: TcbVersion, product: SnpProduct): Uint8Array {
 }
 
 export function tcbComponents(product: SnpProduct): TcbComponent[] {
-  return product === "Turin" ? ["fmc", "bootloader", "tee", "snp", "microcode"] : ["bootloader", "tee", "snp", "microcode"];
+  return product === "Turin"
+    ? ["fmc", "bootloader", "tee", "snp", "microcode"]
+    : ["bootloader", "tee", "snp", "microcode"];
 }
 
 export function formatTcb(t: TcbVersion): string {
@@ -316,28 +330,50 @@ export function parseCertTable(bytes: Uint8Array): CertTableEntry[] {
   const seen = new Set<string>();
   for (let pos = 0; ; pos += ENTRY_SIZE) {
     if (entries.length >= MAX_CERT_TABLE_ENTRIES) {
-      throw new EvidenceFormatError(`certificate table: more than ${MAX_CERT_TABLE_ENTRIES} entries`, "cert_table", pos);
+      throw new EvidenceFormatError(
+        `certificate table: more than ${MAX_CERT_TABLE_ENTRIES} entries`,
+        "cert_table",
+        pos,
+      );
     }
     if (pos + ENTRY_SIZE > bytes.length) {
-      throw new EvidenceFormatError(`certificate table: missing all-zero terminator entry (table is ${bytes.length} bytes)`, "cert_table", pos);
+      throw new EvidenceFormatError(
+        `certificate table: missing all-zero terminator entry (table is ${bytes.length} bytes)`,
+        "cert_table",
+        pos,
+      );
     }
     const guid = guidToString(bytes.subarray(pos, pos + 16));
     const offset = dv.getUint32(pos + 16, true);
     const length = dv.getUint32(pos + 20, true);
     if (guid === ZERO_GUID) {
       if (offset !== 0 || length !== 0) {
-        throw new EvidenceFormatError(`certificate table: terminator entry at 0x${pos.toString(16)} has non-zero offset/length`, "cert_table", pos);
+        throw new EvidenceFormatError(
+          `certificate table: terminator entry at 0x${pos.toString(16)} has non-zero offset/length`,
+          "cert_table",
+          pos,
+        );
       }
       const headerEnd = pos + ENTRY_SIZE;
       for (const e of entries) {
         const off = e.data.byteOffset - bytes.byteOffset;
-        if (off < headerEnd) throw new EvidenceFormatError(`certificate table: entry ${e.guid} overlaps the table header`, "cert_table", off);
+        if (off < headerEnd)
+          throw new EvidenceFormatError(
+            `certificate table: entry ${e.guid} overlaps the table header`,
+            "cert_table",
+            off,
+          );
       }
       return entries;
     }
-    if (length === 0) throw new EvidenceFormatError(`certificate table: entry ${guid} has zero length`, "cert_table", pos);
+    if (length === 0)
+      throw new EvidenceFormatError(`certificate table: entry ${guid} has zero length`, "cert_table", pos);
     if (offset + length > bytes.length) {
-      throw new EvidenceFormatError(`certificate table: entry ${guid} (offset ${offset}, length ${length}) exceeds the ${bytes.length}-byte table`, "cert_table", pos);
+      throw new EvidenceFormatError(
+        `certificate table: entry ${guid} (offset ${offset}, length ${length}) exceeds the ${bytes.length}-byte table`,
+        "cert_table",
+        pos,
+      );
     }
     if (seen.has(guid)) throw new EvidenceFormatError(`certificate table: duplicate entry ${guid}`, "cert_table", pos);
     seen.add(guid);

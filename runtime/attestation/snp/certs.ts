@@ -4,7 +4,13 @@
 // verifier does not redo RSA work for a chain it has already checked.
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
-import { X509Certificate as NodeX509, createHash, verify as cryptoVerify, constants, type KeyObject } from "node:crypto";
+import {
+  X509Certificate as NodeX509,
+  createHash,
+  verify as cryptoVerify,
+  constants,
+  type KeyObject,
+} from "node:crypto";
 import { EvidenceFormatError } from "../types.js";
 import { productFromName, type SnpProduct, type TcbVersion } from "./abi.js";
 
@@ -63,7 +69,17 @@ export interface VekCert extends ParsedCert {
   structVersion: number;
   productName: string;
   product?: SnpProduct;
-  spl: { bl: number; tee: number; snp: number; ucode: number; fmc?: number; spl4?: number; spl5?: number; spl6?: number; spl7?: number };
+  spl: {
+    bl: number;
+    tee: number;
+    snp: number;
+    ucode: number;
+    fmc?: number;
+    spl4?: number;
+    spl5?: number;
+    spl6?: number;
+    spl7?: number;
+  };
   /** VCEK only: 64 bytes (Milan/Genoa) or 8 bytes (Turin). */
   hwId?: Uint8Array;
   /** VLEK only, e.g. "CN=cc-us-east-2.amazonaws.com". */
@@ -84,13 +100,15 @@ function derValue(v: Uint8Array, what: string): { tag: number; content: Uint8Arr
     for (let i = 0; i < n; i++) len = (len << 8) | v[2 + i];
     off = 2 + n;
   }
-  if (off + len !== v.length) throw new EvidenceFormatError(`${what}: DER length ${len} does not match ${v.length - off} content bytes`, what);
+  if (off + len !== v.length)
+    throw new EvidenceFormatError(`${what}: DER length ${len} does not match ${v.length - off} content bytes`, what);
   return { tag, content: v.subarray(off) };
 }
 
 function derSmallUint(v: Uint8Array, what: string): number {
   const { tag, content } = derValue(v, what);
-  if (tag !== 0x02 || content.length === 0 || content.length > 4) throw new EvidenceFormatError(`${what}: expected a small DER INTEGER`, what);
+  if (tag !== 0x02 || content.length === 0 || content.length > 4)
+    throw new EvidenceFormatError(`${what}: expected a small DER INTEGER`, what);
   if (content[0] & 0x80) throw new EvidenceFormatError(`${what}: negative INTEGER`, what);
   let n = 0;
   for (const b of content) n = n * 256 + b;
@@ -134,7 +152,8 @@ export function splitCertificates(data: Uint8Array | string): Uint8Array[] {
   if (text.includes("-----BEGIN")) {
     const out: Uint8Array[] = [];
     const re = /-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g;
-    for (let m = re.exec(text); m; m = re.exec(text)) out.push(new Uint8Array(Buffer.from(m[1].replace(/\s+/g, ""), "base64")));
+    for (let m = re.exec(text); m; m = re.exec(text))
+      out.push(new Uint8Array(Buffer.from(m[1].replace(/\s+/g, ""), "base64")));
     if (out.length === 0) throw new EvidenceFormatError("PEM input holds no CERTIFICATE block", "certificate");
     return out;
   }
@@ -170,7 +189,10 @@ export function parseCert(der: Uint8Array): ParsedCert {
       node,
     };
   } catch (e) {
-    throw new EvidenceFormatError(`certificate does not parse as X.509: ${(e as Error)?.message ?? "malformed"}`, "certificate");
+    throw new EvidenceFormatError(
+      `certificate does not parse as X.509: ${(e as Error)?.message ?? "malformed"}`,
+      "certificate",
+    );
   }
   return remember(parsedCache, sha256, parsed);
 }
@@ -197,16 +219,23 @@ export function parseVek(data: Uint8Array | string): VekCert {
   let kind: "vcek" | "vlek";
   if (p.subjectCN === "SEV-VCEK") kind = "vcek";
   else if (p.subjectCN === "SEV-VLEK") kind = "vlek";
-  else throw new EvidenceFormatError(`VEK subject CN must be SEV-VCEK or SEV-VLEK, got '${p.subjectCN}'`, "vek.subject");
+  else
+    throw new EvidenceFormatError(`VEK subject CN must be SEV-VCEK or SEV-VLEK, got '${p.subjectCN}'`, "vek.subject");
   const details = p.publicKey.asymmetricKeyDetails;
   if (p.publicKey.asymmetricKeyType !== "ec" || details?.namedCurve !== "secp384r1") {
-    throw new EvidenceFormatError(`VEK public key must be EC P-384, got ${p.publicKey.asymmetricKeyType} ${details?.namedCurve ?? ""}`.trim(), "vek.publicKey");
+    throw new EvidenceFormatError(
+      `VEK public key must be EC P-384, got ${p.publicKey.asymmetricKeyType} ${details?.namedCurve ?? ""}`.trim(),
+      "vek.publicKey",
+    );
   }
   const ext = new Map<string, Uint8Array>();
   try {
     for (const e of new x509.X509Certificate(der).extensions) ext.set(e.type, new Uint8Array(e.value));
   } catch (e) {
-    throw new EvidenceFormatError(`VEK extensions do not parse: ${(e as Error)?.message ?? "malformed"}`, "vek.extensions");
+    throw new EvidenceFormatError(
+      `VEK extensions do not parse: ${(e as Error)?.message ?? "malformed"}`,
+      "vek.extensions",
+    );
   }
   const int = (oid: string, name: string, required: boolean): number | undefined => {
     const v = ext.get(oid);
@@ -219,7 +248,8 @@ export function parseVek(data: Uint8Array | string): VekCert {
     return n;
   };
   const nameExt = ext.get(OID.productName);
-  if (!nameExt) throw new EvidenceFormatError(`VEK lacks the productName extension (${OID.productName})`, "vek.productName");
+  if (!nameExt)
+    throw new EvidenceFormatError(`VEK lacks the productName extension (${OID.productName})`, "vek.productName");
   const productName = derString(nameExt, "vek.productName");
   const product = productFromName(productName);
   const spl: VekCert["spl"] = {
@@ -335,13 +365,25 @@ function parseCrlFor(crlBytes: Uint8Array, ark: ParsedCert): ParsedCrl {
       const hash = (alg.hash?.name ?? "SHA-384").replace("-", "").toLowerCase();
       let sigOk: boolean;
       try {
-        const k = alg.name === "RSA-PSS" ? { key: ark.publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: alg.saltLength ?? 48 } : ark.publicKey;
-        sigOk = cryptoVerify(hash, new Uint8Array((crl as unknown as { tbs: ArrayBuffer }).tbs), k, new Uint8Array(crl.signature));
+        const k =
+          alg.name === "RSA-PSS"
+            ? { key: ark.publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: alg.saltLength ?? 48 }
+            : ark.publicKey;
+        sigOk = cryptoVerify(
+          hash,
+          new Uint8Array((crl as unknown as { tbs: ArrayBuffer }).tbs),
+          k,
+          new Uint8Array(crl.signature),
+        );
       } catch {
         sigOk = false;
       }
       out = sigOk
-        ? { nextUpdate: crl.nextUpdate, thisUpdate: crl.thisUpdate, revoked: new Map(crl.entries.map((e) => [serialKey(e.serialNumber), e.revocationDate])) }
+        ? {
+            nextUpdate: crl.nextUpdate,
+            thisUpdate: crl.thisUpdate,
+            revoked: new Map(crl.entries.map((e) => [serialKey(e.serialNumber), e.revocationDate])),
+          }
         : { error: "CRL signature does not verify with the ARK" };
     }
   }
@@ -355,6 +397,13 @@ function checkCrlUnguarded(crlBytes: Uint8Array, ark: ParsedCert, subject: Parse
     return { ok: false, detail: `CRL is stale (nextUpdate ${crl.nextUpdate.toISOString()})` };
   }
   const revokedAt = crl.revoked!.get(serialKey(subject.serial));
-  if (revokedAt) return { ok: false, detail: `${subject.subjectCN} (serial ${subject.serial}) is revoked since ${revokedAt.toISOString()}` };
-  return { ok: true, detail: `${subject.subjectCN} is not on the ARK's CRL (${crl.revoked!.size} entries, thisUpdate ${crl.thisUpdate!.toISOString()})` };
+  if (revokedAt)
+    return {
+      ok: false,
+      detail: `${subject.subjectCN} (serial ${subject.serial}) is revoked since ${revokedAt.toISOString()}`,
+    };
+  return {
+    ok: true,
+    detail: `${subject.subjectCN} is not on the ARK's CRL (${crl.revoked!.size} entries, thisUpdate ${crl.thisUpdate!.toISOString()})`,
+  };
 }

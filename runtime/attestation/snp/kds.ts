@@ -48,7 +48,10 @@ export function crlPath(product: SnpProduct, role: KdsRole): string {
 /** Cache file for a KDS path: stable, filesystem-safe, one file per object. */
 function cacheFile(dir: string, urlPath: string): string {
   const [p, q] = urlPath.split("?");
-  const parts = p.split("/").filter(Boolean).map((s) => s.replace(/[^A-Za-z0-9._-]/g, "_"));
+  const parts = p
+    .split("/")
+    .filter(Boolean)
+    .map((s) => s.replace(/[^A-Za-z0-9._-]/g, "_"));
   const leaf = q ? `${parts.pop()}_${q.replace(/[^A-Za-z0-9]+/g, "_")}` : parts.pop()!;
   return path.join(dir, ...parts, leaf + ".bin");
 }
@@ -72,7 +75,8 @@ export class KdsClient {
 
   /** VCEK (DER) for a chip at a TCB (use REPORTED_TCB, not CURRENT_TCB). */
   vcek(product: SnpProduct, chipId: Uint8Array, tcb: TcbVersion): Promise<Uint8Array> {
-    if (chipId.every((b) => b === 0)) return Promise.reject(new KdsUnavailableError("CHIP_ID is masked (all zero): a VCEK cannot be looked up"));
+    if (chipId.every((b) => b === 0))
+      return Promise.reject(new KdsUnavailableError("CHIP_ID is masked (all zero): a VCEK cannot be looked up"));
     return this.get(vcekPath(product, chipId, tcb));
   }
 

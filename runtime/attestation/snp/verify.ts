@@ -195,7 +195,8 @@ class Checks {
   }
   /** Marks every not-yet-listed SNP check as failed because an earlier step stopped verification. */
   skipRest(reason: string): void {
-    for (const id of SNP_CHECK_IDS) if (!this.list.some((c) => c.id === id)) this.add(id, false, `not evaluated: ${reason}`);
+    for (const id of SNP_CHECK_IDS)
+      if (!this.list.some((c) => c.id === id)) this.add(id, false, `not evaluated: ${reason}`);
   }
 }
 
@@ -217,7 +218,12 @@ function reportSignature(report: SnpReport): Buffer {
 /** ECDSA P-384/SHA-384 over report[0, 0x2A0), signature as IEEE-P1363 r ‖ s (node:crypto: the faster path, see bench/). */
 export function reportSignatureValid(report: SnpReport, vek: VekCert): boolean {
   try {
-    return cryptoVerify("sha384", report.raw.subarray(0, SIGNED_LENGTH), { key: vek.publicKey, dsaEncoding: "ieee-p1363" }, reportSignature(report));
+    return cryptoVerify(
+      "sha384",
+      report.raw.subarray(0, SIGNED_LENGTH),
+      { key: vek.publicKey, dsaEncoding: "ieee-p1363" },
+      reportSignature(report),
+    );
   } catch {
     return false;
   }
@@ -230,7 +236,13 @@ export function reportSignatureValid(report: SnpReport, vek: VekCert): boolean {
 export function reportSignatureValidAsync(report: SnpReport, vek: VekCert): Promise<boolean> {
   return new Promise((resolve) => {
     try {
-      cryptoVerify("sha384", report.raw.subarray(0, SIGNED_LENGTH), { key: vek.publicKey, dsaEncoding: "ieee-p1363" }, reportSignature(report), (err, ok) => resolve(!err && ok));
+      cryptoVerify(
+        "sha384",
+        report.raw.subarray(0, SIGNED_LENGTH),
+        { key: vek.publicKey, dsaEncoding: "ieee-p1363" },
+        reportSignature(report),
+        (err, ok) => resolve(!err && ok),
+      );
     } catch {
       resolve(false);
     }
@@ -253,7 +265,11 @@ export async function verifySnp(input: SnpVerifyInput, opts: SnpVerifyOptions): 
   try {
     report = parseReport(input.report);
   } catch (e) {
-    c.add("snp.report", false, e instanceof EvidenceFormatError ? e.message : `unreadable report: ${(e as Error).message}`);
+    c.add(
+      "snp.report",
+      false,
+      e instanceof EvidenceFormatError ? e.message : `unreadable report: ${(e as Error).message}`,
+    );
     return finish("the report does not parse");
   }
   result.report = report;
@@ -277,7 +293,12 @@ export async function verifySnp(input: SnpVerifyInput, opts: SnpVerifyOptions): 
         vekBytes = vekEntry.data;
         vekOrigin = `certificate table (${report.signingKey.toUpperCase()} GUID)`;
       }
-      caCertsFrom(entries.filter((e) => e.guid === CERT_GUID.ask || e.guid === CERT_GUID.ark).map((e) => e.data), evidenceCas, problems, "certificate table");
+      caCertsFrom(
+        entries.filter((e) => e.guid === CERT_GUID.ask || e.guid === CERT_GUID.ark).map((e) => e.data),
+        evidenceCas,
+        problems,
+        "certificate table",
+      );
     } catch (e) {
       c.add("snp.report", false, `version ${report.version} report; ${(e as Error).message}`);
       return finish("the certificate table does not parse");
@@ -314,11 +335,17 @@ export async function verifySnp(input: SnpVerifyInput, opts: SnpVerifyOptions): 
       const contents = readCertDir(trust.certDir);
       addConfigured(configuredCasOf(contents, contents.certs, `certificate directory ${trust.certDir}`));
     } catch (e) {
-      problems.push(`certificate directory ${trust.certDir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      problems.push(
+        `certificate directory ${trust.certDir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      );
     }
   }
   for (const a of trust.simulated ?? []) addConfigured(configuredCasOf(a, a.caCerts, "simulated anchor"));
-  c.add("snp.report", true, `version ${report.version} report, signed by the ${report.signingKey.toUpperCase()}, strict format checks passed`);
+  c.add(
+    "snp.report",
+    true,
+    `version ${report.version} report, signed by the ${report.signingKey.toUpperCase()}, strict format checks passed`,
+  );
 
   let vek: VekCert | undefined;
   let vekError: string | undefined;
@@ -334,7 +361,8 @@ export async function verifySnp(input: SnpVerifyInput, opts: SnpVerifyOptions): 
   let product: SnpProduct | undefined;
   let productHow: string;
   // A v3+ report whose CPUID bytes are all zero (firmware that did not fill them) is treated like v2.
-  const cpuidKnown = report.cpuid !== undefined && (report.cpuid.family | report.cpuid.model | report.cpuid.stepping) !== 0;
+  const cpuidKnown =
+    report.cpuid !== undefined && (report.cpuid.family | report.cpuid.model | report.cpuid.stepping) !== 0;
   if (report.cpuid && cpuidKnown) {
     product = productFromCpuid(report.cpuid.family, report.cpuid.model);
     productHow = `CPUID family 0x${report.cpuid.family.toString(16)} model 0x${report.cpuid.model.toString(16)}`;
@@ -349,7 +377,11 @@ export async function verifySnp(input: SnpVerifyInput, opts: SnpVerifyOptions): 
     product = vek.product;
     productHow = `VEK productName '${vek.productName}' (v${report.version} report without CPUID fields)`;
   } else {
-    c.add("snp.product", false, `v${report.version} report without CPUID fields and no VEK names the product: pass the product (milan|genoa|turin)${vekError ? `; ${vekError}` : ""}`);
+    c.add(
+      "snp.product",
+      false,
+      `v${report.version} report without CPUID fields and no VEK names the product: pass the product (milan|genoa|turin)${vekError ? `; ${vekError}` : ""}`,
+    );
     return finish("unknown product");
   }
   if (input.product && input.product !== product) {
@@ -368,7 +400,8 @@ export async function verifySnp(input: SnpVerifyInput, opts: SnpVerifyOptions): 
   // 4. fetch what is missing from KDS (VCEK by chip + REPORTED_TCB; chain; never VLEKs)
   const kds = kdsOf(trust);
   if (!vek && !vekError) {
-    if (report.signingKey === "vlek") vekError = "no VLEK supplied (VLEKs travel with the evidence; KDS does not serve them publicly)";
+    if (report.signingKey === "vlek")
+      vekError = "no VLEK supplied (VLEKs travel with the evidence; KDS does not serve them publicly)";
     else if (!kds) vekError = "no VCEK supplied and no KDS configured";
     else {
       try {
@@ -384,15 +417,25 @@ export async function verifySnp(input: SnpVerifyInput, opts: SnpVerifyOptions): 
     return finish("no usable endorsement key");
   }
   if (vek.kind !== report.signingKey) {
-    c.add("snp.vek", false, `the report says it is signed by the ${report.signingKey.toUpperCase()} but the supplied key is a ${vek.kind.toUpperCase()}`);
+    c.add(
+      "snp.vek",
+      false,
+      `the report says it is signed by the ${report.signingKey.toUpperCase()} but the supplied key is a ${vek.kind.toUpperCase()}`,
+    );
     return finish("wrong kind of endorsement key");
   }
   result.vek = vek;
-  c.add("snp.vek", true, `${vek.kind.toUpperCase()} from ${vekOrigin}: productName '${vek.productName}', ${vek.cspId ? `cspID '${vek.cspId}'` : `hwID ${hex(vek.hwId!).slice(0, 16)}…`}`);
+  c.add(
+    "snp.vek",
+    true,
+    `${vek.kind.toUpperCase()} from ${vekOrigin}: productName '${vek.productName}', ${vek.cspId ? `cspID '${vek.cspId}'` : `hwID ${hex(vek.hwId!).slice(0, 16)}…`}`,
+  );
 
   // 5. chain to a pinned ARK
   const role = vek.kind === "vlek" ? "asvk" : "ask";
-  const simAnchors: SimulatedSnpAnchor[] = (trust.simulated ?? []).filter((a) => a.simulated === true && a.product === product);
+  const simAnchors: SimulatedSnpAnchor[] = (trust.simulated ?? []).filter(
+    (a) => a.simulated === true && a.product === product,
+  );
   const pinned = new Map<string, boolean>([[PINNED_ARK_SHA256[product], false]]);
   for (const a of simAnchors) pinned.set(a.arkSha256.toLowerCase(), true);
   const findArk = () => cas.find((x) => x.role === "ark" && x.product === product && pinned.has(x.sha256));
@@ -407,12 +450,20 @@ export async function verifySnp(input: SnpVerifyInput, opts: SnpVerifyOptions): 
   const foreignArk = evidenceCas.find((x) => x.role === "ark" && x.product === product && !pinned.has(x.sha256));
   const ark = findArk();
   if (foreignArk) {
-    c.add("snp.chain.ark", false, `the evidence carries an ARK-${product} (SHA-256 ${foreignArk.sha256}) that is not the pinned root`);
+    c.add(
+      "snp.chain.ark",
+      false,
+      `the evidence carries an ARK-${product} (SHA-256 ${foreignArk.sha256}) that is not the pinned root`,
+    );
     return finish("untrusted root");
   }
   if (!ark) {
     const why = problems.length ? ` (${problems.join("; ")})` : "";
-    c.add("snp.chain.ark", false, `no ARK-${product} with a pinned fingerprint is available from the evidence, the certificate directory or KDS${why}`);
+    c.add(
+      "snp.chain.ark",
+      false,
+      `no ARK-${product} with a pinned fingerprint is available from the evidence, the certificate directory or KDS${why}`,
+    );
     return finish("no trusted root");
   }
   result.ark = ark;
@@ -421,58 +472,107 @@ export async function verifySnp(input: SnpVerifyInput, opts: SnpVerifyOptions): 
     c.add("snp.chain.ark", false, `ARK ${ark.subjectCN} is pinned but its self-signature does not verify`);
     return finish("broken root");
   }
-  c.add("snp.chain.ark", true, `${ark.subjectCN} matches the pinned ${result.simulated ? "SIMULATED " : ""}fingerprint ${ark.sha256}`);
+  c.add(
+    "snp.chain.ark",
+    true,
+    `${ark.subjectCN} matches the pinned ${result.simulated ? "SIMULATED " : ""}fingerprint ${ark.sha256}`,
+  );
 
   const interName = role === "asvk" ? `SEV-VLEK-${product} (ASVK)` : `SEV-${product} (ASK)`;
   const interCandidates = cas.filter((x) => x.role === role && x.product === product);
-  const inter = interCandidates.find((x) => issuedBy(vek, x)) ?? interCandidates.find((x) => issuedBy(x, ark)) ?? interCandidates[0];
+  const inter =
+    interCandidates.find((x) => issuedBy(vek, x)) ??
+    interCandidates.find((x) => issuedBy(x, ark)) ??
+    interCandidates[0];
   if (!inter) {
-    c.add("snp.chain.intermediate", false, `no ${interName} is available${problems.length ? ` (${problems.join("; ")})` : ""}`);
+    c.add(
+      "snp.chain.intermediate",
+      false,
+      `no ${interName} is available${problems.length ? ` (${problems.join("; ")})` : ""}`,
+    );
     return finish("incomplete chain");
   }
   result.intermediate = inter;
   const interOk = issuedBy(inter, ark);
-  c.add("snp.chain.intermediate", interOk, interOk
-    ? `${inter.subjectCN} (serial ${inter.serial}) is signed by ${ark.subjectCN}`
-    : `${inter.subjectCN} is not signed by the pinned ${ark.subjectCN}`);
+  c.add(
+    "snp.chain.intermediate",
+    interOk,
+    interOk
+      ? `${inter.subjectCN} (serial ${inter.serial}) is signed by ${ark.subjectCN}`
+      : `${inter.subjectCN} is not signed by the pinned ${ark.subjectCN}`,
+  );
   const vekOk = issuedBy(vek, inter);
-  c.add("snp.chain.vek", vekOk, vekOk
-    ? `${vek.kind.toUpperCase()} is signed by ${inter.subjectCN}`
-    : `${vek.kind.toUpperCase()} (issuer '${vek.issuerCN}') is not signed by ${inter.subjectCN}: forged or altered certificate, or wrong chain`);
+  c.add(
+    "snp.chain.vek",
+    vekOk,
+    vekOk
+      ? `${vek.kind.toUpperCase()} is signed by ${inter.subjectCN}`
+      : `${vek.kind.toUpperCase()} (issuer '${vek.issuerCN}') is not signed by ${inter.subjectCN}: forged or altered certificate, or wrong chain`,
+  );
 
   const expired = [vek, inter, ark].filter((x) => !validAt(x, now));
-  c.add("snp.chain.validity", expired.length === 0, expired.length === 0
-    ? `all certificates valid at ${now.toISOString()} (${vek.kind.toUpperCase()} until ${vek.notAfter.toISOString()})`
-    : expired.map((x) => `${x.subjectCN} is valid only ${x.notBefore.toISOString()} .. ${x.notAfter.toISOString()}, not at ${now.toISOString()}`).join("; "));
+  c.add(
+    "snp.chain.validity",
+    expired.length === 0,
+    expired.length === 0
+      ? `all certificates valid at ${now.toISOString()} (${vek.kind.toUpperCase()} until ${vek.notAfter.toISOString()})`
+      : expired
+          .map(
+            (x) =>
+              `${x.subjectCN} is valid only ${x.notBefore.toISOString()} .. ${x.notAfter.toISOString()}, not at ${now.toISOString()}`,
+          )
+          .join("; "),
+  );
 
   // 6. CRL: ARK-signed, lists revoked ASK/ASVK serials
   await crlCheck(c, trust, kds, product, vek.kind, ark, inter, now);
 
   // 7. the report signature and the key ↔ report binding
   const sigOk = await reportSignatureValidAsync(report, vek);
-  c.add("snp.signature", sigOk, sigOk
-    ? `ECDSA P-384/SHA-384 signature over bytes 0x000..0x29F verifies with the ${vek.kind.toUpperCase()}`
-    : `report signature does not verify with the ${vek.kind.toUpperCase()} (wrong key or altered report)`);
+  c.add(
+    "snp.signature",
+    sigOk,
+    sigOk
+      ? `ECDSA P-384/SHA-384 signature over bytes 0x000..0x29F verifies with the ${vek.kind.toUpperCase()}`
+      : `report signature does not verify with the ${vek.kind.toUpperCase()} (wrong key or altered report)`,
+  );
 
   const certTcb = vekTcb(vek);
   const diffs = tcbComponents(product).filter((k) => (certTcb[k] ?? 0) !== (reportedTcb[k] ?? 0));
-  c.add("snp.tcb", diffs.length === 0, diffs.length === 0
-    ? `REPORTED_TCB (${formatTcb(reportedTcb)}) equals the ${vek.kind.toUpperCase()}'s TCB`
-    : `REPORTED_TCB differs from the ${vek.kind.toUpperCase()}'s TCB in ${diffs.map((k) => `${k} (report ${reportedTcb[k]}, cert ${certTcb[k]})`).join(", ")}`);
+  c.add(
+    "snp.tcb",
+    diffs.length === 0,
+    diffs.length === 0
+      ? `REPORTED_TCB (${formatTcb(reportedTcb)}) equals the ${vek.kind.toUpperCase()}'s TCB`
+      : `REPORTED_TCB differs from the ${vek.kind.toUpperCase()}'s TCB in ${diffs.map((k) => `${k} (report ${reportedTcb[k]}, cert ${certTcb[k]})`).join(", ")}`,
+  );
 
   if (vek.kind === "vlek") {
     c.add("snp.chip-id", true, `VLEK is bound to the cloud provider (${vek.cspId}), not to a chip`);
   } else {
     const want = hwIdOf(report.chipId, product);
     const ok = eqBytes(vek.hwId!, want);
-    c.add("snp.chip-id", ok, ok
-      ? `VCEK hwID equals CHIP_ID${product === "Turin" ? "[0:8]" : ""}`
-      : `VCEK hwID ${hex(vek.hwId!).slice(0, 16)}… belongs to another chip than CHIP_ID ${hex(want).slice(0, 16)}…`);
+    c.add(
+      "snp.chip-id",
+      ok,
+      ok
+        ? `VCEK hwID equals CHIP_ID${product === "Turin" ? "[0:8]" : ""}`
+        : `VCEK hwID ${hex(vek.hwId!).slice(0, 16)}… belongs to another chip than CHIP_ID ${hex(want).slice(0, 16)}…`,
+    );
   }
   return finish();
 }
 
-async function crlCheck(c: Checks, trust: SnpTrustConfig, kds: KdsClient | undefined, product: SnpProduct, role: "vcek" | "vlek", ark: CaCert, inter: CaCert, now: Date): Promise<void> {
+async function crlCheck(
+  c: Checks,
+  trust: SnpTrustConfig,
+  kds: KdsClient | undefined,
+  product: SnpProduct,
+  role: "vcek" | "vlek",
+  ark: CaCert,
+  inter: CaCert,
+  now: Date,
+): Promise<void> {
   const mode = trust.crl ?? "if-available";
   if (mode === "off") {
     c.add("snp.chain.crl", true, "CRL checking is off in the trust configuration");
@@ -506,7 +606,11 @@ async function crlCheck(c: Checks, trust: SnpTrustConfig, kds: KdsClient | undef
   } else if (applicable.length > 0) {
     c.add("snp.chain.crl", true, applicable[0].detail);
   } else if (mode === "require") {
-    c.add("snp.chain.crl", false, `no CRL for ${product} is available and the trust configuration requires one${kdsNote}`);
+    c.add(
+      "snp.chain.crl",
+      false,
+      `no CRL for ${product} is available and the trust configuration requires one${kdsNote}`,
+    );
   } else {
     c.add("snp.chain.crl", true, `no CRL available for ${product}; revocation not checked${kdsNote}`);
   }

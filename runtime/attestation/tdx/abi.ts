@@ -81,7 +81,10 @@ export interface TdxQuote {
 
 /** Bounds-checked little-endian reader that names the field on every failure. */
 class Reader {
-  constructor(private readonly buf: Uint8Array, private readonly base = 0) {}
+  constructor(
+    private readonly buf: Uint8Array,
+    private readonly base = 0,
+  ) {}
   private need(off: number, len: number, field: string): void {
     if (off < 0 || len < 0 || off + len > this.buf.length) {
       throw new EvidenceFormatError(
@@ -116,13 +119,25 @@ export function parseHeader(quote: Uint8Array): QuoteHeader {
     userData: r.bytes(28, 20, "header.user_data"),
   };
   if (header.version !== 4 && header.version !== 5) {
-    throw new EvidenceFormatError(`header.version: ${header.version} is not a TDX DCAP quote version (4 or 5)`, "header.version", 0);
+    throw new EvidenceFormatError(
+      `header.version: ${header.version} is not a TDX DCAP quote version (4 or 5)`,
+      "header.version",
+      0,
+    );
   }
   if (header.attestationKeyType !== ATTESTATION_KEY_TYPE_ECDSA_P256) {
-    throw new EvidenceFormatError(`header.att_key_type: ${header.attestationKeyType}, only 2 (ECDSA P-256) is defined`, "header.att_key_type", 2);
+    throw new EvidenceFormatError(
+      `header.att_key_type: ${header.attestationKeyType}, only 2 (ECDSA P-256) is defined`,
+      "header.att_key_type",
+      2,
+    );
   }
   if (header.teeType !== TEE_TYPE_TDX) {
-    throw new EvidenceFormatError(`header.tee_type: 0x${header.teeType.toString(16)} is not TDX (0x81)`, "header.tee_type", 4);
+    throw new EvidenceFormatError(
+      `header.tee_type: 0x${header.teeType.toString(16)} is not TDX (0x81)`,
+      "header.tee_type",
+      4,
+    );
   }
   return header;
 }
@@ -179,12 +194,25 @@ export function parseQuote(input: Uint8Array): TdxQuote {
     bodyType = r.u16(48, "body_type");
     bodySize = r.u32(50, "body_size");
     bodyOff = 54;
-    const expected = bodyType === BODY_TYPE_TDX10 ? TD_REPORT_BODY_10_SIZE : bodyType === BODY_TYPE_TDX15 ? TD_REPORT_BODY_15_SIZE : undefined;
+    const expected =
+      bodyType === BODY_TYPE_TDX10
+        ? TD_REPORT_BODY_10_SIZE
+        : bodyType === BODY_TYPE_TDX15
+          ? TD_REPORT_BODY_15_SIZE
+          : undefined;
     if (expected === undefined) {
-      throw new EvidenceFormatError(`body_type: ${bodyType} is not a TD report (2 = TDX 1.0, 3 = TDX 1.5)`, "body_type", 48);
+      throw new EvidenceFormatError(
+        `body_type: ${bodyType} is not a TD report (2 = TDX 1.0, 3 = TDX 1.5)`,
+        "body_type",
+        48,
+      );
     }
     if (bodySize !== expected) {
-      throw new EvidenceFormatError(`body_size: ${bodySize} does not match body type ${bodyType} (${expected})`, "body_size", 50);
+      throw new EvidenceFormatError(
+        `body_size: ${bodySize} does not match body type ${bodyType} (${expected})`,
+        "body_size",
+        50,
+      );
     }
   }
   const body = parseTdReportBody(quote, bodyOff, bodySize);
@@ -198,7 +226,11 @@ export function parseQuote(input: Uint8Array): TdxQuote {
   const attestationKey = s.bytes(64, 64, "signature_data.attestation_key");
   const outerType = s.u16(128, "certification_data.type");
   if (outerType !== CERT_DATA_QE_REPORT) {
-    throw new EvidenceFormatError(`certification_data.type: ${outerType}, expected 6 (QE report certification data)`, "certification_data.type", sigOff + 128);
+    throw new EvidenceFormatError(
+      `certification_data.type: ${outerType}, expected 6 (QE report certification data)`,
+      "certification_data.type",
+      sigOff + 128,
+    );
   }
   const outerSize = s.u32(130, "certification_data.size");
   const outer = s.bytes(134, outerSize, "certification_data");
@@ -217,7 +249,11 @@ export function parseQuote(input: Uint8Array): TdxQuote {
   const innerOff = 450 + authLen;
   const innerType = o.u16(innerOff, "pck_cert_chain.type");
   if (innerType !== CERT_DATA_PCK_CHAIN) {
-    throw new EvidenceFormatError(`pck_cert_chain.type: ${innerType}, expected 5 (PCK certificate chain, PEM)`, "pck_cert_chain.type", sigOff + 134 + innerOff);
+    throw new EvidenceFormatError(
+      `pck_cert_chain.type: ${innerType}, expected 5 (PCK certificate chain, PEM)`,
+      "pck_cert_chain.type",
+      sigOff + 134 + innerOff,
+    );
   }
   const chainLen = o.u32(innerOff + 2, "pck_cert_chain.size");
   const chain = o.bytes(innerOff + 6, chainLen, "pck_cert_chain");
@@ -277,7 +313,11 @@ export function parseTdReport(buf: Uint8Array): TdReport {
   const f = (off: number, len: number, name: string) => r.bytes(off, len, `td_report.${name}`);
   const reportType = f(0, 4, "report_type");
   if (reportType[0] !== 0x81) {
-    throw new EvidenceFormatError(`td_report.report_type: type 0x${reportType[0].toString(16)} is not TDX (0x81)`, "td_report.report_type", 0);
+    throw new EvidenceFormatError(
+      `td_report.report_type: type 0x${reportType[0].toString(16)} is not TDX (0x81)`,
+      "td_report.report_type",
+      0,
+    );
   }
   const info = 512;
   return {
@@ -291,6 +331,11 @@ export function parseTdReport(buf: Uint8Array): TdReport {
     mrConfigId: f(info + 64, 48, "mr_config_id"),
     mrOwner: f(info + 112, 48, "mr_owner"),
     mrOwnerConfig: f(info + 160, 48, "mr_owner_config"),
-    rtmrs: [f(info + 208, 48, "rtmr0"), f(info + 256, 48, "rtmr1"), f(info + 304, 48, "rtmr2"), f(info + 352, 48, "rtmr3")],
+    rtmrs: [
+      f(info + 208, 48, "rtmr0"),
+      f(info + 256, 48, "rtmr1"),
+      f(info + 304, 48, "rtmr2"),
+      f(info + 352, 48, "rtmr3"),
+    ],
   };
 }

@@ -150,10 +150,19 @@ function verifySignedJson(text: string, member: string, signer: X509Certificate 
   const body = (inner && typeof inner === "object" ? inner : {}) as Record<string, unknown>;
   const raw = rawJsonMember(text, member);
   const sig = typeof outer?.signature === "string" ? Buffer.from(outer.signature, "hex") : Buffer.alloc(0);
-  if (!signer) return { body, ok: false, detail: `${member}: no valid Intel SGX TCB Signing certificate chaining to the root was supplied` };
+  if (!signer)
+    return {
+      body,
+      ok: false,
+      detail: `${member}: no valid Intel SGX TCB Signing certificate chaining to the root was supplied`,
+    };
   if (!raw || sig.length !== 64) return { body, ok: false, detail: `${member}: missing body or 64-byte signature` };
   const ok = verifyP256(Buffer.from(raw, "utf8"), signer.publicKey, sig);
-  return { body, ok, detail: ok ? `${member} signed by the Intel SGX TCB Signing key` : `${member} signature does not verify` };
+  return {
+    body,
+    ok,
+    detail: ok ? `${member} signed by the Intel SGX TCB Signing key` : `${member} signature does not verify`,
+  };
 }
 
 function freshness(body: Record<string, unknown>, now: Date): string | undefined {
@@ -181,10 +190,16 @@ interface TcbLevel {
 const arr = <T>(x: unknown): T[] => (Array.isArray(x) ? (x as T[]) : []);
 /** An SVN from collateral; anything that is not a number can never be met. */
 const svnOf = (c: { svn?: unknown } | null | undefined): number => (typeof c?.svn === "number" ? c.svn : Infinity);
-const isvOf = (l: TcbLevel | null | undefined): number => (typeof l?.tcb?.isvsvn === "number" ? l.tcb.isvsvn : Infinity);
+const isvOf = (l: TcbLevel | null | undefined): number =>
+  typeof l?.tcb?.isvsvn === "number" ? l.tcb.isvsvn : Infinity;
 
 /** The first TCB level the platform meets (go-tdx-guest getMatchingTcbLevel). */
-export function matchPlatformLevel(levels: TcbLevel[], sgxComps: number[], pceSvn: number, teeTcbSvn: Uint8Array): TcbLevel | undefined {
+export function matchPlatformLevel(
+  levels: TcbLevel[],
+  sgxComps: number[],
+  pceSvn: number,
+  teeTcbSvn: Uint8Array,
+): TcbLevel | undefined {
   const skipModuleBytes = teeTcbSvn[1] > 0;
   return arr<TcbLevel>(levels).find((l) => {
     const sgx = arr<{ svn: number }>(l?.tcb?.sgxtcbcomponents);
@@ -197,7 +212,12 @@ export function matchPlatformLevel(levels: TcbLevel[], sgxComps: number[], pceSv
 }
 
 /** Verifies the collateral and derives the TCB statuses of a quote whose PCK chain already verified. */
-export async function evaluateCollateral(quote: TdxQuote, chain: PckChain, col: TdxCollateral, now: Date): Promise<CollateralResult> {
+export async function evaluateCollateral(
+  quote: TdxQuote,
+  chain: PckChain,
+  col: TdxCollateral,
+  now: Date,
+): Promise<CollateralResult> {
   const checks: Check[] = [];
   const info: Record<string, unknown> = {};
   const ext = chain.extension;
@@ -216,7 +236,8 @@ export async function evaluateCollateral(quote: TdxQuote, chain: PckChain, col: 
     if (commonName(c.subject) !== "Intel SGX TCB Signing") continue;
     let signed: boolean;
     try {
-      signed = c.issuer === chain.root.subject && c.verify(chain.root.publicKey) && c.publicKey.asymmetricKeyType === "ec";
+      signed =
+        c.issuer === chain.root.subject && c.verify(chain.root.publicKey) && c.publicKey.asymmetricKeyType === "ec";
     } catch {
       signed = false;
     }
@@ -236,7 +257,9 @@ export async function evaluateCollateral(quote: TdxQuote, chain: PckChain, col: 
     checks.push({
       id: "tdx.collateral.signer",
       ok: signer !== undefined,
-      detail: signer ? `TCB Signing certificate chains to root ${rootFp.slice(0, 16)}…` : signerFaults.join("; ") || "no Intel SGX TCB Signing certificate supplied",
+      detail: signer
+        ? `TCB Signing certificate chains to root ${rootFp.slice(0, 16)}…`
+        : signerFaults.join("; ") || "no Intel SGX TCB Signing certificate supplied",
     });
   }
 
@@ -245,19 +268,30 @@ export async function evaluateCollateral(quote: TdxQuote, chain: PckChain, col: 
   if (col.tcbInfos.length && ext) {
     const text = col.tcbInfos.find((t) => String(member(t, "tcbInfo")?.fmspc).toLowerCase() === ext.fmspc);
     if (!text) {
-      checks.push({ id: "tdx.collateral.tcb-info", ok: false, detail: `no TCB info for FMSPC ${ext.fmspc} among ${col.tcbInfos.length} supplied` });
+      checks.push({
+        id: "tdx.collateral.tcb-info",
+        ok: false,
+        detail: `no TCB info for FMSPC ${ext.fmspc} among ${col.tcbInfos.length} supplied`,
+      });
     } else {
       const s = verifySignedJson(text, "tcbInfo", signer);
       const t = s.body;
       const faults: string[] = s.ok ? [] : [s.detail];
       if (t.id !== "TDX") faults.push(`tcbInfo.id '${String(t.id)}' is not TDX`);
-      if (String(t.pceId).toLowerCase() !== ext.pceId) faults.push(`tcbInfo.pceId ${String(t.pceId)} ≠ PCK PCEID ${ext.pceId}`);
+      if (String(t.pceId).toLowerCase() !== ext.pceId)
+        faults.push(`tcbInfo.pceId ${String(t.pceId)} ≠ PCK PCEID ${ext.pceId}`);
       const stale = freshness(t, now);
       if (stale) faults.push(`tcbInfo ${stale}`);
       const mod = (t.tdxModule ?? {}) as Record<string, unknown>;
-      if (String(mod.mrsigner ?? "").toLowerCase() !== hex(quote.body.mrSignerSeam)) faults.push("tdxModule.mrsigner ≠ MRSIGNERSEAM");
-      if (!maskEq(quote.body.seamAttributes, mod.attributesMask, mod.attributes)) faults.push("SEAMATTRIBUTES do not match tdxModule.attributes under its mask");
-      checks.push({ id: "tdx.collateral.tcb-info", ok: faults.length === 0, detail: faults.length ? faults.join("; ") : `TCB info for FMSPC ${ext.fmspc} verifies and is fresh` });
+      if (String(mod.mrsigner ?? "").toLowerCase() !== hex(quote.body.mrSignerSeam))
+        faults.push("tdxModule.mrsigner ≠ MRSIGNERSEAM");
+      if (!maskEq(quote.body.seamAttributes, mod.attributesMask, mod.attributes))
+        faults.push("SEAMATTRIBUTES do not match tdxModule.attributes under its mask");
+      checks.push({
+        id: "tdx.collateral.tcb-info",
+        ok: faults.length === 0,
+        detail: faults.length ? faults.join("; ") : `TCB info for FMSPC ${ext.fmspc} verifies and is fresh`,
+      });
 
       const levels = arr<TcbLevel>(t.tcbLevels);
       const level = matchPlatformLevel(levels, ext.sgxTcbComponents, ext.pceSvn, quote.body.teeTcbSvn);
@@ -271,14 +305,21 @@ export async function evaluateCollateral(quote: TdxQuote, chain: PckChain, col: 
         const ident = arr<Record<string, unknown> | null>(t.tdxModuleIdentities).find((m) => m?.id === id);
         let moduleStatus = "Unsupported";
         if (!ident) {
-          checks.push({ id: "tdx.collateral.module-identity", ok: false, detail: `TCB info has no identity ${id} for this TDX module` });
+          checks.push({
+            id: "tdx.collateral.module-identity",
+            ok: false,
+            detail: `TCB info has no identity ${id} for this TDX module`,
+          });
         } else {
           const okSigner = String(ident.mrsigner ?? "").toLowerCase() === hex(quote.body.mrSignerSeam);
           const okAttr = maskEq(quote.body.seamAttributes, ident.attributesMask, ident.attributes);
           checks.push({
             id: "tdx.collateral.module-identity",
             ok: okSigner && okAttr,
-            detail: okSigner && okAttr ? `TDX module identity ${id} matches` : `TDX module identity ${id}: mrsigner or attributes differ`,
+            detail:
+              okSigner && okAttr
+                ? `TDX module identity ${id} matches`
+                : `TDX module identity ${id}: mrsigner or attributes differ`,
           });
           const ml = arr<TcbLevel>(ident.tcbLevels).find((l) => isvOf(l) <= quote.body.teeTcbSvn[0]);
           moduleStatus = ml ? String(ml.tcbStatus) : "Unsupported";
@@ -299,14 +340,20 @@ export async function evaluateCollateral(quote: TdxQuote, chain: PckChain, col: 
     if (e.id !== "TD_QE") faults.push(`enclaveIdentity.id '${String(e.id)}' is not TD_QE`);
     const stale = freshness(e, now);
     if (stale) faults.push(`QE identity ${stale}`);
-    if (String(e.mrsigner ?? "").toLowerCase() !== hex(qe.mrSigner)) faults.push(`QE MRSIGNER ${hex(qe.mrSigner)} ≠ identity ${String(e.mrsigner)}`);
+    if (String(e.mrsigner ?? "").toLowerCase() !== hex(qe.mrSigner))
+      faults.push(`QE MRSIGNER ${hex(qe.mrSigner)} ≠ identity ${String(e.mrsigner)}`);
     if (e.isvprodid !== qe.isvProdId) faults.push(`QE ISVPRODID ${qe.isvProdId} ≠ identity ${String(e.isvprodid)}`);
     const misc = Buffer.alloc(4);
     misc.writeUInt32BE(qe.miscSelect >>> 0);
     // MISCSELECT is little-endian in the report; the identity writes it as a big-endian hex number.
     if (!maskEq(misc, e.miscselectMask, e.miscselect)) faults.push("QE MISCSELECT does not match under the mask");
-    if (!maskEq(qe.attributes, e.attributesMask, e.attributes)) faults.push("QE ATTRIBUTES do not match under the mask");
-    checks.push({ id: "tdx.collateral.qe-identity", ok: faults.length === 0, detail: faults.length ? faults.join("; ") : `QE identity verifies and matches (ISVSVN ${qe.isvSvn})` });
+    if (!maskEq(qe.attributes, e.attributesMask, e.attributes))
+      faults.push("QE ATTRIBUTES do not match under the mask");
+    checks.push({
+      id: "tdx.collateral.qe-identity",
+      ok: faults.length === 0,
+      detail: faults.length ? faults.join("; ") : `QE identity verifies and matches (ISVSVN ${qe.isvSvn})`,
+    });
     const level = arr<TcbLevel>(e.tcbLevels).find((l) => isvOf(l) <= qe.isvSvn);
     const qeStatus = level ? String(level.tcbStatus) : "Unsupported";
     info.qeTcbStatus = qeStatus;
@@ -338,11 +385,18 @@ export async function evaluateCollateral(quote: TdxQuote, chain: PckChain, col: 
     }
     if (!signed) faults.push(`CRL is not signed by ${cn}`);
     if (crl.thisUpdate.getTime() > now.getTime()) faults.push("CRL thisUpdate is in the future");
-    if (!crl.nextUpdate || crl.nextUpdate.getTime() < now.getTime()) faults.push(`CRL stale (nextUpdate ${crl.nextUpdate?.toISOString() ?? "absent"})`);
+    if (!crl.nextUpdate || crl.nextUpdate.getTime() < now.getTime())
+      faults.push(`CRL stale (nextUpdate ${crl.nextUpdate?.toISOString() ?? "absent"})`);
     const serial = normSerial(subject.serialNumber);
     const revoked = crl.entries.some((e) => normSerial(e.serialNumber) === serial);
     if (revoked) faults.push(`certificate '${commonName(subject.subject)}' serial ${serial} is REVOKED`);
-    checks.push({ id, ok: faults.length === 0, detail: faults.length ? faults.join("; ") : `${cn} CRL verifies, is fresh and does not list '${commonName(subject.subject)}'` });
+    checks.push({
+      id,
+      ok: faults.length === 0,
+      detail: faults.length
+        ? faults.join("; ")
+        : `${cn} CRL verifies, is fresh and does not list '${commonName(subject.subject)}'`,
+    });
     if (revoked) (statuses ??= []).push("Revoked");
   }
   return { checks, statuses, info };
@@ -376,7 +430,11 @@ export async function fetchPcsCollateral(
 
 const pcsCache = new Map<string, { at: number; col: TdxCollateral }>();
 
-async function fetchPcsUncached(fmspc: string, caType: "platform" | "processor", opts: { fetch?: typeof fetch; timeoutMs?: number }): Promise<TdxCollateral> {
+async function fetchPcsUncached(
+  fmspc: string,
+  caType: "platform" | "processor",
+  opts: { fetch?: typeof fetch; timeoutMs?: number },
+): Promise<TdxCollateral> {
   const get = opts.fetch ?? fetch;
   const col = emptyCollateral();
   const one = async (url: string, chainHeader: string | undefined, binary: boolean) => {

@@ -14,7 +14,8 @@ export interface Tlv {
 export function readTlv(buf: Uint8Array, off: number, field = "der"): Tlv {
   if (off + 2 > buf.length) throw new EvidenceFormatError(`${field}: truncated DER header`, field, off);
   const tag = buf[off];
-  if ((tag & 0x1f) === 0x1f) throw new EvidenceFormatError(`${field}: multi-byte DER tags are not used here`, field, off);
+  if ((tag & 0x1f) === 0x1f)
+    throw new EvidenceFormatError(`${field}: multi-byte DER tags are not used here`, field, off);
   let len = buf[off + 1];
   let p = off + 2;
   if (len & 0x80) {
@@ -31,7 +32,7 @@ export function readTlv(buf: Uint8Array, off: number, field = "der"): Tlv {
 /** The TLVs directly inside a constructed value. */
 export function children(value: Uint8Array, field = "der"): Tlv[] {
   const out: Tlv[] = [];
-  for (let off = 0; off < value.length; ) {
+  for (let off = 0; off < value.length;) {
     const t = readTlv(value, off, field);
     out.push(t);
     off = t.end;
@@ -55,7 +56,8 @@ export function decodeOid(bytes: Uint8Array): string {
 
 /** Non-negative INTEGER / ENUMERATED value that fits a JS number. */
 export function decodeUint(bytes: Uint8Array, field: string): number {
-  if (bytes.length === 0 || bytes.length > 6) throw new EvidenceFormatError(`${field}: integer of ${bytes.length} bytes`, field);
+  if (bytes.length === 0 || bytes.length > 6)
+    throw new EvidenceFormatError(`${field}: integer of ${bytes.length} bytes`, field);
   let v = 0;
   for (const b of bytes) v = v * 256 + b;
   return v;

@@ -8,9 +8,29 @@ import { verifyQuote, type TdxTrustOptions } from "./verify.js";
 import { hex, validateBody, validateTcbStatus, type TdxPolicy } from "./validate.js";
 
 export * from "./abi.js";
-export { INTEL_SGX_ROOT_CA_SHA256, INTEL_TD_QE_MRSIGNER, verifyQuote, type TdxTrustOptions, type QuoteVerification, type PckChain } from "./verify.js";
-export { loadCollateralDir, addCollateralFile, emptyCollateral, evaluateCollateral, fetchPcsCollateral, type TdxCollateral } from "./collateral.js";
-export { validateBody, validateTcbStatus, checkTdxPolicy, DEFAULT_ALLOWED_TCB_STATUSES, type TdxPolicy } from "./validate.js";
+export {
+  INTEL_SGX_ROOT_CA_SHA256,
+  INTEL_TD_QE_MRSIGNER,
+  verifyQuote,
+  type TdxTrustOptions,
+  type QuoteVerification,
+  type PckChain,
+} from "./verify.js";
+export {
+  loadCollateralDir,
+  addCollateralFile,
+  emptyCollateral,
+  evaluateCollateral,
+  fetchPcsCollateral,
+  type TdxCollateral,
+} from "./collateral.js";
+export {
+  validateBody,
+  validateTcbStatus,
+  checkTdxPolicy,
+  DEFAULT_ALLOWED_TCB_STATUSES,
+  type TdxPolicy,
+} from "./validate.js";
 
 export interface TdxVerifyOptions extends TdxTrustOptions {
   policy?: TdxPolicy;
@@ -34,7 +54,11 @@ export function tdxClaims(q: TdxQuote, extra: Record<string, unknown> = {}): Cla
     measurement: hex(b.mrTd),
     rtmrs: b.rtmrs.map(hex),
     reportData: hex(b.reportData),
-    tcb: { teeTcbSvn: hex(b.teeTcbSvn), qeIsvSvn: q.qeReport.isvSvn, ...(b.teeTcbSvn2 ? { teeTcbSvn2: hex(b.teeTcbSvn2) } : {}) },
+    tcb: {
+      teeTcbSvn: hex(b.teeTcbSvn),
+      qeIsvSvn: q.qeReport.isvSvn,
+      ...(b.teeTcbSvn2 ? { teeTcbSvn2: hex(b.teeTcbSvn2) } : {}),
+    },
     debug: tdDebug(b.tdAttributes),
     extra: {
       quoteVersion: q.header.version,
@@ -82,11 +106,19 @@ async function verifyTdxUnguarded(quoteBytes: Uint8Array, options: TdxVerifyOpti
     quote = parseQuote(quoteBytes);
   } catch (e) {
     const msg = e instanceof EvidenceFormatError ? e.message : `unparseable quote: ${(e as Error).message}`;
-    return { accepted: false, simulated: false, checks: [{ id: "tdx.parse", ok: false, detail: msg }], evidenceDigest: evidence };
+    return {
+      accepted: false,
+      simulated: false,
+      checks: [{ id: "tdx.parse", ok: false, detail: msg }],
+      evidenceDigest: evidence,
+    };
   }
   const now = options.now ?? new Date();
   const v = verifyQuote(quote, { ...options, now });
-  const checks: Check[] = [{ id: "tdx.parse", ok: true, detail: `DCAP quote v${quote.header.version}, ${quote.raw.length} bytes` }, ...v.checks];
+  const checks: Check[] = [
+    { id: "tdx.parse", ok: true, detail: `DCAP quote v${quote.header.version}, ${quote.raw.length} bytes` },
+    ...v.checks,
+  ];
   const extra: Record<string, unknown> = {};
   if (v.chain?.extension) {
     extra.fmspc = v.chain.extension.fmspc;
@@ -99,10 +131,18 @@ async function verifyTdxUnguarded(quoteBytes: Uint8Array, options: TdxVerifyOpti
     try {
       const f = typeof options.fetchCollateral === "function" ? options.fetchCollateral : undefined;
       collateral = await fetchPcsCollateral(v.chain.extension.fmspc, v.chain.caType, { fetch: f });
-      checks.push({ id: "tdx.collateral.fetch", ok: true, detail: `collateral for FMSPC ${v.chain.extension.fmspc} fetched from the Intel PCS` });
+      checks.push({
+        id: "tdx.collateral.fetch",
+        ok: true,
+        detail: `collateral for FMSPC ${v.chain.extension.fmspc} fetched from the Intel PCS`,
+      });
     } catch (e) {
       // Without collateral the verdict rests on the signature chain; policy.requireCollateral makes that fatal.
-      checks.push({ id: "tdx.collateral.fetch", ok: options.policy?.requireCollateral !== true, detail: `Intel PCS unreachable, TCB status not evaluated: ${(e as Error).message}` });
+      checks.push({
+        id: "tdx.collateral.fetch",
+        ok: options.policy?.requireCollateral !== true,
+        detail: `Intel PCS unreachable, TCB status not evaluated: ${(e as Error).message}`,
+      });
     }
   }
   if (collateral && v.chain) {
@@ -112,7 +152,12 @@ async function verifyTdxUnguarded(quoteBytes: Uint8Array, options: TdxVerifyOpti
     Object.assign(extra, c.info);
   }
   checks.push(...validateBody(quote.body, options.policy), ...validateTcbStatus(statuses, options.policy));
-  if (v.simulated) checks.push({ id: "tdx.simulated", ok: true, detail: "evidence chains to a SIMULATED root configured by the caller: not genuine Intel hardware" });
+  if (v.simulated)
+    checks.push({
+      id: "tdx.simulated",
+      ok: true,
+      detail: "evidence chains to a SIMULATED root configured by the caller: not genuine Intel hardware",
+    });
   // Claims of a quote whose signatures do not verify are attacker-chosen: only shown in explain mode.
   const authentic = checks.filter((c) => c.id.startsWith("tdx.")).every((c) => c.ok);
   let claims: Claims | undefined;
@@ -124,6 +169,10 @@ async function verifyTdxUnguarded(quoteBytes: Uint8Array, options: TdxVerifyOpti
 }
 
 /** Verdict of a quote under an explicit policy (same as verifyTdx with options.policy). */
-export function appraiseTdx(quoteBytes: Uint8Array, policy: TdxPolicy, options: Omit<TdxVerifyOptions, "policy"> = {}): Promise<Verdict> {
+export function appraiseTdx(
+  quoteBytes: Uint8Array,
+  policy: TdxPolicy,
+  options: Omit<TdxVerifyOptions, "policy"> = {},
+): Promise<Verdict> {
   return verifyTdx(quoteBytes, { ...options, policy });
 }

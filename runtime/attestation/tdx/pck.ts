@@ -21,7 +21,8 @@ export function pemCertificates(pem: string, field = "pck_cert_chain"): Uint8Arr
   const re = /-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g;
   for (let m = re.exec(pem); m; m = re.exec(pem)) {
     const b64 = m[1].replace(/\s+/g, "");
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64)) throw new EvidenceFormatError(`${field}: certificate ${out.length} is not base64`, field);
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64))
+      throw new EvidenceFormatError(`${field}: certificate ${out.length} is not base64`, field);
     out.push(Buffer.from(b64, "base64"));
   }
   return out;
@@ -53,7 +54,8 @@ export function findExtension(certDer: Uint8Array, oid: string): Uint8Array | un
 
 export function parsePckExtension(certDer: Uint8Array): PckExtension {
   const raw = findExtension(certDer, SGX_EXTENSION_OID);
-  if (!raw) throw new EvidenceFormatError("pck certificate: no SGX extension (1.2.840.113741.1.13.1)", "pck.sgx_extension");
+  if (!raw)
+    throw new EvidenceFormatError("pck certificate: no SGX extension (1.2.840.113741.1.13.1)", "pck.sgx_extension");
   const f = "pck.sgx_extension";
   const top = readTlv(raw, 0, f);
   const byOid = new Map<string, Uint8Array>();
@@ -86,7 +88,10 @@ export function parsePckExtension(certDer: Uint8Array): PckExtension {
     else if (n === 18) cpuSvn = val.value;
   }
   if (comps.includes(-1) || pceSvn < 0 || !cpuSvn || cpuSvn.length !== 16) {
-    throw new EvidenceFormatError(`${f}.tcb: incomplete (16 component SVNs, PCESVN and a 16-byte CPUSVN are required)`, `${f}.tcb`);
+    throw new EvidenceFormatError(
+      `${f}.tcb: incomplete (16 component SVNs, PCESVN and a 16-byte CPUSVN are required)`,
+      `${f}.tcb`,
+    );
   }
   return {
     fmspc: Buffer.from(fmspc).toString("hex"),

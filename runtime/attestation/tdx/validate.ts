@@ -5,7 +5,12 @@ import type { Check } from "../types.js";
 import { tdDebug, type TdReportBody } from "./abi.js";
 
 /** TCB statuses accepted when the policy names none (Intel's "no action needed or configuration only"). */
-export const DEFAULT_ALLOWED_TCB_STATUSES = ["UpToDate", "SWHardeningNeeded", "ConfigurationNeeded", "ConfigurationAndSWHardeningNeeded"];
+export const DEFAULT_ALLOWED_TCB_STATUSES = [
+  "UpToDate",
+  "SWHardeningNeeded",
+  "ConfigurationNeeded",
+  "ConfigurationAndSWHardeningNeeded",
+];
 
 /** JSON-friendly TDX policy. Hex strings are case-insensitive; an omitted field does not constrain. */
 export interface TdxPolicy {
@@ -49,7 +54,11 @@ function allowList(id: string, name: string, actual: Uint8Array, allowed: string
   if (allowed === undefined) return;
   const a = hex(actual);
   const ok = allowed.map(norm).includes(a);
-  checks.push({ id, ok, detail: ok ? `${name} ${a} is allowed` : `${name} ${a} is not among the ${allowed.length} allowed value(s)` });
+  checks.push({
+    id,
+    ok,
+    detail: ok ? `${name} ${a} is allowed` : `${name} ${a} is not among the ${allowed.length} allowed value(s)`,
+  });
 }
 
 function exact(id: string, name: string, actual: Uint8Array, want: string | undefined, checks: Check[]): void {
@@ -83,7 +92,11 @@ export function validateBody(body: TdReportBody, policy: TdxPolicy = {}): Check[
   exact("policy.xfam", "XFAM", body.xfam, policy.xfam, checks);
   exact("policy.report-data", "REPORTDATA", body.reportData, policy.reportData, checks);
   if (policy.reportData === undefined && policy.requireReportData) {
-    checks.push({ id: "policy.report-data", ok: false, detail: "the policy requires REPORTDATA to be bound to a fresh nonce, but no expected value was given" });
+    checks.push({
+      id: "policy.report-data",
+      ok: false,
+      detail: "the policy requires REPORTDATA to be bound to a fresh nonce, but no expected value was given",
+    });
   }
   if (policy.tdAttributes) {
     const mask = Buffer.from(norm(policy.tdAttributes.mask), "hex");
@@ -92,12 +105,19 @@ export function validateBody(body: TdReportBody, policy: TdxPolicy = {}): Check[
     checks.push({
       id: "policy.td-attributes",
       ok,
-      detail: ok ? `TD_ATTRIBUTES ${hex(body.tdAttributes)} match ${hex(value)} under mask ${hex(mask)}` : `TD_ATTRIBUTES ${hex(body.tdAttributes)} do not match ${hex(value)} under mask ${hex(mask)}`,
+      detail: ok
+        ? `TD_ATTRIBUTES ${hex(body.tdAttributes)} match ${hex(value)} under mask ${hex(mask)}`
+        : `TD_ATTRIBUTES ${hex(body.tdAttributes)} do not match ${hex(value)} under mask ${hex(mask)}`,
     });
   }
   if (policy.mrServiceTd !== undefined) {
     if (body.mrServiceTd) exact("policy.mrservicetd", "MRSERVICETD", body.mrServiceTd, policy.mrServiceTd, checks);
-    else checks.push({ id: "policy.mrservicetd", ok: false, detail: "the policy pins MRSERVICETD but the quote has a TD report 1.0 body (no MRSERVICETD)" });
+    else
+      checks.push({
+        id: "policy.mrservicetd",
+        ok: false,
+        detail: "the policy pins MRSERVICETD but the quote has a TD report 1.0 body (no MRSERVICETD)",
+      });
   }
   if (policy.minTeeTcbSvn !== undefined) {
     const min = Buffer.from(norm(policy.minTeeTcbSvn), "hex");
@@ -106,9 +126,10 @@ export function validateBody(body: TdReportBody, policy: TdxPolicy = {}): Check[
     checks.push({
       id: "policy.tee-tcb-svn",
       ok: low.length === 0,
-      detail: low.length === 0
-        ? `TEE_TCB_SVN ${hex(body.teeTcbSvn)} ≥ ${hex(min)}`
-        : `TEE_TCB_SVN ${hex(body.teeTcbSvn)} below the minimum ${hex(min)} at component(s) ${low.join(", ")}`,
+      detail:
+        low.length === 0
+          ? `TEE_TCB_SVN ${hex(body.teeTcbSvn)} ≥ ${hex(min)}`
+          : `TEE_TCB_SVN ${hex(body.teeTcbSvn)} below the minimum ${hex(min)} at component(s) ${low.join(", ")}`,
     });
   }
   return checks;
@@ -117,19 +138,28 @@ export function validateBody(body: TdReportBody, policy: TdxPolicy = {}): Check[
 /** Policy check on the TCB status derived from collateral (undefined status = no collateral evaluated). */
 export function validateTcbStatus(statuses: string[] | undefined, policy: TdxPolicy = {}): Check[] {
   if (statuses === undefined) {
-    return [{
-      id: "policy.tcb-status",
-      ok: policy.requireCollateral !== true,
-      detail: policy.requireCollateral ? "no collateral was evaluated and the policy requires a TCB status" : "TCB status not evaluated (no collateral supplied)",
-    }];
+    return [
+      {
+        id: "policy.tcb-status",
+        ok: policy.requireCollateral !== true,
+        detail: policy.requireCollateral
+          ? "no collateral was evaluated and the policy requires a TCB status"
+          : "TCB status not evaluated (no collateral supplied)",
+      },
+    ];
   }
   const allowed = policy.allowedTcbStatuses ?? DEFAULT_ALLOWED_TCB_STATUSES;
   const bad = statuses.filter((s) => !allowed.includes(s));
-  return [{
-    id: "policy.tcb-status",
-    ok: bad.length === 0,
-    detail: bad.length === 0 ? `TCB status ${statuses.join(" / ")} is allowed` : `TCB status ${bad.join(", ")} is not in the allowed set (${allowed.join(", ")})`,
-  }];
+  return [
+    {
+      id: "policy.tcb-status",
+      ok: bad.length === 0,
+      detail:
+        bad.length === 0
+          ? `TCB status ${statuses.join(" / ")} is allowed`
+          : `TCB status ${bad.join(", ")} is not in the allowed set (${allowed.join(", ")})`,
+    },
+  ];
 }
 
 /** Throws a message naming the field for a policy JSON that is not a TdxPolicy. */
@@ -137,25 +167,37 @@ export function checkTdxPolicy(p: unknown, where = "tdx policy"): TdxPolicy {
   if (typeof p !== "object" || p === null || Array.isArray(p)) throw new Error(`${where}: must be an object`);
   const o = p as Record<string, unknown>;
   const hexOf = (k: string, bytes: number, v: unknown) => {
-    if (typeof v !== "string" || !/^(0x)?[0-9a-fA-F]*$/.test(v) || norm(v).length !== bytes * 2) throw new Error(`${where}.${k}: expected ${bytes}-byte hex`);
+    if (typeof v !== "string" || !/^(0x)?[0-9a-fA-F]*$/.test(v) || norm(v).length !== bytes * 2)
+      throw new Error(`${where}.${k}: expected ${bytes}-byte hex`);
   };
   const lists: Record<string, number> = { mrTd: 48, rtmr0: 48, rtmr1: 48, rtmr2: 48, rtmr3: 48, mrSeam: 48 };
-  const singles: Record<string, number> = { mrConfigId: 48, mrOwner: 48, mrOwnerConfig: 48, xfam: 8, minTeeTcbSvn: 16, reportData: 64, mrServiceTd: 48 };
+  const singles: Record<string, number> = {
+    mrConfigId: 48,
+    mrOwner: 48,
+    mrOwnerConfig: 48,
+    xfam: 8,
+    minTeeTcbSvn: 16,
+    reportData: 64,
+    mrServiceTd: 48,
+  };
   for (const [k, v] of Object.entries(o)) {
     if (k in lists) {
       if (!Array.isArray(v)) throw new Error(`${where}.${k}: expected an array of hex strings`);
       v.forEach((x, i) => hexOf(`${k}[${i}]`, lists[k], x));
     } else if (k in singles) hexOf(k, singles[k], v);
     else if (k === "tdAttributes") {
-      if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error(`${where}.${k}: expected {mask, value}`);
+      if (typeof v !== "object" || v === null || Array.isArray(v))
+        throw new Error(`${where}.${k}: expected {mask, value}`);
       const a = v as Record<string, unknown>;
-      for (const key of Object.keys(a)) if (key !== "mask" && key !== "value") throw new Error(`${where}.${k}: unknown field '${key}'`);
+      for (const key of Object.keys(a))
+        if (key !== "mask" && key !== "value") throw new Error(`${where}.${k}: unknown field '${key}'`);
       hexOf(`${k}.mask`, 8, a.mask);
       hexOf(`${k}.value`, 8, a.value);
     } else if (k === "allowDebug" || k === "requireCollateral" || k === "requireReportData") {
       if (typeof v !== "boolean") throw new Error(`${where}.${k}: expected a boolean`);
     } else if (k === "allowedTcbStatuses") {
-      if (!Array.isArray(v) || !v.every((x) => typeof x === "string")) throw new Error(`${where}.${k}: expected an array of strings`);
+      if (!Array.isArray(v) || !v.every((x) => typeof x === "string"))
+        throw new Error(`${where}.${k}: expected an array of strings`);
     } else throw new Error(`${where}: unknown field '${k}'`);
   }
   return o as TdxPolicy;

@@ -71,7 +71,12 @@ export function verifyP256(data: Uint8Array, key: KeyObject, rs: Uint8Array): bo
 export function p256KeyFromXY(xy: Uint8Array): KeyObject {
   if (xy.length !== 64) throw new Error(`expected 64 bytes, got ${xy.length}`);
   return createPublicKey({
-    key: { kty: "EC", crv: "P-256", x: Buffer.from(xy.subarray(0, 32)).toString("base64url"), y: Buffer.from(xy.subarray(32)).toString("base64url") },
+    key: {
+      kty: "EC",
+      crv: "P-256",
+      x: Buffer.from(xy.subarray(0, 32)).toString("base64url"),
+      y: Buffer.from(xy.subarray(32)).toString("base64url"),
+    },
     format: "jwk",
   });
 }
@@ -97,7 +102,11 @@ function validAt(cert: X509Certificate, now: Date): boolean {
 }
 
 /** Checks the three-certificate PCK chain. Returns the chain when it is structurally usable. */
-export function verifyPckChain(pem: string, opts: TdxTrustOptions, checks: Check[]): { chain?: PckChain; simulated: boolean } {
+export function verifyPckChain(
+  pem: string,
+  opts: TdxTrustOptions,
+  checks: Check[],
+): { chain?: PckChain; simulated: boolean } {
   const now = opts.now ?? new Date();
   const simulatedRoots = new Set((opts.simulatedRoots ?? []).map((f) => f.toLowerCase().replace(/[^0-9a-f]/g, "")));
   let ders: Uint8Array[];
@@ -106,43 +115,69 @@ export function verifyPckChain(pem: string, opts: TdxTrustOptions, checks: Check
     ders = pemCertificates(pem);
     certs = ders.map((d, i) => parseCertificate(d, `pck_cert_chain[${i}]`));
   } catch (e) {
-    checks.push({ id: "tdx.pck-chain", ok: false, detail: `PCK certificate chain unreadable: ${(e as Error).message}` });
+    checks.push({
+      id: "tdx.pck-chain",
+      ok: false,
+      detail: `PCK certificate chain unreadable: ${(e as Error).message}`,
+    });
     return { simulated: false };
   }
   if (certs.length !== 3) {
-    checks.push({ id: "tdx.pck-chain", ok: false, detail: `PCK certificate chain has ${certs.length} certificates, expected 3 (PCK, PCK CA, root)` });
+    checks.push({
+      id: "tdx.pck-chain",
+      ok: false,
+      detail: `PCK certificate chain has ${certs.length} certificates, expected 3 (PCK, PCK CA, root)`,
+    });
     return { simulated: false };
   }
   const [leaf, intermediate, root] = certs;
   const fp = fingerprint(root);
   const simulated = simulatedRoots.has(fp);
   const faults: string[] = [];
-  if (fp !== INTEL_SGX_ROOT_CA_SHA256 && !simulated) faults.push(`root ${fp} is not the pinned Intel SGX Root CA (${INTEL_SGX_ROOT_CA_SHA256})`);
+  if (fp !== INTEL_SGX_ROOT_CA_SHA256 && !simulated)
+    faults.push(`root ${fp} is not the pinned Intel SGX Root CA (${INTEL_SGX_ROOT_CA_SHA256})`);
   if (commonName(root.subject) !== ROOT_CN) faults.push(`root CN '${commonName(root.subject)}' is not '${ROOT_CN}'`);
   const caType = PCK_CA_CN[commonName(intermediate.subject)];
-  if (!caType) faults.push(`intermediate CN '${commonName(intermediate.subject)}' is neither PCK Platform CA nor PCK Processor CA`);
-  if (commonName(leaf.subject) !== PCK_LEAF_CN) faults.push(`leaf CN '${commonName(leaf.subject)}' is not '${PCK_LEAF_CN}'`);
+  if (!caType)
+    faults.push(
+      `intermediate CN '${commonName(intermediate.subject)}' is neither PCK Platform CA nor PCK Processor CA`,
+    );
+  if (commonName(leaf.subject) !== PCK_LEAF_CN)
+    faults.push(`leaf CN '${commonName(leaf.subject)}' is not '${PCK_LEAF_CN}'`);
   if (!certs.every(isP256)) faults.push("every certificate of the chain must carry an ECDSA P-256 key");
   if (!safeVerify(root, root)) faults.push("root is not self-signed");
   if (!safeVerify(intermediate, root)) faults.push("PCK CA is not signed by the root");
   if (!safeVerify(leaf, intermediate)) faults.push("PCK certificate is not signed by the PCK CA");
-  if (leaf.issuer !== intermediate.subject || intermediate.issuer !== root.subject) faults.push("issuer names do not chain");
+  if (leaf.issuer !== intermediate.subject || intermediate.issuer !== root.subject)
+    faults.push("issuer names do not chain");
   if (!intermediate.ca || !root.ca) faults.push("PCK CA and root must be CA certificates");
   checks.push({
     id: "tdx.pck-chain",
     ok: faults.length === 0,
-    detail: faults.length === 0 ? `PCK chain verifies to the ${simulated ? "SIMULATED root " + fp : "pinned Intel SGX Root CA"}` : faults.join("; "),
+    detail:
+      faults.length === 0
+        ? `PCK chain verifies to the ${simulated ? "SIMULATED root " + fp : "pinned Intel SGX Root CA"}`
+        : faults.join("; "),
   });
-  const expired = certs.filter((c) => !validAt(c, now)).map((c) => `'${commonName(c.subject)}' (${c.validFrom} .. ${c.validTo})`);
+  const expired = certs
+    .filter((c) => !validAt(c, now))
+    .map((c) => `'${commonName(c.subject)}' (${c.validFrom} .. ${c.validTo})`);
   checks.push({
     id: "tdx.pck-validity",
     ok: expired.length === 0,
-    detail: expired.length === 0 ? `all certificates valid at ${now.toISOString()}` : `not valid at ${now.toISOString()}: ${expired.join(", ")}`,
+    detail:
+      expired.length === 0
+        ? `all certificates valid at ${now.toISOString()}`
+        : `not valid at ${now.toISOString()}: ${expired.join(", ")}`,
   });
   let extension: PckExtension | undefined;
   try {
     extension = parsePckExtension(ders[0]);
-    checks.push({ id: "tdx.pck-extension", ok: true, detail: `FMSPC ${extension.fmspc}, PCEID ${extension.pceId}, PCESVN ${extension.pceSvn}` });
+    checks.push({
+      id: "tdx.pck-extension",
+      ok: true,
+      detail: `FMSPC ${extension.fmspc}, PCEID ${extension.pceId}, PCESVN ${extension.pceSvn}`,
+    });
   } catch (e) {
     checks.push({ id: "tdx.pck-extension", ok: false, detail: (e as Error).message });
   }
@@ -179,7 +214,12 @@ export function verifyQuote(quote: TdxQuote, opts: TdxTrustOptions = {}): QuoteV
   checks.push({
     id: "tdx.qe-report-signature",
     ok: qeSigOk,
-    detail: pckKey === undefined ? "no usable PCK certificate to check the QE report signature" : qeSigOk ? "QE report signed by the PCK key" : "QE report signature does not verify with the PCK key",
+    detail:
+      pckKey === undefined
+        ? "no usable PCK certificate to check the QE report signature"
+        : qeSigOk
+          ? "QE report signed by the PCK key"
+          : "QE report signature does not verify with the PCK key",
   });
 
   // The enclave that vouches for the attestation key is Intel's TD QE, not in debug mode.
@@ -189,15 +229,24 @@ export function verifyQuote(quote: TdxQuote, opts: TdxTrustOptions = {}): QuoteV
   if (qeSigner !== INTEL_TD_QE_MRSIGNER) qeFaults.push(`QE MRSIGNER ${qeSigner} is not Intel's TD QE signer`);
   if (qe.isvProdId !== TD_QE_ISVPRODID) qeFaults.push(`QE ISVPRODID ${qe.isvProdId} is not the TD QE (2)`);
   if (qe.attributes[0] & 0x02) qeFaults.push("QE runs in debug mode (ATTRIBUTES.DEBUG)");
-  checks.push({ id: "tdx.qe-identity", ok: qeFaults.length === 0, detail: qeFaults.length ? qeFaults.join("; ") : `Intel TD QE, ISVSVN ${qe.isvSvn}` });
+  checks.push({
+    id: "tdx.qe-identity",
+    ok: qeFaults.length === 0,
+    detail: qeFaults.length ? qeFaults.join("; ") : `Intel TD QE, ISVSVN ${qe.isvSvn}`,
+  });
 
   // QE REPORTDATA = SHA-256(attestation key ‖ QE auth data) ‖ 32 zero bytes.
-  const want = Buffer.concat([createHash("sha256").update(quote.attestationKey).update(quote.qeAuthData).digest(), Buffer.alloc(32)]);
+  const want = Buffer.concat([
+    createHash("sha256").update(quote.attestationKey).update(quote.qeAuthData).digest(),
+    Buffer.alloc(32),
+  ]);
   const bindOk = Buffer.from(quote.qeReport.reportData).equals(want);
   checks.push({
     id: "tdx.qe-binding",
     ok: bindOk,
-    detail: bindOk ? "QE report binds the attestation key and QE auth data" : "QE REPORTDATA is not SHA-256(attestation key ‖ QE auth data) ‖ 0^32",
+    detail: bindOk
+      ? "QE report binds the attestation key and QE auth data"
+      : "QE REPORTDATA is not SHA-256(attestation key ‖ QE auth data) ‖ 0^32",
   });
 
   // Quote signed by the attestation key.
@@ -206,7 +255,9 @@ export function verifyQuote(quote: TdxQuote, opts: TdxTrustOptions = {}): QuoteV
   try {
     const key = p256KeyFromXY(quote.attestationKey);
     quoteSigOk = verifyP256(quote.signedBytes, key, quote.signature);
-    quoteDetail = quoteSigOk ? "quote header and TD report signed by the attestation key" : "quote signature does not verify with the attestation key";
+    quoteDetail = quoteSigOk
+      ? "quote header and TD report signed by the attestation key"
+      : "quote signature does not verify with the attestation key";
   } catch {
     quoteDetail = "attestation key is not a valid P-256 point";
   }

@@ -59,7 +59,10 @@ export interface RenderedUserData {
 
 export class UserDataError extends Error {
   override name = "UserDataError";
-  constructor(readonly field: string, message: string) {
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
     super(`${field}: ${message}`);
   }
 }
@@ -77,15 +80,18 @@ const UNIT_RE = /^[A-Za-z0-9@._:-]+\.(service|target|mount|socket)$/;
 export function renderUserData(input: NoSecrets<UserDataInput>): RenderedUserData {
   assertNoSecrets(input, "input");
   const i = input as UserDataInput;
-  if (!CLOUD_PLATFORMS.includes(i.platform)) throw new UserDataError("platform", `must be one of ${CLOUD_PLATFORMS.join(", ")}`);
+  if (!CLOUD_PLATFORMS.includes(i.platform))
+    throw new UserDataError("platform", `must be one of ${CLOUD_PLATFORMS.join(", ")}`);
   if (i.tee !== undefined && i.tee !== "snp" && i.tee !== "tdx") throw new UserDataError("tee", "must be snp or tdx");
   const agent: AgentDelivery = i.agent ?? { kind: "preinstalled" };
   if (agent.kind === "download") {
     if (!/^[0-9a-fA-F]{64}$/.test(agent.sha256)) throw new UserDataError("agent.sha256", "must be 64 hex digits");
-    if (!/^https?:\/\/[^\s'"\\]+$/.test(agent.url)) throw new UserDataError("agent.url", "must be an http(s) URL without quotes or spaces");
+    if (!/^https?:\/\/[^\s'"\\]+$/.test(agent.url))
+      throw new UserDataError("agent.url", "must be an http(s) URL without quotes or spaces");
   }
   const units = i.servicesNeedingSecrets ?? [];
-  for (const [n, u] of units.entries()) if (!UNIT_RE.test(u)) throw new UserDataError(`servicesNeedingSecrets[${n}]`, "is not a systemd unit name");
+  for (const [n, u] of units.entries())
+    if (!UNIT_RE.test(u)) throw new UserDataError(`servicesNeedingSecrets[${n}]`, "is not a systemd unit name");
   // sshd reads HostCertificate at start: order it after the agent and reload it on first boot.
   // (`sshd.service` is the unit on RHEL/AL2023 and an alias of ssh.service on Debian/Ubuntu.)
   const sshUnits = i.provision?.ssh ? ["sshd.service"] : [];
@@ -111,18 +117,44 @@ export function renderUserData(input: NoSecrets<UserDataInput>): RenderedUserDat
 
   const writeFiles: Record<string, unknown>[] = [
     { path: AGENT_CONFIG_PATH, content: configText, owner: "root:root", permissions: "0600" },
-    { path: `/etc/systemd/system/${UNIT_NAME}`, content: renderUnit(agent, units, sshUnits), owner: "root:root", permissions: "0644" },
-    { path: "/etc/systemd/system/enclaivelet-renew.service", content: renderRenewService(agent), owner: "root:root", permissions: "0644" },
-    { path: "/etc/systemd/system/enclaivelet-renew.timer", content: RENEW_TIMER, owner: "root:root", permissions: "0644" },
+    {
+      path: `/etc/systemd/system/${UNIT_NAME}`,
+      content: renderUnit(agent, units, sshUnits),
+      owner: "root:root",
+      permissions: "0644",
+    },
+    {
+      path: "/etc/systemd/system/enclaivelet-renew.service",
+      content: renderRenewService(agent),
+      owner: "root:root",
+      permissions: "0644",
+    },
+    {
+      path: "/etc/systemd/system/enclaivelet-renew.timer",
+      content: RENEW_TIMER,
+      owner: "root:root",
+      permissions: "0644",
+    },
   ];
   if (agent.kind === "download") {
-    writeFiles.push({ path: FETCH_SCRIPT_PATH, content: renderFetchScript(agent), owner: "root:root", permissions: "0755" });
+    writeFiles.push({
+      path: FETCH_SCRIPT_PATH,
+      content: renderFetchScript(agent),
+      owner: "root:root",
+      permissions: "0755",
+    });
   }
   for (const [n, f] of (i.extraFiles ?? []).entries()) {
     if (!f.path.startsWith("/")) throw new UserDataError(`extraFiles[${n}].path`, "must be an absolute path");
-    if (f.permissions !== undefined && !/^0?[0-7]{3,4}$/.test(f.permissions)) throw new UserDataError(`extraFiles[${n}].permissions`, "must be an octal string like \"0644\"");
+    if (f.permissions !== undefined && !/^0?[0-7]{3,4}$/.test(f.permissions))
+      throw new UserDataError(`extraFiles[${n}].permissions`, 'must be an octal string like "0644"');
     assertNoSecretShapes(f.content, `extraFiles[${n}].content`);
-    writeFiles.push({ path: f.path, content: f.content, ...(f.owner ? { owner: f.owner } : {}), permissions: f.permissions ?? "0644" });
+    writeFiles.push({
+      path: f.path,
+      content: f.content,
+      ...(f.owner ? { owner: f.owner } : {}),
+      permissions: f.permissions ?? "0644",
+    });
   }
 
   const doc: Record<string, unknown> = {};
@@ -147,8 +179,13 @@ export function renderUserData(input: NoSecrets<UserDataInput>): RenderedUserDat
   const body = new Document(doc, { version: "1.1" }).toString({ lineWidth: 0 });
   const text = `#cloud-config\n# Buckypaper enclaivelet for workload ${i.workloadId} (${i.platform}${i.tee ? `, ${i.tee}` : ""}). No secrets here.\n${body}`;
   const bytes = Buffer.byteLength(text, "utf8");
-  if (bytes > USER_DATA_LIMIT_BYTES) throw new UserDataError("user-data", `${bytes} bytes exceeds the ${USER_DATA_LIMIT_BYTES}-byte limit (AWS EC2, the strictest platform)`);
-  if (Math.ceil(bytes / 3) * 4 > AZURE_CUSTOM_DATA_LIMIT_BYTES) throw new UserDataError("user-data", "exceeds Azure's 64 KiB customData limit");
+  if (bytes > USER_DATA_LIMIT_BYTES)
+    throw new UserDataError(
+      "user-data",
+      `${bytes} bytes exceeds the ${USER_DATA_LIMIT_BYTES}-byte limit (AWS EC2, the strictest platform)`,
+    );
+  if (Math.ceil(bytes / 3) * 4 > AZURE_CUSTOM_DATA_LIMIT_BYTES)
+    throw new UserDataError("user-data", "exceeds Azure's 64 KiB customData limit");
   return { text, bytes, agentConfig };
 }
 
@@ -232,7 +269,11 @@ echo "$SHA" > "$DEST/.artifact-sha256"
 
 /** Proxmox VE: user-data goes in a snippet on a storage with content type `snippets`, referenced by
  *  `cicustom`; Proxmox then builds the NoCloud seed itself. */
-export function proxmoxSnippet(rendered: RenderedUserData, storage: string, vmName: string): { fileName: string; cicustom: string } {
+export function proxmoxSnippet(
+  rendered: RenderedUserData,
+  storage: string,
+  vmName: string,
+): { fileName: string; cicustom: string } {
   const fileName = `buckypaper-${vmName.replace(/[^A-Za-z0-9_.-]/g, "-")}-${createHash("sha256").update(rendered.text).digest("hex").slice(0, 12)}.yaml`;
   return { fileName, cicustom: `user=${storage}:snippets/${fileName}` };
 }

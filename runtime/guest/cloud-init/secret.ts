@@ -8,7 +8,10 @@ export class Secret<T = string> {
   readonly [SECRET_BRAND] = true as const;
   readonly #value: T;
 
-  constructor(value: T, readonly label = "secret") {
+  constructor(
+    value: T,
+    readonly label = "secret",
+  ) {
     this.#value = value;
   }
 
@@ -41,19 +44,25 @@ export function isSecret(v: unknown): v is Secret<unknown> {
 
 export class SecretInUserDataError extends Error {
   override name = "SecretInUserDataError";
-  constructor(readonly label: string, readonly field: string) {
-    super(`refusing to render a secret into user-data: ${field} holds ${label === "secret" ? "a secret" : `secret '${label}'`} (secrets are delivered by attestation, never by cloud-init)`);
+  constructor(
+    readonly label: string,
+    readonly field: string,
+  ) {
+    super(
+      `refusing to render a secret into user-data: ${field} holds ${label === "secret" ? "a secret" : `secret '${label}'`} (secrets are delivered by attestation, never by cloud-init)`,
+    );
   }
 }
 
 /** Type-level refusal: any Secret anywhere in T makes the argument type `never`. */
-export type NoSecrets<T> = T extends Secret<unknown>
-  ? never
-  : T extends (infer U)[]
-    ? NoSecrets<U>[]
-    : T extends object
-      ? { [K in keyof T]: NoSecrets<T[K]> }
-      : T;
+export type NoSecrets<T> =
+  T extends Secret<unknown>
+    ? never
+    : T extends (infer U)[]
+      ? NoSecrets<U>[]
+      : T extends object
+        ? { [K in keyof T]: NoSecrets<T[K]> }
+        : T;
 
 /** Walks a value and throws on the first Secret, naming its path. */
 export function assertNoSecrets(value: unknown, field = "input", seen = new Set<unknown>()): void {

@@ -35,26 +35,63 @@ export function azureCommands(tcti: string) {
   return {
     probe: ["tpm2_nvreadpublic", ...t, HCL_REPORT_NV_INDEX],
     userDataDefined: ["tpm2_nvreadpublic", ...t, HCL_USERDATA_NV_INDEX],
-    defineUserData: ["tpm2_nvdefine", ...t, "-C", "o", "-s", "64", "-a", "ownerread|ownerwrite|authread|authwrite", HCL_USERDATA_NV_INDEX],
+    defineUserData: [
+      "tpm2_nvdefine",
+      ...t,
+      "-C",
+      "o",
+      "-s",
+      "64",
+      "-a",
+      "ownerread|ownerwrite|authread|authwrite",
+      HCL_USERDATA_NV_INDEX,
+    ],
     writeUserData: ["tpm2_nvwrite", ...t, "-C", "o", "-i", "-", HCL_USERDATA_NV_INDEX],
     readReport: (out: string) => ["tpm2_nvread", ...t, "-C", "o", "-o", out, HCL_REPORT_NV_INDEX],
-    quote: (qualifying: string, msg: string, sig: string) =>
-      ["tpm2_quote", ...t, "-c", AZURE_AK_HANDLE, "-l", PCR_SELECTION, "-q", qualifying, "-m", msg, "-s", sig, "-f", "plain", "-g", "sha256"],
+    quote: (qualifying: string, msg: string, sig: string) => [
+      "tpm2_quote",
+      ...t,
+      "-c",
+      AZURE_AK_HANDLE,
+      "-l",
+      PCR_SELECTION,
+      "-q",
+      qualifying,
+      "-m",
+      msg,
+      "-s",
+      sig,
+      "-f",
+      "plain",
+      "-g",
+      "sha256",
+    ],
     pcrRead: (out: string) => ["tpm2_pcrread", ...t, PCR_SELECTION, "-o", out],
   };
 }
 
 /** The HCL report's IGVM request header and runtime-claims JSON (offsets in azure-gcp-evidence.md). */
-export function parseHclReport(buf: Buffer): { reportType: "snp" | "tdx"; hardwareReport: Buffer; runtimeClaims: Record<string, unknown> } {
-  if (buf.length < 0x4d4 || buf.subarray(0, 4).toString("latin1") !== "HCLA") throw new EvidenceError(NAME, "hcl-report", "not an HCL report (no 'HCLA' signature)");
+export function parseHclReport(buf: Buffer): {
+  reportType: "snp" | "tdx";
+  hardwareReport: Buffer;
+  runtimeClaims: Record<string, unknown>;
+} {
+  if (buf.length < 0x4d4 || buf.subarray(0, 4).toString("latin1") !== "HCLA")
+    throw new EvidenceError(NAME, "hcl-report", "not an HCL report (no 'HCLA' signature)");
   const type = buf.readUInt32LE(0x4c0 + 8);
   const varSize = buf.readUInt32LE(0x4c0 + 16);
-  if (0x4d4 + varSize > buf.length) throw new EvidenceError(NAME, "hcl-report", `runtime claims (${varSize} B) overrun the report`);
+  if (0x4d4 + varSize > buf.length)
+    throw new EvidenceError(NAME, "hcl-report", `runtime claims (${varSize} B) overrun the report`);
   const reportType = type === 2 ? "snp" : type === 4 ? "tdx" : undefined;
   if (!reportType) throw new EvidenceError(NAME, "hcl-report", `unknown report type ${type}`);
   let runtimeClaims: Record<string, unknown>;
   try {
-    runtimeClaims = JSON.parse(buf.subarray(0x4d4, 0x4d4 + varSize).toString("utf8").replace(/\0+$/, ""));
+    runtimeClaims = JSON.parse(
+      buf
+        .subarray(0x4d4, 0x4d4 + varSize)
+        .toString("utf8")
+        .replace(/\0+$/, ""),
+    );
   } catch {
     throw new EvidenceError(NAME, "hcl-report", "runtime claims are not JSON");
   }
@@ -69,7 +106,12 @@ export function azureProvider(o: AzureOptions): EvidenceProvider {
 
   async function tpm(argv: string[], stdin?: Buffer): Promise<void> {
     const r = await runner.run(argv, { stdin, timeoutMs: 30_000 });
-    if (r.code !== 0) throw new EvidenceError(NAME, argv[0], `exit ${r.code}: ${r.stderr.toString("utf8").trim().split("\n").pop() ?? ""}`);
+    if (r.code !== 0)
+      throw new EvidenceError(
+        NAME,
+        argv[0],
+        `exit ${r.code}: ${r.stderr.toString("utf8").trim().split("\n").pop() ?? ""}`,
+      );
   }
 
   return {
@@ -79,7 +121,8 @@ export function azureProvider(o: AzureOptions): EvidenceProvider {
       return r?.code === 0;
     },
     async collect(reportData) {
-      if (reportData.length !== 64) throw new EvidenceError(NAME, "user-data", `REPORT_DATA must be 64 bytes, got ${reportData.length}`);
+      if (reportData.length !== 64)
+        throw new EvidenceError(NAME, "user-data", `REPORT_DATA must be 64 bytes, got ${reportData.length}`);
       const dir = await mkdtemp(path.join(tmpdir(), "enclaivelet-azure-"));
       try {
         if ((await runner.run(cmd.userDataDefined)).code !== 0) await tpm(cmd.defineUserData);
@@ -96,19 +139,33 @@ export function azureProvider(o: AzureOptions): EvidenceProvider {
           parsed = undefined;
           await new Promise((r) => setTimeout(r, delayMs));
         }
-        if (!hcl || !parsed) throw new EvidenceError(NAME, "hcl-report", `the paravisor did not refresh the report with our user data after ${attempts} reads`);
-        const msg = path.join(dir, "quote.msg"), sig = path.join(dir, "quote.sig"), pcrFile = path.join(dir, "pcrs.bin");
+        if (!hcl || !parsed)
+          throw new EvidenceError(
+            NAME,
+            "hcl-report",
+            `the paravisor did not refresh the report with our user data after ${attempts} reads`,
+          );
+        const msg = path.join(dir, "quote.msg"),
+          sig = path.join(dir, "quote.sig"),
+          pcrFile = path.join(dir, "pcrs.bin");
         const qualifying = createHash("sha256").update(reportData).digest("hex");
         await tpm(cmd.quote(qualifying, msg, sig));
         await tpm(cmd.pcrRead(pcrFile));
         const pcrBytes = await readFile(pcrFile);
-        if (pcrBytes.length !== 24 * 32) throw new EvidenceError(NAME, "tpm2_pcrread", `expected 24 SHA-256 values, got ${pcrBytes.length} bytes`);
+        if (pcrBytes.length !== 24 * 32)
+          throw new EvidenceError(NAME, "tpm2_pcrread", `expected 24 SHA-256 values, got ${pcrBytes.length} bytes`);
         const pcrs: Record<string, string> = {};
         for (let i = 0; i < 24; i++) pcrs[String(i)] = b64(pcrBytes.subarray(i * 32, i * 32 + 32));
         const tpmQuote = { message: b64(await readFile(msg)), signature: b64(await readFile(sig)), pcrs };
-        if (parsed.reportType === "snp") return { kind: "azure-snp", hcl_report: b64(hcl), tpm_quote: tpmQuote } satisfies WireEvidence;
+        if (parsed.reportType === "snp")
+          return { kind: "azure-snp", hcl_report: b64(hcl), tpm_quote: tpmQuote } satisfies WireEvidence;
         const tdQuote = await (o.fetchTdQuote ?? imdsTdQuote)(parsed.hardwareReport);
-        return { kind: "azure-tdx", hcl_report: b64(hcl), td_quote: b64(tdQuote), tpm_quote: tpmQuote } satisfies WireEvidence;
+        return {
+          kind: "azure-tdx",
+          hcl_report: b64(hcl),
+          td_quote: b64(tdQuote),
+          tpm_quote: tpmQuote,
+        } satisfies WireEvidence;
       } finally {
         await rm(dir, { recursive: true, force: true });
       }

@@ -32,7 +32,8 @@ export function configfsTsmProvider(o: ConfigfsTsmOptions): EvidenceProvider {
       }
     },
     async collect(reportData) {
-      if (reportData.length !== 64) throw new EvidenceError(NAME, "inblob", `REPORT_DATA must be 64 bytes, got ${reportData.length}`);
+      if (reportData.length !== 64)
+        throw new EvidenceError(NAME, "inblob", `REPORT_DATA must be 64 bytes, got ${reportData.length}`);
       const entry = path.join(o.root, `enclaivelet-${process.pid}-${randomBytes(4).toString("hex")}`);
       await step("mkdir", () => mkdir(entry));
       try {
@@ -59,7 +60,11 @@ export function configfsTsmProvider(o: ConfigfsTsmOptions): EvidenceProvider {
 
 function toWire(provider: string, outblob: Buffer, auxblob: Buffer | undefined): WireEvidence {
   if (provider === "sev_guest") {
-    return { kind: "snp", report: b64(outblob), ...(auxblob && auxblob.length > 0 ? { cert_table: b64(auxblob) } : {}) };
+    return {
+      kind: "snp",
+      report: b64(outblob),
+      ...(auxblob && auxblob.length > 0 ? { cert_table: b64(auxblob) } : {}),
+    };
   }
   if (provider === "tdx_guest") return { kind: "tdx", quote: b64(outblob) };
   throw new EvidenceError(NAME, "provider", `unsupported TSM provider '${provider}' (expected sev_guest or tdx_guest)`);
@@ -71,14 +76,20 @@ async function step<T>(what: string, fn: () => Promise<T>): Promise<T> {
   } catch (e) {
     if (e instanceof EvidenceError) throw e;
     const err = e as NodeJS.ErrnoException;
-    const hint = err.code === "EFBIG" ? " (report larger than the kernel's TSM_OUTBLOB_MAX)" : err.code === "ENXIO" || err.code === "EIO" ? " (no TEE guest driver answered)" : "";
+    const hint =
+      err.code === "EFBIG"
+        ? " (report larger than the kernel's TSM_OUTBLOB_MAX)"
+        : err.code === "ENXIO" || err.code === "EIO"
+          ? " (no TEE guest driver answered)"
+          : "";
     throw new EvidenceError(NAME, what, `${err.code ?? err.message}${hint}`);
   }
 }
 
 function parseGeneration(text: string): number {
   const n = Number.parseInt(text.trim(), 10);
-  if (!Number.isSafeInteger(n)) throw new EvidenceError(NAME, "generation", `not a number: '${text.trim().slice(0, 20)}'`);
+  if (!Number.isSafeInteger(n))
+    throw new EvidenceError(NAME, "generation", `not a number: '${text.trim().slice(0, 20)}'`);
   return n;
 }
 
@@ -103,7 +114,12 @@ async function waitForAttributes(entry: string, waitMs: number): Promise<void> {
       await access(path.join(entry, "provider"));
       return;
     } catch {
-      if (Date.now() > deadline) throw new EvidenceError(NAME, "mkdir", `entry ${path.basename(entry)} has no 'provider' attribute (is this configfs-tsm?)`);
+      if (Date.now() > deadline)
+        throw new EvidenceError(
+          NAME,
+          "mkdir",
+          `entry ${path.basename(entry)} has no 'provider' attribute (is this configfs-tsm?)`,
+        );
       await new Promise((r) => setTimeout(r, 20));
     }
   }

@@ -24,15 +24,21 @@ export function candidateProviders(cfg: EvidenceConfig, deps: ProviderDeps = {})
 
 export async function selectProvider(cfg: EvidenceConfig, deps: ProviderDeps = {}): Promise<EvidenceProvider> {
   if (cfg.provider === "simulator") {
-    if (!deps.simulator) throw new EvidenceError("simulator", "select", "the simulator provider is not available in this build");
+    if (!deps.simulator)
+      throw new EvidenceError("simulator", "select", "the simulator provider is not available in this build");
     return deps.simulator();
   }
   const all = candidateProviders(cfg, deps);
   if (cfg.provider !== "auto") {
     const p = all.find((x) => x.name === cfg.provider)!;
-    if (!(await p.available())) throw new EvidenceError(p.name, "select", "configured provider is not present on this machine");
+    if (!(await p.available()))
+      throw new EvidenceError(p.name, "select", "configured provider is not present on this machine");
     return p;
   }
   for (const p of all) if (await p.available()) return p;
-  throw new EvidenceError("auto", "select", `no evidence source found (tried ${cfg.configfsRoot}, ${cfg.sevGuestDevice}, Azure vTPM NV index 0x01400001)`);
+  throw new EvidenceError(
+    "auto",
+    "select",
+    `no evidence source found (tried ${cfg.configfsRoot}, ${cfg.sevGuestDevice}, Azure vTPM NV index 0x01400001)`,
+  );
 }

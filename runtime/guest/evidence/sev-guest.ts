@@ -26,20 +26,34 @@ export function sevGuestProvider(o: SevGuestOptions): EvidenceProvider {
       }
     },
     async collect(reportData) {
-      if (reportData.length !== 64) throw new EvidenceError(NAME, "request", `REPORT_DATA must be 64 bytes, got ${reportData.length}`);
-      const r = await runner.run([python, "-c", SEV_GUEST_HELPER, o.device], { stdin: Buffer.from(reportData.toString("hex") + "\n") });
+      if (reportData.length !== 64)
+        throw new EvidenceError(NAME, "request", `REPORT_DATA must be 64 bytes, got ${reportData.length}`);
+      const r = await runner.run([python, "-c", SEV_GUEST_HELPER, o.device], {
+        stdin: Buffer.from(reportData.toString("hex") + "\n"),
+      });
       let res: { report?: string; certs?: string; error?: string; fw_error?: number; vmm_error?: number };
       try {
         res = JSON.parse(r.stdout.toString("utf8"));
       } catch {
-        throw new EvidenceError(NAME, "helper", `python3 helper failed (exit ${r.code}): ${r.stderr.toString("utf8").trim().split("\n").pop() ?? ""}`);
+        throw new EvidenceError(
+          NAME,
+          "helper",
+          `python3 helper failed (exit ${r.code}): ${r.stderr.toString("utf8").trim().split("\n").pop() ?? ""}`,
+        );
       }
       if (r.code !== 0 || !res.report) {
-        const fw = res.fw_error !== undefined ? ` fw_error=0x${res.fw_error.toString(16)} vmm_error=0x${(res.vmm_error ?? 0).toString(16)}` : "";
+        const fw =
+          res.fw_error !== undefined
+            ? ` fw_error=0x${res.fw_error.toString(16)} vmm_error=0x${(res.vmm_error ?? 0).toString(16)}`
+            : "";
         throw new EvidenceError(NAME, "ioctl", `${res.error ?? "no report"}${fw}`);
       }
       const certs = Buffer.from(res.certs ?? "", "hex");
-      return { kind: "snp", report: b64(Buffer.from(res.report, "hex")), ...(certs.some((x) => x !== 0) ? { cert_table: b64(certs) } : {}) };
+      return {
+        kind: "snp",
+        report: b64(Buffer.from(res.report, "hex")),
+        ...(certs.some((x) => x !== 0) ? { cert_table: b64(certs) } : {}),
+      };
     },
   };
 }

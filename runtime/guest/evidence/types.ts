@@ -23,7 +23,11 @@ export interface EvidenceProvider {
 /** The evidence source failed or is absent: names the provider and the step, never a secret. */
 export class EvidenceError extends Error {
   override name = "EvidenceError";
-  constructor(readonly provider: string, readonly step: string, message: string) {
+  constructor(
+    readonly provider: string,
+    readonly step: string,
+    message: string,
+  ) {
     super(`${provider}: ${step}: ${message}`);
   }
 }

@@ -21,7 +21,10 @@ export interface FileWrite {
 
 export class ProvisionError extends Error {
   override name = "ProvisionError";
-  constructor(readonly step: string, message: string) {
+  constructor(
+    readonly step: string,
+    message: string,
+  ) {
     super(`${step}: ${message}`);
   }
 }
@@ -29,7 +32,8 @@ export class ProvisionError extends Error {
 export function underRoot(root: string, guestPath: string): string {
   const p = path.resolve(root, "." + path.posix.normalize(guestPath));
   const r = path.resolve(root);
-  if (p !== r && !p.startsWith(r + path.sep)) throw new ProvisionError("path", `${guestPath} escapes the provisioning root`);
+  if (p !== r && !p.startsWith(r + path.sep))
+    throw new ProvisionError("path", `${guestPath} escapes the provisioning root`);
   return p;
 }
 
@@ -38,15 +42,23 @@ export function parseMode(mode: string): number {
 }
 
 /** Resolves user/group names with getent (glibc NSS: local files, LDAP, …); numbers pass through. */
-export async function resolveIds(runner: CommandRunner, owner?: string, group?: string): Promise<{ uid?: number; gid?: number }> {
+export async function resolveIds(
+  runner: CommandRunner,
+  owner?: string,
+  group?: string,
+): Promise<{ uid?: number; gid?: number }> {
   const lookup = async (db: "passwd" | "group", name: string): Promise<number> => {
     if (/^[0-9]+$/.test(name)) return Number(name);
     const r = await runner.run(["getent", db, name]);
     const id = Number(r.stdout.toString("utf8").split(":")[2]);
-    if (r.code !== 0 || !Number.isInteger(id)) throw new ProvisionError("owner", `${db === "passwd" ? "user" : "group"} '${name}' does not exist`);
+    if (r.code !== 0 || !Number.isInteger(id))
+      throw new ProvisionError("owner", `${db === "passwd" ? "user" : "group"} '${name}' does not exist`);
     return id;
   };
-  return { uid: owner ? await lookup("passwd", owner) : undefined, gid: group ? await lookup("group", group) : undefined };
+  return {
+    uid: owner ? await lookup("passwd", owner) : undefined,
+    gid: group ? await lookup("group", group) : undefined,
+  };
 }
 
 interface Staged {
@@ -72,7 +84,12 @@ export interface CommitResult {
   unchanged: string[];
 }
 
-export async function commitWrites(root: string, writes: FileWrite[], runner: CommandRunner, log: Logger): Promise<CommitResult> {
+export async function commitWrites(
+  root: string,
+  writes: FileWrite[],
+  runner: CommandRunner,
+  log: Logger,
+): Promise<CommitResult> {
   const staged: Staged[] = [];
   const result: CommitResult = { written: [], unchanged: [] };
   try {
@@ -84,7 +101,10 @@ export async function commitWrites(root: string, writes: FileWrite[], runner: Co
         continue;
       }
       await mkdir(path.dirname(target), { recursive: true, mode: 0o755 });
-      const stage = path.join(path.dirname(target), `.${path.basename(target)}.enclaivelet-${randomBytes(4).toString("hex")}`);
+      const stage = path.join(
+        path.dirname(target),
+        `.${path.basename(target)}.enclaivelet-${randomBytes(4).toString("hex")}`,
+      );
       staged.push({ write: w, target, stage });
       // Created with the final mode (no window where a secret is world-readable), owner set before rename.
       const fh = await open(stage, "wx", w.mode);
@@ -99,12 +119,20 @@ export async function commitWrites(root: string, writes: FileWrite[], runner: Co
     }
   } catch (e) {
     await Promise.all(staged.map((s) => unlink(s.stage).catch(() => {})));
-    throw e instanceof ProvisionError ? e : new ProvisionError("stage", (e as NodeJS.ErrnoException).code ?? (e as Error).message);
+    throw e instanceof ProvisionError
+      ? e
+      : new ProvisionError("stage", (e as NodeJS.ErrnoException).code ?? (e as Error).message);
   }
   for (const s of staged) {
     await rename(s.stage, s.target);
     result.written.push(s.write.path);
-    log({ level: "info", event: "provision.file", path: s.write.path, what: s.write.what, mode: s.write.mode.toString(8).padStart(4, "0") });
+    log({
+      level: "info",
+      event: "provision.file",
+      path: s.write.path,
+      what: s.write.what,
+      mode: s.write.mode.toString(8).padStart(4, "0"),
+    });
   }
   // Make the renames durable before services that read these files start.
   for (const dir of new Set(staged.map((s) => path.dirname(s.target)))) {
@@ -118,5 +146,10 @@ export async function commitWrites(root: string, writes: FileWrite[], runner: Co
 /** systemd EnvironmentFile syntax: NAME="value" with \, " and newlines escaped. */
 export function renderEnvFile(vars: Record<string, string>): Buffer {
   const esc = (v: string) => v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
-  return Buffer.from(Object.entries(vars).map(([k, v]) => `${k}="${esc(v)}"\n`).join(""), "utf8");
+  return Buffer.from(
+    Object.entries(vars)
+      .map(([k, v]) => `${k}="${esc(v)}"\n`)
+      .join(""),
+    "utf8",
+  );
 }

@@ -14,10 +14,32 @@ export function luksCommands(v: VolumeConfig) {
     isLuks: ["cryptsetup", "isLuks", v.device],
     /** blkid exits 2 when it finds no signature at all: a blank device. */
     probe: ["blkid", "-p", "-o", "value", "-s", "TYPE", v.device],
-    format: ["cryptsetup", "luksFormat", "--type", "luks2", "--batch-mode", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--label", v.name, "--key-file", "-", v.device],
+    format: [
+      "cryptsetup",
+      "luksFormat",
+      "--type",
+      "luks2",
+      "--batch-mode",
+      "--pbkdf",
+      "pbkdf2",
+      "--pbkdf-force-iterations",
+      "1000",
+      "--label",
+      v.name,
+      "--key-file",
+      "-",
+      v.device,
+    ],
     status: ["cryptsetup", "status", v.name],
     open: ["cryptsetup", "open", "--type", "luks2", "--key-file", "-", v.device, v.name],
-    mkfs: v.filesystem ? [`mkfs.${v.filesystem}`, "-q", ...(v.filesystem === "ext4" ? ["-L", v.name] : ["-L", v.name.slice(0, 12)]), mapper] : undefined,
+    mkfs: v.filesystem
+      ? [
+          `mkfs.${v.filesystem}`,
+          "-q",
+          ...(v.filesystem === "ext4" ? ["-L", v.name] : ["-L", v.name.slice(0, 12)]),
+          mapper,
+        ]
+      : undefined,
     mapper,
   };
 }
@@ -28,7 +50,13 @@ export interface VolumeResult {
   mounted: boolean;
 }
 
-export async function unlockVolume(v: VolumeConfig, key: Buffer, root: string, runner: CommandRunner, log: Logger): Promise<VolumeResult> {
+export async function unlockVolume(
+  v: VolumeConfig,
+  key: Buffer,
+  root: string,
+  runner: CommandRunner,
+  log: Logger,
+): Promise<VolumeResult> {
   if (key.length < 32) throw new ProvisionError("volume", `disk key too short (${key.length} bytes; need ≥ 32)`);
   const cmd = luksCommands(v);
   const result: VolumeResult = { formatted: false, opened: false, mounted: false };
@@ -63,7 +91,9 @@ export async function unlockVolume(v: VolumeConfig, key: Buffer, root: string, r
   if (v.mountpoint) {
     const target = underRoot(root, v.mountpoint);
     if ((await runner.run(["mountpoint", "-q", target])).code !== 0) {
-      await stat(target).catch(async () => (await import("node:fs/promises")).mkdir(target, { recursive: true, mode: 0o755 }));
+      await stat(target).catch(async () =>
+        (await import("node:fs/promises")).mkdir(target, { recursive: true, mode: 0o755 }),
+      );
       await run(["mount", cmd.mapper, target]);
       result.mounted = true;
       log({ level: "info", event: "volume.mounted", mapper: cmd.mapper, mountpoint: v.mountpoint });

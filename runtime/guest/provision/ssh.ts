@@ -15,8 +15,18 @@ export const SSHD_DROPIN = "/etc/ssh/sshd_config.d/50-buckypaper-host-cert.conf"
 export function sshCertValidBefore(line: string): number {
   const blob = Buffer.from(line.trim().split(/\s+/)[1] ?? "", "base64");
   let off = 0;
-  const u32 = () => { const v = blob.readUInt32BE(off); off += 4; return v; };
-  const str = () => { const n = u32(); const s = blob.subarray(off, off + n); off += n; if (off > blob.length) throw new RangeError("truncated"); return s; };
+  const u32 = () => {
+    const v = blob.readUInt32BE(off);
+    off += 4;
+    return v;
+  };
+  const str = () => {
+    const n = u32();
+    const s = blob.subarray(off, off + n);
+    off += n;
+    if (off > blob.length) throw new RangeError("truncated");
+    return s;
+  };
   const type = str().toString("latin1");
   str(); // nonce
   const fields = type.startsWith("ssh-ed25519") ? 1 : type.startsWith("ecdsa-") || type.startsWith("ssh-rsa") ? 2 : -1;
@@ -51,17 +61,47 @@ export async function prepareHostKeys(cfg: SshConfig, root: string, runner: Comm
       const kp = keyFile(cfg.dir, t);
       try {
         await readFile(underRoot(root, kp)); // both halves must exist
-        out.keys.push({ type: t, publicKey: keyId(await readFile(underRoot(root, kp + ".pub"), "utf8")), generated: false });
+        out.keys.push({
+          type: t,
+          publicKey: keyId(await readFile(underRoot(root, kp + ".pub"), "utf8")),
+          generated: false,
+        });
         continue;
       } catch {
         /* generate below */
       }
       const f = path.join(tmp, t);
-      await mustRun(runner, ["ssh-keygen", "-q", "-t", t, ...(t === "rsa" ? ["-b", "3072"] : []), "-N", "", "-C", "", "-f", f]);
+      await mustRun(runner, [
+        "ssh-keygen",
+        "-q",
+        "-t",
+        t,
+        ...(t === "rsa" ? ["-b", "3072"] : []),
+        "-N",
+        "",
+        "-C",
+        "",
+        "-f",
+        f,
+      ]);
       const pub = keyId(await readFile(f + ".pub", "utf8"));
       out.keys.push({ type: t, publicKey: pub, generated: true });
-      out.writes.push({ path: kp, content: await readFile(f), mode: 0o600, owner: "root", group: "root", what: `ssh host key (${t})` });
-      out.writes.push({ path: kp + ".pub", content: Buffer.from(pub + "\n"), mode: 0o644, owner: "root", group: "root", what: `ssh host public key (${t})` });
+      out.writes.push({
+        path: kp,
+        content: await readFile(f),
+        mode: 0o600,
+        owner: "root",
+        group: "root",
+        what: `ssh host key (${t})`,
+      });
+      out.writes.push({
+        path: kp + ".pub",
+        content: Buffer.from(pub + "\n"),
+        mode: 0o644,
+        owner: "root",
+        group: "root",
+        what: `ssh host public key (${t})`,
+      });
     }
   } finally {
     await rm(tmp, { recursive: true, force: true });
@@ -74,7 +114,13 @@ export interface BundleSsh {
   ca_public_key?: string;
 }
 
-export async function planSsh(cfg: SshConfig, root: string, keys: SshHostKeys, bundle: BundleSsh | undefined, now = Date.now()): Promise<{ writes: FileWrite[]; renewed: string[]; kept: string[] }> {
+export async function planSsh(
+  cfg: SshConfig,
+  root: string,
+  keys: SshHostKeys,
+  bundle: BundleSsh | undefined,
+  now = Date.now(),
+): Promise<{ writes: FileWrite[]; renewed: string[]; kept: string[] }> {
   const writes = [...keys.writes];
   const renewed: string[] = [];
   const kept: string[] = [];
@@ -91,12 +137,34 @@ export async function planSsh(cfg: SshConfig, root: string, keys: SshHostKeys, b
         /* missing or unreadable: take the new one */
       }
     }
-    const cert = bundle?.host_certificates?.find((c) => c.public_key && keyId(c.public_key) === k.publicKey)?.signed_key;
-    if (!cert) throw new ProvisionError("ssh", `the bundle has no host certificate for the ${k.type} host key (does the workload define secrets.ssh?)`);
-    writes.push({ path: certPath, content: Buffer.from(cert.trim() + "\n"), mode: 0o644, owner: "root", group: "root", what: `ssh host certificate (${k.type})` });
+    const cert = bundle?.host_certificates?.find(
+      (c) => c.public_key && keyId(c.public_key) === k.publicKey,
+    )?.signed_key;
+    if (!cert)
+      throw new ProvisionError(
+        "ssh",
+        `the bundle has no host certificate for the ${k.type} host key (does the workload define secrets.ssh?)`,
+      );
+    writes.push({
+      path: certPath,
+      content: Buffer.from(cert.trim() + "\n"),
+      mode: 0o644,
+      owner: "root",
+      group: "root",
+      what: `ssh host certificate (${k.type})`,
+    });
     renewed.push(certPath);
   }
   const dropin = keys.keys.map((k) => `HostCertificate ${keyFile(cfg.dir, k.type)}-cert.pub\n`).join("");
-  writes.push({ path: SSHD_DROPIN, content: Buffer.from(`# Written by the Buckypaper enclaivelet: host certificates signed by the runtime's SSH CA.\n${dropin}`), mode: 0o644, owner: "root", group: "root", what: "sshd host certificate drop-in" });
+  writes.push({
+    path: SSHD_DROPIN,
+    content: Buffer.from(
+      `# Written by the Buckypaper enclaivelet: host certificates signed by the runtime's SSH CA.\n${dropin}`,
+    ),
+    mode: 0o644,
+    owner: "root",
+    group: "root",
+    what: "sshd host certificate drop-in",
+  });
   return { writes, renewed, kept };
 }

@@ -25,13 +25,20 @@ export async function currentCertStillGood(cfg: TlsConfig, root: string, now = D
   }
 }
 
-export async function planTls(cfg: TlsConfig, root: string, issued: IssuedTls | undefined, now = Date.now()): Promise<{ writes: FileWrite[]; renewed: boolean }> {
+export async function planTls(
+  cfg: TlsConfig,
+  root: string,
+  issued: IssuedTls | undefined,
+  now = Date.now(),
+): Promise<{ writes: FileWrite[]; renewed: boolean }> {
   if (await currentCertStillGood(cfg, root, now)) return { writes: [], renewed: false };
-  if (!issued) throw new ProvisionError("tls", "the bundle has no TLS certificate (does the workload define secrets.pki?)");
+  if (!issued)
+    throw new ProvisionError("tls", "the bundle has no TLS certificate (does the workload define secrets.pki?)");
   let cert: X509Certificate;
   try {
     cert = new X509Certificate(issued.certificate);
-    if (!cert.publicKey.equals(createPublicKey(createPrivateKey(issued.private_key)))) throw new ProvisionError("tls", "the issued certificate does not match the issued key");
+    if (!cert.publicKey.equals(createPublicKey(createPrivateKey(issued.private_key))))
+      throw new ProvisionError("tls", "the issued certificate does not match the issued key");
   } catch (e) {
     if (e instanceof ProvisionError) throw e;
     throw new ProvisionError("tls", "the bundle's TLS certificate or key does not parse");
@@ -40,9 +47,28 @@ export async function planTls(cfg: TlsConfig, root: string, issued: IssuedTls | 
   const owner = { owner: cfg.owner, group: cfg.group };
   const writes: FileWrite[] = [
     // A named group (e.g. the web server's) may read the key; nobody else.
-    { path: cfg.keyPath, content: Buffer.from(issued.private_key.trim() + "\n"), mode: cfg.group ? 0o640 : 0o600, ...owner, what: "tls private key" },
-    { path: cfg.certPath, content: Buffer.from(issued.certificate.trim() + "\n"), mode: 0o644, ...owner, what: "tls certificate" },
+    {
+      path: cfg.keyPath,
+      content: Buffer.from(issued.private_key.trim() + "\n"),
+      mode: cfg.group ? 0o640 : 0o600,
+      ...owner,
+      what: "tls private key",
+    },
+    {
+      path: cfg.certPath,
+      content: Buffer.from(issued.certificate.trim() + "\n"),
+      mode: 0o644,
+      ...owner,
+      what: "tls certificate",
+    },
   ];
-  if (cfg.chainPath && chain.length) writes.push({ path: cfg.chainPath, content: Buffer.from(chain.map((c) => c.trim()).join("\n") + "\n"), mode: 0o644, ...owner, what: "tls issuing chain" });
+  if (cfg.chainPath && chain.length)
+    writes.push({
+      path: cfg.chainPath,
+      content: Buffer.from(chain.map((c) => c.trim()).join("\n") + "\n"),
+      mode: 0o644,
+      ...owner,
+      what: "tls issuing chain",
+    });
   return { writes, renewed: true };
 }

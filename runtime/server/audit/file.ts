@@ -14,16 +14,24 @@ export interface AuditDevice {
 export class FileAuditDevice implements AuditDevice {
   readonly type = "file";
   private fd: number;
-  constructor(readonly filePath: string, private readonly fsyncEach = false) {
+  constructor(
+    readonly filePath: string,
+    private readonly fsyncEach = false,
+  ) {
     mkdirSync(path.dirname(filePath), { recursive: true });
     this.fd = openSync(filePath, "a", 0o600);
   }
-  get options() { return { file_path: this.filePath }; }
+  get options() {
+    return { file_path: this.filePath };
+  }
   write(record: Record<string, unknown>): void {
     writeSync(this.fd, JSON.stringify(record) + "\n");
     if (this.fsyncEach) fsyncSync(this.fd);
   }
   close(): void {
-    if (this.fd >= 0) { closeSync(this.fd); this.fd = -1; }
+    if (this.fd >= 0) {
+      closeSync(this.fd);
+      this.fd = -1;
+    }
   }
 }

@@ -12,6 +12,7 @@ export function hashStrings(key: Buffer, v: unknown): unknown {
   if (typeof v === "string") return auditHash(key, v);
   if (v instanceof Uint8Array) return auditHash(key, Buffer.from(v).toString("base64"));
   if (Array.isArray(v)) return v.map((x) => hashStrings(key, x));
-  if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, hashStrings(key, x)]));
+  if (v && typeof v === "object")
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, hashStrings(key, x)]));
   return v;
 }

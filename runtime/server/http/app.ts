@@ -39,8 +39,13 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   fopts.frameworkErrors = (err, _req, res) => {
     const reply = res as unknown as import("fastify").FastifyReply;
     const status = (err as { statusCode?: number }).statusCode ?? 400;
-    const msg = (err as { code?: string }).code === "FST_ERR_BAD_URL" ? "path: invalid percent-encoding" : "bad request";
-    void reply.code(status >= 400 && status < 500 ? status : 400).headers(SECURITY_HEADERS).type("application/json").send({ errors: [msg] });
+    const msg =
+      (err as { code?: string }).code === "FST_ERR_BAD_URL" ? "path: invalid percent-encoding" : "bad request";
+    void reply
+      .code(status >= 400 && status < 500 ? status : 400)
+      .headers(SECURITY_HEADERS)
+      .type("application/json")
+      .send({ errors: [msg] });
   };
   const holder: { app?: FastifyInstance } = {};
   fopts.clientErrorHandler = listAwareClientErrorHandler(() => holder.app!);
@@ -54,13 +59,26 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   app.addContentTypeParser("*", { parseAs: "string" }, (_req, body, done) => {
     const text = (body as string).trim();
     if (text === "") return done(null, undefined);
-    try { done(null, JSON.parse(text)); } catch { done(Object.assign(new Error("failed to parse JSON input"), { statusCode: 400 }), undefined); }
+    try {
+      done(null, JSON.parse(text));
+    } catch {
+      done(Object.assign(new Error("failed to parse JSON input"), { statusCode: 400 }), undefined);
+    }
   });
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
-    const msg = err.code === "FST_ERR_CTP_BODY_TOO_LARGE" ? "request body too large" : status === 500 ? "internal error" : err.message;
-    void reply.code(status).headers(SECURITY_HEADERS).type("application/json").send({ errors: [msg] });
+    const msg =
+      err.code === "FST_ERR_CTP_BODY_TOO_LARGE"
+        ? "request body too large"
+        : status === 500
+          ? "internal error"
+          : err.message;
+    void reply
+      .code(status)
+      .headers(SECURITY_HEADERS)
+      .type("application/json")
+      .send({ errors: [msg] });
   });
   app.setNotFoundHandler((_req, reply) => {
     void reply.code(404).headers(SECURITY_HEADERS).type("application/json").send({ errors: [] });
@@ -70,25 +88,49 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     const url = req.url;
     const q = url.indexOf("?");
     let rawPath: string;
-    try { rawPath = decodeURIComponent((q === -1 ? url : url.slice(0, q)).slice("/v1/".length)); } catch {
-      return reply.code(400).headers(SECURITY_HEADERS).type("application/json").send({ errors: ["path: invalid percent-encoding"] });
+    try {
+      rawPath = decodeURIComponent((q === -1 ? url : url.slice(0, q)).slice("/v1/".length));
+    } catch {
+      return reply
+        .code(400)
+        .headers(SECURITY_HEADERS)
+        .type("application/json")
+        .send({ errors: ["path: invalid percent-encoding"] });
     }
     const query: Record<string, string> = {};
-    if (q !== -1) for (const [k, v] of Object.entries((req.query ?? {}) as Record<string, unknown>)) query[k] = Array.isArray(v) ? String(v[0]) : String(v);
+    if (q !== -1)
+      for (const [k, v] of Object.entries((req.query ?? {}) as Record<string, unknown>))
+        query[k] = Array.isArray(v) ? String(v[0]) : String(v);
     const wait = limiter.check(rawPath.replace(/\/+$/, ""), req.ip);
     if (wait > 0) {
-      return reply.code(429).headers({ ...SECURITY_HEADERS, "retry-after": String(wait) }).type("application/json").send({ errors: ["rate limit exceeded"] });
+      return reply
+        .code(429)
+        .headers({ ...SECURITY_HEADERS, "retry-after": String(wait) })
+        .type("application/json")
+        .send({ errors: ["rate limit exceeded"] });
     }
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(req.headers)) if (typeof v === "string") headers[k] = v;
-    const res = await core.handle({ method: req.method, path: rawPath, query, body: req.body, headers, clientIp: req.ip });
+    const res = await core.handle({
+      method: req.method,
+      path: rawPath,
+      query,
+      body: req.body,
+      headers,
+      clientIp: req.ip,
+    });
     if (opts.logRequests) core.logger.info(`${req.method} /v1/${rawPath.split("?")[0]} → ${res.status}`);
     reply.code(res.status).headers(res.headers ? { ...SECURITY_HEADERS, ...res.headers } : SECURITY_HEADERS);
     if (res.body === undefined || res.status === 204) return reply.send();
     if (typeof res.body === "string" || Buffer.isBuffer(res.body)) return reply.send(res.body); // raw response: content-type set by the core
     return reply.type("application/json").send(res.body);
   };
-  app.route({ method: ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"], url: "/v1/*", handler, exposeHeadRoute: false });
+  app.route({
+    method: ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"],
+    url: "/v1/*",
+    handler,
+    exposeHeadRoute: false,
+  });
   return app;
 }
 

@@ -21,19 +21,29 @@ class WorkerPeers implements CorePeers {
 
   private ask(m: { t: "share"; share: string } | { t: "reset" } | { t: "announce"; event: ReturnType<typeof toWire> }) {
     const id = ++this.seq;
-    return new Promise<Extract<ToWorker, { t: "reply" }>>((resolve) => { this.pending.set(id, resolve); send({ ...m, id }); });
+    return new Promise<Extract<ToWorker, { t: "reply" }>>((resolve) => {
+      this.pending.set(id, resolve);
+      send({ ...m, id });
+    });
   }
 
-  reply(m: Extract<ToWorker, { t: "reply" }>) { this.pending.get(m.id)?.(m); this.pending.delete(m.id); }
+  reply(m: Extract<ToWorker, { t: "reply" }>) {
+    this.pending.get(m.id)?.(m);
+    this.pending.delete(m.id);
+  }
 
   async addUnsealShare(share: Buffer): Promise<Buffer[]> {
     const r = await this.ask({ t: "share", share: share.toString("base64") });
     return (r.shares ?? []).map((s) => Buffer.from(s, "base64"));
   }
 
-  async resetUnseal(): Promise<void> { await this.ask({ t: "reset" }); }
+  async resetUnseal(): Promise<void> {
+    await this.ask({ t: "reset" });
+  }
 
-  async announce(event: PeerEvent): Promise<void> { await this.ask({ t: "announce", event: toWire(event) }); }
+  async announce(event: PeerEvent): Promise<void> {
+    await this.ask({ t: "announce", event: toWire(event) });
+  }
 }
 
 const peers = new WorkerPeers();
@@ -41,14 +51,18 @@ let server: RunningServer | undefined;
 let startupKey: Buffer | undefined;
 // Changes from other workers are applied in order, and only once this worker's server is up.
 let readyToApply!: () => void;
-let applying: Promise<unknown> = new Promise<void>((resolve) => { readyToApply = resolve; });
+let applying: Promise<unknown> = new Promise<void>((resolve) => {
+  readyToApply = resolve;
+});
 
 async function start(m: Extract<ToWorker, { t: "start" }>) {
   peers.progress = m.progress;
   startupKey = m.unsealKey ? Buffer.from(m.unsealKey, "base64") : undefined;
   try {
     server = await startServer(m.cfg, {
-      logger: log, peers, bootstrapCert: m.bootstrap,
+      logger: log,
+      peers,
+      bootstrapCert: m.bootstrap,
       beforeListen: async (core) => {
         if (startupKey) await core.applyPeerEvent({ kind: "unsealed", key: startupKey });
         startupKey?.fill(0);
@@ -85,9 +99,16 @@ process.on("message", (m: ToWorker) => {
 
 // The supervisor decides the worker's life: SIGTERM closes cleanly; a lost supervisor means exit.
 let stopping: Promise<void> | undefined;
-const stop = () => (stopping ??= (async () => {
-  try { await server?.close(); } finally { process.exit(0); }
-})());
+const stop = () =>
+  (stopping ??= (async () => {
+    try {
+      await server?.close();
+    } finally {
+      process.exit(0);
+    }
+  })());
 process.once("SIGTERM", () => void stop());
-process.on("SIGINT", () => { /* the supervisor sends SIGTERM after a Ctrl-C on the process group */ });
+process.on("SIGINT", () => {
+  /* the supervisor sends SIGTERM after a Ctrl-C on the process group */
+});
 process.once("disconnect", () => void stop());

@@ -37,15 +37,21 @@ export type FromWorker =
 const describeEvent = (e: WirePeerEvent): string =>
   e.kind === "changed" ? `${e.what} change` : e.kind === "unsealed" ? "unseal" : e.kind === "sealed" ? "seal" : "init";
 
-export const toWire = (e: PeerEvent): WirePeerEvent => (e.kind === "unsealed" ? { kind: "unsealed", key: e.key.toString("base64") } : e);
-export const fromWire = (e: WirePeerEvent): PeerEvent => (e.kind === "unsealed" ? { kind: "unsealed", key: Buffer.from(e.key, "base64") } : e);
+export const toWire = (e: PeerEvent): WirePeerEvent =>
+  e.kind === "unsealed" ? { kind: "unsealed", key: e.key.toString("base64") } : e;
+export const fromWire = (e: WirePeerEvent): PeerEvent =>
+  e.kind === "unsealed" ? { kind: "unsealed", key: Buffer.from(e.key, "base64") } : e;
 
 /**
  * Rate limits are kept per worker and connections are spread round-robin, so each worker gets its
  * share of every rule and the runtime as a whole still allows about what the config says.
  */
 export function perWorkerRateLimits(rules: RateLimitRule[], workers: number): RateLimitRule[] {
-  return rules.map((r) => ({ path: r.path, perSecond: r.perSecond / workers, burst: Math.max(1, Math.ceil(r.burst / workers)) }));
+  return rules.map((r) => ({
+    path: r.path,
+    perSecond: r.perSecond / workers,
+    burst: Math.max(1, Math.ceil(r.burst / workers)),
+  }));
 }
 
 export interface RunningCluster {
@@ -77,8 +83,12 @@ export async function runCluster(cfg: RuntimeConfig, log: CoreLogger): Promise<R
   let seq = 0;
 
   const live = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w && w.isConnected());
-  const send = (w: Worker, m: ToWorker) => { if (w.isConnected()) w.send(m); };
-  const broadcastProgress = () => { for (const w of live()) send(w, { t: "progress", n: shares.length }); };
+  const send = (w: Worker, m: ToWorker) => {
+    if (w.isConnected()) w.send(m);
+  };
+  const broadcastProgress = () => {
+    for (const w of live()) send(w, { t: "progress", n: shares.length });
+  };
 
   /**
    * Sends an event to every worker except `from`; resolves when they have all applied it or died. A
@@ -93,11 +103,19 @@ export async function runCluster(cfg: RuntimeConfig, log: CoreLogger): Promise<R
       const timer = setTimeout(() => {
         for (const w of live()) {
           if (!waiting.get(id)?.left.has(w.id)) continue;
-          log.error(`worker ${w.process.pid} did not apply the ${describeEvent(event)} within ${APPLY_TIMEOUT_MS / 1000} s; replacing it`);
+          log.error(
+            `worker ${w.process.pid} did not apply the ${describeEvent(event)} within ${APPLY_TIMEOUT_MS / 1000} s; replacing it`,
+          );
           w.process.kill("SIGKILL");
         }
       }, APPLY_TIMEOUT_MS);
-      waiting.set(id, { left: new Set(others.map((w) => w.id)), done: () => { clearTimeout(timer); done(); } });
+      waiting.set(id, {
+        left: new Set(others.map((w) => w.id)),
+        done: () => {
+          clearTimeout(timer);
+          done();
+        },
+      });
       for (const w of others) send(w, { t: "apply", id, event });
     });
   }
@@ -106,7 +124,10 @@ export async function runCluster(cfg: RuntimeConfig, log: CoreLogger): Promise<R
     const w = waiting.get(id);
     if (!w) return;
     w.left.delete(workerId);
-    if (w.left.size === 0) { waiting.delete(id); w.done(); }
+    if (w.left.size === 0) {
+      waiting.delete(id);
+      w.done();
+    }
   }
 
   async function onMessage(w: Worker, m: FromWorker) {
@@ -126,8 +147,15 @@ export async function runCluster(cfg: RuntimeConfig, log: CoreLogger): Promise<R
       case "announce": {
         const ev = m.event;
         // The supervisor's own state changes first, so a worker forked meanwhile starts in the new state.
-        if (ev.kind === "unsealed") { unsealKey = Buffer.from(ev.key, "base64"); shares = []; broadcastProgress(); }
-        if (ev.kind === "sealed") { unsealKey?.fill(0); unsealKey = undefined; }
+        if (ev.kind === "unsealed") {
+          unsealKey = Buffer.from(ev.key, "base64");
+          shares = [];
+          broadcastProgress();
+        }
+        if (ev.kind === "sealed") {
+          unsealKey?.fill(0);
+          unsealKey = undefined;
+        }
         await relay(w.id, ev);
         send(w, { t: "reply", id: m.id });
         return;
@@ -143,8 +171,18 @@ export async function runCluster(cfg: RuntimeConfig, log: CoreLogger): Promise<R
 
   function fork(): Worker {
     const w = cluster.fork();
-    w.on("message", (m: FromWorker) => { void onMessage(w, m); });
-    w.once("online", () => send(w, { t: "start", cfg: workerCfg, bootstrap, unsealKey: unsealKey?.toString("base64"), progress: shares.length }));
+    w.on("message", (m: FromWorker) => {
+      void onMessage(w, m);
+    });
+    w.once("online", () =>
+      send(w, {
+        t: "start",
+        cfg: workerCfg,
+        bootstrap,
+        unsealKey: unsealKey?.toString("base64"),
+        progress: shares.length,
+      }),
+    );
     return w;
   }
 
@@ -154,7 +192,9 @@ export async function runCluster(cfg: RuntimeConfig, log: CoreLogger): Promise<R
     const now = Date.now();
     while (respawns.length && now - respawns[0] > 60_000) respawns.shift();
     if (respawns.length >= RESPAWN_LIMIT) {
-      log.error(`worker ${w.process.pid} exited (${signal ?? code}); ${RESPAWN_LIMIT} respawns in a minute, not restarting it`);
+      log.error(
+        `worker ${w.process.pid} exited (${signal ?? code}); ${RESPAWN_LIMIT} respawns in a minute, not restarting it`,
+      );
       return;
     }
     respawns.push(now);
@@ -168,26 +208,52 @@ export async function runCluster(cfg: RuntimeConfig, log: CoreLogger): Promise<R
     const w = fork();
     const up = await new Promise<{ url: string; initialized: boolean }>((resolve, reject) => {
       const onMsg = (m: FromWorker) => {
-        if (m.t === "listening") { cleanup(); resolve(m); }
-        if (m.t === "failed") { cleanup(); reject(new Error(m.message)); }
+        if (m.t === "listening") {
+          cleanup();
+          resolve(m);
+        }
+        if (m.t === "failed") {
+          cleanup();
+          reject(new Error(m.message));
+        }
       };
-      const onExit = (code: number) => { cleanup(); reject(new Error(`worker exited with code ${code} while starting`)); };
-      const cleanup = () => { w.off("message", onMsg); w.off("exit", onExit); };
+      const onExit = (code: number) => {
+        cleanup();
+        reject(new Error(`worker exited with code ${code} while starting`));
+      };
+      const cleanup = () => {
+        w.off("message", onMsg);
+        w.off("exit", onExit);
+      };
       w.on("message", onMsg);
       w.once("exit", onExit);
-    }).catch(async (e) => { closing = true; for (const x of live()) x.kill("SIGTERM"); throw e; });
+    }).catch(async (e) => {
+      closing = true;
+      for (const x of live()) x.kill("SIGTERM");
+      throw e;
+    });
     first ??= up;
   }
 
   return {
-    url: first!.url, initialized: first!.initialized, bootstrapFingerprint: bootstrap?.fingerprint,
+    url: first!.url,
+    initialized: first!.initialized,
+    bootstrapFingerprint: bootstrap?.fingerprint,
     close: async () => {
       closing = true;
       unsealKey?.fill(0);
-      const exits = live().map((w) => new Promise<void>((r) => { if (w.isDead()) r(); else w.once("exit", () => r()); }));
+      const exits = live().map(
+        (w) =>
+          new Promise<void>((r) => {
+            if (w.isDead()) r();
+            else w.once("exit", () => r());
+          }),
+      );
       for (const w of live()) w.kill("SIGTERM");
       // A worker that does not finish its shutdown (hung, stopped) is killed.
-      const force = setTimeout(() => { for (const w of Object.values(cluster.workers ?? {})) w?.process.kill("SIGKILL"); }, 10_000);
+      const force = setTimeout(() => {
+        for (const w of Object.values(cluster.workers ?? {})) w?.process.kill("SIGKILL");
+      }, 10_000);
       await Promise.all(exits);
       clearTimeout(force);
     },

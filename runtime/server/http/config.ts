@@ -16,7 +16,8 @@ import { parseDuration } from "../vault/duration.js";
 import { LogicalError } from "../vault/backend.js";
 import { DEFAULT_RATE_LIMITS, type RateLimitRule } from "./rate-limit.js";
 
-export type StorageConfig = { type: "sqlite"; path: string } | { type: "postgresql"; connectionUrl: string } | { type: "inmem" };
+export type StorageConfig =
+  { type: "sqlite"; path: string } | { type: "postgresql"; connectionUrl: string } | { type: "inmem" };
 
 export interface ListenerConfig {
   host: string;
@@ -65,8 +66,19 @@ export function parseAddress(addr: string, field = "address"): { host: string; p
 function fromJson(doc: Record<string, unknown>): HclBody {
   const body: HclBody = { attrs: {}, blocks: [] };
   for (const [k, v] of Object.entries(doc)) {
-    if ((k === "storage" || k === "listener" || k === "rate_limit") && v && typeof v === "object" && !Array.isArray(v)) {
-      for (const [label, inner] of Object.entries(v as Record<string, unknown>)) body.blocks.push({ type: k, labels: [label], body: { attrs: inner as Record<string, HclValue>, blocks: [] }, line: 0 });
+    if (
+      (k === "storage" || k === "listener" || k === "rate_limit") &&
+      v &&
+      typeof v === "object" &&
+      !Array.isArray(v)
+    ) {
+      for (const [label, inner] of Object.entries(v as Record<string, unknown>))
+        body.blocks.push({
+          type: k,
+          labels: [label],
+          body: { attrs: inner as Record<string, HclValue>, blocks: [] },
+          line: 0,
+        });
     } else body.attrs[k] = v as HclValue;
   }
   return body;
@@ -80,11 +92,23 @@ export function parseConfig(text: string, baseDir = process.cwd()): RuntimeConfi
     if (e instanceof HclError || e instanceof SyntaxError) throw new ConfigError(`config: ${e.message}`);
     throw e;
   }
-  const known = new Set(["api_addr", "audit_file", "default_lease_ttl", "max_lease_ttl", "ui", "disable_mlock", "cluster_name", "log_level", "workers"]);
+  const known = new Set([
+    "api_addr",
+    "audit_file",
+    "default_lease_ttl",
+    "max_lease_ttl",
+    "ui",
+    "disable_mlock",
+    "cluster_name",
+    "log_level",
+    "workers",
+  ]);
   for (const k of Object.keys(body.attrs)) if (!known.has(k)) throw new ConfigError(`config: unknown setting '${k}'`);
   const storages = body.blocks.filter((b) => b.type === "storage");
   const listeners = body.blocks.filter((b) => b.type === "listener");
-  for (const b of body.blocks) if (!["storage", "listener", "rate_limit"].includes(b.type)) throw new ConfigError(`config: unknown block '${b.type}'`);
+  for (const b of body.blocks)
+    if (!["storage", "listener", "rate_limit"].includes(b.type))
+      throw new ConfigError(`config: unknown block '${b.type}'`);
   if (storages.length !== 1) throw new ConfigError("storage: exactly one storage block is required");
   if (listeners.length !== 1) throw new ConfigError("listener: exactly one listener block is required");
   const resolve = (p: string) => path.resolve(baseDir, p);
@@ -97,7 +121,8 @@ export function parseConfig(text: string, baseDir = process.cwd()): RuntimeConfi
     if (!p) throw new ConfigError("storage.sqlite.path: required");
     storage = { type: "sqlite", path: resolve(p) };
   } else if (kind === "postgresql" || kind === "postgres") {
-    const url = s(sb.body.attrs.connection_url, "storage.postgresql.connection_url") ?? process.env.BK_PG_CONNECTION_URL;
+    const url =
+      s(sb.body.attrs.connection_url, "storage.postgresql.connection_url") ?? process.env.BK_PG_CONNECTION_URL;
     if (!url) throw new ConfigError("storage.postgresql.connection_url: required (or BK_PG_CONNECTION_URL)");
     storage = { type: "postgresql", connectionUrl: url };
   } else if (kind === "inmem") {
@@ -107,27 +132,37 @@ export function parseConfig(text: string, baseDir = process.cwd()): RuntimeConfi
   const lb = listeners[0];
   if (lb.labels[0] !== "tcp") throw new ConfigError(`listener: unknown type '${lb.labels[0]}' (tcp)`);
   const la = lb.body.attrs;
-  const { host, port } = parseAddress(s(la.address, "listener.tcp.address") ?? "127.0.0.1:8200", "listener.tcp.address");
+  const { host, port } = parseAddress(
+    s(la.address, "listener.tcp.address") ?? "127.0.0.1:8200",
+    "listener.tcp.address",
+  );
   const tlsDisable = la.tls_disable === true || la.tls_disable === "true" || la.tls_disable === 1;
   const hosts = la.tls_hosts ?? [];
-  if (!Array.isArray(hosts) || hosts.some((h) => typeof h !== "string")) throw new ConfigError("listener.tcp.tls_hosts: must be a list of strings");
-  const certFile = s(la.tls_cert_file, "listener.tcp.tls_cert_file"), keyFile = s(la.tls_key_file, "listener.tcp.tls_key_file");
+  if (!Array.isArray(hosts) || hosts.some((h) => typeof h !== "string"))
+    throw new ConfigError("listener.tcp.tls_hosts: must be a list of strings");
+  const certFile = s(la.tls_cert_file, "listener.tcp.tls_cert_file"),
+    keyFile = s(la.tls_key_file, "listener.tcp.tls_key_file");
   if (!!certFile !== !!keyFile) throw new ConfigError("listener.tcp: tls_cert_file and tls_key_file go together");
   let tlsDir = s(la.tls_dir, "listener.tcp.tls_dir");
   if (!tlsDisable && !certFile && !tlsDir) {
-    if (storage.type !== "sqlite") throw new ConfigError("listener.tcp.tls_dir: required with TLS unless tls_cert_file is set");
+    if (storage.type !== "sqlite")
+      throw new ConfigError("listener.tcp.tls_dir: required with TLS unless tls_cert_file is set");
     tlsDir = path.join(path.dirname(storage.path), "tls");
   }
   const maxReq = la.max_request_size ?? 1024 * 1024;
-  if (typeof maxReq !== "number" || !Number.isInteger(maxReq) || maxReq <= 0) throw new ConfigError("listener.tcp.max_request_size: must be a positive integer (bytes)");
+  if (typeof maxReq !== "number" || !Number.isInteger(maxReq) || maxReq <= 0)
+    throw new ConfigError("listener.tcp.max_request_size: must be a positive integer (bytes)");
 
   const rateLimits: RateLimitRule[] = [...DEFAULT_RATE_LIMITS];
   for (const rb of body.blocks.filter((b) => b.type === "rate_limit")) {
-    const ps = Number(rb.body.attrs.per_second), burst = Number(rb.body.attrs.burst ?? ps);
-    if (!(ps > 0) || !(burst >= 1)) throw new ConfigError(`rate_limit "${rb.labels[0]}": per_second and burst must be positive`);
+    const ps = Number(rb.body.attrs.per_second),
+      burst = Number(rb.body.attrs.burst ?? ps);
+    if (!(ps > 0) || !(burst >= 1))
+      throw new ConfigError(`rate_limit "${rb.labels[0]}": per_second and burst must be positive`);
     const i = rateLimits.findIndex((r) => r.path === rb.labels[0]);
     const rule = { path: rb.labels[0], perSecond: ps, burst };
-    if (i >= 0) rateLimits[i] = rule; else rateLimits.push(rule);
+    if (i >= 0) rateLimits[i] = rule;
+    else rateLimits.push(rule);
   }
   let defaultTtl: number, maxTtl: number;
   try {
@@ -138,14 +173,28 @@ export function parseConfig(text: string, baseDir = process.cwd()): RuntimeConfi
   }
   const auditFile = s(body.attrs.audit_file, "audit_file");
   const workers = parseWorkers(body.attrs.workers);
-  if (workers > 1 && storage.type === "inmem") throw new ConfigError(`workers: inmem storage lives in one process; use sqlite or postgresql storage with workers = ${workers}`);
+  if (workers > 1 && storage.type === "inmem")
+    throw new ConfigError(
+      `workers: inmem storage lives in one process; use sqlite or postgresql storage with workers = ${workers}`,
+    );
   return {
     storage,
     listener: {
-      host, port, tlsDisable, tlsDir: tlsDir && resolve(tlsDir), tlsCertFile: certFile && resolve(certFile), tlsKeyFile: keyFile && resolve(keyFile),
-      tlsHosts: hosts as string[], maxRequestSize: maxReq,
+      host,
+      port,
+      tlsDisable,
+      tlsDir: tlsDir && resolve(tlsDir),
+      tlsCertFile: certFile && resolve(certFile),
+      tlsKeyFile: keyFile && resolve(keyFile),
+      tlsHosts: hosts as string[],
+      maxRequestSize: maxReq,
     },
-    apiAddr: s(body.attrs.api_addr, "api_addr"), auditFile: auditFile && resolve(auditFile), defaultTtl, maxTtl, rateLimits, workers,
+    apiAddr: s(body.attrs.api_addr, "api_addr"),
+    auditFile: auditFile && resolve(auditFile),
+    defaultTtl,
+    maxTtl,
+    rateLimits,
+    workers,
   };
 }
 
@@ -153,6 +202,7 @@ function parseWorkers(v: HclValue | undefined): number {
   if (v === undefined) return 1;
   if (v === "auto") return Math.min(MAX_WORKERS, availableParallelism());
   const n = typeof v === "string" && /^\d+$/.test(v) ? Number(v) : v;
-  if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > MAX_WORKERS) throw new ConfigError(`workers: must be an integer from 1 to ${MAX_WORKERS}, or "auto"`);
+  if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > MAX_WORKERS)
+    throw new ConfigError(`workers: must be an integer from 1 to ${MAX_WORKERS}, or "auto"`);
   return n;
 }

@@ -47,27 +47,55 @@ export async function startDevRuntime(o: DevRuntimeOptions = {}): Promise<DevRun
   }
   const physical = o.storage ?? new MemoryStorage();
   const scheme = https ? "https" : "http";
-  const core = new Core({ physical, registry: o.registry ?? builtinRegistry(), logger: o.logger, responseSealer, ...o.core });
+  const core = new Core({
+    physical,
+    registry: o.registry ?? builtinRegistry(),
+    logger: o.logger,
+    responseSealer,
+    ...o.core,
+  });
   const init = await core.initialize(1, 1);
   await core.unsealWith(init.keys);
   await core.writeTable("secret", (t) => [...t, { ...newKv() }]);
   let rootToken = init.root_token;
   if (o.rootTokenId) {
-    rootToken = (await core.tokens!.create({ policies: ["root"], path: "auth/token/root", ttl: 0, maxTtl: 0, renewable: false, displayName: "root", id: o.rootTokenId })).token;
+    rootToken = (
+      await core.tokens!.create({
+        policies: ["root"],
+        path: "auth/token/root",
+        ttl: 0,
+        maxTtl: 0,
+        renewable: false,
+        displayName: "root",
+        id: o.rootTokenId,
+      })
+    ).token;
     const generated = await core.tokens!.lookup(init.root_token);
     if (generated) await core.tokens!.revoke(generated);
   }
   const app = buildApp({ core, https, rateLimits: o.rateLimits });
   await app.listen({ host, port: o.port ?? 8200 });
   const addr = app.server.address();
-  const port = typeof addr === "object" && addr ? addr.port : o.port ?? 8200;
+  const port = typeof addr === "object" && addr ? addr.port : (o.port ?? 8200);
   const url = `${scheme}://${host.includes(":") ? `[${host}]` : host}:${port}`;
   (core.opts as { apiAddr?: string }).apiAddr ??= url;
   return {
-    url, rootToken, unsealKey: init.keys[0], caPem: ca?.certPem, caFingerprint: ca && certFingerprint(ca.certPem), core, app,
-    close: async () => { await app.close(); await core.seal(); await physical.close(); },
+    url,
+    rootToken,
+    unsealKey: init.keys[0],
+    caPem: ca?.certPem,
+    caFingerprint: ca && certFingerprint(ca.certPem),
+    core,
+    app,
+    close: async () => {
+      await app.close();
+      await core.seal();
+      await physical.close();
+    },
   };
 }
 
 import { newMount } from "../vault/mounts.js";
-function newKv() { return newMount("secret", "secret/", "kv", { description: "key/value secret storage", options: { version: "2" } }); }
+function newKv() {
+  return newMount("secret", "secret/", "kv", { description: "key/value secret storage", options: { version: "2" } });
+}

@@ -9,7 +9,10 @@ import type { FastifyInstance } from "fastify";
 
 const MAX_HEAD = 64 * 1024;
 
-export interface ParsedListRequest { url: string; headers: Record<string, string> }
+export interface ParsedListRequest {
+  url: string;
+  headers: Record<string, string>;
+}
 
 /** Parses a complete LIST request head (request line + headers); undefined if it is not one. */
 export function parseListRequest(raw: Buffer): ParsedListRequest | undefined {
@@ -31,11 +34,23 @@ export function parseListRequest(raw: Buffer): ParsedListRequest | undefined {
   return { url, headers };
 }
 
-function writeAndClose(socket: Socket, status: number, headers: Record<string, string | number | string[] | undefined>, body: string) {
-  if (!socket.writable) { socket.destroy(); return; }
+function writeAndClose(
+  socket: Socket,
+  status: number,
+  headers: Record<string, string | number | string[] | undefined>,
+  body: string,
+) {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
   const lines = [`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}`];
   for (const [k, v] of Object.entries(headers)) {
-    if (v === undefined || ["connection", "content-length", "transfer-encoding", "keep-alive"].includes(k.toLowerCase())) continue;
+    if (
+      v === undefined ||
+      ["connection", "content-length", "transfer-encoding", "keep-alive"].includes(k.toLowerCase())
+    )
+      continue;
     for (const x of Array.isArray(v) ? v : [v]) lines.push(`${k}: ${x}`);
   }
   const payload = Buffer.from(body, "utf8");
@@ -49,12 +64,18 @@ export function listAwareClientErrorHandler(getApp: () => FastifyInstance) {
     const err = error as Error & { code?: string; rawPacket?: Buffer };
     const parsed = err.code === "HPE_INVALID_METHOD" && err.rawPacket ? parseListRequest(err.rawPacket) : undefined;
     if (!parsed) {
-      if (socket.writable) writeAndClose(socket, 400, { "content-type": "application/json" }, JSON.stringify({ errors: ["bad request"] }));
+      if (socket.writable)
+        writeAndClose(socket, 400, { "content-type": "application/json" }, JSON.stringify({ errors: ["bad request"] }));
       else socket.destroy();
       return;
     }
     getApp()
-      .inject({ method: "GET", url: parsed.url, headers: parsed.headers, remoteAddress: socket.remoteAddress ?? "127.0.0.1" })
+      .inject({
+        method: "GET",
+        url: parsed.url,
+        headers: parsed.headers,
+        remoteAddress: socket.remoteAddress ?? "127.0.0.1",
+      })
       .then((res) => writeAndClose(socket, res.statusCode, res.headers, res.body))
       .catch(() => socket.destroy());
   };

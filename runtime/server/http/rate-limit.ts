@@ -16,14 +16,27 @@ export const DEFAULT_RATE_LIMITS: RateLimitRule[] = [
   { path: "auth/*/login/*", perSecond: 20, burst: 100 },
 ];
 
-interface Bucket { tokens: number; at: number }
+interface Bucket {
+  tokens: number;
+  at: number;
+}
 
 export class RateLimiter {
   private readonly compiled: Array<{ rule: RateLimitRule; re: RegExp }>;
   private readonly buckets = new Map<string, Bucket>();
 
   constructor(rules: RateLimitRule[]) {
-    this.compiled = rules.map((rule) => ({ rule, re: new RegExp("^" + rule.path.split("/").map((s) => (s === "*" ? "[^/]+" : s.replace(/[.+?^${}()|[\]\\]/g, "\\$&"))).join("/") + "/?$") }));
+    this.compiled = rules.map((rule) => ({
+      rule,
+      re: new RegExp(
+        "^" +
+          rule.path
+            .split("/")
+            .map((s) => (s === "*" ? "[^/]+" : s.replace(/[.+?^${}()|[\]\\]/g, "\\$&")))
+            .join("/") +
+          "/?$",
+      ),
+    }));
   }
 
   /** Seconds to wait when limited, 0 when allowed. */

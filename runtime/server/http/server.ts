@@ -47,11 +47,17 @@ export interface StartOptions {
   beforeListen?: (core: Core) => Promise<void>;
 }
 
-export interface BootstrapCert { keyPem: string; certPem: string; fingerprint: string }
+export interface BootstrapCert {
+  keyPem: string;
+  certPem: string;
+  fingerprint: string;
+}
 
 function tlsFiles(cfg: RuntimeConfig) {
   const dir = cfg.listener.tlsDir;
-  return dir ? { ca: path.join(dir, "ca.pem"), cert: path.join(dir, "server.pem"), key: path.join(dir, "server-key.pem") } : undefined;
+  return dir
+    ? { ca: path.join(dir, "ca.pem"), cert: path.join(dir, "server.pem"), key: path.join(dir, "server-key.pem") }
+    : undefined;
 }
 
 function listenerHosts(cfg: RuntimeConfig): string[] {
@@ -64,7 +70,8 @@ function listenerHosts(cfg: RuntimeConfig): string[] {
  * a real certificate exists (operator-supplied, or issued by the runtime CA at init).
  */
 export async function bootstrapCertificate(cfg: RuntimeConfig): Promise<BootstrapCert | undefined> {
-  const l = cfg.listener, files = tlsFiles(cfg);
+  const l = cfg.listener,
+    files = tlsFiles(cfg);
   if (l.tlsDisable || l.tlsCertFile || (files && existsSync(files.cert) && existsSync(files.key))) return undefined;
   const boot = await createRuntimeCa("Buckypaper runtime bootstrap (pre-init)");
   const leaf = await issueServerCert(boot, listenerHosts(cfg));
@@ -97,8 +104,15 @@ export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Pro
   }
 
   const core = new Core({
-    physical, registry: o.registry ?? builtinRegistry(), apiAddr: cfg.apiAddr, defaultTtl: cfg.defaultTtl, maxTtl: cfg.maxTtl,
-    logger: o.logger, auditFile: cfg.auditFile, responseSealer, peers: o.peers,
+    physical,
+    registry: o.registry ?? builtinRegistry(),
+    apiAddr: cfg.apiAddr,
+    defaultTtl: cfg.defaultTtl,
+    maxTtl: cfg.maxTtl,
+    logger: o.logger,
+    auditFile: cfg.auditFile,
+    responseSealer,
+    peers: o.peers,
     onInitialize: async (barrier) => {
       if (!tlsOn || l.tlsCertFile) return {};
       const ca = await createRuntimeCa();
@@ -119,7 +133,8 @@ export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Pro
   let bootstrapFingerprint: string | undefined;
   if (tlsOn) {
     if (l.tlsCertFile) https = { key: readFileSync(l.tlsKeyFile!, "utf8"), cert: readFileSync(l.tlsCertFile, "utf8") };
-    else if (files && existsSync(files.cert) && existsSync(files.key)) https = { key: readFileSync(files.key, "utf8"), cert: readFileSync(files.cert, "utf8") };
+    else if (files && existsSync(files.cert) && existsSync(files.key))
+      https = { key: readFileSync(files.key, "utf8"), cert: readFileSync(files.cert, "utf8") };
     else {
       const boot = o.bootstrapCert ?? (await bootstrapCertificate(cfg))!;
       https = { key: boot.keyPem, cert: boot.certPem };
@@ -127,7 +142,12 @@ export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Pro
     }
   }
   if (o.beforeListen) {
-    try { await o.beforeListen(core); } catch (e) { await physical.close(); throw e; }
+    try {
+      await o.beforeListen(core);
+    } catch (e) {
+      await physical.close();
+      throw e;
+    }
   }
   const app = buildApp({ core, https, bodyLimit: l.maxRequestSize, rateLimits: cfg.rateLimits, logRequests: false });
   try {
@@ -142,15 +162,25 @@ export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Pro
   holder.app = app;
   const a = app;
   // Expired-token cleanup; leader-locked on PostgreSQL so one replica does it.
-  const tidyTimer = setInterval(() => { if (!core.sealed) core.tidy().catch((e) => o.logger?.warn(`token tidy failed: ${(e as Error).message}`)); }, 10 * 60_000);
+  const tidyTimer = setInterval(() => {
+    if (!core.sealed) core.tidy().catch((e) => o.logger?.warn(`token tidy failed: ${(e as Error).message}`));
+  }, 10 * 60_000);
   tidyTimer.unref();
   return {
-    url, core, app: a, bootstrapFingerprint,
+    url,
+    core,
+    app: a,
+    bootstrapFingerprint,
     reloadCertificate: () => {
       if (tlsOn && !l.tlsCertFile && files && existsSync(files.cert) && existsSync(files.key)) {
         setListenerCertificate(a, { key: readFileSync(files.key, "utf8"), cert: readFileSync(files.cert, "utf8") });
       }
     },
-    close: async () => { clearInterval(tidyTimer); await a.close(); await core.seal(); await physical.close(); },
+    close: async () => {
+      clearInterval(tidyTimer);
+      await a.close();
+      await core.seal();
+      await physical.close();
+    },
   };
 }

@@ -9,17 +9,26 @@ x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoPro
 
 const ALG = { name: "ECDSA", namedCurve: "P-384", hash: "SHA-384" } as const;
 
-export interface CaMaterial { certPem: string; keyPem: string }
-export interface ServerCert { certPem: string; keyPem: string }
+export interface CaMaterial {
+  certPem: string;
+  keyPem: string;
+}
+export interface ServerCert {
+  certPem: string;
+  keyPem: string;
+}
 
 async function keyPem(key: webcrypto.CryptoKey): Promise<string> {
   const der = Buffer.from(await webcrypto.subtle.exportKey("pkcs8", key));
-  return `-----BEGIN PRIVATE KEY-----\n${der.toString("base64").match(/.{1,64}/g)!.join("\n")}\n-----END PRIVATE KEY-----\n`;
+  return `-----BEGIN PRIVATE KEY-----\n${der
+    .toString("base64")
+    .match(/.{1,64}/g)!
+    .join("\n")}\n-----END PRIVATE KEY-----\n`;
 }
 
 async function importKey(pem: string): Promise<webcrypto.CryptoKey> {
   const der = Buffer.from(pem.replace(/-----[^-]+-----/g, "").replace(/\s+/g, ""), "base64");
-  return (await webcrypto.subtle.importKey("pkcs8", der, { name: "ECDSA", namedCurve: "P-384" }, false, ["sign"]));
+  return await webcrypto.subtle.importKey("pkcs8", der, { name: "ECDSA", namedCurve: "P-384" }, false, ["sign"]);
 }
 
 const serial = () => "01" + randomBytes(15).toString("hex");
@@ -28,8 +37,12 @@ export async function createRuntimeCa(commonName = "Buckypaper runtime CA"): Pro
   const keys = (await webcrypto.subtle.generateKey(ALG, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
   const now = Date.now();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: serial(), name: `CN=${commonName}`, notBefore: new Date(now - 60_000), notAfter: new Date(now + 10 * 365 * 86400_000),
-    keys, signingAlgorithm: ALG,
+    serialNumber: serial(),
+    name: `CN=${commonName}`,
+    notBefore: new Date(now - 60_000),
+    notAfter: new Date(now + 10 * 365 * 86400_000),
+    keys,
+    signingAlgorithm: ALG,
     extensions: [
       new x509.BasicConstraintsExtension(true, 0, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
@@ -47,13 +60,21 @@ export async function issueServerCert(ca: CaMaterial, hosts: string[]): Promise<
   const names = [...new Set(hosts.length ? hosts : ["localhost", "127.0.0.1"])];
   const now = Date.now();
   const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: serial(), subject: `CN=${names[0]}`, issuer: caCert.subject, notBefore: new Date(now - 60_000), notAfter: new Date(now + 397 * 86400_000),
-    publicKey: keys.publicKey, signingKey: caKey, signingAlgorithm: ALG,
+    serialNumber: serial(),
+    subject: `CN=${names[0]}`,
+    issuer: caCert.subject,
+    notBefore: new Date(now - 60_000),
+    notAfter: new Date(now + 397 * 86400_000),
+    publicKey: keys.publicKey,
+    signingKey: caKey,
+    signingAlgorithm: ALG,
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
-      new x509.SubjectAlternativeNameExtension(names.map((n) => (isIP(n) ? { type: "ip" as const, value: n } : { type: "dns" as const, value: n }))),
+      new x509.SubjectAlternativeNameExtension(
+        names.map((n) => (isIP(n) ? { type: "ip" as const, value: n } : { type: "dns" as const, value: n })),
+      ),
       await x509.AuthorityKeyIdentifierExtension.create(caCert, false),
     ],
   });

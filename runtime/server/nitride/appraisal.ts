@@ -30,18 +30,31 @@ function referenceCheck(w: WorkloadDefinition, c: Claims): Check {
   const m = c.measurement.toLowerCase();
   const facts = Object.entries(rv.azure);
   const factsOk = () => facts.every(([k, v]) => String(c.extra[k]) === v);
-  const factsDetail = () => facts.filter(([k, v]) => String(c.extra[k]) !== v).map(([k, v]) => `${k}: expected ${v}, got ${String(c.extra[k])}`).join("; ");
+  const factsDetail = () =>
+    facts
+      .filter(([k, v]) => String(c.extra[k]) !== v)
+      .map(([k, v]) => `${k}: expected ${v}, got ${String(c.extra[k])}`)
+      .join("; ");
   if (c.platform === "snp" || c.platform === "azure-snp") {
-    if (!rv.snp_measurements.length && !(w.policy.snp?.measurements?.length)) return { id, ok: false, detail: `no SNP reference measurement is registered for this workload` };
+    if (!rv.snp_measurements.length && !w.policy.snp?.measurements?.length)
+      return { id, ok: false, detail: `no SNP reference measurement is registered for this workload` };
     const known = [...rv.snp_measurements, ...(w.policy.snp?.measurements ?? [])];
-    if (!known.includes(m)) return { id, ok: false, detail: `measurement ${m.slice(0, 16)}… is not a reference value of this workload` };
+    if (!known.includes(m))
+      return { id, ok: false, detail: `measurement ${m.slice(0, 16)}… is not a reference value of this workload` };
   } else {
-    if (!rv.tdx.length) return { id, ok: false, detail: "no TDX reference value (MRTD) is registered for this workload" };
+    if (!rv.tdx.length)
+      return { id, ok: false, detail: "no TDX reference value (MRTD) is registered for this workload" };
     const rtmrs = (c.rtmrs ?? []).map((x) => x.toLowerCase());
     const hit = rv.tdx.find((t) => t.mrtd === m && (!t.rtmrs || t.rtmrs.every((r, i) => r === rtmrs[i])));
-    if (!hit) return { id, ok: false, detail: `MRTD ${m.slice(0, 16)}… with these RTMRs matches no reference value of this workload` };
+    if (!hit)
+      return {
+        id,
+        ok: false,
+        detail: `MRTD ${m.slice(0, 16)}… with these RTMRs matches no reference value of this workload`,
+      };
   }
-  if (c.platform.startsWith("azure") && facts.length && !factsOk()) return { id, ok: false, detail: `Azure facts differ: ${factsDetail()}` };
+  if (c.platform.startsWith("azure") && facts.length && !factsOk())
+    return { id, ok: false, detail: `Azure facts differ: ${factsDetail()}` };
   return { id, ok: true, detail: "measurement matches a registered reference value" };
 }
 
@@ -49,18 +62,36 @@ export async function appraiseForWorkload(r: AppraisalRequest): Promise<Verdict>
   let v: Verdict;
   try {
     v = await appraise(r.evidence, effectivePolicy(r.workload, !r.explain || r.binding !== undefined), {
-      trust: r.trust, binding: r.binding, explain: r.explain,
+      trust: r.trust,
+      binding: r.binding,
+      explain: r.explain,
     });
   } catch (e) {
-    return { accepted: false, simulated: false, evidenceDigest: "", checks: [{ id: "evidence.appraisal", ok: false, detail: `appraisal failed: ${(e as Error).message}` }] };
+    return {
+      accepted: false,
+      simulated: false,
+      evidenceDigest: "",
+      checks: [{ id: "evidence.appraisal", ok: false, detail: `appraisal failed: ${(e as Error).message}` }],
+    };
   }
   const checks = [...v.checks];
   if (r.workload.platforms.length) {
     const p = v.claims?.platform ?? r.evidence.kind;
     const ok = r.workload.platforms.includes(p);
-    checks.push({ id: "nitride.platform", ok, detail: ok ? `platform ${p} is allowed` : `platform ${p} is not among the workload's platforms (${r.workload.platforms.join(", ")})` });
+    checks.push({
+      id: "nitride.platform",
+      ok,
+      detail: ok
+        ? `platform ${p} is allowed`
+        : `platform ${p} is not among the workload's platforms (${r.workload.platforms.join(", ")})`,
+    });
   }
   if (v.claims) checks.push(referenceCheck(r.workload, v.claims));
-  else checks.push({ id: "nitride.reference-values", ok: false, detail: "no claims: the evidence did not verify far enough to compare reference values" });
+  else
+    checks.push({
+      id: "nitride.reference-values",
+      ok: false,
+      detail: "no claims: the evidence did not verify far enough to compare reference values",
+    });
   return { ...v, checks, accepted: v.accepted && checks.every((c) => c.ok) };
 }

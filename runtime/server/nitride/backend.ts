@@ -15,8 +15,16 @@ import { SigningKeys } from "./signing-keys.js";
 import { issuerFor, signWorkloadToken } from "./token.js";
 import { provisionBundle } from "./provision.js";
 import {
-  checkWorkloadId, definitionFrom, deleteWorkload, listWorkloads, policyHash, readWorkload, workloadAclPolicy,
-  workloadHistory, workloadVersion, writeWorkload,
+  checkWorkloadId,
+  definitionFrom,
+  deleteWorkload,
+  listWorkloads,
+  policyHash,
+  readWorkload,
+  workloadAclPolicy,
+  workloadHistory,
+  workloadVersion,
+  writeWorkload,
 } from "./workloads.js";
 
 export interface NitrideOptions {
@@ -56,7 +64,13 @@ function nonceField(data: Record<string, unknown>): Buffer {
 
 export class NitrideBackend implements LogicalBackend {
   readonly type = "nitride";
-  readonly unauthenticatedPaths = ["challenge", "attest", "jwks", ".well-known/openid-configuration", ".well-known/jwks.json"];
+  readonly unauthenticatedPaths = [
+    "challenge",
+    "attest",
+    "jwks",
+    ".well-known/openid-configuration",
+    ".well-known/jwks.json",
+  ];
   private readonly nonces = new NonceStore();
   private readonly keys = new SigningKeys();
   private configCache: { c: NitrideConfig; raw: string; at: number } | undefined;
@@ -68,22 +82,36 @@ export class NitrideBackend implements LogicalBackend {
     const write = op === "update" || op === "create";
     const p = req.path.replace(/\/+$/, "");
     switch (p) {
-      case "challenge": return write ? this.challenge(req) : undefined;
-      case "attest": return write ? this.attest(req) : undefined;
-      case "explain": return write ? this.explain(req) : undefined;
+      case "challenge":
+        return write ? this.challenge(req) : undefined;
+      case "attest":
+        return write ? this.attest(req) : undefined;
+      case "explain":
+        return write ? this.explain(req) : undefined;
       case "jwks":
       case ".well-known/jwks.json":
-        return op === "read" ? rawJson(await this.keys.jwks(req.storage, (await this.config(req.storage)).token_algorithm)) : undefined;
-      case ".well-known/openid-configuration": return op === "read" ? this.discovery(req) : undefined;
-      case "keys/rotate": return write ? { data: await this.keys.rotate(req.storage, (await this.config(req.storage)).token_algorithm) } : undefined;
-      case "config": return this.configure(req);
-      case "provision": return op === "read" || write ? provisionBundle(req) : undefined;
+        return op === "read"
+          ? rawJson(await this.keys.jwks(req.storage, (await this.config(req.storage)).token_algorithm))
+          : undefined;
+      case ".well-known/openid-configuration":
+        return op === "read" ? this.discovery(req) : undefined;
+      case "keys/rotate":
+        return write
+          ? { data: await this.keys.rotate(req.storage, (await this.config(req.storage)).token_algorithm) }
+          : undefined;
+      case "config":
+        return this.configure(req);
+      case "provision":
+        return op === "read" || write ? provisionBundle(req) : undefined;
       case "workloads":
         if (op !== "list" && op !== "read") return undefined;
         return this.listWorkloads(req);
     }
     const m = /^workloads\/([^/]+)(\/versions)?$/.exec(p);
-    if (m) return m[2] ? this.versions(req, checkWorkloadId(m[1], "id")) : this.workloadCrud(req, checkWorkloadId(m[1], "id"));
+    if (m)
+      return m[2]
+        ? this.versions(req, checkWorkloadId(m[1], "id"))
+        : this.workloadCrud(req, checkWorkloadId(m[1], "id"));
     return undefined;
   }
 
@@ -112,7 +140,10 @@ export class NitrideBackend implements LogicalBackend {
     if (req.operation === "read") return { data: configView(await this.config(req.storage)) };
     if (req.operation !== "update" && req.operation !== "create") return undefined;
     const c = await req.storage.transaction(async (tx) => {
-      const next = configFrom(req.data, { ...DEFAULT_CONFIG, ...((await readJson<NitrideConfig>(tx, "config")) ?? {}) });
+      const next = configFrom(req.data, {
+        ...DEFAULT_CONFIG,
+        ...((await readJson<NitrideConfig>(tx, "config")) ?? {}),
+      });
       await tx.put("config", jsonBytes(next));
       return next;
     });
@@ -150,11 +181,29 @@ export class NitrideBackend implements LogicalBackend {
         if (v > 0) {
           const h = await workloadVersion(req.storage, id, v);
           if (!h || h.deleted) throw new LogicalError(404, `workload ${id} has no version ${v}`);
-          return { data: { id, version: h.version, updated_time: h.time, ...h.definition, policy_hash: policyHash(h.definition!) } };
+          return {
+            data: {
+              id,
+              version: h.version,
+              updated_time: h.time,
+              ...h.definition,
+              policy_hash: policyHash(h.definition!),
+            },
+          };
         }
         const rec = await readWorkload(req.storage, id);
         if (!rec) throw new LogicalError(404, `workload not found: ${id}`);
-        return { data: { id, version: rec.version, created_time: rec.created_time, updated_time: rec.updated_time, ...rec.definition, policy_hash: policyHash(rec.definition), acl_policy: workloadPolicyName(id) } };
+        return {
+          data: {
+            id,
+            version: rec.version,
+            created_time: rec.created_time,
+            updated_time: rec.updated_time,
+            ...rec.definition,
+            policy_hash: policyHash(rec.definition),
+            acl_policy: workloadPolicyName(id),
+          },
+        };
       }
       case "create":
       case "update": {
@@ -168,7 +217,8 @@ export class NitrideBackend implements LogicalBackend {
         if (existed) await this.syncAclPolicy(req, id, undefined);
         return {};
       }
-      default: return undefined;
+      default:
+        return undefined;
     }
   }
 
@@ -183,7 +233,16 @@ export class NitrideBackend implements LogicalBackend {
     if (req.operation !== "read" && req.operation !== "list") return undefined;
     const h = await workloadHistory(req.storage, id);
     if (!h.length) throw new LogicalError(404, `workload not found: ${id}`);
-    return { data: { versions: h.map((e) => ({ version: e.version, time: e.time, deleted: e.deleted, ...(e.definition ? { policy_hash: policyHash(e.definition) } : {}) })) } };
+    return {
+      data: {
+        versions: h.map((e) => ({
+          version: e.version,
+          time: e.time,
+          deleted: e.deleted,
+          ...(e.definition ? { policy_hash: policyHash(e.definition) } : {}),
+        })),
+      },
+    };
   }
 
   // ---- attestation ----
@@ -193,7 +252,9 @@ export class NitrideBackend implements LogicalBackend {
     if (!(await readWorkload(req.storage, id))) throw new LogicalError(404, `workload not found: ${id}`);
     const c = await this.config(req.storage);
     const { nonce, expiresAt } = await this.nonces.issue(req.storage, id, c.challenge_ttl);
-    return { data: { workload_id: id, nonce: nonce.toString("base64url"), expires_at: expiresAt, ttl: c.challenge_ttl } };
+    return {
+      data: { workload_id: id, nonce: nonce.toString("base64url"), expires_at: expiresAt, ttl: c.challenge_ttl },
+    };
   }
 
   private async attest(req: LogicalRequest): Promise<LogicalResponse> {
@@ -205,19 +266,35 @@ export class NitrideBackend implements LogicalBackend {
     if (!rec) throw new LogicalError(404, `workload not found: ${id}`);
     const consumed = await this.nonces.consume(req.storage, nonce, id);
     if (consumed !== "ok") {
-      const why = { unknown: "unknown or already used", expired: "expired", "other-workload": "issued for another workload" }[consumed];
+      const why = {
+        unknown: "unknown or already used",
+        expired: "expired",
+        "other-workload": "issued for another workload",
+      }[consumed];
       throw new LogicalError(403, `nonce: ${why}; request a new challenge`);
     }
     const c = await this.config(req.storage);
-    const verdict = await appraiseForWorkload({ evidence, workload: rec.definition, trust: this.trust(c), binding: { nonce, publicKeySpki: eph.spki } });
+    const verdict = await appraiseForWorkload({
+      evidence,
+      workload: rec.definition,
+      trust: this.trust(c),
+      binding: { nonce, publicKeySpki: eph.spki },
+    });
     if (!verdict.accepted || !verdict.claims) {
       const failed = verdict.checks.filter((x) => !x.ok).map((x) => x.id);
       return { status: 403, data: { error: `attestation refused: ${failed.join(", ")}`, workload_id: id, verdict } };
     }
     const ttl = rec.definition.token_ttl ?? c.token_ttl;
     const { token, claims } = await signWorkloadToken({
-      issuer: issuerFor(req.system.apiAddr(), req.mountPoint), audience: c.audience, workloadId: id, ttlS: ttl, verdict,
-      refVersion: rec.version, policyHash: policyHash(rec.definition), ephemeralJwk: eph.jwk, key: await this.keys.current(req.storage, c.token_algorithm),
+      issuer: issuerFor(req.system.apiAddr(), req.mountPoint),
+      audience: c.audience,
+      workloadId: id,
+      ttlS: ttl,
+      verdict,
+      refVersion: rec.version,
+      policyHash: policyHash(rec.definition),
+      ephemeralJwk: eph.jwk,
+      key: await this.keys.current(req.storage, c.token_algorithm),
     });
     // The token is not a sealable secret: the caller has no attested login yet. It is short-lived and
     // bound (cnf) to the ephemeral key; roles with seal_responses make that binding protect the secrets.
@@ -230,13 +307,25 @@ export class NitrideBackend implements LogicalBackend {
     const rec = await readWorkload(req.storage, id);
     if (!rec) throw new LogicalError(404, `workload not found: ${id}`);
     // A nonce/key pair, when given, is only used to check the binding: nothing is consumed or issued.
-    const binding = req.data.nonce !== undefined || req.data.ephemeral_public_key !== undefined
-      ? { nonce: nonceField(req.data), publicKeySpki: ephemeralKey(req.data).spki } : undefined;
+    const binding =
+      req.data.nonce !== undefined || req.data.ephemeral_public_key !== undefined
+        ? { nonce: nonceField(req.data), publicKeySpki: ephemeralKey(req.data).spki }
+        : undefined;
     const c = await this.config(req.storage);
-    const verdict = await appraiseForWorkload({ evidence, workload: rec.definition, trust: this.trust(c), binding, explain: true });
+    const verdict = await appraiseForWorkload({
+      evidence,
+      workload: rec.definition,
+      trust: this.trust(c),
+      binding,
+      explain: true,
+    });
     return {
       data: {
-        workload_id: id, ref_version: rec.version, policy_hash: policyHash(rec.definition), would_accept: verdict.accepted, verdict,
+        workload_id: id,
+        ref_version: rec.version,
+        policy_hash: policyHash(rec.definition),
+        would_accept: verdict.accepted,
+        verdict,
         effective_policy: effectivePolicy(rec.definition, binding !== undefined),
       },
     };
@@ -246,9 +335,30 @@ export class NitrideBackend implements LogicalBackend {
     const iss = issuerFor(req.system.apiAddr(), req.mountPoint);
     const algs = await this.keys.algorithms(req.storage, (await this.config(req.storage)).token_algorithm);
     return rawJson({
-        issuer: iss, jwks_uri: `${iss}/jwks`, response_types_supported: ["id_token"], subject_types_supported: ["public"],
-        id_token_signing_alg_values_supported: algs, scopes_supported: ["openid"],
-        claims_supported: ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "platform", "measurement", "rtmrs", "tcb", "evidence_digest", "ref_version", "policy_hash", "simulated", "cnf"],
+      issuer: iss,
+      jwks_uri: `${iss}/jwks`,
+      response_types_supported: ["id_token"],
+      subject_types_supported: ["public"],
+      id_token_signing_alg_values_supported: algs,
+      scopes_supported: ["openid"],
+      claims_supported: [
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "iat",
+        "nbf",
+        "jti",
+        "platform",
+        "measurement",
+        "rtmrs",
+        "tcb",
+        "evidence_digest",
+        "ref_version",
+        "policy_hash",
+        "simulated",
+        "cnf",
+      ],
     });
   }
 }

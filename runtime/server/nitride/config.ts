@@ -33,8 +33,15 @@ export interface NitrideConfig {
 }
 
 export const DEFAULT_CONFIG: NitrideConfig = {
-  audience: "buckypaper", token_ttl: 300, token_algorithm: "ES384", challenge_ttl: 60, kds: "online", simulated_snp_anchors: [],
-  simulated_tdx_roots: [], intel_pcs: "online", accept_simulated: false,
+  audience: "buckypaper",
+  token_ttl: 300,
+  token_algorithm: "ES384",
+  challenge_ttl: 60,
+  kds: "online",
+  simulated_snp_anchors: [],
+  simulated_tdx_roots: [],
+  intel_pcs: "online",
+  accept_simulated: false,
 };
 
 /** Workload tokens are meant to be short-lived. */
@@ -44,17 +51,22 @@ export function configFrom(data: Record<string, unknown>, prev: NitrideConfig): 
   const out: NitrideConfig = { ...prev };
   if (data.audience !== undefined) out.audience = optString(data, "audience") || prev.audience;
   if (data.token_ttl !== undefined) out.token_ttl = parseDuration(data.token_ttl, "token_ttl") ?? prev.token_ttl;
-  if (out.token_ttl < 1 || out.token_ttl > MAX_TOKEN_TTL_S) throw new LogicalError(400, `token_ttl: must be between 1s and ${MAX_TOKEN_TTL_S}s`);
+  if (out.token_ttl < 1 || out.token_ttl > MAX_TOKEN_TTL_S)
+    throw new LogicalError(400, `token_ttl: must be between 1s and ${MAX_TOKEN_TTL_S}s`);
   if (data.token_algorithm !== undefined) {
     const a = optString(data, "token_algorithm");
-    if (!TOKEN_ALGORITHMS.includes(a as TokenAlgorithm)) throw new LogicalError(400, `token_algorithm: must be ${TOKEN_ALGORITHMS.map((x) => `"${x}"`).join(" or ")}`);
+    if (!TOKEN_ALGORITHMS.includes(a as TokenAlgorithm))
+      throw new LogicalError(400, `token_algorithm: must be ${TOKEN_ALGORITHMS.map((x) => `"${x}"`).join(" or ")}`);
     out.token_algorithm = a as TokenAlgorithm;
   }
-  if (data.challenge_ttl !== undefined) out.challenge_ttl = parseDuration(data.challenge_ttl, "challenge_ttl") ?? prev.challenge_ttl;
-  if (out.challenge_ttl < 1 || out.challenge_ttl > 600) throw new LogicalError(400, "challenge_ttl: must be between 1s and 600s");
+  if (data.challenge_ttl !== undefined)
+    out.challenge_ttl = parseDuration(data.challenge_ttl, "challenge_ttl") ?? prev.challenge_ttl;
+  if (out.challenge_ttl < 1 || out.challenge_ttl > 600)
+    throw new LogicalError(400, "challenge_ttl: must be between 1s and 600s");
   if (data.kds !== undefined) {
     const k = optString(data, "kds");
-    if (k !== "online" && k !== "offline" && k !== "off") throw new LogicalError(400, `kds: must be "online", "offline" or "off"`);
+    if (k !== "online" && k !== "offline" && k !== "off")
+      throw new LogicalError(400, `kds: must be "online", "offline" or "off"`);
     out.kds = k;
   }
   if (data.kds_cache_dir !== undefined) out.kds_cache_dir = optString(data, "kds_cache_dir") || undefined;
@@ -66,7 +78,8 @@ export function configFrom(data: Record<string, unknown>, prev: NitrideConfig): 
   }
   if (data.simulated_tdx_roots !== undefined) {
     out.simulated_tdx_roots = optList(data, "simulated_tdx_roots").map((r, i) => {
-      if (!/^[0-9a-f]{64}$/.test(r)) throw new LogicalError(400, `simulated_tdx_roots[${i}]: must be 64 lowercase hex digits`);
+      if (!/^[0-9a-f]{64}$/.test(r))
+        throw new LogicalError(400, `simulated_tdx_roots[${i}]: must be 64 lowercase hex digits`);
       return r;
     });
   }
@@ -79,7 +92,8 @@ export function configFrom(data: Record<string, unknown>, prev: NitrideConfig): 
       if (typeof a !== "object" || a === null) throw new LogicalError(400, `${f}: must be an object`);
       const o = a as Record<string, unknown>;
       const product = optString(o, "product");
-      if (product !== "Milan" && product !== "Genoa" && product !== "Turin") throw new LogicalError(400, `${f}.product: must be Milan, Genoa or Turin`);
+      if (product !== "Milan" && product !== "Genoa" && product !== "Turin")
+        throw new LogicalError(400, `${f}.product: must be Milan, Genoa or Turin`);
       const ark = optString(o, "ark_sha256") ?? "";
       if (!/^[0-9a-f]{64}$/.test(ark)) throw new LogicalError(400, `${f}.ark_sha256: must be 64 lowercase hex digits`);
       return { product, ark_sha256: ark, ca_certs: optList(o, "ca_certs") };
@@ -91,10 +105,14 @@ export function configFrom(data: Record<string, unknown>, prev: NitrideConfig): 
 export function trustFrom(c: NitrideConfig): TrustConfig {
   const snp: NonNullable<TrustConfig["snp"]> = {};
   if (c.amd_cert_dir) snp.certDir = c.amd_cert_dir;
-  if (c.kds !== "off") snp.kds = { offline: c.kds === "offline", ...(c.kds_cache_dir ? { cacheDir: c.kds_cache_dir } : {}) };
+  if (c.kds !== "off")
+    snp.kds = { offline: c.kds === "offline", ...(c.kds_cache_dir ? { cacheDir: c.kds_cache_dir } : {}) };
   if (c.accept_simulated && c.simulated_snp_anchors.length) {
     snp.simulated = c.simulated_snp_anchors.map((a) => ({
-      simulated: true as const, product: a.product, arkSha256: a.ark_sha256, caCerts: a.ca_certs.map((x) => new Uint8Array(Buffer.from(x, "base64"))),
+      simulated: true as const,
+      product: a.product,
+      arkSha256: a.ark_sha256,
+      caCerts: a.ca_certs.map((x) => new Uint8Array(Buffer.from(x, "base64"))),
     }));
   }
   const tdx: NonNullable<TrustConfig["tdx"]> = { fetchCollateral: c.intel_pcs === "online" };
@@ -104,5 +122,12 @@ export function trustFrom(c: NitrideConfig): TrustConfig {
 
 /** The config as shown by GET nitride/config (nothing in it is secret). */
 export function configView(c: NitrideConfig): Record<string, unknown> {
-  return { ...c, simulated_snp_anchors: c.simulated_snp_anchors.map((a) => ({ product: a.product, ark_sha256: a.ark_sha256, ca_certs: a.ca_certs.length })) };
+  return {
+    ...c,
+    simulated_snp_anchors: c.simulated_snp_anchors.map((a) => ({
+      product: a.product,
+      ark_sha256: a.ark_sha256,
+      ca_certs: a.ca_certs.length,
+    })),
+  };
 }

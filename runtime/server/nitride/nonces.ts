@@ -5,7 +5,10 @@ import { createHash, randomBytes } from "node:crypto";
 import type { Storage } from "../storage/types.js";
 import { jsonBytes, readJson } from "../vault/fields.js";
 
-interface NonceRecord { workload_id: string; expires_at: number }
+interface NonceRecord {
+  workload_id: string;
+  expires_at: number;
+}
 
 const keyFor = (nonce: Uint8Array) => `nonces/${createHash("sha256").update(nonce).digest("hex")}`;
 const SWEEP_EVERY_MS = 30_000;
@@ -18,7 +21,10 @@ export class NonceStore {
   async issue(storage: Storage, workloadId: string, ttlS: number): Promise<{ nonce: Buffer; expiresAt: number }> {
     const nonce = randomBytes(32);
     const expiresAt = Math.floor(Date.now() / 1000) + ttlS;
-    await storage.put(keyFor(nonce), jsonBytes({ workload_id: workloadId, expires_at: expiresAt } satisfies NonceRecord));
+    await storage.put(
+      keyFor(nonce),
+      jsonBytes({ workload_id: workloadId, expires_at: expiresAt } satisfies NonceRecord),
+    );
     if (Date.now() - this.lastSweep > SWEEP_EVERY_MS) {
       this.lastSweep = Date.now();
       void this.sweep(storage).catch(() => undefined);
@@ -45,7 +51,10 @@ export class NonceStore {
     let n = 0;
     for (const k of await storage.list("nonces/")) {
       const r = await readJson<NonceRecord>(storage, `nonces/${k}`);
-      if (r && r.expires_at < now) { await storage.delete(`nonces/${k}`); n++; }
+      if (r && r.expires_at < now) {
+        await storage.delete(`nonces/${k}`);
+        n++;
+      }
     }
     return n;
   }

@@ -13,7 +13,10 @@ export async function provisionBundle(req: LogicalRequest): Promise<LogicalRespo
   // Only a login with a token this Nitride issued counts: another issuer's JWT with look-alike claims does not.
   const claims = req.auth?.claims;
   if (!workloadId || claims?.sub !== workloadId || claims?.iss !== issuerFor(req.system.apiAddr(), req.mountPoint)) {
-    throw new LogicalError(403, "permission denied: the provisioning bundle needs a token from an attested login (auth/jwt with a Nitride token)");
+    throw new LogicalError(
+      403,
+      "permission denied: the provisioning bundle needs a token from an attested login (auth/jwt with a Nitride token)",
+    );
   }
   const rec = await readWorkload(req.storage, workloadId);
   if (!rec) throw new LogicalError(404, `workload not found: ${workloadId}`);
@@ -21,7 +24,10 @@ export async function provisionBundle(req: LogicalRequest): Promise<LogicalRespo
   // Evidence was appraised against reference values that have since changed (e.g. an image revoked):
   // the bundle needs a fresh attestation against the current ones.
   if (claims.policy_hash !== policyHash(d)) {
-    throw new LogicalError(403, "permission denied: the workload's reference values or policy changed since this attestation; attest again");
+    throw new LogicalError(
+      403,
+      "permission denied: the workload's reference values or policy changed since this attestation; attest again",
+    );
   }
   const sys = req.system;
 
@@ -32,7 +38,8 @@ export async function provisionBundle(req: LogicalRequest): Promise<LogicalRespo
       throw e;
     });
     const inner = (r?.data as { data?: unknown } | undefined)?.data;
-    if (inner === undefined) throw new LogicalError(500, `provisioning: KV secret ${path} of this workload does not exist`);
+    if (inner === undefined)
+      throw new LogicalError(500, `provisioning: KV secret ${path} of this workload does not exist`);
     kv[path] = inner;
   }
 
@@ -40,17 +47,30 @@ export async function provisionBundle(req: LogicalRequest): Promise<LogicalRespo
   if (d.secrets.pki) {
     const { mount, role } = splitMountRole(d.secrets.pki.role);
     const r = await sys.internalRequest("update", `${mount}/issue/${role}`, {
-      common_name: d.secrets.pki.common_name, alt_names: d.secrets.pki.alt_names.join(","), ip_sans: d.secrets.pki.ip_sans.join(","),
+      common_name: d.secrets.pki.common_name,
+      alt_names: d.secrets.pki.alt_names.join(","),
+      ip_sans: d.secrets.pki.ip_sans.join(","),
       ...(d.secrets.pki.ttl ? { ttl: d.secrets.pki.ttl } : {}),
     });
     if (!r?.data) throw new LogicalError(500, `provisioning: PKI role ${d.secrets.pki.role} is not available`);
-    tls = { certificate: r.data.certificate, private_key: r.data.private_key, private_key_type: r.data.private_key_type, ca_chain: r.data.ca_chain, serial_number: r.data.serial_number, expiration: r.data.expiration };
+    tls = {
+      certificate: r.data.certificate,
+      private_key: r.data.private_key,
+      private_key_type: r.data.private_key_type,
+      ca_chain: r.data.ca_chain,
+      serial_number: r.data.serial_number,
+      expiration: r.data.expiration,
+    };
   }
 
   let ssh: Record<string, unknown> | undefined;
   if (d.secrets.ssh) {
     const { mount, role } = splitMountRole(d.secrets.ssh.role);
-    const base = { cert_type: "host", valid_principals: d.secrets.ssh.principals.join(","), ...(d.secrets.ssh.ttl ? { ttl: d.secrets.ssh.ttl } : {}) };
+    const base = {
+      cert_type: "host",
+      valid_principals: d.secrets.ssh.principals.join(","),
+      ...(d.secrets.ssh.ttl ? { ttl: d.secrets.ssh.ttl } : {}),
+    };
     const hostKeys = optList(req.data, "host_keys");
     if (hostKeys.length > 8) throw new LogicalError(400, "host_keys: at most 8 keys");
     const certs: Array<Record<string, unknown>> = [];
@@ -61,7 +81,11 @@ export async function provisionBundle(req: LogicalRequest): Promise<LogicalRespo
       }
     } else {
       const r = await sys.internalRequest("update", `${mount}/issue/${role}`, base);
-      certs.push({ private_key: r?.data?.private_key, signed_key: r?.data?.signed_key, serial_number: r?.data?.serial_number });
+      certs.push({
+        private_key: r?.data?.private_key,
+        signed_key: r?.data?.signed_key,
+        serial_number: r?.data?.serial_number,
+      });
     }
     const ca = await sys.internalRequest("read", `${mount}/config/ca`);
     ssh = { host_certificates: certs, ca_public_key: ca?.data?.public_key, principals: d.secrets.ssh.principals };
@@ -81,8 +105,17 @@ export async function provisionBundle(req: LogicalRequest): Promise<LogicalRespo
 
   const data: Record<string, unknown> = { workload_id: workloadId, version: rec.version, kv };
   const secretKeys = ["kv"];
-  if (tls) { data.tls = tls; secretKeys.push("tls"); }
-  if (ssh) { data.ssh = ssh; secretKeys.push("ssh"); }
-  if (diskKey) { data.disk_key = diskKey; secretKeys.push("disk_key"); }
+  if (tls) {
+    data.tls = tls;
+    secretKeys.push("tls");
+  }
+  if (ssh) {
+    data.ssh = ssh;
+    secretKeys.push("ssh");
+  }
+  if (diskKey) {
+    data.disk_key = diskKey;
+    secretKeys.push("disk_key");
+  }
   return { data, secretKeys };
 }

@@ -19,22 +19,31 @@ export async function sealResponse(body: unknown, jwk: JWK): Promise<string> {
 export function sealingKeyOf(auth: CallerAuth | undefined): JWK | undefined {
   const cnf = auth?.claims?.cnf as { jwk?: JWK } | undefined;
   const jwk = cnf?.jwk;
-  return jwk && jwk.kty === "EC" && jwk.crv === "P-384" && typeof jwk.x === "string" && typeof jwk.y === "string" ? jwk : undefined;
+  return jwk && jwk.kty === "EC" && jwk.crv === "P-384" && typeof jwk.x === "string" && typeof jwk.y === "string"
+    ? jwk
+    : undefined;
 }
 
 /**
  * The Core's `responseSealer` hook: with `X-Buckypaper-Seal: ephemeral`, a body carrying secrets
  * becomes {"sealed": JWE}. Asking for sealing without an attested login is refused, never answered in clear.
  */
-export async function responseSealer(ctx: { headers: Record<string, string>; auth?: CallerAuth; body: Record<string, unknown>; secretKeys: string[] }): Promise<Record<string, unknown> | undefined> {
+export async function responseSealer(ctx: {
+  headers: Record<string, string>;
+  auth?: CallerAuth;
+  body: Record<string, unknown>;
+  secretKeys: string[];
+}): Promise<Record<string, unknown> | undefined> {
   const mode = ctx.headers[SEAL_HEADER];
   // A login whose role sets seal_responses is always sealed: whoever sees (or replays) its token in
   // transit, e.g. a TLS-terminating proxy, still cannot read the secrets.
   const required = ctx.auth?.metadata?.[SEAL_REQUIRED_META] === "required";
   if (mode === undefined && !required) return undefined;
-  if (mode !== undefined && mode !== "ephemeral") throw new LogicalError(400, `${SEAL_HEADER}: only "ephemeral" is supported`);
+  if (mode !== undefined && mode !== "ephemeral")
+    throw new LogicalError(400, `${SEAL_HEADER}: only "ephemeral" is supported`);
   if (!ctx.secretKeys.length) return undefined;
   const jwk = sealingKeyOf(ctx.auth);
-  if (!jwk) throw new LogicalError(400, `${SEAL_HEADER}: the caller's login is not attested (no ephemeral key to seal to)`);
+  if (!jwk)
+    throw new LogicalError(400, `${SEAL_HEADER}: the caller's login is not attested (no ephemeral key to seal to)`);
   return { sealed: await sealResponse(ctx.body, jwk) };
 }

@@ -9,8 +9,17 @@ import { jsonBytes, readJson } from "../vault/fields.js";
 import { MAX_TOKEN_TTL_S, type TokenAlgorithm } from "./config.js";
 
 /** `alg` is absent in rings written before EdDSA existed: those keys are ES384. */
-interface StoredKey { kid: string; alg?: TokenAlgorithm; created: number; retired_at?: number; private_jwk: JWK; public_jwk: JWK }
-interface KeyRing { keys: StoredKey[] }
+interface StoredKey {
+  kid: string;
+  alg?: TokenAlgorithm;
+  created: number;
+  retired_at?: number;
+  private_jwk: JWK;
+  public_jwk: JWK;
+}
+interface KeyRing {
+  keys: StoredKey[];
+}
 
 const RING_KEY = "keys/signing";
 /** Replicas re-read the ring this often, so a rotation elsewhere is picked up quickly. */
@@ -21,10 +30,13 @@ const RETIRE_GRACE_S = 300;
 const algOf = (k: StoredKey): TokenAlgorithm => k.alg ?? "ES384";
 
 function newKey(alg: TokenAlgorithm): StoredKey {
-  const { privateKey, publicKey } = alg === "EdDSA" ? generateKeyPairSync("ed25519") : generateKeyPairSync("ec", { namedCurve: "P-384" });
+  const { privateKey, publicKey } =
+    alg === "EdDSA" ? generateKeyPairSync("ed25519") : generateKeyPairSync("ec", { namedCurve: "P-384" });
   const kid = randomBytes(12).toString("base64url");
   return {
-    kid, alg, created: Math.floor(Date.now() / 1000),
+    kid,
+    alg,
+    created: Math.floor(Date.now() / 1000),
     private_jwk: privateKey.export({ format: "jwk" }) as JWK,
     public_jwk: { ...(publicKey.export({ format: "jwk" }) as JWK), kid, alg, use: "sig" },
   };
@@ -62,10 +74,17 @@ export class SigningKeys {
    * rotates the ring once (nitride/config), so replicas with an older cached config never flip it back.
    * `alg` only chooses the algorithm of the very first key.
    */
-  async current(storage: Storage, alg: TokenAlgorithm = "ES384"): Promise<{ kid: string; alg: TokenAlgorithm; key: KeyObject }> {
+  async current(
+    storage: Storage,
+    alg: TokenAlgorithm = "ES384",
+  ): Promise<{ kid: string; alg: TokenAlgorithm; key: KeyObject }> {
     const k = activeOf(await this.ring(storage, alg))!;
     let key = this.keyObjects.get(k.kid);
-    if (!key) this.keyObjects.set(k.kid, (key = createPrivateKey({ key: k.private_jwk as import("node:crypto").JsonWebKey, format: "jwk" })));
+    if (!key)
+      this.keyObjects.set(
+        k.kid,
+        (key = createPrivateKey({ key: k.private_jwk as import("node:crypto").JsonWebKey, format: "jwk" })),
+      );
     return { kid: k.kid, alg: algOf(k), key };
   }
 

@@ -6,9 +6,21 @@ import type { Verdict } from "../../attestation/types.js";
 import type { TokenAlgorithm } from "./config.js";
 
 export interface WorkloadTokenClaims {
-  iss: string; sub: string; aud: string; exp: number; iat: number; nbf: number; jti: string;
-  platform: string; measurement: string; rtmrs?: string[]; tcb: Record<string, number | string>;
-  evidence_digest: string; ref_version: number; policy_hash: string; simulated: boolean;
+  iss: string;
+  sub: string;
+  aud: string;
+  exp: number;
+  iat: number;
+  nbf: number;
+  jti: string;
+  platform: string;
+  measurement: string;
+  rtmrs?: string[];
+  tcb: Record<string, number | string>;
+  evidence_digest: string;
+  ref_version: number;
+  policy_hash: string;
+  simulated: boolean;
   cnf: { jwk: JWK };
 }
 
@@ -17,16 +29,35 @@ export function issuerFor(apiAddr: string, mountPoint: string): string {
 }
 
 export async function signWorkloadToken(input: {
-  issuer: string; audience: string; workloadId: string; ttlS: number; verdict: Verdict; refVersion: number;
-  policyHash: string; ephemeralJwk: JWK; key: { kid: string; alg: TokenAlgorithm; key: KeyObject };
+  issuer: string;
+  audience: string;
+  workloadId: string;
+  ttlS: number;
+  verdict: Verdict;
+  refVersion: number;
+  policyHash: string;
+  ephemeralJwk: JWK;
+  key: { kid: string; alg: TokenAlgorithm; key: KeyObject };
 }): Promise<{ token: string; claims: WorkloadTokenClaims }> {
   const now = Math.floor(Date.now() / 1000);
   const c = input.verdict.claims!;
   const claims: WorkloadTokenClaims = {
-    iss: input.issuer, sub: input.workloadId, aud: input.audience, iat: now, nbf: now, exp: now + input.ttlS, jti: randomUUID(),
-    platform: c.platform, measurement: c.measurement, ...(c.rtmrs ? { rtmrs: c.rtmrs } : {}), tcb: c.tcb,
-    evidence_digest: input.verdict.evidenceDigest, ref_version: input.refVersion, policy_hash: input.policyHash,
-    simulated: input.verdict.simulated, cnf: { jwk: input.ephemeralJwk },
+    iss: input.issuer,
+    sub: input.workloadId,
+    aud: input.audience,
+    iat: now,
+    nbf: now,
+    exp: now + input.ttlS,
+    jti: randomUUID(),
+    platform: c.platform,
+    measurement: c.measurement,
+    ...(c.rtmrs ? { rtmrs: c.rtmrs } : {}),
+    tcb: c.tcb,
+    evidence_digest: input.verdict.evidenceDigest,
+    ref_version: input.refVersion,
+    policy_hash: input.policyHash,
+    simulated: input.verdict.simulated,
+    cnf: { jwk: input.ephemeralJwk },
   };
   const token = await new SignJWT({ ...claims })
     .setProtectedHeader({ alg: input.key.alg, kid: input.key.kid, typ: "JWT" })

@@ -10,7 +10,10 @@ import { jsonBytes, optBool, optList, optString, readJson } from "../vault/field
 import { parseDuration } from "./duration.js";
 import { MAX_TOKEN_TTL_S } from "./config.js";
 
-export interface TdxReference { mrtd: string; rtmrs?: string[] }
+export interface TdxReference {
+  mrtd: string;
+  rtmrs?: string[];
+}
 
 export interface WorkloadDefinition {
   description: string;
@@ -45,7 +48,12 @@ export interface WorkloadRecord {
   definition: WorkloadDefinition;
 }
 
-export interface HistoryEntry { version: number; time: string; deleted: boolean; definition?: WorkloadDefinition }
+export interface HistoryEntry {
+  version: number;
+  time: string;
+  deleted: boolean;
+  definition?: WorkloadDefinition;
+}
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 const HEX48 = /^[0-9a-f]{96}$/;
@@ -55,7 +63,8 @@ const MOUNT_ROLE_RE = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*\/[A-Za-z0-9._-]+$/;
 const KV_PATH_RE = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*\/data\/[A-Za-z0-9_.\-/]+$/;
 
 export function checkWorkloadId(id: string | undefined, field = "workload_id"): string {
-  if (!id || !ID_RE.test(id)) throw new LogicalError(400, `${field}: must be 1-63 characters of letters, digits, '.', '_' or '-'`);
+  if (!id || !ID_RE.test(id))
+    throw new LogicalError(400, `${field}: must be 1-63 characters of letters, digits, '.', '_' or '-'`);
   return id;
 }
 
@@ -77,7 +86,8 @@ function obj(v: unknown, field: string): Record<string, unknown> {
 /** Validates an operator's workload body into a definition; errors name the offending field. */
 export function definitionFrom(data: Record<string, unknown>): WorkloadDefinition {
   const platforms = optList(data, "platforms").map((p, i) => {
-    if (!PLATFORMS.includes(p as Platform)) throw new LogicalError(400, `platforms[${i}]: must be one of ${PLATFORMS.join(", ")}`);
+    if (!PLATFORMS.includes(p as Platform))
+      throw new LogicalError(400, `platforms[${i}]: must be one of ${PLATFORMS.join(", ")}`);
     return p as Platform;
   });
   const rv = obj(data.reference_values, "reference_values");
@@ -96,7 +106,8 @@ export function definitionFrom(data: Record<string, unknown>): WorkloadDefinitio
   const azureIn = obj(rv.azure, "reference_values.azure");
   const azure: Record<string, string> = {};
   for (const [k, x] of Object.entries(azureIn)) {
-    if (typeof x !== "string" && typeof x !== "number" && typeof x !== "boolean") throw new LogicalError(400, `reference_values.azure.${k}: must be a string, number or boolean`);
+    if (typeof x !== "string" && typeof x !== "number" && typeof x !== "boolean")
+      throw new LogicalError(400, `reference_values.azure.${k}: must be a string, number or boolean`);
     azure[k] = String(x);
   }
   let policy: Policy;
@@ -108,38 +119,62 @@ export function definitionFrom(data: Record<string, unknown>): WorkloadDefinitio
   }
   const s = obj(data.secrets, "secrets");
   const kv = optList(s, "kv").map((p, i) => {
-    if (!KV_PATH_RE.test(p) || p.split("/").some((seg) => seg === "." || seg === "..")) throw new LogicalError(400, `secrets.kv[${i}]: must be a KV v2 data path like "secret/data/app/db"`);
+    if (!KV_PATH_RE.test(p) || p.split("/").some((seg) => seg === "." || seg === ".."))
+      throw new LogicalError(400, `secrets.kv[${i}]: must be a KV v2 data path like "secret/data/app/db"`);
     return p;
   });
   const secrets: WorkloadDefinition["secrets"] = { kv, disk_key: optBool(s, "disk_key", false) };
   if (s.pki !== undefined) {
     const p = obj(s.pki, "secrets.pki");
     const role = optString(p, "role");
-    if (!role || !MOUNT_ROLE_RE.test(role)) throw new LogicalError(400, `secrets.pki.role: must be "<pki mount>/<role>", e.g. "pki_int/web"`);
+    if (!role || !MOUNT_ROLE_RE.test(role))
+      throw new LogicalError(400, `secrets.pki.role: must be "<pki mount>/<role>", e.g. "pki_int/web"`);
     const cn = optString(p, "common_name");
     if (!cn) throw new LogicalError(400, "secrets.pki.common_name: missing");
-    secrets.pki = { role, common_name: cn, alt_names: optList(p, "alt_names"), ip_sans: optList(p, "ip_sans"), ttl: parseDuration(p.ttl, "secrets.pki.ttl") };
+    secrets.pki = {
+      role,
+      common_name: cn,
+      alt_names: optList(p, "alt_names"),
+      ip_sans: optList(p, "ip_sans"),
+      ttl: parseDuration(p.ttl, "secrets.pki.ttl"),
+    };
   }
   if (s.ssh !== undefined) {
     const p = obj(s.ssh, "secrets.ssh");
     const role = optString(p, "role");
-    if (!role || !MOUNT_ROLE_RE.test(role)) throw new LogicalError(400, `secrets.ssh.role: must be "<ssh mount>/<role>", e.g. "ssh/host"`);
+    if (!role || !MOUNT_ROLE_RE.test(role))
+      throw new LogicalError(400, `secrets.ssh.role: must be "<ssh mount>/<role>", e.g. "ssh/host"`);
     const principals = optList(p, "principals");
     if (!principals.length) throw new LogicalError(400, "secrets.ssh.principals: at least one host name is required");
     secrets.ssh = { role, principals, ttl: parseDuration(p.ttl, "secrets.ssh.ttl") };
   }
   const def: WorkloadDefinition = {
-    description: optString(data, "description") ?? "", platforms,
-    reference_values: { snp_measurements: hex48List(rv.snp_measurements, "reference_values.snp_measurements"), tdx, azure },
-    policy, secrets,
+    description: optString(data, "description") ?? "",
+    platforms,
+    reference_values: {
+      snp_measurements: hex48List(rv.snp_measurements, "reference_values.snp_measurements"),
+      tdx,
+      azure,
+    },
+    policy,
+    secrets,
   };
   const ttl = parseDuration(data.token_ttl, "token_ttl");
   if (ttl !== undefined) {
-    if (ttl > MAX_TOKEN_TTL_S) throw new LogicalError(400, `token_ttl: at most ${MAX_TOKEN_TTL_S}s (workload tokens are short-lived)`);
+    if (ttl > MAX_TOKEN_TTL_S)
+      throw new LogicalError(400, `token_ttl: at most ${MAX_TOKEN_TTL_S}s (workload tokens are short-lived)`);
     def.token_ttl = ttl;
   }
-  if (!def.reference_values.snp_measurements.length && !tdx.length && !Object.keys(azure).length && !policy.snp?.measurements?.length) {
-    throw new LogicalError(400, "reference_values: at least one reference value (snp_measurements, tdx or azure) is required");
+  if (
+    !def.reference_values.snp_measurements.length &&
+    !tdx.length &&
+    !Object.keys(azure).length &&
+    !policy.snp?.measurements?.length
+  ) {
+    throw new LogicalError(
+      400,
+      "reference_values: at least one reference value (snp_measurements, tdx or azure) is required",
+    );
   }
   return def;
 }
@@ -148,14 +183,20 @@ export function definitionFrom(data: Record<string, unknown>): WorkloadDefinitio
 export function canonicalJson(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
   if (v && typeof v === "object") {
-    return `{${Object.keys(v).sort().filter((k) => (v as Record<string, unknown>)[k] !== undefined).map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`).join(",")}}`;
+    return `{${Object.keys(v)
+      .sort()
+      .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`)
+      .join(",")}}`;
   }
   return JSON.stringify(v);
 }
 
 /** SHA-256 over what decides acceptance: platforms, reference values and policy. */
 export function policyHash(d: WorkloadDefinition): string {
-  return createHash("sha256").update(canonicalJson({ platforms: d.platforms, reference_values: d.reference_values, policy: d.policy })).digest("hex");
+  return createHash("sha256")
+    .update(canonicalJson({ platforms: d.platforms, reference_values: d.reference_values, policy: d.policy }))
+    .digest("hex");
 }
 
 const currentKey = (id: string) => `workloads/${id}`;
@@ -178,9 +219,18 @@ export async function writeWorkload(tx: StorageWriter, id: string, def: Workload
   const prev = await readJson<WorkloadRecord>(tx, currentKey(id));
   const version = (await latestVersion(tx, id)) + 1;
   const now = new Date().toISOString();
-  const rec: WorkloadRecord = { id, version, created_time: prev?.created_time ?? now, updated_time: now, definition: def };
+  const rec: WorkloadRecord = {
+    id,
+    version,
+    created_time: prev?.created_time ?? now,
+    updated_time: now,
+    definition: def,
+  };
   await tx.put(currentKey(id), jsonBytes(rec));
-  await tx.put(historyKey(id, version), jsonBytes({ version, time: now, deleted: false, definition: def } satisfies HistoryEntry));
+  await tx.put(
+    historyKey(id, version),
+    jsonBytes({ version, time: now, deleted: false, definition: def } satisfies HistoryEntry),
+  );
   return rec;
 }
 
@@ -189,7 +239,10 @@ export async function deleteWorkload(tx: StorageWriter, id: string): Promise<boo
   if (!(await tx.get(currentKey(id)))) return false;
   const version = (await latestVersion(tx, id)) + 1;
   await tx.delete(currentKey(id));
-  await tx.put(historyKey(id, version), jsonBytes({ version, time: new Date().toISOString(), deleted: true } satisfies HistoryEntry));
+  await tx.put(
+    historyKey(id, version),
+    jsonBytes({ version, time: new Date().toISOString(), deleted: true } satisfies HistoryEntry),
+  );
   return true;
 }
 
@@ -202,7 +255,11 @@ export async function workloadHistory(s: StorageReader, id: string): Promise<His
   return out;
 }
 
-export async function workloadVersion(s: StorageReader, id: string, version: number): Promise<HistoryEntry | undefined> {
+export async function workloadVersion(
+  s: StorageReader,
+  id: string,
+  version: number,
+): Promise<HistoryEntry | undefined> {
   return readJson<HistoryEntry>(s, historyKey(id, version));
 }
 
@@ -210,8 +267,14 @@ export async function workloadVersion(s: StorageReader, id: string, version: num
 export function workloadAclPolicy(nitrideMount: string, d: WorkloadDefinition): string {
   const lines = [`path "${nitrideMount}provision" { capabilities = ["read", "update"] }`];
   for (const p of d.secrets.kv) lines.push(`path "${p}" { capabilities = ["read"] }`);
-  if (d.secrets.pki) { const { mount, role } = splitMountRole(d.secrets.pki.role); lines.push(`path "${mount}/issue/${role}" { capabilities = ["update"] }`); }
-  if (d.secrets.ssh) { const { mount, role } = splitMountRole(d.secrets.ssh.role); lines.push(`path "${mount}/sign/${role}" { capabilities = ["update"] }`); }
+  if (d.secrets.pki) {
+    const { mount, role } = splitMountRole(d.secrets.pki.role);
+    lines.push(`path "${mount}/issue/${role}" { capabilities = ["update"] }`);
+  }
+  if (d.secrets.ssh) {
+    const { mount, role } = splitMountRole(d.secrets.ssh.role);
+    lines.push(`path "${mount}/sign/${role}" { capabilities = ["update"] }`);
+  }
   return `${lines.join("\n")}\n`;
 }
 

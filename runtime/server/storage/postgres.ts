@@ -17,22 +17,36 @@ const RETRYABLE = new Set(["40001", "40P01"]); // serialization failure, deadloc
 /** Keys in the index range of `prefix` (a superset; childrenOf filters exactly). */
 async function keysFrom(q: pg.Pool | pg.PoolClient, prefix: string): Promise<string[]> {
   const upper = prefixUpperBound(prefix);
-  const { rows } = upper === undefined
-    ? await q.query<{ key: string }>("SELECT key FROM bk_kv WHERE key >= $1 ORDER BY key", [prefix])
-    : await q.query<{ key: string }>("SELECT key FROM bk_kv WHERE key >= $1 AND key < $2 ORDER BY key", [prefix, upper]);
+  const { rows } =
+    upper === undefined
+      ? await q.query<{ key: string }>("SELECT key FROM bk_kv WHERE key >= $1 ORDER BY key", [prefix])
+      : await q.query<{ key: string }>("SELECT key FROM bk_kv WHERE key >= $1 AND key < $2 ORDER BY key", [
+          prefix,
+          upper,
+        ]);
   return rows.map((r) => r.key);
 }
 
-export interface PostgresOptions { max?: number; statementTimeoutMs?: number }
+export interface PostgresOptions {
+  max?: number;
+  statementTimeoutMs?: number;
+}
 
 export class PostgresStorage implements Storage {
   private constructor(private readonly pool: pg.Pool) {}
 
   static async open(connectionString: string, o: PostgresOptions = {}): Promise<PostgresStorage> {
     const pool = new pg.Pool({ connectionString, max: o.max ?? 10, statement_timeout: o.statementTimeoutMs ?? 30_000 });
-    pool.on("error", () => { /* idle client lost: the pool replaces it; queries report their own errors */ });
+    pool.on("error", () => {
+      /* idle client lost: the pool replaces it; queries report their own errors */
+    });
     const s = new PostgresStorage(pool);
-    try { await s.migrate(); } catch (e) { await pool.end(); throw e; }
+    try {
+      await s.migrate();
+    } catch (e) {
+      await pool.end();
+      throw e;
+    }
     return s;
   }
 
@@ -40,10 +54,13 @@ export class PostgresStorage implements Storage {
     const c = await this.pool.connect();
     try {
       await c.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK]);
-      await c.query("CREATE TABLE IF NOT EXISTS bk_schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())");
+      await c.query(
+        "CREATE TABLE IF NOT EXISTS bk_schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+      );
       const { rows } = await c.query<{ v: number | null }>("SELECT MAX(version) AS v FROM bk_schema_migrations");
       const current = rows[0].v ?? 0;
-      if (current > MIGRATIONS.length) throw new Error(`storage schema version ${current} is newer than this build supports (${MIGRATIONS.length})`);
+      if (current > MIGRATIONS.length)
+        throw new Error(`storage schema version ${current} is newer than this build supports (${MIGRATIONS.length})`);
       for (let v = current + 1; v <= MIGRATIONS.length; v++) {
         await c.query("BEGIN");
         await c.query(MIGRATIONS[v - 1]);
@@ -69,8 +86,12 @@ export class PostgresStorage implements Storage {
     return childrenOf(prefix, await keysFrom(this.pool, prefix));
   }
 
-  put(key: string, value: Buffer) { return this.transaction((tx) => tx.put(key, value)); }
-  delete(key: string) { return this.transaction((tx) => tx.delete(key)); }
+  put(key: string, value: Buffer) {
+    return this.transaction((tx) => tx.put(key, value));
+  }
+  delete(key: string) {
+    return this.transaction((tx) => tx.delete(key));
+  }
 
   async transaction<T>(fn: (tx: StorageWriter) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
@@ -82,10 +103,22 @@ export class PostgresStorage implements Storage {
         locked.add(k);
       };
       const tx: StorageWriter = {
-        get: async (k) => { await lock(k); return (await c.query<{ value: Buffer }>("SELECT value FROM bk_kv WHERE key = $1", [k])).rows[0]?.value; },
+        get: async (k) => {
+          await lock(k);
+          return (await c.query<{ value: Buffer }>("SELECT value FROM bk_kv WHERE key = $1", [k])).rows[0]?.value;
+        },
         list: async (p) => childrenOf(p, await keysFrom(c, p)),
-        put: async (k, v) => { await lock(k); await c.query("INSERT INTO bk_kv (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", [k, v]); },
-        delete: async (k) => { await lock(k); await c.query("DELETE FROM bk_kv WHERE key = $1", [k]); },
+        put: async (k, v) => {
+          await lock(k);
+          await c.query(
+            "INSERT INTO bk_kv (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            [k, v],
+          );
+        },
+        delete: async (k) => {
+          await lock(k);
+          await c.query("DELETE FROM bk_kv WHERE key = $1", [k]);
+        },
       };
       try {
         await c.query("BEGIN");
@@ -109,15 +142,23 @@ export class PostgresStorage implements Storage {
   async withLeaderLock<T>(name: string, fn: () => Promise<T>): Promise<T | undefined> {
     const c = await this.pool.connect();
     try {
-      const { rows } = await c.query<{ ok: boolean }>("SELECT pg_try_advisory_lock(hashtextextended($1, 1)) AS ok", [name]);
+      const { rows } = await c.query<{ ok: boolean }>("SELECT pg_try_advisory_lock(hashtextextended($1, 1)) AS ok", [
+        name,
+      ]);
       if (!rows[0].ok) return undefined;
-      try { return await fn(); } finally { await c.query("SELECT pg_advisory_unlock(hashtextextended($1, 1))", [name]); }
+      try {
+        return await fn();
+      } finally {
+        await c.query("SELECT pg_advisory_unlock(hashtextextended($1, 1))", [name]);
+      }
     } finally {
       c.release();
     }
   }
 
-  async close() { await this.pool.end(); }
+  async close() {
+    await this.pool.end();
+  }
 }
 
 export { StorageCorruptionError };

@@ -13,14 +13,25 @@ function prefixWriter(inner: StorageWriter, prefix: string): StorageWriter {
 
 export class PrefixedStorage implements Storage {
   private readonly view: StorageWriter;
-  constructor(private readonly inner: Storage, readonly prefix: string) {
+  constructor(
+    private readonly inner: Storage,
+    readonly prefix: string,
+  ) {
     if (prefix !== "" && !prefix.endsWith("/")) throw new Error(`storage prefix must end in '/': ${prefix}`);
     this.view = prefixWriter(inner, prefix);
   }
-  get(key: string) { return this.view.get(key); }
-  list(prefix: string) { return this.view.list(prefix); }
-  put(key: string, value: Buffer) { return this.view.put(key, value); }
-  delete(key: string) { return this.view.delete(key); }
+  get(key: string) {
+    return this.view.get(key);
+  }
+  list(prefix: string) {
+    return this.view.list(prefix);
+  }
+  put(key: string, value: Buffer) {
+    return this.view.put(key, value);
+  }
+  delete(key: string) {
+    return this.view.delete(key);
+  }
   transaction<T>(fn: (tx: StorageWriter) => Promise<T>): Promise<T> {
     return this.inner.transaction((tx) => fn(prefixWriter(tx, this.prefix)));
   }

@@ -40,14 +40,18 @@ function isBusy(e: unknown): boolean {
 
 function wrapSqliteError(e: unknown, key?: string): never {
   const msg = (e as Error)?.message ?? String(e);
-  if (/malformed|not a database|corrupt/i.test(msg)) throw new StorageCorruptionError(`SQLite storage is corrupt: ${msg}`, key);
+  if (/malformed|not a database|corrupt/i.test(msg))
+    throw new StorageCorruptionError(`SQLite storage is corrupt: ${msg}`, key);
   throw e;
 }
 
 export class SqliteStorage implements Storage {
   private readonly w: DatabaseSync;
   private readonly r: DatabaseSync;
-  private readonly st: Record<"get" | "list" | "listFrom" | "put" | "del" | "wget" | "wlist" | "wlistFrom", StatementSync>;
+  private readonly st: Record<
+    "get" | "list" | "listFrom" | "put" | "del" | "wget" | "wlist" | "wlistFrom",
+    StatementSync
+  >;
   private queue: Promise<unknown> = Promise.resolve();
   private readonly dataVersion: StatementSync;
   private lastDataVersion = -1;
@@ -58,21 +62,30 @@ export class SqliteStorage implements Storage {
   private readonly cache = new Map<string, Buffer | null>();
   /** True from a beginRequest() until the end of that event-loop turn. */
   private cacheValid = false;
-  private readonly endTurn = () => { this.cacheValid = false; };
+  private readonly endTurn = () => {
+    this.cacheValid = false;
+  };
 
-  constructor(readonly file: string, opts: { changeMarker?: "wal-index" | "data_version" } = {}) {
+  constructor(
+    readonly file: string,
+    opts: { changeMarker?: "wal-index" | "data_version" } = {},
+  ) {
     mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
     try {
       this.w = new DatabaseSync(file);
       // busy_timeout first: another process may be creating the file or switching it to WAL right now.
-      this.w.exec("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;");
+      this.w.exec(
+        "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+      );
       this.migrate();
       // From here the write lock is awaited without blocking the event loop (beginWrite), instead
       // of SQLite's busy handler, which sleeps the whole process (1, 2, 5, 10 … 100 ms).
       this.w.exec("PRAGMA busy_timeout = 0;");
       this.r = new DatabaseSync(file);
       this.r.exec("PRAGMA busy_timeout = 10000;");
-    } catch (e) { wrapSqliteError(e); }
+    } catch (e) {
+      wrapSqliteError(e);
+    }
     this.st = {
       get: this.r.prepare("SELECT value FROM bk_kv WHERE key = ?"),
       list: this.r.prepare("SELECT key FROM bk_kv WHERE key >= ? AND key < ? ORDER BY key"),
@@ -80,7 +93,9 @@ export class SqliteStorage implements Storage {
       wget: this.w.prepare("SELECT value FROM bk_kv WHERE key = ?"),
       wlist: this.w.prepare("SELECT key FROM bk_kv WHERE key >= ? AND key < ? ORDER BY key"),
       wlistFrom: this.w.prepare("SELECT key FROM bk_kv WHERE key >= ? ORDER BY key"),
-      put: this.w.prepare("INSERT INTO bk_kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"),
+      put: this.w.prepare(
+        "INSERT INTO bk_kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+      ),
       del: this.w.prepare("DELETE FROM bk_kv WHERE key = ?"),
     };
     this.dataVersion = this.r.prepare("PRAGMA data_version");
@@ -92,10 +107,17 @@ export class SqliteStorage implements Storage {
     let fd: number | undefined;
     try {
       this.r.prepare("SELECT 1 FROM bk_kv LIMIT 1").get(); // a read transaction maps the WAL index
-      if ((this.r.prepare("PRAGMA journal_mode").get() as { journal_mode: string }).journal_mode !== "wal") return undefined;
+      if ((this.r.prepare("PRAGMA journal_mode").get() as { journal_mode: string }).journal_mode !== "wal")
+        return undefined;
       fd = openSync(`${this.file}-shm`, "r");
-      if (readSync(fd, this.shmHeader, 0, WAL_INDEX_HEADER, 0) === WAL_INDEX_HEADER && this.shmHeader.readUInt32LE(0) === WAL_INDEX_VERSION) return fd;
-    } catch { /* fall back to data_version */ }
+      if (
+        readSync(fd, this.shmHeader, 0, WAL_INDEX_HEADER, 0) === WAL_INDEX_HEADER &&
+        this.shmHeader.readUInt32LE(0) === WAL_INDEX_VERSION
+      )
+        return fd;
+    } catch {
+      /* fall back to data_version */
+    }
     if (fd !== undefined) closeSync(fd);
     return undefined;
   }
@@ -103,7 +125,10 @@ export class SqliteStorage implements Storage {
   /** True when some connection may have committed since the last call. */
   private changedSinceLastCheck(): boolean {
     if (this.shmFd !== undefined) {
-      if (readSync(this.shmFd, this.shmHeader, 0, WAL_INDEX_HEADER, 0) === WAL_INDEX_HEADER && this.shmHeader.readUInt32LE(0) === WAL_INDEX_VERSION) {
+      if (
+        readSync(this.shmFd, this.shmHeader, 0, WAL_INDEX_HEADER, 0) === WAL_INDEX_HEADER &&
+        this.shmHeader.readUInt32LE(0) === WAL_INDEX_VERSION
+      ) {
         if (this.shmHeader.equals(this.lastShmHeader)) return false;
         this.shmHeader.copy(this.lastShmHeader);
         return true;
@@ -119,21 +144,33 @@ export class SqliteStorage implements Storage {
 
   beginRequest(): void {
     let changed: boolean;
-    try { changed = this.changedSinceLastCheck(); } catch { changed = true; }
+    try {
+      changed = this.changedSinceLastCheck();
+    } catch {
+      changed = true;
+    }
     if (changed) this.cache.clear();
-    if (!this.cacheValid) { this.cacheValid = true; setImmediate(this.endTurn); }
+    if (!this.cacheValid) {
+      this.cacheValid = true;
+      setImmediate(this.endTurn);
+    }
   }
 
   private migrate() {
     this.w.exec("BEGIN IMMEDIATE");
     try {
-      this.w.exec("CREATE TABLE IF NOT EXISTS bk_schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)");
+      this.w.exec(
+        "CREATE TABLE IF NOT EXISTS bk_schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+      );
       const row = this.w.prepare("SELECT MAX(version) AS v FROM bk_schema_migrations").get() as { v: number | null };
       const current = row.v ?? 0;
-      if (current > MIGRATIONS.length) throw new Error(`storage schema version ${current} is newer than this build supports (${MIGRATIONS.length})`);
+      if (current > MIGRATIONS.length)
+        throw new Error(`storage schema version ${current} is newer than this build supports (${MIGRATIONS.length})`);
       for (let v = current + 1; v <= MIGRATIONS.length; v++) {
         this.w.exec(MIGRATIONS[v - 1]);
-        this.w.prepare("INSERT INTO bk_schema_migrations (version, applied_at) VALUES (?, ?)").run(v, new Date().toISOString());
+        this.w
+          .prepare("INSERT INTO bk_schema_migrations (version, applied_at) VALUES (?, ?)")
+          .run(v, new Date().toISOString());
       }
       this.w.exec("COMMIT");
     } catch (e) {
@@ -143,7 +180,7 @@ export class SqliteStorage implements Storage {
   }
 
   schemaVersion(): number {
-    return ((this.r.prepare("SELECT MAX(version) AS v FROM bk_schema_migrations").get() as { v: number }).v);
+    return (this.r.prepare("SELECT MAX(version) AS v FROM bk_schema_migrations").get() as { v: number }).v;
   }
 
   async get(key: string): Promise<Buffer | undefined> {
@@ -152,7 +189,11 @@ export class SqliteStorage implements Storage {
       if (hit !== undefined) return hit === null ? undefined : Buffer.from(hit);
     }
     let row: { value: Uint8Array } | undefined;
-    try { row = this.st.get.get(key) as { value: Uint8Array } | undefined; } catch (e) { wrapSqliteError(e, key); }
+    try {
+      row = this.st.get.get(key) as { value: Uint8Array } | undefined;
+    } catch (e) {
+      wrapSqliteError(e, key);
+    }
     if (!row) {
       if (this.cacheValid) this.remember(key, null);
       return undefined;
@@ -171,7 +212,9 @@ export class SqliteStorage implements Storage {
   async list(prefix: string): Promise<string[]> {
     try {
       return childrenOf(prefix, this.keysFrom(this.st.list, this.st.listFrom, prefix));
-    } catch (e) { wrapSqliteError(e); }
+    } catch (e) {
+      wrapSqliteError(e);
+    }
   }
 
   /** Keys in the index range of `prefix` (a superset; childrenOf filters exactly). */
@@ -181,16 +224,27 @@ export class SqliteStorage implements Storage {
     return rows.map((r) => r.key);
   }
 
-  put(key: string, value: Buffer) { return this.transaction((tx) => tx.put(key, value)); }
-  delete(key: string) { return this.transaction((tx) => tx.delete(key)); }
+  put(key: string, value: Buffer) {
+    return this.transaction((tx) => tx.put(key, value));
+  }
+  delete(key: string) {
+    return this.transaction((tx) => tx.delete(key));
+  }
 
   transaction<T>(fn: (tx: StorageWriter) => Promise<T>): Promise<T> {
     const run = async () => {
       const tx: StorageWriter = {
-        get: async (k) => { const row = this.st.wget.get(k) as { value: Uint8Array } | undefined; return row ? Buffer.from(row.value) : undefined; },
+        get: async (k) => {
+          const row = this.st.wget.get(k) as { value: Uint8Array } | undefined;
+          return row ? Buffer.from(row.value) : undefined;
+        },
         list: async (p) => childrenOf(p, this.keysFrom(this.st.wlist, this.st.wlistFrom, p)),
-        put: async (k, v) => { this.st.put.run(k, v); },
-        delete: async (k) => { this.st.del.run(k); },
+        put: async (k, v) => {
+          this.st.put.run(k, v);
+        },
+        delete: async (k) => {
+          this.st.del.run(k);
+        },
       };
       await this.beginWrite();
       try {
@@ -198,7 +252,11 @@ export class SqliteStorage implements Storage {
         this.w.exec("COMMIT");
         return result;
       } catch (e) {
-        try { this.w.exec("ROLLBACK"); } catch { /* already rolled back by SQLite */ }
+        try {
+          this.w.exec("ROLLBACK");
+        } catch {
+          /* already rolled back by SQLite */
+        }
         throw e;
       } finally {
         // Our own writes: later reads in this turn must see them without waiting for a beginRequest().
@@ -232,7 +290,10 @@ export class SqliteStorage implements Storage {
   async close() {
     await this.queue;
     this.cache.clear();
-    if (this.shmFd !== undefined) { closeSync(this.shmFd); this.shmFd = undefined; }
+    if (this.shmFd !== undefined) {
+      closeSync(this.shmFd);
+      this.shmFd = undefined;
+    }
     if (this.w.isOpen) this.w.close();
     if (this.r.isOpen) this.r.close();
   }

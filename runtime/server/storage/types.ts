@@ -36,7 +36,10 @@ export interface Storage extends StorageWriter {
 
 export class StorageCorruptionError extends Error {
   override name = "StorageCorruptionError";
-  constructor(message: string, readonly key?: string) {
+  constructor(
+    message: string,
+    readonly key?: string,
+  ) {
     super(message);
   }
 }

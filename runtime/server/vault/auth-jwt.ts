@@ -4,7 +4,15 @@
 // Attested logins (Nitride tokens) carry workload id, evidence digest, policy hash and reference-value
 // version in their metadata, and the token's claims (incl. cnf) for response sealing.
 import { createPublicKey, type KeyObject } from "node:crypto";
-import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWK, type JWTPayload, type JWTVerifyGetKey } from "jose";
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  errors as joseErrors,
+  jwtVerify,
+  type JWK,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+} from "jose";
 import { LogicalError, type LogicalBackend, type LogicalRequest, type LogicalResponse } from "./backend.js";
 import { jsonBytes, optBool, optInt, optList, optString, readJson, reqString } from "./fields.js";
 import { parseDuration } from "../nitride/duration.js";
@@ -46,22 +54,46 @@ const ROLE_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const DEFAULT_ALGS = ["RS256", "ES256", "ES384", "EdDSA"];
 /** Claims copied into token metadata for attested logins (what the audit log records). */
 const ATTESTATION_METADATA: Array<[string, string]> = [
-  ["sub", "workload_id"], ["evidence_digest", "evidence_digest"], ["policy_hash", "policy_hash"], ["ref_version", "ref_version"],
-  ["platform", "platform"], ["measurement", "measurement"], ["jti", "attestation_id"],
+  ["sub", "workload_id"],
+  ["evidence_digest", "evidence_digest"],
+  ["policy_hash", "policy_hash"],
+  ["ref_version", "ref_version"],
+  ["platform", "platform"],
+  ["measurement", "measurement"],
+  ["jti", "attestation_id"],
 ];
 
 function configFrom(d: Record<string, unknown>): JwtConfig {
   const c: JwtConfig = {
-    jwks_url: optString(d, "jwks_url") ?? "", oidc_discovery_url: optString(d, "oidc_discovery_url") ?? "",
-    jwt_validation_pubkeys: optList(d, "jwt_validation_pubkeys"), nitride_mount: (optString(d, "nitride_mount") ?? "").replace(/^\/+|\/+$/g, ""),
-    bound_issuer: optString(d, "bound_issuer") ?? "", jwt_supported_algs: optList(d, "jwt_supported_algs"), default_role: optString(d, "default_role") ?? "",
+    jwks_url: optString(d, "jwks_url") ?? "",
+    oidc_discovery_url: optString(d, "oidc_discovery_url") ?? "",
+    jwt_validation_pubkeys: optList(d, "jwt_validation_pubkeys"),
+    nitride_mount: (optString(d, "nitride_mount") ?? "").replace(/^\/+|\/+$/g, ""),
+    bound_issuer: optString(d, "bound_issuer") ?? "",
+    jwt_supported_algs: optList(d, "jwt_supported_algs"),
+    default_role: optString(d, "default_role") ?? "",
   };
-  const sources = [c.jwks_url, c.oidc_discovery_url, c.jwt_validation_pubkeys.length ? "x" : "", c.nitride_mount].filter(Boolean).length;
-  if (sources !== 1) throw new LogicalError(400, "exactly one of jwks_url, oidc_discovery_url, jwt_validation_pubkeys or nitride_mount must be set");
+  const sources = [
+    c.jwks_url,
+    c.oidc_discovery_url,
+    c.jwt_validation_pubkeys.length ? "x" : "",
+    c.nitride_mount,
+  ].filter(Boolean).length;
+  if (sources !== 1)
+    throw new LogicalError(
+      400,
+      "exactly one of jwks_url, oidc_discovery_url, jwt_validation_pubkeys or nitride_mount must be set",
+    );
   for (const [i, pem] of c.jwt_validation_pubkeys.entries()) {
-    try { createPublicKey(pem); } catch { throw new LogicalError(400, `jwt_validation_pubkeys[${i}]: not a PEM public key`); }
+    try {
+      createPublicKey(pem);
+    } catch {
+      throw new LogicalError(400, `jwt_validation_pubkeys[${i}]: not a PEM public key`);
+    }
   }
-  for (const u of [c.jwks_url, c.oidc_discovery_url]) if (u && !/^https?:\/\//.test(u)) throw new LogicalError(400, "jwks_url/oidc_discovery_url: must be an http(s) URL");
+  for (const u of [c.jwks_url, c.oidc_discovery_url])
+    if (u && !/^https?:\/\//.test(u))
+      throw new LogicalError(400, "jwks_url/oidc_discovery_url: must be an http(s) URL");
   return c;
 }
 
@@ -69,29 +101,48 @@ function roleFrom(d: Record<string, unknown>): JwtRole {
   const rt = optString(d, "role_type") ?? "jwt";
   if (rt !== "jwt") throw new LogicalError(400, `role_type: only "jwt" is supported`);
   const bc = d.bound_claims ?? {};
-  if (typeof bc !== "object" || bc === null || Array.isArray(bc)) throw new LogicalError(400, "bound_claims: must be an object");
+  if (typeof bc !== "object" || bc === null || Array.isArray(bc))
+    throw new LogicalError(400, "bound_claims: must be an object");
   const bound_claims: Record<string, string | string[]> = {};
   for (const [k, v] of Object.entries(bc)) {
     if (typeof v === "string") bound_claims[k] = v;
     else if (typeof v === "number" || typeof v === "boolean") bound_claims[k] = String(v);
-    else if (Array.isArray(v) && v.every((x) => ["string", "number", "boolean"].includes(typeof x))) bound_claims[k] = v.map(String);
+    else if (Array.isArray(v) && v.every((x) => ["string", "number", "boolean"].includes(typeof x)))
+      bound_claims[k] = v.map(String);
     else throw new LogicalError(400, `bound_claims.${k}: must be a string or a list of strings`);
   }
   const bct = optString(d, "bound_claims_type") ?? "string";
   if (bct !== "string" && bct !== "glob") throw new LogicalError(400, `bound_claims_type: must be "string" or "glob"`);
   const cm = d.claim_mappings ?? {};
-  if (typeof cm !== "object" || cm === null || Array.isArray(cm) || Object.values(cm).some((x) => typeof x !== "string")) throw new LogicalError(400, "claim_mappings: must map claim names to metadata keys");
+  if (
+    typeof cm !== "object" ||
+    cm === null ||
+    Array.isArray(cm) ||
+    Object.values(cm).some((x) => typeof x !== "string")
+  )
+    throw new LogicalError(400, "claim_mappings: must map claim names to metadata keys");
   const role: JwtRole = {
-    role_type: "jwt", bound_audiences: optList(d, "bound_audiences"), bound_subject: optString(d, "bound_subject") ?? "",
-    bound_claims, bound_claims_type: bct, claim_mappings: cm as Record<string, string>, user_claim: optString(d, "user_claim") ?? "sub",
+    role_type: "jwt",
+    bound_audiences: optList(d, "bound_audiences"),
+    bound_subject: optString(d, "bound_subject") ?? "",
+    bound_claims,
+    bound_claims_type: bct,
+    claim_mappings: cm as Record<string, string>,
+    user_claim: optString(d, "user_claim") ?? "sub",
     token_policies: optList(d, d.token_policies !== undefined ? "token_policies" : "policies"),
     token_policies_template_claims: optBool(d, "token_policies_template_claims", false),
-    token_ttl: parseDuration(d.token_ttl ?? d.ttl, "token_ttl") ?? 0, token_max_ttl: parseDuration(d.token_max_ttl ?? d.max_ttl, "token_max_ttl") ?? 0,
-    clock_skew_leeway: optInt(d, "clock_skew_leeway", 60), expiration_leeway: optInt(d, "expiration_leeway", 150), not_before_leeway: optInt(d, "not_before_leeway", 150),
+    token_ttl: parseDuration(d.token_ttl ?? d.ttl, "token_ttl") ?? 0,
+    token_max_ttl: parseDuration(d.token_max_ttl ?? d.max_ttl, "token_max_ttl") ?? 0,
+    clock_skew_leeway: optInt(d, "clock_skew_leeway", 60),
+    expiration_leeway: optInt(d, "expiration_leeway", 150),
+    not_before_leeway: optInt(d, "not_before_leeway", 150),
     seal_responses: optBool(d, "seal_responses", false),
   };
   if (!role.bound_audiences.length && !role.bound_subject && !Object.keys(role.bound_claims).length) {
-    throw new LogicalError(400, "must have at least one bound constraint (bound_audiences, bound_subject or bound_claims)");
+    throw new LogicalError(
+      400,
+      "must have at least one bound constraint (bound_audiences, bound_subject or bound_claims)",
+    );
   }
   return role;
 }
@@ -100,7 +151,10 @@ function roleFrom(d: Record<string, unknown>): JwtRole {
 function claimAt(claims: JWTPayload, key: string): unknown {
   if (!key.startsWith("/")) return (claims as Record<string, unknown>)[key];
   let cur: unknown = claims;
-  for (const seg of key.slice(1).split("/").map((s) => s.replace(/~1/g, "/").replace(/~0/g, "~"))) {
+  for (const seg of key
+    .slice(1)
+    .split("/")
+    .map((s) => s.replace(/~1/g, "/").replace(/~0/g, "~"))) {
     if (typeof cur !== "object" || cur === null) return undefined;
     cur = (cur as Record<string, unknown>)[seg];
   }
@@ -108,7 +162,12 @@ function claimAt(claims: JWTPayload, key: string): unknown {
 }
 
 function globMatch(pattern: string, value: string): boolean {
-  const re = new RegExp(`^${pattern.split("*").map((s) => s.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*")}$`);
+  const re = new RegExp(
+    `^${pattern
+      .split("*")
+      .map((s) => s.replace(/[.+?^${}()|[\]\\]/g, "\\$&"))
+      .join(".*")}$`,
+  );
   return re.test(value);
 }
 
@@ -116,9 +175,13 @@ function checkBoundClaims(role: JwtRole, claims: JWTPayload): void {
   for (const [key, want] of Object.entries(role.bound_claims)) {
     const got = claimAt(claims, key);
     if (got === undefined) throw new LogicalError(403, `claim "${key}" is missing`);
-    const gotList = (Array.isArray(got) ? got : [got]).map((x) => (typeof x === "object" ? JSON.stringify(x) : String(x)));
+    const gotList = (Array.isArray(got) ? got : [got]).map((x) =>
+      typeof x === "object" ? JSON.stringify(x) : String(x),
+    );
     const wantList = Array.isArray(want) ? want : [want];
-    const ok = gotList.some((g) => wantList.some((w) => (role.bound_claims_type === "glob" ? globMatch(w, g) : w === g)));
+    const ok = gotList.some((g) =>
+      wantList.some((w) => (role.bound_claims_type === "glob" ? globMatch(w, g) : w === g)),
+    );
     if (!ok) throw new LogicalError(403, `claim "${key}" does not match any associated bound claim values`);
   }
 }
@@ -165,20 +228,30 @@ export class JwtAuthBackend implements LogicalBackend {
         if (!r) throw new LogicalError(404, `role not found: ${m[1]}`);
         return { data: { ...r, policies: r.token_policies } };
       }
-      if (write) { await req.storage.put(key, jsonBytes(roleFrom(req.data))); return {}; }
-      if (op === "delete") { await req.storage.delete(key); return {}; }
+      if (write) {
+        await req.storage.put(key, jsonBytes(roleFrom(req.data)));
+        return {};
+      }
+      if (op === "delete") {
+        await req.storage.delete(key);
+        return {};
+      }
     }
     return undefined;
   }
 
-  private async keySource(req: LogicalRequest, c: JwtConfig): Promise<{ getKey: JWTVerifyGetKey | KeyObject[]; issuer: string }> {
+  private async keySource(
+    req: LogicalRequest,
+    c: JwtConfig,
+  ): Promise<{ getKey: JWTVerifyGetKey | KeyObject[]; issuer: string }> {
     if (c.nitride_mount) {
       // In-process: no HTTP round trip, and the key ring is read from the same storage the signer uses.
       const r = await req.system.internalRequest("read", `${c.nitride_mount}/jwks`);
       const raw = r?.data?.http_raw_body;
       const text = typeof raw === "string" ? raw : JSON.stringify({ keys: r?.data?.keys ?? [] });
       // Re-importing the keys on every login is measurable; the set only changes on rotation.
-      if (this.local?.text !== text) this.local = { text, getKey: createLocalJWKSet({ keys: ((JSON.parse(text) as { keys?: JWK[] }).keys ?? []) }) };
+      if (this.local?.text !== text)
+        this.local = { text, getKey: createLocalJWKSet({ keys: (JSON.parse(text) as { keys?: JWK[] }).keys ?? [] }) };
       return { getKey: this.local.getKey, issuer: c.bound_issuer || issuerFor(req.system.apiAddr(), c.nitride_mount) };
     }
     if (c.jwt_validation_pubkeys.length) {
@@ -187,8 +260,11 @@ export class JwtAuthBackend implements LogicalBackend {
     let jwksUrl = c.jwks_url;
     if (c.oidc_discovery_url) {
       const url = `${c.oidc_discovery_url.replace(/\/+$/, "")}/.well-known/openid-configuration`;
-      const doc = (await fetch(url, { signal: AbortSignal.timeout(5000) }).then((r) => (r.ok ? r.json() : undefined)).catch(() => undefined)) as { jwks_uri?: string; issuer?: string } | undefined;
-      if (!doc?.jwks_uri) throw new LogicalError(502, "oidc_discovery_url: discovery document unavailable or without jwks_uri");
+      const doc = (await fetch(url, { signal: AbortSignal.timeout(5000) })
+        .then((r) => (r.ok ? r.json() : undefined))
+        .catch(() => undefined)) as { jwks_uri?: string; issuer?: string } | undefined;
+      if (!doc?.jwks_uri)
+        throw new LogicalError(502, "oidc_discovery_url: discovery document unavailable or without jwks_uri");
       jwksUrl = doc.jwks_uri;
     }
     let getKey = this.remote.get(jwksUrl);
@@ -206,7 +282,12 @@ export class JwtAuthBackend implements LogicalBackend {
       if (Array.isArray(getKey)) {
         let last: unknown;
         for (const k of getKey) {
-          try { return (await jwtVerify(jwt, k, opts)).payload; } catch (e) { last = e; if (!(e instanceof joseErrors.JWSSignatureVerificationFailed)) throw e; }
+          try {
+            return (await jwtVerify(jwt, k, opts)).payload;
+          } catch (e) {
+            last = e;
+            if (!(e instanceof joseErrors.JWSSignatureVerificationFailed)) throw e;
+          }
         }
         throw last;
       }
@@ -214,9 +295,12 @@ export class JwtAuthBackend implements LogicalBackend {
     } catch (e) {
       if (e instanceof LogicalError) throw e;
       if (e instanceof joseErrors.JWTExpired) throw new LogicalError(403, "error validating token: token is expired");
-      if (e instanceof joseErrors.JWTClaimValidationFailed) throw new LogicalError(403, `error validating token: ${e.claim} claim is invalid`);
-      if (e instanceof joseErrors.JWKSNoMatchingKey || e instanceof joseErrors.JWSSignatureVerificationFailed) throw new LogicalError(403, "error validating token: signature does not verify with any configured key");
-      if (e instanceof joseErrors.JOSEAlgNotAllowed) throw new LogicalError(403, "error validating token: signing algorithm not allowed");
+      if (e instanceof joseErrors.JWTClaimValidationFailed)
+        throw new LogicalError(403, `error validating token: ${e.claim} claim is invalid`);
+      if (e instanceof joseErrors.JWKSNoMatchingKey || e instanceof joseErrors.JWSSignatureVerificationFailed)
+        throw new LogicalError(403, "error validating token: signature does not verify with any configured key");
+      if (e instanceof joseErrors.JOSEAlgNotAllowed)
+        throw new LogicalError(403, "error validating token: signing algorithm not allowed");
       if (e instanceof joseErrors.JOSEError) throw new LogicalError(400, "jwt: not a well-formed signed JWT");
       throw e;
     }
@@ -234,14 +318,17 @@ export class JwtAuthBackend implements LogicalBackend {
 
     const aud = claims.aud === undefined ? [] : Array.isArray(claims.aud) ? claims.aud : [claims.aud];
     if (role.bound_audiences.length) {
-      if (!aud.some((a) => role.bound_audiences.includes(a))) throw new LogicalError(403, "error validating token: aud claim does not match any bound audience");
+      if (!aud.some((a) => role.bound_audiences.includes(a)))
+        throw new LogicalError(403, "error validating token: aud claim does not match any bound audience");
     } else if (aud.length) {
       throw new LogicalError(403, "audience claim found in JWT but no audiences bound to the role");
     }
-    if (role.bound_subject && claims.sub !== role.bound_subject) throw new LogicalError(403, "sub claim does not match bound subject");
+    if (role.bound_subject && claims.sub !== role.bound_subject)
+      throw new LogicalError(403, "sub claim does not match bound subject");
     checkBoundClaims(role, claims);
     const user = claimAt(claims, role.user_claim);
-    if (typeof user !== "string" && typeof user !== "number") throw new LogicalError(403, `claim "${role.user_claim}" not found in token`);
+    if (typeof user !== "string" && typeof user !== "number")
+      throw new LogicalError(403, `claim "${role.user_claim}" not found in token`);
 
     const metadata: Record<string, string> = { role: roleName };
     for (const [claim, key] of Object.entries(role.claim_mappings)) {
@@ -249,7 +336,9 @@ export class JwtAuthBackend implements LogicalBackend {
       if (v !== undefined) metadata[key] = typeof v === "object" ? JSON.stringify(v) : String(v);
     }
     const attested = typeof claims.evidence_digest === "string";
-    if (attested) for (const [claim, key] of ATTESTATION_METADATA) if (claims[claim] !== undefined) metadata[key] = String(claims[claim]);
+    if (attested)
+      for (const [claim, key] of ATTESTATION_METADATA)
+        if (claims[claim] !== undefined) metadata[key] = String(claims[claim]);
     if (role.seal_responses) {
       if (!sealingKeyOf({ accessor: "", policies: [], metadata: {}, claims: claims as Record<string, unknown> })) {
         throw new LogicalError(403, "role requires sealed responses but the token has no attested key (cnf.jwk)");
@@ -261,13 +350,18 @@ export class JwtAuthBackend implements LogicalBackend {
       if (!role.token_policies_template_claims) return p;
       return p.replace(/\{\{\s*([A-Za-z0-9_./-]+)\s*\}\}/g, (_, name: string) => {
         const v = claimAt(claims, name);
-        if (typeof v !== "string" && typeof v !== "number") throw new LogicalError(403, `token_policies: claim "${name}" for the policy template is missing`);
+        if (typeof v !== "string" && typeof v !== "number")
+          throw new LogicalError(403, `token_policies: claim "${name}" for the policy template is missing`);
         return String(v);
       });
     });
     return {
       auth: {
-        policies, ttl: role.token_ttl, maxTtl: role.token_max_ttl || undefined, renewable: true, metadata,
+        policies,
+        ttl: role.token_ttl,
+        maxTtl: role.token_max_ttl || undefined,
+        renewable: true,
+        metadata,
         claims: attested ? (claims as Record<string, unknown>) : { sub: claims.sub, iss: claims.iss },
         displayName: String(user),
       },

@@ -58,7 +58,11 @@ export interface LogicalResponse {
 
 /** Trusted in-process calls across mounts (e.g. Nitride's provisioning bundle reading KV, issuing PKI). */
 export interface SystemView {
-  internalRequest(operation: Operation, path: string, data?: Record<string, unknown>): Promise<LogicalResponse | undefined>;
+  internalRequest(
+    operation: Operation,
+    path: string,
+    data?: Record<string, unknown>,
+  ): Promise<LogicalResponse | undefined>;
   /** Default/max token TTLs of the runtime, seconds. */
   ttls(): { defaultTtl: number; maxTtl: number };
   /** Runtime's public URL (issuer for tokens). */
@@ -83,7 +87,10 @@ export interface LogicalBackend {
 /** A client-visible error: rendered as Vault's {"errors": [message]} with this status. */
 export class LogicalError extends Error {
   override name = "LogicalError";
-  constructor(readonly status: number, message: string) {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
     super(message);
   }
 }

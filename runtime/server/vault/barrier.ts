@@ -14,19 +14,29 @@ export const KEYRING_KEY = "core/keyring";
 /** Keys stored outside the barrier (needed before unseal, not secret). */
 export const PLAINTEXT_KEYS = new Set(["core/seal-config", KEYRING_KEY]);
 
-interface Keyring { activeTerm: number; keys: Record<string, string> /* term → b64 key */ }
+interface Keyring {
+  activeTerm: number;
+  keys: Record<string, string>; /* term → b64 key */
+}
 
 export class InvalidUnsealKeyError extends Error {
   override name = "InvalidUnsealKeyError";
-  constructor() { super("unseal failed: the combined key does not open the keyring (wrong or mismatched key shares)"); }
+  constructor() {
+    super("unseal failed: the combined key does not open the keyring (wrong or mismatched key shares)");
+  }
 }
 
-function aad(key: string): Buffer { return Buffer.from(`bk-barrier-v1\0${key}`, "utf8"); }
+function aad(key: string): Buffer {
+  return Buffer.from(`bk-barrier-v1\0${key}`, "utf8");
+}
 
 export function seal(aesKey: Buffer, term: number, storageKey: string, plaintext: Buffer): Buffer {
   const nonce = randomBytes(12);
   const header = Buffer.alloc(HEADER);
-  header[0] = MAGIC; header[1] = VERSION; header.writeUInt32BE(term, 2); nonce.copy(header, 6);
+  header[0] = MAGIC;
+  header[1] = VERSION;
+  header.writeUInt32BE(term, 2);
+  nonce.copy(header, 6);
   const c = createCipheriv("aes-256-gcm", aesKey, nonce);
   c.setAAD(Buffer.concat([header.subarray(0, 6), aad(storageKey)]));
   const ct = Buffer.concat([c.update(plaintext), c.final()]);
@@ -68,9 +78,13 @@ export class Barrier implements Storage {
 
   constructor(readonly physical: Storage) {}
 
-  get sealed(): boolean { return this.keys === undefined; }
+  get sealed(): boolean {
+    return this.keys === undefined;
+  }
 
-  async initialized(): Promise<boolean> { return (await this.physical.get(KEYRING_KEY)) !== undefined; }
+  async initialized(): Promise<boolean> {
+    return (await this.physical.get(KEYRING_KEY)) !== undefined;
+  }
 
   /** Creates a fresh keyring protected by unsealKey and leaves the barrier unsealed. */
   async initialize(unsealKey: Buffer): Promise<void> {
@@ -134,7 +148,10 @@ export class Barrier implements Storage {
   private load(ring: Keyring, unsealKey: Buffer) {
     this.keys = new Map(Object.entries(ring.keys).map(([t, k]) => [Number(t), Buffer.from(k, "base64")]));
     this.activeTerm = ring.activeTerm;
-    if (this.unsealKey !== unsealKey) { this.unsealKey?.fill(0); this.unsealKey = Buffer.from(unsealKey); }
+    if (this.unsealKey !== unsealKey) {
+      this.unsealKey?.fill(0);
+      this.unsealKey = Buffer.from(unsealKey);
+    }
   }
 
   private requireUnsealed(): Map<number, Buffer> {
@@ -154,7 +171,8 @@ export class Barrier implements Storage {
     const term = termOf(blob);
     const aesKey = term === undefined ? undefined : keys.get(term);
     const plain = aesKey && open(aesKey, key, blob);
-    if (!plain) throw new StorageCorruptionError(`stored value for '${key}' failed authentication (corrupt or tampered)`, key);
+    if (!plain)
+      throw new StorageCorruptionError(`stored value for '${key}' failed authentication (corrupt or tampered)`, key);
     if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
     this.cache.set(key, { ct: Buffer.from(blob), pt: Buffer.from(plain) });
     return plain;
@@ -169,22 +187,41 @@ export class Barrier implements Storage {
         if (term !== undefined && !this.requireUnsealed().has(term)) await this.refreshKeyring();
         return this.decrypt(k, b);
       },
-      list: async (p) => { this.requireUnsealed(); return inner.list(p); },
+      list: async (p) => {
+        this.requireUnsealed();
+        return inner.list(p);
+      },
       put: async (k, v) => inner.put(k, this.encrypt(k, v)),
-      delete: async (k) => { this.requireUnsealed(); return inner.delete(k); },
+      delete: async (k) => {
+        this.requireUnsealed();
+        return inner.delete(k);
+      },
     };
   }
 
   // Direct (non-transactional) access goes through one long-lived wrapper, not one per call.
   private direct: StorageWriter | undefined;
-  private get view(): StorageWriter { return (this.direct ??= this.wrap(this.physical)); }
-  get(key: string) { return this.view.get(key); }
-  list(prefix: string) { return this.view.list(prefix); }
-  put(key: string, value: Buffer) { return this.view.put(key, value); }
-  delete(key: string) { return this.view.delete(key); }
+  private get view(): StorageWriter {
+    return (this.direct ??= this.wrap(this.physical));
+  }
+  get(key: string) {
+    return this.view.get(key);
+  }
+  list(prefix: string) {
+    return this.view.list(prefix);
+  }
+  put(key: string, value: Buffer) {
+    return this.view.put(key, value);
+  }
+  delete(key: string) {
+    return this.view.delete(key);
+  }
   transaction<T>(fn: (tx: StorageWriter) => Promise<T>): Promise<T> {
     this.requireUnsealed();
     return this.physical.transaction((tx) => fn(this.wrap(tx)));
   }
-  close() { this.seal(); return this.physical.close(); }
+  close() {
+    this.seal();
+    return this.physical.close();
+  }
 }

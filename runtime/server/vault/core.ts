@@ -3,7 +3,15 @@
 // returns status + JSON body; runtime/server/ only adapts fastify to it.
 import { randomBytes } from "node:crypto";
 import { split, combine } from "shamir-secret-sharing";
-import { LogicalError, type CallerAuth, type LogicalBackend, type LogicalRequest, type LogicalResponse, type Operation, type SystemView } from "./backend.js";
+import {
+  LogicalError,
+  type CallerAuth,
+  type LogicalBackend,
+  type LogicalRequest,
+  type LogicalResponse,
+  type Operation,
+  type SystemView,
+} from "./backend.js";
 import { Barrier, InvalidUnsealKeyError } from "./barrier.js";
 import { PermissionDeniedError, SealedError } from "./errors.js";
 import { Acl, parsePolicy, DEFAULT_POLICY_TEXT, type Capability, type Policy } from "./policy.js";
@@ -31,9 +39,17 @@ export interface RawRequest {
 }
 
 /** body: a JSON value, or a string/Buffer sent as-is (raw responses carry their content-type header). */
-export interface RawResponse { status: number; body?: unknown; headers?: Record<string, string> }
+export interface RawResponse {
+  status: number;
+  body?: unknown;
+  headers?: Record<string, string>;
+}
 
-export interface SealConfig { type: "shamir"; secret_shares: number; secret_threshold: number }
+export interface SealConfig {
+  type: "shamir";
+  secret_shares: number;
+  secret_threshold: number;
+}
 
 /** What one worker process tells the others of a multi-worker runtime (see runtime/server/cluster.ts). */
 export type PeerEvent =
@@ -60,9 +76,15 @@ export interface CorePeers {
 }
 
 /** Storage that can run work on exactly one replica at a time (PostgreSQL). */
-export interface LeaderLocking { withLeaderLock<T>(name: string, fn: () => Promise<T>): Promise<T | undefined> }
+export interface LeaderLocking {
+  withLeaderLock<T>(name: string, fn: () => Promise<T>): Promise<T | undefined>;
+}
 
-export interface CoreLogger { info(msg: string): void; warn(msg: string): void; error(msg: string): void }
+export interface CoreLogger {
+  info(msg: string): void;
+  warn(msg: string): void;
+  error(msg: string): void;
+}
 
 export interface CoreOptions {
   /** Physical storage (SQLite, PostgreSQL, memory); the core puts the barrier over it. */
@@ -86,10 +108,20 @@ export interface CoreOptions {
    * Transforms a response body carrying secrets (e.g. Nitride's response sealing to the attested
    * ephemeral key when the request asks for it). Return undefined to leave it unchanged.
    */
-  responseSealer?: (ctx: { headers: Record<string, string>; auth?: CallerAuth; body: Record<string, unknown>; secretKeys: string[]; login?: boolean }) => Promise<Record<string, unknown> | undefined>;
+  responseSealer?: (ctx: {
+    headers: Record<string, string>;
+    auth?: CallerAuth;
+    body: Record<string, unknown>;
+    secretKeys: string[];
+    login?: boolean;
+  }) => Promise<Record<string, unknown> | undefined>;
 }
 
-interface ActiveMount { entry: MountEntry; backend: LogicalBackend; storage: Storage }
+interface ActiveMount {
+  entry: MountEntry;
+  backend: LogicalBackend;
+  storage: Storage;
+}
 
 const SEAL_CONFIG_KEY = "core/seal-config";
 const POLICY_TTL_MS = 1000;
@@ -100,8 +132,11 @@ const silent: CoreLogger = { info() {}, warn() {}, error() {} };
 const RAW_SYS = new Set(["sys/health", "sys/seal-status", "sys/init", "sys/unseal", "sys/leader"]);
 /** Paths that additionally need `sudo` (for these operations). */
 const SUDO: Array<{ re: RegExp; ops?: Operation[] }> = [
-  { re: /^sys\/seal$/ }, { re: /^sys\/rotate$/ }, { re: /^sys\/audit(\/.*)?$/, ops: ["create", "update", "delete"] },
-  { re: /^sys\/auth\/.+/, ops: ["create", "update", "delete"] }, { re: /^auth\/token\/create-orphan$/ },
+  { re: /^sys\/seal$/ },
+  { re: /^sys\/rotate$/ },
+  { re: /^sys\/audit(\/.*)?$/, ops: ["create", "update", "delete"] },
+  { re: /^sys\/auth\/.+/, ops: ["create", "update", "delete"] },
+  { re: /^auth\/token\/create-orphan$/ },
 ];
 
 export class Core {
@@ -126,9 +161,15 @@ export class Core {
     this.clusterId = randomBytes(16).toString("hex");
   }
 
-  get defaultTtl() { return this.opts.defaultTtl ?? 768 * 3600; }
-  get maxTtl() { return this.opts.maxTtl ?? 768 * 3600; }
-  get sealed() { return this.barrier.sealed; }
+  get defaultTtl() {
+    return this.opts.defaultTtl ?? 768 * 3600;
+  }
+  get maxTtl() {
+    return this.opts.maxTtl ?? 768 * 3600;
+  }
+  get sealed() {
+    return this.barrier.sealed;
+  }
 
   /** Reads the seal configuration (plaintext, not secret) so status works before unseal. */
   async start(): Promise<void> {
@@ -143,18 +184,34 @@ export class Core {
 
   sealStatus() {
     return {
-      type: "shamir", initialized: this.sealConfig !== undefined, sealed: this.sealed,
-      t: this.sealConfig?.secret_threshold ?? 0, n: this.sealConfig?.secret_shares ?? 0, progress: this.opts.peers ? this.opts.peers.progress : this.unsealShares.length,
-      nonce: "", version: RUNTIME_VERSION, build_date: "2026-11-22T00:00:00Z", migration: false,
-      cluster_name: this.clusterName, cluster_id: this.clusterId, recovery_seal: false, storage_type: "buckypaper",
+      type: "shamir",
+      initialized: this.sealConfig !== undefined,
+      sealed: this.sealed,
+      t: this.sealConfig?.secret_threshold ?? 0,
+      n: this.sealConfig?.secret_shares ?? 0,
+      progress: this.opts.peers ? this.opts.peers.progress : this.unsealShares.length,
+      nonce: "",
+      version: RUNTIME_VERSION,
+      build_date: "2026-11-22T00:00:00Z",
+      migration: false,
+      cluster_name: this.clusterName,
+      cluster_id: this.clusterId,
+      recovery_seal: false,
+      storage_type: "buckypaper",
     };
   }
 
   /** sys/init: creates the keyring, splits the unseal key, mints the root token; leaves the runtime sealed. */
-  async initialize(shares: number, threshold: number): Promise<{ keys: string[]; keys_base64: string[]; root_token: string; extra: Record<string, unknown> }> {
-    if (!Number.isInteger(shares) || shares < 1 || shares > 255) throw new LogicalError(400, "secret_shares: must be between 1 and 255");
-    if (!Number.isInteger(threshold) || threshold < 1 || threshold > shares) throw new LogicalError(400, "secret_threshold: must be between 1 and secret_shares");
-    if (shares > 1 && threshold < 2) throw new LogicalError(400, "secret_threshold: must be at least 2 when there is more than one share");
+  async initialize(
+    shares: number,
+    threshold: number,
+  ): Promise<{ keys: string[]; keys_base64: string[]; root_token: string; extra: Record<string, unknown> }> {
+    if (!Number.isInteger(shares) || shares < 1 || shares > 255)
+      throw new LogicalError(400, "secret_shares: must be between 1 and 255");
+    if (!Number.isInteger(threshold) || threshold < 1 || threshold > shares)
+      throw new LogicalError(400, "secret_threshold: must be between 1 and secret_shares");
+    if (shares > 1 && threshold < 2)
+      throw new LogicalError(400, "secret_threshold: must be at least 2 when there is more than one share");
     if (shares === 1 && threshold !== 1) throw new LogicalError(400, "secret_threshold: must be 1 with a single share");
     if (await this.initialized()) throw new LogicalError(400, "Vault is already initialized");
     const key = randomBytes(32);
@@ -170,25 +227,53 @@ export class Core {
     await this.barrier.put("core/token-salt", randomBytes(32));
     await this.barrier.put("core/audit-hmac-key", randomBytes(32));
     await this.barrier.put("core/mounts", Buffer.from(JSON.stringify(this.defaultMounts())));
-    await this.barrier.put("core/auth", Buffer.from(JSON.stringify([newMount("auth", "auth/token/", "token", { description: "token based credentials" })])));
+    await this.barrier.put(
+      "core/auth",
+      Buffer.from(
+        JSON.stringify([newMount("auth", "auth/token/", "token", { description: "token based credentials" })]),
+      ),
+    );
     await this.barrier.put("core/audit", Buffer.from("[]"));
-    await this.barrier.put("sys/policy/default", Buffer.from(JSON.stringify({ name: "default", policy: DEFAULT_POLICY_TEXT, version: 1, modified: new Date().toISOString() })));
+    await this.barrier.put(
+      "sys/policy/default",
+      Buffer.from(
+        JSON.stringify({
+          name: "default",
+          policy: DEFAULT_POLICY_TEXT,
+          version: 1,
+          modified: new Date().toISOString(),
+        }),
+      ),
+    );
     await this.postUnseal();
-    const { token } = await this.tokens!.create({ policies: ["root"], path: "auth/token/root", ttl: 0, maxTtl: 0, renewable: false, displayName: "root" });
+    const { token } = await this.tokens!.create({
+      policies: ["root"],
+      path: "auth/token/root",
+      ttl: 0,
+      maxTtl: 0,
+      renewable: false,
+      displayName: "root",
+    });
     const extra = this.opts.onInitialize ? await this.opts.onInitialize(this.barrier) : {};
     await this.seal();
     const parts = shares === 1 ? [new Uint8Array(key)] : await split(new Uint8Array(key), shares, threshold);
     key.fill(0);
     await this.opts.peers?.announce({ kind: "initialized" });
     const bufs = parts.map((p) => Buffer.from(p));
-    return { keys: bufs.map((b) => b.toString("hex")), keys_base64: bufs.map((b) => b.toString("base64")), root_token: token, extra };
+    return {
+      keys: bufs.map((b) => b.toString("hex")),
+      keys_base64: bufs.map((b) => b.toString("base64")),
+      root_token: token,
+      extra,
+    };
   }
 
   private defaultMounts(): MountEntry[] {
     const out = [
       newMount("secret", "sys/", "system", { description: "system endpoints used for control, policy and debugging" }),
     ];
-    if (this.registry.secret.has("nitride")) out.push(newMount("secret", "nitride/", "nitride", { description: "Nitride attestation service" }));
+    if (this.registry.secret.has("nitride"))
+      out.push(newMount("secret", "nitride/", "nitride", { description: "Nitride attestation service" }));
     return out;
   }
 
@@ -196,9 +281,13 @@ export class Core {
   async submitUnsealKey(keyText: string): Promise<void> {
     if (!this.sealConfig) throw new LogicalError(400, "Vault is not initialized");
     if (!this.sealed) return;
-    const share = /^[0-9a-fA-F]+$/.test(keyText) && keyText.length % 2 === 0 ? Buffer.from(keyText, "hex") : Buffer.from(keyText, "base64");
+    const share =
+      /^[0-9a-fA-F]+$/.test(keyText) && keyText.length % 2 === 0
+        ? Buffer.from(keyText, "hex")
+        : Buffer.from(keyText, "base64");
     const expected = this.sealConfig.secret_shares === 1 ? 32 : 33;
-    if (share.length !== expected) throw new LogicalError(400, `key: expected a ${expected}-byte key share (hex or base64)`);
+    if (share.length !== expected)
+      throw new LogicalError(400, `key: expected a ${expected}-byte key share (hex or base64)`);
     const peers = this.opts.peers;
     let shares: Buffer[];
     if (peers) shares = await peers.addUnsealShare(share);
@@ -214,7 +303,8 @@ export class Core {
       await this.barrier.unseal(key);
     } catch (e) {
       await peers?.resetUnseal();
-      if (e instanceof InvalidUnsealKeyError || /shares/.test((e as Error).message)) throw new LogicalError(400, "unseal failed: invalid key shares (progress reset)");
+      if (e instanceof InvalidUnsealKeyError || /shares/.test((e as Error).message))
+        throw new LogicalError(400, "unseal failed: invalid key shares (progress reset)");
       throw e;
     }
     await this.postUnseal();
@@ -255,8 +345,10 @@ export class Core {
       case "changed":
         if (this.sealed) return;
         if (ev.what === "mounts") await this.loadMounts();
-        else if (ev.what === "policy") { this.policyCache.delete(ev.name); this.aclCache.clear(); }
-        else await this.syncAuditDevices();
+        else if (ev.what === "policy") {
+          this.policyCache.delete(ev.name);
+          this.aclCache.clear();
+        } else await this.syncAuditDevices();
         return;
     }
   }
@@ -269,12 +361,18 @@ export class Core {
     const have = new Set(this.audit.list().map(([p]) => p));
     for (const a of table) {
       if (have.has(a.path)) continue;
-      try { this.audit.add(a.path, new FileAuditDevice(a.options.file_path)); } catch (e) { this.logger.error(`audit device ${a.path} failed to open: ${(e as Error).message}`); }
+      try {
+        this.audit.add(a.path, new FileAuditDevice(a.options.file_path));
+      } catch (e) {
+        this.logger.error(`audit device ${a.path} failed to open: ${(e as Error).message}`);
+      }
     }
   }
 
   /** Convenience for dev mode and tests: submit all shares at once. */
-  async unsealWith(keys: string[]): Promise<void> { for (const k of keys) await this.submitUnsealKey(k); }
+  async unsealWith(keys: string[]): Promise<void> {
+    for (const k of keys) await this.submitUnsealKey(k);
+  }
 
   async seal(): Promise<void> {
     this.audit.closeAll();
@@ -308,7 +406,11 @@ export class Core {
     this.audit.setKey((await this.barrier.get("core/audit-hmac-key")) ?? Buffer.alloc(0));
     await this.loadMounts();
     for (const a of await this.auditTable()) {
-      try { this.audit.add(a.path, new FileAuditDevice(a.options.file_path)); } catch (e) { this.logger.error(`audit device ${a.path} failed to open: ${(e as Error).message}`); }
+      try {
+        this.audit.add(a.path, new FileAuditDevice(a.options.file_path));
+      } catch (e) {
+        this.logger.error(`audit device ${a.path} failed to open: ${(e as Error).message}`);
+      }
     }
     if (this.opts.auditFile) this.audit.add("config/", new FileAuditDevice(this.opts.auditFile));
     if (this.opts.onUnseal) await this.opts.onUnseal(this.barrier);
@@ -332,12 +434,16 @@ export class Core {
     await this.opts.peers?.announce({ kind: "changed", what: "mounts" });
   }
 
-  async auditTable(): Promise<Array<{ path: string; type: string; description: string; options: Record<string, string> }>> {
+  async auditTable(): Promise<
+    Array<{ path: string; type: string; description: string; options: Record<string, string> }>
+  > {
     const raw = await this.barrier.get("core/audit");
     return raw ? JSON.parse(raw.toString("utf8")) : [];
   }
 
-  async writeAuditTable(t: Array<{ path: string; type: string; description: string; options: Record<string, string> }>): Promise<void> {
+  async writeAuditTable(
+    t: Array<{ path: string; type: string; description: string; options: Record<string, string> }>,
+  ): Promise<void> {
     await this.barrier.put("core/audit", Buffer.from(JSON.stringify(t)));
     await this.opts.peers?.announce({ kind: "changed", what: "audit" });
   }
@@ -348,9 +454,16 @@ export class Core {
     const next: ActiveMount[] = [];
     for (const e of entries) {
       const existing = this.mounts.find((m) => m.entry.uuid === e.uuid);
-      if (existing) { existing.entry = e; next.push(existing); continue; }
+      if (existing) {
+        existing.entry = e;
+        next.push(existing);
+        continue;
+      }
       const backend = this.instantiate(e);
-      if (!backend) { this.logger.warn(`mount ${e.path}: no engine of type '${e.type}' in this build`); continue; }
+      if (!backend) {
+        this.logger.warn(`mount ${e.path}: no engine of type '${e.type}' in this build`);
+        continue;
+      }
       const storage = new PrefixedStorage(this.barrier, mountStoragePrefix(e));
       if (backend.initialize) await backend.initialize(storage, this.systemView());
       next.push({ entry: e, backend, storage });
@@ -367,7 +480,9 @@ export class Core {
     return f?.(e);
   }
 
-  mountEntries(): MountEntry[] { return this.mounts.map((m) => m.entry); }
+  mountEntries(): MountEntry[] {
+    return this.mounts.map((m) => m.entry);
+  }
 
   resolveMount(path: string): ActiveMount | undefined {
     return this.mounts.find((m) => path.startsWith(m.entry.path) || path + "/" === m.entry.path);
@@ -377,7 +492,9 @@ export class Core {
 
   /** Re-reads the mount tables, coalescing concurrent callers into one read. */
   private reloadMounts(): Promise<void> {
-    this.reloading ??= this.loadMounts().finally(() => { this.reloading = undefined; });
+    this.reloading ??= this.loadMounts().finally(() => {
+      this.reloading = undefined;
+    });
     return this.reloading;
   }
 
@@ -386,7 +503,10 @@ export class Core {
     // elsewhere propagate) and on any miss (so a fresh mount elsewhere is usable at once).
     if (Date.now() - this.mountsLoadedAt > 5000) await this.reloadMounts();
     let m = this.resolveMount(path);
-    if (!m) { await this.reloadMounts(); m = this.resolveMount(path); }
+    if (!m) {
+      await this.reloadMounts();
+      m = this.resolveMount(path);
+    }
     return m;
   }
 
@@ -407,10 +527,15 @@ export class Core {
     const hit = this.policyCache.get(name);
     if (hit && Date.now() - hit.at < POLICY_TTL_MS) return hit.policy;
     const raw = await this.barrier.get(`sys/policy/${name}`);
-    const policy = !raw ? undefined
-      : hit?.raw && hit.raw.equals(raw) ? hit.policy
-      : parsePolicy(name, (JSON.parse(raw.toString("utf8")) as { policy: string }).policy);
-    if (!policy) { this.policyCache.delete(name); return undefined; } // a policy created elsewhere is seen at once
+    const policy = !raw
+      ? undefined
+      : hit?.raw && hit.raw.equals(raw)
+        ? hit.policy
+        : parsePolicy(name, (JSON.parse(raw.toString("utf8")) as { policy: string }).policy);
+    if (!policy) {
+      this.policyCache.delete(name);
+      return undefined;
+    } // a policy created elsewhere is seen at once
     if (this.policyCache.size > 10_000) this.policyCache.clear();
     this.policyCache.set(name, { raw, policy, at: Date.now() });
     return policy;
@@ -428,7 +553,10 @@ export class Core {
   async aclFor(policies: string[]): Promise<Acl> {
     if (policies.includes("root")) return new Acl([], true);
     const ps: Policy[] = [];
-    for (const n of policies) { const p = await this.getPolicy(n); if (p) ps.push(p); }
+    for (const n of policies) {
+      const p = await this.getPolicy(n);
+      if (p) ps.push(p);
+    }
     const key = policies.join("\0");
     const hit = this.aclCache.get(key);
     if (hit && hit.parts.length === ps.length && hit.parts.every((p, i) => p === ps[i])) return hit.acl;
@@ -452,11 +580,27 @@ export class Core {
     });
   }
 
-  private logicalRequest(m: ActiveMount, operation: Operation, path: string, data: Record<string, unknown>, query: Record<string, string>,
-    headers: Record<string, string>, clientIp: string, auth: CallerAuth | undefined): LogicalRequest {
+  private logicalRequest(
+    m: ActiveMount,
+    operation: Operation,
+    path: string,
+    data: Record<string, unknown>,
+    query: Record<string, string>,
+    headers: Record<string, string>,
+    clientIp: string,
+    auth: CallerAuth | undefined,
+  ): LogicalRequest {
     return {
-      operation, path: path.slice(m.entry.path.length).replace(/\/+$/, ""), data, query, storage: m.storage, auth,
-      mountPoint: m.entry.path, clientIp, headers, system: this.systemView(),
+      operation,
+      path: path.slice(m.entry.path.length).replace(/\/+$/, ""),
+      data,
+      query,
+      storage: m.storage,
+      auth,
+      mountPoint: m.entry.path,
+      clientIp,
+      headers,
+      system: this.systemView(),
     };
   }
 
@@ -469,17 +613,33 @@ export class Core {
     const ttl = Math.min(a.ttl > 0 ? a.ttl : this.defaultTtl, a.maxTtl && a.maxTtl > 0 ? a.maxTtl : this.maxTtl);
     const policies = a.policies.includes("root") ? a.policies.filter((p) => p !== "root") : a.policies;
     const { token, entry } = await this.tokens!.create({
-      policies: ["default", ...policies], meta: a.metadata, claims: a.claims, displayName: `${m.path.replace(/^auth\//, "").replace(/\/$/, "")}-${a.displayName ?? "login"}`,
-      path: `${m.path}login`, ttl, maxTtl: a.maxTtl && a.maxTtl > 0 ? Math.min(a.maxTtl, this.maxTtl) : this.maxTtl, renewable: a.renewable,
+      policies: ["default", ...policies],
+      meta: a.metadata,
+      claims: a.claims,
+      displayName: `${m.path.replace(/^auth\//, "").replace(/\/$/, "")}-${a.displayName ?? "login"}`,
+      path: `${m.path}login`,
+      ttl,
+      maxTtl: a.maxTtl && a.maxTtl > 0 ? Math.min(a.maxTtl, this.maxTtl) : this.maxTtl,
+      renewable: a.renewable,
     });
     return { block: this.authBlock(token, entry), callerAuth: this.callerAuth(entry) };
   }
 
   authBlock(token: string, e: TokenEntry) {
     return {
-      client_token: token, accessor: e.accessor, policies: e.policies, token_policies: e.policies, identity_policies: null,
-      metadata: e.meta, lease_duration: TokenStore.ttlLeft(e), renewable: e.renewable, entity_id: "", token_type: e.type,
-      orphan: e.orphan, mfa_requirement: null, num_uses: e.numUses,
+      client_token: token,
+      accessor: e.accessor,
+      policies: e.policies,
+      token_policies: e.policies,
+      identity_policies: null,
+      metadata: e.meta,
+      lease_duration: TokenStore.ttlLeft(e),
+      renewable: e.renewable,
+      entity_id: "",
+      token_type: e.type,
+      orphan: e.orphan,
+      mfa_requirement: null,
+      num_uses: e.numUses,
     };
   }
 
@@ -491,17 +651,28 @@ export class Core {
     let path = raw.path.replace(/^\/+/, "").replace(/\/{2,}/g, "/");
     const method = raw.method.toUpperCase();
     let operation: Operation;
-    if (method === "GET" || method === "HEAD") operation = raw.query.list === "true" || raw.query.list === "1" ? "list" : "read";
+    if (method === "GET" || method === "HEAD")
+      operation = raw.query.list === "true" || raw.query.list === "1" ? "list" : "read";
     else if (method === "LIST") operation = "list";
     else if (method === "POST" || method === "PUT") operation = "update";
     else if (method === "DELETE") operation = "delete";
     else if (method === "PATCH") operation = "patch";
     else return errorResponse(405, "unsupported operation");
     if (operation === "list" && !path.endsWith("/")) path += "/";
-    const data = (raw.body && typeof raw.body === "object" && !Array.isArray(raw.body) ? raw.body : {}) as Record<string, unknown>;
-    if (raw.body !== undefined && raw.body !== null && (typeof raw.body !== "object" || Array.isArray(raw.body))) return errorResponse(400, "request body must be a JSON object");
+    const data = (raw.body && typeof raw.body === "object" && !Array.isArray(raw.body) ? raw.body : {}) as Record<
+      string,
+      unknown
+    >;
+    if (raw.body !== undefined && raw.body !== null && (typeof raw.body !== "object" || Array.isArray(raw.body)))
+      return errorResponse(400, "request body must be a JSON object");
     const token = tokenFrom(raw.headers);
-    const auditReq: AuditRequest = { id: requestId, operation, path, data: raw.body ?? undefined, remoteAddress: raw.clientIp };
+    const auditReq: AuditRequest = {
+      id: requestId,
+      operation,
+      path,
+      data: raw.body ?? undefined,
+      remoteAddress: raw.clientIp,
+    };
     try {
       const bare = path.replace(/\/+$/, "");
       if (RAW_SYS.has(bare)) {
@@ -517,12 +688,23 @@ export class Core {
       let entry: TokenEntry | undefined;
       if (token) entry = await this.tokens!.lookup(token);
       if (!unauthenticated) {
-        if (!entry) throw new PermissionDeniedError(token ? "permission denied" : "permission denied (missing client token)");
+        if (!entry)
+          throw new PermissionDeniedError(token ? "permission denied" : "permission denied (missing client token)");
       }
-      if (entry) auditReq.auth = { token, accessor: entry.accessor, policies: entry.policies, metadata: entry.meta, displayName: entry.displayName };
+      if (entry)
+        auditReq.auth = {
+          token,
+          accessor: entry.accessor,
+          policies: entry.policies,
+          metadata: entry.meta,
+          displayName: entry.displayName,
+        };
       const auth = entry ? this.callerAuth(entry) : undefined;
       const lreq = this.logicalRequest(m, operation, path, data, raw.query, raw.headers, raw.clientIp, auth);
-      if (operation === "update" && m.backend.existenceCheck && !(await m.backend.existenceCheck(lreq))) { lreq.operation = "create"; operation = "create"; }
+      if (operation === "update" && m.backend.existenceCheck && !(await m.backend.existenceCheck(lreq))) {
+        lreq.operation = "create";
+        operation = "create";
+      }
       auditReq.operation = operation;
       if (!unauthenticated && !(m.entry.type === "system" && SystemBackend.selfAuthorized(rel))) {
         const acl = await this.aclFor(entry!.policies);
@@ -536,19 +718,43 @@ export class Core {
       const res = await m.backend.handle(lreq);
       if (!res) throw new LogicalError(404, "unsupported path");
       const out = await this.render(m.entry, res, requestId, raw.headers, auth);
-      this.audit.logResponse(auditReq, { status: out.status, data: res.data, auth: (out.body as { auth?: never } | undefined)?.auth });
-      if (m.entry.type === "system" && out.body && typeof out.body === "object" && !Buffer.isBuffer(out.body) && res.data) out.body = { ...res.data, ...(out.body as object) };
+      this.audit.logResponse(auditReq, {
+        status: out.status,
+        data: res.data,
+        auth: (out.body as { auth?: never } | undefined)?.auth,
+      });
+      if (
+        m.entry.type === "system" &&
+        out.body &&
+        typeof out.body === "object" &&
+        !Buffer.isBuffer(out.body) &&
+        res.data
+      )
+        out.body = { ...res.data, ...(out.body as object) };
       return out;
     } catch (e) {
       const r = this.errorFrom(e);
       if (this.audit.enabled && !this.sealed) {
-        try { this.audit.logResponse(auditReq, { status: r.status, error: ((r.body as { errors: string[] }).errors ?? []).join("; ") }); } catch { /* the request already failed */ }
+        try {
+          this.audit.logResponse(auditReq, {
+            status: r.status,
+            error: ((r.body as { errors: string[] }).errors ?? []).join("; "),
+          });
+        } catch {
+          /* the request already failed */
+        }
       }
       return r;
     }
   }
 
-  private async render(m: MountEntry, res: LogicalResponse, requestId: string, headers: Record<string, string>, auth?: CallerAuth): Promise<RawResponse> {
+  private async render(
+    m: MountEntry,
+    res: LogicalResponse,
+    requestId: string,
+    headers: Record<string, string>,
+    auth?: CallerAuth,
+  ): Promise<RawResponse> {
     let authOut: Record<string, unknown> | null = null;
     let sealAuth = auth;
     if (res.auth) {
@@ -569,15 +775,28 @@ export class Core {
     }
     if (status === 204) return { status };
     let body: Record<string, unknown> = {
-      request_id: requestId, lease_id: "", renewable: false, lease_duration: 0, data: res.data ?? null,
-      wrap_info: null, warnings: res.warnings?.length ? res.warnings : null, auth: authOut, mount_type: m.type,
+      request_id: requestId,
+      lease_id: "",
+      renewable: false,
+      lease_duration: 0,
+      data: res.data ?? null,
+      wrap_info: null,
+      warnings: res.warnings?.length ? res.warnings : null,
+      auth: authOut,
+      mount_type: m.type,
     };
     // A new token is a secret too, but a login is sealed only on explicit request (SEAL_HEADER): a
     // client must always be able to read the token it was just issued.
     const sealLogin = authOut !== null && headers[SEAL_HEADER] !== undefined;
     const secretKeys = [...(res.secretKeys ?? []), ...(sealLogin ? ["auth"] : [])];
     if (this.opts.responseSealer && secretKeys.length) {
-      const sealedBody = await this.opts.responseSealer({ headers, auth: sealAuth, body, secretKeys, login: res.auth !== undefined });
+      const sealedBody = await this.opts.responseSealer({
+        headers,
+        auth: sealAuth,
+        body,
+        secretKeys,
+        login: res.auth !== undefined,
+      });
       if (sealedBody) body = sealedBody;
     }
     return { status, body };
@@ -613,7 +832,11 @@ function rawBody(data: Record<string, unknown> | undefined): RawResponse | undef
  */
 export function describeForLog(e: unknown): string {
   if (!(e instanceof Error)) return "non-Error thrown";
-  const frames = (e.stack ?? "").split("\n").filter((l) => /^\s+at /.test(l)).slice(0, 8).join("\n");
+  const frames = (e.stack ?? "")
+    .split("\n")
+    .filter((l) => /^\s+at /.test(l))
+    .slice(0, 8)
+    .join("\n");
   const msg = e instanceof SyntaxError ? "(message withheld: it may quote the data being parsed)" : e.message;
   return `${e.name}: ${msg}${frames ? "\n" + frames : ""}`;
 }

@@ -10,8 +10,13 @@ export function parseDuration(field: string, value: unknown, fallback = 0): numb
   if (typeof value === "string") {
     if (/^\d+$/.test(value)) return Number(value);
     const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/gy;
-    let total = 0, m: RegExpExecArray | null, end = 0;
-    while ((m = re.exec(value))) { total += Number(m[1]) * UNITS[m[2]]; end = re.lastIndex; }
+    let total = 0,
+      m: RegExpExecArray | null,
+      end = 0;
+    while ((m = re.exec(value))) {
+      total += Number(m[1]) * UNITS[m[2]];
+      end = re.lastIndex;
+    }
     if (end === value.length && end > 0) return Math.floor(total);
   }
   throw new LogicalError(400, `${field}: invalid duration '${String(value).slice(0, 40)}'`);

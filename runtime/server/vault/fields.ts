@@ -34,7 +34,11 @@ export function optInt(data: Record<string, unknown>, field: string, dflt: numbe
 export function optList(data: Record<string, unknown>, field: string): string[] {
   const v = data[field];
   if (v === undefined || v === null || v === "") return [];
-  if (typeof v === "string") return v.split(",").map((s) => s.trim()).filter(Boolean);
+  if (typeof v === "string")
+    return v
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean);
   if (Array.isArray(v) && v.every((x) => typeof x === "string")) return v as string[];
   throw new LogicalError(400, `${field}: must be a list of strings or a comma-separated string`);
 }
@@ -59,7 +63,10 @@ export function b64Field(data: Record<string, unknown>, field: string, required 
   return Buffer.from(s, s.includes("-") || s.includes("_") ? "base64url" : "base64");
 }
 
-export async function readJson<T>(storage: { get(k: string): Promise<Buffer | undefined> }, key: string): Promise<T | undefined> {
+export async function readJson<T>(
+  storage: { get(k: string): Promise<Buffer | undefined> },
+  key: string,
+): Promise<T | undefined> {
   const b = await storage.get(key);
   return b ? (JSON.parse(b.toString("utf8")) as T) : undefined;
 }

@@ -2,55 +2,99 @@
 // blocks with string labels (`path "secret/*" { ... }`), strings, numbers, booleans, lists, objects
 // and comments (#, //, /* */). Heredocs and expressions are not supported and are reported by line.
 export type HclValue = string | number | boolean | HclValue[] | { [k: string]: HclValue };
-export interface HclBlock { type: string; labels: string[]; body: HclBody; line: number }
-export interface HclBody { attrs: Record<string, HclValue>; blocks: HclBlock[] }
+export interface HclBlock {
+  type: string;
+  labels: string[];
+  body: HclBody;
+  line: number;
+}
+export interface HclBody {
+  attrs: Record<string, HclValue>;
+  blocks: HclBlock[];
+}
 
 export class HclError extends Error {
   override name = "HclError";
-  constructor(message: string, readonly line: number) { super(`line ${line}: ${message}`); }
+  constructor(
+    message: string,
+    readonly line: number,
+  ) {
+    super(`line ${line}: ${message}`);
+  }
 }
 
 type Tok = { t: "ident" | "str" | "num" | "punct"; v: string; line: number };
 
 function lex(src: string): Tok[] {
   const out: Tok[] = [];
-  let i = 0, line = 1;
+  let i = 0,
+    line = 1;
   while (i < src.length) {
     const c = src[i];
-    if (c === "\n") { line++; i++; continue; }
-    if (c === " " || c === "\t" || c === "\r" || c === ",") { if (c === ",") out.push({ t: "punct", v: ",", line }); i++; continue; }
-    if (c === "#" || (c === "/" && src[i + 1] === "/")) { while (i < src.length && src[i] !== "\n") i++; continue; }
+    if (c === "\n") {
+      line++;
+      i++;
+      continue;
+    }
+    if (c === " " || c === "\t" || c === "\r" || c === ",") {
+      if (c === ",") out.push({ t: "punct", v: ",", line });
+      i++;
+      continue;
+    }
+    if (c === "#" || (c === "/" && src[i + 1] === "/")) {
+      while (i < src.length && src[i] !== "\n") i++;
+      continue;
+    }
     if (c === "/" && src[i + 1] === "*") {
       const end = src.indexOf("*/", i + 2);
       if (end === -1) throw new HclError("unterminated /* comment", line);
-      line += src.slice(i, end).split("\n").length - 1; i = end + 2; continue;
+      line += src.slice(i, end).split("\n").length - 1;
+      i = end + 2;
+      continue;
     }
     if (c === '"') {
-      let s = ""; i++;
+      let s = "";
+      i++;
       while (i < src.length && src[i] !== '"') {
         if (src[i] === "\n") throw new HclError("newline in string", line);
         if (src[i] === "\\") {
           const e = src[i + 1];
           const map: Record<string, string> = { n: "\n", t: "\t", r: "\r", '"': '"', "\\": "\\" };
-          if (e === "u") { s += String.fromCharCode(parseInt(src.slice(i + 2, i + 6), 16)); i += 6; continue; }
+          if (e === "u") {
+            s += String.fromCharCode(parseInt(src.slice(i + 2, i + 6), 16));
+            i += 6;
+            continue;
+          }
           if (!(e in map)) throw new HclError(`unknown escape \\${e}`, line);
-          s += map[e]; i += 2; continue;
+          s += map[e];
+          i += 2;
+          continue;
         }
         s += src[i++];
       }
       if (i >= src.length) throw new HclError("unterminated string", line);
-      i++; out.push({ t: "str", v: s, line }); continue;
+      i++;
+      out.push({ t: "str", v: s, line });
+      continue;
     }
     if (/[-0-9]/.test(c)) {
       const m = /^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?/.exec(src.slice(i));
       if (!m) throw new HclError(`unexpected '${c}'`, line);
-      out.push({ t: "num", v: m[0], line }); i += m[0].length; continue;
+      out.push({ t: "num", v: m[0], line });
+      i += m[0].length;
+      continue;
     }
     if (/[A-Za-z_]/.test(c)) {
       const m = /^[A-Za-z_][A-Za-z0-9_\-.]*/.exec(src.slice(i))!;
-      out.push({ t: "ident", v: m[0], line }); i += m[0].length; continue;
+      out.push({ t: "ident", v: m[0], line });
+      i += m[0].length;
+      continue;
     }
-    if ("{}[]=:".includes(c)) { out.push({ t: "punct", v: c, line }); i++; continue; }
+    if ("{}[]=:".includes(c)) {
+      out.push({ t: "punct", v: c, line });
+      i++;
+      continue;
+    }
     if (c === "<" && src[i + 1] === "<") throw new HclError("heredoc strings are not supported", line);
     throw new HclError(`unexpected character '${c}'`, line);
   }
@@ -60,8 +104,12 @@ function lex(src: string): Tok[] {
 class Parser {
   private i = 0;
   constructor(private readonly toks: Tok[]) {}
-  private peek(): Tok | undefined { return this.toks[this.i]; }
-  private lastLine(): number { return this.toks[Math.min(this.i, this.toks.length - 1)]?.line ?? 1; }
+  private peek(): Tok | undefined {
+    return this.toks[this.i];
+  }
+  private lastLine(): number {
+    return this.toks[Math.min(this.i, this.toks.length - 1)]?.line ?? 1;
+  }
   private next(): Tok {
     const t = this.toks[this.i++];
     if (!t) throw new HclError("unexpected end of input", this.lastLine());
@@ -71,16 +119,25 @@ class Parser {
     const t = this.next();
     if (t.t !== "punct" || t.v !== v) throw new HclError(`expected '${v}', found '${t.v}'`, t.line);
   }
-  private skipCommas() { while (this.peek()?.t === "punct" && this.peek()!.v === ",") this.i++; }
+  private skipCommas() {
+    while (this.peek()?.t === "punct" && this.peek()!.v === ",") this.i++;
+  }
 
   body(closing?: string): HclBody {
     const body: HclBody = { attrs: {}, blocks: [] };
     for (;;) {
       this.skipCommas();
       const t = this.peek();
-      if (!t) { if (closing) throw new HclError(`missing '${closing}'`, this.lastLine()); return body; }
-      if (closing && t.t === "punct" && t.v === closing) { this.i++; return body; }
-      if (t.t !== "ident" && t.t !== "str") throw new HclError(`expected an attribute or block name, found '${t.v}'`, t.line);
+      if (!t) {
+        if (closing) throw new HclError(`missing '${closing}'`, this.lastLine());
+        return body;
+      }
+      if (closing && t.t === "punct" && t.v === closing) {
+        this.i++;
+        return body;
+      }
+      if (t.t !== "ident" && t.t !== "str")
+        throw new HclError(`expected an attribute or block name, found '${t.v}'`, t.line);
       this.i++;
       const n = this.peek();
       if (n?.t === "punct" && (n.v === "=" || n.v === ":")) {
@@ -109,7 +166,10 @@ class Parser {
       for (;;) {
         this.skipCommas();
         const p = this.peek();
-        if (p?.t === "punct" && p.v === "]") { this.i++; return out; }
+        if (p?.t === "punct" && p.v === "]") {
+          this.i++;
+          return out;
+        }
         out.push(this.value());
       }
     }

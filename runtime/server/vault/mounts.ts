@@ -20,8 +20,17 @@ export interface MountEntry {
 
 export function newMount(kind: MountKind, path: string, type: string, extra: Partial<MountEntry> = {}): MountEntry {
   return {
-    path, kind, type, description: "", accessor: `${type}_${randomBytes(4).toString("hex")}`, uuid: randomUUID(),
-    options: {}, config: { default_lease_ttl: 0, max_lease_ttl: 0 }, local: false, seal_wrap: false, ...extra,
+    path,
+    kind,
+    type,
+    description: "",
+    accessor: `${type}_${randomBytes(4).toString("hex")}`,
+    uuid: randomUUID(),
+    options: {},
+    config: { default_lease_ttl: 0, max_lease_ttl: 0 },
+    local: false,
+    seal_wrap: false,
+    ...extra,
   };
 }
 
@@ -33,15 +42,34 @@ export function mountStoragePrefix(m: MountEntry): string {
 /** Mount path validation: relative, slash-separated, no dot segments, trailing slash added. */
 export function normalizeMountPath(raw: string): string | undefined {
   const p = raw.replace(/^\/+/, "").replace(/\/+$/, "");
-  if (!p || p.length > 200 || !/^[A-Za-z0-9_.\-/]+$/.test(p) || p.split("/").some((s) => s === "" || s === "." || s === "..")) return undefined;
+  if (
+    !p ||
+    p.length > 200 ||
+    !/^[A-Za-z0-9_.\-/]+$/.test(p) ||
+    p.split("/").some((s) => s === "" || s === "." || s === "..")
+  )
+    return undefined;
   return p + "/";
 }
 
 /** The API shape of a mount in sys/mounts and sys/internal/ui/mounts. */
 export function mountView(m: MountEntry): Record<string, unknown> {
   return {
-    accessor: m.accessor, config: { default_lease_ttl: m.config.default_lease_ttl, max_lease_ttl: m.config.max_lease_ttl, force_no_cache: false },
-    description: m.description, external_entropy_access: false, local: m.local, options: Object.keys(m.options).length ? m.options : null,
-    plugin_version: "", running_plugin_version: `v0.1.0+builtin`, running_sha256: "", seal_wrap: m.seal_wrap, type: m.type, uuid: m.uuid,
+    accessor: m.accessor,
+    config: {
+      default_lease_ttl: m.config.default_lease_ttl,
+      max_lease_ttl: m.config.max_lease_ttl,
+      force_no_cache: false,
+    },
+    description: m.description,
+    external_entropy_access: false,
+    local: m.local,
+    options: Object.keys(m.options).length ? m.options : null,
+    plugin_version: "",
+    running_plugin_version: `v0.1.0+builtin`,
+    running_sha256: "",
+    seal_wrap: m.seal_wrap,
+    type: m.type,
+    uuid: m.uuid,
   };
 }

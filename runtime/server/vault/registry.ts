@@ -9,8 +9,14 @@ export class BackendRegistry {
   readonly secret = new Map<string, BackendFactory>();
   readonly auth = new Map<string, BackendFactory>();
 
-  registerSecret(type: string, factory: BackendFactory): this { this.secret.set(type, factory); return this; }
-  registerAuth(type: string, factory: BackendFactory): this { this.auth.set(type, factory); return this; }
+  registerSecret(type: string, factory: BackendFactory): this {
+    this.secret.set(type, factory);
+    return this;
+  }
+  registerAuth(type: string, factory: BackendFactory): this {
+    this.auth.set(type, factory);
+    return this;
+  }
   clone(): BackendRegistry {
     const r = new BackendRegistry();
     for (const [k, v] of this.secret) r.secret.set(k, v);

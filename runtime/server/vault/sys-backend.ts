@@ -26,32 +26,64 @@ export class SystemBackend implements LogicalBackend {
     return rel.startsWith("internal/ui/mounts/") || rel === "capabilities-self" || rel === "internal/ui/resultant-acl";
   }
 
-  async handleRaw(path: string, method: string, query: Record<string, string>, data: Record<string, unknown>): Promise<RawResponse> {
+  async handleRaw(
+    path: string,
+    method: string,
+    query: Record<string, string>,
+    data: Record<string, unknown>,
+  ): Promise<RawResponse> {
     const c = this.core;
     const initialized = await c.initialized();
     switch (path) {
       case "sys/health": {
         if (method !== "GET" && method !== "HEAD") return { status: 405, body: { errors: ["unsupported operation"] } };
-        const code = (name: string, dflt: number) => (query[name] && /^\d{3}$/.test(query[name]) ? Number(query[name]) : dflt);
-        const status = !initialized ? code("uninitcode", 501) : c.sealed ? code("sealedcode", 503) : code("activecode", 200);
+        const code = (name: string, dflt: number) =>
+          query[name] && /^\d{3}$/.test(query[name]) ? Number(query[name]) : dflt;
+        const status = !initialized
+          ? code("uninitcode", 501)
+          : c.sealed
+            ? code("sealedcode", 503)
+            : code("activecode", 200);
         const body = {
-          initialized, sealed: c.sealed, standby: false, performance_standby: false, replication_performance_mode: "disabled",
-          replication_dr_mode: "disabled", server_time_utc: Math.floor(Date.now() / 1000), version: c.sealStatus().version,
-          cluster_name: c.clusterName, cluster_id: c.clusterId,
+          initialized,
+          sealed: c.sealed,
+          standby: false,
+          performance_standby: false,
+          replication_performance_mode: "disabled",
+          replication_dr_mode: "disabled",
+          server_time_utc: Math.floor(Date.now() / 1000),
+          version: c.sealStatus().version,
+          cluster_name: c.clusterName,
+          cluster_id: c.clusterId,
         };
         return { status, body: method === "HEAD" ? undefined : body };
       }
       case "sys/seal-status":
         return { status: 200, body: c.sealStatus() };
       case "sys/leader":
-        return { status: 200, body: { ha_enabled: false, is_self: true, active_time: "", leader_address: c.opts.apiAddr ?? "", leader_cluster_address: "", performance_standby: false } };
+        return {
+          status: 200,
+          body: {
+            ha_enabled: false,
+            is_self: true,
+            active_time: "",
+            leader_address: c.opts.apiAddr ?? "",
+            leader_cluster_address: "",
+            performance_standby: false,
+          },
+        };
       case "sys/init": {
         if (method === "GET") return { status: 200, body: { initialized } };
         if (method !== "POST" && method !== "PUT") return { status: 405, body: { errors: ["unsupported operation"] } };
-        if (data.pgp_keys || data.root_token_pgp_key) throw new LogicalError(400, "pgp_keys: PGP-encrypted key shares are not supported");
-        const n = Number(data.secret_shares ?? 5), t = Number(data.secret_threshold ?? 3);
+        if (data.pgp_keys || data.root_token_pgp_key)
+          throw new LogicalError(400, "pgp_keys: PGP-encrypted key shares are not supported");
+        const n = Number(data.secret_shares ?? 5),
+          t = Number(data.secret_threshold ?? 3);
         const r = await c.initialize(n, t);
-        return { status: 200, body: { keys: r.keys, keys_base64: r.keys_base64, root_token: r.root_token, ...r.extra } };
+        return {
+          status: 200,
+          body: { keys: r.keys, keys_base64: r.keys_base64, root_token: r.root_token, ...r.extra },
+        };
       }
       case "sys/unseal": {
         if (method !== "POST" && method !== "PUT") return { status: 405, body: { errors: ["unsupported operation"] } };
@@ -68,7 +100,9 @@ export class SystemBackend implements LogicalBackend {
   }
 
   async handle(req: LogicalRequest): Promise<LogicalResponse | undefined> {
-    const p = req.path, op = req.operation, c = this.core;
+    const p = req.path,
+      op = req.operation,
+      c = this.core;
     const [head, ...restParts] = p.split("/");
     const rest = restParts.join("/");
     switch (head) {
@@ -82,18 +116,25 @@ export class SystemBackend implements LogicalBackend {
         return {};
       case "key-status":
         return op === "read" ? { data: { ...c.barrier.keyStatus(), install_time: "" } } : undefined;
-      case "mounts": return this.mounts(req, "secret", rest);
-      case "auth": return this.mounts(req, "auth", rest);
+      case "mounts":
+        return this.mounts(req, "secret", rest);
+      case "auth":
+        return this.mounts(req, "auth", rest);
       case "policies":
         if (restParts[0] !== "acl") return undefined;
         return this.policies(req, restParts.slice(1).join("/"), false);
       case "policy":
         return this.policies(req, rest, true);
       case "internal":
-        if (restParts[0] === "ui" && restParts[1] === "mounts" && op === "read") return this.uiMount(req, restParts.slice(2).join("/"));
+        if (restParts[0] === "ui" && restParts[1] === "mounts" && op === "read")
+          return this.uiMount(req, restParts.slice(2).join("/"));
         return undefined;
       case "capabilities-self": {
-        const paths = Array.isArray(req.data.paths) ? (req.data.paths as string[]) : typeof req.data.path === "string" ? [req.data.path] : undefined;
+        const paths = Array.isArray(req.data.paths)
+          ? (req.data.paths as string[])
+          : typeof req.data.path === "string"
+            ? [req.data.path]
+            : undefined;
         if (!paths) throw new LogicalError(400, "paths: required");
         const acl = await c.aclFor(req.auth?.policies ?? []);
         const data: Record<string, unknown> = {};
@@ -104,7 +145,8 @@ export class SystemBackend implements LogicalBackend {
         if (paths.length === 1) data.capabilities = data[paths[0]];
         return { data };
       }
-      case "audit": return this.auditDevices(req, rest);
+      case "audit":
+        return this.auditDevices(req, rest);
       case "audit-hash": {
         if (op !== "update" && op !== "create") return undefined;
         const input = str(req.data, "input");
@@ -115,8 +157,13 @@ export class SystemBackend implements LogicalBackend {
     return undefined;
   }
 
-  private async mounts(req: LogicalRequest, kind: "secret" | "auth", rest: string): Promise<LogicalResponse | undefined> {
-    const c = this.core, op = req.operation;
+  private async mounts(
+    req: LogicalRequest,
+    kind: "secret" | "auth",
+    rest: string,
+  ): Promise<LogicalResponse | undefined> {
+    const c = this.core,
+      op = req.operation;
     const prefix = kind === "auth" ? "auth/" : "";
     if (!rest) {
       if (op !== "read") return undefined;
@@ -131,11 +178,34 @@ export class SystemBackend implements LogicalBackend {
     const existing = c.mountEntries().find((m) => m.path === full && m.kind === kind);
     if (tune) {
       if (!existing) throw new LogicalError(400, `no mount at '${rel}'`);
-      if (op === "read") return { data: { default_lease_ttl: existing.config.default_lease_ttl || c.defaultTtl, max_lease_ttl: existing.config.max_lease_ttl || c.maxTtl, description: existing.description, options: existing.options, force_no_cache: false } };
-      await c.writeTable(kind, (t) => t.map((m) => m.uuid !== existing.uuid ? m : {
-        ...m, description: str(req.data, "description") ?? m.description,
-        config: { default_lease_ttl: parseDuration("default_lease_ttl", req.data.default_lease_ttl, m.config.default_lease_ttl), max_lease_ttl: parseDuration("max_lease_ttl", req.data.max_lease_ttl, m.config.max_lease_ttl) },
-      }));
+      if (op === "read")
+        return {
+          data: {
+            default_lease_ttl: existing.config.default_lease_ttl || c.defaultTtl,
+            max_lease_ttl: existing.config.max_lease_ttl || c.maxTtl,
+            description: existing.description,
+            options: existing.options,
+            force_no_cache: false,
+          },
+        };
+      await c.writeTable(kind, (t) =>
+        t.map((m) =>
+          m.uuid !== existing.uuid
+            ? m
+            : {
+                ...m,
+                description: str(req.data, "description") ?? m.description,
+                config: {
+                  default_lease_ttl: parseDuration(
+                    "default_lease_ttl",
+                    req.data.default_lease_ttl,
+                    m.config.default_lease_ttl,
+                  ),
+                  max_lease_ttl: parseDuration("max_lease_ttl", req.data.max_lease_ttl, m.config.max_lease_ttl),
+                },
+              },
+        ),
+      );
       return {};
     }
     if (op === "read") {
@@ -144,7 +214,8 @@ export class SystemBackend implements LogicalBackend {
     }
     if (op === "delete") {
       if (!existing) return {};
-      if (existing.type === "system" || (kind === "auth" && existing.type === "token")) throw new LogicalError(400, `cannot unmount '${rel}'`);
+      if (existing.type === "system" || (kind === "auth" && existing.type === "token"))
+        throw new LogicalError(400, `cannot unmount '${rel}'`);
       await c.writeTable(kind, (t) => t.filter((m) => m.uuid !== existing.uuid));
       return {};
     }
@@ -154,20 +225,37 @@ export class SystemBackend implements LogicalBackend {
     const options: Record<string, string> = {};
     const rawOpts = req.data.options;
     if (rawOpts && typeof rawOpts === "object") for (const [k, v] of Object.entries(rawOpts)) options[k] = String(v);
-    if (type === "kv-v2") { type = "kv"; options.version = "2"; }
-    if (type === "kv") {
-      if (options.version && options.version !== "2") throw new LogicalError(400, "options.version: only KV version 2 is supported");
+    if (type === "kv-v2") {
+      type = "kv";
       options.version = "2";
     }
-    if (kind === "secret" && RESERVED_SECRET.some((r) => full.startsWith(r))) throw new LogicalError(400, `path: '${rel}' is reserved`);
+    if (type === "kv") {
+      if (options.version && options.version !== "2")
+        throw new LogicalError(400, "options.version: only KV version 2 is supported");
+      options.version = "2";
+    }
+    if (kind === "secret" && RESERVED_SECRET.some((r) => full.startsWith(r)))
+      throw new LogicalError(400, `path: '${rel}' is reserved`);
     const registry = kind === "auth" ? c.registry.auth : c.registry.secret;
-    if (!registry.has(type) && !(kind === "auth" && type === "token")) throw new LogicalError(400, `type: unknown ${kind === "auth" ? "auth method" : "secrets engine"} type '${type}' (available: ${[...registry.keys()].sort().join(", ")})`);
+    if (!registry.has(type) && !(kind === "auth" && type === "token"))
+      throw new LogicalError(
+        400,
+        `type: unknown ${kind === "auth" ? "auth method" : "secrets engine"} type '${type}' (available: ${[...registry.keys()].sort().join(", ")})`,
+      );
     const conflict = c.mountEntries().find((m) => m.path.startsWith(full) || full.startsWith(m.path));
     if (conflict) throw new LogicalError(400, `path is already in use at ${conflict.path}`);
-    const cfg = (req.data.config && typeof req.data.config === "object" ? req.data.config : {}) as Record<string, unknown>;
+    const cfg = (req.data.config && typeof req.data.config === "object" ? req.data.config : {}) as Record<
+      string,
+      unknown
+    >;
     const entry: MountEntry = newMount(kind, full, type, {
-      description: str(req.data, "description") ?? "", options, local: req.data.local === true,
-      config: { default_lease_ttl: parseDuration("config.default_lease_ttl", cfg.default_lease_ttl), max_lease_ttl: parseDuration("config.max_lease_ttl", cfg.max_lease_ttl) },
+      description: str(req.data, "description") ?? "",
+      options,
+      local: req.data.local === true,
+      config: {
+        default_lease_ttl: parseDuration("config.default_lease_ttl", cfg.default_lease_ttl),
+        max_lease_ttl: parseDuration("config.max_lease_ttl", cfg.max_lease_ttl),
+      },
     });
     await c.writeTable(kind, (t) => [...t, entry]);
     return {};
@@ -178,13 +266,18 @@ export class SystemBackend implements LogicalBackend {
     const path = rawPath.replace(/^\/+/, "");
     const m = c.resolveMount(path.endsWith("/") ? path : path + "/") ?? c.resolveMount(path);
     const acl = await c.aclFor(req.auth?.policies ?? []);
-    if (!m || !acl.anyUnder(m.entry.path)) throw new LogicalError(403, `preflight capability check returned 403, please ensure client's policies grant access to path "${path}/"`);
+    if (!m || !acl.anyUnder(m.entry.path))
+      throw new LogicalError(
+        403,
+        `preflight capability check returned 403, please ensure client's policies grant access to path "${path}/"`,
+      );
     const e: MountEntry = m.entry;
     return { data: { ...mountView(e), path: e.path.replace(/^auth\//, "") } };
   }
 
   private async policies(req: LogicalRequest, name: string, legacy: boolean): Promise<LogicalResponse | undefined> {
-    const c = this.core, op = req.operation;
+    const c = this.core,
+      op = req.operation;
     if (!name) {
       if (op !== "list" && op !== "read") return undefined;
       const keys = [...(await c.barrier.list("sys/policy/")), "root"].sort();
@@ -197,7 +290,11 @@ export class SystemBackend implements LogicalBackend {
       const raw = await c.barrier.get(key);
       if (!raw) return { status: 404 };
       const p = JSON.parse(raw.toString("utf8")) as { name: string; policy: string; version: number; modified: string };
-      return { data: legacy ? { name, rules: p.policy } : { name, policy: p.policy, version: p.version, modified: p.modified, cas_required: false } };
+      return {
+        data: legacy
+          ? { name, rules: p.policy }
+          : { name, policy: p.policy, version: p.version, modified: p.modified, cas_required: false },
+      };
     }
     if (name === "root") throw new LogicalError(400, "cannot update the root policy");
     if (op === "delete") {
@@ -210,26 +307,33 @@ export class SystemBackend implements LogicalBackend {
     let text = str(req.data, legacy ? "rules" : "policy") ?? str(req.data, "policy");
     if (text === undefined) throw new LogicalError(400, "policy: required");
     if (!/[{"]/.test(text) && /^[A-Za-z0-9+/=\s]+$/.test(text)) text = Buffer.from(text, "base64").toString("utf8");
-    try { parsePolicy(name, text); } catch (e) {
+    try {
+      parsePolicy(name, text);
+    } catch (e) {
       if (e instanceof PolicyParseError) throw new LogicalError(400, `failed to parse policy: ${e.message}`);
       throw e;
     }
     await c.barrier.transaction(async (tx) => {
       const old = await tx.get(key);
       const version = old ? (JSON.parse(old.toString("utf8")) as { version: number }).version + 1 : 1;
-      await tx.put(key, Buffer.from(JSON.stringify({ name, policy: text, version, modified: new Date().toISOString() })));
+      await tx.put(
+        key,
+        Buffer.from(JSON.stringify({ name, policy: text, version, modified: new Date().toISOString() })),
+      );
     });
     await c.policyChanged(name);
     return {};
   }
 
   private async auditDevices(req: LogicalRequest, rest: string): Promise<LogicalResponse | undefined> {
-    const c = this.core, op = req.operation;
+    const c = this.core,
+      op = req.operation;
     const table = await c.auditTable();
     if (!rest) {
       if (op !== "read") return undefined;
       const data: Record<string, unknown> = {};
-      for (const a of table) data[a.path] = { type: a.type, description: a.description, options: a.options, local: false, path: a.path };
+      for (const a of table)
+        data[a.path] = { type: a.type, description: a.description, options: a.options, local: false, path: a.path };
       return { data };
     }
     const path = normalizeMountPath(rest);
@@ -242,15 +346,22 @@ export class SystemBackend implements LogicalBackend {
     if (op !== "create" && op !== "update") return undefined;
     if (str(req.data, "type") !== "file") throw new LogicalError(400, "type: only 'file' audit devices are supported");
     const opts = (req.data.options ?? {}) as Record<string, unknown>;
-    const filePath = typeof opts.file_path === "string" ? opts.file_path : typeof opts.path === "string" ? opts.path : undefined;
-    if (!filePath || !filePath.startsWith("/")) throw new LogicalError(400, "options.file_path: an absolute file path is required");
+    const filePath =
+      typeof opts.file_path === "string" ? opts.file_path : typeof opts.path === "string" ? opts.path : undefined;
+    if (!filePath || !filePath.startsWith("/"))
+      throw new LogicalError(400, "options.file_path: an absolute file path is required");
     if (table.some((a) => a.path === path)) throw new LogicalError(400, `path already in use: ${path}`);
     let device: FileAuditDevice;
-    try { device = new FileAuditDevice(filePath); } catch (e) {
+    try {
+      device = new FileAuditDevice(filePath);
+    } catch (e) {
       throw new LogicalError(400, `options.file_path: cannot open (${(e as NodeJS.ErrnoException).code ?? "error"})`);
     }
     c.audit.add(path, device);
-    await c.writeAuditTable([...table, { path, type: "file", description: str(req.data, "description") ?? "", options: { file_path: filePath } }]);
+    await c.writeAuditTable([
+      ...table,
+      { path, type: "file", description: str(req.data, "description") ?? "", options: { file_path: filePath } },
+    ]);
     return {};
   }
 }

@@ -60,9 +60,14 @@ export class TokenStore {
    */
   private readonly parsed = new Map<string, { raw: Buffer; entry: TokenEntry; matches: boolean }>();
 
-  constructor(private readonly storage: Storage, private readonly salt: Buffer) {}
+  constructor(
+    private readonly storage: Storage,
+    private readonly salt: Buffer,
+  ) {}
 
-  hash(token: string): string { return this.knownHashes.get(token) ?? createHmac("sha256", this.salt).update(token, "utf8").digest("hex"); }
+  hash(token: string): string {
+    return this.knownHashes.get(token) ?? createHmac("sha256", this.salt).update(token, "utf8").digest("hex");
+  }
 
   async create(p: CreateTokenParams): Promise<{ token: string; entry: TokenEntry }> {
     const token = p.id ?? "hvs." + randomBytes(24).toString("base64url");
@@ -70,13 +75,23 @@ export class TokenStore {
     const lifetime = p.ttl > 0 ? Math.min(p.ttl, p.maxTtl > 0 ? p.maxTtl : p.ttl) : 0;
     const hardMax = p.explicitMaxTtl && p.explicitMaxTtl > 0 ? p.explicitMaxTtl : p.maxTtl;
     const entry: TokenEntry = {
-      idHash: this.hash(token), accessor: randomBytes(18).toString("base64url"),
-      policies: [...new Set(p.policies)].sort(), meta: p.meta ?? {}, claims: p.claims,
-      displayName: p.displayName ?? "token", path: p.path,
-      creationTime: t, creationTtl: lifetime, expireTime: lifetime > 0 ? t + lifetime : 0,
-      explicitMaxTtl: p.explicitMaxTtl ?? 0, maxExpireTime: lifetime > 0 && hardMax > 0 ? t + hardMax : 0,
-      renewable: p.renewable && lifetime > 0, numUses: p.numUses ?? 0,
-      orphan: !p.parent, parent: p.parent ?? "", type: "service",
+      idHash: this.hash(token),
+      accessor: randomBytes(18).toString("base64url"),
+      policies: [...new Set(p.policies)].sort(),
+      meta: p.meta ?? {},
+      claims: p.claims,
+      displayName: p.displayName ?? "token",
+      path: p.path,
+      creationTime: t,
+      creationTtl: lifetime,
+      expireTime: lifetime > 0 ? t + lifetime : 0,
+      explicitMaxTtl: p.explicitMaxTtl ?? 0,
+      maxExpireTime: lifetime > 0 && hardMax > 0 ? t + hardMax : 0,
+      renewable: p.renewable && lifetime > 0,
+      numUses: p.numUses ?? 0,
+      orphan: !p.parent,
+      parent: p.parent ?? "",
+      type: "service",
     };
     await this.storage.transaction(async (tx) => {
       await tx.put(`id/${entry.idHash}`, Buffer.from(JSON.stringify(entry)));
@@ -95,7 +110,8 @@ export class TokenStore {
     let p = this.parsed.get(h);
     if (!p || !p.raw.equals(raw)) {
       const parsedEntry = JSON.parse(raw.toString("utf8")) as TokenEntry;
-      const stored = Buffer.from(parsedEntry.idHash, "hex"), want = Buffer.from(h, "hex");
+      const stored = Buffer.from(parsedEntry.idHash, "hex"),
+        want = Buffer.from(h, "hex");
       // The entry must name the hash it is stored under (a row copied onto another key is refused).
       p = { raw, entry: parsedEntry, matches: stored.length === want.length && timingSafeEqual(stored, want) };
       if (this.parsed.size >= 10_000) this.parsed.clear();
@@ -174,7 +190,10 @@ export class TokenStore {
     for (const h of await this.storage.list("id/")) {
       const raw = await this.storage.get(`id/${h}`);
       const e = raw && (JSON.parse(raw.toString("utf8")) as TokenEntry);
-      if (e && e.expireTime > 0 && e.expireTime <= t) { await this.revoke(e); removed++; }
+      if (e && e.expireTime > 0 && e.expireTime <= t) {
+        await this.revoke(e);
+        removed++;
+      }
     }
     return removed;
   }

@@ -23,11 +23,18 @@ export const ANCHOR_FILE = "anchor.json";
 
 function anchorOf(sim: SnpSimulator): PlatformAnchor {
   const a = sim.trustAnchor;
-  return { product: a.product, ark_sha256: a.arkSha256, ca_certs: a.caCerts.map((c) => Buffer.from(c).toString("base64")) };
+  return {
+    product: a.product,
+    ark_sha256: a.arkSha256,
+    ca_certs: a.caCerts.map((c) => Buffer.from(c).toString("base64")),
+  };
 }
 
 /** Creates the platform in `dir` unless one is there already (then it is kept); returns its anchor. */
-export async function initPlatform(dir: string, opts: { product?: SnpProduct } = {}): Promise<{ anchor: PlatformAnchor; created: boolean }> {
+export async function initPlatform(
+  dir: string,
+  opts: { product?: SnpProduct } = {},
+): Promise<{ anchor: PlatformAnchor; created: boolean }> {
   if (!path.isAbsolute(dir)) throw new LocalVmError("dir", `'${dir}' must be an absolute path`);
   if (existsSync(path.join(dir, PLATFORM_FILE))) {
     const sim = await loadPlatform(dir);
@@ -52,7 +59,10 @@ export async function loadPlatform(dir: string): Promise<SnpSimulator> {
   try {
     state = JSON.parse(readFileSync(file, "utf8")) as SnpSimulatorState;
   } catch (e) {
-    throw new LocalVmError("platform", `cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? "not JSON"}); run 'buckypaper simulate platform init --dir ${dir}'`);
+    throw new LocalVmError(
+      "platform",
+      `cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? "not JSON"}); run 'buckypaper simulate platform init --dir ${dir}'`,
+    );
   }
   try {
     return await createSnpSimulator({ state });

@@ -27,14 +27,24 @@ export interface LaunchMeasurement {
   /** True when the firmware verifies kernel/initrd/cmdline hashes (they are then in the digest). */
   kernelMeasured: boolean;
   /** What the digest was computed from (SHA-256 of each file). */
-  inputs: { firmwareSha256: string; kernelSha256?: string; initrdSha256?: string; append?: string; vcpus: number; vcpuType: string };
+  inputs: {
+    firmwareSha256: string;
+    kernelSha256?: string;
+    initrdSha256?: string;
+    append?: string;
+    vcpus: number;
+    vcpuType: string;
+  };
 }
 
 function readInput(field: string, file: string): Buffer {
   try {
     return readFileSync(file);
   } catch (e) {
-    throw new LocalVmError(field, `'${file}' cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    throw new LocalVmError(
+      field,
+      `'${file}' cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+    );
   }
 }
 
@@ -51,8 +61,10 @@ export function firmwareMeasuresKernel(firmware: Buffer, field = "firmware"): bo
 }
 
 export function measureLaunch(b: BootInputs): LaunchMeasurement {
-  if (!Number.isInteger(b.vcpus) || b.vcpus < 1 || b.vcpus > 512) throw new LocalVmError("vcpus", `is ${b.vcpus}; must be an integer 1..512`);
-  if ((b.initrd || b.append !== undefined) && !b.kernel) throw new LocalVmError("kernel", "is required with an initrd or a command line");
+  if (!Number.isInteger(b.vcpus) || b.vcpus < 1 || b.vcpus > 512)
+    throw new LocalVmError("vcpus", `is ${b.vcpus}; must be an integer 1..512`);
+  if ((b.initrd || b.append !== undefined) && !b.kernel)
+    throw new LocalVmError("kernel", "is required with an initrd or a command line");
   const firmware = readInput("firmware", b.firmware);
   const kernel = b.kernel ? readInput("kernel", b.kernel) : undefined;
   const initrd = b.initrd ? readInput("initrd", b.initrd) : undefined;
@@ -60,7 +72,10 @@ export function measureLaunch(b: BootInputs): LaunchMeasurement {
   let digest: Buffer;
   try {
     digest = snpLaunchDigest({
-      ovmf: firmware, vcpus: b.vcpus, vcpu: b.vcpuType, vmm: "qemu",
+      ovmf: firmware,
+      vcpus: b.vcpus,
+      vcpu: b.vcpuType,
+      vmm: "qemu",
       ...(kernelMeasured ? { kernel, initrd, append: b.append } : {}),
     });
   } catch (e) {

@@ -5,7 +5,16 @@
 //   <stateDir>/status.json   measurement, verdict (+ reason), delivered files — never secret values
 //   <stateDir>/vm.pid        the process id
 // Pulumi-free: provider/local-vm-handlers.ts starts it through `buckypaper simulate vm`.
-import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, type Dirent } from "node:fs";
+import {
+  chmodSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+  type Dirent,
+} from "node:fs";
 import path from "node:path";
 import { runAgent } from "../../guest/agent.js";
 import { parseConfig, type EnclaiveletConfig } from "../../guest/config.js";
@@ -63,7 +72,9 @@ function filesUnder(root: string, rel = ""): string[] {
   } catch {
     return [];
   }
-  return entries.flatMap((e) => (e.isDirectory() ? filesUnder(root, path.join(rel, e.name)) : e.isFile() ? [`/${path.join(rel, e.name)}`] : []));
+  return entries.flatMap((e) =>
+    e.isDirectory() ? filesUnder(root, path.join(rel, e.name)) : e.isFile() ? [`/${path.join(rel, e.name)}`] : [],
+  );
 }
 
 function writeStatus(dir: string, s: LocalVmStatus): void {
@@ -92,24 +103,48 @@ function agentConfig(file: string, root: string): EnclaiveletConfig {
 }
 
 /** Boots the VM (measure, attest, provision) and returns its status; the caller keeps the process alive. */
-export async function bootLocalVm(o: LocalVmOptions, log: (e: LogEvent) => void = (e) => process.stdout.write(formatLogLine(e) + "\n")): Promise<LocalVmStatus> {
+export async function bootLocalVm(
+  o: LocalVmOptions,
+  log: (e: LogEvent) => void = (e) => process.stdout.write(formatLogLine(e) + "\n"),
+): Promise<LocalVmStatus> {
   mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
   mkdirSync(o.root, { recursive: true, mode: 0o700 });
   chmodSync(o.root, 0o700);
   writeFileSync(path.join(o.stateDir, PID_FILE), `${process.pid}\n`);
-  const status: LocalVmStatus = { name: o.name, pid: process.pid, state: "booting", startedAt: new Date().toISOString(), root: o.root, delivered: [] };
+  const status: LocalVmStatus = {
+    name: o.name,
+    pid: process.pid,
+    state: "booting",
+    startedAt: new Date().toISOString(),
+    root: o.root,
+    delivered: [],
+  };
   writeStatus(o.stateDir, status);
 
   const boot = measureLaunch(o.boot);
   status.boot = boot;
-  log({ level: "info", event: "psp.launch", measurement: boot.measurement, kernelMeasured: boot.kernelMeasured, ...boot.inputs });
+  log({
+    level: "info",
+    event: "psp.launch",
+    measurement: boot.measurement,
+    kernelMeasured: boot.kernelMeasured,
+    ...boot.inputs,
+  });
   const cfg = agentConfig(o.agentConfigFile, o.root);
   const sim = await loadPlatform(o.platformDir);
   // A few quick retries only: the runtime is already up when a local VM starts.
-  const outcome = await runAgent({ ...cfg, retry: { attempts: 3, initialDelayMs: 300, maxDelayMs: 2000 } }, { provider: simulatorProvider(sim, { measurement: boot.measurement }), log });
+  const outcome = await runAgent(
+    { ...cfg, retry: { attempts: 3, initialDelayMs: 300, maxDelayMs: 2000 } },
+    { provider: simulatorProvider(sim, { measurement: boot.measurement }), log },
+  );
   status.attestation = outcome.ok
     ? { verdict: "accepted", simulated: true }
-    : { verdict: outcome.reason === "refused" ? "refused" : "failed", reason: outcome.reason, detail: outcome.error, simulated: true };
+    : {
+        verdict: outcome.reason === "refused" ? "refused" : "failed",
+        reason: outcome.reason,
+        detail: outcome.error,
+        simulated: true,
+      };
   // Everything in the private root came from provisioning (this boot or an earlier one: a certificate
   // still valid is not re-issued at reboot).
   status.delivered = [...new Set([...outcome.written, ...outcome.unchanged, ...filesUnder(o.root)])].sort();
@@ -131,7 +166,16 @@ export async function runLocalVm(o: LocalVmOptions): Promise<never> {
   } catch (e) {
     const prev = readStatus(o.stateDir);
     mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
-    writeStatus(o.stateDir, { name: o.name, pid: process.pid, startedAt: new Date().toISOString(), root: o.root, delivered: [], ...prev, state: "failed", error: (e as Error).message });
+    writeStatus(o.stateDir, {
+      name: o.name,
+      pid: process.pid,
+      startedAt: new Date().toISOString(),
+      root: o.root,
+      delivered: [],
+      ...prev,
+      state: "failed",
+      error: (e as Error).message,
+    });
     rmSync(path.join(o.stateDir, PID_FILE), { force: true });
     process.stderr.write(`local VM ${o.name}: ${(e as Error).message}\n`);
     process.exit(2);

@@ -40,10 +40,20 @@ const JSON_CASES: Array<[string, "azure-snp" | "azure-tdx", boolean]> = [
 ];
 
 function snpFiles(quote = "quote.bin"): AzureEvidence {
-  return { kind: "azure-snp", hclReport: file(SNP, "hcl-report.bin"), tpmQuote: parseTpmQuoteFile(file(SNP, quote)), vcekChainPem: file(SNP, "vcek.pem").toString("utf8") };
+  return {
+    kind: "azure-snp",
+    hclReport: file(SNP, "hcl-report.bin"),
+    tpmQuote: parseTpmQuoteFile(file(SNP, quote)),
+    vcekChainPem: file(SNP, "vcek.pem").toString("utf8"),
+  };
 }
 function tdxFiles(quote = "quote.bin"): AzureEvidence {
-  return { kind: "azure-tdx", hclReport: file(TDX, "hcl-report.bin"), tdQuote: file(TDX, "td-quote.bin"), tpmQuote: parseTpmQuoteFile(file(TDX, quote)) };
+  return {
+    kind: "azure-tdx",
+    hclReport: file(TDX, "hcl-report.bin"),
+    tdQuote: file(TDX, "td-quote.bin"),
+    tpmQuote: parseTpmQuoteFile(file(TDX, quote)),
+  };
 }
 
 describe.skipIf(!hasShared)("Azure evidence JSON shapes (trustee)", () => {
@@ -56,8 +66,19 @@ describe.skipIf(!hasShared)("Azure evidence JSON shapes (trustee)", () => {
       expect(v.accepted).toBe(true);
       expect(v.simulated).toBe(false);
       const ids = v.checks.map((c) => c.id);
-      expect(ids).toEqual(expect.arrayContaining(["azure.runtime-binding", "vtpm.attestation-key", "vtpm.quote-signature", "vtpm.pcr-digest"]));
-      expect(ids).toEqual(expect.arrayContaining(kind === "azure-snp" ? ["snp.signature", "snp.chip-id"] : ["tdx.quote-signature", "azure.td-report-match"]));
+      expect(ids).toEqual(
+        expect.arrayContaining([
+          "azure.runtime-binding",
+          "vtpm.attestation-key",
+          "vtpm.quote-signature",
+          "vtpm.pcr-digest",
+        ]),
+      );
+      expect(ids).toEqual(
+        expect.arrayContaining(
+          kind === "azure-snp" ? ["snp.signature", "snp.chip-id"] : ["tdx.quote-signature", "azure.td-report-match"],
+        ),
+      );
       expect(Object.keys(v.claims?.extra.pcrs as object)).toHaveLength(24);
       expect(v.claims?.platform).toBe(kind);
       // The verifier nonce in the TPM quote: "challenge" in these fixtures, except v2 and genoa.
@@ -96,7 +117,14 @@ describe.skipIf(!hasShared)("Azure raw files", () => {
 
   it("documented non-match: tpm-quote.msg/.sig was made by a key none of the samples carries", async () => {
     const ev = snpFiles();
-    const v = await verifyAzure({ ...ev, tpmQuote: { ...ev.tpmQuote, message: file(SNP, "tpm-quote.msg"), signature: file(SNP, "tpm-quote.sig") } }, {}, {});
+    const v = await verifyAzure(
+      {
+        ...ev,
+        tpmQuote: { ...ev.tpmQuote, message: file(SNP, "tpm-quote.msg"), signature: file(SNP, "tpm-quote.sig") },
+      },
+      {},
+      {},
+    );
     expect(v.accepted).toBe(false);
     expect(failed(v)).toContain("vtpm.quote-signature");
   });
@@ -106,10 +134,18 @@ describe.skipIf(!hasShared)("Azure raw files", () => {
     const v1 = await verifyAzure({ ...snpFiles(), tpmQuote: genoa.tpmQuote }, {}, {});
     expect(failed(v1)).toContain("vtpm.quote-signature");
 
-    const v2 = await verifyAzure({ ...tdxFiles(), tdQuote: file("evidence/tdx/trustee-tdx-quote-5/quote.bin") } as AzureEvidence, {}, {});
+    const v2 = await verifyAzure(
+      { ...tdxFiles(), tdQuote: file("evidence/tdx/trustee-tdx-quote-5/quote.bin") } as AzureEvidence,
+      {},
+      {},
+    );
     expect(failed(v2)).toEqual(expect.arrayContaining(["azure.runtime-binding", "azure.td-report-match"]));
 
-    const v3 = await verifyAzure({ ...snpFiles(), kind: "azure-tdx", tdQuote: file(TDX, "td-quote.bin") } as AzureEvidence, {}, {});
+    const v3 = await verifyAzure(
+      { ...snpFiles(), kind: "azure-tdx", tdQuote: file(TDX, "td-quote.bin") } as AzureEvidence,
+      {},
+      {},
+    );
     expect(failed(v3)).toEqual(["azure.hcl"]);
   });
 
@@ -118,7 +154,9 @@ describe.skipIf(!hasShared)("Azure raw files", () => {
       kind: "azure-snp",
       hclReport: file("evidence/snp/azure-kinvolk-hcl/hcl-report.bin"),
       tpmQuote: snpFiles().tpmQuote,
-      vcekChainPem: file("evidence/snp/azure-kinvolk-hcl/vcek.pem").toString("utf8") + file("evidence/snp/azure-kinvolk-hcl/ask_ark.pem").toString("utf8"),
+      vcekChainPem:
+        file("evidence/snp/azure-kinvolk-hcl/vcek.pem").toString("utf8") +
+        file("evidence/snp/azure-kinvolk-hcl/ask_ark.pem").toString("utf8"),
     };
     const v = await verifyAzure(ev, {}, {});
     expect(v.accepted).toBe(false);
@@ -138,13 +176,13 @@ describe.skipIf(!hasShared)("Azure mutations", () => {
   };
 
   it("SNP: editing the runtime JSON (unsigned) breaks the hardware binding", async () => {
-    const hcl = hclWithJsonEdit(`${SNP}|hcl-report.bin`, '911B0EF8', '911C0EF8');
+    const hcl = hclWithJsonEdit(`${SNP}|hcl-report.bin`, "911B0EF8", "911C0EF8");
     const v = await verifyAzure({ ...snpFiles(), hclReport: hcl }, {}, {});
     expect(failed(v)).toContain("azure.runtime-binding");
   });
 
   it("TDX: editing the runtime JSON breaks the TD quote binding", async () => {
-    const hcl = hclWithJsonEdit(`${TDX}|hcl-report.bin`, '6332533D', '6332533E');
+    const hcl = hclWithJsonEdit(`${TDX}|hcl-report.bin`, "6332533D", "6332533E");
     const v = await verifyAzure({ ...tdxFiles(), hclReport: hcl }, {}, {});
     expect(failed(v)).toContain("azure.runtime-binding");
   });
@@ -152,10 +190,14 @@ describe.skipIf(!hasShared)("Azure mutations", () => {
   it("a changed PCR value no longer matches the quoted digest; a flipped TPMS_ATTEST byte breaks the signature", async () => {
     const ev = snpFiles();
     const pcrs = { ...ev.tpmQuote.pcrs, 7: Buffer.alloc(32, 1) };
-    expect(failed(await verifyAzure({ ...ev, tpmQuote: { ...ev.tpmQuote, pcrs } }, {}, {}))).toEqual(["vtpm.pcr-digest"]);
+    expect(failed(await verifyAzure({ ...ev, tpmQuote: { ...ev.tpmQuote, pcrs } }, {}, {}))).toEqual([
+      "vtpm.pcr-digest",
+    ]);
     const msg = Buffer.from(ev.tpmQuote.message);
     msg[msg.length - 1] ^= 1;
-    expect(failed(await verifyAzure({ ...ev, tpmQuote: { ...ev.tpmQuote, message: msg } }, {}, {}))).toEqual(expect.arrayContaining(["vtpm.quote-signature"]));
+    expect(failed(await verifyAzure({ ...ev, tpmQuote: { ...ev.tpmQuote, message: msg } }, {}, {}))).toEqual(
+      expect.arrayContaining(["vtpm.quote-signature"]),
+    );
   });
 
   it("a flipped bit in the SNP report inside the HCL report breaks its signature", async () => {
@@ -169,7 +211,9 @@ describe.skipIf(!hasShared)("Azure mutations", () => {
     const ev = snpFiles();
     const pcrs = { ...ev.tpmQuote.pcrs };
     delete pcrs[3];
-    expect(failed(await verifyAzure({ ...ev, tpmQuote: { ...ev.tpmQuote, pcrs } }, {}, {}))).toEqual(["vtpm.pcr-digest"]);
+    expect(failed(await verifyAzure({ ...ev, tpmQuote: { ...ev.tpmQuote, pcrs } }, {}, {}))).toEqual([
+      "vtpm.pcr-digest",
+    ]);
   });
 });
 
@@ -192,7 +236,9 @@ describe.skipIf(!hasShared)("Azure policy and appraise()", () => {
 
   it("the workload binding is the runtime claims' user-data", async () => {
     const ev = snpFiles();
-    expect((await verifyAzure(ev, {}, { expectedReportData: new Uint8Array(64), tpmNonce: challenge })).accepted).toBe(true);
+    expect((await verifyAzure(ev, {}, { expectedReportData: new Uint8Array(64), tpmNonce: challenge })).accepted).toBe(
+      true,
+    );
     const v = await verifyAzure(ev, {}, { expectedReportData: Buffer.alloc(64, 1), tpmNonce: challenge });
     expect(failed(v)).toEqual(["policy.report-data"]);
     // Without an explicit nonce, the TPM quote must carry SHA-256(expected REPORT_DATA) (the enclaivelet's convention).
@@ -207,7 +253,11 @@ describe.skipIf(!hasShared)("Azure policy and appraise()", () => {
     expect(a.claims?.platform).toBe("azure-snp");
     const b = await appraise(tdxFiles(), {}, { trust: {} });
     expect(b.accepted).toBe(true);
-    const c = await appraise({ kind: "tdx", quote: file("evidence/tdx/trustee-tdx-quote-4/quote.bin") }, {}, { trust: {} });
+    const c = await appraise(
+      { kind: "tdx", quote: file("evidence/tdx/trustee-tdx-quote-4/quote.bin") },
+      {},
+      { trust: {} },
+    );
     expect(c.accepted).toBe(false);
     expect(failed(c)).toEqual(["policy.debug"]);
   });
@@ -216,7 +266,13 @@ describe.skipIf(!hasShared)("Azure policy and appraise()", () => {
 describe.skipIf(!hasShared)("buckypaper verify azure", () => {
   it("--evidence JSON with the nonce: exit 0; wrong nonce: exit 1 naming vtpm.nonce", async () => {
     const c = capture();
-    const base = ["--evidence", sharedPath(SNP, "evidence-v1.json"), "--amd-certs", sharedPath("evidence/trust/amd"), "--offline"];
+    const base = [
+      "--evidence",
+      sharedPath(SNP, "evidence-v1.json"),
+      "--amd-certs",
+      sharedPath("evidence/trust/amd"),
+      "--offline",
+    ];
     expect(await verifyAzureCli([...base, "--nonce-text", "challenge"], c.io)).toBe(0);
     expect(c.out.join("\n")).toMatch(/Azure SEV-SNP CVM evidence: ACCEPTED/);
     const r = capture();
@@ -232,10 +288,21 @@ describe.skipIf(!hasShared)("buckypaper verify azure", () => {
 
   it("raw files for TDX, --json output", async () => {
     const c = capture();
-    const code = await verifyAzureCli([
-      "--hcl-report", sharedPath(TDX, "hcl-report.bin"), "--tpm-quote", sharedPath(TDX, "tpm-quote-v1.json"),
-      "--td-quote", sharedPath(TDX, "td-quote.bin"), "--offline", "--json", "--nonce-text", "challenge",
-    ], c.io);
+    const code = await verifyAzureCli(
+      [
+        "--hcl-report",
+        sharedPath(TDX, "hcl-report.bin"),
+        "--tpm-quote",
+        sharedPath(TDX, "tpm-quote-v1.json"),
+        "--td-quote",
+        sharedPath(TDX, "td-quote.bin"),
+        "--offline",
+        "--json",
+        "--nonce-text",
+        "challenge",
+      ],
+      c.io,
+    );
     expect(code).toBe(0);
     const v = JSON.parse(c.out.join(""));
     expect(v.claims.platform).toBe("azure-tdx");
@@ -246,17 +313,36 @@ describe.skipIf(!hasShared)("buckypaper verify azure", () => {
     const dir = mkdtempSync("/tmp/bk-az-policy-");
     writeFileSync(`${dir}/p.json`, JSON.stringify({ azure: { forbidConsole: true } }));
     const c = capture();
-    expect(await verifyAzureCli(["--hcl-report", sharedPath(SNP, "hcl-report.bin"), "--tpm-quote", sharedPath(SNP, "quote.bin"), "--vcek", sharedPath(SNP, "vcek.pem"), "--offline", "--policy", `${dir}/p.json`], c.io)).toBe(1);
+    expect(
+      await verifyAzureCli(
+        [
+          "--hcl-report",
+          sharedPath(SNP, "hcl-report.bin"),
+          "--tpm-quote",
+          sharedPath(SNP, "quote.bin"),
+          "--vcek",
+          sharedPath(SNP, "vcek.pem"),
+          "--offline",
+          "--policy",
+          `${dir}/p.json`,
+        ],
+        c.io,
+      ),
+    ).toBe(1);
     expect(c.out.join("\n")).toMatch(/\[FAIL\] policy\.console/);
     writeFileSync(`${dir}/bad.json`, JSON.stringify({ azure: { pcrs: { "24": [] } } }));
-    await expect(verifyAzureCli(["--evidence", sharedPath(SNP, "evidence-v1.json"), "--policy", `${dir}/bad.json`], c.io)).rejects.toThrow(/PCR index must be 0..23/);
+    await expect(
+      verifyAzureCli(["--evidence", sharedPath(SNP, "evidence-v1.json"), "--policy", `${dir}/bad.json`], c.io),
+    ).rejects.toThrow(/PCR index must be 0..23/);
   });
 
   it("usage errors and unreadable evidence exit 2", async () => {
     const c = capture();
     expect(await main(["verify", "azure"], c.io)).toBe(2);
     expect(await main(["verify", "azure", "--evidence", "/nonexistent.json"], c.io)).toBe(2);
-    expect(await main(["verify", "azure", "--evidence", sharedPath("evidence/tdx/trustee-tdx-quote-4/quote.bin")], c.io)).toBe(2);
+    expect(
+      await main(["verify", "azure", "--evidence", sharedPath("evidence/tdx/trustee-tdx-quote-4/quote.bin")], c.io),
+    ).toBe(2);
     expect(c.err.join("\n")).toMatch(/not JSON/);
   });
 });

@@ -19,12 +19,19 @@ export function tpmQuoteMessage(nonce: Uint8Array, pcrs: Buffer[]): Buffer {
   const signer = Buffer.concat([u16(0x000b), Buffer.alloc(32, 0x42)]);
   const digest = createHash("sha256").update(Buffer.concat(pcrs)).digest();
   return Buffer.concat([
-    Buffer.from("ff544347", "hex"), u16(0x8018),
-    u16(signer.length), signer,
-    u16(nonce.length), Buffer.from(nonce),
-    Buffer.alloc(17, 1), Buffer.alloc(8, 2),
-    Buffer.from([0, 0, 0, 1]), u16(0x000b), Buffer.from([3, 0xff, 0xff, 0xff]),
-    u16(digest.length), digest,
+    Buffer.from("ff544347", "hex"),
+    u16(0x8018),
+    u16(signer.length),
+    signer,
+    u16(nonce.length),
+    Buffer.from(nonce),
+    Buffer.alloc(17, 1),
+    Buffer.alloc(8, 2),
+    Buffer.from([0, 0, 0, 1]),
+    u16(0x000b),
+    Buffer.from([3, 0xff, 0xff, 0xff]),
+    u16(digest.length),
+    digest,
   ]);
 }
 
@@ -36,7 +43,12 @@ function runtimeClaims(userData: string | undefined, hashType: 1 | 2 | 3): { jso
   const jwk = ak.publicKey.export({ format: "jwk" });
   const claims = {
     keys: [{ kid: "HCLAkPub", key_ops: ["sign"], kty: "RSA", e: jwk.e, n: jwk.n }],
-    "vm-configuration": { "console-enabled": false, "secure-boot": true, "tpm-enabled": true, vmUniqueId: "00000000-0000-0000-0000-000000000001" },
+    "vm-configuration": {
+      "console-enabled": false,
+      "secure-boot": true,
+      "tpm-enabled": true,
+      vmUniqueId: "00000000-0000-0000-0000-000000000001",
+    },
     "user-data": userData ?? "00".repeat(64),
   };
   const json = Buffer.from(JSON.stringify(claims));
@@ -67,10 +79,14 @@ function tpmQuote(nonce: Buffer) {
   return { message, signature, pcrs: Object.fromEntries(pcrs.map((p, i) => [i, p])) as Record<number, Uint8Array> };
 }
 
-const pem = (der: Uint8Array) => `-----BEGIN CERTIFICATE-----\n${Buffer.from(der).toString("base64")}\n-----END CERTIFICATE-----\n`;
+const pem = (der: Uint8Array) =>
+  `-----BEGIN CERTIFICATE-----\n${Buffer.from(der).toString("base64")}\n-----END CERTIFICATE-----\n`;
 
 /** Azure SNP evidence around the SEV-SNP simulator (trust it with trust.snp.simulated = [sim.trustAnchor]). */
-export async function buildAzureSnpEvidence(sim: SnpSimulator, opts: { nonce?: Buffer; hashType?: 1 | 2 | 3; userData?: string } = {}): Promise<Extract<AzureEvidence, { kind: "azure-snp" }>> {
+export async function buildAzureSnpEvidence(
+  sim: SnpSimulator,
+  opts: { nonce?: Buffer; hashType?: 1 | 2 | 3; userData?: string } = {},
+): Promise<Extract<AzureEvidence, { kind: "azure-snp" }>> {
   const { json, reportData } = runtimeClaims(opts.userData, opts.hashType ?? 1);
   const r = await sim.report({ reportData, vmpl: 0, policy: { smt: true } });
   return {
@@ -81,7 +97,10 @@ export async function buildAzureSnpEvidence(sim: SnpSimulator, opts: { nonce?: B
   };
 }
 
-export function buildAzureTdxEvidence(sim: TdxSimulator, opts: { nonce?: Buffer; userData?: string; hashType?: 1 | 2 | 3 } = {}): AzureTdxFixture {
+export function buildAzureTdxEvidence(
+  sim: TdxSimulator,
+  opts: { nonce?: Buffer; userData?: string; hashType?: 1 | 2 | 3 } = {},
+): AzureTdxFixture {
   const hashType = opts.hashType ?? 1;
   const { json, reportData } = runtimeClaims(opts.userData, hashType);
   const mrTd = Buffer.alloc(48, 0x3d);
@@ -100,5 +119,9 @@ export function buildAzureTdxEvidence(sim: TdxSimulator, opts: { nonce?: Buffer;
 
   const hcl = hclReport(tdReport, 4, json, hashType);
   const nonce = opts.nonce ?? Buffer.from("fixture-nonce");
-  return { evidence: { kind: "azure-tdx", hclReport: hcl, tdQuote, tpmQuote: tpmQuote(nonce) }, akPrivate: ak!.privateKey, nonce };
+  return {
+    evidence: { kind: "azure-tdx", hclReport: hcl, tdQuote, tpmQuote: tpmQuote(nonce) },
+    akPrivate: ak!.privateKey,
+    nonce,
+  };
 }

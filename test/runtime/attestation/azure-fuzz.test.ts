@@ -34,7 +34,8 @@ function typedOnly(fn: () => unknown): void {
   try {
     fn();
   } catch (e) {
-    if (!(e instanceof EvidenceFormatError)) throw new Error(`untyped ${(e as Error)?.name}: ${(e as Error)?.message}`, { cause: e });
+    if (!(e instanceof EvidenceFormatError))
+      throw new Error(`untyped ${(e as Error)?.name}: ${(e as Error)?.message}`, { cause: e });
   }
 }
 
@@ -71,7 +72,10 @@ describe("simulated Azure TDX evidence", () => {
     let n = 0;
     for (const [field, from, to] of regions) {
       for (let off = from; off < to; off += 7) {
-        const ev = { ...fx.evidence, tpmQuote: { ...fx.evidence.tpmQuote } } as Extract<AzureEvidence, { kind: "azure-tdx" }>;
+        const ev = { ...fx.evidence, tpmQuote: { ...fx.evidence.tpmQuote } } as Extract<
+          AzureEvidence,
+          { kind: "azure-tdx" }
+        >;
         if (field === "msg") {
           const m = Buffer.from(ev.tpmQuote.message);
           m[off] ^= 0x04;
@@ -100,7 +104,11 @@ describe("simulated Azure TDX evidence", () => {
   it("TPMT_SIGNATURE-wrapped RSASSA signatures are accepted like raw ones", async () => {
     const sig = fx.evidence.tpmQuote.signature;
     const wrapped = Buffer.concat([Buffer.from([0x00, 0x14, 0x00, 0x0b, sig.length >> 8, sig.length & 0xff]), sig]);
-    const v = await verifyAzure({ ...fx.evidence, tpmQuote: { ...fx.evidence.tpmQuote, signature: wrapped } }, {}, opts());
+    const v = await verifyAzure(
+      { ...fx.evidence, tpmQuote: { ...fx.evidence.tpmQuote, signature: wrapped } },
+      {},
+      opts(),
+    );
     expect(v.accepted).toBe(true);
   });
 });
@@ -110,7 +118,11 @@ describe("simulated Azure SNP evidence (SEV-SNP simulator behind the HCL)", () =
     const snp = await createSnpSimulator({ product: "Genoa" });
     for (const hashType of [1, 2, 3] as const) {
       const ev = await buildAzureSnpEvidence(snp, { hashType });
-      const v = await verifyAzure(ev, {}, { trust: { snp: { simulated: [snp.trustAnchor] } }, tpmNonce: Buffer.from("fixture-nonce") });
+      const v = await verifyAzure(
+        ev,
+        {},
+        { trust: { snp: { simulated: [snp.trustAnchor] } }, tpmNonce: Buffer.from("fixture-nonce") },
+      );
       expect(failed(v)).toEqual([]);
       expect(v.simulated).toBe(true);
       expect(v.claims?.product).toBe("Genoa");
@@ -137,53 +149,94 @@ describe("Nitride's binding on Azure (as the enclaivelet produces it)", () => {
     const spki = publicKey.export({ format: "der", type: "spki" });
     const rd = reportDataFor(nonce, spki);
     const snp = await createSnpSimulator();
-    const ev = await buildAzureSnpEvidence(snp, { userData: rd.toString("hex"), nonce: createHash("sha256").update(rd).digest() });
+    const ev = await buildAzureSnpEvidence(snp, {
+      userData: rd.toString("hex"),
+      nonce: createHash("sha256").update(rd).digest(),
+    });
     const trustCfg = { snp: { simulated: [snp.trustAnchor] } };
-    const v = await appraise(ev, { requireReportDataBinding: true }, { trust: trustCfg, binding: { nonce, publicKeySpki: spki } });
+    const v = await appraise(
+      ev,
+      { requireReportDataBinding: true },
+      { trust: trustCfg, binding: { nonce, publicKeySpki: spki } },
+    );
     expect(failed(v)).toEqual([]);
     expect(v.claims?.reportData).toBe(rd.toString("hex"));
     // A replay under another nonce fails both the user-data binding and the TPM quote freshness.
-    const replay = await appraise(ev, {}, { trust: trustCfg, binding: { nonce: Buffer.from("other"), publicKeySpki: spki } });
+    const replay = await appraise(
+      ev,
+      {},
+      { trust: trustCfg, binding: { nonce: Buffer.from("other"), publicKeySpki: spki } },
+    );
     expect(failed(replay).sort()).toEqual(["policy.report-data", "vtpm.nonce"]);
   });
 });
 
 /** Seeds for mutation: the simulated HCL report and TPM quote, plus the genuine ones when ../shared exists. */
 function seeds(): { hcl: Uint8Array[]; msg: Uint8Array[]; bincode: Uint8Array[]; json: string[] } {
-  const s = { hcl: [fx.evidence.hclReport], msg: [fx.evidence.tpmQuote.message], bincode: [] as Uint8Array[], json: [] as string[] };
+  const s = {
+    hcl: [fx.evidence.hclReport],
+    msg: [fx.evidence.tpmQuote.message],
+    bincode: [] as Uint8Array[],
+    json: [] as string[],
+  };
   if (hasShared) {
     const d = sharedPath("evidence/cloud");
-    s.hcl.push(readFileSync(`${d}/azure-snp-vtpm-trustee/hcl-report.bin`), readFileSync(`${d}/azure-tdx-vtpm-trustee/hcl-report.bin`));
+    s.hcl.push(
+      readFileSync(`${d}/azure-snp-vtpm-trustee/hcl-report.bin`),
+      readFileSync(`${d}/azure-tdx-vtpm-trustee/hcl-report.bin`),
+    );
     s.bincode.push(readFileSync(`${d}/azure-snp-vtpm-trustee/quote.bin`));
     s.msg.push(readFileSync(`${d}/azure-snp-vtpm-trustee/tpm-quote.msg`));
-    s.json.push(readFileSync(`${d}/azure-snp-vtpm-trustee/evidence-v1.json`, "utf8"), readFileSync(`${d}/azure-tdx-vtpm-trustee/evidence-v1.json`, "utf8"));
+    s.json.push(
+      readFileSync(`${d}/azure-snp-vtpm-trustee/evidence-v1.json`, "utf8"),
+      readFileSync(`${d}/azure-tdx-vtpm-trustee/evidence-v1.json`, "utf8"),
+    );
   }
   return s;
 }
 
 const mutate = (pool: Uint8Array[]) =>
-  fc.tuple(fc.nat(), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 1, max: 255 })), { minLength: 1, maxLength: 6 }), fc.option(fc.nat())).map(([i, muts, cut]) => {
-    const b = Buffer.from(pool[i % pool.length]);
-    for (const [p, x] of muts) b[p % b.length] ^= x;
-    return cut === null ? b : b.subarray(0, cut % (b.length + 1));
-  });
+  fc
+    .tuple(
+      fc.nat(),
+      fc.array(fc.tuple(fc.nat(), fc.integer({ min: 1, max: 255 })), { minLength: 1, maxLength: 6 }),
+      fc.option(fc.nat()),
+    )
+    .map(([i, muts, cut]) => {
+      const b = Buffer.from(pool[i % pool.length]);
+      for (const [p, x] of muts) b[p % b.length] ^= x;
+      return cut === null ? b : b.subarray(0, cut % (b.length + 1));
+    });
 
 describe("Azure parsers under fuzzing", () => {
   it("parseHclReport and the AK from its claims: typed errors only", () => {
     const s = seeds();
-    fc.assert(fc.property(fc.oneof(fc.uint8Array({ maxLength: 3000 }), mutate(s.hcl)), (b) => {
-      typedOnly(() => attestationKey(parseHclReport(b).runtimeClaims));
-    }), { numRuns: RUNS });
+    fc.assert(
+      fc.property(fc.oneof(fc.uint8Array({ maxLength: 3000 }), mutate(s.hcl)), (b) => {
+        typedOnly(() => attestationKey(parseHclReport(b).runtimeClaims));
+      }),
+      { numRuns: RUNS },
+    );
   });
 
   it("parseTpmsAttest, bincode and JSON TPM quote files: typed errors only", () => {
     const s = seeds();
     const pool = [...s.msg, ...s.bincode];
-    fc.assert(fc.property(fc.oneof(fc.uint8Array({ maxLength: 400 }), mutate(pool), fc.json().map((j) => Buffer.from(j))), (b) => {
-      typedOnly(() => parseTpmsAttest(b));
-      typedOnly(() => parseBincodeTpmQuote(b));
-      typedOnly(() => parseTpmQuoteFile(b));
-    }), { numRuns: RUNS });
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 400 }),
+          mutate(pool),
+          fc.json().map((j) => Buffer.from(j)),
+        ),
+        (b) => {
+          typedOnly(() => parseTpmsAttest(b));
+          typedOnly(() => parseBincodeTpmQuote(b));
+          typedOnly(() => parseTpmQuoteFile(b));
+        },
+      ),
+      { numRuns: RUNS },
+    );
   });
 
   it("parseAzureEvidence and bytesField: typed errors only", () => {
@@ -195,39 +248,55 @@ describe("Azure parsers under fuzzing", () => {
           return t.slice(0, at) + ch + t.slice(at + 1);
         })
       : fc.json();
-    fc.assert(fc.property(fc.oneof(fc.json(), fc.string(), jsonMut), (t) => {
-      typedOnly(() => parseAzureEvidence(t));
-      typedOnly(() => bytesField(JSON.parse(JSON.stringify(t)), "f"));
-    }), { numRuns: RUNS });
+    fc.assert(
+      fc.property(fc.oneof(fc.json(), fc.string(), jsonMut), (t) => {
+        typedOnly(() => parseAzureEvidence(t));
+        typedOnly(() => bytesField(JSON.parse(JSON.stringify(t)), "f"));
+      }),
+      { numRuns: RUNS },
+    );
   });
 
   it("parseAzurePolicy: an Error naming the policy field, or a policy", () => {
-    fc.assert(fc.property(fc.jsonValue(), (v) => {
-      try {
-        parseAzurePolicy(v);
-      } catch (e) {
-        expect((e as Error).message).toMatch(/^policy azure/);
-      }
-    }), { numRuns: RUNS });
+    fc.assert(
+      fc.property(fc.jsonValue(), (v) => {
+        try {
+          parseAzurePolicy(v);
+        } catch (e) {
+          expect((e as Error).message).toMatch(/^policy azure/);
+        }
+      }),
+      { numRuns: RUNS },
+    );
   });
 
   it("verifyAzure on mutated evidence never throws and never accepts a changed bound region", async () => {
     const pool = seeds();
-    await fc.assert(fc.asyncProperty(mutate([fx.evidence.hclReport]), mutate([fx.evidence.tpmQuote.message]), fc.boolean(), async (hcl, msg, which) => {
-      const ev = which ? { ...fx.evidence, hclReport: hcl } : { ...fx.evidence, tpmQuote: { ...fx.evidence.tpmQuote, message: msg } };
-      const v = await verifyAzure(ev, {}, opts());
-      const changedBound = which
-        ? !Buffer.from(hcl.subarray(0x20)).equals(Buffer.from(fx.evidence.hclReport.subarray(0x20)))
-        : !Buffer.from(msg).equals(Buffer.from(fx.evidence.tpmQuote.message));
-      // The HCL header (first 0x20 bytes) and the TDREPORT's non-compared bytes are unsigned and unused; anything else must fail.
-      if (v.accepted && changedBound && which) {
-        const a = parseHclReport(hcl);
-        const b = parseHclReport(fx.evidence.hclReport);
-        expect(Buffer.from(a.runtimeData).equals(Buffer.from(b.runtimeData))).toBe(true);
-      } else if (changedBound && !which) {
-        expect(v.accepted).toBe(false);
-      }
-    }), { numRuns: 120 });
+    await fc.assert(
+      fc.asyncProperty(
+        mutate([fx.evidence.hclReport]),
+        mutate([fx.evidence.tpmQuote.message]),
+        fc.boolean(),
+        async (hcl, msg, which) => {
+          const ev = which
+            ? { ...fx.evidence, hclReport: hcl }
+            : { ...fx.evidence, tpmQuote: { ...fx.evidence.tpmQuote, message: msg } };
+          const v = await verifyAzure(ev, {}, opts());
+          const changedBound = which
+            ? !Buffer.from(hcl.subarray(0x20)).equals(Buffer.from(fx.evidence.hclReport.subarray(0x20)))
+            : !Buffer.from(msg).equals(Buffer.from(fx.evidence.tpmQuote.message));
+          // The HCL header (first 0x20 bytes) and the TDREPORT's non-compared bytes are unsigned and unused; anything else must fail.
+          if (v.accepted && changedBound && which) {
+            const a = parseHclReport(hcl);
+            const b = parseHclReport(fx.evidence.hclReport);
+            expect(Buffer.from(a.runtimeData).equals(Buffer.from(b.runtimeData))).toBe(true);
+          } else if (changedBound && !which) {
+            expect(v.accepted).toBe(false);
+          }
+        },
+      ),
+      { numRuns: 120 },
+    );
     expect(pool.hcl.length).toBeGreaterThan(0);
   });
 });

@@ -25,32 +25,51 @@ describe("appraise() dispatch", () => {
   });
 
   it("azure evidence reaches the Azure module", async () => {
-    const v = await appraise({ kind: "azure-snp", hclReport: new Uint8Array(16), tpmQuote: { message: new Uint8Array(), signature: new Uint8Array(), pcrs: {} } }, DEFAULT_POLICY, { trust: {} });
+    const v = await appraise(
+      {
+        kind: "azure-snp",
+        hclReport: new Uint8Array(16),
+        tpmQuote: { message: new Uint8Array(), signature: new Uint8Array(), pcrs: {} },
+      },
+      DEFAULT_POLICY,
+      { trust: {} },
+    );
     expect(v.accepted).toBe(false);
     expect(v.checks[0].id).toMatch(/^azure\./);
   });
 
-  (noteIfSharedMissing("TDX dispatch test") ? it : it.skip)("TDX quotes reach the TDX module and get the REPORT_DATA binding check", async () => {
-    const quote = readFileSync(sharedPath("evidence", "tdx", "go-tdx-guest-spr-e4-v4", "quote.bin"));
-    const v = await appraise({ kind: "tdx", quote }, {}, { trust: {} });
-    expect(v.checks.some((c) => c.id.startsWith("tdx."))).toBe(true);
-    expect(v.claims?.platform).toBe("tdx");
-    const rd = Buffer.from(v.claims!.reportData, "hex");
-    const bound = await appraise({ kind: "tdx", quote }, {}, { trust: {}, expectedReportData: rd });
-    expect(bound.checks.find((c) => c.id === "policy.report-data")).toMatchObject({ ok: true });
-    expect(bound.accepted).toBe(v.accepted);
-    const wrong = Buffer.from(rd);
-    wrong[0] ^= 1;
-    const unbound = await appraise({ kind: "tdx", quote }, {}, { trust: {}, expectedReportData: wrong });
-    expect(unbound.accepted).toBe(false);
-    expect(unbound.checks.find((c) => c.id === "policy.report-data")).toMatchObject({ ok: false });
-  });
+  (noteIfSharedMissing("TDX dispatch test") ? it : it.skip)(
+    "TDX quotes reach the TDX module and get the REPORT_DATA binding check",
+    async () => {
+      const quote = readFileSync(sharedPath("evidence", "tdx", "go-tdx-guest-spr-e4-v4", "quote.bin"));
+      const v = await appraise({ kind: "tdx", quote }, {}, { trust: {} });
+      expect(v.checks.some((c) => c.id.startsWith("tdx."))).toBe(true);
+      expect(v.claims?.platform).toBe("tdx");
+      const rd = Buffer.from(v.claims!.reportData, "hex");
+      const bound = await appraise({ kind: "tdx", quote }, {}, { trust: {}, expectedReportData: rd });
+      expect(bound.checks.find((c) => c.id === "policy.report-data")).toMatchObject({ ok: true });
+      expect(bound.accepted).toBe(v.accepted);
+      const wrong = Buffer.from(rd);
+      wrong[0] ^= 1;
+      const unbound = await appraise({ kind: "tdx", quote }, {}, { trust: {}, expectedReportData: wrong });
+      expect(unbound.accepted).toBe(false);
+      expect(unbound.checks.find((c) => c.id === "policy.report-data")).toMatchObject({ ok: false });
+    },
+  );
 });
 
 describe("policy documents", () => {
   it("parses a full SNP policy and names the field of every error", () => {
     const p = parsePolicy({
-      snp: { measurements: ["AB".repeat(48)], allowDebug: false, vmpl: 0, minTcb: { bootloader: 3, microcode: 115 }, hostData: "0x" + "00".repeat(32), products: ["milan", "Turin"], minAbi: { major: 1, minor: 51 } },
+      snp: {
+        measurements: ["AB".repeat(48)],
+        allowDebug: false,
+        vmpl: 0,
+        minTcb: { bootloader: 3, microcode: 115 },
+        hostData: "0x" + "00".repeat(32),
+        products: ["milan", "Turin"],
+        minAbi: { major: 1, minor: 51 },
+      },
       requireReportDataBinding: true,
     });
     expect(p.snp?.measurements).toEqual(["ab".repeat(48)]);
@@ -70,7 +89,15 @@ describe("policy documents", () => {
   });
 
   it("the package index exposes the SNP library and the simulator", () => {
-    for (const name of ["appraise", "parseReport", "parseCertTable", "verifySnp", "KdsClient", "PINNED_ARK_SHA256", "reportDataFor"]) {
+    for (const name of [
+      "appraise",
+      "parseReport",
+      "parseCertTable",
+      "verifySnp",
+      "KdsClient",
+      "PINNED_ARK_SHA256",
+      "reportDataFor",
+    ]) {
       expect(typeof (api as Record<string, unknown>)[name], name).not.toBe("undefined");
     }
     // The simulator moved to runtime/sim (never reached from server code paths by import).

@@ -20,7 +20,8 @@ const SRC = path.join(repoRoot, "test/runtime/attestation/snp-gosevguest");
 let tool = "";
 let work = "";
 
-const pem = (der: Uint8Array) => `-----BEGIN CERTIFICATE-----\n${Buffer.from(der).toString("base64")}\n-----END CERTIFICATE-----\n`;
+const pem = (der: Uint8Array) =>
+  `-----BEGIN CERTIFICATE-----\n${Buffer.from(der).toString("base64")}\n-----END CERTIFICATE-----\n`;
 
 /** Runs go-sev-guest's verify.SnpAttestation through the small CLI in snp-gosevguest/main.go. */
 function gosev(args: string[]): { ok: boolean; error?: string } {
@@ -38,7 +39,11 @@ function write(name: string, data: Uint8Array | string): string {
 (haveGo ? describe : describe.skip)("SEV-SNP against go-sev-guest (reference verifier)", () => {
   beforeAll(() => {
     // Cache the binary by source digest: a warm machine does not rebuild.
-    const digest = createHash("sha256").update(readFileSync(path.join(SRC, "main.go"))).update(readFileSync(path.join(SRC, "go.sum"))).digest("hex").slice(0, 16);
+    const digest = createHash("sha256")
+      .update(readFileSync(path.join(SRC, "main.go")))
+      .update(readFileSync(path.join(SRC, "go.sum")))
+      .digest("hex")
+      .slice(0, 16);
     const dir = path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "buckypaper", "tools");
     tool = path.join(dir, `snp-gosevguest-${digest}`);
     if (!existsSync(tool)) {
@@ -57,19 +62,46 @@ function write(name: string, data: Uint8Array | string): string {
   }, 660_000);
 
   (hasShared ? it : it.skip)("reaches the same verdict as go-sev-guest on every real SNP case", async () => {
-    const manifest = JSON.parse(readFileSync(sharedPath("evidence", "manifest.json"), "utf8")) as Array<{ kind: string; case: string; product: string; verifies: boolean }>;
+    const manifest = JSON.parse(readFileSync(sharedPath("evidence", "manifest.json"), "utf8")) as Array<{
+      kind: string;
+      case: string;
+      product: string;
+      verifies: boolean;
+    }>;
     const trustDir = sharedPath("evidence", "trust", "amd");
     for (const c of manifest.filter((m) => m.kind === "snp")) {
       const dir = sharedPath("evidence", "snp", c.case);
       const vekFile = ["vcek.der", "vlek.der", "vcek.pem", "vlek.pem"].map((n) => path.join(dir, n)).find(existsSync)!;
       const p = c.product.toLowerCase();
-      const roots = write(`${p}-roots.pem`, ["ark", "ask", "asvk"].map((r) => readFileSync(path.join(trustDir, `${p}_${r}.pem`), "utf8")).join(""));
+      const roots = write(
+        `${p}-roots.pem`,
+        ["ark", "ask", "asvk"].map((r) => readFileSync(path.join(trustDir, `${p}_${r}.pem`), "utf8")).join(""),
+      );
       // A time inside the VEK's validity: the manifest judges signature + chain, not today's clock.
       const vek = parseVek(readFileSync(vekFile));
       const at = new Date(Math.min(Date.now(), vek.notAfter.getTime() - 86_400_000));
-      const theirs = gosev(["-report", path.join(dir, "report.bin"), "-vek", vekFile, "-roots", roots, "-product", c.product, "-now", at.toISOString().replace(/\.\d+Z$/, "Z")]);
-      const ours = await appraise({ kind: "snp", report: readFileSync(path.join(dir, "report.bin")), vek: readFileSync(vekFile) }, { snp: { allowDebug: true } }, { trust: { snp: { certDir: trustDir } }, now: at });
-      expect({ case: c.case, gosev: theirs.ok, ours: ours.accepted }).toEqual({ case: c.case, gosev: c.verifies, ours: c.verifies });
+      const theirs = gosev([
+        "-report",
+        path.join(dir, "report.bin"),
+        "-vek",
+        vekFile,
+        "-roots",
+        roots,
+        "-product",
+        c.product,
+        "-now",
+        at.toISOString().replace(/\.\d+Z$/, "Z"),
+      ]);
+      const ours = await appraise(
+        { kind: "snp", report: readFileSync(path.join(dir, "report.bin")), vek: readFileSync(vekFile) },
+        { snp: { allowDebug: true } },
+        { trust: { snp: { certDir: trustDir } }, now: at },
+      );
+      expect({ case: c.case, gosev: theirs.ok, ours: ours.accepted }).toEqual({
+        case: c.case,
+        gosev: c.verifies,
+        ours: c.verifies,
+      });
     }
   });
 
@@ -78,30 +110,65 @@ function write(name: string, data: Uint8Array | string): string {
     for (const v of [2, 3, 5] as const) for (const s of ["vcek", "vlek"] as const) runs.push(["Milan", v, s]);
     // go-sev-guest cannot name the product of a v2 report from a stepping-less "Genoa" VCEK (a known
     // limitation, see ../shared/docs/reference/snp-report-verification.md §3), so Genoa v2 VCEK is left out.
-    for (const [v, s] of [[2, "vlek"], [3, "vcek"], [3, "vlek"], [5, "vcek"], [5, "vlek"]] as const) runs.push(["Genoa", v, s]);
+    for (const [v, s] of [
+      [2, "vlek"],
+      [3, "vcek"],
+      [3, "vlek"],
+      [5, "vcek"],
+      [5, "vlek"],
+    ] as const)
+      runs.push(["Genoa", v, s]);
     const sims: Partial<Record<SnpProduct, SnpSimulator>> = {};
     for (const [product, version, signer] of runs) {
       const sim = (sims[product] ??= await createSnpSimulator({ product }));
       const r = await sim.report({ measurement: "5a".repeat(48), reportData: Buffer.alloc(64, 7), version, signer });
       const roots = write(`sim-${product}.pem`, pem(sim.caCerts.ark) + pem(sim.caCerts.ask) + pem(sim.caCerts.asvk));
-      const res = gosev(["-report", write("r.bin", r.report), "-certs", write("certs.bin", r.certTable), "-roots", roots, "-product", product]);
+      const res = gosev([
+        "-report",
+        write("r.bin", r.report),
+        "-certs",
+        write("certs.bin", r.certTable),
+        "-roots",
+        roots,
+        "-product",
+        product,
+      ]);
       expect({ product, version, signer, ...res }).toEqual({ product, version, signer, ok: true });
       // And go-sev-guest refuses the same evidence against the genuine AMD roots.
-      expect(gosev(["-report", write("r.bin", r.report), "-certs", write("certs.bin", r.certTable), "-product", product]).ok).toBe(false);
+      expect(
+        gosev(["-report", write("r.bin", r.report), "-certs", write("certs.bin", r.certTable), "-product", product]).ok,
+      ).toBe(false);
     }
   });
 
-  (hasShared ? it : it.skip)("simulated Turin VCEKs carry the genuine Turin extension layout (same go-sev-guest outcome as AMD's)", async () => {
-    // go-sev-guest does not know Turin's fmcSPL OID yet; the genuine Turin VCEK and ours must trip it alike.
-    const sim = await createSnpSimulator({ product: "Turin" });
-    const r = await sim.report({ version: 3 });
-    const roots = write("sim-turin.pem", pem(sim.caCerts.ark) + pem(sim.caCerts.ask));
-    const simulated = gosev(["-report", write("t.bin", r.report), "-certs", write("t-certs.bin", r.certTable), "-roots", roots]);
-    const genuine = gosev(["-report", write("t.bin", r.report), "-vek", sharedPath("evidence", "snp", "virtee-sev-turin-vcek-only", "vcek.der"), "-roots", roots]);
-    expect(simulated.ok).toBe(false);
-    expect(simulated.error).toMatch(/1\.3\.6\.1\.4\.1\.3704\.1\.3\.9/);
-    expect(genuine.error).toBe(simulated.error);
-  });
+  (hasShared ? it : it.skip)(
+    "simulated Turin VCEKs carry the genuine Turin extension layout (same go-sev-guest outcome as AMD's)",
+    async () => {
+      // go-sev-guest does not know Turin's fmcSPL OID yet; the genuine Turin VCEK and ours must trip it alike.
+      const sim = await createSnpSimulator({ product: "Turin" });
+      const r = await sim.report({ version: 3 });
+      const roots = write("sim-turin.pem", pem(sim.caCerts.ark) + pem(sim.caCerts.ask));
+      const simulated = gosev([
+        "-report",
+        write("t.bin", r.report),
+        "-certs",
+        write("t-certs.bin", r.certTable),
+        "-roots",
+        roots,
+      ]);
+      const genuine = gosev([
+        "-report",
+        write("t.bin", r.report),
+        "-vek",
+        sharedPath("evidence", "snp", "virtee-sev-turin-vcek-only", "vcek.der"),
+        "-roots",
+        roots,
+      ]);
+      expect(simulated.ok).toBe(false);
+      expect(simulated.error).toMatch(/1\.3\.6\.1\.4\.1\.3704\.1\.3\.9/);
+      expect(genuine.error).toBe(simulated.error);
+    },
+  );
 
   it("agrees with go-sev-guest that mutated simulated reports are invalid", async () => {
     const sim = await createSnpSimulator({ product: "Milan" });
@@ -110,11 +177,18 @@ function write(name: string, data: Uint8Array | string): string {
     const certs = write("mut-certs.bin", r.certTable);
     expect(gosev(["-report", write("mut.bin", r.report), "-certs", certs, "-roots", roots]).ok).toBe(true);
     // Fields across the signed range, the R/S padding and the unsigned tail.
-    for (const off of [0x00, 0x08, 0x30, 0x38, 0x50, 0x90, 0xc0, 0x180, 0x188, 0x1a0, 0x1e8, 0x208, 0x2a0, 0x2e0, 0x2e8, 0x320, 0x400, 0x49f]) {
+    for (const off of [
+      0x00, 0x08, 0x30, 0x38, 0x50, 0x90, 0xc0, 0x180, 0x188, 0x1a0, 0x1e8, 0x208, 0x2a0, 0x2e0, 0x2e8, 0x320, 0x400,
+      0x49f,
+    ]) {
       const m = Uint8Array.from(r.report);
       m[off] ^= 0x04;
       const theirs = gosev(["-report", write("mut.bin", m), "-certs", certs, "-roots", roots]);
-      const ours = await appraise({ kind: "snp", report: m, certTable: r.certTable }, { snp: { allowDebug: true, allowMigrationAgent: true } }, { trust: { snp: { simulated: [sim.trustAnchor] } } });
+      const ours = await appraise(
+        { kind: "snp", report: m, certTable: r.certTable },
+        { snp: { allowDebug: true, allowMigrationAgent: true } },
+        { trust: { snp: { simulated: [sim.trustAnchor] } } },
+      );
       expect({ off, gosev: theirs.ok, ours: ours.accepted }).toEqual({ off, gosev: false, ours: false });
     }
   });

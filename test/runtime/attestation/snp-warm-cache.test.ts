@@ -37,17 +37,27 @@ describe("SNP verification with a warm certificate cache", () => {
 
   it("a different VCEK with the same names, chip and TCB is not served from the cache of the genuine one", async () => {
     const genuine = await sim.report({});
-    expect((await appraise({ kind: "snp", report: genuine.report, certTable: genuine.certTable }, {}, { trust })).accepted).toBe(true);
+    expect(
+      (await appraise({ kind: "snp", report: genuine.report, certTable: genuine.certTable }, {}, { trust })).accepted,
+    ).toBe(true);
     // Another hierarchy issues a VCEK with identical subject/issuer names for the same chip.
     const rogue = await createSnpSimulator({ product: "Milan", rsaBits: 2048, chipId: sim.chipId });
     const fake = await rogue.report({});
     expect(parseVek(fake.vek).subject).toBe(parseVek(genuine.vek).subject);
     expect(parseVek(fake.vek).sha256).not.toBe(parseVek(genuine.vek).sha256);
-    const v = await appraise({ kind: "snp", report: fake.report, vek: fake.vek, caChain: [sim.caCerts.ask, sim.caCerts.ark] }, {}, { trust });
+    const v = await appraise(
+      { kind: "snp", report: fake.report, vek: fake.vek, caChain: [sim.caCerts.ask, sim.caCerts.ark] },
+      {},
+      { trust },
+    );
     expect(v.accepted).toBe(false);
     expect(failed(v)).toContain("snp.chain.vek");
     // The rogue report with the genuine (cached) VCEK: chain fine, signature not.
-    const swapped = await appraise({ kind: "snp", report: fake.report, vek: genuine.vek, caChain: [sim.caCerts.ask, sim.caCerts.ark] }, {}, { trust });
+    const swapped = await appraise(
+      { kind: "snp", report: fake.report, vek: genuine.vek, caChain: [sim.caCerts.ask, sim.caCerts.ark] },
+      {},
+      { trust },
+    );
     expect(failed(swapped)).toEqual(["snp.signature"]);
   });
 

@@ -18,7 +18,13 @@ import { createHash } from "node:crypto";
 import { run as verifyTdxCli } from "../../../cli/verify-tdx.js";
 import { main } from "../../../cli/main.js";
 
-interface ManifestRow { kind: string; case: string; version: number; verifies: boolean; product: string }
+interface ManifestRow {
+  kind: string;
+  case: string;
+  version: number;
+  verifies: boolean;
+  product: string;
+}
 
 const shared = noteIfSharedMissing("TDX corpus tests");
 const manifest: ManifestRow[] = shared ? JSON.parse(readFileSync(sharedPath("evidence/manifest.json"), "utf8")) : [];
@@ -74,8 +80,12 @@ describe.skipIf(!hasShared)("TDX manifest cases", () => {
   it("reads the README fields of go-tdx-guest-spr-e4-v4 (v4, 39 unsigned trailing bytes)", () => {
     const q = parseQuote(quote("go-tdx-guest-spr-e4-v4"));
     const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
-    expect(hex(q.body.mrTd)).toBe("6363b8043668a3ad953278e10389574d326c6749fb78aa810ecd9336923db86f22fc00b8dcd404bc10d5e119d7215cbb");
-    expect(hex(q.body.rtmrs[0])).toBe("2927da70461cd63266f43230cc1849c03ef25ebe490062a801d8fcc80af42976823adf08f833c1e50b51779c6593f32a");
+    expect(hex(q.body.mrTd)).toBe(
+      "6363b8043668a3ad953278e10389574d326c6749fb78aa810ecd9336923db86f22fc00b8dcd404bc10d5e119d7215cbb",
+    );
+    expect(hex(q.body.rtmrs[0])).toBe(
+      "2927da70461cd63266f43230cc1849c03ef25ebe490062a801d8fcc80af42976823adf08f833c1e50b51779c6593f32a",
+    );
     expect(hex(q.body.teeTcbSvn)).toBe("03000400000000000000000000000000");
     expect(hex(q.qeReport.mrSigner)).toBe("dc9e2a7c6f948f17474e34a7fc43ed030f7c1563f1babddf6340c82e0e54a8c5");
     expect(q.trailingBytes).toBe(39);
@@ -97,11 +107,21 @@ describe.skipIf(!hasShared)("TDX manifest cases", () => {
     const q = parseQuote(quote("go-tdx-guest-spr-e4-v4"));
     const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
     const good = await verifyTdx(quote("go-tdx-guest-spr-e4-v4"), {
-      policy: { mrTd: [hex(q.body.mrTd).toUpperCase()], rtmr0: [hex(q.body.rtmrs[0])], reportData: hex(q.body.reportData), minTeeTcbSvn: "03000400000000000000000000000000" },
+      policy: {
+        mrTd: [hex(q.body.mrTd).toUpperCase()],
+        rtmr0: [hex(q.body.rtmrs[0])],
+        reportData: hex(q.body.reportData),
+        minTeeTcbSvn: "03000400000000000000000000000000",
+      },
     });
     expect(good.accepted).toBe(true);
     const bad = await verifyTdx(quote("go-tdx-guest-spr-e4-v4"), {
-      policy: { mrTd: ["00".repeat(48)], rtmr1: ["11".repeat(48)], reportData: "22".repeat(64), minTeeTcbSvn: "03000500000000000000000000000000" },
+      policy: {
+        mrTd: ["00".repeat(48)],
+        rtmr1: ["11".repeat(48)],
+        reportData: "22".repeat(64),
+        minTeeTcbSvn: "03000500000000000000000000000000",
+      },
     });
     expect(bad.accepted).toBe(false);
     expect(failed(bad).sort()).toEqual(["policy.mrtd", "policy.report-data", "policy.rtmr1", "policy.tee-tcb-svn"]);
@@ -142,7 +162,8 @@ describe.skipIf(!hasShared)("TDX negatives (one-bit mutations of genuine quotes)
       if (want) expect(fails).toContain(want);
       // Claims of a quote that does not verify are attacker-chosen: withheld unless explicitly explained.
       expect(v.claims).toBeUndefined();
-      if (!fails.includes("tdx.parse")) expect((await verifyTdx(readFileSync(`${dir}/${f}`), { explain: true })).claims?.platform).toBe("tdx");
+      if (!fails.includes("tdx.parse"))
+        expect((await verifyTdx(readFileSync(`${dir}/${f}`), { explain: true })).claims?.platform).toBe("tdx");
     });
   }
 });
@@ -169,14 +190,24 @@ describe.skipIf(!hasShared)("TDX PCS collateral", () => {
     // "no TCB level" is not an acceptable status, whatever the signatures say.
     expect(v.accepted).toBe(false);
     expect(failed(v)).toEqual(["policy.tcb-status"]);
-    expect((await verifyTdx(quote("go-tdx-guest-spr-e4-v4"), { collateral: col, now: at, policy: { allowedTcbStatuses: ["Unsupported", "UpToDate"] } })).accepted).toBe(true);
+    expect(
+      (
+        await verifyTdx(quote("go-tdx-guest-spr-e4-v4"), {
+          collateral: col,
+          now: at,
+          policy: { allowedTcbStatuses: ["Unsupported", "UpToDate"] },
+        })
+      ).accepted,
+    ).toBe(true);
   });
 
   it("stale collateral is refused (nextUpdate 2023-07 against today)", async () => {
     const v = await verifyTdx(quote("go-tdx-guest-spr-e4-v4"), { collateral: loadCollateralDir(colDir) });
     expect(v.accepted).toBe(false);
     const f = failed(v);
-    expect(f).toEqual(expect.arrayContaining(["tdx.collateral.signer", "tdx.collateral.pck-crl", "tdx.collateral.root-crl"]));
+    expect(f).toEqual(
+      expect.arrayContaining(["tdx.collateral.signer", "tdx.collateral.pck-crl", "tdx.collateral.root-crl"]),
+    );
     expect(v.checks.find((c) => c.id === "tdx.collateral.pck-crl")?.detail).toMatch(/stale/);
   });
 
@@ -216,33 +247,49 @@ describe.skipIf(!hasShared)("TDX PCS collateral", () => {
     expect(matchPlatformLevel(info.tcbLevels, ext.sgxTcbComponents, ext.pceSvn, q.body.teeTcbSvn)).toBeUndefined();
     const comps = (c: number[]) => [...c, ...new Array(16 - c.length).fill(0)];
     const svn = (h: string) => Buffer.from(h.padEnd(32, "0"), "hex");
-    expect(matchPlatformLevel(info.tcbLevels, comps([3, 3, 2, 2, 4, 1, 0, 5]), 13, svn("050003"))?.tcbStatus).toBe("UpToDate");
-    expect(matchPlatformLevel(info.tcbLevels, comps([2, 2, 2, 2, 3, 1, 0, 5]), 13, svn("050003"))?.tcbStatus).toBe("OutOfDate");
+    expect(matchPlatformLevel(info.tcbLevels, comps([3, 3, 2, 2, 4, 1, 0, 5]), 13, svn("050003"))?.tcbStatus).toBe(
+      "UpToDate",
+    );
+    expect(matchPlatformLevel(info.tcbLevels, comps([2, 2, 2, 2, 3, 1, 0, 5]), 13, svn("050003"))?.tcbStatus).toBe(
+      "OutOfDate",
+    );
     expect(matchPlatformLevel(info.tcbLevels, comps([3, 3, 2, 2, 4, 1, 0, 5]), 12, svn("050003"))?.tcb.pcesvn).toBe(5); // falls to the PCESVN-5 level
     expect(matchPlatformLevel(info.tcbLevels, comps([3, 3, 2, 2, 4, 1, 0, 5]), 4, svn("050003"))).toBeUndefined();
     // TDX 1.5 module (TEE_TCB_SVN[1] > 0): bytes 0 and 1 belong to the module identity and are skipped.
-    expect(matchPlatformLevel(info.tcbLevels, comps([3, 3, 2, 2, 4, 1, 0, 5]), 13, svn("000103"))?.tcbStatus).toBe("UpToDate");
+    expect(matchPlatformLevel(info.tcbLevels, comps([3, 3, 2, 2, 4, 1, 0, 5]), 13, svn("000103"))?.tcbStatus).toBe(
+      "UpToDate",
+    );
     expect(matchPlatformLevel(info.tcbLevels, comps([3, 3, 2, 2, 4, 1, 0, 5]), 13, svn("000003"))).toBeUndefined();
   });
 
   it("the v5 sample signed by an expired TCB Signing certificate is refused at its own date", async () => {
-    const v = await verifyTdx(quote("trustee-tdx-quote-5"), { collateral: loadCollateralDir(colDir), now: new Date("2026-02-03T00:00:00Z") });
+    const v = await verifyTdx(quote("trustee-tdx-quote-5"), {
+      collateral: loadCollateralDir(colDir),
+      now: new Date("2026-02-03T00:00:00Z"),
+    });
     expect(v.checks.find((c) => c.id === "tdx.collateral.signer")?.detail).toMatch(/not valid at/);
     expect(v.accepted).toBe(false);
   });
 
   it("trustee collateral: no TCB info for this FMSPC is a failure, not a silent pass", async () => {
-    const col = loadCollateralDir(sharedPath("evidence/tdx/trustee-collateral"), loadCollateralDir(colDir, emptyCollateral()));
+    const col = loadCollateralDir(
+      sharedPath("evidence/tdx/trustee-collateral"),
+      loadCollateralDir(colDir, emptyCollateral()),
+    );
     col.tcbInfos = col.tcbInfos.filter((t) => t.includes("00A06D080000"));
     const v = await verifyTdx(quote("trustee-tdx-quote-5"), { collateral: col, now: new Date("2025-11-01T00:00:00Z") });
-    expect(v.checks.find((c) => c.id === "tdx.collateral.tcb-info")?.detail).toMatch(/no TCB info for FMSPC 90c06f000000/);
+    expect(v.checks.find((c) => c.id === "tdx.collateral.tcb-info")?.detail).toMatch(
+      /no TCB info for FMSPC 90c06f000000/,
+    );
   });
 });
 
 describe.skipIf(!hasShared)("buckypaper verify tdx", () => {
   it("accepts a genuine quote (exit 0) and prints every check", async () => {
     const c = capture();
-    expect(await verifyTdxCli(["--quote", sharedPath("evidence/tdx/trustee-tdx-quote-5/quote.bin"), "--offline"], c.io)).toBe(0);
+    expect(
+      await verifyTdxCli(["--quote", sharedPath("evidence/tdx/trustee-tdx-quote-5/quote.bin"), "--offline"], c.io),
+    ).toBe(0);
     const text = c.out.join("\n");
     expect(text).toContain("ACCEPTED");
     expect(text).toContain("[ok] tdx.quote-signature");
@@ -250,35 +297,81 @@ describe.skipIf(!hasShared)("buckypaper verify tdx", () => {
 
   it("refuses the debug quote (exit 1) naming the reason", async () => {
     const c = capture();
-    expect(await main(["verify", "tdx", "--quote", sharedPath("evidence/tdx/trustee-tdx-quote-4/quote.bin"), "--offline"], c.io)).toBe(1);
+    expect(
+      await main(
+        ["verify", "tdx", "--quote", sharedPath("evidence/tdx/trustee-tdx-quote-4/quote.bin"), "--offline"],
+        c.io,
+      ),
+    ).toBe(1);
     expect(c.out.join("\n")).toMatch(/\[FAIL\] policy\.debug: TD_ATTRIBUTES\.DEBUG is set/);
   });
 
   it("--json prints parsed claims and checks; --mrtd constrains; --collateral with --at", async () => {
     const c = capture();
-    const code = await verifyTdxCli([
-      "--quote", sharedPath("evidence/tdx/go-tdx-guest-spr-e4-v4/quote.bin"),
-      "--collateral", sharedPath("evidence/tdx/go-tdx-guest-collateral"), "--at", "2023-06-20T00:00:00Z",
-      "--mrtd", "0x" + "ab".repeat(48), "--json",
-    ], c.io);
+    const code = await verifyTdxCli(
+      [
+        "--quote",
+        sharedPath("evidence/tdx/go-tdx-guest-spr-e4-v4/quote.bin"),
+        "--collateral",
+        sharedPath("evidence/tdx/go-tdx-guest-collateral"),
+        "--at",
+        "2023-06-20T00:00:00Z",
+        "--mrtd",
+        "0x" + "ab".repeat(48),
+        "--json",
+      ],
+      c.io,
+    );
     expect(code).toBe(1);
     const v = JSON.parse(c.out.join(""));
-    expect(v.claims.measurement).toBe("6363b8043668a3ad953278e10389574d326c6749fb78aa810ecd9336923db86f22fc00b8dcd404bc10d5e119d7215cbb");
-    expect(v.checks.filter((x: { ok: boolean }) => !x.ok).map((x: { id: string }) => x.id).sort()).toEqual(["policy.mrtd", "policy.tcb-status"]);
+    expect(v.claims.measurement).toBe(
+      "6363b8043668a3ad953278e10389574d326c6749fb78aa810ecd9336923db86f22fc00b8dcd404bc10d5e119d7215cbb",
+    );
+    expect(
+      v.checks
+        .filter((x: { ok: boolean }) => !x.ok)
+        .map((x: { id: string }) => x.id)
+        .sort(),
+    ).toEqual(["policy.mrtd", "policy.tcb-status"]);
   });
 
   it("a policy file with a tdx section", async () => {
     const { mkdtempSync, writeFileSync } = await import("node:fs");
     const dir = mkdtempSync("/tmp/bk-tdx-policy-");
-    writeFileSync(`${dir}/p.yaml`, "tdx:\n  allowDebug: true\n  mrTd:\n    - 705ee9381b8633a9fbe532b52345e8433343d2868959f57889d84ca377c395b689cac1599ccea1b7d420483a9ce5f031\n");
+    writeFileSync(
+      `${dir}/p.yaml`,
+      "tdx:\n  allowDebug: true\n  mrTd:\n    - 705ee9381b8633a9fbe532b52345e8433343d2868959f57889d84ca377c395b689cac1599ccea1b7d420483a9ce5f031\n",
+    );
     const c = capture();
-    expect(await verifyTdxCli(["--quote", sharedPath("evidence/tdx/trustee-tdx-quote-4/quote.bin"), "--offline", "--policy", `${dir}/p.yaml`], c.io)).toBe(0);
+    expect(
+      await verifyTdxCli(
+        ["--quote", sharedPath("evidence/tdx/trustee-tdx-quote-4/quote.bin"), "--offline", "--policy", `${dir}/p.yaml`],
+        c.io,
+      ),
+    ).toBe(0);
     writeFileSync(`${dir}/bad.yaml`, "tdx:\n  mrTd: [abc]\n");
-    await expect(verifyTdxCli(["--quote", sharedPath("evidence/tdx/trustee-tdx-quote-4/quote.bin"), "--policy", `${dir}/bad.yaml`], c.io)).rejects.toThrow(/mrTd\[0\]: expected 48-byte hex/);
+    await expect(
+      verifyTdxCli(
+        ["--quote", sharedPath("evidence/tdx/trustee-tdx-quote-4/quote.bin"), "--policy", `${dir}/bad.yaml`],
+        c.io,
+      ),
+    ).rejects.toThrow(/mrTd\[0\]: expected 48-byte hex/);
   });
 
   it("runs as a real process (bin/buckypaper.js, compiled dist)", () => {
-    const r = spawnSync(process.execPath, [path.join(repoRoot, "bin/buckypaper.js"), "verify", "tdx", "--quote", sharedPath("evidence/tdx/trustee-tdx-quote-4/quote.bin"), "--offline", "--json"], { encoding: "utf8" });
+    const r = spawnSync(
+      process.execPath,
+      [
+        path.join(repoRoot, "bin/buckypaper.js"),
+        "verify",
+        "tdx",
+        "--quote",
+        sharedPath("evidence/tdx/trustee-tdx-quote-4/quote.bin"),
+        "--offline",
+        "--json",
+      ],
+      { encoding: "utf8" },
+    );
     expect(r.status).toBe(1);
     const v = JSON.parse(r.stdout);
     expect(v.checks.filter((c: { ok: boolean }) => !c.ok).map((c: { id: string }) => c.id)).toEqual(["policy.debug"]);

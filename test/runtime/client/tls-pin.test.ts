@@ -17,13 +17,61 @@ const f = (n: string) => path.join(dir, n);
 const openssl = (...args: string[]) => execFileSync("openssl", args, { stdio: "pipe" });
 
 function ca(name: string) {
-  openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", f(`${name}.key`), "-out", f(`${name}.pem`),
-    "-days", "2", "-subj", `/CN=${name}`, "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign");
+  openssl(
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    f(`${name}.key`),
+    "-out",
+    f(`${name}.pem`),
+    "-days",
+    "2",
+    "-subj",
+    `/CN=${name}`,
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign",
+  );
 }
 function leaf(name: string, issuer: string) {
-  openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", f(`${name}.key`), "-out", f(`${name}.csr`), "-subj", `/CN=${name}`);
+  openssl(
+    "req",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    f(`${name}.key`),
+    "-out",
+    f(`${name}.csr`),
+    "-subj",
+    `/CN=${name}`,
+  );
   writeFileSync(f(`${name}.ext`), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n");
-  openssl("x509", "-req", "-in", f(`${name}.csr`), "-CA", f(`${issuer}.pem`), "-CAkey", f(`${issuer}.key`), "-CAcreateserial", "-out", f(`${name}.pem`), "-days", "1", "-extfile", f(`${name}.ext`));
+  openssl(
+    "x509",
+    "-req",
+    "-in",
+    f(`${name}.csr`),
+    "-CA",
+    f(`${issuer}.pem`),
+    "-CAkey",
+    f(`${issuer}.key`),
+    "-CAcreateserial",
+    "-out",
+    f(`${name}.pem`),
+    "-days",
+    "1",
+    "-extfile",
+    f(`${name}.ext`),
+  );
 }
 
 let hits = 0;
@@ -54,7 +102,10 @@ afterAll(() => {
 
 describe("runtime CLI client: TLS pinned by the runtime CA fingerprint", () => {
   it("talks to a server whose chain verifies up to the pinned CA", async () => {
-    const url = await serve(readFileSync(f("genuine.pem"), "utf8") + readFileSync(f("runtime-ca.pem"), "utf8"), f("genuine.key"));
+    const url = await serve(
+      readFileSync(f("genuine.pem"), "utf8") + readFileSync(f("runtime-ca.pem"), "utf8"),
+      f("genuine.key"),
+    );
     const before = hits;
     const r = await runtimeRequest(url, "PUT", "sys/unseal", { key: "share" }, { fingerprint: pin });
     expect(r.status).toBe(200);
@@ -62,16 +113,23 @@ describe("runtime CLI client: TLS pinned by the runtime CA fingerprint", () => {
   });
 
   it("refuses an impostor that appends the public runtime CA to its own chain, before sending anything", async () => {
-    const url = await serve(readFileSync(f("impostor.pem"), "utf8") + readFileSync(f("runtime-ca.pem"), "utf8"), f("impostor.key"));
+    const url = await serve(
+      readFileSync(f("impostor.pem"), "utf8") + readFileSync(f("runtime-ca.pem"), "utf8"),
+      f("impostor.key"),
+    );
     const before = hits;
-    await expect(runtimeRequest(url, "PUT", "sys/unseal", { key: "share" }, { fingerprint: pin })).rejects.toThrow(/cannot reach|certificate|verify|signature/i);
+    await expect(runtimeRequest(url, "PUT", "sys/unseal", { key: "share" }, { fingerprint: pin })).rejects.toThrow(
+      /cannot reach|certificate|verify|signature/i,
+    );
     expect(hits).toBe(before); // the unseal key never left the client
   });
 
   it("refuses a server that does not present the pinned CA at all", async () => {
     const url = await serve(readFileSync(f("impostor.pem"), "utf8"), f("impostor.key"));
     const before = hits;
-    await expect(runtimeRequest(url, "GET", "sys/health", undefined, { fingerprint: pin })).rejects.toThrow(/matches the pinned runtime CA/);
+    await expect(runtimeRequest(url, "GET", "sys/health", undefined, { fingerprint: pin })).rejects.toThrow(
+      /matches the pinned runtime CA/,
+    );
     expect(hits).toBe(before);
   });
 });

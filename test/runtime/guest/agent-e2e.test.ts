@@ -63,11 +63,18 @@ function config(root: string, over: Record<string, unknown> = {}): EnclaiveletCo
     evidence: { provider: "configfs-tsm", configfsRoot: good.root },
     root,
     retry: { attempts: 4, initialDelayMs: 5, maxDelayMs: 40 },
-    files: [{ path: "/etc/app/db-password", secret: "web/db", field: "password", mode: "0640", owner: "root", group: "root" }],
+    files: [
+      { path: "/etc/app/db-password", secret: "web/db", field: "password", mode: "0640", owner: "root", group: "root" },
+    ],
     envFiles: [{ path: "/etc/app/env", vars: { DB_PASSWORD: "web/db#password", API_KEY: "secret/data/web/api#key" } }],
-    tls: { certPath: "/etc/ssl/bk/tls.crt", keyPath: "/etc/ssl/bk/tls.key", chainPath: "/etc/ssl/bk/chain.pem", renewBeforeSeconds: 3600 },
+    tls: {
+      certPath: "/etc/ssl/bk/tls.crt",
+      keyPath: "/etc/ssl/bk/tls.key",
+      chainPath: "/etc/ssl/bk/chain.pem",
+      renewBeforeSeconds: 3600,
+    },
     ssh: { keyTypes: ["ed25519"], dir: "/etc/ssh", renewBeforeSeconds: 3600 },
-    hook: { command: ["sh", "-c", "echo provisioned > \"$BUCKYPAPER_ROOT/hook-ran\""] },
+    hook: { command: ["sh", "-c", 'echo provisioned > "$BUCKYPAPER_ROOT/hook-ran"'] },
     ...over,
   });
 }
@@ -82,7 +89,8 @@ function luksAwareRunner(calls: { argv: string[]; stdinBytes: number }[]): Comma
       calls.push({ argv: [...argv], stdinBytes: opts?.stdin?.length ?? 0 });
       if (!hasDeviceMapper || !isRoot) {
         if (argv[0] === "cryptsetup" && argv[1] === "status") return { ...ok, code: 4 };
-        if (argv[0] === "cryptsetup" && argv[1] === "open") return spawnRunner.run(["cryptsetup", "open", "--test-passphrase", "--key-file", "-", argv.at(-2)!], opts);
+        if (argv[0] === "cryptsetup" && argv[1] === "open")
+          return spawnRunner.run(["cryptsetup", "open", "--test-passphrase", "--key-file", "-", argv.at(-2)!], opts);
         if (argv[0].startsWith("mkfs.") || argv[0] === "mount") return ok;
         if (argv[0] === "mountpoint") return { ...ok, code: 1 };
       }
@@ -121,8 +129,14 @@ describe("enclaivelet end to end (real runtime over HTTPS, simulated SNP via con
     await writeFile(device, Buffer.alloc(0));
     spawnSync("truncate", ["-s", "20M", device]);
     luks = hasCryptsetup;
-    if (!hasDeviceMapper || !isRoot) console.warn(`[note] no device-mapper here (${hasDeviceMapper ? "not root" : "'dmsetup version' fails: no kernel device-mapper"}): the LUKS2 volume is formatted for real and its key checked with 'cryptsetup open --test-passphrase'; opening the mapping, mkfs and mount are asserted as command lines only`);
-    const cfg = config(root, luks ? { volume: { device, name: "bk-e2e-data", filesystem: "ext4", mountpoint: "/srv/data" } } : {});
+    if (!hasDeviceMapper || !isRoot)
+      console.warn(
+        `[note] no device-mapper here (${hasDeviceMapper ? "not root" : "'dmsetup version' fails: no kernel device-mapper"}): the LUKS2 volume is formatted for real and its key checked with 'cryptsetup open --test-passphrase'; opening the mapping, mkfs and mount are asserted as command lines only`,
+      );
+    const cfg = config(
+      root,
+      luks ? { volume: { device, name: "bk-e2e-data", filesystem: "ext4", mountpoint: "/srv/data" } } : {},
+    );
     first = await runAgent(cfg, { log, runner: luksAwareRunner(calls), onAttestRequest: (r) => void captured.push(r) });
   });
 
@@ -132,11 +146,15 @@ describe("enclaivelet end to end (real runtime over HTTPS, simulated SNP via con
     expect(first.exitCode).toBe(0);
     expect(await readFile(path.join(root, "etc/app/db-password"), "utf8")).toBe("web-db-s3cret");
     expect((await stat(path.join(root, "etc/app/db-password"))).mode & 0o777).toBe(0o640);
-    expect(await readFile(path.join(root, "etc/app/env"), "utf8")).toBe('DB_PASSWORD="web-db-s3cret"\nAPI_KEY="api-k3y-with-\\"quote\\""\n');
+    expect(await readFile(path.join(root, "etc/app/env"), "utf8")).toBe(
+      'DB_PASSWORD="web-db-s3cret"\nAPI_KEY="api-k3y-with-\\"quote\\""\n',
+    );
     expect((await stat(path.join(root, "etc/app/env"))).mode & 0o777).toBe(0o600);
     expect(await readFile(path.join(root, "hook-ran"), "utf8")).toBe("provisioned\n");
     // Only this workload's secrets.
-    const everything = (await Promise.all((await listTree(root)).map((f) => readFile(path.join(root, f), "utf8")))).join("\n");
+    const everything = (
+      await Promise.all((await listTree(root)).map((f) => readFile(path.join(root, f), "utf8")))
+    ).join("\n");
     expect(everything).not.toContain("other-db-s3cret");
   });
 
@@ -165,7 +183,9 @@ describe("enclaivelet end to end (real runtime over HTTPS, simulated SNP via con
     const certPub = (await readFile(keyPath + ".pub", "utf8")).trim().split(/\s+/)[1];
     expect(pub).toBe(certPub);
     expect(sshCertValidBefore(certLine) * 1000).toBeGreaterThan(Date.now());
-    expect(await readFile(path.join(root, "etc/ssh/sshd_config.d/50-buckypaper-host-cert.conf"), "utf8")).toContain("HostCertificate /etc/ssh/ssh_host_ed25519_key-cert.pub");
+    expect(await readFile(path.join(root, "etc/ssh/sshd_config.d/50-buckypaper-host-cert.conf"), "utf8")).toContain(
+      "HostCertificate /etc/ssh/ssh_host_ed25519_key-cert.pub",
+    );
   });
 
   it("LUKS2: formatted on first boot with the key passed on stdin, never on a command line", async (ctx) => {
@@ -174,15 +194,42 @@ describe("enclaivelet end to end (real runtime over HTTPS, simulated SNP via con
     expect(dump.status).toBe(0);
     expect(dump.stdout).toMatch(/^Version:\s+2$/m);
     const format = calls.find((c) => c.argv[0] === "cryptsetup" && c.argv[1] === "luksFormat")!;
-    expect(format.argv).toEqual(["cryptsetup", "luksFormat", "--type", "luks2", "--batch-mode", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--label", "bk-e2e-data", "--key-file", "-", device]);
+    expect(format.argv).toEqual([
+      "cryptsetup",
+      "luksFormat",
+      "--type",
+      "luks2",
+      "--batch-mode",
+      "--pbkdf",
+      "pbkdf2",
+      "--pbkdf-force-iterations",
+      "1000",
+      "--label",
+      "bk-e2e-data",
+      "--key-file",
+      "-",
+      device,
+    ]);
     expect(format.stdinBytes).toBe(32);
     const open = calls.find((c) => c.argv[0] === "cryptsetup" && c.argv[1] === "open")!;
     expect(open.argv).toEqual(["cryptsetup", "open", "--type", "luks2", "--key-file", "-", device, "bk-e2e-data"]);
     expect(open.stdinBytes).toBe(32);
-    expect(calls.find((c) => c.argv[0] === "mkfs.ext4")?.argv).toEqual(["mkfs.ext4", "-q", "-L", "bk-e2e-data", "/dev/mapper/bk-e2e-data"]);
-    expect(calls.find((c) => c.argv[0] === "mount")?.argv).toEqual(["mount", "/dev/mapper/bk-e2e-data", path.join(root, "srv/data")]);
+    expect(calls.find((c) => c.argv[0] === "mkfs.ext4")?.argv).toEqual([
+      "mkfs.ext4",
+      "-q",
+      "-L",
+      "bk-e2e-data",
+      "/dev/mapper/bk-e2e-data",
+    ]);
+    expect(calls.find((c) => c.argv[0] === "mount")?.argv).toEqual([
+      "mount",
+      "/dev/mapper/bk-e2e-data",
+      path.join(root, "srv/data"),
+    ]);
     // The open above really checked the runtime's disk key against the header: a wrong key fails.
-    const wrongKey = spawnSync("cryptsetup", ["open", "--test-passphrase", "--key-file", "-", device], { input: Buffer.alloc(32, 1) });
+    const wrongKey = spawnSync("cryptsetup", ["open", "--test-passphrase", "--key-file", "-", device], {
+      input: Buffer.alloc(32, 1),
+    });
     expect(wrongKey.status).not.toBe(0);
   });
 
@@ -192,14 +239,28 @@ describe("enclaivelet end to end (real runtime over HTTPS, simulated SNP via con
       expect(line.startsWith("enclaivelet: ")).toBe(true);
       JSON.parse(line.slice("enclaivelet: ".length));
     }
-    expect(log.events.map((e) => e.event)).toEqual(expect.arrayContaining(["start", "evidence.collected", "attest.ok", "login.ok", "bundle.received", "provision.file", "hook.ok", "done"]));
+    expect(log.events.map((e) => e.event)).toEqual(
+      expect.arrayContaining([
+        "start",
+        "evidence.collected",
+        "attest.ok",
+        "login.ok",
+        "bundle.received",
+        "provision.file",
+        "hook.ok",
+        "done",
+      ]),
+    );
     expect(text).not.toContain("web-db-s3cret");
     expect(text).not.toMatch(/PRIVATE KEY/);
   });
 
   it("is idempotent on reboot: nothing rewritten, the volume not formatted again, certificates kept", async () => {
     const again: typeof calls = [];
-    const cfg = config(root, luks ? { volume: { device, name: "bk-e2e-data", filesystem: "ext4", mountpoint: "/srv/data" } } : {});
+    const cfg = config(
+      root,
+      luks ? { volume: { device, name: "bk-e2e-data", filesystem: "ext4", mountpoint: "/srv/data" } } : {},
+    );
     const before = (await stat(path.join(root, "etc/ssl/bk/tls.crt"))).mtimeMs;
     const r = await runAgent(cfg, { log: memoryLogger(), runner: luksAwareRunner(again) });
     expect(r.error).toBeUndefined();
@@ -211,10 +272,17 @@ describe("enclaivelet end to end (real runtime over HTTPS, simulated SNP via con
 
   it("renews the TLS certificate once it is inside the renewal window", async () => {
     const cert = new X509Certificate(await readFile(path.join(root, "etc/ssl/bk/tls.crt")));
-    const r = await runAgent(config(root, { tls: { certPath: "/etc/ssl/bk/tls.crt", keyPath: "/etc/ssl/bk/tls.key", renewBeforeSeconds: 48 * 3600 } }), { log: memoryLogger() });
+    const r = await runAgent(
+      config(root, {
+        tls: { certPath: "/etc/ssl/bk/tls.crt", keyPath: "/etc/ssl/bk/tls.key", renewBeforeSeconds: 48 * 3600 },
+      }),
+      { log: memoryLogger() },
+    );
     expect(r.error).toBeUndefined();
     expect(r.written).toEqual(expect.arrayContaining(["/etc/ssl/bk/tls.crt", "/etc/ssl/bk/tls.key"]));
-    expect(new X509Certificate(await readFile(path.join(root, "etc/ssl/bk/tls.crt"))).serialNumber).not.toBe(cert.serialNumber);
+    expect(new X509Certificate(await readFile(path.join(root, "etc/ssl/bk/tls.crt"))).serialNumber).not.toBe(
+      cert.serialNumber,
+    );
   });
 
   it("a captured attestation replayed as-is is refused (the nonce is single use)", async () => {
@@ -227,7 +295,11 @@ describe("enclaivelet end to end (real runtime over HTTPS, simulated SNP via con
 
   it("captured evidence replayed under a fresh nonce is refused (REPORT_DATA binding) and nothing is written", async () => {
     const replayRoot = await tempDir("bk-replay-");
-    const replaying: EvidenceProvider = { name: "simulator", available: async () => true, collect: async () => captured[0].evidence };
+    const replaying: EvidenceProvider = {
+      name: "simulator",
+      available: async () => true,
+      collect: async () => captured[0].evidence,
+    };
     const events = memoryLogger();
     const r = await runAgent(config(replayRoot), { log: events, provider: replaying });
     expect(r.ok).toBe(false);
@@ -246,7 +318,13 @@ describe("enclaivelet refusals and failures leave nothing behind", () => {
     const events = memoryLogger();
     const device = path.join(await tempDir("bk-wrongdisk-"), "d.img");
     spawnSync("truncate", ["-s", "20M", device]);
-    const r = await runAgent(config(root, { evidence: { provider: "configfs-tsm", configfsRoot: wrong.root }, volume: { device, name: "bk-wrong", filesystem: "ext4" } }), { log: events, runner: luksAwareRunner(calls) });
+    const r = await runAgent(
+      config(root, {
+        evidence: { provider: "configfs-tsm", configfsRoot: wrong.root },
+        volume: { device, name: "bk-wrong", filesystem: "ext4" },
+      }),
+      { log: events, runner: luksAwareRunner(calls) },
+    );
     expect(r.ok).toBe(false);
     expect(r.exitCode).toBe(1);
     expect(r.reason).toBe("refused");
@@ -259,12 +337,15 @@ describe("enclaivelet refusals and failures leave nothing behind", () => {
 
   it("a secret missing from the bundle fails before anything is written (stage, then commit)", async () => {
     const root = await tempDir("bk-missing-");
-    const r = await runAgent(config(root, {
-      files: [
-        { path: "/etc/app/db-password", secret: "web/db", field: "password" },
-        { path: "/etc/app/nope", secret: "web/not-granted" },
-      ],
-    }), { log: memoryLogger() });
+    const r = await runAgent(
+      config(root, {
+        files: [
+          { path: "/etc/app/db-password", secret: "web/db", field: "password" },
+          { path: "/etc/app/nope", secret: "web/not-granted" },
+        ],
+      }),
+      { log: memoryLogger() },
+    );
     expect(r.ok).toBe(false);
     expect(r.reason).toBe("provision");
     expect(r.error).toMatch(/web\/not-granted/);
@@ -281,9 +362,16 @@ describe("enclaivelet refusals and failures leave nothing behind", () => {
     });
     const delays: number[] = [];
     const events = memoryLogger();
-    const r = await runAgent(config(root, { runtimeUrl: `https://127.0.0.1:${port}`, retry: { attempts: 5, initialDelayMs: 100, maxDelayMs: 1000 } }), {
-      log: events, sleep: async (ms) => void delays.push(ms),
-    });
+    const r = await runAgent(
+      config(root, {
+        runtimeUrl: `https://127.0.0.1:${port}`,
+        retry: { attempts: 5, initialDelayMs: 100, maxDelayMs: 1000 },
+      }),
+      {
+        log: events,
+        sleep: async (ms) => void delays.push(ms),
+      },
+    );
     expect(r.ok).toBe(false);
     expect(r.exitCode).toBe(1);
     expect(r.reason).toBe("unreachable");
@@ -313,7 +401,13 @@ describe("enclaivelet refusals and failures leave nothing behind", () => {
     await new Promise<void>((r) => front.listen(0, "127.0.0.1", () => r()));
     try {
       const events = memoryLogger();
-      const r = await runAgent(config(root, { runtimeUrl: `https://127.0.0.1:${(front.address() as { port: number }).port}`, retry: { attempts: 6, initialDelayMs: 5, maxDelayMs: 20 } }), { log: events });
+      const r = await runAgent(
+        config(root, {
+          runtimeUrl: `https://127.0.0.1:${(front.address() as { port: number }).port}`,
+          retry: { attempts: 6, initialDelayMs: 5, maxDelayMs: 20 },
+        }),
+        { log: events },
+      );
       expect(r.error).toBeUndefined();
       expect(r.ok).toBe(true);
       expect(events.events.filter((e) => e.event === "retry").length).toBeGreaterThanOrEqual(1);
@@ -337,15 +431,26 @@ describe("buckypaper enclaivelet run (the CLI as systemd runs it)", () => {
   it("provisions from a config file and prints prefixed JSON journal lines; exit 0", async () => {
     const root = await tempDir("bk-cli-");
     const cfgFile = path.join(await tempDir("bk-cli-cfg-"), "enclaivelet.json");
-    await writeFile(cfgFile, JSON.stringify({
-      runtimeUrl: stack.rt.url, runtimeCaSha256: stack.caSha256, workloadId: "web",
-      evidence: { provider: "configfs-tsm", configfsRoot: good.root }, root,
-      files: [{ path: "/run/secrets/db", secret: "web/db", field: "password" }],
-    }));
+    await writeFile(
+      cfgFile,
+      JSON.stringify({
+        runtimeUrl: stack.rt.url,
+        runtimeCaSha256: stack.caSha256,
+        workloadId: "web",
+        evidence: { provider: "configfs-tsm", configfsRoot: good.root },
+        root,
+        files: [{ path: "/run/secrets/db", secret: "web/db", field: "password" }],
+      }),
+    );
     // Asynchronous: the runtime and the fake kernel live in this process and must keep serving.
     const r = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-      execFile(process.execPath, [path.join(repoRoot, "bin/buckypaper.js"), "enclaivelet", "run", "--config", cfgFile], { encoding: "utf8", timeout: 60_000 }, (err, stdout, stderr) =>
-        resolve({ status: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr }));
+      execFile(
+        process.execPath,
+        [path.join(repoRoot, "bin/buckypaper.js"), "enclaivelet", "run", "--config", cfgFile],
+        { encoding: "utf8", timeout: 60_000 },
+        (err, stdout, stderr) =>
+          resolve({ status: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr }),
+      );
     });
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
@@ -358,7 +463,11 @@ describe("buckypaper enclaivelet run (the CLI as systemd runs it)", () => {
   it("a bad config is a usage error (exit 2) naming the field", () => {
     const dir = path.join(tmpdir(), `bk-badcfg-${process.pid}.json`);
     spawnSync("sh", ["-c", `echo '{"runtimeUrl":"https://x","runtimeCaSha256":"zz","workloadId":"w"}' > ${dir}`]);
-    const r = spawnSync(process.execPath, [path.join(repoRoot, "bin/buckypaper.js"), "enclaivelet", "run", "--config", dir], { encoding: "utf8" });
+    const r = spawnSync(
+      process.execPath,
+      [path.join(repoRoot, "bin/buckypaper.js"), "enclaivelet", "run", "--config", dir],
+      { encoding: "utf8" },
+    );
     spawnSync("rm", ["-f", dir]);
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/runtimeCaSha256/);
@@ -376,25 +485,41 @@ describe("enclaivelet with TDX (simulated Intel hierarchy behind configfs-tsm, p
     await stack.admin("PUT", "nitride/config", { simulated_tdx_roots: [tdx.rootFingerprint], intel_pcs: "off" });
     await stack.admin("PUT", "secret/data/tdx/app", { data: { token: "tdx-app-s3cret" } });
     await stack.admin("PUT", "nitride/workloads/tdx-app", {
-      platforms: ["tdx"], reference_values: { tdx: [{ mrtd: MRTD.toString("hex"), rtmrs: RTMRS.map((r) => r.toString("hex")) }] },
+      platforms: ["tdx"],
+      reference_values: { tdx: [{ mrtd: MRTD.toString("hex"), rtmrs: RTMRS.map((r) => r.toString("hex")) }] },
       secrets: { kv: ["secret/data/tdx/app"] },
     });
     await stack.admin("POST", "auth/jwt/role/tdx", {
-      role_type: "jwt", bound_audiences: ["buckypaper"], user_claim: "sub", bound_claims: { platform: "tdx" },
-      token_policies: ["nitride-workload-{{sub}}"], token_policies_template_claims: true, token_ttl: "10m",
+      role_type: "jwt",
+      bound_audiences: ["buckypaper"],
+      user_claim: "sub",
+      bound_claims: { platform: "tdx" },
+      token_policies: ["nitride-workload-{{sub}}"],
+      token_policies_template_claims: true,
+      token_ttl: "10m",
     });
-    tdxFake = await startFakeConfigfsTsm(async (inblob) => ({ outblob: Buffer.from(tdx.quote({ mrTd: MRTD, rtmrs: RTMRS, reportData: inblob })) }), "tdx_guest");
+    tdxFake = await startFakeConfigfsTsm(
+      async (inblob) => ({ outblob: Buffer.from(tdx.quote({ mrTd: MRTD, rtmrs: RTMRS, reportData: inblob })) }),
+      "tdx_guest",
+    );
   });
   afterAll(async () => tdxFake?.close());
 
   it("attests with a TD quote and provisions the TDX workload's secret", async () => {
     const root = await tempDir("bk-tdx-");
     const events = memoryLogger();
-    const r = await runAgent(parseConfig({
-      runtimeUrl: stack.rt.url, runtimeCaSha256: stack.caSha256, workloadId: "tdx-app", jwtRole: "tdx",
-      evidence: { provider: "configfs-tsm", configfsRoot: tdxFake.root }, root,
-      files: [{ path: "/run/secrets/token", secret: "tdx/app#token" }],
-    }), { log: events });
+    const r = await runAgent(
+      parseConfig({
+        runtimeUrl: stack.rt.url,
+        runtimeCaSha256: stack.caSha256,
+        workloadId: "tdx-app",
+        jwtRole: "tdx",
+        evidence: { provider: "configfs-tsm", configfsRoot: tdxFake.root },
+        root,
+        files: [{ path: "/run/secrets/token", secret: "tdx/app#token" }],
+      }),
+      { log: events },
+    );
     expect(r.error).toBeUndefined();
     expect(r.ok).toBe(true);
     expect(events.events.find((e) => e.event === "evidence.collected")).toMatchObject({ kind: "tdx" });

@@ -18,13 +18,21 @@ import { repoRoot } from "../../support/shared.js";
 
 function sh(argv: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(argv[0], argv.slice(1), { encoding: "utf8", env: { ...process.env, ...env }, timeout: 90_000 }, (err, stdout, stderr) =>
-      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+    execFile(
+      argv[0],
+      argv.slice(1),
+      { encoding: "utf8", env: { ...process.env, ...env }, timeout: 90_000 },
+      (err, stdout, stderr) =>
+        resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
   });
 }
 
 describe("boot path: artifact → pinned download → installed agent → provisioned", () => {
-  const ok = requireTool("curl, sha256sum and tar", haveCommand("curl", ["--version"]) && haveCommand("sha256sum", ["--version"]) && haveCommand("tar", ["--version"]));
+  const ok = requireTool(
+    "curl, sha256sum and tar",
+    haveCommand("curl", ["--version"]) && haveCommand("sha256sum", ["--version"]) && haveCommand("tar", ["--version"]),
+  );
   let work: string;
   let artifact: { file: string; sha256: string };
   let server: Server;
@@ -40,7 +48,11 @@ describe("boot path: artifact → pinned download → installed agent → provis
     const node = path.join(work, "node");
     await writeFile(node, `#!/bin/sh\nexec '${process.execPath}' "$@"\n`);
     await chmod(node, 0o755);
-    artifact = await buildArtifact({ repoRoot, out: path.join(work, "dl/enclaivelet-linux-x64.tar.gz"), nodeBinary: node });
+    artifact = await buildArtifact({
+      repoRoot,
+      out: path.join(work, "dl/enclaivelet-linux-x64.tar.gz"),
+      nodeBinary: node,
+    });
     const bytes = await readFile(artifact.file);
     server = createServer((req, res) => {
       requests.push(req.url ?? "");
@@ -67,18 +79,29 @@ describe("boot path: artifact → pinned download → installed agent → provis
 
   function rendered(url: string) {
     const r = renderUserData({
-      platform: "qemu", runtimeUrl: stack.rt.url, runtimeCaSha256: stack.caSha256, workloadId: "web",
+      platform: "qemu",
+      runtimeUrl: stack.rt.url,
+      runtimeCaSha256: stack.caSha256,
+      workloadId: "web",
       agent: { kind: "download", url, sha256: artifact.sha256 },
       provision: { files: [{ path: "/run/secrets/db-password", secret: "web/db", field: "password", mode: "0600" }] },
     });
     const doc = parse(r.text) as { write_files: { path: string; content: string }[] };
     const file = (p: string) => doc.write_files.find((f) => f.path === p)!.content;
-    return { fetch: file("/usr/local/lib/buckypaper/fetch-enclaivelet.sh"), unit: file("/etc/systemd/system/enclaivelet.service"), config: file("/etc/buckypaper/enclaivelet.json") };
+    return {
+      fetch: file("/usr/local/lib/buckypaper/fetch-enclaivelet.sh"),
+      unit: file("/etc/systemd/system/enclaivelet.service"),
+      config: file("/etc/buckypaper/enclaivelet.json"),
+    };
   }
 
   it("the artifact is reproducible: building twice gives the same SHA-256", async (ctx) => {
     if (!ok) return ctx.skip();
-    const again = await buildArtifact({ repoRoot, out: path.join(work, "again/a.tar.gz"), nodeBinary: path.join(work, "node") });
+    const again = await buildArtifact({
+      repoRoot,
+      out: path.join(work, "again/a.tar.gz"),
+      nodeBinary: path.join(work, "node"),
+    });
     expect(again.sha256).toBe(artifact.sha256);
   });
 
@@ -97,7 +120,10 @@ describe("boot path: artifact → pinned download → installed agent → provis
     if (!ok) return ctx.skip();
     const dest = path.join(work, "opt-missing");
     const script = path.join(work, "fetch-missing.sh");
-    await writeFile(script, rendered(`${base}/missing.tar.gz`).fetch.replace("--retry 10 --retry-delay 3", "--retry 1 --retry-delay 0"));
+    await writeFile(
+      script,
+      rendered(`${base}/missing.tar.gz`).fetch.replace("--retry 10 --retry-delay 3", "--retry 1 --retry-delay 0"),
+    );
     const r = await sh(["sh", script], { BUCKYPAPER_INSTALL_DIR: dest });
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/404/);

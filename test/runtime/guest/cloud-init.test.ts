@@ -8,8 +8,17 @@ import path from "node:path";
 import { parse } from "yaml";
 import { requireTool } from "../../support/prereq.js";
 import {
-  CLOUD_PLATFORMS, renderUserData, secret, Secret, SecretInUserDataError, UserDataError, USER_DATA_LIMIT_BYTES,
-  proxmoxSnippet, noCloudMetaData, azureCustomData, type UserDataInput,
+  CLOUD_PLATFORMS,
+  renderUserData,
+  secret,
+  Secret,
+  SecretInUserDataError,
+  UserDataError,
+  USER_DATA_LIMIT_BYTES,
+  proxmoxSnippet,
+  noCloudMetaData,
+  azureCustomData,
+  type UserDataInput,
 } from "../../../runtime/guest/cloud-init/index.js";
 import { parseConfig } from "../../../runtime/guest/config.js";
 import { main } from "../../../cli/main.js";
@@ -21,7 +30,9 @@ const fullPlan: UserDataInput["provision"] = {
   volume: { device: "/dev/disk/by-id/nvme-data", name: "bk-data", filesystem: "ext4", mountpoint: "/srv/data" },
   ssh: { keyTypes: ["ed25519"], dir: "/etc/ssh", renewBeforeSeconds: 86400 },
   tls: { certPath: "/etc/ssl/bk/tls.crt", keyPath: "/etc/ssl/bk/tls.key", renewBeforeSeconds: 86400 },
-  files: [{ path: "/etc/app/db-password", secret: "db", field: "password", mode: "0640", owner: "root", group: "root" }],
+  files: [
+    { path: "/etc/app/db-password", secret: "db", field: "password", mode: "0640", owner: "root", group: "root" },
+  ],
   envFiles: [{ path: "/etc/app/env", vars: { API_KEY: "api#key" }, mode: "0600" }],
   hook: { command: ["systemctl", "reload", "nginx.service"], timeoutSeconds: 60 },
 };
@@ -34,8 +45,19 @@ function variants(): { name: string; input: UserDataInput }[] {
         out.push({
           name: `${platform}/${tee ?? "any"}/${delivery}`,
           input: {
-            platform, tee, runtimeUrl: "https://runtime.example:8200", runtimeCaSha256: CA, workloadId: "web-1",
-            agent: delivery === "download" ? { kind: "download", url: "https://runtime.example:8200/artifacts/enclaivelet-linux-x64.tgz", sha256: AGENT_SHA } : { kind: "preinstalled" },
+            platform,
+            tee,
+            runtimeUrl: "https://runtime.example:8200",
+            runtimeCaSha256: CA,
+            workloadId: "web-1",
+            agent:
+              delivery === "download"
+                ? {
+                    kind: "download",
+                    url: "https://runtime.example:8200/artifacts/enclaivelet-linux-x64.tgz",
+                    sha256: AGENT_SHA,
+                  }
+                : { kind: "preinstalled" },
             servicesNeedingSecrets: ["nginx.service"],
             hostname: "web-1",
             provision: fullPlan,
@@ -56,7 +78,8 @@ describe("cloud-init user-data: real schema validator", () => {
 
   it("the validator is live: it rejects a broken document (unquoted permissions, runcmd not a list)", (ctx) => {
     if (!ok) return ctx.skip();
-    const bad = "#cloud-config\nwrite_files:\n  - path: /x\n    content: y\n    permissions: 0600\nruncmd: not-a-list\n";
+    const bad =
+      "#cloud-config\nwrite_files:\n  - path: /x\n    content: y\n    permissions: 0600\nruncmd: not-a-list\n";
     const r = validate(bad);
     expect(r.status).toBe(1);
     expect(r.output).toMatch(/runcmd/);
@@ -79,7 +102,11 @@ describe("cloud-init user-data: content", () => {
   it("embeds an agent config that the agent's own parser accepts, with the platform's provider", () => {
     for (const v of variants()) {
       const r = renderUserData(v.input);
-      const doc = parse(r.text.replace(/^#cloud-config\n/, "")) as { write_files: { path: string; content: string; permissions: string }[]; runcmd: string[][]; packages?: string[] };
+      const doc = parse(r.text.replace(/^#cloud-config\n/, "")) as {
+        write_files: { path: string; content: string; permissions: string }[];
+        runcmd: string[][];
+        packages?: string[];
+      };
       const cfgFile = doc.write_files.find((f) => f.path === "/etc/buckypaper/enclaivelet.json")!;
       const cfg = parseConfig(JSON.parse(cfgFile.content));
       expect(cfg.workloadId).toBe("web-1");
@@ -110,7 +137,9 @@ describe("cloud-init user-data: content", () => {
     const dir = mkdtempSync(path.join(tmpdir(), "bk-fetch-"));
     try {
       writeFileSync(path.join(dir, "a.tgz"), "tampered artifact");
-      const good = spawnSync("sh", ["-c", `echo "${AGENT_SHA}  ${dir}/a.tgz" | sha256sum -c --quiet -`], { encoding: "utf8" });
+      const good = spawnSync("sh", ["-c", `echo "${AGENT_SHA}  ${dir}/a.tgz" | sha256sum -c --quiet -`], {
+        encoding: "utf8",
+      });
       expect(good.status).not.toBe(0);
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -118,7 +147,12 @@ describe("cloud-init user-data: content", () => {
   });
 
   it("platform helpers: Proxmox snippet, NoCloud meta-data, Azure customData", () => {
-    const r = renderUserData({ platform: "proxmox", runtimeUrl: "https://rt:8200", runtimeCaSha256: CA, workloadId: "pve-1" });
+    const r = renderUserData({
+      platform: "proxmox",
+      runtimeUrl: "https://rt:8200",
+      runtimeCaSha256: CA,
+      workloadId: "pve-1",
+    });
     const s = proxmoxSnippet(r, "local", "pve 1");
     expect(s.cicustom).toMatch(/^user=local:snippets\/buckypaper-pve-1-[0-9a-f]{12}\.yaml$/);
     expect(noCloudMetaData("i-1", "vm1")).toBe('instance-id: "i-1"\nlocal-hostname: "vm1"\n');
@@ -158,31 +192,57 @@ describe("cloud-init user-data: no secret, by construction", () => {
   });
 
   it("refuses private keys and Vault tokens in free-form content even when unwrapped", () => {
-    expect(() => renderUserData({ ...base, extraFiles: [{ path: "/k", content: "-----BEGIN EC PRIVATE KEY-----\nMHc...\n" }] })).toThrow(SecretInUserDataError);
-    expect(() => renderUserData({ ...base, extraFiles: [{ path: "/t", content: "VAULT_TOKEN=hvs.CAESIJlongtokenvalue1234567" }] })).toThrow(SecretInUserDataError);
+    expect(() =>
+      renderUserData({ ...base, extraFiles: [{ path: "/k", content: "-----BEGIN EC PRIVATE KEY-----\nMHc...\n" }] }),
+    ).toThrow(SecretInUserDataError);
+    expect(() =>
+      renderUserData({ ...base, extraFiles: [{ path: "/t", content: "VAULT_TOKEN=hvs.CAESIJlongtokenvalue1234567" }] }),
+    ).toThrow(SecretInUserDataError);
   });
 
   it("enforces the 16 KB limit of the strictest platform", () => {
     const big = "x".repeat(USER_DATA_LIMIT_BYTES);
-    expect(() => renderUserData({ ...base, extraFiles: [{ path: "/big", content: big }] })).toThrow(/exceeds the 16384-byte limit/);
+    expect(() => renderUserData({ ...base, extraFiles: [{ path: "/big", content: big }] })).toThrow(
+      /exceeds the 16384-byte limit/,
+    );
   });
 
   it("bad input is a typed error naming the field", () => {
     expect(() => renderUserData({ ...base, runtimeCaSha256: "abc" })).toThrow(UserDataError);
     expect(() => renderUserData({ ...base, runtimeCaSha256: "abc" })).toThrow(/runtimeCaSha256/);
     expect(() => renderUserData({ ...base, runtimeUrl: "http://rt:8200" })).toThrow(/runtimeUrl: must be https/);
-    expect(() => renderUserData({ ...base, servicesNeedingSecrets: ["nginx; rm -rf /"] })).toThrow(/servicesNeedingSecrets\[0\]/);
+    expect(() => renderUserData({ ...base, servicesNeedingSecrets: ["nginx; rm -rf /"] })).toThrow(
+      /servicesNeedingSecrets\[0\]/,
+    );
   });
 });
 
 describe("buckypaper cloud-init render", () => {
   function cli(argv: string[]) {
-    const out: string[] = [], err: string[] = [];
-    return main(argv, { out: (t) => void out.push(t), err: (t) => void err.push(t) }).then((code) => ({ code, out: out.join(""), err: err.join("") }));
+    const out: string[] = [],
+      err: string[] = [];
+    return main(argv, { out: (t) => void out.push(t), err: (t) => void err.push(t) }).then((code) => ({
+      code,
+      out: out.join(""),
+      err: err.join(""),
+    }));
   }
 
   it("prints valid user-data for the documented invocation", async (ctx) => {
-    const r = await cli(["cloud-init", "render", "--platform", "gcp", "--runtime-url", "https://rt.example:8200", "--runtime-ca-fingerprint", CA, "--workload", "web-1", "--tee", "tdx"]);
+    const r = await cli([
+      "cloud-init",
+      "render",
+      "--platform",
+      "gcp",
+      "--runtime-url",
+      "https://rt.example:8200",
+      "--runtime-ca-fingerprint",
+      CA,
+      "--workload",
+      "web-1",
+      "--tee",
+      "tdx",
+    ]);
     expect(r.err).toBe("");
     expect(r.code).toBe(0);
     expect(r.out.startsWith("#cloud-config\n")).toBe(true);
@@ -192,10 +252,32 @@ describe("buckypaper cloud-init render", () => {
   });
 
   it("usage errors exit 2 and name the flag", async () => {
-    const r = await cli(["cloud-init", "render", "--platform", "mars", "--runtime-url", "https://x", "--runtime-ca-fingerprint", CA, "--workload", "w"]);
+    const r = await cli([
+      "cloud-init",
+      "render",
+      "--platform",
+      "mars",
+      "--runtime-url",
+      "https://x",
+      "--runtime-ca-fingerprint",
+      CA,
+      "--workload",
+      "w",
+    ]);
     expect(r.code).toBe(2);
     expect(r.err).toContain("--platform");
-    const r2 = await cli(["cloud-init", "render", "--platform", "aws", "--runtime-url", "https://x", "--runtime-ca-fingerprint", "zz", "--workload", "w"]);
+    const r2 = await cli([
+      "cloud-init",
+      "render",
+      "--platform",
+      "aws",
+      "--runtime-url",
+      "https://x",
+      "--runtime-ca-fingerprint",
+      "zz",
+      "--workload",
+      "w",
+    ]);
     expect(r2.code).toBe(2);
     expect(r2.err).toContain("--runtime-ca-fingerprint");
   });
@@ -207,9 +289,23 @@ describe("buckypaper cloud-init render --plan", () => {
     try {
       const plan = path.join(dir, "plan.json");
       writeFileSync(plan, JSON.stringify(fullPlan));
-      const out: string[] = [], err: string[] = [];
+      const out: string[] = [],
+        err: string[] = [];
       const io = { out: (t: string) => void out.push(t), err: (t: string) => void err.push(t) };
-      const args = ["cloud-init", "render", "--platform", "proxmox", "--runtime-url", "https://rt:8200", "--runtime-ca-fingerprint", CA, "--workload", "w", "--plan", plan];
+      const args = [
+        "cloud-init",
+        "render",
+        "--platform",
+        "proxmox",
+        "--runtime-url",
+        "https://rt:8200",
+        "--runtime-ca-fingerprint",
+        CA,
+        "--workload",
+        "w",
+        "--plan",
+        plan,
+      ];
       expect(await main(args, io)).toBe(0);
       expect(out.join("")).toContain('"device": "/dev/disk/by-id/nvme-data"');
       writeFileSync(plan, JSON.stringify({ files: [{ path: "relative", secret: "x" }] }));

@@ -13,7 +13,12 @@ import { parseReport } from "../../../runtime/attestation/snp/abi.js";
 import { configfsTsmProvider } from "../../../runtime/guest/evidence/configfs-tsm.js";
 import { sevGuestProvider } from "../../../runtime/guest/evidence/sev-guest.js";
 import { SEV_GUEST_HELPER } from "../../../runtime/guest/evidence/sev-guest-helper.js";
-import { azureProvider, parseHclReport, AZURE_AK_HANDLE, PCR_SELECTION } from "../../../runtime/guest/evidence/azure.js";
+import {
+  azureProvider,
+  parseHclReport,
+  AZURE_AK_HANDLE,
+  PCR_SELECTION,
+} from "../../../runtime/guest/evidence/azure.js";
 import { selectProvider } from "../../../runtime/guest/evidence/detect.js";
 import { EvidenceError } from "../../../runtime/guest/evidence/types.js";
 import { parseConfig } from "../../../runtime/guest/config.js";
@@ -52,9 +57,11 @@ describe("configfs-tsm provider (simulated SNP behind a configfs-shaped director
 
   it("uses a fresh entry per request and removes it afterwards", async () => {
     const p = configfsTsmProvider({ root: fake.root });
-    const a = randomBytes(64), b = randomBytes(64);
+    const a = randomBytes(64),
+      b = randomBytes(64);
     const [ea, eb] = await Promise.all([p.collect(a), p.collect(b)]);
-    const rd = (e: typeof ea) => Buffer.from(parseReport(Buffer.from((e as { report: string }).report, "base64")).reportData);
+    const rd = (e: typeof ea) =>
+      Buffer.from(parseReport(Buffer.from((e as { report: string }).report, "base64")).reportData);
     expect(rd(ea).equals(a)).toBe(true);
     expect(rd(eb).equals(b)).toBe(true);
     const { readdir } = await import("node:fs/promises");
@@ -82,16 +89,26 @@ describe("configfs-tsm provider: provider attribute and generation check", () =>
         await writeFile(path.join(entry, "outblob"), Buffer.alloc(100, 1));
         await writeFile(path.join(entry, "generation"), generation(n++));
         await writeFile(path.join(entry, "provider"), provider);
-      } catch { /* entry already gone */ }
+      } catch {
+        /* entry already gone */
+      }
     });
-    return { root, close: async () => { w.close(); await rm(root, { recursive: true, force: true }); } };
+    return {
+      root,
+      close: async () => {
+        w.close();
+        await rm(root, { recursive: true, force: true });
+      },
+    };
   }
 
   it("a generation that does not advance by exactly our write is a race: retried, then a clear error", async () => {
     const e = await emulate("sev_guest\n", () => "0");
     try {
       // In a plain directory generation never moves, so every attempt looks raced.
-      await expect(configfsTsmProvider({ root: e.root, maxRaces: 1 }).collect(randomBytes(64))).rejects.toThrow(/kept changing/);
+      await expect(configfsTsmProvider({ root: e.root, maxRaces: 1 }).collect(randomBytes(64))).rejects.toThrow(
+        /kept changing/,
+      );
     } finally {
       await e.close();
     }
@@ -100,14 +117,19 @@ describe("configfs-tsm provider: provider attribute and generation check", () =>
   it("rejects an unknown TSM provider", async () => {
     const fake = await startFakeConfigfsTsm(async () => ({ outblob: Buffer.alloc(64, 7) }), "cca_guest");
     try {
-      await expect(configfsTsmProvider({ root: fake.root }).collect(randomBytes(64))).rejects.toThrow(/unsupported TSM provider 'cca_guest'/);
+      await expect(configfsTsmProvider({ root: fake.root }).collect(randomBytes(64))).rejects.toThrow(
+        /unsupported TSM provider 'cca_guest'/,
+      );
     } finally {
       await fake.close();
     }
   });
 
   it("returns a TDX quote from tdx_guest", async () => {
-    const fake = await startFakeConfigfsTsm(async (inblob) => ({ outblob: Buffer.concat([Buffer.from("quote:"), inblob]) }), "tdx_guest");
+    const fake = await startFakeConfigfsTsm(
+      async (inblob) => ({ outblob: Buffer.concat([Buffer.from("quote:"), inblob]) }),
+      "tdx_guest",
+    );
     try {
       const rd = randomBytes(64);
       const ev = await configfsTsmProvider({ root: fake.root }).collect(rd);
@@ -125,7 +147,12 @@ describe("/dev/sev-guest provider (python3 ioctl helper)", () => {
     if (!requireTool("python3", py)) return ctx.skip();
     const r = spawnSync("python3", ["-c", SEV_GUEST_HELPER, "--layout"], { encoding: "utf8" });
     expect(r.status).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual({ report_req: 96, ext_report_req: 112, guest_request: 32, SNP_GET_EXT_REPORT: 0xc0205302 });
+    expect(JSON.parse(r.stdout)).toEqual({
+      report_req: 96,
+      ext_report_req: 112,
+      guest_request: 32,
+      SNP_GET_EXT_REPORT: 0xc0205302,
+    });
   });
 
   it("a device that does not speak the ioctl gives a clear EvidenceError (ENOTTY), not a crash", async (ctx) => {
@@ -178,7 +205,11 @@ describe("Azure CVM provider (vTPM NV indices + quote via tpm2-tools)", () => {
       async run(argv, o) {
         calls.push({ argv, stdin: o?.stdin });
         const out = (flag: string) => argv[argv.indexOf(flag) + 1];
-        if (argv[0] === "tpm2_nvread") await writeFile(out("-o"), hcl(reads++ < (opts.staleReads ?? 0) ? "00".repeat(64) : reportData.toString("hex").toUpperCase()));
+        if (argv[0] === "tpm2_nvread")
+          await writeFile(
+            out("-o"),
+            hcl(reads++ < (opts.staleReads ?? 0) ? "00".repeat(64) : reportData.toString("hex").toUpperCase()),
+          );
         if (argv[0] === "tpm2_quote") {
           await writeFile(out("-m"), Buffer.from("ff54434780180000", "hex"));
           await writeFile(out("-s"), Buffer.alloc(256, 9));
@@ -196,7 +227,15 @@ describe("Azure CVM provider (vTPM NV indices + quote via tpm2-tools)", () => {
     const ev = await azureProvider({ tpmDevice: "/dev/tpmrm0", runner, refreshDelayMs: 1 }).collect(rd);
     expect(ev.kind).toBe("azure-snp");
     const names = calls.map((c) => c.argv[0]);
-    expect(names).toEqual(["tpm2_nvreadpublic", "tpm2_nvwrite", "tpm2_nvread", "tpm2_nvread", "tpm2_nvread", "tpm2_quote", "tpm2_pcrread"]);
+    expect(names).toEqual([
+      "tpm2_nvreadpublic",
+      "tpm2_nvwrite",
+      "tpm2_nvread",
+      "tpm2_nvread",
+      "tpm2_nvread",
+      "tpm2_quote",
+      "tpm2_pcrread",
+    ]);
     const write = calls[1];
     expect(write.argv).toEqual(["tpm2_nvwrite", "-T", "device:/dev/tpmrm0", "-C", "o", "-i", "-", "0x01400002"]);
     expect(write.stdin!.equals(rd)).toBe(true);
@@ -206,21 +245,30 @@ describe("Azure CVM provider (vTPM NV indices + quote via tpm2-tools)", () => {
     expect(quote[quote.indexOf("-l") + 1]).toBe(PCR_SELECTION);
     if (ev.kind === "azure-snp") {
       expect(Object.keys(ev.tpm_quote.pcrs)).toHaveLength(24);
-      expect(parseHclReport(Buffer.from(ev.hcl_report, "base64")).runtimeClaims["user-data"]).toBe(rd.toString("hex").toUpperCase());
+      expect(parseHclReport(Buffer.from(ev.hcl_report, "base64")).runtimeClaims["user-data"]).toBe(
+        rd.toString("hex").toUpperCase(),
+      );
     }
   });
 
   it("fails clearly when the paravisor never reflects our user data", async () => {
     const rd = randomBytes(64);
     const { runner } = scripted(rd, { staleReads: 99 });
-    await expect(azureProvider({ tpmDevice: "/dev/tpmrm0", runner, refreshAttempts: 3, refreshDelayMs: 1 }).collect(rd)).rejects.toThrow(/did not refresh the report/);
+    await expect(
+      azureProvider({ tpmDevice: "/dev/tpmrm0", runner, refreshAttempts: 3, refreshDelayMs: 1 }).collect(rd),
+    ).rejects.toThrow(/did not refresh the report/);
   });
 
   it("TDX: pairs the HCL report with a TD quote for its TDREPORT", async () => {
     const rd = randomBytes(64);
     const { runner } = scripted(rd, { type: 4 });
     let asked: Buffer | undefined;
-    const ev = await azureProvider({ tpmDevice: "/dev/tpmrm0", runner, refreshDelayMs: 1, fetchTdQuote: async (r) => ((asked = r), Buffer.from("td-quote")) }).collect(rd);
+    const ev = await azureProvider({
+      tpmDevice: "/dev/tpmrm0",
+      runner,
+      refreshDelayMs: 1,
+      fetchTdQuote: async (r) => ((asked = r), Buffer.from("td-quote")),
+    }).collect(rd);
     expect(ev.kind).toBe("azure-tdx");
     expect(asked!.length).toBe(1024);
     if (ev.kind === "azure-tdx") expect(Buffer.from(ev.td_quote!, "base64").toString()).toBe("td-quote");
@@ -228,14 +276,17 @@ describe("Azure CVM provider (vTPM NV indices + quote via tpm2-tools)", () => {
 });
 
 describe("provider selection", () => {
-  const cfg = (evidence: Record<string, unknown>) => parseConfig({ runtimeUrl: "https://rt:8200", runtimeCaSha256: "0".repeat(64), workloadId: "w", evidence }).evidence;
+  const cfg = (evidence: Record<string, unknown>) =>
+    parseConfig({ runtimeUrl: "https://rt:8200", runtimeCaSha256: "0".repeat(64), workloadId: "w", evidence }).evidence;
   const noTpm: CommandRunner = { run: async () => ({ code: 1, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0) }) };
 
   it("auto picks configfs-tsm when the report directory exists", async () => {
     const root = await mkdtemp(path.join(tmpdir(), "bk-auto-"));
     try {
       await mkdir(path.join(root, "report"));
-      const p = await selectProvider(cfg({ configfsRoot: path.join(root, "report"), sevGuestDevice: "/nonexistent" }), { runner: noTpm });
+      const p = await selectProvider(cfg({ configfsRoot: path.join(root, "report"), sevGuestDevice: "/nonexistent" }), {
+        runner: noTpm,
+      });
       expect(p.name).toBe("configfs-tsm");
     } finally {
       await rm(root, { recursive: true, force: true });
@@ -243,8 +294,12 @@ describe("provider selection", () => {
   });
 
   it("auto with nothing present names what it tried; an explicit absent provider is an error", async () => {
-    await expect(selectProvider(cfg({ configfsRoot: "/nonexistent/r", sevGuestDevice: "/nonexistent/d" }), { runner: noTpm })).rejects.toThrow(/no evidence source found/);
-    await expect(selectProvider(cfg({ provider: "sev-guest", sevGuestDevice: "/nonexistent/d" }), { runner: noTpm })).rejects.toThrow(/sev-guest: select: configured provider is not present/);
+    await expect(
+      selectProvider(cfg({ configfsRoot: "/nonexistent/r", sevGuestDevice: "/nonexistent/d" }), { runner: noTpm }),
+    ).rejects.toThrow(/no evidence source found/);
+    await expect(
+      selectProvider(cfg({ provider: "sev-guest", sevGuestDevice: "/nonexistent/d" }), { runner: noTpm }),
+    ).rejects.toThrow(/sev-guest: select: configured provider is not present/);
     await expect(selectProvider(cfg({ provider: "simulator" }))).rejects.toThrow(/simulator/);
   });
 });
@@ -256,11 +311,30 @@ describe("buckypaper enclaivelet detect", () => {
     try {
       await mkdir(path.join(dir, "report"));
       const cfg = path.join(dir, "c.json");
-      await writeFile(cfg, JSON.stringify({ runtimeUrl: "https://rt:8200", runtimeCaSha256: "0".repeat(64), workloadId: "w", evidence: { configfsRoot: path.join(dir, "report"), sevGuestDevice: "/nonexistent/sev", tpmDevice: "/nonexistent/tpm" } }));
+      await writeFile(
+        cfg,
+        JSON.stringify({
+          runtimeUrl: "https://rt:8200",
+          runtimeCaSha256: "0".repeat(64),
+          workloadId: "w",
+          evidence: {
+            configfsRoot: path.join(dir, "report"),
+            sevGuestDevice: "/nonexistent/sev",
+            tpmDevice: "/nonexistent/tpm",
+          },
+        }),
+      );
       const out: string[] = [];
-      const code = await main(["enclaivelet", "detect", "--config", cfg], { out: (t) => void out.push(t), err: (t) => void out.push(t) });
+      const code = await main(["enclaivelet", "detect", "--config", cfg], {
+        out: (t) => void out.push(t),
+        err: (t) => void out.push(t),
+      });
       expect(code).toBe(0);
-      expect(out).toEqual([expect.stringMatching(/^configfs-tsm\s+available$/), expect.stringMatching(/^sev-guest\s+absent$/), expect.stringMatching(/^azure\s+absent$/)]);
+      expect(out).toEqual([
+        expect.stringMatching(/^configfs-tsm\s+available$/),
+        expect.stringMatching(/^sev-guest\s+absent$/),
+        expect.stringMatching(/^azure\s+absent$/),
+      ]);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -21,7 +21,10 @@ export interface FakeConfigfs {
   close(): Promise<void>;
 }
 
-export async function startFakeConfigfsTsm(produce: (inblob: Buffer) => Promise<FakeKernelReport>, provider = "sev_guest"): Promise<FakeConfigfs> {
+export async function startFakeConfigfsTsm(
+  produce: (inblob: Buffer) => Promise<FakeKernelReport>,
+  provider = "sev_guest",
+): Promise<FakeConfigfs> {
   const base = await mkdtemp(path.join(tmpdir(), "bk-configfs-"));
   const root = path.join(base, "tsm", "report");
   spawnSync("mkdir", ["-p", root]);
@@ -53,11 +56,14 @@ export async function startFakeConfigfsTsm(produce: (inblob: Buffer) => Promise<
   const watcher: FSWatcher = watch(root, (_event, name) => {
     if (!name || seen.has(name)) return;
     const entry = path.join(root, name);
-    stat(entry).then((st) => {
-      if (!st.isDirectory() || seen.has(name)) return;
-      seen.add(name);
-      void serve(entry).catch(() => {});
-    }, () => {});
+    stat(entry).then(
+      (st) => {
+        if (!st.isDirectory() || seen.has(name)) return;
+        seen.add(name);
+        void serve(entry).catch(() => {});
+      },
+      () => {},
+    );
   });
 
   return {
@@ -69,7 +75,10 @@ export async function startFakeConfigfsTsm(produce: (inblob: Buffer) => Promise<
       for (const entry of pending) {
         for (const fifo of ["inblob", "outblob"]) {
           try {
-            const fd = openSync(path.join(entry, fifo), (fifo === "inblob" ? constants.O_WRONLY : constants.O_RDONLY) | constants.O_NONBLOCK);
+            const fd = openSync(
+              path.join(entry, fifo),
+              (fifo === "inblob" ? constants.O_WRONLY : constants.O_RDONLY) | constants.O_NONBLOCK,
+            );
             closeSync(fd);
           } catch {
             /* nobody waiting */

@@ -50,9 +50,12 @@ function runnerFor(calls: string[][]): CommandRunner {
     async run(argv, opts) {
       calls.push([...argv]);
       if (!hasDeviceMapper) {
-        if (argv[0] === "cryptsetup" && argv[1] === "status") return { code: 4, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0) };
-        if (argv[0] === "cryptsetup" && argv[1] === "open") return spawnRunner.run(["cryptsetup", "open", "--test-passphrase", "--key-file", "-", argv.at(-2)!], opts);
-        if (argv[0].startsWith("mkfs.") || argv[0] === "mount") return { code: 0, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0) };
+        if (argv[0] === "cryptsetup" && argv[1] === "status")
+          return { code: 4, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0) };
+        if (argv[0] === "cryptsetup" && argv[1] === "open")
+          return spawnRunner.run(["cryptsetup", "open", "--test-passphrase", "--key-file", "-", argv.at(-2)!], opts);
+        if (argv[0].startsWith("mkfs.") || argv[0] === "mount")
+          return { code: 0, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0) };
       }
       return spawnRunner.run(argv, opts);
     },
@@ -62,7 +65,10 @@ function runnerFor(calls: string[][]): CommandRunner {
 describe("LUKS2 volume (real cryptsetup)", () => {
   it("first boot formats a blank device; the next boot only opens it; a wrong key cannot open it", async (ctx) => {
     if (!requireTool("cryptsetup", hasCryptsetup)) return ctx.skip();
-    if (!hasDeviceMapper) console.warn("[note] the kernel has no device-mapper here: opening the mapping is checked with 'cryptsetup open --test-passphrase'; mkfs/mount are asserted as command lines");
+    if (!hasDeviceMapper)
+      console.warn(
+        "[note] the kernel has no device-mapper here: opening the mapping is checked with 'cryptsetup open --test-passphrase'; mkfs/mount are asserted as command lines",
+      );
     const { device, kind } = await blankDevice();
     const root = await tempDir("bk-luks-root-");
     const name = `bk-t${randomBytes(3).toString("hex")}`;
@@ -72,7 +78,14 @@ describe("LUKS2 volume (real cryptsetup)", () => {
     const first = await unlockVolume(v, key, root, runnerFor(calls), memoryLogger());
     if (hasDeviceMapper) spawnSync("cryptsetup", ["close", name]);
     expect(first).toMatchObject({ formatted: true, opened: true });
-    expect(calls.map((c) => c.slice(0, 2).join(" "))).toEqual(["cryptsetup isLuks", "blkid -p", "cryptsetup luksFormat", "cryptsetup status", "cryptsetup open", "mkfs.ext4 -q"]);
+    expect(calls.map((c) => c.slice(0, 2).join(" "))).toEqual([
+      "cryptsetup isLuks",
+      "blkid -p",
+      "cryptsetup luksFormat",
+      "cryptsetup status",
+      "cryptsetup open",
+      "mkfs.ext4 -q",
+    ]);
     expect(calls.flat().join(" ")).not.toContain(key.toString("hex"));
     expect(calls.flat().join(" ")).not.toContain(key.toString("base64"));
     const dump = spawnSync("cryptsetup", ["luksDump", device], { encoding: "utf8" });
@@ -94,13 +107,17 @@ describe("LUKS2 volume (real cryptsetup)", () => {
     const { device } = await blankDevice();
     expect(spawnSync("mkfs.ext4", ["-q", "-F", device]).status).toBe(0);
     const calls: string[][] = [];
-    await expect(unlockVolume({ device, name: "bk-x" }, randomBytes(32), "/", runnerFor(calls), memoryLogger())).rejects.toThrow(/not LUKS and not blank \(ext4\): refusing to format/);
+    await expect(
+      unlockVolume({ device, name: "bk-x" }, randomBytes(32), "/", runnerFor(calls), memoryLogger()),
+    ).rejects.toThrow(/not LUKS and not blank \(ext4\): refusing to format/);
     expect(calls.some((c) => c[1] === "luksFormat")).toBe(false);
   });
 
   it("refuses a short key before touching the device", async () => {
     const calls: string[][] = [];
-    await expect(unlockVolume({ device: "/dev/null", name: "x" }, Buffer.alloc(16), "/", runnerFor(calls), memoryLogger())).rejects.toThrow(/too short/);
+    await expect(
+      unlockVolume({ device: "/dev/null", name: "x" }, Buffer.alloc(16), "/", runnerFor(calls), memoryLogger()),
+    ).rejects.toThrow(/too short/);
     expect(calls).toEqual([]);
   });
 
@@ -116,30 +133,67 @@ describe("staged commit", () => {
   it("writes all files with their modes, or none when one cannot be staged", async () => {
     const root = await tempDir("bk-commit-");
     const runner = spawnRunner;
-    const ok = await commitWrites(root, [
-      { path: "/a/one", content: Buffer.from("1"), mode: 0o600, what: "one" },
-      { path: "/b/two", content: Buffer.from("2"), mode: 0o644, owner: "root", what: "two" },
-    ], runner, memoryLogger());
+    const ok = await commitWrites(
+      root,
+      [
+        { path: "/a/one", content: Buffer.from("1"), mode: 0o600, what: "one" },
+        { path: "/b/two", content: Buffer.from("2"), mode: 0o644, owner: "root", what: "two" },
+      ],
+      runner,
+      memoryLogger(),
+    );
     expect(ok.written).toEqual(["/a/one", "/b/two"]);
     expect((await stat(path.join(root, "a/one"))).mode & 0o777).toBe(0o600);
     // Second run: unchanged. A mode change alone is noticed.
-    expect((await commitWrites(root, [{ path: "/a/one", content: Buffer.from("1"), mode: 0o600, what: "one" }], runner, memoryLogger())).unchanged).toEqual(["/a/one"]);
-    expect((await commitWrites(root, [{ path: "/a/one", content: Buffer.from("1"), mode: 0o640, what: "one" }], runner, memoryLogger())).written).toEqual(["/a/one"]);
+    expect(
+      (
+        await commitWrites(
+          root,
+          [{ path: "/a/one", content: Buffer.from("1"), mode: 0o600, what: "one" }],
+          runner,
+          memoryLogger(),
+        )
+      ).unchanged,
+    ).toEqual(["/a/one"]);
+    expect(
+      (
+        await commitWrites(
+          root,
+          [{ path: "/a/one", content: Buffer.from("1"), mode: 0o640, what: "one" }],
+          runner,
+          memoryLogger(),
+        )
+      ).written,
+    ).toEqual(["/a/one"]);
 
     // The third write cannot be staged (unknown owner): the first two must not be committed either.
     const fresh = await tempDir("bk-commit2-");
-    await expect(commitWrites(fresh, [
-      { path: "/c/first", content: Buffer.from("secret-1"), mode: 0o600, what: "first" },
-      { path: "/c/second", content: Buffer.from("secret-2"), mode: 0o600, what: "second" },
-      { path: "/d/third", content: Buffer.from("secret-3"), mode: 0o600, owner: "no-such-user-bk", what: "third" },
-    ], runner, memoryLogger())).rejects.toThrow(ProvisionError);
+    await expect(
+      commitWrites(
+        fresh,
+        [
+          { path: "/c/first", content: Buffer.from("secret-1"), mode: 0o600, what: "first" },
+          { path: "/c/second", content: Buffer.from("secret-2"), mode: 0o600, what: "second" },
+          { path: "/d/third", content: Buffer.from("secret-3"), mode: 0o600, owner: "no-such-user-bk", what: "third" },
+        ],
+        runner,
+        memoryLogger(),
+      ),
+    ).rejects.toThrow(ProvisionError);
     expect(await readdir(path.join(fresh, "c"))).toEqual([]); // no file, no leftover stage
     expect(await readdir(fresh)).not.toContain("d");
   });
 
   it("unknown owners are a clear error", async () => {
     const root = await tempDir("bk-owner-");
-    await expect(commitWrites(root, [{ path: "/x", content: Buffer.from("x"), mode: 0o600, owner: "no-such-user-bk", what: "x" }], spawnRunner, memoryLogger())).rejects.toThrow(/user 'no-such-user-bk' does not exist/);
+    await expect(
+      commitWrites(
+        root,
+        [{ path: "/x", content: Buffer.from("x"), mode: 0o600, owner: "no-such-user-bk", what: "x" }],
+        spawnRunner,
+        memoryLogger(),
+      ),
+    ).rejects.toThrow(/user 'no-such-user-bk' does not exist/);
   });
 
   it("paths cannot escape the root", () => {
@@ -148,12 +202,19 @@ describe("staged commit", () => {
   });
 
   it("env files use systemd EnvironmentFile quoting", () => {
-    expect(renderEnvFile({ A: 'x"y', B: "back\\slash", C: "two\nlines" }).toString()).toBe('A="x\\"y"\nB="back\\\\slash"\nC="two\\nlines"\n');
+    expect(renderEnvFile({ A: 'x"y', B: "back\\slash", C: "two\nlines" }).toString()).toBe(
+      'A="x\\"y"\nB="back\\\\slash"\nC="two\\nlines"\n',
+    );
   });
 
   it("reads back what it wrote", async () => {
     const root = await tempDir("bk-read-");
-    await commitWrites(root, [{ path: "/etc/env", content: renderEnvFile({ K: "v" }), mode: 0o600, what: "env" }], spawnRunner, memoryLogger());
+    await commitWrites(
+      root,
+      [{ path: "/etc/env", content: renderEnvFile({ K: "v" }), mode: 0o600, what: "env" }],
+      spawnRunner,
+      memoryLogger(),
+    );
     expect(await readFile(path.join(root, "etc/env"), "utf8")).toBe('K="v"\n');
   });
 });
@@ -162,10 +223,19 @@ describe("agent config", () => {
   const base = { runtimeUrl: "https://rt:8200", runtimeCaSha256: "a".repeat(64), workloadId: "w" };
   it("defaults", () => {
     const c = parseConfig(base);
-    expect(c.evidence).toMatchObject({ provider: "auto", configfsRoot: "/sys/kernel/config/tsm/report", sevGuestDevice: "/dev/sev-guest" });
+    expect(c.evidence).toMatchObject({
+      provider: "auto",
+      configfsRoot: "/sys/kernel/config/tsm/report",
+      sevGuestDevice: "/dev/sev-guest",
+    });
     expect(c.root).toBe("/");
     expect(c.jwtRole).toBe("workload");
-    expect(parseConfig({ ...base, volume: { device: "/dev/vdb", mountpoint: "/data" } }).volume).toEqual({ device: "/dev/vdb", name: "bk-data", filesystem: "ext4", mountpoint: "/data" });
+    expect(parseConfig({ ...base, volume: { device: "/dev/vdb", mountpoint: "/data" } }).volume).toEqual({
+      device: "/dev/vdb",
+      name: "bk-data",
+      filesystem: "ext4",
+      mountpoint: "/data",
+    });
     expect(parseConfig({ ...base, volume: { device: "/dev/vdb" } }).volume?.filesystem).toBeUndefined();
   });
   it("errors name the field", () => {

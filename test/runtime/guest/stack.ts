@@ -26,37 +26,65 @@ export async function startEnclaiveletStack(): Promise<EnclaiveletStack> {
   });
   const caSha256 = rt.caFingerprint!;
   const client = new RuntimeClient(rt.url, caSha256);
-  const admin = async (method: string, path: string, body?: unknown) => (await client.request(method, path, { token: rt.rootToken, body })).body;
+  const admin = async (method: string, path: string, body?: unknown) =>
+    (await client.request(method, path, { token: rt.rootToken, body })).body;
   // Mounted here: the helper's mounts/auth options speak plain HTTP only.
   await admin("POST", "sys/mounts/pki", { type: "pki" });
   await admin("POST", "sys/mounts/ssh", { type: "ssh" });
   await admin("POST", "sys/auth/jwt", { type: "jwt" });
   const a = sim.trustAnchor;
   await admin("PUT", "nitride/config", {
-    kds: "off", accept_simulated: true,
-    simulated_snp_anchors: [{ product: a.product, ark_sha256: a.arkSha256, ca_certs: a.caCerts.map((c) => Buffer.from(c).toString("base64")) }],
+    kds: "off",
+    accept_simulated: true,
+    simulated_snp_anchors: [
+      {
+        product: a.product,
+        ark_sha256: a.arkSha256,
+        ca_certs: a.caCerts.map((c) => Buffer.from(c).toString("base64")),
+      },
+    ],
   });
   await admin("PUT", "secret/data/web/db", { data: { password: "web-db-s3cret", user: "web" } });
-  await admin("PUT", "secret/data/web/api", { data: { key: "api-k3y-with-\"quote\"" } });
+  await admin("PUT", "secret/data/web/api", { data: { key: 'api-k3y-with-"quote"' } });
   await admin("PUT", "secret/data/other/db", { data: { password: "other-db-s3cret" } });
-  await admin("POST", "pki/root/generate/internal", { common_name: "Buckypaper Test Root", key_type: "ec", key_bits: 256 });
+  await admin("POST", "pki/root/generate/internal", {
+    common_name: "Buckypaper Test Root",
+    key_type: "ec",
+    key_bits: 256,
+  });
   await admin("POST", "pki/roles/web", { allowed_domains: "example.com", allow_subdomains: true, ttl: "24h" });
   await admin("POST", "ssh/config/ca", { generate_signing_key: true });
-  await admin("POST", "ssh/roles/host", { key_type: "ca", allow_host_certificates: true, allowed_domains: "example.com", allow_subdomains: true, ttl: "24h" });
+  await admin("POST", "ssh/roles/host", {
+    key_type: "ca",
+    allow_host_certificates: true,
+    allowed_domains: "example.com",
+    allow_subdomains: true,
+    ttl: "24h",
+  });
   await admin("PUT", "nitride/workloads/web", {
-    description: "web tier", platforms: ["snp"],
+    description: "web tier",
+    platforms: ["snp"],
     reference_values: { snp_measurements: [GOOD_MEASUREMENT] },
     secrets: {
-      kv: ["secret/data/web/db", "secret/data/web/api"], disk_key: true,
+      kv: ["secret/data/web/db", "secret/data/web/api"],
+      disk_key: true,
       pki: { role: "pki/web", common_name: "web.example.com", alt_names: ["www.example.com"] },
       ssh: { role: "ssh/host", principals: ["web.example.com"] },
     },
   });
-  await admin("PUT", "nitride/workloads/other", { reference_values: { snp_measurements: [WRONG_MEASUREMENT] }, secrets: { kv: ["secret/data/other/db"] } });
+  await admin("PUT", "nitride/workloads/other", {
+    reference_values: { snp_measurements: [WRONG_MEASUREMENT] },
+    secrets: { kv: ["secret/data/other/db"] },
+  });
   await admin("POST", "auth/jwt/config", { nitride_mount: "nitride" });
   await admin("POST", "auth/jwt/role/workload", {
-    role_type: "jwt", bound_audiences: ["buckypaper"], user_claim: "sub", bound_claims: { platform: "snp" },
-    token_policies: ["nitride-workload-{{sub}}"], token_policies_template_claims: true, token_ttl: "10m",
+    role_type: "jwt",
+    bound_audiences: ["buckypaper"],
+    user_claim: "sub",
+    bound_claims: { platform: "snp" },
+    token_policies: ["nitride-workload-{{sub}}"],
+    token_policies_template_claims: true,
+    token_ttl: "10m",
   });
   return { rt, sim, admin, client, caSha256 };
 }

@@ -8,11 +8,14 @@ const caps = (acl: Acl, p: string) => [...acl.capabilities(p)].sort();
 
 describe("policy parsing", () => {
   it("parses HCL rules with comments and JSON policies", () => {
-    const p = parsePolicy("a", `# comment
+    const p = parsePolicy(
+      "a",
+      `# comment
       path "secret/data/app/*" { capabilities = ["read", "list"] }  // trailing
       /* block */ path "sys/mounts" {
         capabilities = ["read"]
-      }`);
+      }`,
+    );
     expect(p.rules).toEqual([
       { pattern: "secret/data/app/*", capabilities: ["read", "list"] },
       { pattern: "sys/mounts", capabilities: ["read"] },
@@ -25,8 +28,12 @@ describe("policy parsing", () => {
     expect(() => parsePolicy("x", `path "a" { capabilities = ["reed"] }`)).toThrow(/unknown capability 'reed'/);
     expect(() => parsePolicy("x", `path "a*b" { capabilities = ["read"] }`)).toThrow(/only allowed at the end/);
     expect(() => parsePolicy("x", `path "a" { capabilities = ["read"]`)).toThrow(PolicyParseError);
-    expect(() => parsePolicy("x", `path "a" { capabilities = ["read"] }\nfoo = 1`)).toThrow(/unexpected attribute 'foo'/);
-    expect(() => parsePolicy("x", `path "a" {\n  capabilities = ["read"]\n  bogus = true }`)).toThrow(/line 1: unknown key 'bogus'/);
+    expect(() => parsePolicy("x", `path "a" { capabilities = ["read"] }\nfoo = 1`)).toThrow(
+      /unexpected attribute 'foo'/,
+    );
+    expect(() => parsePolicy("x", `path "a" {\n  capabilities = ["read"]\n  bogus = true }`)).toThrow(
+      /line 1: unknown key 'bogus'/,
+    );
   });
 });
 
@@ -41,19 +48,25 @@ describe("ACL decisions", () => {
 
   it("uses the most specific pattern (Vault precedence) and lets deny win within a pattern", () => {
     const acl = new Acl([
-      parsePolicy("a", `path "secret/*" { capabilities = ["read", "list"] }
+      parsePolicy(
+        "a",
+        `path "secret/*" { capabilities = ["read", "list"] }
                         path "secret/data/app/*" { capabilities = ["create", "update"] }
                         path "secret/data/app/locked" { capabilities = ["deny"] }
                         path "secret/data/+/team" { capabilities = ["patch"] }
-                        path "secret/+/team/*" { capabilities = ["sudo"] }`),
+                        path "secret/+/team/*" { capabilities = ["sudo"] }`,
+      ),
       parsePolicy("b", `path "secret/data/app/*" { capabilities = ["delete"] }`),
     ]);
     expect(caps(acl, "secret/data/app/x")).toEqual(["create", "delete", "update"]); // merged a+b, more specific than secret/*
-    expect(caps(acl, "secret/data/app/locked")).toEqual([]);                       // exact deny
+    expect(caps(acl, "secret/data/app/locked")).toEqual([]); // exact deny
     expect(caps(acl, "secret/metadata/foo")).toEqual(["list", "read"]);
-    expect(caps(acl, "secret/data/a/team")).toEqual(["patch"]);                    // first wildcard later than secret/*
-    expect(caps(acl, "secret/data/team/x")).toEqual(["list", "read"]);             // tie on first wildcard: fewer '+' wins
-    const denyMerged = new Acl([parsePolicy("a", `path "kv/*" { capabilities = ["read"] }`), parsePolicy("b", `path "kv/*" { capabilities = ["deny"] }`)]);
+    expect(caps(acl, "secret/data/a/team")).toEqual(["patch"]); // first wildcard later than secret/*
+    expect(caps(acl, "secret/data/team/x")).toEqual(["list", "read"]); // tie on first wildcard: fewer '+' wins
+    const denyMerged = new Acl([
+      parsePolicy("a", `path "kv/*" { capabilities = ["read"] }`),
+      parsePolicy("b", `path "kv/*" { capabilities = ["deny"] }`),
+    ]);
     expect(caps(denyMerged, "kv/x")).toEqual([]);
   });
 
@@ -68,25 +81,32 @@ describe("ACL over HTTP", () => {
   let appToken: string;
   beforeAll(async () => {
     rt = await startTestRuntime();
-    await rt.api("PUT", "sys/policies/acl/app", { policy: `
+    await rt.api("PUT", "sys/policies/acl/app", {
+      policy: `
       path "secret/data/app/*" { capabilities = ["create", "read"] }
       path "secret/data/app/admin" { capabilities = ["deny"] }
       path "secret/metadata/app/*" { capabilities = ["list"] }
       path "sys/seal" { capabilities = ["update"] }
-      path "auth/token/create" { capabilities = ["update"] }` });
+      path "auth/token/create" { capabilities = ["update"] }`,
+    });
     await rt.api("POST", "secret/data/app/admin", { data: { k: "root-only" } });
     await rt.api("POST", "secret/data/app/existing", { data: { k: "v1" } });
     const t = await rt.api("POST", "auth/token/create", { policies: ["app"], ttl: "10m" });
     appToken = t.body.auth.client_token;
   });
-  afterAll(async () => { await rt?.close(); });
+  afterAll(async () => {
+    await rt?.close();
+  });
 
   it("reads what the policy grants and nothing else", async () => {
     expect((await rt.api("GET", "secret/data/app/existing", undefined, appToken)).status).toBe(200);
     expect((await rt.api("GET", "secret/data/app/admin", undefined, appToken)).status).toBe(403);
     expect((await rt.api("GET", "secret/data/elsewhere", undefined, appToken)).status).toBe(403);
     expect((await rt.api("GET", "sys/mounts", undefined, appToken)).status).toBe(403);
-    expect((await rt.api("LIST", "secret/metadata/app/", undefined, appToken)).body.data.keys).toEqual(["admin", "existing"]); // "*" matches empty
+    expect((await rt.api("LIST", "secret/metadata/app/", undefined, appToken)).body.data.keys).toEqual([
+      "admin",
+      "existing",
+    ]); // "*" matches empty
     expect((await rt.api("LIST", "secret/metadata/", undefined, appToken)).status).toBe(403);
   });
 
@@ -113,12 +133,19 @@ describe("ACL over HTTP", () => {
   });
 
   it("answers sys/capabilities-self like `vault token capabilities`", async () => {
-    const r = await rt.api("POST", "sys/capabilities-self", { paths: ["secret/data/app/x", "secret/data/app/admin", "sys/mounts"] }, appToken);
+    const r = await rt.api(
+      "POST",
+      "sys/capabilities-self",
+      { paths: ["secret/data/app/x", "secret/data/app/admin", "sys/mounts"] },
+      appToken,
+    );
     expect(r.status).toBe(200);
     expect([...r.body.data["secret/data/app/x"]].sort()).toEqual(["create", "read"]);
     expect(r.body.data["secret/data/app/admin"]).toEqual(["deny"]);
     expect(r.body.data["sys/mounts"]).toEqual(["deny"]);
-    expect((await rt.api("POST", "sys/capabilities-self", { path: "anything" })).body.data.capabilities).toEqual(["root"]);
+    expect((await rt.api("POST", "sys/capabilities-self", { path: "anything" })).body.data.capabilities).toEqual([
+      "root",
+    ]);
   });
 
   it("rejects invalid policies with a 400 that names the problem", async () => {
@@ -137,8 +164,10 @@ describe("ACL over HTTP", () => {
   });
 
   it("revoking a parent revokes its children", async () => {
-    const parent = (await rt.api("POST", "auth/token/create", { policies: ["app"], ttl: "10m" })).body.auth.client_token;
-    const child = (await rt.api("POST", "auth/token/create", { policies: ["app"], ttl: "5m" }, parent)).body.auth.client_token;
+    const parent = (await rt.api("POST", "auth/token/create", { policies: ["app"], ttl: "10m" })).body.auth
+      .client_token;
+    const child = (await rt.api("POST", "auth/token/create", { policies: ["app"], ttl: "5m" }, parent)).body.auth
+      .client_token;
     expect((await rt.api("GET", "auth/token/lookup-self", undefined, child)).status).toBe(200);
     expect((await rt.api("POST", "auth/token/revoke-self", {}, parent)).status).toBe(204);
     expect((await rt.api("GET", "auth/token/lookup-self", undefined, child)).status).toBe(403);
@@ -163,8 +192,13 @@ describe("ACL over HTTP", () => {
     expect((await rt.api("GET", "secret/data/app/existing", undefined, once)).status).toBe(200);
     expect((await rt.api("GET", "secret/data/app/existing", undefined, once)).status).toBe(403);
     // Concurrent requests cannot spend more uses than the token has.
-    const three = (await rt.api("POST", "auth/token/create", { policies: ["app"], num_uses: 3 })).body.auth.client_token;
-    const codes = await Promise.all(Array.from({ length: 8 }, () => rt.api("GET", "secret/data/app/existing", undefined, three).then((r) => r.status)));
+    const three = (await rt.api("POST", "auth/token/create", { policies: ["app"], num_uses: 3 })).body.auth
+      .client_token;
+    const codes = await Promise.all(
+      Array.from({ length: 8 }, () =>
+        rt.api("GET", "secret/data/app/existing", undefined, three).then((r) => r.status),
+      ),
+    );
     expect(codes.filter((c) => c === 200)).toHaveLength(3);
     expect(codes.filter((c) => c === 403)).toHaveLength(5);
   });

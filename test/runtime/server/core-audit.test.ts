@@ -13,7 +13,19 @@ const staticLogin: LogicalBackend = {
   unauthenticatedPaths: ["login"],
   async handle(req) {
     if (req.path !== "login" || req.operation === "read") return undefined;
-    return { auth: { policies: ["app"], ttl: 60, renewable: false, metadata: { workload: "w-17", evidence_digest: "sha384:0badc0de", policy_hash: "sha256:feed", ref_version: "3" } } };
+    return {
+      auth: {
+        policies: ["app"],
+        ttl: 60,
+        renewable: false,
+        metadata: {
+          workload: "w-17",
+          evidence_digest: "sha384:0badc0de",
+          policy_hash: "sha256:feed",
+          ref_version: "3",
+        },
+      },
+    };
   },
 };
 
@@ -23,11 +35,21 @@ let file: string;
 beforeAll(async () => {
   dir = mkdtempSync(path.join(tmpdir(), "bk-audit-"));
   file = path.join(dir, "audit.log");
-  rt = await startTestRuntime({ register: (r) => r.registerAuth("static", () => staticLogin), auth: { "static/": { type: "static" } } });
+  rt = await startTestRuntime({
+    register: (r) => r.registerAuth("static", () => staticLogin),
+    auth: { "static/": { type: "static" } },
+  });
 });
-afterAll(async () => { await rt?.close(); rmSync(dir, { recursive: true, force: true }); });
+afterAll(async () => {
+  await rt?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
 
-const lines = () => readFileSync(file, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+const lines = () =>
+  readFileSync(file, "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l));
 
 describe("audit log", () => {
   it("records every request with secrets and tokens HMAC'd", async () => {
@@ -48,14 +70,23 @@ describe("audit log", () => {
     for (const secret of ["audit-secret-value-42", rt.rootToken, token]) expect(raw.includes(secret)).toBe(false);
     const recs = lines();
     expect(recs.every((r) => r.type === "request" || r.type === "response")).toBe(true);
-    const readResp = recs.find((r) => r.type === "response" && r.request.path === "secret/data/app" && r.request.operation === "read");
+    const readResp = recs.find(
+      (r) => r.type === "response" && r.request.path === "secret/data/app" && r.request.operation === "read",
+    );
     const expected = (await rt.api("POST", "sys/audit-hash/file", { input: "audit-secret-value-42" })).body.data.hash;
     expect(expected).toMatch(/^hmac-sha256:[0-9a-f]{64}$/);
     expect(readResp.response.data.data.password).toBe(expected);
-    expect(readResp.request.client_token).toBe((await rt.api("POST", "sys/audit-hash/file", { input: rt.rootToken })).body.data.hash);
+    expect(readResp.request.client_token).toBe(
+      (await rt.api("POST", "sys/audit-hash/file", { input: rt.rootToken })).body.data.hash,
+    );
     // The attested-login context stays readable for auditors: who logged in, with which evidence.
     const loginResp = recs.find((r) => r.type === "response" && r.request.path === "auth/static/login");
-    expect(loginResp.response.auth.metadata).toMatchObject({ workload: "w-17", evidence_digest: "sha384:0badc0de", policy_hash: "sha256:feed", ref_version: "3" });
+    expect(loginResp.response.auth.metadata).toMatchObject({
+      workload: "w-17",
+      evidence_digest: "sha384:0badc0de",
+      policy_hash: "sha256:feed",
+      ref_version: "3",
+    });
     expect(loginResp.response.auth.client_token).toMatch(/^hmac-sha256:/);
     const denied = recs.find((r) => r.type === "response" && r.request.path === "secret/data/other");
     expect(denied.error).toMatch(/permission denied/);

@@ -12,8 +12,12 @@ const require = createRequire(import.meta.url);
 const nodeVault = require("node-vault") as (o: { endpoint: string; token?: string; apiVersion?: string }) => any;
 
 let rt: TestRuntime;
-beforeAll(async () => { rt = await startTestRuntime(); });
-afterAll(async () => { await rt?.close(); });
+beforeAll(async () => {
+  rt = await startTestRuntime();
+});
+afterAll(async () => {
+  await rt?.close();
+});
 
 describe("node-vault client", () => {
   it("writes, reads, lists and deletes KV v2 secrets", async () => {
@@ -25,7 +29,9 @@ describe("node-vault client", () => {
     expect(r.data.metadata.version).toBe(2);
     const l = await v.list("secret/metadata/node");
     expect(l.data.keys).toEqual(["app"]);
-    await expect(v.write("secret/data/node/app", { data: { x: "y" }, options: { cas: 1 } })).rejects.toMatchObject({ response: { statusCode: 400 } });
+    await expect(v.write("secret/data/node/app", { data: { x: "y" }, options: { cas: 1 } })).rejects.toMatchObject({
+      response: { statusCode: 400 },
+    });
     await v.delete("secret/metadata/node/app");
     await expect(v.read("secret/data/node/app")).rejects.toMatchObject({ response: { statusCode: 404 } });
   });
@@ -43,7 +49,9 @@ describe("node-vault client", () => {
     expect(self.data.policies).toEqual(["default", "node-reader"]);
     expect(self.data.ttl).toBeGreaterThan(3500);
     expect((await child.read("secret/data/node-ro/cfg")).data.data).toEqual({ k: "v" });
-    await expect(child.write("secret/data/node-ro/cfg", { data: { k: "w" } })).rejects.toMatchObject({ response: { statusCode: 403 } });
+    await expect(child.write("secret/data/node-ro/cfg", { data: { k: "w" } })).rejects.toMatchObject({
+      response: { statusCode: 403 },
+    });
     const renewed = await child.tokenRenewSelf({ increment: "2h" });
     expect(renewed.auth.lease_duration).toBeGreaterThan(7000);
     await child.tokenRevokeSelf();
@@ -112,26 +120,32 @@ print(json.dumps(out))
 
 describe("hvac client (PyPI)", () => {
   const have = spawnSync("python3", ["-c", "import hvac"]).status === 0;
-  it.runIf(requireTool("python3 hvac (pip install hvac)", have))("round-trips KV v2 and the token lifecycle", async () => {
-    // Async: the runtime under test lives in this process, so the event loop must keep running.
-    const r = await promisify(execFile)("python3", ["-c", HVAC_SCRIPT, rt.url, rt.rootToken], { encoding: "utf8", timeout: 60_000 });
-    expect(r.stderr).not.toMatch(/Traceback/);
-    const out = JSON.parse(r.stdout);
-    expect(out.read).toEqual({ api_key: "hvac-secret-2" });
-    expect(out.version).toBe(2);
-    expect(out.v1).toEqual({ api_key: "hvac-secret-1" });
-    expect(out.list).toEqual(["app"]);
-    expect(out.current_version).toBe(2);
-    expect(out.patched).toEqual({ api_key: "hvac-secret-2", extra: "x" });
-    expect(out.destroyed_v1).toBe(true);
-    expect(out.cas_refused).toBe(true);
-    expect(out.policy).toContain("secret/data/py/*");
-    expect(out.child_policies).toEqual(["default", "py-ro"]);
-    expect(out.child_ttl_ok).toBe(true);
-    expect(out.child_read).toEqual({ api_key: "hvac-secret-2", extra: "x" });
-    expect(out.child_write_refused).toBe(true);
-    expect(out.renew_ttl).toBeGreaterThan(3500);
-    expect(out.revoked).toBe(true);
-    expect(out.mount_types).toContain("kv");
-  });
+  it.runIf(requireTool("python3 hvac (pip install hvac)", have))(
+    "round-trips KV v2 and the token lifecycle",
+    async () => {
+      // Async: the runtime under test lives in this process, so the event loop must keep running.
+      const r = await promisify(execFile)("python3", ["-c", HVAC_SCRIPT, rt.url, rt.rootToken], {
+        encoding: "utf8",
+        timeout: 60_000,
+      });
+      expect(r.stderr).not.toMatch(/Traceback/);
+      const out = JSON.parse(r.stdout);
+      expect(out.read).toEqual({ api_key: "hvac-secret-2" });
+      expect(out.version).toBe(2);
+      expect(out.v1).toEqual({ api_key: "hvac-secret-1" });
+      expect(out.list).toEqual(["app"]);
+      expect(out.current_version).toBe(2);
+      expect(out.patched).toEqual({ api_key: "hvac-secret-2", extra: "x" });
+      expect(out.destroyed_v1).toBe(true);
+      expect(out.cas_refused).toBe(true);
+      expect(out.policy).toContain("secret/data/py/*");
+      expect(out.child_policies).toEqual(["default", "py-ro"]);
+      expect(out.child_ttl_ok).toBe(true);
+      expect(out.child_read).toEqual({ api_key: "hvac-secret-2", extra: "x" });
+      expect(out.child_write_refused).toBe(true);
+      expect(out.renew_ttl).toBeGreaterThan(3500);
+      expect(out.revoked).toBe(true);
+      expect(out.mount_types).toContain("kv");
+    },
+  );
 });

@@ -18,14 +18,23 @@ function writers(urls: string[], token: string, concurrency: number) {
   const loops = Array.from({ length: concurrency }, async (_, w) => {
     while (!stop) {
       const i = n++;
-      const key = `crash/w${w}/k${i}`, value = `value-${w}-${i}-${"x".repeat(i % 50)}`;
+      const key = `crash/w${w}/k${i}`,
+        value = `value-${w}-${i}-${"x".repeat(i % 50)}`;
       try {
         const r = await api(urls[i % urls.length], "POST", `secret/data/${key}`, { data: { v: value } }, token);
         if (r.status === 200) acked.set(key, value);
-      } catch { /* connection reset by the kill: not acknowledged */ }
+      } catch {
+        /* connection reset by the kill: not acknowledged */
+      }
     }
   });
-  return { acked, stop: async () => { stop = true; await Promise.all(loops); } };
+  return {
+    acked,
+    stop: async () => {
+      stop = true;
+      await Promise.all(loops);
+    },
+  };
 }
 
 async function initUnseal(url: string) {
@@ -45,10 +54,12 @@ async function verifyAll(url: string, token: string, acked: Map<string, string>)
   const missing: string[] = [];
   const entries = [...acked];
   for (let i = 0; i < entries.length; i += 16) {
-    await Promise.all(entries.slice(i, i + 16).map(async ([k, v]) => {
-      const r = await api(url, "GET", `secret/data/${k}`, undefined, token);
-      if (r.status !== 200 || r.body.data.data.v !== v) missing.push(k);
-    }));
+    await Promise.all(
+      entries.slice(i, i + 16).map(async ([k, v]) => {
+        const r = await api(url, "GET", `secret/data/${k}`, undefined, token);
+        if (r.status !== 200 || r.body.data.data.v !== v) missing.push(k);
+      }),
+    );
   }
   return missing;
 }
@@ -56,15 +67,25 @@ async function verifyAll(url: string, token: string, acked: Map<string, string>)
 describe("kill -9 during concurrent writes (SQLite)", () => {
   let dir: string;
   let srv: ServerProc | undefined;
-  beforeAll(() => { dir = mkdtempSync(path.join(tmpdir(), "bk-crash-")); });
-  afterAll(async () => { await srv?.kill("SIGKILL"); rmSync(dir, { recursive: true, force: true }); });
+  beforeAll(() => {
+    dir = mkdtempSync(path.join(tmpdir(), "bk-crash-"));
+  });
+  afterAll(async () => {
+    await srv?.kill("SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+  });
 
   it("loses no acknowledged write", async () => {
     const cfg = path.join(dir, "runtime.hcl");
-    writeFileSync(cfg, `storage "sqlite" { path = "runtime.db" }\nlistener "tcp" { address = "127.0.0.1:0"\n tls_disable = true }`);
+    writeFileSync(
+      cfg,
+      `storage "sqlite" { path = "runtime.db" }\nlistener "tcp" { address = "127.0.0.1:0"\n tls_disable = true }`,
+    );
     srv = await startServerProc(cfg);
     const { key, root } = await initUnseal(srv.url);
-    expect((await api(srv.url, "POST", "sys/mounts/secret", { type: "kv", options: { version: "2" } }, root)).status).toBe(204);
+    expect(
+      (await api(srv.url, "POST", "sys/mounts/secret", { type: "kv", options: { version: "2" } }, root)).status,
+    ).toBe(204);
     const w = writers([srv.url], root, 16);
     await waitFor(() => w.acked.size >= 150, 20_000);
     srv.proc.kill("SIGKILL");
@@ -80,8 +101,13 @@ describe("kill -9 during concurrent writes (SQLite)", () => {
 });
 
 describe("PostgreSQL: two replicas on one database", () => {
-  const ok = requireTool("PostgreSQL server (apt-get install postgresql)", haveCommand("bash", ["-c", "ls /usr/lib/postgresql/*/bin/initdb"]));
-  let dir = "", pgDir = "", url = "";
+  const ok = requireTool(
+    "PostgreSQL server (apt-get install postgresql)",
+    haveCommand("bash", ["-c", "ls /usr/lib/postgresql/*/bin/initdb"]),
+  );
+  let dir = "",
+    pgDir = "",
+    url = "";
   let a: ServerProc | undefined, b: ServerProc | undefined;
   let cfg = "";
   beforeAll(() => {
@@ -90,7 +116,13 @@ describe("PostgreSQL: two replicas on one database", () => {
     pgDir = mkdtempSync(path.join(tmpdir(), "bk-pg-")); // its own /tmp entry: the postgres user must be able to reach it
     url = execFileSync(path.join(repoRoot, "scripts/pg-test-server.sh"), ["start", pgDir], { encoding: "utf8" }).trim();
     cfg = path.join(dir, "runtime.json");
-    writeFileSync(cfg, JSON.stringify({ storage: { postgresql: { connection_url: url } }, listener: { tcp: { address: "127.0.0.1:0", tls_disable: true } } }));
+    writeFileSync(
+      cfg,
+      JSON.stringify({
+        storage: { postgresql: { connection_url: url } },
+        listener: { tcp: { address: "127.0.0.1:0", tls_disable: true } },
+      }),
+    );
   }, 120_000);
   afterAll(async () => {
     await a?.kill("SIGKILL");
@@ -109,11 +141,22 @@ describe("PostgreSQL: two replicas on one database", () => {
     expect((await api(a.url, "POST", "secret/data/shared", { data: { from: "a" } }, root)).status).toBe(200);
     expect((await api(b.url, "GET", "secret/data/shared", undefined, root)).body.data.data).toEqual({ from: "a" });
     // Check-and-set across replicas: B's write with the stale version is refused.
-    expect((await api(b.url, "POST", "secret/data/shared", { data: { from: "b" }, options: { cas: 1 } }, root)).status).toBe(200);
-    expect((await api(a.url, "POST", "secret/data/shared", { data: { from: "a2" }, options: { cas: 1 } }, root)).status).toBe(400);
+    expect(
+      (await api(b.url, "POST", "secret/data/shared", { data: { from: "b" }, options: { cas: 1 } }, root)).status,
+    ).toBe(200);
+    expect(
+      (await api(a.url, "POST", "secret/data/shared", { data: { from: "a2" }, options: { cas: 1 } }, root)).status,
+    ).toBe(400);
     // Policies and tokens made on one replica work on the other.
-    await api(b.url, "PUT", "sys/policies/acl/ro", { policy: 'path "secret/data/shared" { capabilities = ["read"] }' }, root);
-    const t = (await api(a.url, "POST", "auth/token/create", { policies: ["ro"], ttl: "5m" }, root)).body.auth.client_token;
+    await api(
+      b.url,
+      "PUT",
+      "sys/policies/acl/ro",
+      { policy: 'path "secret/data/shared" { capabilities = ["read"] }' },
+      root,
+    );
+    const t = (await api(a.url, "POST", "auth/token/create", { policies: ["ro"], ttl: "5m" }, root)).body.auth
+      .client_token;
     expect((await api(b.url, "GET", "secret/data/shared", undefined, t)).body.data.data).toEqual({ from: "b" });
     expect((await api(b.url, "POST", "auth/token/revoke-self", {}, t)).status).toBe(204);
     expect((await api(a.url, "GET", "secret/data/shared", undefined, t)).status).toBe(403);

@@ -22,13 +22,22 @@ describe.runIf(haveGo)("vault Go API client", () => {
     dir = mkdtempSync(path.join(tmpdir(), "bk-goclient-"));
     bin = path.join(dir, "goclient");
     // Modules come from the Go module proxy (cached after the first build).
-    await run("go", ["build", "-mod=mod", "-o", bin, "."], { cwd: path.join(repoRoot, "test/runtime/server/core-goclient"), timeout: 280_000 });
+    await run("go", ["build", "-mod=mod", "-o", bin, "."], {
+      cwd: path.join(repoRoot, "test/runtime/server/core-goclient"),
+      timeout: 280_000,
+    });
     rt = await startTestRuntime();
   }, 300_000);
-  afterAll(async () => { await rt?.close(); rmSync(dir, { recursive: true, force: true }); });
+  afterAll(async () => {
+    await rt?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
 
   it("round-trips KV v2, policies and the token lifecycle", async () => {
-    const { stdout, stderr } = await run(bin, [], { env: { ...process.env, VAULT_ADDR: rt.url, VAULT_TOKEN: rt.rootToken }, timeout: 60_000 });
+    const { stdout, stderr } = await run(bin, [], {
+      env: { ...process.env, VAULT_ADDR: rt.url, VAULT_TOKEN: rt.rootToken },
+      timeout: 60_000,
+    });
     expect(stderr).toBe("");
     const out = JSON.parse(stdout);
     expect(out.sealed).toBe(false);

@@ -4,8 +4,12 @@ import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import { startTestRuntime, type TestRuntime } from "../../support/runtime.js";
 
 let rt: TestRuntime;
-beforeAll(async () => { rt = await startTestRuntime(); });
-afterAll(async () => { await rt?.close(); });
+beforeAll(async () => {
+  rt = await startTestRuntime();
+});
+afterAll(async () => {
+  await rt?.close();
+});
 
 describe("runtime HTTP core", () => {
   it("answers sys/health and sys/seal-status without a token", async () => {
@@ -63,7 +67,8 @@ describe("runtime HTTP core", () => {
   it("merges a PATCH into the latest version", async () => {
     await rt.api("POST", "secret/data/patchme", { data: { a: "1", b: "2" } });
     const p = await fetch(`${rt.url}/v1/secret/data/patchme`, {
-      method: "PATCH", headers: { "x-vault-token": rt.rootToken, "content-type": "application/merge-patch+json" },
+      method: "PATCH",
+      headers: { "x-vault-token": rt.rootToken, "content-type": "application/merge-patch+json" },
       body: JSON.stringify({ data: { b: null, c: "3" } }),
     });
     expect(p.status).toBe(200);
@@ -82,9 +87,17 @@ describe("runtime HTTP core", () => {
   });
 
   it("refuses oversized and malformed bodies with 4xx, not a crash", async () => {
-    const big = await fetch(`${rt.url}/v1/secret/data/big`, { method: "POST", headers: { "x-vault-token": rt.rootToken, "content-type": "application/json" }, body: JSON.stringify({ data: { x: "a".repeat(2 * 1024 * 1024) } }) });
+    const big = await fetch(`${rt.url}/v1/secret/data/big`, {
+      method: "POST",
+      headers: { "x-vault-token": rt.rootToken, "content-type": "application/json" },
+      body: JSON.stringify({ data: { x: "a".repeat(2 * 1024 * 1024) } }),
+    });
     expect(big.status).toBe(413);
-    const bad = await fetch(`${rt.url}/v1/secret/data/bad`, { method: "POST", headers: { "x-vault-token": rt.rootToken }, body: "{not json" });
+    const bad = await fetch(`${rt.url}/v1/secret/data/bad`, {
+      method: "POST",
+      headers: { "x-vault-token": rt.rootToken },
+      body: "{not json",
+    });
     expect(bad.status).toBe(400);
     expect((await bad.json()).errors[0]).toMatch(/JSON/);
   });

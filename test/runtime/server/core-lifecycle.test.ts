@@ -14,7 +14,9 @@ describe("runtime server lifecycle (processes, SQLite, TLS)", () => {
   beforeAll(() => {
     dir = mkdtempSync(path.join(tmpdir(), "bk-life-"));
     cfg = path.join(dir, "runtime.hcl");
-    writeFileSync(cfg, `
+    writeFileSync(
+      cfg,
+      `
       storage "sqlite" { path = "data/runtime.db" }
       listener "tcp" {
         address   = "127.0.0.1:0"
@@ -22,9 +24,13 @@ describe("runtime server lifecycle (processes, SQLite, TLS)", () => {
         tls_hosts = ["runtime.test"]
       }
       audit_file = "audit/audit.log"
-    `);
+    `,
+    );
   });
-  afterAll(async () => { await srv?.kill(); rmSync(dir, { recursive: true, force: true }); });
+  afterAll(async () => {
+    await srv?.kill();
+    rmSync(dir, { recursive: true, force: true });
+  });
 
   it("initializes, unseals with 2 of 3 shares, pins the runtime CA, and restarts sealed", async () => {
     srv = await startServerProc(cfg);
@@ -40,7 +46,17 @@ describe("runtime server lifecycle (processes, SQLite, TLS)", () => {
     expect(wrongPin.code).not.toBe(0);
     expect(wrongPin.stderr).toMatch(/pinned fingerprint/);
 
-    const init = await cli(["runtime", "init", ...pinBoot, "--key-shares", "3", "--key-threshold", "2", "--format", "json"]);
+    const init = await cli([
+      "runtime",
+      "init",
+      ...pinBoot,
+      "--key-shares",
+      "3",
+      "--key-threshold",
+      "2",
+      "--format",
+      "json",
+    ]);
     expect(init.code).toBe(0);
     const out = JSON.parse(init.stdout);
     expect(out.unseal_keys_b64).toHaveLength(3);
@@ -59,7 +75,15 @@ describe("runtime server lifecycle (processes, SQLite, TLS)", () => {
     expect(u1.code).toBe(0);
     expect(u1.stdout).toMatch(/Sealed\s+true/);
     expect(u1.stdout).toMatch(/Unseal Progress\s+1\/2/);
-    const u2 = await cli(["runtime", "unseal", "--address", srv.url, "--ca-cert", path.join(dir, "ca.pem"), out.unseal_keys_b64[0]]);
+    const u2 = await cli([
+      "runtime",
+      "unseal",
+      "--address",
+      srv.url,
+      "--ca-cert",
+      path.join(dir, "ca.pem"),
+      out.unseal_keys_b64[0],
+    ]);
     expect(u2.code).toBe(0);
     expect(u2.stdout).toMatch(/Sealed\s+false/);
     expect((await cli(["runtime", "status", ...pinCa])).code).toBe(0);
@@ -67,10 +91,24 @@ describe("runtime server lifecycle (processes, SQLite, TLS)", () => {
     await srv.kill();
     srv = await startServerProc(cfg);
     expect(srv.bootstrapFp).toBeUndefined(); // the runtime-CA certificate from tls_dir is served from the start
-    const st = await cli(["runtime", "status", "--address", srv.url, "--ca-fingerprint", out.runtime_ca_sha256, "--format", "json"]);
+    const st = await cli([
+      "runtime",
+      "status",
+      "--address",
+      srv.url,
+      "--ca-fingerprint",
+      out.runtime_ca_sha256,
+      "--format",
+      "json",
+    ]);
     expect(st.code).toBe(1);
     expect(JSON.parse(st.stdout)).toMatchObject({ initialized: true, sealed: true, t: 2, n: 3 });
-    const bad = await cli(["runtime", "unseal", ...["--address", srv.url, "--ca-fingerprint", out.runtime_ca_sha256], "bm90LWEta2V5"]);
+    const bad = await cli([
+      "runtime",
+      "unseal",
+      ...["--address", srv.url, "--ca-fingerprint", out.runtime_ca_sha256],
+      "bm90LWEta2V5",
+    ]);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/key share/);
   });
@@ -78,7 +116,10 @@ describe("runtime server lifecycle (processes, SQLite, TLS)", () => {
   it("exits 1 with a clear message when the SQLite file is not a database", async () => {
     writeFileSync(path.join(dir, "garbage.db"), Buffer.alloc(8192, 0x5a));
     const c = path.join(dir, "garbage.hcl");
-    writeFileSync(c, `storage "sqlite" { path = "garbage.db" }\nlistener "tcp" { address = "127.0.0.1:0"\n tls_disable = true }`);
+    writeFileSync(
+      c,
+      `storage "sqlite" { path = "garbage.db" }\nlistener "tcp" { address = "127.0.0.1:0"\n tls_disable = true }`,
+    );
     const r = await cli(["runtime", "server", "--config", c]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/SQLite storage is corrupt: file is not a database/);

@@ -6,11 +6,20 @@ import { repoRoot } from "../../support/shared.js";
 
 export const bin = path.join(repoRoot, "bin/buckypaper.js");
 
-export interface ServerProc { proc: ChildProcess; url: string; bootstrapFp?: string; output: () => string; kill(signal?: NodeJS.Signals): Promise<void> }
+export interface ServerProc {
+  proc: ChildProcess;
+  url: string;
+  bootstrapFp?: string;
+  output: () => string;
+  kill(signal?: NodeJS.Signals): Promise<void>;
+}
 
 /** Starts `runtime server --config FILE` and waits for its listening line. */
 export function startServerProc(config: string, env: Record<string, string> = {}): Promise<ServerProc> {
-  const proc = spawn(process.execPath, [bin, "runtime", "server", "--config", config], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const proc = spawn(process.execPath, [bin, "runtime", "server", "--config", config], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let out = "";
   const exited = new Promise<void>((r) => proc.once("exit", () => r()));
   return new Promise((resolve, reject) => {
@@ -24,14 +33,27 @@ export function startServerProc(config: string, env: Record<string, string> = {}
         clearTimeout(timer);
         const fp = /Bootstrap TLS certificate SHA-256[^:]*: ([0-9a-f]{64})/.exec(out)?.[1];
         resolve({
-          proc, url: m[1], bootstrapFp: fp, output: () => out,
-          kill: async (signal = "SIGTERM") => { if (proc.exitCode === null && proc.signalCode === null) { proc.kill(signal); } await exited; },
+          proc,
+          url: m[1],
+          bootstrapFp: fp,
+          output: () => out,
+          kill: async (signal = "SIGTERM") => {
+            if (proc.exitCode === null && proc.signalCode === null) {
+              proc.kill(signal);
+            }
+            await exited;
+          },
         });
       }
     };
     proc.stdout!.on("data", onData);
-    proc.stderr!.on("data", (d: Buffer) => { out += d.toString(); });
-    proc.once("exit", (code) => { clearTimeout(timer); reject(new Error(`server exited (${code}):\n${out}`)); });
+    proc.stderr!.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    proc.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited (${code}):\n${out}`));
+    });
   });
 }
 
@@ -47,10 +69,20 @@ export async function cli(args: string[]): Promise<{ code: number; stdout: strin
 }
 
 /** JSON request over plain HTTP. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped JSON from the API
-export async function api(url: string, method: string, p: string, body?: unknown, token?: string): Promise<{ status: number; body: any }> {
+export async function api(
+  url: string,
+  method: string,
+  p: string,
+  body?: unknown,
+  token?: string,
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped JSON from the API
+): Promise<{ status: number; body: any }> {
   const res = await fetch(`${url}/v1/${p}`, {
-    method, headers: { ...(token ? { "x-vault-token": token } : {}), ...(body !== undefined ? { "content-type": "application/json" } : {}) },
+    method,
+    headers: {
+      ...(token ? { "x-vault-token": token } : {}),
+      ...(body !== undefined ? { "content-type": "application/json" } : {}),
+    },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.text();

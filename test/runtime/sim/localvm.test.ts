@@ -44,19 +44,40 @@ describe("persistent simulated platform", () => {
     const r = await sim.report({ measurement: M, reportData });
     const r2 = await sim2.report({ measurement: M, reportData });
     expect(Buffer.from(r.vek)).toEqual(Buffer.from(r2.vek)); // the VCEK is persisted, not re-issued per process
-    const trust = { snp: { simulated: [{ simulated: true as const, product: anchor.product, arkSha256: anchor.ark_sha256, caCerts: anchor.ca_certs.map((c) => new Uint8Array(Buffer.from(c, "base64"))) }] } };
-    const v = await appraise({ kind: "snp", report: r.report, certTable: r.certTable }, { snp: { measurements: [M] } }, { trust, expectedReportData: reportData });
+    const trust = {
+      snp: {
+        simulated: [
+          {
+            simulated: true as const,
+            product: anchor.product,
+            arkSha256: anchor.ark_sha256,
+            caCerts: anchor.ca_certs.map((c) => new Uint8Array(Buffer.from(c, "base64"))),
+          },
+        ],
+      },
+    };
+    const v = await appraise(
+      { kind: "snp", report: r.report, certTable: r.certTable },
+      { snp: { measurements: [M] } },
+      { trust, expectedReportData: reportData },
+    );
     expect(v).toMatchObject({ accepted: true, simulated: true });
     // A different platform's evidence does not chain to this anchor.
     await initPlatform(path.join(tmp, "other"));
     const other = await loadPlatform(path.join(tmp, "other"));
     const foreign = await other.report({ measurement: M, reportData });
-    const refused = await appraise({ kind: "snp", report: foreign.report, certTable: foreign.certTable }, { snp: { measurements: [M] } }, { trust, expectedReportData: reportData });
+    const refused = await appraise(
+      { kind: "snp", report: foreign.report, certTable: foreign.certTable },
+      { snp: { measurements: [M] } },
+      { trust, expectedReportData: reportData },
+    );
     expect(refused.accepted).toBe(false);
   }, 60_000);
 
   it("a missing or damaged platform is a named error", async () => {
-    await expect(loadPlatform(path.join(tmp, "nowhere"))).rejects.toThrow(/platform: cannot read .*platform\.json \(ENOENT\)/);
+    await expect(loadPlatform(path.join(tmp, "nowhere"))).rejects.toThrow(
+      /platform: cannot read .*platform\.json \(ENOENT\)/,
+    );
     const bad = path.join(tmp, "bad");
     await initPlatform(bad);
     const st = JSON.parse(readFileSync(path.join(bad, "platform.json"), "utf8"));
@@ -75,10 +96,19 @@ describe.skipIf(!HAVE_OVMF)("simulated PSP", () => {
   beforeAll(() => writeFileSync(path.join(tmp, "vmlinuz"), Buffer.alloc(4096, 1)));
 
   it("measures firmware and vCPUs as the engine does; without a kernel-hashes table the kernel and cmdline are not in the digest", () => {
-    const m = measureLaunch({ firmware: OVMF, kernel: kernel(), append: "console=ttyS0", vcpus: 2, vcpuType: "EPYC-v4" });
+    const m = measureLaunch({
+      firmware: OVMF,
+      kernel: kernel(),
+      append: "console=ttyS0",
+      vcpus: 2,
+      vcpuType: "EPYC-v4",
+    });
     expect(m.kernelMeasured).toBe(false);
     expect(m.measurement).toBe(snpLaunchDigest({ ovmf: fw(), vcpus: 2, vcpu: "EPYC-v4", vmm: "qemu" }).toString("hex"));
-    expect(measureLaunch({ firmware: OVMF, kernel: kernel(), append: "init=/bin/sh", vcpus: 2, vcpuType: "EPYC-v4" }).measurement).toBe(m.measurement);
+    expect(
+      measureLaunch({ firmware: OVMF, kernel: kernel(), append: "init=/bin/sh", vcpus: 2, vcpuType: "EPYC-v4" })
+        .measurement,
+    ).toBe(m.measurement);
     expect(m.inputs).toMatchObject({ vcpus: 2, vcpuType: "EPYC-v4", append: "console=ttyS0" });
     expect(m.inputs.firmwareSha256).toMatch(/^[0-9a-f]{64}$/);
   });
@@ -96,9 +126,13 @@ describe.skipIf(!HAVE_OVMF)("simulated PSP", () => {
   });
 
   it("bad boot inputs are errors naming the input", () => {
-    expect(() => measureLaunch({ firmware: path.join(tmp, "nope.fd"), vcpus: 2, vcpuType: "EPYC-v4" })).toThrow(/^firmware: '.*nope\.fd' cannot be read \(ENOENT\)/);
+    expect(() => measureLaunch({ firmware: path.join(tmp, "nope.fd"), vcpus: 2, vcpuType: "EPYC-v4" })).toThrow(
+      /^firmware: '.*nope\.fd' cannot be read \(ENOENT\)/,
+    );
     expect(() => measureLaunch({ firmware: OVMF, vcpus: 0, vcpuType: "EPYC-v4" })).toThrow(/^vcpus:/);
-    expect(() => measureLaunch({ firmware: OVMF, append: "x", vcpus: 1, vcpuType: "EPYC-v4" })).toThrow(/^kernel: is required/);
+    expect(() => measureLaunch({ firmware: OVMF, append: "x", vcpus: 1, vcpuType: "EPYC-v4" })).toThrow(
+      /^kernel: is required/,
+    );
     expect(() => measureLaunch({ firmware: OVMF, vcpus: 1, vcpuType: "Pentium-II" })).toThrow(LocalVmError);
     const notFw = path.join(tmp, "not-firmware.fd");
     writeFileSync(notFw, Buffer.alloc(8192));
@@ -128,15 +162,44 @@ describe.skipIf(!hasShared)("simulated PSP with kernel-hashes firmware (measured
   it("kernel, initrd and command line are in the digest: a changed cmdline is a different measurement", () => {
     const m = measureLaunch({ firmware: fw, kernel, initrd, append: "console=ttyS0", vcpus: 1, vcpuType: "EPYC-v4" });
     expect(m.kernelMeasured).toBe(true);
-    expect(m.measurement).toBe(snpLaunchDigest({ ovmf: readFileSync(fw), kernel: readFileSync(kernel), initrd: readFileSync(initrd), append: "console=ttyS0", vcpus: 1, vcpu: "EPYC-v4", vmm: "qemu" }).toString("hex"));
-    expect(measureLaunch({ firmware: fw, kernel, initrd, append: "console=ttyS0 init=/bin/sh", vcpus: 1, vcpuType: "EPYC-v4" }).measurement).not.toBe(m.measurement);
+    expect(m.measurement).toBe(
+      snpLaunchDigest({
+        ovmf: readFileSync(fw),
+        kernel: readFileSync(kernel),
+        initrd: readFileSync(initrd),
+        append: "console=ttyS0",
+        vcpus: 1,
+        vcpu: "EPYC-v4",
+        vmm: "qemu",
+      }).toString("hex"),
+    );
+    expect(
+      measureLaunch({
+        firmware: fw,
+        kernel,
+        initrd,
+        append: "console=ttyS0 init=/bin/sh",
+        vcpus: 1,
+        vcpuType: "EPYC-v4",
+      }).measurement,
+    ).not.toBe(m.measurement);
     writeFileSync(path.join(tmp, "k2"), Buffer.alloc(8192, 9));
-    expect(measureLaunch({ firmware: fw, kernel: path.join(tmp, "k2"), initrd, append: "console=ttyS0", vcpus: 1, vcpuType: "EPYC-v4" }).measurement).not.toBe(m.measurement);
+    expect(
+      measureLaunch({
+        firmware: fw,
+        kernel: path.join(tmp, "k2"),
+        initrd,
+        append: "console=ttyS0",
+        vcpus: 1,
+        vcpuType: "EPYC-v4",
+      }).measurement,
+    ).not.toBe(m.measurement);
   });
 });
 
 describe("buckypaper simulate platform init / vm", () => {
-  const cli = (...args: string[]) => spawnSync(process.execPath, [path.join(ROOT, "bin/buckypaper.js"), "simulate", ...args], { encoding: "utf8" });
+  const cli = (...args: string[]) =>
+    spawnSync(process.execPath, [path.join(ROOT, "bin/buckypaper.js"), "simulate", ...args], { encoding: "utf8" });
 
   it("init writes a private platform and a public anchor, and keeps them on a second run", () => {
     const dir = path.join(tmp, "cli-platform");
@@ -152,7 +215,9 @@ describe("buckypaper simulate platform init / vm", () => {
   it("usage errors exit 2 naming the flag", () => {
     expect(cli("platform", "init").status).toBe(2);
     expect(cli("platform", "init").stderr).toMatch(/--dir is required/);
-    expect(cli("platform", "init", "--dir", path.join(tmp, "p2"), "--product", "rome").stderr).toMatch(/--product: 'rome'/);
+    expect(cli("platform", "init", "--dir", path.join(tmp, "p2"), "--product", "rome").stderr).toMatch(
+      /--product: 'rome'/,
+    );
     const vm = cli("vm", "--platform", tmp);
     expect(vm.status).toBe(2);
     expect(vm.stderr).toMatch(/--firmware is required/);
@@ -161,9 +226,27 @@ describe("buckypaper simulate platform init / vm", () => {
   it("a VM with an unreadable boot input does not boot: status says why, exit 2", () => {
     const dir = path.join(tmp, "cli-platform");
     const state = path.join(tmp, "vm-bad");
-    writeFileSync(path.join(tmp, "agent.json"), JSON.stringify({ runtimeUrl: "https://127.0.0.1:1", runtimeCaSha256: "00".repeat(32), workloadId: "x" }));
-    const r = cli("vm", "--platform", dir, "--firmware", path.join(tmp, "missing.fd"), "--vcpus", "1", "--vcpu-type", "EPYC-v4",
-      "--agent-config", path.join(tmp, "agent.json"), "--root", path.join(state, "root"), "--state-dir", state);
+    writeFileSync(
+      path.join(tmp, "agent.json"),
+      JSON.stringify({ runtimeUrl: "https://127.0.0.1:1", runtimeCaSha256: "00".repeat(32), workloadId: "x" }),
+    );
+    const r = cli(
+      "vm",
+      "--platform",
+      dir,
+      "--firmware",
+      path.join(tmp, "missing.fd"),
+      "--vcpus",
+      "1",
+      "--vcpu-type",
+      "EPYC-v4",
+      "--agent-config",
+      path.join(tmp, "agent.json"),
+      "--root",
+      path.join(state, "root"),
+      "--state-dir",
+      state,
+    );
     expect(r.status).toBe(2);
     const status = JSON.parse(readFileSync(path.join(state, "status.json"), "utf8"));
     expect(status).toMatchObject({ state: "failed" });

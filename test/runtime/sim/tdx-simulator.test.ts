@@ -25,7 +25,11 @@ function capture() {
 }
 
 describe("TDX simulator round trips", () => {
-  for (const [version, bodyType] of [[4, 2], [5, 2], [5, 3]] as const) {
+  for (const [version, bodyType] of [
+    [4, 2],
+    [5, 2],
+    [5, 3],
+  ] as const) {
     it(`v${version} body type ${bodyType}: parses back, verifies only with the simulated root configured, says simulated`, async () => {
       const q = sim.quote({ version, bodyType, mrTd, rtmrs, reportData });
       const parsed = parseQuote(q);
@@ -40,14 +44,24 @@ describe("TDX simulator round trips", () => {
       expect(untrusted.accepted).toBe(false);
       expect(untrusted.simulated).toBe(false);
       expect(failed(untrusted)).toEqual(["tdx.pck-chain"]);
-      expect(untrusted.checks.find((c) => c.id === "tdx.pck-chain")?.detail).toMatch(/not the pinned Intel SGX Root CA/);
+      expect(untrusted.checks.find((c) => c.id === "tdx.pck-chain")?.detail).toMatch(
+        /not the pinned Intel SGX Root CA/,
+      );
 
-      const v = await verifyTdx(q, { simulatedRoots: [sim.rootFingerprint], policy: { mrTd: [hex(mrTd)], rtmr3: [hex(rtmrs[3])], reportData: hex(reportData) } });
+      const v = await verifyTdx(q, {
+        simulatedRoots: [sim.rootFingerprint],
+        policy: { mrTd: [hex(mrTd)], rtmr3: [hex(rtmrs[3])], reportData: hex(reportData) },
+      });
       expect(failed(v)).toEqual([]);
       expect(v.accepted).toBe(true);
       expect(v.simulated).toBe(true);
       expect(v.checks.find((c) => c.id === "tdx.simulated")?.detail).toMatch(/SIMULATED/);
-      expect(v.claims).toMatchObject({ platform: "tdx", measurement: hex(mrTd), reportData: hex(reportData), debug: false });
+      expect(v.claims).toMatchObject({
+        platform: "tdx",
+        measurement: hex(mrTd),
+        reportData: hex(reportData),
+        debug: false,
+      });
     });
   }
 
@@ -62,11 +76,15 @@ describe("TDX simulator round trips", () => {
     const q = sim.quote({ tdAttributes: Buffer.from("0100000000000000", "hex") });
     const v = await verifyTdx(q, { simulatedRoots: [sim.rootFingerprint] });
     expect(failed(v)).toEqual(["policy.debug"]);
-    expect((await verifyTdx(q, { simulatedRoots: [sim.rootFingerprint], policy: { allowDebug: true } })).accepted).toBe(true);
+    expect((await verifyTdx(q, { simulatedRoots: [sim.rootFingerprint], policy: { allowDebug: true } })).accepted).toBe(
+      true,
+    );
   });
 
   it("a QE report signed by the PCK key but from an enclave other than Intel's TD QE is refused", async () => {
-    const v = await verifyTdx(sim.quote({ qeMrSigner: Buffer.alloc(32, 0x66) }), { simulatedRoots: [sim.rootFingerprint] });
+    const v = await verifyTdx(sim.quote({ qeMrSigner: Buffer.alloc(32, 0x66) }), {
+      simulatedRoots: [sim.rootFingerprint],
+    });
     expect(failed(v)).toEqual(["tdx.qe-identity"]);
     expect(v.checks.find((c) => c.id === "tdx.qe-identity")?.detail).toMatch(/not Intel's TD QE signer/);
   });
@@ -75,12 +93,19 @@ describe("TDX simulator round trips", () => {
     const trust = { simulatedRoots: [sim.rootFingerprint] };
     const septVeDisable = { mask: "0000001000000000", value: "0000001000000000" };
     expect((await verifyTdx(sim.quote(), { ...trust, policy: { tdAttributes: septVeDisable } })).accepted).toBe(true);
-    const noSept = await verifyTdx(sim.quote({ tdAttributes: Buffer.alloc(8) }), { ...trust, policy: { tdAttributes: septVeDisable } });
+    const noSept = await verifyTdx(sim.quote({ tdAttributes: Buffer.alloc(8) }), {
+      ...trust,
+      policy: { tdAttributes: septVeDisable },
+    });
     expect(failed(noSept)).toEqual(["policy.td-attributes"]);
     const v15 = sim.quote({ version: 5, bodyType: 3, mrServiceTd: Buffer.alloc(48, 9) });
     expect((await verifyTdx(v15, { ...trust, policy: { mrServiceTd: "09".repeat(48) } })).accepted).toBe(true);
-    expect(failed(await verifyTdx(sim.quote(), { ...trust, policy: { mrServiceTd: "09".repeat(48) } }))).toEqual(["policy.mrservicetd"]);
-    expect(failed(await verifyTdx(sim.quote(), { ...trust, policy: { requireReportData: true } }))).toEqual(["policy.report-data"]);
+    expect(failed(await verifyTdx(sim.quote(), { ...trust, policy: { mrServiceTd: "09".repeat(48) } }))).toEqual([
+      "policy.mrservicetd",
+    ]);
+    expect(failed(await verifyTdx(sim.quote(), { ...trust, policy: { requireReportData: true } }))).toEqual([
+      "policy.report-data",
+    ]);
   });
 
   it("unsigned trailing bytes after the signature data are ignored, as in genuine quotes", async () => {
@@ -92,10 +117,17 @@ describe("TDX simulator round trips", () => {
 });
 
 describe("TDX collateral from the simulated TCB signing key", () => {
-  const opts = (collateral: TdxCollateral, policy = {}) => ({ simulatedRoots: [sim.rootFingerprint], collateral, policy });
+  const opts = (collateral: TdxCollateral, policy = {}) => ({
+    simulatedRoots: [sim.rootFingerprint],
+    collateral,
+    policy,
+  });
 
   it("UpToDate platform, module and QE are accepted", async () => {
-    const v = await verifyTdx(sim.quote({ version: 5, teeTcbSvn: Buffer.from("03010000000000000000000000000000", "hex") }), opts(sim.collateral()));
+    const v = await verifyTdx(
+      sim.quote({ version: 5, teeTcbSvn: Buffer.from("03010000000000000000000000000000", "hex") }),
+      opts(sim.collateral()),
+    );
     expect(failed(v)).toEqual([]);
     expect(v.claims?.tcb.tcbStatus).toBe("UpToDate/UpToDate/UpToDate");
   });
@@ -105,7 +137,14 @@ describe("TDX collateral from the simulated TCB signing key", () => {
     const v = await verifyTdx(q, opts(sim.collateral({ status: "OutOfDate" })));
     expect(failed(v)).toEqual(["policy.tcb-status"]);
     expect(v.checks.find((c) => c.id === "policy.tcb-status")?.detail).toMatch(/OutOfDate is not in the allowed set/);
-    expect((await verifyTdx(q, opts(sim.collateral({ status: "OutOfDate" }), { allowedTcbStatuses: ["UpToDate", "OutOfDate"] }))).accepted).toBe(true);
+    expect(
+      (
+        await verifyTdx(
+          q,
+          opts(sim.collateral({ status: "OutOfDate" }), { allowedTcbStatuses: ["UpToDate", "OutOfDate"] }),
+        )
+      ).accepted,
+    ).toBe(true);
   });
 
   it("a QE identity with a revoked QE TCB is refused", async () => {
@@ -116,7 +155,9 @@ describe("TDX collateral from the simulated TCB signing key", () => {
   it("collateral signed by another hierarchy is refused", async () => {
     const other = await TdxSimulator.create();
     const v = await verifyTdx(sim.quote(), opts(other.collateral()));
-    expect(failed(v)).toEqual(expect.arrayContaining(["tdx.collateral.signer", "tdx.collateral.tcb-info", "tdx.collateral.qe-identity"]));
+    expect(failed(v)).toEqual(
+      expect.arrayContaining(["tdx.collateral.signer", "tdx.collateral.tcb-info", "tdx.collateral.qe-identity"]),
+    );
   });
 
   it("expired collateral is refused", async () => {
@@ -130,7 +171,10 @@ describe("TDX collateral from the simulated TCB signing key", () => {
     const q = sim.quote();
     const clean = await verifyTdx(q, opts({ ...sim.collateral(), crls: await sim.crls() }));
     expect(failed(clean)).toEqual([]);
-    expect(clean.checks.filter((c) => c.id.endsWith("-crl")).map((c) => c.id)).toEqual(["tdx.collateral.pck-crl", "tdx.collateral.root-crl"]);
+    expect(clean.checks.filter((c) => c.id.endsWith("-crl")).map((c) => c.id)).toEqual([
+      "tdx.collateral.pck-crl",
+      "tdx.collateral.root-crl",
+    ]);
     const pck = await verifyTdx(q, opts({ ...sim.collateral(), crls: await sim.crls({ revokePck: true }) }));
     expect(failed(pck)).toEqual(["tdx.collateral.pck-crl", "policy.tcb-status"]);
     expect(pck.checks.find((c) => c.id === "tdx.collateral.pck-crl")?.detail).toMatch(/REVOKED/);
@@ -145,33 +189,51 @@ describe("TDX collateral from the simulated TCB signing key", () => {
   it("fetches collateral from the Intel PCS API shape (injected fetch) and verifies it like local files", async () => {
     const col = sim.collateral();
     const crls = await sim.crls();
-    const pemOf = (d: Uint8Array) => `-----BEGIN CERTIFICATE-----\n${Buffer.from(d).toString("base64")}\n-----END CERTIFICATE-----\n`;
+    const pemOf = (d: Uint8Array) =>
+      `-----BEGIN CERTIFICATE-----\n${Buffer.from(d).toString("base64")}\n-----END CERTIFICATE-----\n`;
     const chainHeader = encodeURIComponent(col.certificates.map(pemOf).join(""));
     const urls: string[] = [];
     const fakePcs = (async (input: string | URL | Request) => {
       const url = String(input);
       urls.push(url);
-      if (url.includes("/tdx/certification/v4/tcb?fmspc=")) return new Response(col.tcbInfos[0], { headers: { "TCB-Info-Issuer-Chain": chainHeader } });
-      if (url.includes("/tdx/certification/v4/qe/identity")) return new Response(col.qeIdentities[0], { headers: { "SGX-Enclave-Identity-Issuer-Chain": chainHeader } });
-      if (url.includes("/pckcrl?ca=platform")) return new Response(Buffer.from(crls[0]), { headers: { "SGX-PCK-CRL-Issuer-Chain": chainHeader } });
+      if (url.includes("/tdx/certification/v4/tcb?fmspc="))
+        return new Response(col.tcbInfos[0], { headers: { "TCB-Info-Issuer-Chain": chainHeader } });
+      if (url.includes("/tdx/certification/v4/qe/identity"))
+        return new Response(col.qeIdentities[0], { headers: { "SGX-Enclave-Identity-Issuer-Chain": chainHeader } });
+      if (url.includes("/pckcrl?ca=platform"))
+        return new Response(Buffer.from(crls[0]), { headers: { "SGX-PCK-CRL-Issuer-Chain": chainHeader } });
       if (url.endsWith("IntelSGXRootCA.der")) return new Response(Buffer.from(crls[1]));
       return new Response("not found", { status: 404 });
     }) as typeof fetch;
     const v = await verifyTdx(sim.quote(), { simulatedRoots: [sim.rootFingerprint], fetchCollateral: fakePcs });
     expect(failed(v)).toEqual([]);
-    expect(v.checks.map((c) => c.id)).toEqual(expect.arrayContaining(["tdx.collateral.fetch", "tdx.collateral.tcb-info", "tdx.collateral.pck-crl", "tdx.collateral.root-crl"]));
+    expect(v.checks.map((c) => c.id)).toEqual(
+      expect.arrayContaining([
+        "tdx.collateral.fetch",
+        "tdx.collateral.tcb-info",
+        "tdx.collateral.pck-crl",
+        "tdx.collateral.root-crl",
+      ]),
+    );
     expect(urls.some((u) => u.includes(`fmspc=${sim.fmspc}`))).toBe(true);
 
     const down = (async () => new Response("unavailable", { status: 503 })) as typeof fetch;
     const soft = await verifyTdx(sim.quote(), { simulatedRoots: [sim.rootFingerprint], fetchCollateral: down });
     expect(soft.accepted).toBe(true);
     expect(soft.checks.find((c) => c.id === "tdx.collateral.fetch")?.detail).toMatch(/HTTP 503/);
-    const hard = await verifyTdx(sim.quote(), { simulatedRoots: [sim.rootFingerprint], fetchCollateral: down, policy: { requireCollateral: true } });
+    const hard = await verifyTdx(sim.quote(), {
+      simulatedRoots: [sim.rootFingerprint],
+      fetchCollateral: down,
+      policy: { requireCollateral: true },
+    });
     expect(failed(hard)).toEqual(["tdx.collateral.fetch", "policy.tcb-status"]);
   });
 
   it("requireCollateral refuses a quote without collateral", async () => {
-    const v = await verifyTdx(sim.quote(), { simulatedRoots: [sim.rootFingerprint], policy: { requireCollateral: true } });
+    const v = await verifyTdx(sim.quote(), {
+      simulatedRoots: [sim.rootFingerprint],
+      policy: { requireCollateral: true },
+    });
     expect(failed(v)).toEqual(["policy.tcb-status"]);
   });
 });
@@ -233,13 +295,33 @@ describe("buckypaper simulate tdx → verify tdx", () => {
   it("writes a quote and collateral that verify only with the printed simulated root", async () => {
     const dir = mkdtempSync("/tmp/bk-sim-tdx-");
     const c = capture();
-    expect(await simulateTdx(["--out", dir, "--version", "5", "--mrtd", "ab".repeat(48), "--report-data", "cd".repeat(64), "--json"], c.io)).toBe(0);
+    expect(
+      await simulateTdx(
+        ["--out", dir, "--version", "5", "--mrtd", "ab".repeat(48), "--report-data", "cd".repeat(64), "--json"],
+        c.io,
+      ),
+    ).toBe(0);
     const summary = JSON.parse(c.out.join(""));
     expect(summary.simulated).toBe(true);
     expect(readFileSync(path.join(dir, "quote.bin")).readUInt16LE(0)).toBe(5);
 
     const a = capture();
-    expect(await verifyTdxCli(["--quote", summary.quote, "--collateral", summary.collateral, "--offline", "--simulated-root", summary.rootSha256, "--mrtd", "ab".repeat(48)], a.io)).toBe(0);
+    expect(
+      await verifyTdxCli(
+        [
+          "--quote",
+          summary.quote,
+          "--collateral",
+          summary.collateral,
+          "--offline",
+          "--simulated-root",
+          summary.rootSha256,
+          "--mrtd",
+          "ab".repeat(48),
+        ],
+        a.io,
+      ),
+    ).toBe(0);
     expect(a.out.join("\n")).toMatch(/ACCEPTED \(SIMULATED evidence\)/);
     expect(a.out.join("\n")).toMatch(/\[ok\] tdx\.collateral\.tcb-info/);
 
@@ -253,7 +335,10 @@ describe("buckypaper simulate tdx → verify tdx", () => {
     const c = capture();
     await simulateTdx(["--out", dir, "--report-data", "ef".repeat(64), "--json"], c.io);
     const { quote, rootSha256 } = JSON.parse(c.out.join(""));
-    writeFileSync(`${dir}/policy.yaml`, "snp:\n  allowDebug: false\nrequireReportDataBinding: true\ntdx:\n  allowDebug: false\n");
+    writeFileSync(
+      `${dir}/policy.yaml`,
+      "snp:\n  allowDebug: false\nrequireReportDataBinding: true\ntdx:\n  allowDebug: false\n",
+    );
     const base = ["--quote", quote, "--offline", "--simulated-root", rootSha256, "--policy", `${dir}/policy.yaml`];
     const r = capture();
     expect(await verifyTdxCli(base, r.io)).toBe(1);

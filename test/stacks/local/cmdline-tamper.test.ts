@@ -26,25 +26,46 @@ describe.skipIf(!hasShared)("cmdline tamper with a kernel-hashes firmware", () =
     suffix.copy(img, img.length - suffix.length);
     writeFileSync(path.join(tmp, "amdsev.fd"), img);
     writeFileSync(path.join(tmp, "vmlinuz"), Buffer.alloc(16384, 5));
-    registered = { firmware: path.join(tmp, "amdsev.fd"), kernel: path.join(tmp, "vmlinuz"), append: "console=ttyS0 ro", vcpus: 2, vcpuType: "EPYC-v4" };
+    registered = {
+      firmware: path.join(tmp, "amdsev.fd"),
+      kernel: path.join(tmp, "vmlinuz"),
+      append: "console=ttyS0 ro",
+      vcpus: 2,
+      vcpuType: "EPYC-v4",
+    };
 
     platformDir = path.join(tmp, "platform");
     const { anchor } = await initPlatform(platformDir);
     stack = await startEnclaiveletStack();
     const a = stack.sim.trustAnchor;
     await stack.admin("PUT", "nitride/config", {
-      kds: "off", accept_simulated: true,
-      simulated_snp_anchors: [{ product: a.product, ark_sha256: a.arkSha256, ca_certs: a.caCerts.map((c) => Buffer.from(c).toString("base64")) }, anchor],
+      kds: "off",
+      accept_simulated: true,
+      simulated_snp_anchors: [
+        {
+          product: a.product,
+          ark_sha256: a.arkSha256,
+          ca_certs: a.caCerts.map((c) => Buffer.from(c).toString("base64")),
+        },
+        anchor,
+      ],
     });
     const expected = measureLaunch(registered);
     expect(expected.kernelMeasured).toBe(true);
     await stack.admin("PUT", "nitride/workloads/direct-boot", {
-      platforms: ["snp"], reference_values: { snp_measurements: [expected.measurement] }, secrets: { kv: ["secret/data/web/db"] },
+      platforms: ["snp"],
+      reference_values: { snp_measurements: [expected.measurement] },
+      secrets: { kv: ["secret/data/web/db"] },
     });
-    writeFileSync(path.join(tmp, "agent.json"), JSON.stringify({
-      runtimeUrl: stack.rt.url, runtimeCaSha256: stack.caSha256, workloadId: "direct-boot",
-      files: [{ path: "/etc/app/db-password", secret: "web/db", field: "password" }],
-    }));
+    writeFileSync(
+      path.join(tmp, "agent.json"),
+      JSON.stringify({
+        runtimeUrl: stack.rt.url,
+        runtimeCaSha256: stack.caSha256,
+        workloadId: "direct-boot",
+        files: [{ path: "/etc/app/db-password", secret: "web/db", field: "password" }],
+      }),
+    );
   }, 120_000);
 
   afterAll(async () => {
@@ -53,7 +74,17 @@ describe.skipIf(!hasShared)("cmdline tamper with a kernel-hashes firmware", () =
   });
 
   const boot = (name: string, inputs: BootInputs) =>
-    bootLocalVm({ name, platformDir, boot: inputs, agentConfigFile: path.join(tmp, "agent.json"), root: path.join(tmp, name, "root"), stateDir: path.join(tmp, name) }, () => {});
+    bootLocalVm(
+      {
+        name,
+        platformDir,
+        boot: inputs,
+        agentConfigFile: path.join(tmp, "agent.json"),
+        root: path.join(tmp, name, "root"),
+        stateDir: path.join(tmp, name),
+      },
+      () => {},
+    );
 
   it("started with a different kernel command line than registered: refused, nothing delivered", async () => {
     const s = await boot("tampered", { ...registered, append: "console=ttyS0 ro init=/bin/sh" });
@@ -70,7 +101,9 @@ describe.skipIf(!hasShared)("cmdline tamper with a kernel-hashes firmware", () =
     expect(s.attestation).toMatchObject({ verdict: "accepted", simulated: true });
     expect(s.delivered).toEqual(["/etc/app/db-password"]);
     expect(readFileSync(path.join(tmp, "good", "root", "etc/app/db-password"), "utf8")).toBe("web-db-s3cret");
-    expect(JSON.parse(readFileSync(path.join(tmp, "good", "status.json"), "utf8")).delivered).toEqual(["/etc/app/db-password"]);
+    expect(JSON.parse(readFileSync(path.join(tmp, "good", "status.json"), "utf8")).delivered).toEqual([
+      "/etc/app/db-password",
+    ]);
     expect(readFileSync(path.join(tmp, "good", "status.json"), "utf8")).not.toContain("web-db-s3cret");
   }, 60_000);
 });

@@ -29,7 +29,6 @@ interface Outputs {
   vm: Record<string, VmOut>;
 }
 
-
 /** Running (a zombie waiting for its reaper has stopped running). */
 function alive(pid: number): boolean {
   try {
@@ -63,7 +62,8 @@ describe.skipIf(!HAVE_ENGINE || !HAVE_OVMF)("stacks/local on the real engine", (
   let rootToken: string;
   let apiKey: string;
 
-  const outputs = async (): Promise<Outputs> => JSON.parse((await pulumi.ok(["stack", "output", "--json", "--stack", stack])).stdout) as Outputs;
+  const outputs = async (): Promise<Outputs> =>
+    JSON.parse((await pulumi.ok(["stack", "output", "--json", "--stack", stack])).stdout) as Outputs;
 
   beforeAll(async () => {
     // The pinned kernel + initrd (from the Debian archive; a no-op when present).
@@ -94,9 +94,16 @@ describe.skipIf(!HAVE_ENGINE || !HAVE_OVMF)("stacks/local on the real engine", (
     expect(r.stdout).toMatch(/attested web: measurement [0-9a-f]{16}… matches the registration; accepted/);
     out = await outputs();
     const exported = JSON.parse((await pulumi.ok(["stack", "export", "--show-secrets", "--stack", stack])).stdout);
-    const resources = exported.deployment.resources as { type: string; urn: string; outputs: Record<string, unknown> }[];
+    const resources = exported.deployment.resources as {
+      type: string;
+      urn: string;
+      outputs: Record<string, unknown>;
+    }[];
     // Secret outputs are exported as {<sig>: …, plaintext: "<JSON>"}.
-    const reveal = (v: unknown) => (typeof v === "object" && v !== null && "plaintext" in v ? JSON.parse((v as { plaintext: string }).plaintext) : v) as string;
+    const reveal = (v: unknown) =>
+      (typeof v === "object" && v !== null && "plaintext" in v
+        ? JSON.parse((v as { plaintext: string }).plaintext)
+        : v) as string;
     rootToken = reveal(resources.find((x) => x.type.endsWith(":RuntimeService"))!.outputs.rootToken);
     apiKey = reveal(resources.find((x) => x.urn.endsWith("::web-api-key"))!.outputs.value);
     expect(apiKey).toMatch(/^[A-Za-z0-9_-]{32}$/);
@@ -113,17 +120,34 @@ describe.skipIf(!HAVE_ENGINE || !HAVE_OVMF)("stacks/local on the real engine", (
     }
     // Different vCPU counts: different launch digests, each as the engine computes it independently.
     expect(out.vm.web.measurement).not.toBe(out.vm.db.measurement);
-    expect(out.vm.web.measurement).toBe(snpLaunchDigest({ ovmf: readFileSync(OVMF), vcpus: 2, vcpu: "EPYC-v4", vmm: "qemu" }).toString("hex"));
+    expect(out.vm.web.measurement).toBe(
+      snpLaunchDigest({ ovmf: readFileSync(OVMF), vcpus: 2, vcpu: "EPYC-v4", vmm: "qemu" }).toString("hex"),
+    );
     expect(out.vm.web.kernelMeasured).toBe(false); // Debian's OVMF has no kernel-hashes table
 
     const web = out.vm.web;
-    expect(web.delivered).toEqual(expect.arrayContaining(["/etc/web/app.env", "/etc/web/tls/cert.pem", "/etc/web/tls/key.pem", "/etc/ssh/ssh_host_ed25519_key-cert.pub"]));
+    expect(web.delivered).toEqual(
+      expect.arrayContaining([
+        "/etc/web/app.env",
+        "/etc/web/tls/cert.pem",
+        "/etc/web/tls/key.pem",
+        "/etc/ssh/ssh_host_ed25519_key-cert.pub",
+      ]),
+    );
     const env = path.join(web.root, "etc/web/app.env");
     expect(readFileSync(env, "utf8")).toContain(apiKey);
     expect(statSync(env).mode & 0o777).toBe(0o600);
-    const cert = execFileSync("openssl", ["x509", "-noout", "-subject", "-in", path.join(web.root, "etc/web/tls/cert.pem")], { encoding: "utf8" });
+    const cert = execFileSync(
+      "openssl",
+      ["x509", "-noout", "-subject", "-in", path.join(web.root, "etc/web/tls/cert.pem")],
+      { encoding: "utf8" },
+    );
     expect(cert).toMatch(/CN\s*=\s*web\.bk\.internal/);
-    const sshCert = execFileSync("ssh-keygen", ["-L", "-f", path.join(web.root, "etc/ssh/ssh_host_ed25519_key-cert.pub")], { encoding: "utf8" });
+    const sshCert = execFileSync(
+      "ssh-keygen",
+      ["-L", "-f", path.join(web.root, "etc/ssh/ssh_host_ed25519_key-cert.pub")],
+      { encoding: "utf8" },
+    );
     expect(sshCert).toMatch(/host certificate/);
     expect(sshCert).toContain("web.bk.internal");
     expect(out.vm.db.delivered).toContain("/etc/db/app.env");
@@ -140,7 +164,9 @@ describe.skipIf(!HAVE_ENGINE || !HAVE_OVMF)("stacks/local on the real engine", (
     const orig = readFileSync(OVMF);
     expect(modified.length).toBe(orig.length);
     expect([...modified].filter((b, i) => b !== orig[i]).length).toBe(1);
-    expect(t.measurement).toBe(snpLaunchDigest({ ovmf: modified, vcpus: 2, vcpu: "EPYC-v4", vmm: "qemu" }).toString("hex"));
+    expect(t.measurement).toBe(
+      snpLaunchDigest({ ovmf: modified, vcpus: 2, vcpu: "EPYC-v4", vmm: "qemu" }).toString("hex"),
+    );
     expect(t.reason).toMatch(/attestation refused \(HTTP 403\).*measurement/);
     expect(t.reason).toContain(t.measurement);
     expect(t.delivered).toEqual([]);
@@ -149,24 +175,36 @@ describe.skipIf(!HAVE_ENGINE || !HAVE_OVMF)("stacks/local on the real engine", (
 
     // The runtime's audit log has the refusal: 403, simulated, and the failed check is the measurement
     // policy (strings are HMAC'd as in Vault; sys/audit-hash gives the HMAC of a known string).
-    const records = readFileSync(out.auditLog, "utf8").trim().split("\n").map((l) => JSON.parse(l));
-    const refusals = records.filter((x) => x.type === "response" && x.request.path === "nitride/attest" && x.response.status === 403);
+    const records = readFileSync(out.auditLog, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    const refusals = records.filter(
+      (x) => x.type === "response" && x.request.path === "nitride/attest" && x.response.status === 403,
+    );
     expect(refusals.length).toBeGreaterThanOrEqual(1);
     const conn = { url: out.runtimeUrl, token: rootToken, caFingerprint: out.runtimeCaFingerprint };
-    const hash = async (input: string) => ((await runtimeRequest(conn, "POST", "sys/audit-hash/config", { input })).body as { data: { hash: string } }).data.hash;
+    const hash = async (input: string) =>
+      ((await runtimeRequest(conn, "POST", "sys/audit-hash/config", { input })).body as { data: { hash: string } }).data
+        .hash;
     const tamperedId = await hash(t.workloadId);
     const rec = refusals.find((x) => x.request.data.workload_id === tamperedId);
     expect(rec, "refusal of the tampered workload in the audit log").toBeDefined();
     expect(rec.response.data.verdict).toMatchObject({ accepted: false, simulated: true });
-    const failed = (rec.response.data.verdict.checks as { id: string; ok: boolean }[]).filter((c) => !c.ok).map((c) => c.id);
+    const failed = (rec.response.data.verdict.checks as { id: string; ok: boolean }[])
+      .filter((c) => !c.ok)
+      .map((c) => c.id);
     expect(failed).toContain(await hash("policy.measurement"));
     // Accepted attestations are marked simulated too.
-    const accepted = records.filter((x) => x.type === "response" && x.request.path === "nitride/attest" && x.response.status === 200);
+    const accepted = records.filter(
+      (x) => x.type === "response" && x.request.path === "nitride/attest" && x.response.status === 200,
+    );
     expect(accepted.length).toBeGreaterThanOrEqual(2);
     for (const a of accepted) expect(a.response.data.verdict.simulated).toBe(true);
     // No secret value in the audit log or in any VM's status file.
     expect(readFileSync(out.auditLog, "utf8")).not.toContain(apiKey);
-    for (const name of ["web", "db", "tampered"]) expect(readFileSync(path.join(stateDir, "vms", name, "status.json"), "utf8")).not.toContain(apiKey);
+    for (const name of ["web", "db", "tampered"])
+      expect(readFileSync(path.join(stateDir, "vms", name, "status.json"), "utf8")).not.toContain(apiKey);
   }, 120_000);
 
   it("a second up with no changes changes nothing and keeps the VMs running", async () => {
@@ -196,6 +234,8 @@ describe.skipIf(!HAVE_ENGINE || !HAVE_OVMF)("stacks/local on the real engine", (
     // Left: only the demo's modified firmware copy, a boot input the program writes (like .bk/boot).
     expect(filesUnder(stateDir)).toEqual(["boot/OVMF-modified.fd"]);
     expect(readdirSync(stateDir).sort()).toEqual(["boot"]);
-    await expect(runtimeRequest({ url: out.runtimeUrl, token: "x", caFingerprint: out.runtimeCaFingerprint }, "GET", "sys/health")).rejects.toThrow(/ECONNREFUSED/);
+    await expect(
+      runtimeRequest({ url: out.runtimeUrl, token: "x", caFingerprint: out.runtimeCaFingerprint }, "GET", "sys/health"),
+    ).rejects.toThrow(/ECONNREFUSED/);
   }, 300_000);
 });

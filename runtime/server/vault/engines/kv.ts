@@ -6,13 +6,27 @@ import { LogicalError, type LogicalBackend, type LogicalRequest, type LogicalRes
 import type { StorageWriter } from "../../storage/types.js";
 import { parseDuration } from "../duration.js";
 
-interface VersionMeta { created_time: string; deletion_time: string; destroyed: boolean }
-interface KeyMeta {
-  created_time: string; updated_time: string; current_version: number; oldest_version: number;
-  max_versions: number; cas_required: boolean; delete_version_after: number;
-  custom_metadata: Record<string, string> | null; versions: Record<string, VersionMeta>;
+interface VersionMeta {
+  created_time: string;
+  deletion_time: string;
+  destroyed: boolean;
 }
-interface KvConfig { max_versions: number; cas_required: boolean; delete_version_after: number }
+interface KeyMeta {
+  created_time: string;
+  updated_time: string;
+  current_version: number;
+  oldest_version: number;
+  max_versions: number;
+  cas_required: boolean;
+  delete_version_after: number;
+  custom_metadata: Record<string, string> | null;
+  versions: Record<string, VersionMeta>;
+}
+interface KvConfig {
+  max_versions: number;
+  cas_required: boolean;
+  delete_version_after: number;
+}
 
 const DEFAULT_MAX_VERSIONS = 10;
 const iso = () => new Date().toISOString();
@@ -32,13 +46,16 @@ function verKey(path: string, n: number): string {
 
 export function formatDuration(sec: number): string {
   if (!sec) return "0s";
-  const h = Math.floor(sec / 3600), m = Math.floor((sec % 3600) / 60), s = sec % 60;
+  const h = Math.floor(sec / 3600),
+    m = Math.floor((sec % 3600) / 60),
+    s = sec % 60;
   return `${h ? h + "h" : ""}${h || m ? m + "m" : ""}${s}s`;
 }
 
 function secretPath(rest: string): string {
   const p = rest.replace(/^\/+/, "");
-  if (p.split("/").some((s) => s === "." || s === "..")) throw new LogicalError(400, "path: '.' and '..' segments are not allowed");
+  if (p.split("/").some((s) => s === "." || s === ".."))
+    throw new LogicalError(400, "path: '.' and '..' segments are not allowed");
   return p;
 }
 
@@ -46,11 +63,14 @@ function versionsField(data: Record<string, unknown>): number[] {
   const v = data.versions;
   const list = Array.isArray(v) ? v : typeof v === "string" ? v.split(",") : typeof v === "number" ? [v] : undefined;
   const nums = list?.map((x) => Number(x));
-  if (!nums || nums.length === 0 || nums.some((n) => !Number.isInteger(n) || n <= 0)) throw new LogicalError(400, "versions: a non-empty list of positive version numbers is required");
+  if (!nums || nums.length === 0 || nums.some((n) => !Number.isInteger(n) || n <= 0))
+    throw new LogicalError(400, "versions: a non-empty list of positive version numbers is required");
   return nums;
 }
 
-function isObject(v: unknown): v is Record<string, unknown> { return typeof v === "object" && v !== null && !Array.isArray(v); }
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
 
 function mergePatch(target: Record<string, unknown>, patch: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...target };
@@ -65,7 +85,8 @@ function mergePatch(target: Record<string, unknown>, patch: Record<string, unkno
 function subkeys(v: unknown, depth: number, level = 1): unknown {
   if (!isObject(v)) return null;
   const out: Record<string, unknown> = {};
-  for (const [k, x] of Object.entries(v)) out[k] = isObject(x) && (depth === 0 || level < depth) ? subkeys(x, depth, level + 1) : null;
+  for (const [k, x] of Object.entries(v))
+    out[k] = isObject(x) && (depth === 0 || level < depth) ? subkeys(x, depth, level + 1) : null;
   return out;
 }
 
@@ -101,7 +122,8 @@ export class KvV2Backend implements LogicalBackend {
 
   async existenceCheck(req: LogicalRequest): Promise<boolean> {
     const [head, ...rest] = req.path.split("/");
-    if (head === "data" || head === "metadata") return (await req.storage.get(`meta/${secretPath(rest.join("/"))}`)) !== undefined;
+    if (head === "data" || head === "metadata")
+      return (await req.storage.get(`meta/${secretPath(rest.join("/"))}`)) !== undefined;
     return true;
   }
 
@@ -113,7 +135,10 @@ export class KvV2Backend implements LogicalBackend {
     switch (head) {
       case "config":
         if (rest) return undefined;
-        if (op === "read") { const c = await this.config(req.storage); return { data: { ...c, delete_version_after: formatDuration(c.delete_version_after) } }; }
+        if (op === "read") {
+          const c = await this.config(req.storage);
+          return { data: { ...c, delete_version_after: formatDuration(c.delete_version_after) } };
+        }
         if (op === "create" || op === "update") return this.writeConfig(req);
         return undefined;
       case "data":
@@ -127,10 +152,13 @@ export class KvV2Backend implements LogicalBackend {
         if (op === "list") return this.listKeys(req, secretPath(rest));
         if (!rest) throw new LogicalError(400, "missing path");
         if (op === "read") return this.readMeta(req, secretPath(rest));
-        if (op === "create" || op === "update" || op === "patch") return this.writeMeta(req, secretPath(rest), op === "patch");
+        if (op === "create" || op === "update" || op === "patch")
+          return this.writeMeta(req, secretPath(rest), op === "patch");
         if (op === "delete") return this.destroyAll(req, secretPath(rest));
         return undefined;
-      case "delete": case "undelete": case "destroy":
+      case "delete":
+      case "undelete":
+      case "destroy":
         if (op !== "create" && op !== "update") return undefined;
         if (!rest) throw new LogicalError(400, "missing path");
         return this.versionOp(req, head, secretPath(rest));
@@ -147,7 +175,8 @@ export class KvV2Backend implements LogicalBackend {
       const c = await this.config(tx);
       if (req.data.max_versions !== undefined) c.max_versions = this.intField("max_versions", req.data.max_versions);
       if (req.data.cas_required !== undefined) c.cas_required = Boolean(req.data.cas_required);
-      if (req.data.delete_version_after !== undefined) c.delete_version_after = parseDuration("delete_version_after", req.data.delete_version_after);
+      if (req.data.delete_version_after !== undefined)
+        c.delete_version_after = parseDuration("delete_version_after", req.data.delete_version_after);
       await tx.put("config", json(c));
     });
     this.cachedConfig = undefined;
@@ -162,7 +191,13 @@ export class KvV2Backend implements LogicalBackend {
 
   private versionView(m: KeyMeta, n: number) {
     const v = m.versions[String(n)];
-    return { created_time: v.created_time, custom_metadata: m.custom_metadata, deletion_time: v.deletion_time, destroyed: v.destroyed, version: n };
+    return {
+      created_time: v.created_time,
+      custom_metadata: m.custom_metadata,
+      deletion_time: v.deletion_time,
+      destroyed: v.destroyed,
+      version: n,
+    };
   }
 
   private expired(m: KeyMeta, v: VersionMeta, cfg: KvConfig): boolean {
@@ -172,14 +207,19 @@ export class KvV2Backend implements LogicalBackend {
 
   private async readData(req: LogicalRequest, path: string): Promise<LogicalResponse> {
     const m = await this.readKeyMeta(req.storage, path);
-    const n = req.query.version !== undefined && req.query.version !== "0" ? Number(req.query.version) : m?.current_version;
-    if (req.query.version !== undefined && !Number.isInteger(Number(req.query.version))) throw new LogicalError(400, "version: must be an integer");
+    const n =
+      req.query.version !== undefined && req.query.version !== "0" ? Number(req.query.version) : m?.current_version;
+    if (req.query.version !== undefined && !Number.isInteger(Number(req.query.version)))
+      throw new LogicalError(400, "version: must be an integer");
     if (!m || !n || !m.versions[String(n)]) return { status: 404 };
     const v = m.versions[String(n)];
     const cfg = await this.readConfig(req.storage);
     const meta = this.versionView(m, n);
     if (v.destroyed || v.deletion_time || this.expired(m, v, cfg)) {
-      if (!v.deletion_time && this.expired(m, v, cfg)) meta.deletion_time = new Date(Date.parse(v.created_time) + (m.delete_version_after || cfg.delete_version_after) * 1000).toISOString();
+      if (!v.deletion_time && this.expired(m, v, cfg))
+        meta.deletion_time = new Date(
+          Date.parse(v.created_time) + (m.delete_version_after || cfg.delete_version_after) * 1000,
+        ).toISOString();
       return { status: 404, data: { data: null, metadata: meta } };
     }
     const stored = parse<{ data: Record<string, unknown> }>(await req.storage.get(verKey(path, n)));
@@ -192,20 +232,33 @@ export class KvV2Backend implements LogicalBackend {
     if (!isObject(body)) throw new LogicalError(400, "no data provided");
     const options = isObject(req.data.options) ? req.data.options : {};
     const casRaw = options.cas;
-    if (casRaw !== undefined && !Number.isInteger(Number(casRaw))) throw new LogicalError(400, "options.cas: must be an integer");
+    if (casRaw !== undefined && !Number.isInteger(Number(casRaw)))
+      throw new LogicalError(400, "options.cas: must be an integer");
     return req.storage.transaction(async (tx) => {
       const cfg = await this.config(tx);
       const now = iso();
       const m: KeyMeta = parse<KeyMeta>(await tx.get(`meta/${path}`)) ?? {
-        created_time: now, updated_time: now, current_version: 0, oldest_version: 0, max_versions: 0,
-        cas_required: false, delete_version_after: 0, custom_metadata: null, versions: {},
+        created_time: now,
+        updated_time: now,
+        current_version: 0,
+        oldest_version: 0,
+        max_versions: 0,
+        cas_required: false,
+        delete_version_after: 0,
+        custom_metadata: null,
+        versions: {},
       };
-      if (casRaw === undefined && (cfg.cas_required || m.cas_required) && !patch) throw new LogicalError(400, "check-and-set parameter required for this call");
-      if (casRaw !== undefined && Number(casRaw) !== m.current_version) throw new LogicalError(400, "check-and-set parameter did not match the current version");
+      if (casRaw === undefined && (cfg.cas_required || m.cas_required) && !patch)
+        throw new LogicalError(400, "check-and-set parameter required for this call");
+      if (casRaw !== undefined && Number(casRaw) !== m.current_version)
+        throw new LogicalError(400, "check-and-set parameter did not match the current version");
       let data = body;
       if (patch) {
         const cur = m.versions[String(m.current_version)];
-        const old = cur && !cur.deletion_time && !cur.destroyed ? parse<{ data: Record<string, unknown> }>(await tx.get(verKey(path, m.current_version))) : undefined;
+        const old =
+          cur && !cur.deletion_time && !cur.destroyed
+            ? parse<{ data: Record<string, unknown> }>(await tx.get(verKey(path, m.current_version)))
+            : undefined;
         if (!old) throw new LogicalError(404, "no value found at the current version to patch");
         data = mergePatch(old.data, body);
       }
@@ -216,7 +269,9 @@ export class KvV2Backend implements LogicalBackend {
       if (!m.oldest_version) m.oldest_version = n;
       m.versions[String(n)] = { created_time: now, deletion_time: "", destroyed: false };
       const max = m.max_versions || cfg.max_versions || DEFAULT_MAX_VERSIONS;
-      for (const k of Object.keys(m.versions).map(Number).sort((a, b) => a - b)) {
+      for (const k of Object.keys(m.versions)
+        .map(Number)
+        .sort((a, b) => a - b)) {
         if (n - k < max) break;
         delete m.versions[String(k)];
         await tx.delete(verKey(path, k));
@@ -238,7 +293,11 @@ export class KvV2Backend implements LogicalBackend {
     return {};
   }
 
-  private async versionOp(req: LogicalRequest, op: "delete" | "undelete" | "destroy", path: string): Promise<LogicalResponse> {
+  private async versionOp(
+    req: LogicalRequest,
+    op: "delete" | "undelete" | "destroy",
+    path: string,
+  ): Promise<LogicalResponse> {
     const versions = versionsField(req.data);
     await req.storage.transaction(async (tx) => {
       const m = parse<KeyMeta>(await tx.get(`meta/${path}`));
@@ -248,7 +307,10 @@ export class KvV2Backend implements LogicalBackend {
         if (!v) continue;
         if (op === "delete" && !v.deletion_time && !v.destroyed) v.deletion_time = iso();
         if (op === "undelete" && !v.destroyed) v.deletion_time = "";
-        if (op === "destroy" && !v.destroyed) { v.destroyed = true; await tx.delete(verKey(path, n)); }
+        if (op === "destroy" && !v.destroyed) {
+          v.destroyed = true;
+          await tx.delete(verKey(path, n));
+        }
       }
       await tx.put(`meta/${path}`, json(m));
     });
@@ -267,32 +329,51 @@ export class KvV2Backend implements LogicalBackend {
     if (!m) return { status: 404 };
     return {
       data: {
-        cas_required: m.cas_required, created_time: m.created_time, current_version: m.current_version,
-        custom_metadata: m.custom_metadata, delete_version_after: formatDuration(m.delete_version_after),
-        max_versions: m.max_versions, oldest_version: m.oldest_version, updated_time: m.updated_time, versions: m.versions,
+        cas_required: m.cas_required,
+        created_time: m.created_time,
+        current_version: m.current_version,
+        custom_metadata: m.custom_metadata,
+        delete_version_after: formatDuration(m.delete_version_after),
+        max_versions: m.max_versions,
+        oldest_version: m.oldest_version,
+        updated_time: m.updated_time,
+        versions: m.versions,
       },
     };
   }
 
   private async writeMeta(req: LogicalRequest, path: string, patch: boolean): Promise<LogicalResponse> {
     const d = req.data;
-    if (d.custom_metadata !== undefined && d.custom_metadata !== null && (!isObject(d.custom_metadata) || Object.values(d.custom_metadata).some((v) => typeof v !== "string")))
+    if (
+      d.custom_metadata !== undefined &&
+      d.custom_metadata !== null &&
+      (!isObject(d.custom_metadata) || Object.values(d.custom_metadata).some((v) => typeof v !== "string"))
+    )
       throw new LogicalError(400, "custom_metadata: must be a map of strings");
     await req.storage.transaction(async (tx) => {
       const now = iso();
       const existing = parse<KeyMeta>(await tx.get(`meta/${path}`));
       if (!existing && patch) throw new LogicalError(404, "no metadata found to patch");
       const m: KeyMeta = existing ?? {
-        created_time: now, updated_time: now, current_version: 0, oldest_version: 0, max_versions: 0,
-        cas_required: false, delete_version_after: 0, custom_metadata: null, versions: {},
+        created_time: now,
+        updated_time: now,
+        current_version: 0,
+        oldest_version: 0,
+        max_versions: 0,
+        cas_required: false,
+        delete_version_after: 0,
+        custom_metadata: null,
+        versions: {},
       };
       if (d.max_versions !== undefined) m.max_versions = this.intField("max_versions", d.max_versions);
       if (d.cas_required !== undefined) m.cas_required = Boolean(d.cas_required);
-      if (d.delete_version_after !== undefined) m.delete_version_after = parseDuration("delete_version_after", d.delete_version_after);
+      if (d.delete_version_after !== undefined)
+        m.delete_version_after = parseDuration("delete_version_after", d.delete_version_after);
       if (d.custom_metadata !== undefined) {
-        m.custom_metadata = patch && isObject(d.custom_metadata)
-          ? (mergePatch(m.custom_metadata ?? {}, d.custom_metadata) as Record<string, string>)
-          : ((d.custom_metadata as Record<string, string> | null) ?? null);
+        m.custom_metadata =
+          patch && isObject(d.custom_metadata)
+            ? (mergePatch(m.custom_metadata ?? {}, d.custom_metadata) as Record<string, string>)
+            : ((d.custom_metadata as Record<string, string> | null) ?? null);
       }
       m.updated_time = now;
       await tx.put(`meta/${path}`, json(m));
@@ -315,6 +396,11 @@ export class KvV2Backend implements LogicalBackend {
     if (r.status === 404 || !r.data) return r;
     const depth = req.query.depth ? Number(req.query.depth) : 0;
     const inner = r.data as { data: unknown; metadata: unknown };
-    return { data: { subkeys: subkeys(inner.data, Number.isInteger(depth) && depth > 0 ? depth : 0), metadata: inner.metadata } };
+    return {
+      data: {
+        subkeys: subkeys(inner.data, Number.isInteger(depth) && depth > 0 ? depth : 0),
+        metadata: inner.metadata,
+      },
+    };
   }
 }

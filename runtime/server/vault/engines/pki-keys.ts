@@ -9,7 +9,10 @@ export type SignAlg = webcrypto.Algorithm | webcrypto.EcdsaParams;
 import { LogicalError } from "../backend.js";
 
 export type KeyType = "ec" | "rsa" | "ed25519";
-export interface KeySpec { type: KeyType; bits: number }
+export interface KeySpec {
+  type: KeyType;
+  bits: number;
+}
 
 type Alg = webcrypto.RsaHashedKeyGenParams | webcrypto.EcKeyGenParams | { name: "Ed25519" };
 
@@ -28,20 +31,29 @@ export function keySpec(typeValue: unknown, bitsValue: unknown): KeySpec {
       if (![2048, 3072, 4096].includes(b)) throw new LogicalError(400, "key_bits: rsa keys must be 2048, 3072 or 4096");
       return { type, bits: b };
     }
-    case "ed25519": return { type, bits: 0 };
-    default: throw new LogicalError(400, `key_type: unsupported "${type}" (ec, rsa, ed25519)`);
+    case "ed25519":
+      return { type, bits: 0 };
+    default:
+      throw new LogicalError(400, `key_type: unsupported "${type}" (ec, rsa, ed25519)`);
   }
 }
 
 export function algorithmFor(spec: KeySpec): Alg {
   if (spec.type === "ec") return { name: "ECDSA", namedCurve: spec.bits === 384 ? "P-384" : "P-256" };
-  if (spec.type === "rsa") return { name: "RSASSA-PKCS1-v1_5", modulusLength: spec.bits, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" };
+  if (spec.type === "rsa")
+    return {
+      name: "RSASSA-PKCS1-v1_5",
+      modulusLength: spec.bits,
+      publicExponent: new Uint8Array([1, 0, 1]),
+      hash: "SHA-256",
+    };
   return { name: "Ed25519" };
 }
 
 /** The signature algorithm a key of this spec signs certificates with. */
 export function signingAlgorithm(spec: KeySpec): SignAlg {
-  if (spec.type === "ec") return { name: "ECDSA", hash: spec.bits === 384 ? "SHA-384" : "SHA-256" } as webcrypto.EcdsaParams;
+  if (spec.type === "ec")
+    return { name: "ECDSA", hash: spec.bits === 384 ? "SHA-384" : "SHA-256" } as webcrypto.EcdsaParams;
   if (spec.type === "rsa") return { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" } as webcrypto.Algorithm;
   return { name: "Ed25519" };
 }
@@ -66,8 +78,11 @@ export function privateKeyPem(pkcs8: Buffer, spec: KeySpec, format: "default" | 
 }
 
 /** Infers a KeySpec from a public key's WebCrypto algorithm (for CSR signing checks). */
-export function specOfAlgorithm(alg: webcrypto.KeyAlgorithm & { namedCurve?: string; modulusLength?: number }): KeySpec {
-  if (alg.name === "ECDSA") return { type: "ec", bits: alg.namedCurve === "P-384" ? 384 : alg.namedCurve === "P-521" ? 521 : 256 };
+export function specOfAlgorithm(
+  alg: webcrypto.KeyAlgorithm & { namedCurve?: string; modulusLength?: number },
+): KeySpec {
+  if (alg.name === "ECDSA")
+    return { type: "ec", bits: alg.namedCurve === "P-384" ? 384 : alg.namedCurve === "P-521" ? 521 : 256 };
   if (alg.name === "RSASSA-PKCS1-v1_5" || alg.name === "RSA-PSS") return { type: "rsa", bits: alg.modulusLength ?? 0 };
   if (alg.name === "Ed25519") return { type: "ed25519", bits: 0 };
   throw new LogicalError(400, `csr: unsupported public key algorithm ${alg.name}`);

@@ -9,10 +9,29 @@ import * as x509 from "@peculiar/x509";
 import { LogicalError, type LogicalBackend, type LogicalRequest, type LogicalResponse } from "../backend.js";
 import { jsonBytes, optBool, optInt, optList, optString, readJson, reqString } from "../fields.js";
 import { parseDuration } from "../../nitride/duration.js";
-import { exportPkcs8, generateKeyPair, importSigningKey, keySpec, privateKeyPem, signingAlgorithm, specOfAlgorithm, type CryptoKey, type KeySpec } from "./pki-keys.js";
+import {
+  exportPkcs8,
+  generateKeyPair,
+  importSigningKey,
+  keySpec,
+  privateKeyPem,
+  signingAlgorithm,
+  specOfAlgorithm,
+  type CryptoKey,
+  type KeySpec,
+} from "./pki-keys.js";
 
-interface Issuer { certificate: string; chain: string[]; key: string; spec: KeySpec }
-interface Pending { key: string; spec: KeySpec; common_name: string }
+interface Issuer {
+  certificate: string;
+  chain: string[];
+  key: string;
+  spec: KeySpec;
+}
+interface Pending {
+  key: string;
+  spec: KeySpec;
+  common_name: string;
+}
 interface PkiRole {
   allowed_domains: string[];
   allow_subdomains: boolean;
@@ -32,8 +51,14 @@ interface PkiRole {
   organization: string[];
   ou: string[];
 }
-interface UrlsConfig { issuing_certificates: string[]; crl_distribution_points: string[] }
-interface Revoked { serial: string; revocation_time: number }
+interface UrlsConfig {
+  issuing_certificates: string[];
+  crl_distribution_points: string[];
+}
+interface Revoked {
+  serial: string;
+  revocation_time: number;
+}
 
 const ROLE_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const BACKDATE_MS = 30_000;
@@ -70,8 +95,8 @@ function raw(contentType: string, body: string | Buffer): LogicalResponse {
 
 function subjectName(cn: string, data: Record<string, unknown>, role?: PkiRole): x509.JsonName {
   const name: x509.JsonName = [];
-  const org = optList(data, "organization").length ? optList(data, "organization") : role?.organization ?? [];
-  const ou = optList(data, "ou").length ? optList(data, "ou") : role?.ou ?? [];
+  const org = optList(data, "organization").length ? optList(data, "organization") : (role?.organization ?? []);
+  const ou = optList(data, "ou").length ? optList(data, "ou") : (role?.ou ?? []);
   if (org.length) name.push({ O: org });
   if (ou.length) name.push({ OU: ou });
   if (cn) name.push({ CN: [cn] });
@@ -104,18 +129,28 @@ function roleFrom(data: Record<string, unknown>): PkiRole {
 function nameAllowed(role: PkiRole, name: string): boolean {
   if (role.allow_any_name) return true;
   if (role.allow_localhost && (name === "localhost" || name === "localdomain")) return true;
-  return role.allowed_domains.some((d) =>
-    (role.allow_bare_domains && name === d) || (role.allow_subdomains && name.endsWith(`.${d}`) && name.length > d.length + 1));
+  return role.allowed_domains.some(
+    (d) =>
+      (role.allow_bare_domains && name === d) ||
+      (role.allow_subdomains && name.endsWith(`.${d}`) && name.length > d.length + 1),
+  );
 }
 
 function uriAllowed(role: PkiRole, uri: string): boolean {
   return role.allowed_uri_sans.some((p) => p === uri || (p.endsWith("*") && uri.startsWith(p.slice(0, -1))));
 }
 
-async function caExtensions(publicKey: CryptoKey, issuerPublic: CryptoKey | x509.PublicKey, pathLen: number | undefined): Promise<x509.Extension[]> {
+async function caExtensions(
+  publicKey: CryptoKey,
+  issuerPublic: CryptoKey | x509.PublicKey,
+  pathLen: number | undefined,
+): Promise<x509.Extension[]> {
   return [
     new x509.BasicConstraintsExtension(true, pathLen, true),
-    new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature, true),
+    new x509.KeyUsagesExtension(
+      x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature,
+      true,
+    ),
     await x509.SubjectKeyIdentifierExtension.create(publicKey),
     await x509.AuthorityKeyIdentifierExtension.create(issuerPublic),
   ];
@@ -138,15 +173,23 @@ export class PkiBackend implements LogicalBackend {
     const m = /^(roles|issue|sign|cert|revoke)\/([^/]+)$/.exec(p);
     if (op === "read") {
       switch (p) {
-        case "ca/pem": return raw("application/pem-certificate-chain", (await this.issuer(req)).certificate);
-        case "ca": return raw("application/pkix-cert", Buffer.from(new x509.X509Certificate((await this.issuer(req)).certificate).rawData));
+        case "ca/pem":
+          return raw("application/pem-certificate-chain", (await this.issuer(req)).certificate);
+        case "ca":
+          return raw(
+            "application/pkix-cert",
+            Buffer.from(new x509.X509Certificate((await this.issuer(req)).certificate).rawData),
+          );
         case "ca_chain": {
           const i = await this.issuer(req);
           return raw("application/pem-certificate-chain", [i.certificate, ...i.chain].join("\n") + "\n");
         }
-        case "crl": return raw("application/pkix-crl", Buffer.from((await this.crl(req)).rawData));
-        case "crl/pem": return raw("application/x-pem-file", crlPem(await this.crl(req)));
-        case "config/urls": return { data: { ...(await this.urls(req)) } };
+        case "crl":
+          return raw("application/pkix-crl", Buffer.from((await this.crl(req)).rawData));
+        case "crl/pem":
+          return raw("application/x-pem-file", crlPem(await this.crl(req)));
+        case "config/urls":
+          return { data: { ...(await this.urls(req)) } };
       }
     }
     if ((p === "roles" || p === "roles/") && (op === "list" || op === "read")) {
@@ -162,8 +205,10 @@ export class PkiBackend implements LogicalBackend {
     if (m?.[1] === "cert" && op === "read") return this.readCert(req, m[2]);
     if (m?.[1] === "roles") return this.roleCrud(req, m[2]);
     if (write) {
-      if (p === "root/generate/internal" || p === "root/generate/exported") return this.generateRoot(req, p.endsWith("exported"));
-      if (p === "intermediate/generate/internal" || p === "intermediate/generate/exported") return this.generateIntermediate(req, p.endsWith("exported"));
+      if (p === "root/generate/internal" || p === "root/generate/exported")
+        return this.generateRoot(req, p.endsWith("exported"));
+      if (p === "intermediate/generate/internal" || p === "intermediate/generate/exported")
+        return this.generateIntermediate(req, p.endsWith("exported"));
       if (p === "intermediate/set-signed") return this.setSigned(req);
       if (p === "root/sign-intermediate") return this.signIntermediate(req);
       if (p === "config/urls") return this.setUrls(req);
@@ -180,16 +225,25 @@ export class PkiBackend implements LogicalBackend {
 
   private async issuer(req: LogicalRequest): Promise<Issuer> {
     const i = await readJson<Issuer>(req.storage, "issuer");
-    if (!i) throw new LogicalError(400, "no CA configured on this mount (generate a root or set a signed intermediate)");
+    if (!i)
+      throw new LogicalError(400, "no CA configured on this mount (generate a root or set a signed intermediate)");
     return i;
   }
 
   private async urls(req: LogicalRequest): Promise<UrlsConfig> {
-    return (await readJson<UrlsConfig>(req.storage, "config/urls")) ?? { issuing_certificates: [], crl_distribution_points: [] };
+    return (
+      (await readJson<UrlsConfig>(req.storage, "config/urls")) ?? {
+        issuing_certificates: [],
+        crl_distribution_points: [],
+      }
+    );
   }
 
   private async setUrls(req: LogicalRequest): Promise<LogicalResponse> {
-    const cfg: UrlsConfig = { issuing_certificates: optList(req.data, "issuing_certificates"), crl_distribution_points: optList(req.data, "crl_distribution_points") };
+    const cfg: UrlsConfig = {
+      issuing_certificates: optList(req.data, "issuing_certificates"),
+      crl_distribution_points: optList(req.data, "crl_distribution_points"),
+    };
     await req.storage.put("config/urls", jsonBytes(cfg));
     return {};
   }
@@ -201,25 +255,33 @@ export class PkiBackend implements LogicalBackend {
   private async generateRoot(req: LogicalRequest, exported: boolean): Promise<LogicalResponse> {
     const cn = reqString(req.data, "common_name");
     const spec = keySpec(req.data.key_type, req.data.key_bits);
-    if (await req.storage.get("issuer")) throw new LogicalError(400, "a CA is already configured on this mount (DELETE root first)");
+    if (await req.storage.get("issuer"))
+      throw new LogicalError(400, "a CA is already configured on this mount (DELETE root first)");
     const keys = await generateKeyPair(spec);
     const maxPath = optInt(req.data, "max_path_length", -1);
     const now = Date.now();
     const cert = await x509.X509CertificateGenerator.createSelfSigned({
-      serialNumber: newSerial(), name: subjectName(cn, req.data), keys,
-      notBefore: new Date(now - BACKDATE_MS), notAfter: new Date(now + this.caTtl(req) * 1000),
+      serialNumber: newSerial(),
+      name: subjectName(cn, req.data),
+      keys,
+      notBefore: new Date(now - BACKDATE_MS),
+      notAfter: new Date(now + this.caTtl(req) * 1000),
       signingAlgorithm: signingAlgorithm(spec),
       extensions: await caExtensions(keys.publicKey, keys.publicKey, maxPath >= 0 ? maxPath : undefined),
     });
     const pkcs8 = await exportPkcs8(keys.privateKey);
     const issuer: Issuer = { certificate: pemCert(cert.rawData), chain: [], key: pkcs8.toString("base64"), spec };
     await req.storage.transaction(async (tx) => {
-      if (await tx.get("issuer")) throw new LogicalError(400, "a CA is already configured on this mount (DELETE root first)");
+      if (await tx.get("issuer"))
+        throw new LogicalError(400, "a CA is already configured on this mount (DELETE root first)");
       await tx.put("issuer", jsonBytes(issuer));
     });
     const data: Record<string, unknown> = {
-      certificate: issuer.certificate, issuing_ca: issuer.certificate, serial_number: colonSerial(cert.serialNumber),
-      expiration: Math.floor(cert.notAfter.getTime() / 1000), issuer_name: optString(req.data, "issuer_name") ?? "default",
+      certificate: issuer.certificate,
+      issuing_ca: issuer.certificate,
+      serial_number: colonSerial(cert.serialNumber),
+      expiration: Math.floor(cert.notAfter.getTime() / 1000),
+      issuer_name: optString(req.data, "issuer_name") ?? "default",
     };
     if (exported) {
       data.private_key = privateKeyPem(pkcs8, spec, "default");
@@ -233,9 +295,16 @@ export class PkiBackend implements LogicalBackend {
     const cn = reqString(req.data, "common_name");
     const spec = keySpec(req.data.key_type, req.data.key_bits);
     const keys = await generateKeyPair(spec);
-    const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: subjectName(cn, req.data), keys, signingAlgorithm: signingAlgorithm(spec) });
+    const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+      name: subjectName(cn, req.data),
+      keys,
+      signingAlgorithm: signingAlgorithm(spec),
+    });
     const pkcs8 = await exportPkcs8(keys.privateKey);
-    await req.storage.put("pending", jsonBytes({ key: pkcs8.toString("base64"), spec, common_name: cn } satisfies Pending));
+    await req.storage.put(
+      "pending",
+      jsonBytes({ key: pkcs8.toString("base64"), spec, common_name: cn } satisfies Pending),
+    );
     const data: Record<string, unknown> = { csr: csr.toString("pem").replace(/\r\n/g, "\n") };
     if (exported) {
       data.private_key = privateKeyPem(pkcs8, spec, "default");
@@ -249,12 +318,23 @@ export class PkiBackend implements LogicalBackend {
     const pems = splitPems(reqString(req.data, "certificate"));
     if (!pems.length) throw new LogicalError(400, "certificate: no PEM certificate found");
     const pending = await readJson<Pending>(req.storage, "pending");
-    if (!pending) throw new LogicalError(400, "certificate: no pending intermediate key (generate an intermediate first)");
+    if (!pending)
+      throw new LogicalError(400, "certificate: no pending intermediate key (generate an intermediate first)");
     let cert: x509.X509Certificate;
-    try { cert = new x509.X509Certificate(pems[0]); } catch { throw new LogicalError(400, "certificate: not a parseable X.509 certificate"); }
+    try {
+      cert = new x509.X509Certificate(pems[0]);
+    } catch {
+      throw new LogicalError(400, "certificate: not a parseable X.509 certificate");
+    }
     const pendingPub = this.publicFromPkcs8(Buffer.from(pending.key, "base64"));
-    if (Buffer.compare(Buffer.from(cert.publicKey.rawData), pendingPub) !== 0) throw new LogicalError(400, "certificate: does not match the pending intermediate key");
-    const issuer: Issuer = { certificate: pemCert(cert.rawData), chain: pems.slice(1).map((p) => pemCert(new x509.X509Certificate(p).rawData)), key: pending.key, spec: pending.spec };
+    if (Buffer.compare(Buffer.from(cert.publicKey.rawData), pendingPub) !== 0)
+      throw new LogicalError(400, "certificate: does not match the pending intermediate key");
+    const issuer: Issuer = {
+      certificate: pemCert(cert.rawData),
+      chain: pems.slice(1).map((p) => pemCert(new x509.X509Certificate(p).rawData)),
+      key: pending.key,
+      spec: pending.spec,
+    };
     await req.storage.transaction(async (tx) => {
       await tx.put("issuer", jsonBytes(issuer));
       await tx.delete("pending");
@@ -263,7 +343,10 @@ export class PkiBackend implements LogicalBackend {
   }
 
   private publicFromPkcs8(pkcs8: Buffer): Buffer {
-    return createPublicKey(createPrivateKey({ key: pkcs8, format: "der", type: "pkcs8" })).export({ format: "der", type: "spki" }) as Buffer;
+    return createPublicKey(createPrivateKey({ key: pkcs8, format: "der", type: "pkcs8" })).export({
+      format: "der",
+      type: "spki",
+    }) as Buffer;
   }
 
   private async signIntermediate(req: LogicalRequest): Promise<LogicalResponse> {
@@ -276,22 +359,39 @@ export class PkiBackend implements LogicalBackend {
     const notAfter = Math.min(Date.now() + this.caTtl(req) * 1000, signer.notAfter.getTime());
     const csrKey = await csr.publicKey.export();
     const cert = await x509.X509CertificateGenerator.create({
-      serialNumber: newSerial(), subject: subjectName(cn, req.data), issuer: signer.subject,
-      notBefore: new Date(Date.now() - BACKDATE_MS), notAfter: new Date(notAfter),
-      publicKey: csr.publicKey, signingKey: await importSigningKey(Buffer.from(issuer.key, "base64"), issuer.spec),
+      serialNumber: newSerial(),
+      subject: subjectName(cn, req.data),
+      issuer: signer.subject,
+      notBefore: new Date(Date.now() - BACKDATE_MS),
+      notAfter: new Date(notAfter),
+      publicKey: csr.publicKey,
+      signingKey: await importSigningKey(Buffer.from(issuer.key, "base64"), issuer.spec),
       signingAlgorithm: signingAlgorithm(issuer.spec),
-      extensions: [...(await caExtensions(csrKey, signer.publicKey, maxPath >= 0 ? maxPath : undefined)), ...(await this.urlExtensions(req))],
+      extensions: [
+        ...(await caExtensions(csrKey, signer.publicKey, maxPath >= 0 ? maxPath : undefined)),
+        ...(await this.urlExtensions(req)),
+      ],
     });
     const pem = pemCert(cert.rawData);
     await this.store(req, cert.serialNumber, pem);
     return {
-      data: { certificate: pem, issuing_ca: issuer.certificate, ca_chain: [issuer.certificate, ...issuer.chain], serial_number: colonSerial(cert.serialNumber), expiration: Math.floor(cert.notAfter.getTime() / 1000) },
+      data: {
+        certificate: pem,
+        issuing_ca: issuer.certificate,
+        ca_chain: [issuer.certificate, ...issuer.chain],
+        serial_number: colonSerial(cert.serialNumber),
+        expiration: Math.floor(cert.notAfter.getTime() / 1000),
+      },
     };
   }
 
   private async parseCsr(pem: string): Promise<x509.Pkcs10CertificateRequest> {
     let csr: x509.Pkcs10CertificateRequest;
-    try { csr = new x509.Pkcs10CertificateRequest(pem); } catch { throw new LogicalError(400, "csr: not a parseable PKCS#10 request"); }
+    try {
+      csr = new x509.Pkcs10CertificateRequest(pem);
+    } catch {
+      throw new LogicalError(400, "csr: not a parseable PKCS#10 request");
+    }
     if (!(await csr.verify())) throw new LogicalError(400, "csr: signature does not verify");
     return csr;
   }
@@ -300,7 +400,12 @@ export class PkiBackend implements LogicalBackend {
     const u = await this.urls(req);
     const out: x509.Extension[] = [];
     if (u.crl_distribution_points.length) out.push(new x509.CRLDistributionPointsExtension(u.crl_distribution_points));
-    if (u.issuing_certificates.length) out.push(new x509.AuthorityInfoAccessExtension({ caIssuers: u.issuing_certificates.map((url) => new x509.GeneralName("url", url)) }));
+    if (u.issuing_certificates.length)
+      out.push(
+        new x509.AuthorityInfoAccessExtension({
+          caIssuers: u.issuing_certificates.map((url) => new x509.GeneralName("url", url)),
+        }),
+      );
     return out;
   }
 
@@ -316,9 +421,15 @@ export class PkiBackend implements LogicalBackend {
         if (!r) throw new LogicalError(404, `role not found: ${name}`);
         return { data: { ...r } };
       }
-      case "create": case "update": await req.storage.put(`roles/${name}`, jsonBytes(roleFrom(req.data))); return {};
-      case "delete": await req.storage.delete(`roles/${name}`); return {};
-      default: throw new LogicalError(405, "unsupported operation");
+      case "create":
+      case "update":
+        await req.storage.put(`roles/${name}`, jsonBytes(roleFrom(req.data)));
+        return {};
+      case "delete":
+        await req.storage.delete(`roles/${name}`);
+        return {};
+      default:
+        throw new LogicalError(405, "unsupported operation");
     }
   }
 
@@ -335,7 +446,9 @@ export class PkiBackend implements LogicalBackend {
     const ips = optList(req.data, "ip_sans");
     const uris = optList(req.data, "uri_sans");
     if (csr && optBool(req.data, "use_csr_sans", true)) {
-      const san = csr.extensions.find((e): e is x509.SubjectAlternativeNameExtension => e instanceof x509.SubjectAlternativeNameExtension);
+      const san = csr.extensions.find(
+        (e): e is x509.SubjectAlternativeNameExtension => e instanceof x509.SubjectAlternativeNameExtension,
+      );
       for (const n of san?.names.items ?? []) {
         if (n.type === "dns") dns.add(n.value);
         else if (n.type === "ip") ips.push(n.value);
@@ -343,13 +456,16 @@ export class PkiBackend implements LogicalBackend {
       }
     }
     if (cn && !optBool(req.data, "exclude_cn_from_sans", false) && !isIP(cn) && !cn.includes("@")) dns.add(cn);
-    if (cn && !nameAllowed(role, cn)) throw new LogicalError(400, `common_name: "${cn}" is not allowed by role ${roleName}`);
-    for (const d of dns) if (!nameAllowed(role, d)) throw new LogicalError(400, `alt_names: "${d}" is not allowed by role ${roleName}`);
+    if (cn && !nameAllowed(role, cn))
+      throw new LogicalError(400, `common_name: "${cn}" is not allowed by role ${roleName}`);
+    for (const d of dns)
+      if (!nameAllowed(role, d)) throw new LogicalError(400, `alt_names: "${d}" is not allowed by role ${roleName}`);
     for (const ip of ips) {
       if (!role.allow_ip_sans) throw new LogicalError(400, "ip_sans: IP SANs are not allowed by the role");
       if (!isIP(ip)) throw new LogicalError(400, `ip_sans: "${ip}" is not an IP address`);
     }
-    for (const u of uris) if (!uriAllowed(role, u)) throw new LogicalError(400, `uri_sans: "${u}" is not allowed by the role`);
+    for (const u of uris)
+      if (!uriAllowed(role, u)) throw new LogicalError(400, `uri_sans: "${u}" is not allowed by the role`);
 
     const { defaultTtl, maxTtl: sysMax } = req.system.ttls();
     const maxTtl = role.max_ttl || sysMax;
@@ -362,8 +478,14 @@ export class PkiBackend implements LogicalBackend {
     if (csr) {
       publicKey = csr.publicKey;
       leafSpec = specOfAlgorithm((await csr.publicKey.export()).algorithm);
-      if (role.key_type !== "any" && (leafSpec.type !== role.key_type || (role.key_bits && leafSpec.bits < role.key_bits))) {
-        throw new LogicalError(400, `csr: key must be ${role.key_type}${role.key_bits ? ` with at least ${role.key_bits} bits` : ""}`);
+      if (
+        role.key_type !== "any" &&
+        (leafSpec.type !== role.key_type || (role.key_bits && leafSpec.bits < role.key_bits))
+      ) {
+        throw new LogicalError(
+          400,
+          `csr: key must be ${role.key_type}${role.key_bits ? ` with at least ${role.key_bits} bits` : ""}`,
+        );
       }
     } else {
       leafSpec = keySpec(role.key_type === "any" ? "ec" : role.key_type, role.key_type === "any" ? 0 : role.key_bits);
@@ -396,16 +518,24 @@ export class PkiBackend implements LogicalBackend {
     if (eku.length) extensions.push(new x509.ExtendedKeyUsageExtension(eku));
     if (sans.length) extensions.push(new x509.SubjectAlternativeNameExtension(sans));
     const cert = await x509.X509CertificateGenerator.create({
-      serialNumber: newSerial(), subject: subjectName(cn, req.data, role), issuer: signer.subject,
-      notBefore: new Date(Date.now() - BACKDATE_MS), notAfter: new Date(notAfter), publicKey,
+      serialNumber: newSerial(),
+      subject: subjectName(cn, req.data, role),
+      issuer: signer.subject,
+      notBefore: new Date(Date.now() - BACKDATE_MS),
+      notAfter: new Date(notAfter),
+      publicKey,
       signingKey: await importSigningKey(Buffer.from(issuer.key, "base64"), issuer.spec),
-      signingAlgorithm: signingAlgorithm(issuer.spec), extensions,
+      signingAlgorithm: signingAlgorithm(issuer.spec),
+      extensions,
     });
     const pem = pemCert(cert.rawData);
     if (!role.no_store) await this.store(req, cert.serialNumber, pem);
     const data: Record<string, unknown> = {
-      certificate: pem, issuing_ca: issuer.certificate, ca_chain: [issuer.certificate, ...issuer.chain],
-      serial_number: colonSerial(cert.serialNumber), expiration: Math.floor(cert.notAfter.getTime() / 1000),
+      certificate: pem,
+      issuing_ca: issuer.certificate,
+      ca_chain: [issuer.certificate, ...issuer.chain],
+      serial_number: colonSerial(cert.serialNumber),
+      expiration: Math.floor(cert.notAfter.getTime() / 1000),
     };
     if (keyOut) {
       data.private_key = keyOut.pem;
@@ -431,10 +561,12 @@ export class PkiBackend implements LogicalBackend {
 
   private async revoke(req: LogicalRequest): Promise<LogicalResponse> {
     const serial = normalizeSerial(reqString(req.data, "serial_number"), "serial_number");
-    if (!(await req.storage.get(`certs/${serial}`))) throw new LogicalError(400, `serial_number: certificate ${colonSerial(serial)} not found`);
+    if (!(await req.storage.get(`certs/${serial}`)))
+      throw new LogicalError(400, `serial_number: certificate ${colonSerial(serial)} not found`);
     const now = Math.floor(Date.now() / 1000);
     await req.storage.transaction(async (tx) => {
-      if (!(await tx.get(`revoked/${serial}`))) await tx.put(`revoked/${serial}`, jsonBytes({ serial, revocation_time: now } satisfies Revoked));
+      if (!(await tx.get(`revoked/${serial}`)))
+        await tx.put(`revoked/${serial}`, jsonBytes({ serial, revocation_time: now } satisfies Revoked));
     });
     return { data: { revocation_time: now } };
   }
@@ -448,8 +580,12 @@ export class PkiBackend implements LogicalBackend {
       if (r) entries.push({ serialNumber: r.serial, revocationDate: new Date(r.revocation_time * 1000) });
     }
     return x509.X509CrlGenerator.create({
-      issuer: signer.subject, thisUpdate: new Date(), nextUpdate: new Date(Date.now() + 72 * 3600_000), entries,
-      signingKey: await importSigningKey(Buffer.from(issuer.key, "base64"), issuer.spec), signingAlgorithm: signingAlgorithm(issuer.spec),
+      issuer: signer.subject,
+      thisUpdate: new Date(),
+      nextUpdate: new Date(Date.now() + 72 * 3600_000),
+      entries,
+      signingKey: await importSigningKey(Buffer.from(issuer.key, "base64"), issuer.spec),
+      signingAlgorithm: signingAlgorithm(issuer.spec),
       extensions: [await x509.AuthorityKeyIdentifierExtension.create(signer.publicKey)],
     });
   }

@@ -10,8 +10,16 @@ function sshString(b: Uint8Array | string): Buffer {
   len.writeUInt32BE(body.length);
   return Buffer.concat([len, body]);
 }
-function u32(n: number): Buffer { const b = Buffer.alloc(4); b.writeUInt32BE(n); return b; }
-function u64(n: bigint): Buffer { const b = Buffer.alloc(8); b.writeBigUInt64BE(n); return b; }
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n);
+  return b;
+}
+function u64(n: bigint): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64BE(n);
+  return b;
+}
 
 export class SshFormatError extends Error {
   override name = "SshFormatError";
@@ -29,8 +37,12 @@ export class SshReader {
     this.off += 4 + n;
     return out;
   }
-  get done(): boolean { return this.off === this.buf.length; }
-  rest(): Buffer { return this.buf.subarray(this.off); }
+  get done(): boolean {
+    return this.off === this.buf.length;
+  }
+  rest(): Buffer {
+    return this.buf.subarray(this.off);
+  }
 }
 
 export interface SshPublicKey {
@@ -42,12 +54,18 @@ export interface SshPublicKey {
   fields: Buffer;
 }
 
-const SUPPORTED = new Set(["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa"]);
+const SUPPORTED = new Set([
+  "ssh-ed25519",
+  "ecdsa-sha2-nistp256",
+  "ecdsa-sha2-nistp384",
+  "ecdsa-sha2-nistp521",
+  "ssh-rsa",
+]);
 
 /** Parses an authorized_keys-style line "type base64 [comment]". */
 export function parsePublicKeyLine(line: string): SshPublicKey {
   const parts = line.trim().split(/\s+/);
-  if (parts.length < 2) throw new SshFormatError("expected \"<type> <base64> [comment]\"");
+  if (parts.length < 2) throw new SshFormatError('expected "<type> <base64> [comment]"');
   const blob = Buffer.from(parts[1], "base64");
   const r = new SshReader(blob);
   const type = r.string().toString("utf8");
@@ -59,7 +77,8 @@ export function parsePublicKeyLine(line: string): SshPublicKey {
   const count = type === "ssh-ed25519" ? 1 : 2;
   for (let i = 0; i < count; i++) fr.string();
   if (!fr.done) throw new SshFormatError("trailing bytes after key fields");
-  if (type === "ssh-ed25519" && new SshReader(fields).string().length !== 32) throw new SshFormatError("ed25519 key must be 32 bytes");
+  if (type === "ssh-ed25519" && new SshReader(fields).string().length !== 32)
+    throw new SshFormatError("ed25519 key must be 32 bytes");
   return { type, blob, fields };
 }
 
@@ -91,7 +110,11 @@ export interface CertificateParams {
 
 /** Options/extensions: sorted by name; a non-empty value is itself wrapped in a string. */
 function optionList(opts: Record<string, string>): Buffer {
-  return Buffer.concat(Object.keys(opts).sort().map((k) => Buffer.concat([sshString(k), sshString(opts[k] === "" ? Buffer.alloc(0) : sshString(opts[k]))])));
+  return Buffer.concat(
+    Object.keys(opts)
+      .sort()
+      .map((k) => Buffer.concat([sshString(k), sshString(opts[k] === "" ? Buffer.alloc(0) : sshString(opts[k]))])),
+  );
 }
 
 /** Builds and signs an OpenSSH certificate; returns the wire blob. */
@@ -123,12 +146,30 @@ export function generateEd25519(comment = ""): { publicKey: string; privateKey: 
   const seed = Buffer.from(privateKey.export({ format: "jwk" }).d as string, "base64url");
   const pubBlob = ed25519PublicBlob(publicKey);
   const check = randomBytes(4);
-  let priv = Buffer.concat([check, check, sshString("ssh-ed25519"), sshString(pubRaw), sshString(Buffer.concat([seed, pubRaw])), sshString(comment)]);
+  let priv = Buffer.concat([
+    check,
+    check,
+    sshString("ssh-ed25519"),
+    sshString(pubRaw),
+    sshString(Buffer.concat([seed, pubRaw])),
+    sshString(comment),
+  ]);
   const pad: number[] = [];
   for (let i = 1; (priv.length + pad.length) % 8 !== 0; i++) pad.push(i);
   priv = Buffer.concat([priv, Buffer.from(pad)]);
-  const body = Buffer.concat([Buffer.from("openssh-key-v1\0", "latin1"), sshString("none"), sshString("none"), sshString(""), u32(1), sshString(pubBlob), sshString(priv)]);
-  const b64 = body.toString("base64").replace(/(.{70})/g, "$1\n").replace(/\n$/, "");
+  const body = Buffer.concat([
+    Buffer.from("openssh-key-v1\0", "latin1"),
+    sshString("none"),
+    sshString("none"),
+    sshString(""),
+    u32(1),
+    sshString(pubBlob),
+    sshString(priv),
+  ]);
+  const b64 = body
+    .toString("base64")
+    .replace(/(.{70})/g, "$1\n")
+    .replace(/\n$/, "");
   return {
     publicKey: publicKeyLine(pubBlob, comment || undefined),
     privateKey: `-----BEGIN OPENSSH PRIVATE KEY-----\n${b64}\n-----END OPENSSH PRIVATE KEY-----\n`,

@@ -4,9 +4,21 @@ import { createHash, createPublicKey, generateKeyPairSync, randomBytes } from "n
 import { LogicalError, type LogicalBackend, type LogicalRequest, type LogicalResponse } from "../backend.js";
 import { jsonBytes, optBool, optList, optString, optStringMap, readJson, reqString } from "../fields.js";
 import { parseDuration } from "../../nitride/duration.js";
-import { ed25519PublicBlob, generateEd25519, loadEd25519, parsePublicKeyLine, publicKeyLine, signCertificate, SshFormatError, type SshPublicKey } from "./ssh-wire.js";
+import {
+  ed25519PublicBlob,
+  generateEd25519,
+  loadEd25519,
+  parsePublicKeyLine,
+  publicKeyLine,
+  signCertificate,
+  SshFormatError,
+  type SshPublicKey,
+} from "./ssh-wire.js";
 
-interface CaConfig { private_key: string; public_key: string }
+interface CaConfig {
+  private_key: string;
+  public_key: string;
+}
 interface SshRole {
   key_type: "ca";
   allow_user_certificates: boolean;
@@ -52,14 +64,24 @@ function roleFrom(data: Record<string, unknown>): SshRole {
 }
 
 function hostAllowed(role: SshRole, host: string): boolean {
-  return role.allowed_domains.some((d) =>
-    d === "*" || (role.allow_bare_domains && host === d) || (role.allow_subdomains && host.endsWith(`.${d}`) && host.length > d.length + 1));
+  return role.allowed_domains.some(
+    (d) =>
+      d === "*" ||
+      (role.allow_bare_domains && host === d) ||
+      (role.allow_subdomains && host.endsWith(`.${d}`) && host.length > d.length + 1),
+  );
 }
 
-function checkOptions(requested: Record<string, string>, allowed: string[], defaults: Record<string, string>, field: string): Record<string, string> {
+function checkOptions(
+  requested: Record<string, string>,
+  allowed: string[],
+  defaults: Record<string, string>,
+  field: string,
+): Record<string, string> {
   if (Object.keys(requested).length === 0) return { ...defaults };
   for (const k of Object.keys(requested)) {
-    if (!allowed.includes("*") && !allowed.includes(k)) throw new LogicalError(400, `${field}: "${k}" is not allowed by the role`);
+    if (!allowed.includes("*") && !allowed.includes(k))
+      throw new LogicalError(400, `${field}: "${k}" is not allowed by the role`);
   }
   return requested;
 }
@@ -94,7 +116,9 @@ export class SshBackend implements LogicalBackend {
       if (!role) throw new LogicalError(400, `unknown role: ${name}`);
       if (head === "sign") {
         let subject: SshPublicKey;
-        try { subject = parsePublicKeyLine(reqString(req.data, "public_key")); } catch (e) {
+        try {
+          subject = parsePublicKeyLine(reqString(req.data, "public_key"));
+        } catch (e) {
           if (e instanceof SshFormatError) throw new LogicalError(400, `public_key: ${e.message}`);
           throw e;
         }
@@ -102,7 +126,10 @@ export class SshBackend implements LogicalBackend {
       }
       const generated = generateEd25519();
       const signed = await this.sign(req, name, role, parsePublicKeyLine(generated.publicKey));
-      return { data: { ...signed, private_key: generated.privateKey, private_key_type: "ed25519" }, secretKeys: ["private_key"] };
+      return {
+        data: { ...signed, private_key: generated.privateKey, private_key_type: "ed25519" },
+        secretKeys: ["private_key"],
+      };
     }
     return undefined;
   }
@@ -115,20 +142,27 @@ export class SshBackend implements LogicalBackend {
 
   private async configCa(req: LogicalRequest): Promise<LogicalResponse> {
     switch (req.operation) {
-      case "read": return { data: { public_key: (await this.ca(req)).public_key } };
-      case "delete": await req.storage.delete("config/ca"); return {};
+      case "read":
+        return { data: { public_key: (await this.ca(req)).public_key } };
+      case "delete":
+        await req.storage.delete("config/ca");
+        return {};
       case "create":
       case "update": {
         let pkcs8: string;
         const supplied = optString(req.data, "private_key");
         if (supplied) {
-          try { pkcs8 = loadEd25519(supplied).export({ format: "pem", type: "pkcs8" }) as string; } catch {
+          try {
+            pkcs8 = loadEd25519(supplied).export({ format: "pem", type: "pkcs8" }) as string;
+          } catch {
             throw new LogicalError(400, "private_key: must be an Ed25519 private key in PKCS#8 PEM");
           }
         } else {
-          if (!optBool(req.data, "generate_signing_key", true)) throw new LogicalError(400, "private_key: missing (or set generate_signing_key)");
+          if (!optBool(req.data, "generate_signing_key", true))
+            throw new LogicalError(400, "private_key: missing (or set generate_signing_key)");
           const kt = optString(req.data, "key_type") ?? "ssh-ed25519";
-          if (kt !== "ssh-ed25519" && kt !== "ed25519") throw new LogicalError(400, `key_type: only ssh-ed25519 CA keys are supported`);
+          if (kt !== "ssh-ed25519" && kt !== "ed25519")
+            throw new LogicalError(400, `key_type: only ssh-ed25519 CA keys are supported`);
           pkcs8 = generateKeyPairSync("ed25519").privateKey.export({ format: "pem", type: "pkcs8" }) as string;
         }
         const public_key = publicKeyLine(ed25519PublicBlob(createPublicKey(pkcs8)));
@@ -140,7 +174,8 @@ export class SshBackend implements LogicalBackend {
         if (!written) throw new LogicalError(400, "keys are already configured; delete them before reconfiguring");
         return { data: { public_key } };
       }
-      default: throw new LogicalError(405, "unsupported operation");
+      default:
+        throw new LogicalError(405, "unsupported operation");
     }
   }
 
@@ -150,29 +185,52 @@ export class SshBackend implements LogicalBackend {
       case "read": {
         const role = await readJson<SshRole>(req.storage, `roles/${name}`);
         if (!role) throw new LogicalError(404, `role not found: ${name}`);
-        return { data: { ...role, allowed_users: role.allowed_users.join(","), allowed_domains: role.allowed_domains.join(","), allowed_extensions: role.allowed_extensions.join(","), allowed_critical_options: role.allowed_critical_options.join(",") } };
+        return {
+          data: {
+            ...role,
+            allowed_users: role.allowed_users.join(","),
+            allowed_domains: role.allowed_domains.join(","),
+            allowed_extensions: role.allowed_extensions.join(","),
+            allowed_critical_options: role.allowed_critical_options.join(","),
+          },
+        };
       }
-      case "create": case "update": await req.storage.put(`roles/${name}`, jsonBytes(roleFrom(req.data))); return {};
-      case "delete": await req.storage.delete(`roles/${name}`); return {};
-      default: throw new LogicalError(405, "unsupported operation");
+      case "create":
+      case "update":
+        await req.storage.put(`roles/${name}`, jsonBytes(roleFrom(req.data)));
+        return {};
+      case "delete":
+        await req.storage.delete(`roles/${name}`);
+        return {};
+      default:
+        throw new LogicalError(405, "unsupported operation");
     }
   }
 
-  private async sign(req: LogicalRequest, roleName: string, role: SshRole, subject: SshPublicKey): Promise<Record<string, unknown>> {
+  private async sign(
+    req: LogicalRequest,
+    roleName: string,
+    role: SshRole,
+    subject: SshPublicKey,
+  ): Promise<Record<string, unknown>> {
     const ca = await this.ca(req);
     const certType = optString(req.data, "cert_type") ?? "user";
     if (certType !== "user" && certType !== "host") throw new LogicalError(400, `cert_type: must be "user" or "host"`);
-    if (certType === "user" && !role.allow_user_certificates) throw new LogicalError(400, "cert_type: user certificates are not allowed by the role");
-    if (certType === "host" && !role.allow_host_certificates) throw new LogicalError(400, "cert_type: host certificates are not allowed by the role");
+    if (certType === "user" && !role.allow_user_certificates)
+      throw new LogicalError(400, "cert_type: user certificates are not allowed by the role");
+    if (certType === "host" && !role.allow_host_certificates)
+      throw new LogicalError(400, "cert_type: host certificates are not allowed by the role");
 
     let principals = optList(req.data, "valid_principals");
     if (certType === "user") {
       if (principals.length === 0 && role.default_user) principals = [role.default_user];
       for (const p of principals) {
-        if (!role.allowed_users.includes("*") && !role.allowed_users.includes(p)) throw new LogicalError(400, `valid_principals: "${p}" is not an allowed user`);
+        if (!role.allowed_users.includes("*") && !role.allowed_users.includes(p))
+          throw new LogicalError(400, `valid_principals: "${p}" is not an allowed user`);
       }
     } else {
-      for (const p of principals) if (!hostAllowed(role, p)) throw new LogicalError(400, `valid_principals: "${p}" is not an allowed domain`);
+      for (const p of principals)
+        if (!hostAllowed(role, p)) throw new LogicalError(400, `valid_principals: "${p}" is not an allowed domain`);
     }
     if (principals.length === 0) throw new LogicalError(400, "valid_principals: empty principals are not allowed");
 
@@ -181,22 +239,41 @@ export class SshBackend implements LogicalBackend {
     const ttl = parseDuration(req.data.ttl, "ttl") ?? (role.ttl || defaultTtl);
     if (ttl > maxTtl) throw new LogicalError(400, `ttl: ${ttl}s exceeds the role's max_ttl of ${maxTtl}s`);
 
-    const extensions = certType === "user"
-      ? checkOptions(optStringMap(req.data, "extensions"), role.allowed_extensions, role.default_extensions, "extensions")
-      : {};
-    const criticalOptions = checkOptions(optStringMap(req.data, "critical_options"), role.allowed_critical_options, role.default_critical_options, "critical_options");
+    const extensions =
+      certType === "user"
+        ? checkOptions(
+            optStringMap(req.data, "extensions"),
+            role.allowed_extensions,
+            role.default_extensions,
+            "extensions",
+          )
+        : {};
+    const criticalOptions = checkOptions(
+      optStringMap(req.data, "critical_options"),
+      role.allowed_critical_options,
+      role.default_critical_options,
+      "critical_options",
+    );
 
     const fingerprint = createHash("sha256").update(subject.blob).digest("hex");
     const requestedKeyId = optString(req.data, "key_id");
-    if (requestedKeyId && !role.allow_user_key_ids) throw new LogicalError(400, "key_id: setting a key id is not allowed by the role");
+    if (requestedKeyId && !role.allow_user_key_ids)
+      throw new LogicalError(400, "key_id: setting a key id is not allowed by the role");
     const keyId = requestedKeyId || `vault-${roleName}-${fingerprint}`;
 
     const now = BigInt(Math.floor(Date.now() / 1000));
     const serial = randomBytes(8).readBigUInt64BE() || 1n;
     const cert = signCertificate({
-      subject, serial, certType, keyId, principals,
-      validAfter: now - BigInt(NOT_BEFORE_SKEW_S), validBefore: now + BigInt(ttl),
-      criticalOptions, extensions, caPrivateKey: loadEd25519(ca.private_key),
+      subject,
+      serial,
+      certType,
+      keyId,
+      principals,
+      validAfter: now - BigInt(NOT_BEFORE_SKEW_S),
+      validBefore: now + BigInt(ttl),
+      criticalOptions,
+      extensions,
+      caPrivateKey: loadEd25519(ca.private_key),
     });
     return {
       serial_number: serial.toString(16).padStart(16, "0"),

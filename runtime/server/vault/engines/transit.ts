@@ -6,7 +6,10 @@ import { LogicalError, type LogicalBackend, type LogicalRequest, type LogicalRes
 import type { StorageWriter } from "../../storage/types.js";
 import { b64Field, jsonBytes, optBool, optInt, optString, readJson, reqString } from "../fields.js";
 
-interface KeyVersion { key: string; creation_time: string }
+interface KeyVersion {
+  key: string;
+  creation_time: string;
+}
 interface TransitKey {
   name: string;
   type: "aes256-gcm96";
@@ -22,19 +25,26 @@ const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const keyPath = (name: string) => `policy/${name}`;
 
 function checkName(name: string): string {
-  if (!NAME_RE.test(name)) throw new LogicalError(400, "name: must be 1-128 characters of letters, digits, '.', '_' or '-'");
+  if (!NAME_RE.test(name))
+    throw new LogicalError(400, "name: must be 1-128 characters of letters, digits, '.', '_' or '-'");
   return name;
 }
 
 function newKey(name: string, data: Record<string, unknown>): TransitKey {
   const type = optString(data, "type") ?? "aes256-gcm96";
-  if (type !== "aes256-gcm96") throw new LogicalError(400, `type: unsupported key type "${type}" (supported: aes256-gcm96)`);
+  if (type !== "aes256-gcm96")
+    throw new LogicalError(400, `type: unsupported key type "${type}" (supported: aes256-gcm96)`);
   if (optBool(data, "derived", false) || optBool(data, "convergent_encryption", false)) {
     throw new LogicalError(400, "derived: key derivation is not supported");
   }
   return {
-    name, type, latest_version: 1, min_decryption_version: 1, min_encryption_version: 0,
-    deletion_allowed: false, exportable: optBool(data, "exportable", false),
+    name,
+    type,
+    latest_version: 1,
+    min_decryption_version: 1,
+    min_encryption_version: 0,
+    deletion_allowed: false,
+    exportable: optBool(data, "exportable", false),
     keys: { "1": { key: randomBytes(32).toString("base64"), creation_time: new Date().toISOString() } },
   };
 }
@@ -53,7 +63,8 @@ function decryptWith(k: TransitKey, ciphertext: string, aad: Buffer): Buffer {
   const version = Number(m[1]);
   const ver = k.keys[String(version)];
   if (!ver) throw new LogicalError(400, `ciphertext: key version ${version} does not exist`);
-  if (version < k.min_decryption_version) throw new LogicalError(400, `ciphertext: key version ${version} is below min_decryption_version`);
+  if (version < k.min_decryption_version)
+    throw new LogicalError(400, `ciphertext: key version ${version} is below min_decryption_version`);
   const body = Buffer.from(m[2], "base64");
   if (body.length < 28) throw new LogicalError(400, "ciphertext: too short");
   try {
@@ -69,7 +80,8 @@ function decryptWith(k: TransitKey, ciphertext: string, aad: Buffer): Buffer {
 function encryptionVersion(k: TransitKey, data: Record<string, unknown>): number {
   const v = optInt(data, "key_version", 0);
   if (v === 0) return k.latest_version;
-  if (!k.keys[String(v)] || v < k.min_encryption_version) throw new LogicalError(400, `key_version: ${v} is not usable for encryption`);
+  if (!k.keys[String(v)] || v < k.min_encryption_version)
+    throw new LogicalError(400, `key_version: ${v} is not usable for encryption`);
   return v;
 }
 
@@ -77,10 +89,19 @@ function keyInfo(k: TransitKey): Record<string, unknown> {
   const keys: Record<string, number> = {};
   for (const [v, kv] of Object.entries(k.keys)) keys[v] = Math.floor(Date.parse(kv.creation_time) / 1000);
   return {
-    name: k.name, type: k.type, latest_version: k.latest_version, min_decryption_version: k.min_decryption_version,
-    min_encryption_version: k.min_encryption_version, deletion_allowed: k.deletion_allowed, exportable: k.exportable,
-    derived: false, supports_encryption: true, supports_decryption: true, supports_derivation: false,
-    supports_signing: false, keys,
+    name: k.name,
+    type: k.type,
+    latest_version: k.latest_version,
+    min_decryption_version: k.min_decryption_version,
+    min_encryption_version: k.min_encryption_version,
+    deletion_allowed: k.deletion_allowed,
+    exportable: k.exportable,
+    derived: false,
+    supports_encryption: true,
+    supports_decryption: true,
+    supports_derivation: false,
+    supports_signing: false,
+    keys,
   };
 }
 
@@ -88,7 +109,8 @@ type BatchItem = Record<string, unknown>;
 function batchOf(data: Record<string, unknown>): BatchItem[] | undefined {
   const b = data.batch_input;
   if (b === undefined) return undefined;
-  if (!Array.isArray(b) || b.some((x) => typeof x !== "object" || x === null)) throw new LogicalError(400, "batch_input: must be a list of objects");
+  if (!Array.isArray(b) || b.some((x) => typeof x !== "object" || x === null))
+    throw new LogicalError(400, "batch_input: must be a list of objects");
   return b as BatchItem[];
 }
 
@@ -112,15 +134,18 @@ export class TransitBackend implements LogicalBackend {
       return { data: { keys } };
     }
     if (head === "keys" && parts.length === 2) return this.keyCrud(req, checkName(name));
-    if (head === "keys" && parts.length === 3 && tail === "rotate" && (op === "update" || op === "create")) return this.rotate(req, checkName(name));
-    if (head === "keys" && parts.length === 3 && tail === "config" && (op === "update" || op === "create")) return this.configure(req, checkName(name));
+    if (head === "keys" && parts.length === 3 && tail === "rotate" && (op === "update" || op === "create"))
+      return this.rotate(req, checkName(name));
+    if (head === "keys" && parts.length === 3 && tail === "config" && (op === "update" || op === "create"))
+      return this.configure(req, checkName(name));
     if (parts.length === 2 && (op === "update" || op === "create")) {
       if (head === "encrypt") return this.encrypt(req, checkName(name));
       if (head === "decrypt") return this.decrypt(req, checkName(name));
       if (head === "rewrap") return this.rewrap(req, checkName(name));
     }
     if (head === "datakey" && parts.length === 3 && (op === "update" || op === "create")) {
-      if (name !== "plaintext" && name !== "wrapped") throw new LogicalError(400, `type: must be "plaintext" or "wrapped"`);
+      if (name !== "plaintext" && name !== "wrapped")
+        throw new LogicalError(400, `type: must be "plaintext" or "wrapped"`);
       return this.datakey(req, name, checkName(tail));
     }
     return undefined;
@@ -149,7 +174,11 @@ export class TransitBackend implements LogicalBackend {
       case "delete": {
         const k = await readJson<TransitKey>(req.storage, keyPath(name));
         if (!k) return {};
-        if (!k.deletion_allowed) throw new LogicalError(400, "deletion is not allowed for this key (set deletion_allowed in keys/:name/config)");
+        if (!k.deletion_allowed)
+          throw new LogicalError(
+            400,
+            "deletion is not allowed for this key (set deletion_allowed in keys/:name/config)",
+          );
         await req.storage.delete(keyPath(name));
         return {};
       }
@@ -171,7 +200,10 @@ export class TransitBackend implements LogicalBackend {
   private async rotate(req: LogicalRequest, name: string): Promise<LogicalResponse> {
     const k = await this.mutate(req, name, (k) => {
       k.latest_version += 1;
-      k.keys[String(k.latest_version)] = { key: randomBytes(32).toString("base64"), creation_time: new Date().toISOString() };
+      k.keys[String(k.latest_version)] = {
+        key: randomBytes(32).toString("base64"),
+        creation_time: new Date().toISOString(),
+      };
     });
     return { data: keyInfo(k) };
   }
@@ -204,16 +236,39 @@ export class TransitBackend implements LogicalBackend {
       return { ciphertext: ct, key_version: version };
     };
     const batch = batchOf(req.data);
-    if (batch) return { data: { batch_results: batch.map((d) => { try { return one(d); } catch (e) { return { error: (e as Error).message }; } }) } };
+    if (batch)
+      return {
+        data: {
+          batch_results: batch.map((d) => {
+            try {
+              return one(d);
+            } catch (e) {
+              return { error: (e as Error).message };
+            }
+          }),
+        },
+      };
     return { data: one(req.data) };
   }
 
   private async decrypt(req: LogicalRequest, name: string): Promise<LogicalResponse> {
     const k = await this.load(req, name);
-    const one = (d: Record<string, unknown>) => ({ plaintext: decryptWith(k, reqString(d, "ciphertext"), b64Field(d, "associated_data", false)!).toString("base64") });
+    const one = (d: Record<string, unknown>) => ({
+      plaintext: decryptWith(k, reqString(d, "ciphertext"), b64Field(d, "associated_data", false)!).toString("base64"),
+    });
     const batch = batchOf(req.data);
     if (batch) {
-      return { data: { batch_results: batch.map((d) => { try { return one(d); } catch (e) { return { error: (e as Error).message }; } }) } };
+      return {
+        data: {
+          batch_results: batch.map((d) => {
+            try {
+              return one(d);
+            } catch (e) {
+              return { error: (e as Error).message };
+            }
+          }),
+        },
+      };
     }
     return { data: one(req.data), secretKeys: ["plaintext"] };
   }

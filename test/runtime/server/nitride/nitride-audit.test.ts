@@ -14,7 +14,9 @@ beforeAll(async () => {
   const r = await s.rt.api("PUT", "sys/audit/file", { type: "file", options: { file_path: logFile } });
   expect(r.status).toBeLessThan(300);
 }, 60_000);
-afterAll(async () => { await s?.rt.close(); });
+afterAll(async () => {
+  await s?.rt.close();
+});
 
 describe("audit records of attested logins", () => {
   it("record evidence digest, policy hash, ref_version and workload id; never the tokens or the secret", async () => {
@@ -24,10 +26,15 @@ describe("audit records of attested logins", () => {
     expect((await s.rt.api("GET", "secret/data/web/db", undefined, tok)).status).toBe(200);
     await new Promise((r) => setTimeout(r, 100));
     const text = readFileSync(logFile, "utf8");
-    const records = text.trim().split("\n").map((x) => JSON.parse(x));
+    const records = text
+      .trim()
+      .split("\n")
+      .map((x) => JSON.parse(x));
     const loginRec = records.find((r) => r.type === "response" && r.request.path === "auth/jwt/login");
     expect(loginRec.response.auth.metadata).toMatchObject({
-      workload_id: "web", evidence_digest: a.body.data.verdict.evidenceDigest, ref_version: String(a.body.data.ref_version),
+      workload_id: "web",
+      evidence_digest: a.body.data.verdict.evidenceDigest,
+      ref_version: String(a.body.data.ref_version),
     });
     expect(loginRec.response.auth.metadata.policy_hash).toMatch(/^[0-9a-f]{64}$/);
     const readRec = records.find((r) => r.type === "response" && r.request.path === "secret/data/web/db");

@@ -19,7 +19,9 @@ beforeAll(async () => {
   s = await startNitrideStack();
   await s.rt.api("POST", "transit/keys/app", {});
 }, 60_000);
-afterAll(async () => { await s?.rt.close(); });
+afterAll(async () => {
+  await s?.rt.close();
+});
 
 describe("node-vault against the runtime", () => {
   it("jwtLogin with a Nitride token, KV v2 read of its secret, PKI issue from its role; other secrets refused", async () => {
@@ -33,7 +35,9 @@ describe("node-vault against the runtime", () => {
     await expect(v.read("secret/data/other/db")).rejects.toMatchObject({ response: { statusCode: 403 } });
     const cert = await v.write("pki/issue/web", { common_name: "web.example.com", ttl: "1h" });
     expect(new X509Certificate(cert.data.certificate).subject).toContain("CN=web.example.com");
-    await expect(v.write("pki/issue/web", { common_name: "evil.org" })).rejects.toMatchObject({ response: { statusCode: 400 } });
+    await expect(v.write("pki/issue/web", { common_name: "evil.org" })).rejects.toMatchObject({
+      response: { statusCode: 400 },
+    });
   });
 
   it("transit encryptData/decryptData round trip with the root token", async () => {
@@ -79,7 +83,8 @@ describe.runIf(hasHvac)("hvac against the runtime", () => {
     const { spawn } = await import("node:child_process");
     const out = await new Promise<string>((resolve, reject) => {
       const p = spawn("python3", ["-c", HVAC_SCRIPT, s.rt.url, a.body.data.token, s.rt.rootToken]);
-      let stdout = "", stderr = "";
+      let stdout = "",
+        stderr = "";
       p.stdout.on("data", (d) => (stdout += d));
       p.stderr.on("data", (d) => (stderr += d));
       p.on("close", (code) => (code === 0 ? resolve(stdout) : reject(new Error(`hvac exited ${code}: ${stderr}`))));

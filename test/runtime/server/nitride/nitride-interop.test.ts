@@ -21,8 +21,12 @@ function python(script: string, args: string[]) {
 }
 
 let s: NitrideStack;
-beforeAll(async () => { s = await startNitrideStack(); }, 60_000);
-afterAll(async () => { await s?.rt.close(); });
+beforeAll(async () => {
+  s = await startNitrideStack();
+}, 60_000);
+afterAll(async () => {
+  await s?.rt.close();
+});
 
 const PYJWT = `
 import json, sys, urllib.request, jwt
@@ -57,13 +61,18 @@ describe.runIf(hasPy)("independent verifiers (PyJWT, jwcrypto)", () => {
   it("jwcrypto decrypts a sealed response only with the attested ephemeral private key", async () => {
     const a = await attestAs(s, "web");
     const tok = (await login(s, a.body.data.token)).body.auth.client_token;
-    const res = await fetch(`${s.rt.url}/v1/secret/data/web/db`, { headers: { "x-vault-token": tok, "x-buckypaper-seal": "ephemeral" } });
+    const res = await fetch(`${s.rt.url}/v1/secret/data/web/db`, {
+      headers: { "x-vault-token": tok, "x-buckypaper-seal": "ephemeral" },
+    });
     const { sealed } = (await res.json()) as { sealed: string };
     const pem = a.ephemeral.privateKey.export({ format: "pem", type: "pkcs8" }) as string;
     const ok = await python(JWCRYPTO, [pem, sealed]);
     expect(ok.code, ok.err).toBe(0);
     expect(JSON.parse(ok.out).data.data.password).toBe("web-db-secret");
-    const other = generateKeyPairSync("ec", { namedCurve: "P-384" }).privateKey.export({ format: "pem", type: "pkcs8" }) as string;
+    const other = generateKeyPairSync("ec", { namedCurve: "P-384" }).privateKey.export({
+      format: "pem",
+      type: "pkcs8",
+    }) as string;
     const bad = await python(JWCRYPTO, [other, sealed]);
     expect(bad.code).not.toBe(0);
     expect(bad.out).not.toContain("web-db-secret");
@@ -74,17 +83,25 @@ describe("JWT auth configured like an external Vault (OIDC discovery over HTTP)"
   it("logs in a Nitride token through oidc_discovery_url = <api_addr>/v1/nitride", async () => {
     const issuer = `${s.rt.url}/v1/nitride`;
     expect((await s.rt.api("POST", "sys/auth/external", { type: "jwt" })).status).toBeLessThan(300);
-    expect((await s.rt.api("POST", "auth/external/config", { oidc_discovery_url: issuer, bound_issuer: issuer })).status).toBe(204);
+    expect(
+      (await s.rt.api("POST", "auth/external/config", { oidc_discovery_url: issuer, bound_issuer: issuer })).status,
+    ).toBe(204);
     await s.rt.api("POST", "auth/external/role/web", {
-      role_type: "jwt", user_claim: "sub", bound_audiences: "buckypaper", bound_subject: "web",
-      claim_mappings: { evidence_digest: "evidence_digest" }, token_policies: "nitride-workload-web",
+      role_type: "jwt",
+      user_claim: "sub",
+      bound_audiences: "buckypaper",
+      bound_subject: "web",
+      claim_mappings: { evidence_digest: "evidence_digest" },
+      token_policies: "nitride-workload-web",
     });
     const a = await attestAs(s, "web");
     const l = await s.rt.api("POST", "auth/external/login", { role: "web", jwt: a.body.data.token }, "");
     expect(l.status, JSON.stringify(l.body)).toBe(200);
     expect(l.body.auth.metadata.evidence_digest).toBe(a.body.data.verdict.evidenceDigest);
     const other = await attestAs(s, "other", { measurement: "b2".repeat(48) });
-    expect((await s.rt.api("POST", "auth/external/login", { role: "web", jwt: other.body.data.token }, "")).status).toBe(403);
+    expect(
+      (await s.rt.api("POST", "auth/external/login", { role: "web", jwt: other.body.data.token }, "")).status,
+    ).toBe(403);
   });
 });
 
@@ -93,7 +110,11 @@ const hasGo = requireTool("Go toolchain (for hashicorp/cap/jwt)", haveCommand("g
 describe.runIf(hasGo)("hashicorp/cap/jwt (the validator in Vault's and OpenBao's JWT auth)", () => {
   const bin = path.join(mkdtempSync(path.join(tmpdir(), "bk-cap-")), "nitride-cap-check");
   beforeAll(async () => {
-    const b = await run("go", ["build", "-o", bin, "."], path.join(repoRoot, "test/runtime/server/nitride/nitride-cap-check"));
+    const b = await run(
+      "go",
+      ["build", "-o", bin, "."],
+      path.join(repoRoot, "test/runtime/server/nitride/nitride-cap-check"),
+    );
     if (b.code !== 0) throw new Error(`go build failed: ${b.err}`);
   }, 400_000);
 

@@ -15,22 +15,42 @@ import { api, startServerProc, type ServerProc } from "../core-procs.js";
 
 const M = "a1".repeat(48);
 const dir = mkdtempSync(path.join(tmpdir(), "bk-nitride-replicas-"));
-let a: ServerProc, b: ServerProc, root = "", sim: SnpSimulator;
+let a: ServerProc,
+  b: ServerProc,
+  root = "",
+  sim: SnpSimulator;
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped JSON from the API
-const call = (srv: ServerProc, method: string, p: string, body?: unknown, token = root): Promise<{ status: number; body: any }> => api(srv.url, method, p, body, token || undefined);
+const call = (
+  srv: ServerProc,
+  method: string,
+  p: string,
+  body?: unknown,
+  token = root,
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped JSON from the API
+): Promise<{ status: number; body: any }> => api(srv.url, method, p, body, token || undefined);
 
 async function evidenceFor(srv: ServerProc) {
   const ch = await call(srv, "POST", "nitride/challenge", { workload_id: "web" }, "");
   const spki = generateKeyPairSync("ec", { namedCurve: "P-384" }).publicKey.export({ format: "der", type: "spki" });
-  const ev = await sim.report({ measurement: M, reportData: reportDataFor(Buffer.from(ch.body.data.nonce, "base64url"), spki) });
-  return { workload_id: "web", nonce: ch.body.data.nonce, ephemeral_public_key: spki.toString("base64"), evidence: evidenceToJson({ kind: "snp", report: ev.report, certTable: ev.certTable }) };
+  const ev = await sim.report({
+    measurement: M,
+    reportData: reportDataFor(Buffer.from(ch.body.data.nonce, "base64url"), spki),
+  });
+  return {
+    workload_id: "web",
+    nonce: ch.body.data.nonce,
+    ephemeral_public_key: spki.toString("base64"),
+    evidence: evidenceToJson({ kind: "snp", report: ev.report, certTable: ev.certTable }),
+  };
 }
 
 beforeAll(async () => {
   sim = await createSnpSimulator({ product: "Milan", rsaBits: 2048 });
   const cfg = path.join(dir, "runtime.hcl");
-  writeFileSync(cfg, `api_addr = "https://runtime.example:8200"\nstorage "sqlite" { path = "runtime.db" }\nlistener "tcp" { address = "127.0.0.1:0"\n tls_disable = true }`);
+  writeFileSync(
+    cfg,
+    `api_addr = "https://runtime.example:8200"\nstorage "sqlite" { path = "runtime.db" }\nlistener "tcp" { address = "127.0.0.1:0"\n tls_disable = true }`,
+  );
   [a, b] = await Promise.all([startServerProc(cfg), startServerProc(cfg)]);
   const init = await api(a.url, "PUT", "sys/init", { secret_shares: 1, secret_threshold: 1 });
   const key = init.body.keys_base64[0] as string;
@@ -41,7 +61,17 @@ beforeAll(async () => {
     const r = await call(a, method, p, body);
     if (r.status >= 300) throw new Error(`${p}: ${JSON.stringify(r.body)}`);
   };
-  await ok("PUT", "nitride/config", { kds: "off", accept_simulated: true, simulated_snp_anchors: [{ product: t.product, ark_sha256: t.arkSha256, ca_certs: t.caCerts.map((c) => Buffer.from(c).toString("base64")) }] });
+  await ok("PUT", "nitride/config", {
+    kds: "off",
+    accept_simulated: true,
+    simulated_snp_anchors: [
+      {
+        product: t.product,
+        ark_sha256: t.arkSha256,
+        ca_certs: t.caCerts.map((c) => Buffer.from(c).toString("base64")),
+      },
+    ],
+  });
   await ok("PUT", "nitride/workloads/web", { reference_values: { snp_measurements: [M] }, secrets: { kv: [] } });
   await ok("POST", "sys/auth/jwt", { type: "jwt" });
   await ok("POST", "auth/jwt/config", { nitride_mount: "nitride" });
@@ -57,7 +87,10 @@ afterAll(async () => {
 describe("Nitride on two replicas sharing one database", () => {
   it("first signing key is generated once although both replicas sign their first token concurrently", async () => {
     const [ra, rb] = await Promise.all([evidenceFor(a), evidenceFor(b)]);
-    const [ta, tb] = await Promise.all([call(a, "POST", "nitride/attest", ra, ""), call(b, "POST", "nitride/attest", rb, "")]);
+    const [ta, tb] = await Promise.all([
+      call(a, "POST", "nitride/attest", ra, ""),
+      call(b, "POST", "nitride/attest", rb, ""),
+    ]);
     expect(ta.status, JSON.stringify(ta.body)).toBe(200);
     expect(tb.status, JSON.stringify(tb.body)).toBe(200);
     expect(decodeProtectedHeader(ta.body.data.token).kid).toBe(decodeProtectedHeader(tb.body.data.token).kid);

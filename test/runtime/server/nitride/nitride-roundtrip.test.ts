@@ -6,11 +6,22 @@ import { generateKeyPairSync } from "node:crypto";
 import { compactDecrypt, createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from "jose";
 import { reportDataFor } from "../../../../runtime/attestation/binding.js";
 import { evidenceToJson } from "../../../../runtime/server/nitride/evidence-json.js";
-import { attestAs, login, startNitrideStack, GOOD_MEASUREMENT, OTHER_MEASUREMENT, type NitrideStack } from "./nitride-support.js";
+import {
+  attestAs,
+  login,
+  startNitrideStack,
+  GOOD_MEASUREMENT,
+  OTHER_MEASUREMENT,
+  type NitrideStack,
+} from "./nitride-support.js";
 
 let s: NitrideStack;
-beforeAll(async () => { s = await startNitrideStack(); }, 60_000);
-afterAll(async () => { await s?.rt.close(); });
+beforeAll(async () => {
+  s = await startNitrideStack();
+}, 60_000);
+afterAll(async () => {
+  await s?.rt.close();
+});
 
 async function rawGet(path: string, headers: Record<string, string> = {}) {
   const res = await fetch(`${s.rt.url}/v1/${path}`, { headers });
@@ -26,7 +37,10 @@ describe("Nitride attested round trip (real server, simulated SNP)", () => {
     expect(verdict.simulated).toBe(true);
     expect(decodeProtectedHeader(token).alg).toBe("ES384");
     const jwks = JSON.parse((await rawGet("nitride/jwks")).text);
-    const { payload } = await jwtVerify(token, createLocalJWKSet(jwks.keys ? jwks : jwks.data), { issuer: `${s.rt.url}/v1/nitride`, audience: "buckypaper" });
+    const { payload } = await jwtVerify(token, createLocalJWKSet(jwks.keys ? jwks : jwks.data), {
+      issuer: `${s.rt.url}/v1/nitride`,
+      audience: "buckypaper",
+    });
     expect(payload.sub).toBe("web");
     expect(payload.measurement).toBe(GOOD_MEASUREMENT);
     expect(payload.platform).toBe("snp");
@@ -46,7 +60,13 @@ describe("Nitride attested round trip (real server, simulated SNP)", () => {
     expect(l.status, JSON.stringify(l.body)).toBe(200);
     const auth = l.body.auth;
     expect(auth.policies).toEqual(["default", "nitride-workload-web"]);
-    expect(auth.metadata).toMatchObject({ role: "workload", workload_id: "web", evidence_digest: a.body.data.verdict.evidenceDigest, ref_version: String(a.body.data.ref_version), platform: "snp" });
+    expect(auth.metadata).toMatchObject({
+      role: "workload",
+      workload_id: "web",
+      evidence_digest: a.body.data.verdict.evidenceDigest,
+      ref_version: String(a.body.data.ref_version),
+      platform: "snp",
+    });
     expect(auth.metadata.policy_hash).toMatch(/^[0-9a-f]{64}$/);
     const own = await s.rt.api("GET", "secret/data/web/db", undefined, auth.client_token);
     expect(own.status).toBe(200);
@@ -61,8 +81,18 @@ describe("Nitride attested round trip (real server, simulated SNP)", () => {
     const a = await attestAs(s, "web");
     const tok = (await login(s, a.body.data.token)).body.auth.client_token;
     const hostKey = generateKeyPairSync("ed25519").publicKey.export({ format: "jwk" }).x as string;
-    const blob = Buffer.concat([Buffer.from([0, 0, 0, 11]), Buffer.from("ssh-ed25519"), Buffer.from([0, 0, 0, 32]), Buffer.from(hostKey, "base64url")]);
-    const r = await s.rt.api("POST", "nitride/provision", { host_keys: [`ssh-ed25519 ${blob.toString("base64")}`] }, tok);
+    const blob = Buffer.concat([
+      Buffer.from([0, 0, 0, 11]),
+      Buffer.from("ssh-ed25519"),
+      Buffer.from([0, 0, 0, 32]),
+      Buffer.from(hostKey, "base64url"),
+    ]);
+    const r = await s.rt.api(
+      "POST",
+      "nitride/provision",
+      { host_keys: [`ssh-ed25519 ${blob.toString("base64")}`] },
+      tok,
+    );
     expect(r.status, JSON.stringify(r.body)).toBe(200);
     const b = r.body.data;
     expect(b.kv).toEqual({ "secret/data/web/db": { password: "web-db-secret" } });
@@ -82,7 +112,9 @@ describe("Nitride attested round trip (real server, simulated SNP)", () => {
   it("sealed responses decrypt only with the attested ephemeral private key", async () => {
     const a = await attestAs(s, "web");
     const tok = (await login(s, a.body.data.token)).body.auth.client_token;
-    const res = await fetch(`${s.rt.url}/v1/secret/data/web/db`, { headers: { "x-vault-token": tok, "x-buckypaper-seal": "ephemeral" } });
+    const res = await fetch(`${s.rt.url}/v1/secret/data/web/db`, {
+      headers: { "x-vault-token": tok, "x-buckypaper-seal": "ephemeral" },
+    });
     const text = await res.text();
     expect(res.status).toBe(200);
     expect(text).not.toContain("web-db-secret");
@@ -94,7 +126,12 @@ describe("Nitride attested round trip (real server, simulated SNP)", () => {
     await expect(compactDecrypt(sealed, stranger)).rejects.toThrow();
     // A role with seal_responses seals every secret-bearing response, header or not: a replayed
     // token in the hands of a TLS-terminating proxy still yields only ciphertext.
-    await s.rt.api("POST", "auth/jwt/role/sealed", { bound_audiences: ["buckypaper"], token_policies: ["nitride-workload-{{sub}}"], token_policies_template_claims: true, seal_responses: true });
+    await s.rt.api("POST", "auth/jwt/role/sealed", {
+      bound_audiences: ["buckypaper"],
+      token_policies: ["nitride-workload-{{sub}}"],
+      token_policies_template_claims: true,
+      seal_responses: true,
+    });
     const sealedTok = (await login(s, a.body.data.token, "sealed")).body.auth.client_token;
     const plain = await s.rt.api("GET", "secret/data/web/db", undefined, sealedTok);
     expect(plain.status).toBe(200);
@@ -104,15 +141,20 @@ describe("Nitride attested round trip (real server, simulated SNP)", () => {
     // The login itself can be sealed too: the new Vault token travels only inside the JWE.
     const b2 = await attestAs(s, "web");
     const sealedLogin = await fetch(`${s.rt.url}/v1/auth/jwt/login`, {
-      method: "POST", headers: { "content-type": "application/json", "x-buckypaper-seal": "ephemeral" },
+      method: "POST",
+      headers: { "content-type": "application/json", "x-buckypaper-seal": "ephemeral" },
       body: JSON.stringify({ role: "workload", jwt: b2.body.data.token }),
     });
     const sl = (await sealedLogin.json()) as { sealed?: string; auth?: unknown };
     expect(sl.auth).toBeUndefined();
-    const loginBody = JSON.parse(Buffer.from((await compactDecrypt(sl.sealed!, b2.ephemeral.privateKey)).plaintext).toString());
+    const loginBody = JSON.parse(
+      Buffer.from((await compactDecrypt(sl.sealed!, b2.ephemeral.privateKey)).plaintext).toString(),
+    );
     expect((await s.rt.api("GET", "secret/data/web/db", undefined, loginBody.auth.client_token)).status).toBe(200);
     // Asking for sealing without an attested login is refused rather than answered in clear.
-    const root = await fetch(`${s.rt.url}/v1/secret/data/web/db`, { headers: { "x-vault-token": s.rt.rootToken, "x-buckypaper-seal": "ephemeral" } });
+    const root = await fetch(`${s.rt.url}/v1/secret/data/web/db`, {
+      headers: { "x-vault-token": s.rt.rootToken, "x-buckypaper-seal": "ephemeral" },
+    });
     expect(root.status).toBe(400);
     expect(await root.text()).not.toContain("web-db-secret");
   });
@@ -141,7 +183,10 @@ describe("Nitride attested round trip (real server, simulated SNP)", () => {
     expect(cross.status).toBe(403);
     expect(cross.body.errors[0]).toMatch(/another workload/);
 
-    const otherKey = generateKeyPairSync("ec", { namedCurve: "P-384" }).publicKey.export({ format: "der", type: "spki" });
+    const otherKey = generateKeyPairSync("ec", { namedCurve: "P-384" }).publicKey.export({
+      format: "der",
+      type: "spki",
+    });
     const unbound = await attestAs(s, "web", { bindKey: otherKey });
     expect(unbound.status).toBe(403);
     expect(unbound.body.data.verdict.checks.find((c: { id: string }) => c.id === "policy.report-data").ok).toBe(false);
@@ -153,15 +198,27 @@ describe("Nitride attested round trip (real server, simulated SNP)", () => {
   it("refuses tampered evidence and simulated evidence once accept_simulated is off", async () => {
     const ch = await s.rt.api("POST", "nitride/challenge", { workload_id: "web" }, "");
     const spki = generateKeyPairSync("ec", { namedCurve: "P-384" }).publicKey.export({ format: "der", type: "spki" });
-    const ev = await s.sim.report({ measurement: GOOD_MEASUREMENT, reportData: reportDataFor(Buffer.from(ch.body.data.nonce, "base64url"), spki) });
+    const ev = await s.sim.report({
+      measurement: GOOD_MEASUREMENT,
+      reportData: reportDataFor(Buffer.from(ch.body.data.nonce, "base64url"), spki),
+    });
     const report = Buffer.from(ev.report);
     report[0x90] ^= 0x01; // inside MEASUREMENT (offset 0x90), covered by the signature
-    const tampered = await s.rt.api("POST", "nitride/attest", {
-      workload_id: "web", nonce: ch.body.data.nonce, ephemeral_public_key: spki.toString("base64"),
-      evidence: evidenceToJson({ kind: "snp", report, certTable: ev.certTable }),
-    }, "");
+    const tampered = await s.rt.api(
+      "POST",
+      "nitride/attest",
+      {
+        workload_id: "web",
+        nonce: ch.body.data.nonce,
+        ephemeral_public_key: spki.toString("base64"),
+        evidence: evidenceToJson({ kind: "snp", report, certTable: ev.certTable }),
+      },
+      "",
+    );
     expect(tampered.status).toBe(403);
-    expect(tampered.body.data.verdict.checks.some((c: { id: string; ok: boolean }) => /signature/.test(c.id) && !c.ok)).toBe(true);
+    expect(
+      tampered.body.data.verdict.checks.some((c: { id: string; ok: boolean }) => /signature/.test(c.id) && !c.ok),
+    ).toBe(true);
 
     await s.rt.api("PUT", "nitride/config", { accept_simulated: false });
     try {
@@ -176,8 +233,16 @@ describe("Nitride attested round trip (real server, simulated SNP)", () => {
   it("concurrent attests with one nonce: exactly one token", async () => {
     const ch2 = await s.rt.api("POST", "nitride/challenge", { workload_id: "web" }, "");
     const spki = generateKeyPairSync("ec", { namedCurve: "P-384" }).publicKey.export({ format: "der", type: "spki" });
-    const ev = await s.sim.report({ measurement: GOOD_MEASUREMENT, reportData: reportDataFor(Buffer.from(ch2.body.data.nonce, "base64url"), spki) });
-    const body = { workload_id: "web", nonce: ch2.body.data.nonce, ephemeral_public_key: spki.toString("base64"), evidence: evidenceToJson({ kind: "snp", report: ev.report, certTable: ev.certTable }) };
+    const ev = await s.sim.report({
+      measurement: GOOD_MEASUREMENT,
+      reportData: reportDataFor(Buffer.from(ch2.body.data.nonce, "base64url"), spki),
+    });
+    const body = {
+      workload_id: "web",
+      nonce: ch2.body.data.nonce,
+      ephemeral_public_key: spki.toString("base64"),
+      evidence: evidenceToJson({ kind: "snp", report: ev.report, certTable: ev.certTable }),
+    };
     const results = await Promise.all(Array.from({ length: 6 }, () => s.rt.api("POST", "nitride/attest", body, "")));
     expect(results.map((r) => r.status).sort()).toEqual([200, 403, 403, 403, 403, 403]);
   });
@@ -203,18 +268,34 @@ describe("Nitride attested round trip (real server, simulated SNP)", () => {
   it("explain: same verdict, no nonce consumed, no token; needs a token", async () => {
     const ch2 = await s.rt.api("POST", "nitride/challenge", { workload_id: "web" }, "");
     const spki = generateKeyPairSync("ec", { namedCurve: "P-384" }).publicKey.export({ format: "der", type: "spki" });
-    const ev = await s.sim.report({ measurement: GOOD_MEASUREMENT, reportData: reportDataFor(Buffer.from(ch2.body.data.nonce, "base64url"), spki) });
-    const body = { workload_id: "web", nonce: ch2.body.data.nonce, ephemeral_public_key: spki.toString("base64"), evidence: evidenceToJson({ kind: "snp", report: ev.report, certTable: ev.certTable }) };
+    const ev = await s.sim.report({
+      measurement: GOOD_MEASUREMENT,
+      reportData: reportDataFor(Buffer.from(ch2.body.data.nonce, "base64url"), spki),
+    });
+    const body = {
+      workload_id: "web",
+      nonce: ch2.body.data.nonce,
+      ephemeral_public_key: spki.toString("base64"),
+      evidence: evidenceToJson({ kind: "snp", report: ev.report, certTable: ev.certTable }),
+    };
     expect((await s.rt.api("POST", "nitride/explain", body, "")).status).toBe(403);
     const ex = await s.rt.api("POST", "nitride/explain", body);
     expect(ex.status).toBe(200);
     expect(ex.body.data.would_accept).toBe(true);
-    expect(ex.body.data.effective_policy).toMatchObject({ snp: { measurements: [GOOD_MEASUREMENT] }, requireReportDataBinding: true });
+    expect(ex.body.data.effective_policy).toMatchObject({
+      snp: { measurements: [GOOD_MEASUREMENT] },
+      requireReportDataBinding: true,
+    });
     // Explain of a wrong measurement names the failing check, also without a nonce.
     const wrong = await s.sim.report({ measurement: OTHER_MEASUREMENT });
-    const exWrong = await s.rt.api("POST", "nitride/explain", { workload_id: "web", evidence: evidenceToJson({ kind: "snp", report: wrong.report, certTable: wrong.certTable }) });
+    const exWrong = await s.rt.api("POST", "nitride/explain", {
+      workload_id: "web",
+      evidence: evidenceToJson({ kind: "snp", report: wrong.report, certTable: wrong.certTable }),
+    });
     expect(exWrong.body.data.would_accept).toBe(false);
-    expect(exWrong.body.data.verdict.checks.filter((c: { ok: boolean }) => !c.ok).map((c: { id: string }) => c.id)).toContain("nitride.reference-values");
+    expect(
+      exWrong.body.data.verdict.checks.filter((c: { ok: boolean }) => !c.ok).map((c: { id: string }) => c.id),
+    ).toContain("nitride.reference-values");
     expect(ex.body.data.token).toBeUndefined();
     // The nonce was not consumed by explain: the real attest still succeeds with it.
     const real = await s.rt.api("POST", "nitride/attest", body, "");
@@ -222,10 +303,18 @@ describe("Nitride attested round trip (real server, simulated SNP)", () => {
   });
 
   it("refuses an expired workload token at login (403), and tokens of another issuer/audience", async () => {
-    await s.rt.api("PUT", "nitride/workloads/brief", { reference_values: { snp_measurements: [GOOD_MEASUREMENT] }, token_ttl: "1s", secrets: { kv: [] } });
+    await s.rt.api("PUT", "nitride/workloads/brief", {
+      reference_values: { snp_measurements: [GOOD_MEASUREMENT] },
+      token_ttl: "1s",
+      secrets: { kv: [] },
+    });
     await s.rt.api("POST", "auth/jwt/role/strict", {
-      bound_audiences: ["buckypaper"], token_policies: ["nitride-workload-{{sub}}"], token_policies_template_claims: true,
-      clock_skew_leeway: 0, expiration_leeway: 0, not_before_leeway: 0,
+      bound_audiences: ["buckypaper"],
+      token_policies: ["nitride-workload-{{sub}}"],
+      token_policies_template_claims: true,
+      clock_skew_leeway: 0,
+      expiration_leeway: 0,
+      not_before_leeway: 0,
     });
     const a = await attestAs(s, "brief");
     expect(a.status).toBe(200);
@@ -239,7 +328,11 @@ describe("Nitride attested round trip (real server, simulated SNP)", () => {
     expect((await login(s, tampered)).status).toBe(403);
     await s.rt.api("POST", "auth/jwt/role/wrong-aud", { bound_audiences: ["someone-else"], token_policies: ["x"] });
     expect((await login(s, fresh.body.data.token, "wrong-aud")).status).toBe(403);
-    await s.rt.api("POST", "auth/jwt/role/tdx-only", { bound_audiences: ["buckypaper"], bound_claims: { platform: "tdx" }, token_policies: ["x"] });
+    await s.rt.api("POST", "auth/jwt/role/tdx-only", {
+      bound_audiences: ["buckypaper"],
+      bound_claims: { platform: "tdx" },
+      token_policies: ["x"],
+    });
     expect((await login(s, fresh.body.data.token, "tdx-only")).status).toBe(403);
     expect((await login(s, "not.a.jwt")).status).toBe(400);
     const decoded = decodeJwt(fresh.body.data.token);
@@ -248,7 +341,10 @@ describe("Nitride attested round trip (real server, simulated SNP)", () => {
 
   it("workloads keep a version history; a policy change takes effect and is recorded in ref_version", async () => {
     const before = await s.rt.api("GET", "nitride/workloads/other");
-    await s.rt.api("PUT", "nitride/workloads/other", { reference_values: { snp_measurements: [OTHER_MEASUREMENT, GOOD_MEASUREMENT] }, secrets: { kv: ["secret/data/other/db"] } });
+    await s.rt.api("PUT", "nitride/workloads/other", {
+      reference_values: { snp_measurements: [OTHER_MEASUREMENT, GOOD_MEASUREMENT] },
+      secrets: { kv: ["secret/data/other/db"] },
+    });
     const after = await s.rt.api("GET", "nitride/workloads/other");
     expect(after.body.data.version).toBe(before.body.data.version + 1);
     expect(after.body.data.policy_hash).not.toBe(before.body.data.policy_hash);
@@ -262,7 +358,10 @@ describe("Nitride attested round trip (real server, simulated SNP)", () => {
     // Narrowing the reference values again stops this attestation from fetching the bundle.
     const tok = (await login(s, a.body.data.token)).body.auth.client_token;
     expect((await s.rt.api("GET", "nitride/provision", undefined, tok)).status).toBe(200);
-    await s.rt.api("PUT", "nitride/workloads/other", { reference_values: { snp_measurements: [OTHER_MEASUREMENT] }, secrets: { kv: ["secret/data/other/db"] } });
+    await s.rt.api("PUT", "nitride/workloads/other", {
+      reference_values: { snp_measurements: [OTHER_MEASUREMENT] },
+      secrets: { kv: ["secret/data/other/db"] },
+    });
     const stale = await s.rt.api("GET", "nitride/provision", undefined, tok);
     expect(stale.status).toBe(403);
     expect(stale.body.errors[0]).toMatch(/changed since this attestation/);
@@ -310,7 +409,10 @@ describe("Nitride attested round trip (real server, simulated SNP)", () => {
     await s.rt.api("PUT", "nitride/config", { challenge_ttl: "60s" });
 
     await s.rt.api("PUT", "secret/data/temp/db", { data: { password: "temp-secret" } });
-    await s.rt.api("PUT", "nitride/workloads/temp", { reference_values: { snp_measurements: [GOOD_MEASUREMENT] }, secrets: { kv: ["secret/data/temp/db"] } });
+    await s.rt.api("PUT", "nitride/workloads/temp", {
+      reference_values: { snp_measurements: [GOOD_MEASUREMENT] },
+      secrets: { kv: ["secret/data/temp/db"] },
+    });
     const a = await attestAs(s, "temp");
     const tok = (await login(s, a.body.data.token)).body.auth.client_token;
     expect((await s.rt.api("GET", "secret/data/temp/db", undefined, tok)).status).toBe(200);

@@ -13,7 +13,10 @@ import { startTestRuntime, type TestRuntime } from "../../../support/runtime.js"
 export const GOOD_MEASUREMENT = "a1".repeat(48);
 export const OTHER_MEASUREMENT = "b2".repeat(48);
 
-export interface NitrideStack { rt: TestRuntime; sim: SnpSimulator }
+export interface NitrideStack {
+  rt: TestRuntime;
+  sim: SnpSimulator;
+}
 
 export async function startNitrideStack(): Promise<NitrideStack> {
   const sim = await createSnpSimulator({ product: "Milan", rsaBits: 2048 });
@@ -30,38 +33,75 @@ export async function startNitrideStack(): Promise<NitrideStack> {
   };
   const a = sim.trustAnchor;
   await ok("PUT", "nitride/config", {
-    kds: "off", accept_simulated: true,
-    simulated_snp_anchors: [{ product: a.product, ark_sha256: a.arkSha256, ca_certs: a.caCerts.map((c) => Buffer.from(c).toString("base64")) }],
+    kds: "off",
+    accept_simulated: true,
+    simulated_snp_anchors: [
+      {
+        product: a.product,
+        ark_sha256: a.arkSha256,
+        ca_certs: a.caCerts.map((c) => Buffer.from(c).toString("base64")),
+      },
+    ],
   });
   await ok("PUT", "secret/data/web/db", { data: { password: "web-db-secret" } });
   await ok("PUT", "secret/data/other/db", { data: { password: "other-db-secret" } });
-  await ok("POST", "pki/root/generate/internal", { common_name: "Buckypaper Test Root", key_type: "ec", key_bits: 256 });
+  await ok("POST", "pki/root/generate/internal", {
+    common_name: "Buckypaper Test Root",
+    key_type: "ec",
+    key_bits: 256,
+  });
   await ok("POST", "pki/roles/web", { allowed_domains: "example.com", allow_subdomains: true, ttl: "24h" });
   await ok("POST", "ssh/config/ca", { generate_signing_key: true });
-  await ok("POST", "ssh/roles/host", { key_type: "ca", allow_host_certificates: true, allowed_domains: "example.com", allow_subdomains: true, ttl: "24h" });
+  await ok("POST", "ssh/roles/host", {
+    key_type: "ca",
+    allow_host_certificates: true,
+    allowed_domains: "example.com",
+    allow_subdomains: true,
+    ttl: "24h",
+  });
   await ok("PUT", "nitride/workloads/web", {
-    description: "web tier", platforms: ["snp"],
+    description: "web tier",
+    platforms: ["snp"],
     reference_values: { snp_measurements: [GOOD_MEASUREMENT] },
     secrets: {
-      kv: ["secret/data/web/db"], disk_key: true,
+      kv: ["secret/data/web/db"],
+      disk_key: true,
       pki: { role: "pki/web", common_name: "web.example.com", alt_names: ["www.example.com"] },
       ssh: { role: "ssh/host", principals: ["web.example.com"] },
     },
   });
-  await ok("PUT", "nitride/workloads/other", { reference_values: { snp_measurements: [OTHER_MEASUREMENT] }, secrets: { kv: ["secret/data/other/db"] } });
+  await ok("PUT", "nitride/workloads/other", {
+    reference_values: { snp_measurements: [OTHER_MEASUREMENT] },
+    secrets: { kv: ["secret/data/other/db"] },
+  });
   await ok("POST", "auth/jwt/config", { nitride_mount: "nitride" });
   await ok("POST", "auth/jwt/role/workload", {
-    role_type: "jwt", bound_audiences: ["buckypaper"], user_claim: "sub", bound_claims: { platform: "snp" },
-    token_policies: ["nitride-workload-{{sub}}"], token_policies_template_claims: true, token_ttl: "10m",
+    role_type: "jwt",
+    bound_audiences: ["buckypaper"],
+    user_claim: "sub",
+    bound_claims: { platform: "snp" },
+    token_policies: ["nitride-workload-{{sub}}"],
+    token_policies_template_claims: true,
+    token_ttl: "10m",
   });
   return { rt, sim };
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped JSON from the API / an untyped CommonJS client
-export interface AttestResult { status: number; body: any; ephemeral: { privateKey: KeyObject; spki: Buffer }; nonce: string; request: Record<string, unknown> }
+export interface AttestResult {
+  status: number;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped JSON from the API / an untyped CommonJS client
+  body: any;
+  ephemeral: { privateKey: KeyObject; spki: Buffer };
+  nonce: string;
+  request: Record<string, unknown>;
+}
 
 /** challenge → simulated report with REPORT_DATA = binding(nonce, ephemeral key) → attest. */
-export async function attestAs(s: NitrideStack, workloadId: string, o: { measurement?: string; bindKey?: Buffer; nonce?: string; debug?: boolean } = {}): Promise<AttestResult> {
+export async function attestAs(
+  s: NitrideStack,
+  workloadId: string,
+  o: { measurement?: string; bindKey?: Buffer; nonce?: string; debug?: boolean } = {},
+): Promise<AttestResult> {
   let nonce = o.nonce;
   if (!nonce) {
     const ch = await s.rt.api("POST", "nitride/challenge", { workload_id: workloadId }, "");
@@ -71,9 +111,15 @@ export async function attestAs(s: NitrideStack, workloadId: string, o: { measure
   const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-384" });
   const spki = publicKey.export({ format: "der", type: "spki" });
   const reportData = reportDataFor(Buffer.from(nonce, "base64url"), o.bindKey ?? spki);
-  const ev = await s.sim.report({ measurement: o.measurement ?? GOOD_MEASUREMENT, reportData, policy: o.debug ? { debug: true } : undefined });
+  const ev = await s.sim.report({
+    measurement: o.measurement ?? GOOD_MEASUREMENT,
+    reportData,
+    policy: o.debug ? { debug: true } : undefined,
+  });
   const request = {
-    workload_id: workloadId, nonce, ephemeral_public_key: spki.toString("base64"),
+    workload_id: workloadId,
+    nonce,
+    ephemeral_public_key: spki.toString("base64"),
     evidence: evidenceToJson({ kind: "snp", report: ev.report, certTable: ev.certTable }),
   };
   const r = await s.rt.api("POST", "nitride/attest", request, "");
@@ -85,10 +131,15 @@ export async function login(s: NitrideStack, jwt: string, role = "workload") {
 }
 
 /** Runs a command without blocking the event loop (the server under test runs on it). */
-export function runAsync(cmd: string, args: string[], cwd?: string): Promise<{ code: number | null; out: string; err: string }> {
+export function runAsync(
+  cmd: string,
+  args: string[],
+  cwd?: string,
+): Promise<{ code: number | null; out: string; err: string }> {
   return new Promise((resolve) => {
     const p = spawn(cmd, args, { cwd });
-    let out = "", err = "";
+    let out = "",
+      err = "";
     p.stdout.on("data", (d) => (out += d));
     p.stderr.on("data", (d) => (err += d));
     p.on("close", (code) => resolve({ code, out, err }));

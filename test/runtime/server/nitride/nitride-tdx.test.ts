@@ -19,20 +19,35 @@ beforeAll(async () => {
   const r = await s.rt.api("PUT", "nitride/config", { simulated_tdx_roots: [tdx.rootFingerprint], intel_pcs: "off" });
   expect(r.status).toBe(200);
   const w = await s.rt.api("PUT", "nitride/workloads/tdx-app", {
-    platforms: ["tdx"], reference_values: { tdx: [{ mrtd: hex(MRTD), rtmrs: RTMRS.map(hex) }] }, secrets: { kv: [] },
+    platforms: ["tdx"],
+    reference_values: { tdx: [{ mrtd: hex(MRTD), rtmrs: RTMRS.map(hex) }] },
+    secrets: { kv: [] },
   });
   expect(w.status, JSON.stringify(w.body)).toBe(200);
 }, 60_000);
-afterAll(async () => { await s?.rt.close(); });
+afterAll(async () => {
+  await s?.rt.close();
+});
 
 async function attestTdx(rtmrs: Buffer[]) {
   const ch = await s.rt.api("POST", "nitride/challenge", { workload_id: "tdx-app" }, "");
   const spki = generateKeyPairSync("ec", { namedCurve: "P-384" }).publicKey.export({ format: "der", type: "spki" });
-  const quote = tdx.quote({ mrTd: MRTD, rtmrs, reportData: reportDataFor(Buffer.from(ch.body.data.nonce, "base64url"), spki) });
-  return s.rt.api("POST", "nitride/attest", {
-    workload_id: "tdx-app", nonce: ch.body.data.nonce, ephemeral_public_key: spki.toString("base64"),
-    evidence: { kind: "tdx", quote: Buffer.from(quote).toString("base64") },
-  }, "");
+  const quote = tdx.quote({
+    mrTd: MRTD,
+    rtmrs,
+    reportData: reportDataFor(Buffer.from(ch.body.data.nonce, "base64url"), spki),
+  });
+  return s.rt.api(
+    "POST",
+    "nitride/attest",
+    {
+      workload_id: "tdx-app",
+      nonce: ch.body.data.nonce,
+      ephemeral_public_key: spki.toString("base64"),
+      evidence: { kind: "tdx", quote: Buffer.from(quote).toString("base64") },
+    },
+    "",
+  );
 }
 
 describe("Nitride with TDX evidence (simulated Intel hierarchy)", () => {
@@ -54,11 +69,22 @@ describe("Nitride with TDX evidence (simulated Intel hierarchy)", () => {
   it("refuses SNP-only workloads for TDX evidence (platform check)", async () => {
     const ch = await s.rt.api("POST", "nitride/challenge", { workload_id: "web" }, "");
     const spki = generateKeyPairSync("ec", { namedCurve: "P-384" }).publicKey.export({ format: "der", type: "spki" });
-    const quote = tdx.quote({ mrTd: MRTD, rtmrs: RTMRS, reportData: reportDataFor(Buffer.from(ch.body.data.nonce, "base64url"), spki) });
-    const r = await s.rt.api("POST", "nitride/attest", {
-      workload_id: "web", nonce: ch.body.data.nonce, ephemeral_public_key: spki.toString("base64"),
-      evidence: { kind: "tdx", quote: Buffer.from(quote).toString("base64") },
-    }, "");
+    const quote = tdx.quote({
+      mrTd: MRTD,
+      rtmrs: RTMRS,
+      reportData: reportDataFor(Buffer.from(ch.body.data.nonce, "base64url"), spki),
+    });
+    const r = await s.rt.api(
+      "POST",
+      "nitride/attest",
+      {
+        workload_id: "web",
+        nonce: ch.body.data.nonce,
+        ephemeral_public_key: spki.toString("base64"),
+        evidence: { kind: "tdx", quote: Buffer.from(quote).toString("base64") },
+      },
+      "",
+    );
     expect(r.status).toBe(403);
     const failed = r.body.data.verdict.checks.filter((c: { ok: boolean }) => !c.ok).map((c: { id: string }) => c.id);
     expect(failed).toContain("nitride.platform");

@@ -12,8 +12,12 @@ import { repoRoot } from "../../../support/shared.js";
 import { attestAs, login, runAsync as run, startNitrideStack, type NitrideStack } from "./nitride-support.js";
 
 let s: NitrideStack;
-beforeAll(async () => { s = await startNitrideStack(); }, 60_000);
-afterAll(async () => { await s?.rt.close(); });
+beforeAll(async () => {
+  s = await startNitrideStack();
+}, 60_000);
+afterAll(async () => {
+  await s?.rt.close();
+});
 
 async function rawJson(p: string) {
   const res = await fetch(`${s.rt.url}/v1/${p}`);
@@ -55,7 +59,11 @@ describe("EdDSA workload tokens", () => {
     expect(okp).toMatchObject({ crv: "Ed25519", alg: "EdDSA", use: "sig", kid: decodeProtectedHeader(eddsaToken).kid });
     expect(okp.d).toBeUndefined();
     expect(jwks.keys.some((k: { kid: string }) => k.kid === decodeProtectedHeader(es384Token).kid)).toBe(true);
-    const { payload } = await jwtVerify(eddsaToken, createLocalJWKSet(jwks), { issuer: `${s.rt.url}/v1/nitride`, audience: "buckypaper", algorithms: ["EdDSA"] });
+    const { payload } = await jwtVerify(eddsaToken, createLocalJWKSet(jwks), {
+      issuer: `${s.rt.url}/v1/nitride`,
+      audience: "buckypaper",
+      algorithms: ["EdDSA"],
+    });
     expect(payload).toMatchObject({ sub: "web", platform: "snp" });
     const doc = await rawJson("nitride/.well-known/openid-configuration");
     expect([...doc.id_token_signing_alg_values_supported].sort()).toEqual(["ES384", "EdDSA"]);
@@ -74,7 +82,9 @@ describe("EdDSA workload tokens", () => {
     expect((await login(s, `${h}.${p}.${flipped.toString("base64url")}`)).status).toBe(403);
     // An EdDSA header on the ES384 signature (algorithm confusion) is refused too.
     const esParts = es384Token.split(".");
-    const forgedHeader = Buffer.from(JSON.stringify({ ...decodeProtectedHeader(es384Token), alg: "EdDSA" })).toString("base64url");
+    const forgedHeader = Buffer.from(JSON.stringify({ ...decodeProtectedHeader(es384Token), alg: "EdDSA" })).toString(
+      "base64url",
+    );
     expect((await login(s, `${forgedHeader}.${esParts[1]}.${esParts[2]}`)).status).toBe(403);
   });
 
@@ -93,16 +103,24 @@ print(json.dumps(jwt.decode(token, key.key, algorithms=["EdDSA"], audience="buck
   });
 
   const hasGo = requireTool("Go toolchain (for hashicorp/cap/jwt)", haveCommand("go", ["version"]));
-  it.runIf(hasGo)("hashicorp/cap/jwt (Vault's and OpenBao's JWT validator) accepts the EdDSA token and refuses it as ES384", async () => {
-    const bin = path.join(mkdtempSync(path.join(tmpdir(), "bk-cap-")), "nitride-cap-check");
-    const b = await run("go", ["build", "-o", bin, "."], path.join(repoRoot, "test/runtime/server/nitride/nitride-cap-check"));
-    expect(b.code, b.err).toBe(0);
-    const issuer = `${s.rt.url}/v1/nitride`;
-    const ok = await run(bin, [issuer, "buckypaper", eddsaToken, "EdDSA"]);
-    expect(ok.code, ok.err).toBe(0);
-    expect(JSON.parse(ok.out)).toMatchObject({ sub: "web", iss: issuer });
-    expect((await run(bin, [issuer, "buckypaper", eddsaToken])).code).toBe(1);
-  }, 400_000);
+  it.runIf(hasGo)(
+    "hashicorp/cap/jwt (Vault's and OpenBao's JWT validator) accepts the EdDSA token and refuses it as ES384",
+    async () => {
+      const bin = path.join(mkdtempSync(path.join(tmpdir(), "bk-cap-")), "nitride-cap-check");
+      const b = await run(
+        "go",
+        ["build", "-o", bin, "."],
+        path.join(repoRoot, "test/runtime/server/nitride/nitride-cap-check"),
+      );
+      expect(b.code, b.err).toBe(0);
+      const issuer = `${s.rt.url}/v1/nitride`;
+      const ok = await run(bin, [issuer, "buckypaper", eddsaToken, "EdDSA"]);
+      expect(ok.code, ok.err).toBe(0);
+      expect(JSON.parse(ok.out)).toMatchObject({ sub: "web", iss: issuer });
+      expect((await run(bin, [issuer, "buckypaper", eddsaToken])).code).toBe(1);
+    },
+    400_000,
+  );
 
   it("switching back to ES384 rotates again; the EdDSA key stays published while its tokens may live", async () => {
     expect((await s.rt.api("PUT", "nitride/config", { token_algorithm: "ES384" })).status).toBe(200);

@@ -25,11 +25,24 @@ async function setup() {
   const h = new Harness();
   await h.mount("ssh/", new SshBackend());
   const ca = await h.call("update", "ssh/config/ca", { generate_signing_key: true });
-  await h.call("update", "ssh/roles/host", { key_type: "ca", allow_host_certificates: true, allowed_domains: "example.com", allow_subdomains: true, ttl: "24h", max_ttl: "48h" });
+  await h.call("update", "ssh/roles/host", {
+    key_type: "ca",
+    allow_host_certificates: true,
+    allowed_domains: "example.com",
+    allow_subdomains: true,
+    ttl: "24h",
+    max_ttl: "48h",
+  });
   await h.call("update", "ssh/roles/user", {
-    key_type: "ca", allow_user_certificates: true, allowed_users: "alice,bob", default_user: "alice",
-    default_extensions: { "permit-pty": "" }, allowed_extensions: "permit-pty,permit-port-forwarding",
-    allowed_critical_options: "force-command", ttl: "30m", max_ttl: "1h",
+    key_type: "ca",
+    allow_user_certificates: true,
+    allowed_users: "alice,bob",
+    default_user: "alice",
+    default_extensions: { "permit-pty": "" },
+    allowed_extensions: "permit-pty,permit-port-forwarding",
+    allowed_critical_options: "force-command",
+    ttl: "30m",
+    max_ttl: "1h",
   });
   return { h, caKey: ca!.data!.public_key as string };
 }
@@ -38,7 +51,11 @@ describe.runIf(hasKeygen)("ssh CA engine against ssh-keygen", () => {
   it("signs an Ed25519 host key: ssh-keygen -L shows host cert, principals, CA key and validity", async () => {
     const { h, caKey } = await setup();
     const host = generateEd25519("host");
-    const r = await h.call("update", "ssh/sign/host", { public_key: host.publicKey, cert_type: "host", valid_principals: "vm1.example.com,vm1.db.example.com" });
+    const r = await h.call("update", "ssh/sign/host", {
+      public_key: host.publicKey,
+      cert_type: "host",
+      valid_principals: "vm1.example.com,vm1.db.example.com",
+    });
     const signed = r!.data!.signed_key as string;
     expect(signed.startsWith("ssh-ed25519-cert-v01@openssh.com ")).toBe(true);
     const { status, out } = keygen(["-L", "-f"], "host-cert.pub", signed);
@@ -59,7 +76,10 @@ describe.runIf(hasKeygen)("ssh CA engine against ssh-keygen", () => {
       const kf = path.join(dir, `id_${t}`);
       expect(spawnSync("ssh-keygen", ["-q", "-t", t, "-N", "", "-f", kf]).status).toBe(0);
       const pub = spawnSync("cat", [`${kf}.pub`], { encoding: "utf8" }).stdout;
-      const r = await h.call("update", "ssh/sign/user", { public_key: pub, critical_options: { "force-command": "/bin/true" } });
+      const r = await h.call("update", "ssh/sign/user", {
+        public_key: pub,
+        critical_options: { "force-command": "/bin/true" },
+      });
       const { status, out } = keygen(["-L", "-f"], `${t}-cert.pub`, r!.data!.signed_key as string);
       expect(status, out).toBe(0);
       expect(out).toContain("user certificate");
@@ -71,7 +91,10 @@ describe.runIf(hasKeygen)("ssh CA engine against ssh-keygen", () => {
 
   it("a tampered certificate is rejected by ssh-keygen (signature really checked)", async () => {
     const { h } = await setup();
-    const r = await h.call("update", "ssh/sign/user", { public_key: generateEd25519().publicKey, valid_principals: "bob" });
+    const r = await h.call("update", "ssh/sign/user", {
+      public_key: generateEd25519().publicKey,
+      valid_principals: "bob",
+    });
     const [type, b64] = (r!.data!.signed_key as string).trim().split(" ");
     const blob = Buffer.from(b64, "base64");
     const idx = blob.indexOf(Buffer.from("bob"));
@@ -96,17 +119,30 @@ describe.runIf(hasKeygen)("ssh CA engine against ssh-keygen", () => {
     const { h } = await setup();
     const pub = generateEd25519().publicKey;
     const cases: Array<[string, Record<string, unknown>, RegExp]> = [
-      ["ssh/sign/host", { public_key: pub, cert_type: "host", valid_principals: "evil.org" }, /valid_principals: "evil.org"/],
+      [
+        "ssh/sign/host",
+        { public_key: pub, cert_type: "host", valid_principals: "evil.org" },
+        /valid_principals: "evil.org"/,
+      ],
       ["ssh/sign/host", { public_key: pub, cert_type: "host", valid_principals: "example.com" }, /valid_principals/],
-      ["ssh/sign/host", { public_key: pub, cert_type: "user", valid_principals: "alice" }, /cert_type: user certificates are not allowed/],
+      [
+        "ssh/sign/host",
+        { public_key: pub, cert_type: "user", valid_principals: "alice" },
+        /cert_type: user certificates are not allowed/,
+      ],
       ["ssh/sign/user", { public_key: pub, valid_principals: "root" }, /"root" is not an allowed user/],
-      ["ssh/sign/user", { public_key: pub, extensions: { "permit-X11-forwarding": "" } }, /extensions: "permit-X11-forwarding"/],
+      [
+        "ssh/sign/user",
+        { public_key: pub, extensions: { "permit-X11-forwarding": "" } },
+        /extensions: "permit-X11-forwarding"/,
+      ],
       ["ssh/sign/user", { public_key: pub, ttl: "2h" }, /ttl/],
       ["ssh/sign/user", { public_key: "ssh-ed25519 AAAA" }, /public_key/],
       ["ssh/sign/user", { public_key: pub, key_id: "me" }, /key_id/],
       ["ssh/sign/nope", { public_key: pub }, /unknown role/],
     ];
-    for (const [p, d, msg] of cases) await expect(h.call("update", p, d)).rejects.toMatchObject({ status: 400, message: expect.stringMatching(msg) });
+    for (const [p, d, msg] of cases)
+      await expect(h.call("update", p, d)).rejects.toMatchObject({ status: 400, message: expect.stringMatching(msg) });
     await expect(h.call("update", "ssh/config/ca", {})).rejects.toMatchObject({ status: 400 });
   });
 

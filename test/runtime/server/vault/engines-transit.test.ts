@@ -85,9 +85,13 @@ describe("transit engine (unit)", () => {
 
   it("batch encrypt/decrypt keeps order and reports per-item errors", async () => {
     const { h } = await setup();
-    const enc = await h.call("update", "transit/encrypt/b", { batch_input: [{ plaintext: b64("a") }, { plaintext: b64("b") }] });
+    const enc = await h.call("update", "transit/encrypt/b", {
+      batch_input: [{ plaintext: b64("a") }, { plaintext: b64("b") }],
+    });
     const results = enc!.data!.batch_results as Array<{ ciphertext: string }>;
-    const dec = await h.call("update", "transit/decrypt/b", { batch_input: [...results.map((r) => ({ ciphertext: r.ciphertext })), { ciphertext: "bad" }] });
+    const dec = await h.call("update", "transit/decrypt/b", {
+      batch_input: [...results.map((r) => ({ ciphertext: r.ciphertext })), { ciphertext: "bad" }],
+    });
     const out = dec!.data!.batch_results as Array<{ plaintext?: string; error?: string }>;
     expect(out.map((o) => o.plaintext)).toEqual([b64("a"), b64("b"), undefined]);
     expect(out[2].error).toMatch(/invalid format/);
