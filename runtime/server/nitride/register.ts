@@ -6,14 +6,23 @@ import { NitrideBackend, type NitrideOptions } from "./backend.js";
 import { PkiBackend } from "../vault/engines/pki.js";
 import { TransitBackend } from "../vault/engines/transit.js";
 import { SshBackend } from "../vault/engines/ssh.js";
-import { JwtAuthBackend } from "../vault/auth-jwt.js";
+import { JwtAuthBackend, type JwtAuthHooks } from "../vault/auth-jwt.js";
+import { issuerFor } from "./token.js";
+import { SEAL_REQUIRED_META, sealingKeyOf } from "./seal.js";
+
+/** What Nitride adds to the JWT auth method: in-process verification of its tokens and response sealing. */
+export const nitrideJwtHooks: JwtAuthHooks = {
+  localIssuer: issuerFor,
+  hasSealingKey: (claims) => sealingKeyOf({ accessor: "", policies: [], metadata: {}, claims }) !== undefined,
+  sealRequiredMeta: SEAL_REQUIRED_META,
+};
 
 export function registerNitrideEngines(r: BackendRegistry, opts: NitrideOptions = {}): BackendRegistry {
   r.registerSecret("nitride", () => new NitrideBackend(opts));
   r.registerSecret("pki", () => new PkiBackend());
   r.registerSecret("transit", () => new TransitBackend());
   r.registerSecret("ssh", () => new SshBackend());
-  r.registerAuth("jwt", () => new JwtAuthBackend());
+  r.registerAuth("jwt", () => new JwtAuthBackend(nitrideJwtHooks));
   return r;
 }
 

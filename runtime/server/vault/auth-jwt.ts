@@ -15,9 +15,22 @@ import {
 } from "jose";
 import { LogicalError, type LogicalBackend, type LogicalRequest, type LogicalResponse } from "./backend.js";
 import { jsonBytes, optBool, optInt, optList, optString, readJson, reqString } from "./fields.js";
-import { parseDuration } from "../nitride/duration.js";
-import { issuerFor } from "../nitride/token.js";
-import { SEAL_REQUIRED_META, sealingKeyOf } from "../nitride/seal.js";
+import { parseOptionalDuration as parseDuration } from "./duration.js";
+
+/**
+ * What the attestation service adds to this auth method, injected by the composition root
+ * (runtime/server/nitride/register.ts) so the Vault framework never imports Nitride: the issuer of
+ * tokens signed by an in-process mount (`nitride_mount`), and what a role's `seal_responses` needs.
+ * Without hooks, `nitride_mount` and `seal_responses=true` are refused with a 400 naming the field.
+ */
+export interface JwtAuthHooks {
+  /** The `iss` of tokens signed by the in-process mount at `mountPoint`. */
+  localIssuer(apiAddr: string, mountPoint: string): string;
+  /** The caller's attested ephemeral key is present in these verified claims (cnf.jwk). */
+  hasSealingKey(claims: Record<string, unknown>): boolean;
+  /** Token metadata key whose value "required" makes every response with secrets sealed. */
+  readonly sealRequiredMeta: string;
+}
 
 interface JwtConfig {
   jwks_url: string;
@@ -188,6 +201,7 @@ function checkBoundClaims(role: JwtRole, claims: JWTPayload): void {
 
 export class JwtAuthBackend implements LogicalBackend {
   readonly type = "jwt";
+  constructor(private readonly hooks?: JwtAuthHooks) {}
   readonly unauthenticatedPaths = ["login"];
   private remote = new Map<string, JWTVerifyGetKey>();
   private local: { text: string; getKey: JWTVerifyGetKey } | undefined;
@@ -209,7 +223,10 @@ export class JwtAuthBackend implements LogicalBackend {
         return { data: { ...c } };
       }
       if (!write) return undefined;
-      await req.storage.put("config", jsonBytes(configFrom(req.data)));
+      const config = configFrom(req.data);
+      if (config.nitride_mount && !this.hooks)
+        throw new LogicalError(400, "nitride_mount: no attestation service in this build");
+      await req.storage.put("config", jsonBytes(config));
       this.remote.clear();
       return {};
     }
@@ -229,7 +246,10 @@ export class JwtAuthBackend implements LogicalBackend {
         return { data: { ...r, policies: r.token_policies } };
       }
       if (write) {
-        await req.storage.put(key, jsonBytes(roleFrom(req.data)));
+        const role = roleFrom(req.data);
+        if (role.seal_responses && !this.hooks)
+          throw new LogicalError(400, "seal_responses: no attestation service in this build");
+        await req.storage.put(key, jsonBytes(role));
         return {};
       }
       if (op === "delete") {
@@ -252,7 +272,11 @@ export class JwtAuthBackend implements LogicalBackend {
       // Re-importing the keys on every login is measurable; the set only changes on rotation.
       if (this.local?.text !== text)
         this.local = { text, getKey: createLocalJWKSet({ keys: (JSON.parse(text) as { keys?: JWK[] }).keys ?? [] }) };
-      return { getKey: this.local.getKey, issuer: c.bound_issuer || issuerFor(req.system.apiAddr(), c.nitride_mount) };
+      if (!this.hooks) throw new LogicalError(400, "nitride_mount: no attestation service in this build");
+      return {
+        getKey: this.local.getKey,
+        issuer: c.bound_issuer || this.hooks.localIssuer(req.system.apiAddr(), c.nitride_mount),
+      };
     }
     if (c.jwt_validation_pubkeys.length) {
       return { getKey: c.jwt_validation_pubkeys.map((pem) => createPublicKey(pem)), issuer: c.bound_issuer };
@@ -340,10 +364,11 @@ export class JwtAuthBackend implements LogicalBackend {
       for (const [claim, key] of ATTESTATION_METADATA)
         if (claims[claim] !== undefined) metadata[key] = String(claims[claim]);
     if (role.seal_responses) {
-      if (!sealingKeyOf({ accessor: "", policies: [], metadata: {}, claims: claims as Record<string, unknown> })) {
+      if (!this.hooks) throw new LogicalError(400, "seal_responses: no attestation service in this build");
+      if (!this.hooks.hasSealingKey(claims as Record<string, unknown>)) {
         throw new LogicalError(403, "role requires sealed responses but the token has no attested key (cnf.jwk)");
       }
-      metadata[SEAL_REQUIRED_META] = "required";
+      metadata[this.hooks.sealRequiredMeta] = "required";
     }
 
     const policies = role.token_policies.map((p) => {

@@ -24,26 +24,11 @@ import { AuditBroker, newRequestId, type AuditRequest } from "../audit/broker.js
 import { FileAuditDevice } from "../audit/file.js";
 import { SystemBackend } from "./sys-backend.js";
 import { TokenBackend, AUTH_BLOCK } from "./token-backend.js";
+import type { ActiveMount, AuditTableEntry, CoreView, RawRequest, RawResponse, SealStatus } from "./core-view.js";
+
+export type { RawRequest, RawResponse } from "./core-view.js";
 
 export const RUNTIME_VERSION = "1.19.0+buckypaper.0.1.0";
-
-export interface RawRequest {
-  method: string;
-  /** Path after /v1/, e.g. "secret/data/app". */
-  path: string;
-  query: Record<string, string>;
-  body: unknown;
-  /** Lower-cased header names. */
-  headers: Record<string, string>;
-  clientIp: string;
-}
-
-/** body: a JSON value, or a string/Buffer sent as-is (raw responses carry their content-type header). */
-export interface RawResponse {
-  status: number;
-  body?: unknown;
-  headers?: Record<string, string>;
-}
 
 export interface SealConfig {
   type: "shamir";
@@ -117,12 +102,6 @@ export interface CoreOptions {
   }) => Promise<Record<string, unknown> | undefined>;
 }
 
-interface ActiveMount {
-  entry: MountEntry;
-  backend: LogicalBackend;
-  storage: Storage;
-}
-
 const SEAL_CONFIG_KEY = "core/seal-config";
 const POLICY_TTL_MS = 1000;
 /** Request header asking for response sealing (Nitride); see responseSealer. */
@@ -139,7 +118,7 @@ const SUDO: Array<{ re: RegExp; ops?: Operation[] }> = [
   { re: /^auth\/token\/create-orphan$/ },
 ];
 
-export class Core {
+export class Core implements CoreView {
   readonly barrier: Barrier;
   readonly registry: BackendRegistry;
   readonly audit = new AuditBroker();
@@ -182,7 +161,7 @@ export class Core {
     return this.sealConfig !== undefined;
   }
 
-  sealStatus() {
+  sealStatus(): SealStatus {
     return {
       type: "shamir",
       initialized: this.sealConfig !== undefined,
@@ -434,16 +413,12 @@ export class Core {
     await this.opts.peers?.announce({ kind: "changed", what: "mounts" });
   }
 
-  async auditTable(): Promise<
-    Array<{ path: string; type: string; description: string; options: Record<string, string> }>
-  > {
+  async auditTable(): Promise<AuditTableEntry[]> {
     const raw = await this.barrier.get("core/audit");
     return raw ? JSON.parse(raw.toString("utf8")) : [];
   }
 
-  async writeAuditTable(
-    t: Array<{ path: string; type: string; description: string; options: Record<string, string> }>,
-  ): Promise<void> {
+  async writeAuditTable(t: AuditTableEntry[]): Promise<void> {
     await this.barrier.put("core/audit", Buffer.from(JSON.stringify(t)));
     await this.opts.peers?.announce({ kind: "changed", what: "audit" });
   }

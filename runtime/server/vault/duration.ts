@@ -21,3 +21,12 @@ export function parseDuration(field: string, value: unknown, fallback = 0): numb
   }
   throw new LogicalError(400, `${field}: invalid duration '${String(value).slice(0, 40)}'`);
 }
+
+/**
+ * The engines' view of a duration field: unset or zero means "not given", so callers fall back to
+ * their own defaults. Whole seconds; throws a 400 naming the field.
+ */
+export function parseOptionalDuration(value: unknown, field: string): number | undefined {
+  const seconds = parseDuration(field, value, 0);
+  return seconds === 0 ? undefined : seconds;
+}

@@ -2,7 +2,7 @@
 // preflight, with Vault's paths and shapes. Lifecycle paths (health, seal-status, init, unseal,
 // leader) are answered by handleRaw without a token, also while sealed.
 import { LogicalError, type LogicalBackend, type LogicalRequest, type LogicalResponse } from "./backend.js";
-import type { Core, RawResponse } from "./core.js";
+import type { CoreView, RawResponse } from "./core-view.js";
 import { newMount, normalizeMountPath, mountView, type MountEntry } from "./mounts.js";
 import { parsePolicy, validPolicyName, PolicyParseError, type Capability } from "./policy.js";
 import { parseDuration } from "./duration.js";
@@ -19,7 +19,7 @@ function str(d: Record<string, unknown>, k: string): string | undefined {
 
 export class SystemBackend implements LogicalBackend {
   readonly type = "system";
-  constructor(private readonly core: Core) {}
+  constructor(private readonly core: CoreView) {}
 
   /** Paths any valid token may call (they answer only about the caller itself). */
   static selfAuthorized(rel: string): boolean {

@@ -2,7 +2,7 @@
 // -accessor), with Vault's shapes. Child tokens may only carry a subset of the parent's policies
 // unless the parent is root, and are revoked with their parent.
 import { LogicalError, type LogicalBackend, type LogicalRequest, type LogicalResponse } from "./backend.js";
-import type { Core } from "./core.js";
+import type { CoreView } from "./core-view.js";
 import { TokenStore, type TokenEntry } from "./tokens.js";
 import { parseDuration } from "./duration.js";
 import { PermissionDeniedError } from "./errors.js";
@@ -30,7 +30,7 @@ function stringMap(field: string, v: unknown): Record<string, string> | undefine
 
 export class TokenBackend implements LogicalBackend {
   readonly type = "token";
-  constructor(private readonly core: Core) {}
+  constructor(private readonly core: CoreView) {}
 
   private get store(): TokenStore {
     return this.core.tokens!;

@@ -8,7 +8,7 @@ import { createPrivateKey, createPublicKey, randomBytes } from "node:crypto";
 import * as x509 from "@peculiar/x509";
 import { LogicalError, type LogicalBackend, type LogicalRequest, type LogicalResponse } from "../backend.js";
 import { jsonBytes, optBool, optInt, optList, optString, readJson, reqString } from "../fields.js";
-import { parseDuration } from "../../nitride/duration.js";
+import { parseOptionalDuration as parseDuration } from "../duration.js";
 import {
   exportPkcs8,
   generateKeyPair,

@@ -3,7 +3,7 @@
 import { createHash, createPublicKey, generateKeyPairSync, randomBytes } from "node:crypto";
 import { LogicalError, type LogicalBackend, type LogicalRequest, type LogicalResponse } from "../backend.js";
 import { jsonBytes, optBool, optList, optString, optStringMap, readJson, reqString } from "../fields.js";
-import { parseDuration } from "../../nitride/duration.js";
+import { parseOptionalDuration as parseDuration } from "../duration.js";
 import {
   ed25519PublicBlob,
   generateEd25519,
