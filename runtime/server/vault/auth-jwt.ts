@@ -14,8 +14,8 @@ import {
   type JWTVerifyGetKey,
 } from "jose";
 import { LogicalError, type LogicalBackend, type LogicalRequest, type LogicalResponse } from "./backend.js";
-import { jsonBytes, optBool, optInt, optList, optString, readJson, reqString } from "./fields.js";
-import { parseOptionalDuration as parseDuration } from "./duration.js";
+import { jsonBytes, readJson } from "./fields.js";
+import { FieldData, PathRouter, segment, type FieldSchemas, type TableBackend } from "./framework.js";
 
 /**
  * What the attestation service adds to this auth method, injected by the composition root
@@ -76,15 +76,15 @@ const ATTESTATION_METADATA: Array<[string, string]> = [
   ["jti", "attestation_id"],
 ];
 
-function configFrom(d: Record<string, unknown>): JwtConfig {
+function configFrom(d: FieldData): JwtConfig {
   const c: JwtConfig = {
-    jwks_url: optString(d, "jwks_url") ?? "",
-    oidc_discovery_url: optString(d, "oidc_discovery_url") ?? "",
-    jwt_validation_pubkeys: optList(d, "jwt_validation_pubkeys"),
-    nitride_mount: (optString(d, "nitride_mount") ?? "").replace(/^\/+|\/+$/g, ""),
-    bound_issuer: optString(d, "bound_issuer") ?? "",
-    jwt_supported_algs: optList(d, "jwt_supported_algs"),
-    default_role: optString(d, "default_role") ?? "",
+    jwks_url: d.string("jwks_url") ?? "",
+    oidc_discovery_url: d.string("oidc_discovery_url") ?? "",
+    jwt_validation_pubkeys: d.list("jwt_validation_pubkeys") ?? [],
+    nitride_mount: (d.string("nitride_mount") ?? "").replace(/^\/+|\/+$/g, ""),
+    bound_issuer: d.string("bound_issuer") ?? "",
+    jwt_supported_algs: d.list("jwt_supported_algs") ?? [],
+    default_role: d.string("default_role") ?? "",
   };
   const sources = [
     c.jwks_url,
@@ -110,10 +110,10 @@ function configFrom(d: Record<string, unknown>): JwtConfig {
   return c;
 }
 
-function roleFrom(d: Record<string, unknown>): JwtRole {
-  const rt = optString(d, "role_type") ?? "jwt";
+function roleFrom(d: FieldData): JwtRole {
+  const rt = d.string("role_type") ?? "jwt";
   if (rt !== "jwt") throw new LogicalError(400, `role_type: only "jwt" is supported`);
-  const bc = d.bound_claims ?? {};
+  const bc = d.get("bound_claims") ?? {};
   if (typeof bc !== "object" || bc === null || Array.isArray(bc))
     throw new LogicalError(400, "bound_claims: must be an object");
   const bound_claims: Record<string, string | string[]> = {};
@@ -124,9 +124,9 @@ function roleFrom(d: Record<string, unknown>): JwtRole {
       bound_claims[k] = v.map(String);
     else throw new LogicalError(400, `bound_claims.${k}: must be a string or a list of strings`);
   }
-  const bct = optString(d, "bound_claims_type") ?? "string";
+  const bct = d.string("bound_claims_type") ?? "string";
   if (bct !== "string" && bct !== "glob") throw new LogicalError(400, `bound_claims_type: must be "string" or "glob"`);
-  const cm = d.claim_mappings ?? {};
+  const cm = d.get("claim_mappings") ?? {};
   if (
     typeof cm !== "object" ||
     cm === null ||
@@ -136,20 +136,20 @@ function roleFrom(d: Record<string, unknown>): JwtRole {
     throw new LogicalError(400, "claim_mappings: must map claim names to metadata keys");
   const role: JwtRole = {
     role_type: "jwt",
-    bound_audiences: optList(d, "bound_audiences"),
-    bound_subject: optString(d, "bound_subject") ?? "",
+    bound_audiences: d.list("bound_audiences") ?? [],
+    bound_subject: d.string("bound_subject") ?? "",
     bound_claims,
     bound_claims_type: bct,
     claim_mappings: cm as Record<string, string>,
-    user_claim: optString(d, "user_claim") ?? "sub",
-    token_policies: optList(d, d.token_policies !== undefined ? "token_policies" : "policies"),
-    token_policies_template_claims: optBool(d, "token_policies_template_claims", false),
-    token_ttl: parseDuration(d.token_ttl ?? d.ttl, "token_ttl") ?? 0,
-    token_max_ttl: parseDuration(d.token_max_ttl ?? d.max_ttl, "token_max_ttl") ?? 0,
-    clock_skew_leeway: optInt(d, "clock_skew_leeway", 60),
-    expiration_leeway: optInt(d, "expiration_leeway", 150),
-    not_before_leeway: optInt(d, "not_before_leeway", 150),
-    seal_responses: optBool(d, "seal_responses", false),
+    user_claim: d.string("user_claim") ?? "sub",
+    token_policies: d.list("token_policies") ?? d.list("policies") ?? [],
+    token_policies_template_claims: d.bool("token_policies_template_claims") ?? false,
+    token_ttl: d.duration("token_ttl") ?? d.duration("ttl") ?? 0,
+    token_max_ttl: d.duration("token_max_ttl") ?? d.duration("max_ttl") ?? 0,
+    clock_skew_leeway: d.int("clock_skew_leeway")!,
+    expiration_leeway: d.int("expiration_leeway")!,
+    not_before_leeway: d.int("not_before_leeway")!,
+    seal_responses: d.bool("seal_responses") ?? false,
   };
   if (!role.bound_audiences.length && !role.bound_subject && !Object.keys(role.bound_claims).length) {
     throw new LogicalError(
@@ -199,65 +199,127 @@ function checkBoundClaims(role: JwtRole, claims: JWTPayload): void {
   }
 }
 
-export class JwtAuthBackend implements LogicalBackend {
+const CONFIG_FIELDS: FieldSchemas = {
+  jwks_url: { type: "string", description: "JWKS URL to fetch verification keys from" },
+  oidc_discovery_url: { type: "string", description: "OIDC issuer whose discovery document names the JWKS" },
+  jwt_validation_pubkeys: { type: "comma-string-slice", description: "static PEM public keys" },
+  nitride_mount: { type: "string", description: "Buckypaper: verify against this runtime's Nitride mount" },
+  bound_issuer: { type: "string", description: "required iss claim" },
+  jwt_supported_algs: { type: "comma-string-slice", description: "accepted signing algorithms" },
+  default_role: { type: "string", description: "role used when login names none" },
+};
+
+const ROLE_FIELDS: FieldSchemas = {
+  name: { type: "string", description: "role name" },
+  role_type: { type: "string", default: "jwt", description: 'only "jwt"' },
+  bound_audiences: { type: "comma-string-slice", description: "aud values accepted" },
+  bound_subject: { type: "string", description: "required sub claim" },
+  bound_claims: { type: "any", description: "claim (name or JSON pointer) → value or list of values" },
+  bound_claims_type: { type: "string", default: "string", description: '"string" or "glob"' },
+  claim_mappings: { type: "any", description: "claim → token metadata key" },
+  user_claim: { type: "string", default: "sub", description: "claim used as the display name" },
+  token_policies: { type: "comma-string-slice", description: "policies of the token" },
+  policies: { type: "comma-string-slice", description: "deprecated alias of token_policies" },
+  token_policies_template_claims: { type: "bool", default: false, description: '"{{claim}}" in token_policies' },
+  token_ttl: { type: "duration", description: "token TTL" },
+  ttl: { type: "duration", description: "deprecated alias of token_ttl" },
+  token_max_ttl: { type: "duration", description: "token max TTL" },
+  max_ttl: { type: "duration", description: "deprecated alias of token_max_ttl" },
+  clock_skew_leeway: { type: "int", default: 60, description: "seconds of clock skew tolerated" },
+  expiration_leeway: { type: "int", default: 150, description: "seconds past exp tolerated" },
+  not_before_leeway: { type: "int", default: 150, description: "seconds before nbf tolerated" },
+  seal_responses: { type: "bool", default: false, description: "Buckypaper: always seal responses with secrets" },
+};
+
+function roleName(f: FieldData): string {
+  const name = f.string("name")!;
+  if (!ROLE_RE.test(name)) throw new LogicalError(400, "name: invalid role name");
+  return name;
+}
+
+async function listRoles(req: LogicalRequest): Promise<LogicalResponse> {
+  const keys = await req.storage.list("role/");
+  if (!keys.length) throw new LogicalError(404, "no roles");
+  return { data: { keys } };
+}
+
+export class JwtAuthBackend implements LogicalBackend, TableBackend {
   readonly type = "jwt";
   constructor(private readonly hooks?: JwtAuthHooks) {}
   readonly unauthenticatedPaths = ["login"];
   private remote = new Map<string, JWTVerifyGetKey>();
   private local: { text: string; getKey: JWTVerifyGetKey } | undefined;
 
-  /** Vault's existence check: writing a new role needs `create`, changing one `update`. */
-  async existenceCheck(req: LogicalRequest): Promise<boolean> {
-    const m = /^role\/([^/]+)$/.exec(req.path);
-    return m ? (await req.storage.get(`role/${m[1]}`)) !== undefined : true;
+  readonly router = new PathRouter([
+    {
+      pattern: "config",
+      description: "where verification keys come from and the issuer to require",
+      fields: CONFIG_FIELDS,
+      operations: {
+        read: async (req) => {
+          const c = await readJson<JwtConfig>(req.storage, "config");
+          if (!c) throw new LogicalError(404, "not configured");
+          return { data: { ...c } };
+        },
+        update: async (req, f) => {
+          const config = configFrom(f);
+          if (config.nitride_mount && !this.hooks)
+            throw new LogicalError(400, "nitride_mount: no attestation service in this build");
+          await req.storage.put("config", jsonBytes(config));
+          this.remote.clear();
+          return {};
+        },
+      },
+    },
+    {
+      pattern: "login",
+      description: "exchange a signed JWT for a token with the role's policies",
+      fields: {
+        role: { type: "string", description: "role to log in with (default: the config's default_role)" },
+        jwt: { type: "string", required: true, description: "the signed JWT" },
+      },
+      operations: { update: (req, f) => this.login(req, f) },
+    },
+    {
+      pattern: "roles?",
+      description: "role names",
+      operations: { list: listRoles, read: listRoles },
+    },
+    {
+      pattern: `role/${segment("name")}`,
+      description: "a role: bound audiences, subject and claims, and the token it yields",
+      fields: ROLE_FIELDS,
+      // Vault's existence check: writing a new role needs `create`, changing one `update`.
+      existenceCheck: async (req, f) => (await req.storage.get(`role/${f.string("name")}`)) !== undefined,
+      operations: {
+        read: async (req, f) => {
+          const name = roleName(f);
+          const r = await readJson<JwtRole>(req.storage, `role/${name}`);
+          if (!r) throw new LogicalError(404, `role not found: ${name}`);
+          return { data: { ...r, policies: r.token_policies } };
+        },
+        update: async (req, f) => {
+          const name = roleName(f);
+          const role = roleFrom(f);
+          if (role.seal_responses && !this.hooks)
+            throw new LogicalError(400, "seal_responses: no attestation service in this build");
+          await req.storage.put(`role/${name}`, jsonBytes(role));
+          return {};
+        },
+        delete: async (req, f) => {
+          await req.storage.delete(`role/${roleName(f)}`);
+          return {};
+        },
+      },
+    },
+  ]);
+
+  existenceCheck(req: LogicalRequest): Promise<boolean> {
+    return this.router.existenceCheck(req);
   }
 
-  async handle(req: LogicalRequest): Promise<LogicalResponse | undefined> {
-    const op = req.operation;
-    const write = op === "update" || op === "create";
-    const p = req.path.replace(/\/+$/, "");
-    if (p === "config") {
-      if (op === "read") {
-        const c = await readJson<JwtConfig>(req.storage, "config");
-        if (!c) throw new LogicalError(404, "not configured");
-        return { data: { ...c } };
-      }
-      if (!write) return undefined;
-      const config = configFrom(req.data);
-      if (config.nitride_mount && !this.hooks)
-        throw new LogicalError(400, "nitride_mount: no attestation service in this build");
-      await req.storage.put("config", jsonBytes(config));
-      this.remote.clear();
-      return {};
-    }
-    if (p === "login" && write) return this.login(req);
-    if ((p === "role" || p === "roles") && (op === "list" || op === "read")) {
-      const keys = await req.storage.list("role/");
-      if (!keys.length) throw new LogicalError(404, "no roles");
-      return { data: { keys } };
-    }
-    const m = /^role\/([^/]+)$/.exec(p);
-    if (m) {
-      if (!ROLE_RE.test(m[1])) throw new LogicalError(400, "name: invalid role name");
-      const key = `role/${m[1]}`;
-      if (op === "read") {
-        const r = await readJson<JwtRole>(req.storage, key);
-        if (!r) throw new LogicalError(404, `role not found: ${m[1]}`);
-        return { data: { ...r, policies: r.token_policies } };
-      }
-      if (write) {
-        const role = roleFrom(req.data);
-        if (role.seal_responses && !this.hooks)
-          throw new LogicalError(400, "seal_responses: no attestation service in this build");
-        await req.storage.put(key, jsonBytes(role));
-        return {};
-      }
-      if (op === "delete") {
-        await req.storage.delete(key);
-        return {};
-      }
-    }
-    return undefined;
+  handle(req: LogicalRequest): Promise<LogicalResponse | undefined> {
+    return this.router.handle(req);
   }
 
   private async keySource(
@@ -330,14 +392,14 @@ export class JwtAuthBackend implements LogicalBackend {
     }
   }
 
-  private async login(req: LogicalRequest): Promise<LogicalResponse> {
+  private async login(req: LogicalRequest, f: FieldData): Promise<LogicalResponse> {
     const c = await readJson<JwtConfig>(req.storage, "config");
     if (!c) throw new LogicalError(400, "could not load configuration (POST config first)");
-    const roleName = optString(req.data, "role") || c.default_role;
+    const roleName = f.string("role") || c.default_role;
     if (!roleName) throw new LogicalError(400, "role: missing (and no default_role is configured)");
     const role = await readJson<JwtRole>(req.storage, `role/${roleName}`);
     if (!role) throw new LogicalError(400, `role "${roleName}" could not be found`);
-    const jwt = reqString(req.data, "jwt");
+    const jwt = f.string("jwt")!;
     const claims = await this.verify(req, c, role, jwt);
 
     const aud = claims.aud === undefined ? [] : Array.isArray(claims.aud) ? claims.aud : [claims.aud];
