@@ -25,6 +25,9 @@ import { FileAuditDevice } from "../audit/file.js";
 import { SystemBackend } from "./sys-backend.js";
 import { TokenBackend, AUTH_BLOCK } from "./token-backend.js";
 import type { ActiveMount, AuditTableEntry, CoreView, RawRequest, RawResponse, SealStatus } from "./core-view.js";
+import { canonicalRequest, errorResponse, type CanonicalRequest } from "./request.js";
+
+export { errorResponse };
 
 export type { RawRequest, RawResponse } from "./core-view.js";
 
@@ -620,107 +623,112 @@ export class Core implements CoreView {
 
   // ---- request handling ----
 
+  /**
+   * One request, in named steps: canonicalise (request.ts) → resolve the mount → authenticate →
+   * authorise → dispatch to the engine → render. Every step after the first uses the canonical path.
+   */
   async handle(raw: RawRequest): Promise<RawResponse> {
     this.opts.physical.beginRequest?.();
-    const requestId = newRequestId();
-    let path = raw.path.replace(/^\/+/, "").replace(/\/{2,}/g, "/");
-    const method = raw.method.toUpperCase();
-    let operation: Operation;
-    if (method === "GET" || method === "HEAD")
-      operation = raw.query.list === "true" || raw.query.list === "1" ? "list" : "read";
-    else if (method === "LIST") operation = "list";
-    else if (method === "POST" || method === "PUT") operation = "update";
-    else if (method === "DELETE") operation = "delete";
-    else if (method === "PATCH") operation = "patch";
-    else return errorResponse(405, "unsupported operation");
-    if (operation === "list" && !path.endsWith("/")) path += "/";
-    const data = (raw.body && typeof raw.body === "object" && !Array.isArray(raw.body) ? raw.body : {}) as Record<
-      string,
-      unknown
-    >;
-    if (raw.body !== undefined && raw.body !== null && (typeof raw.body !== "object" || Array.isArray(raw.body)))
-      return errorResponse(400, "request body must be a JSON object");
-    const token = tokenFrom(raw.headers);
-    const auditReq: AuditRequest = {
-      id: requestId,
-      operation,
-      path,
+    const req = canonicalRequest(raw, newRequestId());
+    if (!("path" in req)) return req;
+    const audit: AuditRequest = {
+      id: req.id,
+      operation: req.operation,
+      path: req.path,
       data: raw.body ?? undefined,
       remoteAddress: raw.clientIp,
     };
     try {
-      const bare = path.replace(/\/+$/, "");
-      if (RAW_SYS.has(bare)) {
-        const r = await new SystemBackend(this).handleRaw(bare, method, raw.query, data);
-        return r;
-      }
-      if (this.sealed) throw new SealedError();
-      const m = this.resolveFreshFast(path) ?? (await this.resolveFresh(path));
-      if (!m) throw new LogicalError(404, `no handler for route "${bare}". route entry not found.`);
-      auditReq.mountType = m.entry.type;
-      const rel = path.slice(m.entry.path.length);
-      const unauthenticated = matchesAny(rel.replace(/\/+$/, ""), m.backend.unauthenticatedPaths ?? []);
-      let entry: TokenEntry | undefined;
-      if (token) entry = await this.tokens!.lookup(token);
-      if (!unauthenticated) {
-        if (!entry)
-          throw new PermissionDeniedError(token ? "permission denied" : "permission denied (missing client token)");
-      }
-      if (entry)
-        auditReq.auth = {
-          token,
-          accessor: entry.accessor,
-          policies: entry.policies,
-          metadata: entry.meta,
-          displayName: entry.displayName,
-        };
-      const auth = entry ? this.callerAuth(entry) : undefined;
-      const lreq = this.logicalRequest(m, operation, path, data, raw.query, raw.headers, raw.clientIp, auth);
-      if (operation === "update" && m.backend.existenceCheck && !(await m.backend.existenceCheck(lreq))) {
-        lreq.operation = "create";
-        operation = "create";
-      }
-      auditReq.operation = operation;
-      if (!unauthenticated && !(m.entry.type === "system" && SystemBackend.selfAuthorized(rel))) {
-        const acl = await this.aclFor(entry!.policies);
-        const caps = acl.capabilities(path);
-        if (!caps.has(operation as Capability)) throw new PermissionDeniedError();
-        const sudo = SUDO.find((s) => s.re.test(path.replace(/\/+$/, "")) && (!s.ops || s.ops.includes(operation)));
-        if (sudo && !caps.has("sudo")) throw new PermissionDeniedError();
-      }
-      this.audit.logRequest(auditReq);
-      if (entry && entry.numUses !== 0 && !(await this.tokens!.use(entry))) throw new PermissionDeniedError(); // unlimited tokens: nothing to count
-      const res = await m.backend.handle(lreq);
-      if (!res) throw new LogicalError(404, "unsupported path");
-      const out = await this.render(m.entry, res, requestId, raw.headers, auth);
-      this.audit.logResponse(auditReq, {
+      if (RAW_SYS.has(req.bare))
+        return await new SystemBackend(this).handleRaw(req.bare, req.method, raw.query, req.data);
+      const target = await this.resolve(req);
+      audit.mountType = target.mount.entry.type;
+      const caller = await this.authenticate(req, target);
+      if (caller.entry) audit.auth = auditAuth(req.token, caller.entry);
+      const lreq = this.logicalRequest(
+        target.mount,
+        req.operation,
+        req.path,
+        req.data,
+        raw.query,
+        raw.headers,
+        raw.clientIp,
+        caller.auth,
+      );
+      req.operation = lreq.operation = await this.writeOperation(target.mount, lreq);
+      audit.operation = req.operation;
+      await this.authorise(req, target, caller);
+      this.audit.logRequest(audit);
+      if (caller.entry && caller.entry.numUses !== 0 && !(await this.tokens!.use(caller.entry)))
+        throw new PermissionDeniedError(); // unlimited tokens: nothing to count
+      const res = await this.dispatch(target.mount, lreq);
+      const out = await this.render(target.mount.entry, res, req.id, raw.headers, caller.auth);
+      this.audit.logResponse(audit, {
         status: out.status,
         data: res.data,
         auth: (out.body as { auth?: never } | undefined)?.auth,
       });
-      if (
-        m.entry.type === "system" &&
-        out.body &&
-        typeof out.body === "object" &&
-        !Buffer.isBuffer(out.body) &&
-        res.data
-      )
-        out.body = { ...res.data, ...(out.body as object) };
-      return out;
+      return systemEnvelope(target.mount.entry, res, out);
     } catch (e) {
-      const r = this.errorFrom(e);
-      if (this.audit.enabled && !this.sealed) {
-        try {
-          this.audit.logResponse(auditReq, {
-            status: r.status,
-            error: ((r.body as { errors: string[] }).errors ?? []).join("; "),
-          });
-        } catch {
-          /* the request already failed */
-        }
-      }
-      return r;
+      return this.failed(e, audit);
     }
+  }
+
+  /** The mount serving the canonical path (503 while sealed, 404 when nothing is mounted there). */
+  private async resolve(req: CanonicalRequest): Promise<RequestTarget> {
+    if (this.sealed) throw new SealedError();
+    const mount = this.resolveFreshFast(req.path) ?? (await this.resolveFresh(req.path));
+    if (!mount) throw new LogicalError(404, `no handler for route "${req.bare}". route entry not found.`);
+    const rel = req.path.slice(mount.entry.path.length);
+    const unauthenticated = matchesAny(rel.replace(/\/+$/, ""), mount.backend.unauthenticatedPaths ?? []);
+    return { mount, rel, unauthenticated };
+  }
+
+  /** The caller's token entry; required unless the engine serves this path without a token. */
+  private async authenticate(req: CanonicalRequest, target: RequestTarget): Promise<Caller> {
+    const entry = req.token ? await this.tokens!.lookup(req.token) : undefined;
+    if (!entry && !target.unauthenticated)
+      throw new PermissionDeniedError(req.token ? "permission denied" : "permission denied (missing client token)");
+    return { entry, auth: entry ? this.callerAuth(entry) : undefined };
+  }
+
+  /** Vault's existence check: a POST/PUT to something that does not exist yet is a `create`. */
+  private async writeOperation(mount: ActiveMount, lreq: LogicalRequest): Promise<Operation> {
+    if (lreq.operation !== "update" || !mount.backend.existenceCheck) return lreq.operation;
+    return (await mount.backend.existenceCheck(lreq)) ? "update" : "create";
+  }
+
+  /** The ACL of the caller's policies must grant the operation on the canonical path (and sudo where needed). */
+  private async authorise(req: CanonicalRequest, target: RequestTarget, caller: Caller): Promise<void> {
+    if (target.unauthenticated) return;
+    if (target.mount.entry.type === "system" && SystemBackend.selfAuthorized(target.rel)) return;
+    const caps = (await this.aclFor(caller.entry!.policies)).capabilities(req.path);
+    if (!caps.has(req.operation as Capability)) throw new PermissionDeniedError();
+    const sudo = SUDO.find((s) => s.re.test(req.bare) && (!s.ops || s.ops.includes(req.operation)));
+    if (sudo && !caps.has("sudo")) throw new PermissionDeniedError();
+  }
+
+  /** The engine's answer; an engine that does not serve the path answers undefined (404). */
+  private async dispatch(mount: ActiveMount, lreq: LogicalRequest): Promise<LogicalResponse> {
+    const res = await mount.backend.handle(lreq);
+    if (!res) throw new LogicalError(404, "unsupported path");
+    return res;
+  }
+
+  /** A failed request: Vault's error shape, and an audit entry when auditing is on. */
+  private failed(e: unknown, audit: AuditRequest): RawResponse {
+    const r = this.errorFrom(e);
+    if (this.audit.enabled && !this.sealed) {
+      try {
+        this.audit.logResponse(audit, {
+          status: r.status,
+          error: ((r.body as { errors: string[] }).errors ?? []).join("; "),
+        });
+      } catch {
+        /* the request already failed */
+      }
+    }
+    return r;
   }
 
   private async render(
@@ -816,18 +824,36 @@ export function describeForLog(e: unknown): string {
   return `${e.name}: ${msg}${frames ? "\n" + frames : ""}`;
 }
 
-export function errorResponse(status: number, message: string): RawResponse {
-  return { status, body: { errors: message ? [message] : [] } };
-}
-
-function tokenFrom(h: Record<string, string>): string | undefined {
-  const t = h["x-vault-token"];
-  if (t) return t;
-  const a = h["authorization"];
-  if (a && /^Bearer\s+/i.test(a)) return a.replace(/^Bearer\s+/i, "").trim();
-  return undefined;
-}
-
 export function matchesAny(path: string, patterns: string[]): boolean {
   return patterns.some((p) => (p.endsWith("*") ? path.startsWith(p.slice(0, -1)) : path === p));
+}
+
+interface RequestTarget {
+  mount: ActiveMount;
+  /** The canonical path relative to the mount. */
+  rel: string;
+  /** The engine serves this path without a token (e.g. a login path). */
+  unauthenticated: boolean;
+}
+
+interface Caller {
+  entry: TokenEntry | undefined;
+  auth: CallerAuth | undefined;
+}
+
+function auditAuth(token: string | undefined, entry: TokenEntry): AuditRequest["auth"] {
+  return {
+    token,
+    accessor: entry.accessor,
+    policies: entry.policies,
+    metadata: entry.meta,
+    displayName: entry.displayName,
+  };
+}
+
+/** sys/ responses carry their data at the top level too (Vault's legacy sys shapes). */
+function systemEnvelope(m: MountEntry, res: LogicalResponse, out: RawResponse): RawResponse {
+  if (m.type === "system" && out.body && typeof out.body === "object" && !Buffer.isBuffer(out.body) && res.data)
+    out.body = { ...res.data, ...(out.body as object) };
+  return out;
 }
