@@ -18,6 +18,10 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     return argv.length === 0 ? Exit.usage : Exit.ok;
   }
   if (argv[0] !== "package") return runCommand(argv, io);
+  if (argv.includes("--help") || argv.includes("-h")) {
+    io.out(`${PACKAGE_USAGE}\n\nbuild the guest artifact (Node runtime + agent) and print its SHA-256`);
+    return Exit.ok;
+  }
   const { values } = parseFlags(argv.slice(1), { out: { type: "string" }, node: { type: "string" } });
   if (!values.out) throw new UsageError(`--out is required\n${PACKAGE_USAGE}`);
   // dist/cli/enclaivelet.js → the repository root

@@ -67,6 +67,11 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       io.err(`buckypaper ${name}: ${(e as Error).message}`);
       return Exit.rejected;
     }
-    throw e;
+    // Anything else that stops a command (a file that cannot be written, a port that cannot be bound…):
+    // one clear line and a non-zero exit; the stack only on request.
+    if (process.env.BUCKYPAPER_DEBUG) throw e;
+    const err = e as NodeJS.ErrnoException;
+    io.err(`buckypaper ${name}: ${err?.message ?? String(e)} (BUCKYPAPER_DEBUG=1 shows the stack)`);
+    return Exit.rejected;
   }
 }

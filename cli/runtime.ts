@@ -11,17 +11,31 @@ import path from "node:path";
 import { parseFlags, readFlagFile } from "./args.js";
 import { Exit, UsageError, type CliIo } from "./io.js";
 
+const CLIENT_FLAGS = `client flags: --address URL (default $BUCKYPAPER_ADDR, $VAULT_ADDR, https://127.0.0.1:8200)
+              --ca-cert FILE | --ca-fingerprint SHA256 | --tls-skip-verify`;
+
+/** One usage text per subcommand, so `runtime <sub> --help` answers (not "Unknown option"). */
+const SUB_USAGE: Record<string, string> = {
+  server: `server --config FILE               run the runtime from an HCL/JSON config (starts sealed)`,
+  dev: `dev [--listen 127.0.0.1:8200] [--tls] [--root-token-id ID]
+                                     in-memory runtime, unsealed, KV v2 at secret/ (not for production)`,
+  init: `init [--key-shares 5] [--key-threshold 3] [--format json]`,
+  unseal: `unseal KEY | unseal --reset`,
+  status: `status [--format json]             exit 0 unsealed, 1 sealed or not initialized`,
+};
+const CLIENT_SUBS = new Set(["init", "unseal", "status"]);
+
 const USAGE = `usage: buckypaper runtime <server|dev|init|unseal|status> [flags]
 
-  server --config FILE               run the runtime from an HCL/JSON config (starts sealed)
-  dev [--listen 127.0.0.1:8200] [--tls] [--root-token-id ID]
-                                     in-memory runtime, unsealed, KV v2 at secret/ (not for production)
-  init [--key-shares 5] [--key-threshold 3] [--format json]
-  unseal KEY | unseal --reset
-  status [--format json]             exit 0 unsealed, 1 sealed or not initialized
+${Object.values(SUB_USAGE)
+  .map((u) => `  ${u}`)
+  .join("\n")}
 
-client flags: --address URL (default $BUCKYPAPER_ADDR, $VAULT_ADDR, https://127.0.0.1:8200)
-              --ca-cert FILE | --ca-fingerprint SHA256 | --tls-skip-verify`;
+${CLIENT_FLAGS}`;
+
+function subUsage(sub: string): string {
+  return `usage: buckypaper runtime ${SUB_USAGE[sub]}${CLIENT_SUBS.has(sub) ? `\n\n${CLIENT_FLAGS}` : ""}`;
+}
 
 const clientFlags = {
   address: { type: "string" },
@@ -76,6 +90,22 @@ function failIfError(r: { status: number; body: { errors?: string[] } | undefine
   return true;
 }
 
+/** One line for a listener that cannot bind: which address, why, and what to do. */
+function listenFailure(err: NodeJS.ErrnoException, addr: string, fix: string): string {
+  if (err.code === "EADDRINUSE")
+    return `listener address ${addr} is already in use (another runtime or the local stack?); stop it or choose another with ${fix}`;
+  if (err.code === "EACCES") return `not allowed to listen on ${addr}; choose a port above 1023 with ${fix}`;
+  return `cannot listen on ${addr} (${err.code}): not an address of this machine; choose another with ${fix}`;
+}
+
+/** A start-up failure as one line (no stack trace); BUCKYPAPER_DEBUG=1 keeps the stack. */
+function startFailure(e: unknown, addr: string, fix: string): string {
+  const err = e as NodeJS.ErrnoException;
+  if (err.code === "EADDRINUSE" || err.code === "EACCES" || err.code === "EADDRNOTAVAIL")
+    return listenFailure(err, addr, fix);
+  return `cannot start: ${err.message ?? String(e)}`;
+}
+
 async function waitForSignal(close: () => Promise<void>): Promise<void> {
   await new Promise<void>((resolve) => {
     const stop = () => {
@@ -100,6 +130,10 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   if (!sub || sub === "--help" || sub === "-h") {
     io.out(USAGE);
     return sub ? Exit.ok : Exit.usage;
+  }
+  if (SUB_USAGE[sub] && rest.some((a) => a === "--help" || a === "-h")) {
+    io.out(subUsage(sub));
+    return Exit.ok;
   }
 
   if (sub === "server") {
@@ -142,8 +176,8 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
       const what =
         err.name === "StorageCorruptionError"
           ? err.message
-          : err.code === "EADDRINUSE"
-            ? `listener address ${cfg.listener.host}:${cfg.listener.port} is already in use`
+          : err.code === "EADDRINUSE" || err.code === "EACCES" || err.code === "EADDRNOTAVAIL"
+            ? listenFailure(err, `${cfg.listener.host}:${cfg.listener.port}`, "the listener's address in the config")
             : err.code === "ECONNREFUSED" ||
                 err.code === "ENOTFOUND" ||
                 /password authentication|database .* does not exist/.test(err.message)
@@ -178,13 +212,19 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
       throw e;
     }
     const { startDevRuntime } = await import("../runtime/server/http/dev.js");
-    const rt = await startDevRuntime({
-      host: hp.host,
-      port: hp.port,
-      tls: values.tls,
-      logger: stderrLogger(io),
-      rootTokenId: values["root-token-id"],
-    });
+    let rt;
+    try {
+      rt = await startDevRuntime({
+        host: hp.host,
+        port: hp.port,
+        tls: values.tls,
+        logger: stderrLogger(io),
+        rootTokenId: values["root-token-id"],
+      });
+    } catch (e) {
+      io.err(`buckypaper runtime dev: ${startFailure(e, `${hp.host}:${hp.port}`, "--listen")}`);
+      return Exit.rejected;
+    }
     io.out(
       [
         "WARNING! dev mode is enabled: storage is in memory, the runtime starts unsealed with one key share.",

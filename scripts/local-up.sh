@@ -47,3 +47,4 @@ step "6/6 Summary"
 pulumi stack output --json --stack "$STACK" | node "$BK_ROOT/stacks/local/summary.ts"
 echo
 echo "Tear down: scripts/local-down.sh   (pulumi destroy: stops the VMs and the runtime, removes their files)"
+echo "Run pulumi yourself (it is not on your PATH otherwise): source scripts/env.sh; source scripts/pulumi-env.sh; cd stacks/local"

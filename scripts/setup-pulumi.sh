@@ -31,17 +31,28 @@ command -v go >/dev/null || { echo "setup-pulumi: Go toolchain not found (need G
 export GOSUMDB=off GOTOOLCHAIN=local GOFLAGS="-buildvcs=false -mod=mod -p=${BK_GO_JOBS:-2} -trimpath"
 GOMODCACHE="$(go env GOMODCACHE)"
 
-# build NAME WRAPPER PACKAGE LDFLAGS: go build PACKAGE inside a copy of scripts/pulumi-build/WRAPPER.
+# build NAME WRAPPER PACKAGE LDFLAGS ESTIMATE_S: go build PACKAGE inside a copy of scripts/pulumi-build/WRAPPER.
 # The wrapper module only pins versions: `go install pkg@version` refuses modules with replace
-# directives (pulumi's go.mod has them), a wrapper module does not.
+# directives (pulumi's go.mod has them), a wrapper module does not. `go build` itself is silent for
+# minutes, so a heartbeat says how long it has run against the cold-build estimate (2 cores).
 build() {
-  local name="$1" wrapper="$2" pkg="$3" ldflags="$4" src="$CACHE/src-$2"
+  local name="$1" wrapper="$2" pkg="$3" ldflags="$4" estimate="$5" src="$CACHE/src-$2"
   mkdir -p "$src" "$CACHE/bin"
   cp "$WRAPPERS/$wrapper/go.mod" "$src/go.mod"
   if [ -f "$WRAPPERS/$wrapper/go.sum" ]; then cp "$WRAPPERS/$wrapper/go.sum" "$src/go.sum"; fi
-  log "building $name ($pkg) — a cold build takes a while on few cores"
+  log "building $name ($pkg): about $(( (estimate + 59) / 60 )) min cold on 2 cores (downloads first), much less when Go's build cache is warm"
   local t0; t0=$(date +%s)
-  (cd "$src" && nice -n 10 go build -ldflags "-s -w $ldflags" -o "$CACHE/bin/$name.tmp" "$pkg")
+  (cd "$src" && nice -n 10 go build -ldflags "-s -w $ldflags" -o "$CACHE/bin/$name.tmp" "$pkg") &
+  local pid=$! elapsed
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 2
+    elapsed=$(( $(date +%s) - t0 ))
+    if [ $(( elapsed % 30 )) -lt 2 ] && kill -0 "$pid" 2>/dev/null; then
+      if [ "$elapsed" -lt "$estimate" ]; then log "  $name: still compiling, ${elapsed}s elapsed, ~$(( estimate - elapsed ))s left (estimate)"
+      else log "  $name: still compiling, ${elapsed}s elapsed (past the ${estimate}s estimate: a busy machine)"; fi
+    fi
+  done
+  wait "$pid"
   mv "$CACHE/bin/$name.tmp" "$CACHE/bin/$name"
   log "built $name in $(( $(date +%s) - t0 ))s"
 }
@@ -51,16 +62,16 @@ have_version() { [ -x "$1" ] && "$1" version 2>/dev/null | grep -q "$2"; }
 # 1. CLI
 if ! have_version "$CACHE/bin/pulumi" "v$BK_PULUMI_VERSION"; then
   build pulumi cli github.com/pulumi/pulumi/pkg/v3/cmd/pulumi \
-    "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$BK_PULUMI_VERSION"
+    "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$BK_PULUMI_VERSION" 540
 fi
 
 # 2. Language hosts (same wrapper module, one download)
 LANG_LDFLAGS="-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$BK_PULUMI_LANG_VERSION"
 if [ ! -x "$CACHE/bin/pulumi-language-nodejs" ]; then
-  build pulumi-language-nodejs lang github.com/pulumi/pulumi/sdk/v3/nodejs/cmd/pulumi-language-nodejs "$LANG_LDFLAGS"
+  build pulumi-language-nodejs lang github.com/pulumi/pulumi/sdk/v3/nodejs/cmd/pulumi-language-nodejs "$LANG_LDFLAGS" 90
 fi
 if [ "${BK_PULUMI_SKIP_PYTHON:-}" != 1 ] && [ ! -x "$CACHE/bin/pulumi-language-python" ]; then
-  build pulumi-language-python lang github.com/pulumi/pulumi/sdk/v3/python/cmd/pulumi-language-python "$LANG_LDFLAGS"
+  build pulumi-language-python lang github.com/pulumi/pulumi/sdk/v3/python/cmd/pulumi-language-python "$LANG_LDFLAGS" 60
 fi
 
 # 3. Launcher scripts shipped in the same source modules (the release tarball carries them too).
@@ -81,3 +92,7 @@ for f in "$CACHE"/bin/*; do
 done
 log "installed into $DEST: $(cd "$DEST" && ls | tr '\n' ' ')"
 "$DEST/pulumi" version >&2
+case ":$PATH:" in
+  *":$DEST:"*) ;;
+  *) log "pulumi is not on your PATH; for this shell: source scripts/pulumi-env.sh (adds $DEST and the offline file backend)" ;;
+esac

@@ -1,5 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { createServer } from "node:net";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { repoRoot } from "../support/shared.js";
 import { main } from "../../cli/main.js";
@@ -26,5 +29,90 @@ describe("buckypaper CLI", () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toContain("usage: buckypaper");
     expect(execFileSync(process.execPath, ["-p", "process.versions.node"]).toString().split(".")[0]).toBe("22");
+  });
+});
+
+/** Every command and subcommand, as `buckypaper <words> --help` must answer them. */
+const SUBCOMMANDS = [
+  "measure",
+  "measure snp",
+  "measure snp-ovmf-hash",
+  "measure sev",
+  "measure seves",
+  "measure tdx",
+  "verify",
+  "verify snp",
+  "verify tdx",
+  "verify azure",
+  "runtime",
+  "runtime server",
+  "runtime dev",
+  "runtime init",
+  "runtime unseal",
+  "runtime status",
+  "cloud-init",
+  "cloud-init render",
+  "enclaivelet",
+  "enclaivelet run",
+  "enclaivelet detect",
+  "enclaivelet package",
+  "simulate",
+  "simulate snp",
+  "simulate tdx",
+];
+
+describe("buckypaper for a newcomer", () => {
+  for (const words of SUBCOMMANDS) {
+    it(`'${words} --help' prints a usage and exits 0`, async () => {
+      const c = capture();
+      expect(await main([...words.split(" "), "--help"], c.io)).toBe(0);
+      expect(c.out.join("\n")).toMatch(/usage/);
+      expect(c.err.join("")).toBe("");
+    });
+  }
+
+  it("'runtime dev' on a taken port prints one clear line (no stack trace) and exits 1", async () => {
+    const blocker = createServer();
+    await new Promise<void>((r) => blocker.listen(0, "127.0.0.1", r));
+    const port = (blocker.address() as { port: number }).port;
+    try {
+      const p = spawn(
+        process.execPath,
+        [path.join(repoRoot, "bin/buckypaper.js"), "runtime", "dev", "--listen", `127.0.0.1:${port}`],
+        {
+          stdio: ["ignore", "pipe", "pipe"],
+        },
+      );
+      let err = "";
+      p.stderr.on("data", (d) => (err += d));
+      const code = await new Promise<number | null>((r) => p.on("close", r));
+      expect(code).toBe(1);
+      const lines = err
+        .trim()
+        .split("\n")
+        .filter((l) => !l.startsWith("[info]"));
+      expect(lines).toEqual([expect.stringMatching(new RegExp(`127\\.0\\.0\\.1:${port} is already in use.*--listen`))]);
+      expect(err).not.toMatch(/EADDRINUSE|at .*node:net/);
+    } finally {
+      blocker.close();
+    }
+  });
+
+  it("bin/buckypaper (the PATH entry) runs the CLI without ExperimentalWarning noise", () => {
+    const r = spawnSync(path.join(repoRoot, "bin/buckypaper"), ["runtime", "--help"], { encoding: "utf8" });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain("usage: buckypaper runtime");
+    // `runtime server` on SQLite imports node:sqlite, whose ExperimentalWarning must not reach the user
+    // (here it then stops on a bad listener address, after opening the storage).
+    const dir = mkdtempSync(path.join(tmpdir(), "bk-cli-"));
+    const cfg = path.join(dir, "runtime.hcl");
+    writeFileSync(cfg, `storage "sqlite" { path = "${dir}/rt.db" }\nlistener "tcp" { address = "192.0.2.1:8200" }\n`);
+    const s = spawnSync(path.join(repoRoot, "bin/buckypaper"), ["runtime", "server", "--config", cfg], {
+      encoding: "utf8",
+    });
+    rmSync(dir, { recursive: true, force: true });
+    expect(s.status).toBe(1);
+    expect(s.stderr).toMatch(/cannot listen on 192\.0\.2\.1:8200/);
+    expect(s.stderr).not.toMatch(/ExperimentalWarning/);
   });
 });
