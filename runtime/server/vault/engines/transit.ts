@@ -4,7 +4,8 @@
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 import { LogicalError, type LogicalBackend, type LogicalRequest, type LogicalResponse } from "../backend.js";
 import type { StorageWriter } from "../../storage/types.js";
-import { b64Field, jsonBytes, optBool, optInt, optString, readJson, reqString } from "../fields.js";
+import { b64Field, jsonBytes, optInt, readJson, reqString } from "../fields.js";
+import { FieldData, PathRouter, segment, type FieldSchemas, type TableBackend } from "../framework.js";
 
 interface KeyVersion {
   key: string;
@@ -30,11 +31,11 @@ function checkName(name: string): string {
   return name;
 }
 
-function newKey(name: string, data: Record<string, unknown>): TransitKey {
-  const type = optString(data, "type") ?? "aes256-gcm96";
+function newKey(name: string, f?: FieldData): TransitKey {
+  const type = f?.string("type") ?? "aes256-gcm96";
   if (type !== "aes256-gcm96")
     throw new LogicalError(400, `type: unsupported key type "${type}" (supported: aes256-gcm96)`);
-  if (optBool(data, "derived", false) || optBool(data, "convergent_encryption", false)) {
+  if (f?.bool("derived") || f?.bool("convergent_encryption")) {
     throw new LogicalError(400, "derived: key derivation is not supported");
   }
   return {
@@ -44,7 +45,7 @@ function newKey(name: string, data: Record<string, unknown>): TransitKey {
     min_decryption_version: 1,
     min_encryption_version: 0,
     deletion_allowed: false,
-    exportable: optBool(data, "exportable", false),
+    exportable: f?.bool("exportable") ?? false,
     keys: { "1": { key: randomBytes(32).toString("base64"), creation_time: new Date().toISOString() } },
   };
 }
@@ -106,6 +107,12 @@ function keyInfo(k: TransitKey): Record<string, unknown> {
 }
 
 type BatchItem = Record<string, unknown>;
+
+async function listKeys(req: LogicalRequest): Promise<LogicalResponse> {
+  const keys = (await req.storage.list("policy/")).filter((k) => !k.endsWith("/"));
+  if (keys.length === 0) throw new LogicalError(404, "no keys");
+  return { data: { keys } };
+}
 function batchOf(data: Record<string, unknown>): BatchItem[] | undefined {
   const b = data.batch_input;
   if (b === undefined) return undefined;
@@ -114,41 +121,131 @@ function batchOf(data: Record<string, unknown>): BatchItem[] | undefined {
   return b as BatchItem[];
 }
 
-export class TransitBackend implements LogicalBackend {
+const NAME_FIELD: FieldSchemas = { name: { type: "string", description: "key name" } };
+const AAD: FieldSchemas = {
+  associated_data: { type: "string", description: "base64 additional authenticated data (AES-GCM)" },
+};
+const KEY_VERSION: FieldSchemas = {
+  key_version: { type: "int", default: 0, description: "key version to encrypt with (0: latest)" },
+};
+const BATCH: FieldSchemas = {
+  batch_input: { type: "any", description: "list of objects, each with this path's fields" },
+};
+
+/** Vault's existence check: creating a key (also by encrypt's upsert) needs `create`. */
+const keyExists = async (req: LogicalRequest, f: FieldData) =>
+  (await req.storage.get(keyPath(f.string("name")!))) !== undefined;
+
+const unsupported = async (): Promise<never> => {
+  throw new LogicalError(405, "unsupported operation");
+};
+
+export class TransitBackend implements LogicalBackend, TableBackend {
   readonly type = "transit";
 
-  /** Vault's existence check: creating a key (also by encrypt's upsert) needs `create`. */
-  async existenceCheck(req: LogicalRequest): Promise<boolean> {
-    const m = /^(?:keys|encrypt)\/([^/]+)$/.exec(req.path);
-    return m ? (await req.storage.get(keyPath(m[1]))) !== undefined : true;
+  readonly router = new PathRouter([
+    {
+      pattern: "keys",
+      description: "key names",
+      operations: { list: listKeys, read: listKeys },
+    },
+    {
+      pattern: `keys/${segment("name")}`,
+      description: "a named key: create, read, delete",
+      fields: {
+        ...NAME_FIELD,
+        type: { type: "string", default: "aes256-gcm96", description: "key type (aes256-gcm96)" },
+        derived: { type: "bool", default: false, description: "key derivation (not supported)" },
+        convergent_encryption: { type: "bool", default: false, description: "convergent encryption (not supported)" },
+        exportable: { type: "bool", default: false, description: "the key may be exported" },
+      },
+      existenceCheck: keyExists,
+      operations: {
+        read: (req, f) => this.readKey(req, checkName(f.string("name")!)),
+        update: (req, f) => this.createKey(req, checkName(f.string("name")!), f),
+        delete: (req, f) => this.deleteKey(req, checkName(f.string("name")!)),
+        list: unsupported,
+        patch: unsupported,
+      },
+    },
+    {
+      pattern: `keys/${segment("name")}/rotate`,
+      description: "add a new key version",
+      fields: NAME_FIELD,
+      operations: { update: (req, f) => this.rotate(req, checkName(f.string("name")!)) },
+    },
+    {
+      pattern: `keys/${segment("name")}/config`,
+      description: "minimum versions and deletion_allowed",
+      fields: {
+        ...NAME_FIELD,
+        min_decryption_version: { type: "int", description: "oldest version that may decrypt" },
+        min_encryption_version: { type: "int", description: "oldest version that may encrypt (0: latest)" },
+        deletion_allowed: { type: "bool", description: "the key may be deleted" },
+      },
+      operations: { update: (req, f) => this.configure(req, checkName(f.string("name")!), f) },
+    },
+    {
+      pattern: `encrypt/${segment("name")}`,
+      description: "encrypt (creates the key on first use)",
+      fields: {
+        ...NAME_FIELD,
+        plaintext: { type: "string", description: "base64 plaintext" },
+        ...AAD,
+        ...KEY_VERSION,
+        ...BATCH,
+      },
+      existenceCheck: keyExists,
+      operations: { update: (req, f) => this.encrypt(req, checkName(f.string("name")!), f) },
+    },
+    {
+      pattern: `decrypt/${segment("name")}`,
+      description: "decrypt",
+      fields: {
+        ...NAME_FIELD,
+        ciphertext: { type: "string", description: "vault:v<N>:… ciphertext" },
+        ...AAD,
+        ...BATCH,
+      },
+      operations: { update: (req, f) => this.decrypt(req, checkName(f.string("name")!), f) },
+    },
+    {
+      pattern: `rewrap/${segment("name")}`,
+      description: "re-encrypt with the latest (or given) key version",
+      fields: {
+        ...NAME_FIELD,
+        ciphertext: { type: "string", description: "vault:v<N>:… ciphertext" },
+        ...AAD,
+        ...KEY_VERSION,
+      },
+      operations: { update: (req, f) => this.rewrap(req, checkName(f.string("name")!), f) },
+    },
+    {
+      pattern: `datakey/${segment("type")}/${segment("name")}`,
+      description: "a fresh data key, wrapped (and in plaintext)",
+      fields: {
+        ...NAME_FIELD,
+        type: { type: "string", description: '"plaintext" or "wrapped"' },
+        bits: { type: "int", default: 256, description: "128, 256 or 512" },
+        ...KEY_VERSION,
+      },
+      operations: {
+        update: (req, f) => {
+          const kind = f.string("type");
+          if (kind !== "plaintext" && kind !== "wrapped")
+            throw new LogicalError(400, `type: must be "plaintext" or "wrapped"`);
+          return this.datakey(req, kind, checkName(f.string("name")!), f);
+        },
+      },
+    },
+  ]);
+
+  existenceCheck(req: LogicalRequest): Promise<boolean> {
+    return this.router.existenceCheck(req);
   }
 
-  async handle(req: LogicalRequest): Promise<LogicalResponse | undefined> {
-    const parts = req.path.split("/");
-    const [head, name, tail] = parts;
-    const op = req.operation;
-    if (head === "keys" && (parts.length === 1 || (parts.length === 2 && name === ""))) {
-      if (op !== "list" && op !== "read") return undefined;
-      const keys = (await req.storage.list("policy/")).filter((k) => !k.endsWith("/"));
-      if (keys.length === 0) throw new LogicalError(404, "no keys");
-      return { data: { keys } };
-    }
-    if (head === "keys" && parts.length === 2) return this.keyCrud(req, checkName(name));
-    if (head === "keys" && parts.length === 3 && tail === "rotate" && (op === "update" || op === "create"))
-      return this.rotate(req, checkName(name));
-    if (head === "keys" && parts.length === 3 && tail === "config" && (op === "update" || op === "create"))
-      return this.configure(req, checkName(name));
-    if (parts.length === 2 && (op === "update" || op === "create")) {
-      if (head === "encrypt") return this.encrypt(req, checkName(name));
-      if (head === "decrypt") return this.decrypt(req, checkName(name));
-      if (head === "rewrap") return this.rewrap(req, checkName(name));
-    }
-    if (head === "datakey" && parts.length === 3 && (op === "update" || op === "create")) {
-      if (name !== "plaintext" && name !== "wrapped")
-        throw new LogicalError(400, `type: must be "plaintext" or "wrapped"`);
-      return this.datakey(req, name, checkName(tail));
-    }
-    return undefined;
+  handle(req: LogicalRequest): Promise<LogicalResponse | undefined> {
+    return this.router.handle(req);
   }
 
   private async load(req: LogicalRequest, name: string): Promise<TransitKey> {
@@ -157,34 +254,26 @@ export class TransitBackend implements LogicalBackend {
     return k;
   }
 
-  private async keyCrud(req: LogicalRequest, name: string): Promise<LogicalResponse> {
-    switch (req.operation) {
-      case "read": {
-        const k = await readJson<TransitKey>(req.storage, keyPath(name));
-        if (!k) throw new LogicalError(404, `key not found: ${name}`);
-        return { data: keyInfo(k) };
-      }
-      case "create":
-      case "update": {
-        await req.storage.transaction(async (tx) => {
-          if (!(await tx.get(keyPath(name)))) await tx.put(keyPath(name), jsonBytes(newKey(name, req.data)));
-        });
-        return { data: keyInfo((await readJson<TransitKey>(req.storage, keyPath(name)))!) };
-      }
-      case "delete": {
-        const k = await readJson<TransitKey>(req.storage, keyPath(name));
-        if (!k) return {};
-        if (!k.deletion_allowed)
-          throw new LogicalError(
-            400,
-            "deletion is not allowed for this key (set deletion_allowed in keys/:name/config)",
-          );
-        await req.storage.delete(keyPath(name));
-        return {};
-      }
-      default:
-        throw new LogicalError(405, "unsupported operation");
-    }
+  private async readKey(req: LogicalRequest, name: string): Promise<LogicalResponse> {
+    const k = await readJson<TransitKey>(req.storage, keyPath(name));
+    if (!k) throw new LogicalError(404, `key not found: ${name}`);
+    return { data: keyInfo(k) };
+  }
+
+  private async createKey(req: LogicalRequest, name: string, f: FieldData): Promise<LogicalResponse> {
+    await req.storage.transaction(async (tx) => {
+      if (!(await tx.get(keyPath(name)))) await tx.put(keyPath(name), jsonBytes(newKey(name, f)));
+    });
+    return { data: keyInfo((await readJson<TransitKey>(req.storage, keyPath(name)))!) };
+  }
+
+  private async deleteKey(req: LogicalRequest, name: string): Promise<LogicalResponse> {
+    const k = await readJson<TransitKey>(req.storage, keyPath(name));
+    if (!k) return {};
+    if (!k.deletion_allowed)
+      throw new LogicalError(400, "deletion is not allowed for this key (set deletion_allowed in keys/:name/config)");
+    await req.storage.delete(keyPath(name));
+    return {};
   }
 
   private async mutate(req: LogicalRequest, name: string, fn: (k: TransitKey) => void): Promise<TransitKey> {
@@ -208,25 +297,25 @@ export class TransitBackend implements LogicalBackend {
     return { data: keyInfo(k) };
   }
 
-  private async configure(req: LogicalRequest, name: string): Promise<LogicalResponse> {
+  private async configure(req: LogicalRequest, name: string, f: FieldData): Promise<LogicalResponse> {
     const k = await this.mutate(req, name, (k) => {
-      const minDec = optInt(req.data, "min_decryption_version", k.min_decryption_version);
-      const minEnc = optInt(req.data, "min_encryption_version", k.min_encryption_version);
+      const minDec = f.int("min_decryption_version") ?? k.min_decryption_version;
+      const minEnc = f.int("min_encryption_version") ?? k.min_encryption_version;
       if (minDec < 1 || minDec > k.latest_version) throw new LogicalError(400, "min_decryption_version: out of range");
       if (minEnc < 0 || minEnc > k.latest_version) throw new LogicalError(400, "min_encryption_version: out of range");
       k.min_decryption_version = minDec;
       k.min_encryption_version = minEnc;
-      k.deletion_allowed = optBool(req.data, "deletion_allowed", k.deletion_allowed);
+      k.deletion_allowed = f.bool("deletion_allowed") ?? k.deletion_allowed;
     });
     return { data: keyInfo(k) };
   }
 
-  private async encrypt(req: LogicalRequest, name: string): Promise<LogicalResponse> {
+  private async encrypt(req: LogicalRequest, name: string, f: FieldData): Promise<LogicalResponse> {
     // Vault creates the key on first encrypt (upsert).
     let k = await readJson<TransitKey>(req.storage, keyPath(name));
     if (!k) {
       await req.storage.transaction(async (tx) => {
-        if (!(await tx.get(keyPath(name)))) await tx.put(keyPath(name), jsonBytes(newKey(name, {})));
+        if (!(await tx.get(keyPath(name)))) await tx.put(keyPath(name), jsonBytes(newKey(name)));
       });
       k = await this.load(req, name);
     }
@@ -235,7 +324,7 @@ export class TransitBackend implements LogicalBackend {
       const ct = encryptWith(k, version, b64Field(d, "plaintext", false)!, b64Field(d, "associated_data", false)!);
       return { ciphertext: ct, key_version: version };
     };
-    const batch = batchOf(req.data);
+    const batch = batchOf(f.values);
     if (batch)
       return {
         data: {
@@ -248,15 +337,15 @@ export class TransitBackend implements LogicalBackend {
           }),
         },
       };
-    return { data: one(req.data) };
+    return { data: one(f.values) };
   }
 
-  private async decrypt(req: LogicalRequest, name: string): Promise<LogicalResponse> {
+  private async decrypt(req: LogicalRequest, name: string, f: FieldData): Promise<LogicalResponse> {
     const k = await this.load(req, name);
     const one = (d: Record<string, unknown>) => ({
       plaintext: decryptWith(k, reqString(d, "ciphertext"), b64Field(d, "associated_data", false)!).toString("base64"),
     });
-    const batch = batchOf(req.data);
+    const batch = batchOf(f.values);
     if (batch) {
       return {
         data: {
@@ -270,23 +359,28 @@ export class TransitBackend implements LogicalBackend {
         },
       };
     }
-    return { data: one(req.data), secretKeys: ["plaintext"] };
+    return { data: one(f.values), secretKeys: ["plaintext"] };
   }
 
-  private async rewrap(req: LogicalRequest, name: string): Promise<LogicalResponse> {
+  private async rewrap(req: LogicalRequest, name: string, f: FieldData): Promise<LogicalResponse> {
     const k = await this.load(req, name);
-    const aad = b64Field(req.data, "associated_data", false)!;
-    const plain = decryptWith(k, reqString(req.data, "ciphertext"), aad);
-    const version = encryptionVersion(k, req.data);
+    const aad = b64Field(f.values, "associated_data", false)!;
+    const plain = decryptWith(k, reqString(f.values, "ciphertext"), aad);
+    const version = encryptionVersion(k, f.values);
     return { data: { ciphertext: encryptWith(k, version, plain, aad), key_version: version } };
   }
 
-  private async datakey(req: LogicalRequest, kind: "plaintext" | "wrapped", name: string): Promise<LogicalResponse> {
+  private async datakey(
+    req: LogicalRequest,
+    kind: "plaintext" | "wrapped",
+    name: string,
+    f: FieldData,
+  ): Promise<LogicalResponse> {
     const k = await this.load(req, name);
-    const bits = optInt(req.data, "bits", 256);
+    const bits = f.int("bits")!;
     if (![128, 256, 512].includes(bits)) throw new LogicalError(400, "bits: must be 128, 256 or 512");
     const dk = randomBytes(bits / 8);
-    const version = encryptionVersion(k, req.data);
+    const version = encryptionVersion(k, f.values);
     // Like Vault, the wrapped form decrypts (transit/decrypt) to base64(dk) = the plaintext field.
     const ciphertext = encryptWith(k, version, dk, Buffer.alloc(0));
     if (kind === "wrapped") return { data: { ciphertext, key_version: version } };
