@@ -36,7 +36,7 @@ export type FieldType =
   | "map"
   /** A JSON object whose values are strings (Vault's TypeKVPairs in map form). */
   | "kv-pairs"
-  /** Any JSON value: the handler validates it (nested documents such as evidence or KV data). */
+  /** Any JSON value, null included: the handler validates it (nested documents such as evidence or KV data). */
   | "any";
 
 export interface FieldSchema {
@@ -118,6 +118,7 @@ export class FieldData {
 
 /** Coerces one supplied value to its schema type; throws a 400 naming the field. */
 export function coerceField(name: string, schema: FieldSchema, v: unknown): unknown {
+  if (schema.type === "any") return v; // null included: for some fields (KV custom_metadata) null means "clear"
   if (v === undefined || v === null) return undefined;
   switch (schema.type) {
     case "string":
@@ -153,8 +154,6 @@ export function coerceField(name: string, schema: FieldSchema, v: unknown): unkn
         if (typeof x !== "string") throw new LogicalError(400, `${name}.${k}: must be a string`);
       return v;
     }
-    case "any":
-      return v;
   }
 }
 

@@ -4,7 +4,7 @@
 import { createHash } from "node:crypto";
 import { LogicalError, type LogicalBackend, type LogicalRequest, type LogicalResponse } from "../backend.js";
 import type { StorageWriter } from "../../storage/types.js";
-import { parseDuration } from "../duration.js";
+import { FieldData, PathRouter, rest, type FieldSchema, type FieldSchemas, type TableBackend } from "../framework.js";
 
 interface VersionMeta {
   created_time: string;
@@ -59,13 +59,25 @@ function secretPath(rest: string): string {
   return p;
 }
 
-function versionsField(data: Record<string, unknown>): number[] {
-  const v = data.versions;
+function versionsField(v: unknown): number[] {
   const list = Array.isArray(v) ? v : typeof v === "string" ? v.split(",") : typeof v === "number" ? [v] : undefined;
   const nums = list?.map((x) => Number(x));
   if (!nums || nums.length === 0 || nums.some((n) => !Number.isInteger(n) || n <= 0))
     throw new LogicalError(400, "versions: a non-empty list of positive version numbers is required");
   return nums;
+}
+
+/** max_versions, cas_required, delete_version_after: set on the mount's config or one secret's metadata. */
+function applySettings(target: Pick<KvConfig, "max_versions" | "cas_required" | "delete_version_after">, f: FieldData) {
+  const max = f.int("max_versions");
+  if (max !== undefined) {
+    if (max < 0) throw new LogicalError(400, "max_versions: must be a non-negative integer");
+    target.max_versions = max;
+  }
+  const cas = f.bool("cas_required");
+  if (cas !== undefined) target.cas_required = cas;
+  const after = f.duration("delete_version_after");
+  if (after !== undefined) target.delete_version_after = after;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -90,7 +102,22 @@ function subkeys(v: unknown, depth: number, level = 1): unknown {
   return out;
 }
 
-export class KvV2Backend implements LogicalBackend {
+const PATH_FIELD: FieldSchema = { type: "string", description: "the secret's path" };
+const SETTINGS: FieldSchemas = {
+  max_versions: { type: "int", description: "versions kept (0: the mount's default, 10)" },
+  cas_required: { type: "bool", description: "writes must carry options.cas" },
+  delete_version_after: { type: "duration", description: "versions expire this long after being written" },
+};
+
+const missingPath = async (): Promise<never> => {
+  throw new LogicalError(400, "missing path");
+};
+
+/** Vault's existence check: writing a new secret (or its metadata) needs `create`. */
+const secretExists = async (req: LogicalRequest, f: FieldData) =>
+  (await req.storage.get(`meta/${secretPath(f.string("path")!)}`)) !== undefined;
+
+export class KvV2Backend implements LogicalBackend, TableBackend {
   readonly type = "kv";
 
   private cachedConfig: { at: number; cfg: KvConfig } | undefined;
@@ -120,73 +147,107 @@ export class KvV2Backend implements LogicalBackend {
     return parse<KvConfig>(await s.get("config")) ?? { max_versions: 0, cas_required: false, delete_version_after: 0 };
   }
 
-  async existenceCheck(req: LogicalRequest): Promise<boolean> {
-    const [head, ...rest] = req.path.split("/");
-    if (head === "data" || head === "metadata")
-      return (await req.storage.get(`meta/${secretPath(rest.join("/"))}`)) !== undefined;
-    return true;
-  }
-
-  async handle(req: LogicalRequest): Promise<LogicalResponse | undefined> {
-    const slash = req.path.indexOf("/");
-    const head = slash === -1 ? req.path : req.path.slice(0, slash);
-    const rest = slash === -1 ? "" : req.path.slice(slash + 1);
-    const op = req.operation;
-    switch (head) {
-      case "config":
-        if (rest) return undefined;
-        if (op === "read") {
+  readonly router = new PathRouter([
+    {
+      pattern: "config",
+      description: "mount-wide defaults: max_versions, cas_required, delete_version_after",
+      fields: SETTINGS,
+      operations: {
+        read: async (req) => {
           const c = await this.config(req.storage);
           return { data: { ...c, delete_version_after: formatDuration(c.delete_version_after) } };
-        }
-        if (op === "create" || op === "update") return this.writeConfig(req);
-        return undefined;
-      case "data":
-        if (!rest && op !== "list") throw new LogicalError(400, "missing path");
-        if (op === "read") return this.readData(req, secretPath(rest));
-        if (op === "create" || op === "update") return this.writeData(req, secretPath(rest), false);
-        if (op === "patch") return this.writeData(req, secretPath(rest), true);
-        if (op === "delete") return this.deleteLatest(req, secretPath(rest));
-        return undefined;
-      case "metadata":
-        if (op === "list") return this.listKeys(req, secretPath(rest));
-        if (!rest) throw new LogicalError(400, "missing path");
-        if (op === "read") return this.readMeta(req, secretPath(rest));
-        if (op === "create" || op === "update" || op === "patch")
-          return this.writeMeta(req, secretPath(rest), op === "patch");
-        if (op === "delete") return this.destroyAll(req, secretPath(rest));
-        return undefined;
-      case "delete":
-      case "undelete":
-      case "destroy":
-        if (op !== "create" && op !== "update") return undefined;
-        if (!rest) throw new LogicalError(400, "missing path");
-        return this.versionOp(req, head, secretPath(rest));
-      case "subkeys":
-        if (op !== "read" || !rest) return undefined;
-        return this.readSubkeys(req, secretPath(rest));
-      default:
-        return undefined;
-    }
+        },
+        update: (req, f) => this.writeConfig(req, f),
+      },
+    },
+    {
+      pattern: "(?:data|metadata|delete|undelete|destroy)",
+      description: "a versioned-secret path without the secret's path",
+      operations: {
+        read: missingPath,
+        update: missingPath,
+        patch: missingPath,
+        delete: missingPath,
+        list: (req) => (req.path === "metadata" ? this.listKeys(req, "") : Promise.resolve(undefined)),
+      },
+    },
+    {
+      pattern: `data/${rest("path")}`,
+      description: "a secret's versions: read (?version=N), write (options.cas), patch, soft-delete the latest",
+      fields: {
+        path: PATH_FIELD,
+        data: { type: "any", description: "the secret's key/value pairs (an object)" },
+        options: { type: "any", description: "write options: cas (integer)" },
+        version: { type: "int", description: "version to read (0 or absent: the latest)" },
+      },
+      existenceCheck: secretExists,
+      operations: {
+        read: (req, f) => this.readData(req, secretPath(f.string("path")!), f.int("version")),
+        update: (req, f) => this.writeData(req, secretPath(f.string("path")!), false, f),
+        patch: (req, f) => this.writeData(req, secretPath(f.string("path")!), true, f),
+        delete: (req, f) => this.deleteLatest(req, secretPath(f.string("path")!)),
+      },
+    },
+    {
+      pattern: `metadata/${rest("path")}`,
+      description: "a secret's metadata: list keys under it, read, write, patch, delete all versions",
+      fields: {
+        path: PATH_FIELD,
+        ...SETTINGS,
+        custom_metadata: { type: "any", description: "string map (null clears)" },
+      },
+      existenceCheck: secretExists,
+      operations: {
+        list: (req, f) => this.listKeys(req, secretPath(f.string("path")!)),
+        read: (req, f) => this.readMeta(req, secretPath(f.string("path")!)),
+        update: (req, f) => this.writeMeta(req, secretPath(f.string("path")!), false, f),
+        patch: (req, f) => this.writeMeta(req, secretPath(f.string("path")!), true, f),
+        delete: (req, f) => this.destroyAll(req, secretPath(f.string("path")!)),
+      },
+    },
+    {
+      pattern: `(?<action>delete|undelete|destroy)/${rest("path")}`,
+      description: "soft-delete, undelete or destroy listed versions",
+      fields: {
+        action: { type: "string", description: "delete, undelete or destroy" },
+        path: PATH_FIELD,
+        versions: { type: "any", description: "version numbers (list, comma-separated string or number)" },
+      },
+      operations: {
+        update: async (req, f) => {
+          const action = f.string("action") as "delete" | "undelete" | "destroy";
+          return this.versionOp(req, action, secretPath(f.string("path")!), f);
+        },
+      },
+    },
+    {
+      pattern: `subkeys/${rest("path")}`,
+      description: "the secret's key structure without values",
+      fields: {
+        path: PATH_FIELD,
+        depth: { type: "int", default: 0, description: "levels to descend (0: all)" },
+        version: { type: "int", description: "version to read" },
+      },
+      operations: { read: (req, f) => this.readSubkeys(req, secretPath(f.string("path")!), f) },
+    },
+  ]);
+
+  existenceCheck(req: LogicalRequest): Promise<boolean> {
+    return this.router.existenceCheck(req);
   }
 
-  private async writeConfig(req: LogicalRequest): Promise<LogicalResponse> {
+  handle(req: LogicalRequest): Promise<LogicalResponse | undefined> {
+    return this.router.handle(req);
+  }
+
+  private async writeConfig(req: LogicalRequest, f: FieldData): Promise<LogicalResponse> {
     await req.storage.transaction(async (tx) => {
       const c = await this.config(tx);
-      if (req.data.max_versions !== undefined) c.max_versions = this.intField("max_versions", req.data.max_versions);
-      if (req.data.cas_required !== undefined) c.cas_required = Boolean(req.data.cas_required);
-      if (req.data.delete_version_after !== undefined)
-        c.delete_version_after = parseDuration("delete_version_after", req.data.delete_version_after);
+      applySettings(c, f);
       await tx.put("config", json(c));
     });
     this.cachedConfig = undefined;
     return {};
-  }
-
-  private intField(name: string, v: unknown): number {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) throw new LogicalError(400, `${name}: must be a non-negative integer`);
-    return n;
   }
 
   private versionView(m: KeyMeta, n: number) {
@@ -205,12 +266,9 @@ export class KvV2Backend implements LogicalBackend {
     return after > 0 && Date.parse(v.created_time) + after * 1000 <= Date.now();
   }
 
-  private async readData(req: LogicalRequest, path: string): Promise<LogicalResponse> {
+  private async readData(req: LogicalRequest, path: string, version: number | undefined): Promise<LogicalResponse> {
     const m = await this.readKeyMeta(req.storage, path);
-    const n =
-      req.query.version !== undefined && req.query.version !== "0" ? Number(req.query.version) : m?.current_version;
-    if (req.query.version !== undefined && !Number.isInteger(Number(req.query.version)))
-      throw new LogicalError(400, "version: must be an integer");
+    const n = version ? version : m?.current_version;
     if (!m || !n || !m.versions[String(n)]) return { status: 404 };
     const v = m.versions[String(n)];
     const cfg = await this.readConfig(req.storage);
@@ -227,10 +285,11 @@ export class KvV2Backend implements LogicalBackend {
     return { data: { data: stored.data, metadata: meta }, secretKeys: ["data"] };
   }
 
-  private async writeData(req: LogicalRequest, path: string, patch: boolean): Promise<LogicalResponse> {
-    const body = req.data.data;
+  private async writeData(req: LogicalRequest, path: string, patch: boolean, f: FieldData): Promise<LogicalResponse> {
+    const body = f.get("data");
     if (!isObject(body)) throw new LogicalError(400, "no data provided");
-    const options = isObject(req.data.options) ? req.data.options : {};
+    const opt = f.get("options");
+    const options = isObject(opt) ? opt : {};
     const casRaw = options.cas;
     if (casRaw !== undefined && !Number.isInteger(Number(casRaw)))
       throw new LogicalError(400, "options.cas: must be an integer");
@@ -297,8 +356,9 @@ export class KvV2Backend implements LogicalBackend {
     req: LogicalRequest,
     op: "delete" | "undelete" | "destroy",
     path: string,
+    f: FieldData,
   ): Promise<LogicalResponse> {
-    const versions = versionsField(req.data);
+    const versions = versionsField(f.get("versions"));
     await req.storage.transaction(async (tx) => {
       const m = parse<KeyMeta>(await tx.get(`meta/${path}`));
       if (!m) return;
@@ -342,12 +402,12 @@ export class KvV2Backend implements LogicalBackend {
     };
   }
 
-  private async writeMeta(req: LogicalRequest, path: string, patch: boolean): Promise<LogicalResponse> {
-    const d = req.data;
+  private async writeMeta(req: LogicalRequest, path: string, patch: boolean, f: FieldData): Promise<LogicalResponse> {
+    const custom = f.get("custom_metadata");
     if (
-      d.custom_metadata !== undefined &&
-      d.custom_metadata !== null &&
-      (!isObject(d.custom_metadata) || Object.values(d.custom_metadata).some((v) => typeof v !== "string"))
+      custom !== undefined &&
+      custom !== null &&
+      (!isObject(custom) || Object.values(custom).some((v) => typeof v !== "string"))
     )
       throw new LogicalError(400, "custom_metadata: must be a map of strings");
     await req.storage.transaction(async (tx) => {
@@ -365,15 +425,12 @@ export class KvV2Backend implements LogicalBackend {
         custom_metadata: null,
         versions: {},
       };
-      if (d.max_versions !== undefined) m.max_versions = this.intField("max_versions", d.max_versions);
-      if (d.cas_required !== undefined) m.cas_required = Boolean(d.cas_required);
-      if (d.delete_version_after !== undefined)
-        m.delete_version_after = parseDuration("delete_version_after", d.delete_version_after);
-      if (d.custom_metadata !== undefined) {
+      applySettings(m, f);
+      if (custom !== undefined) {
         m.custom_metadata =
-          patch && isObject(d.custom_metadata)
-            ? (mergePatch(m.custom_metadata ?? {}, d.custom_metadata) as Record<string, string>)
-            : ((d.custom_metadata as Record<string, string> | null) ?? null);
+          patch && isObject(custom)
+            ? (mergePatch(m.custom_metadata ?? {}, custom) as Record<string, string>)
+            : ((custom as Record<string, string> | null) ?? null);
       }
       m.updated_time = now;
       await tx.put(`meta/${path}`, json(m));
@@ -391,10 +448,10 @@ export class KvV2Backend implements LogicalBackend {
     return {};
   }
 
-  private async readSubkeys(req: LogicalRequest, path: string): Promise<LogicalResponse> {
-    const r = await this.readData(req, path);
+  private async readSubkeys(req: LogicalRequest, path: string, f: FieldData): Promise<LogicalResponse> {
+    const r = await this.readData(req, path, f.int("version"));
     if (r.status === 404 || !r.data) return r;
-    const depth = req.query.depth ? Number(req.query.depth) : 0;
+    const depth = f.int("depth")!;
     const inner = r.data as { data: unknown; metadata: unknown };
     return {
       data: {
