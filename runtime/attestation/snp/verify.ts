@@ -1,19 +1,16 @@
-// Cryptographic verification of an SEV-SNP report: which product, which endorsement key (VCEK/VLEK), its
-// chain to a pinned ARK, validity, CRL, the report signature, and the binding of the key to the report
-// (TCB and chip). Policy lives in validate.ts. Never throws for bad evidence: every problem is a failed check.
-import { readdirSync, readFileSync, statSync } from "node:fs";
-import path from "node:path";
+// Cryptographic verification of an SEV-SNP report, in go-sev-guest's named steps: parse → look up the
+// certificates (sources.ts: evidence, configuration, KDS) → product → endorsement key (VCEK/VLEK) → chain to a
+// pinned ARK (validity, CRL) → report signature → TCB and chip binding. Policy lives in validate.ts. Never
+// throws for bad evidence: every problem is a failed check.
 import { verify as cryptoVerify } from "node:crypto";
 import type { Check } from "../types.js";
 import { EvidenceFormatError } from "../types.js";
 import type { SimulatedSnpAnchor, SnpTrustConfig } from "../policy.js";
 import {
-  CERT_GUID,
   SIGNED_LENGTH,
   decodeTcb,
   formatTcb,
   hwIdOf,
-  parseCertTable,
   parseReport,
   productFromCpuid,
   tcbComponents,
@@ -23,18 +20,27 @@ import {
 } from "./abi.js";
 import {
   PINNED_ARK_SHA256,
-  asCaCert,
   checkCrl,
   issuedBy,
-  parseCert,
-  parseVek,
-  splitCertificates,
   validAt,
   vekTcb,
   type CaCert,
+  type ParsedCert,
   type VekCert,
 } from "./certs.js";
-import { KdsClient, KdsUnavailableError, type KdsOptions } from "./kds.js";
+import type { KdsClient } from "./kds.js";
+import {
+  fetchChain,
+  fetchMissingVek,
+  gatherCertificates,
+  kdsOf,
+  readCertDir,
+  suppliedVek,
+  type CertificatePool,
+  type VekLookup,
+} from "./sources.js";
+
+export { readCertDir } from "./sources.js";
 
 export interface SnpVerifyInput {
   /** The 0x4A0-byte ATTESTATION_REPORT. */
@@ -81,117 +87,23 @@ export const SNP_CHECK_IDS = [
   "snp.chip-id",
 ] as const;
 
-// ---- certificate sources --------------------------------------------------------------------------
-
-interface DirContents {
-  certs: Uint8Array[];
-  crls: Uint8Array[];
-}
-const dirCache = new Map<string, { mtimeMs: number; checkedAt: number; contents: DirContents }>();
-/** How long a directory listing is reused before its mtime is looked at again. */
-const DIR_RECHECK_MS = 1000;
-
-/** Reads an operator certificate directory (memoised until the directory changes). */
-export function readCertDir(dir: string): DirContents {
-  const hit = dirCache.get(dir);
-  const t = Date.now();
-  if (hit && t - hit.checkedAt < DIR_RECHECK_MS) return hit.contents;
-  const mtimeMs = statSync(dir).mtimeMs;
-  if (hit && hit.mtimeMs === mtimeMs) {
-    hit.checkedAt = t;
-    return hit.contents;
-  }
-  const contents: DirContents = { certs: [], crls: [] };
-  for (const name of readdirSync(dir).sort()) {
-    const file = path.join(dir, name);
-    if (!statSync(file).isFile()) continue;
-    const data = new Uint8Array(readFileSync(file));
-    if (/\.crl$/i.test(name)) contents.crls.push(data);
-    else if (/\.(pem|crt|cer|der)$/i.test(name)) {
-      try {
-        contents.certs.push(...splitCertificates(data));
-      } catch {
-        // not a certificate file: ignored, the directory may hold other material
-      }
-    }
-  }
-  dirCache.set(dir, { mtimeMs, checkedAt: t, contents });
-  return contents;
-}
-
-const kdsClients = new WeakMap<KdsOptions, KdsClient>();
-function kdsOf(trust: SnpTrustConfig): KdsClient | undefined {
-  const k = trust.kds;
-  if (!k) return undefined;
-  if (k instanceof KdsClient) return k;
-  let c = kdsClients.get(k);
-  if (!c) kdsClients.set(k, (c = new KdsClient(k)));
-  return c;
-}
-
-function caCertsFrom(blobs: Uint8Array[], sink: CaCert[], problems: string[], origin: string): void {
-  for (const blob of blobs) {
-    let ders: Uint8Array[];
-    try {
-      ders = splitCertificates(blob);
-    } catch (e) {
-      problems.push(`${origin}: ${(e as Error).message}`);
-      continue;
-    }
-    for (const der of ders) {
-      try {
-        const ca = asCaCert(parseCert(der));
-        if (ca) sink.push(ca);
-      } catch (e) {
-        problems.push(`${origin}: ${(e as Error).message}`);
-      }
-    }
-  }
-}
-
-/**
- * Configured CA sources (certificate lists, simulated anchors) do not change between verifications:
- * their parsed form is kept per list object, so a warm verifier does no certificate work for them.
- */
-const configuredCas = new WeakMap<object, { cas: CaCert[]; problems: string[] }>();
-function configuredCasOf(key: object, blobs: Uint8Array[], origin: string): { cas: CaCert[]; problems: string[] } {
-  let hit = configuredCas.get(key);
-  if (!hit) {
-    hit = { cas: [], problems: [] };
-    caCertsFrom(blobs, hit.cas, hit.problems, origin);
-    configuredCas.set(key, hit);
-  }
-  return hit;
-}
-
-/** Splits a certificate blob holding a VCEK/VLEK (possibly with others) into the VEK and the rest. */
-function bundleParts(blob: Uint8Array): { vek: Uint8Array; rest: Uint8Array[] } | undefined {
-  let ders: Uint8Array[];
-  try {
-    ders = splitCertificates(blob);
-  } catch {
-    return undefined;
-  }
-  if (ders.length === 1 && ders[0] === blob) return undefined; // plain DER: parsed as the VEK later
-  const idx = ders.findIndex((d) => {
-    try {
-      const cn = parseCert(d).subjectCN;
-      return cn === "SEV-VCEK" || cn === "SEV-VLEK";
-    } catch {
-      return false;
-    }
-  });
-  if (idx < 0) return undefined;
-  return { vek: ders[idx], rest: ders.filter((_, i) => i !== idx) };
-}
-
 // ---- the verifier ---------------------------------------------------------------------------------
+
+/** Thrown by a step that cannot go on; verifySnp turns it into "not evaluated" for the checks not reached. */
+class Stopped {
+  constructor(readonly reason: string) {}
+}
 
 class Checks {
   readonly list: Check[] = [];
   add(id: string, ok: boolean, detail: string): boolean {
     this.list.push({ id, ok, detail });
     return ok;
+  }
+  /** Records a failed check and stops the verification (`reason` explains the checks not evaluated). */
+  stop(id: string, detail: string, reason: string): never {
+    this.add(id, false, detail);
+    throw new Stopped(reason);
   }
   /** Marks every not-yet-listed SNP check as failed because an earlier step stopped verification. */
   skipRest(reason: string): void {
@@ -249,115 +161,96 @@ export function reportSignatureValidAsync(report: SnpReport, vek: VekCert): Prom
   });
 }
 
+/**
+ * Verifies an SEV-SNP report in named steps, as go-sev-guest does: parse → look up the certificates (evidence,
+ * configuration, KDS) → product → endorsement key → chain to a pinned ARK → revocation → report signature →
+ * TCB and chip binding. A step that cannot go on stops the run; every check it did not reach is listed as
+ * failed ("not evaluated"), so a verdict always names all SNP_CHECK_IDS.
+ */
 export async function verifySnp(input: SnpVerifyInput, opts: SnpVerifyOptions): Promise<SnpVerification> {
-  const trust = opts.trust;
-  const now = opts.now ?? new Date();
   const c = new Checks();
   const result: SnpVerification = { ok: false, simulated: false, checks: c.list };
-  const finish = (reason?: string): SnpVerification => {
-    if (reason) c.skipRest(reason);
-    result.ok = c.list.length > 0 && c.list.every((x) => x.ok);
-    return result;
-  };
+  try {
+    await runSteps(input, opts, c, result);
+  } catch (e) {
+    if (!(e instanceof Stopped)) throw e;
+    c.skipRest(e.reason);
+  }
+  result.ok = c.list.length > 0 && c.list.every((x) => x.ok);
+  return result;
+}
 
-  // 1. report format
+async function runSteps(input: SnpVerifyInput, opts: SnpVerifyOptions, c: Checks, result: SnpVerification) {
+  const trust = opts.trust;
+  const now = opts.now ?? new Date();
+  const kds = kdsOf(trust);
+
+  const report = (result.report = parseStep(input.report, c));
+  const pool = lookupStep(input, report, trust, c);
+  const supplied = suppliedVek(pool);
+  const product = (result.product = productStep(report, input.product, supplied, c));
+  const reportedTcb = (result.reportedTcb = decodeTcb(report.reportedTcb, product));
+  const vek = (result.vek = vekStep(report, await fetchMissingVek(supplied, report, product, reportedTcb, kds), c));
+
+  if ((!findArk(pool, product, pinnedArks(trust, product)) || !haveIntermediate(pool, vek, product)) && kds)
+    await fetchChain(pool, kds, product, vek.kind);
+  const root = rootStep(pool, product, trust, c);
+  result.ark = root.ark;
+  result.simulated = root.simulated;
+  verifyRootStep(root, product, c);
+  const inter = (result.intermediate = intermediateStep(pool, vek, root.ark, product, c));
+  chainStep(vek, inter, c);
+  validityStep([vek, inter, root.ark], vek, now, c);
+  await crlCheck(c, trust, kds, product, vek.kind, root.ark, inter, now);
+
+  await signatureStep(report, vek, c);
+  tcbStep(report, vek, product, reportedTcb, c);
+  chipStep(report, vek, product, c);
+}
+
+// ---- parse ----------------------------------------------------------------------------------------
+
+function parseStep(bytes: Uint8Array, c: Checks): SnpReport {
   let report: SnpReport;
   try {
-    report = parseReport(input.report);
+    report = parseReport(bytes);
   } catch (e) {
-    c.add(
+    const why = e instanceof EvidenceFormatError ? e.message : `unreadable report: ${(e as Error).message}`;
+    return c.stop("snp.report", why, "the report does not parse");
+  }
+  if (report.signingKey === "none")
+    return c.stop(
       "snp.report",
-      false,
-      e instanceof EvidenceFormatError ? e.message : `unreadable report: ${(e as Error).message}`,
+      `version ${report.version} report is unsigned (SIGNING_KEY=none)`,
+      "the report is unsigned",
     );
-    return finish("the report does not parse");
-  }
-  result.report = report;
-  if (report.signingKey === "none") {
-    c.add("snp.report", false, `version ${report.version} report is unsigned (SIGNING_KEY=none)`);
-    return finish("the report is unsigned");
-  }
+  return report;
+}
 
-  // 2. gather certificates: explicit VEK, certificate table, CA sources
-  const problems: string[] = [];
-  const cas: CaCert[] = [];
-  const evidenceCas: CaCert[] = [];
-  let vekBytes: Uint8Array | undefined = input.vek;
-  let vekOrigin = "supplied VEK";
-  if (input.certTable) {
-    try {
-      const entries = parseCertTable(input.certTable);
-      const wanted = report.signingKey === "vlek" ? CERT_GUID.vlek : CERT_GUID.vcek;
-      const vekEntry = entries.find((e) => e.guid === wanted);
-      if (!vekBytes && vekEntry) {
-        vekBytes = vekEntry.data;
-        vekOrigin = `certificate table (${report.signingKey.toUpperCase()} GUID)`;
-      }
-      caCertsFrom(
-        entries.filter((e) => e.guid === CERT_GUID.ask || e.guid === CERT_GUID.ark).map((e) => e.data),
-        evidenceCas,
-        problems,
-        "certificate table",
-      );
-    } catch (e) {
-      c.add("snp.report", false, `version ${report.version} report; ${(e as Error).message}`);
-      return finish("the certificate table does not parse");
-    }
+// ---- look up certificates, product, endorsement key -----------------------------------------------
+
+function lookupStep(input: SnpVerifyInput, report: SnpReport, trust: SnpTrustConfig, c: Checks): CertificatePool {
+  let pool: CertificatePool;
+  try {
+    pool = gatherCertificates(input, report, trust);
+  } catch (e) {
+    return c.stop(
+      "snp.report",
+      `version ${report.version} report; ${(e as Error).message}`,
+      "the certificate table does not parse",
+    );
   }
-  caCertsFrom(input.caChain ?? [], evidenceCas, problems, "supplied CA certificates");
-  // A VEK file may be a whole chain (e.g. Azure's VCEK+ASK+ARK PEM): its CA certificates join the pool.
-  if (vekBytes) {
-    const bundle = bundleParts(vekBytes);
-    if (bundle) {
-      vekBytes = bundle.vek;
-      caCertsFrom(bundle.rest, evidenceCas, problems, "VEK bundle");
-    }
-  }
-  // No VEK given separately: a VCEK/VLEK may sit among the supplied CA certificates.
-  if (!vekBytes) {
-    for (const blob of input.caChain ?? []) {
-      const bundle = bundleParts(blob);
-      if (bundle) {
-        vekBytes = bundle.vek;
-        vekOrigin = "supplied certificates";
-        break;
-      }
-    }
-  }
-  cas.push(...evidenceCas);
-  const addConfigured = (x: { cas: CaCert[]; problems: string[] }) => {
-    cas.push(...x.cas);
-    problems.push(...x.problems);
-  };
-  if (trust.caCerts) addConfigured(configuredCasOf(trust.caCerts, trust.caCerts, "configured CA certificates"));
-  if (trust.certDir) {
-    try {
-      const contents = readCertDir(trust.certDir);
-      addConfigured(configuredCasOf(contents, contents.certs, `certificate directory ${trust.certDir}`));
-    } catch (e) {
-      problems.push(
-        `certificate directory ${trust.certDir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
-      );
-    }
-  }
-  for (const a of trust.simulated ?? []) addConfigured(configuredCasOf(a, a.caCerts, "simulated anchor"));
   c.add(
     "snp.report",
     true,
     `version ${report.version} report, signed by the ${report.signingKey.toUpperCase()}, strict format checks passed`,
   );
+  return pool;
+}
 
-  let vek: VekCert | undefined;
-  let vekError: string | undefined;
-  if (vekBytes) {
-    try {
-      vek = parseVek(vekBytes);
-    } catch (e) {
-      vekError = `${vekOrigin}: ${(e as Error).message}`;
-    }
-  }
-
-  // 3. product: CPUID (v3+), else the VEK's productName / issuer, else the caller
+/** The product: CPUID (v3+), else the caller, else the VEK's productName; all that name it must agree. */
+function productStep(report: SnpReport, given: SnpProduct | undefined, supplied: VekLookup, c: Checks): SnpProduct {
+  const vek = supplied.vek;
   let product: SnpProduct | undefined;
   let productHow: string;
   // A v3+ report whose CPUID bytes are all zero (firmware that did not fill them) is treated like v2.
@@ -366,133 +259,127 @@ export async function verifySnp(input: SnpVerifyInput, opts: SnpVerifyOptions): 
   if (report.cpuid && cpuidKnown) {
     product = productFromCpuid(report.cpuid.family, report.cpuid.model);
     productHow = `CPUID family 0x${report.cpuid.family.toString(16)} model 0x${report.cpuid.model.toString(16)}`;
-    if (!product) {
-      c.add("snp.product", false, `${productHow} is not a supported SEV-SNP product (Milan, Genoa, Turin)`);
-      return finish("unknown product");
-    }
-  } else if (input.product) {
-    product = input.product;
+    if (!product)
+      return c.stop(
+        "snp.product",
+        `${productHow} is not a supported SEV-SNP product (Milan, Genoa, Turin)`,
+        "unknown product",
+      );
+  } else if (given) {
+    product = given;
     productHow = `given by the caller (v${report.version} report without CPUID fields)`;
   } else if (vek?.product) {
     product = vek.product;
     productHow = `VEK productName '${vek.productName}' (v${report.version} report without CPUID fields)`;
   } else {
-    c.add(
+    return c.stop(
       "snp.product",
-      false,
-      `v${report.version} report without CPUID fields and no VEK names the product: pass the product (milan|genoa|turin)${vekError ? `; ${vekError}` : ""}`,
+      `v${report.version} report without CPUID fields and no VEK names the product: pass the product (milan|genoa|turin)${supplied.error ? `; ${supplied.error}` : ""}`,
+      "unknown product",
     );
-    return finish("unknown product");
   }
-  if (input.product && input.product !== product) {
-    c.add("snp.product", false, `caller says ${input.product} but ${productHow} says ${product}`);
-    return finish("product mismatch");
-  }
-  if (vek?.product && vek.product !== product) {
-    c.add("snp.product", false, `${productHow} says ${product} but the VEK is for '${vek.productName}'`);
-    return finish("product mismatch");
-  }
-  result.product = product;
-  const reportedTcb = decodeTcb(report.reportedTcb, product);
-  result.reportedTcb = reportedTcb;
+  if (given && given !== product)
+    return c.stop("snp.product", `caller says ${given} but ${productHow} says ${product}`, "product mismatch");
+  if (vek?.product && vek.product !== product)
+    return c.stop(
+      "snp.product",
+      `${productHow} says ${product} but the VEK is for '${vek.productName}'`,
+      "product mismatch",
+    );
   c.add("snp.product", true, `${product}, from ${productHow}`);
+  return product;
+}
 
-  // 4. fetch what is missing from KDS (VCEK by chip + REPORTED_TCB; chain; never VLEKs)
-  const kds = kdsOf(trust);
-  if (!vek && !vekError) {
-    if (report.signingKey === "vlek")
-      vekError = "no VLEK supplied (VLEKs travel with the evidence; KDS does not serve them publicly)";
-    else if (!kds) vekError = "no VCEK supplied and no KDS configured";
-    else {
-      try {
-        vek = parseVek(await kds.vcek(product, report.chipId, reportedTcb));
-        vekOrigin = "AMD KDS (by CHIP_ID and REPORTED_TCB)";
-      } catch (e) {
-        vekError = e instanceof KdsUnavailableError ? e.message : `KDS VCEK: ${(e as Error).message}`;
-      }
-    }
-  }
-  if (!vek) {
-    c.add("snp.vek", false, vekError ?? "no endorsement key");
-    return finish("no usable endorsement key");
-  }
-  if (vek.kind !== report.signingKey) {
-    c.add(
+/** The endorsement key must exist and be the kind the report says signed it. */
+function vekStep(report: SnpReport, found: VekLookup, c: Checks): VekCert {
+  const vek = found.vek;
+  if (!vek) return c.stop("snp.vek", found.error ?? "no endorsement key", "no usable endorsement key");
+  if (vek.kind !== report.signingKey)
+    return c.stop(
       "snp.vek",
-      false,
       `the report says it is signed by the ${report.signingKey.toUpperCase()} but the supplied key is a ${vek.kind.toUpperCase()}`,
+      "wrong kind of endorsement key",
     );
-    return finish("wrong kind of endorsement key");
-  }
-  result.vek = vek;
   c.add(
     "snp.vek",
     true,
-    `${vek.kind.toUpperCase()} from ${vekOrigin}: productName '${vek.productName}', ${vek.cspId ? `cspID '${vek.cspId}'` : `hwID ${hex(vek.hwId!).slice(0, 16)}…`}`,
+    `${vek.kind.toUpperCase()} from ${found.origin}: productName '${vek.productName}', ${vek.cspId ? `cspID '${vek.cspId}'` : `hwID ${hex(vek.hwId!).slice(0, 16)}…`}`,
   );
+  return vek;
+}
 
-  // 5. chain to a pinned ARK
-  const role = vek.kind === "vlek" ? "asvk" : "ask";
-  const simAnchors: SimulatedSnpAnchor[] = (trust.simulated ?? []).filter(
+// ---- verify the chain to a pinned ARK -------------------------------------------------------------
+
+/** Pinned ARK fingerprints for a product: AMD's, plus configured simulated roots (true = simulated). */
+function pinnedArks(trust: SnpTrustConfig, product: SnpProduct): Map<string, boolean> {
+  const pinned = new Map<string, boolean>([[PINNED_ARK_SHA256[product], false]]);
+  const sims: SimulatedSnpAnchor[] = (trust.simulated ?? []).filter(
     (a) => a.simulated === true && a.product === product,
   );
-  const pinned = new Map<string, boolean>([[PINNED_ARK_SHA256[product], false]]);
-  for (const a of simAnchors) pinned.set(a.arkSha256.toLowerCase(), true);
-  const findArk = () => cas.find((x) => x.role === "ark" && x.product === product && pinned.has(x.sha256));
-  const haveIntermediate = () => cas.some((x) => x.role === role && x.product === product && issuedBy(vek, x));
-  if ((!findArk() || !haveIntermediate()) && kds) {
-    try {
-      caCertsFrom([await kds.certChain(product, vek.kind)], cas, problems, "AMD KDS cert_chain");
-    } catch (e) {
-      problems.push((e as Error).message);
-    }
-  }
-  const foreignArk = evidenceCas.find((x) => x.role === "ark" && x.product === product && !pinned.has(x.sha256));
-  const ark = findArk();
-  if (foreignArk) {
-    c.add(
+  for (const a of sims) pinned.set(a.arkSha256.toLowerCase(), true);
+  return pinned;
+}
+
+const intermediateRole = (vek: VekCert) => (vek.kind === "vlek" ? "asvk" : "ask");
+
+function findArk(pool: CertificatePool, product: SnpProduct, pinned: Map<string, boolean>): CaCert | undefined {
+  return pool.cas.find((x) => x.role === "ark" && x.product === product && pinned.has(x.sha256));
+}
+
+function haveIntermediate(pool: CertificatePool, vek: VekCert, product: SnpProduct): boolean {
+  const role = intermediateRole(vek);
+  return pool.cas.some((x) => x.role === role && x.product === product && issuedBy(vek, x));
+}
+
+interface Root {
+  ark: CaCert;
+  simulated: boolean;
+}
+
+/** The root: an ARK with a pinned fingerprint; an unpinned ARK carried by the evidence is refused. */
+function rootStep(pool: CertificatePool, product: SnpProduct, trust: SnpTrustConfig, c: Checks): Root {
+  const pinned = pinnedArks(trust, product);
+  const foreignArk = pool.evidenceCas.find((x) => x.role === "ark" && x.product === product && !pinned.has(x.sha256));
+  if (foreignArk)
+    return c.stop(
       "snp.chain.ark",
-      false,
       `the evidence carries an ARK-${product} (SHA-256 ${foreignArk.sha256}) that is not the pinned root`,
+      "untrusted root",
     );
-    return finish("untrusted root");
-  }
+  const ark = findArk(pool, product, pinned);
   if (!ark) {
-    const why = problems.length ? ` (${problems.join("; ")})` : "";
-    c.add(
+    const why = pool.problems.length ? ` (${pool.problems.join("; ")})` : "";
+    return c.stop(
       "snp.chain.ark",
-      false,
       `no ARK-${product} with a pinned fingerprint is available from the evidence, the certificate directory or KDS${why}`,
+      "no trusted root",
     );
-    return finish("no trusted root");
   }
-  result.ark = ark;
-  result.simulated = pinned.get(ark.sha256) === true;
-  if (!issuedBy(ark, ark)) {
-    c.add("snp.chain.ark", false, `ARK ${ark.subjectCN} is pinned but its self-signature does not verify`);
-    return finish("broken root");
-  }
+  return { ark, simulated: pinned.get(ark.sha256) === true };
+}
+
+function verifyRootStep({ ark, simulated }: Root, product: SnpProduct, c: Checks): void {
+  if (!issuedBy(ark, ark))
+    c.stop("snp.chain.ark", `ARK ${ark.subjectCN} is pinned but its self-signature does not verify`, "broken root");
   c.add(
     "snp.chain.ark",
     true,
-    `${ark.subjectCN} matches the pinned ${result.simulated ? "SIMULATED " : ""}fingerprint ${ark.sha256}`,
+    `${ark.subjectCN} matches the pinned ${simulated ? "SIMULATED " : ""}fingerprint ${ark.sha256}`,
   );
+}
 
+/** The ASK (VCEK) or ASVK (VLEK): the one that signed the VEK, else one the ARK signed, else any. */
+function intermediateStep(pool: CertificatePool, vek: VekCert, ark: CaCert, product: SnpProduct, c: Checks): CaCert {
+  const role = intermediateRole(vek);
   const interName = role === "asvk" ? `SEV-VLEK-${product} (ASVK)` : `SEV-${product} (ASK)`;
-  const interCandidates = cas.filter((x) => x.role === role && x.product === product);
-  const inter =
-    interCandidates.find((x) => issuedBy(vek, x)) ??
-    interCandidates.find((x) => issuedBy(x, ark)) ??
-    interCandidates[0];
-  if (!inter) {
-    c.add(
+  const candidates = pool.cas.filter((x) => x.role === role && x.product === product);
+  const inter = candidates.find((x) => issuedBy(vek, x)) ?? candidates.find((x) => issuedBy(x, ark)) ?? candidates[0];
+  if (!inter)
+    return c.stop(
       "snp.chain.intermediate",
-      false,
-      `no ${interName} is available${problems.length ? ` (${problems.join("; ")})` : ""}`,
+      `no ${interName} is available${pool.problems.length ? ` (${pool.problems.join("; ")})` : ""}`,
+      "incomplete chain",
     );
-    return finish("incomplete chain");
-  }
-  result.intermediate = inter;
   const interOk = issuedBy(inter, ark);
   c.add(
     "snp.chain.intermediate",
@@ -501,6 +388,10 @@ export async function verifySnp(input: SnpVerifyInput, opts: SnpVerifyOptions): 
       ? `${inter.subjectCN} (serial ${inter.serial}) is signed by ${ark.subjectCN}`
       : `${inter.subjectCN} is not signed by the pinned ${ark.subjectCN}`,
   );
+  return inter;
+}
+
+function chainStep(vek: VekCert, inter: CaCert, c: Checks): void {
   const vekOk = issuedBy(vek, inter);
   c.add(
     "snp.chain.vek",
@@ -509,8 +400,10 @@ export async function verifySnp(input: SnpVerifyInput, opts: SnpVerifyOptions): 
       ? `${vek.kind.toUpperCase()} is signed by ${inter.subjectCN}`
       : `${vek.kind.toUpperCase()} (issuer '${vek.issuerCN}') is not signed by ${inter.subjectCN}: forged or altered certificate, or wrong chain`,
   );
+}
 
-  const expired = [vek, inter, ark].filter((x) => !validAt(x, now));
+function validityStep(chain: ParsedCert[], vek: VekCert, now: Date, c: Checks): void {
+  const expired = chain.filter((x) => !validAt(x, now));
   c.add(
     "snp.chain.validity",
     expired.length === 0,
@@ -523,11 +416,11 @@ export async function verifySnp(input: SnpVerifyInput, opts: SnpVerifyOptions): 
           )
           .join("; "),
   );
+}
 
-  // 6. CRL: ARK-signed, lists revoked ASK/ASVK serials
-  await crlCheck(c, trust, kds, product, vek.kind, ark, inter, now);
+// ---- verify the report signature, then TCB and chip binding ---------------------------------------
 
-  // 7. the report signature and the key ↔ report binding
+async function signatureStep(report: SnpReport, vek: VekCert, c: Checks): Promise<void> {
   const sigOk = await reportSignatureValidAsync(report, vek);
   c.add(
     "snp.signature",
@@ -536,7 +429,10 @@ export async function verifySnp(input: SnpVerifyInput, opts: SnpVerifyOptions): 
       ? `ECDSA P-384/SHA-384 signature over bytes 0x000..0x29F verifies with the ${vek.kind.toUpperCase()}`
       : `report signature does not verify with the ${vek.kind.toUpperCase()} (wrong key or altered report)`,
   );
+}
 
+/** REPORTED_TCB must be the TCB the VEK was issued for (otherwise the key vouches for another firmware). */
+function tcbStep(report: SnpReport, vek: VekCert, product: SnpProduct, reportedTcb: TcbVersion, c: Checks): void {
   const certTcb = vekTcb(vek);
   const diffs = tcbComponents(product).filter((k) => (certTcb[k] ?? 0) !== (reportedTcb[k] ?? 0));
   c.add(
@@ -546,21 +442,23 @@ export async function verifySnp(input: SnpVerifyInput, opts: SnpVerifyOptions): 
       ? `REPORTED_TCB (${formatTcb(reportedTcb)}) equals the ${vek.kind.toUpperCase()}'s TCB`
       : `REPORTED_TCB differs from the ${vek.kind.toUpperCase()}'s TCB in ${diffs.map((k) => `${k} (report ${reportedTcb[k]}, cert ${certTcb[k]})`).join(", ")}`,
   );
+}
 
+/** A VCEK belongs to one chip: its hwID must be the report's CHIP_ID. A VLEK belongs to the cloud provider. */
+function chipStep(report: SnpReport, vek: VekCert, product: SnpProduct, c: Checks): void {
   if (vek.kind === "vlek") {
     c.add("snp.chip-id", true, `VLEK is bound to the cloud provider (${vek.cspId}), not to a chip`);
-  } else {
-    const want = hwIdOf(report.chipId, product);
-    const ok = eqBytes(vek.hwId!, want);
-    c.add(
-      "snp.chip-id",
-      ok,
-      ok
-        ? `VCEK hwID equals CHIP_ID${product === "Turin" ? "[0:8]" : ""}`
-        : `VCEK hwID ${hex(vek.hwId!).slice(0, 16)}… belongs to another chip than CHIP_ID ${hex(want).slice(0, 16)}…`,
-    );
+    return;
   }
-  return finish();
+  const want = hwIdOf(report.chipId, product);
+  const ok = eqBytes(vek.hwId!, want);
+  c.add(
+    "snp.chip-id",
+    ok,
+    ok
+      ? `VCEK hwID equals CHIP_ID${product === "Turin" ? "[0:8]" : ""}`
+      : `VCEK hwID ${hex(vek.hwId!).slice(0, 16)}… belongs to another chip than CHIP_ID ${hex(want).slice(0, 16)}…`,
+  );
 }
 
 async function crlCheck(
