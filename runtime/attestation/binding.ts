@@ -2,7 +2,11 @@
 //   REPORT_DATA = SHA-512( "buckypaper-v1" ‖ nonce ‖ SPKI-DER(ephemeral public key) )
 // A domain-separation prefix keeps these bytes from meaning anything in another protocol; SHA-512
 // fills the 64 bytes exactly, so no padding convention is needed.
+// reportDataCheck compares the evidence's REPORT_DATA with what the caller expects (this binding, or a value).
 import { createHash, timingSafeEqual } from "node:crypto";
+import type { Check } from "./types.js";
+import type { Policy } from "./policy.js";
+import type { AppraiseOptions } from "./options.js";
 
 const DOMAIN = Buffer.from("buckypaper-v1", "utf8");
 
@@ -13,4 +17,43 @@ export function reportDataFor(nonce: Uint8Array, ephemeralSpkiDer: Uint8Array): 
 export function reportDataMatches(reportData: Uint8Array, nonce: Uint8Array, ephemeralSpkiDer: Uint8Array): boolean {
   const want = reportDataFor(nonce, ephemeralSpkiDer);
   return reportData.length === 64 && timingSafeEqual(Buffer.from(reportData), want);
+}
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+
+/** The expected 64-byte REPORT_DATA of an appraisal (zero-padded on the right); a string explains a bad value. */
+function expectedData(opts: AppraiseOptions): Uint8Array | undefined | string {
+  if (opts.binding) return reportDataFor(opts.binding.nonce, opts.binding.publicKeySpki);
+  const e = opts.expectedReportData;
+  if (!e) return undefined;
+  if (e.length > 64) return `expected REPORT_DATA is ${e.length} bytes; at most 64`;
+  const out = new Uint8Array(64);
+  out.set(e);
+  return out;
+}
+
+/** policy.report-data: exact comparison of REPORT_DATA with the caller's expected value. */
+export function reportDataCheck(actualHex: string | undefined, policy: Policy, opts: AppraiseOptions): Check {
+  const id = "policy.report-data";
+  const want = expectedData(opts);
+  if (typeof want === "string") return { id, ok: false, detail: want };
+  if (!want) {
+    return policy.requireReportDataBinding
+      ? {
+          id,
+          ok: false,
+          detail: "the policy requires REPORT_DATA to be bound to a fresh nonce, but no expected value was given",
+        }
+      : { id, ok: true, detail: "REPORT_DATA not checked: no expected value given" };
+  }
+  if (actualHex === undefined) return { id, ok: false, detail: "REPORT_DATA unavailable (evidence did not parse)" };
+  const actual = Buffer.from(actualHex, "hex");
+  const ok = actual.length === 64 && timingSafeEqual(actual, Buffer.from(want));
+  return {
+    id,
+    ok,
+    detail: ok
+      ? "REPORT_DATA equals the expected binding (nonce + key)"
+      : `REPORT_DATA ${actualHex.slice(0, 16)}… does not match the expected ${hex(want).slice(0, 16)}…`,
+  };
 }

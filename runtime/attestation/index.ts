@@ -1,9 +1,11 @@
-// Public surface of evidence verification: the shared vocabulary, the appraise() entry point, policy and
-// trust configuration, and the SEV-SNP library (abi → verify → validate, KDS); simulators live in runtime/sim.
-// TDX and Azure modules are reached through appraise() or imported from ./tdx/index.js, ./azure/index.js.
+// Public surface of evidence verification (the package's `buckypaper/runtime/attestation`): the shared
+// vocabulary, the appraise() entry point, policy and trust configuration, and the three TEE folders, each
+// shaped abi → verify → validate → appraise: SEV-SNP flat here (plus KDS), TDX and Azure as the `tdx` and
+// `azure` namespaces. Simulators live in runtime/sim.
 export * from "./types.js";
 export { reportDataFor, reportDataMatches } from "./binding.js";
-export { appraise, reportDataCheck, type AppraiseOptions } from "./appraise.js";
+export { appraise, reportDataCheck, type AppraiseOptions, type Appraiser, type EvidenceOf } from "./appraise.js";
+export { appraiseSnp, snpClaims } from "./snp/appraise.js";
 export {
   DEFAULT_POLICY,
   PolicyError,

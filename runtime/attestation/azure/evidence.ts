@@ -2,7 +2,7 @@
 // az-tdx-vtpm attesters (v0 byte arrays; v1/v2 hex + base64url), and the bincode {sig,msg,pcrs} TPM quote.
 // Everything is normalised to the shared Evidence union; the kind comes from the HCL report itself.
 import { EvidenceFormatError, type Evidence, type TpmQuote } from "../types.js";
-import { parseHclReport } from "./hcl.js";
+import { parseHclReport } from "./abi.js";
 
 export type AzureEvidence = Extract<Evidence, { kind: "azure-snp" | "azure-tdx" }>;
 

@@ -8,7 +8,7 @@ import "reflect-metadata"; // @peculiar/x509 needs it loaded first
 import * as px509 from "@peculiar/x509";
 import type { Check } from "../types.js";
 import type { TdxQuote } from "./abi.js";
-import { commonName, pemCertificates } from "./pck.js";
+import { commonName, pemCertificates, type PckExtension } from "./pck.js";
 import { verifyP256, type PckChain } from "./verify.js";
 import { hex } from "./validate.js";
 
@@ -211,19 +211,32 @@ export function matchPlatformLevel(
   });
 }
 
-/** Verifies the collateral and derives the TCB statuses of a quote whose PCK chain already verified. */
+/**
+ * Verifies the collateral and derives the TCB statuses of a quote whose PCK chain already verified, in named
+ * steps: TCB Signing certificate → TCB info (platform and TDX module levels) → QE identity → CRLs.
+ */
 export async function evaluateCollateral(
   quote: TdxQuote,
   chain: PckChain,
   col: TdxCollateral,
   now: Date,
 ): Promise<CollateralResult> {
-  const checks: Check[] = [];
-  const info: Record<string, unknown> = {};
-  const ext = chain.extension;
-  const rootFp = createHash("sha256").update(chain.root.raw).digest("hex");
+  const r: CollateralResult = { checks: [], info: {} };
+  const signer = tcbSignerStep(chain, col, now, r);
+  if (col.tcbInfos.length && chain.extension) tcbInfoStep(quote, chain.extension, col.tcbInfos, signer, now, r);
+  if (col.qeIdentities.length) qeIdentityStep(quote, col.qeIdentities, signer, now, r);
+  for (const der of col.crls) await crlStep(der, chain, now, r);
+  return r;
+}
 
-  // The TCB signing certificate: supplied with the collateral, signed by the same root as the PCK chain.
+/** The TCB signing certificate: supplied with the collateral, signed by the same root as the PCK chain. */
+function tcbSignerStep(
+  chain: PckChain,
+  col: TdxCollateral,
+  now: Date,
+  r: CollateralResult,
+): X509Certificate | undefined {
+  const rootFp = createHash("sha256").update(chain.root.raw).digest("hex");
   let signer: X509Certificate | undefined;
   const signerFaults: string[] = [];
   for (const der of col.certificates) {
@@ -254,7 +267,7 @@ export async function evaluateCollateral(
     break;
   }
   if (col.tcbInfos.length || col.qeIdentities.length) {
-    checks.push({
+    r.checks.push({
       id: "tdx.collateral.signer",
       ok: signer !== undefined,
       detail: signer
@@ -262,144 +275,159 @@ export async function evaluateCollateral(
         : signerFaults.join("; ") || "no Intel SGX TCB Signing certificate supplied",
     });
   }
+  return signer;
+}
 
-  let statuses: string[] | undefined;
-  // TCB info for this platform's FMSPC.
-  if (col.tcbInfos.length && ext) {
-    const text = col.tcbInfos.find((t) => String(member(t, "tcbInfo")?.fmspc).toLowerCase() === ext.fmspc);
-    if (!text) {
-      checks.push({
-        id: "tdx.collateral.tcb-info",
-        ok: false,
-        detail: `no TCB info for FMSPC ${ext.fmspc} among ${col.tcbInfos.length} supplied`,
-      });
-    } else {
-      const s = verifySignedJson(text, "tcbInfo", signer);
-      const t = s.body;
-      const faults: string[] = s.ok ? [] : [s.detail];
-      if (t.id !== "TDX") faults.push(`tcbInfo.id '${String(t.id)}' is not TDX`);
-      if (String(t.pceId).toLowerCase() !== ext.pceId)
-        faults.push(`tcbInfo.pceId ${String(t.pceId)} ≠ PCK PCEID ${ext.pceId}`);
-      const stale = freshness(t, now);
-      if (stale) faults.push(`tcbInfo ${stale}`);
-      const mod = (t.tdxModule ?? {}) as Record<string, unknown>;
-      if (String(mod.mrsigner ?? "").toLowerCase() !== hex(quote.body.mrSignerSeam))
-        faults.push("tdxModule.mrsigner ≠ MRSIGNERSEAM");
-      if (!maskEq(quote.body.seamAttributes, mod.attributesMask, mod.attributes))
-        faults.push("SEAMATTRIBUTES do not match tdxModule.attributes under its mask");
-      checks.push({
-        id: "tdx.collateral.tcb-info",
-        ok: faults.length === 0,
-        detail: faults.length ? faults.join("; ") : `TCB info for FMSPC ${ext.fmspc} verifies and is fresh`,
-      });
-
-      const levels = arr<TcbLevel>(t.tcbLevels);
-      const level = matchPlatformLevel(levels, ext.sgxTcbComponents, ext.pceSvn, quote.body.teeTcbSvn);
-      statuses = [level ? String(level.tcbStatus) : "Unsupported"];
-      info.platformTcbStatus = level ? level.tcbStatus : "Unsupported (no TCB level matched)";
-      if (level?.advisoryIDs) info.advisoryIDs = level.advisoryIDs;
-      // TDX 1.5 modules have their own identity and TCB levels, keyed by the module's major version.
-      const major = quote.body.teeTcbSvn[1];
-      if (major > 0) {
-        const id = `TDX_${major.toString(16).toUpperCase().padStart(2, "0")}`;
-        const ident = arr<Record<string, unknown> | null>(t.tdxModuleIdentities).find((m) => m?.id === id);
-        let moduleStatus = "Unsupported";
-        if (!ident) {
-          checks.push({
-            id: "tdx.collateral.module-identity",
-            ok: false,
-            detail: `TCB info has no identity ${id} for this TDX module`,
-          });
-        } else {
-          const okSigner = String(ident.mrsigner ?? "").toLowerCase() === hex(quote.body.mrSignerSeam);
-          const okAttr = maskEq(quote.body.seamAttributes, ident.attributesMask, ident.attributes);
-          checks.push({
-            id: "tdx.collateral.module-identity",
-            ok: okSigner && okAttr,
-            detail:
-              okSigner && okAttr
-                ? `TDX module identity ${id} matches`
-                : `TDX module identity ${id}: mrsigner or attributes differ`,
-          });
-          const ml = arr<TcbLevel>(ident.tcbLevels).find((l) => isvOf(l) <= quote.body.teeTcbSvn[0]);
-          moduleStatus = ml ? String(ml.tcbStatus) : "Unsupported";
-        }
-        statuses.push(moduleStatus);
-        info.moduleTcbStatus = moduleStatus;
-      }
-    }
-  }
-
-  // QE identity.
-  if (col.qeIdentities.length) {
-    const text = col.qeIdentities.find((q) => member(q, "enclaveIdentity")?.id === "TD_QE") ?? col.qeIdentities[0];
-    const s = verifySignedJson(text, "enclaveIdentity", signer);
-    const e = s.body;
-    const qe = quote.qeReport;
-    const faults: string[] = s.ok ? [] : [s.detail];
-    if (e.id !== "TD_QE") faults.push(`enclaveIdentity.id '${String(e.id)}' is not TD_QE`);
-    const stale = freshness(e, now);
-    if (stale) faults.push(`QE identity ${stale}`);
-    if (String(e.mrsigner ?? "").toLowerCase() !== hex(qe.mrSigner))
-      faults.push(`QE MRSIGNER ${hex(qe.mrSigner)} ≠ identity ${String(e.mrsigner)}`);
-    if (e.isvprodid !== qe.isvProdId) faults.push(`QE ISVPRODID ${qe.isvProdId} ≠ identity ${String(e.isvprodid)}`);
-    const misc = Buffer.alloc(4);
-    misc.writeUInt32BE(qe.miscSelect >>> 0);
-    // MISCSELECT is little-endian in the report; the identity writes it as a big-endian hex number.
-    if (!maskEq(misc, e.miscselectMask, e.miscselect)) faults.push("QE MISCSELECT does not match under the mask");
-    if (!maskEq(qe.attributes, e.attributesMask, e.attributes))
-      faults.push("QE ATTRIBUTES do not match under the mask");
-    checks.push({
-      id: "tdx.collateral.qe-identity",
-      ok: faults.length === 0,
-      detail: faults.length ? faults.join("; ") : `QE identity verifies and matches (ISVSVN ${qe.isvSvn})`,
+/** TCB info for this platform's FMSPC: signature, freshness, TDX module match, then the platform's TCB level. */
+function tcbInfoStep(
+  quote: TdxQuote,
+  ext: PckExtension,
+  tcbInfos: string[],
+  signer: X509Certificate | undefined,
+  now: Date,
+  r: CollateralResult,
+): void {
+  const text = tcbInfos.find((t) => String(member(t, "tcbInfo")?.fmspc).toLowerCase() === ext.fmspc);
+  if (!text) {
+    r.checks.push({
+      id: "tdx.collateral.tcb-info",
+      ok: false,
+      detail: `no TCB info for FMSPC ${ext.fmspc} among ${tcbInfos.length} supplied`,
     });
-    const level = arr<TcbLevel>(e.tcbLevels).find((l) => isvOf(l) <= qe.isvSvn);
-    const qeStatus = level ? String(level.tcbStatus) : "Unsupported";
-    info.qeTcbStatus = qeStatus;
-    (statuses ??= []).push(qeStatus);
+    return;
   }
+  const s = verifySignedJson(text, "tcbInfo", signer);
+  const t = s.body;
+  const faults: string[] = s.ok ? [] : [s.detail];
+  if (t.id !== "TDX") faults.push(`tcbInfo.id '${String(t.id)}' is not TDX`);
+  if (String(t.pceId).toLowerCase() !== ext.pceId)
+    faults.push(`tcbInfo.pceId ${String(t.pceId)} ≠ PCK PCEID ${ext.pceId}`);
+  const stale = freshness(t, now);
+  if (stale) faults.push(`tcbInfo ${stale}`);
+  const mod = (t.tdxModule ?? {}) as Record<string, unknown>;
+  if (String(mod.mrsigner ?? "").toLowerCase() !== hex(quote.body.mrSignerSeam))
+    faults.push("tdxModule.mrsigner ≠ MRSIGNERSEAM");
+  if (!maskEq(quote.body.seamAttributes, mod.attributesMask, mod.attributes))
+    faults.push("SEAMATTRIBUTES do not match tdxModule.attributes under its mask");
+  r.checks.push({
+    id: "tdx.collateral.tcb-info",
+    ok: faults.length === 0,
+    detail: faults.length ? faults.join("; ") : `TCB info for FMSPC ${ext.fmspc} verifies and is fresh`,
+  });
 
-  // CRLs: the PCK CRL (issuer = PCK CA) and the root CRL.
-  for (const der of col.crls) {
-    let crl: px509.X509Crl;
-    try {
-      crl = new px509.X509Crl(der);
-    } catch {
-      checks.push({ id: "tdx.collateral.crl", ok: false, detail: "a supplied CRL does not parse" });
-      continue;
-    }
-    const cn = commonName(crl.issuer.replace(/, /g, "\n"));
-    const isRoot = cn === commonName(chain.root.subject);
-    const isPckCa = cn === commonName(chain.intermediate.subject);
-    if (!isRoot && !isPckCa) continue; // e.g. the other CA's CRL
-    const issuer = isRoot ? chain.root : chain.intermediate;
-    const subject = isRoot ? chain.intermediate : chain.leaf;
-    const id = isRoot ? "tdx.collateral.root-crl" : "tdx.collateral.pck-crl";
-    const faults: string[] = [];
-    let signed: boolean;
-    try {
-      signed = await crl.verify({ publicKey: new px509.X509Certificate(issuer.raw) });
-    } catch {
-      signed = false;
-    }
-    if (!signed) faults.push(`CRL is not signed by ${cn}`);
-    if (crl.thisUpdate.getTime() > now.getTime()) faults.push("CRL thisUpdate is in the future");
-    if (!crl.nextUpdate || crl.nextUpdate.getTime() < now.getTime())
-      faults.push(`CRL stale (nextUpdate ${crl.nextUpdate?.toISOString() ?? "absent"})`);
-    const serial = normSerial(subject.serialNumber);
-    const revoked = crl.entries.some((e) => normSerial(e.serialNumber) === serial);
-    if (revoked) faults.push(`certificate '${commonName(subject.subject)}' serial ${serial} is REVOKED`);
-    checks.push({
-      id,
-      ok: faults.length === 0,
-      detail: faults.length
-        ? faults.join("; ")
-        : `${cn} CRL verifies, is fresh and does not list '${commonName(subject.subject)}'`,
-    });
-    if (revoked) (statuses ??= []).push("Revoked");
+  const levels = arr<TcbLevel>(t.tcbLevels);
+  const level = matchPlatformLevel(levels, ext.sgxTcbComponents, ext.pceSvn, quote.body.teeTcbSvn);
+  r.statuses = [level ? String(level.tcbStatus) : "Unsupported"];
+  r.info.platformTcbStatus = level ? level.tcbStatus : "Unsupported (no TCB level matched)";
+  if (level?.advisoryIDs) r.info.advisoryIDs = level.advisoryIDs;
+  // TDX 1.5 modules have their own identity and TCB levels, keyed by the module's major version.
+  const major = quote.body.teeTcbSvn[1];
+  if (major > 0) {
+    const moduleStatus = moduleIdentityStep(quote, t, major, r);
+    r.statuses.push(moduleStatus);
+    r.info.moduleTcbStatus = moduleStatus;
   }
-  return { checks, statuses, info };
+}
+
+/** A TDX 1.5 module's identity (TDX_<major>) in the TCB info and its TCB status. */
+function moduleIdentityStep(quote: TdxQuote, t: Record<string, unknown>, major: number, r: CollateralResult): string {
+  const id = `TDX_${major.toString(16).toUpperCase().padStart(2, "0")}`;
+  const ident = arr<Record<string, unknown> | null>(t.tdxModuleIdentities).find((m) => m?.id === id);
+  if (!ident) {
+    r.checks.push({
+      id: "tdx.collateral.module-identity",
+      ok: false,
+      detail: `TCB info has no identity ${id} for this TDX module`,
+    });
+    return "Unsupported";
+  }
+  const okSigner = String(ident.mrsigner ?? "").toLowerCase() === hex(quote.body.mrSignerSeam);
+  const okAttr = maskEq(quote.body.seamAttributes, ident.attributesMask, ident.attributes);
+  r.checks.push({
+    id: "tdx.collateral.module-identity",
+    ok: okSigner && okAttr,
+    detail:
+      okSigner && okAttr
+        ? `TDX module identity ${id} matches`
+        : `TDX module identity ${id}: mrsigner or attributes differ`,
+  });
+  const ml = arr<TcbLevel>(ident.tcbLevels).find((l) => isvOf(l) <= quote.body.teeTcbSvn[0]);
+  return ml ? String(ml.tcbStatus) : "Unsupported";
+}
+
+/** The TD Quoting Enclave's identity: signature, freshness, the QE report's fields, then its TCB status. */
+function qeIdentityStep(
+  quote: TdxQuote,
+  qeIdentities: string[],
+  signer: X509Certificate | undefined,
+  now: Date,
+  r: CollateralResult,
+): void {
+  const text = qeIdentities.find((q) => member(q, "enclaveIdentity")?.id === "TD_QE") ?? qeIdentities[0];
+  const s = verifySignedJson(text, "enclaveIdentity", signer);
+  const e = s.body;
+  const qe = quote.qeReport;
+  const faults: string[] = s.ok ? [] : [s.detail];
+  if (e.id !== "TD_QE") faults.push(`enclaveIdentity.id '${String(e.id)}' is not TD_QE`);
+  const stale = freshness(e, now);
+  if (stale) faults.push(`QE identity ${stale}`);
+  if (String(e.mrsigner ?? "").toLowerCase() !== hex(qe.mrSigner))
+    faults.push(`QE MRSIGNER ${hex(qe.mrSigner)} ≠ identity ${String(e.mrsigner)}`);
+  if (e.isvprodid !== qe.isvProdId) faults.push(`QE ISVPRODID ${qe.isvProdId} ≠ identity ${String(e.isvprodid)}`);
+  const misc = Buffer.alloc(4);
+  misc.writeUInt32BE(qe.miscSelect >>> 0);
+  // MISCSELECT is little-endian in the report; the identity writes it as a big-endian hex number.
+  if (!maskEq(misc, e.miscselectMask, e.miscselect)) faults.push("QE MISCSELECT does not match under the mask");
+  if (!maskEq(qe.attributes, e.attributesMask, e.attributes)) faults.push("QE ATTRIBUTES do not match under the mask");
+  r.checks.push({
+    id: "tdx.collateral.qe-identity",
+    ok: faults.length === 0,
+    detail: faults.length ? faults.join("; ") : `QE identity verifies and matches (ISVSVN ${qe.isvSvn})`,
+  });
+  const level = arr<TcbLevel>(e.tcbLevels).find((l) => isvOf(l) <= qe.isvSvn);
+  const qeStatus = level ? String(level.tcbStatus) : "Unsupported";
+  r.info.qeTcbStatus = qeStatus;
+  (r.statuses ??= []).push(qeStatus);
+}
+
+/** One CRL: the PCK CRL (issuer = PCK CA) or the root CRL; any other CA's CRL is not applicable. */
+async function crlStep(der: Uint8Array, chain: PckChain, now: Date, r: CollateralResult): Promise<void> {
+  let crl: px509.X509Crl;
+  try {
+    crl = new px509.X509Crl(der);
+  } catch {
+    r.checks.push({ id: "tdx.collateral.crl", ok: false, detail: "a supplied CRL does not parse" });
+    return;
+  }
+  const cn = commonName(crl.issuer.replace(/, /g, "\n"));
+  const isRoot = cn === commonName(chain.root.subject);
+  const isPckCa = cn === commonName(chain.intermediate.subject);
+  if (!isRoot && !isPckCa) return; // e.g. the other CA's CRL
+  const issuer = isRoot ? chain.root : chain.intermediate;
+  const subject = isRoot ? chain.intermediate : chain.leaf;
+  const id = isRoot ? "tdx.collateral.root-crl" : "tdx.collateral.pck-crl";
+  const faults: string[] = [];
+  let signed: boolean;
+  try {
+    signed = await crl.verify({ publicKey: new px509.X509Certificate(issuer.raw) });
+  } catch {
+    signed = false;
+  }
+  if (!signed) faults.push(`CRL is not signed by ${cn}`);
+  if (crl.thisUpdate.getTime() > now.getTime()) faults.push("CRL thisUpdate is in the future");
+  if (!crl.nextUpdate || crl.nextUpdate.getTime() < now.getTime())
+    faults.push(`CRL stale (nextUpdate ${crl.nextUpdate?.toISOString() ?? "absent"})`);
+  const serial = normSerial(subject.serialNumber);
+  const revoked = crl.entries.some((e) => normSerial(e.serialNumber) === serial);
+  if (revoked) faults.push(`certificate '${commonName(subject.subject)}' serial ${serial} is REVOKED`);
+  r.checks.push({
+    id,
+    ok: faults.length === 0,
+    detail: faults.length
+      ? faults.join("; ")
+      : `${cn} CRL verifies, is fresh and does not list '${commonName(subject.subject)}'`,
+  });
+  if (revoked) (r.statuses ??= []).push("Revoked");
 }
 
 const normSerial = (s: string): string => s.toLowerCase().replace(/^0+/, "");

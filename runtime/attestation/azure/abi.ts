@@ -1,3 +1,4 @@
+// The Azure CVM formats: the HCL report and its runtime-claims JSON (here); TPMS_ATTEST is in tpm.ts.
 // Azure confidential VM "HCL report" (vTPM NV index 0x01400001), as produced by the paravisor (HCL):
 // header, the hardware report (SEV-SNP ATTESTATION_REPORT or TDX TDREPORT), then the IGVM request data
 // whose variable part is the runtime-claims JSON. The hardware REPORT_DATA = hash(runtime JSON) ‖ 0…,
