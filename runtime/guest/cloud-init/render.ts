@@ -4,7 +4,7 @@
 import { createHash } from "node:crypto";
 import { Document } from "yaml";
 import { parseConfig, ConfigError, type EnclaiveletConfig, type ProviderName } from "../config.js";
-import { assertNoSecrets, assertNoSecretShapes, type NoSecrets } from "./secret.js";
+import { assertNoSecrets, assertNoSecretShapes, assertPublicUrl, type NoSecrets } from "./secret.js";
 
 export type CloudPlatform = "aws" | "azure" | "gcp" | "proxmox" | "qemu";
 export const CLOUD_PLATFORMS: readonly CloudPlatform[] = ["aws", "azure", "gcp", "proxmox", "qemu"];
@@ -75,6 +75,8 @@ export function defaultProvider(platform: CloudPlatform, tee: Tee | undefined): 
   return "auto";
 }
 
+const HOSTNAME_RE =
+  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 const UNIT_RE = /^[A-Za-z0-9@._:-]+\.(service|target|mount|socket)$/;
 
 export function renderUserData(input: NoSecrets<UserDataInput>): RenderedUserData {
@@ -88,6 +90,13 @@ export function renderUserData(input: NoSecrets<UserDataInput>): RenderedUserDat
     if (!/^[0-9a-fA-F]{64}$/.test(agent.sha256)) throw new UserDataError("agent.sha256", "must be 64 hex digits");
     if (!/^https?:\/\/[^\s'"\\]+$/.test(agent.url))
       throw new UserDataError("agent.url", "must be an http(s) URL without quotes or spaces");
+  }
+  if (agent.kind === "download") assertPublicUrl(agent.url, "agent.url");
+  assertPublicUrl(i.runtimeUrl, "runtimeUrl");
+  if (i.hostname !== undefined) {
+    assertNoSecretShapes(i.hostname, "hostname");
+    if (!HOSTNAME_RE.test(i.hostname))
+      throw new UserDataError("hostname", "must be a host name (letters, digits, '-' and '.', at most 253 characters)");
   }
   const units = i.servicesNeedingSecrets ?? [];
   for (const [n, u] of units.entries())
@@ -178,6 +187,8 @@ export function renderUserData(input: NoSecrets<UserDataInput>): RenderedUserDat
 
   const body = new Document(doc, { version: "1.1" }).toString({ lineWidth: 0 });
   const text = `#cloud-config\n# Buckypaper enclaivelet for workload ${i.workloadId} (${i.platform}${i.tee ? `, ${i.tee}` : ""}). No secrets here.\n${body}`;
+  // The final text, whatever field it came from.
+  assertNoSecretShapes(text, "user-data");
   const bytes = Buffer.byteLength(text, "utf8");
   if (bytes > USER_DATA_LIMIT_BYTES)
     throw new UserDataError(

@@ -6,6 +6,8 @@ import type tls from "node:tls";
 import { listAwareClientErrorHandler } from "./list-verb.js";
 import type { Core } from "../vault/core.js";
 import { RateLimiter, DEFAULT_RATE_LIMITS, type RateLimitRule } from "./rate-limit.js";
+import { canonicalPath } from "../vault/request.js";
+import { jsonDepthExceeds, MAX_JSON_DEPTH } from "./json-depth.js";
 
 export interface AppOptions {
   core: Core;
@@ -59,6 +61,13 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   app.addContentTypeParser("*", { parseAs: "string" }, (_req, body, done) => {
     const text = (body as string).trim();
     if (text === "") return done(null, undefined);
+    if (jsonDepthExceeds(text, MAX_JSON_DEPTH))
+      return done(
+        Object.assign(new Error("failed to parse JSON input: JSON input exceeds allowed nesting depth"), {
+          statusCode: 400,
+        }),
+        undefined,
+      );
     try {
       done(null, JSON.parse(text));
     } catch {
@@ -89,7 +98,7 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     const q = url.indexOf("?");
     let rawPath: string;
     try {
-      rawPath = decodeURIComponent((q === -1 ? url : url.slice(0, q)).slice("/v1/".length));
+      rawPath = canonicalPath(decodeURIComponent((q === -1 ? url : url.slice(0, q)).slice("/v1/".length)));
     } catch {
       return reply
         .code(400)

@@ -14,7 +14,7 @@
 // about a third of a `PRAGMA data_version` query, which is the fallback when that header is not
 // the documented version 3007000).
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { closeSync, mkdirSync, openSync, readSync } from "node:fs";
+import { chmodSync, closeSync, mkdirSync, openSync, readSync } from "node:fs";
 import path from "node:path";
 import { childrenOf, StorageCorruptionError, type Storage, type StorageWriter } from "./types.js";
 import { prefixUpperBound } from "./prefix-range.js";
@@ -45,6 +45,24 @@ function wrapSqliteError(e: unknown, key?: string): never {
   throw e;
 }
 
+/**
+ * The database and its -wal/-shm files are owner-only (0600): their storage keys reveal KV paths and
+ * token accessors even though the values are ciphertext. The file is created 0600 before SQLite
+ * opens it (SQLite gives -wal and -shm the database file's mode); files of an older runtime that
+ * were created 0644 are tightened.
+ */
+function restrictFileModes(file: string): void {
+  if (file === ":memory:" || file === "") return;
+  closeSync(openSync(file, "a", 0o600));
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) {
+    try {
+      chmodSync(f, 0o600);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+    }
+  }
+}
+
 export class SqliteStorage implements Storage {
   private readonly w: DatabaseSync;
   private readonly r: DatabaseSync;
@@ -70,7 +88,8 @@ export class SqliteStorage implements Storage {
     readonly file: string,
     opts: { changeMarker?: "wal-index" | "data_version" } = {},
   ) {
-    mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    mkdirSync(path.dirname(path.resolve(file)), { recursive: true, mode: 0o700 });
+    restrictFileModes(file);
     try {
       this.w = new DatabaseSync(file);
       // busy_timeout first: another process may be creating the file or switching it to WAL right now.

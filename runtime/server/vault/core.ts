@@ -109,6 +109,13 @@ const SEAL_CONFIG_KEY = "core/seal-config";
 const POLICY_TTL_MS = 1000;
 /** Request header asking for response sealing (Nitride); see responseSealer. */
 const SEAL_HEADER = "x-buckypaper-seal";
+/** Error texts the audit log keeps in clear: fixed refusals that carry nothing from the request. */
+const AUDIT_CLEAR_ERRORS = new Set([
+  "permission denied",
+  "permission denied (missing client token)",
+  "Vault is sealed",
+  "",
+]);
 const silent: CoreLogger = { info() {}, warn() {}, error() {} };
 /** sys paths served without a token and while sealed. Their bodies are not wrapped in the envelope. */
 const RAW_SYS = new Set(["sys/health", "sys/seal-status", "sys/init", "sys/unseal", "sys/leader"]);
@@ -720,10 +727,7 @@ export class Core implements CoreView {
     const r = this.errorFrom(e);
     if (this.audit.enabled && !this.sealed) {
       try {
-        this.audit.logResponse(audit, {
-          status: r.status,
-          error: ((r.body as { errors: string[] }).errors ?? []).join("; "),
-        });
+        this.audit.logResponse(audit, { status: r.status, error: this.auditError(r) });
       } catch {
         /* the request already failed */
       }
@@ -785,11 +789,23 @@ export class Core implements CoreView {
     return { status, body };
   }
 
+  /**
+   * The audit record's `error`: error text can echo what the client sent (a policy-parse error
+   * quotes the submitted policy), so it is HMAC'd like request data; only the runtime's fixed
+   * refusals, which carry nothing from the request, stay readable.
+   */
+  private auditError(r: RawResponse): string {
+    const text = ((r.body as { errors?: string[] }).errors ?? []).join("; ");
+    return AUDIT_CLEAR_ERRORS.has(text) ? text : this.audit.hash(text);
+  }
+
   private errorFrom(e: unknown): RawResponse {
     if (e instanceof LogicalError) return errorResponse(e.status, e.message);
     if (e instanceof StorageCorruptionError) {
+      // The message names the internal storage key (it reveals KV paths and token accessors): the
+      // operator's log gets it, the client does not.
       this.logger.error(`storage corruption: ${e.message}`);
-      return errorResponse(500, `storage corruption: ${e.message}`);
+      return errorResponse(500, "storage corruption: a stored value failed its integrity check (see the server log)");
     }
     this.logger.error(`internal error: ${describeForLog(e)}`);
     return errorResponse(500, "internal error");

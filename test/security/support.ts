@@ -1,0 +1,70 @@
+// Hostile-client harness: real runtimes over real HTTP. `runtime server` runs as a process tree
+// (SQLite, `workers = 2` where the attack depends on it); `runtime dev` runs in this process (the
+// Nitride stack with the SNP simulator, see test/runtime/server/nitride/nitride-support.ts).
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { startServerProc, type ServerProc } from "../runtime/server/core-procs.js";
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped JSON from the API
+export type Json = any;
+
+export interface ServerUnderAttack {
+  url: string;
+  root: string;
+  dir: string;
+  proc: ServerProc;
+  /** One request on a fresh connection (so the cluster spreads requests over the workers). */
+  call(method: string, p: string, body?: unknown, token?: string): Promise<{ status: number; body: Json }>;
+  close(): Promise<void>;
+}
+
+/** `runtime server` on SQLite with `workers` processes, initialized (one key share) and unsealed. */
+export async function startRuntimeServer(o: { workers?: number; hcl?: string } = {}): Promise<ServerUnderAttack> {
+  const dir = mkdtempSync(path.join(tmpdir(), "bk-sec-"));
+  writeFileSync(
+    path.join(dir, "runtime.hcl"),
+    `storage "sqlite" { path = "${dir}/data/runtime.db" }\nworkers = ${o.workers ?? 2}\n` +
+      `listener "tcp" {\n address = "127.0.0.1:0"\n tls_disable = true\n}\n${o.hcl ?? ""}\n`,
+  );
+  const proc = await startServerProc(path.join(dir, "runtime.hcl"));
+  const call: ServerUnderAttack["call"] = async (method, p, body, token) => {
+    const res = await fetch(`${proc.url}/v1/${p}`, {
+      method,
+      headers: {
+        connection: "close",
+        ...(token ? { "x-vault-token": token } : {}),
+        ...(body !== undefined ? { "content-type": "application/json" } : {}),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    let parsed: Json = text;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      /* raw body */
+    }
+    return { status: res.status, body: parsed };
+  };
+  const init = await call("PUT", "sys/init", { secret_shares: 1, secret_threshold: 1 });
+  if (init.status !== 200) throw new Error(`init: ${init.status} ${JSON.stringify(init.body)}`);
+  const unseal = await call("PUT", "sys/unseal", { key: init.body.keys_base64[0] });
+  if (unseal.body?.sealed !== false) throw new Error(`unseal: ${JSON.stringify(unseal.body)}`);
+  return {
+    url: proc.url,
+    root: init.body.root_token as string,
+    dir,
+    proc,
+    call,
+    close: async () => {
+      await proc.kill();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A JSON text nested `depth` levels deep ({"a":{"a":…}}). */
+export function nestedJson(depth: number, leaf = '"x"'): string {
+  return '{"a":'.repeat(depth) + leaf + "}".repeat(depth);
+}
