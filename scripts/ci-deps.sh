@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
+# swtpm + tpm2-tools: a real software TPM 2.0 for the vTPM quote / event-log tests (test/support/swtpm.ts).
 # wrk: the second load generator of `npm run bench` (runtime-kv); the tests do not need it.
-APT_PACKAGES=(cloud-init postgresql cryptsetup-bin qemu-system-x86 qemu-utils ovmf genisoimage openssh-client openssh-server openssl curl wrk)
+APT_PACKAGES=(cloud-init postgresql cryptsetup-bin qemu-system-x86 qemu-utils ovmf genisoimage openssh-client openssh-server openssl curl wrk swtpm swtpm-tools tpm2-tools)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -39,3 +39,4 @@ export { verifySnp, readCertDir, SNP_CHECK_IDS, type SnpVerifyInput, type SnpVer
 export { validateSnpPolicy } from "./snp/validate.js";
 export * as tdx from "./tdx/index.js";
 export * as azure from "./azure/index.js";
+export * as tpm from "./tpm/index.js";

@@ -51,6 +51,9 @@ export const TPMA_OBJECT = {
   sign: 1 << 18,
 } as const;
 
+/** Reserved TPMA_OBJECT bits (0, 3, 8, 9, 12-15, 20-31): a TPM never sets them. */
+const TPMA_OBJECT_RESERVED = 0xfff0f309;
+
 /** Big-endian cursor that names the field and offset of any truncation. */
 export class TpmReader {
   p = 0;
@@ -252,6 +255,8 @@ export function parseTpmPublic(b: Uint8Array, opts: { sized?: boolean; where?: s
   const nameAlg = HASH_ALGS[nameAlgId]?.name;
   if (!nameAlg) r.fail("nameAlg", `unsupported name algorithm 0x${nameAlgId.toString(16)}`);
   const objectAttributes = r.u32("objectAttributes");
+  if (objectAttributes & TPMA_OBJECT_RESERVED)
+    r.fail("objectAttributes", `reserved bits set (0x${(objectAttributes & TPMA_OBJECT_RESERVED).toString(16)})`);
   r.tpm2b("authPolicy", 64);
   let key: KeyObject;
   let scheme: TpmPublic["scheme"];

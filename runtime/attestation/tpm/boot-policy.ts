@@ -181,8 +181,9 @@ function checkCmdline(ctx: Ctx, p: NonNullable<MeasuredBootPolicy["kernelCmdline
       if (!f.text.includes(want)) problems.push(`command line of event ${f.event} lacks '${want}'`);
   }
   if (!p.boundByUki && found.length === 0) problems.push("no kernel command line was measured in PCR 8, 9 or 12");
-  if (p.boundByUki) for (const want of p.mustContain ?? []) if (!p.allowed.every((a) => a.includes(want)))
-      problems.push(`an allowed command line lacks '${want}'`);
+  if (p.boundByUki)
+    for (const want of p.mustContain ?? [])
+      if (!p.allowed.every((a) => a.includes(want))) problems.push(`an allowed command line lacks '${want}'`);
   return {
     id,
     ok: problems.length === 0,
@@ -244,7 +245,9 @@ function checkSecureBoot(ctx: Ctx, p: NonNullable<MeasuredBootPolicy["secureBoot
   const sb = vars.get("SecureBoot");
   const enabled = !!sb && sb.length === 1 && sb[0] === 1;
   if (p.enabled !== undefined && enabled !== p.enabled)
-    bad.push(`Secure Boot is ${enabled ? "enabled" : sb ? "disabled" : "not measured"}, policy wants it ${p.enabled ? "enabled" : "disabled"}`);
+    bad.push(
+      `Secure Boot is ${enabled ? "enabled" : sb ? "disabled" : "not measured"}, policy wants it ${p.enabled ? "enabled" : "disabled"}`,
+    );
   for (const name of ["PK", "KEK", "db", "dbx"] as const) {
     const want = p[name];
     if (!want) continue;

@@ -182,7 +182,12 @@ export function parseEventLog(log: Uint8Array): EventLog {
     const size = r.u32(`event[${i}].eventSize`);
     if (size > MAX_EVENT_DATA) r.fail(`event[${i}].eventSize`, `${size} bytes`);
     const data = r.bytes(size, `event[${i}].event`);
-    if (type === EV.NO_ACTION && pcr === 0 && data.length === 17 && data.toString("latin1", 0, 16) === "StartupLocality\0") {
+    if (
+      type === EV.NO_ACTION &&
+      pcr === 0 &&
+      data.length === 17 &&
+      data.toString("latin1", 0, 16) === "StartupLocality\0"
+    ) {
       if (startupLocality !== undefined) r.fail(`event[${i}]`, "a second StartupLocality event");
       startupLocality = data[16];
     }
@@ -199,7 +204,7 @@ export type PcrBank = Record<number, Buffer>;
  */
 export function replayEventLog(log: EventLog, hash: HashName): PcrBank {
   const alg = HASH_ALGS[hashAlgId(hash)];
-  if ( !log.specId.algorithms.some((a) => a.hash === hash))
+  if (!log.specId.algorithms.some((a) => a.hash === hash))
     throw new EvidenceFormatError(`event_log: the log has no ${hash} digests`, "event_log.spec_id");
   const pcrs: PcrBank = {};
   const init = (i: number) => {

@@ -1,0 +1,162 @@
+// vTPM evidence on AWS (NitroTPM) and Google Cloud (Shielded VM vTPM): an attestation key in the vTPM, a
+// TPM2_Quote over the measured-boot PCRs with the verifier's nonce as qualifying data, the PCR values and
+// the firmware's TCG event log. Everything goes through tpm2-tools (TCTI "device:/dev/tpmrm0" in a VM,
+// "swtpm:…" in tests), so no TPM command encoding lives here.
+//
+// The AK is a restricted ECC P-256 signing key under the endorsement hierarchy, persisted at AK_HANDLE so
+// every attestation of a boot uses the same key (the one bound into REPORT_DATA and, on GCE/AWS,
+// authenticated by the cloud's AK certificate / NitroTPM document).
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { CommandError, spawnRunner, type CommandRunner } from "../exec.js";
+import { EvidenceError } from "./types.js";
+
+export const EK_HANDLE = "0x81010001";
+export const AK_HANDLE = "0x81010002";
+/** Measured-boot PCRs a quote covers: firmware (0-7), grub/Linux stub (8, 9), systemd-stub (11, 12), shim MOK (14). */
+export const BOOT_PCRS = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 14];
+export const EVENT_LOG_PATH = "/sys/kernel/security/tpm0/binary_bios_measurements";
+
+export interface VtpmOptions {
+  /** tpm2-tools TCTI, e.g. "device:/dev/tpmrm0" or "swtpm:host=127.0.0.1,port=2321". */
+  tcti: string;
+  runner?: CommandRunner;
+  pcrs?: number[];
+  eventLogPath?: string;
+}
+
+export interface VtpmEvidence {
+  /** TPM2B_PUBLIC of the AK. */
+  akPublic: Buffer;
+  /** TPMS_ATTEST and TPMT_SIGNATURE of the quote. */
+  quote: Buffer;
+  signature: Buffer;
+  /** SHA-256 PCR values in selection order, index → value. */
+  pcrs: Record<number, Buffer>;
+  eventLog: Buffer;
+}
+
+const NAME = "vtpm";
+
+export class Vtpm {
+  private readonly runner: CommandRunner;
+  constructor(private readonly opts: VtpmOptions) {
+    this.runner = opts.runner ?? spawnRunner;
+  }
+
+  private async tpm(step: string, argv: string[]): Promise<Buffer> {
+    const r = await this.runner.run(argv, { env: { ...process.env, TPM2TOOLS_TCTI: this.opts.tcti } });
+    if (r.code !== 0)
+      throw new EvidenceError(NAME, step, new CommandError(argv[0], r.code, r.stderr.toString()).message);
+    return r.stdout;
+  }
+
+  /** Flushes transient objects and sessions: without a resource manager (swtpm, /dev/tpm0) they pile up. */
+  private async flush(): Promise<void> {
+    await this.runner.run(["tpm2_flushcontext", "-t"], { env: { ...process.env, TPM2TOOLS_TCTI: this.opts.tcti } });
+    await this.runner.run(["tpm2_flushcontext", "-s"], { env: { ...process.env, TPM2TOOLS_TCTI: this.opts.tcti } });
+  }
+
+  private async withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+    const dir = await mkdtemp(path.join(tmpdir(), "bp-vtpm-"));
+    try {
+      return await fn(dir);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  /** The AK's TPM2B_PUBLIC; creates EK and AK (persistent) on first use. */
+  async attestationKey(): Promise<Buffer> {
+    return this.withDir(async (dir) => {
+      const pub = path.join(dir, "ak.pub");
+      const existing = await this.runner.run(["tpm2_readpublic", "-c", AK_HANDLE, "-o", pub], {
+        env: { ...process.env, TPM2TOOLS_TCTI: this.opts.tcti },
+      });
+      if (existing.code === 0) return readFile(pub);
+      const ek = await this.runner.run(["tpm2_readpublic", "-c", EK_HANDLE], {
+        env: { ...process.env, TPM2TOOLS_TCTI: this.opts.tcti },
+      });
+      await this.flush();
+      if (ek.code !== 0) {
+        await this.tpm("create-ek", ["tpm2_createek", "-c", EK_HANDLE, "-G", "rsa", "-u", path.join(dir, "ek.pub")]);
+        await this.flush();
+      }
+      const ctx = path.join(dir, "ak.ctx");
+      await this.tpm("create-ak", [
+        "tpm2_createak",
+        "-C",
+        EK_HANDLE,
+        "-c",
+        ctx,
+        "-G",
+        "ecc",
+        "-g",
+        "sha256",
+        "-s",
+        "ecdsa",
+        "-u",
+        pub,
+      ]);
+      await this.flush();
+      await this.tpm("persist-ak", ["tpm2_evictcontrol", "-c", ctx, AK_HANDLE]);
+      await this.flush();
+      return readFile(pub);
+    });
+  }
+
+  /** The EK's public key (the instance identity AWS's GetInstanceTpmEkPub returns), PEM. */
+  async endorsementKeyPem(): Promise<string> {
+    await this.attestationKey();
+    return this.withDir(async (dir) => {
+      const out = path.join(dir, "ek.pem");
+      await this.tpm("read-ek", ["tpm2_readpublic", "-c", EK_HANDLE, "-f", "pem", "-o", out]);
+      return (await readFile(out)).toString("utf8");
+    });
+  }
+
+  /** A quote over the boot PCRs with `nonce` (≤ 64 bytes) as qualifying data, plus the event log. */
+  async collect(nonce: Uint8Array): Promise<VtpmEvidence> {
+    if (nonce.length === 0 || nonce.length > 64)
+      throw new EvidenceError(NAME, "nonce", `qualifying data of ${nonce.length} bytes (1..64)`);
+    const akPublic = await this.attestationKey();
+    const pcrs = this.opts.pcrs ?? BOOT_PCRS;
+    const sel = `sha256:${pcrs.join(",")}`;
+    return this.withDir(async (dir) => {
+      const [msg, sig, values] = ["quote.msg", "quote.sig", "pcrs.bin"].map((f) => path.join(dir, f));
+      await this.tpm("quote", [
+        "tpm2_quote",
+        "-c",
+        AK_HANDLE,
+        "-l",
+        sel,
+        "-q",
+        Buffer.from(nonce).toString("hex"),
+        "-m",
+        msg,
+        "-s",
+        sig,
+        "-o",
+        values,
+        "-F",
+        "values",
+        "-g",
+        "sha256",
+      ]);
+      await this.flush();
+      const raw = await readFile(values);
+      if (raw.length !== pcrs.length * 32)
+        throw new EvidenceError(NAME, "pcr-read", `${raw.length} bytes of PCR values for ${pcrs.length} PCRs`);
+      const out: Record<number, Buffer> = {};
+      pcrs.forEach((p, i) => (out[p] = raw.subarray(i * 32, i * 32 + 32)));
+      let eventLog: Buffer;
+      try {
+        eventLog = await readFile(this.opts.eventLogPath ?? EVENT_LOG_PATH);
+      } catch (e) {
+        throw new EvidenceError(NAME, "event-log", `cannot read the TCG event log: ${(e as Error).message}`);
+      }
+      return { akPublic, quote: await readFile(msg), signature: await readFile(sig), pcrs: out, eventLog };
+    });
+  }
+}

@@ -1,0 +1,121 @@
+// A measured boot as OVMF + shim + grub + the Linux EFI stub log it (TCG PC Client PFP event types and data
+// layouts), built event by event: the log bytes and the (PCR, SHA-256 digest) extends a TPM must see.
+// Cloud firmware events (PCR 0-3, 5, 6) carry arbitrary digests, as a verifier that does not predict them sees.
+import { createHash } from "node:crypto";
+import {
+  EFI_GLOBAL_VARIABLE,
+  EFI_IMAGE_SECURITY_DATABASE,
+  EV,
+  LINUX_EVENT_TAG,
+  encodeEvent2,
+  encodeSpecIdHeader,
+  encodeTaggedEvent,
+  encodeUefiVariableData,
+  type MeasuredBootPolicy,
+} from "../../../runtime/attestation/tpm/index.js";
+
+export interface BootSpec {
+  cmdline?: string;
+  initrd?: Buffer;
+  /** Authenticode digests (SHA-256) of shim, grub, kernel. */
+  apps?: string[];
+  secureBoot?: boolean;
+  db?: Buffer;
+  /** Extra PCR 8 event data/digest pairs (tampering tests). */
+  extraPcr8?: { data: Buffer; digest: Buffer }[];
+  /** A systemd-stub-style PCR 12 command-line override (UTF-16). */
+  pcr12Cmdline?: string;
+}
+
+export interface BootLog {
+  log: Buffer;
+  extends: [number, Buffer][];
+  policy: MeasuredBootPolicy;
+  /** Byte offsets of each event (index 1..n) in `log`. */
+  offsets: number[];
+}
+
+const sha = (h: "sha1" | "sha256", ...parts: (Buffer | string)[]) => {
+  const x = createHash(h);
+  for (const p of parts) x.update(p);
+  return x.digest();
+};
+
+export const DEFAULT_CMDLINE =
+  "BOOT_IMAGE=/vmlinuz root=/dev/mapper/root ro roothash=4f1e0c6b2a9d8e7f60514233241506f7e8d9cab0b1c2d3e4f5061728394a5b6c console=ttyS0";
+export const DEFAULT_APPS = ["shim", "grub", "kernel"].map((n) => sha("sha256", `authenticode:${n}`).toString("hex"));
+export const DEFAULT_INITRD = Buffer.from("initrd image bytes");
+
+export function buildBootLog(spec: BootSpec = {}): BootLog {
+  const cmdline = spec.cmdline ?? DEFAULT_CMDLINE;
+  const initrd = spec.initrd ?? DEFAULT_INITRD;
+  const apps = spec.apps ?? DEFAULT_APPS;
+  const parts: Buffer[] = [encodeSpecIdHeader(["sha1", "sha256"])];
+  const extendsOut: [number, Buffer][] = [];
+  const offsets: number[] = [];
+  let offset = parts[0].length;
+  /** Event whose digest is H(content) (content defaults to the event data). */
+  const add = (pcr: number, type: number, data: Buffer, content: Buffer | { sha256: Buffer; sha1: Buffer } = data) => {
+    const d = Buffer.isBuffer(content) ? { sha1: sha("sha1", content), sha256: sha("sha256", content) } : content;
+    const ev = encodeEvent2(
+      pcr,
+      type,
+      [
+        ["sha1", d.sha1],
+        ["sha256", d.sha256],
+      ],
+      data,
+    );
+    offsets.push(offset);
+    offset += ev.length;
+    parts.push(ev);
+    if (type !== EV.NO_ACTION) extendsOut.push([pcr, d.sha256]);
+  };
+  const opaque = (label: string) => ({ sha1: sha("sha1", label), sha256: sha("sha256", label) });
+  // Firmware (unpredicted on a cloud).
+  add(0, EV.S_CRTM_VERSION, Buffer.from("C\0l\0o\0u\0d\0\0\0", "latin1"));
+  add(0, EV.EFI_PLATFORM_FIRMWARE_BLOB, Buffer.alloc(16), opaque("firmware volume"));
+  add(1, EV.EFI_VARIABLE_BOOT, Buffer.from("BootOrder"), opaque("boot order"));
+  // Secure Boot state and key databases.
+  const sbVar = (guid: string, name: string, value: Buffer) => {
+    const data = encodeUefiVariableData(guid, name, value);
+    add(7, EV.EFI_VARIABLE_DRIVER_CONFIG, data);
+  };
+  sbVar(EFI_GLOBAL_VARIABLE, "SecureBoot", Buffer.from([spec.secureBoot === false ? 0 : 1]));
+  sbVar(EFI_GLOBAL_VARIABLE, "PK", Buffer.from("PK signature list"));
+  sbVar(EFI_GLOBAL_VARIABLE, "KEK", Buffer.from("KEK signature list"));
+  sbVar(EFI_IMAGE_SECURITY_DATABASE, "db", spec.db ?? Buffer.from("db signature list"));
+  sbVar(EFI_IMAGE_SECURITY_DATABASE, "dbx", Buffer.from("dbx signature list"));
+  add(4, EV.EFI_ACTION, Buffer.from("Calling EFI Application from Boot Option"));
+  for (let pcr = 0; pcr <= 7; pcr++) add(pcr, EV.SEPARATOR, Buffer.alloc(4));
+  // Boot applications: shim, grub, kernel (Authenticode digests; the data is an EFI_IMAGE_LOAD_EVENT).
+  for (const a of apps)
+    add(4, EV.EFI_BOOT_SERVICES_APPLICATION, Buffer.alloc(32, 0xaa), {
+      sha256: Buffer.from(a, "hex"),
+      sha1: sha("sha1", a),
+    });
+  // grub: commands and the kernel command line in PCR 8, files in PCR 9.
+  const grub = (kind: string, s: string) => add(8, EV.IPL, Buffer.from(`${kind}: ${s}\0`), Buffer.from(s));
+  grub("grub_cmd", "set root=hd0,gpt1");
+  grub("grub_cmd", `linux /vmlinuz ${cmdline}`);
+  grub("kernel_cmdline", cmdline);
+  for (const x of spec.extraPcr8 ?? []) add(8, EV.IPL, x.data, { sha256: x.digest, sha1: sha("sha1", x.digest) });
+  add(9, EV.IPL, Buffer.from("/boot/grub/grub.cfg\0"), opaque("grub.cfg"));
+  // Linux EFI stub: initrd and load options as tagged events in PCR 9.
+  add(9, EV.EVENT_TAG, encodeTaggedEvent(LINUX_EVENT_TAG.initrd, Buffer.from("Linux initrd\0")), initrd);
+  add(
+    9,
+    EV.EVENT_TAG,
+    encodeTaggedEvent(LINUX_EVENT_TAG.loadOptions, Buffer.from("LOADED_IMAGE::LoadOptions\0")),
+    Buffer.from(cmdline, "utf16le"),
+  );
+  if (spec.pcr12Cmdline)
+    add(12, EV.IPL, Buffer.from("kernel command line\0"), Buffer.from(spec.pcr12Cmdline + "\0", "utf16le"));
+  const policy: MeasuredBootPolicy = {
+    bootApplications: { allowed: DEFAULT_APPS, required: [DEFAULT_APPS[2]] },
+    kernelCmdline: { allowed: [DEFAULT_CMDLINE], mustContain: ["roothash=4f1e0c6b"] },
+    initrd: [sha("sha256", DEFAULT_INITRD).toString("hex")],
+    secureBoot: { enabled: true, db: sha("sha256", "db signature list").toString("hex") },
+  };
+  return { log: Buffer.concat(parts), extends: extendsOut, policy, offsets };
+}
