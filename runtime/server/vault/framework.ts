@@ -277,3 +277,12 @@ function captureNames(pattern: string): Record<string, true> {
 export const segment = (name: string) => `(?<${name}>[^/]+)`;
 /** Named capture matching the rest of the path (one or more segments). */
 export const rest = (name: string) => `(?<${name}>.+)`;
+
+/**
+ * The request as a handler written against `req.data` sees it after routing: `data` holds only the
+ * schema's fields, validated and coerced (URL captures included). Lets a handler keep its readers
+ * while the table, not the handler, decides which fields exist and what type they have.
+ */
+export function withFields(req: LogicalRequest, fields: FieldData): LogicalRequest {
+  return { ...req, data: fields.values };
+}

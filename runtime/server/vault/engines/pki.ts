@@ -10,6 +10,16 @@ import { LogicalError, type LogicalBackend, type LogicalRequest, type LogicalRes
 import { jsonBytes, optBool, optInt, optList, optString, readJson, reqString } from "../fields.js";
 import { parseOptionalDuration as parseDuration } from "../duration.js";
 import {
+  FieldData,
+  PathRouter,
+  segment,
+  withFields,
+  type FieldSchemas,
+  type PathHandler,
+  type PathSpec,
+  type TableBackend,
+} from "../framework.js";
+import {
   exportPkcs8,
   generateKeyPair,
   importSigningKey,
@@ -156,71 +166,190 @@ async function caExtensions(
   ];
 }
 
-export class PkiBackend implements LogicalBackend {
+/** A read-only, unauthenticated path answering with raw bytes. */
+function rawRead(pattern: string, description: string, read: PathHandler): PathSpec {
+  return { pattern, description, operations: { read } };
+}
+
+async function listRoles(req: LogicalRequest): Promise<LogicalResponse> {
+  const keys = await req.storage.list("roles/");
+  if (!keys.length) throw new LogicalError(404, "no roles");
+  return { data: { keys } };
+}
+
+async function listCerts(req: LogicalRequest): Promise<LogicalResponse> {
+  const keys = (await req.storage.list("certs/")).map(colonSerial);
+  if (!keys.length) throw new LogicalError(404, "no certificates");
+  return { data: { keys } };
+}
+
+const SUBJECT_FIELDS: FieldSchemas = {
+  common_name: { type: "string", description: "subject CN" },
+  organization: { type: "comma-string-slice", description: "subject O" },
+  ou: { type: "comma-string-slice", description: "subject OU" },
+};
+
+const CA_FIELDS: FieldSchemas = {
+  ...SUBJECT_FIELDS,
+  key_type: { type: "string", default: "ec", description: "ec, rsa or ed25519" },
+  key_bits: { type: "int", description: "ec: 256/384, rsa: 2048/3072/4096" },
+  max_path_length: { type: "int", default: -1, description: "path length constraint (-1: none)" },
+  ttl: { type: "duration", description: "certificate lifetime (default 10 years)" },
+  issuer_name: { type: "string", default: "default", description: "issuer name" },
+};
+
+const ISSUE_FIELDS: FieldSchemas = {
+  ...SUBJECT_FIELDS,
+  role: { type: "string", description: "role name" },
+  alt_names: { type: "comma-string-slice", description: "DNS subject alternative names" },
+  ip_sans: { type: "comma-string-slice", description: "IP subject alternative names" },
+  uri_sans: { type: "comma-string-slice", description: "URI subject alternative names" },
+  use_csr_sans: { type: "bool", default: true, description: "sign: keep the CSR's SANs" },
+  exclude_cn_from_sans: { type: "bool", default: false, description: "do not add the CN as a DNS SAN" },
+  ttl: { type: "duration", description: "certificate lifetime" },
+  private_key_format: { type: "string", description: '"pkcs8" or default (PKCS#1/SEC1)' },
+};
+
+const ROLE_FIELDS: FieldSchemas = {
+  name: { type: "string", description: "role name" },
+  allowed_domains: { type: "comma-string-slice", description: "domains names may be in" },
+  allow_subdomains: { type: "bool", default: false, description: "subdomains of allowed_domains" },
+  allow_bare_domains: { type: "bool", default: false, description: "allowed_domains themselves" },
+  allow_any_name: { type: "bool", default: false, description: "any name" },
+  allow_localhost: { type: "bool", default: true, description: "localhost" },
+  allow_ip_sans: { type: "bool", default: true, description: "IP SANs" },
+  allowed_uri_sans: { type: "comma-string-slice", description: 'URI SANs allowed ("…*" prefix)' },
+  server_flag: { type: "bool", default: true, description: "serverAuth EKU" },
+  client_flag: { type: "bool", default: true, description: "clientAuth EKU" },
+  key_type: { type: "string", default: "ec", description: "ec, rsa, ed25519 or any" },
+  key_bits: { type: "int", description: "key size" },
+  ttl: { type: "duration", description: "default lifetime" },
+  max_ttl: { type: "duration", description: "longest lifetime" },
+  no_store: { type: "bool", default: false, description: "do not store issued certificates" },
+  require_cn: { type: "bool", default: true, description: "a CN is required" },
+  organization: { type: "comma-string-slice", description: "subject O" },
+  ou: { type: "comma-string-slice", description: "subject OU" },
+};
+
+export class PkiBackend implements LogicalBackend, TableBackend {
   readonly type = "pki";
   readonly unauthenticatedPaths = ["ca", "ca/pem", "ca_chain", "cert/*", "crl", "crl/pem"];
 
-  /** Vault's existence check: writing a new role needs `create`, changing one `update`. */
-  async existenceCheck(req: LogicalRequest): Promise<boolean> {
-    const m = /^roles\/([^/]+)$/.exec(req.path);
-    return m ? (await req.storage.get(`roles/${m[1]}`)) !== undefined : true;
+  readonly router = new PathRouter([
+    rawRead("ca/pem", "the CA certificate, PEM", async (req) =>
+      raw("application/pem-certificate-chain", (await this.issuer(req)).certificate),
+    ),
+    rawRead("ca", "the CA certificate, DER", async (req) =>
+      raw("application/pkix-cert", Buffer.from(new x509.X509Certificate((await this.issuer(req)).certificate).rawData)),
+    ),
+    rawRead("ca_chain", "the CA chain, PEM", async (req) => {
+      const i = await this.issuer(req);
+      return raw("application/pem-certificate-chain", [i.certificate, ...i.chain].join("\n") + "\n");
+    }),
+    rawRead("crl", "the CRL, DER", async (req) =>
+      raw("application/pkix-crl", Buffer.from((await this.crl(req)).rawData)),
+    ),
+    rawRead("crl/pem", "the CRL, PEM", async (req) => raw("application/x-pem-file", crlPem(await this.crl(req)))),
+    {
+      pattern: "config/urls",
+      description: "AIA issuing-certificate and CRL distribution URLs put into certificates",
+      fields: {
+        issuing_certificates: { type: "comma-string-slice", description: "AIA caIssuers URLs" },
+        crl_distribution_points: { type: "comma-string-slice", description: "CRL distribution point URLs" },
+      },
+      operations: {
+        read: async (req) => ({ data: { ...(await this.urls(req)) } }),
+        update: (req, f) => this.setUrls(withFields(req, f)),
+      },
+    },
+    { pattern: "roles", description: "role names", operations: { list: listRoles, read: listRoles } },
+    { pattern: "certs", description: "serial numbers issued", operations: { list: listCerts, read: listCerts } },
+    {
+      pattern: `cert/${segment("serial")}`,
+      description: 'a certificate by serial (or "ca", "ca_chain", "crl")',
+      fields: { serial: { type: "string", description: "serial number, hex with optional colons" } },
+      operations: { read: (req, f) => this.readCert(req, f.string("serial")!) },
+    },
+    {
+      pattern: `roles/${segment("name")}`,
+      description: "a role: which names, key types and TTLs certificates may have",
+      fields: ROLE_FIELDS,
+      // Vault's existence check: writing a new role needs `create`, changing one `update`.
+      existenceCheck: async (req, f) => (await req.storage.get(`roles/${f.string("name")}`)) !== undefined,
+      operations: {
+        read: (req, f) => this.roleCrud(req, f),
+        update: (req, f) => this.roleCrud(withFields(req, f), f),
+        delete: (req, f) => this.roleCrud(req, f),
+        list: (req, f) => this.roleCrud(req, f),
+        patch: (req, f) => this.roleCrud(req, f),
+      },
+    },
+    {
+      pattern: "root/generate/(?<exported>internal|exported)",
+      description: "generate a self-signed root (exported: the private key is returned once)",
+      fields: { exported: { type: "string", description: "internal or exported" }, ...CA_FIELDS },
+      operations: {
+        update: (req, f) => this.generateRoot(withFields(req, f), f.string("exported") === "exported"),
+      },
+    },
+    {
+      pattern: "intermediate/generate/(?<exported>internal|exported)",
+      description: "generate an intermediate key and CSR",
+      fields: { exported: { type: "string", description: "internal or exported" }, ...CA_FIELDS },
+      operations: {
+        update: (req, f) => this.generateIntermediate(withFields(req, f), f.string("exported") === "exported"),
+      },
+    },
+    {
+      pattern: "intermediate/set-signed",
+      description: "install the signed intermediate certificate (and its chain)",
+      fields: { certificate: { type: "string", description: "PEM certificate(s), the intermediate first" } },
+      operations: { update: (req, f) => this.setSigned(withFields(req, f)) },
+    },
+    {
+      pattern: "root/sign-intermediate",
+      description: "sign an intermediate CA's CSR with this mount's CA",
+      fields: { csr: { type: "string", description: "PEM CSR" }, ...CA_FIELDS },
+      operations: { update: (req, f) => this.signIntermediate(withFields(req, f)) },
+    },
+    {
+      pattern: "revoke",
+      description: "revoke a certificate by serial number",
+      fields: { serial_number: { type: "string", description: "serial number" } },
+      operations: { update: (req, f) => this.revoke(withFields(req, f)) },
+    },
+    {
+      pattern: `issue/${segment("role")}`,
+      description: "generate a key and certificate under a role (the private key is returned once)",
+      fields: ISSUE_FIELDS,
+      operations: { update: (req, f) => this.issue(withFields(req, f), f.string("role")!, undefined) },
+    },
+    {
+      pattern: `sign/${segment("role")}`,
+      description: "certify the key of a CSR under a role",
+      fields: { ...ISSUE_FIELDS, csr: { type: "string", description: "PEM CSR" } },
+      operations: {
+        update: (req, f) => this.issue(withFields(req, f), f.string("role")!, reqString(f.values, "csr")),
+      },
+    },
+    {
+      pattern: "root",
+      description: "delete the CA (issuer and pending key)",
+      operations: {
+        delete: async (req) => {
+          for (const k of ["issuer", "pending"]) await req.storage.delete(k);
+          return {};
+        },
+      },
+    },
+  ]);
+
+  existenceCheck(req: LogicalRequest): Promise<boolean> {
+    return this.router.existenceCheck(req);
   }
 
-  async handle(req: LogicalRequest): Promise<LogicalResponse | undefined> {
-    const op = req.operation;
-    const p = req.path;
-    const write = op === "update" || op === "create";
-    const m = /^(roles|issue|sign|cert|revoke)\/([^/]+)$/.exec(p);
-    if (op === "read") {
-      switch (p) {
-        case "ca/pem":
-          return raw("application/pem-certificate-chain", (await this.issuer(req)).certificate);
-        case "ca":
-          return raw(
-            "application/pkix-cert",
-            Buffer.from(new x509.X509Certificate((await this.issuer(req)).certificate).rawData),
-          );
-        case "ca_chain": {
-          const i = await this.issuer(req);
-          return raw("application/pem-certificate-chain", [i.certificate, ...i.chain].join("\n") + "\n");
-        }
-        case "crl":
-          return raw("application/pkix-crl", Buffer.from((await this.crl(req)).rawData));
-        case "crl/pem":
-          return raw("application/x-pem-file", crlPem(await this.crl(req)));
-        case "config/urls":
-          return { data: { ...(await this.urls(req)) } };
-      }
-    }
-    if ((p === "roles" || p === "roles/") && (op === "list" || op === "read")) {
-      const keys = await req.storage.list("roles/");
-      if (!keys.length) throw new LogicalError(404, "no roles");
-      return { data: { keys } };
-    }
-    if ((p === "certs" || p === "certs/") && (op === "list" || op === "read")) {
-      const keys = (await req.storage.list("certs/")).map(colonSerial);
-      if (!keys.length) throw new LogicalError(404, "no certificates");
-      return { data: { keys } };
-    }
-    if (m?.[1] === "cert" && op === "read") return this.readCert(req, m[2]);
-    if (m?.[1] === "roles") return this.roleCrud(req, m[2]);
-    if (write) {
-      if (p === "root/generate/internal" || p === "root/generate/exported")
-        return this.generateRoot(req, p.endsWith("exported"));
-      if (p === "intermediate/generate/internal" || p === "intermediate/generate/exported")
-        return this.generateIntermediate(req, p.endsWith("exported"));
-      if (p === "intermediate/set-signed") return this.setSigned(req);
-      if (p === "root/sign-intermediate") return this.signIntermediate(req);
-      if (p === "config/urls") return this.setUrls(req);
-      if (p === "revoke") return this.revoke(req);
-      if (m?.[1] === "issue") return this.issue(req, m[2], undefined);
-      if (m?.[1] === "sign") return this.issue(req, m[2], reqString(req.data, "csr"));
-    }
-    if (p === "root" && op === "delete") {
-      for (const k of ["issuer", "pending"]) await req.storage.delete(k);
-      return {};
-    }
-    return undefined;
+  handle(req: LogicalRequest): Promise<LogicalResponse | undefined> {
+    return this.router.handle(req);
   }
 
   private async issuer(req: LogicalRequest): Promise<Issuer> {
@@ -413,7 +542,8 @@ export class PkiBackend implements LogicalBackend {
     await req.storage.put(`certs/${serial.toLowerCase()}`, Buffer.from(pem));
   }
 
-  private async roleCrud(req: LogicalRequest, name: string): Promise<LogicalResponse> {
+  private async roleCrud(req: LogicalRequest, f: FieldData): Promise<LogicalResponse> {
+    const name = f.string("name")!;
     if (!ROLE_RE.test(name)) throw new LogicalError(400, "name: invalid role name");
     switch (req.operation) {
       case "read": {
