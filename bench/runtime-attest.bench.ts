@@ -20,7 +20,7 @@ import os from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
-import { evidenceToJson } from "../dist/runtime/server/nitride/evidence-json.js";
+import { encodeEvidence } from "../dist/runtime/protocol/evidence.js";
 import { reportDataFor } from "../dist/runtime/attestation/binding.js";
 import { createSnpSimulator } from "../dist/runtime/sim/snp.js";
 import { table, startProcess, stopProcess, cpuMicros } from "./lib.ts";
@@ -189,7 +189,7 @@ try {
       workload_id: "web",
       nonce,
       ephemeral_public_key: spki.toString("base64"),
-      evidence: evidenceToJson({ kind: "snp", report: ev.report, certTable: ev.certTable }),
+      evidence: encodeEvidence({ kind: "snp", report: ev.report, certTable: ev.certTable }),
     });
     const login = await json(`${v1}/auth/jwt/login`, "POST", { role: "workload", jwt: at.data.token });
     const secret = await json(`${v1}/secret/data/web/db`, "GET", undefined, login.auth.client_token);

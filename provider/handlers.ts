@@ -2,6 +2,7 @@
 // Pulumi's dynamic ResourceProvider results but without importing Pulumi: the dynamic provider's
 // serialized closure only does `await import(<this module>)` and forwards, so nothing heavy is captured.
 import { dataOf, runtimeRequest, type RuntimeConnection } from "./client.js";
+import { isDuration, parseDurationSeconds } from "../runtime/protocol/duration.js";
 import { kinds, namePattern, pathPattern, workloadIdPattern, type FieldSpec, type KindSpec } from "./kinds.js";
 
 /** Pulumi passes this string for values unknown during preview. */
@@ -36,12 +37,8 @@ function checkField(fs: FieldSpec, v: unknown, failures: CheckFailure[]): void {
       if (typeof v !== "number" || !Number.isInteger(v)) bad("an integer");
       break;
     case "duration":
-      if (
-        !(typeof v === "number" && Number.isInteger(v) && v >= 0) &&
-        !(typeof v === "string" && /^(\d+[smhd]?)+$/.test(v))
-      ) {
-        bad("a duration such as '72h' or a number of seconds");
-      }
+      // The runtime's grammar (runtime/protocol/duration.ts), so what passes here is never a 400 there.
+      if (!isDuration(v)) bad("a duration such as '72h', '1h30m', '1.5h', '7d' or a number of seconds");
       break;
     case "list":
       if (!Array.isArray(v) || !v.every((x) => typeof x === "string" || isUnknown(x))) bad("a list of strings");
@@ -115,13 +112,13 @@ export function check(kindName: string, news: Props): { inputs: Props; failures:
   return { inputs, failures };
 }
 
+/** Seconds as the runtime stores them; undefined when absent or not a duration (then never "same"). */
 function durationSeconds(v: unknown): number | undefined {
-  if (typeof v === "number") return v;
-  if (typeof v !== "string" || !/^(\d+[smhd]?)+$/.test(v)) return undefined;
-  let total = 0;
-  for (const [, n, unit] of v.matchAll(/(\d+)([smhd]?)/g))
-    total += Number(n) * ({ "": 1, s: 1, m: 60, h: 3600, d: 86400 }[unit ?? ""] ?? 1);
-  return total;
+  try {
+    return parseDurationSeconds(v);
+  } catch {
+    return undefined;
+  }
 }
 
 /** Equal up to the runtime's normalisations (durations in seconds, lists as comma strings). */

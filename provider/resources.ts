@@ -9,6 +9,7 @@
 // 22.12 loads ES modules with it) rather than `import()`: the serialized code runs as CommonJS in the
 // dynamic-provider process, where `require` is the module wrapper's, and bundlers/test runners rewrite
 // `import()` into helpers that cannot be serialized.
+import type { Policy as AppraisalPolicy } from "../runtime/protocol/policy.js";
 import { fileURLToPath } from "node:url";
 import * as pulumi from "@pulumi/pulumi";
 import { handlerProvider } from "./dynamic.js";
@@ -131,8 +132,8 @@ export interface WorkloadArgs {
   tdx?: pulumi.Input<pulumi.Input<WorkloadTdxReference>[]>;
   /** Azure CVM facts: claim name → expected value. */
   azure?: pulumi.Input<Record<string, pulumi.Input<string>>>;
-  /** Appraisal policy (runtime/attestation/policy.ts format). */
-  policy?: pulumi.Input<Record<string, unknown>>;
+  /** Appraisal policy (runtime/protocol/policy.ts; checked by the runtime's parsePolicy). */
+  policy?: pulumi.Input<AppraisalPolicy>;
   /** Full KV v2 paths the workload may read once attested, e.g. "secret/data/web/db". */
   kvSecrets?: pulumi.Input<pulumi.Input<string>[]>;
   /** TLS certificate issued at provisioning. */

@@ -2,6 +2,7 @@
 // firmware are measured, not the customer's boot chain, so the launch digest is not predictable: the
 // workload is registered with the facts that are verifiable instead — the HCL report bound to the
 // vTPM, secure boot on, debug off, and optionally Microsoft's ID-key digests and PCR values.
+import type { Policy } from "../../runtime/protocol/policy.js";
 import * as pulumi from "@pulumi/pulumi";
 import * as network from "@pulumi/azure-native/network/index.js";
 import * as compute from "@pulumi/azure-native/compute/index.js";
@@ -62,7 +63,7 @@ export class AzureConfidentialVm extends pulumi.ComponentResource {
     if (tee === Tee.Tdx && args.idKeyDigests?.length)
       throw new ConfigError(who, "idKeyDigests", "apply to SEV-SNP only");
     const secrets = requireSecretMap(who, "secrets", args.secrets);
-    const policy: Record<string, unknown> = {
+    const policy: Policy = {
       azure: { requireSecureBoot: true, forbidConsole: false, ...(args.pcrs ? { pcrs: args.pcrs } : {}) },
       ...(tee === Tee.SevSnp
         ? {

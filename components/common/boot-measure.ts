@@ -2,6 +2,7 @@
 // every boot input is known: firmware, kernel, initrd, command line, vCPU count and type.
 // SNP: the launch digest covers all of them (kernel-hashes=on). TDX: MRTD covers the firmware only;
 // RTMR0 depends on ACPI tables QEMU generates at run time, so only MRTD is registered (docs/measurement.md).
+import type { Policy } from "../../runtime/protocol/policy.js";
 import { readFileSync } from "node:fs";
 import { measureTdx, snpLaunchDigestTable, MeasurementInputError, TdxInputError } from "../../images/index.js";
 import { ConfigError } from "./errors.js";
@@ -21,7 +22,7 @@ export interface BootInputsArgs {
 export interface ExpectedLaunch {
   measurements: string[];
   reference: GuestReference;
-  policy: Record<string, unknown>;
+  policy: Policy;
 }
 
 function read(component: string, field: string, file: string | undefined): Buffer | undefined {

@@ -7,6 +7,11 @@ import { Secret, Workload, type WorkloadPkiArgs, type WorkloadSshArgs } from "..
 import { renderUserData, type CloudPlatform, type UserDataInput } from "../../runtime/guest/cloud-init/index.js";
 import type { DataVolumeArgs, VhsmConnectionArgs } from "./types.js";
 import { Platform, Tee } from "./types.js";
+import { formatSecretRef, kvDataPath } from "../../runtime/protocol/secret-ref.js";
+import type { Policy } from "../../runtime/protocol/policy.js";
+
+/** The KV v2 mount of the application secrets (the Secret resource's default mount). */
+const KV_MOUNT = "secret";
 
 /** Where a guest finds its application secrets (KEY=value lines, mode 0600). */
 export const APP_ENV_FILE = "/etc/buckypaper/app.env";
@@ -35,7 +40,7 @@ export interface GuestSpec {
   evidencePlatform: EvidencePlatform;
   /** What the workload must measure as. */
   reference: GuestReference;
-  policy?: Record<string, unknown>;
+  policy?: Policy;
   vhsm: VhsmConnectionArgs;
   /** Application secrets, already checked to be Pulumi secrets. */
   secrets: Record<string, pulumi.Output<string>>;
@@ -68,6 +73,8 @@ export function registerGuest(parent: pulumi.Resource, name: string, spec: Guest
     token: pulumi.secret(spec.vhsm.token),
     ...(spec.vhsm.caPem !== undefined ? { caPem: spec.vhsm.caPem } : {}),
   };
+  // The application secrets live at one KV v2 path of the "secret" mount; the workload is granted its data
+  // path and the agent's env file names each key by a secret reference (runtime/protocol/secret-ref.ts).
   const kvPath = `workloads/${spec.workloadId}/app`;
   const haveSecrets = Object.keys(spec.secrets).length > 0;
   const dependsOn: pulumi.Resource[] = [];
@@ -82,7 +89,7 @@ export function registerGuest(parent: pulumi.Resource, name: string, spec: Guest
       platforms: [spec.evidencePlatform],
       ...spec.reference,
       policy: spec.policy ?? {},
-      kvSecrets: haveSecrets ? [`secret/data/${kvPath}`] : [],
+      kvSecrets: haveSecrets ? [kvDataPath(KV_MOUNT, kvPath)] : [],
       diskKey: spec.dataVolume !== undefined,
       ...(spec.pki ? { pki: spec.pki } : {}),
       ...(spec.ssh ? { ssh: spec.ssh } : {}),
@@ -93,7 +100,9 @@ export function registerGuest(parent: pulumi.Resource, name: string, spec: Guest
   const dataVolume = spec.dataVolume;
   // Application secrets reach the guest as one env file (0600) read from the workload's KV path,
   // unless the caller's provisioning plan says where they go.
-  const envVars = Object.fromEntries(Object.keys(spec.secrets).map((k) => [envName(k), `${kvPath}#${k}`]));
+  const envVars = Object.fromEntries(
+    Object.keys(spec.secrets).map((k) => [envName(k), formatSecretRef({ path: kvPath, field: k })]),
+  );
   const rendered = pulumi
     .all([
       spec.vhsm.url,

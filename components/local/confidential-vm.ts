@@ -19,6 +19,7 @@ import { LocalVm } from "../../provider/local-vm.js";
 import type { WorkloadPkiArgs } from "../../provider/resources.js";
 import { firmwareMeasuresKernel, LocalVmError } from "../../runtime/sim/localvm/index.js";
 import type { UserDataInput } from "../../runtime/guest/cloud-init/index.js";
+import { formatSecretRef } from "../../runtime/protocol/secret-ref.js";
 
 export interface LocalBootOverride extends Partial<BootInputsArgs> {
   vcpus?: number;
@@ -118,7 +119,8 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
 
     const workloadId = `${pulumi.getStack()}-${name}`;
     const envVars: Record<string, string> = {};
-    for (const k of Object.keys(secrets)) envVars[k] = `workloads/${workloadId}/app#${k}`;
+    for (const k of Object.keys(secrets))
+      envVars[k] = formatSecretRef({ path: `workloads/${workloadId}/app`, field: k });
     const guest = registerGuest(this, name, {
       platform: Platform.Qemu,
       tee: Tee.SevSnp,

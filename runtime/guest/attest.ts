@@ -7,7 +7,9 @@ import { compactDecrypt } from "jose";
 import { reportDataFor } from "../attestation/binding.js";
 import type { EnclaiveletConfig } from "./config.js";
 import { RuntimeClient, RuntimeError } from "./client.js";
-import type { EvidenceProvider, WireEvidence } from "./evidence/types.js";
+import type { EvidenceProvider } from "./evidence/types.js";
+import type { WireEvidence } from "../protocol/evidence.js";
+import { SEAL_REQUEST_HEADERS } from "../protocol/seal.js";
 import type { Logger } from "./log.js";
 
 /** Nitride refused the evidence: final, never retried. Lists the failed checks (no secrets). */
@@ -40,7 +42,8 @@ export interface AttestedSession {
   verdict: unknown;
 }
 
-export const SEAL_HEADER = { "x-buckypaper-seal": "ephemeral" } as const;
+/** The request headers asking for an answer sealed to our ephemeral key. */
+export const SEAL_HEADER = SEAL_REQUEST_HEADERS;
 
 export function newEphemeralKey(): EphemeralKey {
   const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-384" });

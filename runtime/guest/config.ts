@@ -2,6 +2,8 @@
 // It holds only public facts: where the runtime is, which CA to trust, which workload this VM is and
 // what to provision where. Secrets never appear here; they arrive after attestation.
 import { readFileSync } from "node:fs";
+import { parseSecretRef } from "../protocol/secret-ref.js";
+import { WireFormatError } from "../protocol/errors.js";
 
 export type ProviderName = "auto" | "configfs-tsm" | "sev-guest" | "azure" | "simulator";
 export const PROVIDER_NAMES: readonly ProviderName[] = ["auto", "configfs-tsm", "sev-guest", "azure", "simulator"];
@@ -70,7 +72,7 @@ export interface FileSpec {
 
 export interface EnvFileSpec {
   path: string;
-  /** ENV_NAME → "secret" or "secret#field" (see bundle.ts for how a secret name is matched). */
+  /** ENV_NAME → secret reference "[mount/data/]path#field" (runtime/protocol/secret-ref.ts). */
   vars: Record<string, string>;
   mode: string;
   owner?: string;
@@ -126,6 +128,18 @@ function obj(v: unknown, field: string): Json {
   if (typeof v !== "object" || v === null || Array.isArray(v)) throw new ConfigError(field, "must be an object");
   return v as Json;
 }
+/** A secret reference (runtime/protocol/secret-ref.ts), checked when the config is read. */
+function secretRef(v: unknown, field: string): string {
+  const ref = str(v, field);
+  try {
+    parseSecretRef(ref, field);
+  } catch (e) {
+    if (e instanceof WireFormatError) throw new ConfigError(field, e.detail);
+    throw e;
+  }
+  return ref;
+}
+
 function str(v: unknown, field: string, pattern?: RegExp, hint?: string): string {
   if (typeof v !== "string" || v.length === 0) throw new ConfigError(field, "must be a non-empty string");
   if (pattern && !pattern.test(v)) throw new ConfigError(field, hint ?? `does not match ${pattern}`);
@@ -284,7 +298,7 @@ export function parseConfig(input: unknown): EnclaiveletConfig {
         throw new ConfigError(`files[${i}].base64`, "must be a boolean");
       return {
         path: str(o.path, `files[${i}].path`, ABS_PATH, "must be an absolute path"),
-        secret: str(o.secret, `files[${i}].secret`),
+        secret: secretRef(o.secret, `files[${i}].secret`),
         field: optStr(o.field, `files[${i}].field`),
         mode: str(o.mode ?? "0600", `files[${i}].mode`, MODE, 'must be an octal string like "0600"'),
         owner: optStr(o.owner, `files[${i}].owner`),
@@ -303,7 +317,7 @@ export function parseConfig(input: unknown): EnclaiveletConfig {
       for (const [k, v] of Object.entries(vars)) {
         if (!ENV_NAME.test(k))
           throw new ConfigError(`envFiles[${i}].vars.${k}`, "is not a valid environment variable name");
-        out[k] = str(v, `envFiles[${i}].vars.${k}`);
+        out[k] = secretRef(v, `envFiles[${i}].vars.${k}`);
       }
       return {
         path: str(o.path, `envFiles[${i}].path`, ABS_PATH, "must be an absolute path"),

@@ -1,16 +1,9 @@
 // One interface for every way a guest can obtain attestation evidence bound to 64 bytes of
-// REPORT_DATA. Providers return the wire form of runtime-api.md `evidence` (base64 fields).
+// REPORT_DATA. Providers return the wire form of runtime-api.md `evidence` (runtime/protocol/evidence.ts).
 import type { ProviderName } from "../config.js";
+import type { WireEvidence } from "../../protocol/evidence.js";
 
-export type WireEvidence =
-  | { kind: "snp"; report: string; cert_table?: string }
-  | { kind: "tdx"; quote: string }
-  | {
-      kind: "azure-snp" | "azure-tdx";
-      hcl_report: string;
-      td_quote?: string;
-      tpm_quote: { message: string; signature: string; pcrs: Record<string, string> };
-    };
+export type { WireEvidence };
 
 export interface EvidenceProvider {
   readonly name: Exclude<ProviderName, "auto">;

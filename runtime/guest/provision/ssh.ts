@@ -8,6 +8,7 @@ import path from "node:path";
 import type { SshConfig } from "../config.js";
 import { mustRun, type CommandRunner } from "../exec.js";
 import { ProvisionError, underRoot, type FileWrite } from "./files.js";
+import type { WireBundleSsh } from "../../protocol/bundle.js";
 
 export const SSHD_DROPIN = "/etc/ssh/sshd_config.d/50-buckypaper-host-cert.conf";
 
@@ -109,10 +110,8 @@ export async function prepareHostKeys(cfg: SshConfig, root: string, runner: Comm
   return out;
 }
 
-export interface BundleSsh {
-  host_certificates?: { public_key?: string; signed_key?: string }[];
-  ca_public_key?: string;
-}
+/** The bundle's SSH part (runtime/protocol/bundle.ts). */
+export type BundleSsh = WireBundleSsh;
 
 export async function planSsh(
   cfg: SshConfig,

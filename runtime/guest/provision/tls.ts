@@ -6,13 +6,10 @@ import { readFile } from "node:fs/promises";
 import { createPrivateKey, createPublicKey, X509Certificate } from "node:crypto";
 import type { TlsConfig } from "../config.js";
 import { ProvisionError, underRoot, type FileWrite } from "./files.js";
+import type { WireBundleTls } from "../../protocol/bundle.js";
 
-export interface IssuedTls {
-  certificate: string;
-  private_key: string;
-  issuing_ca?: string;
-  ca_chain?: string[];
-}
+/** The bundle's TLS part (runtime/protocol/bundle.ts). */
+export type IssuedTls = WireBundleTls;
 
 export async function currentCertStillGood(cfg: TlsConfig, root: string, now = Date.now()): Promise<boolean> {
   try {

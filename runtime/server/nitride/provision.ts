@@ -1,4 +1,4 @@
-// The provisioning bundle: everything one attested workload is entitled to, fetched through trusted
+// The provisioning bundle (its wire shape is runtime/protocol/bundle.ts): everything one attested workload is entitled to, fetched through trusted
 // in-process calls, and nothing else: its KV secrets, a TLS certificate from its PKI role, SSH host
 // certificates for its host keys (submitted or generated) and its disk key (generated once, kept in
 // Nitride's barrier-encrypted storage).
@@ -7,6 +7,7 @@ import { LogicalError, type LogicalRequest, type LogicalResponse } from "../vaul
 import { optList } from "../vault/fields.js";
 import { policyHash, readWorkload, splitMountRole } from "./workloads.js";
 import { issuerFor } from "./token.js";
+import type { WireBundle, WireBundleSsh, WireBundleTls, WireHostCertificate } from "../../protocol/bundle.js";
 
 export async function provisionBundle(req: LogicalRequest): Promise<LogicalResponse> {
   const workloadId = req.auth?.metadata?.workload_id;
@@ -31,7 +32,7 @@ export async function provisionBundle(req: LogicalRequest): Promise<LogicalRespo
   }
   const sys = req.system;
 
-  const kv: Record<string, unknown> = {};
+  const kv: WireBundle["kv"] = {};
   for (const path of d.secrets.kv) {
     const r = await sys.internalRequest("read", path).catch((e: unknown) => {
       if (e instanceof LogicalError && e.status === 404) return undefined;
@@ -40,10 +41,10 @@ export async function provisionBundle(req: LogicalRequest): Promise<LogicalRespo
     const inner = (r?.data as { data?: unknown } | undefined)?.data;
     if (inner === undefined)
       throw new LogicalError(500, `provisioning: KV secret ${path} of this workload does not exist`);
-    kv[path] = inner;
+    kv[path] = inner as Record<string, unknown>;
   }
 
-  let tls: Record<string, unknown> | undefined;
+  let tls: WireBundleTls | undefined;
   if (d.secrets.pki) {
     const { mount, role } = splitMountRole(d.secrets.pki.role);
     const r = await sys.internalRequest("update", `${mount}/issue/${role}`, {
@@ -54,16 +55,16 @@ export async function provisionBundle(req: LogicalRequest): Promise<LogicalRespo
     });
     if (!r?.data) throw new LogicalError(500, `provisioning: PKI role ${d.secrets.pki.role} is not available`);
     tls = {
-      certificate: r.data.certificate,
-      private_key: r.data.private_key,
-      private_key_type: r.data.private_key_type,
-      ca_chain: r.data.ca_chain,
-      serial_number: r.data.serial_number,
-      expiration: r.data.expiration,
+      certificate: r.data.certificate as string,
+      private_key: r.data.private_key as string,
+      private_key_type: r.data.private_key_type as string,
+      ca_chain: r.data.ca_chain as string[],
+      serial_number: r.data.serial_number as string,
+      expiration: r.data.expiration as number,
     };
   }
 
-  let ssh: Record<string, unknown> | undefined;
+  let ssh: WireBundleSsh | undefined;
   if (d.secrets.ssh) {
     const { mount, role } = splitMountRole(d.secrets.ssh.role);
     const base = {
@@ -73,22 +74,30 @@ export async function provisionBundle(req: LogicalRequest): Promise<LogicalRespo
     };
     const hostKeys = optList(req.data, "host_keys");
     if (hostKeys.length > 8) throw new LogicalError(400, "host_keys: at most 8 keys");
-    const certs: Array<Record<string, unknown>> = [];
+    const certs: WireHostCertificate[] = [];
     if (hostKeys.length) {
       for (const k of hostKeys) {
         const r = await sys.internalRequest("update", `${mount}/sign/${role}`, { ...base, public_key: k });
-        certs.push({ public_key: k, signed_key: r?.data?.signed_key, serial_number: r?.data?.serial_number });
+        certs.push({
+          public_key: k,
+          signed_key: r?.data?.signed_key as string,
+          serial_number: r?.data?.serial_number as string,
+        });
       }
     } else {
       const r = await sys.internalRequest("update", `${mount}/issue/${role}`, base);
       certs.push({
-        private_key: r?.data?.private_key,
-        signed_key: r?.data?.signed_key,
-        serial_number: r?.data?.serial_number,
+        private_key: r?.data?.private_key as string,
+        signed_key: r?.data?.signed_key as string,
+        serial_number: r?.data?.serial_number as string,
       });
     }
     const ca = await sys.internalRequest("read", `${mount}/config/ca`);
-    ssh = { host_certificates: certs, ca_public_key: ca?.data?.public_key, principals: d.secrets.ssh.principals };
+    ssh = {
+      host_certificates: certs,
+      ca_public_key: ca?.data?.public_key as string,
+      principals: d.secrets.ssh.principals,
+    };
   }
 
   let diskKey: string | undefined;
@@ -103,7 +112,7 @@ export async function provisionBundle(req: LogicalRequest): Promise<LogicalRespo
     });
   }
 
-  const data: Record<string, unknown> = { workload_id: workloadId, version: rec.version, kv };
+  const data: WireBundle = { workload_id: workloadId, version: rec.version, kv };
   const secretKeys = ["kv"];
   if (tls) {
     data.tls = tls;
@@ -117,5 +126,5 @@ export async function provisionBundle(req: LogicalRequest): Promise<LogicalRespo
     data.disk_key = diskKey;
     secretKeys.push("disk_key");
   }
-  return { data, secretKeys };
+  return { data: { ...data }, secretKeys };
 }

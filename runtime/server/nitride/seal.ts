@@ -3,15 +3,16 @@
 // sees only ciphertext. Compact JWE, ECDH-ES+A256KW / A256GCM.
 import { CompactEncrypt, importJWK, type JWK } from "jose";
 import { LogicalError, type CallerAuth } from "../vault/backend.js";
+import { SEAL_CONTENT_ENCRYPTION, SEAL_HEADER, SEAL_KEY_MANAGEMENT, SEAL_MODE } from "../../protocol/seal.js";
 
-export const SEAL_HEADER = "x-buckypaper-seal";
+export { SEAL_HEADER };
 /** Token metadata key set by auth/jwt roles with seal_responses=true. */
 export const SEAL_REQUIRED_META = "seal_responses";
 
 export async function sealResponse(body: unknown, jwk: JWK): Promise<string> {
-  const key = await importJWK({ kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y }, "ECDH-ES+A256KW");
+  const key = await importJWK({ kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y }, SEAL_KEY_MANAGEMENT);
   return new CompactEncrypt(Buffer.from(JSON.stringify(body), "utf8"))
-    .setProtectedHeader({ alg: "ECDH-ES+A256KW", enc: "A256GCM", cty: "application/json" })
+    .setProtectedHeader({ alg: SEAL_KEY_MANAGEMENT, enc: SEAL_CONTENT_ENCRYPTION, cty: "application/json" })
     .encrypt(key);
 }
 
@@ -39,8 +40,8 @@ export async function responseSealer(ctx: {
   // transit, e.g. a TLS-terminating proxy, still cannot read the secrets.
   const required = ctx.auth?.metadata?.[SEAL_REQUIRED_META] === "required";
   if (mode === undefined && !required) return undefined;
-  if (mode !== undefined && mode !== "ephemeral")
-    throw new LogicalError(400, `${SEAL_HEADER}: only "ephemeral" is supported`);
+  if (mode !== undefined && mode !== SEAL_MODE)
+    throw new LogicalError(400, `${SEAL_HEADER}: only "${SEAL_MODE}" is supported`);
   if (!ctx.secretKeys.length) return undefined;
   const jwk = sealingKeyOf(ctx.auth);
   if (!jwk)

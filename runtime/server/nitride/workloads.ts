@@ -4,6 +4,8 @@
 import { createHash } from "node:crypto";
 import { LogicalError } from "../vault/backend.js";
 import type { Platform } from "../../attestation/types.js";
+import { parseSecretRef } from "../../protocol/secret-ref.js";
+import { WireFormatError } from "../../protocol/errors.js";
 import { parsePolicy, PolicyError, type Policy } from "../../attestation/policy.js";
 import type { StorageReader, StorageWriter } from "../storage/types.js";
 import { jsonBytes, optBool, optList, optString, readJson } from "../vault/fields.js";
@@ -60,7 +62,6 @@ const HEX48 = /^[0-9a-f]{96}$/;
 const PLATFORMS: Platform[] = ["snp", "tdx", "azure-snp", "azure-tdx"];
 /** "<mount path>/<role>", e.g. "pki_int/web"; the mount may contain slashes. */
 const MOUNT_ROLE_RE = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*\/[A-Za-z0-9._-]+$/;
-const KV_PATH_RE = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*\/data\/[A-Za-z0-9_.\-/]+$/;
 
 export function checkWorkloadId(id: string | undefined, field = "workload_id"): string {
   if (!id || !ID_RE.test(id))
@@ -119,8 +120,17 @@ export function definitionFrom(data: Record<string, unknown>): WorkloadDefinitio
   }
   const s = obj(data.secrets, "secrets");
   const kv = optList(s, "kv").map((p, i) => {
-    if (!KV_PATH_RE.test(p) || p.split("/").some((seg) => seg === "." || seg === ".."))
-      throw new LogicalError(400, `secrets.kv[${i}]: must be a KV v2 data path like "secret/data/app/db"`);
+    // The secret-reference grammar (runtime/protocol/secret-ref.ts), full form without a field.
+    try {
+      parseSecretRef(p, `secrets.kv[${i}]`, { requireMount: true, noField: true });
+    } catch (e) {
+      if (e instanceof WireFormatError)
+        throw new LogicalError(
+          400,
+          `secrets.kv[${i}]: must be a KV v2 data path like "secret/data/app/db" (${e.detail})`,
+        );
+      throw e;
+    }
     return p;
   });
   const secrets: WorkloadDefinition["secrets"] = { kv, disk_key: optBool(s, "disk_key", false) };

@@ -30,6 +30,8 @@ import { canonicalRequest, errorResponse, type CanonicalRequest } from "./reques
 export { errorResponse };
 
 export type { RawRequest, RawResponse } from "./core-view.js";
+// The request header asking for response sealing (see Nitride's responseSealer).
+import { SEAL_HEADER } from "../../protocol/seal.js";
 
 export const RUNTIME_VERSION = "1.19.0+buckypaper.0.1.0";
 
@@ -107,8 +109,6 @@ export interface CoreOptions {
 
 const SEAL_CONFIG_KEY = "core/seal-config";
 const POLICY_TTL_MS = 1000;
-/** Request header asking for response sealing (Nitride); see responseSealer. */
-const SEAL_HEADER = "x-buckypaper-seal";
 /** Error texts the audit log keeps in clear: fixed refusals that carry nothing from the request. */
 const AUDIT_CLEAR_ERRORS = new Set([
   "permission denied",

@@ -1,25 +1,16 @@
-// Vault's duration fields: integer seconds (number or numeric string) or Go-style "1h30m", "90s".
+// Vault's duration fields on the runtime: the wire grammar (runtime/protocol/duration.ts) with a fallback
+// for "not given" and its errors as Vault-shaped 400s naming the field.
+import { DurationError, parseDurationSeconds } from "../../protocol/duration.js";
 import { LogicalError } from "./backend.js";
 
-const UNITS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 };
-
-/** Seconds; `undefined`/"" → fallback. Throws a 400 naming the field on bad input. */
+/** Seconds; `undefined`/null/"" → fallback. Throws a 400 naming the field on bad input. */
 export function parseDuration(field: string, value: unknown, fallback = 0): number {
-  if (value === undefined || value === null || value === "") return fallback;
-  if (typeof value === "number" && Number.isFinite(value) && value >= 0) return Math.floor(value);
-  if (typeof value === "string") {
-    if (/^\d+$/.test(value)) return Number(value);
-    const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/gy;
-    let total = 0,
-      m: RegExpExecArray | null,
-      end = 0;
-    while ((m = re.exec(value))) {
-      total += Number(m[1]) * UNITS[m[2]];
-      end = re.lastIndex;
-    }
-    if (end === value.length && end > 0) return Math.floor(total);
+  try {
+    return parseDurationSeconds(value) ?? fallback;
+  } catch (e) {
+    if (e instanceof DurationError) throw new LogicalError(400, `${field}: ${e.message}`);
+    throw e;
   }
-  throw new LogicalError(400, `${field}: invalid duration '${String(value).slice(0, 40)}'`);
 }
 
 /**

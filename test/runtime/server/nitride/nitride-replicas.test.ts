@@ -10,7 +10,7 @@ import { generateKeyPairSync } from "node:crypto";
 import { decodeProtectedHeader } from "jose";
 import { createSnpSimulator, type SnpSimulator } from "../../../../runtime/sim/snp.js";
 import { reportDataFor } from "../../../../runtime/attestation/binding.js";
-import { evidenceToJson } from "../../../../runtime/server/nitride/evidence-json.js";
+import { encodeEvidence } from "../../../../runtime/protocol/evidence.js";
 import { api, startServerProc, type ServerProc } from "../core-procs.js";
 
 const M = "a1".repeat(48);
@@ -40,7 +40,7 @@ async function evidenceFor(srv: ServerProc) {
     workload_id: "web",
     nonce: ch.body.data.nonce,
     ephemeral_public_key: spki.toString("base64"),
-    evidence: evidenceToJson({ kind: "snp", report: ev.report, certTable: ev.certTable }),
+    evidence: encodeEvidence({ kind: "snp", report: ev.report, certTable: ev.certTable }),
   };
 }
 

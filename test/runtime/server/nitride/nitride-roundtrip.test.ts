@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateKeyPairSync } from "node:crypto";
 import { compactDecrypt, createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from "jose";
 import { reportDataFor } from "../../../../runtime/attestation/binding.js";
-import { evidenceToJson } from "../../../../runtime/server/nitride/evidence-json.js";
+import { encodeEvidence } from "../../../../runtime/protocol/evidence.js";
 import {
   attestAs,
   login,
@@ -211,7 +211,7 @@ describe("Nitride attested round trip (real server, simulated SNP)", () => {
         workload_id: "web",
         nonce: ch.body.data.nonce,
         ephemeral_public_key: spki.toString("base64"),
-        evidence: evidenceToJson({ kind: "snp", report, certTable: ev.certTable }),
+        evidence: encodeEvidence({ kind: "snp", report, certTable: ev.certTable }),
       },
       "",
     );
@@ -241,7 +241,7 @@ describe("Nitride attested round trip (real server, simulated SNP)", () => {
       workload_id: "web",
       nonce: ch2.body.data.nonce,
       ephemeral_public_key: spki.toString("base64"),
-      evidence: evidenceToJson({ kind: "snp", report: ev.report, certTable: ev.certTable }),
+      evidence: encodeEvidence({ kind: "snp", report: ev.report, certTable: ev.certTable }),
     };
     const results = await Promise.all(Array.from({ length: 6 }, () => s.rt.api("POST", "nitride/attest", body, "")));
     expect(results.map((r) => r.status).sort()).toEqual([200, 403, 403, 403, 403, 403]);
@@ -276,7 +276,7 @@ describe("Nitride attested round trip (real server, simulated SNP)", () => {
       workload_id: "web",
       nonce: ch2.body.data.nonce,
       ephemeral_public_key: spki.toString("base64"),
-      evidence: evidenceToJson({ kind: "snp", report: ev.report, certTable: ev.certTable }),
+      evidence: encodeEvidence({ kind: "snp", report: ev.report, certTable: ev.certTable }),
     };
     expect((await s.rt.api("POST", "nitride/explain", body, "")).status).toBe(403);
     const ex = await s.rt.api("POST", "nitride/explain", body);
@@ -290,7 +290,7 @@ describe("Nitride attested round trip (real server, simulated SNP)", () => {
     const wrong = await s.sim.report({ measurement: OTHER_MEASUREMENT });
     const exWrong = await s.rt.api("POST", "nitride/explain", {
       workload_id: "web",
-      evidence: evidenceToJson({ kind: "snp", report: wrong.report, certTable: wrong.certTable }),
+      evidence: encodeEvidence({ kind: "snp", report: wrong.report, certTable: wrong.certTable }),
     });
     expect(exWrong.body.data.would_accept).toBe(false);
     expect(

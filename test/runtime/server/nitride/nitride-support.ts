@@ -7,7 +7,7 @@ import { createSnpSimulator, type SnpSimulator } from "../../../../runtime/sim/s
 import { reportDataFor } from "../../../../runtime/attestation/binding.js";
 import { registerNitrideEngines } from "../../../../runtime/server/nitride/register.js";
 import { responseSealer } from "../../../../runtime/server/nitride/seal.js";
-import { evidenceToJson } from "../../../../runtime/server/nitride/evidence-json.js";
+import { encodeEvidence } from "../../../../runtime/protocol/evidence.js";
 import { startTestRuntime, type TestRuntime } from "../../../support/runtime.js";
 
 export const GOOD_MEASUREMENT = "a1".repeat(48);
@@ -120,7 +120,7 @@ export async function attestAs(
     workload_id: workloadId,
     nonce,
     ephemeral_public_key: spki.toString("base64"),
-    evidence: evidenceToJson({ kind: "snp", report: ev.report, certTable: ev.certTable }),
+    evidence: encodeEvidence({ kind: "snp", report: ev.report, certTable: ev.certTable }),
   };
   const r = await s.rt.api("POST", "nitride/attest", request, "");
   return { status: r.status, body: r.body, ephemeral: { privateKey, spki }, nonce, request };
