@@ -38,7 +38,7 @@ function checkField(fs: FieldSpec, v: unknown, failures: CheckFailure[]): void {
       break;
     case "duration":
       // The runtime's grammar (runtime/protocol/duration.ts), so what passes here is never a 400 there.
-      if (!isDuration(v)) bad("a duration such as '72h', '1h30m', '1.5h', '7d' or a number of seconds");
+      if (!isDuration(v)) bad("a duration such as '72h' or a number of seconds");
       break;
     case "list":
       if (!Array.isArray(v) || !v.every((x) => typeof x === "string" || isUnknown(x))) bad("a list of strings");

@@ -11,6 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runtimeRequest, certFingerprint, fetchPinnedCertificate, type RuntimeConnection } from "./client.js";
+import { shellQuote } from "./shell.js";
 
 export interface SshTarget {
   host: string;
@@ -47,8 +48,6 @@ export interface ServiceOutputs extends ServiceInputs {
   running: boolean;
 }
 
-const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
-
 /** Runs a shell script locally or over SSH; resolves with stdout, rejects with stderr's tail. */
 export async function sh(target: SshTarget | undefined, script: string, stdin = ""): Promise<string> {
   let cmd = "sh";
@@ -80,7 +79,7 @@ export async function sh(target: SshTarget | undefined, script: string, stdin = 
       "-o",
       "ConnectTimeout=15",
       `${target.user}@${target.host}`,
-      `sh -c ${q(script)}`,
+      `sh -c ${shellQuote(script)}`,
     ];
   }
   try {
@@ -118,12 +117,14 @@ const ALIVE = [
 ].join("\n");
 
 function startScript(i: ServiceInputs): string {
-  const d = q(i.stateDir);
-  const args = i.serverCommand.map((w) => q(w.replace("{config}", `${i.stateDir}/runtime.json`))).join(" ");
+  const d = shellQuote(i.stateDir);
+  const args = i.serverCommand.map((w) => shellQuote(w.replace("{config}", `${i.stateDir}/runtime.json`))).join(" ");
   // The inner shell records its own PID and then becomes the server (exec), so the pid file names the
   // server whether or not setsid had to fork. setsid detaches it from our session so it outlives
   // `pulumi up` (and the SSH connection).
-  const inner = q(`echo $$ > ${d}/runtime.pid.new && mv ${d}/runtime.pid.new ${d}/runtime.pid && exec ${args}`);
+  const inner = shellQuote(
+    `echo $$ > ${d}/runtime.pid.new && mv ${d}/runtime.pid.new ${d}/runtime.pid && exec ${args}`,
+  );
   return [
     "set -e",
     ALIVE,
@@ -140,7 +141,7 @@ function startScript(i: ServiceInputs): string {
 }
 
 function stopScript(i: Pick<ServiceInputs, "stateDir">, removeData: boolean): string {
-  const d = q(i.stateDir);
+  const d = shellQuote(i.stateDir);
   return [
     ALIVE,
     `if [ -f ${d}/runtime.pid ]; then pid="$(cat ${d}/runtime.pid)"`,
@@ -174,12 +175,12 @@ async function waitForServer(i: ServiceInputs, caPem?: string): Promise<void> {
 }
 
 async function logTail(i: ServiceInputs): Promise<string> {
-  const log = await sh(i.ssh, `tail -n 15 ${q(i.stateDir)}/runtime.log 2>/dev/null || true`).catch(() => "");
+  const log = await sh(i.ssh, `tail -n 15 ${shellQuote(i.stateDir)}/runtime.log 2>/dev/null || true`).catch(() => "");
   return log.trim() ? `; runtime log:\n${log}` : "";
 }
 
 async function failIfDead(i: ServiceInputs, why: string): Promise<void> {
-  const alive = await sh(i.ssh, `${ALIVE}\nalive ${q(i.stateDir)}/runtime.pid && echo yes || echo no`).catch(
+  const alive = await sh(i.ssh, `${ALIVE}\nalive ${shellQuote(i.stateDir)}/runtime.pid && echo yes || echo no`).catch(
     () => "yes",
   );
   if (alive.trim() === "no") throw new Error(`runtime server exited (${why})${await logTail(i)}`);
@@ -191,7 +192,7 @@ async function failIfDead(i: ServiceInputs, why: string): Promise<void> {
  * call, whose answer carries the real runtime CA.
  */
 async function bootstrapFingerprint(i: ServiceInputs): Promise<string> {
-  const d = q(i.stateDir);
+  const d = shellQuote(i.stateDir);
   const tries = (i.startTimeout ?? 60) * 4;
   const script = [
     ALIVE,

@@ -17,8 +17,3 @@ export function sshConnection(
       .apply(([host, port, user, privateKey]) => ({ host, port, user, privateKey })),
   );
 }
-
-/** Single-quotes a value for a POSIX shell. */
-export function shq(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}

@@ -7,7 +7,8 @@ import { ConfigError } from "../common/errors.js";
 import { expectedQemuLaunch, type BootInputsArgs } from "../common/boot-measure.js";
 import { registerGuest } from "../common/guest.js";
 import { requireSecretMap } from "../common/secrets.js";
-import { shq, sshConnection } from "../common/ssh.js";
+import { sshConnection } from "../common/ssh.js";
+import { shellQuote } from "../../provider/shell.js";
 import { Platform, Tee, type DataVolumeArgs, type SshHostArgs, type VhsmConnectionArgs } from "../common/types.js";
 import { proxmoxVmParams, pveshCreateCommand } from "./settings.js";
 
@@ -95,9 +96,9 @@ export class ProxmoxConfidentialVm extends pulumi.ComponentResource {
       `${name}-snippet`,
       {
         connection,
-        create: `install -D -m 0640 /dev/stdin ${shq(snippetPath)}`,
+        create: `install -D -m 0640 /dev/stdin ${shellQuote(snippetPath)}`,
         stdin: guest.userData,
-        delete: `rm -f ${shq(snippetPath)}`,
+        delete: `rm -f ${shellQuote(snippetPath)}`,
         triggers: [guest.userData],
       },
       { parent: this },

@@ -4,6 +4,7 @@
 // read-only firmware image, so no efidisk0. Measured direct boot (kernel-hashes=1) passes the kernel,
 // initrd and command line through `args`, which also makes them part of the SNP launch digest.
 import { Tee } from "../common/types.js";
+import { shellQuote } from "../../provider/shell.js";
 
 export interface ProxmoxVmInputs {
   vmid: number;
@@ -26,10 +27,6 @@ export interface ProxmoxVmInputs {
   append?: string;
   /** SNP: allow SMT on the host (policy bit 16). */
   allowSmt: boolean;
-}
-
-function quoteArg(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
 export function proxmoxVmParams(i: ProxmoxVmInputs): Record<string, string | number> {
@@ -60,9 +57,9 @@ export function proxmoxVmParams(i: ProxmoxVmInputs): Record<string, string | num
     p["intel-tdx"] = "type=tdx,attestation=1";
   }
   if (i.kernelPath) {
-    const args = [`-kernel ${quoteArg(i.kernelPath)}`];
-    if (i.initrdPath) args.push(`-initrd ${quoteArg(i.initrdPath)}`);
-    if (i.append !== undefined) args.push(`-append ${quoteArg(i.append)}`);
+    const args = [`-kernel ${shellQuote(i.kernelPath)}`];
+    if (i.initrdPath) args.push(`-initrd ${shellQuote(i.initrdPath)}`);
+    if (i.append !== undefined) args.push(`-append ${shellQuote(i.append)}`);
     p.args = args.join(" ");
   }
   return p;
@@ -70,6 +67,6 @@ export function proxmoxVmParams(i: ProxmoxVmInputs): Record<string, string | num
 
 /** Renders params as `pvesh create /nodes/<node>/qemu` flags (values shell-quoted). */
 export function pveshCreateCommand(node: string, params: Record<string, string | number>): string {
-  const flags = Object.entries(params).map(([k, v]) => `--${k} ${quoteArg(String(v))}`);
-  return `pvesh create ${quoteArg(`/nodes/${node}/qemu`)} ${flags.join(" ")}`;
+  const flags = Object.entries(params).map(([k, v]) => `--${k} ${shellQuote(String(v))}`);
+  return `pvesh create ${shellQuote(`/nodes/${node}/qemu`)} ${flags.join(" ")}`;
 }

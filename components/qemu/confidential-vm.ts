@@ -6,7 +6,8 @@ import { ConfigError } from "../common/errors.js";
 import { expectedQemuLaunch, type BootInputsArgs } from "../common/boot-measure.js";
 import { registerGuest } from "../common/guest.js";
 import { requireSecretMap } from "../common/secrets.js";
-import { shq, sshConnection } from "../common/ssh.js";
+import { sshConnection } from "../common/ssh.js";
+import { shellQuote } from "../../provider/shell.js";
 import { Platform, Tee, type DataVolumeArgs, type SshHostArgs, type VhsmConnectionArgs } from "../common/types.js";
 import { qemuGuestArgv, shellJoin } from "./settings.js";
 
@@ -75,9 +76,9 @@ export class QemuConfidentialVm extends pulumi.ComponentResource {
       `${name}-seed`,
       {
         connection,
-        create: `mkdir -p ${shq(dir)}/seed && cat > ${shq(dir)}/seed/user-data && printf 'instance-id: ${name}\\nlocal-hostname: ${name}\\n' > ${shq(dir)}/seed/meta-data && genisoimage -quiet -output ${shq(dir)}/seed.iso -volid cidata -joliet -rock ${shq(dir)}/seed/user-data ${shq(dir)}/seed/meta-data`,
+        create: `mkdir -p ${shellQuote(dir)}/seed && cat > ${shellQuote(dir)}/seed/user-data && printf 'instance-id: ${name}\\nlocal-hostname: ${name}\\n' > ${shellQuote(dir)}/seed/meta-data && genisoimage -quiet -output ${shellQuote(dir)}/seed.iso -volid cidata -joliet -rock ${shellQuote(dir)}/seed/user-data ${shellQuote(dir)}/seed/meta-data`,
         stdin: guest.userData,
-        delete: `rm -rf ${shq(dir)}/seed ${shq(dir)}/seed.iso`,
+        delete: `rm -rf ${shellQuote(dir)}/seed ${shellQuote(dir)}/seed.iso`,
         triggers: [guest.userData],
       },
       { parent: this },

@@ -2,6 +2,7 @@
 // SNP: sev-snp-guest with kernel-hashes=on so firmware + kernel + initrd + cmdline are all in the
 // launch digest; TDX: tdx-guest with split irqchip. Both boot one read-only firmware image (-bios).
 import { Tee } from "../common/types.js";
+import { shellJoin } from "../../provider/shell.js";
 
 export interface QemuGuestInputs {
   name: string;
@@ -55,6 +56,5 @@ export function qemuGuestArgv(i: QemuGuestInputs): string[] {
   return argv;
 }
 
-export function shellJoin(argv: string[]): string {
-  return argv.map((a) => (/^[A-Za-z0-9_./=,:@+-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(" ");
-}
+/** An argv as one command line (provider/shell.ts). */
+export { shellJoin };

@@ -32,6 +32,7 @@ const URL = /^[A-Za-z0-9_-]*={0,2}$/;
  * encoding of the bytes it decodes to, so two different strings never stand for the same evidence.
  */
 export function decodeBase64(v: unknown, field: string, opts: { allowEmpty?: boolean } = {}): Uint8Array {
+  if (v === undefined || v === null) throw new WireFormatError(field, "missing");
   if (typeof v !== "string") throw new WireFormatError(field, "must be a base64 string");
   const alphabet = STD.test(v) ? "base64" : URL.test(v) ? "base64url" : undefined;
   if (!alphabet) throw new WireFormatError(field, "must be base64 (standard or URL alphabet, not mixed)");
