@@ -8,7 +8,9 @@ export function parseDuration(field: string, value: unknown, fallback = 0): numb
   try {
     return parseDurationSeconds(value) ?? fallback;
   } catch (e) {
-    if (e instanceof DurationError) throw new LogicalError(400, `${field}: ${e.message}`);
+    // Vault's wording ("<field>: invalid duration '<value>'"); the grammar is runtime/protocol/duration.ts.
+    if (e instanceof DurationError)
+      throw new LogicalError(400, `${field}: invalid duration '${String(value).slice(0, 40)}'`);
     throw e;
   }
 }
