@@ -1,6 +1,7 @@
 // `buckypaper` entry point. Subcommands load lazily so `buckypaper measure` does not pay for
 // Pulumi, fastify or the cloud SDKs at start-up.
-import { Exit, UsageError, processIo, type CliIo, type CommandRunner } from "./io.js";
+import { Exit, processIo, type CliIo, type CommandRunner } from "./io.js";
+import { runCommand } from "./run-command.js";
 
 interface CommandEntry {
   summary: string;
@@ -55,23 +56,5 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     io.err(`buckypaper ${name}: not available in this build (${(e as Error).message})`);
     return Exit.usage;
   }
-  try {
-    return await mod.run(rest, io);
-  } catch (e) {
-    if (e instanceof UsageError) {
-      io.err(`buckypaper ${name}: ${e.message}`);
-      return Exit.usage;
-    }
-    // The runtime could not be reached or trusted: a clear message, not a stack trace.
-    if ((e as Error)?.name === "RuntimeClientError") {
-      io.err(`buckypaper ${name}: ${(e as Error).message}`);
-      return Exit.rejected;
-    }
-    // Anything else that stops a command (a file that cannot be written, a port that cannot be bound…):
-    // one clear line and a non-zero exit; the stack only on request.
-    if (process.env.BUCKYPAPER_DEBUG) throw e;
-    const err = e as NodeJS.ErrnoException;
-    io.err(`buckypaper ${name}: ${err?.message ?? String(e)} (BUCKYPAPER_DEBUG=1 shows the stack)`);
-    return Exit.rejected;
-  }
+  return runCommand(name, mod.run, rest, io);
 }

@@ -33,6 +33,7 @@ if ! (cd "$BK_ROOT" && tsc -p tsconfig.json); then
   [ -f "$BK_ROOT/dist/cli/main.js" ] || { echo "build failed" >&2; exit 1; }
   echo "warning: tsc reported type errors (above); dist/ was emitted, continuing" >&2
 fi
+node "$BK_ROOT/scripts/bundle-cli.js"   # the bundled `buckypaper measure` fast path (optional)
 
 step "5/6 Deploy stacks/local (stack '$STACK'): platform, runtime, registrations, VMs"
 # shellcheck source=pulumi-env.sh

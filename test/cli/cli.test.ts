@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { createServer } from "node:net";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { repoRoot } from "../support/shared.js";
@@ -114,5 +114,25 @@ describe("buckypaper for a newcomer", () => {
     expect(s.status).toBe(1);
     expect(s.stderr).toMatch(/cannot listen on 192\.0\.2\.1:8200/);
     expect(s.stderr).not.toMatch(/ExperimentalWarning/);
+  });
+});
+
+describe.skipIf(!existsSync("/usr/share/ovmf/OVMF.fd"))("buckypaper measure fast path", () => {
+  it("the bundled measure (dist/cli-fast) prints what the in-process command prints, errors included", async () => {
+    const args = ["measure", "snp", "--ovmf", "/usr/share/ovmf/OVMF.fd", "--vcpus", "64", "--vcpu-type", "EPYC-v4"];
+    const c = capture();
+    expect(await main(args, c.io)).toBe(0);
+    const r = spawnSync(process.execPath, [path.join(repoRoot, "bin/buckypaper.js"), ...args], { encoding: "utf8" });
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim()).toBe(c.out.join("").trim());
+    const bad = spawnSync(
+      process.execPath,
+      [path.join(repoRoot, "bin/buckypaper.js"), "measure", "snp", "--vcpus", "0"],
+      {
+        encoding: "utf8",
+      },
+    );
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/^buckypaper measure: /);
   });
 });

@@ -13,4 +13,6 @@ export default function setup(): void {
     const out = (e as { stdout?: Buffer }).stdout?.toString() ?? String(e);
     process.stderr.write(`tsc reported errors (dist/ was still emitted):\n${out.slice(0, 4000)}\n`);
   }
+  // The bundled `buckypaper measure` fast path, so the tests run what users run.
+  execFileSync(process.execPath, [path.join(root, "scripts/bundle-cli.js")], { cwd: root, stdio: "inherit" });
 }

@@ -1,0 +1,26 @@
+// After tsc: bundles `buckypaper measure` (dist/cli/measure-main.js and what it imports from dist/) into
+// dist/cli-fast/, so the command loads one module instead of a dozen (each ESM module costs a resolve,
+// stats and a package.json lookup at start-up; `npm run bench` measure-snp shows the effect).
+// Packages from node_modules stay external. Without rolldown (it comes with vitest) nothing is
+// bundled and bin/buckypaper.js simply takes the normal path.
+import { rm } from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const outDir = path.join(root, "dist/cli-fast");
+let build;
+try {
+  ({ build } = await import("rolldown"));
+} catch {
+  console.error("bundle-cli: rolldown not installed; `buckypaper measure` runs unbundled");
+  process.exit(0);
+}
+await rm(outDir, { recursive: true, force: true });
+await build({
+  input: path.join(root, "dist/cli/measure-main.js"),
+  platform: "node",
+  external: (id) => !id.startsWith(".") && !path.isAbsolute(id),
+  logLevel: "warn",
+  output: { dir: outDir, format: "esm", entryFileNames: "[name].js" },
+});
