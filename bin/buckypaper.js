@@ -24,10 +24,18 @@ const argv = process.argv.slice(2);
 // `measure` — what scripts call in loops — runs from one bundled module (scripts/bundle-cli.js) when
 // that bundle is at least as new as the compiled sources; otherwise the normal path below.
 if (argv[0] === "measure") {
-  const { statSync } = await import("node:fs");
+  const { statSync, readFileSync } = await import("node:fs");
   const fast = new URL("../dist/cli-fast/measure-main.js", import.meta.url);
-  const mtime = (u) => statSync(u, { throwIfNoEntry: false })?.mtimeMs ?? -1;
-  if (mtime(fast) >= mtime(new URL("../dist/cli/measure.js", import.meta.url)) && mtime(fast) > 0) {
+  const mtime = (u) => statSync(u, { throwIfNoEntry: false })?.mtimeMs ?? Infinity;
+  let fresh = false;
+  try {
+    const inputs = JSON.parse(readFileSync(new URL("../dist/cli-fast/inputs.json", import.meta.url), "utf8"));
+    const built = mtime(fast);
+    fresh = inputs.length > 0 && inputs.every((f) => mtime(new URL(`../${f}`, import.meta.url)) <= built);
+  } catch {
+    // no bundle (or a partial one): the normal path
+  }
+  if (fresh) {
     const { main } = await import(fast.href);
     process.exitCode = await main(argv.slice(1));
   }

@@ -3,7 +3,7 @@
 // stats and a package.json lookup at start-up; `npm run bench` measure-snp shows the effect).
 // Packages from node_modules stay external. Without rolldown (it comes with vitest) nothing is
 // bundled and bin/buckypaper.js simply takes the normal path.
-import { rm } from "node:fs/promises";
+import { rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -17,10 +17,16 @@ try {
   process.exit(0);
 }
 await rm(outDir, { recursive: true, force: true });
-await build({
+const out = await build({
   input: path.join(root, "dist/cli/measure-main.js"),
   platform: "node",
   external: (id) => !id.startsWith(".") && !path.isAbsolute(id),
   logLevel: "warn",
   output: { dir: outDir, format: "esm", entryFileNames: "[name].js" },
 });
+// The compiled modules inside the bundle: bin/buckypaper.js takes the fast path only while none of them
+// is newer than the bundle (tsc leaves unchanged outputs alone, so one file's date is not enough).
+const inputs = new Set();
+for (const o of out.output)
+  for (const id of o.moduleIds ?? []) if (id.startsWith(root)) inputs.add(path.relative(root, id));
+await writeFile(path.join(outDir, "inputs.json"), JSON.stringify([...inputs].sort()));
