@@ -26,6 +26,10 @@ const commands: Record<string, CommandEntry> = {
     load: () => import("./cloud-init.js"),
   },
   enclaivelet: { summary: "the in-guest agent: attest and provision secrets", load: () => import("./enclaivelet.js") },
+  image: {
+    summary: "build the kit's guest image (kernel, initrd, dm-verity root) and its manifest",
+    load: () => import("./image.js"),
+  },
   simulate: {
     summary: "simulated SNP/TDX hardware for tests and the local stack",
     load: () => import("./simulate.js"),

@@ -21,12 +21,15 @@ import {
   type VcpuSpec,
   type VmmType,
 } from "../images/snp/index.js";
+import { ManifestError, snpDigestsFromManifest } from "../images/guest/index.js";
 
 const USAGE = `usage:
   buckypaper measure snp (--ovmf FILE | --ovmf-metadata FILE.json) [--snp-ovmf-hash HEX] --vcpus N|LIST
       [--vcpu-type NAME | --vcpu-sig 0xHEX | --vcpu-family F --vcpu-model M --vcpu-stepping S]
       [--vmm-type qemu|ec2|ec2-legacy|gce] [--kernel F [--initrd F] [--append STR]] [--guest-features 0xHEX]
       [--svsm F (--vars-size N | --vars-file F)] [--output-format hex|base64|json] [-v]
+  buckypaper measure snp --manifest manifest.json --vcpus N|LIST [vCPU flags] [--vmm-type T] [--output-format F]
+      (the image's firmware, kernel, initrd and command line from 'buckypaper image build', checked by SHA-256)
   buckypaper measure snp-ovmf-hash --ovmf FILE [--output-format hex|base64|json]
       (json: the firmware description of sev-snp-measure-go, usable with --ovmf-metadata)
   buckypaper measure seves --ovmf FILE --vcpus N|LIST [vCPU flags] [--vmm-type T] [--kernel F ...] [--output-format F]
@@ -59,6 +62,7 @@ const FLAGS = {
     ...KERNEL,
     ...VCPU,
     ovmf: { type: "string" },
+    manifest: { type: "string" },
     "ovmf-metadata": { type: "string" },
     "snp-ovmf-hash": { type: "string" },
     "guest-features": { type: "string" },
@@ -158,7 +162,7 @@ function measure(mode: Mode, v: Flags): string {
     if (format === "json") return JSON.stringify(firmwareDescriptionJson(describeOvmf(img, hash)), null, 2);
     return render(hash, format);
   }
-  const kernel = kernelFlags(v);
+  const kernel = v.manifest !== undefined ? {} : kernelFlags(v);
   if (mode === "sev") {
     const digest = sevDigest({ ovmf: readFlagFile("--ovmf", required(v, "ovmf")), ...kernel });
     return format === "json"
@@ -176,6 +180,29 @@ function measure(mode: Mode, v: Flags): string {
   if (mode === "seves") {
     table = sevEsDigestTable({ ovmf: readFlagFile("--ovmf", required(v, "ovmf")), vcpu, vmm, ...kernel }, counts);
     label = "SEV_ES";
+  } else if (v.manifest !== undefined) {
+    const other = ["ovmf", "ovmf-metadata", "kernel", "initrd", "append", "snp-ovmf-hash", "svsm"].filter(
+      (k) => v[k] !== undefined,
+    );
+    if (other.length)
+      throw new UsageError(
+        `--manifest names the firmware, kernel, initrd and command line; drop --${other.join(", --")}`,
+      );
+    try {
+      table = snpDigestsFromManifest(v.manifest as string, {
+        vcpus: counts,
+        vcpu,
+        vmm,
+        guestFeatures:
+          v["guest-features"] !== undefined
+            ? BigInt(parseInteger("--guest-features", v["guest-features"] as string))
+            : undefined,
+      });
+    } catch (e) {
+      if (e instanceof ManifestError) throw new UsageError(`--manifest ${v.manifest as string}: ${e.message}`);
+      throw e;
+    }
+    label = "SEV_SNP";
   } else {
     if (v.ovmf !== undefined && v["ovmf-metadata"] !== undefined)
       throw new UsageError("--ovmf and --ovmf-metadata are alternatives; give one");

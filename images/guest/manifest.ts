@@ -1,0 +1,92 @@
+// The image manifest (manifest.json beside the files): everything needed to boot the image and to
+// recompute its expected launch measurement — file digests, the dm-verity parameters, the exact kernel
+// command line (which carries the root hash), the package lock digest and the firmware.
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import type { VerityInfo } from "./verity.js";
+
+export const MANIFEST_SCHEMA = "buckypaper.guest-image/v1";
+
+export interface ManifestFile {
+  /** Relative to the manifest's directory. */
+  path: string;
+  sha256: string;
+  size: number;
+}
+
+export interface ImageManifest {
+  schema: typeof MANIFEST_SCHEMA;
+  /** Hash of every input of the kernel/initrd/rootfs (the cache key). */
+  inputHash: string;
+  suite: string;
+  kernelVersion: string;
+  sourceDateEpoch: number;
+  files: { kernel: ManifestFile; initrd: ManifestFile; rootfs: ManifestFile; firmware?: ManifestFile };
+  verity: VerityInfo;
+  /** The kernel command line to boot with (QEMU -append); its SHA-256 is in the launch digest. */
+  cmdline: string;
+  /** The block device the initramfs opens as root (the rootfs file attached as the first virtio disk). */
+  rootDevice: string;
+  packageLock: { sha256: string; packages: number };
+  enclaivelet: { sha256: string; path: string; node: string };
+  firmware: {
+    /** Whether the firmware verifies kernel/initrd/cmdline against the SNP kernel-hashes table. */
+    measuredDirectBoot: boolean;
+    description: string;
+  } | null;
+}
+
+export class ManifestError extends Error {
+  override name = "ManifestError";
+  constructor(
+    readonly field: string,
+    reason: string,
+  ) {
+    super(`${field}: ${reason}`);
+  }
+}
+
+export function sha256Hex(b: Uint8Array): string {
+  return createHash("sha256").update(b).digest("hex");
+}
+
+export function kernelCmdline(rootDevice: string, v: VerityInfo, extra = "console=ttyS0 panic=-1"): string {
+  return `${extra} bk.root=${rootDevice} bk.roothash=${v.rootHash} bk.hashoffset=${v.hashOffset}`;
+}
+
+/** Parses and checks a manifest's shape; file digests are checked by readManifestFile. */
+export function parseManifest(text: string, source = "manifest.json"): ImageManifest {
+  let m: ImageManifest;
+  try {
+    m = JSON.parse(text) as ImageManifest;
+  } catch (e) {
+    throw new ManifestError(source, `not JSON (${(e as Error).message})`);
+  }
+  if (m?.schema !== MANIFEST_SCHEMA) throw new ManifestError(`${source}.schema`, `expected '${MANIFEST_SCHEMA}'`);
+  for (const k of ["kernel", "initrd", "rootfs"] as const) {
+    const f = m.files?.[k];
+    if (!f || typeof f.path !== "string" || !/^[0-9a-f]{64}$/.test(f.sha256 ?? ""))
+      throw new ManifestError(`${source}.files.${k}`, "needs path and sha256 (64 hex digits)");
+  }
+  if (typeof m.cmdline !== "string" || !m.cmdline.includes(`bk.roothash=${m.verity?.rootHash}`))
+    throw new ManifestError(`${source}.cmdline`, "must carry bk.roothash=<verity.rootHash>");
+  return m;
+}
+
+/** Reads a file the manifest names and checks its SHA-256 (a swapped file is an error, not a new digest). */
+export function readManifestFile(manifestPath: string, m: ImageManifest, key: keyof ImageManifest["files"]): Buffer {
+  const f = m.files[key];
+  if (!f) throw new ManifestError(`files.${key}`, "not in the manifest");
+  const p = path.resolve(path.dirname(manifestPath), f.path);
+  let data: Buffer;
+  try {
+    data = readFileSync(p);
+  } catch (e) {
+    throw new ManifestError(`files.${key}`, `${p}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const got = sha256Hex(data);
+  if (got !== f.sha256)
+    throw new ManifestError(`files.${key}`, `${p} has SHA-256 ${got}, the manifest says ${f.sha256}`);
+  return data;
+}

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Builds OVMF's AmdSev variant (OvmfPkg/AmdSev/AmdSevX64.dsc) from Debian bookworm's edk2 source package:
+# the firmware whose SEV metadata carries an SNP_KERNEL_HASHES page, so an SNP launch digest covers the
+# kernel, initrd and command line given by direct boot (Debian's OVMF.fd has no such table).
+#
+# Inputs (all pinned below; the cache key is their hash and the RECIPE number):
+#   the edk2 source package (version + the .dsc's SHA-256, which pins the orig and debian tarballs; apt
+#   verifies the .dsc against the signed Release files), and Debian's grub-efi-amd64-bin (the AmdSev
+#   flash image embeds a grub.efi; the kit boots the kernel directly, grub is only the fallback)
+# Output: ~/.cache/buckypaper/firmware/<key>/OVMF.amdsev.fd (+ SHA256SUMS, build.log, inputs.txt)
+#   and prints the path on the last line of stdout. A second run with the same inputs only prints it.
+#
+# Usage: scripts/build-firmware.sh [--print-key] [--print-path]
+#   --print-key   print the cache key and exit
+#   --print-path  print the path of the cached firmware (exit 1 when it has not been built yet)
+# Environment: BUCKYPAPER_CACHE (default ~/.cache/buckypaper), FIRMWARE_NICE (default 10).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+# --- pins (bookworm keeps older source versions in the archive only until a new upload) ---
+EDK2_VERSION=2022.11-6+deb12u2
+EDK2_DSC_SHA256=3129d783c9017f738af4453c9f94a2fdfba2ee91cf409c0c3623b31377e76cc6
+GRUB_PKG_VERSION=2.06-13+deb12u2
+SOURCE_DATE_EPOCH=1700000000
+# Bump when a change to the steps below changes the output (comments and messages do not).
+RECIPE=1
+# ---
+export SOURCE_DATE_EPOCH
+
+cache=${BUCKYPAPER_CACHE:-$HOME/.cache/buckypaper}
+key=$(
+  {
+    echo "edk2=$EDK2_VERSION dsc=$EDK2_DSC_SHA256 grub=$GRUB_PKG_VERSION epoch=$SOURCE_DATE_EPOCH recipe=$RECIPE"
+  } | sha256sum | cut -c1-16
+)
+dest="$cache/firmware/$key"
+[ "${1:-}" = "--print-key" ] && { echo "$key"; exit 0; }
+if [ "${1:-}" = "--print-path" ]; then
+  [ -f "$dest/OVMF.amdsev.fd" ] || exit 1
+  echo "$dest/OVMF.amdsev.fd"
+  exit 0
+fi
+if [ -f "$dest/OVMF.amdsev.fd" ]; then
+  echo "build-firmware: cached $dest/OVMF.amdsev.fd" >&2
+  echo "$dest/OVMF.amdsev.fd"
+  exit 0
+fi
+
+log() { echo "build-firmware: $*" >&2; }
+need=(nasm iasl gcc make python3 grub-mkimage mkfs.msdos mcopy dpkg-source)
+for t in "${need[@]}"; do
+  command -v "$t" >/dev/null || {
+    log "needs $t (apt-get install nasm acpica-tools uuid-dev python3-distutils build-essential grub-efi-amd64-bin dosfstools mtools dpkg-dev)"
+    exit 2
+  }
+done
+[ -f /usr/include/uuid/uuid.h ] || { log "needs uuid-dev"; exit 2; }
+installed_grub=$(dpkg-query -W -f '${Version}' grub-efi-amd64-bin 2>/dev/null || true)
+if [ "$installed_grub" != "$GRUB_PKG_VERSION" ]; then
+  log "grub-efi-amd64-bin is '$installed_grub', the pin is $GRUB_PKG_VERSION (update the pin and rebuild)"
+  exit 2
+fi
+
+# A private apt configuration with bookworm's deb-src lines: the machine's own sources stay untouched.
+aptdir="$cache/apt-src"
+mkdir -p "$aptdir/lists/partial" "$aptdir/cache/archives/partial" "$aptdir/src"
+cat >"$aptdir/sources.list" <<'EOF'
+deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main
+deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security bookworm-security main
+deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm-updates main
+EOF
+apt_opts=(-o "Dir::Etc::SourceList=$aptdir/sources.list" -o Dir::Etc::SourceParts=/dev/null
+  -o "Dir::State::Lists=$aptdir/lists" -o "Dir::Cache=$aptdir/cache" -o APT::Sandbox::User=root)
+dsc="$aptdir/src/edk2_${EDK2_VERSION#*:}.dsc"
+if [ ! -f "$dsc" ]; then
+  log "fetching the edk2 $EDK2_VERSION source package"
+  apt-get "${apt_opts[@]}" update -qq
+  (cd "$aptdir/src" && apt-get "${apt_opts[@]}" source --download-only -qq "edk2=$EDK2_VERSION") || {
+    log "cannot download edk2=$EDK2_VERSION (left the archive? update EDK2_VERSION/EDK2_DSC_SHA256)"
+    exit 2
+  }
+fi
+got=$(sha256sum "$dsc" | cut -d' ' -f1)
+[ "$got" = "$EDK2_DSC_SHA256" ] || { log "$dsc SHA-256 $got does not match the pin $EDK2_DSC_SHA256"; exit 1; }
+
+work="$cache/firmware/.build-$key"
+rm -rf "$work"
+mkdir -p "$work"
+src="$work/edk2"
+log "unpacking (dpkg-source verifies the tarballs against the .dsc and applies Debian's patches)"
+dpkg-source -x "$dsc" "$src" >/dev/null
+
+# grub.efi for the flash image, made like OvmfPkg/AmdSev/Grub/grub.sh but deterministically (fixed FAT
+# serial and timestamps). Debian's grub has no sevsecret module, so this grub cannot open a LUKS disk with an
+# injected secret; the kit does not use that path (direct kernel boot, verified through the hashes table).
+grubdir="$src/OvmfPkg/AmdSev/Grub"
+modules=(part_msdos part_gpt cryptodisk luks gcry_rijndael gcry_sha256 ext2 btrfs xfs fat configfile memdisk
+  sleep normal echo test regexp linux linuxefi reboot)
+avail=()
+for m in "${modules[@]}"; do [ -f "/usr/lib/grub/x86_64-efi/$m.mod" ] && avail+=("$m"); done
+echo 'normal (memdisk)/grub.cfg' >"$work/grub-bootstrap.cfg"
+touch -d "@$SOURCE_DATE_EPOCH" "$grubdir/grub.cfg"
+mkfs.msdos -C -i 0b0c0d0e --invariant "$work/disk.fat" 64 >/dev/null
+MTOOLS_SKIP_CHECK=1 mcopy -m -i "$work/disk.fat" -- "$grubdir/grub.cfg" ::grub.cfg
+grub-mkimage -O x86_64-efi -p '(crypto0)' -c "$work/grub-bootstrap.cfg" -m "$work/disk.fat" \
+  -o "$grubdir/grub.efi" "${avail[@]}"
+# grub.sh (the dsc's PREBUILD) keeps a grub.efi newer than its inputs.
+touch -d "@$SOURCE_DATE_EPOCH" "$grubdir/grub.sh" "$grubdir/grub.cfg"
+touch -d "@$((SOURCE_DATE_EPOCH + 1))" "$grubdir/grub.efi"
+
+nice_level=${FIRMWARE_NICE:-10}
+start=$(date +%s)
+log "building BaseTools and OvmfPkg/AmdSev/AmdSevX64.dsc (RELEASE, GCC5) at nice $nice_level; about 15-40 min on 2 cores, log: $work/build.log"
+(
+  cd "$src"
+  unset WORKSPACE EDK_TOOLS_PATH CONF_PATH
+  export PYTHON3_ENABLE=TRUE
+  set +u
+  . ./edksetup.sh >/dev/null
+  set -u
+  nice -n "$nice_level" make -s -C BaseTools ARCH=X64 -j2
+  nice -n "$nice_level" build -q -a X64 -t GCC5 -b RELEASE -n 2 -p OvmfPkg/AmdSev/AmdSevX64.dsc
+) >"$work/build.log" 2>&1 || {
+  log "build failed; last lines of $work/build.log:"
+  tail -30 "$work/build.log" >&2
+  exit 1
+}
+fd="$src/Build/AmdSev/RELEASE_GCC5/FV/OVMF.fd"
+[ -f "$fd" ] || { log "the build did not produce $fd"; exit 1; }
+
+mkdir -p "$dest.tmp"
+cp "$fd" "$dest.tmp/OVMF.amdsev.fd"
+cp "$work/build.log" "$dest.tmp/build.log"
+{
+  echo "edk2 source package: edk2 $EDK2_VERSION (dsc sha256 $EDK2_DSC_SHA256)"
+  echo "grub-efi-amd64-bin: $GRUB_PKG_VERSION; grub.efi sha256 $(sha256sum "$grubdir/grub.efi" | cut -d' ' -f1)"
+  echo "platform: OvmfPkg/AmdSev/AmdSevX64.dsc, RELEASE, GCC5, $(gcc --version | head -1), nasm $(nasm -v | awk '{print $3}'), iasl $(iasl -v 2>/dev/null | awk '/version/ {print $NF; exit}')"
+  echo "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH"
+  echo "build seconds: $(($(date +%s) - start))"
+} >"$dest.tmp/inputs.txt"
+(cd "$dest.tmp" && sha256sum OVMF.amdsev.fd >SHA256SUMS)
+rm -rf "$dest"
+mv "$dest.tmp" "$dest"
+rm -rf "$work"
+log "done in $(($(date +%s) - start)) s: $dest/OVMF.amdsev.fd"
+echo "$dest/OVMF.amdsev.fd"
