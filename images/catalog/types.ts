@@ -40,7 +40,19 @@ export type ImageRef =
       requiredGuestOsFeature: "SEV_SNP_CAPABLE" | "TDX_CAPABLE";
     })
   | (Sourced & { kind: "cloud-image"; url: string; format: "qcow2"; sha512: "must be supplied" })
-  | (Sourced & { kind: "direct-boot"; kernel: PinnedFile; initrd: PinnedFile; fetchScript: string });
+  | (Sourced & { kind: "direct-boot"; kernel: PinnedFile; initrd: PinnedFile; fetchScript: string })
+  /**
+   * The kit's own guest image (docs/images.md): kernel, initramfs and a dm-verity root filesystem built from
+   * `lockFile` by `buildCommand`; its manifest.json names the files, their SHA-256s and the command line with the
+   * root hash, and `buckypaper measure snp --manifest` recomputes the launch digest from it.
+   */
+  | (Sourced & {
+      kind: "kit-image";
+      buildCommand: "buckypaper image build";
+      lockFile: "images/guest/packages.lock";
+      manifest: string;
+      rootfsDisk: string;
+    });
 
 /** One SEV metadata section (GPA, size, SectionTypeInt) as in sev-snp-measure-go's MetadataItems. */
 export interface SnpSection {

@@ -78,13 +78,17 @@ class Progress {
   }
 }
 
-/** The recipe's own code is an input: a changed step must not be served from the cache. */
-async function recipeDigest(): Promise<string> {
+/**
+ * The recipe's own code is an input: a changed step must not be served from the cache. The TypeScript
+ * sources are hashed (from the repository; the compiled modules beside this one otherwise), so the CLI
+ * (dist/) and the tests (sources) agree on the key.
+ */
+async function recipeDigest(repoRoot: string): Promise<string> {
   const here = path.dirname(fileURLToPath(import.meta.url));
   const h = createHash("sha256");
   for (const f of ["build", "cpio", "init-script", "initrd", "lock", "node-runtime", "rootfs", "verity", "manifest"]) {
-    const p = [path.join(here, `${f}.js`), path.join(here, `${f}.ts`)].find(existsSync);
-    if (!p) throw new Error(`images/guest/${f} is missing beside ${here}`);
+    const p = [path.join(repoRoot, "images/guest", `${f}.ts`), path.join(here, `${f}.js`)].find(existsSync);
+    if (!p) throw new Error(`images/guest/${f} is missing (looked in ${repoRoot} and ${here})`);
     h.update(f).update(await readFile(p));
   }
   return h.digest("hex");
@@ -149,7 +153,7 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
     progress.detail(`enclaivelet artifact ${artifact.sha256}`);
 
     // With a lock in hand the key is known before building; --update-lock learns it afterwards.
-    const recipe = await recipeDigest();
+    const recipe = await recipeDigest(o.repoRoot);
     const hashFor = (l: string) =>
       inputHash({ lock: lockDigest(l), enclaivelet: artifact.sha256, recipe, epoch, rootDevice });
     if (lockText && !o.rebuild && !o.outDir) {
@@ -169,16 +173,12 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
 
     progress.next("root filesystem (mmdebstrap)");
     const tree = path.join(stage, "root");
-    let last = 0;
     await debootstrap({
       dest: tree,
       lock,
       sourceDateEpoch: epoch,
       onLine: (l) => {
-        if (l.startsWith("I: ") && Date.now() - last > 2000) {
-          last = Date.now();
-          progress.detail(l.slice(3));
-        }
+        if (l.startsWith("I: ")) progress.detail(`${l.slice(3)} (${progress.elapsed()})`);
       },
     });
     const installed = await installedPackages(tree);
