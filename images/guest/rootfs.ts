@@ -100,10 +100,11 @@ export async function finishTree(root: string, enclaiveletTarGz: string): Promis
   // The initramfs-tools image the kernel package made is neither used (the kit builds its own) nor reproducible.
   await rmGlob(path.join(root, "boot"), (n) => n.startsWith("initrd.img"));
   // Build records.
-  for (const d of ["var/log", "var/cache/apt", "var/lib/apt/lists", "var/cache/debconf", "tmp", "var/tmp"])
+  for (const d of ["var/log", "var/cache/apt", "var/lib/apt/lists", "tmp", "var/tmp"])
     await rmGlob(path.join(root, d), () => true);
   await rm(path.join(root, "var/cache/ldconfig/aux-cache"), { force: true });
   await rmGlob(path.join(root, "var/lib/dpkg"), (n) => n.endsWith("-old"));
+  await rmGlob(path.join(root, "var/cache/debconf"), (n) => n.endsWith("-old"));
   await rmGlob(
     path.join(root, "etc"),
     (n) => n.endsWith("-") && ["passwd-", "group-", "shadow-", "gshadow-", "subuid-", "subgid-"].includes(n),
