@@ -3,18 +3,7 @@
 // wrong root hash on the command line, or one flipped byte in the root filesystem, it must never get
 // there. (The full attested flow — simulated PSP, enclaivelet, LUKS — is the local stack's, issue #13.)
 import { spawn } from "node:child_process";
-import {
-  accessSync,
-  constants,
-  copyFileSync,
-  existsSync,
-  mkdtempSync,
-  openSync,
-  readSync,
-  rmSync,
-  writeSync,
-  closeSync,
-} from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, openSync, readSync, rmSync, writeSync, closeSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
