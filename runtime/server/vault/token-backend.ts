@@ -4,31 +4,30 @@
 import { LogicalError, type LogicalBackend, type LogicalRequest, type LogicalResponse } from "./backend.js";
 import type { CoreView } from "./core-view.js";
 import { TokenStore, type TokenEntry } from "./tokens.js";
-import { parseDuration } from "./duration.js";
+import { FieldData, PathRouter, type FieldSchema, type FieldSchemas, type TableBackend } from "./framework.js";
 import { PermissionDeniedError } from "./errors.js";
 
 /** Key under which the token backend hands a ready auth block to the core (rendered as `auth`). */
 export const AUTH_BLOCK = "__auth_block";
 
-function stringList(field: string, v: unknown): string[] | undefined {
-  if (v === undefined || v === null) return undefined;
-  if (typeof v === "string")
-    return v
-      .split(",")
-      .map((s) => s.trim())
-      .filter(Boolean);
-  if (Array.isArray(v) && v.every((x) => typeof x === "string")) return v as string[];
-  throw new LogicalError(400, `${field}: must be a list of strings`);
-}
+const TOKEN_FIELD: FieldSchema = { type: "string", description: "the token" };
+const ACCESSOR_FIELD: FieldSchema = { type: "string", description: "the token's accessor" };
 
-function stringMap(field: string, v: unknown): Record<string, string> | undefined {
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== "object" || Array.isArray(v) || Object.values(v).some((x) => typeof x !== "string"))
-    throw new LogicalError(400, `${field}: must be a map of strings`);
-  return v as Record<string, string>;
-}
+const CREATE_FIELDS: FieldSchemas = {
+  orphan: { type: "string", description: '"-orphan" for create-orphan' },
+  id: { type: "string", description: "token id (root callers only)" },
+  policies: { type: "comma-string-slice", description: "a subset of the caller's policies (default: the caller's)" },
+  meta: { type: "kv-pairs", description: "token metadata" },
+  no_parent: { type: "bool", default: false, description: "root callers: no parent (an orphan)" },
+  no_default_policy: { type: "bool", default: false, description: 'do not add "default"' },
+  renewable: { type: "bool", default: true, description: "the token may be renewed" },
+  ttl: { type: "duration", default: 0, description: "initial TTL" },
+  explicit_max_ttl: { type: "duration", default: 0, description: "hard limit on the token's life" },
+  display_name: { type: "string", description: "display name (prefixed with token-)" },
+  num_uses: { type: "int", default: 0, description: "uses before the token is revoked (0: unlimited)" },
+};
 
-export class TokenBackend implements LogicalBackend {
+export class TokenBackend implements LogicalBackend, TableBackend {
   readonly type = "token";
   constructor(private readonly core: CoreView) {}
 
@@ -66,79 +65,128 @@ export class TokenBackend implements LogicalBackend {
     };
   }
 
-  async handle(req: LogicalRequest): Promise<LogicalResponse | undefined> {
-    const op = req.operation;
-    const write = op === "create" || op === "update";
-    switch (req.path) {
-      case "create":
-      case "create-orphan":
-        if (!write) return undefined;
-        return this.create(req, req.path === "create-orphan");
-      case "lookup-self":
-        if (op !== "read" && !write) return undefined;
-        return { data: this.lookupData(await this.caller(req), true) };
-      case "lookup": {
-        if (!write) return undefined;
-        const token = req.data.token;
-        if (typeof token !== "string" || !token) throw new LogicalError(400, "token: required");
-        const e = await this.store.lookup(token);
-        if (!e) throw new LogicalError(403, "bad token");
-        return { data: this.lookupData(e, false) };
-      }
-      case "lookup-accessor": {
-        if (!write) return undefined;
-        const e =
-          typeof req.data.accessor === "string" ? await this.store.lookupAccessor(req.data.accessor) : undefined;
-        if (!e) throw new LogicalError(400, "accessor: invalid accessor");
-        return { data: this.lookupData(e, false) };
-      }
-      case "renew-self":
-      case "renew": {
-        if (!write) return undefined;
-        let e: TokenEntry | undefined;
-        if (req.path === "renew-self") e = await this.caller(req);
-        else {
-          if (typeof req.data.token !== "string") throw new LogicalError(400, "token: required");
-          e = await this.store.lookup(req.data.token);
-          if (!e) throw new LogicalError(400, "token: invalid or expired token");
-        }
-        if (!e.renewable) throw new LogicalError(400, "lease is not renewable");
-        const inc = parseDuration("increment", req.data.increment);
-        const renewed = await this.store.renew(e, inc);
-        return { status: 200, data: { [AUTH_BLOCK]: { ...this.core.authBlock("", renewed), client_token: "" } } };
-      }
-      case "tidy": {
-        if (!write) return undefined;
-        const removed = await this.core.tidy();
-        return { data: { removed: removed ?? 0, skipped: removed === undefined } };
-      }
-      case "revoke-self":
-        if (!write) return undefined;
-        await this.store.revoke(await this.caller(req));
-        return {};
-      case "revoke":
-      case "revoke-accessor": {
-        if (!write) return undefined;
-        const e =
-          req.path === "revoke"
-            ? typeof req.data.token === "string"
-              ? await this.store.lookup(req.data.token)
-              : undefined
-            : typeof req.data.accessor === "string"
-              ? await this.store.lookupAccessor(req.data.accessor)
-              : undefined;
-        if (e) await this.store.revoke(e);
-        return {};
-      }
-    }
-    return undefined;
+  readonly router = new PathRouter([
+    {
+      pattern: "create(?<orphan>-orphan)?",
+      description: "create a child token (create-orphan: without a parent)",
+      fields: CREATE_FIELDS,
+      operations: { update: (req, f) => this.create(req, f, f.string("orphan") === "-orphan") },
+    },
+    {
+      pattern: "lookup-self",
+      description: "the calling token's properties",
+      operations: {
+        read: async (req) => ({ data: this.lookupData(await this.caller(req), true) }),
+        update: async (req) => ({ data: this.lookupData(await this.caller(req), true) }),
+      },
+    },
+    {
+      pattern: "lookup",
+      description: "a token's properties",
+      fields: { token: TOKEN_FIELD },
+      operations: {
+        update: async (_req, f) => {
+          const token = f.string("token");
+          if (!token) throw new LogicalError(400, "token: required");
+          const e = await this.store.lookup(token);
+          if (!e) throw new LogicalError(403, "bad token");
+          return { data: this.lookupData(e, false) };
+        },
+      },
+    },
+    {
+      pattern: "lookup-accessor",
+      description: "a token's properties by accessor",
+      fields: { accessor: ACCESSOR_FIELD },
+      operations: {
+        update: async (_req, f) => {
+          const accessor = f.string("accessor");
+          const e = accessor !== undefined ? await this.store.lookupAccessor(accessor) : undefined;
+          if (!e) throw new LogicalError(400, "accessor: invalid accessor");
+          return { data: this.lookupData(e, false) };
+        },
+      },
+    },
+    {
+      pattern: "renew(?<self>-self)?",
+      description: "extend a token's lease (renew-self: the caller's)",
+      fields: {
+        self: { type: "string", description: '"-self" for renew-self' },
+        token: TOKEN_FIELD,
+        increment: { type: "duration", default: 0, description: "requested extension" },
+      },
+      operations: {
+        update: async (req, f) => {
+          let e: TokenEntry | undefined;
+          if (f.string("self")) e = await this.caller(req);
+          else {
+            const token = f.string("token");
+            if (token === undefined) throw new LogicalError(400, "token: required");
+            e = await this.store.lookup(token);
+            if (!e) throw new LogicalError(400, "token: invalid or expired token");
+          }
+          if (!e.renewable) throw new LogicalError(400, "lease is not renewable");
+          const renewed = await this.store.renew(e, f.duration("increment")!);
+          return { status: 200, data: { [AUTH_BLOCK]: { ...this.core.authBlock("", renewed), client_token: "" } } };
+        },
+      },
+    },
+    {
+      pattern: "tidy",
+      description: "remove expired tokens",
+      operations: {
+        update: async () => {
+          const removed = await this.core.tidy();
+          return { data: { removed: removed ?? 0, skipped: removed === undefined } };
+        },
+      },
+    },
+    {
+      pattern: "revoke-self",
+      description: "revoke the calling token",
+      operations: {
+        update: async (req) => {
+          await this.store.revoke(await this.caller(req));
+          return {};
+        },
+      },
+    },
+    {
+      pattern: "revoke",
+      description: "revoke a token and its children",
+      fields: { token: TOKEN_FIELD },
+      operations: {
+        update: async (_req, f) => {
+          const token = f.string("token");
+          const e = token !== undefined ? await this.store.lookup(token) : undefined;
+          if (e) await this.store.revoke(e);
+          return {};
+        },
+      },
+    },
+    {
+      pattern: "revoke-accessor",
+      description: "revoke a token by accessor",
+      fields: { accessor: ACCESSOR_FIELD },
+      operations: {
+        update: async (_req, f) => {
+          const accessor = f.string("accessor");
+          const e = accessor !== undefined ? await this.store.lookupAccessor(accessor) : undefined;
+          if (e) await this.store.revoke(e);
+          return {};
+        },
+      },
+    },
+  ]);
+
+  handle(req: LogicalRequest): Promise<LogicalResponse | undefined> {
+    return this.router.handle(req);
   }
 
-  private async create(req: LogicalRequest, orphan: boolean): Promise<LogicalResponse> {
+  private async create(req: LogicalRequest, f: FieldData, orphan: boolean): Promise<LogicalResponse> {
     const parent = await this.caller(req);
     const parentIsRoot = parent.policies.includes("root");
-    const d = req.data;
-    let policies = stringList("policies", d.policies) ?? parent.policies.filter((p) => p !== "default" || parentIsRoot);
+    let policies = f.list("policies") ?? parent.policies.filter((p) => p !== "default" || parentIsRoot);
     if (!parentIsRoot) {
       const extra = policies.filter((p) => p !== "default" && !parent.policies.includes(p));
       if (extra.length)
@@ -146,31 +194,30 @@ export class TokenBackend implements LogicalBackend {
           `child policies must be a subset of the parent's policies (not allowed: ${extra.join(", ")})`,
         );
     }
-    if (d.id !== undefined && !parentIsRoot) throw new PermissionDeniedError("only root tokens may set a token id");
-    if (d.no_parent === true && !parentIsRoot)
+    if (f.has("id") && !parentIsRoot) throw new PermissionDeniedError("only root tokens may set a token id");
+    if (f.bool("no_parent") && !parentIsRoot)
       throw new PermissionDeniedError("only root tokens may create orphan tokens with no_parent");
-    if (d.no_default_policy !== true && !policies.includes("root")) policies = ["default", ...policies];
+    if (!f.bool("no_default_policy") && !policies.includes("root")) policies = ["default", ...policies];
     policies = [...new Set(policies)];
-    const ttl = parseDuration("ttl", d.ttl);
-    const explicitMax = parseDuration("explicit_max_ttl", d.explicit_max_ttl);
-    const numUses = d.num_uses === undefined ? 0 : Number(d.num_uses);
-    if (!Number.isInteger(numUses) || numUses < 0)
-      throw new LogicalError(400, "num_uses: must be a non-negative integer");
+    const ttl = f.duration("ttl")!;
+    const explicitMax = f.duration("explicit_max_ttl")!;
+    const numUses = f.int("num_uses")!;
+    if (numUses < 0) throw new LogicalError(400, "num_uses: must be a non-negative integer");
     const rootChild = policies.includes("root");
     if (rootChild && !parentIsRoot) throw new PermissionDeniedError();
     const effectiveTtl = ttl > 0 ? ttl : rootChild ? 0 : this.core.defaultTtl;
     const { token, entry } = await this.store.create({
       policies,
-      meta: stringMap("meta", d.meta),
-      displayName: typeof d.display_name === "string" ? `token-${d.display_name}` : "token",
+      meta: f.map<string>("meta"),
+      displayName: f.has("display_name") ? `token-${f.string("display_name")}` : "token",
       path: orphan ? "auth/token/create-orphan" : "auth/token/create",
       ttl: effectiveTtl,
       maxTtl: rootChild && ttl === 0 ? 0 : this.core.maxTtl,
       explicitMaxTtl: explicitMax,
-      renewable: d.renewable !== false,
+      renewable: f.bool("renewable")!,
       numUses,
-      parent: orphan || d.no_parent === true ? undefined : parent.accessor,
-      id: typeof d.id === "string" && d.id ? d.id : undefined,
+      parent: orphan || f.bool("no_parent") ? undefined : parent.accessor,
+      id: f.string("id") || undefined,
     });
     return { status: 200, data: { [AUTH_BLOCK]: this.core.authBlock(token, entry) } };
   }
