@@ -6,6 +6,17 @@ import type { CoreView, RawResponse } from "./core-view.js";
 import { newMount, normalizeMountPath, mountView, type MountEntry } from "./mounts.js";
 import { parsePolicy, validPolicyName, PolicyParseError, type Capability } from "./policy.js";
 import { parseDuration } from "./duration.js";
+import {
+  FieldData,
+  PathRouter,
+  rest,
+  withFields,
+  type FieldSchema,
+  type FieldSchemas,
+  type PathHandler,
+  type PathSpec,
+  type TableBackend,
+} from "./framework.js";
 import { FileAuditDevice } from "../audit/file.js";
 
 const RESERVED_SECRET = ["sys/", "auth/", "cubbyhole/", "identity/"];
@@ -17,7 +28,19 @@ function str(d: Record<string, unknown>, k: string): string | undefined {
   return v;
 }
 
-export class SystemBackend implements LogicalBackend {
+const MOUNT_PATH: FieldSchema = { type: "string", description: "mount path" };
+const POLICY_FIELDS: FieldSchemas = {
+  name: { type: "string", description: "policy name" },
+  policy: { type: "string", description: "HCL (or base64 of it)" },
+  rules: { type: "string", description: "legacy name of policy" },
+};
+
+/** Policy paths: the list (no name) and one policy, every operation handled by the same function. */
+function policyOps(fn: PathHandler): PathSpec["operations"] {
+  return { list: fn, read: fn, update: fn, patch: fn, delete: fn };
+}
+
+export class SystemBackend implements LogicalBackend, TableBackend {
   readonly type = "system";
   constructor(private readonly core: CoreView) {}
 
@@ -99,62 +122,156 @@ export class SystemBackend implements LogicalBackend {
     return { status: 404, body: { errors: [] } };
   }
 
-  async handle(req: LogicalRequest): Promise<LogicalResponse | undefined> {
-    const p = req.path,
-      op = req.operation,
-      c = this.core;
-    const [head, ...restParts] = p.split("/");
-    const rest = restParts.join("/");
-    switch (head) {
-      case "seal":
-        if (op !== "update" && op !== "create") return undefined;
-        await c.sealByRequest();
-        return {};
-      case "rotate":
-        if (op !== "update" && op !== "create") return undefined;
-        await c.rotateKeyring();
-        return {};
-      case "key-status":
-        return op === "read" ? { data: { ...c.barrier.keyStatus(), install_time: "" } } : undefined;
-      case "mounts":
-        return this.mounts(req, "secret", rest);
-      case "auth":
-        return this.mounts(req, "auth", rest);
-      case "policies":
-        if (restParts[0] !== "acl") return undefined;
-        return this.policies(req, restParts.slice(1).join("/"), false);
-      case "policy":
-        return this.policies(req, rest, true);
-      case "internal":
-        if (restParts[0] === "ui" && restParts[1] === "mounts" && op === "read")
-          return this.uiMount(req, restParts.slice(2).join("/"));
-        return undefined;
-      case "capabilities-self": {
-        const paths = Array.isArray(req.data.paths)
-          ? (req.data.paths as string[])
-          : typeof req.data.path === "string"
-            ? [req.data.path]
-            : undefined;
-        if (!paths) throw new LogicalError(400, "paths: required");
-        const acl = await c.aclFor(req.auth?.policies ?? []);
-        const data: Record<string, unknown> = {};
-        for (const path of paths) {
-          const caps = [...acl.capabilities(path.replace(/^\//, ""))];
-          data[path] = caps.length ? (acl.root ? ["root"] : caps) : ["deny"];
-        }
-        if (paths.length === 1) data.capabilities = data[paths[0]];
-        return { data };
-      }
-      case "audit":
-        return this.auditDevices(req, rest);
-      case "audit-hash": {
-        if (op !== "update" && op !== "create") return undefined;
-        const input = str(req.data, "input");
-        if (input === undefined) throw new LogicalError(400, "input: required");
-        return { data: { hash: c.audit.hash(input) } };
-      }
+  readonly router = new PathRouter([
+    {
+      pattern: "seal",
+      description: "seal the runtime (every worker)",
+      operations: {
+        update: async () => {
+          await this.core.sealByRequest();
+          return {};
+        },
+      },
+    },
+    {
+      pattern: "rotate",
+      description: "add a new barrier key",
+      operations: {
+        update: async () => {
+          await this.core.rotateKeyring();
+          return {};
+        },
+      },
+    },
+    {
+      pattern: "key-status",
+      description: "the barrier keyring's current term",
+      operations: { read: async () => ({ data: { ...this.core.barrier.keyStatus(), install_time: "" } }) },
+    },
+    ...this.mountPaths("mounts", "secret"),
+    ...this.mountPaths("auth", "auth"),
+    {
+      pattern: "policies/acl(?:/(?<name>.+))?",
+      description: "ACL policies (HCL)",
+      fields: POLICY_FIELDS,
+      operations: policyOps((req, f) => this.policies(withFields(req, f), f.string("name") ?? "", false)),
+    },
+    {
+      pattern: "policy(?:/(?<name>.+))?",
+      description: "ACL policies, legacy shape (rules)",
+      fields: POLICY_FIELDS,
+      operations: policyOps((req, f) => this.policies(withFields(req, f), f.string("name") ?? "", true)),
+    },
+    {
+      pattern: "internal/ui/mounts(?:/(?<path>.*))?",
+      description: "the vault CLI's KV preflight: the mount serving a path, if the caller may use it",
+      fields: { path: { type: "string", description: "a path under the mount" } },
+      operations: { read: (req, f) => this.uiMount(req, f.string("path") ?? "") },
+    },
+    {
+      pattern: "capabilities-self",
+      description: "the caller's capabilities on paths",
+      fields: {
+        paths: { type: "any", description: "list of paths" },
+        path: { type: "any", description: "one path (legacy)" },
+      },
+      operations: { update: (req, f) => this.capabilitiesSelf(req, f) },
+    },
+    {
+      pattern: "audit",
+      description: "audit devices",
+      operations: { read: (req) => this.auditDevices(req, "") },
+    },
+    {
+      pattern: `audit/${rest("path")}`,
+      description: "enable or disable a file audit device",
+      fields: {
+        path: { type: "string", description: "device path" },
+        type: { type: "string", description: 'only "file"' },
+        description: { type: "string", description: "description" },
+        options: { type: "any", description: "file_path (absolute)" },
+      },
+      operations: {
+        update: (req, f) => this.auditDevices(withFields(req, f), f.string("path")!),
+        delete: (req, f) => this.auditDevices(req, f.string("path")!),
+      },
+    },
+    {
+      pattern: "audit-hash(?:/(?<path>.+))?",
+      description: "the audit log's HMAC of a value (one key for every device)",
+      fields: {
+        path: { type: "string", description: "audit device path" },
+        input: { type: "string", description: "value to hash" },
+      },
+      operations: {
+        update: async (_req, f) => {
+          const input = f.string("input");
+          if (input === undefined) throw new LogicalError(400, "input: required");
+          return { data: { hash: this.core.audit.hash(input) } };
+        },
+      },
+    },
+  ]);
+
+  handle(req: LogicalRequest): Promise<LogicalResponse | undefined> {
+    return this.router.handle(req);
+  }
+
+  /** sys/mounts or sys/auth: the table, one mount, and its tune endpoint. */
+  private mountPaths(base: string, kind: "secret" | "auth"): PathSpec[] {
+    return [
+      {
+        pattern: base,
+        description: `the ${kind === "auth" ? "auth method" : "secrets engine"} mount table`,
+        operations: { read: (req) => this.mounts(req, kind, "") },
+      },
+      {
+        pattern: `${base}/(?<path>.+)/tune`,
+        description: "a mount's lease TTLs and description",
+        fields: {
+          path: MOUNT_PATH,
+          description: { type: "string", description: "description" },
+          default_lease_ttl: { type: "duration", description: "default lease TTL" },
+          max_lease_ttl: { type: "duration", description: "maximum lease TTL" },
+        },
+        operations: {
+          read: (req, f) => this.mounts(req, kind, `${f.string("path")}/tune`),
+          update: (req, f) => this.mounts(withFields(req, f), kind, `${f.string("path")}/tune`),
+        },
+      },
+      {
+        pattern: `${base}/${rest("path")}`,
+        description: "mount, read or unmount an engine",
+        fields: {
+          path: MOUNT_PATH,
+          type: { type: "string", description: "engine type" },
+          description: { type: "string", description: "description" },
+          options: { type: "any", description: "engine options (kv: version)" },
+          local: { type: "any", description: "replication-local (accepted, no effect)" },
+          config: { type: "any", description: "default_lease_ttl, max_lease_ttl" },
+        },
+        operations: {
+          read: (req, f) => this.mounts(req, kind, f.string("path")!),
+          delete: (req, f) => this.mounts(req, kind, f.string("path")!),
+          update: (req, f) => this.mounts(withFields(req, f), kind, f.string("path")!),
+        },
+      },
+    ];
+  }
+
+  private async capabilitiesSelf(req: LogicalRequest, f: FieldData): Promise<LogicalResponse> {
+    const raw = f.get("paths");
+    const one = f.get("path");
+    const paths = Array.isArray(raw) ? (raw as string[]) : typeof one === "string" ? [one] : undefined;
+    if (!paths) throw new LogicalError(400, "paths: required");
+    const acl = await this.core.aclFor(req.auth?.policies ?? []);
+    const data: Record<string, unknown> = {};
+    for (const path of paths) {
+      const caps = [...acl.capabilities(path.replace(/^\//, ""))];
+      data[path] = caps.length ? (acl.root ? ["root"] : caps) : ["deny"];
     }
-    return undefined;
+    if (paths.length === 1) data.capabilities = data[paths[0]];
+    return { data };
   }
 
   private async mounts(
