@@ -6,7 +6,15 @@ import type { JWK } from "jose";
 import { LogicalError, type LogicalBackend, type LogicalRequest, type LogicalResponse } from "../vault/backend.js";
 import type { Storage } from "../storage/types.js";
 import type { TrustConfig } from "../../attestation/policy.js";
-import { b64Field, jsonBytes, optInt, readJson, reqString } from "../vault/fields.js";
+import { b64Field, jsonBytes, readJson, reqString } from "../vault/fields.js";
+import {
+  PathRouter,
+  segment,
+  withFields,
+  type FieldSchema,
+  type FieldSchemas,
+  type TableBackend,
+} from "../vault/framework.js";
 import { evidenceFromJson } from "./evidence-json.js";
 import { configFrom, configView, DEFAULT_CONFIG, trustFrom, type NitrideConfig } from "./config.js";
 import { appraiseForWorkload, effectivePolicy } from "./appraisal.js";
@@ -62,7 +70,42 @@ function nonceField(data: Record<string, unknown>): Buffer {
   return n;
 }
 
-export class NitrideBackend implements LogicalBackend {
+const WORKLOAD_ID: FieldSchema = { type: "string", required: true, description: "workload id" };
+const WORKLOAD_ID_CAPTURE: FieldSchema = { type: "string", description: "workload id" };
+
+const ATTEST_FIELDS: FieldSchemas = {
+  workload_id: WORKLOAD_ID,
+  nonce: { type: "string", description: "base64 nonce from nitride/challenge" },
+  ephemeral_public_key: { type: "string", description: "base64 SPKI DER of the P-384 key bound in REPORT_DATA" },
+  evidence: { type: "any", description: "wire evidence (kind + report and collateral)" },
+};
+
+const CONFIG_FIELDS: FieldSchemas = {
+  audience: { type: "string", description: "aud of workload tokens" },
+  token_ttl: { type: "duration", description: "workload token lifetime (≤ 1h)" },
+  token_algorithm: { type: "string", description: "ES384 or EdDSA" },
+  challenge_ttl: { type: "duration", description: "nonce lifetime (≤ 600s)" },
+  kds: { type: "string", description: "AMD KDS: online, offline or off" },
+  kds_cache_dir: { type: "string", description: "AMD KDS cache directory" },
+  amd_cert_dir: { type: "string", description: "directory of AMD certificates" },
+  intel_pcs: { type: "string", description: "Intel PCS: online or off" },
+  simulated_tdx_roots: { type: "comma-string-slice", description: "SHA-256 of accepted simulated TDX roots" },
+  accept_simulated: { type: "bool", description: "accept simulated evidence (dev only)" },
+  simulated_snp_anchors: { type: "any", description: "accepted simulated SNP ARKs" },
+};
+
+const WORKLOAD_FIELDS: FieldSchemas = {
+  id: WORKLOAD_ID_CAPTURE,
+  version: { type: "int", description: "read: a past version" },
+  description: { type: "string", description: "description" },
+  platforms: { type: "comma-string-slice", description: "snp, tdx, azure-snp…" },
+  reference_values: { type: "any", description: "snp_measurements, tdx, azure" },
+  policy: { type: "any", description: "appraisal policy" },
+  secrets: { type: "any", description: "kv, pki, ssh, disk_key" },
+  token_ttl: { type: "duration", description: "workload token lifetime (default: the config's)" },
+};
+
+export class NitrideBackend implements LogicalBackend, TableBackend {
   readonly type = "nitride";
   readonly unauthenticatedPaths = [
     "challenge",
@@ -77,48 +120,106 @@ export class NitrideBackend implements LogicalBackend {
 
   constructor(private readonly opts: NitrideOptions = {}) {}
 
-  async handle(req: LogicalRequest): Promise<LogicalResponse | undefined> {
-    const op = req.operation;
-    const write = op === "update" || op === "create";
-    const p = req.path.replace(/\/+$/, "");
-    switch (p) {
-      case "challenge":
-        return write ? this.challenge(req) : undefined;
-      case "attest":
-        return write ? this.attest(req) : undefined;
-      case "explain":
-        return write ? this.explain(req) : undefined;
-      case "jwks":
-      case ".well-known/jwks.json":
-        return op === "read"
-          ? rawJson(await this.keys.jwks(req.storage, (await this.config(req.storage)).token_algorithm))
-          : undefined;
-      case ".well-known/openid-configuration":
-        return op === "read" ? this.discovery(req) : undefined;
-      case "keys/rotate":
-        return write
-          ? { data: await this.keys.rotate(req.storage, (await this.config(req.storage)).token_algorithm) }
-          : undefined;
-      case "config":
-        return this.configure(req);
-      case "provision":
-        return op === "read" || write ? provisionBundle(req) : undefined;
-      case "workloads":
-        if (op !== "list" && op !== "read") return undefined;
-        return this.listWorkloads(req);
-    }
-    const m = /^workloads\/([^/]+)(\/versions)?$/.exec(p);
-    if (m)
-      return m[2]
-        ? this.versions(req, checkWorkloadId(m[1], "id"))
-        : this.workloadCrud(req, checkWorkloadId(m[1], "id"));
-    return undefined;
+  readonly router = new PathRouter([
+    {
+      pattern: "challenge",
+      description: "a single-use nonce for one workload's attestation (unauthenticated)",
+      fields: { workload_id: WORKLOAD_ID },
+      operations: { update: (req, f) => this.challenge(withFields(req, f)) },
+    },
+    {
+      pattern: "attest",
+      description: "evidence + nonce + ephemeral key → workload token (unauthenticated)",
+      fields: ATTEST_FIELDS,
+      operations: { update: (req, f) => this.attest(withFields(req, f)) },
+    },
+    {
+      pattern: "explain",
+      description: "appraise evidence against a workload without consuming or issuing anything",
+      fields: ATTEST_FIELDS,
+      operations: { update: (req, f) => this.explain(withFields(req, f)) },
+    },
+    {
+      pattern: "(?:jwks|\\.well-known/jwks\\.json)",
+      description: "the token signing keys, JWKS (unauthenticated)",
+      operations: {
+        read: async (req) =>
+          rawJson(await this.keys.jwks(req.storage, (await this.config(req.storage)).token_algorithm)),
+      },
+    },
+    {
+      pattern: "\\.well-known/openid-configuration",
+      description: "OIDC discovery (unauthenticated)",
+      operations: { read: (req) => this.discovery(req) },
+    },
+    {
+      pattern: "keys/rotate",
+      description: "rotate the token signing key",
+      operations: {
+        update: async (req) => ({
+          data: await this.keys.rotate(req.storage, (await this.config(req.storage)).token_algorithm),
+        }),
+      },
+    },
+    {
+      pattern: "config",
+      description: "audience, TTLs, token algorithm, collateral sources, simulator trust",
+      fields: CONFIG_FIELDS,
+      operations: {
+        read: async (req) => ({ data: configView(await this.config(req.storage)) }),
+        update: (req, f) => this.configure(withFields(req, f)),
+      },
+    },
+    {
+      pattern: "provision",
+      description: "the provisioning bundle of the attested caller's workload",
+      fields: { host_keys: { type: "comma-string-slice", description: "SSH host public keys to certify (≤ 8)" } },
+      operations: {
+        read: (req) => provisionBundle(req),
+        update: (req, f) => provisionBundle(withFields(req, f)),
+      },
+    },
+    {
+      pattern: "workloads",
+      description: "workload ids",
+      operations: { list: (req) => this.listWorkloads(req), read: (req) => this.listWorkloads(req) },
+    },
+    {
+      pattern: `workloads/${segment("id")}`,
+      description: "a workload definition: reference values, policy, secrets; every write is a new version",
+      fields: WORKLOAD_FIELDS,
+      existenceCheck: async (req, f) => (await req.storage.get(`workloads/${f.string("id")}`)) !== undefined,
+      operations: {
+        read: (req, f) => this.readWorkload(req, checkWorkloadId(f.string("id")!, "id"), f.int("version") ?? 0),
+        update: (req, f) => this.writeWorkload(withFields(req, f), checkWorkloadId(f.string("id")!, "id")),
+        delete: (req, f) => this.deleteWorkload(req, checkWorkloadId(f.string("id")!, "id")),
+        list: async (_req, f) => {
+          checkWorkloadId(f.string("id")!, "id");
+          return undefined;
+        },
+        patch: async (_req, f) => {
+          checkWorkloadId(f.string("id")!, "id");
+          return undefined;
+        },
+      },
+    },
+    {
+      pattern: `workloads/${segment("id")}/versions`,
+      description: "a workload's version history",
+      fields: { id: WORKLOAD_ID_CAPTURE },
+      operations: {
+        read: (req, f) => this.versions(req, checkWorkloadId(f.string("id")!, "id")),
+        list: (req, f) => this.versions(req, checkWorkloadId(f.string("id")!, "id")),
+      },
+    },
+  ]);
+
+  existenceCheck(req: LogicalRequest): Promise<boolean> {
+    return this.router.existenceCheck(req);
   }
 
-  async existenceCheck(req: LogicalRequest): Promise<boolean> {
-    const m = /^workloads\/([^/]+)$/.exec(req.path);
-    if (m) return (await req.storage.get(`workloads/${m[1]}`)) !== undefined;
-    return true;
+  handle(req: LogicalRequest): Promise<LogicalResponse | undefined> {
+    return this.router.handle(req);
   }
 
   // ---- configuration ----
@@ -136,9 +237,7 @@ export class NitrideBackend implements LogicalBackend {
     return c;
   }
 
-  private async configure(req: LogicalRequest): Promise<LogicalResponse | undefined> {
-    if (req.operation === "read") return { data: configView(await this.config(req.storage)) };
-    if (req.operation !== "update" && req.operation !== "create") return undefined;
+  private async configure(req: LogicalRequest): Promise<LogicalResponse> {
     const c = await req.storage.transaction(async (tx) => {
       const next = configFrom(req.data, {
         ...DEFAULT_CONFIG,
@@ -174,52 +273,46 @@ export class NitrideBackend implements LogicalBackend {
     return { data: { keys } };
   }
 
-  private async workloadCrud(req: LogicalRequest, id: string): Promise<LogicalResponse | undefined> {
-    switch (req.operation) {
-      case "read": {
-        const v = req.query.version ? optInt(req.query, "version", 0) : 0;
-        if (v > 0) {
-          const h = await workloadVersion(req.storage, id, v);
-          if (!h || h.deleted) throw new LogicalError(404, `workload ${id} has no version ${v}`);
-          return {
-            data: {
-              id,
-              version: h.version,
-              updated_time: h.time,
-              ...h.definition,
-              policy_hash: policyHash(h.definition!),
-            },
-          };
-        }
-        const rec = await readWorkload(req.storage, id);
-        if (!rec) throw new LogicalError(404, `workload not found: ${id}`);
-        return {
-          data: {
-            id,
-            version: rec.version,
-            created_time: rec.created_time,
-            updated_time: rec.updated_time,
-            ...rec.definition,
-            policy_hash: policyHash(rec.definition),
-            acl_policy: workloadPolicyName(id),
-          },
-        };
-      }
-      case "create":
-      case "update": {
-        const def = definitionFrom(req.data);
-        const rec = await req.storage.transaction((tx) => writeWorkload(tx, id, def));
-        await this.syncAclPolicy(req, id, workloadAclPolicy(req.mountPoint, def));
-        return { data: { id, version: rec.version, policy_hash: policyHash(def), acl_policy: workloadPolicyName(id) } };
-      }
-      case "delete": {
-        const existed = await req.storage.transaction((tx) => deleteWorkload(tx, id));
-        if (existed) await this.syncAclPolicy(req, id, undefined);
-        return {};
-      }
-      default:
-        return undefined;
+  private async readWorkload(req: LogicalRequest, id: string, v: number): Promise<LogicalResponse> {
+    if (v > 0) {
+      const h = await workloadVersion(req.storage, id, v);
+      if (!h || h.deleted) throw new LogicalError(404, `workload ${id} has no version ${v}`);
+      return {
+        data: {
+          id,
+          version: h.version,
+          updated_time: h.time,
+          ...h.definition,
+          policy_hash: policyHash(h.definition!),
+        },
+      };
     }
+    const rec = await readWorkload(req.storage, id);
+    if (!rec) throw new LogicalError(404, `workload not found: ${id}`);
+    return {
+      data: {
+        id,
+        version: rec.version,
+        created_time: rec.created_time,
+        updated_time: rec.updated_time,
+        ...rec.definition,
+        policy_hash: policyHash(rec.definition),
+        acl_policy: workloadPolicyName(id),
+      },
+    };
+  }
+
+  private async writeWorkload(req: LogicalRequest, id: string): Promise<LogicalResponse> {
+    const def = definitionFrom(req.data);
+    const rec = await req.storage.transaction((tx) => writeWorkload(tx, id, def));
+    await this.syncAclPolicy(req, id, workloadAclPolicy(req.mountPoint, def));
+    return { data: { id, version: rec.version, policy_hash: policyHash(def), acl_policy: workloadPolicyName(id) } };
+  }
+
+  private async deleteWorkload(req: LogicalRequest, id: string): Promise<LogicalResponse> {
+    const existed = await req.storage.transaction((tx) => deleteWorkload(tx, id));
+    if (existed) await this.syncAclPolicy(req, id, undefined);
+    return {};
   }
 
   /** Keeps the workload's ACL policy in sys/policies/acl in step with its definition. */
