@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import type { Evidence, Verdict } from "./types.js";
 import type { Policy } from "./policy.js";
 import type { AppraiseOptions, Appraiser, EvidenceOf } from "./options.js";
+import { appraiseWithVtpm, involvesVtpm } from "./tpm/appraise.js";
 
 export type { AppraiseOptions, Appraiser, EvidenceOf } from "./options.js";
 export { reportDataCheck } from "./binding.js";
@@ -85,5 +86,7 @@ export async function appraise(evidence: Evidence, policy: Policy, opts: Apprais
   } catch (e) {
     return notSupported(kind, (e as Error).message, evidenceDigest);
   }
+  // AWS/GCE vTPM evidence rides on SNP/TDX evidence: its AK is bound into REPORT_DATA, checked here.
+  if (involvesVtpm(evidence, policy)) return appraiseWithVtpm(evidence, policy, opts, appraiser);
   return appraiser(evidence, policy, opts);
 }

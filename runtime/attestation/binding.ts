@@ -19,6 +19,25 @@ export function reportDataMatches(reportData: Uint8Array, nonce: Uint8Array, eph
   return reportData.length === 64 && timingSafeEqual(Buffer.from(reportData), want);
 }
 
+const VTPM_DOMAIN = Buffer.from("buckypaper-vtpm-v1", "utf8");
+
+/**
+ * REPORT_DATA when a vTPM rides along (AWS/GCE): the attestation key is bound too, so the quote it signs is
+ * tied to this hardware report. SHA-512("buckypaper-vtpm-v1" ‖ nonce ‖ u32 len ‖ SPKI ‖ SHA-256(AK TPM2B_PUBLIC)).
+ * The TPM quote's qualifying data is SHA-256 of this value.
+ */
+export function reportDataForVtpm(nonce: Uint8Array, ephemeralSpkiDer: Uint8Array, akPublic: Uint8Array): Buffer {
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(ephemeralSpkiDer.length);
+  return createHash("sha512")
+    .update(VTPM_DOMAIN)
+    .update(nonce)
+    .update(len)
+    .update(ephemeralSpkiDer)
+    .update(createHash("sha256").update(akPublic).digest())
+    .digest();
+}
+
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 
 /** The expected 64-byte REPORT_DATA of an appraisal (zero-padded on the right); a string explains a bad value. */

@@ -7,6 +7,7 @@ import { checkTdxPolicy, type TdxPolicy } from "./tdx/validate.js";
 import type { TdxTrustOptions } from "./tdx/verify.js";
 import type { TdxCollateral } from "./tdx/collateral.js";
 import { parseAzurePolicy, type AzurePolicy } from "./azure/validate.js";
+import { parseVtpmPolicy, type VtpmPolicy } from "./tpm/policy.js";
 
 /** SEV-SNP appraisal policy. An absent field means "not constrained", except where a default is stated. */
 export interface SnpPolicy {
@@ -74,6 +75,8 @@ export interface Policy {
   azure?: AzurePolicy;
   /** Refuse evidence unless the caller supplied an expected REPORT_DATA (nonce + key binding). Default false. */
   requireReportDataBinding?: boolean;
+  /** AWS/GCE: the vTPM quote + event log riding on SNP/TDX evidence (runtime/attestation/tpm/policy.ts). */
+  vtpm?: VtpmPolicy;
 }
 
 /** The default policy: authentic evidence, debug and migration agents refused, nothing else pinned. */
@@ -294,6 +297,13 @@ export function parsePolicy(v: unknown): Policy {
         out.azure = parseAzurePolicy(x);
       } catch (e) {
         throw new PolicyError((e as Error).message, "azure");
+      }
+    } else if (k === "vtpm") {
+      try {
+        out.vtpm = parseVtpmPolicy(x);
+      } catch (e) {
+        const err = e as { reason?: string; field?: string; message: string };
+        throw new PolicyError(err.reason ?? err.message, err.field ?? "vtpm");
       }
     } else if (k === "requireReportDataBinding") out.requireReportDataBinding = bool(x, k);
     else throw new PolicyError("unknown field", k);

@@ -1,10 +1,20 @@
+import type { TpmEvidence } from "./tpm/verify.js";
+
 // Shared vocabulary of evidence verification, used by Nitride, the CLI and the enclaivelet.
 // Format-specific parsing/verification lives in snp/, tdx/, azure/ (abi → verify → validate).
 
 /** Evidence as a workload submits it. Binary fields are raw bytes. */
 export type Evidence =
-  | { kind: "snp"; report: Uint8Array; certTable?: Uint8Array; vek?: Uint8Array; caChain?: Uint8Array[] }
-  | { kind: "tdx"; quote: Uint8Array }
+  | {
+      kind: "snp";
+      report: Uint8Array;
+      certTable?: Uint8Array;
+      vek?: Uint8Array;
+      caChain?: Uint8Array[];
+      /** Cloud vTPM quote + event log (AWS NitroTPM, GCE vTPM), its AK bound into REPORT_DATA. */
+      vtpm?: TpmEvidence;
+    }
+  | { kind: "tdx"; quote: Uint8Array; vtpm?: TpmEvidence }
   | { kind: "azure-snp"; hclReport: Uint8Array; tpmQuote: TpmQuote; vcekChainPem?: string }
   | { kind: "azure-tdx"; hclReport: Uint8Array; tdQuote: Uint8Array; tpmQuote: TpmQuote };
 

@@ -4,6 +4,7 @@
 // it (strictly: unknown fields, non-canonical base64 and missing parts are errors naming the field) into
 // the attestation library's Evidence.
 import type { Evidence, TpmQuote } from "../attestation/types.js";
+import type { PcrValues, TpmEvidence } from "../attestation/tpm/verify.js";
 import { WireFormatError, decodeBase64, encodeBase64, isObject, onlyKeys, type JsonObject } from "./errors.js";
 
 export const EVIDENCE_KINDS = ["snp", "tdx", "azure-snp", "azure-tdx"] as const;
@@ -16,19 +17,31 @@ export interface WireTpmQuote {
   pcrs: Record<string, string>;
 }
 
+/**
+ * AWS NitroTPM / GCE vTPM riding on snp/tdx evidence: the AK (TPM2B_PUBLIC), the quote (TPMS_ATTEST +
+ * TPMT_SIGNATURE), the TCG event log, and optionally the quoted PCR values per bank (index → base64).
+ */
+export interface WireVtpm {
+  ak_public: string;
+  quote: string;
+  signature: string;
+  event_log?: string;
+  pcrs?: Partial<Record<"sha1" | "sha256" | "sha384" | "sha512", Record<string, string>>>;
+}
+
 export type WireEvidence =
   /** SEV-SNP: the attestation report, and optionally the extended-report certificate table or the VEK DER. */
-  | { kind: "snp"; report: string; cert_table?: string; vek?: string }
+  | { kind: "snp"; report: string; cert_table?: string; vek?: string; vtpm?: WireVtpm }
   /** TDX: a DCAP quote (v4/v5). */
-  | { kind: "tdx"; quote: string }
+  | { kind: "tdx"; quote: string; vtpm?: WireVtpm }
   /** Azure SEV-SNP CVM: the paravisor's HCL report and a vTPM quote; optionally the VCEK chain (PEM) from IMDS. */
   | { kind: "azure-snp"; hcl_report: string; tpm_quote: WireTpmQuote; vcek_chain_pem?: string }
   /** Azure TDX CVM: the HCL report, the TD quote for its hardware report, and a vTPM quote. */
   | { kind: "azure-tdx"; hcl_report: string; td_quote: string; tpm_quote: WireTpmQuote };
 
 const FIELDS: Record<EvidenceKind, readonly string[]> = {
-  snp: ["kind", "report", "cert_table", "vek"],
-  tdx: ["kind", "quote"],
+  snp: ["kind", "report", "cert_table", "vek", "vtpm"],
+  tdx: ["kind", "quote", "vtpm"],
   "azure-snp": ["kind", "hcl_report", "tpm_quote", "vcek_chain_pem"],
   "azure-tdx": ["kind", "hcl_report", "td_quote", "tpm_quote"],
 };
@@ -55,6 +68,57 @@ function decodeTpmQuote(v: unknown, field: string): TpmQuote {
   };
 }
 
+const BANKS = ["sha1", "sha256", "sha384", "sha512"] as const;
+
+function decodeVtpm(v: unknown, field: string): TpmEvidence {
+  if (!isObject(v))
+    throw new WireFormatError(field, "must be an object {ak_public, quote, signature, event_log, pcrs}");
+  onlyKeys(v, field, ["ak_public", "quote", "signature", "event_log", "pcrs"]);
+  const out: TpmEvidence = {
+    akPublic: decodeBase64(v.ak_public, `${field}.ak_public`),
+    quote: decodeBase64(v.quote, `${field}.quote`),
+    signature: decodeBase64(v.signature, `${field}.signature`),
+  };
+  if (present(v, "event_log")) out.eventLog = decodeBase64(v.event_log, `${field}.event_log`);
+  if (present(v, "pcrs")) {
+    if (!isObject(v.pcrs)) throw new WireFormatError(`${field}.pcrs`, "must be an object of bank → {index → base64}");
+    const pcrs: PcrValues = {};
+    for (const [bank, values] of Object.entries(v.pcrs)) {
+      if (!(BANKS as readonly string[]).includes(bank))
+        throw new WireFormatError(`${field}.pcrs`, `"${bank.slice(0, 8)}" is not one of ${BANKS.join(", ")}`);
+      if (!isObject(values)) throw new WireFormatError(`${field}.pcrs.${bank}`, "must be an object of index → base64");
+      const b: Record<number, Uint8Array> = {};
+      for (const [k, x] of Object.entries(values)) {
+        if (!PCR_INDEX.test(k))
+          throw new WireFormatError(`${field}.pcrs.${bank}`, `"${k.slice(0, 8)}" is not a PCR index 0..23`);
+        b[Number(k)] = decodeBase64(x, `${field}.pcrs.${bank}.${k}`);
+      }
+      pcrs[bank as (typeof BANKS)[number]] = b;
+    }
+    out.pcrs = pcrs;
+  }
+  return out;
+}
+
+function encodeVtpm(t: TpmEvidence): WireVtpm {
+  return {
+    ak_public: encodeBase64(t.akPublic),
+    quote: encodeBase64(t.quote),
+    signature: encodeBase64(t.signature),
+    ...(t.eventLog ? { event_log: encodeBase64(t.eventLog) } : {}),
+    ...(t.pcrs
+      ? {
+          pcrs: Object.fromEntries(
+            Object.entries(t.pcrs).map(([bank, v]) => [
+              bank,
+              Object.fromEntries(Object.entries(v ?? {}).map(([k, x]) => [k, encodeBase64(x)])),
+            ]),
+          ),
+        }
+      : {}),
+  };
+}
+
 /** Wire JSON → Evidence. Throws WireFormatError naming the field (`field` is the JSON path of the value). */
 export function decodeEvidence(v: unknown, field = "evidence"): Evidence {
   if (!isObject(v)) throw new WireFormatError(field, `must be an object with a "kind"`);
@@ -68,10 +132,14 @@ export function decodeEvidence(v: unknown, field = "evidence"): Evidence {
       if (present(v, "cert_table"))
         e.certTable = decodeBase64(v.cert_table, `${field}.cert_table`, { allowEmpty: true });
       if (present(v, "vek")) e.vek = decodeBase64(v.vek, `${field}.vek`, { allowEmpty: true });
+      if (present(v, "vtpm")) e.vtpm = decodeVtpm(v.vtpm, `${field}.vtpm`);
       return e;
     }
-    case "tdx":
-      return { kind: "tdx", quote: decodeBase64(v.quote, `${field}.quote`) };
+    case "tdx": {
+      const e: Evidence = { kind: "tdx", quote: decodeBase64(v.quote, `${field}.quote`) };
+      if (present(v, "vtpm")) e.vtpm = decodeVtpm(v.vtpm, `${field}.vtpm`);
+      return e;
+    }
     case "azure-snp": {
       const e: Evidence = {
         kind: "azure-snp",
@@ -112,9 +180,10 @@ export function encodeEvidence(e: Evidence): WireEvidence {
         report: encodeBase64(e.report),
         ...(e.certTable ? { cert_table: encodeBase64(e.certTable) } : {}),
         ...(e.vek ? { vek: encodeBase64(e.vek) } : {}),
+        ...(e.vtpm ? { vtpm: encodeVtpm(e.vtpm) } : {}),
       };
     case "tdx":
-      return { kind: "tdx", quote: encodeBase64(e.quote) };
+      return { kind: "tdx", quote: encodeBase64(e.quote), ...(e.vtpm ? { vtpm: encodeVtpm(e.vtpm) } : {}) };
     case "azure-snp":
       return {
         kind: "azure-snp",

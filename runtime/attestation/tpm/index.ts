@@ -4,3 +4,4 @@ export * from "./abi.js";
 export * from "./eventlog.js";
 export * from "./verify.js";
 export * from "./boot-policy.js";
+export * from "./policy.js";

@@ -1,0 +1,100 @@
+// vTPM evidence riding on SNP/TDX evidence (AWS NitroTPM, GCE Shielded VM vTPM). Chain of trust:
+//   hardware report (CPU vendor's key) → REPORT_DATA = reportDataForVtpm(nonce, workload key, AK) → AK
+//   → AK authenticated as the cloud's vTPM (a registered pin) → TPM quote (nonce = SHA-256(REPORT_DATA))
+//   → PCRs → event log replay → measured-boot policy over events.
+// Wraps the TEE folder's appraiser: it is given the AK-bound REPORT_DATA as the expected value, then the vTPM
+// checks are appended, every one listed.
+import { createHash } from "node:crypto";
+import type { Check, Evidence, Verdict } from "../types.js";
+import type { Policy } from "../policy.js";
+import type { AppraiseOptions, Appraiser } from "../options.js";
+import { reportDataForVtpm } from "../binding.js";
+import { appraiseMeasuredBoot } from "./boot-policy.js";
+import { verifyTpmEvidence, type TpmEvidence } from "./verify.js";
+
+const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest();
+
+/** The vTPM evidence carried by SNP/TDX evidence, if any. */
+export function vtpmOf(e: Evidence): TpmEvidence | undefined {
+  return e && (e.kind === "snp" || e.kind === "tdx") ? e.vtpm : undefined;
+}
+
+/** Does this appraisal involve a vTPM (evidence carries one, or the policy asks for one)? */
+export function involvesVtpm(e: Evidence, policy: Policy): boolean {
+  return !!vtpmOf(e) || (!!policy?.vtpm && (e?.kind === "snp" || e?.kind === "tdx"));
+}
+
+export async function appraiseWithVtpm(
+  evidence: Evidence,
+  policy: Policy,
+  opts: AppraiseOptions,
+  inner: Appraiser,
+): Promise<Verdict> {
+  const ev = vtpmOf(evidence);
+  if (!ev) {
+    const v = await inner(evidence, policy, opts);
+    const checks = [
+      ...v.checks,
+      {
+        id: "vtpm.evidence",
+        ok: false,
+        detail: "the policy has a vtpm section but the evidence carries no vTPM quote and event log",
+      },
+    ];
+    return { ...v, accepted: false, checks };
+  }
+  // The hardware report must carry the AK-bound REPORT_DATA.
+  let expected: Uint8Array | undefined;
+  let innerOpts = opts;
+  if (opts.binding) {
+    expected = reportDataForVtpm(opts.binding.nonce, opts.binding.publicKeySpki, ev.akPublic);
+    innerOpts = { ...opts, binding: undefined, expectedReportData: expected };
+  }
+  const v = await inner(evidence, policy, innerOpts);
+  const checks: Check[] = [...v.checks];
+  const reportDataOk = v.checks.find((c) => c.id === "policy.report-data")?.ok === true;
+  checks.push({
+    id: "vtpm.ak-binding",
+    ok: !!expected && reportDataOk,
+    detail: !expected
+      ? "the AK is not bound: no nonce/key binding was given to check REPORT_DATA against"
+      : reportDataOk
+        ? "REPORT_DATA binds the nonce, the workload key and this attestation key"
+        : "REPORT_DATA does not bind this attestation key (or the nonce/key): quote and report are not tied",
+  });
+  const t = verifyTpmEvidence(ev, { nonce: expected ? sha256(expected) : undefined });
+  checks.push(...t.checks);
+  const akDigest = sha256(ev.akPublic).toString("hex");
+  const vp = policy.vtpm ?? {};
+  const pinned = (vp.akPins ?? []).includes(akDigest);
+  checks.push({
+    id: "vtpm.ak-authenticated",
+    ok: pinned || vp.allowUnauthenticatedAk === true,
+    detail: pinned
+      ? `AK ${akDigest.slice(0, 16)}… is a registered key of this workload's vTPM`
+      : vp.allowUnauthenticatedAk
+        ? `AK ${akDigest.slice(0, 16)}… is NOT authenticated as the cloud's vTPM (allowUnauthenticatedAk): a guest kernel could have bound a software TPM, so the OS is not bound`
+        : `AK ${akDigest.slice(0, 16)}… is not a registered vTPM key of this workload: binding alone does not prove the PCRs are the cloud vTPM's`,
+  });
+  if (vp.measuredBoot) checks.push(...appraiseMeasuredBoot(t, vp.measuredBoot));
+  else
+    checks.push({
+      id: "boot.policy",
+      ok: !policy.vtpm,
+      detail: policy.vtpm
+        ? "the vtpm policy has no measuredBoot section: nothing about the OS would be checked"
+        : "vTPM quote verified; no measured-boot policy, the OS is not constrained",
+    });
+  const claims =
+    v.claims && (checks.every((c) => c.ok) || opts.explain)
+      ? {
+          ...v.claims,
+          extra: { ...v.claims.extra, vtpm: { akSha256: akDigest, pcrs: t.quotedPcrs.sha256 ?? {} } },
+        }
+      : v.claims && opts.explain
+        ? v.claims
+        : checks.every((c) => c.ok)
+          ? v.claims
+          : undefined;
+  return { ...v, checks, claims, accepted: checks.every((c) => c.ok) };
+}
