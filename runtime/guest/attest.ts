@@ -2,9 +2,11 @@
 //   challenge (nonce) → ephemeral P-384 key → REPORT_DATA = reportDataFor(nonce, SPKI) → evidence
 //   → attest (workload token, JWT) → auth/<jwt mount>/login (Vault token).
 // The ephemeral private key stays in memory; responses carrying secrets are sealed to it (JWE).
-import { generateKeyPairSync, type KeyObject } from "node:crypto";
+import { createHash, generateKeyPairSync, type KeyObject } from "node:crypto";
 import { compactDecrypt } from "jose";
-import { reportDataFor } from "../attestation/binding.js";
+import { reportDataFor, reportDataForVtpm } from "../attestation/binding.js";
+import { Vtpm } from "./evidence/vtpm.js";
+import { EvidenceError } from "./evidence/types.js";
 import type { EnclaiveletConfig } from "./config.js";
 import { RuntimeClient, RuntimeError } from "./client.js";
 import type { EvidenceProvider } from "./evidence/types.js";
@@ -77,8 +79,26 @@ export async function attest(
   const nonceText = envelope(challenge.body).nonce;
   const nonce = decodeNonce(nonceText);
   const ephemeral = newEphemeralKey();
-  const reportData = reportDataFor(nonce, ephemeral.spkiDer);
+  // AWS/GCE: the vTPM's attestation key is bound into REPORT_DATA too, and the quote carries SHA-256 of it.
+  const vtpm = cfg.evidence.vtpm ? new Vtpm(cfg.evidence.vtpm) : undefined;
+  const akPublic = vtpm ? await vtpm.attestationKey() : undefined;
+  const reportData = akPublic
+    ? reportDataForVtpm(nonce, ephemeral.spkiDer, akPublic)
+    : reportDataFor(nonce, ephemeral.spkiDer);
   const evidence = await provider.collect(reportData);
+  if (vtpm) {
+    if (evidence.kind !== "snp" && evidence.kind !== "tdx")
+      throw new EvidenceError("vtpm", "kind", `a vTPM quote rides only on snp/tdx evidence, not ${evidence.kind}`);
+    const t = await vtpm.collect(createHash("sha256").update(reportData).digest());
+    const b = (x: Uint8Array) => Buffer.from(x).toString("base64");
+    evidence.vtpm = {
+      ak_public: b(t.akPublic),
+      quote: b(t.quote),
+      signature: b(t.signature),
+      event_log: b(t.eventLog),
+      pcrs: { sha256: Object.fromEntries(Object.entries(t.pcrs).map(([k, v]) => [k, b(v)])) },
+    };
+  }
   log({ level: "info", event: "evidence.collected", provider: provider.name, kind: evidence.kind });
   const request = {
     workload_id: cfg.workloadId,

@@ -19,6 +19,11 @@ export interface EvidenceConfig {
   tpmDevice: string;
   /** Simulator only: the measurement (hex) the simulated CPU reports. */
   simulatorMeasurement?: string;
+  /**
+   * AWS NitroTPM / GCE vTPM: also send a quote + event log, the AK bound into REPORT_DATA. `tcti` is the
+   * tpm2-tools TCTI (default device:/dev/tpmrm0).
+   */
+  vtpm?: { tcti: string; eventLogPath?: string };
 }
 
 export interface VolumeConfig {
@@ -199,7 +204,21 @@ export function parseConfig(input: unknown): EnclaiveletConfig {
     throw new ConfigError("runtimeUrl", "must be https:// (the CA fingerprint is checked on the TLS connection)");
 
   const ev = obj(c.evidence ?? {}, "evidence");
-  onlyKeys(ev, "evidence", ["provider", "configfsRoot", "sevGuestDevice", "tpmDevice", "simulatorMeasurement"]);
+  onlyKeys(ev, "evidence", ["provider", "configfsRoot", "sevGuestDevice", "tpmDevice", "simulatorMeasurement", "vtpm"]);
+  let vtpm: EvidenceConfig["vtpm"];
+  if (ev.vtpm !== undefined && ev.vtpm !== false) {
+    const t = obj(ev.vtpm === true ? {} : ev.vtpm, "evidence.vtpm");
+    onlyKeys(t, "evidence.vtpm", ["tcti", "eventLogPath"]);
+    vtpm = {
+      tcti: str(
+        t.tcti ?? "device:/dev/tpmrm0",
+        "evidence.vtpm.tcti",
+        /^(device|swtpm|mssim):[\w.,=/:-]+$/,
+        "must be a tpm2-tools TCTI like device:/dev/tpmrm0",
+      ),
+      eventLogPath: optStr(t.eventLogPath, "evidence.vtpm.eventLogPath", ABS_PATH, "must be an absolute path"),
+    };
+  }
   const provider = (ev.provider ?? "auto") as ProviderName;
   if (!PROVIDER_NAMES.includes(provider))
     throw new ConfigError("evidence.provider", `must be one of ${PROVIDER_NAMES.join(", ")}`);
@@ -239,6 +258,7 @@ export function parseConfig(input: unknown): EnclaiveletConfig {
         /^[0-9a-fA-F]{96}$/,
         "must be 96 hex digits",
       ),
+      ...(vtpm ? { vtpm } : {}),
     },
     root: str(c.root ?? "/", "root", ABS_PATH, "must be an absolute path"),
     retry: {
