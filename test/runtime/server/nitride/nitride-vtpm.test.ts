@@ -7,7 +7,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { reportDataFor, reportDataForVtpm } from "../../../../runtime/attestation/binding.js";
-import { evidenceToJson } from "../../../../runtime/server/nitride/evidence-json.js";
+import { encodeEvidence } from "../../../../runtime/protocol/evidence.js";
 import { Vtpm } from "../../../../runtime/guest/evidence/vtpm.js";
 import { SwTpm, haveSwtpm } from "../../../support/swtpm.js";
 import { buildBootLog, DEFAULT_CMDLINE, type BootSpec } from "../../attestation/tpm-fixtures.js";
@@ -74,7 +74,7 @@ describe.runIf(run)("Nitride: SNP + vTPM (AK bound and pinned, measured boot ove
     const reportData = o.unboundAk ? reportDataFor(n, spki) : reportDataForVtpm(n, spki, ak);
     const report = await s.sim.report({ measurement: GOOD_MEASUREMENT, reportData });
     const q = await (o.quoteFrom ?? v).vtpm.collect(createHash("sha256").update(reportData).digest());
-    const evidence = evidenceToJson({
+    const evidence = encodeEvidence({
       kind: "snp",
       report: report.report,
       certTable: report.certTable,
