@@ -41,7 +41,8 @@ export interface NitrideOptions {
 }
 
 /** The ACL policy name Nitride maintains for each workload (granted through a JWT role). */
-export const workloadPolicyName = (id: string) => `nitride-workload-${id}`;
+export const WORKLOAD_POLICY_PREFIX = "nitride-workload-";
+export const workloadPolicyName = (id: string) => `${WORKLOAD_POLICY_PREFIX}${id}`;
 
 function ephemeralKey(data: Record<string, unknown>): { spki: Buffer; jwk: JWK } {
   const spki = b64Field(data, "ephemeral_public_key")!;

@@ -8,12 +8,21 @@ import { optList } from "../vault/fields.js";
 import { policyHash, readWorkload, splitMountRole } from "./workloads.js";
 import { issuerFor } from "./token.js";
 import type { WireBundle, WireBundleSsh, WireBundleTls, WireHostCertificate } from "../../protocol/bundle.js";
+import { ATTESTED_BY_NITRIDE, ATTESTED_META, ATTESTED_MOUNT_META } from "../vault/auth-jwt.js";
 
 export async function provisionBundle(req: LogicalRequest): Promise<LogicalResponse> {
-  const workloadId = req.auth?.metadata?.workload_id;
-  // Only a login with a token this Nitride issued counts: another issuer's JWT with look-alike claims does not.
+  const meta = req.auth?.metadata ?? {};
+  const workloadId = meta.workload_id;
+  // Only a login whose JWT the auth method verified against this Nitride mount's own key ring counts
+  // (recorded in the token's metadata by the auth method; claims alone can be forged by any signer).
   const claims = req.auth?.claims;
-  if (!workloadId || claims?.sub !== workloadId || claims?.iss !== issuerFor(req.system.apiAddr(), req.mountPoint)) {
+  if (
+    meta[ATTESTED_META] !== ATTESTED_BY_NITRIDE ||
+    meta[ATTESTED_MOUNT_META] !== req.mountPoint.replace(/\/+$/, "") ||
+    !workloadId ||
+    claims?.sub !== workloadId ||
+    claims?.iss !== issuerFor(req.system.apiAddr(), req.mountPoint)
+  ) {
     throw new LogicalError(
       403,
       "permission denied: the provisioning bundle needs a token from an attested login (auth/jwt with a Nitride token)",

@@ -2,7 +2,8 @@
 // in a BackendRegistry; the core then auto-mounts Nitride at "nitride/" and sys/mounts, sys/auth
 // accept the other types.
 import type { BackendRegistry } from "../vault/registry.js";
-import { NitrideBackend, type NitrideOptions } from "./backend.js";
+import { NitrideBackend, WORKLOAD_POLICY_PREFIX, type NitrideOptions } from "./backend.js";
+import { LogicalError } from "../vault/backend.js";
 import { PkiBackend } from "../vault/engines/pki.js";
 import { TransitBackend } from "../vault/engines/transit.js";
 import { SshBackend } from "../vault/engines/ssh.js";
@@ -15,6 +16,15 @@ export const nitrideJwtHooks: JwtAuthHooks = {
   localIssuer: issuerFor,
   hasSealingKey: (claims) => sealingKeyOf({ accessor: "", policies: [], metadata: {}, claims }) !== undefined,
   sealRequiredMeta: SEAL_REQUIRED_META,
+  attestationCurrent: async (system, mount, workloadId, hash) => {
+    const r = await system.internalRequest("read", `${mount}/workloads/${workloadId}`).catch((e: unknown) => {
+      if (e instanceof LogicalError && e.status < 500) return undefined; // deleted: the login no longer stands
+      throw e;
+    });
+    return r?.data?.policy_hash === hash;
+  },
+  workloadOfPolicy: (policy) =>
+    policy.startsWith(WORKLOAD_POLICY_PREFIX) ? policy.slice(WORKLOAD_POLICY_PREFIX.length) : undefined,
 };
 
 export function registerNitrideEngines(r: BackendRegistry, opts: NitrideOptions = {}): BackendRegistry {

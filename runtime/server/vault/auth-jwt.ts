@@ -13,7 +13,14 @@ import {
   type JWTPayload,
   type JWTVerifyGetKey,
 } from "jose";
-import { LogicalError, type LogicalBackend, type LogicalRequest, type LogicalResponse } from "./backend.js";
+import {
+  LogicalError,
+  type CallerAuth,
+  type LogicalBackend,
+  type LogicalRequest,
+  type LogicalResponse,
+  type SystemView,
+} from "./backend.js";
 import { jsonBytes, readJson } from "./fields.js";
 import { FieldData, PathRouter, segment, type FieldSchemas, type TableBackend } from "./framework.js";
 
@@ -30,7 +37,23 @@ export interface JwtAuthHooks {
   hasSealingKey(claims: Record<string, unknown>): boolean;
   /** Token metadata key whose value "required" makes every response with secrets sealed. */
   readonly sealRequiredMeta: string;
+  /**
+   * Is an attested login still backed by its workload's current definition (the policy hash it
+   * attested against)? False once reference values or policy changed or the workload is gone.
+   */
+  attestationCurrent(system: SystemView, mount: string, workloadId: string, policyHash: string): Promise<boolean>;
+  /**
+   * The workload whose attestation-managed policy this is (e.g. "nitride-workload-web" → "web"), or
+   * undefined for any other policy. Such policies go only to attested logins of that workload.
+   */
+  workloadOfPolicy(policy: string): string | undefined;
 }
+
+/** Token metadata: set to ATTESTED_BY_NITRIDE only when the JWT verified against the in-process Nitride key ring. */
+export const ATTESTED_META = "attested";
+export const ATTESTED_BY_NITRIDE = "nitride";
+/** Token metadata: the Nitride mount whose key ring verified an attested login. */
+export const ATTESTED_MOUNT_META = "nitride_mount";
 
 interface JwtConfig {
   jwks_url: string;
@@ -75,6 +98,54 @@ const ATTESTATION_METADATA: Array<[string, string]> = [
   ["measurement", "measurement"],
   ["jti", "attestation_id"],
 ];
+
+/**
+ * Metadata keys only this auth method writes: a role's claim_mappings may not produce them (as
+ * Vault reserves "role"), or a self-signed JWT on another mount could claim to be attested.
+ */
+const RESERVED_METADATA = new Set([
+  "role",
+  ATTESTED_META,
+  ATTESTED_MOUNT_META,
+  "seal_responses",
+  ...ATTESTATION_METADATA.map(([, key]) => key),
+]);
+/** Vault's defaults for leeways set to 0 (vault-plugin-auth-jwt: claimDefaultLeeway, jwt.DefaultLeeway). */
+const DEFAULT_EXP_NBF_LEEWAY = 150;
+const DEFAULT_CLOCK_SKEW_LEEWAY = 60;
+
+/** Vault's leeway values: negative disables (0 s), 0 selects the default, N is N seconds. */
+function effectiveLeeway(v: number, dflt: number): number {
+  return v < 0 ? 0 : v === 0 ? dflt : v;
+}
+
+/**
+ * exp/nbf/iat as vault-plugin-auth-jwt validates them: expiration_leeway and not_before_leeway only
+ * stand in for a missing exp (latest of iat/nbf + leeway) or a missing nbf (iat, else exp − leeway);
+ * clock_skew_leeway is the tolerance of every time check, applied separately to exp, nbf and iat.
+ */
+export function checkTimeClaims(
+  claims: JWTPayload,
+  role: Pick<JwtRole, "clock_skew_leeway" | "expiration_leeway" | "not_before_leeway">,
+  now = Math.floor(Date.now() / 1000),
+): void {
+  const num = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : 0);
+  const iat = num(claims.iat);
+  let exp = num(claims.exp);
+  let nbf = num(claims.nbf);
+  if (!iat && !exp && !nbf)
+    throw new LogicalError(
+      403,
+      "error validating token: no issue time, notbefore, or expiration time encoded in token",
+    );
+  if (!exp) exp = Math.max(iat, nbf) + effectiveLeeway(role.expiration_leeway, DEFAULT_EXP_NBF_LEEWAY);
+  if (!nbf) nbf = iat ? iat : exp - effectiveLeeway(role.not_before_leeway, DEFAULT_EXP_NBF_LEEWAY);
+  const skew = effectiveLeeway(role.clock_skew_leeway, DEFAULT_CLOCK_SKEW_LEEWAY);
+  if (now - skew > exp) throw new LogicalError(403, "error validating token: token is expired");
+  if (now + skew < nbf) throw new LogicalError(403, "error validating token: nbf claim is invalid (not valid yet)");
+  if (iat && now + skew < iat)
+    throw new LogicalError(403, "error validating token: iat claim is invalid (issued in the future)");
+}
 
 function configFrom(d: FieldData): JwtConfig {
   const c: JwtConfig = {
@@ -151,6 +222,9 @@ function roleFrom(d: FieldData): JwtRole {
     not_before_leeway: d.int("not_before_leeway")!,
     seal_responses: d.bool("seal_responses") ?? false,
   };
+  for (const [claim, key] of Object.entries(role.claim_mappings))
+    if (RESERVED_METADATA.has(key))
+      throw new LogicalError(400, `claim_mappings.${claim}: metadata key "${key}" is reserved`);
   if (!role.bound_audiences.length && !role.bound_subject && !Object.keys(role.bound_claims).length) {
     throw new LogicalError(
       400,
@@ -225,9 +299,21 @@ const ROLE_FIELDS: FieldSchemas = {
   ttl: { type: "duration", description: "deprecated alias of token_ttl" },
   token_max_ttl: { type: "duration", description: "token max TTL" },
   max_ttl: { type: "duration", description: "deprecated alias of token_max_ttl" },
-  clock_skew_leeway: { type: "int", default: 60, description: "seconds of clock skew tolerated" },
-  expiration_leeway: { type: "int", default: 150, description: "seconds past exp tolerated" },
-  not_before_leeway: { type: "int", default: 150, description: "seconds before nbf tolerated" },
+  clock_skew_leeway: {
+    type: "int",
+    default: DEFAULT_CLOCK_SKEW_LEEWAY,
+    description: "seconds of clock skew tolerated on exp, nbf and iat (0: 60, -1: none)",
+  },
+  expiration_leeway: {
+    type: "int",
+    default: DEFAULT_EXP_NBF_LEEWAY,
+    description: "a token without exp expires this long after iat/nbf (0: 150, -1: at once)",
+  },
+  not_before_leeway: {
+    type: "int",
+    default: DEFAULT_EXP_NBF_LEEWAY,
+    description: "a token without nbf and iat is valid from this long before exp (0: 150, -1: only at exp)",
+  },
   seal_responses: { type: "bool", default: false, description: "Buckypaper: always seal responses with secrets" },
 };
 
@@ -322,10 +408,22 @@ export class JwtAuthBackend implements LogicalBackend, TableBackend {
     return this.router.handle(req);
   }
 
+  /**
+   * An attested login stands only while its workload's definition is the one it attested against:
+   * once reference values or policy change (an image revoked) or the workload is deleted, its tokens
+   * are refused (and revoked by the core) on their next use, for KV, PKI and SSH alike.
+   */
+  async loginStillValid(auth: CallerAuth, system: SystemView): Promise<boolean> {
+    const m = auth.metadata;
+    if (m[ATTESTED_META] !== ATTESTED_BY_NITRIDE) return true;
+    if (!this.hooks || !m.workload_id || !m[ATTESTED_MOUNT_META] || !m.policy_hash) return false;
+    return this.hooks.attestationCurrent(system, m[ATTESTED_MOUNT_META], m.workload_id, m.policy_hash);
+  }
+
   private async keySource(
     req: LogicalRequest,
     c: JwtConfig,
-  ): Promise<{ getKey: JWTVerifyGetKey | KeyObject[]; issuer: string }> {
+  ): Promise<{ getKey: JWTVerifyGetKey | KeyObject[]; issuer: string; nitride?: string }> {
     if (c.nitride_mount) {
       // In-process: no HTTP round trip, and the key ring is read from the same storage the signer uses.
       const r = await req.system.internalRequest("read", `${c.nitride_mount}/jwks`);
@@ -338,6 +436,7 @@ export class JwtAuthBackend implements LogicalBackend, TableBackend {
       return {
         getKey: this.local.getKey,
         issuer: c.bound_issuer || this.hooks.localIssuer(req.system.apiAddr(), c.nitride_mount),
+        nitride: c.nitride_mount,
       };
     }
     if (c.jwt_validation_pubkeys.length) {
@@ -358,12 +457,29 @@ export class JwtAuthBackend implements LogicalBackend, TableBackend {
     return { getKey, issuer: c.bound_issuer };
   }
 
-  private async verify(req: LogicalRequest, c: JwtConfig, role: JwtRole, jwt: string): Promise<JWTPayload> {
-    const { getKey, issuer } = await this.keySource(req, c);
+  /** The verified claims, and the Nitride mount whose key ring verified them (when it was one). */
+  private async verify(
+    req: LogicalRequest,
+    c: JwtConfig,
+    role: JwtRole,
+    jwt: string,
+  ): Promise<{ claims: JWTPayload; nitride?: string }> {
+    const { getKey, issuer, nitride } = await this.keySource(req, c);
+    const claims = await this.verifySignature(jwt, getKey, c, issuer);
+    checkTimeClaims(claims, role);
+    return { claims, nitride };
+  }
+
+  private async verifySignature(
+    jwt: string,
+    getKey: JWTVerifyGetKey | KeyObject[],
+    c: JwtConfig,
+    issuer: string,
+  ): Promise<JWTPayload> {
     const algorithms = c.jwt_supported_algs.length ? c.jwt_supported_algs : DEFAULT_ALGS;
-    // jose checks exp/nbf with one tolerance; use the larger leeway as Vault's separate leeways would allow.
-    const tolerance = Math.max(role.clock_skew_leeway, 0) + Math.max(role.expiration_leeway, role.not_before_leeway, 0);
-    const opts = { algorithms, clockTolerance: tolerance, ...(issuer ? { issuer } : {}) };
+    // jose applies one tolerance to exp, nbf and iat; Vault's leeways mean something else, so jose's
+    // time checks are switched off here and checkTimeClaims applies Vault's rules.
+    const opts = { algorithms, clockTolerance: Number.MAX_SAFE_INTEGER, ...(issuer ? { issuer } : {}) };
     try {
       if (Array.isArray(getKey)) {
         let last: unknown;
@@ -400,7 +516,7 @@ export class JwtAuthBackend implements LogicalBackend, TableBackend {
     const role = await readJson<JwtRole>(req.storage, `role/${roleName}`);
     if (!role) throw new LogicalError(400, `role "${roleName}" could not be found`);
     const jwt = f.string("jwt")!;
-    const claims = await this.verify(req, c, role, jwt);
+    const { claims, nitride } = await this.verify(req, c, role, jwt);
 
     const aud = claims.aud === undefined ? [] : Array.isArray(claims.aud) ? claims.aud : [claims.aud];
     if (role.bound_audiences.length) {
@@ -418,13 +534,27 @@ export class JwtAuthBackend implements LogicalBackend, TableBackend {
 
     const metadata: Record<string, string> = { role: roleName };
     for (const [claim, key] of Object.entries(role.claim_mappings)) {
+      if (RESERVED_METADATA.has(key)) continue; // a role stored before the check
       const v = claimAt(claims, claim);
       if (v !== undefined) metadata[key] = typeof v === "object" ? JSON.stringify(v) : String(v);
     }
-    const attested = typeof claims.evidence_digest === "string";
-    if (attested)
+    // Attested means: the signature verified against this runtime's own Nitride key ring. Claims
+    // alone prove nothing (any key can sign a JWT with Nitride's iss and an evidence_digest).
+    const attested = nitride !== undefined && typeof claims.evidence_digest === "string";
+    let ttl = role.token_ttl;
+    let maxTtl = role.token_max_ttl || undefined;
+    if (attested) {
       for (const [claim, key] of ATTESTATION_METADATA)
         if (claims[claim] !== undefined) metadata[key] = String(claims[claim]);
+      metadata[ATTESTED_META] = ATTESTED_BY_NITRIDE;
+      metadata[ATTESTED_MOUNT_META] = nitride;
+      // The login never outlives the attestation it rests on: its TTL and max TTL (so every renewal)
+      // end at the Nitride token's exp.
+      const left = (typeof claims.exp === "number" ? claims.exp : 0) - Math.floor(Date.now() / 1000);
+      if (left < 1) throw new LogicalError(403, "error validating token: token is expired");
+      ttl = ttl > 0 ? Math.min(ttl, left) : left;
+      maxTtl = maxTtl ? Math.min(maxTtl, left) : left;
+    }
     if (role.seal_responses) {
       if (!this.hooks) throw new LogicalError(400, "seal_responses: no attestation service in this build");
       if (!this.hooks.hasSealingKey(claims as Record<string, unknown>)) {
@@ -442,11 +572,18 @@ export class JwtAuthBackend implements LogicalBackend, TableBackend {
         return String(v);
       });
     });
+    // A policy the attestation service manages for a workload goes only to an attested login of
+    // exactly that workload (a role on another mount must not hand it to a look-alike JWT).
+    for (const p of policies) {
+      const w = this.hooks?.workloadOfPolicy(p);
+      if (w !== undefined && (!attested || claims.sub !== w))
+        throw new LogicalError(403, `token_policies: ${p} is granted only to an attested login of workload ${w}`);
+    }
     return {
       auth: {
         policies,
-        ttl: role.token_ttl,
-        maxTtl: role.token_max_ttl || undefined,
+        ttl,
+        maxTtl,
         renewable: true,
         metadata,
         claims: attested ? (claims as Record<string, unknown>) : { sub: claims.sub, iss: claims.iss },

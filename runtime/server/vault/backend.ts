@@ -82,6 +82,12 @@ export interface LogicalBackend {
   existenceCheck?(req: LogicalRequest): Promise<boolean>;
   /** Returns undefined for an unknown path (→ 404). Throws LogicalError for client errors. */
   handle(req: LogicalRequest): Promise<LogicalResponse | undefined>;
+  /**
+   * Auth methods: is a token this method issued still backed by what it was issued for (e.g. an
+   * attested login by the workload definition it attested against)? Vault asks its auth methods on
+   * renewal; the core asks on every use of such a token, and revokes it on false.
+   */
+  loginStillValid?(auth: CallerAuth, system: SystemView): Promise<boolean>;
 }
 
 /** A client-visible error: rendered as Vault's {"errors": [message]} with this status. */

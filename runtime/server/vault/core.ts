@@ -693,10 +693,22 @@ export class Core implements CoreView {
 
   /** The caller's token entry; required unless the engine serves this path without a token. */
   private async authenticate(req: CanonicalRequest, target: RequestTarget): Promise<Caller> {
-    const entry = req.token ? await this.tokens!.lookup(req.token) : undefined;
+    let entry = req.token ? await this.tokens!.lookup(req.token) : undefined;
+    if (entry && !(await this.loginStillBacked(entry))) {
+      await this.tokens!.revoke(entry);
+      entry = undefined;
+    }
     if (!entry && !target.unauthenticated)
       throw new PermissionDeniedError(req.token ? "permission denied" : "permission denied (missing client token)");
     return { entry, auth: entry ? this.callerAuth(entry) : undefined };
+  }
+
+  /** Asks the auth method that issued a login token whether the login still stands (LogicalBackend.loginStillValid). */
+  private async loginStillBacked(entry: TokenEntry): Promise<boolean> {
+    if (!entry.path.startsWith("auth/")) return true;
+    const m = this.resolveMount(entry.path);
+    if (!m?.backend.loginStillValid) return true;
+    return m.backend.loginStillValid(this.callerAuth(entry), this.systemView());
   }
 
   /** Vault's existence check: a POST/PUT to something that does not exist yet is a `create`. */

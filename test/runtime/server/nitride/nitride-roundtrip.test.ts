@@ -312,9 +312,10 @@ describe("Nitride attested round trip (real server, simulated SNP)", () => {
       bound_audiences: ["buckypaper"],
       token_policies: ["nitride-workload-{{sub}}"],
       token_policies_template_claims: true,
-      clock_skew_leeway: 0,
-      expiration_leeway: 0,
-      not_before_leeway: 0,
+      // Vault's meaning: -1 disables a leeway (0 would select the default, 60 s of clock skew).
+      clock_skew_leeway: -1,
+      expiration_leeway: -1,
+      not_before_leeway: -1,
     });
     const a = await attestAs(s, "brief");
     expect(a.status).toBe(200);
