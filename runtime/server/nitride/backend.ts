@@ -22,6 +22,7 @@ import { NonceStore } from "./nonces.js";
 import { SigningKeys } from "./signing-keys.js";
 import { issuerFor, signWorkloadToken } from "./token.js";
 import { provisionBundle } from "./provision.js";
+import { assertCallerHolds, forgetPolicyOwned, markPolicyOwned, nitrideOwnsPolicy } from "./delegation.js";
 import {
   checkWorkloadId,
   definitionFrom,
@@ -305,22 +306,36 @@ export class NitrideBackend implements LogicalBackend, TableBackend {
 
   private async writeWorkload(req: LogicalRequest, id: string): Promise<LogicalResponse> {
     const def = definitionFrom(req.data);
+    await assertCallerHolds(req, id, def);
+    const prev = await readWorkload(req.storage, id);
+    if (!(await nitrideOwnsPolicy(req, id, workloadPolicyName(id), prev?.definition)))
+      throw new LogicalError(
+        409,
+        `acl policy ${workloadPolicyName(id)} exists and was not created by Nitride; delete or rename it before registering workload ${id}`,
+      );
     const rec = await req.storage.transaction((tx) => writeWorkload(tx, id, def));
     await this.syncAclPolicy(req, id, workloadAclPolicy(req.mountPoint, def));
     return { data: { id, version: rec.version, policy_hash: policyHash(def), acl_policy: workloadPolicyName(id) } };
   }
 
   private async deleteWorkload(req: LogicalRequest, id: string): Promise<LogicalResponse> {
+    const prev = await readWorkload(req.storage, id);
+    const owned = await nitrideOwnsPolicy(req, id, workloadPolicyName(id), prev?.definition);
     const existed = await req.storage.transaction((tx) => deleteWorkload(tx, id));
-    if (existed) await this.syncAclPolicy(req, id, undefined);
+    if (existed && owned) await this.syncAclPolicy(req, id, undefined);
     return {};
   }
 
   /** Keeps the workload's ACL policy in sys/policies/acl in step with its definition. */
   private async syncAclPolicy(req: LogicalRequest, id: string, policy: string | undefined): Promise<void> {
     const path = `sys/policies/acl/${workloadPolicyName(id)}`;
-    if (policy === undefined) await req.system.internalRequest("delete", path);
-    else await req.system.internalRequest("update", path, { policy });
+    if (policy === undefined) {
+      await req.system.internalRequest("delete", path);
+      await forgetPolicyOwned(req.storage, id);
+    } else {
+      await req.system.internalRequest("update", path, { policy });
+      await markPolicyOwned(req.storage, id, policy);
+    }
   }
 
   private async versions(req: LogicalRequest, id: string): Promise<LogicalResponse | undefined> {

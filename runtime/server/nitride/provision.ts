@@ -5,7 +5,7 @@
 import { randomBytes } from "node:crypto";
 import { LogicalError, type LogicalRequest, type LogicalResponse } from "../vault/backend.js";
 import { optList } from "../vault/fields.js";
-import { policyHash, readWorkload, splitMountRole } from "./workloads.js";
+import { diskKeyStorageKey, policyHash, readWorkload, splitMountRole } from "./workloads.js";
 import { issuerFor } from "./token.js";
 import type { WireBundle, WireBundleSsh, WireBundleTls, WireHostCertificate } from "../../protocol/bundle.js";
 import { ATTESTED_BY_NITRIDE, ATTESTED_META, ATTESTED_MOUNT_META } from "../vault/auth-jwt.js";
@@ -111,7 +111,7 @@ export async function provisionBundle(req: LogicalRequest): Promise<LogicalRespo
 
   let diskKey: string | undefined;
   if (d.secrets.disk_key) {
-    const key = `disk-keys/${workloadId}`;
+    const key = diskKeyStorageKey(rec);
     diskKey = await req.storage.transaction(async (tx) => {
       const have = await tx.get(key);
       if (have) return have.toString("utf8");

@@ -9,6 +9,7 @@ import { TransitBackend } from "../vault/engines/transit.js";
 import { SshBackend } from "../vault/engines/ssh.js";
 import { JwtAuthBackend, type JwtAuthHooks } from "../vault/auth-jwt.js";
 import { issuerFor } from "./token.js";
+import { createLocalJWKSet, jwtVerify, type JWK } from "jose";
 import { SEAL_REQUIRED_META, sealingKeyOf } from "./seal.js";
 
 /** What Nitride adds to the JWT auth method: in-process verification of its tokens and response sealing. */
@@ -22,6 +23,23 @@ export const nitrideJwtHooks: JwtAuthHooks = {
       throw e;
     });
     return r?.data?.policy_hash === hash;
+  },
+  localAttestation: async (system, jwt, claims) => {
+    // Only the auto-mounted Nitride (nitride/): its JWKS path is served by Nitride and nothing else.
+    const mount = "nitride";
+    const iss = issuerFor(system.apiAddr(), mount);
+    if (claims.iss !== iss) return undefined;
+    const r = await system.internalRequest("read", `${mount}/jwks`).catch(() => undefined);
+    const raw = r?.data?.http_raw_body;
+    if (typeof raw !== "string") return undefined;
+    try {
+      const keys = (JSON.parse(raw) as { keys?: JWK[] }).keys ?? [];
+      // Only the signature matters here; the auth method has already checked the claims.
+      await jwtVerify(jwt, createLocalJWKSet({ keys }), { issuer: iss, clockTolerance: Number.MAX_SAFE_INTEGER });
+      return mount;
+    } catch {
+      return undefined;
+    }
   },
   workloadOfPolicy: (policy) =>
     policy.startsWith(WORKLOAD_POLICY_PREFIX) ? policy.slice(WORKLOAD_POLICY_PREFIX.length) : undefined,

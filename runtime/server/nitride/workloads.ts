@@ -1,7 +1,7 @@
 // Workload definitions: what a workload must prove (reference values + appraisal policy) and what it
 // gets once it has (KV secrets, a PKI role, an SSH role, a disk key). Every change is a new version;
 // old versions stay readable so an audit record's ref_version can be resolved later.
-import { createHash } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { LogicalError } from "../vault/backend.js";
 import type { Platform } from "../../attestation/types.js";
 import { parseSecretRef } from "../../protocol/secret-ref.js";
@@ -44,6 +44,11 @@ export interface WorkloadDefinition {
 
 export interface WorkloadRecord {
   id: string;
+  /**
+   * Random per creation (kept across updates, new after a delete): secrets Nitride generates for the
+   * workload (the disk key) are keyed by it, so re-creating a name never inherits them.
+   */
+  creation_id?: string;
   version: number;
   created_time: string;
   updated_time: string;
@@ -231,6 +236,7 @@ export async function writeWorkload(tx: StorageWriter, id: string, def: Workload
   const now = new Date().toISOString();
   const rec: WorkloadRecord = {
     id,
+    creation_id: prev ? prev.creation_id : randomUUID(),
     version,
     created_time: prev?.created_time ?? now,
     updated_time: now,
@@ -247,6 +253,9 @@ export async function writeWorkload(tx: StorageWriter, id: string, def: Workload
 /** Deletes the current definition; history keeps a tombstone so versions are never reused. */
 export async function deleteWorkload(tx: StorageWriter, id: string): Promise<boolean> {
   if (!(await tx.get(currentKey(id)))) return false;
+  // The workload's generated secrets die with it (a disk key of a deleted workload is destroyed).
+  await tx.delete(`disk-keys/${id}`);
+  for (const k of await tx.list(`disk-keys/${id}/`)) await tx.delete(`disk-keys/${id}/${k}`);
   const version = (await latestVersion(tx, id)) + 1;
   await tx.delete(currentKey(id));
   await tx.put(
@@ -273,19 +282,56 @@ export async function workloadVersion(
   return readJson<HistoryEntry>(s, historyKey(id, version));
 }
 
+/** Each registered name alone, the comma-joined list, and "" (none): what a request may carry. */
+function namesOrList(names: string[]): string[] {
+  return [...new Set(["", ...names, names.join(",")])];
+}
+
+function ruleWithParameters(path: string, params: Record<string, string[]>): string {
+  const body = Object.entries(params)
+    .map(([k, vals]) => `    ${JSON.stringify(k)} = [${vals.map((v) => JSON.stringify(v)).join(", ")}]`)
+    .join("\n");
+  return `path "${path}" {\n  capabilities = ["update"]\n  allowed_parameters = {\n${body}\n  }\n}`;
+}
+
 /** The ACL policy a workload's login token carries: read its KV paths, use its PKI/SSH roles, fetch its bundle. */
 export function workloadAclPolicy(nitrideMount: string, d: WorkloadDefinition): string {
   const lines = [`path "${nitrideMount}provision" { capabilities = ["read", "update"] }`];
   for (const p of d.secrets.kv) lines.push(`path "${p}" { capabilities = ["read"] }`);
+  // The role allows a whole domain; the workload may only ask for the names it was registered with
+  // (one VM must not obtain another's certificate), so the rule pins the identity parameters.
   if (d.secrets.pki) {
     const { mount, role } = splitMountRole(d.secrets.pki.role);
-    lines.push(`path "${mount}/issue/${role}" { capabilities = ["update"] }`);
+    const p = d.secrets.pki;
+    lines.push(
+      ruleWithParameters(`${mount}/issue/${role}`, {
+        common_name: [p.common_name],
+        alt_names: namesOrList(p.alt_names),
+        ip_sans: namesOrList(p.ip_sans),
+        ttl: [],
+        format: [],
+        private_key_format: [],
+        exclude_cn_from_sans: [],
+      }),
+    );
   }
   if (d.secrets.ssh) {
     const { mount, role } = splitMountRole(d.secrets.ssh.role);
-    lines.push(`path "${mount}/sign/${role}" { capabilities = ["update"] }`);
+    lines.push(
+      ruleWithParameters(`${mount}/sign/${role}`, {
+        public_key: [],
+        cert_type: ["host"],
+        valid_principals: namesOrList(d.secrets.ssh.principals),
+        ttl: [],
+      }),
+    );
   }
   return `${lines.join("\n")}\n`;
+}
+
+/** Where a workload's disk key is kept: per creation, so a re-created name starts without one. */
+export function diskKeyStorageKey(rec: WorkloadRecord): string {
+  return rec.creation_id ? `disk-keys/${rec.id}/${rec.creation_id}` : `disk-keys/${rec.id}`;
 }
 
 export function splitMountRole(mr: string): { mount: string; role: string } {

@@ -47,6 +47,12 @@ export interface JwtAuthHooks {
    * undefined for any other policy. Such policies go only to attested logins of that workload.
    */
   workloadOfPolicy(policy: string): string | undefined;
+  /**
+   * For JWTs verified through another key source (e.g. oidc_discovery_url pointing at this runtime):
+   * the in-process Nitride mount whose own key ring this JWT's signature also verifies against (its
+   * iss must be that mount's issuer), or undefined. Only such a login is attested.
+   */
+  localAttestation(system: SystemView, jwt: string, claims: Record<string, unknown>): Promise<string | undefined>;
 }
 
 /** Token metadata: set to ATTESTED_BY_NITRIDE only when the JWT verified against the in-process Nitride key ring. */
@@ -108,7 +114,8 @@ const RESERVED_METADATA = new Set([
   ATTESTED_META,
   ATTESTED_MOUNT_META,
   "seal_responses",
-  ...ATTESTATION_METADATA.map(([, key]) => key),
+  "workload_id",
+  "policy_hash",
 ]);
 /** Vault's defaults for leeways set to 0 (vault-plugin-auth-jwt: claimDefaultLeeway, jwt.DefaultLeeway). */
 const DEFAULT_EXP_NBF_LEEWAY = 150;
@@ -413,11 +420,14 @@ export class JwtAuthBackend implements LogicalBackend, TableBackend {
    * once reference values or policy change (an image revoked) or the workload is deleted, its tokens
    * are refused (and revoked by the core) on their next use, for KV, PKI and SSH alike.
    */
-  async loginStillValid(auth: CallerAuth, system: SystemView): Promise<boolean> {
+  async loginStillValid(auth: CallerAuth, system: SystemView): Promise<string | undefined> {
     const m = auth.metadata;
-    if (m[ATTESTED_META] !== ATTESTED_BY_NITRIDE) return true;
-    if (!this.hooks || !m.workload_id || !m[ATTESTED_MOUNT_META] || !m.policy_hash) return false;
-    return this.hooks.attestationCurrent(system, m[ATTESTED_MOUNT_META], m.workload_id, m.policy_hash);
+    if (m[ATTESTED_META] !== ATTESTED_BY_NITRIDE) return undefined;
+    const stale =
+      "the workload's reference values or policy changed since this attestation (or it was deleted); attest again";
+    if (!this.hooks || !m.workload_id || !m[ATTESTED_MOUNT_META] || !m.policy_hash) return stale;
+    const current = await this.hooks.attestationCurrent(system, m[ATTESTED_MOUNT_META], m.workload_id, m.policy_hash);
+    return current ? undefined : stale;
   }
 
   private async keySource(
@@ -467,7 +477,8 @@ export class JwtAuthBackend implements LogicalBackend, TableBackend {
     const { getKey, issuer, nitride } = await this.keySource(req, c);
     const claims = await this.verifySignature(jwt, getKey, c, issuer);
     checkTimeClaims(claims, role);
-    return { claims, nitride };
+    if (nitride !== undefined || typeof claims.evidence_digest !== "string" || !this.hooks) return { claims, nitride };
+    return { claims, nitride: await this.hooks.localAttestation(req.system, jwt, claims as Record<string, unknown>) };
   }
 
   private async verifySignature(

@@ -63,6 +63,12 @@ export interface SystemView {
     path: string,
     data?: Record<string, unknown>,
   ): Promise<LogicalResponse | undefined>;
+  /**
+   * Would a token with these policies be allowed this request (capability and parameter rules)? For
+   * an engine acting on a caller's behalf (e.g. Nitride delegating secrets to a workload): the
+   * caller must hold what it hands on.
+   */
+  authorized(policies: string[], operation: Operation, path: string, data?: Record<string, unknown>): Promise<boolean>;
   /** Default/max token TTLs of the runtime, seconds. */
   ttls(): { defaultTtl: number; maxTtl: number };
   /** Runtime's public URL (issuer for tokens). */
@@ -85,9 +91,10 @@ export interface LogicalBackend {
   /**
    * Auth methods: is a token this method issued still backed by what it was issued for (e.g. an
    * attested login by the workload definition it attested against)? Vault asks its auth methods on
-   * renewal; the core asks on every use of such a token, and revokes it on false.
+   * renewal; the core asks on every use of such a token. Returns why not (the core then revokes the
+   * token and refuses the request), or undefined while it stands.
    */
-  loginStillValid?(auth: CallerAuth, system: SystemView): Promise<boolean>;
+  loginStillValid?(auth: CallerAuth, system: SystemView): Promise<string | undefined>;
 }
 
 /** A client-visible error: rendered as Vault's {"errors": [message]} with this status. */

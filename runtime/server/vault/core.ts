@@ -25,7 +25,7 @@ import { FileAuditDevice } from "../audit/file.js";
 import { SystemBackend } from "./sys-backend.js";
 import { TokenBackend, AUTH_BLOCK } from "./token-backend.js";
 import type { ActiveMount, AuditTableEntry, CoreView, RawRequest, RawResponse, SealStatus } from "./core-view.js";
-import { canonicalRequest, errorResponse, type CanonicalRequest } from "./request.js";
+import { canonicalPath, canonicalRequest, errorResponse, type CanonicalRequest } from "./request.js";
 
 export { errorResponse };
 
@@ -109,6 +109,8 @@ export interface CoreOptions {
 
 const SEAL_CONFIG_KEY = "core/seal-config";
 const POLICY_TTL_MS = 1000;
+/** Operations whose body the ACL's parameter constraints (allowed/denied/required_parameters) judge. */
+const WRITES = new Set<Operation>(["create", "update", "patch"]);
 /** Error texts the audit log keeps in clear: fixed refusals that carry nothing from the request. */
 const AUDIT_CLEAR_ERRORS = new Set([
   "permission denied",
@@ -561,6 +563,12 @@ export class Core implements CoreView {
         return m.backend.handle(this.logicalRequest(m, operation, path, data, {}, {}, "127.0.0.1", undefined));
       },
       ttls: () => ({ defaultTtl: this.defaultTtl, maxTtl: this.maxTtl }),
+      authorized: async (policies, operation, path, data = {}) => {
+        const acl = await this.aclFor(policies);
+        const p = canonicalPath(path);
+        if (!acl.capabilities(p).has(operation as Capability)) return false;
+        return !WRITES.has(operation) || acl.parametersAllowed(p, data);
+      },
       apiAddr: () => this.opts.apiAddr ?? "http://127.0.0.1:8200",
     });
   }
@@ -694,20 +702,22 @@ export class Core implements CoreView {
   /** The caller's token entry; required unless the engine serves this path without a token. */
   private async authenticate(req: CanonicalRequest, target: RequestTarget): Promise<Caller> {
     let entry = req.token ? await this.tokens!.lookup(req.token) : undefined;
-    if (entry && !(await this.loginStillBacked(entry))) {
+    const stale = entry && (await this.loginNoLongerStands(entry));
+    if (entry && stale) {
       await this.tokens!.revoke(entry);
       entry = undefined;
+      if (!target.unauthenticated) throw new PermissionDeniedError(`permission denied: ${stale}`);
     }
     if (!entry && !target.unauthenticated)
       throw new PermissionDeniedError(req.token ? "permission denied" : "permission denied (missing client token)");
     return { entry, auth: entry ? this.callerAuth(entry) : undefined };
   }
 
-  /** Asks the auth method that issued a login token whether the login still stands (LogicalBackend.loginStillValid). */
-  private async loginStillBacked(entry: TokenEntry): Promise<boolean> {
-    if (!entry.path.startsWith("auth/")) return true;
+  /** Asks the auth method that issued a login token whether the login still stands; why not, if not. */
+  private async loginNoLongerStands(entry: TokenEntry): Promise<string | undefined> {
+    if (!entry.path.startsWith("auth/")) return undefined;
     const m = this.resolveMount(entry.path);
-    if (!m?.backend.loginStillValid) return true;
+    if (!m?.backend.loginStillValid) return undefined;
     return m.backend.loginStillValid(this.callerAuth(entry), this.systemView());
   }
 
@@ -721,8 +731,10 @@ export class Core implements CoreView {
   private async authorise(req: CanonicalRequest, target: RequestTarget, caller: Caller): Promise<void> {
     if (target.unauthenticated) return;
     if (target.mount.entry.type === "system" && SystemBackend.selfAuthorized(target.rel)) return;
-    const caps = (await this.aclFor(caller.entry!.policies)).capabilities(req.path);
+    const acl = await this.aclFor(caller.entry!.policies);
+    const caps = acl.capabilities(req.path);
     if (!caps.has(req.operation as Capability)) throw new PermissionDeniedError();
+    if (WRITES.has(req.operation) && !acl.parametersAllowed(req.path, req.data)) throw new PermissionDeniedError();
     const sudo = SUDO.find((s) => s.re.test(req.bare) && (!s.ops || s.ops.includes(req.operation)));
     if (sudo && !caps.has("sudo")) throw new PermissionDeniedError();
   }

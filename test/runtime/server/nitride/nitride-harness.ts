@@ -48,6 +48,10 @@ export class Harness implements SystemView {
   internalRequest(operation: Operation, path: string, data?: Record<string, unknown>) {
     return this.call(operation, path, data ?? {});
   }
+  /** The harness is a trusted in-process caller: every delegation is allowed. */
+  async authorized() {
+    return true;
+  }
   ttls() {
     return { defaultTtl: 3600, maxTtl: 86400 };
   }
