@@ -66,7 +66,12 @@ try:
     out["other"] = "READ"
 except hvac.exceptions.Forbidden:
     out["other"] = "forbidden"
-cert = c.secrets.pki.generate_certificate(name="web", common_name="api.example.com", mount_point="pki")
+cert = c.secrets.pki.generate_certificate(name="web", common_name="web.example.com", mount_point="pki")
+try:
+    c.secrets.pki.generate_certificate(name="web", common_name="api.example.com", mount_point="pki")
+    out["foreign_cn"] = "ISSUED"
+except hvac.exceptions.Forbidden:
+    out["foreign_cn"] = "forbidden"
 out["certificate"] = cert["data"]["certificate"]
 admin = hvac.Client(url=url, token=root)
 enc = admin.secrets.transit.encrypt_data(name="app", plaintext=base64.b64encode(b"hvac says hi").decode())
@@ -95,7 +100,10 @@ describe.runIf(hasHvac)("hvac against the runtime", () => {
     expect(r.policies).toEqual(["default", "nitride-workload-web"]);
     expect(r.password).toBe("web-db-secret");
     expect(r.other).toBe("forbidden");
-    expect(new X509Certificate(r.certificate).subject).toContain("CN=api.example.com");
+    // The workload's policy pins its registered names (issue #12, attack 6): its own CN is issued,
+    // another name of the role's domain is refused.
+    expect(new X509Certificate(r.certificate).subject).toContain("CN=web.example.com");
+    expect(r.foreign_cn).toBe("forbidden");
     expect(r.ciphertext).toMatch(/^vault:v1:/);
     expect(r.plaintext).toBe("hvac says hi");
   }, 30_000);
