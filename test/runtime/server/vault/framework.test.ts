@@ -6,6 +6,7 @@ import { MemoryStorage } from "../../../../runtime/server/storage/memory.js";
 import { LogicalError, type LogicalRequest, type Operation } from "../../../../runtime/server/vault/backend.js";
 import { FieldData, PathRouter, segment } from "../../../../runtime/server/vault/framework.js";
 import { startTestRuntime, type TestRuntime } from "../../../support/runtime.js";
+import { registerNitrideEngines } from "../../../../runtime/server/nitride/register.js";
 
 function request(operation: Operation, path: string, data: Record<string, unknown> = {}, query = {}): LogicalRequest {
   return {
@@ -112,7 +113,11 @@ describe("path-table router", () => {
 describe("path-table router over HTTP (auth/jwt)", () => {
   let rt: TestRuntime;
   beforeAll(async () => {
-    rt = await startTestRuntime({ auth: { "jwt/": { type: "jwt" } } });
+    rt = await startTestRuntime({
+      register: (r) => registerNitrideEngines(r),
+      auth: { "jwt/": { type: "jwt" } },
+      mounts: { "transit/": { type: "transit" }, "pki/": { type: "pki" }, "ssh/": { type: "ssh" } },
+    });
   });
   afterAll(async () => {
     await rt?.close();
@@ -123,6 +128,46 @@ describe("path-table router over HTTP (auth/jwt)", () => {
     expect(bad.status).toBe(400);
     expect(bad.body).toEqual({ errors: ["token_ttl: invalid duration '[object Object]'"] });
     expect((await rt.api("GET", "auth/jwt/role/r")).status).toBe(404);
+  });
+
+  it("every engine validates through its table: ill-typed fields are 400s naming the field, nothing changes", async () => {
+    const cases: Array<[string, Record<string, unknown>, string, string]> = [
+      ["secret/config", { cas_required: "yes" }, "cas_required: must be a boolean", "secret/config"],
+      ["secret/data/app", { data: { a: "1" }, options: {}, version: "x" }, "version: must be an integer", ""],
+      ["transit/keys/k", { exportable: "sometimes" }, "exportable: must be a boolean", "transit/keys/k"],
+      [
+        "pki/roles/r",
+        { allowed_domains: [1] },
+        "allowed_domains: must be a list of strings or a comma-separated string",
+        "pki/roles/r",
+      ],
+      [
+        "ssh/roles/r",
+        { default_extensions: { "permit-pty": true } },
+        "default_extensions.permit-pty: must be a string",
+        "ssh/roles/r",
+      ],
+      ["auth/token/create", { num_uses: "many" }, "num_uses: must be an integer", ""],
+      ["sys/mounts/kv2/tune", { max_lease_ttl: "forever" }, "max_lease_ttl: invalid duration 'forever'", ""],
+      ["nitride/config", { accept_simulated: "please" }, "accept_simulated: must be a boolean", "nitride/config"],
+      [
+        "nitride/workloads/w",
+        { platforms: { snp: true } },
+        "platforms: must be a list of strings or a comma-separated string",
+        "nitride/workloads/w",
+      ],
+    ];
+    const state = async (path: string) => {
+      const r = await rt.api("GET", path);
+      return [r.status, r.body?.data ?? r.body?.errors];
+    };
+    const before: Record<string, unknown> = {};
+    for (const [, , , read] of cases) if (read) before[read] = await state(read);
+    for (const [path, body, msg] of cases) {
+      const r = await rt.api("POST", path, body);
+      expect([r.status, r.body], path).toEqual([400, { errors: [msg] }]);
+    }
+    for (const [, , , read] of cases) if (read) expect(await state(read), read).toEqual(before[read]);
   });
 
   it("an unknown field is ignored and named in the response's warnings", async () => {
