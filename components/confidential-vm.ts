@@ -8,6 +8,7 @@ import { ProxmoxConfidentialVm } from "./proxmox/confidential-vm.js";
 import { QemuConfidentialVm } from "./qemu/confidential-vm.js";
 import { ConfigError } from "./common/errors.js";
 import type { BootInputsArgs } from "./common/boot-measure.js";
+import type { OsBindingArgs } from "./common/os-binding.js";
 import { Platform, Tee, type DataVolumeArgs, type SshHostArgs, type VhsmConnectionArgs } from "./common/types.js";
 
 export interface ConfidentialVmArgs {
@@ -42,6 +43,13 @@ export interface ConfidentialVmArgs {
   expectedMeasurements?: string[];
   secrets?: Record<string, pulumi.Input<string>>;
   dataVolume?: DataVolumeArgs;
+  /** AWS/GCP: expected boot-chain events (vTPM measured boot) and authenticated AK pins (common/os-binding.ts). */
+  measuredBoot?: OsBindingArgs["measuredBoot"];
+  akPins?: string[];
+  /** Azure: accepted vTPM PCR values. */
+  pcrs?: Record<string, string[]>;
+  /** AWS/GCP/Azure, LOUD opt-out: register a workload whose evidence does not bind the OS. */
+  allowUnboundOs?: boolean;
 }
 
 const TEES: Record<Platform, Tee[]> = {
@@ -90,6 +98,9 @@ export class ConfidentialVm extends pulumi.ComponentResource {
             ami: args.image,
             secrets: args.secrets,
             dataVolume: args.dataVolume,
+            measuredBoot: args.measuredBoot,
+            akPins: args.akPins,
+            allowUnboundOs: args.allowUnboundOs,
           },
           o,
         );
@@ -107,6 +118,9 @@ export class ConfidentialVm extends pulumi.ComponentResource {
             expectedMeasurements: args.expectedMeasurements,
             secrets: args.secrets,
             dataVolume: args.dataVolume,
+            measuredBoot: args.measuredBoot,
+            akPins: args.akPins,
+            allowUnboundOs: args.allowUnboundOs,
           },
           o,
         );
@@ -122,6 +136,8 @@ export class ConfidentialVm extends pulumi.ComponentResource {
             subnetId: need(who, "subnetId", args.subnetId, p),
             secrets: args.secrets,
             dataVolume: args.dataVolume,
+            pcrs: args.pcrs,
+            allowUnboundOs: args.allowUnboundOs,
           },
           o,
         );

@@ -9,15 +9,16 @@ import { Platform, Tee, type DataVolumeArgs, type VhsmConnectionArgs } from "../
 import { catalogEntry, catalogRegions, catalogVcpus } from "../common/catalog.js";
 import { awsAmiFilter, awsSnpMeasurements } from "./facts.js";
 import { awsInstanceArgs } from "./settings.js";
+import { ATTESTATION_CHAIN, awsGcpOsBinding, type OsBindingArgs } from "../common/os-binding.js";
 
-export interface AwsConfidentialVmArgs {
+export interface AwsConfidentialVmArgs extends OsBindingArgs {
   /** The runtime the VM attests to (a `Vhsm` component's outputs). */
   vhsm: VhsmConnectionArgs;
   /** SEV-SNP capable type (m6a/c6a/r6a sizes). Default m6a.large. */
   instanceType?: string;
   /** Region; must offer SEV-SNP. Default: the aws:region config. */
   region?: string;
-  /** AMI id; default the latest AMI of the catalog image (see `image`). */
+  /** AMI id; default the latest AMI of the catalog image (see `image`), with TpmSupport v2.0 when measuredBoot is set. */
   ami?: pulumi.Input<string>;
   /** Catalog image name (default ubuntu-24.04; also al2023). */
   image?: string;
@@ -43,6 +44,8 @@ export class AwsConfidentialVm extends pulumi.ComponentResource {
   public readonly dataVolumeId: pulumi.Output<string | undefined>;
   /** Expected SNP launch digests (hex), current layout first. */
   public readonly expectedMeasurements: pulumi.Output<string[]>;
+  /** What this VM's evidence is rooted in, and what it does not bind (docs/attestation-chain.md). */
+  public readonly attestationChain: pulumi.Output<string>;
 
   constructor(name: string, args: AwsConfidentialVmArgs, opts?: pulumi.ComponentResourceOptions) {
     super("buckypaper:index:AwsConfidentialVm", name, args, opts);
@@ -56,6 +59,8 @@ export class AwsConfidentialVm extends pulumi.ComponentResource {
     const entry = catalogEntry(who, Platform.Aws, Tee.SevSnp, args.image);
     const secrets = requireSecretMap(who, "secrets", args.secrets);
     const measurements = awsSnpMeasurements(entry, vcpus, args.acceptLegacyLayout ?? true);
+    // The launch digest is the same for every EC2 SNP VM of this size: the OS is bound only through NitroTPM.
+    const vtpm = awsGcpOsBinding(who, args);
 
     const guest = registerGuest(this, name, {
       platform: Platform.Aws,
@@ -64,7 +69,8 @@ export class AwsConfidentialVm extends pulumi.ComponentResource {
       evidencePlatform: "snp",
       reference: { snpMeasurements: measurements },
       // AWS shared tenancy signs reports with a VLEK; policy 0x30000 (SMT on, debug off) is what it sets.
-      policy: { snp: { allowDebug: false, allowMigrationAgent: false } },
+      policy: { snp: { allowDebug: false, allowMigrationAgent: false }, ...(vtpm ? { vtpm } : {}) },
+      vtpm: vtpm !== undefined,
       vhsm: args.vhsm,
       secrets,
       dataVolume: args.dataVolume,
@@ -72,7 +78,7 @@ export class AwsConfidentialVm extends pulumi.ComponentResource {
       hostname: name,
     });
 
-    const ami = args.ami ?? aws.ec2.getAmiOutput(awsAmiFilter(entry), { parent: this }).id;
+    const ami = args.ami ?? aws.ec2.getAmiOutput(awsAmiFilter(entry, vtpm !== undefined), { parent: this }).id;
     const tags = { Name: name, "buckypaper:workload": guest.workloadId, ...args.tags };
     const instance = new aws.ec2.Instance(
       name,
@@ -115,7 +121,11 @@ export class AwsConfidentialVm extends pulumi.ComponentResource {
     this.privateIp = instance.privateIp;
     this.workloadId = guest.workloadId;
     this.expectedMeasurements = pulumi.output(measurements);
+    this.attestationChain = pulumi.output(
+      ATTESTATION_CHAIN[Platform.Aws] + (vtpm?.akPins ? "" : " THIS WORKLOAD: the OS is NOT bound (allowUnboundOs)."),
+    );
     this.registerOutputs({
+      attestationChain: this.attestationChain,
       instanceId: this.instanceId,
       privateIp: this.privateIp,
       workloadId: this.workloadId,

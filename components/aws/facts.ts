@@ -9,8 +9,11 @@ export function awsSnpMeasurements(entry: CatalogEntry, vcpus: number, acceptLeg
   return vmms.map((vmm) => snpLaunchDigestTable({ firmware, vmm }, [vcpus]).get(vcpus)!.toString("hex"));
 }
 
-/** The aws.ec2.getAmi filter for the catalog image (UEFI-capable, as SEV-SNP requires). */
-export function awsAmiFilter(entry: CatalogEntry) {
+/**
+ * The aws.ec2.getAmi filter for the catalog image (UEFI-capable, as SEV-SNP requires). With `nitroTpm`, only
+ * AMIs registered with TpmSupport v2.0 (NitroTPM is enabled by the AMI, not the instance) qualify.
+ */
+export function awsAmiFilter(entry: CatalogEntry, nitroTpm = false) {
   if (entry.image.kind !== "aws-ami") throw new Error(`catalog image ${entry.name} is not an AMI`);
   return {
     owners: entry.image.owners,
@@ -19,6 +22,7 @@ export function awsAmiFilter(entry: CatalogEntry) {
       { name: "name", values: [entry.image.namePattern] },
       { name: "architecture", values: [entry.image.architecture] },
       { name: "virtualization-type", values: ["hvm"] },
+      ...(nitroTpm ? [{ name: "tpm-support", values: ["v2.0"] }] : []),
     ],
   };
 }

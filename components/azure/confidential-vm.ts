@@ -13,6 +13,7 @@ import { registerGuest } from "../common/guest.js";
 import { requireSecretMap } from "../common/secrets.js";
 import { Platform, Tee, type DataVolumeArgs, type VhsmConnectionArgs } from "../common/types.js";
 import { azureVmArgs, type AzureImageReference } from "./settings.js";
+import { ATTESTATION_CHAIN, azureOsBinding } from "../common/os-binding.js";
 
 export interface AzureConfidentialVmArgs {
   vhsm: VhsmConnectionArgs;
@@ -33,6 +34,8 @@ export interface AzureConfidentialVmArgs {
   idKeyDigests?: string[];
   /** Accepted vTPM PCR values, PCR index → SHA-256 hex list (e.g. your UKI's PCR 4/9/11). */
   pcrs?: Record<string, string[]>;
+  /** LOUD opt-out: register the workload although no PCR 4/11 value binds the OS. */
+  allowUnboundOs?: boolean;
   secrets?: Record<string, pulumi.Input<string>>;
   dataVolume?: DataVolumeArgs;
   tags?: Record<string, pulumi.Input<string>>;
@@ -50,6 +53,8 @@ export class AzureConfidentialVm extends pulumi.ComponentResource {
   public readonly vmId: pulumi.Output<string>;
   public readonly privateIp: pulumi.Output<string | undefined>;
   public readonly workloadId: pulumi.Output<string>;
+  /** What this VM's evidence is rooted in, and what it does not bind (docs/attestation-chain.md). */
+  public readonly attestationChain: pulumi.Output<string>;
 
   constructor(name: string, args: AzureConfidentialVmArgs, opts?: pulumi.ComponentResourceOptions) {
     super("buckypaper:index:AzureConfidentialVm", name, args, opts);
@@ -63,6 +68,7 @@ export class AzureConfidentialVm extends pulumi.ComponentResource {
     if (tee === Tee.Tdx && args.idKeyDigests?.length)
       throw new ConfigError(who, "idKeyDigests", "apply to SEV-SNP only");
     const secrets = requireSecretMap(who, "secrets", args.secrets);
+    azureOsBinding(who, args.pcrs, args.allowUnboundOs);
     const policy: Policy = {
       azure: { requireSecureBoot: true, forbidConsole: false, ...(args.pcrs ? { pcrs: args.pcrs } : {}) },
       ...(tee === Tee.SevSnp
@@ -135,6 +141,15 @@ export class AzureConfidentialVm extends pulumi.ComponentResource {
     this.vmId = vm.vmId;
     this.privateIp = nic.ipConfigurations.apply((c) => c?.[0]?.privateIPAddress);
     this.workloadId = guest.workloadId;
-    this.registerOutputs({ vmId: this.vmId, privateIp: this.privateIp, workloadId: this.workloadId });
+    const bound = !!args.pcrs && ["4", "11"].some((k) => (args.pcrs![k]?.length ?? 0) > 0);
+    this.attestationChain = pulumi.output(
+      ATTESTATION_CHAIN[Platform.Azure] + (bound ? "" : " THIS WORKLOAD: the OS is NOT bound (allowUnboundOs)."),
+    );
+    this.registerOutputs({
+      vmId: this.vmId,
+      privateIp: this.privateIp,
+      workloadId: this.workloadId,
+      attestationChain: this.attestationChain,
+    });
   }
 }

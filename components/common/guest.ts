@@ -54,6 +54,8 @@ export interface GuestSpec {
   ssh?: WorkloadSshArgs;
   /** What the agent writes where (files, env files, TLS/SSH paths), merged into the user-data's agent config. */
   provision?: UserDataInput["provision"];
+  /** AWS/GCE: the agent sends a vTPM quote + event log, its AK bound into REPORT_DATA. */
+  vtpm?: boolean;
 }
 
 export interface GuestRegistration {
@@ -130,6 +132,7 @@ export function registerGuest(parent: pulumi.Resource, name: string, spec: Guest
         runtimeCaSha256: fp,
         workloadId: id,
         hostname: spec.hostname,
+        ...(spec.vtpm ? { vtpm: true } : {}),
         // Downloaded and checked against the pinned SHA-256 when the Vhsm serves the artifact; else baked in.
         agent:
           agentUrl && agentSha256 ? { kind: "download", url: agentUrl, sha256: agentSha256 } : { kind: "preinstalled" },

@@ -10,8 +10,9 @@ import { Platform, Tee, type DataVolumeArgs, type VhsmConnectionArgs } from "../
 import { parseFirmwareDescription, snpLaunchDigestTable, type CatalogEntry } from "../../images/index.js";
 import { catalogEntry, catalogVcpus } from "../common/catalog.js";
 import { gcpInstanceArgs } from "./settings.js";
+import { ATTESTATION_CHAIN, awsGcpOsBinding, type OsBindingArgs } from "../common/os-binding.js";
 
-export interface GcpConfidentialVmArgs {
+export interface GcpConfidentialVmArgs extends OsBindingArgs {
   vhsm: VhsmConnectionArgs;
   /** Default SevSnp. */
   tee?: Tee;
@@ -45,6 +46,8 @@ export class GcpConfidentialVm extends pulumi.ComponentResource {
   public readonly instanceId: pulumi.Output<string>;
   public readonly workloadId: pulumi.Output<string>;
   public readonly expectedMeasurements: pulumi.Output<string[]>;
+  /** What this VM's evidence is rooted in, and what it does not bind (docs/attestation-chain.md). */
+  public readonly attestationChain: pulumi.Output<string>;
 
   constructor(name: string, args: GcpConfidentialVmArgs, opts?: pulumi.ComponentResourceOptions) {
     super("buckypaper:index:GcpConfidentialVm", name, args, opts);
@@ -79,6 +82,8 @@ export class GcpConfidentialVm extends pulumi.ComponentResource {
           : "is required for TDX on GCE: take the MRTD from Google's launch endorsement for the firmware",
       );
     }
+    // The launch digest is the same for every GCE VM of this shape: the OS is bound only through the vTPM.
+    const vtpm = awsGcpOsBinding(who, args);
     const reference: GuestReference =
       tee === Tee.SevSnp ? { snpMeasurements: measurements } : { tdx: measurements.map((mrtd) => ({ mrtd })) };
     const guest = registerGuest(this, name, {
@@ -89,7 +94,10 @@ export class GcpConfidentialVm extends pulumi.ComponentResource {
       reference,
       // GCE launches SNP guests with policy 0x70000 (SMT and migration agent allowed, debug off).
       policy:
-        tee === Tee.SevSnp ? { snp: { allowDebug: false, allowMigrationAgent: true } } : { tdx: { allowDebug: false } },
+        tee === Tee.SevSnp
+          ? { snp: { allowDebug: false, allowMigrationAgent: true }, ...(vtpm ? { vtpm } : {}) }
+          : { tdx: { allowDebug: false }, ...(vtpm ? { vtpm } : {}) },
+      vtpm: vtpm !== undefined,
       vhsm: args.vhsm,
       secrets,
       dataVolume: args.dataVolume,
@@ -127,7 +135,11 @@ export class GcpConfidentialVm extends pulumi.ComponentResource {
     this.instanceId = instance.instanceId;
     this.workloadId = guest.workloadId;
     this.expectedMeasurements = pulumi.output(measurements);
+    this.attestationChain = pulumi.output(
+      ATTESTATION_CHAIN[Platform.Gcp] + (vtpm?.akPins ? "" : " THIS WORKLOAD: the OS is NOT bound (allowUnboundOs)."),
+    );
     this.registerOutputs({
+      attestationChain: this.attestationChain,
       instanceId: this.instanceId,
       workloadId: this.workloadId,
       expectedMeasurements: this.expectedMeasurements,

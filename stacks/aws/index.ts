@@ -26,6 +26,10 @@ const web = new AwsConfidentialVm("web", {
   securityGroupIds: cfg.getObject<string[]>("securityGroupIds"),
   secrets: { "db-password": cfg.requireSecret("dbPassword") },
   dataVolume: { sizeGb: 20, mountPoint: "/data" },
+  // The OS is bound only through NitroTPM: the image's boot events and the authenticated AK (see the config file).
+  measuredBoot: cfg.getObject("measuredBoot"),
+  akPins: cfg.getObject<string[]>("akPins"),
+  allowUnboundOs: cfg.getBoolean("allowUnboundOs"),
 });
 
 export const vhsmUrl = vhsm.url;
@@ -34,3 +38,4 @@ export const instanceId = web.instanceId;
 export const privateIp = web.privateIp;
 export const workloadId = web.workloadId;
 export const expectedMeasurements = web.expectedMeasurements;
+export const attestationChain = web.attestationChain;

@@ -40,9 +40,13 @@ const app = new AzureConfidentialVm("app", {
   idKeyDigests: cfg.getObject<string[]>("idKeyDigests"),
   secrets: { "db-password": cfg.requireSecret("dbPassword") },
   dataVolume: { sizeGb: 16 },
+  // The OS is bound only by vTPM PCR values (your UKI's PCR 4/11), see the config file.
+  pcrs: cfg.getObject<Record<string, string[]>>("pcrs"),
+  allowUnboundOs: cfg.getBoolean("allowUnboundOs"),
 });
 
 export const resourceGroup = group.name;
 export const vmId = app.vmId;
 export const privateIp = app.privateIp;
 export const workloadId = app.workloadId;
+export const attestationChain = app.attestationChain;

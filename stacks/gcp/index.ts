@@ -23,8 +23,13 @@ const app = new GcpConfidentialVm("app", {
   expectedMeasurements: cfg.requireObject<string[]>("expectedMeasurements"),
   secrets: { "api-key": cfg.requireSecret("apiKey") },
   dataVolume: { sizeGb: 10 },
+  // The OS is bound only through the Shielded VM vTPM: boot events and the authenticated AK (see the config file).
+  measuredBoot: cfg.getObject("measuredBoot"),
+  akPins: cfg.getObject<string[]>("akPins"),
+  allowUnboundOs: cfg.getBoolean("allowUnboundOs"),
 });
 
 export const instanceId = app.instanceId;
 export const workloadId = app.workloadId;
 export const expectedMeasurements = app.expectedMeasurements;
+export const attestationChain = app.attestationChain;

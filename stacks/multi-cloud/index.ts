@@ -43,6 +43,7 @@ const vms = [
     vhsm: connection,
     size: "m6a.large",
     secrets,
+    allowUnboundOs: cfg.getBoolean("allowUnboundOs"),
   }),
   new ConfidentialVm("gcp-web", {
     platform: Platform.Gcp,
@@ -52,6 +53,7 @@ const vms = [
     zone: new pulumi.Config("gcp").require("zone"),
     expectedMeasurements: cfg.requireObject<string[]>("gcpExpectedMeasurements"),
     secrets,
+    allowUnboundOs: cfg.getBoolean("allowUnboundOs"),
   }),
   new ConfidentialVm("azure-web", {
     platform: Platform.Azure,
@@ -61,6 +63,7 @@ const vms = [
     resourceGroupName: group.name,
     subnetId: subnet.id,
     secrets,
+    allowUnboundOs: cfg.getBoolean("allowUnboundOs"),
   }),
   new ConfidentialVm("pve-db", {
     platform: Platform.Proxmox,

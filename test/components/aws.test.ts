@@ -27,6 +27,7 @@ describe("AwsConfidentialVm", () => {
       region: "us-east-2",
       dataVolume: { sizeGb: 20 },
       secrets: { dbPassword: pulumi.secret("hunter2-very-secret") },
+      allowUnboundOs: true,
     });
     const measurements = await resolve(vm.expectedMeasurements);
     const workloadId = await resolve(vm.workloadId);
@@ -76,10 +77,51 @@ describe("AwsConfidentialVm", () => {
     expect(vol.size).toBe(20);
   });
 
+  it("refuses at preview a registration that does not bind the OS, naming the field and why", () => {
+    expect(() => new mod.AwsConfidentialVm("unbound", { vhsm, region: "us-east-2" })).toThrow(
+      /AwsConfidentialVm unbound: measuredBoot does not bind the OS: .*any VM of this size that knows the workload id would attest as this workload. Set allowUnboundOs: true/,
+    );
+    const boot = { bootApplications: { allowed: [], required: ["cd".repeat(32)] } };
+    expect(() => new mod.AwsConfidentialVm("unpinned", { vhsm, region: "us-east-2", measuredBoot: boot })).toThrow(
+      /AwsConfidentialVm unpinned: akPins binds boot events, but no vTPM attestation key is authenticated/,
+    );
+    expect(
+      () => new mod.AwsConfidentialVm("badpin", { vhsm, region: "us-east-2", measuredBoot: boot, akPins: ["xyz"] }),
+    ).toThrow(/AwsConfidentialVm badpin: akPins\[0\] must be 64 hex digits/);
+  });
+
+  it("a bound registration carries the vTPM policy, turns on the agent's vTPM evidence, and says what is rooted where", async () => {
+    const boot = {
+      bootApplications: { allowed: [], required: ["cd".repeat(32)] },
+      kernelCmdline: { allowed: ["root=/dev/vda1 roothash=ab"], boundByUki: true },
+    };
+    const vm = new mod.AwsConfidentialVm("bound", {
+      vhsm,
+      region: "us-east-2",
+      measuredBoot: boot,
+      akPins: ["EF".repeat(32)],
+    });
+    await resolve(vm.privateIp);
+    const wl = h.resources.find((r) => r.name === "bound-workload")!;
+    expect(unsecret(wl.inputs.policy)).toMatchObject({ vtpm: { measuredBoot: boot, akPins: ["ef".repeat(32)] } });
+    expect(unsecret(wl.inputs.policy).vtpm.allowUnauthenticatedAk).toBeUndefined();
+    const inst = h.resources.find((r) => r.name === "bound" && r.type === "aws:ec2/instance:Instance")!.inputs;
+    const userData = String(unsecret(inst.userData));
+    expect(userData).toContain("device:/dev/tpmrm0");
+    expect(userData).toContain("tpm2-tools");
+    const chain = await resolve(vm.attestationChain);
+    expect(chain).toMatch(/CPU vendor key \(AMD VLEK\)/);
+    expect(chain).toMatch(/NitroTPM attestation-document verification is not implemented/);
+    expect(chain).not.toMatch(/NOT bound/);
+    const unbound = new mod.AwsConfidentialVm("loud", { vhsm, region: "us-east-2", allowUnboundOs: true });
+    expect(await resolve(unbound.attestationChain)).toMatch(/THIS WORKLOAD: the OS is NOT bound \(allowUnboundOs\)/);
+  });
+
   it("pins the agent artifact when the Vhsm serves it", async () => {
     const vm = new mod.AwsConfidentialVm("pinned", {
       vhsm: { ...vhsm, agentUrl: "https://vhsm.example:8200/v1/sys/enclaivelet.tar.gz", agentSha256: "ef".repeat(32) },
       region: "us-east-2",
+      allowUnboundOs: true,
     });
     await resolve(vm.privateIp);
     const inst = h.resources.find((r) => r.name === "pinned" && r.type === "aws:ec2/instance:Instance")!.inputs;

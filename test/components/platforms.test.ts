@@ -46,6 +46,7 @@ describe.runIf(haveShared)("GcpConfidentialVm", () => {
       zone: "us-central1-a",
       machineType: "n2d-standard-4",
       firmwareDescription: JSON.stringify(firmwareDescriptionJson(fw)),
+      allowUnboundOs: true,
     });
     expect(await resolve(vm.instanceId)).toBe("1234567890");
     const inst = byName("g1").inputs;
@@ -71,6 +72,7 @@ describe.runIf(haveShared)("GcpConfidentialVm", () => {
       tee: c.Tee.Tdx,
       zone: "us-central1-a",
       expectedMeasurements: [mrtd],
+      allowUnboundOs: true,
     });
     await resolve(vm.instanceId);
     const inst = byName("g2").inputs;
@@ -117,6 +119,7 @@ describe("AzureConfidentialVm", () => {
       dataVolume: { sizeGb: 8 },
       idKeyDigests: ["ef".repeat(48)],
       secrets: { token: pulumi.secret("t0ps3cret") },
+      allowUnboundOs: true,
     });
     expect(await resolve(vm.vmId)).toBe("vm-guid");
     const v = byName("a1").inputs;
@@ -143,6 +146,21 @@ describe("AzureConfidentialVm", () => {
       azure: { requireSecureBoot: true },
       snp: { vmpl: 0, trustedIdKeyDigests: ["ef".repeat(48)] },
     });
+  });
+
+  it("refuses at preview a registration without PCR 4/11 values, naming pcrs", () => {
+    expect(() => new c.AzureConfidentialVm("a4", { vhsm, resourceGroupName: "rg", subnetId: "s" })).toThrow(
+      /AzureConfidentialVm a4: pcrs must pin PCR 4 \(boot applications\) or PCR 11 \(UKI\) values.*allowUnboundOs: true/,
+    );
+    expect(
+      () =>
+        new c.AzureConfidentialVm("a5", {
+          vhsm,
+          resourceGroupName: "rg",
+          subnetId: "s",
+          pcrs: { "7": ["00".repeat(32)] },
+        }),
+    ).toThrow(/pcrs must pin PCR 4/);
   });
 
   it("refuses sizes that are not confidential", () => {
@@ -266,7 +284,13 @@ describe("ConfidentialVm facade", () => {
     );
   });
   it("delegates to the platform component", async () => {
-    const vm = new c.ConfidentialVm("f4", { platform: c.Platform.Aws, vhsm, region: "eu-west-1", size: "r6a.large" });
+    const vm = new c.ConfidentialVm("f4", {
+      platform: c.Platform.Aws,
+      vhsm,
+      region: "eu-west-1",
+      size: "r6a.large",
+      allowUnboundOs: true,
+    });
     expect((await resolve(vm.expectedMeasurements)).length).toBe(2);
     expect(await resolve(vm.workloadId)).toBe("unit-f4");
     expect(h.resources.some((r) => r.type === "buckypaper:index:AwsConfidentialVm" && r.name === "f4")).toBe(true);
@@ -278,13 +302,21 @@ describe.runIf(haveShared)("user-data of every platform component passes the rea
     if (!requireTool("cloud-init (Debian package)", hasCloudInit)) return ctx.skip();
     const secrets = { apiKey: pulumi.secret("sk-live-never-in-user-data") };
     const vms = {
-      aws: new c.AwsConfidentialVm("ci-aws", { vhsm, region: "us-east-2", secrets, dataVolume: {} }),
+      aws: new c.AwsConfidentialVm("ci-aws", {
+        vhsm,
+        region: "us-east-2",
+        secrets,
+        dataVolume: {},
+        measuredBoot: { bootApplications: { allowed: [], required: ["cd".repeat(32)] } },
+        akPins: ["ef".repeat(32)],
+      }),
       gcp: new c.GcpConfidentialVm("ci-gcp", {
         vhsm,
         zone: "us-central1-a",
         expectedMeasurements: ["ab".repeat(48)],
         secrets,
         dataVolume: {},
+        allowUnboundOs: true,
       }),
       azure: new c.AzureConfidentialVm("ci-azure", {
         vhsm,
@@ -292,6 +324,7 @@ describe.runIf(haveShared)("user-data of every platform component passes the rea
         subnetId: "s",
         secrets,
         dataVolume: {},
+        pcrs: { "4": ["12".repeat(32)] },
       }),
       proxmox: new c.ProxmoxConfidentialVm("ci-pve", {
         vhsm,

@@ -40,6 +40,8 @@ export interface UserDataInput {
   agent?: AgentDelivery;
   /** Overrides the platform's evidence provider choice. */
   evidenceProvider?: ProviderName;
+  /** AWS/GCE: send a vTPM quote + event log with the SNP/TDX evidence (needs tpm2-tools in the image). */
+  vtpm?: boolean;
   jwtRole?: string;
   /** systemd units that need the secrets: the agent runs Before= them and they Require= it. */
   servicesNeedingSecrets?: string[];
@@ -111,7 +113,10 @@ export function renderUserData(input: NoSecrets<UserDataInput>): RenderedUserDat
     runtimeCaSha256: i.runtimeCaSha256,
     workloadId: i.workloadId,
     ...(i.jwtRole ? { jwtRole: i.jwtRole } : {}),
-    evidence: { provider: i.evidenceProvider ?? defaultProvider(i.platform, i.tee) },
+    evidence: {
+      provider: i.evidenceProvider ?? defaultProvider(i.platform, i.tee),
+      ...(i.vtpm ? { vtpm: { tcti: "device:/dev/tpmrm0" } } : {}),
+    },
     ...i.provision,
   };
   let agentConfig: EnclaiveletConfig;
@@ -171,7 +176,7 @@ export function renderUserData(input: NoSecrets<UserDataInput>): RenderedUserDat
   // Fresh host keys per instance; the attested agent then installs the CA-signed ones.
   doc.ssh_deletekeys = true;
   doc.ssh_genkeytypes = ["ed25519"];
-  if (agentConfig.evidence.provider === "azure") doc.packages = ["tpm2-tools"];
+  if (agentConfig.evidence.provider === "azure" || i.vtpm) doc.packages = ["tpm2-tools"];
   // configfs must be mounted for the TSM report interface; bootcmd runs early on every boot.
   doc.bootcmd = [["sh", "-c", "mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config || true"]];
   doc.write_files = writeFiles;

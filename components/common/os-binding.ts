@@ -1,0 +1,79 @@
+// Does a cloud workload's registration bind the OS, and what does each cloud's evidence really prove? On AWS and
+// GCE the SNP/TDX launch digest covers only the provider's firmware and the vCPU count — the same for every
+// customer's VM of that size — so the OS must be bound through the vTPM: a measured-boot policy over events
+// AND an attestation key authenticated as the cloud's vTPM. Without both, any VM of the same size that knows
+// the workload id (it is in user-data and tags) could attest as this workload; preview refuses that unless the
+// program sets `allowUnboundOs: true`.
+import { ConfigError } from "./errors.js";
+import { Platform } from "./types.js";
+import type { Policy } from "../../runtime/protocol/policy.js";
+import { bindsOs, type MeasuredBootPolicy } from "../../runtime/attestation/tpm/boot-policy.js";
+
+export interface OsBindingArgs {
+  /** Expected boot-chain events (images/ prediction): boot applications (PCR 4), command line, Secure Boot. */
+  measuredBoot?: MeasuredBootPolicy;
+  /** SHA-256 of the vTPM AK(s) (TPM2B_PUBLIC) authenticated out of band (GCE AK certificate / NitroTPM document). */
+  akPins?: string[];
+  /** LOUD opt-out: register a workload whose evidence does not bind the OS. */
+  allowUnboundOs?: boolean;
+}
+
+/** Per-cloud honesty summary, carried in every component's outputs (docs/attestation-chain.md). */
+export const ATTESTATION_CHAIN: Record<Platform.Aws | Platform.Gcp | Platform.Azure, string> = {
+  [Platform.Aws]:
+    "CPU vendor key (AMD VLEK): memory encryption, EC2 firmware + vCPU count, REPORT_DATA (nonce, key, vTPM AK). " +
+    "NitroTPM (AWS, outside the SNP TCB): boot events — only when the AK is authenticated (akPins); " +
+    "NitroTPM attestation-document verification is not implemented. Not bound otherwise: kernel, initrd, command line, root fs.",
+  [Platform.Gcp]:
+    "CPU vendor key (AMD VCEK / Intel PCK): memory encryption, Google firmware + vCPU count (digest pasted or computed, " +
+    "Google launch-endorsement verification not implemented), REPORT_DATA (nonce, key, vTPM AK). Shielded VM vTPM (Google): " +
+    "boot events — only when the AK is authenticated (akPins); AK-certificate verification is not implemented.",
+  [Platform.Azure]:
+    "CPU vendor key (AMD VCEK / Intel PCK): memory encryption, Microsoft paravisor (HCL) + UEFI; the HCL binds the vTPM AK. " +
+    "Microsoft paravisor + vTPM: PCR values (policy.azure.pcrs). The launch measurement is not predictable; the OS is bound " +
+    "only through the registered PCRs; no event log is verified on Azure yet.",
+};
+
+/**
+ * The vTPM policy to register for an AWS/GCE workload, or a ConfigError (at preview) naming what is missing.
+ * Returns undefined when neither a measured-boot policy nor an opt-out asks for vTPM evidence.
+ */
+export function awsGcpOsBinding(who: string, args: OsBindingArgs): Policy["vtpm"] | undefined {
+  const boot = args.measuredBoot;
+  const pins = args.akPins ?? [];
+  pins.forEach((p, i) => {
+    if (!/^[0-9a-fA-F]{64}$/.test(p)) throw new ConfigError(who, `akPins[${i}]`, "must be 64 hex digits (SHA-256)");
+  });
+  const bound = bindsOs(boot) && pins.length > 0;
+  if (!bound && args.allowUnboundOs !== true) {
+    const why = !bindsOs(boot)
+      ? "does not bind the OS: set measuredBoot with bootApplications.required (the kernel/UKI Authenticode digests from images/) or exact PCR 4/11 values"
+      : "binds boot events, but no vTPM attestation key is authenticated (akPins): a guest kernel at VMPL0 could bind a software TPM and replay the expected events";
+    throw new ConfigError(
+      who,
+      bindsOs(boot) ? "akPins" : "measuredBoot",
+      `${why}. The SNP/TDX launch digest covers only the provider's firmware and vCPU count, so any VM of this size that knows the workload id would attest as this workload. Set allowUnboundOs: true to register it anyway`,
+    );
+  }
+  if (!boot) return undefined;
+  return {
+    measuredBoot: boot,
+    ...(pins.length ? { akPins: pins.map((p) => p.toLowerCase()) } : {}),
+    ...(pins.length ? {} : { allowUnauthenticatedAk: true }),
+  };
+}
+
+/** Azure: the OS is bound only by registered PCR values (the paravisor's vTPM). */
+export function azureOsBinding(
+  who: string,
+  pcrs: Record<string, string[]> | undefined,
+  allowUnboundOs?: boolean,
+): void {
+  const binds = !!pcrs && ["4", "11"].some((k) => (pcrs[k]?.length ?? 0) > 0);
+  if (!binds && allowUnboundOs !== true)
+    throw new ConfigError(
+      who,
+      "pcrs",
+      "must pin PCR 4 (boot applications) or PCR 11 (UKI) values: without them any CVM running the same paravisor attests as this workload. Set allowUnboundOs: true to register it anyway",
+    );
+}
