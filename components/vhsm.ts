@@ -11,6 +11,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { RuntimeService } from "../provider/resources.js";
 import { RuntimeWrite, type SimulatedAnchor } from "../provider/local-vm.js";
 import { ConfigError } from "./common/errors.js";
+import { renderRuntimeConfig } from "../runtime/server/http/config-render.js";
 
 export enum VhsmMode {
   /** A runtime process on the machine that runs `pulumi up`. */
@@ -64,24 +65,8 @@ export interface VhsmArgs {
   workers?: number;
 }
 
-/** The runtime's config file (JSON form of `buckypaper runtime server --config`, runtime/server/config.ts). */
-export function renderRuntimeConfig(o: {
-  stateDir: string;
-  listenAddress: string;
-  port: number;
-  tls: boolean;
-  publicHost: string;
-  publicUrl: string;
-  auditLog?: boolean;
-  workers?: number | "auto";
-}): string {
-  const address = `${o.listenAddress.includes(":") ? `[${o.listenAddress}]` : o.listenAddress}:${o.port}`;
-  const tcp: Record<string, unknown> = { address, tls_disable: !o.tls };
-  if (o.tls) Object.assign(tcp, { tls_dir: `${o.stateDir}/tls`, tls_hosts: [o.publicHost] });
-  const audit = o.auditLog ? { audit_file: `${o.stateDir}/audit.log` } : {};
-  const workers = o.workers !== undefined && o.workers !== 1 ? { workers: o.workers } : {};
-  return `${JSON.stringify({ storage: { sqlite: { path: `${o.stateDir}/runtime.db` } }, listener: { tcp }, api_addr: o.publicUrl, ...audit, ...workers }, null, 2)}\n`;
-}
+/** The runtime's config file: rendered beside the runtime's config parser (runtime/server/http/config-render.ts). */
+export { renderRuntimeConfig };
 
 // components/ in the sources, dist/components/ when compiled: the package root is one or two levels up.
 const HERE = path.dirname(fileURLToPath(import.meta.url));

@@ -18,7 +18,7 @@ import {
   type ServiceOutputs,
 } from "../../provider/service.js";
 import { runtimeRequest } from "../../provider/client.js";
-import { renderRuntimeConfig } from "../../components/vhsm.js";
+import { renderRuntimeConfig } from "../../runtime/server/http/config-render.js";
 import { SSHD, startTestSshd, type TestSshd } from "./sshd.js";
 import { freePort } from "../support/net.js";
 
