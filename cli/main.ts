@@ -18,7 +18,7 @@ const commands: Record<string, CommandEntry> = {
     load: () => import("./verify.js"),
   },
   runtime: {
-    summary: "run and operate the bundled vHSM runtime (Nitride + Vault API)",
+    summary: "run and operate the runtime (Nitride + Vault-compatible API)",
     load: () => import("./runtime.js"),
   },
   "cloud-init": {

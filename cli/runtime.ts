@@ -66,7 +66,7 @@ async function client(v: ClientValues) {
   return (method: string, p: string, body?: unknown) =>
     runtimeRequest(address, method, p, body, {
       caPem,
-      fingerprint: v["ca-fingerprint"],
+      caFingerprint: v["ca-fingerprint"],
       insecure: v["tls-skip-verify"],
     });
 }

@@ -12,6 +12,7 @@ import { RuntimeService } from "../provider/resources.js";
 import { RuntimeWrite, type SimulatedAnchor } from "../provider/local-vm.js";
 import { ConfigError } from "./common/errors.js";
 import { renderRuntimeConfig } from "../runtime/server/http/config-render.js";
+import type { SshTargetArgs } from "../provider/resources.js";
 
 export enum VhsmMode {
   /** A runtime process on the machine that runs `pulumi up`. */
@@ -20,15 +21,8 @@ export enum VhsmMode {
   Ssh = "ssh",
 }
 
-export interface VhsmSshArgs {
-  host: pulumi.Input<string>;
-  port?: pulumi.Input<number>;
-  user: pulumi.Input<string>;
-  /** OpenSSH private key, as a Pulumi secret. */
-  privateKey: pulumi.Input<string>;
-  /** known_hosts line(s) pinning the host key (recommended). */
-  hostKey?: pulumi.Input<string>;
-}
+/** The host the runtime runs on (mode ssh): the one SSH target type; hostKey pinning is recommended. */
+export type VhsmSshArgs = SshTargetArgs;
 
 export interface VhsmArgs {
   /** Default local. */

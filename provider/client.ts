@@ -6,20 +6,10 @@ import * as https from "node:https";
 import * as tls from "node:tls";
 import { createHash, X509Certificate } from "node:crypto";
 
-/** Where the runtime is and how to authenticate. */
-export interface RuntimeConnection {
-  /** Base URL, e.g. https://127.0.0.1:8200 (no /v1). */
-  url: string;
-  /** Token sent as X-Vault-Token. */
-  token: string;
-  /** PEM of the runtime CA (https only); without it the system trust store is used. */
-  caPem?: string;
-  /**
-   * SHA-256 (hex) of the runtime CA certificate. With caPem they must match; alone, the certificate
-   * with this fingerprint is taken from the server's chain and then used as the only trust anchor.
-   */
-  caFingerprint?: string;
-}
+import type { RuntimeConnection } from "../runtime/client/connection.js";
+
+/** Where the runtime is and how to authenticate: the one connection type (runtime/client/connection.ts). */
+export type { RuntimeConnection };
 
 /** A non-2xx answer. The message carries the runtime's error strings, never the request body. */
 export class RuntimeApiError extends Error {

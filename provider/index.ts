@@ -14,6 +14,7 @@ export type {
   RuntimeConnectionArgs,
   RuntimeServiceArgs,
   RuntimeServiceSshArgs,
+  SshTargetArgs,
   MountArgs,
 } from "./resources.js";
 export {
@@ -23,6 +24,8 @@ export {
   RuntimeConnectionError,
   type RuntimeConnection,
 } from "./client.js";
+export type { SshTarget } from "./ssh-target.js";
+export { shellQuote, shellJoin } from "./shell.js";
 // The local stack's dynamic resources (simulated platform, local VMs, runtime writes, generated secrets).
 export { SimulatedPlatform, LocalVm, RuntimeWrite, GeneratedSecret } from "./local-vm.js";
 export type {

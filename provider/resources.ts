@@ -13,6 +13,8 @@ import type { Policy as AppraisalPolicy } from "../runtime/protocol/policy.js";
 import { fileURLToPath } from "node:url";
 import * as pulumi from "@pulumi/pulumi";
 import { handlerProvider } from "./dynamic.js";
+import type { RuntimeConnection } from "../runtime/client/connection.js";
+import type { SshTarget } from "./ssh-target.js";
 
 const HANDLERS_PATH = fileURLToPath(new URL("./handlers.js", import.meta.url));
 const SERVICE_PATH = fileURLToPath(new URL("./service.js", import.meta.url));
@@ -65,24 +67,26 @@ const providers = {
   service: makeServiceProvider(),
 };
 
-/** How the resources reach the runtime (a `Vhsm` component's outputs fit here). */
-export interface RuntimeConnectionArgs {
-  /** Base URL of the runtime, e.g. https://127.0.0.1:8200. */
-  url: pulumi.Input<string>;
-  /** Token allowed to manage workloads/secrets/roles. Stored only encrypted in state. */
-  token: pulumi.Input<string>;
-  /** PEM of the runtime CA for https URLs. */
-  caPem?: pulumi.Input<string>;
-}
+/** A plain type as Pulumi inputs: every property may be an Input/Output. */
+type Inputs<T> = { [K in keyof T]: pulumi.Input<T[K]> };
+
+/**
+ * How the resources reach the runtime: the one connection type (runtime/client/connection.ts) as Pulumi
+ * inputs — url, token (allowed to manage workloads/secrets/roles; stored only encrypted in state), and
+ * caPem and/or caFingerprint for https. A `Vhsm` component's outputs fit here.
+ */
+export type RuntimeConnectionArgs = Inputs<RuntimeConnection>;
+
+/** An SSH target (provider/ssh-target.ts) as Pulumi inputs; the private key must be a Pulumi secret. */
+export type SshTargetArgs = Inputs<SshTarget>;
 
 /** The connection as one secret input: the token must never reach the state file in clear. */
-function secretConnection(
-  c: pulumi.Input<RuntimeConnectionArgs>,
-): pulumi.Output<{ url: string; token: string; caPem?: string }> {
+function secretConnection(c: pulumi.Input<RuntimeConnectionArgs>): pulumi.Output<RuntimeConnection> {
   return pulumi.secret(
     pulumi.output(c).apply((v) => {
-      const out: { url: string; token: string; caPem?: string } = { url: v.url, token: v.token };
+      const out: RuntimeConnection = { url: v.url, token: v.token };
       if (v.caPem) out.caPem = v.caPem;
+      if (v.caFingerprint) out.caFingerprint = v.caFingerprint;
       return out;
     }),
   );
@@ -400,19 +404,12 @@ export class AuthMount extends pulumi.dynamic.Resource {
   }
 }
 
-export interface RuntimeServiceSshArgs {
-  host: pulumi.Input<string>;
-  port?: pulumi.Input<number>;
-  user: pulumi.Input<string>;
-  /** OpenSSH private key; stored only encrypted in state. */
-  privateKey: pulumi.Input<string>;
-  /** known_hosts line(s) pinning the host key; without it the key is accepted on first use. */
-  hostKey?: pulumi.Input<string>;
-}
+/** @deprecated The one SSH target type: SshTargetArgs. */
+export type RuntimeServiceSshArgs = SshTargetArgs;
 
 export interface RuntimeServiceArgs {
   /** Absent: run on this machine. */
-  ssh?: pulumi.Input<RuntimeServiceSshArgs>;
+  ssh?: pulumi.Input<SshTargetArgs>;
   /** Absolute directory for the runtime's config, data, log and pid file. */
   stateDir: pulumi.Input<string>;
   /** Shell words that start the server; "{config}" becomes the config file path. */

@@ -12,16 +12,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runtimeRequest, certFingerprint, fetchPinnedCertificate, type RuntimeConnection } from "./client.js";
 import { shellQuote } from "./shell.js";
+import { SSH_DEFAULT_PORT, SSH_DEFAULT_USER, type SshTarget } from "./ssh-target.js";
 
-export interface SshTarget {
-  host: string;
-  port?: number;
-  user: string;
-  /** OpenSSH private key (PEM/OpenSSH format). */
-  privateKey: string;
-  /** known_hosts line(s) for the host; without it the host key is accepted on first use. */
-  hostKey?: string;
-}
+export type { SshTarget };
 
 export interface ServiceInputs {
   /** Absent: run on this machine. */
@@ -67,7 +60,7 @@ export async function sh(target: SshTarget | undefined, script: string, stdin = 
       "-i",
       key,
       "-p",
-      String(target.port ?? 22),
+      String(target.port ?? SSH_DEFAULT_PORT),
       "-o",
       "BatchMode=yes",
       "-o",
@@ -78,7 +71,9 @@ export async function sh(target: SshTarget | undefined, script: string, stdin = 
       `StrictHostKeyChecking=${target.hostKey ? "yes" : "accept-new"}`,
       "-o",
       "ConnectTimeout=15",
-      `${target.user}@${target.host}`,
+      // "--": a user or host starting with "-" is a destination, never an ssh option.
+      "--",
+      `${target.user ?? SSH_DEFAULT_USER}@${target.host}`,
       `sh -c ${shellQuote(script)}`,
     ];
   }

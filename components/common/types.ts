@@ -1,6 +1,7 @@
 // Types shared by every confidential-VM component. Enums (not string unions) so that the schema
 // Pulumi infers for other languages has real enum types.
 import type * as pulumi from "@pulumi/pulumi";
+import type { RuntimeConnectionArgs, SshTargetArgs } from "../../provider/resources.js";
 
 export enum Platform {
   Aws = "aws",
@@ -15,16 +16,14 @@ export enum Tee {
   Tdx = "tdx",
 }
 
-/** Where the vHSM runtime is and how to reach it: the output of a `Vhsm` component. */
-export interface VhsmConnectionArgs {
-  /** Runtime base URL the guests and the deployment reach, e.g. https://vhsm.example:8200. */
-  url: pulumi.Input<string>;
+/**
+ * Where the runtime is and how to reach it — the one connection type (provider RuntimeConnectionArgs:
+ * url, token, caPem) — plus what the guests need: the CA fingerprint they pin (required here) and where
+ * they fetch the enclaivelet. A `Vhsm` component's outputs fit here.
+ */
+export interface VhsmConnectionArgs extends RuntimeConnectionArgs {
   /** SHA-256 (hex) of the runtime CA certificate; guests pin it. */
   caFingerprint: pulumi.Input<string>;
-  /** Token the deployment uses to register workloads (a Pulumi secret). */
-  token: pulumi.Input<string>;
-  /** PEM of the runtime CA: lets the deployment itself reach an https runtime with a private CA (a `Vhsm`'s caPem). */
-  caPem?: pulumi.Input<string>;
   /**
    * Where guests download the enclaivelet artifact (`buckypaper enclaivelet package`) and its SHA-256,
    * pinned in user-data. Without them the agent must be baked into the image (/opt/buckypaper).
@@ -41,10 +40,5 @@ export interface DataVolumeArgs {
   mountPoint?: pulumi.Input<string>;
 }
 
-/** An SSH target (Proxmox node, KVM host). The private key must be a Pulumi secret. */
-export interface SshHostArgs {
-  host: pulumi.Input<string>;
-  port?: pulumi.Input<number>;
-  user?: pulumi.Input<string>;
-  privateKey: pulumi.Input<string>;
-}
+/** An SSH target (Proxmox node, KVM host): the one SSH target type (provider SshTargetArgs). */
+export type SshHostArgs = SshTargetArgs;

@@ -7,10 +7,10 @@ import https from "node:https";
 import type { X509Certificate } from "node:crypto";
 import type { PeerCertificate } from "node:tls";
 import { pinnedAnchor, presentedCertificates } from "./tls-pin.js";
+import type { RuntimeTrust } from "./connection.js";
 
-export interface ClientTls {
-  caPem?: string;
-  fingerprint?: string;
+/** How the CLI trusts the runtime: the one connection type's trust part, or — only when asked — nothing. */
+export interface ClientTls extends RuntimeTrust {
   insecure?: boolean;
 }
 
@@ -48,7 +48,7 @@ export async function runtimeRequest(
   }
   if (o.token) headers["x-vault-token"] = o.token;
   const isTls = url.protocol === "https:";
-  const pin = o.fingerprint ? normalizeFingerprint(o.fingerprint) : undefined;
+  const pin = o.caFingerprint ? normalizeFingerprint(o.caFingerprint) : undefined;
   const opts: https.RequestOptions = { method, headers };
   if (isTls) {
     if (o.caPem) opts.ca = o.caPem;

@@ -32,8 +32,8 @@ const web = new AwsConfidentialVm("web", {
   allowUnboundOs: cfg.getBoolean("allowUnboundOs"),
 });
 
-export const vhsmUrl = vhsm.url;
-export const vhsmCaFingerprint = vhsm.caFingerprint;
+export const runtimeUrl = vhsm.url;
+export const runtimeCaFingerprint = vhsm.caFingerprint;
 export const instanceId = web.instanceId;
 export const privateIp = web.privateIp;
 export const workloadId = web.workloadId;

@@ -80,6 +80,6 @@ const vms = [
   }),
 ];
 
-export const vhsmUrl = vhsm.url;
+export const runtimeUrl = vhsm.url;
 export const workloads = pulumi.all(vms.map((vm) => vm.workloadId));
 export const expectedMeasurements = pulumi.all(vms.map((vm) => vm.expectedMeasurements));

@@ -34,7 +34,7 @@ const db = new ProxmoxConfidentialVm("db", {
   dataVolume: { sizeGb: 32 },
 });
 
-export const vhsmUrl = vhsm.url;
+export const runtimeUrl = vhsm.url;
 export const vmid = db.vmid;
 export const workloadId = db.workloadId;
 export const expectedMeasurements = db.expectedMeasurements;

@@ -256,6 +256,17 @@ describe.runIf(haveShared)("ProxmoxConfidentialVm and QemuConfidentialVm", () =>
           boot: { firmware: ovmfPath },
         }),
     ).toThrow(/ssh.privateKey is a plain string/);
+    // @pulumi/command cannot pin a host key: a hostKey is refused, not silently ignored.
+    expect(
+      () =>
+        new c.ProxmoxConfidentialVm("p7", {
+          vhsm,
+          ssh: { ...ssh, hostKey: "pve1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA" },
+          node: "pve1",
+          vmid: 4247,
+          boot: { firmware: ovmfPath },
+        }),
+    ).toThrow(/ssh.hostKey is not supported/);
   });
 
   it("QEMU host: uploads boot inputs, builds a NoCloud seed and runs a transient unit with sev-snp-guest", async () => {

@@ -107,7 +107,7 @@ describe("runtime CLI client: TLS pinned by the runtime CA fingerprint", () => {
       f("genuine.key"),
     );
     const before = hits;
-    const r = await runtimeRequest(url, "PUT", "sys/unseal", { key: "share" }, { fingerprint: pin });
+    const r = await runtimeRequest(url, "PUT", "sys/unseal", { key: "share" }, { caFingerprint: pin });
     expect(r.status).toBe(200);
     expect(hits).toBe(before + 1);
   });
@@ -118,7 +118,7 @@ describe("runtime CLI client: TLS pinned by the runtime CA fingerprint", () => {
       f("impostor.key"),
     );
     const before = hits;
-    await expect(runtimeRequest(url, "PUT", "sys/unseal", { key: "share" }, { fingerprint: pin })).rejects.toThrow(
+    await expect(runtimeRequest(url, "PUT", "sys/unseal", { key: "share" }, { caFingerprint: pin })).rejects.toThrow(
       /cannot reach|certificate|verify|signature/i,
     );
     expect(hits).toBe(before); // the unseal key never left the client
@@ -127,7 +127,7 @@ describe("runtime CLI client: TLS pinned by the runtime CA fingerprint", () => {
   it("refuses a server that does not present the pinned CA at all", async () => {
     const url = await serve(readFileSync(f("impostor.pem"), "utf8"), f("impostor.key"));
     const before = hits;
-    await expect(runtimeRequest(url, "GET", "sys/health", undefined, { fingerprint: pin })).rejects.toThrow(
+    await expect(runtimeRequest(url, "GET", "sys/health", undefined, { caFingerprint: pin })).rejects.toThrow(
       /matches the pinned runtime CA/,
     );
     expect(hits).toBe(before);
