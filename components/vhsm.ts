@@ -22,7 +22,8 @@ export enum VhsmMode {
 }
 
 /** The host the runtime runs on (mode ssh): the one SSH target type; hostKey pinning is recommended. */
-export type VhsmSshArgs = SshTargetArgs;
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type -- its own name keeps the generated SDK type name
+export interface VhsmSshArgs extends SshTargetArgs {}
 
 export interface VhsmArgs {
   /** Default local. */

@@ -67,18 +67,47 @@ const providers = {
   service: makeServiceProvider(),
 };
 
-/** A plain type as Pulumi inputs: every property may be an Input/Output. */
-type Inputs<T> = { [K in keyof T]: pulumi.Input<T[K]> };
+// The Pulumi-input forms below are spelled out (not mapped types): Pulumi's schema analyzer infers the
+// other-language SDKs from these declarations and accepts only plain interfaces.
 
 /**
- * How the resources reach the runtime: the one connection type (runtime/client/connection.ts) as Pulumi
- * inputs — url, token (allowed to manage workloads/secrets/roles; stored only encrypted in state), and
- * caPem and/or caFingerprint for https. A `Vhsm` component's outputs fit here.
+ * How the resources reach the runtime: the one connection type (runtime/client/connection.ts
+ * RuntimeConnection) as Pulumi inputs. A `Vhsm` component's outputs fit here.
  */
-export type RuntimeConnectionArgs = Inputs<RuntimeConnection>;
+export interface RuntimeConnectionArgs {
+  /** Base URL of the runtime, e.g. https://127.0.0.1:8200. */
+  url: pulumi.Input<string>;
+  /** Token allowed to manage workloads/secrets/roles. Stored only encrypted in state. */
+  token: pulumi.Input<string>;
+  /** PEM of the runtime CA for https URLs. */
+  caPem?: pulumi.Input<string>;
+  /** SHA-256 (hex) of the runtime CA certificate: pins it (with caPem they must match). */
+  caFingerprint?: pulumi.Input<string>;
+}
 
-/** An SSH target (provider/ssh-target.ts) as Pulumi inputs; the private key must be a Pulumi secret. */
-export type SshTargetArgs = Inputs<SshTarget>;
+/** An SSH target (provider/ssh-target.ts SshTarget) as Pulumi inputs. */
+export interface SshTargetArgs {
+  host: pulumi.Input<string>;
+  /** Default 22. */
+  port?: pulumi.Input<number>;
+  /** Default "root". */
+  user?: pulumi.Input<string>;
+  /** OpenSSH private key; must be a Pulumi secret, stored only encrypted in state. */
+  privateKey: pulumi.Input<string>;
+  /**
+   * known_hosts line(s) pinning the host key; without it the key is accepted on first use. Refused where
+   * the transport cannot pin (@pulumi/command hosts).
+   */
+  hostKey?: pulumi.Input<string>;
+}
+
+/** Compile-time check that the input forms carry exactly the plain types' fields. */
+type SameKeys<A, B> = [keyof A] extends [keyof B] ? ([keyof B] extends [keyof A] ? true : false) : false;
+const inputFormsMatch: [SameKeys<RuntimeConnectionArgs, RuntimeConnection>, SameKeys<SshTargetArgs, SshTarget>] = [
+  true,
+  true,
+];
+void inputFormsMatch;
 
 /** The connection as one secret input: the token must never reach the state file in clear. */
 function secretConnection(c: pulumi.Input<RuntimeConnectionArgs>): pulumi.Output<RuntimeConnection> {
@@ -404,8 +433,9 @@ export class AuthMount extends pulumi.dynamic.Resource {
   }
 }
 
-/** @deprecated The one SSH target type: SshTargetArgs. */
-export type RuntimeServiceSshArgs = SshTargetArgs;
+/** The runtime service's host: the one SSH target type (name kept for the SDKs generated from it). */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type -- its own name keeps the generated SDK type name
+export interface RuntimeServiceSshArgs extends SshTargetArgs {}
 
 export interface RuntimeServiceArgs {
   /** Absent: run on this machine. */

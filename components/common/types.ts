@@ -40,5 +40,6 @@ export interface DataVolumeArgs {
   mountPoint?: pulumi.Input<string>;
 }
 
-/** An SSH target (Proxmox node, KVM host): the one SSH target type (provider SshTargetArgs). */
-export type SshHostArgs = SshTargetArgs;
+/** An SSH target (Proxmox node, KVM host): the one SSH target type (name kept for the generated SDKs). */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type -- its own name keeps the generated SDK type name
+export interface SshHostArgs extends SshTargetArgs {}
