@@ -47,13 +47,13 @@ export interface ImageBuildResult {
   seconds: number;
 }
 
-/** Rough cold-build step durations on a 2-core machine, for the progress estimate. */
+/** Cold-build step durations measured on the shared 2-core machine (docs/images.md), for the estimate. */
 const STEPS = [
-  ["node runtime + enclaivelet artifact", 20],
-  ["root filesystem (mmdebstrap)", 480],
-  ["kernel + initramfs", 15],
-  ["squashfs", 150],
-  ["dm-verity", 15],
+  ["node runtime + enclaivelet artifact", 150],
+  ["root filesystem (mmdebstrap)", 600],
+  ["kernel + initramfs", 10],
+  ["squashfs", 400],
+  ["dm-verity", 5],
 ] as const;
 
 class Progress {
