@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Builds OVMF's AmdSev variant (OvmfPkg/AmdSev/AmdSevX64.dsc) from Debian bookworm's edk2 source package:
-# the firmware whose SEV metadata carries an SNP_KERNEL_HASHES page, so an SNP launch digest covers the
+# Builds OVMF's AmdSev variant (OvmfPkg/AmdSev/AmdSevX64.dsc) from Debian's edk2 source package: the
+# firmware whose SEV metadata carries an SNP_KERNEL_HASHES page, so an SNP launch digest covers the
 # kernel, initrd and command line given by direct boot (Debian's OVMF.fd has no such table).
+# The source is Debian trixie's edk2 (2025.02): bookworm's edk2 2022.11 predates the SNP_KERNEL_HASHES
+# metadata section (its AmdSev build has the hashes table but SNP cannot measure it). It builds on bookworm.
 #
 # Inputs (all pinned below; the cache key is their hash and the RECIPE number):
-#   the edk2 source package (version + the .dsc's SHA-256, which pins the orig and debian tarballs; apt
-#   verifies the .dsc against the signed Release files), and Debian's grub-efi-amd64-bin (the AmdSev
-#   flash image embeds a grub.efi; the kit boots the kernel directly, grub is only the fallback)
+#   the edk2 source package's orig and debian tarballs (SHA-256 pinned; apt fetches them through the
+#   signed Sources index; Debian's patch series is applied in order), and Debian's grub-efi-amd64-bin (the
+#   AmdSev flash image embeds a grub.efi; the kit boots the kernel directly, grub is only the fallback)
 # Output: ~/.cache/buckypaper/firmware/<key>/OVMF.amdsev.fd (+ SHA256SUMS, build.log, inputs.txt)
 #   and prints the path on the last line of stdout. A second run with the same inputs only prints it.
 #
@@ -17,8 +19,10 @@
 set -euo pipefail
 
 # --- pins (bookworm keeps older source versions in the archive only until a new upload) ---
-EDK2_VERSION=2022.11-6+deb12u2
-EDK2_DSC_SHA256=3129d783c9017f738af4453c9f94a2fdfba2ee91cf409c0c3623b31377e76cc6
+EDK2_SUITE=trixie
+EDK2_VERSION=2025.02-8+deb13u1
+EDK2_ORIG_SHA256=b63b6053d6d89c74d9291f9e96fde1584be99e6fb9c169ba9511505129d6b049
+EDK2_DEBIAN_SHA256=e2a7f6fc58640818416a028d6d5e9dfc255697a7cdc60c14566c236df6bd9b08
 GRUB_PKG_VERSION=2.06-13+deb12u2
 SOURCE_DATE_EPOCH=1700000000
 # Bump when a change to the steps below changes the output (comments and messages do not).
@@ -29,7 +33,7 @@ export SOURCE_DATE_EPOCH
 cache=${BUCKYPAPER_CACHE:-$HOME/.cache/buckypaper}
 key=$(
   {
-    echo "edk2=$EDK2_VERSION dsc=$EDK2_DSC_SHA256 grub=$GRUB_PKG_VERSION epoch=$SOURCE_DATE_EPOCH recipe=$RECIPE"
+    echo "edk2=$EDK2_SUITE/$EDK2_VERSION orig=$EDK2_ORIG_SHA256 debian=$EDK2_DEBIAN_SHA256 grub=$GRUB_PKG_VERSION epoch=$SOURCE_DATE_EPOCH recipe=$RECIPE"
   } | sha256sum | cut -c1-16
 )
 dest="$cache/firmware/$key"
@@ -46,10 +50,10 @@ if [ -f "$dest/OVMF.amdsev.fd" ]; then
 fi
 
 log() { echo "build-firmware: $*" >&2; }
-need=(nasm iasl gcc make python3 grub-mkimage mkfs.msdos mcopy dpkg-source)
+need=(nasm iasl gcc make python3 grub-mkimage mkfs.msdos mcopy patch)
 for t in "${need[@]}"; do
   command -v "$t" >/dev/null || {
-    log "needs $t (apt-get install nasm acpica-tools uuid-dev python3-distutils build-essential grub-efi-amd64-bin dosfstools mtools dpkg-dev)"
+    log "needs $t (apt-get install nasm acpica-tools uuid-dev build-essential grub-efi-amd64-bin dosfstools mtools)"
     exit 2
   }
 done
@@ -60,34 +64,50 @@ if [ "$installed_grub" != "$GRUB_PKG_VERSION" ]; then
   exit 2
 fi
 
-# A private apt configuration with bookworm's deb-src lines: the machine's own sources stay untouched.
-aptdir="$cache/apt-src"
+# A private apt configuration with the suite's deb-src lines: the machine's own sources stay untouched.
+aptdir="$cache/apt-src/$EDK2_SUITE"
 mkdir -p "$aptdir/lists/partial" "$aptdir/cache/archives/partial" "$aptdir/src"
-cat >"$aptdir/sources.list" <<'EOF'
-deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main
-deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security bookworm-security main
-deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm-updates main
-EOF
+key_opt="[signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]"
+{
+  echo "deb-src $key_opt http://deb.debian.org/debian $EDK2_SUITE main"
+  echo "deb-src $key_opt http://deb.debian.org/debian $EDK2_SUITE-updates main"
+  echo "deb-src $key_opt http://deb.debian.org/debian-security $EDK2_SUITE-security main"
+} >"$aptdir/sources.list"
 apt_opts=(-o "Dir::Etc::SourceList=$aptdir/sources.list" -o Dir::Etc::SourceParts=/dev/null
   -o "Dir::State::Lists=$aptdir/lists" -o "Dir::Cache=$aptdir/cache" -o APT::Sandbox::User=root)
-dsc="$aptdir/src/edk2_${EDK2_VERSION#*:}.dsc"
-if [ ! -f "$dsc" ]; then
-  log "fetching the edk2 $EDK2_VERSION source package"
+upstream=${EDK2_VERSION%%-*}
+orig="$aptdir/src/edk2_${upstream}.orig.tar.xz"
+debian="$aptdir/src/edk2_${EDK2_VERSION}.debian.tar.xz"
+if [ ! -f "$orig" ] || [ ! -f "$debian" ]; then
+  log "fetching the edk2 $EDK2_VERSION source package ($EDK2_SUITE)"
   apt-get "${apt_opts[@]}" update -qq
-  (cd "$aptdir/src" && apt-get "${apt_opts[@]}" source --download-only -qq "edk2=$EDK2_VERSION") || {
-    log "cannot download edk2=$EDK2_VERSION (left the archive? update EDK2_VERSION/EDK2_DSC_SHA256)"
+  # The .dsc is not always on the mirror; the tarballs are what we pin (apt checks them against Sources).
+  (cd "$aptdir/src" && apt-get "${apt_opts[@]}" source --download-only -qq "edk2=$EDK2_VERSION" 2>"$aptdir/fetch.err") || true
+  if [ ! -f "$orig" ] || [ ! -f "$debian" ]; then
+    log "cannot download edk2=$EDK2_VERSION (left the archive? update the EDK2_* pins):"
+    cat "$aptdir/fetch.err" >&2
     exit 2
-  }
+  fi
 fi
-got=$(sha256sum "$dsc" | cut -d' ' -f1)
-[ "$got" = "$EDK2_DSC_SHA256" ] || { log "$dsc SHA-256 $got does not match the pin $EDK2_DSC_SHA256"; exit 1; }
+for pair in "$orig:$EDK2_ORIG_SHA256" "$debian:$EDK2_DEBIAN_SHA256"; do
+  f=${pair%:*} want=${pair##*:}
+  got=$(sha256sum "$f" | cut -d' ' -f1)
+  [ "$got" = "$want" ] || { log "$f SHA-256 $got does not match the pin $want"; exit 1; }
+done
 
 work="$cache/firmware/.build-$key"
 rm -rf "$work"
-mkdir -p "$work"
+mkdir -p "$work/edk2"
 src="$work/edk2"
-log "unpacking (dpkg-source verifies the tarballs against the .dsc and applies Debian's patches)"
-dpkg-source -x "$dsc" "$src" >/dev/null
+log "unpacking and applying Debian's patch series"
+tar -xf "$orig" -C "$src" --strip-components=1
+tar -xf "$debian" -C "$src"
+if [ -f "$src/debian/patches/series" ]; then
+  grep -v '^[[:space:]]*#' "$src/debian/patches/series" | while read -r patch _; do
+    [ -n "$patch" ] || continue
+    patch -d "$src" -p1 -s --no-backup-if-mismatch <"$src/debian/patches/$patch" || { log "patch $patch failed"; exit 1; }
+  done
+fi
 
 # grub.efi for the flash image, made like OvmfPkg/AmdSev/Grub/grub.sh but deterministically (fixed FAT
 # serial and timestamps). Debian's grub has no sevsecret module, so this grub cannot open a LUKS disk with an
@@ -131,7 +151,7 @@ mkdir -p "$dest.tmp"
 cp "$fd" "$dest.tmp/OVMF.amdsev.fd"
 cp "$work/build.log" "$dest.tmp/build.log"
 {
-  echo "edk2 source package: edk2 $EDK2_VERSION (dsc sha256 $EDK2_DSC_SHA256)"
+  echo "edk2 source package: edk2 $EDK2_VERSION ($EDK2_SUITE; orig sha256 $EDK2_ORIG_SHA256, debian sha256 $EDK2_DEBIAN_SHA256)"
   echo "grub-efi-amd64-bin: $GRUB_PKG_VERSION; grub.efi sha256 $(sha256sum "$grubdir/grub.efi" | cut -d' ' -f1)"
   echo "platform: OvmfPkg/AmdSev/AmdSevX64.dsc, RELEASE, GCC5, $(gcc --version | head -1), nasm $(nasm -v | awk '{print $3}'), iasl $(iasl -v 2>/dev/null | awk '/version/ {print $NF; exit}')"
   echo "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH"

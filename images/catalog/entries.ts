@@ -167,7 +167,7 @@ export const AMDSEV_OVMF = {
   path: "~/.cache/buckypaper/firmware/<key>/OVMF.amdsev.fd (scripts/build-firmware.sh --print-path)",
   sha256: "must be supplied",
   package:
-    "edk2 2022.11-6+deb12u2 source (Debian bookworm), OvmfPkg/AmdSev/AmdSevX64.dsc, built by scripts/build-firmware.sh",
+    "edk2 2025.02-8+deb13u1 source (Debian trixie, built on bookworm), OvmfPkg/AmdSev/AmdSevX64.dsc, by scripts/build-firmware.sh",
 } as const;
 
 export const CATALOG: readonly CatalogEntry[] = [
