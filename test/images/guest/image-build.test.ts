@@ -94,6 +94,30 @@ describe.runIf(ready)("guest image build (real Debian packages)", () => {
     writeFileSync(path.join(copy, "manifest.json"), JSON.stringify(m));
     const good = snpDigestsFromManifest(path.join(copy, "manifest.json"), { vcpus: [1] }).get(1)!;
     expect(good.length).toBe(48);
+    if (haveCommand("sev-snp-measure", ["--version"])) {
+      // The reference tool agrees on the real image's kernel, initrd and command line.
+      const r = spawnSync(
+        "sev-snp-measure",
+        [
+          "--mode",
+          "snp",
+          "--vcpus",
+          "1",
+          "--ovmf",
+          path.join(copy, "OVMF.fd"),
+          "--kernel",
+          path.join(copy, "vmlinuz"),
+          "--initrd",
+          path.join(copy, "initrd.img"),
+          "--append",
+          m.cmdline,
+          "--output-format",
+          "hex",
+        ],
+        { encoding: "utf8" },
+      );
+      expect(r.stdout.trim(), r.stderr).toBe(good.toString("hex"));
+    }
     const k = readFileSync(path.join(copy, "vmlinuz"));
     k[k.length - 1] ^= 1;
     writeFileSync(path.join(copy, "vmlinuz"), k);
