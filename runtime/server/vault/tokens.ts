@@ -45,6 +45,8 @@ export interface CreateTokenParams {
 }
 
 const now = () => Math.floor(Date.now() / 1000);
+/** Deepest token tree walked (a longer chain is treated as broken). */
+const MAX_TREE_DEPTH = 64;
 
 export class TokenStore {
   /**
@@ -127,7 +129,35 @@ export class TokenStore {
       await this.revoke(entry);
       return undefined;
     }
+    // Vault's token trees: a child lives only while every ancestor does. Checked on each use, so a
+    // parent that expired (with nobody looking it up, and no tidy in dev mode), was used up or was
+    // revoked takes its tree with it at once, on every worker.
+    if (entry.parent && !(await this.ancestorsLive(entry))) {
+      await this.revoke(entry);
+      return undefined;
+    }
     return entry;
+  }
+
+  /** True when the chain of parents up to an orphan is intact and unexpired (fails closed on damage). */
+  private async ancestorsLive(entry: TokenEntry): Promise<boolean> {
+    let accessor = entry.parent;
+    for (let depth = 0; accessor; depth++) {
+      if (depth >= MAX_TREE_DEPTH) return false;
+      let parent: TokenEntry | undefined;
+      try {
+        parent = await this.lookupAccessor(accessor);
+      } catch {
+        return false; // an unreadable ancestor never keeps a descendant alive
+      }
+      if (!parent) return false;
+      if (parent.expireTime > 0 && parent.expireTime <= now()) {
+        await this.revoke(parent).catch(() => undefined);
+        return false;
+      }
+      accessor = parent.parent;
+    }
+    return true;
   }
 
   async lookupAccessor(accessor: string): Promise<TokenEntry | undefined> {
@@ -143,7 +173,8 @@ export class TokenStore {
    */
   async use(entry: TokenEntry): Promise<boolean> {
     if (entry.numUses === 0) return true;
-    return this.storage.transaction(async (tx) => {
+    let spent: TokenEntry | undefined;
+    const ok = await this.storage.transaction(async (tx) => {
       const raw = await tx.get(`id/${entry.idHash}`);
       if (!raw) return false;
       const cur = JSON.parse(raw.toString("utf8")) as TokenEntry;
@@ -151,12 +182,16 @@ export class TokenStore {
         await tx.delete(`id/${cur.idHash}`);
         await tx.delete(`accessor/${cur.accessor}`);
         if (cur.parent) await tx.delete(`parent/${cur.parent}/${cur.accessor}`);
+        spent = cur;
         return true;
       }
       cur.numUses -= 1;
       await tx.put(`id/${cur.idHash}`, Buffer.from(JSON.stringify(cur)));
       return true;
     });
+    // A used-up token is revoked like any other: its children go with it (Vault).
+    if (spent) await this.revokeChildren(spent);
+    return ok;
   }
 
   /** Extends the TTL by increment (or the creation TTL), capped by the token's hard maximum. */
@@ -169,18 +204,31 @@ export class TokenStore {
     return entry;
   }
 
-  /** Revokes a token and, recursively, every token created from it. */
+  /**
+   * Revokes a token and, recursively, every token created from it. The token itself goes first:
+   * whatever happens to its subtree (a damaged index row, a crash half-way), the revoked token is
+   * never left valid, and its descendants are refused anyway (lookup checks their ancestors).
+   */
   async revoke(entry: TokenEntry): Promise<void> {
-    for (const child of await this.storage.list(`parent/${entry.accessor}/`)) {
-      const c = await this.lookupAccessor(child);
-      if (c) await this.revoke(c);
-      else await this.storage.delete(`parent/${entry.accessor}/${child}`);
-    }
     await this.storage.transaction(async (tx) => {
       await tx.delete(`id/${entry.idHash}`);
       await tx.delete(`accessor/${entry.accessor}`);
       if (entry.parent) await tx.delete(`parent/${entry.parent}/${entry.accessor}`);
     });
+    await this.revokeChildren(entry);
+  }
+
+  /** Best effort over the child index: an unreadable child row is dropped, not allowed to abort. */
+  private async revokeChildren(entry: TokenEntry): Promise<void> {
+    for (const child of await this.storage.list(`parent/${entry.accessor}/`)) {
+      try {
+        const c = await this.lookupAccessor(child);
+        if (c) await this.revoke(c);
+      } catch {
+        // Damaged beyond reading: the child cannot pass the ancestor check, so nothing stays usable.
+      }
+      await this.storage.delete(`parent/${entry.accessor}/${child}`).catch(() => undefined);
+    }
   }
 
   /** Revokes every expired token (lookups remove them lazily; this catches the never-used ones). */
