@@ -2,3 +2,4 @@
 export * from "./snp/index.js";
 export * from "./tdx/index.js";
 export * from "./catalog/index.js";
+export * from "./vtpm/index.js";

@@ -8,6 +8,11 @@ import { TdxInputError } from "./errors.js";
 const SECURITY_DIR = 4;
 
 export function authenticodeSha384(img: Buffer, field = "kernel"): Buffer {
+  return authenticodeDigest(img, "sha384", field);
+}
+
+/** The same Authenticode hash with another algorithm (SHA-256 for a vTPM's PCR 4 boot-application events). */
+export function authenticodeDigest(img: Buffer, hash: "sha256" | "sha384" | "sha512", field = "kernel"): Buffer {
   const bad = (why: string): never => {
     throw new TdxInputError(
       field,
@@ -30,7 +35,7 @@ export function authenticodeSha384(img: Buffer, field = "kernel"): Buffer {
   if (sizeOfHeaders > img.length || sizeOfHeaders < opt + optSize) bad("SizeOfHeaders out of range");
   const checksum = opt + 64;
 
-  const h = createHash("sha384");
+  const h = createHash(hash);
   h.update(img.subarray(0, checksum));
   let certSize = 0;
   if (rvaCount > SECURITY_DIR) {
