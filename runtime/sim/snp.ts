@@ -5,7 +5,8 @@
 // The verifier trusts it only when `trustAnchor` is listed in TrustConfig, and then says simulated.
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
-import { KeyObject, createHash, randomBytes, sign, webcrypto } from "node:crypto";
+import { KeyObject, createHash, createHmac, randomBytes, sign, webcrypto } from "node:crypto";
+import { FIELD, decodeKeyRequest } from "../attestation/snp/derived-key.js";
 import type { SimulatedSnpAnchor } from "../attestation/policy.js";
 import {
   CERT_GUID,
@@ -99,7 +100,24 @@ export interface SimulatedReport {
   vek: Uint8Array;
 }
 
+/** The launch facts of the guest asking for a derived key (what the real PSP knows of the VM). */
+export interface SimulatedGuestContext {
+  /** 48-byte launch MEASUREMENT. */
+  measurement: Uint8Array;
+  policy: bigint;
+  imageId?: Uint8Array;
+  familyId?: Uint8Array;
+  guestSvn?: number;
+  /** VMPL the request comes from (a request may only ask for its own or a less privileged VMPL). */
+  vmpl?: number;
+}
+
 export interface SnpSimulator {
+  /**
+   * MSG_KEY_REQ / SNP_GET_DERIVED_KEY: 32 bytes derived from this chip's secret (root VCEK, per chip) or
+   * the VM root key, mixed with the request and the guest fields it selects. Deterministic per chip.
+   */
+  deriveKey(request: Uint8Array, guest: SimulatedGuestContext): Uint8Array;
   product: SnpProduct;
   chipId: Uint8Array;
   /** Add to TrustConfig.snp.simulated to make the verifier accept this simulator's evidence. */
@@ -222,6 +240,7 @@ export async function createSnpSimulator(opts: SnpSimulatorOptions = {}): Promis
     ark,
     ask,
     asvk,
+    chipSecretSeed: new Uint8Array(await subtle.exportKey("pkcs8", vlekKeys.privateKey)),
     veks: new Map(),
   });
 }
@@ -239,6 +258,8 @@ interface SimulatorParts {
   ark: x509.X509Certificate;
   ask: x509.X509Certificate;
   asvk: x509.X509Certificate;
+  /** PKCS#8 of the VLEK private key: seeds the simulated per-chip secret (same across exportState). */
+  chipSecretSeed: Uint8Array;
   /** VEKs already issued (restored from a state). */
   veks: Map<string, Promise<{ cert: Uint8Array; key: KeyObject }>>;
 }
@@ -307,6 +328,7 @@ async function simulatorFromState(st: SnpSimulatorState): Promise<SnpSimulator> 
     ark,
     ask: cert("ask"),
     asvk: cert("asvk"),
+    chipSecretSeed: new Uint8Array(await subtle.exportKey("pkcs8", vlekKeys.privateKey)),
     veks,
   });
 }
@@ -485,5 +507,45 @@ async function buildSimulator(p: SimulatorParts): Promise<SnpSimulator> {
     };
   }
 
-  return { product, chipId, trustAnchor, caCerts, report, crl, exportState };
+  // The per-chip secret the real PSP fuses in. Derived from this platform's private VLEK (so a saved
+  // state carries it and another simulated platform has another); never leaves the simulator.
+  const chipSecret = createHash("sha256")
+    .update("bk-sim-snp-chip-secret\0")
+    .update(Buffer.from(chipId))
+    .update(p.chipSecretSeed)
+    .digest();
+
+  function deriveKey(request: Uint8Array, guest: SimulatedGuestContext): Uint8Array {
+    const r = decodeKeyRequest(request);
+    const ownVmpl = guest.vmpl ?? 0;
+    if (r.vmpl < ownVmpl)
+      throw new RangeError(`simulator: key request VMPL ${r.vmpl} is more privileged than the guest's ${ownVmpl}`);
+    if (r.guestSvn > (guest.guestSvn ?? 0))
+      throw new RangeError("simulator: key request GUEST_SVN exceeds the guest's SVN");
+    if (guest.measurement.length !== 48) throw new RangeError("simulator: guest measurement must be 48 bytes");
+    // VMRK: a per-VM root the migration agent would carry; the simulator has no migration, so it is
+    // bound to the measurement and chip as a stand-in (never equal to the VCEK root).
+    const root = createHmac("sha256", chipSecret)
+      .update(r.rootKey === "vcek" ? "root:vcek" : "root:vmrk")
+      .update(r.rootKey === "vmrk" ? Buffer.from(guest.measurement) : Buffer.alloc(0))
+      .digest();
+    const h = createHmac("sha256", root).update(Buffer.from(request));
+    const mix = (bit: bigint, label: string, v: Uint8Array) => {
+      if (r.fieldSelect & bit) h.update(label).update(Buffer.from(v));
+    };
+    const u64 = (n: bigint) => {
+      const b = Buffer.alloc(8);
+      b.writeBigUInt64LE(BigInt.asUintN(64, n));
+      return b;
+    };
+    mix(FIELD.policy, "policy", u64(guest.policy));
+    mix(FIELD.imageId, "image_id", guest.imageId ?? new Uint8Array(16));
+    mix(FIELD.familyId, "family_id", guest.familyId ?? new Uint8Array(16));
+    mix(FIELD.measurement, "measurement", guest.measurement);
+    mix(FIELD.guestSvn, "guest_svn", u64(BigInt(r.guestSvn)));
+    mix(FIELD.tcbVersion, "tcb", r.tcb);
+    return new Uint8Array(h.digest());
+  }
+
+  return { product, chipId, trustAnchor, caCerts, report, crl, exportState, deriveKey };
 }

@@ -11,8 +11,23 @@ const VERSION = 1;
 const HEADER = 2 + 4 + 12; // magic, version, term (u32), nonce
 const TAG = 16;
 export const KEYRING_KEY = "core/keyring";
+/** The unseal key wrapped by an auto-unseal key (e.g. the SNP derived key): ciphertext, read before unseal. */
+export const AUTO_UNSEAL_KEY = "core/auto-unseal";
 /** Keys stored outside the barrier (needed before unseal, not secret). */
-export const PLAINTEXT_KEYS = new Set(["core/seal-config", KEYRING_KEY]);
+export const PLAINTEXT_KEYS = new Set(["core/seal-config", KEYRING_KEY, AUTO_UNSEAL_KEY]);
+
+const AUTO_UNSEAL_AAD = "bk-auto-unseal-v1\0";
+
+/** Wraps the 32-byte unseal key with a 32-byte auto-unseal key (AES-256-GCM, the seal type as associated data). */
+export function wrapUnsealKey(wrappingKey: Uint8Array, sealType: string, unsealKey: Buffer): Buffer {
+  return seal(Buffer.from(wrappingKey), 0, `${AUTO_UNSEAL_AAD}${sealType}`, unsealKey);
+}
+
+/** Undefined when the wrapping key is not the one that wrapped it (other chip, other measurement). */
+export function unwrapUnsealKey(wrappingKey: Uint8Array, sealType: string, blob: Buffer): Buffer | undefined {
+  if (wrappingKey.length !== 32) return undefined;
+  return open(Buffer.from(wrappingKey), `${AUTO_UNSEAL_AAD}${sealType}`, blob);
+}
 
 interface Keyring {
   activeTerm: number;

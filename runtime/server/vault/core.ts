@@ -12,7 +12,7 @@ import {
   type Operation,
   type SystemView,
 } from "./backend.js";
-import { Barrier, InvalidUnsealKeyError } from "./barrier.js";
+import { AUTO_UNSEAL_KEY, Barrier, InvalidUnsealKeyError, unwrapUnsealKey, wrapUnsealKey } from "./barrier.js";
 import { PermissionDeniedError, SealedError } from "./errors.js";
 import { Acl, parsePolicy, DEFAULT_POLICY_TEXT, type Capability, type Policy } from "./policy.js";
 import { TokenStore, type TokenEntry } from "./tokens.js";
@@ -92,6 +92,12 @@ export interface CoreOptions {
   onInitialize?: (barrier: Storage) => Promise<Record<string, unknown>>;
   /** Set when this core is one worker of several (runtime server with `workers` > 1). */
   peers?: CorePeers;
+  /**
+   * Auto-unseal: at init the unseal key is also wrapped with this provider's key and kept outside the
+   * barrier; start() unwraps it and unseals without operators. The Shamir shares returned by init stay
+   * the recovery path (a provider that derives another key — changed image, other chip — cannot unseal).
+   */
+  autoUnseal?: AutoUnsealProvider;
   /** Runs after every unseal (e.g. load the runtime CA from the barrier). */
   onUnseal?: (barrier: Storage) => Promise<void>;
   /**
@@ -108,6 +114,13 @@ export interface CoreOptions {
 }
 
 const SEAL_CONFIG_KEY = "core/seal-config";
+
+/** A source of a 32-byte key that only this platform/launch can reproduce (e.g. SNP_GET_DERIVED_KEY). */
+export interface AutoUnsealProvider {
+  /** Seal type name as in the server config (`seal "snp-derived-key"`); bound into the wrapping. */
+  type: string;
+  deriveKey(): Promise<Uint8Array>;
+}
 const POLICY_TTL_MS = 1000;
 /** Operations whose body the ACL's parameter constraints (allowed/denied/required_parameters) judge. */
 const WRITES = new Set<Operation>(["create", "update", "patch"]);
@@ -166,6 +179,44 @@ export class Core implements CoreView {
   async start(): Promise<void> {
     const raw = await this.opts.physical.get(SEAL_CONFIG_KEY);
     this.sealConfig = raw ? (JSON.parse(raw.toString("utf8")) as SealConfig) : undefined;
+    if (this.sealConfig && this.sealed) await this.autoUnseal();
+  }
+
+  /**
+   * Unseals with the auto-unseal provider when the wrapped key is present. Returns whether it did; a
+   * key that does not open the wrapping (other chip, changed measurement) leaves the runtime sealed for
+   * the recovery shares, with a warning — never an error that stops the server.
+   */
+  async autoUnseal(): Promise<boolean> {
+    const provider = this.opts.autoUnseal;
+    if (!provider || !this.sealed) return false;
+    const blob = await this.opts.physical.get(AUTO_UNSEAL_KEY);
+    if (!blob) return false;
+    let wrapping: Uint8Array;
+    try {
+      wrapping = await provider.deriveKey();
+    } catch (e) {
+      this.logger.warn(
+        `auto-unseal (${provider.type}): no key from the provider (${(e as Error).message}); staying sealed, use the recovery shares`,
+      );
+      return false;
+    }
+    const key = unwrapUnsealKey(wrapping, provider.type, blob);
+    Buffer.from(wrapping.buffer, wrapping.byteOffset, wrapping.byteLength).fill(0);
+    if (!key) {
+      this.logger.warn(
+        `auto-unseal (${provider.type}): the derived key does not open the sealed unseal key (other chip, image or policy); staying sealed, use the recovery shares`,
+      );
+      return false;
+    }
+    try {
+      await this.barrier.unseal(key);
+    } finally {
+      key.fill(0);
+    }
+    await this.postUnseal();
+    this.logger.info(`runtime unsealed by ${provider.type}`);
+    return true;
   }
 
   async initialized(): Promise<boolean> {
@@ -211,6 +262,14 @@ export class Core implements CoreView {
     } catch (e) {
       if (/already initialized/.test((e as Error).message)) throw new LogicalError(400, "Vault is already initialized");
       throw e;
+    }
+    if (this.opts.autoUnseal) {
+      const provider = this.opts.autoUnseal;
+      const wrapping = await provider.deriveKey();
+      if (wrapping.length !== 32)
+        throw new Error(`auto-unseal (${provider.type}): the provider returned ${wrapping.length} bytes, expected 32`);
+      await this.opts.physical.put(AUTO_UNSEAL_KEY, wrapUnsealKey(wrapping, provider.type, key));
+      Buffer.from(wrapping.buffer, wrapping.byteOffset, wrapping.byteLength).fill(0);
     }
     const config: SealConfig = { type: "shamir", secret_shares: shares, secret_threshold: threshold };
     await this.opts.physical.put(SEAL_CONFIG_KEY, Buffer.from(JSON.stringify(config)));
