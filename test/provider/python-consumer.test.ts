@@ -1,5 +1,5 @@
 // Other Pulumi languages, on the real engine: the component provider plugin
-// (bin/pulumi-resource-buckypaper → provider/component-provider.ts) yields a schema, the Python SDK
+// (bin/pulumi-resource-buckypaper → component-provider.ts) yields a schema, the Python SDK
 // generated from it is installed next to the PyPI Python SDK, and a Python program
 // (test/fixtures/python-consumer) deploys a local Vhsm through it: preview → up (a real runtime
 // process answers, its root token is a secret and never in the state in clear) → preview-time

@@ -9,15 +9,17 @@
 //
 // The schema is inferred by Pulumi's analyzer from the TypeScript source reachable from the package
 // root's index.ts (with the root tsconfig.json), so the sources must ship next to dist/.
+//
+// Why at the package root: it serves the package's components, so it sits above components/ and imports
+// them downward; provider/ (which components/ use) never imports the package index (docs/ARCHITECTURE.md).
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { componentProviderHost, getPulumiComponents } from "@pulumi/pulumi/provider/experimental/index.js";
-import * as pkg from "../index.js";
+import * as pkg from "./index.js";
 
-// provider/ in the sources, dist/provider/ when compiled: the package root is one or two levels up.
+// The package root in the sources, dist/ when compiled.
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-export const PACKAGE_ROOT =
-  path.basename(path.dirname(HERE)) === "dist" ? path.resolve(HERE, "..", "..") : path.resolve(HERE, "..");
+export const PACKAGE_ROOT = path.basename(HERE) === "dist" ? path.resolve(HERE, "..") : HERE;
 
 /** Pulumi package name: the `buckypaper` in `buckypaper:index:<Component>` type tokens. */
 export const PACKAGE_NAME = "buckypaper";
