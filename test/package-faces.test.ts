@@ -1,19 +1,33 @@
 // The package as a consumer gets it: `npm pack` the repository (dist/ is built by the global setup), install
 // the tarball into a temporary project, then import every documented subpath and run the CLI bin from there.
-// The install is offline: the temporary project's lockfile is the repository's (production entries), so npm
+// The install is offline: the consumer project's lockfile is the repository's (production entries), so npm
 // takes every dependency from its cache (filled by `npm ci`); only when that cache lacks something does it
-// ask the npm registry. Also checked: the subpaths docs/ARCHITECTURE.md documents are exactly the package's
+// ask the npm registry. The consumer project is kept in ~/.cache/buckypaper/package-faces-<checkout> (its ~450 MB of
+// dependencies are installed once per lockfile); the package itself is reinstalled from the new tarball on
+// every run. Also checked: the subpaths docs/ARCHITECTURE.md documents are exactly the package's
 // `exports`, and every `import { … } from "buckypaper…"` shown in README.md and docs/ names real exports.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawnSync, type SpawnSyncReturns } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const NODE_BIN = path.dirname(process.execPath);
-const NPM = path.join(NODE_BIN, "npm");
+const CACHE = path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "buckypaper");
+/** The npm on PATH (scripts/env.sh installs dependencies with it too); it runs on the Node first on PATH. */
+const NPM = "npm";
 const PKG = JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")) as {
   version: string;
   license: string;
@@ -30,7 +44,7 @@ function run(cmd: string, args: string[], cwd: string): SpawnSyncReturns<string>
 }
 
 function ok(r: SpawnSyncReturns<string>, what: string): string {
-  if (r.status !== 0) throw new Error(`${what} failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
+  if (r.status !== 0) throw new Error(`${what} failed (${r.status ?? r.error}):\n${r.stdout}\n${r.stderr}`);
   return r.stdout;
 }
 
@@ -97,18 +111,20 @@ describe("package faces (npm pack → install → import)", () => {
         if (!shipped.has(file.slice(2))) throw new Error(`exports["${face}"] → ${file} is not in the tarball`);
     }
 
-    project = path.join(tmp, "consumer");
-    ok(run("mkdir", ["-p", project], tmp), "mkdir");
+    // One consumer project per checkout: runs from two checkouts at once must not share one.
+    project = path.join(CACHE, `package-faces-${createHash("sha256").update(ROOT).digest("hex").slice(0, 12)}`);
+    mkdirSync(project, { recursive: true });
+    copyFileSync(tarball, path.join(project, "buckypaper.tgz"));
     // The repository's lockfile, production entries only, with buckypaper itself as the tarball.
     const lock = JSON.parse(readFileSync(path.join(ROOT, "package-lock.json"), "utf8")) as {
       packages: Record<string, { dev?: boolean }>;
     };
-    const dep = { buckypaper: `file:${tarball}` };
+    const dep = { buckypaper: "file:buckypaper.tgz" };
     const packages: Record<string, unknown> = {
       "": { name: "consumer", dependencies: dep },
       "node_modules/buckypaper": {
         version: PKG.version,
-        resolved: `file:${tarball}`,
+        resolved: "file:buckypaper.tgz",
         license: PKG.license,
         dependencies: PKG.dependencies,
         bin: PKG.bin,
@@ -120,13 +136,16 @@ describe("package faces (npm pack → install → import)", () => {
       path.join(project, "package.json"),
       JSON.stringify({ name: "consumer", private: true, type: "module", dependencies: dep }),
     );
-    writeFileSync(
-      path.join(project, "package-lock.json"),
-      JSON.stringify({ name: "consumer", lockfileVersion: 3, requires: true, packages }),
-    );
-    const flags = ["ci", "--no-audit", "--no-fund", "--ignore-scripts"];
+    const lockText = JSON.stringify({ name: "consumer", lockfileVersion: 3, requires: true, packages });
+    writeFileSync(path.join(project, "package-lock.json"), lockText);
+    const stamp = path.join(project, ".deps-installed");
+    // The dependencies stay while the lockfile does; the package under test is always installed afresh.
+    const haveDeps = existsSync(stamp) && readFileSync(stamp, "utf8") === lockText;
+    rmSync(path.join(project, "node_modules", "buckypaper"), { recursive: true, force: true });
+    const flags = [haveDeps ? "install" : "ci", "--no-audit", "--no-fund", "--ignore-scripts"];
     const offline = run(NPM, [...flags, "--offline"], project);
-    if (offline.status !== 0) ok(run(NPM, [...flags, "--prefer-offline"], project), "npm ci");
+    if (offline.status !== 0) ok(run(NPM, [...flags, "--prefer-offline"], project), `npm ${flags[0]}`);
+    writeFileSync(stamp, lockText);
 
     const probe = `
       const out = {};
