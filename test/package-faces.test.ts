@@ -88,6 +88,7 @@ const EXPECTED: Record<string, string[]> = {
   "./runtime/attestation": ["appraise", "verifySnp", "parsePolicy", "tdx", "azure", "reportDataFor"],
   "./runtime/guest": ["runAgent", "parseConfig", "renderUserData", "Secret"],
   "./runtime/client": ["runtimeRequest", "pinnedAnchor"],
+  "./runtime/protocol": ["encodeEvidence", "decodeEvidence", "SEAL_HEADER", "parseSecretRef", "parseDurationSeconds"],
   "./runtime/sim": ["createSnpSimulator", "TdxSimulator", "localvm"],
 };
 

@@ -1,4 +1,4 @@
-import type { TpmEvidence } from "./tpm/verify.js";
+import type { TpmEvidence } from "./tpm/evidence.js";
 
 // Shared vocabulary of evidence verification, used by Nitride, the CLI and the enclaivelet.
 // Format-specific parsing/verification lives in snp/, tdx/, azure/ (abi → verify → validate).

@@ -4,6 +4,7 @@
 //   TPM2B_PUBLIC / TPMT_PUBLIC (RSA and ECC keys: the attestation key), TPML_PCR_SELECTION.
 import { createHash, createPublicKey, type KeyObject } from "node:crypto";
 import { EvidenceFormatError } from "../types.js";
+import type { HashName } from "./evidence.js";
 
 export const TPM_GENERATED_VALUE = 0xff544347;
 export const TPM_ST_ATTEST_QUOTE = 0x8018;
@@ -21,7 +22,7 @@ export const TPM_ALG = {
   ECC: 0x0023,
 } as const;
 
-export type HashName = "sha1" | "sha256" | "sha384" | "sha512";
+export type { HashName } from "./evidence.js";
 
 /** TPM_ALG_ID → node:crypto hash name and digest size. */
 export const HASH_ALGS: Readonly<Record<number, { name: HashName; bytes: number }>> = {

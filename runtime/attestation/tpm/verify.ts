@@ -16,22 +16,9 @@ import {
   type TpmsAttest,
 } from "./abi.js";
 import { parseEventLog, replayEventLog, type EventLog } from "./eventlog.js";
+import type { PcrValues, TpmEvidence } from "./evidence.js";
 
-export type PcrValues = Partial<Record<HashName, Record<number, Uint8Array>>>;
-
-/** What the enclaivelet sends for the vTPM part of its evidence (all raw TPM wire bytes). */
-export interface TpmEvidence {
-  /** TPM2B_PUBLIC of the attestation key. */
-  akPublic: Uint8Array;
-  /** TPMS_ATTEST from TPM2_Quote. */
-  quote: Uint8Array;
-  /** TPMT_SIGNATURE from TPM2_Quote. */
-  signature: Uint8Array;
-  /** The quoted PCR values per bank (TPM2_PCR_Read); absent → taken from the event-log replay. */
-  pcrs?: PcrValues;
-  /** binary_bios_measurements (crypto-agile TCG event log). */
-  eventLog?: Uint8Array;
-}
+export type { PcrValues, TpmEvidence } from "./evidence.js";
 
 export interface TpmVerifyOptions {
   /** Expected extraData (the verifier's nonce). Absent → the nonce is not checked (listed as such). */
