@@ -16,7 +16,7 @@ import {
   type TpmsAttest,
 } from "./abi.js";
 import { parseEventLog, replayEventLog, type EventLog } from "./eventlog.js";
-import type { PcrValues, TpmEvidence } from "./evidence.js";
+import type { TpmEvidence } from "./evidence.js";
 
 export type { PcrValues, TpmEvidence } from "./evidence.js";
 
