@@ -81,12 +81,14 @@ class Progress {
 /**
  * The recipe's own code is an input: a changed step must not be served from the cache. The TypeScript
  * sources are hashed (from the repository; the compiled modules beside this one otherwise), so the CLI
- * (dist/) and the tests (sources) agree on the key.
+ * (dist/) and the tests (sources) agree on the key. This module only orchestrates and is left out, so
+ * that fixing it does not invalidate every cached image: whatever ends up in the files comes from the
+ * step modules listed here, the lock, the artifact, the epoch and the root device.
  */
 async function recipeDigest(repoRoot: string): Promise<string> {
   const here = path.dirname(fileURLToPath(import.meta.url));
   const h = createHash("sha256");
-  for (const f of ["build", "cpio", "init-script", "initrd", "lock", "node-runtime", "rootfs", "verity", "manifest"]) {
+  for (const f of ["cpio", "init-script", "initrd", "lock", "node-runtime", "rootfs", "verity", "manifest"]) {
     const p = [path.join(repoRoot, "images/guest", `${f}.ts`), path.join(here, `${f}.js`)].find(existsSync);
     if (!p) throw new Error(`images/guest/${f} is missing (looked in ${repoRoot} and ${here})`);
     h.update(f).update(await readFile(p));
@@ -143,6 +145,7 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
   };
   const nodeBin = await nodeRuntime(nodeLock, o.cacheDir);
   progress.detail(`node ${nodeLock.package}@${nodeLock.version} (${nodeLock.integrity.slice(0, 20)}…)`);
+  await mkdir(path.join(o.cacheDir, "images"), { recursive: true });
   const stage = await mkdtemp(path.join(o.cacheDir, "images", ".build-"));
   try {
     const artifact = await buildArtifact({
@@ -193,8 +196,9 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
     await finishTree(tree, artifact.file);
     const inputs = hashFor(lockText!);
     const dir = o.outDir ?? path.join(o.cacheDir, "images", inputs.slice(0, 32));
-    const out = `${dir}.tmp`;
-    await rm(out, { recursive: true, force: true });
+    // A private staging directory: builds of the same key may run at once (several tests, several users
+    // of one cache); each publishes with one rename and the first one wins (the bytes are the same).
+    const out = `${dir}.tmp-${process.pid}-${path.basename(stage)}`;
     await mkdir(out, { recursive: true });
 
     progress.next("kernel + initramfs");
@@ -237,8 +241,15 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
       firmware: null,
     };
     await writeFile(path.join(out, "image.json"), JSON.stringify(manifest, null, 2) + "\n");
-    await rm(dir, { recursive: true, force: true });
-    await rename(out, dir);
+    if (o.outDir) await rm(dir, { recursive: true, force: true });
+    try {
+      await rename(out, dir);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== "ENOTEMPTY" && code !== "EEXIST") throw e;
+      await rm(out, { recursive: true, force: true }); // another build of the same inputs published first
+      progress.detail(`another build of the same inputs finished first; using ${dir}`);
+    }
     const final = await writeManifest({ dir, manifest }, manifest, o.firmware);
     progress.detail(`done in ${progress.elapsed()}: ${dir}`);
     return {
