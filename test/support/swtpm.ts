@@ -21,7 +21,19 @@ export class SwTpm {
     readonly tcti: string,
   ) {}
 
+  /** Starts swtpm on free loopback ports; a port taken in between (parallel tests) means another try. */
   static async start(): Promise<SwTpm> {
+    let why = "";
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const r = await SwTpm.tryStart();
+      if (r instanceof SwTpm) return r;
+      why = r;
+      if (!/Address already in use/.test(r)) break;
+    }
+    throw new Error(`swtpm did not come up: ${why}`);
+  }
+
+  private static async tryStart(): Promise<SwTpm | string> {
     const dir = mkdtempSync(path.join(tmpdir(), "bp-swtpm-"));
     // The swtpm TCTI talks to the control channel on port + 1.
     const port = await freePort();
@@ -46,14 +58,14 @@ export class SwTpm {
     child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
     const tpm = new SwTpm(child, dir, `swtpm:host=127.0.0.1,port=${port}`);
     let last = "";
-    for (let i = 0; i < 50; i++) {
+    for (let i = 0; i < 50 && child.exitCode === null; i++) {
       const r = tpm.tool(["tpm2_getcap", "properties-fixed"]);
       if (r.status === 0) return tpm;
       last = r.stderr?.toString() ?? String(r.error);
       await new Promise((r) => setTimeout(r, 100));
     }
     await tpm.stop();
-    throw new Error(`swtpm did not come up: ${stderr.trim()} ${last.trim().split("\n").slice(-2).join(" / ")}`);
+    return `${stderr.trim()} ${last.trim().split("\n").slice(-2).join(" / ")}`;
   }
 
   tool(argv: string[]) {
