@@ -9,6 +9,7 @@
 //   default_lease_ttl = "768h"   max_lease_ttl = "768h"
 //   rate_limit "nitride/challenge" { per_second = 20  burst = 100 }
 //   workers = 2          # HTTP worker processes sharing the listener and storage ("auto": one per CPU)
+//   seal "snp-derived-key" { device = "/dev/sev-guest" }   # auto-unseal with the SEV-SNP sealing key
 import path from "node:path";
 import { availableParallelism } from "node:os";
 import { parseHcl, HclError, type HclBody, type HclValue } from "../vault/hcl.js";
@@ -42,6 +43,14 @@ export interface RuntimeConfig {
   rateLimits: RateLimitRule[];
   /** Worker processes serving the listener (1: the runtime runs in this process). */
   workers: number;
+  /** Auto-unseal; the Shamir shares from init stay the recovery path. */
+  seal?: SealStanza;
+}
+
+/** `seal "snp-derived-key"`: the unseal key wrapped with the PSP's derived key (VCEK root + MEASUREMENT + POLICY). */
+export interface SealStanza {
+  type: "snp-derived-key";
+  device: string;
 }
 
 export const MAX_WORKERS = 64;
@@ -107,7 +116,7 @@ export function parseConfig(text: string, baseDir = process.cwd()): RuntimeConfi
   const storages = body.blocks.filter((b) => b.type === "storage");
   const listeners = body.blocks.filter((b) => b.type === "listener");
   for (const b of body.blocks)
-    if (!["storage", "listener", "rate_limit"].includes(b.type))
+    if (!["storage", "listener", "rate_limit", "seal"].includes(b.type))
       throw new ConfigError(`config: unknown block '${b.type}'`);
   if (storages.length !== 1) throw new ConfigError("storage: exactly one storage block is required");
   if (listeners.length !== 1) throw new ConfigError("listener: exactly one listener block is required");
@@ -171,6 +180,20 @@ export function parseConfig(text: string, baseDir = process.cwd()): RuntimeConfi
   } catch (e) {
     throw new ConfigError(e instanceof LogicalError ? e.message : String(e));
   }
+  const seals = body.blocks.filter((b) => b.type === "seal");
+  if (seals.length > 1) throw new ConfigError("seal: at most one seal block");
+  let seal: SealStanza | undefined;
+  if (seals.length === 1) {
+    const sl = seals[0];
+    if (sl.labels[0] !== "snp-derived-key")
+      throw new ConfigError(`seal: unknown type '${sl.labels[0] ?? ""}' (snp-derived-key)`);
+    for (const k of Object.keys(sl.body.attrs))
+      if (k !== "device") throw new ConfigError(`seal.snp-derived-key: unknown setting '${k}' (device)`);
+    seal = {
+      type: "snp-derived-key",
+      device: s(sl.body.attrs.device, "seal.snp-derived-key.device") ?? "/dev/sev-guest",
+    };
+  }
   const auditFile = s(body.attrs.audit_file, "audit_file");
   const workers = parseWorkers(body.attrs.workers);
   if (workers > 1 && storage.type === "inmem")
@@ -195,6 +218,7 @@ export function parseConfig(text: string, baseDir = process.cwd()): RuntimeConfi
     maxTtl,
     rateLimits,
     workers,
+    ...(seal ? { seal } : {}),
   };
 }
 

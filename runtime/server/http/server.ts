@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync, renameSync } from "node:fs";
 import path from "node:path";
 import type { FastifyInstance } from "fastify";
-import { Core, type CoreLogger, type CorePeers } from "../vault/core.js";
+import { Core, type AutoUnsealProvider, type CoreLogger, type CorePeers } from "../vault/core.js";
 import { builtinRegistry } from "../engines.js";
 import type { BackendRegistry } from "../vault/registry.js";
 import type { Storage } from "../storage/types.js";
@@ -16,6 +16,8 @@ import { buildApp, setListenerCertificate } from "./app.js";
 import { responseSealer } from "../nitride/seal.js";
 import { createRuntimeCa, issueServerCert, certFingerprint, type CaMaterial } from "./tls.js";
 import type { RuntimeConfig, StorageConfig } from "./config.js";
+import { AUTO_UNSEAL_KEY_REQUEST, encodeKeyRequest } from "../../attestation/snp/derived-key.js";
+import { sevGuestDerivedKey } from "../../guest/sealing.js";
 
 const CA_KEY = "core/runtime-ca";
 
@@ -45,6 +47,19 @@ export interface StartOptions {
   bootstrapCert?: BootstrapCert;
   /** Runs after the core is up and before the listener accepts connections (e.g. unseal a respawned worker). */
   beforeListen?: (core: Core) => Promise<void>;
+  /** Overrides the config's `seal` stanza (e.g. the local stack's simulated PSP). */
+  autoUnseal?: AutoUnsealProvider;
+}
+
+/** The config's `seal "snp-derived-key"`: the PSP key for AUTO_UNSEAL_KEY_REQUEST (see derived-key.ts for the binding). */
+function autoUnsealFromConfig(cfg: RuntimeConfig): AutoUnsealProvider | undefined {
+  if (!cfg.seal) return undefined;
+  const { device } = cfg.seal;
+  return {
+    type: cfg.seal.type,
+    // The request carries no TCB, so the product only matters for its (zero) TCB encoding.
+    deriveKey: () => sevGuestDerivedKey(encodeKeyRequest(AUTO_UNSEAL_KEY_REQUEST, "Milan"), { device }),
+  };
 }
 
 export interface BootstrapCert {
@@ -113,6 +128,7 @@ export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Pro
     auditFile: cfg.auditFile,
     responseSealer,
     peers: o.peers,
+    autoUnseal: o.autoUnseal ?? autoUnsealFromConfig(cfg),
     onInitialize: async (barrier) => {
       if (!tlsOn || l.tlsCertFile) return {};
       const ca = await createRuntimeCa();

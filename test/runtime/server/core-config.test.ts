@@ -41,6 +41,21 @@ describe("server config", () => {
     expect(c.workers).toBe(1);
   });
 
+  it('reads seal "snp-derived-key" (auto-unseal) and refuses unknown seal types and settings', () => {
+    const base = `storage "sqlite" { path = "x" }\nlistener "tcp" {}\n`;
+    expect(parseConfig(base).seal).toBeUndefined();
+    expect(parseConfig(base + 'seal "snp-derived-key" {}').seal).toEqual({
+      type: "snp-derived-key",
+      device: "/dev/sev-guest",
+    });
+    expect(parseConfig(base + 'seal "snp-derived-key" { device = "/dev/sev-guest0" }').seal?.device).toBe(
+      "/dev/sev-guest0",
+    );
+    expect(() => parseConfig(base + 'seal "awskms" {}')).toThrow(/seal: unknown type 'awskms' \(snp-derived-key\)/);
+    expect(() => parseConfig(base + 'seal "snp-derived-key" { key_id = "x" }')).toThrow(/unknown setting 'key_id'/);
+    expect(() => parseConfig(base + 'seal "snp-derived-key" {}\nseal "snp-derived-key" {}')).toThrow(/at most one/);
+  });
+
   it('reads workers (a count or "auto") and splits rate limits between them', () => {
     const base = `storage "sqlite" { path = "x" }\nlistener "tcp" {}\n`;
     expect(parseConfig(base + "workers = 4").workers).toBe(4);
