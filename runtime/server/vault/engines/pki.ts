@@ -599,8 +599,17 @@ export class PkiBackend implements LogicalBackend, TableBackend {
 
     const { defaultTtl, maxTtl: sysMax } = req.system.ttls();
     const maxTtl = role.max_ttl || sysMax;
-    const ttl = parseDuration(req.data.ttl, "ttl") ?? (role.ttl || defaultTtl);
-    if (ttl > maxTtl) throw new LogicalError(400, `ttl: ${ttl}s exceeds the role's max_ttl of ${maxTtl}s`);
+    const asked = parseDuration(req.data.ttl, "ttl");
+    if (asked !== undefined && asked > maxTtl)
+      throw new LogicalError(400, `ttl: ${asked}s exceeds the role's max_ttl of ${maxTtl}s`);
+    // Without an explicit ttl the default (role ttl, else the mount's) is capped at max_ttl with a
+    // warning, as Vault does — a role whose max_ttl is below the mount default still issues.
+    const warnings: string[] = [];
+    let ttl = asked ?? (role.ttl || defaultTtl);
+    if (ttl > maxTtl) {
+      warnings.push(`TTL "${ttl}s" is longer than permitted maxTTL "${maxTtl}s", so maxTTL is being used`);
+      ttl = maxTtl;
+    }
 
     let publicKey: CryptoKey | x509.PublicKey;
     let keyOut: { pem: string; type: string } | undefined;
@@ -667,12 +676,13 @@ export class PkiBackend implements LogicalBackend, TableBackend {
       serial_number: colonSerial(cert.serialNumber),
       expiration: Math.floor(cert.notAfter.getTime() / 1000),
     };
+    const warn = warnings.length ? { warnings } : {};
     if (keyOut) {
       data.private_key = keyOut.pem;
       data.private_key_type = keyOut.type;
-      return { data, secretKeys: ["private_key"] };
+      return { data, secretKeys: ["private_key"], ...warn };
     }
-    return { data };
+    return { data, ...warn };
   }
 
   private async readCert(req: LogicalRequest, which: string): Promise<LogicalResponse> {

@@ -195,3 +195,26 @@ describe.runIf(hasOpenssl)("pki engine against openssl", () => {
     ).rejects.toMatchObject({ status: 400 });
   });
 });
+
+describe("pki issue/sign lifetime", () => {
+  it("without ttl, a role whose max_ttl (30m) is below the mount default (1h) issues capped at max_ttl with Vault's warning", async () => {
+    const h = new Harness();
+    await h.mount("pki/", new PkiBackend());
+    await h.call("update", "pki/root/generate/internal", { common_name: "Root", key_type: "ec", ttl: "87600h" });
+    await h.call("update", "pki/roles/short", {
+      allowed_domains: "example.com",
+      allow_subdomains: true,
+      max_ttl: "30m",
+    });
+    const r = await h.call("update", "pki/issue/short", { common_name: "a.example.com" });
+    expect(r!.warnings).toEqual([expect.stringMatching(/maxTTL "1800s", so maxTTL is being used/)]);
+    const cert = new X509Certificate(r!.data!.certificate as string);
+    const life = (new Date(cert.validTo).getTime() - Date.now()) / 1000;
+    expect(life).toBeGreaterThan(1700);
+    expect(life).toBeLessThanOrEqual(1800);
+    // An explicit ttl above max_ttl is still refused, naming the field.
+    await expect(h.call("update", "pki/issue/short", { common_name: "a.example.com", ttl: "2h" })).rejects.toThrow(
+      /ttl: 7200s exceeds the role's max_ttl of 1800s/,
+    );
+  });
+});
