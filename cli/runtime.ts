@@ -151,6 +151,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     let srv: {
       url: string;
       bootstrapFingerprint?: string;
+      bootstrapCaFile?: string;
       initialized: () => Promise<boolean>;
       close: () => Promise<void>;
     };
@@ -165,6 +166,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
         srv = {
           url: s.url,
           bootstrapFingerprint: s.bootstrapFingerprint,
+          bootstrapCaFile: s.bootstrapCaFile,
           initialized: () => s.core.initialized(),
           close: s.close,
         };
@@ -193,6 +195,8 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     );
     if (srv.bootstrapFingerprint)
       io.out(`Bootstrap TLS certificate SHA-256 (pin it for 'runtime init'): ${srv.bootstrapFingerprint}`);
+    if (srv.bootstrapCaFile)
+      io.out(`Bootstrap CA certificate (vault CLI: VAULT_CACERT=${srv.bootstrapCaFile} vault operator init)`);
     await waitForSignal(srv.close);
     return Exit.ok;
   }

@@ -58,6 +58,7 @@ export interface RunningCluster {
   url: string;
   initialized: boolean;
   bootstrapFingerprint?: string;
+  bootstrapCaFile?: string;
   close(): Promise<void>;
 }
 
@@ -239,6 +240,7 @@ export async function runCluster(cfg: RuntimeConfig, log: CoreLogger): Promise<R
     url: first!.url,
     initialized: first!.initialized,
     bootstrapFingerprint: bootstrap?.fingerprint,
+    bootstrapCaFile: bootstrap && cfg.listener.tlsDir ? path.join(cfg.listener.tlsDir, "bootstrap-ca.pem") : undefined,
     close: async () => {
       closing = true;
       unsealKey?.fill(0);

@@ -2,7 +2,7 @@
 // manages the runtime CA: created at sys/init inside the barrier, it issues the listener certificate
 // kept in tls_dir; until then a throwaway self-signed certificate serves the init call (its
 // fingerprint is logged so `runtime init --ca-fingerprint` can pin it).
-import { existsSync, mkdirSync, readFileSync, writeFileSync, renameSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, renameSync } from "node:fs";
 import path from "node:path";
 import type { FastifyInstance } from "fastify";
 import { Core, type AutoUnsealProvider, type CoreLogger, type CorePeers } from "../vault/core.js";
@@ -33,6 +33,8 @@ export interface RunningServer {
   app: FastifyInstance;
   /** SHA-256 of the certificate currently served (bootstrap or runtime CA), when TLS is on. */
   bootstrapFingerprint?: string;
+  /** Where the bootstrap certificate's CA was written (tls_dir/bootstrap-ca.pem), for VAULT_CACERT at init. */
+  bootstrapCaFile?: string;
   /** Serves the listener certificate now in tls_dir (another worker of this runtime issued it at init). */
   reloadCertificate(): void;
   close(): Promise<void>;
@@ -66,12 +68,19 @@ export interface BootstrapCert {
   keyPem: string;
   certPem: string;
   fingerprint: string;
+  /** The throwaway CA's certificate: clients such as the vault CLI trust it for init (VAULT_CACERT). */
+  caPem: string;
 }
 
 function tlsFiles(cfg: RuntimeConfig) {
   const dir = cfg.listener.tlsDir;
   return dir
-    ? { ca: path.join(dir, "ca.pem"), cert: path.join(dir, "server.pem"), key: path.join(dir, "server-key.pem") }
+    ? {
+        ca: path.join(dir, "ca.pem"),
+        bootstrapCa: path.join(dir, "bootstrap-ca.pem"),
+        cert: path.join(dir, "server.pem"),
+        key: path.join(dir, "server-key.pem"),
+      }
     : undefined;
 }
 
@@ -90,7 +99,12 @@ export async function bootstrapCertificate(cfg: RuntimeConfig): Promise<Bootstra
   if (l.tlsDisable || l.tlsCertFile || (files && existsSync(files.cert) && existsSync(files.key))) return undefined;
   const boot = await createRuntimeCa("Buckypaper runtime bootstrap (pre-init)");
   const leaf = await issueServerCert(boot, listenerHosts(cfg));
-  return { keyPem: leaf.keyPem, certPem: leaf.certPem, fingerprint: certFingerprint(boot.certPem) };
+  return {
+    keyPem: leaf.keyPem,
+    certPem: leaf.certPem,
+    fingerprint: certFingerprint(boot.certPem),
+    caPem: boot.certPem,
+  };
 }
 
 function writeAtomic(file: string, data: string, mode: number) {
@@ -115,6 +129,7 @@ export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Pro
     writeAtomic(files.ca, ca.certPem, 0o644);
     writeAtomic(files.key, leaf.keyPem, 0o600);
     writeAtomic(files.cert, leaf.certPem, 0o644);
+    rmSync(files.bootstrapCa, { force: true });
     if (holder.app) setListenerCertificate(holder.app, { key: leaf.keyPem, cert: leaf.certPem });
   }
 
@@ -134,6 +149,10 @@ export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Pro
       const ca = await createRuntimeCa();
       await barrier.put(CA_KEY, Buffer.from(JSON.stringify(ca)));
       await installLeaf(ca);
+      // The vault CLI shows only keys and the root token from init: say where the CA is, so the operator
+      // can trust it from now on (VAULT_CACERT) — it is also in sys/init's runtime_ca_pem.
+      if (files)
+        o.logger?.info(`runtime CA certificate written to ${files.ca} (for clients: VAULT_CACERT=${files.ca})`);
       return { runtime_ca_pem: ca.certPem, runtime_ca_sha256: certFingerprint(ca.certPem) };
     },
     onUnseal: async (barrier) => {
@@ -147,6 +166,7 @@ export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Pro
 
   let https: { key: string; cert: string } | undefined;
   let bootstrapFingerprint: string | undefined;
+  let bootstrapCaFile: string | undefined;
   if (tlsOn) {
     if (l.tlsCertFile) https = { key: readFileSync(l.tlsKeyFile!, "utf8"), cert: readFileSync(l.tlsCertFile, "utf8") };
     else if (files && existsSync(files.cert) && existsSync(files.key))
@@ -155,6 +175,11 @@ export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Pro
       const boot = o.bootstrapCert ?? (await bootstrapCertificate(cfg))!;
       https = { key: boot.keyPem, cert: boot.certPem };
       bootstrapFingerprint = boot.fingerprint;
+      if (files) {
+        mkdirSync(dir!, { recursive: true, mode: 0o700 });
+        writeAtomic(files.bootstrapCa, boot.caPem, 0o644);
+        bootstrapCaFile = files.bootstrapCa;
+      }
     }
   }
   if (o.beforeListen) {
@@ -187,6 +212,7 @@ export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Pro
     core,
     app: a,
     bootstrapFingerprint,
+    bootstrapCaFile,
     reloadCertificate: () => {
       if (tlsOn && !l.tlsCertFile && files && existsSync(files.cert) && existsSync(files.key)) {
         setListenerCertificate(a, { key: readFileSync(files.key, "utf8"), cert: readFileSync(files.cert, "utf8") });
