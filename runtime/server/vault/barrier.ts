@@ -32,7 +32,12 @@ export function unwrapUnsealKey(wrappingKey: Uint8Array, sealType: string, blob:
 interface Keyring {
   activeTerm: number;
   keys: Record<string, string>; /* term → b64 key */
+  /** term → RFC 3339 time the term was installed (sys/key-status install_time); absent in older keyrings. */
+  installed?: Record<string, string>;
 }
+
+/** Go's zero time, which the vault CLI parses: an install time this keyring never recorded. */
+const UNKNOWN_TIME = "0001-01-01T00:00:00Z";
 
 export class InvalidUnsealKeyError extends Error {
   override name = "InvalidUnsealKeyError";
@@ -82,6 +87,7 @@ const CACHE_LIMIT = 10_000;
 export class Barrier implements Storage {
   private keys: Map<number, Buffer> | undefined;
   private activeTerm = 0;
+  private installed: Record<string, string> = {};
   /** Kept while unsealed to rotate the keyring and to pick up terms added by another replica. */
   private unsealKey: Buffer | undefined;
   /**
@@ -103,7 +109,11 @@ export class Barrier implements Storage {
 
   /** Creates a fresh keyring protected by unsealKey and leaves the barrier unsealed. */
   async initialize(unsealKey: Buffer): Promise<void> {
-    const ring: Keyring = { activeTerm: 1, keys: { "1": randomBytes(32).toString("base64") } };
+    const ring: Keyring = {
+      activeTerm: 1,
+      keys: { "1": randomBytes(32).toString("base64") },
+      installed: { "1": new Date().toISOString() },
+    };
     await this.physical.transaction(async (tx) => {
       if (await tx.get(KEYRING_KEY)) throw new Error("barrier is already initialized");
       await tx.put(KEYRING_KEY, seal(unsealKey, 0, KEYRING_KEY, Buffer.from(JSON.stringify(ring))));
@@ -130,6 +140,7 @@ export class Barrier implements Storage {
       const r = JSON.parse(plain.toString("utf8")) as Keyring;
       r.activeTerm += 1;
       r.keys[String(r.activeTerm)] = randomBytes(32).toString("base64");
+      r.installed = { ...r.installed, [String(r.activeTerm)]: new Date().toISOString() };
       await tx.put(KEYRING_KEY, seal(unsealKey, 0, KEYRING_KEY, Buffer.from(JSON.stringify(r))));
       return r;
     });
@@ -146,8 +157,9 @@ export class Barrier implements Storage {
   }
 
   /** Keyring term and number of terms, for sys/key-status. */
-  keyStatus(): { term: number; terms: number } {
-    return { term: this.activeTerm, terms: this.requireUnsealed().size };
+  keyStatus(): { term: number; terms: number; install_time: string } {
+    const terms = this.requireUnsealed().size;
+    return { term: this.activeTerm, terms, install_time: this.installed[String(this.activeTerm)] ?? UNKNOWN_TIME };
   }
 
   seal(): void {
@@ -163,6 +175,7 @@ export class Barrier implements Storage {
   private load(ring: Keyring, unsealKey: Buffer) {
     this.keys = new Map(Object.entries(ring.keys).map(([t, k]) => [Number(t), Buffer.from(k, "base64")]));
     this.activeTerm = ring.activeTerm;
+    this.installed = ring.installed ?? {};
     if (this.unsealKey !== unsealKey) {
       this.unsealKey?.fill(0);
       this.unsealKey = Buffer.from(unsealKey);

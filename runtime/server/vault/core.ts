@@ -1,6 +1,7 @@
 // The transport-free heart of the runtime, as Vault's core: seal state (Shamir init/unseal over the
 // barrier), the mount table, tokens, ACLs and audit. `handle()` takes a parsed HTTP request and
 // returns status + JSON body; runtime/server/ only adapts fastify to it.
+import type { PathSpec, TableBackend } from "./framework.js";
 import { randomBytes } from "node:crypto";
 import { split, combine } from "shamir-secret-sharing";
 import {
@@ -132,6 +133,23 @@ const AUDIT_CLEAR_ERRORS = new Set([
   "",
 ]);
 const silent: CoreLogger = { info() {}, warn() {}, error() {} };
+/** Help text for a path: the matching entry of the engine's path table, then the whole table. */
+function pathHelp(m: ActiveMount, rel: string): string {
+  const router = (m.backend as Partial<TableBackend>).router;
+  const head = `## ${m.entry.type} engine at ${m.entry.path}${m.entry.description ? ` — ${m.entry.description}` : ""}`;
+  if (!router) return `${head}\n\n(this engine does not describe its paths)`;
+  const hit = router.match(rel);
+  const line = (p: PathSpec) => `    ^${p.pattern}$\n        ${p.description ?? ""}`;
+  return [
+    head,
+    ...(hit ? ["", `${rel || "(mount root)"}: ${hit.spec.description ?? ""}`] : []),
+    "",
+    "## PATHS",
+    "",
+    ...router.paths.map(line),
+  ].join("\n");
+}
+
 /** sys paths served without a token and while sealed. Their bodies are not wrapped in the envelope. */
 const RAW_SYS = new Set(["sys/health", "sys/seal-status", "sys/init", "sys/unseal", "sys/leader"]);
 /** Paths that additionally need `sudo` (for these operations). */
@@ -140,6 +158,9 @@ const SUDO: Array<{ re: RegExp; ops?: Operation[] }> = [
   { re: /^sys\/rotate$/ },
   { re: /^sys\/audit(\/.*)?$/, ops: ["create", "update", "delete"] },
   { re: /^sys\/auth\/.+/, ops: ["create", "update", "delete"] },
+  // the same auth mounts through sys/mounts/auth/… (tune), and moving any mount (Vault: root paths)
+  { re: /^sys\/mounts\/auth\/.+/, ops: ["create", "update", "delete"] },
+  { re: /^sys\/remount$/ },
   { re: /^auth\/token\/create-orphan$/ },
 ];
 
@@ -719,6 +740,13 @@ export class Core implements CoreView {
       audit.mountType = target.mount.entry.type;
       const caller = await this.authenticate(req, target);
       if (caller.entry) audit.auth = auditAuth(req.token, caller.entry);
+      // Response wrapping is not implemented: refuse rather than send the secret back unwrapped, in
+      // clear, to a client that asked for it to be wrapped (Vault Agent, the vault CLI's -wrap-ttl).
+      if (raw.headers["x-vault-wrap-ttl"] !== undefined)
+        throw new LogicalError(
+          400,
+          "response wrapping (X-Vault-Wrap-TTL) is not supported by this runtime; nothing was returned — repeat without -wrap-ttl",
+        );
       const lreq = this.logicalRequest(
         target.mount,
         req.operation,
@@ -733,6 +761,9 @@ export class Core implements CoreView {
       audit.operation = req.operation;
       await this.authorise(req, target, caller);
       this.audit.logRequest(audit);
+      // `vault path-help` (GET …?help=1): the engine's path table, as Vault's help text.
+      if (raw.query.help !== undefined && req.operation === "read")
+        return { status: 200, body: { help: pathHelp(target.mount, lreq.path), see_also: null } };
       if (caller.entry && caller.entry.numUses !== 0 && !(await this.tokens!.use(caller.entry)))
         throw new PermissionDeniedError(); // unlimited tokens: nothing to count
       const res = await this.dispatch(target.mount, lreq);

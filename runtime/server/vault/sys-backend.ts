@@ -18,6 +18,41 @@ import {
   type TableBackend,
 } from "./framework.js";
 import { FileAuditDevice } from "../audit/file.js";
+import os from "node:os";
+
+/** sys/host-info's shape (gopsutil's field names, which the vault CLI prints). */
+function hostInfo(): Record<string, unknown> {
+  const cpus = os.cpus();
+  return {
+    timestamp: new Date().toISOString(),
+    cpu: cpus.map((c, i) => ({ cpu: i, modelName: c.model, mhz: c.speed, cores: 1 })),
+    cpu_times: cpus.map((c, i) => ({
+      cpu: `cpu${i}`,
+      user: c.times.user / 1000,
+      system: c.times.sys / 1000,
+      idle: c.times.idle / 1000,
+      nice: c.times.nice / 1000,
+      irq: c.times.irq / 1000,
+    })),
+    host: {
+      hostname: os.hostname(),
+      uptime: Math.floor(os.uptime()),
+      os: os.platform(),
+      platform: os.type(),
+      kernelVersion: os.release(),
+      kernelArch: os.arch(),
+    },
+    memory: { total: os.totalmem(), available: os.freemem(), free: os.freemem(), used: os.totalmem() - os.freemem() },
+  };
+}
+
+const ACTIVE_SINCE = new WeakMap<CoreView, string>();
+
+/** Vault-shaped refusals for what this runtime deliberately does not implement (never a weaker answer). */
+const NOT_LEASED =
+  "leases are not implemented by this runtime: credentials it issues carry no lease (lease_id is empty) and are not revoked by lease; for tokens use auth/token/lookup, renew and revoke";
+const NO_WRAPPING =
+  "response wrapping is not supported by this runtime (sys/wrapping/*, X-Vault-Wrap-TTL): no wrapping token exists here";
 
 const RESERVED_SECRET = ["sys/", "auth/", "cubbyhole/", "identity/"];
 
@@ -89,7 +124,8 @@ export class SystemBackend implements LogicalBackend, TableBackend {
           body: {
             ha_enabled: false,
             is_self: true,
-            active_time: "",
+            // RFC 3339 (the vault CLI parses it): since when this node serves; Go's zero time while sealed.
+            active_time: c.sealed ? (ACTIVE_SINCE.delete(c), "0001-01-01T00:00:00Z") : this.activeSince(),
             leader_address: c.opts.apiAddr ?? "",
             leader_cluster_address: "",
             performance_standby: false,
@@ -122,6 +158,13 @@ export class SystemBackend implements LogicalBackend, TableBackend {
     return { status: 404, body: { errors: [] } };
   }
 
+  /** When this node became active (first asked after unsealing), as Vault reports it in sys/leader. */
+  private activeSince(): string {
+    let t = ACTIVE_SINCE.get(this.core);
+    if (!t) ACTIVE_SINCE.set(this.core, (t = new Date().toISOString()));
+    return t;
+  }
+
   readonly router = new PathRouter([
     {
       pattern: "seal",
@@ -146,7 +189,7 @@ export class SystemBackend implements LogicalBackend, TableBackend {
     {
       pattern: "key-status",
       description: "the barrier keyring's current term",
-      operations: { read: async () => ({ data: { ...this.core.barrier.keyStatus(), install_time: "" } }) },
+      operations: { read: async () => ({ data: this.core.barrier.keyStatus() }) },
     },
     ...this.mountPaths("mounts", "secret"),
     ...this.mountPaths("auth", "auth"),
@@ -176,6 +219,82 @@ export class SystemBackend implements LogicalBackend, TableBackend {
         path: { type: "any", description: "one path (legacy)" },
       },
       operations: { update: (req, f) => this.capabilitiesSelf(req, f) },
+    },
+    {
+      pattern: "capabilities",
+      description: "another token's capabilities on paths (vault token capabilities TOKEN PATH)",
+      fields: {
+        token: { type: "string", description: "the token to check" },
+        paths: { type: "any", description: "list of paths" },
+        path: { type: "any", description: "one path (legacy)" },
+      },
+      operations: { update: (req, f) => this.capabilitiesOf(req, f, "token") },
+    },
+    {
+      pattern: "capabilities-accessor",
+      description: "the capabilities on paths of the token with this accessor",
+      fields: {
+        accessor: { type: "string", description: "the token's accessor" },
+        paths: { type: "any", description: "list of paths" },
+        path: { type: "any", description: "one path (legacy)" },
+      },
+      operations: { update: (req, f) => this.capabilitiesOf(req, f, "accessor") },
+    },
+    {
+      pattern: "host-info",
+      description: "the host the runtime runs on (CPU, memory, OS), as Vault's sys/host-info",
+      operations: { read: async () => ({ data: hostInfo() }) },
+    },
+    {
+      pattern: "remount",
+      description: "move a secrets engine or auth method to another path (vault secrets move)",
+      fields: {
+        from: { type: "string", description: "current mount path" },
+        to: { type: "string", description: "new mount path" },
+      },
+      operations: { update: (req, f) => this.remount(f.string("from"), f.string("to")) },
+    },
+    {
+      pattern: "remount/status/(?<id>.+)",
+      description: "a mount move's status (moves finish before sys/remount answers)",
+      fields: { id: { type: "string", description: "migration id" } },
+      operations: {
+        read: async (_req, f) => {
+          const m = this.core.mountEntries().find((e) => e.uuid === f.string("id"));
+          if (!m) throw new LogicalError(400, "id: no such migration");
+          return { data: { migration_id: m.uuid, migration_info: { target_mount: m.path, status: "success" } } };
+        },
+      },
+    },
+    {
+      pattern:
+        "(?:leases/(?:lookup|renew|revoke|revoke-prefix|revoke-force|tidy)|renew|revoke|revoke-prefix|revoke-force)(?:/.*)?",
+      description: "leases: not implemented (a clear refusal)",
+      fields: { lease_id: { type: "string", description: "lease id" }, increment: { type: "any", description: "" } },
+      operations: {
+        read: async () => {
+          throw new LogicalError(400, NOT_LEASED);
+        },
+        update: async () => {
+          throw new LogicalError(400, NOT_LEASED);
+        },
+        list: async () => {
+          throw new LogicalError(400, NOT_LEASED);
+        },
+      },
+    },
+    {
+      pattern: "wrapping/(?:wrap|unwrap|lookup|rewrap)",
+      description: "response wrapping: not implemented (a clear refusal)",
+      fields: { token: { type: "string", description: "wrapping token" } },
+      operations: {
+        read: async () => {
+          throw new LogicalError(400, NO_WRAPPING);
+        },
+        update: async () => {
+          throw new LogicalError(400, NO_WRAPPING);
+        },
+      },
     },
     {
       pattern: "audit",
@@ -234,9 +353,10 @@ export class SystemBackend implements LogicalBackend, TableBackend {
           default_lease_ttl: { type: "duration", description: "default lease TTL" },
           max_lease_ttl: { type: "duration", description: "maximum lease TTL" },
         },
+        // The vault CLI's `auth tune` uses sys/mounts/auth/<path>/tune (Vault serves both spellings).
         operations: {
-          read: (req, f) => this.mounts(req, kind, `${f.string("path")}/tune`),
-          update: (req, f) => this.mounts(withFields(req, f), kind, `${f.string("path")}/tune`),
+          read: (req, f) => this.tune(req, kind, f.string("path")!),
+          update: (req, f) => this.tune(withFields(req, f), kind, f.string("path")!),
         },
       },
       {
@@ -259,10 +379,54 @@ export class SystemBackend implements LogicalBackend, TableBackend {
     ];
   }
 
+  private tune(req: LogicalRequest, kind: "secret" | "auth", path: string): Promise<LogicalResponse | undefined> {
+    if (kind === "secret" && path.startsWith("auth/")) return this.mounts(req, "auth", `${path.slice(5)}/tune`);
+    return this.mounts(req, kind, `${path}/tune`);
+  }
+
+  /** sys/capabilities (by token) and sys/capabilities-accessor: need the caller's ACL to allow the path. */
+  private async capabilitiesOf(req: LogicalRequest, f: FieldData, by: "token" | "accessor"): Promise<LogicalResponse> {
+    const tokens = this.core.tokens;
+    const key = f.string(by);
+    if (!key) throw new LogicalError(400, `${by}: required`);
+    const entry = tokens && (by === "token" ? await tokens.lookup(key) : await tokens.lookupAccessor(key));
+    if (!entry) throw new LogicalError(400, by === "token" ? "invalid token" : "invalid accessor");
+    return this.capabilitiesSelf({ ...req, auth: { ...req.auth, policies: entry.policies } } as LogicalRequest, f);
+  }
+
+  /** sys/remount: the mount entry keeps its uuid (so its storage and data) under the new path. */
+  private async remount(from: string | undefined, to: string | undefined): Promise<LogicalResponse> {
+    const c = this.core;
+    const src = from && normalizeMountPath(from);
+    const dst = to && normalizeMountPath(to);
+    if (!src) throw new LogicalError(400, "from: a mount path is required");
+    if (!dst) throw new LogicalError(400, "to: a mount path is required");
+    const kind: "secret" | "auth" = src.startsWith("auth/") ? "auth" : "secret";
+    if ((dst.startsWith("auth/") ? "auth" : "secret") !== kind)
+      throw new LogicalError(400, "to: cannot move between secrets engines and auth methods");
+    const existing = c.mountEntries().find((m) => m.path === src && m.kind === kind);
+    if (!existing) throw new LogicalError(400, `no mount at '${src}'`);
+    if (existing.type === "system" || existing.type === "token" || existing.type === "cubbyhole")
+      throw new LogicalError(400, `cannot remount '${src}'`);
+    if (kind === "secret" && RESERVED_SECRET.some((r) => dst.startsWith(r)))
+      throw new LogicalError(400, `to: '${dst}' is reserved`);
+    const conflict = c.mountEntries().find((m) => m !== existing && (m.path.startsWith(dst) || dst.startsWith(m.path)));
+    if (conflict) throw new LogicalError(400, `path is already in use at ${conflict.path}`);
+    await c.writeTable(kind, (t) => t.map((m) => (m.uuid === existing.uuid ? { ...m, path: dst } : m)));
+    // Vault moves asynchronously and returns a migration id; here the move is done when this answers.
+    return { data: { migration_id: existing.uuid } };
+  }
+
   private async capabilitiesSelf(req: LogicalRequest, f: FieldData): Promise<LogicalResponse> {
     const raw = f.get("paths");
     const one = f.get("path");
-    const paths = Array.isArray(raw) ? (raw as string[]) : typeof one === "string" ? [one] : undefined;
+    const paths = Array.isArray(raw)
+      ? (raw as string[])
+      : typeof raw === "string"
+        ? raw.split(",")
+        : typeof one === "string"
+          ? [one]
+          : undefined;
     if (!paths) throw new LogicalError(400, "paths: required");
     const acl = await this.core.aclFor(req.auth?.policies ?? []);
     const data: Record<string, unknown> = {};

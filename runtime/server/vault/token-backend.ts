@@ -25,6 +25,11 @@ const CREATE_FIELDS: FieldSchemas = {
   explicit_max_ttl: { type: "duration", default: 0, description: "hard limit on the token's life" },
   display_name: { type: "string", description: "display name (prefixed with token-)" },
   num_uses: { type: "int", default: 0, description: "uses before the token is revoked (0: unlimited)" },
+  period: {
+    type: "duration",
+    default: 0,
+    description: "periodic token: every renewal resets the TTL to this (root callers)",
+  },
 };
 
 export class TokenBackend implements LogicalBackend, TableBackend {
@@ -41,7 +46,21 @@ export class TokenBackend implements LogicalBackend, TableBackend {
     return e;
   }
 
-  private lookupData(e: TokenEntry, showId: boolean) {
+  /**
+   * The token the caller presented (X-Vault-Token or Authorization: Bearer), if it is the one whose
+   * entry this is: Vault shows `id` to whoever already holds the token, and the vault CLI's
+   * `login` stores exactly that value.
+   */
+  private async presented(req: LogicalRequest, e: TokenEntry): Promise<string | undefined> {
+    const h = req.headers;
+    const bearer = /^Bearer\s+(\S+)$/i.exec(h.authorization ?? "")?.[1];
+    const token = h["x-vault-token"] ?? bearer;
+    if (!token) return undefined;
+    const found = await this.store.lookup(token);
+    return found?.accessor === e.accessor ? token : undefined;
+  }
+
+  private lookupData(e: TokenEntry, id = "") {
     const iso = (s: number) => (s ? new Date(s * 1000).toISOString() : null);
     return {
       accessor: e.accessor,
@@ -51,7 +70,7 @@ export class TokenBackend implements LogicalBackend, TableBackend {
       entity_id: "",
       expire_time: iso(e.expireTime),
       explicit_max_ttl: e.explicitMaxTtl,
-      id: showId ? "" : "",
+      id,
       identity_policies: null,
       issue_time: iso(e.creationTime),
       meta: Object.keys(e.meta).length ? e.meta : null,
@@ -62,7 +81,13 @@ export class TokenBackend implements LogicalBackend, TableBackend {
       renewable: e.renewable,
       ttl: TokenStore.ttlLeft(e),
       type: e.type,
+      period: e.period ?? 0,
     };
+  }
+
+  private async lookupSelf(req: LogicalRequest): Promise<LogicalResponse> {
+    const e = await this.caller(req);
+    return { data: this.lookupData(e, await this.presented(req, e)), secretKeys: ["id"] };
   }
 
   readonly router = new PathRouter([
@@ -76,8 +101,8 @@ export class TokenBackend implements LogicalBackend, TableBackend {
       pattern: "lookup-self",
       description: "the calling token's properties",
       operations: {
-        read: async (req) => ({ data: this.lookupData(await this.caller(req), true) }),
-        update: async (req) => ({ data: this.lookupData(await this.caller(req), true) }),
+        read: (req) => this.lookupSelf(req),
+        update: (req) => this.lookupSelf(req),
       },
     },
     {
@@ -90,7 +115,8 @@ export class TokenBackend implements LogicalBackend, TableBackend {
           if (!token) throw new LogicalError(400, "token: required");
           const e = await this.store.lookup(token);
           if (!e) throw new LogicalError(403, "bad token");
-          return { data: this.lookupData(e, false) };
+          // the caller sent this token in the body, so it holds it already
+          return { data: this.lookupData(e, token), secretKeys: ["id"] };
         },
       },
     },
@@ -103,7 +129,7 @@ export class TokenBackend implements LogicalBackend, TableBackend {
           const accessor = f.string("accessor");
           const e = accessor !== undefined ? await this.store.lookupAccessor(accessor) : undefined;
           if (!e) throw new LogicalError(400, "accessor: invalid accessor");
-          return { data: this.lookupData(e, false) };
+          return { data: this.lookupData(e) };
         },
       },
     },
@@ -202,6 +228,9 @@ export class TokenBackend implements LogicalBackend, TableBackend {
     const ttl = f.duration("ttl")!;
     const explicitMax = f.duration("explicit_max_ttl")!;
     const numUses = f.int("num_uses")!;
+    const period = f.duration("period")!;
+    // Vault: only root (or sudo) may create a periodic token — it can be renewed forever.
+    if (period > 0 && !parentIsRoot) throw new PermissionDeniedError("only root tokens may create periodic tokens");
     if (numUses < 0) throw new LogicalError(400, "num_uses: must be a non-negative integer");
     const rootChild = policies.includes("root");
     if (rootChild && !parentIsRoot) throw new PermissionDeniedError();
@@ -218,6 +247,7 @@ export class TokenBackend implements LogicalBackend, TableBackend {
       numUses,
       parent: orphan || f.bool("no_parent") ? undefined : parent.accessor,
       id: f.string("id") || undefined,
+      period: period || undefined,
     });
     return { status: 200, data: { [AUTH_BLOCK]: this.core.authBlock(token, entry) } };
   }

@@ -26,6 +26,8 @@ export interface TokenEntry {
   orphan: boolean;
   parent: string;
   type: "service";
+  /** Periodic token (seconds): each renewal resets the TTL to this, with no maximum but explicit_max_ttl. */
+  period?: number;
 }
 
 export interface CreateTokenParams {
@@ -42,6 +44,8 @@ export interface CreateTokenParams {
   parent?: string;
   /** Only for `runtime init`/dev root tokens and tests. */
   id?: string;
+  /** Periodic token: TTL = period at creation and at every renewal; no max TTL but explicitMaxTtl. */
+  period?: number;
 }
 
 const now = () => Math.floor(Date.now() / 1000);
@@ -74,8 +78,10 @@ export class TokenStore {
   async create(p: CreateTokenParams): Promise<{ token: string; entry: TokenEntry }> {
     const token = p.id ?? "hvs." + randomBytes(24).toString("base64url");
     const t = now();
-    const lifetime = p.ttl > 0 ? Math.min(p.ttl, p.maxTtl > 0 ? p.maxTtl : p.ttl) : 0;
-    const hardMax = p.explicitMaxTtl && p.explicitMaxTtl > 0 ? p.explicitMaxTtl : p.maxTtl;
+    const periodic = (p.period ?? 0) > 0;
+    const lifetime = periodic ? p.period! : p.ttl > 0 ? Math.min(p.ttl, p.maxTtl > 0 ? p.maxTtl : p.ttl) : 0;
+    const explicit = p.explicitMaxTtl && p.explicitMaxTtl > 0 ? p.explicitMaxTtl : 0;
+    const hardMax = periodic ? explicit : explicit || p.maxTtl;
     const entry: TokenEntry = {
       idHash: this.hash(token),
       accessor: randomBytes(18).toString("base64url"),
@@ -94,6 +100,7 @@ export class TokenStore {
       orphan: !p.parent,
       parent: p.parent ?? "",
       type: "service",
+      ...(periodic ? { period: p.period } : {}),
     };
     await this.storage.transaction(async (tx) => {
       await tx.put(`id/${entry.idHash}`, Buffer.from(JSON.stringify(entry)));
@@ -197,7 +204,7 @@ export class TokenStore {
   /** Extends the TTL by increment (or the creation TTL), capped by the token's hard maximum. */
   async renew(entry: TokenEntry, increment: number): Promise<TokenEntry> {
     const t = now();
-    let exp = t + (increment > 0 ? increment : entry.creationTtl);
+    let exp = t + (entry.period ? entry.period : increment > 0 ? increment : entry.creationTtl);
     if (entry.maxExpireTime > 0) exp = Math.min(exp, entry.maxExpireTime);
     entry.expireTime = exp;
     await this.storage.put(`id/${entry.idHash}`, Buffer.from(JSON.stringify(entry)));
