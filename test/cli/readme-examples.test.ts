@@ -10,6 +10,7 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { freePort } from "../support/net.js";
 import { repoRoot, sharedDir, hasShared } from "../support/shared.js";
+import { shellBlocks } from "../support/markdown.js";
 
 /** Examples that cannot run on a CI machine, and why. Keep this short: everything else must run. */
 const SKIP: Array<{ match: RegExp; reason: string }> = [
@@ -34,32 +35,6 @@ const FIXTURES: Record<string, string> = {
   "tpm-quote.bin": "evidence/cloud/azure-tdx-vtpm-trustee/quote.bin",
   "td-quote.bin": "evidence/cloud/azure-tdx-vtpm-trustee/td-quote.bin",
 };
-
-interface Block {
-  line: number;
-  commands: string[];
-}
-
-/** The ```sh blocks of a Markdown text, with `\`-continued lines joined into one command each. */
-export function shellBlocks(markdown: string): Block[] {
-  const blocks: Block[] = [];
-  const lines = markdown.split("\n");
-  for (let i = 0; i < lines.length; i++) {
-    if (lines[i].trim() !== "```sh") continue;
-    const block: Block = { line: i + 1, commands: [] };
-    let pending = "";
-    for (i++; i < lines.length && lines[i].trim() !== "```"; i++) {
-      const l = lines[i];
-      if (l.endsWith("\\")) pending += l.slice(0, -1);
-      else {
-        block.commands.push(pending + l);
-        pending = "";
-      }
-    }
-    blocks.push(block);
-  }
-  return blocks;
-}
 
 /** The command without a trailing `# comment` (two spaces before the #, as the README writes them). */
 function withoutComment(cmd: string): string {

@@ -5,32 +5,15 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { homedir, tmpdir } from "node:os";
+
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { requireTool } from "../support/prereq.js";
+import { VAULT_BIN, vault } from "./vault-support.js";
+
+const haveVault = requireTool(`the Vault CLI v1.21.4 (${VAULT_BIN})`, existsSync(VAULT_BIN));
 import { freePort } from "../support/net.js";
 import { repoRoot } from "../support/shared.js";
-
-export const VAULT_BIN = process.env.BK_VAULT_BIN ?? path.join(homedir(), ".cache/buckypaper/vault-1.21.4/vault");
-const haveVault = requireTool(`the Vault CLI v1.21.4 (${VAULT_BIN})`, existsSync(VAULT_BIN));
-
-export interface VaultResult {
-  code: number;
-  out: string;
-  err: string;
-}
-
-export function vault(args: string[], env: NodeJS.ProcessEnv, stdin?: string): Promise<VaultResult> {
-  return new Promise((resolve) => {
-    const p = spawn(VAULT_BIN, args, { env, stdio: ["pipe", "pipe", "pipe"] });
-    let out = "",
-      err = "";
-    p.stdout.on("data", (d) => (out += d));
-    p.stderr.on("data", (d) => (err += d));
-    p.on("close", (code) => resolve({ code: code ?? -1, out, err }));
-    p.stdin.end(stdin ?? "");
-  });
-}
 
 /** Starts `buckypaper runtime …` as a process and waits for the line that says it listens. */
 function startRuntime(args: string[], ready: RegExp): Promise<{ proc: ChildProcess; out: () => string }> {
