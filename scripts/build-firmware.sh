@@ -50,6 +50,17 @@ if [ -f "$dest/OVMF.amdsev.fd" ]; then
 fi
 
 log() { echo "build-firmware: $*" >&2; }
+# One build per key at a time (ci-deps, tests and developers share the cache): wait for a running one.
+mkdir -p "$cache/firmware"
+exec 9>"$cache/firmware/.lock-$key"
+if ! flock -n 9; then
+  log "another build of $key is running; waiting for it"
+  flock 9
+fi
+if [ -f "$dest/OVMF.amdsev.fd" ]; then
+  echo "$dest/OVMF.amdsev.fd"
+  exit 0
+fi
 need=(nasm iasl gcc make python3 grub-mkimage mkfs.msdos mcopy patch)
 for t in "${need[@]}"; do
   command -v "$t" >/dev/null || {
