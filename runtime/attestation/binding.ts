@@ -19,6 +19,30 @@ export function reportDataMatches(reportData: Uint8Array, nonce: Uint8Array, eph
   return reportData.length === 64 && timingSafeEqual(Buffer.from(reportData), want);
 }
 
+const HYBRID_DOMAIN = Buffer.from("buckypaper-hybrid-v1", "utf8");
+
+/**
+ * The key material bound in REPORT_DATA when the workload also holds an ML-KEM-768 key (hybrid PQ sealing):
+ *   "buckypaper-hybrid-v1" ‖ u32 len ‖ SPKI-DER(P-384 key) ‖ u32 len ‖ ML-KEM-768 encapsulation key
+ * It takes the SPKI's place in reportDataFor / reportDataForVtpm, so every platform's appraisal binds both
+ * keys unchanged. It cannot be confused with a classical SPKI: a DER SPKI starts with 0x30 ('0'), this with 'b'.
+ * The classical binding (SPKI alone) is unchanged.
+ */
+export function hybridBindingMaterial(ephemeralSpkiDer: Uint8Array, mlkemEncapsulationKey: Uint8Array): Buffer {
+  const u32 = (n: number) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE(n);
+    return b;
+  };
+  return Buffer.concat([
+    HYBRID_DOMAIN,
+    u32(ephemeralSpkiDer.length),
+    Buffer.from(ephemeralSpkiDer),
+    u32(mlkemEncapsulationKey.length),
+    Buffer.from(mlkemEncapsulationKey),
+  ]);
+}
+
 const VTPM_DOMAIN = Buffer.from("buckypaper-vtpm-v1", "utf8");
 
 /**

@@ -1,10 +1,15 @@
 // The attestation handshake with Nitride and the Vault login that follows:
-//   challenge (nonce) → ephemeral P-384 key → REPORT_DATA = reportDataFor(nonce, SPKI) → evidence
+//   challenge (nonce) → ephemeral P-384 + ML-KEM-768 keys
+//   → REPORT_DATA = reportDataFor(nonce, hybridBindingMaterial(SPKI, ML-KEM ek)) → evidence
 //   → attest (workload token, JWT) → auth/<jwt mount>/login (Vault token).
-// The ephemeral private key stays in memory; responses carrying secrets are sealed to it (JWE).
+// The ephemeral private keys stay in memory; responses carrying secrets are sealed to both of them with the
+// hybrid ML-KEM-768 + P-384 KEM (runtime/protocol/hybrid-seal.ts), so a recorded bundle cannot be opened
+// by an adversary who later breaks P-384 alone.
 import { createHash, generateKeyPairSync, type KeyObject } from "node:crypto";
 import { compactDecrypt } from "jose";
-import { reportDataFor, reportDataForVtpm } from "../attestation/binding.js";
+import { hybridBindingMaterial, reportDataFor, reportDataForVtpm } from "../attestation/binding.js";
+import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
+import { hybridOpen, isHybridSeal } from "../protocol/hybrid-seal.js";
 import { Vtpm } from "./evidence/vtpm.js";
 import { EvidenceError } from "./evidence/types.js";
 import type { EnclaiveletConfig } from "./config.js";
@@ -35,6 +40,13 @@ export class ProtocolError extends Error {
 export interface EphemeralKey {
   privateKey: KeyObject;
   spkiDer: Buffer;
+  /** ML-KEM-768 key pair (hybrid PQ sealing); absent for a classical-only key. */
+  mlkem?: { publicKey: Uint8Array; secretKey: Uint8Array };
+}
+
+/** What REPORT_DATA binds for this key: the SPKI (classical) or both keys (hybrid). */
+export function boundKeyMaterial(k: EphemeralKey): Buffer {
+  return k.mlkem ? hybridBindingMaterial(k.spkiDer, k.mlkem.publicKey) : k.spkiDer;
 }
 
 export interface AttestedSession {
@@ -47,9 +59,10 @@ export interface AttestedSession {
 /** The request headers asking for an answer sealed to our ephemeral key. */
 export const SEAL_HEADER = SEAL_REQUEST_HEADERS;
 
-export function newEphemeralKey(): EphemeralKey {
+export function newEphemeralKey(o: { hybrid?: boolean } = {}): EphemeralKey {
   const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-384" });
-  return { privateKey, spkiDer: publicKey.export({ type: "spki", format: "der" }) };
+  const spkiDer = publicKey.export({ type: "spki", format: "der" });
+  return o.hybrid === false ? { privateKey, spkiDer } : { privateKey, spkiDer, mlkem: ml_kem768.keygen() };
 }
 
 function decodeNonce(v: unknown): Buffer {
@@ -66,6 +79,7 @@ export type AttestObserver = (request: {
   nonce: string;
   evidence: WireEvidence;
   ephemeral_public_key: string;
+  mlkem_public_key?: string;
 }) => void;
 
 export async function attest(
@@ -83,8 +97,8 @@ export async function attest(
   const vtpm = cfg.evidence.vtpm ? new Vtpm(cfg.evidence.vtpm) : undefined;
   const akPublic = vtpm ? await vtpm.attestationKey() : undefined;
   const reportData = akPublic
-    ? reportDataForVtpm(nonce, ephemeral.spkiDer, akPublic)
-    : reportDataFor(nonce, ephemeral.spkiDer);
+    ? reportDataForVtpm(nonce, boundKeyMaterial(ephemeral), akPublic)
+    : reportDataFor(nonce, boundKeyMaterial(ephemeral));
   const evidence = await provider.collect(reportData);
   if (vtpm) {
     if (evidence.kind !== "snp" && evidence.kind !== "tdx")
@@ -105,6 +119,7 @@ export async function attest(
     nonce: nonceText as string,
     evidence,
     ephemeral_public_key: ephemeral.spkiDer.toString("base64"),
+    ...(ephemeral.mlkem ? { mlkem_public_key: Buffer.from(ephemeral.mlkem.publicKey).toString("base64") } : {}),
   };
   observe?.(request);
   let attested;
@@ -144,6 +159,16 @@ export async function unseal(body: unknown, key: EphemeralKey): Promise<unknown>
   const sealed = (body as { sealed?: unknown })?.sealed;
   if (sealed === undefined) return body;
   if (typeof sealed !== "string") throw new ProtocolError("sealed answer is not a compact JWE");
+  // A hybrid key accepts only hybrid seals: a classical seal would be a downgrade.
+  if (key.mlkem) {
+    if (!isHybridSeal(sealed))
+      throw new ProtocolError("sealed answer is not hybrid (ML-KEM-768 + P-384) although our login bound an ML-KEM key");
+    try {
+      return await hybridOpen(sealed, { p384PrivateKey: key.privateKey, mlkemSecretKey: key.mlkem.secretKey });
+    } catch (e) {
+      throw new ProtocolError(`cannot open the hybrid sealed answer: ${(e as Error).name}`);
+    }
+  }
   try {
     const { plaintext, protectedHeader } = await compactDecrypt(sealed, key.privateKey, {
       keyManagementAlgorithms: ["ECDH-ES+A256KW", "ECDH-ES"],

@@ -16,6 +16,9 @@ import {
   type TableBackend,
 } from "../vault/framework.js";
 import { evidenceFromJson } from "./evidence-json.js";
+import { hybridBindingMaterial } from "../../attestation/binding.js";
+import { checkMlKemPublicKey } from "../../protocol/hybrid-seal.js";
+import { WireFormatError } from "../../protocol/errors.js";
 import { configFrom, configView, DEFAULT_CONFIG, trustFrom, type NitrideConfig } from "./config.js";
 import { appraiseForWorkload, effectivePolicy } from "./appraisal.js";
 import { NonceStore } from "./nonces.js";
@@ -44,6 +47,22 @@ export interface NitrideOptions {
 /** The ACL policy name Nitride maintains for each workload (granted through a JWT role). */
 export const WORKLOAD_POLICY_PREFIX = "nitride-workload-";
 export const workloadPolicyName = (id: string) => `${WORKLOAD_POLICY_PREFIX}${id}`;
+
+/**
+ * The optional ML-KEM-768 encapsulation key of a hybrid (post-quantum) attestation, checked per FIPS 203,
+ * and the key material REPORT_DATA must bind: the SPKI alone (classical) or both keys (hybridBindingMaterial).
+ */
+function boundKeys(data: Record<string, unknown>, spki: Buffer): { mlkem?: Buffer; material: Buffer } {
+  const ek = b64Field(data, "mlkem_public_key", false);
+  if (!ek?.length) return { material: spki };
+  try {
+    checkMlKemPublicKey(ek);
+  } catch (e) {
+    if (e instanceof WireFormatError) throw new LogicalError(400, e.message);
+    throw e;
+  }
+  return { mlkem: ek, material: hybridBindingMaterial(spki, ek) };
+}
 
 function ephemeralKey(data: Record<string, unknown>): { spki: Buffer; jwk: JWK } {
   const spki = b64Field(data, "ephemeral_public_key")!;
@@ -79,6 +98,10 @@ const ATTEST_FIELDS: FieldSchemas = {
   workload_id: WORKLOAD_ID,
   nonce: { type: "string", description: "base64 nonce from nitride/challenge" },
   ephemeral_public_key: { type: "string", description: "base64 SPKI DER of the P-384 key bound in REPORT_DATA" },
+  mlkem_public_key: {
+    type: "string",
+    description: "base64 ML-KEM-768 encapsulation key bound in REPORT_DATA with the P-384 key (hybrid PQ sealing)",
+  },
   evidence: { type: "any", description: "wire evidence (kind + report and collateral)" },
 };
 
@@ -105,6 +128,10 @@ const WORKLOAD_FIELDS: FieldSchemas = {
   policy: { type: "any", description: "appraisal policy" },
   secrets: { type: "any", description: "kv, pki, ssh, disk_key" },
   token_ttl: { type: "duration", description: "workload token lifetime (default: the config's)" },
+  require_pq_hybrid: {
+    type: "bool",
+    description: "refuse classical-only attestations: answers are sealed with hybrid ML-KEM-768 + P-384",
+  },
 };
 
 export class NitrideBackend implements LogicalBackend, TableBackend {
@@ -370,9 +397,17 @@ export class NitrideBackend implements LogicalBackend, TableBackend {
     const id = checkWorkloadId(reqString(req.data, "workload_id"));
     const nonce = nonceField(req.data);
     const eph = ephemeralKey(req.data);
+    const bound = boundKeys(req.data, eph.spki);
     const evidence = evidenceFromJson(req.data.evidence);
     const rec = await readWorkload(req.storage, id);
     if (!rec) throw new LogicalError(404, `workload not found: ${id}`);
+    // Refused before the nonce is consumed: a classical-only agent learns why and can retry with a hybrid key.
+    if (rec.definition.require_pq_hybrid && !bound.mlkem)
+      throw new LogicalError(
+        403,
+        "mlkem_public_key: the workload requires hybrid post-quantum sealing (require_pq_hybrid); " +
+          "a classical-only (P-384) attestation is refused",
+      );
     const consumed = await this.nonces.consume(req.storage, nonce, id);
     if (consumed !== "ok") {
       const why = {
@@ -387,7 +422,7 @@ export class NitrideBackend implements LogicalBackend, TableBackend {
       evidence,
       workload: rec.definition,
       trust: this.trust(c),
-      binding: { nonce, publicKeySpki: eph.spki },
+      binding: { nonce, publicKeySpki: bound.material },
     });
     if (!verdict.accepted || !verdict.claims) {
       const failed = verdict.checks.filter((x) => !x.ok).map((x) => x.id);
@@ -403,6 +438,7 @@ export class NitrideBackend implements LogicalBackend, TableBackend {
       refVersion: rec.version,
       policyHash: policyHash(rec.definition),
       ephemeralJwk: eph.jwk,
+      ...(bound.mlkem ? { mlkemPublicKey: bound.mlkem } : {}),
       key: await this.keys.current(req.storage, c.token_algorithm),
     });
     // The token is not a sealable secret: the caller has no attested login yet. It is short-lived and
@@ -418,7 +454,7 @@ export class NitrideBackend implements LogicalBackend, TableBackend {
     // A nonce/key pair, when given, is only used to check the binding: nothing is consumed or issued.
     const binding =
       req.data.nonce !== undefined || req.data.ephemeral_public_key !== undefined
-        ? { nonce: nonceField(req.data), publicKeySpki: ephemeralKey(req.data).spki }
+        ? { nonce: nonceField(req.data), publicKeySpki: boundKeys(req.data, ephemeralKey(req.data).spki).material }
         : undefined;
     const c = await this.config(req.storage);
     const verdict = await appraiseForWorkload({

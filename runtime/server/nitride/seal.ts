@@ -1,8 +1,11 @@
 // Response sealing: a response carrying secrets is encrypted to the workload's attested ephemeral key
 // (the P-384 key bound in REPORT_DATA, carried as cnf.jwk in its token), so a TLS-terminating proxy
-// sees only ciphertext. Compact JWE, ECDH-ES+A256KW / A256GCM.
+// sees only ciphertext. Compact JWE, ECDH-ES+A256KW / A256GCM; when the login also bound an ML-KEM-768 key
+// (cnf.mlkem768_ek), the hybrid ML-KEM-768 + P-384 seal of runtime/protocol/hybrid-seal.ts instead, so a
+// recorded answer stays closed to an adversary who later breaks P-384 alone.
 import { CompactEncrypt, importJWK, type JWK } from "jose";
 import { LogicalError, type CallerAuth } from "../vault/backend.js";
+import { hybridSeal } from "../../protocol/hybrid-seal.js";
 import { SEAL_CONTENT_ENCRYPTION, SEAL_HEADER, SEAL_KEY_MANAGEMENT, SEAL_MODE } from "../../protocol/seal.js";
 
 export { SEAL_HEADER };
@@ -23,6 +26,12 @@ export function sealingKeyOf(auth: CallerAuth | undefined): JWK | undefined {
   return jwk && jwk.kty === "EC" && jwk.crv === "P-384" && typeof jwk.x === "string" && typeof jwk.y === "string"
     ? jwk
     : undefined;
+}
+
+/** The caller's attested ML-KEM-768 encapsulation key (hybrid logins), if it has one. */
+export function hybridKeyOf(auth: CallerAuth | undefined): Buffer | undefined {
+  const ek = (auth?.claims?.cnf as { mlkem768_ek?: unknown } | undefined)?.mlkem768_ek;
+  return typeof ek === "string" && /^[A-Za-z0-9_-]+$/.test(ek) ? Buffer.from(ek, "base64url") : undefined;
 }
 
 /**
@@ -46,5 +55,7 @@ export async function responseSealer(ctx: {
   const jwk = sealingKeyOf(ctx.auth);
   if (!jwk)
     throw new LogicalError(400, `${SEAL_HEADER}: the caller's login is not attested (no ephemeral key to seal to)`);
-  return { sealed: await sealResponse(ctx.body, jwk) };
+  // The token's claims were verified against Nitride's key ring: a hybrid login is never sealed classically.
+  const ek = hybridKeyOf(ctx.auth);
+  return { sealed: ek ? await hybridSeal(ctx.body, jwk, ek) : await sealResponse(ctx.body, jwk) };
 }

@@ -21,7 +21,8 @@ export interface WorkloadTokenClaims {
   ref_version: number;
   policy_hash: string;
   simulated: boolean;
-  cnf: { jwk: JWK };
+  /** The attested keys: the P-384 key, and with hybrid PQ sealing the ML-KEM-768 encapsulation key (base64url). */
+  cnf: { jwk: JWK; mlkem768_ek?: string };
 }
 
 export function issuerFor(apiAddr: string, mountPoint: string): string {
@@ -37,6 +38,8 @@ export async function signWorkloadToken(input: {
   refVersion: number;
   policyHash: string;
   ephemeralJwk: JWK;
+  /** Bound in REPORT_DATA with the P-384 key (hybrid PQ sealing); answers are then sealed to both. */
+  mlkemPublicKey?: Uint8Array;
   key: { kid: string; alg: TokenAlgorithm; key: KeyObject };
 }): Promise<{ token: string; claims: WorkloadTokenClaims }> {
   const now = Math.floor(Date.now() / 1000);
@@ -57,7 +60,9 @@ export async function signWorkloadToken(input: {
     ref_version: input.refVersion,
     policy_hash: input.policyHash,
     simulated: input.verdict.simulated,
-    cnf: { jwk: input.ephemeralJwk },
+    cnf: input.mlkemPublicKey
+      ? { jwk: input.ephemeralJwk, mlkem768_ek: Buffer.from(input.mlkemPublicKey).toString("base64url") }
+      : { jwk: input.ephemeralJwk },
   };
   const token = await new SignJWT({ ...claims })
     .setProtectedHeader({ alg: input.key.alg, kid: input.key.kid, typ: "JWT" })

@@ -40,6 +40,12 @@ export interface WorkloadDefinition {
   };
   /** Workload-token lifetime (seconds); falls back to the Nitride config. */
   token_ttl?: number;
+  /**
+   * Refuse classical-only (P-384) attestations: the workload must bind an ML-KEM-768 key too, so everything
+   * released to it is sealed with the hybrid ML-KEM-768 + P-384 KEM (runtime/protocol/hybrid-seal.ts).
+   * Only stored when true, so existing definitions keep their policy hash.
+   */
+  require_pq_hybrid?: boolean;
 }
 
 export interface WorkloadRecord {
@@ -174,6 +180,7 @@ export function definitionFrom(data: Record<string, unknown>): WorkloadDefinitio
     policy,
     secrets,
   };
+  if (optBool(data, "require_pq_hybrid", false)) def.require_pq_hybrid = true;
   const ttl = parseDuration(data.token_ttl, "token_ttl");
   if (ttl !== undefined) {
     if (ttl > MAX_TOKEN_TTL_S)

@@ -4,7 +4,8 @@
 import { spawn } from "node:child_process";
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { createSnpSimulator, type SnpSimulator } from "../../../../runtime/sim/snp.js";
-import { reportDataFor } from "../../../../runtime/attestation/binding.js";
+import { hybridBindingMaterial, reportDataFor } from "../../../../runtime/attestation/binding.js";
+import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
 import { registerNitrideEngines } from "../../../../runtime/server/nitride/register.js";
 import { responseSealer } from "../../../../runtime/server/nitride/seal.js";
 import { encodeEvidence } from "../../../../runtime/protocol/evidence.js";
@@ -91,7 +92,7 @@ export interface AttestResult {
   status: number;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped JSON from the API / an untyped CommonJS client
   body: any;
-  ephemeral: { privateKey: KeyObject; spki: Buffer };
+  ephemeral: { privateKey: KeyObject; spki: Buffer; mlkem?: { publicKey: Uint8Array; secretKey: Uint8Array } };
   nonce: string;
   request: Record<string, unknown>;
 }
@@ -100,7 +101,7 @@ export interface AttestResult {
 export async function attestAs(
   s: NitrideStack,
   workloadId: string,
-  o: { measurement?: string; bindKey?: Buffer; nonce?: string; debug?: boolean } = {},
+  o: { measurement?: string; bindKey?: Buffer; nonce?: string; debug?: boolean; hybrid?: boolean } = {},
 ): Promise<AttestResult> {
   let nonce = o.nonce;
   if (!nonce) {
@@ -110,7 +111,10 @@ export async function attestAs(
   }
   const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-384" });
   const spki = publicKey.export({ format: "der", type: "spki" });
-  const reportData = reportDataFor(Buffer.from(nonce, "base64url"), o.bindKey ?? spki);
+  // hybrid: an ML-KEM-768 key too, bound with the P-384 key (unless bindKey overrides what is bound).
+  const mlkem = o.hybrid ? ml_kem768.keygen() : undefined;
+  const bound = mlkem ? hybridBindingMaterial(spki, mlkem.publicKey) : spki;
+  const reportData = reportDataFor(Buffer.from(nonce, "base64url"), o.bindKey ?? bound);
   const ev = await s.sim.report({
     measurement: o.measurement ?? GOOD_MEASUREMENT,
     reportData,
@@ -120,10 +124,11 @@ export async function attestAs(
     workload_id: workloadId,
     nonce,
     ephemeral_public_key: spki.toString("base64"),
+    ...(mlkem ? { mlkem_public_key: Buffer.from(mlkem.publicKey).toString("base64") } : {}),
     evidence: encodeEvidence({ kind: "snp", report: ev.report, certTable: ev.certTable }),
   };
   const r = await s.rt.api("POST", "nitride/attest", request, "");
-  return { status: r.status, body: r.body, ephemeral: { privateKey, spki }, nonce, request };
+  return { status: r.status, body: r.body, ephemeral: { privateKey, spki, ...(mlkem ? { mlkem } : {}) }, nonce, request };
 }
 
 export async function login(s: NitrideStack, jwt: string, role = "workload") {
