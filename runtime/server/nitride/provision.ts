@@ -8,6 +8,8 @@ import { optList } from "../vault/fields.js";
 import { diskKeyStorageKey, policyHash, readWorkload, splitMountRole } from "./workloads.js";
 import { issuerFor } from "./token.js";
 import type { WireBundle, WireBundleSsh, WireBundleTls, WireHostCertificate } from "../../protocol/bundle.js";
+import { hybridKeyOf } from "./seal.js";
+import { SEAL_HEADER, SEAL_MODE } from "../../protocol/seal.js";
 import { ATTESTED_BY_NITRIDE, ATTESTED_META, ATTESTED_MOUNT_META } from "../vault/auth-jwt.js";
 
 export async function provisionBundle(req: LogicalRequest): Promise<LogicalResponse> {
@@ -38,6 +40,21 @@ export async function provisionBundle(req: LogicalRequest): Promise<LogicalRespo
       403,
       "permission denied: the workload's reference values or policy changed since this attestation; attest again",
     );
+  }
+  // require_pq_hybrid holds for the bundle itself, not only at attest: a login from before the switch (or
+  // one replayed without the seal header by whoever saw its token) never gets the bundle classical or clear.
+  if (d.require_pq_hybrid) {
+    if (!hybridKeyOf(req.auth))
+      throw new LogicalError(
+        403,
+        "permission denied: the workload requires hybrid post-quantum sealing (require_pq_hybrid) and this login " +
+          "bound no ML-KEM-768 key; attest again with one",
+      );
+    if (req.headers[SEAL_HEADER] !== SEAL_MODE)
+      throw new LogicalError(
+        403,
+        `permission denied: the workload requires hybrid post-quantum sealing (require_pq_hybrid); ask for a sealed answer (${SEAL_HEADER}: ${SEAL_MODE})`,
+      );
   }
   const sys = req.system;
 

@@ -124,6 +124,33 @@ describe("hybrid ML-KEM-768 + P-384 sealing", () => {
     ).rejects.toThrow();
   });
 
+  it("require_pq_hybrid also guards the bundle: no answer in clear, none to a classical login from before the switch", async () => {
+    const a = await attestAs(s, "pq", { hybrid: true });
+    const tok = (await login(s, a.body.data.token)).body.auth.client_token as string;
+    // Without the seal header (a replayed token): refused, the secrets never leave in clear.
+    const clear = await s.rt.api("GET", "nitride/provision", undefined, tok);
+    expect(clear.status).toBe(403);
+    expect(JSON.stringify(clear.body)).toContain("require_pq_hybrid");
+    expect(JSON.stringify(clear.body)).not.toContain("web-db-secret");
+    // A classical login made before the workload required hybrid sealing.
+    const def = {
+      reference_values: { snp_measurements: [GOOD_MEASUREMENT] },
+      secrets: { kv: ["secret/data/web/db"] },
+    };
+    expect((await s.rt.api("PUT", "nitride/workloads/pq2", def)).status).toBeLessThan(300);
+    const c = await attestAs(s, "pq2");
+    expect(c.status).toBe(200);
+    const ctok = (await login(s, c.body.data.token)).body.auth.client_token as string;
+    expect((await s.rt.api("PUT", "nitride/workloads/pq2", { ...def, require_pq_hybrid: true })).status).toBeLessThan(
+      300,
+    );
+    const res = await fetch(`${s.rt.url}/v1/nitride/provision`, {
+      headers: { "x-vault-token": ctok, ...SEAL_REQUEST_HEADERS },
+    });
+    expect(res.status).toBe(403);
+    expect(await res.text()).toContain("no ML-KEM-768 key");
+  });
+
   it("classical-only workloads keep working: a classical login is still sealed with ECDH-ES+A256KW", async () => {
     const a = await attestAs(s, "web");
     expect(a.status).toBe(200);
