@@ -60,13 +60,30 @@ export async function buildArtifact(
       await copyFile(f, path.join(lib, rel));
     }
     await writeFile(path.join(lib, "package.json"), JSON.stringify({ type: "module", private: true }) + "\n");
-    for (const p of packages) {
+    // A package's own dependencies ride along only when they are hoisted at the top of node_modules in
+    // exactly the pinned version (e.g. @noble/post-quantum → @noble/hashes 2.4.0): what the guest loads is
+    // then byte for byte what the repository's tests ran, never a silently different version.
+    const queue = [...packages];
+    const copied = new Set<string>();
+    while (queue.length) {
+      const p = queue.shift()!;
+      if (copied.has(p)) continue;
+      copied.add(p);
       const src = path.join(o.repoRoot, "node_modules", p);
       const pkg = JSON.parse(await readFile(path.join(src, "package.json"), "utf8")) as {
         dependencies?: Record<string, string>;
       };
-      if (Object.keys(pkg.dependencies ?? {}).length)
-        throw new Error(`${p} has dependencies of its own; the artifact only carries dependency-free packages`);
+      for (const [dep, want] of Object.entries(pkg.dependencies ?? {})) {
+        const depPkg = path.join(o.repoRoot, "node_modules", dep, "package.json");
+        const have = existsSync(depPkg)
+          ? (JSON.parse(await readFile(depPkg, "utf8")) as { version?: string }).version
+          : undefined;
+        if (have !== want)
+          throw new Error(
+            `${p} depends on ${dep}@${want} but node_modules has ${have ?? "none"}; the artifact only carries exactly pinned, hoisted dependencies`,
+          );
+        queue.push(dep);
+      }
       await cp(src, path.join(lib, "node_modules", p), { recursive: true });
     }
     await mkdir(path.join(top, "bin"), { recursive: true });
@@ -97,7 +114,7 @@ export async function buildArtifact(
     const sha256 = createHash("sha256")
       .update(await readFile(file))
       .digest("hex");
-    return { file, sha256, files: files.length, packages };
+    return { file, sha256, files: files.length, packages: [...copied].sort() };
   } finally {
     await rm(stage, { recursive: true, force: true });
   }
