@@ -162,7 +162,9 @@ export async function unseal(body: unknown, key: EphemeralKey): Promise<unknown>
   // A hybrid key accepts only hybrid seals: a classical seal would be a downgrade.
   if (key.mlkem) {
     if (!isHybridSeal(sealed))
-      throw new ProtocolError("sealed answer is not hybrid (ML-KEM-768 + P-384) although our login bound an ML-KEM key");
+      throw new ProtocolError(
+        "sealed answer is not hybrid (ML-KEM-768 + P-384) although our login bound an ML-KEM key",
+      );
     try {
       return await hybridOpen(sealed, { p384PrivateKey: key.privateKey, mlkemSecretKey: key.mlkem.secretKey });
     } catch (e) {

@@ -51,7 +51,8 @@ function pointJwk(point: Buffer): JWK {
 
 export function checkMlKemPublicKey(ek: Uint8Array, field = "mlkem_public_key"): Uint8Array {
   // FIPS 203 §7.2 encapsulation-key check (length + modulus), done by the library.
-  if (ek.length !== MLKEM768_EK_BYTES) throw new WireFormatError(field, `an ML-KEM-768 encapsulation key (${MLKEM768_EK_BYTES} bytes)`);
+  if (ek.length !== MLKEM768_EK_BYTES)
+    throw new WireFormatError(field, `an ML-KEM-768 encapsulation key (${MLKEM768_EK_BYTES} bytes)`);
   try {
     ml_kem768.encapsulate(ek);
   } catch {

@@ -13,7 +13,6 @@ import {
   hybridSeal,
   p384Point,
 } from "../../../../runtime/protocol/hybrid-seal.js";
-import { reportDataFor } from "../../../../runtime/attestation/binding.js";
 import { SEAL_REQUEST_HEADERS } from "../../../../runtime/protocol/seal.js";
 
 describe("hybrid ML-KEM-768 + P-384 sealing", () => {
@@ -61,12 +60,7 @@ describe("hybrid ML-KEM-768 + P-384 sealing", () => {
     // Even knowing ss_M exactly, a guessed ss_X gives the wrong CEK.
     const h = decodeProtectedHeader(sealed);
     const ssM = ml_kem768.decapsulate(Buffer.from(h.bp_mlkem_ct as string, "base64url"), kem.secretKey);
-    const wrong = combineSharedSecrets(
-      ssM,
-      new Uint8Array(48),
-      p384Point(h.epk as never),
-      p384Point(p384.publicKey),
-    );
+    const wrong = combineSharedSecrets(ssM, new Uint8Array(48), p384Point(h.epk as never), p384Point(p384.publicKey));
     await expect(compactDecrypt(sealed, wrong)).rejects.toThrow();
   });
 
@@ -86,7 +80,6 @@ describe("hybrid ML-KEM-768 + P-384 sealing", () => {
     const a = await attestAs(s, "pq", { nonce, hybrid: true, bindKey: Buffer.alloc(0) });
     expect(a.status).toBe(403);
     expect(JSON.stringify(a.body.data?.verdict ?? a.body)).toContain("policy.report-data");
-    void reportDataFor;
   });
 
   it("a malformed ML-KEM key is a 400 naming the field", async () => {

@@ -128,7 +128,13 @@ export async function attestAs(
     evidence: encodeEvidence({ kind: "snp", report: ev.report, certTable: ev.certTable }),
   };
   const r = await s.rt.api("POST", "nitride/attest", request, "");
-  return { status: r.status, body: r.body, ephemeral: { privateKey, spki, ...(mlkem ? { mlkem } : {}) }, nonce, request };
+  return {
+    status: r.status,
+    body: r.body,
+    ephemeral: { privateKey, spki, ...(mlkem ? { mlkem } : {}) },
+    nonce,
+    request,
+  };
 }
 
 export async function login(s: NitrideStack, jwt: string, role = "workload") {
