@@ -3,13 +3,13 @@
 //   → REPORT_DATA = reportDataFor(nonce, hybridBindingMaterial(SPKI, ML-KEM ek)) → evidence
 //   → attest (workload token, JWT) → auth/<jwt mount>/login (Vault token).
 // The ephemeral private keys stay in memory; responses carrying secrets are sealed to both of them with the
-// hybrid ML-KEM-768 + P-384 KEM (runtime/protocol/hybrid-seal.ts), so a recorded bundle cannot be opened
+// hybrid ML-KEM-768 + P-384 KEM (runtime/attestation/hybrid-seal.ts), so a recorded bundle cannot be opened
 // by an adversary who later breaks P-384 alone.
 import { createHash, generateKeyPairSync, type KeyObject } from "node:crypto";
 import { compactDecrypt } from "jose";
 import { hybridBindingMaterial, reportDataFor, reportDataForVtpm } from "../attestation/binding.js";
 import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
-import { hybridOpen, isHybridSeal } from "../protocol/hybrid-seal.js";
+import { hybridOpen, isHybridSeal } from "../attestation/hybrid-seal.js";
 import { Vtpm } from "./evidence/vtpm.js";
 import { EvidenceError } from "./evidence/types.js";
 import type { EnclaiveletConfig } from "./config.js";

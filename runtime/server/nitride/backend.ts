@@ -17,8 +17,7 @@ import {
 } from "../vault/framework.js";
 import { evidenceFromJson } from "./evidence-json.js";
 import { hybridBindingMaterial } from "../../attestation/binding.js";
-import { checkMlKemPublicKey } from "../../protocol/hybrid-seal.js";
-import { WireFormatError } from "../../protocol/errors.js";
+import { checkMlKemPublicKey, HybridSealError } from "../../attestation/hybrid-seal.js";
 import { configFrom, configView, DEFAULT_CONFIG, trustFrom, type NitrideConfig } from "./config.js";
 import { appraiseForWorkload, effectivePolicy } from "./appraisal.js";
 import { NonceStore } from "./nonces.js";
@@ -58,7 +57,7 @@ function boundKeys(data: Record<string, unknown>, spki: Buffer): { mlkem?: Buffe
   try {
     checkMlKemPublicKey(ek);
   } catch (e) {
-    if (e instanceof WireFormatError) throw new LogicalError(400, e.message);
+    if (e instanceof HybridSealError) throw new LogicalError(400, e.message);
     throw e;
   }
   return { mlkem: ek, material: hybridBindingMaterial(spki, ek) };

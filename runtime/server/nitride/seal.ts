@@ -1,11 +1,11 @@
 // Response sealing: a response carrying secrets is encrypted to the workload's attested ephemeral key
 // (the P-384 key bound in REPORT_DATA, carried as cnf.jwk in its token), so a TLS-terminating proxy
 // sees only ciphertext. Compact JWE, ECDH-ES+A256KW / A256GCM; when the login also bound an ML-KEM-768 key
-// (cnf.mlkem768_ek), the hybrid ML-KEM-768 + P-384 seal of runtime/protocol/hybrid-seal.ts instead, so a
+// (cnf.mlkem768_ek), the hybrid ML-KEM-768 + P-384 seal of runtime/attestation/hybrid-seal.ts instead, so a
 // recorded answer stays closed to an adversary who later breaks P-384 alone.
 import { CompactEncrypt, importJWK, type JWK } from "jose";
 import { LogicalError, type CallerAuth } from "../vault/backend.js";
-import { hybridSeal } from "../../protocol/hybrid-seal.js";
+import { hybridSeal } from "../../attestation/hybrid-seal.js";
 import { SEAL_CONTENT_ENCRYPTION, SEAL_HEADER, SEAL_KEY_MANAGEMENT, SEAL_MODE } from "../../protocol/seal.js";
 
 export { SEAL_HEADER };

@@ -12,7 +12,7 @@ import {
   hybridOpen,
   hybridSeal,
   p384Point,
-} from "../../../../runtime/protocol/hybrid-seal.js";
+} from "../../../../runtime/attestation/hybrid-seal.js";
 import { SEAL_REQUEST_HEADERS } from "../../../../runtime/protocol/seal.js";
 
 describe("hybrid ML-KEM-768 + P-384 sealing", () => {

@@ -14,7 +14,17 @@ import { createECDH, createPublicKey, type KeyObject } from "node:crypto";
 import { CompactEncrypt, compactDecrypt, decodeProtectedHeader, type JWK } from "jose";
 import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
 import { sha3_256 } from "@noble/hashes/sha3.js";
-import { WireFormatError } from "./errors.js";
+
+/** A malformed key or seal header; names the field, never a secret. */
+export class HybridSealError extends Error {
+  override name = "HybridSealError";
+  constructor(
+    readonly field: string,
+    readonly detail: string,
+  ) {
+    super(`${field}: ${detail}`);
+  }
+}
 
 /** The `bp_kem` header value of a hybrid seal. */
 export const HYBRID_KEM = "MLKEM768-P384-XWingCombiner-v1";
@@ -33,10 +43,10 @@ export function combineSharedSecrets(ssM: Uint8Array, ssX: Uint8Array, ctX: Uint
 /** The SEC1 uncompressed point of a P-384 public key given as a JWK or a KeyObject. */
 export function p384Point(key: JWK | KeyObject): Buffer {
   const jwk = ("asymmetricKeyType" in key ? key.export({ format: "jwk" }) : key) as JWK;
-  if (jwk.kty !== "EC" || jwk.crv !== "P-384" || !jwk.x || !jwk.y) throw new WireFormatError("epk", "a P-384 key");
+  if (jwk.kty !== "EC" || jwk.crv !== "P-384" || !jwk.x || !jwk.y) throw new HybridSealError("epk", "a P-384 key");
   const x = Buffer.from(jwk.x, "base64url");
   const y = Buffer.from(jwk.y, "base64url");
-  if (x.length !== 48 || y.length !== 48) throw new WireFormatError("epk", "a P-384 key");
+  if (x.length !== 48 || y.length !== 48) throw new HybridSealError("epk", "a P-384 key");
   return Buffer.concat([Buffer.from([4]), x, y]);
 }
 
@@ -52,11 +62,11 @@ function pointJwk(point: Buffer): JWK {
 export function checkMlKemPublicKey(ek: Uint8Array, field = "mlkem_public_key"): Uint8Array {
   // FIPS 203 §7.2 encapsulation-key check (length + modulus), done by the library.
   if (ek.length !== MLKEM768_EK_BYTES)
-    throw new WireFormatError(field, `an ML-KEM-768 encapsulation key (${MLKEM768_EK_BYTES} bytes)`);
+    throw new HybridSealError(field, `an ML-KEM-768 encapsulation key (${MLKEM768_EK_BYTES} bytes)`);
   try {
     ml_kem768.encapsulate(ek);
   } catch {
-    throw new WireFormatError(field, "a valid ML-KEM-768 encapsulation key (FIPS 203 modulus check failed)");
+    throw new HybridSealError(field, "a valid ML-KEM-768 encapsulation key (FIPS 203 modulus check failed)");
   }
   return ek;
 }
@@ -96,23 +106,23 @@ export interface HybridRecipient {
   mlkemSecretKey: Uint8Array;
 }
 
-/** Opens a hybrid seal; throws WireFormatError on a malformed header, jose errors on a wrong key. */
+/** Opens a hybrid seal; throws HybridSealError on a malformed header, jose errors on a wrong key. */
 export async function hybridOpen(sealed: string, r: HybridRecipient): Promise<unknown> {
   const { plaintext } = await compactDecrypt(
     sealed,
     (header) => {
-      if (header.bp_kem !== HYBRID_KEM) throw new WireFormatError("bp_kem", HYBRID_KEM);
+      if (header.bp_kem !== HYBRID_KEM) throw new HybridSealError("bp_kem", HYBRID_KEM);
       const ctMText = header.bp_mlkem_ct;
       if (typeof ctMText !== "string" || !/^[A-Za-z0-9_-]+$/.test(ctMText))
-        throw new WireFormatError("bp_mlkem_ct", "base64url");
+        throw new HybridSealError("bp_mlkem_ct", "base64url");
       const ctM = Buffer.from(ctMText, "base64url");
       if (ctM.length !== MLKEM768_CT_BYTES)
-        throw new WireFormatError("bp_mlkem_ct", `an ML-KEM-768 ciphertext (${MLKEM768_CT_BYTES} bytes)`);
+        throw new HybridSealError("bp_mlkem_ct", `an ML-KEM-768 ciphertext (${MLKEM768_CT_BYTES} bytes)`);
       const ctX = p384Point(header.epk as JWK);
       const pkX = p384Point(createPublicKey(r.p384PrivateKey));
       const ecdh = createECDH("secp384r1");
       const d = r.p384PrivateKey.export({ format: "jwk" }).d;
-      if (!d) throw new WireFormatError("p384PrivateKey", "a P-384 private key");
+      if (!d) throw new HybridSealError("p384PrivateKey", "a P-384 private key");
       ecdh.setPrivateKey(Buffer.from(d, "base64url"));
       const ssX = ecdh.computeSecret(ctX);
       const ssM = ml_kem768.decapsulate(ctM, r.mlkemSecretKey);
