@@ -7,10 +7,12 @@ export DEBIAN_FRONTEND=noninteractive
 
 # swtpm + tpm2-tools: a real software TPM 2.0 for the vTPM quote / event-log tests (test/support/swtpm.ts).
 # wrk: the second load generator of `npm run bench` (runtime-kv); the tests do not need it.
+# socat: the local real guests' forward to the runtime (guestfwd cmd:, one per connection).
 # mmdebstrap squashfs-tools cpio: the guest image build (images/guest, `buckypaper image build`);
 # build-essential … mtools: the AmdSev OVMF build from Debian's edk2 source package (scripts/build-firmware.sh).
 APT_PACKAGES=(cloud-init postgresql cryptsetup-bin qemu-system-x86 qemu-utils ovmf genisoimage openssh-client openssh-server openssl curl wrk swtpm swtpm-tools tpm2-tools
   mmdebstrap squashfs-tools cpio
+  socat
   build-essential nasm acpica-tools uuid-dev grub-efi-amd64-bin dosfstools mtools)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

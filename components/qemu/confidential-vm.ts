@@ -45,6 +45,9 @@ export class QemuConfidentialVm extends pulumi.ComponentResource {
     const connection = sshConnection(who, "ssh", args.ssh);
     const secrets = requireSecretMap(who, "secrets", args.secrets);
     const expected = expectedQemuLaunch(who, tee, args.boot, vcpus, cpuModel, memoryMb);
+    // The data disk is the third virtio disk (/dev/vdc, where the user-data unlocks it): boot disk first.
+    if (args.dataVolume && !args.diskPath)
+      throw new ConfigError(who, "dataVolume", "needs diskPath (the data disk is attached after the boot disk and the seed, as /dev/vdc)");
     const guest = registerGuest(this, name, {
       platform: Platform.Qemu,
       tee,
@@ -83,6 +86,23 @@ export class QemuConfidentialVm extends pulumi.ComponentResource {
       },
       { parent: this },
     );
+    // The data volume's disk: created once (empty; the enclaivelet formats it as LUKS2 after attestation)
+    // and kept when the VM is replaced, so its data survive a re-deploy.
+    let dataDisk: command.remote.Command | undefined;
+    if (args.dataVolume)
+      dataDisk = new command.remote.Command(
+        `${name}-data-disk`,
+        {
+          connection,
+          create: pulumi
+            .output(args.dataVolume.sizeGb ?? 10)
+            .apply(
+              (gb) =>
+                `mkdir -p ${shq(dir)} && { test -e ${shq(dir)}/data.qcow2 || qemu-img create -q -f qcow2 ${shq(dir)}/data.qcow2 ${Number(gb)}G; }`,
+            ),
+        },
+        { parent: this, retainOnDelete: true },
+      );
     const argv = qemuGuestArgv({
       name,
       tee,
@@ -95,6 +115,7 @@ export class QemuConfidentialVm extends pulumi.ComponentResource {
       append: args.boot.append,
       diskPath: args.diskPath,
       seedIsoPath: `${dir}/seed.iso`,
+      dataDiskPath: args.dataVolume ? `${dir}/data.qcow2` : undefined,
     });
     const unit = `bk-${name}`;
     const vm = new command.remote.Command(
@@ -105,7 +126,10 @@ export class QemuConfidentialVm extends pulumi.ComponentResource {
         delete: `systemctl stop ${unit} || true`,
         triggers: [shellJoin(argv), guest.workloadId],
       },
-      { parent: this, dependsOn: [seed, guest.workload], replaceOnChanges: ["triggers[*]"], deleteBeforeReplace: true },
+      {
+        parent: this,
+        dependsOn: [seed, guest.workload, ...(dataDisk ? [dataDisk] : [])],
+        replaceOnChanges: ["triggers[*]"], deleteBeforeReplace: true },
     );
 
     this.unitName = vm.stdout.apply(() => unit);

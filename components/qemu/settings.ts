@@ -16,6 +16,14 @@ export interface QemuGuestInputs {
   append?: string;
   diskPath?: string;
   seedIsoPath?: string;
+  /** The data volume's disk (LUKS2 in the guest): attached third, so the guest sees it at /dev/vdc —
+   *  the device the rendered user-data unlocks. Needs the boot disk and the seed before it. */
+  dataDiskPath?: string;
+  dataDiskFormat?: "qcow2" | "raw";
+  /** Extra options of the user-mode network (e.g. `restrict=on`, `guestfwd=…`), comma-joined. */
+  userNetOptions?: string[];
+  /** Without the sev-snp-guest object: the local stack's TCG guests (same argv otherwise). Default true. */
+  sevObject?: boolean;
   /** SNP guest policy (default 0x30000: SMT allowed, debug and migration agent off). */
   snpPolicy?: number;
   /** C-bit position of the host CPU (51 on Milan/Genoa/Turin). */
@@ -27,7 +35,14 @@ export interface QemuGuestInputs {
 export function qemuGuestArgv(i: QemuGuestInputs): string[] {
   const argv = ["qemu-system-x86_64", "-name", i.name, "-nodefaults", "-nographic", "-serial", "stdio"];
   argv.push("-accel", i.accel ?? "kvm", "-cpu", i.cpuModel, "-smp", String(i.vcpus), "-m", `${i.memoryMb}M`);
-  if (i.tee === Tee.SevSnp) {
+  if (i.tee === Tee.SevSnp && i.sevObject === false) {
+    argv.push(
+      "-machine",
+      "q35,memory-backend=ram1",
+      "-object",
+      `memory-backend-memfd,id=ram1,size=${i.memoryMb}M,share=true,prealloc=false`,
+    );
+  } else if (i.tee === Tee.SevSnp) {
     argv.push(
       "-machine",
       "q35,confidential-guest-support=sev0,memory-backend=ram1",
@@ -52,7 +67,18 @@ export function qemuGuestArgv(i: QemuGuestInputs): string[] {
   if (i.append !== undefined) argv.push("-append", i.append);
   if (i.diskPath) argv.push("-drive", `file=${i.diskPath},if=virtio,format=qcow2`);
   if (i.seedIsoPath) argv.push("-drive", `file=${i.seedIsoPath},if=virtio,format=raw,readonly=on`);
-  argv.push("-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0");
+  if (i.dataDiskPath) {
+    // Virtio disks are named in the order they are attached: boot disk vda, seed vdb, data vdc.
+    if (!i.diskPath || !i.seedIsoPath)
+      throw new Error("qemuGuestArgv: dataDiskPath needs diskPath and seedIsoPath (the data disk must be /dev/vdc)");
+    argv.push("-drive", `file=${i.dataDiskPath},if=virtio,format=${i.dataDiskFormat ?? "qcow2"}`);
+  }
+  argv.push(
+    "-netdev",
+    ["user", "id=n0", ...(i.userNetOptions ?? [])].join(","),
+    "-device",
+    "virtio-net-pci,netdev=n0",
+  );
   return argv;
 }
 

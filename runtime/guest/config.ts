@@ -5,8 +5,15 @@ import { readFileSync } from "node:fs";
 import { parseSecretRef } from "../protocol/secret-ref.js";
 import { WireFormatError } from "../protocol/errors.js";
 
-export type ProviderName = "auto" | "configfs-tsm" | "sev-guest" | "azure" | "simulator";
-export const PROVIDER_NAMES: readonly ProviderName[] = ["auto", "configfs-tsm", "sev-guest", "azure", "simulator"];
+export type ProviderName = "auto" | "configfs-tsm" | "sev-guest" | "azure" | "simulator" | "virtio-psp";
+export const PROVIDER_NAMES: readonly ProviderName[] = [
+  "auto",
+  "configfs-tsm",
+  "sev-guest",
+  "azure",
+  "simulator",
+  "virtio-psp",
+];
 
 export interface EvidenceConfig {
   /** Which evidence source to use; "auto" probes configfs-tsm, then /dev/sev-guest, then the Azure vTPM. */

@@ -11,6 +11,8 @@ import type { CoreOptions } from "../../runtime/server/vault/core.js";
 export interface TestRuntimeOptions {
   /** Serve HTTPS with a fresh runtime CA (caPem is returned). */
   tls?: boolean;
+  /** More names/addresses for the listener certificate. */
+  tlsHosts?: string[];
   /** Add or replace engine factories before start. */
   register?: (registry: BackendRegistry) => void;
   /** Secret engines to mount after start: path → type (+ options), e.g. { "pki/": { type: "pki" } }. */
@@ -41,6 +43,7 @@ export async function startTestRuntime(opts: TestRuntimeOptions = {}): Promise<T
   const rt = await startDevRuntime({
     port: 0,
     tls: opts.tls,
+    tlsHosts: opts.tlsHosts,
     registry,
     storage: opts.storage,
     core: opts.core,

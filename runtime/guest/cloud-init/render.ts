@@ -46,6 +46,8 @@ export interface UserDataInput {
   /** systemd units that need the secrets: the agent runs Before= them and they Require= it. */
   servicesNeedingSecrets?: string[];
   hostname?: string;
+  /** Public keys allowed to log in as the image's default user (public facts, part of the measured user-data). */
+  sshAuthorizedKeys?: string[];
   /** Public provisioning plan (same shape as the agent config sections). */
   provision?: Pick<Partial<EnclaiveletConfig>, "volume" | "ssh" | "tls" | "files" | "envFiles" | "hook" | "retry">;
   /** Extra public files (e.g. application config without secrets). */
@@ -173,6 +175,10 @@ export function renderUserData(input: NoSecrets<UserDataInput>): RenderedUserDat
 
   const doc: Record<string, unknown> = {};
   if (i.hostname) doc.hostname = i.hostname;
+  for (const [n, k] of (i.sshAuthorizedKeys ?? []).entries())
+    if (!/^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/=]+( [^\n]*)?$/.test(k))
+      throw new UserDataError(`sshAuthorizedKeys[${n}]`, "must be one OpenSSH public key line");
+  if (i.sshAuthorizedKeys?.length) doc.ssh_authorized_keys = i.sshAuthorizedKeys;
   // Fresh host keys per instance; the attested agent then installs the CA-signed ones.
   doc.ssh_deletekeys = true;
   doc.ssh_genkeytypes = ["ed25519"];
@@ -221,8 +227,9 @@ function renderUnit(agent: AgentDelivery, required: string[], orderedOnly: strin
     `ExecStart=${AGENT_BIN} run --config ${AGENT_CONFIG_PATH}`,
     // Retries with backoff live in the agent; this bounds the whole boot-time attempt.
     "TimeoutStartSec=20min",
-    "StandardOutput=journal",
-    "StandardError=journal",
+    // On the console too: the outcome (never a secret) is visible to whoever watches the boot.
+    "StandardOutput=journal+console",
+    "StandardError=journal+console",
     "",
     "[Install]",
     "WantedBy=multi-user.target",

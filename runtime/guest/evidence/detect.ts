@@ -6,6 +6,7 @@ import type { CommandRunner } from "../exec.js";
 import { azureProvider } from "./azure.js";
 import { configfsTsmProvider } from "./configfs-tsm.js";
 import { sevGuestProvider } from "./sev-guest.js";
+import { virtioPspProvider } from "./virtio-psp.js";
 import { EvidenceError, type EvidenceProvider } from "./types.js";
 
 export interface ProviderDeps {
@@ -27,6 +28,13 @@ export async function selectProvider(cfg: EvidenceConfig, deps: ProviderDeps = {
     if (!deps.simulator)
       throw new EvidenceError("simulator", "select", "the simulator provider is not available in this build");
     return deps.simulator();
+  }
+  // The local stack's simulated PSP (outside the guest, over virtio-serial): explicit only, like the simulator.
+  if (cfg.provider === "virtio-psp") {
+    const p = virtioPspProvider();
+    if (!(await p.available()))
+      throw new EvidenceError(p.name, "select", "configured provider is not present on this machine");
+    return p;
   }
   const all = candidateProviders(cfg, deps);
   if (cfg.provider !== "auto") {

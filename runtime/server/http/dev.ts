@@ -15,6 +15,8 @@ export interface DevRuntimeOptions {
   host?: string;
   port?: number;
   tls?: boolean;
+  /** More names/addresses for the listener certificate (e.g. the address guests reach it by). */
+  tlsHosts?: string[];
   registry?: BackendRegistry;
   storage?: Storage;
   rateLimits?: RateLimitRule[];
@@ -42,7 +44,7 @@ export async function startDevRuntime(o: DevRuntimeOptions = {}): Promise<DevRun
   let ca: { certPem: string; keyPem: string } | undefined;
   if (o.tls) {
     ca = await createRuntimeCa("Buckypaper dev runtime CA");
-    const leaf = await issueServerCert(ca, [host, "localhost", "127.0.0.1"]);
+    const leaf = await issueServerCert(ca, [host, "localhost", "127.0.0.1", ...(o.tlsHosts ?? [])]);
     https = { key: leaf.keyPem, cert: leaf.certPem };
   }
   const physical = o.storage ?? new MemoryStorage();

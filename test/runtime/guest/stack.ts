@@ -17,10 +17,13 @@ export interface EnclaiveletStack {
   caSha256: string;
 }
 
-export async function startEnclaiveletStack(): Promise<EnclaiveletStack> {
-  const sim = await createSnpSimulator({ product: "Genoa", rsaBits: 2048 });
+export async function startEnclaiveletStack(
+  o: { sim?: SnpSimulator; tlsHosts?: string[]; webMeasurement?: string } = {},
+): Promise<EnclaiveletStack> {
+  const sim = o.sim ?? (await createSnpSimulator({ product: "Genoa", rsaBits: 2048 }));
   const rt = await startTestRuntime({
     tls: true,
+    tlsHosts: o.tlsHosts,
     register: (r) => registerNitrideEngines(r),
     core: { responseSealer },
   });
@@ -64,7 +67,7 @@ export async function startEnclaiveletStack(): Promise<EnclaiveletStack> {
   await admin("PUT", "nitride/workloads/web", {
     description: "web tier",
     platforms: ["snp"],
-    reference_values: { snp_measurements: [GOOD_MEASUREMENT] },
+    reference_values: { snp_measurements: [o.webMeasurement ?? GOOD_MEASUREMENT] },
     secrets: {
       kv: ["secret/data/web/db", "secret/data/web/api"],
       disk_key: true,

@@ -1,0 +1,91 @@
+// Evidence from the local stack's simulated PSP, which lives OUTSIDE the guest (runtime/sim/qemu/psp.ts)
+// and is reached over a virtio-serial port — the stand-in for the SNP guest request channel that QEMU
+// under TCG cannot offer. One request per open: the guest writes a JSON line with the 64-byte
+// REPORT_DATA, the host answers with a report signed by the simulated platform key, whose MEASUREMENT
+// the host computed from the files QEMU was started with (the guest cannot choose it).
+// Never auto-detected: a host can attach any channel it likes, and only a runtime configured to trust
+// the simulated platform accepts what comes back (its verdicts are then marked simulated).
+import { open } from "node:fs/promises";
+import { EvidenceError, type EvidenceProvider } from "./types.js";
+
+export const VIRTIO_PSP_PORT_NAME = "org.buckypaper.psp.0";
+export const VIRTIO_PSP_PORT = `/dev/virtio-ports/${VIRTIO_PSP_PORT_NAME}`;
+const NAME = "virtio-psp";
+const MAX_ANSWER = 64 * 1024;
+
+export interface VirtioPspOptions {
+  port?: string;
+  timeoutMs?: number;
+}
+
+export function virtioPspProvider(o: VirtioPspOptions = {}): EvidenceProvider {
+  const port = o.port ?? VIRTIO_PSP_PORT;
+  const timeoutMs = o.timeoutMs ?? 60_000;
+  return {
+    name: NAME,
+    async available() {
+      try {
+        await (await open(port, "r")).close();
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    async collect(reportData) {
+      if (reportData.length !== 64)
+        throw new EvidenceError(NAME, "report", `REPORT_DATA must be 64 bytes, got ${reportData.length}`);
+      let fh;
+      try {
+        fh = await open(port, "r+");
+      } catch (e) {
+        throw new EvidenceError(NAME, "open", `${port}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      }
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        await fh.write(`${JSON.stringify({ report_data: reportData.toString("hex") })}\n`);
+        const answer = await Promise.race([
+          readLine(fh),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(
+              () => reject(new EvidenceError(NAME, "report", `no answer on ${port} within ${timeoutMs} ms`)),
+              timeoutMs,
+            );
+          }),
+        ]);
+        let msg: { report?: unknown; cert_table?: unknown; error?: unknown };
+        try {
+          msg = JSON.parse(answer) as typeof msg;
+        } catch {
+          throw new EvidenceError(NAME, "report", "the answer is not JSON");
+        }
+        if (typeof msg.error === "string") throw new EvidenceError(NAME, "report", `the PSP refused: ${msg.error}`);
+        if (typeof msg.report !== "string" || (msg.cert_table !== undefined && typeof msg.cert_table !== "string"))
+          throw new EvidenceError(NAME, "report", "the answer has no report");
+        return {
+          kind: "snp",
+          report: msg.report,
+          ...(msg.cert_table !== undefined ? { cert_table: msg.cert_table as string } : {}),
+        };
+      } finally {
+        clearTimeout(timer);
+        await fh.close().catch(() => {});
+      }
+    },
+  };
+}
+
+async function readLine(fh: import("node:fs/promises").FileHandle): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for (;;) {
+    const buf = Buffer.alloc(8192);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+    if (bytesRead === 0) throw new EvidenceError(NAME, "report", "the channel closed before an answer");
+    const part = buf.subarray(0, bytesRead);
+    const nl = part.indexOf(0x0a);
+    chunks.push(nl >= 0 ? part.subarray(0, nl) : part);
+    size += part.length;
+    if (nl >= 0) return Buffer.concat(chunks).toString("utf8");
+    if (size > MAX_ANSWER) throw new EvidenceError(NAME, "report", "the answer is too long");
+  }
+}

@@ -1,0 +1,158 @@
+// Boots a real QEMU guest the way the local stack's "hardware" would: the simulated PSP first measures
+// the exact files named by the QEMU command line (-bios, -kernel, -initrd, -append, -smp, -cpu), then
+// QEMU starts with that same command line plus one virtio-serial port wired to the PSP (the stand-in
+// for the SNP guest-request channel). The argv is the one the QEMU/Proxmox components produce for a
+// real SNP host minus the sev-snp-guest object (Debian's QEMU 7.2 has none, and TCG cannot run it).
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
+import path from "node:path";
+import type { SnpSimulator } from "../snp.js";
+import { measureLaunch, type LaunchMeasurement } from "../localvm/psp.js";
+import { LocalVmError } from "../localvm/errors.js";
+import { startSimulatedPsp, type SimulatedPsp } from "./psp.js";
+import { VIRTIO_PSP_PORT_NAME } from "../../guest/evidence/virtio-psp.js";
+
+export type Accel = "kvm" | "tcg";
+
+/** The boot inputs QEMU would load, read from its command line. */
+export function bootInputsOf(argv: string[]): {
+  firmware: string;
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  vcpus: number;
+  vcpuType: string;
+} {
+  const val = (flag: string) => {
+    const i = argv.lastIndexOf(flag);
+    return i >= 0 && i + 1 < argv.length ? argv[i + 1] : undefined;
+  };
+  const firmware = val("-bios");
+  if (!firmware) throw new LocalVmError("argv", "has no -bios (the firmware the PSP measures)");
+  const smp = val("-smp") ?? "1";
+  const vcpus = Number(/^(?:cpus=)?(\d+)/.exec(smp)?.[1]);
+  return {
+    firmware,
+    kernel: val("-kernel"),
+    initrd: val("-initrd"),
+    append: val("-append"),
+    vcpus,
+    vcpuType: (val("-cpu") ?? "qemu64").split(",")[0],
+  };
+}
+
+let kvmVerdict: Accel | undefined;
+
+/** KVM when it really runs a guest here (a /dev/kvm that cannot run stock kernels, like a PVM
+ *  module, fails with "KVM internal error"), else TCG. BUCKYPAPER_ACCEL=kvm|tcg overrides. */
+export function usableAccel(firmware = "/usr/share/ovmf/OVMF.fd"): Accel {
+  const forced = process.env.BUCKYPAPER_ACCEL;
+  if (forced === "kvm" || forced === "tcg") return forced;
+  if (kvmVerdict) return kvmVerdict;
+  kvmVerdict = "tcg";
+  if (existsSync("/dev/kvm") && existsSync(firmware)) {
+    const r = spawnSync(
+      "timeout",
+      ["6", "qemu-system-x86_64", "-accel", "kvm", "-machine", "q35", "-m", "128M", "-nodefaults", "-nographic"],
+      { encoding: "utf8", input: "" },
+    );
+    // Still running when the timeout killed it (124) and no KVM error: KVM works.
+    const out = `${r.stdout}${r.stderr}`;
+    if (r.status === 124 && !/KVM internal error|failed to initialize kvm|Could not access KVM/i.test(out))
+      kvmVerdict = "kvm";
+  }
+  return kvmVerdict;
+}
+
+export interface GuestLaunchOptions {
+  name: string;
+  /** The command line the components produce (qemuGuestArgv), program name first. */
+  argv: string[];
+  /** The simulated platform (the "chip") whose key signs the reports. */
+  sim: SnpSimulator;
+  /** Holds psp.sock and console.log. */
+  stateDir: string;
+  /** Replaces the argv's -accel (default: usableAccel()). */
+  accel?: Accel;
+}
+
+export interface RunningGuest {
+  name: string;
+  launch: LaunchMeasurement;
+  psp: SimulatedPsp;
+  qemu: ChildProcess;
+  consoleLog: string;
+  argv: string[];
+  /** Resolves with the first console line matching `re` (rejects when QEMU exits or on timeout). */
+  waitForConsole(re: RegExp, timeoutMs: number): Promise<string>;
+  console(): string;
+  stop(): Promise<void>;
+}
+
+export async function launchGuest(o: GuestLaunchOptions): Promise<RunningGuest> {
+  // 1. The PSP measures what QEMU will load: the files named on the command line, read now.
+  const launch = measureLaunch(bootInputsOf(o.argv));
+  const psp = await startSimulatedPsp({
+    sim: o.sim,
+    measurement: launch.measurement,
+    socketPath: path.join(o.stateDir, "psp.sock"),
+  });
+  // 2. QEMU with the same command line, the accelerator that works here, and the PSP port.
+  const argv = [...o.argv];
+  const ai = argv.indexOf("-accel");
+  const accel = o.accel ?? usableAccel(bootInputsOf(argv).firmware);
+  if (ai >= 0) argv[ai + 1] = accel;
+  else argv.push("-accel", accel);
+  argv.push(
+    "-chardev",
+    `socket,id=bkpsp,path=${psp.socketPath}`,
+    "-device",
+    "virtio-serial-pci,id=bkvser",
+    "-device",
+    `virtserialport,chardev=bkpsp,name=${VIRTIO_PSP_PORT_NAME}`,
+  );
+  const consoleLog = path.join(o.stateDir, "console.log");
+  const fd = openSync(consoleLog, "w", 0o600);
+  const qemu = spawn(argv[0], argv.slice(1), { stdio: ["pipe", fd, fd] });
+  closeSync(fd);
+  const exited = new Promise<number | null>((resolve) => qemu.once("exit", (code) => resolve(code)));
+  const consoleText = () => {
+    try {
+      return readFileSync(consoleLog, "utf8");
+    } catch {
+      return "";
+    }
+  };
+  return {
+    name: o.name,
+    launch,
+    psp,
+    qemu,
+    consoleLog,
+    argv,
+    console: consoleText,
+    async waitForConsole(re, timeoutMs) {
+      const deadline = Date.now() + timeoutMs;
+      let done = false;
+      void exited.then(() => (done = true));
+      for (;;) {
+        const m = consoleText()
+          .split(/\r?\n/)
+          .find((l) => re.test(l));
+        if (m) return m;
+        if (done) throw new LocalVmError(o.name, `QEMU exited before the console showed ${re}`);
+        if (Date.now() > deadline) throw new LocalVmError(o.name, `the console did not show ${re} in ${timeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    },
+    async stop() {
+      if (qemu.exitCode === null && qemu.signalCode === null) {
+        qemu.kill("SIGTERM");
+        const t = setTimeout(() => qemu.kill("SIGKILL"), 5000);
+        await exited;
+        clearTimeout(t);
+      }
+      await psp.close();
+    },
+  };
+}
