@@ -47,7 +47,11 @@ export class QemuConfidentialVm extends pulumi.ComponentResource {
     const expected = expectedQemuLaunch(who, tee, args.boot, vcpus, cpuModel, memoryMb);
     // The data disk is the third virtio disk (/dev/vdc, where the user-data unlocks it): boot disk first.
     if (args.dataVolume && !args.diskPath)
-      throw new ConfigError(who, "dataVolume", "needs diskPath (the data disk is attached after the boot disk and the seed, as /dev/vdc)");
+      throw new ConfigError(
+        who,
+        "dataVolume",
+        "needs diskPath (the data disk is attached after the boot disk and the seed, as /dev/vdc)",
+      );
     const guest = registerGuest(this, name, {
       platform: Platform.Qemu,
       tee,
@@ -129,7 +133,9 @@ export class QemuConfidentialVm extends pulumi.ComponentResource {
       {
         parent: this,
         dependsOn: [seed, guest.workload, ...(dataDisk ? [dataDisk] : [])],
-        replaceOnChanges: ["triggers[*]"], deleteBeforeReplace: true },
+        replaceOnChanges: ["triggers[*]"],
+        deleteBeforeReplace: true,
+      },
     );
 
     this.unitName = vm.stdout.apply(() => unit);

@@ -73,12 +73,7 @@ export function qemuGuestArgv(i: QemuGuestInputs): string[] {
       throw new Error("qemuGuestArgv: dataDiskPath needs diskPath and seedIsoPath (the data disk must be /dev/vdc)");
     argv.push("-drive", `file=${i.dataDiskPath},if=virtio,format=${i.dataDiskFormat ?? "qcow2"}`);
   }
-  argv.push(
-    "-netdev",
-    ["user", "id=n0", ...(i.userNetOptions ?? [])].join(","),
-    "-device",
-    "virtio-net-pci,netdev=n0",
-  );
+  argv.push("-netdev", ["user", "id=n0", ...(i.userNetOptions ?? [])].join(","), "-device", "virtio-net-pci,netdev=n0");
   return argv;
 }
 

@@ -1,21 +1,41 @@
-// How a workload binds Nitride's nonce and its ephemeral public key into the 64-byte REPORT_DATA.
-//   REPORT_DATA = SHA-512( "buckypaper-v1" ‖ nonce ‖ SPKI-DER(ephemeral public key) )
-// A domain-separation prefix keeps these bytes from meaning anything in another protocol; SHA-512
-// fills the 64 bytes exactly, so no padding convention is needed.
+// How a workload binds Nitride's nonce, its ephemeral public key and (when the workload registers one)
+// the SHA-256 of the user-data it booted with into the 64-byte REPORT_DATA:
+//   v1 (no user-data bound): SHA-512( "buckypaper-v1" ‖ nonce ‖ SPKI-DER(ephemeral public key) )
+//   v2 (user-data bound):    SHA-512( "buckypaper-v2" ‖ u32be(len nonce) ‖ nonce ‖ SHA-256(user-data) ‖ SPKI-DER )
+// A domain-separation prefix keeps these bytes from meaning anything in another protocol (and v1 from
+// ever equalling v2); SHA-512 fills the 64 bytes exactly, so no padding convention is needed. The
+// user-data hash is fixed-length and the nonce length-prefixed, so no two inputs share an encoding.
 // reportDataCheck compares the evidence's REPORT_DATA with what the caller expects (this binding, or a value).
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { Check } from "./types.js";
 import type { Policy } from "./policy.js";
 import type { AppraiseOptions } from "./options.js";
 
-const DOMAIN = Buffer.from("buckypaper-v1", "utf8");
+const DOMAIN_V1 = Buffer.from("buckypaper-v1", "utf8");
+const DOMAIN_V2 = Buffer.from("buckypaper-v2", "utf8");
 
-export function reportDataFor(nonce: Uint8Array, ephemeralSpkiDer: Uint8Array): Buffer {
-  return createHash("sha512").update(DOMAIN).update(nonce).update(ephemeralSpkiDer).digest();
+export function reportDataFor(nonce: Uint8Array, ephemeralSpkiDer: Uint8Array, userDataSha256?: Uint8Array): Buffer {
+  if (userDataSha256 === undefined)
+    return createHash("sha512").update(DOMAIN_V1).update(nonce).update(ephemeralSpkiDer).digest();
+  if (userDataSha256.length !== 32) throw new Error(`userDataSha256 must be 32 bytes, got ${userDataSha256.length}`);
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(nonce.length);
+  return createHash("sha512")
+    .update(DOMAIN_V2)
+    .update(len)
+    .update(nonce)
+    .update(userDataSha256)
+    .update(ephemeralSpkiDer)
+    .digest();
 }
 
-export function reportDataMatches(reportData: Uint8Array, nonce: Uint8Array, ephemeralSpkiDer: Uint8Array): boolean {
-  const want = reportDataFor(nonce, ephemeralSpkiDer);
+export function reportDataMatches(
+  reportData: Uint8Array,
+  nonce: Uint8Array,
+  ephemeralSpkiDer: Uint8Array,
+  userDataSha256?: Uint8Array,
+): boolean {
+  const want = reportDataFor(nonce, ephemeralSpkiDer, userDataSha256);
   return reportData.length === 64 && timingSafeEqual(Buffer.from(reportData), want);
 }
 
@@ -66,7 +86,8 @@ const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 
 /** The expected 64-byte REPORT_DATA of an appraisal (zero-padded on the right); a string explains a bad value. */
 function expectedData(opts: AppraiseOptions): Uint8Array | undefined | string {
-  if (opts.binding) return reportDataFor(opts.binding.nonce, opts.binding.publicKeySpki);
+  if (opts.binding)
+    return reportDataFor(opts.binding.nonce, opts.binding.publicKeySpki, opts.binding.userDataSha256);
   const e = opts.expectedReportData;
   if (!e) return undefined;
   if (e.length > 64) return `expected REPORT_DATA is ${e.length} bytes; at most 64`;
@@ -96,7 +117,7 @@ export function reportDataCheck(actualHex: string | undefined, policy: Policy, o
     id,
     ok,
     detail: ok
-      ? "REPORT_DATA equals the expected binding (nonce + key)"
+      ? `REPORT_DATA equals the expected binding (nonce + key${opts.binding?.userDataSha256 ? " + user-data" : ""})`
       : `REPORT_DATA ${actualHex.slice(0, 16)}… does not match the expected ${hex(want).slice(0, 16)}…`,
   };
 }

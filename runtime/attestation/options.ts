@@ -11,7 +11,7 @@ export interface AppraiseOptions {
   /** Expected 64-byte REPORT_DATA (shorter values are zero-padded on the right, as Azure's SHA-256 ‖ 0^32). */
   expectedReportData?: Uint8Array;
   /** Alternative to expectedReportData: derive it from Nitride's nonce and the workload's key (binding.ts). */
-  binding?: { nonce: Uint8Array; publicKeySpki: Uint8Array };
+  binding?: { nonce: Uint8Array; publicKeySpki: Uint8Array; userDataSha256?: Uint8Array };
   /** Explain mode: same checks, no side effects (no network, no cache writes); claims even when rejected. */
   explain?: boolean;
   /** SNP v2 reports only: the product when neither the report nor its VEK names it. */

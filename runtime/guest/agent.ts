@@ -37,6 +37,8 @@ export interface AgentDeps extends ProviderDeps {
   sleep?: (ms: number) => Promise<void>;
   now?: () => number;
   onAttestRequest?: AttestObserver;
+  /** SHA-256 (hex) of the user-data the agent read itself (userdata.ts): bound into the evidence. */
+  userDataSha256?: string;
 }
 
 function classify(e: unknown): { reason: FailureReason; message: string } {
@@ -64,7 +66,13 @@ export async function runAgent(cfg: EnclaiveletConfig, deps: AgentDeps = {}): Pr
     log({ level: "info", event: "evidence.provider", provider: provider.name });
 
     // 1. Attest and log in (a fresh nonce per attempt: nonces are single use).
-    const s = await withBackoff("attest", () => attest(client, cfg, provider, log, deps.onAttestRequest), backoff, log);
+    if (deps.userDataSha256) log({ level: "info", event: "user-data.measured", sha256: deps.userDataSha256 });
+    const s = await withBackoff(
+      "attest",
+      () => attest(client, cfg, provider, log, deps.onAttestRequest, deps.userDataSha256),
+      backoff,
+      log,
+    );
 
     // 2. Everything from the runtime, in memory; nothing is written yet. SSH host keys are
     //    prepared first (generated in a private temp dir if missing) so their certificates come

@@ -80,6 +80,7 @@ export type AttestObserver = (request: {
   evidence: WireEvidence;
   ephemeral_public_key: string;
   mlkem_public_key?: string;
+  user_data_sha256?: string;
 }) => void;
 
 export async function attest(
@@ -88,6 +89,8 @@ export async function attest(
   provider: EvidenceProvider,
   log: Logger,
   observe?: AttestObserver,
+  /** SHA-256 (hex) of the user-data this guest booted with: bound into REPORT_DATA (binding v2). */
+  userDataSha256?: string,
 ): Promise<AttestedSession> {
   const challenge = await client.request("POST", "nitride/challenge", { body: { workload_id: cfg.workloadId } });
   const nonceText = envelope(challenge.body).nonce;
@@ -95,10 +98,20 @@ export async function attest(
   const ephemeral = newEphemeralKey();
   // AWS/GCE: the vTPM's attestation key is bound into REPORT_DATA too, and the quote carries SHA-256 of it.
   const vtpm = cfg.evidence.vtpm ? new Vtpm(cfg.evidence.vtpm) : undefined;
+  if (vtpm && userDataSha256 !== undefined)
+    throw new EvidenceError(
+      "vtpm",
+      "binding",
+      "measured user-data together with a vTPM binding is not implemented yet",
+    );
   const akPublic = vtpm ? await vtpm.attestationKey() : undefined;
   const reportData = akPublic
     ? reportDataForVtpm(nonce, boundKeyMaterial(ephemeral), akPublic)
-    : reportDataFor(nonce, boundKeyMaterial(ephemeral));
+    : reportDataFor(
+        nonce,
+        boundKeyMaterial(ephemeral),
+        userDataSha256 !== undefined ? Buffer.from(userDataSha256, "hex") : undefined,
+      );
   const evidence = await provider.collect(reportData);
   if (vtpm) {
     if (evidence.kind !== "snp" && evidence.kind !== "tdx")
@@ -120,6 +133,7 @@ export async function attest(
     evidence,
     ephemeral_public_key: ephemeral.spkiDer.toString("base64"),
     ...(ephemeral.mlkem ? { mlkem_public_key: Buffer.from(ephemeral.mlkem.publicKey).toString("base64") } : {}),
+    ...(userDataSha256 !== undefined ? { user_data_sha256: userDataSha256 } : {}),
   };
   observe?.(request);
   let attested;

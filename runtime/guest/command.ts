@@ -13,16 +13,19 @@ import {
 import { runAgent } from "./agent.js";
 import { candidateProviders } from "./evidence/detect.js";
 import { formatLogLine } from "./log.js";
+import { measuredConfig, readUserData, USER_DATA_SOURCES, UserDataReadError, type UserDataSource } from "./userdata.js";
 
 export interface CommandIo {
   out(text: string): void;
   err(text: string): void;
 }
 
-export const USAGE = `usage: enclaivelet run --config FILE [--provider ${PROVIDER_NAMES.join("|")}] [--root DIR]
+export const USAGE = `usage: enclaivelet run (--config FILE | --user-data ${USER_DATA_SOURCES.join("|")}|FILE) [--provider ${PROVIDER_NAMES.join("|")}] [--root DIR]
        enclaivelet detect [--config FILE]
 
-run      attest to Nitride, fetch this workload's secrets and provision them (exit 0 ok, 1 failed)
+run      attest to Nitride, fetch this workload's secrets and provision them (exit 0 ok, 1 failed);
+         with --user-data the agent reads the user-data itself, takes its config from it and binds
+         its SHA-256 into the evidence (measured user-data)
 detect   list the evidence sources present on this machine`;
 
 class Usage extends Error {}
@@ -45,13 +48,14 @@ async function dispatch(argv: string[], io: CommandIo): Promise<number> {
     io.out(USAGE);
     return sub ? 0 : 2;
   }
-  let values: { config?: string; provider?: string; root?: string; help?: boolean };
+  let values: { config?: string; "user-data"?: string; provider?: string; root?: string; help?: boolean };
   try {
     values = parseArgs({
       args: rest,
       strict: true,
       options: {
         config: { type: "string" },
+        "user-data": { type: "string" },
         provider: { type: "string" },
         root: { type: "string" },
         help: { type: "boolean", short: "h" },
@@ -65,8 +69,30 @@ async function dispatch(argv: string[], io: CommandIo): Promise<number> {
     return 0;
   }
   if (sub === "run") {
-    if (!values.config) throw new Usage(`--config is required\n\n${USAGE}`);
-    const raw = loadConfig(values.config);
+    if (!values.config === !values["user-data"])
+      throw new Usage(`exactly one of --config and --user-data is required\n\n${USAGE}`);
+    let raw: EnclaiveletConfig;
+    let userDataSha256: string | undefined;
+    if (values["user-data"] !== undefined) {
+      const src = values["user-data"];
+      const source = USER_DATA_SOURCES.includes(src as UserDataSource)
+        ? (src as UserDataSource)
+        : src.startsWith("/")
+          ? { file: src }
+          : undefined;
+      if (!source) throw new Usage(`--user-data: must be ${USER_DATA_SOURCES.join(", ")} or an absolute file path`);
+      let bytes: Buffer;
+      try {
+        bytes = await readUserData(source);
+      } catch (e) {
+        if (!(e instanceof UserDataReadError)) throw e;
+        io.out(formatLogLine({ level: "error", event: "failed", reason: "user-data", error: e.message }));
+        return 1;
+      }
+      const m = measuredConfig(bytes);
+      raw = m.config;
+      userDataSha256 = m.sha256;
+    } else raw = loadConfig(values.config!);
     if (values.provider !== undefined && !PROVIDER_NAMES.includes(values.provider as ProviderName))
       throw new Usage(`--provider: must be one of ${PROVIDER_NAMES.join(", ")}`);
     const cfg: EnclaiveletConfig = {
@@ -74,7 +100,7 @@ async function dispatch(argv: string[], io: CommandIo): Promise<number> {
       ...(values.root !== undefined ? { root: rootFlag(values.root) } : {}),
       evidence: { ...raw.evidence, ...(values.provider ? { provider: values.provider as ProviderName } : {}) },
     };
-    return (await runAgent(cfg, { log: (e) => io.out(formatLogLine(e)) })).exitCode;
+    return (await runAgent(cfg, { log: (e) => io.out(formatLogLine(e)), userDataSha256 })).exitCode;
   }
   if (sub === "detect") {
     const cfg = values.config

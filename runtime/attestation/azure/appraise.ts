@@ -34,7 +34,7 @@ export interface AzureVerifyOptions {
   /** Expected REPORT_DATA the workload bound into the runtime claims' "user-data" (zero-padded to 64). */
   expectedReportData?: Uint8Array;
   /** Nitride's nonce + workload key: expected "user-data" = binding.ts reportDataFor(nonce, key). */
-  binding?: { nonce: Uint8Array; publicKeySpki: Uint8Array };
+  binding?: { nonce: Uint8Array; publicKeySpki: Uint8Array; userDataSha256?: Uint8Array };
   /** Return claims even when verification fails (diagnostics); never use them for decisions. */
   explain?: boolean;
   /** Expected TPM quote extraData (the verifier's nonce). Default: SHA-256(expected REPORT_DATA) when one is given. */
@@ -55,7 +55,8 @@ function reject(e: AzureEvidence, checks: Check[]): Verdict {
 
 /** The REPORT_DATA the caller expects (binding.ts, or explicit, zero-padded); a string explains a bad value. */
 function expectedUserData(opts: AzureVerifyOptions): Uint8Array | string | undefined {
-  if (opts.binding) return reportDataFor(opts.binding.nonce, opts.binding.publicKeySpki);
+  if (opts.binding)
+    return reportDataFor(opts.binding.nonce, opts.binding.publicKeySpki, opts.binding.userDataSha256);
   if (!opts.expectedReportData) return undefined;
   if (opts.expectedReportData.length > 64) return "expected REPORT_DATA longer than 64 bytes";
   const want = new Uint8Array(64);

@@ -22,7 +22,12 @@ export type AgentDelivery =
    *  which the hash pin makes safe (use it when the artifact is served by the runtime's private CA). */
   | { kind: "download"; url: string; sha256: string; insecureTls?: boolean }
   /** Baked into the image at `installDir`. */
-  | { kind: "preinstalled" };
+  | { kind: "preinstalled" }
+  /** The kit image runs the agent itself before cloud-init's first user stage (boot-unit.ts): the
+   *  agent reads this user-data, takes its config from it and binds its SHA-256 into the evidence.
+   *  The user-data then carries only the config (no unit, no runcmd) and keeps the host keys the agent
+   *  has certified (ssh_deletekeys off). */
+  | { kind: "image" };
 
 export const INSTALL_DIR = "/opt/buckypaper";
 export const AGENT_CONFIG_PATH = "/etc/buckypaper/enclaivelet.json";
@@ -133,25 +138,28 @@ export function renderUserData(input: NoSecrets<UserDataInput>): RenderedUserDat
 
   const writeFiles: Record<string, unknown>[] = [
     { path: AGENT_CONFIG_PATH, content: configText, owner: "root:root", permissions: "0600" },
-    {
-      path: `/etc/systemd/system/${UNIT_NAME}`,
-      content: renderUnit(agent, units, sshUnits),
-      owner: "root:root",
-      permissions: "0644",
-    },
-    {
-      path: "/etc/systemd/system/enclaivelet-renew.service",
-      content: renderRenewService(agent),
-      owner: "root:root",
-      permissions: "0644",
-    },
-    {
-      path: "/etc/systemd/system/enclaivelet-renew.timer",
-      content: RENEW_TIMER,
-      owner: "root:root",
-      permissions: "0644",
-    },
   ];
+  if (agent.kind !== "image")
+    writeFiles.push(
+      {
+        path: `/etc/systemd/system/${UNIT_NAME}`,
+        content: renderUnit(agent, units, sshUnits),
+        owner: "root:root",
+        permissions: "0644",
+      },
+      {
+        path: "/etc/systemd/system/enclaivelet-renew.service",
+        content: renderRenewService(agent),
+        owner: "root:root",
+        permissions: "0644",
+      },
+      {
+        path: "/etc/systemd/system/enclaivelet-renew.timer",
+        content: RENEW_TIMER,
+        owner: "root:root",
+        permissions: "0644",
+      },
+    );
   if (agent.kind === "download") {
     writeFiles.push({
       path: FETCH_SCRIPT_PATH,
@@ -179,22 +187,24 @@ export function renderUserData(input: NoSecrets<UserDataInput>): RenderedUserDat
     if (!/^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/=]+( [^\n]*)?$/.test(k))
       throw new UserDataError(`sshAuthorizedKeys[${n}]`, "must be one OpenSSH public key line");
   if (i.sshAuthorizedKeys?.length) doc.ssh_authorized_keys = i.sshAuthorizedKeys;
-  // Fresh host keys per instance; the attested agent then installs the CA-signed ones.
-  doc.ssh_deletekeys = true;
+  // Fresh host keys per instance; the attested agent then installs the CA-signed ones. With the image's
+  // agent the keys are made and certified before cloud-init runs, so cloud-init must keep them.
+  doc.ssh_deletekeys = agent.kind !== "image";
   doc.ssh_genkeytypes = ["ed25519"];
   if (agentConfig.evidence.provider === "azure" || i.vtpm) doc.packages = ["tpm2-tools"];
   // configfs must be mounted for the TSM report interface; bootcmd runs early on every boot.
   doc.bootcmd = [["sh", "-c", "mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config || true"]];
   doc.write_files = writeFiles;
-  doc.runcmd = [
-    ["systemctl", "daemon-reload"],
-    // `enable --now` of a oneshot waits for it: on first boot the secrets are in place before the
-    // dependent services are (re)started; on later boots systemd orders them by Before=/RequiredBy=.
-    ["systemctl", "enable", "--now", UNIT_NAME],
-    ["systemctl", "enable", "--now", "enclaivelet-renew.timer"],
-    ...units.map((u) => ["systemctl", "try-restart", u]),
-    ...sshUnits.map((u) => ["systemctl", "try-reload-or-restart", u]),
-  ];
+  if (agent.kind !== "image")
+    doc.runcmd = [
+      ["systemctl", "daemon-reload"],
+      // `enable --now` of a oneshot waits for it: on first boot the secrets are in place before the
+      // dependent services are (re)started; on later boots systemd orders them by Before=/RequiredBy=.
+      ["systemctl", "enable", "--now", UNIT_NAME],
+      ["systemctl", "enable", "--now", "enclaivelet-renew.timer"],
+      ...units.map((u) => ["systemctl", "try-restart", u]),
+      ...sshUnits.map((u) => ["systemctl", "try-reload-or-restart", u]),
+    ];
 
   const body = new Document(doc, { version: "1.1" }).toString({ lineWidth: 0 });
   const text = `#cloud-config\n# Buckypaper enclaivelet for workload ${i.workloadId} (${i.platform}${i.tee ? `, ${i.tee}` : ""}). No secrets here.\n${body}`;

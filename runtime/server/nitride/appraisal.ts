@@ -12,7 +12,32 @@ export interface AppraisalRequest {
   trust: TrustConfig;
   /** Nonce and ephemeral key the REPORT_DATA must bind; absent only in explain without a nonce. */
   binding?: { nonce: Uint8Array; publicKeySpki: Uint8Array };
+  /** SHA-256 (hex) of the user-data the guest says it booted with (it is bound into REPORT_DATA). */
+  userDataSha256?: string;
   explain?: boolean;
+}
+
+/** nitride.user-data: the user-data the guest booted with is the one registered at deploy time. The
+ *  REPORT_DATA check uses the REGISTERED hash, so a guest that misreports its hash fails that check;
+ *  this one only names the reason (changed or injected user-data) in the verdict and the audit log. */
+function userDataCheck(w: WorkloadDefinition, claimed: string | undefined): Check | undefined {
+  const want = w.reference_values.user_data_sha256;
+  if (!want) return undefined;
+  const id = "nitride.user-data";
+  if (!claimed)
+    return {
+      id,
+      ok: false,
+      detail:
+        "the workload binds its user-data, but the guest did not report a user-data hash (agent without user-data measurement?)",
+    };
+  return claimed === want
+    ? { id, ok: true, detail: "user-data SHA-256 equals the registered value" }
+    : {
+        id,
+        ok: false,
+        detail: `user-data SHA-256 ${claimed.slice(0, 16)}… differs from the registered ${want.slice(0, 16)}… (changed or injected user-data)`,
+      };
 }
 
 /** The policy actually applied: the workload's policy with its SNP reference measurements merged in. */
@@ -63,7 +88,10 @@ export async function appraiseForWorkload(r: AppraisalRequest): Promise<Verdict>
   try {
     v = await appraise(r.evidence, effectivePolicy(r.workload, !r.explain || r.binding !== undefined), {
       trust: r.trust,
-      binding: r.binding,
+      binding:
+        r.binding && r.workload.reference_values.user_data_sha256
+          ? { ...r.binding, userDataSha256: Buffer.from(r.workload.reference_values.user_data_sha256, "hex") }
+          : r.binding,
       explain: r.explain,
     });
   } catch (e) {
@@ -87,6 +115,8 @@ export async function appraiseForWorkload(r: AppraisalRequest): Promise<Verdict>
     });
   }
   if (v.claims) checks.push(referenceCheck(r.workload, v.claims));
+  const ud = userDataCheck(r.workload, r.userDataSha256);
+  if (ud) checks.push(ud);
   else
     checks.push({
       id: "nitride.reference-values",

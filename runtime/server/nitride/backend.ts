@@ -84,6 +84,15 @@ function rawJson(doc: object): LogicalResponse {
   return { data: { http_content_type: "application/json", http_raw_body: JSON.stringify(doc), http_status_code: 200 } };
 }
 
+/** The user-data hash the guest reports (optional; bound into REPORT_DATA when the workload registers one). */
+function userDataField(data: Record<string, unknown>): string | undefined {
+  const v = data.user_data_sha256;
+  if (v === undefined) return undefined;
+  if (typeof v !== "string" || !/^[0-9a-fA-F]{64}$/.test(v))
+    throw new LogicalError(400, "user_data_sha256: must be 64 hex digits");
+  return v.toLowerCase();
+}
+
 function nonceField(data: Record<string, unknown>): Buffer {
   const n = b64Field(data, "nonce")!;
   if (n.length !== 32) throw new LogicalError(400, "nonce: must be the 32-byte nonce from nitride/challenge");
@@ -422,6 +431,7 @@ export class NitrideBackend implements LogicalBackend, TableBackend {
       workload: rec.definition,
       trust: this.trust(c),
       binding: { nonce, publicKeySpki: bound.material },
+      userDataSha256: userDataField(req.data),
     });
     if (!verdict.accepted || !verdict.claims) {
       const failed = verdict.checks.filter((x) => !x.ok).map((x) => x.id);

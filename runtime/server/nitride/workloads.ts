@@ -28,6 +28,9 @@ export interface WorkloadDefinition {
     tdx: TdxReference[];
     /** Azure facts: claim name in the verdict's extra claims → expected value. */
     azure: Record<string, string>;
+    /** SHA-256 (hex) of the user-data the deployment rendered: the enclaivelet binds the hash of the
+     *  user-data it booted with into REPORT_DATA, so changed or injected user-data is refused. */
+    user_data_sha256?: string;
   };
   /** Appraisal policy (runtime/attestation/policy.ts); reference values are merged into it. */
   policy: Policy;
@@ -93,6 +96,12 @@ function obj(v: unknown, field: string): Record<string, unknown> {
   if (v === undefined || v === null) return {};
   if (typeof v !== "object" || Array.isArray(v)) throw new LogicalError(400, `${field}: must be an object`);
   return v as Record<string, unknown>;
+}
+
+function sha256Hex(v: unknown): string {
+  if (typeof v !== "string" || !/^[0-9a-fA-F]{64}$/.test(v))
+    throw new LogicalError(400, "reference_values.user_data_sha256: must be 64 hex digits (SHA-256 of the user-data)");
+  return v.toLowerCase();
 }
 
 /** Validates an operator's workload body into a definition; errors name the offending field. */
@@ -176,6 +185,7 @@ export function definitionFrom(data: Record<string, unknown>): WorkloadDefinitio
       snp_measurements: hex48List(rv.snp_measurements, "reference_values.snp_measurements"),
       tdx,
       azure,
+      ...(rv.user_data_sha256 !== undefined ? { user_data_sha256: sha256Hex(rv.user_data_sha256) } : {}),
     },
     policy,
     secrets,

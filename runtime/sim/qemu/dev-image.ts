@@ -10,6 +10,8 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, s
 import os from "node:os";
 import path from "node:path";
 import { spawn } from "node:child_process";
+import { symlinkSync } from "node:fs";
+import { MEASURED_UNIT_NAME, renderMeasuredUnit } from "../../guest/boot-unit.js";
 
 export const DEV_GUEST_SUITE = "bookworm";
 export const DEV_GUEST_PACKAGES = [
@@ -141,7 +143,10 @@ export async function devRootImage(
   artifact: { file: string; sha256: string },
   progress?: Progress,
 ): Promise<string> {
-  const img = path.join(g.dir, `rootfs-${artifact.sha256.slice(0, 16)}.img`);
+  // The image runs the agent before cloud-init (boot-unit.ts), reading the NoCloud seed itself.
+  const unit = renderMeasuredUnit("nocloud");
+  const key = createHash("sha256").update(artifact.sha256).update(unit).digest("hex").slice(0, 16);
+  const img = path.join(g.dir, `rootfs-${key}.img`);
   if (existsSync(img)) return img;
   progress?.("dev guest: root filesystem with this enclaivelet…");
   const stage = path.join(g.dir, `stage-${process.pid}`);
@@ -151,6 +156,17 @@ export async function devRootImage(
     mkdirSync(path.join(stage, "opt/buckypaper"), { recursive: true });
     await run(["tar", "-xzf", artifact.file, "-C", path.join(stage, "opt/buckypaper")]);
     writeFileSync(path.join(stage, "opt/buckypaper/.artifact-sha256"), `${artifact.sha256}\n`);
+    const units = path.join(stage, "etc/systemd/system");
+    writeFileSync(path.join(units, MEASURED_UNIT_NAME), unit);
+    for (const by of [
+      "cloud-init.service.requires",
+      "cloud-config.service.requires",
+      "cloud-final.service.requires",
+      "multi-user.target.wants",
+    ]) {
+      mkdirSync(path.join(units, by), { recursive: true });
+      symlinkSync(`../${MEASURED_UNIT_NAME}`, path.join(units, by, MEASURED_UNIT_NAME));
+    }
     const bytes = await duBytes(stage);
     const sizeMb = Math.ceil((bytes * 1.3) / 2 ** 20) + 256;
     const tmpImg = `${img}.tmp`;
@@ -164,7 +180,8 @@ export async function devRootImage(
   }
   // Older images of this guest are no longer needed.
   for (const f of readdirSync(g.dir))
-    if (/^rootfs-[0-9a-f]{16}\.img$/.test(f) && path.join(g.dir, f) !== img) rmSync(path.join(g.dir, f), { force: true });
+    if (/^rootfs-[0-9a-f]{16}\.img$/.test(f) && path.join(g.dir, f) !== img)
+      rmSync(path.join(g.dir, f), { force: true });
   return img;
 }
 

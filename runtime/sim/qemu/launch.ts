@@ -140,8 +140,10 @@ export async function launchGuest(o: GuestLaunchOptions): Promise<RunningGuest> 
           .split(/\r?\n/)
           .find((l) => re.test(l));
         if (m) return m;
-        if (done) throw new LocalVmError(o.name, `QEMU exited before the console showed ${re}`);
-        if (Date.now() > deadline) throw new LocalVmError(o.name, `the console did not show ${re} in ${timeoutMs} ms`);
+        const tail = () => consoleText().slice(-1500);
+        if (done) throw new LocalVmError(o.name, `QEMU exited before the console showed ${re}; console:\n${tail()}`);
+        if (Date.now() > deadline)
+          throw new LocalVmError(o.name, `the console did not show ${re} in ${timeoutMs} ms; console:\n${tail()}`);
         await new Promise((r) => setTimeout(r, 500));
       }
     },

@@ -6,6 +6,7 @@
 // real sshd, which a real ssh client then trusts through an @cert-authority line alone.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -54,6 +55,7 @@ describe.runIf(ready)("a real QEMU guest attests to the simulated PSP and is pro
   let work: string;
   let stack: EnclaiveletStack;
   let guest: RunningGuest;
+  let injected: RunningGuest;
   let sshPort: number;
   let userKey: string;
 
@@ -61,7 +63,7 @@ describe.runIf(ready)("a real QEMU guest attests to the simulated PSP and is pro
     work = mkdtempSync(path.join(os.tmpdir(), "bk-qemu-guest-"));
     const progress = (l: string) => console.log(l);
     const dev = await ensureDevGuest({ progress });
-    const artifact = await buildArtifact({ repoRoot: repoRoot(), out: path.join(work, "enclaivelet.tgz") });
+    const artifact = await buildArtifact({ repoRoot, out: path.join(work, "enclaivelet.tgz") });
     const rootImage = await devRootImage(dev, artifact, progress);
 
     sshPort = await freePort();
@@ -73,7 +75,8 @@ describe.runIf(ready)("a real QEMU guest attests to the simulated PSP and is pro
         sevObject: false,
         vcpus: 1,
         memoryMb: 1024,
-        cpuModel: "EPYC-v4",
+        // Debian's QEMU 7.2 has no EPYC-v4; the engine knows every model's VMSA signature.
+        cpuModel: "EPYC-Milan",
         firmwarePath: OVMF,
         kernelPath: dev.kernel,
         initrdPath: dev.initrd,
@@ -95,6 +98,7 @@ describe.runIf(ready)("a real QEMU guest attests to the simulated PSP and is pro
       runtimeUrl: `https://${GUEST_RUNTIME_ADDR}:${runtimePort}`,
       runtimeCaSha256: stack.caSha256,
       workloadId: "web",
+      agent: { kind: "image" },
       evidenceProvider: "virtio-psp",
       hostname: "web",
       sshAuthorizedKeys: [readFileSync(`${userKey}.pub`, "utf8").trim()],
@@ -105,6 +109,33 @@ describe.runIf(ready)("a real QEMU guest attests to the simulated PSP and is pro
         envFiles: [{ path: "/etc/web/app.env", vars: { DB_PASSWORD: "web/db#password" }, mode: "0600" }],
       },
     });
+    // Measured user-data: the deployment registers the hash of exactly what it rendered.
+    const userDataSha256 = createHash("sha256").update(ud.text).digest("hex");
+    await stack.admin("PUT", "nitride/workloads/web", {
+      platforms: ["snp"],
+      reference_values: { snp_measurements: [expected], user_data_sha256: userDataSha256 },
+      secrets: {
+        kv: ["secret/data/web/db", "secret/data/web/api"],
+        disk_key: true,
+        pki: { role: "pki/web", common_name: "web.example.com", alt_names: ["www.example.com"] },
+        ssh: { role: "ssh/host", principals: ["web.example.com"] },
+      },
+    });
+    // The host (or cloud) injects a runcmd after registration: same image, same firmware, same measurement.
+    const tampered = `${ud.text}runcmd:\n  - [sh, -c, "echo INJECTED-RUNCMD-RAN > /dev/console"]\n`;
+    const tdisks = prepareGuestDisks({
+      dir: path.join(work, "injected"),
+      baseImage: rootImage,
+      userData: tampered,
+      metaData: noCloudMetaData("injected-1", "web"),
+      dataDiskGb: 1,
+    });
+    injected = await launchGuest({
+      name: "injected",
+      argv: argvFor(runtimePort, tdisks),
+      sim,
+      stateDir: path.join(work, "injected"),
+    });
     const disks = prepareGuestDisks({
       dir: path.join(work, "web"),
       baseImage: rootImage,
@@ -112,26 +143,52 @@ describe.runIf(ready)("a real QEMU guest attests to the simulated PSP and is pro
       metaData: noCloudMetaData("web-1", "web"),
       dataDiskGb: 1,
     });
-    guest = await launchGuest({ name: "web", argv: argvFor(runtimePort, disks), sim, stateDir: path.join(work, "web") });
+    guest = await launchGuest({
+      name: "web",
+      argv: argvFor(runtimePort, disks),
+      sim,
+      stateDir: path.join(work, "web"),
+    });
     expect(guest.launch.measurement).toBe(expected);
     const t0 = Date.now();
-    await guest.waitForConsole(/"event":"(done|failed)"/, 600_000);
-    console.log(`web: provisioned ${Math.round((Date.now() - t0) / 1000)} s after QEMU started`);
+    await Promise.all([
+      guest
+        .waitForConsole(/"event":"(done|failed)"/, 900_000)
+        .then(() => console.log(`web: provisioned ${Math.round((Date.now() - t0) / 1000)} s after QEMU started`)),
+      injected.waitForConsole(/"event":"(done|failed)"/, 900_000),
+    ]);
   }, 1_200_000);
 
   afterAll(async () => {
     await guest?.stop();
+    await injected?.stop();
     await stack?.rt.close();
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
   it("the enclaivelet attested with a report from the PSP outside the guest and got its bundle", () => {
     const text = guest.console();
+    expect(text).toMatch(/"event":"user-data.measured"/);
     expect(text).toMatch(/"event":"evidence.provider","provider":"virtio-psp"/);
     expect(text).toMatch(/"event":"attest.ok"/);
     expect(text).toMatch(/"event":"done"/);
     expect(text).not.toMatch(/web-db-s3cret/);
     expect(guest.psp.requests.filter((r) => r.ok).length).toBeGreaterThanOrEqual(1);
+  });
+
+  it("injected user-data (a runcmd added after registration) is refused, nothing delivered, and never runs", async () => {
+    const text = injected.console();
+    expect(text).toMatch(/"event":"user-data.measured"/);
+    expect(text).toMatch(
+      /"event":"failed","reason":"refused".*nitride.user-data: user-data SHA-256 [0-9a-f]{16}… differs/,
+    );
+    expect(text).not.toMatch(/"event":"bundle.received"/);
+    // cloud-init's stages require the agent: the injected command never ran.
+    await new Promise((r) => setTimeout(r, 5000));
+    expect(injected.console()).not.toMatch(/^INJECTED-RUNCMD-RAN/m);
+    expect(
+      readFileSync(path.join(work, "injected", "data.qcow2")).includes(Buffer.from("LUKS\xba\xbe", "latin1")),
+    ).toBe(false);
   });
 
   it("a real ssh client trusts web through the runtime's SSH CA alone, and the data volume is dm-crypt", async () => {

@@ -1,0 +1,39 @@
+// The systemd unit a kit image carries to run the enclaivelet BEFORE cloud-init executes any of the
+// user-data (measured user-data, docs/attestation-chain.md):
+//   - After the network is up (systemd-networkd-wait-online: network-online.target itself is ordered
+//     after cloud-init.service, so it cannot be used here) and after cloud-init-local, which only
+//     locates the datasource and runs no user modules;
+//   - Before, and required by, cloud-init.service (bootcmd, write_files, …), cloud-config.service and
+//     cloud-final.service (runcmd): if attestation fails, no user-data code runs at all, and none runs
+//     before the agent has read and measured the user-data;
+//   - Before sshd, which then starts with the CA-signed host key the agent installed.
+// The agent reads the user-data itself (`--user-data <source>`) and takes its config from it.
+import type { UserDataSource } from "./userdata.js";
+
+export const MEASURED_UNIT_NAME = "enclaivelet-measured.service";
+export const AGENT_BIN = "/opt/buckypaper/enclaivelet/bin/enclaivelet";
+const CLOUD_INIT_STAGES = ["cloud-init.service", "cloud-config.service", "cloud-final.service"];
+
+export function renderMeasuredUnit(source: UserDataSource): string {
+  return [
+    "[Unit]",
+    "Description=Buckypaper enclaivelet: measure the user-data, attest, provision — before cloud-init runs any of it",
+    "DefaultDependencies=no",
+    "Wants=systemd-networkd-wait-online.service",
+    "After=systemd-networkd-wait-online.service cloud-init-local.service local-fs.target",
+    `Before=${[...CLOUD_INIT_STAGES, "ssh.service", "sshd.service"].join(" ")}`,
+    "",
+    "[Service]",
+    "Type=oneshot",
+    "RemainAfterExit=yes",
+    `ExecStart=${AGENT_BIN} run --user-data ${source}`,
+    "TimeoutStartSec=20min",
+    "StandardOutput=journal+console",
+    "StandardError=journal+console",
+    "",
+    "[Install]",
+    `RequiredBy=${CLOUD_INIT_STAGES.join(" ")}`,
+    "WantedBy=multi-user.target",
+    "",
+  ].join("\n");
+}
