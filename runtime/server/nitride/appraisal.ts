@@ -115,13 +115,13 @@ export async function appraiseForWorkload(r: AppraisalRequest): Promise<Verdict>
     });
   }
   if (v.claims) checks.push(referenceCheck(r.workload, v.claims));
-  const ud = userDataCheck(r.workload, r.userDataSha256);
-  if (ud) checks.push(ud);
   else
     checks.push({
       id: "nitride.reference-values",
       ok: false,
       detail: "no claims: the evidence did not verify far enough to compare reference values",
     });
+  const ud = userDataCheck(r.workload, r.userDataSha256);
+  if (ud) checks.push(ud);
   return { ...v, checks, accepted: v.accepted && checks.every((c) => c.ok) };
 }
