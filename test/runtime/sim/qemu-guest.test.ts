@@ -68,7 +68,7 @@ describe.runIf(ready)("a real QEMU guest attests to the simulated PSP and is pro
 
     sshPort = await freePort();
     // The argv is the component's; only the accelerator and the PSP port are the launcher's.
-    const argvFor = (runtimePort: number, disks: ReturnType<typeof prepareGuestDisks>) =>
+    const argvFor = (runtimePort: number, disks: ReturnType<typeof prepareGuestDisks>, sshHostPort?: number) =>
       qemuGuestArgv({
         name: "web",
         tee: Tee.SevSnp,
@@ -82,7 +82,7 @@ describe.runIf(ready)("a real QEMU guest attests to the simulated PSP and is pro
         initrdPath: dev.initrd,
         append: dev.append,
         ...disks,
-        userNetOptions: guestNetOptions({ runtimePort, sshHostPort: sshPort }),
+        userNetOptions: guestNetOptions({ runtimePort, sshHostPort }),
       });
     // What the PSP will measure, computed like the components do before the VM exists.
     const expected = measureLaunch(bootInputsOf(argvFor(1, { diskPath: "x", seedIsoPath: "y" }))).measurement;
