@@ -145,7 +145,7 @@ describe.runIf(ready)("a real QEMU guest attests to the simulated PSP and is pro
     });
     guest = await launchGuest({
       name: "web",
-      argv: argvFor(runtimePort, disks),
+      argv: argvFor(runtimePort, disks, sshPort),
       sim,
       stateDir: path.join(work, "web"),
     });
