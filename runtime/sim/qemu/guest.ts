@@ -3,7 +3,7 @@
 // loopback, one forward of the host's loopback to the guest's sshd), and its disks — a copy-on-write
 // overlay of the root image, the NoCloud seed with the rendered user-data, the data disk.
 import { spawnSync } from "node:child_process";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 
 /** The address guests reach the runtime at (QEMU guestfwd → host 127.0.0.1). */
@@ -66,8 +66,7 @@ export function prepareGuestDisks(o: {
   let dataDiskPath: string | undefined;
   if (o.dataDiskGb) {
     dataDiskPath = path.join(o.dir, "data.qcow2");
-    spawnSync("test", ["-e", dataDiskPath]).status === 0 ||
-      must(["qemu-img", "create", "-q", "-f", "qcow2", dataDiskPath, `${o.dataDiskGb}G`]);
+    if (!existsSync(dataDiskPath)) must(["qemu-img", "create", "-q", "-f", "qcow2", dataDiskPath, `${o.dataDiskGb}G`]);
   }
   return { diskPath, seedIsoPath, dataDiskPath };
 }
