@@ -102,7 +102,7 @@ export class QemuConfidentialVm extends pulumi.ComponentResource {
             .output(args.dataVolume.sizeGb ?? 10)
             .apply(
               (gb) =>
-                `mkdir -p ${shq(dir)} && { test -e ${shq(dir)}/data.qcow2 || qemu-img create -q -f qcow2 ${shq(dir)}/data.qcow2 ${Number(gb)}G; }`,
+                `mkdir -p ${shellQuote(dir)} && { test -e ${shellQuote(dir)}/data.qcow2 || qemu-img create -q -f qcow2 ${shellQuote(dir)}/data.qcow2 ${Number(gb)}G; }`,
             ),
         },
         { parent: this, retainOnDelete: true },
