@@ -86,8 +86,7 @@ const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 
 /** The expected 64-byte REPORT_DATA of an appraisal (zero-padded on the right); a string explains a bad value. */
 function expectedData(opts: AppraiseOptions): Uint8Array | undefined | string {
-  if (opts.binding)
-    return reportDataFor(opts.binding.nonce, opts.binding.publicKeySpki, opts.binding.userDataSha256);
+  if (opts.binding) return reportDataFor(opts.binding.nonce, opts.binding.publicKeySpki, opts.binding.userDataSha256);
   const e = opts.expectedReportData;
   if (!e) return undefined;
   if (e.length > 64) return `expected REPORT_DATA is ${e.length} bytes; at most 64`;

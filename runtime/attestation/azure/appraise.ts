@@ -55,8 +55,7 @@ function reject(e: AzureEvidence, checks: Check[]): Verdict {
 
 /** The REPORT_DATA the caller expects (binding.ts, or explicit, zero-padded); a string explains a bad value. */
 function expectedUserData(opts: AzureVerifyOptions): Uint8Array | string | undefined {
-  if (opts.binding)
-    return reportDataFor(opts.binding.nonce, opts.binding.publicKeySpki, opts.binding.userDataSha256);
+  if (opts.binding) return reportDataFor(opts.binding.nonce, opts.binding.publicKeySpki, opts.binding.userDataSha256);
   if (!opts.expectedReportData) return undefined;
   if (opts.expectedReportData.length > 64) return "expected REPORT_DATA longer than 64 bytes";
   const want = new Uint8Array(64);

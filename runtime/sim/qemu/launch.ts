@@ -44,16 +44,34 @@ export function bootInputsOf(argv: string[]): {
 let kvmVerdict: Accel | undefined;
 
 /** KVM when it really runs a guest here (a /dev/kvm that cannot run stock kernels, like a PVM
- *  module, fails with "KVM internal error"), else TCG. BUCKYPAPER_ACCEL=kvm|tcg overrides. */
+ *  module, fails with "KVM internal error"), else TCG. BK_QEMU_ACCEL=kvm|tcg overrides (as the image boot test). */
 export function usableAccel(firmware = "/usr/share/ovmf/OVMF.fd"): Accel {
-  const forced = process.env.BUCKYPAPER_ACCEL;
+  const forced = process.env.BK_QEMU_ACCEL ?? process.env.BUCKYPAPER_ACCEL;
   if (forced === "kvm" || forced === "tcg") return forced;
   if (kvmVerdict) return kvmVerdict;
   kvmVerdict = "tcg";
   if (existsSync("/dev/kvm") && existsSync(firmware)) {
     const r = spawnSync(
       "timeout",
-      ["6", "qemu-system-x86_64", "-accel", "kvm", "-machine", "q35", "-m", "128M", "-nodefaults", "-nographic"],
+      // With the guest's firmware: a PVM-style /dev/kvm runs SeaBIOS but stops OVMF with an emulation failure.
+      [
+        "8",
+        "qemu-system-x86_64",
+        "-accel",
+        "kvm",
+        "-machine",
+        "q35",
+        "-m",
+        "256M",
+        "-nodefaults",
+        "-nographic",
+        "-bios",
+        firmware,
+        "-serial",
+        "none",
+        "-monitor",
+        "none",
+      ],
       { encoding: "utf8", input: "" },
     );
     // Still running when the timeout killed it (124) and no KVM error: KVM works.
