@@ -111,6 +111,7 @@ export const kinds: Record<string, KindSpec> = {
       f("snpMeasurements", "list"),
       f("tdx", "objectList"),
       f("azure", "stringMap"),
+      f("userDataSha256", "string"),
       f("policy", "object"),
       f("kvSecrets", "list"),
       f("pki", "object"),
@@ -141,7 +142,12 @@ export const kinds: Record<string, KindSpec> = {
       const body: Record<string, unknown> = {
         description: i.description ?? "",
         platforms: i.platforms ?? [],
-        reference_values: { snp_measurements: i.snpMeasurements ?? [], tdx: i.tdx ?? [], azure: i.azure ?? {} },
+        reference_values: {
+          snp_measurements: i.snpMeasurements ?? [],
+          tdx: i.tdx ?? [],
+          azure: i.azure ?? {},
+          ...(i.userDataSha256 !== undefined ? { user_data_sha256: i.userDataSha256 } : {}),
+        },
         policy: i.policy ?? {},
         secrets,
       };
@@ -156,6 +162,7 @@ export const kinds: Record<string, KindSpec> = {
         snp_measurements?: string[];
         tdx?: unknown[];
         azure?: Record<string, string>;
+        user_data_sha256?: string;
       };
       const sec = (d.secrets ?? {}) as {
         kv?: string[];
@@ -169,6 +176,7 @@ export const kinds: Record<string, KindSpec> = {
         snpMeasurements: rv.snp_measurements,
         tdx: rv.tdx,
         azure: rv.azure,
+        ...(rv.user_data_sha256 !== undefined ? { userDataSha256: rv.user_data_sha256 } : {}),
         policy: d.policy,
         kvSecrets: sec.kv,
         diskKey: sec.disk_key,

@@ -165,6 +165,9 @@ export interface WorkloadArgs {
   tdx?: pulumi.Input<pulumi.Input<WorkloadTdxReference>[]>;
   /** Azure CVM facts: claim name → expected value. */
   azure?: pulumi.Input<Record<string, pulumi.Input<string>>>;
+  /** SHA-256 (hex) of the user-data the deployment rendered: a guest whose agent measured other user-data
+   *  (changed or injected) is refused. Only for images that run the agent before cloud-init (`--user-data`). */
+  userDataSha256?: pulumi.Input<string>;
   /** Appraisal policy (runtime/protocol/policy.ts; checked by the runtime's parsePolicy). */
   policy?: pulumi.Input<AppraisalPolicy>;
   /** Full KV v2 paths the workload may read once attested, e.g. "secret/data/web/db". */

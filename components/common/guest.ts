@@ -2,6 +2,7 @@
 // (expected launch state + policy + what it may receive) and its secrets with the runtime, and render
 // the user-data that makes the enclaivelet attest at boot. User-data carries no secret: only the
 // runtime URL, the runtime CA fingerprint and the workload id.
+import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { Secret, Workload, type WorkloadPkiArgs, type WorkloadSshArgs } from "../../provider/resources.js";
 import { renderUserData, type CloudPlatform, type UserDataInput } from "../../runtime/guest/cloud-init/index.js";
@@ -56,6 +57,11 @@ export interface GuestSpec {
   provision?: UserDataInput["provision"];
   /** AWS/GCE: the agent sends a vTPM quote + event log, its AK bound into REPORT_DATA. */
   vtpm?: boolean;
+  /** The image runs the enclaivelet before cloud-init and measures the user-data (kit image, local dev
+   *  guests): the user-data carries only the config and its SHA-256 is registered with the workload. */
+  agentInImage?: boolean;
+  /** Overrides the platform's evidence provider (the local real guests' `virtio-psp`). */
+  evidenceProvider?: UserDataInput["evidenceProvider"];
 }
 
 export interface GuestRegistration {
@@ -83,62 +89,79 @@ export function registerGuest(parent: pulumi.Resource, name: string, spec: Guest
   if (haveSecrets) {
     dependsOn.push(new Secret(`${name}-secrets`, { connection, path: kvPath, data: spec.secrets }, { parent }));
   }
-  const workload = new Workload(
-    `${name}-workload`,
-    {
-      connection,
-      workloadId: spec.workloadId,
-      platforms: [spec.evidencePlatform],
-      ...spec.reference,
-      policy: spec.policy ?? {},
-      kvSecrets: haveSecrets ? [kvDataPath(KV_MOUNT, kvPath)] : [],
-      diskKey: spec.dataVolume !== undefined,
-      ...(spec.pki ? { pki: spec.pki } : {}),
-      ...(spec.ssh ? { ssh: spec.ssh } : {}),
-      description: `${spec.platform} ${spec.tee} VM ${name}`,
-    },
-    { parent, dependsOn },
-  );
+  const newWorkload = (userDataSha256?: pulumi.Input<string>) =>
+    new Workload(
+      `${name}-workload`,
+      {
+        connection,
+        workloadId: spec.workloadId,
+        platforms: [spec.evidencePlatform],
+        ...spec.reference,
+        policy: spec.policy ?? {},
+        kvSecrets: haveSecrets ? [kvDataPath(KV_MOUNT, kvPath)] : [],
+        diskKey: spec.dataVolume !== undefined,
+        ...(spec.pki ? { pki: spec.pki } : {}),
+        ...(spec.ssh ? { ssh: spec.ssh } : {}),
+        description: `${spec.platform} ${spec.tee} VM ${name}`,
+        ...(userDataSha256 !== undefined ? { userDataSha256 } : {}),
+      },
+      { parent, dependsOn },
+    );
   const dataVolume = spec.dataVolume;
   // Application secrets reach the guest as one env file (0600) read from the workload's KV path,
   // unless the caller's provisioning plan says where they go.
   const envVars = Object.fromEntries(
     Object.keys(spec.secrets).map((k) => [envName(k), formatSecretRef({ path: kvPath, field: k })]),
   );
-  const rendered = pulumi
-    .all([
-      spec.vhsm.url,
-      spec.vhsm.caFingerprint,
-      workload.workloadId,
-      dataVolume?.mountPoint ?? "/data",
-      spec.vhsm.agentUrl,
-      spec.vhsm.agentSha256,
-    ])
-    .apply(([url, fp, id, mountPoint, agentUrl, agentSha256]) => {
-      const provision: NonNullable<UserDataInput["provision"]> = { ...spec.provision };
-      if (dataVolume)
-        provision.volume = {
-          device: spec.dataVolumeDevice ?? "/dev/vdb",
-          name: "bk-data",
-          filesystem: "ext4",
-          mountpoint: mountPoint,
-        };
-      if (haveSecrets && !provision.envFiles && !provision.files)
-        provision.envFiles = [{ path: APP_ENV_FILE, vars: envVars, mode: "0600" }];
-      return renderUserData({
-        platform: spec.platform as CloudPlatform,
-        tee: spec.tee === Tee.Tdx ? "tdx" : "snp",
-        runtimeUrl: url,
-        runtimeCaSha256: fp,
-        workloadId: id,
-        hostname: spec.hostname,
-        ...(spec.vtpm ? { vtpm: true } : {}),
-        // Downloaded and checked against the pinned SHA-256 when the Vhsm serves the artifact; else baked in.
-        agent:
-          agentUrl && agentSha256 ? { kind: "download", url: agentUrl, sha256: agentSha256 } : { kind: "preinstalled" },
-        ...(Object.keys(provision).length ? { provision } : {}),
-      } as UserDataInput);
-    });
+  const render = (workloadId: pulumi.Input<string>) =>
+    pulumi
+      .all([
+        spec.vhsm.url,
+        spec.vhsm.caFingerprint,
+        workloadId,
+        dataVolume?.mountPoint ?? "/data",
+        spec.vhsm.agentUrl,
+        spec.vhsm.agentSha256,
+      ])
+      .apply(([url, fp, id, mountPoint, agentUrl, agentSha256]) => {
+        const provision: NonNullable<UserDataInput["provision"]> = { ...spec.provision };
+        if (dataVolume)
+          provision.volume = {
+            device: spec.dataVolumeDevice ?? "/dev/vdb",
+            name: "bk-data",
+            filesystem: "ext4",
+            mountpoint: mountPoint,
+          };
+        if (haveSecrets && !provision.envFiles && !provision.files)
+          provision.envFiles = [{ path: APP_ENV_FILE, vars: envVars, mode: "0600" }];
+        return renderUserData({
+          platform: spec.platform as CloudPlatform,
+          tee: spec.tee === Tee.Tdx ? "tdx" : "snp",
+          runtimeUrl: url,
+          runtimeCaSha256: fp,
+          workloadId: id,
+          hostname: spec.hostname,
+          // Downloaded and checked against the pinned SHA-256 when the Vhsm serves the artifact; else baked in.
+          agent: spec.agentInImage
+            ? { kind: "image" }
+            : agentUrl && agentSha256
+              ? { kind: "download", url: agentUrl, sha256: agentSha256 }
+              : { kind: "preinstalled" },
+          ...(spec.evidenceProvider ? { evidenceProvider: spec.evidenceProvider } : {}),
+          ...(Object.keys(provision).length ? { provision } : {}),
+        } as UserDataInput);
+      });
+  // Measured user-data: rendered from the workload id we register (not the resource's output), so its
+  // hash can be part of the registration. Otherwise the user-data follows the registered workload.
+  let workload: Workload;
+  let rendered: ReturnType<typeof render>;
+  if (spec.agentInImage) {
+    rendered = render(spec.workloadId);
+    workload = newWorkload(rendered.apply((r) => createHash("sha256").update(r.text).digest("hex")));
+  } else {
+    workload = newWorkload();
+    rendered = render(workload.workloadId);
+  }
   const userData = rendered.apply((r) => r.text);
   const agentConfig = rendered.apply((r) => JSON.stringify(r.agentConfig));
   return {

@@ -26,6 +26,9 @@ export interface QemuConfidentialVmArgs {
   remoteDir?: string;
   secrets?: Record<string, pulumi.Input<string>>;
   dataVolume?: DataVolumeArgs;
+  /** The boot disk is the kit image, which runs the enclaivelet before cloud-init: the user-data is
+   *  measured (its SHA-256 registered and bound into the evidence; changed user-data is refused). */
+  agentInImage?: boolean;
 }
 
 export class QemuConfidentialVm extends pulumi.ComponentResource {
@@ -64,6 +67,7 @@ export class QemuConfidentialVm extends pulumi.ComponentResource {
       dataVolume: args.dataVolume,
       dataVolumeDevice: "/dev/vdc",
       hostname: name,
+      agentInImage: args.agentInImage,
     });
 
     const dir = args.remoteDir ?? `/var/lib/buckypaper/vms/${name}`;

@@ -1,5 +1,6 @@
 // Mocked-engine tests of the GCP, Azure, Proxmox and QEMU components and the cloud-neutral facade:
 // the cloud resources' inputs, the registered reference values, and preview-time validation.
+import { createHash } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
 import * as pulumi from "@pulumi/pulumi";
 import { installMocks, resolve, unsecret, type MockHarness } from "../support/pulumi-mocks.js";
@@ -277,6 +278,36 @@ describe.runIf(haveShared)("ProxmoxConfidentialVm and QemuConfidentialVm", () =>
     expect(create).toContain("sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x30000");
     expect(create).toContain("-bios /var/lib/buckypaper/vms/q1/firmware.fd");
     expect(String(unsecret(byName("q1-seed").inputs.create))).toContain("genisoimage");
+  });
+
+  it("QEMU host: the data volume's disk is created and attached third, as /dev/vdc where the user-data unlocks it", async () => {
+    const vm = new c.QemuConfidentialVm("q2", {
+      vhsm,
+      ssh,
+      boot: { firmware: ovmfPath },
+      diskPath: "/var/lib/images/kit.qcow2",
+      dataVolume: { sizeGb: 5 },
+    });
+    await resolve(vm.unitName);
+    expect(String(unsecret(byName("q2-data-disk").inputs.create))).toContain("qemu-img create -q -f qcow2");
+    const create = String(unsecret(byName("q2-vm").inputs.create));
+    const drives = [...create.matchAll(/-drive (\S+)/g)].map((m) => m[1]);
+    expect(drives).toHaveLength(3);
+    expect(drives[2]).toContain("file=/var/lib/buckypaper/vms/q2/data.qcow2,if=virtio");
+    expect(String(unsecret(byName("q2-workload").inputs.description))).toContain("q2");
+    expect(() => new c.QemuConfidentialVm("q3", { vhsm, ssh, boot: { firmware: ovmfPath }, dataVolume: {} })).toThrow(
+      /q3: dataVolume needs diskPath/,
+    );
+  });
+
+  it("QEMU host with the kit image: the user-data is measured — its SHA-256 is registered with the workload", async () => {
+    const vm = new c.QemuConfidentialVm("q4", { vhsm, ssh, boot: { firmware: ovmfPath }, agentInImage: true });
+    await resolve(vm.unitName);
+    const seed = byName("q4-seed");
+    const userData = String(unsecret(seed.inputs.stdin));
+    expect(userData).not.toMatch(/runcmd/);
+    const registered = String(unsecret(byName("q4-workload").inputs.userDataSha256));
+    expect(registered).toBe(createHash("sha256").update(userData).digest("hex"));
   });
 });
 
