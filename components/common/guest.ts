@@ -141,6 +141,7 @@ export function registerGuest(parent: pulumi.Resource, name: string, spec: Guest
           runtimeCaSha256: fp,
           workloadId: id,
           hostname: spec.hostname,
+          ...(spec.vtpm ? { vtpm: true } : {}),
           // Downloaded and checked against the pinned SHA-256 when the Vhsm serves the artifact; else baked in.
           agent: spec.agentInImage
             ? { kind: "image" }
