@@ -111,6 +111,10 @@ const ATTEST_FIELDS: FieldSchemas = {
     description: "base64 ML-KEM-768 encapsulation key bound in REPORT_DATA with the P-384 key (hybrid PQ sealing)",
   },
   evidence: { type: "any", description: "wire evidence (kind + report and collateral)" },
+  user_data_sha256: {
+    type: "string",
+    description: "SHA-256 (hex) of the user-data the guest booted with, bound into REPORT_DATA (binding v2)",
+  },
 };
 
 const CONFIG_FIELDS: FieldSchemas = {

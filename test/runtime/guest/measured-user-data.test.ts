@@ -167,7 +167,7 @@ describe("a runtime that registered the user-data hash", () => {
 
   it("the registered user-data → accepted and provisioned", async () => {
     const out = await runAgent(cfg(), { provider: provider(), userDataSha256: registeredSha, log: memoryLogger() });
-    expect(out).toMatchObject({ ok: true });
+    expect(out, out.error).toMatchObject({ ok: true });
     expect(out.written).toContain("/etc/app/env");
   });
 
