@@ -8,7 +8,7 @@ import { ProxmoxConfidentialVm } from "./proxmox/confidential-vm.js";
 import { QemuConfidentialVm } from "./qemu/confidential-vm.js";
 import { ConfigError } from "./common/errors.js";
 import type { BootInputsArgs } from "./common/boot-measure.js";
-import type { OsBindingArgs } from "./common/os-binding.js";
+import type { MeasuredBootArgs } from "./common/os-binding.js";
 import { Platform, Tee, type DataVolumeArgs, type SshHostArgs, type VhsmConnectionArgs } from "./common/types.js";
 
 export interface ConfidentialVmArgs {
@@ -44,7 +44,7 @@ export interface ConfidentialVmArgs {
   secrets?: Record<string, pulumi.Input<string>>;
   dataVolume?: DataVolumeArgs;
   /** AWS/GCP: expected boot-chain events (vTPM measured boot) and authenticated AK pins (common/os-binding.ts). */
-  measuredBoot?: OsBindingArgs["measuredBoot"];
+  measuredBoot?: MeasuredBootArgs;
   akPins?: string[];
   /** Azure: accepted vTPM PCR values. */
   pcrs?: Record<string, string[]>;

@@ -9,9 +9,63 @@ import { Platform } from "./types.js";
 import type { Policy } from "../../runtime/protocol/policy.js";
 import { bindsOs, type MeasuredBootPolicy } from "../../runtime/attestation/tpm/boot-policy.js";
 
+/**
+ * The measured-boot policy as component input: the same fields as the runtime's MeasuredBootPolicy, spelled as
+ * plain interfaces because Pulumi's schema analyzer (which generates the other-language SDKs) accepts neither
+ * string-literal unions nor mapped/intersection types. `bank` is checked at preview.
+ */
+export interface BootApplicationsArgs {
+  /** Digests any boot application may have. */
+  allowed: string[];
+  /** Digests that must each appear (e.g. the kit's UKI or kernel). */
+  required?: string[];
+}
+
+export interface KernelCmdlineArgs {
+  /** Allowed command lines; every measured command line must be one of them. */
+  allowed: string[];
+  /** Substrings each measured command line must contain (e.g. "roothash=<hex>"). */
+  mustContain?: string[];
+  /** A UKI's PE digest (bootApplications.required) covers its .cmdline. */
+  boundByUki?: boolean;
+}
+
+export interface SecureBootArgs {
+  enabled?: boolean;
+  PK?: string;
+  KEK?: string;
+  db?: string;
+  dbx?: string;
+}
+
+export interface MeasuredBootArgs {
+  /** PCR bank of the values: sha1, sha256 (default), sha384 or sha512. */
+  bank?: string;
+  /** PCR 4 boot applications, PE Authenticode digests (hex). */
+  bootApplications?: BootApplicationsArgs;
+  /** Allowed kernel command lines, substrings each must contain, and whether a UKI's PE digest covers it. */
+  kernelCmdline?: KernelCmdlineArgs;
+  /** Allowed initrd digests (hex) measured by the Linux EFI stub in PCR 9. */
+  initrd?: string[];
+  /** Secure Boot state and digests (hex) of the PK, KEK, db and dbx variables' data. */
+  secureBoot?: SecureBootArgs;
+  /** Exact PCR values (hex) for PCRs that are predictable as a whole, by PCR index. */
+  pcrs?: { [index: string]: string };
+}
+
+const BANKS = ["sha1", "sha256", "sha384", "sha512"] as const;
+
+function measuredBootPolicy(who: string, args: MeasuredBootArgs | undefined): MeasuredBootPolicy | undefined {
+  if (!args) return undefined;
+  const { bank, ...rest } = args;
+  if (bank !== undefined && !(BANKS as readonly string[]).includes(bank))
+    throw new ConfigError(who, "measuredBoot.bank", `must be one of ${BANKS.join(", ")} (got "${bank}")`);
+  return { ...rest, ...(bank !== undefined ? { bank: bank as (typeof BANKS)[number] } : {}) };
+}
+
 export interface OsBindingArgs {
   /** Expected boot-chain events (images/ prediction): boot applications (PCR 4), command line, Secure Boot. */
-  measuredBoot?: MeasuredBootPolicy;
+  measuredBoot?: MeasuredBootArgs;
   /** SHA-256 of the vTPM AK(s) (TPM2B_PUBLIC) authenticated out of band (GCE AK certificate / NitroTPM document). */
   akPins?: string[];
   /** LOUD opt-out: register a workload whose evidence does not bind the OS. */
@@ -39,7 +93,7 @@ export const ATTESTATION_CHAIN: Record<Platform.Aws | Platform.Gcp | Platform.Az
  * Returns undefined when neither a measured-boot policy nor an opt-out asks for vTPM evidence.
  */
 export function awsGcpOsBinding(who: string, args: OsBindingArgs): Policy["vtpm"] | undefined {
-  const boot = args.measuredBoot;
+  const boot = measuredBootPolicy(who, args.measuredBoot);
   const pins = args.akPins ?? [];
   pins.forEach((p, i) => {
     if (!/^[0-9a-fA-F]{64}$/.test(p)) throw new ConfigError(who, `akPins[${i}]`, "must be 64 hex digits (SHA-256)");

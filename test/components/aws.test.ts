@@ -88,6 +88,15 @@ describe("AwsConfidentialVm", () => {
     expect(
       () => new mod.AwsConfidentialVm("badpin", { vhsm, region: "us-east-2", measuredBoot: boot, akPins: ["xyz"] }),
     ).toThrow(/AwsConfidentialVm badpin: akPins\[0\] must be 64 hex digits/);
+    expect(
+      () =>
+        new mod.AwsConfidentialVm("badbank", {
+          vhsm,
+          region: "us-east-2",
+          measuredBoot: { ...boot, bank: "md5" },
+          akPins: ["ef".repeat(32)],
+        }),
+    ).toThrow(/AwsConfidentialVm badbank: measuredBoot.bank must be one of sha1, sha256, sha384, sha512/);
   });
 
   it("a bound registration carries the vTPM policy, turns on the agent's vTPM evidence, and says what is rooted where", async () => {

@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { Analyzer } from "@pulumi/pulumi/provider/experimental/analyzer.js";
-import { exportedComponents, PACKAGE_NAME, PACKAGE_ROOT } from "../../provider/component-provider.js";
+import { exportedComponents, PACKAGE_NAME, PACKAGE_ROOT } from "../../component-provider.js";
 
 describe("component schema", () => {
   it("every exported component's args are analyzable; the one SSH target and connection types appear under their SDK names", () => {
