@@ -71,7 +71,7 @@ export function verifyNitroDocument(b: Uint8Array, opts: NitroVerifyOptions = {}
   });
 
   // COSE_Sign1: ES384 over Sig_structure ["Signature1", protected, external_aad = h'', payload].
-  let sigOk = false;
+  let sigOk: boolean;
   try {
     const tbs = encodeCbor(["Signature1", doc.protectedHeader, new Uint8Array(0), doc.payload]);
     const leaf = new X509Certificate(doc.certificate);
