@@ -13,7 +13,7 @@ import type { Policy as AppraisalPolicy } from "../runtime/protocol/policy.js";
 import { fileURLToPath } from "node:url";
 import * as pulumi from "@pulumi/pulumi";
 import { handlerProvider } from "./dynamic.js";
-import type { RuntimeConnection } from "../runtime/client/connection.js";
+import type { RuntimeAttestation, RuntimeConnection } from "../runtime/client/connection.js";
 import type { SshTarget } from "./ssh-target.js";
 
 const HANDLERS_PATH = fileURLToPath(new URL("./handlers.js", import.meta.url));
@@ -83,6 +83,34 @@ export interface RuntimeConnectionArgs {
   caPem?: pulumi.Input<string>;
   /** SHA-256 (hex) of the runtime CA certificate: pins it (with caPem they must match). */
   caFingerprint?: pulumi.Input<string>;
+  /**
+   * Attested TLS: the runtime must prove (GET /v1/sys/attestation) that it runs one of these measurements and
+   * holds the TLS key of the connection; verified before anything is sent (docs/trust-bootstrap.md).
+   */
+  attestation?: pulumi.Input<RuntimeAttestationArgs>;
+}
+
+/** A simulated platform's anchor (anchor.json; LocalPlatform's `anchor` output) as Pulumi inputs. */
+export interface SimulatedPlatformAnchorArgs {
+  product: pulumi.Input<string>;
+  ark_sha256: pulumi.Input<string>;
+  ca_certs: pulumi.Input<pulumi.Input<string>[]>;
+}
+
+/** runtime/client/connection.ts RuntimeAttestation as Pulumi inputs. */
+export interface RuntimeAttestationArgs {
+  /** SEV-SNP MEASUREMENT values the runtime may run (48-byte hex). */
+  snpMeasurements?: pulumi.Input<pulumi.Input<string>[]>;
+  /** TDX MRTD values the runtime may run (48-byte hex). */
+  tdxMrTd?: pulumi.Input<pulumi.Input<string>[]>;
+  /** Further appraisal policy as JSON. */
+  policy?: pulumi.Input<string>;
+  /** Simulated SEV-SNP anchors (tests and the local stack only). */
+  simulatedAnchors?: pulumi.Input<pulumi.Input<SimulatedPlatformAnchorArgs>[]>;
+  /** AMD KDS: "online" (default), "offline" or "off". */
+  kds?: pulumi.Input<string>;
+  /** Every replica URL; each is verified before anything is sent to any. */
+  replicaUrls?: pulumi.Input<pulumi.Input<string>[]>;
 }
 
 /** An SSH target (provider/ssh-target.ts SshTarget) as Pulumi inputs. */
@@ -103,10 +131,11 @@ export interface SshTargetArgs {
 
 /** Compile-time check that the input forms carry exactly the plain types' fields. */
 type SameKeys<A, B> = [keyof A] extends [keyof B] ? ([keyof B] extends [keyof A] ? true : false) : false;
-const inputFormsMatch: [SameKeys<RuntimeConnectionArgs, RuntimeConnection>, SameKeys<SshTargetArgs, SshTarget>] = [
-  true,
-  true,
-];
+const inputFormsMatch: [
+  SameKeys<RuntimeConnectionArgs, RuntimeConnection>,
+  SameKeys<SshTargetArgs, SshTarget>,
+  SameKeys<RuntimeAttestationArgs, RuntimeAttestation>,
+] = [true, true, true];
 void inputFormsMatch;
 
 /** The connection as one secret input: the token must never reach the state file in clear. */
@@ -116,6 +145,7 @@ function secretConnection(c: pulumi.Input<RuntimeConnectionArgs>): pulumi.Output
       const out: RuntimeConnection = { url: v.url, token: v.token };
       if (v.caPem) out.caPem = v.caPem;
       if (v.caFingerprint) out.caFingerprint = v.caFingerprint;
+      if (v.attestation) out.attestation = v.attestation as RuntimeAttestation;
       return out;
     }),
   );

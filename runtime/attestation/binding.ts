@@ -120,3 +120,31 @@ export function reportDataCheck(actualHex: string | undefined, policy: Policy, o
       : `REPORT_DATA ${actualHex.slice(0, 16)}… does not match the expected ${hex(want).slice(0, 16)}…`,
   };
 }
+
+const RUNTIME_TLS_DOMAIN = Buffer.from("buckypaper-runtime-tls-v1", "utf8");
+
+/** Nonce lengths a runtime attestation request may carry (bytes): long enough to be fresh, short enough to be cheap. */
+export const RUNTIME_TLS_NONCE_BYTES = { min: 16, max: 64 } as const;
+
+/**
+ * REPORT_DATA of the runtime's attested TLS (GET /v1/sys/attestation, docs/runtime-api.md):
+ *   SHA-512( "buckypaper-runtime-tls-v1" ‖ u32be(len nonce) ‖ nonce ‖ SHA-256(SPKI-DER of the TLS key) )
+ * The runtime always puts its own listener key in; a caller only chooses the nonce, so the endpoint can never be
+ * used to have the security processor sign data of the caller's choice. The domain differs from every workload
+ * binding above in its 11th byte, so a runtime report can never pass as a workload's evidence or the reverse.
+ */
+export function runtimeTlsReportData(nonce: Uint8Array, spkiSha256: Uint8Array): Buffer {
+  if (nonce.length < RUNTIME_TLS_NONCE_BYTES.min || nonce.length > RUNTIME_TLS_NONCE_BYTES.max)
+    throw new Error(
+      `nonce must be ${RUNTIME_TLS_NONCE_BYTES.min}..${RUNTIME_TLS_NONCE_BYTES.max} bytes, got ${nonce.length}`,
+    );
+  if (spkiSha256.length !== 32) throw new Error(`spkiSha256 must be 32 bytes, got ${spkiSha256.length}`);
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(nonce.length);
+  return createHash("sha512").update(RUNTIME_TLS_DOMAIN).update(len).update(nonce).update(spkiSha256).digest();
+}
+
+/** SHA-256 of a SubjectPublicKeyInfo (DER): the TLS key's identity in runtimeTlsReportData. */
+export function spkiSha256(spkiDer: Uint8Array): Buffer {
+  return createHash("sha256").update(spkiDer).digest();
+}

@@ -3,7 +3,13 @@
 // shaped abi → verify → validate → appraise: SEV-SNP flat here (plus KDS), TDX and Azure as the `tdx` and
 // `azure` namespaces. Simulators live in runtime/sim.
 export * from "./types.js";
-export { reportDataFor, reportDataMatches } from "./binding.js";
+export {
+  reportDataFor,
+  reportDataMatches,
+  runtimeTlsReportData,
+  spkiSha256,
+  RUNTIME_TLS_NONCE_BYTES,
+} from "./binding.js";
 export { appraise, reportDataCheck, type AppraiseOptions, type Appraiser, type EvidenceOf } from "./appraise.js";
 export { appraiseSnp, snpClaims } from "./snp/appraise.js";
 export {

@@ -14,10 +14,41 @@ export interface RuntimeTrust {
   caFingerprint?: string;
 }
 
+/** A simulated SEV-SNP platform's public anchor (anchor.json of `buckypaper simulate platform`). */
+export interface SimulatedPlatformAnchor {
+  product: string;
+  /** SHA-256 (hex) of the simulated ARK certificate (DER). */
+  ark_sha256: string;
+  /** ARK, ASK, ASVK (DER, base64). */
+  ca_certs: string[];
+}
+
+/**
+ * Attested TLS (runtime/client/attested-tls.ts): what the runtime must prove before anything is sent to it. The
+ * runtime's evidence (GET /v1/sys/attestation) must verify to a vendor root (or a listed simulated anchor), meet
+ * the policy, run one of these measurements, and bind the TLS key of the very connection it came over.
+ */
+export interface RuntimeAttestation {
+  /** SEV-SNP MEASUREMENT values the runtime may run (48-byte hex). One of these or tdxMrTd is required. */
+  snpMeasurements?: string[];
+  /** TDX MRTD values the runtime may run (48-byte hex). */
+  tdxMrTd?: string[];
+  /** Further appraisal policy as JSON (the `buckypaper verify --policy` form); measurements go in the lists above. */
+  policy?: string;
+  /** Simulated SEV-SNP anchors: tests and the local stack only (every verdict then says simulated). */
+  simulatedAnchors?: SimulatedPlatformAnchor[];
+  /** AMD KDS for the VCEK chain: "online" (default), "offline" (cache only) or "off" (evidence only). */
+  kds?: string;
+  /** Every replica of the runtime: each one is verified before anything is sent to any. Default: the url alone. */
+  replicaUrls?: string[];
+}
+
 /** Where the runtime is, how to trust it and the token to authenticate with. */
 export interface RuntimeConnection extends RuntimeTrust {
   /** Base URL, e.g. https://127.0.0.1:8200 (no /v1). */
   url: string;
   /** Token sent as X-Vault-Token. */
   token: string;
+  /** Attested TLS expectations: with them, the runtime is verified before anything is sent (with caPem/caFingerprint: both). */
+  attestation?: RuntimeAttestation;
 }

@@ -8,6 +8,7 @@ import type { Core } from "../vault/core.js";
 import { RateLimiter, DEFAULT_RATE_LIMITS, type RateLimitRule } from "./rate-limit.js";
 import { canonicalPath } from "../vault/request.js";
 import { jsonDepthExceeds, MAX_JSON_DEPTH } from "./json-depth.js";
+import { registerAttestationRoute, type AttestedListener, type RuntimeEvidenceSource } from "./attested-tls.js";
 
 export interface AppOptions {
   core: Core;
@@ -18,6 +19,8 @@ export interface AppOptions {
   https?: { key: string | Buffer; cert: string | Buffer };
   /** Log each request line (never bodies or tokens). Default off. */
   logRequests?: boolean;
+  /** Attested TLS: serve GET /v1/sys/attestation over this listener key from this evidence source. */
+  attestation?: { listener: () => AttestedListener; source: RuntimeEvidenceSource };
 }
 
 const SECURITY_HEADERS = {
@@ -92,6 +95,12 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   app.setNotFoundHandler((_req, reply) => {
     void reply.code(404).headers(SECURITY_HEADERS).type("application/json").send({ errors: [] });
   });
+
+  if (opts.attestation)
+    registerAttestationRoute(app, {
+      ...opts.attestation,
+      rateLimited: (ip) => limiter.check("sys/attestation", ip),
+    });
 
   const handler = async (req: import("fastify").FastifyRequest, reply: import("fastify").FastifyReply) => {
     const url = req.url;

@@ -63,6 +63,7 @@ async function start(m: Extract<ToWorker, { t: "start" }>) {
       logger: log,
       peers,
       bootstrapCert: m.bootstrap,
+      attestedListener: m.attestedListener,
       beforeListen: async (core) => {
         if (startupKey) await core.applyPeerEvent({ kind: "unsealed", key: startupKey });
         startupKey?.fill(0);

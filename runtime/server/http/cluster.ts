@@ -15,13 +15,21 @@ import { fileURLToPath } from "node:url";
 import type { CoreLogger, PeerEvent } from "../vault/core.js";
 import type { RuntimeConfig } from "./config.js";
 import type { RateLimitRule } from "./rate-limit.js";
-import { bootstrapCertificate, type BootstrapCert } from "./server.js";
+import { bootstrapCertificate, listenerHosts, type BootstrapCert } from "./server.js";
+import { createAttestedListener, type AttestedListener } from "./attested-tls.js";
 
 /** PeerEvent as it crosses IPC (JSON): the key as base64. */
 export type WirePeerEvent = Exclude<PeerEvent, { kind: "unsealed" }> | { kind: "unsealed"; key: string };
 
 export type ToWorker =
-  | { t: "start"; cfg: RuntimeConfig; bootstrap?: BootstrapCert; unsealKey?: string; progress: number }
+  | {
+      t: "start";
+      cfg: RuntimeConfig;
+      bootstrap?: BootstrapCert;
+      attestedListener?: AttestedListener;
+      unsealKey?: string;
+      progress: number;
+    }
   | { t: "apply"; id: number; event: WirePeerEvent }
   | { t: "progress"; n: number }
   | { t: "reply"; id: number; shares?: string[] };
@@ -72,6 +80,10 @@ export async function runCluster(cfg: RuntimeConfig, log: CoreLogger): Promise<R
   if (!cluster.isPrimary) throw new Error("runCluster: already a cluster worker");
   const n = cfg.workers;
   const bootstrap = await bootstrapCertificate(cfg);
+  if (cfg.attestation?.type === "simulated")
+    throw new Error('attestation "simulated" runs in one process only (workers = 1): workers cannot load a simulator');
+  // Every worker serves the same in-memory attested key (sent over the IPC channel, never written).
+  const attestedListener = cfg.attestation ? await createAttestedListener(listenerHosts(cfg)) : undefined;
   const workerCfg: RuntimeConfig = { ...cfg, workers: 1, rateLimits: perWorkerRateLimits(cfg.rateLimits, n) };
   cluster.setupPrimary({ exec: WORKER_ENTRY, args: [], silent: false });
 
@@ -180,6 +192,7 @@ export async function runCluster(cfg: RuntimeConfig, log: CoreLogger): Promise<R
         t: "start",
         cfg: workerCfg,
         bootstrap,
+        attestedListener,
         unsealKey: unsealKey?.toString("base64"),
         progress: shares.length,
       }),

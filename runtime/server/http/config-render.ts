@@ -18,6 +18,15 @@ export interface RuntimeConfigInputs {
   auditLog?: boolean;
   /** Worker processes (1, the default, is left out of the file). */
   workers?: number | "auto";
+  /**
+   * Attested TLS (config.ts `attestation`): the listener key is generated in memory at each start and served
+   * with evidence from this source at GET /v1/sys/attestation. "simulated" only for a single-worker local runtime.
+   */
+  attestation?: {
+    source: "sev-guest" | "configfs-tsm" | "virtio-psp" | "simulated";
+    /** sev-guest: device; configfs-tsm: root; virtio-psp: port (defaults as in config.ts). */
+    path?: string;
+  };
 }
 
 export function renderRuntimeConfig(o: RuntimeConfigInputs): string {
@@ -32,6 +41,15 @@ export function renderRuntimeConfig(o: RuntimeConfigInputs): string {
     api_addr: o.publicUrl,
     ...audit,
     ...workers,
+    ...(o.attestation ? { attestation: { [o.attestation.source]: attestationSettings(o.attestation) } } : {}),
   };
   return `${JSON.stringify(config, null, 2)}\n`;
+}
+
+function attestationSettings(a: NonNullable<RuntimeConfigInputs["attestation"]>): Record<string, string> {
+  if (!a.path) return {};
+  const key = { "sev-guest": "device", "configfs-tsm": "root", "virtio-psp": "port", simulated: "platform_dir" }[
+    a.source
+  ];
+  return { [key]: a.path };
 }

@@ -10,6 +10,10 @@
 //   rate_limit "nitride/challenge" { per_second = 20  burst = 100 }
 //   workers = 2          # HTTP worker processes sharing the listener and storage ("auto": one per CPU)
 //   seal "snp-derived-key" { device = "/dev/sev-guest" }   # auto-unseal with the SEV-SNP sealing key
+//   attestation "sev-guest" { device = "/dev/sev-guest" }  # attested TLS: GET /v1/sys/attestation
+//   # attestation "configfs-tsm" { root = "/sys/kernel/config/tsm/report" }
+//   # attestation "virtio-psp"   { port = "/dev/virtio-ports/org.buckypaper.psp.0" }   (local QEMU guests)
+//   # attestation "simulated"    { platform_dir = "/abs/platform" measurement = "<96 hex>" } (tests, local)
 import path from "node:path";
 import { availableParallelism } from "node:os";
 import { parseHcl, HclError, type HclBody, type HclValue } from "../vault/hcl.js";
@@ -45,7 +49,22 @@ export interface RuntimeConfig {
   workers: number;
   /** Auto-unseal; the Shamir shares from init stay the recovery path. */
   seal?: SealStanza;
+  /** Attested TLS: the listener key is generated in memory and bound into evidence from this source. */
+  attestation?: AttestationStanza;
 }
+
+/**
+ * `attestation "<source>"`: where the runtime's own evidence comes from (runtime/server/http/attested-tls.ts).
+ * "simulated" signs with a simulated platform and is honoured only by an entry point that can load one
+ * (`buckypaper runtime server`, tests): the server itself never carries simulator code.
+ */
+export type AttestationStanza =
+  | { type: "sev-guest"; device: string }
+  | { type: "configfs-tsm"; root: string }
+  | { type: "virtio-psp"; port: string }
+  | { type: "simulated"; platformDir?: string; measurement?: string };
+
+export const ATTESTATION_SOURCES = ["sev-guest", "configfs-tsm", "virtio-psp", "simulated"] as const;
 
 /** `seal "snp-derived-key"`: the unseal key wrapped with the PSP's derived key (VCEK root + MEASUREMENT + POLICY). */
 export interface SealStanza {
@@ -76,7 +95,7 @@ function fromJson(doc: Record<string, unknown>): HclBody {
   const body: HclBody = { attrs: {}, blocks: [] };
   for (const [k, v] of Object.entries(doc)) {
     if (
-      (k === "storage" || k === "listener" || k === "rate_limit") &&
+      (k === "storage" || k === "listener" || k === "rate_limit" || k === "seal" || k === "attestation") &&
       v &&
       typeof v === "object" &&
       !Array.isArray(v)
@@ -116,7 +135,7 @@ export function parseConfig(text: string, baseDir = process.cwd()): RuntimeConfi
   const storages = body.blocks.filter((b) => b.type === "storage");
   const listeners = body.blocks.filter((b) => b.type === "listener");
   for (const b of body.blocks)
-    if (!["storage", "listener", "rate_limit", "seal"].includes(b.type))
+    if (!["storage", "listener", "rate_limit", "seal", "attestation"].includes(b.type))
       throw new ConfigError(`config: unknown block '${b.type}'`);
   if (storages.length !== 1) throw new ConfigError("storage: exactly one storage block is required");
   if (listeners.length !== 1) throw new ConfigError("listener: exactly one listener block is required");
@@ -153,7 +172,9 @@ export function parseConfig(text: string, baseDir = process.cwd()): RuntimeConfi
     keyFile = s(la.tls_key_file, "listener.tcp.tls_key_file");
   if (!!certFile !== !!keyFile) throw new ConfigError("listener.tcp: tls_cert_file and tls_key_file go together");
   let tlsDir = s(la.tls_dir, "listener.tcp.tls_dir");
-  if (!tlsDisable && !certFile && !tlsDir) {
+  const attestation = parseAttestation(body, resolve);
+  // An attested listener keeps its key in memory: it needs no tls_dir.
+  if (!tlsDisable && !certFile && !tlsDir && !attestation) {
     if (storage.type !== "sqlite")
       throw new ConfigError("listener.tcp.tls_dir: required with TLS unless tls_cert_file is set");
     tlsDir = path.join(path.dirname(storage.path), "tls");
@@ -194,6 +215,12 @@ export function parseConfig(text: string, baseDir = process.cwd()): RuntimeConfi
       device: s(sl.body.attrs.device, "seal.snp-derived-key.device") ?? "/dev/sev-guest",
     };
   }
+  if (attestation && tlsDisable)
+    throw new ConfigError("attestation: attested TLS needs TLS; remove listener.tcp.tls_disable");
+  if (attestation && certFile)
+    throw new ConfigError(
+      "attestation: the attested listener key is generated in memory at start; remove listener.tcp.tls_cert_file/tls_key_file",
+    );
   const auditFile = s(body.attrs.audit_file, "audit_file");
   const workers = parseWorkers(body.attrs.workers);
   if (workers > 1 && storage.type === "inmem")
@@ -219,7 +246,50 @@ export function parseConfig(text: string, baseDir = process.cwd()): RuntimeConfi
     rateLimits,
     workers,
     ...(seal ? { seal } : {}),
+    ...(attestation ? { attestation } : {}),
   };
+}
+
+function parseAttestation(body: HclBody, resolve: (p: string) => string): AttestationStanza | undefined {
+  const blocks = body.blocks.filter((b) => b.type === "attestation");
+  if (blocks.length === 0) return undefined;
+  if (blocks.length > 1) throw new ConfigError("attestation: at most one attestation block");
+  const b = blocks[0];
+  const type = b.labels[0] ?? "";
+  const only = (allowed: string[]) => {
+    for (const k of Object.keys(b.body.attrs))
+      if (!allowed.includes(k))
+        throw new ConfigError(`attestation.${type}: unknown setting '${k}' (${allowed.join(", ") || "none"})`);
+  };
+  const abs = (field: string, dflt?: string) => {
+    const v = s(b.body.attrs[field], `attestation.${type}.${field}`) ?? dflt;
+    return v === undefined ? undefined : resolve(v);
+  };
+  switch (type) {
+    case "sev-guest":
+      only(["device"]);
+      return { type, device: abs("device", "/dev/sev-guest")! };
+    case "configfs-tsm":
+      only(["root"]);
+      return { type, root: abs("root", "/sys/kernel/config/tsm/report")! };
+    case "virtio-psp":
+      only(["port"]);
+      return { type, port: abs("port", "/dev/virtio-ports/org.buckypaper.psp.0")! };
+    case "simulated": {
+      only(["platform_dir", "measurement"]);
+      const measurement = s(b.body.attrs.measurement, "attestation.simulated.measurement");
+      if (measurement !== undefined && !/^[0-9a-fA-F]{96}$/.test(measurement))
+        throw new ConfigError("attestation.simulated.measurement: must be 96 hex digits (48 bytes)");
+      const platformDir = abs("platform_dir");
+      return {
+        type,
+        ...(platformDir ? { platformDir } : {}),
+        ...(measurement ? { measurement: measurement.toLowerCase() } : {}),
+      };
+    }
+    default:
+      throw new ConfigError(`attestation: unknown source '${type}' (${ATTESTATION_SOURCES.join(", ")})`);
+  }
 }
 
 function parseWorkers(v: HclValue | undefined): number {

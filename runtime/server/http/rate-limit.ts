@@ -1,5 +1,5 @@
 // Per-client token buckets for the unauthenticated, expensive or guessable routes (Nitride challenge
-// and attest, auth/*/login). Rules match request paths after /v1/ with a `*` for one segment.
+// and attest, auth/*/login, sys/attestation). Rules match request paths after /v1/ with a `*` for one segment.
 export interface RateLimitRule {
   /** e.g. "nitride/challenge", "auth/*\/login". */
   path: string;
@@ -14,6 +14,8 @@ export const DEFAULT_RATE_LIMITS: RateLimitRule[] = [
   { path: "nitride/attest", perSecond: 20, burst: 100 },
   { path: "auth/*/login", perSecond: 20, burst: 100 },
   { path: "auth/*/login/*", perSecond: 20, burst: 100 },
+  // Each answer costs a security-processor request: fewer than the Nitride routes.
+  { path: "sys/attestation", perSecond: 5, burst: 20 },
 ];
 
 interface Bucket {

@@ -18,6 +18,12 @@ import { createRuntimeCa, issueServerCert, certFingerprint, type CaMaterial } fr
 import type { RuntimeConfig, StorageConfig } from "./config.js";
 import { AUTO_UNSEAL_KEY_REQUEST, encodeKeyRequest } from "../../attestation/snp/derived-key.js";
 import { sevGuestDerivedKey } from "../../guest/sealing.js";
+import {
+  createAttestedListener,
+  evidenceSourceFor,
+  type AttestedListener,
+  type RuntimeEvidenceSource,
+} from "./attested-tls.js";
 
 const CA_KEY = "core/runtime-ca";
 
@@ -35,6 +41,8 @@ export interface RunningServer {
   bootstrapFingerprint?: string;
   /** Where the bootstrap certificate's CA was written (tls_dir/bootstrap-ca.pem), for VAULT_CACERT at init. */
   bootstrapCaFile?: string;
+  /** Attested TLS: SHA-256 (hex) of the in-memory listener key's SPKI, which /v1/sys/attestation binds. */
+  attestedSpkiSha256?: string;
   /** Serves the listener certificate now in tls_dir (another worker of this runtime issued it at init). */
   reloadCertificate(): void;
   close(): Promise<void>;
@@ -51,6 +59,10 @@ export interface StartOptions {
   beforeListen?: (core: Core) => Promise<void>;
   /** Overrides the config's `seal` stanza (e.g. the local stack's simulated PSP). */
   autoUnseal?: AutoUnsealProvider;
+  /** The config's `attestation` source, supplied by the caller (required for "simulated": server ↛ sim). */
+  evidenceSource?: RuntimeEvidenceSource;
+  /** The attested listener key (all workers of a runtime serve the same one); default: generated here. */
+  attestedListener?: AttestedListener;
 }
 
 /** The config's `seal "snp-derived-key"`: the PSP key for AUTO_UNSEAL_KEY_REQUEST (see derived-key.ts for the binding). */
@@ -84,7 +96,7 @@ function tlsFiles(cfg: RuntimeConfig) {
     : undefined;
 }
 
-function listenerHosts(cfg: RuntimeConfig): string[] {
+export function listenerHosts(cfg: RuntimeConfig): string[] {
   const l = cfg.listener;
   return [...l.tlsHosts, l.host === "0.0.0.0" || l.host === "::" ? "127.0.0.1" : l.host, "localhost"];
 }
@@ -96,7 +108,8 @@ function listenerHosts(cfg: RuntimeConfig): string[] {
 export async function bootstrapCertificate(cfg: RuntimeConfig): Promise<BootstrapCert | undefined> {
   const l = cfg.listener,
     files = tlsFiles(cfg);
-  if (l.tlsDisable || l.tlsCertFile || (files && existsSync(files.cert) && existsSync(files.key))) return undefined;
+  if (cfg.attestation || l.tlsDisable || l.tlsCertFile || (files && existsSync(files.cert) && existsSync(files.key)))
+    return undefined;
   const boot = await createRuntimeCa("Buckypaper runtime bootstrap (pre-init)");
   const leaf = await issueServerCert(boot, listenerHosts(cfg));
   return {
@@ -121,6 +134,9 @@ export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Pro
   const files = tlsFiles(cfg);
   const hosts = listenerHosts(cfg);
   const holder: { app?: FastifyInstance } = {};
+  // Attested TLS: the listener key lives in this process only and replaces the runtime CA's leaf altogether.
+  const attested = cfg.attestation ? (o.attestedListener ?? (await createAttestedListener(hosts))) : undefined;
+  const evidenceSource = cfg.attestation ? (o.evidenceSource ?? evidenceSourceFor(cfg.attestation)) : undefined;
 
   async function installLeaf(ca: CaMaterial) {
     if (!files) return;
@@ -145,7 +161,7 @@ export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Pro
     peers: o.peers,
     autoUnseal: o.autoUnseal ?? autoUnsealFromConfig(cfg),
     onInitialize: async (barrier) => {
-      if (!tlsOn || l.tlsCertFile) return {};
+      if (!tlsOn || l.tlsCertFile || attested) return {};
       const ca = await createRuntimeCa();
       await barrier.put(CA_KEY, Buffer.from(JSON.stringify(ca)));
       await installLeaf(ca);
@@ -157,7 +173,7 @@ export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Pro
     },
     onUnseal: async (barrier) => {
       // A replica that shares the database but not the disk gets its listener certificate here.
-      if (!tlsOn || l.tlsCertFile || !files || existsSync(files.cert)) return;
+      if (!tlsOn || l.tlsCertFile || attested || !files || existsSync(files.cert)) return;
       const raw = await barrier.get(CA_KEY);
       if (raw) await installLeaf(JSON.parse(raw.toString("utf8")) as CaMaterial);
     },
@@ -167,7 +183,13 @@ export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Pro
   let https: { key: string; cert: string } | undefined;
   let bootstrapFingerprint: string | undefined;
   let bootstrapCaFile: string | undefined;
-  if (tlsOn) {
+  if (attested) {
+    https = { key: attested.keyPem, cert: attested.certPem };
+    o.logger?.info(
+      `attested TLS: listener key generated in memory (SPKI SHA-256 ${attested.spkiSha256}); evidence from ` +
+        `${evidenceSource!.name} at GET /v1/sys/attestation — check it with 'buckypaper runtime verify'`,
+    );
+  } else if (tlsOn) {
     if (l.tlsCertFile) https = { key: readFileSync(l.tlsKeyFile!, "utf8"), cert: readFileSync(l.tlsCertFile, "utf8") };
     else if (files && existsSync(files.cert) && existsSync(files.key))
       https = { key: readFileSync(files.key, "utf8"), cert: readFileSync(files.cert, "utf8") };
@@ -190,7 +212,14 @@ export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Pro
       throw e;
     }
   }
-  const app = buildApp({ core, https, bodyLimit: l.maxRequestSize, rateLimits: cfg.rateLimits, logRequests: false });
+  const app = buildApp({
+    core,
+    https,
+    bodyLimit: l.maxRequestSize,
+    rateLimits: cfg.rateLimits,
+    logRequests: false,
+    ...(attested ? { attestation: { listener: () => attested, source: evidenceSource! } } : {}),
+  });
   try {
     await app.listen({ host: l.host, port: l.port });
   } catch (e) {
@@ -213,8 +242,9 @@ export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Pro
     app: a,
     bootstrapFingerprint,
     bootstrapCaFile,
+    ...(attested ? { attestedSpkiSha256: attested.spkiSha256 } : {}),
     reloadCertificate: () => {
-      if (tlsOn && !l.tlsCertFile && files && existsSync(files.cert) && existsSync(files.key)) {
+      if (tlsOn && !attested && !l.tlsCertFile && files && existsSync(files.cert) && existsSync(files.key)) {
         setListenerCertificate(a, { key: readFileSync(files.key, "utf8"), cert: readFileSync(files.cert, "utf8") });
       }
     },

@@ -1,0 +1,415 @@
+// Attested TLS, the verifier's side: trust the runtime because it proved what it runs, not because a fingerprint
+// was copied. verifyRuntime opens a TLS connection (the certificate carries no trust: it is self-signed), reads
+// the SubjectPublicKeyInfo the peer presented, asks THAT connection for GET /v1/sys/attestation with a fresh
+// nonce, and accepts only when the evidence
+//   - verifies to a vendor root (or a listed simulated anchor) and meets the policy, incl. an expected
+//     measurement (none given = refused: no trust on first use);
+//   - has REPORT_DATA = runtimeTlsReportData(our nonce, SHA-256(SPKI of this connection)).
+// A man in the middle relaying the real runtime's evidence presents its own key and fails the second; replayed
+// evidence carries an old nonce and fails it too. The returned SPKI hash is then the pin for every later
+// connection (connectPinned): a request is sent only on a connection whose peer presented exactly that key.
+import http from "node:http";
+import tls from "node:tls";
+import { isIP } from "node:net";
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { appraise } from "../attestation/appraise.js";
+import { runtimeTlsReportData } from "../attestation/binding.js";
+import { parsePolicy, PolicyError, type Policy, type TrustConfig } from "../attestation/policy.js";
+import type { Check, Verdict } from "../attestation/types.js";
+import { productFromName } from "../attestation/snp/abi.js";
+import { decodeEvidence } from "../protocol/evidence.js";
+import { WireFormatError } from "../protocol/errors.js";
+import type { RuntimeAttestation } from "./connection.js";
+
+/** What the runtime must prove: an appraisal policy (with a measurement allow-list) and the roots to trust. */
+export interface RuntimeExpectation {
+  policy: Policy;
+  trust: TrustConfig;
+}
+
+export interface VerifyRuntimeOptions {
+  /** Base URL (https://host:port). */
+  url: string;
+  expected: RuntimeExpectation;
+  /** Default: 32 fresh random bytes. */
+  nonce?: Uint8Array;
+  timeoutMs?: number;
+  /** Verification time (certificate validity). */
+  now?: Date;
+}
+
+export interface RuntimeVerification {
+  ok: boolean;
+  url: string;
+  /** SHA-256 (hex) of the SPKI the connection presented: the pin, when ok. */
+  spkiSha256?: string;
+  /** Every check, passed or not, in order (the appraisal's own checks included). */
+  checks: Check[];
+  /** The first failed check, "id: detail", when not ok. */
+  reason?: string;
+  /** The evidence chains to a simulated root (tests, local stack). */
+  simulated: boolean;
+  measurement?: string;
+  verdict?: Verdict;
+}
+
+/** The runtime did not prove what it must: names the failed check. Never retried as if transient. */
+export class RuntimeAttestationError extends Error {
+  override name = "RuntimeAttestationError";
+  constructor(
+    readonly url: string,
+    readonly reason: string,
+    readonly verification?: RuntimeVerification,
+  ) {
+    super(`runtime ${url} refused by attested TLS: ${reason}`);
+  }
+}
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+const HEX48 = /^[0-9a-f]{96}$/;
+
+/** The plain (JSON, Pulumi input, user-data) form → policy and trust. Throws RuntimeAttestationError naming the field. */
+export function runtimeExpectation(a: RuntimeAttestation, field = "attestation"): RuntimeExpectation {
+  const bad = (f: string, why: string) => new RuntimeAttestationError("(config)", `${field}.${f}: ${why}`);
+  let policy: Policy = {};
+  if (a.policy !== undefined && a.policy !== "") {
+    try {
+      policy = parsePolicy(JSON.parse(a.policy));
+    } catch (e) {
+      throw bad("policy", e instanceof PolicyError || e instanceof SyntaxError ? e.message : String(e));
+    }
+  }
+  const list = (v: unknown, f: string): string[] | undefined => {
+    if (v === undefined) return undefined;
+    if (!Array.isArray(v) || v.length === 0) throw bad(f, "must be a non-empty list of 96-hex-digit values");
+    return v.map((m, i) => {
+      const x = typeof m === "string" ? m.toLowerCase() : "";
+      if (!HEX48.test(x)) throw bad(`${f}[${i}]`, "must be 96 hex digits (48 bytes)");
+      return x;
+    });
+  };
+  const snp = list(a.snpMeasurements, "snpMeasurements");
+  const mrTd = list(a.tdxMrTd, "tdxMrTd");
+  if (snp) {
+    if (policy.snp?.measurements) throw bad("snpMeasurements", "also given in policy.snp.measurements; give one");
+    policy.snp = { ...policy.snp, measurements: snp };
+  }
+  if (mrTd) {
+    if (policy.tdx?.mrTd) throw bad("tdxMrTd", "also given in policy.tdx.mrTd; give one");
+    policy.tdx = { ...policy.tdx, mrTd };
+  }
+  policy.requireReportDataBinding = true;
+  const kds = a.kds ?? "online";
+  if (kds !== "online" && kds !== "offline" && kds !== "off") throw bad("kds", "must be online, offline or off");
+  const trust: TrustConfig = { snp: {}, tdx: { fetchCollateral: kds === "online" } };
+  if (kds !== "off") trust.snp!.kds = { offline: kds === "offline" };
+  if (a.simulatedAnchors?.length) {
+    trust.snp!.simulated = a.simulatedAnchors.map((x, i) => {
+      const product = productFromName(String(x?.product ?? ""));
+      if (!product) throw bad(`simulatedAnchors[${i}].product`, "must be Milan, Genoa or Turin");
+      if (!/^[0-9a-f]{64}$/.test(String(x.ark_sha256)))
+        throw bad(`simulatedAnchors[${i}].ark_sha256`, "must be 64 lowercase hex digits");
+      if (!Array.isArray(x.ca_certs) || x.ca_certs.some((c) => typeof c !== "string"))
+        throw bad(`simulatedAnchors[${i}].ca_certs`, "must be a list of base64 DER certificates");
+      return {
+        simulated: true as const,
+        product,
+        arkSha256: x.ark_sha256,
+        caCerts: x.ca_certs.map((c) => new Uint8Array(Buffer.from(c, "base64"))),
+      };
+    });
+  }
+  return { policy, trust };
+}
+
+/** Does the policy pin what the runtime runs? Without it any genuine VM would do: refused (no TOFU). */
+function measurementCheck(p: Policy): Check {
+  const id = "runtime.expected-measurement";
+  const snp = p.snp?.measurements?.length ?? 0,
+    tdx = p.tdx?.mrTd?.length ?? 0;
+  return snp + tdx > 0
+    ? { id, ok: true, detail: `expecting one of ${snp} SNP measurement(s) / ${tdx} TDX MRTD(s)` }
+    : {
+        id,
+        ok: false,
+        detail: "no expected measurement (snp measurements or tdx MRTD) given: refusing to trust on first use",
+      };
+}
+
+function target(url: string): { host: string; port: number; base: string } {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new RuntimeAttestationError(url, "url: not a URL");
+  }
+  if (u.protocol !== "https:") throw new RuntimeAttestationError(url, "url: attested TLS needs an https:// URL");
+  return {
+    host: u.hostname.replace(/^\[|\]$/g, ""),
+    port: Number(u.port || 443),
+    base: u.pathname.replace(/\/+$/, ""),
+  };
+}
+
+/** A TLS connection whose certificate is not judged here; the SPKI hash of what the peer presented. */
+export function openTls(url: string, timeoutMs = 15_000): Promise<{ socket: tls.TLSSocket; spkiSha256: string }> {
+  const t = target(url);
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({
+      host: t.host,
+      port: t.port,
+      servername: isIP(t.host) ? undefined : t.host,
+      // Trust is decided by the attested key below, not by a chain: the certificate is self-signed.
+      rejectUnauthorized: false,
+      timeout: timeoutMs,
+    });
+    const fail = (e: Error) => {
+      socket.destroy();
+      reject(e);
+    };
+    socket.once("timeout", () => fail(new Error(`TLS handshake with ${t.host}:${t.port} timed out`)));
+    socket.once("error", (e: NodeJS.ErrnoException) =>
+      reject(new Error(`cannot reach ${url}: ${e.code ?? e.message}`)),
+    );
+    socket.once("secureConnect", () => {
+      socket.setTimeout(0);
+      const cert = socket.getPeerX509Certificate();
+      if (!cert) return fail(new Error(`${url}: the server presented no certificate`));
+      const spki = cert.publicKey.export({ type: "spki", format: "der" });
+      resolve({ socket, spkiSha256: createHash("sha256").update(spki).digest("hex") });
+    });
+  });
+}
+
+export interface PinnedResponse {
+  status: number;
+  text: string;
+}
+
+/** One HTTP request over an already open (and already judged) TLS socket; the socket is closed afterwards. */
+export function requestOver(
+  socket: tls.TLSSocket,
+  url: string,
+  method: string,
+  path: string,
+  o: { headers?: Record<string, string>; body?: Buffer; timeoutMs?: number } = {},
+): Promise<PinnedResponse> {
+  const t = target(url);
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        method,
+        host: t.host,
+        port: t.port,
+        path: `${t.base}${path}`,
+        headers: { ...o.headers, connection: "close" },
+        createConnection: () => socket,
+        timeout: o.timeoutMs ?? 30_000,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (d: Buffer) => chunks.push(d));
+        res.on("error", reject);
+        res.on("end", () => {
+          socket.destroy();
+          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") });
+        });
+      },
+    );
+    req.on("timeout", () => req.destroy(new Error(`${method} ${path}: no answer`)));
+    req.on("error", (e) => {
+      socket.destroy();
+      reject(e);
+    });
+    req.end(o.body);
+  });
+}
+
+/** Verifies the runtime at `url` (see the file comment). Never throws for a refusal: `ok` and `reason` say it. */
+export async function verifyRuntime(o: VerifyRuntimeOptions): Promise<RuntimeVerification> {
+  const checks: Check[] = [];
+  const out = (extra: Partial<RuntimeVerification> = {}): RuntimeVerification => {
+    // A REPORT_DATA mismatch is named by the binding.* check that says which half is wrong (nonce or key).
+    const specific = checks.some((c) => !c.ok && c.id.startsWith("binding."));
+    const failed = checks.find((c) => !c.ok && !(specific && c.id === "policy.report-data"));
+    return {
+      ok: !failed && checks.length > 0,
+      url: o.url,
+      checks,
+      simulated: false,
+      ...extra,
+      ...(failed ? { reason: `${failed.id}: ${failed.detail}` } : {}),
+    };
+  };
+  checks.push(measurementCheck(o.expected.policy));
+  if (!checks[0].ok) return out();
+  const nonce = Buffer.from(o.nonce ?? randomBytes(32));
+  let conn: { socket: tls.TLSSocket; spkiSha256: string };
+  try {
+    target(o.url);
+    conn = await openTls(o.url, o.timeoutMs);
+  } catch (e) {
+    checks.push({ id: "tls.connect", ok: false, detail: (e as Error).message });
+    return out();
+  }
+  checks.push({ id: "tls.connect", ok: true, detail: `peer key SPKI SHA-256 ${conn.spkiSha256}` });
+
+  let res: PinnedResponse;
+  try {
+    res = await requestOver(conn.socket, o.url, "GET", `/v1/sys/attestation?nonce=${nonce.toString("hex")}`, {
+      headers: { accept: "application/json" },
+      timeoutMs: o.timeoutMs,
+    });
+  } catch (e) {
+    checks.push({ id: "runtime.evidence", ok: false, detail: `GET sys/attestation: ${(e as Error).message}` });
+    return out({ spkiSha256: conn.spkiSha256 });
+  }
+  let data: Record<string, unknown> | undefined;
+  try {
+    data = (JSON.parse(res.text) as { data?: Record<string, unknown> }).data;
+  } catch {
+    /* reported below */
+  }
+  if (res.status !== 200 || !data || typeof data !== "object") {
+    let errs = "";
+    try {
+      errs = ((JSON.parse(res.text) as { errors?: string[] }).errors ?? []).join("; ");
+    } catch {
+      /* not JSON */
+    }
+    const why =
+      res.status === 404
+        ? "HTTP 404: the runtime serves no attestation (no `attestation` stanza in its config?)"
+        : `HTTP ${res.status}${errs ? `: ${errs}` : ""}`;
+    checks.push({ id: "runtime.evidence", ok: false, detail: `GET sys/attestation: ${why}` });
+    return out({ spkiSha256: conn.spkiSha256 });
+  }
+  let evidence;
+  try {
+    evidence = decodeEvidence(data.evidence, "evidence");
+  } catch (e) {
+    checks.push({
+      id: "runtime.evidence",
+      ok: false,
+      detail: e instanceof WireFormatError ? e.message : `evidence: ${(e as Error).message}`,
+    });
+    return out({ spkiSha256: conn.spkiSha256 });
+  }
+  checks.push({
+    id: "runtime.evidence",
+    ok: true,
+    detail: `${evidence.kind} evidence from ${typeof data.evidence_source === "string" ? data.evidence_source : "?"}`,
+  });
+
+  const connSpki = Buffer.from(conn.spkiSha256, "hex");
+  const expected = runtimeTlsReportData(nonce, connSpki);
+  const verdict = await appraise(evidence, o.expected.policy, {
+    trust: o.expected.trust,
+    expectedReportData: expected,
+    ...(o.now ? { now: o.now } : {}),
+  });
+  checks.push(...verdict.checks);
+
+  // The appraisal's policy.report-data says "mismatch"; these two say which half is wrong, so a refusal names
+  // a man in the middle or a replay rather than a bare hash difference.
+  const actual = verdict.claims?.reportData ? Buffer.from(verdict.claims.reportData, "hex") : undefined;
+  const eq = (a: Buffer | undefined, b: Buffer) => !!a && a.length === b.length && timingSafeEqual(a, b);
+  const claimedSpki =
+    typeof data.spki_sha256 === "string" && /^[0-9a-f]{64}$/.test(data.spki_sha256) ? data.spki_sha256 : undefined;
+  const claimedNonce = typeof data.nonce === "string" ? data.nonce : "";
+  const forOurNonceWith = (spkiHex: string) => runtimeTlsReportData(nonce, Buffer.from(spkiHex, "hex"));
+  const boundToOurNonce = eq(actual, expected) || (!!claimedSpki && eq(actual, forOurNonceWith(claimedSpki)));
+  checks.push(
+    boundToOurNonce
+      ? { id: "binding.nonce-fresh", ok: true, detail: "REPORT_DATA covers the fresh nonce of this request" }
+      : {
+          id: "binding.nonce-fresh",
+          ok: false,
+          detail:
+            claimedNonce && claimedNonce !== nonce.toString("hex")
+              ? `the evidence answers nonce ${claimedNonce.slice(0, 16)}…, not this request's ${nonce.toString("hex").slice(0, 16)}… (replayed evidence)`
+              : "REPORT_DATA is not bound to this request's nonce (replayed or foreign evidence)",
+        },
+  );
+  checks.push(
+    eq(actual, expected)
+      ? {
+          id: "binding.tls-key",
+          ok: true,
+          detail: `REPORT_DATA binds the TLS key this connection presented (SPKI SHA-256 ${conn.spkiSha256.slice(0, 16)}…)`,
+        }
+      : {
+          id: "binding.tls-key",
+          ok: false,
+          detail:
+            boundToOurNonce && claimedSpki && claimedSpki !== conn.spkiSha256
+              ? `the evidence binds TLS key ${claimedSpki.slice(0, 16)}… but this connection presented ${conn.spkiSha256.slice(0, 16)}…: a man in the middle relaying genuine evidence`
+              : `REPORT_DATA does not bind the TLS key this connection presented (${conn.spkiSha256.slice(0, 16)}…)`,
+        },
+  );
+  return out({
+    spkiSha256: conn.spkiSha256,
+    simulated: verdict.simulated,
+    verdict,
+    ...(verdict.claims ? { measurement: verdict.claims.measurement } : {}),
+  });
+}
+
+/** Verifies every replica; all must pass (one failure refuses the set). */
+export async function verifyReplicas(
+  urls: string[],
+  o: Omit<VerifyRuntimeOptions, "url" | "nonce">,
+): Promise<RuntimeVerification[]> {
+  const out: RuntimeVerification[] = [];
+  for (const url of urls) out.push(await verifyRuntime({ ...o, url }));
+  return out;
+}
+
+/** A TLS connection to `url` whose peer presented exactly the pinned SPKI; nothing has been sent on it. */
+export async function connectPinned(url: string, spkiSha256: string, timeoutMs?: number): Promise<tls.TLSSocket> {
+  const c = await openTls(url, timeoutMs);
+  if (c.spkiSha256 !== spkiSha256.toLowerCase()) {
+    c.socket.destroy();
+    throw new RuntimeAttestationError(
+      url,
+      `tls.pinned-key: the server presented key ${c.spkiSha256.slice(0, 16)}…, not the attested ${spkiSha256.slice(0, 16)}…`,
+    );
+  }
+  return c.socket;
+}
+
+/**
+ * Attested connections for a process (the provider, the enclaivelet): a runtime key is verified once per
+ * (expectation, SPKI) and every request travels on a connection pinned to a verified key. A new key (the runtime
+ * restarted and generated another) is verified afresh before anything is sent to it.
+ */
+export class AttestedRuntimes {
+  readonly #verified = new Map<string, RuntimeVerification>();
+  constructor(readonly timeoutMs = 15_000) {}
+
+  static key(url: string, expected: RuntimeExpectation, spkiSha256: string): string {
+    const e = JSON.stringify(expected, (_k, v: unknown) => (v instanceof Uint8Array ? hex(v) : v));
+    return `${new URL(url).origin}\0${createHash("sha256").update(e).digest("hex")}\0${spkiSha256}`;
+  }
+
+  /** Verifies `url` unless a verdict for the key it presents is cached; throws RuntimeAttestationError. */
+  async ensure(url: string, expected: RuntimeExpectation): Promise<RuntimeVerification> {
+    const probe = await openTls(url, this.timeoutMs);
+    probe.socket.destroy();
+    const cached = this.#verified.get(AttestedRuntimes.key(url, expected, probe.spkiSha256));
+    if (cached) return cached;
+    const v = await verifyRuntime({ url, expected, timeoutMs: this.timeoutMs });
+    if (!v.ok || !v.spkiSha256) throw new RuntimeAttestationError(url, v.reason ?? "not verified", v);
+    this.#verified.set(AttestedRuntimes.key(url, expected, v.spkiSha256), v);
+    return v;
+  }
+
+  /** A socket to `url` pinned to a verified key (verifying first when the key is new). Nothing sent yet. */
+  async connect(url: string, expected: RuntimeExpectation): Promise<tls.TLSSocket> {
+    const c = await openTls(url, this.timeoutMs);
+    if (this.#verified.has(AttestedRuntimes.key(url, expected, c.spkiSha256))) return c.socket;
+    c.socket.destroy();
+    const v = await this.ensure(url, expected);
+    return connectPinned(url, v.spkiSha256!, this.timeoutMs);
+  }
+}

@@ -1,0 +1,164 @@
+// The verifier's side of attested TLS against a real runtime (HTTPS, simulated SNP evidence): accepted only
+// for the expected measurement, on the very connection whose key the evidence binds, for a fresh nonce.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  AttestedRuntimes,
+  RuntimeAttestationError,
+  connectPinned,
+  runtimeExpectation,
+  verifyReplicas,
+  verifyRuntime,
+} from "../../../runtime/client/attested-tls.js";
+import type { RunningServer } from "../../../runtime/server/http/server.js";
+import type { SnpSimulator } from "../../../runtime/sim/snp.js";
+import { createSnpSimulator } from "../../../runtime/sim/snp.js";
+import {
+  MEASUREMENT,
+  OTHER_MEASUREMENT,
+  expectationFor,
+  insecureGet,
+  startAttestedRuntime,
+  startRelay,
+} from "../attested-runtime-support.js";
+
+let server: RunningServer;
+let replica: RunningServer;
+let sim: SnpSimulator;
+
+beforeAll(async () => {
+  ({ server, sim } = await startAttestedRuntime());
+  ({ server: replica } = await startAttestedRuntime());
+});
+afterAll(async () => {
+  await server?.close();
+  await replica?.close();
+});
+
+const expected = (m = [MEASUREMENT]) => runtimeExpectation(expectationFor(sim, m));
+
+describe("verifyRuntime", () => {
+  it("accepts the expected measurement and returns the SPKI of the connection as the pin", async () => {
+    const v = await verifyRuntime({ url: server.url, expected: expected() });
+    expect(v.reason).toBeUndefined();
+    expect(v.ok).toBe(true);
+    expect(v.simulated).toBe(true);
+    expect(v.measurement).toBe(MEASUREMENT);
+    expect(v.spkiSha256).toBe(server.attestedSpkiSha256);
+    const ids = v.checks.map((c) => c.id);
+    for (const id of ["runtime.expected-measurement", "tls.connect", "runtime.evidence", "policy.measurement"])
+      expect(ids).toContain(id);
+    expect(v.checks.filter((c) => c.id.startsWith("binding.")).every((c) => c.ok)).toBe(true);
+  });
+
+  it("refuses a runtime running another measurement, naming it", async () => {
+    const v = await verifyRuntime({ url: server.url, expected: expected([OTHER_MEASUREMENT]) });
+    expect(v.ok).toBe(false);
+    expect(v.reason).toMatch(/^policy\.measurement:/);
+  });
+
+  it("refuses without an expected measurement (no trust on first use)", async () => {
+    const e = runtimeExpectation({ ...expectationFor(sim), snpMeasurements: undefined });
+    const v = await verifyRuntime({ url: server.url, expected: e });
+    expect(v.ok).toBe(false);
+    expect(v.reason).toMatch(/^runtime\.expected-measurement: .*first use/);
+  });
+
+  it("refuses evidence from an untrusted platform (another simulated chip)", async () => {
+    const other = await createSnpSimulator({ product: "Milan", rsaBits: 2048 });
+    const v = await verifyRuntime({
+      url: server.url,
+      expected: runtimeExpectation(expectationFor(other)),
+    });
+    expect(v.ok).toBe(false);
+    expect(v.reason).toMatch(/^snp\./);
+  });
+
+  it("refuses a man in the middle that relays genuine evidence but presents its own TLS key", async () => {
+    const mitm = await startRelay(server.url);
+    try {
+      const v = await verifyRuntime({ url: mitm.url, expected: expected() });
+      expect(v.ok).toBe(false);
+      // The relayed evidence is genuine and fresh: only the key binding fails, and the reason says so.
+      expect(v.checks.find((c) => c.id === "snp.signature" || c.id === "snp.vek-signature")?.ok ?? true).toBe(true);
+      expect(v.checks.find((c) => c.id === "binding.nonce-fresh")?.ok).toBe(true);
+      expect(v.reason).toMatch(/^binding\.tls-key: .*man in the middle/);
+      expect(mitm.requests.some((r) => r.startsWith("GET /v1/sys/attestation"))).toBe(true);
+    } finally {
+      await mitm.close();
+    }
+  });
+
+  it("refuses replayed evidence (an old nonce)", async () => {
+    const old = await insecureGet(server.url, `/v1/sys/attestation?nonce=${"44".repeat(32)}`);
+    const replay = await startRelay(server.url, { replay: JSON.stringify(old.body) });
+    try {
+      const v = await verifyRuntime({ url: replay.url, expected: expected() });
+      expect(v.ok).toBe(false);
+      expect(v.reason).toMatch(/^binding\.nonce-fresh: .*replayed evidence/);
+    } finally {
+      await replay.close();
+    }
+  });
+
+  it("refuses a server that is not an attested runtime, naming why", async () => {
+    const plain = await startRelay("https://127.0.0.1:1", { replay: "{}" });
+    try {
+      const v = await verifyRuntime({ url: plain.url, expected: expected() });
+      expect(v.ok).toBe(false);
+      expect(v.reason).toMatch(/^runtime\.evidence:/);
+    } finally {
+      await plain.close();
+    }
+    const http = await verifyRuntime({ url: server.url.replace("https:", "http:"), expected: expected() });
+    expect(http.reason).toMatch(/https/);
+  });
+
+  it("verifies every replica of a set; one impostor refuses the set", async () => {
+    const ok = await verifyReplicas([server.url, replica.url], { expected: expected() });
+    expect(ok.map((v) => v.ok)).toEqual([true, true]);
+    expect(ok[0].spkiSha256).not.toBe(ok[1].spkiSha256); // each replica has its own in-memory key
+    const mitm = await startRelay(replica.url);
+    try {
+      const mixed = await verifyReplicas([server.url, mitm.url], { expected: expected() });
+      expect(mixed.map((v) => v.ok)).toEqual([true, false]);
+    } finally {
+      await mitm.close();
+    }
+  });
+});
+
+describe("pinned connections", () => {
+  it("connectPinned refuses a server presenting another key", async () => {
+    const v = await verifyRuntime({ url: server.url, expected: expected() });
+    const s = await connectPinned(server.url, v.spkiSha256!);
+    s.destroy();
+    await expect(connectPinned(replica.url, v.spkiSha256!)).rejects.toThrow(/tls\.pinned-key/);
+  });
+
+  it("AttestedRuntimes verifies once per key and refuses an impostor before sending anything", async () => {
+    const rt = new AttestedRuntimes();
+    const a = await rt.ensure(server.url, expected());
+    const b = await rt.ensure(server.url, expected());
+    expect(b).toBe(a); // cached verdict for this SPKI
+    const mitm = await startRelay(server.url);
+    try {
+      await expect(rt.connect(mitm.url, expected())).rejects.toThrow(RuntimeAttestationError);
+      // The relay saw only the attestation request, never anything else.
+      expect(mitm.requests.every((r) => r.startsWith("GET /v1/sys/attestation"))).toBe(true);
+    } finally {
+      await mitm.close();
+    }
+  });
+
+  it("runtimeExpectation names bad fields", () => {
+    expect(() => runtimeExpectation({ snpMeasurements: ["xy"] })).toThrow(/attestation\.snpMeasurements\[0\]/);
+    expect(() => runtimeExpectation({ snpMeasurements: [MEASUREMENT], kds: "maybe" })).toThrow(/attestation\.kds/);
+    expect(() => runtimeExpectation({ policy: "{" })).toThrow(/attestation\.policy/);
+    expect(() =>
+      runtimeExpectation({
+        snpMeasurements: [MEASUREMENT],
+        policy: JSON.stringify({ snp: { measurements: [MEASUREMENT] } }),
+      }),
+    ).toThrow(/give one/);
+  });
+});
