@@ -7,6 +7,14 @@ import * as tls from "node:tls";
 import { createHash, X509Certificate } from "node:crypto";
 
 import type { RuntimeConnection } from "../runtime/client/connection.js";
+import {
+  AttestedRuntimes,
+  RuntimeAttestationError,
+  requestOver,
+  runtimeExpectation,
+  type RuntimeExpectation,
+} from "../runtime/client/attested-tls.js";
+import { pinnedAnchor } from "../runtime/client/tls-pin.js";
 
 /** Where the runtime is and how to authenticate: the one connection type (runtime/client/connection.ts). */
 export type { RuntimeConnection };
@@ -112,6 +120,57 @@ export async function fetchPinnedCertificate(url: string, fingerprint: string, t
   });
 }
 
+/** Attested runtimes of this provider process: a runtime key is verified once per expectation and SPKI. */
+const attested = new AttestedRuntimes();
+
+/** Every replica (replicaUrls, else the url) verified; returns the expectation for the pinned request. */
+async function verifiedRuntime(c: RuntimeConnection): Promise<RuntimeExpectation> {
+  let expected: RuntimeExpectation;
+  try {
+    expected = runtimeExpectation(c.attestation!, "connection.attestation");
+  } catch (e) {
+    throw new RuntimeConnectionError("attestation", (e as RuntimeAttestationError).reason);
+  }
+  const urls = c.attestation!.replicaUrls?.length ? c.attestation!.replicaUrls : [c.url];
+  if (!urls.some((u) => new URL(u).origin === new URL(c.url).origin))
+    throw new RuntimeConnectionError("attestation.replicaUrls", `must include the connection url ${c.url}`);
+  for (const u of urls) await attested.ensure(u, expected);
+  return expected;
+}
+
+/**
+ * A request over attested TLS: nothing is sent before every replica proved its measurement and the socket that
+ * carries the request presented a verified key. With caFingerprint as well, the presented chain must match it too.
+ */
+async function attestedRequest(
+  c: RuntimeConnection,
+  target: URL,
+  verb: string,
+  headers: Record<string, string>,
+  payload: Buffer | undefined,
+  timeoutMs: number,
+): Promise<{ status: number; text: string }> {
+  if (target.protocol !== "https:") throw new RuntimeConnectionError("url", "must be https:// with attestation");
+  const expected = await verifiedRuntime(c);
+  const socket = await attested.connect(c.url, expected);
+  // caPem / caFingerprint in addition: the presented chain must also contain that certificate.
+  const pin = c.caFingerprint ?? (c.caPem ? certFingerprint(c.caPem) : undefined);
+  if (pin) {
+    const ders: Buffer[] = [];
+    let p = socket.getPeerCertificate(true) as tls.DetailedPeerCertificate | undefined;
+    while (p?.raw && !ders.some((d) => d.equals(p!.raw))) {
+      ders.push(p.raw);
+      p = p.issuerCertificate;
+    }
+    const anchor = pinnedAnchor(ders, pin);
+    if ("error" in anchor) {
+      socket.destroy();
+      throw new RuntimeConnectionError(c.caFingerprint ? "caFingerprint" : "caPem", anchor.error);
+    }
+  }
+  return requestOver(socket, c.url, verb, `${target.pathname}${target.search}`, { headers, body: payload, timeoutMs });
+}
+
 /** One request. 404 is returned (not thrown) so callers can treat "gone" as a state, other errors throw. */
 export async function runtimeRequest(
   c: RuntimeConnection,
@@ -136,19 +195,24 @@ export async function runtimeRequest(
   }
   const lib = target.protocol === "https:" ? https : http;
   let ca = c.caPem;
-  if (target.protocol === "https:" && !ca && c.caFingerprint) ca = await fetchPinnedCertificate(c.url, c.caFingerprint);
+  if (target.protocol === "https:" && !ca && c.caFingerprint && !c.attestation)
+    ca = await fetchPinnedCertificate(c.url, c.caFingerprint);
   const tlsOpts = target.protocol === "https:" && ca ? { ca } : {};
-  const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
-    const req = lib.request(target, { method: verb, headers, timeout: timeoutMs, ...tlsOpts }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (d: Buffer) => chunks.push(d));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }));
-      res.on("error", reject);
-    });
-    req.on("timeout", () => req.destroy(new Error(`${method} ${target.pathname}: no answer within ${timeoutMs} ms`)));
-    req.on("error", (e) => reject(new Error(`${method} ${target.pathname}: ${e.message}`)));
-    req.end(payload);
-  });
+  const { status, text } = c.attestation
+    ? await attestedRequest(c, target, verb, headers, payload, timeoutMs)
+    : await new Promise<{ status: number; text: string }>((resolve, reject) => {
+        const req = lib.request(target, { method: verb, headers, timeout: timeoutMs, ...tlsOpts }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (d: Buffer) => chunks.push(d));
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }));
+          res.on("error", reject);
+        });
+        req.on("timeout", () =>
+          req.destroy(new Error(`${method} ${target.pathname}: no answer within ${timeoutMs} ms`)),
+        );
+        req.on("error", (e) => reject(new Error(`${method} ${target.pathname}: ${e.message}`)));
+        req.end(payload);
+      });
   let parsed: unknown;
   if (text.trim() !== "") {
     try {

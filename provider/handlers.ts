@@ -2,6 +2,7 @@
 // Pulumi's dynamic ResourceProvider results but without importing Pulumi: the dynamic provider's
 // serialized closure only does `await import(<this module>)` and forwards, so nothing heavy is captured.
 import { dataOf, runtimeRequest, type RuntimeConnection } from "./client.js";
+import { runtimeExpectation, type RuntimeAttestationError } from "../runtime/client/attested-tls.js";
 import { isDuration, parseDurationSeconds } from "../runtime/protocol/duration.js";
 import { kinds, namePattern, pathPattern, workloadIdPattern, type FieldSpec, type KindSpec } from "./kinds.js";
 
@@ -106,6 +107,16 @@ export function check(kindName: string, news: Props): { inputs: Props; failures:
       }
       if (!isUnknown(c.token) && (typeof c.token !== "string" || c.token === "")) {
         failures.push({ property: "connection.token", reason: "connection.token is required" });
+      }
+      if (c.attestation !== undefined && !hasUnknown(c.attestation)) {
+        try {
+          runtimeExpectation(c.attestation, "connection.attestation");
+        } catch (e) {
+          const reason = (e as RuntimeAttestationError).reason ?? String(e);
+          failures.push({ property: reason.split(":")[0], reason });
+        }
+        if (typeof c.url === "string" && !c.url.startsWith("https://"))
+          failures.push({ property: "connection.url", reason: "connection.url must be https:// with attestation" });
       }
     }
   }

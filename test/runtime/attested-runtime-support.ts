@@ -107,3 +107,36 @@ export function insecureGet(url: string, path: string, method = "GET"): Promise<
     req.end();
   });
 }
+
+/** Initialises (1 share) and unseals the runtime in-process, mounts KV v2 at secret/; returns the root token. */
+export async function initUnseal(server: RunningServer): Promise<string> {
+  const call = async (method: string, path: string, body?: unknown, token?: string) => {
+    const r = await server.core.handle({
+      method,
+      path,
+      query: {},
+      body,
+      headers: token ? { "x-vault-token": token } : {},
+      clientIp: "127.0.0.1",
+    });
+    if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body as Record<string, unknown>;
+  };
+  const init = await call("PUT", "sys/init", { secret_shares: 1, secret_threshold: 1 });
+  await call("PUT", "sys/unseal", { key: (init.keys as string[])[0] });
+  const token = init.root_token as string;
+  await call("POST", "sys/mounts/secret", { type: "kv", options: { version: "2" } }, token);
+  return token;
+}
+
+/** Reads a KV v2 secret in-process (status only): proves what was or was not written server-side. */
+export async function kvStatus(server: RunningServer, token: string, path: string): Promise<number> {
+  const r = await server.core.handle({
+    method: "GET",
+    path: `secret/data/${path}`,
+    query: {},
+    headers: { "x-vault-token": token },
+    clientIp: "127.0.0.1",
+  });
+  return r.status;
+}
