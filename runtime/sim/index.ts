@@ -11,3 +11,8 @@ export {
 export { TdxSimulator } from "./tdx.js";
 export { simulatorProvider } from "./localvm/evidence.js";
 export * as localvm from "./localvm/index.js";
+export {
+  createGceEndorsementSimulator,
+  type GceEndorsementSimulator,
+  type SimulatedGolden,
+} from "./gce-endorsement.js";

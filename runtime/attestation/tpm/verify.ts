@@ -15,7 +15,7 @@ import {
   type TpmSignature,
   type TpmsAttest,
 } from "./abi.js";
-import { parseEventLog, replayEventLog, type EventLog } from "./eventlog.js";
+import { EV, parseEventLog, replayEventLog, type EventLog } from "./eventlog.js";
 import type { TpmEvidence } from "./evidence.js";
 
 export type { PcrValues, TpmEvidence } from "./evidence.js";
@@ -181,17 +181,26 @@ export function verifyTpmEvidence(ev: TpmEvidence, opts: TpmVerifyOptions = {}):
     });
   }
 
-  // Replay agreement: every quoted PCR of a bank the log carries equals the replayed value.
+  // Replay agreement: every quoted PCR the boot log has events for equals the replayed value. A quoted PCR the
+  // log has no event for (IMA's PCR 10, the DRTM PCRs 17-22 of a real vTPM quote) agrees only at its reset value
+  // (0; all ones for 17-22); otherwise it is listed as not logged and left out of `replayed`, so the boot policy,
+  // which believes events only of replayed PCRs, cannot read anything about it.
   if (replay) {
     const diffs: string[] = [];
+    const unlogged: string[] = [];
     const agreed: Partial<Record<HashName, number[]>> = {};
+    const logged = new Set(out.log!.events.filter((e) => e.type !== EV.NO_ACTION).map((e) => e.pcr));
     for (const sel of attest.pcrSelections) {
       if (!replay[sel.hash]) continue;
       agreed[sel.hash] = [];
       for (const i of sel.pcrs) {
         const got = replayValue(sel.hash, i)!;
         const want = ev.pcrs?.[sel.hash]?.[i];
-        if (want && !eq(got, want)) diffs.push(`${sel.hash}:PCR${i}`);
+        if (!logged.has(i) && want) {
+          const reset = Buffer.alloc(want.length, i >= 17 && i <= 22 ? 0xff : 0);
+          if (eq(want, reset) || eq(want, got)) agreed[sel.hash]!.push(i);
+          else unlogged.push(`${sel.hash}:PCR${i}`);
+        } else if (want && !eq(got, want)) diffs.push(`${sel.hash}:PCR${i}`);
         else agreed[sel.hash]!.push(i);
       }
     }
@@ -205,7 +214,7 @@ export function verifyTpmEvidence(ev: TpmEvidence, opts: TpmVerifyOptions = {}):
         : ok
           ? `the event log replays to every quoted PCR (${Object.entries(agreed)
               .map(([b, p]) => `${b}:${p!.join(",")}`)
-              .join(" ")})`
+              .join(" ")})${unlogged.length ? `; not in the boot log (not believed): ${unlogged.join(", ")}` : ""}`
           : `the event log does not replay to the quoted ${diffs.join(", ")}: events were added, removed or altered`,
     });
     if (ok && digestOk && s.ok) out.replayed = agreed;
