@@ -4,12 +4,14 @@
 //   runtime init [--key-shares N] [--key-threshold T]
 //   runtime unseal KEY                    (repeat until the threshold is reached)
 //   runtime status
+//   runtime verify --url URL --measurement HEX   attested TLS: check the runtime before trusting it
 // Client commands take --address (or BUCKYPAPER_ADDR / VAULT_ADDR), and for HTTPS --ca-cert FILE,
 // --ca-fingerprint SHA256 (pin) or --tls-skip-verify.
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { parseFlags, readFlagFile } from "./args.js";
 import { Exit, UsageError, type CliIo } from "./io.js";
+import { VERIFY_USAGE } from "./runtime-verify.js";
 
 const CLIENT_FLAGS = `client flags: --address URL (default $BUCKYPAPER_ADDR, $VAULT_ADDR, https://127.0.0.1:8200)
               --ca-cert FILE | --ca-fingerprint SHA256 | --tls-skip-verify`;
@@ -22,10 +24,11 @@ const SUB_USAGE: Record<string, string> = {
   init: `init [--key-shares 5] [--key-threshold 3] [--format json]`,
   unseal: `unseal KEY | unseal --reset`,
   status: `status [--format json]             exit 0 unsealed, 1 sealed or not initialized`,
+  verify: VERIFY_USAGE,
 };
 const CLIENT_SUBS = new Set(["init", "unseal", "status"]);
 
-const USAGE = `usage: buckypaper runtime <server|dev|init|unseal|status> [flags]
+const USAGE = `usage: buckypaper runtime <server|dev|init|unseal|status|verify> [flags]
 
 ${Object.values(SUB_USAGE)
   .map((u) => `  ${u}`)
@@ -125,6 +128,23 @@ const stderrLogger = (io: CliIo) => ({
   error: (m: string) => io.err(`[error] ${m}`),
 });
 
+/**
+ * `attestation "simulated"`: this entry point (not the server, which never carries simulator code) loads the
+ * simulated platform and signs with the measurement the config names — honest only as a stand-in: the process
+ * states its own measurement, and only verifiers that list the platform's anchor accept it (marked simulated).
+ */
+async function simulatedEvidence(cfg: import("../runtime/server/http/config.js").RuntimeConfig) {
+  const a = cfg.attestation;
+  if (a?.type !== "simulated") return {};
+  if (!a.platformDir || !a.measurement)
+    throw new UsageError(
+      'attestation "simulated": platform_dir (from `buckypaper simulate platform`) and measurement are required',
+    );
+  const { loadPlatform } = await import("../runtime/sim/localvm/platform.js");
+  const { simulatorProvider } = await import("../runtime/sim/localvm/evidence.js");
+  return { evidenceSource: simulatorProvider(await loadPlatform(a.platformDir), { measurement: a.measurement }) };
+}
+
 export async function run(argv: string[], io: CliIo): Promise<number> {
   const [sub, ...rest] = argv;
   if (!sub || sub === "--help" || sub === "-h") {
@@ -150,6 +170,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     }
     let srv: {
       url: string;
+      attestedSpkiSha256?: string;
       bootstrapFingerprint?: string;
       bootstrapCaFile?: string;
       initialized: () => Promise<boolean>;
@@ -162,9 +183,10 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
         srv = { ...c, initialized: async () => c.initialized };
       } else {
         const { startServer } = await import("../runtime/server/http/server.js");
-        const s = await startServer(cfg, { logger: stderrLogger(io) });
+        const s = await startServer(cfg, { logger: stderrLogger(io), ...(await simulatedEvidence(cfg)) });
         srv = {
           url: s.url,
+          attestedSpkiSha256: s.attestedSpkiSha256,
           bootstrapFingerprint: s.bootstrapFingerprint,
           bootstrapCaFile: s.bootstrapCaFile,
           initialized: () => s.core.initialized(),
@@ -193,6 +215,10 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     io.out(
       `Buckypaper runtime listening on ${srv.url} (storage: ${cfg.storage.type}; ${initialized ? "initialized, sealed" : "not initialized"}${workers})`,
     );
+    if (srv.attestedSpkiSha256)
+      io.out(
+        `Attested TLS: listener key in memory, SPKI SHA-256 ${srv.attestedSpkiSha256}; clients verify it with 'buckypaper runtime verify --url ${srv.url} --measurement …'`,
+      );
     if (srv.bootstrapFingerprint)
       io.out(`Bootstrap TLS certificate SHA-256 (pin it for 'runtime init'): ${srv.bootstrapFingerprint}`);
     if (srv.bootstrapCaFile)
@@ -315,6 +341,11 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     if (failIfError(r, io)) return Exit.rejected;
     io.out(values.format === "json" ? JSON.stringify(r.body, null, 2) : statusLines(r.body));
     return r.body.sealed || !r.body.initialized ? Exit.rejected : Exit.ok;
+  }
+
+  if (sub === "verify") {
+    const { runtimeVerify } = await import("./runtime-verify.js");
+    return runtimeVerify(rest, io);
   }
 
   throw new UsageError(`unknown subcommand '${sub}'\n\n${USAGE}`);

@@ -50,6 +50,7 @@ const SUBCOMMANDS = [
   "runtime init",
   "runtime unseal",
   "runtime status",
+  "runtime verify",
   "cloud-init",
   "cloud-init render",
   "enclaivelet",
