@@ -120,8 +120,17 @@ export interface AzureTrustSection {
   tpmNonce?: Uint8Array;
 }
 
+/** AWS NitroTPM documents: trust comes from the pinned AWS Nitro root; test roots only in tests. */
+export interface AwsTrustSection {
+  /** Test roots (DER) trusted besides AWS's; verdicts relying on one are marked simulated. */
+  testRoots?: Uint8Array[];
+  /** How old a NitroTPM document may be (ms). Default 10 minutes. */
+  maxDocumentAgeMs?: number;
+}
+
 export interface TrustConfig {
   snp?: SnpTrustConfig;
+  aws?: AwsTrustSection;
   tdx?: TdxTrustSection;
   azure?: AzureTrustSection;
 }

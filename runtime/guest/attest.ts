@@ -123,8 +123,17 @@ export async function attest(
       quote: b(t.quote),
       signature: b(t.signature),
       event_log: b(t.eventLog),
-      pcrs: { sha256: Object.fromEntries(Object.entries(t.pcrs).map(([k, v]) => [k, b(v)])) },
+      pcrs: {
+        sha256: Object.fromEntries(Object.entries(t.pcrs).map(([k, v]) => [k, b(v)])),
+        ...(t.pcrsSha384
+          ? { sha384: Object.fromEntries(Object.entries(t.pcrsSha384).map(([k, v]) => [k, b(v)])) }
+          : {}),
+      },
+      ...(t.nitroDocument ? { nitro_document: b(t.nitroDocument) } : {}),
     };
+    // Without the document an AWS workload is refused (aws.document); say why here, where the cause is visible.
+    if (t.nitroDocumentError)
+      log({ level: "warn", event: "evidence.nitro-document-unavailable", error: t.nitroDocumentError });
   }
   log({ level: "info", event: "evidence.collected", provider: provider.name, kind: evidence.kind });
   const request = {

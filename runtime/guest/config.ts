@@ -30,7 +30,12 @@ export interface EvidenceConfig {
    * AWS NitroTPM / GCE vTPM: also send a quote + event log, the AK bound into REPORT_DATA. `tcti` is the
    * tpm2-tools TCTI (default device:/dev/tpmrm0).
    */
-  vtpm?: { tcti: string; eventLogPath?: string };
+  vtpm?: {
+    tcti: string;
+    eventLogPath?: string;
+    /** AWS: quote the SHA-384 bank too and attach a NitroTPM attestation document (`nitro-tpm-attest`). */
+    nitroTpm?: boolean;
+  };
 }
 
 export interface VolumeConfig {
@@ -215,7 +220,9 @@ export function parseConfig(input: unknown): EnclaiveletConfig {
   let vtpm: EvidenceConfig["vtpm"];
   if (ev.vtpm !== undefined && ev.vtpm !== false) {
     const t = obj(ev.vtpm === true ? {} : ev.vtpm, "evidence.vtpm");
-    onlyKeys(t, "evidence.vtpm", ["tcti", "eventLogPath"]);
+    onlyKeys(t, "evidence.vtpm", ["tcti", "eventLogPath", "nitroTpm"]);
+    if (t.nitroTpm !== undefined && typeof t.nitroTpm !== "boolean")
+      throw new ConfigError("evidence.vtpm.nitroTpm", "must be true or false");
     vtpm = {
       tcti: str(
         t.tcti ?? "device:/dev/tpmrm0",
@@ -224,6 +231,7 @@ export function parseConfig(input: unknown): EnclaiveletConfig {
         "must be a tpm2-tools TCTI like device:/dev/tpmrm0",
       ),
       eventLogPath: optStr(t.eventLogPath, "evidence.vtpm.eventLogPath", ABS_PATH, "must be an absolute path"),
+      ...(t.nitroTpm ? { nitroTpm: true } : {}),
     };
   }
   const provider = (ev.provider ?? "auto") as ProviderName;

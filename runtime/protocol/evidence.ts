@@ -26,6 +26,8 @@ export interface WireVtpm {
   quote: string;
   signature: string;
   event_log?: string;
+  /** AWS: the NitroTPM attestation document (COSE_Sign1 CBOR) requested with the quote's nonce. */
+  nitro_document?: string;
   pcrs?: Partial<Record<"sha1" | "sha256" | "sha384" | "sha512", Record<string, string>>>;
 }
 
@@ -73,13 +75,14 @@ const BANKS = ["sha1", "sha256", "sha384", "sha512"] as const;
 function decodeVtpm(v: unknown, field: string): TpmEvidence {
   if (!isObject(v))
     throw new WireFormatError(field, "must be an object {ak_public, quote, signature, event_log, pcrs}");
-  onlyKeys(v, field, ["ak_public", "quote", "signature", "event_log", "pcrs"]);
+  onlyKeys(v, field, ["ak_public", "quote", "signature", "event_log", "nitro_document", "pcrs"]);
   const out: TpmEvidence = {
     akPublic: decodeBase64(v.ak_public, `${field}.ak_public`),
     quote: decodeBase64(v.quote, `${field}.quote`),
     signature: decodeBase64(v.signature, `${field}.signature`),
   };
   if (present(v, "event_log")) out.eventLog = decodeBase64(v.event_log, `${field}.event_log`);
+  if (present(v, "nitro_document")) out.nitroDocument = decodeBase64(v.nitro_document, `${field}.nitro_document`);
   if (present(v, "pcrs")) {
     if (!isObject(v.pcrs)) throw new WireFormatError(`${field}.pcrs`, "must be an object of bank → {index → base64}");
     const pcrs: PcrValues = {};
@@ -106,6 +109,7 @@ function encodeVtpm(t: TpmEvidence): WireVtpm {
     quote: encodeBase64(t.quote),
     signature: encodeBase64(t.signature),
     ...(t.eventLog ? { event_log: encodeBase64(t.eventLog) } : {}),
+    ...(t.nitroDocument ? { nitro_document: encodeBase64(t.nitroDocument) } : {}),
     ...(t.pcrs
       ? {
           pcrs: Object.fromEntries(

@@ -2,6 +2,9 @@
 //   hardware report (CPU vendor's key) → REPORT_DATA = reportDataForVtpm(nonce, workload key, AK) → AK
 //   → AK authenticated as the cloud's vTPM (a registered pin) → TPM quote (nonce = SHA-256(REPORT_DATA))
 //   → PCRs → event log replay → measured-boot policy over events.
+// On AWS the PCRs can instead be authenticated by a NitroTPM attestation document (AWS Nitro PKI) requested
+// with the same nonce: its AWS-signed SHA-384 PCRs must equal the quote's, and the boot policy is then read in
+// the sha384 bank only (a guest could pair real SHA-384 digests with invented SHA-256 ones in its log).
 // Wraps the TEE folder's appraiser: it is given the AK-bound REPORT_DATA as the expected value, then the vTPM
 // checks are appended, every one listed.
 import { createHash } from "node:crypto";
@@ -10,7 +13,9 @@ import type { Policy } from "../policy.js";
 import type { AppraiseOptions, Appraiser } from "../options.js";
 import { reportDataForVtpm } from "../binding.js";
 import { appraiseMeasuredBoot } from "./boot-policy.js";
-import { verifyTpmEvidence, type TpmEvidence } from "./verify.js";
+import { verifyTpmEvidence, type TpmEvidence, type TpmVerification } from "./verify.js";
+import { validateNitroDocument, verifyNitroDocument } from "../aws/index.js";
+import type { VtpmPolicy } from "./policy.js";
 
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest();
 
@@ -67,14 +72,18 @@ export async function appraiseWithVtpm(
   const akDigest = sha256(ev.akPublic).toString("hex");
   const vp = policy.vtpm ?? {};
   const pinned = (vp.akPins ?? []).includes(akDigest);
+  const nitro = nitroChecks(ev, vp, t, expected, opts);
+  checks.push(...nitro.checks);
   checks.push({
     id: "vtpm.ak-authenticated",
-    ok: pinned || vp.allowUnauthenticatedAk === true,
+    ok: pinned || nitro.authenticated || vp.allowUnauthenticatedAk === true,
     detail: pinned
       ? `AK ${akDigest.slice(0, 16)}… is a registered key of this workload's vTPM`
-      : vp.allowUnauthenticatedAk
-        ? `AK ${akDigest.slice(0, 16)}… is NOT authenticated as the cloud's vTPM (allowUnauthenticatedAk): a guest kernel could have bound a software TPM, so the OS is not bound`
-        : `AK ${akDigest.slice(0, 16)}… is not a registered vTPM key of this workload: binding alone does not prove the PCRs are the cloud vTPM's`,
+      : nitro.authenticated
+        ? "the quote's SHA-384 PCRs are the NitroTPM's, as signed by the AWS Nitro PKI for this attestation's nonce (boot events read in sha384 only)"
+        : vp.allowUnauthenticatedAk
+          ? `AK ${akDigest.slice(0, 16)}… is NOT authenticated as the cloud's vTPM (allowUnauthenticatedAk): a guest kernel could have bound a software TPM, so the OS is not bound`
+          : `AK ${akDigest.slice(0, 16)}… is not a registered vTPM key of this workload${vp.nitroTpm ? " and no valid NitroTPM document vouches for the quote" : ""}: binding alone does not prove the PCRs are the cloud vTPM's`,
   });
   if (vp.measuredBoot) checks.push(...appraiseMeasuredBoot(t, vp.measuredBoot));
   else
@@ -96,5 +105,60 @@ export async function appraiseWithVtpm(
         : checks.every((c) => c.ok)
           ? v.claims
           : undefined;
-  return { ...v, checks, claims, accepted: checks.every((c) => c.ok) };
+  return { ...v, checks, claims, simulated: v.simulated || nitro.testRoot, accepted: checks.every((c) => c.ok) };
+}
+
+/**
+ * The NitroTPM document's checks when the policy asks for one (vtpm.nitroTpm) or the evidence carries one.
+ * `authenticated`: every document check passed, the policy asked for it, and the boot policy reads sha384 —
+ * the only bank AWS signs (with pins, every quoted bank is the real TPM's and any bank may be used).
+ */
+function nitroChecks(
+  ev: TpmEvidence,
+  vp: VtpmPolicy,
+  t: TpmVerification,
+  expected: Uint8Array | undefined,
+  opts: AppraiseOptions,
+): { checks: Check[]; authenticated: boolean; testRoot: boolean } {
+  if (!vp.nitroTpm && !ev.nitroDocument) return { checks: [], authenticated: false, testRoot: false };
+  if (!ev.nitroDocument)
+    return {
+      checks: [
+        {
+          id: "aws.document",
+          ok: false,
+          detail: "the policy requires a NitroTPM attestation document (vtpm.nitroTpm) and the evidence carries none",
+        },
+      ],
+      authenticated: false,
+      testRoot: false,
+    };
+  const trust = opts.trust?.aws ?? {};
+  const v = verifyNitroDocument(ev.nitroDocument, {
+    now: opts.now,
+    testRoots: trust.testRoots,
+    maxAgeMs: trust.maxDocumentAgeMs,
+  });
+  const checks = [...v.checks];
+  if (v.doc && v.checks.every((c) => c.ok))
+    checks.push(
+      ...validateNitroDocument(v.doc, {
+        nonce: expected ? sha256(expected) : undefined,
+        ak: t.ak ? { tpm2bPublic: ev.akPublic, key: t.ak.key } : undefined,
+        quotedSha384: t.quotedPcrs.sha384,
+        instanceIds: vp.nitroTpm?.instanceIds,
+      }),
+    );
+  const bank = vp.measuredBoot?.bank ?? "sha256";
+  if (vp.nitroTpm && vp.measuredBoot && !(vp.akPins ?? []).length)
+    checks.push({
+      id: "aws.document-bank",
+      ok: bank === "sha384",
+      detail:
+        bank === "sha384"
+          ? "boot events are read in the sha384 bank, whose PCRs AWS signs"
+          : `measuredBoot.bank is ${bank}, but the NitroTPM document signs only SHA-384 PCRs: a guest could pair real SHA-384 event digests with invented ${bank} ones. Use bank sha384`,
+    });
+  const ok = checks.every((c) => c.ok) && !!vp.nitroTpm && checks.some((c) => c.id === "aws.document-pcrs");
+  return { checks, authenticated: ok, testRoot: v.testRoot };
 }

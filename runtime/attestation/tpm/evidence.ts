@@ -19,4 +19,6 @@ export interface TpmEvidence {
   pcrs?: PcrValues;
   /** binary_bios_measurements (crypto-agile TCG event log). */
   eventLog?: Uint8Array;
+  /** AWS: the NitroTPM attestation document (COSE_Sign1, runtime/attestation/aws) requested with the same nonce. */
+  nitroDocument?: Uint8Array;
 }

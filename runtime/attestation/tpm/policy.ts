@@ -17,6 +17,13 @@ export interface VtpmPolicy {
    * NOT bound against a malicious guest kernel: say so loudly wherever this is set.
    */
   allowUnauthenticatedAk?: boolean;
+  /**
+   * AWS: the quote's SHA-384 PCRs must be vouched for by a NitroTPM attestation document signed by the AWS Nitro
+   * PKI (runtime/attestation/aws) carrying this attestation's nonce — which authenticates the PCRs (not the AK:
+   * the guest names the document's public_key), so the measured-boot policy must use bank sha384.
+   * `instanceIds` pins the workload to those EC2 instances (the document's module_id names its instance).
+   */
+  nitroTpm?: { instanceIds?: string[] };
 }
 
 export class VtpmPolicyError extends Error {
@@ -103,7 +110,7 @@ export function parseMeasuredBootPolicy(v: unknown, f = "vtpm.measuredBoot"): Me
 
 export function parseVtpmPolicy(v: unknown, f = "vtpm"): VtpmPolicy {
   const o = obj(v, f);
-  only(o, f, ["measuredBoot", "akPins", "allowUnauthenticatedAk"]);
+  only(o, f, ["measuredBoot", "akPins", "allowUnauthenticatedAk", "nitroTpm"]);
   const out: VtpmPolicy = {};
   if (o.measuredBoot !== undefined) out.measuredBoot = parseMeasuredBootPolicy(o.measuredBoot, `${f}.measuredBoot`);
   if (o.akPins !== undefined)
@@ -114,5 +121,16 @@ export function parseVtpmPolicy(v: unknown, f = "vtpm"): VtpmPolicy {
     });
   if (o.allowUnauthenticatedAk !== undefined)
     out.allowUnauthenticatedAk = bool(o.allowUnauthenticatedAk, `${f}.allowUnauthenticatedAk`);
+  if (o.nitroTpm !== undefined) {
+    const n = obj(o.nitroTpm, `${f}.nitroTpm`);
+    only(n, `${f}.nitroTpm`, ["instanceIds"]);
+    out.nitroTpm = {};
+    if (n.instanceIds !== undefined)
+      out.nitroTpm.instanceIds = list(n.instanceIds, `${f}.nitroTpm.instanceIds`, (x, g) => {
+        if (typeof x !== "string" || !/^i-[0-9a-f]{8,17}$/.test(x))
+          throw new VtpmPolicyError("expected an EC2 instance id (i-0123456789abcdef0)", g);
+        return x;
+      });
+  }
   return out;
 }

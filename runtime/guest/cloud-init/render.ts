@@ -122,7 +122,8 @@ export function renderUserData(input: NoSecrets<UserDataInput>): RenderedUserDat
     ...(i.jwtRole ? { jwtRole: i.jwtRole } : {}),
     evidence: {
       provider: i.evidenceProvider ?? defaultProvider(i.platform, i.tee),
-      ...(i.vtpm ? { vtpm: { tcti: "device:/dev/tpmrm0" } } : {}),
+      // AWS: the NitroTPM attestation document (AWS-signed SHA-384 PCRs) rides along with the quote.
+      ...(i.vtpm ? { vtpm: { tcti: "device:/dev/tpmrm0", ...(i.platform === "aws" ? { nitroTpm: true } : {}) } } : {}),
     },
     ...i.provision,
   };

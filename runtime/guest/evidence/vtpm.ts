@@ -6,7 +6,7 @@
 // The AK is a restricted ECC P-256 signing key under the endorsement hierarchy, persisted at AK_HANDLE so
 // every attestation of a boot uses the same key (the one bound into REPORT_DATA and, on GCE/AWS,
 // authenticated by the cloud's AK certificate / NitroTPM document).
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { CommandError, spawnRunner, type CommandRunner } from "../exec.js";
@@ -24,6 +24,14 @@ export interface VtpmOptions {
   runner?: CommandRunner;
   pcrs?: number[];
   eventLogPath?: string;
+  /**
+   * AWS NitroTPM: quote the SHA-384 bank too and request an attestation document (AWS Nitro PKI) with the same
+   * nonce and the AK's TPM2B_PUBLIC as public_key, through `nitro-tpm-attest` (aws/NitroTPM-Tools). When it
+   * cannot be had, the evidence goes without it and Nitride's refusal (`aws.document`) says why.
+   */
+  nitroTpm?: boolean;
+  /** The document tool's argv prefix (default ["nitro-tpm-attest"]). */
+  nitroTpmAttest?: string[];
 }
 
 export interface VtpmEvidence {
@@ -34,7 +42,13 @@ export interface VtpmEvidence {
   signature: Buffer;
   /** SHA-256 PCR values in selection order, index → value. */
   pcrs: Record<number, Buffer>;
+  /** SHA-384 PCR values (NitroTPM), index → value. */
+  pcrsSha384?: Record<number, Buffer>;
   eventLog: Buffer;
+  /** The NitroTPM attestation document, when asked for and obtained. */
+  nitroDocument?: Buffer;
+  /** Why no NitroTPM document came, when one was asked for. */
+  nitroDocumentError?: string;
 }
 
 const NAME = "vtpm";
@@ -122,7 +136,8 @@ export class Vtpm {
       throw new EvidenceError(NAME, "nonce", `qualifying data of ${nonce.length} bytes (1..64)`);
     const akPublic = await this.attestationKey();
     const pcrs = this.opts.pcrs ?? BOOT_PCRS;
-    const sel = `sha256:${pcrs.join(",")}`;
+    const sel = `sha256:${pcrs.join(",")}` + (this.opts.nitroTpm ? `+sha384:${pcrs.join(",")}` : "");
+    const width = 32 + (this.opts.nitroTpm ? 48 : 0);
     return this.withDir(async (dir) => {
       const [msg, sig, values] = ["quote.msg", "quote.sig", "pcrs.bin"].map((f) => path.join(dir, f));
       await this.tpm("quote", [
@@ -146,17 +161,59 @@ export class Vtpm {
       ]);
       await this.flush();
       const raw = await readFile(values);
-      if (raw.length !== pcrs.length * 32)
+      if (raw.length !== pcrs.length * width)
         throw new EvidenceError(NAME, "pcr-read", `${raw.length} bytes of PCR values for ${pcrs.length} PCRs`);
+      // tpm2_quote writes the values bank by bank, in selection order.
       const out: Record<number, Buffer> = {};
       pcrs.forEach((p, i) => (out[p] = raw.subarray(i * 32, i * 32 + 32)));
+      let sha384: Record<number, Buffer> | undefined;
+      if (this.opts.nitroTpm) {
+        const base = pcrs.length * 32;
+        sha384 = {};
+        for (const [i, p] of pcrs.entries()) sha384[p] = raw.subarray(base + i * 48, base + i * 48 + 48);
+      }
       let eventLog: Buffer;
       try {
         eventLog = await readFile(this.opts.eventLogPath ?? EVENT_LOG_PATH);
       } catch (e) {
         throw new EvidenceError(NAME, "event-log", `cannot read the TCG event log: ${(e as Error).message}`);
       }
-      return { akPublic, quote: await readFile(msg), signature: await readFile(sig), pcrs: out, eventLog };
+      const doc = this.opts.nitroTpm ? await this.nitroDocument(dir, nonce, akPublic) : undefined;
+      return {
+        akPublic,
+        quote: await readFile(msg),
+        signature: await readFile(sig),
+        pcrs: out,
+        ...(sha384 ? { pcrsSha384: sha384 } : {}),
+        eventLog,
+        ...(doc && "document" in doc ? { nitroDocument: doc.document } : {}),
+        ...(doc && "error" in doc ? { nitroDocumentError: doc.error } : {}),
+      };
     });
+  }
+
+  /** The NitroTPM attestation document for this nonce, public_key = the AK's TPM2B_PUBLIC. Never throws. */
+  private async nitroDocument(
+    dir: string,
+    nonce: Uint8Array,
+    akPublic: Buffer,
+  ): Promise<{ document: Buffer } | { error: string }> {
+    const nonceFile = path.join(dir, "nitro.nonce");
+    const keyFile = path.join(dir, "nitro.pubkey");
+    await writeFile(nonceFile, nonce);
+    await writeFile(keyFile, akPublic);
+    const argv = [...(this.opts.nitroTpmAttest ?? ["nitro-tpm-attest"]), "--nonce", nonceFile, "--public-key", keyFile];
+    try {
+      const r = await this.runner.run(argv, { env: process.env });
+      if (r.code !== 0 || r.stdout.length === 0)
+        return {
+          error: `${argv[0]} exited ${r.code}: ${r.stderr.toString().trim().slice(0, 200) || "no document on stdout"}`,
+        };
+      return { document: r.stdout };
+    } catch (e) {
+      return {
+        error: `${argv[0]} could not run (${(e as Error).message}): is this an EC2 instance with NitroTPM and NitroTPM-Tools installed?`,
+      };
+    }
   }
 }

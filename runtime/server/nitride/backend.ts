@@ -127,6 +127,10 @@ const CONFIG_FIELDS: FieldSchemas = {
   amd_cert_dir: { type: "string", description: "directory of AMD certificates" },
   intel_pcs: { type: "string", description: "Intel PCS: online or off" },
   simulated_tdx_roots: { type: "comma-string-slice", description: "SHA-256 of accepted simulated TDX roots" },
+  simulated_nitro_roots: {
+    type: "comma-string-slice",
+    description: "DER (base64) of accepted simulated AWS Nitro roots (NitroTPM documents)",
+  },
   accept_simulated: { type: "bool", description: "accept simulated evidence (dev only)" },
   simulated_snp_anchors: { type: "any", description: "accepted simulated SNP ARKs" },
 };

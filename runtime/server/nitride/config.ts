@@ -26,6 +26,8 @@ export interface NitrideConfig {
   simulated_snp_anchors: Array<{ product: SimulatedSnpAnchor["product"]; ark_sha256: string; ca_certs: string[] }>;
   /** SHA-256 fingerprints of simulated Intel roots (runtime/attestation/tdx/simulator.ts). */
   simulated_tdx_roots: string[];
+  /** Simulated AWS Nitro roots (DER, base64; runtime/sim/nitrotpm.ts): NitroTPM documents under them are simulated. */
+  simulated_nitro_roots: string[];
   /** Fetch TDX collateral (TCB info, QE identity, CRLs) from Intel PCS. */
   intel_pcs: "online" | "off";
   /** Without it, simulated anchors/roots are ignored (belt and braces for production). */
@@ -40,6 +42,7 @@ export const DEFAULT_CONFIG: NitrideConfig = {
   kds: "online",
   simulated_snp_anchors: [],
   simulated_tdx_roots: [],
+  simulated_nitro_roots: [],
   intel_pcs: "online",
   accept_simulated: false,
 };
@@ -83,6 +86,13 @@ export function configFrom(data: Record<string, unknown>, prev: NitrideConfig): 
       return r;
     });
   }
+  if (data.simulated_nitro_roots !== undefined)
+    out.simulated_nitro_roots = optList(data, "simulated_nitro_roots").map((r, i) => {
+      const der = Buffer.from(r, "base64");
+      if (der.length < 64 || der.toString("base64") !== r)
+        throw new LogicalError(400, `simulated_nitro_roots[${i}]: must be a DER certificate in base64`);
+      return r;
+    });
   out.accept_simulated = optBool(data, "accept_simulated", prev.accept_simulated);
   if (data.simulated_snp_anchors !== undefined) {
     const v = data.simulated_snp_anchors;
@@ -117,7 +127,10 @@ export function trustFrom(c: NitrideConfig): TrustConfig {
   }
   const tdx: NonNullable<TrustConfig["tdx"]> = { fetchCollateral: c.intel_pcs === "online" };
   if (c.accept_simulated && c.simulated_tdx_roots?.length) tdx.simulatedRoots = [...c.simulated_tdx_roots];
-  return { snp, tdx };
+  const aws: NonNullable<TrustConfig["aws"]> = {};
+  if (c.accept_simulated && c.simulated_nitro_roots?.length)
+    aws.testRoots = c.simulated_nitro_roots.map((r) => new Uint8Array(Buffer.from(r, "base64")));
+  return { snp, tdx, aws };
 }
 
 /** The config as shown by GET nitride/config (nothing in it is secret). */
@@ -129,5 +142,6 @@ export function configView(c: NitrideConfig): Record<string, unknown> {
       ark_sha256: a.ark_sha256,
       ca_certs: a.ca_certs.length,
     })),
+    simulated_nitro_roots: (c.simulated_nitro_roots ?? []).length,
   };
 }

@@ -25,6 +25,8 @@ export interface BootSpec {
   extraPcr8?: { data: Buffer; digest: Buffer }[];
   /** A systemd-stub-style PCR 12 command-line override (UTF-16). */
   pcr12Cmdline?: string;
+  /** Log a SHA-384 bank too (NitroTPM): `extends384` and `policy384` are then filled. */
+  sha384?: boolean;
 }
 
 export interface BootLog {
@@ -33,9 +35,17 @@ export interface BootLog {
   policy: MeasuredBootPolicy;
   /** Byte offsets of each event (index 1..n) in `log`. */
   offsets: number[];
+  /** With `sha384`: the SHA-384 extends and the same policy in the sha384 bank. */
+  extends384: [number, Buffer][];
+  policy384?: MeasuredBootPolicy;
 }
 
-const sha = (h: "sha1" | "sha256", ...parts: (Buffer | string)[]) => {
+/** SHA-384 "Authenticode" stand-ins of DEFAULT_APPS (derived from them, like the SHA-256 ones are made up). */
+export const DEFAULT_APPS_384 = ["shim", "grub", "kernel"].map((n) =>
+  createHash("sha384").update(`authenticode:${n}`).digest("hex"),
+);
+
+const sha = (h: "sha1" | "sha256" | "sha384", ...parts: (Buffer | string)[]) => {
   const x = createHash(h);
   for (const p of parts) x.update(p);
   return x.digest();
@@ -50,28 +60,41 @@ export function buildBootLog(spec: BootSpec = {}): BootLog {
   const cmdline = spec.cmdline ?? DEFAULT_CMDLINE;
   const initrd = spec.initrd ?? DEFAULT_INITRD;
   const apps = spec.apps ?? DEFAULT_APPS;
-  const parts: Buffer[] = [encodeSpecIdHeader(["sha1", "sha256"])];
+  const banks: ("sha1" | "sha256" | "sha384")[] = spec.sha384 ? ["sha1", "sha256", "sha384"] : ["sha1", "sha256"];
+  const parts: Buffer[] = [encodeSpecIdHeader(banks)];
   const extendsOut: [number, Buffer][] = [];
+  const extends384: [number, Buffer][] = [];
   const offsets: number[] = [];
   let offset = parts[0].length;
   /** Event whose digest is H(content) (content defaults to the event data). */
-  const add = (pcr: number, type: number, data: Buffer, content: Buffer | { sha256: Buffer; sha1: Buffer } = data) => {
-    const d = Buffer.isBuffer(content) ? { sha1: sha("sha1", content), sha256: sha("sha256", content) } : content;
+  const add = (
+    pcr: number,
+    type: number,
+    data: Buffer,
+    content: Buffer | { sha256: Buffer; sha1: Buffer; sha384?: Buffer } = data,
+  ) => {
+    const d = Buffer.isBuffer(content)
+      ? { sha1: sha("sha1", content), sha256: sha("sha256", content), sha384: sha("sha384", content) }
+      : { ...content, sha384: content.sha384 ?? sha("sha384", content.sha256) };
     const ev = encodeEvent2(
       pcr,
       type,
-      [
-        ["sha1", d.sha1],
-        ["sha256", d.sha256],
-      ],
+      [["sha1", d.sha1], ["sha256", d.sha256], ...(spec.sha384 ? [["sha384", d.sha384] as ["sha384", Buffer]] : [])],
       data,
     );
     offsets.push(offset);
     offset += ev.length;
     parts.push(ev);
-    if (type !== EV.NO_ACTION) extendsOut.push([pcr, d.sha256]);
+    if (type !== EV.NO_ACTION) {
+      extendsOut.push([pcr, d.sha256]);
+      extends384.push([pcr, d.sha384]);
+    }
   };
-  const opaque = (label: string) => ({ sha1: sha("sha1", label), sha256: sha("sha256", label) });
+  const opaque = (label: string) => ({
+    sha1: sha("sha1", label),
+    sha256: sha("sha256", label),
+    sha384: sha("sha384", label),
+  });
   // Firmware (unpredicted on a cloud).
   add(0, EV.S_CRTM_VERSION, Buffer.from("C\0l\0o\0u\0d\0\0\0", "latin1"));
   add(0, EV.EFI_PLATFORM_FIRMWARE_BLOB, Buffer.alloc(16), opaque("firmware volume"));
@@ -89,10 +112,11 @@ export function buildBootLog(spec: BootSpec = {}): BootLog {
   add(4, EV.EFI_ACTION, Buffer.from("Calling EFI Application from Boot Option"));
   for (let pcr = 0; pcr <= 7; pcr++) add(pcr, EV.SEPARATOR, Buffer.alloc(4));
   // Boot applications: shim, grub, kernel (Authenticode digests; the data is an EFI_IMAGE_LOAD_EVENT).
-  for (const a of apps)
+  for (const [i, a] of apps.entries())
     add(4, EV.EFI_BOOT_SERVICES_APPLICATION, Buffer.alloc(32, 0xaa), {
       sha256: Buffer.from(a, "hex"),
       sha1: sha("sha1", a),
+      sha384: a === DEFAULT_APPS[i] ? Buffer.from(DEFAULT_APPS_384[i], "hex") : sha("sha384", a),
     });
   // grub: commands and the kernel command line in PCR 8, files in PCR 9.
   const grub = (kind: string, s: string) => add(8, EV.IPL, Buffer.from(`${kind}: ${s}\0`), Buffer.from(s));
@@ -117,5 +141,14 @@ export function buildBootLog(spec: BootSpec = {}): BootLog {
     initrd: [sha("sha256", DEFAULT_INITRD).toString("hex")],
     secureBoot: { enabled: true, db: sha("sha256", "db signature list").toString("hex") },
   };
-  return { log: Buffer.concat(parts), extends: extendsOut, policy, offsets };
+  const policy384: MeasuredBootPolicy | undefined = spec.sha384
+    ? {
+        bank: "sha384",
+        bootApplications: { allowed: DEFAULT_APPS_384, required: [DEFAULT_APPS_384[2]] },
+        kernelCmdline: policy.kernelCmdline,
+        initrd: [sha("sha384", DEFAULT_INITRD).toString("hex")],
+        secureBoot: { enabled: true, db: sha("sha384", "db signature list").toString("hex") },
+      }
+    : undefined;
+  return { log: Buffer.concat(parts), extends: extendsOut, policy, offsets, extends384, policy384 };
 }
