@@ -30,6 +30,16 @@ echo "== firmware: $(scripts/build-firmware.sh)"
 PIP_PACKAGES=(sev-snp-measure hvac "pyjwt[crypto]" jwcrypto)
 python3 -m pip install -q --disable-pip-version-check "${PIP_PACKAGES[@]}"
 
+# Independent ML-KEM (FIPS 203) / ML-DSA (FIPS 204) implementations for the post-quantum interop tests
+# (test/support/pq-python.ts): pure-Python kyber-py and dilithium-py, pinned, in a cached venv.
+PQ_VENV="${BK_PQ_PYTHON_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/buckypaper/pq-python-venv}"
+PQ_PACKAGES=("kyber-py==1.2.0" "dilithium-py==1.5.1" "cryptography")
+if ! "$PQ_VENV/bin/python" -c 'import importlib.metadata as m, cryptography; assert m.version("kyber-py") == "1.2.0" and m.version("dilithium-py") == "1.5.1"' 2>/dev/null; then
+  echo "== pq interop venv $PQ_VENV (${PQ_PACKAGES[*]})"
+  python3 -m venv "$PQ_VENV"
+  "$PQ_VENV/bin/pip" install -q --disable-pip-version-check "${PQ_PACKAGES[@]}"
+fi
+
 # The Pulumi engine (CLI + language hosts), built from the Go module proxy; cached, so a warm machine
 # only checks versions (docs/pulumi.md).
 scripts/setup-pulumi.sh

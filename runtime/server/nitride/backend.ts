@@ -120,7 +120,7 @@ const ATTEST_FIELDS: FieldSchemas = {
 const CONFIG_FIELDS: FieldSchemas = {
   audience: { type: "string", description: "aud of workload tokens" },
   token_ttl: { type: "duration", description: "workload token lifetime (≤ 1h)" },
-  token_algorithm: { type: "string", description: "ES384 or EdDSA" },
+  token_algorithm: { type: "string", description: "ES384 (default), EdDSA or ML-DSA-65" },
   challenge_ttl: { type: "duration", description: "nonce lifetime (≤ 600s)" },
   kds: { type: "string", description: "AMD KDS: online, offline or off" },
   kds_cache_dir: { type: "string", description: "AMD KDS cache directory" },
@@ -147,6 +147,10 @@ const WORKLOAD_FIELDS: FieldSchemas = {
   require_pq_hybrid: {
     type: "bool",
     description: "refuse classical-only attestations: answers are sealed with hybrid ML-KEM-768 + P-384",
+  },
+  token_algorithm: {
+    type: "string",
+    description: "sign this workload's tokens with ES384, EdDSA or ML-DSA-65 (default: the config's)",
   },
 };
 
@@ -456,7 +460,7 @@ export class NitrideBackend implements LogicalBackend, TableBackend {
       policyHash: policyHash(rec.definition),
       ephemeralJwk: eph.jwk,
       ...(bound.mlkem ? { mlkemPublicKey: bound.mlkem } : {}),
-      key: await this.keys.current(req.storage, c.token_algorithm),
+      key: await this.keys.current(req.storage, c.token_algorithm, rec.definition.token_algorithm),
     });
     // The token is not a sealable secret: the caller has no attested login yet. It is short-lived and
     // bound (cnf) to the ephemeral key; roles with seal_responses make that binding protect the secrets.

@@ -5,9 +5,20 @@ import type { TrustConfig, SimulatedSnpAnchor } from "../../attestation/policy.j
 import { optBool, optList, optString } from "../vault/fields.js";
 import { parseDuration } from "./duration.js";
 
-/** JWS algorithms for workload tokens: ES384 (P-384), or EdDSA (Ed25519: an order of magnitude less CPU to sign and verify). */
-export type TokenAlgorithm = "ES384" | "EdDSA";
-export const TOKEN_ALGORITHMS: readonly TokenAlgorithm[] = ["ES384", "EdDSA"];
+/**
+ * JWS algorithms for workload tokens: ES384 (P-384, the default: what Vault/OpenBao JWT auth verify),
+ * EdDSA (Ed25519: an order of magnitude less CPU to sign and verify), or ML-DSA-65 (FIPS 204, post-quantum;
+ * RFC 9964 identifiers, docs/post-quantum.md lists the verifiers that accept it today).
+ */
+export type TokenAlgorithm = "ES384" | "EdDSA" | "ML-DSA-65";
+export const TOKEN_ALGORITHMS: readonly TokenAlgorithm[] = ["ES384", "EdDSA", "ML-DSA-65"];
+
+/** The algorithm named by field `field`, or a 400 naming the field and the allowed values. */
+export function tokenAlgorithmField(v: unknown, field: string): TokenAlgorithm {
+  if (!TOKEN_ALGORITHMS.includes(v as TokenAlgorithm))
+    throw new LogicalError(400, `${field}: must be ${TOKEN_ALGORITHMS.map((x) => `"${x}"`).join(", ")}`);
+  return v as TokenAlgorithm;
+}
 
 export interface NitrideConfig {
   /** `aud` of workload tokens. */
@@ -57,10 +68,7 @@ export function configFrom(data: Record<string, unknown>, prev: NitrideConfig): 
   if (out.token_ttl < 1 || out.token_ttl > MAX_TOKEN_TTL_S)
     throw new LogicalError(400, `token_ttl: must be between 1s and ${MAX_TOKEN_TTL_S}s`);
   if (data.token_algorithm !== undefined) {
-    const a = optString(data, "token_algorithm");
-    if (!TOKEN_ALGORITHMS.includes(a as TokenAlgorithm))
-      throw new LogicalError(400, `token_algorithm: must be ${TOKEN_ALGORITHMS.map((x) => `"${x}"`).join(" or ")}`);
-    out.token_algorithm = a as TokenAlgorithm;
+    out.token_algorithm = tokenAlgorithmField(optString(data, "token_algorithm"), "token_algorithm");
   }
   if (data.challenge_ttl !== undefined)
     out.challenge_ttl = parseDuration(data.challenge_ttl, "challenge_ttl") ?? prev.challenge_ttl;

@@ -11,6 +11,7 @@ import { JwtAuthBackend, type JwtAuthHooks } from "../vault/auth-jwt.js";
 import { issuerFor } from "./token.js";
 import { createLocalJWKSet, jwtVerify, type JWK } from "jose";
 import { SEAL_REQUIRED_META, sealingKeyOf } from "./seal.js";
+import { isMlDsaJws, verifyMlDsaJwt } from "../../protocol/ml-dsa-jose.js";
 
 /** What Nitride adds to the JWT auth method: in-process verification of its tokens and response sealing. */
 export const nitrideJwtHooks: JwtAuthHooks = {
@@ -35,7 +36,8 @@ export const nitrideJwtHooks: JwtAuthHooks = {
     try {
       const keys = (JSON.parse(raw) as { keys?: JWK[] }).keys ?? [];
       // Only the signature matters here; the auth method has already checked the claims.
-      await jwtVerify(jwt, createLocalJWKSet({ keys }), { issuer: iss, clockTolerance: Number.MAX_SAFE_INTEGER });
+      if (isMlDsaJws(jwt)) verifyMlDsaJwt(jwt, keys, { issuer: iss });
+      else await jwtVerify(jwt, createLocalJWKSet({ keys }), { issuer: iss, clockTolerance: Number.MAX_SAFE_INTEGER });
       return mount;
     } catch {
       return undefined;

@@ -1,9 +1,11 @@
-// The workload token: a short-lived JWT (ES384, or EdDSA when configured) that says which workload proved what, bound (cnf) to the
-// ephemeral key whose hash was in REPORT_DATA. External Vault/OpenBao verify it through the JWKS.
-import { randomUUID, type KeyObject } from "node:crypto";
+// The workload token: a short-lived JWT (ES384, or EdDSA / ML-DSA-65 when configured) that says which
+// workload proved what, bound (cnf) to the ephemeral key whose hash was in REPORT_DATA. External
+// Vault/OpenBao verify it through the JWKS (ES384/EdDSA; ML-DSA-65: see docs/post-quantum.md).
+import { randomUUID } from "node:crypto";
 import { SignJWT, type JWK } from "jose";
 import type { Verdict } from "../../attestation/types.js";
-import type { TokenAlgorithm } from "./config.js";
+import { signMlDsaJws } from "../../protocol/ml-dsa-jose.js";
+import type { TokenSigningKey } from "./signing-keys.js";
 
 export interface WorkloadTokenClaims {
   iss: string;
@@ -40,7 +42,7 @@ export async function signWorkloadToken(input: {
   ephemeralJwk: JWK;
   /** Bound in REPORT_DATA with the P-384 key (hybrid PQ sealing); answers are then sealed to both. */
   mlkemPublicKey?: Uint8Array;
-  key: { kid: string; alg: TokenAlgorithm; key: KeyObject };
+  key: TokenSigningKey;
 }): Promise<{ token: string; claims: WorkloadTokenClaims }> {
   const now = Math.floor(Date.now() / 1000);
   const c = input.verdict.claims!;
@@ -64,8 +66,10 @@ export async function signWorkloadToken(input: {
       ? { jwk: input.ephemeralJwk, mlkem768_ek: Buffer.from(input.mlkemPublicKey).toString("base64url") }
       : { jwk: input.ephemeralJwk },
   };
-  const token = await new SignJWT({ ...claims })
-    .setProtectedHeader({ alg: input.key.alg, kid: input.key.kid, typ: "JWT" })
-    .sign(input.key.key);
+  const header = { alg: input.key.alg, kid: input.key.kid, typ: "JWT" };
+  const token =
+    input.key.alg === "ML-DSA-65"
+      ? signMlDsaJws(header, new TextEncoder().encode(JSON.stringify(claims)), input.key.key)
+      : await new SignJWT({ ...claims }).setProtectedHeader(header).sign(input.key.key);
   return { token, claims };
 }

@@ -10,7 +10,7 @@ import { parsePolicy, PolicyError, type Policy } from "../../attestation/policy.
 import type { StorageReader, StorageWriter } from "../storage/types.js";
 import { jsonBytes, optBool, optList, optString, readJson } from "../vault/fields.js";
 import { parseDuration } from "./duration.js";
-import { MAX_TOKEN_TTL_S } from "./config.js";
+import { MAX_TOKEN_TTL_S, tokenAlgorithmField, type TokenAlgorithm } from "./config.js";
 
 export interface TdxReference {
   mrtd: string;
@@ -49,6 +49,11 @@ export interface WorkloadDefinition {
    * Only stored when true, so existing definitions keep their policy hash.
    */
   require_pq_hybrid?: boolean;
+  /**
+   * This workload's tokens are signed with this algorithm instead of the config's token_algorithm
+   * (e.g. ML-DSA-65 for a relying party that verifies post-quantum signatures). Only stored when set.
+   */
+  token_algorithm?: TokenAlgorithm;
 }
 
 export interface WorkloadRecord {
@@ -191,6 +196,8 @@ export function definitionFrom(data: Record<string, unknown>): WorkloadDefinitio
     secrets,
   };
   if (optBool(data, "require_pq_hybrid", false)) def.require_pq_hybrid = true;
+  if (data.token_algorithm !== undefined && data.token_algorithm !== "")
+    def.token_algorithm = tokenAlgorithmField(data.token_algorithm, "token_algorithm");
   const ttl = parseDuration(data.token_ttl, "token_ttl");
   if (ttl !== undefined) {
     if (ttl > MAX_TOKEN_TTL_S)

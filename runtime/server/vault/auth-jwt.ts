@@ -22,6 +22,13 @@ import {
   type SystemView,
 } from "./backend.js";
 import { jsonBytes, readJson } from "./fields.js";
+import {
+  isMlDsaJws,
+  JoseFormatError,
+  JwsVerificationError,
+  ML_DSA_65,
+  verifyMlDsaJwt,
+} from "../../protocol/ml-dsa-jose.js";
 import { FieldData, PathRouter, segment, type FieldSchemas, type TableBackend } from "./framework.js";
 
 /**
@@ -93,7 +100,10 @@ interface JwtRole {
 }
 
 const ROLE_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-const DEFAULT_ALGS = ["RS256", "ES256", "ES384", "EdDSA"];
+/** ML-DSA-65 (RFC 9964) is verified here with @noble/post-quantum: jose has no ML-DSA on Node 22. */
+const DEFAULT_ALGS = ["RS256", "ES256", "ES384", "EdDSA", ML_DSA_65];
+/** How long a remote JWKS fetched for ML-DSA verification is reused. */
+const RAW_JWKS_CACHE_MS = 60_000;
 /** Claims copied into token metadata for attested logins (what the audit log records). */
 const ATTESTATION_METADATA: Array<[string, string]> = [
   ["sub", "workload_id"],
@@ -341,7 +351,8 @@ export class JwtAuthBackend implements LogicalBackend, TableBackend {
   constructor(private readonly hooks?: JwtAuthHooks) {}
   readonly unauthenticatedPaths = ["login"];
   private remote = new Map<string, JWTVerifyGetKey>();
-  private local: { text: string; getKey: JWTVerifyGetKey } | undefined;
+  private local: { text: string; getKey: JWTVerifyGetKey; keys: unknown[] } | undefined;
+  private rawRemote = new Map<string, { at: number; keys: unknown[] }>();
 
   readonly router = new PathRouter([
     {
@@ -433,18 +444,29 @@ export class JwtAuthBackend implements LogicalBackend, TableBackend {
   private async keySource(
     req: LogicalRequest,
     c: JwtConfig,
-  ): Promise<{ getKey: JWTVerifyGetKey | KeyObject[]; issuer: string; nitride?: string }> {
+  ): Promise<{
+    getKey: JWTVerifyGetKey | KeyObject[];
+    /** The JWKS's keys as JSON, for ML-DSA-65 tokens (jose cannot import AKP keys on Node 22). */
+    rawKeys?: () => Promise<unknown[]>;
+    issuer: string;
+    nitride?: string;
+  }> {
     if (c.nitride_mount) {
       // In-process: no HTTP round trip, and the key ring is read from the same storage the signer uses.
       const r = await req.system.internalRequest("read", `${c.nitride_mount}/jwks`);
       const raw = r?.data?.http_raw_body;
       const text = typeof raw === "string" ? raw : JSON.stringify({ keys: r?.data?.keys ?? [] });
       // Re-importing the keys on every login is measurable; the set only changes on rotation.
-      if (this.local?.text !== text)
-        this.local = { text, getKey: createLocalJWKSet({ keys: (JSON.parse(text) as { keys?: JWK[] }).keys ?? [] }) };
+      if (this.local?.text !== text) {
+        const keys = (JSON.parse(text) as { keys?: JWK[] }).keys ?? [];
+        // createLocalJWKSet never selects AKP keys for the classical algorithms, so they may stay in the set.
+        this.local = { text, getKey: createLocalJWKSet({ keys }), keys };
+      }
       if (!this.hooks) throw new LogicalError(400, "nitride_mount: no attestation service in this build");
+      const local = this.local;
       return {
-        getKey: this.local.getKey,
+        getKey: local.getKey,
+        rawKeys: async () => local.keys,
         issuer: c.bound_issuer || this.hooks.localIssuer(req.system.apiAddr(), c.nitride_mount),
         nitride: c.nitride_mount,
       };
@@ -464,7 +486,18 @@ export class JwtAuthBackend implements LogicalBackend, TableBackend {
     }
     let getKey = this.remote.get(jwksUrl);
     if (!getKey) this.remote.set(jwksUrl, (getKey = createRemoteJWKSet(new URL(jwksUrl), { timeoutDuration: 5000 })));
-    return { getKey, issuer: c.bound_issuer };
+    return { getKey, rawKeys: () => this.fetchRawJwks(jwksUrl), issuer: c.bound_issuer };
+  }
+
+  private async fetchRawJwks(url: string): Promise<unknown[]> {
+    const hit = this.rawRemote.get(url);
+    if (hit && Date.now() - hit.at < RAW_JWKS_CACHE_MS) return hit.keys;
+    const doc = (await fetch(url, { signal: AbortSignal.timeout(5000) })
+      .then((r) => (r.ok ? r.json() : undefined))
+      .catch(() => undefined)) as { keys?: unknown } | undefined;
+    if (!doc || !Array.isArray(doc.keys)) throw new LogicalError(502, "jwks_url: JWKS unavailable or without keys");
+    this.rawRemote.set(url, { at: Date.now(), keys: doc.keys });
+    return doc.keys;
   }
 
   /** The verified claims, and the Nitride mount whose key ring verified them (when it was one). */
@@ -474,11 +507,40 @@ export class JwtAuthBackend implements LogicalBackend, TableBackend {
     role: JwtRole,
     jwt: string,
   ): Promise<{ claims: JWTPayload; nitride?: string }> {
-    const { getKey, issuer, nitride } = await this.keySource(req, c);
-    const claims = await this.verifySignature(jwt, getKey, c, issuer);
+    const { getKey, rawKeys, issuer, nitride } = await this.keySource(req, c);
+    const claims = isMlDsaJws(jwt)
+      ? await this.verifyMlDsa(jwt, rawKeys, c, issuer)
+      : await this.verifySignature(jwt, getKey, c, issuer);
     checkTimeClaims(claims, role);
     if (nitride !== undefined || typeof claims.evidence_digest !== "string" || !this.hooks) return { claims, nitride };
     return { claims, nitride: await this.hooks.localAttestation(req.system, jwt, claims as Record<string, unknown>) };
+  }
+
+  /** ML-DSA-65 tokens (RFC 9964): signature against the AKP keys of the JWKS, then the issuer. */
+  private async verifyMlDsa(
+    jwt: string,
+    rawKeys: (() => Promise<unknown[]>) | undefined,
+    c: JwtConfig,
+    issuer: string,
+  ): Promise<JWTPayload> {
+    const algorithms = c.jwt_supported_algs.length ? c.jwt_supported_algs : DEFAULT_ALGS;
+    if (!algorithms.includes(ML_DSA_65))
+      throw new LogicalError(403, "error validating token: signing algorithm not allowed");
+    if (!rawKeys)
+      throw new LogicalError(
+        403,
+        "error validating token: ML-DSA-65 tokens verify only against a JWKS (jwks_url, oidc_discovery_url or nitride_mount)",
+      );
+    try {
+      return verifyMlDsaJwt(jwt, await rawKeys(), issuer ? { issuer } : {}).claims as JWTPayload;
+    } catch (e) {
+      if (e instanceof JwsVerificationError) {
+        if (/iss claim/.test(e.message)) throw new LogicalError(403, "error validating token: iss claim is invalid");
+        throw new LogicalError(403, "error validating token: signature does not verify with any configured key");
+      }
+      if (e instanceof JoseFormatError) throw new LogicalError(400, "jwt: not a well-formed signed JWT");
+      throw e;
+    }
   }
 
   private async verifySignature(
