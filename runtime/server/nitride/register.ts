@@ -11,7 +11,7 @@ import { JwtAuthBackend, type JwtAuthHooks } from "../vault/auth-jwt.js";
 import { issuerFor } from "./token.js";
 import { createLocalJWKSet, jwtVerify, type JWK } from "jose";
 import { SEAL_REQUIRED_META, sealingKeyOf } from "./seal.js";
-import { isMlDsaJws, verifyMlDsaJwt } from "../../protocol/ml-dsa-jose.js";
+import { isMlDsaJws, verifyMlDsaJwt } from "../../attestation/ml-dsa-jose.js";
 
 /** What Nitride adds to the JWT auth method: in-process verification of its tokens and response sealing. */
 export const nitrideJwtHooks: JwtAuthHooks = {

@@ -8,7 +8,7 @@ import { createPrivateKey, generateKeyPairSync, randomBytes, type KeyObject } fr
 import type { JWK } from "jose";
 import type { Storage } from "../storage/types.js";
 import { jsonBytes, readJson } from "../vault/fields.js";
-import { akpPrivateKey, generateAkpKeyPair } from "../../protocol/ml-dsa-jose.js";
+import { akpPrivateKey, generateAkpKeyPair } from "../../attestation/ml-dsa-jose.js";
 import { MAX_TOKEN_TTL_S, type TokenAlgorithm } from "./config.js";
 
 /** `alg` is absent in rings written before EdDSA existed: those keys are ES384. */

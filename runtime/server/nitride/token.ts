@@ -4,7 +4,7 @@
 import { randomUUID } from "node:crypto";
 import { SignJWT, type JWK } from "jose";
 import type { Verdict } from "../../attestation/types.js";
-import { signMlDsaJws } from "../../protocol/ml-dsa-jose.js";
+import { signMlDsaJws } from "../../attestation/ml-dsa-jose.js";
 import type { TokenSigningKey } from "./signing-keys.js";
 
 export interface WorkloadTokenClaims {

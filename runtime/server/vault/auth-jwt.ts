@@ -28,7 +28,7 @@ import {
   JwsVerificationError,
   ML_DSA_65,
   verifyMlDsaJwt,
-} from "../../protocol/ml-dsa-jose.js";
+} from "../../attestation/ml-dsa-jose.js";
 import { FieldData, PathRouter, segment, type FieldSchemas, type TableBackend } from "./framework.js";
 
 /**

@@ -2,14 +2,14 @@
 // (@noble/post-quantum), against a handful of NIST ACVP vectors committed under test/fixtures/pq-acvp/
 // (provenance in each file: the ACVP-Server JSON as shipped in the kyber-py / dilithium-py sdists, with
 // their SHA-256). Then the same operations through the kit's own modules: the hybrid seal's ML-KEM key
-// check and the AKP JWK / ML-DSA JWS code (runtime/protocol/ml-dsa-jose.ts).
+// check and the AKP JWK / ML-DSA JWS code (runtime/attestation/ml-dsa-jose.ts).
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
 import { ml_dsa65 } from "@noble/post-quantum/ml-dsa.js";
 import { checkMlKemPublicKey } from "../../../runtime/attestation/hybrid-seal.js";
-import { akpPrivateKey, akpPublicKey } from "../../../runtime/protocol/ml-dsa-jose.js";
+import { akpPrivateKey, akpPublicKey } from "../../../runtime/attestation/ml-dsa-jose.js";
 import { repoRoot } from "../../support/shared.js";
 
 const hex = (s: string) => new Uint8Array(Buffer.from(s, "hex"));
