@@ -121,4 +121,44 @@ describe.runIf(haveVault)("a real Vault dev server trusts Nitride tokens (docs/n
       expect(refused.code).toBe(2);
     });
   }
+
+  // ML-DSA-65 keys (kty AKP, RFC 9964): Vault 1.21.4 (go-jose) refuses a JWKS that contains one ("error
+  // checking jwks URL"), so nitride/jwks leaves them out and publishes them at nitride/jwks/pq.
+  it("with an ML-DSA-65 signing key live: ES384 tokens still log in (discovery and JWKS), ML-DSA-65 tokens are refused", async () => {
+    const put = await s.rt.api("PUT", "nitride/workloads/pq-vault", {
+      reference_values: { snp_measurements: ["a1".repeat(48)] },
+      secrets: { kv: [] },
+      token_algorithm: "ML-DSA-65",
+    });
+    expect(put.status, JSON.stringify(put.body)).toBe(200);
+    const pq = await attestAs(s, "pq-vault");
+    expect(pq.status).toBe(200);
+    const keys = async (p: string) =>
+      ((await (await fetch(`${s.rt.url}/v1/nitride/${p}`)).json()) as { keys: Array<{ kty: string }> }).keys;
+    expect((await keys("jwks/pq")).map((k) => k.kty)).toContain("AKP");
+    expect((await keys("jwks")).map((k) => k.kty)).not.toContain("AKP");
+    for (const block of section.blocks) {
+      const addr = await startDevVault();
+      const a = await attestAs(s, "web");
+      const script = ["set -euo pipefail", ...block.commands]
+        .join("\n")
+        .replaceAll("https://runtime.example:8200", s.rt.url);
+      const env = {
+        PATH: `${path.dirname(VAULT_BIN)}:${process.env.PATH}`,
+        HOME: dir,
+        VAULT_ADDR: addr,
+        VAULT_TOKEN: "root",
+        NITRIDE_TOKEN: a.body.data.token as string,
+      };
+      const r = await bash(script, dir, env);
+      expect(r.code, r.out).toBe(0);
+      expect(r.out).toMatch(/token_policies\s+\["default" "web"\]/);
+      const refused = await bash(
+        `vault write auth/jwt/login role=web-attested jwt=${pq.body.data.token as string}`,
+        dir,
+        env,
+      );
+      expect(refused.code, refused.out).toBe(2);
+    }
+  }, 240_000);
 });

@@ -160,6 +160,7 @@ export class NitrideBackend implements LogicalBackend, TableBackend {
     "challenge",
     "attest",
     "jwks",
+    "jwks/pq",
     ".well-known/openid-configuration",
     ".well-known/jwks.json",
   ];
@@ -190,10 +191,18 @@ export class NitrideBackend implements LogicalBackend, TableBackend {
     },
     {
       pattern: "(?:jwks|\\.well-known/jwks\\.json)",
-      description: "the token signing keys, JWKS (unauthenticated)",
+      description: "the ES384/EdDSA token signing keys, JWKS (unauthenticated); ML-DSA-65 keys are at jwks/pq",
       operations: {
         read: async (req) =>
-          rawJson(await this.keys.jwks(req.storage, (await this.config(req.storage)).token_algorithm)),
+          rawJson(await this.keys.jwks(req.storage, (await this.config(req.storage)).token_algorithm, { pq: false })),
+      },
+    },
+    {
+      pattern: "jwks/pq",
+      description: "every token signing key incl. ML-DSA-65 (kty AKP, RFC 9964), JWKS (unauthenticated)",
+      operations: {
+        read: async (req) =>
+          rawJson(await this.keys.jwks(req.storage, (await this.config(req.storage)).token_algorithm, { pq: true })),
       },
     },
     {

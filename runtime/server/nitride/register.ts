@@ -30,7 +30,7 @@ export const nitrideJwtHooks: JwtAuthHooks = {
     const mount = "nitride";
     const iss = issuerFor(system.apiAddr(), mount);
     if (claims.iss !== iss) return undefined;
-    const r = await system.internalRequest("read", `${mount}/jwks`).catch(() => undefined);
+    const r = await system.internalRequest("read", `${mount}/jwks/pq`).catch(() => undefined);
     const raw = r?.data?.http_raw_body;
     if (typeof raw !== "string") return undefined;
     try {

@@ -150,10 +150,15 @@ export class SigningKeys {
     return k ? algOf(k) : undefined;
   }
 
-  /** Public keys of every key whose tokens may still be valid (AKP keys for ML-DSA-65, RFC 9964). */
-  async jwks(storage: Storage, alg: TokenAlgorithm = "ES384"): Promise<{ keys: JWK[] }> {
+  /**
+   * Public keys of every key whose tokens may still be valid. ML-DSA-65 keys (kty "AKP", RFC 9964) only
+   * with `pq`: go-jose (Vault 1.21, OpenBao, hashicorp/cap) refuses a whole JWKS that contains a key type
+   * it does not know, which would break every classical token's verification (test/compat/vault-jwt).
+   */
+  async jwks(storage: Storage, alg: TokenAlgorithm = "ES384", opts: { pq: boolean }): Promise<{ keys: JWK[] }> {
     const ring = await this.ring(storage, alg);
-    return { keys: live(ring, Math.floor(Date.now() / 1000)).map((k) => k.public_jwk as JWK) };
+    const keys = live(ring, Math.floor(Date.now() / 1000)).filter((k) => opts.pq || algOf(k) !== "ML-DSA-65");
+    return { keys: keys.map((k) => k.public_jwk as JWK) };
   }
 
   /** Algorithms of the keys in the JWKS (what OIDC discovery advertises). */

@@ -453,7 +453,8 @@ export class JwtAuthBackend implements LogicalBackend, TableBackend {
   }> {
     if (c.nitride_mount) {
       // In-process: no HTTP round trip, and the key ring is read from the same storage the signer uses.
-      const r = await req.system.internalRequest("read", `${c.nitride_mount}/jwks`);
+      // jwks/pq: every key, incl. ML-DSA-65 (AKP) keys, which the classical jwks leaves out for go-jose's sake.
+      const r = await req.system.internalRequest("read", `${c.nitride_mount}/jwks/pq`);
       const raw = r?.data?.http_raw_body;
       const text = typeof raw === "string" ? raw : JSON.stringify({ keys: r?.data?.keys ?? [] });
       // Re-importing the keys on every login is measurable; the set only changes on rotation.

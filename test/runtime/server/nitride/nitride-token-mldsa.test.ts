@@ -1,6 +1,7 @@
 // Workload tokens signed with ML-DSA-65 (RFC 9964: JWS alg "ML-DSA-65", JWK kty "AKP"), on the real
-// server: switching nitride/config token_algorithm rotates once like the EdDSA switch, the JWKS publishes
-// the AKP public key beside the ES384 key, ES384 tokens from before the switch still log in, a workload
+// server: switching nitride/config token_algorithm rotates once like the EdDSA switch, nitride/jwks/pq
+// publishes the AKP public key beside the ES384 key (nitride/jwks leaves it out: go-jose, i.e. Vault and
+// OpenBao, refuse a JWKS with an unknown kty), ES384 tokens from before the switch still log in, a workload
 // can ask for ML-DSA-65 on its own while the config stays ES384, and the tokens verify in an independent
 // implementation (dilithium-py), whose own ML-DSA-65 JWTs log in through a jwks_url JWT auth mount.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -69,7 +70,7 @@ describe("ML-DSA-65 workload tokens", () => {
     expect(header(b.body.data.token).kid).toBe(header(t).kid);
   });
 
-  it("switching the config to ML-DSA-65 rotates once; the JWKS has the AKP key (no priv) beside ES384", async () => {
+  it("switching the config to ML-DSA-65 rotates once; jwks/pq has the AKP key (no priv) beside ES384, jwks not", async () => {
     const put = await s.rt.api("PUT", "nitride/config", { token_algorithm: "ML-DSA-65" });
     expect(put.status, JSON.stringify(put.body)).toBe(200);
     expect(put.body.data.token_algorithm).toBe("ML-DSA-65");
@@ -81,7 +82,11 @@ describe("ML-DSA-65 workload tokens", () => {
     const b = await attestAs(s, "web");
     expect(header(b.body.data.token).kid).toBe(header(mldsaToken).kid);
 
-    const jwks = await rawJson("nitride/jwks");
+    const classical = await rawJson("nitride/jwks");
+    expect(classical.keys.map((k: Jwk) => k.kty)).not.toContain("AKP");
+    expect(classical.keys.some((k: Jwk) => k.kid === header(es384Token).kid)).toBe(true);
+    expect(await rawJson("nitride/.well-known/jwks.json")).toEqual(classical);
+    const jwks = await rawJson("nitride/jwks/pq");
     const akp = jwks.keys.find((k: Jwk) => k.kid === header(mldsaToken).kid);
     expect(akp).toMatchObject({ kty: "AKP", alg: "ML-DSA-65", use: "sig" });
     expect(Buffer.from(akp.pub, "base64url").length).toBe(1952);
@@ -122,14 +127,14 @@ describe("ML-DSA-65 workload tokens", () => {
   });
 
   const hasPy = havePqPython();
-  it.runIf(hasPy)("dilithium-py verifies the ML-DSA token against the JWKS fetched via OIDC discovery", async () => {
+  it.runIf(hasPy)("dilithium-py verifies the ML-DSA token against the jwks/pq key set fetched over HTTP", async () => {
     const script = `
 import base64, json, sys, urllib.request
 from dilithium_py.ml_dsa import ML_DSA_65
 inp = json.load(sys.stdin)
 b64 = lambda s: base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
 doc = json.load(urllib.request.urlopen(inp["issuer"] + "/.well-known/openid-configuration"))
-jwks = json.load(urllib.request.urlopen(doc["jwks_uri"]))
+jwks = json.load(urllib.request.urlopen(doc["jwks_uri"] + "/pq"))
 out = {}
 for name, tok in inp["tokens"].items():
     h, p, s = tok.split(".")
@@ -219,7 +224,7 @@ print(json.dumps({"jwk": {"kty": "AKP", "alg": "ML-DSA-65", "kid": "py-1", "use"
     expect(header(a.body.data.token).alg).toBe("ES384");
     expect((await s.rt.api("POST", "nitride/keys/rotate", {})).status).toBe(200);
     expect((await login(s, mldsaToken)).status).toBe(200);
-    const jwks = await rawJson("nitride/jwks");
+    const jwks = await rawJson("nitride/jwks/pq");
     expect(jwks.keys.some((k: Jwk) => k.kid === header(mldsaToken).kid)).toBe(true);
     // The workload that asked for ML-DSA-65 gets a fresh extra key after the rotation.
     const pq = await attestAs(s, "pq");
