@@ -29,10 +29,16 @@ export class ProvisionError extends Error {
   }
 }
 
+/** The host path of an absolute guest path under `root`. `..` is resolved against the guest's own root
+ *  first (as the guest would), so it can never climb out of `root`; a relative guest path is refused. */
 export function underRoot(root: string, guestPath: string): string {
-  const p = path.resolve(root, "." + path.posix.normalize(guestPath));
+  if (!path.posix.isAbsolute(guestPath) || guestPath.includes("\0"))
+    throw new ProvisionError("path", `${JSON.stringify(guestPath)} is not an absolute guest path`);
   const r = path.resolve(root);
-  if (p !== r && !p.startsWith(r + path.sep))
+  const p = path.resolve(r, "." + path.posix.normalize(guestPath));
+  // path.relative, not a string prefix: with root "/" the prefix would be "//" and refuse everything.
+  const rel = path.relative(r, p);
+  if (rel.startsWith("..") || path.isAbsolute(rel))
     throw new ProvisionError("path", `${guestPath} escapes the provisioning root`);
   return p;
 }

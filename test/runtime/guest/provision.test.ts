@@ -199,6 +199,24 @@ describe("staged commit", () => {
   it("paths cannot escape the root", () => {
     expect(underRoot("/tmp/r", "/etc/x")).toBe("/tmp/r/etc/x");
     expect(underRoot("/tmp/r", "/../../etc/passwd")).toBe("/tmp/r/etc/passwd");
+    expect(underRoot("/tmp/r/", "/a/./b/../c")).toBe("/tmp/r/a/c");
+    expect(underRoot("/tmp/r", "/")).toBe("/tmp/r");
+    // A sibling sharing the root's name as a prefix is not under it.
+    expect(underRoot("/tmp/r", "/../r2/x")).toBe("/tmp/r/r2/x");
+  });
+
+  it("with the guest's own root '/' (the real agent) paths resolve in place and still cannot climb out", () => {
+    expect(underRoot("/", "/data")).toBe("/data");
+    expect(underRoot("/", "/etc/web/app.env")).toBe("/etc/web/app.env");
+    expect(underRoot("/", "/")).toBe("/");
+    expect(underRoot("/", "/../../etc/shadow")).toBe("/etc/shadow");
+    expect(underRoot("/", "//etc//x")).toBe("/etc/x");
+  });
+
+  it("relative and NUL-carrying guest paths are refused, naming the path", () => {
+    for (const bad of ["etc/x", "../etc/passwd", "", "./x", "/etc/x\0y"])
+      expect(() => underRoot("/", bad)).toThrow(ProvisionError);
+    expect(() => underRoot("/tmp/r", "../../etc/passwd")).toThrow(/path: "..\/..\/etc\/passwd" is not an absolute guest path/);
   });
 
   it("env files use systemd EnvironmentFile quoting", () => {
