@@ -216,7 +216,9 @@ describe("staged commit", () => {
   it("relative and NUL-carrying guest paths are refused, naming the path", () => {
     for (const bad of ["etc/x", "../etc/passwd", "", "./x", "/etc/x\0y"])
       expect(() => underRoot("/", bad)).toThrow(ProvisionError);
-    expect(() => underRoot("/tmp/r", "../../etc/passwd")).toThrow(/path: "..\/..\/etc\/passwd" is not an absolute guest path/);
+    expect(() => underRoot("/tmp/r", "../../etc/passwd")).toThrow(
+      /path: "..\/..\/etc\/passwd" is not an absolute guest path/,
+    );
   });
 
   it("env files use systemd EnvironmentFile quoting", () => {
