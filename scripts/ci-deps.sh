@@ -10,10 +10,13 @@ export DEBIAN_FRONTEND=noninteractive
 # socat: the local real guests' forward to the runtime (guestfwd cmd:, one per connection).
 # mmdebstrap squashfs-tools cpio: the guest image build (images/guest, `buckypaper image build`);
 # build-essential … mtools: the AmdSev OVMF build from Debian's edk2 source package (scripts/build-firmware.sh).
+# systemd-boot-efi + binutils: a real systemd-stub to build a UKI with objcopy, whose PCR 11 prediction is
+# cross-checked with systemd-measure (test/images/vtpm-uki.test.ts; systemd-measure ships with systemd).
 APT_PACKAGES=(cloud-init postgresql cryptsetup-bin qemu-system-x86 qemu-utils ovmf genisoimage openssh-client openssh-server openssl curl wrk swtpm swtpm-tools tpm2-tools
   mmdebstrap squashfs-tools cpio
   socat
-  build-essential nasm acpica-tools uuid-dev grub-efi-amd64-bin dosfstools mtools)
+  build-essential nasm acpica-tools uuid-dev grub-efi-amd64-bin dosfstools mtools
+  systemd-boot-efi binutils)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

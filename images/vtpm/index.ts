@@ -1,1 +1,2 @@
 export * from "./predict.js";
+export * from "./uki.js";

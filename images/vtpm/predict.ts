@@ -1,11 +1,13 @@
 // Deploy-time prediction of the boot-chain EVENTS a cloud vTPM will log for the kit's image, as a measured-boot
 // policy (runtime/attestation/tpm/boot-policy.ts): the PE Authenticode digests of the boot applications firmware
 // runs (PCR 4: shim, grub and the kernel, or one UKI), the kernel command line (with the dm-verity root hash) and
-// the initrd the Linux EFI stub measures (PCR 9). Cloud firmware events are not predicted: the policy is over
-// events, so it does not need them.
+// the initrd the Linux EFI stub measures (PCR 9), and for a UKI the PCR 11 value systemd-stub produces (uki.ts).
+// Cloud firmware events are not predicted: the policy is over events, so it does not need them.
 import { createHash } from "node:crypto";
 import { authenticodeDigest } from "../tdx/authenticode.js";
 import type { MeasuredBootPolicy } from "../../runtime/attestation/tpm/boot-policy.js";
+import { BootPredictionError } from "./errors.js";
+import { predictUkiPcr11, ukiCmdline } from "./uki.js";
 
 export interface BootChainInputs {
   /** PE images firmware (or shim) executes, in boot order; the last one is the kernel or the UKI. */
@@ -14,38 +16,38 @@ export interface BootChainInputs {
   cmdline?: string;
   /** The initrd the Linux EFI stub loads (not with a UKI, whose .initrd is covered by its PE digest). */
   initrd?: Buffer;
-  /** The last boot application is a UKI: its Authenticode digest covers .linux, .initrd and .cmdline. */
-  uki?: { cmdline: string };
+  /**
+   * The last boot application is a UKI: its Authenticode digest covers .linux, .initrd and .cmdline. The command
+   * line defaults to its .cmdline section; `pcr11` (default true) also predicts systemd-stub's PCR 11 (uki.ts) —
+   * exact only while nothing after the stub extends PCR 11 (the kit's init does not; systemd-pcrphase would).
+   */
+  uki?: { cmdline?: string; pcr11?: boolean };
+  /** PCR bank of the predicted digests (default sha256; AWS NitroTPM documents sign sha384). */
+  bank?: "sha256" | "sha384";
   /** Strings the command line must carry (e.g. `roothash=<hex>` of the dm-verity root). */
   mustContain?: string[];
   /** Require Secure Boot enabled (PCR 7). */
   secureBoot?: boolean;
 }
 
-export class BootPredictionError extends Error {
-  override name = "BootPredictionError";
-  constructor(
-    readonly field: string,
-    message: string,
-  ) {
-    super(`${field}: ${message}`);
-  }
-}
+export { BootPredictionError };
 
 /** The SHA-256 measured-boot policy for a boot chain: what Nitride checks the vTPM's event log against. */
 export function predictMeasuredBoot(i: BootChainInputs): MeasuredBootPolicy {
   if (i.bootApplications.length === 0)
     throw new BootPredictionError("bootApplications", "at least the kernel or UKI is needed");
+  const bank = i.bank ?? "sha256";
   const digests = i.bootApplications.map((a, n) =>
-    authenticodeDigest(a.image, "sha256", `bootApplications[${n}] (${a.name})`).toString("hex"),
+    authenticodeDigest(a.image, bank, `bootApplications[${n}] (${a.name})`).toString("hex"),
   );
-  const cmdline = i.uki?.cmdline ?? i.cmdline;
+  const last = i.bootApplications[i.bootApplications.length - 1].image;
+  const cmdline = i.uki ? (i.uki.cmdline ?? ukiCmdline(last)) : i.cmdline;
   if (cmdline === undefined)
     throw new BootPredictionError("cmdline", "the kernel command line is needed (or uki.cmdline)");
   for (const want of i.mustContain ?? [])
     if (!cmdline.includes(want)) throw new BootPredictionError("cmdline", `does not contain '${want}'`);
   const policy: MeasuredBootPolicy = {
-    bank: "sha256",
+    bank,
     // Only the kit's own applications are allowed in PCR 4, and the kernel/UKI must have run.
     bootApplications: { allowed: digests, required: [digests[digests.length - 1]] },
     kernelCmdline: {
@@ -54,7 +56,8 @@ export function predictMeasuredBoot(i: BootChainInputs): MeasuredBootPolicy {
       ...(i.uki ? { boundByUki: true } : {}),
     },
   };
-  if (i.initrd && !i.uki) policy.initrd = [createHash("sha256").update(i.initrd).digest("hex")];
+  if (i.initrd && !i.uki) policy.initrd = [createHash(bank).update(i.initrd).digest("hex")];
+  if (i.uki && i.uki.pcr11 !== false) policy.pcrs = { "11": predictUkiPcr11(last, bank).toString("hex") };
   if (i.secureBoot !== undefined) policy.secureBoot = { enabled: i.secureBoot };
   return policy;
 }
