@@ -9,9 +9,10 @@ import { Platform, Tee, type DataVolumeArgs, type VhsmConnectionArgs } from "../
 import { catalogEntry, catalogRegions, catalogVcpus } from "../common/catalog.js";
 import { awsAmiFilter, awsSnpMeasurements } from "./facts.js";
 import { awsInstanceArgs } from "./settings.js";
-import { ATTESTATION_CHAIN, awsGcpOsBinding, type OsBindingArgs } from "../common/os-binding.js";
+import { ATTESTATION_CHAIN } from "../common/os-binding.js";
+import { awsOsBinding, type AwsOsBindingArgs } from "./os-binding.js";
 
-export interface AwsConfidentialVmArgs extends OsBindingArgs {
+export interface AwsConfidentialVmArgs extends AwsOsBindingArgs {
   /** The runtime the VM attests to (a `Vhsm` component's outputs). */
   vhsm: VhsmConnectionArgs;
   /** SEV-SNP capable type (m6a/c6a/r6a sizes). Default m6a.large. */
@@ -60,7 +61,7 @@ export class AwsConfidentialVm extends pulumi.ComponentResource {
     const secrets = requireSecretMap(who, "secrets", args.secrets);
     const measurements = awsSnpMeasurements(entry, vcpus, args.acceptLegacyLayout ?? true);
     // The launch digest is the same for every EC2 SNP VM of this size: the OS is bound only through NitroTPM.
-    const vtpm = awsGcpOsBinding(who, args);
+    const vtpm = awsOsBinding(who, args);
 
     const guest = registerGuest(this, name, {
       platform: Platform.Aws,
@@ -122,7 +123,12 @@ export class AwsConfidentialVm extends pulumi.ComponentResource {
     this.workloadId = guest.workloadId;
     this.expectedMeasurements = pulumi.output(measurements);
     this.attestationChain = pulumi.output(
-      ATTESTATION_CHAIN[Platform.Aws] + (vtpm?.akPins ? "" : " THIS WORKLOAD: the OS is NOT bound (allowUnboundOs)."),
+      ATTESTATION_CHAIN[Platform.Aws] +
+        (vtpm?.akPins || vtpm?.nitroTpm
+          ? vtpm.nitroTpm
+            ? " THIS WORKLOAD: boot events authenticated by the NitroTPM document."
+            : " THIS WORKLOAD: boot events authenticated by akPins."
+          : " THIS WORKLOAD: the OS is NOT bound (allowUnboundOs)."),
     );
     this.registerOutputs({
       attestationChain: this.attestationChain,

@@ -8,6 +8,7 @@ import { ConfigError } from "./errors.js";
 import { Platform } from "./types.js";
 import type { Policy } from "../../runtime/protocol/policy.js";
 import { bindsOs, type MeasuredBootPolicy } from "../../runtime/attestation/tpm/boot-policy.js";
+import { predictBootChain, type BootChainArgs } from "./boot-chain.js";
 
 /**
  * The measured-boot policy as component input: the same fields as the runtime's MeasuredBootPolicy, spelled as
@@ -55,7 +56,7 @@ export interface MeasuredBootArgs {
 
 const BANKS = ["sha1", "sha256", "sha384", "sha512"] as const;
 
-function measuredBootPolicy(who: string, args: MeasuredBootArgs | undefined): MeasuredBootPolicy | undefined {
+export function measuredBootPolicy(who: string, args: MeasuredBootArgs | undefined): MeasuredBootPolicy | undefined {
   if (!args) return undefined;
   const { bank, ...rest } = args;
   if (bank !== undefined && !(BANKS as readonly string[]).includes(bank))
@@ -66,6 +67,8 @@ function measuredBootPolicy(who: string, args: MeasuredBootArgs | undefined): Me
 export interface OsBindingArgs {
   /** Expected boot-chain events (images/ prediction): boot applications (PCR 4), command line, Secure Boot. */
   measuredBoot?: MeasuredBootArgs;
+  /** The image the VM boots (kit manifest, UKI or kernel): measuredBoot is predicted from it (images/vtpm). */
+  bootChain?: BootChainArgs;
   /** SHA-256 of the vTPM AK(s) (TPM2B_PUBLIC) authenticated out of band (GCE AK certificate / NitroTPM document). */
   akPins?: string[];
   /** LOUD opt-out: register a workload whose evidence does not bind the OS. */
@@ -76,8 +79,10 @@ export interface OsBindingArgs {
 export const ATTESTATION_CHAIN: Record<Platform.Aws | Platform.Gcp | Platform.Azure, string> = {
   [Platform.Aws]:
     "CPU vendor key (AMD VLEK): memory encryption, EC2 firmware + vCPU count, REPORT_DATA (nonce, key, vTPM AK). " +
-    "NitroTPM (AWS, outside the SNP TCB): boot events — only when the AK is authenticated (akPins); " +
-    "NitroTPM attestation-document verification is not implemented. Not bound otherwise: kernel, initrd, command line, root fs.",
+    "AWS Nitro PKI (NitroTPM attestation document, pinned AWS Nitro root G1; NitroTPM is AWS's, outside the SNP TCB): " +
+    "the NitroTPM's SHA-384 PCRs for this attestation's nonce → boot events (UKI/kernel Authenticode, PCR 11, command line " +
+    "with the verity root hash), or an out-of-band akPins pin. Not bound: user-data; the instance (any EC2 instance " +
+    "booted from the registered image qualifies). Without measuredBoot: kernel, initrd, command line, root fs.",
   [Platform.Gcp]:
     "CPU vendor key (AMD VCEK / Intel PCK): memory encryption, Google firmware + vCPU count (digest pasted or computed, " +
     "Google launch-endorsement verification not implemented), REPORT_DATA (nonce, key, vTPM AK). Shielded VM vTPM (Google): " +
@@ -93,7 +98,7 @@ export const ATTESTATION_CHAIN: Record<Platform.Aws | Platform.Gcp | Platform.Az
  * Returns undefined when neither a measured-boot policy nor an opt-out asks for vTPM evidence.
  */
 export function awsGcpOsBinding(who: string, args: OsBindingArgs): Policy["vtpm"] | undefined {
-  const boot = measuredBootPolicy(who, args.measuredBoot);
+  const boot = measuredBootPolicy(who, measuredBootArgs(who, args, "sha256"));
   const pins = args.akPins ?? [];
   pins.forEach((p, i) => {
     if (!/^[0-9a-fA-F]{64}$/.test(p)) throw new ConfigError(who, `akPins[${i}]`, "must be 64 hex digits (SHA-256)");
@@ -115,6 +120,21 @@ export function awsGcpOsBinding(who: string, args: OsBindingArgs): Policy["vtpm"
     ...(pins.length ? { akPins: pins.map((p) => p.toLowerCase()) } : {}),
     ...(pins.length ? {} : { allowUnauthenticatedAk: true }),
   };
+}
+
+/** measuredBoot as given, or predicted from bootChain in `bank` (not both). */
+export function measuredBootArgs(
+  who: string,
+  args: OsBindingArgs,
+  bank: "sha256" | "sha384",
+): MeasuredBootArgs | undefined {
+  if (args.bootChain && args.measuredBoot)
+    throw new ConfigError(
+      who,
+      "bootChain",
+      "and measuredBoot are exclusive: set the image to predict from, or the events",
+    );
+  return args.bootChain ? predictBootChain(who, args.bootChain, bank) : args.measuredBoot;
 }
 
 /** Azure: the OS is bound only by registered PCR values (the paravisor's vTPM). */

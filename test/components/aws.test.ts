@@ -1,7 +1,18 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import * as pulumi from "@pulumi/pulumi";
 import { installMocks, resolve, unsecret, type MockHarness } from "../support/pulumi-mocks.js";
-import { resolveImage, snpFirmwareDescription, snpLaunchDigest } from "../../images/index.js";
+import { mkdtempSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import {
+  authenticodeDigest,
+  predictUkiPcr11,
+  resolveImage,
+  snpFirmwareDescription,
+  snpLaunchDigest,
+} from "../../images/index.js";
+import { buildUki, haveUkiTools } from "../support/uki.js";
 
 let h: MockHarness;
 let mod: typeof import("../../components/aws/confidential-vm.js");
@@ -82,9 +93,31 @@ describe("AwsConfidentialVm", () => {
       /AwsConfidentialVm unbound: measuredBoot does not bind the OS: .*any VM of this size that knows the workload id would attest as this workload. Set allowUnboundOs: true/,
     );
     const boot = { bootApplications: { allowed: [], required: ["cd".repeat(32)] } };
-    expect(() => new mod.AwsConfidentialVm("unpinned", { vhsm, region: "us-east-2", measuredBoot: boot })).toThrow(
-      /AwsConfidentialVm unpinned: akPins binds boot events, but no vTPM attestation key is authenticated/,
+    expect(
+      () =>
+        new mod.AwsConfidentialVm("unpinned", {
+          vhsm,
+          region: "us-east-2",
+          measuredBoot: boot,
+          nitroTpmDocument: false,
+        }),
+    ).toThrow(/AwsConfidentialVm unpinned: akPins binds boot events, but no vTPM attestation key is authenticated/);
+    // The NitroTPM document (the default) signs only SHA-384 PCRs: a SHA-256 event policy is refused with it.
+    expect(() => new mod.AwsConfidentialVm("sha256doc", { vhsm, region: "us-east-2", measuredBoot: boot })).toThrow(
+      /AwsConfidentialVm sha256doc: measuredBoot.bank must be sha384 when the NitroTPM document authenticates the PCRs/,
     );
+    expect(
+      () =>
+        new mod.AwsConfidentialVm("both", {
+          vhsm,
+          region: "us-east-2",
+          measuredBoot: boot,
+          bootChain: { uki: "/nonexistent.efi" },
+        }),
+    ).toThrow(/AwsConfidentialVm both: bootChain and measuredBoot are exclusive/);
+    expect(
+      () => new mod.AwsConfidentialVm("nofile", { vhsm, region: "us-east-2", bootChain: { uki: "/nonexistent.efi" } }),
+    ).toThrow(/AwsConfidentialVm nofile: bootChain.uki '\/nonexistent.efi' cannot be read \(ENOENT\)/);
     expect(
       () => new mod.AwsConfidentialVm("badpin", { vhsm, region: "us-east-2", measuredBoot: boot, akPins: ["xyz"] }),
     ).toThrow(/AwsConfidentialVm badpin: akPins\[0\] must be 64 hex digits/);
@@ -120,11 +153,59 @@ describe("AwsConfidentialVm", () => {
     expect(userData).toContain("tpm2-tools");
     const chain = await resolve(vm.attestationChain);
     expect(chain).toMatch(/CPU vendor key \(AMD VLEK\)/);
-    expect(chain).toMatch(/NitroTPM attestation-document verification is not implemented/);
+    expect(chain).toMatch(/AWS Nitro PKI \(NitroTPM attestation document, pinned AWS Nitro root G1/);
+    expect(chain).toMatch(/THIS WORKLOAD: boot events authenticated by akPins/);
     expect(chain).not.toMatch(/NOT bound/);
     const unbound = new mod.AwsConfidentialVm("loud", { vhsm, region: "us-east-2", allowUnboundOs: true });
     expect(await resolve(unbound.attestationChain)).toMatch(/THIS WORKLOAD: the OS is NOT bound \(allowUnboundOs\)/);
   });
+
+  it.runIf(haveUkiTools())(
+    "predicts the boot events from the UKI it boots (sha384, PCR 11) and requires the NitroTPM document",
+    async () => {
+      const dir = mkdtempSync(path.join(tmpdir(), "bp-aws-uki-"));
+      const cmdline = "console=ttyS0 bk.root=/dev/nvme0n1p2 bk.roothash=" + "5e".repeat(32);
+      const uki = buildUki(dir, {
+        ".osrel": Buffer.from("ID=buckypaper\n"),
+        ".cmdline": Buffer.from(cmdline),
+        ".linux": randomBytes(64_000),
+        ".initrd": randomBytes(9_000),
+      });
+      const vm = new mod.AwsConfidentialVm("uki", {
+        vhsm,
+        region: "us-east-2",
+        bootChain: { uki: path.join(dir, "uki.efi"), mustContain: ["bk.roothash=" + "5e".repeat(32)] },
+      });
+      await resolve(vm.privateIp);
+      const policy = unsecret(h.resources.find((r) => r.name === "uki-workload")!.inputs.policy);
+      expect(policy.vtpm).toEqual({
+        measuredBoot: {
+          bank: "sha384",
+          bootApplications: {
+            allowed: [authenticodeDigest(uki, "sha384").toString("hex")],
+            required: [authenticodeDigest(uki, "sha384").toString("hex")],
+          },
+          kernelCmdline: { allowed: [cmdline], mustContain: ["bk.roothash=" + "5e".repeat(32)], boundByUki: true },
+          pcrs: { "11": predictUkiPcr11(uki, "sha384").toString("hex") },
+        },
+        nitroTpm: {},
+      });
+      const inst = h.resources.find((r) => r.name === "uki" && r.type === "aws:ec2/instance:Instance")!.inputs;
+      expect(String(unsecret(inst.userData))).toContain("nitroTpm");
+      expect(await resolve(vm.attestationChain)).toMatch(
+        /THIS WORKLOAD: boot events authenticated by the NitroTPM document/,
+      );
+      // A UKI whose command line lacks the verity root hash cannot be registered.
+      expect(
+        () =>
+          new mod.AwsConfidentialVm("nohash", {
+            vhsm,
+            region: "us-east-2",
+            bootChain: { uki: path.join(dir, "uki.efi"), mustContain: ["bk.roothash=00"] },
+          }),
+      ).toThrow(/AwsConfidentialVm nohash: bootChain \(cmdline\) cmdline: does not contain 'bk.roothash=00'/);
+    },
+  );
 
   it("pins the agent artifact when the Vhsm serves it", async () => {
     const vm = new mod.AwsConfidentialVm("pinned", {

@@ -4,7 +4,7 @@
 // in the sha256 and sha384 banks. Then the UKI prediction as a measured-boot policy, and what is refused.
 import { describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -18,31 +18,12 @@ import {
   ukiMeasurements,
   ukiStubVersion,
 } from "../../images/index.js";
-import { haveCommand, requireTool } from "../support/prereq.js";
+import { buildUki, haveUkiTools } from "../support/uki.js";
 
-const STUB = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
 const MEASURE = "/usr/lib/systemd/systemd-measure";
-const ready = requireTool(
-  "systemd-boot-efi (systemd-stub), systemd-measure and objcopy (binutils)",
-  existsSync(STUB) && existsSync(MEASURE) && haveCommand("objcopy"),
-);
+const ready = haveUkiTools(existsSync(MEASURE));
 
 const CMDLINE = "console=ttyS0 bk.root=/dev/vda bk.roothash=4f1e0c6b2a9d8e7f bk.hashoffset=4096";
-
-function buildUki(dir: string, sections: Record<string, Buffer>): Buffer {
-  const args: string[] = [];
-  let vma = 0x20000;
-  for (const [name, data] of Object.entries(sections)) {
-    const f = path.join(dir, name.slice(1));
-    writeFileSync(f, data);
-    args.push("--add-section", `${name}=${f}`, "--change-section-vma", `${name}=0x${vma.toString(16)}`);
-    vma += Math.ceil((data.length + 0x1000) / 0x10000) * 0x10000;
-  }
-  const out = path.join(dir, "uki.efi");
-  const r = spawnSync("objcopy", [...args, STUB, out]);
-  if (r.status !== 0) throw new Error(`objcopy: ${r.stderr}`);
-  return readFileSync(out);
-}
 
 function systemdMeasure(dir: string, names: string[], bank: string): string {
   const r = spawnSync(MEASURE, [

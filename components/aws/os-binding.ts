@@ -1,0 +1,50 @@
+// What binds the OS of an AWS SEV-SNP instance: the SNP launch digest covers only EC2's firmware and the vCPU
+// count, so the OS is bound through NitroTPM — a measured-boot policy over events, with the PCRs authenticated
+// either by a NitroTPM attestation document (AWS Nitro PKI, the default: runtime/attestation/aws) or by
+// out-of-band AK pins. The document signs only the SHA-384 bank, so the policy is predicted/read in sha384.
+import { ConfigError } from "../common/errors.js";
+import type { Policy } from "../../runtime/protocol/policy.js";
+import { bindsOs } from "../../runtime/attestation/tpm/boot-policy.js";
+import { measuredBootArgs, measuredBootPolicy, type OsBindingArgs } from "../common/os-binding.js";
+
+export interface AwsOsBindingArgs extends OsBindingArgs {
+  /**
+   * Require a NitroTPM attestation document with every attestation (default: true unless akPins are set). It
+   * authenticates the quote's SHA-384 PCRs, so measuredBoot must use bank sha384 (bootChain predicts in it).
+   */
+  nitroTpmDocument?: boolean;
+}
+
+export function awsOsBinding(who: string, args: AwsOsBindingArgs): Policy["vtpm"] | undefined {
+  const pins = args.akPins ?? [];
+  pins.forEach((p, i) => {
+    if (!/^[0-9a-fA-F]{64}$/.test(p)) throw new ConfigError(who, `akPins[${i}]`, "must be 64 hex digits (SHA-256)");
+  });
+  const document = args.nitroTpmDocument ?? pins.length === 0;
+  const boot = measuredBootPolicy(who, measuredBootArgs(who, args, document ? "sha384" : "sha256"));
+  const authenticated = pins.length > 0 || document;
+  const bound = bindsOs(boot) && authenticated;
+  if (!bound && args.allowUnboundOs !== true) {
+    const why = !bindsOs(boot)
+      ? "does not bind the OS: set bootChain (the image the VM boots: kit manifest or UKI) or measuredBoot with bootApplications.required / exact PCR 4/11 values"
+      : "binds boot events, but no vTPM attestation key is authenticated (akPins, or nitroTpmDocument): a guest kernel at VMPL0 could bind a software TPM and replay the expected events";
+    throw new ConfigError(
+      who,
+      bindsOs(boot) ? "akPins" : "measuredBoot",
+      `${why}. The SNP/TDX launch digest covers only the provider's firmware and vCPU count, so any VM of this size that knows the workload id would attest as this workload. Set allowUnboundOs: true to register it anyway`,
+    );
+  }
+  if (boot && document && pins.length === 0 && (boot.bank ?? "sha256") !== "sha384")
+    throw new ConfigError(
+      who,
+      "measuredBoot.bank",
+      `must be sha384 when the NitroTPM document authenticates the PCRs (it signs only the SHA-384 bank; a guest could pair real SHA-384 event digests with invented ${boot.bank ?? "sha256"} ones). Use bootChain, which predicts in sha384, or set akPins`,
+    );
+  if (!boot) return undefined;
+  return {
+    measuredBoot: boot,
+    ...(pins.length ? { akPins: pins.map((p) => p.toLowerCase()) } : {}),
+    ...(document ? { nitroTpm: {} } : {}),
+    ...(authenticated ? {} : { allowUnauthenticatedAk: true }),
+  };
+}

@@ -1,0 +1,90 @@
+// Deploy-time prediction of a cloud VM's boot-chain events from the image the program deploys (the kit's UKI,
+// or its kernel + initrd + command line from an image manifest), through images/vtpm: the measured-boot policy
+// the workload is registered with, so nobody pastes digests. Files are read on the machine running `pulumi up`;
+// they must be the very bytes the VM boots (the AMI/disk built from the same image).
+import { readFileSync } from "node:fs";
+import { BootPredictionError, predictMeasuredBoot } from "../../images/vtpm/index.js";
+import { parseManifest, readManifestFile, ManifestError } from "../../images/guest/manifest.js";
+import { ConfigError } from "./errors.js";
+import type { MeasuredBootArgs } from "./os-binding.js";
+
+export interface BootChainArgs {
+  /** The kit image's manifest.json (`buckypaper image build`): its kernel, initrd and command line (with the verity root hash). */
+  manifest?: string;
+  /** A UKI (PE file): the boot application firmware (or a loader) runs; its Authenticode digest, .cmdline and PCR 11 are predicted. */
+  uki?: string;
+  /** An EFI-stub kernel booted without a UKI (with `initrd` and `cmdline`). */
+  kernel?: string;
+  initrd?: string;
+  cmdline?: string;
+  /** Boot applications that run before the kernel/UKI (shim, systemd-boot, grub), PE files in boot order. */
+  loaders?: string[];
+  /** Substrings the command line must contain; default with a manifest: its `bk.roothash=<root hash>`. */
+  mustContain?: string[];
+  /** Require Secure Boot on (PCR 7). */
+  secureBoot?: boolean;
+}
+
+function read(who: string, field: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (e) {
+    throw new ConfigError(
+      who,
+      field,
+      `'${file}' cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+    );
+  }
+}
+
+/** The measured-boot policy (component input form) predicted for `args`, in `bank`. ConfigError names the field. */
+export function predictBootChain(who: string, args: BootChainArgs, bank: "sha256" | "sha384"): MeasuredBootArgs {
+  const sources = [args.manifest, args.uki, args.kernel].filter((x) => x !== undefined).length;
+  if (sources !== 1) throw new ConfigError(who, "bootChain", "needs exactly one of manifest, uki or kernel");
+  const loaders = (args.loaders ?? []).map((p, i) => ({
+    name: `loader ${i}`,
+    image: read(who, `bootChain.loaders[${i}]`, p),
+  }));
+  try {
+    if (args.manifest) {
+      let m;
+      try {
+        m = parseManifest(read(who, "bootChain.manifest", args.manifest).toString("utf8"), args.manifest);
+      } catch (e) {
+        if (e instanceof ManifestError) throw new ConfigError(who, `bootChain.manifest (${e.field})`, e.message);
+        throw e;
+      }
+      const kernel = readManifestFile(args.manifest, m, "kernel");
+      const initrd = readManifestFile(args.manifest, m, "initrd");
+      return predictMeasuredBoot({
+        bootApplications: [...loaders, { name: "kernel", image: kernel }],
+        cmdline: args.cmdline ?? m.cmdline,
+        initrd,
+        mustContain: args.mustContain ?? [`bk.roothash=${m.verity.rootHash}`],
+        ...(args.secureBoot !== undefined ? { secureBoot: args.secureBoot } : {}),
+        bank,
+      }) as MeasuredBootArgs;
+    }
+    if (args.uki)
+      return predictMeasuredBoot({
+        bootApplications: [...loaders, { name: "uki", image: read(who, "bootChain.uki", args.uki) }],
+        uki: args.cmdline !== undefined ? { cmdline: args.cmdline } : {},
+        ...(args.mustContain ? { mustContain: args.mustContain } : {}),
+        ...(args.secureBoot !== undefined ? { secureBoot: args.secureBoot } : {}),
+        bank,
+      }) as MeasuredBootArgs;
+    return predictMeasuredBoot({
+      bootApplications: [...loaders, { name: "kernel", image: read(who, "bootChain.kernel", args.kernel!) }],
+      cmdline: args.cmdline,
+      ...(args.initrd ? { initrd: read(who, "bootChain.initrd", args.initrd) } : {}),
+      ...(args.mustContain ? { mustContain: args.mustContain } : {}),
+      ...(args.secureBoot !== undefined ? { secureBoot: args.secureBoot } : {}),
+      bank,
+    }) as MeasuredBootArgs;
+  } catch (e) {
+    if (e instanceof BootPredictionError) throw new ConfigError(who, `bootChain (${e.field})`, e.message);
+    if (e instanceof ManifestError) throw new ConfigError(who, `bootChain.manifest (${e.field})`, e.message);
+    if (e instanceof Error && e.name === "TdxInputError") throw new ConfigError(who, "bootChain", e.message);
+    throw e;
+  }
+}
