@@ -58,7 +58,7 @@ export async function runAgent(cfg: EnclaiveletConfig, deps: AgentDeps = {}): Pr
   const log = deps.log ?? stdoutLogger;
   const runner = deps.runner ?? spawnRunner;
   const now = deps.now ?? Date.now;
-  const client = new RuntimeClient(cfg.runtimeUrl, cfg.runtimeCaSha256);
+  const client = new RuntimeClient(cfg.runtimeUrl, cfg.runtimeCaSha256, undefined, cfg.runtimeAttestation);
   const backoff = { ...cfg.retry, sleep: deps.sleep };
   log({ level: "info", event: "start", workload: cfg.workloadId, runtime: cfg.runtimeUrl, root: cfg.root });
   try {

@@ -2,7 +2,8 @@
 //   enclaivelet/bin/node         the Node 22 runtime (linux-x64; confidential VMs are x86-64)
 //   enclaivelet/bin/enclaivelet  launcher (sh)
 //   enclaivelet/lib/...          the compiled agent: the import closure of dist/runtime/guest/main.js
-//                                plus its npm dependencies (pure JS: jose), nothing else of the kit
+//                                plus its npm dependencies (pure JS: jose, @noble/*, @peculiar/x509 for
+//                                verifying the runtime's attested TLS), nothing else of the kit
 // The tarball is reproducible (sorted, mtime 0, numeric owner 0, gzip -n), so its SHA-256 is stable
 // for a given build and can be pinned in user-data.
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile, chmod, copyFile } from "node:fs/promises";
@@ -10,6 +11,7 @@ import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import semver from "semver";
 import { mustRun, spawnRunner } from "./exec.js";
 
 export interface ArtifactOptions {
@@ -60,9 +62,11 @@ export async function buildArtifact(
       await copyFile(f, path.join(lib, rel));
     }
     await writeFile(path.join(lib, "package.json"), JSON.stringify({ type: "module", private: true }) + "\n");
-    // A package's own dependencies ride along only when they are hoisted at the top of node_modules in
-    // exactly the pinned version (e.g. @noble/post-quantum → @noble/hashes 2.4.0): what the guest loads is
-    // then byte for byte what the repository's tests ran, never a silently different version.
+    // A package's own dependencies ride along only as Node resolved them for the repository's tests: nested in
+    // the package (copied with it), or hoisted at the top of node_modules in a version its declared range allows
+    // (e.g. @noble/post-quantum → @noble/hashes 2.4.0 exactly; @peculiar/x509 → @peculiar/asn1-cms ^2.11.0).
+    // What the guest loads is then byte for byte what the tests ran; a hoisted version outside the range (Node
+    // would not have used it) is refused.
     const queue = [...packages];
     const copied = new Set<string>();
     while (queue.length) {
@@ -74,13 +78,14 @@ export async function buildArtifact(
         dependencies?: Record<string, string>;
       };
       for (const [dep, want] of Object.entries(pkg.dependencies ?? {})) {
+        if (existsSync(path.join(src, "node_modules", dep, "package.json"))) continue; // nested: copied with p
         const depPkg = path.join(o.repoRoot, "node_modules", dep, "package.json");
         const have = existsSync(depPkg)
           ? (JSON.parse(await readFile(depPkg, "utf8")) as { version?: string }).version
           : undefined;
-        if (have !== want)
+        if (!have || !semver.satisfies(have, want))
           throw new Error(
-            `${p} depends on ${dep}@${want} but node_modules has ${have ?? "none"}; the artifact only carries exactly pinned, hoisted dependencies`,
+            `${p} depends on ${dep}@${want} but node_modules has ${have ?? "none"}; the artifact only carries dependencies as the tests resolved them`,
           );
         queue.push(dep);
       }

@@ -1,6 +1,8 @@
 // The enclaivelet's configuration file (/etc/buckypaper/enclaivelet.json, written by cloud-init).
 // It holds only public facts: where the runtime is, which CA to trust, which workload this VM is and
 // what to provision where. Secrets never appear here; they arrive after attestation.
+import { RuntimeAttestationError, runtimeExpectation } from "../client/attested-tls.js";
+import type { RuntimeAttestation } from "../client/connection.js";
 import { readFileSync } from "node:fs";
 import { parseSecretRef } from "../protocol/secret-ref.js";
 import { WireFormatError } from "../protocol/errors.js";
@@ -110,8 +112,16 @@ export interface RetryConfig {
 
 export interface EnclaiveletConfig {
   runtimeUrl: string;
-  /** SHA-256 (hex) of the runtime's TLS CA certificate (DER), pinned in user-data. */
-  runtimeCaSha256: string;
+  /**
+   * SHA-256 (hex) of the runtime's TLS CA certificate (DER), pinned in user-data. Optional with
+   * runtimeAttestation (then, when given too, it is checked in addition).
+   */
+  runtimeCaSha256?: string;
+  /**
+   * Attested TLS: the runtime (every replica) must prove its measurement and its TLS key
+   * (runtime/client/attested-tls.ts) before evidence is sent to it or a bundle is taken from it.
+   */
+  runtimeAttestation?: RuntimeAttestation;
   workloadId: string;
   /** auth/jwt/login role bound to Nitride workload tokens. */
   jwtRole: string;
@@ -192,6 +202,7 @@ export function parseConfig(input: unknown): EnclaiveletConfig {
   onlyKeys(c, "", [
     "runtimeUrl",
     "runtimeCaSha256",
+    "runtimeAttestation",
     "workloadId",
     "jwtRole",
     "jwtMount",
@@ -243,12 +254,17 @@ export function parseConfig(input: unknown): EnclaiveletConfig {
 
   const cfg: EnclaiveletConfig = {
     runtimeUrl: runtimeUrl.replace(/\/+$/, ""),
-    runtimeCaSha256: str(
-      c.runtimeCaSha256,
-      "runtimeCaSha256",
-      /^[0-9a-fA-F]{64}$/,
-      "must be 64 hex digits (SHA-256 of the CA certificate)",
-    ).toLowerCase(),
+    ...(c.runtimeCaSha256 !== undefined || c.runtimeAttestation === undefined
+      ? {
+          runtimeCaSha256: str(
+            c.runtimeCaSha256,
+            "runtimeCaSha256",
+            /^[0-9a-fA-F]{64}$/,
+            "must be 64 hex digits (SHA-256 of the CA certificate), unless runtimeAttestation is given",
+          ).toLowerCase(),
+        }
+      : {}),
+    ...(c.runtimeAttestation !== undefined ? { runtimeAttestation: runtimeAttestationOf(c.runtimeAttestation) } : {}),
     workloadId: str(c.workloadId, "workloadId", ID, "must be 1-63 characters of [A-Za-z0-9._-]"),
     jwtRole: str(c.jwtRole ?? "workload", "jwtRole", VAULT_PATH),
     jwtMount: str(c.jwtMount ?? "jwt", "jwtMount", VAULT_PATH),
@@ -387,4 +403,24 @@ export function loadConfig(file: string): EnclaiveletConfig {
     throw new ConfigError("config", `${file}: not JSON (${(e as Error).message})`);
   }
   return parseConfig(json);
+}
+
+/** The runtime's attested-TLS expectations, checked now (a typo fails at render time, not at boot). */
+function runtimeAttestationOf(v: unknown): RuntimeAttestation {
+  const a = obj(v, "runtimeAttestation");
+  onlyKeys(a, "runtimeAttestation", ["snpMeasurements", "tdxMrTd", "policy", "simulatedAnchors", "kds", "replicaUrls"]);
+  const out = a as RuntimeAttestation;
+  try {
+    runtimeExpectation(out, "runtimeAttestation");
+  } catch (e) {
+    if (e instanceof RuntimeAttestationError) {
+      const [field, ...rest] = e.reason.split(": ");
+      throw new ConfigError(field, rest.join(": "));
+    }
+    throw e;
+  }
+  for (const [i, u] of (out.replicaUrls ?? []).entries())
+    if (typeof u !== "string" || !u.startsWith("https://"))
+      throw new ConfigError(`runtimeAttestation.replicaUrls[${i}]`, "must be an https:// URL");
+  return out;
 }

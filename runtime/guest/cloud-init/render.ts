@@ -38,8 +38,10 @@ const AGENT_BIN = `${INSTALL_DIR}/enclaivelet/bin/enclaivelet`;
 export interface UserDataInput {
   platform: CloudPlatform;
   runtimeUrl: string;
-  /** SHA-256 hex of the runtime's TLS CA certificate. */
-  runtimeCaSha256: string;
+  /** SHA-256 hex of the runtime's TLS CA certificate (optional with runtimeAttestation; then checked in addition). */
+  runtimeCaSha256?: string;
+  /** Attested TLS: the enclaivelet verifies the runtime (every replica) before it sends evidence. */
+  runtimeAttestation?: EnclaiveletConfig["runtimeAttestation"];
   workloadId: string;
   tee?: Tee;
   agent?: AgentDelivery;
@@ -117,7 +119,8 @@ export function renderUserData(input: NoSecrets<UserDataInput>): RenderedUserDat
   // The embedded config goes through the agent's own parser, so a typo fails here, not at boot.
   const rawConfig = {
     runtimeUrl: i.runtimeUrl,
-    runtimeCaSha256: i.runtimeCaSha256,
+    ...(i.runtimeCaSha256 !== undefined ? { runtimeCaSha256: i.runtimeCaSha256 } : {}),
+    ...(i.runtimeAttestation ? { runtimeAttestation: i.runtimeAttestation } : {}),
     workloadId: i.workloadId,
     ...(i.jwtRole ? { jwtRole: i.jwtRole } : {}),
     evidence: {
