@@ -7,6 +7,7 @@ import type { Evidence, Verdict } from "./types.js";
 import type { Policy } from "./policy.js";
 import type { AppraiseOptions, Appraiser, EvidenceOf } from "./options.js";
 import { appraiseWithVtpm, involvesVtpm } from "./tpm/appraise.js";
+import { withGceEndorsement } from "./gce/appraise.js";
 
 export type { AppraiseOptions, Appraiser, EvidenceOf } from "./options.js";
 export { reportDataCheck } from "./binding.js";
@@ -86,7 +87,12 @@ export async function appraise(evidence: Evidence, policy: Policy, opts: Apprais
   } catch (e) {
     return notSupported(kind, (e as Error).message, evidenceDigest);
   }
+  // GCE: the firmware measurement must be one Google endorses for this VM's shape (judged on the TEE's claims).
+  const gce = policy.gce;
+  const tee: Appraiser = gce
+    ? async (e, p, o) => withGceEndorsement(await appraiser(e, p, o), e, gce, o.trust.gce, o.now)
+    : appraiser;
   // AWS/GCE vTPM evidence rides on SNP/TDX evidence: its AK is bound into REPORT_DATA, checked here.
-  if (involvesVtpm(evidence, policy)) return appraiseWithVtpm(evidence, policy, opts, appraiser);
-  return appraiser(evidence, policy, opts);
+  if (involvesVtpm(evidence, policy)) return appraiseWithVtpm(evidence, policy, opts, tee);
+  return tee(evidence, policy, opts);
 }

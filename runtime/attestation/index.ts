@@ -46,3 +46,4 @@ export { validateSnpPolicy } from "./snp/validate.js";
 export * as tdx from "./tdx/index.js";
 export * as azure from "./azure/index.js";
 export * as tpm from "./tpm/index.js";
+export * as gce from "./gce/index.js";

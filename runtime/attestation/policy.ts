@@ -8,6 +8,8 @@ import type { TdxTrustOptions } from "./tdx/verify.js";
 import type { TdxCollateral } from "./tdx/collateral.js";
 import { parseAzurePolicy, type AzurePolicy } from "./azure/validate.js";
 import { parseVtpmPolicy, type VtpmPolicy } from "./tpm/policy.js";
+import { parseGcePolicy, type GcePolicy } from "./gce/policy.js";
+import type { GceTrustConfig } from "./gce/verify.js";
 
 /** SEV-SNP appraisal policy. An absent field means "not constrained", except where a default is stated. */
 export interface SnpPolicy {
@@ -77,6 +79,8 @@ export interface Policy {
   requireReportDataBinding?: boolean;
   /** AWS/GCE: the vTPM quote + event log riding on SNP/TDX evidence (runtime/attestation/tpm/policy.ts). */
   vtpm?: VtpmPolicy;
+  /** GCE: the SNP measurement / TDX MRTD must be endorsed by Google for this VM's shape (gce/policy.ts). */
+  gce?: GcePolicy;
 }
 
 /** The default policy: authentic evidence, debug and migration agents refused, nothing else pinned. */
@@ -133,6 +137,8 @@ export interface TrustConfig {
   aws?: AwsTrustSection;
   tdx?: TdxTrustSection;
   azure?: AzureTrustSection;
+  /** GCE: Google's TCB root for launch endorsements; simulated AK roots for tests and the local stack. */
+  gce?: GceTrustConfig & { simulatedAkRoots?: Uint8Array[] };
 }
 
 // ---- parsing operator input -----------------------------------------------------------------------
@@ -313,6 +319,13 @@ export function parsePolicy(v: unknown): Policy {
       } catch (e) {
         const err = e as { reason?: string; field?: string; message: string };
         throw new PolicyError(err.reason ?? err.message, err.field ?? "vtpm");
+      }
+    } else if (k === "gce") {
+      try {
+        out.gce = parseGcePolicy(x);
+      } catch (e) {
+        const err = e as { reason?: string; field?: string; message: string };
+        throw new PolicyError(err.reason ?? err.message, err.field ?? "gce");
       }
     } else if (k === "requireReportDataBinding") out.requireReportDataBinding = bool(x, k);
     else throw new PolicyError("unknown field", k);

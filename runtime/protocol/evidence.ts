@@ -29,6 +29,9 @@ export interface WireVtpm {
   /** AWS: the NitroTPM attestation document (COSE_Sign1 CBOR) requested with the quote's nonce. */
   nitro_document?: string;
   pcrs?: Partial<Record<"sha1" | "sha256" | "sha384" | "sha512", Record<string, string>>>;
+  /** GCE: the vTPM's AK certificate (DER, base64) and intermediates. */
+  ak_cert?: string;
+  ak_intermediates?: string[];
 }
 
 export type WireEvidence =
@@ -75,7 +78,16 @@ const BANKS = ["sha1", "sha256", "sha384", "sha512"] as const;
 function decodeVtpm(v: unknown, field: string): TpmEvidence {
   if (!isObject(v))
     throw new WireFormatError(field, "must be an object {ak_public, quote, signature, event_log, pcrs}");
-  onlyKeys(v, field, ["ak_public", "quote", "signature", "event_log", "nitro_document", "pcrs"]);
+  onlyKeys(v, field, [
+    "ak_public",
+    "quote",
+    "signature",
+    "event_log",
+    "nitro_document",
+    "pcrs",
+    "ak_cert",
+    "ak_intermediates",
+  ]);
   const out: TpmEvidence = {
     akPublic: decodeBase64(v.ak_public, `${field}.ak_public`),
     quote: decodeBase64(v.quote, `${field}.quote`),
@@ -83,6 +95,12 @@ function decodeVtpm(v: unknown, field: string): TpmEvidence {
   };
   if (present(v, "event_log")) out.eventLog = decodeBase64(v.event_log, `${field}.event_log`);
   if (present(v, "nitro_document")) out.nitroDocument = decodeBase64(v.nitro_document, `${field}.nitro_document`);
+  if (present(v, "ak_cert")) out.akCertificate = decodeBase64(v.ak_cert, `${field}.ak_cert`);
+  if (present(v, "ak_intermediates")) {
+    if (!Array.isArray(v.ak_intermediates) || v.ak_intermediates.length > 4)
+      throw new WireFormatError(`${field}.ak_intermediates`, "must be a list of at most 4 base64 certificates");
+    out.akIntermediates = v.ak_intermediates.map((x, i) => decodeBase64(x, `${field}.ak_intermediates[${i}]`));
+  }
   if (present(v, "pcrs")) {
     if (!isObject(v.pcrs)) throw new WireFormatError(`${field}.pcrs`, "must be an object of bank → {index → base64}");
     const pcrs: PcrValues = {};
@@ -110,6 +128,8 @@ function encodeVtpm(t: TpmEvidence): WireVtpm {
     signature: encodeBase64(t.signature),
     ...(t.eventLog ? { event_log: encodeBase64(t.eventLog) } : {}),
     ...(t.nitroDocument ? { nitro_document: encodeBase64(t.nitroDocument) } : {}),
+    ...(t.akCertificate ? { ak_cert: encodeBase64(t.akCertificate) } : {}),
+    ...(t.akIntermediates?.length ? { ak_intermediates: t.akIntermediates.map((c) => encodeBase64(c)) } : {}),
     ...(t.pcrs
       ? {
           pcrs: Object.fromEntries(

@@ -16,3 +16,4 @@ export {
   type GceEndorsementSimulator,
   type SimulatedGolden,
 } from "./gce-endorsement.js";
+export { createGceAkCaSimulator, type GceAkCaSimulator, type SimulatedGceInstance } from "./gce-ak-ca.js";

@@ -10,7 +10,7 @@ import type { Check } from "../types.js";
 import { EvidenceFormatError } from "../types.js";
 import { children, readTlv, type Tlv } from "../tdx/der.js";
 import { GCE_AK_INTERMEDIATES, GCE_AK_ROOT_FINGERPRINTS, GCE_AK_ROOTS } from "./ak-roots.js";
-import { verifyChain } from "./x509.js";
+import { certFingerprint, verifyChain } from "./x509.js";
 
 export const GCE_INSTANCE_INFO_OID = "1.3.6.1.4.1.11129.2.1.21";
 /** NV indices where a GCE vTPM keeps its AK certificates (go-tpm-tools client/handles.go). */
@@ -128,4 +128,72 @@ export function verifyGceAkCertificate(
     check: { id, ok: true, detail: `AK certified by Google (${chain.path!.slice(1).join(" ← ")})${who}` },
     instance,
   };
+}
+
+/** What a vTPM policy asks of a GCE AK certificate (tpm/policy.ts gceAkCertificate). */
+export interface GceAkRequirement {
+  projectIds?: string[];
+  zones?: string[];
+  instanceIds?: string[];
+}
+
+/**
+ * The appraisal's view: `vtpm.ak-certificate` (when the evidence carries a certificate or the policy requires
+ * one) and whether the AK is thereby authenticated. `simulatedRoots` (tests, local stack) are trusted in addition
+ * to Google's and named as SIMULATED in the detail.
+ */
+export function appraiseGceAkCertificate(
+  cert: Uint8Array | undefined,
+  intermediates: Uint8Array[] | undefined,
+  akKey: KeyObject | undefined,
+  want: GceAkRequirement | undefined,
+  opts: { now?: Date; simulatedRoots?: Uint8Array[] } = {},
+): { checks: Check[]; authenticated: boolean; instance?: GceInstanceInfo } {
+  const id = "vtpm.ak-certificate";
+  if (!cert) {
+    if (!want) return { checks: [], authenticated: false };
+    return {
+      checks: [{ id, ok: false, detail: "the policy requires a Google AK certificate; the evidence carries none" }],
+      authenticated: false,
+    };
+  }
+  if (!akKey)
+    return {
+      checks: [{ id, ok: false, detail: "no usable attestation key to compare the certificate with" }],
+      authenticated: false,
+    };
+  let r = verifyGceAkCertificate(cert, akKey, { now: opts.now, intermediates });
+  if (!r.check.ok && opts.simulatedRoots?.length) {
+    const sim = verifyGceAkCertificate(cert, akKey, {
+      now: opts.now,
+      intermediates,
+      roots: { certs: opts.simulatedRoots, fingerprints: opts.simulatedRoots.map(certFingerprint), intermediates: [] },
+    });
+    if (sim.check.ok)
+      r = { ...sim, check: { ...sim.check, detail: `${sim.check.detail} — SIMULATED AK root, not Google's` } };
+  }
+  const checks = [r.check];
+  let ok = r.check.ok;
+  if (ok && want && (want.projectIds || want.zones || want.instanceIds)) {
+    const i = r.instance;
+    const problems: string[] = [];
+    if (!i) problems.push("the certificate has no instance-identity extension");
+    else {
+      if (!i.isProduction) problems.push("the certificate is not marked production");
+      if (want.projectIds && !want.projectIds.includes(i.projectId))
+        problems.push(`project ${i.projectId} is not allowed`);
+      if (want.zones && !want.zones.includes(i.zone)) problems.push(`zone ${i.zone} is not allowed`);
+      if (want.instanceIds && !want.instanceIds.includes(i.instanceId))
+        problems.push(`instance ${i.instanceId} is not allowed`);
+    }
+    ok = problems.length === 0;
+    checks.push({
+      id: "vtpm.gce-instance",
+      ok,
+      detail: ok
+        ? `instance ${i!.instanceName} (${i!.instanceId}) of project ${i!.projectId} in ${i!.zone} is allowed`
+        : problems.join("; "),
+    });
+  }
+  return { checks, authenticated: ok, instance: r.instance };
 }

@@ -16,6 +16,7 @@ import { appraiseMeasuredBoot } from "./boot-policy.js";
 import { verifyTpmEvidence, type TpmEvidence, type TpmVerification } from "./verify.js";
 import { validateNitroDocument, verifyNitroDocument } from "../aws/index.js";
 import type { VtpmPolicy } from "./policy.js";
+import { appraiseGceAkCertificate } from "../gce/ak-cert.js";
 
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest();
 
@@ -74,16 +75,24 @@ export async function appraiseWithVtpm(
   const pinned = (vp.akPins ?? []).includes(akDigest);
   const nitro = nitroChecks(ev, vp, t, expected, opts);
   checks.push(...nitro.checks);
+  // GCE: Google's EK/AK CA certifies the AK (gce/ak-cert.ts); the certified key must be the quoting key.
+  const gce = appraiseGceAkCertificate(ev.akCertificate, ev.akIntermediates, t.ak?.key, vp.gceAkCertificate, {
+    now: opts.now,
+    simulatedRoots: opts.trust.gce?.simulatedAkRoots,
+  });
+  checks.push(...gce.checks);
   checks.push({
     id: "vtpm.ak-authenticated",
-    ok: pinned || nitro.authenticated || vp.allowUnauthenticatedAk === true,
+    ok: pinned || nitro.authenticated || gce.authenticated || vp.allowUnauthenticatedAk === true,
     detail: pinned
       ? `AK ${akDigest.slice(0, 16)}… is a registered key of this workload's vTPM`
-      : nitro.authenticated
-        ? "the quote's SHA-384 PCRs are the NitroTPM's, as signed by the AWS Nitro PKI for this attestation's nonce (boot events read in sha384 only)"
-        : vp.allowUnauthenticatedAk
-          ? `AK ${akDigest.slice(0, 16)}… is NOT authenticated as the cloud's vTPM (allowUnauthenticatedAk): a guest kernel could have bound a software TPM, so the OS is not bound`
-          : `AK ${akDigest.slice(0, 16)}… is not a registered vTPM key of this workload${vp.nitroTpm ? " and no valid NitroTPM document vouches for the quote" : ""}: binding alone does not prove the PCRs are the cloud vTPM's`,
+      : gce.authenticated
+        ? `AK ${akDigest.slice(0, 16)}… is certified by Google's EK/AK CA as this VM's vTPM key`
+        : nitro.authenticated
+          ? "the quote's SHA-384 PCRs are the NitroTPM's, as signed by the AWS Nitro PKI for this attestation's nonce (boot events read in sha384 only)"
+          : vp.allowUnauthenticatedAk
+            ? `AK ${akDigest.slice(0, 16)}… is NOT authenticated as the cloud's vTPM (allowUnauthenticatedAk): a guest kernel could have bound a software TPM, so the OS is not bound`
+            : `AK ${akDigest.slice(0, 16)}… is not a registered vTPM key of this workload${vp.nitroTpm ? " and no valid NitroTPM document vouches for the quote" : ""}: binding alone does not prove the PCRs are the cloud vTPM's`,
   });
   if (vp.measuredBoot) checks.push(...appraiseMeasuredBoot(t, vp.measuredBoot));
   else
@@ -98,7 +107,14 @@ export async function appraiseWithVtpm(
     v.claims && (checks.every((c) => c.ok) || opts.explain)
       ? {
           ...v.claims,
-          extra: { ...v.claims.extra, vtpm: { akSha256: akDigest, pcrs: t.quotedPcrs.sha256 ?? {} } },
+          extra: {
+            ...v.claims.extra,
+            vtpm: {
+              akSha256: akDigest,
+              pcrs: t.quotedPcrs.sha256 ?? {},
+              ...(gce.instance ? { gceInstance: gce.instance } : {}),
+            },
+          },
         }
       : v.claims && opts.explain
         ? v.claims

@@ -21,4 +21,8 @@ export interface TpmEvidence {
   eventLog?: Uint8Array;
   /** AWS: the NitroTPM attestation document (COSE_Sign1, runtime/attestation/aws) requested with the same nonce. */
   nitroDocument?: Uint8Array;
+  /** GCE: the AK certificate (DER) from NV index 0x01c10000 (RSA) / 0x01c10002 (ECC), issued by Google's EK/AK CA. */
+  akCertificate?: Uint8Array;
+  /** GCE: intermediates for the AK certificate (DER), when the guest has them; Google's are bundled anyway. */
+  akIntermediates?: Uint8Array[];
 }

@@ -24,6 +24,12 @@ export interface VtpmPolicy {
    * `instanceIds` pins the workload to those EC2 instances (the document's module_id names its instance).
    */
   nitroTpm?: { instanceIds?: string[] };
+  /**
+   * GCE: the AK must come with a certificate from Google's EK/AK CA (roots pinned in gce/ak-roots.ts) certifying
+   * exactly the quoting key; optionally only for these projects / zones / instance ids (from the certificate's
+   * instance-identity extension).
+   */
+  gceAkCertificate?: { projectIds?: string[]; zones?: string[]; instanceIds?: string[] };
 }
 
 export class VtpmPolicyError extends Error {
@@ -110,7 +116,7 @@ export function parseMeasuredBootPolicy(v: unknown, f = "vtpm.measuredBoot"): Me
 
 export function parseVtpmPolicy(v: unknown, f = "vtpm"): VtpmPolicy {
   const o = obj(v, f);
-  only(o, f, ["measuredBoot", "akPins", "allowUnauthenticatedAk", "nitroTpm"]);
+  only(o, f, ["measuredBoot", "akPins", "allowUnauthenticatedAk", "nitroTpm", "gceAkCertificate"]);
   const out: VtpmPolicy = {};
   if (o.measuredBoot !== undefined) out.measuredBoot = parseMeasuredBootPolicy(o.measuredBoot, `${f}.measuredBoot`);
   if (o.akPins !== undefined)
@@ -131,6 +137,13 @@ export function parseVtpmPolicy(v: unknown, f = "vtpm"): VtpmPolicy {
           throw new VtpmPolicyError("expected an EC2 instance id (i-0123456789abcdef0)", g);
         return x;
       });
+  }
+  if (o.gceAkCertificate !== undefined) {
+    const g = obj(o.gceAkCertificate, `${f}.gceAkCertificate`);
+    only(g, `${f}.gceAkCertificate`, ["projectIds", "zones", "instanceIds"]);
+    out.gceAkCertificate = {};
+    for (const k of ["projectIds", "zones", "instanceIds"] as const)
+      if (g[k] !== undefined) out.gceAkCertificate[k] = list(g[k], `${f}.gceAkCertificate.${k}`, str);
   }
   return out;
 }

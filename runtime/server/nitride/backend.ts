@@ -133,6 +133,8 @@ const CONFIG_FIELDS: FieldSchemas = {
   },
   accept_simulated: { type: "bool", description: "accept simulated evidence (dev only)" },
   simulated_snp_anchors: { type: "any", description: "accepted simulated SNP ARKs" },
+  gce_tcb_roots: { type: "any", description: "GCE-cc-tcb-root certificate(s), PEM, for Google launch endorsements" },
+  simulated_gce_ak_roots: { type: "any", description: "simulated GCE EK/AK CA roots, PEM (dev only)" },
 };
 
 const WORKLOAD_FIELDS: FieldSchemas = {

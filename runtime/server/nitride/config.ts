@@ -4,6 +4,7 @@ import { LogicalError } from "../vault/backend.js";
 import type { TrustConfig, SimulatedSnpAnchor } from "../../attestation/policy.js";
 import { optBool, optList, optString } from "../vault/fields.js";
 import { parseDuration } from "./duration.js";
+import { certsFrom } from "../../attestation/gce/x509.js";
 
 /**
  * JWS algorithms for workload tokens: ES384 (P-384, the default: what Vault/OpenBao JWT auth verify),
@@ -43,6 +44,13 @@ export interface NitrideConfig {
   intel_pcs: "online" | "off";
   /** Without it, simulated anchors/roots are ignored (belt and braces for production). */
   accept_simulated: boolean;
+  /**
+   * Google's GCE-cc-tcb-root (PEM), which GCE launch endorsements must chain to; obtained by the operator from
+   * pki.goog/cloud_integrity/GCE-cc-tcb-root_1.crt. Without it no workload with a `gce` policy attests.
+   */
+  gce_tcb_roots: string[];
+  /** Simulated GCE EK/AK CA roots (PEM; tests, local stack), honoured only with accept_simulated. */
+  simulated_gce_ak_roots: string[];
 }
 
 export const DEFAULT_CONFIG: NitrideConfig = {
@@ -56,6 +64,8 @@ export const DEFAULT_CONFIG: NitrideConfig = {
   simulated_nitro_roots: [],
   intel_pcs: "online",
   accept_simulated: false,
+  gce_tcb_roots: [],
+  simulated_gce_ak_roots: [],
 };
 
 /** Workload tokens are meant to be short-lived. */
@@ -102,6 +112,13 @@ export function configFrom(data: Record<string, unknown>, prev: NitrideConfig): 
       return r;
     });
   out.accept_simulated = optBool(data, "accept_simulated", prev.accept_simulated);
+  for (const k of ["gce_tcb_roots", "simulated_gce_ak_roots"] as const)
+    if (data[k] !== undefined)
+      out[k] = optList(data, k).map((pem, i) => {
+        if (!/^-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+-----END CERTIFICATE-----\s*$/.test(pem))
+          throw new LogicalError(400, `${k}[${i}]: must be one PEM certificate`);
+        return pem;
+      });
   if (data.simulated_snp_anchors !== undefined) {
     const v = data.simulated_snp_anchors;
     if (!Array.isArray(v)) throw new LogicalError(400, "simulated_snp_anchors: must be a list");
@@ -138,7 +155,11 @@ export function trustFrom(c: NitrideConfig): TrustConfig {
   const aws: NonNullable<TrustConfig["aws"]> = {};
   if (c.accept_simulated && c.simulated_nitro_roots?.length)
     aws.testRoots = c.simulated_nitro_roots.map((r) => new Uint8Array(Buffer.from(r, "base64")));
-  return { snp, tdx, aws };
+  const pem = (p: string) => new Uint8Array(Buffer.from(p));
+  const gce: NonNullable<TrustConfig["gce"]> = { tcbRoots: (c.gce_tcb_roots ?? []).map(pem) };
+  if (c.accept_simulated && c.simulated_gce_ak_roots?.length)
+    gce.simulatedAkRoots = c.simulated_gce_ak_roots.flatMap((p) => certsFrom(p));
+  return { snp, tdx, aws, gce };
 }
 
 /** The config as shown by GET nitride/config (nothing in it is secret). */

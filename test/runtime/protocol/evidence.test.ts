@@ -19,6 +19,19 @@ const SAMPLES: Evidence[] = [
   { kind: "azure-snp", hclReport: bytes(2600), tpmQuote: tpm },
   { kind: "azure-snp", hclReport: bytes(2600), tpmQuote: tpm, vcekChainPem: PEM },
   { kind: "azure-tdx", hclReport: bytes(2600), tdQuote: bytes(5000), tpmQuote: tpm },
+  {
+    kind: "snp",
+    report: bytes(1184),
+    vtpm: {
+      akPublic: bytes(90, 1),
+      quote: bytes(120, 2),
+      signature: bytes(72, 3),
+      eventLog: bytes(500, 4),
+      pcrs: { sha256: { 4: bytes(32, 5) } },
+      akCertificate: bytes(1400, 6),
+      akIntermediates: [bytes(1500, 8)],
+    },
+  },
 ];
 
 function expectFieldError(v: unknown, field: RegExp): void {
@@ -140,5 +153,15 @@ describe("wire evidence", () => {
       }),
       { numRuns: 1000 },
     );
+  });
+});
+
+describe("wire evidence: GCE AK certificate", () => {
+  it("refuses more than 4 intermediates or a non-list, naming the field", () => {
+    const wire = encodeEvidence(SAMPLES[SAMPLES.length - 1]) as Extract<WireEvidence, { kind: "snp" }>;
+    const many = { ...wire, vtpm: { ...wire.vtpm!, ak_intermediates: Array(5).fill("AAAA") } };
+    expectFieldError(many, /vtpm\.ak_intermediates/);
+    expectFieldError({ ...wire, vtpm: { ...wire.vtpm!, ak_intermediates: "AAAA" } }, /vtpm\.ak_intermediates/);
+    expectFieldError({ ...wire, vtpm: { ...wire.vtpm!, ak_cert: "%%%" } }, /vtpm\.ak_cert/);
   });
 });
