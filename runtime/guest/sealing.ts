@@ -8,6 +8,7 @@
 //   SNP_GET_DERIVED_KEY = _IOWR('S', 0x1, struct snp_guest_request_ioctl) = 0xC0205301
 // stdin: the 32-byte request hex; stdout: JSON {key} hex or {error, errno, fw_error, vmm_error}.
 import { type CommandRunner, spawnRunner } from "./exec.js";
+import { VIRTIO_PSP_PORT, virtioPspExchange } from "./evidence/virtio-psp.js";
 
 export const SEV_GUEST_DERIVED_KEY_HELPER = String.raw`
 import ctypes, fcntl, json, os, sys, errno as E
@@ -82,4 +83,26 @@ export async function sevGuestDerivedKey(request: Uint8Array, o: SevGuestDerived
     throw new DerivedKeyError(`${device}: ${res.error ?? "no key"}${fw}`);
   }
   return new Uint8Array(Buffer.from(res.key, "hex"));
+}
+
+/**
+ * The same MSG_KEY_REQ over the local stack's virtio-serial PSP (runtime/sim/qemu/psp.ts), the stand-in
+ * for the guest request channel in real QEMU guests without SEV-SNP: the host-side PSP derives the key
+ * from the MEASUREMENT and POLICY it fixed at launch and its simulated chip secret. Only as strong as the
+ * host that runs it — a local-stack path, never a substitute for /dev/sev-guest on real hardware.
+ */
+export async function virtioPspDerivedKey(
+  request: Uint8Array,
+  o: { port?: string; timeoutMs?: number } = {},
+): Promise<Uint8Array> {
+  if (request.length !== 32) throw new DerivedKeyError(`key request: must be 32 bytes, got ${request.length}`);
+  const port = o.port ?? VIRTIO_PSP_PORT;
+  const msg = await virtioPspExchange(
+    port,
+    { key_request: Buffer.from(request).toString("hex") },
+    { timeoutMs: o.timeoutMs ?? 60_000, fail: (stage, m) => new DerivedKeyError(`virtio-psp: ${stage}: ${m}`) },
+  );
+  if (typeof msg.key !== "string" || !/^[0-9a-f]{64}$/i.test(msg.key))
+    throw new DerivedKeyError(`virtio-psp: ${port}: the answer has no 32-byte key`);
+  return new Uint8Array(Buffer.from(msg.key, "hex"));
 }

@@ -34,58 +34,82 @@ export function virtioPspProvider(o: VirtioPspOptions = {}): EvidenceProvider {
     async collect(reportData) {
       if (reportData.length !== 64)
         throw new EvidenceError(NAME, "report", `REPORT_DATA must be 64 bytes, got ${reportData.length}`);
-      let fh;
-      try {
-        fh = await open(port, "r+");
-      } catch (e) {
-        throw new EvidenceError(NAME, "open", `${port}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-      }
-      let timer: NodeJS.Timeout | undefined;
-      try {
-        await fh.write(`${JSON.stringify({ report_data: reportData.toString("hex") })}\n`);
-        const answer = await Promise.race([
-          readLine(fh),
-          new Promise<never>((_, reject) => {
-            timer = setTimeout(
-              () => reject(new EvidenceError(NAME, "report", `no answer on ${port} within ${timeoutMs} ms`)),
-              timeoutMs,
-            );
-          }),
-        ]);
-        let msg: { report?: unknown; cert_table?: unknown; error?: unknown };
-        try {
-          msg = JSON.parse(answer) as typeof msg;
-        } catch {
-          throw new EvidenceError(NAME, "report", "the answer is not JSON");
-        }
-        if (typeof msg.error === "string") throw new EvidenceError(NAME, "report", `the PSP refused: ${msg.error}`);
-        if (typeof msg.report !== "string" || (msg.cert_table !== undefined && typeof msg.cert_table !== "string"))
-          throw new EvidenceError(NAME, "report", "the answer has no report");
-        return {
-          kind: "snp",
-          report: msg.report,
-          ...(msg.cert_table !== undefined ? { cert_table: msg.cert_table as string } : {}),
-        };
-      } finally {
-        clearTimeout(timer);
-        await fh.close().catch(() => {});
-      }
+      const msg = await virtioPspExchange(
+        port,
+        { report_data: reportData.toString("hex") },
+        { timeoutMs, fail: (stage, m) => new EvidenceError(NAME, stage === "open" ? stage : "report", m) },
+      );
+      if (typeof msg.report !== "string" || (msg.cert_table !== undefined && typeof msg.cert_table !== "string"))
+        throw new EvidenceError(NAME, "report", "the answer has no report");
+      return {
+        kind: "snp",
+        report: msg.report,
+        ...(msg.cert_table !== undefined ? { cert_table: msg.cert_table as string } : {}),
+      };
     },
   };
 }
 
-async function readLine(fh: import("node:fs/promises").FileHandle): Promise<string> {
+/**
+ * One request on the virtio-serial PSP port: writes `request` as a JSON line, reads one JSON line
+ * back. An `{"error"}` answer (the PSP refused) becomes an error like any other failure. The port is
+ * opened per request, as the guest request device is.
+ */
+export async function virtioPspExchange(
+  port: string,
+  request: Record<string, string>,
+  o: { timeoutMs: number; fail: (stage: string, message: string) => Error },
+): Promise<Record<string, unknown>> {
+  let fh;
+  try {
+    fh = await open(port, "r+");
+  } catch (e) {
+    throw o.fail("open", `${port}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await fh.write(`${JSON.stringify(request)}\n`);
+    const answer = await Promise.race([
+      readLine(fh, o.fail),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(o.fail("request", `no answer on ${port} within ${o.timeoutMs} ms`)),
+          o.timeoutMs,
+        );
+      }),
+    ]);
+    let msg: unknown;
+    try {
+      msg = JSON.parse(answer);
+    } catch {
+      throw o.fail("request", "the answer is not JSON");
+    }
+    if (msg === null || typeof msg !== "object" || Array.isArray(msg))
+      throw o.fail("request", "the answer is not a JSON object");
+    const m = msg as Record<string, unknown>;
+    if (typeof m.error === "string") throw o.fail("request", `the PSP refused: ${m.error}`);
+    return m;
+  } finally {
+    clearTimeout(timer);
+    await fh.close().catch(() => {});
+  }
+}
+
+async function readLine(
+  fh: import("node:fs/promises").FileHandle,
+  fail: (stage: string, message: string) => Error,
+): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   for (;;) {
     const buf = Buffer.alloc(8192);
     const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-    if (bytesRead === 0) throw new EvidenceError(NAME, "report", "the channel closed before an answer");
+    if (bytesRead === 0) throw fail("request", "the channel closed before an answer");
     const part = buf.subarray(0, bytesRead);
     const nl = part.indexOf(0x0a);
     chunks.push(nl >= 0 ? part.subarray(0, nl) : part);
     size += part.length;
     if (nl >= 0) return Buffer.concat(chunks).toString("utf8");
-    if (size > MAX_ANSWER) throw new EvidenceError(NAME, "report", "the answer is too long");
+    if (size > MAX_ANSWER) throw fail("request", "the answer is too long");
   }
 }

@@ -10,6 +10,7 @@
 //   rate_limit "nitride/challenge" { per_second = 20  burst = 100 }
 //   workers = 2          # HTTP worker processes sharing the listener and storage ("auto": one per CPU)
 //   seal "snp-derived-key" { device = "/dev/sev-guest" }   # auto-unseal with the SEV-SNP sealing key
+//   # seal "snp-derived-key" { transport = "virtio-psp"  port = "/dev/virtio-ports/org.buckypaper.psp.0" } (local QEMU guests)
 //   attestation "sev-guest" { device = "/dev/sev-guest" }  # attested TLS: GET /v1/sys/attestation
 //   # attestation "configfs-tsm" { root = "/sys/kernel/config/tsm/report" }
 //   # attestation "virtio-psp"   { port = "/dev/virtio-ports/org.buckypaper.psp.0" }   (local QEMU guests)
@@ -67,10 +68,12 @@ export type AttestationStanza =
 export const ATTESTATION_SOURCES = ["sev-guest", "configfs-tsm", "virtio-psp", "simulated"] as const;
 
 /** `seal "snp-derived-key"`: the unseal key wrapped with the PSP's derived key (VCEK root + MEASUREMENT + POLICY). */
-export interface SealStanza {
-  type: "snp-derived-key";
-  device: string;
-}
+export type SealStanza =
+  | { type: "snp-derived-key"; transport?: "sev-guest"; device: string }
+  /** The local stack's simulated PSP over virtio-serial (runtime/sim/qemu/psp.ts): same request, same binding. */
+  | { type: "snp-derived-key"; transport: "virtio-psp"; port: string };
+
+export const SEAL_TRANSPORTS = ["sev-guest", "virtio-psp"] as const;
 
 export const MAX_WORKERS = 64;
 
@@ -208,12 +211,26 @@ export function parseConfig(text: string, baseDir = process.cwd()): RuntimeConfi
     const sl = seals[0];
     if (sl.labels[0] !== "snp-derived-key")
       throw new ConfigError(`seal: unknown type '${sl.labels[0] ?? ""}' (snp-derived-key)`);
+    const transport = s(sl.body.attrs.transport, "seal.snp-derived-key.transport") ?? "sev-guest";
+    if (!(SEAL_TRANSPORTS as readonly string[]).includes(transport))
+      throw new ConfigError(
+        `seal.snp-derived-key.transport: unknown transport '${transport}' (${SEAL_TRANSPORTS.join(", ")})`,
+      );
+    const allowed = transport === "virtio-psp" ? ["transport", "port"] : ["transport", "device"];
     for (const k of Object.keys(sl.body.attrs))
-      if (k !== "device") throw new ConfigError(`seal.snp-derived-key: unknown setting '${k}' (device)`);
-    seal = {
-      type: "snp-derived-key",
-      device: s(sl.body.attrs.device, "seal.snp-derived-key.device") ?? "/dev/sev-guest",
-    };
+      if (!allowed.includes(k))
+        throw new ConfigError(`seal.snp-derived-key: unknown setting '${k}' (${allowed.join(", ")})`);
+    seal =
+      transport === "virtio-psp"
+        ? {
+            type: "snp-derived-key",
+            transport: "virtio-psp",
+            port: s(sl.body.attrs.port, "seal.snp-derived-key.port") ?? "/dev/virtio-ports/org.buckypaper.psp.0",
+          }
+        : {
+            type: "snp-derived-key",
+            device: s(sl.body.attrs.device, "seal.snp-derived-key.device") ?? "/dev/sev-guest",
+          };
   }
   if (attestation && tlsDisable)
     throw new ConfigError("attestation: attested TLS needs TLS; remove listener.tcp.tls_disable");

@@ -17,7 +17,7 @@ import { responseSealer } from "../nitride/seal.js";
 import { createRuntimeCa, issueServerCert, certFingerprint, type CaMaterial } from "./tls.js";
 import type { RuntimeConfig, StorageConfig } from "./config.js";
 import { AUTO_UNSEAL_KEY_REQUEST, encodeKeyRequest } from "../../attestation/snp/derived-key.js";
-import { sevGuestDerivedKey } from "../../guest/sealing.js";
+import { sevGuestDerivedKey, virtioPspDerivedKey } from "../../guest/sealing.js";
 import {
   createAttestedListener,
   evidenceSourceFor,
@@ -66,13 +66,17 @@ export interface StartOptions {
 }
 
 /** The config's `seal "snp-derived-key"`: the PSP key for AUTO_UNSEAL_KEY_REQUEST (see derived-key.ts for the binding). */
-function autoUnsealFromConfig(cfg: RuntimeConfig): AutoUnsealProvider | undefined {
-  if (!cfg.seal) return undefined;
-  const { device } = cfg.seal;
+export function autoUnsealFromConfig(cfg: RuntimeConfig): AutoUnsealProvider | undefined {
+  const seal = cfg.seal;
+  if (!seal) return undefined;
+  // The request carries no TCB, so the product only matters for its (zero) TCB encoding.
+  const request = () => encodeKeyRequest(AUTO_UNSEAL_KEY_REQUEST, "Milan");
   return {
-    type: cfg.seal.type,
-    // The request carries no TCB, so the product only matters for its (zero) TCB encoding.
-    deriveKey: () => sevGuestDerivedKey(encodeKeyRequest(AUTO_UNSEAL_KEY_REQUEST, "Milan"), { device }),
+    type: seal.type,
+    deriveKey:
+      seal.transport === "virtio-psp"
+        ? () => virtioPspDerivedKey(request(), { port: seal.port })
+        : () => sevGuestDerivedKey(request(), { device: seal.device }),
   };
 }
 

@@ -1,14 +1,20 @@
 // The simulated PSP of a real QEMU guest, outside the guest: a Unix socket that QEMU connects a
-// virtio-serial port to (the guest sees /dev/virtio-ports/org.buckypaper.psp.0). It answers report
-// requests — one JSON line {"report_data": hex(64 bytes)} each — with an SNP report signed by the
-// simulated platform key. The MEASUREMENT is fixed when the PSP is created, from the files QEMU is
-// started with (launch.ts); nothing the guest sends can change it.
+// virtio-serial port to (the guest sees /dev/virtio-ports/org.buckypaper.psp.0). One JSON line per
+// request:
+//   {"report_data": hex(64 bytes)}  → {"report", "cert_table"}: MSG_REPORT_REQ, signed by the simulated
+//                                     platform key
+//   {"key_request": hex(32 bytes)}  → {"key": hex(32 bytes)}: MSG_KEY_REQ (the SNP_GET_DERIVED_KEY
+//                                     request layout), derived by the simulated chip (snp.ts deriveKey)
+// The MEASUREMENT and POLICY are fixed when the PSP is created, from the files QEMU is started with
+// (launch.ts); nothing the guest sends can change them, so a derived key selecting MEASUREMENT changes
+// with the kernel, initrd, cmdline or firmware, and one from another simulated chip differs.
 import net from "node:net";
 import { rmSync } from "node:fs";
 import type { SnpSimulator } from "../snp.js";
 
 export interface PspRequestLog {
   at: string;
+  kind?: "report" | "key";
   ok: boolean;
   error?: string;
 }
@@ -16,7 +22,8 @@ export interface PspRequestLog {
 export interface SimulatedPsp {
   socketPath: string;
   measurement: string;
-  /** Report requests answered so far (REPORT_DATA is not secret but is not kept either). */
+  policy: bigint;
+  /** Requests answered so far (neither REPORT_DATA nor derived keys are kept). */
   readonly requests: PspRequestLog[];
   close(): Promise<void>;
 }
@@ -27,28 +34,52 @@ export async function startSimulatedPsp(o: {
   sim: SnpSimulator;
   measurement: string;
   socketPath: string;
+  /** The guest POLICY the launch was made with (default 0x30000, as the simulator's reports). */
+  policy?: bigint;
 }): Promise<SimulatedPsp> {
+  const policy = o.policy ?? 0x30000n;
+  const measurementBytes = Buffer.from(o.measurement, "hex");
+  if (measurementBytes.length !== 48) throw new RangeError("measurement: must be 48 bytes, hex");
   rmSync(o.socketPath, { force: true });
   const requests: PspRequestLog[] = [];
   const sockets = new Set<net.Socket>();
   const answer = async (line: string): Promise<string> => {
-    let reportData: Buffer;
+    let msg: { report_data?: unknown; key_request?: unknown };
+    let kind: PspRequestLog["kind"];
     try {
-      const msg = JSON.parse(line) as { report_data?: unknown };
+      try {
+        msg = JSON.parse(line) as typeof msg;
+      } catch {
+        throw new Error("the request is not JSON");
+      }
+      if (msg === null || typeof msg !== "object") throw new Error("the request is not a JSON object");
+      if (msg.key_request !== undefined) {
+        kind = "key";
+        if (typeof msg.key_request !== "string" || !/^[0-9a-f]{64}$/i.test(msg.key_request))
+          throw new Error("key_request must be 32 bytes, hex");
+        // deriveKey checks the request as the firmware would (reserved bits, VMPL, GUEST_SVN).
+        const key = o.sim.deriveKey(Buffer.from(msg.key_request, "hex"), { measurement: measurementBytes, policy });
+        requests.push({ at: new Date().toISOString(), kind, ok: true });
+        return JSON.stringify({ key: Buffer.from(key).toString("hex") });
+      }
+      kind = "report";
       if (typeof msg.report_data !== "string" || !/^[0-9a-f]{128}$/i.test(msg.report_data))
         throw new Error("report_data must be 64 bytes, hex");
-      reportData = Buffer.from(msg.report_data, "hex");
+      const r = await o.sim.report({
+        measurement: o.measurement,
+        reportData: Buffer.from(msg.report_data, "hex"),
+        policy,
+      });
+      requests.push({ at: new Date().toISOString(), kind, ok: true });
+      return JSON.stringify({
+        report: Buffer.from(r.report).toString("base64"),
+        cert_table: Buffer.from(r.certTable).toString("base64"),
+      });
     } catch (e) {
-      const error = e instanceof SyntaxError ? "the request is not JSON" : (e as Error).message;
-      requests.push({ at: new Date().toISOString(), ok: false, error });
+      const error = (e as Error).message;
+      requests.push({ at: new Date().toISOString(), ...(kind ? { kind } : {}), ok: false, error });
       return JSON.stringify({ error });
     }
-    const r = await o.sim.report({ measurement: o.measurement, reportData });
-    requests.push({ at: new Date().toISOString(), ok: true });
-    return JSON.stringify({
-      report: Buffer.from(r.report).toString("base64"),
-      cert_table: Buffer.from(r.certTable).toString("base64"),
-    });
   };
   const server = net.createServer((sock) => {
     sockets.add(sock);
@@ -83,6 +114,7 @@ export async function startSimulatedPsp(o: {
   return {
     socketPath: o.socketPath,
     measurement: o.measurement,
+    policy,
     requests,
     async close() {
       for (const s of sockets) s.destroy();
