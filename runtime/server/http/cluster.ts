@@ -67,6 +67,8 @@ export interface RunningCluster {
   initialized: boolean;
   bootstrapFingerprint?: string;
   bootstrapCaFile?: string;
+  /** Attested TLS: the SPKI SHA-256 of the in-memory key every worker serves. */
+  attestedSpkiSha256?: string;
   close(): Promise<void>;
 }
 
@@ -253,6 +255,7 @@ export async function runCluster(cfg: RuntimeConfig, log: CoreLogger): Promise<R
     url: first!.url,
     initialized: first!.initialized,
     bootstrapFingerprint: bootstrap?.fingerprint,
+    ...(attestedListener ? { attestedSpkiSha256: attestedListener.spkiSha256 } : {}),
     bootstrapCaFile: bootstrap && cfg.listener.tlsDir ? path.join(cfg.listener.tlsDir, "bootstrap-ca.pem") : undefined,
     close: async () => {
       closing = true;

@@ -1,0 +1,150 @@
+// Attested TLS with the runtime as a real process (`buckypaper runtime server`): the simulated platform loaded by
+// the CLI entry point (single process), and two workers reading evidence from a configfs-tsm-shaped directory —
+// every worker serves the same in-memory key, which no file in the state directory holds. Checked with the
+// `buckypaper runtime verify` process (exit 0 / 1).
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { bin, cli } from "./core-procs.js";
+import { initPlatform, loadPlatform } from "../../../runtime/sim/localvm/platform.js";
+import { openTls } from "../../../runtime/client/attested-tls.js";
+import { startFakeConfigfsTsm, type FakeConfigfs } from "../guest/fake-configfs.js";
+import { MEASUREMENT, OTHER_MEASUREMENT } from "../attested-runtime-support.js";
+
+const dir = mkdtempSync(path.join(tmpdir(), "bk-att-procs-"));
+const platformDir = path.join(dir, "platform");
+const procs: ChildProcess[] = [];
+let fake: FakeConfigfs | undefined;
+
+function start(config: string): Promise<{ url: string; out: () => string; proc: ChildProcess }> {
+  const file = path.join(dir, `config-${procs.length}.hcl`);
+  writeFileSync(file, config);
+  const proc = spawn(process.execPath, [bin, "runtime", "server", "--config", file], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  procs.push(proc);
+  let out = "";
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no start:\n${out}`)), 60_000);
+    const on = (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (\S+) .*\n[^]*Attested TLS: .*SPKI SHA-256 [0-9a-f]{64}/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ url: m[1], out: () => out, proc });
+      }
+    };
+    proc.stdout!.on("data", on);
+    proc.stderr!.on("data", on);
+    proc.once("exit", (c) => {
+      clearTimeout(timer);
+      reject(new Error(`exited ${c}:\n${out}`));
+    });
+  });
+}
+
+const files = (d: string): string[] =>
+  readdirSync(d, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? files(path.join(d, e.name)) : [path.join(d, e.name)],
+  );
+
+beforeAll(async () => {
+  await initPlatform(platformDir);
+});
+afterAll(async () => {
+  for (const p of procs) if (p.exitCode === null) p.kill("SIGTERM");
+  await new Promise((r) => setTimeout(r, 500));
+  await fake?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("runtime server with attested TLS (real processes)", () => {
+  it('attestation "simulated": the CLI loads the platform; runtime verify exits 0 / 1', async () => {
+    const state = path.join(dir, "single");
+    const s = await start(`
+      storage "sqlite" { path = "${state}/runtime.db" }
+      listener "tcp" { address = "127.0.0.1:0" }
+      attestation "simulated" { platform_dir = "${platformDir}"  measurement = "${MEASUREMENT}" }
+    `);
+    const spki = /SPKI SHA-256 ([0-9a-f]{64})/.exec(s.out())![1];
+    const anchor = path.join(platformDir, "anchor.json");
+    const ok = await cli([
+      "runtime",
+      "verify",
+      "--url",
+      s.url,
+      "--measurement",
+      MEASUREMENT,
+      "--anchor",
+      anchor,
+      "--kds",
+      "off",
+    ]);
+    expect(ok.stderr).toBe("");
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toContain(`SPKI SHA-256 ${spki}`);
+    const bad = await cli([
+      "runtime",
+      "verify",
+      "--url",
+      s.url,
+      "--measurement",
+      OTHER_MEASUREMENT,
+      "--anchor",
+      anchor,
+      "--kds",
+      "off",
+    ]);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toMatch(/REFUSED: policy\.measurement/);
+    // The listener key is nowhere on disk: no PEM key, no file containing the served certificate's key.
+    for (const f of files(state)) {
+      expect(f).not.toMatch(/key|\.pem$/);
+      expect(statSync(f).mode & 0o077, f).toBe(0);
+    }
+  });
+
+  it("two workers, evidence from configfs-tsm: every worker serves the same attested key", async () => {
+    const sim = await loadPlatform(platformDir);
+    fake = await startFakeConfigfsTsm(async (inblob) => {
+      const r = await sim.report({ measurement: MEASUREMENT, reportData: inblob });
+      return { outblob: Buffer.from(r.report), auxblob: Buffer.from(r.certTable) };
+    });
+    const state = path.join(dir, "workers");
+    const s = await start(`
+      storage "sqlite" { path = "${state}/runtime.db" }
+      listener "tcp" { address = "127.0.0.1:0" }
+      workers = 2
+      attestation "configfs-tsm" { root = "${fake.root}" }
+    `);
+    const seen = new Set<string>();
+    for (let i = 0; i < 6; i++) {
+      const c = await openTls(s.url);
+      c.socket.destroy();
+      seen.add(c.spkiSha256);
+    }
+    expect(seen.size).toBe(1);
+    const anchor = path.join(platformDir, "anchor.json");
+    for (let i = 0; i < 2; i++) {
+      const r = await cli([
+        "runtime",
+        "verify",
+        "--url",
+        s.url,
+        "--measurement",
+        MEASUREMENT,
+        "--anchor",
+        anchor,
+        "--kds",
+        "off",
+      ]);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+    }
+    expect(fake.inblobs.length).toBeGreaterThanOrEqual(2);
+    expect(JSON.parse(readFileSync(path.join(platformDir, "anchor.json"), "utf8")).ark_sha256).toMatch(
+      /^[0-9a-f]{64}$/,
+    );
+  });
+});
