@@ -1,22 +1,36 @@
-// Transit secret engine (Vault's shape): named AES-256-GCM96 keys with versions; encrypt/decrypt with
-// Vault's "vault:v<N>:<base64(nonce ‖ ciphertext ‖ tag)>" format, rewrap, data keys, rotation.
-// Key material lives only in the mount's barrier-encrypted storage.
-import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
+// Transit secret engine (Vault's shape): named keys with versions; encrypt/decrypt with Vault's
+// "vault:v<N>:<base64>" format, rewrap, data keys, rotation, trim; sign/verify for signing keys.
+// Key types (transit-keys.ts): aes256-gcm96, ml-dsa-65 (post-quantum signatures) and
+// ml-kem-768-x25519 (X-Wing hybrid public-key encryption). Key material lives only in the mount's
+// barrier-encrypted storage.
+import { randomBytes } from "node:crypto";
 import { LogicalError, type LogicalBackend, type LogicalRequest, type LogicalResponse } from "../backend.js";
 import type { StorageWriter } from "../../storage/types.js";
 import { b64Field, jsonBytes, optInt, readJson, reqString } from "../fields.js";
 import { FieldData, PathRouter, segment, type FieldSchemas, type TableBackend } from "../framework.js";
+import {
+  checkKeyType,
+  decryptBody,
+  encryptBody,
+  KEY_TYPES,
+  newKeyVersion,
+  parseVaultString,
+  signWith,
+  supportsEncryption,
+  supportsSigning,
+  verifyWith,
+  type KeyVersion,
+  type TransitKeyType,
+} from "./transit-keys.js";
 
-interface KeyVersion {
-  key: string;
-  creation_time: string;
-}
 interface TransitKey {
   name: string;
-  type: "aes256-gcm96";
+  type: TransitKeyType;
   latest_version: number;
   min_decryption_version: number;
   min_encryption_version: number;
+  /** Versions below it were deleted by keys/:name/trim (absent in keys written before trim existed: 0). */
+  min_available_version?: number;
   deletion_allowed: boolean;
   exportable: boolean;
   keys: Record<string, KeyVersion>;
@@ -32,9 +46,7 @@ function checkName(name: string): string {
 }
 
 function newKey(name: string, f?: FieldData): TransitKey {
-  const type = f?.string("type") ?? "aes256-gcm96";
-  if (type !== "aes256-gcm96")
-    throw new LogicalError(400, `type: unsupported key type "${type}" (supported: aes256-gcm96)`);
+  const type = checkKeyType(f?.string("type") ?? "aes256-gcm96");
   if (f?.bool("derived") || f?.bool("convergent_encryption")) {
     throw new LogicalError(400, "derived: key derivation is not supported");
   }
@@ -46,62 +58,72 @@ function newKey(name: string, f?: FieldData): TransitKey {
     min_encryption_version: 0,
     deletion_allowed: false,
     exportable: f?.bool("exportable") ?? false,
-    keys: { "1": { key: randomBytes(32).toString("base64"), creation_time: new Date().toISOString() } },
+    keys: { "1": newKeyVersion(type) },
   };
 }
 
+function requireEncryption(k: TransitKey, op: string): void {
+  if (!supportsEncryption(k.type))
+    throw new LogicalError(400, `${op}: key type ${k.type} does not support ${op} (key "${k.name}")`);
+}
+function requireSigning(k: TransitKey, op: string): void {
+  if (!supportsSigning(k.type))
+    throw new LogicalError(400, `${op}: key type ${k.type} does not support signing (key "${k.name}")`);
+}
+
 function encryptWith(k: TransitKey, version: number, plaintext: Buffer, aad: Buffer): string {
-  const nonce = randomBytes(12);
-  const c = createCipheriv("aes-256-gcm", Buffer.from(k.keys[String(version)].key, "base64"), nonce);
-  if (aad.length) c.setAAD(aad);
-  const body = Buffer.concat([nonce, c.update(plaintext), c.final(), c.getAuthTag()]);
-  return `vault:v${version}:${body.toString("base64")}`;
+  requireEncryption(k, "encrypt");
+  return `vault:v${version}:${encryptBody(k.type, k.keys[String(version)], plaintext, aad).toString("base64")}`;
+}
+
+/**
+ * The version a ciphertext or signature names, if it may be used to decrypt/verify: it exists (not
+ * trimmed) and is not below min_decryption_version (Vault checks verification against it too).
+ */
+function readableVersion(k: TransitKey, version: number, field: string): KeyVersion {
+  const ver = k.keys[String(version)];
+  if (!ver) throw new LogicalError(400, `${field}: key version ${version} does not exist`);
+  if (version < k.min_decryption_version)
+    throw new LogicalError(400, `${field}: key version ${version} is below min_decryption_version`);
+  return ver;
 }
 
 function decryptWith(k: TransitKey, ciphertext: string, aad: Buffer): Buffer {
-  const m = /^vault:v(\d+):([A-Za-z0-9+/]+=*)$/.exec(ciphertext);
-  if (!m) throw new LogicalError(400, "ciphertext: invalid format (want vault:v<N>:<base64>)");
-  const version = Number(m[1]);
-  const ver = k.keys[String(version)];
-  if (!ver) throw new LogicalError(400, `ciphertext: key version ${version} does not exist`);
-  if (version < k.min_decryption_version)
-    throw new LogicalError(400, `ciphertext: key version ${version} is below min_decryption_version`);
-  const body = Buffer.from(m[2], "base64");
-  if (body.length < 28) throw new LogicalError(400, "ciphertext: too short");
-  try {
-    const d = createDecipheriv("aes-256-gcm", Buffer.from(ver.key, "base64"), body.subarray(0, 12));
-    if (aad.length) d.setAAD(aad);
-    d.setAuthTag(body.subarray(body.length - 16));
-    return Buffer.concat([d.update(body.subarray(12, body.length - 16)), d.final()]);
-  } catch {
-    throw new LogicalError(400, "ciphertext: message authentication failed");
-  }
+  requireEncryption(k, "decrypt");
+  const { version, body } = parseVaultString(ciphertext, "ciphertext");
+  return decryptBody(k.type, readableVersion(k, version, "ciphertext"), body, aad);
 }
 
+/** The version to encrypt or sign with: latest, or key_version if not below min_encryption_version. */
 function encryptionVersion(k: TransitKey, data: Record<string, unknown>): number {
   const v = optInt(data, "key_version", 0);
   if (v === 0) return k.latest_version;
   if (!k.keys[String(v)] || v < k.min_encryption_version)
-    throw new LogicalError(400, `key_version: ${v} is not usable for encryption`);
+    throw new LogicalError(400, `key_version: ${v} is not usable for encryption or signing`);
   return v;
 }
 
 function keyInfo(k: TransitKey): Record<string, unknown> {
-  const keys: Record<string, number> = {};
-  for (const [v, kv] of Object.entries(k.keys)) keys[v] = Math.floor(Date.parse(kv.creation_time) / 1000);
+  // Vault's shape: creation times for symmetric keys, {creation_time, name, public_key} for asymmetric ones.
+  const keys: Record<string, unknown> = {};
+  for (const [v, kv] of Object.entries(k.keys))
+    keys[v] = kv.public_key
+      ? { creation_time: kv.creation_time, name: k.type, public_key: kv.public_key }
+      : Math.floor(Date.parse(kv.creation_time) / 1000);
   return {
     name: k.name,
     type: k.type,
     latest_version: k.latest_version,
     min_decryption_version: k.min_decryption_version,
     min_encryption_version: k.min_encryption_version,
+    min_available_version: k.min_available_version ?? 0,
     deletion_allowed: k.deletion_allowed,
     exportable: k.exportable,
     derived: false,
-    supports_encryption: true,
-    supports_decryption: true,
+    supports_encryption: supportsEncryption(k.type),
+    supports_decryption: supportsEncryption(k.type),
     supports_derivation: false,
-    supports_signing: false,
+    supports_signing: supportsSigning(k.type),
     keys,
   };
 }
@@ -154,7 +176,7 @@ export class TransitBackend implements LogicalBackend, TableBackend {
       description: "a named key: create, read, delete",
       fields: {
         ...NAME_FIELD,
-        type: { type: "string", default: "aes256-gcm96", description: "key type (aes256-gcm96)" },
+        type: { type: "string", default: "aes256-gcm96", description: `key type (${KEY_TYPES.join(", ")})` },
         derived: { type: "bool", default: false, description: "key derivation (not supported)" },
         convergent_encryption: { type: "bool", default: false, description: "convergent encryption (not supported)" },
         exportable: { type: "bool", default: false, description: "the key may be exported" },
@@ -173,6 +195,15 @@ export class TransitBackend implements LogicalBackend, TableBackend {
       description: "add a new key version",
       fields: NAME_FIELD,
       operations: { update: (req, f) => this.rotate(req, checkName(f.string("name")!)) },
+    },
+    {
+      pattern: `keys/${segment("name")}/trim`,
+      description: "delete key versions below min_available_version",
+      fields: {
+        ...NAME_FIELD,
+        min_available_version: { type: "int", required: true, description: "oldest version to keep" },
+      },
+      operations: { update: (req, f) => this.trim(req, checkName(f.string("name")!), f) },
     },
     {
       pattern: `keys/${segment("name")}/config`,
@@ -219,6 +250,32 @@ export class TransitBackend implements LogicalBackend, TableBackend {
         ...KEY_VERSION,
       },
       operations: { update: (req, f) => this.rewrap(req, checkName(f.string("name")!), f) },
+    },
+    {
+      pattern: `sign/${segment("name")}(?:/${segment("hash_algorithm")})?`,
+      description: "sign with a signing key (ml-dsa-65: pure ML-DSA, no prehash)",
+      fields: {
+        ...NAME_FIELD,
+        input: { type: "string", description: "base64 input" },
+        hash_algorithm: { type: "string", description: "ignored for ml-dsa-65 (pure ML-DSA signs the input)" },
+        prehashed: { type: "bool", default: false, description: "not supported for ml-dsa-65" },
+        ...KEY_VERSION,
+        ...BATCH,
+      },
+      operations: { update: (req, f) => this.sign(req, checkName(f.string("name")!), f) },
+    },
+    {
+      pattern: `verify/${segment("name")}(?:/${segment("hash_algorithm")})?`,
+      description: "verify a signature of a signing key",
+      fields: {
+        ...NAME_FIELD,
+        input: { type: "string", description: "base64 input" },
+        signature: { type: "string", description: "vault:v<N>:… signature" },
+        hash_algorithm: { type: "string", description: "ignored for ml-dsa-65" },
+        prehashed: { type: "bool", default: false, description: "not supported for ml-dsa-65" },
+        ...BATCH,
+      },
+      operations: { update: (req, f) => this.verify(req, checkName(f.string("name")!), f) },
     },
     {
       pattern: `datakey/${segment("type")}/${segment("name")}`,
@@ -289,10 +346,24 @@ export class TransitBackend implements LogicalBackend, TableBackend {
   private async rotate(req: LogicalRequest, name: string): Promise<LogicalResponse> {
     const k = await this.mutate(req, name, (k) => {
       k.latest_version += 1;
-      k.keys[String(k.latest_version)] = {
-        key: randomBytes(32).toString("base64"),
-        creation_time: new Date().toISOString(),
-      };
+      k.keys[String(k.latest_version)] = newKeyVersion(k.type);
+    });
+    return { data: keyInfo(k) };
+  }
+
+  /** Vault's trim: deletes versions below min_available_version, which may not pass either minimum. */
+  private async trim(req: LogicalRequest, name: string, f: FieldData): Promise<LogicalResponse> {
+    const k = await this.mutate(req, name, (k) => {
+      const min = f.int("min_available_version")!;
+      const floor = k.min_available_version ?? 0;
+      if (min < 1) throw new LogicalError(400, "min_available_version: must be at least 1");
+      if (min < floor) throw new LogicalError(400, `min_available_version: cannot go below ${floor}`);
+      if (min > k.min_decryption_version)
+        throw new LogicalError(400, "min_available_version: cannot be greater than min_decryption_version");
+      if (k.min_encryption_version > 0 && min > k.min_encryption_version)
+        throw new LogicalError(400, "min_available_version: cannot be greater than min_encryption_version");
+      for (const v of Object.keys(k.keys)) if (Number(v) < min) delete k.keys[v];
+      k.min_available_version = min;
     });
     return { data: keyInfo(k) };
   }
@@ -301,8 +372,14 @@ export class TransitBackend implements LogicalBackend, TableBackend {
     const k = await this.mutate(req, name, (k) => {
       const minDec = f.int("min_decryption_version") ?? k.min_decryption_version;
       const minEnc = f.int("min_encryption_version") ?? k.min_encryption_version;
+      const minAvail = k.min_available_version ?? 0;
       if (minDec < 1 || minDec > k.latest_version) throw new LogicalError(400, "min_decryption_version: out of range");
       if (minEnc < 0 || minEnc > k.latest_version) throw new LogicalError(400, "min_encryption_version: out of range");
+      // Trimmed versions are gone: the minimums may not point below them.
+      if (minDec < minAvail)
+        throw new LogicalError(400, `min_decryption_version: versions below ${minAvail} were trimmed`);
+      if (minEnc !== 0 && minEnc < minAvail)
+        throw new LogicalError(400, `min_encryption_version: versions below ${minAvail} were trimmed`);
       k.min_decryption_version = minDec;
       k.min_encryption_version = minEnc;
       k.deletion_allowed = f.bool("deletion_allowed") ?? k.deletion_allowed;
@@ -370,6 +447,47 @@ export class TransitBackend implements LogicalBackend, TableBackend {
     return { data: { ciphertext: encryptWith(k, version, plain, aad), key_version: version } };
   }
 
+  private async sign(req: LogicalRequest, name: string, f: FieldData): Promise<LogicalResponse> {
+    const k = await this.load(req, name);
+    requireSigning(k, "sign");
+    const one = (d: Record<string, unknown>) => {
+      if (d.prehashed === true) throw new LogicalError(400, `prehashed: not supported for ${k.type} (pure ML-DSA)`);
+      const version = encryptionVersion(k, d);
+      const sig = signWith(k.keys[String(version)], b64Field(d, "input", true) ?? Buffer.alloc(0));
+      return { signature: `vault:v${version}:${sig.toString("base64")}`, key_version: version };
+    };
+    return this.batchOrOne(f, one);
+  }
+
+  private async verify(req: LogicalRequest, name: string, f: FieldData): Promise<LogicalResponse> {
+    const k = await this.load(req, name);
+    requireSigning(k, "verify");
+    const one = (d: Record<string, unknown>) => {
+      if (d.prehashed === true) throw new LogicalError(400, `prehashed: not supported for ${k.type} (pure ML-DSA)`);
+      const { version, body } = parseVaultString(reqString(d, "signature"), "signature");
+      const ver = readableVersion(k, version, "signature");
+      return { valid: verifyWith(ver, b64Field(d, "input", true) ?? Buffer.alloc(0), body) };
+    };
+    return this.batchOrOne(f, one);
+  }
+
+  /** Vault's batch_input: per-item results (errors included); else the single operation. */
+  private batchOrOne(f: FieldData, one: (d: Record<string, unknown>) => Record<string, unknown>): LogicalResponse {
+    const batch = batchOf(f.values);
+    if (!batch) return { data: one(f.values) };
+    return {
+      data: {
+        batch_results: batch.map((d) => {
+          try {
+            return one(d);
+          } catch (e) {
+            return { error: (e as Error).message };
+          }
+        }),
+      },
+    };
+  }
+
   private async datakey(
     req: LogicalRequest,
     kind: "plaintext" | "wrapped",
@@ -377,6 +495,7 @@ export class TransitBackend implements LogicalBackend, TableBackend {
     f: FieldData,
   ): Promise<LogicalResponse> {
     const k = await this.load(req, name);
+    requireEncryption(k, "datakey");
     const bits = f.int("bits")!;
     if (![128, 256, 512].includes(bits)) throw new LogicalError(400, "bits: must be 128, 256 or 512");
     const dk = randomBytes(bits / 8);
