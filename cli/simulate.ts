@@ -3,6 +3,7 @@
 // the simulated root is generated per run and trusted by `verify snp --simulated-ca DIR/ark.pem` only.
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseFlags, parseHexFlag } from "./args.js";
 import { Exit, UsageError, type CliIo, type CommandRunner } from "./io.js";
 import { productFromName } from "../runtime/attestation/snp/abi.js";
@@ -18,6 +19,8 @@ const HELP = `usage: buckypaper simulate snp --out DIR [--measurement HEX] [--re
        buckypaper simulate platform init --dir DIR [--product milan|genoa|turin]
        buckypaper simulate vm --platform DIR --firmware F [--kernel K --initrd I --append S] --vcpus N
                               --vcpu-type T --agent-config C --root R --state-dir S [--name N]
+       buckypaper simulate qemu-guest --config S/guest.json --state-dir S
+       buckypaper simulate guest-image [--json]
 
   Writes DIR/report.bin (0x4A0 bytes), DIR/certs.bin (certificate table, as configfs-tsm auxblob),
   DIR/vek.der, DIR/ark.pem, DIR/ask.pem, DIR/asvk.pem. The AMD hierarchy is SIMULATED and generated
@@ -28,7 +31,11 @@ const HELP = `usage: buckypaper simulate snp --out DIR [--measurement HEX] [--re
   (its private keys, mode 0600) and DIR/anchor.json (the public anchor a runtime's nitride/config trusts);
   an existing platform is kept. 'vm' runs a local confidential VM in the foreground until SIGTERM: the
   simulated PSP measures the given boot inputs, the enclaivelet attests with that measurement and
-  provisions into --root; S/status.json reports measurement, verdict and delivered files.`;
+  provisions into --root; S/status.json reports measurement, verdict and delivered files.
+  'qemu-guest' runs a real QEMU guest of the local stack in the foreground until SIGTERM (the config is
+  written by the local stack's provider): a simulated PSP measures the files QEMU is started with and
+  answers the guest over virtio-serial; S/status.json reports measurement, verdict, reason and timings.
+  'guest-image' builds (once, as root, with mmdebstrap; then cached) the image those guests boot.`;
 
 const pem = (der: Uint8Array) =>
   `-----BEGIN CERTIFICATE-----\n${Buffer.from(der).toString("base64").replace(/.{64}/g, "$&\n").replace(/\n$/, "")}\n-----END CERTIFICATE-----\n`;
@@ -189,6 +196,38 @@ async function vm(argv: string[], _io: CliIo): Promise<number> {
   });
 }
 
+async function qemuGuest(argv: string[]): Promise<number> {
+  const { values } = parseFlags(argv, { config: { type: "string" }, "state-dir": { type: "string" } });
+  if (!values.config) throw new UsageError(`--config is required\n${HELP}`);
+  const { superviseQemuGuest } = await import("../runtime/sim/qemu/supervise.js");
+  return superviseQemuGuest(path.resolve(values.config));
+}
+
+async function guestImage(argv: string[], io: CliIo): Promise<number> {
+  const { values } = parseFlags(argv, { json: { type: "boolean" } });
+  const { realGuestSupport, ensureLocalGuestImage } = await import("../runtime/sim/qemu/local-image.js");
+  const support = realGuestSupport();
+  if (!support.ok) {
+    io.err(`real guests cannot run here: ${support.reason}`);
+    return Exit.usage;
+  }
+  // cli/ in the sources, dist/cli/ when compiled: the package root (holding dist/) is one or two levels up.
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const packageRoot = path.resolve(here, path.basename(path.dirname(here)) === "dist" ? "../.." : "..");
+  const t0 = Date.now();
+  // --json: the image's paths on stdout (for the local stack's components), progress on stderr.
+  const say = values.json ? (l: string) => io.err(l) : (l: string) => io.out(l);
+  const img = await ensureLocalGuestImage({ packageRoot, progress: (l) => say(`  ${l}`) });
+  if (values.json) {
+    io.out(JSON.stringify(img));
+    return Exit.ok;
+  }
+  io.out(
+    `  guest image ready in ${Math.round((Date.now() - t0) / 1000)} s: kernel ${img.kernel}, root ${img.rootImage} (enclaivelet ${img.agentSha256.slice(0, 16)}…)`,
+  );
+  return Exit.ok;
+}
+
 export async function run(argv: string[], io: CliIo): Promise<number> {
   const [kind, ...rest] = argv;
   if (kind === undefined || kind === "--help" || kind === "-h" || kind === "help") {
@@ -198,6 +237,8 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   if (kind === "snp") return snp(rest, io);
   if (kind === "platform") return platform(rest, io);
   if (kind === "vm") return vm(rest, io);
+  if (kind === "qemu-guest") return qemuGuest(rest);
+  if (kind === "guest-image") return guestImage(rest, io);
   if (kind === "tdx") {
     let mod: { run: CommandRunner };
     try {
@@ -208,5 +249,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     }
     return mod.run(rest, io);
   }
-  throw new UsageError(`unknown simulator '${kind}' (expected snp, tdx, platform or vm)\n${HELP}`);
+  throw new UsageError(
+    `unknown simulator '${kind}' (expected snp, tdx, platform, vm, qemu-guest or guest-image)\n${HELP}`,
+  );
 }

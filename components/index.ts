@@ -30,8 +30,10 @@ export { Platform, Tee } from "./common/types.js";
 export type { VhsmConnectionArgs, DataVolumeArgs, SshHostArgs } from "./common/types.js";
 export type { BootInputsArgs } from "./common/boot-measure.js";
 export { ConfigError } from "./common/errors.js";
-// The local stack's confidential VM (simulated platform, local process tree).
+// The local stack's confidential VM (simulated platform; a real QEMU guest, or a local process tree).
 export { LocalConfidentialVm } from "./local/confidential-vm.js";
 export type { LocalConfidentialVmArgs, LocalBootOverride } from "./local/confidential-vm.js";
+export { resolveMode as resolveLocalVmMode } from "./local/real-guest.js";
+export type { LocalVmMode } from "./local/real-guest.js";
 export { SimulatedPlatform, LocalVm, RuntimeWrite, GeneratedSecret } from "../provider/local-vm.js";
 export type { SimulatedAnchor } from "../provider/local-vm.js";

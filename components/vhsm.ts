@@ -38,6 +38,9 @@ export interface VhsmArgs {
   port?: number;
   /** Host name or IP in the URL that the deployment and the VMs use. Default 127.0.0.1 (local), the SSH host (ssh). */
   publicHost?: pulumi.Input<string>;
+  /** More host names/IP addresses in the listener certificate, e.g. the address the local stack's real
+   *  QEMU guests reach the runtime at through their user-mode network (10.0.2.100). */
+  tlsHosts?: string[];
   /** Serve HTTPS with the runtime CA (default true). */
   tls?: boolean;
   /** Command that runs the buckypaper CLI. Default: this package's bin/buckypaper.js with the current Node (local), `buckypaper` (ssh). */
@@ -133,6 +136,7 @@ export class Vhsm extends pulumi.ComponentResource {
             port,
             tls,
             publicHost: h,
+            ...(args.tlsHosts?.length ? { extraTlsHosts: args.tlsHosts } : {}),
             publicUrl: u,
             workers,
             ...(args.auditLog ? { auditLog: true } : {}),

@@ -27,11 +27,12 @@ export {
 export type { SshTarget } from "./ssh-target.js";
 export { shellQuote, shellJoin } from "./shell.js";
 // The local stack's dynamic resources (simulated platform, local VMs, runtime writes, generated secrets).
-export { SimulatedPlatform, LocalVm, RuntimeWrite, GeneratedSecret } from "./local-vm.js";
+export { SimulatedPlatform, LocalVm, QemuGuest, RuntimeWrite, GeneratedSecret } from "./local-vm.js";
 export type {
   SimulatedPlatformArgs,
   SimulatedAnchor,
   LocalVmArgs,
+  QemuGuestArgs,
   RuntimeWriteArgs,
   GeneratedSecretArgs,
 } from "./local-vm.js";

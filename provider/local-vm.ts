@@ -1,6 +1,7 @@
 // Dynamic resources of the `local` stack (handlers in provider/local-vm-handlers.ts):
 //   SimulatedPlatform  a persistent simulated SEV-SNP platform directory (keys private; anchor public)
 //   LocalVm            a local confidential VM process: simulated PSP + enclaivelet + private root
+//   QemuGuest          a real QEMU guest (provider/qemu-guest-handlers.ts): simulated PSP over virtio-serial
 //   RuntimeWrite       one configuration write to the runtime API (engine config the other resources
 //                      do not model: PKI root, SSH CA, JWT auth config, Nitride config, audit device)
 //   GeneratedSecret    random bytes made once and kept (secret) in state, for demo application secrets
@@ -11,6 +12,7 @@ import { handlerProvider } from "./dynamic.js";
 import type { RuntimeConnectionArgs } from "./resources.js";
 
 const HANDLERS_PATH = fileURLToPath(new URL("./local-vm-handlers.js", import.meta.url));
+const QEMU_HANDLERS_PATH = fileURLToPath(new URL("./qemu-guest-handlers.js", import.meta.url));
 
 function makeProvider(kind: string): pulumi.dynamic.ResourceProvider {
   return handlerProvider(HANDLERS_PATH, kind);
@@ -21,6 +23,7 @@ const providers = {
   vm: makeProvider("vm"),
   write: makeProvider("write"),
   secret: makeProvider("secret"),
+  qemu: handlerProvider(QEMU_HANDLERS_PATH, "qemu"),
 };
 
 export interface SimulatedPlatformArgs {
@@ -103,6 +106,73 @@ export class LocalVm extends pulumi.dynamic.Resource {
       startedAt: undefined,
     };
     super(providers.vm, name, { ...args, ...outs }, opts, "buckypaper", "LocalVm");
+  }
+}
+
+export interface QemuGuestArgs {
+  /** Guest name (lower-case letters, digits, '-'). */
+  name: pulumi.Input<string>;
+  platformDir: pulumi.Input<string>;
+  /** Absolute directory of this guest: its disks, guest.json, status.json, progress.log, console.log. */
+  stateDir: pulumi.Input<string>;
+  /** The exact QEMU command line (qemuGuestArgv without the SEV object; disks under stateDir). */
+  argv: pulumi.Input<pulumi.Input<string>[]>;
+  /** Root filesystem image the guest's copy-on-write overlay is made on. */
+  baseImage: pulumi.Input<string>;
+  /** NoCloud user-data and meta-data (no secret in either). */
+  userData: pulumi.Input<string>;
+  metaData: pulumi.Input<string>;
+  /** GiB of the data disk (the third virtio disk, /dev/vdc). */
+  dataDiskGb?: pulumi.Input<number>;
+  /** Host loopback port forwarded to the guest's sshd (must match the argv's hostfwd). */
+  sshPort?: pulumi.Input<number>;
+  /** SHA-256 over the boot files' contents: a changed file replaces the guest even under the same path. */
+  bootInputsSha256: pulumi.Input<string>;
+  /** Runtime URL and CA (PEM, public), for the known_hosts line from its SSH CA. */
+  runtimeUrl?: pulumi.Input<string>;
+  runtimeCaPem?: pulumi.Input<string>;
+  /** Host name the SSH host certificate is issued for (the known_hosts line names it). */
+  sshPrincipal?: pulumi.Input<string>;
+  /** Seconds to wait for the enclaivelet's verdict (default 1500). */
+  timeoutSeconds?: pulumi.Input<number>;
+}
+
+/**
+ * A real QEMU guest of the local stack. Its outputs are what the guest and its simulated PSP reported:
+ * state provisioned | refused (the runtime refused the attestation; `reason` has the failed checks),
+ * the measurement the PSP computed from the files QEMU was started with, timings, and for provisioned
+ * guests with SSH a known_hosts `@cert-authority` line. A refused guest is not a deployment error.
+ */
+export class QemuGuest extends pulumi.dynamic.Resource {
+  declare readonly pid: pulumi.Output<number>;
+  declare readonly qemuPid: pulumi.Output<number>;
+  declare readonly running: pulumi.Output<boolean>;
+  declare readonly state: pulumi.Output<"provisioned" | "refused">;
+  declare readonly accel: pulumi.Output<string>;
+  declare readonly measurement: pulumi.Output<string>;
+  declare readonly kernelMeasured: pulumi.Output<boolean>;
+  declare readonly reason: pulumi.Output<string>;
+  declare readonly bootSeconds: pulumi.Output<number>;
+  declare readonly sshSeconds: pulumi.Output<number>;
+  declare readonly knownHosts: pulumi.Output<string>;
+  declare readonly consoleLog: pulumi.Output<string>;
+  constructor(name: string, args: QemuGuestArgs, opts?: pulumi.CustomResourceOptions) {
+    const outs = {
+      pid: undefined,
+      qemuPid: undefined,
+      running: undefined,
+      state: undefined,
+      accel: undefined,
+      measurement: undefined,
+      kernelMeasured: undefined,
+      reason: undefined,
+      bootSeconds: undefined,
+      sshSeconds: undefined,
+      knownHosts: undefined,
+      consoleLog: undefined,
+      startedAt: undefined,
+    };
+    super(providers.qemu, name, { ...args, ...outs }, opts, "buckypaper", "QemuGuest");
   }
 }
 

@@ -62,6 +62,11 @@ export interface GuestSpec {
   agentInImage?: boolean;
   /** Overrides the platform's evidence provider (the local real guests' `virtio-psp`). */
   evidenceProvider?: UserDataInput["evidenceProvider"];
+  /** The runtime URL as the guest reaches it, where it differs from `vhsm.url` (the local real guests
+   *  reach the host's loopback through QEMU's user-mode network at another address). */
+  guestRuntimeUrl?: pulumi.Input<string>;
+  /** OpenSSH public keys for the image's default user (cloud-init `ssh_authorized_keys`). */
+  sshAuthorizedKeys?: string[];
 }
 
 export interface GuestRegistration {
@@ -116,7 +121,7 @@ export function registerGuest(parent: pulumi.Resource, name: string, spec: Guest
   const render = (workloadId: pulumi.Input<string>) =>
     pulumi
       .all([
-        spec.vhsm.url,
+        spec.guestRuntimeUrl ?? spec.vhsm.url,
         spec.vhsm.caFingerprint,
         workloadId,
         dataVolume?.mountPoint ?? "/data",
@@ -149,6 +154,7 @@ export function registerGuest(parent: pulumi.Resource, name: string, spec: Guest
               ? { kind: "download", url: agentUrl, sha256: agentSha256 }
               : { kind: "preinstalled" },
           ...(spec.evidenceProvider ? { evidenceProvider: spec.evidenceProvider } : {}),
+          ...(spec.sshAuthorizedKeys?.length ? { sshAuthorizedKeys: spec.sshAuthorizedKeys } : {}),
           ...(Object.keys(provision).length ? { provision } : {}),
         } as UserDataInput);
       });

@@ -1,11 +1,18 @@
 // A local confidential VM for the `local` stack: no cloud, no SEV hardware. The expected launch
 // measurement is computed from the boot inputs by the engine and registered with the runtime like on
-// any platform; the VM is a local process tree (provider LocalVm) whose simulated PSP measures the
-// boot inputs it is actually started with, and whose enclaivelet attests with that measurement through
-// the simulated platform and provisions into the VM's private root.
+// any platform. Two modes (`mode`, default auto = real when this machine can run guests):
+//   real     a real QEMU guest (provider QemuGuest) booted from the local guest image with the exact
+//            argv the QEMU/Proxmox components produce for an SNP host minus the SEV object; a simulated
+//            PSP outside the guest measures the files QEMU was started with and answers the guest's
+//            report requests over virtio-serial; the real enclaivelet in the guest attests (with the
+//            SHA-256 of its user-data bound in), unlocks its LUKS2 data disk and installs the SSH host
+//            certificate into the real sshd. The registered measurement is computed from that argv.
+//   process  a local process tree (provider LocalVm): the simulated PSP measures the boot inputs and
+//            the enclaivelet provisions into the VM's private root. Seconds instead of a minute per VM,
+//            no guest kernel, cloud-init or sshd: for fast tests and machines without QEMU.
 //
-// `actualBoot` starts the VM with boot inputs other than the registered ones: the tamper
-// demonstration (the runtime must refuse it and release nothing).
+// `actualBoot` starts the VM with boot inputs other than the registered ones, `injectUserData` appends
+// to its user-data after registration: the tamper demonstrations (refused, nothing released).
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
@@ -15,7 +22,10 @@ import { ConfigError } from "../common/errors.js";
 import { registerGuest } from "../common/guest.js";
 import { requireSecretMap } from "../common/secrets.js";
 import { Platform, Tee, type VhsmConnectionArgs } from "../common/types.js";
-import { LocalVm } from "../../provider/local-vm.js";
+import { LocalVm, QemuGuest } from "../../provider/local-vm.js";
+import { noCloudMetaData } from "../../runtime/guest/cloud-init/index.js";
+import { bootInputsOf } from "../../runtime/sim/qemu/launch.js";
+import { guestRuntimeUrl, localGuestImage, realGuestArgv, resolveMode, type LocalVmMode } from "./real-guest.js";
 import type { WorkloadPkiArgs } from "../../provider/resources.js";
 import { firmwareMeasuresKernel, LocalVmError } from "../../runtime/sim/localvm/index.js";
 import type { UserDataInput } from "../../runtime/guest/cloud-init/index.js";
@@ -28,14 +38,28 @@ export interface LocalBootOverride extends Partial<BootInputsArgs> {
 
 export interface LocalConfidentialVmArgs {
   vhsm: VhsmConnectionArgs;
+  /** auto (default): a real QEMU guest when this machine can run one (QEMU, OVMF, root, image tooling),
+   *  else a process tree with the reason logged. real: fail when it cannot. process: always the process tree. */
+  mode?: LocalVmMode;
   /** Directory of the simulated SEV-SNP platform (a `SimulatedPlatform`'s dir). */
   platformDir: pulumi.Input<string>;
-  /** Boot inputs that are measured and registered (real files). */
+  /** Boot inputs that are measured and registered (real files). Real guests take only the firmware from
+   *  here: kernel, initrd and command line are the guest image's. */
   boot: BootInputsArgs;
   /** Default 2. */
   vcpus?: number;
-  /** QEMU CPU model in every VMSA (default EPYC-v4). */
+  /** QEMU CPU model in every VMSA (default EPYC-v4; real guests: EPYC-Milan, which Debian's QEMU has). */
   cpuModel?: string;
+  /** Real guests: memory in MiB (default 1024). */
+  memoryMb?: number;
+  /** Real guests: host loopback port forwarded to the guest's sshd (none: no way in). */
+  sshPort?: number;
+  /** Real guests: OpenSSH public keys of the image's default user (`debian`). */
+  sshAuthorizedKeys?: string[];
+  /** Real guests: size of the LUKS2 data disk in GiB, mounted at /data (default 1; 0: none). */
+  dataVolumeGb?: number;
+  /** Real guests: text appended to the user-data after its hash was registered (tamper demonstration). */
+  injectUserData?: string;
   /** Boot inputs the VM is really started with, where they differ from `boot` (tamper demonstration). */
   actualBoot?: LocalBootOverride;
   /** Application secrets (Pulumi secrets), delivered as an environment file `/etc/<name>/app.env`. */
@@ -82,35 +106,283 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
   public readonly pid: pulumi.Output<number>;
   /** Whether the kernel/initrd/cmdline are in the digest (only with firmware that has a kernel-hashes table). */
   public readonly kernelMeasured: pulumi.Output<boolean>;
+  /** real (a QEMU guest) or process (a process tree). */
+  public readonly mode: pulumi.Output<string>;
+  /** Why not a real guest (empty when real). */
+  public readonly modeReason: pulumi.Output<string>;
+  /** Real guests: provisioned | refused (process trees: accepted → provisioned, else refused). */
+  public readonly status: pulumi.Output<string>;
+  /** Real guests: host loopback port of the guest's sshd (0: none). */
+  public readonly sshPort: pulumi.Output<number>;
+  /** Real guests: a known_hosts line trusting the runtime's SSH CA for this VM's host name (no TOFU). */
+  public readonly knownHosts: pulumi.Output<string>;
+  /** Real guests: seconds from QEMU's start to the enclaivelet's verdict. */
+  public readonly bootSeconds: pulumi.Output<number>;
+  /** Real guests: the accelerator QEMU runs with (kvm or tcg) and the serial console's log file. */
+  public readonly accel: pulumi.Output<string>;
+  public readonly consoleLog: pulumi.Output<string>;
 
   constructor(name: string, args: LocalConfidentialVmArgs, opts?: pulumi.ComponentResourceOptions) {
     super("buckypaper:index:LocalConfidentialVm", name, args, opts);
     const who = `LocalConfidentialVm ${name}`;
     if (!/^[a-z0-9][a-z0-9-]{0,40}$/.test(name))
       throw new ConfigError(who, "name", "must be lower-case letters, digits and '-'");
-    const vcpus = args.vcpus ?? 2;
-    const cpuModel = args.cpuModel ?? "EPYC-v4";
     const secrets = requireSecretMap(who, "secrets", args.secrets);
     for (const k of Object.keys(secrets))
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
         throw new ConfigError(who, `secrets.${k}`, "must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)");
+    const { mode, why } = resolveMode(who, args.mode ?? "auto", args.boot.firmware);
+    if (mode === "process" && args.mode !== "process")
+      pulumi.log.warn(`${name}: a process-tree VM, not a real guest — ${why}`, this);
+    const o = mode === "real" ? this.realGuest(name, who, args, secrets) : this.processTree(name, who, args, secrets);
 
-    // Registered inputs. The SNP digest covers the kernel only when the firmware verifies it; say so
-    // instead of registering a value no hardware would produce.
+    this.workloadId = o.workloadId;
+    this.expectedMeasurement = o.expectedMeasurement;
+    this.measurement = o.measurement;
+    this.verdict = o.verdict;
+    this.reason = o.reason;
+    this.delivered = o.delivered;
+    this.root = o.root;
+    this.pid = o.pid;
+    this.kernelMeasured = o.kernelMeasured;
+    this.mode = pulumi.output(mode);
+    this.modeReason = pulumi.output(why);
+    this.status = o.status;
+    this.sshPort = o.sshPort;
+    this.knownHosts = o.knownHosts;
+    this.bootSeconds = o.bootSeconds;
+    this.accel = o.accel;
+    this.consoleLog = o.consoleLog;
+    this.registerOutputs({
+      workloadId: this.workloadId,
+      expectedMeasurement: this.expectedMeasurement,
+      measurement: this.measurement,
+      verdict: this.verdict,
+      reason: this.reason,
+      delivered: this.delivered,
+      root: this.root,
+      pid: this.pid,
+      kernelMeasured: this.kernelMeasured,
+      mode: this.mode,
+      modeReason: this.modeReason,
+      status: this.status,
+      sshPort: this.sshPort,
+      knownHosts: this.knownHosts,
+      bootSeconds: this.bootSeconds,
+      accel: this.accel,
+      consoleLog: this.consoleLog,
+    });
+  }
+
+  /** What the agent provisions where (the same plan in both modes). */
+  private static provisionPlan(
+    name: string,
+    args: LocalConfidentialVmArgs,
+    workloadId: string,
+    secretNames: string[],
+  ): UserDataInput["provision"] {
+    const envVars: Record<string, string> = {};
+    for (const k of secretNames) envVars[k] = formatSecretRef({ path: `workloads/${workloadId}/app`, field: k });
+    return {
+      ...(Object.keys(envVars).length
+        ? { envFiles: [{ path: `/etc/${name}/app.env`, vars: envVars, mode: "0600" }] }
+        : {}),
+      ...(args.tls
+        ? {
+            tls: {
+              certPath: `/etc/${name}/tls/cert.pem`,
+              keyPath: `/etc/${name}/tls/key.pem`,
+              chainPath: `/etc/${name}/tls/chain.pem`,
+              renewBeforeSeconds: 3600,
+            },
+          }
+        : {}),
+      ...(args.sshHost ? { ssh: { keyTypes: ["ed25519"], dir: "/etc/ssh", renewBeforeSeconds: 3600 } } : {}),
+    } as UserDataInput["provision"];
+  }
+
+  /** Registered measurement of `boot` (the kernel only where the firmware verifies it: no value no hardware would produce). */
+  private static expected(who: string, boot: BootInputsArgs, vcpus: number, cpuModel: string) {
     let measuresKernel: boolean;
     try {
       measuresKernel =
-        args.boot.kernel !== undefined && firmwareMeasuresKernel(readFileSync(args.boot.firmware), "boot.firmware");
+        boot.kernel !== undefined && firmwareMeasuresKernel(readFileSync(boot.firmware), "boot.firmware");
     } catch (e) {
       if (e instanceof LocalVmError) throw new ConfigError(who, e.field, e.message);
       throw new ConfigError(
         who,
         "boot.firmware",
-        `'${args.boot.firmware}' cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+        `'${boot.firmware}' cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
       );
     }
-    const measuredBoot: BootInputsArgs = measuresKernel ? args.boot : { firmware: args.boot.firmware };
-    const expected = expectedQemuLaunch(who, Tee.SevSnp, measuredBoot, vcpus, cpuModel, 2048);
+    const measuredBoot: BootInputsArgs = measuresKernel ? boot : { firmware: boot.firmware };
+    return { measuresKernel, launch: expectedQemuLaunch(who, Tee.SevSnp, measuredBoot, vcpus, cpuModel, 2048) };
+  }
+
+  private realGuest(
+    name: string,
+    who: string,
+    args: LocalConfidentialVmArgs,
+    secrets: Record<string, pulumi.Output<string>>,
+  ): VmOutputs {
+    const vcpus = args.vcpus ?? 2;
+    const cpuModel = args.cpuModel ?? "EPYC-Milan";
+    const memoryMb = args.memoryMb ?? 1024;
+    const dataVolumeGb = args.dataVolumeGb ?? 1;
+    if (!Number.isInteger(dataVolumeGb) || dataVolumeGb < 0 || dataVolumeGb > 64)
+      throw new ConfigError(who, "dataVolumeGb", `is ${dataVolumeGb}; must be an integer 0..64`);
+    if (args.sshPort !== undefined && !(Number.isInteger(args.sshPort) && args.sshPort >= 1 && args.sshPort <= 65535))
+      throw new ConfigError(who, "sshPort", `is ${args.sshPort}; must be 1..65535`);
+    const { image, log } = localGuestImage(who);
+    if (log) pulumi.log.info(`guest image: ${log.split("\n").pop()}`, this);
+    const stateDir = args.stateDir ?? path.resolve(".bk", "local", pulumi.getStack(), "vms", name);
+    if (!path.isAbsolute(stateDir)) throw new ConfigError(who, "stateDir", `'${stateDir}' must be an absolute path`);
+    for (const k of ["kernel", "initrd", "append"] as const)
+      if (args.actualBoot?.[k] !== undefined)
+        throw new ConfigError(who, `actualBoot.${k}`, "is not supported for real guests yet (only firmware)");
+
+    // The exact command line, for the registered boot (args.boot.firmware) and the actual one. The flags
+    // the PSP measures (-bios -kernel -initrd -append -smp -cpu) do not depend on the runtime port.
+    const argvFor = (firmware: string, runtimePort: number) =>
+      realGuestArgv({
+        name,
+        vcpus,
+        memoryMb,
+        cpuModel,
+        firmware,
+        kernel: image.kernel,
+        initrd: image.initrd,
+        append: image.append,
+        stateDir,
+        runtimePort,
+        ...(args.sshPort ? { sshPort: args.sshPort } : {}),
+        dataDisk: dataVolumeGb > 0,
+      });
+    const registeredBoot = bootInputsOf(argvFor(args.boot.firmware, 1));
+    const { measuresKernel, launch: expected } = LocalConfidentialVm.expected(
+      who,
+      {
+        firmware: registeredBoot.firmware,
+        kernel: registeredBoot.kernel!,
+        initrd: registeredBoot.initrd!,
+        append: registeredBoot.append!,
+      },
+      registeredBoot.vcpus,
+      registeredBoot.vcpuType,
+    );
+    const expectedMeasurement = expected.measurements[0];
+    pulumi.log.info(
+      `measured ${name}: firmware ${path.basename(args.boot.firmware)}${measuresKernel ? " + kernel/initrd/cmdline" : " (kernel not in the digest: the firmware has no kernel-hashes table)"}, ${vcpus} × ${cpuModel}, from the guest's QEMU argv → ${expectedMeasurement.slice(0, 16)}…`,
+      this,
+    );
+
+    const workloadId = `${pulumi.getStack()}-${name}`;
+    const guest = registerGuest(this, name, {
+      platform: Platform.Qemu,
+      tee: Tee.SevSnp,
+      workloadId,
+      evidencePlatform: "snp",
+      reference: expected.reference,
+      policy: expected.policy,
+      vhsm: args.vhsm,
+      guestRuntimeUrl: pulumi.output(args.vhsm.url).apply(guestRuntimeUrl),
+      secrets,
+      hostname: name,
+      ...(dataVolumeGb > 0 ? { dataVolume: { sizeGb: dataVolumeGb }, dataVolumeDevice: "/dev/vdc" } : {}),
+      ...(args.tls ? { pki: args.tls } : {}),
+      ...(args.sshHost ? { ssh: args.sshHost } : {}),
+      // The image runs the enclaivelet before cloud-init; the user-data's SHA-256 is registered.
+      agentInImage: true,
+      evidenceProvider: "virtio-psp",
+      ...(args.sshAuthorizedKeys?.length ? { sshAuthorizedKeys: args.sshAuthorizedKeys } : {}),
+      provision: LocalConfidentialVm.provisionPlan(name, args, workloadId, Object.keys(secrets)),
+    });
+    const firmware = args.actualBoot?.firmware ?? args.boot.firmware;
+    const argv = pulumi.output(args.vhsm.url).apply((u) => {
+      const a = argvFor(firmware, Number(new URL(u).port || 443));
+      if (JSON.stringify({ ...bootInputsOf(a), firmware: "" }) !== JSON.stringify({ ...registeredBoot, firmware: "" }))
+        throw new ConfigError(who, "argv", "the guest's measured flags differ from the registered ones (a bug)");
+      return a;
+    });
+    const userData = args.injectUserData ? guest.userData.apply((t) => `${t}${args.injectUserData}`) : guest.userData;
+    const changed = [
+      ...(args.actualBoot?.firmware ? [`firmware ${path.basename(args.actualBoot.firmware)}`] : []),
+      ...(args.injectUserData ? ["user-data with text appended after registration"] : []),
+    ];
+    if (changed.length)
+      pulumi.log.warn(`booting ${name} with inputs other than the registered ones: ${changed.join(", ")}`, this);
+    const sshPrincipal = args.sshHost ? pulumi.output(args.sshHost.principals).apply((p) => p[0]) : undefined;
+    const vm = new QemuGuest(
+      `${name}-guest`,
+      {
+        name,
+        platformDir: args.platformDir,
+        stateDir,
+        argv,
+        baseImage: image.rootImage,
+        userData,
+        metaData: noCloudMetaData(workloadId, name),
+        ...(dataVolumeGb > 0 ? { dataDiskGb: dataVolumeGb } : {}),
+        ...(args.sshPort ? { sshPort: args.sshPort } : {}),
+        bootInputsSha256: sha256(
+          JSON.stringify([
+            fileHash(who, "firmware", firmware),
+            fileHash(who, "kernel", image.kernel),
+            fileHash(who, "initrd", image.initrd),
+            image.agentSha256,
+          ]),
+        ),
+        runtimeUrl: args.vhsm.url,
+        ...(args.vhsm.caPem !== undefined ? { runtimeCaPem: args.vhsm.caPem } : {}),
+        ...(sshPrincipal ? { sshPrincipal } : {}),
+      },
+      { parent: this, dependsOn: [guest.workload, ...(args.waitFor ?? [])] },
+    );
+    pulumi
+      .all([vm.state, vm.measurement, vm.reason, vm.bootSeconds, vm.accel])
+      .apply(([state, m, reason, secs, accel]) => {
+        if (!state) return;
+        const same = m === expectedMeasurement ? "matches the registration" : "DIFFERS from the registration";
+        if (state === "provisioned")
+          pulumi.log.info(
+            `attested ${name}: real guest (${accel}), measurement ${m.slice(0, 16)}… ${same}; accepted (simulated platform); provisioned ${secs} s after QEMU started`,
+            this,
+          );
+        else
+          pulumi.log.warn(
+            `attestation of ${name} refused: measurement ${m.slice(0, 16)}… ${same}; nothing delivered — ${reason}`,
+            this,
+          );
+      });
+    const verdict = vm.state.apply((s) => (s === "provisioned" ? "accepted" : "refused") as string);
+    return {
+      workloadId: guest.workloadId,
+      expectedMeasurement: pulumi.output(expectedMeasurement),
+      measurement: vm.measurement,
+      verdict,
+      reason: vm.reason,
+      delivered: pulumi.output([] as string[]),
+      root: pulumi.output(""),
+      pid: vm.pid,
+      kernelMeasured: vm.kernelMeasured,
+      status: vm.state,
+      sshPort: pulumi.output(args.sshPort ?? 0),
+      knownHosts: vm.knownHosts,
+      bootSeconds: vm.bootSeconds,
+      accel: vm.accel,
+      consoleLog: vm.consoleLog,
+    };
+  }
+
+  private processTree(
+    name: string,
+    who: string,
+    args: LocalConfidentialVmArgs,
+    secrets: Record<string, pulumi.Output<string>>,
+  ): VmOutputs {
+    const vcpus = args.vcpus ?? 2;
+    const cpuModel = args.cpuModel ?? "EPYC-v4";
+    const { measuresKernel, launch: expected } = LocalConfidentialVm.expected(who, args.boot, vcpus, cpuModel);
     const expectedMeasurement = expected.measurements[0];
     pulumi.log.info(
       `measured ${name}: firmware ${path.basename(args.boot.firmware)}${measuresKernel ? ` + kernel/initrd/cmdline` : " (kernel not in the digest: the firmware has no kernel-hashes table)"}, ${vcpus} × ${cpuModel} → ${expectedMeasurement.slice(0, 16)}…`,
@@ -118,9 +390,6 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
     );
 
     const workloadId = `${pulumi.getStack()}-${name}`;
-    const envVars: Record<string, string> = {};
-    for (const k of Object.keys(secrets))
-      envVars[k] = formatSecretRef({ path: `workloads/${workloadId}/app`, field: k });
     const guest = registerGuest(this, name, {
       platform: Platform.Qemu,
       tee: Tee.SevSnp,
@@ -133,24 +402,8 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
       hostname: name,
       ...(args.tls ? { pki: args.tls } : {}),
       ...(args.sshHost ? { ssh: args.sshHost } : {}),
-      provision: {
-        ...(Object.keys(envVars).length
-          ? { envFiles: [{ path: `/etc/${name}/app.env`, vars: envVars, mode: "0600" }] }
-          : {}),
-        ...(args.tls
-          ? {
-              tls: {
-                certPath: `/etc/${name}/tls/cert.pem`,
-                keyPath: `/etc/${name}/tls/key.pem`,
-                chainPath: `/etc/${name}/tls/chain.pem`,
-                renewBeforeSeconds: 3600,
-              },
-            }
-          : {}),
-        ...(args.sshHost ? { ssh: { keyTypes: ["ed25519"], dir: "/etc/ssh", renewBeforeSeconds: 3600 } } : {}),
-      } as UserDataInput["provision"],
+      provision: LocalConfidentialVm.provisionPlan(name, args, workloadId, Object.keys(secrets)),
     });
-
     // Boot inputs the VM really starts with.
     const a = args.actualBoot ?? {};
     const actual = {
@@ -216,25 +469,41 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
         );
     });
 
-    this.workloadId = guest.workloadId;
-    this.expectedMeasurement = pulumi.output(expectedMeasurement);
-    this.measurement = vm.measurement;
-    this.verdict = vm.verdict;
-    this.reason = pulumi.all([vm.verdict, vm.detail]).apply(([v, d]) => (v === "accepted" ? "" : d));
-    this.delivered = vm.delivered;
-    this.root = vm.root;
-    this.pid = vm.pid;
-    this.kernelMeasured = vm.kernelMeasured;
-    this.registerOutputs({
-      workloadId: this.workloadId,
-      expectedMeasurement: this.expectedMeasurement,
-      measurement: this.measurement,
-      verdict: this.verdict,
-      reason: this.reason,
-      delivered: this.delivered,
-      root: this.root,
-      pid: this.pid,
-      kernelMeasured: this.kernelMeasured,
-    });
+    const verdict = vm.verdict as pulumi.Output<string>;
+    return {
+      workloadId: guest.workloadId,
+      expectedMeasurement: pulumi.output(expectedMeasurement),
+      measurement: vm.measurement,
+      verdict,
+      reason: pulumi.all([vm.verdict, vm.detail]).apply(([v, d]) => (v === "accepted" ? "" : d)),
+      delivered: vm.delivered,
+      root: vm.root,
+      pid: vm.pid,
+      kernelMeasured: vm.kernelMeasured,
+      status: verdict.apply((v) => (v === "accepted" ? "provisioned" : "refused")),
+      sshPort: pulumi.output(0),
+      knownHosts: pulumi.output(""),
+      bootSeconds: pulumi.output(0),
+      accel: pulumi.output(""),
+      consoleLog: pulumi.output(""),
+    };
   }
+}
+
+interface VmOutputs {
+  workloadId: pulumi.Output<string>;
+  expectedMeasurement: pulumi.Output<string>;
+  measurement: pulumi.Output<string>;
+  verdict: pulumi.Output<string>;
+  reason: pulumi.Output<string>;
+  delivered: pulumi.Output<string[]>;
+  root: pulumi.Output<string>;
+  pid: pulumi.Output<number>;
+  kernelMeasured: pulumi.Output<boolean>;
+  status: pulumi.Output<string>;
+  sshPort: pulumi.Output<number>;
+  knownHosts: pulumi.Output<string>;
+  bootSeconds: pulumi.Output<number>;
+  accel: pulumi.Output<string>;
+  consoleLog: pulumi.Output<string>;
 }

@@ -2,12 +2,17 @@
 //   1. a simulated SEV-SNP platform (the "chip": a fake AMD key hierarchy kept in a private directory)
 //   2. the vHSM runtime (Nitride attestation + Vault-compatible secrets) on SQLite, trusting that
 //      platform only (every verdict is marked simulated), with PKI, SSH CA and JWT auth configured
-//   3. confidential VMs whose boot inputs are real files (Debian's OVMF, a pinned Debian kernel and
-//      initrd): their expected launch measurements are computed by the engine and registered; each VM
-//      is a local process whose simulated PSP measures what it is actually started with and whose
-//      enclaivelet attests and provisions its secrets into the VM's private root
-//   4. (tamperDemo) a VM registered like `web` but started with a modified firmware: refused, nothing delivered
+//   3. confidential VMs `web` and `db`: real QEMU guests (when this machine can run them: QEMU, OVMF,
+//      root, image tooling — else process trees, with the reason printed). Each guest's expected launch
+//      measurement is computed from its exact QEMU argv and registered with the SHA-256 of its
+//      user-data; a simulated PSP outside the guest measures the files QEMU started with, the real
+//      enclaivelet in the guest attests, unlocks its LUKS2 data disk and installs the SSH host
+//      certificate into sshd (log in with the runtime's SSH CA in known_hosts: no trust on first use)
+//   4. (tamperDemo) guests registered like `web` but booted with one firmware byte changed (`tampered`)
+//      or with a runcmd injected into the user-data after registration (`injected`, real guests only):
+//      refused, nothing delivered, the reason in the outputs and the runtime's audit log
 // Erasable TypeScript only: Node 22 runs this file as is.
+import { spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -16,8 +21,10 @@ import {
   AuthMount,
   GeneratedSecret,
   LocalConfidentialVm,
+  type LocalVmMode,
   Mount,
   PkiRole,
+  resolveLocalVmMode,
   RuntimeWrite,
   SimulatedPlatform,
   SshRole,
@@ -37,6 +44,15 @@ const boot = {
   initrd: cfg.get("initrd") ?? path.join(REPO, ".bk", "boot", "initrd.img"),
   append: cfg.get("append") ?? "console=ttyS0 root=/dev/vda1 ro",
 };
+const sshPort = cfg.getNumber("sshPort") ?? 2222; // web's sshd on 127.0.0.1 (real guests)
+// vms: auto (default: real QEMU guests when this machine can run them, else process trees), real, process.
+const resolved = resolveLocalVmMode("stack local", (cfg.get("vms") ?? "auto") as LocalVmMode, boot.firmware);
+const real = resolved.mode === "real";
+if (!real && cfg.get("vms") !== "process")
+  pulumi.log.warn(`process-tree VMs instead of real QEMU guests — ${resolved.why}`);
+// Real guests run under TCG on most machines: fewer vCPUs than the process trees (same rule: different
+// vCPU counts, different launch digests).
+const vcpus = real ? { web: 1, db: 2 } : { web: 2, db: 4 };
 
 // 1. The simulated platform, and the runtime that trusts it.
 const platform = new SimulatedPlatform("platform", { dir: path.join(stateDir, "platform") });
@@ -45,6 +61,8 @@ const vhsm = new Vhsm("vhsm", {
   port,
   trustSimulatedSnp: platform.anchor,
   auditLog: true,
+  // The real guests reach the runtime at this address (QEMU's user-mode forward to the host loopback).
+  tlsHosts: ["10.0.2.100"],
 });
 
 // 2. Secret engines and the attested login the enclaivelet uses.
@@ -109,24 +127,39 @@ const vmsDir = path.join(stateDir, "vms");
 const apiKey = new GeneratedSecret("web-api-key", { bytes: 24 });
 const dbPassword = new GeneratedSecret("db-password", { bytes: 24 });
 
+// A key pair for logging in to `web` (real guests): the guest authorizes the public key; the host key
+// is trusted through the runtime's SSH CA alone.
+const sshDir = path.join(stateDir, "ssh");
+const userKey = path.join(sshDir, "id_ed25519");
+if (real && !existsSync(userKey)) {
+  mkdirSync(sshDir, { recursive: true, mode: 0o700 });
+  const r = spawnSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", `bk-local-${stack}`, "-f", userKey]);
+  if (r.status !== 0) throw new Error(`ssh-keygen failed: ${r.stderr}`);
+}
+const sshAuthorizedKeys = real ? [readFileSync(`${userKey}.pub`, "utf8").trim()] : [];
+
 const web = new LocalConfidentialVm("web", {
   vhsm: vhsmArgs,
+  mode: resolved.mode,
   platformDir: platform.dir,
   boot,
-  vcpus: 2,
-  cpuModel: "EPYC-v4",
+  vcpus: vcpus.web,
+  ...(real ? {} : { cpuModel: "EPYC-v4" }),
   secrets: { API_KEY: apiKey.value },
   tls: { role: "pki/vm", commonName: `web.${domain}` },
   sshHost: { role: "ssh/host", principals: [`web.${domain}`] },
+  sshPort,
+  sshAuthorizedKeys,
   stateDir: path.join(vmsDir, "web"),
   waitFor: runtimeReady,
 });
 const db = new LocalConfidentialVm("db", {
   vhsm: vhsmArgs,
+  mode: resolved.mode,
   platformDir: platform.dir,
   boot,
-  vcpus: 4,
-  cpuModel: "EPYC-v4",
+  vcpus: vcpus.db,
+  ...(real ? {} : { cpuModel: "EPYC-v4" }),
   secrets: { DB_PASSWORD: dbPassword.value },
   tls: { role: "pki/vm", commonName: `db.${domain}` },
   stateDir: path.join(vmsDir, "db"),
@@ -134,27 +167,61 @@ const db = new LocalConfidentialVm("db", {
 });
 const vms: Record<string, LocalConfidentialVm> = { web, db };
 
-// 4. Tamper demonstration: registered with exactly web's boot inputs, started with a firmware that
-// differs in one byte (a stand-in for a patched or backdoored OVMF build).
+// 4. Tamper demonstrations, registered with exactly web's inputs.
 if (tamperDemo) {
+  // One byte of the firmware changed, in the unused (erased, 0xFF) space of a firmware volume: the guest
+  // boots exactly as before; only the measurement tells.
   const modified = path.join(stateDir, "boot", "OVMF-modified.fd");
   const fw = readFileSync(boot.firmware);
-  fw[fw.length >> 1] ^= 0x01;
+  fw[erasedByte(fw)] ^= 0x01;
   if (!existsSync(modified) || !readFileSync(modified).equals(fw)) {
     mkdirSync(path.dirname(modified), { recursive: true });
     writeFileSync(modified, fw);
   }
   vms.tampered = new LocalConfidentialVm("tampered", {
     vhsm: vhsmArgs,
+    mode: resolved.mode,
     platformDir: platform.dir,
     boot,
-    vcpus: 2,
-    cpuModel: "EPYC-v4",
+    vcpus: vcpus.web,
+    ...(real ? {} : { cpuModel: "EPYC-v4" }),
     actualBoot: { firmware: modified },
     secrets: { API_KEY: apiKey.value },
     stateDir: path.join(vmsDir, "tampered"),
     waitFor: runtimeReady,
   });
+  // The host (or a cloud's metadata service) adds a command to the user-data after registration: same
+  // image, same firmware, same launch measurement — only the user-data hash the agent binds differs.
+  // Process-tree VMs read no user-data, so this case exists for real guests only.
+  if (real) {
+    vms.injected = new LocalConfidentialVm("injected", {
+      vhsm: vhsmArgs,
+      mode: resolved.mode,
+      platformDir: platform.dir,
+      boot,
+      vcpus: 1,
+      injectUserData: 'runcmd:\n  - [sh, -c, "echo INJECTED-RUNCMD-RAN > /dev/console"]\n',
+      secrets: { API_KEY: apiKey.value },
+      stateDir: path.join(vmsDir, "injected"),
+      waitFor: runtimeReady,
+    });
+  }
+}
+
+/** The middle of the firmware's longest run of erased (0xFF) bytes. */
+function erasedByte(fw: Buffer): number {
+  let best = { start: fw.length >> 1, len: 0 };
+  for (let i = 0; i < fw.length;) {
+    if (fw[i] !== 0xff) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < fw.length && fw[j] === 0xff) j++;
+    if (j - i > best.len) best = { start: i, len: j - i };
+    i = j;
+  }
+  return best.start + (best.len >> 1);
 }
 
 export const runtimeUrl = vhsm.url;
@@ -162,23 +229,24 @@ export const runtimeCaFingerprint = vhsm.caFingerprint;
 export const auditLog = path.join(stateDir, "vhsm", "audit.log");
 export const simulatedArkSha256 = platform.arkSha256;
 export const bootInputs = boot;
+export const vmMode = { mode: resolved.mode, reason: resolved.why };
+export const sshUserKey = userKey;
+export const sshKnownHostsFile = path.join(sshDir, "known_hosts");
 export const vm = Object.fromEntries(
   Object.entries(vms).map(([name, v]) => [
     name,
     pulumi
       .all([
-        v.workloadId,
-        v.expectedMeasurement,
-        v.measurement,
-        v.kernelMeasured,
-        v.verdict,
-        v.reason,
-        v.delivered,
-        v.root,
-        v.pid,
+        pulumi.all([v.workloadId, v.expectedMeasurement, v.measurement, v.kernelMeasured, v.verdict, v.reason]),
+        pulumi.all([v.delivered, v.root, v.pid, v.mode, v.status, v.sshPort, v.knownHosts, v.bootSeconds, v.accel]),
+        v.consoleLog,
       ])
       .apply(
-        ([workloadId, expectedMeasurement, measurement, kernelMeasured, verdict, reason, delivered, root, pid]) => ({
+        ([
+          [workloadId, expectedMeasurement, measurement, kernelMeasured, verdict, reason],
+          [delivered, root, pid, mode, status, sshPort, knownHosts, bootSeconds, accel],
+          consoleLog,
+        ]) => ({
           workloadId,
           expectedMeasurement,
           measurement,
@@ -188,6 +256,13 @@ export const vm = Object.fromEntries(
           delivered,
           root,
           pid,
+          mode,
+          status,
+          sshPort,
+          knownHosts,
+          bootSeconds,
+          accel,
+          consoleLog,
         }),
       ),
   ]),

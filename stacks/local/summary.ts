@@ -1,9 +1,12 @@
-// Prints the local stack's summary table from `pulumi stack output --json` on stdin:
-// per VM what was registered (expected), what it booted (measured), the verdict and what was delivered.
+// Prints the local stack's summary from `pulumi stack output --json` on stdin: per VM what was
+// registered (expected), what it booted (measured), whether it was provisioned or refused (and why),
+// how long the boot took, and how to log in to `web` trusting only the runtime's SSH CA. Writes that
+// CA line to the stack's known_hosts file (sshKnownHostsFile) so the printed ssh command works as is.
 // Plain erasable TypeScript: Node 22 runs it as is (scripts/local-up.sh).
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
 
-/** One VM's outputs in the stack's `vm` output (also read by test/local/local-stack.test.ts). */
+/** One VM's outputs in the stack's `vm` output (also read by test/stacks/local/*.test.ts). */
 export interface VmOut {
   workloadId: string;
   expectedMeasurement: string;
@@ -14,24 +17,38 @@ export interface VmOut {
   delivered: string[];
   root: string;
   pid: number;
+  /** real (a QEMU guest) or process (a process tree). */
+  mode: string;
+  /** provisioned | refused. */
+  status: string;
+  sshPort: number;
+  knownHosts: string;
+  bootSeconds: number;
+  accel: string;
+  consoleLog: string;
 }
 const out = JSON.parse(readFileSync(0, "utf8")) as {
   runtimeUrl: string;
   auditLog: string;
   simulatedArkSha256: string;
+  vmMode?: { mode: string; reason: string };
+  sshUserKey?: string;
+  sshKnownHostsFile?: string;
   vm: Record<string, VmOut>;
 };
+const vms = Object.entries(out.vm ?? {});
 const short = (h: string) => (h ? `${h.slice(0, 16)}…` : "-");
-const rows: string[][] = [["VM", "registered (expected)", "booted (measured)", "match", "verdict", "delivered"]];
-for (const [name, v] of Object.entries(out.vm ?? {})) {
-  const verdict = v.verdict === "accepted" ? "accepted (simulated)" : v.verdict.toUpperCase();
+const rows: string[][] = [["VM", "kind", "registered (expected)", "booted (measured)", "match", "status", "boot"]];
+for (const [name, v] of vms) {
+  const real = v.mode === "real";
   rows.push([
     name,
+    real ? `QEMU guest (${v.accel})` : "process tree",
     short(v.expectedMeasurement),
     short(v.measurement),
     v.expectedMeasurement === v.measurement ? "yes" : "NO",
-    verdict,
-    v.delivered.length ? `${v.delivered.length} files` : "nothing",
+    v.status === "provisioned" ? "provisioned" : v.status.toUpperCase(),
+    real && v.bootSeconds ? `${v.bootSeconds} s` : "-",
   ]);
 }
 const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
@@ -39,15 +56,41 @@ const line = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd
 console.log(line(rows[0]));
 console.log(widths.map((w) => "-".repeat(w)).join("  "));
 for (const r of rows.slice(1)) console.log(line(r));
-for (const [name, v] of Object.entries(out.vm ?? {})) {
-  if (v.verdict !== "accepted") console.log(`\n${name}: ${v.verdict.toUpperCase()} — ${v.reason}`);
-  else console.log(`\n${name}: ${v.delivered.join(" ")}`);
+
+console.log("");
+for (const [name, v] of vms) {
+  if (v.status !== "provisioned") console.log(`${name}: REFUSED, nothing delivered — ${v.reason}`);
+  else if (v.mode === "real")
+    console.log(`${name}: provisioned — attested, LUKS2 data disk unlocked in the guest, certificates installed`);
+  else console.log(`${name}: provisioned — ${v.delivered.join(" ")}`);
 }
-const anyKernel = Object.values(out.vm ?? {}).some((v) => v.kernelMeasured);
+if (out.vmMode?.mode === "process")
+  console.log(`\nProcess-tree VMs, not real guests: ${out.vmMode.reason || "asked for (config vms=process)"}.`);
+
+const anyKernel = vms.some(([, v]) => v.kernelMeasured);
 console.log(
-  `\nMeasured: firmware + vCPU count/type${anyKernel ? " + kernel/initrd/cmdline" : " (Debian's OVMF has no kernel-hashes table, so the kernel is not in the SNP digest — as on real hardware)"}.`,
+  `\nMeasured: firmware + vCPU count/type${anyKernel ? " + kernel/initrd/cmdline" : " (Debian's OVMF has no kernel-hashes table, so the kernel is not in the SNP digest — as on real hardware)"}${vms.some(([, v]) => v.mode === "real") ? "; the user-data's SHA-256 is bound into each report and checked against the registration" : ""}.`,
 );
 console.log(
   `Runtime ${out.runtimeUrl} trusts only the simulated platform (ARK SHA-256 ${short(out.simulatedArkSha256)}); audit log: ${out.auditLog}`,
 );
-for (const [name, v] of Object.entries(out.vm ?? {})) console.log(`  ${name}: pid ${v.pid}, private root ${v.root}`);
+for (const [name, v] of vms)
+  console.log(
+    v.mode === "real"
+      ? `  ${name}: pid ${v.pid} (QEMU supervisor), console ${v.consoleLog}`
+      : `  ${name}: pid ${v.pid}, private root ${v.root}`,
+  );
+
+// Log in to web: the host key is trusted through the runtime's SSH CA only (no trust on first use).
+const web = out.vm?.web;
+if (web?.mode === "real" && web.knownHosts && web.sshPort && out.sshKnownHostsFile && out.sshUserKey) {
+  mkdirSync(path.dirname(out.sshKnownHostsFile), { recursive: true, mode: 0o700 });
+  writeFileSync(out.sshKnownHostsFile, `${web.knownHosts}\n`, { mode: 0o600 });
+  const alias = web.knownHosts.split(" ")[1];
+  console.log(`\nLog in to web (host key checked against the runtime's SSH CA; no trust on first use):`);
+  console.log(`  known_hosts (${out.sshKnownHostsFile}):`);
+  console.log(`    ${web.knownHosts}`);
+  console.log(
+    `  ssh -i ${out.sshUserKey} -p ${web.sshPort} -o UserKnownHostsFile=${out.sshKnownHostsFile} -o StrictHostKeyChecking=yes -o HostKeyAlias=${alias} debian@127.0.0.1`,
+  );
+}

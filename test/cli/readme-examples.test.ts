@@ -14,7 +14,10 @@ import { shellBlocks } from "../support/markdown.js";
 
 /** Examples that cannot run on a CI machine, and why. Keep this short: everything else must run. */
 const SKIP: Array<{ match: RegExp; reason: string }> = [
-  { match: /^npm run local$/, reason: "the local stack end to end: test/local/ runs it on the real engine" },
+  {
+    match: /^npm run local$/,
+    reason: "the local stack end to end (real QEMU guests): test/stacks/local/ runs it on the real engine",
+  },
   { match: /^npm test$/, reason: "this test is part of it" },
   { match: /OVMF-AmdSev\.fd/, reason: "needs an OVMF AmdSevX64 build (kernel-hashes table); Debian ships none" },
   { match: /svsm_ovmf\.fd/, reason: "needs COCONUT-SVSM binaries; Debian ships none" },

@@ -12,6 +12,8 @@ export interface RuntimeConfigInputs {
   tls: boolean;
   /** The host name the listener certificate is issued for. */
   publicHost: string;
+  /** More names/addresses for the listener certificate (e.g. the address local guests reach it at). */
+  extraTlsHosts?: string[];
   /** api_addr: the URL clients and guests use. */
   publicUrl: string;
   /** Write the audit log to <stateDir>/audit.log. */
@@ -32,7 +34,11 @@ export interface RuntimeConfigInputs {
 export function renderRuntimeConfig(o: RuntimeConfigInputs): string {
   const address = `${o.listenAddress.includes(":") ? `[${o.listenAddress}]` : o.listenAddress}:${o.port}`;
   const tcp: Record<string, unknown> = { address, tls_disable: !o.tls };
-  if (o.tls) Object.assign(tcp, { tls_dir: `${o.stateDir}/tls`, tls_hosts: [o.publicHost] });
+  if (o.tls)
+    Object.assign(tcp, {
+      tls_dir: `${o.stateDir}/tls`,
+      tls_hosts: [...new Set([o.publicHost, ...(o.extraTlsHosts ?? [])])],
+    });
   const audit = o.auditLog ? { audit_file: `${o.stateDir}/audit.log` } : {};
   const workers = o.workers !== undefined && o.workers !== 1 ? { workers: o.workers } : {};
   const config = {

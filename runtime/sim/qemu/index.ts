@@ -10,3 +10,15 @@ export {
 export { startSimulatedPsp, type SimulatedPsp } from "./psp.js";
 export { launchGuest, usableAccel, bootInputsOf, type RunningGuest, type Accel } from "./launch.js";
 export { GUEST_RUNTIME_ADDR, guestNetOptions, prepareGuestDisks, type GuestDisks } from "./guest.js";
+export { realGuestSupport, ensureLocalGuestImage, type RealGuestSupport, type LocalGuestImage } from "./local-image.js";
+export {
+  superviseQemuGuest,
+  readGuestStatus,
+  agentEvents,
+  GUEST_CONFIG_FILE,
+  GUEST_STATUS_FILE,
+  GUEST_PROGRESS_FILE,
+  type QemuGuestConfig,
+  type QemuGuestStatus,
+  type QemuGuestState,
+} from "./supervise.js";

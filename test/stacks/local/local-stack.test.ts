@@ -1,4 +1,5 @@
-// The `local` stack end to end on the real Pulumi engine, from a fresh state directory: up → the
+// The `local` stack with process-tree VMs (config vms=process; the real QEMU guests of the default are
+// real-guests.test.ts) end to end on the real Pulumi engine, from a fresh state directory: up → the
 // runtime trusts only the simulated platform, `web` and `db` attest and receive their secrets in their
 // private roots, the tampered VM (registered like `web`, started with a firmware one byte off) is
 // refused with nothing delivered and the refusal is in the runtime's audit log; a second up changes
@@ -79,6 +80,8 @@ describe.skipIf(!HAVE_ENGINE || !HAVE_OVMF)("stacks/local on the real engine", (
     await pulumi.ok(["stack", "init", stack]);
     await pulumi.ok(["config", "set", ...cfg, "stateDir", stateDir]);
     await pulumi.ok(["config", "set", ...cfg, "port", String(await freePort())]);
+    // The process-tree VMs (fast: no guest boots); real-guests.test.ts runs the default, real QEMU guests.
+    await pulumi.ok(["config", "set", ...cfg, "vms", "process"]);
   }, 400_000);
 
   afterAll(async () => {
