@@ -73,7 +73,7 @@ export async function ensureLocalGuestImage(o: { packageRoot: string; progress?:
   return { kernel: dev.kernel, initrd: dev.initrd, append: dev.append, rootImage, agentSha256: artifact.sha256 };
 }
 
-/** SHA-256 over the agent's compiled import closure, its packages' manifests and the Node binary. */
+/** SHA-256 over the agent's compiled import closure, its packages' manifests, the lock file and the Node binary. */
 async function artifactInputsKey(packageRoot: string): Promise<string> {
   const entry = path.join(packageRoot, "dist/runtime/guest/main.js");
   if (!existsSync(entry)) throw new Error(`${entry} is missing: build first (npm run build)`);
@@ -84,6 +84,9 @@ async function artifactInputsKey(packageRoot: string): Promise<string> {
     const manifest = path.join(packageRoot, "node_modules", p, "package.json");
     h.update(p).update(existsSync(manifest) ? readFileSync(manifest) : "");
   }
+  // The lock file pins the versions of the dependencies the artifact carries (direct and nested).
+  const lock = path.join(packageRoot, "package-lock.json");
+  h.update(existsSync(lock) ? readFileSync(lock) : "");
   const node = statSync(process.execPath);
   h.update(`${process.execPath} ${node.size} ${node.mtimeMs} ${process.version}`);
   return h.digest("hex").slice(0, 16);
