@@ -10,10 +10,12 @@ import { fileURLToPath } from "node:url";
 import { parseOvmf, SectionType } from "../snp/index.js";
 import { buildArtifact } from "../../runtime/guest/artifact.js";
 import { buildInitrd } from "./initrd.js";
-import { IMAGE_PACKAGES, SUITE, formatLock, lockDigest, parseLock, type PackageLock } from "./lock.js";
+import { DEBIAN_SOURCES, IMAGE_PACKAGES, SUITE, formatLock, lockDigest, parseLock, type PackageLock } from "./lock.js";
 import { MANIFEST_SCHEMA, kernelCmdline, sha256Hex, type ImageManifest, type ManifestFile } from "./manifest.js";
 import { nodeRuntime, registryIntegrity } from "./node-runtime.js";
-import { checkAgainstLock, debootstrap, finishTree, installedPackages } from "./rootfs.js";
+import { checkAgainstLock, debootstrap, debootstrapArgv, finishTree, installedPackages } from "./rootfs.js";
+import { configureGuest } from "./configure.js";
+import { run } from "./exec.js";
 import { appendVerity, makeSquashfs } from "./verity.js";
 
 export const DEFAULT_SOURCE_DATE_EPOCH = 1_700_000_000;
@@ -88,7 +90,7 @@ class Progress {
 async function recipeDigest(repoRoot: string): Promise<string> {
   const here = path.dirname(fileURLToPath(import.meta.url));
   const h = createHash("sha256");
-  for (const f of ["cpio", "init-script", "initrd", "lock", "node-runtime", "rootfs", "verity", "manifest"]) {
+  for (const f of ["cpio", "configure", "init-script", "initrd", "lock", "node-runtime", "rootfs", "verity", "manifest"]) {
     const p = [path.join(repoRoot, "images/guest", `${f}.ts`), path.join(here, `${f}.js`)].find(existsSync);
     if (!p) throw new Error(`images/guest/${f} is missing (looked in ${repoRoot} and ${here})`);
     h.update(f).update(await readFile(p));
@@ -176,14 +178,22 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
 
     progress.next("root filesystem (mmdebstrap)");
     const tree = path.join(stage, "root");
-    await debootstrap({
-      dest: tree,
-      lock,
-      sourceDateEpoch: epoch,
-      onLine: (l) => {
-        if (l.startsWith("I: ")) progress.detail(`${l.slice(3)} (${progress.elapsed()})`);
-      },
-    });
+    // The installed tree depends only on the lock and the mmdebstrap command line, not on the agent:
+    // it is kept, so a changed enclaivelet costs a squashfs, not a new mmdebstrap run.
+    const base = lock ? baseTreeDir(o.cacheDir, lock, epoch) : undefined;
+    const baseCached = base !== undefined && existsSync(path.join(base, "done"));
+    if (baseCached) {
+      progress.detail(`installed tree from the cache (${base})`);
+      await run(["cp", "-a", "--reflink=auto", path.join(base, "root"), tree]);
+    } else
+      await debootstrap({
+        dest: tree,
+        lock,
+        sourceDateEpoch: epoch,
+        onLine: (l) => {
+          if (l.startsWith("I: ")) progress.detail(`${l.slice(3)} (${progress.elapsed()})`);
+        },
+      });
     const installed = await installedPackages(tree);
     if (lock) checkAgainstLock(installed, lock);
     else {
@@ -193,7 +203,9 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
       await writeFile(o.lockPath, lockText);
       progress.detail(`wrote ${o.lockPath} (${installed.size} packages)`);
     }
+    if (base && !baseCached) await keepBaseTree(tree, base);
     await finishTree(tree, artifact.file);
+    const agentUnit = await configureGuest(tree);
     const inputs = hashFor(lockText!);
     const dir = o.outDir ?? path.join(o.cacheDir, "images", inputs.slice(0, 32));
     // A private staging directory: builds of the same key may run at once (several tests, several users
@@ -237,6 +249,8 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
         sha256: artifact.sha256,
         path: "/opt/buckypaper/enclaivelet/bin/enclaivelet",
         node: `${nodeLock.package}@${nodeLock.version} ${nodeLock.integrity}`,
+        unit: agentUnit.unit,
+        userDataSource: agentUnit.userDataSource,
       },
       firmware: null,
     };
@@ -262,6 +276,24 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
   } finally {
     await rm(stage, { recursive: true, force: true });
   }
+}
+
+/** Where the installed (not yet finished) tree of this lock is kept. */
+function baseTreeDir(cacheDir: string, lock: PackageLock, epoch: number): string {
+  const key = createHash("sha256")
+    .update(JSON.stringify({ argv: debootstrapArgv(lock), sources: DEBIAN_SOURCES, epoch }))
+    .digest("hex");
+  return path.join(cacheDir, "images", `base-${key.slice(0, 32)}`);
+}
+
+async function keepBaseTree(tree: string, base: string): Promise<void> {
+  const tmp = `${base}.tmp-${process.pid}`;
+  await rm(tmp, { recursive: true, force: true });
+  await mkdir(tmp, { recursive: true });
+  await run(["cp", "-a", "--reflink=auto", tree, path.join(tmp, "root")]);
+  await writeFile(path.join(tmp, "done"), `${new Date().toISOString()}\n`);
+  await rm(base, { recursive: true, force: true });
+  await rename(tmp, base).catch(() => rm(tmp, { recursive: true, force: true }));
 }
 
 interface CachedImage {

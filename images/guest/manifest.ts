@@ -29,7 +29,14 @@ export interface ImageManifest {
   /** The block device the initramfs opens as root (the rootfs file attached as the first virtio disk). */
   rootDevice: string;
   packageLock: { sha256: string; packages: number };
-  enclaivelet: { sha256: string; path: string; node: string };
+  enclaivelet: {
+    sha256: string;
+    path: string;
+    node: string;
+    /** The systemd unit that runs it before cloud-init's user stages, and the user-data source it reads. */
+    unit?: string;
+    userDataSource?: string;
+  };
   firmware: {
     /** Whether the firmware verifies kernel/initrd/cmdline against the SNP kernel-hashes table. */
     measuredDirectBoot: boolean;

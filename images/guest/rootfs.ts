@@ -39,27 +39,27 @@ export interface RootfsOptions {
   onLine?: (line: string) => void;
 }
 
+/** The mmdebstrap command line (minus the target directory): with the lock, it is what the base tree depends on. */
+export function debootstrapArgv(lock: PackageLock | undefined): string[] {
+  const include = lock ? [...lock.debs].map(([n, v]) => `${n}=${v}`) : [...IMAGE_PACKAGES];
+  return [
+    "mmdebstrap",
+    "--mode=root",
+    "--variant=apt",
+    "--format=directory",
+    `--include=${include.join(",")}`,
+    ...DPKG_EXCLUDES.map((p) => `--dpkgopt=path-exclude=${p}`),
+    "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+    SUITE,
+  ];
+}
+
 export async function debootstrap(o: RootfsOptions): Promise<void> {
-  const include = o.lock ? [...o.lock.debs].map(([n, v]) => `${n}=${v}`) : [...IMAGE_PACKAGES];
   await rm(o.dest, { recursive: true, force: true });
-  await run(
-    [
-      "mmdebstrap",
-      "--mode=root",
-      "--variant=apt",
-      "--format=directory",
-      `--include=${include.join(",")}`,
-      ...DPKG_EXCLUDES.map((p) => `--dpkgopt=path-exclude=${p}`),
-      "--dpkgopt=path-include=/usr/share/doc/*/copyright",
-      SUITE,
-      o.dest,
-      ...DEBIAN_SOURCES,
-    ],
-    {
-      env: { ...process.env, SOURCE_DATE_EPOCH: String(o.sourceDateEpoch), DEBIAN_FRONTEND: "noninteractive" },
-      onLine: o.onLine,
-    },
-  );
+  await run([...debootstrapArgv(o.lock), o.dest, ...DEBIAN_SOURCES], {
+    env: { ...process.env, SOURCE_DATE_EPOCH: String(o.sourceDateEpoch), DEBIAN_FRONTEND: "noninteractive" },
+    onLine: o.onLine,
+  });
 }
 
 /** name → version of every package installed in the tree. */

@@ -1,0 +1,49 @@
+// What the kit bakes into the root filesystem beyond the locked packages, so a guest booted from the
+// image attests before cloud-init runs any user-data (docs/attestation-chain.md):
+//   - the measured boot unit (runtime/guest/boot-unit.ts): the enclaivelet reads the NoCloud user-data
+//     itself, binds its SHA-256 into the evidence, and cloud-init's user stages and sshd are ordered
+//     after it and require it (a refused guest runs none of the user-data);
+//   - cloud-init limited to the NoCloud seed (no network datasources to probe: a host cannot slip in
+//     another source) and with its network rendering off;
+//   - DHCP on the one NIC by systemd-networkd, which the boot unit waits for (wait-online).
+import { mkdir, rm, symlink, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { MEASURED_UNIT_NAME, renderMeasuredUnit } from "../../runtime/guest/boot-unit.js";
+import type { UserDataSource } from "../../runtime/guest/userdata.js";
+
+/** The user-data source the image's boot unit reads (QEMU/Proxmox: the NoCloud seed). */
+export const IMAGE_USER_DATA_SOURCE: UserDataSource = "nocloud";
+
+const NETWORK = "[Match]\nName=en* eth*\n\n[Network]\nDHCP=ipv4\n";
+const CLOUD_CFG = "datasource_list: [ NoCloud, None ]\nnetwork: {config: disabled}\n";
+
+/** `systemctl enable` by hand: fixed symlinks, no dependence on the host's systemctl. */
+async function enable(root: string, unitFile: string, by: string[]): Promise<void> {
+  for (const dir of by) {
+    const d = path.join(root, "etc/systemd/system", dir);
+    await mkdir(d, { recursive: true });
+    await rm(path.join(d, path.basename(unitFile)), { force: true });
+    await symlink(unitFile, path.join(d, path.basename(unitFile)));
+  }
+}
+
+export async function configureGuest(root: string): Promise<{ unit: string; userDataSource: UserDataSource }> {
+  await mkdir(path.join(root, "etc/systemd/network"), { recursive: true });
+  await writeFile(path.join(root, "etc/systemd/network/10-dhcp.network"), NETWORK);
+  await enable(root, "/lib/systemd/system/systemd-networkd.service", ["multi-user.target.wants"]);
+  await enable(root, "/lib/systemd/system/systemd-networkd.socket", ["sockets.target.wants"]);
+  await enable(root, "/lib/systemd/system/systemd-networkd-wait-online.service", ["network-online.target.wants"]);
+  await writeFile(path.join(root, "etc/cloud/cloud.cfg.d/90-buckypaper.cfg"), CLOUD_CFG);
+
+  await writeFile(
+    path.join(root, "etc/systemd/system", MEASURED_UNIT_NAME),
+    renderMeasuredUnit(IMAGE_USER_DATA_SOURCE),
+  );
+  await enable(root, `/etc/systemd/system/${MEASURED_UNIT_NAME}`, [
+    "cloud-init.service.requires",
+    "cloud-config.service.requires",
+    "cloud-final.service.requires",
+    "multi-user.target.wants",
+  ]);
+  return { unit: MEASURED_UNIT_NAME, userDataSource: IMAGE_USER_DATA_SOURCE };
+}
