@@ -4,10 +4,11 @@
 // for the SNP guest-request channel). The argv is the one the QEMU/Proxmox components produce for a
 // real SNP host minus the sev-snp-guest object (Debian's QEMU 7.2 has none, and TCG cannot run it).
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { SnpSimulator } from "../snp.js";
 import { measureLaunch, type LaunchMeasurement } from "../localvm/psp.js";
+import { parseOvmf, sevHashesTable } from "../../../images/index.js";
 import { LocalVmError } from "../localvm/errors.js";
 import { startSimulatedPsp, type SimulatedPsp } from "./psp.js";
 import { VIRTIO_PSP_PORT_NAME } from "../../guest/evidence/virtio-psp.js";
@@ -82,6 +83,71 @@ export function usableAccel(firmware = "/usr/share/ovmf/OVMF.fd"): Accel {
   return kvmVerdict;
 }
 
+/** Guest RAM in bytes from QEMU's -m (e.g. "1024M", "2G", "512"). */
+function memoryBytes(argv: string[]): number {
+  const i = argv.lastIndexOf("-m");
+  const m = /^(?:size=)?(\d+)([MG]?)/i.exec(i >= 0 ? argv[i + 1] : "128M");
+  if (!m) throw new LocalVmError("argv", `-m ${argv[i + 1]} is not a memory size`);
+  return Number(m[1]) * (m[2].toUpperCase() === "G" ? 2 ** 30 : 2 ** 20);
+}
+
+/**
+ * The "kernel" blob the firmware reads over fw_cfg (setup || kernel) when QEMU boots WITHOUT SEV:
+ * QEMU then writes the boot-protocol fields into the setup header (hw/i386/x86.c x86_load_linux:
+ * loader type, heap, command line and initrd addresses), while with SEV it leaves the file as it is
+ * so its hash matches. Only the fields QEMU 7.2 writes for a protocol >= 2.12 relocatable bzImage on
+ * q35, no dtb, no vga=; Debian's QEMU 7.2 carries the revert of the setup_data RNG seed.
+ */
+export function qemuServedKernel(kernel: Buffer, initrdSize: number | undefined, memBytes: number): Buffer {
+  const k = Buffer.from(kernel);
+  const protocol = k.readUInt16LE(0x206);
+  if (k.readUInt32LE(0x202) !== 0x53726448 || protocol < 0x20c || !(k[0x211] & 0x01))
+    throw new LocalVmError("kernel", "is not a relocatable bzImage with boot protocol >= 2.12");
+  const realAddr = 0x10000;
+  const cmdlineAddr = 0x20000;
+  // q35: RAM below 4 GiB is all of it up to 0xb0000000; the top 0x28000 bytes hold ACPI tables.
+  const below4g = memBytes >= 0xb0000000 ? 0x80000000 : memBytes;
+  const acpiDataSize = 0x20000 + 0x8000;
+  let initrdMax = k.readUInt16LE(0x236) & (1 << 3) ? 0xffffffff : k.readUInt32LE(0x22c);
+  if (initrdMax >= below4g - acpiDataSize) initrdMax = below4g - acpiDataSize - 1;
+  k.writeUInt32LE(cmdlineAddr, 0x228);
+  k[0x210] = 0xb0;
+  k[0x211] |= 0x80;
+  k.writeUInt16LE(cmdlineAddr - realAddr - 0x200, 0x224);
+  if (initrdSize !== undefined) {
+    k.writeUInt32LE(Math.floor((initrdMax - initrdSize) / 4096) * 4096, 0x218);
+    k.writeUInt32LE(initrdSize, 0x21c);
+  }
+  return k;
+}
+
+/**
+ * Measured direct boot without the SEV object. On an SNP host QEMU (`kernel-hashes=on`) computes the
+ * kernel/initrd/cmdline hashes table from the files it loads and places it in the firmware's hashes
+ * page, which the PSP measures; the AmdSev firmware then refuses (stops in a dead loop on) a kernel,
+ * initrd or command line whose SHA-256 is not in that table. Without SEV, QEMU 7.2 writes no table —
+ * the firmware then refuses every kernel and falls back to its grub — so the launcher does QEMU's
+ * part: the table computed from the exact files on the command line, loaded at the table's address.
+ * The PSP measured the table of those same files (localvm/psp.ts); the only difference is the kernel
+ * entry, which here hashes the setup header as QEMU-without-SEV patches it (qemuServedKernel), since
+ * that is what the firmware reads back and verifies.
+ */
+export function kernelHashesLoader(argv: string[], launch: LaunchMeasurement, stateDir: string): string[] {
+  if (!launch.kernelMeasured) return [];
+  const b = bootInputsOf(argv);
+  const gpa = parseOvmf(readFileSync(b.firmware)).hashTableGpa;
+  if (gpa === null) throw new LocalVmError("firmware", "has a kernel-hashes section but no hashes table address");
+  const initrd = b.initrd ? readFileSync(b.initrd) : undefined;
+  const table = sevHashesTable({
+    kernel: qemuServedKernel(readFileSync(b.kernel!), initrd?.length, memoryBytes(argv)),
+    initrd,
+    append: b.append,
+  });
+  const file = path.join(stateDir, "sev-hashes.bin");
+  writeFileSync(file, table);
+  return ["-device", `loader,file=${file},addr=0x${gpa.toString(16)},force-raw=on`];
+}
+
 export interface GuestLaunchOptions {
   name: string;
   /** The command line the components produce (qemuGuestArgv), program name first. */
@@ -129,6 +195,7 @@ export async function launchGuest(o: GuestLaunchOptions): Promise<RunningGuest> 
     "-device",
     `virtserialport,chardev=bkpsp,name=${VIRTIO_PSP_PORT_NAME}`,
   );
+  argv.push(...kernelHashesLoader(o.argv, launch, o.stateDir));
   const consoleLog = path.join(o.stateDir, "console.log");
   const fd = openSync(consoleLog, "w", 0o600);
   const qemu = spawn(argv[0], argv.slice(1), { stdio: ["pipe", fd, fd] });
