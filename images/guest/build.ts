@@ -90,7 +90,17 @@ class Progress {
 async function recipeDigest(repoRoot: string): Promise<string> {
   const here = path.dirname(fileURLToPath(import.meta.url));
   const h = createHash("sha256");
-  for (const f of ["cpio", "configure", "init-script", "initrd", "lock", "node-runtime", "rootfs", "verity", "manifest"]) {
+  for (const f of [
+    "cpio",
+    "configure",
+    "init-script",
+    "initrd",
+    "lock",
+    "node-runtime",
+    "rootfs",
+    "verity",
+    "manifest",
+  ]) {
     const p = [path.join(repoRoot, "images/guest", `${f}.ts`), path.join(here, `${f}.js`)].find(existsSync);
     if (!p) throw new Error(`images/guest/${f} is missing (looked in ${repoRoot} and ${here})`);
     h.update(f).update(await readFile(p));
