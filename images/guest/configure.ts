@@ -1,18 +1,22 @@
 // What the kit bakes into the root filesystem beyond the locked packages, so a guest booted from the
 // image attests before cloud-init runs any user-data (docs/attestation-chain.md):
-//   - the measured boot unit (runtime/guest/boot-unit.ts): the enclaivelet reads the NoCloud user-data
+//   - the measured boot unit, as the enclaivelet artifact ships it (share/systemd/<source>/, rendered by
+//     runtime/guest/boot-unit.ts — images/ does not import the agent): the enclaivelet reads the NoCloud user-data
 //     itself, binds its SHA-256 into the evidence, and cloud-init's user stages and sshd are ordered
 //     after it and require it (a refused guest runs none of the user-data);
 //   - cloud-init limited to the NoCloud seed (no network datasources to probe: a host cannot slip in
 //     another source) and with its network rendering off;
 //   - DHCP on the one NIC by systemd-networkd, which the boot unit waits for (wait-online).
-import { mkdir, rm, symlink, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, rm, symlink, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
 import path from "node:path";
-import { MEASURED_UNIT_NAME, renderMeasuredUnit } from "../../runtime/guest/boot-unit.js";
-import type { UserDataSource } from "../../runtime/guest/userdata.js";
 
 /** The user-data source the image's boot unit reads (QEMU/Proxmox: the NoCloud seed). */
-export const IMAGE_USER_DATA_SOURCE: UserDataSource = "nocloud";
+export const IMAGE_USER_DATA_SOURCE = "nocloud";
+/** runtime/guest/boot-unit.ts MEASURED_UNIT_NAME (test/images/guest/configure.test.ts keeps them equal). */
+export const IMAGE_AGENT_UNIT = "enclaivelet-measured.service";
+/** Where the unpacked enclaivelet artifact keeps its units (finishTree unpacks it under /opt/buckypaper). */
+const ARTIFACT_UNITS = "opt/buckypaper/enclaivelet/share/systemd";
 
 const NETWORK = "[Match]\nName=en* eth*\n\n[Network]\nDHCP=ipv4\n";
 const CLOUD_CFG = "datasource_list: [ NoCloud, None ]\nnetwork: {config: disabled}\n";
@@ -27,7 +31,7 @@ async function enable(root: string, unitFile: string, by: string[]): Promise<voi
   }
 }
 
-export async function configureGuest(root: string): Promise<{ unit: string; userDataSource: UserDataSource }> {
+export async function configureGuest(root: string): Promise<{ unit: string; userDataSource: string }> {
   await mkdir(path.join(root, "etc/systemd/network"), { recursive: true });
   await writeFile(path.join(root, "etc/systemd/network/10-dhcp.network"), NETWORK);
   await enable(root, "/lib/systemd/system/systemd-networkd.service", ["multi-user.target.wants"]);
@@ -35,15 +39,15 @@ export async function configureGuest(root: string): Promise<{ unit: string; user
   await enable(root, "/lib/systemd/system/systemd-networkd-wait-online.service", ["network-online.target.wants"]);
   await writeFile(path.join(root, "etc/cloud/cloud.cfg.d/90-buckypaper.cfg"), CLOUD_CFG);
 
-  await writeFile(
-    path.join(root, "etc/systemd/system", MEASURED_UNIT_NAME),
-    renderMeasuredUnit(IMAGE_USER_DATA_SOURCE),
-  );
-  await enable(root, `/etc/systemd/system/${MEASURED_UNIT_NAME}`, [
+  const shipped = path.join(root, ARTIFACT_UNITS, IMAGE_USER_DATA_SOURCE, IMAGE_AGENT_UNIT);
+  if (!existsSync(shipped))
+    throw new Error(`the enclaivelet artifact has no ${IMAGE_USER_DATA_SOURCE} boot unit (${shipped}): rebuild it`);
+  await copyFile(shipped, path.join(root, "etc/systemd/system", IMAGE_AGENT_UNIT));
+  await enable(root, `/etc/systemd/system/${IMAGE_AGENT_UNIT}`, [
     "cloud-init.service.requires",
     "cloud-config.service.requires",
     "cloud-final.service.requires",
     "multi-user.target.wants",
   ]);
-  return { unit: MEASURED_UNIT_NAME, userDataSource: IMAGE_USER_DATA_SOURCE };
+  return { unit: IMAGE_AGENT_UNIT, userDataSource: IMAGE_USER_DATA_SOURCE };
 }

@@ -13,6 +13,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import semver from "semver";
 import { mustRun, spawnRunner } from "./exec.js";
+import { MEASURED_UNIT_NAME, renderMeasuredUnit } from "./boot-unit.js";
+import { USER_DATA_SOURCES } from "./userdata.js";
 
 export interface ArtifactOptions {
   /** The kit's root (holds dist/ and node_modules/). */
@@ -99,6 +101,12 @@ export async function buildArtifact(
       `#!/bin/sh\nd=$(dirname "$(readlink -f "$0")")\nexec "$d/node" "$d/../lib/runtime/guest/main.js" "$@"\n`,
       { mode: 0o755 },
     );
+    // The measured boot unit per user-data source, for images that bake the agent in (images/guest
+    // configure.ts links the one its platform needs): the agent ships how it must be started.
+    for (const source of USER_DATA_SOURCES) {
+      await mkdir(path.join(top, "share/systemd", source), { recursive: true });
+      await writeFile(path.join(top, "share/systemd", source, MEASURED_UNIT_NAME), renderMeasuredUnit(source));
+    }
     await mkdir(path.dirname(path.resolve(o.out)), { recursive: true });
     const tar = path.resolve(o.out).replace(/\.gz$/, "");
     await mustRun(spawnRunner, [

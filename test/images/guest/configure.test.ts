@@ -1,12 +1,12 @@
 // What the kit image bakes beyond its packages (images/guest/configure.ts), checked on a scratch tree: the
 // measured boot unit required by every cloud-init stage that runs user-data, cloud-init limited to the
 // NoCloud seed, networkd DHCP. The booted result is test/runtime/sim/qemu-guest.test.ts.
-import { mkdir, mkdtemp, readFile, readlink, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readlink, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { configureGuest } from "../../../images/guest/configure.js";
-import { MEASURED_UNIT_NAME, AGENT_BIN } from "../../../runtime/guest/boot-unit.js";
+import { configureGuest, IMAGE_AGENT_UNIT } from "../../../images/guest/configure.js";
+import { MEASURED_UNIT_NAME, AGENT_BIN, renderMeasuredUnit } from "../../../runtime/guest/boot-unit.js";
 
 let root = "";
 afterAll(async () => {
@@ -17,6 +17,13 @@ describe("the kit image's guest configuration", () => {
   it("links the measured unit as required by cloud-init's stages and reads the NoCloud user-data", async () => {
     root = await mkdtemp(path.join(tmpdir(), "bk-configure-"));
     await mkdir(path.join(root, "etc/cloud/cloud.cfg.d"), { recursive: true });
+    // Without the unit the artifact ships, the image is not built at all.
+    await expect(configureGuest(root)).rejects.toThrow(/has no nocloud boot unit/);
+    // As buildArtifact lays it out and finishTree unpacks it.
+    const shipped = path.join(root, "opt/buckypaper/enclaivelet/share/systemd/nocloud");
+    await mkdir(shipped, { recursive: true });
+    await writeFile(path.join(shipped, MEASURED_UNIT_NAME), renderMeasuredUnit("nocloud"));
+    expect(IMAGE_AGENT_UNIT).toBe(MEASURED_UNIT_NAME);
     const r = await configureGuest(root);
     expect(r).toEqual({ unit: MEASURED_UNIT_NAME, userDataSource: "nocloud" });
     const units = path.join(root, "etc/systemd/system");
