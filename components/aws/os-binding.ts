@@ -6,6 +6,7 @@ import { ConfigError } from "../common/errors.js";
 import type { Policy } from "../../runtime/protocol/policy.js";
 import { bindsOs } from "../../runtime/attestation/tpm/boot-policy.js";
 import { measuredBootArgs, measuredBootPolicy, type OsBindingArgs } from "../common/os-binding.js";
+import { ekNameFromTpmt } from "../../runtime/attestation/aws/ek.js";
 
 export interface AwsOsBindingArgs extends OsBindingArgs {
   /**
@@ -13,6 +14,12 @@ export interface AwsOsBindingArgs extends OsBindingArgs {
    * authenticates the quote's SHA-384 PCRs, so measuredBoot must use bank sha384 (bootChain predicts in it).
    */
   nitroTpmDocument?: boolean;
+  /**
+   * EK pins: the instance's NitroTPM EK as `aws ec2 get-instance-tpm-ek-pub --key-format tpmt --key-type rsa-2048`
+   * returns it (base64 TPMT_PUBLIC). The quote's AK must be an AK under that EK — a consistency pin that narrows
+   * which instance's genuine quotes count, NOT AK authentication (the EK is public; see runtime/attestation/aws/ek.ts).
+   */
+  ekPublicTpmt?: string[];
 }
 
 export function awsOsBinding(who: string, args: AwsOsBindingArgs): Policy["vtpm"] | undefined {
@@ -21,6 +28,15 @@ export function awsOsBinding(who: string, args: AwsOsBindingArgs): Policy["vtpm"
     if (!/^[0-9a-fA-F]{64}$/.test(p)) throw new ConfigError(who, `akPins[${i}]`, "must be 64 hex digits (SHA-256)");
   });
   const document = args.nitroTpmDocument ?? pins.length === 0;
+  const ekNames = (args.ekPublicTpmt ?? []).map((b64, i) => {
+    const der = Buffer.from(b64, "base64");
+    try {
+      if (der.toString("base64") !== b64.replace(/\s+/g, "")) throw new Error("not base64");
+      return ekNameFromTpmt(der);
+    } catch (e) {
+      throw new ConfigError(who, `ekPublicTpmt[${i}]`, `is not a base64 TPMT_PUBLIC (${(e as Error).message})`);
+    }
+  });
   const boot = measuredBootPolicy(who, measuredBootArgs(who, args, document ? "sha384" : "sha256"));
   const authenticated = pins.length > 0 || document;
   const bound = bindsOs(boot) && authenticated;
@@ -45,6 +61,7 @@ export function awsOsBinding(who: string, args: AwsOsBindingArgs): Policy["vtpm"
     measuredBoot: boot,
     ...(pins.length ? { akPins: pins.map((p) => p.toLowerCase()) } : {}),
     ...(document ? { nitroTpm: {} } : {}),
+    ...(ekNames.length ? { ekNames } : {}),
     ...(authenticated ? {} : { allowUnauthenticatedAk: true }),
   };
 }

@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import * as pulumi from "@pulumi/pulumi";
 import { installMocks, resolve, unsecret, type MockHarness } from "../support/pulumi-mocks.js";
 import { mkdtempSync } from "node:fs";
-import { randomBytes } from "node:crypto";
+import { createHash, generateKeyPairSync, randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import {
@@ -206,6 +206,46 @@ describe("AwsConfidentialVm", () => {
       ).toThrow(/AwsConfidentialVm nohash: bootChain \(cmdline\) cmdline: does not contain 'bk.roothash=00'/);
     },
   );
+
+  it("registers EK pins given as GetInstanceTpmEkPub returns them (tpmt), as TPM Names; refuses a malformed one", async () => {
+    // An ECC P-256 TPMT_PUBLIC as the EC2 API returns it with --key-format tpmt (base64).
+    const { publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    const jwk = publicKey.export({ format: "jwk" });
+    const u16 = (n: number) => Buffer.from([n >> 8, n & 0xff]);
+    const tpm2b = (b: Buffer) => Buffer.concat([u16(b.length), b]);
+    const tpmt = Buffer.concat([
+      u16(0x0023),
+      u16(0x000b),
+      Buffer.from([0x00, 0x03, 0x00, 0x72]),
+      tpm2b(Buffer.alloc(0)),
+      u16(0x0010),
+      u16(0x0010),
+      u16(0x0003),
+      u16(0x0010),
+      tpm2b(Buffer.from(jwk.x!, "base64url")),
+      tpm2b(Buffer.from(jwk.y!, "base64url")),
+    ]);
+    const boot = { bank: "sha384", bootApplications: { allowed: [], required: ["cd".repeat(48)] } };
+    const vm = new mod.AwsConfidentialVm("ek", {
+      vhsm,
+      region: "us-east-2",
+      measuredBoot: boot,
+      ekPublicTpmt: [tpmt.toString("base64")],
+    });
+    await resolve(vm.privateIp);
+    const policy = unsecret(h.resources.find((r) => r.name === "ek-workload")!.inputs.policy);
+    expect(policy.vtpm.ekNames).toEqual(["000b" + createHash("sha256").update(tpmt).digest("hex")]);
+    expect(policy.vtpm.nitroTpm).toEqual({});
+    expect(
+      () =>
+        new mod.AwsConfidentialVm("badek", {
+          vhsm,
+          region: "us-east-2",
+          measuredBoot: boot,
+          ekPublicTpmt: [tpmt.subarray(0, 20).toString("base64")],
+        }),
+    ).toThrow(/AwsConfidentialVm badek: ekPublicTpmt\[0\] is not a base64 TPMT_PUBLIC/);
+  });
 
   it("pins the agent artifact when the Vhsm serves it", async () => {
     const vm = new mod.AwsConfidentialVm("pinned", {

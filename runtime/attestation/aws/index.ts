@@ -5,3 +5,4 @@ export * from "./abi.js";
 export * from "./roots.js";
 export * from "./verify.js";
 export * from "./validate.js";
+export * from "./ek.js";

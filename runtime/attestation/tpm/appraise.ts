@@ -14,7 +14,7 @@ import type { AppraiseOptions, Appraiser } from "../options.js";
 import { reportDataForVtpm } from "../binding.js";
 import { appraiseMeasuredBoot } from "./boot-policy.js";
 import { verifyTpmEvidence, type TpmEvidence, type TpmVerification } from "./verify.js";
-import { validateNitroDocument, verifyNitroDocument } from "../aws/index.js";
+import { ekPinCheck, validateNitroDocument, verifyNitroDocument } from "../aws/index.js";
 import type { VtpmPolicy } from "./policy.js";
 import { appraiseGceAkCertificate } from "../gce/ak-cert.js";
 
@@ -81,6 +81,7 @@ export async function appraiseWithVtpm(
     simulatedRoots: opts.trust.gce?.simulatedAkRoots,
   });
   checks.push(...gce.checks);
+  if (vp.ekNames?.length) checks.push(ekPinCheck(vp.ekNames, t.ak, t.attest?.qualifiedSigner));
   checks.push({
     id: "vtpm.ak-authenticated",
     ok: pinned || nitro.authenticated || gce.authenticated || vp.allowUnauthenticatedAk === true,

@@ -30,6 +30,11 @@ export interface VtpmPolicy {
    * instance-identity extension).
    */
   gceAkCertificate?: { projectIds?: string[]; zones?: string[]; instanceIds?: string[] };
+  /**
+   * AWS: TPM Names (hex) of the instance EKs (GetInstanceTpmEkPub, tpmt format → aws/ek.ts ekNameFromTpmt); the
+   * quote's signer must be an AK directly under one of them. A consistency pin, NOT AK authentication (aws/ek.ts).
+   */
+  ekNames?: string[];
 }
 
 export class VtpmPolicyError extends Error {
@@ -116,7 +121,7 @@ export function parseMeasuredBootPolicy(v: unknown, f = "vtpm.measuredBoot"): Me
 
 export function parseVtpmPolicy(v: unknown, f = "vtpm"): VtpmPolicy {
   const o = obj(v, f);
-  only(o, f, ["measuredBoot", "akPins", "allowUnauthenticatedAk", "nitroTpm", "gceAkCertificate"]);
+  only(o, f, ["measuredBoot", "akPins", "allowUnauthenticatedAk", "nitroTpm", "gceAkCertificate", "ekNames"]);
   const out: VtpmPolicy = {};
   if (o.measuredBoot !== undefined) out.measuredBoot = parseMeasuredBootPolicy(o.measuredBoot, `${f}.measuredBoot`);
   if (o.akPins !== undefined)
@@ -127,6 +132,15 @@ export function parseVtpmPolicy(v: unknown, f = "vtpm"): VtpmPolicy {
     });
   if (o.allowUnauthenticatedAk !== undefined)
     out.allowUnauthenticatedAk = bool(o.allowUnauthenticatedAk, `${f}.allowUnauthenticatedAk`);
+  if (o.ekNames !== undefined)
+    out.ekNames = list(o.ekNames, `${f}.ekNames`, (x, g) => {
+      if (
+        typeof x !== "string" ||
+        !/^(0004[0-9a-fA-F]{40}|000b[0-9a-fA-F]{64}|000c[0-9a-fA-F]{96}|000d[0-9a-fA-F]{128})$/i.test(x)
+      )
+        throw new VtpmPolicyError("expected a TPM Name in hex (nameAlg ‖ digest, e.g. 000b + 64 hex digits)", g);
+      return x.toLowerCase();
+    });
   if (o.nitroTpm !== undefined) {
     const n = obj(o.nitroTpm, `${f}.nitroTpm`);
     only(n, `${f}.nitroTpm`, ["instanceIds"]);

@@ -10,7 +10,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { reportDataForVtpm } from "../../../../runtime/attestation/binding.js";
 import { encodeEvidence } from "../../../../runtime/protocol/evidence.js";
-import { Vtpm } from "../../../../runtime/guest/evidence/vtpm.js";
+import { EK_HANDLE, Vtpm } from "../../../../runtime/guest/evidence/vtpm.js";
+import { ekNameFromTpmt } from "../../../../runtime/attestation/aws/index.js";
 import { spawnRunner, type CommandRunner } from "../../../../runtime/guest/exec.js";
 import { simulatedNitroPki, type SimulatedNitroPki } from "../../../../runtime/sim/nitrotpm.js";
 import { SwTpm, haveSwtpm } from "../../../support/swtpm.js";
@@ -57,6 +58,14 @@ function nitroRunner(pki: SimulatedNitroPki, nitroTpm: () => SwTpm, instance = "
       return { code: 0, stdout: doc, stderr: Buffer.alloc(0) };
     },
   };
+}
+
+/** What `aws ec2 get-instance-tpm-ek-pub --key-format tpmt` returns for the instance, as its TPM Name. */
+function ekName(v: Vm): string {
+  const f = path.join(mkdtempSync(path.join(tmpdir(), "bp-ek-")), "ek.tpmt");
+  const r = v.tpm.tool(["tpm2_readpublic", "-c", EK_HANDLE, "-f", "tpmt", "-o", f]);
+  if (r.status !== 0) throw new Error(r.stderr.toString());
+  return ekNameFromTpmt(readFileSync(f));
 }
 
 interface Vm {
@@ -118,6 +127,9 @@ describe.runIf(run)("Nitride: SNP + NitroTPM document (AWS), no AK pin", () => {
     await put("aws", { nitroTpm: {}, measuredBoot: policy384 });
     await put("aws-pinned", { nitroTpm: { instanceIds: ["i-0aaaaaaaaaaaaaaaa"] }, measuredBoot: policy384 });
     await put("aws-sha256", { nitroTpm: {}, measuredBoot: buildBootLog().policy });
+    await put("aws-ek", { nitroTpm: {}, measuredBoot: policy384, ekNames: [ekName(vm)] });
+    await put("aws-ek-other", { nitroTpm: {}, measuredBoot: policy384, ekNames: [ekName(evil)] });
+    await put("aws-ek-only", { measuredBoot: policy384, ekNames: [ekName(vm)] });
   }, 120_000);
   afterAll(async () => {
     await vm?.tpm.stop();
@@ -224,6 +236,21 @@ describe.runIf(run)("Nitride: SNP + NitroTPM document (AWS), no AK pin", () => {
     const { r } = await attest(vm, "aws-pinned");
     expect(r.status).toBe(403);
     expect(failedIds(r.body)).toEqual(["aws.document-instance", "vtpm.ak-authenticated"]);
+  }, 60_000);
+
+  it("EK pin (GetInstanceTpmEkPub, tpmt): the quote's AK is under the registered EK; another instance's EK refuses", async () => {
+    const ok = await attest(vm, "aws-ek");
+    expect(ok.r.status, JSON.stringify(ok.r.body)).toBe(200);
+    expect(ok.r.body.data.verdict.checks.find((c: { id: string }) => c.id === "aws.ek-pin")).toMatchObject({
+      ok: true,
+    });
+    const { r } = await attest(vm, "aws-ek-other");
+    expect(r.status).toBe(403);
+    expect(failedIds(r.body)).toEqual(["aws.ek-pin"]);
+    // The EK is public: a software TPM could claim the same qualifiedSigner, so the pin alone authenticates nothing.
+    const alone = await attest(vm, "aws-ek-only");
+    expect(alone.r.status).toBe(403);
+    expect(failedIds(alone.r.body)).toEqual(["vtpm.ak-authenticated"]);
   }, 60_000);
 
   it("a document-authenticated workload whose boot policy reads SHA-256 events is refused", async () => {
