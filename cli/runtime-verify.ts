@@ -7,7 +7,7 @@ import { Exit, UsageError, type CliIo } from "./io.js";
 import type { RuntimeAttestation, SimulatedPlatformAnchor } from "../runtime/client/connection.js";
 
 export const VERIFY_USAGE = `verify --url URL [--url URL …] (--measurement HEX … | --manifest FILE --vcpus N [--vcpu-type NAME])
-                [--anchor anchor.json …] [--amd-cert-dir DIR] [--policy FILE] [--kds online|offline|off]
+                [--host-data HEX] [--anchor anchor.json …] [--amd-cert-dir DIR] [--policy FILE] [--kds online|offline|off]
                 [--format json]
                                      attest the runtime (each replica) before trusting it; exit 0 only if all pass`;
 
@@ -49,6 +49,7 @@ export async function runtimeVerify(argv: string[], io: CliIo): Promise<number> 
     url: { type: "string", multiple: true },
     measurement: { type: "string", multiple: true },
     manifest: { type: "string" },
+    "host-data": { type: "string" },
     vcpus: { type: "string" },
     "vcpu-type": { type: "string" },
     anchor: { type: "string", multiple: true },
@@ -77,6 +78,7 @@ export async function runtimeVerify(argv: string[], io: CliIo): Promise<number> 
   const attestation: RuntimeAttestation = {
     snpMeasurements: measurements.map((m) => m.toLowerCase()),
     kds: values.kds ?? "online",
+    ...(values["host-data"] !== undefined ? { snpHostData: values["host-data"] } : {}),
     ...(values.anchor ? { simulatedAnchors: values.anchor.map(anchorFile) } : {}),
     ...(values.policy ? { policy: readFlagFile("--policy", values.policy).toString("utf8") } : {}),
   };

@@ -103,6 +103,8 @@ export interface RuntimeAttestationArgs {
   snpMeasurements?: pulumi.Input<pulumi.Input<string>[]>;
   /** TDX MRTD values the runtime may run (48-byte hex). */
   tdxMrTd?: pulumi.Input<pulumi.Input<string>[]>;
+  /** SEV-SNP HOST_DATA (32-byte hex) the runtime VM was launched with: binds the instance, not just the image. */
+  snpHostData?: pulumi.Input<string>;
   /** Further appraisal policy as JSON. */
   policy?: pulumi.Input<string>;
   /** Simulated SEV-SNP anchors (tests and the local stack only). */

@@ -94,6 +94,12 @@ export function runtimeExpectation(a: RuntimeAttestation, field = "attestation")
     if (policy.snp?.measurements) throw bad("snpMeasurements", "also given in policy.snp.measurements; give one");
     policy.snp = { ...policy.snp, measurements: snp };
   }
+  if (a.snpHostData !== undefined) {
+    const hd = typeof a.snpHostData === "string" ? a.snpHostData.toLowerCase() : "";
+    if (!/^[0-9a-f]{64}$/.test(hd)) throw bad("snpHostData", "must be 64 hex digits (32 bytes)");
+    if (policy.snp?.hostData) throw bad("snpHostData", "also given in policy.snp.hostData; give one");
+    policy.snp = { ...policy.snp, hostData: hd };
+  }
   if (mrTd) {
     if (policy.tdx?.mrTd) throw bad("tdxMrTd", "also given in policy.tdx.mrTd; give one");
     policy.tdx = { ...policy.tdx, mrTd };

@@ -33,6 +33,12 @@ export interface RuntimeAttestation {
   snpMeasurements?: string[];
   /** TDX MRTD values the runtime may run (48-byte hex). */
   tdxMrTd?: string[];
+  /**
+   * SEV-SNP HOST_DATA (32-byte hex) the runtime VM was launched with. A measurement names the code, not the
+   * instance: anyone can launch the same public image. The deployer sets HOST_DATA at launch to a value unique
+   * to its deployment, so another instance of the same image (initialised by someone else) is refused.
+   */
+  snpHostData?: string;
   /** Further appraisal policy as JSON (the `buckypaper verify --policy` form); measurements go in the lists above. */
   policy?: string;
   /** Simulated SEV-SNP anchors: tests and the local stack only (every verdict then says simulated). */

@@ -408,7 +408,15 @@ export function loadConfig(file: string): EnclaiveletConfig {
 /** The runtime's attested-TLS expectations, checked now (a typo fails at render time, not at boot). */
 function runtimeAttestationOf(v: unknown): RuntimeAttestation {
   const a = obj(v, "runtimeAttestation");
-  onlyKeys(a, "runtimeAttestation", ["snpMeasurements", "tdxMrTd", "policy", "simulatedAnchors", "kds", "replicaUrls"]);
+  onlyKeys(a, "runtimeAttestation", [
+    "snpMeasurements",
+    "tdxMrTd",
+    "snpHostData",
+    "policy",
+    "simulatedAnchors",
+    "kds",
+    "replicaUrls",
+  ]);
   const out = a as RuntimeAttestation;
   try {
     runtimeExpectation(out, "runtimeAttestation");

@@ -20,7 +20,7 @@ export function platform(): Promise<SnpSimulator> {
 }
 
 export async function startAttestedRuntime(
-  o: { measurement?: string; extraConfig?: string } = {},
+  o: { measurement?: string; extraConfig?: string; hostData?: string } = {},
 ): Promise<{ server: RunningServer; sim: SnpSimulator }> {
   const sim = await platform();
   const cfg = parseConfig(`
@@ -30,7 +30,10 @@ export async function startAttestedRuntime(
     ${o.extraConfig ?? ""}
   `);
   const server = await startServer(cfg, {
-    evidenceSource: simulatorProvider(sim, { measurement: o.measurement ?? MEASUREMENT }),
+    evidenceSource: simulatorProvider(sim, {
+      measurement: o.measurement ?? MEASUREMENT,
+      ...(o.hostData ? { hostData: Buffer.from(o.hostData, "hex") } : {}),
+    }),
   });
   return { server, sim };
 }

@@ -127,6 +127,30 @@ describe("verifyRuntime", () => {
   });
 });
 
+describe("instance binding (HOST_DATA)", () => {
+  it("a genuine runtime of the same image but another deployment's HOST_DATA is refused", async () => {
+    const mine = "a1".repeat(32);
+    const { server: deployed } = await startAttestedRuntime({ hostData: mine });
+    try {
+      const ok = await verifyRuntime({
+        url: deployed.url,
+        expected: runtimeExpectation({ ...expectationFor(sim), snpHostData: mine }),
+      });
+      expect(ok.reason).toBeUndefined();
+      // `server` runs the same measurement (same public image) but was launched by someone else.
+      const other = await verifyRuntime({
+        url: server.url,
+        expected: runtimeExpectation({ ...expectationFor(sim), snpHostData: mine }),
+      });
+      expect(other.ok).toBe(false);
+      expect(other.reason).toMatch(/^policy\.host-data:/);
+      expect(() => runtimeExpectation({ ...expectationFor(sim), snpHostData: "12" })).toThrow(/snpHostData/);
+    } finally {
+      await deployed.close();
+    }
+  });
+});
+
 describe("pinned connections", () => {
   it("connectPinned refuses a server presenting another key", async () => {
     const v = await verifyRuntime({ url: server.url, expected: expected() });
