@@ -84,9 +84,12 @@ export const ATTESTATION_CHAIN: Record<Platform.Aws | Platform.Gcp | Platform.Az
     "with the verity root hash), or an out-of-band akPins pin. Not bound: user-data; the instance (any EC2 instance " +
     "booted from the registered image qualifies). Without measuredBoot: kernel, initrd, command line, root fs.",
   [Platform.Gcp]:
-    "CPU vendor key (AMD VCEK / Intel PCK): memory encryption, Google firmware + vCPU count (digest pasted or computed, " +
-    "Google launch-endorsement verification not implemented), REPORT_DATA (nonce, key, vTPM AK). Shielded VM vTPM (Google): " +
-    "boot events — only when the AK is authenticated (akPins); AK-certificate verification is not implemented.",
+    "CPU vendor key (AMD VCEK / Intel PCK): memory encryption, Google firmware + vCPU count (launch digest / MRTD), " +
+    "REPORT_DATA (nonce, key, vTPM AK). Google's TCB signing key (launch endorsement, verified by the runtime against its " +
+    "configured GCE-cc-tcb-root): that the digest is Google's firmware for this shape, its SVN. Google's EK/AK CA (pinned " +
+    "roots; the vTPM is Google's, outside the SNP/TDX TCB): the AK certificate → the quote's PCRs → boot events (UKI/kernel " +
+    "Authenticode, command line with the verity root hash). Not bound: user-data; the instance (any VM of an allowed project " +
+    "booted from the registered image qualifies). Without measuredBoot: kernel, initrd, command line, root fs.",
   [Platform.Azure]:
     "CPU vendor key (AMD VCEK / Intel PCK): memory encryption, Microsoft paravisor (HCL) + UEFI; the HCL binds the vTPM AK. " +
     "Microsoft paravisor + vTPM: PCR values (policy.azure.pcrs). The launch measurement is not predictable; the OS is bound " +

@@ -1,6 +1,7 @@
 // A Compute Engine confidential VM (SEV-SNP on N2D, TDX on C3). GCE firmware is Google's: its launch
-// digest is published per vCPU count in Google-signed launch endorsements, or computable from the
-// firmware's facts with the `gce` VMSA layout. The component takes either, and refuses neither.
+// digest is published per vCPU count in Google-signed launch endorsements (`firmwareEndorsement`, preferred:
+// the runtime re-verifies Google's signature at every appraisal), or computable from the firmware's facts with
+// the `gce` VMSA layout, or pasted. The OS is bound through the vTPM with Google's AK certificate (os-binding.ts).
 import * as pulumi from "@pulumi/pulumi";
 import * as gcp from "@pulumi/gcp";
 import { ConfigError } from "../common/errors.js";
@@ -10,9 +11,10 @@ import { Platform, Tee, type DataVolumeArgs, type VhsmConnectionArgs } from "../
 import { parseFirmwareDescription, snpLaunchDigestTable, type CatalogEntry } from "../../images/index.js";
 import { catalogEntry, catalogVcpus } from "../common/catalog.js";
 import { gcpInstanceArgs } from "./settings.js";
-import { ATTESTATION_CHAIN, awsGcpOsBinding, type OsBindingArgs } from "../common/os-binding.js";
+import { ATTESTATION_CHAIN } from "../common/os-binding.js";
+import { endorsedFirmware, gcpOsBinding, type GcpOsBindingArgs } from "./os-binding.js";
 
-export interface GcpConfidentialVmArgs extends OsBindingArgs {
+export interface GcpConfidentialVmArgs extends GcpOsBindingArgs {
   vhsm: VhsmConnectionArgs;
   /** Default SevSnp. */
   tee?: Tee;
@@ -29,7 +31,18 @@ export interface GcpConfidentialVmArgs extends OsBindingArgs {
    * MetadataItems); the digest is computed with the `gce` layout for this machine's vCPU count.
    */
   firmwareDescription?: string;
-  /** Or the launch digests (SNP) / MRTDs (TDX) from Google's verified launch endorsement. */
+  /**
+   * Google's launch endorsement of the VM's firmware (base64 of the VMLaunchEndorsement .binarypb from
+   * storage.googleapis.com/gce_tcb_integrity/ovmf_x64_csm/{sevsnp|tdx}/<measurement hex>.binarypb): the
+   * measurement for this machine type's vCPU count is taken from it, and the runtime verifies Google's
+   * signature (its nitride config `gce_tcb_roots`) at every appraisal.
+   */
+  firmwareEndorsement?: string;
+  /** GCE-cc-tcb-root (PEM): when given, the endorsement's signature is also verified at preview. */
+  gceTcbRootPem?: string;
+  /** Minimum Google SVN of the endorsed firmware. */
+  minFirmwareSvn?: number;
+  /** Or the launch digests (SNP) / MRTDs (TDX), pasted (not verified against Google's signature). */
   expectedMeasurements?: string[];
   secrets?: Record<string, pulumi.Input<string>>;
   dataVolume?: DataVolumeArgs;
@@ -58,7 +71,20 @@ export class GcpConfidentialVm extends pulumi.ComponentResource {
     const secrets = requireSecretMap(who, "secrets", args.secrets);
 
     let measurements: string[];
-    if (args.expectedMeasurements?.length) {
+    let gce: ReturnType<typeof endorsedFirmware> | undefined;
+    if (args.firmwareEndorsement !== undefined) {
+      if (args.expectedMeasurements?.length || args.firmwareDescription !== undefined)
+        throw new ConfigError(
+          who,
+          "firmwareEndorsement",
+          "excludes expectedMeasurements and firmwareDescription: the endorsement names the measurement",
+        );
+      gce = endorsedFirmware(who, args.firmwareEndorsement, tee === Tee.SevSnp ? "snp" : "tdx", vcpus, {
+        minSvn: args.minFirmwareSvn,
+        tcbRootPem: args.gceTcbRootPem,
+      });
+      measurements = gce.measurements;
+    } else if (args.expectedMeasurements?.length) {
       measurements = args.expectedMeasurements.map((m, i) => {
         const h = m.toLowerCase().replace(/^0x/, "");
         if (!/^[0-9a-f]{96}$/.test(h))
@@ -83,7 +109,7 @@ export class GcpConfidentialVm extends pulumi.ComponentResource {
       );
     }
     // The launch digest is the same for every GCE VM of this shape: the OS is bound only through the vTPM.
-    const vtpm = awsGcpOsBinding(who, args);
+    const vtpm = gcpOsBinding(who, args);
     const reference: GuestReference =
       tee === Tee.SevSnp ? { snpMeasurements: measurements } : { tdx: measurements.map((mrtd) => ({ mrtd })) };
     const guest = registerGuest(this, name, {
@@ -95,8 +121,12 @@ export class GcpConfidentialVm extends pulumi.ComponentResource {
       // GCE launches SNP guests with policy 0x70000 (SMT and migration agent allowed, debug off).
       policy:
         tee === Tee.SevSnp
-          ? { snp: { allowDebug: false, allowMigrationAgent: true }, ...(vtpm ? { vtpm } : {}) }
-          : { tdx: { allowDebug: false }, ...(vtpm ? { vtpm } : {}) },
+          ? {
+              snp: { allowDebug: false, allowMigrationAgent: true },
+              ...(vtpm ? { vtpm } : {}),
+              ...(gce ? { gce: gce.policy } : {}),
+            }
+          : { tdx: { allowDebug: false }, ...(vtpm ? { vtpm } : {}), ...(gce ? { gce: gce.policy } : {}) },
       vtpm: vtpm !== undefined,
       vhsm: args.vhsm,
       secrets,
@@ -136,7 +166,15 @@ export class GcpConfidentialVm extends pulumi.ComponentResource {
     this.workloadId = guest.workloadId;
     this.expectedMeasurements = pulumi.output(measurements);
     this.attestationChain = pulumi.output(
-      ATTESTATION_CHAIN[Platform.Gcp] + (vtpm?.akPins ? "" : " THIS WORKLOAD: the OS is NOT bound (allowUnboundOs)."),
+      ATTESTATION_CHAIN[Platform.Gcp] +
+        (gce
+          ? ` THIS WORKLOAD: firmware endorsed by Google (SVN ${gce.svn}), re-verified by the runtime.`
+          : " THIS WORKLOAD: firmware digest given, not verified against Google's endorsement.") +
+        (vtpm?.gceAkCertificate
+          ? " Boot events authenticated by Google's AK certificate."
+          : vtpm?.akPins
+            ? " Boot events authenticated by akPins."
+            : " The OS is NOT bound (allowUnboundOs)."),
     );
     this.registerOutputs({
       attestationChain: this.attestationChain,

@@ -1,0 +1,109 @@
+// GcpConfidentialVm with Google's launch endorsement and AK certificate (mocked engine): the endorsed
+// measurement for the machine type's vCPU count is registered with the endorsement itself (the runtime
+// re-verifies it), the vTPM AK is authenticated by Google's certificate by default, and preview refuses what
+// cannot be bound, naming the field.
+import { beforeAll, describe, expect, it } from "vitest";
+import * as pulumi from "@pulumi/pulumi";
+import { installMocks, resolve, unsecret, type MockHarness } from "../support/pulumi-mocks.js";
+import { createGceEndorsementSimulator, type GceEndorsementSimulator } from "../../runtime/sim/gce-endorsement.js";
+
+let h: MockHarness;
+let mod: typeof import("../../components/gcp/confidential-vm.js");
+let google: GceEndorsementSimulator;
+let other: GceEndorsementSimulator;
+
+const vhsm = { url: "https://vhsm.example:8200", caFingerprint: "ab".repeat(32), token: pulumi.secret("s.admin") };
+const M = (n: number) => Buffer.alloc(48, n).toString("hex");
+const boot = {
+  bootApplications: { allowed: [], required: ["cd".repeat(32)] },
+  kernelCmdline: { allowed: ["root=/dev/vda1 roothash=ab"], boundByUki: true },
+};
+
+beforeAll(async () => {
+  h = await installMocks({ "gcp:compute/instance:Instance": () => ({ instanceId: "1234567890" }) });
+  mod = await import("../../components/gcp/confidential-vm.js");
+  [google, other] = await Promise.all([createGceEndorsementSimulator(), createGceEndorsementSimulator()]);
+});
+
+const workload = (name: string) => unsecret(h.resources.find((r) => r.name === `${name}-workload`)!.inputs);
+
+describe("GcpConfidentialVm: Google launch endorsement + Google AK certificate", () => {
+  it("registers the endorsed measurement for the machine type's vCPUs, the endorsement, and Google-AK authentication", async () => {
+    const e = google.sign({ clSpec: 1n, sevSnp: { svn: 5, measurements: { 2: M(2), 4: M(4), 8: M(8) } } });
+    const vm = new mod.GcpConfidentialVm("ge", {
+      vhsm,
+      zone: "europe-west4-a",
+      machineType: "n2d-standard-4",
+      firmwareEndorsement: e.toString("base64"),
+      gceTcbRootPem: google.rootPem,
+      minFirmwareSvn: 5,
+      measuredBoot: boot,
+      akCertificateProjects: ["bk-prod-123"],
+    });
+    await resolve(vm.instanceId);
+    expect(await resolve(vm.expectedMeasurements)).toEqual([M(4)]);
+    const wl = workload("ge");
+    expect(wl.snpMeasurements).toEqual([M(4)]);
+    expect(wl.policy.gce).toEqual({ endorsements: [e.toString("base64")], vcpus: 4, minSvn: 5 });
+    expect(wl.policy.vtpm).toEqual({ measuredBoot: boot, gceAkCertificate: { projectIds: ["bk-prod-123"] } });
+    const chain = await resolve(vm.attestationChain);
+    expect(chain).toMatch(/Google's EK\/AK CA \(pinned roots/);
+    expect(chain).toMatch(/THIS WORKLOAD: firmware endorsed by Google \(SVN 5\), re-verified by the runtime\./);
+    expect(chain).toMatch(/Boot events authenticated by Google's AK certificate\./);
+    expect(chain).not.toMatch(/NOT bound|not implemented/);
+  });
+
+  it("refuses at preview, naming the field: no endorsed value for the shape, another signer, SVN too low, junk", () => {
+    const e = google.sign({ sevSnp: { svn: 2, measurements: { 2: M(2) } } }).toString("base64");
+    const mk = (name: string, extra: object) => () =>
+      new mod.GcpConfidentialVm(name, { vhsm, zone: "z", machineType: "n2d-standard-4", measuredBoot: boot, ...extra });
+    expect(mk("shape", { firmwareEndorsement: e })).toThrow(
+      /GcpConfidentialVm shape: firmwareEndorsement endorses no SEV-SNP measurement for 4 vCPUs \(endorsed: 2\)/,
+    );
+    const e4 = google.sign({ clSpec: 1n, sevSnp: { svn: 2, measurements: { 4: M(4) } } }).toString("base64");
+    expect(mk("signer", { firmwareEndorsement: e4, gceTcbRootPem: other.rootPem })).toThrow(
+      /GcpConfidentialVm signer: firmwareEndorsement does not verify: signer certificate/,
+    );
+    expect(mk("svn", { firmwareEndorsement: e4, minFirmwareSvn: 3 })).toThrow(
+      /minFirmwareSvn the endorsed firmware has SVN 2, below 3/,
+    );
+    expect(mk("junk", { firmwareEndorsement: "bm90IGEgcHJvdG9idWY=" })).toThrow(
+      /GcpConfidentialVm junk: firmwareEndorsement gce_endorsement/,
+    );
+    expect(mk("both", { firmwareEndorsement: e4, expectedMeasurements: [M(4)] })).toThrow(
+      /firmwareEndorsement excludes expectedMeasurements/,
+    );
+  });
+
+  it("an OS binding without an authenticated AK is refused unless allowUnboundOs", () => {
+    const base = { vhsm, zone: "z", expectedMeasurements: [M(2)] };
+    expect(() => new mod.GcpConfidentialVm("noboot", base)).toThrow(
+      /GcpConfidentialVm noboot: measuredBoot does not bind the OS: .*any VM of this shape that knows the workload id would attest as this workload/,
+    );
+    expect(
+      () => new mod.GcpConfidentialVm("nocert", { ...base, measuredBoot: boot, googleAkCertificate: false }),
+    ).toThrow(
+      /GcpConfidentialVm nocert: googleAkCertificate binds boot events, but no vTPM attestation key is authenticated/,
+    );
+    expect(
+      () =>
+        new mod.GcpConfidentialVm("proj", { ...base, measuredBoot: boot, akCertificateProjects: ["Not_A_Project"] }),
+    ).toThrow(/akCertificateProjects\[0\] must be a GCP project id/);
+  });
+
+  it("a pasted digest with akPins says so in the outputs", async () => {
+    const vm = new mod.GcpConfidentialVm("pasted", {
+      vhsm,
+      zone: "z",
+      expectedMeasurements: [M(2)],
+      measuredBoot: boot,
+      akPins: ["ef".repeat(32)],
+    });
+    await resolve(vm.instanceId);
+    expect(workload("pasted").policy.vtpm).toEqual({ measuredBoot: boot, akPins: ["ef".repeat(32)] });
+    expect(workload("pasted").policy.gce).toBeUndefined();
+    expect(await resolve(vm.attestationChain)).toMatch(
+      /firmware digest given, not verified against Google's endorsement\. Boot events authenticated by akPins\./,
+    );
+  });
+});
