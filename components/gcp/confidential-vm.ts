@@ -100,12 +100,15 @@ export class GcpConfidentialVm extends pulumi.ComponentResource {
       }
       measurements = [snpLaunchDigestTable({ firmware, vmm: "gce" }, [vcpus]).get(vcpus)!.toString("hex")];
     } else {
+      // The catalog's `endorsed` firmware entry says where Google publishes the endorsement.
+      const fw = catalogEntry(who, Platform.Gcp, tee).firmware;
+      const where = fw.kind === "endorsed" ? ` (${fw.endorsementUrl})` : "";
       throw new ConfigError(
         who,
         tee === Tee.SevSnp ? "firmwareDescription" : "expectedMeasurements",
         tee === Tee.SevSnp
-          ? "or expectedMeasurements is required: GCE firmware is known only by Google's launch endorsements (gce-tcb-verifier) or their firmware facts"
-          : "is required for TDX on GCE: take the MRTD from Google's launch endorsement for the firmware",
+          ? `or expectedMeasurements is required, or better firmwareEndorsement: GCE firmware is known only by Google's launch endorsements${where} or their firmware facts`
+          : `is required for TDX on GCE, or better firmwareEndorsement: Google's launch endorsement for the firmware${where}`,
       );
     }
     // The launch digest is the same for every GCE VM of this shape: the OS is bound only through the vTPM.

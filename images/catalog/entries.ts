@@ -129,9 +129,11 @@ const gcpEndorsed = (tee: "sevsnp" | "tdx"): FirmwareRef => ({
     tee === "tdx"
       ? [
           "Google signs VMTdx{measurements[{ram_gib, early_accept, mrtd}]} per firmware release (RSA-PSS/SHA-256, root GCE-cc-tcb-root_1); MRTD is single-pass and can depend on the machine shape's RAM (older 'TDHOB' hypervisor mode).",
+          "GcpConfidentialVm firmwareEndorsement takes the .binarypb (base64): its MRTDs are registered with the endorsement, which the runtime re-verifies.",
         ]
       : [
           "Google signs VMSevSnp{measurements: vCPU count → digest} per firmware release; alternatively compute from Google's published firmware with the 'gce' VMSA layout (same result on Milan).",
+          "GcpConfidentialVm firmwareEndorsement takes the .binarypb (base64): the measurement for the machine type's vCPU count is registered with the endorsement, which the runtime re-verifies (runtime/attestation/gce, nitride config gce_tcb_roots).",
         ],
 });
 
