@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { BootPredictionError, predictMeasuredBoot } from "../../images/vtpm/index.js";
 import { parseManifest, readManifestFile, ManifestError } from "../../images/guest/manifest.js";
 import { ConfigError } from "./errors.js";
-import type { MeasuredBootArgs } from "./os-binding.js";
+import type { MeasuredBootPolicy } from "../../runtime/attestation/tpm/boot-policy.js";
 
 export interface BootChainArgs {
   /** The kit image's manifest.json (`buckypaper image build`): its kernel, initrd and command line (with the verity root hash). */
@@ -38,7 +38,7 @@ function read(who: string, field: string, file: string): Buffer {
 }
 
 /** The measured-boot policy (component input form) predicted for `args`, in `bank`. ConfigError names the field. */
-export function predictBootChain(who: string, args: BootChainArgs, bank: "sha256" | "sha384"): MeasuredBootArgs {
+export function predictBootChain(who: string, args: BootChainArgs, bank: "sha256" | "sha384"): MeasuredBootPolicy {
   const sources = [args.manifest, args.uki, args.kernel].filter((x) => x !== undefined).length;
   if (sources !== 1) throw new ConfigError(who, "bootChain", "needs exactly one of manifest, uki or kernel");
   const loaders = (args.loaders ?? []).map((p, i) => ({
@@ -63,7 +63,7 @@ export function predictBootChain(who: string, args: BootChainArgs, bank: "sha256
         mustContain: args.mustContain ?? [`bk.roothash=${m.verity.rootHash}`],
         ...(args.secureBoot !== undefined ? { secureBoot: args.secureBoot } : {}),
         bank,
-      }) as MeasuredBootArgs;
+      });
     }
     if (args.uki)
       return predictMeasuredBoot({
@@ -72,7 +72,7 @@ export function predictBootChain(who: string, args: BootChainArgs, bank: "sha256
         ...(args.mustContain ? { mustContain: args.mustContain } : {}),
         ...(args.secureBoot !== undefined ? { secureBoot: args.secureBoot } : {}),
         bank,
-      }) as MeasuredBootArgs;
+      });
     return predictMeasuredBoot({
       bootApplications: [...loaders, { name: "kernel", image: read(who, "bootChain.kernel", args.kernel!) }],
       cmdline: args.cmdline,
@@ -80,7 +80,7 @@ export function predictBootChain(who: string, args: BootChainArgs, bank: "sha256
       ...(args.mustContain ? { mustContain: args.mustContain } : {}),
       ...(args.secureBoot !== undefined ? { secureBoot: args.secureBoot } : {}),
       bank,
-    }) as MeasuredBootArgs;
+    });
   } catch (e) {
     if (e instanceof BootPredictionError) throw new ConfigError(who, `bootChain (${e.field})`, e.message);
     if (e instanceof ManifestError) throw new ConfigError(who, `bootChain.manifest (${e.field})`, e.message);
