@@ -10,7 +10,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { reportDataForVtpm } from "../../../../runtime/attestation/binding.js";
 import { parseTpmPublic } from "../../../../runtime/attestation/tpm/index.js";
-import { parseReport } from "../../../../runtime/attestation/snp/abi.js";
+import { buildCertTable, parseCertTable, parseReport } from "../../../../runtime/attestation/snp/abi.js";
+import { GCE_ENDORSEMENT_GUID } from "../../../../runtime/attestation/gce/index.js";
 import { encodeEvidence } from "../../../../runtime/protocol/evidence.js";
 import { Vtpm } from "../../../../runtime/guest/evidence/vtpm.js";
 import {
@@ -45,6 +46,8 @@ describe.runIf(run)("Nitride: GCE — Google-endorsed firmware, Google-certified
   let akCa: GceAkCaSimulator;
   let vm: Vm;
   let other: Vm;
+  let tableEndorsement: Buffer;
+  let otherShapeEndorsement: Buffer;
 
   async function bootVm(instance = INSTANCE): Promise<Vm> {
     const tpm = await SwTpm.start();
@@ -88,6 +91,12 @@ describe.runIf(run)("Nitride: GCE — Google-endorsed firmware, Google-certified
       secrets: { kv: ["secret/data/web/db"] },
     });
     await put("nitride/workloads/gce", workload(4));
+    // As GCE delivers it: no registered endorsement, the one in the extended report's certificate table.
+    const inTable = workload(4);
+    delete (inTable.policy.gce as { endorsements?: string[] }).endorsements;
+    await put("nitride/workloads/gce-table", inTable);
+    tableEndorsement = Buffer.from(endorse(4), "base64");
+    otherShapeEndorsement = Buffer.from(endorse(8), "base64");
     await put("nitride/workloads/gce-wrong-shape", workload(8));
   }, 180_000);
   afterAll(async () => {
@@ -96,7 +105,7 @@ describe.runIf(run)("Nitride: GCE — Google-endorsed firmware, Google-certified
     await s?.rt.close();
   });
 
-  async function attest(v: Vm, o: { workload?: string; akCert?: Uint8Array | null } = {}) {
+  async function attest(v: Vm, o: { workload?: string; akCert?: Uint8Array | null; tableEntry?: Buffer } = {}) {
     const workload = o.workload ?? "gce";
     const ch = await s.rt.api("POST", "nitride/challenge", { workload_id: workload }, "");
     const nonce = Buffer.from(ch.body.data.nonce as string, "base64url");
@@ -109,7 +118,9 @@ describe.runIf(run)("Nitride: GCE — Google-endorsed firmware, Google-certified
     const evidence = encodeEvidence({
       kind: "snp",
       report: report.report,
-      certTable: report.certTable,
+      certTable: o.tableEntry
+        ? buildCertTable([...parseCertTable(report.certTable!), { guid: GCE_ENDORSEMENT_GUID, data: o.tableEntry }])
+        : report.certTable,
       vtpm: {
         akPublic: q.akPublic,
         quote: q.quote,
@@ -184,4 +195,15 @@ describe.runIf(run)("Nitride: GCE — Google-endorsed firmware, Google-certified
       expect((await put([google.rootPem])).status).toBeLessThan(300);
     }
   }, 60_000);
+
+  it("the endorsement GCE puts in the extended report's certificate table is verified the same way", async () => {
+    const ok = await attest(vm, { workload: "gce-table", tableEntry: tableEndorsement });
+    expect(ok.status, JSON.stringify(failedIds(ok.body))).toBe(200);
+    const wrong = await attest(vm, { workload: "gce-table", tableEntry: otherShapeEndorsement });
+    expect(wrong.status).toBe(403);
+    expect(failedIds(wrong.body)).toEqual(["gce.endorsed-measurement", "gce.endorsement"]);
+    const none = await attest(vm, { workload: "gce-table" });
+    expect(none.status).toBe(403);
+    expect(failedIds(none.body)).toEqual(["gce.endorsement"]);
+  }, 90_000);
 });
