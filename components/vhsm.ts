@@ -1,33 +1,48 @@
 // The `Vhsm` component: deploys the buckypaper runtime (Nitride + Vault-compatible API) and outputs
-// what confidential VMs pin (URL, CA fingerprint) plus the admin token the deployment registers
-// workloads with. Modes: `local` (a server process on this machine, for the `local` stack) and `ssh`
-// (a server process on an on-premises host reached over SSH, with `buckypaper` installed there).
+// what confidential VMs pin (URL, CA fingerprint) plus the deployer credential the deployment registers
+// workloads with. Modes: `process` (a server process on this machine, for the `local` stack; `local` is
+// its old name), `ssh` (a server process on an on-premises host reached over SSH, with `buckypaper`
+// installed there) and `confidential-vm` (the runtime in an attested guest: validated, not yet deployable).
+//
+// Trust bootstrap (docs/security.md): at init the root token sets up the deployer credential — a JWT
+// auth role bound to an Ed25519 key whose private half stays in a 0600 file under the user's config
+// directory — and is revoked; the Shamir recovery shares are output only encrypted to operator keys.
 //
 // The process is managed by provider/ RuntimeService (a dynamic provider) rather than @pulumi/command:
 // the command provider's Go module is not obtainable from the Go proxy here (docs/pulumi.md).
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import * as pulumi from "@pulumi/pulumi";
-import { RuntimeService } from "../provider/resources.js";
-import { RuntimeWrite, type SimulatedAnchor } from "../provider/local-vm.js";
-import { ConfigError } from "./common/errors.js";
+import { RuntimeService, type DeployerAuthArgs } from "../provider/resources.js";
+import type { SimulatedAnchor } from "../provider/local-vm.js";
+import { ConfigError, requireOneOf } from "./common/errors.js";
+import { Platform } from "./common/types.js";
 import { renderRuntimeConfig } from "../runtime/server/http/config-render.js";
+import { userConfigDir } from "../runtime/client/deployer.js";
 import type { SshTargetArgs } from "../provider/resources.js";
 
 export enum VhsmMode {
   /** A runtime process on the machine that runs `pulumi up`. */
+  Process = "process",
+  /** The former name of `process` (same behaviour). */
   Local = "local",
   /** A runtime process on a host reached over SSH. */
   Ssh = "ssh",
+  /** The runtime in an attested confidential VM (issue #16): validated at preview, not yet deployable. */
+  ConfidentialVm = "confidential-vm",
 }
+
+const MODES = [VhsmMode.Process, VhsmMode.Ssh, VhsmMode.ConfidentialVm];
 
 /** The host the runtime runs on (mode ssh): the one SSH target type; hostKey pinning is recommended. */
 // eslint-disable-next-line @typescript-eslint/no-empty-object-type -- its own name keeps the generated SDK type name
 export interface VhsmSshArgs extends SshTargetArgs {}
 
 export interface VhsmArgs {
-  /** Default local. */
+  /** Default process. */
   mode?: VhsmMode;
+  /** Mode confidential-vm: the platform the runtime's guest runs on. */
+  platform?: Platform;
   /** SSH target (mode ssh). */
   ssh?: VhsmSshArgs;
   /** Absolute directory for config, SQLite storage, log and pid file. Default: <cwd>/.bk/vhsm/<stack> (local), /var/lib/buckypaper/vhsm-<stack> (ssh). */
@@ -45,9 +60,33 @@ export interface VhsmArgs {
   tls?: boolean;
   /** Command that runs the buckypaper CLI. Default: this package's bin/buckypaper.js with the current Node (local), `buckypaper` (ssh). */
   command?: string[];
-  /** Shamir key shares / threshold at init (default 1 / 1). */
+  /**
+   * Shamir key shares / threshold at init. Default: one share per recovery key (1 without recoveryKeys),
+   * threshold 1 for one share, else a majority.
+   */
   keyShares?: number;
   keyThreshold?: number;
+  /**
+   * Operators' public JWKs (JSON text; X25519, or EC P-256/P-384/P-521), one per key share: each share
+   * is output only as a JWE to one of them (`recoveryShares`). Without it, the single share is encrypted
+   * to a key generated into <config dir>/buckypaper/recovery/ (0600), which lets `pulumi up` on this
+   * machine unseal a restarted runtime. Generate operator keys with `buckypaper runtime recovery-key`.
+   */
+  recoveryKeys?: pulumi.Input<string>[];
+  /**
+   * Where the deployer's private key is written at init (0600). Default:
+   * <config dir>/buckypaper/deployer/<project>-<stack>-<name>.pem. BUCKYPAPER_DEPLOYER_KEY overrides it.
+   */
+  deployerKeyFile?: string;
+  /** Your own deployer public key (Ed25519 PEM), its private key given as BUCKYPAPER_DEPLOYER_KEY: no file is written. */
+  deployerPublicKey?: pulumi.Input<string>;
+  /** Any value; changing it rotates the deployer key pair on the next `pulumi up`. */
+  deployerKeyRotation?: pulumi.Input<string>;
+  /**
+   * INSECURE, for those who need the old behaviour: keep the root token (never revoked) and the plaintext
+   * unseal keys in Pulumi state (as secrets) and set up no deployer credential. Default false.
+   */
+  insecureKeepRootTokenInState?: boolean;
   /**
    * Local mode only: trust this simulated SEV-SNP platform (a `SimulatedPlatform`'s anchor). Sets the
    * runtime's nitride config to accept evidence chaining to it (marked simulated in every verdict) and
@@ -78,20 +117,36 @@ export class Vhsm extends pulumi.ComponentResource {
   public readonly caFingerprint: pulumi.Output<string>;
   /** PEM of the runtime CA certificate. */
   public readonly caPem: pulumi.Output<string>;
-  /** Root token of the new runtime (a Pulumi secret). */
-  public readonly rootToken: pulumi.Output<string>;
+  /** Only with insecureKeepRootTokenInState: the root token (a Pulumi secret). Otherwise undefined. */
+  public readonly rootToken: pulumi.Output<string | undefined>;
+  /** The deployer credential to put in connections (`deployer: vhsm.deployer`): a mount, a role, a key file path. */
+  public readonly deployer: pulumi.Output<DeployerAuthArgs | undefined>;
+  /** The Shamir recovery shares, each a JWE to one operator key (ciphertext only; none with the insecure opt-out). */
+  public readonly recoveryShares: pulumi.Output<string[] | undefined>;
 
   constructor(name: string, args: VhsmArgs, opts?: pulumi.ComponentResourceOptions) {
     super("buckypaper:index:Vhsm", name, args, opts);
-    const mode = args.mode ?? VhsmMode.Local;
-    if (mode !== VhsmMode.Local && mode !== VhsmMode.Ssh)
-      throw new ConfigError(`Vhsm ${name}`, "mode", `is '${String(mode)}', which is not supported`, [
-        VhsmMode.Local,
-        VhsmMode.Ssh,
-      ]);
+    const component = `Vhsm ${name}`;
+    const mode = args.mode === VhsmMode.Local ? VhsmMode.Process : (args.mode ?? VhsmMode.Process);
+    requireOneOf(component, "mode", mode, MODES);
+    if (mode === VhsmMode.ConfidentialVm) {
+      const platforms = Object.values(Platform);
+      if (args.platform === undefined)
+        throw new ConfigError(component, "platform", "is required when mode is 'confidential-vm'", platforms);
+      requireOneOf(component, "platform", args.platform, platforms);
+      // Refuse rather than silently deploy something else: the guest deployment is a follow-up (issue #16).
+      throw new ConfigError(
+        component,
+        "mode",
+        `'confidential-vm' is not yet available on ${args.platform}: the runtime's attested guest deployment is not built yet (issue #16)`,
+        [VhsmMode.Process, VhsmMode.Ssh],
+      );
+    }
+    if (args.platform !== undefined)
+      throw new ConfigError(component, "platform", "is only allowed when mode is 'confidential-vm'");
     if (mode === VhsmMode.Ssh && !args.ssh)
       throw new ConfigError(`Vhsm ${name}`, "ssh", "is required when mode is 'ssh'");
-    if (mode === VhsmMode.Local && args.ssh)
+    if (mode === VhsmMode.Process && args.ssh)
       throw new ConfigError(`Vhsm ${name}`, "ssh", "is only allowed when mode is 'ssh'");
     if (args.ssh && typeof args.ssh.privateKey === "string") {
       throw new ConfigError(
@@ -103,25 +158,58 @@ export class Vhsm extends pulumi.ComponentResource {
     const port = args.port ?? 8200;
     if (!Number.isInteger(port) || port < 1 || port > 65535)
       throw new ConfigError(`Vhsm ${name}`, "port", `is ${port}; must be 1..65535`);
-    if (args.trustSimulatedSnp !== undefined && mode !== VhsmMode.Local)
-      throw new ConfigError(`Vhsm ${name}`, "trustSimulatedSnp", "is only allowed when mode is 'local'");
+    if (args.trustSimulatedSnp !== undefined && mode !== VhsmMode.Process)
+      throw new ConfigError(`Vhsm ${name}`, "trustSimulatedSnp", "is only allowed when mode is 'process'");
     const stack = pulumi.getStack();
     const stateDir =
       args.stateDir ??
-      (mode === VhsmMode.Local ? path.resolve(".bk", "vhsm", stack) : `/var/lib/buckypaper/vhsm-${stack}`);
+      (mode === VhsmMode.Process ? path.resolve(".bk", "vhsm", stack) : `/var/lib/buckypaper/vhsm-${stack}`);
     if (!path.isAbsolute(stateDir))
       throw new ConfigError(`Vhsm ${name}`, "stateDir", `is '${stateDir}'; must be an absolute path`);
     if (args.workers !== undefined && !(Number.isInteger(args.workers) && args.workers >= 1 && args.workers <= 64)) {
       throw new ConfigError(`Vhsm ${name}`, "workers", `is ${args.workers}; must be an integer from 1 to 64`);
     }
-    const workers = args.workers ?? (mode === VhsmMode.Local ? 1 : "auto");
+    const workers = args.workers ?? (mode === VhsmMode.Process ? 1 : "auto");
     const tls = args.tls ?? true;
-    const listenAddress = args.listenAddress ?? (mode === VhsmMode.Local ? "127.0.0.1" : "0.0.0.0");
-    const publicHost = pulumi.output(args.publicHost ?? (mode === VhsmMode.Local ? "127.0.0.1" : args.ssh!.host));
+    const listenAddress = args.listenAddress ?? (mode === VhsmMode.Process ? "127.0.0.1" : "0.0.0.0");
+    const publicHost = pulumi.output(args.publicHost ?? (mode === VhsmMode.Process ? "127.0.0.1" : args.ssh!.host));
     const url = publicHost.apply((h) => `${tls ? "https" : "http"}://${h.includes(":") ? `[${h}]` : h}:${port}`);
     const command =
       args.command ??
-      (mode === VhsmMode.Local ? [process.execPath, path.join(PACKAGE_ROOT, "bin", "buckypaper.js")] : ["buckypaper"]);
+      (mode === VhsmMode.Process
+        ? [process.execPath, path.join(PACKAGE_ROOT, "bin", "buckypaper.js")]
+        : ["buckypaper"]);
+
+    const recoveryKeys = args.recoveryKeys;
+    const keyShares = args.keyShares ?? (recoveryKeys?.length || 1);
+    if (recoveryKeys && !args.insecureKeepRootTokenInState && recoveryKeys.length !== keyShares)
+      throw new ConfigError(
+        component,
+        "recoveryKeys",
+        `has ${recoveryKeys.length} key(s) but keyShares is ${keyShares}; give one operator public key per share`,
+      );
+    if (!recoveryKeys && !args.insecureKeepRootTokenInState && keyShares !== 1)
+      throw new ConfigError(
+        component,
+        "keyShares",
+        `is ${keyShares}; more than one share needs recoveryKeys (one per share)`,
+      );
+    const keyThreshold = args.keyThreshold ?? (keyShares === 1 ? 1 : Math.floor(keyShares / 2) + 1);
+    const keyName = `${pulumi.getProject()}-${stack}-${name}`.replace(/[^A-Za-z0-9._-]/g, "_");
+    const deployerKeyFile = args.deployerKeyFile ?? path.join(userConfigDir(), "deployer", `${keyName}.pem`);
+    if (!path.isAbsolute(deployerKeyFile))
+      throw new ConfigError(component, "deployerKeyFile", `is '${deployerKeyFile}'; must be an absolute path`);
+    const rootWrites =
+      args.trustSimulatedSnp === undefined
+        ? undefined
+        : [
+            {
+              path: "nitride/config",
+              body: pulumi
+                .output(args.trustSimulatedSnp)
+                .apply((a) => ({ kds: "off", accept_simulated: true, simulated_snp_anchors: [a] })),
+            },
+          ];
 
     const service = new RuntimeService(
       `${name}-runtime`,
@@ -143,8 +231,19 @@ export class Vhsm extends pulumi.ComponentResource {
           }),
         ),
         url,
-        keyShares: args.keyShares ?? 1,
-        keyThreshold: args.keyThreshold ?? 1,
+        keyShares,
+        keyThreshold,
+        ...(args.insecureKeepRootTokenInState
+          ? { insecureKeepRootTokenInState: true }
+          : {
+              deployerKeyFile,
+              ...(args.deployerPublicKey !== undefined ? { deployerPublicKey: args.deployerPublicKey } : {}),
+              ...(args.deployerKeyRotation !== undefined ? { deployerKeyRotation: args.deployerKeyRotation } : {}),
+              ...(recoveryKeys
+                ? { recoveryKeys }
+                : { localRecoveryKeyFile: path.join(userConfigDir(), "recovery", `${keyName}.jwk`) }),
+            }),
+        ...(rootWrites ? { rootWrites } : {}),
       },
       { parent: this },
     );
@@ -152,25 +251,15 @@ export class Vhsm extends pulumi.ComponentResource {
     this.caFingerprint = service.caFingerprint;
     this.caPem = service.caPem;
     this.rootToken = pulumi.secret(service.rootToken);
-    if (args.trustSimulatedSnp !== undefined) {
-      new RuntimeWrite(
-        `${name}-trust-simulated-snp`,
-        {
-          connection: { url: service.url, token: service.rootToken, caPem: service.caPem },
-          method: "PUT",
-          path: "nitride/config",
-          body: pulumi
-            .output(args.trustSimulatedSnp)
-            .apply((a) => ({ kds: "off", accept_simulated: true, simulated_snp_anchors: [a] })),
-        },
-        { parent: this },
-      );
-    }
+    this.deployer = service.deployer;
+    this.recoveryShares = service.recoveryShares;
     this.registerOutputs({
       url: this.url,
       caFingerprint: this.caFingerprint,
       caPem: this.caPem,
       rootToken: this.rootToken,
+      deployer: this.deployer,
+      recoveryShares: this.recoveryShares,
     });
   }
 }

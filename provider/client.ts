@@ -15,6 +15,7 @@ import {
   type RuntimeExpectation,
 } from "../runtime/client/attested-tls.js";
 import { pinnedAnchor } from "../runtime/client/tls-pin.js";
+import { deployerToken } from "../runtime/client/deployer.js";
 
 /** Where the runtime is and how to authenticate: the one connection type (runtime/client/connection.ts). */
 export type { RuntimeConnection };
@@ -69,7 +70,14 @@ export function checkConnection(c: RuntimeConnection): URL {
   }
   if (u.protocol !== "http:" && u.protocol !== "https:")
     throw new RuntimeConnectionError("url", `must be http or https, got '${u.protocol}'`);
-  if (typeof c.token !== "string" || c.token === "") throw new RuntimeConnectionError("token", "is missing");
+  if (c.deployer === undefined && (typeof c.token !== "string" || c.token === ""))
+    throw new RuntimeConnectionError(
+      "token",
+      "is missing: pass the deployer credential a Vhsm set up (`deployer: vhsm.deployer`) or an operator token " +
+        "(a Vhsm keeps no root token unless insecureKeepRootTokenInState is set)",
+    );
+  if (c.deployer !== undefined && (typeof c.deployer?.keyFile !== "string" || typeof c.deployer?.mount !== "string"))
+    throw new RuntimeConnectionError("deployer", "must have mount, role and keyFile");
   if (c.caPem !== undefined && c.caPem !== "" && c.caFingerprint) {
     let actual: string;
     try {
@@ -180,12 +188,13 @@ export async function runtimeRequest(
   timeoutMs = 30_000,
 ): Promise<RuntimeResponse> {
   const base = checkConnection(c);
+  const token = c.token || (await deployerToken(c.url, c.deployer!, (p, b) => loginCall(c, p, b, timeoutMs)));
   const target = new URL(`/v1/${path.replace(/^\/+/, "")}`, base);
   const verb = method === "LIST" ? "GET" : method;
   if (method === "LIST") target.searchParams.set("list", "true");
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body), "utf8");
   const headers: Record<string, string> = {
-    "X-Vault-Token": c.token,
+    "X-Vault-Token": token,
     "X-Vault-Request": "true",
     Accept: "application/json",
   };
@@ -227,6 +236,13 @@ export async function runtimeRequest(
       ? ((parsed as { errors: unknown[] }).errors.filter((e) => typeof e === "string") as string[])
       : [];
   throw new RuntimeApiError(method, target.pathname, status, errors);
+}
+
+/** The deployer login: unauthenticated, so sent with a placeholder token that the runtime ignores. */
+async function loginCall(c: RuntimeConnection, path: string, body: unknown, timeoutMs: number) {
+  const r = await runtimeRequest({ ...c, deployer: undefined, token: "-" }, "POST", path, body, timeoutMs);
+  if (r.status === 404) throw new RuntimeApiError("POST", `/v1/${path}`, 404, ["deployer auth mount not found"]);
+  return (r.body as { auth?: { client_token?: string; lease_duration?: number } } | undefined)?.auth;
 }
 
 /** The `data` member of a Vault envelope, or undefined when absent/404. */

@@ -1,8 +1,8 @@
 // Create/read/update/delete/diff/check for every runtime object kind (provider/kinds.ts), shaped like
 // Pulumi's dynamic ResourceProvider results but without importing Pulumi: the dynamic provider's
 // serialized closure only does `await import(<this module>)` and forwards, so nothing heavy is captured.
-import { dataOf, runtimeRequest, type RuntimeConnection } from "./client.js";
 import { runtimeExpectation, type RuntimeAttestationError } from "../runtime/client/attested-tls.js";
+import { dataOf, runtimeRequest, RuntimeApiError, type RuntimeConnection } from "./client.js";
 import { isDuration, parseDurationSeconds } from "../runtime/protocol/duration.js";
 import { kinds, namePattern, pathPattern, workloadIdPattern, type FieldSpec, type KindSpec } from "./kinds.js";
 
@@ -105,8 +105,13 @@ export function check(kindName: string, news: Props): { inputs: Props; failures:
       if (!isUnknown(c.url) && (typeof c.url !== "string" || !/^https?:\/\/./.test(c.url))) {
         failures.push({ property: "connection.url", reason: "connection.url must be an http(s) URL" });
       }
-      if (!isUnknown(c.token) && (typeof c.token !== "string" || c.token === "")) {
-        failures.push({ property: "connection.token", reason: "connection.token is required" });
+      if (!isUnknown(c.token) && !isUnknown(c.deployer) && c.deployer === undefined) {
+        if (typeof c.token !== "string" || c.token === "")
+          failures.push({
+            property: "connection.token",
+            reason:
+              "connection.token or connection.deployer is required (a Vhsm's `deployer` output; it keeps no root token by default)",
+          });
       }
       if (c.attestation !== undefined && !hasUnknown(c.attestation)) {
         try {
@@ -185,7 +190,12 @@ export function diff(kindName: string, olds: Props, news: Props): DiffResult {
     const oc = (olds.connection ?? {}) as Partial<RuntimeConnection>;
     const nc = (news.connection ?? {}) as Partial<RuntimeConnection>;
     if (oc.url !== nc.url) replaces.push("connection");
-    if (oc.token !== nc.token || (oc.caPem ?? "") !== (nc.caPem ?? "")) changes = true;
+    if (
+      oc.token !== nc.token ||
+      (oc.caPem ?? "") !== (nc.caPem ?? "") ||
+      JSON.stringify(oc.deployer) !== JSON.stringify(nc.deployer)
+    )
+      changes = true;
   }
   if (replaces.length > 0) changes = true;
   for (const fs of k.fields)
@@ -202,22 +212,35 @@ function connectionOf(props: Props): RuntimeConnection {
   return props.connection as RuntimeConnection;
 }
 
+/**
+ * The object as the runtime has it (Pulumi field names), or undefined when absent. A credential that may
+ * write but not read it (403: the deployer and KV values) gets what the kind's metadata path shows.
+ */
+async function readLive(k: KindSpec, props: Props): Promise<{ live?: Props; metadataOnly: boolean }> {
+  try {
+    const d = dataOf(await runtimeRequest(connectionOf(props), "GET", readPathOf(k, props)));
+    return { live: d ? k.fromApi(d, props) : undefined, metadataOnly: false };
+  } catch (e) {
+    if (!(e instanceof RuntimeApiError && e.status === 403 && k.metadataRead)) throw e;
+    const d = dataOf(await runtimeRequest(connectionOf(props), "GET", k.metadataRead.path(props)));
+    return { live: d ? k.metadataRead.fromApi(d) : undefined, metadataOnly: true };
+  }
+}
+
 async function write(k: KindSpec, inputs: Props): Promise<Props> {
   await runtimeRequest(connectionOf(inputs), "POST", k.path(inputs), k.body(inputs));
   // Read back what the runtime stored (versions, normalised values) so state matches reality.
-  const d = dataOf(await runtimeRequest(connectionOf(inputs), "GET", readPathOf(k, inputs)));
+  const { live } = await readLive(k, inputs);
   const extra: Props = {};
-  if (d) {
-    const live = k.fromApi(d, inputs);
+  if (live)
     for (const key of ["version", "policyHash", "aclPolicy"]) if (live[key] !== undefined) extra[key] = live[key];
-  }
   return { ...inputs, ...extra };
 }
 
 export async function create(kindName: string, inputs: Props): Promise<{ id: string; outs: Props }> {
   const k = kindOf(kindName);
-  const existing = dataOf(await runtimeRequest(connectionOf(inputs), "GET", readPathOf(k, inputs)));
-  if (existing && Object.keys(k.fromApi(existing, inputs)).length > 0) {
+  const { live: existing } = await readLive(k, inputs);
+  if (existing && Object.keys(existing).length > 0) {
     // Refuse to silently take over an object someone else made; `pulumi import` is the way to adopt it.
     throw new Error(`${k.typeName} '${k.id(inputs)}' already exists in the runtime; import it or choose another name`);
   }
@@ -241,10 +264,15 @@ export async function remove(kindName: string, _id: string, props: Props): Promi
  */
 export async function read(kindName: string, id: string, props: Props): Promise<{ id: string; props: Props }> {
   const k = kindOf(kindName);
-  const d = dataOf(await runtimeRequest(connectionOf(props), "GET", readPathOf(k, props)));
-  const live = d ? k.fromApi(d, props) : undefined;
+  const { live, metadataOnly } = await readLive(k, props);
   if (!live || Object.keys(live).length === 0) return { id: "", props: {} };
   const out: Props = { ...props };
+  if (metadataOnly) {
+    // Changed outside Pulumi (a new version) but unreadable: forget the values so the next `up` restores ours.
+    if (live.version !== props.version) for (const f of k.metadataRead!.writeOnly) delete out[f];
+    if (typeof live.version === "number") out.version = live.version;
+    return { id, props: out };
+  }
   if (k.versioned) {
     if (live.version === props.version) return { id, props: out };
     // Changed outside Pulumi: show the runtime's definition so the next `up` puts ours back.

@@ -35,6 +35,16 @@ export interface KindSpec {
    * takes the runtime's field values (it normalises them, so comparing fields would invent drift).
    */
   versioned?: boolean;
+  /**
+   * For credentials that may write but not read the object (the deployer and KV secret values): where to
+   * read its metadata instead when the read path answers 403, and the fields (version) found there.
+   */
+  metadataRead?: {
+    path(inputs: Record<string, unknown>): string;
+    fromApi(data: Record<string, unknown>): Record<string, unknown>;
+    /** Fields that cannot be read back: dropped from state on drift so the next `up` writes them again. */
+    writeOnly: string[];
+  };
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -215,6 +225,19 @@ export const kinds: Record<string, KindSpec> = {
       return out;
     },
     id: (i) => `${String(i.mount)}/${String(i.path)}`,
+    metadataRead: {
+      path: (i) => `${String(i.mount)}/metadata/${String(i.path)}`,
+      fromApi(d) {
+        const cur = d.current_version;
+        if (typeof cur !== "number" || cur < 1) return {};
+        const v = (d.versions as Record<string, { deletion_time?: string; destroyed?: boolean }> | undefined)?.[
+          String(cur)
+        ];
+        if (v?.destroyed === true || (typeof v?.deletion_time === "string" && v.deletion_time !== "")) return {};
+        return { version: cur };
+      },
+      writeOnly: ["data"],
+    },
   },
   // ACL policy (HCL) that JWT roles grant to attested workloads.
   policy: {

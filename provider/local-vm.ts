@@ -192,9 +192,14 @@ export class RuntimeWrite extends pulumi.dynamic.Resource {
   declare readonly path: pulumi.Output<string>;
   constructor(name: string, args: RuntimeWriteArgs, opts?: pulumi.CustomResourceOptions) {
     const connection = pulumi.secret(
-      pulumi
-        .output(args.connection)
-        .apply((v) => ({ url: v.url, token: v.token, ...(v.caPem ? { caPem: v.caPem } : {}) })),
+      pulumi.output(args.connection).apply((v) => ({
+        url: v.url,
+        ...(v.token ? { token: v.token } : {}),
+        ...(v.deployer
+          ? { deployer: { mount: v.deployer.mount, role: v.deployer.role, keyFile: v.deployer.keyFile } }
+          : {}),
+        ...(v.caPem ? { caPem: v.caPem } : {}),
+      })),
     );
     super(
       providers.write,

@@ -77,8 +77,10 @@ const providers = {
 export interface RuntimeConnectionArgs {
   /** Base URL of the runtime, e.g. https://127.0.0.1:8200. */
   url: pulumi.Input<string>;
-  /** Token allowed to manage workloads/secrets/roles. Stored only encrypted in state. */
-  token: pulumi.Input<string>;
+  /** An operator token allowed to manage workloads/secrets/roles (stored only encrypted). Or `deployer`. */
+  token?: pulumi.Input<string>;
+  /** The deployer credential of a `Vhsm` (`vhsm.deployer`): no token in state, a short login per run. */
+  deployer?: pulumi.Input<DeployerAuthArgs>;
   /** PEM of the runtime CA for https URLs. */
   caPem?: pulumi.Input<string>;
   /** SHA-256 (hex) of the runtime CA certificate: pins it (with caPem they must match). */
@@ -144,7 +146,9 @@ void inputFormsMatch;
 function secretConnection(c: pulumi.Input<RuntimeConnectionArgs>): pulumi.Output<RuntimeConnection> {
   return pulumi.secret(
     pulumi.output(c).apply((v) => {
-      const out: RuntimeConnection = { url: v.url, token: v.token };
+      const out: RuntimeConnection = { url: v.url };
+      if (v.token) out.token = v.token;
+      if (v.deployer) out.deployer = { mount: v.deployer.mount, role: v.deployer.role, keyFile: v.deployer.keyFile };
       if (v.caPem) out.caPem = v.caPem;
       if (v.caFingerprint) out.caFingerprint = v.caFingerprint;
       if (v.attestation) out.attestation = v.attestation as RuntimeAttestation;
@@ -485,19 +489,54 @@ export interface RuntimeServiceArgs {
   url: pulumi.Input<string>;
   keyShares?: pulumi.Input<number>;
   keyThreshold?: pulumi.Input<number>;
+  /** Keep the root token and plaintext unseal keys as (secret) outputs, and revoke nothing. Not recommended. */
+  insecureKeepRootTokenInState?: pulumi.Input<boolean>;
+  /** Absolute path of the deployer's private key file, written 0600 at init. */
+  deployerKeyFile?: pulumi.Input<string>;
+  /** The deployer's own Ed25519 public key (PEM; private key in BUCKYPAPER_DEPLOYER_KEY): no file is written. */
+  deployerPublicKey?: pulumi.Input<string>;
+  /** Changing this value rotates the deployer key on the next `pulumi up`. */
+  deployerKeyRotation?: pulumi.Input<string>;
+  /** Operators' public JWKs (JSON), one per key share. */
+  recoveryKeys?: pulumi.Input<pulumi.Input<string>[]>;
+  /** Without recoveryKeys: where the generated recovery key (private JWK) is written, 0600. */
+  localRecoveryKeyFile?: pulumi.Input<string>;
+  /** Writes only root may make, applied at init before the root token is revoked. */
+  rootWrites?: pulumi.Input<pulumi.Input<RuntimeRootWriteArgs>[]>;
+}
+
+/** One write made with the root token during bootstrap (e.g. Nitride trust configuration). */
+export interface RuntimeRootWriteArgs {
+  path: pulumi.Input<string>;
+  body: pulumi.Input<Record<string, unknown>>;
+}
+
+/** Where a deployment finds its deployer credential (runtime/client/deployer.ts DeployerAuth). */
+export interface DeployerAuthArgs {
+  /** JWT auth mount of the deployer role. */
+  mount: pulumi.Input<string>;
+  role: pulumi.Input<string>;
+  /** Absolute path of the deployer's PEM private key (0600); BUCKYPAPER_DEPLOYER_KEY takes precedence. */
+  keyFile: pulumi.Input<string>;
 }
 
 /**
- * The runtime server process, started, initialised and unsealed (used by the Vhsm component). The root
- * token and unseal keys exist only as secret outputs (encrypted state); `pulumi refresh` notices a
- * stopped or sealed server and the next `pulumi up` restarts and unseals it.
+ * The runtime server process, started, initialised and unsealed (used by the Vhsm component). By
+ * default the root token is revoked after setting up the deployer credential and the key shares are
+ * output only encrypted to operator keys; `pulumi refresh` notices a stopped or sealed server and the
+ * next `pulumi up` restarts it and unseals it with the recovery keys on this machine (or asks operators).
  */
 export class RuntimeService extends pulumi.dynamic.Resource {
   declare readonly url: pulumi.Output<string>;
   declare readonly caPem: pulumi.Output<string>;
   declare readonly caFingerprint: pulumi.Output<string>;
-  declare readonly rootToken: pulumi.Output<string>;
-  declare readonly unsealKeys: pulumi.Output<string[]>;
+  /** Only with insecureKeepRootTokenInState. */
+  declare readonly rootToken: pulumi.Output<string | undefined>;
+  /** Only with insecureKeepRootTokenInState. */
+  declare readonly unsealKeys: pulumi.Output<string[] | undefined>;
+  declare readonly deployer: pulumi.Output<DeployerAuthArgs | undefined>;
+  /** Each key share as a JWE to one operator key (ciphertext). */
+  declare readonly recoveryShares: pulumi.Output<string[] | undefined>;
   declare readonly running: pulumi.Output<boolean>;
 
   constructor(name: string, args: RuntimeServiceArgs, opts?: pulumi.CustomResourceOptions) {
@@ -511,6 +550,8 @@ export class RuntimeService extends pulumi.dynamic.Resource {
         running: true,
         rootToken: undefined,
         unsealKeys: undefined,
+        deployer: undefined,
+        recoveryShares: undefined,
         caPem: undefined,
         caFingerprint: undefined,
       },

@@ -1,16 +1,31 @@
 // Runs the buckypaper runtime as a long-lived server process, on this machine or on a host over SSH,
 // then initialises and unseals it through its Vault-compatible API. Pulumi-free: the dynamic provider
-// in provider/service-resource.ts forwards to these functions.
+// in provider/resources.ts RuntimeService forwards to these functions.
 //
 // Process management is plain POSIX shell (mkdir, setsid/nohup, kill), run locally with `sh -c` or
-// remotely with the OpenSSH client, so both modes share one code path. Unseal keys and the root token
-// are never written to disk by us: they are returned as outputs that the resource marks secret, i.e.
-// they live only in the (encrypted) Pulumi state.
+// remotely with the OpenSSH client, so both modes share one code path.
+//
+// Secure default (docs/security.md "Deployer credential", "Recovery shares"): after init the root token
+// sets up the deployer credential (provider/bootstrap.ts) and is revoked; the Shamir shares leave this
+// process only encrypted to operator public keys (runtime/client/recovery-share.ts). Neither the root
+// token, nor a share, nor the deployer's private key is ever an output (so never in Pulumi state).
+// `insecureKeepRootTokenInState` keeps the old behaviour: root token and unseal keys as secret outputs.
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runtimeRequest, certFingerprint, fetchPinnedCertificate, type RuntimeConnection } from "./client.js";
+import { bootstrapDeployer, rotateDeployerKey } from "./bootstrap.js";
+import { readPrivateFile, writePrivateFile, type DeployerAuth } from "../runtime/client/deployer.js";
+import {
+  decryptShare,
+  encryptShare,
+  generateRecoveryKey,
+  parseRecoveryPublicKey,
+  shareKeyId,
+  recoveryKeyId,
+} from "../runtime/client/recovery-share.js";
+import type { JWK } from "jose";
 import { shellQuote } from "./shell.js";
 import { SSH_DEFAULT_PORT, SSH_DEFAULT_USER, type SshTarget } from "./ssh-target.js";
 
@@ -31,11 +46,34 @@ export interface ServiceInputs {
   keyThreshold: number;
   /** Seconds to wait for the server to answer. */
   startTimeout?: number;
+  /**
+   * The old behaviour, for those who need it: keep the root token (not revoked) and the plaintext unseal
+   * keys as secret outputs in Pulumi state, and set up no deployer credential.
+   */
+  insecureKeepRootTokenInState?: boolean;
+  /** Absolute path where the deployer's private key is written (0600) at init. */
+  deployerKeyFile?: string;
+  /** The deployer's own Ed25519 public key (PEM); its private key is BUCKYPAPER_DEPLOYER_KEY. No file is written. */
+  deployerPublicKey?: string;
+  /** Any value; changing it rotates the deployer key on the next `pulumi up`. */
+  deployerKeyRotation?: string;
+  /** Operators' public JWKs (JSON), one per share: each share is encrypted to one of them. */
+  recoveryKeys?: string[];
+  /** Without recoveryKeys: the single share is encrypted to a key generated here (private JWK, 0600). */
+  localRecoveryKeyFile?: string;
+  /** Writes only root may make (e.g. nitride/config), applied at init before the root token is revoked. */
+  rootWrites?: { path: string; body: Record<string, unknown> }[];
 }
 
 export interface ServiceOutputs extends ServiceInputs {
-  rootToken: string;
-  unsealKeys: string[];
+  /** Only with insecureKeepRootTokenInState. */
+  rootToken?: string;
+  /** Only with insecureKeepRootTokenInState. */
+  unsealKeys?: string[];
+  /** Where the deployer credential is (no secret). */
+  deployer?: DeployerAuth;
+  /** The Shamir shares, each a JWE to one operator key (ciphertext only). */
+  recoveryShares?: string[];
   caPem: string;
   caFingerprint: string;
   running: boolean;
@@ -219,8 +257,10 @@ async function unseal(i: ServiceInputs, keys: string[], caPem: string | undefine
   throw new Error(`runtime at ${i.url} is still sealed after ${i.keyThreshold} key(s)`);
 }
 
-/** Starts, initialises and unseals a fresh runtime. */
+/** Starts, initialises and unseals a fresh runtime, then (by default) bootstraps the deployer credential. */
 export async function createService(i: ServiceInputs): Promise<ServiceOutputs> {
+  // Recipients first: a bad operator key fails before anything starts.
+  const recipients = i.insecureKeepRootTokenInState ? [] : await recoveryRecipients(i);
   await sh(i.ssh, startScript(i), i.config);
   try {
     const https = i.url.startsWith("https:");
@@ -238,43 +278,114 @@ export async function createService(i: ServiceInputs): Promise<ServiceOutputs> {
     const caPem = https ? body.runtime_ca_pem : "";
     if (https && !caPem) throw new Error(`runtime at ${i.url}: sys/init returned no runtime CA`);
     await unseal(i, keys, caPem || undefined);
-    return {
-      ...i,
+    const common = { ...i, caPem: caPem ?? "", caFingerprint: caPem ? certFingerprint(caPem) : "", running: true };
+    if (i.insecureKeepRootTokenInState) {
+      for (const w of i.rootWrites ?? [])
+        await runtimeRequest(conn(i, body.root_token, caPem || undefined), "POST", w.path, w.body);
+      return { ...common, rootToken: body.root_token, unsealKeys: keys };
+    }
+    const recoveryShares = await encryptShares(i, keys, recipients);
+    const deployer = await bootstrapDeployer({
       rootToken: body.root_token,
-      unsealKeys: keys,
-      caPem: caPem ?? "",
-      caFingerprint: caPem ? certFingerprint(caPem) : "",
-      running: true,
-    };
+      url: i.url,
+      caPem: caPem || undefined,
+      keyFile: deployerKeyFileOf(i),
+      publicPem: i.deployerPublicKey,
+      rootWrites: i.rootWrites,
+    });
+    return { ...common, deployer, recoveryShares };
   } catch (e) {
     await sh(i.ssh, stopScript(i, true)).catch(() => {});
     throw e;
   }
 }
 
+function deployerKeyFileOf(i: ServiceInputs): string {
+  if (!i.deployerKeyFile) throw new Error("deployerKeyFile is required (where the deployer's private key is kept)");
+  return i.deployerKeyFile;
+}
+
+/** The operators' public keys, or a local recovery key generated now (private JWK written 0600). */
+async function recoveryRecipients(i: ServiceInputs): Promise<JWK[]> {
+  if (i.recoveryKeys?.length) return i.recoveryKeys.map((k, n) => parseRecoveryPublicKey(k, `recoveryKeys[${n}]`));
+  if (!i.localRecoveryKeyFile)
+    throw new Error("recoveryKeys or localRecoveryKeyFile is required (who receives the recovery shares)");
+  const { publicJwk, privateJwk } = await generateRecoveryKey();
+  writePrivateFile(i.localRecoveryKeyFile, `${JSON.stringify(privateJwk)}\n`);
+  return [publicJwk];
+}
+
+async function encryptShares(i: ServiceInputs, keys: string[], to: JWK[]): Promise<string[]> {
+  if (to.length !== keys.length)
+    throw new Error(`keyShares is ${keys.length} but ${to.length} recovery key(s) were given: one per share`);
+  return Promise.all(
+    keys.map((key, n) =>
+      encryptShare({ v: 1, index: n + 1, shares: keys.length, threshold: i.keyThreshold, key }, to[n]),
+    ),
+  );
+}
+
+/** Private recovery keys available on this machine: BUCKYPAPER_RECOVERY_KEY (a JWK) and the local key file. */
+function localRecoveryKeys(o: ServiceInputs): JWK[] {
+  const out: JWK[] = [];
+  const env = process.env.BUCKYPAPER_RECOVERY_KEY;
+  if (env && env.trim()) out.push(JSON.parse(env) as JWK);
+  if (o.localRecoveryKeyFile) {
+    try {
+      out.push(JSON.parse(readPrivateFile(o.localRecoveryKeyFile, "recovery key file")) as JWK);
+    } catch {
+      // not on this machine: operators unseal by hand
+    }
+  }
+  return out;
+}
+
+/** Unseals with the shares that the recovery keys on this machine open; a clear error when too few do. */
+async function unsealWithRecovery(o: ServiceOutputs, caPem: string | undefined): Promise<void> {
+  const shares = o.recoveryShares ?? [];
+  const keys = localRecoveryKeys(o);
+  const byKid = new Map<string, JWK>();
+  for (const k of keys) byKid.set(await recoveryKeyId(k), k);
+  const opened: string[] = [];
+  for (const jwe of shares) {
+    const k = byKid.get(shareKeyId(jwe) ?? "");
+    if (k) opened.push((await decryptShare(jwe, k)).key);
+  }
+  if (opened.length < o.keyThreshold)
+    throw new Error(
+      `runtime at ${o.url} is sealed and Pulumi holds no unseal key (by design). Operators: unseal it with ` +
+        `\`buckypaper runtime unseal --share <share.jwe> --recovery-key <your private JWK>\` (${o.keyThreshold} of ` +
+        `${shares.length} shares; \`pulumi stack output\` lists the encrypted shares), then run \`pulumi up\` again`,
+    );
+  await unseal(o, opened, caPem);
+}
+
 /** Is it up and unsealed? (refresh) */
 export async function serviceRunning(o: ServiceOutputs): Promise<boolean> {
   try {
-    const r = await runtimeRequest(
-      conn(o, o.rootToken, o.caPem || undefined),
-      "GET",
-      "sys/seal-status",
-      undefined,
-      5_000,
-    );
+    const r = await runtimeRequest(conn(o, "-", o.caPem || undefined), "GET", "sys/seal-status", undefined, 5_000);
     return (r.body as { sealed?: boolean } | undefined)?.sealed === false;
   } catch {
     return false;
   }
 }
 
-/** (Re)starts a stopped or sealed server with the unseal keys held in state. */
+/**
+ * (Re)starts a stopped or sealed server — unsealing with the keys in state (insecure opt-out) or with the
+ * recovery keys present on this machine — and rotates the deployer key when asked to.
+ */
 export async function ensureRunning(o: ServiceOutputs, next: ServiceInputs): Promise<ServiceOutputs> {
+  if (next.insecureKeepRootTokenInState && !o.rootToken)
+    throw new Error(
+      "insecureKeepRootTokenInState cannot be turned on for a running runtime: its root token was revoked at bootstrap",
+    );
   const merged: ServiceOutputs = {
     ...o,
     ...next,
     rootToken: o.rootToken,
     unsealKeys: o.unsealKeys,
+    deployer: o.deployer,
+    recoveryShares: o.recoveryShares,
     caPem: o.caPem,
     caFingerprint: o.caFingerprint,
   };
@@ -286,13 +397,53 @@ export async function ensureRunning(o: ServiceOutputs, next: ServiceInputs): Pro
     await waitForServer(merged, merged.caPem || undefined);
     const status = (await runtimeRequest(conn(merged, "-", merged.caPem || undefined), "GET", "sys/seal-status"))
       .body as { sealed?: boolean };
-    if (status?.sealed !== false) await unseal(merged, merged.unsealKeys, merged.caPem || undefined);
+    if (status?.sealed !== false) {
+      if (merged.unsealKeys?.length) await unseal(merged, merged.unsealKeys, merged.caPem || undefined);
+      else await unsealWithRecovery(merged, merged.caPem || undefined);
+    }
+  }
+  // State from before the deployer credential (or the opt-out switched off): bootstrap now, with the root token in state.
+  if (o.rootToken && !next.insecureKeepRootTokenInState) return migrateToDeployer(merged);
+  if (merged.deployer && (o.deployerKeyRotation ?? "") !== (next.deployerKeyRotation ?? "")) {
+    await rotateDeployerKey({
+      url: merged.url,
+      deployer: merged.deployer,
+      ...(merged.caPem ? { caPem: merged.caPem } : {}),
+    });
   }
   return { ...merged, running: true };
 }
 
-export async function deleteService(o: Pick<ServiceInputs, "stateDir" | "ssh">): Promise<void> {
+/**
+ * Turning the opt-out off: the root token in state bootstraps the deployer credential and is revoked,
+ * and the unseal keys are encrypted to the recovery keys and dropped from the outputs. (Earlier
+ * checkpoints of the state still hold them in the clear: rotate the data encryption key if that matters.)
+ */
+async function migrateToDeployer(m: ServiceOutputs): Promise<ServiceOutputs> {
+  if (!m.rootToken || !m.unsealKeys)
+    throw new Error("no root token in state to bootstrap the deployer credential with");
+  const recoveryShares = await encryptShares(m, m.unsealKeys, await recoveryRecipients(m));
+  const deployer = await bootstrapDeployer({
+    rootToken: m.rootToken,
+    url: m.url,
+    caPem: m.caPem || undefined,
+    keyFile: deployerKeyFileOf(m),
+    publicPem: m.deployerPublicKey,
+    rootWrites: m.rootWrites,
+  });
+  const { rootToken: _r, unsealKeys: _u, ...rest } = m;
+  void _r;
+  void _u;
+  return { ...rest, deployer, recoveryShares, running: true };
+}
+
+export async function deleteService(
+  o: Pick<ServiceInputs, "stateDir" | "ssh" | "deployerKeyFile" | "localRecoveryKeyFile" | "deployerPublicKey">,
+): Promise<void> {
   await sh(o.ssh, stopScript(o, true));
+  // The runtime and its data are gone: so is what unlocked them.
+  if (o.deployerKeyFile && !o.deployerPublicKey) rmSync(o.deployerKeyFile, { force: true });
+  if (o.localRecoveryKeyFile) rmSync(o.localRecoveryKeyFile, { force: true });
 }
 
 // ---- dynamic-provider shaped entry points (see provider/resources.ts RuntimeService) ----
@@ -321,6 +472,23 @@ export function checkService(news: Props): { inputs: Props; failures: { property
   const t = inputs.keyThreshold as number;
   need("keyShares", Number.isInteger(n) && n >= 1 && n <= 255, "must be an integer 1..255");
   need("keyThreshold", Number.isInteger(t) && t >= 1 && t <= n, "must be an integer 1..keyShares");
+  if (!inputs.insecureKeepRootTokenInState) {
+    const rk = inputs.recoveryKeys as unknown[] | undefined;
+    if (Array.isArray(rk) && rk.length && !rk.some(unknown)) {
+      need("recoveryKeys", rk.length === n, `must have one operator public key per share (keyShares is ${n})`);
+      rk.forEach((k, idx) => {
+        try {
+          parseRecoveryPublicKey(k, `recoveryKeys[${idx}]`);
+        } catch (e) {
+          need(`recoveryKeys[${idx}]`, false, (e as Error).message.replace(/^recoveryKeys\[\d+\] /, ""));
+        }
+      });
+    } else if (!Array.isArray(rk) || !rk.length) {
+      need("keyShares", n === 1, "must be 1 without recoveryKeys (give one operator public key per share)");
+      need("localRecoveryKeyFile", typeof inputs.localRecoveryKeyFile === "string", "is required without recoveryKeys");
+    }
+    need("deployerKeyFile", typeof inputs.deployerKeyFile === "string", "is required (absolute path)");
+  }
   return { inputs, failures };
 }
 
@@ -332,13 +500,19 @@ export async function diffService(
   olds: Props,
   news: Props,
 ): Promise<{ changes: boolean; replaces: string[]; deleteBeforeReplace: boolean }> {
-  const replaces = ["stateDir", "url", "ssh", "keyShares", "keyThreshold"].filter(
-    (k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k]),
+  // rootWrites and recoveryKeys are fixed at init (no root token afterwards, no rekey): a change replaces.
+  // State from before they existed is migrated in place instead (ensureRunning → migrateToDeployer).
+  const replaces = ["stateDir", "url", "ssh", "keyShares", "keyThreshold", "recoveryKeys", "rootWrites"].filter(
+    (k) =>
+      JSON.stringify(olds[k]) !== JSON.stringify(news[k]) &&
+      !((k === "rootWrites" || k === "recoveryKeys") && olds[k] === undefined && olds.rootToken !== undefined),
   );
   let changes =
     replaces.length > 0 ||
     JSON.stringify(olds.serverCommand) !== JSON.stringify(news.serverCommand) ||
-    olds.config !== news.config;
+    olds.config !== news.config ||
+    Boolean(olds.insecureKeepRootTokenInState) !== Boolean(news.insecureKeepRootTokenInState) ||
+    (olds.deployerKeyRotation ?? "") !== (news.deployerKeyRotation ?? "");
   if (!changes && !(await serviceRunning(olds as unknown as ServiceOutputs))) changes = true;
   // Same state directory cannot host two servers: stop the old one before starting the new one.
   return { changes, replaces, deleteBeforeReplace: true };

@@ -83,7 +83,8 @@ export interface GuestRegistration {
 export function registerGuest(parent: pulumi.Resource, name: string, spec: GuestSpec): GuestRegistration {
   const connection = {
     url: spec.vhsm.url,
-    token: pulumi.secret(spec.vhsm.token),
+    ...(spec.vhsm.token !== undefined ? { token: pulumi.secret(spec.vhsm.token) } : {}),
+    ...(spec.vhsm.deployer !== undefined ? { deployer: spec.vhsm.deployer } : {}),
     ...(spec.vhsm.caPem !== undefined ? { caPem: spec.vhsm.caPem } : {}),
   };
   // The application secrets live at one KV v2 path of the "secret" mount; the workload is granted its data

@@ -2,6 +2,8 @@
 // (provider/client.ts) and the components (as Pulumi inputs: provider/resources.ts RuntimeConnectionArgs)
 // all describe the runtime with it.
 
+import type { DeployerAuth } from "./deployer.js";
+
 /** How a client trusts the runtime's TLS certificate (https only). */
 export interface RuntimeTrust {
   /** PEM of the runtime CA; without it (and without caFingerprint) the system trust store is used. */
@@ -49,12 +51,17 @@ export interface RuntimeAttestation {
   replicaUrls?: string[];
 }
 
-/** Where the runtime is, how to trust it and the token to authenticate with. */
+/** Where the runtime is, how to trust it and how to authenticate: a token, or the deployer credential. */
 export interface RuntimeConnection extends RuntimeTrust {
   /** Base URL, e.g. https://127.0.0.1:8200 (no /v1). */
   url: string;
-  /** Token sent as X-Vault-Token. */
-  token: string;
+  /** Token sent as X-Vault-Token (an operator's token). Either this or `deployer`. */
+  token?: string;
+  /**
+   * The deployer credential a `Vhsm` set up at init (runtime/client/deployer.ts): each run signs a short
+   * JWT with the deployer's private key (kept outside Pulumi state) and logs in for a short-lived token.
+   */
+  deployer?: DeployerAuth;
   /** Attested TLS expectations: with them, the runtime is verified before anything is sent (with caPem/caFingerprint: both). */
   attestation?: RuntimeAttestation;
 }

@@ -20,7 +20,7 @@ const vhsm = new Vhsm("vhsm", {
 });
 
 const web = new AwsConfidentialVm("web", {
-  vhsm: { url: vhsm.url, caFingerprint: vhsm.caFingerprint, token: vhsm.rootToken, caPem: vhsm.caPem },
+  vhsm: { url: vhsm.url, caFingerprint: vhsm.caFingerprint, deployer: vhsm.deployer, caPem: vhsm.caPem },
   instanceType: cfg.get("instanceType"),
   subnetId: cfg.get("subnetId"),
   securityGroupIds: cfg.getObject<string[]>("securityGroupIds"),

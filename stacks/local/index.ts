@@ -66,7 +66,7 @@ const vhsm = new Vhsm("vhsm", {
 });
 
 // 2. Secret engines and the attested login the enclaivelet uses.
-const connection = { url: vhsm.url, token: vhsm.rootToken, caPem: vhsm.caPem };
+const connection = { url: vhsm.url, deployer: vhsm.deployer, caPem: vhsm.caPem };
 const kv = new Mount("kv", { connection, path: "secret", type: "kv" });
 const pki = new Mount("pki", { connection, path: "pki", type: "pki" });
 const ssh = new Mount("ssh", { connection, path: "ssh", type: "ssh" });
@@ -122,7 +122,7 @@ const hostRole = new SshRole(
 const runtimeReady = [vhsm, kv, jwtRole, tlsRole, hostRole];
 
 // 3. The confidential VMs.
-const vhsmArgs = { url: vhsm.url, caFingerprint: vhsm.caFingerprint, token: vhsm.rootToken, caPem: vhsm.caPem };
+const vhsmArgs = { url: vhsm.url, caFingerprint: vhsm.caFingerprint, deployer: vhsm.deployer, caPem: vhsm.caPem };
 const vmsDir = path.join(stateDir, "vms");
 const apiKey = new GeneratedSecret("web-api-key", { bytes: 24 });
 const dbPassword = new GeneratedSecret("db-password", { bytes: 24 });

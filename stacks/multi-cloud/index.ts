@@ -20,7 +20,7 @@ const vhsm = new Vhsm("vhsm", {
     hostKey: cfg.require("vhsmHostKey"), // pinned: no trust on first use
   },
 });
-const connection = { url: vhsm.url, caFingerprint: vhsm.caFingerprint, token: vhsm.rootToken, caPem: vhsm.caPem };
+const connection = { url: vhsm.url, caFingerprint: vhsm.caFingerprint, deployer: vhsm.deployer, caPem: vhsm.caPem };
 const secrets = { "db-password": cfg.requireSecret("dbPassword") };
 
 // Azure needs a resource group and a subnet to put its VM in.

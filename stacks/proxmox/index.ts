@@ -21,7 +21,7 @@ const vhsm = new Vhsm("vhsm", {
 });
 
 const db = new ProxmoxConfidentialVm("db", {
-  vhsm: { url: vhsm.url, caFingerprint: vhsm.caFingerprint, token: vhsm.rootToken, caPem: vhsm.caPem },
+  vhsm: { url: vhsm.url, caFingerprint: vhsm.caFingerprint, deployer: vhsm.deployer, caPem: vhsm.caPem },
   ssh: { host: cfg.require("pveHost"), user: "root", privateKey: cfg.requireSecret("pveSshKey") },
   node: cfg.require("pveNode"),
   vmid: cfg.requireNumber("vmid"),

@@ -1,6 +1,7 @@
 // The real Pulumi engine (CLI + Node.js language host built from the Go module proxy) runs
 // test/fixtures/pulumi-vhsm: a local Vhsm (a real `buckypaper runtime server` process on SQLite, TLS,
-// initialised and unsealed) and every provider resource against it, on a file backend, offline.
+// initialised and unsealed) and every provider resource against it, on a file backend, offline — with
+// the insecureKeepRootTokenInState opt-out (the default, deployer credential, is engine-bootstrap.test.ts).
 // preview → up → up with no changes → refresh with no changes → crash + up restarts → drift → destroy.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
@@ -44,6 +45,8 @@ describe.skipIf(!HAVE_ENGINE)("real Pulumi engine: local Vhsm + provider resourc
     await pulumi.ok(["config", "set", ...cfg, "port", String(await freePort())]);
     await pulumi.ok(["config", "set", ...cfg, "measurement", MEASUREMENT]);
     await pulumi.ok(["config", "set", ...cfg, "--secret", "dbPassword", DB_PASSWORD]);
+    // This file covers the opt-out (root token and unseal keys kept in state); engine-bootstrap.test.ts the default.
+    await pulumi.ok(["config", "set", ...cfg, "insecureRoot", "true"]);
   }, 120_000);
 
   afterAll(async () => {

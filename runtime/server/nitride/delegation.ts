@@ -47,11 +47,21 @@ function delegatedRequests(
   return out;
 }
 
+/**
+ * The ACL path that lets a caller hand `path` to attested workloads without using it itself: `update` on
+ * <nitride mount>delegate/<path> (no engine serves it), judged with the same request parameters. The
+ * deployer credential holds these instead of read/issue/sign (docs/security.md "Deployer credential").
+ */
+export const delegateAclPath = (nitrideMount: string, path: string) => `${nitrideMount}delegate/${path}`;
+
 /** Refuses (403, naming the field and path) a definition delegating anything the caller does not hold. */
 export async function assertCallerHolds(req: LogicalRequest, id: string, d: WorkloadDefinition): Promise<void> {
   const policies = req.auth?.policies ?? [];
   for (const r of delegatedRequests(req.mountPoint, id, d)) {
-    if (!(await req.system.authorized(policies, r.operation, r.path, r.data)))
+    const holds =
+      (await req.system.authorized(policies, r.operation, r.path, r.data)) ||
+      (await req.system.authorized(policies, "update", delegateAclPath(req.mountPoint, r.path), r.data));
+    if (!holds)
       throw new LogicalError(
         403,
         `permission denied: ${r.field}: the caller may not ${r.operation} ${r.path} itself, so it cannot give it to a workload`,

@@ -162,9 +162,20 @@ function mergeParameters(into: MergedParameters, r: PathRule): void {
   for (const k of r.requiredParameters ?? []) into.required.add(k);
 }
 
-/** A value is in a list when equal to an element, or when a string matches an element's leading/trailing `*`. */
-function valueInList(v: unknown, list: unknown[]): boolean {
+/**
+ * A value is in a list when equal to an element, or when a string matches an element's leading/trailing
+ * `*`. A string with commas that equals no element exactly is judged part by part: list parameters
+ * (token_policies, alt_names…) also accept "a,b", and "nitride-workload-x,admin" must not pass a
+ * "nitride-workload-*" glob as one string.
+ */
+function valueInList(v: unknown, list: unknown[], parts: "every" | "some" = "every"): boolean {
   if (list.length === 0) return true;
+  if (typeof v === "string" && v.includes(",") && !list.includes(v))
+    return v.split(",")[parts]((part) => valueInOne(part.trim(), list));
+  return valueInOne(v, list);
+}
+
+function valueInOne(v: unknown, list: unknown[]): boolean {
   return list.some((el) => {
     if (typeof el === "string" && typeof v === "string") {
       if (el === "*") return true;
@@ -183,7 +194,7 @@ function allIn(v: unknown, list: unknown[]): boolean {
 
 function anyIn(v: unknown, list: unknown[]): boolean {
   if (list.length === 0) return true; // denied with an empty list: every value is denied
-  return Array.isArray(v) ? v.some((x) => valueInList(x, list)) : valueInList(v, list);
+  return Array.isArray(v) ? v.some((x) => valueInList(x, list, "some")) : valueInList(v, list, "some");
 }
 
 function parametersPermit(p: MergedParameters, data: Record<string, unknown>): boolean {

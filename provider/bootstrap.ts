@@ -1,0 +1,168 @@
+// The trust bootstrap of a new runtime, run once by the RuntimeService right after init while the root
+// token exists (docs/security.md "Deployer credential"): enable the deployer's JWT auth mount bound to
+// one Ed25519 public key, write the least-privilege `bk-deployer` policy, apply the few settings only
+// root may make (Nitride trust configuration), prove the deployer can log in, then revoke the root token.
+// Afterwards `pulumi up` holds no standing credential: every run signs a one-minute JWT and gets a
+// fifteen-minute token that can register things but cannot read them back, issue certificates or
+// change its own rights.
+import { rmSync } from "node:fs";
+import { runtimeRequest, RuntimeApiError, type RuntimeConnection } from "./client.js";
+import {
+  DEPLOYER_AUDIENCE,
+  DEPLOYER_MOUNT,
+  DEPLOYER_POLICY,
+  DEPLOYER_ROLE,
+  DEPLOYER_SUBJECT,
+  forgetDeployerTokens,
+  generateDeployerKey,
+  writePrivateFile,
+  type DeployerAuth,
+} from "../runtime/client/deployer.js";
+
+/**
+ * What the components register, and nothing else. Every path not named is denied — in particular:
+ * reading KV secret data (`+/data/*` is create/update only), PKI/SSH issue and sign, exporting a PKI
+ * root, importing a CA key, sys/policies (no self-promotion), token creation (no child or root
+ * tokens), Nitride config (trust anchors, simulated evidence) and key rotation, sys/remount and audit.
+ */
+export const DEPLOYER_POLICY_HCL = `# bk-deployer: what \`pulumi up\` may do after bootstrap (docs/security.md)
+# Secrets engines and auth methods the components mount (sudo is Vault's requirement for sys/auth).
+path "sys/mounts" { capabilities = ["read"] }
+path "sys/mounts/*" { capabilities = ["create", "read", "update", "delete"] }
+path "sys/auth" { capabilities = ["read"] }
+path "sys/auth/*" { capabilities = ["create", "read", "update", "delete", "sudo"] }
+
+# KV v2: write secret values and manage their metadata; never read a value back.
+path "+/data/*" { capabilities = ["create", "update"] }
+path "+/metadata/*" { capabilities = ["read", "delete", "list"] }
+
+# PKI and SSH: roles, and CAs whose private key is generated inside and never leaves.
+path "+/roles" { capabilities = ["list"] }
+path "+/roles/*" { capabilities = ["create", "read", "update", "delete"] }
+path "+/root/generate/internal" { capabilities = ["create", "update"] }
+path "+/config/ca" {
+  capabilities = ["create", "read", "update"]
+  allowed_parameters = {
+    "generate_signing_key" = [true]
+    "key_type" = []
+    "key_bits" = []
+  }
+}
+
+# JWT auth: key sources and roles whose tokens carry only attestation-managed workload policies
+# (the runtime grants those only to an attested login of that very workload).
+path "auth/+/config" { capabilities = ["create", "read", "update"] }
+path "auth/+/role/*" {
+  capabilities = ["create", "read", "update", "delete"]
+  allowed_parameters = {
+    "token_policies" = ["nitride-workload-*", "default"]
+    "*" = []
+  }
+  denied_parameters = {
+    "policies" = []
+  }
+}
+
+# Its own login: the key may be rotated (config), the role (policy, TTLs) not changed.
+path "auth/${DEPLOYER_MOUNT}/role/*" { capabilities = ["read"] }
+
+# Nitride workloads: reference values, policy and which secrets an attested VM receives. Nitride lets a
+# registrar give a workload only what it holds itself; the deployer holds these "delegate" grants
+# instead of read/issue/sign: KV values, certificates from PKI roles, SSH host certificates and disk
+# keys reach only a VM that attests with the registered measurement, never the deployer.
+path "nitride/workloads" { capabilities = ["list"] }
+path "nitride/workloads/*" { capabilities = ["create", "read", "update", "delete", "list"] }
+path "nitride/delegate/+/data/*" { capabilities = ["update"] }
+path "nitride/delegate/+/issue/*" { capabilities = ["update"] }
+path "nitride/delegate/+/sign/*" { capabilities = ["update"] }
+path "nitride/disk-keys/*" { capabilities = ["update"] }
+`;
+
+export interface BootstrapOptions {
+  /** Root token from sys/init; revoked at the end. */
+  rootToken: string;
+  url: string;
+  caPem?: string;
+  /** Where the deployer's private key goes (written 0600), unless `publicPem` is given. */
+  keyFile: string;
+  /** The deployer's own public key (its private key is BUCKYPAPER_DEPLOYER_KEY): no file is written. */
+  publicPem?: string;
+  /** Writes only root may make, applied before the root token goes (e.g. nitride/config). */
+  rootWrites?: { path: string; body: Record<string, unknown> }[];
+  /** Token TTL / max TTL of a deployer login. */
+  tokenTtl?: string;
+  tokenMaxTtl?: string;
+}
+
+/** Settings of the deployer role (a key change rewrites only the auth mount's config). */
+function roleBody(o: Pick<BootstrapOptions, "tokenTtl" | "tokenMaxTtl">): Record<string, unknown> {
+  return {
+    role_type: "jwt",
+    bound_audiences: [DEPLOYER_AUDIENCE],
+    bound_subject: DEPLOYER_SUBJECT,
+    user_claim: "sub",
+    token_policies: [DEPLOYER_POLICY],
+    token_ttl: o.tokenTtl ?? "15m",
+    token_max_ttl: o.tokenMaxTtl ?? "1h",
+    // The JWT must carry exp; a missing one is not stretched by a default leeway.
+    expiration_leeway: -1,
+  };
+}
+
+function configBody(publicPem: string): Record<string, unknown> {
+  return { jwt_validation_pubkeys: [publicPem], jwt_supported_algs: ["EdDSA"] };
+}
+
+/** Runs the bootstrap; returns where the deployer credential is. The root token is revoked on success. */
+export async function bootstrapDeployer(o: BootstrapOptions): Promise<DeployerAuth> {
+  const root: RuntimeConnection = { url: o.url, token: o.rootToken, ...(o.caPem ? { caPem: o.caPem } : {}) };
+  let publicPem = o.publicPem;
+  if (!publicPem) {
+    const k = generateDeployerKey();
+    writePrivateFile(o.keyFile, k.privatePem);
+    publicPem = k.publicPem;
+  }
+  await runtimeRequest(root, "POST", `sys/auth/${DEPLOYER_MOUNT}`, {
+    type: "jwt",
+    description: "buckypaper deployer (pulumi up)",
+  });
+  await runtimeRequest(root, "POST", `auth/${DEPLOYER_MOUNT}/config`, configBody(publicPem));
+  await runtimeRequest(root, "PUT", `sys/policies/acl/${DEPLOYER_POLICY}`, { policy: DEPLOYER_POLICY_HCL });
+  await runtimeRequest(root, "POST", `auth/${DEPLOYER_MOUNT}/role/${DEPLOYER_ROLE}`, roleBody(o));
+  for (const w of o.rootWrites ?? []) await runtimeRequest(root, "POST", w.path, w.body);
+  const auth: DeployerAuth = { mount: DEPLOYER_MOUNT, role: DEPLOYER_ROLE, keyFile: o.keyFile };
+  // Prove the credential works before giving up root (a typo here would lock the deployment out).
+  const probe = { url: o.url, deployer: auth, ...(o.caPem ? { caPem: o.caPem } : {}) };
+  forgetDeployerTokens();
+  await runtimeRequest(probe, "GET", "auth/token/lookup-self");
+  await revokeRoot(root);
+  return auth;
+}
+
+/** Revokes the root token and checks that it is gone (a 403 on its own lookup). */
+export async function revokeRoot(root: RuntimeConnection): Promise<void> {
+  await runtimeRequest(root, "POST", "auth/token/revoke-self", {});
+  try {
+    await runtimeRequest(root, "GET", "auth/token/lookup-self");
+  } catch (e) {
+    if (e instanceof RuntimeApiError && e.status === 403) return;
+    throw e;
+  }
+  throw new Error("the root token still works after revoke-self");
+}
+
+/**
+ * Rotates the deployer key with the current credential: a new pair, the new public key replaces the old
+ * one in the auth mount's config, then the new private key replaces the file (the old key stops working
+ * at once; tokens already issued run out within their TTL).
+ */
+export async function rotateDeployerKey(c: RuntimeConnection & { deployer: DeployerAuth }): Promise<void> {
+  const k = generateDeployerKey();
+  const staged = `${c.deployer.keyFile}.next`;
+  writePrivateFile(staged, k.privatePem);
+  await runtimeRequest(c, "POST", `auth/${c.deployer.mount}/config`, configBody(k.publicPem));
+  writePrivateFile(c.deployer.keyFile, k.privatePem);
+  rmSync(staged, { force: true });
+  forgetDeployerTokens();
+  await runtimeRequest(c, "GET", "auth/token/lookup-self");
+}
