@@ -3,6 +3,8 @@
 //   runtime dev [--listen H:P] [--tls]    in-memory, unsealed, prints the root token
 //   runtime init [--key-shares N] [--key-threshold T]
 //   runtime unseal KEY                    (repeat until the threshold is reached)
+//   runtime unseal --share JWE --recovery-key FILE   a share encrypted to this operator's key
+//   runtime recovery-key --out FILE       a new operator key pair: private JWK to FILE (0600), public JWK printed
 //   runtime status
 //   runtime verify --url URL --measurement HEX   attested TLS: check the runtime before trusting it
 // Client commands take --address (or BUCKYPAPER_ADDR / VAULT_ADDR), and for HTTPS --ca-cert FILE,
@@ -22,13 +24,15 @@ const SUB_USAGE: Record<string, string> = {
   dev: `dev [--listen 127.0.0.1:8200] [--tls] [--root-token-id ID]
                                      in-memory runtime, unsealed, KV v2 at secret/ (not for production)`,
   init: `init [--key-shares 5] [--key-threshold 3] [--format json]`,
-  unseal: `unseal KEY | unseal --reset`,
+  unseal: `unseal KEY | unseal --share JWE|FILE --recovery-key FILE | unseal --reset`,
+  "recovery-key": `recovery-key --out FILE          new operator recovery key: private JWK to FILE (0600),
+                                     public JWK on stdout (give it to Vhsm recoveryKeys)`,
   status: `status [--format json]             exit 0 unsealed, 1 sealed or not initialized`,
   verify: VERIFY_USAGE,
 };
 const CLIENT_SUBS = new Set(["init", "unseal", "status"]);
 
-const USAGE = `usage: buckypaper runtime <server|dev|init|unseal|status|verify> [flags]
+const USAGE = `usage: buckypaper runtime <server|dev|init|unseal|recovery-key|status|verify> [flags]
 
 ${Object.values(SUB_USAGE)
   .map((u) => `  ${u}`)
@@ -319,9 +323,50 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     return Exit.ok;
   }
 
+  if (sub === "recovery-key") {
+    const { values } = parseFlags(rest, { out: { type: "string" } });
+    if (!values.out) throw new UsageError("recovery-key: --out FILE is required (where the private key goes)");
+    const { generateRecoveryKey } = await import("../runtime/client/recovery-share.js");
+    const { writePrivateFile } = await import("../runtime/client/deployer.js");
+    const { publicJwk, privateJwk } = await generateRecoveryKey();
+    try {
+      writePrivateFile(path.resolve(values.out), `${JSON.stringify(privateJwk)}\n`);
+    } catch (e) {
+      throw new UsageError(`--out: ${(e as Error).message}`);
+    }
+    io.out(JSON.stringify(publicJwk));
+    return Exit.ok;
+  }
+
   if (sub === "unseal") {
-    const { values, positionals } = parseFlags(rest, { ...clientFlags, reset: { type: "boolean" } }, true);
+    const { values, positionals } = parseFlags(
+      rest,
+      { ...clientFlags, reset: { type: "boolean" }, share: { type: "string" }, "recovery-key": { type: "string" } },
+      true,
+    );
     let key = positionals[0];
+    if (values.share !== undefined || values["recovery-key"] !== undefined) {
+      if (!values.share || !values["recovery-key"])
+        throw new UsageError(
+          "unseal: --share and --recovery-key go together (an encrypted share and your private JWK)",
+        );
+      const { decryptShare } = await import("../runtime/client/recovery-share.js");
+      const { readPrivateFile } = await import("../runtime/client/deployer.js");
+      const jwe = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]*){4}$/.test(values.share.trim())
+        ? values.share
+        : readFlagFile("--share", values.share).toString("utf8");
+      let jwk;
+      try {
+        jwk = JSON.parse(readPrivateFile(values["recovery-key"], "--recovery-key"));
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+      try {
+        key = (await decryptShare(jwe, jwk)).key;
+      } catch (e) {
+        throw new UsageError(`--share: ${(e as Error).message}`);
+      }
+    }
     if (!key && !values.reset) {
       if (process.stdin.isTTY) throw new UsageError("unseal: pass the key share as an argument or on stdin");
       key = readFileSync(0, "utf8").trim();

@@ -310,6 +310,9 @@ async function recoveryRecipients(i: ServiceInputs): Promise<JWK[]> {
   if (i.recoveryKeys?.length) return i.recoveryKeys.map((k, n) => parseRecoveryPublicKey(k, `recoveryKeys[${n}]`));
   if (!i.localRecoveryKeyFile)
     throw new Error("recoveryKeys or localRecoveryKeyFile is required (who receives the recovery shares)");
+  if (i.keyShares !== 1)
+    throw new Error(`keyShares is ${i.keyShares}: more than one share needs recoveryKeys (one per share)`);
+  deployerKeyFileOf(i);
   const { publicJwk, privateJwk } = await generateRecoveryKey();
   writePrivateFile(i.localRecoveryKeyFile, `${JSON.stringify(privateJwk)}\n`);
   return [publicJwk];
@@ -483,11 +486,9 @@ export function checkService(news: Props): { inputs: Props; failures: { property
           need(`recoveryKeys[${idx}]`, false, (e as Error).message.replace(/^recoveryKeys\[\d+\] /, ""));
         }
       });
-    } else if (!Array.isArray(rk) || !rk.length) {
-      need("keyShares", n === 1, "must be 1 without recoveryKeys (give one operator public key per share)");
-      need("localRecoveryKeyFile", typeof inputs.localRecoveryKeyFile === "string", "is required without recoveryKeys");
     }
-    need("deployerKeyFile", typeof inputs.deployerKeyFile === "string", "is required (absolute path)");
+    // Without recoveryKeys, keyShares > 1 and missing key file paths fail at create (the Vhsm component
+    // sets them, and refuses keyShares > 1 without recoveryKeys at preview).
   }
   return { inputs, failures };
 }

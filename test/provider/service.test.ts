@@ -1,6 +1,8 @@
 // provider/service.ts — what the Vhsm component's RuntimeService does — with a real `buckypaper
 // runtime server` process: locally and on a host reached over real SSH (a private sshd on loopback).
-// Start + init + unseal, crash → restart + unseal from the keys in state, stop + delete.
+// Start + init + unseal, crash → restart + unseal from the keys in state, stop + delete (the opt-out);
+// by default: root revoked, deployer credential, shares only encrypted, restart unsealed by the local
+// recovery key, or — with operators' keys — by a quorum of operators with the CLI.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
@@ -17,7 +19,11 @@ import {
   type ServiceInputs,
   type ServiceOutputs,
 } from "../../provider/service.js";
-import { runtimeRequest } from "../../provider/client.js";
+import { runtimeRequest, RuntimeApiError } from "../../provider/client.js";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { statSync, writeFileSync } from "node:fs";
+import { generateRecoveryKey, shareKeyId, recoveryKeyId } from "../../runtime/client/recovery-share.js";
 import { renderRuntimeConfig } from "../../runtime/server/http/config-render.js";
 import { SSHD, startTestSshd, type TestSshd } from "./sshd.js";
 import { freePort } from "../support/net.js";
@@ -43,6 +49,8 @@ async function inputs(stateDir: string, ssh?: TestSshd, hostKey?: string, worker
     url,
     keyShares: 3,
     keyThreshold: 2,
+    // lifecycle() checks the opt-out (root token and unseal keys in the outputs); the default is below.
+    insecureKeepRootTokenInState: true,
   };
   if (ssh)
     i.ssh = {
@@ -138,6 +146,159 @@ describe("RuntimeService on this machine", () => {
     const r = checkService({ stateDir: "relative", url: "ftp://x", serverCommand: [], keyShares: 2, keyThreshold: 3 });
     expect(r.failures.map((f) => f.property).sort()).toEqual(["keyThreshold", "serverCommand", "stateDir", "url"]);
   });
+});
+
+describe("RuntimeService by default: no root token, no share, no private key in its outputs", () => {
+  const walk = (v: unknown): string => JSON.stringify(v);
+
+  it("bootstraps the deployer, revokes root; a crash is unsealed by the local recovery key; delete removes the key files", async () => {
+    const tmp = mkdtempSync(path.join(os.tmpdir(), "bk-svc-"));
+    try {
+      const i = await inputs(path.join(tmp, "vhsm"));
+      delete i.insecureKeepRootTokenInState;
+      i.keyShares = 1;
+      i.keyThreshold = 1;
+      i.deployerKeyFile = path.join(tmp, "cfg", "deployer.pem");
+      i.localRecoveryKeyFile = path.join(tmp, "cfg", "recovery.jwk");
+      const out = await createService(i);
+      try {
+        expect(out.rootToken).toBeUndefined();
+        expect(out.unsealKeys).toBeUndefined();
+        expect(out.deployer).toEqual({ mount: "bk-deployer", role: "deployer", keyFile: i.deployerKeyFile });
+        expect(out.recoveryShares).toHaveLength(1);
+        const privateKey = readFileSync(i.deployerKeyFile, "utf8");
+        const recoveryKey = readFileSync(i.localRecoveryKeyFile, "utf8");
+        for (const f of [i.deployerKeyFile, i.localRecoveryKeyFile]) expect(statSync(f).mode & 0o777).toBe(0o600);
+        const text = walk(out);
+        expect(text).not.toContain(privateKey.split("\n")[1]);
+        expect(text).not.toContain(JSON.parse(recoveryKey).d);
+        expect(shareKeyId(out.recoveryShares![0])).toBe(await recoveryKeyId(JSON.parse(recoveryKey)));
+        const dc = { url: i.url, deployer: out.deployer!, caFingerprint: out.caFingerprint };
+        expect((await runtimeRequest(dc, "GET", "sys/mounts")).status).toBe(200);
+
+        const pid = Number(readFileSync(path.join(i.stateDir, "runtime.pid"), "utf8"));
+        process.kill(pid, "SIGKILL");
+        await new Promise((r) => setTimeout(r, 300));
+        expect(await serviceRunning(out)).toBe(false);
+        const again = await ensureRunning(out, i);
+        expect(await serviceRunning(again)).toBe(true);
+        expect(again.rootToken).toBeUndefined();
+        expect((await runtimeRequest(dc, "GET", "sys/mounts")).status).toBe(200);
+      } finally {
+        await deleteService(i);
+      }
+      expect(existsSync(i.deployerKeyFile)).toBe(false);
+      expect(existsSync(i.localRecoveryKeyFile)).toBe(false);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it("operators' keys (2 of 3): a restarted runtime stays sealed and says how to unseal; two operators unseal it with the CLI", async () => {
+    const tmp = mkdtempSync(path.join(os.tmpdir(), "bk-svc-"));
+    try {
+      const i = await inputs(path.join(tmp, "vhsm"));
+      delete i.insecureKeepRootTokenInState;
+      const ops = await Promise.all([0, 1, 2].map(() => generateRecoveryKey()));
+      i.recoveryKeys = ops.map((o) => JSON.stringify(o.publicJwk));
+      i.deployerKeyFile = path.join(tmp, "cfg", "deployer.pem");
+      // A private JWK given as a recipient is refused, naming the field.
+      const bad = checkService({ ...i, recoveryKeys: [JSON.stringify(ops[0].privateJwk), ...i.recoveryKeys.slice(1)] });
+      expect(bad.failures.map((f) => f.property)).toEqual(["recoveryKeys[0]"]);
+      expect(checkService({ ...i, recoveryKeys: i.recoveryKeys.slice(1) }).failures.map((f) => f.property)).toEqual([
+        "recoveryKeys",
+      ]);
+      const out = await createService(i);
+      try {
+        expect(out.recoveryShares).toHaveLength(3);
+        const text = walk(out);
+        for (const o of ops) expect(text).not.toContain(String(o.privateJwk.d));
+        const pid = Number(readFileSync(path.join(i.stateDir, "runtime.pid"), "utf8"));
+        process.kill(pid, "SIGKILL");
+        await new Promise((r) => setTimeout(r, 300));
+        await expect(ensureRunning(out, i)).rejects.toThrow(/sealed and Pulumi holds no unseal key.*2 of\s+3 shares/s);
+        // Operators 1 and 3, each with their own private key file, each with their own share.
+        const pin = ["--address", i.url, "--ca-fingerprint", out.caFingerprint];
+        for (const n of [0, 2]) {
+          const keyFile = path.join(tmp, `op${n}.jwk`);
+          writeFileSync(keyFile, JSON.stringify(ops[n].privateJwk), { mode: 0o600 });
+          const shareFile = path.join(tmp, `share${n}.jwe`);
+          writeFileSync(shareFile, out.recoveryShares![n]);
+          // Another operator's key does not open this share.
+          if (n === 0) {
+            const wrong = path.join(tmp, "wrong.jwk");
+            writeFileSync(wrong, JSON.stringify(ops[1].privateJwk), { mode: 0o600 });
+            const r = await promisify(execFile)(CLI[0], [
+              CLI[1],
+              "runtime",
+              "unseal",
+              ...pin,
+              "--share",
+              shareFile,
+              "--recovery-key",
+              wrong,
+            ]).catch((e) => e);
+            expect(String(r.stderr)).toMatch(/does not open with that key/);
+          }
+          await promisify(execFile)(CLI[0], [
+            CLI[1],
+            "runtime",
+            "unseal",
+            ...pin,
+            "--share",
+            shareFile,
+            "--recovery-key",
+            keyFile,
+          ]);
+        }
+        expect(await serviceRunning(out)).toBe(true);
+        const again = await ensureRunning(out, i);
+        expect(await serviceRunning(again)).toBe(true);
+        const dc = { url: i.url, deployer: out.deployer!, caFingerprint: out.caFingerprint };
+        expect((await runtimeRequest(dc, "GET", "sys/mounts")).status).toBe(200);
+      } finally {
+        await deleteService(i);
+      }
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it("the opt-out cannot be turned back on once root is revoked; turning it off migrates in place", async () => {
+    const tmp = mkdtempSync(path.join(os.tmpdir(), "bk-svc-"));
+    try {
+      const i = await inputs(path.join(tmp, "vhsm"));
+      i.keyShares = 1;
+      i.keyThreshold = 1;
+      const old = await createService(i); // opt-out: root token and keys in the outputs
+      try {
+        const next = {
+          ...i,
+          insecureKeepRootTokenInState: undefined,
+          deployerKeyFile: path.join(tmp, "d.pem"),
+          localRecoveryKeyFile: path.join(tmp, "r.jwk"),
+        };
+        const migrated = await ensureRunning(old, next);
+        expect(migrated.rootToken).toBeUndefined();
+        expect(migrated.unsealKeys).toBeUndefined();
+        expect(migrated.recoveryShares).toHaveLength(1);
+        const r = await runtimeRequest(
+          { url: i.url, token: old.rootToken!, caFingerprint: old.caFingerprint },
+          "GET",
+          "auth/token/lookup-self",
+        ).catch((e) => e);
+        expect(r).toBeInstanceOf(RuntimeApiError);
+        expect((r as RuntimeApiError).status).toBe(403);
+        await expect(ensureRunning(migrated, { ...next, insecureKeepRootTokenInState: true })).rejects.toThrow(
+          /cannot be turned on/,
+        );
+      } finally {
+        await deleteService(i);
+      }
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
 
 const HAVE_SSHD = requireTool("OpenSSH server (sshd)", existsSync(SSHD));
