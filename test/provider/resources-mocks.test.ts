@@ -182,3 +182,67 @@ describe("Vhsm component under mocks", () => {
     expect(JSON.parse(String(find("two-runtime").inputs.config)).workers).toBe(2);
   });
 });
+
+describe("Vhsm trust bootstrap and mode (under mocks)", () => {
+  it("by default: deployer key and recovery key files under the user's config dir, no opt-out flag", async () => {
+    const v = new C.Vhsm("boot", { stateDir: "/tmp/bk-vhsm-boot", port: 18210 });
+    await value(v.url);
+    const svc = find("boot-runtime");
+    expect(svc.inputs.insecureKeepRootTokenInState).toBeUndefined();
+    expect(String(svc.inputs.deployerKeyFile)).toMatch(/\/buckypaper\/deployer\/buckypaper-unit-boot\.pem$/);
+    expect(String(svc.inputs.localRecoveryKeyFile)).toMatch(/\/buckypaper\/recovery\/buckypaper-unit-boot\.jwk$/);
+    expect(svc.inputs.keyShares).toBe(1);
+    // The old behaviour only when asked for by its loud name.
+    new C.Vhsm("old", { stateDir: "/tmp/bk-vhsm-old", port: 18211, insecureKeepRootTokenInState: true });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(find("old-runtime").inputs.insecureKeepRootTokenInState).toBe(true);
+    expect(find("old-runtime").inputs.deployerKeyFile).toBeUndefined();
+  });
+
+  it("recovery keys: one share per operator key, a majority threshold; mismatches are refused at preview", async () => {
+    const keys = [
+      '{"kty":"OKP","crv":"X25519","x":"a"}',
+      '{"kty":"OKP","crv":"X25519","x":"b"}',
+      '{"kty":"OKP","crv":"X25519","x":"c"}',
+    ];
+    const v = new C.Vhsm("ops", { stateDir: "/tmp/bk-vhsm-ops", port: 18212, recoveryKeys: keys });
+    await value(v.url);
+    expect(find("ops-runtime").inputs).toMatchObject({ keyShares: 3, keyThreshold: 2, recoveryKeys: keys });
+    expect(find("ops-runtime").inputs.localRecoveryKeyFile).toBeUndefined();
+    expect(() => new C.Vhsm("mis", { stateDir: "/tmp/x", recoveryKeys: keys, keyShares: 5 })).toThrow(
+      /recoveryKeys has 3 key\(s\) but keyShares is 5/,
+    );
+    expect(() => new C.Vhsm("many", { stateDir: "/tmp/x", keyShares: 3 })).toThrow(
+      /keyShares is 3; more than one share needs recoveryKeys/,
+    );
+  });
+
+  it("mode: process, its old name local, ssh; confidential-vm is validated and refused as not yet available", async () => {
+    const p = new C.Vhsm("proc", { mode: C.VhsmMode.Process, stateDir: "/tmp/bk-vhsm-proc", port: 18213 });
+    expect(await value(p.url)).toBe("https://127.0.0.1:18213");
+    const l = new C.Vhsm("loc", { mode: C.VhsmMode.Local, stateDir: "/tmp/bk-vhsm-loc", port: 18214 });
+    expect(await value(l.url)).toBe("https://127.0.0.1:18214");
+    expect(() => new C.Vhsm("bogus", { mode: "kubernetes" as never })).toThrow(
+      /Vhsm bogus: mode is 'kubernetes', which is not supported; allowed: process, ssh, confidential-vm/,
+    );
+    expect(() => new C.Vhsm("cvm0", { mode: C.VhsmMode.ConfidentialVm })).toThrow(
+      /Vhsm cvm0: platform is required when mode is 'confidential-vm'; allowed: aws, azure, gcp, proxmox, qemu/,
+    );
+    expect(() => new C.Vhsm("cvm1", { mode: C.VhsmMode.ConfidentialVm, platform: "ibm" as never })).toThrow(
+      /Vhsm cvm1: platform is 'ibm', which is not supported; allowed: aws, azure, gcp, proxmox, qemu/,
+    );
+    for (const platform of ["aws", "azure", "gcp", "proxmox", "qemu"] as const)
+      expect(
+        () => new C.Vhsm(`cvm-${platform}`, { mode: C.VhsmMode.ConfidentialVm, platform: platform as never }),
+      ).toThrow(
+        new RegExp(
+          `Vhsm cvm-${platform}: mode 'confidential-vm' is not yet available on ${platform}.*allowed: process, ssh`,
+        ),
+      );
+    expect(() => new C.Vhsm("plat", { platform: "aws" as never })).toThrow(
+      /platform is only allowed when mode is 'confidential-vm'/,
+    );
+    // Nothing was registered for the refused ones.
+    expect(registered.some((r) => r.name.startsWith("cvm"))).toBe(false);
+  });
+});
