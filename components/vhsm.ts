@@ -118,11 +118,11 @@ export class Vhsm extends pulumi.ComponentResource {
   /** PEM of the runtime CA certificate. */
   public readonly caPem: pulumi.Output<string>;
   /** Only with insecureKeepRootTokenInState: the root token (a Pulumi secret). Otherwise undefined. */
-  public readonly rootToken: pulumi.Output<string | undefined>;
+  public readonly rootToken: pulumi.Output<string>;
   /** The deployer credential to put in connections (`deployer: vhsm.deployer`): a mount, a role, a key file path. */
-  public readonly deployer: pulumi.Output<DeployerAuthArgs | undefined>;
+  public readonly deployer: pulumi.Output<DeployerAuthArgs>;
   /** The Shamir recovery shares, each a JWE to one operator key (ciphertext only; none with the insecure opt-out). */
-  public readonly recoveryShares: pulumi.Output<string[] | undefined>;
+  public readonly recoveryShares: pulumi.Output<string[]>;
 
   constructor(name: string, args: VhsmArgs, opts?: pulumi.ComponentResourceOptions) {
     super("buckypaper:index:Vhsm", name, args, opts);
@@ -250,9 +250,10 @@ export class Vhsm extends pulumi.ComponentResource {
     this.url = service.url;
     this.caFingerprint = service.caFingerprint;
     this.caPem = service.caPem;
-    this.rootToken = pulumi.secret(service.rootToken);
-    this.deployer = service.deployer;
-    this.recoveryShares = service.recoveryShares;
+    // Typed as always present for the connection types; undefined with / without the opt-out respectively.
+    this.rootToken = pulumi.secret(service.rootToken) as pulumi.Output<string>;
+    this.deployer = service.deployer as pulumi.Output<DeployerAuthArgs>;
+    this.recoveryShares = service.recoveryShares as pulumi.Output<string[]>;
     this.registerOutputs({
       url: this.url,
       caFingerprint: this.caFingerprint,

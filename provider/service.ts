@@ -414,7 +414,12 @@ export async function ensureRunning(o: ServiceOutputs, next: ServiceInputs): Pro
       ...(merged.caPem ? { caPem: merged.caPem } : {}),
     });
   }
-  return { ...merged, running: true };
+  return defined({ ...merged, running: true });
+}
+
+/** Without undefined members: the engine's gRPC Struct refuses them ("Unexpected struct type"). */
+function defined<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 }
 
 /**
@@ -437,7 +442,7 @@ async function migrateToDeployer(m: ServiceOutputs): Promise<ServiceOutputs> {
   const { rootToken: _r, unsealKeys: _u, ...rest } = m;
   void _r;
   void _u;
-  return { ...rest, deployer, recoveryShares, running: true };
+  return defined({ ...rest, deployer, recoveryShares, running: true });
 }
 
 export async function deleteService(

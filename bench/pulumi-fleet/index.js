@@ -18,7 +18,7 @@ const vhsm = new Vhsm("vhsm", {
   port: cfg.requireNumber("port"),
   ...(platform ? { trustSimulatedSnp: platform.anchor } : {}),
 });
-const connection = { url: vhsm.url, caFingerprint: vhsm.caFingerprint, token: vhsm.rootToken, caPem: vhsm.caPem };
+const connection = { url: vhsm.url, caFingerprint: vhsm.caFingerprint, deployer: vhsm.deployer, caPem: vhsm.caPem };
 const ssh = {
   host: "kvm1.lan",
   user: "root",

@@ -56,6 +56,9 @@ const vcpus = real ? { web: 1, db: 2 } : { web: 2, db: 4 };
 
 // 1. The simulated platform, and the runtime that trusts it.
 const platform = new SimulatedPlatform("platform", { dir: path.join(stateDir, "platform") });
+// By default the runtime keeps no root token: it is revoked once the deployer credential (a key under
+// ~/.config/buckypaper/deployer/) is set up. The opt-out exists for tests that need root afterwards.
+const keepRoot = cfg.getBoolean("insecureKeepRootTokenInState") ?? false;
 const vhsm = new Vhsm("vhsm", {
   stateDir: path.join(stateDir, "vhsm"),
   port,
@@ -63,10 +66,12 @@ const vhsm = new Vhsm("vhsm", {
   auditLog: true,
   // The real guests reach the runtime at this address (QEMU's user-mode forward to the host loopback).
   tlsHosts: ["10.0.2.100"],
+  ...(keepRoot ? { insecureKeepRootTokenInState: true } : {}),
 });
+const auth = keepRoot ? { token: vhsm.rootToken } : { deployer: vhsm.deployer };
 
 // 2. Secret engines and the attested login the enclaivelet uses.
-const connection = { url: vhsm.url, deployer: vhsm.deployer, caPem: vhsm.caPem };
+const connection = { url: vhsm.url, ...auth, caPem: vhsm.caPem };
 const kv = new Mount("kv", { connection, path: "secret", type: "kv" });
 const pki = new Mount("pki", { connection, path: "pki", type: "pki" });
 const ssh = new Mount("ssh", { connection, path: "ssh", type: "ssh" });
@@ -122,7 +127,7 @@ const hostRole = new SshRole(
 const runtimeReady = [vhsm, kv, jwtRole, tlsRole, hostRole];
 
 // 3. The confidential VMs.
-const vhsmArgs = { url: vhsm.url, caFingerprint: vhsm.caFingerprint, deployer: vhsm.deployer, caPem: vhsm.caPem };
+const vhsmArgs = { url: vhsm.url, caFingerprint: vhsm.caFingerprint, ...auth, caPem: vhsm.caPem };
 const vmsDir = path.join(stateDir, "vms");
 const apiKey = new GeneratedSecret("web-api-key", { bytes: 24 });
 const dbPassword = new GeneratedSecret("db-password", { bytes: 24 });
