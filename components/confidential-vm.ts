@@ -50,6 +50,9 @@ export interface ConfidentialVmArgs {
   pcrs?: Record<string, string[]>;
   /** AWS/GCP/Azure, LOUD opt-out: register a workload whose evidence does not bind the OS. */
   allowUnboundOs?: boolean;
+  /** Refuse classical-only attestations: secrets are released only sealed with hybrid ML-KEM-768 +
+   *  P-384 (Nitride require_pq_hybrid, docs/post-quantum.md). Default false. */
+  requirePqHybrid?: boolean;
 }
 
 const TEES: Record<Platform, Tee[]> = {
@@ -84,6 +87,8 @@ export class ConfidentialVm extends pulumi.ComponentResource {
         TEES[args.platform],
       );
     }
+    if (args.requirePqHybrid !== undefined && typeof args.requirePqHybrid !== "boolean")
+      throw new ConfigError(who, "requirePqHybrid", `is '${String(args.requirePqHybrid)}'`, ["true", "false"]);
     const o = { parent: this };
     const p = args.platform;
     let vm: { workloadId: pulumi.Output<string>; expectedMeasurements?: pulumi.Output<string[]> };
@@ -93,6 +98,7 @@ export class ConfidentialVm extends pulumi.ComponentResource {
           name,
           {
             vhsm: args.vhsm,
+            requirePqHybrid: args.requirePqHybrid,
             instanceType: args.size,
             region: args.region,
             ami: args.image,
@@ -110,6 +116,7 @@ export class ConfidentialVm extends pulumi.ComponentResource {
           name,
           {
             vhsm: args.vhsm,
+            requirePqHybrid: args.requirePqHybrid,
             tee,
             machineType: args.size,
             zone: need(who, "zone", args.zone, p),
@@ -130,6 +137,7 @@ export class ConfidentialVm extends pulumi.ComponentResource {
           name,
           {
             vhsm: args.vhsm,
+            requirePqHybrid: args.requirePqHybrid,
             tee,
             vmSize: args.size,
             resourceGroupName: need(who, "resourceGroupName", args.resourceGroupName, p),
@@ -147,6 +155,7 @@ export class ConfidentialVm extends pulumi.ComponentResource {
           name,
           {
             vhsm: args.vhsm,
+            requirePqHybrid: args.requirePqHybrid,
             tee,
             ssh: need(who, "ssh", args.ssh, p),
             node: need(who, "node", args.node, p),
@@ -166,6 +175,7 @@ export class ConfidentialVm extends pulumi.ComponentResource {
           name,
           {
             vhsm: args.vhsm,
+            requirePqHybrid: args.requirePqHybrid,
             tee,
             ssh: need(who, "ssh", args.ssh, p),
             vcpus: args.vcpus,

@@ -128,6 +128,8 @@ export const kinds: Record<string, KindSpec> = {
       f("ssh", "object"),
       f("diskKey", "boolean"),
       f("tokenTtl", "duration"),
+      f("requirePqHybrid", "boolean"),
+      f("tokenAlgorithm", "string"),
     ],
     path: (i) => `nitride/workloads/${String(i.workloadId)}`,
     body(i) {
@@ -162,6 +164,8 @@ export const kinds: Record<string, KindSpec> = {
         secrets,
       };
       if (i.tokenTtl !== undefined) body.token_ttl = i.tokenTtl;
+      if (i.requirePqHybrid === true) body.require_pq_hybrid = true;
+      if (i.tokenAlgorithm !== undefined) body.token_algorithm = i.tokenAlgorithm;
       return body;
     },
     fromApi(d) {
@@ -191,6 +195,8 @@ export const kinds: Record<string, KindSpec> = {
         kvSecrets: sec.kv,
         diskKey: sec.disk_key,
         tokenTtl: d.token_ttl,
+        ...(d.require_pq_hybrid === true ? { requirePqHybrid: true } : {}),
+        ...(d.token_algorithm !== undefined ? { tokenAlgorithm: d.token_algorithm } : {}),
       };
       if (sec.pki)
         out.pki = {

@@ -216,6 +216,10 @@ export interface WorkloadArgs {
   diskKey?: pulumi.Input<boolean>;
   /** Workload-token lifetime, e.g. "10m". */
   tokenTtl?: pulumi.Input<string>;
+  /** Refuse classical-only attestations: released secrets are sealed with hybrid ML-KEM-768 + P-384. */
+  requirePqHybrid?: pulumi.Input<boolean>;
+  /** This workload's token algorithm: "ES384", "EdDSA" or "ML-DSA-65" (default: the Nitride config's). */
+  tokenAlgorithm?: pulumi.Input<string>;
 }
 
 /** A Nitride workload definition at /v1/nitride/workloads/:id. */

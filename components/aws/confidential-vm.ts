@@ -13,6 +13,9 @@ import { ATTESTATION_CHAIN } from "../common/os-binding.js";
 import { awsOsBinding, type AwsOsBindingArgs } from "./os-binding.js";
 
 export interface AwsConfidentialVmArgs extends AwsOsBindingArgs {
+  /** Refuse classical-only attestations: the workload's secrets are released only sealed with hybrid
+   *  ML-KEM-768 + P-384 (Nitride require_pq_hybrid, docs/post-quantum.md). Default false. */
+  requirePqHybrid?: boolean;
   /** The runtime the VM attests to (a `Vhsm` component's outputs). */
   vhsm: VhsmConnectionArgs;
   /** SEV-SNP capable type (m6a/c6a/r6a sizes). Default m6a.large. */
@@ -73,6 +76,7 @@ export class AwsConfidentialVm extends pulumi.ComponentResource {
       policy: { snp: { allowDebug: false, allowMigrationAgent: false }, ...(vtpm ? { vtpm } : {}) },
       vtpm: vtpm !== undefined,
       vhsm: args.vhsm,
+      requirePqHybrid: args.requirePqHybrid,
       secrets,
       dataVolume: args.dataVolume,
       dataVolumeDevice: "/dev/nvme1n1",

@@ -16,6 +16,9 @@ import { azureVmArgs, type AzureImageReference } from "./settings.js";
 import { ATTESTATION_CHAIN, azureOsBinding } from "../common/os-binding.js";
 
 export interface AzureConfidentialVmArgs {
+  /** Refuse classical-only attestations: the workload's secrets are released only sealed with hybrid
+   *  ML-KEM-768 + P-384 (Nitride require_pq_hybrid, docs/post-quantum.md). Default false. */
+  requirePqHybrid?: boolean;
   vhsm: VhsmConnectionArgs;
   resourceGroupName: pulumi.Input<string>;
   location?: pulumi.Input<string>;
@@ -90,6 +93,7 @@ export class AzureConfidentialVm extends pulumi.ComponentResource {
       reference: {},
       policy,
       vhsm: args.vhsm,
+      requirePqHybrid: args.requirePqHybrid,
       secrets,
       dataVolume: args.dataVolume,
       dataVolumeDevice: "/dev/disk/azure/scsi1/lun0",

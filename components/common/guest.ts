@@ -2,6 +2,7 @@
 // (expected launch state + policy + what it may receive) and its secrets with the runtime, and render
 // the user-data that makes the enclaivelet attest at boot. User-data carries no secret: only the
 // runtime URL, the runtime CA fingerprint and the workload id.
+import { ConfigError } from "./errors.js";
 import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { Secret, Workload, type WorkloadPkiArgs, type WorkloadSshArgs } from "../../provider/resources.js";
@@ -67,6 +68,8 @@ export interface GuestSpec {
   guestRuntimeUrl?: pulumi.Input<string>;
   /** OpenSSH public keys for the image's default user (cloud-init `ssh_authorized_keys`). */
   sshAuthorizedKeys?: string[];
+  /** Nitride require_pq_hybrid: classical-only attestations are refused (the agent binds ML-KEM by default). */
+  requirePqHybrid?: boolean;
 }
 
 export interface GuestRegistration {
@@ -81,6 +84,12 @@ export interface GuestRegistration {
 
 /** Registers the guest with the runtime (as children of `parent`) and renders its user-data. */
 export function registerGuest(parent: pulumi.Resource, name: string, spec: GuestSpec): GuestRegistration {
+  // Checked at preview, before anything is registered.
+  if (spec.requirePqHybrid !== undefined && typeof spec.requirePqHybrid !== "boolean")
+    throw new ConfigError(`${spec.platform} VM ${name}`, "requirePqHybrid", `is '${String(spec.requirePqHybrid)}'`, [
+      "true",
+      "false",
+    ]);
   const connection = {
     url: spec.vhsm.url,
     ...(spec.vhsm.token !== undefined ? { token: pulumi.secret(spec.vhsm.token) } : {}),
@@ -110,6 +119,7 @@ export function registerGuest(parent: pulumi.Resource, name: string, spec: Guest
         ...(spec.ssh ? { ssh: spec.ssh } : {}),
         description: `${spec.platform} ${spec.tee} VM ${name}`,
         ...(userDataSha256 !== undefined ? { userDataSha256 } : {}),
+        ...(spec.requirePqHybrid ? { requirePqHybrid: true } : {}),
       },
       { parent, dependsOn },
     );

@@ -15,6 +15,9 @@ import { ATTESTATION_CHAIN } from "../common/os-binding.js";
 import { endorsedFirmware, gcpOsBinding, type GcpOsBindingArgs } from "./os-binding.js";
 
 export interface GcpConfidentialVmArgs extends GcpOsBindingArgs {
+  /** Refuse classical-only attestations: the workload's secrets are released only sealed with hybrid
+   *  ML-KEM-768 + P-384 (Nitride require_pq_hybrid, docs/post-quantum.md). Default false. */
+  requirePqHybrid?: boolean;
   vhsm: VhsmConnectionArgs;
   /** Default SevSnp. */
   tee?: Tee;
@@ -132,6 +135,7 @@ export class GcpConfidentialVm extends pulumi.ComponentResource {
           : { tdx: { allowDebug: false }, ...(vtpm ? { vtpm } : {}), ...(gce ? { gce: gce.policy } : {}) },
       vtpm: vtpm !== undefined,
       vhsm: args.vhsm,
+      requirePqHybrid: args.requirePqHybrid,
       secrets,
       dataVolume: args.dataVolume,
       dataVolumeDevice: "/dev/disk/by-id/google-bk-data",

@@ -37,6 +37,9 @@ export interface LocalBootOverride extends Partial<BootInputsArgs> {
 }
 
 export interface LocalConfidentialVmArgs {
+  /** Refuse classical-only attestations: the workload's secrets are released only sealed with hybrid
+   *  ML-KEM-768 + P-384 (Nitride require_pq_hybrid, docs/post-quantum.md). Default false. */
+  requirePqHybrid?: boolean;
   vhsm: VhsmConnectionArgs;
   /** auto (default): a real QEMU guest when this machine can run one (QEMU, OVMF, root, image tooling),
    *  else a process tree with the reason logged. real: fail when it cannot. process: always the process tree. */
@@ -398,6 +401,7 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
       reference: expected.reference,
       policy: expected.policy,
       vhsm: args.vhsm,
+      requirePqHybrid: args.requirePqHybrid,
       secrets,
       hostname: name,
       ...(args.tls ? { pki: args.tls } : {}),

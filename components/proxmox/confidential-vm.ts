@@ -13,6 +13,9 @@ import { Platform, Tee, type DataVolumeArgs, type SshHostArgs, type VhsmConnecti
 import { proxmoxVmParams, pveshCreateCommand } from "./settings.js";
 
 export interface ProxmoxConfidentialVmArgs {
+  /** Refuse classical-only attestations: the workload's secrets are released only sealed with hybrid
+   *  ML-KEM-768 + P-384 (Nitride require_pq_hybrid, docs/post-quantum.md). Default false. */
+  requirePqHybrid?: boolean;
   vhsm: VhsmConnectionArgs;
   /** SSH to the PVE node as root (snippet upload, pvesh). */
   ssh: SshHostArgs;
@@ -82,6 +85,7 @@ export class ProxmoxConfidentialVm extends pulumi.ComponentResource {
       reference: expected.reference,
       policy: expected.policy,
       vhsm: args.vhsm,
+      requirePqHybrid: args.requirePqHybrid,
       secrets,
       dataVolume: args.dataVolume,
       dataVolumeDevice: "/dev/sdb",

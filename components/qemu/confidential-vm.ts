@@ -12,6 +12,9 @@ import { Platform, Tee, type DataVolumeArgs, type SshHostArgs, type VhsmConnecti
 import { qemuGuestArgv, shellJoin } from "./settings.js";
 
 export interface QemuConfidentialVmArgs {
+  /** Refuse classical-only attestations: the workload's secrets are released only sealed with hybrid
+   *  ML-KEM-768 + P-384 (Nitride require_pq_hybrid, docs/post-quantum.md). Default false. */
+  requirePqHybrid?: boolean;
   vhsm: VhsmConnectionArgs;
   ssh: SshHostArgs;
   tee?: Tee;
@@ -63,6 +66,7 @@ export class QemuConfidentialVm extends pulumi.ComponentResource {
       reference: expected.reference,
       policy: expected.policy,
       vhsm: args.vhsm,
+      requirePqHybrid: args.requirePqHybrid,
       secrets,
       dataVolume: args.dataVolume,
       dataVolumeDevice: "/dev/vdc",

@@ -42,8 +42,11 @@ export function combineSharedSecrets(ssM: Uint8Array, ssX: Uint8Array, ctX: Uint
 
 /** The SEC1 uncompressed point of a P-384 public key given as a JWK or a KeyObject. */
 export function p384Point(key: JWK | KeyObject): Buffer {
+  // The header's epk is untrusted JSON: anything but an object is a malformed key, not a TypeError.
+  if (typeof key !== "object" || key === null || Array.isArray(key)) throw new HybridSealError("epk", "a P-384 key");
   const jwk = ("asymmetricKeyType" in key ? key.export({ format: "jwk" }) : key) as JWK;
-  if (jwk.kty !== "EC" || jwk.crv !== "P-384" || !jwk.x || !jwk.y) throw new HybridSealError("epk", "a P-384 key");
+  if (jwk.kty !== "EC" || jwk.crv !== "P-384" || typeof jwk.x !== "string" || typeof jwk.y !== "string")
+    throw new HybridSealError("epk", "a P-384 key");
   const x = Buffer.from(jwk.x, "base64url");
   const y = Buffer.from(jwk.y, "base64url");
   if (x.length !== 48 || y.length !== 48) throw new HybridSealError("epk", "a P-384 key");

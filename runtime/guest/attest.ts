@@ -95,7 +95,7 @@ export async function attest(
   const challenge = await client.request("POST", "nitride/challenge", { body: { workload_id: cfg.workloadId } });
   const nonceText = envelope(challenge.body).nonce;
   const nonce = decodeNonce(nonceText);
-  const ephemeral = newEphemeralKey();
+  const ephemeral = newEphemeralKey({ hybrid: cfg.pqHybrid });
   // AWS/GCE: the vTPM's attestation key is bound into REPORT_DATA too, and the quote carries SHA-256 of it.
   const vtpm = cfg.evidence.vtpm ? new Vtpm(cfg.evidence.vtpm) : undefined;
   if (vtpm && userDataSha256 !== undefined)

@@ -123,6 +123,12 @@ export interface EnclaiveletConfig {
    */
   runtimeAttestation?: RuntimeAttestation;
   workloadId: string;
+  /**
+   * Hybrid post-quantum sealing (default true): bind an ML-KEM-768 key with the P-384 key, so the
+   * bundle is sealed to both (docs/post-quantum.md). false opts out (classical ECDH-ES only); a workload
+   * with require_pq_hybrid then refuses the attestation.
+   */
+  pqHybrid: boolean;
   /** auth/jwt/login role bound to Nitride workload tokens. */
   jwtRole: string;
   jwtMount: string;
@@ -181,6 +187,11 @@ function int(v: unknown, field: string, dflt: number, min = 0): number {
     throw new ConfigError(field, `must be an integer ≥ ${min}`);
   return v;
 }
+function boolOf(v: unknown, field: string, dflt: boolean): boolean {
+  if (v === undefined) return dflt;
+  if (typeof v !== "boolean") throw new ConfigError(field, "must be true or false");
+  return v;
+}
 function strList(v: unknown, field: string, dflt: string[]): string[] {
   if (v === undefined) return dflt;
   if (!Array.isArray(v)) throw new ConfigError(field, "must be an array of strings");
@@ -204,6 +215,7 @@ export function parseConfig(input: unknown): EnclaiveletConfig {
     "runtimeCaSha256",
     "runtimeAttestation",
     "workloadId",
+    "pqHybrid",
     "jwtRole",
     "jwtMount",
     "evidence",
@@ -266,6 +278,7 @@ export function parseConfig(input: unknown): EnclaiveletConfig {
       : {}),
     ...(c.runtimeAttestation !== undefined ? { runtimeAttestation: runtimeAttestationOf(c.runtimeAttestation) } : {}),
     workloadId: str(c.workloadId, "workloadId", ID, "must be 1-63 characters of [A-Za-z0-9._-]"),
+    pqHybrid: boolOf(c.pqHybrid, "pqHybrid", true),
     jwtRole: str(c.jwtRole ?? "workload", "jwtRole", VAULT_PATH),
     jwtMount: str(c.jwtMount ?? "jwt", "jwtMount", VAULT_PATH),
     evidence: {

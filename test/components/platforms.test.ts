@@ -339,6 +339,68 @@ describe("ConfidentialVm facade", () => {
   });
 });
 
+/** The registered resource of that name, once the mock engine has seen it. */
+async function registered(name: string) {
+  for (let i = 0; i < 100; i++) {
+    const r = h.resources.find((x) => x.name === name && !x.type.startsWith("buckypaper:index:"));
+    if (r) return r;
+    await new Promise((ok) => setTimeout(ok, 20));
+  }
+  throw new Error(`${name} was never registered`);
+}
+
+describe("requirePqHybrid (Nitride require_pq_hybrid)", () => {
+  it("the facade passes it to the platform component's workload, which sends require_pq_hybrid", async () => {
+    const vm = new c.ConfidentialVm("pq1", {
+      platform: c.Platform.Aws,
+      vhsm,
+      region: "eu-west-1",
+      allowUnboundOs: true,
+      requirePqHybrid: true,
+    });
+    await resolve(vm.expectedMeasurements);
+    await resolve(vm.workloadId);
+    expect(unsecret((await registered("pq1-workload")).inputs.requirePqHybrid)).toBe(true);
+    const { kinds } = await import("../../provider/kinds.js");
+    const body = kinds.workload.body!({ workloadId: "w", requirePqHybrid: true, tokenAlgorithm: "ML-DSA-65" });
+    expect(body).toMatchObject({ require_pq_hybrid: true, token_algorithm: "ML-DSA-65" });
+    expect(kinds.workload.body!({ workloadId: "w" })).not.toHaveProperty("require_pq_hybrid");
+    // Without the prop nothing changes for existing stacks.
+    const plain = new c.ConfidentialVm("pq2", {
+      platform: c.Platform.Aws,
+      vhsm,
+      region: "eu-west-1",
+      allowUnboundOs: true,
+    });
+    await resolve(plain.expectedMeasurements);
+    expect((await registered("pq2-workload")).inputs.requirePqHybrid).toBeUndefined();
+  });
+
+  it("a value that is not a boolean is refused at preview, naming the field", () => {
+    expect(
+      () =>
+        new c.ConfidentialVm("pq3", {
+          platform: c.Platform.Aws,
+          vhsm,
+          region: "eu-west-1",
+          allowUnboundOs: true,
+          requirePqHybrid: "yes" as unknown as boolean,
+        }),
+    ).toThrow(/ConfidentialVm pq3: requirePqHybrid is 'yes'; allowed: true, false/);
+    // A platform component on its own checks it too (registerGuest, before registering anything).
+    expect(
+      () =>
+        new c.AwsConfidentialVm("pq4", {
+          vhsm,
+          region: "eu-west-1",
+          allowUnboundOs: true,
+          requirePqHybrid: 1 as unknown as boolean,
+        }),
+    ).toThrow(/requirePqHybrid is '1'; allowed: true, false/);
+    expect(h.resources.some((r) => r.name === "pq4-workload")).toBe(false);
+  });
+});
+
 describe.runIf(haveShared)("user-data of every platform component passes the real cloud-init validator", () => {
   it("AWS, GCP, Azure, Proxmox and QEMU user-data validate, with secrets referenced and never inlined", async (ctx) => {
     if (!requireTool("cloud-init (Debian package)", hasCloudInit)) return ctx.skip();

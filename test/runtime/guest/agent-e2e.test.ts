@@ -10,6 +10,7 @@ import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { runAgent, type AgentOutcome } from "../../../runtime/guest/agent.js";
+import type { AttestObserver } from "../../../runtime/guest/attest.js";
 import { parseConfig, type EnclaiveletConfig } from "../../../runtime/guest/config.js";
 import { memoryLogger, formatLogLine, type LogEvent } from "../../../runtime/guest/log.js";
 import { spawnRunner, type CommandRunner } from "../../../runtime/guest/exec.js";
@@ -312,6 +313,38 @@ describe("enclaivelet end to end (real runtime over HTTPS, simulated SNP via con
 });
 
 describe("enclaivelet refusals and failures leave nothing behind", () => {
+  it("pqHybrid: false sends no ML-KEM key: a require_pq_hybrid workload refuses it, nothing written; a classical workload still provisions", async () => {
+    await stack.admin("PUT", "nitride/workloads/pq-only", {
+      reference_values: { snp_measurements: [GOOD_MEASUREMENT] },
+      secrets: { kv: [] },
+      require_pq_hybrid: true,
+    });
+    const root = await tempDir("bk-pqoptout-");
+    const captured: Parameters<AttestObserver>[0][] = [];
+    const r = await runAgent(config(root, { workloadId: "pq-only", pqHybrid: false }), {
+      log: memoryLogger(),
+      onAttestRequest: (x) => void captured.push(x),
+    });
+    expect(captured).toHaveLength(1);
+    expect(captured[0].mlkem_public_key).toBeUndefined();
+    expect(r.ok).toBe(false);
+    expect(r.reason).toBe("refused");
+    expect(r.error).toMatch(/require_pq_hybrid/);
+    expect(await listTree(root)).toEqual([]);
+    // The same opt-out against a workload without the requirement: classical sealing, provisioned.
+    const classicRoot = await tempDir("bk-pqclassic-");
+    const seen: Parameters<AttestObserver>[0][] = [];
+    const ok = await runAgent(config(classicRoot, { pqHybrid: false }), {
+      log: memoryLogger(),
+      runner: luksAwareRunner([]),
+      onAttestRequest: (x) => void seen.push(x),
+    });
+    expect(ok.ok, ok.error).toBe(true);
+    expect(seen[0].mlkem_public_key).toBeUndefined();
+    expect(await listTree(classicRoot)).toContain("etc/app/db-password");
+    expect(() => config(root, { pqHybrid: "no" })).toThrow(/pqHybrid: must be true or false/);
+  });
+
   it("wrong measurement: attestation refused, nothing delivered, nothing written, exit 1", async () => {
     const root = await tempDir("bk-wrong-");
     const calls: { argv: string[]; stdinBytes: number }[] = [];
