@@ -22,7 +22,18 @@ export interface ArtifactOptions {
   out: string;
   /** Node binary to ship (default: the running one). */
   nodeBinary?: string;
+  /**
+   * What to carry (default "enclaivelet"): "runtime" is the vHSM server (dist/runtime/server/http/main.js,
+   * launcher bin/bk-runtime, top directory bk-runtime/) for the runtime's own confidential VM.
+   */
+  kind?: ArtifactKind;
 }
+
+export type ArtifactKind = "enclaivelet" | "runtime";
+const KINDS: Record<ArtifactKind, { top: string; entry: string; launcher: string }> = {
+  enclaivelet: { top: "enclaivelet", entry: "runtime/guest/main.js", launcher: "enclaivelet" },
+  runtime: { top: "bk-runtime", entry: "runtime/server/http/main.js", launcher: "bk-runtime" },
+};
 
 const IMPORT_RE =
   /(?:import|export)\s[^'"]*?from\s*["']([^"']+)["']|import\s*\(\s*["']([^"']+)["']\s*\)|import\s+["']([^"']+)["']/g;
@@ -51,12 +62,13 @@ export async function buildArtifact(
   o: ArtifactOptions,
 ): Promise<{ file: string; sha256: string; files: number; packages: string[] }> {
   const dist = path.join(o.repoRoot, "dist");
-  const entry = path.join(dist, "runtime/guest/main.js");
+  const kind = KINDS[o.kind ?? "enclaivelet"];
+  const entry = path.join(dist, kind.entry);
   if (!existsSync(entry)) throw new Error(`${entry} is missing: build first (npm run build)`);
   const { files, packages } = await importClosure(entry);
   const stage = await mkdtemp(path.join(tmpdir(), "enclaivelet-artifact-"));
   try {
-    const top = path.join(stage, "enclaivelet");
+    const top = path.join(stage, kind.top);
     const lib = path.join(top, "lib");
     for (const f of files) {
       const rel = path.relative(dist, f);
@@ -97,8 +109,8 @@ export async function buildArtifact(
     await copyFile(o.nodeBinary ?? process.execPath, path.join(top, "bin/node"));
     await chmod(path.join(top, "bin/node"), 0o755);
     await writeFile(
-      path.join(top, "bin/enclaivelet"),
-      `#!/bin/sh\nd=$(dirname "$(readlink -f "$0")")\nexec "$d/node" "$d/../lib/runtime/guest/main.js" "$@"\n`,
+      path.join(top, "bin", kind.launcher),
+      `#!/bin/sh\nd=$(dirname "$(readlink -f "$0")")\nexec "$d/node" "$d/../lib/${kind.entry}" "$@"\n`,
       { mode: 0o755 },
     );
     // The measured boot unit per user-data source, for images that bake the agent in (images/guest
@@ -120,7 +132,7 @@ export async function buildArtifact(
       stage,
       "-cf",
       tar,
-      "enclaivelet",
+      kind.top,
     ]);
     await mustRun(spawnRunner, ["gzip", "-n", "-f", "-9", tar]);
     const file = tar + ".gz";

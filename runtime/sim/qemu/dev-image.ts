@@ -185,6 +185,101 @@ export async function devRootImage(
   return img;
 }
 
+/** Where the runtime guest keeps its storage: the third virtio disk (boot vda, seed vdb, data vdc). */
+export const RUNTIME_GUEST_DATA_DEVICE = "/dev/vdc";
+/** The port the in-guest runtime listens on (the launcher forwards a host loopback port to it). */
+export const RUNTIME_GUEST_PORT = 8200;
+export const RUNTIME_UNIT_NAME = "bk-runtime.service";
+
+/**
+ * The in-guest runtime's config: attested TLS and the derived-key seal, both over the virtio-serial PSP;
+ * SQLite on the data disk. The data disk has no LUKS layer: everything the runtime writes goes through
+ * its barrier (AES-GCM), whose unseal key exists on disk only wrapped with the PSP's derived key (and
+ * as Shamir shares the operators hold), so a copied disk yields ciphertext. What is not hidden: sizes,
+ * path names of the storage keys, write timing — as with Vault's own storage.
+ */
+export const RUNTIME_GUEST_CONFIG = `storage "sqlite" { path = "/var/lib/buckypaper/runtime.db" }
+listener "tcp" { address = "0.0.0.0:${RUNTIME_GUEST_PORT}"  tls_hosts = ["127.0.0.1"] }
+attestation "virtio-psp" {}
+seal "snp-derived-key" { transport = "virtio-psp" }
+`;
+
+const RUNTIME_DATA_SCRIPT = `#!/bin/sh
+# Formats the data disk on first boot (blank: no filesystem signature) and mounts it for the runtime.
+set -eu
+dev=${RUNTIME_GUEST_DATA_DEVICE}
+i=0
+while [ ! -b "$dev" ] && [ $i -lt 30 ]; do sleep 1; i=$((i+1)); done
+if ! blkid "$dev" >/dev/null 2>&1; then mkfs.ext4 -q -L bkdata "$dev"; fi
+mkdir -p /var/lib/buckypaper
+mountpoint -q /var/lib/buckypaper || mount -o nodev,nosuid,noexec "$dev" /var/lib/buckypaper
+chmod 0700 /var/lib/buckypaper
+`;
+
+const RUNTIME_UNIT = `[Unit]
+Description=Buckypaper vHSM runtime (attested TLS, derived-key auto-unseal)
+After=systemd-networkd.service
+[Service]
+Type=simple
+ExecStartPre=/opt/buckypaper/bk-runtime-data
+ExecStart=/opt/buckypaper/bk-runtime/bin/bk-runtime /etc/buckypaper/runtime.hcl
+UMask=0077
+StandardOutput=journal+console
+StandardError=journal+console
+Restart=on-failure
+RestartSec=2
+[Install]
+WantedBy=multi-user.target
+`;
+
+/** The dev guest's root filesystem with the vHSM runtime artifact (buildArtifact kind "runtime") at
+ *  /opt/buckypaper/bk-runtime, its config and a unit that starts it; cached per artifact hash. */
+export async function devRuntimeRootImage(
+  g: DevGuest,
+  artifact: { file: string; sha256: string },
+  progress?: Progress,
+): Promise<string> {
+  const key = createHash("sha256")
+    .update(artifact.sha256)
+    .update(RUNTIME_UNIT)
+    .update(RUNTIME_DATA_SCRIPT)
+    .update(RUNTIME_GUEST_CONFIG)
+    .digest("hex")
+    .slice(0, 16);
+  const img = path.join(g.dir, `rootfs-runtime-${key}.img`);
+  if (existsSync(img)) return img;
+  progress?.("dev guest: root filesystem with the vHSM runtime…");
+  const stage = path.join(g.dir, `stage-rt-${process.pid}`);
+  rmSync(stage, { recursive: true, force: true });
+  try {
+    await run(["cp", "-a", "--reflink=auto", g.rootDir, stage]);
+    mkdirSync(path.join(stage, "opt/buckypaper"), { recursive: true });
+    await run(["tar", "-xzf", artifact.file, "-C", path.join(stage, "opt/buckypaper")]);
+    writeFileSync(path.join(stage, "opt/buckypaper/.runtime-artifact-sha256"), `${artifact.sha256}\n`);
+    writeFileSync(path.join(stage, "opt/buckypaper/bk-runtime-data"), RUNTIME_DATA_SCRIPT, { mode: 0o755 });
+    mkdirSync(path.join(stage, "etc/buckypaper"), { recursive: true });
+    writeFileSync(path.join(stage, "etc/buckypaper/runtime.hcl"), RUNTIME_GUEST_CONFIG, { mode: 0o644 });
+    const units = path.join(stage, "etc/systemd/system");
+    writeFileSync(path.join(units, RUNTIME_UNIT_NAME), RUNTIME_UNIT);
+    mkdirSync(path.join(units, "multi-user.target.wants"), { recursive: true });
+    symlinkSync(`../${RUNTIME_UNIT_NAME}`, path.join(units, "multi-user.target.wants", RUNTIME_UNIT_NAME));
+    const bytes = await duBytes(stage);
+    const sizeMb = Math.ceil((bytes * 1.3) / 2 ** 20) + 256;
+    const tmpImg = `${img}.tmp`;
+    rmSync(tmpImg, { force: true });
+    await run(["mkfs.ext4", "-q", "-F", "-L", "bkroot", "-d", stage, tmpImg, `${sizeMb}M`], undefined, {
+      E2FSPROGS_FAKE_TIME: "1700000000",
+    });
+    renameSync(tmpImg, img);
+  } finally {
+    rmSync(stage, { recursive: true, force: true });
+  }
+  for (const f of readdirSync(g.dir))
+    if (/^rootfs-runtime-[0-9a-f]{16}\.img$/.test(f) && path.join(g.dir, f) !== img)
+      rmSync(path.join(g.dir, f), { force: true });
+  return img;
+}
+
 async function duBytes(dir: string): Promise<number> {
   let total = 0;
   const walk = (d: string) => {

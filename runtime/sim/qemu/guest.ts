@@ -22,6 +22,14 @@ export function guestNetOptions(o: { runtimePort: number; guestPort?: number; ss
   ];
 }
 
+/** User-mode network of the runtime's own guest: nothing out, one forward of a host loopback port in to
+ *  the runtime's listener (clients verify it over attested TLS; the forward itself carries no trust). */
+export function runtimeGuestNetOptions(o: { hostPort: number; guestPort: number }): string[] {
+  for (const [k, v] of Object.entries(o))
+    if (!Number.isInteger(v) || v < 1 || v > 65535) throw new Error(`${k}: ${v} is not a TCP port`);
+  return ["restrict=on", `hostfwd=tcp:127.0.0.1:${o.hostPort}-:${o.guestPort}`];
+}
+
 function must(argv: string[]): void {
   const r = spawnSync(argv[0], argv.slice(1), { encoding: "utf8" });
   if (r.status !== 0) throw new Error(`${argv[0]} failed (${r.status ?? r.error?.message}): ${r.stderr}`);

@@ -5,11 +5,21 @@ export {
   devGuestDir,
   defaultCacheDir,
   DEV_GUEST_APPEND,
+  devRuntimeRootImage,
+  RUNTIME_GUEST_CONFIG,
+  RUNTIME_GUEST_PORT,
+  RUNTIME_GUEST_DATA_DEVICE,
   type DevGuest,
 } from "./dev-image.js";
 export { startSimulatedPsp, type SimulatedPsp } from "./psp.js";
 export { launchGuest, usableAccel, bootInputsOf, type RunningGuest, type Accel } from "./launch.js";
-export { GUEST_RUNTIME_ADDR, guestNetOptions, prepareGuestDisks, type GuestDisks } from "./guest.js";
+export {
+  GUEST_RUNTIME_ADDR,
+  guestNetOptions,
+  runtimeGuestNetOptions,
+  prepareGuestDisks,
+  type GuestDisks,
+} from "./guest.js";
 export { realGuestSupport, ensureLocalGuestImage, type RealGuestSupport, type LocalGuestImage } from "./local-image.js";
 export {
   superviseQemuGuest,
