@@ -16,27 +16,10 @@ import {
   chmodSync,
 } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { initPlatform, PLATFORM_FILE } from "../runtime/sim/localvm/platform.js";
 import { readStatus, PID_FILE, type LocalVmStatus } from "../runtime/sim/localvm/vm.js";
 import { runtimeRequest, type RuntimeConnection } from "./client.js";
-import { UNKNOWN } from "./handlers.js";
-
-type Props = Record<string, unknown>;
-interface CheckFailure {
-  property: string;
-  reason: string;
-}
-
-// provider/ in the sources, dist/provider/ when compiled: the package root is one or two levels up.
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const PACKAGE_ROOT =
-  path.basename(path.dirname(HERE)) === "dist" ? path.resolve(HERE, "..", "..") : path.resolve(HERE, "..");
-const CLI = path.join(PACKAGE_ROOT, "bin", "buckypaper.js");
-
-const isUnknown = (v: unknown) => v === UNKNOWN;
-const same = (a: unknown, b: unknown) => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
-const absPath = (v: unknown) => typeof v === "string" && path.isAbsolute(v) && !v.split("/").includes("..");
+import { absPath, CLI, isUnknown, same, type CheckFailure, type Props } from "./handler-support.js";
 
 // ---------------------------------------------------------------------------------------------
 // Simulated platform

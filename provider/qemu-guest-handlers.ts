@@ -9,7 +9,6 @@ import { spawn } from "node:child_process";
 import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, rmSync, rmdirSync, writeFileSync } from "node:fs";
 import https from "node:https";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import {
   GUEST_CONFIG_FILE,
   GUEST_PROGRESS_FILE,
@@ -17,22 +16,7 @@ import {
   type QemuGuestConfig,
   type QemuGuestStatus,
 } from "../runtime/sim/qemu/supervise.js";
-import { UNKNOWN } from "./handlers.js";
-
-type Props = Record<string, unknown>;
-interface CheckFailure {
-  property: string;
-  reason: string;
-}
-
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const PACKAGE_ROOT =
-  path.basename(path.dirname(HERE)) === "dist" ? path.resolve(HERE, "..", "..") : path.resolve(HERE, "..");
-const CLI = path.join(PACKAGE_ROOT, "bin", "buckypaper.js");
-
-const isUnknown = (v: unknown) => v === UNKNOWN;
-const same = (a: unknown, b: unknown) => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
-const absPath = (v: unknown) => typeof v === "string" && path.isAbsolute(v) && !v.split("/").includes("..");
+import { absPath, CLI, isUnknown, same, type CheckFailure, type Props } from "./handler-support.js";
 
 /** Inputs whose change is a different guest (replace: stop the old one first, same directory). */
 const GUEST_KEYS = [
