@@ -153,6 +153,11 @@ const KEY_VERSION: FieldSchemas = {
 const BATCH: FieldSchemas = {
   batch_input: { type: "any", description: "list of objects, each with this path's fields" },
 };
+const CIPHERTEXT: FieldSchemas = { ciphertext: { type: "string", description: "vault:v<N>:… ciphertext" } };
+const INPUT: FieldSchemas = { input: { type: "string", description: "base64 input" } };
+const PREHASHED: FieldSchemas = {
+  prehashed: { type: "bool", default: false, description: "not supported for ml-dsa-65" },
+};
 
 /** Vault's existence check: creating a key (also by encrypt's upsert) needs `create`. */
 const keyExists = async (req: LogicalRequest, f: FieldData) =>
@@ -234,7 +239,7 @@ export class TransitBackend implements LogicalBackend, TableBackend {
       description: "decrypt",
       fields: {
         ...NAME_FIELD,
-        ciphertext: { type: "string", description: "vault:v<N>:… ciphertext" },
+        ...CIPHERTEXT,
         ...AAD,
         ...BATCH,
       },
@@ -245,7 +250,7 @@ export class TransitBackend implements LogicalBackend, TableBackend {
       description: "re-encrypt with the latest (or given) key version",
       fields: {
         ...NAME_FIELD,
-        ciphertext: { type: "string", description: "vault:v<N>:… ciphertext" },
+        ...CIPHERTEXT,
         ...AAD,
         ...KEY_VERSION,
       },
@@ -256,9 +261,9 @@ export class TransitBackend implements LogicalBackend, TableBackend {
       description: "sign with a signing key (ml-dsa-65: pure ML-DSA, no prehash)",
       fields: {
         ...NAME_FIELD,
-        input: { type: "string", description: "base64 input" },
+        ...INPUT,
         hash_algorithm: { type: "string", description: "ignored for ml-dsa-65 (pure ML-DSA signs the input)" },
-        prehashed: { type: "bool", default: false, description: "not supported for ml-dsa-65" },
+        ...PREHASHED,
         ...KEY_VERSION,
         ...BATCH,
       },
@@ -269,10 +274,10 @@ export class TransitBackend implements LogicalBackend, TableBackend {
       description: "verify a signature of a signing key",
       fields: {
         ...NAME_FIELD,
-        input: { type: "string", description: "base64 input" },
+        ...INPUT,
         signature: { type: "string", description: "vault:v<N>:… signature" },
         hash_algorithm: { type: "string", description: "ignored for ml-dsa-65" },
-        prehashed: { type: "bool", default: false, description: "not supported for ml-dsa-65" },
+        ...PREHASHED,
         ...BATCH,
       },
       operations: { update: (req, f) => this.verify(req, checkName(f.string("name")!), f) },
