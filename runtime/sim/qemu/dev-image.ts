@@ -149,12 +149,7 @@ export async function devRootImage(
   const img = path.join(g.dir, `rootfs-${key}.img`);
   if (existsSync(img)) return img;
   progress?.("dev guest: root filesystem with this enclaivelet…");
-  const stage = path.join(g.dir, `stage-${process.pid}`);
-  rmSync(stage, { recursive: true, force: true });
-  try {
-    await run(["cp", "-a", "--reflink=auto", g.rootDir, stage]);
-    mkdirSync(path.join(stage, "opt/buckypaper"), { recursive: true });
-    await run(["tar", "-xzf", artifact.file, "-C", path.join(stage, "opt/buckypaper")]);
+  return buildRootImage(g, img, `stage-${process.pid}`, artifact, /^rootfs-[0-9a-f]{16}\.img$/, (stage) => {
     writeFileSync(path.join(stage, "opt/buckypaper/.artifact-sha256"), `${artifact.sha256}\n`);
     const units = path.join(stage, "etc/systemd/system");
     writeFileSync(path.join(units, MEASURED_UNIT_NAME), unit);
@@ -167,22 +162,7 @@ export async function devRootImage(
       mkdirSync(path.join(units, by), { recursive: true });
       symlinkSync(`../${MEASURED_UNIT_NAME}`, path.join(units, by, MEASURED_UNIT_NAME));
     }
-    const bytes = await duBytes(stage);
-    const sizeMb = Math.ceil((bytes * 1.3) / 2 ** 20) + 256;
-    const tmpImg = `${img}.tmp`;
-    rmSync(tmpImg, { force: true });
-    await run(["mkfs.ext4", "-q", "-F", "-L", "bkroot", "-d", stage, tmpImg, `${sizeMb}M`], undefined, {
-      E2FSPROGS_FAKE_TIME: "1700000000",
-    });
-    renameSync(tmpImg, img);
-  } finally {
-    rmSync(stage, { recursive: true, force: true });
-  }
-  // Older images of this guest are no longer needed.
-  for (const f of readdirSync(g.dir))
-    if (/^rootfs-[0-9a-f]{16}\.img$/.test(f) && path.join(g.dir, f) !== img)
-      rmSync(path.join(g.dir, f), { force: true });
-  return img;
+  });
 }
 
 /** Where the runtime guest keeps its storage: the third virtio disk (boot vda, seed vdb, data vdc). */
@@ -249,12 +229,7 @@ export async function devRuntimeRootImage(
   const img = path.join(g.dir, `rootfs-runtime-${key}.img`);
   if (existsSync(img)) return img;
   progress?.("dev guest: root filesystem with the vHSM runtime…");
-  const stage = path.join(g.dir, `stage-rt-${process.pid}`);
-  rmSync(stage, { recursive: true, force: true });
-  try {
-    await run(["cp", "-a", "--reflink=auto", g.rootDir, stage]);
-    mkdirSync(path.join(stage, "opt/buckypaper"), { recursive: true });
-    await run(["tar", "-xzf", artifact.file, "-C", path.join(stage, "opt/buckypaper")]);
+  return buildRootImage(g, img, `stage-rt-${process.pid}`, artifact, /^rootfs-runtime-[0-9a-f]{16}\.img$/, (stage) => {
     writeFileSync(path.join(stage, "opt/buckypaper/.runtime-artifact-sha256"), `${artifact.sha256}\n`);
     writeFileSync(path.join(stage, "opt/buckypaper/bk-runtime-data"), RUNTIME_DATA_SCRIPT, { mode: 0o755 });
     mkdirSync(path.join(stage, "etc/buckypaper"), { recursive: true });
@@ -263,6 +238,27 @@ export async function devRuntimeRootImage(
     writeFileSync(path.join(units, RUNTIME_UNIT_NAME), RUNTIME_UNIT);
     mkdirSync(path.join(units, "multi-user.target.wants"), { recursive: true });
     symlinkSync(`../${RUNTIME_UNIT_NAME}`, path.join(units, "multi-user.target.wants", RUNTIME_UNIT_NAME));
+  });
+}
+
+/** The dev guest's root filesystem with `artifact` unpacked in /opt/buckypaper and what `addFiles` writes
+ *  into the staged tree, as an ext4 image at `img` (written aside, then renamed: a cut build leaves no
+ *  half image). Other images matching `olderImages` in the guest's directory are removed. */
+async function buildRootImage(
+  g: DevGuest,
+  img: string,
+  stageName: string,
+  artifact: { file: string; sha256: string },
+  olderImages: RegExp,
+  addFiles: (stage: string) => void,
+): Promise<string> {
+  const stage = path.join(g.dir, stageName);
+  rmSync(stage, { recursive: true, force: true });
+  try {
+    await run(["cp", "-a", "--reflink=auto", g.rootDir, stage]);
+    mkdirSync(path.join(stage, "opt/buckypaper"), { recursive: true });
+    await run(["tar", "-xzf", artifact.file, "-C", path.join(stage, "opt/buckypaper")]);
+    addFiles(stage);
     const bytes = await duBytes(stage);
     const sizeMb = Math.ceil((bytes * 1.3) / 2 ** 20) + 256;
     const tmpImg = `${img}.tmp`;
@@ -275,8 +271,7 @@ export async function devRuntimeRootImage(
     rmSync(stage, { recursive: true, force: true });
   }
   for (const f of readdirSync(g.dir))
-    if (/^rootfs-runtime-[0-9a-f]{16}\.img$/.test(f) && path.join(g.dir, f) !== img)
-      rmSync(path.join(g.dir, f), { force: true });
+    if (olderImages.test(f) && path.join(g.dir, f) !== img) rmSync(path.join(g.dir, f), { force: true });
   return img;
 }
 
