@@ -8,7 +8,6 @@
 // is self-signed and carries no trust of its own.
 import "reflect-metadata";
 import { createHash, randomBytes, webcrypto, X509Certificate } from "node:crypto";
-import { isIP } from "node:net";
 import * as x509 from "@peculiar/x509";
 import type { FastifyInstance } from "fastify";
 import { RUNTIME_TLS_NONCE_BYTES, runtimeTlsReportData } from "../../attestation/binding.js";
@@ -17,6 +16,7 @@ import { configfsTsmProvider } from "../../guest/evidence/configfs-tsm.js";
 import { sevGuestProvider } from "../../guest/evidence/sev-guest.js";
 import { virtioPspProvider } from "../../guest/evidence/virtio-psp.js";
 import type { AttestationStanza } from "./config.js";
+import { serverLeafExtensions } from "./tls.js";
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
@@ -55,14 +55,7 @@ export async function createAttestedListener(hosts: string[]): Promise<AttestedL
     notAfter: new Date(now + 397 * 86400_000),
     keys,
     signingAlgorithm: ALG,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
-      new x509.SubjectAlternativeNameExtension(
-        names.map((n) => (isIP(n) ? { type: "ip" as const, value: n } : { type: "dns" as const, value: n })),
-      ),
-    ],
+    extensions: serverLeafExtensions(names),
   });
   const certPem = cert.toString("pem") + "\n";
   const keyPem = pem("PRIVATE KEY", new Uint8Array(await webcrypto.subtle.exportKey("pkcs8", keys.privateKey)));

@@ -52,6 +52,19 @@ export async function createRuntimeCa(commonName = "Buckypaper runtime CA"): Pro
   return { certPem: cert.toString("pem") + "\n", keyPem: await keyPem(keys.privateKey) };
 }
 
+/** What a TLS server's leaf certificate carries, whoever signs it: not a CA, signing only, serverAuth,
+ *  and the host names / IP addresses it answers for. */
+export function serverLeafExtensions(names: string[]): x509.Extension[] {
+  return [
+    new x509.BasicConstraintsExtension(false, undefined, true),
+    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+    new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
+    new x509.SubjectAlternativeNameExtension(
+      names.map((n) => (isIP(n) ? { type: "ip" as const, value: n } : { type: "dns" as const, value: n })),
+    ),
+  ];
+}
+
 /** Issues the listener certificate for the given host names / IP addresses. */
 export async function issueServerCert(ca: CaMaterial, hosts: string[]): Promise<ServerCert> {
   const caCert = new x509.X509Certificate(ca.certPem);
@@ -68,15 +81,7 @@ export async function issueServerCert(ca: CaMaterial, hosts: string[]): Promise<
     publicKey: keys.publicKey,
     signingKey: caKey,
     signingAlgorithm: ALG,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
-      new x509.SubjectAlternativeNameExtension(
-        names.map((n) => (isIP(n) ? { type: "ip" as const, value: n } : { type: "dns" as const, value: n })),
-      ),
-      await x509.AuthorityKeyIdentifierExtension.create(caCert, false),
-    ],
+    extensions: [...serverLeafExtensions(names), await x509.AuthorityKeyIdentifierExtension.create(caCert, false)],
   });
   return { certPem: cert.toString("pem") + "\n" + ca.certPem, keyPem: await keyPem(keys.privateKey) };
 }
