@@ -19,7 +19,7 @@ import path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { expectedQemuLaunch, type BootInputsArgs } from "../common/boot-measure.js";
 import { ConfigError } from "../common/errors.js";
-import { registerGuest } from "../common/guest.js";
+import { registerGuest, type GuestSpec } from "../common/guest.js";
 import { requireSecretMap } from "../common/secrets.js";
 import { Platform, Tee, type VhsmConnectionArgs } from "../common/types.js";
 import { LocalVm, QemuGuest } from "../../provider/local-vm.js";
@@ -204,6 +204,24 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
     } as UserDataInput["provision"];
   }
 
+  /** What both ways of running a local VM register: an SEV-SNP workload on QEMU, named after the stack,
+   *  that must measure as `expected`. */
+  private static snpRegistration(
+    name: string,
+    expected: ReturnType<typeof LocalConfidentialVm.expected>["launch"],
+    vhsm: VhsmConnectionArgs,
+  ): Pick<GuestSpec, "platform" | "tee" | "workloadId" | "evidencePlatform" | "reference" | "policy" | "vhsm"> {
+    return {
+      platform: Platform.Qemu,
+      tee: Tee.SevSnp,
+      workloadId: `${pulumi.getStack()}-${name}`,
+      evidencePlatform: "snp",
+      reference: expected.reference,
+      policy: expected.policy,
+      vhsm,
+    };
+  }
+
   /** Registered measurement of `boot` (the kernel only where the firmware verifies it: no value no hardware would produce). */
   private static expected(who: string, boot: BootInputsArgs, vcpus: number, cpuModel: string) {
     let measuresKernel: boolean;
@@ -279,15 +297,10 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
       this,
     );
 
-    const workloadId = `${pulumi.getStack()}-${name}`;
+    const registration = LocalConfidentialVm.snpRegistration(name, expected, args.vhsm);
+    const workloadId = registration.workloadId;
     const guest = registerGuest(this, name, {
-      platform: Platform.Qemu,
-      tee: Tee.SevSnp,
-      workloadId,
-      evidencePlatform: "snp",
-      reference: expected.reference,
-      policy: expected.policy,
-      vhsm: args.vhsm,
+      ...registration,
       guestRuntimeUrl: pulumi.output(args.vhsm.url).apply(guestRuntimeUrl),
       secrets,
       hostname: name,
@@ -345,7 +358,7 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
       .all([vm.state, vm.measurement, vm.reason, vm.bootSeconds, vm.accel])
       .apply(([state, m, reason, secs, accel]) => {
         if (!state) return;
-        const same = m === expectedMeasurement ? "matches the registration" : "DIFFERS from the registration";
+        const same = versusRegistration(m, expectedMeasurement);
         if (state === "provisioned")
           pulumi.log.info(
             `attested ${name}: real guest (${accel}), measurement ${m.slice(0, 16)}… ${same}; accepted (simulated platform); provisioned ${secs} s after QEMU started`,
@@ -392,15 +405,10 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
       this,
     );
 
-    const workloadId = `${pulumi.getStack()}-${name}`;
+    const registration = LocalConfidentialVm.snpRegistration(name, expected, args.vhsm);
+    const workloadId = registration.workloadId;
     const guest = registerGuest(this, name, {
-      platform: Platform.Qemu,
-      tee: Tee.SevSnp,
-      workloadId,
-      evidencePlatform: "snp",
-      reference: expected.reference,
-      policy: expected.policy,
-      vhsm: args.vhsm,
+      ...registration,
       requirePqHybrid: args.requirePqHybrid,
       secrets,
       hostname: name,
@@ -460,7 +468,7 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
     }
     pulumi.all([vm.verdict, vm.measurement, vm.detail, vm.delivered]).apply(([verdict, m, reason, delivered]) => {
       if (!verdict) return;
-      const same = m === expectedMeasurement ? "matches the registration" : "DIFFERS from the registration";
+      const same = versusRegistration(m, expectedMeasurement);
       if (verdict === "accepted")
         pulumi.log.info(
           `attested ${name}: measurement ${m.slice(0, 16)}… ${same}; accepted (simulated platform); delivered ${delivered.length} file(s)`,
@@ -492,6 +500,11 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
       consoleLog: pulumi.output(""),
     };
   }
+}
+
+/** How a guest's reported measurement compares with the registered one, for the deploy log. */
+function versusRegistration(measured: string, registered: string): string {
+  return measured === registered ? "matches the registration" : "DIFFERS from the registration";
 }
 
 interface VmOutputs {
