@@ -32,7 +32,7 @@ export interface ImageBuildOptions {
   updateLock?: boolean;
   /** Firmware to put beside the image and into the manifest (e.g. the AmdSev build). */
   firmware?: string;
-  /** Build even when the cache has this input hash (to check reproducibility). */
+  /** Build from scratch even when the cache has this input hash or its installed tree (to check reproducibility). */
   rebuild?: boolean;
   /** Build into this directory instead of the cache (reproducibility checks). */
   outDir?: string;
@@ -191,7 +191,8 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
     // The installed tree depends only on the lock and the mmdebstrap command line, not on the agent:
     // it is kept, so a changed enclaivelet costs a squashfs, not a new mmdebstrap run.
     const base = lock ? baseTreeDir(o.cacheDir, lock, epoch) : undefined;
-    const baseCached = base !== undefined && existsSync(path.join(base, "done"));
+    // A reproducibility rebuild runs mmdebstrap again: reusing the kept tree would prove only the later steps.
+    const baseCached = !o.rebuild && base !== undefined && existsSync(path.join(base, "done"));
     if (baseCached) {
       progress.detail(`installed tree from the cache (${base})`);
       await run(["cp", "-a", "--reflink=auto", path.join(base, "root"), tree]);
@@ -213,7 +214,7 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
       await writeFile(o.lockPath, lockText);
       progress.detail(`wrote ${o.lockPath} (${installed.size} packages)`);
     }
-    if (base && !baseCached) await keepBaseTree(tree, base);
+    if (base && !baseCached && !(o.rebuild && existsSync(path.join(base, "done")))) await keepBaseTree(tree, base);
     await finishTree(tree, artifact.file);
     const agentUnit = await configureGuest(tree);
     const inputs = hashFor(lockText!);
