@@ -19,7 +19,7 @@ import path from "node:path";
 import { initPlatform, PLATFORM_FILE } from "../runtime/sim/localvm/platform.js";
 import { readStatus, PID_FILE, type LocalVmStatus } from "../runtime/sim/localvm/vm.js";
 import { runtimeRequest, type RuntimeConnection } from "./client.js";
-import { absPath, CLI, isUnknown, same, type CheckFailure, type Props } from "./handler-support.js";
+import { absPath, CLI, isUnknown, ownedProcessAlive, same, type CheckFailure, type Props } from "./handler-support.js";
 
 // ---------------------------------------------------------------------------------------------
 // Simulated platform
@@ -87,18 +87,7 @@ function checkVm(news: Props): { inputs: Props; failures: CheckFailure[] } {
 
 /** Is `pid` alive and a local VM of this state directory (not a recycled pid)? */
 export function vmAlive(pid: unknown, stateDir: string): boolean {
-  if (typeof pid !== "number" || !Number.isInteger(pid) || pid <= 1) return false;
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
-    return cmd.includes("simulate") && cmd.includes(stateDir);
-  } catch {
-    return true; // no /proc: trust kill(0)
-  }
+  return ownedProcessAlive(pid, ["simulate", stateDir]);
 }
 
 function vmPid(stateDir: string): number | undefined {

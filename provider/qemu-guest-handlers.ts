@@ -16,7 +16,7 @@ import {
   type QemuGuestConfig,
   type QemuGuestStatus,
 } from "../runtime/sim/qemu/supervise.js";
-import { absPath, CLI, isUnknown, same, type CheckFailure, type Props } from "./handler-support.js";
+import { absPath, CLI, isUnknown, ownedProcessAlive, same, type CheckFailure, type Props } from "./handler-support.js";
 
 /** Inputs whose change is a different guest (replace: stop the old one first, same directory). */
 const GUEST_KEYS = [
@@ -73,22 +73,9 @@ export function check(_kind: string, news: Props): { inputs: Props; failures: Ch
   return { inputs, failures };
 }
 
-/** Is `pid` alive and this guest's supervisor (not a recycled pid)? */
+/** Is `pid` alive and this guest's supervisor or its QEMU (not a recycled pid)? */
 export function guestAlive(pid: unknown, stateDir: string): boolean {
-  if (typeof pid !== "number" || !Number.isInteger(pid) || pid <= 1) return false;
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    if (stat.slice(stat.lastIndexOf(")") + 2)[0] === "Z") return false;
-    return cmd.includes(stateDir);
-  } catch {
-    return true; // no /proc: trust kill(0)
-  }
+  return ownedProcessAlive(pid, [stateDir]);
 }
 
 function sleepSync(ms: number): void {
