@@ -195,5 +195,7 @@ export function appraiseGceAkCertificate(
         : problems.join("; "),
     });
   }
-  return { checks, authenticated: ok, instance: r.instance };
+  // A certificate the policy did not ask for is checked and listed but authenticates nothing: only a
+  // policy that names Google's CA (vtpm.gceAkCertificate) trusts it, as vtpm.nitroTpm does for AWS.
+  return { checks, authenticated: ok && !!want, instance: r.instance };
 }

@@ -73,7 +73,7 @@ export async function appraiseWithVtpm(
   const akDigest = sha256(ev.akPublic).toString("hex");
   const vp = policy.vtpm ?? {};
   const pinned = (vp.akPins ?? []).includes(akDigest);
-  const nitro = nitroChecks(ev, vp, t, expected, opts);
+  const nitro = nitroChecks(ev, vp, t, expected, opts, pinned);
   checks.push(...nitro.checks);
   // GCE: Google's EK/AK CA certifies the AK (gce/ak-cert.ts); the certified key must be the quoting key.
   const gce = appraiseGceAkCertificate(ev.akCertificate, ev.akIntermediates, t.ak?.key, vp.gceAkCertificate, {
@@ -136,6 +136,7 @@ function nitroChecks(
   t: TpmVerification,
   expected: Uint8Array | undefined,
   opts: AppraiseOptions,
+  akPinned: boolean,
 ): { checks: Check[]; authenticated: boolean; testRoot: boolean } {
   if (!vp.nitroTpm && !ev.nitroDocument) return { checks: [], authenticated: false, testRoot: false };
   if (!ev.nitroDocument)
@@ -167,7 +168,9 @@ function nitroChecks(
       }),
     );
   const bank = vp.measuredBoot?.bank ?? "sha256";
-  if (vp.nitroTpm && vp.measuredBoot && !(vp.akPins ?? []).length)
+  // Whether *this* AK is pinned matters, not whether the policy lists pins: an unpinned (software) AK
+  // authenticated by the document alone must be read in the bank the document signs.
+  if (vp.nitroTpm && vp.measuredBoot && !akPinned)
     checks.push({
       id: "aws.document-bank",
       ok: bank === "sha384",
