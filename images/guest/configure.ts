@@ -2,8 +2,9 @@
 // image attests before cloud-init runs any user-data (docs/attestation-chain.md):
 //   - the measured boot unit, as the enclaivelet artifact ships it (share/systemd/<source>/, rendered by
 //     runtime/guest/boot-unit.ts — images/ does not import the agent): the enclaivelet reads the NoCloud user-data
-//     itself, binds its SHA-256 into the evidence, and cloud-init's user stages and sshd are ordered
-//     after it and require it (a refused guest runs none of the user-data);
+//     itself, binds its SHA-256 into the evidence; cloud-init's user stages are ordered after it and
+//     require it (a refused guest runs none of the user-data); sshd is only ordered after it, so a refused
+//     guest still answers ssh with host keys the runtime's CA never signed (no @cert-authority login);
 //   - cloud-init limited to the NoCloud seed (no network datasources to probe: a host cannot slip in
 //     another source) and with its network rendering off;
 //   - DHCP on the one NIC by systemd-networkd, which the boot unit waits for (wait-online).

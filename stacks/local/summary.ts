@@ -69,7 +69,7 @@ if (out.vmMode?.mode === "process")
 
 const anyKernel = vms.some(([, v]) => v.kernelMeasured);
 console.log(
-  `\nMeasured: firmware + vCPU count/type${anyKernel ? " + kernel/initrd/cmdline" : " (Debian's OVMF has no kernel-hashes table, so the kernel is not in the SNP digest — as on real hardware)"}${vms.some(([, v]) => v.mode === "real") ? "; the user-data's SHA-256 is bound into each report and checked against the registration" : ""}.`,
+  `\nMeasured: firmware + vCPU count/type${anyKernel ? " + kernel/initrd/cmdline" : " (Debian's OVMF has no kernel-hashes table, so the kernel is not in the SNP digest — as on real hardware with this firmware; the kit's AmdSev firmware puts it there)"}${vms.some(([, v]) => v.mode === "real") ? "; the user-data's SHA-256 is bound into each report and checked against the registration" : ""}.`,
 );
 console.log(
   `Runtime ${out.runtimeUrl} trusts only the simulated platform (ARK SHA-256 ${short(out.simulatedArkSha256)}); audit log: ${out.auditLog}`,

@@ -5,9 +5,10 @@
 //                                     platform key
 //   {"key_request": hex(32 bytes)}  → {"key": hex(32 bytes)}: MSG_KEY_REQ (the SNP_GET_DERIVED_KEY
 //                                     request layout), derived by the simulated chip (snp.ts deriveKey)
-// The MEASUREMENT and POLICY are fixed when the PSP is created, from the files QEMU is started with
-// (launch.ts); nothing the guest sends can change them, so a derived key selecting MEASUREMENT changes
-// with the kernel, initrd, cmdline or firmware, and one from another simulated chip differs.
+// The MEASUREMENT is fixed when the PSP is created, from the files QEMU is started with (launch.ts), and
+// the POLICY with it (the launcher passes none today: 0x30000); nothing the guest sends can change them.
+// So a derived key selecting MEASUREMENT changes with the firmware and vCPUs, and with the kernel, initrd
+// and cmdline only when the firmware has the kernel-hashes table (AmdSev); another simulated chip differs.
 import net from "node:net";
 import { rmSync } from "node:fs";
 import type { SnpSimulator } from "../snp.js";
