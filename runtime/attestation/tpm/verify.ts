@@ -18,6 +18,10 @@ import {
 import { EV, parseEventLog, replayEventLog, type EventLog } from "./eventlog.js";
 import type { TpmEvidence } from "./evidence.js";
 
+// PCRs a boot log legitimately leaves out: IMA's (10, its own log) and the DRTM ones (17-22). A quoted
+// PCR 0-9 or 11-16 without events is a stripped log and must fail replay, not be set aside as "not logged".
+const MAY_BE_UNLOGGED = new Set([10, 17, 18, 19, 20, 21, 22]);
+
 export type { PcrValues, TpmEvidence } from "./evidence.js";
 
 export interface TpmVerifyOptions {
@@ -196,7 +200,7 @@ export function verifyTpmEvidence(ev: TpmEvidence, opts: TpmVerifyOptions = {}):
       for (const i of sel.pcrs) {
         const got = replayValue(sel.hash, i)!;
         const want = ev.pcrs?.[sel.hash]?.[i];
-        if (!logged.has(i) && want) {
+        if (!logged.has(i) && want && MAY_BE_UNLOGGED.has(i)) {
           const reset = Buffer.alloc(want.length, i >= 17 && i <= 22 ? 0xff : 0);
           if (eq(want, reset) || eq(want, got)) agreed[sel.hash]!.push(i);
           else unlogged.push(`${sel.hash}:PCR${i}`);
