@@ -9,7 +9,7 @@ import { Platform, Tee, type DataVolumeArgs, type VhsmConnectionArgs } from "../
 import { catalogEntry, catalogRegions, catalogVcpus } from "../common/catalog.js";
 import { awsAmiFilter, awsSnpMeasurements } from "./facts.js";
 import { awsInstanceArgs } from "./settings.js";
-import { ATTESTATION_CHAIN } from "../common/os-binding.js";
+import { ATTESTATION_CHAIN, measuresUserData, userDataSummary } from "../common/os-binding.js";
 import { awsOsBinding, type AwsOsBindingArgs } from "./os-binding.js";
 
 export interface AwsConfidentialVmArgs extends AwsOsBindingArgs {
@@ -65,6 +65,7 @@ export class AwsConfidentialVm extends pulumi.ComponentResource {
     const measurements = awsSnpMeasurements(entry, vcpus, args.acceptLegacyLayout ?? true);
     // The launch digest is the same for every EC2 SNP VM of this size: the OS is bound only through NitroTPM.
     const vtpm = awsOsBinding(who, args);
+    const agentInImage = measuresUserData(args);
 
     const guest = registerGuest(this, name, {
       platform: Platform.Aws,
@@ -75,6 +76,7 @@ export class AwsConfidentialVm extends pulumi.ComponentResource {
       // AWS shared tenancy signs reports with a VLEK; policy 0x30000 (SMT on, debug off) is what it sets.
       policy: { snp: { allowDebug: false, allowMigrationAgent: false }, ...(vtpm ? { vtpm } : {}) },
       vtpm: vtpm !== undefined,
+      agentInImage,
       vhsm: args.vhsm,
       requirePqHybrid: args.requirePqHybrid,
       secrets,
@@ -132,7 +134,8 @@ export class AwsConfidentialVm extends pulumi.ComponentResource {
           ? vtpm.nitroTpm
             ? " THIS WORKLOAD: boot events authenticated by the NitroTPM document."
             : " THIS WORKLOAD: boot events authenticated by akPins."
-          : " THIS WORKLOAD: the OS is NOT bound (allowUnboundOs)."),
+          : " THIS WORKLOAD: the OS is NOT bound (allowUnboundOs).") +
+        userDataSummary(agentInImage, "AWS"),
     );
     this.registerOutputs({
       attestationChain: this.attestationChain,

@@ -73,6 +73,27 @@ export interface OsBindingArgs {
   akPins?: string[];
   /** LOUD opt-out: register a workload whose evidence does not bind the OS. */
   allowUnboundOs?: boolean;
+  /**
+   * The VM boots an image that runs the enclaivelet from its measured root before cloud-init's user stages (the kit
+   * image's `enclaivelet-measured.service` for this cloud's user-data source, `--user-data ec2|gce`): the user-data
+   * then carries only the agent's config, its SHA-256 is registered with the workload and bound into REPORT_DATA
+   * together with the vTPM AK (binding `buckypaper-vtpm-v2`), so a changed user-data — a runcmd injected by whoever
+   * can edit the instance's metadata — is refused (`nitride.user-data`). Default: true with `bootChain.manifest`
+   * (the kit image carries the agent), else false, and then the user-data is NOT bound (said in `attestationChain`).
+   */
+  agentInImage?: boolean;
+}
+
+/** Whether the user-data is measured (agentInImage, default on when the VM boots the kit image's manifest). */
+export function measuresUserData(args: OsBindingArgs): boolean {
+  return args.agentInImage ?? args.bootChain?.manifest !== undefined;
+}
+
+/** The `attestationChain` sentence on the user-data of this workload. */
+export function userDataSummary(measured: boolean, platform: "AWS" | "GCP"): string {
+  return measured
+    ? " User-data: bound (its SHA-256 is registered and bound into REPORT_DATA with the vTPM AK; the agent in the image reads it before cloud-init runs it)."
+    : ` User-data: NOT bound (agentInImage is off: cloud-init runs whatever ${platform === "AWS" ? "the instance's user-data" : "the instance metadata's user-data"} says, as root).`;
 }
 
 /** Per-cloud honesty summary, carried in every component's outputs (docs/attestation-chain.md). */
@@ -81,14 +102,14 @@ export const ATTESTATION_CHAIN: Record<Platform.Aws | Platform.Gcp | Platform.Az
     "CPU vendor key (AMD VLEK): memory encryption, EC2 firmware + vCPU count, REPORT_DATA (nonce, key, vTPM AK). " +
     "AWS Nitro PKI (NitroTPM attestation document, pinned AWS Nitro root G1; NitroTPM is AWS's, outside the SNP TCB): " +
     "the NitroTPM's SHA-384 PCRs for this attestation's nonce → boot events (UKI/kernel Authenticode, PCR 11, command line " +
-    "with the verity root hash), or an out-of-band akPins pin. Not bound: user-data; the instance (any EC2 instance " +
+    "with the verity root hash), or an out-of-band akPins pin. Not bound: the instance (any EC2 instance " +
     "booted from the registered image qualifies). Without measuredBoot: kernel, initrd, command line, root fs.",
   [Platform.Gcp]:
     "CPU vendor key (AMD VCEK / Intel PCK): memory encryption, Google firmware + vCPU count (launch digest / MRTD), " +
     "REPORT_DATA (nonce, key, vTPM AK). Google's TCB signing key (launch endorsement, verified by the runtime against its " +
     "configured GCE-cc-tcb-root): that the digest is Google's firmware for this shape, its SVN. Google's EK/AK CA (pinned " +
     "roots; the vTPM is Google's, outside the SNP/TDX TCB): the AK certificate → the quote's PCRs → boot events (UKI/kernel " +
-    "Authenticode, command line with the verity root hash). Not bound: user-data; the instance (any VM of an allowed project " +
+    "Authenticode, command line with the verity root hash). Not bound: the instance (any VM of an allowed project " +
     "booted from the registered image qualifies). Without measuredBoot: kernel, initrd, command line, root fs.",
   [Platform.Azure]:
     "CPU vendor key (AMD VCEK / Intel PCK): memory encryption, Microsoft paravisor (HCL) + UEFI; the HCL binds the vTPM AK. " +

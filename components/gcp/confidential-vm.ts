@@ -11,7 +11,7 @@ import { Platform, Tee, type DataVolumeArgs, type VhsmConnectionArgs } from "../
 import { parseFirmwareDescription, snpLaunchDigestTable, type CatalogEntry } from "../../images/index.js";
 import { catalogEntry, catalogVcpus } from "../common/catalog.js";
 import { gcpInstanceArgs } from "./settings.js";
-import { ATTESTATION_CHAIN } from "../common/os-binding.js";
+import { ATTESTATION_CHAIN, measuresUserData, userDataSummary } from "../common/os-binding.js";
 import { endorsedFirmware, gcpOsBinding, type GcpOsBindingArgs } from "./os-binding.js";
 
 export interface GcpConfidentialVmArgs extends GcpOsBindingArgs {
@@ -116,6 +116,7 @@ export class GcpConfidentialVm extends pulumi.ComponentResource {
     }
     // The launch digest is the same for every GCE VM of this shape: the OS is bound only through the vTPM.
     const vtpm = gcpOsBinding(who, args);
+    const agentInImage = measuresUserData(args);
     const reference: GuestReference =
       tee === Tee.SevSnp ? { snpMeasurements: measurements } : { tdx: measurements.map((mrtd) => ({ mrtd })) };
     const guest = registerGuest(this, name, {
@@ -134,6 +135,7 @@ export class GcpConfidentialVm extends pulumi.ComponentResource {
             }
           : { tdx: { allowDebug: false }, ...(vtpm ? { vtpm } : {}), ...(gce ? { gce: gce.policy } : {}) },
       vtpm: vtpm !== undefined,
+      agentInImage,
       vhsm: args.vhsm,
       requirePqHybrid: args.requirePqHybrid,
       secrets,
@@ -181,7 +183,8 @@ export class GcpConfidentialVm extends pulumi.ComponentResource {
           ? " Boot events authenticated by Google's AK certificate."
           : vtpm?.akPins
             ? " Boot events authenticated by akPins."
-            : " The OS is NOT bound (allowUnboundOs)."),
+            : " The OS is NOT bound (allowUnboundOs).") +
+        userDataSummary(agentInImage, "GCP"),
     );
     this.registerOutputs({
       attestationChain: this.attestationChain,

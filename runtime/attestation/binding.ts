@@ -64,21 +64,48 @@ export function hybridBindingMaterial(ephemeralSpkiDer: Uint8Array, mlkemEncapsu
 }
 
 const VTPM_DOMAIN = Buffer.from("buckypaper-vtpm-v1", "utf8");
+const VTPM_DOMAIN_V2 = Buffer.from("buckypaper-vtpm-v2", "utf8");
 
 /**
  * REPORT_DATA when a vTPM rides along (AWS/GCE): the attestation key is bound too, so the quote it signs is
- * tied to this hardware report. SHA-512("buckypaper-vtpm-v1" ‖ nonce ‖ u32 len ‖ SPKI ‖ SHA-256(AK TPM2B_PUBLIC)).
- * The TPM quote's qualifying data is SHA-256 of this value.
+ * tied to this hardware report. The TPM quote's qualifying data is SHA-256 of this value.
+ *   v1 (no user-data bound): SHA-512("buckypaper-vtpm-v1" ‖ nonce ‖ u32 len ‖ SPKI ‖ SHA-256(AK TPM2B_PUBLIC))
+ *   v2 (user-data bound):    SHA-512("buckypaper-vtpm-v2" ‖ u32 len ‖ nonce ‖ u32 len ‖ SPKI ‖ SHA-256(AK TPM2B_PUBLIC)
+ *                                     ‖ SHA-256(user-data))
+ * v2 is what makes measured user-data mean anything on a cloud: cloud-init runs the user-data as root, so a
+ * workload that binds its OS through the vTPM but not its user-data lets the cloud operator inject a runcmd.
+ * Both variable-length fields of v2 are length-prefixed and the two digests are fixed-length, so no two
+ * inputs share an encoding; the domains differ, so a v1 value never equals a v2 one.
  */
-export function reportDataForVtpm(nonce: Uint8Array, ephemeralSpkiDer: Uint8Array, akPublic: Uint8Array): Buffer {
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(ephemeralSpkiDer.length);
+export function reportDataForVtpm(
+  nonce: Uint8Array,
+  ephemeralSpkiDer: Uint8Array,
+  akPublic: Uint8Array,
+  userDataSha256?: Uint8Array,
+): Buffer {
+  const u32 = (n: number) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE(n);
+    return b;
+  };
+  const akDigest = createHash("sha256").update(akPublic).digest();
+  if (userDataSha256 === undefined)
+    return createHash("sha512")
+      .update(VTPM_DOMAIN)
+      .update(nonce)
+      .update(u32(ephemeralSpkiDer.length))
+      .update(ephemeralSpkiDer)
+      .update(akDigest)
+      .digest();
+  if (userDataSha256.length !== 32) throw new Error(`userDataSha256 must be 32 bytes, got ${userDataSha256.length}`);
   return createHash("sha512")
-    .update(VTPM_DOMAIN)
+    .update(VTPM_DOMAIN_V2)
+    .update(u32(nonce.length))
     .update(nonce)
-    .update(len)
+    .update(u32(ephemeralSpkiDer.length))
     .update(ephemeralSpkiDer)
-    .update(createHash("sha256").update(akPublic).digest())
+    .update(akDigest)
+    .update(userDataSha256)
     .digest();
 }
 

@@ -98,20 +98,11 @@ export async function attest(
   const ephemeral = newEphemeralKey({ hybrid: cfg.pqHybrid });
   // AWS/GCE: the vTPM's attestation key is bound into REPORT_DATA too, and the quote carries SHA-256 of it.
   const vtpm = cfg.evidence.vtpm ? new Vtpm(cfg.evidence.vtpm) : undefined;
-  if (vtpm && userDataSha256 !== undefined)
-    throw new EvidenceError(
-      "vtpm",
-      "binding",
-      "measured user-data together with a vTPM binding is not implemented yet",
-    );
   const akPublic = vtpm ? await vtpm.attestationKey() : undefined;
+  const userData = userDataSha256 !== undefined ? Buffer.from(userDataSha256, "hex") : undefined;
   const reportData = akPublic
-    ? reportDataForVtpm(nonce, boundKeyMaterial(ephemeral), akPublic)
-    : reportDataFor(
-        nonce,
-        boundKeyMaterial(ephemeral),
-        userDataSha256 !== undefined ? Buffer.from(userDataSha256, "hex") : undefined,
-      );
+    ? reportDataForVtpm(nonce, boundKeyMaterial(ephemeral), akPublic, userData)
+    : reportDataFor(nonce, boundKeyMaterial(ephemeral), userData);
   const evidence = await provider.collect(reportData);
   if (vtpm) {
     if (evidence.kind !== "snp" && evidence.kind !== "tdx")

@@ -142,6 +142,7 @@ describe("AwsConfidentialVm", () => {
       region: "us-east-2",
       measuredBoot: boot,
       akPins: ["EF".repeat(32)],
+      agentInImage: true,
     });
     await resolve(vm.privateIp);
     const wl = h.resources.find((r) => r.name === "bound-workload")!;
@@ -156,8 +157,16 @@ describe("AwsConfidentialVm", () => {
     expect(chain).toMatch(/AWS Nitro PKI \(NitroTPM attestation document, pinned AWS Nitro root G1/);
     expect(chain).toMatch(/THIS WORKLOAD: boot events authenticated by akPins/);
     expect(chain).not.toMatch(/NOT bound/);
+    // The agent in the image measures the user-data: its SHA-256 is registered, the user-data has no runcmd.
+    expect(unsecret(wl.inputs.userDataSha256)).toBe(createHash("sha256").update(userData).digest("hex"));
+    expect(userData).not.toMatch(/runcmd/);
+    expect(chain).toMatch(/User-data: bound \(its SHA-256 is registered and bound into REPORT_DATA with the vTPM AK/);
     const unbound = new mod.AwsConfidentialVm("loud", { vhsm, region: "us-east-2", allowUnboundOs: true });
     expect(await resolve(unbound.attestationChain)).toMatch(/THIS WORKLOAD: the OS is NOT bound \(allowUnboundOs\)/);
+    // Without the agent in the image, cloud-init runs the user-data before anything attests: said loudly.
+    expect(await resolve(unbound.attestationChain)).toMatch(/User-data: NOT bound \(agentInImage is off/);
+    await resolve(unbound.privateIp);
+    expect(h.resources.find((r) => r.name === "loud-workload")!.inputs.userDataSha256).toBeUndefined();
   });
 
   it.runIf(haveUkiTools())(

@@ -3,6 +3,7 @@
 // re-verifies it), the vTPM AK is authenticated by Google's certificate by default, and preview refuses what
 // cannot be bound, naming the field.
 import { beforeAll, describe, expect, it } from "vitest";
+import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { installMocks, resolve, unsecret, type MockHarness } from "../support/pulumi-mocks.js";
 import { createGceEndorsementSimulator, type GceEndorsementSimulator } from "../../runtime/sim/gce-endorsement.js";
@@ -39,6 +40,7 @@ describe("GcpConfidentialVm: Google launch endorsement + Google AK certificate",
       minFirmwareSvn: 5,
       measuredBoot: boot,
       akCertificateProjects: ["bk-prod-123"],
+      agentInImage: true,
     });
     await resolve(vm.instanceId);
     expect(await resolve(vm.expectedMeasurements)).toEqual([M(4)]);
@@ -51,6 +53,11 @@ describe("GcpConfidentialVm: Google launch endorsement + Google AK certificate",
     expect(chain).toMatch(/THIS WORKLOAD: firmware endorsed by Google \(SVN 5\), re-verified by the runtime\./);
     expect(chain).toMatch(/Boot events authenticated by Google's AK certificate\./);
     expect(chain).not.toMatch(/NOT bound|not implemented/);
+    expect(chain).toMatch(/User-data: bound/);
+    const inst = h.resources.find((r) => r.name === "ge" && r.type === "gcp:compute/instance:Instance")!.inputs;
+    const userData = String(unsecret(inst.metadata)["user-data"]);
+    expect(userData).toContain("device:/dev/tpmrm0");
+    expect(wl.userDataSha256).toBe(createHash("sha256").update(userData).digest("hex"));
   });
 
   it("refuses at preview, naming the field: no endorsed value for the shape, another signer, SVN too low, junk", () => {
@@ -105,5 +112,7 @@ describe("GcpConfidentialVm: Google launch endorsement + Google AK certificate",
     expect(await resolve(vm.attestationChain)).toMatch(
       /firmware digest given, not verified against Google's endorsement\. Boot events authenticated by akPins\./,
     );
+    expect(await resolve(vm.attestationChain)).toMatch(/User-data: NOT bound \(agentInImage is off/);
+    expect(workload("pasted").userDataSha256).toBeUndefined();
   });
 });

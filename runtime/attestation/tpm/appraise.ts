@@ -1,5 +1,5 @@
 // vTPM evidence riding on SNP/TDX evidence (AWS NitroTPM, GCE Shielded VM vTPM). Chain of trust:
-//   hardware report (CPU vendor's key) → REPORT_DATA = reportDataForVtpm(nonce, workload key, AK) → AK
+//   hardware report (CPU vendor's key) → REPORT_DATA = reportDataForVtpm(nonce, workload key, AK[, user-data]) → AK
 //   → AK authenticated as the cloud's vTPM (a registered pin) → TPM quote (nonce = SHA-256(REPORT_DATA))
 //   → PCRs → event log replay → measured-boot policy over events.
 // On AWS the PCRs can instead be authenticated by a NitroTPM attestation document (AWS Nitro PKI) requested
@@ -53,7 +53,13 @@ export async function appraiseWithVtpm(
   let expected: Uint8Array | undefined;
   let innerOpts = opts;
   if (opts.binding) {
-    expected = reportDataForVtpm(opts.binding.nonce, opts.binding.publicKeySpki, ev.akPublic);
+    // With a registered user-data hash the binding is v2: the REGISTERED hash, whatever the guest claims.
+    expected = reportDataForVtpm(
+      opts.binding.nonce,
+      opts.binding.publicKeySpki,
+      ev.akPublic,
+      opts.binding.userDataSha256,
+    );
     innerOpts = { ...opts, binding: undefined, expectedReportData: expected };
   }
   const v = await inner(evidence, policy, innerOpts);
@@ -65,8 +71,8 @@ export async function appraiseWithVtpm(
     detail: !expected
       ? "the AK is not bound: no nonce/key binding was given to check REPORT_DATA against"
       : reportDataOk
-        ? "REPORT_DATA binds the nonce, the workload key and this attestation key"
-        : "REPORT_DATA does not bind this attestation key (or the nonce/key): quote and report are not tied",
+        ? `REPORT_DATA binds the nonce, the workload key${opts.binding?.userDataSha256 ? ", the registered user-data" : ""} and this attestation key`
+        : `REPORT_DATA does not bind this attestation key (or the nonce/key${opts.binding?.userDataSha256 ? "/registered user-data" : ""}): quote and report are not tied`,
   });
   const t = verifyTpmEvidence(ev, { nonce: expected ? sha256(expected) : undefined });
   checks.push(...t.checks);
