@@ -14,7 +14,8 @@ import { DEBIAN_SOURCES, IMAGE_PACKAGES, SUITE, formatLock, lockDigest, parseLoc
 import { MANIFEST_SCHEMA, kernelCmdline, sha256Hex, type ImageManifest, type ManifestFile } from "./manifest.js";
 import { nodeRuntime, registryIntegrity } from "./node-runtime.js";
 import { checkAgainstLock, debootstrap, debootstrapArgv, finishTree, installedPackages } from "./rootfs.js";
-import { configureGuest } from "./configure.js";
+import { configureGuest, configureNetwork } from "./configure.js";
+import { RUNTIME_INSTALL_DIR, configureRuntimeGuest } from "./runtime-role.js";
 import { run } from "./exec.js";
 import { appendVerity, makeSquashfs } from "./verity.js";
 
@@ -38,8 +39,16 @@ export interface ImageBuildOptions {
   outDir?: string;
   rootDevice?: string;
   sourceDateEpoch?: number;
+  /**
+   * What the image runs (default "workload"): the enclaivelet before cloud-init, for workload VMs; or
+   * "runtime": the vHSM runtime's own VM (images/guest/runtime-role.ts) — the runtime artifact, its config
+   * and unit in the verity root, no enclaivelet, cloud-init and sshd masked. Same base tree and kernel.
+   */
+  role?: ImageRole;
   progress?: (line: string) => void;
 }
+
+export type ImageRole = "workload" | "runtime";
 
 export interface ImageBuildResult {
   dir: string;
@@ -87,7 +96,7 @@ class Progress {
  * that fixing it does not invalidate every cached image: whatever ends up in the files comes from the
  * step modules listed here, the lock, the artifact, the epoch and the root device.
  */
-async function recipeDigest(repoRoot: string): Promise<string> {
+async function recipeDigest(repoRoot: string, role: ImageRole): Promise<string> {
   const here = path.dirname(fileURLToPath(import.meta.url));
   const h = createHash("sha256");
   for (const f of [
@@ -100,6 +109,8 @@ async function recipeDigest(repoRoot: string): Promise<string> {
     "rootfs",
     "verity",
     "manifest",
+    // Only the runtime role's files come from it: a workload image's key does not depend on it.
+    ...(role === "runtime" ? ["runtime-role"] : []),
   ]) {
     const p = [path.join(repoRoot, "images/guest", `${f}.ts`), path.join(here, `${f}.js`)].find(existsSync);
     if (!p) throw new Error(`images/guest/${f} is missing (looked in ${repoRoot} and ${here})`);
@@ -146,10 +157,14 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
   const progress = new Progress(o.progress ?? (() => {}));
   const epoch = o.sourceDateEpoch ?? DEFAULT_SOURCE_DATE_EPOCH;
   const rootDevice = o.rootDevice ?? "/dev/vda";
+  const role = o.role ?? "workload";
+  if (role !== "workload" && role !== "runtime")
+    throw new Error(`image build: role is '${String(role)}'; must be workload or runtime`);
   if (process.getuid?.() !== 0)
     throw new Error("image build: needs root (mmdebstrap --mode=root, chroot, veritysetup on files)");
 
   progress.next("node runtime + enclaivelet artifact");
+  if (role === "runtime") progress.detail("role runtime: the vHSM runtime artifact instead of the enclaivelet");
   let { lock, text: lockText } = await readLock(o);
   const nodeLock = lock?.node ?? {
     ...DEFAULT_NODE,
@@ -162,15 +177,23 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
   try {
     const artifact = await buildArtifact({
       repoRoot: o.repoRoot,
-      out: path.join(stage, "enclaivelet.tar.gz"),
+      out: path.join(stage, role === "runtime" ? "bk-runtime.tar.gz" : "enclaivelet.tar.gz"),
       nodeBinary: nodeBin,
+      ...(role === "runtime" ? { kind: "runtime" as const } : {}),
     });
-    progress.detail(`enclaivelet artifact ${artifact.sha256}`);
+    progress.detail(`${role === "runtime" ? "runtime" : "enclaivelet"} artifact ${artifact.sha256}`);
 
     // With a lock in hand the key is known before building; --update-lock learns it afterwards.
-    const recipe = await recipeDigest(o.repoRoot);
+    // The workload role's key has no role part, so images cached before roles existed keep theirs.
+    const recipe = await recipeDigest(o.repoRoot, role);
     const hashFor = (l: string) =>
-      inputHash({ lock: lockDigest(l), enclaivelet: artifact.sha256, recipe, epoch, rootDevice });
+      inputHash({
+        lock: lockDigest(l),
+        ...(role === "runtime" ? { runtime: artifact.sha256, role } : { enclaivelet: artifact.sha256 }),
+        recipe,
+        epoch,
+        rootDevice,
+      });
     if (lockText && !o.rebuild && !o.outDir) {
       const hit = await cachedImage(path.join(o.cacheDir, "images", hashFor(lockText).slice(0, 32)));
       if (hit) {
@@ -216,7 +239,12 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
     }
     if (base && !baseCached && !(o.rebuild && existsSync(path.join(base, "done")))) await keepBaseTree(tree, base);
     await finishTree(tree, artifact.file);
-    const agentUnit = await configureGuest(tree);
+    let agentUnit: Awaited<ReturnType<typeof configureGuest>> | undefined;
+    let runtimeRole: Awaited<ReturnType<typeof configureRuntimeGuest>> | undefined;
+    if (role === "runtime") {
+      await configureNetwork(tree);
+      runtimeRole = await configureRuntimeGuest(tree, artifact.sha256);
+    } else agentUnit = await configureGuest(tree);
     const inputs = hashFor(lockText!);
     const dir = o.outDir ?? path.join(o.cacheDir, "images", inputs.slice(0, 32));
     // A private staging directory: builds of the same key may run at once (several tests, several users
@@ -256,13 +284,30 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
       cmdline: kernelCmdline(rootDevice, verity),
       rootDevice,
       packageLock: { sha256: lockDigest(lockText!), packages: lock.debs.size },
-      enclaivelet: {
-        sha256: artifact.sha256,
-        path: "/opt/buckypaper/enclaivelet/bin/enclaivelet",
-        node: `${nodeLock.package}@${nodeLock.version} ${nodeLock.integrity}`,
-        unit: agentUnit.unit,
-        userDataSource: agentUnit.userDataSource,
-      },
+      ...(agentUnit
+        ? {
+            enclaivelet: {
+              sha256: artifact.sha256,
+              path: "/opt/buckypaper/enclaivelet/bin/enclaivelet",
+              node: `${nodeLock.package}@${nodeLock.version} ${nodeLock.integrity}`,
+              unit: agentUnit.unit,
+              userDataSource: agentUnit.userDataSource,
+            },
+          }
+        : {}),
+      ...(runtimeRole
+        ? {
+            role: "runtime" as const,
+            runtime: {
+              sha256: artifact.sha256,
+              path: `${RUNTIME_INSTALL_DIR}/bin/bk-runtime`,
+              node: `${nodeLock.package}@${nodeLock.version} ${nodeLock.integrity}`,
+              unit: runtimeRole.unit,
+              config: runtimeRole.config,
+              masked: runtimeRole.masked,
+            },
+          }
+        : {}),
       firmware: null,
     };
     await writeFile(path.join(out, "image.json"), JSON.stringify(manifest, null, 2) + "\n");

@@ -32,13 +32,18 @@ async function enable(root: string, unitFile: string, by: string[]): Promise<voi
   }
 }
 
-export async function configureGuest(root: string): Promise<{ unit: string; userDataSource: string }> {
+/** DHCP on the one NIC by systemd-networkd, cloud-init limited to NoCloud (both roles of the image). */
+export async function configureNetwork(root: string): Promise<void> {
   await mkdir(path.join(root, "etc/systemd/network"), { recursive: true });
   await writeFile(path.join(root, "etc/systemd/network/10-dhcp.network"), NETWORK);
   await enable(root, "/lib/systemd/system/systemd-networkd.service", ["multi-user.target.wants"]);
   await enable(root, "/lib/systemd/system/systemd-networkd.socket", ["sockets.target.wants"]);
   await enable(root, "/lib/systemd/system/systemd-networkd-wait-online.service", ["network-online.target.wants"]);
   await writeFile(path.join(root, "etc/cloud/cloud.cfg.d/90-buckypaper.cfg"), CLOUD_CFG);
+}
+
+export async function configureGuest(root: string): Promise<{ unit: string; userDataSource: string }> {
+  await configureNetwork(root);
 
   const shipped = path.join(root, ARTIFACT_UNITS, IMAGE_USER_DATA_SOURCE, IMAGE_AGENT_UNIT);
   if (!existsSync(shipped))

@@ -6,7 +6,15 @@ export {
   DEFAULT_SOURCE_DATE_EPOCH,
   type ImageBuildOptions,
   type ImageBuildResult,
+  type ImageRole,
 } from "./build.js";
+export {
+  RUNTIME_GUEST_CONFIG,
+  RUNTIME_GUEST_DATA_DEVICE,
+  RUNTIME_GUEST_PORT,
+  RUNTIME_MASKED_UNITS,
+  RUNTIME_UNIT_NAME,
+} from "./runtime-role.js";
 export { newcArchive } from "./cpio.js";
 export { moduleLoadOrder, INITRD_MODULES } from "./initrd.js";
 export { IMAGE_PACKAGES, SUITE, parseLock, formatLock, lockDigest, LockError, type PackageLock } from "./lock.js";

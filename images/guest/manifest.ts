@@ -29,13 +29,25 @@ export interface ImageManifest {
   /** The block device the initramfs opens as root (the rootfs file attached as the first virtio disk). */
   rootDevice: string;
   packageLock: { sha256: string; packages: number };
-  enclaivelet: {
+  /** What the image runs (absent: "workload", the enclaivelet image). */
+  role?: "runtime";
+  /** Workload images: the agent baked in. Absent in a runtime image. */
+  enclaivelet?: {
     sha256: string;
     path: string;
     node: string;
     /** The systemd unit that runs it before cloud-init's user stages, and the user-data source it reads. */
     unit?: string;
     userDataSource?: string;
+  };
+  /** Runtime images: the vHSM runtime baked in, its unit and config, and the units masked. */
+  runtime?: {
+    sha256: string;
+    path: string;
+    node: string;
+    unit: string;
+    config: string;
+    masked: string[];
   };
   firmware: {
     /** Whether the firmware verifies kernel/initrd/cmdline against the SNP kernel-hashes table. */

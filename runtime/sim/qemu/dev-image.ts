@@ -12,6 +12,14 @@ import path from "node:path";
 import { spawn } from "node:child_process";
 import { symlinkSync } from "node:fs";
 import { MEASURED_UNIT_NAME, renderMeasuredUnit } from "../../guest/boot-unit.js";
+import {
+  RUNTIME_DATA_SCRIPT,
+  RUNTIME_GUEST_CONFIG,
+  RUNTIME_GUEST_DATA_DEVICE,
+  RUNTIME_GUEST_PORT,
+  RUNTIME_UNIT,
+  RUNTIME_UNIT_NAME,
+} from "../../../images/guest/runtime-role.js";
 
 export const DEV_GUEST_SUITE = "bookworm";
 export const DEV_GUEST_PACKAGES = [
@@ -165,52 +173,8 @@ export async function devRootImage(
   });
 }
 
-/** Where the runtime guest keeps its storage: the third virtio disk (boot vda, seed vdb, data vdc). */
-export const RUNTIME_GUEST_DATA_DEVICE = "/dev/vdc";
-/** The port the in-guest runtime listens on (the launcher forwards a host loopback port to it). */
-export const RUNTIME_GUEST_PORT = 8200;
-export const RUNTIME_UNIT_NAME = "bk-runtime.service";
-
-/**
- * The in-guest runtime's config: attested TLS and the derived-key seal, both over the virtio-serial PSP;
- * SQLite on the data disk. The data disk has no LUKS layer: everything the runtime writes goes through
- * its barrier (AES-GCM), whose unseal key exists on disk only wrapped with the PSP's derived key (and
- * as Shamir shares the operators hold), so a copied disk yields ciphertext. What is not hidden: sizes,
- * path names of the storage keys, write timing — as with Vault's own storage.
- */
-export const RUNTIME_GUEST_CONFIG = `storage "sqlite" { path = "/var/lib/buckypaper/runtime.db" }
-listener "tcp" { address = "0.0.0.0:${RUNTIME_GUEST_PORT}"  tls_hosts = ["127.0.0.1"] }
-attestation "virtio-psp" {}
-seal "snp-derived-key" { transport = "virtio-psp" }
-`;
-
-const RUNTIME_DATA_SCRIPT = `#!/bin/sh
-# Formats the data disk on first boot (blank: no filesystem signature) and mounts it for the runtime.
-set -eu
-dev=${RUNTIME_GUEST_DATA_DEVICE}
-i=0
-while [ ! -b "$dev" ] && [ $i -lt 30 ]; do sleep 1; i=$((i+1)); done
-if ! blkid "$dev" >/dev/null 2>&1; then mkfs.ext4 -q -L bkdata "$dev"; fi
-mkdir -p /var/lib/buckypaper
-mountpoint -q /var/lib/buckypaper || mount -o nodev,nosuid,noexec "$dev" /var/lib/buckypaper
-chmod 0700 /var/lib/buckypaper
-`;
-
-const RUNTIME_UNIT = `[Unit]
-Description=Buckypaper vHSM runtime (attested TLS, derived-key auto-unseal)
-After=systemd-networkd.service
-[Service]
-Type=simple
-ExecStartPre=/opt/buckypaper/bk-runtime-data
-ExecStart=/opt/buckypaper/bk-runtime/bin/bk-runtime /etc/buckypaper/runtime.hcl
-UMask=0077
-StandardOutput=journal+console
-StandardError=journal+console
-Restart=on-failure
-RestartSec=2
-[Install]
-WantedBy=multi-user.target
-`;
+// The runtime's config, unit and data-disk script are the kit image's runtime role's (one definition).
+export { RUNTIME_GUEST_DATA_DEVICE, RUNTIME_GUEST_PORT, RUNTIME_UNIT_NAME, RUNTIME_GUEST_CONFIG };
 
 /** The dev guest's root filesystem with the vHSM runtime artifact (buildArtifact kind "runtime") at
  *  /opt/buckypaper/bk-runtime, its config and a unit that starts it; cached per artifact hash. */

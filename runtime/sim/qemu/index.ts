@@ -11,6 +11,12 @@ export {
   RUNTIME_GUEST_DATA_DEVICE,
   type DevGuest,
 } from "./dev-image.js";
+export {
+  ensureRuntimeGuestImage,
+  amdSevFirmware,
+  type RuntimeGuestImage,
+  type RuntimeGuestImageOptions,
+} from "./runtime-image.js";
 export { startSimulatedPsp, type SimulatedPsp } from "./psp.js";
 export { launchGuest, usableAccel, bootInputsOf, type RunningGuest, type Accel } from "./launch.js";
 export {
