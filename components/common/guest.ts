@@ -58,6 +58,8 @@ export interface GuestSpec {
   provision?: UserDataInput["provision"];
   /** AWS/GCE: the agent sends a vTPM quote + event log, its AK bound into REPORT_DATA. */
   vtpm?: boolean;
+  /** GCE: the agent quotes with Google's certified AK (NV template) and sends its certificate. */
+  vtpmGoogleAk?: boolean;
   /** The image runs the enclaivelet before cloud-init and measures the user-data (kit image, local dev
    *  guests): the user-data carries only the config and its SHA-256 is registered with the workload. */
   agentInImage?: boolean;
@@ -158,6 +160,7 @@ export function registerGuest(parent: pulumi.Resource, name: string, spec: Guest
           workloadId: id,
           hostname: spec.hostname,
           ...(spec.vtpm ? { vtpm: true } : {}),
+          ...(spec.vtpm && spec.vtpmGoogleAk ? { vtpmGoogleAk: true } : {}),
           // Downloaded and checked against the pinned SHA-256 when the Vhsm serves the artifact; else baked in.
           agent: spec.agentInImage
             ? { kind: "image" }

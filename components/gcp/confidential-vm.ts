@@ -135,6 +135,8 @@ export class GcpConfidentialVm extends pulumi.ComponentResource {
             }
           : { tdx: { allowDebug: false }, ...(vtpm ? { vtpm } : {}), ...(gce ? { gce: gce.policy } : {}) },
       vtpm: vtpm !== undefined,
+      // Google's AK certificate authenticates the AK: the agent must quote with the key it certifies.
+      vtpmGoogleAk: vtpm?.gceAkCertificate !== undefined,
       agentInImage,
       vhsm: args.vhsm,
       requirePqHybrid: args.requirePqHybrid,

@@ -121,6 +121,9 @@ export async function attest(
           : {}),
       },
       ...(t.nitroDocument ? { nitro_document: b(t.nitroDocument) } : {}),
+      // GCE: the leaf from NV only; the verifier bundles Google's intermediates (gce/ak-roots.ts) — the AIA URL
+      // that names them cannot be fetched from here (no network to Google is assumed, nor trusted).
+      ...(t.akCertificate ? { ak_cert: b(t.akCertificate) } : {}),
     };
     // Without the document an AWS workload is refused (aws.document); say why here, where the cause is visible.
     if (t.nitroDocumentError)

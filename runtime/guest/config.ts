@@ -37,6 +37,8 @@ export interface EvidenceConfig {
     eventLogPath?: string;
     /** AWS: quote the SHA-384 bank too and attach a NitroTPM attestation document (`nitro-tpm-attest`). */
     nitroTpm?: boolean;
+    /** GCE: quote with the AK from Google's NV template and send Google's AK certificate. */
+    googleAk?: boolean;
   };
 }
 
@@ -243,9 +245,13 @@ export function parseConfig(input: unknown): EnclaiveletConfig {
   let vtpm: EvidenceConfig["vtpm"];
   if (ev.vtpm !== undefined && ev.vtpm !== false) {
     const t = obj(ev.vtpm === true ? {} : ev.vtpm, "evidence.vtpm");
-    onlyKeys(t, "evidence.vtpm", ["tcti", "eventLogPath", "nitroTpm"]);
+    onlyKeys(t, "evidence.vtpm", ["tcti", "eventLogPath", "nitroTpm", "googleAk"]);
     if (t.nitroTpm !== undefined && typeof t.nitroTpm !== "boolean")
       throw new ConfigError("evidence.vtpm.nitroTpm", "must be true or false");
+    if (t.googleAk !== undefined && typeof t.googleAk !== "boolean")
+      throw new ConfigError("evidence.vtpm.googleAk", "must be true or false");
+    if (t.googleAk && t.nitroTpm)
+      throw new ConfigError("evidence.vtpm.googleAk", "excludes nitroTpm (one cloud's vTPM at a time)");
     vtpm = {
       tcti: str(
         t.tcti ?? "device:/dev/tpmrm0",
@@ -255,6 +261,7 @@ export function parseConfig(input: unknown): EnclaiveletConfig {
       ),
       eventLogPath: optStr(t.eventLogPath, "evidence.vtpm.eventLogPath", ABS_PATH, "must be an absolute path"),
       ...(t.nitroTpm ? { nitroTpm: true } : {}),
+      ...(t.googleAk ? { googleAk: true } : {}),
     };
   }
   const provider = (ev.provider ?? "auto") as ProviderName;

@@ -57,6 +57,8 @@ describe("GcpConfidentialVm: Google launch endorsement + Google AK certificate",
     const inst = h.resources.find((r) => r.name === "ge" && r.type === "gcp:compute/instance:Instance")!.inputs;
     const userData = String(unsecret(inst.metadata)["user-data"]);
     expect(userData).toContain("device:/dev/tpmrm0");
+    // The agent quotes with the AK Google's certificate certifies (NV template) and sends the certificate.
+    expect(userData).toContain('"googleAk": true');
     expect(wl.userDataSha256).toBe(createHash("sha256").update(userData).digest("hex"));
   });
 
@@ -114,5 +116,8 @@ describe("GcpConfidentialVm: Google launch endorsement + Google AK certificate",
     );
     expect(await resolve(vm.attestationChain)).toMatch(/User-data: NOT bound \(agentInImage is off/);
     expect(workload("pasted").userDataSha256).toBeUndefined();
+    // With akPins the agent's own AK is the pinned one: no Google AK.
+    const inst = h.resources.find((r) => r.name === "pasted" && r.type === "gcp:compute/instance:Instance")!.inputs;
+    expect(String(unsecret(inst.metadata)["user-data"])).not.toContain("googleAk");
   });
 });

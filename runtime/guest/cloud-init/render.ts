@@ -49,6 +49,8 @@ export interface UserDataInput {
   evidenceProvider?: ProviderName;
   /** AWS/GCE: send a vTPM quote + event log with the SNP/TDX evidence (needs tpm2-tools in the image). */
   vtpm?: boolean;
+  /** GCE with `vtpm`: quote with the AK from Google's NV template and send Google's AK certificate. */
+  vtpmGoogleAk?: boolean;
   jwtRole?: string;
   /** systemd units that need the secrets: the agent runs Before= them and they Require= it. */
   servicesNeedingSecrets?: string[];
@@ -96,6 +98,8 @@ export function renderUserData(input: NoSecrets<UserDataInput>): RenderedUserDat
   if (!CLOUD_PLATFORMS.includes(i.platform))
     throw new UserDataError("platform", `must be one of ${CLOUD_PLATFORMS.join(", ")}`);
   if (i.tee !== undefined && i.tee !== "snp" && i.tee !== "tdx") throw new UserDataError("tee", "must be snp or tdx");
+  if (i.vtpmGoogleAk && (i.platform !== "gcp" || !i.vtpm))
+    throw new UserDataError("vtpmGoogleAk", "needs platform gcp and vtpm (Google's AK exists only in a GCE vTPM)");
   const agent: AgentDelivery = i.agent ?? { kind: "preinstalled" };
   if (agent.kind === "download") {
     if (!/^[0-9a-fA-F]{64}$/.test(agent.sha256)) throw new UserDataError("agent.sha256", "must be 64 hex digits");
@@ -126,7 +130,15 @@ export function renderUserData(input: NoSecrets<UserDataInput>): RenderedUserDat
     evidence: {
       provider: i.evidenceProvider ?? defaultProvider(i.platform, i.tee),
       // AWS: the NitroTPM attestation document (AWS-signed SHA-384 PCRs) rides along with the quote.
-      ...(i.vtpm ? { vtpm: { tcti: "device:/dev/tpmrm0", ...(i.platform === "aws" ? { nitroTpm: true } : {}) } } : {}),
+      ...(i.vtpm
+        ? {
+            vtpm: {
+              tcti: "device:/dev/tpmrm0",
+              ...(i.platform === "aws" ? { nitroTpm: true } : {}),
+              ...(i.vtpmGoogleAk ? { googleAk: true } : {}),
+            },
+          }
+        : {}),
     },
     ...i.provision,
   };

@@ -4,16 +4,22 @@
 // "swtpm:…" in tests), so no TPM command encoding lives here.
 //
 // The AK is a restricted ECC P-256 signing key under the endorsement hierarchy, persisted at AK_HANDLE so
-// every attestation of a boot uses the same key (the one bound into REPORT_DATA and, on GCE/AWS,
-// authenticated by the cloud's AK certificate / NitroTPM document).
+// every attestation of a boot uses the same key (the one bound into REPORT_DATA and, on AWS, vouched for by
+// the NitroTPM document). On GCE (`googleAk`) it is instead the key Google's AK certificate certifies: created
+// from Google's AK template in NV (gce-ak.ts) and persisted at GCE_AK_HANDLE, the certificate sent along.
+import { X509Certificate } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { CommandError, spawnRunner, type CommandRunner } from "../exec.js";
 import { EvidenceError } from "./types.js";
+import { derPrefix, GCE_AK_NV, parseAkTemplate } from "./gce-ak.js";
+import { parseTpmPublic } from "../../attestation/tpm/abi.js";
 
 export const EK_HANDLE = "0x81010001";
 export const AK_HANDLE = "0x81010002";
+/** Where the AK created from Google's template is persisted (GCE); never the kit's own AK. */
+export const GCE_AK_HANDLE = "0x81010003";
 /** Measured-boot PCRs a quote covers: firmware (0-7), grub/Linux stub (8, 9), systemd-stub (11, 12), shim MOK (14). */
 export const BOOT_PCRS = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 14];
 export const EVENT_LOG_PATH = "/sys/kernel/security/tpm0/binary_bios_measurements";
@@ -32,6 +38,12 @@ export interface VtpmOptions {
   nitroTpm?: boolean;
   /** The document tool's argv prefix (default ["nitro-tpm-attest"]). */
   nitroTpmAttest?: string[];
+  /**
+   * GCE: quote with the AK Google's EK/AK CA certified — created from Google's AK template (NV 0x01c10003 ECC /
+   * 0x01c10001 RSA) — and send its certificate (NV 0x01c10002 / 0x01c10000). Fails with a named step when the
+   * vTPM has no such template or certificate (not a Shielded VM vTPM): never falls back to an uncertified AK.
+   */
+  googleAk?: boolean;
 }
 
 export interface VtpmEvidence {
@@ -49,6 +61,8 @@ export interface VtpmEvidence {
   nitroDocument?: Buffer;
   /** Why no NitroTPM document came, when one was asked for. */
   nitroDocumentError?: string;
+  /** GCE: Google's AK certificate (DER) for akPublic. */
+  akCertificate?: Buffer;
 }
 
 const NAME = "vtpm";
@@ -81,8 +95,124 @@ export class Vtpm {
     }
   }
 
-  /** The AK's TPM2B_PUBLIC; creates EK and AK (persistent) on first use. */
+  private googleAkCache?: { akPublic: Buffer; certificate: Buffer };
+
+  /** The handle the quote is signed with. */
+  private get akHandle(): string {
+    return this.opts.googleAk ? GCE_AK_HANDLE : AK_HANDLE;
+  }
+
+  private env() {
+    return { env: { ...process.env, TPM2TOOLS_TCTI: this.opts.tcti } };
+  }
+
+  /**
+   * GCE: Google's AK template and certificate from NV; the AK persisted at GCE_AK_HANDLE is reused only when it is
+   * the certified key, else (re)created from the template. Checks the created key against the template and the
+   * certificate, so what is quoted with is what Google certified (the verifier checks that again).
+   */
+  private async googleAttestationKey(): Promise<{ akPublic: Buffer; certificate: Buffer }> {
+    if (this.googleAkCache) return this.googleAkCache;
+    const found = await this.withDir(async (dir) => {
+      for (const nv of GCE_AK_NV) {
+        const tmpl = path.join(dir, `${nv.kind}.tmpl`);
+        const cert = path.join(dir, `${nv.kind}.cert`);
+        const hex = (n: number) => `0x${n.toString(16)}`;
+        const t = await this.runner.run(["tpm2_nvread", hex(nv.template), "-C", "o", "-o", tmpl], this.env());
+        if (t.code !== 0) continue;
+        const c = await this.runner.run(["tpm2_nvread", hex(nv.certificate), "-C", "o", "-o", cert], this.env());
+        if (c.code !== 0)
+          throw new EvidenceError(
+            NAME,
+            "gce-ak-certificate",
+            `Google's ${nv.kind.toUpperCase()} AK template is in NV ${hex(nv.template)} but its certificate (NV ${hex(nv.certificate)}) cannot be read: ${c.stderr.toString().trim().slice(0, 200)}`,
+          );
+        return { nv, template: await readFile(tmpl), certificate: await readFile(cert) };
+      }
+      return undefined;
+    });
+    if (!found)
+      throw new EvidenceError(
+        NAME,
+        "gce-ak-template",
+        "no Google AK template in NV 0x01c10003 (ECC) or 0x01c10001 (RSA): is this a GCE Shielded/Confidential VM's vTPM?",
+      );
+    let certificate: Buffer;
+    let certSpki: Buffer;
+    try {
+      certificate = derPrefix(found.certificate);
+      certSpki = new X509Certificate(certificate).publicKey.export({ type: "spki", format: "der" });
+    } catch (e) {
+      throw new EvidenceError(
+        NAME,
+        "gce-ak-certificate",
+        `NV 0x${found.nv.certificate.toString(16)} does not hold an X.509 certificate: ${(e as Error).message}`,
+      );
+    }
+    let template;
+    try {
+      template = parseAkTemplate(found.template);
+    } catch (e) {
+      throw new EvidenceError(NAME, "gce-ak-template", (e as Error).message);
+    }
+    const spkiOf = (tpm2b: Buffer) =>
+      parseTpmPublic(tpm2b, { where: "gce_ak" }).key.export({ type: "spki", format: "der" });
+    const akPublic = await this.withDir(async (dir) => {
+      const pub = path.join(dir, "ak.pub");
+      const existing = await this.runner.run(["tpm2_readpublic", "-c", GCE_AK_HANDLE, "-o", pub], this.env());
+      if (existing.code === 0) {
+        const have = await readFile(pub);
+        if (spkiOf(have).equals(certSpki)) return have;
+        // Not the certified key (another template, an older seed): replace it.
+        await this.tpm("evict-gce-ak", ["tpm2_evictcontrol", "-C", "o", "-c", GCE_AK_HANDLE]);
+      }
+      await this.flush();
+      const ctx = path.join(dir, "gce-ak.ctx");
+      const unique = path.join(dir, "unique.bin");
+      await writeFile(unique, template.unique);
+      const policy = path.join(dir, "policy.bin");
+      if (template.authPolicy.length) await writeFile(policy, template.authPolicy);
+      await this.tpm("create-gce-ak", [
+        "tpm2_createprimary",
+        "-C",
+        "e",
+        ...template.options,
+        ...(template.authPolicy.length ? ["-L", policy] : []),
+        "-u",
+        unique,
+        "-c",
+        ctx,
+      ]);
+      await this.tpm("read-gce-ak", ["tpm2_readpublic", "-c", ctx, "-o", pub]);
+      const created = await readFile(pub);
+      // TPM2B_PUBLIC: the 2-byte size, then the TPMT_PUBLIC whose head must be the template's.
+      if (!created.subarray(2, 2 + template.prefix.length).equals(template.prefix)) {
+        await this.flush();
+        throw new EvidenceError(
+          NAME,
+          "gce-ak-template",
+          "the key tpm2_createprimary made differs from Google's AK template (attributes, scheme or policy)",
+        );
+      }
+      if (!spkiOf(created).equals(certSpki)) {
+        await this.flush();
+        throw new EvidenceError(
+          NAME,
+          "gce-ak-certificate",
+          "the key created from Google's AK template is not the key Google's AK certificate certifies",
+        );
+      }
+      await this.tpm("persist-gce-ak", ["tpm2_evictcontrol", "-C", "o", "-c", ctx, GCE_AK_HANDLE]);
+      await this.flush();
+      return created;
+    });
+    this.googleAkCache = { akPublic, certificate };
+    return this.googleAkCache;
+  }
+
+  /** The AK's TPM2B_PUBLIC; creates EK and AK (persistent) on first use (GCE: Google's certified AK). */
   async attestationKey(): Promise<Buffer> {
+    if (this.opts.googleAk) return (await this.googleAttestationKey()).akPublic;
     return this.withDir(async (dir) => {
       const pub = path.join(dir, "ak.pub");
       const existing = await this.runner.run(["tpm2_readpublic", "-c", AK_HANDLE, "-o", pub], {
@@ -135,6 +265,7 @@ export class Vtpm {
     if (nonce.length === 0 || nonce.length > 64)
       throw new EvidenceError(NAME, "nonce", `qualifying data of ${nonce.length} bytes (1..64)`);
     const akPublic = await this.attestationKey();
+    const akCertificate = this.opts.googleAk ? (await this.googleAttestationKey()).certificate : undefined;
     const pcrs = this.opts.pcrs ?? BOOT_PCRS;
     const sel = `sha256:${pcrs.join(",")}` + (this.opts.nitroTpm ? `+sha384:${pcrs.join(",")}` : "");
     const width = 32 + (this.opts.nitroTpm ? 48 : 0);
@@ -143,7 +274,7 @@ export class Vtpm {
       await this.tpm("quote", [
         "tpm2_quote",
         "-c",
-        AK_HANDLE,
+        this.akHandle,
         "-l",
         sel,
         "-q",
@@ -188,6 +319,7 @@ export class Vtpm {
         eventLog,
         ...(doc && "document" in doc ? { nitroDocument: doc.document } : {}),
         ...(doc && "error" in doc ? { nitroDocumentError: doc.error } : {}),
+        ...(akCertificate ? { akCertificate } : {}),
       };
     });
   }
