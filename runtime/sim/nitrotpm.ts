@@ -69,14 +69,16 @@ async function cert(
   ca: boolean,
   notBefore: Date,
   notAfter: Date,
+  keyUsage?: number | null,
 ): Promise<x509.X509Certificate> {
-  const extensions = [
-    new x509.BasicConstraintsExtension(ca, ca ? 2 : undefined, true),
-    new x509.KeyUsagesExtension(
-      ca ? x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign : x509.KeyUsageFlags.digitalSignature,
-      true,
-    ),
-  ];
+  const usage =
+    keyUsage === undefined
+      ? ca
+        ? x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign
+        : x509.KeyUsageFlags.digitalSignature
+      : keyUsage;
+  const extensions: x509.Extension[] = [new x509.BasicConstraintsExtension(ca, ca ? 2 : undefined, true)];
+  if (usage !== null) extensions.push(new x509.KeyUsagesExtension(usage, true));
   if (!issuer)
     return x509.X509CertificateGenerator.createSelfSigned({
       serialNumber: serial(),
@@ -100,8 +102,13 @@ async function cert(
   });
 }
 
-/** A test root → intermediate → leaf hierarchy; the leaf is valid `leafHours` around `now` (AWS: ~3 h). */
-export async function simulatedNitroPki(opts: { now?: Date; leafHours?: number } = {}): Promise<SimulatedNitroPki> {
+/**
+ * A test root → intermediate → leaf hierarchy; the leaf is valid `leafHours` around `now` (AWS: ~3 h).
+ * `keyUsage` overrides a certificate's keyUsage bits (null: no keyUsage extension) for negative tests.
+ */
+export async function simulatedNitroPki(
+  opts: { now?: Date; leafHours?: number; keyUsage?: { intermediate?: number | null; leaf?: number | null } } = {},
+): Promise<SimulatedNitroPki> {
   const now = opts.now ?? new Date();
   const gen = async () =>
     (await webcrypto.subtle.generateKey(ALG, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
@@ -122,6 +129,7 @@ export async function simulatedNitroPki(opts: { now?: Date; leafHours?: number }
     true,
     new Date(now.getTime() - day),
     new Date(now.getTime() + 30 * day),
+    opts.keyUsage?.intermediate,
   );
   const h = (opts.leafHours ?? 3) * 3600_000;
   const leaf = await cert(
@@ -131,6 +139,7 @@ export async function simulatedNitroPki(opts: { now?: Date; leafHours?: number }
     false,
     new Date(now.getTime() - h / 2),
     new Date(now.getTime() + h / 2),
+    opts.keyUsage?.leaf,
   );
   const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey("pkcs8", lk.privateKey));
   const leafKey = createPrivateKey({ key: pkcs8, format: "der", type: "pkcs8" });

@@ -3,6 +3,7 @@
 // byte) down to the leaf, every certificate valid at the document's time, and the document fresh at `now`.
 // Only after this is any field of the document believed (validate.ts).
 import { createHash, timingSafeEqual, verify as cryptoVerify, X509Certificate } from "node:crypto";
+import { chainCert, walkChain, type ChainCert } from "../x509.js";
 import type { Check } from "../types.js";
 import { parseNitroDocument, type NitroDocument } from "./abi.js";
 import { encodeCbor } from "./cbor.js";
@@ -30,27 +31,29 @@ const CLOCK_SKEW_MS = 5 * 60 * 1000;
 const eq = (a: Uint8Array, b: Uint8Array) => a.length === b.length && timingSafeEqual(a, b);
 const fp = (b: Uint8Array) => createHash("sha256").update(b).digest("hex").slice(0, 16);
 
+/**
+ * The chain leaf ← cabundle[n-1] ← … ← cabundle[0], walked by ../x509.ts with AWS's profile: cabundle[0] is a
+ * pinned root byte for byte, every link signed and valid at the document's time, every issuer a CA with
+ * keyUsage keyCertSign, the leaf an end-entity with keyUsage digitalSignature (AWS's certificates all carry
+ * keyUsage, so its absence is a fault), path lengths kept, and the leaf key ECDSA P-384.
+ */
 function chainProblem(doc: NitroDocument, roots: Uint8Array[], at: Date): string | undefined {
   const root = doc.cabundle[0];
   if (!roots.some((r) => eq(r, root))) return `cabundle[0] (sha256 ${fp(root)}…) is not a pinned root`;
-  let certs: X509Certificate[];
+  let chain: ChainCert[];
   try {
-    certs = [...doc.cabundle, doc.certificate].map((c) => new X509Certificate(c));
+    chain = [doc.certificate, ...[...doc.cabundle].reverse()].map(chainCert);
   } catch (e) {
     return `a certificate does not parse: ${(e as Error).message}`;
   }
-  for (let i = 0; i < certs.length; i++) {
-    const c = certs[i];
-    const issuer = certs[Math.max(0, i - 1)];
-    const what = i === certs.length - 1 ? "the leaf" : i === 0 ? "the root" : `cabundle[${i}]`;
-    if (!c.checkIssued(issuer) || !c.verify(issuer.publicKey)) return `${what} is not signed by its issuer`;
-    if (i < certs.length - 1 && !c.ca) return `${what} is not a CA certificate`;
-    if (i === certs.length - 1 && c.ca) return "the leaf is a CA certificate";
-    if (at < c.validFromDate || at > c.validToDate)
-      return `${what} is not valid at the document's time ${at.toISOString()} (${c.validFrom} … ${c.validTo})`;
-  }
-  const leafKey = certs[certs.length - 1].publicKey;
-  if (leafKey.asymmetricKeyDetails?.namedCurve !== "secp384r1") return "the leaf key is not ECDSA P-384";
+  const walk = walkChain(chain, { anchors: roots, leafDigitalSignature: true, requireKeyUsage: true }, at);
+  // Named as AWS numbers them: index i of the walk (leaf first) is cabundle[n - i] of n.
+  const what = (i: number) =>
+    i === 0 ? "the leaf" : i === chain.length - 1 ? "the root" : `cabundle[${chain.length - 1 - i}]`;
+  const faults = [...walk.faults].sort((a, b) => b.index - a.index).map((f) => `${what(f.index)} ${f.detail}`);
+  if (faults.length) return faults.join("; ");
+  if (chain[0].node.publicKey.asymmetricKeyDetails?.namedCurve !== "secp384r1")
+    return "the leaf key is not ECDSA P-384";
   return undefined;
 }
 

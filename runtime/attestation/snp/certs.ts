@@ -4,14 +4,9 @@
 // verifier does not redo RSA work for a chain it has already checked.
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
-import {
-  X509Certificate as NodeX509,
-  createHash,
-  verify as cryptoVerify,
-  constants,
-  type KeyObject,
-} from "node:crypto";
+import { verify as cryptoVerify, constants, type KeyObject } from "node:crypto";
 import { EvidenceFormatError } from "../types.js";
+import { chainCert, sha256Hex, signedBy, type ChainCert } from "../x509.js";
 import { productFromName, type SnpProduct, type TcbVersion } from "./abi.js";
 
 /**
@@ -44,9 +39,8 @@ export const OID = {
 
 export type CaRole = "ark" | "ask" | "asvk";
 
-export interface ParsedCert {
-  der: Uint8Array;
-  sha256: string;
+/** A certificate as the SNP verifier sees it: the shared walker's view (../x509.ts) plus names and dates. */
+export interface ParsedCert extends ChainCert {
   subjectCN: string;
   issuerCN: string;
   subject: string;
@@ -55,8 +49,6 @@ export interface ParsedCert {
   notBefore: Date;
   notAfter: Date;
   publicKey: KeyObject;
-  /** node's view, used for signature verification (RSA-PSS aware). */
-  node: NodeX509;
 }
 
 export interface CaCert extends ParsedCert {
@@ -161,10 +153,6 @@ export function splitCertificates(data: Uint8Array | string): Uint8Array[] {
   return [data];
 }
 
-export function sha256Hex(b: Uint8Array): string {
-  return createHash("sha256").update(b).digest("hex");
-}
-
 /** Parses one DER certificate (memoised by digest). */
 export function parseCert(der: Uint8Array): ParsedCert {
   const sha256 = sha256Hex(der);
@@ -173,11 +161,10 @@ export function parseCert(der: Uint8Array): ParsedCert {
   let parsed: ParsedCert;
   try {
     // @peculiar/x509 decodes lazily, so every field is read inside the guard.
+    const base = chainCert(der);
     const pc = new x509.X509Certificate(der);
-    const node = new NodeX509(der);
     parsed = {
-      der: new Uint8Array(der),
-      sha256,
+      ...base,
       subjectCN: cnOf(pc.subjectName),
       issuerCN: cnOf(pc.issuerName),
       subject: pc.subject,
@@ -185,8 +172,7 @@ export function parseCert(der: Uint8Array): ParsedCert {
       serial: pc.serialNumber.toLowerCase(),
       notBefore: pc.notBefore,
       notAfter: pc.notAfter,
-      publicKey: node.publicKey,
-      node,
+      publicKey: base.node.publicKey,
     };
   } catch (e) {
     throw new EvidenceFormatError(
@@ -297,25 +283,8 @@ export function vekTcb(v: VekCert): TcbVersion {
 
 // ---- signatures and CRLs --------------------------------------------------------------------------
 
-const sigCache = new Map<string, boolean>();
-
-/** True when `issuer`'s key signed `cert` (memoised: a warm chain costs no RSA work). */
-export function issuedBy(cert: ParsedCert, issuer: ParsedCert): boolean {
-  const key = `${cert.sha256}:${issuer.sha256}`;
-  const hit = sigCache.get(key);
-  if (hit !== undefined) return hit;
-  let ok: boolean;
-  try {
-    ok = cert.issuer === issuer.subject && cert.node.verify(issuer.publicKey);
-  } catch {
-    ok = false;
-  }
-  return remember(sigCache, key, ok);
-}
-
-export function validAt(c: ParsedCert, now: Date): boolean {
-  return c.notBefore.getTime() <= now.getTime() && now.getTime() <= c.notAfter.getTime();
-}
+/** True when `issuer`'s key signed `cert` (the shared walker's memoised check: a warm chain costs no RSA work). */
+export const issuedBy = (cert: ParsedCert, issuer: ParsedCert): boolean => signedBy(cert, issuer);
 
 export interface CrlResult {
   ok: boolean;

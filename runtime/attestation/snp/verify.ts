@@ -18,16 +18,8 @@ import {
   type SnpReport,
   type TcbVersion,
 } from "./abi.js";
-import {
-  PINNED_ARK_SHA256,
-  checkCrl,
-  issuedBy,
-  validAt,
-  vekTcb,
-  type CaCert,
-  type ParsedCert,
-  type VekCert,
-} from "./certs.js";
+import { PINNED_ARK_SHA256, checkCrl, issuedBy, vekTcb, type CaCert, type ParsedCert, type VekCert } from "./certs.js";
+import { walkChain, type ChainWalk } from "../x509.js";
 import type { KdsClient } from "./kds.js";
 import {
   fetchChain,
@@ -197,10 +189,13 @@ async function runSteps(input: SnpVerifyInput, opts: SnpVerifyOptions, c: Checks
   const root = rootStep(pool, product, trust, c);
   result.ark = root.ark;
   result.simulated = root.simulated;
-  verifyRootStep(root, product, c);
+  verifyRootStep(root, now, c);
   const inter = (result.intermediate = intermediateStep(pool, vek, root.ark, product, c));
-  chainStep(vek, inter, c);
-  validityStep([vek, inter, root.ark], vek, now, c);
+  // One walk of VEK ← ASK/ASVK ← ARK (../x509.ts), reported as the per-certificate checks below.
+  const walk = walkChain([vek, inter, root.ark], { anchors: [root.ark.sha256] }, now);
+  intermediateLinkStep(walk, inter, root.ark, c);
+  chainStep(walk, vek, inter, c);
+  validityStep(walk, [vek, inter, root.ark], vek, now, c);
   await crlCheck(c, trust, kds, product, vek.kind, root.ark, inter, now);
 
   await signatureStep(report, vek, c);
@@ -358,9 +353,21 @@ function rootStep(pool: CertificatePool, product: SnpProduct, trust: SnpTrustCon
   return { ark, simulated: pinned.get(ark.sha256) === true };
 }
 
-function verifyRootStep({ ark, simulated }: Root, product: SnpProduct, c: Checks): void {
-  if (!issuedBy(ark, ark))
+/** The faults of certificate `index` of a walk other than validity (reported on its own), as text. */
+function linkFaults(walk: ChainWalk, index: number, name: string): { signed: boolean; others: string[] } {
+  const mine = walk.faults.filter((f) => f.index === index && f.kind !== "validity");
+  return {
+    signed: !mine.some((f) => f.kind === "signature"),
+    others: mine.filter((f) => f.kind !== "signature").map((f) => `${name} ${f.detail}`),
+  };
+}
+
+/** The pinned ARK alone: self-signed, a CA that may sign certificates. */
+function verifyRootStep({ ark, simulated }: Root, now: Date, c: Checks): void {
+  const { signed, others } = linkFaults(walkChain([ark], { anchors: [ark.sha256] }, now), 0, ark.subjectCN);
+  if (!signed)
     c.stop("snp.chain.ark", `ARK ${ark.subjectCN} is pinned but its self-signature does not verify`, "broken root");
+  if (others.length) c.stop("snp.chain.ark", others.join("; "), "broken root");
   c.add(
     "snp.chain.ark",
     true,
@@ -380,30 +387,41 @@ function intermediateStep(pool: CertificatePool, vek: VekCert, ark: CaCert, prod
       `no ${interName} is available${pool.problems.length ? ` (${pool.problems.join("; ")})` : ""}`,
       "incomplete chain",
     );
-  const interOk = issuedBy(inter, ark);
-  c.add(
-    "snp.chain.intermediate",
-    interOk,
-    interOk
-      ? `${inter.subjectCN} (serial ${inter.serial}) is signed by ${ark.subjectCN}`
-      : `${inter.subjectCN} is not signed by the pinned ${ark.subjectCN}`,
-  );
   return inter;
 }
 
-function chainStep(vek: VekCert, inter: CaCert, c: Checks): void {
-  const vekOk = issuedBy(vek, inter);
+function intermediateLinkStep(walk: ChainWalk, inter: CaCert, ark: CaCert, c: Checks): void {
+  const { signed, others } = linkFaults(walk, 1, inter.subjectCN);
+  const faults = [...(signed ? [] : [`${inter.subjectCN} is not signed by the pinned ${ark.subjectCN}`]), ...others];
   c.add(
-    "snp.chain.vek",
-    vekOk,
-    vekOk
-      ? `${vek.kind.toUpperCase()} is signed by ${inter.subjectCN}`
-      : `${vek.kind.toUpperCase()} (issuer '${vek.issuerCN}') is not signed by ${inter.subjectCN}: forged or altered certificate, or wrong chain`,
+    "snp.chain.intermediate",
+    faults.length === 0,
+    faults.length === 0
+      ? `${inter.subjectCN} (serial ${inter.serial}) is signed by ${ark.subjectCN}`
+      : faults.join("; "),
   );
 }
 
-function validityStep(chain: ParsedCert[], vek: VekCert, now: Date, c: Checks): void {
-  const expired = chain.filter((x) => !validAt(x, now));
+function chainStep(walk: ChainWalk, vek: VekCert, inter: CaCert, c: Checks): void {
+  const kind = vek.kind.toUpperCase();
+  const { signed, others } = linkFaults(walk, 0, kind);
+  const faults = [
+    ...(signed
+      ? []
+      : [
+          `${kind} (issuer '${vek.issuerCN}') is not signed by ${inter.subjectCN}: forged or altered certificate, or wrong chain`,
+        ]),
+    ...others,
+  ];
+  c.add(
+    "snp.chain.vek",
+    faults.length === 0,
+    faults.length === 0 ? `${kind} is signed by ${inter.subjectCN}` : faults.join("; "),
+  );
+}
+
+function validityStep(walk: ChainWalk, chain: ParsedCert[], vek: VekCert, now: Date, c: Checks): void {
+  const expired = walk.faults.filter((f) => f.kind === "validity").map((f) => chain[f.index]);
   c.add(
     "snp.chain.validity",
     expired.length === 0,

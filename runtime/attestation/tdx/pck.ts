@@ -1,6 +1,5 @@
 // The PCK certificate chain carried in a quote: PEM splitting, and Intel's SGX extension
 // (OID 1.2.840.113741.1.13.1) that names the platform (FMSPC, PCEID) and its TCB (SVNs).
-import { X509Certificate } from "node:crypto";
 import { EvidenceFormatError } from "../types.js";
 import { children, decodeOid, decodeUint, readTlv } from "./der.js";
 
@@ -26,14 +25,6 @@ export function pemCertificates(pem: string, field = "pck_cert_chain"): Uint8Arr
     out.push(Buffer.from(b64, "base64"));
   }
   return out;
-}
-
-export function parseCertificate(der: Uint8Array, field: string): X509Certificate {
-  try {
-    return new X509Certificate(der);
-  } catch (e) {
-    throw new EvidenceFormatError(`${field}: not an X.509 certificate (${(e as Error).message})`, field);
-  }
 }
 
 /** Finds an extension's extnValue contents in a certificate's DER. */

@@ -5,7 +5,9 @@
 import { createHash, createPublicKey, verify as cryptoVerify, type KeyObject, type X509Certificate } from "node:crypto";
 import type { Check } from "../types.js";
 import { INTEL_QE_VENDOR_ID, type TdxQuote } from "./abi.js";
-import { commonName, parseCertificate, parsePckExtension, pemCertificates, type PckExtension } from "./pck.js";
+import { EvidenceFormatError } from "../types.js";
+import { chainCert, walkChain, type ChainCert } from "../x509.js";
+import { commonName, parsePckExtension, pemCertificates, type PckExtension } from "./pck.js";
 
 /**
  * SHA-256 of the DER of the Intel SGX Root CA (CN=Intel SGX Root CA, serial 22650CD6…, 2018-05-21..2049-12-31).
@@ -54,10 +56,6 @@ const PCK_CA_CN: Record<string, "platform" | "processor"> = {
 };
 const ROOT_CN = "Intel SGX Root CA";
 
-export function fingerprint(cert: X509Certificate): string {
-  return createHash("sha256").update(cert.raw).digest("hex");
-}
-
 /** Verifies an ECDSA P-256 / SHA-256 signature given as r‖s (64 bytes). Never throws. */
 export function verifyP256(data: Uint8Array, key: KeyObject, rs: Uint8Array): boolean {
   try {
@@ -95,12 +93,6 @@ function isP256(cert: X509Certificate): boolean {
   return k !== undefined && k.asymmetricKeyType === "ec" && k.asymmetricKeyDetails?.namedCurve === "prime256v1";
 }
 
-function validAt(cert: X509Certificate, now: Date): boolean {
-  const from = new Date(cert.validFrom).getTime();
-  const to = new Date(cert.validTo).getTime();
-  return Number.isFinite(from) && Number.isFinite(to) && from <= now.getTime() && now.getTime() <= to;
-}
-
 /** Checks the three-certificate PCK chain. Returns the chain when it is structurally usable. */
 export function verifyPckChain(
   pem: string,
@@ -110,10 +102,17 @@ export function verifyPckChain(
   const now = opts.now ?? new Date();
   const simulatedRoots = new Set((opts.simulatedRoots ?? []).map((f) => f.toLowerCase().replace(/[^0-9a-f]/g, "")));
   let ders: Uint8Array[];
-  let certs: X509Certificate[];
+  let chain: ChainCert[];
   try {
     ders = pemCertificates(pem);
-    certs = ders.map((d, i) => parseCertificate(d, `pck_cert_chain[${i}]`));
+    chain = ders.map((d, i) => {
+      try {
+        return chainCert(d);
+      } catch (e) {
+        const field = `pck_cert_chain[${i}]`;
+        throw new EvidenceFormatError(`${field}: not an X.509 certificate (${(e as Error).message})`, field);
+      }
+    });
   } catch (e) {
     checks.push({
       id: "tdx.pck-chain",
@@ -122,19 +121,23 @@ export function verifyPckChain(
     });
     return { simulated: false };
   }
-  if (certs.length !== 3) {
+  if (chain.length !== 3) {
     checks.push({
       id: "tdx.pck-chain",
       ok: false,
-      detail: `PCK certificate chain has ${certs.length} certificates, expected 3 (PCK, PCK CA, root)`,
+      detail: `PCK certificate chain has ${chain.length} certificates, expected 3 (PCK, PCK CA, root)`,
     });
     return { simulated: false };
   }
+  const certs = chain.map((c) => c.node);
   const [leaf, intermediate, root] = certs;
-  const fp = fingerprint(root);
+  const fp = chain[2].sha256;
   const simulated = simulatedRoots.has(fp);
+  // Signatures, issuer names, CA bits, keyCertSign, path lengths and the pinned root: the shared walker.
+  const walk = walkChain(chain, { anchors: [INTEL_SGX_ROOT_CA_SHA256, ...simulatedRoots] }, now);
+  const roles = ["PCK certificate", "PCK CA", "root"];
   const faults: string[] = [];
-  if (fp !== INTEL_SGX_ROOT_CA_SHA256 && !simulated)
+  if (walk.faults.some((f) => f.kind === "anchor"))
     faults.push(`root ${fp} is not the pinned Intel SGX Root CA (${INTEL_SGX_ROOT_CA_SHA256})`);
   if (commonName(root.subject) !== ROOT_CN) faults.push(`root CN '${commonName(root.subject)}' is not '${ROOT_CN}'`);
   const caType = PCK_CA_CN[commonName(intermediate.subject)];
@@ -145,12 +148,8 @@ export function verifyPckChain(
   if (commonName(leaf.subject) !== PCK_LEAF_CN)
     faults.push(`leaf CN '${commonName(leaf.subject)}' is not '${PCK_LEAF_CN}'`);
   if (!certs.every(isP256)) faults.push("every certificate of the chain must carry an ECDSA P-256 key");
-  if (!safeVerify(root, root)) faults.push("root is not self-signed");
-  if (!safeVerify(intermediate, root)) faults.push("PCK CA is not signed by the root");
-  if (!safeVerify(leaf, intermediate)) faults.push("PCK certificate is not signed by the PCK CA");
-  if (leaf.issuer !== intermediate.subject || intermediate.issuer !== root.subject)
-    faults.push("issuer names do not chain");
-  if (!intermediate.ca || !root.ca) faults.push("PCK CA and root must be CA certificates");
+  for (const f of walk.faults)
+    if (f.kind !== "anchor" && f.kind !== "validity") faults.push(`${roles[f.index]} ${f.detail}`);
   checks.push({
     id: "tdx.pck-chain",
     ok: faults.length === 0,
@@ -159,8 +158,9 @@ export function verifyPckChain(
         ? `PCK chain verifies to the ${simulated ? "SIMULATED root " + fp : "pinned Intel SGX Root CA"}`
         : faults.join("; "),
   });
-  const expired = certs
-    .filter((c) => !validAt(c, now))
+  const expired = walk.faults
+    .filter((f) => f.kind === "validity")
+    .map((f) => certs[f.index])
     .map((c) => `'${commonName(c.subject)}' (${c.validFrom} .. ${c.validTo})`);
   checks.push({
     id: "tdx.pck-validity",
@@ -182,15 +182,6 @@ export function verifyPckChain(
     checks.push({ id: "tdx.pck-extension", ok: false, detail: (e as Error).message });
   }
   return { chain: { leaf, intermediate, root, leafDer: ders[0], extension, caType: caType ?? "platform" }, simulated };
-}
-
-function safeVerify(cert: X509Certificate, issuer: X509Certificate): boolean {
-  try {
-    const key = publicKeyOf(issuer);
-    return key !== undefined && cert.verify(key);
-  } catch {
-    return false;
-  }
 }
 
 /** Runs every cryptographic check of a quote. */

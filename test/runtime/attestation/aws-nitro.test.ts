@@ -187,6 +187,21 @@ describe("NitroTPM documents under a test root", () => {
     expect(failed(v.checks)).toEqual(["aws.document-chain"]);
   });
 
+  it("keyUsage is required: a leaf without digitalSignature or without keyUsage, an issuer without keyCertSign", async () => {
+    const cases: [Parameters<typeof simulatedNitroPki>[0], RegExp][] = [
+      [{ keyUsage: { leaf: null } }, /the leaf has no keyUsage extension/],
+      [{ keyUsage: { leaf: 0x20 /* keyCertSign only */ } }, /the leaf keyUsage lacks digitalSignature/],
+      [{ keyUsage: { intermediate: null } }, /cabundle\[1\] has no keyUsage extension/],
+      [{ keyUsage: { intermediate: 0x01 /* digitalSignature only */ } }, /cabundle\[1\] keyUsage lacks keyCertSign/],
+    ];
+    for (const [opts, why] of cases) {
+      const bad = await simulatedNitroPki({ now, ...opts });
+      const v = verifyNitroDocument(bad.document({ pcrs }), { now, testRoots: [bad.rootDer] });
+      expect(failed(v.checks), String(why)).toEqual(["aws.document-chain"]);
+      expect(v.checks.find((c) => c.id === "aws.document-chain")!.detail).toMatch(why);
+    }
+  });
+
   it("a document signed by another leaf than the one it carries fails the signature", async () => {
     const other = await simulatedNitroPki({ now });
     const a = parseNitroDocument(pki.document({ pcrs }));

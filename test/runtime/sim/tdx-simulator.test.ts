@@ -65,6 +65,14 @@ describe("TDX simulator round trips", () => {
     });
   }
 
+  it("a PCK chain outside its validity fails tdx.pck-validity alone, naming the certificates", async () => {
+    const q = sim.quote({ mrTd });
+    const v = await verifyTdx(q, { simulatedRoots: [sim.rootFingerprint], now: new Date("2100-01-01T00:00:00Z") });
+    expect(failed(v)).toContain("tdx.pck-validity");
+    expect(failed(v)).not.toContain("tdx.pck-chain");
+    expect(v.checks.find((c) => c.id === "tdx.pck-validity")?.detail).toMatch(/not valid at 2100-01-01.*Intel SGX PCK/);
+  });
+
   it("another simulator's root is not trusted by this one's fingerprint", async () => {
     const other = await TdxSimulator.create();
     const v = await verifyTdx(other.quote({ mrTd }), { simulatedRoots: [sim.rootFingerprint] });
