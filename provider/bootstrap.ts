@@ -21,20 +21,42 @@ import {
 
 /**
  * What the components register, and nothing else. Every path not named is denied — in particular:
- * reading KV secret data (`+/data/*` is create/update only), PKI/SSH issue and sign, exporting a PKI
- * root, importing a CA key, sys/policies (no self-promotion), token creation (no child or root
- * tokens), Nitride config (trust anchors, simulated evidence) and key rotation, sys/remount and audit.
+ * reading KV secret data (`+/data/*` is create/update/soft-delete only), deleting KV metadata or
+ * destroying versions, PKI/SSH issue and sign, exporting a PKI root, importing a CA key, sys/policies (no
+ * self-promotion), token creation (no child or root tokens), Nitride config (trust anchors, simulated
+ * evidence) and key rotation, disabling or tuning the nitride mount or its own auth mount, mount tuning,
+ * JWT key sources other than this runtime's Nitride, sys/remount and audit. Each rule has a hostile
+ * test in test/provider/deployer-credential.test.ts.
  */
 export const DEPLOYER_POLICY_HCL = `# bk-deployer: what \`pulumi up\` may do after bootstrap (docs/security.md)
-# Secrets engines and auth methods the components mount (sudo is Vault's requirement for sys/auth).
+# Secrets engines and auth methods the components mount: one path segment, the engine types the components
+# use, no lease settings (sudo is Vault's requirement for sys/auth). Tune paths (sys/mounts/<p>/tune,
+# sys/auth/<p>/tune, sys/mounts/auth/<p>/tune) have more segments and match nothing here.
 path "sys/mounts" { capabilities = ["read"] }
-path "sys/mounts/*" { capabilities = ["create", "read", "update", "delete"] }
+path "sys/mounts/+" {
+  capabilities = ["create", "read", "update", "delete"]
+  allowed_parameters = {
+    "type" = ["kv", "kv-v2", "pki", "ssh", "transit"]
+    "options" = []
+    "description" = []
+  }
+}
 path "sys/auth" { capabilities = ["read"] }
-path "sys/auth/*" { capabilities = ["create", "read", "update", "delete", "sudo"] }
+path "sys/auth/+" {
+  capabilities = ["create", "read", "update", "delete", "sudo"]
+  allowed_parameters = {
+    "type" = ["jwt"]
+    "description" = []
+  }
+}
+# The runtime's own attestation service and the deployer's own login are not the deployer's to disable.
+path "sys/mounts/nitride" { capabilities = ["deny"] }
+path "sys/auth/${DEPLOYER_MOUNT}" { capabilities = ["deny"] }
 
-# KV v2: write secret values and manage their metadata; never read a value back.
-path "+/data/*" { capabilities = ["create", "update"] }
-path "+/metadata/*" { capabilities = ["read", "delete", "list"] }
+# KV v2: write secret values and soft-delete the current version (an operator can undelete it); read
+# metadata (the version); never read a value back, never destroy versions or delete metadata.
+path "+/data/*" { capabilities = ["create", "update", "delete"] }
+path "+/metadata/*" { capabilities = ["read", "list"] }
 
 # PKI and SSH: roles, and CAs whose private key is generated inside and never leaves.
 path "+/roles" { capabilities = ["list"] }
@@ -49,9 +71,15 @@ path "+/config/ca" {
   }
 }
 
-# JWT auth: key sources and roles whose tokens carry only attestation-managed workload policies
-# (the runtime grants those only to an attested login of that very workload).
-path "auth/+/config" { capabilities = ["create", "read", "update"] }
+# JWT auth: a mount's key source may only be this runtime's Nitride (never a key, JWKS or issuer the
+# deployer chooses), and roles' tokens carry only attestation-managed workload policies (the runtime
+# grants those only to an attested login of that very workload).
+path "auth/+/config" {
+  capabilities = ["create", "read", "update"]
+  allowed_parameters = {
+    "nitride_mount" = ["nitride"]
+  }
+}
 path "auth/+/role/*" {
   capabilities = ["create", "read", "update", "delete"]
   allowed_parameters = {
@@ -63,7 +91,15 @@ path "auth/+/role/*" {
   }
 }
 
-# Its own login: the key may be rotated (config), the role (policy, TTLs) not changed.
+# Its own login: the Ed25519 key may be rotated (config: public keys, EdDSA only), the role (audience,
+# policy, TTLs) not changed.
+path "auth/${DEPLOYER_MOUNT}/config" {
+  capabilities = ["read", "update"]
+  allowed_parameters = {
+    "jwt_validation_pubkeys" = []
+    "jwt_supported_algs" = ["EdDSA"]
+  }
+}
 path "auth/${DEPLOYER_MOUNT}/role/*" { capabilities = ["read"] }
 
 # Nitride workloads: reference values, policy and which secrets an attested VM receives. Nitride lets a

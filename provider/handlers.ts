@@ -254,7 +254,12 @@ export async function update(kindName: string, _id: string, _olds: Props, news: 
 export async function remove(kindName: string, _id: string, props: Props): Promise<void> {
   const k = kindOf(kindName);
   // 404 counts as already gone (runtimeRequest returns it rather than throwing).
-  await runtimeRequest(connectionOf(props), "DELETE", k.deletePath ? k.deletePath(props) : k.path(props));
+  try {
+    await runtimeRequest(connectionOf(props), "DELETE", k.deletePath ? k.deletePath(props) : k.path(props));
+  } catch (e) {
+    if (!(e instanceof RuntimeApiError && e.status === 403 && k.softDeletePath)) throw e;
+    await runtimeRequest(connectionOf(props), "DELETE", k.softDeletePath(props));
+  }
 }
 
 /**

@@ -24,6 +24,11 @@ export interface KindSpec {
   readPath?(inputs: Record<string, unknown>): string;
   /** Path used to delete, when it differs (KV v2 deletes all versions via metadata/). */
   deletePath?(inputs: Record<string, unknown>): string;
+  /**
+   * Path DELETEd instead when deletePath answers 403: the deployer may not destroy a KV secret's versions
+   * (metadata delete), only soft-delete the current one, which an operator can undelete.
+   */
+  softDeletePath?(inputs: Record<string, unknown>): string;
   /** Request body from checked inputs. */
   body(inputs: Record<string, unknown>): Record<string, unknown>;
   /** Field values (Pulumi names) from a GET response's data; empty when the object is not there. */
@@ -222,6 +227,7 @@ export const kinds: Record<string, KindSpec> = {
     fields: [f("data", "stringMap")],
     path: (i) => `${String(i.mount)}/data/${String(i.path)}`,
     deletePath: (i) => `${String(i.mount)}/metadata/${String(i.path)}`,
+    softDeletePath: (i) => `${String(i.mount)}/data/${String(i.path)}`,
     body: (i) => ({ data: i.data }),
     fromApi(d) {
       const meta = (d.metadata ?? {}) as { version?: unknown; deletion_time?: unknown; destroyed?: unknown };

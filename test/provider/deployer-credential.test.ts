@@ -9,7 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { startTestRuntime, type TestRuntime } from "../support/runtime.js";
 import { bootstrapDeployer, rotateDeployerKey } from "../../provider/bootstrap.js";
-import { runtimeRequest, RuntimeApiError, type RuntimeConnection } from "../../provider/client.js";
+import { dataOf, runtimeRequest, RuntimeApiError, type RuntimeConnection } from "../../provider/client.js";
 import * as h from "../../provider/handlers.js";
 import {
   DEPLOYER_KEY_ENV,
@@ -25,6 +25,8 @@ let tmp: string;
 let root: string;
 let deployer: DeployerAuth;
 let dc: RuntimeConnection;
+/** An operator's read-only view (an orphan token made before root was revoked): to see that nothing changed. */
+let op: RuntimeConnection;
 
 const status = async (
   c: RuntimeConnection,
@@ -54,6 +56,12 @@ beforeAll(async () => {
   await rt.api("POST", "ssh/config/ca", { generate_signing_key: true });
   await rt.api("POST", "ssh/roles/host", { key_type: "ca", allow_host_certificates: true, allowed_domains: "x" });
   await rt.api("PUT", "sys/policies/acl/admin", { policy: 'path "*" { capabilities = ["read", "sudo"] }' });
+  await rt.api("POST", "auth/jwt/config", { nitride_mount: "nitride" });
+  await rt.api("PUT", "sys/policies/acl/operator-view", {
+    policy: 'path "*" { capabilities = ["read", "list"] }',
+  });
+  const orphan = await rt.api("POST", "auth/token/create-orphan", { policies: ["operator-view"], ttl: "1h" });
+  op = { url: rt.url, token: (orphan.body as { auth: { client_token: string } }).auth.client_token };
   deployer = await bootstrapDeployer({
     rootToken: root,
     url: rt.url,
@@ -123,11 +131,22 @@ describe("what the deployer may do (what the components register)", () => {
     expect(drift.props.version).toBe(2);
     expect(drift.props.data).toBeUndefined(); // so the next `up` writes ours again
     expect(h.diff("secret", drift.props, c.inputs).changes).toBe(true);
+    // destroy: the deployer may not delete metadata, so the current version is soft-deleted (undeletable)
+    await h.remove("secret", made.id, drift.props);
+    const meta = dataOf(await runtimeRequest(op, "GET", "kv2/metadata/app")) as {
+      current_version: number;
+      versions: Record<string, { deletion_time: string }>;
+    };
+    expect(meta.current_version).toBe(2);
+    expect(meta.versions["2"].deletion_time).not.toBe("");
+    expect(meta.versions["1"].deletion_time).toBe("");
     expect(await status(dc, "POST", "sys/mounts/pki2", { type: "pki" })).toBe(204);
     expect(await status(dc, "POST", "pki2/root/generate/internal", { common_name: "x", key_type: "ec" })).toBe(200);
     expect(await status(dc, "POST", "pki2/roles/vm", { allowed_domains: ["a.internal"] })).toBe(204);
     expect(await status(dc, "POST", "sys/mounts/ssh2", { type: "ssh" })).toBe(204);
     expect(await status(dc, "POST", "ssh2/config/ca", { generate_signing_key: true })).toBe(200);
+    expect(await status(dc, "POST", "sys/mounts/transit2", { type: "transit" })).toBe(204);
+    expect(await status(dc, "DELETE", "sys/mounts/transit2")).toBe(204);
     expect(await status(dc, "POST", "sys/auth/jwt2", { type: "jwt" })).toBe(204);
     expect(await status(dc, "POST", "auth/jwt2/config", { nitride_mount: "nitride" })).toBe(204);
     expect(
@@ -155,6 +174,8 @@ describe("what the deployer may do (what the components register)", () => {
     expect(await status(dc, "GET", "nitride/delegate/secret/data/prod/db")).toBe(403);
   });
 });
+
+const PUBLIC_PEM = generateDeployerKey().publicPem;
 
 describe("hostile deployer: every escalation is refused", () => {
   const denied: Array<[string, "GET" | "POST" | "PUT" | "DELETE" | "LIST", string, unknown?]> = [
@@ -218,14 +239,71 @@ describe("hostile deployer: every escalation is refused", () => {
     ["rotate Nitride's signing keys", "POST", "nitride/keys/rotate", {}],
     ["enable an audit device", "PUT", "sys/audit/mine", { type: "file", options: { file_path: "/tmp/x" } }],
     ["remount a secrets engine", "POST", "sys/remount", { from: "secret", to: "mine" }],
+    ["remount nitride", "POST", "sys/remount", { from: "nitride", to: "n2" }],
+    ["disable nitride", "DELETE", "sys/mounts/nitride"],
+    ["tune nitride", "POST", "sys/mounts/nitride/tune", { description: "mine", max_lease_ttl: "87600h" }],
+    ["mount a second Nitride it could configure", "POST", "sys/mounts/nitride2", { type: "nitride" }],
+    ["mount an engine with lease settings", "POST", "sys/mounts/kv3", { type: "kv", config: { max_lease_ttl: "1h" } }],
+    ["tune a mount", "POST", "sys/mounts/secret/tune", { max_lease_ttl: "87600h" }],
+    ["disable its own auth mount", "DELETE", "sys/auth/bk-deployer"],
+    ["re-enable its own auth mount", "POST", "sys/auth/bk-deployer", { type: "jwt" }],
+    ["tune its own auth mount", "POST", "sys/auth/bk-deployer/tune", { default_lease_ttl: "768h" }],
+    ["tune its own auth mount (CLI path)", "POST", "sys/mounts/auth/bk-deployer/tune", { max_lease_ttl: "768h" }],
+    ["enable a token auth method", "POST", "sys/auth/tok2", { type: "token" }],
+    ["make a JWT mount trust its own key", "POST", "auth/jwt/config", { jwt_validation_pubkeys: [PUBLIC_PEM] }],
+    ["make a JWT mount trust its JWKS", "POST", "auth/jwt/config", { jwks_url: "http://127.0.0.1:9/jwks" }],
+    ["make a JWT mount trust its issuer", "POST", "auth/jwt/config", { oidc_discovery_url: "http://127.0.0.1:9" }],
+    ["point a JWT mount at another Nitride", "POST", "auth/jwt/config", { nitride_mount: "nitride2" }],
+    ["switch its own login to a JWKS", "POST", "auth/bk-deployer/config", { jwks_url: "http://127.0.0.1:9/jwks" }],
+    [
+      "allow another algorithm for its own login",
+      "POST",
+      "auth/bk-deployer/config",
+      { jwt_validation_pubkeys: [PUBLIC_PEM], jwt_supported_algs: ["RS256"] },
+    ],
+    ["delete KV metadata it did not create", "DELETE", "secret/metadata/prod/db"],
+    ["destroy KV versions", "POST", "secret/destroy/prod/db", { versions: [1] }],
+    ["shrink a secret's kept versions", "POST", "secret/metadata/prod/db", { max_versions: 1 }],
     ["seal the runtime", "PUT", "sys/seal", {}],
     ["rotate the barrier key", "POST", "sys/rotate", {}],
   ];
+  let before: string;
+  it("(snapshot of what the operator sees)", async () => {
+    before = await operatorView();
+  });
   for (const [what, method, p, body] of denied)
     it(`cannot ${what} (${method} ${p})`, async () => {
       expect(await status(dc, method, p, body)).toBe(403);
     });
+  it("and nothing changed: mount tables, JWT configs and roles, Nitride, the operator's secret", async () => {
+    expect(await operatorView()).toBe(before);
+    expect(before).toContain("operator-secret-7f3a");
+  });
 });
+
+/** What the hostile attempts aim at, as the operator's read-only token sees it. */
+async function operatorView(): Promise<string> {
+  const out: Record<string, unknown> = {};
+  for (const p of [
+    "sys/mounts",
+    "sys/auth",
+    "sys/mounts/nitride/tune",
+    "sys/auth/bk-deployer/tune",
+    "sys/mounts/secret/tune",
+    "auth/jwt/config",
+    "auth/bk-deployer/config",
+    "auth/bk-deployer/role/deployer",
+    "nitride/config",
+    "secret/metadata/prod/db",
+    "secret/data/prod/db",
+    "sys/policies/acl/bk-deployer",
+  ]) {
+    const r = await runtimeRequest(op, "GET", p);
+    expect(r.status, p).toBe(200);
+    out[p] = dataOf(r);
+  }
+  return JSON.stringify(out);
+}
 
 describe("rotation", () => {
   it("a new key replaces the old one: the old key can no longer log in, the new one can", async () => {
