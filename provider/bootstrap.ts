@@ -8,11 +8,11 @@
 import { rmSync } from "node:fs";
 import { runtimeRequest, RuntimeApiError, type RuntimeConnection } from "./client.js";
 import {
-  DEPLOYER_AUDIENCE,
   DEPLOYER_MOUNT,
   DEPLOYER_POLICY,
   DEPLOYER_ROLE,
   DEPLOYER_SUBJECT,
+  deployerAudience,
   forgetDeployerTokens,
   generateDeployerKey,
   writePrivateFile,
@@ -46,6 +46,7 @@ path "sys/auth/+" {
   capabilities = ["create", "read", "update", "delete", "sudo"]
   allowed_parameters = {
     "type" = ["jwt"]
+    "options" = []
     "description" = []
   }
 }
@@ -131,10 +132,10 @@ export interface BootstrapOptions {
 }
 
 /** Settings of the deployer role (a key change rewrites only the auth mount's config). */
-function roleBody(o: Pick<BootstrapOptions, "tokenTtl" | "tokenMaxTtl">): Record<string, unknown> {
+function roleBody(o: Pick<BootstrapOptions, "tokenTtl" | "tokenMaxTtl">, audience: string): Record<string, unknown> {
   return {
     role_type: "jwt",
-    bound_audiences: [DEPLOYER_AUDIENCE],
+    bound_audiences: [audience],
     bound_subject: DEPLOYER_SUBJECT,
     user_claim: "sub",
     token_policies: [DEPLOYER_POLICY],
@@ -164,9 +165,15 @@ export async function bootstrapDeployer(o: BootstrapOptions): Promise<DeployerAu
   });
   await runtimeRequest(root, "POST", `auth/${DEPLOYER_MOUNT}/config`, configBody(publicPem));
   await runtimeRequest(root, "PUT", `sys/policies/acl/${DEPLOYER_POLICY}`, { policy: DEPLOYER_POLICY_HCL });
-  await runtimeRequest(root, "POST", `auth/${DEPLOYER_MOUNT}/role/${DEPLOYER_ROLE}`, roleBody(o));
+  // The audience names this runtime (its cluster id), so a JWT for it is refused by any other runtime the
+  // same key may be trusted by (one BUCKYPAPER_DEPLOYER_KEY for several stacks).
+  const seal = (await runtimeRequest(root, "GET", "sys/seal-status")).body as { cluster_id?: unknown };
+  if (typeof seal?.cluster_id !== "string" || !/^[0-9a-f]{16,64}$/.test(seal.cluster_id))
+    throw new Error(`runtime at ${o.url}: sys/seal-status has no cluster_id`);
+  const audience = deployerAudience(seal.cluster_id);
+  await runtimeRequest(root, "POST", `auth/${DEPLOYER_MOUNT}/role/${DEPLOYER_ROLE}`, roleBody(o, audience));
   for (const w of o.rootWrites ?? []) await runtimeRequest(root, "POST", w.path, w.body);
-  const auth: DeployerAuth = { mount: DEPLOYER_MOUNT, role: DEPLOYER_ROLE, keyFile: o.keyFile };
+  const auth: DeployerAuth = { mount: DEPLOYER_MOUNT, role: DEPLOYER_ROLE, keyFile: o.keyFile, audience };
   // Prove the credential works before giving up root (a typo here would lock the deployment out).
   const probe = { url: o.url, deployer: auth, ...(o.caPem ? { caPem: o.caPem } : {}) };
   forgetDeployerTokens();

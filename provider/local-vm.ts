@@ -196,7 +196,14 @@ export class RuntimeWrite extends pulumi.dynamic.Resource {
         url: v.url,
         ...(v.token ? { token: v.token } : {}),
         ...(v.deployer
-          ? { deployer: { mount: v.deployer.mount, role: v.deployer.role, keyFile: v.deployer.keyFile } }
+          ? {
+              deployer: {
+                mount: v.deployer.mount,
+                role: v.deployer.role,
+                keyFile: v.deployer.keyFile,
+                ...(v.deployer.audience ? { audience: v.deployer.audience } : {}),
+              },
+            }
           : {}),
         ...(v.caPem ? { caPem: v.caPem } : {}),
       })),

@@ -148,7 +148,13 @@ function secretConnection(c: pulumi.Input<RuntimeConnectionArgs>): pulumi.Output
     pulumi.output(c).apply((v) => {
       const out: RuntimeConnection = { url: v.url };
       if (v.token) out.token = v.token;
-      if (v.deployer) out.deployer = { mount: v.deployer.mount, role: v.deployer.role, keyFile: v.deployer.keyFile };
+      if (v.deployer)
+        out.deployer = {
+          mount: v.deployer.mount,
+          role: v.deployer.role,
+          keyFile: v.deployer.keyFile,
+          ...(v.deployer.audience ? { audience: v.deployer.audience } : {}),
+        };
       if (v.caPem) out.caPem = v.caPem;
       if (v.caFingerprint) out.caFingerprint = v.caFingerprint;
       if (v.attestation) out.attestation = v.attestation as RuntimeAttestation;
@@ -522,6 +528,8 @@ export interface DeployerAuthArgs {
   role: pulumi.Input<string>;
   /** Absolute path of the deployer's PEM private key (0600); BUCKYPAPER_DEPLOYER_KEY takes precedence. */
   keyFile: pulumi.Input<string>;
+  /** The runtime's deployer JWT audience (`buckypaper-deployer:<cluster id>`); absent: the shared one of runtimes bootstrapped before. */
+  audience?: pulumi.Input<string>;
 }
 
 /**

@@ -25,13 +25,24 @@ export interface DeployerAuth {
   role: string;
   /** Absolute path of the PEM private key (0600). BUCKYPAPER_DEPLOYER_KEY, when set, is used instead. */
   keyFile: string;
+  /**
+   * The JWT's aud: this runtime's own (`buckypaper-deployer:<cluster id>`, bound by its deployer role at
+   * bootstrap), so a JWT signed for one runtime is refused by every other one using the same key.
+   * Absent for runtimes bootstrapped before per-runtime audiences: DEPLOYER_AUDIENCE.
+   */
+  audience?: string;
 }
 
 export const DEPLOYER_MOUNT = "bk-deployer";
 export const DEPLOYER_ROLE = "deployer";
 export const DEPLOYER_POLICY = "bk-deployer";
-/** The JWT's aud and sub: the deployer role binds both. */
+/** The JWT's sub, and the prefix of its aud (`buckypaper-deployer:<cluster id>`): the deployer role binds both. */
 export const DEPLOYER_AUDIENCE = "buckypaper-deployer";
+
+/** The deployer audience of the runtime with this cluster id. */
+export function deployerAudience(clusterId: string): string {
+  return `${DEPLOYER_AUDIENCE}:${clusterId}`;
+}
 export const DEPLOYER_SUBJECT = "deployer";
 /** Environment variable holding the deployer's PEM private key (takes precedence over keyFile). */
 export const DEPLOYER_KEY_ENV = "BUCKYPAPER_DEPLOYER_KEY";
@@ -119,12 +130,16 @@ export function loadDeployerKey(auth: DeployerAuth): KeyObject {
   );
 }
 
-/** A one-minute JWT for the deployer role. */
-export async function signDeployerJwt(key: KeyObject, now = Math.floor(Date.now() / 1000)): Promise<string> {
+/** A one-minute JWT for the deployer role of the runtime whose audience this is. */
+export async function signDeployerJwt(
+  key: KeyObject,
+  now = Math.floor(Date.now() / 1000),
+  audience = DEPLOYER_AUDIENCE,
+): Promise<string> {
   return new SignJWT({})
     .setProtectedHeader({ alg: "EdDSA", typ: "JWT" })
     .setSubject(DEPLOYER_SUBJECT)
-    .setAudience(DEPLOYER_AUDIENCE)
+    .setAudience(audience)
     .setIssuedAt(now)
     .setNotBefore(now - 5)
     .setExpirationTime(now + JWT_LIFETIME)
@@ -149,7 +164,7 @@ export async function deployerToken(url: string, auth: DeployerAuth, login: Logi
   const id = `${url}|${auth.mount}|${auth.role}|${keyId(createPublicKey(key).export({ type: "spki", format: "pem" }).toString())}`;
   const hit = cache.get(id);
   if (hit && hit.until - Date.now() > 120_000) return hit.token;
-  const jwt = await signDeployerJwt(key);
+  const jwt = await signDeployerJwt(key, undefined, auth.audience ?? DEPLOYER_AUDIENCE);
   const r = await login(`auth/${auth.mount}/login`, { role: auth.role, jwt });
   if (!r?.client_token) throw new DeployerCredentialError(`deployer login at ${url} returned no token`);
   cache.set(id, { token: r.client_token, until: Date.now() + (r.lease_duration ?? 60) * 1000 });

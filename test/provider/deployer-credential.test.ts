@@ -103,7 +103,7 @@ describe("bootstrap", () => {
     const other = createPrivateKey(generateDeployerKey().privatePem);
     const r = await fetch(`${rt.url}/v1/auth/bk-deployer/login`, {
       method: "POST",
-      body: JSON.stringify({ role: "deployer", jwt: await signDeployerJwt(other) }),
+      body: JSON.stringify({ role: "deployer", jwt: await signDeployerJwt(other, undefined, deployer.audience) }),
     });
     expect(r.status).toBe(403);
     // An expired JWT from the right key is refused too.
@@ -111,7 +111,10 @@ describe("bootstrap", () => {
     const mine = createPrivateKey(readFileSync(deployer.keyFile, "utf8"));
     const old = await fetch(`${rt.url}/v1/auth/bk-deployer/login`, {
       method: "POST",
-      body: JSON.stringify({ role: "deployer", jwt: await signDeployerJwt(mine, Math.floor(Date.now() / 1000) - 600) }),
+      body: JSON.stringify({
+        role: "deployer",
+        jwt: await signDeployerJwt(mine, Math.floor(Date.now() / 1000) - 600, deployer.audience),
+      }),
     });
     expect(old.status).toBe(403);
   });
@@ -147,7 +150,14 @@ describe("what the deployer may do (what the components register)", () => {
     expect(await status(dc, "POST", "ssh2/config/ca", { generate_signing_key: true })).toBe(200);
     expect(await status(dc, "POST", "sys/mounts/transit2", { type: "transit" })).toBe(204);
     expect(await status(dc, "DELETE", "sys/mounts/transit2")).toBe(204);
-    expect(await status(dc, "POST", "sys/auth/jwt2", { type: "jwt" })).toBe(204);
+    // the bodies the AuthMount and Mount resources send
+    const am = h.check("authMount", { connection: dc, path: "jwt2", type: "jwt" });
+    expect(am.failures).toEqual([]);
+    await h.create("authMount", am.inputs);
+    const mt = h.check("mount", { connection: dc, path: "transit3", type: "transit" });
+    expect(mt.failures).toEqual([]);
+    const made3 = await h.create("mount", mt.inputs);
+    await h.remove("mount", made3.id, made3.outs);
     expect(await status(dc, "POST", "auth/jwt2/config", { nitride_mount: "nitride" })).toBe(204);
     expect(
       await status(dc, "POST", "auth/jwt2/role/workload", {
@@ -305,6 +315,51 @@ async function operatorView(): Promise<string> {
   return JSON.stringify(out);
 }
 
+describe("audience per runtime, jti replay cache", () => {
+  const login = (url: string, jwt: string) =>
+    fetch(`${url}/v1/auth/bk-deployer/login`, { method: "POST", body: JSON.stringify({ role: "deployer", jwt }) });
+
+  it("a deployer JWT is accepted once: the same JWT replayed is refused", async () => {
+    const { readFileSync } = await import("node:fs");
+    const key = createPrivateKey(readFileSync(deployer.keyFile, "utf8"));
+    expect(deployer.audience).toMatch(/^buckypaper-deployer:[0-9a-f]{32}$/);
+    const jwt = await signDeployerJwt(key, undefined, deployer.audience);
+    expect((await login(rt.url, jwt)).status).toBe(200);
+    const again = await login(rt.url, jwt);
+    expect(again.status).toBe(403);
+    expect(await again.text()).toMatch(/jti claim already used/);
+    // the shared audience of earlier releases is no longer bound
+    expect((await login(rt.url, await signDeployerJwt(key))).status).toBe(403);
+  });
+
+  it("the same key trusted by two runtimes: a JWT for one is refused by the other", async () => {
+    const { readFileSync } = await import("node:fs");
+    const pem = readFileSync(deployer.keyFile, "utf8");
+    const key = createPrivateKey(pem);
+    const other = await startTestRuntime({});
+    try {
+      const { createPublicKey } = await import("node:crypto");
+      process.env[DEPLOYER_KEY_ENV] = pem; // one key for both runtimes (a CI secret)
+      const b = await bootstrapDeployer({
+        rootToken: other.rootToken,
+        url: other.url,
+        keyFile: path.join(tmp, "unused.pem"),
+        publicPem: createPublicKey(key).export({ type: "spki", format: "pem" }).toString(),
+      });
+      delete process.env[DEPLOYER_KEY_ENV];
+      expect(b.audience).not.toBe(deployer.audience);
+      const forA = await signDeployerJwt(key, undefined, deployer.audience);
+      expect((await login(other.url, forA)).status).toBe(403);
+      expect((await login(other.url, await signDeployerJwt(key, undefined, b.audience))).status).toBe(200);
+      // ...and the JWT refused by B was not used up by that attempt: A still takes it once
+      expect((await login(rt.url, forA)).status).toBe(200);
+    } finally {
+      delete process.env[DEPLOYER_KEY_ENV];
+      await other.close();
+    }
+  });
+});
+
 describe("rotation", () => {
   it("a new key replaces the old one: the old key can no longer log in, the new one can", async () => {
     const { readFileSync } = await import("node:fs");
@@ -315,7 +370,10 @@ describe("rotation", () => {
     expect(statSync(deployer.keyFile).mode & 0o777).toBe(0o600);
     const old = await fetch(`${rt.url}/v1/auth/bk-deployer/login`, {
       method: "POST",
-      body: JSON.stringify({ role: "deployer", jwt: await signDeployerJwt(createPrivateKey(before)) }),
+      body: JSON.stringify({
+        role: "deployer",
+        jwt: await signDeployerJwt(createPrivateKey(before), undefined, deployer.audience),
+      }),
     });
     expect(old.status).toBe(403);
     forgetDeployerTokens();

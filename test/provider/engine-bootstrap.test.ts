@@ -66,6 +66,7 @@ describe.skipIf(!HAVE_ENGINE)("real Pulumi engine: Vhsm's default trust bootstra
     await pulumi.ok(["up", "--yes", ...cfg], LONG);
     outputs = JSON.parse((await pulumi.ok(["stack", "output", "--json", "--show-secrets", "--stack", stack])).stdout);
     expect(outputs.deployer.keyFile.startsWith(path.join(tmp, "config", "buckypaper", "deployer"))).toBe(true);
+    expect(outputs.deployer.audience).toMatch(/^buckypaper-deployer:[0-9a-f]{32}$/);
     expect(statSync(outputs.deployer.keyFile).mode & 0o777).toBe(0o600);
     expect(outputs.recoveryShares).toHaveLength(1);
     expect((outputs as unknown as { rootToken?: string }).rootToken ?? undefined).toBeUndefined(); // null or absent
@@ -151,7 +152,7 @@ describe.skipIf(!HAVE_ENGINE)("real Pulumi engine: Vhsm's default trust bootstra
       { url: outputs.url, token: "-", caFingerprint: outputs.caFingerprint },
       "POST",
       "auth/bk-deployer/login",
-      { role: "deployer", jwt: await signDeployerJwt(createPrivateKey(before)) },
+      { role: "deployer", jwt: await signDeployerJwt(createPrivateKey(before), undefined, outputs.deployer.audience) },
     ).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(RuntimeApiError);
     expect((e as RuntimeApiError).status).toBe(403);

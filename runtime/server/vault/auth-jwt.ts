@@ -22,6 +22,7 @@ import {
   type SystemView,
 } from "./backend.js";
 import { jsonBytes, readJson } from "./fields.js";
+import { consumeJti } from "./jti-cache.js";
 import {
   isMlDsaJws,
   JoseFormatError,
@@ -140,12 +141,13 @@ function effectiveLeeway(v: number, dflt: number): number {
  * exp/nbf/iat as vault-plugin-auth-jwt validates them: expiration_leeway and not_before_leeway only
  * stand in for a missing exp (latest of iat/nbf + leeway) or a missing nbf (iat, else exp − leeway);
  * clock_skew_leeway is the tolerance of every time check, applied separately to exp, nbf and iat.
+ * Returns the last second at which the token would still be accepted (for the jti replay cache).
  */
 export function checkTimeClaims(
   claims: JWTPayload,
   role: Pick<JwtRole, "clock_skew_leeway" | "expiration_leeway" | "not_before_leeway">,
   now = Math.floor(Date.now() / 1000),
-): void {
+): number {
   const num = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : 0);
   const iat = num(claims.iat);
   let exp = num(claims.exp);
@@ -162,6 +164,7 @@ export function checkTimeClaims(
   if (now + skew < nbf) throw new LogicalError(403, "error validating token: nbf claim is invalid (not valid yet)");
   if (iat && now + skew < iat)
     throw new LogicalError(403, "error validating token: iat claim is invalid (issued in the future)");
+  return exp + skew;
 }
 
 function configFrom(d: FieldData): JwtConfig {
@@ -507,14 +510,19 @@ export class JwtAuthBackend implements LogicalBackend, TableBackend {
     c: JwtConfig,
     role: JwtRole,
     jwt: string,
-  ): Promise<{ claims: JWTPayload; nitride?: string }> {
+  ): Promise<{ claims: JWTPayload; nitride?: string; acceptedUntil: number }> {
     const { getKey, rawKeys, issuer, nitride } = await this.keySource(req, c);
     const claims = isMlDsaJws(jwt)
       ? await this.verifyMlDsa(jwt, rawKeys, c, issuer)
       : await this.verifySignature(jwt, getKey, c, issuer);
-    checkTimeClaims(claims, role);
-    if (nitride !== undefined || typeof claims.evidence_digest !== "string" || !this.hooks) return { claims, nitride };
-    return { claims, nitride: await this.hooks.localAttestation(req.system, jwt, claims as Record<string, unknown>) };
+    const acceptedUntil = checkTimeClaims(claims, role);
+    if (nitride !== undefined || typeof claims.evidence_digest !== "string" || !this.hooks)
+      return { claims, nitride, acceptedUntil };
+    return {
+      claims,
+      nitride: await this.hooks.localAttestation(req.system, jwt, claims as Record<string, unknown>),
+      acceptedUntil,
+    };
   }
 
   /** ML-DSA-65 tokens (RFC 9964): signature against the AKP keys of the JWKS, then the issuer. */
@@ -590,7 +598,7 @@ export class JwtAuthBackend implements LogicalBackend, TableBackend {
     const role = await readJson<JwtRole>(req.storage, `role/${roleName}`);
     if (!role) throw new LogicalError(400, `role "${roleName}" could not be found`);
     const jwt = f.string("jwt")!;
-    const { claims, nitride } = await this.verify(req, c, role, jwt);
+    const { claims, nitride, acceptedUntil } = await this.verify(req, c, role, jwt);
 
     const aud = claims.aud === undefined ? [] : Array.isArray(claims.aud) ? claims.aud : [claims.aud];
     if (role.bound_audiences.length) {
@@ -653,6 +661,10 @@ export class JwtAuthBackend implements LogicalBackend, TableBackend {
       if (w !== undefined && (!attested || claims.sub !== w))
         throw new LogicalError(403, `token_policies: ${p} is granted only to an attested login of workload ${w}`);
     }
+    // Last, so a refused login does not use up the JWT: one login per (iss, jti) while the JWT is valid.
+    // A JWT without jti is accepted as Vault does (the deployer's and Nitride's JWTs always carry one).
+    if (typeof claims.jti === "string" && claims.jti !== "")
+      await consumeJti(req.storage, typeof claims.iss === "string" ? claims.iss : "", claims.jti, acceptedUntil + 1);
     return {
       auth: {
         policies,

@@ -129,6 +129,12 @@ export class Barrier implements Storage {
     this.load(JSON.parse(plain.toString("utf8")) as Keyring, unsealKey);
   }
 
+  /** Does this key open the keyring (sys/generate-root's check of combined shares)? Changes nothing. */
+  async verifyUnsealKey(unsealKey: Buffer): Promise<boolean> {
+    const blob = await this.physical.get(KEYRING_KEY);
+    return blob !== undefined && unsealKey.length === 32 && open(unsealKey, KEYRING_KEY, blob) !== undefined;
+  }
+
   /** Adds a new keyring term (atomically, so concurrent rotations on replicas both count); new writes use it. */
   async rotate(): Promise<number> {
     this.requireUnsealed();

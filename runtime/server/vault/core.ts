@@ -151,7 +151,15 @@ function pathHelp(m: ActiveMount, rel: string): string {
 }
 
 /** sys paths served without a token and while sealed. Their bodies are not wrapped in the envelope. */
-const RAW_SYS = new Set(["sys/health", "sys/seal-status", "sys/init", "sys/unseal", "sys/leader"]);
+const RAW_SYS = new Set([
+  "sys/health",
+  "sys/seal-status",
+  "sys/init",
+  "sys/unseal",
+  "sys/leader",
+  "sys/generate-root/attempt",
+  "sys/generate-root/update",
+]);
 /** Paths that additionally need `sudo` (for these operations). */
 const SUDO: Array<{ re: RegExp; ops?: Operation[] }> = [
   { re: /^sys\/seal$/ },

@@ -18,6 +18,7 @@ import {
   type TableBackend,
 } from "./framework.js";
 import { FileAuditDevice } from "../audit/file.js";
+import { GenerateRoot } from "./generate-root.js";
 import os from "node:os";
 
 /** sys/host-info's shape (gopsutil's field names, which the vault CLI prints). */
@@ -154,8 +155,30 @@ export class SystemBackend implements LogicalBackend, TableBackend {
         }
         return { status: 200, body: c.sealStatus() };
       }
+      case "sys/generate-root/attempt":
+      case "sys/generate-root/update":
+        return this.generateRoot(path, method, data);
     }
     return { status: 404, body: { errors: [] } };
+  }
+
+  /** sys/generate-root/*: no token (the unseal key shares are the authority), only while unsealed. */
+  private async generateRoot(path: string, method: string, data: Record<string, unknown>): Promise<RawResponse> {
+    if (!(await this.core.initialized())) return { status: 400, body: { errors: ["Vault is not initialized"] } };
+    if (this.core.sealed) return { status: 503, body: { errors: ["Vault is sealed"] } };
+    const g = new GenerateRoot(this.core);
+    const put = method === "PUT" || method === "POST";
+    if (path === "sys/generate-root/update") {
+      if (!put) return { status: 405, body: { errors: ["unsupported operation"] } };
+      return { status: 200, body: await g.update(data) };
+    }
+    if (method === "GET") return { status: 200, body: await g.status() };
+    if (put) return { status: 200, body: await g.start(data) };
+    if (method === "DELETE") {
+      await g.cancel();
+      return { status: 204 };
+    }
+    return { status: 405, body: { errors: ["unsupported operation"] } };
   }
 
   /** When this node became active (first asked after unsealing), as Vault reports it in sys/leader. */
