@@ -2,11 +2,14 @@
 export interface CliIo {
   out(text: string): void;
   err(text: string): void;
+  /** Is `out` a terminal (not a file, a pipe or a CI log)? Secrets in clear go only there. Absent: no. */
+  isTerminal?(): boolean;
 }
 
 export const processIo: CliIo = {
   out: (t) => process.stdout.write(t.endsWith("\n") ? t : t + "\n"),
   err: (t) => process.stderr.write(t.endsWith("\n") ? t : t + "\n"),
+  isTerminal: () => process.stdout.isTTY === true,
 };
 
 /** Thrown for bad flags or unreadable input: the CLI prints the message and exits 2. */

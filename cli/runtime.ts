@@ -1,7 +1,8 @@
 // `buckypaper runtime`: run and operate the bundled vHSM runtime, with Vault's lifecycle:
 //   runtime server --config FILE          start (sealed until unsealed)
 //   runtime dev [--listen H:P] [--tls]    in-memory, unsealed, prints the root token
-//   runtime init [--key-shares N] [--key-threshold T]
+//   runtime init [--key-shares N] [--key-threshold T] [--recovery-keys F1,F2,…] [--root-token-key F]
+//                                         shares (and root token) encrypted to operator keys, or in clear to a terminal once
 //   runtime unseal KEY                    (repeat until the threshold is reached)
 //   runtime unseal --share JWE --recovery-key FILE   a share encrypted to this operator's key
 //   runtime recovery-key --out FILE       a new operator key pair: private JWK to FILE (0600), public JWK printed
@@ -23,8 +24,12 @@ const SUB_USAGE: Record<string, string> = {
   server: `server --config FILE               run the runtime from an HCL/JSON config (starts sealed)`,
   dev: `dev [--listen 127.0.0.1:8200] [--tls] [--root-token-id ID]
                                      in-memory runtime, unsealed, KV v2 at secret/ (not for production)`,
-  init: `init [--key-shares 5] [--key-threshold 3] [--format json]`,
+  init: `init [--key-shares 5] [--key-threshold 3] [--recovery-keys PUB1,PUB2,…] [--root-token-key PUB] [--format json]
+                                     each share encrypted to one operator's public JWK (runtime recovery-key),
+                                     the root token to PUB; what stays in clear is printed only to a terminal
+                                     (--insecure-print-to-pipe: also to a pipe or file, for throwaway runtimes)`,
   unseal: `unseal KEY | unseal --share JWE|FILE --recovery-key FILE | unseal --reset`,
+  "root-token": `root-token --jwe JWE|FILE --recovery-key FILE   open a root token encrypted by init --root-token-key`,
   "recovery-key": `recovery-key --out FILE          new operator recovery key: private JWK to FILE (0600),
                                      public JWK on stdout (give it to Vhsm recoveryKeys)`,
   status: `status [--format json]             exit 0 unsealed, 1 sealed or not initialized`,
@@ -32,7 +37,7 @@ const SUB_USAGE: Record<string, string> = {
 };
 const CLIENT_SUBS = new Set(["init", "unseal", "status"]);
 
-const USAGE = `usage: buckypaper runtime <server|dev|init|unseal|recovery-key|status|verify> [flags]
+const USAGE = `usage: buckypaper runtime <server|dev|init|unseal|root-token|recovery-key|status|verify> [flags]
 
 ${Object.values(SUB_USAGE)
   .map((u) => `  ${u}`)
@@ -280,23 +285,65 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
       ...clientFlags,
       "key-shares": { type: "string" },
       "key-threshold": { type: "string" },
+      "recovery-keys": { type: "string" },
+      "root-token-key": { type: "string" },
+      "insecure-print-to-pipe": { type: "boolean" },
     });
     const n = Number(values["key-shares"] ?? 5),
       t = Number(values["key-threshold"] ?? 3);
     if (!Number.isInteger(n) || n < 1 || n > 255) throw new UsageError("--key-shares: an integer 1..255");
     if (!Number.isInteger(t) || t < 1 || t > n) throw new UsageError("--key-threshold: an integer 1..key-shares");
+    // Everything is checked before sys/init: a refusal afterwards would lose the only copy of the shares.
+    const { parseRecoveryPublicKey, encryptShare, encryptRootToken } =
+      await import("../runtime/client/recovery-share.js");
+    const publicKey = (flag: string, file: string) => {
+      try {
+        return parseRecoveryPublicKey(readFlagFile(flag, file).toString("utf8"), `${flag} ${file}`);
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+    };
+    const shareKeys = values["recovery-keys"]
+      ?.split(",")
+      .map((f) => f.trim())
+      .filter(Boolean)
+      .map((f) => publicKey("--recovery-keys", f));
+    if (shareKeys && shareKeys.length !== n)
+      throw new UsageError(`--recovery-keys: ${shareKeys.length} keys for ${n} key shares (one key per share)`);
+    const rootKey = values["root-token-key"] ? publicKey("--root-token-key", values["root-token-key"]) : undefined;
+    const clear = [...(shareKeys ? [] : ["the unseal key shares"]), ...(rootKey ? [] : ["the root token"])];
+    if (clear.length && !io.isTerminal?.() && !values["insecure-print-to-pipe"])
+      throw new UsageError(
+        `init: standard output is not a terminal, and ${clear.join(" and ")} would be written there in clear ` +
+          `(into a file, a pipe or a CI log). Encrypt them to operator keys (--recovery-keys, --root-token-key; ` +
+          `'buckypaper runtime recovery-key' makes a key pair), run init in a terminal, or pass ` +
+          `--insecure-print-to-pipe for a throwaway runtime. Nothing was initialized.`,
+      );
     const call = await client(values);
     const r = await call("PUT", "sys/init", { secret_shares: n, secret_threshold: t });
     if (failIfError(r, io)) return Exit.rejected;
+    const b64 = r.body.keys_base64 as string[];
+    const jwes = shareKeys
+      ? await Promise.all(
+          b64.map((key, i) => encryptShare({ v: 1, index: i + 1, shares: n, threshold: t, key }, shareKeys[i])),
+        )
+      : undefined;
+    const rootJwe = rootKey ? await encryptRootToken(String(r.body.root_token), rootKey) : undefined;
+    if (clear.length)
+      io.err(
+        `WARNING! ${clear.join(" and ")} ${clear.length > 1 ? "are" : "is"} printed below in clear, this once: the ` +
+          `runtime keeps no copy. Give each share to a different operator and store none of them in a file, ` +
+          `a ticket or Pulumi state; revoke the root token once set up ('sys/generate-root' mints a new one ` +
+          `from a quorum of shares).`,
+      );
     if (values.format === "json") {
       io.out(
         JSON.stringify(
           {
-            unseal_keys_b64: r.body.keys_base64,
-            unseal_keys_hex: r.body.keys,
+            ...(jwes ? { unseal_keys_jwe: jwes } : { unseal_keys_b64: b64, unseal_keys_hex: r.body.keys }),
             unseal_shares: n,
             unseal_threshold: t,
-            root_token: r.body.root_token,
+            ...(rootJwe ? { root_token_jwe: rootJwe } : { root_token: r.body.root_token }),
             runtime_ca_sha256: r.body.runtime_ca_sha256 ?? null,
             runtime_ca_pem: r.body.runtime_ca_pem ?? null,
           },
@@ -306,8 +353,12 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
       );
       return Exit.ok;
     }
-    const lines = (r.body.keys_base64 as string[]).map((k, i) => `Unseal Key ${i + 1}: ${k}`);
-    lines.push("", `Initial Root Token: ${r.body.root_token}`, "");
+    const lines = (jwes ?? b64).map((k, i) => `Unseal Key ${i + 1}${jwes ? " (encrypted)" : ""}: ${k}`);
+    lines.push(
+      "",
+      rootJwe ? `Initial Root Token (encrypted): ${rootJwe}` : `Initial Root Token: ${r.body.root_token}`,
+      "",
+    );
     if (r.body.runtime_ca_sha256)
       lines.push(
         `Runtime CA SHA-256: ${r.body.runtime_ca_sha256}`,
@@ -317,9 +368,35 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
         "",
       );
     lines.push(
-      `The runtime is initialized with ${n} key shares and a key threshold of ${t}. It is sealed: unseal it with ${t} of the keys ('buckypaper runtime unseal KEY').`,
+      `The runtime is initialized with ${n} key shares and a key threshold of ${t}. It is sealed: unseal it with ${t} of the keys (${jwes ? "'buckypaper runtime unseal --share JWE --recovery-key PRIVATE_JWK'" : "'buckypaper runtime unseal KEY'"}).`,
     );
+    if (rootJwe)
+      lines.push("The root token opens with 'buckypaper runtime root-token --jwe JWE --recovery-key PRIVATE_JWK'.");
     io.out(lines.join("\n"));
+    return Exit.ok;
+  }
+
+  if (sub === "root-token") {
+    const { values } = parseFlags(rest, { jwe: { type: "string" }, "recovery-key": { type: "string" } });
+    if (!values.jwe || !values["recovery-key"])
+      throw new UsageError("root-token: --jwe (the encrypted root token, or its file) and --recovery-key go together");
+    const { decryptRootToken } = await import("../runtime/client/recovery-share.js");
+    const { readPrivateFile } = await import("../runtime/client/deployer.js");
+    const jwe = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]*){4}$/.test(values.jwe.trim())
+      ? values.jwe
+      : readFlagFile("--jwe", values.jwe).toString("utf8");
+    let jwk;
+    try {
+      jwk = JSON.parse(readPrivateFile(values["recovery-key"], "--recovery-key"));
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+    try {
+      // On stdout as asked (e.g. VAULT_TOKEN=$(…)): the operator holding the private key chose where it goes.
+      io.out(await decryptRootToken(jwe, jwk));
+    } catch (e) {
+      throw new UsageError(`--jwe: ${(e as Error).message}`);
+    }
     return Exit.ok;
   }
 

@@ -143,6 +143,8 @@ function roleBody(o: Pick<BootstrapOptions, "tokenTtl" | "tokenMaxTtl">, audienc
     token_max_ttl: o.tokenMaxTtl ?? "1h",
     // The JWT must carry exp; a missing one is not stretched by a default leeway.
     expiration_leeway: -1,
+    // Each one-minute JWT logs in once (a copy seen on the wire or in a log cannot be used again).
+    single_use_jti: true,
   };
 }
 

@@ -72,6 +72,36 @@ export async function encryptShare(share: RecoveryShare, operator: JWK): Promise
     .encrypt(key);
 }
 
+export const ROOT_TOKEN_CTY = "buckypaper-root-token";
+
+/** Encrypts a root token to one operator key (`runtime init --root-token-key`, Vault's -root-token-pgp-key). */
+export async function encryptRootToken(token: string, operator: JWK): Promise<string> {
+  const key = await importJWK({ ...operator, alg: ALG }, ALG);
+  const kid = await calculateJwkThumbprint(operator);
+  return new CompactEncrypt(new TextEncoder().encode(token))
+    .setProtectedHeader({ alg: ALG, enc: ENC, kid, cty: ROOT_TOKEN_CTY })
+    .encrypt(key);
+}
+
+/** Opens an encrypted root token with the operator's private JWK. */
+export async function decryptRootToken(jwe: string, privateJwk: JWK): Promise<string> {
+  const key = await importJWK({ ...privateJwk, alg: ALG }, ALG);
+  let opened;
+  try {
+    opened = await compactDecrypt(jwe.trim(), key, {
+      keyManagementAlgorithms: [ALG],
+      contentEncryptionAlgorithms: [ENC],
+    });
+  } catch {
+    throw new RecoveryKeyError(
+      `this root token does not open with that key (it was encrypted to key ${shareKeyId(jwe) ?? "?"})`,
+    );
+  }
+  if (opened.protectedHeader.cty !== ROOT_TOKEN_CTY)
+    throw new RecoveryKeyError(`not an encrypted root token (cty '${String(opened.protectedHeader.cty)}')`);
+  return new TextDecoder().decode(opened.plaintext);
+}
+
 /** Opens a share with the operator's private JWK; errors say which key the share was made for. */
 export async function decryptShare(jwe: string, privateJwk: JWK): Promise<RecoveryShare> {
   const key = await importJWK({ ...privateJwk, alg: ALG }, ALG);

@@ -271,6 +271,44 @@ describe.runIf(haveVault)("vault CLI: operator lifecycle against runtime server"
         r = await vault(["kv", "put", "secret/x", "a=b"], authed);
       }
       expect(r.code, r.err).toBe(0);
+      // The operator path when no root token is left (as after Vhsm's default bootstrap): a quorum of
+      // share holders mints a new one with generate-root; the CLI decodes it with the OTP it was given.
+      expect((await vault(["token", "revoke", "-self"], authed)).code).toBe(0);
+      expect((await vault(["token", "lookup"], authed)).code).toBe(2);
+      r = await vault(["operator", "generate-root", "-status", "-format=json"], env);
+      expect(r.code, r.err).toBe(0);
+      expect(JSON.parse(r.out)).toMatchObject({ started: false, required: 2, otp_length: 36 });
+      r = await vault(["operator", "generate-root", "-init", "-format=json"], env);
+      expect(r.code, r.err).toBe(0);
+      const dropped = JSON.parse(r.out).nonce as string;
+      r = await vault(["operator", "generate-root", "-cancel"], env);
+      expect(r.code, r.err).toBe(0);
+      expect(r.out).toMatch(/Root token generation canceled/);
+      r = await vault(["operator", "generate-root", "-init", "-format=json"], env);
+      expect(r.code, r.err).toBe(0);
+      const gen = JSON.parse(r.out) as { nonce: string; otp: string };
+      expect(gen.nonce).not.toBe(dropped);
+      expect(gen.otp).toHaveLength(36);
+      r = await vault(["operator", "generate-root", `-nonce=${dropped}`, init.unseal_keys_b64[0]], env);
+      expect(r.code).toBe(2); // the cancelled attempt's nonce
+      r = await vault(["operator", "generate-root", `-nonce=${gen.nonce}`, init.unseal_keys_b64[0]], env);
+      expect(r.code, r.err).toBe(0);
+      expect(r.out).toMatch(/Progress\s+1\/2/);
+      r = await vault(
+        ["operator", "generate-root", `-nonce=${gen.nonce}`, "-format=json", init.unseal_keys_b64[2]],
+        env,
+      );
+      expect(r.code, r.err).toBe(0);
+      const done = JSON.parse(r.out) as { complete: boolean; encoded_token: string };
+      expect(done.complete).toBe(true);
+      r = await vault(["operator", "generate-root", `-decode=${done.encoded_token}`, `-otp=${gen.otp}`], env);
+      expect(r.code, r.err).toBe(0);
+      const newRoot = r.out.trim();
+      expect(newRoot).toMatch(/^hvs\./);
+      authed.VAULT_TOKEN = newRoot;
+      r = await vault(["token", "lookup"], authed);
+      expect(r.code, r.err).toBe(0);
+      expect(r.out).toMatch(/policies\s+\[root\]/);
       r = await vault(["operator", "seal"], authed);
       expect(r.code, r.err).toBe(0);
       r = await vault(["status"], env);

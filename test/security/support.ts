@@ -12,6 +12,8 @@ export type Json = any;
 export interface ServerUnderAttack {
   url: string;
   root: string;
+  /** The unseal key shares (base64) sys/init returned. */
+  keys: string[];
   dir: string;
   proc: ServerProc;
   /** One request on a fresh connection (so the cluster spreads requests over the workers). */
@@ -19,8 +21,10 @@ export interface ServerUnderAttack {
   close(): Promise<void>;
 }
 
-/** `runtime server` on SQLite with `workers` processes, initialized (one key share) and unsealed. */
-export async function startRuntimeServer(o: { workers?: number; hcl?: string } = {}): Promise<ServerUnderAttack> {
+/** `runtime server` on SQLite with `workers` processes, initialized (one key share unless told) and unsealed. */
+export async function startRuntimeServer(
+  o: { workers?: number; hcl?: string; shares?: number; threshold?: number } = {},
+): Promise<ServerUnderAttack> {
   const dir = mkdtempSync(path.join(tmpdir(), "bk-sec-"));
   writeFileSync(
     path.join(dir, "runtime.hcl"),
@@ -47,13 +51,16 @@ export async function startRuntimeServer(o: { workers?: number; hcl?: string } =
     }
     return { status: res.status, body: parsed };
   };
-  const init = await call("PUT", "sys/init", { secret_shares: 1, secret_threshold: 1 });
+  const init = await call("PUT", "sys/init", { secret_shares: o.shares ?? 1, secret_threshold: o.threshold ?? 1 });
   if (init.status !== 200) throw new Error(`init: ${init.status} ${JSON.stringify(init.body)}`);
-  const unseal = await call("PUT", "sys/unseal", { key: init.body.keys_base64[0] });
-  if (unseal.body?.sealed !== false) throw new Error(`unseal: ${JSON.stringify(unseal.body)}`);
+  const keys = init.body.keys_base64 as string[];
+  let unseal;
+  for (const key of keys.slice(0, o.threshold ?? 1)) unseal = await call("PUT", "sys/unseal", { key });
+  if (unseal?.body?.sealed !== false) throw new Error(`unseal: ${JSON.stringify(unseal?.body)}`);
   return {
     url: proc.url,
     root: init.body.root_token as string,
+    keys,
     dir,
     proc,
     call,

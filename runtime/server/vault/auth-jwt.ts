@@ -98,6 +98,11 @@ interface JwtRole {
   not_before_leeway: number;
   /** Buckypaper: responses with secrets to tokens of this role are always sealed to the attested key. */
   seal_responses: boolean;
+  /**
+   * Buckypaper: each JWT logs in once — its jti is required and kept in the replay cache until the JWT
+   * expires. Off by default (Vault accepts a JWT until it expires); the deployer role turns it on.
+   */
+  single_use_jti?: boolean;
 }
 
 const ROLE_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -241,6 +246,7 @@ function roleFrom(d: FieldData): JwtRole {
     expiration_leeway: d.int("expiration_leeway")!,
     not_before_leeway: d.int("not_before_leeway")!,
     seal_responses: d.bool("seal_responses") ?? false,
+    single_use_jti: d.bool("single_use_jti") ?? false,
   };
   for (const [claim, key] of Object.entries(role.claim_mappings))
     if (RESERVED_METADATA.has(key))
@@ -335,6 +341,11 @@ const ROLE_FIELDS: FieldSchemas = {
     description: "a token without nbf and iat is valid from this long before exp (0: 150, -1: only at exp)",
   },
   seal_responses: { type: "bool", default: false, description: "Buckypaper: always seal responses with secrets" },
+  single_use_jti: {
+    type: "bool",
+    default: false,
+    description: "Buckypaper: require a jti and accept each JWT for one login only (replay cache until exp)",
+  },
 };
 
 function roleName(f: FieldData): string {
@@ -662,9 +673,11 @@ export class JwtAuthBackend implements LogicalBackend, TableBackend {
         throw new LogicalError(403, `token_policies: ${p} is granted only to an attested login of workload ${w}`);
     }
     // Last, so a refused login does not use up the JWT: one login per (iss, jti) while the JWT is valid.
-    // A JWT without jti is accepted as Vault does (the deployer's and Nitride's JWTs always carry one).
-    if (typeof claims.jti === "string" && claims.jti !== "")
+    if (role.single_use_jti) {
+      if (typeof claims.jti !== "string" || claims.jti === "")
+        throw new LogicalError(403, "error validating token: the role requires a jti claim (single_use_jti)");
       await consumeJti(req.storage, typeof claims.iss === "string" ? claims.iss : "", claims.jti, acceptedUntil + 1);
+    }
     return {
       auth: {
         policies,

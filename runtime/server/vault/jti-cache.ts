@@ -1,5 +1,5 @@
-// The JWT auth method's replay cache (a Buckypaper addition: Vault's JWT auth accepts a JWT as often as it
-// is presented until it expires). A login records the JWT's (iss, jti) in the mount's storage until the
+// The JWT auth method's replay cache for roles with `single_use_jti` (a Buckypaper addition: Vault's JWT
+// auth accepts a JWT as often as it is presented until it expires). A login records the JWT's (iss, jti) in the mount's storage until the
 // moment the JWT stops being accepted anyway (its effective exp plus the clock-skew leeway); the same
 // (iss, jti) is refused until then. Storage, not memory, so that every worker of a multi-worker runtime
 // and every replica on shared storage sees the same cache; one transaction checks and records, so two

@@ -54,6 +54,7 @@ describe("runtime server lifecycle (processes, SQLite, TLS)", () => {
       "3",
       "--key-threshold",
       "2",
+      "--insecure-print-to-pipe",
       "--format",
       "json",
     ]);
@@ -68,7 +69,16 @@ describe("runtime server lifecycle (processes, SQLite, TLS)", () => {
 
     // From now on the listener presents a certificate issued by the runtime CA: pin that, or trust the CA file.
     const pinCa = ["--address", srv.url, "--ca-fingerprint", out.runtime_ca_sha256];
-    const again = await cli(["runtime", "init", ...pinCa, "--key-shares", "1", "--key-threshold", "1"]);
+    const again = await cli([
+      "runtime",
+      "init",
+      ...pinCa,
+      "--key-shares",
+      "1",
+      "--key-threshold",
+      "1",
+      "--insecure-print-to-pipe",
+    ]);
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(/already initialized/);
     const u1 = await cli(["runtime", "unseal", ...pinCa, out.unseal_keys_b64[2]]);

@@ -130,6 +130,7 @@ describe.each([
       "3",
       "--key-threshold",
       "2",
+      "--insecure-print-to-pipe",
       "--format",
       "json",
     ]);

@@ -1,0 +1,190 @@
+// `buckypaper runtime init` and the unseal key shares (docs/security.md): each share encrypted to one
+// operator's public JWK (--recovery-keys, Vault's -pgp-keys semantics with JWE/X25519) and the root token to
+// another (--root-token-key); what would stay in clear goes only to a terminal, once, with a warning — a
+// file, pipe or CI log is refused before anything is initialized. Real `runtime server` processes on
+// SQLite; the CLI runs as a process (stdout a pipe) and, for the terminal case, in-process with a terminal io.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { cli, startServerProc, type ServerProc } from "../runtime/server/core-procs.js";
+import { main } from "../../cli/main.js";
+
+const tmp = mkdtempSync(path.join(tmpdir(), "bk-init-"));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+async function server(name: string): Promise<ServerProc> {
+  const dir = path.join(tmp, name);
+  const cfg = path.join(tmp, `${name}.hcl`);
+  writeFileSync(
+    cfg,
+    `storage "sqlite" { path = "${dir}/runtime.db" }\nlistener "tcp" {\n address = "127.0.0.1:0"\n tls_disable = true\n}\n`,
+  );
+  return startServerProc(cfg);
+}
+
+/** An operator key pair made with `runtime recovery-key`: private JWK file, public JWK file. */
+async function operator(name: string): Promise<{ priv: string; pub: string }> {
+  const priv = path.join(tmp, `${name}.jwk`);
+  const r = await cli(["runtime", "recovery-key", "--out", priv]);
+  expect(r.code, r.stderr).toBe(0);
+  const pub = path.join(tmp, `${name}.pub.jwk`);
+  writeFileSync(pub, r.stdout);
+  return { priv, pub };
+}
+
+let srv: ServerProc;
+let ops: Array<{ priv: string; pub: string }>;
+beforeAll(async () => {
+  srv = await server("a");
+  ops = [await operator("op1"), await operator("op2"), await operator("op3")];
+}, 120_000);
+afterAll(async () => {
+  await srv?.kill();
+});
+
+const addr = () => ["--address", srv.url];
+const initialized = async () => /Initialized\s+true/.test((await cli(["runtime", "status", ...addr()])).stdout);
+
+describe("runtime init: shares never in clear outside a terminal", () => {
+  it("to a pipe without encryption: refused before sys/init (nothing initialized, nothing lost)", async () => {
+    const r = await cli(["runtime", "init", ...addr(), "--key-shares", "3", "--key-threshold", "2"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/standard output is not a terminal/);
+    expect(r.stderr).toMatch(/--recovery-keys/);
+    expect(r.stdout).toBe("");
+    // shares encrypted but the root token not: still refused
+    const half = await cli([
+      "runtime",
+      "init",
+      ...addr(),
+      "--key-shares",
+      "3",
+      "--key-threshold",
+      "2",
+      "--recovery-keys",
+      ops.map((o) => o.pub).join(","),
+    ]);
+    expect(half.code).toBe(2);
+    expect(half.stderr).toMatch(/the root token would be written there in clear/);
+    expect(await initialized()).toBe(false);
+  });
+
+  it("a key count that does not match the shares, or a private key given as public: refused, naming the flag", async () => {
+    const few = await cli([
+      "runtime",
+      "init",
+      ...addr(),
+      "--key-shares",
+      "3",
+      "--key-threshold",
+      "2",
+      "--recovery-keys",
+      `${ops[0].pub},${ops[1].pub}`,
+      "--root-token-key",
+      ops[0].pub,
+    ]);
+    expect(few.code).toBe(2);
+    expect(few.stderr).toMatch(/--recovery-keys: 2 keys for 3 key shares/);
+    const priv = await cli(
+      ["runtime", "init", ...addr(), "--key-shares", "1", "--key-threshold", "1"].concat([
+        "--recovery-keys",
+        ops[0].priv,
+        "--root-token-key",
+        ops[0].pub,
+      ]),
+    );
+    expect(priv.code).toBe(2);
+    expect(priv.stderr).toMatch(/private key/);
+    expect(await initialized()).toBe(false);
+  });
+
+  it("encrypted to operator keys: each operator opens only its own share; a quorum unseals; the root token opens", async () => {
+    const r = await cli([
+      "runtime",
+      "init",
+      ...addr(),
+      "--key-shares",
+      "3",
+      "--key-threshold",
+      "2",
+      "--recovery-keys",
+      ops.map((o) => o.pub).join(","),
+      "--root-token-key",
+      ops[2].pub,
+      "--format",
+      "json",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.unseal_keys_b64).toBeUndefined();
+    expect(out.unseal_keys_hex).toBeUndefined();
+    expect(out.root_token).toBeUndefined();
+    expect(r.stdout).not.toMatch(/hvs\./);
+    expect(out.unseal_keys_jwe).toHaveLength(3);
+    expect(r.stderr).not.toMatch(/WARNING/);
+    // op2 cannot open op1's share
+    const wrong = await cli([
+      "runtime",
+      "unseal",
+      ...addr(),
+      "--share",
+      out.unseal_keys_jwe[0],
+      "--recovery-key",
+      ops[1].priv,
+    ]);
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toMatch(/does not open with that key/);
+    const u1 = await cli([
+      "runtime",
+      "unseal",
+      ...addr(),
+      "--share",
+      out.unseal_keys_jwe[0],
+      "--recovery-key",
+      ops[0].priv,
+    ]);
+    expect(u1.code, u1.stderr).toBe(0);
+    expect(u1.stdout).toMatch(/Unseal Progress\s+1\/2/);
+    const u2 = await cli([
+      "runtime",
+      "unseal",
+      ...addr(),
+      "--share",
+      out.unseal_keys_jwe[2],
+      "--recovery-key",
+      ops[2].priv,
+    ]);
+    expect(u2.stdout).toMatch(/Sealed\s+false/);
+    // the root token: only the holder of its key opens it
+    expect(
+      (await cli(["runtime", "root-token", "--jwe", out.root_token_jwe, "--recovery-key", ops[0].priv])).code,
+    ).toBe(2);
+    const t = await cli(["runtime", "root-token", "--jwe", out.root_token_jwe, "--recovery-key", ops[2].priv]);
+    expect(t.code, t.stderr).toBe(0);
+    const token = t.stdout.trim();
+    const me = await fetch(`${srv.url}/v1/auth/token/lookup-self`, { headers: { "x-vault-token": token } });
+    expect(me.status).toBe(200);
+    expect(((await me.json()) as { data: { policies: string[] } }).data.policies).toEqual(["root"]);
+  });
+
+  it("in a terminal: printed in clear once, with a warning on stderr", async () => {
+    const b = await server("b");
+    try {
+      let out = "",
+        err = "";
+      const io = {
+        out: (t: string) => void (out += t + "\n"),
+        err: (t: string) => void (err += t + "\n"),
+        isTerminal: () => true,
+      };
+      const code = await main(["runtime", "init", "--address", b.url, "--key-shares", "2", "--key-threshold", "2"], io);
+      expect(code, err).toBe(0);
+      expect(out).toMatch(/^Unseal Key 1: \S+$/m);
+      expect(out).toMatch(/^Initial Root Token: hvs\.\S+$/m);
+      expect(err).toMatch(/WARNING! the unseal key shares and the root token are printed below in clear, this once/);
+    } finally {
+      await b.kill();
+    }
+  });
+});
