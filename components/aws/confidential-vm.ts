@@ -11,6 +11,7 @@ import { awsAmiFilter, awsSnpMeasurements } from "./facts.js";
 import { awsInstanceArgs } from "./settings.js";
 import { ATTESTATION_CHAIN, measuresUserData, userDataSummary } from "../common/os-binding.js";
 import { awsOsBinding, type AwsOsBindingArgs } from "./os-binding.js";
+import type { Policy } from "../../runtime/protocol/policy.js";
 
 export interface AwsConfidentialVmArgs extends AwsOsBindingArgs {
   /** Refuse classical-only attestations: the workload's secrets are released only sealed with hybrid
@@ -67,23 +68,28 @@ export class AwsConfidentialVm extends pulumi.ComponentResource {
     const vtpm = awsOsBinding(who, args);
     const agentInImage = measuresUserData(args);
 
-    const guest = registerGuest(this, name, {
-      platform: Platform.Aws,
-      tee: Tee.SevSnp,
-      workloadId: `${pulumi.getStack()}-${name}`,
-      evidencePlatform: "snp",
-      reference: { snpMeasurements: measurements },
-      // AWS shared tenancy signs reports with a VLEK; policy 0x30000 (SMT on, debug off) is what it sets.
-      policy: { snp: { allowDebug: false, allowMigrationAgent: false }, ...(vtpm ? { vtpm } : {}) },
-      vtpm: vtpm !== undefined,
-      agentInImage,
-      vhsm: args.vhsm,
-      requirePqHybrid: args.requirePqHybrid,
-      secrets,
-      dataVolume: args.dataVolume,
-      dataVolumeDevice: "/dev/nvme1n1",
-      hostname: name,
-    });
+    // Pinned to its own instance: registered once the instance exists, with its id in vtpm.nitroTpm.instanceIds.
+    const pin = vtpm?.nitroTpm !== undefined && args.pinInstance !== false;
+    const guest = registerGuest(
+      this,
+      name,
+      {
+        platform: Platform.Aws,
+        tee: Tee.SevSnp,
+        workloadId: `${pulumi.getStack()}-${name}`,
+        evidencePlatform: "snp",
+        reference: { snpMeasurements: measurements },
+        vtpm: vtpm !== undefined,
+        agentInImage,
+        vhsm: args.vhsm,
+        requirePqHybrid: args.requirePqHybrid,
+        secrets,
+        dataVolume: args.dataVolume,
+        dataVolumeDevice: "/dev/nvme1n1",
+        hostname: name,
+      },
+      "after-vm",
+    );
 
     const ami = args.ami ?? aws.ec2.getAmiOutput(awsAmiFilter(entry, vtpm !== undefined), { parent: this }).id;
     const tags = { Name: name, "buckypaper:workload": guest.workloadId, ...args.tags };
@@ -99,8 +105,22 @@ export class AwsConfidentialVm extends pulumi.ComponentResource {
         keyName: args.keyName,
         tags,
       }),
-      { parent: this, dependsOn: [guest.workload] },
+      { parent: this },
     );
+    // AWS shared tenancy signs reports with a VLEK; policy 0x30000 (SMT on, debug off) is what it sets.
+    const basePolicy: Policy = {
+      snp: { allowDebug: false, allowMigrationAgent: false },
+      ...(vtpm ? { vtpm } : {}),
+    };
+    const workload = guest.register({
+      policy: pin
+        ? instance.id.apply((id): Policy => ({
+            ...basePolicy,
+            vtpm: { ...vtpm!, nitroTpm: { ...vtpm!.nitroTpm, instanceIds: [id] } },
+          }))
+        : basePolicy,
+      dependsOn: [instance],
+    });
     let dataVolumeId: pulumi.Output<string | undefined> = pulumi.output(undefined);
     if (args.dataVolume) {
       const volume = new aws.ebs.Volume(
@@ -126,7 +146,8 @@ export class AwsConfidentialVm extends pulumi.ComponentResource {
 
     this.instanceId = instance.id;
     this.privateIp = instance.privateIp;
-    this.workloadId = guest.workloadId;
+    // Resolves once the workload is registered (after the instance).
+    this.workloadId = workload.workloadId;
     this.expectedMeasurements = pulumi.output(measurements);
     this.attestationChain = pulumi.output(
       ATTESTATION_CHAIN[Platform.Aws] +
@@ -135,7 +156,10 @@ export class AwsConfidentialVm extends pulumi.ComponentResource {
             ? " THIS WORKLOAD: boot events authenticated by the NitroTPM document."
             : " THIS WORKLOAD: boot events authenticated by akPins."
           : " THIS WORKLOAD: the OS is NOT bound (allowUnboundOs).") +
-        userDataSummary(agentInImage, "AWS"),
+        userDataSummary(agentInImage, "AWS") +
+        (pin
+          ? " Instance: pinned (the NitroTPM document's module_id must be this component's instance)."
+          : " Instance: NOT pinned (any instance booted from the registered image qualifies)."),
     );
     this.registerOutputs({
       attestationChain: this.attestationChain,

@@ -20,6 +20,13 @@ export interface AwsOsBindingArgs extends OsBindingArgs {
    * which instance's genuine quotes count, NOT AK authentication (the EK is public; see runtime/attestation/aws/ek.ts).
    */
   ekPublicTpmt?: string[];
+  /**
+   * Pin the workload to the instance this component creates (`vtpm.nitroTpm.instanceIds`: the NitroTPM document's
+   * module_id must name it), so no other instance booted from the same image attests as this workload. The workload
+   * is then registered right after the instance exists (the agent waits for it). Default true whenever the NitroTPM
+   * document is required; `false` is the explicit opt-out (any instance of the image qualifies).
+   */
+  pinInstance?: boolean;
 }
 
 export function awsOsBinding(who: string, args: AwsOsBindingArgs): Policy["vtpm"] | undefined {
@@ -37,6 +44,14 @@ export function awsOsBinding(who: string, args: AwsOsBindingArgs): Policy["vtpm"
       throw new ConfigError(who, `ekPublicTpmt[${i}]`, `is not a base64 TPMT_PUBLIC (${(e as Error).message})`);
     }
   });
+  if (args.pinInstance !== undefined && typeof args.pinInstance !== "boolean")
+    throw new ConfigError(who, "pinInstance", `is '${String(args.pinInstance)}'`, ["true", "false"]);
+  if (args.pinInstance === true && !document)
+    throw new ConfigError(
+      who,
+      "pinInstance",
+      "needs nitroTpmDocument: the instance is named only by the NitroTPM document's module_id",
+    );
   const boot = measuredBootPolicy(who, measuredBootArgs(who, args, document ? "sha384" : "sha256"));
   const authenticated = pins.length > 0 || document;
   const bound = bindsOs(boot) && authenticated;

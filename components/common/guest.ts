@@ -84,8 +84,31 @@ export interface GuestRegistration {
   agentConfig: pulumi.Output<string>;
 }
 
+/** A guest whose workload is registered once its VM exists (`register`), so the policy can pin that VM. */
+export interface LateGuestRegistration {
+  workloadId: pulumi.Output<string>;
+  userData: pulumi.Output<string>;
+  agentConfig: pulumi.Output<string>;
+  secretsPath?: string;
+  /** Registers the workload with this policy (replacing spec.policy), after `dependsOn` (the VM). */
+  register(o: { policy: pulumi.Input<Policy>; dependsOn: pulumi.Resource[] }): Workload;
+}
+
 /** Registers the guest with the runtime (as children of `parent`) and renders its user-data. */
-export function registerGuest(parent: pulumi.Resource, name: string, spec: GuestSpec): GuestRegistration {
+export function registerGuest(parent: pulumi.Resource, name: string, spec: GuestSpec): GuestRegistration;
+/** Renders the user-data now; the workload is registered by `register()` once the VM exists. */
+export function registerGuest(
+  parent: pulumi.Resource,
+  name: string,
+  spec: GuestSpec,
+  late: "after-vm",
+): LateGuestRegistration;
+export function registerGuest(
+  parent: pulumi.Resource,
+  name: string,
+  spec: GuestSpec,
+  late?: "after-vm",
+): GuestRegistration | LateGuestRegistration {
   // Checked at preview, before anything is registered.
   if (spec.requirePqHybrid !== undefined && typeof spec.requirePqHybrid !== "boolean")
     throw new ConfigError(`${spec.platform} VM ${name}`, "requirePqHybrid", `is '${String(spec.requirePqHybrid)}'`, [
@@ -106,7 +129,10 @@ export function registerGuest(parent: pulumi.Resource, name: string, spec: Guest
   if (haveSecrets) {
     dependsOn.push(new Secret(`${name}-secrets`, { connection, path: kvPath, data: spec.secrets }, { parent }));
   }
-  const newWorkload = (userDataSha256?: pulumi.Input<string>) =>
+  const newWorkload = (
+    userDataSha256?: pulumi.Input<string>,
+    late?: { policy: pulumi.Input<Policy>; dependsOn: pulumi.Resource[] },
+  ) =>
     new Workload(
       `${name}-workload`,
       {
@@ -114,7 +140,7 @@ export function registerGuest(parent: pulumi.Resource, name: string, spec: Guest
         workloadId: spec.workloadId,
         platforms: [spec.evidencePlatform],
         ...spec.reference,
-        policy: spec.policy ?? {},
+        policy: late?.policy ?? spec.policy ?? {},
         kvSecrets: haveSecrets ? [kvDataPath(KV_MOUNT, kvPath)] : [],
         diskKey: spec.dataVolume !== undefined,
         ...(spec.pki ? { pki: spec.pki } : {}),
@@ -123,7 +149,7 @@ export function registerGuest(parent: pulumi.Resource, name: string, spec: Guest
         ...(userDataSha256 !== undefined ? { userDataSha256 } : {}),
         ...(spec.requirePqHybrid ? { requirePqHybrid: true } : {}),
       },
-      { parent, dependsOn },
+      { parent, dependsOn: [...dependsOn, ...(late?.dependsOn ?? [])] },
     );
   const dataVolume = spec.dataVolume;
   // Application secrets reach the guest as one env file (0600) read from the workload's KV path,
@@ -172,13 +198,27 @@ export function registerGuest(parent: pulumi.Resource, name: string, spec: Guest
           ...(Object.keys(provision).length ? { provision } : {}),
         } as UserDataInput);
       });
+  const userDataSha256 = (r: ReturnType<typeof render>) =>
+    r.apply((x) => createHash("sha256").update(x.text).digest("hex"));
+  // Registered after the VM exists, so the policy can name that VM: the user-data is rendered from the workload
+  // id we will register (the agent retries while the workload is not registered yet).
+  if (late) {
+    const rendered = render(spec.workloadId);
+    return {
+      workloadId: pulumi.output(spec.workloadId),
+      userData: rendered.apply((r) => r.text),
+      agentConfig: rendered.apply((r) => JSON.stringify(r.agentConfig)),
+      ...(haveSecrets ? { secretsPath: kvPath } : {}),
+      register: (o) => newWorkload(spec.agentInImage ? userDataSha256(rendered) : undefined, o),
+    };
+  }
   // Measured user-data: rendered from the workload id we register (not the resource's output), so its
   // hash can be part of the registration. Otherwise the user-data follows the registered workload.
   let workload: Workload;
   let rendered: ReturnType<typeof render>;
   if (spec.agentInImage) {
     rendered = render(spec.workloadId);
-    workload = newWorkload(rendered.apply((r) => createHash("sha256").update(r.text).digest("hex")));
+    workload = newWorkload(userDataSha256(rendered));
   } else {
     workload = newWorkload();
     rendered = render(workload.workloadId);

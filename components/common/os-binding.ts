@@ -102,15 +102,17 @@ export const ATTESTATION_CHAIN: Record<Platform.Aws | Platform.Gcp | Platform.Az
     "CPU vendor key (AMD VLEK): memory encryption, EC2 firmware + vCPU count, REPORT_DATA (nonce, key, vTPM AK). " +
     "AWS Nitro PKI (NitroTPM attestation document, pinned AWS Nitro root G1; NitroTPM is AWS's, outside the SNP TCB): " +
     "the NitroTPM's SHA-384 PCRs for this attestation's nonce → boot events (UKI/kernel Authenticode, PCR 11, command line " +
-    "with the verity root hash), or an out-of-band akPins pin. Not bound: the instance (any EC2 instance " +
-    "booted from the registered image qualifies). Without measuredBoot: kernel, initrd, command line, root fs.",
+    "with the verity root hash), or an out-of-band akPins pin; with the document, the instance (module_id) unless " +
+    "pinInstance is false. Without measuredBoot: kernel, initrd, command line, root fs. The per-workload sentences " +
+    "below say what this workload binds.",
   [Platform.Gcp]:
     "CPU vendor key (AMD VCEK / Intel PCK): memory encryption, Google firmware + vCPU count (launch digest / MRTD), " +
     "REPORT_DATA (nonce, key, vTPM AK). Google's TCB signing key (launch endorsement, verified by the runtime against its " +
     "configured GCE-cc-tcb-root): that the digest is Google's firmware for this shape, its SVN. Google's EK/AK CA (pinned " +
     "roots; the vTPM is Google's, outside the SNP/TDX TCB): the AK certificate → the quote's PCRs → boot events (UKI/kernel " +
-    "Authenticode, command line with the verity root hash). Not bound: the instance (any VM of an allowed project " +
-    "booted from the registered image qualifies). Without measuredBoot: kernel, initrd, command line, root fs.",
+    "Authenticode, command line with the verity root hash) and the certificate's instance identity (production, project, " +
+    "zone, and the instance unless pinInstance is false). Without measuredBoot: kernel, initrd, command line, root fs. " +
+    "The per-workload sentences below say what this workload binds.",
   [Platform.Azure]:
     "CPU vendor key (AMD VCEK / Intel PCK): memory encryption, Microsoft paravisor (HCL) + UEFI; the HCL binds the vTPM AK. " +
     "Microsoft paravisor + vTPM: PCR values (policy.azure.pcrs). The launch measurement is not predictable; the OS is bound " +

@@ -13,6 +13,7 @@ import { catalogEntry, catalogVcpus } from "../common/catalog.js";
 import { gcpInstanceArgs } from "./settings.js";
 import { ATTESTATION_CHAIN, measuresUserData, userDataSummary } from "../common/os-binding.js";
 import { endorsedFirmware, gcpOsBinding, type GcpOsBindingArgs } from "./os-binding.js";
+import type { Policy } from "../../runtime/protocol/policy.js";
 
 export interface GcpConfidentialVmArgs extends GcpOsBindingArgs {
   /** Refuse classical-only attestations: the workload's secrets are released only sealed with hybrid
@@ -119,32 +120,31 @@ export class GcpConfidentialVm extends pulumi.ComponentResource {
     const agentInImage = measuresUserData(args);
     const reference: GuestReference =
       tee === Tee.SevSnp ? { snpMeasurements: measurements } : { tdx: measurements.map((mrtd) => ({ mrtd })) };
-    const guest = registerGuest(this, name, {
-      platform: Platform.Gcp,
-      tee,
-      workloadId: `${pulumi.getStack()}-${name}`,
-      evidencePlatform: tee === Tee.SevSnp ? "snp" : "tdx",
-      reference,
-      // GCE launches SNP guests with policy 0x70000 (SMT and migration agent allowed, debug off).
-      policy:
-        tee === Tee.SevSnp
-          ? {
-              snp: { allowDebug: false, allowMigrationAgent: true },
-              ...(vtpm ? { vtpm } : {}),
-              ...(gce ? { gce: gce.policy } : {}),
-            }
-          : { tdx: { allowDebug: false }, ...(vtpm ? { vtpm } : {}), ...(gce ? { gce: gce.policy } : {}) },
-      vtpm: vtpm !== undefined,
-      // Google's AK certificate authenticates the AK: the agent must quote with the key it certifies.
-      vtpmGoogleAk: vtpm?.gceAkCertificate !== undefined,
-      agentInImage,
-      vhsm: args.vhsm,
-      requirePqHybrid: args.requirePqHybrid,
-      secrets,
-      dataVolume: args.dataVolume,
-      dataVolumeDevice: "/dev/disk/by-id/google-bk-data",
-      hostname: name,
-    });
+    // With Google's AK certificate the workload is registered once the instance exists, pinned to its project,
+    // zone and (unless pinInstance: false) instance id, as the certificate's instance-identity extension names them.
+    const pin = vtpm?.gceAkCertificate !== undefined && args.pinInstance !== false;
+    const guest = registerGuest(
+      this,
+      name,
+      {
+        platform: Platform.Gcp,
+        tee,
+        workloadId: `${pulumi.getStack()}-${name}`,
+        evidencePlatform: tee === Tee.SevSnp ? "snp" : "tdx",
+        reference,
+        vtpm: vtpm !== undefined,
+        // Google's AK certificate authenticates the AK: the agent must quote with the key it certifies.
+        vtpmGoogleAk: vtpm?.gceAkCertificate !== undefined,
+        agentInImage,
+        vhsm: args.vhsm,
+        requirePqHybrid: args.requirePqHybrid,
+        secrets,
+        dataVolume: args.dataVolume,
+        dataVolumeDevice: "/dev/disk/by-id/google-bk-data",
+        hostname: name,
+      },
+      "after-vm",
+    );
 
     const instance = new gcp.compute.Instance(
       name,
@@ -159,8 +159,34 @@ export class GcpConfidentialVm extends pulumi.ComponentResource {
         subnetwork: args.subnetwork,
         labels: { "buckypaper-workload": guest.workloadId, ...args.labels },
       }),
-      { parent: this, dependsOn: [guest.workload] },
+      { parent: this },
     );
+    // GCE launches SNP guests with policy 0x70000 (SMT and migration agent allowed, debug off).
+    const basePolicy: Policy =
+      tee === Tee.SevSnp
+        ? {
+            snp: { allowDebug: false, allowMigrationAgent: true },
+            ...(vtpm ? { vtpm } : {}),
+            ...(gce ? { gce: gce.policy } : {}),
+          }
+        : { tdx: { allowDebug: false }, ...(vtpm ? { vtpm } : {}), ...(gce ? { gce: gce.policy } : {}) };
+    const explicitProjects = args.akCertificateProjects?.length ? args.akCertificateProjects : undefined;
+    const workload = guest.register({
+      policy: vtpm?.gceAkCertificate
+        ? pulumi.all([instance.project, instance.zone, instance.instanceId]).apply(([project, zone, id]): Policy => ({
+            ...basePolicy,
+            vtpm: {
+              ...vtpm,
+              gceAkCertificate: {
+                projectIds: explicitProjects ?? [project],
+                zones: [zone],
+                ...(pin ? { instanceIds: [id] } : {}),
+              },
+            },
+          }))
+        : basePolicy,
+      dependsOn: [instance],
+    });
     if (args.dataVolume) {
       const disk = new gcp.compute.Disk(
         `${name}-data`,
@@ -174,7 +200,8 @@ export class GcpConfidentialVm extends pulumi.ComponentResource {
       );
     }
     this.instanceId = instance.instanceId;
-    this.workloadId = guest.workloadId;
+    // Resolves once the workload is registered (after the instance).
+    this.workloadId = workload.workloadId;
     this.expectedMeasurements = pulumi.output(measurements);
     this.attestationChain = pulumi.output(
       ATTESTATION_CHAIN[Platform.Gcp] +
@@ -182,7 +209,8 @@ export class GcpConfidentialVm extends pulumi.ComponentResource {
           ? ` THIS WORKLOAD: firmware endorsed by Google (SVN ${gce.svn}), re-verified by the runtime.`
           : " THIS WORKLOAD: firmware digest given, not verified against Google's endorsement.") +
         (vtpm?.gceAkCertificate
-          ? " Boot events authenticated by Google's AK certificate."
+          ? " Boot events authenticated by Google's AK certificate." +
+            ` Its instance identity must be: production, ${explicitProjects ? `project ${explicitProjects.join(" or ")}` : "this instance's project"}, this instance's zone, ${pin ? "this instance (pinned)" : "any instance (NOT pinned: pinInstance false)"}.`
           : vtpm?.akPins
             ? " Boot events authenticated by akPins."
             : " The OS is NOT bound (allowUnboundOs).") +

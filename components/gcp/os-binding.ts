@@ -15,8 +15,18 @@ export interface GcpOsBindingArgs extends OsBindingArgs {
    * roots). Default true unless akPins are set.
    */
   googleAkCertificate?: boolean;
-  /** With googleAkCertificate: accept only AK certificates of VMs in these projects (instance-identity extension). */
+  /**
+   * With googleAkCertificate: accept only AK certificates of VMs in these projects (instance-identity extension).
+   * Default: the project the component's instance is created in (read from the instance once it exists), and its
+   * zone; the certificate must also be marked production.
+   */
   akCertificateProjects?: string[];
+  /**
+   * With googleAkCertificate: pin the workload to the instance this component creates (its instance id in the AK
+   * certificate, `vtpm.gceAkCertificate.instanceIds`); the workload is registered right after the instance exists.
+   * Default true; `false` is the explicit opt-out (any VM of the project and zone booted from the image qualifies).
+   */
+  pinInstance?: boolean;
 }
 
 export function gcpOsBinding(who: string, args: GcpOsBindingArgs): Policy["vtpm"] | undefined {
@@ -31,6 +41,10 @@ export function gcpOsBinding(who: string, args: GcpOsBindingArgs): Policy["vtpm"
   });
   if (args.akCertificateProjects?.length && !cert)
     throw new ConfigError(who, "akCertificateProjects", "needs googleAkCertificate (the projects are read from it)");
+  if (args.pinInstance !== undefined && typeof args.pinInstance !== "boolean")
+    throw new ConfigError(who, "pinInstance", `is '${String(args.pinInstance)}'`, ["true", "false"]);
+  if (args.pinInstance === true && !cert)
+    throw new ConfigError(who, "pinInstance", "needs googleAkCertificate (the instance id is read from it)");
   const boot = measuredBootPolicy(who, measuredBootArgs(who, args, "sha256"));
   const authenticated = pins.length > 0 || cert;
   if (!(bindsOs(boot) && authenticated) && args.allowUnboundOs !== true) {

@@ -13,7 +13,7 @@ import { hybridOpen, isHybridSeal } from "../attestation/hybrid-seal.js";
 import { Vtpm } from "./evidence/vtpm.js";
 import { EvidenceError } from "./evidence/types.js";
 import type { EnclaiveletConfig } from "./config.js";
-import { RuntimeClient, RuntimeError } from "./client.js";
+import { RuntimeClient, RuntimeError, RuntimeUnavailableError } from "./client.js";
 import type { EvidenceProvider } from "./evidence/types.js";
 import type { WireEvidence } from "../protocol/evidence.js";
 import { SEAL_REQUEST_HEADERS } from "../protocol/seal.js";
@@ -92,7 +92,18 @@ export async function attest(
   /** SHA-256 (hex) of the user-data this guest booted with: bound into REPORT_DATA (binding v2). */
   userDataSha256?: string,
 ): Promise<AttestedSession> {
-  const challenge = await client.request("POST", "nitride/challenge", { body: { workload_id: cfg.workloadId } });
+  let challenge;
+  try {
+    challenge = await client.request("POST", "nitride/challenge", { body: { workload_id: cfg.workloadId } });
+  } catch (e) {
+    // AWS/GCP register the workload after the VM exists (its policy names the instance): until then the
+    // workload is unknown, which is worth waiting for, not a refusal. Nothing is sent before a challenge.
+    if (e instanceof RuntimeError && e.status === 404)
+      throw new RuntimeUnavailableError(
+        `nitride/challenge: workload ${cfg.workloadId} is not registered (yet): ${e.errors.join("; ") || "HTTP 404"}`,
+      );
+    throw e;
+  }
   const nonceText = envelope(challenge.body).nonce;
   const nonce = decodeNonce(nonceText);
   const ephemeral = newEphemeralKey({ hybrid: cfg.pqHybrid });

@@ -145,6 +145,7 @@ describe("AwsConfidentialVm", () => {
       agentInImage: true,
     });
     await resolve(vm.privateIp);
+    await resolve(vm.workloadId); // registered after the instance
     const wl = h.resources.find((r) => r.name === "bound-workload")!;
     expect(unsecret(wl.inputs.policy)).toMatchObject({ vtpm: { measuredBoot: boot, akPins: ["ef".repeat(32)] } });
     expect(unsecret(wl.inputs.policy).vtpm.allowUnauthenticatedAk).toBeUndefined();
@@ -165,7 +166,7 @@ describe("AwsConfidentialVm", () => {
     expect(await resolve(unbound.attestationChain)).toMatch(/THIS WORKLOAD: the OS is NOT bound \(allowUnboundOs\)/);
     // Without the agent in the image, cloud-init runs the user-data before anything attests: said loudly.
     expect(await resolve(unbound.attestationChain)).toMatch(/User-data: NOT bound \(agentInImage is off/);
-    await resolve(unbound.privateIp);
+    await resolve(unbound.workloadId);
     expect(h.resources.find((r) => r.name === "loud-workload")!.inputs.userDataSha256).toBeUndefined();
   });
 
@@ -186,6 +187,7 @@ describe("AwsConfidentialVm", () => {
         bootChain: { uki: path.join(dir, "uki.efi"), mustContain: ["bk.roothash=" + "5e".repeat(32)] },
       });
       await resolve(vm.privateIp);
+      await resolve(vm.workloadId); // registered after the instance
       const policy = unsecret(h.resources.find((r) => r.name === "uki-workload")!.inputs.policy);
       expect(policy.vtpm).toEqual({
         measuredBoot: {
@@ -197,7 +199,8 @@ describe("AwsConfidentialVm", () => {
           kernelCmdline: { allowed: [cmdline], mustContain: ["bk.roothash=" + "5e".repeat(32)], boundByUki: true },
           pcrs: { "11": predictUkiPcr11(uki, "sha384").toString("hex") },
         },
-        nitroTpm: {},
+        // Pinned to the instance this component created (registered once it exists).
+        nitroTpm: { instanceIds: ["uki-id"] },
       });
       const inst = h.resources.find((r) => r.name === "uki" && r.type === "aws:ec2/instance:Instance")!.inputs;
       expect(String(unsecret(inst.userData))).toContain("nitroTpm");
@@ -242,9 +245,10 @@ describe("AwsConfidentialVm", () => {
       ekPublicTpmt: [tpmt.toString("base64")],
     });
     await resolve(vm.privateIp);
+    await resolve(vm.workloadId); // registered after the instance
     const policy = unsecret(h.resources.find((r) => r.name === "ek-workload")!.inputs.policy);
     expect(policy.vtpm.ekNames).toEqual(["000b" + createHash("sha256").update(tpmt).digest("hex")]);
-    expect(policy.vtpm.nitroTpm).toEqual({});
+    expect(policy.vtpm.nitroTpm).toEqual({ instanceIds: ["ek-id"] });
     expect(
       () =>
         new mod.AwsConfidentialVm("badek", {
@@ -254,6 +258,42 @@ describe("AwsConfidentialVm", () => {
           ekPublicTpmt: [tpmt.subarray(0, 20).toString("base64")],
         }),
     ).toThrow(/AwsConfidentialVm badek: ekPublicTpmt\[0\] is not a base64 TPMT_PUBLIC/);
+  });
+
+  it("pins the workload to its own instance (registered after it), with an explicit opt-out", async () => {
+    const boot = { bank: "sha384", bootApplications: { allowed: [], required: ["cd".repeat(48)] } };
+    const vm = new mod.AwsConfidentialVm("own", { vhsm, region: "us-east-2", measuredBoot: boot });
+    await resolve(vm.workloadId);
+    const wl = h.resources.find((r) => r.name === "own-workload")!;
+    expect(unsecret(wl.inputs.policy).vtpm.nitroTpm).toEqual({ instanceIds: ["own-id"] });
+    // The instance does not wait for the workload; the workload is registered after the instance.
+    const inst = h.resources.find((r) => r.name === "own" && r.type === "aws:ec2/instance:Instance")!;
+    expect(String(unsecret(inst.inputs.userData))).toContain(`${await resolve(vm.workloadId)}`);
+    expect(await resolve(vm.attestationChain)).toMatch(/Instance: pinned \(the NitroTPM document's module_id/);
+
+    const open = new mod.AwsConfidentialVm("unpinned", {
+      vhsm,
+      region: "us-east-2",
+      measuredBoot: boot,
+      pinInstance: false,
+    });
+    await resolve(open.workloadId);
+    const owl = h.resources.find((r) => r.name === "unpinned-workload")!;
+    expect(unsecret(owl.inputs.policy).vtpm.nitroTpm).toEqual({});
+    expect(await resolve(open.attestationChain)).toMatch(
+      /Instance: NOT pinned \(any instance booted from the registered image/,
+    );
+
+    expect(
+      () =>
+        new mod.AwsConfidentialVm("pinnopin", {
+          vhsm,
+          region: "us-east-2",
+          measuredBoot: { bootApplications: { allowed: [], required: ["cd".repeat(32)] } },
+          akPins: ["ef".repeat(32)],
+          pinInstance: true,
+        }),
+    ).toThrow(/AwsConfidentialVm pinnopin: pinInstance needs nitroTpmDocument/);
   });
 
   it("pins the agent artifact when the Vhsm serves it", async () => {

@@ -21,7 +21,9 @@ const boot = {
 };
 
 beforeAll(async () => {
-  h = await installMocks({ "gcp:compute/instance:Instance": () => ({ instanceId: "1234567890" }) });
+  h = await installMocks({
+    "gcp:compute/instance:Instance": () => ({ instanceId: "1234567890", project: "bk-prod-7" }),
+  });
   mod = await import("../../components/gcp/confidential-vm.js");
   [google, other] = await Promise.all([createGceEndorsementSimulator(), createGceEndorsementSimulator()]);
 });
@@ -43,15 +45,23 @@ describe("GcpConfidentialVm: Google launch endorsement + Google AK certificate",
       agentInImage: true,
     });
     await resolve(vm.instanceId);
+    await resolve(vm.workloadId); // registered after the instance
     expect(await resolve(vm.expectedMeasurements)).toEqual([M(4)]);
     const wl = workload("ge");
     expect(wl.snpMeasurements).toEqual([M(4)]);
     expect(wl.policy.gce).toEqual({ endorsements: [e.toString("base64")], vcpus: 4, minSvn: 5 });
-    expect(wl.policy.vtpm).toEqual({ measuredBoot: boot, gceAkCertificate: { projectIds: ["bk-prod-123"] } });
+    // Registered after the instance: pinned to its zone and instance id (the AK certificate names both).
+    expect(wl.policy.vtpm).toEqual({
+      measuredBoot: boot,
+      gceAkCertificate: { projectIds: ["bk-prod-123"], zones: ["europe-west4-a"], instanceIds: ["1234567890"] },
+    });
     const chain = await resolve(vm.attestationChain);
     expect(chain).toMatch(/Google's EK\/AK CA \(pinned roots/);
     expect(chain).toMatch(/THIS WORKLOAD: firmware endorsed by Google \(SVN 5\), re-verified by the runtime\./);
     expect(chain).toMatch(/Boot events authenticated by Google's AK certificate\./);
+    expect(chain).toMatch(
+      /instance identity must be: production, project bk-prod-123, this instance's zone, this instance \(pinned\)/,
+    );
     expect(chain).not.toMatch(/NOT bound|not implemented/);
     expect(chain).toMatch(/User-data: bound/);
     const inst = h.resources.find((r) => r.name === "ge" && r.type === "gcp:compute/instance:Instance")!.inputs;
@@ -100,6 +110,30 @@ describe("GcpConfidentialVm: Google launch endorsement + Google AK certificate",
     ).toThrow(/akCertificateProjects\[0\] must be a GCP project id/);
   });
 
+  it("Google's AK certificate defaults to the instance's own project, zone and id; pinInstance: false opts out", async () => {
+    const base = { vhsm, zone: "us-central1-a", expectedMeasurements: [M(2)], measuredBoot: boot };
+    const vm = new mod.GcpConfidentialVm("own", base);
+    await resolve(vm.workloadId);
+    expect(workload("own").policy.vtpm.gceAkCertificate).toEqual({
+      projectIds: ["bk-prod-7"],
+      zones: ["us-central1-a"],
+      instanceIds: ["1234567890"],
+    });
+    expect(await resolve(vm.attestationChain)).toMatch(
+      /production, this instance's project, this instance's zone, this instance \(pinned\)/,
+    );
+    const open = new mod.GcpConfidentialVm("open", { ...base, pinInstance: false });
+    await resolve(open.workloadId);
+    expect(workload("open").policy.vtpm.gceAkCertificate).toEqual({
+      projectIds: ["bk-prod-7"],
+      zones: ["us-central1-a"],
+    });
+    expect(await resolve(open.attestationChain)).toMatch(/any instance \(NOT pinned: pinInstance false\)/);
+    expect(
+      () => new mod.GcpConfidentialVm("pinpins", { ...base, akPins: ["ef".repeat(32)], pinInstance: true }),
+    ).toThrow(/GcpConfidentialVm pinpins: pinInstance needs googleAkCertificate/);
+  });
+
   it("a pasted digest with akPins says so in the outputs", async () => {
     const vm = new mod.GcpConfidentialVm("pasted", {
       vhsm,
@@ -109,6 +143,7 @@ describe("GcpConfidentialVm: Google launch endorsement + Google AK certificate",
       akPins: ["ef".repeat(32)],
     });
     await resolve(vm.instanceId);
+    await resolve(vm.workloadId); // registered after the instance
     expect(workload("pasted").policy.vtpm).toEqual({ measuredBoot: boot, akPins: ["ef".repeat(32)] });
     expect(workload("pasted").policy.gce).toBeUndefined();
     expect(await resolve(vm.attestationChain)).toMatch(

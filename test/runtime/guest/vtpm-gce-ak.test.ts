@@ -178,7 +178,9 @@ describe.runIf(run)("the enclaivelet on a GCE-provisioned vTPM (swtpm)", () => {
   const vms: SwTpm[] = [];
   let dir: string;
 
-  async function gceVm(o: { kind?: "ecc" | "rsa"; certForOtherKey?: boolean; noTemplate?: boolean } = {}) {
+  async function gceVm(
+    o: { kind?: "ecc" | "rsa"; certForOtherKey?: boolean; noTemplate?: boolean; instance?: typeof INSTANCE } = {},
+  ) {
     const tpm = await SwTpm.start();
     vms.push(tpm);
     const boot = buildBootLog();
@@ -193,7 +195,7 @@ describe.runIf(run)("the enclaivelet on a GCE-provisioned vTPM (swtpm)", () => {
     const certified = o.certForOtherKey
       ? parseTpmPublic(referencePrimary(tpm, kind === "ecc" ? rsaTemplate() : eccTemplate())).key
       : parseTpmPublic(vm.akPublic).key;
-    const cert = Buffer.from(await akCa.issue(certified, INSTANCE));
+    const cert = Buffer.from(await akCa.issue(certified, o.instance ?? INSTANCE));
     nvWrite(tpm, kind === "ecc" ? 0x01c10003 : 0x01c10001, template);
     // GCE sizes the index for the certificate; a larger one (padding after the DER) must not matter.
     nvWrite(tpm, kind === "ecc" ? 0x01c10002 : 0x01c10000, cert, cert.length + 16);
@@ -251,23 +253,24 @@ describe.runIf(run)("the enclaivelet on a GCE-provisioned vTPM (swtpm)", () => {
     },
   });
 
-  async function agent(vm: GceVm) {
+  async function agent(vm: GceVm, o: { workload?: string; sleep?: (ms: number) => Promise<void> } = {}) {
     const root = await mkdtemp(path.join(tmpdir(), "bk-gce-ak-root-"));
     try {
       const sent: { evidence: { vtpm?: { ak_cert?: string } } }[] = [];
       const cfg = parseConfig({
         runtimeUrl: stack.rt.url,
         runtimeCaSha256: stack.caSha256,
-        workloadId: "gce",
+        workloadId: o.workload ?? "gce",
         root,
         evidence: { provider: "auto", vtpm: { tcti: vm.tpm.tcti, eventLogPath: vm.eventLogPath, googleAk: true } },
-        retry: { attempts: 1, initialDelayMs: 1, maxDelayMs: 1 },
+        retry: { attempts: o.sleep ? 3 : 1, initialDelayMs: 1, maxDelayMs: 1 },
         envFiles: [{ path: "/etc/app/env", vars: { DB_PASSWORD: "web/db#password" } }],
       });
       const out = await runAgent(cfg, {
         provider: provider(),
         log: memoryLogger(),
         onAttestRequest: (r) => sent.push(r),
+        ...(o.sleep ? { sleep: o.sleep } : {}),
       });
       return { out, sent, files: await readdir(root, { recursive: true }) };
     } finally {
@@ -286,6 +289,42 @@ describe.runIf(run)("the enclaivelet on a GCE-provisioned vTPM (swtpm)", () => {
     );
     expect(createHash("sha256").update(cert).digest()).toHaveLength(32);
   }, 90_000);
+
+  it("registered after the VM exists (the component pins the instance): the agent waits for the workload", async () => {
+    const vm = await gceVm();
+    let registered = 0;
+    const { out } = await agent(vm, {
+      workload: "gce-late",
+      // The retry pause is when the deployment registers the workload (after the instance exists).
+      sleep: async () => {
+        if (registered++ === 0)
+          await stack.admin("PUT", "nitride/workloads/gce-late", {
+            platforms: ["snp"],
+            reference_values: { snp_measurements: [GOOD_MEASUREMENT] },
+            policy: {
+              vtpm: {
+                gceAkCertificate: {
+                  projectIds: ["bk-prod"],
+                  zones: ["europe-west4-a"],
+                  instanceIds: ["4242424242424242"],
+                },
+                measuredBoot: buildBootLog().policy,
+              },
+            },
+            secrets: { kv: ["secret/data/web/db"] },
+          });
+      },
+    });
+    expect(registered).toBe(1);
+    expect(out, out.error).toMatchObject({ ok: true });
+    // Another VM of the same project and zone, booted from the same image, with a genuine Google AK certificate:
+    // the workload is pinned to its own instance, so it is refused.
+    const sibling = await gceVm({ instance: { ...INSTANCE, instanceId: 7777777777n, instanceName: "other" } });
+    const r = await agent(sibling, { workload: "gce-late" });
+    expect(r.out).toMatchObject({ ok: false, reason: "refused" });
+    expect(r.out.error).toMatch(/vtpm\.gce-instance: instance 7777777777 is not allowed/);
+    expect(r.files).toEqual([]);
+  }, 120_000);
 
   it("hostile: a vTPM without Google's template (a software TPM) → the agent stops at gce-ak-template, nothing sent", async () => {
     const vm = await gceVm({ noTemplate: true });
