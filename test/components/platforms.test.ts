@@ -63,6 +63,7 @@ describe.runIf(haveShared)("GcpConfidentialVm", () => {
     expect(String(unsecret(inst.metadata["user-data"]))).toContain("#cloud-config");
     const expected = snpLaunchDigest({ firmware: fw, vcpus: 4, vmm: "gce" }).toString("hex");
     expect(await resolve(vm.expectedMeasurements)).toEqual([expected]);
+    await resolve(vm.workloadId); // registered after the instance
     expect(unsecret(byName("g1-workload").inputs.snpMeasurements)).toEqual([expected]);
   });
 
@@ -80,6 +81,7 @@ describe.runIf(haveShared)("GcpConfidentialVm", () => {
     expect(inst.machineType).toBe("c3-standard-4");
     expect(inst.confidentialInstanceConfig).toEqual({ confidentialInstanceType: "TDX" });
     expect(inst.minCpuPlatform).toBe("Intel Sapphire Rapids");
+    await resolve(vm.workloadId); // registered after the instance
     expect(unsecret(byName("g2-workload").inputs.tdx)).toEqual([{ mrtd }]);
   });
 
