@@ -6,6 +6,9 @@
 //   runtime unseal KEY                    (repeat until the threshold is reached)
 //   runtime unseal --share JWE --recovery-key FILE   a share encrypted to this operator's key
 //   runtime recovery-key --out FILE       a new operator key pair: private JWK to FILE (0600), public JWK printed
+//   runtime generate-root --init | --nonce N --share JWE --recovery-key FILE | --decode E --otp O
+//                                         a new root token from a quorum of shares (Vault's sys/generate-root)
+//   runtime root-token --jwe JWE --recovery-key FILE   open a root token encrypted by init --root-token-key
 //   runtime status
 //   runtime verify --url URL --measurement HEX   attested TLS: check the runtime before trusting it
 // Client commands take --address (or BUCKYPAPER_ADDR / VAULT_ADDR), and for HTTPS --ca-cert FILE,
@@ -29,15 +32,17 @@ const SUB_USAGE: Record<string, string> = {
                                      the root token to PUB; what stays in clear is printed only to a terminal
                                      (--insecure-print-to-pipe: also to a pipe or file, for throwaway runtimes)`,
   unseal: `unseal KEY | unseal --share JWE|FILE --recovery-key FILE | unseal --reset`,
+  "generate-root": `generate-root --init | --status | --cancel | --nonce N (KEY | --share JWE --recovery-key FILE)
+              | --decode ENCODED --otp OTP   a new root token from a quorum of shares (Vault's sys/generate-root)`,
   "root-token": `root-token --jwe JWE|FILE --recovery-key FILE   open a root token encrypted by init --root-token-key`,
   "recovery-key": `recovery-key --out FILE          new operator recovery key: private JWK to FILE (0600),
                                      public JWK on stdout (give it to Vhsm recoveryKeys)`,
   status: `status [--format json]             exit 0 unsealed, 1 sealed or not initialized`,
   verify: VERIFY_USAGE,
 };
-const CLIENT_SUBS = new Set(["init", "unseal", "status"]);
+const CLIENT_SUBS = new Set(["init", "unseal", "status", "generate-root"]);
 
-const USAGE = `usage: buckypaper runtime <server|dev|init|unseal|root-token|recovery-key|status|verify> [flags]
+const USAGE = `usage: buckypaper runtime <server|dev|init|unseal|generate-root|root-token|recovery-key|status|verify> [flags]
 
 ${Object.values(SUB_USAGE)
   .map((u) => `  ${u}`)
@@ -94,6 +99,26 @@ function statusLines(s: Record<string, unknown>): string {
   if (s.sealed) rows.push(["Unseal Progress", `${s.progress}/${s.t}`]);
   rows.push(["Version", s.version], ["Storage Type", s.storage_type]);
   return rows.map(([k, v]) => `${k.padEnd(16)} ${String(v)}`).join("\n");
+}
+
+/** An operator's share: the JWE (or its file) opened with the operator's private JWK file. */
+async function openShare(share: string, recoveryKey: string): Promise<string> {
+  const { decryptShare } = await import("../runtime/client/recovery-share.js");
+  const { readPrivateFile } = await import("../runtime/client/deployer.js");
+  const jwe = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]*){4}$/.test(share.trim())
+    ? share
+    : readFlagFile("--share", share).toString("utf8");
+  let jwk;
+  try {
+    jwk = JSON.parse(readPrivateFile(recoveryKey, "--recovery-key"));
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  try {
+    return (await decryptShare(jwe, jwk)).key;
+  } catch (e) {
+    throw new UsageError(`--share: ${(e as Error).message}`);
+  }
 }
 
 function failIfError(r: { status: number; body: { errors?: string[] } | undefined }, io: CliIo): boolean {
@@ -376,6 +401,74 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     return Exit.ok;
   }
 
+  if (sub === "generate-root") {
+    const { values, positionals } = parseFlags(
+      rest,
+      {
+        ...clientFlags,
+        init: { type: "boolean" },
+        status: { type: "boolean" },
+        cancel: { type: "boolean" },
+        nonce: { type: "string" },
+        share: { type: "string" },
+        "recovery-key": { type: "string" },
+        decode: { type: "string" },
+        otp: { type: "string" },
+      },
+      true,
+    );
+    if (values.decode !== undefined) {
+      if (!values.otp) throw new UsageError("generate-root: --decode needs --otp (the OTP --init printed)");
+      const { decodeRootToken } = await import("../runtime/server/vault/generate-root.js");
+      try {
+        io.out(decodeRootToken(values.decode, values.otp));
+      } catch (e) {
+        throw new UsageError(`--decode: ${(e as Error).message}`);
+      }
+      return Exit.ok;
+    }
+    const call = await client(values);
+    const show = (b: Record<string, unknown>) =>
+      io.out(
+        values.format === "json"
+          ? JSON.stringify(b, null, 2)
+          : [
+              ["Nonce", b.nonce],
+              ["Started", b.started],
+              ["Progress", `${String(b.progress)}/${String(b.required)}`],
+              ["Complete", b.complete],
+              ...(b.encoded_token ? [["Encoded Token", b.encoded_token]] : []),
+              ...(b.otp ? [["OTP", b.otp]] : []),
+            ]
+              .map(([k, v]) => `${String(k).padEnd(14)} ${String(v)}`)
+              .join("\n"),
+      );
+    let r;
+    if (values.init) r = await call("PUT", "sys/generate-root/attempt", {});
+    else if (values.cancel) r = await call("DELETE", "sys/generate-root/attempt");
+    else if (values.status) r = await call("GET", "sys/generate-root/attempt");
+    else {
+      if (!values.nonce) throw new UsageError("generate-root: --nonce (the attempt's, from its initiator) is required");
+      let key = positionals[0];
+      if (values.share !== undefined || values["recovery-key"] !== undefined) {
+        if (!values.share || !values["recovery-key"])
+          throw new UsageError(
+            "generate-root: --share and --recovery-key go together (an encrypted share and your private JWK)",
+          );
+        key = await openShare(values.share, values["recovery-key"]);
+      }
+      if (!key) throw new UsageError("generate-root: give a key share (KEY, or --share JWE --recovery-key FILE)");
+      r = await call("PUT", "sys/generate-root/update", { key, nonce: values.nonce });
+    }
+    if (failIfError(r, io)) return Exit.rejected;
+    if (r.status !== 204) show(r.body as Record<string, unknown>);
+    if (values.init && (r.body as { otp?: string }).otp)
+      io.err(
+        "Keep the OTP: with it the encoded token of the completed attempt decodes to the new root token (--decode).",
+      );
+    return Exit.ok;
+  }
+
   if (sub === "root-token") {
     const { values } = parseFlags(rest, { jwe: { type: "string" }, "recovery-key": { type: "string" } });
     if (!values.jwe || !values["recovery-key"])
@@ -427,22 +520,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
         throw new UsageError(
           "unseal: --share and --recovery-key go together (an encrypted share and your private JWK)",
         );
-      const { decryptShare } = await import("../runtime/client/recovery-share.js");
-      const { readPrivateFile } = await import("../runtime/client/deployer.js");
-      const jwe = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]*){4}$/.test(values.share.trim())
-        ? values.share
-        : readFlagFile("--share", values.share).toString("utf8");
-      let jwk;
-      try {
-        jwk = JSON.parse(readPrivateFile(values["recovery-key"], "--recovery-key"));
-      } catch (e) {
-        throw new UsageError((e as Error).message);
-      }
-      try {
-        key = (await decryptShare(jwe, jwk)).key;
-      } catch (e) {
-        throw new UsageError(`--share: ${(e as Error).message}`);
-      }
+      key = await openShare(values.share, values["recovery-key"]);
     }
     if (!key && !values.reset) {
       if (process.stdin.isTTY) throw new UsageError("unseal: pass the key share as an argument or on stdin");

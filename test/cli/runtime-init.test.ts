@@ -188,3 +188,47 @@ describe("runtime init: shares never in clear outside a terminal", () => {
     }
   });
 });
+
+describe("runtime generate-root: operators holding encrypted shares mint a root token", () => {
+  it("init, two operators each give their JWE share, decode with the OTP; a wrong key or nonce is refused", async () => {
+    const c = await server("c");
+    try {
+      const a = ["--address", c.url];
+      const init = await cli(
+        ["runtime", "init", ...a, "--key-shares", "3", "--key-threshold", "2", "--format", "json"].concat([
+          "--recovery-keys",
+          ops.map((o) => o.pub).join(","),
+          "--root-token-key",
+          ops[0].pub,
+        ]),
+      );
+      expect(init.code, init.stderr).toBe(0);
+      const jwe = JSON.parse(init.stdout).unseal_keys_jwe as string[];
+      for (const i of [0, 1])
+        expect((await cli(["runtime", "unseal", ...a, "--share", jwe[i], "--recovery-key", ops[i].priv])).code).toBe(0);
+      // no root token is used from here on (the state after Vhsm's default bootstrap)
+      const st = await cli(["runtime", "generate-root", ...a, "--init", "--format", "json"]);
+      expect(st.code, st.stderr).toBe(0);
+      const { nonce, otp } = JSON.parse(st.stdout) as { nonce: string; otp: string };
+      const give = (i: number, n = nonce, key = ops[i].priv) =>
+        cli(["runtime", "generate-root", ...a, "--nonce", n, "--share", jwe[i], "--recovery-key", key]);
+      expect((await give(1, nonce, ops[2].priv)).stderr).toMatch(/does not open with that key/);
+      const badNonce = await give(1, "00000000-0000-4000-8000-000000000000");
+      expect(badNonce.code).toBe(1);
+      expect(badNonce.stderr).toMatch(/nonce: does not match/);
+      const one = await give(1);
+      expect(one.code, one.stderr).toBe(0);
+      expect(one.stdout).toMatch(/Progress\s+1\/2/);
+      const two = await give(2);
+      expect(two.code, two.stderr).toBe(0);
+      const enc = /Encoded Token\s+(\S+)/.exec(two.stdout)?.[1];
+      expect(enc).toBeDefined();
+      const dec = await cli(["runtime", "generate-root", "--decode", enc!, "--otp", otp]);
+      expect(dec.code, dec.stderr).toBe(0);
+      const me = await fetch(`${c.url}/v1/auth/token/lookup-self`, { headers: { "x-vault-token": dec.stdout.trim() } });
+      expect(((await me.json()) as { data: { policies: string[] } }).data.policies).toEqual(["root"]);
+    } finally {
+      await c.kill();
+    }
+  });
+});

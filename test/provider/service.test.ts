@@ -164,7 +164,13 @@ describe("RuntimeService by default: no root token, no share, no private key in 
       try {
         expect(out.rootToken).toBeUndefined();
         expect(out.unsealKeys).toBeUndefined();
-        expect(out.deployer).toEqual({ mount: "bk-deployer", role: "deployer", keyFile: i.deployerKeyFile });
+        expect(out.deployer).toEqual({
+          mount: "bk-deployer",
+          role: "deployer",
+          keyFile: i.deployerKeyFile,
+          // the runtime's own deployer JWT audience (a JWT for another runtime is refused)
+          audience: expect.stringMatching(/^buckypaper-deployer:[0-9a-f]{32}$/),
+        });
         expect(out.recoveryShares).toHaveLength(1);
         const privateKey = readFileSync(i.deployerKeyFile, "utf8");
         const recoveryKey = readFileSync(i.localRecoveryKeyFile, "utf8");
