@@ -3,11 +3,13 @@
 //   - the measured boot unit, as the enclaivelet artifact ships it (share/systemd/<source>/, rendered by
 //     runtime/guest/boot-unit.ts — images/ does not import the agent): the enclaivelet reads the NoCloud user-data
 //     itself, binds its SHA-256 into the evidence; cloud-init's user stages are ordered after it and
-//     require it (a refused guest runs none of the user-data); sshd is only ordered after it, so a refused
-//     guest still answers ssh with host keys the runtime's CA never signed (no @cert-authority login);
+//     require it (a refused guest runs none of the user-data); sshd too is ordered after and requires it,
+//     so a refused guest never answers ssh (no host key the runtime's CA did not sign is ever offered);
 //   - cloud-init limited to the NoCloud seed (no network datasources to probe: a host cannot slip in
 //     another source) and with its network rendering off;
-//   - DHCP on the one NIC by systemd-networkd, which the boot unit waits for (wait-online).
+//   - DHCP on the one NIC by systemd-networkd, which the boot unit waits for (wait-online) — only when
+//     the VM has a network controller at all: without one, wait-online would hold the boot for its
+//     full 2-minute timeout waiting for a link that cannot appear.
 import { copyFile, mkdir, rm, symlink, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import path from "node:path";
@@ -20,6 +22,9 @@ export const IMAGE_AGENT_UNIT = "enclaivelet-measured.service";
 const ARTIFACT_UNITS = "opt/buckypaper/enclaivelet/share/systemd";
 
 const NETWORK = "[Match]\nName=en* eth*\n\n[Network]\nDHCP=ipv4\n";
+// ExecCondition (skip, not fail): a PCI device of class 0x02 (network controller) exists from the first
+// instant — PCI is enumerated before userspace — while its netdev appears only when udev loads the driver.
+const WAIT_ONLINE_DROPIN = "[Service]\nExecCondition=/bin/sh -c 'grep -qs ^0x02 /sys/bus/pci/devices/*/class'\n";
 const CLOUD_CFG = "datasource_list: [ NoCloud, None ]\nnetwork: {config: disabled}\n";
 
 /** `systemctl enable` by hand: fixed symlinks, no dependence on the host's systemctl. */
@@ -39,6 +44,9 @@ export async function configureNetwork(root: string): Promise<void> {
   await enable(root, "/lib/systemd/system/systemd-networkd.service", ["multi-user.target.wants"]);
   await enable(root, "/lib/systemd/system/systemd-networkd.socket", ["sockets.target.wants"]);
   await enable(root, "/lib/systemd/system/systemd-networkd-wait-online.service", ["network-online.target.wants"]);
+  const dropins = path.join(root, "etc/systemd/system/systemd-networkd-wait-online.service.d");
+  await mkdir(dropins, { recursive: true });
+  await writeFile(path.join(dropins, "10-buckypaper-nic.conf"), WAIT_ONLINE_DROPIN);
   await writeFile(path.join(root, "etc/cloud/cloud.cfg.d/90-buckypaper.cfg"), CLOUD_CFG);
 }
 
@@ -53,6 +61,7 @@ export async function configureGuest(root: string): Promise<{ unit: string; user
     "cloud-init.service.requires",
     "cloud-config.service.requires",
     "cloud-final.service.requires",
+    "ssh.service.requires",
     "multi-user.target.wants",
   ]);
   return { unit: IMAGE_AGENT_UNIT, userDataSource: IMAGE_USER_DATA_SOURCE };

@@ -6,7 +6,9 @@
 //   - Before, and required by, cloud-init.service (bootcmd, write_files, …), cloud-config.service and
 //     cloud-final.service (runcmd): if attestation fails, no user-data code runs at all, and none runs
 //     before the agent has read and measured the user-data;
-//   - Before sshd, which then starts with the CA-signed host key the agent installed.
+//   - Before, and required by, sshd (ssh.service): sshd starts only once the agent has installed the
+//     CA-signed host key; a refused guest (the unit failed) never answers ssh, so no host key the
+//     runtime's CA did not sign is ever offered to a client.
 // The agent reads the user-data itself (`--user-data <source>`) and takes its config from it.
 import type { UserDataSource } from "./userdata.js";
 
@@ -32,7 +34,7 @@ export function renderMeasuredUnit(source: UserDataSource): string {
     "StandardError=journal+console",
     "",
     "[Install]",
-    `RequiredBy=${CLOUD_INIT_STAGES.join(" ")}`,
+    `RequiredBy=${[...CLOUD_INIT_STAGES, "ssh.service"].join(" ")}`,
     "WantedBy=multi-user.target",
     "",
   ].join("\n");

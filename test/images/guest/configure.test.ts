@@ -30,7 +30,12 @@ describe("the kit image's guest configuration", () => {
     const unit = await readFile(path.join(units, MEASURED_UNIT_NAME), "utf8");
     expect(unit).toContain(`ExecStart=${AGENT_BIN} run --user-data nocloud`);
     expect(unit).toMatch(/^Before=.*cloud-init\.service.*cloud-config\.service.*cloud-final\.service.*ssh\.service/m);
-    for (const by of ["cloud-init.service.requires", "cloud-config.service.requires", "cloud-final.service.requires"])
+    for (const by of [
+      "cloud-init.service.requires",
+      "cloud-config.service.requires",
+      "cloud-final.service.requires",
+      "ssh.service.requires", // a refused guest's sshd never starts
+    ])
       expect(await readlink(path.join(units, by, MEASURED_UNIT_NAME))).toBe(
         `/etc/systemd/system/${MEASURED_UNIT_NAME}`,
       );
@@ -41,6 +46,10 @@ describe("the kit image's guest configuration", () => {
       /^datasource_list: \[ NoCloud, None \]$/m,
     );
     expect(await readFile(path.join(root, "etc/systemd/network/10-dhcp.network"), "utf8")).toContain("DHCP=ipv4");
+    // Without a network controller wait-online is skipped instead of holding the boot for 2 minutes.
+    expect(
+      await readFile(path.join(units, "systemd-networkd-wait-online.service.d/10-buckypaper-nic.conf"), "utf8"),
+    ).toMatch(/^ExecCondition=\/bin\/sh -c 'grep -qs \^0x02 \/sys\/bus\/pci\/devices\/\*\/class'$/m);
     // Idempotent: a second run over the same tree leaves the same links.
     await configureGuest(root);
     expect(await readlink(path.join(units, "cloud-final.service.requires", MEASURED_UNIT_NAME))).toBe(

@@ -122,7 +122,7 @@ describe("manifest", () => {
   };
   it("puts the root hash and hash offset on the command line", () => {
     expect(base.cmdline).toBe(
-      `console=ttyS0 panic=-1 bk.root=/dev/vda bk.roothash=${"ab".repeat(32)} bk.hashoffset=40960`,
+      `console=ttyS0 panic=-1 no_timer_check bk.root=/dev/vda bk.roothash=${"ab".repeat(32)} bk.hashoffset=40960`,
     );
     expect(parseManifest(JSON.stringify(base)).cmdline).toBe(base.cmdline);
   });

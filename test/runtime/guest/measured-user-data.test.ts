@@ -83,7 +83,7 @@ describe("the agent reads its user-data itself", () => {
   it("the boot unit runs before, and is required by, every cloud-init stage that runs user-data", () => {
     const u = renderMeasuredUnit("nocloud");
     expect(u).toMatch(/^Before=.*cloud-init\.service.*cloud-config\.service.*cloud-final\.service/m);
-    expect(u).toMatch(/^RequiredBy=cloud-init\.service cloud-config\.service cloud-final\.service$/m);
+    expect(u).toMatch(/^RequiredBy=cloud-init\.service cloud-config\.service cloud-final\.service ssh\.service$/m);
     expect(u).toMatch(/^ExecStart=.* run --user-data nocloud$/m);
     expect(u).not.toMatch(/After=.*network-online\.target/); // would be a cycle: cloud-init.service is before it
   });
