@@ -35,7 +35,10 @@ const HELP = `usage: buckypaper simulate snp --out DIR [--measurement HEX] [--re
   'qemu-guest' runs a real QEMU guest of the local stack in the foreground until SIGTERM (the config is
   written by the local stack's provider): a simulated PSP measures the files QEMU is started with and
   answers the guest over virtio-serial; S/status.json reports measurement, verdict, reason and timings.
-  'guest-image' builds (once, as root, with mmdebstrap; then cached) the image those guests boot.`;
+  'guest-image' finds or builds (once, as root; then cached) what those guests boot: the kit image
+  (buckypaper image build: kernel, initramfs, dm-verity root with this build's enclaivelet) and OVMF's
+  AmdSev firmware (scripts/build-firmware.sh), whose kernel-hashes table puts kernel, initrd and command
+  line (with the verity root hash) into the launch digest.`;
 
 const pem = (der: Uint8Array) =>
   `-----BEGIN CERTIFICATE-----\n${Buffer.from(der).toString("base64").replace(/.{64}/g, "$&\n").replace(/\n$/, "")}\n-----END CERTIFICATE-----\n`;
@@ -223,7 +226,7 @@ async function guestImage(argv: string[], io: CliIo): Promise<number> {
     return Exit.ok;
   }
   io.out(
-    `  guest image ready in ${Math.round((Date.now() - t0) / 1000)} s: kernel ${img.kernel}, root ${img.rootImage} (enclaivelet ${img.agentSha256.slice(0, 16)}…)`,
+    `  guest image ready in ${Math.round((Date.now() - t0) / 1000)} s: ${img.manifestPath} (dm-verity root ${img.verity.rootHash.slice(0, 16)}…, enclaivelet ${img.agentSha256.slice(0, 16)}…), firmware ${img.firmware}`,
   );
   return Exit.ok;
 }

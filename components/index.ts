@@ -35,5 +35,7 @@ export { LocalConfidentialVm } from "./local/confidential-vm.js";
 export type { LocalConfidentialVmArgs, LocalBootOverride } from "./local/confidential-vm.js";
 export { resolveMode as resolveLocalVmMode } from "./local/real-guest.js";
 export type { LocalVmMode } from "./local/real-guest.js";
+export { LOCAL_TAMPER_CASES, TAMPER_DESCRIPTION } from "./local/tamper.js";
+export type { LocalTamperCase } from "./local/tamper.js";
 export { SimulatedPlatform, LocalVm, RuntimeWrite, GeneratedSecret } from "../provider/local-vm.js";
 export type { SimulatedAnchor } from "../provider/local-vm.js";

@@ -139,7 +139,8 @@ export interface QemuGuestArgs {
 
 /**
  * A real QEMU guest of the local stack. Its outputs are what the guest and its simulated PSP reported:
- * state provisioned | refused (the runtime refused the attestation; `reason` has the failed checks),
+ * state provisioned | refused (the runtime refused the attestation, `reason` has the failed checks; or
+ * dm-verity stopped the boot before anything asked the PSP),
  * the measurement the PSP computed from the files QEMU was started with, timings, and for provisioned
  * guests with SSH a known_hosts `@cert-authority` line. A refused guest is not a deployment error.
  */
@@ -154,6 +155,10 @@ export class QemuGuest extends pulumi.dynamic.Resource {
   declare readonly reason: pulumi.Output<string>;
   declare readonly bootSeconds: pulumi.Output<number>;
   declare readonly sshSeconds: pulumi.Output<number>;
+  /** Report requests the guest sent its simulated PSP (0: never asked, e.g. stopped by dm-verity). */
+  declare readonly pspRequests: pulumi.Output<number>;
+  /** A refused guest's QEMU was stopped after the verdict (nothing left to run). */
+  declare readonly halted: pulumi.Output<boolean>;
   declare readonly knownHosts: pulumi.Output<string>;
   declare readonly consoleLog: pulumi.Output<string>;
   constructor(name: string, args: QemuGuestArgs, opts?: pulumi.CustomResourceOptions) {
@@ -168,6 +173,8 @@ export class QemuGuest extends pulumi.dynamic.Resource {
       reason: undefined,
       bootSeconds: undefined,
       sshSeconds: undefined,
+      pspRequests: undefined,
+      halted: undefined,
       knownHosts: undefined,
       consoleLog: undefined,
       startedAt: undefined,

@@ -141,6 +141,8 @@ async function outputsOf(inputs: Props, s: QemuGuestStatus): Promise<Props> {
     reason: s.reason ?? "",
     bootSeconds: s.bootSeconds ?? 0,
     sshSeconds: s.sshSeconds ?? 0,
+    pspRequests: s.pspRequests ?? 0,
+    halted: s.halted ?? false,
     knownHosts,
     consoleLog: path.join(String(inputs.stateDir), "console.log"),
     startedAt: s.startedAt,

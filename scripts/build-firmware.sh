@@ -12,9 +12,10 @@
 # Output: ~/.cache/buckypaper/firmware/<key>/OVMF.amdsev.fd (+ SHA256SUMS, build.log, inputs.txt)
 #   and prints the path on the last line of stdout. A second run with the same inputs only prints it.
 #
-# Usage: scripts/build-firmware.sh [--print-key] [--print-path]
+# Usage: scripts/build-firmware.sh [--print-key] [--print-path] [--needs]
 #   --print-key   print the cache key and exit
 #   --print-path  print the path of the cached firmware (exit 1 when it has not been built yet)
+#   --needs       print what a build would miss on this machine, one item a line (exit 2 if anything)
 # Environment: BUCKYPAPER_CACHE (default ~/.cache/buckypaper), FIRMWARE_NICE (default 10).
 set -euo pipefail
 
@@ -43,6 +44,24 @@ if [ "${1:-}" = "--print-path" ]; then
   echo "$dest/OVMF.amdsev.fd"
   exit 0
 fi
+# What a build needs from the machine: one line per missing piece (the local stack names them all).
+missing_needs() {
+  local t installed_grub
+  for t in nasm iasl gcc make python3 grub-mkimage mkfs.msdos mcopy patch apt-get flock; do
+    command -v "$t" >/dev/null || echo "$t (apt-get install nasm acpica-tools uuid-dev build-essential grub-efi-amd64-bin dosfstools mtools)"
+  done
+  [ -f /usr/include/uuid/uuid.h ] || echo "uuid-dev (apt-get install uuid-dev)"
+  [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || echo "debian-archive-keyring (apt-get install debian-archive-keyring)"
+  installed_grub=$(dpkg-query -W -f '${Version}' grub-efi-amd64-bin 2>/dev/null || true)
+  [ "$installed_grub" = "$GRUB_PKG_VERSION" ] ||
+    echo "grub-efi-amd64-bin $GRUB_PKG_VERSION (installed: '${installed_grub:-none}'; apt-get install grub-efi-amd64-bin=$GRUB_PKG_VERSION, or update the pin)"
+}
+if [ "${1:-}" = "--needs" ]; then
+  out=$(missing_needs)
+  [ -z "$out" ] && exit 0
+  echo "$out"
+  exit 2
+fi
 if [ -f "$dest/OVMF.amdsev.fd" ]; then
   echo "build-firmware: cached $dest/OVMF.amdsev.fd" >&2
   echo "$dest/OVMF.amdsev.fd"
@@ -61,17 +80,10 @@ if [ -f "$dest/OVMF.amdsev.fd" ]; then
   echo "$dest/OVMF.amdsev.fd"
   exit 0
 fi
-need=(nasm iasl gcc make python3 grub-mkimage mkfs.msdos mcopy patch)
-for t in "${need[@]}"; do
-  command -v "$t" >/dev/null || {
-    log "needs $t (apt-get install nasm acpica-tools uuid-dev build-essential grub-efi-amd64-bin dosfstools mtools)"
-    exit 2
-  }
-done
-[ -f /usr/include/uuid/uuid.h ] || { log "needs uuid-dev"; exit 2; }
-installed_grub=$(dpkg-query -W -f '${Version}' grub-efi-amd64-bin 2>/dev/null || true)
-if [ "$installed_grub" != "$GRUB_PKG_VERSION" ]; then
-  log "grub-efi-amd64-bin is '$installed_grub', the pin is $GRUB_PKG_VERSION (update the pin and rebuild)"
+missing=$(missing_needs)
+if [ -n "$missing" ]; then
+  log "needs:"
+  echo "$missing" | sed 's/^/  /' >&2
   exit 2
 fi
 

@@ -1,7 +1,8 @@
 // A local confidential VM for the `local` stack: no cloud, no SEV hardware. The expected launch
 // measurement is computed from the boot inputs by the engine and registered with the runtime like on
 // any platform. Two modes (`mode`, default auto = real when this machine can run guests):
-//   real     a real QEMU guest (provider QemuGuest) booted from the local guest image with the exact
+//   real     a real QEMU guest (provider QemuGuest) booted from the kit image (images/guest: AmdSev
+//            firmware, kernel, initrd, command line with the dm-verity root hash) with the exact
 //            argv the QEMU/Proxmox components produce for an SNP host minus the SEV object; a simulated
 //            PSP outside the guest measures the files QEMU was started with and answers the guest's
 //            report requests over virtio-serial; the real enclaivelet in the guest attests (with the
@@ -11,10 +12,11 @@
 //            the enclaivelet provisions into the VM's private root. Seconds instead of a minute per VM,
 //            no guest kernel, cloud-init or sshd: for fast tests and machines without QEMU.
 //
-// `actualBoot` starts the VM with boot inputs other than the registered ones, `injectUserData` appends
-// to its user-data after registration: the tamper demonstrations (refused, nothing released).
+// `tamper` (or, lower level, `actualBoot`) starts the VM with boot inputs other than the registered ones,
+// `injectUserData` appends to its user-data after registration: the tamper demonstrations (refused,
+// nothing released; a modified root filesystem is stopped by dm-verity before anything asks the PSP).
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { expectedQemuLaunch, type BootInputsArgs } from "../common/boot-measure.js";
@@ -26,6 +28,14 @@ import { LocalVm, QemuGuest } from "../../provider/local-vm.js";
 import { noCloudMetaData } from "../../runtime/guest/cloud-init/index.js";
 import { bootInputsOf } from "../../runtime/sim/qemu/launch.js";
 import { guestRuntimeUrl, localGuestImage, realGuestArgv, resolveMode, type LocalVmMode } from "./real-guest.js";
+import {
+  firmwareWithOneByteChanged,
+  LOCAL_TAMPER_CASES,
+  TAMPER_DESCRIPTION,
+  tamperedBoot,
+  type LocalTamperCase,
+  type TamperedBoot,
+} from "./tamper.js";
 import type { WorkloadPkiArgs } from "../../provider/resources.js";
 import { firmwareMeasuresKernel, LocalVmError } from "../../runtime/sim/localvm/index.js";
 import type { UserDataInput } from "../../runtime/guest/cloud-init/index.js";
@@ -46,14 +56,14 @@ export interface LocalConfidentialVmArgs {
   mode?: LocalVmMode;
   /** Directory of the simulated SEV-SNP platform (a `SimulatedPlatform`'s dir). */
   platformDir: pulumi.Input<string>;
-  /** Boot inputs that are measured and registered (real files). Real guests take only the firmware from
-   *  here: kernel, initrd and command line are the guest image's. */
+  /** Boot inputs that are measured and registered (real files) for process-tree VMs. Real guests boot
+   *  the kit image instead: its AmdSev firmware, kernel, initrd and command line (verity root hash). */
   boot: BootInputsArgs;
   /** Default 2. */
   vcpus?: number;
   /** QEMU CPU model in every VMSA (default EPYC-v4; real guests: EPYC-Milan, which Debian's QEMU has). */
   cpuModel?: string;
-  /** Real guests: memory in MiB (default 1024). */
+  /** Real guests: memory in MiB (default 1024; not measured, so a guest expected to be refused can use less). */
   memoryMb?: number;
   /** Real guests: host loopback port forwarded to the guest's sshd (none: no way in). */
   sshPort?: number;
@@ -63,8 +73,13 @@ export interface LocalConfidentialVmArgs {
   dataVolumeGb?: number;
   /** Real guests: text appended to the user-data after its hash was registered (tamper demonstration). */
   injectUserData?: string;
-  /** Boot inputs the VM is really started with, where they differ from `boot` (tamper demonstration). */
+  /** Boot inputs the VM is really started with, where they differ from `boot` (tamper demonstration;
+   *  real guests: firmware only — use `tamper`). */
   actualBoot?: LocalBootOverride;
+  /** Tamper demonstration: start the VM with one input changed from the registered one — `case` (firmware,
+   *  cmdline, initrd, kernel, rootfs; process trees: firmware only), the changed copy written into `dir`
+   *  (absolute; kept when the VM is destroyed, like the boot inputs). */
+  tamper?: { case: LocalTamperCase; dir: string };
   /** Application secrets (Pulumi secrets), delivered as an environment file `/etc/<name>/app.env`. */
   secrets?: Record<string, pulumi.Input<string>>;
   /** TLS key + certificate issued by a PKI role at provisioning, written to /etc/<name>/tls/. */
@@ -124,6 +139,12 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
   /** Real guests: the accelerator QEMU runs with (kvm or tcg) and the serial console's log file. */
   public readonly accel: pulumi.Output<string>;
   public readonly consoleLog: pulumi.Output<string>;
+  /** What was tampered with (TAMPER_DESCRIPTION, or the injected user-data), empty when nothing. */
+  public readonly tampered: pulumi.Output<string>;
+  /** Real guests: report requests the guest sent its simulated PSP (0: never asked); -1 for process trees. */
+  public readonly pspRequests: pulumi.Output<number>;
+  /** The boot inputs the registration was computed from (real guests: the kit image's). */
+  public readonly bootInputs: pulumi.Output<{ firmware: string; kernel: string; initrd: string; append: string }>;
 
   constructor(name: string, args: LocalConfidentialVmArgs, opts?: pulumi.ComponentResourceOptions) {
     super("buckypaper:index:LocalConfidentialVm", name, args, opts);
@@ -134,7 +155,14 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
     for (const k of Object.keys(secrets))
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
         throw new ConfigError(who, `secrets.${k}`, "must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)");
-    const { mode, why } = resolveMode(who, args.mode ?? "auto", args.boot.firmware);
+    if (args.tamper) {
+      if (!LOCAL_TAMPER_CASES.includes(args.tamper.case))
+        throw new ConfigError(who, "tamper.case", `is '${String(args.tamper.case)}'`, [...LOCAL_TAMPER_CASES]);
+      if (!path.isAbsolute(args.tamper.dir))
+        throw new ConfigError(who, "tamper.dir", `'${args.tamper.dir}' must be an absolute path`);
+      if (args.actualBoot) throw new ConfigError(who, "tamper", "and actualBoot are alternatives");
+    }
+    const { mode, why } = resolveMode(who, args.mode ?? "auto");
     if (mode === "process" && args.mode !== "process")
       pulumi.log.warn(`${name}: a process-tree VM, not a real guest — ${why}`, this);
     const o = mode === "real" ? this.realGuest(name, who, args, secrets) : this.processTree(name, who, args, secrets);
@@ -156,6 +184,17 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
     this.bootSeconds = o.bootSeconds;
     this.accel = o.accel;
     this.consoleLog = o.consoleLog;
+    this.tampered = pulumi.output(
+      [
+        ...(args.tamper ? [TAMPER_DESCRIPTION[args.tamper.case]] : []),
+        ...(args.actualBoot
+          ? [`boot inputs other than the registered ones (${Object.keys(args.actualBoot).join(", ")})`]
+          : []),
+        ...(args.injectUserData ? ["user-data with a command appended after registration"] : []),
+      ].join("; "),
+    );
+    this.pspRequests = o.pspRequests;
+    this.bootInputs = o.bootInputs;
     this.registerOutputs({
       workloadId: this.workloadId,
       expectedMeasurement: this.expectedMeasurement,
@@ -174,6 +213,9 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
       bootSeconds: this.bootSeconds,
       accel: this.accel,
       consoleLog: this.consoleLog,
+      tampered: this.tampered,
+      pspRequests: this.pspRequests,
+      bootInputs: this.bootInputs,
     });
   }
 
@@ -258,28 +300,32 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
     if (log) pulumi.log.info(`guest image: ${log.split("\n").pop()}`, this);
     const stateDir = args.stateDir ?? path.resolve(".bk", "local", pulumi.getStack(), "vms", name);
     if (!path.isAbsolute(stateDir)) throw new ConfigError(who, "stateDir", `'${stateDir}' must be an absolute path`);
-    for (const k of ["kernel", "initrd", "append"] as const)
+    for (const k of ["kernel", "initrd", "append", "vcpus", "cpuModel"] as const)
       if (args.actualBoot?.[k] !== undefined)
-        throw new ConfigError(who, `actualBoot.${k}`, "is not supported for real guests yet (only firmware)");
+        throw new ConfigError(who, `actualBoot.${k}`, "is not supported for real guests (only firmware; see tamper)");
 
-    // The exact command line, for the registered boot (args.boot.firmware) and the actual one. The flags
-    // the PSP measures (-bios -kernel -initrd -append -smp -cpu) do not depend on the runtime port.
-    const argvFor = (firmware: string, runtimePort: number) =>
+    // The exact command line, for the registered boot (the kit image's files) and the actual one. The
+    // flags the PSP measures (-bios -kernel -initrd -append -smp -cpu) do not depend on the runtime port.
+    type Files = { firmware: string; kernel: string; initrd: string; append: string };
+    const registeredFiles: Files = {
+      firmware: image.firmware,
+      kernel: image.kernel,
+      initrd: image.initrd,
+      append: image.append,
+    };
+    const argvFor = (f: Files, runtimePort: number) =>
       realGuestArgv({
         name,
         vcpus,
         memoryMb,
         cpuModel,
-        firmware,
-        kernel: image.kernel,
-        initrd: image.initrd,
-        append: image.append,
+        ...f,
         stateDir,
         runtimePort,
         ...(args.sshPort ? { sshPort: args.sshPort } : {}),
         dataDisk: dataVolumeGb > 0,
       });
-    const registeredBoot = bootInputsOf(argvFor(args.boot.firmware, 1));
+    const registeredBoot = bootInputsOf(argvFor(registeredFiles, 1));
     const { measuresKernel, launch: expected } = LocalConfidentialVm.expected(
       who,
       {
@@ -293,7 +339,7 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
     );
     const expectedMeasurement = expected.measurements[0];
     pulumi.log.info(
-      `measured ${name}: firmware ${path.basename(args.boot.firmware)}${measuresKernel ? " + kernel/initrd/cmdline" : " (kernel not in the digest: the firmware has no kernel-hashes table)"}, ${vcpus} × ${cpuModel}, from the guest's QEMU argv → ${expectedMeasurement.slice(0, 16)}…`,
+      `measured ${name}: firmware ${path.basename(image.firmware)}${measuresKernel ? " + kernel/initrd/cmdline (dm-verity root hash on it)" : " (kernel not in the digest: the firmware has no kernel-hashes table)"}, ${vcpus} × ${cpuModel}, from the guest's QEMU argv → ${expectedMeasurement.slice(0, 16)}…`,
       this,
     );
 
@@ -313,15 +359,28 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
       ...(args.sshAuthorizedKeys?.length ? { sshAuthorizedKeys: args.sshAuthorizedKeys } : {}),
       provision: LocalConfidentialVm.provisionPlan(name, args, workloadId, Object.keys(secrets)),
     });
-    const firmware = args.actualBoot?.firmware ?? args.boot.firmware;
-    const argv = pulumi.output(args.vhsm.url).apply((u) => {
-      const a = argvFor(firmware, Number(new URL(u).port || 443));
-      if (JSON.stringify({ ...bootInputsOf(a), firmware: "" }) !== JSON.stringify({ ...registeredBoot, firmware: "" }))
+    // What the guest really boots: the registered files, or (tamper demonstrations) one of them changed.
+    const tampered: pulumi.Output<TamperedBoot> = pulumi.output(
+      args.tamper
+        ? tamperedBoot(args.tamper.case, image, args.tamper.dir)
+        : Promise.resolve(args.actualBoot?.firmware ? { firmware: args.actualBoot.firmware } : {}),
+    );
+    const actualFiles = tampered.apply((t): Files => ({
+      firmware: t.firmware ?? image.firmware,
+      kernel: t.kernel ?? image.kernel,
+      initrd: t.initrd ?? image.initrd,
+      append: t.append ?? image.append,
+    }));
+    const argv = pulumi.all([args.vhsm.url, actualFiles]).apply(([u, f]) => {
+      const a = argvFor(f, Number(new URL(u).port || 443));
+      // Only the intended input may differ from the registered command line.
+      if (JSON.stringify(bootInputsOf(a)) !== JSON.stringify({ ...registeredBoot, ...f }))
         throw new ConfigError(who, "argv", "the guest's measured flags differ from the registered ones (a bug)");
       return a;
     });
     const userData = args.injectUserData ? guest.userData.apply((t) => `${t}${args.injectUserData}`) : guest.userData;
     const changed = [
+      ...(args.tamper ? [TAMPER_DESCRIPTION[args.tamper.case]] : []),
       ...(args.actualBoot?.firmware ? [`firmware ${path.basename(args.actualBoot.firmware)}`] : []),
       ...(args.injectUserData ? ["user-data with text appended after registration"] : []),
     ];
@@ -335,18 +394,23 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
         platformDir: args.platformDir,
         stateDir,
         argv,
-        baseImage: image.rootImage,
+        baseImage: tampered.apply((t) => t.rootImage ?? image.rootImage),
         userData,
         metaData: noCloudMetaData(workloadId, name),
         ...(dataVolumeGb > 0 ? { dataDiskGb: dataVolumeGb } : {}),
         ...(args.sshPort ? { sshPort: args.sshPort } : {}),
-        bootInputsSha256: sha256(
-          JSON.stringify([
-            fileHash(who, "firmware", firmware),
-            fileHash(who, "kernel", image.kernel),
-            fileHash(who, "initrd", image.initrd),
-            image.agentSha256,
-          ]),
+        bootInputsSha256: pulumi.all([actualFiles, tampered]).apply(([f, t]) =>
+          sha256(
+            JSON.stringify([
+              fileHash(who, "firmware", f.firmware),
+              fileHash(who, "kernel", f.kernel),
+              fileHash(who, "initrd", f.initrd),
+              f.append,
+              image.agentSha256,
+              // The root: the image's (named by its verity root hash) or the tampered copy (by its path).
+              t.rootImage ?? image.verity.rootHash,
+            ]),
+          ),
         ),
         runtimeUrl: args.vhsm.url,
         ...(args.vhsm.caPem !== undefined ? { runtimeCaPem: args.vhsm.caPem } : {}),
@@ -372,6 +436,8 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
       });
     const verdict = vm.state.apply((s) => (s === "provisioned" ? "accepted" : "refused") as string);
     return {
+      pspRequests: vm.pspRequests,
+      bootInputs: pulumi.output(registeredFiles),
       workloadId: guest.workloadId,
       expectedMeasurement: pulumi.output(expectedMeasurement),
       measurement: vm.measurement,
@@ -417,7 +483,16 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
       provision: LocalConfidentialVm.provisionPlan(name, args, workloadId, Object.keys(secrets)),
     });
     // Boot inputs the VM really starts with.
-    const a = args.actualBoot ?? {};
+    if (args.tamper && args.tamper.case !== "firmware")
+      throw new ConfigError(
+        who,
+        "tamper.case",
+        `'${args.tamper.case}' needs a real guest (process trees measure no kernel, initrd, command line or root)`,
+      );
+    if (args.tamper) mkdirSync(args.tamper.dir, { recursive: true });
+    const a: LocalBootOverride = args.tamper
+      ? { firmware: firmwareWithOneByteChanged(args.boot.firmware, path.join(args.tamper.dir, "OVMF-modified.fd")) }
+      : (args.actualBoot ?? {});
     const actual = {
       firmware: a.firmware ?? args.boot.firmware,
       kernel: a.kernel ?? args.boot.kernel,
@@ -460,8 +535,8 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
       },
       { parent: this, dependsOn: [guest.workload, ...(args.waitFor ?? [])] },
     );
-    if (args.actualBoot) {
-      const changed = Object.entries(args.actualBoot).map(
+    if (args.tamper || args.actualBoot) {
+      const changed = Object.entries(a).map(
         ([k, v]) => `${k} ${typeof v === "string" && path.isAbsolute(v) ? path.basename(v) : String(v)}`,
       );
       pulumi.log.warn(`booting ${name} with inputs other than the registered ones: ${changed.join(", ")}`, this);
@@ -483,6 +558,13 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
 
     const verdict = vm.verdict as pulumi.Output<string>;
     return {
+      pspRequests: pulumi.output(-1),
+      bootInputs: pulumi.output({
+        firmware: args.boot.firmware,
+        kernel: args.boot.kernel ?? "",
+        initrd: args.boot.initrd ?? "",
+        append: args.boot.append ?? "",
+      }),
       workloadId: guest.workloadId,
       expectedMeasurement: pulumi.output(expectedMeasurement),
       measurement: vm.measurement,
@@ -508,6 +590,8 @@ function versusRegistration(measured: string, registered: string): string {
 }
 
 interface VmOutputs {
+  pspRequests: pulumi.Output<number>;
+  bootInputs: pulumi.Output<{ firmware: string; kernel: string; initrd: string; append: string }>;
   workloadId: pulumi.Output<string>;
   expectedMeasurement: pulumi.Output<string>;
   measurement: pulumi.Output<string>;

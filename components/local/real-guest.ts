@@ -1,4 +1,4 @@
-// The real-guest mode of LocalConfidentialVm: which mode a VM gets on this machine, the guest image
+// The real-guest mode of LocalConfidentialVm: which mode a VM gets on this machine, the kit guest image
 // (built once, cached), and the exact QEMU command line — the one the QEMU/Proxmox components produce
 // for a real SNP host (qemuGuestArgv) minus the sev-snp-guest object, which Debian's QEMU and TCG lack.
 import { spawnSync } from "node:child_process";
@@ -23,18 +23,15 @@ const PACKAGE_ROOT =
 
 let support: { ok: boolean; reason: string } | undefined;
 
-/** real or process, and why not real (empty when real). `auto` is real when this machine can run guests. */
-export function resolveMode(
-  who: string,
-  mode: LocalVmMode,
-  firmware: string,
-): { mode: "real" | "process"; why: string } {
+/** real or process, and why not real (empty when real). `auto` is real when this machine can run guests
+ *  (QEMU, root, the kit image's build tools and the AmdSev firmware or what its build needs). */
+export function resolveMode(who: string, mode: LocalVmMode): { mode: "real" | "process"; why: string } {
   if (!["auto", "real", "process"].includes(mode))
     throw new ConfigError(who, "mode", `is '${String(mode)}'`, ["auto", "real", "process"]);
   if (mode === "process") return { mode, why: "mode 'process' was asked for" };
   if (process.env.BK_LOCAL_VMS === "process" && mode === "auto")
     return { mode: "process", why: "BK_LOCAL_VMS=process" };
-  support ??= realGuestSupport(firmware);
+  support ??= realGuestSupport(PACKAGE_ROOT);
   if (support.ok) return { mode: "real", why: "" };
   if (mode === "real")
     throw new ConfigError(who, "mode", `is 'real' but this machine cannot run guests (${support.reason})`);
@@ -43,9 +40,10 @@ export function resolveMode(
 
 let image: LocalGuestImage | undefined;
 
-/** The guest image (kernel, initrd, command line, root filesystem with this build's enclaivelet). Built
- *  by `buckypaper simulate guest-image` (a child process: a component constructor cannot wait for a
- *  promise), cached under ~/.cache/buckypaper, so every VM of a program shares one. */
+/** The kit image (AmdSev firmware, kernel, initrd, command line with the dm-verity root hash, verity root
+ *  with this build's enclaivelet). Built by `buckypaper simulate guest-image` (a child process: a
+ *  component constructor cannot wait for a promise), cached under ~/.cache/buckypaper, so every VM of a
+ *  program shares one. */
 export function localGuestImage(who: string): { image: LocalGuestImage; log: string } {
   if (image) return { image, log: "" };
   const r = spawnSync(

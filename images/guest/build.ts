@@ -96,7 +96,7 @@ class Progress {
  * that fixing it does not invalidate every cached image: whatever ends up in the files comes from the
  * step modules listed here, the lock, the artifact, the epoch and the root device.
  */
-async function recipeDigest(repoRoot: string, role: ImageRole): Promise<string> {
+export async function recipeDigest(repoRoot: string, role: ImageRole): Promise<string> {
   const here = path.dirname(fileURLToPath(import.meta.url));
   const h = createHash("sha256");
   for (const f of [
@@ -367,6 +367,19 @@ async function cachedImage(dir: string): Promise<CachedImage | undefined> {
     if (!existsSync(fp) || (await stat(fp)).size !== f.size) return undefined;
   }
   return { dir, manifest };
+}
+
+/** Rewrites <dir>/manifest.json for a built image (its image.json) with this firmware beside it: for
+ *  callers that know the image is built (the local stack's memo) and skip buildImage's artifact step. */
+export async function writeImageManifest(dir: string, firmware: string): Promise<ImageManifest> {
+  const hit = await cachedImage(dir);
+  if (!hit) throw new Error(`${dir} holds no built image`);
+  return writeManifest(hit, hit.manifest, firmware);
+}
+
+/** Whether the installed (mmdebstrap) tree of this lock is cached: then a build needs no mmdebstrap. */
+export function installedTreeCached(cacheDir: string, lockText: string, epoch = DEFAULT_SOURCE_DATE_EPOCH): boolean {
+  return existsSync(path.join(baseTreeDir(cacheDir, parseLock(lockText), epoch), "done"));
 }
 
 async function writeManifest(

@@ -2,18 +2,23 @@
 //   1. a simulated SEV-SNP platform (the "chip": a fake AMD key hierarchy kept in a private directory)
 //   2. the vHSM runtime (Nitride attestation + Vault-compatible secrets) on SQLite, trusting that
 //      platform only (every verdict is marked simulated), with PKI, SSH CA and JWT auth configured
-//   3. confidential VMs `web` and `db`: real QEMU guests (when this machine can run them: QEMU, OVMF,
-//      root, image tooling — else process trees, with the reason printed). Each guest's expected launch
-//      measurement is computed from its exact QEMU argv and registered with the SHA-256 of its
-//      user-data; a simulated PSP outside the guest measures the files QEMU started with, the real
-//      enclaivelet in the guest attests, unlocks its LUKS2 data disk and installs the SSH host
-//      certificate into sshd (log in with the runtime's SSH CA in known_hosts: no trust on first use)
-//   4. (tamperDemo) guests registered like `web` but booted with one firmware byte changed (`tampered`)
-//      or with a runcmd injected into the user-data after registration (`injected`, real guests only):
-//      refused, nothing delivered, the reason in the outputs and the runtime's audit log
+//   3. confidential VMs `web` and `db`: real QEMU guests booted from the kit image (when this machine can
+//      run them: QEMU, root, the image tooling and the AmdSev firmware — else process trees, with the
+//      reason printed). Each guest's expected launch measurement is computed from its exact QEMU argv —
+//      AmdSev firmware + kernel + initrd + command line carrying the dm-verity root hash — and registered
+//      with the SHA-256 of its user-data; a simulated PSP outside the guest measures the files QEMU
+//      started with, the real enclaivelet in the guest attests, unlocks its LUKS2 data disk and installs
+//      the SSH host certificate into sshd (log in with the runtime's SSH CA in known_hosts: no TOFU)
+//   4. (tamperDemo) guests registered exactly like `web`, each booted with one thing changed by "the
+//      host": `tampered` one firmware byte, `cmdline` the kernel command line, `initrd` a swapped
+//      initrd, `kernel` another kernel file, `injected` a runcmd added to the user-data after
+//      registration — refused by the runtime, nothing delivered, the reason in the outputs and the
+//      audit log — and `rootfs` one block of the root filesystem, which dm-verity stops in the guest
+//      before anything asks the PSP. They boot after web and db (TCG shares 2 cores). Process-tree VMs
+//      measure no kernel and read no user-data: `tampered` is their only case.
 // Erasable TypeScript only: Node 22 runs this file as is.
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
+import { mkdirSync, readFileSync, existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import * as pulumi from "@pulumi/pulumi";
@@ -46,7 +51,7 @@ const boot = {
 };
 const sshPort = cfg.getNumber("sshPort") ?? 2222; // web's sshd on 127.0.0.1 (real guests)
 // vms: auto (default: real QEMU guests when this machine can run them, else process trees), real, process.
-const resolved = resolveLocalVmMode("stack local", (cfg.get("vms") ?? "auto") as LocalVmMode, boot.firmware);
+const resolved = resolveLocalVmMode("stack local", (cfg.get("vms") ?? "auto") as LocalVmMode);
 const real = resolved.mode === "real";
 if (!real && cfg.get("vms") !== "process")
   pulumi.log.warn(`process-tree VMs instead of real QEMU guests — ${resolved.why}`);
@@ -172,68 +177,50 @@ const db = new LocalConfidentialVm("db", {
 });
 const vms: Record<string, LocalConfidentialVm> = { web, db };
 
-// 4. Tamper demonstrations, registered with exactly web's inputs.
+// 4. Tamper demonstrations, registered with exactly web's inputs (same vCPUs, same image, same user-data
+// plan); the changed copies go to <stateDir>/boot. Real guests boot them once web and db are up, with
+// less memory (not measured: they are expected to be refused).
 if (tamperDemo) {
-  // One byte of the firmware changed, in the unused (erased, 0xFF) space of a firmware volume: the guest
-  // boots exactly as before; only the measurement tells.
-  const modified = path.join(stateDir, "boot", "OVMF-modified.fd");
-  const fw = readFileSync(boot.firmware);
-  fw[erasedByte(fw)] ^= 0x01;
-  if (!existsSync(modified) || !readFileSync(modified).equals(fw)) {
-    mkdirSync(path.dirname(modified), { recursive: true });
-    writeFileSync(modified, fw);
-  }
-  vms.tampered = new LocalConfidentialVm("tampered", {
+  const tamperDir = path.join(stateDir, "boot");
+  const like = (name: string) => ({
     vhsm: vhsmArgs,
     mode: resolved.mode,
     platformDir: platform.dir,
     boot,
     vcpus: vcpus.web,
-    ...(real ? {} : { cpuModel: "EPYC-v4" }),
-    actualBoot: { firmware: modified },
+    ...(real ? { memoryMb: 768 } : { cpuModel: "EPYC-v4" }),
     secrets: { API_KEY: apiKey.value },
-    stateDir: path.join(vmsDir, "tampered"),
-    waitFor: runtimeReady,
+    stateDir: path.join(vmsDir, name),
+    waitFor: real ? [...runtimeReady, web, db] : runtimeReady,
   });
-  // The host (or a cloud's metadata service) adds a command to the user-data after registration: same
-  // image, same firmware, same launch measurement — only the user-data hash the agent binds differs.
-  // Process-tree VMs read no user-data, so this case exists for real guests only.
+  // One byte of the firmware changed, in erased flash no code reads: the guest boots exactly as before;
+  // only the measurement tells.
+  vms.tampered = new LocalConfidentialVm("tampered", {
+    ...like("tampered"),
+    tamper: { case: "firmware", dir: tamperDir },
+  });
   if (real) {
+    // The kernel command line, a swapped initrd, another kernel: each in the launch digest (the AmdSev
+    // firmware's kernel-hashes table), so the report names another measurement.
+    for (const c of ["cmdline", "initrd", "kernel"] as const)
+      vms[c] = new LocalConfidentialVm(c, { ...like(c), tamper: { case: c, dir: tamperDir } });
+    // One block of the root filesystem: bound through the verity root hash on the measured command line;
+    // dm-verity refuses the block while the initramfs mounts the root, so the agent never runs.
+    vms.rootfs = new LocalConfidentialVm("rootfs", { ...like("rootfs"), tamper: { case: "rootfs", dir: tamperDir } });
+    // The host (or a cloud's metadata service) adds a command to the user-data after registration: same
+    // image, same firmware, same launch measurement — only the user-data hash the agent binds differs.
     vms.injected = new LocalConfidentialVm("injected", {
-      vhsm: vhsmArgs,
-      mode: resolved.mode,
-      platformDir: platform.dir,
-      boot,
-      vcpus: 1,
+      ...like("injected"),
       injectUserData: 'runcmd:\n  - [sh, -c, "echo INJECTED-RUNCMD-RAN > /dev/console"]\n',
-      secrets: { API_KEY: apiKey.value },
-      stateDir: path.join(vmsDir, "injected"),
-      waitFor: runtimeReady,
     });
   }
-}
-
-/** The middle of the firmware's longest run of erased (0xFF) bytes. */
-function erasedByte(fw: Buffer): number {
-  let best = { start: fw.length >> 1, len: 0 };
-  for (let i = 0; i < fw.length;) {
-    if (fw[i] !== 0xff) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < fw.length && fw[j] === 0xff) j++;
-    if (j - i > best.len) best = { start: i, len: j - i };
-    i = j;
-  }
-  return best.start + (best.len >> 1);
 }
 
 export const runtimeUrl = vhsm.url;
 export const runtimeCaFingerprint = vhsm.caFingerprint;
 export const auditLog = path.join(stateDir, "vhsm", "audit.log");
 export const simulatedArkSha256 = platform.arkSha256;
-export const bootInputs = boot;
+export const bootInputs = web.bootInputs;
 export const vmMode = { mode: resolved.mode, reason: resolved.why };
 export const sshUserKey = userKey;
 export const sshKnownHostsFile = path.join(sshDir, "known_hosts");
@@ -244,13 +231,13 @@ export const vm = Object.fromEntries(
       .all([
         pulumi.all([v.workloadId, v.expectedMeasurement, v.measurement, v.kernelMeasured, v.verdict, v.reason]),
         pulumi.all([v.delivered, v.root, v.pid, v.mode, v.status, v.sshPort, v.knownHosts, v.bootSeconds, v.accel]),
-        v.consoleLog,
+        pulumi.all([v.consoleLog, v.tampered, v.pspRequests]),
       ])
       .apply(
         ([
           [workloadId, expectedMeasurement, measurement, kernelMeasured, verdict, reason],
           [delivered, root, pid, mode, status, sshPort, knownHosts, bootSeconds, accel],
-          consoleLog,
+          [consoleLog, tampered, pspRequests],
         ]) => ({
           workloadId,
           expectedMeasurement,
@@ -268,6 +255,8 @@ export const vm = Object.fromEntries(
           bootSeconds,
           accel,
           consoleLog,
+          tampered,
+          pspRequests,
         }),
       ),
   ]),

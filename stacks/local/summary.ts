@@ -1,5 +1,6 @@
 // Prints the local stack's summary from `pulumi stack output --json` on stdin: per VM what was
-// registered (expected), what it booted (measured), whether it was provisioned or refused (and why),
+// registered (expected), what it booted (measured), what the host changed (tamper demonstrations),
+// whether it was provisioned or refused (and why — by the runtime, or by dm-verity in the guest),
 // how long the boot took, and how to log in to `web` trusting only the runtime's SSH CA. Writes that
 // CA line to the stack's known_hosts file (sshKnownHostsFile) so the printed ssh command works as is.
 // Plain erasable TypeScript: Node 22 runs it as is (scripts/local-up.sh).
@@ -26,6 +27,10 @@ export interface VmOut {
   bootSeconds: number;
   accel: string;
   consoleLog: string;
+  /** What was changed from the registered inputs (tamper demonstrations), empty when nothing. */
+  tampered: string;
+  /** Report requests the guest sent its simulated PSP (0: never asked); -1 for process trees. */
+  pspRequests: number;
 }
 const out = JSON.parse(readFileSync(0, "utf8")) as {
   runtimeUrl: string;
@@ -59,6 +64,7 @@ for (const r of rows.slice(1)) console.log(line(r));
 
 console.log("");
 for (const [name, v] of vms) {
+  if (v.tampered) console.log(`${name}: booted with ${v.tampered}`);
   if (v.status !== "provisioned") console.log(`${name}: REFUSED, nothing delivered — ${v.reason}`);
   else if (v.mode === "real")
     console.log(`${name}: provisioned — attested, LUKS2 data disk unlocked in the guest, certificates installed`);
@@ -68,8 +74,9 @@ if (out.vmMode?.mode === "process")
   console.log(`\nProcess-tree VMs, not real guests: ${out.vmMode.reason || "asked for (config vms=process)"}.`);
 
 const anyKernel = vms.some(([, v]) => v.kernelMeasured);
+const anyReal = vms.some(([, v]) => v.mode === "real");
 console.log(
-  `\nMeasured: firmware + vCPU count/type${anyKernel ? " + kernel/initrd/cmdline" : " (Debian's OVMF has no kernel-hashes table, so the kernel is not in the SNP digest — as on real hardware with this firmware; the kit's AmdSev firmware puts it there)"}${vms.some(([, v]) => v.mode === "real") ? "; the user-data's SHA-256 is bound into each report and checked against the registration" : ""}.`,
+  `\nMeasured: firmware + vCPU count/type${anyKernel ? ` + kernel/initrd/cmdline${anyReal ? " (the cmdline carries the dm-verity root hash: the root filesystem, with the enclaivelet in it, is bound too)" : ""}` : " (Debian's OVMF has no kernel-hashes table, so the kernel is not in the SNP digest — as on real hardware with this firmware; the kit's AmdSev firmware puts it there)"}${anyReal ? "; the user-data's SHA-256 is bound into each report and checked against the registration" : ""}.`,
 );
 console.log(
   `Runtime ${out.runtimeUrl} trusts only the simulated platform (ARK SHA-256 ${short(out.simulatedArkSha256)}); audit log: ${out.auditLog}`,

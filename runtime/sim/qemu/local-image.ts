@@ -1,13 +1,25 @@
 // What the local stack's real guests need from this machine, and the image they boot. One place decides
 // "can this machine run real guests?" (the stack falls back to process-tree VMs with the printed
-// reason when not) and one place builds the boot files, so the image can change (the dev guest today,
-// the kit's verity image next) without touching the components.
-import { spawnSync } from "node:child_process";
+// reason when not) and one place builds the boot files, so the components never see how.
+// The image is the kit's own (images/guest, `buckypaper image build`): kernel, initramfs, a squashfs
+// root under dm-verity whose root hash is on the measured command line, booted by OVMF's AmdSev build
+// (scripts/build-firmware.sh), whose kernel-hashes table puts kernel, initrd and command line — and so
+// the root filesystem — into the launch digest. The same files test/runtime/sim/qemu-guest.test.ts boots.
+import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { buildArtifact, importClosure } from "../../guest/artifact.js";
-import { devGuestDir, devRootImage, ensureDevGuest, defaultCacheDir, type Progress } from "./dev-image.js";
+import { fileURLToPath } from "node:url";
+import { importClosure } from "../../guest/artifact.js";
+import {
+  buildImage,
+  installedTreeCached,
+  recipeDigest,
+  writeImageManifest,
+  DEFAULT_SOURCE_DATE_EPOCH,
+} from "../../../images/guest/build.js";
+import type { ImageManifest } from "../../../images/guest/manifest.js";
+import { defaultCacheDir, type Progress } from "./dev-image.js";
 
 function have(cmd: string, args: string[]): boolean {
   const r = spawnSync(cmd, args, { stdio: "ignore" });
@@ -20,61 +32,146 @@ export interface RealGuestSupport {
   reason: string;
 }
 
-/** Can this machine boot the local stack's real guests? (QEMU, the firmware, root and the image tooling.) */
-export function realGuestSupport(firmware = "/usr/share/ovmf/OVMF.fd"): RealGuestSupport {
+/** The package root holding scripts/ and images/guest/packages.lock (dist/runtime/sim/qemu or runtime/sim/qemu). */
+function defaultPackageRoot(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const up = path.resolve(here, "..", "..", "..");
+  return path.basename(up) === "dist" ? path.dirname(up) : up;
+}
+
+const firmwareScript = (root: string) => path.join(root, "scripts", "build-firmware.sh");
+const lockFile = (root: string) => path.join(root, "images", "guest", "packages.lock");
+
+/** The AmdSev firmware scripts/build-firmware.sh built (undefined: not built yet). */
+export function amdSevFirmware(packageRoot = defaultPackageRoot()): string | undefined {
+  const r = spawnSync(firmwareScript(packageRoot), ["--print-path"], { encoding: "utf8" });
+  const p = r.status === 0 ? r.stdout.trim() : "";
+  return p && existsSync(p) ? p : undefined;
+}
+
+/** Can this machine boot the local stack's real guests? QEMU and the guest-side tools, root, the AmdSev
+ *  firmware (built, or what its build needs) and what the kit image's build needs (a cached installed
+ *  tree spares mmdebstrap; squashfs and dm-verity are made anew whenever the agent changes). */
+export function realGuestSupport(packageRoot = defaultPackageRoot()): RealGuestSupport {
   const missing: string[] = [];
   if (!have("qemu-system-x86_64", ["--version"])) missing.push("qemu-system-x86_64 (apt-get install qemu-system-x86)");
   if (!have("qemu-img", ["--version"])) missing.push("qemu-img (apt-get install qemu-utils)");
-  if (!existsSync(firmware)) missing.push(`the firmware ${firmware} (apt-get install ovmf)`);
   if (!have("genisoimage", ["--version"])) missing.push("genisoimage (the NoCloud seed)");
   if (!have("socat", ["-V"])) missing.push("socat (the guest's forward to the runtime)");
-  if (!have("mkfs.ext4", ["-V"])) missing.push("mkfs.ext4 (e2fsprogs)");
-  // The image is built once with mmdebstrap as root; a cached image needs neither.
-  const cached = existsSync(path.join(devGuestDir(), "done"));
-  if (!cached && !have("mmdebstrap", ["--version"])) missing.push("mmdebstrap (builds the guest image once)");
-  if (process.getuid?.() !== 0) missing.push("root (the guest image holds root-owned files)");
+  if (!have("mksquashfs", ["-version"])) missing.push("mksquashfs (apt-get install squashfs-tools; the image's root)");
+  if (!have("veritysetup", ["--version"])) missing.push("veritysetup (apt-get install cryptsetup-bin; dm-verity)");
+  let lockText: string | undefined;
+  try {
+    lockText = readFileSync(lockFile(packageRoot), "utf8");
+  } catch {
+    missing.push(`${lockFile(packageRoot)} (the image's package lock)`);
+  }
+  let treeCached = false;
+  try {
+    treeCached = lockText !== undefined && installedTreeCached(defaultCacheDir(), lockText, DEFAULT_SOURCE_DATE_EPOCH);
+  } catch {
+    // an unreadable lock is reported by the build itself
+  }
+  if (!treeCached && !have("mmdebstrap", ["--version"]))
+    missing.push("mmdebstrap (installs the image's locked Debian packages once)");
+  if (!amdSevFirmware(packageRoot)) {
+    const r = spawnSync(firmwareScript(packageRoot), ["--needs"], { encoding: "utf8" });
+    if (r.error) missing.push(`${firmwareScript(packageRoot)} (builds the AmdSev firmware): ${r.error.message}`);
+    else
+      for (const l of r.stdout.trim().split("\n").filter(Boolean))
+        missing.push(`for the AmdSev firmware build (scripts/build-firmware.sh): ${l}`);
+  }
+  if (process.getuid?.() !== 0) missing.push("root (the image build runs mmdebstrap, chroot and veritysetup)");
   return { ok: missing.length === 0, reason: missing.length ? `missing: ${missing.join("; ")}` : "" };
 }
 
 export interface LocalGuestImage {
+  /** The AmdSev OVMF (kernel-hashes table: kernel, initrd and command line are measured). */
+  firmware: string;
   kernel: string;
   initrd: string;
-  /** The kernel command line the image boots with. */
+  /** The kernel command line the image boots with (carries the dm-verity root hash). */
   append: string;
-  /** Root filesystem image with this build's enclaivelet (guests boot copy-on-write overlays of it). */
+  /** The verity-protected root filesystem (squashfs + hash tree); guests boot copy-on-write overlays of it. */
   rootImage: string;
+  /** The image's manifest.json (naming this firmware): `buckypaper measure snp --manifest` recomputes the digest. */
+  manifestPath: string;
+  /** dm-verity geometry of rootImage (where its data blocks are). */
+  verity: { rootHash: string; dataBlocks: number; dataBlockSize: number };
   /** SHA-256 of the enclaivelet artifact inside. */
   agentSha256: string;
 }
 
-/** Builds (first time: minutes, with progress) or finds the local guests' image. `packageRoot` holds dist/. */
-export async function ensureLocalGuestImage(o: { packageRoot: string; progress?: Progress }): Promise<LocalGuestImage> {
-  const dev = await ensureDevGuest({ ...(o.progress ? { progress: o.progress } : {}) });
-  // Packing the enclaivelet (Node binary included) takes most of a minute on a busy machine: remember
-  // which root image a given agent build went into, keyed by everything the artifact is made of.
-  const key = await artifactInputsKey(o.packageRoot);
-  const memo = path.join(dev.dir, `agent-${key}.json`);
-  try {
-    const m = JSON.parse(readFileSync(memo, "utf8")) as { rootImage: string; agentSha256: string };
-    if (existsSync(m.rootImage)) return { kernel: dev.kernel, initrd: dev.initrd, append: dev.append, ...m };
-  } catch {
-    // not built yet
-  }
-  const out = path.join(defaultCacheDir(), "dev-guest", `enclaivelet-${process.pid}.tgz`);
-  o.progress?.("enclaivelet: packing the agent and its Node runtime…");
-  const artifact = await buildArtifact({ repoRoot: o.packageRoot, out });
-  let rootImage: string;
-  try {
-    rootImage = await devRootImage(dev, artifact, o.progress);
-  } finally {
-    rmSync(out, { force: true });
-  }
-  writeFileSync(memo, `${JSON.stringify({ rootImage, agentSha256: artifact.sha256 })}\n`);
-  return { kernel: dev.kernel, initrd: dev.initrd, append: dev.append, rootImage, agentSha256: artifact.sha256 };
+/** Runs scripts/build-firmware.sh, passing its progress lines on. */
+function buildFirmware(packageRoot: string, progress?: Progress): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(firmwareScript(packageRoot), [], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d: Buffer) => {
+      err += d;
+      for (const l of d.toString().split("\n")) if (l.trim()) progress?.(l.trim());
+    });
+    child.on("error", reject);
+    child.on("exit", (code) => {
+      const p = out.trim().split("\n").pop() ?? "";
+      if (code === 0 && existsSync(p)) resolve(p);
+      else reject(new Error(`scripts/build-firmware.sh failed (${code}): ${err.slice(-2000)}`));
+    });
+  });
 }
 
-/** SHA-256 over the agent's compiled import closure, its packages' manifests, the lock file and the Node binary. */
-async function artifactInputsKey(packageRoot: string): Promise<string> {
+function fromManifest(dir: string, m: ImageManifest, firmware: string, agentSha256: string): LocalGuestImage {
+  return {
+    firmware,
+    kernel: path.join(dir, m.files.kernel.path),
+    initrd: path.join(dir, m.files.initrd.path),
+    append: m.cmdline,
+    rootImage: path.join(dir, m.files.rootfs.path),
+    manifestPath: path.join(dir, "manifest.json"),
+    verity: { rootHash: m.verity.rootHash, dataBlocks: m.verity.dataBlocks, dataBlockSize: m.verity.dataBlockSize },
+    agentSha256,
+  };
+}
+
+/** Builds (first time: minutes, with progress) or finds the kit image and its firmware. `packageRoot` holds dist/. */
+export async function ensureLocalGuestImage(o: { packageRoot: string; progress?: Progress }): Promise<LocalGuestImage> {
+  const cacheDir = defaultCacheDir();
+  let firmware = amdSevFirmware(o.packageRoot);
+  if (!firmware) {
+    o.progress?.("firmware: building OVMF's AmdSev variant from Debian's edk2 source (once, cached; 15-40 min)…");
+    firmware = await buildFirmware(o.packageRoot, o.progress);
+  }
+  // buildImage packs the agent (Node binary included) before it can look its cache up: most of a minute
+  // on a busy machine. Remember which image a given set of inputs gave, keyed by everything the image
+  // is made of that can change here: the agent's sources, the package lock and the recipe.
+  const key = await imageInputsKey(o.packageRoot);
+  const memo = path.join(cacheDir, "images", `local-${key}.json`);
+  try {
+    const m = JSON.parse(readFileSync(memo, "utf8")) as { dir: string; agentSha256: string };
+    const manifest = await writeImageManifest(m.dir, firmware);
+    return fromManifest(m.dir, manifest, firmware, m.agentSha256);
+  } catch {
+    // not built yet (or the cached image was removed)
+  }
+  const img = await buildImage({
+    repoRoot: o.packageRoot,
+    lockPath: lockFile(o.packageRoot),
+    cacheDir,
+    firmware,
+    ...(o.progress ? { progress: o.progress } : {}),
+  });
+  mkdirSync(path.dirname(memo), { recursive: true });
+  const agentSha256 = img.manifest.enclaivelet?.sha256;
+  if (!agentSha256) throw new Error(`${img.manifestPath} names no enclaivelet: not a workload image`);
+  writeFileSync(memo, `${JSON.stringify({ dir: img.dir, agentSha256 })}\n`);
+  return fromManifest(img.dir, img.manifest, firmware, agentSha256);
+}
+
+/** SHA-256 over the agent's compiled import closure, its packages' manifests, the npm lock file, the
+ *  image's package lock and the image recipe. */
+async function imageInputsKey(packageRoot: string): Promise<string> {
   const entry = path.join(packageRoot, "dist/runtime/guest/main.js");
   if (!existsSync(entry)) throw new Error(`${entry} is missing: build first (npm run build)`);
   const { files, packages } = await importClosure(entry);
@@ -87,7 +184,10 @@ async function artifactInputsKey(packageRoot: string): Promise<string> {
   // The lock file pins the versions of the dependencies the artifact carries (direct and nested).
   const lock = path.join(packageRoot, "package-lock.json");
   h.update(existsSync(lock) ? readFileSync(lock) : "");
-  const node = statSync(process.execPath);
-  h.update(`${process.execPath} ${node.size} ${node.mtimeMs} ${process.version}`);
+  // How the artifact is laid out (its boot unit included): not in the agent's own import closure.
+  for (const f of ["artifact.js", "boot-unit.js"]) h.update(f).update(readFileSync(path.join(entry, "..", f)));
+  // The image's package lock pins the Debian packages and the Node runtime the artifact carries.
+  h.update(readFileSync(lockFile(packageRoot)));
+  h.update(await recipeDigest(packageRoot, "workload"));
   return h.digest("hex").slice(0, 16);
 }

@@ -3,7 +3,10 @@
 // It makes the guest's disks (copy-on-write root overlay, NoCloud seed with the user-data, data disk),
 // loads the persistent simulated platform, boots the guest through launchGuest (the PSP measures the
 // exact files QEMU is started with) and follows the console: the enclaivelet's events say whether the
-// guest attested and was provisioned or was refused (and why). It keeps a status file — never a secret:
+// guest attested and was provisioned or was refused (and why) — by the runtime, or before it was ever
+// asked: a root filesystem dm-verity rejects stops the boot in the guest (refused, the PSP never asked).
+// A refused guest has nothing left to run: its QEMU is stopped after a short grace (the console then
+// shows what cloud-init did not run) to free the CPU; the supervisor stays, keeping the verdict. It keeps a status file — never a secret:
 //   <stateDir>/status.json    state, measurement, verdict, reason, timings, QEMU pid
 //   <stateDir>/progress.log   one human line per step (what `npm run local` shows while guests boot)
 //   <stateDir>/console.log    the guest's serial console (QEMU's stdout)
@@ -56,6 +59,43 @@ export interface QemuGuestStatus {
   reason?: string;
   /** Files the agent wrote (count, from its `done` event). */
   written?: number;
+  /** Report requests the guest sent the simulated PSP (0: it never asked, e.g. stopped by dm-verity). */
+  pspRequests?: number;
+  /** A refused guest's QEMU was stopped after its verdict (nothing left to run). */
+  halted?: boolean;
+}
+
+/** dm-verity's own refusal or the kit init's (images/guest/init-script.ts), on the guest's console. Not any
+ *  "Kernel panic": a loaded TCG host can panic a guest for unrelated reasons. */
+export const VERITY_STOP =
+  /verity: .*(data block \d+ is corrupted|verification failed)|dm-verity rejected|cannot mount the verified root/;
+
+/** Seconds a refused guest keeps running before its QEMU is stopped. */
+const REFUSED_GRACE_SECONDS = 20;
+
+/** The guest's verdict from its console: the agent's first `done`/`failed` event, or dm-verity stopping
+ *  the boot before the agent could run. User code runs only after the agent, so a later console line
+ *  cannot turn a refusal into "provisioned". */
+export function consoleVerdict(
+  text: string,
+): { state: "provisioned" | "refused" | "failed"; reason?: string; written?: number } | undefined {
+  const events = agentEvents(text);
+  const v = events.find((e) => e.event === "done" || e.event === "failed");
+  if (v?.event === "done") return { state: "provisioned", written: Number(v.written ?? 0) };
+  if (v)
+    return {
+      state: v.reason === "refused" ? "refused" : "failed",
+      reason: `${String(v.reason)}: ${String(v.error)}`,
+    };
+  if (events.length === 0) {
+    const line = text.split(/\r?\n/).find((l) => VERITY_STOP.test(l));
+    if (line)
+      return {
+        state: "refused",
+        reason: `stopped by dm-verity, never asked the PSP: ${line.replace(/^\[[\s\d.]+\]\s*/, "").trim()}`,
+      };
+  }
+  return undefined;
 }
 
 export const GUEST_CONFIG_FILE = "guest.json";
@@ -159,9 +199,12 @@ export async function superviseQemuGuest(configFile: string): Promise<number> {
     `QEMU started (${status.accel}, pid ${status.qemuPid}); the simulated PSP measured ${guest.launch.measurement.slice(0, 16)}…`,
   );
   let qemuExited = false;
+  let halting = false;
   guest.qemu.once("exit", (code, signal) => {
     qemuExited = true;
-    if (stopping) return;
+    if (stopping || halting) return;
+    // The kit init powers the guest off when it cannot mount the verified root: a verdict, not a crash.
+    if (status.state === "booting" && consoleVerdict(guest!.console())) return;
     if (status.state === "booting") void fail(`QEMU exited (${code ?? signal}) before the enclaivelet finished`);
     else {
       status.state = "stopped";
@@ -178,36 +221,47 @@ export async function superviseQemuGuest(configFile: string): Promise<number> {
     seen.add(key);
     progress(line);
   };
-  while (!stopping && !qemuExited) {
+  for (;;) {
+    const exited = qemuExited; // read before the console: a verdict written just before the exit counts
     const text = guest.console();
     // The kernel is `quiet`; systemd's status lines (or the kernel's banner) say the guest is up.
     if (/Linux version |Welcome to |\[\s*(?:\S*\[[0-9;]*m)?\s*OK\s*(?:\S*\[0m)?\s*\]/.test(text))
       once("kernel", `guest kernel up, systemd starting (${secs()} s)`);
-    const events = agentEvents(text);
-    if (events.some((e) => e.event === "start"))
+    if (agentEvents(text).some((e) => e.event === "start"))
       once("agent", `enclaivelet attesting through the simulated PSP (${secs()} s)`);
-    // The agent's first verdict counts: user code (cloud-init's stages) runs only after the agent, so a
-    // later line on the console cannot turn a refusal into "provisioned".
-    const verdict = events.find((e) => e.event === "done" || e.event === "failed");
+    const verdict = consoleVerdict(text);
     if (verdict) {
       status.bootSeconds = secs();
-      if (verdict.event === "done") {
-        status.state = "provisioned";
-        status.written = Number(verdict.written ?? 0);
+      status.pspRequests = guest.psp.requests.length;
+      status.state = verdict.state;
+      if (verdict.state === "provisioned") {
+        status.written = verdict.written;
         progress(`provisioned in ${status.bootSeconds} s (attested, ${status.written} file(s) written)`);
       } else {
-        status.state = verdict.reason === "refused" ? "refused" : "failed";
-        status.reason = `${String(verdict.reason)}: ${String(verdict.error)}`;
+        status.reason = verdict.reason;
         progress(`${status.state.toUpperCase()} after ${status.bootSeconds} s — ${status.reason}`);
       }
       save();
       break;
     }
+    if (stopping) break;
+    if (exited) return status.state === "failed" ? 1 : fail(`QEMU exited before the enclaivelet finished`);
     if (Date.now() > deadline)
       return fail(
         `the enclaivelet did not finish within ${cfg.timeoutSeconds ?? 1500} s; console:\n${text.slice(-1500)}`,
       );
     await sleep(1000);
+  }
+  // A refused guest has nothing left to run (cloud-init's stages and sshd require the agent): after a
+  // grace in which the console shows what did not run, stop QEMU to free the CPU; the verdict stays.
+  if (status.state === "refused" && !stopping) {
+    // (dm-verity's stop needs no grace: with panic=-1 the guest would only reboot into it again.)
+    if (!qemuExited && guest.psp.requests.length > 0) await sleep(REFUSED_GRACE_SECONDS * 1000);
+    halting = true;
+    await guest.stop().catch(() => {});
+    status.halted = true;
+    save();
+    progress(`QEMU stopped: a refused guest has nothing left to run`);
   }
   // A provisioned guest is usable once its sshd answers on the forwarded port.
   if (status.state === "provisioned" && cfg.sshPort) {
@@ -221,10 +275,10 @@ export async function superviseQemuGuest(configFile: string): Promise<number> {
       await sleep(2000);
     }
   }
-  // Keep running like a VM until stopped.
+  // Keep running like a VM until stopped (a halted refused guest: until destroyed, keeping its verdict).
   await new Promise<void>((resolve) => {
     const t = setInterval(() => {
-      if (stopping || qemuExited) {
+      if (stopping || (qemuExited && !halting)) {
         clearInterval(t);
         resolve();
       }

@@ -1,12 +1,16 @@
 // `npm run local`'s main job on the real Pulumi engine with real QEMU guests: `web` and `db` boot from
-// the local guest image with the exact argv the QEMU component produces (minus the SEV object), a
-// simulated PSP outside each guest measures what QEMU started with, the real enclaivelet attests
-// (user-data hash bound in), unlocks its LUKS2 data disk and installs the SSH host certificate into
-// the real sshd. The tamper guests — one firmware byte changed, a runcmd injected into the user-data
-// after registration — are refused with the reason in the outputs and the audit log. The summary the
-// script prints says so, and its ssh command logs in to `web` through the runtime's SSH CA alone.
-// destroy stops every guest. Prerequisites (QEMU, OVMF, root, image tooling, the Pulumi engine):
-// skipped visibly here when missing, a failure under CI=true.
+// the kit image (AmdSev firmware, kernel, initrd, command line with the dm-verity root hash) with the
+// exact argv the QEMU component produces (minus the SEV object); the registered measurement equals what
+// `buckypaper measure snp --manifest` computes for the image; a simulated PSP outside each guest
+// measures what QEMU started with, the real enclaivelet attests (user-data hash bound in), unlocks its
+// LUKS2 data disk and installs the SSH host certificate into the real sshd. The tamper guests — one
+// firmware byte, the kernel command line, a swapped initrd, another kernel, a runcmd injected into the
+// user-data after registration — are refused by the runtime with the reason in the outputs and the
+// audit log; a modified root filesystem block is stopped by dm-verity before the PSP is ever asked.
+// Every case must be refused with nothing delivered. The summary the script prints says so, and its
+// ssh command logs in to `web` through the runtime's SSH CA alone. destroy stops every guest.
+// Prerequisites (QEMU, root, image tooling, the AmdSev firmware, the Pulumi engine): skipped visibly
+// here when missing, a failure under CI=true.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -17,6 +21,8 @@ import { requireTool } from "../../support/prereq.js";
 import { pulumiBinDir, pulumiRunner, type PulumiRunner } from "../../provider/engine.js";
 import { runtimeRequest } from "../../../provider/client.js";
 import { realGuestSupport } from "../../../runtime/sim/qemu/local-image.js";
+import { VERITY_STOP } from "../../../runtime/sim/qemu/supervise.js";
+import { ATTACKER_INITRD_MARK } from "../../../components/local/tamper.js";
 import { freePort } from "../../support/net.js";
 import type { VmOut } from "../../../stacks/local/summary.js";
 
@@ -35,8 +41,13 @@ interface Outputs {
   sshUserKey: string;
   sshKnownHostsFile: string;
   vmMode: { mode: string; reason: string };
+  bootInputs: { firmware: string; kernel: string; initrd: string; append: string };
   vm: Record<string, VmOut>;
 }
+
+/** Refused by the runtime: the report's launch digest is not the registered one. */
+const DIGEST_CASES = ["tampered", "cmdline", "initrd", "kernel"];
+const ALL_TAMPER = [...DIGEST_CASES, "injected", "rootfs"];
 
 function alive(pid: number): boolean {
   try {
@@ -76,8 +87,15 @@ describe.runIf(ready)("stacks/local with real QEMU guests on the real engine", (
     await pulumi.ok(["config", "set", ...cfg, "vms", "real"]);
     // The audit-log check asks sys/audit-hash with the root token, which the default revokes.
     await pulumi.ok(["config", "set", ...cfg, "insecureKeepRootTokenInState", "true"]);
-    // Four TCG guests boot at once: minutes on a busy machine.
-    const r = await pulumi.ok(["up", "--yes", "--skip-preview", ...cfg], { timeoutMs: 2_400_000 });
+    // Two TCG guests, then six tamper guests at once: minutes on a busy machine.
+    const t0 = Date.now();
+    const r = await pulumi.ok(["up", "--yes", "--skip-preview", ...cfg], { timeoutMs: 3_000_000 });
+    console.log(
+      `pulumi up: ${Math.round((Date.now() - t0) / 1000)} s; load average ${os
+        .loadavg()
+        .map((l) => l.toFixed(1))
+        .join(" ")}`,
+    );
     upStdout = r.stdout;
     out = await outputs();
     const s = spawnSync(process.execPath, [path.join(PROGRAM, "summary.ts")], {
@@ -90,7 +108,7 @@ describe.runIf(ready)("stacks/local with real QEMU guests on the real engine", (
     qemuPids = Object.keys(out.vm).map((n) =>
       Number(JSON.parse(readFileSync(path.join(stateDir, "vms", n, "status.json"), "utf8")).qemuPid),
     );
-  }, 2_500_000);
+  }, 3_100_000);
 
   afterAll(async () => {
     if (!pulumi) return;
@@ -116,29 +134,48 @@ describe.runIf(ready)("stacks/local with real QEMU guests on the real engine", (
       expect(console).toMatch(/"event":"done"/);
     }
     expect(out.vm.web.measurement).not.toBe(out.vm.db.measurement); // 1 vs 2 vCPUs
+    expect(out.vm.web.kernelMeasured).toBe(true);
     expect(upStdout).toMatch(
       /attested web: real guest \((kvm|tcg)\), measurement [0-9a-f]{16}… matches the registration/,
     );
   });
 
-  it("the tamper guests are refused with the reason, nothing delivered, and the refusals are audited", async () => {
-    const t = out.vm.tampered;
-    expect(t.status).toBe("refused");
-    expect(t.expectedMeasurement).toBe(out.vm.web.expectedMeasurement); // registered exactly like web
-    expect(t.measurement).not.toBe(t.expectedMeasurement);
-    expect(t.reason).toMatch(/refused.*measurement/);
-    const i = out.vm.injected;
-    expect(i.status).toBe("refused");
-    expect(i.measurement).toBe(i.expectedMeasurement); // same image, same firmware: only the user-data differs
-    expect(i.reason).toMatch(/nitride\.user-data: user-data SHA-256 [0-9a-f]{16}… differs/);
-    const ic = readFileSync(i.consoleLog, "utf8");
-    expect(ic).not.toMatch(/"event":"bundle.received"/);
-    expect(ic).not.toMatch(/^INJECTED-RUNCMD-RAN/m); // cloud-init's stages wait for the agent
-    for (const n of ["tampered", "injected"]) {
-      const data = readFileSync(path.join(stateDir, "vms", n, "data.qcow2"));
-      expect(data.includes(Buffer.from("LUKS\xba\xbe", "latin1")), `${n}: data disk never formatted`).toBe(false);
-    }
-    // The audit log has both refusals (workload ids are HMAC'd as in Vault; sys/audit-hash gives them).
+  it("the registered measurement is the kit image's: what `buckypaper measure snp --manifest` computes", () => {
+    // The image the stack booted (cached: found, not rebuilt) and its manifest naming the AmdSev firmware.
+    const img = spawnSync(
+      process.execPath,
+      [path.join(ROOT, "bin/buckypaper.js"), "simulate", "guest-image", "--json"],
+      {
+        encoding: "utf8",
+        timeout: 600_000,
+      },
+    );
+    expect(img.status, img.stderr).toBe(0);
+    const image = JSON.parse(img.stdout.trim().split("\n").pop()!) as { manifestPath: string; append: string };
+    expect(out.bootInputs.append).toBe(image.append);
+    expect(out.bootInputs.append).toMatch(/ bk\.roothash=[0-9a-f]{64} /);
+    const m = spawnSync(
+      process.execPath,
+      [
+        path.join(ROOT, "bin/buckypaper.js"),
+        "measure",
+        "snp",
+        "--manifest",
+        image.manifestPath,
+        "--vcpus",
+        "1",
+        "--vcpu-type",
+        "EPYC-Milan",
+      ],
+      { encoding: "utf8" },
+    );
+    expect(m.status, m.stderr).toBe(0);
+    expect(m.stdout.trim()).toBe(out.vm.web.expectedMeasurement);
+  });
+
+  /** The runtime's audit records of nitride/attest refusals (403) for a workload (ids are HMAC'd as in Vault). */
+  let refusalsOf: (workloadId: string) => Promise<unknown[]>;
+  beforeAll(async () => {
     const exported = JSON.parse((await pulumi.ok(["stack", "export", "--show-secrets", "--stack", stack])).stdout);
     const svc = (exported.deployment.resources as { type: string; outputs: Record<string, unknown> }[]).find((x) =>
       x.type.endsWith(":RuntimeService"),
@@ -149,28 +186,106 @@ describe.runIf(ready)("stacks/local with real QEMU guests on the real engine", (
     const hash = async (input: string) =>
       ((await runtimeRequest(conn, "POST", "sys/audit-hash/config", { input })).body as { data: { hash: string } }).data
         .hash;
-    const records = readFileSync(out.auditLog, "utf8")
-      .trim()
-      .split("\n")
-      .map((l) => JSON.parse(l));
-    for (const n of ["tampered", "injected"]) {
-      const id = await hash(out.vm[n].workloadId);
-      const rec = records.find(
-        (x) =>
-          x.type === "response" &&
-          x.request.path === "nitride/attest" &&
-          x.response.status === 403 &&
-          x.request.data.workload_id === id,
-      );
-      expect(rec, `refusal of ${n} in the audit log`).toBeDefined();
+    refusalsOf = async (workloadId) => {
+      const id = await hash(workloadId);
+      return readFileSync(out.auditLog, "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l))
+        .filter(
+          (x) =>
+            x.type === "response" &&
+            x.request.path === "nitride/attest" &&
+            x.response.status === 403 &&
+            x.request.data.workload_id === id,
+        );
+    };
+  });
+
+  /** Nothing delivered: the agent received no bundle, and the data disk was never formatted (no LUKS header). */
+  function expectNothingDelivered(n: string): void {
+    const c = readFileSync(out.vm[n].consoleLog, "utf8");
+    expect(c, n).not.toMatch(/"event":"bundle.received"/);
+    expect(c, n).not.toMatch(/"event":"done"/);
+    const data = readFileSync(path.join(stateDir, "vms", n, "data.qcow2"));
+    expect(data.includes(Buffer.from("LUKS\xba\xbe", "latin1")), `${n}: data disk never formatted`).toBe(false);
+  }
+
+  it("every tamper guest is registered exactly like web and refused (none may be accepted)", () => {
+    for (const n of ALL_TAMPER) {
+      const v = out.vm[n];
+      expect(v, n).toBeDefined();
+      expect(v.mode).toBe("real");
+      expect(v.status, `${n}: ${v.reason}`).toBe("refused");
+      expect(v.verdict).toBe("refused");
+      expect(v.expectedMeasurement, n).toBe(out.vm.web.expectedMeasurement);
+      expect(v.tampered, n).not.toBe("");
     }
+  });
+
+  it.each(DIGEST_CASES)(
+    "%s: refused by its launch digest — the reason in the outputs and the audit log, nothing delivered",
+    async (n) => {
+      const v = out.vm[n];
+      expect(v.status).toBe("refused");
+      expect(v.measurement).toMatch(/^[0-9a-f]{96}$/);
+      expect(v.measurement).not.toBe(v.expectedMeasurement);
+      expect(v.reason).toMatch(/^refused: .*policy\.measurement/);
+      expect(v.pspRequests).toBeGreaterThan(0); // it booted, attested, and was turned down
+      expectNothingDelivered(n);
+      const recs = await refusalsOf(v.workloadId);
+      expect(recs.length, `refusal of ${n} in the audit log`).toBeGreaterThan(0);
+      expect(JSON.stringify(recs)).toMatch(/policy\.measurement/);
+      // The change really reached the guest.
+      const c = readFileSync(v.consoleLog, "utf8");
+      if (n === "cmdline") expect(c).toMatch(/systemd\.debug-shell=1/);
+      if (n === "initrd") expect(c).toMatch(new RegExp(`^${ATTACKER_INITRD_MARK}`, "m"));
+    },
+  );
+
+  it("injected user-data: same measurement, refused by the user-data hash, and the command never runs", async () => {
+    const i = out.vm.injected;
+    expect(i.status).toBe("refused");
+    expect(i.measurement).toBe(i.expectedMeasurement); // same image, same firmware: only the user-data differs
+    expect(i.reason).toMatch(/nitride\.user-data: user-data SHA-256 [0-9a-f]{16}… differs/);
+    expectNothingDelivered("injected");
+    expect(readFileSync(i.consoleLog, "utf8")).not.toMatch(/^INJECTED-RUNCMD-RAN/m); // cloud-init's stages require the agent
+    expect((await refusalsOf(i.workloadId)).length, "refusal of injected in the audit log").toBeGreaterThan(0);
+  });
+
+  it("a modified root filesystem block: dm-verity stops the boot, the PSP is never asked, nothing delivered", async () => {
+    const v = out.vm.rootfs;
+    expect(v.status).toBe("refused");
+    // The root is bound through the verity root hash on the measured command line: same digest.
+    expect(v.measurement).toBe(v.expectedMeasurement);
+    expect(v.reason).toMatch(/^stopped by dm-verity, never asked the PSP: /);
+    expect(v.pspRequests).toBe(0);
+    const c = readFileSync(v.consoleLog, "utf8");
+    expect(c).toMatch(VERITY_STOP);
+    expect(c).not.toMatch(/enclaivelet/);
+    expectNothingDelivered("rootfs");
+    expect(await refusalsOf(v.workloadId)).toEqual([]); // nothing reached the runtime
+  });
+
+  it("a refused guest's sshd never starts: no unsigned host key is offered", () => {
+    // The injected guest booted the full image; its sshd requires the agent, which failed.
+    // (web's console shows systemd starting it, so its absence here is not a quiet console.)
+    expect(readFileSync(out.vm.web.consoleLog, "utf8")).toMatch(/Started .*OpenBSD Secure Shell server/);
+    const c = readFileSync(out.vm.injected.consoleLog, "utf8");
+    expect(c).toMatch(/Dependency failed for .*OpenBSD Secure Shell server/);
+    expect(c).not.toMatch(/Started .*OpenBSD Secure Shell server/);
   });
 
   it("the summary shows web/db provisioned, every tamper case refused with its reason, and how to ssh in", () => {
     expect(summary).toMatch(/^web\s+QEMU guest \((kvm|tcg)\)\s+\S+\s+\S+\s+yes\s+provisioned\s+[\d.]+ s$/m);
     expect(summary).toMatch(/^db\s+QEMU guest .*provisioned/m);
-    expect(summary).toMatch(/^tampered: REFUSED, nothing delivered — refused: .*measurement/m);
+    for (const n of DIGEST_CASES)
+      expect(summary).toMatch(new RegExp(`^${n}: REFUSED, nothing delivered — refused: .*measurement`, "m"));
     expect(summary).toMatch(/^injected: REFUSED, nothing delivered — refused: .*user-data/m);
+    expect(summary).toMatch(/^rootfs: REFUSED, nothing delivered — stopped by dm-verity, never asked the PSP: /m);
+    for (const n of ALL_TAMPER) expect(summary).toMatch(new RegExp(`^${n}: booted with \\S`, "m"));
+    expect(summary).toMatch(/dm-verity root hash: the root filesystem.* is bound too/);
+    for (const n of ALL_TAMPER) expect(summary).not.toMatch(new RegExp(`^${n}: provisioned`, "m"));
     expect(summary).toMatch(/^ {4}@cert-authority web\.bk\.internal (ssh-ed25519|ecdsa-sha2-\S+|ssh-rsa) \S+$/m);
     expect(readFileSync(out.sshKnownHostsFile, "utf8")).toMatch(/^@cert-authority web\.bk\.internal /);
   });
