@@ -19,7 +19,7 @@ node --version
 step "2/7 Pulumi engine (built from the Go module proxy on first use)"
 "$BK_ROOT/scripts/setup-pulumi.sh"
 
-step "3/7 Boot inputs: firmware, kernel, initrd"
+step "3/7 Boot inputs of the process-tree fallback: firmware, kernel, initrd"
 if [ ! -f /usr/share/ovmf/OVMF.fd ]; then
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -q --no-install-recommends ovmf >/dev/null; else
     echo "Debian's OVMF firmware is missing: sudo apt-get install ovmf" >&2; exit 1; fi
@@ -37,7 +37,7 @@ if ! (cd "$BK_ROOT" && tsc -p tsconfig.json); then
 fi
 node "$BK_ROOT/scripts/bundle-cli.js"   # the bundled `buckypaper measure` fast path (optional)
 
-step "5/7 Guest image for the real QEMU guests (built once with mmdebstrap, then cached)"
+step "5/7 Guest image for the real QEMU guests: the kit image (dm-verity root) + AmdSev firmware (built once, then cached)"
 T0=$(date +%s)
 if [ "${BK_LOCAL_VMS:-auto}" = process ]; then
   echo "  BK_LOCAL_VMS=process: process-tree VMs, no guest image"

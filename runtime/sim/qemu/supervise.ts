@@ -226,7 +226,7 @@ export async function superviseQemuGuest(configFile: string): Promise<number> {
     const text = guest.console();
     // The kernel is `quiet`; systemd's status lines (or the kernel's banner) say the guest is up.
     if (/Linux version |Welcome to |\[\s*(?:\S*\[[0-9;]*m)?\s*OK\s*(?:\S*\[0m)?\s*\]/.test(text))
-      once("kernel", `guest kernel up, systemd starting (${secs()} s)`);
+      once("kernel", `guest kernel up (${secs()} s)`);
     if (agentEvents(text).some((e) => e.event === "start"))
       once("agent", `enclaivelet attesting through the simulated PSP (${secs()} s)`);
     const verdict = consoleVerdict(text);

@@ -2,7 +2,7 @@
 // verdict off a noisy serial console, and the QemuGuest resource refusing inputs that would make it run
 // something other than QEMU or write outside its directory.
 import { describe, expect, it } from "vitest";
-import { agentEvents } from "../../../runtime/sim/qemu/supervise.js";
+import { agentEvents, consoleVerdict } from "../../../runtime/sim/qemu/supervise.js";
 import { check } from "../../../provider/qemu-guest-handlers.js";
 import { guestRuntimeUrl, realGuestArgv } from "../../../components/local/real-guest.js";
 import { bootInputsOf } from "../../../runtime/sim/qemu/launch.js";
@@ -29,6 +29,39 @@ describe("agentEvents", () => {
       event: "failed",
     });
     expect(agentEvents("enclaivelet:{}")).toEqual([]);
+  });
+});
+
+describe("consoleVerdict", () => {
+  it("provisioned, refused (by the runtime) or failed from the agent's first verdict", () => {
+    expect(consoleVerdict('enclaivelet: {"event":"done","written":4}')).toEqual({ state: "provisioned", written: 4 });
+    expect(consoleVerdict('enclaivelet: {"event":"failed","reason":"refused","error":"HTTP 403: x"}')).toEqual({
+      state: "refused",
+      reason: "refused: HTTP 403: x",
+    });
+    expect(consoleVerdict('enclaivelet: {"event":"failed","reason":"unreachable","error":"ECONNREFUSED"}')).toEqual({
+      state: "failed",
+      reason: "unreachable: ECONNREFUSED",
+    });
+    expect(consoleVerdict('enclaivelet: {"event":"start"}\n[  9.1] Kernel panic - not syncing: x')).toBeUndefined();
+  });
+
+  it("a root dm-verity rejects is a refusal before the PSP was asked; an unrelated panic is no verdict", () => {
+    const stopped = consoleVerdict(
+      "[   12.345678] device-mapper: verity: 252:0: data block 41234 is corrupted\n[   12.4] Kernel panic - not syncing: dm-verity device corrupted",
+    );
+    expect(stopped).toEqual({
+      state: "refused",
+      reason: "stopped by dm-verity, never asked the PSP: device-mapper: verity: 252:0: data block 41234 is corrupted",
+    });
+    expect(consoleVerdict("buckypaper-init: cannot mount the verified root - powering off")?.reason).toMatch(
+      /^stopped by dm-verity, never asked the PSP: buckypaper-init: cannot mount/,
+    );
+    expect(consoleVerdict("[ 3.1] Kernel panic - not syncing: IO-APIC + timer doesn't work!")).toBeUndefined();
+    // Once the agent ran, only its own verdict counts (a verity line later cannot make it "refused").
+    expect(
+      consoleVerdict('enclaivelet: {"event":"start"}\ndevice-mapper: verity: 252:0: data block 1 is corrupted'),
+    ).toBeUndefined();
   });
 });
 

@@ -173,8 +173,13 @@ describe.runIf(ready)("stacks/local with real QEMU guests on the real engine", (
     expect(m.stdout.trim()).toBe(out.vm.web.expectedMeasurement);
   });
 
-  /** The runtime's audit records of nitride/attest refusals (403) for a workload (ids are HMAC'd as in Vault). */
-  let refusalsOf: (workloadId: string) => Promise<unknown[]>;
+  interface AttestRecord {
+    response: { data?: { verdict?: { accepted: boolean; checks: { id: string; ok: boolean }[] } } };
+  }
+  /** The runtime's audit records of nitride/attest refusals (403) for a workload (strings are HMAC'd as in Vault). */
+  let refusalsOf: (workloadId: string) => Promise<AttestRecord[]>;
+  /** The audit device's HMAC of a string. */
+  let auditHash: (input: string) => Promise<string>;
   beforeAll(async () => {
     const exported = JSON.parse((await pulumi.ok(["stack", "export", "--show-secrets", "--stack", stack])).stdout);
     const svc = (exported.deployment.resources as { type: string; outputs: Record<string, unknown> }[]).find((x) =>
@@ -186,6 +191,7 @@ describe.runIf(ready)("stacks/local with real QEMU guests on the real engine", (
     const hash = async (input: string) =>
       ((await runtimeRequest(conn, "POST", "sys/audit-hash/config", { input })).body as { data: { hash: string } }).data
         .hash;
+    auditHash = hash;
     refusalsOf = async (workloadId) => {
       const id = await hash(workloadId);
       return readFileSync(out.auditLog, "utf8")
@@ -235,7 +241,12 @@ describe.runIf(ready)("stacks/local with real QEMU guests on the real engine", (
       expectNothingDelivered(n);
       const recs = await refusalsOf(v.workloadId);
       expect(recs.length, `refusal of ${n} in the audit log`).toBeGreaterThan(0);
-      expect(JSON.stringify(recs)).toMatch(/policy\.measurement/);
+      // The verdict in the record names the failed check (check ids are HMAC'd like every string).
+      const failed = await auditHash("policy.measurement");
+      expect(
+        recs.some((r) => r.response.data?.verdict?.checks.some((x) => x.id === failed && !x.ok)),
+        `${n}: policy.measurement failed in the audited verdict`,
+      ).toBe(true);
       // The change really reached the guest.
       const c = readFileSync(v.consoleLog, "utf8");
       if (n === "cmdline") expect(c).toMatch(/systemd\.debug-shell=1/);
@@ -250,7 +261,10 @@ describe.runIf(ready)("stacks/local with real QEMU guests on the real engine", (
     expect(i.reason).toMatch(/nitride\.user-data: user-data SHA-256 [0-9a-f]{16}… differs/);
     expectNothingDelivered("injected");
     expect(readFileSync(i.consoleLog, "utf8")).not.toMatch(/^INJECTED-RUNCMD-RAN/m); // cloud-init's stages require the agent
-    expect((await refusalsOf(i.workloadId)).length, "refusal of injected in the audit log").toBeGreaterThan(0);
+    const recs = await refusalsOf(i.workloadId);
+    expect(recs.length, "refusal of injected in the audit log").toBeGreaterThan(0);
+    const failed = await auditHash("nitride.user-data");
+    expect(recs.some((r) => r.response.data?.verdict?.checks.some((x) => x.id === failed && !x.ok))).toBe(true);
   });
 
   it("a modified root filesystem block: dm-verity stops the boot, the PSP is never asked, nothing delivered", async () => {
