@@ -255,8 +255,16 @@ export async function superviseQemuGuest(configFile: string): Promise<number> {
   // A refused guest has nothing left to run (cloud-init's stages and sshd require the agent): after a
   // grace in which the console shows what did not run, stop QEMU to free the CPU; the verdict stays.
   if (status.state === "refused" && !stopping) {
-    // (dm-verity's stop needs no grace: with panic=-1 the guest would only reboot into it again.)
-    if (!qemuExited && guest.psp.requests.length > 0) await sleep(REFUSED_GRACE_SECONDS * 1000);
+    // (dm-verity's stop needs no grace: with panic=-1 the guest would only reboot into it again.) The
+    // grace lasts until systemd has reported the units that required the agent (at most a minute more
+    // on a loaded host), so the console shows what did not run.
+    if (!qemuExited && guest.psp.requests.length > 0) {
+      await sleep(REFUSED_GRACE_SECONDS * 1000);
+      const until = Date.now() + 60_000;
+      while (!qemuExited && !stopping && Date.now() < until && !/Dependency failed for/.test(guest.console()))
+        await sleep(1000);
+      await sleep(3000);
+    }
     halting = true;
     await guest.stop().catch(() => {});
     status.halted = true;
