@@ -12,6 +12,7 @@ import { awsInstanceArgs } from "./settings.js";
 import { ATTESTATION_CHAIN, measuresUserData, userDataSummary } from "../common/os-binding.js";
 import { awsOsBinding, type AwsOsBindingArgs } from "./os-binding.js";
 import type { Policy } from "../../runtime/protocol/policy.js";
+import { InstanceTpmEk } from "../../provider/aws-ek-resource.js";
 
 export interface AwsConfidentialVmArgs extends AwsOsBindingArgs {
   /** Refuse classical-only attestations: the workload's secrets are released only sealed with hybrid
@@ -112,14 +113,24 @@ export class AwsConfidentialVm extends pulumi.ComponentResource {
       snp: { allowDebug: false, allowMigrationAgent: false },
       ...(vtpm ? { vtpm } : {}),
     };
+    // The instance's EK (GetInstanceTpmEkPub) once it exists: an EK pin next to any given in ekPublicTpmt.
+    const ek =
+      vtpm && args.instanceEkPin
+        ? new InstanceTpmEk(`${name}-ek`, { instanceId: instance.id, region }, { parent: this, dependsOn: [instance] })
+        : undefined;
     const workload = guest.register({
-      policy: pin
-        ? instance.id.apply((id): Policy => ({
-            ...basePolicy,
-            vtpm: { ...vtpm!, nitroTpm: { ...vtpm!.nitroTpm, instanceIds: [id] } },
-          }))
-        : basePolicy,
-      dependsOn: [instance],
+      policy:
+        pin || ek
+          ? pulumi.all([instance.id, ek?.ekName ?? ""]).apply(([id, ekName]): Policy => ({
+              ...basePolicy,
+              vtpm: {
+                ...vtpm!,
+                ...(pin ? { nitroTpm: { ...vtpm!.nitroTpm, instanceIds: [id] } } : {}),
+                ...(ekName ? { ekNames: [...new Set([...(vtpm!.ekNames ?? []), ekName])] } : {}),
+              },
+            }))
+          : basePolicy,
+      dependsOn: [instance, ...(ek ? [ek] : [])],
     });
     let dataVolumeId: pulumi.Output<string | undefined> = pulumi.output(undefined);
     if (args.dataVolume) {
@@ -159,7 +170,10 @@ export class AwsConfidentialVm extends pulumi.ComponentResource {
         userDataSummary(agentInImage, "AWS") +
         (pin
           ? " Instance: pinned (the NitroTPM document's module_id must be this component's instance)."
-          : " Instance: NOT pinned (any instance booted from the registered image qualifies)."),
+          : " Instance: NOT pinned (any instance booted from the registered image qualifies).") +
+        (ek
+          ? " EK pin: this instance's NitroTPM EK from GetInstanceTpmEkPub (a consistency pin, not AK authentication)."
+          : ""),
     );
     this.registerOutputs({
       attestationChain: this.attestationChain,

@@ -27,6 +27,12 @@ export interface AwsOsBindingArgs extends OsBindingArgs {
    * document is required; `false` is the explicit opt-out (any instance of the image qualifies).
    */
   pinInstance?: boolean;
+  /**
+   * Read the instance's NitroTPM EK with EC2 GetInstanceTpmEkPub (deployer's credentials) once the instance exists,
+   * and register it as an EK pin (`vtpm.ekNames`) — the automatic form of `ekPublicTpmt`: a consistency pin, NOT AK
+   * authentication. Default false (never exercised against real EC2 here); needs a vTPM OS binding.
+   */
+  instanceEkPin?: boolean;
 }
 
 export function awsOsBinding(who: string, args: AwsOsBindingArgs): Policy["vtpm"] | undefined {
@@ -52,7 +58,15 @@ export function awsOsBinding(who: string, args: AwsOsBindingArgs): Policy["vtpm"
       "pinInstance",
       "needs nitroTpmDocument: the instance is named only by the NitroTPM document's module_id",
     );
+  if (args.instanceEkPin !== undefined && typeof args.instanceEkPin !== "boolean")
+    throw new ConfigError(who, "instanceEkPin", `is '${String(args.instanceEkPin)}'`, ["true", "false"]);
   const boot = measuredBootPolicy(who, measuredBootArgs(who, args, document ? "sha384" : "sha256"));
+  if (args.instanceEkPin && !boot)
+    throw new ConfigError(
+      who,
+      "instanceEkPin",
+      "needs a vTPM OS binding (bootChain or measuredBoot): the EK pin is a vTPM check",
+    );
   const authenticated = pins.length > 0 || document;
   const bound = bindsOs(boot) && authenticated;
   if (!bound && args.allowUnboundOs !== true) {

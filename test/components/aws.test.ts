@@ -26,6 +26,11 @@ const vhsm = {
 beforeAll(async () => {
   h = await installMocks({
     "aws:ec2/instance:Instance": () => ({ privateIp: "10.0.1.7", availabilityZone: "us-east-2a" }),
+    // InstanceTpmEk (GetInstanceTpmEkPub; the SDK call itself is tested in test/provider/aws-ek.test.ts).
+    "pulumi-nodejs:dynamic/buckypaper:InstanceTpmEk": () => ({
+      ekName: "000b" + "e1".repeat(32),
+      ekPublicTpmt: "AAEC",
+    }),
   });
   mod = await import("../../components/aws/confidential-vm.js");
 });
@@ -294,6 +299,28 @@ describe("AwsConfidentialVm", () => {
           pinInstance: true,
         }),
     ).toThrow(/AwsConfidentialVm pinnopin: pinInstance needs nitroTpmDocument/);
+  });
+
+  it("instanceEkPin: reads the instance's EK after it exists and registers it as an EK pin", async () => {
+    const boot = { bank: "sha384", bootApplications: { allowed: [], required: ["cd".repeat(48)] } };
+    const vm = new mod.AwsConfidentialVm("ekpin", {
+      vhsm,
+      region: "us-east-2",
+      measuredBoot: boot,
+      instanceEkPin: true,
+    });
+    await resolve(vm.workloadId);
+    const ek = h.resources.find((r) => r.name === "ekpin-ek")!;
+    expect(ek.inputs.instanceId).toBe("ekpin-id");
+    expect(ek.inputs.region).toBe("us-east-2");
+    const policy = unsecret(h.resources.find((r) => r.name === "ekpin-workload")!.inputs.policy);
+    expect(policy.vtpm.ekNames).toEqual(["000b" + "e1".repeat(32)]);
+    expect(policy.vtpm.nitroTpm).toEqual({ instanceIds: ["ekpin-id"] });
+    expect(await resolve(vm.attestationChain)).toMatch(/EK pin: this instance's NitroTPM EK from GetInstanceTpmEkPub/);
+    expect(
+      () =>
+        new mod.AwsConfidentialVm("eknoboot", { vhsm, region: "us-east-2", allowUnboundOs: true, instanceEkPin: true }),
+    ).toThrow(/AwsConfidentialVm eknoboot: instanceEkPin needs a vTPM OS binding/);
   });
 
   it("pins the agent artifact when the Vhsm serves it", async () => {
