@@ -26,10 +26,18 @@ export interface QemuGuestInputs {
   sevObject?: boolean;
   /** SNP guest policy (default 0x30000: SMT allowed, debug and migration agent off). */
   snpPolicy?: number;
+  /** SNP HOST_DATA (64 hex digits): sev-snp-guest host-data= (QEMU 9.1+), in every report of the guest. */
+  snpHostData?: string;
   /** C-bit position of the host CPU (51 on Milan/Genoa/Turin). */
   cbitpos?: number;
   reducedPhysBits?: number;
   accel?: "kvm" | "tcg";
+}
+
+function hostDataProp(hex: string | undefined): string {
+  if (hex === undefined) return "";
+  if (!/^[0-9a-f]{64}$/i.test(hex)) throw new Error("qemuGuestArgv: snpHostData must be 64 hex digits (32 bytes)");
+  return `,host-data=${Buffer.from(hex, "hex").toString("base64")}`;
 }
 
 export function qemuGuestArgv(i: QemuGuestInputs): string[] {
@@ -49,7 +57,7 @@ export function qemuGuestArgv(i: QemuGuestInputs): string[] {
       "-object",
       `memory-backend-memfd,id=ram1,size=${i.memoryMb}M,share=true,prealloc=false`,
       "-object",
-      `sev-snp-guest,id=sev0,cbitpos=${i.cbitpos ?? 51},reduced-phys-bits=${i.reducedPhysBits ?? 1},policy=0x${(i.snpPolicy ?? 0x30000).toString(16)}${i.kernelPath ? ",kernel-hashes=on" : ""}`,
+      `sev-snp-guest,id=sev0,cbitpos=${i.cbitpos ?? 51},reduced-phys-bits=${i.reducedPhysBits ?? 1},policy=0x${(i.snpPolicy ?? 0x30000).toString(16)}${i.kernelPath ? ",kernel-hashes=on" : ""}${hostDataProp(i.snpHostData)}`,
     );
   } else {
     argv.push(

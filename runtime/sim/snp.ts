@@ -110,6 +110,12 @@ export interface SimulatedGuestContext {
   guestSvn?: number;
   /** VMPL the request comes from (a request may only ask for its own or a less privileged VMPL). */
   vmpl?: number;
+  /**
+   * false: the launch's MEASUREMENT does not cover kernel, initrd and command line (firmware without the
+   * SNP kernel-hashes table), and the simulator refuses to derive a key (see deriveKey). Absent: not
+   * known to the caller (a process-level test double), answered.
+   */
+  kernelMeasured?: boolean;
 }
 
 export interface SnpSimulator {
@@ -523,6 +529,13 @@ async function buildSimulator(p: SimulatorParts): Promise<SnpSimulator> {
     if (r.guestSvn > (guest.guestSvn ?? 0))
       throw new RangeError("simulator: key request GUEST_SVN exceeds the guest's SVN");
     if (guest.measurement.length !== 48) throw new RangeError("simulator: guest measurement must be 48 bytes");
+    // Stricter than a real PSP on purpose: a key "bound to the measurement" of a launch whose measurement
+    // leaves out the kernel, initrd and command line (and so the root filesystem) opens for whatever is
+    // booted with that firmware — sealing to it would promise what it does not keep.
+    if (guest.kernelMeasured === false)
+      throw new RangeError(
+        "simulator: MSG_KEY_REQ refused: the launch is not kernel-measured (the firmware has no SNP kernel-hashes table), so MEASUREMENT does not cover the kernel, initrd, command line or root filesystem; boot a kernel-hashes (AmdSev) firmware",
+      );
     // VMRK: a per-VM root the migration agent would carry; the simulator has no migration, so it is
     // bound to the measurement and chip as a stand-in (never equal to the VCEK root).
     const root = createHmac("sha256", chipSecret)

@@ -285,6 +285,22 @@ export class Core implements CoreView {
       throw new LogicalError(400, "secret_threshold: must be at least 2 when there is more than one share");
     if (shares === 1 && threshold !== 1) throw new LogicalError(400, "secret_threshold: must be 1 with a single share");
     if (await this.initialized()) throw new LogicalError(400, "Vault is already initialized");
+    // The wrapping key first: a provider that refuses (no device, a PSP that gives no key to an unbound
+    // launch) must leave the runtime uninitialised and init retryable, not a barrier without its seal config.
+    let wrapping: Uint8Array | undefined;
+    const provider = this.opts.autoUnseal;
+    if (provider) {
+      try {
+        wrapping = await provider.deriveKey();
+      } catch (e) {
+        throw new LogicalError(
+          500,
+          `auto-unseal (${provider.type}): no key from the provider (${(e as Error).message}); not initialized`,
+        );
+      }
+      if (wrapping.length !== 32)
+        throw new Error(`auto-unseal (${provider.type}): the provider returned ${wrapping.length} bytes, expected 32`);
+    }
     const key = randomBytes(32);
     try {
       await this.barrier.initialize(key);
@@ -292,11 +308,7 @@ export class Core implements CoreView {
       if (/already initialized/.test((e as Error).message)) throw new LogicalError(400, "Vault is already initialized");
       throw e;
     }
-    if (this.opts.autoUnseal) {
-      const provider = this.opts.autoUnseal;
-      const wrapping = await provider.deriveKey();
-      if (wrapping.length !== 32)
-        throw new Error(`auto-unseal (${provider.type}): the provider returned ${wrapping.length} bytes, expected 32`);
+    if (provider && wrapping) {
       await this.opts.physical.put(AUTO_UNSEAL_KEY, wrapUnsealKey(wrapping, provider.type, key));
       Buffer.from(wrapping.buffer, wrapping.byteOffset, wrapping.byteLength).fill(0);
     }

@@ -148,6 +148,56 @@ export function kernelHashesLoader(argv: string[], launch: LaunchMeasurement, st
   return ["-device", `loader,file=${file},addr=0x${gpa.toString(16)},force-raw=on`];
 }
 
+/** The SNP launch parameters a host passes besides the files: POLICY and HOST_DATA. */
+export interface SnpLaunchParams {
+  /** Guest POLICY (QEMU sev-snp-guest policy=; default 0x30000). */
+  policy?: bigint;
+  /** HOST_DATA, 32 bytes (QEMU sev-snp-guest host-data=, base64): e.g. SHA-256 of the instance identity. */
+  hostData?: Uint8Array;
+}
+
+/** POLICY and HOST_DATA from a sev-snp-guest object on the command line (absent: none given there). */
+export function snpLaunchParamsOf(argv: string[]): SnpLaunchParams {
+  const obj = argv.find((a, i) => argv[i - 1] === "-object" && a.startsWith("sev-snp-guest,"));
+  if (!obj) return {};
+  const props = new Map(
+    obj
+      .split(",")
+      .slice(1)
+      .map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)] as const),
+  );
+  const out: SnpLaunchParams = {};
+  const policy = props.get("policy");
+  if (policy !== undefined) {
+    if (!/^(0x[0-9a-f]+|\d+)$/i.test(policy))
+      throw new LocalVmError("argv", `sev-snp-guest policy=${policy} is not a number`);
+    out.policy = BigInt(policy);
+  }
+  const hd = props.get("host-data");
+  if (hd !== undefined) {
+    const b = Buffer.from(hd, "base64");
+    if (b.length !== 32 || b.toString("base64") !== hd)
+      throw new LocalVmError("argv", "sev-snp-guest host-data= must be 32 bytes, base64");
+    out.hostData = b;
+  }
+  return out;
+}
+
+/** The argv's launch parameters, and the launcher's (for an argv without the SEV object); they must agree. */
+function launchParams(argv: string[], given: SnpLaunchParams | undefined): { policy: bigint; hostData: Uint8Array } {
+  const fromArgv = snpLaunchParamsOf(argv);
+  if (given?.policy !== undefined && fromArgv.policy !== undefined && given.policy !== fromArgv.policy)
+    throw new LocalVmError(
+      "snp.policy",
+      `0x${given.policy.toString(16)} differs from the argv's policy=0x${fromArgv.policy.toString(16)}`,
+    );
+  const hostData = given?.hostData ?? fromArgv.hostData;
+  if (hostData !== undefined && hostData.length !== 32) throw new LocalVmError("snp.hostData", "must be 32 bytes");
+  if (given?.hostData && fromArgv.hostData && !Buffer.from(given.hostData).equals(Buffer.from(fromArgv.hostData)))
+    throw new LocalVmError("snp.hostData", "differs from the argv's host-data=");
+  return { policy: given?.policy ?? fromArgv.policy ?? 0x30000n, hostData: hostData ?? new Uint8Array(32) };
+}
+
 export interface GuestLaunchOptions {
   name: string;
   /** The command line the components produce (qemuGuestArgv), program name first. */
@@ -158,6 +208,11 @@ export interface GuestLaunchOptions {
   stateDir: string;
   /** Replaces the argv's -accel (default: usableAccel()). */
   accel?: Accel;
+  /**
+   * POLICY and HOST_DATA of the launch, what QEMU's sev-snp-guest object would pass (policy=, host-data=);
+   * read from the argv's object when it has one. The PSP puts them in every report.
+   */
+  snp?: SnpLaunchParams;
 }
 
 export interface RunningGuest {
@@ -176,10 +231,15 @@ export interface RunningGuest {
 export async function launchGuest(o: GuestLaunchOptions): Promise<RunningGuest> {
   // 1. The PSP measures what QEMU will load: the files named on the command line, read now.
   const launch = measureLaunch(bootInputsOf(o.argv));
+  const params = launchParams(o.argv, o.snp);
   const psp = await startSimulatedPsp({
     sim: o.sim,
     measurement: launch.measurement,
     socketPath: path.join(o.stateDir, "psp.sock"),
+    policy: params.policy,
+    hostData: params.hostData,
+    // Derived keys only for a launch whose MEASUREMENT covers kernel, initrd and command line.
+    kernelMeasured: launch.kernelMeasured,
   });
   // 2. QEMU with the same command line, the accelerator that works here, and the PSP port.
   const argv = [...o.argv];

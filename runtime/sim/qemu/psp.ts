@@ -6,9 +6,15 @@
 //   {"key_request": hex(32 bytes)}  → {"key": hex(32 bytes)}: MSG_KEY_REQ (the SNP_GET_DERIVED_KEY
 //                                     request layout), derived by the simulated chip (snp.ts deriveKey)
 // The MEASUREMENT is fixed when the PSP is created, from the files QEMU is started with (launch.ts), and
-// the POLICY with it (the launcher passes none today: 0x30000); nothing the guest sends can change them.
-// So a derived key selecting MEASUREMENT changes with the firmware and vCPUs, and with the kernel, initrd
-// and cmdline only when the firmware has the kernel-hashes table (AmdSev); another simulated chip differs.
+// with it what the host passed at launch: POLICY (sev-snp-guest policy=) and HOST_DATA (host-data=);
+// nothing the guest sends can change them. Every report carries all three.
+// MSG_KEY_REQ is answered only for a kernel-measured launch (the firmware has the SNP kernel-hashes
+// table, so MEASUREMENT covers kernel, initrd and the command line with the dm-verity root hash): with
+// Debian's OVMF the MEASUREMENT covers firmware and vCPUs only, and a key "bound to the measurement" would
+// open for any root disk booted that way — the PSP refuses rather than hand out that false promise.
+// (A real PSP would answer; the simulator is stricter on purpose.) The key mixes what the request selects
+// (snp.ts deriveKey): the runtime asks for MEASUREMENT + POLICY under the chip's VCEK root. HOST_DATA is
+// not a derived-key field on SEV-SNP: it binds the instance in reports, not in sealing.
 import net from "node:net";
 import { rmSync } from "node:fs";
 import type { SnpSimulator } from "../snp.js";
@@ -24,6 +30,9 @@ export interface SimulatedPsp {
   socketPath: string;
   measurement: string;
   policy: bigint;
+  /** HOST_DATA, hex (64 digits). */
+  hostData: string;
+  kernelMeasured: boolean;
   /** Requests answered so far (neither REPORT_DATA nor derived keys are kept). */
   readonly requests: PspRequestLog[];
   close(): Promise<void>;
@@ -37,10 +46,19 @@ export async function startSimulatedPsp(o: {
   socketPath: string;
   /** The guest POLICY the launch was made with (default 0x30000, as the simulator's reports). */
   policy?: bigint;
+  /** HOST_DATA the host launched with (32 bytes; default zeros, as a launch without host-data=). */
+  hostData?: Uint8Array;
+  /**
+   * Whether MEASUREMENT covers the kernel, initrd and command line (a kernel-hashes firmware). Without
+   * it the PSP refuses derived keys (reports are still answered: they say what was measured).
+   */
+  kernelMeasured: boolean;
 }): Promise<SimulatedPsp> {
   const policy = o.policy ?? 0x30000n;
   const measurementBytes = Buffer.from(o.measurement, "hex");
   if (measurementBytes.length !== 48) throw new RangeError("measurement: must be 48 bytes, hex");
+  if (o.hostData !== undefined && o.hostData.length !== 32) throw new RangeError("hostData: must be 32 bytes");
+  const hostData = Buffer.from(o.hostData ?? new Uint8Array(32));
   rmSync(o.socketPath, { force: true });
   const requests: PspRequestLog[] = [];
   const sockets = new Set<net.Socket>();
@@ -59,7 +77,11 @@ export async function startSimulatedPsp(o: {
         if (typeof msg.key_request !== "string" || !/^[0-9a-f]{64}$/i.test(msg.key_request))
           throw new Error("key_request must be 32 bytes, hex");
         // deriveKey checks the request as the firmware would (reserved bits, VMPL, GUEST_SVN).
-        const key = o.sim.deriveKey(Buffer.from(msg.key_request, "hex"), { measurement: measurementBytes, policy });
+        const key = o.sim.deriveKey(Buffer.from(msg.key_request, "hex"), {
+          measurement: measurementBytes,
+          policy,
+          kernelMeasured: o.kernelMeasured,
+        });
         requests.push({ at: new Date().toISOString(), kind, ok: true });
         return JSON.stringify({ key: Buffer.from(key).toString("hex") });
       }
@@ -70,6 +92,7 @@ export async function startSimulatedPsp(o: {
         measurement: o.measurement,
         reportData: Buffer.from(msg.report_data, "hex"),
         policy,
+        hostData,
       });
       requests.push({ at: new Date().toISOString(), kind, ok: true });
       return JSON.stringify({
@@ -116,6 +139,8 @@ export async function startSimulatedPsp(o: {
     socketPath: o.socketPath,
     measurement: o.measurement,
     policy,
+    hostData: hostData.toString("hex"),
+    kernelMeasured: o.kernelMeasured,
     requests,
     async close() {
       for (const s of sockets) s.destroy();

@@ -36,6 +36,8 @@ export interface QemuGuestConfig {
   sshPort?: number;
   /** Give up (state failed) when the agent has not finished after this many seconds (default 1500). */
   timeoutSeconds?: number;
+  /** HOST_DATA of the launch (64 hex digits), when the argv's sev-snp-guest object does not carry it. */
+  snpHostData?: string;
 }
 
 export type QemuGuestState = "booting" | "provisioned" | "refused" | "failed" | "stopped";
@@ -184,7 +186,13 @@ export async function superviseQemuGuest(configFile: string): Promise<number> {
     });
     const sim = await loadPlatform(cfg.platformDir);
     status.startedAt = new Date().toISOString();
-    guest = await launchGuest({ name: cfg.name, argv: cfg.argv, sim, stateDir: dir });
+    guest = await launchGuest({
+      name: cfg.name,
+      argv: cfg.argv,
+      sim,
+      stateDir: dir,
+      ...(cfg.snpHostData ? { snp: { hostData: Buffer.from(cfg.snpHostData, "hex") } } : {}),
+    });
   } catch (e) {
     return fail(`could not start the guest: ${(e as Error).message}`);
   }

@@ -179,6 +179,26 @@ describe("runtime auto-unseal (seal snp-derived-key)", () => {
     await physical.close();
   });
 
+  it("init with a provider that gives no key (an unbound launch) fails cleanly and stays retryable", async () => {
+    const fresh = path.join(dir, "fresh.db");
+    const physical = new SqliteStorage(fresh);
+    const refusing = provider(chipA, guest({ kernelMeasured: false }));
+    const core = new Core({ physical, registry: builtinRegistry(), autoUnseal: refusing });
+    await core.start();
+    await expect(core.initialize(3, 2)).rejects.toThrow(
+      /no key from the provider .*not kernel-measured.*not initialized/,
+    );
+    expect(await core.initialized()).toBe(false);
+    await physical.close();
+    // The same storage with a provider that answers: init works (the failed attempt left nothing behind).
+    const physical2 = new SqliteStorage(fresh);
+    const again = new Core({ physical: physical2, registry: builtinRegistry(), autoUnseal: provider(chipA, guest()) });
+    await again.start();
+    const init = await again.initialize(3, 2);
+    expect(init.keys).toHaveLength(3);
+    await physical2.close();
+  });
+
   it("without a provider configured it stays sealed (auto-unseal is opt-in per start)", async () => {
     const { core, physical } = await open(undefined);
     expect(core.sealed).toBe(true);

@@ -4,7 +4,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { kernelHashesLoader, qemuServedKernel } from "../../../runtime/sim/qemu/launch.js";
+import { kernelHashesLoader, qemuServedKernel, snpLaunchParamsOf } from "../../../runtime/sim/qemu/launch.js";
+import { qemuGuestArgv } from "../../../components/qemu/settings.js";
+import { Tee } from "../../../components/common/types.js";
 import { LocalVmError } from "../../../runtime/sim/localvm/errors.js";
 import type { LaunchMeasurement } from "../../../runtime/sim/localvm/psp.js";
 
@@ -58,5 +60,36 @@ describe("QEMU's setup-header patch without SEV", () => {
       [],
     );
     expect(() => readFileSync(path.join(dir, "sev-hashes.bin"))).toThrow();
+  });
+});
+
+describe("the SNP launch parameters on the command line (what the PSP puts in reports)", () => {
+  const argv = (o: { snpPolicy?: number; snpHostData?: string; sevObject?: boolean }) =>
+    qemuGuestArgv({
+      name: "g",
+      tee: Tee.SevSnp,
+      vcpus: 1,
+      memoryMb: 512,
+      cpuModel: "EPYC-Milan",
+      firmwarePath: "/fw",
+      kernelPath: "/k",
+      ...o,
+    });
+
+  it("reads POLICY and HOST_DATA from the sev-snp-guest object the component renders", () => {
+    const hd = "5a".repeat(32);
+    const a = argv({ snpPolicy: 0x130000, snpHostData: hd });
+    expect(a.find((x) => x.startsWith("sev-snp-guest,"))).toContain(
+      `host-data=${Buffer.from(hd, "hex").toString("base64")}`,
+    );
+    const p = snpLaunchParamsOf(a);
+    expect(p.policy).toBe(0x130000n);
+    expect(Buffer.from(p.hostData!).toString("hex")).toBe(hd);
+    // Without the object (the local stack's TCG guests) the argv says nothing: the launcher's options do.
+    expect(snpLaunchParamsOf(argv({ sevObject: false }))).toEqual({});
+    expect(() => argv({ snpHostData: "12" })).toThrow(/snpHostData must be 64 hex digits/);
+    expect(() => snpLaunchParamsOf(["qemu", "-object", "sev-snp-guest,id=s,host-data=AAAA"])).toThrow(
+      /32 bytes, base64/,
+    );
   });
 });

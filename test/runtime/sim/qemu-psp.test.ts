@@ -37,8 +37,21 @@ let chipB: SnpSimulator;
 const channels: Channel[] = [];
 
 /** A PSP for one launch, and the "guest device" joined to it. */
-async function channel(name: string, sim: SnpSimulator, measurement: string, policy?: bigint): Promise<Channel> {
-  const psp = await startSimulatedPsp({ sim, measurement, socketPath: path.join(dir, `${name}.sock`), policy });
+async function channel(
+  name: string,
+  sim: SnpSimulator,
+  measurement: string,
+  policy?: bigint,
+  launch: { kernelMeasured?: boolean; hostData?: Uint8Array } = {},
+): Promise<Channel> {
+  const psp = await startSimulatedPsp({
+    sim,
+    measurement,
+    socketPath: path.join(dir, `${name}.sock`),
+    policy,
+    kernelMeasured: launch.kernelMeasured ?? true,
+    ...(launch.hostData ? { hostData: launch.hostData } : {}),
+  });
   const port = path.join(dir, `${name}.port`);
   const socat = spawn("socat", [`UNIX-CONNECT:${psp.socketPath}`, `PTY,link=${port},raw,echo=0`], { stdio: "ignore" });
   for (let i = 0; i < 100 && !existsSync(port); i++) await new Promise((r) => setTimeout(r, 50));
@@ -88,6 +101,34 @@ describe.skipIf(!ok)("simulated PSP over virtio-serial: derived keys", () => {
     });
     const hex = [a, otherMeasurement, otherChip, debugPolicy, vmrk].map((k) => Buffer.from(k).toString("hex"));
     expect(new Set(hex).size).toBe(5);
+  });
+
+  it("refuses MSG_KEY_REQ for a launch that is not kernel-measured (Debian's OVMF), still answering reports", async () => {
+    const c = await channel("unbound", chipA, M_A, undefined, { kernelMeasured: false });
+    await expect(virtioPspDerivedKey(REQ, { port: c.port, timeoutMs: 10_000 })).rejects.toThrow(
+      /the PSP refused: .*not kernel-measured.*kernel-hashes/,
+    );
+    expect(() =>
+      chipA.deriveKey(REQ, { measurement: Buffer.from(M_A, "hex"), policy: 0x30000n, kernelMeasured: false }),
+    ).toThrow(/MSG_KEY_REQ refused/);
+    const ev = await virtioPspProvider({ port: c.port, timeoutMs: 10_000 }).collect(Buffer.alloc(64, 7));
+    expect(
+      Buffer.from(ev.kind === "snp" ? ev.report : "", "base64")
+        .subarray(0x90, 0x90 + 48)
+        .toString("hex"),
+    ).toBe(M_A);
+    expect(c.psp.requests.map((r) => `${r.kind}:${r.ok}`)).toEqual(["key:false", "report:true"]);
+  });
+
+  it("reports carry the launch's POLICY and HOST_DATA, as the host passed them", async () => {
+    const hostData = Buffer.alloc(32, 0x5a);
+    const policy = 0x30000n | (1n << 20n); // single socket
+    const c = await channel("hd", chipA, M_A, policy, { hostData });
+    const ev = await virtioPspProvider({ port: c.port, timeoutMs: 10_000 }).collect(Buffer.alloc(64, 7));
+    const report = Buffer.from(ev.kind === "snp" ? ev.report : "", "base64");
+    expect(report.readBigUInt64LE(0x08)).toBe(policy);
+    expect(report.subarray(0xc0, 0xe0).equals(hostData)).toBe(true);
+    expect(c.psp.hostData).toBe(hostData.toString("hex"));
   });
 
   it("refuses malformed key requests by name and stays up", async () => {
