@@ -7,7 +7,7 @@ import { Exit, UsageError, type CliIo } from "./io.js";
 import type { RuntimeAttestation, SimulatedPlatformAnchor } from "../runtime/client/connection.js";
 
 export const VERIFY_USAGE = `verify --url URL [--url URL …] (--measurement HEX … | --manifest FILE --vcpus N [--vcpu-type NAME])
-                [--host-data HEX] [--anchor anchor.json …] [--amd-cert-dir DIR] [--policy FILE] [--kds online|offline|off]
+                [--host-data HEX | --any-instance] [--anchor anchor.json …] [--amd-cert-dir DIR] [--policy FILE] [--kds online|offline|off]
                 [--format json]
                                      attest the runtime (each replica) before trusting it; exit 0 only if all pass`;
 
@@ -50,6 +50,7 @@ export async function runtimeVerify(argv: string[], io: CliIo): Promise<number> 
     measurement: { type: "string", multiple: true },
     manifest: { type: "string" },
     "host-data": { type: "string" },
+    "any-instance": { type: "boolean" },
     vcpus: { type: "string" },
     "vcpu-type": { type: "string" },
     anchor: { type: "string", multiple: true },
@@ -79,6 +80,8 @@ export async function runtimeVerify(argv: string[], io: CliIo): Promise<number> 
     snpMeasurements: measurements.map((m) => m.toLowerCase()),
     kds: values.kds ?? "online",
     ...(values["host-data"] !== undefined ? { snpHostData: values["host-data"] } : {}),
+    // Without --host-data a real (non-simulated) runtime is refused unless this is said explicitly.
+    ...(values["any-instance"] ? { allowAnyInstance: true } : {}),
     ...(values.anchor ? { simulatedAnchors: values.anchor.map(anchorFile) } : {}),
     ...(values.policy ? { policy: readFlagFile("--policy", values.policy).toString("utf8") } : {}),
   };

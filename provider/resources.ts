@@ -107,6 +107,8 @@ export interface RuntimeAttestationArgs {
   tdxMrTd?: pulumi.Input<pulumi.Input<string>[]>;
   /** SEV-SNP HOST_DATA (32-byte hex) the runtime VM was launched with: binds the instance, not just the image. */
   snpHostData?: pulumi.Input<string>;
+  /** Accept any instance of the image (no HOST_DATA): only where the platform cannot set HOST_DATA. */
+  allowAnyInstance?: pulumi.Input<boolean>;
   /** Further appraisal policy as JSON. */
   policy?: pulumi.Input<string>;
   /** Simulated SEV-SNP anchors (tests and the local stack only). */

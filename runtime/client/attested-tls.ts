@@ -25,6 +25,12 @@ import type { RuntimeAttestation } from "./connection.js";
 export interface RuntimeExpectation {
   policy: Policy;
   trust: TrustConfig;
+  /**
+   * Accept any instance of the expected SEV-SNP image (no HOST_DATA required). Without it, an expectation
+   * with SNP measurements must pin HOST_DATA unless it trusts only simulated anchors: the measurement names
+   * the image, and anyone can launch the same image (see instanceBindingCheck).
+   */
+  allowAnyInstance?: boolean;
 }
 
 export interface VerifyRuntimeOptions {
@@ -94,6 +100,8 @@ export function runtimeExpectation(a: RuntimeAttestation, field = "attestation")
     if (policy.snp?.measurements) throw bad("snpMeasurements", "also given in policy.snp.measurements; give one");
     policy.snp = { ...policy.snp, measurements: snp };
   }
+  if (a.allowAnyInstance !== undefined && typeof a.allowAnyInstance !== "boolean")
+    throw bad("allowAnyInstance", "must be true or false");
   if (a.snpHostData !== undefined) {
     const hd = typeof a.snpHostData === "string" ? a.snpHostData.toLowerCase() : "";
     if (!/^[0-9a-f]{64}$/.test(hd)) throw bad("snpHostData", "must be 64 hex digits (32 bytes)");
@@ -125,7 +133,30 @@ export function runtimeExpectation(a: RuntimeAttestation, field = "attestation")
       };
     });
   }
-  return { policy, trust };
+  return { policy, trust, ...(a.allowAnyInstance ? { allowAnyInstance: true } : {}) };
+}
+
+/**
+ * Does the expectation pin WHICH instance of the image? A measurement proves the code; two VMs launched
+ * from the same image are indistinguishable by it — a runtime another party launched and initialised
+ * from the kit's public image would pass. The deployer sets HOST_DATA at launch (e.g. SHA-256 of an
+ * instance identity it chose) and requires it here. Required for SEV-SNP expectations against real
+ * roots; optional when only simulated anchors are trusted (tests; the local stack still sets it);
+ * `allowAnyInstance` is the explicit opt-out for platforms where the deployer cannot choose HOST_DATA.
+ */
+function instanceBindingCheck(e: RuntimeExpectation, simulated: boolean): Check {
+  const id = "runtime.instance-binding";
+  const snp = e.policy.snp;
+  if (!snp?.measurements?.length) return { id, ok: true, detail: "no SEV-SNP expectation" };
+  if (snp.hostData) return { id, ok: true, detail: `HOST_DATA must be ${snp.hostData.slice(0, 16)}…` };
+  if (e.allowAnyInstance) return { id, ok: true, detail: "any instance of the image accepted (allowAnyInstance)" };
+  if (simulated) return { id, ok: true, detail: "simulated evidence: HOST_DATA not required" };
+  return {
+    id,
+    ok: false,
+    detail:
+      "no HOST_DATA (snpHostData) given: the measurement names the image, not the instance, so any VM launched from it would pass; set HOST_DATA at launch and give it, or set allowAnyInstance where the platform cannot",
+  };
 }
 
 /** Does the policy pin what the runtime runs? Without it any genuine VM would do: refused (no TOFU). */
@@ -247,8 +278,11 @@ export async function verifyRuntime(o: VerifyRuntimeOptions): Promise<RuntimeVer
       ...(failed ? { reason: `${failed.id}: ${failed.detail}` } : {}),
     };
   };
+  // Before contacting the runtime when no simulated anchor could make the evidence simulated; after the
+  // appraisal otherwise (then it is known whether the evidence chained to a vendor root).
   checks.push(measurementCheck(o.expected.policy));
-  if (!checks[0].ok) return out();
+  if (!o.expected.trust.snp?.simulated?.length) checks.push(instanceBindingCheck(o.expected, false));
+  if (checks.some((c) => !c.ok)) return out();
   const nonce = Buffer.from(o.nonce ?? randomBytes(32));
   let conn: { socket: tls.TLSSocket; spkiSha256: string };
   try {
@@ -315,6 +349,7 @@ export async function verifyRuntime(o: VerifyRuntimeOptions): Promise<RuntimeVer
     ...(o.now ? { now: o.now } : {}),
   });
   checks.push(...verdict.checks);
+  if (o.expected.trust.snp?.simulated?.length) checks.push(instanceBindingCheck(o.expected, verdict.simulated));
 
   // The appraisal's policy.report-data says "mismatch"; these two say which half is wrong, so a refusal names
   // a man in the middle or a replay rather than a bare hash difference.

@@ -41,6 +41,12 @@ export interface RuntimeAttestation {
    * to its deployment, so another instance of the same image (initialised by someone else) is refused.
    */
   snpHostData?: string;
+  /**
+   * Accept any instance of the expected image: HOST_DATA is then not required. Only for platforms where the
+   * deployer cannot choose HOST_DATA at launch; without it (and without snpHostData) an SEV-SNP expectation
+   * against real roots is refused (attested-tls.ts instanceBindingCheck).
+   */
+  allowAnyInstance?: boolean;
   /** Further appraisal policy as JSON (the `buckypaper verify --policy` form); measurements go in the lists above. */
   policy?: string;
   /** Simulated SEV-SNP anchors: tests and the local stack only (every verdict then says simulated). */

@@ -432,6 +432,7 @@ function runtimeAttestationOf(v: unknown): RuntimeAttestation {
     "snpMeasurements",
     "tdxMrTd",
     "snpHostData",
+    "allowAnyInstance",
     "policy",
     "simulatedAnchors",
     "kds",

@@ -149,6 +149,31 @@ describe("instance binding (HOST_DATA)", () => {
       await deployed.close();
     }
   });
+
+  it("an SEV-SNP expectation against real roots must pin HOST_DATA (or say allowAnyInstance): refused before contact", async () => {
+    // No simulated anchor: the evidence could only verify to AMD's roots, so the instance must be named.
+    const real = { snpMeasurements: [MEASUREMENT], kds: "offline" };
+    const unbound = await verifyRuntime({ url: "https://127.0.0.1:1", expected: runtimeExpectation(real) });
+    expect(unbound.ok).toBe(false);
+    expect(unbound.reason).toMatch(/^runtime\.instance-binding: no HOST_DATA \(snpHostData\) given/);
+    expect(unbound.checks.map((c) => c.id)).not.toContain("tls.connect");
+    // Named, or explicitly waived: past that check (and then refused for the unreachable URL).
+    for (const e of [
+      { ...real, snpHostData: "a1".repeat(32) },
+      { ...real, allowAnyInstance: true },
+    ]) {
+      const v = await verifyRuntime({ url: "https://127.0.0.1:1", expected: runtimeExpectation(e), timeoutMs: 2000 });
+      expect(v.checks.find((c) => c.id === "runtime.instance-binding")?.ok).toBe(true);
+      expect(v.reason).toMatch(/^tls\.connect:/);
+    }
+    expect(() => runtimeExpectation({ ...real, allowAnyInstance: "yes" as unknown as boolean })).toThrow(
+      /attestation\.allowAnyInstance: must be true or false/,
+    );
+    // Simulated evidence (tests, the local stack): HOST_DATA stays optional, and the check says why.
+    const sim1 = await verifyRuntime({ url: server.url, expected: expected() });
+    expect(sim1.ok).toBe(true);
+    expect(sim1.checks.find((c) => c.id === "runtime.instance-binding")?.detail).toMatch(/simulated evidence/);
+  });
 });
 
 describe("pinned connections", () => {
