@@ -10,7 +10,7 @@ import { Exit, UsageError, type CliIo } from "./io.js";
 import { buildImage } from "../images/guest/index.js";
 
 const USAGE = `usage: buckypaper image build [--firmware FILE | --no-firmware] [--update-lock] [--rebuild] [--out DIR]
-      [--lock FILE] [--cache DIR] [--json]
+      [--lock FILE] [--cache DIR] [--role workload|runtime] [--json]
 
   Builds the guest image (kernel, initrd, dm-verity root filesystem) from the Debian packages in
   images/guest/packages.lock, cached under ~/.cache/buckypaper/images/<input hash>/, and prints the path
@@ -18,7 +18,9 @@ const USAGE = `usage: buckypaper image build [--firmware FILE | --no-firmware] [
   scripts/build-firmware.sh built, when it has been built.
   --update-lock  lock the archive's current versions (rewrites the lock file), then build
   --rebuild      build even when the cache has the image (to check reproducibility)
-  --out DIR      build into DIR instead of the cache`;
+  --out DIR      build into DIR instead of the cache
+  --role R       workload (default: the enclaivelet before cloud-init) or runtime (the vHSM runtime's own
+                 VM: the runtime, its config and unit in the verity root; cloud-init and sshd masked)`;
 
 export async function run(argv: string[], io: CliIo): Promise<number> {
   const [sub, ...rest] = argv;
@@ -35,6 +37,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     out: { type: "string" },
     lock: { type: "string" },
     cache: { type: "string" },
+    role: { type: "string" },
     json: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   });
@@ -42,6 +45,8 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     io.out(USAGE);
     return Exit.ok;
   }
+  const role = (v.role as string | undefined) ?? "workload";
+  if (role !== "workload" && role !== "runtime") throw new UsageError(`--role: '${role}' (workload or runtime)`);
   if (v.firmware !== undefined && v["no-firmware"])
     throw new UsageError("--firmware and --no-firmware are alternatives");
   // dist/cli/image.js → the repository root
@@ -61,6 +66,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     rebuild: Boolean(v.rebuild),
     outDir: v.out !== undefined ? path.resolve(v.out as string) : undefined,
     firmware,
+    role,
     progress: (line) => io.err(line),
   });
   io.err(
