@@ -98,7 +98,11 @@ describe("buckypaper runtime verify", () => {
   });
 
   it("exit 1 without the platform's anchor (untrusted root)", async () => {
-    const r = await cli("--url", server.url, "--measurement", MEASUREMENT, "--kds", "off");
+    // Against real roots the instance must be named (--host-data) or waived (--any-instance) first.
+    const unbound = await cli("--url", server.url, "--measurement", MEASUREMENT, "--kds", "off");
+    expect(unbound.code).toBe(1);
+    expect(unbound.out).toMatch(/REFUSED: runtime\.instance-binding: no HOST_DATA/);
+    const r = await cli("--url", server.url, "--measurement", MEASUREMENT, "--kds", "off", "--any-instance");
     expect(r.code).toBe(1);
     expect(r.out).toMatch(/REFUSED: snp\./);
   });
