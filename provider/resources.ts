@@ -443,7 +443,10 @@ export class JwtRole extends pulumi.dynamic.Resource {
 
 export interface MountArgs {
   connection: pulumi.Input<RuntimeConnectionArgs>;
-  /** Mount path without slashes at the ends, e.g. "pki" or "secret". */
+  /**
+   * Mount path without slashes at the ends, e.g. "pki" or "secret". With the deployer credential: one
+   * segment, type kv/pki/ssh/transit (auth: jwt), never "nitride" (docs/security.md, bk-deployer policy).
+   */
   path: pulumi.Input<string>;
   /** Engine type: kv (version 2), pki, ssh, transit (Mount); jwt (AuthMount). */
   type: pulumi.Input<string>;
