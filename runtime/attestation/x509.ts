@@ -9,10 +9,11 @@
 //   - the leaf is an end-entity, and may sign (keyUsage digitalSignature) where the profile asks for it;
 //   - no certificate carries a critical extension the walker does not know (RFC 5280 §4.2);
 //   - the anchor is pinned: its exact DER, or the SHA-256 of its DER, is on the profile's list.
+// checkCrl judges an issuer's CRL for one certificate of the chain (signature, currency, revocation).
 // Parsed certificates and verified signatures are memoised by DER digest (bounded, FIFO), so a warm verifier
 // redoes no RSA work for a chain it has already checked; the cache key holds both certificates' digests.
 import "reflect-metadata"; // @peculiar/x509 needs it loaded first
-import { createHash, timingSafeEqual, X509Certificate } from "node:crypto";
+import { constants, createHash, timingSafeEqual, verify as cryptoVerify, X509Certificate } from "node:crypto";
 import * as x509 from "@peculiar/x509";
 
 /** SHA-256 (lowercase hex) of bytes, e.g. of a certificate's DER (its fingerprint). */
@@ -218,4 +219,93 @@ export function buildPath(
     cur = issuer;
   }
   return { ok: false, chain, detail: "certificate chain too long" };
+}
+
+// ---- CRLs -------------------------------------------------------------------------------------------
+
+export type CrlFaultKind = "parse" | "issuer" | "signature" | "not-yet-valid" | "stale" | "revoked";
+
+export interface CrlCheck {
+  ok: boolean;
+  faults: { kind: CrlFaultKind; detail: string }[];
+  /** Entries on the CRL and its thisUpdate, once it verified. */
+  entries?: number;
+  thisUpdate?: Date;
+  /** Set when the CRL lists `subject`. */
+  revokedAt?: Date;
+}
+
+interface VerifiedCrl {
+  error?: { kind: CrlFaultKind; detail: string };
+  thisUpdate?: Date;
+  nextUpdate?: Date;
+  /** Revoked serial (lowercase hex, no leading zeros) → revocation date. */
+  revoked?: Map<string, Date>;
+}
+
+const crls = new Map<string, VerifiedCrl>();
+const serialKey = (s: string) => s.toLowerCase().replace(/^0+/, "");
+
+/** Parses a DER CRL and verifies that `issuer` issued and signed it (memoised by both digests). */
+function verifiedCrl(der: Uint8Array, issuer: ChainCert): VerifiedCrl {
+  const key = `${sha256Hex(der)}:${issuer.sha256}`;
+  const hit = crls.get(key);
+  if (hit) return hit;
+  let out: VerifiedCrl;
+  try {
+    const crl = new x509.X509Crl(der);
+    const issuerName = new x509.X509Certificate(issuer.der).subject;
+    if (crl.issuer !== issuerName)
+      out = { error: { kind: "issuer", detail: `CRL issuer '${crl.issuer}' is not '${issuerName}'` } };
+    else {
+      const alg = crl.signatureAlgorithm as { name: string; hash?: { name: string }; saltLength?: number };
+      const hash = (alg.hash?.name ?? "SHA-384").replace("-", "").toLowerCase();
+      const k =
+        alg.name === "RSA-PSS"
+          ? { key: issuer.node.publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: alg.saltLength ?? 48 }
+          : issuer.node.publicKey;
+      let signed: boolean;
+      try {
+        // @peculiar/x509 keeps the signed TBSCertList bytes; node:crypto verifies (RSA-PSS and ECDSA DER).
+        const tbs = new Uint8Array((crl as unknown as { tbs: ArrayBuffer }).tbs);
+        signed = cryptoVerify(hash, tbs, k, new Uint8Array(crl.signature));
+      } catch {
+        signed = false;
+      }
+      out = signed
+        ? {
+            thisUpdate: crl.thisUpdate,
+            nextUpdate: crl.nextUpdate,
+            revoked: new Map(crl.entries.map((e) => [serialKey(e.serialNumber), e.revocationDate])),
+          }
+        : { error: { kind: "signature", detail: "CRL signature does not verify with its issuer's key" } };
+    }
+  } catch (e) {
+    // @peculiar/x509 decodes lazily: malformed inner structures surface here, not in the constructor.
+    out = { error: { kind: "parse", detail: `CRL does not parse: ${(e as Error)?.message ?? "malformed"}` } };
+  }
+  return remember(crls, key, out);
+}
+
+/**
+ * Checks that `issuer`'s CRL is authentic, current at `at` (thisUpdate not in the future, nextUpdate not past;
+ * `requireNextUpdate`: a CRL without nextUpdate is refused) and does not list `subject`. Never throws.
+ */
+export function checkCrl(
+  der: Uint8Array,
+  issuer: ChainCert,
+  subject: ChainCert,
+  at: Date,
+  opts: { requireNextUpdate?: boolean } = {},
+): CrlCheck {
+  const crl = verifiedCrl(der, issuer);
+  if (crl.error) return { ok: false, faults: [crl.error] };
+  const faults: CrlCheck["faults"] = [];
+  if (crl.thisUpdate!.getTime() > at.getTime())
+    faults.push({ kind: "not-yet-valid", detail: `CRL thisUpdate ${crl.thisUpdate!.toISOString()} is in the future` });
+  if (crl.nextUpdate ? crl.nextUpdate.getTime() < at.getTime() : opts.requireNextUpdate)
+    faults.push({ kind: "stale", detail: `CRL is stale (nextUpdate ${crl.nextUpdate?.toISOString() ?? "absent"})` });
+  const revokedAt = crl.revoked!.get(serialKey(subject.node.serialNumber));
+  if (revokedAt) faults.push({ kind: "revoked", detail: `revoked since ${revokedAt.toISOString()}` });
+  return { ok: faults.length === 0, faults, entries: crl.revoked!.size, thisUpdate: crl.thisUpdate, revokedAt };
 }

@@ -1,12 +1,19 @@
 // AMD SEV-SNP certificates: VCEK/VLEK profile and KDS extensions (spec #57230), ARK/ASK/ASVK roles, the
-// pinned ARK fingerprints and CRL checks. Parsing uses @peculiar/x509; signatures use node:crypto, which
-// handles RSASSA-PSS. Parsed certificates and verified signatures are memoised by DER digest, so a warm
-// verifier does not redo RSA work for a chain it has already checked.
+// pinned ARK fingerprints and CRL checks. Parsing uses @peculiar/x509; signatures, the chain walk and CRLs are
+// the shared ../x509.ts (node:crypto, RSASSA-PSS aware), which memoises verified signatures and CRLs by DER
+// digest, so a warm verifier does not redo RSA work for a chain it has already checked.
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
-import { verify as cryptoVerify, constants, type KeyObject } from "node:crypto";
+import type { KeyObject } from "node:crypto";
 import { EvidenceFormatError } from "../types.js";
-import { chainCert, sha256Hex, signedBy, type ChainCert } from "../x509.js";
+import {
+  chainCert,
+  checkCrl as checkIssuerCrl,
+  sha256Hex,
+  signedBy,
+  type ChainCert,
+  type CrlFaultKind,
+} from "../x509.js";
 import { productFromName, type SnpProduct, type TcbVersion } from "./abi.js";
 
 /**
@@ -289,90 +296,29 @@ export const issuedBy = (cert: ParsedCert, issuer: ParsedCert): boolean => signe
 export interface CrlResult {
   ok: boolean;
   detail: string;
+  /** The first fault: "issuer" and "parse" mean the CRL is not the ARK's (not applicable), not that it failed. */
+  fault?: CrlFaultKind;
 }
 
 /**
- * Checks a DER/PEM CRL: signed by the ARK, not stale at `now`, and not listing `subject` (ASK/ASVK) by
- * serial. Any parse failure is a failed result, never an exception.
+ * Checks a DER CRL (the shared checkCrl of ../x509.ts): signed by the ARK, current at `now`, and not listing
+ * `subject` (ASK/ASVK) by serial. Any parse failure is a failed result, never an exception.
  */
 export function checkCrl(crlBytes: Uint8Array, ark: ParsedCert, subject: ParsedCert, now: Date): CrlResult {
-  try {
-    return checkCrlUnguarded(crlBytes, ark, subject, now);
-  } catch (e) {
-    // @peculiar/x509 decodes lazily: malformed inner structures surface here, not in the constructor.
-    return { ok: false, detail: `CRL does not parse: ${(e as Error)?.message ?? "malformed"}` };
-  }
-}
-
-interface ParsedCrl {
-  error?: string;
-  nextUpdate?: Date;
-  thisUpdate?: Date;
-  /** Revoked serial (lowercase hex, no leading zeros) → revocation date. */
-  revoked?: Map<string, Date>;
-}
-
-/** CRLs verified against an ARK, memoised by (CRL digest, ARK digest): a warm verifier redoes no RSA work. */
-const crlCache = new Map<string, ParsedCrl>();
-const serialKey = (s: string) => s.toLowerCase().replace(/^0+/, "");
-
-function parseCrlFor(crlBytes: Uint8Array, ark: ParsedCert): ParsedCrl {
-  const key = `${sha256Hex(crlBytes)}:${ark.sha256}`;
-  const hit = crlCache.get(key);
-  if (hit) return hit;
-  let out: ParsedCrl;
-  let crl: x509.X509Crl | undefined;
-  try {
-    crl = new x509.X509Crl(crlBytes);
-  } catch (e) {
-    out = { error: `CRL does not parse: ${(e as Error).message}` };
-  }
-  if (crl) {
-    if (crl.issuer !== ark.subject) out = { error: `CRL issuer '${crl.issuer}' is not the ARK` };
-    else {
-      const alg = crl.signatureAlgorithm as { name: string; hash?: { name: string }; saltLength?: number };
-      const hash = (alg.hash?.name ?? "SHA-384").replace("-", "").toLowerCase();
-      let sigOk: boolean;
-      try {
-        const k =
-          alg.name === "RSA-PSS"
-            ? { key: ark.publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: alg.saltLength ?? 48 }
-            : ark.publicKey;
-        sigOk = cryptoVerify(
-          hash,
-          new Uint8Array((crl as unknown as { tbs: ArrayBuffer }).tbs),
-          k,
-          new Uint8Array(crl.signature),
-        );
-      } catch {
-        sigOk = false;
-      }
-      out = sigOk
-        ? {
-            nextUpdate: crl.nextUpdate,
-            thisUpdate: crl.thisUpdate,
-            revoked: new Map(crl.entries.map((e) => [serialKey(e.serialNumber), e.revocationDate])),
-          }
-        : { error: "CRL signature does not verify with the ARK" };
-    }
-  }
-  return remember(crlCache, key, out!);
-}
-
-function checkCrlUnguarded(crlBytes: Uint8Array, ark: ParsedCert, subject: ParsedCert, now: Date): CrlResult {
-  const crl = parseCrlFor(crlBytes, ark);
-  if (crl.error) return { ok: false, detail: crl.error };
-  if (crl.nextUpdate && crl.nextUpdate.getTime() < now.getTime()) {
-    return { ok: false, detail: `CRL is stale (nextUpdate ${crl.nextUpdate.toISOString()})` };
-  }
-  const revokedAt = crl.revoked!.get(serialKey(subject.serial));
-  if (revokedAt)
+  const r = checkIssuerCrl(crlBytes, ark, subject, now);
+  if (r.ok)
     return {
-      ok: false,
-      detail: `${subject.subjectCN} (serial ${subject.serial}) is revoked since ${revokedAt.toISOString()}`,
+      ok: true,
+      detail: `${subject.subjectCN} is not on the ARK's CRL (${r.entries} entries, thisUpdate ${r.thisUpdate!.toISOString()})`,
     };
-  return {
-    ok: true,
-    detail: `${subject.subjectCN} is not on the ARK's CRL (${crl.revoked!.size} entries, thisUpdate ${crl.thisUpdate!.toISOString()})`,
-  };
+  const detail = r.faults
+    .map((f) =>
+      f.kind === "revoked"
+        ? `${subject.subjectCN} (serial ${subject.serial}) is revoked since ${r.revokedAt!.toISOString()}`
+        : f.kind === "signature"
+          ? "CRL signature does not verify with the ARK"
+          : f.detail,
+    )
+    .join("; ");
+  return { ok: false, detail, fault: r.faults[0].kind };
 }

@@ -1,7 +1,7 @@
 // Intel PCS collateral for a TDX quote: TCB info, QE identity, PCK and root CRLs. Each piece is
 // signature-checked against the same root the PCK chain ended in, checked for freshness and matched
 // to the quote; TCB info and QE identity then give TCB statuses (go-tdx-guest getMatchingTcbLevel).
-import { X509Certificate, createHash } from "node:crypto";
+import type { X509Certificate } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import "reflect-metadata"; // @peculiar/x509 needs it loaded first
@@ -9,8 +9,9 @@ import * as px509 from "@peculiar/x509";
 import type { Check } from "../types.js";
 import type { TdxQuote } from "./abi.js";
 import { commonName, pemCertificates, type PckExtension } from "./pck.js";
-import { verifyP256, type PckChain } from "./verify.js";
+import { publicKeyOf, verifyP256, type PckChain } from "./verify.js";
 import { hex } from "./validate.js";
+import { chainCert, checkCrl, walkChain, type ChainCert } from "../x509.js";
 
 export interface TdxCollateral {
   /** Raw TCB info response bodies `{"tcbInfo":…,"signature":…}` (several FMSPCs allowed; the matching one is used). */
@@ -225,7 +226,7 @@ export async function evaluateCollateral(
   const signer = tcbSignerStep(chain, col, now, r);
   if (col.tcbInfos.length && chain.extension) tcbInfoStep(quote, chain.extension, col.tcbInfos, signer, now, r);
   if (col.qeIdentities.length) qeIdentityStep(quote, col.qeIdentities, signer, now, r);
-  for (const der of col.crls) await crlStep(der, chain, now, r);
+  for (const der of col.crls) crlStep(der, chain, now, r);
   return r;
 }
 
@@ -236,34 +237,35 @@ function tcbSignerStep(
   now: Date,
   r: CollateralResult,
 ): X509Certificate | undefined {
-  const rootFp = createHash("sha256").update(chain.root.raw).digest("hex");
+  const root = chainCert(chain.root.raw);
+  const rootFp = root.sha256;
   let signer: X509Certificate | undefined;
   const signerFaults: string[] = [];
   for (const der of col.certificates) {
-    let c: X509Certificate;
+    let c: ChainCert;
     try {
-      c = new X509Certificate(der);
+      c = chainCert(der);
     } catch {
       continue;
     }
-    if (commonName(c.subject) !== "Intel SGX TCB Signing") continue;
-    let signed: boolean;
-    try {
-      signed =
-        c.issuer === chain.root.subject && c.verify(chain.root.publicKey) && c.publicKey.asymmetricKeyType === "ec";
-    } catch {
-      signed = false;
-    }
-    if (!signed) {
+    if (commonName(c.node.subject) !== "Intel SGX TCB Signing") continue;
+    // Signing certificate ← the PCK chain's root (already pinned): the shared walker, the root as anchor.
+    const walk = walkChain([c, root], { anchors: [rootFp] }, now);
+    const own = walk.faults.filter((f) => f.index === 0);
+    if (own.some((f) => f.kind === "signature") || publicKeyOf(c.node)?.asymmetricKeyType !== "ec") {
       signerFaults.push("a TCB Signing certificate is not signed by the root");
       continue;
     }
-    const valid = Date.parse(c.validFrom) <= now.getTime() && now.getTime() <= Date.parse(c.validTo);
-    if (!valid) {
-      signerFaults.push(`TCB Signing certificate not valid at ${now.toISOString()} (${c.validFrom} .. ${c.validTo})`);
+    const invalid = own.filter((f) => f.kind !== "validity").map((f) => `TCB Signing certificate ${f.detail}`);
+    if (own.some((f) => f.kind === "validity"))
+      invalid.unshift(
+        `TCB Signing certificate not valid at ${now.toISOString()} (${c.node.validFrom} .. ${c.node.validTo})`,
+      );
+    if (invalid.length) {
+      signerFaults.push(...invalid);
       continue;
     }
-    signer = c;
+    signer = c.node;
     break;
   }
   if (col.tcbInfos.length || col.qeIdentities.length) {
@@ -391,7 +393,7 @@ function qeIdentityStep(
 }
 
 /** One CRL: the PCK CRL (issuer = PCK CA) or the root CRL; any other CA's CRL is not applicable. */
-async function crlStep(der: Uint8Array, chain: PckChain, now: Date, r: CollateralResult): Promise<void> {
+function crlStep(der: Uint8Array, chain: PckChain, now: Date, r: CollateralResult): void {
   let crl: px509.X509Crl;
   try {
     crl = new px509.X509Crl(der);
@@ -406,20 +408,16 @@ async function crlStep(der: Uint8Array, chain: PckChain, now: Date, r: Collatera
   const issuer = isRoot ? chain.root : chain.intermediate;
   const subject = isRoot ? chain.intermediate : chain.leaf;
   const id = isRoot ? "tdx.collateral.root-crl" : "tdx.collateral.pck-crl";
-  const faults: string[] = [];
-  let signed: boolean;
-  try {
-    signed = await crl.verify({ publicKey: new px509.X509Certificate(issuer.raw) });
-  } catch {
-    signed = false;
-  }
-  if (!signed) faults.push(`CRL is not signed by ${cn}`);
-  if (crl.thisUpdate.getTime() > now.getTime()) faults.push("CRL thisUpdate is in the future");
-  if (!crl.nextUpdate || crl.nextUpdate.getTime() < now.getTime())
-    faults.push(`CRL stale (nextUpdate ${crl.nextUpdate?.toISOString() ?? "absent"})`);
+  // Signature, currency (nextUpdate required) and revocation: the shared CRL check of ../x509.ts.
+  const c = checkCrl(der, chainCert(issuer.raw), chainCert(subject.raw), now, { requireNextUpdate: true });
   const serial = normSerial(subject.serialNumber);
-  const revoked = crl.entries.some((e) => normSerial(e.serialNumber) === serial);
-  if (revoked) faults.push(`certificate '${commonName(subject.subject)}' serial ${serial} is REVOKED`);
+  const faults = c.faults.map((f) =>
+    f.kind === "signature"
+      ? `CRL is not signed by ${cn}`
+      : f.kind === "revoked"
+        ? `certificate '${commonName(subject.subject)}' serial ${serial} is REVOKED`
+        : f.detail,
+  );
   r.checks.push({
     id,
     ok: faults.length === 0,
@@ -427,7 +425,7 @@ async function crlStep(der: Uint8Array, chain: PckChain, now: Date, r: Collatera
       ? faults.join("; ")
       : `${cn} CRL verifies, is fresh and does not list '${commonName(subject.subject)}'`,
   });
-  if (revoked) (r.statuses ??= []).push("Revoked");
+  if (c.revokedAt) (r.statuses ??= []).push("Revoked");
 }
 
 const normSerial = (s: string): string => s.toLowerCase().replace(/^0+/, "");

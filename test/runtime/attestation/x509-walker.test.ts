@@ -7,6 +7,7 @@ import * as x509 from "@peculiar/x509";
 import {
   buildPath,
   chainCert,
+  checkCrl,
   walkChain,
   type ChainCert,
   type ChainProfile,
@@ -227,5 +228,55 @@ describe("buildPath", () => {
       ok: false,
       detail: expect.stringMatching(/no trusted issuer verifies "CN=Test Intermediate"/),
     });
+  });
+});
+
+describe("checkCrl", () => {
+  async function crl(
+    by: Issued,
+    o: { revoke?: ChainCert; thisUpdate?: Date; nextUpdate?: Date | null; name?: string } = {},
+  ): Promise<Uint8Array> {
+    const c = await x509.X509CrlGenerator.create({
+      issuer: o.name ?? by.name,
+      thisUpdate: o.thisUpdate ?? new Date(now.getTime() - 3600_000),
+      nextUpdate: o.nextUpdate === null ? undefined : (o.nextUpdate ?? new Date(now.getTime() + 7 * DAY)),
+      entries: o.revoke ? [{ serialNumber: o.revoke.node.serialNumber, revocationDate: now }] : [],
+      signingKey: by.keys.privateKey,
+      signingAlgorithm: ALG,
+    });
+    return new Uint8Array(c.rawData);
+  }
+  const faults = (r: ReturnType<typeof checkCrl>) => r.faults.map((f) => f.kind);
+
+  it("accepts the issuer's current CRL that does not list the subject", async () => {
+    const r = checkCrl(await crl(inter), inter.cert, leaf.cert, now);
+    expect(r).toMatchObject({ ok: true, faults: [], entries: 0 });
+  });
+
+  it("refuses a CRL that lists the subject, and says since when", async () => {
+    const r = checkCrl(await crl(inter, { revoke: leaf.cert }), inter.cert, leaf.cert, now);
+    expect(faults(r)).toEqual(["revoked"]);
+    expect(r.revokedAt).toBeInstanceOf(Date);
+  });
+
+  it("refuses a CRL signed by another key under the issuer's name, or issued by another name", async () => {
+    const impostor = await make({ name: "Test Intermediate", ca: true, issuer: root });
+    expect(faults(checkCrl(await crl(impostor), inter.cert, leaf.cert, now))).toEqual(["signature"]);
+    expect(faults(checkCrl(await crl(inter, { name: "CN=Someone Else" }), inter.cert, leaf.cert, now))).toEqual([
+      "issuer",
+    ]);
+    expect(faults(checkCrl(new Uint8Array([0x30, 0x03, 0x02, 0x01, 0x00]), inter.cert, leaf.cert, now))).toEqual([
+      "parse",
+    ]);
+  });
+
+  it("refuses a stale CRL, one from the future, and one without nextUpdate when the caller requires it", async () => {
+    const stale = await crl(inter, { nextUpdate: new Date(now.getTime() - 60_000) });
+    expect(faults(checkCrl(stale, inter.cert, leaf.cert, now))).toEqual(["stale"]);
+    const future = await crl(inter, { thisUpdate: new Date(now.getTime() + DAY) });
+    expect(faults(checkCrl(future, inter.cert, leaf.cert, now))).toEqual(["not-yet-valid"]);
+    const open = await crl(inter, { nextUpdate: null });
+    expect(checkCrl(open, inter.cert, leaf.cert, now).ok).toBe(true);
+    expect(faults(checkCrl(open, inter.cert, leaf.cert, now, { requireNextUpdate: true }))).toEqual(["stale"]);
   });
 });
