@@ -4,7 +4,7 @@
 // the initrd the Linux EFI stub measures (PCR 9), and for a UKI the PCR 11 value systemd-stub produces (uki.ts).
 // Cloud firmware events are not predicted: the policy is over events, so it does not need them.
 import { createHash } from "node:crypto";
-import { authenticodeDigest } from "../tdx/authenticode.js";
+import { authenticodeDigest } from "../pe.js";
 import type { MeasuredBootPolicy } from "../../runtime/attestation/tpm/boot-policy.js";
 import { BootPredictionError } from "./errors.js";
 import { predictUkiPcr11, ukiCmdline } from "./uki.js";
@@ -38,7 +38,11 @@ export function predictMeasuredBoot(i: BootChainInputs): MeasuredBootPolicy {
     throw new BootPredictionError("bootApplications", "at least the kernel or UKI is needed");
   const bank = i.bank ?? "sha256";
   const digests = i.bootApplications.map((a, n) =>
-    authenticodeDigest(a.image, bank, `bootApplications[${n}] (${a.name})`).toString("hex"),
+    authenticodeDigest(
+      a.image,
+      bank,
+      (why) => new BootPredictionError(`bootApplications[${n}] (${a.name})`, `not a PE/COFF EFI image (${why})`),
+    ).toString("hex"),
   );
   const last = i.bootApplications[i.bootApplications.length - 1].image;
   const cmdline = i.uki ? (i.uki.cmdline ?? ukiCmdline(last)) : i.cmdline;

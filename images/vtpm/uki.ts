@@ -10,52 +10,15 @@
 // Contents are what the stub hashes from memory: VirtualSize bytes at the section's address, i.e. the raw data
 // zero-filled up to VirtualSize (or cut to it).
 import { createHash } from "node:crypto";
+import { parsePe, sectionContents, type PeSection } from "../pe.js";
 import { BootPredictionError } from "./errors.js";
 
-export interface PeSection {
-  name: string;
-  virtualSize: number;
-  rawSize: number;
-  rawPointer: number;
-}
-
-/** The PE/COFF section table (names up to 8 bytes; long names via the string table are not valid in images). */
+/** The PE/COFF section table of a UKI (../pe.ts), malformed images reported against `field`. */
 export function peSections(img: Buffer, field = "uki"): PeSection[] {
-  const bad = (why: string): never => {
-    throw new BootPredictionError(field, `not a PE/COFF image (${why})`);
-  };
-  if (img.length < 0x40 || img.toString("latin1", 0, 2) !== "MZ") bad("no MZ header");
-  const pe = img.readUInt32LE(0x3c);
-  if (pe + 24 > img.length || img.toString("latin1", pe, pe + 4) !== "PE\0\0") bad("no PE signature");
-  const count = img.readUInt16LE(pe + 6);
-  const optSize = img.readUInt16LE(pe + 20);
-  const table = pe + 24 + optSize;
-  if (table + count * 40 > img.length) bad("section table beyond the file");
-  const out: PeSection[] = [];
-  for (let i = 0; i < count; i++) {
-    const s = table + i * 40;
-    const raw = img.subarray(s, s + 8);
-    const end = raw.indexOf(0);
-    const name = raw.toString("latin1", 0, end < 0 ? 8 : end);
-    const section = {
-      name,
-      virtualSize: img.readUInt32LE(s + 8),
-      rawSize: img.readUInt32LE(s + 16),
-      rawPointer: img.readUInt32LE(s + 20),
-    };
-    if (section.rawPointer + section.rawSize > img.length) bad(`section ${name} beyond the file`);
-    out.push(section);
-  }
-  return out;
+  return parsePe(img, (why) => new BootPredictionError(field, `not a PE/COFF image (${why})`)).sections;
 }
 
-/** A section's contents as the loaded image has them in memory (VirtualSize bytes, zero-filled). */
-export function sectionContents(img: Buffer, s: PeSection): Buffer {
-  const size = s.virtualSize || s.rawSize;
-  const out = Buffer.alloc(size);
-  img.copy(out, 0, s.rawPointer, s.rawPointer + Math.min(size, s.rawSize));
-  return out;
-}
+export { sectionContents, type PeSection };
 
 /** systemd-stub's measured sections in canonical order, by the stub's major version (.pcrsig excluded). */
 export function stubMeasuredSections(major: number): string[] {
