@@ -3,6 +3,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { parseFlags, parseHexFlag } from "./args.js";
+import { pemEncode } from "../runtime/attestation/pem.js";
 import { Exit, UsageError, type CliIo } from "./io.js";
 import { TdxSimulator } from "../runtime/sim/tdx.js";
 
@@ -13,8 +14,7 @@ const HELP = `usage: buckypaper simulate tdx --out DIR [--version 4|5] [--body-t
   The Intel hierarchy is SIMULATED and generated afresh on every run; verify with:
     buckypaper verify tdx --quote DIR/quote.bin --collateral DIR/collateral --offline --simulated-root <printed fingerprint>`;
 
-const pem = (der: Uint8Array) =>
-  `-----BEGIN CERTIFICATE-----\n${Buffer.from(der).toString("base64").replace(/.{64}/g, "$&\n").replace(/\n$/, "")}\n-----END CERTIFICATE-----\n`;
+const pem = (der: Uint8Array) => pemEncode("CERTIFICATE", der);
 
 export async function run(argv: string[], io: CliIo): Promise<number> {
   const { values } = parseFlags(argv, {

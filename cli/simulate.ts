@@ -5,6 +5,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseFlags, parseHexFlag } from "./args.js";
+import { pemEncode } from "../runtime/attestation/pem.js";
 import { Exit, UsageError, type CliIo, type CommandRunner } from "./io.js";
 import { productFromName } from "../runtime/attestation/snp/abi.js";
 import { createSnpSimulator, type SimulatedReportOptions } from "../runtime/sim/snp.js";
@@ -40,8 +41,7 @@ const HELP = `usage: buckypaper simulate snp --out DIR [--measurement HEX] [--re
   AmdSev firmware (scripts/build-firmware.sh), whose kernel-hashes table puts kernel, initrd and command
   line (with the verity root hash) into the launch digest.`;
 
-const pem = (der: Uint8Array) =>
-  `-----BEGIN CERTIFICATE-----\n${Buffer.from(der).toString("base64").replace(/.{64}/g, "$&\n").replace(/\n$/, "")}\n-----END CERTIFICATE-----\n`;
+const pem = (der: Uint8Array) => pemEncode("CERTIFICATE", der);
 
 function int(flag: string, v: string | undefined, max: number): number | undefined {
   if (v === undefined) return undefined;

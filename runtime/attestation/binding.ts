@@ -6,7 +6,7 @@
 // ever equalling v2); SHA-512 fills the 64 bytes exactly, so no padding convention is needed. The
 // user-data hash is fixed-length and the nonce length-prefixed, so no two inputs share an encoding.
 // reportDataCheck compares the evidence's REPORT_DATA with what the caller expects (this binding, or a value).
-import { createHash, timingSafeEqual } from "node:crypto";
+import { createHash, timingSafeEqual, X509Certificate } from "node:crypto";
 import type { Check } from "./types.js";
 import type { Policy } from "./policy.js";
 import type { AppraiseOptions } from "./options.js";
@@ -174,4 +174,10 @@ export function runtimeTlsReportData(nonce: Uint8Array, spkiSha256: Uint8Array):
 /** SHA-256 of a SubjectPublicKeyInfo (DER): the TLS key's identity in runtimeTlsReportData. */
 export function spkiSha256(spkiDer: Uint8Array): Buffer {
   return createHash("sha256").update(spkiDer).digest();
+}
+
+/** SHA-256 (hex) of a certificate's SubjectPublicKeyInfo: the TLS key a REPORT_DATA binds and a client pins. */
+export function certSpkiSha256(cert: X509Certificate | string | Uint8Array): string {
+  const c = cert instanceof X509Certificate ? cert : new X509Certificate(cert);
+  return spkiSha256(c.publicKey.export({ type: "spki", format: "der" })).toString("hex");
 }

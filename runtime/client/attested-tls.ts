@@ -13,7 +13,7 @@ import tls from "node:tls";
 import { isIP } from "node:net";
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { appraise } from "../attestation/appraise.js";
-import { runtimeTlsReportData } from "../attestation/binding.js";
+import { certSpkiSha256, runtimeTlsReportData } from "../attestation/binding.js";
 import { parsePolicy, PolicyError, type Policy, type TrustConfig } from "../attestation/policy.js";
 import type { Check, Verdict } from "../attestation/types.js";
 import { productFromName } from "../attestation/snp/abi.js";
@@ -212,8 +212,7 @@ export function openTls(url: string, timeoutMs = 15_000): Promise<{ socket: tls.
       socket.setTimeout(0);
       const cert = socket.getPeerX509Certificate();
       if (!cert) return fail(new Error(`${url}: the server presented no certificate`));
-      const spki = cert.publicKey.export({ type: "spki", format: "der" });
-      resolve({ socket, spkiSha256: createHash("sha256").update(spki).digest("hex") });
+      resolve({ socket, spkiSha256: certSpkiSha256(cert) });
     });
   });
 }

@@ -11,6 +11,7 @@ import {
   importJWK,
   type JWK,
 } from "jose";
+import { SEAL_CONTENT_ENCRYPTION, SEAL_KEY_MANAGEMENT } from "../protocol/seal.js";
 
 /** What one encrypted share carries (the JWE plaintext). */
 export interface RecoveryShare {
@@ -25,8 +26,9 @@ export interface RecoveryShare {
 }
 
 export const RECOVERY_SHARE_CTY = "buckypaper-recovery-share+json";
-const ALG = "ECDH-ES+A256KW";
-const ENC = "A256GCM";
+// The same JWE algorithms as sealed answers (runtime/protocol/seal.ts).
+const ALG = SEAL_KEY_MANAGEMENT;
+const ENC = SEAL_CONTENT_ENCRYPTION;
 
 export class RecoveryKeyError extends Error {
   override name = "RecoveryKeyError";
@@ -56,7 +58,7 @@ export function parseRecoveryPublicKey(v: unknown, field: string): JWK {
 
 /** A new operator recovery key pair (X25519): give the public JWK to the deployment, keep the private one. */
 export async function generateRecoveryKey(): Promise<{ publicJwk: JWK; privateJwk: JWK }> {
-  const { publicKey, privateKey } = await generateKeyPair("ECDH-ES+A256KW", { crv: "X25519", extractable: true });
+  const { publicKey, privateKey } = await generateKeyPair(ALG, { crv: "X25519", extractable: true });
   const publicJwk = await exportJWK(publicKey);
   const privateJwk = await exportJWK(privateKey);
   const kid = await calculateJwkThumbprint(publicJwk);

@@ -16,7 +16,7 @@ import type { EnclaiveletConfig } from "./config.js";
 import { RuntimeClient, RuntimeError, RuntimeUnavailableError } from "./client.js";
 import type { EvidenceProvider } from "./evidence/types.js";
 import type { WireEvidence } from "../protocol/evidence.js";
-import { SEAL_REQUEST_HEADERS } from "../protocol/seal.js";
+import { SEAL_CONTENT_ENCRYPTION, SEAL_KEY_MANAGEMENT, SEAL_REQUEST_HEADERS } from "../protocol/seal.js";
 import type { Logger } from "./log.js";
 
 /** Nitride refused the evidence: final, never retried. Lists the failed checks (no secrets). */
@@ -201,8 +201,8 @@ export async function unseal(body: unknown, key: EphemeralKey): Promise<unknown>
   }
   try {
     const { plaintext, protectedHeader } = await compactDecrypt(sealed, key.privateKey, {
-      keyManagementAlgorithms: ["ECDH-ES+A256KW", "ECDH-ES"],
-      contentEncryptionAlgorithms: ["A256GCM"],
+      keyManagementAlgorithms: [SEAL_KEY_MANAGEMENT, "ECDH-ES"],
+      contentEncryptionAlgorithms: [SEAL_CONTENT_ENCRYPTION],
     });
     void protectedHeader;
     return JSON.parse(new TextDecoder().decode(plaintext));

@@ -10,7 +10,10 @@ export const SEAL_MODE = "ephemeral";
 export const SEAL_REQUEST_HEADERS: Readonly<Record<typeof SEAL_HEADER, typeof SEAL_MODE>> = Object.freeze({
   [SEAL_HEADER]: SEAL_MODE,
 });
-/** The JWE algorithms the runtime seals with. */
+/**
+ * The JWE algorithms the runtime seals with; operators' recovery shares (runtime/client/recovery-share.ts) use
+ * the same pair, so a change here changes both formats (and shares already handed out stay in the old one).
+ */
 export const SEAL_KEY_MANAGEMENT = "ECDH-ES+A256KW";
 export const SEAL_CONTENT_ENCRYPTION = "A256GCM";
 

@@ -18,6 +18,7 @@ import {
 import { derOctets, derOid, derSeq, derUint } from "../attestation/tdx/der.js";
 import type { TdxCollateral } from "../attestation/tdx/collateral.js";
 import { INTEL_TD_QE_MRSIGNER } from "../attestation/tdx/verify.js";
+import { pemEncode } from "../attestation/pem.js";
 
 const SGX_EXT = "1.2.840.113741.1.13.1";
 const ALG = { name: "ECDSA", namedCurve: "P-256" } as const;
@@ -48,10 +49,8 @@ export interface SimulatedTdxQuoteInput {
   qeMrSigner?: Uint8Array;
 }
 
-function pem(der: ArrayBuffer | Uint8Array): string {
-  const b64 = Buffer.from(der instanceof Uint8Array ? der : new Uint8Array(der)).toString("base64");
-  return `-----BEGIN CERTIFICATE-----\n${b64.replace(/(.{64})/g, "$1\n").replace(/\n$/, "")}\n-----END CERTIFICATE-----\n`;
-}
+const pem = (der: ArrayBuffer | Uint8Array): string =>
+  pemEncode("CERTIFICATE", der instanceof Uint8Array ? der : new Uint8Array(der));
 
 function name(cn: string): string {
   return `CN=${cn}, O=${SIM_ORG}, L=Santa Clara, ST=CA, C=US`;

@@ -2,6 +2,7 @@
 // az-tdx-vtpm attesters (v0 byte arrays; v1/v2 hex + base64url), and the bincode {sig,msg,pcrs} TPM quote.
 // Everything is normalised to the shared Evidence union; the kind comes from the HCL report itself.
 import { EvidenceFormatError, type Evidence, type TpmQuote } from "../types.js";
+import { pemEncode } from "../pem.js";
 import { parseHclReport } from "./abi.js";
 
 export type AzureEvidence = Extract<Evidence, { kind: "azure-snp" | "azure-tdx" }>;
@@ -86,9 +87,7 @@ function vcekPem(v: unknown): string | undefined {
   if (typeof v !== "string") throw new EvidenceFormatError("vcek: expected PEM or base64 DER", "vcek");
   if (v.includes("-----BEGIN")) return v;
   const der = bytesField(v, "vcek", "base64");
-  return `-----BEGIN CERTIFICATE-----\n${Buffer.from(der)
-    .toString("base64")
-    .replace(/(.{64})/g, "$1\n")}\n-----END CERTIFICATE-----\n`;
+  return pemEncode("CERTIFICATE", der);
 }
 
 /**

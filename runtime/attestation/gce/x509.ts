@@ -3,16 +3,18 @@
 // every signature, validity at the verification time, CA bits and key usage. Path building and the checks of
 // each link are the shared walker's (../x509.ts); this module only states Google's profile.
 import type { X509Certificate } from "node:crypto";
+import { pemDecode } from "../pem.js";
 import { buildPath, chainCert, sha256Hex, walkChain, type ChainCert } from "../x509.js";
 
 /** Certificates from PEM text or DER bytes (a PEM bundle may hold several). */
 export function certsFrom(input: Uint8Array | string): Uint8Array[] {
   const text = typeof input === "string" ? input : Buffer.from(input).toString("latin1");
   if (text.includes("-----BEGIN CERTIFICATE-----")) {
-    const out: Uint8Array[] = [];
-    for (const m of text.matchAll(/-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+)-----END CERTIFICATE-----/g))
-      out.push(new Uint8Array(Buffer.from(m[1].replace(/\s+/g, ""), "base64")));
-    return out;
+    try {
+      return pemDecode(text);
+    } catch {
+      return []; // a block that is not base64: no certificate to offer (the chain then fails, naming what is missing)
+    }
   }
   return typeof input === "string" ? [] : [input];
 }

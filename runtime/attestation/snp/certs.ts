@@ -6,6 +6,7 @@ import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import type { KeyObject } from "node:crypto";
 import { EvidenceFormatError } from "../types.js";
+import { pemDecode } from "../pem.js";
 import {
   chainCert,
   checkCrl as checkIssuerCrl,
@@ -149,10 +150,7 @@ export function splitCertificates(data: Uint8Array | string): Uint8Array[] {
   if (typeof data !== "string" && data[0] === 0x30) return [data]; // DER SEQUENCE: no text scan needed
   const text = typeof data === "string" ? data : Buffer.from(data).toString("latin1");
   if (text.includes("-----BEGIN")) {
-    const out: Uint8Array[] = [];
-    const re = /-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g;
-    for (let m = re.exec(text); m; m = re.exec(text))
-      out.push(new Uint8Array(Buffer.from(m[1].replace(/\s+/g, ""), "base64")));
+    const out = pemDecode(text, "CERTIFICATE", "certificate");
     if (out.length === 0) throw new EvidenceFormatError("PEM input holds no CERTIFICATE block", "certificate");
     return out;
   }

@@ -11,6 +11,7 @@ import type { TdxQuote } from "./abi.js";
 import { commonName, pemCertificates, type PckExtension } from "./pck.js";
 import { publicKeyOf, verifyP256, type PckChain } from "./verify.js";
 import { hex } from "./validate.js";
+import { pemDecode } from "../pem.js";
 import { chainCert, checkCrl, walkChain, type ChainCert } from "../x509.js";
 
 export interface TdxCollateral {
@@ -62,8 +63,7 @@ export function addCollateralFile(bytes: Uint8Array, into: TdxCollateral): void 
     return;
   }
   if (text.includes("-----BEGIN X509 CRL-----")) {
-    const b64 = text.replace(/-----(BEGIN|END) X509 CRL-----/g, "").replace(/\s+/g, "");
-    into.crls.push(Buffer.from(b64, "base64"));
+    into.crls.push(...pemDecode(text, "X509 CRL", "collateral CRL"));
     return;
   }
   if (bytes[0] === 0x30) {

@@ -1,6 +1,7 @@
 // The PCK certificate chain carried in a quote: PEM splitting, and Intel's SGX extension
 // (OID 1.2.840.113741.1.13.1) that names the platform (FMSPC, PCEID) and its TCB (SVNs).
 import { EvidenceFormatError } from "../types.js";
+import { pemDecode } from "../pem.js";
 import { children, decodeOid, decodeUint, readTlv } from "./der.js";
 
 const SGX_EXTENSION_OID = "1.2.840.113741.1.13.1";
@@ -16,15 +17,7 @@ export interface PckExtension {
 
 /** Splits PEM text into DER certificates, in order. */
 export function pemCertificates(pem: string, field = "pck_cert_chain"): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  const re = /-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g;
-  for (let m = re.exec(pem); m; m = re.exec(pem)) {
-    const b64 = m[1].replace(/\s+/g, "");
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64))
-      throw new EvidenceFormatError(`${field}: certificate ${out.length} is not base64`, field);
-    out.push(Buffer.from(b64, "base64"));
-  }
-  return out;
+  return pemDecode(pem, "CERTIFICATE", field);
 }
 
 /** Finds an extension's extnValue contents in a certificate's DER. */

@@ -7,10 +7,11 @@
 // evidence and that the TLS connection it came over presented exactly that SPKI; the certificate around the key
 // is self-signed and carries no trust of its own.
 import "reflect-metadata";
-import { createHash, randomBytes, webcrypto, X509Certificate } from "node:crypto";
+import { randomBytes, webcrypto } from "node:crypto";
 import * as x509 from "@peculiar/x509";
 import type { FastifyInstance } from "fastify";
-import { RUNTIME_TLS_NONCE_BYTES, runtimeTlsReportData } from "../../attestation/binding.js";
+import { RUNTIME_TLS_NONCE_BYTES, certSpkiSha256, runtimeTlsReportData } from "../../attestation/binding.js";
+import { pemEncode } from "../../attestation/pem.js";
 import type { WireEvidence } from "../../protocol/evidence.js";
 import { configfsTsmProvider } from "../../guest/evidence/configfs-tsm.js";
 import { sevGuestProvider } from "../../guest/evidence/sev-guest.js";
@@ -37,12 +38,6 @@ export interface AttestedListener {
   spkiSha256: string;
 }
 
-const pem = (label: string, der: Uint8Array) =>
-  `-----BEGIN ${label}-----\n${Buffer.from(der)
-    .toString("base64")
-    .match(/.{1,64}/g)!
-    .join("\n")}\n-----END ${label}-----\n`;
-
 /** A fresh P-384 key pair and a self-signed certificate for the listener's host names. */
 export async function createAttestedListener(hosts: string[]): Promise<AttestedListener> {
   const keys = (await webcrypto.subtle.generateKey(ALG, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
@@ -58,14 +53,8 @@ export async function createAttestedListener(hosts: string[]): Promise<AttestedL
     extensions: serverLeafExtensions(names),
   });
   const certPem = cert.toString("pem") + "\n";
-  const keyPem = pem("PRIVATE KEY", new Uint8Array(await webcrypto.subtle.exportKey("pkcs8", keys.privateKey)));
+  const keyPem = pemEncode("PRIVATE KEY", new Uint8Array(await webcrypto.subtle.exportKey("pkcs8", keys.privateKey)));
   return { keyPem, certPem, spkiSha256: certSpkiSha256(certPem) };
-}
-
-/** SHA-256 (hex) of a certificate's SubjectPublicKeyInfo. */
-export function certSpkiSha256(certPem: string): string {
-  const spki = new X509Certificate(certPem).publicKey.export({ type: "spki", format: "der" });
-  return createHash("sha256").update(spki).digest("hex");
 }
 
 /** The evidence source a config stanza names; "simulated" must be supplied by the entry point (server ↛ sim). */

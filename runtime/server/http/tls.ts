@@ -4,6 +4,7 @@ import "reflect-metadata";
 import { createHash, webcrypto, X509Certificate, randomBytes } from "node:crypto";
 import { isIP } from "node:net";
 import * as x509 from "@peculiar/x509";
+import { pemEncode } from "../../attestation/pem.js";
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
@@ -19,11 +20,7 @@ export interface ServerCert {
 }
 
 async function keyPem(key: webcrypto.CryptoKey): Promise<string> {
-  const der = Buffer.from(await webcrypto.subtle.exportKey("pkcs8", key));
-  return `-----BEGIN PRIVATE KEY-----\n${der
-    .toString("base64")
-    .match(/.{1,64}/g)!
-    .join("\n")}\n-----END PRIVATE KEY-----\n`;
+  return pemEncode("PRIVATE KEY", new Uint8Array(await webcrypto.subtle.exportKey("pkcs8", key)));
 }
 
 async function importKey(pem: string): Promise<webcrypto.CryptoKey> {
