@@ -5,8 +5,8 @@ import { MeasurementInputError } from "./errors.js";
 import { parseOvmf, type OvmfImage } from "./ovmf.js";
 import { sevHashesTable } from "./sev-hashes.js";
 import { checkVcpuCount } from "./snp.js";
-import { resolveVcpuSignature, type VcpuSpec } from "./vcpu.js";
-import { BSP_EIP, VMM_TYPES, buildVmsa, vmmNeedsVcpuSignature, type VmmType } from "./vmsa.js";
+import type { VcpuSpec } from "./vcpu.js";
+import { BSP_EIP, VMM_TYPES, buildVmsa, vmsaVcpuSignature, type VmmType } from "./vmsa.js";
 
 export interface SevMeasureInput {
   /** Firmware binary (SEV/SEV-ES may use the pflash code part, e.g. OVMF_CODE.fd) or a parsed image. */
@@ -42,13 +42,7 @@ export function sevEsDigestTable(
   const vmm = input.vmm ?? "qemu";
   if (!VMM_TYPES.includes(vmm))
     throw new MeasurementInputError("vmm", `unknown VMM type '${String(vmm)}'; valid types: ${VMM_TYPES.join(", ")}`);
-  const needSig = vmmNeedsVcpuSignature(vmm);
-  if (needSig && input.vcpu === undefined)
-    throw new MeasurementInputError(
-      "vcpu",
-      "a vCPU type, signature or family/model/stepping is required for vmm 'qemu'",
-    );
-  const vcpuSig = needSig ? resolveVcpuSignature(input.vcpu!) : 0;
+  const vcpuSig = vmsaVcpuSignature(vmm, input.vcpu);
   const { img, h } = sevBase(input);
   if (img.resetEip === null)
     throw new MeasurementInputError(

@@ -6,7 +6,7 @@ import { LaunchDigest, PageType, VMSA_GPA, sha384 } from "./gctx.js";
 import { PAGE_SIZE, SectionType, parseOvmf, svsmEntryEip, validateSections, type OvmfImage } from "./ovmf.js";
 import { PADDED_TABLE_SIZE, sevHashesTable } from "./sev-hashes.js";
 import { resolveVcpuSignature, type VcpuSpec } from "./vcpu.js";
-import { BSP_EIP, VMM_TYPES, buildSvsmVmsa, buildVmsa, vmmNeedsVcpuSignature, type VmmType } from "./vmsa.js";
+import { BSP_EIP, VMM_TYPES, buildSvsmVmsa, buildVmsa, vmsaVcpuSignature, type VmmType } from "./vmsa.js";
 
 /**
  * Upper bound on vCPUs at launch: KVM_MAX_VCPUS on x86 (4096 with CONFIG_MAXSMP); QEMU's q35 and every
@@ -137,13 +137,7 @@ function prepare(input: SnpMeasureInput, counts: readonly number[]): Plan {
   if (input.svsm !== undefined) return prepareSvsm(input, vmm, features, gpa);
   if (input.varsSize !== undefined) throw new MeasurementInputError("varsSize", "only meaningful with an SVSM image");
 
-  const needSig = vmmNeedsVcpuSignature(vmm);
-  if (needSig && input.vcpu === undefined)
-    throw new MeasurementInputError(
-      "vcpu",
-      "a vCPU type, signature or family/model/stepping is required for vmm 'qemu'",
-    );
-  const vcpuSig = needSig ? resolveVcpuSignature(input.vcpu!) : 0;
+  const vcpuSig = vmsaVcpuSignature(vmm, input.vcpu);
 
   const { desc, ld } = firmwareStart(input);
   const hashes =

@@ -1,6 +1,7 @@
 // Initial VMSA pages (struct sev_es_save_area, AMD APM vol 2 table B-4) as each VMM builds them.
 // Only the non-zero fields are written; the rest of the 4 KiB page is zero.
 import { MeasurementInputError } from "./errors.js";
+import { resolveVcpuSignature, type VcpuSpec } from "./vcpu.js";
 
 export type VmmType = "qemu" | "ec2" | "ec2-legacy" | "gce";
 export const VMM_TYPES: readonly VmmType[] = ["qemu", "ec2", "ec2-legacy", "gce"];
@@ -78,6 +79,17 @@ function registerState(vmm: VmmType, eip: number): VmmRegisterState {
 
 export function vmmNeedsVcpuSignature(vmm: VmmType): boolean {
   return vmm === "qemu";
+}
+
+/** The vCPU signature `vmm` writes into every VMSA (RDX): required for qemu, 0 where the VMM writes none. */
+export function vmsaVcpuSignature(vmm: VmmType, vcpu: VcpuSpec | undefined): number {
+  if (!vmmNeedsVcpuSignature(vmm)) return 0;
+  if (vcpu === undefined)
+    throw new MeasurementInputError(
+      "vcpu",
+      "a vCPU type, signature or family/model/stepping is required for vmm 'qemu'",
+    );
+  return resolveVcpuSignature(vcpu);
 }
 
 function seg(p: Buffer, off: number, selector: number, attrib: number, limit: number, base: number): void {

@@ -2,6 +2,7 @@
 // RTMR_new = SHA384(RTMR_old || digest), starting from 48 zero bytes. Event contents follow
 // ../shared/docs/reference/tdx-measurement.md §3 (UEFI 2.10 §38.4.1 PCR→RTMR mapping).
 import { createHash } from "node:crypto";
+import { guidBytesLe } from "../snp/guid.js";
 
 export const DIGEST_BYTES = 48;
 
@@ -24,16 +25,6 @@ export function replay(events: readonly MeasuredEvent[]): Buffer {
   return rtmr;
 }
 
-function guidLe(guid: string): Buffer {
-  const b = Buffer.from(guid.replace(/-/g, ""), "hex");
-  return Buffer.concat([
-    Buffer.from(b.subarray(0, 4)).reverse(),
-    Buffer.from(b.subarray(4, 6)).reverse(),
-    Buffer.from(b.subarray(6, 8)).reverse(),
-    b.subarray(8),
-  ]);
-}
-
 export const EFI_GLOBAL_VARIABLE = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
 export const EFI_IMAGE_SECURITY_DATABASE = "d719b2cb-3d3a-4596-a3bc-dad00e67656f";
 
@@ -44,7 +35,7 @@ export function efiVariableEvent(vendorGuid: string, name: string, data: Uint8Ar
   lens.writeBigUInt64LE(BigInt(data.length), 8);
   return {
     event: `EV_EFI_VARIABLE_DRIVER_CONFIG ${name}`,
-    digest: sha384(guidLe(vendorGuid), lens, Buffer.from(name, "utf16le"), data),
+    digest: sha384(guidBytesLe(vendorGuid), lens, Buffer.from(name, "utf16le"), data),
   };
 }
 
@@ -83,8 +74,8 @@ const OVMF_FV_NAME = "7cb8bdc9-f8eb-4f34-aaea-3ee4af6516a1";
 const OVMF_UIAPP_FILE = "462caa21-7614-4503-836e-8ab6f4662331";
 
 export function uiAppBootOptionEvent(): MeasuredEvent {
-  const fvNode = Buffer.concat([Buffer.from([0x04, 0x07, 20, 0]), guidLe(OVMF_FV_NAME)]); // MEDIA / PIWG FV
-  const fileNode = Buffer.concat([Buffer.from([0x04, 0x06, 20, 0]), guidLe(OVMF_UIAPP_FILE)]); // MEDIA / PIWG FV file
+  const fvNode = Buffer.concat([Buffer.from([0x04, 0x07, 20, 0]), guidBytesLe(OVMF_FV_NAME)]); // MEDIA / PIWG FV
+  const fileNode = Buffer.concat([Buffer.from([0x04, 0x06, 20, 0]), guidBytesLe(OVMF_UIAPP_FILE)]); // MEDIA / PIWG FV file
   const end = Buffer.from([0x7f, 0xff, 0x04, 0x00]);
   const paths = Buffer.concat([fvNode, fileNode, end]);
   const head = Buffer.alloc(6);

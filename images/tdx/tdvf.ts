@@ -2,6 +2,7 @@
 // entry TDX_METADATA_OFFSET, it lists the firmware sections the VMM loads into the TD and how each is
 // measured. Layout and validity checks: docs/measurement.md §TDX.
 import { TdxInputError } from "./errors.js";
+import { guidBytesLe } from "../snp/guid.js";
 
 export const PAGE = 4096;
 
@@ -49,30 +50,19 @@ export function sectionTypeName(type: number): string {
   return TYPE_NAMES[type] ?? `type ${type}`;
 }
 
-/** EFI_GUID on-disk byte order (first three fields little-endian). */
-function guidLe(guid: string): Buffer {
-  const b = Buffer.from(guid.replace(/-/g, ""), "hex");
-  return Buffer.concat([
-    Buffer.from(b.subarray(0, 4)).reverse(),
-    Buffer.from(b.subarray(4, 6)).reverse(),
-    Buffer.from(b.subarray(6, 8)).reverse(),
-    b.subarray(8),
-  ]);
-}
-
 /**
  * Reads the OVMF footer table (ends 32 bytes before the end of the image; entries are
  * [data][u16 size][GUID] read backwards) and returns the TDX_METADATA_OFFSET entry's u32, or null.
  */
 function tdxMetadataOffsetFromFooter(fw: Buffer, field: string): number | null {
   const footerEnd = fw.length - 32;
-  if (footerEnd < 18 || !fw.subarray(footerEnd - 16, footerEnd).equals(guidLe(GUID.footerTable))) return null;
+  if (footerEnd < 18 || !fw.subarray(footerEnd - 16, footerEnd).equals(guidBytesLe(GUID.footerTable))) return null;
   const tableSize = fw.readUInt16LE(footerEnd - 18);
   if (tableSize < 18 || tableSize > footerEnd)
     throw new TdxInputError(field, `footer GUID table size ${tableSize} is invalid (corrupt or truncated image)`);
   const tableStart = footerEnd - tableSize;
   let end = footerEnd - 18; // entries end here
-  const want = guidLe(GUID.tdxMetadataOffset);
+  const want = guidBytesLe(GUID.tdxMetadataOffset);
   while (end - tableStart >= 18) {
     const guid = fw.subarray(end - 16, end);
     const size = fw.readUInt16LE(end - 18);
@@ -102,7 +92,7 @@ export function parseTdvf(fw: Buffer, field = "firmware"): TdvfMetadata {
     if (
       guidAt > 0 &&
       guidAt + 16 + 16 <= fw.length &&
-      fw.subarray(guidAt, guidAt + 16).equals(guidLe(GUID.tdxMetadata))
+      fw.subarray(guidAt, guidAt + 16).equals(guidBytesLe(GUID.tdxMetadata))
     )
       off = fw.length - (guidAt + 16);
   }
@@ -117,7 +107,10 @@ export function parseTdvf(fw: Buffer, field = "firmware"): TdvfMetadata {
       `TDX metadata offset 0x${off.toString(16)} points outside the ${fw.length}-byte image (truncated?)`,
     );
   const descriptorOffset = fw.length - off;
-  if (descriptorOffset < 16 || !fw.subarray(descriptorOffset - 16, descriptorOffset).equals(guidLe(GUID.tdxMetadata))) {
+  if (
+    descriptorOffset < 16 ||
+    !fw.subarray(descriptorOffset - 16, descriptorOffset).equals(guidBytesLe(GUID.tdxMetadata))
+  ) {
     throw new TdxInputError(field, "TDX metadata GUID missing in front of the TDVF descriptor (corrupt image)");
   }
   const sig = fw.toString("latin1", descriptorOffset, descriptorOffset + 4);
