@@ -61,17 +61,7 @@ export async function startDevRuntime(o: DevRuntimeOptions = {}): Promise<DevRun
   await core.writeTable("secret", (t) => [...t, { ...newKv() }]);
   let rootToken = init.root_token;
   if (o.rootTokenId) {
-    rootToken = (
-      await core.tokens!.create({
-        policies: ["root"],
-        path: "auth/token/root",
-        ttl: 0,
-        maxTtl: 0,
-        renewable: false,
-        displayName: "root",
-        id: o.rootTokenId,
-      })
-    ).token;
+    rootToken = (await core.tokens!.createRoot(o.rootTokenId)).token;
     const generated = await core.tokens!.lookup(init.root_token);
     if (generated) await core.tokens!.revoke(generated);
   }

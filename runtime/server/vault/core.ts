@@ -337,14 +337,7 @@ export class Core implements CoreView {
       ),
     );
     await this.postUnseal();
-    const { token } = await this.tokens!.create({
-      policies: ["root"],
-      path: "auth/token/root",
-      ttl: 0,
-      maxTtl: 0,
-      renewable: false,
-      displayName: "root",
-    });
+    const { token } = await this.tokens!.createRoot();
     const extra = this.opts.onInitialize ? await this.opts.onInitialize(this.barrier) : {};
     await this.seal();
     const parts = shares === 1 ? [new Uint8Array(key)] : await split(new Uint8Array(key), shares, threshold);

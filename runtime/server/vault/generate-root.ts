@@ -177,14 +177,7 @@ export class GenerateRoot {
     if (!finished) throw new LogicalError(400, "no root generation in progress");
     const tokens = this.core.tokens;
     if (!tokens) throw new LogicalError(503, "Vault is sealed");
-    const { token } = await tokens.create({
-      policies: ["root"],
-      path: "auth/token/root",
-      ttl: 0,
-      maxTtl: 0,
-      renewable: false,
-      displayName: "root",
-    });
+    const { token } = await tokens.createRoot();
     const encoded = encodeRootToken(token, a.otp);
     return this.view(undefined, {
       nonce: a.nonce,

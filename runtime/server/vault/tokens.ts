@@ -75,6 +75,22 @@ export class TokenStore {
     return this.knownHashes.get(token) ?? createHmac("sha256", this.salt).update(token, "utf8").digest("hex");
   }
 
+  /**
+   * A root token (Vault's shape: policy root, path auth/token/root, no TTL, not renewable, an orphan), the one
+   * definition for `runtime init`, generate-root and the dev server's chosen id.
+   */
+  createRoot(id?: string): Promise<{ token: string; entry: TokenEntry }> {
+    return this.create({
+      policies: ["root"],
+      path: "auth/token/root",
+      ttl: 0,
+      maxTtl: 0,
+      renewable: false,
+      displayName: "root",
+      ...(id !== undefined ? { id } : {}),
+    });
+  }
+
   async create(p: CreateTokenParams): Promise<{ token: string; entry: TokenEntry }> {
     const token = p.id ?? "hvs." + randomBytes(24).toString("base64url");
     const t = now();
