@@ -10,7 +10,8 @@ import { Exit, UsageError, type CliIo } from "./io.js";
 import { buildImage } from "../images/guest/index.js";
 
 const USAGE = `usage: buckypaper image build [--firmware FILE | --no-firmware] [--update-lock] [--rebuild] [--out DIR]
-      [--lock FILE] [--cache DIR] [--role workload|runtime] [--json]
+      [--lock FILE] [--cache DIR] [--role workload|runtime]
+      [--cloud nocloud|ec2|gce] [--json]
 
   Builds the guest image (kernel, initrd, dm-verity root filesystem) from the Debian packages in
   images/guest/packages.lock, cached under ~/.cache/buckypaper/images/<input hash>/, and prints the path
@@ -20,7 +21,10 @@ const USAGE = `usage: buckypaper image build [--firmware FILE | --no-firmware] [
   --rebuild      build even when the cache has the image (to check reproducibility)
   --out DIR      build into DIR instead of the cache
   --role R       workload (default: the enclaivelet before cloud-init) or runtime (the vHSM runtime's own
-                 VM: the runtime, its config and unit in the verity root; cloud-init and sshd masked)`;
+                 VM: the runtime, its config and unit in the verity root; cloud-init and sshd masked)
+  --cloud C      where the workload image reads its user-data (default nocloud: QEMU/Proxmox's seed; ec2:
+                 EC2 IMDSv2; gce: the GCE metadata server): the enclaivelet's measured unit for that source,
+                 and cloud-init limited to that one datasource (recorded as enclaivelet.userDataSource)`;
 
 export async function run(argv: string[], io: CliIo): Promise<number> {
   const [sub, ...rest] = argv;
@@ -38,6 +42,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     lock: { type: "string" },
     cache: { type: "string" },
     role: { type: "string" },
+    cloud: { type: "string" },
     json: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   });
@@ -47,6 +52,11 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   }
   const role = (v.role as string | undefined) ?? "workload";
   if (role !== "workload" && role !== "runtime") throw new UsageError(`--role: '${role}' (workload or runtime)`);
+  const cloud = (v.cloud as string | undefined) ?? "nocloud";
+  if (cloud !== "nocloud" && cloud !== "ec2" && cloud !== "gce")
+    throw new UsageError(`--cloud: '${cloud}' (nocloud, ec2 or gce)`);
+  if (role === "runtime" && cloud !== "nocloud")
+    throw new UsageError(`--cloud: '${cloud}' with --role runtime (the runtime image masks cloud-init: nocloud only)`);
   if (v.firmware !== undefined && v["no-firmware"])
     throw new UsageError("--firmware and --no-firmware are alternatives");
   // dist/cli/image.js → the repository root
@@ -67,6 +77,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     outDir: v.out !== undefined ? path.resolve(v.out as string) : undefined,
     firmware,
     role,
+    cloud,
     progress: (line) => io.err(line),
   });
   io.err(

@@ -14,7 +14,7 @@ import { DEBIAN_SOURCES, IMAGE_PACKAGES, SUITE, formatLock, lockDigest, parseLoc
 import { MANIFEST_SCHEMA, kernelCmdline, sha256Hex, type ImageManifest, type ManifestFile } from "./manifest.js";
 import { nodeRuntime, registryIntegrity } from "./node-runtime.js";
 import { checkAgainstLock, debootstrap, debootstrapArgv, finishTree, installedPackages } from "./rootfs.js";
-import { configureGuest, configureNetwork } from "./configure.js";
+import { configureGuest, configureNetwork, imageUserDataSource, type ImageUserDataSource } from "./configure.js";
 import { RUNTIME_INSTALL_DIR, configureRuntimeGuest } from "./runtime-role.js";
 import { run } from "./exec.js";
 import { appendVerity, makeSquashfs } from "./verity.js";
@@ -45,6 +45,12 @@ export interface ImageBuildOptions {
    * and unit in the verity root, no enclaivelet, cloud-init and sshd masked. Same base tree and kernel.
    */
   role?: ImageRole;
+  /**
+   * Workload images: the user-data source the enclaivelet reads before cloud-init, and the only datasource
+   * cloud-init is allowed (images/guest/configure.ts): "nocloud" (default; QEMU/Proxmox), "ec2" or "gce".
+   * Part of the input hash and recorded as the manifest's enclaivelet.userDataSource.
+   */
+  cloud?: ImageUserDataSource;
   progress?: (line: string) => void;
 }
 
@@ -160,11 +166,15 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
   const role = o.role ?? "workload";
   if (role !== "workload" && role !== "runtime")
     throw new Error(`image build: role is '${String(role)}'; must be workload or runtime`);
+  const cloud = imageUserDataSource(o.cloud);
+  if (role === "runtime" && cloud !== "nocloud")
+    throw new Error(`image build: cloud is '${cloud}'; the runtime role masks cloud-init and takes only nocloud`);
   if (process.getuid?.() !== 0)
     throw new Error("image build: needs root (mmdebstrap --mode=root, chroot, veritysetup on files)");
 
   progress.next("node runtime + enclaivelet artifact");
   if (role === "runtime") progress.detail("role runtime: the vHSM runtime artifact instead of the enclaivelet");
+  if (cloud !== "nocloud") progress.detail(`cloud ${cloud}: the agent and cloud-init read the ${cloud} user-data only`);
   let { lock, text: lockText } = await readLock(o);
   const nodeLock = lock?.node ?? {
     ...DEFAULT_NODE,
@@ -184,12 +194,14 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
     progress.detail(`${role === "runtime" ? "runtime" : "enclaivelet"} artifact ${artifact.sha256}`);
 
     // With a lock in hand the key is known before building; --update-lock learns it afterwards.
-    // The workload role's key has no role part, so images cached before roles existed keep theirs.
+    // The workload role's key has no role part, so images cached before roles existed keep theirs; likewise a
+    // NoCloud image's key has no userDataSource part.
     const recipe = await recipeDigest(o.repoRoot, role);
     const hashFor = (l: string) =>
       inputHash({
         lock: lockDigest(l),
         ...(role === "runtime" ? { runtime: artifact.sha256, role } : { enclaivelet: artifact.sha256 }),
+        ...(cloud !== "nocloud" ? { userDataSource: cloud } : {}),
         recipe,
         epoch,
         rootDevice,
@@ -244,7 +256,7 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
     if (role === "runtime") {
       await configureNetwork(tree);
       runtimeRole = await configureRuntimeGuest(tree, artifact.sha256);
-    } else agentUnit = await configureGuest(tree);
+    } else agentUnit = await configureGuest(tree, cloud);
     const inputs = hashFor(lockText!);
     const dir = o.outDir ?? path.join(o.cacheDir, "images", inputs.slice(0, 32));
     // A private staging directory: builds of the same key may run at once (several tests, several users

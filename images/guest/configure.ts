@@ -5,8 +5,10 @@
 //     itself, binds its SHA-256 into the evidence; cloud-init's user stages are ordered after it and
 //     require it (a refused guest runs none of the user-data); sshd too is ordered after and requires it,
 //     so a refused guest never answers ssh (no host key the runtime's CA did not sign is ever offered);
-//   - cloud-init limited to the NoCloud seed (no network datasources to probe: a host cannot slip in
-//     another source) and with its network rendering off;
+//   - cloud-init limited to the one user-data source the image is built for (`--cloud`: the NoCloud seed
+//     for QEMU/Proxmox, EC2's IMDS, GCE's metadata server) — the very source the boot unit reads, with no
+//     fallback to another one (a fallback would let a host or network party inject user-data the agent never
+//     measured) — and with its network rendering off;
 //   - DHCP on the one NIC by systemd-networkd, which the boot unit waits for (wait-online) — only when
 //     the VM has a network controller at all: without one, wait-online would hold the boot for its
 //     full 2-minute timeout waiting for a link that cannot appear.
@@ -14,8 +16,14 @@ import { copyFile, mkdir, rm, symlink, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import path from "node:path";
 
-/** The user-data source the image's boot unit reads (QEMU/Proxmox: the NoCloud seed). */
-export const IMAGE_USER_DATA_SOURCE = "nocloud";
+/**
+ * The user-data sources an image can be built for (runtime/guest/userdata.ts UserDataSource, spelled here
+ * because images/ does not import the agent): the NoCloud seed (QEMU/Proxmox), EC2 IMDSv2, the GCE metadata server.
+ */
+export type ImageUserDataSource = "nocloud" | "ec2" | "gce";
+export const IMAGE_USER_DATA_SOURCES: readonly ImageUserDataSource[] = ["nocloud", "ec2", "gce"];
+/** The default user-data source of the image's boot unit (QEMU/Proxmox: the NoCloud seed). */
+export const IMAGE_USER_DATA_SOURCE: ImageUserDataSource = "nocloud";
 /** runtime/guest/boot-unit.ts MEASURED_UNIT_NAME (test/images/guest/configure.test.ts keeps them equal). */
 export const IMAGE_AGENT_UNIT = "enclaivelet-measured.service";
 /** Where the unpacked enclaivelet artifact keeps its units (finishTree unpacks it under /opt/buckypaper). */
@@ -25,7 +33,26 @@ const NETWORK = "[Match]\nName=en* eth*\n\n[Network]\nDHCP=ipv4\n";
 // ExecCondition (skip, not fail): a PCI device of class 0x02 (network controller) exists from the first
 // instant — PCI is enumerated before userspace — while its netdev appears only when udev loads the driver.
 const WAIT_ONLINE_DROPIN = "[Service]\nExecCondition=/bin/sh -c 'grep -qs ^0x02 /sys/bus/pci/devices/*/class'\n";
-const CLOUD_CFG = "datasource_list: [ NoCloud, None ]\nnetwork: {config: disabled}\n";
+// cloud-init's datasource per source: exactly the one the agent reads. `None` is cloud-init's empty
+// datasource (no user-data, no metadata): it lets cloud-init finish when the source is absent, it injects
+// nothing. Ec2: strict_id (only on a platform that identifies as EC2) and only the link-local IMDS address
+// (no DNS name a resolver could point elsewhere); cloud-init 22.4 fetches it with an IMDSv2 token.
+// GCE: the metadata server by its link-local address (not metadata.google.internal), as the agent reads it.
+const DATASOURCES: Record<ImageUserDataSource, string> = {
+  nocloud: "datasource_list: [ NoCloud, None ]\n",
+  ec2:
+    "datasource_list: [ Ec2, None ]\n" +
+    "datasource:\n  Ec2:\n    strict_id: true\n    metadata_urls: [ 'http://169.254.169.254' ]\n",
+  gce:
+    "datasource_list: [ GCE, None ]\n" +
+    "datasource:\n  GCE:\n    metadata_url: 'http://169.254.169.254/computeMetadata/v1/'\n",
+};
+function cloudCfg(source: ImageUserDataSource): string {
+  return DATASOURCES[source] + "network: {config: disabled}\n";
+}
+// The clouds hand the MTU out by DHCP (GCE: 1460; EC2: 9001 inside a VPC): taken, so that large metadata and
+// runtime responses are not black-holed. QEMU's user/tap networking gives none, so the NoCloud image has no drop-in.
+const CLOUD_DHCP_DROPIN = "[DHCPv4]\nUseMTU=yes\n";
 
 /** `systemctl enable` by hand: fixed symlinks, no dependence on the host's systemctl. */
 async function enable(root: string, unitFile: string, by: string[]): Promise<void> {
@@ -37,8 +64,22 @@ async function enable(root: string, unitFile: string, by: string[]): Promise<voi
   }
 }
 
-/** DHCP on the one NIC by systemd-networkd, cloud-init limited to NoCloud (both roles of the image). */
-export async function configureNetwork(root: string): Promise<void> {
+/** The user-data source named by `--cloud`, or an error naming the option and the allowed values. */
+export function imageUserDataSource(v: unknown, field = "cloud"): ImageUserDataSource {
+  if (v === undefined) return IMAGE_USER_DATA_SOURCE;
+  if (typeof v !== "string" || !(IMAGE_USER_DATA_SOURCES as readonly string[]).includes(v))
+    throw new Error(`image build: ${field} is '${String(v)}'; must be one of ${IMAGE_USER_DATA_SOURCES.join(", ")}`);
+  return v as ImageUserDataSource;
+}
+
+/**
+ * DHCP on the one NIC by systemd-networkd, cloud-init limited to the one user-data source (both roles of the
+ * image; the runtime role masks cloud-init and keeps the NoCloud default).
+ */
+export async function configureNetwork(
+  root: string,
+  source: ImageUserDataSource = IMAGE_USER_DATA_SOURCE,
+): Promise<void> {
   await mkdir(path.join(root, "etc/systemd/network"), { recursive: true });
   await writeFile(path.join(root, "etc/systemd/network/10-dhcp.network"), NETWORK);
   await enable(root, "/lib/systemd/system/systemd-networkd.service", ["multi-user.target.wants"]);
@@ -47,15 +88,27 @@ export async function configureNetwork(root: string): Promise<void> {
   const dropins = path.join(root, "etc/systemd/system/systemd-networkd-wait-online.service.d");
   await mkdir(dropins, { recursive: true });
   await writeFile(path.join(dropins, "10-buckypaper-nic.conf"), WAIT_ONLINE_DROPIN);
-  await writeFile(path.join(root, "etc/cloud/cloud.cfg.d/90-buckypaper.cfg"), CLOUD_CFG);
+  const networkDropins = path.join(root, "etc/systemd/network/10-dhcp.network.d");
+  if (source === "nocloud") await rm(networkDropins, { recursive: true, force: true });
+  else {
+    await mkdir(networkDropins, { recursive: true });
+    await writeFile(path.join(networkDropins, "10-buckypaper-cloud.conf"), CLOUD_DHCP_DROPIN);
+  }
+  await mkdir(path.join(root, "etc/cloud/cloud.cfg.d"), { recursive: true });
+  await writeFile(path.join(root, "etc/cloud/cloud.cfg.d/90-buckypaper.cfg"), cloudCfg(source));
 }
 
-export async function configureGuest(root: string): Promise<{ unit: string; userDataSource: string }> {
-  await configureNetwork(root);
+export async function configureGuest(
+  root: string,
+  source: ImageUserDataSource = IMAGE_USER_DATA_SOURCE,
+): Promise<{ unit: string; userDataSource: ImageUserDataSource }> {
+  source = imageUserDataSource(source);
+  await configureNetwork(root, source);
 
-  const shipped = path.join(root, ARTIFACT_UNITS, IMAGE_USER_DATA_SOURCE, IMAGE_AGENT_UNIT);
+  // The unit the artifact renders for this source runs `enclaivelet run --user-data <source>`.
+  const shipped = path.join(root, ARTIFACT_UNITS, source, IMAGE_AGENT_UNIT);
   if (!existsSync(shipped))
-    throw new Error(`the enclaivelet artifact has no ${IMAGE_USER_DATA_SOURCE} boot unit (${shipped}): rebuild it`);
+    throw new Error(`the enclaivelet artifact has no ${source} boot unit (${shipped}): rebuild it`);
   await copyFile(shipped, path.join(root, "etc/systemd/system", IMAGE_AGENT_UNIT));
   await enable(root, `/etc/systemd/system/${IMAGE_AGENT_UNIT}`, [
     "cloud-init.service.requires",
@@ -64,5 +117,5 @@ export async function configureGuest(root: string): Promise<{ unit: string; user
     "ssh.service.requires",
     "multi-user.target.wants",
   ]);
-  return { unit: IMAGE_AGENT_UNIT, userDataSource: IMAGE_USER_DATA_SOURCE };
+  return { unit: IMAGE_AGENT_UNIT, userDataSource: source };
 }

@@ -5,13 +5,41 @@ import { mkdir, mkdtemp, readFile, readlink, rm, writeFile } from "node:fs/promi
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { configureGuest, IMAGE_AGENT_UNIT } from "../../../images/guest/configure.js";
+import { parse } from "yaml";
+import {
+  configureGuest,
+  IMAGE_AGENT_UNIT,
+  IMAGE_USER_DATA_SOURCES,
+  imageUserDataSource,
+} from "../../../images/guest/configure.js";
 import { MEASURED_UNIT_NAME, AGENT_BIN, renderMeasuredUnit } from "../../../runtime/guest/boot-unit.js";
+import { USER_DATA_SOURCES } from "../../../runtime/guest/userdata.js";
 
 let root = "";
+const scratch: string[] = [];
 afterAll(async () => {
   if (root) await rm(root, { recursive: true, force: true });
+  for (const d of scratch) await rm(d, { recursive: true, force: true });
 });
+
+/** A scratch tree with the units as buildArtifact lays them out (one per source) and finishTree unpacks them. */
+async function treeWithArtifactUnits(): Promise<string> {
+  const r = await mkdtemp(path.join(tmpdir(), "bk-configure-cloud-"));
+  scratch.push(r);
+  for (const source of USER_DATA_SOURCES) {
+    const shipped = path.join(r, "opt/buckypaper/enclaivelet/share/systemd", source);
+    await mkdir(shipped, { recursive: true });
+    await writeFile(path.join(shipped, MEASURED_UNIT_NAME), renderMeasuredUnit(source));
+  }
+  return r;
+}
+
+const REQUIRED_BY = [
+  "cloud-init.service.requires",
+  "cloud-config.service.requires",
+  "cloud-final.service.requires",
+  "ssh.service.requires",
+];
 
 describe("the kit image's guest configuration", () => {
   it("links the measured unit as required by cloud-init's stages and reads the NoCloud user-data", async () => {
@@ -55,5 +83,70 @@ describe("the kit image's guest configuration", () => {
     expect(await readlink(path.join(units, "cloud-final.service.requires", MEASURED_UNIT_NAME))).toBe(
       `/etc/systemd/system/${MEASURED_UNIT_NAME}`,
     );
+  });
+});
+
+describe("the kit image for a cloud (image build --cloud ec2|gce)", () => {
+  it("offers the same sources the agent reads, and refuses another naming the allowed ones", () => {
+    expect([...IMAGE_USER_DATA_SOURCES]).toEqual([...USER_DATA_SOURCES]);
+    expect(imageUserDataSource(undefined)).toBe("nocloud");
+    expect(() => imageUserDataSource("azure")).toThrow(/cloud is 'azure'; must be one of nocloud, ec2, gce/);
+  });
+
+  it.each([
+    ["ec2", "Ec2"],
+    ["gce", "GCE"],
+  ] as const)(
+    "%s: links the %s unit required by cloud-init's user stages and sshd, cloud-init reads only that source",
+    async (source, datasource) => {
+      const r = await treeWithArtifactUnits();
+      expect(await configureGuest(r, source)).toEqual({ unit: MEASURED_UNIT_NAME, userDataSource: source });
+      const units = path.join(r, "etc/systemd/system");
+      const unit = await readFile(path.join(units, MEASURED_UNIT_NAME), "utf8");
+      expect(unit).toContain(`ExecStart=${AGENT_BIN} run --user-data ${source}\n`);
+      expect(unit).not.toContain("--user-data nocloud");
+      for (const by of REQUIRED_BY)
+        expect(await readlink(path.join(units, by, MEASURED_UNIT_NAME))).toBe(
+          `/etc/systemd/system/${MEASURED_UNIT_NAME}`,
+        );
+      expect(await readlink(path.join(units, "multi-user.target.wants", MEASURED_UNIT_NAME))).toBe(
+        `/etc/systemd/system/${MEASURED_UNIT_NAME}`,
+      );
+      // The one datasource the agent measured, and no other one that could bring user-data: None brings none.
+      const cfg = parse(await readFile(path.join(r, "etc/cloud/cloud.cfg.d/90-buckypaper.cfg"), "utf8"));
+      expect(cfg.datasource_list).toEqual([datasource, "None"]);
+      expect(cfg.network).toEqual({ config: "disabled" });
+      if (source === "ec2") {
+        expect(cfg.datasource.Ec2.strict_id).toBe(true);
+        expect(cfg.datasource.Ec2.metadata_urls).toEqual(["http://169.254.169.254"]);
+      } else expect(cfg.datasource.GCE.metadata_url).toBe("http://169.254.169.254/computeMetadata/v1/");
+      // networkd DHCP on the NIC reaches the metadata service, with the MTU the cloud hands out.
+      expect(await readFile(path.join(r, "etc/systemd/network/10-dhcp.network"), "utf8")).toMatch(/^DHCP=ipv4$/m);
+      expect(
+        await readFile(path.join(r, "etc/systemd/network/10-dhcp.network.d/10-buckypaper-cloud.conf"), "utf8"),
+      ).toMatch(/^\[DHCPv4\]\nUseMTU=yes$/m);
+      expect(await readlink(path.join(units, "multi-user.target.wants/systemd-networkd.service"))).toBe(
+        "/lib/systemd/system/systemd-networkd.service",
+      );
+      // Reconfigured for NoCloud, the same tree loses the cloud's datasource and drop-in.
+      expect((await configureGuest(r)).userDataSource).toBe("nocloud");
+      const back = parse(await readFile(path.join(r, "etc/cloud/cloud.cfg.d/90-buckypaper.cfg"), "utf8"));
+      expect(back.datasource_list).toEqual(["NoCloud", "None"]);
+      expect(back.datasource).toBeUndefined();
+      expect(await readFile(path.join(units, MEASURED_UNIT_NAME), "utf8")).toContain("--user-data nocloud\n");
+      await expect(
+        readFile(path.join(r, "etc/systemd/network/10-dhcp.network.d/10-buckypaper-cloud.conf")),
+      ).rejects.toThrow(/ENOENT/);
+    },
+  );
+
+  it("refuses a cloud the artifact ships no unit for, and a source that is not one", async () => {
+    const r = await mkdtemp(path.join(tmpdir(), "bk-configure-cloud-"));
+    scratch.push(r);
+    const shipped = path.join(r, "opt/buckypaper/enclaivelet/share/systemd/nocloud");
+    await mkdir(shipped, { recursive: true });
+    await writeFile(path.join(shipped, MEASURED_UNIT_NAME), renderMeasuredUnit("nocloud"));
+    await expect(configureGuest(r, "gce")).rejects.toThrow(/has no gce boot unit/);
+    await expect(configureGuest(r, "azure" as never)).rejects.toThrow(/must be one of nocloud, ec2, gce/);
   });
 });
