@@ -9,6 +9,7 @@ import { QemuConfidentialVm } from "./qemu/confidential-vm.js";
 import { ConfigError } from "./common/errors.js";
 import type { BootInputsArgs } from "./common/boot-measure.js";
 import type { MeasuredBootArgs } from "./common/os-binding.js";
+import type { BootChainArgs } from "./common/boot-chain.js";
 import { Platform, Tee, type DataVolumeArgs, type SshHostArgs, type VhsmConnectionArgs } from "./common/types.js";
 
 export interface ConfidentialVmArgs {
@@ -46,6 +47,19 @@ export interface ConfidentialVmArgs {
   /** AWS/GCP: expected boot-chain events (vTPM measured boot) and authenticated AK pins (common/os-binding.ts). */
   measuredBoot?: MeasuredBootArgs;
   akPins?: string[];
+  /** AWS/GCP: the image the VM boots (kit manifest, UKI or kernel), measuredBoot predicted from it (common/boot-chain.ts). */
+  bootChain?: BootChainArgs;
+  /**
+   * AWS/GCP/QEMU: the image runs the enclaivelet before cloud-init, so the user-data is measured (common/os-binding.ts).
+   * AWS/GCP default: on with a bootChain.manifest built for the cloud (`image build --cloud ec2|gce`).
+   */
+  agentInImage?: boolean;
+  /** AWS/GCP: pin the workload to the instance the component creates (default true with the NitroTPM document / Google AK certificate). */
+  pinInstance?: boolean;
+  /** AWS: register the instance's NitroTPM EK (GetInstanceTpmEkPub) as an EK pin. Default false. */
+  instanceEkPin?: boolean;
+  /** GCP: accept only Google AK certificates of VMs in these projects (default: the instance's project). */
+  akCertificateProjects?: string[];
   /** Azure: accepted vTPM PCR values. */
   pcrs?: Record<string, string[]>;
   /** AWS/GCP/Azure, LOUD opt-out: register a workload whose evidence does not bind the OS. */
@@ -62,6 +76,17 @@ const TEES: Record<Platform, Tee[]> = {
   [Platform.Proxmox]: [Tee.SevSnp, Tee.Tdx],
   [Platform.Qemu]: [Tee.SevSnp, Tee.Tdx],
 };
+
+/** A prop that only some platforms take: set on another one, it would silently do nothing — refused instead. */
+function onlyOn(who: string, field: string, value: unknown, platform: Platform, platforms: Platform[]): void {
+  if (value !== undefined && !platforms.includes(platform))
+    throw new ConfigError(
+      who,
+      field,
+      `applies only to platform ${platforms.join(" or ")} (not '${platform}')`,
+      platforms,
+    );
+}
 
 function need<T>(who: string, field: string, v: T | undefined, platform: Platform): T {
   if (v === undefined) throw new ConfigError(who, field, `is required on platform '${platform}'`);
@@ -91,6 +116,12 @@ export class ConfidentialVm extends pulumi.ComponentResource {
       throw new ConfigError(who, "requirePqHybrid", `is '${String(args.requirePqHybrid)}'`, ["true", "false"]);
     const o = { parent: this };
     const p = args.platform;
+    const clouds = [Platform.Aws, Platform.Gcp];
+    onlyOn(who, "bootChain", args.bootChain, p, clouds);
+    onlyOn(who, "agentInImage", args.agentInImage, p, [...clouds, Platform.Qemu]);
+    onlyOn(who, "pinInstance", args.pinInstance, p, clouds);
+    onlyOn(who, "instanceEkPin", args.instanceEkPin, p, [Platform.Aws]);
+    onlyOn(who, "akCertificateProjects", args.akCertificateProjects, p, [Platform.Gcp]);
     let vm: { workloadId: pulumi.Output<string>; expectedMeasurements?: pulumi.Output<string[]> };
     switch (p) {
       case Platform.Aws:
@@ -106,6 +137,10 @@ export class ConfidentialVm extends pulumi.ComponentResource {
             dataVolume: args.dataVolume,
             measuredBoot: args.measuredBoot,
             akPins: args.akPins,
+            bootChain: args.bootChain,
+            agentInImage: args.agentInImage,
+            pinInstance: args.pinInstance,
+            instanceEkPin: args.instanceEkPin,
             allowUnboundOs: args.allowUnboundOs,
           },
           o,
@@ -127,6 +162,10 @@ export class ConfidentialVm extends pulumi.ComponentResource {
             dataVolume: args.dataVolume,
             measuredBoot: args.measuredBoot,
             akPins: args.akPins,
+            bootChain: args.bootChain,
+            agentInImage: args.agentInImage,
+            pinInstance: args.pinInstance,
+            akCertificateProjects: args.akCertificateProjects,
             allowUnboundOs: args.allowUnboundOs,
           },
           o,
@@ -182,6 +221,7 @@ export class ConfidentialVm extends pulumi.ComponentResource {
             memoryMb: args.memoryMb,
             boot: need(who, "boot", args.boot, p),
             diskPath: args.image,
+            agentInImage: args.agentInImage,
             secrets: args.secrets,
             dataVolume: args.dataVolume,
           },

@@ -65,9 +65,10 @@ export class AwsConfidentialVm extends pulumi.ComponentResource {
     const entry = catalogEntry(who, Platform.Aws, Tee.SevSnp, args.image);
     const secrets = requireSecretMap(who, "secrets", args.secrets);
     const measurements = awsSnpMeasurements(entry, vcpus, args.acceptLegacyLayout ?? true);
+    // Before the boot-chain prediction: a kit image built for another user-data source is the first thing to say.
+    const agentInImage = measuresUserData(who, args, "ec2");
     // The launch digest is the same for every EC2 SNP VM of this size: the OS is bound only through NitroTPM.
     const vtpm = awsOsBinding(who, args);
-    const agentInImage = measuresUserData(args);
 
     // Pinned to its own instance: registered once the instance exists, with its id in vtpm.nitroTpm.instanceIds.
     const pin = vtpm?.nitroTpm !== undefined && args.pinInstance !== false;

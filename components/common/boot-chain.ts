@@ -37,6 +37,20 @@ function read(who: string, field: string, file: string): Buffer {
   }
 }
 
+/**
+ * The user-data source the kit image of `bootChain.manifest` was built for (`image build --cloud`, the manifest's
+ * enclaivelet.userDataSource), or undefined when it records none (a runtime image, or one built before the field).
+ */
+export function manifestUserDataSource(who: string, manifest: string): string | undefined {
+  try {
+    return parseManifest(read(who, "bootChain.manifest", manifest).toString("utf8"), manifest).enclaivelet
+      ?.userDataSource;
+  } catch (e) {
+    if (e instanceof ManifestError) throw new ConfigError(who, `bootChain.manifest (${e.field})`, e.message);
+    throw e;
+  }
+}
+
 /** The measured-boot policy (component input form) predicted for `args`, in `bank`. ConfigError names the field. */
 export function predictBootChain(who: string, args: BootChainArgs, bank: "sha256" | "sha384"): MeasuredBootPolicy {
   const sources = [args.manifest, args.uki, args.kernel].filter((x) => x !== undefined).length;

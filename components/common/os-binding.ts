@@ -8,7 +8,7 @@ import { ConfigError } from "./errors.js";
 import { Platform } from "./types.js";
 import type { Policy } from "../../runtime/protocol/policy.js";
 import { bindsOs, type MeasuredBootPolicy } from "../../runtime/attestation/tpm/boot-policy.js";
-import { predictBootChain, type BootChainArgs } from "./boot-chain.js";
+import { manifestUserDataSource, predictBootChain, type BootChainArgs } from "./boot-chain.js";
 
 /**
  * The measured-boot policy as component input: the same fields as the runtime's MeasuredBootPolicy, spelled as
@@ -78,15 +78,32 @@ export interface OsBindingArgs {
    * image's `enclaivelet-measured.service` for this cloud's user-data source, `--user-data ec2|gce`): the user-data
    * then carries only the agent's config, its SHA-256 is registered with the workload and bound into REPORT_DATA
    * together with the vTPM AK (binding `buckypaper-vtpm-v2`), so a changed user-data — a runcmd injected by whoever
-   * can edit the instance's metadata — is refused (`nitride.user-data`). Default: true with `bootChain.manifest`
-   * (the kit image carries the agent), else false, and then the user-data is NOT bound (said in `attestationChain`).
+   * can edit the instance's metadata — is refused (`nitride.user-data`). Default: true with a `bootChain.manifest`
+   * built for this cloud (`buckypaper image build --cloud ec2` for AWS, `--cloud gce` for GCP: the manifest's
+   * enclaivelet.userDataSource), else false, and then the user-data is NOT bound (said in `attestationChain`).
    */
   agentInImage?: boolean;
 }
 
-/** Whether the user-data is measured (agentInImage, default on when the VM boots the kit image's manifest). */
-export function measuresUserData(args: OsBindingArgs): boolean {
-  return args.agentInImage ?? args.bootChain?.manifest !== undefined;
+/**
+ * Whether the user-data is measured (agentInImage; default on when the VM boots a kit image built for this cloud's
+ * user-data source). A kit manifest built for another source is refused at preview: its agent reads another
+ * source (and fails, so the guest never runs cloud-init) and its cloud-init accepts only that other datasource.
+ */
+export function measuresUserData(who: string, args: OsBindingArgs, source: "ec2" | "gce"): boolean {
+  if (args.agentInImage !== undefined && typeof args.agentInImage !== "boolean")
+    throw new ConfigError(who, "agentInImage", `is '${String(args.agentInImage)}'`, ["true", "false"]);
+  const manifest = args.bootChain?.manifest;
+  if (manifest === undefined) return args.agentInImage ?? false;
+  const built = manifestUserDataSource(who, manifest);
+  if (built !== source)
+    throw new ConfigError(
+      who,
+      "bootChain.manifest",
+      `is a kit image whose enclaivelet reads ${built ? `the '${built}'` : "no recorded"} user-data source (enclaivelet.userDataSource); this cloud needs one built with \`buckypaper image build --cloud ${source}\``,
+      [source],
+    );
+  return args.agentInImage ?? true;
 }
 
 /** The `attestationChain` sentence on the user-data of this workload. */

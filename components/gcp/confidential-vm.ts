@@ -115,9 +115,10 @@ export class GcpConfidentialVm extends pulumi.ComponentResource {
           : `is required for TDX on GCE, or better firmwareEndorsement: Google's launch endorsement for the firmware${where}`,
       );
     }
+    // Before the boot-chain prediction: a kit image built for another user-data source is the first thing to say.
+    const agentInImage = measuresUserData(who, args, "gce");
     // The launch digest is the same for every GCE VM of this shape: the OS is bound only through the vTPM.
     const vtpm = gcpOsBinding(who, args);
-    const agentInImage = measuresUserData(args);
     const reference: GuestReference =
       tee === Tee.SevSnp ? { snpMeasurements: measurements } : { tdx: measurements.map((mrtd) => ({ mrtd })) };
     // With Google's AK certificate the workload is registered once the instance exists, pinned to its project,

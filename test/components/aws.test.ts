@@ -13,6 +13,7 @@ import {
   snpLaunchDigest,
 } from "../../images/index.js";
 import { buildUki, haveUkiTools } from "../support/uki.js";
+import { writeKitManifest } from "../support/kit-manifest.js";
 
 let h: MockHarness;
 let mod: typeof import("../../components/aws/confidential-vm.js");
@@ -322,6 +323,73 @@ describe("AwsConfidentialVm", () => {
         new mod.AwsConfidentialVm("eknoboot", { vhsm, region: "us-east-2", allowUnboundOs: true, instanceEkPin: true }),
     ).toThrow(/AwsConfidentialVm eknoboot: instanceEkPin needs a vTPM OS binding/);
   });
+
+  it.runIf(haveUkiTools())(
+    "agentInImage defaults on only with a kit manifest built for ec2; a manifest for another source is refused",
+    async () => {
+      const { manifest, kernel } = writeKitManifest("ec2");
+      const vm = new mod.AwsConfidentialVm("kitec2", { vhsm, region: "us-east-2", bootChain: { manifest } });
+      await resolve(vm.workloadId);
+      const wl = h.resources.find((r) => r.name === "kitec2-workload")!;
+      const inst = h.resources.find((r) => r.name === "kitec2" && r.type === "aws:ec2/instance:Instance")!.inputs;
+      const userData = String(unsecret(inst.userData));
+      // Measured: the user-data's SHA-256 is registered, no runcmd, the kernel's events predicted in sha384.
+      expect(unsecret(wl.inputs.userDataSha256)).toBe(createHash("sha256").update(userData).digest("hex"));
+      expect(userData).not.toMatch(/runcmd/);
+      expect(unsecret(wl.inputs.policy).vtpm.measuredBoot.bootApplications.required).toEqual([
+        authenticodeDigest(kernel, "sha384").toString("hex"),
+      ]);
+      expect(await resolve(vm.attestationChain)).toMatch(/User-data: bound/);
+      // The explicit opt-out still holds with a matching image.
+      const off = new mod.AwsConfidentialVm("kitoff", {
+        vhsm,
+        region: "us-east-2",
+        bootChain: { manifest },
+        agentInImage: false,
+      });
+      await resolve(off.workloadId);
+      expect(h.resources.find((r) => r.name === "kitoff-workload")!.inputs.userDataSha256).toBeUndefined();
+      // A NoCloud (default) or GCE image: its agent and cloud-init read another source. Refused, even with agentInImage: false.
+      for (const [other, agentInImage] of [
+        ["nocloud", undefined],
+        ["gce", true],
+        ["gce", false],
+      ] as const)
+        expect(
+          () =>
+            new mod.AwsConfidentialVm(`kit${other}`, {
+              vhsm,
+              region: "us-east-2",
+              bootChain: { manifest: writeKitManifest(other).manifest },
+              agentInImage,
+            }),
+        ).toThrow(
+          new RegExp(
+            `AwsConfidentialVm kit${other}: bootChain.manifest is a kit image whose enclaivelet reads the '${other}' user-data source .*--cloud ec2.*; allowed: ec2$`,
+          ),
+        );
+      // A manifest that records no source (built before --cloud) is refused too.
+      expect(
+        () =>
+          new mod.AwsConfidentialVm("kitnone", {
+            vhsm,
+            region: "us-east-2",
+            bootChain: { manifest: writeKitManifest(undefined).manifest },
+          }),
+      ).toThrow(
+        /AwsConfidentialVm kitnone: bootChain.manifest is a kit image whose enclaivelet reads no recorded user-data source/,
+      );
+      expect(
+        () =>
+          new mod.AwsConfidentialVm("kitbad", {
+            vhsm,
+            region: "us-east-2",
+            allowUnboundOs: true,
+            agentInImage: "yes" as never,
+          }),
+      ).toThrow(/AwsConfidentialVm kitbad: agentInImage is 'yes'; allowed: true, false/);
+    },
+  );
 
   it("pins the agent artifact when the Vhsm serves it", async () => {
     const vm = new mod.AwsConfidentialVm("pinned", {

@@ -6,6 +6,9 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { installMocks, resolve, unsecret, type MockHarness } from "../support/pulumi-mocks.js";
+import { haveUkiTools } from "../support/uki.js";
+import { writeKitManifest } from "../support/kit-manifest.js";
+import { authenticodeDigest } from "../../images/index.js";
 import { createGceEndorsementSimulator, type GceEndorsementSimulator } from "../../runtime/sim/gce-endorsement.js";
 
 let h: MockHarness;
@@ -31,6 +34,43 @@ beforeAll(async () => {
 const workload = (name: string) => unsecret(h.resources.find((r) => r.name === `${name}-workload`)!.inputs);
 
 describe("GcpConfidentialVm: Google launch endorsement + Google AK certificate", () => {
+  it.runIf(haveUkiTools())(
+    "agentInImage defaults on only with a kit manifest built for gce; a manifest for another source is refused",
+    async () => {
+      const { manifest, kernel } = writeKitManifest("gce");
+      const vm = new mod.GcpConfidentialVm("kitgce", {
+        vhsm,
+        zone: "europe-west4-a",
+        expectedMeasurements: [M(2)],
+        bootChain: { manifest },
+      });
+      await resolve(vm.workloadId);
+      const wl = workload("kitgce");
+      const inst = h.resources.find((r) => r.name === "kitgce" && r.type === "gcp:compute/instance:Instance")!.inputs;
+      const userData = String(unsecret(inst.metadata)["user-data"]);
+      expect(wl.userDataSha256).toBe(createHash("sha256").update(userData).digest("hex"));
+      expect(userData).not.toMatch(/runcmd/);
+      expect(wl.policy.vtpm.measuredBoot.bootApplications.required).toEqual([
+        authenticodeDigest(kernel, "sha256").toString("hex"),
+      ]);
+      expect(await resolve(vm.attestationChain)).toMatch(/User-data: bound/);
+      for (const other of ["nocloud", "ec2"])
+        expect(
+          () =>
+            new mod.GcpConfidentialVm(`kit${other}`, {
+              vhsm,
+              zone: "europe-west4-a",
+              expectedMeasurements: [M(2)],
+              bootChain: { manifest: writeKitManifest(other).manifest },
+            }),
+        ).toThrow(
+          new RegExp(
+            `GcpConfidentialVm kit${other}: bootChain.manifest is a kit image whose enclaivelet reads the '${other}' user-data source .*--cloud gce.*; allowed: gce$`,
+          ),
+        );
+    },
+  );
+
   it("registers the endorsed measurement for the machine type's vCPUs, the endorsement, and Google-AK authentication", async () => {
     const e = google.sign({ clSpec: 1n, sevSnp: { svn: 5, measurements: { 2: M(2), 4: M(4), 8: M(8) } } });
     const vm = new mod.GcpConfidentialVm("ge", {

@@ -16,6 +16,7 @@ import {
 import { readFileSync } from "node:fs";
 import { hasCloudInit, validateUserData } from "../support/cloud-init.js";
 import { requireTool } from "../support/prereq.js";
+import { writeKitManifest } from "../support/kit-manifest.js";
 
 let h: MockHarness;
 let c: typeof import("../../components/index.js");
@@ -338,6 +339,102 @@ describe("ConfidentialVm facade", () => {
     expect((await resolve(vm.expectedMeasurements)).length).toBe(2);
     expect(await resolve(vm.workloadId)).toBe("unit-f4");
     expect(h.resources.some((r) => r.type === "buckypaper:index:AwsConfidentialVm" && r.name === "f4")).toBe(true);
+  });
+  it("passes the AWS vTPM props through: bootChain, agentInImage, pinInstance, instanceEkPin", async () => {
+    const boot = { bank: "sha384", bootApplications: { allowed: [], required: ["cd".repeat(48)] } };
+    const vm = new c.ConfidentialVm("f5", {
+      platform: c.Platform.Aws,
+      vhsm,
+      region: "us-east-2",
+      measuredBoot: boot,
+      agentInImage: true,
+      pinInstance: false,
+      instanceEkPin: true,
+    });
+    await resolve(vm.workloadId);
+    const wl = (await registered("f5-workload")).inputs;
+    expect(unsecret(wl.policy).vtpm.nitroTpm).toEqual({}); // pinInstance: false reached the AWS component
+    expect(unsecret(wl.userDataSha256)).toMatch(/^[0-9a-f]{64}$/); // agentInImage: true
+    expect((await registered("f5-ek")).inputs.instanceId).toBe("f5-id"); // instanceEkPin: true
+    // bootChain reaches it too: a NoCloud kit image is refused on AWS, naming the field and the allowed value.
+    const { manifest } = writeKitManifest("nocloud");
+    expect(
+      () =>
+        new c.ConfidentialVm("f6", { platform: c.Platform.Aws, vhsm, region: "us-east-2", bootChain: { manifest } }),
+    ).toThrow(
+      /AwsConfidentialVm f6: bootChain.manifest is a kit image whose enclaivelet reads the 'nocloud'.*; allowed: ec2/,
+    );
+  });
+  it("passes the GCP vTPM props through: akCertificateProjects, pinInstance, agentInImage, bootChain", async () => {
+    const vm = new c.ConfidentialVm("f7", {
+      platform: c.Platform.Gcp,
+      vhsm,
+      zone: "europe-west4-a",
+      expectedMeasurements: ["02".repeat(48)],
+      measuredBoot: { bootApplications: { allowed: [], required: ["cd".repeat(32)] } },
+      akCertificateProjects: ["bk-prod-123"],
+      pinInstance: false,
+      agentInImage: true,
+    });
+    await resolve(vm.workloadId);
+    const wl = (await registered("f7-workload")).inputs;
+    expect(unsecret(wl.policy).vtpm.gceAkCertificate).toEqual({
+      projectIds: ["bk-prod-123"],
+      zones: ["europe-west4-a"],
+    });
+    expect(unsecret(wl.userDataSha256)).toMatch(/^[0-9a-f]{64}$/);
+    const { manifest } = writeKitManifest("ec2");
+    expect(
+      () =>
+        new c.ConfidentialVm("f8", {
+          platform: c.Platform.Gcp,
+          vhsm,
+          zone: "europe-west4-a",
+          expectedMeasurements: ["02".repeat(48)],
+          bootChain: { manifest },
+        }),
+    ).toThrow(
+      /GcpConfidentialVm f8: bootChain.manifest is a kit image whose enclaivelet reads the 'ec2'.*; allowed: gce/,
+    );
+  });
+  it("refuses a cloud prop on a platform that would ignore it, naming the field and the platforms", () => {
+    expect(
+      () =>
+        new c.ConfidentialVm("f9", {
+          platform: c.Platform.Gcp,
+          vhsm,
+          zone: "europe-west4-a",
+          expectedMeasurements: ["02".repeat(48)],
+          allowUnboundOs: true,
+          instanceEkPin: true,
+        }),
+    ).toThrow(/ConfidentialVm f9: instanceEkPin applies only to platform aws \(not 'gcp'\); allowed: aws/);
+    expect(
+      () =>
+        new c.ConfidentialVm("f10", {
+          platform: c.Platform.Aws,
+          vhsm,
+          region: "us-east-2",
+          allowUnboundOs: true,
+          akCertificateProjects: ["bk-prod-123"],
+        }),
+    ).toThrow(/ConfidentialVm f10: akCertificateProjects applies only to platform gcp/);
+    for (const [field, value] of [
+      ["bootChain", { uki: "/x.efi" }],
+      ["pinInstance", true],
+      ["agentInImage", true],
+    ] as const)
+      expect(
+        () =>
+          new c.ConfidentialVm(`f11${field}`, {
+            platform: c.Platform.Azure,
+            vhsm,
+            resourceGroupName: "rg",
+            subnetId: "s",
+            allowUnboundOs: true,
+            [field]: value,
+          }),
+      ).toThrow(new RegExp(`ConfidentialVm f11${field}: ${field} applies only to platform aws or gcp`));
   });
 });
 
