@@ -22,6 +22,7 @@ const HELP = `usage: buckypaper simulate snp --out DIR [--measurement HEX] [--re
                               --vcpu-type T --agent-config C --root R --state-dir S [--name N]
        buckypaper simulate qemu-guest --config S/guest.json --state-dir S
        buckypaper simulate guest-image [--json]
+       buckypaper simulate runtime-image [--json]
 
   Writes DIR/report.bin (0x4A0 bytes), DIR/certs.bin (certificate table, as configfs-tsm auxblob),
   DIR/vek.der, DIR/ark.pem, DIR/ask.pem, DIR/asvk.pem. The AMD hierarchy is SIMULATED and generated
@@ -39,7 +40,9 @@ const HELP = `usage: buckypaper simulate snp --out DIR [--measurement HEX] [--re
   'guest-image' finds or builds (once, as root; then cached) what those guests boot: the kit image
   (buckypaper image build: kernel, initramfs, dm-verity root with this build's enclaivelet) and OVMF's
   AmdSev firmware (scripts/build-firmware.sh), whose kernel-hashes table puts kernel, initrd and command
-  line (with the verity root hash) into the launch digest.`;
+  line (with the verity root hash) into the launch digest.
+  'runtime-image' finds or builds (cached likewise) the image the vHSM runtime's own guest boots (Vhsm mode
+  confidential-vm, platform local): the kit image in its runtime role and the AmdSev firmware.`;
 
 const pem = (der: Uint8Array) => pemEncode("CERTIFICATE", der);
 
@@ -231,6 +234,37 @@ async function guestImage(argv: string[], io: CliIo): Promise<number> {
   return Exit.ok;
 }
 
+async function runtimeImage(argv: string[], io: CliIo): Promise<number> {
+  const { values } = parseFlags(argv, { json: { type: "boolean" } });
+  const { realGuestSupport } = await import("../runtime/sim/qemu/local-image.js");
+  const { ensureRuntimeGuestImage } = await import("../runtime/sim/qemu/runtime-image.js");
+  const support = realGuestSupport();
+  if (!support.ok) {
+    io.err(`real guests cannot run here: ${support.reason}`);
+    return Exit.usage;
+  }
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const packageRoot = path.resolve(here, path.basename(path.dirname(here)) === "dist" ? "../.." : "..");
+  const say = values.json ? (l: string) => io.err(l) : (l: string) => io.out(l);
+  const img = await ensureRuntimeGuestImage({ packageRoot, progress: (l) => say(`  ${l}`) });
+  // The paths the component needs (the manifest itself stays in the image directory).
+  const out = {
+    firmware: img.firmware,
+    kernel: img.kernel,
+    initrd: img.initrd,
+    append: img.append,
+    rootImage: img.rootImage,
+    manifestPath: img.manifestPath,
+    runtimeSha256: img.runtimeSha256,
+  };
+  if (values.json) io.out(JSON.stringify(out));
+  else
+    io.out(
+      `  runtime guest image: firmware ${img.firmware}, root ${img.rootImage} (runtime ${img.runtimeSha256.slice(0, 16)}…)`,
+    );
+  return Exit.ok;
+}
+
 export async function run(argv: string[], io: CliIo): Promise<number> {
   const [kind, ...rest] = argv;
   if (kind === undefined || kind === "--help" || kind === "-h" || kind === "help") {
@@ -242,6 +276,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   if (kind === "vm") return vm(rest, io);
   if (kind === "qemu-guest") return qemuGuest(rest);
   if (kind === "guest-image") return guestImage(rest, io);
+  if (kind === "runtime-image") return runtimeImage(rest, io);
   if (kind === "tdx") {
     let mod: { run: CommandRunner };
     try {
@@ -253,6 +288,6 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     return mod.run(rest, io);
   }
   throw new UsageError(
-    `unknown simulator '${kind}' (expected snp, tdx, platform, vm, qemu-guest or guest-image)\n${HELP}`,
+    `unknown simulator '${kind}' (expected snp, tdx, platform, vm, qemu-guest, guest-image or runtime-image)\n${HELP}`,
   );
 }

@@ -1,7 +1,7 @@
 // Public entry point of the `buckypaper` package (package.json "main"). Each component area adds its
 // exports here.
-export { Vhsm, VhsmMode, renderRuntimeConfig } from "./vhsm.js";
-export type { VhsmArgs, VhsmSshArgs } from "./vhsm.js";
+export { Vhsm, VhsmMode, VHSM_LOCAL_PLATFORM, renderRuntimeConfig } from "./vhsm.js";
+export type { VhsmArgs, VhsmSshArgs, VhsmAttestationSummary } from "./vhsm.js";
 export {
   Workload,
   Secret,
@@ -34,6 +34,7 @@ export { ConfigError } from "./common/errors.js";
 export { LocalConfidentialVm } from "./local/confidential-vm.js";
 export type { LocalConfidentialVmArgs, LocalBootOverride } from "./local/confidential-vm.js";
 export { resolveMode as resolveLocalVmMode } from "./local/real-guest.js";
+export { localVhsmGuestSupport } from "./local/vhsm-guest.js";
 export type { LocalVmMode } from "./local/real-guest.js";
 export { LOCAL_TAMPER_CASES, TAMPER_DESCRIPTION } from "./local/tamper.js";
 export type { LocalTamperCase } from "./local/tamper.js";

@@ -2,7 +2,9 @@
 // what confidential VMs pin (URL, CA fingerprint) plus the deployer credential the deployment registers
 // workloads with. Modes: `process` (a server process on this machine, for the `local` stack; `local` is
 // its old name), `ssh` (a server process on an on-premises host reached over SSH, with `buckypaper`
-// installed there) and `confidential-vm` (the runtime in an attested guest: validated, not yet deployable).
+// installed there) and `confidential-vm` (the runtime in an attested guest: platform `local` — a real QEMU
+// guest with the simulated PSP, components/local/vhsm-guest.ts — is deployable; the cloud platforms are
+// refused at preview, naming the field, until their image exists).
 //
 // Trust bootstrap (docs/security.md): at init the root token sets up the deployer credential — a JWT
 // auth role bound to an Ed25519 key whose private half stays in a 0600 file under the user's config
@@ -19,7 +21,28 @@ import { ConfigError, requireOneOf } from "./common/errors.js";
 import { Platform } from "./common/types.js";
 import { renderRuntimeConfig } from "../runtime/server/http/config-render.js";
 import { userConfigDir } from "../runtime/client/deployer.js";
-import type { SshTargetArgs } from "../provider/resources.js";
+import type { RuntimeAttestationArgs, SshTargetArgs } from "../provider/resources.js";
+import { localVhsmGuest } from "./local/vhsm-guest.js";
+
+/** What the deployer established about a runtime in a confidential VM (public; printed by the local stack). */
+export interface VhsmAttestationSummary {
+  platform: string;
+  expectedMeasurement: string;
+  /** What the runtime's evidence reported (equals expectedMeasurement, or `pulumi up` failed). */
+  measurement: string;
+  /** What the simulated PSP measured from the files QEMU was started with (local). */
+  launchMeasurement: string;
+  kernelMeasured: boolean;
+  tlsKeySha256: string;
+  simulated: boolean;
+  verifiedBy: string;
+  verifiedAt: string;
+  checks: string[];
+  pid: number;
+  accel: string;
+  bootSeconds: number;
+  consoleLog: string;
+}
 
 export enum VhsmMode {
   /** A runtime process on the machine that runs `pulumi up`. */
@@ -28,9 +51,14 @@ export enum VhsmMode {
   Local = "local",
   /** A runtime process on a host reached over SSH. */
   Ssh = "ssh",
-  /** The runtime in an attested confidential VM (issue #16): validated at preview, not yet deployable. */
+  /** The runtime in an attested confidential VM (issue #16): platform `local` today. */
   ConfidentialVm = "confidential-vm",
 }
+
+/** The local stack's platform: a real QEMU guest whose simulated PSP is a `SimulatedPlatform`. */
+export const VHSM_LOCAL_PLATFORM = "local";
+/** Where mode confidential-vm can deploy today. */
+const CVM_PLATFORMS = [VHSM_LOCAL_PLATFORM];
 
 const MODES = [VhsmMode.Process, VhsmMode.Ssh, VhsmMode.ConfidentialVm];
 
@@ -41,8 +69,25 @@ export interface VhsmSshArgs extends SshTargetArgs {}
 export interface VhsmArgs {
   /** Default process. */
   mode?: VhsmMode;
-  /** Mode confidential-vm: the platform the runtime's guest runs on. */
-  platform?: Platform;
+  /** Mode confidential-vm: the platform the runtime's guest runs on. Deployable: `local`. */
+  platform?: Platform | typeof VHSM_LOCAL_PLATFORM;
+  /** Mode confidential-vm, platform local: the simulated platform's directory (a `SimulatedPlatform`'s dir).
+   *  Its anchor goes in `trustSimulatedSnp`: the guest's reports are signed by it, and the runtime trusts it
+   *  for the workloads' evidence. */
+  platformDir?: pulumi.Input<string>;
+  /** Mode confidential-vm, platform local: the guest's firmware (default: the runtime image's AmdSev OVMF,
+   *  whose kernel-hashes table puts kernel, initrd and command line — with the verity root hash — in the digest). */
+  firmware?: string;
+  /** Mode confidential-vm, platform local: vCPUs (default 1) and memory in MiB (default 1024) of the guest. */
+  vcpus?: number;
+  memoryMb?: number;
+  /** Mode confidential-vm, platform local: GiB of the runtime's data disk (default 1). */
+  dataDiskGb?: number;
+  /**
+   * Mode confidential-vm, platform local: boot the guest with this firmware instead of the one the
+   * measurement is computed from — the tamper demonstration: `pulumi up` must refuse the runtime.
+   */
+  actualFirmware?: string;
   /** SSH target (mode ssh). */
   ssh?: VhsmSshArgs;
   /** Absolute directory for config, SQLite storage, log and pid file. Default: <cwd>/.bk/vhsm/<stack> (local), /var/lib/buckypaper/vhsm-<stack> (ssh). */
@@ -88,7 +133,7 @@ export interface VhsmArgs {
    */
   insecureKeepRootTokenInState?: boolean;
   /**
-   * Local mode only: trust this simulated SEV-SNP platform (a `SimulatedPlatform`'s anchor). Sets the
+   * Modes process and confidential-vm (local, required there): trust this simulated SEV-SNP platform (a `SimulatedPlatform`'s anchor). Sets the
    * runtime's nitride config to accept evidence chaining to it (marked simulated in every verdict) and
    * turns AMD KDS lookups off. Never use it for a runtime that guards real secrets.
    */
@@ -123,6 +168,17 @@ export class Vhsm extends pulumi.ComponentResource {
   public readonly deployer: pulumi.Output<DeployerAuthArgs>;
   /** The Shamir recovery shares, each a JWE to one operator key (ciphertext only; none with the insecure opt-out). */
   public readonly recoveryShares: pulumi.Output<string[]>;
+  /**
+   * Mode confidential-vm: what every client must verify before sending anything (put it in connections:
+   * `attestation: vhsm.attestation`; the guests get it in their user-data). Undefined in the other modes.
+   */
+  public readonly attestation: pulumi.Output<RuntimeAttestationArgs>;
+  /** Mode confidential-vm: the runtime's MEASUREMENT as verified at bootstrap (computed from the boot inputs). */
+  public readonly measurement: pulumi.Output<string>;
+  /** Mode confidential-vm: SHA-256 of the TLS key (SPKI) the runtime's evidence binds. */
+  public readonly tlsKeySha256: pulumi.Output<string>;
+  /** Mode confidential-vm: who verified the runtime, when, against what; the guest's pid, console and boot time. */
+  public readonly attestationSummary: pulumi.Output<VhsmAttestationSummary | undefined>;
 
   constructor(name: string, args: VhsmArgs, opts?: pulumi.ComponentResourceOptions) {
     super("buckypaper:index:Vhsm", name, args, opts);
@@ -130,20 +186,45 @@ export class Vhsm extends pulumi.ComponentResource {
     const mode = args.mode === VhsmMode.Local ? VhsmMode.Process : (args.mode ?? VhsmMode.Process);
     requireOneOf(component, "mode", mode, MODES);
     if (mode === VhsmMode.ConfidentialVm) {
-      const platforms = Object.values(Platform);
+      const platforms = [...CVM_PLATFORMS, ...Object.values(Platform)];
       if (args.platform === undefined)
-        throw new ConfigError(component, "platform", "is required when mode is 'confidential-vm'", platforms);
+        throw new ConfigError(component, "platform", "is required when mode is 'confidential-vm'", CVM_PLATFORMS);
       requireOneOf(component, "platform", args.platform, platforms);
-      // Refuse rather than silently deploy something else: the guest deployment is a follow-up (issue #16).
-      throw new ConfigError(
-        component,
-        "mode",
-        `'confidential-vm' is not yet available on ${args.platform}: the runtime's attested guest deployment is not built yet (issue #16)`,
-        [VhsmMode.Process, VhsmMode.Ssh],
-      );
+      // Refuse rather than silently deploy something else: the cloud platforms need the runtime's image there.
+      if (!CVM_PLATFORMS.includes(args.platform))
+        throw new ConfigError(
+          component,
+          "platform",
+          `is '${args.platform}': mode 'confidential-vm' is not yet deployable there (the runtime's guest image for the cloud platforms is not built yet, issue #16)`,
+          CVM_PLATFORMS,
+        );
+      if (args.ssh) throw new ConfigError(component, "ssh", "is only allowed when mode is 'ssh'");
+      if (args.platformDir === undefined)
+        throw new ConfigError(
+          component,
+          "platformDir",
+          "is required when platform is 'local' (a SimulatedPlatform's dir)",
+        );
+      if (args.trustSimulatedSnp === undefined)
+        throw new ConfigError(
+          component,
+          "trustSimulatedSnp",
+          "is required when platform is 'local' (the SimulatedPlatform's anchor: the runtime guest's reports chain to it)",
+        );
+      for (const k of ["listenAddress", "publicHost", "command", "workers", "tls", "tlsHosts", "auditLog"] as const)
+        if (args[k] !== undefined)
+          throw new ConfigError(
+            component,
+            k,
+            "is not used in mode 'confidential-vm': the runtime's config is part of its measured guest image",
+          );
+    } else {
+      if (args.platform !== undefined)
+        throw new ConfigError(component, "platform", "is only allowed when mode is 'confidential-vm'");
+      for (const k of ["platformDir", "firmware", "vcpus", "memoryMb", "dataDiskGb", "actualFirmware"] as const)
+        if (args[k] !== undefined)
+          throw new ConfigError(component, k, "is only allowed when mode is 'confidential-vm'");
     }
-    if (args.platform !== undefined)
-      throw new ConfigError(component, "platform", "is only allowed when mode is 'confidential-vm'");
     if (mode === VhsmMode.Ssh && !args.ssh)
       throw new ConfigError(`Vhsm ${name}`, "ssh", "is required when mode is 'ssh'");
     if (mode === VhsmMode.Process && args.ssh)
@@ -158,27 +239,21 @@ export class Vhsm extends pulumi.ComponentResource {
     const port = args.port ?? 8200;
     if (!Number.isInteger(port) || port < 1 || port > 65535)
       throw new ConfigError(`Vhsm ${name}`, "port", `is ${port}; must be 1..65535`);
-    if (args.trustSimulatedSnp !== undefined && mode !== VhsmMode.Process)
-      throw new ConfigError(`Vhsm ${name}`, "trustSimulatedSnp", "is only allowed when mode is 'process'");
+    if (args.trustSimulatedSnp !== undefined && mode === VhsmMode.Ssh)
+      throw new ConfigError(
+        `Vhsm ${name}`,
+        "trustSimulatedSnp",
+        "is only allowed when mode is 'process' or 'confidential-vm'",
+      );
     const stack = pulumi.getStack();
     const stateDir =
       args.stateDir ??
-      (mode === VhsmMode.Process ? path.resolve(".bk", "vhsm", stack) : `/var/lib/buckypaper/vhsm-${stack}`);
+      (mode === VhsmMode.Ssh ? `/var/lib/buckypaper/vhsm-${stack}` : path.resolve(".bk", "vhsm", stack));
     if (!path.isAbsolute(stateDir))
       throw new ConfigError(`Vhsm ${name}`, "stateDir", `is '${stateDir}'; must be an absolute path`);
     if (args.workers !== undefined && !(Number.isInteger(args.workers) && args.workers >= 1 && args.workers <= 64)) {
       throw new ConfigError(`Vhsm ${name}`, "workers", `is ${args.workers}; must be an integer from 1 to 64`);
     }
-    const workers = args.workers ?? (mode === VhsmMode.Process ? 1 : "auto");
-    const tls = args.tls ?? true;
-    const listenAddress = args.listenAddress ?? (mode === VhsmMode.Process ? "127.0.0.1" : "0.0.0.0");
-    const publicHost = pulumi.output(args.publicHost ?? (mode === VhsmMode.Process ? "127.0.0.1" : args.ssh!.host));
-    const url = publicHost.apply((h) => `${tls ? "https" : "http"}://${h.includes(":") ? `[${h}]` : h}:${port}`);
-    const command =
-      args.command ??
-      (mode === VhsmMode.Process
-        ? [process.execPath, path.join(PACKAGE_ROOT, "bin", "buckypaper.js")]
-        : ["buckypaper"]);
 
     const recoveryKeys = args.recoveryKeys;
     const keyShares = args.keyShares ?? (recoveryKeys?.length || 1);
@@ -211,6 +286,124 @@ export class Vhsm extends pulumi.ComponentResource {
             },
           ];
 
+    const bootstrap = {
+      keyShares,
+      keyThreshold,
+      ...(args.insecureKeepRootTokenInState
+        ? { insecureKeepRootTokenInState: true }
+        : {
+            deployerKeyFile,
+            ...(args.deployerPublicKey !== undefined ? { deployerPublicKey: args.deployerPublicKey } : {}),
+            ...(args.deployerKeyRotation !== undefined ? { deployerKeyRotation: args.deployerKeyRotation } : {}),
+            ...(recoveryKeys
+              ? { recoveryKeys }
+              : { localRecoveryKeyFile: path.join(userConfigDir(), "recovery", `${keyName}.jwk`) }),
+          }),
+      ...(rootWrites ? { rootWrites } : {}),
+    };
+
+    if (mode === VhsmMode.ConfidentialVm) {
+      const who = component;
+      const int = (k: "vcpus" | "memoryMb" | "dataDiskGb", v: number, min: number, max: number) => {
+        if (!Number.isInteger(v) || v < min || v > max)
+          throw new ConfigError(who, k, `is ${v}; must be an integer ${min}..${max}`);
+        return v;
+      };
+      const local = localVhsmGuest(this, {
+        who,
+        name: `${name}`
+          .toLowerCase()
+          .replace(/[^a-z0-9-]/g, "-")
+          .slice(0, 40),
+        packageRoot: PACKAGE_ROOT,
+        platformDir: args.platformDir!,
+        anchor: args.trustSimulatedSnp!,
+        stateDir,
+        port,
+        ...(args.firmware ? { firmware: args.firmware } : {}),
+        ...(args.actualFirmware ? { actualFirmware: args.actualFirmware } : {}),
+        vcpus: int("vcpus", args.vcpus ?? 1, 1, 64),
+        memoryMb: int("memoryMb", args.memoryMb ?? 1024, 512, 65536),
+        dataDiskGb: int("dataDiskGb", args.dataDiskGb ?? 1, 1, 64),
+        bootstrap,
+      });
+      const g = local.guest;
+      this.url = pulumi.all([g.url, g.measurement]).apply(([u]) => u);
+      // No CA to pin: trust comes from the attestation (the listener's certificate is self-signed).
+      this.caFingerprint = pulumi.output("");
+      this.caPem = pulumi.output("");
+      this.rootToken = pulumi.secret(g.rootToken) as pulumi.Output<string>;
+      this.deployer = g.deployer as pulumi.Output<DeployerAuthArgs>;
+      this.recoveryShares = g.recoveryShares as pulumi.Output<string[]>;
+      // Usable once the runtime was verified and bootstrapped (an output of the guest resource).
+      this.attestation = pulumi
+        .all([local.attestation, g.measurement])
+        .apply(([a]) => a) as pulumi.Output<RuntimeAttestationArgs>;
+      this.measurement = g.measurement;
+      this.tlsKeySha256 = g.tlsKeySha256;
+      this.attestationSummary = pulumi
+        .all([
+          g.measurement,
+          g.launchMeasurement,
+          g.tlsKeySha256,
+          g.simulated,
+          g.verifiedBy,
+          g.verifiedAt,
+          g.checks,
+          pulumi.all([g.pid, g.accel, g.bootSeconds, g.consoleLog]),
+        ])
+        .apply(
+          ([
+            measurement,
+            launchMeasurement,
+            tlsKeySha256,
+            simulated,
+            verifiedBy,
+            verifiedAt,
+            checks,
+            [pid, accel, bootSeconds, consoleLog],
+          ]) => ({
+            platform: VHSM_LOCAL_PLATFORM,
+            expectedMeasurement: local.expectedMeasurement,
+            measurement,
+            launchMeasurement,
+            kernelMeasured: local.kernelMeasured,
+            tlsKeySha256,
+            simulated,
+            verifiedBy,
+            verifiedAt,
+            checks,
+            pid,
+            accel,
+            bootSeconds,
+            consoleLog,
+          }),
+        );
+      this.registerOutputs({
+        url: this.url,
+        caFingerprint: this.caFingerprint,
+        caPem: this.caPem,
+        rootToken: this.rootToken,
+        deployer: this.deployer,
+        recoveryShares: this.recoveryShares,
+        attestation: this.attestation,
+        measurement: this.measurement,
+        tlsKeySha256: this.tlsKeySha256,
+        attestationSummary: this.attestationSummary,
+      });
+      return;
+    }
+
+    const workers = args.workers ?? (mode === VhsmMode.Process ? 1 : "auto");
+    const tls = args.tls ?? true;
+    const listenAddress = args.listenAddress ?? (mode === VhsmMode.Process ? "127.0.0.1" : "0.0.0.0");
+    const publicHost = pulumi.output(args.publicHost ?? (mode === VhsmMode.Process ? "127.0.0.1" : args.ssh!.host));
+    const url = publicHost.apply((h) => `${tls ? "https" : "http"}://${h.includes(":") ? `[${h}]` : h}:${port}`);
+    const command =
+      args.command ??
+      (mode === VhsmMode.Process
+        ? [process.execPath, path.join(PACKAGE_ROOT, "bin", "buckypaper.js")]
+        : ["buckypaper"]);
     const service = new RuntimeService(
       `${name}-runtime`,
       {
@@ -231,19 +424,7 @@ export class Vhsm extends pulumi.ComponentResource {
           }),
         ),
         url,
-        keyShares,
-        keyThreshold,
-        ...(args.insecureKeepRootTokenInState
-          ? { insecureKeepRootTokenInState: true }
-          : {
-              deployerKeyFile,
-              ...(args.deployerPublicKey !== undefined ? { deployerPublicKey: args.deployerPublicKey } : {}),
-              ...(args.deployerKeyRotation !== undefined ? { deployerKeyRotation: args.deployerKeyRotation } : {}),
-              ...(recoveryKeys
-                ? { recoveryKeys }
-                : { localRecoveryKeyFile: path.join(userConfigDir(), "recovery", `${keyName}.jwk`) }),
-            }),
-        ...(rootWrites ? { rootWrites } : {}),
+        ...bootstrap,
       },
       { parent: this },
     );
@@ -254,6 +435,10 @@ export class Vhsm extends pulumi.ComponentResource {
     this.rootToken = pulumi.secret(service.rootToken) as pulumi.Output<string>;
     this.deployer = service.deployer as pulumi.Output<DeployerAuthArgs>;
     this.recoveryShares = service.recoveryShares as pulumi.Output<string[]>;
+    this.attestation = pulumi.output(undefined) as unknown as pulumi.Output<RuntimeAttestationArgs>;
+    this.measurement = pulumi.output("");
+    this.tlsKeySha256 = pulumi.output("");
+    this.attestationSummary = pulumi.output(undefined);
     this.registerOutputs({
       url: this.url,
       caFingerprint: this.caFingerprint,

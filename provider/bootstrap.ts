@@ -7,6 +7,7 @@
 // change its own rights.
 import { rmSync } from "node:fs";
 import { runtimeRequest, RuntimeApiError, type RuntimeConnection } from "./client.js";
+import type { RuntimeAttestation } from "../runtime/client/connection.js";
 import {
   DEPLOYER_MOUNT,
   DEPLOYER_POLICY,
@@ -120,6 +121,9 @@ export interface BootstrapOptions {
   rootToken: string;
   url: string;
   caPem?: string;
+  /** Attested TLS expectations (a runtime in a confidential VM): every request of the bootstrap is sent only
+   *  over a connection whose key the runtime's evidence binds (runtime/client/attested-tls.ts). */
+  attestation?: RuntimeAttestation;
   /** Where the deployer's private key goes (written 0600), unless `publicPem` is given. */
   keyFile: string;
   /** The deployer's own public key (its private key is BUCKYPAPER_DEPLOYER_KEY): no file is written. */
@@ -154,7 +158,8 @@ function configBody(publicPem: string): Record<string, unknown> {
 
 /** Runs the bootstrap; returns where the deployer credential is. The root token is revoked on success. */
 export async function bootstrapDeployer(o: BootstrapOptions): Promise<DeployerAuth> {
-  const root: RuntimeConnection = { url: o.url, token: o.rootToken, ...(o.caPem ? { caPem: o.caPem } : {}) };
+  const trust = { ...(o.caPem ? { caPem: o.caPem } : {}), ...(o.attestation ? { attestation: o.attestation } : {}) };
+  const root: RuntimeConnection = { url: o.url, token: o.rootToken, ...trust };
   let publicPem = o.publicPem;
   if (!publicPem) {
     const k = generateDeployerKey();
@@ -177,7 +182,7 @@ export async function bootstrapDeployer(o: BootstrapOptions): Promise<DeployerAu
   for (const w of o.rootWrites ?? []) await runtimeRequest(root, "POST", w.path, w.body);
   const auth: DeployerAuth = { mount: DEPLOYER_MOUNT, role: DEPLOYER_ROLE, keyFile: o.keyFile, audience };
   // Prove the credential works before giving up root (a typo here would lock the deployment out).
-  const probe = { url: o.url, deployer: auth, ...(o.caPem ? { caPem: o.caPem } : {}) };
+  const probe = { url: o.url, deployer: auth, ...trust };
   forgetDeployerTokens();
   await runtimeRequest(probe, "GET", "auth/token/lookup-self");
   await revokeRoot(root);

@@ -9,7 +9,7 @@
 import { fileURLToPath } from "node:url";
 import * as pulumi from "@pulumi/pulumi";
 import { handlerProvider } from "./dynamic.js";
-import type { RuntimeConnectionArgs } from "./resources.js";
+import type { RuntimeAttestationArgs, RuntimeConnectionArgs } from "./resources.js";
 
 const HANDLERS_PATH = fileURLToPath(new URL("./local-vm-handlers.js", import.meta.url));
 const QEMU_HANDLERS_PATH = fileURLToPath(new URL("./qemu-guest-handlers.js", import.meta.url));
@@ -131,6 +131,8 @@ export interface QemuGuestArgs {
   /** Runtime URL and CA (PEM, public), for the known_hosts line from its SSH CA. */
   runtimeUrl?: pulumi.Input<string>;
   runtimeCaPem?: pulumi.Input<string>;
+  /** Or, for a runtime in a confidential VM, what it must prove (the read goes over attested TLS). */
+  runtimeAttestation?: pulumi.Input<RuntimeAttestationArgs>;
   /** Host name the SSH host certificate is issued for (the known_hosts line names it). */
   sshPrincipal?: pulumi.Input<string>;
   /** Seconds to wait for the enclaivelet's verdict (default 1500). */

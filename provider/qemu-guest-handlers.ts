@@ -16,6 +16,8 @@ import {
   type QemuGuestConfig,
   type QemuGuestStatus,
 } from "../runtime/sim/qemu/supervise.js";
+import { runtimeRequest } from "./client.js";
+import type { RuntimeAttestation } from "../runtime/client/connection.js";
 import { absPath, CLI, isUnknown, ownedProcessAlive, same, type CheckFailure, type Props } from "./handler-support.js";
 
 /** Inputs whose change is a different guest (replace: stop the old one first, same directory). */
@@ -82,7 +84,8 @@ function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
-function stopGuest(stateDir: string, pids: unknown[]): void {
+/** Stops the guest's supervisor and QEMU (also used by the vHSM guest's handlers). */
+export function stopGuest(stateDir: string, pids: unknown[]): void {
   const s = readGuestStatus(stateDir);
   const all = new Set([...pids, s?.pid, s?.qemuPid]);
   // The supervisor first (it stops QEMU and its PSP cleanly), then anything left (a supervisor killed
@@ -121,10 +124,22 @@ function sshCaKey(url: string, caPem: string): Promise<string> {
   });
 }
 
+/** The same read from a runtime in a confidential VM: over attested TLS (verified before the request). */
+async function attestedSshCaKey(url: string, attestation: RuntimeAttestation): Promise<string> {
+  const r = await runtimeRequest({ url, token: "-", attestation }, "GET", "ssh/public_key", undefined, 60_000);
+  const body = typeof r.body === "string" ? r.body.trim() : "";
+  if (r.status !== 200 || !/^(ssh|ecdsa)-\S+ \S+/.test(body)) throw new Error(`ssh/public_key: HTTP ${r.status}`);
+  return body;
+}
+
 async function outputsOf(inputs: Props, s: QemuGuestStatus): Promise<Props> {
   let knownHosts = "";
-  if (s.state === "provisioned" && typeof inputs.sshPrincipal === "string" && typeof inputs.runtimeCaPem === "string") {
-    const key = await sshCaKey(String(inputs.runtimeUrl), inputs.runtimeCaPem);
+  const attestation = inputs.runtimeAttestation as RuntimeAttestation | undefined;
+  const caPem = typeof inputs.runtimeCaPem === "string" && inputs.runtimeCaPem !== "" ? inputs.runtimeCaPem : undefined;
+  if (s.state === "provisioned" && typeof inputs.sshPrincipal === "string" && (attestation || caPem)) {
+    const key = attestation
+      ? await attestedSshCaKey(String(inputs.runtimeUrl), attestation)
+      : await sshCaKey(String(inputs.runtimeUrl), caPem!);
     // The host name ssh matches is the principal (ssh -o HostKeyAlias=<principal>), so the line
     // trusts the CA for that name only, not for every host on 127.0.0.1.
     knownHosts = `@cert-authority ${inputs.sshPrincipal} ${key}`;
@@ -149,7 +164,8 @@ async function outputsOf(inputs: Props, s: QemuGuestStatus): Promise<Props> {
   };
 }
 
-async function startGuest(inputs: Props): Promise<Props> {
+/** Starts the supervisor detached and waits for the guest's verdict (also used by the vHSM guest's handlers). */
+export async function startGuest(inputs: Props): Promise<Props> {
   const stateDir = String(inputs.stateDir);
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   chmodSync(stateDir, 0o700);
@@ -165,6 +181,7 @@ async function startGuest(inputs: Props): Promise<Props> {
     ...(inputs.dataDiskGb ? { dataDiskGb: Number(inputs.dataDiskGb) } : {}),
     ...(inputs.sshPort ? { sshPort: Number(inputs.sshPort) } : {}),
     timeoutSeconds: Number(inputs.timeoutSeconds),
+    ...(typeof inputs.readyPattern === "string" ? { readyPattern: inputs.readyPattern } : {}),
   };
   const cfgFile = path.join(stateDir, GUEST_CONFIG_FILE);
   writeFileSync(cfgFile, `${JSON.stringify(cfg, null, 2)}\n`, { mode: 0o600 });
@@ -210,7 +227,9 @@ export async function diff(
   const replaces = GUEST_KEYS.filter((k) => !same(olds[k], news[k]));
   // A guest that is not running any more (host reboot, killed) is booted again by the next `up`.
   const down = replaces.length === 0 && !guestAlive(olds.pid, String(olds.stateDir));
-  const other = ["runtimeUrl", "runtimeCaPem", "sshPrincipal", "timeoutSeconds"].some((k) => !same(olds[k], news[k]));
+  const other = ["runtimeUrl", "runtimeCaPem", "runtimeAttestation", "sshPrincipal", "timeoutSeconds"].some(
+    (k) => !same(olds[k], news[k]),
+  );
   return { changes: replaces.length > 0 || down || other, replaces, deleteBeforeReplace: true };
 }
 

@@ -300,13 +300,19 @@ export async function createService(i: ServiceInputs): Promise<ServiceOutputs> {
   }
 }
 
-function deployerKeyFileOf(i: ServiceInputs): string {
+function deployerKeyFileOf(i: Pick<ServiceInputs, "deployerKeyFile">): string {
   if (!i.deployerKeyFile) throw new Error("deployerKeyFile is required (where the deployer's private key is kept)");
   return i.deployerKeyFile;
 }
 
+/** Who a runtime's recovery shares are encrypted to (also the vHSM guest's handlers). */
+export type RecoveryInputs = Pick<
+  ServiceInputs,
+  "recoveryKeys" | "localRecoveryKeyFile" | "keyShares" | "keyThreshold" | "deployerKeyFile" | "url"
+>;
+
 /** The operators' public keys, or a local recovery key generated now (private JWK written 0600). */
-async function recoveryRecipients(i: ServiceInputs): Promise<JWK[]> {
+export async function recoveryRecipients(i: RecoveryInputs): Promise<JWK[]> {
   if (i.recoveryKeys?.length) return i.recoveryKeys.map((k, n) => parseRecoveryPublicKey(k, `recoveryKeys[${n}]`));
   if (!i.localRecoveryKeyFile)
     throw new Error("recoveryKeys or localRecoveryKeyFile is required (who receives the recovery shares)");
@@ -318,7 +324,7 @@ async function recoveryRecipients(i: ServiceInputs): Promise<JWK[]> {
   return [publicJwk];
 }
 
-async function encryptShares(i: ServiceInputs, keys: string[], to: JWK[]): Promise<string[]> {
+export async function encryptShares(i: RecoveryInputs, keys: string[], to: JWK[]): Promise<string[]> {
   if (to.length !== keys.length)
     throw new Error(`keyShares is ${keys.length} but ${to.length} recovery key(s) were given: one per share`);
   return Promise.all(
@@ -329,7 +335,7 @@ async function encryptShares(i: ServiceInputs, keys: string[], to: JWK[]): Promi
 }
 
 /** Private recovery keys available on this machine: BUCKYPAPER_RECOVERY_KEY (a JWK) and the local key file. */
-function localRecoveryKeys(o: ServiceInputs): JWK[] {
+function localRecoveryKeys(o: RecoveryInputs): JWK[] {
   const out: JWK[] = [];
   const env = process.env.BUCKYPAPER_RECOVERY_KEY;
   if (env && env.trim()) out.push(JSON.parse(env) as JWK);
@@ -345,7 +351,11 @@ function localRecoveryKeys(o: ServiceInputs): JWK[] {
 
 /** Unseals with the shares that the recovery keys on this machine open; a clear error when too few do. */
 async function unsealWithRecovery(o: ServiceOutputs, caPem: string | undefined): Promise<void> {
-  const shares = o.recoveryShares ?? [];
+  await unseal(o, await openLocalShares(o, o.recoveryShares ?? []), caPem);
+}
+
+/** The unseal keys in the shares that the recovery keys on this machine open (at least the threshold, else an error). */
+export async function openLocalShares(o: RecoveryInputs, shares: string[]): Promise<string[]> {
   const keys = localRecoveryKeys(o);
   const byKid = new Map<string, JWK>();
   for (const k of keys) byKid.set(await recoveryKeyId(k), k);
@@ -360,7 +370,7 @@ async function unsealWithRecovery(o: ServiceOutputs, caPem: string | undefined):
         `\`buckypaper runtime unseal --share <share.jwe> --recovery-key <your private JWK>\` (${o.keyThreshold} of ` +
         `${shares.length} shares; \`pulumi stack output\` lists the encrypted shares), then run \`pulumi up\` again`,
     );
-  await unseal(o, opened, caPem);
+  return opened;
 }
 
 /** Is it up and unsealed? (refresh) */
@@ -418,7 +428,7 @@ export async function ensureRunning(o: ServiceOutputs, next: ServiceInputs): Pro
 }
 
 /** Without undefined members: the engine's gRPC Struct refuses them ("Unexpected struct type"). */
-function defined<T extends object>(o: T): T {
+export function defined<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 }
 

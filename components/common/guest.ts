@@ -8,6 +8,14 @@ import * as pulumi from "@pulumi/pulumi";
 import { Secret, Workload, type WorkloadPkiArgs, type WorkloadSshArgs } from "../../provider/resources.js";
 import { renderUserData, type CloudPlatform, type UserDataInput } from "../../runtime/guest/cloud-init/index.js";
 import type { DataVolumeArgs, VhsmConnectionArgs } from "./types.js";
+import type { RuntimeAttestation } from "../../runtime/client/connection.js";
+
+/** The runtime's expectation as the guest holds it: the replicas' URLs are the deployer's view, not the guest's. */
+function guestExpectation(a: RuntimeAttestation): RuntimeAttestation {
+  const { replicaUrls: _r, ...rest } = a;
+  void _r;
+  return rest;
+}
 import { Platform, Tee } from "./types.js";
 import { formatSecretRef, kvDataPath } from "../../runtime/protocol/secret-ref.js";
 import type { Policy } from "../../runtime/protocol/policy.js";
@@ -120,6 +128,8 @@ export function registerGuest(
     ...(spec.vhsm.token !== undefined ? { token: pulumi.secret(spec.vhsm.token) } : {}),
     ...(spec.vhsm.deployer !== undefined ? { deployer: spec.vhsm.deployer } : {}),
     ...(spec.vhsm.caPem !== undefined ? { caPem: spec.vhsm.caPem } : {}),
+    // A runtime in a confidential VM (Vhsm mode confidential-vm): verified before anything is sent to it.
+    ...(spec.vhsm.attestation !== undefined ? { attestation: spec.vhsm.attestation } : {}),
   };
   // The application secrets live at one KV v2 path of the "secret" mount; the workload is granted its data
   // path and the agent's env file names each key by a secret reference (runtime/protocol/secret-ref.ts).
@@ -166,8 +176,9 @@ export function registerGuest(
         dataVolume?.mountPoint ?? "/data",
         spec.vhsm.agentUrl,
         spec.vhsm.agentSha256,
+        spec.vhsm.attestation,
       ])
-      .apply(([url, fp, id, mountPoint, agentUrl, agentSha256]) => {
+      .apply(([url, fp, id, mountPoint, agentUrl, agentSha256, attestation]) => {
         const provision: NonNullable<UserDataInput["provision"]> = { ...spec.provision };
         if (dataVolume)
           provision.volume = {
@@ -182,7 +193,10 @@ export function registerGuest(
           platform: spec.platform as CloudPlatform,
           tee: spec.tee === Tee.Tdx ? "tdx" : "snp",
           runtimeUrl: url,
-          runtimeCaSha256: fp,
+          // With the runtime's attestation the agent verifies its evidence (no copied fingerprint); a CA
+          // fingerprint given as well is checked in addition.
+          ...(fp ? { runtimeCaSha256: fp } : {}),
+          ...(attestation ? { runtimeAttestation: guestExpectation(attestation as RuntimeAttestation) } : {}),
           workloadId: id,
           hostname: spec.hostname,
           ...(spec.vtpm ? { vtpm: true } : {}),

@@ -22,7 +22,8 @@ export enum Tee {
  * they fetch the enclaivelet. A `Vhsm` component's outputs fit here.
  */
 export interface VhsmConnectionArgs extends RuntimeConnectionArgs {
-  /** SHA-256 (hex) of the runtime CA certificate; guests pin it. */
+  /** SHA-256 (hex) of the runtime CA certificate; guests pin it. Empty ("") with `attestation` (a `Vhsm` in
+   *  mode confidential-vm): the guests verify the runtime's evidence instead of a copied fingerprint. */
   caFingerprint: pulumi.Input<string>;
   /**
    * Where guests download the enclaivelet artifact (`buckypaper enclaivelet package`) and its SHA-256,

@@ -414,6 +414,7 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
         ),
         runtimeUrl: args.vhsm.url,
         ...(args.vhsm.caPem !== undefined ? { runtimeCaPem: args.vhsm.caPem } : {}),
+        ...(args.vhsm.attestation !== undefined ? { runtimeAttestation: args.vhsm.attestation } : {}),
         ...(sshPrincipal ? { sshPrincipal } : {}),
       },
       { parent: this, dependsOn: [guest.workload, ...(args.waitFor ?? [])] },

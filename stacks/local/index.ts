@@ -1,7 +1,12 @@
 // The `local` stack: everything the kit promises, on one machine, without a cloud account.
 //   1. a simulated SEV-SNP platform (the "chip": a fake AMD key hierarchy kept in a private directory)
 //   2. the vHSM runtime (Nitride attestation + Vault-compatible secrets) on SQLite, trusting that
-//      platform only (every verdict is marked simulated), with PKI, SSH CA and JWT auth configured
+//      platform only (every verdict is marked simulated), with PKI, SSH CA and JWT auth configured. When
+//      this machine can run guests (config vhsm: auto, the default), the runtime itself runs in a real
+//      QEMU guest of that platform (Vhsm mode confidential-vm, the kit image in its runtime role): `pulumi
+//      up` computes its measurement from the guest's boot inputs and verifies its attested TLS before
+//      sending anything; the VMs verify it the same way (no copied fingerprint). Otherwise (or vhsm:
+//      process) a runtime process on this machine.
 //   3. confidential VMs `web` and `db`: real QEMU guests booted from the kit image (when this machine can
 //      run them: QEMU, root, the image tooling and the AmdSev firmware — else process trees, with the
 //      reason printed). Each guest's expected launch measurement is computed from its exact QEMU argv —
@@ -34,6 +39,8 @@ import {
   SimulatedPlatform,
   SshRole,
   Vhsm,
+  VhsmMode,
+  VHSM_LOCAL_PLATFORM,
 } from "buckypaper";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -64,19 +71,36 @@ const platform = new SimulatedPlatform("platform", { dir: path.join(stateDir, "p
 // By default the runtime keeps no root token: it is revoked once the deployer credential (a key under
 // ~/.config/buckypaper/deployer/) is set up. The opt-out exists for tests that need root afterwards.
 const keepRoot = cfg.getBoolean("insecureKeepRootTokenInState") ?? false;
+// vhsm: auto (default: the runtime in a real QEMU guest, attested, when this machine can run guests), real, process.
+const vhsmResolved = resolveLocalVmMode("stack local", (cfg.get("vhsm") ?? "auto") as LocalVmMode, boot.firmware);
+const attestedVhsm = vhsmResolved.mode === "real";
+if (!attestedVhsm && cfg.get("vhsm") !== "process")
+  pulumi.log.warn(`the vHSM runs as a process on this machine, not in an attested guest — ${vhsmResolved.why}`);
 const vhsm = new Vhsm("vhsm", {
   stateDir: path.join(stateDir, "vhsm"),
   port,
   trustSimulatedSnp: platform.anchor,
-  auditLog: true,
-  // The real guests reach the runtime at this address (QEMU's user-mode forward to the host loopback).
-  tlsHosts: ["10.0.2.100"],
+  ...(attestedVhsm
+    ? {
+        mode: VhsmMode.ConfidentialVm,
+        platform: VHSM_LOCAL_PLATFORM,
+        platformDir: platform.dir,
+        firmware: boot.firmware,
+        // The tamper demonstration of the runtime itself (tests): boot it with another firmware than measured.
+        ...(cfg.get("vhsmActualFirmware") ? { actualFirmware: cfg.get("vhsmActualFirmware") } : {}),
+      }
+    : {
+        auditLog: true,
+        // The real guests reach the runtime at this address (QEMU's user-mode forward to the host loopback).
+        tlsHosts: ["10.0.2.100"],
+      }),
   ...(keepRoot ? { insecureKeepRootTokenInState: true } : {}),
 });
 const auth = keepRoot ? { token: vhsm.rootToken } : { deployer: vhsm.deployer };
 
-// 2. Secret engines and the attested login the enclaivelet uses.
-const connection = { url: vhsm.url, ...auth, caPem: vhsm.caPem };
+// 2. Secret engines and the attested login the enclaivelet uses. With the runtime in a guest, every request
+// goes over attested TLS (vhsm.attestation); the process runtime is pinned by its CA.
+const connection = { url: vhsm.url, ...auth, caPem: vhsm.caPem, attestation: vhsm.attestation };
 const kv = new Mount("kv", { connection, path: "secret", type: "kv" });
 const pki = new Mount("pki", { connection, path: "pki", type: "pki" });
 const ssh = new Mount("ssh", { connection, path: "ssh", type: "ssh" });
@@ -132,7 +156,13 @@ const hostRole = new SshRole(
 const runtimeReady = [vhsm, kv, jwtRole, tlsRole, hostRole];
 
 // 3. The confidential VMs.
-const vhsmArgs = { url: vhsm.url, caFingerprint: vhsm.caFingerprint, ...auth, caPem: vhsm.caPem };
+const vhsmArgs = {
+  url: vhsm.url,
+  caFingerprint: vhsm.caFingerprint,
+  ...auth,
+  caPem: vhsm.caPem,
+  attestation: vhsm.attestation,
+};
 const vmsDir = path.join(stateDir, "vms");
 const apiKey = new GeneratedSecret("web-api-key", { bytes: 24 });
 const dbPassword = new GeneratedSecret("db-password", { bytes: 24 });
@@ -218,7 +248,10 @@ if (tamperDemo) {
 
 export const runtimeUrl = vhsm.url;
 export const runtimeCaFingerprint = vhsm.caFingerprint;
-export const auditLog = path.join(stateDir, "vhsm", "audit.log");
+// With the runtime in its guest, its audit log is inside the guest (not on this machine).
+export const auditLog = attestedVhsm ? "" : path.join(stateDir, "vhsm", "audit.log");
+export const vhsmMode = { mode: attestedVhsm ? "confidential-vm" : "process", reason: vhsmResolved.why };
+export const vhsmAttestation = vhsm.attestationSummary;
 export const simulatedArkSha256 = platform.arkSha256;
 export const bootInputs = web.bootInputs;
 export const vmMode = { mode: resolved.mode, reason: resolved.why };

@@ -32,6 +32,21 @@ export interface VmOut {
   /** Report requests the guest sent its simulated PSP (0: never asked); -1 for process trees. */
   pspRequests: number;
 }
+/** The vHSM runtime guest's attestation (the stack's `vhsmAttestation` output; Vhsm attestationSummary). */
+export interface VhsmAttestationOut {
+  expectedMeasurement: string;
+  measurement: string;
+  launchMeasurement: string;
+  kernelMeasured: boolean;
+  tlsKeySha256: string;
+  simulated: boolean;
+  verifiedBy: string;
+  verifiedAt: string;
+  pid: number;
+  accel: string;
+  bootSeconds: number;
+  consoleLog: string;
+}
 const out = JSON.parse(readFileSync(0, "utf8")) as {
   runtimeUrl: string;
   auditLog: string;
@@ -39,6 +54,8 @@ const out = JSON.parse(readFileSync(0, "utf8")) as {
   vmMode?: { mode: string; reason: string };
   sshUserKey?: string;
   sshKnownHostsFile?: string;
+  vhsmMode?: { mode: string; reason: string };
+  vhsmAttestation?: VhsmAttestationOut | null;
   vm: Record<string, VmOut>;
 };
 const vms = Object.entries(out.vm ?? {});
@@ -78,8 +95,22 @@ const anyReal = vms.some(([, v]) => v.mode === "real");
 console.log(
   `\nMeasured: firmware + vCPU count/type${anyKernel ? ` + kernel/initrd/cmdline${anyReal ? " (the cmdline carries the dm-verity root hash: the root filesystem, with the enclaivelet in it, is bound too)" : ""}` : " (Debian's OVMF has no kernel-hashes table, so the kernel is not in the SNP digest — as on real hardware with this firmware; the kit's AmdSev firmware puts it there)"}${anyReal ? "; the user-data's SHA-256 is bound into each report and checked against the registration" : ""}.`,
 );
+const va = out.vhsmAttestation;
+if (va) {
+  console.log(
+    `\nvHSM runtime: QEMU guest (${va.accel}), attested — ${va.measurement === va.expectedMeasurement ? "measurement matches the one computed from its boot inputs" : "MEASUREMENT MISMATCH"}`,
+  );
+  console.log(`  expected  ${va.expectedMeasurement}`);
+  console.log(`  reported  ${va.measurement} (the simulated PSP measured ${short(va.launchMeasurement)})`);
+  console.log(`  TLS key   SPKI SHA-256 ${va.tlsKeySha256} (bound into the report; every request is pinned to it)`);
+  console.log(`  verified  by ${va.verifiedBy}, ${va.verifiedAt}; the VMs verify it the same way before attesting`);
+  console.log(`  up in ${va.bootSeconds} s; pid ${va.pid} (QEMU supervisor), console ${va.consoleLog}`);
+} else if (out.vhsmMode?.mode === "process")
+  console.log(
+    `\nvHSM runtime: a process on this machine, not an attested guest: ${out.vhsmMode.reason || "asked for (config vhsm=process)"}.`,
+  );
 console.log(
-  `Runtime ${out.runtimeUrl} trusts only the simulated platform (ARK SHA-256 ${short(out.simulatedArkSha256)}); audit log: ${out.auditLog}`,
+  `Runtime ${out.runtimeUrl} trusts only the simulated platform (ARK SHA-256 ${short(out.simulatedArkSha256)}); audit log: ${out.auditLog || "inside the runtime's guest"}`,
 );
 for (const [name, v] of vms)
   console.log(

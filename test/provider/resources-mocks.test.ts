@@ -217,7 +217,7 @@ describe("Vhsm trust bootstrap and mode (under mocks)", () => {
     );
   });
 
-  it("mode: process, its old name local, ssh; confidential-vm is validated and refused as not yet available", async () => {
+  it("mode: process, its old name local, ssh; confidential-vm is validated, and refused on the platforms without a runtime image", async () => {
     const p = new C.Vhsm("proc", { mode: C.VhsmMode.Process, stateDir: "/tmp/bk-vhsm-proc", port: 18213 });
     expect(await value(p.url)).toBe("https://127.0.0.1:18213");
     const l = new C.Vhsm("loc", { mode: C.VhsmMode.Local, stateDir: "/tmp/bk-vhsm-loc", port: 18214 });
@@ -226,18 +226,45 @@ describe("Vhsm trust bootstrap and mode (under mocks)", () => {
       /Vhsm bogus: mode is 'kubernetes', which is not supported; allowed: process, ssh, confidential-vm/,
     );
     expect(() => new C.Vhsm("cvm0", { mode: C.VhsmMode.ConfidentialVm })).toThrow(
-      /Vhsm cvm0: platform is required when mode is 'confidential-vm'; allowed: aws, azure, gcp, proxmox, qemu/,
+      /Vhsm cvm0: platform is required when mode is 'confidential-vm'; allowed: local/,
     );
     expect(() => new C.Vhsm("cvm1", { mode: C.VhsmMode.ConfidentialVm, platform: "ibm" as never })).toThrow(
-      /Vhsm cvm1: platform is 'ibm', which is not supported; allowed: aws, azure, gcp, proxmox, qemu/,
+      /Vhsm cvm1: platform is 'ibm', which is not supported; allowed: local, aws, azure, gcp, proxmox, qemu/,
     );
+    // Never a silent fallback: the cloud platforms are refused at preview, naming the field and what is allowed.
     for (const platform of ["aws", "azure", "gcp", "proxmox", "qemu"] as const)
       expect(
         () => new C.Vhsm(`cvm-${platform}`, { mode: C.VhsmMode.ConfidentialVm, platform: platform as never }),
       ).toThrow(
         new RegExp(
-          `Vhsm cvm-${platform}: mode 'confidential-vm' is not yet available on ${platform}.*allowed: process, ssh`,
+          `Vhsm cvm-${platform}: platform is '${platform}': mode 'confidential-vm' is not yet deployable there.*allowed: local`,
         ),
+      );
+    // Platform local: what it needs, and the process-mode settings that have no meaning for a measured image.
+    const anchor = { product: "Milan", ark_sha256: "00".repeat(32), ca_certs: [] };
+    const local = { mode: C.VhsmMode.ConfidentialVm, platform: C.VHSM_LOCAL_PLATFORM, stateDir: "/tmp/bk-cvm" };
+    expect(() => new C.Vhsm("cvm-l0", { ...local, trustSimulatedSnp: anchor })).toThrow(
+      /Vhsm cvm-l0: platformDir is required when platform is 'local'/,
+    );
+    expect(() => new C.Vhsm("cvm-l1", { ...local, platformDir: "/tmp/p" })).toThrow(
+      /Vhsm cvm-l1: trustSimulatedSnp is required when platform is 'local'/,
+    );
+    for (const [k, v] of [
+      ["listenAddress", "0.0.0.0"],
+      ["workers", 2],
+      ["auditLog", true],
+      ["tlsHosts", ["10.0.2.100"]],
+      ["command", ["node"]],
+    ] as const)
+      expect(
+        () => new C.Vhsm(`cvm-l-${k}`, { ...local, platformDir: "/tmp/p", trustSimulatedSnp: anchor, [k]: v }),
+      ).toThrow(new RegExp(`Vhsm cvm-l-${k}: ${k} is not used in mode 'confidential-vm'`));
+    expect(
+      () => new C.Vhsm("cvm-l-ssh", { ...local, platformDir: "/tmp/p", trustSimulatedSnp: anchor, ssh: {} as never }),
+    ).toThrow(/Vhsm cvm-l-ssh: ssh is only allowed when mode is 'ssh'/);
+    for (const k of ["platformDir", "firmware", "actualFirmware"] as const)
+      expect(() => new C.Vhsm(`proc-${k}`, { stateDir: "/tmp/x", [k]: "/tmp/y" })).toThrow(
+        new RegExp(`Vhsm proc-${k}: ${k} is only allowed when mode is 'confidential-vm'`),
       );
     expect(() => new C.Vhsm("plat", { platform: "aws" as never })).toThrow(
       /platform is only allowed when mode is 'confidential-vm'/,

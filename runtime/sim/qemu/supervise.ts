@@ -38,9 +38,15 @@ export interface QemuGuestConfig {
   timeoutSeconds?: number;
   /** HOST_DATA of the launch (64 hex digits), when the argv's sev-snp-guest object does not carry it. */
   snpHostData?: string;
+  /**
+   * A guest without an enclaivelet (the vHSM runtime's own guest): it is `running` once a console line
+   * matches this regular expression, instead of waiting for the agent's verdict. Readiness only: whoever
+   * talks to the guest still verifies it (attested TLS), the console carries no trust.
+   */
+  readyPattern?: string;
 }
 
-export type QemuGuestState = "booting" | "provisioned" | "refused" | "failed" | "stopped";
+export type QemuGuestState = "booting" | "provisioned" | "refused" | "running" | "failed" | "stopped";
 
 export interface QemuGuestStatus {
   name: string;
@@ -235,6 +241,22 @@ export async function superviseQemuGuest(configFile: string): Promise<number> {
     // The kernel is `quiet`; systemd's status lines (or the kernel's banner) say the guest is up.
     if (/Linux version |Welcome to |\[\s*(?:\S*\[[0-9;]*m)?\s*OK\s*(?:\S*\[0m)?\s*\]/.test(text))
       once("kernel", `guest kernel up (${secs()} s)`);
+    if (cfg.readyPattern !== undefined) {
+      const line = text.split(/\r?\n/).find((l) => new RegExp(cfg.readyPattern!).test(l));
+      if (line) {
+        status.bootSeconds = secs();
+        status.state = "running";
+        progress(`up in ${status.bootSeconds} s: ${line.trim().slice(0, 160)}`);
+        save();
+        break;
+      }
+      if (Date.now() > deadline)
+        return fail(
+          `the console did not show /${cfg.readyPattern}/ within ${cfg.timeoutSeconds ?? 1500} s; console:\n${text.slice(-1500)}`,
+        );
+      await sleep(1000);
+      continue;
+    }
     if (agentEvents(text).some((e) => e.event === "start"))
       once("agent", `enclaivelet attesting through the simulated PSP (${secs()} s)`);
     const verdict = consoleVerdict(text);

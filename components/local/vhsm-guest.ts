@@ -1,0 +1,212 @@
+// The Vhsm component's `confidential-vm` mode on the local platform: the runtime in its own real QEMU guest
+// with the simulated PSP, like the local stack's workload guests. At `pulumi up` (preview included) the image
+// is built or found (`buckypaper simulate runtime-image`: the kit's verity image in its runtime role with the
+// AmdSev firmware, runtime/sim/qemu/runtime-image.ts), the exact QEMU command line is made, and the expected
+// launch measurement is computed from the boot inputs that argv names — firmware, vCPUs, kernel, initrd and
+// the command line with the dm-verity root hash, so every byte of the runtime, its config and its unit — by
+// the same engine that computes every workload's (images/snp). The VhsmGuest resource then boots it, verifies its attested TLS
+// against that measurement and the platform's anchor, and bootstraps it over connections pinned to the
+// attested key. The guests and the providers reach it with the same expectation (`attestation`), never a
+// copied fingerprint.
+import { createHash } from "node:crypto";
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import { expectedQemuLaunch } from "../common/boot-measure.js";
+import { ConfigError } from "../common/errors.js";
+import { Tee } from "../common/types.js";
+import { qemuGuestArgv } from "../qemu/settings.js";
+import { VhsmGuest, type VhsmGuestArgs } from "../../provider/vhsm-guest.js";
+import type { SimulatedAnchor } from "../../provider/local-vm.js";
+import { noCloudMetaData } from "../../runtime/guest/cloud-init/index.js";
+import { bootInputsOf } from "../../runtime/sim/qemu/launch.js";
+import { runtimeGuestNetOptions } from "../../runtime/sim/qemu/guest.js";
+import { RUNTIME_GUEST_PORT } from "../../runtime/sim/qemu/dev-image.js";
+import type { RuntimeGuestImage } from "../../runtime/sim/qemu/runtime-image.js";
+import { realGuestSupport } from "../../runtime/sim/qemu/local-image.js";
+import { firmwareMeasuresKernel, LocalVmError } from "../../runtime/sim/localvm/index.js";
+import type { RuntimeAttestation } from "../../runtime/client/connection.js";
+
+export interface LocalVhsmGuestArgs {
+  who: string;
+  name: string;
+  packageRoot: string;
+  platformDir: pulumi.Input<string>;
+  anchor: pulumi.Input<SimulatedAnchor>;
+  stateDir: string;
+  port: number;
+  /** The firmware, when not the image's own (AmdSev). */
+  firmware?: string;
+  /** Booted with this firmware instead of the registered one (tamper demonstration / test). */
+  actualFirmware?: string;
+  vcpus: number;
+  memoryMb: number;
+  dataDiskGb: number;
+  /** The bootstrap inputs the process mode uses too (keys, recovery, root writes). */
+  bootstrap: Pick<
+    VhsmGuestArgs,
+    | "keyShares"
+    | "keyThreshold"
+    | "insecureKeepRootTokenInState"
+    | "deployerKeyFile"
+    | "deployerPublicKey"
+    | "deployerKeyRotation"
+    | "recoveryKeys"
+    | "localRecoveryKeyFile"
+    | "rootWrites"
+  >;
+}
+
+const CPU_MODEL = "EPYC-Milan";
+const sha256 = (b: Buffer | string) => createHash("sha256").update(b).digest("hex");
+
+/** What `buckypaper simulate runtime-image --json` prints. */
+type VhsmGuestImage = Pick<
+  RuntimeGuestImage,
+  "firmware" | "kernel" | "initrd" | "append" | "rootImage" | "manifestPath" | "runtimeSha256"
+>;
+
+let image: VhsmGuestImage | undefined;
+
+/**
+ * Can this machine run the runtime's own guest? What the workload guests need (realGuestSupport), plus the
+ * AmdSev firmware (scripts/build-firmware.sh, cached) and the tools that build the verity image. `auto` in
+ * the local stack falls back to a runtime process with this reason.
+ */
+export function localVhsmGuestSupport(packageRoot: string): { ok: boolean; reason: string } {
+  const missing: string[] = [];
+  const guests = realGuestSupport();
+  if (!guests.ok) missing.push(guests.reason);
+  const fw = spawnSync(path.join(packageRoot, "scripts", "build-firmware.sh"), ["--print-path"], { encoding: "utf8" });
+  if (fw.status !== 0 || !fw.stdout.trim())
+    missing.push("the AmdSev firmware (scripts/build-firmware.sh builds it once)");
+  for (const [cmd, arg, what] of [
+    ["mksquashfs", "-version", "squashfs-tools"],
+    ["veritysetup", "--version", "cryptsetup-bin"],
+  ] as const) {
+    const r = spawnSync(cmd, [arg], { stdio: "ignore" });
+    if (r.error !== undefined || r.status === 127) missing.push(`${cmd} (${what}, builds the runtime's verity image)`);
+  }
+  return { ok: missing.length === 0, reason: missing.join("; ") };
+}
+
+/** The runtime guest's image: built by a child process (a component constructor cannot await), cached. */
+function runtimeImage(who: string, packageRoot: string): { image: VhsmGuestImage; log: string } {
+  if (image) return { image, log: "" };
+  const r = spawnSync(
+    process.execPath,
+    [path.join(packageRoot, "bin", "buckypaper.js"), "simulate", "runtime-image", "--json"],
+    { encoding: "utf8", maxBuffer: 16 * 2 ** 20 },
+  );
+  if (r.status !== 0)
+    throw new ConfigError(
+      who,
+      "platform",
+      `the runtime guest image could not be built: ${(r.stderr || r.error?.message || "").slice(-2000)}`,
+    );
+  image = JSON.parse(r.stdout.trim().split("\n").pop()!) as VhsmGuestImage;
+  return { image, log: r.stderr.trim() };
+}
+
+function readable(who: string, field: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (e) {
+    throw new ConfigError(
+      who,
+      field,
+      `'${file}' cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+    );
+  }
+}
+
+export interface LocalVhsmGuest {
+  guest: VhsmGuest;
+  url: string;
+  expectedMeasurement: string;
+  kernelMeasured: boolean;
+  /** The expectation every client of this runtime holds (providers, enclaivelets). */
+  attestation: pulumi.Output<RuntimeAttestation>;
+}
+
+export function localVhsmGuest(parent: pulumi.Resource, a: LocalVhsmGuestArgs): LocalVhsmGuest {
+  const { image: img, log } = runtimeImage(a.who, a.packageRoot);
+  if (log) pulumi.log.info(`runtime guest image: ${log.split("\n").pop()}`, parent);
+  const registeredFirmware = a.firmware ?? img.firmware;
+  const argvFor = (firmware: string) =>
+    qemuGuestArgv({
+      name: a.name,
+      tee: Tee.SevSnp,
+      sevObject: false,
+      vcpus: a.vcpus,
+      memoryMb: a.memoryMb,
+      cpuModel: CPU_MODEL,
+      firmwarePath: firmware,
+      kernelPath: img.kernel,
+      initrdPath: img.initrd,
+      append: img.append,
+      diskPath: path.join(a.stateDir, "root.qcow2"),
+      seedIsoPath: path.join(a.stateDir, "seed.iso"),
+      dataDiskPath: path.join(a.stateDir, "data.qcow2"),
+      userNetOptions: runtimeGuestNetOptions({ hostPort: a.port, guestPort: RUNTIME_GUEST_PORT }),
+    });
+  // The expected measurement, from the boot inputs the registered argv names (the kernel only where the
+  // firmware verifies it: no value real hardware would not produce).
+  const b = bootInputsOf(argvFor(registeredFirmware));
+  let kernelMeasured: boolean;
+  try {
+    kernelMeasured = firmwareMeasuresKernel(readable(a.who, "firmware", b.firmware), "firmware");
+  } catch (e) {
+    if (e instanceof LocalVmError) throw new ConfigError(a.who, "firmware", e.message);
+    throw e;
+  }
+  const expected = expectedQemuLaunch(
+    a.who,
+    Tee.SevSnp,
+    kernelMeasured
+      ? { firmware: b.firmware, kernel: b.kernel!, initrd: b.initrd!, append: b.append! }
+      : { firmware: b.firmware },
+    b.vcpus,
+    b.vcpuType,
+    a.memoryMb,
+  ).measurements[0];
+  pulumi.log.info(
+    `measured the vHSM runtime guest: firmware ${path.basename(b.firmware)}${kernelMeasured ? " + kernel/initrd/cmdline (dm-verity root hash)" : " (kernel not in the digest: the firmware has no kernel-hashes table)"}, ${b.vcpus} × ${b.vcpuType}, from its QEMU argv → ${expected.slice(0, 16)}…`,
+    parent,
+  );
+  const firmware = a.actualFirmware ?? registeredFirmware;
+  if (a.actualFirmware)
+    pulumi.log.warn(`booting the vHSM runtime guest with firmware ${a.actualFirmware}, not the registered one`, parent);
+  const attestation = pulumi.output(a.anchor).apply((anchor): RuntimeAttestation => ({
+    snpMeasurements: [expected],
+    simulatedAnchors: [{ product: anchor.product, ark_sha256: anchor.ark_sha256, ca_certs: anchor.ca_certs }],
+    kds: "off",
+  }));
+  const url = `https://127.0.0.1:${a.port}`;
+  const guest = new VhsmGuest(
+    `${a.name}-guest`,
+    {
+      name: a.name,
+      platformDir: a.platformDir,
+      stateDir: a.stateDir,
+      argv: argvFor(firmware),
+      baseImage: img.rootImage,
+      metaData: noCloudMetaData(`${pulumi.getStack()}-${a.name}`, a.name),
+      dataDiskGb: a.dataDiskGb,
+      bootInputsSha256: sha256(
+        JSON.stringify([
+          sha256(readable(a.who, "firmware", firmware)),
+          sha256(readable(a.who, "kernel", img.kernel)),
+          sha256(readable(a.who, "initrd", img.initrd)),
+          img.runtimeSha256,
+        ]),
+      ),
+      url,
+      attestation,
+      ...a.bootstrap,
+    },
+    { parent },
+  );
+  return { guest, url, expectedMeasurement: expected, kernelMeasured, attestation };
+}

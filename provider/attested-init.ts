@@ -1,0 +1,148 @@
+// The trust bootstrap of a runtime that proves what it runs (a vHSM in a confidential VM): verify FIRST, then
+// initialise and bootstrap exactly as the process mode does (provider/service.ts createService), with every
+// request on a connection whose TLS key the runtime's evidence binds (runtime/client/attested-tls.ts).
+//   1. verifyRuntime: a fresh nonce, the runtime's report, appraised against the expected measurement (computed
+//      by the deployer from the exact boot inputs) and the platform's root; REPORT_DATA must bind this very
+//      connection's key. A refusal throws RuntimeAttestationError naming the failed check: nothing was sent but
+//      the evidence request.
+//   2. sys/init, unseal with the shares (the in-guest seal also wraps the unseal key with the PSP's derived key,
+//      so later boots of the same launch unseal by themselves), encrypt the shares to the operators' keys.
+//   3. bootstrapDeployer (deployer credential, root-only writes, root token revoked).
+// No copied fingerprint, no root token or unseal key in the outputs (unless the insecure opt-out says so).
+// Pulumi-free: the vHSM guest's handlers call it in the dynamic-provider process.
+import { runtimeRequest, type RuntimeConnection } from "./client.js";
+import { bootstrapDeployer } from "./bootstrap.js";
+import { encryptShares, openLocalShares, recoveryRecipients, type RecoveryInputs } from "./service.js";
+import {
+  RuntimeAttestationError,
+  runtimeExpectation,
+  verifyRuntime,
+  type RuntimeVerification,
+} from "../runtime/client/attested-tls.js";
+import type { RuntimeAttestation } from "../runtime/client/connection.js";
+import type { DeployerAuth } from "../runtime/client/deployer.js";
+
+export interface AttestedInitInputs extends RecoveryInputs {
+  url: string;
+  /** What the runtime must prove (one expected measurement at least, the platform's roots). */
+  attestation: RuntimeAttestation;
+  keyShares: number;
+  keyThreshold: number;
+  insecureKeepRootTokenInState?: boolean;
+  deployerPublicKey?: string;
+  rootWrites?: { path: string; body: Record<string, unknown> }[];
+  /** Per request (the runtime under TCG answers slowly). Default 120 s. */
+  timeoutMs?: number;
+}
+
+/** What the verification established: public, for the outputs and the summary. */
+export interface AttestationSummary {
+  /** The runtime's MEASUREMENT, as its evidence reported it (equal to an expected one). */
+  measurement: string;
+  /** SHA-256 of the SubjectPublicKeyInfo the runtime's evidence binds: the pin of every request. */
+  tlsKeySha256: string;
+  /** The evidence chains to a simulated root (the local stack). */
+  simulated: boolean;
+  /** Who verified it, with what: one line. */
+  verifiedBy: string;
+  /** ISO time of the verification. */
+  verifiedAt: string;
+  /** Every check that passed, "id: detail". */
+  checks: string[];
+}
+
+export interface AttestedInitOutputs extends AttestationSummary {
+  deployer?: DeployerAuth;
+  recoveryShares?: string[];
+  /** Only with insecureKeepRootTokenInState. */
+  rootToken?: string;
+  unsealKeys?: string[];
+}
+
+/** Verifies the runtime; throws RuntimeAttestationError (the failed check) before anything else is sent. */
+export async function verifyBeforeSending(
+  url: string,
+  attestation: RuntimeAttestation,
+  timeoutMs = 120_000,
+): Promise<AttestationSummary> {
+  const expected = runtimeExpectation(attestation, "attestation");
+  const v: RuntimeVerification = await verifyRuntime({ url, expected, timeoutMs });
+  if (!v.ok || !v.spkiSha256 || !v.measurement) throw new RuntimeAttestationError(url, v.reason ?? "not verified", v);
+  return {
+    measurement: v.measurement,
+    tlsKeySha256: v.spkiSha256,
+    simulated: v.simulated,
+    verifiedBy: `the deployer (pulumi up), attested TLS: ${v.simulated ? "simulated SEV-SNP platform" : "AMD"} root → report with the expected measurement → REPORT_DATA binds a fresh nonce and this key`,
+    verifiedAt: new Date().toISOString(),
+    checks: v.checks.filter((c) => c.ok).map((c) => `${c.id}: ${c.detail}`),
+  };
+}
+
+const connOf = (i: AttestedInitInputs, token: string): RuntimeConnection => ({
+  url: i.url,
+  token,
+  attestation: i.attestation,
+});
+
+async function unsealWith(i: AttestedInitInputs, keys: string[]): Promise<void> {
+  for (const key of keys.slice(0, i.keyThreshold)) {
+    const r = await runtimeRequest(connOf(i, "-"), "POST", "sys/unseal", { key }, i.timeoutMs ?? 120_000);
+    if ((r.body as { sealed?: boolean } | undefined)?.sealed === false) return;
+  }
+  throw new Error(`runtime at ${i.url} is still sealed after ${i.keyThreshold} key(s)`);
+}
+
+/** Verify, init, unseal, encrypt the shares, bootstrap the deployer (see the file comment). */
+export async function initAttestedRuntime(i: AttestedInitInputs): Promise<AttestedInitOutputs> {
+  const summary = await verifyBeforeSending(i.url, i.attestation, i.timeoutMs);
+  // Recipients before init (a bad operator key fails before the runtime is initialised); a local recovery
+  // key is generated only for a runtime that proved what it runs.
+  const recipients = i.insecureKeepRootTokenInState ? [] : await recoveryRecipients(i);
+  const timeout = i.timeoutMs ?? 120_000;
+  const r = await runtimeRequest(
+    connOf(i, "-"),
+    "POST",
+    "sys/init",
+    { secret_shares: i.keyShares, secret_threshold: i.keyThreshold },
+    timeout,
+  );
+  const body = r.body as { keys_base64?: string[]; keys?: string[]; root_token?: string } | undefined;
+  const keys = body?.keys_base64 ?? body?.keys;
+  if (!keys?.length || !body?.root_token)
+    throw new Error(`runtime at ${i.url}: sys/init returned no keys (already initialised?)`);
+  await unsealWith(i, keys);
+  if (i.insecureKeepRootTokenInState) {
+    for (const w of i.rootWrites ?? [])
+      await runtimeRequest(connOf(i, body.root_token), "POST", w.path, w.body, timeout);
+    return { ...summary, rootToken: body.root_token, unsealKeys: keys };
+  }
+  const recoveryShares = await encryptShares(i, keys, recipients);
+  if (!i.deployerKeyFile) throw new Error("deployerKeyFile is required (where the deployer's private key is kept)");
+  const deployer = await bootstrapDeployer({
+    rootToken: body.root_token,
+    url: i.url,
+    attestation: i.attestation,
+    keyFile: i.deployerKeyFile,
+    ...(i.deployerPublicKey ? { publicPem: i.deployerPublicKey } : {}),
+    ...(i.rootWrites ? { rootWrites: i.rootWrites } : {}),
+  });
+  return { ...summary, deployer, recoveryShares };
+}
+
+/**
+ * After a restart of an initialised runtime: verify again (a new TLS key, maybe another launch), then check
+ * the seal. The same launch on the same chip unseals itself (derived key); otherwise the recovery shares that
+ * the recovery keys on this machine open unseal it — or the error tells the operators what to do.
+ */
+export async function reattestRuntime(
+  i: AttestedInitInputs & { recoveryShares?: string[]; unsealKeys?: string[] },
+): Promise<AttestationSummary & { autoUnsealed: boolean }> {
+  const summary = await verifyBeforeSending(i.url, i.attestation, i.timeoutMs);
+  const status = (await runtimeRequest(connOf(i, "-"), "GET", "sys/seal-status", undefined, i.timeoutMs ?? 120_000))
+    .body as { sealed?: boolean; initialized?: boolean } | undefined;
+  if (status?.initialized === false)
+    throw new Error(`runtime at ${i.url} answers as not initialised: its data disk is not the one bootstrapped`);
+  if (status?.sealed === false) return { ...summary, autoUnsealed: true };
+  await unsealWith(i, i.unsealKeys?.length ? i.unsealKeys : await openLocalShares(i, i.recoveryShares ?? []));
+  return { ...summary, autoUnsealed: false };
+}

@@ -1,0 +1,185 @@
+// What the VhsmGuest resource does (provider/vhsm-guest.ts): the vHSM runtime in its own real QEMU guest of
+// the local stack. create boots the guest under the same detached supervisor as the workload guests
+// (`buckypaper simulate qemu-guest`: the guest outlives `pulumi up`; the simulated PSP measures the files QEMU
+// starts with), waits for the runtime's listener, then verifies it over attested TLS against the measurement
+// the component computed from the same argv and bootstraps it (provider/attested-init.ts). A refusal stops
+// the guest, removes its files and fails `pulumi up` with the failed check: nothing was sent to it.
+// A guest that is not running any more (host reboot) is booted again by the next `up`, verified again and,
+// being the same launch on the same chip, unseals itself. delete stops it and removes its disks and the
+// deployer/recovery key files made for it. State holds no secret (unless the insecure opt-out is set).
+import { rmSync } from "node:fs";
+import path from "node:path";
+import { readGuestStatus } from "../runtime/sim/qemu/supervise.js";
+import { guestAlive, startGuest, stopGuest } from "./qemu-guest-handlers.js";
+import { absPath, isUnknown, same, type CheckFailure, type Props } from "./handler-support.js";
+import { initAttestedRuntime, reattestRuntime, type AttestedInitInputs } from "./attested-init.js";
+import { rotateDeployerKey } from "./bootstrap.js";
+import { defined } from "./service.js";
+import { RuntimeAttestationError } from "../runtime/client/attested-tls.js";
+import type { DeployerAuth } from "../runtime/client/deployer.js";
+import type { RuntimeAttestation } from "../runtime/client/connection.js";
+
+/** Inputs whose change is another runtime (replace: a new guest, a new data disk, a new bootstrap). */
+const REPLACE_KEYS = [
+  "name",
+  "platformDir",
+  "stateDir",
+  "argv",
+  "baseImage",
+  "dataDiskGb",
+  "bootInputsSha256",
+  "url",
+  "attestation",
+  "keyShares",
+  "keyThreshold",
+  "recoveryKeys",
+  "rootWrites",
+  "insecureKeepRootTokenInState",
+];
+
+export function check(_kind: string, news: Props): { inputs: Props; failures: CheckFailure[] } {
+  const inputs: Props = {
+    timeoutSeconds: 1500,
+    keyShares: 1,
+    keyThreshold: 1,
+    userData: "#cloud-config\n{}\n",
+    ...news,
+  };
+  const failures: CheckFailure[] = [];
+  const need = (k: string, ok: boolean, what: string) => ok || failures.push({ property: k, reason: `${k} ${what}` });
+  need(
+    "name",
+    typeof inputs.name === "string" && /^[a-z0-9][a-z0-9-]{0,40}$/.test(inputs.name),
+    "must be lower-case letters, digits and '-'",
+  );
+  for (const k of ["platformDir", "stateDir", "baseImage"])
+    if (!isUnknown(inputs[k])) need(k, absPath(inputs[k]), "must be an absolute path without '..'");
+  if (!isUnknown(inputs.url))
+    need(
+      "url",
+      typeof inputs.url === "string" && /^https:\/\/127\.0\.0\.1:\d+$/.test(inputs.url),
+      "must be https://127.0.0.1:<port>",
+    );
+  if (!isUnknown(inputs.attestation)) {
+    const a = inputs.attestation as RuntimeAttestation | undefined;
+    need(
+      "attestation",
+      !!a && Array.isArray(a.snpMeasurements) && a.snpMeasurements.length > 0,
+      "must name the expected measurement (snpMeasurements): no trust on first use",
+    );
+  }
+  if (!isUnknown(inputs.readyPattern))
+    need("readyPattern", typeof inputs.readyPattern === "string", "must be a string");
+  const n = inputs.keyShares as number;
+  const t = inputs.keyThreshold as number;
+  need("keyShares", Number.isInteger(n) && n >= 1 && n <= 255, "must be an integer 1..255");
+  need("keyThreshold", Number.isInteger(t) && t >= 1 && t <= n, "must be an integer 1..keyShares");
+  return { inputs, failures };
+}
+
+function initInputs(p: Props): AttestedInitInputs & { recoveryShares?: string[]; unsealKeys?: string[] } {
+  return p as unknown as AttestedInitInputs & { recoveryShares?: string[]; unsealKeys?: string[] };
+}
+
+function guestOutputs(stateDir: string): Props {
+  const s = readGuestStatus(stateDir);
+  return {
+    pid: s?.pid ?? 0,
+    qemuPid: s?.qemuPid ?? 0,
+    accel: s?.accel ?? "",
+    launchMeasurement: s?.measurement ?? "",
+    kernelMeasured: s?.kernelMeasured ?? false,
+    bootSeconds: s?.bootSeconds ?? 0,
+    consoleLog: path.join(stateDir, "console.log"),
+    running: true,
+  };
+}
+
+/** Boots the guest and waits for its listener; the supervisor's verdict is readiness only (no trust). */
+async function boot(inputs: Props): Promise<void> {
+  await startGuest({ ...inputs, readyPattern: inputs.readyPattern ?? "bk-runtime: listening on" });
+}
+
+function refusal(e: unknown, inputs: Props, stateDir: string): Error {
+  if (!(e instanceof RuntimeAttestationError)) return e as Error;
+  const measured = readGuestStatus(stateDir)?.measurement ?? "?";
+  const expected = (inputs.attestation as RuntimeAttestation).snpMeasurements?.[0] ?? "?";
+  return new Error(
+    `vHSM guest ${String(inputs.name)} refused before anything was sent to it (attested TLS): ${e.reason}. ` +
+      `Expected measurement ${expected.slice(0, 16)}… (computed from the boot inputs), the simulated PSP measured ` +
+      `${measured.slice(0, 16)}… from the files QEMU was started with. The guest was stopped.`,
+  );
+}
+
+export async function create(_kind: string, inputs: Props): Promise<{ id: string; outs: Props }> {
+  const stateDir = String(inputs.stateDir);
+  try {
+    await boot(inputs);
+    const r = await initAttestedRuntime(initInputs(inputs));
+    return { id: stateDir, outs: defined({ ...inputs, ...guestOutputs(stateDir), ...r }) };
+  } catch (e) {
+    const s = readGuestStatus(stateDir);
+    const err = refusal(e, inputs, stateDir);
+    stopGuest(stateDir, [s?.pid, s?.qemuPid]);
+    rmSync(stateDir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+export async function diff(
+  _kind: string,
+  olds: Props,
+  news: Props,
+): Promise<{ changes: boolean; replaces: string[]; deleteBeforeReplace: boolean }> {
+  const replaces = REPLACE_KEYS.filter((k) => !same(olds[k], news[k]));
+  const down = replaces.length === 0 && !guestAlive(olds.pid, String(olds.stateDir));
+  const other = ["deployerKeyRotation", "timeoutSeconds"].some((k) => !same(olds[k], news[k]));
+  return { changes: replaces.length > 0 || down || other, replaces, deleteBeforeReplace: true };
+}
+
+export async function update(_kind: string, _id: string, olds: Props, news: Props): Promise<{ outs: Props }> {
+  const stateDir = String(news.stateDir);
+  // Kept from the bootstrap: where the credential is, the encrypted shares (the opt-out's keys).
+  const kept = {
+    deployer: olds.deployer,
+    recoveryShares: olds.recoveryShares,
+    rootToken: olds.rootToken,
+    unsealKeys: olds.unsealKeys,
+  };
+  if (!guestAlive(olds.pid, String(olds.stateDir))) {
+    stopGuest(String(olds.stateDir), [olds.pid, olds.qemuPid]);
+    await boot(news);
+  }
+  let summary;
+  try {
+    summary = await reattestRuntime(initInputs({ ...news, ...kept }));
+  } catch (e) {
+    const s = readGuestStatus(stateDir);
+    const err = refusal(e, news, stateDir);
+    // Refused: stop it (nothing is sent to it), but keep its data disk for the operators.
+    if (e instanceof RuntimeAttestationError) stopGuest(stateDir, [s?.pid, s?.qemuPid]);
+    throw err;
+  }
+  const { autoUnsealed, ...attested } = summary;
+  void autoUnsealed;
+  if (kept.deployer && (olds.deployerKeyRotation ?? "") !== (news.deployerKeyRotation ?? ""))
+    await rotateDeployerKey({
+      url: String(news.url),
+      deployer: kept.deployer as DeployerAuth,
+      attestation: news.attestation as RuntimeAttestation,
+    });
+  return { outs: defined({ ...news, ...guestOutputs(stateDir), ...attested, ...kept }) };
+}
+
+export async function read(_kind: string, id: string, props: Props): Promise<{ id: string; props: Props }> {
+  return { id, props: { ...props, running: guestAlive(props.pid, String(props.stateDir)) } };
+}
+
+export async function remove(_kind: string, _id: string, props: Props): Promise<void> {
+  stopGuest(String(props.stateDir), [props.pid, props.qemuPid]);
+  rmSync(String(props.stateDir), { recursive: true, force: true });
+  // The runtime and its data are gone: so is what unlocked them.
+  if (typeof props.deployerKeyFile === "string" && !props.deployerPublicKey)
+    rmSync(props.deployerKeyFile, { force: true });
+  if (typeof props.localRecoveryKeyFile === "string") rmSync(props.localRecoveryKeyFile, { force: true });
+}

@@ -1,0 +1,102 @@
+// The VhsmGuest dynamic resource (handlers in provider/vhsm-guest-handlers.ts): the vHSM runtime in its own
+// real QEMU guest of the local stack, verified over attested TLS before anything is sent, then bootstrapped
+// (deployer credential, encrypted recovery shares, root token revoked). Used by the Vhsm component in mode
+// confidential-vm, platform local. Same closure rule as the other providers: kind and handlers' path only.
+import { fileURLToPath } from "node:url";
+import * as pulumi from "@pulumi/pulumi";
+import { handlerProvider } from "./dynamic.js";
+import type { DeployerAuthArgs, RuntimeAttestationArgs, RuntimeRootWriteArgs } from "./resources.js";
+
+const provider = handlerProvider(fileURLToPath(new URL("./vhsm-guest-handlers.js", import.meta.url)), "vhsm-guest");
+
+export interface VhsmGuestArgs {
+  /** Guest name (lower-case letters, digits, '-'). */
+  name: pulumi.Input<string>;
+  /** The simulated platform ("chip") whose PSP measures the guest and signs its reports. */
+  platformDir: pulumi.Input<string>;
+  /** Absolute directory of the guest: disks (the runtime's data disk too), status, console. */
+  stateDir: pulumi.Input<string>;
+  /** The exact QEMU command line; its hostfwd forwards `url`'s loopback port to the runtime's listener. */
+  argv: pulumi.Input<pulumi.Input<string>[]>;
+  /** Root filesystem image with the runtime (copy-on-write overlay per guest). */
+  baseImage: pulumi.Input<string>;
+  metaData: pulumi.Input<string>;
+  /** GiB of the runtime's data disk. */
+  dataDiskGb: pulumi.Input<number>;
+  /** SHA-256 over the boot files' contents: a changed file replaces the runtime. */
+  bootInputsSha256: pulumi.Input<string>;
+  /** https://127.0.0.1:<port> (the hostfwd). */
+  url: pulumi.Input<string>;
+  /** What the runtime must prove: the measurement computed from `argv`'s boot inputs, the platform's anchor. */
+  attestation: pulumi.Input<RuntimeAttestationArgs>;
+  keyShares?: pulumi.Input<number>;
+  keyThreshold?: pulumi.Input<number>;
+  insecureKeepRootTokenInState?: pulumi.Input<boolean>;
+  deployerKeyFile?: pulumi.Input<string>;
+  deployerPublicKey?: pulumi.Input<string>;
+  deployerKeyRotation?: pulumi.Input<string>;
+  recoveryKeys?: pulumi.Input<pulumi.Input<string>[]>;
+  localRecoveryKeyFile?: pulumi.Input<string>;
+  rootWrites?: pulumi.Input<pulumi.Input<RuntimeRootWriteArgs>[]>;
+  /** Seconds to wait for the runtime's listener (default 1500). */
+  timeoutSeconds?: pulumi.Input<number>;
+}
+
+export class VhsmGuest extends pulumi.dynamic.Resource {
+  declare readonly url: pulumi.Output<string>;
+  /** MEASUREMENT the runtime's evidence reported (equal to the expected one, or create failed). */
+  declare readonly measurement: pulumi.Output<string>;
+  /** What the simulated PSP measured from the files QEMU was started with. */
+  declare readonly launchMeasurement: pulumi.Output<string>;
+  /** SHA-256 of the TLS key (SPKI) the evidence binds: what every request is pinned to. */
+  declare readonly tlsKeySha256: pulumi.Output<string>;
+  declare readonly simulated: pulumi.Output<boolean>;
+  declare readonly verifiedBy: pulumi.Output<string>;
+  declare readonly verifiedAt: pulumi.Output<string>;
+  declare readonly checks: pulumi.Output<string[]>;
+  declare readonly deployer: pulumi.Output<DeployerAuthArgs | undefined>;
+  declare readonly recoveryShares: pulumi.Output<string[] | undefined>;
+  /** Only with insecureKeepRootTokenInState. */
+  declare readonly rootToken: pulumi.Output<string | undefined>;
+  declare readonly unsealKeys: pulumi.Output<string[] | undefined>;
+  declare readonly pid: pulumi.Output<number>;
+  declare readonly qemuPid: pulumi.Output<number>;
+  declare readonly accel: pulumi.Output<string>;
+  declare readonly kernelMeasured: pulumi.Output<boolean>;
+  declare readonly bootSeconds: pulumi.Output<number>;
+  declare readonly consoleLog: pulumi.Output<string>;
+  declare readonly running: pulumi.Output<boolean>;
+
+  constructor(name: string, args: VhsmGuestArgs, opts?: pulumi.CustomResourceOptions) {
+    const outs = Object.fromEntries(
+      [
+        "measurement",
+        "launchMeasurement",
+        "tlsKeySha256",
+        "simulated",
+        "verifiedBy",
+        "verifiedAt",
+        "checks",
+        "deployer",
+        "recoveryShares",
+        "rootToken",
+        "unsealKeys",
+        "pid",
+        "qemuPid",
+        "accel",
+        "kernelMeasured",
+        "bootSeconds",
+        "consoleLog",
+        "running",
+      ].map((k) => [k, undefined]),
+    );
+    super(
+      provider,
+      name,
+      { ...args, ...outs },
+      { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "rootToken", "unsealKeys"] },
+      "buckypaper",
+      "VhsmGuest",
+    );
+  }
+}
