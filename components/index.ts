@@ -1,6 +1,6 @@
 // Public entry point of the `buckypaper` package (package.json "main"). Each component area adds its
 // exports here.
-export { Vhsm, VhsmMode, VHSM_LOCAL_PLATFORM, renderRuntimeConfig } from "./vhsm.js";
+export { Vhsm, VhsmMode, VhsmPlatform, VHSM_LOCAL_PLATFORM, renderRuntimeConfig } from "./vhsm.js";
 export type { VhsmArgs, VhsmSshArgs, VhsmAttestationSummary } from "./vhsm.js";
 export {
   Workload,

@@ -18,7 +18,6 @@ import * as pulumi from "@pulumi/pulumi";
 import { RuntimeService, type DeployerAuthArgs } from "../provider/resources.js";
 import type { SimulatedAnchor } from "../provider/local-vm.js";
 import { ConfigError, requireOneOf } from "./common/errors.js";
-import { Platform } from "./common/types.js";
 import { renderRuntimeConfig } from "../runtime/server/http/config-render.js";
 import { userConfigDir } from "../runtime/client/deployer.js";
 import type { RuntimeAttestationArgs, SshTargetArgs } from "../provider/resources.js";
@@ -55,10 +54,20 @@ export enum VhsmMode {
   ConfidentialVm = "confidential-vm",
 }
 
-/** The local stack's platform: a real QEMU guest whose simulated PSP is a `SimulatedPlatform`. */
-export const VHSM_LOCAL_PLATFORM = "local";
+/** Where the runtime's confidential VM runs: the components' platforms plus the local stack's. */
+export enum VhsmPlatform {
+  /** A real QEMU guest of the local stack whose simulated PSP is a `SimulatedPlatform`. */
+  Local = "local",
+  Aws = "aws",
+  Azure = "azure",
+  Gcp = "gcp",
+  Proxmox = "proxmox",
+  Qemu = "qemu",
+}
+/** The local stack's platform (VhsmPlatform.Local). */
+export const VHSM_LOCAL_PLATFORM = VhsmPlatform.Local;
 /** Where mode confidential-vm can deploy today. */
-const CVM_PLATFORMS = [VHSM_LOCAL_PLATFORM];
+const CVM_PLATFORMS: string[] = [VhsmPlatform.Local];
 
 const MODES = [VhsmMode.Process, VhsmMode.Ssh, VhsmMode.ConfidentialVm];
 
@@ -70,7 +79,7 @@ export interface VhsmArgs {
   /** Default process. */
   mode?: VhsmMode;
   /** Mode confidential-vm: the platform the runtime's guest runs on. Deployable: `local`. */
-  platform?: Platform | typeof VHSM_LOCAL_PLATFORM;
+  platform?: VhsmPlatform;
   /** Mode confidential-vm, platform local: the simulated platform's directory (a `SimulatedPlatform`'s dir).
    *  Its anchor goes in `trustSimulatedSnp`: the guest's reports are signed by it, and the runtime trusts it
    *  for the workloads' evidence. */
@@ -186,7 +195,7 @@ export class Vhsm extends pulumi.ComponentResource {
     const mode = args.mode === VhsmMode.Local ? VhsmMode.Process : (args.mode ?? VhsmMode.Process);
     requireOneOf(component, "mode", mode, MODES);
     if (mode === VhsmMode.ConfidentialVm) {
-      const platforms = [...CVM_PLATFORMS, ...Object.values(Platform)];
+      const platforms: string[] = Object.values(VhsmPlatform);
       if (args.platform === undefined)
         throw new ConfigError(component, "platform", "is required when mode is 'confidential-vm'", CVM_PLATFORMS);
       requireOneOf(component, "platform", args.platform, platforms);

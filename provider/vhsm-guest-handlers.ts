@@ -68,7 +68,7 @@ export function check(_kind: string, news: Props): { inputs: Props; failures: Ch
       "must name the expected measurement (snpMeasurements): no trust on first use",
     );
   }
-  if (!isUnknown(inputs.readyPattern))
+  if (inputs.readyPattern != null && !isUnknown(inputs.readyPattern))
     need("readyPattern", typeof inputs.readyPattern === "string", "must be a string");
   const n = inputs.keyShares as number;
   const t = inputs.keyThreshold as number;

@@ -37,12 +37,14 @@ if ! (cd "$BK_ROOT" && tsc -p tsconfig.json); then
 fi
 node "$BK_ROOT/scripts/bundle-cli.js"   # the bundled `buckypaper measure` fast path (optional)
 
-step "5/7 Guest image for the real QEMU guests: the kit image (dm-verity root) + AmdSev firmware (built once, then cached)"
+step "5/7 Guest images: the kit image (dm-verity root) + AmdSev firmware for the VMs, and its runtime role for the vHSM's own guest (built once, then cached)"
 T0=$(date +%s)
 if [ "${BK_LOCAL_VMS:-auto}" = process ]; then
   echo "  BK_LOCAL_VMS=process: process-tree VMs, no guest image"
 elif ! node "$BK_ROOT/bin/buckypaper.js" simulate guest-image; then
   echo "  → the VMs will be process trees (fast, but no guest kernel, cloud-init or sshd)"
+elif ! node "$BK_ROOT/bin/buckypaper.js" simulate runtime-image; then
+  echo "  → the vHSM runtime's own guest image could not be built: the runtime will not start" >&2
 fi
 
 step "6/7 Deploy stacks/local (stack '$STACK'): platform, runtime, registrations, VMs"

@@ -71,8 +71,13 @@ const platform = new SimulatedPlatform("platform", { dir: path.join(stateDir, "p
 // By default the runtime keeps no root token: it is revoked once the deployer credential (a key under
 // ~/.config/buckypaper/deployer/) is set up. The opt-out exists for tests that need root afterwards.
 const keepRoot = cfg.getBoolean("insecureKeepRootTokenInState") ?? false;
-// vhsm: auto (default: the runtime in a real QEMU guest, attested, when this machine can run guests), real, process.
-const vhsmResolved = resolveLocalVmMode("stack local", (cfg.get("vhsm") ?? "auto") as LocalVmMode, boot.firmware);
+// vhsm: auto (the runtime in a real QEMU guest, attested, when this machine can run guests), real, process.
+// Default: the `vms` setting (process-tree VMs come with a runtime process; real guests with an attested one).
+const vhsmResolved = resolveLocalVmMode(
+  "stack local",
+  (cfg.get("vhsm") ?? cfg.get("vms") ?? "auto") as LocalVmMode,
+  boot.firmware,
+);
 const attestedVhsm = vhsmResolved.mode === "real";
 if (!attestedVhsm && cfg.get("vhsm") !== "process")
   pulumi.log.warn(`the vHSM runs as a process on this machine, not in an attested guest — ${vhsmResolved.why}`);

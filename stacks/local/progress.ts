@@ -1,16 +1,20 @@
 // Prints the real guests' progress while `pulumi up` boots them (scripts/local-up.sh runs it in the
-// background): every new line of <stateDir>/vms/*/progress.log, as each guest's supervisor writes it.
+// background): every new line of <stateDir>/vms/*/progress.log and <stateDir>/vhsm/progress.log (the
+// runtime's own guest), as each guest's supervisor writes it.
 // Usage: node stacks/local/progress.ts <stateDir>. Plain erasable TypeScript: Node 22 runs it as is.
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 
-const vmsDir = path.join(process.argv[2] ?? ".", "vms");
+const stateDir = process.argv[2] ?? ".";
+const vmsDir = path.join(stateDir, "vms");
 const offsets = new Map<string, number>();
 const t0 = Date.now();
+const progressFiles = () => [
+  path.join(stateDir, "vhsm", "progress.log"),
+  ...(existsSync(vmsDir) ? readdirSync(vmsDir).map((n) => path.join(vmsDir, n, "progress.log")) : []),
+];
 function poll(): void {
-  if (!existsSync(vmsDir)) return;
-  for (const name of readdirSync(vmsDir)) {
-    const file = path.join(vmsDir, name, "progress.log");
+  for (const file of progressFiles()) {
     let text: string;
     try {
       text = readFileSync(file, "utf8");
@@ -29,11 +33,7 @@ function poll(): void {
   }
 }
 // Lines already there are from an earlier `up`: start after them.
-if (existsSync(vmsDir))
-  for (const name of readdirSync(vmsDir)) {
-    const file = path.join(vmsDir, name, "progress.log");
-    if (existsSync(file)) offsets.set(file, readFileSync(file, "utf8").length);
-  }
+for (const file of progressFiles()) if (existsSync(file)) offsets.set(file, readFileSync(file, "utf8").length);
 setInterval(poll, 1000);
 process.on("SIGTERM", () => {
   poll();

@@ -85,6 +85,9 @@ describe.runIf(ready)("stacks/local with real QEMU guests on the real engine", (
     await pulumi.ok(["config", "set", ...cfg, "port", String(await freePort())]);
     await pulumi.ok(["config", "set", ...cfg, "sshPort", String(await freePort())]);
     await pulumi.ok(["config", "set", ...cfg, "vms", "real"]);
+    // The runtime as a process on this machine (its audit log is checked below); the runtime in its own
+    // attested guest — the default with real guests — is attested-vhsm.test.ts.
+    await pulumi.ok(["config", "set", ...cfg, "vhsm", "process"]);
     // The audit-log check asks sys/audit-hash with the root token, which the default revokes.
     await pulumi.ok(["config", "set", ...cfg, "insecureKeepRootTokenInState", "true"]);
     // Two TCG guests, then six tamper guests at once: minutes on a busy machine.
