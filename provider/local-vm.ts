@@ -215,6 +215,9 @@ export class RuntimeWrite extends pulumi.dynamic.Resource {
             }
           : {}),
         ...(v.caPem ? { caPem: v.caPem } : {}),
+        ...(v.caFingerprint ? { caFingerprint: v.caFingerprint } : {}),
+        // A runtime in a confidential VM: verified (attested TLS) before the write is sent.
+        ...(v.attestation ? { attestation: v.attestation } : {}),
       })),
     );
     super(

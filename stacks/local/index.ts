@@ -38,6 +38,7 @@ import {
   RuntimeWrite,
   SimulatedPlatform,
   SshRole,
+  localVhsmGuestSupport,
   Vhsm,
   VhsmMode,
   VHSM_LOCAL_PLATFORM,
@@ -73,11 +74,14 @@ const platform = new SimulatedPlatform("platform", { dir: path.join(stateDir, "p
 const keepRoot = cfg.getBoolean("insecureKeepRootTokenInState") ?? false;
 // vhsm: auto (the runtime in a real QEMU guest, attested, when this machine can run guests), real, process.
 // Default: the `vms` setting (process-tree VMs come with a runtime process; real guests with an attested one).
-const vhsmResolved = resolveLocalVmMode(
-  "stack local",
-  (cfg.get("vhsm") ?? cfg.get("vms") ?? "auto") as LocalVmMode,
-  boot.firmware,
-);
+const vhsmAsked = (cfg.get("vhsm") ?? cfg.get("vms") ?? "auto") as LocalVmMode;
+const vhsmResolved = resolveLocalVmMode("stack local", vhsmAsked, boot.firmware);
+// The runtime's guest boots the kit's verity image with the AmdSev firmware: that must be possible here too.
+if (vhsmResolved.mode === "real") {
+  const s = localVhsmGuestSupport(REPO);
+  if (!s.ok && vhsmAsked === "real") throw new Error(`stack local: vhsm is 'real' but this is missing: ${s.reason}`);
+  if (!s.ok) Object.assign(vhsmResolved, { mode: "process", why: `missing: ${s.reason}` });
+}
 const attestedVhsm = vhsmResolved.mode === "real";
 if (!attestedVhsm && cfg.get("vhsm") !== "process")
   pulumi.log.warn(`the vHSM runs as a process on this machine, not in an attested guest — ${vhsmResolved.why}`);
@@ -90,7 +94,6 @@ const vhsm = new Vhsm("vhsm", {
         mode: VhsmMode.ConfidentialVm,
         platform: VHSM_LOCAL_PLATFORM,
         platformDir: platform.dir,
-        firmware: boot.firmware,
         // The tamper demonstration of the runtime itself (tests): boot it with another firmware than measured.
         ...(cfg.get("vhsmActualFirmware") ? { actualFirmware: cfg.get("vhsmActualFirmware") } : {}),
       }

@@ -100,7 +100,9 @@ if (va) {
   console.log(
     `\nvHSM runtime: QEMU guest (${va.accel}), attested — ${va.measurement === va.expectedMeasurement ? "measurement matches the one computed from its boot inputs" : "MEASUREMENT MISMATCH"}`,
   );
-  console.log(`  expected  ${va.expectedMeasurement}`);
+  console.log(
+    `  expected  ${va.expectedMeasurement} (computed from its QEMU argv: ${va.kernelMeasured ? "firmware + vCPUs + kernel/initrd/cmdline with the dm-verity root hash, so the runtime's code and config" : "firmware + vCPUs only: the runtime's code is NOT in it"})`,
+  );
   console.log(`  reported  ${va.measurement} (the simulated PSP measured ${short(va.launchMeasurement)})`);
   console.log(`  TLS key   SPKI SHA-256 ${va.tlsKeySha256} (bound into the report; every request is pinned to it)`);
   console.log(`  verified  by ${va.verifiedBy}, ${va.verifiedAt}; the VMs verify it the same way before attesting`);

@@ -18,17 +18,20 @@ import { fileURLToPath } from "node:url";
 import { requireTool } from "../../support/prereq.js";
 import { pulumiBinDir, pulumiRunner, type PulumiRunner } from "../../provider/engine.js";
 import { realGuestSupport } from "../../../runtime/sim/qemu/local-image.js";
+import { amdSevFirmware } from "../../../runtime/sim/qemu/runtime-image.js";
+import { localVhsmGuestSupport } from "../../../components/local/vhsm-guest.js";
 import { runtimeExpectation, verifyRuntime } from "../../../runtime/client/attested-tls.js";
 import { freePort } from "../../support/net.js";
 import type { VhsmAttestationOut, VmOut } from "../../../stacks/local/summary.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 const PROGRAM = path.join(ROOT, "stacks/local");
-const OVMF = "/usr/share/ovmf/OVMF.fd";
 const support = realGuestSupport();
+const vhsmSupport = localVhsmGuestSupport(ROOT);
 const ready =
   requireTool("Pulumi engine (scripts/setup-pulumi.sh)", pulumiBinDir() !== undefined) &&
   requireTool(`real QEMU guests (${support.reason})`, support.ok) &&
+  requireTool(`the runtime's verity guest image (${vhsmSupport.reason})`, vhsmSupport.ok) &&
   requireTool("compiled package (npm run build)", existsSync(path.join(ROOT, "dist/runtime/server/http/main.js")));
 
 interface Outputs {
@@ -51,9 +54,10 @@ function alive(pid: number): boolean {
   }
 }
 
-/** OVMF with one byte flipped in the middle of its longest erased (0xFF) run: boots the same, measures differently. */
+/** The AmdSev OVMF with one byte flipped in the middle of its longest erased (0xFF) run: boots the same,
+ *  measures differently. */
 function tamperedFirmware(file: string): void {
-  const fw = readFileSync(OVMF);
+  const fw = readFileSync(amdSevFirmware(ROOT));
   let best = { start: 0, len: 0 };
   for (let i = 0; i < fw.length;) {
     if (fw[i] !== 0xff) {
@@ -101,7 +105,9 @@ describe.runIf(ready)("stacks/local with the vHSM runtime in an attested QEMU gu
     await pulumi.ok(["config", "set", ...cfg, "vms", "real"]);
     await pulumi.ok(["config", "set", ...cfg, "tamperDemo", "false"]);
     const r = await pulumi.ok(["up", "--yes", "--skip-preview", ...cfg], { timeoutMs: 2_400_000 });
-    expect(r.stdout).toMatch(/measured the vHSM runtime guest: firmware OVMF\.fd.*→ [0-9a-f]{16}…/);
+    expect(r.stdout).toMatch(
+      /measured the vHSM runtime guest: firmware \S+ \+ kernel\/initrd\/cmdline \(dm-verity root hash\).*→ [0-9a-f]{16}…/,
+    );
     out = await outputs();
     const s = spawnSync(process.execPath, [path.join(PROGRAM, "summary.ts")], {
       input: JSON.stringify(out),
@@ -115,7 +121,23 @@ describe.runIf(ready)("stacks/local with the vHSM runtime in an attested QEMU gu
 
   afterAll(async () => {
     if (!pulumi) return;
-    await pulumi.run(["destroy", "--yes", "--skip-preview", ...cfg], { timeoutMs: 300_000 });
+    const d = await pulumi.run(["destroy", "--yes", "--skip-preview", ...cfg], { timeoutMs: 300_000 });
+    if (d.code !== 0) console.error(`destroy failed:\n${d.stdout.slice(-3000)}\n${d.stderr.slice(-2000)}`);
+    // Never leave a guest behind on a shared machine, whatever destroy did (the test fails on it elsewhere).
+    const vmDirs = existsSync(path.join(stateDir, "vms"))
+      ? readdirSync(path.join(stateDir, "vms")).map((n) => path.join(stateDir, "vms", n))
+      : [];
+    for (const dir of [path.join(stateDir, "vhsm"), path.join(tmp, "tamper", "vhsm"), ...vmDirs]) {
+      try {
+        const st = JSON.parse(readFileSync(path.join(dir, "status.json"), "utf8")) as {
+          pid?: number;
+          qemuPid?: number;
+        };
+        for (const pid of [st.pid, st.qemuPid]) if (pid && alive(pid)) process.kill(pid, "SIGKILL");
+      } catch {
+        // no status: nothing runs there
+      }
+    }
     await pulumi.run(["stack", "rm", "--yes", "--force", stack]);
     delete process.env.XDG_CONFIG_HOME;
     rmSync(tmp, { recursive: true, force: true });
@@ -132,6 +154,7 @@ describe.runIf(ready)("stacks/local with the vHSM runtime in an attested QEMU gu
     expect(a.verifiedBy).toMatch(/deployer.*attested TLS/);
     expect(alive(a.pid)).toBe(true);
     expect(alive(runtimeQemuPid)).toBe(true);
+    expect(a.kernelMeasured).toBe(true); // kernel, initrd and the command line with the verity root hash
     expect(readFileSync(a.consoleLog, "utf8")).toMatch(/bk-runtime: listening on/);
     // No CA pin anywhere: trust comes from the evidence. An operator verifies it independently the same way.
     expect(out.runtimeCaFingerprint).toBe("");
