@@ -425,6 +425,8 @@ export async function connectPinned(url: string, spkiSha256: string, timeoutMs?:
  */
 export class AttestedRuntimes {
   readonly #verified = new Map<string, RuntimeVerification>();
+  /** Verifications under way: concurrent requests to a new key wait for the one verification (one report). */
+  readonly #inflight = new Map<string, Promise<RuntimeVerification>>();
   constructor(readonly timeoutMs = 15_000) {}
 
   static key(url: string, expected: RuntimeExpectation, spkiSha256: string): string {
@@ -436,12 +438,20 @@ export class AttestedRuntimes {
   async ensure(url: string, expected: RuntimeExpectation): Promise<RuntimeVerification> {
     const probe = await openTls(url, this.timeoutMs);
     probe.socket.destroy();
-    const cached = this.#verified.get(AttestedRuntimes.key(url, expected, probe.spkiSha256));
+    const k = AttestedRuntimes.key(url, expected, probe.spkiSha256);
+    const cached = this.#verified.get(k);
     if (cached) return cached;
-    const v = await verifyRuntime({ url, expected, timeoutMs: this.timeoutMs });
-    if (!v.ok || !v.spkiSha256) throw new RuntimeAttestationError(url, v.reason ?? "not verified", v);
-    this.#verified.set(AttestedRuntimes.key(url, expected, v.spkiSha256), v);
-    return v;
+    let running = this.#inflight.get(k);
+    if (!running) {
+      running = (async () => {
+        const v = await verifyRuntime({ url, expected, timeoutMs: this.timeoutMs });
+        if (!v.ok || !v.spkiSha256) throw new RuntimeAttestationError(url, v.reason ?? "not verified", v);
+        this.#verified.set(AttestedRuntimes.key(url, expected, v.spkiSha256), v);
+        return v;
+      })().finally(() => this.#inflight.delete(k));
+      this.#inflight.set(k, running);
+    }
+    return running;
   }
 
   /** A socket to `url` pinned to a verified key (verifying first when the key is new). Nothing sent yet. */

@@ -55,7 +55,28 @@ export function virtioPspProvider(o: VirtioPspOptions = {}): EvidenceProvider {
  * back. An `{"error"}` answer (the PSP refused) becomes an error like any other failure. The port is
  * opened per request, as the guest request device is.
  */
-export async function virtioPspExchange(
+export function virtioPspExchange(
+  port: string,
+  request: Record<string, string>,
+  o: { timeoutMs: number; fail: (stage: string, message: string) => Error },
+): Promise<Record<string, unknown>> {
+  // A virtio-serial port has one opener at a time (a second open is EBUSY): concurrent requests of this
+  // process — the runtime answering several attested-TLS clients at once — wait their turn.
+  const turn = (queues.get(port) ?? Promise.resolve()).then(() => exchangeOnce(port, request, o));
+  const settled = turn.then(
+    () => undefined,
+    () => undefined,
+  );
+  queues.set(port, settled);
+  void settled.then(() => {
+    if (queues.get(port) === settled) queues.delete(port);
+  });
+  return turn;
+}
+
+const queues = new Map<string, Promise<void>>();
+
+async function exchangeOnce(
   port: string,
   request: Record<string, string>,
   o: { timeoutMs: number; fail: (stage: string, message: string) => Error },

@@ -89,6 +89,18 @@ describe.skipIf(!ok)("simulated PSP over virtio-serial: derived keys", () => {
     expect(report.readBigUInt64LE(0x08)).toBe(0x30000n);
   });
 
+  it("concurrent report requests of one process take turns on the port: each gets the report for its own data", async () => {
+    // The runtime answers several attested-TLS clients at once (a `pulumi destroy` deletes resources in
+    // parallel); a virtio-serial port has one opener at a time, so the requests are serialised per port.
+    const c = await channel("concurrent", chipA, M_A);
+    const p = virtioPspProvider({ port: c.port, timeoutMs: 20_000 });
+    const evs = await Promise.all([1, 2, 3, 4, 5].map((i) => p.collect(Buffer.alloc(64, i))));
+    evs.forEach((ev, n) => {
+      const report = Buffer.from(ev.kind === "snp" ? ev.report : "", "base64");
+      expect(report.subarray(0x50, 0x50 + 64).equals(Buffer.alloc(64, n + 1)), `request ${n + 1}`).toBe(true);
+    });
+  });
+
   it("another measurement, another policy, another chip or another root key derive another key", async () => {
     const a = await virtioPspDerivedKey(REQ, { port: (await channel("a2", chipA, M_A)).port });
     const otherMeasurement = await virtioPspDerivedKey(REQ, { port: (await channel("b", chipA, M_B)).port });
