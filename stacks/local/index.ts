@@ -75,7 +75,7 @@ const keepRoot = cfg.getBoolean("insecureKeepRootTokenInState") ?? false;
 // vhsm: auto (the runtime in a real QEMU guest, attested, when this machine can run guests), real, process.
 // Default: the `vms` setting (process-tree VMs come with a runtime process; real guests with an attested one).
 const vhsmAsked = (cfg.get("vhsm") ?? cfg.get("vms") ?? "auto") as LocalVmMode;
-const vhsmResolved = resolveLocalVmMode("stack local (config vhsm)", vhsmAsked, boot.firmware);
+const vhsmResolved = resolveLocalVmMode("stack local (config vhsm)", vhsmAsked);
 // The runtime's guest boots the kit's verity image with the AmdSev firmware: that must be possible here too.
 if (vhsmResolved.mode === "real") {
   const s = localVhsmGuestSupport(REPO);
