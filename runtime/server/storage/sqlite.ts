@@ -38,6 +38,26 @@ function isBusy(e: unknown): boolean {
   return (x?.errcode !== undefined && (x.errcode & 0xff) === 5) || /database is locked/i.test(x?.message ?? "");
 }
 
+/**
+ * Switches a connection to WAL, retrying SQLITE_BUSY until `waitMs` has passed. The busy timeout alone is not
+ * enough: the switch upgrades a shared lock to an exclusive one, and when several processes open the same new
+ * file at once SQLite sees that waiting could deadlock and returns SQLITE_BUSY at once without calling the busy
+ * handler (sqlite3_busy_handler's documented exception). Only at open time, so a short synchronous sleep is fine.
+ */
+function enableWal(db: DatabaseSync, waitMs: number): void {
+  const deadline = Date.now() + waitMs;
+  const sleeper = new Int32Array(new SharedArrayBuffer(4));
+  for (let delay = 5; ; delay = Math.min(delay * 2, 100)) {
+    try {
+      db.exec("PRAGMA journal_mode = WAL;");
+      return;
+    } catch (e) {
+      if (!isBusy(e) || Date.now() >= deadline) throw e;
+      Atomics.wait(sleeper, 0, 0, delay + Math.random() * delay); // jitter: the racing processes spread out
+    }
+  }
+}
+
 function wrapSqliteError(e: unknown, key?: string): never {
   const msg = (e as Error)?.message ?? String(e);
   if (/malformed|not a database|corrupt/i.test(msg))
@@ -93,9 +113,9 @@ export class SqliteStorage implements Storage {
     try {
       this.w = new DatabaseSync(file);
       // busy_timeout first: another process may be creating the file or switching it to WAL right now.
-      this.w.exec(
-        "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
-      );
+      this.w.exec("PRAGMA busy_timeout = 10000;");
+      enableWal(this.w, WRITE_LOCK_WAIT_MS);
+      this.w.exec("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;");
       this.migrate();
       // From here the write lock is awaited without blocking the event loop (beginWrite), instead
       // of SQLite's busy handler, which sleeps the whole process (1, 2, 5, 10 … 100 ms).
