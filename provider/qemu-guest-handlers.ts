@@ -34,10 +34,8 @@ const GUEST_KEYS = [
   "bootInputsSha256",
 ];
 
-export function check(_kind: string, news: Props): { inputs: Props; failures: CheckFailure[] } {
-  const inputs: Props = { timeoutSeconds: 1500, ...news };
-  const failures: CheckFailure[] = [];
-  const need = (k: string, ok: boolean, what: string) => ok || failures.push({ property: k, reason: `${k} ${what}` });
+/** The checks every supervised guest's inputs share (workload guests and the vHSM's own): its name and paths. */
+export function checkGuestNameAndPaths(inputs: Props, need: (k: string, ok: boolean, what: string) => unknown): void {
   need(
     "name",
     typeof inputs.name === "string" && /^[a-z0-9][a-z0-9-]{0,40}$/.test(inputs.name),
@@ -45,6 +43,13 @@ export function check(_kind: string, news: Props): { inputs: Props; failures: Ch
   );
   for (const k of ["platformDir", "stateDir", "baseImage"])
     if (!isUnknown(inputs[k])) need(k, absPath(inputs[k]), "must be an absolute path without '..'");
+}
+
+export function check(_kind: string, news: Props): { inputs: Props; failures: CheckFailure[] } {
+  const inputs: Props = { timeoutSeconds: 1500, ...news };
+  const failures: CheckFailure[] = [];
+  const need = (k: string, ok: boolean, what: string) => ok || failures.push({ property: k, reason: `${k} ${what}` });
+  checkGuestNameAndPaths(inputs, need);
   if (!isUnknown(inputs.argv))
     need(
       "argv",

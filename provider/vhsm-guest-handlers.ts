@@ -10,8 +10,8 @@
 import { rmSync } from "node:fs";
 import path from "node:path";
 import { readGuestStatus } from "../runtime/sim/qemu/supervise.js";
-import { guestAlive, startGuest, stopGuest } from "./qemu-guest-handlers.js";
-import { absPath, isUnknown, same, type CheckFailure, type Props } from "./handler-support.js";
+import { checkGuestNameAndPaths, guestAlive, startGuest, stopGuest } from "./qemu-guest-handlers.js";
+import { isUnknown, same, type CheckFailure, type Props } from "./handler-support.js";
 import { initAttestedRuntime, reattestRuntime, type AttestedInitInputs } from "./attested-init.js";
 import { rotateDeployerKey } from "./bootstrap.js";
 import { defined } from "./service.js";
@@ -47,13 +47,7 @@ export function check(_kind: string, news: Props): { inputs: Props; failures: Ch
   };
   const failures: CheckFailure[] = [];
   const need = (k: string, ok: boolean, what: string) => ok || failures.push({ property: k, reason: `${k} ${what}` });
-  need(
-    "name",
-    typeof inputs.name === "string" && /^[a-z0-9][a-z0-9-]{0,40}$/.test(inputs.name),
-    "must be lower-case letters, digits and '-'",
-  );
-  for (const k of ["platformDir", "stateDir", "baseImage"])
-    if (!isUnknown(inputs[k])) need(k, absPath(inputs[k]), "must be an absolute path without '..'");
+  checkGuestNameAndPaths(inputs, need);
   if (!isUnknown(inputs.url))
     need(
       "url",
