@@ -22,7 +22,7 @@ import type { SimulatedAnchor } from "../../provider/local-vm.js";
 import { noCloudMetaData } from "../../runtime/guest/cloud-init/index.js";
 import { bootInputsOf } from "../../runtime/sim/qemu/launch.js";
 import { runtimeGuestNetOptions } from "../../runtime/sim/qemu/guest.js";
-import { RUNTIME_GUEST_PORT } from "../../runtime/sim/qemu/dev-image.js";
+import { RUNTIME_GUEST_PORT } from "../../images/guest/runtime-role.js";
 import type { RuntimeGuestImage } from "../../runtime/sim/qemu/runtime-image.js";
 import { realGuestSupport } from "../../runtime/sim/qemu/local-image.js";
 import { firmwareMeasuresKernel, LocalVmError } from "../../runtime/sim/localvm/index.js";

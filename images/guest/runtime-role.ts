@@ -8,7 +8,6 @@
 // and nothing that lets the host run code in it: cloud-init (the NoCloud seed is the host's to write and
 // nothing in this guest measures it) and sshd are masked, and no login is configured. So every byte that
 // can run in the guest is under the dm-verity root hash on the measured command line.
-// The dev guest (runtime/sim/qemu/dev-image.ts) uses the same config/unit/script on an unmeasured root.
 import { mkdir, rm, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 

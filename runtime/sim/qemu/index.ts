@@ -1,16 +1,10 @@
-// Real QEMU guests for the local stack: dev guest image, simulated PSP over virtio-serial, launcher.
+// Real QEMU guests for the local stack: the kit image's boot files, simulated PSP over virtio-serial, launcher.
+export { defaultCacheDir, type Progress } from "./cache.js";
 export {
-  ensureDevGuest,
-  devRootImage,
-  devGuestDir,
-  defaultCacheDir,
-  DEV_GUEST_APPEND,
-  devRuntimeRootImage,
   RUNTIME_GUEST_CONFIG,
   RUNTIME_GUEST_PORT,
   RUNTIME_GUEST_DATA_DEVICE,
-  type DevGuest,
-} from "./dev-image.js";
+} from "../../../images/guest/runtime-role.js";
 export {
   ensureRuntimeGuestImage,
   amdSevFirmware,

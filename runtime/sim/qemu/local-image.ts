@@ -19,7 +19,7 @@ import {
   DEFAULT_SOURCE_DATE_EPOCH,
 } from "../../../images/guest/build.js";
 import type { ImageManifest } from "../../../images/guest/manifest.js";
-import { defaultCacheDir, type Progress } from "./dev-image.js";
+import { defaultCacheDir, type Progress } from "./cache.js";
 
 function have(cmd: string, args: string[]): boolean {
   const r = spawnSync(cmd, args, { stdio: "ignore" });

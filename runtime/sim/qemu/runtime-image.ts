@@ -10,7 +10,7 @@ import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { buildImage, loadManifest, type ImageManifest } from "../../../images/guest/index.js";
 import { importClosure } from "../../guest/artifact.js";
-import { defaultCacheDir, type Progress } from "./dev-image.js";
+import { defaultCacheDir, type Progress } from "./cache.js";
 
 export interface RuntimeGuestImage {
   /** The AmdSev firmware (-bios): it has the SNP kernel-hashes table. */
