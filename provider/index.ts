@@ -13,6 +13,7 @@ export type {
   JwtRoleArgs,
   RuntimeConnectionArgs,
   RuntimeServiceArgs,
+  RuntimeBootstrapArgs,
   RuntimeServiceSshArgs,
   SshTargetArgs,
   MountArgs,

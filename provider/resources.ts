@@ -491,7 +491,7 @@ export class AuthMount extends pulumi.dynamic.Resource {
 // eslint-disable-next-line @typescript-eslint/no-empty-object-type -- its own name keeps the generated SDK type name
 export interface RuntimeServiceSshArgs extends SshTargetArgs {}
 
-export interface RuntimeServiceArgs {
+export interface RuntimeServiceArgs extends RuntimeBootstrapArgs {
   /** Absent: run on this machine. */
   ssh?: pulumi.Input<SshTargetArgs>;
   /** Absolute directory for the runtime's config, data, log and pid file. */
@@ -502,6 +502,11 @@ export interface RuntimeServiceArgs {
   config: pulumi.Input<string>;
   /** URL the runtime answers on, as the deploying machine reaches it. */
   url: pulumi.Input<string>;
+}
+
+/** How a runtime is bootstrapped at init (key shares, deployer credential, recovery keys, root writes): the same
+ * for the runtime service process and the runtime guest (provider/vhsm-guest.ts). */
+export interface RuntimeBootstrapArgs {
   keyShares?: pulumi.Input<number>;
   keyThreshold?: pulumi.Input<number>;
   /** Keep the root token and plaintext unseal keys as (secret) outputs, and revoke nothing. Not recommended. */

@@ -5,11 +5,12 @@
 import { fileURLToPath } from "node:url";
 import * as pulumi from "@pulumi/pulumi";
 import { handlerProvider } from "./dynamic.js";
-import type { DeployerAuthArgs, RuntimeAttestationArgs, RuntimeRootWriteArgs } from "./resources.js";
+import type { DeployerAuthArgs, RuntimeAttestationArgs, RuntimeBootstrapArgs } from "./resources.js";
 
 const provider = handlerProvider(fileURLToPath(new URL("./vhsm-guest-handlers.js", import.meta.url)), "vhsm-guest");
 
-export interface VhsmGuestArgs {
+/** The guest, what it must prove, and the same bootstrap inputs as the runtime service process. */
+export interface VhsmGuestArgs extends RuntimeBootstrapArgs {
   /** Guest name (lower-case letters, digits, '-'). */
   name: pulumi.Input<string>;
   /** The simulated platform ("chip") whose PSP measures the guest and signs its reports. */
@@ -29,15 +30,6 @@ export interface VhsmGuestArgs {
   url: pulumi.Input<string>;
   /** What the runtime must prove: the measurement computed from `argv`'s boot inputs, the platform's anchor. */
   attestation: pulumi.Input<RuntimeAttestationArgs>;
-  keyShares?: pulumi.Input<number>;
-  keyThreshold?: pulumi.Input<number>;
-  insecureKeepRootTokenInState?: pulumi.Input<boolean>;
-  deployerKeyFile?: pulumi.Input<string>;
-  deployerPublicKey?: pulumi.Input<string>;
-  deployerKeyRotation?: pulumi.Input<string>;
-  recoveryKeys?: pulumi.Input<pulumi.Input<string>[]>;
-  localRecoveryKeyFile?: pulumi.Input<string>;
-  rootWrites?: pulumi.Input<pulumi.Input<RuntimeRootWriteArgs>[]>;
   /** Seconds to wait for the runtime's listener (default 1500). */
   timeoutSeconds?: pulumi.Input<number>;
 }

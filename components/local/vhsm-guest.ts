@@ -17,7 +17,8 @@ import { expectedQemuLaunch } from "../common/boot-measure.js";
 import { ConfigError } from "../common/errors.js";
 import { Tee } from "../common/types.js";
 import { qemuGuestArgv } from "../qemu/settings.js";
-import { VhsmGuest, type VhsmGuestArgs } from "../../provider/vhsm-guest.js";
+import { VhsmGuest } from "../../provider/vhsm-guest.js";
+import type { RuntimeBootstrapArgs } from "../../provider/resources.js";
 import type { SimulatedAnchor } from "../../provider/local-vm.js";
 import { noCloudMetaData } from "../../runtime/guest/cloud-init/index.js";
 import { bootInputsOf } from "../../runtime/sim/qemu/launch.js";
@@ -44,18 +45,7 @@ export interface LocalVhsmGuestArgs {
   memoryMb: number;
   dataDiskGb: number;
   /** The bootstrap inputs the process mode uses too (keys, recovery, root writes). */
-  bootstrap: Pick<
-    VhsmGuestArgs,
-    | "keyShares"
-    | "keyThreshold"
-    | "insecureKeepRootTokenInState"
-    | "deployerKeyFile"
-    | "deployerPublicKey"
-    | "deployerKeyRotation"
-    | "recoveryKeys"
-    | "localRecoveryKeyFile"
-    | "rootWrites"
-  >;
+  bootstrap: RuntimeBootstrapArgs;
 }
 
 const CPU_MODEL = "EPYC-Milan";
