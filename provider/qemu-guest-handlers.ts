@@ -224,18 +224,35 @@ export async function startGuest(inputs: Props): Promise<Props> {
   }
 }
 
+/**
+ * The diff every supervised guest makes (workload guests and the vHSM's own): a change of `replaceKeys` is
+ * another guest (stop the old one first, same directory); a guest that is not running any more (host reboot,
+ * killed) is booted again by the next `up`; a change of `updateKeys` is an update in place.
+ */
+export function guestDiff(
+  olds: Props,
+  news: Props,
+  replaceKeys: readonly string[],
+  updateKeys: readonly string[],
+): { changes: boolean; replaces: string[]; deleteBeforeReplace: boolean } {
+  const replaces = replaceKeys.filter((k) => !same(olds[k], news[k]));
+  const down = replaces.length === 0 && !guestAlive(olds.pid, String(olds.stateDir));
+  const other = updateKeys.some((k) => !same(olds[k], news[k]));
+  return { changes: replaces.length > 0 || down || other, replaces, deleteBeforeReplace: true };
+}
+
 export async function diff(
   _kind: string,
   olds: Props,
   news: Props,
 ): Promise<{ changes: boolean; replaces: string[]; deleteBeforeReplace: boolean }> {
-  const replaces = GUEST_KEYS.filter((k) => !same(olds[k], news[k]));
-  // A guest that is not running any more (host reboot, killed) is booted again by the next `up`.
-  const down = replaces.length === 0 && !guestAlive(olds.pid, String(olds.stateDir));
-  const other = ["runtimeUrl", "runtimeCaPem", "runtimeAttestation", "sshPrincipal", "timeoutSeconds"].some(
-    (k) => !same(olds[k], news[k]),
-  );
-  return { changes: replaces.length > 0 || down || other, replaces, deleteBeforeReplace: true };
+  return guestDiff(olds, news, GUEST_KEYS, [
+    "runtimeUrl",
+    "runtimeCaPem",
+    "runtimeAttestation",
+    "sshPrincipal",
+    "timeoutSeconds",
+  ]);
 }
 
 export async function create(_kind: string, inputs: Props): Promise<{ id: string; outs: Props }> {
@@ -251,9 +268,9 @@ export async function update(_kind: string, _id: string, olds: Props, news: Prop
   return { outs: await startGuest(news) };
 }
 
+/** read for every supervised guest: is it still running (refresh notices a stopped guest). */
 export async function read(_kind: string, id: string, props: Props): Promise<{ id: string; props: Props }> {
-  const running = guestAlive(props.pid, String(props.stateDir));
-  return { id, props: { ...props, running } };
+  return { id, props: { ...props, running: guestAlive(props.pid, String(props.stateDir)) } };
 }
 
 export async function remove(_kind: string, _id: string, props: Props): Promise<void> {

@@ -10,8 +10,8 @@
 import { rmSync } from "node:fs";
 import path from "node:path";
 import { readGuestStatus } from "../runtime/sim/qemu/supervise.js";
-import { checkGuestNameAndPaths, guestAlive, startGuest, stopGuest } from "./qemu-guest-handlers.js";
-import { isUnknown, same, type CheckFailure, type Props } from "./handler-support.js";
+import { checkGuestNameAndPaths, guestAlive, guestDiff, startGuest, stopGuest } from "./qemu-guest-handlers.js";
+import { isUnknown, type CheckFailure, type Props } from "./handler-support.js";
 import { initAttestedRuntime, reattestRuntime, type AttestedInitInputs } from "./attested-init.js";
 import { rotateDeployerKey } from "./bootstrap.js";
 import { defined } from "./service.js";
@@ -125,10 +125,7 @@ export async function diff(
   olds: Props,
   news: Props,
 ): Promise<{ changes: boolean; replaces: string[]; deleteBeforeReplace: boolean }> {
-  const replaces = REPLACE_KEYS.filter((k) => !same(olds[k], news[k]));
-  const down = replaces.length === 0 && !guestAlive(olds.pid, String(olds.stateDir));
-  const other = ["deployerKeyRotation", "timeoutSeconds"].some((k) => !same(olds[k], news[k]));
-  return { changes: replaces.length > 0 || down || other, replaces, deleteBeforeReplace: true };
+  return guestDiff(olds, news, REPLACE_KEYS, ["deployerKeyRotation", "timeoutSeconds"]);
 }
 
 export async function update(_kind: string, _id: string, olds: Props, news: Props): Promise<{ outs: Props }> {
@@ -165,9 +162,8 @@ export async function update(_kind: string, _id: string, olds: Props, news: Prop
   return { outs: defined({ ...news, ...guestOutputs(stateDir), ...attested, ...kept }) };
 }
 
-export async function read(_kind: string, id: string, props: Props): Promise<{ id: string; props: Props }> {
-  return { id, props: { ...props, running: guestAlive(props.pid, String(props.stateDir)) } };
-}
+// Refresh is the workload guests': is the supervisor or its QEMU still running.
+export { read } from "./qemu-guest-handlers.js";
 
 export async function remove(_kind: string, _id: string, props: Props): Promise<void> {
   stopGuest(String(props.stateDir), [props.pid, props.qemuPid]);

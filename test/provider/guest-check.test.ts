@@ -1,8 +1,10 @@
 // The input checks both supervised-guest resources share (workload QemuGuest and the vHSM's VhsmGuest):
-// a name that could escape into paths or unit names, or a relative / '..' path, is refused at preview.
-import { describe, expect, it } from "vitest";
-import { check as qemuGuestCheck } from "../../provider/qemu-guest-handlers.js";
-import { check as vhsmGuestCheck } from "../../provider/vhsm-guest-handlers.js";
+// a name that could escape into paths or unit names, or a relative / '..' path, is refused at preview; and
+// the diff they share: a boot input's change replaces the guest, a guest that is down is booted again.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { spawn, type ChildProcess } from "node:child_process";
+import { check as qemuGuestCheck, diff as qemuGuestDiff } from "../../provider/qemu-guest-handlers.js";
+import { check as vhsmGuestCheck, diff as vhsmGuestDiff } from "../../provider/vhsm-guest-handlers.js";
 
 const good = {
   name: "web",
@@ -26,5 +28,40 @@ describe.each([
   it.each(["platformDir", "stateDir", "baseImage"])("refuses a relative or '..' %s", (k) => {
     expect(failed({ [k]: "relative/dir" })).toContain(k);
     expect(failed({ [k]: "/tmp/bk/../../etc" })).toContain(k);
+  });
+});
+
+describe.each([
+  ["QemuGuest", qemuGuestDiff, "userData", "sshPrincipal"],
+  ["VhsmGuest", vhsmGuestDiff, "attestation", "deployerKeyRotation"],
+])("%s diff", (_kind, diff, ownReplaceKey, updateKey) => {
+  // A live process whose command line names the state directory stands in for the guest's supervisor.
+  const stateDir = `/tmp/bk-guest-diff-${process.pid}/vms/web`;
+  let alive: ChildProcess;
+  beforeAll(() => {
+    alive = spawn(process.execPath, ["-e", "setTimeout(() => {}, 600000)", stateDir], { stdio: "ignore" });
+  });
+  afterAll(() => {
+    alive.kill("SIGKILL");
+  });
+  const olds = () => ({ ...good, stateDir, argv: ["qemu-system-x86_64", "-m", "1G"], pid: alive.pid });
+
+  it("a running guest with the same inputs is no change", async () => {
+    expect(await diff("k", olds(), olds())).toEqual({ changes: false, replaces: [], deleteBeforeReplace: true });
+  });
+  it.each(["argv", "baseImage", "bootInputsSha256", ownReplaceKey])("a changed %s replaces the guest", async (k) => {
+    const d = await diff("k", olds(), { ...olds(), [k]: "changed" });
+    expect(d).toEqual({ changes: true, replaces: [k], deleteBeforeReplace: true });
+  });
+  it(`a changed ${updateKey} updates it in place`, async () => {
+    expect(await diff("k", olds(), { ...olds(), [updateKey]: "changed" })).toEqual({
+      changes: true,
+      replaces: [],
+      deleteBeforeReplace: true,
+    });
+  });
+  it("a guest that is not running any more (or a recycled pid) is booted again", async () => {
+    expect((await diff("k", { ...olds(), pid: 999_999_999 }, olds())).changes).toBe(true);
+    expect((await diff("k", { ...olds(), pid: process.pid }, olds())).changes).toBe(true);
   });
 });
