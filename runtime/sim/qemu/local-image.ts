@@ -7,10 +7,9 @@
 // the root filesystem — into the launch digest. The same files test/runtime/sim/qemu-guest.test.ts boots.
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { importClosure } from "../../guest/artifact.js";
 import {
   buildImage,
   installedTreeCached,
@@ -19,6 +18,7 @@ import {
   DEFAULT_SOURCE_DATE_EPOCH,
 } from "../../../images/guest/build.js";
 import type { ImageManifest } from "../../../images/guest/manifest.js";
+import { bootFiles, hashImportClosure, memoizedImage, type GuestBootImage } from "./boot-image.js";
 import { defaultCacheDir, type Progress } from "./cache.js";
 
 function have(cmd: string, args: string[]): boolean {
@@ -85,17 +85,7 @@ export function realGuestSupport(packageRoot = defaultPackageRoot()): RealGuestS
   return { ok: missing.length === 0, reason: missing.length ? `missing: ${missing.join("; ")}` : "" };
 }
 
-export interface LocalGuestImage {
-  /** The AmdSev OVMF (kernel-hashes table: kernel, initrd and command line are measured). */
-  firmware: string;
-  kernel: string;
-  initrd: string;
-  /** The kernel command line the image boots with (carries the dm-verity root hash). */
-  append: string;
-  /** The verity-protected root filesystem (squashfs + hash tree); guests boot copy-on-write overlays of it. */
-  rootImage: string;
-  /** The image's manifest.json (naming this firmware): `buckypaper measure snp --manifest` recomputes the digest. */
-  manifestPath: string;
+export interface LocalGuestImage extends GuestBootImage {
   /** dm-verity geometry of rootImage (where its data blocks are). */
   verity: { rootHash: string; dataBlocks: number; dataBlockSize: number };
   /** SHA-256 of the enclaivelet artifact inside. */
@@ -122,13 +112,18 @@ function buildFirmware(packageRoot: string, progress?: Progress): Promise<string
   });
 }
 
+/** The AmdSev firmware, built first (once, cached) when it is not yet. */
+async function ensureAmdSevFirmware(packageRoot: string, progress?: Progress): Promise<string> {
+  const found = amdSevFirmware(packageRoot);
+  if (found) return found;
+  progress?.("firmware: building OVMF's AmdSev variant from Debian's edk2 source (once, cached; 15-40 min)…");
+  return buildFirmware(packageRoot, progress);
+}
+
 function fromManifest(dir: string, m: ImageManifest, firmware: string, agentSha256: string): LocalGuestImage {
   return {
     firmware,
-    kernel: path.join(dir, m.files.kernel.path),
-    initrd: path.join(dir, m.files.initrd.path),
-    append: m.cmdline,
-    rootImage: path.join(dir, m.files.rootfs.path),
+    ...bootFiles(dir, m),
     manifestPath: path.join(dir, "manifest.json"),
     verity: { rootHash: m.verity.rootHash, dataBlocks: m.verity.dataBlocks, dataBlockSize: m.verity.dataBlockSize },
     agentSha256,
@@ -138,49 +133,36 @@ function fromManifest(dir: string, m: ImageManifest, firmware: string, agentSha2
 /** Builds (first time: minutes, with progress) or finds the kit image and its firmware. `packageRoot` holds dist/. */
 export async function ensureLocalGuestImage(o: { packageRoot: string; progress?: Progress }): Promise<LocalGuestImage> {
   const cacheDir = defaultCacheDir();
-  let firmware = amdSevFirmware(o.packageRoot);
-  if (!firmware) {
-    o.progress?.("firmware: building OVMF's AmdSev variant from Debian's edk2 source (once, cached; 15-40 min)…");
-    firmware = await buildFirmware(o.packageRoot, o.progress);
-  }
+  const firmware = await ensureAmdSevFirmware(o.packageRoot, o.progress);
   // buildImage packs the agent (Node binary included) before it can look its cache up: most of a minute
   // on a busy machine. Remember which image a given set of inputs gave, keyed by everything the image
   // is made of that can change here: the agent's sources, the package lock and the recipe.
   const key = await imageInputsKey(o.packageRoot);
   const memo = path.join(cacheDir, "images", `local-${key}.json`);
-  try {
-    const m = JSON.parse(readFileSync(memo, "utf8")) as { dir: string; agentSha256: string };
-    const manifest = await writeImageManifest(m.dir, firmware);
-    return fromManifest(m.dir, manifest, firmware, m.agentSha256);
-  } catch {
-    // not built yet (or the cached image was removed)
-  }
-  const img = await buildImage({
-    repoRoot: o.packageRoot,
-    lockPath: lockFile(o.packageRoot),
-    cacheDir,
-    firmware,
-    ...(o.progress ? { progress: o.progress } : {}),
-  });
-  mkdirSync(path.dirname(memo), { recursive: true });
-  const agentSha256 = img.manifest.enclaivelet?.sha256;
-  if (!agentSha256) throw new Error(`${img.manifestPath} names no enclaivelet: not a workload image`);
-  writeFileSync(memo, `${JSON.stringify({ dir: img.dir, agentSha256 })}\n`);
-  return fromManifest(img.dir, img.manifest, firmware, agentSha256);
+  return memoizedImage<{ dir: string; agentSha256: string }, LocalGuestImage>(
+    memo,
+    async (m) => fromManifest(m.dir, await writeImageManifest(m.dir, firmware), firmware, m.agentSha256),
+    async () => {
+      const img = await buildImage({
+        repoRoot: o.packageRoot,
+        lockPath: lockFile(o.packageRoot),
+        cacheDir,
+        firmware,
+        ...(o.progress ? { progress: o.progress } : {}),
+      });
+      const agentSha256 = img.manifest.enclaivelet?.sha256;
+      if (!agentSha256) throw new Error(`${img.manifestPath} names no enclaivelet: not a workload image`);
+      return { image: fromManifest(img.dir, img.manifest, firmware, agentSha256), memo: { dir: img.dir, agentSha256 } };
+    },
+  );
 }
 
 /** SHA-256 over the agent's compiled import closure, its packages' manifests, the npm lock file, the
  *  image's package lock and the image recipe. */
 async function imageInputsKey(packageRoot: string): Promise<string> {
   const entry = path.join(packageRoot, "dist/runtime/guest/main.js");
-  if (!existsSync(entry)) throw new Error(`${entry} is missing: build first (npm run build)`);
-  const { files, packages } = await importClosure(entry);
   const h = createHash("sha256");
-  for (const f of files) h.update(f.slice(packageRoot.length)).update(readFileSync(f));
-  for (const p of packages) {
-    const manifest = path.join(packageRoot, "node_modules", p, "package.json");
-    h.update(p).update(existsSync(manifest) ? readFileSync(manifest) : "");
-  }
+  await hashImportClosure(h, packageRoot, entry);
   // The lock file pins the versions of the dependencies the artifact carries (direct and nested).
   const lock = path.join(packageRoot, "package-lock.json");
   h.update(existsSync(lock) ? readFileSync(lock) : "");

@@ -4,24 +4,15 @@
 // every byte of the runtime, its config and its unit. The derived key the runtime seals with
 // (MEASUREMENT-bound) is then a key of this runtime build, not of "whatever root disk boots".
 // The Debian installation is the kit image's cached tree: a new runtime build costs squashfs + verity.
-import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { buildImage, loadManifest, type ImageManifest } from "../../../images/guest/index.js";
-import { importClosure } from "../../guest/artifact.js";
+import { bootFiles, hashImportClosure, memoizedImage, type GuestBootImage } from "./boot-image.js";
 import { defaultCacheDir, type Progress } from "./cache.js";
+import { amdSevFirmware as builtAmdSevFirmware } from "./local-image.js";
 
-export interface RuntimeGuestImage {
-  /** The AmdSev firmware (-bios): it has the SNP kernel-hashes table. */
-  firmware: string;
-  kernel: string;
-  initrd: string;
-  /** The kernel command line (-append), with the dm-verity root hash: measured. */
-  append: string;
-  /** The dm-verity squashfs root (first virtio disk; guests boot copy-on-write overlays of it). */
-  rootImage: string;
-  manifestPath: string;
+export interface RuntimeGuestImage extends GuestBootImage {
   manifest: ImageManifest;
   /** SHA-256 of the runtime artifact inside. */
   runtimeSha256: string;
@@ -44,9 +35,8 @@ export function amdSevFirmware(packageRoot: string): string {
     throw new Error(
       `firmware: ${script} is missing; pass the AmdSev OVMF (with the SNP kernel-hashes table) as firmware`,
     );
-  const r = spawnSync(script, ["--print-path"], { encoding: "utf8" });
-  const p = r.stdout?.trim() ?? "";
-  if (r.status !== 0 || !p || !existsSync(p))
+  const p = builtAmdSevFirmware(packageRoot);
+  if (!p)
     throw new Error(
       "firmware: the AmdSev OVMF has not been built here (run scripts/build-firmware.sh once; it is cached in ~/.cache/buckypaper/firmware)",
     );
@@ -62,15 +52,8 @@ const sha256 = (b: Buffer | string) => createHash("sha256").update(b).digest("he
  * on a busy machine; this key lets a second call skip it.
  */
 async function inputsKey(packageRoot: string, firmware: string): Promise<string> {
-  const entry = path.join(packageRoot, "dist/runtime/server/http/main.js");
-  if (!existsSync(entry)) throw new Error(`${entry} is missing: build first (npm run build)`);
-  const { files, packages } = await importClosure(entry);
   const h = createHash("sha256");
-  for (const f of files) h.update(f.slice(packageRoot.length)).update(readFileSync(f));
-  for (const p of packages) {
-    const manifest = path.join(packageRoot, "node_modules", p, "package.json");
-    h.update(p).update(existsSync(manifest) ? readFileSync(manifest) : "");
-  }
+  await hashImportClosure(h, packageRoot, path.join(packageRoot, "dist/runtime/server/http/main.js"));
   for (const f of ["package-lock.json", "images/guest/packages.lock"]) {
     const p = path.join(packageRoot, f);
     h.update(f).update(existsSync(p) ? readFileSync(p) : "");
@@ -96,10 +79,7 @@ function fromManifest(manifestPath: string): RuntimeGuestImage {
     );
   return {
     firmware: path.join(dir, manifest.files.firmware.path),
-    kernel: path.join(dir, manifest.files.kernel.path),
-    initrd: path.join(dir, manifest.files.initrd.path),
-    append: manifest.cmdline,
-    rootImage: path.join(dir, manifest.files.rootfs.path),
+    ...bootFiles(dir, manifest),
     manifestPath,
     manifest,
     runtimeSha256: manifest.runtime.sha256,
@@ -116,25 +96,24 @@ export async function ensureRuntimeGuestImage(o: RuntimeGuestImageOptions): Prom
   const key = await inputsKey(o.packageRoot, firmware);
   const memo = path.join(cacheDir, "images", `runtime-${key}.json`);
   const fwSha = sha256(readFileSync(firmware));
-  try {
-    const m = JSON.parse(readFileSync(memo, "utf8")) as { manifestPath: string };
-    const img = fromManifest(m.manifestPath);
-    if (img.manifest.files.firmware?.sha256 === fwSha && existsSync(img.rootImage)) {
+  return memoizedImage<{ manifestPath: string }, RuntimeGuestImage>(
+    memo,
+    async (m) => {
+      const img = fromManifest(m.manifestPath);
+      if (img.manifest.files.firmware?.sha256 !== fwSha || !existsSync(img.rootImage)) return undefined;
       o.progress?.(`runtime image: cached (${path.dirname(m.manifestPath)})`);
       return img;
-    }
-  } catch {
-    // not built yet (or the cache was cleaned): build
-  }
-  const built = await buildImage({
-    repoRoot: o.packageRoot,
-    lockPath: path.join(o.packageRoot, "images/guest/packages.lock"),
-    cacheDir,
-    firmware,
-    role: "runtime",
-    ...(o.progress ? { progress: o.progress } : {}),
-  });
-  const img = fromManifest(built.manifestPath);
-  writeFileSync(memo, `${JSON.stringify({ manifestPath: built.manifestPath })}\n`);
-  return img;
+    },
+    async () => {
+      const built = await buildImage({
+        repoRoot: o.packageRoot,
+        lockPath: path.join(o.packageRoot, "images/guest/packages.lock"),
+        cacheDir,
+        firmware,
+        role: "runtime",
+        ...(o.progress ? { progress: o.progress } : {}),
+      });
+      return { image: fromManifest(built.manifestPath), memo: { manifestPath: built.manifestPath } };
+    },
+  );
 }
