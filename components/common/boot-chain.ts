@@ -2,10 +2,10 @@
 // or its kernel + initrd + command line from an image manifest), through images/vtpm: the measured-boot policy
 // the workload is registered with, so nobody pastes digests. Files are read on the machine running `pulumi up`;
 // they must be the very bytes the VM boots (the AMI/disk built from the same image).
-import { readFileSync } from "node:fs";
 import { BootPredictionError, predictMeasuredBoot } from "../../images/vtpm/index.js";
 import { parseManifest, readManifestFile, ManifestError } from "../../images/guest/manifest.js";
 import { ConfigError } from "./errors.js";
+import { readInputFile } from "./input-file.js";
 import type { MeasuredBootPolicy } from "../../runtime/attestation/tpm/boot-policy.js";
 
 export interface BootChainArgs {
@@ -25,25 +25,13 @@ export interface BootChainArgs {
   secureBoot?: boolean;
 }
 
-function read(who: string, field: string, file: string): Buffer {
-  try {
-    return readFileSync(file);
-  } catch (e) {
-    throw new ConfigError(
-      who,
-      field,
-      `'${file}' cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
-    );
-  }
-}
-
 /**
  * The user-data source the kit image of `bootChain.manifest` was built for (`image build --cloud`, the manifest's
  * enclaivelet.userDataSource), or undefined when it records none (a runtime image, or one built before the field).
  */
 export function manifestUserDataSource(who: string, manifest: string): string | undefined {
   try {
-    return parseManifest(read(who, "bootChain.manifest", manifest).toString("utf8"), manifest).enclaivelet
+    return parseManifest(readInputFile(who, "bootChain.manifest", manifest).toString("utf8"), manifest).enclaivelet
       ?.userDataSource;
   } catch (e) {
     if (e instanceof ManifestError) throw new ConfigError(who, `bootChain.manifest (${e.field})`, e.message);
@@ -57,13 +45,13 @@ export function predictBootChain(who: string, args: BootChainArgs, bank: "sha256
   if (sources !== 1) throw new ConfigError(who, "bootChain", "needs exactly one of manifest, uki or kernel");
   const loaders = (args.loaders ?? []).map((p, i) => ({
     name: `loader ${i}`,
-    image: read(who, `bootChain.loaders[${i}]`, p),
+    image: readInputFile(who, `bootChain.loaders[${i}]`, p),
   }));
   try {
     if (args.manifest) {
       let m;
       try {
-        m = parseManifest(read(who, "bootChain.manifest", args.manifest).toString("utf8"), args.manifest);
+        m = parseManifest(readInputFile(who, "bootChain.manifest", args.manifest).toString("utf8"), args.manifest);
       } catch (e) {
         if (e instanceof ManifestError) throw new ConfigError(who, `bootChain.manifest (${e.field})`, e.message);
         throw e;
@@ -81,16 +69,16 @@ export function predictBootChain(who: string, args: BootChainArgs, bank: "sha256
     }
     if (args.uki)
       return predictMeasuredBoot({
-        bootApplications: [...loaders, { name: "uki", image: read(who, "bootChain.uki", args.uki) }],
+        bootApplications: [...loaders, { name: "uki", image: readInputFile(who, "bootChain.uki", args.uki) }],
         uki: args.cmdline !== undefined ? { cmdline: args.cmdline } : {},
         ...(args.mustContain ? { mustContain: args.mustContain } : {}),
         ...(args.secureBoot !== undefined ? { secureBoot: args.secureBoot } : {}),
         bank,
       });
     return predictMeasuredBoot({
-      bootApplications: [...loaders, { name: "kernel", image: read(who, "bootChain.kernel", args.kernel!) }],
+      bootApplications: [...loaders, { name: "kernel", image: readInputFile(who, "bootChain.kernel", args.kernel!) }],
       cmdline: args.cmdline,
-      ...(args.initrd ? { initrd: read(who, "bootChain.initrd", args.initrd) } : {}),
+      ...(args.initrd ? { initrd: readInputFile(who, "bootChain.initrd", args.initrd) } : {}),
       ...(args.mustContain ? { mustContain: args.mustContain } : {}),
       ...(args.secureBoot !== undefined ? { secureBoot: args.secureBoot } : {}),
       bank,

@@ -3,9 +3,9 @@
 // SNP: the launch digest covers all of them (kernel-hashes=on). TDX: MRTD covers the firmware only;
 // RTMR0 depends on ACPI tables QEMU generates at run time, so only MRTD is registered (docs/measurement.md).
 import type { Policy } from "../../runtime/protocol/policy.js";
-import { readFileSync } from "node:fs";
 import { measureTdx, snpLaunchDigestTable, MeasurementInputError, TdxInputError } from "../../images/index.js";
 import { ConfigError } from "./errors.js";
+import { readInputFile } from "./input-file.js";
 import { Tee } from "./types.js";
 import type { GuestReference } from "./guest.js";
 
@@ -25,19 +25,6 @@ export interface ExpectedLaunch {
   policy: Policy;
 }
 
-function read(component: string, field: string, file: string | undefined): Buffer | undefined {
-  if (file === undefined) return undefined;
-  try {
-    return readFileSync(file);
-  } catch (e) {
-    throw new ConfigError(
-      component,
-      field,
-      `'${file}' cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
-    );
-  }
-}
-
 export function expectedQemuLaunch(
   component: string,
   tee: Tee,
@@ -46,9 +33,9 @@ export function expectedQemuLaunch(
   cpuModel: string,
   memoryMb: number,
 ): ExpectedLaunch {
-  const firmware = read(component, "boot.firmware", boot.firmware)!;
-  const kernel = read(component, "boot.kernel", boot.kernel);
-  const initrd = read(component, "boot.initrd", boot.initrd);
+  const firmware = readInputFile(component, "boot.firmware", boot.firmware);
+  const kernel = boot.kernel === undefined ? undefined : readInputFile(component, "boot.kernel", boot.kernel);
+  const initrd = boot.initrd === undefined ? undefined : readInputFile(component, "boot.initrd", boot.initrd);
   if (!kernel && (initrd || boot.append !== undefined))
     throw new ConfigError(component, "boot.kernel", "is required when boot.initrd or boot.append is set");
   try {

@@ -16,11 +16,12 @@
 // `injectUserData` appends to its user-data after registration: the tamper demonstrations (refused,
 // nothing released; a modified root filesystem is stopped by dm-verity before anything asks the PSP).
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { expectedQemuLaunch, type BootInputsArgs } from "../common/boot-measure.js";
 import { ConfigError } from "../common/errors.js";
+import { inputFileSha256, readInputFile } from "../common/input-file.js";
 import { registerGuest, type GuestSpec } from "../common/guest.js";
 import { requireSecretMap } from "../common/secrets.js";
 import { Platform, Tee, type VhsmConnectionArgs } from "../common/types.js";
@@ -93,19 +94,6 @@ export interface LocalConfidentialVmArgs {
 }
 
 const sha256 = (b: Buffer | string) => createHash("sha256").update(b).digest("hex");
-
-function fileHash(who: string, field: string, file: string | undefined): string {
-  if (file === undefined) return "";
-  try {
-    return sha256(readFileSync(file));
-  } catch (e) {
-    throw new ConfigError(
-      who,
-      field,
-      `'${file}' cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
-    );
-  }
-}
 
 export class LocalConfidentialVm extends pulumi.ComponentResource {
   public readonly workloadId: pulumi.Output<string>;
@@ -269,14 +257,11 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
     let measuresKernel: boolean;
     try {
       measuresKernel =
-        boot.kernel !== undefined && firmwareMeasuresKernel(readFileSync(boot.firmware), "boot.firmware");
+        boot.kernel !== undefined &&
+        firmwareMeasuresKernel(readInputFile(who, "boot.firmware", boot.firmware), "boot.firmware");
     } catch (e) {
       if (e instanceof LocalVmError) throw new ConfigError(who, e.field, e.message);
-      throw new ConfigError(
-        who,
-        "boot.firmware",
-        `'${boot.firmware}' cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
-      );
+      throw e;
     }
     const measuredBoot: BootInputsArgs = measuresKernel ? boot : { firmware: boot.firmware };
     return { measuresKernel, launch: expectedQemuLaunch(who, Tee.SevSnp, measuredBoot, vcpus, cpuModel, 2048) };
@@ -402,9 +387,9 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
         bootInputsSha256: pulumi.all([actualFiles, tampered]).apply(([f, t]) =>
           sha256(
             JSON.stringify([
-              fileHash(who, "firmware", f.firmware),
-              fileHash(who, "kernel", f.kernel),
-              fileHash(who, "initrd", f.initrd),
+              inputFileSha256(who, "firmware", f.firmware),
+              inputFileSha256(who, "kernel", f.kernel),
+              inputFileSha256(who, "initrd", f.initrd),
               f.append,
               image.agentSha256,
               // The root: the image's (named by its verity root hash) or the tampered copy (by its path).
@@ -508,9 +493,9 @@ export class LocalConfidentialVm extends pulumi.ComponentResource {
     }
     const bootInputsSha256 = sha256(
       JSON.stringify([
-        fileHash(who, "firmware", actual.firmware),
-        fileHash(who, "kernel", actual.kernel),
-        fileHash(who, "initrd", actual.initrd),
+        inputFileSha256(who, "firmware", actual.firmware),
+        inputFileSha256(who, "kernel", actual.kernel),
+        inputFileSha256(who, "initrd", actual.initrd),
         actual.append ?? null,
         actual.vcpus,
         actual.cpuModel,

@@ -10,11 +10,11 @@
 // copied fingerprint.
 import { createHash } from "node:crypto";
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
 import path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { expectedQemuLaunch } from "../common/boot-measure.js";
 import { ConfigError } from "../common/errors.js";
+import { inputFileSha256, readInputFile } from "../common/input-file.js";
 import { Tee } from "../common/types.js";
 import { qemuGuestArgv } from "../qemu/settings.js";
 import { VhsmGuest } from "../../provider/vhsm-guest.js";
@@ -99,18 +99,6 @@ function runtimeImage(who: string, packageRoot: string): { image: VhsmGuestImage
   return { image, log: r.stderr.trim() };
 }
 
-function readable(who: string, field: string, file: string): Buffer {
-  try {
-    return readFileSync(file);
-  } catch (e) {
-    throw new ConfigError(
-      who,
-      field,
-      `'${file}' cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
-    );
-  }
-}
-
 export interface LocalVhsmGuest {
   guest: VhsmGuest;
   url: string;
@@ -146,7 +134,7 @@ export function localVhsmGuest(parent: pulumi.Resource, a: LocalVhsmGuestArgs): 
   const b = bootInputsOf(argvFor(registeredFirmware));
   let kernelMeasured: boolean;
   try {
-    kernelMeasured = firmwareMeasuresKernel(readable(a.who, "firmware", b.firmware), "firmware");
+    kernelMeasured = firmwareMeasuresKernel(readInputFile(a.who, "firmware", b.firmware), "firmware");
   } catch (e) {
     if (e instanceof LocalVmError) throw new ConfigError(a.who, "firmware", e.message);
     throw e;
@@ -186,9 +174,9 @@ export function localVhsmGuest(parent: pulumi.Resource, a: LocalVhsmGuestArgs): 
       dataDiskGb: a.dataDiskGb,
       bootInputsSha256: sha256(
         JSON.stringify([
-          sha256(readable(a.who, "firmware", firmware)),
-          sha256(readable(a.who, "kernel", img.kernel)),
-          sha256(readable(a.who, "initrd", img.initrd)),
+          inputFileSha256(a.who, "firmware", firmware),
+          inputFileSha256(a.who, "kernel", img.kernel),
+          inputFileSha256(a.who, "initrd", img.initrd),
           img.runtimeSha256,
         ]),
       ),
