@@ -16,9 +16,16 @@ import { runAgent } from "../../../runtime/guest/agent.js";
 import { parseConfig } from "../../../runtime/guest/config.js";
 import { memoryLogger } from "../../../runtime/guest/log.js";
 import { newEphemeralKey } from "../../../runtime/guest/attest.js";
-import type { EvidenceProvider } from "../../../runtime/guest/evidence/types.js";
 import { renderMeasuredUnit } from "../../../runtime/guest/boot-unit.js";
-import { startEnclaiveletStack, GOOD_MEASUREMENT, type EnclaiveletStack } from "./stack.js";
+import {
+  challengeNonce,
+  failedChecks as failed,
+  postAttest,
+  simulatedSnpProvider,
+  startEnclaiveletStack,
+  GOOD_MEASUREMENT,
+  type EnclaiveletStack,
+} from "./stack.js";
 
 const sha256 = (b: string | Buffer) => createHash("sha256").update(b).digest("hex");
 
@@ -143,18 +150,7 @@ describe("a runtime that registered the user-data hash", () => {
     await rm(root, { recursive: true, force: true });
   });
 
-  const provider = (): EvidenceProvider => ({
-    name: "simulator",
-    available: async () => true,
-    collect: async (reportData) => {
-      const r = await stack.sim.report({ measurement: GOOD_MEASUREMENT, reportData });
-      return {
-        kind: "snp",
-        report: Buffer.from(r.report).toString("base64"),
-        cert_table: Buffer.from(r.certTable).toString("base64"),
-      };
-    },
-  });
+  const provider = () => simulatedSnpProvider(stack);
   const cfg = () =>
     parseConfig({
       runtimeUrl: stack.rt.url,
@@ -189,32 +185,19 @@ describe("a runtime that registered the user-data hash", () => {
 
   // Hostile clients: the binding check uses the REGISTERED hash, whatever the guest claims.
   async function attestRaw(claim: string | undefined, boundHash: Buffer | undefined) {
-    const ch = (await stack.client.request("POST", "nitride/challenge", { body: { workload_id: "measured" } }))
-      .body as {
-      data: { nonce: string };
-    };
-    const nonce = Buffer.from(ch.data.nonce, "base64url");
+    const challenge = await challengeNonce(stack, "measured");
     const eph = newEphemeralKey();
-    const evidence = await provider().collect(reportDataFor(nonce, eph.spkiDer, boundHash));
-    return stack.client
-      .request("POST", "nitride/attest", {
-        body: {
-          workload_id: "measured",
-          nonce: ch.data.nonce,
-          evidence,
-          ephemeral_public_key: eph.spkiDer.toString("base64"),
-          ...(claim !== undefined ? { user_data_sha256: claim } : {}),
-        },
-      })
-      .then(
-        (r) => ({ status: r.status, body: r.body }),
-        (e: { status: number; body: unknown }) => ({ status: e.status, body: e.body }),
-      );
+    const evidence = await provider().collect(
+      reportDataFor(Buffer.from(challenge, "base64url"), eph.spkiDer, boundHash),
+    );
+    return postAttest(stack, {
+      workload_id: "measured",
+      nonce: challenge,
+      evidence,
+      ephemeral_public_key: eph.spkiDer.toString("base64"),
+      ...(claim !== undefined ? { user_data_sha256: claim } : {}),
+    });
   }
-  const failed = (body: unknown) =>
-    ((body as { data?: { verdict?: { checks: { id: string; ok: boolean }[] } } }).data?.verdict?.checks ?? [])
-      .filter((c) => !c.ok)
-      .map((c) => c.id);
 
   it("hostile: claims the registered hash but bound another user-data into REPORT_DATA → refused (report-data)", async () => {
     const r = await attestRaw(registeredSha, Buffer.from(sha256("other user-data"), "hex"));

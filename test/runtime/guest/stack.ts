@@ -3,6 +3,7 @@
 import { createSnpSimulator, type SnpSimulator } from "../../../runtime/sim/snp.js";
 import { registerNitrideEngines, responseSealer } from "../../../runtime/server/nitride/register.js";
 import { RuntimeClient } from "../../../runtime/guest/client.js";
+import type { EvidenceProvider } from "../../../runtime/guest/evidence/types.js";
 import { startTestRuntime, type TestRuntime } from "../../support/runtime.js";
 
 export const GOOD_MEASUREMENT = "c3".repeat(48);
@@ -90,4 +91,41 @@ export async function startEnclaiveletStack(
     token_ttl: "10m",
   });
   return { rt, sim, admin, client, caSha256 };
+}
+
+/** The stack's simulated SNP platform as a guest's evidence provider: reports of a guest measured `measurement`. */
+export function simulatedSnpProvider(stack: EnclaiveletStack, measurement = GOOD_MEASUREMENT): EvidenceProvider {
+  return {
+    name: "simulator",
+    available: async () => true,
+    collect: async (reportData) => {
+      const r = await stack.sim.report({ measurement, reportData });
+      return {
+        kind: "snp",
+        report: Buffer.from(r.report).toString("base64"),
+        cert_table: Buffer.from(r.certTable).toString("base64"),
+      };
+    },
+  };
+}
+
+/** A fresh challenge nonce (base64url) for `workloadId`, as a hand-built (hostile) client asks for it. */
+export async function challengeNonce(stack: EnclaiveletStack, workloadId: string): Promise<string> {
+  const r = await stack.client.request("POST", "nitride/challenge", { body: { workload_id: workloadId } });
+  return (r.body as { data: { nonce: string } }).data.nonce;
+}
+
+/** POST nitride/attest with a hand-built body: the status and body, whether accepted or refused. */
+export function postAttest(stack: EnclaiveletStack, body: unknown): Promise<{ status: number; body: unknown }> {
+  return stack.client.request("POST", "nitride/attest", { body }).then(
+    (r) => ({ status: r.status, body: r.body }),
+    (e: { status: number; body: unknown }) => ({ status: e.status, body: e.body }),
+  );
+}
+
+/** The ids of the checks a verdict failed, in the runtime's order. */
+export function failedChecks(body: unknown): string[] {
+  return ((body as { data?: { verdict?: { checks: { id: string; ok: boolean }[] } } }).data?.verdict?.checks ?? [])
+    .filter((c) => !c.ok)
+    .map((c) => c.id);
 }

@@ -17,12 +17,11 @@ import { renderUserData } from "../../../runtime/guest/cloud-init/index.js";
 import { memoryLogger } from "../../../runtime/guest/log.js";
 import { GCE_AK_HANDLE, Vtpm } from "../../../runtime/guest/evidence/vtpm.js";
 import { derPrefix, parseAkTemplate } from "../../../runtime/guest/evidence/gce-ak.js";
-import type { EvidenceProvider } from "../../../runtime/guest/evidence/types.js";
 import { parseTpmPublic } from "../../../runtime/attestation/tpm/index.js";
 import { createGceAkCaSimulator, type GceAkCaSimulator } from "../../../runtime/sim/gce-ak-ca.js";
 import { SwTpm, haveSwtpm } from "../../support/swtpm.js";
 import { buildBootLog } from "../attestation/tpm-fixtures.js";
-import { startEnclaiveletStack, GOOD_MEASUREMENT, type EnclaiveletStack } from "./stack.js";
+import { startEnclaiveletStack, simulatedSnpProvider, GOOD_MEASUREMENT, type EnclaiveletStack } from "./stack.js";
 
 const run = haveSwtpm();
 const INSTANCE = {
@@ -240,18 +239,7 @@ describe.runIf(run)("the enclaivelet on a GCE-provisioned vTPM (swtpm)", () => {
     expect(parseTpmPublic(ak).type).toBe("rsa");
   }, 60_000);
 
-  const provider = (): EvidenceProvider => ({
-    name: "simulator",
-    available: async () => true,
-    collect: async (reportData) => {
-      const r = await stack.sim.report({ measurement: GOOD_MEASUREMENT, reportData });
-      return {
-        kind: "snp",
-        report: Buffer.from(r.report).toString("base64"),
-        cert_table: Buffer.from(r.certTable).toString("base64"),
-      };
-    },
-  });
+  const provider = () => simulatedSnpProvider(stack);
 
   async function agent(vm: GceVm, o: { workload?: string; sleep?: (ms: number) => Promise<void> } = {}) {
     const root = await mkdtemp(path.join(tmpdir(), "bk-gce-ak-root-"));

@@ -16,10 +16,17 @@ import { parseConfig, type EnclaiveletConfig } from "../../../runtime/guest/conf
 import { memoryLogger } from "../../../runtime/guest/log.js";
 import { boundKeyMaterial, newEphemeralKey } from "../../../runtime/guest/attest.js";
 import { Vtpm } from "../../../runtime/guest/evidence/vtpm.js";
-import type { EvidenceProvider } from "../../../runtime/guest/evidence/types.js";
 import { SwTpm, haveSwtpm } from "../../support/swtpm.js";
 import { buildBootLog } from "../attestation/tpm-fixtures.js";
-import { startEnclaiveletStack, GOOD_MEASUREMENT, type EnclaiveletStack } from "./stack.js";
+import {
+  challengeNonce,
+  failedChecks,
+  postAttest,
+  simulatedSnpProvider,
+  startEnclaiveletStack,
+  GOOD_MEASUREMENT,
+  type EnclaiveletStack,
+} from "./stack.js";
 
 const sha256 = (b: string | Buffer) => createHash("sha256").update(b).digest("hex");
 const run = haveSwtpm();
@@ -87,18 +94,7 @@ describe.runIf(run)("a cloud VM with a vTPM and measured user-data, against a re
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  const provider = (): EvidenceProvider => ({
-    name: "simulator",
-    available: async () => true,
-    collect: async (reportData) => {
-      const r = await stack.sim.report({ measurement: GOOD_MEASUREMENT, reportData });
-      return {
-        kind: "snp",
-        report: Buffer.from(r.report).toString("base64"),
-        cert_table: Buffer.from(r.certTable).toString("base64"),
-      };
-    },
-  });
+  const provider = () => simulatedSnpProvider(stack);
   /** The config the agent takes from the user-data, pointed at the test's runtime, swtpm and event log. */
   const cfg = (root: string): EnclaiveletConfig => {
     const c = measuredConfig(Buffer.from(registered)).config;
@@ -157,10 +153,8 @@ describe.runIf(run)("a cloud VM with a vTPM and measured user-data, against a re
 
   // Hostile clients: the binding check uses the REGISTERED hash, whatever the guest claims.
   async function attestRaw(claim: string | undefined, bound: Buffer | undefined) {
-    const ch = (await stack.client.request("POST", "nitride/challenge", { body: { workload_id: "cloud" } })).body as {
-      data: { nonce: string };
-    };
-    const nonce = Buffer.from(ch.data.nonce, "base64url");
+    const challenge = await challengeNonce(stack, "cloud");
+    const nonce = Buffer.from(challenge, "base64url");
     const eph = newEphemeralKey({ hybrid: false });
     const vtpm = new Vtpm({ tcti: tpm.tcti, eventLogPath });
     const ak = await vtpm.attestationKey();
@@ -178,26 +172,18 @@ describe.runIf(run)("a cloud VM with a vTPM and measured user-data, against a re
         pcrs: { sha256: Object.fromEntries(Object.entries(q.pcrs).map(([k, v]) => [k, b(v)])) },
       },
     };
-    return stack.client
-      .request("POST", "nitride/attest", {
-        body: {
-          workload_id: "cloud",
-          nonce: ch.data.nonce,
-          evidence: wire,
-          ephemeral_public_key: eph.spkiDer.toString("base64"),
-          ...(claim !== undefined ? { user_data_sha256: claim } : {}),
-        },
-      })
-      .then(
-        (r) => ({ status: r.status, body: r.body }),
-        (e: { status: number; body: unknown }) => ({ status: e.status, body: e.body }),
-      );
+    return postAttest(stack, {
+      workload_id: "cloud",
+      nonce: challenge,
+      evidence: wire,
+      ephemeral_public_key: eph.spkiDer.toString("base64"),
+      ...(claim !== undefined ? { user_data_sha256: claim } : {}),
+    });
   }
   const failed = (body: unknown) =>
-    ((body as { data?: { verdict?: { checks: { id: string; ok: boolean }[] } } }).data?.verdict?.checks ?? [])
+    failedChecks(body)
       // Nitride's reference-value check also fails whenever a rejected verdict has no claims: leave it out.
-      .filter((c) => !c.ok && c.id !== "nitride.reference-values")
-      .map((c) => c.id)
+      .filter((id) => id !== "nitride.reference-values")
       .sort();
 
   it("hostile: claims the registered hash but bound another user-data → refused (report-data, ak-binding, nonce)", async () => {
