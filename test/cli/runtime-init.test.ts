@@ -45,76 +45,59 @@ afterAll(async () => {
 
 const addr = () => ["--address", srv.url];
 const initialized = async () => /Initialized\s+true/.test((await cli(["runtime", "status", ...addr()])).stdout);
+/** `runtime init` at `address` with `shares` key shares of which `threshold` unseal, then `more` flags. */
+const init = (address: string[], shares: number, threshold: number, ...more: string[]) =>
+  cli(["runtime", "init", ...address, "--key-shares", `${shares}`, "--key-threshold", `${threshold}`, ...more]);
+/** `runtime unseal` at `address` with one JWE share, opened with an operator's private key file. */
+const unseal = (address: string[], share: string, key: string) =>
+  cli(["runtime", "unseal", ...address, "--share", share, "--recovery-key", key]);
+/** Every operator's public key, one per share. */
+const allOperators = () => ops.map((o) => o.pub).join(",");
 
 describe("runtime init: shares never in clear outside a terminal", () => {
   it("to a pipe without encryption: refused before sys/init (nothing initialized, nothing lost)", async () => {
-    const r = await cli(["runtime", "init", ...addr(), "--key-shares", "3", "--key-threshold", "2"]);
+    const r = await init(addr(), 3, 2);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/standard output is not a terminal/);
     expect(r.stderr).toMatch(/--recovery-keys/);
     expect(r.stdout).toBe("");
     // shares encrypted but the root token not: still refused
-    const half = await cli([
-      "runtime",
-      "init",
-      ...addr(),
-      "--key-shares",
-      "3",
-      "--key-threshold",
-      "2",
-      "--recovery-keys",
-      ops.map((o) => o.pub).join(","),
-    ]);
+    const half = await init(addr(), 3, 2, "--recovery-keys", allOperators());
     expect(half.code).toBe(2);
     expect(half.stderr).toMatch(/the root token would be written there in clear/);
     expect(await initialized()).toBe(false);
   });
 
   it("a key count that does not match the shares, or a private key given as public: refused, naming the flag", async () => {
-    const few = await cli([
-      "runtime",
-      "init",
-      ...addr(),
-      "--key-shares",
-      "3",
-      "--key-threshold",
-      "2",
+    const few = await init(
+      addr(),
+      3,
+      2,
       "--recovery-keys",
       `${ops[0].pub},${ops[1].pub}`,
       "--root-token-key",
       ops[0].pub,
-    ]);
+    );
     expect(few.code).toBe(2);
     expect(few.stderr).toMatch(/--recovery-keys: 2 keys for 3 key shares/);
-    const priv = await cli(
-      ["runtime", "init", ...addr(), "--key-shares", "1", "--key-threshold", "1"].concat([
-        "--recovery-keys",
-        ops[0].priv,
-        "--root-token-key",
-        ops[0].pub,
-      ]),
-    );
+    const priv = await init(addr(), 1, 1, "--recovery-keys", ops[0].priv, "--root-token-key", ops[0].pub);
     expect(priv.code).toBe(2);
     expect(priv.stderr).toMatch(/private key/);
     expect(await initialized()).toBe(false);
   });
 
   it("encrypted to operator keys: each operator opens only its own share; a quorum unseals; the root token opens", async () => {
-    const r = await cli([
-      "runtime",
-      "init",
-      ...addr(),
-      "--key-shares",
-      "3",
-      "--key-threshold",
-      "2",
+    const r = await init(
+      addr(),
+      3,
+      2,
       "--recovery-keys",
-      ops.map((o) => o.pub).join(","),
+      allOperators(),
       "--root-token-key",
       ops[2].pub,
       "--format",
       "json",
-    ]);
+    );
     expect(r.code, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout);
     expect(out.unseal_keys_b64).toBeUndefined();
@@ -124,37 +107,13 @@ describe("runtime init: shares never in clear outside a terminal", () => {
     expect(out.unseal_keys_jwe).toHaveLength(3);
     expect(r.stderr).not.toMatch(/WARNING/);
     // op2 cannot open op1's share
-    const wrong = await cli([
-      "runtime",
-      "unseal",
-      ...addr(),
-      "--share",
-      out.unseal_keys_jwe[0],
-      "--recovery-key",
-      ops[1].priv,
-    ]);
+    const wrong = await unseal(addr(), out.unseal_keys_jwe[0], ops[1].priv);
     expect(wrong.code).toBe(2);
     expect(wrong.stderr).toMatch(/does not open with that key/);
-    const u1 = await cli([
-      "runtime",
-      "unseal",
-      ...addr(),
-      "--share",
-      out.unseal_keys_jwe[0],
-      "--recovery-key",
-      ops[0].priv,
-    ]);
+    const u1 = await unseal(addr(), out.unseal_keys_jwe[0], ops[0].priv);
     expect(u1.code, u1.stderr).toBe(0);
     expect(u1.stdout).toMatch(/Unseal Progress\s+1\/2/);
-    const u2 = await cli([
-      "runtime",
-      "unseal",
-      ...addr(),
-      "--share",
-      out.unseal_keys_jwe[2],
-      "--recovery-key",
-      ops[2].priv,
-    ]);
+    const u2 = await unseal(addr(), out.unseal_keys_jwe[2], ops[2].priv);
     expect(u2.stdout).toMatch(/Sealed\s+false/);
     // the root token: only the holder of its key opens it
     expect(
@@ -194,18 +153,20 @@ describe("runtime generate-root: operators holding encrypted shares mint a root 
     const c = await server("c");
     try {
       const a = ["--address", c.url];
-      const init = await cli(
-        ["runtime", "init", ...a, "--key-shares", "3", "--key-threshold", "2", "--format", "json"].concat([
-          "--recovery-keys",
-          ops.map((o) => o.pub).join(","),
-          "--root-token-key",
-          ops[0].pub,
-        ]),
+      const initC = await init(
+        a,
+        3,
+        2,
+        "--format",
+        "json",
+        "--recovery-keys",
+        allOperators(),
+        "--root-token-key",
+        ops[0].pub,
       );
-      expect(init.code, init.stderr).toBe(0);
-      const jwe = JSON.parse(init.stdout).unseal_keys_jwe as string[];
-      for (const i of [0, 1])
-        expect((await cli(["runtime", "unseal", ...a, "--share", jwe[i], "--recovery-key", ops[i].priv])).code).toBe(0);
+      expect(initC.code, initC.stderr).toBe(0);
+      const jwe = JSON.parse(initC.stdout).unseal_keys_jwe as string[];
+      for (const i of [0, 1]) expect((await unseal(a, jwe[i], ops[i].priv)).code).toBe(0);
       // no root token is used from here on (the state after Vhsm's default bootstrap)
       const st = await cli(["runtime", "generate-root", ...a, "--init", "--format", "json"]);
       expect(st.code, st.stderr).toBe(0);
