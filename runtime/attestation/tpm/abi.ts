@@ -47,6 +47,8 @@ export const TPMA_OBJECT = {
   fixedTPM: 1 << 1,
   fixedParent: 1 << 4,
   sensitiveDataOrigin: 1 << 5,
+  userWithAuth: 1 << 6,
+  adminWithPolicy: 1 << 7,
   restricted: 1 << 16,
   decrypt: 1 << 17,
   sign: 1 << 18,
@@ -210,16 +212,18 @@ export interface TpmPublic {
   tpmtPublic: Uint8Array;
   /** TPM Name: nameAlg ‖ H_nameAlg(TPMT_PUBLIC). */
   name: Uint8Array;
+  /** The object's authPolicy (empty when none). */
+  authPolicy: Uint8Array;
+  /** The symmetric definition of a storage/decryption key (an EK's: AES-128/256 CFB), if not TPM_ALG_NULL. */
+  symmetric?: { alg: number; keyBits: number; mode: number };
 }
 
 const b64u = (b: Uint8Array) => Buffer.from(b).toString("base64url");
 
-function readSymmetric(r: TpmReader, f: string): void {
+function readSymmetric(r: TpmReader, f: string): TpmPublic["symmetric"] {
   const alg = r.u16(`${f}.algorithm`);
-  if (alg !== TPM_ALG.NULL) {
-    r.u16(`${f}.keyBits`);
-    r.u16(`${f}.mode`);
-  }
+  if (alg === TPM_ALG.NULL) return undefined;
+  return { alg, keyBits: r.u16(`${f}.keyBits`), mode: r.u16(`${f}.mode`) };
 }
 
 function readScheme(r: TpmReader, f: string): TpmPublic["scheme"] {
@@ -258,13 +262,14 @@ export function parseTpmPublic(b: Uint8Array, opts: { sized?: boolean; where?: s
   const objectAttributes = r.u32("objectAttributes");
   if (objectAttributes & TPMA_OBJECT_RESERVED)
     r.fail("objectAttributes", `reserved bits set (0x${(objectAttributes & TPMA_OBJECT_RESERVED).toString(16)})`);
-  r.tpm2b("authPolicy", 64);
+  const authPolicy = r.tpm2b("authPolicy", 64);
   let key: KeyObject;
   let scheme: TpmPublic["scheme"];
+  let symmetric: TpmPublic["symmetric"];
   let kind: "rsa" | "ecc";
   if (type === TPM_ALG.RSA) {
     kind = "rsa";
-    readSymmetric(r, "parameters.symmetric");
+    symmetric = readSymmetric(r, "parameters.symmetric");
     scheme = readScheme(r, "parameters.scheme");
     const keyBits = r.u16("parameters.keyBits");
     if (keyBits !== 2048 && keyBits !== 3072 && keyBits !== 4096)
@@ -279,7 +284,7 @@ export function parseTpmPublic(b: Uint8Array, opts: { sized?: boolean; where?: s
     key = createPublicKey({ key: { kty: "RSA", n: b64u(n), e: b64u(e.subarray(i)) }, format: "jwk" });
   } else if (type === TPM_ALG.ECC) {
     kind = "ecc";
-    readSymmetric(r, "parameters.symmetric");
+    symmetric = readSymmetric(r, "parameters.symmetric");
     scheme = readScheme(r, "parameters.scheme");
     const curveId = r.u16("parameters.curveID");
     const curve = CURVES[curveId];
@@ -303,7 +308,17 @@ export function parseTpmPublic(b: Uint8Array, opts: { sized?: boolean; where?: s
   const nameBuf = Buffer.alloc(2);
   nameBuf.writeUInt16BE(nameAlgId);
   const name = Buffer.concat([nameBuf, createHash(nameAlg).update(body).digest()]);
-  return { type: kind, nameAlg, objectAttributes, scheme, key, tpmtPublic: body, name };
+  return {
+    type: kind,
+    nameAlg,
+    objectAttributes,
+    scheme,
+    key,
+    tpmtPublic: body,
+    name,
+    authPolicy,
+    ...(symmetric ? { symmetric } : {}),
+  };
 }
 
 /** Is the key a restricted signing key that never leaves the TPM (what an AK must be)? Names what is missing. */

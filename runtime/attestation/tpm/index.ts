@@ -5,3 +5,4 @@ export * from "./eventlog.js";
 export * from "./verify.js";
 export * from "./boot-policy.js";
 export * from "./policy.js";
+export * from "./credential.js";

@@ -14,7 +14,7 @@ import path from "node:path";
 import { CommandError, spawnRunner, type CommandRunner } from "../exec.js";
 import { EvidenceError } from "./types.js";
 import { derPrefix, GCE_AK_NV, parseAkTemplate } from "./gce-ak.js";
-import { parseTpmPublic } from "../../attestation/tpm/abi.js";
+import { parseTpmPublic, TPMA_OBJECT } from "../../attestation/tpm/abi.js";
 
 export const EK_HANDLE = "0x81010001";
 export const AK_HANDLE = "0x81010002";
@@ -247,6 +247,77 @@ export class Vtpm {
       await this.tpm("persist-ak", ["tpm2_evictcontrol", "-c", ctx, AK_HANDLE]);
       await this.flush();
       return readFile(pub);
+    });
+  }
+
+  /**
+   * TPM2_ActivateCredential (EK credential activation): recovers the secret Nitride encrypted to the EK named
+   * `ekName` for this TPM's AK (TPM 2.0 Part 3). The EK is the persisted one when its Name matches, else one
+   * recreated from a TCG default template (RSA-2048, ECC P-256, ECC P-384 — tpm2_createek) with that Name; a TPM
+   * with no such EK cannot answer, which is the point. The EK's USER role is a policy (PolicySecret(endorsement),
+   * the low-range templates) or, when the template sets userWithAuth (high-range), its empty authValue.
+   */
+  async activateCredential(c: { ekName: Buffer; credentialBlob: Buffer; encryptedSecret: Buffer }): Promise<Buffer> {
+    await this.attestationKey();
+    return this.withDir(async (dir) => {
+      const nameOf = (tpm2b: Buffer) => Buffer.from(parseTpmPublic(tpm2b, { where: "ek_public" }).name);
+      const pub = path.join(dir, "ek.pub");
+      let ek: { handle: string; attributes: number; nameAlg: string } | undefined;
+      const persisted = await this.runner.run(["tpm2_readpublic", "-c", EK_HANDLE, "-o", pub], this.env());
+      if (persisted.code === 0) {
+        const p = parseTpmPublic(await readFile(pub), { where: "ek_public" });
+        if (Buffer.from(p.name).equals(c.ekName))
+          ek = { handle: EK_HANDLE, attributes: p.objectAttributes, nameAlg: p.nameAlg };
+      }
+      for (const alg of ek ? [] : ["rsa", "ecc", "ecc384"]) {
+        await this.flush();
+        const ctx = path.join(dir, `ek-${alg}.ctx`);
+        const made = await this.runner.run(["tpm2_createek", "-c", ctx, "-G", alg, "-u", pub], this.env());
+        await this.flush();
+        if (made.code !== 0) continue;
+        const p = parseTpmPublic(await readFile(pub), { where: "ek_public" });
+        if (nameOf(await readFile(pub)).equals(c.ekName)) {
+          ek = { handle: ctx, attributes: p.objectAttributes, nameAlg: p.nameAlg };
+          break;
+        }
+      }
+      if (!ek)
+        throw new EvidenceError(
+          NAME,
+          "ek-credential",
+          `this TPM has no endorsement key named ${c.ekName.toString("hex").slice(0, 20)}… (persisted at ${EK_HANDLE} or from a TCG default template)`,
+        );
+      // tpm2-tools' credential file: magic 0xBADCC0DE, version 1, TPM2B_ID_OBJECT, TPM2B_ENCRYPTED_SECRET.
+      const file = path.join(dir, "credential.bin");
+      await writeFile(
+        file,
+        Buffer.concat([Buffer.from("badcc0de00000001", "hex"), c.credentialBlob, c.encryptedSecret]),
+      );
+      const out = path.join(dir, "secret.bin");
+      const session = path.join(dir, "session.ctx");
+      const policy = !(ek.attributes & TPMA_OBJECT.userWithAuth);
+      try {
+        await this.flush();
+        if (policy) {
+          await this.tpm("ek-session", ["tpm2_startauthsession", "--policy-session", "-g", ek.nameAlg, "-S", session]);
+          await this.tpm("ek-policy-secret", ["tpm2_policysecret", "-S", session, "-c", "e"]);
+        }
+        await this.tpm("activate-credential", [
+          "tpm2_activatecredential",
+          "-c",
+          this.akHandle,
+          "-C",
+          ek.handle,
+          "-i",
+          file,
+          "-o",
+          out,
+          ...(policy ? ["-P", `session:${session}`] : []),
+        ]);
+      } finally {
+        await this.flush();
+      }
+      return readFile(out);
     });
   }
 
