@@ -150,19 +150,20 @@ export async function attest(
     ...(userDataSha256 !== undefined ? { user_data_sha256: userDataSha256 } : {}),
   };
   observe?.(request);
-  let attested;
-  try {
-    attested = await client.request("POST", "nitride/attest", { body: request });
-  } catch (e) {
-    if (e instanceof RuntimeError && (e.status === 403 || e.status === 400 || e.status === 401)) {
-      const verdict = envelope(e.body).verdict as
-        { checks?: { id: string; ok: boolean; detail: string }[] } | undefined;
-      const failed = (verdict?.checks ?? []).filter((c) => !c.ok).map((c) => ({ id: c.id, detail: c.detail }));
-      throw new AttestationRefusedError(e.status, failed, e.errors.join("; ") || "no reason given");
-    }
-    throw e;
+  const attested = await refusable(() => client.request("POST", "nitride/attest", { body: request }));
+  let body = envelope(attested.body);
+  // The workload registers its instance's EK (vtpm.ekPublics): prove the AK lives in that TPM by activating the
+  // credential Nitride made for the EK and the AK's Name — the token comes with the answer.
+  if (attested.status === 202 && body.ek_credential !== undefined) {
+    if (!vtpm) throw new ProtocolError("attest: Nitride asks for EK credential activation but this agent has no vTPM");
+    const answer = await activate(vtpm, body.ek_credential, log);
+    const answered = await refusable(() =>
+      client.request("POST", "nitride/attest/credential", {
+        body: { workload_id: cfg.workloadId, nonce: nonceText, ...answer },
+      }),
+    );
+    body = envelope(answered.body);
   }
-  const body = envelope(attested.body);
   if (typeof body?.token !== "string") throw new ProtocolError("attest: answer has no token");
   log({ level: "info", event: "attest.ok", workload: cfg.workloadId });
 
@@ -174,6 +175,48 @@ export async function attest(
     throw new ProtocolError(`auth/${cfg.jwtMount}/login: answer has no auth.client_token`);
   log({ level: "info", event: "login.ok", mount: cfg.jwtMount, role: cfg.jwtRole });
   return { workloadToken: body.token, vaultToken, ephemeral, verdict: body.verdict };
+}
+
+/** A Nitride call whose 400/401/403 is a final refusal naming the failed checks. */
+async function refusable<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (e) {
+    if (e instanceof RuntimeError && (e.status === 403 || e.status === 400 || e.status === 401)) {
+      const verdict = envelope(e.body).verdict as
+        { checks?: { id: string; ok: boolean; detail: string }[] } | undefined;
+      const failed = (verdict?.checks ?? []).filter((c) => !c.ok).map((c) => ({ id: c.id, detail: c.detail }));
+      throw new AttestationRefusedError(e.status, failed, e.errors.join("; ") || "no reason given");
+    }
+    throw e;
+  }
+}
+
+const B64 = /^[A-Za-z0-9+/]+={0,2}$/;
+
+/**
+ * TPM2_ActivateCredential on Nitride's EK credential. A TPM that cannot activate it answers with the reason, so
+ * Nitride records the refusal (vtpm.ek-credential) instead of the attempt silently expiring.
+ */
+async function activate(vtpm: Vtpm, challenge: unknown, log: Logger): Promise<{ secret: string } | { error: string }> {
+  const c = (challenge ?? {}) as Record<string, unknown>;
+  const field = (k: string, re: RegExp) => {
+    const v = c[k];
+    if (typeof v !== "string" || !re.test(v)) throw new ProtocolError(`attest: ek_credential.${k} is malformed`);
+    return v;
+  };
+  const ekName = Buffer.from(field("ek_name", /^[0-9a-f]{44,132}$/), "hex");
+  const credentialBlob = Buffer.from(field("credential_blob", B64), "base64");
+  const encryptedSecret = Buffer.from(field("encrypted_secret", B64), "base64");
+  try {
+    const secret = await vtpm.activateCredential({ ekName, credentialBlob, encryptedSecret });
+    log({ level: "info", event: "ek-credential.activated", ek: ekName.toString("hex").slice(0, 16) });
+    return { secret: secret.toString("base64") };
+  } catch (e) {
+    if (!(e instanceof EvidenceError)) throw e;
+    log({ level: "warn", event: "ek-credential.failed", error: e.message });
+    return { error: e.message };
+  }
 }
 
 /** Vault answers wrap results in {data: …}; accept the bare form too. */

@@ -17,6 +17,8 @@ import { verifyTpmEvidence, type TpmEvidence, type TpmVerification } from "./ver
 import { ekPinCheck, validateNitroDocument, verifyNitroDocument } from "../aws/index.js";
 import type { VtpmPolicy } from "./policy.js";
 import { appraiseGceAkCertificate } from "../gce/ak-cert.js";
+import { credentialAkProblems } from "./credential.js";
+import { EK_CREDENTIAL_CHECK, ekCredentialPending, ekCredentialPendingCheck } from "./ek-credential.js";
 
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest();
 
@@ -79,7 +81,10 @@ export async function appraiseWithVtpm(
   const akDigest = sha256(ev.akPublic).toString("hex");
   const vp = policy.vtpm ?? {};
   const pinned = (vp.akPins ?? []).includes(akDigest);
-  const nitro = nitroChecks(ev, vp, t, expected, opts, pinned);
+  // EK credential activation (vtpm.ekPublics) authenticates the AK as the registered EK's TPM's key — once the
+  // round trip succeeds: until then vtpm.ek-credential is pending (ok: false), so nothing is accepted without it.
+  const ekCredential = !!vp.ekPublics?.length && !!t.ak && credentialAkProblems(t.ak).length === 0;
+  const nitro = nitroChecks(ev, vp, t, expected, opts, pinned || ekCredential);
   checks.push(...nitro.checks);
   // GCE: Google's EK/AK CA certifies the AK (gce/ak-cert.ts); the certified key must be the quoting key.
   const gce = appraiseGceAkCertificate(ev.akCertificate, ev.akIntermediates, t.ak?.key, vp.gceAkCertificate, {
@@ -88,18 +93,21 @@ export async function appraiseWithVtpm(
   });
   checks.push(...gce.checks);
   if (vp.ekNames?.length) checks.push(ekPinCheck(vp.ekNames, t.ak, t.attest?.qualifiedSigner));
+  if (vp.ekPublics?.length) checks.push(ekCredentialPendingCheck(t.ak, vp.ekPublics));
   checks.push({
     id: "vtpm.ak-authenticated",
-    ok: pinned || nitro.authenticated || gce.authenticated || vp.allowUnauthenticatedAk === true,
+    ok: pinned || nitro.authenticated || gce.authenticated || ekCredential || vp.allowUnauthenticatedAk === true,
     detail: pinned
       ? `AK ${akDigest.slice(0, 16)}… is a registered key of this workload's vTPM`
-      : gce.authenticated
-        ? `AK ${akDigest.slice(0, 16)}… is certified by Google's EK/AK CA as this VM's vTPM key`
-        : nitro.authenticated
-          ? "the quote's SHA-384 PCRs are the NitroTPM's, as signed by the AWS Nitro PKI for this attestation's nonce (boot events read in sha384 only)"
-          : vp.allowUnauthenticatedAk
-            ? `AK ${akDigest.slice(0, 16)}… is NOT authenticated as the cloud's vTPM (allowUnauthenticatedAk): a guest kernel could have bound a software TPM, so the OS is not bound`
-            : `AK ${akDigest.slice(0, 16)}… is not a registered vTPM key of this workload${vp.nitroTpm ? " and no valid NitroTPM document vouches for the quote" : ""}: binding alone does not prove the PCRs are the cloud vTPM's`,
+      : ekCredential && !nitro.authenticated && !gce.authenticated
+        ? `AK ${akDigest.slice(0, 16)}… is authenticated by EK credential activation (${EK_CREDENTIAL_CHECK}): it must prove it lives in the TPM of the registered EK`
+        : gce.authenticated
+          ? `AK ${akDigest.slice(0, 16)}… is certified by Google's EK/AK CA as this VM's vTPM key`
+          : nitro.authenticated
+            ? "the quote's SHA-384 PCRs are the NitroTPM's, as signed by the AWS Nitro PKI for this attestation's nonce (boot events read in sha384 only)"
+            : vp.allowUnauthenticatedAk
+              ? `AK ${akDigest.slice(0, 16)}… is NOT authenticated as the cloud's vTPM (allowUnauthenticatedAk): a guest kernel could have bound a software TPM, so the OS is not bound`
+              : `AK ${akDigest.slice(0, 16)}… is not a registered vTPM key of this workload${vp.nitroTpm ? " and no valid NitroTPM document vouches for the quote" : ""}: binding alone does not prove the PCRs are the cloud vTPM's`,
   });
   if (vp.measuredBoot) checks.push(...appraiseMeasuredBoot(t, vp.measuredBoot));
   else
@@ -110,8 +118,10 @@ export async function appraiseWithVtpm(
         ? "the vtpm policy has no measuredBoot section: nothing about the OS would be checked"
         : "vTPM quote verified; no measured-boot policy, the OS is not constrained",
     });
+  // Claims survive a verdict refused only for the pending EK credential round trip (Nitride completes it).
+  const okSoFar = checks.every((c) => c.ok) || ekCredentialPending({ ...v, checks });
   const claims =
-    v.claims && (checks.every((c) => c.ok) || opts.explain)
+    v.claims && (okSoFar || opts.explain)
       ? {
           ...v.claims,
           extra: {
@@ -125,7 +135,7 @@ export async function appraiseWithVtpm(
         }
       : v.claims && opts.explain
         ? v.claims
-        : checks.every((c) => c.ok)
+        : okSoFar
           ? v.claims
           : undefined;
   return { ...v, checks, claims, simulated: v.simulated || nitro.testRoot, accepted: checks.every((c) => c.ok) };

@@ -6,3 +6,4 @@ export * from "./verify.js";
 export * from "./boot-policy.js";
 export * from "./policy.js";
 export * from "./credential.js";
+export * from "./ek-credential.js";

@@ -1,6 +1,7 @@
 // The `vtpm` section of an appraisal policy: what a cloud VM's vTPM evidence must show, and whose AK counts.
 // Parsed strictly, each error naming the field (vtpm.measuredBoot.kernelCmdline.allowed[0] …).
 import type { MeasuredBootPolicy, SecureBootVariable } from "./boot-policy.js";
+import { CredentialError, credentialEk } from "./credential.js";
 
 export interface VtpmPolicy {
   /** Events the boot must show (boot-policy.ts). */
@@ -35,6 +36,14 @@ export interface VtpmPolicy {
    * quote's signer must be an AK directly under one of them. A consistency pin, NOT AK authentication (aws/ek.ts).
    */
   ekNames?: string[];
+  /**
+   * AWS: the instance EKs' public keys (base64 TPMT_PUBLIC, GetInstanceTpmEkPub --key-format tpmt). With any set,
+   * the AK must prove it lives in the TPM of one of them by EK credential activation (TPM2_MakeCredential /
+   * ActivateCredential, tpm/ek-credential.ts): a second round trip Nitride runs before it delivers anything
+   * (check vtpm.ek-credential). A successful activation authenticates the AK as that TPM's key — as far as the
+   * EC2 API (the cloud operator) is right about the EK.
+   */
+  ekPublics?: string[];
 }
 
 export class VtpmPolicyError extends Error {
@@ -121,7 +130,15 @@ export function parseMeasuredBootPolicy(v: unknown, f = "vtpm.measuredBoot"): Me
 
 export function parseVtpmPolicy(v: unknown, f = "vtpm"): VtpmPolicy {
   const o = obj(v, f);
-  only(o, f, ["measuredBoot", "akPins", "allowUnauthenticatedAk", "nitroTpm", "gceAkCertificate", "ekNames"]);
+  only(o, f, [
+    "measuredBoot",
+    "akPins",
+    "allowUnauthenticatedAk",
+    "nitroTpm",
+    "gceAkCertificate",
+    "ekNames",
+    "ekPublics",
+  ]);
   const out: VtpmPolicy = {};
   if (o.measuredBoot !== undefined) out.measuredBoot = parseMeasuredBootPolicy(o.measuredBoot, `${f}.measuredBoot`);
   if (o.akPins !== undefined)
@@ -141,6 +158,21 @@ export function parseVtpmPolicy(v: unknown, f = "vtpm"): VtpmPolicy {
         throw new VtpmPolicyError("expected a TPM Name in hex (nameAlg ‖ digest, e.g. 000b + 64 hex digits)", g);
       return x.toLowerCase();
     });
+  if (o.ekPublics !== undefined) {
+    out.ekPublics = list(o.ekPublics, `${f}.ekPublics`, (x, g) => {
+      if (typeof x !== "string" || !/^[A-Za-z0-9+/]+={0,2}$/.test(x) || x.length > 2048)
+        throw new VtpmPolicyError("expected a base64 TPMT_PUBLIC (GetInstanceTpmEkPub --key-format tpmt)", g);
+      try {
+        credentialEk(Buffer.from(x, "base64"), g);
+      } catch (e) {
+        if (e instanceof CredentialError) throw new VtpmPolicyError(e.message.slice(e.field.length + 2), e.field);
+        throw e;
+      }
+      return x;
+    });
+    if (!out.ekPublics.length)
+      throw new VtpmPolicyError("expected at least one EK (or leave the field out)", `${f}.ekPublics`);
+  }
   if (o.nitroTpm !== undefined) {
     const n = obj(o.nitroTpm, `${f}.nitroTpm`);
     only(n, `${f}.nitroTpm`, ["instanceIds"]);

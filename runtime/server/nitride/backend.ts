@@ -6,7 +6,7 @@ import type { JWK } from "jose";
 import { LogicalError, type LogicalBackend, type LogicalRequest, type LogicalResponse } from "../vault/backend.js";
 import type { Storage } from "../storage/types.js";
 import type { TrustConfig } from "../../attestation/policy.js";
-import { b64Field, jsonBytes, readJson, reqString } from "../vault/fields.js";
+import { b64Field, jsonBytes, optString, readJson, reqString } from "../vault/fields.js";
 import {
   PathRouter,
   segment,
@@ -18,9 +18,19 @@ import {
 import { evidenceFromJson } from "./evidence-json.js";
 import { hybridBindingMaterial } from "../../attestation/binding.js";
 import { checkMlKemPublicKey, HybridSealError } from "../../attestation/hybrid-seal.js";
-import { configFrom, configView, DEFAULT_CONFIG, trustFrom, type NitrideConfig } from "./config.js";
+import {
+  configFrom,
+  configView,
+  DEFAULT_CONFIG,
+  trustFrom,
+  type NitrideConfig,
+  type TokenAlgorithm,
+} from "./config.js";
 import { appraiseForWorkload, effectivePolicy } from "./appraisal.js";
 import { NonceStore } from "./nonces.js";
+import { answerCheck, credentialTarget, EkCredentialStore } from "./ek-credential.js";
+import { ekCredentialPending, settleEkCredential } from "../../attestation/tpm/ek-credential.js";
+import type { Verdict } from "../../attestation/types.js";
 import { SigningKeys } from "./signing-keys.js";
 import { issuerFor, signWorkloadToken } from "./token.js";
 import { provisionBundle } from "./provision.js";
@@ -76,6 +86,14 @@ function ephemeralKey(data: Record<string, unknown>): { spki: Buffer; jwk: JWK }
   return { spki, jwk: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y } };
 }
 
+function refused(workloadId: string, verdict: Verdict): LogicalResponse {
+  const failed = verdict.checks.filter((x) => !x.ok).map((x) => x.id);
+  return {
+    status: 403,
+    data: { error: `attestation refused: ${failed.join(", ")}`, workload_id: workloadId, verdict },
+  };
+}
+
 /**
  * Documents fetched by OIDC/JWT clients must be the bare JSON, not Vault's envelope: Vault's raw
  * response convention (http_content_type / http_raw_body / http_status_code) tells the HTTP layer so.
@@ -117,11 +135,19 @@ const ATTEST_FIELDS: FieldSchemas = {
   },
 };
 
+const CREDENTIAL_FIELDS: FieldSchemas = {
+  workload_id: WORKLOAD_ID,
+  nonce: { type: "string", description: "base64 nonce of the attestation that received the credential" },
+  secret: { type: "string", description: "base64 secret recovered with TPM2_ActivateCredential" },
+  error: { type: "string", description: "why the guest could not activate the credential (refuses it)" },
+};
+
 const CONFIG_FIELDS: FieldSchemas = {
   audience: { type: "string", description: "aud of workload tokens" },
   token_ttl: { type: "duration", description: "workload token lifetime (≤ 1h)" },
   token_algorithm: { type: "string", description: "ES384 (default), EdDSA or ML-DSA-65" },
   challenge_ttl: { type: "duration", description: "nonce lifetime (≤ 600s)" },
+  ek_credential_ttl: { type: "duration", description: "how long an EK credential may go unanswered (≤ 600s)" },
   kds: { type: "string", description: "AMD KDS: online, offline or off" },
   kds_cache_dir: { type: "string", description: "AMD KDS cache directory" },
   amd_cert_dir: { type: "string", description: "directory of AMD certificates" },
@@ -161,12 +187,14 @@ export class NitrideBackend implements LogicalBackend, TableBackend {
   readonly unauthenticatedPaths = [
     "challenge",
     "attest",
+    "attest/credential",
     "jwks",
     "jwks/pq",
     ".well-known/openid-configuration",
     ".well-known/jwks.json",
   ];
   private readonly nonces = new NonceStore();
+  private readonly ekCredentials = new EkCredentialStore();
   private readonly keys = new SigningKeys();
   private configCache: { c: NitrideConfig; raw: string; at: number } | undefined;
 
@@ -184,6 +212,13 @@ export class NitrideBackend implements LogicalBackend, TableBackend {
       description: "evidence + nonce + ephemeral key → workload token (unauthenticated)",
       fields: ATTEST_FIELDS,
       operations: { update: (req, f) => this.attest(withFields(req, f)) },
+    },
+    {
+      pattern: "attest/credential",
+      description:
+        "the answer to an EK credential (TPM2_ActivateCredential's secret) → workload token (unauthenticated)",
+      fields: CREDENTIAL_FIELDS,
+      operations: { update: (req, f) => this.attestCredential(withFields(req, f)) },
     },
     {
       pattern: "explain",
@@ -456,26 +491,114 @@ export class NitrideBackend implements LogicalBackend, TableBackend {
       binding: { nonce, publicKeySpki: bound.material },
       userDataSha256: userDataField(req.data),
     });
-    if (!verdict.accepted || !verdict.claims) {
-      const failed = verdict.checks.filter((x) => !x.ok).map((x) => x.id);
-      return { status: 403, data: { error: `attestation refused: ${failed.join(", ")}`, workload_id: id, verdict } };
+    // EK credential activation (vtpm.ekPublics): everything else holds; the AK must still prove it lives in the
+    // registered EK's TPM. A second round trip (ek-credential.ts); no token until it is answered.
+    const ekPublics = rec.definition.policy?.vtpm?.ekPublics;
+    if (ekPublics?.length && verdict.claims && ekCredentialPending(verdict)) {
+      const challenge = await this.ekCredentials.issue(
+        req.storage,
+        nonce,
+        credentialTarget(evidence, ekPublics),
+        c.ek_credential_ttl,
+        {
+          workload_id: id,
+          policy_hash: policyHash(rec.definition),
+          ref_version: rec.version,
+          verdict,
+          ephemeral_jwk: eph.jwk,
+          ...(bound.mlkem ? { mlkem_public_key: bound.mlkem.toString("base64") } : {}),
+        },
+      );
+      return { status: 202, data: { workload_id: id, ek_credential: challenge, verdict } };
     }
-    const ttl = rec.definition.token_ttl ?? c.token_ttl;
-    const { token, claims } = await signWorkloadToken({
-      issuer: issuerFor(req.system.apiAddr(), req.mountPoint),
-      audience: c.audience,
+    if (!verdict.accepted || !verdict.claims) return refused(id, verdict);
+    return this.issueToken(req, {
       workloadId: id,
-      ttlS: ttl,
       verdict,
       refVersion: rec.version,
       policyHash: policyHash(rec.definition),
+      tokenTtl: rec.definition.token_ttl,
+      tokenAlgorithm: rec.definition.token_algorithm,
       ephemeralJwk: eph.jwk,
-      ...(bound.mlkem ? { mlkemPublicKey: bound.mlkem } : {}),
-      key: await this.keys.current(req.storage, c.token_algorithm, rec.definition.token_algorithm),
+      mlkem: bound.mlkem,
+    });
+  }
+
+  /** The second half of an attestation with EK credential activation: the activated secret → the token. */
+  private async attestCredential(req: LogicalRequest): Promise<LogicalResponse> {
+    const id = checkWorkloadId(reqString(req.data, "workload_id"));
+    const nonce = nonceField(req.data);
+    const secret = b64Field(req.data, "secret", false);
+    const error = optString(req.data, "error");
+    if (!secret?.length && error === undefined)
+      throw new LogicalError(400, "secret: the base64 secret TPM2_ActivateCredential recovered (or error) is required");
+    if (secret && secret.length > 64) throw new LogicalError(400, "secret: at most 64 bytes");
+    const pending = await this.ekCredentials.take(req.storage, nonce);
+    if (!pending)
+      throw new LogicalError(
+        403,
+        "nonce: no EK credential is pending for this attestation (never issued, already answered, or swept after expiry); attest again",
+      );
+    const verdict = settleEkCredential(
+      pending.verdict,
+      answerCheck(pending, id, { secret, error: error?.slice(0, 300) }),
+    );
+    if (!verdict.accepted) return refused(id, verdict);
+    const rec = await readWorkload(req.storage, id);
+    if (!rec || policyHash(rec.definition) !== pending.policy_hash)
+      throw new LogicalError(
+        403,
+        "the workload's reference values or policy changed between attest and the credential's answer; attest again",
+      );
+    return this.issueToken(req, {
+      workloadId: id,
+      verdict,
+      refVersion: pending.ref_version,
+      policyHash: pending.policy_hash,
+      tokenTtl: rec.definition.token_ttl,
+      tokenAlgorithm: rec.definition.token_algorithm,
+      ephemeralJwk: pending.ephemeral_jwk,
+      mlkem: pending.mlkem_public_key ? Buffer.from(pending.mlkem_public_key, "base64") : undefined,
+    });
+  }
+
+  private async issueToken(
+    req: LogicalRequest,
+    t: {
+      workloadId: string;
+      verdict: Verdict;
+      refVersion: number;
+      policyHash: string;
+      tokenTtl?: number;
+      tokenAlgorithm?: TokenAlgorithm;
+      ephemeralJwk: JWK;
+      mlkem?: Buffer;
+    },
+  ): Promise<LogicalResponse> {
+    const c = await this.config(req.storage);
+    const { token, claims } = await signWorkloadToken({
+      issuer: issuerFor(req.system.apiAddr(), req.mountPoint),
+      audience: c.audience,
+      workloadId: t.workloadId,
+      ttlS: t.tokenTtl ?? c.token_ttl,
+      verdict: t.verdict,
+      refVersion: t.refVersion,
+      policyHash: t.policyHash,
+      ephemeralJwk: t.ephemeralJwk,
+      ...(t.mlkem ? { mlkemPublicKey: t.mlkem } : {}),
+      key: await this.keys.current(req.storage, c.token_algorithm, t.tokenAlgorithm),
     });
     // The token is not a sealable secret: the caller has no attested login yet. It is short-lived and
     // bound (cnf) to the ephemeral key; roles with seal_responses make that binding protect the secrets.
-    return { data: { token, expires_at: claims.exp, workload_id: id, ref_version: rec.version, verdict } };
+    return {
+      data: {
+        token,
+        expires_at: claims.exp,
+        workload_id: t.workloadId,
+        ref_version: t.refVersion,
+        verdict: t.verdict,
+      },
+    };
   }
 
   private async explain(req: LogicalRequest): Promise<LogicalResponse> {

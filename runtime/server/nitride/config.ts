@@ -29,6 +29,11 @@ export interface NitrideConfig {
   /** JWS algorithm of new workload tokens; changing it rotates the signing key (old tokens stay valid). */
   token_algorithm: TokenAlgorithm;
   challenge_ttl: number;
+  /**
+   * How long an EK credential (vtpm.ekPublics) may go unanswered (seconds). TPM2_ActivateCredential takes well
+   * under a second on a vTPM; a short window limits how long a pending attestation is worth attacking.
+   */
+  ek_credential_ttl: number;
   /** AMD KDS access for VCEKs/CRLs (off in air-gapped or test setups). */
   kds: "online" | "offline" | "off";
   kds_cache_dir?: string;
@@ -58,6 +63,7 @@ export const DEFAULT_CONFIG: NitrideConfig = {
   token_ttl: 300,
   token_algorithm: "ES384",
   challenge_ttl: 60,
+  ek_credential_ttl: 30,
   kds: "online",
   simulated_snp_anchors: [],
   simulated_tdx_roots: [],
@@ -84,6 +90,10 @@ export function configFrom(data: Record<string, unknown>, prev: NitrideConfig): 
     out.challenge_ttl = parseDuration(data.challenge_ttl, "challenge_ttl") ?? prev.challenge_ttl;
   if (out.challenge_ttl < 1 || out.challenge_ttl > 600)
     throw new LogicalError(400, "challenge_ttl: must be between 1s and 600s");
+  if (data.ek_credential_ttl !== undefined)
+    out.ek_credential_ttl = parseDuration(data.ek_credential_ttl, "ek_credential_ttl") ?? prev.ek_credential_ttl;
+  if (out.ek_credential_ttl < 1 || out.ek_credential_ttl > 600)
+    throw new LogicalError(400, "ek_credential_ttl: must be between 1s and 600s");
   if (data.kds !== undefined) {
     const k = optString(data, "kds");
     if (k !== "online" && k !== "offline" && k !== "off")
