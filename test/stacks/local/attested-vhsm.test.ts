@@ -11,21 +11,20 @@
 // failure under CI=true.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { requireTool } from "../../support/prereq.js";
-import { pulumiBinDir, pulumiRunner, type PulumiRunner } from "../../provider/engine.js";
+import { pulumiBinDir, type PulumiRunner } from "../../provider/engine.js";
 import { realGuestSupport } from "../../../runtime/sim/qemu/local-image.js";
 import { amdSevFirmware } from "../../../runtime/sim/qemu/runtime-image.js";
 import { localVhsmGuestSupport } from "../../../components/local/vhsm-guest.js";
+import { firmwareWithOneByteChanged } from "../../../components/local/tamper.js";
 import { runtimeExpectation, verifyRuntime } from "../../../runtime/client/attested-tls.js";
 import { freePort } from "../../support/net.js";
 import type { VhsmAttestationOut, VmOut } from "../../../stacks/local/summary.js";
+import { alive, initLocalStack, localSummary, stackOutputs, ROOT } from "./support.js";
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
-const PROGRAM = path.join(ROOT, "stacks/local");
 const support = realGuestSupport();
 const vhsmSupport = localVhsmGuestSupport(ROOT);
 const ready =
@@ -44,35 +43,6 @@ interface Outputs {
   vm: Record<string, VmOut>;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
-  } catch {
-    return false;
-  }
-}
-
-/** The AmdSev OVMF with one byte flipped in the middle of its longest erased (0xFF) run: boots the same,
- *  measures differently. */
-function tamperedFirmware(file: string): void {
-  const fw = readFileSync(amdSevFirmware(ROOT));
-  let best = { start: 0, len: 0 };
-  for (let i = 0; i < fw.length;) {
-    if (fw[i] !== 0xff) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < fw.length && fw[j] === 0xff) j++;
-    if (j - i > best.len) best = { start: i, len: j - i };
-    i = j;
-  }
-  fw[best.start + (best.len >> 1)] ^= 0x01;
-  writeFileSync(file, fw);
-}
-
 describe.runIf(ready)("stacks/local with the vHSM runtime in an attested QEMU guest", () => {
   let tmp: string;
   let stateDir: string;
@@ -84,22 +54,17 @@ describe.runIf(ready)("stacks/local with the vHSM runtime in an attested QEMU gu
   let summary: string;
   let runtimeQemuPid: number;
 
-  const outputs = async (): Promise<Outputs> =>
-    JSON.parse((await pulumi.ok(["stack", "output", "--json", "--stack", stack])).stdout) as Outputs;
+  const outputs = () => stackOutputs<Outputs>({ pulumi, stack });
 
   beforeAll(async () => {
     tmp = mkdtempSync(path.join(os.tmpdir(), "bk-local-attested-"));
-    stateDir = path.join(tmp, "stack");
     // The deployer key and the local recovery key go under XDG_CONFIG_HOME: this test's own directory.
     configHome = path.join(tmp, "config");
-    mkdirSync(path.join(tmp, "pulumi"));
     process.env.XDG_CONFIG_HOME = configHome;
-    pulumi = pulumiRunner({ programDir: PROGRAM, stateDir: path.join(tmp, "pulumi"), passphrase: "attested-test" });
-    stack = `a${process.pid}`;
-    cfg = ["--stack", stack, "--config-file", path.join(tmp, "Pulumi.test.yaml")];
-    await pulumi.ok(["stack", "init", stack]);
-    await pulumi.ok(["config", "set", ...cfg, "stateDir", stateDir]);
-    await pulumi.ok(["config", "set", ...cfg, "port", String(await freePort())]);
+    ({ pulumi, stack, cfg, stateDir } = await initLocalStack(tmp, {
+      name: `a${process.pid}`,
+      passphrase: "attested-test",
+    }));
     await pulumi.ok(["config", "set", ...cfg, "sshPort", String(await freePort())]);
     // vms real; the vHSM follows it (the default): the runtime in its attested guest. No tamper guests here.
     await pulumi.ok(["config", "set", ...cfg, "vms", "real"]);
@@ -109,13 +74,7 @@ describe.runIf(ready)("stacks/local with the vHSM runtime in an attested QEMU gu
       /measured the vHSM runtime guest: firmware \S+ \+ kernel\/initrd\/cmdline \(dm-verity root hash\).*→ [0-9a-f]{16}…/,
     );
     out = await outputs();
-    const s = spawnSync(process.execPath, [path.join(PROGRAM, "summary.ts")], {
-      input: JSON.stringify(out),
-      encoding: "utf8",
-    });
-    expect(s.status, s.stderr).toBe(0);
-    summary = s.stdout;
-    console.log(summary);
+    summary = localSummary(out);
     runtimeQemuPid = Number(JSON.parse(readFileSync(path.join(stateDir, "vhsm", "status.json"), "utf8")).qemuPid);
   }, 2_500_000);
 
@@ -225,7 +184,9 @@ describe.runIf(ready)("stacks/local with the vHSM runtime in an attested QEMU gu
     const tcfg = ["--stack", t, "--config-file", path.join(tmp, "Pulumi.tamper.yaml")];
     const tState = path.join(tmp, "tamper");
     const fw = path.join(tmp, "OVMF-tampered.fd");
-    tamperedFirmware(fw);
+    // The AmdSev OVMF with one byte flipped in the middle of its longest erased (0xFF) run: boots the same,
+    // measures differently.
+    firmwareWithOneByteChanged(amdSevFirmware(ROOT), fw);
     await pulumi.ok(["stack", "init", t]);
     try {
       await pulumi.ok(["config", "set", ...tcfg, "stateDir", tState]);

@@ -6,19 +6,16 @@
 // nothing; a VM that died is booted again; destroy leaves no process and no file behind.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { requireTool } from "../../support/prereq.js";
-import { pulumiBinDir, pulumiRunner, type PulumiRunner } from "../../provider/engine.js";
+import { pulumiBinDir, type PulumiRunner } from "../../provider/engine.js";
 import { runtimeRequest } from "../../../provider/client.js";
 import { snpLaunchDigest } from "../../../images/index.js";
-import { freePort } from "../../support/net.js";
 import type { VmOut } from "../../../stacks/local/summary.js";
+import { alive, initLocalStack, stackOutputs, ROOT } from "./support.js";
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
-const PROGRAM = path.join(ROOT, "stacks/local");
 const OVMF = "/usr/share/ovmf/OVMF.fd";
 const HAVE_ENGINE = requireTool("Pulumi engine (scripts/setup-pulumi.sh)", pulumiBinDir() !== undefined);
 const HAVE_OVMF = requireTool("Debian OVMF firmware (apt-get install ovmf)", existsSync(OVMF));
@@ -28,21 +25,6 @@ interface Outputs {
   runtimeCaFingerprint: string;
   auditLog: string;
   vm: Record<string, VmOut>;
-}
-
-/** Running (a zombie waiting for its reaper has stopped running). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
-  } catch {
-    return false;
-  }
 }
 
 /** Every file under dir (relative paths). */
@@ -63,8 +45,7 @@ describe.skipIf(!HAVE_ENGINE || !HAVE_OVMF)("stacks/local on the real engine", (
   let rootToken: string;
   let apiKey: string;
 
-  const outputs = async (): Promise<Outputs> =>
-    JSON.parse((await pulumi.ok(["stack", "output", "--json", "--stack", stack])).stdout) as Outputs;
+  const outputs = () => stackOutputs<Outputs>({ pulumi, stack });
 
   beforeAll(async () => {
     // The pinned kernel + initrd (from the Debian archive; a no-op when present).
@@ -72,14 +53,10 @@ describe.skipIf(!HAVE_ENGINE || !HAVE_OVMF)("stacks/local on the real engine", (
       execFileSync(path.join(ROOT, "scripts/fetch-boot-inputs.sh"), { cwd: ROOT, stdio: "inherit", timeout: 300_000 });
     }
     tmp = mkdtempSync(path.join(os.tmpdir(), "bk-local-"));
-    stateDir = path.join(tmp, "stack");
-    mkdirSync(path.join(tmp, "pulumi"));
-    pulumi = pulumiRunner({ programDir: PROGRAM, stateDir: path.join(tmp, "pulumi"), passphrase: "local-stack-test" });
-    stack = `t${process.pid}`;
-    cfg = ["--stack", stack, "--config-file", path.join(tmp, "Pulumi.test.yaml")];
-    await pulumi.ok(["stack", "init", stack]);
-    await pulumi.ok(["config", "set", ...cfg, "stateDir", stateDir]);
-    await pulumi.ok(["config", "set", ...cfg, "port", String(await freePort())]);
+    ({ pulumi, stack, cfg, stateDir } = await initLocalStack(tmp, {
+      name: `t${process.pid}`,
+      passphrase: "local-stack-test",
+    }));
     // The process-tree VMs (fast: no guest boots); real-guests.test.ts runs the default, real QEMU guests.
     await pulumi.ok(["config", "set", ...cfg, "vms", "process"]);
     // The audit-log check below asks sys/audit-hash with the root token, which the default revokes

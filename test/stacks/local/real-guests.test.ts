@@ -13,21 +13,19 @@
 // here when missing, a failure under CI=true.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { requireTool } from "../../support/prereq.js";
-import { pulumiBinDir, pulumiRunner, type PulumiRunner } from "../../provider/engine.js";
+import { pulumiBinDir, type PulumiRunner } from "../../provider/engine.js";
 import { runtimeRequest } from "../../../provider/client.js";
 import { realGuestSupport } from "../../../runtime/sim/qemu/local-image.js";
 import { VERITY_STOP } from "../../../runtime/sim/qemu/supervise.js";
 import { ATTACKER_INITRD_MARK } from "../../../components/local/tamper.js";
 import { freePort } from "../../support/net.js";
 import type { VmOut } from "../../../stacks/local/summary.js";
+import { alive, initLocalStack, localSummary, stackOutputs, ROOT } from "./support.js";
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
-const PROGRAM = path.join(ROOT, "stacks/local");
 const support = realGuestSupport();
 const ready =
   requireTool("Pulumi engine (scripts/setup-pulumi.sh)", pulumiBinDir() !== undefined) &&
@@ -49,16 +47,6 @@ interface Outputs {
 const DIGEST_CASES = ["tampered", "cmdline", "initrd", "kernel"];
 const ALL_TAMPER = [...DIGEST_CASES, "injected", "rootfs"];
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
-  } catch {
-    return false;
-  }
-}
-
 describe.runIf(ready)("stacks/local with real QEMU guests on the real engine", () => {
   let tmp: string;
   let stateDir: string;
@@ -70,19 +58,14 @@ describe.runIf(ready)("stacks/local with real QEMU guests on the real engine", (
   let summary: string;
   let qemuPids: number[] = [];
 
-  const outputs = async (): Promise<Outputs> =>
-    JSON.parse((await pulumi.ok(["stack", "output", "--json", "--stack", stack])).stdout) as Outputs;
+  const outputs = () => stackOutputs<Outputs>({ pulumi, stack });
 
   beforeAll(async () => {
     tmp = mkdtempSync(path.join(os.tmpdir(), "bk-local-real-"));
-    stateDir = path.join(tmp, "stack");
-    mkdirSync(path.join(tmp, "pulumi"));
-    pulumi = pulumiRunner({ programDir: PROGRAM, stateDir: path.join(tmp, "pulumi"), passphrase: "local-real-test" });
-    stack = `r${process.pid}`;
-    cfg = ["--stack", stack, "--config-file", path.join(tmp, "Pulumi.test.yaml")];
-    await pulumi.ok(["stack", "init", stack]);
-    await pulumi.ok(["config", "set", ...cfg, "stateDir", stateDir]);
-    await pulumi.ok(["config", "set", ...cfg, "port", String(await freePort())]);
+    ({ pulumi, stack, cfg, stateDir } = await initLocalStack(tmp, {
+      name: `r${process.pid}`,
+      passphrase: "local-real-test",
+    }));
     await pulumi.ok(["config", "set", ...cfg, "sshPort", String(await freePort())]);
     await pulumi.ok(["config", "set", ...cfg, "vms", "real"]);
     // The runtime as a process on this machine (its audit log is checked below); the runtime in its own
@@ -101,13 +84,7 @@ describe.runIf(ready)("stacks/local with real QEMU guests on the real engine", (
     );
     upStdout = r.stdout;
     out = await outputs();
-    const s = spawnSync(process.execPath, [path.join(PROGRAM, "summary.ts")], {
-      input: JSON.stringify(out),
-      encoding: "utf8",
-    });
-    expect(s.status, s.stderr).toBe(0);
-    summary = s.stdout;
-    console.log(summary);
+    summary = localSummary(out);
     qemuPids = Object.keys(out.vm).map((n) =>
       Number(JSON.parse(readFileSync(path.join(stateDir, "vms", n, "status.json"), "utf8")).qemuPid),
     );
