@@ -11,7 +11,7 @@ import { buildImage } from "../images/guest/index.js";
 
 const USAGE = `usage: buckypaper image build [--firmware FILE | --no-firmware] [--update-lock] [--rebuild] [--out DIR]
       [--lock FILE] [--cache DIR] [--role workload|runtime]
-      [--cloud nocloud|ec2|gce] [--json]
+      [--cloud nocloud|ec2|gce|azure] [--json]
 
   Builds the guest image (kernel, initrd, dm-verity root filesystem) from the Debian packages in
   images/guest/packages.lock, cached under ~/.cache/buckypaper/images/<input hash>/, and prints the path
@@ -23,7 +23,8 @@ const USAGE = `usage: buckypaper image build [--firmware FILE | --no-firmware] [
   --role R       workload (default: the enclaivelet before cloud-init) or runtime (the vHSM runtime's own
                  VM: the runtime, its config and unit in the verity root; cloud-init and sshd masked)
   --cloud C      where the workload image reads its user-data (default nocloud: QEMU/Proxmox's seed; ec2:
-                 EC2 IMDSv2; gce: the GCE metadata server): the enclaivelet's measured unit for that source,
+                 EC2 IMDSv2; gce: the GCE metadata server; azure: the OVF CustomData as cloud-init-local
+                 copies it): the enclaivelet's measured unit for that source,
                  and cloud-init limited to that one datasource (recorded as enclaivelet.userDataSource)`;
 
 export async function run(argv: string[], io: CliIo): Promise<number> {
@@ -53,8 +54,8 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   const role = (v.role as string | undefined) ?? "workload";
   if (role !== "workload" && role !== "runtime") throw new UsageError(`--role: '${role}' (workload or runtime)`);
   const cloud = (v.cloud as string | undefined) ?? "nocloud";
-  if (cloud !== "nocloud" && cloud !== "ec2" && cloud !== "gce")
-    throw new UsageError(`--cloud: '${cloud}' (nocloud, ec2 or gce)`);
+  if (cloud !== "nocloud" && cloud !== "ec2" && cloud !== "gce" && cloud !== "azure")
+    throw new UsageError(`--cloud: '${cloud}' (nocloud, ec2, gce or azure)`);
   if (role === "runtime" && cloud !== "nocloud")
     throw new UsageError(`--cloud: '${cloud}' with --role runtime (the runtime image masks cloud-init: nocloud only)`);
   if (v.firmware !== undefined && v["no-firmware"])

@@ -47,7 +47,7 @@ export interface ImageBuildOptions {
   role?: ImageRole;
   /**
    * Workload images: the user-data source the enclaivelet reads before cloud-init, and the only datasource
-   * cloud-init is allowed (images/guest/configure.ts): "nocloud" (default; QEMU/Proxmox), "ec2" or "gce".
+   * cloud-init is allowed (images/guest/configure.ts): "nocloud" (default; QEMU/Proxmox), "ec2", "gce" or "azure".
    * Part of the input hash and recorded as the manifest's enclaivelet.userDataSource.
    */
   cloud?: ImageUserDataSource;

@@ -18,10 +18,11 @@ import path from "node:path";
 
 /**
  * The user-data sources an image can be built for (runtime/guest/userdata.ts UserDataSource, spelled here
- * because images/ does not import the agent): the NoCloud seed (QEMU/Proxmox), EC2 IMDSv2, the GCE metadata server.
+ * because images/ does not import the agent): the NoCloud seed (QEMU/Proxmox), EC2 IMDSv2, the GCE metadata server,
+ * Azure's OVF CustomData (as cloud-init-local copies it to the datasource's data dir).
  */
-export type ImageUserDataSource = "nocloud" | "ec2" | "gce";
-export const IMAGE_USER_DATA_SOURCES: readonly ImageUserDataSource[] = ["nocloud", "ec2", "gce"];
+export type ImageUserDataSource = "nocloud" | "ec2" | "gce" | "azure";
+export const IMAGE_USER_DATA_SOURCES: readonly ImageUserDataSource[] = ["nocloud", "ec2", "gce", "azure"];
 /** The default user-data source of the image's boot unit (QEMU/Proxmox: the NoCloud seed). */
 export const IMAGE_USER_DATA_SOURCE: ImageUserDataSource = "nocloud";
 /** runtime/guest/boot-unit.ts MEASURED_UNIT_NAME (test/images/guest/configure.test.ts keeps them equal). */
@@ -38,6 +39,8 @@ const WAIT_ONLINE_DROPIN = "[Service]\nExecCondition=/bin/sh -c 'grep -qs ^0x02 
 // nothing. Ec2: strict_id (only on a platform that identifies as EC2) and only the link-local IMDS address
 // (no DNS name a resolver could point elsewhere); cloud-init 22.4 fetches it with an IMDSv2 token.
 // GCE: the metadata server by its link-local address (not metadata.google.internal), as the agent reads it.
+// Azure: the OVF environment's CustomData (IMDS userData only when there is none, which the agent refuses); the data
+// dir pinned to where the agent reads cloud-init's copy of that OVF (runtime/guest/azure-ovf.ts AZURE_OVF_PATH).
 const DATASOURCES: Record<ImageUserDataSource, string> = {
   nocloud: "datasource_list: [ NoCloud, None ]\n",
   ec2:
@@ -46,6 +49,7 @@ const DATASOURCES: Record<ImageUserDataSource, string> = {
   gce:
     "datasource_list: [ GCE, None ]\n" +
     "datasource:\n  GCE:\n    metadata_url: 'http://169.254.169.254/computeMetadata/v1/'\n",
+  azure: "datasource_list: [ Azure, None ]\n" + "datasource:\n  Azure:\n    data_dir: /var/lib/waagent\n",
 };
 function cloudCfg(source: ImageUserDataSource): string {
   return DATASOURCES[source] + "network: {config: disabled}\n";

@@ -39,6 +39,21 @@ export function reportDataMatches(
   return reportData.length === 64 && timingSafeEqual(Buffer.from(reportData), want);
 }
 
+/**
+ * Azure CVMs: the hardware REPORT_DATA is the paravisor's (SHA-256 of its runtime claims, which carry the vTPM AK), so
+ * what the guest chooses rides on the vTPM quote the AK signs: its qualifying data (extraData) is
+ *   SHA-256( reportDataFor(nonce, key, userDataSha256) )
+ * i.e. the domain-separated binding above (v1 "buckypaper-v1" without user-data, v2 "buckypaper-v2" with the SHA-256 of
+ * the user-data), hashed to 32 bytes so that it fits any TPM's TPM2B_DATA. The same 64-byte value is also written to
+ * NV 0x01400002 and reappears in the (hardware-bound) runtime claims' "user-data". The enclaivelet
+ * (runtime/guest/evidence/azure.ts) and the verifier (azure/appraise.ts) both call this one function; the verifier
+ * recomputes it from Nitride's nonce, the workload's key and the REGISTERED user-data hash.
+ */
+export function azureQuoteExtraData(reportData: Uint8Array): Buffer {
+  if (reportData.length !== 64) throw new Error(`REPORT_DATA must be 64 bytes, got ${reportData.length}`);
+  return createHash("sha256").update(reportData).digest();
+}
+
 const HYBRID_DOMAIN = Buffer.from("buckypaper-hybrid-v1", "utf8");
 
 /**

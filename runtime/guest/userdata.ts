@@ -1,5 +1,6 @@
 // Measured user-data: the enclaivelet reads the user-data itself, from the same source cloud-init
-// reads it (the NoCloud seed volume, EC2 IMDSv2, the GCE metadata server), hashes the exact bytes and
+// reads it (the NoCloud seed volume, EC2 IMDSv2, the GCE metadata server; on Azure the CustomData of the OVF
+// environment cloud-init-local wrote, azure-ovf.ts), hashes the exact bytes and
 // takes its own configuration from them (the write_files entry at /etc/buckypaper/enclaivelet.json),
 // so the configuration it acts on is the one the hash covers. The hash is bound into REPORT_DATA
 // (attestation/binding.ts v2); the runtime compares it with the hash the deployment registered.
@@ -12,10 +13,11 @@ import path from "node:path";
 import { parse } from "yaml";
 import { parseConfig, ConfigError, type EnclaiveletConfig } from "./config.js";
 import { spawnRunner, type CommandRunner } from "./exec.js";
+import { AZURE_OVF_PATH, AzureOvfError, azureCustomData } from "./azure-ovf.js";
 
 export const AGENT_CONFIG_PATH = "/etc/buckypaper/enclaivelet.json";
-export type UserDataSource = "nocloud" | "ec2" | "gce";
-export const USER_DATA_SOURCES: readonly UserDataSource[] = ["nocloud", "ec2", "gce"];
+export type UserDataSource = "nocloud" | "ec2" | "gce" | "azure";
+export const USER_DATA_SOURCES: readonly UserDataSource[] = ["nocloud", "ec2", "gce", "azure"];
 
 export class UserDataReadError extends Error {
   override name = "UserDataReadError";
@@ -34,6 +36,8 @@ export interface UserDataDeps {
   /** NoCloud seed devices tried in order (default: the cidata/CIDATA labels). */
   seedDevices?: string[];
   fetchImpl?: typeof fetch;
+  /** Azure: the OVF environment cloud-init wrote (default /var/lib/waagent/ovf-env.xml). */
+  azureOvfPath?: string;
 }
 
 async function fetchOk(source: string, f: typeof fetch, url: string, init: RequestInit): Promise<Buffer> {
@@ -74,6 +78,25 @@ export async function readUserData(
         })
       ).toString("utf8");
       return fetchOk("ec2", f, `${base}/latest/user-data`, { headers: { "x-aws-ec2-metadata-token": token } });
+    }
+    case "azure": {
+      // Not the ISO, not IMDS: cloud-init's own copy of the OVF it took the user-data from (azure-ovf.ts says why).
+      const file = deps.azureOvfPath ?? AZURE_OVF_PATH;
+      let xml: Buffer;
+      try {
+        xml = await readFile(file);
+      } catch (e) {
+        throw new UserDataReadError(
+          "azure",
+          `${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} (cloud-init-local writes it; did its Azure datasource run?)`,
+        );
+      }
+      try {
+        return azureCustomData(xml);
+      } catch (e) {
+        if (e instanceof AzureOvfError) throw new UserDataReadError("azure", `${file}: ${e.message}`);
+        throw e;
+      }
     }
     case "gce":
       return fetchOk("gce", f, `${base}/computeMetadata/v1/instance/attributes/user-data`, {

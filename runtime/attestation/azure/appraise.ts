@@ -8,7 +8,7 @@
 import { createHash } from "node:crypto";
 import { EvidenceFormatError, type Check, type Claims, type Evidence, type Verdict } from "../types.js";
 import type { Policy, SnpTrustConfig } from "../policy.js";
-import { reportDataFor } from "../binding.js";
+import { azureQuoteExtraData, reportDataFor } from "../binding.js";
 import type { Appraiser } from "../options.js";
 import { decodeTcb } from "../snp/abi.js";
 import { validateSnpPolicy } from "../snp/validate.js";
@@ -64,14 +64,22 @@ function expectedUserData(opts: AzureVerifyOptions): Uint8Array | string | undef
 }
 
 /**
- * Expected TPM quote extraData: an explicit nonce, else SHA-256(expected REPORT_DATA), which is what the
- * enclaivelet passes as qualifying data (runtime/guest/evidence/azure.ts).
+ * Expected TPM quote extraData. With Nitride's binding (nonce + key [+ registered user-data hash]) it is always
+ * azureQuoteExtraData(binding) — what the enclaivelet passes as qualifying data (runtime/guest/evidence/azure.ts) —
+ * and an explicit nonce next to it is refused rather than preferred: an explicit value would silently replace the
+ * binding of the key and the user-data. Without a binding: the explicit nonce (a raw verifier nonce, e.g. the CLI),
+ * else SHA-256 of the explicit expected REPORT_DATA. A string explains a refusal.
  */
-function expectedTpmNonce(opts: AzureVerifyOptions): Uint8Array | undefined {
+function expectedTpmNonce(opts: AzureVerifyOptions): Uint8Array | string | undefined {
   const explicit = opts.tpmNonce ?? opts.trust?.azure?.tpmNonce;
-  if (explicit) return explicit;
   const want = expectedUserData(opts);
-  return want instanceof Uint8Array ? createHash("sha256").update(want).digest() : undefined;
+  if (opts.binding) {
+    if (explicit)
+      return "both a nonce/key binding and an explicit TPM nonce were given: the quote's extraData must be the binding, refused rather than choosing";
+    return want instanceof Uint8Array ? azureQuoteExtraData(want) : undefined;
+  }
+  if (explicit) return explicit;
+  return want instanceof Uint8Array ? azureQuoteExtraData(want) : undefined;
 }
 
 /** The workload's REPORT_DATA on Azure: the runtime claims' "user-data" (hex), bound by the hardware. */
@@ -104,7 +112,18 @@ function vtpmStep(
   opts: AzureVerifyOptions,
   checks: Check[],
 ): Record<string, string> {
-  const quoted = verifyVtpm(e, hcl, expectedTpmNonce(opts), checks);
+  const nonce = expectedTpmNonce(opts);
+  if (typeof nonce === "string") {
+    checks.push({ id: "vtpm.nonce", ok: false, detail: nonce });
+    return {};
+  }
+  const quoted = verifyVtpm(e, hcl, nonce, checks);
+  if (opts.binding)
+    for (const c of checks)
+      if (c.id === "vtpm.nonce")
+        c.detail = c.ok
+          ? `TPM quote extraData = SHA-256 of the binding of Nitride's nonce, the workload key${opts.binding.userDataSha256 ? " and the REGISTERED user-data hash" : ""}`
+          : `${c.detail} (expected: nonce + key${opts.binding.userDataSha256 ? " + the registered user-data hash: changed or injected user-data, or an agent that binds none" : ""})`;
   if (!quoted) return {};
   checks.push(...validateAzure(quoted, hcl.runtimeClaims["vm-configuration"], policy.azure));
   checks.push(userDataCheck(hcl, policy, opts));

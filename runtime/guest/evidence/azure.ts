@@ -3,16 +3,17 @@
 // 0x01400001 (hardware report + runtime-claims JSON holding the vTPM attestation key) and refreshes
 // it when the guest writes 64 bytes of user data to NV index 0x01400002 (they appear as the claims'
 // "user-data"). Freshness and our key binding then ride on a TPM2_Quote by that attestation key:
-//   NV 0x01400002 ← REPORT_DATA;  quote qualifying data = SHA-256(REPORT_DATA) (fits every TPM's
-//   TPM2B_DATA);  PCRs 0-23 of the SHA-256 bank.
+//   NV 0x01400002 ← REPORT_DATA;  quote qualifying data = SHA-256(REPORT_DATA) (binding.ts azureQuoteExtraData:
+//   fits every TPM's TPM2B_DATA);  PCRs 0-23 of the SHA-256 bank. REPORT_DATA is binding.ts reportDataFor(nonce, key,
+//   user-data hash), so the AK-signed quote binds Nitride's nonce, our key and the user-data we measured.
 // For TDX the TDREPORT inside is only MAC'd, so a TD quote is fetched from Azure IMDS as well.
 // Everything goes through tpm2-tools (installed by cloud-init `packages: [tpm2-tools]`).
 import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { EvidenceError, b64, type EvidenceProvider, type WireEvidence } from "./types.js";
 import { type CommandRunner, spawnRunner } from "../exec.js";
+import { azureQuoteExtraData } from "../../attestation/binding.js";
 
 const NAME = "azure";
 export const HCL_REPORT_NV_INDEX = "0x01400001";
@@ -148,7 +149,7 @@ export function azureProvider(o: AzureOptions): EvidenceProvider {
         const msg = path.join(dir, "quote.msg"),
           sig = path.join(dir, "quote.sig"),
           pcrFile = path.join(dir, "pcrs.bin");
-        const qualifying = createHash("sha256").update(reportData).digest("hex");
+        const qualifying = azureQuoteExtraData(reportData).toString("hex");
         await tpm(cmd.quote(qualifying, msg, sig));
         await tpm(cmd.pcrRead(pcrFile));
         const pcrBytes = await readFile(pcrFile);

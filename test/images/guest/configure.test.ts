@@ -14,6 +14,7 @@ import {
 } from "../../../images/guest/configure.js";
 import { MEASURED_UNIT_NAME, AGENT_BIN, renderMeasuredUnit } from "../../../runtime/guest/boot-unit.js";
 import { USER_DATA_SOURCES } from "../../../runtime/guest/userdata.js";
+import { AZURE_OVF_PATH } from "../../../runtime/guest/azure-ovf.js";
 
 let root = "";
 const scratch: string[] = [];
@@ -86,16 +87,20 @@ describe("the kit image's guest configuration", () => {
   });
 });
 
-describe("the kit image for a cloud (image build --cloud ec2|gce)", () => {
+describe("the kit image for a cloud (image build --cloud ec2|gce|azure)", () => {
   it("offers the same sources the agent reads, and refuses another naming the allowed ones", () => {
     expect([...IMAGE_USER_DATA_SOURCES]).toEqual([...USER_DATA_SOURCES]);
     expect(imageUserDataSource(undefined)).toBe("nocloud");
-    expect(() => imageUserDataSource("azure")).toThrow(/cloud is 'azure'; must be one of nocloud, ec2, gce/);
+    expect(imageUserDataSource("azure")).toBe("azure");
+    expect(() => imageUserDataSource("openstack")).toThrow(
+      /cloud is 'openstack'; must be one of nocloud, ec2, gce, azure/,
+    );
   });
 
   it.each([
     ["ec2", "Ec2"],
     ["gce", "GCE"],
+    ["azure", "Azure"],
   ] as const)(
     "%s: links the %s unit required by cloud-init's user stages and sshd, cloud-init reads only that source",
     async (source, datasource) => {
@@ -119,7 +124,10 @@ describe("the kit image for a cloud (image build --cloud ec2|gce)", () => {
       if (source === "ec2") {
         expect(cfg.datasource.Ec2.strict_id).toBe(true);
         expect(cfg.datasource.Ec2.metadata_urls).toEqual(["http://169.254.169.254"]);
-      } else expect(cfg.datasource.GCE.metadata_url).toBe("http://169.254.169.254/computeMetadata/v1/");
+      } else if (source === "gce")
+        expect(cfg.datasource.GCE.metadata_url).toBe("http://169.254.169.254/computeMetadata/v1/");
+      // Azure: cloud-init writes the OVF it took the user-data from where the agent reads it (azure-ovf.ts).
+      else expect(cfg.datasource.Azure.data_dir).toBe(path.dirname(AZURE_OVF_PATH));
       // networkd DHCP on the NIC reaches the metadata service, with the MTU the cloud hands out.
       expect(await readFile(path.join(r, "etc/systemd/network/10-dhcp.network"), "utf8")).toMatch(/^DHCP=ipv4$/m);
       expect(
@@ -147,6 +155,7 @@ describe("the kit image for a cloud (image build --cloud ec2|gce)", () => {
     await mkdir(shipped, { recursive: true });
     await writeFile(path.join(shipped, MEASURED_UNIT_NAME), renderMeasuredUnit("nocloud"));
     await expect(configureGuest(r, "gce")).rejects.toThrow(/has no gce boot unit/);
-    await expect(configureGuest(r, "azure" as never)).rejects.toThrow(/must be one of nocloud, ec2, gce/);
+    await expect(configureGuest(r, "azure")).rejects.toThrow(/has no azure boot unit/);
+    await expect(configureGuest(r, "openstack" as never)).rejects.toThrow(/must be one of nocloud, ec2, gce, azure/);
   });
 });
