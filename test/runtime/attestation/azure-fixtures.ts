@@ -56,7 +56,8 @@ function runtimeClaims(userData: string | undefined, hashType: 1 | 2 | 3): { jso
   return { json, reportData: Buffer.concat([createHash(alg).update(json).digest(), Buffer.alloc(64 - n)]) };
 }
 
-function hclReport(hw: Uint8Array, reportType: 2 | 4, json: Buffer, hashType: 1 | 2 | 3): Buffer {
+/** An HCL report (layout in ../shared/docs/reference/azure-gcp-evidence.md) around a hardware report and runtime claims JSON. */
+export function hclReport(hw: Uint8Array, reportType: 2 | 4, json: Buffer, hashType: 1 | 2 | 3): Buffer {
   const hcl = Buffer.alloc(0x4d4 + json.length);
   hcl.write("HCLA", 0, "latin1");
   hcl.writeUInt32LE(reportType === 2 ? 1 : 2, 4);

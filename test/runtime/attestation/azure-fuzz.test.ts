@@ -21,7 +21,7 @@ import {
 import { buildAzureSnpEvidence, buildAzureTdxEvidence, type AzureTdxFixture } from "./azure-fixtures.js";
 import { createSnpSimulator } from "../../../runtime/sim/snp.js";
 import { appraise } from "../../../runtime/attestation/appraise.js";
-import { reportDataFor } from "../../../runtime/attestation/binding.js";
+import { azureQuoteExtraData, reportDataFor } from "../../../runtime/attestation/binding.js";
 import { createHash, generateKeyPairSync } from "node:crypto";
 
 const RUNS = 200;
@@ -168,6 +168,46 @@ describe("Nitride's binding on Azure (as the enclaivelet produces it)", () => {
       { trust: trustCfg, binding: { nonce: Buffer.from("other"), publicKeySpki: spki } },
     );
     expect(failed(replay).sort()).toEqual(["policy.report-data", "vtpm.nonce"]);
+  });
+
+  it("with the registered user-data hash: bound v2 accepted; another hash, no hash, or an explicit nonce beside the binding refused", async () => {
+    const nonce = Buffer.from("nitride-nonce-0002");
+    const { publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    const spki = publicKey.export({ format: "der", type: "spki" });
+    const registered = createHash("sha256").update("#cloud-config\n").digest();
+    const snp = await createSnpSimulator();
+    const trustCfg = { snp: { simulated: [snp.trustAnchor] } };
+    const evidenceBinding = async (ud?: Buffer) => {
+      const rd = reportDataFor(nonce, spki, ud);
+      return buildAzureSnpEvidence(snp, { userData: rd.toString("hex"), nonce: azureQuoteExtraData(rd) });
+    };
+    const binding = { nonce, publicKeySpki: spki, userDataSha256: registered };
+    const ok = await appraise(
+      await evidenceBinding(registered),
+      { requireReportDataBinding: true },
+      { trust: trustCfg, binding },
+    );
+    expect(failed(ok)).toEqual([]);
+    expect(ok.checks.find((c) => c.id === "vtpm.nonce")?.detail).toMatch(/REGISTERED user-data hash/);
+    const other = await appraise(
+      await evidenceBinding(createHash("sha256").update("#cloud-config\nruncmd: [[id]]\n").digest()),
+      {},
+      { trust: trustCfg, binding },
+    );
+    expect(failed(other).sort()).toEqual(["policy.report-data", "vtpm.nonce"]);
+    // The agent that binds no user-data (binding v1) is not accepted as "unbound" when a hash is registered.
+    const v1 = await appraise(await evidenceBinding(undefined), {}, { trust: trustCfg, binding });
+    expect(failed(v1).sort()).toEqual(["policy.report-data", "vtpm.nonce"]);
+    // An explicit TPM nonce never replaces the binding (it would drop the key and user-data from the quote).
+    const ev = await evidenceBinding(registered);
+    for (const explicit of [
+      { tpmNonce: azureQuoteExtraData(reportDataFor(nonce, spki, registered)) },
+      { trust: { ...trustCfg, azure: { tpmNonce: Buffer.from("fixture-nonce") } } },
+    ]) {
+      const v = await verifyAzure(ev, {}, { trust: trustCfg, binding, ...explicit });
+      expect(failed(v)).toEqual(["vtpm.nonce"]);
+      expect(v.checks.find((c) => c.id === "vtpm.nonce")?.detail).toMatch(/both a nonce\/key binding and an explicit/);
+    }
   });
 });
 
