@@ -45,9 +45,9 @@ export interface TamperedBoot {
 /** The console line the attacker's /init prints (tests look for it: the swapped initrd really ran). */
 export const ATTACKER_INITRD_MARK = "ATTACKER-INITRD";
 
-/** The middle of the longest run of erased (0xFF) bytes: flash space no firmware code reads. */
-export function erasedByte(fw: Buffer): number {
-  let best = { start: fw.length >> 1, len: 0 };
+/** The longest run of erased (0xFF) bytes of a firmware image: flash space no firmware code reads. */
+export function longestErasedRun(fw: Buffer): { start: number; len: number } {
+  let best = { start: 0, len: 0 };
   for (let i = 0; i < fw.length;) {
     if (fw[i] !== 0xff) {
       i++;
@@ -58,7 +58,13 @@ export function erasedByte(fw: Buffer): number {
     if (j - i > best.len) best = { start: i, len: j - i };
     i = j;
   }
-  return best.start + (best.len >> 1);
+  return best;
+}
+
+/** The middle of the longest run of erased (0xFF) bytes (the middle of the file when there is none). */
+export function erasedByte(fw: Buffer): number {
+  const run = longestErasedRun(fw);
+  return run.len === 0 ? fw.length >> 1 : run.start + (run.len >> 1);
 }
 
 /** A copy of `src` with one byte flipped (the firmware case; also the process-tree VMs' demonstration). */

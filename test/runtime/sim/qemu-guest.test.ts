@@ -21,6 +21,7 @@ import path from "node:path";
 import { renderUserData, noCloudMetaData } from "../../../runtime/guest/cloud-init/index.js";
 import { qemuGuestArgv } from "../../../components/qemu/settings.js";
 import { Tee } from "../../../components/common/types.js";
+import { longestErasedRun } from "../../../components/local/tamper.js";
 import { createSnpSimulator } from "../../../runtime/sim/snp.js";
 import { buildImage, snpDigestsFromManifest, newcArchive, type ImageBuildResult } from "../../../images/guest/index.js";
 import { INIT_SCRIPT } from "../../../images/guest/init-script.js";
@@ -83,17 +84,7 @@ function flipped(src: string, dst: string, offset: number): string {
 
 /** The middle of the firmware's longest run of erased flash (0xff): free space no code reads. */
 function firmwarePaddingOffset(fw: Buffer): number {
-  let best = { start: 0, len: 0 };
-  for (let i = 0; i < fw.length;) {
-    if (fw[i] !== 0xff) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < fw.length && fw[j] === 0xff) j++;
-    if (j - i > best.len) best = { start: i, len: j - i };
-    i = j;
-  }
+  const best = longestErasedRun(fw);
   if (best.len < 65536) throw new Error("the firmware has no 64 KiB of erased flash to change a byte in");
   return best.start + Math.floor(best.len / 2);
 }
