@@ -209,17 +209,27 @@ async function qemuGuest(argv: string[]): Promise<number> {
   return superviseQemuGuest(path.resolve(values.config));
 }
 
-async function guestImage(argv: string[], io: CliIo): Promise<number> {
-  const { values } = parseFlags(argv, { json: { type: "boolean" } });
-  const { realGuestSupport, ensureLocalGuestImage } = await import("../runtime/sim/qemu/local-image.js");
+/**
+ * The package root (holding dist/) when this machine can run real guests; else says why not and returns
+ * undefined (the image commands then exit with a usage error).
+ */
+async function realGuestPackageRoot(io: CliIo): Promise<string | undefined> {
+  const { realGuestSupport } = await import("../runtime/sim/qemu/local-image.js");
   const support = realGuestSupport();
   if (!support.ok) {
     io.err(`real guests cannot run here: ${support.reason}`);
-    return Exit.usage;
+    return undefined;
   }
   // cli/ in the sources, dist/cli/ when compiled: the package root (holding dist/) is one or two levels up.
   const here = path.dirname(fileURLToPath(import.meta.url));
-  const packageRoot = path.resolve(here, path.basename(path.dirname(here)) === "dist" ? "../.." : "..");
+  return path.resolve(here, path.basename(path.dirname(here)) === "dist" ? "../.." : "..");
+}
+
+async function guestImage(argv: string[], io: CliIo): Promise<number> {
+  const { values } = parseFlags(argv, { json: { type: "boolean" } });
+  const { ensureLocalGuestImage } = await import("../runtime/sim/qemu/local-image.js");
+  const packageRoot = await realGuestPackageRoot(io);
+  if (packageRoot === undefined) return Exit.usage;
   const t0 = Date.now();
   // --json: the image's paths on stdout (for the local stack's components), progress on stderr.
   const say = values.json ? (l: string) => io.err(l) : (l: string) => io.out(l);
@@ -236,15 +246,9 @@ async function guestImage(argv: string[], io: CliIo): Promise<number> {
 
 async function runtimeImage(argv: string[], io: CliIo): Promise<number> {
   const { values } = parseFlags(argv, { json: { type: "boolean" } });
-  const { realGuestSupport } = await import("../runtime/sim/qemu/local-image.js");
   const { ensureRuntimeGuestImage } = await import("../runtime/sim/qemu/runtime-image.js");
-  const support = realGuestSupport();
-  if (!support.ok) {
-    io.err(`real guests cannot run here: ${support.reason}`);
-    return Exit.usage;
-  }
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  const packageRoot = path.resolve(here, path.basename(path.dirname(here)) === "dist" ? "../.." : "..");
+  const packageRoot = await realGuestPackageRoot(io);
+  if (packageRoot === undefined) return Exit.usage;
   const say = values.json ? (l: string) => io.err(l) : (l: string) => io.out(l);
   const img = await ensureRuntimeGuestImage({ packageRoot, progress: (l) => say(`  ${l}`) });
   // The paths the component needs (the manifest itself stays in the image directory).
