@@ -46,19 +46,37 @@ let image: LocalGuestImage | undefined;
  *  program shares one. */
 export function localGuestImage(who: string): { image: LocalGuestImage; log: string } {
   if (image) return { image, log: "" };
+  const built = imageFromCli<LocalGuestImage>(who, "mode", PACKAGE_ROOT, "guest-image", "guest image");
+  image = built.image;
+  return built;
+}
+
+/**
+ * An image `buckypaper simulate <command> --json` builds or finds in the cache, in a child process (a
+ * component constructor cannot wait for a promise), and its progress lines. Failing: a ConfigError on `field`.
+ */
+export function imageFromCli<T>(
+  who: string,
+  field: string,
+  packageRoot: string,
+  command: string,
+  what: string,
+): { image: T; log: string } {
   const r = spawnSync(
     process.execPath,
-    [path.join(PACKAGE_ROOT, "bin", "buckypaper.js"), "simulate", "guest-image", "--json"],
-    { encoding: "utf8", maxBuffer: 16 * 2 ** 20 },
+    [path.join(packageRoot, "bin", "buckypaper.js"), "simulate", command, "--json"],
+    {
+      encoding: "utf8",
+      maxBuffer: 16 * 2 ** 20,
+    },
   );
   if (r.status !== 0)
     throw new ConfigError(
       who,
-      "mode",
-      `the guest image could not be built: ${(r.stderr || r.error?.message || "").slice(-2000)}`,
+      field,
+      `the ${what} could not be built: ${(r.stderr || r.error?.message || "").slice(-2000)}`,
     );
-  image = JSON.parse(r.stdout.trim().split("\n").pop()!) as LocalGuestImage;
-  return { image, log: r.stderr.trim() };
+  return { image: JSON.parse(r.stdout.trim().split("\n").pop()!) as T, log: r.stderr.trim() };
 }
 
 export interface RealGuestArgvInputs {

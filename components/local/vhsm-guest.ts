@@ -17,6 +17,7 @@ import { ConfigError } from "../common/errors.js";
 import { inputFileSha256, readInputFile } from "../common/input-file.js";
 import { Tee } from "../common/types.js";
 import { qemuGuestArgv } from "../qemu/settings.js";
+import { imageFromCli } from "./real-guest.js";
 import { VhsmGuest } from "../../provider/vhsm-guest.js";
 import type { RuntimeBootstrapArgs } from "../../provider/resources.js";
 import type { SimulatedAnchor } from "../../provider/local-vm.js";
@@ -25,7 +26,7 @@ import { bootInputsOf } from "../../runtime/sim/qemu/launch.js";
 import { runtimeGuestNetOptions } from "../../runtime/sim/qemu/guest.js";
 import { RUNTIME_GUEST_PORT } from "../../images/guest/runtime-role.js";
 import type { RuntimeGuestImage } from "../../runtime/sim/qemu/runtime-image.js";
-import { realGuestSupport } from "../../runtime/sim/qemu/local-image.js";
+import { amdSevFirmware, realGuestSupport } from "../../runtime/sim/qemu/local-image.js";
 import { firmwareMeasuresKernel, LocalVmError } from "../../runtime/sim/localvm/index.js";
 import type { RuntimeAttestation } from "../../runtime/client/connection.js";
 
@@ -68,9 +69,7 @@ export function localVhsmGuestSupport(packageRoot: string): { ok: boolean; reaso
   const missing: string[] = [];
   const guests = realGuestSupport();
   if (!guests.ok) missing.push(guests.reason);
-  const fw = spawnSync(path.join(packageRoot, "scripts", "build-firmware.sh"), ["--print-path"], { encoding: "utf8" });
-  if (fw.status !== 0 || !fw.stdout.trim())
-    missing.push("the AmdSev firmware (scripts/build-firmware.sh builds it once)");
+  if (!amdSevFirmware(packageRoot)) missing.push("the AmdSev firmware (scripts/build-firmware.sh builds it once)");
   for (const [cmd, arg, what] of [
     ["mksquashfs", "-version", "squashfs-tools"],
     ["veritysetup", "--version", "cryptsetup-bin"],
@@ -84,19 +83,9 @@ export function localVhsmGuestSupport(packageRoot: string): { ok: boolean; reaso
 /** The runtime guest's image: built by a child process (a component constructor cannot await), cached. */
 function runtimeImage(who: string, packageRoot: string): { image: VhsmGuestImage; log: string } {
   if (image) return { image, log: "" };
-  const r = spawnSync(
-    process.execPath,
-    [path.join(packageRoot, "bin", "buckypaper.js"), "simulate", "runtime-image", "--json"],
-    { encoding: "utf8", maxBuffer: 16 * 2 ** 20 },
-  );
-  if (r.status !== 0)
-    throw new ConfigError(
-      who,
-      "platform",
-      `the runtime guest image could not be built: ${(r.stderr || r.error?.message || "").slice(-2000)}`,
-    );
-  image = JSON.parse(r.stdout.trim().split("\n").pop()!) as VhsmGuestImage;
-  return { image, log: r.stderr.trim() };
+  const built = imageFromCli<VhsmGuestImage>(who, "platform", packageRoot, "runtime-image", "runtime guest image");
+  image = built.image;
+  return built;
 }
 
 export interface LocalVhsmGuest {
