@@ -6,6 +6,8 @@
 // Plain erasable TypeScript: Node 22 runs it as is (scripts/local-up.sh).
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
+// Type-only (erased when Node runs this file): the component's own declaration of the output.
+import type { VhsmAttestationSummary } from "../../components/vhsm.js";
 
 /** One VM's outputs in the stack's `vm` output (also read by test/stacks/local/*.test.ts). */
 export interface VmOut {
@@ -32,21 +34,8 @@ export interface VmOut {
   /** Report requests the guest sent its simulated PSP (0: never asked); -1 for process trees. */
   pspRequests: number;
 }
-/** The vHSM runtime guest's attestation (the stack's `vhsmAttestation` output; Vhsm attestationSummary). */
-export interface VhsmAttestationOut {
-  expectedMeasurement: string;
-  measurement: string;
-  launchMeasurement: string;
-  kernelMeasured: boolean;
-  tlsKeySha256: string;
-  simulated: boolean;
-  verifiedBy: string;
-  verifiedAt: string;
-  pid: number;
-  accel: string;
-  bootSeconds: number;
-  consoleLog: string;
-}
+/** The vHSM runtime guest's attestation (the stack's `vhsmAttestation` output: the Vhsm's attestationSummary). */
+export type VhsmAttestationOut = VhsmAttestationSummary;
 const out = JSON.parse(readFileSync(0, "utf8")) as {
   runtimeUrl: string;
   auditLog: string;
