@@ -4,6 +4,7 @@ import { createSnpSimulator, type SnpSimulator } from "../../../runtime/sim/snp.
 import { registerNitrideEngines, responseSealer } from "../../../runtime/server/nitride/register.js";
 import { RuntimeClient } from "../../../runtime/guest/client.js";
 import type { EvidenceProvider } from "../../../runtime/guest/evidence/types.js";
+import type { VtpmEvidence } from "../../../runtime/guest/evidence/vtpm.js";
 import { startTestRuntime, type TestRuntime } from "../../support/runtime.js";
 
 export const GOOD_MEASUREMENT = "c3".repeat(48);
@@ -121,6 +122,18 @@ export function postAttest(stack: EnclaiveletStack, body: unknown): Promise<{ st
     (r) => ({ status: r.status, body: r.body }),
     (e: { status: number; body: unknown }) => ({ status: e.status, body: e.body }),
   );
+}
+
+/** A vTPM quote as a hand-built client sends it beside its SNP report (evidence.vtpm: AK, quote, log, SHA-256 PCRs). */
+export function wireVtpm(q: VtpmEvidence) {
+  const b = (x: Uint8Array) => Buffer.from(x).toString("base64");
+  return {
+    ak_public: b(q.akPublic),
+    quote: b(q.quote),
+    signature: b(q.signature),
+    event_log: b(q.eventLog),
+    pcrs: { sha256: Object.fromEntries(Object.entries(q.pcrs).map(([k, v]) => [k, b(v)])) },
+  };
 }
 
 /** The ids of the checks a verdict failed, in the runtime's order. */

@@ -19,10 +19,15 @@ import { memoryLogger } from "../../../runtime/guest/log.js";
 import { newEphemeralKey } from "../../../runtime/guest/attest.js";
 import { RuntimeError } from "../../../runtime/guest/client.js";
 import { EK_HANDLE, Vtpm } from "../../../runtime/guest/evidence/vtpm.js";
-import type { EvidenceProvider } from "../../../runtime/guest/evidence/types.js";
 import { SwTpm, haveSwtpm } from "../../support/swtpm.js";
 import { buildBootLog } from "../attestation/tpm-fixtures.js";
-import { startEnclaiveletStack, GOOD_MEASUREMENT, type EnclaiveletStack } from "./stack.js";
+import {
+  simulatedSnpProvider,
+  startEnclaiveletStack,
+  wireVtpm,
+  GOOD_MEASUREMENT,
+  type EnclaiveletStack,
+} from "./stack.js";
 
 const run = haveSwtpm();
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
@@ -87,18 +92,7 @@ describe.runIf(run)("EK credential activation (vtpm.ekPublics) through Nitride, 
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  const provider = (): EvidenceProvider => ({
-    name: "simulator",
-    available: async () => true,
-    collect: async (reportData) => {
-      const r = await stack.sim.report({ measurement: GOOD_MEASUREMENT, reportData });
-      return {
-        kind: "snp",
-        report: Buffer.from(r.report).toString("base64"),
-        cert_table: Buffer.from(r.certTable).toString("base64"),
-      };
-    },
-  });
+  const provider = () => simulatedSnpProvider(stack);
   const cfg = (workloadId: string, t: SwTpm, root: string): EnclaiveletConfig =>
     parseConfig({
       runtimeUrl: stack.rt.url,
@@ -141,21 +135,11 @@ describe.runIf(run)("EK credential activation (vtpm.ekPublics) through Nitride, 
     const reportData = reportDataForVtpm(nonce, eph.spkiDer, ak);
     const evidence = await provider().collect(reportData);
     const q = await vtpm.collect(createHash("sha256").update(reportData).digest());
-    const b = (x: Uint8Array) => Buffer.from(x).toString("base64");
     const r = await post("nitride/attest", {
       workload_id: workloadId,
       nonce: nonceText,
       ephemeral_public_key: eph.spkiDer.toString("base64"),
-      evidence: {
-        ...evidence,
-        vtpm: {
-          ak_public: b(q.akPublic),
-          quote: b(q.quote),
-          signature: b(q.signature),
-          event_log: b(q.eventLog),
-          pcrs: { sha256: Object.fromEntries(Object.entries(q.pcrs).map(([k, v]) => [k, b(v)])) },
-        },
-      },
+      evidence: { ...evidence, vtpm: wireVtpm(q) },
     });
     return { r, nonceText, vtpm };
   }

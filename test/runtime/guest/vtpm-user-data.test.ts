@@ -25,6 +25,7 @@ import {
   simulatedSnpProvider,
   startEnclaiveletStack,
   GOOD_MEASUREMENT,
+  wireVtpm,
   type EnclaiveletStack,
 } from "./stack.js";
 
@@ -161,17 +162,7 @@ describe.runIf(run)("a cloud VM with a vTPM and measured user-data, against a re
     const reportData = reportDataForVtpm(nonce, boundKeyMaterial(eph), ak, bound);
     const evidence = await provider().collect(reportData);
     const q = await vtpm.collect(createHash("sha256").update(reportData).digest());
-    const b = (x: Uint8Array) => Buffer.from(x).toString("base64");
-    const wire = {
-      ...evidence,
-      vtpm: {
-        ak_public: b(q.akPublic),
-        quote: b(q.quote),
-        signature: b(q.signature),
-        event_log: b(q.eventLog),
-        pcrs: { sha256: Object.fromEntries(Object.entries(q.pcrs).map(([k, v]) => [k, b(v)])) },
-      },
-    };
+    const wire = { ...evidence, vtpm: wireVtpm(q) };
     return postAttest(stack, {
       workload_id: "cloud",
       nonce: challenge,
