@@ -26,7 +26,14 @@ import type { WireEvidence } from "../../../runtime/protocol/evidence.js";
 import { parseTpmsAttest } from "../../../runtime/attestation/azure/index.js";
 import { SwTpm, haveSwtpm } from "../../support/swtpm.js";
 import { hclReport } from "../attestation/azure-fixtures.js";
-import { startEnclaiveletStack, GOOD_MEASUREMENT, type EnclaiveletStack } from "./stack.js";
+import {
+  challengeNonce,
+  failedChecks,
+  postAttest,
+  startEnclaiveletStack,
+  GOOD_MEASUREMENT,
+  type EnclaiveletStack,
+} from "./stack.js";
 
 const sha256 = (b: string | Buffer) => createHash("sha256").update(b).digest("hex");
 const run = haveSwtpm();
@@ -215,10 +222,8 @@ describe.runIf(run)("Azure CVM: measured user-data bound by the vTPM quote, agai
     /** Changes the signed message after signing. */
     mutateMessage?: (m: Buffer) => Buffer;
   }) {
-    const ch = (await stack.client.request("POST", "nitride/challenge", { body: { workload_id: "az" } })).body as {
-      data: { nonce: string };
-    };
-    const nonce = Buffer.from(ch.data.nonce, "base64url");
+    const challenge = await challengeNonce(stack, "az");
+    const nonce = Buffer.from(challenge, "base64url");
     const eph = newEphemeralKey({ hybrid: false });
     const reportData = reportDataFor(
       nonce,
@@ -261,26 +266,18 @@ describe.runIf(run)("Azure CVM: measured user-data bound by the vTPM quote, agai
       const msg = o.mutateMessage(Buffer.from(evidence.tpm_quote.message, "base64"));
       evidence = { ...evidence, tpm_quote: { ...evidence.tpm_quote, message: msg.toString("base64") } };
     }
-    return stack.client
-      .request("POST", "nitride/attest", {
-        body: {
-          workload_id: "az",
-          nonce: ch.data.nonce,
-          evidence,
-          ephemeral_public_key: eph.spkiDer.toString("base64"),
-          ...(o.claim !== undefined ? { user_data_sha256: o.claim } : {}),
-        },
-      })
-      .then(
-        (r) => ({ status: r.status, body: r.body }),
-        (e: { status: number; body: unknown }) => ({ status: e.status, body: e.body }),
-      );
+    return postAttest(stack, {
+      workload_id: "az",
+      nonce: challenge,
+      evidence,
+      ephemeral_public_key: eph.spkiDer.toString("base64"),
+      ...(o.claim !== undefined ? { user_data_sha256: o.claim } : {}),
+    });
   }
   const failed = (body: unknown) =>
-    ((body as { data?: { verdict?: { checks: { id: string; ok: boolean }[] } } }).data?.verdict?.checks ?? [])
+    failedChecks(body)
       // Nitride's reference-value check also fails whenever a rejected verdict has no claims: leave it out.
-      .filter((c) => !c.ok && c.id !== "nitride.reference-values")
-      .map((c) => c.id)
+      .filter((id) => id !== "nitride.reference-values")
       .sort();
   const REG = sha256(REGISTERED);
 
