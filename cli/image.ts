@@ -11,7 +11,7 @@ import { buildImage } from "../images/guest/index.js";
 
 const USAGE = `usage: buckypaper image build [--firmware FILE | --no-firmware] [--update-lock] [--rebuild] [--out DIR]
       [--lock FILE] [--cache DIR] [--role workload|runtime]
-      [--cloud nocloud|ec2|gce|azure] [--json]
+      [--runtime-psp virtio-psp|sev-guest] [--cloud nocloud|ec2|gce|azure] [--json]
 
   Builds the guest image (kernel, initrd, dm-verity root filesystem) from the Debian packages in
   images/guest/packages.lock, cached under ~/.cache/buckypaper/images/<input hash>/, and prints the path
@@ -22,6 +22,9 @@ const USAGE = `usage: buckypaper image build [--firmware FILE | --no-firmware] [
   --out DIR      build into DIR instead of the cache
   --role R       workload (default: the enclaivelet before cloud-init) or runtime (the vHSM runtime's own
                  VM: the runtime, its config and unit in the verity root; cloud-init and sshd masked)
+  --runtime-psp P  with --role runtime: where the runtime gets its evidence and sealing key — virtio-psp
+                 (default: the local stack's simulated PSP over virtio-serial) or sev-guest (/dev/sev-guest on
+                 SEV-SNP hardware: the image a Vhsm on platform qemu or proxmox boots; recorded as runtime.psp)
   --cloud C      where the workload image reads its user-data (default nocloud: QEMU/Proxmox's seed; ec2:
                  EC2 IMDSv2; gce: the GCE metadata server; azure: the OVF CustomData as cloud-init-local
                  copies it): the enclaivelet's measured unit for that source,
@@ -44,6 +47,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     cache: { type: "string" },
     role: { type: "string" },
     cloud: { type: "string" },
+    "runtime-psp": { type: "string" },
     json: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   });
@@ -58,6 +62,10 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     throw new UsageError(`--cloud: '${cloud}' (nocloud, ec2, gce or azure)`);
   if (role === "runtime" && cloud !== "nocloud")
     throw new UsageError(`--cloud: '${cloud}' with --role runtime (the runtime image masks cloud-init: nocloud only)`);
+  const runtimePsp = v["runtime-psp"] as string | undefined;
+  if (runtimePsp !== undefined && role !== "runtime") throw new UsageError("--runtime-psp needs --role runtime");
+  if (runtimePsp !== undefined && runtimePsp !== "virtio-psp" && runtimePsp !== "sev-guest")
+    throw new UsageError(`--runtime-psp: '${runtimePsp}' (virtio-psp or sev-guest)`);
   if (v.firmware !== undefined && v["no-firmware"])
     throw new UsageError("--firmware and --no-firmware are alternatives");
   // dist/cli/image.js → the repository root
@@ -79,6 +87,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     firmware,
     role,
     cloud,
+    ...(runtimePsp !== undefined ? { runtimePsp } : {}),
     progress: (line) => io.err(line),
   });
   io.err(

@@ -15,7 +15,7 @@ import { MANIFEST_SCHEMA, kernelCmdline, sha256Hex, type ImageManifest, type Man
 import { nodeRuntime, registryIntegrity } from "./node-runtime.js";
 import { checkAgainstLock, debootstrap, debootstrapArgv, finishTree, installedPackages } from "./rootfs.js";
 import { configureGuest, configureNetwork, imageUserDataSource, type ImageUserDataSource } from "./configure.js";
-import { RUNTIME_INSTALL_DIR, configureRuntimeGuest } from "./runtime-role.js";
+import { RUNTIME_INSTALL_DIR, RUNTIME_PSPS, configureRuntimeGuest, type RuntimePsp } from "./runtime-role.js";
 import { run } from "./exec.js";
 import { appendVerity, makeSquashfs } from "./verity.js";
 
@@ -51,6 +51,13 @@ export interface ImageBuildOptions {
    * Part of the input hash and recorded as the manifest's enclaivelet.userDataSource.
    */
   cloud?: ImageUserDataSource;
+  /**
+   * Runtime images: where the runtime reaches its security processor (images/guest/runtime-role.ts):
+   * "virtio-psp" (default; the local stack's simulated PSP) or "sev-guest" (/dev/sev-guest on SEV-SNP
+   * hardware: QEMU/KVM hosts, Proxmox VE). Part of the input hash (when not the default) and recorded as
+   * the manifest's runtime.psp.
+   */
+  runtimePsp?: RuntimePsp;
   progress?: (line: string) => void;
 }
 
@@ -169,6 +176,11 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
   const cloud = imageUserDataSource(o.cloud);
   if (role === "runtime" && cloud !== "nocloud")
     throw new Error(`image build: cloud is '${cloud}'; the runtime role masks cloud-init and takes only nocloud`);
+  const runtimePsp = o.runtimePsp ?? "virtio-psp";
+  if (!RUNTIME_PSPS.includes(runtimePsp))
+    throw new Error(`image build: runtimePsp is '${String(runtimePsp)}'; must be one of ${RUNTIME_PSPS.join(", ")}`);
+  if (role !== "runtime" && o.runtimePsp !== undefined)
+    throw new Error("image build: runtimePsp is only for the runtime role");
   if (process.getuid?.() !== 0)
     throw new Error("image build: needs root (mmdebstrap --mode=root, chroot, veritysetup on files)");
 
@@ -202,6 +214,8 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
         lock: lockDigest(l),
         ...(role === "runtime" ? { runtime: artifact.sha256, role } : { enclaivelet: artifact.sha256 }),
         ...(cloud !== "nocloud" ? { userDataSource: cloud } : {}),
+        // The local stack's runtime images keep their keys; the hardware variant has its own.
+        ...(role === "runtime" && runtimePsp !== "virtio-psp" ? { runtimePsp } : {}),
         recipe,
         epoch,
         rootDevice,
@@ -255,7 +269,7 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
     let runtimeRole: Awaited<ReturnType<typeof configureRuntimeGuest>> | undefined;
     if (role === "runtime") {
       await configureNetwork(tree);
-      runtimeRole = await configureRuntimeGuest(tree, artifact.sha256);
+      runtimeRole = await configureRuntimeGuest(tree, artifact.sha256, runtimePsp);
     } else agentUnit = await configureGuest(tree, cloud);
     const inputs = hashFor(lockText!);
     const dir = o.outDir ?? path.join(o.cacheDir, "images", inputs.slice(0, 32));
@@ -317,6 +331,7 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
               unit: runtimeRole.unit,
               config: runtimeRole.config,
               masked: runtimeRole.masked,
+              psp: runtimeRole.psp,
             },
           }
         : {}),

@@ -10,6 +10,10 @@ export {
 } from "./build.js";
 export {
   RUNTIME_GUEST_CONFIG,
+  RUNTIME_PSPS,
+  SEV_GUEST_DEVICE,
+  runtimeGuestConfig,
+  type RuntimePsp,
   RUNTIME_GUEST_DATA_DEVICE,
   RUNTIME_GUEST_PORT,
   RUNTIME_MASKED_UNITS,

@@ -48,6 +48,9 @@ export interface ImageManifest {
     unit: string;
     config: string;
     masked: string[];
+    /** Where the runtime reaches its PSP (runtime-role.ts RuntimePsp); absent in manifests from before the
+     *  field: "virtio-psp" (the local stack's simulated PSP). */
+    psp?: "virtio-psp" | "sev-guest";
   };
   firmware: {
     /** Whether the firmware verifies kernel/initrd/cmdline against the SNP kernel-hashes table. */

@@ -1,8 +1,9 @@
 // The image's "runtime" role: the vHSM runtime's own confidential VM. Same locked Debian tree, kernel and
 // initramfs as the workload image; instead of the enclaivelet the verity root carries
 //   - the runtime artifact (runtime/guest/artifact.ts kind "runtime") at /opt/buckypaper/bk-runtime,
-//   - its config (/etc/buckypaper/runtime.hcl: attested TLS + the derived-key seal over the PSP channel,
-//     SQLite on the data disk) and the unit that starts it,
+//   - its config (/etc/buckypaper/runtime.hcl: attested TLS + the derived-key seal over the PSP channel —
+//     the local stack's virtio-serial PSP, or /dev/sev-guest on SNP hardware — SQLite on the data disk)
+//     and the unit that starts it,
 //   - a script that formats/mounts the data disk at /var/lib/buckypaper (the only persistent writable
 //     state; everything the runtime writes there goes through its barrier),
 // and nothing that lets the host run code in it: cloud-init (the NoCloud seed is the host's to write and
@@ -21,17 +22,44 @@ export const RUNTIME_INSTALL_DIR = "/opt/buckypaper/bk-runtime";
 export const RUNTIME_CONFIG_PATH = "/etc/buckypaper/runtime.hcl";
 
 /**
- * The in-guest runtime's config: attested TLS and the derived-key seal, both over the virtio-serial PSP;
- * SQLite on the data disk. The data disk has no LUKS layer: everything the runtime writes goes through
+ * Where the in-guest runtime talks to its security processor (the runtime image's `--runtime-psp`, recorded
+ * in the manifest's runtime.psp): "virtio-psp" — the local stack's simulated PSP over virtio-serial (real QEMU
+ * guests without SEV-SNP); "sev-guest" — the real SEV-SNP guest device /dev/sev-guest of a guest launched on
+ * SNP hardware (QEMU/KVM hosts, Proxmox VE): SNP_GET_EXT_REPORT for evidence, SNP_GET_DERIVED_KEY for the
+ * sealing key (runtime/guest/evidence/sev-guest.ts, runtime/guest/sealing.ts). The config is in the verity
+ * root, so the choice is part of the measurement: one image per choice.
+ */
+export type RuntimePsp = "virtio-psp" | "sev-guest";
+export const RUNTIME_PSPS: readonly RuntimePsp[] = ["virtio-psp", "sev-guest"];
+/** The guest device the "sev-guest" variant opens (the Linux sev-guest driver's node). */
+export const SEV_GUEST_DEVICE = "/dev/sev-guest";
+
+/**
+ * The in-guest runtime's config: attested TLS and the derived-key seal, both through the PSP channel `psp`
+ * names; SQLite on the data disk. The data disk has no LUKS layer: everything the runtime writes goes through
  * its barrier (AES-GCM), whose unseal key exists on disk only wrapped with the PSP's derived key (and
  * as Shamir shares the operators hold), so a copied disk yields ciphertext. What is not hidden: sizes,
- * path names of the storage keys, write timing — as with Vault's own storage.
+ * path names of the storage keys, write timing — as with Vault's own storage. The listener's certificate
+ * carries no trust (clients pin the key the evidence binds), so its host names need not name the address
+ * the platform gives the guest.
  */
-export const RUNTIME_GUEST_CONFIG = `storage "sqlite" { path = "/var/lib/buckypaper/runtime.db" }
+export function runtimeGuestConfig(psp: RuntimePsp): string {
+  const head = `storage "sqlite" { path = "/var/lib/buckypaper/runtime.db" }
 listener "tcp" { address = "0.0.0.0:${RUNTIME_GUEST_PORT}"  tls_hosts = ["127.0.0.1"] }
-attestation "virtio-psp" {}
+`;
+  if (psp === "virtio-psp")
+    return `${head}attestation "virtio-psp" {}
 seal "snp-derived-key" { transport = "virtio-psp" }
 `;
+  if (psp === "sev-guest")
+    return `${head}attestation "sev-guest" { device = "${SEV_GUEST_DEVICE}" }
+seal "snp-derived-key" { transport = "sev-guest"  device = "${SEV_GUEST_DEVICE}" }
+`;
+  throw new Error(`runtime image: psp is '${String(psp)}'; must be one of ${RUNTIME_PSPS.join(", ")}`);
+}
+
+/** The local stack's runtime config (virtio-serial simulated PSP): what the runtime images built so far carry. */
+export const RUNTIME_GUEST_CONFIG = runtimeGuestConfig("virtio-psp");
 
 export const RUNTIME_DATA_SCRIPT = `#!/bin/sh
 # Formats the data disk on first boot (blank: no filesystem signature) and mounts it for the runtime.
@@ -75,11 +103,15 @@ export const RUNTIME_MASKED_UNITS = [
 ];
 
 /** Writes the runtime's config, unit and data-disk script into a staged tree (the artifact is already in it). */
-export async function writeRuntimeFiles(root: string, artifactSha256: string): Promise<void> {
+export async function writeRuntimeFiles(
+  root: string,
+  artifactSha256: string,
+  psp: RuntimePsp = "virtio-psp",
+): Promise<void> {
   await writeFile(path.join(root, "opt/buckypaper/.runtime-artifact-sha256"), `${artifactSha256}\n`);
   await writeFile(path.join(root, "opt/buckypaper/bk-runtime-data"), RUNTIME_DATA_SCRIPT, { mode: 0o755 });
   await mkdir(path.join(root, path.dirname(RUNTIME_CONFIG_PATH)), { recursive: true });
-  await writeFile(path.join(root, RUNTIME_CONFIG_PATH), RUNTIME_GUEST_CONFIG, { mode: 0o644 });
+  await writeFile(path.join(root, RUNTIME_CONFIG_PATH), runtimeGuestConfig(psp), { mode: 0o644 });
   const units = path.join(root, "etc/systemd/system");
   await mkdir(path.join(units, "multi-user.target.wants"), { recursive: true });
   await writeFile(path.join(units, RUNTIME_UNIT_NAME), RUNTIME_UNIT);
@@ -91,13 +123,14 @@ export async function writeRuntimeFiles(root: string, artifactSha256: string): P
 export async function configureRuntimeGuest(
   root: string,
   artifactSha256: string,
-): Promise<{ unit: string; config: string; masked: string[] }> {
-  await writeRuntimeFiles(root, artifactSha256);
+  psp: RuntimePsp = "virtio-psp",
+): Promise<{ unit: string; config: string; masked: string[]; psp: RuntimePsp }> {
+  await writeRuntimeFiles(root, artifactSha256, psp);
   const units = path.join(root, "etc/systemd/system");
   for (const u of RUNTIME_MASKED_UNITS) {
     await rm(path.join(units, u), { recursive: true, force: true });
     await symlink("/dev/null", path.join(units, u));
   }
   // The enable links Debian's packages made for what is masked above are left: a mask wins over them.
-  return { unit: RUNTIME_UNIT_NAME, config: RUNTIME_CONFIG_PATH, masked: [...RUNTIME_MASKED_UNITS] };
+  return { unit: RUNTIME_UNIT_NAME, config: RUNTIME_CONFIG_PATH, masked: [...RUNTIME_MASKED_UNITS], psp };
 }

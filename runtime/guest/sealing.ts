@@ -7,6 +7,8 @@
 //   struct snp_derived_key_resp { u8 data[64]; }  = MSG_KEY_RSP: status u32, 28 reserved, key[32]
 //   SNP_GET_DERIVED_KEY = _IOWR('S', 0x1, struct snp_guest_request_ioctl) = 0xC0205301
 // stdin: the 32-byte request hex; stdout: JSON {key} hex or {error, errno, fw_error, vmm_error}.
+// `--layout` and `--parse-response` (stdin: a 64-byte MSG_KEY_RSP) let the tests check the structure and the
+// response parsing the ioctl path uses, on machines without /dev/sev-guest.
 import { type CommandRunner, spawnRunner } from "./exec.js";
 import { VIRTIO_PSP_PORT, virtioPspExchange } from "./evidence/virtio-psp.js";
 
@@ -20,13 +22,27 @@ def iowr(t, nr, size):
     return (3 << 30) | (size << 16) | (ord(t) << 8) | nr
 
 SNP_GET_DERIVED_KEY = iowr("S", 0x1, ctypes.sizeof(GuestRequest))
+MSG_VERSION = 1
 
 def out(obj, code):
     sys.stdout.write(json.dumps(obj))
     sys.exit(code)
 
+def parse(raw):
+    # MSG_KEY_RSP: STATUS u32 at 0x00 (0 = success), reserved to 0x1F, DERIVED_KEY[32] at 0x20.
+    status = int.from_bytes(raw[0:4], "little")
+    if status != 0:
+        out({"error": "firmware status 0x%x" % status}, 1)
+    out({"key": raw[32:64].hex()}, 0)
+
 if len(sys.argv) > 1 and sys.argv[1] == "--layout":
-    out({"guest_request": ctypes.sizeof(GuestRequest), "SNP_GET_DERIVED_KEY": SNP_GET_DERIVED_KEY}, 0)
+    out({"guest_request": ctypes.sizeof(GuestRequest), "SNP_GET_DERIVED_KEY": SNP_GET_DERIVED_KEY, "msg_version": MSG_VERSION,
+         "offsets": {f: getattr(GuestRequest, f).offset for f, _ in GuestRequest._fields_}}, 0)
+if len(sys.argv) > 1 and sys.argv[1] == "--parse-response":
+    raw = bytes.fromhex(sys.stdin.read().strip())
+    if len(raw) != 64:
+        out({"error": "response must be 64 bytes"}, 2)
+    parse(raw)
 
 dev = sys.argv[1]
 req_bytes = bytes.fromhex(sys.stdin.read().strip())
@@ -38,16 +54,12 @@ except OSError as e:
     out({"error": "open %s: %s" % (dev, E.errorcode.get(e.errno, str(e.errno))), "errno": e.errno}, 1)
 req = ctypes.create_string_buffer(req_bytes, 32)
 resp = ctypes.create_string_buffer(64)
-g = GuestRequest(msg_version=1, req_data=ctypes.addressof(req), resp_data=ctypes.addressof(resp), exitinfo2=0)
+g = GuestRequest(msg_version=MSG_VERSION, req_data=ctypes.addressof(req), resp_data=ctypes.addressof(resp), exitinfo2=0)
 try:
     fcntl.ioctl(fd, SNP_GET_DERIVED_KEY, g, True)
 except OSError as e:
     out({"error": "SNP_GET_DERIVED_KEY: %s" % E.errorcode.get(e.errno, str(e.errno)), "errno": e.errno, "fw_error": g.exitinfo2 & 0xffffffff, "vmm_error": g.exitinfo2 >> 32}, 1)
-raw = resp.raw
-status = int.from_bytes(raw[0:4], "little")
-if status != 0:
-    out({"error": "firmware status 0x%x" % status}, 1)
-out({"key": raw[32:64].hex()}, 0)
+parse(resp.raw)
 `;
 
 export class DerivedKeyError extends Error {

@@ -73,6 +73,10 @@ function fromManifest(manifestPath: string): RuntimeGuestImage {
   const dir = path.dirname(manifestPath);
   if (manifest.role !== "runtime" || !manifest.runtime)
     throw new Error(`${manifestPath}: not a runtime image (role ${manifest.role ?? "workload"})`);
+  if ((manifest.runtime.psp ?? "virtio-psp") !== "virtio-psp")
+    throw new Error(
+      `${manifestPath}: the runtime reaches its PSP through ${manifest.runtime.psp}, not the local stack's virtio-serial PSP (build with --runtime-psp virtio-psp)`,
+    );
   if (!manifest.files.firmware || !manifest.firmware?.measuredDirectBoot)
     throw new Error(
       `${manifestPath}: the firmware has no SNP kernel-hashes table; the launch digest would not cover the runtime`,

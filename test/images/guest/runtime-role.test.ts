@@ -11,7 +11,10 @@ import {
   RUNTIME_MASKED_UNITS,
   RUNTIME_UNIT_NAME,
   configureRuntimeGuest,
+  runtimeGuestConfig,
 } from "../../../images/guest/runtime-role.js";
+import { parseConfig } from "../../../runtime/server/http/config.js";
+import { autoUnsealFromConfig } from "../../../runtime/server/http/server.js";
 
 let root = "";
 afterAll(async () => {
@@ -47,5 +50,37 @@ describe("the kit image's runtime role", () => {
     }
     // Idempotent (a rebuilt tree from the same base).
     await configureRuntimeGuest(root, "ab".repeat(32));
+  });
+});
+
+describe("the runtime config per PSP channel (runtime.psp)", () => {
+  it("sev-guest: evidence and the derived key from /dev/sev-guest, as the runtime's config parser reads it", async () => {
+    const cfg = parseConfig(runtimeGuestConfig("sev-guest"));
+    expect(cfg.attestation).toEqual({ type: "sev-guest", device: "/dev/sev-guest" });
+    expect(cfg.seal).toMatchObject({ type: "snp-derived-key", device: "/dev/sev-guest" });
+    expect(cfg.seal).not.toHaveProperty("port");
+    expect(autoUnsealFromConfig(cfg)?.type).toBe("snp-derived-key");
+    // Nothing of the simulated channel is left in the hardware variant.
+    expect(runtimeGuestConfig("sev-guest")).not.toMatch(/virtio/);
+    // Same storage and listener as the local variant: only the PSP channel differs.
+    const local = parseConfig(runtimeGuestConfig("virtio-psp"));
+    expect(local.attestation).toMatchObject({ type: "virtio-psp" });
+    expect(local.seal).toMatchObject({ transport: "virtio-psp" });
+    expect(cfg.storage).toEqual(local.storage);
+    expect(cfg.listener.address).toBe(local.listener.address);
+    expect(runtimeGuestConfig("virtio-psp")).toBe(RUNTIME_GUEST_CONFIG);
+    expect(() => runtimeGuestConfig("vsock" as never)).toThrow(/psp is 'vsock'; must be one of virtio-psp, sev-guest/);
+  });
+
+  it("configureRuntimeGuest writes the variant it is asked for", async () => {
+    const r2 = await mkdtemp(path.join(tmpdir(), "bk-runtime-role-snp-"));
+    try {
+      await mkdir(path.join(r2, "opt/buckypaper"), { recursive: true });
+      const r = await configureRuntimeGuest(r2, "cd".repeat(32), "sev-guest");
+      expect(r.psp).toBe("sev-guest");
+      expect(await readFile(path.join(r2, RUNTIME_CONFIG_PATH), "utf8")).toBe(runtimeGuestConfig("sev-guest"));
+    } finally {
+      await rm(r2, { recursive: true, force: true });
+    }
   });
 });

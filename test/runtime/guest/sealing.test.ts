@@ -13,7 +13,12 @@ describe("SNP_GET_DERIVED_KEY helper", () => {
     if (!requireTool("python3", py)) return ctx.skip();
     const r = spawnSync("python3", ["-c", SEV_GUEST_DERIVED_KEY_HELPER, "--layout"], { encoding: "utf8" });
     expect(r.status).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual({ guest_request: 32, SNP_GET_DERIVED_KEY: 0xc0205301 });
+    expect(JSON.parse(r.stdout)).toEqual({
+      guest_request: 32,
+      SNP_GET_DERIVED_KEY: 0xc0205301,
+      msg_version: 1,
+      offsets: { msg_version: 0, req_data: 8, resp_data: 16, exitinfo2: 24 },
+    });
   });
 
   it("a device that does not speak the ioctl is a clear DerivedKeyError (ENOTTY)", async (ctx) => {
