@@ -1,0 +1,79 @@
+// The AttestedRuntime dynamic resource (handlers in provider/attested-runtime-handlers.ts): a vHSM runtime that
+// something else launched in a confidential VM on SEV-SNP hardware — a QEMU/KVM host's systemd unit or a
+// Proxmox VE VM (components/qemu/vhsm-guest.ts, components/proxmox/vhsm-guest.ts) — reached at the address the
+// platform gives it. create waits for its listener, verifies its attested TLS against the measurement the
+// component computed from the image manifest and the exact SNP parameters (and HOST_DATA where the platform
+// sets it) with the AMD VCEK chain, and only then bootstraps it as the other modes do (deployer credential,
+// encrypted recovery shares, root token revoked). Same closure rule as the other providers: kind and path only.
+import { fileURLToPath } from "node:url";
+import * as pulumi from "@pulumi/pulumi";
+import { handlerProvider } from "./dynamic.js";
+import type { DeployerAuthArgs, RuntimeAttestationArgs, RuntimeRootWriteArgs } from "./resources.js";
+
+const provider = handlerProvider(
+  fileURLToPath(new URL("./attested-runtime-handlers.js", import.meta.url)),
+  "attested-runtime",
+);
+
+export interface AttestedRuntimeArgs {
+  /** https://<address the platform gives the runtime>:<port>. */
+  url: pulumi.Input<string>;
+  /** What the runtime must prove: the expected measurement (never empty), HOST_DATA or the explicit
+   *  allowAnyInstance, the roots (AMD's, through KDS). */
+  attestation: pulumi.Input<RuntimeAttestationArgs>;
+  /** What names the launch (the VM's argv / PVE parameters and the image): a change is another runtime. */
+  launch: pulumi.Input<string>;
+  keyShares?: pulumi.Input<number>;
+  keyThreshold?: pulumi.Input<number>;
+  insecureKeepRootTokenInState?: pulumi.Input<boolean>;
+  deployerKeyFile?: pulumi.Input<string>;
+  deployerPublicKey?: pulumi.Input<string>;
+  deployerKeyRotation?: pulumi.Input<string>;
+  recoveryKeys?: pulumi.Input<pulumi.Input<string>[]>;
+  localRecoveryKeyFile?: pulumi.Input<string>;
+  rootWrites?: pulumi.Input<pulumi.Input<RuntimeRootWriteArgs>[]>;
+  /** Seconds to wait for the runtime's listener after the VM was started (default 900). */
+  timeoutSeconds?: pulumi.Input<number>;
+}
+
+export class AttestedRuntime extends pulumi.dynamic.Resource {
+  declare readonly url: pulumi.Output<string>;
+  /** MEASUREMENT the runtime's evidence reported (equal to the expected one, or create failed). */
+  declare readonly measurement: pulumi.Output<string>;
+  /** SHA-256 of the TLS key (SPKI) the evidence binds: what every request is pinned to. */
+  declare readonly tlsKeySha256: pulumi.Output<string>;
+  declare readonly simulated: pulumi.Output<boolean>;
+  declare readonly verifiedBy: pulumi.Output<string>;
+  declare readonly verifiedAt: pulumi.Output<string>;
+  declare readonly checks: pulumi.Output<string[]>;
+  declare readonly deployer: pulumi.Output<DeployerAuthArgs | undefined>;
+  declare readonly recoveryShares: pulumi.Output<string[] | undefined>;
+  /** Only with insecureKeepRootTokenInState. */
+  declare readonly rootToken: pulumi.Output<string | undefined>;
+  declare readonly unsealKeys: pulumi.Output<string[] | undefined>;
+
+  constructor(name: string, args: AttestedRuntimeArgs, opts?: pulumi.CustomResourceOptions) {
+    const outs = Object.fromEntries(
+      [
+        "measurement",
+        "tlsKeySha256",
+        "simulated",
+        "verifiedBy",
+        "verifiedAt",
+        "checks",
+        "deployer",
+        "recoveryShares",
+        "rootToken",
+        "unsealKeys",
+      ].map((k) => [k, undefined]),
+    );
+    super(
+      provider,
+      name,
+      { ...args, ...outs },
+      { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "rootToken", "unsealKeys"] },
+      "buckypaper",
+      "AttestedRuntime",
+    );
+  }
+}
