@@ -33,7 +33,7 @@ export function check(_kind: string, news: Props): { inputs: Props; failures: Ch
   const failures: CheckFailure[] = [];
   const need = (k: string, ok: boolean, what: string) => ok || failures.push({ property: k, reason: `${k} ${what}` });
   if (!isUnknown(inputs.url)) {
-    let ok = false;
+    let ok: boolean;
     try {
       const u = new URL(String(inputs.url));
       ok = u.protocol === "https:" && u.pathname === "/" && !u.search && !!u.port;
@@ -76,7 +76,7 @@ function initInputs(p: Props): AttestedInitInputs & { recoveryShares?: string[];
  */
 export async function waitForListener(url: string, timeoutSeconds: number, pollMs = 3000): Promise<void> {
   const deadline = Date.now() + timeoutSeconds * 1000;
-  let last = "";
+  let last: string;
   for (;;) {
     try {
       const { socket } = await openTls(url, 10_000);
