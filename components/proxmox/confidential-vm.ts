@@ -10,7 +10,9 @@ import { requireSecretMap } from "../common/secrets.js";
 import { sshConnection } from "../common/ssh.js";
 import { shellQuote } from "../../provider/shell.js";
 import { Platform, Tee, type DataVolumeArgs, type SshHostArgs, type VhsmConnectionArgs } from "../common/types.js";
-import { proxmoxVmParams, pveshCreateCommand } from "./settings.js";
+import { proxmoxVmParams } from "./settings.js";
+import { pveVm } from "./host.js";
+import { uploadToHost } from "../qemu/host.js";
 
 export interface ProxmoxConfidentialVmArgs {
   /** Refuse classical-only attestations: the workload's secrets are released only sealed with hybrid
@@ -110,17 +112,8 @@ export class ProxmoxConfidentialVm extends pulumi.ComponentResource {
 
     const bootDir = args.remoteBootDir ?? `/var/lib/buckypaper/boot/${args.vmid}`;
     const uploads: pulumi.Resource[] = [snippet];
-    const remote = (local: string | undefined, file: string) => {
-      if (!local) return undefined;
-      uploads.push(
-        new command.remote.CopyToRemote(
-          `${name}-${file}`,
-          { connection, source: new pulumi.asset.FileAsset(local), remotePath: `${bootDir}/${file}` },
-          { parent: this },
-        ),
-      );
-      return `${bootDir}/${file}`;
-    };
+    const remote = (local: string | undefined, file: string) =>
+      uploadToHost(this, name, connection, bootDir, local, file, uploads);
     const params = proxmoxVmParams({
       vmid: args.vmid,
       name,
@@ -140,20 +133,15 @@ export class ProxmoxConfidentialVm extends pulumi.ComponentResource {
     });
     if (args.dataVolume) params.scsi1 = `${args.storage ?? "local-lvm"}:${args.dataVolume.sizeGb ?? 10}`;
 
-    const vm = new command.remote.Command(
-      `${name}-vm`,
-      {
-        connection,
-        create: `${pveshCreateCommand(args.node, params)} && qm start ${args.vmid}`,
-        delete: `qm stop ${args.vmid} --skiplock 1 || true; qm destroy ${args.vmid} --purge 1 --destroy-unreferenced-disks 1`,
-        triggers: [JSON.stringify(params), guest.workloadId],
-      },
-      {
-        parent: this,
-        dependsOn: [...uploads, guest.workload],
-        replaceOnChanges: ["triggers[*]"],
-        deleteBeforeReplace: true,
-      },
+    const vm = pveVm(
+      this,
+      name,
+      connection,
+      args.node,
+      args.vmid,
+      params,
+      [guest.workloadId],
+      [...uploads, guest.workload],
     );
 
     this.vmid = vm.stdout.apply(() => args.vmid);

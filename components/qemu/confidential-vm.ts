@@ -9,7 +9,8 @@ import { requireSecretMap } from "../common/secrets.js";
 import { sshConnection } from "../common/ssh.js";
 import { shellQuote } from "../../provider/shell.js";
 import { Platform, Tee, type DataVolumeArgs, type SshHostArgs, type VhsmConnectionArgs } from "../common/types.js";
-import { qemuGuestArgv, shellJoin } from "./settings.js";
+import { qemuGuestArgv } from "./settings.js";
+import { noCloudSeed, systemdRunGuest, uploadToHost } from "./host.js";
 
 export interface QemuConfidentialVmArgs {
   /** Refuse classical-only attestations: the workload's secrets are released only sealed with hybrid
@@ -75,29 +76,14 @@ export class QemuConfidentialVm extends pulumi.ComponentResource {
     });
 
     const dir = args.remoteDir ?? `/var/lib/buckypaper/vms/${name}`;
-    const upload = (local: string | undefined, file: string) => {
-      if (!local) return undefined;
-      new command.remote.CopyToRemote(
-        `${name}-${file}`,
-        { connection, source: new pulumi.asset.FileAsset(local), remotePath: `${dir}/${file}` },
-        { parent: this },
-      );
-      return `${dir}/${file}`;
-    };
+    // The VM starts only after its boot files are on the host (the argv names plain paths: no implicit dependency).
+    const uploads: pulumi.Resource[] = [];
+    const upload = (local: string | undefined, file: string) =>
+      uploadToHost(this, name, connection, dir, local, file, uploads);
     const firmwarePath = upload(args.boot.firmware, "firmware.fd")!;
     const kernelPath = upload(args.boot.kernel, "vmlinuz");
     const initrdPath = upload(args.boot.initrd, "initrd.img");
-    const seed = new command.remote.Command(
-      `${name}-seed`,
-      {
-        connection,
-        create: `mkdir -p ${shellQuote(dir)}/seed && cat > ${shellQuote(dir)}/seed/user-data && printf 'instance-id: ${name}\\nlocal-hostname: ${name}\\n' > ${shellQuote(dir)}/seed/meta-data && genisoimage -quiet -output ${shellQuote(dir)}/seed.iso -volid cidata -joliet -rock ${shellQuote(dir)}/seed/user-data ${shellQuote(dir)}/seed/meta-data`,
-        stdin: guest.userData,
-        delete: `rm -rf ${shellQuote(dir)}/seed ${shellQuote(dir)}/seed.iso`,
-        triggers: [guest.userData],
-      },
-      { parent: this },
-    );
+    const seed = noCloudSeed(this, name, connection, dir, guest.userData);
     // The data volume's disk: created once (empty; the enclaivelet formats it as LUKS2 after attestation)
     // and kept when the VM is replaced, so its data survive a re-deploy.
     let dataDisk: command.remote.Command | undefined;
@@ -130,20 +116,14 @@ export class QemuConfidentialVm extends pulumi.ComponentResource {
       dataDiskPath: args.dataVolume ? `${dir}/data.qcow2` : undefined,
     });
     const unit = `bk-${name}`;
-    const vm = new command.remote.Command(
-      `${name}-vm`,
-      {
-        connection,
-        create: `systemd-run --unit=${unit} --collect --property=Restart=no ${shellJoin(argv)}`,
-        delete: `systemctl stop ${unit} || true`,
-        triggers: [shellJoin(argv), guest.workloadId],
-      },
-      {
-        parent: this,
-        dependsOn: [seed, guest.workload, ...(dataDisk ? [dataDisk] : [])],
-        replaceOnChanges: ["triggers[*]"],
-        deleteBeforeReplace: true,
-      },
+    const vm = systemdRunGuest(
+      this,
+      name,
+      connection,
+      unit,
+      argv,
+      [guest.workloadId],
+      [...uploads, seed, guest.workload, ...(dataDisk ? [dataDisk] : [])],
     );
 
     this.unitName = vm.stdout.apply(() => unit);
