@@ -3,8 +3,10 @@
 // workloads with. Modes: `process` (a server process on this machine, for the `local` stack; `local` is
 // its old name), `ssh` (a server process on an on-premises host reached over SSH, with `buckypaper`
 // installed there) and `confidential-vm` (the runtime in an attested guest: platform `local` — a real QEMU
-// guest with the simulated PSP, components/local/vhsm-guest.ts — is deployable; the cloud platforms are
-// refused at preview, naming the field, until their image exists).
+// guest with the simulated PSP, components/local/vhsm-guest.ts —, `qemu` — a QEMU/KVM host with SEV-SNP,
+// components/qemu/vhsm-guest.ts — and `proxmox` — a Proxmox VE node with SEV-SNP,
+// components/proxmox/vhsm-guest.ts — are deployable; the cloud platforms are refused at preview, naming the
+// field, until the runtime's cloud disk image exists).
 //
 // Trust bootstrap (docs/security.md): at init the root token sets up the deployer credential — a JWT
 // auth role bound to an Ed25519 key whose private half stays in a 0600 file under the user's config
@@ -20,8 +22,15 @@ import type { SimulatedAnchor } from "../provider/local-vm.js";
 import { ConfigError, requireOneOf } from "./common/errors.js";
 import { renderRuntimeConfig } from "../runtime/server/http/config-render.js";
 import { userConfigDir } from "../runtime/client/deployer.js";
+import { RUNTIME_GUEST_PORT } from "../images/guest/runtime-role.js";
 import type { RuntimeAttestationArgs, SshTargetArgs } from "../provider/resources.js";
 import { localVhsmGuest } from "./local/vhsm-guest.js";
+import { qemuVhsmGuest } from "./qemu/vhsm-guest.js";
+import { proxmoxVhsmGuest } from "./proxmox/vhsm-guest.js";
+import { hardwareRuntimeImage } from "./common/runtime-image.js";
+import { Tee } from "./common/types.js";
+import { AttestedRuntime, type AttestedRuntimeArgs } from "../provider/attested-runtime.js";
+import { createHash } from "node:crypto";
 
 /** What the deployer established about a runtime in a confidential VM (public; printed by the local stack). */
 export interface VhsmAttestationSummary {
@@ -50,7 +59,7 @@ export enum VhsmMode {
   Local = "local",
   /** A runtime process on a host reached over SSH. */
   Ssh = "ssh",
-  /** The runtime in an attested confidential VM (issue #16): platform `local` today. */
+  /** The runtime in an attested confidential VM (issue #16): platforms `local`, `qemu` and `proxmox` today. */
   ConfidentialVm = "confidential-vm",
 }
 
@@ -67,7 +76,26 @@ export enum VhsmPlatform {
 /** The local stack's platform (VhsmPlatform.Local). */
 export const VHSM_LOCAL_PLATFORM = VhsmPlatform.Local;
 /** Where mode confidential-vm can deploy today. */
-const CVM_PLATFORMS: string[] = [VhsmPlatform.Local];
+const CVM_PLATFORMS: string[] = [VhsmPlatform.Local, VhsmPlatform.Qemu, VhsmPlatform.Proxmox];
+/** The SEV-SNP hardware platforms: the runtime image's sev-guest variant, verified against AMD's roots. */
+const HARDWARE_PLATFORMS: string[] = [VhsmPlatform.Qemu, VhsmPlatform.Proxmox];
+/** Inputs only the hardware platforms take. */
+const HARDWARE_KEYS = [
+  "image",
+  "tee",
+  "cpuModel",
+  "hostData",
+  "allowAnyInstance",
+  "node",
+  "vmid",
+  "storage",
+  "bridge",
+  "macAddress",
+] as const;
+/** Inputs only platform proxmox takes. */
+const PROXMOX_KEYS = ["node", "vmid", "storage", "bridge", "macAddress", "allowAnyInstance"] as const;
+/** Inputs only platform local takes. */
+const LOCAL_KEYS = ["platformDir", "actualFirmware", "trustSimulatedSnp"] as const;
 
 const MODES = [VhsmMode.Process, VhsmMode.Ssh, VhsmMode.ConfidentialVm];
 
@@ -78,34 +106,72 @@ export interface VhsmSshArgs extends SshTargetArgs {}
 export interface VhsmArgs {
   /** Default process. */
   mode?: VhsmMode;
-  /** Mode confidential-vm: the platform the runtime's guest runs on. Deployable: `local`. */
+  /** Mode confidential-vm: the platform the runtime's guest runs on. Deployable: `local`, `qemu`, `proxmox`. */
   platform?: VhsmPlatform;
+  /**
+   * Mode confidential-vm, platforms qemu and proxmox (required): the absolute path of the runtime image's
+   * manifest.json, as `buckypaper image build --role runtime --runtime-psp sev-guest` prints it. Its kernel,
+   * initrd and command line (with the dm-verity root hash) are booted and measured; its root filesystem is
+   * uploaded; on qemu its AmdSev firmware too (unless `firmware` is given).
+   */
+  image?: string;
+  /** Mode confidential-vm, platforms qemu and proxmox: the TEE. Only SEV-SNP (the default) is deployable. */
+  tee?: Tee;
+  /** Mode confidential-vm, platforms qemu and proxmox: the QEMU vCPU model, part of the SNP measurement
+   *  (default EPYC-v4). */
+  cpuModel?: string;
+  /**
+   * Mode confidential-vm, platform qemu: SNP HOST_DATA (64 hex digits) the runtime's VM is launched with
+   * (host-data=, QEMU 9.1+) and every verifier requires. Default: SHA-256 of
+   * "buckypaper-vhsm-instance", project, stack and name. Proxmox cannot set it (see allowAnyInstance).
+   */
+  hostData?: string;
+  /**
+   * Mode confidential-vm, platform proxmox (required there, must be true): PVE's amd-sev option has no
+   * HOST_DATA, so the verifiers cannot tell this instance from another VM launched from the same image; this
+   * says you accept that (the measurement, the policy and the AMD chain are still checked).
+   */
+  allowAnyInstance?: boolean;
+  /** Mode confidential-vm, platform proxmox (required): the PVE node name. */
+  node?: string;
+  /** Mode confidential-vm, platform proxmox (required): the VM id (100 - 999999999). */
+  vmid?: number;
+  /** Mode confidential-vm, platform proxmox: the storage for the runtime's disks (default local-lvm). */
+  storage?: string;
+  /** Mode confidential-vm, platform proxmox: the bridge of the VM's NIC (default vmbr0). */
+  bridge?: string;
+  /** Mode confidential-vm, platform proxmox: the NIC's MAC address (e.g. for a DHCP reservation of publicHost). */
+  macAddress?: string;
   /** Mode confidential-vm, platform local: the simulated platform's directory (a `SimulatedPlatform`'s dir).
    *  Its anchor goes in `trustSimulatedSnp`: the guest's reports are signed by it, and the runtime trusts it
    *  for the workloads' evidence. */
   platformDir?: pulumi.Input<string>;
-  /** Mode confidential-vm, platform local: the guest's firmware (default: the runtime image's AmdSev OVMF,
-   *  whose kernel-hashes table puts kernel, initrd and command line — with the verity root hash — in the digest). */
+  /** Mode confidential-vm: the guest's firmware (default on local and qemu: the runtime image's AmdSev OVMF,
+   *  whose kernel-hashes table puts kernel, initrd and command line — with the verity root hash — in the digest).
+   *  Required on proxmox: a copy of the node's OVMF_SEV_4M.fd (PVE boots its own; the measurement needs its bytes). */
   firmware?: string;
-  /** Mode confidential-vm, platform local: vCPUs (default 1) and memory in MiB (default 1024) of the guest. */
+  /** Mode confidential-vm: vCPUs (default 1) and memory in MiB (default 1024) of the guest. */
   vcpus?: number;
   memoryMb?: number;
-  /** Mode confidential-vm, platform local: GiB of the runtime's data disk (default 1). */
+  /** Mode confidential-vm: GiB of the runtime's data disk (default 1). */
   dataDiskGb?: number;
   /**
    * Mode confidential-vm, platform local: boot the guest with this firmware instead of the one the
    * measurement is computed from — the tamper demonstration: `pulumi up` must refuse the runtime.
    */
   actualFirmware?: string;
-  /** SSH target (mode ssh). */
+  /** SSH target (mode ssh; mode confidential-vm: the QEMU host or the PVE node, as root). */
   ssh?: VhsmSshArgs;
-  /** Absolute directory for config, SQLite storage, log and pid file. Default: <cwd>/.bk/vhsm/<stack> (local), /var/lib/buckypaper/vhsm-<stack> (ssh). */
+  /** Absolute directory for config, SQLite storage, log and pid file. Default: <cwd>/.bk/vhsm/<stack> (local), /var/lib/buckypaper/vhsm-<stack> (ssh).
+   *  Mode confidential-vm on qemu/proxmox: the directory on the host for the boot files and disks (same default as ssh). */
   stateDir?: string;
-  /** Address the server listens on. Default 127.0.0.1 (local), 0.0.0.0 (ssh). */
+  /** Address the server listens on. Default 127.0.0.1 (local), 0.0.0.0 (ssh). Mode confidential-vm on qemu: the
+   *  host address QEMU forwards to the runtime's listener (default 0.0.0.0). */
   listenAddress?: string;
-  /** TCP port. Default 8200. */
+  /** TCP port. Default 8200. On qemu: the host port forwarded to the runtime; on proxmox it is the guest's own (8200). */
   port?: number;
-  /** Host name or IP in the URL that the deployment and the VMs use. Default 127.0.0.1 (local), the SSH host (ssh). */
+  /** Host name or IP in the URL that the deployment and the VMs use. Default 127.0.0.1 (local), the SSH host (ssh,
+   *  and confidential-vm on qemu). Required on proxmox: the address the runtime's VM gets on the bridge. */
   publicHost?: pulumi.Input<string>;
   /** More host names/IP addresses in the listener certificate, e.g. the address the local stack's real
    *  QEMU guests reach the runtime at through their user-mode network (10.0.2.100). */
@@ -194,6 +260,7 @@ export class Vhsm extends pulumi.ComponentResource {
     const component = `Vhsm ${name}`;
     const mode = args.mode === VhsmMode.Local ? VhsmMode.Process : (args.mode ?? VhsmMode.Process);
     requireOneOf(component, "mode", mode, MODES);
+    const given = (k: keyof VhsmArgs) => args[k] !== undefined;
     if (mode === VhsmMode.ConfidentialVm) {
       const platforms: string[] = Object.values(VhsmPlatform);
       if (args.platform === undefined)
@@ -204,33 +271,150 @@ export class Vhsm extends pulumi.ComponentResource {
         throw new ConfigError(
           component,
           "platform",
-          `is '${args.platform}': mode 'confidential-vm' is not yet deployable there (the runtime's guest image for the cloud platforms is not built yet, issue #16)`,
+          `is '${args.platform}': mode 'confidential-vm' is not yet deployable there: the runtime's guest needs a cloud disk image of the kit's runtime role (an AMI, an Azure/GCE image) with the cloud's evidence path, and the kit's cloud-bootable image is not built yet (issue #14); deploy the runtime on a QEMU/KVM or Proxmox VE host with SEV-SNP, or use mode 'ssh'`,
           CVM_PLATFORMS,
         );
-      if (args.ssh) throw new ConfigError(component, "ssh", "is only allowed when mode is 'ssh'");
-      if (args.platformDir === undefined)
-        throw new ConfigError(
-          component,
-          "platformDir",
-          "is required when platform is 'local' (a SimulatedPlatform's dir)",
-        );
-      if (args.trustSimulatedSnp === undefined)
-        throw new ConfigError(
-          component,
-          "trustSimulatedSnp",
-          "is required when platform is 'local' (the SimulatedPlatform's anchor: the runtime guest's reports chain to it)",
-        );
-      for (const k of ["listenAddress", "publicHost", "command", "workers", "tls", "tlsHosts", "auditLog"] as const)
-        if (args[k] !== undefined)
+      for (const k of ["command", "workers", "tls", "tlsHosts", "auditLog"] as const)
+        if (given(k))
           throw new ConfigError(
             component,
             k,
             "is not used in mode 'confidential-vm': the runtime's config is part of its measured guest image",
           );
+      if (args.platform === VhsmPlatform.Local) {
+        if (args.ssh) throw new ConfigError(component, "ssh", "is only allowed when mode is 'ssh'");
+        for (const k of HARDWARE_KEYS)
+          if (given(k))
+            throw new ConfigError(
+              component,
+              k,
+              "is only allowed on the SEV-SNP hardware platforms",
+              HARDWARE_PLATFORMS,
+            );
+        if (args.platformDir === undefined)
+          throw new ConfigError(
+            component,
+            "platformDir",
+            "is required when platform is 'local' (a SimulatedPlatform's dir)",
+          );
+        if (args.trustSimulatedSnp === undefined)
+          throw new ConfigError(
+            component,
+            "trustSimulatedSnp",
+            "is required when platform is 'local' (the SimulatedPlatform's anchor: the runtime guest's reports chain to it)",
+          );
+        for (const k of ["listenAddress", "publicHost"] as const)
+          if (given(k))
+            throw new ConfigError(
+              component,
+              k,
+              "is not used in mode 'confidential-vm': the runtime's config is part of its measured guest image",
+            );
+      } else {
+        const on = `on platform '${args.platform}'`;
+        for (const k of LOCAL_KEYS)
+          if (given(k))
+            throw new ConfigError(
+              component,
+              k,
+              `is only allowed on platform 'local' (the simulated PSP); ${on} the runtime's evidence chains to AMD's roots`,
+            );
+        if (!args.ssh)
+          throw new ConfigError(
+            component,
+            "ssh",
+            `is required ${on}: the ${args.platform === VhsmPlatform.Qemu ? "QEMU/KVM host" : "PVE node"} the runtime's VM is created on (as root)`,
+          );
+        if (args.image === undefined)
+          throw new ConfigError(
+            component,
+            "image",
+            `is required ${on}: the manifest.json of the runtime image (buckypaper image build --role runtime --runtime-psp sev-guest)`,
+          );
+        if (args.tee !== undefined && args.tee !== Tee.SevSnp)
+          throw new ConfigError(
+            component,
+            "tee",
+            `is '${args.tee}': the runtime's guest on ${args.platform} runs on SEV-SNP only — its auto-unseal needs the security processor's derived key (SNP_GET_DERIVED_KEY), which TDX has no equivalent of, and the runtime image has no TDX evidence path`,
+            [Tee.SevSnp],
+          );
+        if (args.platform === VhsmPlatform.Qemu) {
+          for (const k of PROXMOX_KEYS)
+            if (given(k))
+              throw new ConfigError(
+                component,
+                k,
+                k === "allowAnyInstance"
+                  ? "is not needed on platform 'qemu': the runtime's VM is launched with HOST_DATA (hostData) and every verifier requires it"
+                  : "is only allowed on platform 'proxmox'",
+              );
+          if (args.hostData !== undefined && !/^[0-9a-f]{64}$/.test(args.hostData))
+            throw new ConfigError(component, "hostData", "must be 64 lower-case hex digits (32 bytes)");
+        } else {
+          if (args.hostData !== undefined)
+            throw new ConfigError(
+              component,
+              "hostData",
+              "is not settable on platform 'proxmox': PVE's amd-sev option has no host-data (set allowAnyInstance: true to accept that the instance is not pinned)",
+            );
+          if (args.allowAnyInstance !== true)
+            throw new ConfigError(
+              component,
+              "allowAnyInstance",
+              "must be true on platform 'proxmox': PVE cannot launch the VM with HOST_DATA, so no verifier can tell this runtime from another VM of the same image; say that you accept it",
+              ["true"],
+            );
+          if (args.node === undefined) throw new ConfigError(component, "node", `is required ${on}`);
+          if (args.vmid === undefined) throw new ConfigError(component, "vmid", `is required ${on}`);
+          if (args.firmware === undefined)
+            throw new ConfigError(
+              component,
+              "firmware",
+              `is required ${on}: a copy of the node's OVMF_SEV_4M.fd (PVE boots its own firmware; the expected measurement is computed from its bytes)`,
+            );
+          if (args.publicHost === undefined)
+            throw new ConfigError(
+              component,
+              "publicHost",
+              `is required ${on}: the address the runtime's VM gets on the bridge (e.g. a DHCP reservation for macAddress)`,
+            );
+          if (args.listenAddress !== undefined)
+            throw new ConfigError(
+              component,
+              "listenAddress",
+              `is not used ${on}: the VM has its own address on the bridge`,
+            );
+          if (args.port !== undefined && args.port !== RUNTIME_GUEST_PORT)
+            throw new ConfigError(
+              component,
+              "port",
+              `is ${args.port}; ${on} the runtime listens on its own port on the bridge`,
+              [RUNTIME_GUEST_PORT],
+            );
+          if (!Number.isInteger(args.vmid) || args.vmid < 100 || args.vmid > 999_999_999)
+            throw new ConfigError(component, "vmid", `is ${args.vmid}; must be an integer from 100 to 999999999`);
+          if (!/^[a-zA-Z0-9][a-zA-Z0-9.-]*$/.test(args.node))
+            throw new ConfigError(component, "node", `'${args.node}' is not a PVE node name`);
+          if (args.macAddress !== undefined && !/^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$/.test(args.macAddress))
+            throw new ConfigError(
+              component,
+              "macAddress",
+              `'${args.macAddress}' is not a MAC address (aa:bb:cc:dd:ee:ff)`,
+            );
+        }
+      }
     } else {
       if (args.platform !== undefined)
         throw new ConfigError(component, "platform", "is only allowed when mode is 'confidential-vm'");
-      for (const k of ["platformDir", "firmware", "vcpus", "memoryMb", "dataDiskGb", "actualFirmware"] as const)
+      for (const k of [
+        "platformDir",
+        "firmware",
+        "vcpus",
+        "memoryMb",
+        "dataDiskGb",
+        "actualFirmware",
+        ...HARDWARE_KEYS,
+      ] as const)
         if (args[k] !== undefined)
           throw new ConfigError(component, k, "is only allowed when mode is 'confidential-vm'");
     }
@@ -238,6 +422,7 @@ export class Vhsm extends pulumi.ComponentResource {
       throw new ConfigError(`Vhsm ${name}`, "ssh", "is required when mode is 'ssh'");
     if (mode === VhsmMode.Process && args.ssh)
       throw new ConfigError(`Vhsm ${name}`, "ssh", "is only allowed when mode is 'ssh'");
+    const hardware = mode === VhsmMode.ConfidentialVm && HARDWARE_PLATFORMS.includes(args.platform!);
     if (args.ssh && typeof args.ssh.privateKey === "string") {
       throw new ConfigError(
         `Vhsm ${name}`,
@@ -257,7 +442,7 @@ export class Vhsm extends pulumi.ComponentResource {
     const stack = pulumi.getStack();
     const stateDir =
       args.stateDir ??
-      (mode === VhsmMode.Ssh ? `/var/lib/buckypaper/vhsm-${stack}` : path.resolve(".bk", "vhsm", stack));
+      (mode === VhsmMode.Ssh || hardware ? `/var/lib/buckypaper/vhsm-${stack}` : path.resolve(".bk", "vhsm", stack));
     if (!path.isAbsolute(stateDir))
       throw new ConfigError(`Vhsm ${name}`, "stateDir", `is '${stateDir}'; must be an absolute path`);
     if (args.workers !== undefined && !(Number.isInteger(args.workers) && args.workers >= 1 && args.workers <= 64)) {
@@ -318,6 +503,29 @@ export class Vhsm extends pulumi.ComponentResource {
           throw new ConfigError(who, k, `is ${v}; must be an integer ${min}..${max}`);
         return v;
       };
+      if (hardware) {
+        const hw = this.deployHardwareGuest(name, args, {
+          stateDir,
+          port,
+          vcpus: int("vcpus", args.vcpus ?? 1, 1, 64),
+          memoryMb: int("memoryMb", args.memoryMb ?? 1024, 512, 65536),
+          dataDiskGb: int("dataDiskGb", args.dataDiskGb ?? 1, 1, 64),
+          bootstrap,
+        });
+        this.url = hw.url;
+        // No CA to pin: trust comes from the attestation (the listener's certificate is self-signed).
+        this.caFingerprint = pulumi.output("");
+        this.caPem = pulumi.output("");
+        this.rootToken = hw.rootToken;
+        this.deployer = hw.deployer;
+        this.recoveryShares = hw.recoveryShares;
+        this.attestation = hw.attestation;
+        this.measurement = hw.measurement;
+        this.tlsKeySha256 = hw.tlsKeySha256;
+        this.attestationSummary = hw.attestationSummary;
+        this.registerOutputs({ ...hw, caFingerprint: this.caFingerprint, caPem: this.caPem });
+        return;
+      }
       const local = localVhsmGuest(this, {
         who,
         name: `${name}`
@@ -456,5 +664,138 @@ export class Vhsm extends pulumi.ComponentResource {
       deployer: this.deployer,
       recoveryShares: this.recoveryShares,
     });
+  }
+
+  /** Mode confidential-vm on qemu or proxmox: the runtime image's VM on SEV-SNP hardware, verified, bootstrapped. */
+  private deployHardwareGuest(
+    name: string,
+    args: VhsmArgs,
+    o: {
+      stateDir: string;
+      port: number;
+      vcpus: number;
+      memoryMb: number;
+      dataDiskGb: number;
+      bootstrap: Omit<AttestedRuntimeArgs, "url" | "attestation" | "launch">;
+    },
+  ): Pick<
+    Vhsm,
+    | "url"
+    | "rootToken"
+    | "deployer"
+    | "recoveryShares"
+    | "attestation"
+    | "measurement"
+    | "tlsKeySha256"
+    | "attestationSummary"
+  > {
+    const who = `Vhsm ${name}`;
+    const guestName = `${name}`
+      .toLowerCase()
+      .replace(/[^a-z0-9-]/g, "-")
+      .slice(0, 40);
+    const image = hardwareRuntimeImage(who, "image", args.image!);
+    const cpuModel = args.cpuModel ?? "EPYC-v4";
+    if (cpuModel === "host")
+      throw new ConfigError(
+        who,
+        "cpuModel",
+        "'host' makes the SNP measurement depend on the host's CPU; name a model",
+        ["EPYC-v4", "EPYC-Milan", "EPYC-Genoa", "EPYC-Turin"],
+      );
+    let g: {
+      expectedMeasurement: string;
+      url: pulumi.Output<string>;
+      attestation: RuntimeAttestationArgs;
+      launch: string;
+      vm: pulumi.Resource;
+    };
+    let where: string;
+    if (args.platform === VhsmPlatform.Qemu) {
+      // HOST_DATA names this deployment's instance: verifiers refuse the same image launched under other names.
+      const hostData =
+        args.hostData ??
+        createHash("sha256")
+          .update(["buckypaper-vhsm-instance", pulumi.getProject(), pulumi.getStack(), name].join("\0"))
+          .digest("hex");
+      const q = qemuVhsmGuest(this, {
+        who,
+        name: guestName,
+        ssh: args.ssh!,
+        image,
+        ...(args.firmware ? { firmware: args.firmware } : {}),
+        vcpus: o.vcpus,
+        memoryMb: o.memoryMb,
+        cpuModel,
+        dataDiskGb: o.dataDiskGb,
+        port: o.port,
+        listenAddress: args.listenAddress ?? "0.0.0.0",
+        ...(args.publicHost !== undefined ? { publicHost: args.publicHost } : {}),
+        hostData,
+        remoteDir: o.stateDir,
+      });
+      g = q;
+      where = `QEMU/KVM host, unit ${q.unit} (journalctl -u ${q.unit} on the host: the guest's console)`;
+    } else {
+      const p = proxmoxVhsmGuest(this, {
+        who,
+        name: guestName,
+        ssh: args.ssh!,
+        node: args.node!,
+        vmid: args.vmid!,
+        image,
+        firmware: args.firmware!,
+        cores: o.vcpus,
+        memoryMb: o.memoryMb,
+        cpuModel,
+        dataDiskGb: o.dataDiskGb,
+        storage: args.storage ?? "local-lvm",
+        bridge: args.bridge ?? "vmbr0",
+        ...(args.macAddress ? { macAddress: args.macAddress } : {}),
+        publicHost: args.publicHost!,
+        allowSmt: true,
+        remoteBootDir: o.stateDir,
+      });
+      g = p;
+      where = `Proxmox VE node ${args.node}, VM ${args.vmid} (qm terminal ${args.vmid}: the guest's console)`;
+    }
+    pulumi.log.info(
+      `measured the vHSM runtime guest (${args.platform}): the image's firmware/kernel/initrd/cmdline (dm-verity root hash ${image.manifest.verity.rootHash.slice(0, 16)}…), ${o.vcpus} × ${cpuModel} → ${g.expectedMeasurement.slice(0, 16)}…`,
+      this,
+    );
+    const rt = new AttestedRuntime(
+      `${name}-runtime`,
+      { url: g.url, attestation: g.attestation, launch: g.launch, ...o.bootstrap },
+      { parent: this, dependsOn: [g.vm] },
+    );
+    return {
+      url: rt.url,
+      rootToken: pulumi.secret(rt.rootToken) as pulumi.Output<string>,
+      deployer: rt.deployer as pulumi.Output<DeployerAuthArgs>,
+      recoveryShares: rt.recoveryShares as pulumi.Output<string[]>,
+      // Usable once the runtime was verified and bootstrapped (an output of the resource).
+      attestation: rt.measurement.apply(() => g.attestation),
+      measurement: rt.measurement,
+      tlsKeySha256: rt.tlsKeySha256,
+      attestationSummary: pulumi
+        .all([rt.measurement, rt.tlsKeySha256, rt.simulated, rt.verifiedBy, rt.verifiedAt, rt.checks])
+        .apply(([measurement, tlsKeySha256, simulated, verifiedBy, verifiedAt, checks]): VhsmAttestationSummary => ({
+          platform: args.platform!,
+          expectedMeasurement: g.expectedMeasurement,
+          measurement,
+          // On hardware the PSP measured the launch and its report says so: the reported value is the launch's.
+          launchMeasurement: measurement,
+          kernelMeasured: true,
+          tlsKeySha256,
+          simulated,
+          verifiedBy,
+          verifiedAt,
+          checks,
+          pid: 0,
+          accel: "kvm (SEV-SNP)",
+          bootSeconds: 0,
+          consoleLog: where,
+        })),
+    };
   }
 }

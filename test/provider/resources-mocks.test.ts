@@ -226,20 +226,25 @@ describe("Vhsm trust bootstrap and mode (under mocks)", () => {
       /Vhsm bogus: mode is 'kubernetes', which is not supported; allowed: process, ssh, confidential-vm/,
     );
     expect(() => new C.Vhsm("cvm0", { mode: C.VhsmMode.ConfidentialVm })).toThrow(
-      /Vhsm cvm0: platform is required when mode is 'confidential-vm'; allowed: local/,
+      /Vhsm cvm0: platform is required when mode is 'confidential-vm'; allowed: local, qemu, proxmox/,
     );
     expect(() => new C.Vhsm("cvm1", { mode: C.VhsmMode.ConfidentialVm, platform: "ibm" as never })).toThrow(
       /Vhsm cvm1: platform is 'ibm', which is not supported; allowed: local, aws, azure, gcp, proxmox, qemu/,
     );
     // Never a silent fallback: the cloud platforms are refused at preview, naming the field and what is allowed.
-    for (const platform of ["aws", "azure", "gcp", "proxmox", "qemu"] as const)
+    for (const platform of ["aws", "azure", "gcp"] as const)
       expect(
         () => new C.Vhsm(`cvm-${platform}`, { mode: C.VhsmMode.ConfidentialVm, platform: platform as never }),
       ).toThrow(
         new RegExp(
-          `Vhsm cvm-${platform}: platform is '${platform}': mode 'confidential-vm' is not yet deployable there.*allowed: local`,
+          `Vhsm cvm-${platform}: platform is '${platform}': mode 'confidential-vm' is not yet deployable there: .*cloud disk image.*issue #14.*allowed: local, qemu, proxmox`,
         ),
       );
+    // The SEV-SNP hardware platforms are deployable (test/components/vhsm-platforms.test.ts); they need their host.
+    for (const platform of ["proxmox", "qemu"] as const)
+      expect(
+        () => new C.Vhsm(`cvm-${platform}`, { mode: C.VhsmMode.ConfidentialVm, platform: platform as never }),
+      ).toThrow(new RegExp(`Vhsm cvm-${platform}: ssh is required on platform '${platform}'`));
     // Platform local: what it needs, and the process-mode settings that have no meaning for a measured image.
     const anchor = { product: "Milan", ark_sha256: "00".repeat(32), ca_certs: [] };
     const local = { mode: C.VhsmMode.ConfidentialVm, platform: C.VHSM_LOCAL_PLATFORM, stateDir: "/tmp/bk-cvm" };
