@@ -23,13 +23,13 @@ import { ConfigError, requireOneOf } from "./common/errors.js";
 import { renderRuntimeConfig } from "../runtime/server/http/config-render.js";
 import { userConfigDir } from "../runtime/client/deployer.js";
 import { RUNTIME_GUEST_PORT } from "../images/guest/runtime-role.js";
-import type { RuntimeAttestationArgs, SshTargetArgs } from "../provider/resources.js";
+import type { RuntimeAttestationArgs, RuntimeBootstrapArgs, SshTargetArgs } from "../provider/resources.js";
 import { localVhsmGuest } from "./local/vhsm-guest.js";
 import { qemuVhsmGuest } from "./qemu/vhsm-guest.js";
 import { proxmoxVhsmGuest } from "./proxmox/vhsm-guest.js";
 import { hardwareRuntimeImage } from "./common/runtime-image.js";
 import { Tee } from "./common/types.js";
-import { AttestedRuntime, type AttestedRuntimeArgs } from "../provider/attested-runtime.js";
+import { AttestedRuntime } from "../provider/attested-runtime.js";
 import { createHash } from "node:crypto";
 
 /** What the deployer established about a runtime in a confidential VM (public; printed by the local stack). */
@@ -676,7 +676,7 @@ export class Vhsm extends pulumi.ComponentResource {
       vcpus: number;
       memoryMb: number;
       dataDiskGb: number;
-      bootstrap: Omit<AttestedRuntimeArgs, "url" | "attestation" | "launch">;
+      bootstrap: RuntimeBootstrapArgs;
     },
   ): Pick<
     Vhsm,

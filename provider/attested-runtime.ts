@@ -8,14 +8,14 @@
 import { fileURLToPath } from "node:url";
 import * as pulumi from "@pulumi/pulumi";
 import { handlerProvider } from "./dynamic.js";
-import type { DeployerAuthArgs, RuntimeAttestationArgs, RuntimeRootWriteArgs } from "./resources.js";
+import type { DeployerAuthArgs, RuntimeAttestationArgs, RuntimeBootstrapArgs } from "./resources.js";
 
 const provider = handlerProvider(
   fileURLToPath(new URL("./attested-runtime-handlers.js", import.meta.url)),
   "attested-runtime",
 );
 
-export interface AttestedRuntimeArgs {
+export interface AttestedRuntimeArgs extends RuntimeBootstrapArgs {
   /** https://<address the platform gives the runtime>:<port>. */
   url: pulumi.Input<string>;
   /** What the runtime must prove: the expected measurement (never empty), HOST_DATA or the explicit
@@ -23,15 +23,6 @@ export interface AttestedRuntimeArgs {
   attestation: pulumi.Input<RuntimeAttestationArgs>;
   /** What names the launch (the VM's argv / PVE parameters and the image): a change is another runtime. */
   launch: pulumi.Input<string>;
-  keyShares?: pulumi.Input<number>;
-  keyThreshold?: pulumi.Input<number>;
-  insecureKeepRootTokenInState?: pulumi.Input<boolean>;
-  deployerKeyFile?: pulumi.Input<string>;
-  deployerPublicKey?: pulumi.Input<string>;
-  deployerKeyRotation?: pulumi.Input<string>;
-  recoveryKeys?: pulumi.Input<pulumi.Input<string>[]>;
-  localRecoveryKeyFile?: pulumi.Input<string>;
-  rootWrites?: pulumi.Input<pulumi.Input<RuntimeRootWriteArgs>[]>;
   /** Seconds to wait for the runtime's listener after the VM was started (default 900). */
   timeoutSeconds?: pulumi.Input<number>;
 }
