@@ -34,6 +34,7 @@ export type {
   SimulatedAnchor,
   LocalVmArgs,
   QemuGuestArgs,
+  SupervisedGuestArgs,
   RuntimeWriteArgs,
   GeneratedSecretArgs,
 } from "./local-vm.js";

@@ -109,9 +109,11 @@ export class LocalVm extends pulumi.dynamic.Resource {
   }
 }
 
-export interface QemuGuestArgs {
+/** What every supervised QEMU guest is made of: the workload guests (QemuGuest) and the vHSM's own (VhsmGuest). */
+export interface SupervisedGuestArgs {
   /** Guest name (lower-case letters, digits, '-'). */
   name: pulumi.Input<string>;
+  /** The simulated platform ("chip") whose PSP measures the guest and signs its reports. */
   platformDir: pulumi.Input<string>;
   /** Absolute directory of this guest: its disks, guest.json, status.json, progress.log, console.log. */
   stateDir: pulumi.Input<string>;
@@ -119,15 +121,21 @@ export interface QemuGuestArgs {
   argv: pulumi.Input<pulumi.Input<string>[]>;
   /** Root filesystem image the guest's copy-on-write overlay is made on. */
   baseImage: pulumi.Input<string>;
-  /** NoCloud user-data and meta-data (no secret in either). */
-  userData: pulumi.Input<string>;
+  /** NoCloud meta-data (no secret). */
   metaData: pulumi.Input<string>;
   /** GiB of the data disk (the third virtio disk, /dev/vdc). */
   dataDiskGb?: pulumi.Input<number>;
-  /** Host loopback port forwarded to the guest's sshd (must match the argv's hostfwd). */
-  sshPort?: pulumi.Input<number>;
   /** SHA-256 over the boot files' contents: a changed file replaces the guest even under the same path. */
   bootInputsSha256: pulumi.Input<string>;
+  /** Seconds to wait for the guest (default 1500). */
+  timeoutSeconds?: pulumi.Input<number>;
+}
+
+export interface QemuGuestArgs extends SupervisedGuestArgs {
+  /** NoCloud user-data (no secret). */
+  userData: pulumi.Input<string>;
+  /** Host loopback port forwarded to the guest's sshd (must match the argv's hostfwd). */
+  sshPort?: pulumi.Input<number>;
   /** Runtime URL and CA (PEM, public), for the known_hosts line from its SSH CA. */
   runtimeUrl?: pulumi.Input<string>;
   runtimeCaPem?: pulumi.Input<string>;

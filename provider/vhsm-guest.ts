@@ -6,27 +6,18 @@ import { fileURLToPath } from "node:url";
 import * as pulumi from "@pulumi/pulumi";
 import { handlerProvider } from "./dynamic.js";
 import type { DeployerAuthArgs, RuntimeAttestationArgs, RuntimeBootstrapArgs } from "./resources.js";
+import type { SupervisedGuestArgs } from "./local-vm.js";
 
 const provider = handlerProvider(fileURLToPath(new URL("./vhsm-guest-handlers.js", import.meta.url)), "vhsm-guest");
 
-/** The guest, what it must prove, and the same bootstrap inputs as the runtime service process. */
-export interface VhsmGuestArgs extends RuntimeBootstrapArgs {
-  /** Guest name (lower-case letters, digits, '-'). */
-  name: pulumi.Input<string>;
-  /** The simulated platform ("chip") whose PSP measures the guest and signs its reports. */
-  platformDir: pulumi.Input<string>;
-  /** Absolute directory of the guest: disks (the runtime's data disk too), status, console. */
-  stateDir: pulumi.Input<string>;
-  /** The exact QEMU command line; its hostfwd forwards `url`'s loopback port to the runtime's listener. */
-  argv: pulumi.Input<pulumi.Input<string>[]>;
-  /** Root filesystem image with the runtime (copy-on-write overlay per guest). */
-  baseImage: pulumi.Input<string>;
-  metaData: pulumi.Input<string>;
-  /** GiB of the runtime's data disk. */
+/**
+ * The guest (as every supervised guest: baseImage is the runtime image, the data disk the runtime's), what it
+ * must prove, and the same bootstrap inputs as the runtime service process.
+ */
+export interface VhsmGuestArgs extends SupervisedGuestArgs, RuntimeBootstrapArgs {
+  /** GiB of the runtime's data disk (required here). */
   dataDiskGb: pulumi.Input<number>;
-  /** SHA-256 over the boot files' contents: a changed file replaces the runtime. */
-  bootInputsSha256: pulumi.Input<string>;
-  /** https://127.0.0.1:<port> (the hostfwd). */
+  /** https://127.0.0.1:<port>: argv's hostfwd forwards this loopback port to the runtime's listener. */
   url: pulumi.Input<string>;
   /** What the runtime must prove: the measurement computed from `argv`'s boot inputs, the platform's anchor. */
   attestation: pulumi.Input<RuntimeAttestationArgs>;
