@@ -7,26 +7,23 @@
 // shares the recovery key on this machine opens unseal it). delete removes the deployer/recovery key files made
 // for it (the VM and its data disk are the platform component's). State holds no secret (unless the insecure
 // opt-out is set).
-import { rmSync } from "node:fs";
 import { isUnknown, same, type CheckFailure, type Props } from "./handler-support.js";
-import { initAttestedRuntime, reattestRuntime, type AttestedInitInputs } from "./attested-init.js";
-import { rotateDeployerKey } from "./bootstrap.js";
+import { initAttestedRuntime, reattestRuntime } from "./attested-init.js";
+import {
+  BOOTSTRAP_REPLACE_KEYS,
+  checkExpectedMeasurement,
+  checkKeyShares,
+  initInputs,
+  keptFromBootstrap,
+  removeBootstrapKeyFiles,
+  rotateDeployerKeyIfAsked,
+} from "./attested-bootstrap-handlers.js";
 import { defined } from "./service.js";
 import { RuntimeAttestationError, openTls } from "../runtime/client/attested-tls.js";
-import type { DeployerAuth } from "../runtime/client/deployer.js";
 import type { RuntimeAttestation } from "../runtime/client/connection.js";
 
 /** Inputs whose change is another runtime (a new launch, a new bootstrap). */
-const REPLACE_KEYS = [
-  "url",
-  "attestation",
-  "launch",
-  "keyShares",
-  "keyThreshold",
-  "recoveryKeys",
-  "rootWrites",
-  "insecureKeepRootTokenInState",
-];
+const REPLACE_KEYS = ["url", "attestation", "launch", ...BOOTSTRAP_REPLACE_KEYS];
 
 export function check(_kind: string, news: Props): { inputs: Props; failures: CheckFailure[] } {
   const inputs: Props = { timeoutSeconds: 900, keyShares: 1, keyThreshold: 1, ...news };
@@ -42,13 +39,9 @@ export function check(_kind: string, news: Props): { inputs: Props; failures: Ch
     }
     need("url", ok, "must be https://<host>:<port> (attested TLS)");
   }
+  checkExpectedMeasurement(inputs, need);
   if (!isUnknown(inputs.attestation)) {
     const a = inputs.attestation as RuntimeAttestation | undefined;
-    need(
-      "attestation",
-      !!a && Array.isArray(a.snpMeasurements) && a.snpMeasurements.length > 0,
-      "must name the expected measurement (snpMeasurements): no trust on first use",
-    );
     need(
       "attestation",
       !!a && (typeof a.snpHostData === "string" || a.allowAnyInstance === true),
@@ -59,15 +52,8 @@ export function check(_kind: string, news: Props): { inputs: Props; failures: Ch
     need("launch", typeof inputs.launch === "string" && inputs.launch !== "", "is required");
   const t0 = inputs.timeoutSeconds as number;
   need("timeoutSeconds", Number.isInteger(t0) && t0 >= 10, "must be an integer >= 10");
-  const n = inputs.keyShares as number;
-  const t = inputs.keyThreshold as number;
-  need("keyShares", Number.isInteger(n) && n >= 1 && n <= 255, "must be an integer 1..255");
-  need("keyThreshold", Number.isInteger(t) && t >= 1 && t <= n, "must be an integer 1..keyShares");
+  checkKeyShares(inputs, need);
   return { inputs, failures };
-}
-
-function initInputs(p: Props): AttestedInitInputs & { recoveryShares?: string[]; unsealKeys?: string[] } {
-  return p as unknown as AttestedInitInputs & { recoveryShares?: string[]; unsealKeys?: string[] };
 }
 
 /**
@@ -125,12 +111,7 @@ export async function diff(
 }
 
 export async function update(_kind: string, _id: string, olds: Props, news: Props): Promise<{ outs: Props }> {
-  const kept = {
-    deployer: olds.deployer,
-    recoveryShares: olds.recoveryShares,
-    rootToken: olds.rootToken,
-    unsealKeys: olds.unsealKeys,
-  };
+  const kept = keptFromBootstrap(olds);
   let summary;
   try {
     await waitForListener(String(news.url), Number(news.timeoutSeconds));
@@ -140,12 +121,7 @@ export async function update(_kind: string, _id: string, olds: Props, news: Prop
   }
   const { autoUnsealed, ...attested } = summary;
   void autoUnsealed;
-  if (kept.deployer && (olds.deployerKeyRotation ?? "") !== (news.deployerKeyRotation ?? ""))
-    await rotateDeployerKey({
-      url: String(news.url),
-      deployer: kept.deployer as DeployerAuth,
-      attestation: news.attestation as RuntimeAttestation,
-    });
+  await rotateDeployerKeyIfAsked(olds, news, kept);
   return { outs: defined({ ...news, ...attested, ...kept }) };
 }
 
@@ -155,7 +131,5 @@ export async function read(_kind: string, id: string, props: Props): Promise<{ i
 
 export async function remove(_kind: string, _id: string, props: Props): Promise<void> {
   // The runtime and its data go with the VM: so does what unlocked them.
-  if (typeof props.deployerKeyFile === "string" && !props.deployerPublicKey)
-    rmSync(props.deployerKeyFile, { force: true });
-  if (typeof props.localRecoveryKeyFile === "string") rmSync(props.localRecoveryKeyFile, { force: true });
+  removeBootstrapKeyFiles(props);
 }

@@ -12,11 +12,18 @@ import path from "node:path";
 import { readGuestStatus } from "../runtime/sim/qemu/supervise.js";
 import { checkGuestNameAndPaths, guestAlive, guestDiff, startGuest, stopGuest } from "./qemu-guest-handlers.js";
 import { isUnknown, type CheckFailure, type Props } from "./handler-support.js";
-import { initAttestedRuntime, reattestRuntime, type AttestedInitInputs } from "./attested-init.js";
-import { rotateDeployerKey } from "./bootstrap.js";
+import { initAttestedRuntime, reattestRuntime } from "./attested-init.js";
+import {
+  BOOTSTRAP_REPLACE_KEYS,
+  checkExpectedMeasurement,
+  checkKeyShares,
+  initInputs,
+  keptFromBootstrap,
+  removeBootstrapKeyFiles,
+  rotateDeployerKeyIfAsked,
+} from "./attested-bootstrap-handlers.js";
 import { defined } from "./service.js";
 import { RuntimeAttestationError } from "../runtime/client/attested-tls.js";
-import type { DeployerAuth } from "../runtime/client/deployer.js";
 import type { RuntimeAttestation } from "../runtime/client/connection.js";
 
 /** Inputs whose change is another runtime (replace: a new guest, a new data disk, a new bootstrap). */
@@ -30,11 +37,7 @@ const REPLACE_KEYS = [
   "bootInputsSha256",
   "url",
   "attestation",
-  "keyShares",
-  "keyThreshold",
-  "recoveryKeys",
-  "rootWrites",
-  "insecureKeepRootTokenInState",
+  ...BOOTSTRAP_REPLACE_KEYS,
 ];
 
 export function check(_kind: string, news: Props): { inputs: Props; failures: CheckFailure[] } {
@@ -54,25 +57,11 @@ export function check(_kind: string, news: Props): { inputs: Props; failures: Ch
       typeof inputs.url === "string" && /^https:\/\/127\.0\.0\.1:\d+$/.test(inputs.url),
       "must be https://127.0.0.1:<port>",
     );
-  if (!isUnknown(inputs.attestation)) {
-    const a = inputs.attestation as RuntimeAttestation | undefined;
-    need(
-      "attestation",
-      !!a && Array.isArray(a.snpMeasurements) && a.snpMeasurements.length > 0,
-      "must name the expected measurement (snpMeasurements): no trust on first use",
-    );
-  }
+  checkExpectedMeasurement(inputs, need);
   if (inputs.readyPattern != null && !isUnknown(inputs.readyPattern))
     need("readyPattern", typeof inputs.readyPattern === "string", "must be a string");
-  const n = inputs.keyShares as number;
-  const t = inputs.keyThreshold as number;
-  need("keyShares", Number.isInteger(n) && n >= 1 && n <= 255, "must be an integer 1..255");
-  need("keyThreshold", Number.isInteger(t) && t >= 1 && t <= n, "must be an integer 1..keyShares");
+  checkKeyShares(inputs, need);
   return { inputs, failures };
-}
-
-function initInputs(p: Props): AttestedInitInputs & { recoveryShares?: string[]; unsealKeys?: string[] } {
-  return p as unknown as AttestedInitInputs & { recoveryShares?: string[]; unsealKeys?: string[] };
 }
 
 function guestOutputs(stateDir: string): Props {
@@ -130,13 +119,7 @@ export async function diff(
 
 export async function update(_kind: string, _id: string, olds: Props, news: Props): Promise<{ outs: Props }> {
   const stateDir = String(news.stateDir);
-  // Kept from the bootstrap: where the credential is, the encrypted shares (the opt-out's keys).
-  const kept = {
-    deployer: olds.deployer,
-    recoveryShares: olds.recoveryShares,
-    rootToken: olds.rootToken,
-    unsealKeys: olds.unsealKeys,
-  };
+  const kept = keptFromBootstrap(olds);
   if (!guestAlive(olds.pid, String(olds.stateDir))) {
     stopGuest(String(olds.stateDir), [olds.pid, olds.qemuPid]);
     await boot(news);
@@ -153,12 +136,7 @@ export async function update(_kind: string, _id: string, olds: Props, news: Prop
   }
   const { autoUnsealed, ...attested } = summary;
   void autoUnsealed;
-  if (kept.deployer && (olds.deployerKeyRotation ?? "") !== (news.deployerKeyRotation ?? ""))
-    await rotateDeployerKey({
-      url: String(news.url),
-      deployer: kept.deployer as DeployerAuth,
-      attestation: news.attestation as RuntimeAttestation,
-    });
+  await rotateDeployerKeyIfAsked(olds, news, kept);
   return { outs: defined({ ...news, ...guestOutputs(stateDir), ...attested, ...kept }) };
 }
 
@@ -169,7 +147,5 @@ export async function remove(_kind: string, _id: string, props: Props): Promise<
   stopGuest(String(props.stateDir), [props.pid, props.qemuPid]);
   rmSync(String(props.stateDir), { recursive: true, force: true });
   // The runtime and its data are gone: so is what unlocked them.
-  if (typeof props.deployerKeyFile === "string" && !props.deployerPublicKey)
-    rmSync(props.deployerKeyFile, { force: true });
-  if (typeof props.localRecoveryKeyFile === "string") rmSync(props.localRecoveryKeyFile, { force: true });
+  removeBootstrapKeyFiles(props);
 }

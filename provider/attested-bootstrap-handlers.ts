@@ -1,0 +1,72 @@
+// What the handlers of the two runtimes that prove what they run — the local stack's runtime guest (VhsmGuest,
+// provider/vhsm-guest-handlers.ts) and a runtime on SEV-SNP hardware (AttestedRuntime,
+// provider/attested-runtime-handlers.ts) — do alike around their bootstrap (provider/attested-init.ts): which
+// inputs are another bootstrap, the checks of the expectation and the key shares, what an update keeps and
+// re-keys, and which key files go with the runtime. Pulumi-free, like every handler module.
+import { rmSync } from "node:fs";
+import { isUnknown, type Props } from "./handler-support.js";
+import type { AttestedInitInputs } from "./attested-init.js";
+import { rotateDeployerKey } from "./bootstrap.js";
+import type { DeployerAuth } from "../runtime/client/deployer.js";
+import type { RuntimeAttestation } from "../runtime/client/connection.js";
+
+type Need = (k: string, ok: boolean, what: string) => unknown;
+
+/** Inputs whose change is another bootstrap (replace): the key shares, who holds them, the root writes, the opt-out. */
+export const BOOTSTRAP_REPLACE_KEYS = [
+  "keyShares",
+  "keyThreshold",
+  "recoveryKeys",
+  "rootWrites",
+  "insecureKeepRootTokenInState",
+] as const;
+
+/** The expectation names the measurement to verify: no trust on first use. */
+export function checkExpectedMeasurement(inputs: Props, need: Need): void {
+  if (isUnknown(inputs.attestation)) return;
+  const a = inputs.attestation as RuntimeAttestation | undefined;
+  need(
+    "attestation",
+    !!a && Array.isArray(a.snpMeasurements) && a.snpMeasurements.length > 0,
+    "must name the expected measurement (snpMeasurements): no trust on first use",
+  );
+}
+
+/** keyShares 1..255 and keyThreshold 1..keyShares (as Vault's sys/init). */
+export function checkKeyShares(inputs: Props, need: Need): void {
+  const n = inputs.keyShares as number;
+  const t = inputs.keyThreshold as number;
+  need("keyShares", Number.isInteger(n) && n >= 1 && n <= 255, "must be an integer 1..255");
+  need("keyThreshold", Number.isInteger(t) && t >= 1 && t <= n, "must be an integer 1..keyShares");
+}
+
+export function initInputs(p: Props): AttestedInitInputs & { recoveryShares?: string[]; unsealKeys?: string[] } {
+  return p as unknown as AttestedInitInputs & { recoveryShares?: string[]; unsealKeys?: string[] };
+}
+
+/** What an update keeps from the bootstrap: where the credential is, the encrypted shares (the opt-out's keys). */
+export function keptFromBootstrap(olds: Props): Props {
+  return {
+    deployer: olds.deployer,
+    recoveryShares: olds.recoveryShares,
+    rootToken: olds.rootToken,
+    unsealKeys: olds.unsealKeys,
+  };
+}
+
+/** After the runtime was verified again: a changed deployerKeyRotation rotates the deployer key (pinned TLS). */
+export async function rotateDeployerKeyIfAsked(olds: Props, news: Props, kept: Props): Promise<void> {
+  if (kept.deployer && (olds.deployerKeyRotation ?? "") !== (news.deployerKeyRotation ?? ""))
+    await rotateDeployerKey({
+      url: String(news.url),
+      deployer: kept.deployer as DeployerAuth,
+      attestation: news.attestation as RuntimeAttestation,
+    });
+}
+
+/** The runtime and its data are gone: so is what unlocked them (the key files made for it, not the deployer's own). */
+export function removeBootstrapKeyFiles(props: Props): void {
+  if (typeof props.deployerKeyFile === "string" && !props.deployerPublicKey)
+    rmSync(props.deployerKeyFile, { force: true });
+  if (typeof props.localRecoveryKeyFile === "string") rmSync(props.localRecoveryKeyFile, { force: true });
+}
