@@ -89,6 +89,16 @@ RestartSec=2
 WantedBy=multi-user.target
 `;
 
+/**
+ * The sev-guest variant's drop-in for the runtime's unit: the Linux sev-guest driver is a module in Debian's
+ * kernel (CONFIG_SEV_GUEST=m), loaded by udev when the platform device appears; the runtime asks for its sealing
+ * key at start, so it waits (up to 30 s) for /dev/sev-guest instead of racing udev. Without the device (a guest
+ * not launched with SEV-SNP) the runtime still starts — and stays sealed: its derived key cannot be had.
+ */
+export const SEV_GUEST_DROP_IN = `[Service]
+ExecStartPre=/bin/sh -c 'modprobe -q sev-guest || true; i=0; while [ ! -c ${SEV_GUEST_DEVICE} ] && [ $i -lt 30 ]; do sleep 1; i=$((i+1)); done'
+`;
+
 /** Units masked in the runtime image: what would run host-supplied input or open a login. */
 export const RUNTIME_MASKED_UNITS = [
   "cloud-init-local.service",
@@ -115,6 +125,12 @@ export async function writeRuntimeFiles(
   const units = path.join(root, "etc/systemd/system");
   await mkdir(path.join(units, "multi-user.target.wants"), { recursive: true });
   await writeFile(path.join(units, RUNTIME_UNIT_NAME), RUNTIME_UNIT);
+  const dropIn = path.join(units, `${RUNTIME_UNIT_NAME}.d`);
+  await rm(dropIn, { recursive: true, force: true });
+  if (psp === "sev-guest") {
+    await mkdir(dropIn, { recursive: true });
+    await writeFile(path.join(dropIn, "sev-guest.conf"), SEV_GUEST_DROP_IN);
+  }
   await rm(path.join(units, "multi-user.target.wants", RUNTIME_UNIT_NAME), { force: true });
   await symlink(`../${RUNTIME_UNIT_NAME}`, path.join(units, "multi-user.target.wants", RUNTIME_UNIT_NAME));
 }

@@ -79,6 +79,14 @@ describe("the runtime config per PSP channel (runtime.psp)", () => {
       const r = await configureRuntimeGuest(r2, "cd".repeat(32), "sev-guest");
       expect(r.psp).toBe("sev-guest");
       expect(await readFile(path.join(r2, RUNTIME_CONFIG_PATH), "utf8")).toBe(runtimeGuestConfig("sev-guest"));
+      // The runtime waits for the guest device before asking it for the sealing key.
+      const dropIn = path.join(r2, "etc/systemd/system", `${RUNTIME_UNIT_NAME}.d`, "sev-guest.conf");
+      expect(await readFile(dropIn, "utf8")).toMatch(
+        /^ExecStartPre=\/bin\/sh -c 'modprobe -q sev-guest .*\/dev\/sev-guest/m,
+      );
+      // Rebuilt as the local variant from the same tree: no drop-in left behind.
+      await configureRuntimeGuest(r2, "cd".repeat(32), "virtio-psp");
+      await expect(stat(dropIn)).rejects.toThrow(/ENOENT/);
     } finally {
       await rm(r2, { recursive: true, force: true });
     }
