@@ -112,7 +112,13 @@ export function proxmoxVhsmGuest(parent: pulumi.Resource, a: ProxmoxVhsmGuestArg
     ...(a.macAddress ? { macAddress: a.macAddress } : {}),
   });
   const launch = sha256(
-    JSON.stringify([params, a.image.manifest.verity.rootHash, a.image.manifest.files, a.image.manifest.runtime]),
+    JSON.stringify([
+      params,
+      expected,
+      a.image.manifest.verity.rootHash,
+      a.image.manifest.files,
+      a.image.manifest.runtime,
+    ]),
   );
   const vm = pveVm(parent, a.name, connection, a.node, a.vmid, params, [launch], uploads);
   const url = pulumi

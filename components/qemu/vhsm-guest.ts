@@ -53,7 +53,8 @@ export interface QemuVhsmGuest {
   expectedMeasurement: string;
   url: pulumi.Output<string>;
   attestation: RuntimeAttestation;
-  /** What names this launch (argv + image): a change is another runtime. */
+  /** What names this launch (argv, the expected measurement — so the firmware's bytes too —, the image): a change
+   *  is another runtime. */
   launch: string;
   vm: command.remote.Command;
   unit: string;
@@ -107,7 +108,13 @@ export function qemuVhsmGuest(parent: pulumi.Resource, a: QemuVhsmGuestArgs): Qe
   const unit = `bk-vhsm-${a.name}`;
   const q = shellQuote;
   const launch = sha256(
-    JSON.stringify([argv, a.image.manifest.verity.rootHash, a.image.manifest.files, a.image.manifest.runtime]),
+    JSON.stringify([
+      argv,
+      expected,
+      a.image.manifest.verity.rootHash,
+      a.image.manifest.files,
+      a.image.manifest.runtime,
+    ]),
   );
   const vm = systemdRunGuest(parent, a.name, connection, unit, argv, [launch], [...uploads, seed], {
     // A fresh overlay of the verity root and a blank data disk for this launch (the runtime formats it).
