@@ -8,7 +8,8 @@
 import { fileURLToPath } from "node:url";
 import * as pulumi from "@pulumi/pulumi";
 import { handlerProvider } from "./dynamic.js";
-import type { DeployerAuthArgs, RuntimeAttestationArgs, RuntimeBootstrapArgs } from "./resources.js";
+import type { RuntimeAttestationArgs, RuntimeBootstrapArgs } from "./resources.js";
+import { AttestedRuntimeResource } from "./attested-resource.js";
 
 const provider = handlerProvider(
   fileURLToPath(new URL("./attested-runtime-handlers.js", import.meta.url)),
@@ -27,44 +28,8 @@ export interface AttestedRuntimeArgs extends RuntimeBootstrapArgs {
   timeoutSeconds?: pulumi.Input<number>;
 }
 
-export class AttestedRuntime extends pulumi.dynamic.Resource {
-  declare readonly url: pulumi.Output<string>;
-  /** MEASUREMENT the runtime's evidence reported (equal to the expected one, or create failed). */
-  declare readonly measurement: pulumi.Output<string>;
-  /** SHA-256 of the TLS key (SPKI) the evidence binds: what every request is pinned to. */
-  declare readonly tlsKeySha256: pulumi.Output<string>;
-  declare readonly simulated: pulumi.Output<boolean>;
-  declare readonly verifiedBy: pulumi.Output<string>;
-  declare readonly verifiedAt: pulumi.Output<string>;
-  declare readonly checks: pulumi.Output<string[]>;
-  declare readonly deployer: pulumi.Output<DeployerAuthArgs | undefined>;
-  declare readonly recoveryShares: pulumi.Output<string[] | undefined>;
-  /** Only with insecureKeepRootTokenInState. */
-  declare readonly rootToken: pulumi.Output<string | undefined>;
-  declare readonly unsealKeys: pulumi.Output<string[] | undefined>;
-
+export class AttestedRuntime extends AttestedRuntimeResource {
   constructor(name: string, args: AttestedRuntimeArgs, opts?: pulumi.CustomResourceOptions) {
-    const outs = Object.fromEntries(
-      [
-        "measurement",
-        "tlsKeySha256",
-        "simulated",
-        "verifiedBy",
-        "verifiedAt",
-        "checks",
-        "deployer",
-        "recoveryShares",
-        "rootToken",
-        "unsealKeys",
-      ].map((k) => [k, undefined]),
-    );
-    super(
-      provider,
-      name,
-      { ...args, ...outs },
-      { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "rootToken", "unsealKeys"] },
-      "buckypaper",
-      "AttestedRuntime",
-    );
+    super(provider, "AttestedRuntime", name, args, [], opts);
   }
 }

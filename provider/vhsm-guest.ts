@@ -5,7 +5,8 @@
 import { fileURLToPath } from "node:url";
 import * as pulumi from "@pulumi/pulumi";
 import { handlerProvider } from "./dynamic.js";
-import type { DeployerAuthArgs, RuntimeAttestationArgs, RuntimeBootstrapArgs } from "./resources.js";
+import type { RuntimeAttestationArgs, RuntimeBootstrapArgs } from "./resources.js";
+import { AttestedRuntimeResource } from "./attested-resource.js";
 import type { SupervisedGuestArgs } from "./local-vm.js";
 
 const provider = handlerProvider(fileURLToPath(new URL("./vhsm-guest-handlers.js", import.meta.url)), "vhsm-guest");
@@ -25,23 +26,9 @@ export interface VhsmGuestArgs extends SupervisedGuestArgs, RuntimeBootstrapArgs
   timeoutSeconds?: pulumi.Input<number>;
 }
 
-export class VhsmGuest extends pulumi.dynamic.Resource {
-  declare readonly url: pulumi.Output<string>;
-  /** MEASUREMENT the runtime's evidence reported (equal to the expected one, or create failed). */
-  declare readonly measurement: pulumi.Output<string>;
+export class VhsmGuest extends AttestedRuntimeResource {
   /** What the simulated PSP measured from the files QEMU was started with. */
   declare readonly launchMeasurement: pulumi.Output<string>;
-  /** SHA-256 of the TLS key (SPKI) the evidence binds: what every request is pinned to. */
-  declare readonly tlsKeySha256: pulumi.Output<string>;
-  declare readonly simulated: pulumi.Output<boolean>;
-  declare readonly verifiedBy: pulumi.Output<string>;
-  declare readonly verifiedAt: pulumi.Output<string>;
-  declare readonly checks: pulumi.Output<string[]>;
-  declare readonly deployer: pulumi.Output<DeployerAuthArgs | undefined>;
-  declare readonly recoveryShares: pulumi.Output<string[] | undefined>;
-  /** Only with insecureKeepRootTokenInState. */
-  declare readonly rootToken: pulumi.Output<string | undefined>;
-  declare readonly unsealKeys: pulumi.Output<string[] | undefined>;
   declare readonly pid: pulumi.Output<number>;
   declare readonly qemuPid: pulumi.Output<number>;
   declare readonly accel: pulumi.Output<string>;
@@ -51,35 +38,16 @@ export class VhsmGuest extends pulumi.dynamic.Resource {
   declare readonly running: pulumi.Output<boolean>;
 
   constructor(name: string, args: VhsmGuestArgs, opts?: pulumi.CustomResourceOptions) {
-    const outs = Object.fromEntries(
-      [
-        "measurement",
-        "launchMeasurement",
-        "tlsKeySha256",
-        "simulated",
-        "verifiedBy",
-        "verifiedAt",
-        "checks",
-        "deployer",
-        "recoveryShares",
-        "rootToken",
-        "unsealKeys",
-        "pid",
-        "qemuPid",
-        "accel",
-        "kernelMeasured",
-        "bootSeconds",
-        "consoleLog",
-        "running",
-      ].map((k) => [k, undefined]),
-    );
-    super(
-      provider,
-      name,
-      { ...args, ...outs },
-      { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "rootToken", "unsealKeys"] },
-      "buckypaper",
-      "VhsmGuest",
-    );
+    const outputs = [
+      "launchMeasurement",
+      "pid",
+      "qemuPid",
+      "accel",
+      "kernelMeasured",
+      "bootSeconds",
+      "consoleLog",
+      "running",
+    ];
+    super(provider, "VhsmGuest", name, args, outputs, opts);
   }
 }
