@@ -196,3 +196,21 @@ export function certSpkiSha256(cert: X509Certificate | string | Uint8Array): str
   const c = cert instanceof X509Certificate ? cert : new X509Certificate(cert);
   return spkiSha256(c.publicKey.export({ type: "spki", format: "der" })).toString("hex");
 }
+
+const PEER_UNSEAL_DOMAIN = Buffer.from("buckypaper-peer-unseal-v1", "utf8");
+
+/**
+ * REPORT_DATA of a sealed replica asking an unsealed peer for its unseal-key share (sys/peer-unseal/share,
+ * docs/trust-bootstrap.md "Peer unseal"):
+ *   SHA-512( "buckypaper-peer-unseal-v1" ‖ u32be(len nonce) ‖ nonce ‖ SHA-256(key material) )
+ * The nonce is the peer's (single use, short-lived); the key material is hybridBindingMaterial of the requester's
+ * ephemeral P-384 and ML-KEM-768 keys, the keys the share is sealed to. Its own domain, so this evidence never
+ * passes as a workload's (buckypaper-v1/v2) or as a runtime's attested TLS (buckypaper-runtime-tls-v1).
+ */
+export function peerUnsealReportData(nonce: Uint8Array, keyMaterial: Uint8Array): Buffer {
+  if (nonce.length !== 32) throw new Error(`nonce must be 32 bytes, got ${nonce.length}`);
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(nonce.length);
+  const keyDigest = createHash("sha256").update(keyMaterial).digest();
+  return createHash("sha512").update(PEER_UNSEAL_DOMAIN).update(len).update(nonce).update(keyDigest).digest();
+}

@@ -9,6 +9,7 @@ import { RateLimiter, DEFAULT_RATE_LIMITS, type RateLimitRule } from "./rate-lim
 import { canonicalPath } from "../vault/request.js";
 import { jsonDepthExceeds, MAX_JSON_DEPTH } from "./json-depth.js";
 import { registerAttestationRoute, type AttestedListener, type RuntimeEvidenceSource } from "./attested-tls.js";
+import type { PeerUnsealService } from "../peer/serve.js";
 
 export interface AppOptions {
   core: Core;
@@ -21,6 +22,8 @@ export interface AppOptions {
   logRequests?: boolean;
   /** Attested TLS: serve GET /v1/sys/attestation over this listener key from this evidence source. */
   attestation?: { listener: () => AttestedListener; source: RuntimeEvidenceSource };
+  /** Replica set: serve sys/peer-unseal/* (an attested runtime releases its share to attested peers). */
+  peerUnseal?: PeerUnsealService;
 }
 
 const SECURITY_HEADERS = {
@@ -101,6 +104,8 @@ export function buildApp(opts: AppOptions): FastifyInstance {
       ...opts.attestation,
       rateLimited: (ip) => limiter.check("sys/attestation", ip),
     });
+
+  opts.peerUnseal?.register(app, (ip) => limiter.check("sys/peer-unseal", ip));
 
   const handler = async (req: import("fastify").FastifyRequest, reply: import("fastify").FastifyReply) => {
     const url = req.url;

@@ -15,12 +15,14 @@
 //   # attestation "configfs-tsm" { root = "/sys/kernel/config/tsm/report" }
 //   # attestation "virtio-psp"   { port = "/dev/virtio-ports/org.buckypaper.psp.0" }   (local QEMU guests)
 //   # attestation "simulated"    { platform_dir = "/abs/platform" measurement = "<96 hex>" } (tests, local)
+//   peer_unseal { peers = ["https://10.0.0.2:8200"] }  # replica set: attested peers unseal a sealed replica (peer/config.ts)
 import path from "node:path";
 import { availableParallelism } from "node:os";
 import { parseHcl, HclError, type HclBody, type HclValue } from "../vault/hcl.js";
 import { parseDuration } from "../vault/duration.js";
 import { LogicalError } from "../vault/backend.js";
 import { DEFAULT_RATE_LIMITS, type RateLimitRule } from "./rate-limit.js";
+import { parsePeerUnseal, type PeerUnsealStanza } from "../peer/config.js";
 
 export type StorageConfig =
   { type: "sqlite"; path: string } | { type: "postgresql"; connectionUrl: string } | { type: "inmem" };
@@ -52,6 +54,8 @@ export interface RuntimeConfig {
   seal?: SealStanza;
   /** Attested TLS: the listener key is generated in memory and bound into evidence from this source. */
   attestation?: AttestationStanza;
+  /** Replica set: the peers a sealed replica asks for their unseal-key shares (needs `attestation`). */
+  peerUnseal?: PeerUnsealStanza;
 }
 
 /**
@@ -133,12 +137,13 @@ export function parseConfig(text: string, baseDir = process.cwd()): RuntimeConfi
     "cluster_name",
     "log_level",
     "workers",
+    "peer_unseal",
   ]);
   for (const k of Object.keys(body.attrs)) if (!known.has(k)) throw new ConfigError(`config: unknown setting '${k}'`);
   const storages = body.blocks.filter((b) => b.type === "storage");
   const listeners = body.blocks.filter((b) => b.type === "listener");
   for (const b of body.blocks)
-    if (!["storage", "listener", "rate_limit", "seal", "attestation"].includes(b.type))
+    if (!["storage", "listener", "rate_limit", "seal", "attestation", "peer_unseal"].includes(b.type))
       throw new ConfigError(`config: unknown block '${b.type}'`);
   if (storages.length !== 1) throw new ConfigError("storage: exactly one storage block is required");
   if (listeners.length !== 1) throw new ConfigError("listener: exactly one listener block is required");
@@ -238,8 +243,17 @@ export function parseConfig(text: string, baseDir = process.cwd()): RuntimeConfi
     throw new ConfigError(
       "attestation: the attested listener key is generated in memory at start; remove listener.tcp.tls_cert_file/tls_key_file",
     );
+  const peerUnseal = parsePeerUnseal(body, (m) => new ConfigError(m));
+  if (peerUnseal && !attestation)
+    throw new ConfigError(
+      "peer_unseal: needs an attestation stanza (a replica proves to its peers what it runs with its own evidence)",
+    );
   const auditFile = s(body.attrs.audit_file, "audit_file");
   const workers = parseWorkers(body.attrs.workers);
+  if (peerUnseal && workers > 1)
+    throw new ConfigError(
+      "peer_unseal: a replica asks its peers from one process; set workers = 1 (got " + workers + ")",
+    );
   if (workers > 1 && storage.type === "inmem")
     throw new ConfigError(
       `workers: inmem storage lives in one process; use sqlite or postgresql storage with workers = ${workers}`,
@@ -264,6 +278,7 @@ export function parseConfig(text: string, baseDir = process.cwd()): RuntimeConfi
     workers,
     ...(seal ? { seal } : {}),
     ...(attestation ? { attestation } : {}),
+    ...(peerUnseal ? { peerUnseal } : {}),
   };
 }
 

@@ -24,6 +24,10 @@ import {
   type AttestedListener,
   type RuntimeEvidenceSource,
 } from "./attested-tls.js";
+import type { TrustConfig } from "../../attestation/policy.js";
+import { PeerUnsealService } from "../peer/serve.js";
+import { ownReference } from "../peer/reference.js";
+import { unsealFromPeers, type PeerUnsealResult } from "../peer/request.js";
 
 const CA_KEY = "core/runtime-ca";
 
@@ -43,6 +47,11 @@ export interface RunningServer {
   bootstrapCaFile?: string;
   /** Attested TLS: SHA-256 (hex) of the in-memory listener key's SPKI, which /v1/sys/attestation binds. */
   attestedSpkiSha256?: string;
+  /**
+   * Replica set (`peer_unseal`): ask the configured peers for their shares now (one attempt; concurrent callers
+   * share it). Undefined without peer_unseal in the config.
+   */
+  peerUnseal?: () => Promise<PeerUnsealResult>;
   /** Serves the listener certificate now in tls_dir (another worker of this runtime issued it at init). */
   reloadCertificate(): void;
   close(): Promise<void>;
@@ -63,6 +72,21 @@ export interface StartOptions {
   evidenceSource?: RuntimeEvidenceSource;
   /** The attested listener key (all workers of a runtime serve the same one); default: generated here. */
   attestedListener?: AttestedListener;
+  /**
+   * Roots a peer's evidence must chain to (peer unseal, both directions). Default: the vendor roots, with AMD KDS
+   * as `peer_unseal.kds` says. Simulated roots only from tests and the local stack (server ↛ sim).
+   */
+  peerTrust?: TrustConfig;
+  /** Ask the peers at start when sealed (default true; tests call peerUnseal() themselves). */
+  peerUnsealAtStart?: boolean;
+}
+
+/** The vendor roots for peers' evidence: AMD (VCEK chain from the evidence, or KDS) and Intel (PCS collateral). */
+function vendorTrust(kds: "online" | "offline" | "off"): TrustConfig {
+  return {
+    snp: kds === "off" ? {} : { kds: { offline: kds === "offline" } },
+    tdx: { fetchCollateral: kds === "online" },
+  };
 }
 
 /** The config's `seal "snp-derived-key"`: the PSP key for AUTO_UNSEAL_KEY_REQUEST (see derived-key.ts for the binding). */
@@ -216,6 +240,14 @@ export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Pro
       throw e;
     }
   }
+  // Every attested runtime can release its share to an attested peer (if it was initialised with peer_threshold);
+  // only one with `peer_unseal` asks peers for theirs.
+  const peerTrust = o.peerTrust ?? vendorTrust(cfg.peerUnseal?.kds ?? "off");
+  const reference = evidenceSource ? ownReference(evidenceSource) : undefined;
+  const peerService =
+    attested && reference
+      ? new PeerUnsealService({ core, holder: () => attested.spkiSha256, reference, trust: peerTrust })
+      : undefined;
   const app = buildApp({
     core,
     https,
@@ -223,6 +255,7 @@ export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Pro
     rateLimits: cfg.rateLimits,
     logRequests: false,
     ...(attested ? { attestation: { listener: () => attested, source: evidenceSource! } } : {}),
+    ...(peerService ? { peerUnseal: peerService } : {}),
   });
   try {
     await app.listen({ host: l.host, port: l.port });
@@ -240,6 +273,7 @@ export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Pro
     if (!core.sealed) core.tidy().catch((e) => o.logger?.warn(`token tidy failed: ${(e as Error).message}`));
   }, 10 * 60_000);
   tidyTimer.unref();
+  const peerUnseal = peerUnsealLoop(cfg, o, core, evidenceSource, reference, peerTrust);
   return {
     url,
     core,
@@ -252,11 +286,64 @@ export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Pro
         setListenerCertificate(a, { key: readFileSync(files.key, "utf8"), cert: readFileSync(files.cert, "utf8") });
       }
     },
+    ...(peerUnseal ? { peerUnseal: peerUnseal.attempt } : {}),
     close: async () => {
+      peerUnseal?.stop();
       clearInterval(tidyTimer);
       await a.close();
       await core.seal();
       await physical.close();
+    },
+  };
+}
+
+/**
+ * `peer_unseal`: while this replica is sealed after start (no derived key — TDX, another chip, a changed
+ * launch), ask the peers every retry_interval until a quorum's shares open it. An operator's sys/seal later is
+ * not undone: the loop runs only from start until the first unseal, by whatever path.
+ */
+function peerUnsealLoop(
+  cfg: RuntimeConfig,
+  o: StartOptions,
+  core: Core,
+  source: RuntimeEvidenceSource | undefined,
+  reference: (() => Promise<import("../peer/reference.js").ReplicaReference>) | undefined,
+  trust: TrustConfig,
+): { attempt: () => Promise<PeerUnsealResult>; stop: () => void } | undefined {
+  const pu = cfg.peerUnseal;
+  if (!pu || !source || !reference) return undefined;
+  let running: Promise<PeerUnsealResult> | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const attempt = () =>
+    (running ??= unsealFromPeers({
+      core,
+      peers: pu.peers,
+      evidence: source,
+      reference,
+      trust,
+      logger: o.logger,
+    }).finally(() => {
+      running = undefined;
+    }));
+  const loop = async () => {
+    if (stopped || !core.sealed || !(await core.initialized())) return;
+    try {
+      await attempt();
+    } catch (e) {
+      o.logger?.warn(`peer unseal: attempt failed: ${(e as Error).message}`);
+    }
+    if (!stopped && core.sealed) {
+      timer = setTimeout(() => void loop(), pu.retryInterval * 1000);
+      timer.unref();
+    }
+  };
+  if (o.peerUnsealAtStart !== false) void loop();
+  return {
+    attempt,
+    stop: () => {
+      stopped = true;
+      if (timer) clearTimeout(timer);
     },
   };
 }

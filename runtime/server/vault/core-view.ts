@@ -76,6 +76,7 @@ export interface CoreView {
   initialize(
     shares: number,
     threshold: number,
+    o?: { peerThreshold?: number },
   ): Promise<{ keys: string[]; keys_base64: string[]; root_token: string; extra: Record<string, unknown> }>;
   submitUnsealKey(keyText: string): Promise<void>;
   resetUnseal(): Promise<void>;

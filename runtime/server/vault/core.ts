@@ -24,6 +24,7 @@ import { StorageCorruptionError, type Storage } from "../storage/types.js";
 import { AuditBroker, newRequestId, type AuditRequest } from "../audit/broker.js";
 import { FileAuditDevice } from "../audit/file.js";
 import { SystemBackend } from "./sys-backend.js";
+import { checkPeerThreshold, createPeerShares, peerShareFor, type PeerShare } from "./peer-shares.js";
 import { TokenBackend, AUTH_BLOCK } from "./token-backend.js";
 import type { ActiveMount, AuditTableEntry, CoreView, RawRequest, RawResponse, SealStatus } from "./core-view.js";
 import { canonicalPath, canonicalRequest, errorResponse, type CanonicalRequest } from "./request.js";
@@ -40,6 +41,8 @@ export interface SealConfig {
   type: "shamir";
   secret_shares: number;
   secret_threshold: number;
+  /** Shares from this many attested peers unseal a replica (peer-shares.ts); absent: no peer unseal. */
+  peer_threshold?: number;
 }
 
 /** What one worker process tells the others of a multi-worker runtime (see runtime/server/cluster.ts). */
@@ -248,6 +251,11 @@ export class Core implements CoreView {
     return true;
   }
 
+  /** The peer_threshold given at init (plaintext seal config: informational; the shares live in the barrier). */
+  get sealConfigPeerThreshold(): number | undefined {
+    return this.sealConfig?.peer_threshold;
+  }
+
   async initialized(): Promise<boolean> {
     if (!this.sealConfig) await this.start();
     return this.sealConfig !== undefined;
@@ -276,6 +284,7 @@ export class Core implements CoreView {
   async initialize(
     shares: number,
     threshold: number,
+    o: { peerThreshold?: number } = {},
   ): Promise<{ keys: string[]; keys_base64: string[]; root_token: string; extra: Record<string, unknown> }> {
     if (!Number.isInteger(shares) || shares < 1 || shares > 255)
       throw new LogicalError(400, "secret_shares: must be between 1 and 255");
@@ -284,6 +293,7 @@ export class Core implements CoreView {
     if (shares > 1 && threshold < 2)
       throw new LogicalError(400, "secret_threshold: must be at least 2 when there is more than one share");
     if (shares === 1 && threshold !== 1) throw new LogicalError(400, "secret_threshold: must be 1 with a single share");
+    if (o.peerThreshold !== undefined) checkPeerThreshold(o.peerThreshold);
     if (await this.initialized()) throw new LogicalError(400, "Vault is already initialized");
     // The wrapping key first: a provider that refuses (no device, a PSP that gives no key to an unbound
     // launch) must leave the runtime uninitialised and init retryable, not a barrier without its seal config.
@@ -312,7 +322,13 @@ export class Core implements CoreView {
       await this.opts.physical.put(AUTO_UNSEAL_KEY, wrapUnsealKey(wrapping, provider.type, key));
       Buffer.from(wrapping.buffer, wrapping.byteOffset, wrapping.byteLength).fill(0);
     }
-    const config: SealConfig = { type: "shamir", secret_shares: shares, secret_threshold: threshold };
+    if (o.peerThreshold !== undefined) await createPeerShares(this.barrier, key, o.peerThreshold);
+    const config: SealConfig = {
+      type: "shamir",
+      secret_shares: shares,
+      secret_threshold: threshold,
+      ...(o.peerThreshold !== undefined ? { peer_threshold: o.peerThreshold } : {}),
+    };
     await this.opts.physical.put(SEAL_CONFIG_KEY, Buffer.from(JSON.stringify(config)));
     this.sealConfig = config;
     await this.barrier.put("core/token-salt", randomBytes(32));
@@ -394,6 +410,28 @@ export class Core implements CoreView {
     await this.postUnseal();
     await peers?.announce({ kind: "unsealed", key });
     this.logger.info("runtime unsealed");
+  }
+
+  /**
+   * Opens the barrier with an unseal key a caller reassembled itself (peer unseal: k shares from k attested
+   * peers). A key that does not open the keyring throws InvalidUnsealKeyError and leaves the runtime sealed.
+   */
+  async unsealWithKey(key: Buffer, by: string): Promise<void> {
+    if (!this.sealConfig) throw new LogicalError(400, "Vault is not initialized");
+    if (!this.sealed) return;
+    await this.barrier.unseal(key);
+    await this.postUnseal();
+    await this.opts.peers?.announce({ kind: "unsealed", key });
+    this.logger.info(`runtime unsealed by ${by}`);
+  }
+
+  /**
+   * This replica's peer-unseal share (its slot's, claimed on first use; `holder` = its attested TLS key), for a
+   * requester the caller has verified. Undefined when the runtime was initialised without peer_threshold.
+   */
+  async peerShare(holder: string): Promise<PeerShare | undefined> {
+    if (this.sealed) throw new SealedError();
+    return peerShareFor(this.barrier, holder);
   }
 
   async resetUnseal(): Promise<void> {

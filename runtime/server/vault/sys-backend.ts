@@ -57,6 +57,13 @@ const NO_WRAPPING =
 
 const RESERVED_SECRET = ["sys/", "auth/", "cubbyhole/", "identity/"];
 
+/** An integer field of a raw sys/ body (JSON number or numeric string); anything else is the caller's error. */
+function toInt(v: unknown, field = "peer_threshold"): number {
+  const n = typeof v === "string" && /^\d+$/.test(v) ? Number(v) : v;
+  if (typeof n !== "number" || !Number.isInteger(n)) throw new LogicalError(400, `${field}: must be an integer`);
+  return n;
+}
+
 function str(d: Record<string, unknown>, k: string): string | undefined {
   const v = d[k];
   if (v === undefined || v === null) return undefined;
@@ -139,7 +146,8 @@ export class SystemBackend implements LogicalBackend, TableBackend {
           throw new LogicalError(400, "pgp_keys: PGP-encrypted key shares are not supported");
         const n = Number(data.secret_shares ?? 5),
           t = Number(data.secret_threshold ?? 3);
-        const r = await c.initialize(n, t);
+        const peer = data.peer_threshold;
+        const r = await c.initialize(n, t, peer === undefined || peer === null ? {} : { peerThreshold: toInt(peer) });
         return {
           status: 200,
           body: { keys: r.keys, keys_base64: r.keys_base64, root_token: r.root_token, ...r.extra },

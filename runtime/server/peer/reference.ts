@@ -1,0 +1,105 @@
+// The replica set's reference values, taken from the replica's OWN evidence: a replica releases its share to,
+// and accepts shares from, only a replica that runs exactly what it runs. This is the only choice that works
+// inside a measured image: the runtime's config is part of the measurement (the verity root in the runtime
+// guest), so it cannot list the measurement it is part of. "What it runs" is:
+//   SEV-SNP: MEASUREMENT, the guest POLICY (exact), HOST_DATA, VMPL, FAMILY_ID and IMAGE_ID — not CHIP_ID
+//            (a replica moved to another chip must still be a peer) and not the TCB (firmware updates).
+//   TDX:     MRTD, RTMR0..3, TD_ATTRIBUTES, XFAM, MRCONFIGID, MROWNER, MROWNERCONFIG.
+// Trust (vendor roots, or listed simulated ones) comes from configuration; the appraisal's default policy
+// still refuses debug and migration-agent guests and out-of-date TCBs.
+import { randomBytes } from "node:crypto";
+import { parseReport } from "../../attestation/snp/abi.js";
+import { parseQuote } from "../../attestation/tdx/abi.js";
+import type { Policy } from "../../attestation/policy.js";
+import type { Check, Claims } from "../../attestation/types.js";
+import { decodeEvidence } from "../../protocol/evidence.js";
+import type { WireEvidence } from "../../protocol/evidence.js";
+import type { RuntimeEvidenceSource } from "../http/attested-tls.js";
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+
+export interface ReplicaReference {
+  platform: "snp" | "tdx";
+  /** The appraisal policy a peer must meet (requireReportDataBinding set). */
+  policy: Policy;
+  /** Checks the policy language has no field for (the exact SNP guest POLICY). */
+  extraChecks(claims: Claims | undefined): Check[];
+  /** One line for logs and audit: what the set runs. Public values only. */
+  summary: string;
+}
+
+/** The reference values of the replica whose evidence this is (its own, collected at start). */
+export function replicaReference(wire: WireEvidence): ReplicaReference {
+  const e = decodeEvidence(wire, "own evidence");
+  if (e.kind === "snp") {
+    const r = parseReport(e.report);
+    const policyHex = "0x" + r.policy.toString(16);
+    return {
+      platform: "snp",
+      policy: {
+        requireReportDataBinding: true,
+        snp: {
+          measurements: [hex(r.measurement)],
+          hostData: hex(r.hostData),
+          vmpl: r.vmpl,
+          familyId: hex(r.familyId),
+          imageId: hex(r.imageId),
+        },
+      },
+      extraChecks: (claims) => {
+        const got = claims?.extra.policy;
+        const ok = got === policyHex;
+        return [
+          {
+            id: "peer.launch-policy",
+            ok,
+            detail: ok
+              ? `guest POLICY ${policyHex} equals this replica's`
+              : `guest POLICY ${String(got ?? "unavailable")} differs from this replica's ${policyHex}`,
+          },
+        ];
+      },
+      summary: `SEV-SNP measurement ${hex(r.measurement)}, policy ${policyHex}, host data ${hex(r.hostData).slice(0, 16)}…`,
+    };
+  }
+  if (e.kind === "tdx") {
+    const b = parseQuote(e.quote).body;
+    return {
+      platform: "tdx",
+      policy: {
+        requireReportDataBinding: true,
+        tdx: {
+          mrTd: [hex(b.mrTd)],
+          rtmr0: [hex(b.rtmrs[0])],
+          rtmr1: [hex(b.rtmrs[1])],
+          rtmr2: [hex(b.rtmrs[2])],
+          rtmr3: [hex(b.rtmrs[3])],
+          tdAttributes: { mask: "ff".repeat(8), value: hex(b.tdAttributes) },
+          xfam: hex(b.xfam),
+          mrConfigId: hex(b.mrConfigId),
+          mrOwner: hex(b.mrOwner),
+          mrOwnerConfig: hex(b.mrOwnerConfig),
+        },
+      },
+      extraChecks: () => [],
+      summary: `TDX MRTD ${hex(b.mrTd)}, RTMR0..3 ${b.rtmrs.map((x) => hex(x).slice(0, 8) + "…").join(" ")}`,
+    };
+  }
+  throw new Error(`peer unseal: evidence kind '${e.kind}' is not supported (snp, tdx)`);
+}
+
+/**
+ * This replica's reference values, from one report of its own (REPORT_DATA random: the report is read, never
+ * sent), taken once and kept for the life of the process. A failure is retried on the next call.
+ */
+export function ownReference(source: RuntimeEvidenceSource): () => Promise<ReplicaReference> {
+  let p: Promise<ReplicaReference> | undefined;
+  return () =>
+    (p ??= source
+      .collect(randomBytes(64))
+      .then(replicaReference)
+      .catch((e: unknown) => {
+        p = undefined;
+        throw e;
+      }));
+}

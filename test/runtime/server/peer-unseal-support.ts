@@ -1,0 +1,152 @@
+// Replicas of an attested runtime as real servers (fastify over TLS, in this process) on shared storage, with
+// simulated SEV-SNP or TDX evidence, and a hostile client speaking sys/peer-unseal/* by hand.
+import https from "node:https";
+import { generateKeyPairSync } from "node:crypto";
+import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
+import { parseConfig } from "../../../runtime/server/http/config.js";
+import { startServer, type RunningServer } from "../../../runtime/server/http/server.js";
+import type { RuntimeEvidenceSource } from "../../../runtime/server/http/attested-tls.js";
+import type { AutoUnsealProvider, CoreLogger } from "../../../runtime/server/vault/core.js";
+import type { TrustConfig } from "../../../runtime/attestation/policy.js";
+import { hybridBindingMaterial } from "../../../runtime/attestation/binding.js";
+import { hybridOpen } from "../../../runtime/attestation/hybrid-seal.js";
+import type { WireEvidence } from "../../../runtime/protocol/evidence.js";
+import { AUTO_UNSEAL_KEY_REQUEST, encodeKeyRequest } from "../../../runtime/attestation/snp/derived-key.js";
+import type { SnpSimulator } from "../../../runtime/sim/snp.js";
+import type { TdxSimulator } from "../../../runtime/sim/tdx.js";
+
+export const SNP_POLICY = 0x30000n;
+
+/** Evidence from a simulated SEV-SNP chip for a launch of `measurement`. */
+export function snpSource(chip: SnpSimulator, measurement: string): RuntimeEvidenceSource {
+  return {
+    name: `snp-sim:${Buffer.from(chip.chipId).toString("hex").slice(0, 8)}`,
+    async collect(reportData) {
+      const r = await chip.report({ measurement, reportData });
+      return {
+        kind: "snp",
+        report: Buffer.from(r.report).toString("base64"),
+        cert_table: Buffer.from(r.certTable).toString("base64"),
+      };
+    },
+  };
+}
+
+/** The chip's derived key for that launch (MSG_KEY_REQ with the runtime's own request). */
+export function snpDerivedKey(chip: SnpSimulator, measurement: string): AutoUnsealProvider {
+  return {
+    type: "snp-derived-key",
+    deriveKey: async () =>
+      chip.deriveKey(encodeKeyRequest(AUTO_UNSEAL_KEY_REQUEST, chip.product), {
+        measurement: Buffer.from(measurement, "hex"),
+        policy: SNP_POLICY,
+      }),
+  };
+}
+
+/** Quotes from a simulated TDX module for a TD with these MRTD/RTMRs (no derived key exists on TDX). */
+export function tdxSource(tdx: TdxSimulator, mrTd: Buffer, rtmrs: Buffer[]): RuntimeEvidenceSource {
+  return {
+    name: "tdx-sim",
+    async collect(reportData) {
+      return { kind: "tdx", quote: Buffer.from(tdx.quote({ mrTd, rtmrs, reportData })).toString("base64") };
+    },
+  };
+}
+
+export interface Logged extends CoreLogger {
+  lines: string[];
+}
+export function logger(): Logged {
+  const lines: string[] = [];
+  return { lines, info: (m) => lines.push(m), warn: (m) => lines.push(m), error: (m) => lines.push(m) };
+}
+
+/** One replica: its own listener key and evidence, the shared storage stanza, its peers (if it asks any). */
+export async function startReplica(o: {
+  storage: string;
+  source: RuntimeEvidenceSource;
+  trust: TrustConfig;
+  autoUnseal?: AutoUnsealProvider;
+  peers?: string[];
+  log?: Logged;
+}): Promise<RunningServer> {
+  const cfg = parseConfig(`
+    ${o.storage}
+    listener "tcp" { address = "127.0.0.1:0" }
+    attestation "simulated" {}
+    rate_limit "sys/peer-unseal" { per_second = 1000  burst = 1000 }
+    rate_limit "sys/attestation" { per_second = 1000  burst = 1000 }
+    ${o.peers ? `peer_unseal { peers = ${JSON.stringify(o.peers)}  retry_interval = "1h" }` : ""}
+  `);
+  return startServer(cfg, {
+    evidenceSource: o.source,
+    peerTrust: o.trust,
+    peerUnsealAtStart: false,
+    ...(o.autoUnseal ? { autoUnseal: o.autoUnseal } : {}),
+    ...(o.log ? { logger: o.log } : {}),
+  });
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped JSON from the API
+export type Json = any;
+
+/** A request over TLS that judges no certificate (the hostile client's, and the test's own calls). */
+export function call(
+  url: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  token?: string,
+): Promise<{ status: number; body: Json }> {
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const req = https.request(
+      new URL(`/v1/${path}`, url),
+      {
+        method,
+        rejectUnauthorized: false,
+        headers: {
+          ...(data ? { "content-type": "application/json" } : {}),
+          ...(token ? { "x-vault-token": token } : {}),
+        },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (d: Buffer) => chunks.push(d));
+        res.on("end", () => {
+          const t = Buffer.concat(chunks).toString("utf8");
+          let parsed: Json = t;
+          try {
+            parsed = t ? JSON.parse(t) : undefined;
+          } catch {
+            /* raw */
+          }
+          resolve({ status: res.statusCode ?? 0, body: parsed });
+        });
+      },
+    );
+    req.on("error", reject);
+    req.end(data);
+  });
+}
+
+/** A requester's ephemeral keys (what a replica makes per attempt), for the hand-made client. */
+export function requesterKeys() {
+  const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-384" });
+  const mlkem = ml_kem768.keygen();
+  return {
+    privateKey,
+    jwk: publicKey.export({ format: "jwk" }),
+    mlkem,
+    material: hybridBindingMaterial(publicKey.export({ type: "spki", format: "der" }), mlkem.publicKey),
+    body: (nonce: string, evidence: WireEvidence) => ({
+      nonce,
+      evidence,
+      p384_public_key: publicKey.export({ format: "jwk" }),
+      mlkem_public_key: Buffer.from(mlkem.publicKey).toString("base64"),
+    }),
+    open: (sealed: string) =>
+      hybridOpen(sealed, { p384PrivateKey: privateKey, mlkemSecretKey: mlkem.secretKey }) as Promise<Json>,
+  };
+}

@@ -1,0 +1,397 @@
+// A replica set of attested runtimes on one storage (PostgreSQL for SEV-SNP, a SQLite file for TDX): every
+// replica attests on its own key; a sealed replica (TDX: no derived key; SEV-SNP: moved to another chip) is
+// unsealed by k attested peers over real HTTP, and every hostile request is refused by the check it fails.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import pg from "pg";
+import { createSnpSimulator, type SnpSimulator } from "../../../runtime/sim/snp.js";
+import { TdxSimulator } from "../../../runtime/sim/tdx.js";
+import { peerUnsealReportData } from "../../../runtime/attestation/binding.js";
+import type { TrustConfig } from "../../../runtime/attestation/policy.js";
+import { runtimeExpectation, verifyReplicas } from "../../../runtime/client/attested-tls.js";
+import type { RunningServer } from "../../../runtime/server/http/server.js";
+import { NonceStore } from "../../../runtime/server/nitride/nonces.js";
+import { PrefixedStorage } from "../../../runtime/server/storage/prefixed.js";
+import { haveCommand, requireTool } from "../../support/prereq.js";
+import {
+  call,
+  logger,
+  requesterKeys,
+  snpDerivedKey,
+  snpSource,
+  startReplica,
+  tdxSource,
+  type Json,
+  type Logged,
+} from "./peer-unseal-support.js";
+
+const repoRoot = path.resolve(import.meta.dirname, "../../..");
+const M = "ab".repeat(48);
+const OTHER = "cd".repeat(48);
+const SECRET = "peer-unseal-marker-7f3e";
+
+const have = haveCommand("bash", ["-c", "ls /usr/lib/postgresql/*/bin/initdb"]);
+const ok = requireTool("PostgreSQL server (apt-get install postgresql)", have);
+
+let pgDir = "";
+let pgUrl = "";
+let dir = "";
+let chipA: SnpSimulator;
+let chipB: SnpSimulator;
+let tdx: TdxSimulator;
+let trust: TrustConfig;
+const servers: RunningServer[] = [];
+const logs: Logged[] = [];
+let r1: RunningServer, r2: RunningServer, r3: RunningServer;
+let keys: string[] = [];
+let root = "";
+let auditFile = "";
+
+const pgStorage = () => `storage "postgresql" { connection_url = "${pgUrl}" }`;
+async function replica(o: Omit<Parameters<typeof startReplica>[0], "trust" | "log">): Promise<RunningServer> {
+  const log = logger();
+  logs.push(log);
+  const s = await startReplica({ ...o, trust, log });
+  servers.push(s);
+  return s;
+}
+const snp = (chip: SnpSimulator, m = M) => ({ source: snpSource(chip, m), autoUnseal: snpDerivedKey(chip, m) });
+
+/** A hand-made requester: challenge at `peer`, evidence from `source` over (nonce, `bound` keys), keys `sent`. */
+async function ask(
+  peer: RunningServer,
+  source: ReturnType<typeof snpSource>,
+  o: { bound?: ReturnType<typeof requesterKeys>; sent?: ReturnType<typeof requesterKeys>; nonce?: string } = {},
+) {
+  const sent = o.sent ?? requesterKeys();
+  const bound = o.bound ?? sent;
+  let nonce = o.nonce;
+  if (!nonce) {
+    const ch = await call(peer.url, "POST", "sys/peer-unseal/challenge", {});
+    expect(ch.status, JSON.stringify(ch.body)).toBe(200);
+    nonce = ch.body.data.nonce as string;
+  }
+  const evidence = await source.collect(peerUnsealReportData(Buffer.from(nonce, "hex"), bound.material));
+  const body = sent.body(nonce, evidence);
+  const r = await call(peer.url, "POST", "sys/peer-unseal/share", body);
+  return { ...r, body: r.body as Json, request: body, keys: sent };
+}
+
+beforeAll(async () => {
+  if (!ok) return;
+  pgDir = mkdtempSync(path.join(tmpdir(), "bk-pg-peer-"));
+  dir = mkdtempSync(path.join(tmpdir(), "bk-peer-unseal-"));
+  pgUrl = execFileSync(path.join(repoRoot, "scripts/pg-test-server.sh"), ["start", pgDir], { encoding: "utf8" }).trim();
+  chipA = await createSnpSimulator({ rsaBits: 2048 });
+  // Another chip under the same (simulated) AMD hierarchy: same anchor, other CHIP_ID, other derived keys.
+  chipB = await createSnpSimulator({
+    state: { ...(await chipA.exportState()), chipId: "5a".repeat(64), veks: {} },
+  });
+  tdx = await TdxSimulator.create();
+  trust = {
+    snp: { simulated: [chipA.trustAnchor] },
+    tdx: { simulatedRoots: [tdx.rootFingerprint], fetchCollateral: false },
+  };
+  r1 = await replica({ storage: pgStorage(), ...snp(chipA) });
+  const init = await call(r1.url, "PUT", "sys/init", { secret_shares: 3, secret_threshold: 2, peer_threshold: 2 });
+  expect(init.status, JSON.stringify(init.body)).toBe(200);
+  keys = init.body.keys;
+  root = init.body.root_token;
+  for (const k of keys.slice(0, 2)) await call(r1.url, "PUT", "sys/unseal", { key: k });
+  expect(r1.core.sealed).toBe(false);
+  // Same chip, same launch: r2 and r3 unseal themselves with the derived key at start.
+  r2 = await replica({ storage: pgStorage(), ...snp(chipA) });
+  r3 = await replica({ storage: pgStorage(), ...snp(chipA) });
+  expect([r2.core.sealed, r3.core.sealed]).toEqual([false, false]);
+  expect(
+    (await call(r1.url, "POST", "sys/mounts/secret", { type: "kv", options: { version: "2" } }, root)).status,
+  ).toBe(204);
+  expect((await call(r2.url, "POST", "secret/data/app", { data: { password: SECRET } }, root)).status).toBe(200);
+  auditFile = path.join(dir, "audit-r1.log");
+  expect(
+    (await call(r1.url, "PUT", "sys/audit/file", { type: "file", options: { file_path: auditFile } }, root)).status,
+  ).toBe(204);
+}, 180_000);
+
+afterAll(async () => {
+  for (const s of servers) await s.close().catch(() => undefined);
+  if (pgDir) execFileSync(path.join(repoRoot, "scripts/pg-test-server.sh"), ["stop", pgDir]);
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe.runIf(ok)("a replica set of attested runtimes on shared PostgreSQL", () => {
+  it("every replica attests on its own key, and one impostor refuses the set", async () => {
+    const expected = runtimeExpectation({
+      snpMeasurements: [M],
+      simulatedAnchors: [
+        {
+          product: chipA.trustAnchor.product,
+          ark_sha256: chipA.trustAnchor.arkSha256,
+          ca_certs: chipA.trustAnchor.caCerts.map((c) => Buffer.from(c).toString("base64")),
+        },
+      ],
+      kds: "off",
+    });
+    const set = await verifyReplicas([r1.url, r2.url, r3.url], { expected });
+    expect(set.map((v) => v.ok)).toEqual([true, true, true]);
+    expect(new Set(set.map((v) => v.spkiSha256)).size).toBe(3);
+    expect(set.map((v) => v.spkiSha256)).toEqual([r1, r2, r3].map((r) => r.attestedSpkiSha256));
+    const impostor = await replica({ storage: pgStorage(), source: snpSource(chipA, OTHER) });
+    const withImpostor = await verifyReplicas([r1.url, impostor.url, r3.url], { expected });
+    expect(withImpostor.map((v) => v.ok)).toEqual([true, false, true]);
+    expect(withImpostor[1].reason).toMatch(/^policy\.measurement/);
+  });
+});
+
+describe.runIf(ok)("peer unseal: hostile requesters are refused", () => {
+  it("a requester running another measurement is refused by every peer (policy.measurement)", async () => {
+    for (const peer of [r1, r2, r3]) {
+      const r = await ask(peer, snpSource(chipA, OTHER));
+      expect(r.status).toBe(403);
+      expect(r.body.errors[0]).toMatch(/^peer-unseal refused: policy\.measurement: /);
+      expect(JSON.stringify(r.body)).not.toContain("sealed");
+    }
+    // The same requester as a real replica: it refuses to even talk to peers that run something else.
+    const log = logger();
+    logs.push(log);
+    const other = await startReplica({
+      storage: pgStorage(),
+      source: snpSource(chipA, OTHER),
+      trust,
+      peers: [r1.url, r2.url],
+      log,
+    });
+    servers.push(other);
+    const res = await other.peerUnseal!();
+    expect(res.unsealed).toBe(false);
+    expect(res.refusals.map((x) => x.reason)).toEqual([
+      expect.stringMatching(/^peer not verified: policy\.measurement/),
+      expect.stringMatching(/^peer not verified: policy\.measurement/),
+    ]);
+    expect(other.core.sealed).toBe(true);
+  });
+
+  it("a replayed request and stale or foreign nonces are refused (peer.nonce)", async () => {
+    const good = await ask(r1, snpSource(chipB, M));
+    expect(good.status).toBe(200);
+    const replay = await call(r1.url, "POST", "sys/peer-unseal/share", good.request);
+    expect(replay.status).toBe(403);
+    expect(replay.body.errors[0]).toMatch(/^peer-unseal refused: peer\.nonce: .*already used \(replayed request\)/);
+    // A nonce r1 issued, spent at r2 (shared storage, but not r2's challenge).
+    const ch = await call(r1.url, "POST", "sys/peer-unseal/challenge", {});
+    const foreign = await ask(r2, snpSource(chipB, M), { nonce: ch.body.data.nonce });
+    expect(foreign.status).toBe(403);
+    expect(foreign.body.errors[0]).toMatch(/peer\.nonce: the nonce was issued by another replica/);
+    // A stale nonce: issued by r1 with a lifetime that is already over.
+    const stale = await new NonceStore().issue(
+      new PrefixedStorage(r1.core.barrier, "core/peer-unseal/"),
+      r1.attestedSpkiSha256!,
+      -5,
+    );
+    const late = await ask(r1, snpSource(chipB, M), { nonce: stale.nonce.toString("hex") });
+    expect(late.status).toBe(403);
+    expect(late.body.errors[0]).toMatch(/peer\.nonce: the nonce has expired \(stale request\)/);
+  });
+
+  it("evidence whose REPORT_DATA binds another key is refused (peer.key-binding)", async () => {
+    const r = await ask(r2, snpSource(chipB, M), { bound: requesterKeys(), sent: requesterKeys() });
+    expect(r.status).toBe(403);
+    expect(r.body.errors[0]).toMatch(/^peer-unseal refused: peer\.key-binding: /);
+  });
+
+  it("a client without acceptable evidence gets no share: wrong method, missing fields, untrusted roots", async () => {
+    expect((await call(r1.url, "GET", "sys/peer-unseal/share")).status).toBe(405);
+    const empty = await call(r1.url, "POST", "sys/peer-unseal/share", {});
+    expect(empty.status).toBe(400);
+    expect(empty.body.errors[0]).toBe("nonce: missing");
+    const ch = await call(r1.url, "POST", "sys/peer-unseal/challenge", {});
+    const noEvidence = await call(r1.url, "POST", "sys/peer-unseal/share", {
+      nonce: ch.body.data.nonce,
+      p384_public_key: requesterKeys().jwk,
+      mlkem_public_key: "AAAA",
+    });
+    expect(noEvidence.status).toBe(400);
+    expect(noEvidence.body.errors[0]).toBe("evidence: missing");
+    // Genuine-looking evidence of the right measurement from a platform nobody trusts.
+    const rogue = await createSnpSimulator({ rsaBits: 2048 });
+    const r = await ask(r3, snpSource(rogue, M));
+    expect(r.status).toBe(403);
+    expect(r.body.errors[0]).toMatch(/^peer-unseal refused: snp\./);
+    // A root token is no credential here, and the shares are reachable through no API path.
+    const withToken = await call(r1.url, "GET", "sys/raw/core/peer-unseal/shares", undefined, root);
+    expect(withToken.status).toBeGreaterThanOrEqual(400);
+    expect(JSON.stringify(withToken.body)).not.toMatch(/shares":\[/);
+  });
+
+  it("a peer that is itself sealed refuses (peer.unsealed)", async () => {
+    expect((await call(r3.url, "PUT", "sys/seal", {}, root)).status).toBe(204);
+    const ch = await call(r3.url, "POST", "sys/peer-unseal/challenge", {});
+    expect(ch.status).toBe(503);
+    expect(ch.body.errors[0]).toMatch(/^peer-unseal refused: peer\.unsealed: /);
+    const share = await call(r3.url, "POST", "sys/peer-unseal/share", { nonce: "00".repeat(32) });
+    expect(share.status).toBe(503);
+    for (const k of keys.slice(1, 3)) await call(r3.url, "PUT", "sys/unseal", { key: k });
+    expect(r3.core.sealed).toBe(false);
+  });
+
+  it("k-1 attested peers leave a replica sealed, however often one of them is asked", async () => {
+    const log = logger();
+    logs.push(log);
+    const lonely = await startReplica({
+      storage: pgStorage(),
+      ...snp(chipB),
+      trust,
+      peers: [r1.url, r1.url],
+      log,
+    });
+    servers.push(lonely);
+    expect(lonely.core.sealed).toBe(true);
+    const res = await lonely.peerUnseal!();
+    expect(res).toMatchObject({ unsealed: false, shares: 1, threshold: 2 });
+    expect(res.refusals[0].reason).toMatch(/already have it \(not a distinct peer\)/);
+    expect(lonely.core.sealed).toBe(true);
+  });
+});
+
+describe.runIf(ok)("peer unseal: a replica moved to another chip", () => {
+  it("cannot unseal itself with the derived key, and is unsealed by two attested peers", async () => {
+    const log = logger();
+    logs.push(log);
+    const moved = await startReplica({
+      storage: pgStorage(),
+      ...snp(chipB),
+      trust,
+      peers: [r1.url, r2.url, r3.url],
+      log,
+    });
+    servers.push(moved);
+    expect(moved.core.sealed).toBe(true);
+    expect(log.lines.join("\n")).toMatch(/derived key does not open the sealed unseal key/);
+    const res = await moved.peerUnseal!();
+    expect(res).toMatchObject({ unsealed: true, shares: 2, threshold: 2, refusals: [] });
+    expect(moved.core.sealed).toBe(false);
+    const read = await call(moved.url, "GET", "secret/data/app", undefined, root);
+    expect(read.body.data.data.password).toBe(SECRET);
+    // Two distinct shares from two distinct peers (the third was not needed).
+    expect(log.lines.filter((l) => /^peer unseal: share \d+ from /.test(l))).toHaveLength(2);
+  });
+
+  it("the audit log records each release with what was checked, never the share", async () => {
+    const records = readFileSync(auditFile, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Json);
+    const released = records.filter((r) => r.type === "response" && r.auth?.metadata?.peer_unseal === "released");
+    expect(released.length).toBeGreaterThanOrEqual(2); // the replay test's request and the moved replica's
+    for (const r of released) {
+      expect(r.request.path).toBe("sys/peer-unseal/share");
+      expect(r.auth.metadata).toMatchObject({ requester_measurement: M, requester_platform: "snp", simulated: "true" });
+      expect(r.auth.metadata.share_index).toMatch(/^\d+$/);
+      expect(r.auth.metadata.requester_key_sha256).toMatch(/^[0-9a-f]{64}$/);
+    }
+    const refused = records.filter((r) => r.type === "response" && r.auth?.metadata?.peer_unseal === "refused");
+    expect(refused.map((r) => r.auth.metadata.refused_check)).toEqual(
+      expect.arrayContaining(["policy.measurement", "peer.nonce"]),
+    );
+    // No share, in any encoding, in the audit log, the replicas' logs or the database.
+    const stored = JSON.parse((await r1.core.barrier.get("core/peer-unseal/shares"))!.toString("utf8")) as {
+      shares: string[];
+    };
+    const forms = stored.shares.flatMap((b) => [b, Buffer.from(b, "base64").toString("hex")]);
+    const client = new pg.Client({ connectionString: pgUrl });
+    await client.connect();
+    const dump = (await client.query("SELECT key, encode(value, 'escape') AS v FROM bk_kv")).rows
+      .map((x) => `${x.key} ${x.v}`)
+      .join("\n");
+    await client.end();
+    const audit = readFileSync(auditFile, "utf8");
+    const logText = logs.map((l) => l.lines.join("\n")).join("\n");
+    for (const f of [...forms, SECRET]) {
+      expect(audit.includes(f)).toBe(false);
+      expect(dump.includes(f)).toBe(false);
+      expect(logText.includes(f)).toBe(false);
+    }
+  });
+});
+
+describe.runIf(ok)("peer unseal on TDX (no derived key exists) over a shared SQLite file", () => {
+  const MRTD = Buffer.alloc(48, 0x71);
+  const RTMRS = [0x10, 0x11, 0x12, 0x13].map((b) => Buffer.alloc(48, b));
+
+  it("a restarted TDX replica is unsealed by k attested peers; another RTMR2 is refused by each", async () => {
+    const storage = `storage "sqlite" { path = "${path.join(dir, "tdx.db")}" }`;
+    const td = () => ({ storage, source: tdxSource(tdx, MRTD, RTMRS) });
+    const t1 = await replica(td());
+    const init = await call(t1.url, "PUT", "sys/init", { secret_shares: 1, secret_threshold: 1, peer_threshold: 2 });
+    expect(init.status).toBe(200);
+    const key = init.body.keys[0] as string;
+    await call(t1.url, "PUT", "sys/unseal", { key });
+    const t2 = await replica(td());
+    await call(t2.url, "PUT", "sys/unseal", { key });
+    expect([t1.core.sealed, t2.core.sealed]).toEqual([false, false]);
+    // Another kernel command line → another RTMR2: refused by every peer, by name.
+    const tampered = tdxSource(tdx, MRTD, [RTMRS[0], RTMRS[1], Buffer.alloc(48, 0xee), RTMRS[3]]);
+    for (const peer of [t1, t2]) {
+      const r = await ask(peer, tampered as ReturnType<typeof snpSource>);
+      expect(r.status).toBe(403);
+      expect(r.body.errors[0]).toMatch(/^peer-unseal refused: policy\.rtmr2: /);
+    }
+    // A restarted replica: no seal stanza can help it on TDX; its peers can.
+    const t3 = await replica({ ...td(), peers: [t1.url, t2.url] });
+    expect(t3.core.sealed).toBe(true);
+    const onlyOne = await replica({ ...td(), peers: [t2.url] });
+    expect(await onlyOne.peerUnseal!()).toMatchObject({ unsealed: false, shares: 1, threshold: 2 });
+    const res = await t3.peerUnseal!();
+    expect(res).toMatchObject({ unsealed: true, shares: 2, threshold: 2 });
+    expect(t3.core.sealed).toBe(false);
+    expect(onlyOne.core.sealed).toBe(true);
+  });
+});
+
+describe("the peer_unseal stanza and sys/init's peer_threshold", () => {
+  const base = 'storage "inmem" {}\nlistener "tcp" { address = "127.0.0.1:0" }\n';
+  it("parses peers and defaults, and names every bad field", async () => {
+    const { parseConfig } = await import("../../../runtime/server/http/config.js");
+    const c = parseConfig(base + 'attestation "sev-guest" {}\npeer_unseal { peers = ["https://10.0.0.2:8200"] }');
+    expect(c.peerUnseal).toEqual({ peers: ["https://10.0.0.2:8200"], retryInterval: 30, kds: "off" });
+    const bad: Array<[string, RegExp]> = [
+      ['peer_unseal { peers = ["https://a:1"] }', /peer_unseal: needs an attestation stanza/],
+      ['attestation "sev-guest" {}\npeer_unseal { peers = [] }', /peer_unseal\.peers: must be a non-empty list/],
+      [
+        'attestation "sev-guest" {}\npeer_unseal { peers = ["http://a:1"] }',
+        /peer_unseal\.peers\[0\]: must be an https/,
+      ],
+      [
+        'attestation "sev-guest" {}\npeer_unseal { peers = ["https://a:1"]  k = 2 }',
+        /peer_unseal: unknown setting 'k'/,
+      ],
+      ['attestation "sev-guest" {}\npeer_unseal { peers = ["https://a:1"]  kds = "yes" }', /peer_unseal\.kds: must be/],
+    ];
+    const noAttestation = 'storage "inmem" {}\nlistener "tcp" { address = "127.0.0.1:0"  tls_dir = "/tmp/x" }\n';
+    for (const [text, re] of bad)
+      expect(() => parseConfig((text.startsWith("attestation") ? base : noAttestation) + text), text).toThrow(re);
+  });
+
+  it("sys/init refuses a bad peer_threshold by name and stays uninitialised", async () => {
+    const { Core } = await import("../../../runtime/server/vault/core.js");
+    const { MemoryStorage } = await import("../../../runtime/server/storage/memory.js");
+    const core = new Core({ physical: new MemoryStorage() });
+    await core.start();
+    for (const k of [0, 256, "two", 1.5]) {
+      const r = await core.handle({
+        method: "PUT",
+        path: "sys/init",
+        query: {},
+        body: { secret_shares: 1, secret_threshold: 1, peer_threshold: k },
+        headers: {},
+        clientIp: "127.0.0.1",
+      });
+      expect(r.status, String(k)).toBe(400);
+      expect((r.body as Json).errors[0]).toMatch(/^peer_threshold: must be an integer/);
+    }
+    expect(await core.initialized()).toBe(false);
+  });
+});
