@@ -105,7 +105,7 @@ export function buildApp(opts: AppOptions): FastifyInstance {
       rateLimited: (ip) => limiter.check("sys/attestation", ip),
     });
 
-  opts.peerUnseal?.register(app, (ip) => limiter.check("sys/peer-unseal", ip));
+  opts.peerUnseal?.register(app, (path, ip) => limiter.check(path, ip));
 
   const handler = async (req: import("fastify").FastifyRequest, reply: import("fastify").FastifyReply) => {
     const url = req.url;

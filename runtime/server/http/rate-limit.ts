@@ -16,6 +16,8 @@ export const DEFAULT_RATE_LIMITS: RateLimitRule[] = [
   { path: "auth/*/login/*", perSecond: 20, burst: 100 },
   // Each answer costs a security-processor request: fewer than the Nitride routes.
   { path: "sys/attestation", perSecond: 5, burst: 20 },
+  // Unauthenticated; every challenge is a storage write and every share request an appraisal.
+  { path: "sys/peer-unseal/*", perSecond: 5, burst: 20 },
 ];
 
 interface Bucket {

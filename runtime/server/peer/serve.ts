@@ -215,7 +215,7 @@ export class PeerUnsealService {
   }
 
   /** Serves the two paths on the app, before the core's catch-all (they answer without a token). */
-  register(app: FastifyInstance, rateLimited: (ip: string) => number): void {
+  register(app: FastifyInstance, rateLimited: (path: string, ip: string) => number): void {
     const send = (reply: FastifyReply, status: number, body: unknown, extra = {}) =>
       reply
         .code(status)
@@ -227,11 +227,11 @@ export class PeerUnsealService {
       url: "/v1/sys/peer-unseal/:op",
       exposeHeadRoute: false,
       handler: async (req, reply) => {
-        const wait = rateLimited(req.ip);
+        const op = (req.params as { op: string }).op;
+        const wait = rateLimited(`sys/peer-unseal/${op}`, req.ip);
         if (wait > 0) return send(reply, 429, { errors: ["rate limit exceeded"] }, { "retry-after": String(wait) });
         if (req.method !== "POST" && req.method !== "PUT")
           return send(reply, 405, { errors: ["sys/peer-unseal: only POST"] }, { allow: "POST" });
-        const op = (req.params as { op: string }).op;
         const path = `peer-unseal/${op}`;
         const core = this.o.core;
         const audit: AuditRequest = {

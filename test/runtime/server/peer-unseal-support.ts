@@ -75,7 +75,7 @@ export async function startReplica(o: {
     ${o.storage}
     listener "tcp" { address = "127.0.0.1:0" }
     attestation "simulated" {}
-    rate_limit "sys/peer-unseal" { per_second = 1000  burst = 1000 }
+    rate_limit "sys/peer-unseal/*" { per_second = 1000  burst = 1000 }
     rate_limit "sys/attestation" { per_second = 1000  burst = 1000 }
     ${o.peers ? `peer_unseal { peers = ${JSON.stringify(o.peers)}  retry_interval = "1h" }` : ""}
   `);

@@ -375,6 +375,15 @@ describe("the peer_unseal stanza and sys/init's peer_threshold", () => {
       expect(() => parseConfig((text.startsWith("attestation") ? base : noAttestation) + text), text).toThrow(re);
   });
 
+  it("the unauthenticated peer-unseal paths are rate-limited per client by default", async () => {
+    const { DEFAULT_RATE_LIMITS, RateLimiter } = await import("../../../runtime/server/http/rate-limit.js");
+    const limiter = new RateLimiter(DEFAULT_RATE_LIMITS);
+    const waits = Array.from({ length: 25 }, () => limiter.check("sys/peer-unseal/challenge", "10.0.0.9", 1000));
+    expect(waits.filter((w) => w > 0).length).toBeGreaterThan(0);
+    expect(limiter.check("sys/peer-unseal/share", "10.0.0.9", 1000)).toBeGreaterThan(0);
+    expect(limiter.check("sys/peer-unseal/share", "10.0.0.10", 1000)).toBe(0);
+  });
+
   it("sys/init refuses a bad peer_threshold by name and stays uninitialised", async () => {
     const { Core } = await import("../../../runtime/server/vault/core.js");
     const { MemoryStorage } = await import("../../../runtime/server/storage/memory.js");
