@@ -3,6 +3,7 @@
 // unsealed by k attested peers over real HTTP, and every hostile request is refused by the check it fails.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFileSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -13,8 +14,6 @@ import { peerUnsealReportData } from "../../../runtime/attestation/binding.js";
 import type { TrustConfig } from "../../../runtime/attestation/policy.js";
 import { runtimeExpectation, verifyReplicas } from "../../../runtime/client/attested-tls.js";
 import type { RunningServer } from "../../../runtime/server/http/server.js";
-import { NonceStore } from "../../../runtime/server/nitride/nonces.js";
-import { PrefixedStorage } from "../../../runtime/server/storage/prefixed.js";
 import { haveCommand, requireTool } from "../../support/prereq.js";
 import {
   call,
@@ -185,12 +184,16 @@ describe.runIf(ok)("peer unseal: hostile requesters are refused", () => {
     const foreign = await ask(r2, snpSource(chipB, M), { nonce: ch.body.data.nonce });
     expect(foreign.status).toBe(403);
     expect(foreign.body.errors[0]).toMatch(/peer\.nonce: the nonce was issued by another replica/);
-    // A stale nonce: issued by r1 with a lifetime that is already over.
-    const stale = await new NonceStore().issue(
-      new PrefixedStorage(r1.core.barrier, "core/peer-unseal/"),
-      r1.attestedSpkiSha256!,
-      -5,
+    // A stale nonce: a record of r1's whose lifetime is over (written as NonceStore keeps it; issuing it through
+    // NonceStore would let its own sweep delete it first).
+    const staleNonce = randomBytes(32);
+    await r1.core.barrier.put(
+      `core/peer-unseal/nonces/${createHash("sha256").update(staleNonce).digest("hex")}`,
+      Buffer.from(
+        JSON.stringify({ workload_id: r1.attestedSpkiSha256, expires_at: Math.floor(Date.now() / 1000) - 5 }),
+      ),
     );
+    const stale = { nonce: staleNonce };
     const late = await ask(r1, snpSource(chipB, M), { nonce: stale.nonce.toString("hex") });
     expect(late.status).toBe(403);
     expect(late.body.errors[0]).toMatch(/peer\.nonce: the nonce has expired \(stale request\)/);
