@@ -18,12 +18,43 @@ export function writeKitManifest(userDataSource: string | undefined): { manifest
   else writeFileSync(path.join(dir, "vmlinuz"), randomBytes(4096));
   writeFileSync(path.join(dir, "initrd.img"), randomBytes(4096));
   writeFileSync(path.join(dir, "rootfs.img"), randomBytes(4096));
+  const manifest = writeTestManifest(dir, {
+    rootHash: "5e".repeat(32),
+    rootDevice: "/dev/nvme0n1",
+    role: {
+      enclaivelet: {
+        sha256: "ef".repeat(32),
+        path: "/opt/buckypaper/enclaivelet/bin/enclaivelet",
+        node: "node@22",
+        unit: "enclaivelet-measured.service",
+        ...(userDataSource !== undefined ? { userDataSource } : {}),
+      },
+    },
+    firmware: null,
+  });
+  return { manifest, kernel: readFileSync(path.join(dir, "vmlinuz")) };
+}
+
+/**
+ * manifest.json for the image files already in `dir` (vmlinuz, initrd.img, rootfs.img, and OVMF.fd when the
+ * image names its firmware), as `buckypaper image build` writes it: their digests, a verity geometry with
+ * `rootHash`, the command line for `rootDevice`, the role's fields. Returns the manifest's path.
+ */
+export function writeTestManifest(
+  dir: string,
+  o: {
+    rootHash: string;
+    rootDevice: string;
+    role: Pick<ImageManifest, "role" | "runtime" | "enclaivelet">;
+    firmware: ImageManifest["firmware"];
+  },
+): string {
   const entry = (p: string) => {
     const b = readFileSync(path.join(dir, p));
     return { path: p, sha256: sha(b), size: b.length };
   };
   const verity = {
-    rootHash: "5e".repeat(32),
+    rootHash: o.rootHash,
     salt: "00".repeat(32),
     uuid: "00000000-0000-0000-0000-000000000000",
     hashAlgorithm: "sha256" as const,
@@ -38,20 +69,20 @@ export function writeKitManifest(userDataSource: string | undefined): { manifest
     suite: "bookworm",
     kernelVersion: "6.1.0-test-amd64",
     sourceDateEpoch: 0,
-    files: { kernel: entry("vmlinuz"), initrd: entry("initrd.img"), rootfs: entry("rootfs.img") },
-    verity,
-    cmdline: kernelCmdline("/dev/nvme0n1", verity),
-    rootDevice: "/dev/nvme0n1",
-    packageLock: { sha256: "cd".repeat(32), packages: 1 },
-    enclaivelet: {
-      sha256: "ef".repeat(32),
-      path: "/opt/buckypaper/enclaivelet/bin/enclaivelet",
-      node: "node@22",
-      unit: "enclaivelet-measured.service",
-      ...(userDataSource !== undefined ? { userDataSource } : {}),
+    files: {
+      kernel: entry("vmlinuz"),
+      initrd: entry("initrd.img"),
+      rootfs: entry("rootfs.img"),
+      ...(o.firmware ? { firmware: entry("OVMF.fd") } : {}),
     },
-    firmware: null,
+    verity,
+    cmdline: kernelCmdline(o.rootDevice, verity),
+    rootDevice: o.rootDevice,
+    packageLock: { sha256: "cd".repeat(32), packages: 1 },
+    ...o.role,
+    firmware: o.firmware,
   };
-  writeFileSync(path.join(dir, "manifest.json"), JSON.stringify(m, null, 2) + "\n");
-  return { manifest: path.join(dir, "manifest.json"), kernel: readFileSync(path.join(dir, "vmlinuz")) };
+  const file = path.join(dir, "manifest.json");
+  writeFileSync(file, JSON.stringify(m, null, 2) + "\n");
+  return file;
 }
