@@ -51,7 +51,8 @@ export interface ConfidentialVmArgs {
   bootChain?: BootChainArgs;
   /**
    * AWS/GCP/QEMU: the image runs the enclaivelet before cloud-init, so the user-data is measured (common/os-binding.ts).
-   * AWS/GCP default: on with a bootChain.manifest built for the cloud (`image build --cloud ec2|gce`).
+   * AWS/GCP default: on with a bootChain.manifest built for the cloud (`image build --cloud ec2|gce`). Azure: use
+   * AzureConfidentialVm (agentInImage with its `image`); the facade's Azure VMs need allowUnboundUserData.
    */
   agentInImage?: boolean;
   /** AWS/GCP: pin the workload to the instance the component creates (default true with the NitroTPM document / Google AK certificate). */
@@ -64,6 +65,8 @@ export interface ConfidentialVmArgs {
   pcrs?: Record<string, string[]>;
   /** AWS/GCP/Azure, LOUD opt-out: register a workload whose evidence does not bind the OS. */
   allowUnboundOs?: boolean;
+  /** Azure, LOUD opt-out: register a workload whose user-data is not bound (required here: see agentInImage). */
+  allowUnboundUserData?: boolean;
   /** Refuse classical-only attestations: secrets are released only sealed with hybrid ML-KEM-768 +
    *  P-384 (Nitride require_pq_hybrid, docs/post-quantum.md). Default false. */
   requirePqHybrid?: boolean;
@@ -119,6 +122,7 @@ export class ConfidentialVm extends pulumi.ComponentResource {
     const clouds = [Platform.Aws, Platform.Gcp];
     onlyOn(who, "bootChain", args.bootChain, p, clouds);
     onlyOn(who, "agentInImage", args.agentInImage, p, [...clouds, Platform.Qemu]);
+    onlyOn(who, "allowUnboundUserData", args.allowUnboundUserData, p, [Platform.Azure]);
     onlyOn(who, "pinInstance", args.pinInstance, p, clouds);
     onlyOn(who, "instanceEkPin", args.instanceEkPin, p, [Platform.Aws]);
     onlyOn(who, "akCertificateProjects", args.akCertificateProjects, p, [Platform.Gcp]);
@@ -185,6 +189,9 @@ export class ConfidentialVm extends pulumi.ComponentResource {
             dataVolume: args.dataVolume,
             pcrs: args.pcrs,
             allowUnboundOs: args.allowUnboundOs,
+            // The facade cannot name an Azure image (its `image` is an AMI/GCE image name), so it cannot boot a kit
+            // image there: agentInImage is AzureConfidentialVm's, and the facade's Azure VMs need this opt-out.
+            allowUnboundUserData: args.allowUnboundUserData,
           },
           o,
         );

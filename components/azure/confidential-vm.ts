@@ -13,7 +13,7 @@ import { registerGuest } from "../common/guest.js";
 import { requireSecretMap } from "../common/secrets.js";
 import { Platform, Tee, type DataVolumeArgs, type VhsmConnectionArgs } from "../common/types.js";
 import { azureVmArgs, type AzureImageReference } from "./settings.js";
-import { ATTESTATION_CHAIN, azureOsBinding } from "../common/os-binding.js";
+import { ATTESTATION_CHAIN, azureOsBinding, azureUserDataBinding, userDataSummary } from "../common/os-binding.js";
 
 export interface AzureConfidentialVmArgs {
   /** Refuse classical-only attestations: the workload's secrets are released only sealed with hybrid
@@ -39,6 +39,15 @@ export interface AzureConfidentialVmArgs {
   pcrs?: Record<string, string[]>;
   /** LOUD opt-out: register the workload although no PCR 4/11 value binds the OS. */
   allowUnboundOs?: boolean;
+  /**
+   * The VM boots a kit image built with `buckypaper image build --cloud azure` (set `image` to it): its enclaivelet
+   * reads the customData cloud-init executes (cloud-init-local's copy of the OVF) before cloud-init runs any of it,
+   * and binds its SHA-256 into the vTPM quote's extraData; the hash of the rendered user-data is registered, so a
+   * changed customData is refused (`nitride.user-data`). Required unless allowUnboundUserData.
+   */
+  agentInImage?: boolean;
+  /** LOUD opt-out: register the workload although its user-data is not bound (cloud-init runs any customData). */
+  allowUnboundUserData?: boolean;
   secrets?: Record<string, pulumi.Input<string>>;
   dataVolume?: DataVolumeArgs;
   tags?: Record<string, pulumi.Input<string>>;
@@ -72,6 +81,13 @@ export class AzureConfidentialVm extends pulumi.ComponentResource {
       throw new ConfigError(who, "idKeyDigests", "apply to SEV-SNP only");
     const secrets = requireSecretMap(who, "secrets", args.secrets);
     azureOsBinding(who, args.pcrs, args.allowUnboundOs);
+    const measured = azureUserDataBinding(who, args.agentInImage, args.allowUnboundUserData);
+    if (measured && args.image === undefined)
+      throw new ConfigError(
+        who,
+        "image",
+        "must name the kit image built with `buckypaper image build --cloud azure` when agentInImage is true: the default (Canonical's CVM image) has no enclaivelet, so the guest would never attest",
+      );
     const policy: Policy = {
       azure: { requireSecureBoot: true, forbidConsole: false, ...(args.pcrs ? { pcrs: args.pcrs } : {}) },
       ...(tee === Tee.SevSnp
@@ -98,6 +114,8 @@ export class AzureConfidentialVm extends pulumi.ComponentResource {
       dataVolume: args.dataVolume,
       dataVolumeDevice: "/dev/disk/azure/scsi1/lun0",
       hostname: name,
+      // The user-data then carries only the agent's config, and its SHA-256 is registered with the workload.
+      agentInImage: measured,
     });
 
     const nic = new network.NetworkInterface(
@@ -134,6 +152,7 @@ export class AzureConfidentialVm extends pulumi.ComponentResource {
         computerName: name,
         adminUsername: args.adminUsername ?? "azureuser",
         sshPublicKey: args.sshPublicKey,
+        // cloud-init base64-decodes customData to exactly these bytes, whose SHA-256 is registered (agentInImage).
         customDataBase64: guest.userData.apply((u) => Buffer.from(u, "utf8").toString("base64")),
         networkInterfaceId: nic.id,
         osDiskSizeGb: args.osDiskSizeGb ?? 30,
@@ -147,7 +166,9 @@ export class AzureConfidentialVm extends pulumi.ComponentResource {
     this.workloadId = guest.workloadId;
     const bound = !!args.pcrs && ["4", "11"].some((k) => (args.pcrs![k]?.length ?? 0) > 0);
     this.attestationChain = pulumi.output(
-      ATTESTATION_CHAIN[Platform.Azure] + (bound ? "" : " THIS WORKLOAD: the OS is NOT bound (allowUnboundOs)."),
+      ATTESTATION_CHAIN[Platform.Azure] +
+        (bound ? "" : " THIS WORKLOAD: the OS is NOT bound (allowUnboundOs).") +
+        userDataSummary(measured, "Azure"),
     );
     this.registerOutputs({
       vmId: this.vmId,

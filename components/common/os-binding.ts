@@ -107,10 +107,44 @@ export function measuresUserData(who: string, args: OsBindingArgs, source: "ec2"
 }
 
 /** The `attestationChain` sentence on the user-data of this workload. */
-export function userDataSummary(measured: boolean, platform: "AWS" | "GCP"): string {
+export function userDataSummary(measured: boolean, platform: "AWS" | "GCP" | "Azure"): string {
+  if (platform === "Azure")
+    return measured
+      ? " User-data: bound (its SHA-256 is registered; the agent in the image reads the customData cloud-init took from the OVF and binds its hash into the vTPM quote's extraData, signed by the HCL-bound AK, before cloud-init runs it)."
+      : " User-data: NOT bound (allowUnboundUserData: cloud-init runs whatever customData the platform delivers, as root, and the workload still attests).";
   return measured
     ? " User-data: bound (its SHA-256 is registered and bound into REPORT_DATA with the vTPM AK; the agent in the image reads it before cloud-init runs it)."
     : ` User-data: NOT bound (agentInImage is off: cloud-init runs whatever ${platform === "AWS" ? "the instance's user-data" : "the instance metadata's user-data"} says, as root).`;
+}
+
+/**
+ * Azure: the user-data must be measured. The guest cannot choose the SNP/TDX REPORT_DATA there (the paravisor's), so
+ * the user-data is bound only by the agent in the image (`buckypaper image build --cloud azure`: it reads the
+ * customData cloud-init executes and binds its hash into the AK-signed quote); without it the cloud operator can add
+ * a runcmd to the customData and the workload still attests. Refused at preview, naming agentInImage, unless the
+ * program sets the loud opt-out. Returns whether the user-data is measured.
+ */
+export function azureUserDataBinding(who: string, agentInImage?: boolean, allowUnboundUserData?: boolean): boolean {
+  if (agentInImage !== undefined && typeof agentInImage !== "boolean")
+    throw new ConfigError(who, "agentInImage", `is '${String(agentInImage)}'`, ["true", "false"]);
+  if (allowUnboundUserData !== undefined && typeof allowUnboundUserData !== "boolean")
+    throw new ConfigError(who, "allowUnboundUserData", `is '${String(allowUnboundUserData)}'`, ["true", "false"]);
+  if (agentInImage === true) {
+    if (allowUnboundUserData === true)
+      throw new ConfigError(
+        who,
+        "allowUnboundUserData",
+        "contradicts agentInImage: true (the user-data is bound); drop one",
+      );
+    return true;
+  }
+  if (allowUnboundUserData !== true)
+    throw new ConfigError(
+      who,
+      "agentInImage",
+      "must be true (the VM boots a kit image built with `buckypaper image build --cloud azure`, whose agent measures the customData before cloud-init runs it): otherwise the cloud operator can change the customData — cloud-init runs it as root — and the workload still attests. Set allowUnboundUserData: true to register it anyway",
+    );
+  return false;
 }
 
 /** Per-cloud honesty summary, carried in every component's outputs (docs/attestation-chain.md). */
@@ -132,8 +166,10 @@ export const ATTESTATION_CHAIN: Record<Platform.Aws | Platform.Gcp | Platform.Az
     "The per-workload sentences below say what this workload binds.",
   [Platform.Azure]:
     "CPU vendor key (AMD VCEK / Intel PCK): memory encryption, Microsoft paravisor (HCL) + UEFI; the HCL binds the vTPM AK. " +
-    "Microsoft paravisor + vTPM: PCR values (policy.azure.pcrs). The launch measurement is not predictable; the OS is bound " +
-    "only through the registered PCRs; no event log is verified on Azure yet.",
+    "Microsoft paravisor + vTPM: PCR values (policy.azure.pcrs) and the AK-signed quote whose extraData binds Nitride's nonce, " +
+    "the workload key and (with agentInImage) the user-data hash. The launch measurement is not predictable; the OS is bound " +
+    "only through the registered PCRs; no event log is verified on Azure yet. The per-workload sentences below say what " +
+    "this workload binds.",
 };
 
 /**

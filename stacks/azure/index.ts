@@ -43,6 +43,9 @@ const app = new AzureConfidentialVm("app", {
   // The OS is bound only by vTPM PCR values (your UKI's PCR 4/11), see the config file.
   pcrs: cfg.getObject<Record<string, string[]>>("pcrs"),
   allowUnboundOs: cfg.getBoolean("allowUnboundOs"),
+  // Canonical's image has no enclaivelet: the customData is not measured. Boot a kit image built with
+  // `buckypaper image build --cloud azure` (image + agentInImage: true) to bind it, see the config file.
+  allowUnboundUserData: cfg.getBoolean("allowUnboundUserData"),
 });
 
 export const resourceGroup = group.name;

@@ -64,6 +64,7 @@ const vms = [
     subnetId: subnet.id,
     secrets,
     allowUnboundOs: cfg.getBoolean("allowUnboundOs"),
+    allowUnboundUserData: cfg.getBoolean("allowUnboundUserData"),
   }),
   new ConfidentialVm("pve-db", {
     platform: Platform.Proxmox,

@@ -124,8 +124,12 @@ describe("AzureConfidentialVm", () => {
       idKeyDigests: ["ef".repeat(48)],
       secrets: { token: pulumi.secret("t0ps3cret") },
       allowUnboundOs: true,
+      allowUnboundUserData: true,
     });
     expect(await resolve(vm.vmId)).toBe("vm-guid");
+    expect(await resolve(vm.attestationChain)).toMatch(
+      /the OS is NOT bound \(allowUnboundOs\)\. User-data: NOT bound \(allowUnboundUserData: cloud-init runs whatever customData/,
+    );
     const v = byName("a1").inputs;
     expect(v.hardwareProfile.vmSize).toBe("Standard_DC2as_v5");
     expect(v.securityProfile).toEqual({
@@ -150,6 +154,86 @@ describe("AzureConfidentialVm", () => {
       azure: { requireSecureBoot: true },
       snp: { vmpl: 0, trustedIdKeyDigests: ["ef".repeat(48)] },
     });
+  });
+
+  it("binds the user-data with agentInImage: customData decodes to the bytes whose SHA-256 is registered", async () => {
+    const image = { publisher: "example", offer: "buckypaper-kit", sku: "azure", version: "1.0.0" };
+    const vm = new c.AzureConfidentialVm("a6", {
+      vhsm,
+      resourceGroupName: "rg",
+      subnetId: "s",
+      image,
+      pcrs: { "4": ["12".repeat(32)] },
+      agentInImage: true,
+    });
+    await resolve(vm.vmId);
+    const v = byName("a6").inputs;
+    expect(v.storageProfile.imageReference).toEqual(image);
+    // What cloud-init executes: base64-decoded customData (azure-ovf.ts); its hash is what Nitride compares.
+    const executed = Buffer.from(String(unsecret(v.osProfile.customData)), "base64");
+    const wl = byName("a6-workload").inputs;
+    expect(unsecret(wl.userDataSha256)).toBe(createHash("sha256").update(executed).digest("hex"));
+    const text = executed.toString("utf8");
+    expect(text).toMatch(/"provider": ?"azure"/);
+    // The image's agent runs before cloud-init: the user-data installs and starts nothing.
+    expect(text).not.toContain("runcmd");
+    expect(await resolve(vm.attestationChain)).toMatch(
+      /User-data: bound \(its SHA-256 is registered; the agent in the image reads the customData/,
+    );
+  });
+
+  it("refuses at preview an Azure workload whose user-data is not bound, naming agentInImage, unless the loud opt-out", () => {
+    const base = { vhsm, resourceGroupName: "rg", subnetId: "s", pcrs: { "4": ["12".repeat(32)] } };
+    expect(() => new c.AzureConfidentialVm("a7", base)).toThrow(
+      /AzureConfidentialVm a7: agentInImage must be true \(the VM boots a kit image built with `buckypaper image build --cloud azure`.*the cloud operator can change the customData.*Set allowUnboundUserData: true/,
+    );
+    expect(() => new c.AzureConfidentialVm("a8", { ...base, agentInImage: false })).toThrow(
+      /a8: agentInImage must be true/,
+    );
+    expect(() => new c.AzureConfidentialVm("a9", { ...base, agentInImage: true })).toThrow(
+      /AzureConfidentialVm a9: image must name the kit image built with `buckypaper image build --cloud azure`/,
+    );
+    expect(
+      () =>
+        new c.AzureConfidentialVm("a10", {
+          ...base,
+          image: { publisher: "p", offer: "o", sku: "s", version: "1" },
+          agentInImage: true,
+          allowUnboundUserData: true,
+        }),
+    ).toThrow(/a10: allowUnboundUserData contradicts agentInImage: true/);
+    expect(
+      () => new c.AzureConfidentialVm("a11", { ...base, allowUnboundUserData: "yes" as unknown as boolean }),
+    ).toThrow(/a11: allowUnboundUserData is 'yes'; allowed: true, false/);
+    // The facade passes the opt-out through, and refuses it where it means nothing.
+    expect(
+      () =>
+        new c.ConfidentialVm("a12", {
+          platform: c.Platform.Azure,
+          vhsm,
+          resourceGroupName: "rg",
+          subnetId: "s",
+          pcrs: base.pcrs,
+        }),
+    ).toThrow(/a12: agentInImage must be true/);
+    new c.ConfidentialVm("a13", {
+      platform: c.Platform.Azure,
+      vhsm,
+      resourceGroupName: "rg",
+      subnetId: "s",
+      pcrs: base.pcrs,
+      allowUnboundUserData: true,
+    });
+    expect(
+      () =>
+        new c.ConfidentialVm("a14", {
+          platform: c.Platform.Aws,
+          vhsm,
+          region: "us-east-2",
+          allowUnboundOs: true,
+          allowUnboundUserData: true,
+        }),
+    ).toThrow(/ConfidentialVm a14: allowUnboundUserData applies only to platform azure/);
   });
 
   it("refuses at preview a registration without PCR 4/11 values, naming pcrs", () => {
@@ -528,6 +612,8 @@ describe.runIf(haveShared)("user-data of every platform component passes the rea
         secrets,
         dataVolume: {},
         pcrs: { "4": ["12".repeat(32)] },
+        image: { publisher: "example", offer: "buckypaper-kit", sku: "azure", version: "1.0.0" },
+        agentInImage: true,
       }),
       proxmox: new c.ProxmoxConfidentialVm("ci-pve", {
         vhsm,
