@@ -6,12 +6,13 @@
 // `tsc -p stacks/tsconfig.json` type-checks them against the providers' published types.
 import { describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { inClear, loadStackConfig, revealed, runProgram, type Recorded } from "./mock-program.js";
 import { unknownInputProperties } from "./provider-types.js";
-import { noteIfSharedMissing, sharedPath } from "../support/shared.js";
+import { noteIfSharedMissing, repoRoot, sharedPath } from "../support/shared.js";
+import { writeRuntimeManifest } from "../support/runtime-manifest.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 // A firmware to measure for the Proxmox VMs: Debian's OVMF from /work/shared, else the installed one.
@@ -19,6 +20,13 @@ const SHARED_FIRMWARE = sharedPath("vectors/debian-bookworm-ovmf/OVMF.fd");
 const FIRMWARE = [SHARED_FIRMWARE, "/usr/share/ovmf/OVMF.fd"].find((f) => existsSync(f)) ?? "";
 const HAVE_FIRMWARE = FIRMWARE !== "";
 if (!HAVE_FIRMWARE) noteIfSharedMissing("example stacks that measure a Proxmox firmware (or apt-get install ovmf)");
+// The AmdSev firmware (scripts/build-firmware.sh): a firmware with the kernel-hashes table for the vHSM's VM.
+const AMDSEV = (() => {
+  const r = spawnSync(path.join(repoRoot, "scripts/build-firmware.sh"), ["--print-path"], { encoding: "utf8" });
+  return r.status === 0 && r.stdout.trim() ? r.stdout.trim() : undefined;
+})();
+if (AMDSEV === undefined)
+  console.warn("[skip] the proxmox example with the vHSM in a VM: no AmdSev firmware (scripts/build-firmware.sh)");
 /** Every resource the examples registered, for the provider-types check at the end. */
 const recorded: Recorded[] = [];
 
@@ -165,6 +173,39 @@ describe("example stacks under the mock engine", () => {
       expect(create).toContain("--vmid '4100'");
       expect(create).toContain("import-from=local:import/noble-server-cloudimg-amd64.qcow2");
       expect(one(rs, "pulumi-nodejs:dynamic/buckypaper:Workload").snpMeasurements[0]).toMatch(/^[0-9a-f]{96}$/);
+    },
+  );
+
+  it.runIf(AMDSEV !== undefined)(
+    "proxmox with vhsmImage: the vHSM in its own SEV-SNP VM on the node, verified against its image; the VM verifies it too",
+    async () => {
+      const m = writeRuntimeManifest({ firmware: AMDSEV!, psp: "sev-guest" });
+      try {
+        const rs = await runExample(
+          "proxmox",
+          "proxmox",
+          { firmware: AMDSEV!, vhsmImage: m.manifest, vhsmVmid: "4099", vhsmAddress: "10.0.0.99" },
+          ["pveSshKey", "dbPassword"],
+        );
+        expect(of(rs, "pulumi-nodejs:dynamic/buckypaper:RuntimeService")).toHaveLength(0);
+        const rt = one(rs, "pulumi-nodejs:dynamic/buckypaper:AttestedRuntime");
+        expect(rt.url).toBe("https://10.0.0.99:8200");
+        expect(rt.attestation).toMatchObject({ allowAnyInstance: true, kds: "online" });
+        expect(rt.attestation.snpMeasurements[0]).toMatch(/^[0-9a-f]{96}$/);
+        const creates = of(rs, "command:remote:Command")
+          .map((c) => String((revealed(c.inputs) as { create?: string }).create))
+          .filter((c) => c.includes("pvesh create"));
+        expect(creates).toHaveLength(2);
+        expect(creates.find((c) => c.includes("--vmid '4099'"))).toContain("--virtio0 'local-lvm:0,import-from=");
+        // The database VM's user-data carries the runtime's expectation (no CA pin): its enclaivelet verifies it.
+        const userData = of(rs, "command:remote:Command")
+          .map((c) => String((revealed(c.inputs) as { stdin?: string }).stdin ?? ""))
+          .find((u) => u.includes("#cloud-config") && u.includes("runtimeAttestation"));
+        expect(userData).toContain(rt.attestation.snpMeasurements[0]);
+        expect(userData).toContain("allowAnyInstance");
+      } finally {
+        rmSync(m.dir, { recursive: true, force: true });
+      }
     },
   );
 
