@@ -57,7 +57,7 @@ export interface ConfidentialVmArgs {
   agentInImage?: boolean;
   /** AWS/GCP: pin the workload to the instance the component creates (default true with the NitroTPM document / Google AK certificate). */
   pinInstance?: boolean;
-  /** AWS: register the instance's NitroTPM EK (GetInstanceTpmEkPub) as an EK pin. Default false. */
+  /** AWS: register the instance's NitroTPM EK (GetInstanceTpmEkPub) for EK credential activation. Default true with a vTPM OS binding. */
   instanceEkPin?: boolean;
   /** GCP: accept only Google AK certificates of VMs in these projects (default: the instance's project). */
   akCertificateProjects?: string[];

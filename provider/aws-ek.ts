@@ -3,11 +3,14 @@
 // registers after the instance. The handlers of the InstanceTpmEk dynamic resource (aws-ek-resource.ts); loaded by
 // path in the dynamic-provider process, like handlers.ts.
 //
-// What the pin is worth (runtime/attestation/aws/ek.ts): a consistency pin — a genuine NitroTPM quote must come from
-// an AK directly under this instance's EK — NOT AK authentication (the EK public key is public). The value comes
-// from the EC2 API with the deployer's credentials: AWS is trusted for it, as for the NitroTPM itself.
+// What it is used for: EK credential activation (policy vtpm.ekPublics; runtime/attestation/tpm/ek-credential.ts):
+// Nitride makes a credential for this EK and the AK's Name, and only this instance's NitroTPM can activate it —
+// which authenticates the AK as that TPM's key; plus the EK-name consistency pin (vtpm.ekNames, aws/ek.ts). The
+// value comes from the EC2 API with the deployer's credentials: AWS is trusted for it (nothing chains the NitroTPM
+// EK to a hardware root), as for the NitroTPM itself.
 import { EC2Client, GetInstanceTpmEkPubCommand, type GetInstanceTpmEkPubCommandOutput } from "@aws-sdk/client-ec2";
 import { ekNameFromTpmt } from "../runtime/attestation/aws/ek.js";
+import { credentialEk } from "../runtime/attestation/tpm/credential.js";
 
 type Props = Record<string, unknown>;
 
@@ -54,6 +57,14 @@ export function instanceEkFromAnswer(i: InstanceEkInputs, r: GetInstanceTpmEkPub
     ekName = ekNameFromTpmt(bytes);
   } catch (e) {
     throw new InstanceEkError("keyValue", `is not a TPMT_PUBLIC: ${(e as Error).message}`);
+  }
+  try {
+    credentialEk(bytes, "keyValue");
+  } catch (e) {
+    throw new InstanceEkError(
+      "keyValue",
+      `is not an endorsement key a credential can be made for: ${(e as Error).message}`,
+    );
   }
   return { ekPublicTpmt: b64, ekName };
 }

@@ -114,22 +114,26 @@ export class AwsConfidentialVm extends pulumi.ComponentResource {
       snp: { allowDebug: false, allowMigrationAgent: false },
       ...(vtpm ? { vtpm } : {}),
     };
-    // The instance's EK (GetInstanceTpmEkPub) once it exists: an EK pin next to any given in ekPublicTpmt.
+    // The instance's EK (GetInstanceTpmEkPub) once it exists, next to any given in ekPublicTpmt: Nitride makes an EK
+    // credential for it at every attestation (vtpm.ekPublics) and checks the AK's parent (vtpm.ekNames).
     const ek =
-      vtpm && args.instanceEkPin
+      vtpm && (args.instanceEkPin ?? true)
         ? new InstanceTpmEk(`${name}-ek`, { instanceId: instance.id, region }, { parent: this, dependsOn: [instance] })
         : undefined;
     const workload = guest.register({
       policy:
         pin || ek
-          ? pulumi.all([instance.id, ek?.ekName ?? ""]).apply(([id, ekName]): Policy => ({
-              ...basePolicy,
-              vtpm: {
-                ...vtpm!,
-                ...(pin ? { nitroTpm: { ...vtpm!.nitroTpm, instanceIds: [id] } } : {}),
-                ...(ekName ? { ekNames: [...new Set([...(vtpm!.ekNames ?? []), ekName])] } : {}),
-              },
-            }))
+          ? pulumi
+              .all([instance.id, ek?.ekName ?? "", ek?.ekPublicTpmt ?? ""])
+              .apply(([id, ekName, ekPublic]): Policy => ({
+                ...basePolicy,
+                vtpm: {
+                  ...vtpm!,
+                  ...(pin ? { nitroTpm: { ...vtpm!.nitroTpm, instanceIds: [id] } } : {}),
+                  ...(ekName ? { ekNames: [...new Set([...(vtpm!.ekNames ?? []), ekName])] } : {}),
+                  ...(ekPublic ? { ekPublics: [...new Set([...(vtpm!.ekPublics ?? []), ekPublic])] } : {}),
+                },
+              }))
           : basePolicy,
       dependsOn: [instance, ...(ek ? [ek] : [])],
     });
@@ -163,18 +167,22 @@ export class AwsConfidentialVm extends pulumi.ComponentResource {
     this.expectedMeasurements = pulumi.output(measurements);
     this.attestationChain = pulumi.output(
       ATTESTATION_CHAIN[Platform.Aws] +
-        (vtpm?.akPins || vtpm?.nitroTpm
+        (vtpm && (vtpm.akPins || vtpm.nitroTpm || ek || vtpm.ekPublics)
           ? vtpm.nitroTpm
             ? " THIS WORKLOAD: boot events authenticated by the NitroTPM document."
-            : " THIS WORKLOAD: boot events authenticated by akPins."
+            : vtpm.akPins
+              ? " THIS WORKLOAD: boot events authenticated by akPins."
+              : " THIS WORKLOAD: boot events authenticated by EK credential activation."
           : " THIS WORKLOAD: the OS is NOT bound (allowUnboundOs).") +
         userDataSummary(agentInImage, "AWS") +
         (pin
           ? " Instance: pinned (the NitroTPM document's module_id must be this component's instance)."
           : " Instance: NOT pinned (any instance booted from the registered image qualifies).") +
-        (ek
-          ? " EK pin: this instance's NitroTPM EK from GetInstanceTpmEkPub (a consistency pin, not AK authentication)."
-          : ""),
+        (ek || vtpm?.ekPublics
+          ? ` EK pin: ${ek ? "this instance's NitroTPM EK from GetInstanceTpmEkPub" : "the registered EK (ekPublicTpmt)"}, with EK credential activation: the AK must activate a credential made for that EK, proving it lives in that TPM; the EK itself is vouched for only by the EC2 API (the cloud operator).`
+          : vtpm
+            ? " EK credential activation: off (instanceEkPin: false)."
+            : ""),
     );
     this.registerOutputs({
       attestationChain: this.attestationChain,

@@ -7,6 +7,7 @@ import type { Policy } from "../../runtime/protocol/policy.js";
 import { bindsOs } from "../../runtime/attestation/tpm/boot-policy.js";
 import { measuredBootArgs, measuredBootPolicy, type OsBindingArgs } from "../common/os-binding.js";
 import { ekNameFromTpmt } from "../../runtime/attestation/aws/ek.js";
+import { credentialEk } from "../../runtime/attestation/tpm/credential.js";
 
 export interface AwsOsBindingArgs extends OsBindingArgs {
   /**
@@ -15,9 +16,11 @@ export interface AwsOsBindingArgs extends OsBindingArgs {
    */
   nitroTpmDocument?: boolean;
   /**
-   * EK pins: the instance's NitroTPM EK as `aws ec2 get-instance-tpm-ek-pub --key-format tpmt --key-type rsa-2048`
-   * returns it (base64 TPMT_PUBLIC). The quote's AK must be an AK under that EK — a consistency pin that narrows
-   * which instance's genuine quotes count, NOT AK authentication (the EK is public; see runtime/attestation/aws/ek.ts).
+   * Registered EKs: the instance's NitroTPM EK as `aws ec2 get-instance-tpm-ek-pub --key-format tpmt --key-type
+   * rsa-2048` returns it (base64 TPMT_PUBLIC). Each attestation must then pass EK credential activation
+   * (`vtpm.ekPublics`: the AK activates a credential Nitride made for this EK, proving it lives in that TPM — AK
+   * authentication, as far as the EC2 API is right about the EK), and the quote's signer must be an AK under it
+   * (`vtpm.ekNames`, a consistency pin). The static form of `instanceEkPin`.
    */
   ekPublicTpmt?: string[];
   /**
@@ -28,9 +31,12 @@ export interface AwsOsBindingArgs extends OsBindingArgs {
    */
   pinInstance?: boolean;
   /**
-   * Read the instance's NitroTPM EK with EC2 GetInstanceTpmEkPub (deployer's credentials) once the instance exists,
-   * and register it as an EK pin (`vtpm.ekNames`) — the automatic form of `ekPublicTpmt`: a consistency pin, NOT AK
-   * authentication. Default false (never exercised against real EC2 here); needs a vTPM OS binding.
+   * Read the instance's NitroTPM EK with EC2 GetInstanceTpmEkPub (deployer's credentials: ec2:GetInstanceTpmEkPub)
+   * once the instance exists, and register it (`vtpm.ekPublics` + `vtpm.ekNames`): every attestation then passes EK
+   * credential activation — the AK must prove it lives in this instance's NitroTPM. The automatic form of
+   * `ekPublicTpmt`. Default true whenever the OS is bound through the vTPM (bootChain / measuredBoot): the cost is
+   * one EC2 API call at deploy and one more round trip at boot, and it authenticates the AK itself, independently of
+   * the NitroTPM document. `false` is the opt-out (e.g. a deployer without that IAM permission).
    */
   instanceEkPin?: boolean;
 }
@@ -41,14 +47,23 @@ export function awsOsBinding(who: string, args: AwsOsBindingArgs): Policy["vtpm"
     if (!/^[0-9a-fA-F]{64}$/.test(p)) throw new ConfigError(who, `akPins[${i}]`, "must be 64 hex digits (SHA-256)");
   });
   const document = args.nitroTpmDocument ?? pins.length === 0;
+  const ekPublics: string[] = [];
   const ekNames = (args.ekPublicTpmt ?? []).map((b64, i) => {
     const der = Buffer.from(b64, "base64");
+    let name: string;
     try {
       if (der.toString("base64") !== b64.replace(/\s+/g, "")) throw new Error("not base64");
-      return ekNameFromTpmt(der);
+      name = ekNameFromTpmt(der);
     } catch (e) {
       throw new ConfigError(who, `ekPublicTpmt[${i}]`, `is not a base64 TPMT_PUBLIC (${(e as Error).message})`);
     }
+    try {
+      credentialEk(der, `ekPublicTpmt[${i}]`);
+    } catch (e) {
+      throw new ConfigError(who, `ekPublicTpmt[${i}]`, `is not an endorsement key (${(e as Error).message})`);
+    }
+    ekPublics.push(der.toString("base64"));
+    return name;
   });
   if (args.pinInstance !== undefined && typeof args.pinInstance !== "boolean")
     throw new ConfigError(who, "pinInstance", `is '${String(args.pinInstance)}'`, ["true", "false"]);
@@ -67,12 +82,14 @@ export function awsOsBinding(who: string, args: AwsOsBindingArgs): Policy["vtpm"
       "instanceEkPin",
       "needs a vTPM OS binding (bootChain or measuredBoot): the EK pin is a vTPM check",
     );
-  const authenticated = pins.length > 0 || document;
+  // Registered EKs authenticate the AK by credential activation (the instance's, read at deploy: instanceEkPin).
+  const ekCredential = ekPublics.length > 0 || (args.instanceEkPin ?? true);
+  const authenticated = pins.length > 0 || document || (ekCredential && !!boot);
   const bound = bindsOs(boot) && authenticated;
   if (!bound && args.allowUnboundOs !== true) {
     const why = !bindsOs(boot)
       ? "does not bind the OS: set bootChain (the image the VM boots: kit manifest or UKI) or measuredBoot with bootApplications.required / exact PCR 4/11 values"
-      : "binds boot events, but no vTPM attestation key is authenticated (akPins, or nitroTpmDocument): a guest kernel at VMPL0 could bind a software TPM and replay the expected events";
+      : "binds boot events, but no vTPM attestation key is authenticated (akPins, nitroTpmDocument, or the instance's EK: instanceEkPin / ekPublicTpmt): a guest kernel at VMPL0 could bind a software TPM and replay the expected events";
     throw new ConfigError(
       who,
       bindsOs(boot) ? "akPins" : "measuredBoot",
@@ -90,7 +107,7 @@ export function awsOsBinding(who: string, args: AwsOsBindingArgs): Policy["vtpm"
     measuredBoot: boot,
     ...(pins.length ? { akPins: pins.map((p) => p.toLowerCase()) } : {}),
     ...(document ? { nitroTpm: {} } : {}),
-    ...(ekNames.length ? { ekNames } : {}),
+    ...(ekNames.length ? { ekNames, ekPublics } : {}),
     ...(authenticated ? {} : { allowUnauthenticatedAk: true }),
   };
 }

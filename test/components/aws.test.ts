@@ -106,8 +106,19 @@ describe("AwsConfidentialVm", () => {
           region: "us-east-2",
           measuredBoot: boot,
           nitroTpmDocument: false,
+          instanceEkPin: false,
         }),
     ).toThrow(/AwsConfidentialVm unpinned: akPins binds boot events, but no vTPM attestation key is authenticated/);
+    // Without the document, the instance's EK (instanceEkPin, the default) authenticates the AK: accepted.
+    expect(
+      () =>
+        new mod.AwsConfidentialVm("ekonly", {
+          vhsm,
+          region: "us-east-2",
+          measuredBoot: boot,
+          nitroTpmDocument: false,
+        }),
+    ).not.toThrow();
     // The NitroTPM document (the default) signs only SHA-384 PCRs: a SHA-256 event policy is refused with it.
     expect(() => new mod.AwsConfidentialVm("sha256doc", { vhsm, region: "us-east-2", measuredBoot: boot })).toThrow(
       /AwsConfidentialVm sha256doc: measuredBoot.bank must be sha384 when the NitroTPM document authenticates the PCRs/,
@@ -207,6 +218,9 @@ describe("AwsConfidentialVm", () => {
         },
         // Pinned to the instance this component created (registered once it exists).
         nitroTpm: { instanceIds: ["uki-id"] },
+        // instanceEkPin (default): the instance's EK from GetInstanceTpmEkPub, for EK credential activation.
+        ekNames: ["000b" + "e1".repeat(32)],
+        ekPublics: ["AAEC"],
       });
       const inst = h.resources.find((r) => r.name === "uki" && r.type === "aws:ec2/instance:Instance")!.inputs;
       expect(String(unsecret(inst.userData))).toContain("nitroTpm");
@@ -234,9 +248,11 @@ describe("AwsConfidentialVm", () => {
     const tpmt = Buffer.concat([
       u16(0x0023),
       u16(0x000b),
-      Buffer.from([0x00, 0x03, 0x00, 0x72]),
+      Buffer.from([0x00, 0x03, 0x00, 0xb2]), // an EK: restricted decryption key (TCG template L-2)
       tpm2b(Buffer.alloc(0)),
-      u16(0x0010),
+      u16(0x0006), // AES-128 CFB
+      u16(128),
+      u16(0x0043),
       u16(0x0010),
       u16(0x0003),
       u16(0x0010),
@@ -249,11 +265,14 @@ describe("AwsConfidentialVm", () => {
       region: "us-east-2",
       measuredBoot: boot,
       ekPublicTpmt: [tpmt.toString("base64")],
+      instanceEkPin: false,
     });
     await resolve(vm.privateIp);
     await resolve(vm.workloadId); // registered after the instance
     const policy = unsecret(h.resources.find((r) => r.name === "ek-workload")!.inputs.policy);
     expect(policy.vtpm.ekNames).toEqual(["000b" + createHash("sha256").update(tpmt).digest("hex")]);
+    // …and for EK credential activation, the EK public itself.
+    expect(policy.vtpm.ekPublics).toEqual([tpmt.toString("base64")]);
     expect(policy.vtpm.nitroTpm).toEqual({ instanceIds: ["ek-id"] });
     expect(
       () =>
@@ -264,6 +283,18 @@ describe("AwsConfidentialVm", () => {
           ekPublicTpmt: [tpmt.subarray(0, 20).toString("base64")],
         }),
     ).toThrow(/AwsConfidentialVm badek: ekPublicTpmt\[0\] is not a base64 TPMT_PUBLIC/);
+    // A key that is not an EK (a restricted signing key): no credential can be made for it.
+    const signing = Buffer.from(tpmt);
+    signing.writeUInt32BE(0x00050072, 4);
+    expect(
+      () =>
+        new mod.AwsConfidentialVm("signek", {
+          vhsm,
+          region: "us-east-2",
+          measuredBoot: boot,
+          ekPublicTpmt: [signing.toString("base64")],
+        }),
+    ).toThrow(/AwsConfidentialVm signek: ekPublicTpmt\[0\] is not an endorsement key .*restricted decryption key/);
   });
 
   it("pins the workload to its own instance (registered after it), with an explicit opt-out", async () => {
@@ -316,8 +347,25 @@ describe("AwsConfidentialVm", () => {
     expect(ek.inputs.region).toBe("us-east-2");
     const policy = unsecret(h.resources.find((r) => r.name === "ekpin-workload")!.inputs.policy);
     expect(policy.vtpm.ekNames).toEqual(["000b" + "e1".repeat(32)]);
+    expect(policy.vtpm.ekPublics).toEqual(["AAEC"]);
     expect(policy.vtpm.nitroTpm).toEqual({ instanceIds: ["ekpin-id"] });
     expect(await resolve(vm.attestationChain)).toMatch(/EK pin: this instance's NitroTPM EK from GetInstanceTpmEkPub/);
+    expect(await resolve(vm.attestationChain)).toMatch(/EK credential activation: the AK must activate a credential/);
+    // The default is on; `false` is the opt-out: no EC2 call, no EK in the policy, and the outputs say so.
+    const byDefault = new mod.AwsConfidentialVm("ekdefault", { vhsm, region: "us-east-2", measuredBoot: boot });
+    await resolve(byDefault.workloadId);
+    expect(h.resources.find((r) => r.name === "ekdefault-ek")!.inputs.instanceId).toBe("ekdefault-id");
+    const off = new mod.AwsConfidentialVm("ekoff", {
+      vhsm,
+      region: "us-east-2",
+      measuredBoot: boot,
+      instanceEkPin: false,
+    });
+    await resolve(off.workloadId);
+    expect(h.resources.find((r) => r.name === "ekoff-ek")).toBeUndefined();
+    const offPolicy = unsecret(h.resources.find((r) => r.name === "ekoff-workload")!.inputs.policy);
+    expect(offPolicy.vtpm.ekPublics).toBeUndefined();
+    expect(await resolve(off.attestationChain)).toMatch(/EK credential activation: off \(instanceEkPin: false\)/);
     expect(
       () =>
         new mod.AwsConfidentialVm("eknoboot", { vhsm, region: "us-east-2", allowUnboundOs: true, instanceEkPin: true }),

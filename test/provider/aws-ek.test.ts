@@ -18,9 +18,11 @@ function ekTpmt(): Buffer {
   return Buffer.concat([
     u16(0x0023),
     u16(0x000b),
-    Buffer.from([0x00, 0x03, 0x00, 0x72]),
+    Buffer.from([0x00, 0x03, 0x00, 0xb2]), // an EK: restricted decryption key (TCG template L-2)
     t2b(Buffer.alloc(0)),
-    u16(0x0010),
+    u16(0x0006), // AES-128 CFB
+    u16(128),
+    u16(0x0043),
     u16(0x0010),
     u16(0x0003),
     u16(0x0010),
@@ -98,6 +100,12 @@ describe("InstanceTpmEk: GetInstanceTpmEkPub through the AWS SDK", () => {
     await expect(fetchInstanceEk(i)).rejects.toThrow(/InstanceTpmEk keyFormat: EC2 answered der, not tpmt/);
     answer = (q) => ({ ...honest(q), KeyValue: Buffer.from("not a tpmt").toString("base64") });
     await expect(fetchInstanceEk(i)).rejects.toThrow(/InstanceTpmEk keyValue: is not a TPMT_PUBLIC/);
+    const signing = Buffer.from(tpmt);
+    signing.writeUInt32BE(0x00050072, 4); // a restricted signing key, not an EK
+    answer = (q) => ({ ...honest(q), KeyValue: signing.toString("base64") });
+    await expect(fetchInstanceEk(i)).rejects.toThrow(
+      /InstanceTpmEk keyValue: is not an endorsement key a credential can be made for: .*restricted decryption key/,
+    );
     await expect(fetchInstanceEk(i)).rejects.toBeInstanceOf(InstanceEkError);
   });
 
