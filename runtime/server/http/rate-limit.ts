@@ -12,6 +12,7 @@ export interface RateLimitRule {
 export const DEFAULT_RATE_LIMITS: RateLimitRule[] = [
   { path: "nitride/challenge", perSecond: 20, burst: 100 },
   { path: "nitride/attest", perSecond: 20, burst: 100 },
+  { path: "nitride/attest/credential", perSecond: 20, burst: 100 },
   { path: "auth/*/login", perSecond: 20, burst: 100 },
   { path: "auth/*/login/*", perSecond: 20, burst: 100 },
   // Each answer costs a security-processor request: fewer than the Nitride routes.

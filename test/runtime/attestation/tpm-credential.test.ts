@@ -19,6 +19,7 @@ import {
   type MadeCredential,
 } from "../../../runtime/attestation/tpm/credential.js";
 import { parseTpmPublic, TPMA_OBJECT } from "../../../runtime/attestation/tpm/abi.js";
+import { parseVtpmPolicy } from "../../../runtime/attestation/tpm/policy.js";
 import { EK_HANDLE, Vtpm } from "../../../runtime/guest/evidence/vtpm.js";
 import { SwTpm, haveSwtpm } from "../../support/swtpm.js";
 import { haveCommand } from "../../support/prereq.js";
@@ -108,6 +109,19 @@ describe("KDFa and input checks", () => {
     // TPM2B_ID_OBJECT = size ‖ TPM2B_DIGEST(HMAC-SHA-256) ‖ encIdentity (2 + 32 bytes).
     expect(a.credentialBlob).toHaveLength(2 + 2 + 32 + 2 + 32);
     expect(a.encryptedSecret).toHaveLength(2 + 256);
+  });
+  it("policy vtpm.ekPublics: base64 TPMT_PUBLIC of an EK a credential can be made for; errors name the field", () => {
+    const good = rsaEkTpmt(n).toString("base64");
+    expect(parseVtpmPolicy({ ekPublics: [good] }).ekPublics).toEqual([good]);
+    expect(() => parseVtpmPolicy({ ekPublics: [] })).toThrow(/vtpm\.ekPublics: expected at least one EK/);
+    expect(() => parseVtpmPolicy({ ekPublics: ["not base64!"] })).toThrow(
+      /vtpm\.ekPublics\[0\]: expected a base64 TPMT_PUBLIC/,
+    );
+    const signing = rsaEkTpmt(n);
+    signing.writeUInt32BE(0x000500b2, 4);
+    expect(() => parseVtpmPolicy({ ekPublics: [good, signing.toString("base64")] })).toThrow(
+      /vtpm\.ekPublics\[1\]\.objectAttributes: must be a restricted decryption key/,
+    );
   });
   it("an AK an untrusted TPM could have a copy of is named: adminWithPolicy=1, fixedTPM=0, not restricted signing", () => {
     const { publicKey: k } = generateKeyPairSync("ec", { namedCurve: "P-256" });
@@ -263,6 +277,73 @@ describe.runIf(run)("activation in a real TPM (swtpm) through the enclaivelet's 
         activate(eks.rsa, makeCredential(credentialEk(eks.rsa), otherName, randomBytes(32))),
       ).rejects.toThrow(/activate-credential/);
     }, 30_000);
+    it("a public-only copy of another TPM's AK loaded into this TPM (TPM2_LoadExternal) cannot activate, adminWithPolicy or not", async () => {
+      // The attack credentialAkProblems guards against: the guest kernel creates an AK in a software TPM, binds it,
+      // then loads its public part into the real TPM (which holds the registered EK) and activates there.
+      // TPM_RC_AUTH_UNAVAILABLE for both the authValue (adminWithPolicy=0) and a policy anyone can satisfy
+      // (adminWithPolicy=1, PolicyCommandCode(ActivateCredential)): a public-only object has no authorization.
+      const d = (f: string) => path.join(dir, f);
+      const ok = (t: SwTpm, argv: string[]) => {
+        const r = t.tool(argv);
+        expect(r.status, `${argv.join(" ")}: ${r.stderr.toString()}`).toBe(0);
+        t.tool(["tpm2_flushcontext", "-t"]);
+        return r;
+      };
+      ok(other, ["tpm2_createprimary", "-C", "o", "-g", "sha256", "-G", "ecc", "-c", d("prim.ctx")]);
+      ok(other, ["tpm2_startauthsession", "-S", d("trial.ctx")]);
+      ok(other, ["tpm2_policycommandcode", "-S", d("trial.ctx"), "-L", d("cc.policy"), "TPM2_CC_ActivateCredential"]);
+      other.tool(["tpm2_flushcontext", d("trial.ctx")]);
+      const attrs = "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign";
+      for (const [k, extra] of [
+        ["plain", []],
+        ["admpol", ["-a", `${attrs}|adminwithpolicy`, "-L", d("cc.policy")]],
+      ] as const) {
+        ok(other, [
+          "tpm2_create",
+          "-C",
+          d("prim.ctx"),
+          "-G",
+          "ecc:ecdsa-sha256:null",
+          ...(extra.length ? extra : ["-a", attrs]),
+          "-u",
+          d(`${k}.pub`),
+          "-r",
+          d(`${k}.priv`),
+        ]);
+        const pub = parseTpmPublic(readFileSync(d(`${k}.pub`)));
+        expect(!!(pub.objectAttributes & TPMA_OBJECT.adminWithPolicy)).toBe(k === "admpol");
+        ok(tpm, ["tpm2_loadexternal", "-C", "n", "-u", d(`${k}.pub`), "-c", d(`${k}.ext.ctx`)]);
+        const c = makeCredential(credentialEk(eks.rsa), Buffer.from(pub.name), randomBytes(32));
+        writeFileSync(
+          d(`${k}.cred`),
+          Buffer.concat([Buffer.from("badcc0de00000001", "hex"), c.credentialBlob, c.encryptedSecret]),
+        );
+        ok(tpm, ["tpm2_startauthsession", "--policy-session", "-S", d("ek.ctx")]);
+        ok(tpm, ["tpm2_policysecret", "-S", d("ek.ctx"), "-c", "e"]);
+        if (k === "admpol") {
+          ok(tpm, ["tpm2_startauthsession", "--policy-session", "-S", d("ak.ctx")]);
+          ok(tpm, ["tpm2_policycommandcode", "-S", d("ak.ctx"), "TPM2_CC_ActivateCredential"]);
+        }
+        const r = tpm.tool([
+          "tpm2_activatecredential",
+          "-c",
+          d(`${k}.ext.ctx`),
+          "-C",
+          EK_HANDLE,
+          "-i",
+          d(`${k}.cred`),
+          "-o",
+          d(`${k}.out`),
+          "-P",
+          `session:${d("ek.ctx")}`,
+          ...(k === "admpol" ? ["-p", `session:${d("ak.ctx")}`] : []),
+        ]);
+        for (const s of ["ek.ctx", "ak.ctx"]) tpm.tool(["tpm2_flushcontext", d(s)]);
+        tpm.tool(["tpm2_flushcontext", "-t"]);
+        expect(r.status, k).not.toBe(0);
+        expect(r.stderr.toString(), k).toMatch(/0x12F|authValue or authPolicy is not available/i);
+      }
+    }, 60_000);
     it("a credential for another TPM's EK: this TPM has no EK of that Name, the agent says so", async () => {
       await expect(
         activate(eks.otherRsa, makeCredential(credentialEk(eks.otherRsa), akName, randomBytes(32))),

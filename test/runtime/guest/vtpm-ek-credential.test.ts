@@ -18,7 +18,7 @@ import { parseConfig, type EnclaiveletConfig } from "../../../runtime/guest/conf
 import { memoryLogger } from "../../../runtime/guest/log.js";
 import { newEphemeralKey } from "../../../runtime/guest/attest.js";
 import { RuntimeError } from "../../../runtime/guest/client.js";
-import { EK_HANDLE, Vtpm } from "../../../runtime/guest/evidence/vtpm.js";
+import { AK_HANDLE, EK_HANDLE, Vtpm } from "../../../runtime/guest/evidence/vtpm.js";
 import { SwTpm, haveSwtpm } from "../../support/swtpm.js";
 import { buildBootLog } from "../attestation/tpm-fixtures.js";
 import {
@@ -251,6 +251,61 @@ describe.runIf(run)("EK credential activation (vtpm.ekPublics) through Nitride, 
     expect(long.body.errors?.join()).toMatch(/secret: at most 64 bytes/);
     // Still pending: the right answer goes through.
     expect((await answer("aws-ek", nonceText, await activate(vtpm, r))).status).toBe(200);
+  }, 90_000);
+
+  it("hostile: an AK whose ADMIN role is a policy (adminWithPolicy=1) is refused before any credential is made", async () => {
+    // A TPM whose persisted AK (the one the agent quotes with) was created with adminWithPolicy and a policy anyone
+    // can satisfy: a public-only copy of such a key is what a guest would try to activate in another TPM.
+    const adm = await SwTpm.start();
+    try {
+      const d = (f: string) => path.join(dir, `adm-${f}`);
+      const ok = (argv: string[]) => {
+        const r = adm.tool(argv);
+        expect(r.status, `${argv.join(" ")}: ${r.stderr.toString()}`).toBe(0);
+        adm.tool(["tpm2_flushcontext", "-t"]);
+      };
+      for (const [pcr, dg] of buildBootLog().extends) adm.extend(pcr, dg);
+      ok(["tpm2_createek", "-c", EK_HANDLE, "-G", "rsa", "-u", d("ek.pub")]);
+      ok(["tpm2_createprimary", "-C", "o", "-g", "sha256", "-G", "ecc", "-c", d("prim.ctx")]);
+      ok(["tpm2_startauthsession", "-S", d("trial.ctx")]);
+      ok(["tpm2_policycommandcode", "-S", d("trial.ctx"), "-L", d("cc.policy"), "TPM2_CC_ActivateCredential"]);
+      adm.tool(["tpm2_flushcontext", d("trial.ctx")]);
+      ok([
+        "tpm2_create",
+        "-C",
+        d("prim.ctx"),
+        "-G",
+        "ecc:ecdsa-sha256:null",
+        "-a",
+        "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|adminwithpolicy|restricted|sign",
+        "-L",
+        d("cc.policy"),
+        "-u",
+        d("ak.pub"),
+        "-r",
+        d("ak.priv"),
+      ]);
+      ok(["tpm2_load", "-C", d("prim.ctx"), "-u", d("ak.pub"), "-r", d("ak.priv"), "-c", d("ak.ctx")]);
+      ok(["tpm2_evictcontrol", "-C", "o", "-c", d("ak.ctx"), AK_HANDLE]);
+      ok(["tpm2_readpublic", "-c", EK_HANDLE, "-f", "tpmt", "-o", d("ek.tpmt")]);
+      await stack.admin("PUT", "nitride/workloads/aws-ek-adm", {
+        platforms: ["snp"],
+        reference_values: { snp_measurements: [GOOD_MEASUREMENT] },
+        policy: {
+          vtpm: { measuredBoot: buildBootLog().policy, ekPublics: [readFileSync(d("ek.tpmt")).toString("base64")] },
+        },
+        secrets: { kv: ["secret/data/web/db"] },
+      });
+      const { out, files, events } = await agent("aws-ek-adm", adm);
+      expect(out).toMatchObject({ ok: false, reason: "refused" });
+      expect(out.error).toMatch(
+        /vtpm\.ek-credential: the AK cannot be proven by EK credential activation: adminWithPolicy=1/,
+      );
+      expect(events).not.toContain("ek-credential.activated");
+      expect(files).toEqual([]);
+    } finally {
+      await adm.stop();
+    }
   }, 90_000);
 
   it("a workload without an EK registration behaves as before: one round trip, token at once", async () => {
