@@ -9,6 +9,15 @@ import type { HashName, PcrValues, TpmEvidence } from "../../../runtime/attestat
 export const gceFixture = (...p: string[]) =>
   new Uint8Array(readFileSync(path.join(repoRoot, "test/fixtures/gce", ...p)));
 
+/** The instance the simulated Google AK CA (runtime/sim/gce-ak-ca.ts) certifies in the GCE AK tests. */
+export const GCE_INSTANCE = {
+  zone: "europe-west4-a",
+  projectNumber: 123456789012n,
+  projectId: "bk-prod",
+  instanceId: 4242424242424242n,
+  instanceName: "web",
+};
+
 const HASH_ENUM: Record<number, HashName> = { 4: "sha1", 11: "sha256", 12: "sha384", 13: "sha512" };
 
 export interface GoTpmToolsAttestation {

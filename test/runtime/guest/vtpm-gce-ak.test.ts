@@ -21,16 +21,10 @@ import { parseTpmPublic } from "../../../runtime/attestation/tpm/index.js";
 import { createGceAkCaSimulator, type GceAkCaSimulator } from "../../../runtime/sim/gce-ak-ca.js";
 import { SwTpm, haveSwtpm } from "../../support/swtpm.js";
 import { buildBootLog } from "../attestation/tpm-fixtures.js";
+import { GCE_INSTANCE } from "../attestation/gce-fixtures.js";
 import { startEnclaiveletStack, simulatedSnpProvider, GOOD_MEASUREMENT, type EnclaiveletStack } from "./stack.js";
 
 const run = haveSwtpm();
-const INSTANCE = {
-  zone: "europe-west4-a",
-  projectNumber: 123456789012n,
-  projectId: "bk-prod",
-  instanceId: 4242424242424242n,
-  instanceName: "web",
-};
 
 const u16 = (n: number) => Buffer.from([n >> 8, n & 0xff]);
 const u32 = (n: number) => {
@@ -178,7 +172,7 @@ describe.runIf(run)("the enclaivelet on a GCE-provisioned vTPM (swtpm)", () => {
   let dir: string;
 
   async function gceVm(
-    o: { kind?: "ecc" | "rsa"; certForOtherKey?: boolean; noTemplate?: boolean; instance?: typeof INSTANCE } = {},
+    o: { kind?: "ecc" | "rsa"; certForOtherKey?: boolean; noTemplate?: boolean; instance?: typeof GCE_INSTANCE } = {},
   ) {
     const tpm = await SwTpm.start();
     vms.push(tpm);
@@ -194,7 +188,7 @@ describe.runIf(run)("the enclaivelet on a GCE-provisioned vTPM (swtpm)", () => {
     const certified = o.certForOtherKey
       ? parseTpmPublic(referencePrimary(tpm, kind === "ecc" ? rsaTemplate() : eccTemplate())).key
       : parseTpmPublic(vm.akPublic).key;
-    const cert = Buffer.from(await akCa.issue(certified, o.instance ?? INSTANCE));
+    const cert = Buffer.from(await akCa.issue(certified, o.instance ?? GCE_INSTANCE));
     nvWrite(tpm, kind === "ecc" ? 0x01c10003 : 0x01c10001, template);
     // GCE sizes the index for the certificate; a larger one (padding after the DER) must not matter.
     nvWrite(tpm, kind === "ecc" ? 0x01c10002 : 0x01c10000, cert, cert.length + 16);
@@ -307,7 +301,7 @@ describe.runIf(run)("the enclaivelet on a GCE-provisioned vTPM (swtpm)", () => {
     expect(out, out.error).toMatchObject({ ok: true });
     // Another VM of the same project and zone, booted from the same image, with a genuine Google AK certificate:
     // the workload is pinned to its own instance, so it is refused.
-    const sibling = await gceVm({ instance: { ...INSTANCE, instanceId: 7777777777n, instanceName: "other" } });
+    const sibling = await gceVm({ instance: { ...GCE_INSTANCE, instanceId: 7777777777n, instanceName: "other" } });
     const r = await agent(sibling, { workload: "gce-late" });
     expect(r.out).toMatchObject({ ok: false, reason: "refused" });
     expect(r.out.error).toMatch(/vtpm\.gce-instance: instance 7777777777 is not allowed/);

@@ -21,18 +21,12 @@ import {
 import { createGceAkCaSimulator, type GceAkCaSimulator } from "../../../../runtime/sim/gce-ak-ca.js";
 import { SwTpm, haveSwtpm } from "../../../support/swtpm.js";
 import { buildBootLog } from "../../attestation/tpm-fixtures.js";
+import { GCE_INSTANCE } from "../../attestation/gce-fixtures.js";
 import { GOOD_MEASUREMENT, startNitrideStack, type NitrideStack } from "./nitride-support.js";
 
 const run = haveSwtpm();
 const failedIds = (body: { data?: { verdict?: { checks: { id: string; ok: boolean }[] } } }) =>
   (body?.data?.verdict?.checks ?? []).filter((c) => !c.ok && c.id !== "nitride.reference-values").map((c) => c.id);
-const INSTANCE = {
-  zone: "europe-west4-a",
-  projectNumber: 123456789012n,
-  projectId: "bk-prod",
-  instanceId: 4242424242424242n,
-  instanceName: "web",
-};
 
 interface Vm {
   tpm: SwTpm;
@@ -49,7 +43,7 @@ describe.runIf(run)("Nitride: GCE — Google-endorsed firmware, Google-certified
   let tableEndorsement: Buffer;
   let otherShapeEndorsement: Buffer;
 
-  async function bootVm(instance = INSTANCE): Promise<Vm> {
+  async function bootVm(instance = GCE_INSTANCE): Promise<Vm> {
     const tpm = await SwTpm.start();
     const boot = buildBootLog();
     for (const [pcr, d] of boot.extends) tpm.extend(pcr, d);
@@ -66,7 +60,7 @@ describe.runIf(run)("Nitride: GCE — Google-endorsed firmware, Google-certified
       createGceEndorsementSimulator(),
       createGceAkCaSimulator(),
     ]);
-    [vm, other] = await Promise.all([bootVm(), bootVm({ ...INSTANCE, projectId: "someone-else", instanceId: 7n })]);
+    [vm, other] = await Promise.all([bootVm(), bootVm({ ...GCE_INSTANCE, projectId: "someone-else", instanceId: 7n })]);
     const probe = await s.sim.report({ measurement: GOOD_MEASUREMENT, reportData: new Uint8Array(64) });
     const policy = parseReport(probe.report).policy;
     const endorse = (vcpus: number) =>
