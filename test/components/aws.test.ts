@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import * as pulumi from "@pulumi/pulumi";
 import { installMocks, resolve, unsecret, type MockHarness } from "../support/pulumi-mocks.js";
 import { mkdtempSync } from "node:fs";
-import { createHash, generateKeyPairSync, randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import {
@@ -14,6 +14,7 @@ import {
 } from "../../images/index.js";
 import { buildUki, haveUkiTools } from "../support/uki.js";
 import { writeKitManifest } from "../support/kit-manifest.js";
+import { eccEkTpmt } from "../runtime/attestation/tpm-fixtures.js";
 
 let h: MockHarness;
 let mod: typeof import("../../components/aws/confidential-vm.js");
@@ -241,24 +242,7 @@ describe("AwsConfidentialVm", () => {
 
   it("registers EK pins given as GetInstanceTpmEkPub returns them (tpmt), as TPM Names; refuses a malformed one", async () => {
     // An ECC P-256 TPMT_PUBLIC as the EC2 API returns it with --key-format tpmt (base64).
-    const { publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
-    const jwk = publicKey.export({ format: "jwk" });
-    const u16 = (n: number) => Buffer.from([n >> 8, n & 0xff]);
-    const tpm2b = (b: Buffer) => Buffer.concat([u16(b.length), b]);
-    const tpmt = Buffer.concat([
-      u16(0x0023),
-      u16(0x000b),
-      Buffer.from([0x00, 0x03, 0x00, 0xb2]), // an EK: restricted decryption key (TCG template L-2)
-      tpm2b(Buffer.alloc(0)),
-      u16(0x0006), // AES-128 CFB
-      u16(128),
-      u16(0x0043),
-      u16(0x0010),
-      u16(0x0003),
-      u16(0x0010),
-      tpm2b(Buffer.from(jwk.x!, "base64url")),
-      tpm2b(Buffer.from(jwk.y!, "base64url")),
-    ]);
+    const tpmt = eccEkTpmt();
     const boot = { bank: "sha384", bootApplications: { allowed: [], required: ["cd".repeat(48)] } };
     const vm = new mod.AwsConfidentialVm("ek", {
       vhsm,

@@ -5,31 +5,11 @@
 // junk key) are refused naming the field.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createServer, type Server } from "node:http";
-import { createHash, generateKeyPairSync } from "node:crypto";
+import { createHash } from "node:crypto";
 import type { GetInstanceTpmEkPubResult } from "@aws-sdk/client-ec2";
 import { create, fetchInstanceEk, InstanceEkError } from "../../provider/aws-ek.js";
 import { ekNameFromTpmt } from "../../runtime/attestation/aws/ek.js";
-
-/** An ECC P-256 EK as TPMT_PUBLIC (what --key-format tpmt returns, base64-decoded). */
-function ekTpmt(): Buffer {
-  const jwk = generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey.export({ format: "jwk" });
-  const u16 = (n: number) => Buffer.from([n >> 8, n & 0xff]);
-  const t2b = (b: Buffer) => Buffer.concat([u16(b.length), b]);
-  return Buffer.concat([
-    u16(0x0023),
-    u16(0x000b),
-    Buffer.from([0x00, 0x03, 0x00, 0xb2]), // an EK: restricted decryption key (TCG template L-2)
-    t2b(Buffer.alloc(0)),
-    u16(0x0006), // AES-128 CFB
-    u16(128),
-    u16(0x0043),
-    u16(0x0010),
-    u16(0x0003),
-    u16(0x0010),
-    t2b(Buffer.from(jwk.x!, "base64url")),
-    t2b(Buffer.from(jwk.y!, "base64url")),
-  ]);
-}
+import { eccEkTpmt } from "../runtime/attestation/tpm-fixtures.js";
 
 const xml = (r: GetInstanceTpmEkPubResult) =>
   `<?xml version="1.0" encoding="UTF-8"?>
@@ -46,7 +26,7 @@ describe("InstanceTpmEk: GetInstanceTpmEkPub through the AWS SDK", () => {
   let endpoint: string;
   const requests: URLSearchParams[] = [];
   let answer: (req: URLSearchParams) => GetInstanceTpmEkPubResult;
-  const tpmt = ekTpmt();
+  const tpmt = eccEkTpmt();
   const saved = { ...process.env };
 
   beforeAll(async () => {

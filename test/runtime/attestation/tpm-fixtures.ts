@@ -1,7 +1,7 @@
 // A measured boot as OVMF + shim + grub + the Linux EFI stub log it (TCG PC Client PFP event types and data
 // layouts), built event by event: the log bytes and the (PCR, SHA-256 digest) extends a TPM must see.
 // Cloud firmware events (PCR 0-3, 5, 6) carry arbitrary digests, as a verifier that does not predict them sees.
-import { createHash } from "node:crypto";
+import { createHash, generateKeyPairSync } from "node:crypto";
 import {
   EFI_GLOBAL_VARIABLE,
   EFI_IMAGE_SECURITY_DATABASE,
@@ -151,4 +151,26 @@ export function buildBootLog(spec: BootSpec = {}): BootLog {
       }
     : undefined;
   return { log: Buffer.concat(parts), extends: extendsOut, policy, offsets, extends384, policy384 };
+}
+
+/** A fresh ECC P-256 EK as TPMT_PUBLIC (TCG EK template L-2), as EC2's GetInstanceTpmEkPub returns it with
+ *  --key-format tpmt (base64-decoded). */
+export function eccEkTpmt(): Buffer {
+  const jwk = generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey.export({ format: "jwk" });
+  const u16 = (n: number) => Buffer.from([n >> 8, n & 0xff]);
+  const t2b = (b: Buffer) => Buffer.concat([u16(b.length), b]);
+  return Buffer.concat([
+    u16(0x0023),
+    u16(0x000b),
+    Buffer.from([0x00, 0x03, 0x00, 0xb2]), // an EK: restricted decryption key (TCG template L-2)
+    t2b(Buffer.alloc(0)),
+    u16(0x0006), // AES-128 CFB
+    u16(128),
+    u16(0x0043),
+    u16(0x0010),
+    u16(0x0003),
+    u16(0x0010),
+    t2b(Buffer.from(jwk.x!, "base64url")),
+    t2b(Buffer.from(jwk.y!, "base64url")),
+  ]);
 }
