@@ -40,6 +40,11 @@ export interface VhsmAttestationSummary {
   measurement: string;
   /** What the simulated PSP measured from the files QEMU was started with (local). */
   launchMeasurement: string;
+  /** The HOST_DATA the runtime's VM was launched with and every verifier requires ("" where the platform sets
+   *  none: Proxmox, with allowAnyInstance). Local: SHA-256 of its instance identity (a random id in state). */
+  snpHostData: string;
+  /** What the runtime's report carried when the deployer verified it (equals snpHostData, or `pulumi up` failed). */
+  hostData: string;
   kernelMeasured: boolean;
   tlsKeySha256: string;
   simulated: boolean;
@@ -528,6 +533,7 @@ export class Vhsm extends pulumi.ComponentResource {
       }
       const local = localVhsmGuest(this, {
         who,
+        instanceName: `${pulumi.getProject()}/${stack}/${name}`,
         name: `${name}`
           .toLowerCase()
           .replace(/[^a-z0-9-]/g, "-")
@@ -552,10 +558,9 @@ export class Vhsm extends pulumi.ComponentResource {
       this.rootToken = pulumi.secret(g.rootToken) as pulumi.Output<string>;
       this.deployer = g.deployer as pulumi.Output<DeployerAuthArgs>;
       this.recoveryShares = g.recoveryShares as pulumi.Output<string[]>;
-      // Usable once the runtime was verified and bootstrapped (an output of the guest resource).
-      this.attestation = pulumi
-        .all([local.attestation, g.measurement])
-        .apply(([a]) => a) as pulumi.Output<RuntimeAttestationArgs>;
+      // Usable once the runtime was verified and bootstrapped (outputs of the guest resource): the measurement,
+      // the anchor and the instance's HOST_DATA.
+      this.attestation = local.attestation as pulumi.Output<RuntimeAttestationArgs>;
       this.measurement = g.measurement;
       this.tlsKeySha256 = g.tlsKeySha256;
       this.attestationSummary = pulumi
@@ -567,7 +572,7 @@ export class Vhsm extends pulumi.ComponentResource {
           g.verifiedBy,
           g.verifiedAt,
           g.checks,
-          pulumi.all([g.pid, g.accel, g.bootSeconds, g.consoleLog]),
+          pulumi.all([g.pid, g.accel, g.bootSeconds, g.consoleLog, g.snpHostData, g.hostData]),
         ])
         .apply(
           ([
@@ -578,12 +583,14 @@ export class Vhsm extends pulumi.ComponentResource {
             verifiedBy,
             verifiedAt,
             checks,
-            [pid, accel, bootSeconds, consoleLog],
+            [pid, accel, bootSeconds, consoleLog, snpHostData, hostData],
           ]) => ({
             platform: VHSM_LOCAL_PLATFORM,
             expectedMeasurement: local.expectedMeasurement,
             measurement,
             launchMeasurement,
+            snpHostData,
+            hostData: hostData ?? "",
             kernelMeasured: local.kernelMeasured,
             tlsKeySha256,
             simulated,
@@ -778,24 +785,36 @@ export class Vhsm extends pulumi.ComponentResource {
       measurement: rt.measurement,
       tlsKeySha256: rt.tlsKeySha256,
       attestationSummary: pulumi
-        .all([rt.measurement, rt.tlsKeySha256, rt.simulated, rt.verifiedBy, rt.verifiedAt, rt.checks])
-        .apply(([measurement, tlsKeySha256, simulated, verifiedBy, verifiedAt, checks]): VhsmAttestationSummary => ({
-          platform: args.platform!,
-          expectedMeasurement: g.expectedMeasurement,
-          measurement,
-          // On hardware the PSP measured the launch and its report says so: the reported value is the launch's.
-          launchMeasurement: measurement,
-          kernelMeasured: true,
-          tlsKeySha256,
-          simulated,
-          verifiedBy,
-          verifiedAt,
-          checks,
-          pid: 0,
-          accel: "kvm (SEV-SNP)",
-          bootSeconds: 0,
-          consoleLog: where,
-        })),
+        .all([rt.measurement, rt.tlsKeySha256, rt.simulated, rt.verifiedBy, rt.verifiedAt, rt.checks, rt.hostData])
+        .apply(
+          ([
+            measurement,
+            tlsKeySha256,
+            simulated,
+            verifiedBy,
+            verifiedAt,
+            checks,
+            hostData,
+          ]): VhsmAttestationSummary => ({
+            platform: args.platform!,
+            expectedMeasurement: g.expectedMeasurement,
+            measurement,
+            // On hardware the PSP measured the launch and its report says so: the reported value is the launch's.
+            launchMeasurement: measurement,
+            snpHostData: (g.attestation.snpHostData as string | undefined) ?? "", // a plain string here
+            hostData: hostData ?? "",
+            kernelMeasured: true,
+            tlsKeySha256,
+            simulated,
+            verifiedBy,
+            verifiedAt,
+            checks,
+            pid: 0,
+            accel: "kvm (SEV-SNP)",
+            bootSeconds: 0,
+            consoleLog: where,
+          }),
+        ),
     };
   }
 }

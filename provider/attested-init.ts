@@ -39,6 +39,8 @@ export interface AttestedInitInputs extends RecoveryInputs {
 export interface AttestationSummary {
   /** The runtime's MEASUREMENT, as its evidence reported it (equal to an expected one). */
   measurement: string;
+  /** HOST_DATA the runtime's SEV-SNP report carries (hex; absent for other evidence): what its launch was given. */
+  hostData?: string;
   /** SHA-256 of the SubjectPublicKeyInfo the runtime's evidence binds: the pin of every request. */
   tlsKeySha256: string;
   /** The evidence chains to a simulated root (the local stack). */
@@ -68,8 +70,10 @@ export async function verifyBeforeSending(
   const expected = runtimeExpectation(attestation, "attestation");
   const v: RuntimeVerification = await verifyRuntime({ url, expected, timeoutMs });
   if (!v.ok || !v.spkiSha256 || !v.measurement) throw new RuntimeAttestationError(url, v.reason ?? "not verified", v);
+  const hostData = v.verdict?.claims?.platform === "snp" ? v.verdict.claims.extra?.hostData : undefined;
   return {
     measurement: v.measurement,
+    ...(typeof hostData === "string" ? { hostData } : {}),
     tlsKeySha256: v.spkiSha256,
     simulated: v.simulated,
     verifiedBy: `the deployer (pulumi up), attested TLS: ${v.simulated ? "simulated SEV-SNP platform" : "AMD"} root → report with the expected measurement → REPORT_DATA binds a fresh nonce and this key`,

@@ -11,6 +11,7 @@ const ATTESTED_RUNTIME_OUTPUTS = [
   "verifiedBy",
   "verifiedAt",
   "checks",
+  "hostData",
   "deployer",
   "recoveryShares",
   "rootToken",
@@ -27,6 +28,8 @@ export abstract class AttestedRuntimeResource extends pulumi.dynamic.Resource {
   declare readonly verifiedBy: pulumi.Output<string>;
   declare readonly verifiedAt: pulumi.Output<string>;
   declare readonly checks: pulumi.Output<string[]>;
+  /** HOST_DATA the runtime's SEV-SNP report carried when the deployer verified it (hex; absent for TDX). */
+  declare readonly hostData: pulumi.Output<string | undefined>;
   declare readonly deployer: pulumi.Output<DeployerAuthArgs | undefined>;
   declare readonly recoveryShares: pulumi.Output<string[] | undefined>;
   /** Only with insecureKeepRootTokenInState. */

@@ -187,6 +187,7 @@ export async function startGuest(inputs: Props): Promise<Props> {
     ...(inputs.sshPort ? { sshPort: Number(inputs.sshPort) } : {}),
     timeoutSeconds: Number(inputs.timeoutSeconds),
     ...(typeof inputs.readyPattern === "string" ? { readyPattern: inputs.readyPattern } : {}),
+    ...(typeof inputs.snpHostData === "string" ? { snpHostData: inputs.snpHostData } : {}),
   };
   const cfgFile = path.join(stateDir, GUEST_CONFIG_FILE);
   writeFileSync(cfgFile, `${JSON.stringify(cfg, null, 2)}\n`, { mode: 0o600 });

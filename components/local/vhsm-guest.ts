@@ -4,9 +4,10 @@
 // AmdSev firmware, runtime/sim/qemu/runtime-image.ts), the exact QEMU command line is made, and the expected
 // launch measurement is computed from the boot inputs that argv names — firmware, vCPUs, kernel, initrd and
 // the command line with the dm-verity root hash, so every byte of the runtime, its config and its unit — by
-// the same engine that computes every workload's (images/snp). The VhsmGuest resource then boots it, verifies its attested TLS
-// against that measurement and the platform's anchor, and bootstraps it over connections pinned to the
-// attested key. The guests and the providers reach it with the same expectation (`attestation`), never a
+// the same engine that computes every workload's (images/snp). The VhsmGuest resource then boots it with
+// HOST_DATA = SHA-256 of its instance identity (made once per resource, provider/vhsm-instance.ts), verifies
+// its attested TLS against that measurement, that HOST_DATA and the platform's anchor, and bootstraps it over
+// connections pinned to the attested key. The guests and the providers reach it with the same expectation (`attestation`), never a
 // copied fingerprint.
 import { createHash } from "node:crypto";
 import { spawnSync } from "node:child_process";
@@ -33,6 +34,8 @@ import type { RuntimeAttestation } from "../../runtime/client/connection.js";
 export interface LocalVhsmGuestArgs {
   who: string;
   name: string;
+  /** `<project>/<stack>/<resource name>`: part of the instance identity whose hash is the guest's HOST_DATA. */
+  instanceName: string;
   packageRoot: string;
   platformDir: pulumi.Input<string>;
   anchor: pulumi.Input<SimulatedAnchor>;
@@ -93,7 +96,8 @@ export interface LocalVhsmGuest {
   url: string;
   expectedMeasurement: string;
   kernelMeasured: boolean;
-  /** The expectation every client of this runtime holds (providers, enclaivelets). */
+  /** The expectation every client of this runtime holds (providers, enclaivelets): the measurement, the
+   *  platform's anchor and this instance's HOST_DATA (chosen by the VhsmGuest resource at create). */
   attestation: pulumi.Output<RuntimeAttestation>;
 }
 
@@ -155,6 +159,7 @@ export function localVhsmGuest(parent: pulumi.Resource, a: LocalVhsmGuestArgs): 
     `${a.name}-guest`,
     {
       name: a.name,
+      instanceName: a.instanceName,
       platformDir: a.platformDir,
       stateDir: a.stateDir,
       argv: argvFor(firmware),
@@ -175,5 +180,9 @@ export function localVhsmGuest(parent: pulumi.Resource, a: LocalVhsmGuestArgs): 
     },
     { parent },
   );
-  return { guest, url, expectedMeasurement: expected, kernelMeasured, attestation };
+  // Usable once the runtime was verified (its HOST_DATA is an output of the guest resource).
+  const instanceAttestation = pulumi
+    .all([attestation, guest.snpHostData, guest.measurement])
+    .apply(([x, snpHostData]): RuntimeAttestation => ({ ...x, snpHostData }));
+  return { guest, url, expectedMeasurement: expected, kernelMeasured, attestation: instanceAttestation };
 }

@@ -93,6 +93,9 @@ if (va) {
     `  expected  ${va.expectedMeasurement} (computed from its QEMU argv: ${va.kernelMeasured ? "firmware + vCPUs + kernel/initrd/cmdline with the dm-verity root hash, so the runtime's code and config" : "firmware + vCPUs only: the runtime's code is NOT in it"})`,
   );
   console.log(`  reported  ${va.measurement} (the simulated PSP measured ${short(va.launchMeasurement)})`);
+  console.log(
+    `  instance  HOST_DATA ${va.hostData} (${va.hostData === va.snpHostData ? "= SHA-256 of this runtime's instance id in state" : `EXPECTED ${va.snpHostData}`}; another copy of the image is refused)`,
+  );
   console.log(`  TLS key   SPKI SHA-256 ${va.tlsKeySha256} (bound into the report; every request is pinned to it)`);
   console.log(`  verified  by ${va.verifiedBy}, ${va.verifiedAt}; the VMs verify it the same way before attesting`);
   console.log(`  up in ${va.bootSeconds} s; pid ${va.pid} (QEMU supervisor), console ${va.consoleLog}`);

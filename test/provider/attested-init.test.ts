@@ -8,7 +8,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { initAttestedRuntime, reattestRuntime, type AttestedInitInputs } from "../../provider/attested-init.js";
+import {
+  initAttestedRuntime,
+  reattestRuntime,
+  verifyBeforeSending,
+  type AttestedInitInputs,
+} from "../../provider/attested-init.js";
+import { instanceExpectation } from "../../provider/vhsm-guest-handlers.js";
+import { instanceHostData, newInstanceId } from "../../provider/vhsm-instance.js";
 import { runtimeRequest } from "../../provider/client.js";
 import { RuntimeAttestationError } from "../../runtime/client/attested-tls.js";
 import { decryptShare } from "../../runtime/client/recovery-share.js";
@@ -119,5 +126,69 @@ describe("the attested trust bootstrap", () => {
     const again = await reattestRuntime({ ...inputs(), recoveryShares: out.recoveryShares });
     expect(again.autoUnsealed).toBe(true);
     expect(again.tlsKeySha256).toBe(out.tlsKeySha256);
+  });
+});
+
+// Instance binding: the VhsmGuest resource launches its runtime with HOST_DATA = SHA-256 of its instance identity
+// (provider/vhsm-instance.ts) and requires exactly that in every verification. Here the runtime's simulated PSP
+// is given HOST_DATA the way QEMU's host-data= gives it; another instance of the same image (same measurement,
+// same platform) or one launched without HOST_DATA is refused with policy.host-data before init.
+describe("instance binding: the runtime guest's HOST_DATA", () => {
+  const name = "buckypaper-test/dev/vhsm";
+  const mine = instanceHostData(name, newInstanceId());
+  const other = instanceHostData(name, newInstanceId());
+  let launched: RunningServer;
+  let idir: string;
+  const keys = () => ({
+    deployerKeyFile: path.join(idir, "deployer.pem"),
+    localRecoveryKeyFile: path.join(idir, "recovery.jwk"),
+  });
+  beforeAll(async () => {
+    ({ server: launched } = await startAttestedRuntime({ hostData: mine }));
+    idir = mkdtempSync(path.join(os.tmpdir(), "bk-attested-instance-"));
+  });
+  afterAll(async () => {
+    await launched?.close();
+    if (idir) rmSync(idir, { recursive: true, force: true });
+  });
+  const initializedAt = async (url: string, hostData: string) =>
+    (
+      (
+        await runtimeRequest(
+          { url, token: "-", attestation: instanceExpectation(expectationFor(sim), hostData) },
+          "GET",
+          "sys/init",
+        )
+      ).body as { initialized: boolean }
+    ).initialized;
+
+  it("refuses the same image launched as another instance: policy.host-data, nothing sent", async () => {
+    const e2 = await initAttestedRuntime(
+      inputs({ ...keys(), url: launched.url, attestation: instanceExpectation(expectationFor(sim), other) }),
+    ).catch((x: unknown) => x);
+    expect(e2).toBeInstanceOf(RuntimeAttestationError);
+    expect((e2 as RuntimeAttestationError).reason).toMatch(/^policy\.host-data: HOST_DATA [0-9a-f]{64} differs/);
+    // Nothing but the evidence request was sent: still uninitialised, no credential or recovery key made here.
+    expect(await initializedAt(launched.url, mine)).toBe(false);
+    expect(existsSync(keys().deployerKeyFile)).toBe(false);
+    expect(existsSync(keys().localRecoveryKeyFile)).toBe(false);
+  });
+
+  it("refuses a launch without HOST_DATA (all zeros) where this instance's is required", async () => {
+    // `server` (the file's runtime) was launched without HOST_DATA.
+    const e = await initAttestedRuntime(
+      inputs({ ...keys(), attestation: instanceExpectation(expectationFor(sim), mine) }),
+    ).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(RuntimeAttestationError);
+    expect((e as RuntimeAttestationError).reason).toMatch(
+      new RegExp(`^policy\\.host-data: HOST_DATA ${"0".repeat(64)}`),
+    );
+  });
+
+  it("accepts exactly this instance and reports the HOST_DATA its report carried", async () => {
+    const s = await verifyBeforeSending(launched.url, instanceExpectation(expectationFor(sim), mine), 30_000);
+    expect(s.hostData).toBe(mine);
+    expect(s.checks).toContain("policy.host-data: HOST_DATA matches");
+    expect(await initializedAt(launched.url, mine)).toBe(false);
   });
 });

@@ -1,6 +1,7 @@
 // The enclaivelet with runtimeAttestation (no copied CA fingerprint): it verifies the runtime — every replica —
-// before it sends evidence or takes a bundle. A runtime with another measurement, or a man in the middle relaying
-// the genuine runtime's evidence, is refused: the evidence source is never asked, nothing is written.
+// before it sends evidence or takes a bundle. A runtime with another measurement or another instance's HOST_DATA,
+// or a man in the middle relaying the genuine runtime's evidence, is refused: the evidence source is never asked,
+// nothing is written.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -133,6 +134,18 @@ describe("enclaivelet over attested TLS", () => {
     expect(out.ok).toBe(false);
     expect(out.reason).toBe("pinning");
     expect(out.error).toMatch(/policy\.measurement/);
+    expect(s.asked).toEqual([]);
+    expect(await readdir(s.root)).toEqual([]);
+  });
+
+  it("refuses the same runtime image launched as another instance (HOST_DATA) before sending evidence", async () => {
+    // The user-data pins the runtime's instance (snpHostData, what the Vhsm component's attestation carries);
+    // this runtime was launched without HOST_DATA, as a copy of the image someone else launched would be.
+    const s = await setup(server.url, { ...expectationFor(sim), snpHostData: "5a".repeat(32) });
+    const out = await runAgent(s.cfg, { provider: s.provider, log: memoryLogger() });
+    expect(out.ok).toBe(false);
+    expect(out.reason).toBe("pinning");
+    expect(out.error).toMatch(/policy\.host-data: HOST_DATA 0{64} differs from the required (5a){32}/);
     expect(s.asked).toEqual([]);
     expect(await readdir(s.root)).toEqual([]);
   });

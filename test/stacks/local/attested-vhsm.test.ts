@@ -21,6 +21,7 @@ import { amdSevFirmware } from "../../../runtime/sim/qemu/runtime-image.js";
 import { localVhsmGuestSupport } from "../../../components/local/vhsm-guest.js";
 import { firmwareWithOneByteChanged } from "../../../components/local/tamper.js";
 import { runtimeExpectation, verifyRuntime } from "../../../runtime/client/attested-tls.js";
+import { instanceHostData, newInstanceId } from "../../../provider/vhsm-instance.js";
 import { freePort } from "../../support/net.js";
 import type { VhsmAttestationOut, VmOut } from "../../../stacks/local/summary.js";
 import { alive, initLocalStack, localSummary, stackOutputs, ROOT } from "./support.js";
@@ -130,6 +131,26 @@ describe.runIf(ready)("stacks/local with the vHSM runtime in an attested QEMU gu
     expect(v.reason).toBeUndefined();
     expect(v.spkiSha256).toBe(a.tlsKeySha256);
     expect(out.auditLog).toBe(""); // inside the guest
+    // Instance binding: launched with this resource's HOST_DATA, and its report carries it; an expectation naming
+    // another instance of the same image is refused (policy.host-data).
+    expect(a.snpHostData).toMatch(/^[0-9a-f]{64}$/);
+    expect(a.hostData).toBe(a.snpHostData);
+    const expect2 = (snpHostData: string) =>
+      runtimeExpectation({
+        snpMeasurements: [a.expectedMeasurement],
+        snpHostData,
+        simulatedAnchors: [anchor],
+        kds: "off",
+      });
+    const mine = await verifyRuntime({ url: out.runtimeUrl, expected: expect2(a.snpHostData), timeoutMs: 120_000 });
+    expect(mine.reason).toBeUndefined();
+    const other = await verifyRuntime({
+      url: out.runtimeUrl,
+      expected: expect2(instanceHostData(`buckypaper-local/${stack}/vhsm`, newInstanceId())),
+      timeoutMs: 120_000,
+    });
+    expect(other.ok).toBe(false);
+    expect(other.reason).toMatch(/^policy\.host-data: HOST_DATA [0-9a-f]{64} differs/);
   });
 
   it("web and db verified the runtime from their user-data (no copied fingerprint) and were provisioned", () => {
@@ -161,6 +182,15 @@ describe.runIf(ready)("stacks/local with the vHSM runtime in an attested QEMU gu
     expect(guest.outputs?.unsealKeys).toBeUndefined();
     expect((guest.outputs?.recoveryShares as string[]).length).toBe(1);
     expect(exported).not.toMatch(/"root_token"|"keys_base64"/);
+    // The instance id is in state (not a secret); HOST_DATA is its hash with the runtime's name, what the guest
+    // reported, and what web's user-data requires of the runtime.
+    const instanceId = guest.outputs?.instanceId as string;
+    expect(instanceId).toMatch(/^[0-9a-f]{32}$/);
+    const hostData = instanceHostData(`buckypaper-local/${stack}/vhsm`, instanceId);
+    expect(guest.outputs?.snpHostData).toBe(hostData);
+    expect(guest.outputs?.hostData).toBe(hostData);
+    expect(out.vhsmAttestation.hostData).toBe(hostData);
+    expect(readFileSync(path.join(stateDir, "vms", "web", "seed", "user-data"), "utf8")).toContain(hostData);
     const v = resources.find((x) => x.urn.endsWith("::web-api-key"))?.outputs?.value as
       string | { plaintext: string } | undefined;
     const secret = typeof v === "string" ? v : v ? (JSON.parse(v.plaintext) as string) : undefined;
@@ -176,6 +206,9 @@ describe.runIf(ready)("stacks/local with the vHSM runtime in an attested QEMU gu
     expect(summary).toMatch(/^vHSM runtime: QEMU guest \((kvm|tcg)\), attested — measurement matches/m);
     expect(summary).toContain(`expected  ${out.vhsmAttestation.expectedMeasurement}`);
     expect(summary).toContain(`TLS key   SPKI SHA-256 ${out.vhsmAttestation.tlsKeySha256}`);
+    expect(summary).toContain(
+      `instance  HOST_DATA ${out.vhsmAttestation.hostData} (= SHA-256 of this runtime's instance id`,
+    );
     expect(summary).toMatch(/verified {2}by the deployer/);
   });
 
