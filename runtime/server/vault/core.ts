@@ -163,6 +163,13 @@ const RAW_SYS = new Set([
   "sys/generate-root/attempt",
   "sys/generate-root/update",
 ]);
+/**
+ * Raw sys paths that are audited all the same (Vault's handleAuditNonLogical, hashicorp/vault#8301): the
+ * quorum minting a root token must leave a trace. Request before, response after, every string HMAC'd like
+ * any other record (the unseal key shares, the OTP, the nonce and the encoded root token never in clear).
+ * Only while unsealed: the audit devices and their HMAC key live behind the barrier.
+ */
+const AUDITED_RAW_SYS = new Set(["sys/generate-root/attempt", "sys/generate-root/update"]);
 /** Paths that additionally need `sudo` (for these operations). */
 const SUDO: Array<{ re: RegExp; ops?: Operation[] }> = [
   { re: /^sys\/seal$/ },
@@ -785,8 +792,11 @@ export class Core implements CoreView {
       remoteAddress: raw.clientIp,
     };
     try {
-      if (RAW_SYS.has(req.bare))
-        return await new SystemBackend(this).handleRaw(req.bare, req.method, raw.query, req.data);
+      if (RAW_SYS.has(req.bare)) {
+        if (!AUDITED_RAW_SYS.has(req.bare) || this.sealed || !this.audit.enabled)
+          return await new SystemBackend(this).handleRaw(req.bare, req.method, raw.query, req.data);
+        return await this.auditedRaw(req.bare, req.method, raw.query, req.data, audit);
+      }
       const target = await this.resolve(req);
       audit.mountType = target.mount.entry.type;
       const caller = await this.authenticate(req, target);
@@ -828,6 +838,27 @@ export class Core implements CoreView {
     } catch (e) {
       return this.failed(e, audit);
     }
+  }
+
+  /**
+   * A raw sys request with its audit records (AUDITED_RAW_SYS). Like every audited request it fails closed:
+   * when the request record cannot be written, nothing is done.
+   */
+  private async auditedRaw(
+    bare: string,
+    method: string,
+    query: Record<string, string>,
+    data: Record<string, unknown>,
+    audit: AuditRequest,
+  ): Promise<RawResponse> {
+    audit.mountType = "system";
+    this.audit.logRequest(audit);
+    const r = await new SystemBackend(this).handleRaw(bare, method, query, data);
+    this.audit.logResponse(
+      audit,
+      r.status >= 400 ? { status: r.status, error: this.auditError(r) } : { status: r.status, data: r.body },
+    );
+    return r;
   }
 
   /** The mount serving the canonical path (503 while sealed, 404 when nothing is mounted there). */
