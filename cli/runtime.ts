@@ -1,7 +1,7 @@
 // `buckypaper runtime`: run and operate the bundled vHSM runtime, with Vault's lifecycle:
 //   runtime server --config FILE          start (sealed until unsealed)
 //   runtime dev [--listen H:P] [--tls]    in-memory, unsealed, prints the root token
-//   runtime init [--key-shares N] [--key-threshold T] [--recovery-keys F1,F2,…] [--root-token-key F]
+//   runtime init [--key-shares N] [--key-threshold T] [--recovery-keys F1,F2,…] [--root-token-key F] [--peer-threshold K]
 //                                         shares (and root token) encrypted to operator keys, or in clear to a terminal once
 //   runtime unseal KEY                    (repeat until the threshold is reached)
 //   runtime unseal --share JWE --recovery-key FILE   a share encrypted to this operator's key
@@ -27,10 +27,13 @@ const SUB_USAGE: Record<string, string> = {
   server: `server --config FILE               run the runtime from an HCL/JSON config (starts sealed)`,
   dev: `dev [--listen 127.0.0.1:8200] [--tls] [--root-token-id ID]
                                      in-memory runtime, unsealed, KV v2 at secret/ (not for production)`,
-  init: `init [--key-shares 5] [--key-threshold 3] [--recovery-keys PUB1,PUB2,…] [--root-token-key PUB] [--format json]
+  init: `init [--key-shares 5] [--key-threshold 3] [--recovery-keys PUB1,PUB2,…] [--root-token-key PUB]
+       [--peer-threshold K] [--format json]
                                      each share encrypted to one operator's public JWK (runtime recovery-key),
                                      the root token to PUB; what stays in clear is printed only to a terminal
-                                     (--insecure-print-to-pipe: also to a pipe or file, for throwaway runtimes)`,
+                                     (--insecure-print-to-pipe: also to a pipe or file, for throwaway runtimes);
+                                     --peer-threshold K: a replica set's sealed replica is unsealed by K attested
+                                     peers (their shares stay in the barrier; config peer_unseal)`,
   unseal: `unseal KEY | unseal --share JWE|FILE --recovery-key FILE | unseal --reset`,
   "generate-root": `generate-root --init | --status | --cancel | --nonce N (KEY | --share JWE --recovery-key FILE)
               | --decode ENCODED --otp OTP   a new root token from a quorum of shares (Vault's sys/generate-root)`,
@@ -176,7 +179,12 @@ async function simulatedEvidence(cfg: import("../runtime/server/http/config.js")
     );
   const { loadPlatform } = await import("../runtime/sim/localvm/platform.js");
   const { simulatorProvider } = await import("../runtime/sim/localvm/evidence.js");
-  return { evidenceSource: simulatorProvider(await loadPlatform(a.platformDir), { measurement: a.measurement }) };
+  const platform = await loadPlatform(a.platformDir);
+  return {
+    evidenceSource: simulatorProvider(platform, { measurement: a.measurement }),
+    // Peer unseal: replicas on the same simulated platform trust each other's evidence (and only that platform's).
+    peerTrust: { snp: { simulated: [platform.trustAnchor] } },
+  };
 }
 
 export async function run(argv: string[], io: CliIo): Promise<number> {
@@ -312,12 +320,16 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
       "key-threshold": { type: "string" },
       "recovery-keys": { type: "string" },
       "root-token-key": { type: "string" },
+      "peer-threshold": { type: "string" },
       "insecure-print-to-pipe": { type: "boolean" },
     });
     const n = Number(values["key-shares"] ?? 5),
       t = Number(values["key-threshold"] ?? 3);
     if (!Number.isInteger(n) || n < 1 || n > 255) throw new UsageError("--key-shares: an integer 1..255");
     if (!Number.isInteger(t) || t < 1 || t > n) throw new UsageError("--key-threshold: an integer 1..key-shares");
+    const peerThreshold = values["peer-threshold"] === undefined ? undefined : Number(values["peer-threshold"]);
+    if (peerThreshold !== undefined && (!Number.isInteger(peerThreshold) || peerThreshold < 1 || peerThreshold > 255))
+      throw new UsageError("--peer-threshold: an integer 1..255 (attested replicas needed to unseal another)");
     // Everything is checked before sys/init: a refusal afterwards would lose the only copy of the shares.
     const { parseRecoveryPublicKey, encryptShare, encryptRootToken } =
       await import("../runtime/client/recovery-share.js");
@@ -345,7 +357,11 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
           `--insecure-print-to-pipe for a throwaway runtime. Nothing was initialized.`,
       );
     const call = await client(values);
-    const r = await call("PUT", "sys/init", { secret_shares: n, secret_threshold: t });
+    const r = await call("PUT", "sys/init", {
+      secret_shares: n,
+      secret_threshold: t,
+      ...(peerThreshold !== undefined ? { peer_threshold: peerThreshold } : {}),
+    });
     if (failIfError(r, io)) return Exit.rejected;
     const b64 = r.body.keys_base64 as string[];
     const jwes = shareKeys
@@ -368,6 +384,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
             ...(jwes ? { unseal_keys_jwe: jwes } : { unseal_keys_b64: b64, unseal_keys_hex: r.body.keys }),
             unseal_shares: n,
             unseal_threshold: t,
+            ...(peerThreshold !== undefined ? { peer_threshold: peerThreshold } : {}),
             ...(rootJwe ? { root_token_jwe: rootJwe } : { root_token: r.body.root_token }),
             runtime_ca_sha256: r.body.runtime_ca_sha256 ?? null,
             runtime_ca_pem: r.body.runtime_ca_pem ?? null,

@@ -27,9 +27,11 @@ export function startServerProc(config: string, env: Record<string, string> = {}
     const onData = (d: Buffer) => {
       out += d.toString();
       const m = /listening on (\S+) \(.*\)\n/.exec(out);
-      // An uninitialized TLS server prints its bootstrap certificate fingerprint on the next line.
+      // An uninitialized TLS server prints its bootstrap certificate fingerprint on the next line (an attested
+      // one has no bootstrap certificate: it prints its in-memory key's SPKI instead).
       const needsFp = m && m[1].startsWith("https") && m[0].includes("not initialized");
-      if (m && (!needsFp || /Bootstrap TLS certificate SHA-256[^:]*: [0-9a-f]{64}\n/.test(out))) {
+      const next = /Bootstrap TLS certificate SHA-256[^:]*: [0-9a-f]{64}\n|Attested TLS: .*SPKI SHA-256 [0-9a-f]{64}/;
+      if (m && (!needsFp || next.test(out))) {
         clearTimeout(timer);
         const fp = /Bootstrap TLS certificate SHA-256[^:]*: ([0-9a-f]{64})/.exec(out)?.[1];
         resolve({
