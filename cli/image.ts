@@ -11,7 +11,7 @@ import { buildImage } from "../images/guest/index.js";
 
 const USAGE = `usage: buckypaper image build [--firmware FILE | --no-firmware] [--update-lock] [--rebuild] [--out DIR]
       [--lock FILE] [--cache DIR] [--role workload|runtime]
-      [--runtime-psp virtio-psp|sev-guest] [--cloud nocloud|ec2|gce|azure] [--json]
+      [--runtime-psp virtio-psp|sev-guest] [--cloud nocloud|ec2|gce|azure] [--format direct|disk] [--json]
 
   Builds the guest image (kernel, initrd, dm-verity root filesystem) from the Debian packages in
   images/guest/packages.lock, cached under ~/.cache/buckypaper/images/<input hash>/, and prints the path
@@ -28,7 +28,11 @@ const USAGE = `usage: buckypaper image build [--firmware FILE | --no-firmware] [
   --cloud C      where the workload image reads its user-data (default nocloud: QEMU/Proxmox's seed; ec2:
                  EC2 IMDSv2; gce: the GCE metadata server; azure: the OVF CustomData as cloud-init-local
                  copies it): the enclaivelet's measured unit for that source,
-                 and cloud-init limited to that one datasource (recorded as enclaivelet.userDataSource)`;
+                 and cloud-init limited to that one datasource (recorded as enclaivelet.userDataSource)
+  --format F     direct (kernel + initrd + rootfs.img for QEMU direct kernel boot) or disk: also a raw GPT
+                 disk a UEFI firmware boots (ESP with a UKI at \\EFI\\BOOT\\BOOTX64.EFI, the root and its
+                 dm-verity hash tree as partitions; manifest 'disk'). Default: disk with --cloud ec2|gce
+                 (Azure boots a fixed VHD: not produced)`;
 
 export async function run(argv: string[], io: CliIo): Promise<number> {
   const [sub, ...rest] = argv;
@@ -48,6 +52,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     role: { type: "string" },
     cloud: { type: "string" },
     "runtime-psp": { type: "string" },
+    format: { type: "string" },
     json: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   });
@@ -66,6 +71,11 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   if (runtimePsp !== undefined && role !== "runtime") throw new UsageError("--runtime-psp needs --role runtime");
   if (runtimePsp !== undefined && runtimePsp !== "virtio-psp" && runtimePsp !== "sev-guest")
     throw new UsageError(`--runtime-psp: '${runtimePsp}' (virtio-psp or sev-guest)`);
+  const format = v.format as string | undefined;
+  if (format !== undefined && format !== "direct" && format !== "disk")
+    throw new UsageError(`--format: '${format}' (direct or disk)`);
+  if (format === "disk" && role === "runtime")
+    throw new UsageError("--format: disk with --role runtime (the runtime image boots only under QEMU)");
   if (v.firmware !== undefined && v["no-firmware"])
     throw new UsageError("--firmware and --no-firmware are alternatives");
   // dist/cli/image.js → the repository root
@@ -88,11 +98,16 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     role,
     cloud,
     ...(runtimePsp !== undefined ? { runtimePsp } : {}),
+    ...(format ? { format } : {}),
     progress: (line) => io.err(line),
   });
   io.err(
     `image: ${result.cached ? "cached" : "built"} in ${result.seconds} s — root hash ${result.manifest.verity.rootHash}`,
   );
+  if (result.manifest.disk)
+    io.err(
+      `image: cloud disk ${path.join(result.dir, result.manifest.disk.path)} (UKI ${result.manifest.disk.uki.sha256})`,
+    );
   io.out(v.json ? JSON.stringify(result.manifest, null, 2) : result.manifestPath);
   return Exit.ok;
 }

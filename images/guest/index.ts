@@ -7,6 +7,7 @@ export {
   type ImageBuildOptions,
   type ImageBuildResult,
   type ImageRole,
+  type ImageFormat,
 } from "./build.js";
 export {
   RUNTIME_GUEST_CONFIG,
@@ -33,3 +34,15 @@ export {
 } from "./manifest.js";
 export { snpDigestsFromManifest, loadManifest, type ManifestMeasureOptions } from "./measure.js";
 export { veritySalt, type VerityInfo } from "./verity.js";
+export {
+  buildDisk,
+  diskCmdline,
+  parseBootLock,
+  ukiFromDiskFile,
+  DISK_MODULES,
+  UKI_ESP_PATH,
+  type DiskRecord,
+} from "./disk.js";
+export { decodeGpt, encodeGpt, GptError, PARTITION_TYPE, type GptLayout, type GptPartition } from "./gpt.js";
+export { readFatFile, FatError } from "./fat.js";
+export { DISK_INIT_SCRIPT } from "./disk-init.js";

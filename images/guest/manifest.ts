@@ -5,6 +5,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import type { VerityInfo } from "./verity.js";
+import type { DiskRecord } from "./disk.js";
 
 export const MANIFEST_SCHEMA = "buckypaper.guest-image/v1";
 
@@ -52,6 +53,11 @@ export interface ImageManifest {
      *  field: "virtio-psp" (the local stack's simulated PSP). */
     psp?: "virtio-psp" | "sev-guest";
   };
+  /**
+   * The cloud disk (`image build --format disk`, default with --cloud ec2|gce; images/guest/disk.ts): a raw GPT
+   * disk with an ESP holding a UKI and the root + hash tree as partitions. Absent for a direct-boot-only build.
+   */
+  disk?: DiskRecord;
   firmware: {
     /** Whether the firmware verifies kernel/initrd/cmdline against the SNP kernel-hashes table. */
     measuredDirectBoot: boolean;
