@@ -2,15 +2,21 @@
 // or its kernel + initrd + command line from an image manifest), through images/vtpm: the measured-boot policy
 // the workload is registered with, so nobody pastes digests. Files are read on the machine running `pulumi up`;
 // they must be the very bytes the VM boots (the AMI/disk built from the same image).
-import { BootPredictionError, predictMeasuredBoot } from "../../images/vtpm/index.js";
+import { BootPredictionError, predictFromDisk, predictMeasuredBoot } from "../../images/vtpm/index.js";
 import { parseManifest, readManifestFile, ManifestError } from "../../images/guest/manifest.js";
 import { ConfigError } from "./errors.js";
 import { readInputFile } from "./input-file.js";
 import type { MeasuredBootPolicy } from "../../runtime/attestation/tpm/boot-policy.js";
 
 export interface BootChainArgs {
-  /** The kit image's manifest.json (`buckypaper image build`): its kernel, initrd and command line (with the verity root hash). */
+  /**
+   * The kit image's manifest.json (`buckypaper image build`). Built with a cloud disk (`--cloud ec2|gce`, or
+   * `--format disk`): the UKI read from that disk's EFI system partition (what the VM's firmware boots); otherwise
+   * its kernel, initrd and command line (with the verity root hash).
+   */
   manifest?: string;
+  /** With `manifest`: the disk file the VM boots, when it is not at the manifest's `disk.path` (e.g. a copy). */
+  disk?: string;
   /** A UKI (PE file): the boot application firmware (or a loader) runs; its Authenticode digest, .cmdline and PCR 11 are predicted. */
   uki?: string;
   /** An EFI-stub kernel booted without a UKI (with `initrd` and `cmdline`). */
@@ -56,6 +62,17 @@ export function predictBootChain(who: string, args: BootChainArgs, bank: "sha256
         if (e instanceof ManifestError) throw new ConfigError(who, `bootChain.manifest (${e.field})`, e.message);
         throw e;
       }
+      if (m.disk) {
+        if (loaders.length)
+          throw new ConfigError(who, "bootChain.loaders", "the kit's cloud disk boots its UKI directly (no loaders)");
+        if (args.cmdline !== undefined || args.mustContain !== undefined)
+          throw new ConfigError(who, "bootChain.cmdline", "the cloud disk's command line is its UKI's .cmdline");
+        return predictFromDisk(args.manifest, m, bank, {
+          ...(args.disk ? { diskPath: args.disk } : {}),
+          ...(args.secureBoot !== undefined ? { secureBoot: args.secureBoot } : {}),
+        }).policy;
+      }
+      if (args.disk) throw new ConfigError(who, "bootChain.disk", "the manifest records no cloud disk (--format disk)");
       const kernel = readManifestFile(args.manifest, m, "kernel");
       const initrd = readManifestFile(args.manifest, m, "initrd");
       return predictMeasuredBoot({

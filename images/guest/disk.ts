@@ -14,17 +14,40 @@
 // Deterministic: GUIDs derived from the inputs (root/verity partition UUIDs from the root hash, as the
 // Discoverable Partitions Specification suggests), FAT serial and times fixed (--invariant, SOURCE_DATE_EPOCH).
 import { createHash } from "node:crypto";
-import { existsSync } from "node:fs";
-import { chmod, copyFile, mkdir, mkdtemp, open, readFile, readdir, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { closeSync, existsSync, openSync, readSync } from "node:fs";
+import {
+  chmod,
+  copyFile,
+  mkdir,
+  mkdtemp,
+  open,
+  readFile,
+  readdir,
+  rename,
+  rm,
+  stat,
+  utimes,
+  writeFile,
+} from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { newcArchive } from "./cpio.js";
 import { DISK_INIT_SCRIPT } from "./disk-init.js";
 import { run } from "./exec.js";
 import { readFatFile } from "./fat.js";
-import { ATTR_READ_ONLY, FIRST_USABLE_LBA, PARTITION_TYPE, SECTOR, decodeGpt, encodeGpt, type GptPartition } from "./gpt.js";
+import {
+  ATTR_READ_ONLY,
+  FIRST_USABLE_LBA,
+  PARTITION_TYPE,
+  SECTOR,
+  decodeGpt,
+  encodeGpt,
+  type GptPartition,
+} from "./gpt.js";
 import { INITRD_MODULES, moduleLoadOrder } from "./initrd.js";
-import { sha256Hex, type ImageManifest } from "./manifest.js";
+import { sha256Hex, type DiskRecord, type ImageManifest, type StubPin } from "./manifest.js";
+
+export type { DiskPartitionRecord, DiskRecord, StubPin } from "./manifest.js";
 import { authenticodeDigest } from "../pe.js";
 
 /** Storage drivers the disk's initramfs adds to the image's (virtio_pci, virtio_blk, dm, squashfs, overlay). */
@@ -35,50 +58,6 @@ export const CLOUD_NIC_MODULES = ["ena", "gve", "virtio_net"] as const;
 export const UKI_ESP_PATH = "/EFI/BOOT/BOOTX64.EFI";
 const MIB = 1 << 20;
 const STUB_IN_DEB = "usr/lib/systemd/boot/efi/linuxx64.efi.stub";
-
-export interface StubPin {
-  package: string;
-  version: string;
-  sha256: string;
-}
-
-export interface DiskPartitionRecord {
-  number: number;
-  name: string;
-  type: string;
-  guid: string;
-  firstLba: number;
-  lastLba: number;
-}
-
-/** The manifest's `disk` entry (paths relative to the manifest's directory). */
-export interface DiskRecord {
-  path: string;
-  sha256: string;
-  size: number;
-  diskGuid: string;
-  partitions: DiskPartitionRecord[];
-  /** The UKI as it is on the ESP (and a copy beside the disk at `path`). */
-  uki: {
-    espPath: string;
-    path: string;
-    sha256: string;
-    size: number;
-    /** Its PE Authenticode digests: what UEFI firmware extends into PCR 4 when it starts it. */
-    authenticode: { sha256: string; sha384: string };
-    cmdline: string;
-    initrdSha256: string;
-    stub: StubPin & { file: string; stubSha256: string };
-  };
-  /** Root and hash-tree partitions by GPT name, as the command line names them. */
-  rootLabel: string;
-  verityLabel: string;
-  initrdModules: string[];
-  /** Cloud NIC drivers present in the root's /lib/modules (loaded by udev after switch_root). */
-  nicModules: string[];
-  /** Extra initramfs archives appended for tests (a test hook): their SHA-256s; absent in a real disk. */
-  testLayers?: string[];
-}
 
 export interface DiskBuildOptions {
   /** The built image's directory and manifest (image.json). */
@@ -183,12 +162,7 @@ function stubEnd(stub: Buffer): number {
   return end;
 }
 
-async function buildUki(
-  stage: string,
-  stubFile: string,
-  sections: [string, Buffer][],
-  epoch: number,
-): Promise<Buffer> {
+async function buildUki(stage: string, stubFile: string, sections: [string, Buffer][], epoch: number): Promise<Buffer> {
   const stub = await readFile(stubFile);
   const align = 0x10000;
   let vma = Math.ceil(stubEnd(stub) / align) * align;
@@ -414,7 +388,7 @@ export async function buildDisk(o: DiskBuildOptions): Promise<DiskRecord> {
       try {
         const chunk = Buffer.alloc(8 * MIB);
         const copy = async (from: number, len: number, to: number) => {
-          for (let done = 0; done < len; ) {
+          for (let done = 0; done < len;) {
             const { bytesRead } = await src.read(chunk, 0, Math.min(chunk.length, len - done), from + done);
             if (bytesRead === 0) throw new Error(`${rootfsFile}: short read`);
             await fh.write(chunk, 0, bytesRead, to + done);
@@ -432,7 +406,7 @@ export async function buildDisk(o: DiskBuildOptions): Promise<DiskRecord> {
     }
     const digest = await fileSha256(tmpDisk);
     const diskSize = (await stat(tmpDisk)).size;
-    if (!(await ukiFromDiskFile(tmpDisk)).equals(uki)) throw new Error("the disk's UKI differs from the one built");
+    if (!ukiFromDiskFile(tmpDisk).equals(uki)) throw new Error("the disk's UKI differs from the one built");
     const fail = (why: string) => new Error(`UKI: ${why}`);
     const rec: DiskRecord = {
       path: `${rel}/disk.raw`,
@@ -474,7 +448,9 @@ export async function buildDisk(o: DiskBuildOptions): Promise<DiskRecord> {
     await writeFile(path.join(out, "disk.json"), JSON.stringify(rec, null, 2) + "\n");
     await rm(dir, { recursive: true, force: true });
     await rename(out, dir);
-    say(`disk: ${(diskSize / MIB).toFixed(0)} MiB, SHA-256 ${rec.sha256} in ${Math.round((Date.now() - started) / 1000)} s`);
+    say(
+      `disk: ${(diskSize / MIB).toFixed(0)} MiB, SHA-256 ${rec.sha256} in ${Math.round((Date.now() - started) / 1000)} s`,
+    );
     return rec;
   } finally {
     await rm(stage, { recursive: true, force: true });
@@ -486,7 +462,7 @@ async function fileSha256(file: string): Promise<string> {
   const fh = await open(file, "r");
   try {
     const chunk = Buffer.alloc(8 * MIB);
-    for (let pos = 0; ; ) {
+    for (let pos = 0; ;) {
       const { bytesRead } = await fh.read(chunk, 0, chunk.length, pos);
       if (bytesRead === 0) break;
       h.update(chunk.subarray(0, bytesRead));
@@ -500,22 +476,22 @@ async function fileSha256(file: string): Promise<string> {
 
 /**
  * The UKI the disk's firmware boots, read from the disk file itself (GPT → the EFI system partition → FAT32 →
- * \EFI\BOOT\BOOTX64.EFI): what the boot-chain prediction measures, rather than a copy beside it. Reads only
+ * \\EFI\\BOOT\\BOOTX64.EFI): what the boot-chain prediction measures, rather than a copy beside it. Reads only
  * the table and the ESP.
  */
-export async function ukiFromDiskFile(file: string): Promise<Buffer> {
-  const fh = await open(file, "r");
+export function ukiFromDiskFile(file: string): Buffer {
+  const fd = openSync(file, "r");
   try {
     const head = Buffer.alloc(FIRST_USABLE_LBA * SECTOR);
-    await fh.read(head, 0, head.length, 0);
+    readSync(fd, head, 0, head.length, 0);
     const gpt = decodeGpt(head);
     const esp = gpt.partitions.find((p) => p.type === PARTITION_TYPE.esp);
     if (!esp) throw new Error(`${file}: the disk has no EFI system partition`);
     const data = Buffer.alloc((esp.lastLba - esp.firstLba + 1) * SECTOR);
-    const { bytesRead } = await fh.read(data, 0, data.length, esp.firstLba * SECTOR);
-    if (bytesRead !== data.length) throw new Error(`${file}: the EFI system partition is beyond the file's end`);
+    if (readSync(fd, data, 0, data.length, esp.firstLba * SECTOR) !== data.length)
+      throw new Error(`${file}: the EFI system partition is beyond the file's end`);
     return readFatFile(data, UKI_ESP_PATH);
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
 }

@@ -48,7 +48,7 @@ function open(img: Buffer): Fat32 {
 function chain(f: Fat32, first: number, what: string): Buffer {
   const parts: Buffer[] = [];
   const seen = new Set<number>();
-  for (let c = first; ; ) {
+  for (let c = first; ;) {
     if (c < 2 || c >= f.clusters + 2) throw new FatError(`${what}: cluster ${c} out of range`);
     if (seen.has(c)) throw new FatError(`${what}: cluster chain loops`);
     seen.add(c);

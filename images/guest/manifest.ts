@@ -5,7 +5,6 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import type { VerityInfo } from "./verity.js";
-import type { DiskRecord } from "./disk.js";
 
 export const MANIFEST_SCHEMA = "buckypaper.guest-image/v1";
 
@@ -63,6 +62,51 @@ export interface ImageManifest {
     measuredDirectBoot: boolean;
     description: string;
   } | null;
+}
+
+/** The cloud disk (images/guest/disk.ts) as the manifest records it. */
+export interface StubPin {
+  package: string;
+  version: string;
+  sha256: string;
+}
+
+export interface DiskPartitionRecord {
+  number: number;
+  name: string;
+  type: string;
+  guid: string;
+  firstLba: number;
+  lastLba: number;
+}
+
+/** The manifest's `disk` entry (paths relative to the manifest's directory). */
+export interface DiskRecord {
+  path: string;
+  sha256: string;
+  size: number;
+  diskGuid: string;
+  partitions: DiskPartitionRecord[];
+  /** The UKI as it is on the ESP (and a copy beside the disk at `path`). */
+  uki: {
+    espPath: string;
+    path: string;
+    sha256: string;
+    size: number;
+    /** Its PE Authenticode digests: what UEFI firmware extends into PCR 4 when it starts it. */
+    authenticode: { sha256: string; sha384: string };
+    cmdline: string;
+    initrdSha256: string;
+    stub: StubPin & { file: string; stubSha256: string };
+  };
+  /** Root and hash-tree partitions by GPT name, as the command line names them. */
+  rootLabel: string;
+  verityLabel: string;
+  initrdModules: string[];
+  /** Cloud NIC drivers present in the root's /lib/modules (loaded by udev after switch_root). */
+  nicModules: string[];
+  /** Extra initramfs archives appended for tests (a test hook): their SHA-256s; absent in a real disk. */
+  testLayers?: string[];
 }
 
 export class ManifestError extends Error {

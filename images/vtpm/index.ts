@@ -1,2 +1,3 @@
 export * from "./predict.js";
 export * from "./uki.js";
+export * from "./disk.js";
