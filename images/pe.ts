@@ -67,9 +67,23 @@ const SECURITY_DIR = 4;
  * The Authenticode digest of an image, computed the way edk2's measured boot hashes an image it loads: headers
  * without CheckSum and the certificate-table directory entry, section bodies in file order, then trailing data
  * minus the certificate table. The final zero padding to a multiple of 8 follows dstack-mr (a no-op for
- * 8-byte-aligned kernels).
+ * 8-byte-aligned kernels) — for TDVF's RTMR measurement of the kernel; see efiImageDigest for PCR 4.
  */
 export function authenticodeDigest(img: Buffer, hash: "sha256" | "sha384" | "sha512", fail: PeFail): Buffer {
+  return digest(img, hash, fail, true);
+}
+
+/**
+ * The digest UEFI firmware extends into PCR 4 (EV_EFI_BOOT_SERVICES_APPLICATION) when it loads a PE image
+ * from a file or a buffer (edk2 DxeTpm2MeasureBootLib → HashPeImage): the same Authenticode hash over the
+ * image's exact bytes, without padding. Seen on a real OVMF boot of an odd-sized UKI
+ * (test/images/guest/cloud-disk-boot.test.ts), where the padded form differs.
+ */
+export function efiImageDigest(img: Buffer, hash: "sha256" | "sha384" | "sha512", fail: PeFail): Buffer {
+  return digest(img, hash, fail, false);
+}
+
+function digest(img: Buffer, hash: "sha256" | "sha384" | "sha512", fail: PeFail, pad8: boolean): Buffer {
   const { optionalHeader: opt, optionalSize, sections } = parsePe(img, fail);
   const magic = optionalSize >= 2 ? img.readUInt16LE(opt) : 0;
   if (magic !== 0x10b && magic !== 0x20b) throw fail(`optional header magic 0x${magic.toString(16)}`);
@@ -99,6 +113,6 @@ export function authenticodeDigest(img: Buffer, hash: "sha256" | "sha384" | "sha
     hashed += s.rawSize;
   }
   if (img.length > hashed + certSize) h.update(img.subarray(hashed, img.length - certSize));
-  if (img.length % 8 !== 0) h.update(Buffer.alloc(8 - (img.length % 8)));
+  if (pad8 && img.length % 8 !== 0) h.update(Buffer.alloc(8 - (img.length % 8)));
   return h.digest();
 }

@@ -48,7 +48,7 @@ import { INITRD_MODULES, moduleLoadOrder } from "./initrd.js";
 import { sha256Hex, type DiskRecord, type ImageManifest, type StubPin } from "./manifest.js";
 
 export type { DiskPartitionRecord, DiskRecord, StubPin } from "./manifest.js";
-import { authenticodeDigest } from "../pe.js";
+import { efiImageDigest } from "../pe.js";
 
 /** Storage drivers the disk's initramfs adds to the image's (virtio_pci, virtio_blk, dm, squashfs, overlay). */
 export const DISK_MODULES = [...INITRD_MODULES, "nvme", "virtio_scsi", "sd_mod"] as const;
@@ -427,8 +427,8 @@ export async function buildDisk(o: DiskBuildOptions): Promise<DiskRecord> {
         sha256: sha256Hex(uki),
         size: uki.length,
         authenticode: {
-          sha256: authenticodeDigest(uki, "sha256", fail).toString("hex"),
-          sha384: authenticodeDigest(uki, "sha384", fail).toString("hex"),
+          sha256: efiImageDigest(uki, "sha256", fail).toString("hex"),
+          sha384: efiImageDigest(uki, "sha384", fail).toString("hex"),
         },
         cmdline,
         initrdSha256: sha256Hex(initrd),

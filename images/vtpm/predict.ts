@@ -4,10 +4,33 @@
 // the initrd the Linux EFI stub measures (PCR 9), and for a UKI the PCR 11 value systemd-stub produces (uki.ts).
 // Cloud firmware events are not predicted: the policy is over events, so it does not need them.
 import { createHash } from "node:crypto";
-import { authenticodeDigest } from "../pe.js";
+import { efiImageDigest } from "../pe.js";
 import type { MeasuredBootPolicy } from "../../runtime/attestation/tpm/boot-policy.js";
 import { BootPredictionError } from "./errors.js";
-import { predictUkiPcr11, ukiCmdline } from "./uki.js";
+import { peSections, predictUkiPcr11, sectionContents, ukiCmdline } from "./uki.js";
+
+/** What firmware extends into PCR 4 for a PE boot application (efiImageDigest: exact bytes, no padding). */
+export function bootApplicationDigest(image: Buffer, bank: "sha256" | "sha384", field = "bootApplication"): string {
+  return efiImageDigest(
+    image,
+    bank,
+    (why) => new BootPredictionError(field, `not a PE/COFF EFI image (${why})`),
+  ).toString("hex");
+}
+
+/**
+ * The kernel inside a UKI, when it is an EFI-stub PE: systemd-stub (seen with Debian's 252) starts it with the
+ * firmware's LoadImage, so the firmware measures it into PCR 4 as a second boot application after the UKI.
+ */
+export function ukiKernelDigest(uki: Buffer, bank: "sha256" | "sha384"): string | undefined {
+  const linux = peSections(uki).find((s) => s.name === ".linux");
+  if (!linux) return undefined;
+  try {
+    return bootApplicationDigest(sectionContents(uki, linux), bank, "uki.linux");
+  } catch {
+    return undefined; // not a PE (test UKIs with placeholder contents): the stub could not LoadImage it
+  }
+}
 
 export interface BootChainInputs {
   /** PE images firmware (or shim) executes, in boot order; the last one is the kernel or the UKI. */
@@ -38,11 +61,7 @@ export function predictMeasuredBoot(i: BootChainInputs): MeasuredBootPolicy {
     throw new BootPredictionError("bootApplications", "at least the kernel or UKI is needed");
   const bank = i.bank ?? "sha256";
   const digests = i.bootApplications.map((a, n) =>
-    authenticodeDigest(
-      a.image,
-      bank,
-      (why) => new BootPredictionError(`bootApplications[${n}] (${a.name})`, `not a PE/COFF EFI image (${why})`),
-    ).toString("hex"),
+    bootApplicationDigest(a.image, bank, `bootApplications[${n}] (${a.name})`),
   );
   const last = i.bootApplications[i.bootApplications.length - 1].image;
   const cmdline = i.uki ? (i.uki.cmdline ?? ukiCmdline(last)) : i.cmdline;
@@ -50,10 +69,13 @@ export function predictMeasuredBoot(i: BootChainInputs): MeasuredBootPolicy {
     throw new BootPredictionError("cmdline", "the kernel command line is needed (or uki.cmdline)");
   for (const want of i.mustContain ?? [])
     if (!cmdline.includes(want)) throw new BootPredictionError("cmdline", `does not contain '${want}'`);
+  // A UKI's embedded kernel is started by systemd-stub through LoadImage: measured too, and required.
+  const kernel = i.uki ? ukiKernelDigest(last, bank) : undefined;
+  const required = [digests[digests.length - 1], ...(kernel ? [kernel] : [])];
   const policy: MeasuredBootPolicy = {
     bank,
     // Only the kit's own applications are allowed in PCR 4, and the kernel/UKI must have run.
-    bootApplications: { allowed: digests, required: [digests[digests.length - 1]] },
+    bootApplications: { allowed: [...digests, ...(kernel ? [kernel] : [])], required },
     kernelCmdline: {
       allowed: [cmdline],
       ...(i.mustContain ? { mustContain: i.mustContain } : {}),

@@ -6,7 +6,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import {
-  authenticodeDigest,
+  bootApplicationDigest,
   predictUkiPcr11,
   resolveImage,
   snpFirmwareDescription,
@@ -211,8 +211,8 @@ describe("AwsConfidentialVm", () => {
         measuredBoot: {
           bank: "sha384",
           bootApplications: {
-            allowed: [authenticodeDigest(uki, "sha384").toString("hex")],
-            required: [authenticodeDigest(uki, "sha384").toString("hex")],
+            allowed: [bootApplicationDigest(uki, "sha384")],
+            required: [bootApplicationDigest(uki, "sha384")],
           },
           kernelCmdline: { allowed: [cmdline], mustContain: ["bk.roothash=" + "5e".repeat(32)], boundByUki: true },
           pcrs: { "11": predictUkiPcr11(uki, "sha384").toString("hex") },
@@ -369,7 +369,7 @@ describe("AwsConfidentialVm", () => {
       expect(unsecret(wl.inputs.userDataSha256)).toBe(createHash("sha256").update(userData).digest("hex"));
       expect(userData).not.toMatch(/runcmd/);
       expect(unsecret(wl.inputs.policy).vtpm.measuredBoot.bootApplications.required).toEqual([
-        authenticodeDigest(kernel, "sha384").toString("hex"),
+        bootApplicationDigest(kernel, "sha384"),
       ]);
       expect(await resolve(vm.attestationChain)).toMatch(/User-data: bound/);
       // The explicit opt-out still holds with a matching image.

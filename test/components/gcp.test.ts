@@ -8,7 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { installMocks, resolve, unsecret, type MockHarness } from "../support/pulumi-mocks.js";
 import { haveUkiTools } from "../support/uki.js";
 import { writeKitManifest } from "../support/kit-manifest.js";
-import { authenticodeDigest } from "../../images/index.js";
+import { bootApplicationDigest } from "../../images/index.js";
 import { createGceEndorsementSimulator, type GceEndorsementSimulator } from "../../runtime/sim/gce-endorsement.js";
 
 let h: MockHarness;
@@ -51,7 +51,7 @@ describe("GcpConfidentialVm: Google launch endorsement + Google AK certificate",
       expect(wl.userDataSha256).toBe(createHash("sha256").update(userData).digest("hex"));
       expect(userData).not.toMatch(/runcmd/);
       expect(wl.policy.vtpm.measuredBoot.bootApplications.required).toEqual([
-        authenticodeDigest(kernel, "sha256").toString("hex"),
+        bootApplicationDigest(kernel, "sha256"),
       ]);
       expect(await resolve(vm.attestationChain)).toMatch(/User-data: bound/);
       for (const other of ["nocloud", "ec2"])

@@ -32,7 +32,7 @@ import {
   type ImageManifest,
 } from "../../../images/guest/index.js";
 import {
-  authenticodeDigest,
+  bootApplicationDigest,
   predictFromDisk,
   predictMeasuredBoot,
   ukiCmdline,
@@ -226,7 +226,7 @@ describe.runIf(ready)("the kit image's cloud disk", () => {
       expect.arrayContaining(["nvme.ko", "virtio_scsi.ko", "sd_mod.ko", "virtio_blk.ko"]),
     );
     expect(disk.nicModules).toEqual(["ena", "gve", "virtio_net"]);
-    expect(disk.uki.authenticode.sha256).toBe(authenticodeDigest(uki, "sha256").toString("hex"));
+    expect(disk.uki.authenticode.sha256).toBe(bootApplicationDigest(uki, "sha256"));
   });
 
   it("the boot-chain prediction comes from the UKI on the disk; a changed UKI on the disk is refused", () => {
@@ -242,7 +242,12 @@ describe.runIf(ready)("the kit image's cloud disk", () => {
           bank,
         }),
       );
-      expect(policy.bootApplications!.required).toEqual([disk.uki.authenticode[bank]]);
+      // The UKI, then the kernel systemd-stub starts with LoadImage (both measured by the firmware in PCR 4).
+      const kernel = readFileSync(path.join(dir, m.files.kernel.path));
+      expect(policy.bootApplications!.required).toEqual([
+        disk.uki.authenticode[bank],
+        bootApplicationDigest(kernel, bank),
+      ]);
     }
     // One byte of the UKI's command line changed on a copy of the disk: not the manifest's UKI.
     const copy = path.join(scratch, "disk.raw");
