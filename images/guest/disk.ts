@@ -142,9 +142,13 @@ export function guidFromDigest(d: Buffer): string {
 
 export function diskCmdline(m: ImageManifest, rootLabel: string, verityLabel: string): string {
   // nvme_core.io_timeout: AWS's recommendation for EBS volumes on Nitro (the default 30 s can fail I/O
-  // during EBS maintenance); harmless elsewhere.
+  // during EBS maintenance); harmless elsewhere. systemd.mask=systemd-pcrphase*: systemd 252 in the root
+  // extends PCR 11 with boot phases ("sysinit", "ready", …) whenever systemd-stub booted it (the
+  // StubPcrKernelImage EFI variable), outside the firmware's event log — the quoted PCR 11 would then neither
+  // replay from the log nor equal the predicted UKI value.
   return (
     `console=ttyS0 panic=-1 no_timer_check nvme_core.io_timeout=4294967295 ` +
+    `systemd.mask=systemd-pcrphase.service systemd.mask=systemd-pcrphase-sysinit.service ` +
     `bk.root=PARTLABEL=${rootLabel} bk.verity=PARTLABEL=${verityLabel} bk.roothash=${m.verity.rootHash}`
   );
 }
