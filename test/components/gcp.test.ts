@@ -50,9 +50,7 @@ describe("GcpConfidentialVm: Google launch endorsement + Google AK certificate",
       const userData = String(unsecret(inst.metadata)["user-data"]);
       expect(wl.userDataSha256).toBe(createHash("sha256").update(userData).digest("hex"));
       expect(userData).not.toMatch(/runcmd/);
-      expect(wl.policy.vtpm.measuredBoot.bootApplications.required).toEqual([
-        bootApplicationDigest(kernel, "sha256"),
-      ]);
+      expect(wl.policy.vtpm.measuredBoot.bootApplications.required).toEqual([bootApplicationDigest(kernel, "sha256")]);
       expect(await resolve(vm.attestationChain)).toMatch(/User-data: bound/);
       for (const other of ["nocloud", "ec2"])
         expect(
