@@ -4,6 +4,7 @@
 // digest, the root filesystem the guest boots, and the AmdSev firmware the manifest names. Checked at preview:
 // a workload image, a runtime built for the local stack's simulated PSP, or a swapped file is refused naming
 // the field, before anything is launched.
+import { createHash } from "node:crypto";
 import path from "node:path";
 import { ManifestError, loadManifest, readManifestFile, type ImageManifest } from "../../images/guest/index.js";
 import { ConfigError } from "./errors.js";
@@ -78,4 +79,16 @@ export function hardwareRuntimeImage(who: string, field: string, manifestPath: s
     append: m.cmdline,
     ...(m.files.firmware && m.firmware?.measuredDirectBoot ? { firmware: path.join(dir, m.files.firmware.path) } : {}),
   };
+}
+
+/**
+ * What names one launch of the runtime image on a host (AttestedRuntime's `launch`): how the VM is started (the
+ * QEMU argv or the PVE parameters), the expected measurement and the image (verity root, files, runtime). A
+ * change to any of them is another runtime.
+ */
+export function runtimeLaunchId(vm: unknown, expectedMeasurement: string, image: HardwareRuntimeImage): string {
+  const m = image.manifest;
+  return createHash("sha256")
+    .update(JSON.stringify([vm, expectedMeasurement, m.verity.rootHash, m.files, m.runtime]))
+    .digest("hex");
 }

@@ -11,11 +11,10 @@
 // reservation for `macAddress`, or a DNS name).
 // Disks (virtio, as the image expects): virtio0 the verity root imported from the uploaded image, virtio1 the
 // NoCloud seed (meta-data only: cloud-init is masked in the runtime image), virtio2 the runtime's data disk.
-import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import type * as command from "@pulumi/command";
 import { expectedQemuLaunch } from "../common/boot-measure.js";
-import type { HardwareRuntimeImage } from "../common/runtime-image.js";
+import { runtimeLaunchId, type HardwareRuntimeImage } from "../common/runtime-image.js";
 import { sshConnection } from "../common/ssh.js";
 import { Tee, type SshHostArgs } from "../common/types.js";
 import { RUNTIME_GUEST_PORT } from "../../images/guest/runtime-role.js";
@@ -73,8 +72,6 @@ export function proxmoxRuntimeVmParams(
   return p;
 }
 
-const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
-
 export function proxmoxVhsmGuest(parent: pulumi.Resource, a: ProxmoxVhsmGuestArgs): ProxmoxVhsmGuest {
   const connection = sshConnection(a.who, "ssh", a.ssh);
   const expected = expectedQemuLaunch(
@@ -111,15 +108,7 @@ export function proxmoxVhsmGuest(parent: pulumi.Resource, a: ProxmoxVhsmGuestArg
     dataDiskGb: a.dataDiskGb,
     ...(a.macAddress ? { macAddress: a.macAddress } : {}),
   });
-  const launch = sha256(
-    JSON.stringify([
-      params,
-      expected,
-      a.image.manifest.verity.rootHash,
-      a.image.manifest.files,
-      a.image.manifest.runtime,
-    ]),
-  );
+  const launch = runtimeLaunchId(params, expected, a.image);
   const vm = pveVm(parent, a.name, connection, a.node, a.vmid, params, [launch], uploads);
   const url = pulumi
     .output(a.publicHost)

@@ -10,12 +10,11 @@
 // Disks (virtio, as the image expects): vda a copy-on-write overlay of the verity root, vdb the NoCloud seed
 // (meta-data only: cloud-init is masked in the runtime image, and no secret is ever in it), vdc the runtime's
 // data disk. The overlay and the data disk live and die with this launch: a new launch is a new runtime.
-import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import type * as command from "@pulumi/command";
 import { expectedQemuLaunch } from "../common/boot-measure.js";
 import { ConfigError } from "../common/errors.js";
-import type { HardwareRuntimeImage } from "../common/runtime-image.js";
+import { runtimeLaunchId, type HardwareRuntimeImage } from "../common/runtime-image.js";
 import { sshConnection } from "../common/ssh.js";
 import { Tee, type SshHostArgs } from "../common/types.js";
 import { shellQuote } from "../../provider/shell.js";
@@ -59,8 +58,6 @@ export interface QemuVhsmGuest {
   vm: command.remote.Command;
   unit: string;
 }
-
-const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
 
 export function qemuVhsmGuest(parent: pulumi.Resource, a: QemuVhsmGuestArgs): QemuVhsmGuest {
   const connection = sshConnection(a.who, "ssh", a.ssh);
@@ -107,15 +104,7 @@ export function qemuVhsmGuest(parent: pulumi.Resource, a: QemuVhsmGuestArgs): Qe
   });
   const unit = `bk-vhsm-${a.name}`;
   const q = shellQuote;
-  const launch = sha256(
-    JSON.stringify([
-      argv,
-      expected,
-      a.image.manifest.verity.rootHash,
-      a.image.manifest.files,
-      a.image.manifest.runtime,
-    ]),
-  );
+  const launch = runtimeLaunchId(argv, expected, a.image);
   const vm = systemdRunGuest(parent, a.name, connection, unit, argv, [launch], [...uploads, seed], {
     // A fresh overlay of the verity root and a blank data disk for this launch (the runtime formats it).
     before: `rm -f ${q(`${dir}/root.qcow2`)} ${q(`${dir}/data.qcow2`)} && qemu-img create -q -f qcow2 -F raw -b ${q(rootfsPath)} ${q(`${dir}/root.qcow2`)} && qemu-img create -q -f qcow2 ${q(`${dir}/data.qcow2`)} ${a.dataDiskGb}G`,
