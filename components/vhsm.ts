@@ -714,7 +714,7 @@ export class Vhsm extends pulumi.ComponentResource {
       expectedMeasurement: string;
       url: pulumi.Output<string>;
       attestation: RuntimeAttestationArgs;
-      launch: string;
+      launch: pulumi.Output<string>;
       vm: pulumi.Resource;
     };
     let where: string;

@@ -6,6 +6,8 @@
 // the field, before anything is launched.
 import { createHash } from "node:crypto";
 import path from "node:path";
+import type * as pulumi from "@pulumi/pulumi";
+import type * as command from "@pulumi/command";
 import { ManifestError, loadManifest, readManifestFile, type ImageManifest } from "../../images/guest/index.js";
 import { ConfigError } from "./errors.js";
 
@@ -91,4 +93,15 @@ export function runtimeLaunchId(vm: unknown, expectedMeasurement: string, image:
   return createHash("sha256")
     .update(JSON.stringify([vm, expectedMeasurement, m.verity.rootHash, m.files, m.runtime]))
     .digest("hex");
+}
+
+/** Printed once the runtime's VM was started: a fresh id per creation (the VM resource's stdout). */
+export const LAUNCH_ID = 'echo "bk-launch $(cat /proc/sys/kernel/random/uuid)"';
+
+/**
+ * The launch as AttestedRuntime sees it: runtimeLaunchId and the id this VM's creation printed — so a new VM, even
+ * from the same inputs (`pulumi up --replace`, which makes blank disks), is a new runtime to verify and bootstrap.
+ */
+export function launchOf(id: string, vm: command.remote.Command): pulumi.Output<string> {
+  return vm.stdout.apply((out) => `${id}:${(out ?? "").trim()}`);
 }

@@ -15,12 +15,14 @@ export function pveVm(
   params: Record<string, string | number>,
   triggers: pulumi.Input<unknown>[],
   dependsOn: pulumi.Input<pulumi.Resource>[],
+  /** Run after `qm start` succeeded (its output is the resource's stdout). */
+  started?: string,
 ): command.remote.Command {
   return new command.remote.Command(
     `${name}-vm`,
     {
       connection,
-      create: `${pveshCreateCommand(node, params)} && qm start ${vmid}`,
+      create: `${pveshCreateCommand(node, params)} && qm start ${vmid}${started ? ` && ${started}` : ""}`,
       delete: `qm stop ${vmid} --skiplock 1 || true; qm destroy ${vmid} --purge 1 --destroy-unreferenced-disks 1`,
       triggers: [JSON.stringify(params), ...triggers],
     },

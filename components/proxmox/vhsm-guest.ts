@@ -14,7 +14,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type * as command from "@pulumi/command";
 import { expectedQemuLaunch } from "../common/boot-measure.js";
-import { runtimeLaunchId, type HardwareRuntimeImage } from "../common/runtime-image.js";
+import { LAUNCH_ID, launchOf, runtimeLaunchId, type HardwareRuntimeImage } from "../common/runtime-image.js";
 import { sshConnection } from "../common/ssh.js";
 import { Tee, type SshHostArgs } from "../common/types.js";
 import { RUNTIME_GUEST_PORT } from "../../images/guest/runtime-role.js";
@@ -49,7 +49,9 @@ export interface ProxmoxVhsmGuest {
   expectedMeasurement: string;
   url: pulumi.Output<string>;
   attestation: RuntimeAttestation;
-  launch: string;
+  /** What names this launch: the argv / parameters, the expected measurement and the image, and the id the VM's
+   *  creation printed — so a new VM, even from the same inputs (`pulumi up --replace`), is a new runtime. */
+  launch: pulumi.Output<string>;
   vm: command.remote.Command;
 }
 
@@ -109,10 +111,10 @@ export function proxmoxVhsmGuest(parent: pulumi.Resource, a: ProxmoxVhsmGuestArg
     ...(a.macAddress ? { macAddress: a.macAddress } : {}),
   });
   const launch = runtimeLaunchId(params, expected, a.image);
-  const vm = pveVm(parent, a.name, connection, a.node, a.vmid, params, [launch], uploads);
+  const vm = pveVm(parent, a.name, connection, a.node, a.vmid, params, [launch], uploads, LAUNCH_ID);
   const url = pulumi
     .output(a.publicHost)
     .apply((h) => `https://${h.includes(":") ? `[${h}]` : h}:${RUNTIME_GUEST_PORT}`);
   const attestation: RuntimeAttestation = { snpMeasurements: [expected], allowAnyInstance: true, kds: "online" };
-  return { params, expectedMeasurement: expected, url, attestation, launch, vm };
+  return { params, expectedMeasurement: expected, url, attestation, launch: launchOf(launch, vm), vm };
 }

@@ -52,7 +52,7 @@ export function noCloudSeed(
 /**
  * QEMU with `argv` as the transient systemd unit `unit` (resource `<name>-vm`), replaced when a trigger
  * changes. `before`/`after` run in the same shell before systemd-run / after the unit is stopped (e.g. disks
- * that live and die with this guest).
+ * that live and die with this guest); `started` after systemd-run succeeded (its output is the resource's stdout).
  */
 export function systemdRunGuest(
   parent: pulumi.Resource,
@@ -62,13 +62,13 @@ export function systemdRunGuest(
   argv: string[],
   triggers: pulumi.Input<unknown>[],
   dependsOn: pulumi.Input<pulumi.Resource>[],
-  o: { before?: string; after?: string } = {},
+  o: { before?: string; after?: string; started?: string } = {},
 ): command.remote.Command {
   return new command.remote.Command(
     `${name}-vm`,
     {
       connection,
-      create: `${o.before ? `${o.before} && ` : ""}systemd-run --unit=${unit} --collect --property=Restart=no ${shellJoin(argv)}`,
+      create: `${o.before ? `${o.before} && ` : ""}systemd-run --unit=${unit} --collect --property=Restart=no ${shellJoin(argv)}${o.started ? ` && ${o.started}` : ""}`,
       delete: `systemctl stop ${unit} || true${o.after ? `; ${o.after}` : ""}`,
       triggers: [shellJoin(argv), ...triggers],
     },

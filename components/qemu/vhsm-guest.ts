@@ -14,7 +14,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type * as command from "@pulumi/command";
 import { expectedQemuLaunch } from "../common/boot-measure.js";
 import { ConfigError } from "../common/errors.js";
-import { runtimeLaunchId, type HardwareRuntimeImage } from "../common/runtime-image.js";
+import { LAUNCH_ID, launchOf, runtimeLaunchId, type HardwareRuntimeImage } from "../common/runtime-image.js";
 import { sshConnection } from "../common/ssh.js";
 import { Tee, type SshHostArgs } from "../common/types.js";
 import { shellQuote } from "../../provider/shell.js";
@@ -54,7 +54,9 @@ export interface QemuVhsmGuest {
   attestation: RuntimeAttestation;
   /** What names this launch (argv, the expected measurement — so the firmware's bytes too —, the image): a change
    *  is another runtime. */
-  launch: string;
+  /** What names this launch: the argv / parameters, the expected measurement and the image, and the id the VM's
+   *  creation printed — so a new VM, even from the same inputs (`pulumi up --replace`), is a new runtime. */
+  launch: pulumi.Output<string>;
   vm: command.remote.Command;
   unit: string;
 }
@@ -109,9 +111,10 @@ export function qemuVhsmGuest(parent: pulumi.Resource, a: QemuVhsmGuestArgs): Qe
     // A fresh overlay of the verity root and a blank data disk for this launch (the runtime formats it).
     before: `rm -f ${q(`${dir}/root.qcow2`)} ${q(`${dir}/data.qcow2`)} && qemu-img create -q -f qcow2 -F raw -b ${q(rootfsPath)} ${q(`${dir}/root.qcow2`)} && qemu-img create -q -f qcow2 ${q(`${dir}/data.qcow2`)} ${a.dataDiskGb}G`,
     after: `rm -f ${q(`${dir}/root.qcow2`)} ${q(`${dir}/data.qcow2`)}`,
+    started: LAUNCH_ID,
   });
   const host = pulumi.output(a.publicHost ?? a.ssh.host);
   const url = host.apply((h) => `https://${h.includes(":") ? `[${h}]` : h}:${a.port}`);
   const attestation: RuntimeAttestation = { snpMeasurements: [expected], snpHostData: a.hostData, kds: "online" };
-  return { argv, expectedMeasurement: expected, url, attestation, launch, vm, unit };
+  return { argv, expectedMeasurement: expected, url, attestation, launch: launchOf(launch, vm), vm, unit };
 }

@@ -39,7 +39,8 @@ let image = "";
 
 beforeAll(async () => {
   h = await installMocks({
-    "command:remote:Command": () => ({ stdout: "" }),
+    // The VM commands print a fresh launch id (LAUNCH_ID); here the resource's name stands in for it.
+    "command:remote:Command": (_i, name) => ({ stdout: name.endsWith("-vm") ? `bk-launch ${name}\n` : "" }),
     // What AttestedRuntime's create returns after verifying (the verification itself: test/provider/attested-runtime).
     "pulumi-nodejs:dynamic/buckypaper:AttestedRuntime": (inputs) => ({
       measurement: (inputs.attestation as { snpMeasurements: string[] }).snpMeasurements[0],
@@ -125,6 +126,9 @@ describe.runIf(ready)("Vhsm confidential-vm on a QEMU/KVM host with SEV-SNP", ()
     ]);
     expect(create).toContain("-netdev user,id=n0,hostfwd=tcp:0.0.0.0:18443-:8200");
     expect(String(unsecret(byName("vq-vm").inputs.delete))).toContain("systemctl stop bk-vhsm-vq");
+    // A new VM is a new runtime: the id its creation prints is part of the launch AttestedRuntime is replaced on.
+    expect(create).toMatch(/ && echo "bk-launch \$\(cat \/proc\/sys\/kernel\/random\/uuid\)"$/);
+    expect(rt.launch).toMatch(/^[0-9a-f]{64}:bk-launch vq-vm$/);
     // Every boot file is on the host before QEMU starts.
     for (const f of ["firmware.fd", "vmlinuz", "initrd.img", "rootfs.img"])
       expect(String(unsecret(byName(`vq-${f}`).inputs.remotePath))).toBe(`${dir}/${f}`);
@@ -210,7 +214,8 @@ describe.runIf(ready)("Vhsm confidential-vm on a Proxmox VE node with SEV-SNP", 
     expect(create).toContain("--virtio2 'local-lvm:1'");
     expect(create).toContain("--boot 'order=virtio0'");
     expect(create).toContain("--net0 'virtio=bc:24:11:00:00:01,bridge=vmbr0'");
-    expect(create).toMatch(/&& qm start 901$/);
+    expect(create).toMatch(/&& qm start 901 && echo "bk-launch \$\(cat \/proc\/sys\/kernel\/random\/uuid\)"$/);
+    expect(runtimeOf("vp").launch).toMatch(/^[0-9a-f]{64}:bk-launch vp-vm$/);
     // No cloud-init drive, no user-data snippet, no cloud image disk: nothing the host's seed could run.
     for (const k of ["--cicustom", "--ide2", "--scsi0", "--citype"]) expect(create).not.toContain(k);
     expect(unsecret(byName("vp-seed").inputs.stdin)).toBe("#cloud-config\n{}\n");
