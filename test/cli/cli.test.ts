@@ -24,6 +24,16 @@ describe("buckypaper CLI", () => {
     expect(await main(["frobnicate"], c.io)).toBe(2);
     expect(c.err.join("")).toContain("unknown command 'frobnicate'");
   });
+  it("image build: --format takes direct or disk, and disk is refused for the runtime role (before building)", async () => {
+    for (const [args, why] of [
+      [["--format", "vhd"], "--format: 'vhd' (direct or disk)"],
+      [["--format", "disk", "--role", "runtime"], "--format: disk with --role runtime"],
+    ] as const) {
+      const c = capture();
+      expect(await main(["image", "build", ...args], c.io)).toBe(2);
+      expect(c.err.join("")).toContain(why);
+    }
+  });
   it("runs as a real process through bin/buckypaper.js", () => {
     const r = spawnSync(process.execPath, [path.join(repoRoot, "bin/buckypaper.js"), "--help"], { encoding: "utf8" });
     expect(r.status).toBe(0);
