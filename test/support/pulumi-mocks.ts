@@ -78,10 +78,17 @@ export function isSecretSentinel(v: unknown): boolean {
   );
 }
 
-/** Unwraps nested secret sentinels. */
-export function unsecret(v: unknown): unknown {
-  if (isSecretSentinel(v)) return unsecret((v as { value: unknown }).value);
-  if (Array.isArray(v)) return v.map(unsecret);
-  if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, unsecret(x)]));
+/**
+ * Unwraps nested secret sentinels. The sentinels exist only at runtime (a secret input is typed as
+ * its value), so the result keeps the type of what was passed in.
+ */
+export function unsecret<T>(v: T): T {
+  return unwrapSecrets(v) as T;
+}
+
+function unwrapSecrets(v: unknown): unknown {
+  if (isSecretSentinel(v)) return unwrapSecrets((v as { value: unknown }).value);
+  if (Array.isArray(v)) return v.map(unwrapSecrets);
+  if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, unwrapSecrets(x)]));
   return v;
 }
