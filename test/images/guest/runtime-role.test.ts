@@ -67,7 +67,7 @@ describe("the runtime config per PSP channel (runtime.psp)", () => {
     expect(local.attestation).toMatchObject({ type: "virtio-psp" });
     expect(local.seal).toMatchObject({ transport: "virtio-psp" });
     expect(cfg.storage).toEqual(local.storage);
-    expect(cfg.listener.address).toBe(local.listener.address);
+    expect(cfg.listener).toEqual(local.listener);
     expect(runtimeGuestConfig("virtio-psp")).toBe(RUNTIME_GUEST_CONFIG);
     expect(() => runtimeGuestConfig("vsock" as never)).toThrow(/psp is 'vsock'; must be one of virtio-psp, sev-guest/);
   });
