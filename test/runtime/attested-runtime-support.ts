@@ -138,6 +138,7 @@ export async function kvStatus(server: RunningServer, token: string, path: strin
     method: "GET",
     path: `secret/data/${path}`,
     query: {},
+    body: undefined,
     headers: { "x-vault-token": token },
     clientIp: "127.0.0.1",
   });

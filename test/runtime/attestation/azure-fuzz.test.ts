@@ -64,7 +64,7 @@ describe("simulated Azure TDX evidence", () => {
 
   it("mutation: every flipped byte of the runtime claims, TPM quote and TD quote's signed part is rejected", async () => {
     const hcl = fx.evidence.hclReport;
-    const regions: Array<[keyof AzureEvidence | "msg", number, number]> = [
+    const regions: Array<[keyof Extract<AzureEvidence, { kind: "azure-tdx" }> | "msg", number, number]> = [
       ["hclReport", 0x4d4, hcl.length], // runtime JSON (bound by the TD quote's REPORTDATA)
       ["msg", 0, fx.evidence.tpmQuote.message.length],
       ["tdQuote", 0, 632], // header + TD report body

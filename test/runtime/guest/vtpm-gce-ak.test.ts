@@ -22,7 +22,14 @@ import { createGceAkCaSimulator, type GceAkCaSimulator } from "../../../runtime/
 import { SwTpm, haveSwtpm } from "../../support/swtpm.js";
 import { buildBootLog } from "../attestation/tpm-fixtures.js";
 import { GCE_INSTANCE } from "../attestation/gce-fixtures.js";
+import type { AttestObserver } from "../../../runtime/guest/attest.js";
+import type { WireEvidence } from "../../../runtime/protocol/evidence.js";
 import { startEnclaiveletStack, simulatedSnpProvider, GOOD_MEASUREMENT, type EnclaiveletStack } from "./stack.js";
+
+/** What the agent sent to /attest (the observer's argument). */
+type AttestRequest = Parameters<AttestObserver>[0];
+/** The vTPM part of SNP/TDX evidence (Azure evidence carries its TPM quote elsewhere). */
+const vtpmOf = (e: WireEvidence) => ("vtpm" in e ? e.vtpm : undefined);
 
 const run = haveSwtpm();
 
@@ -238,7 +245,7 @@ describe.runIf(run)("the enclaivelet on a GCE-provisioned vTPM (swtpm)", () => {
   async function agent(vm: GceVm, o: { workload?: string; sleep?: (ms: number) => Promise<void> } = {}) {
     const root = await mkdtemp(path.join(tmpdir(), "bk-gce-ak-root-"));
     try {
-      const sent: { evidence: { vtpm?: { ak_cert?: string } } }[] = [];
+      const sent: AttestRequest[] = [];
       const cfg = parseConfig({
         runtimeUrl: stack.rt.url,
         runtimeCaSha256: stack.caSha256,
@@ -265,7 +272,7 @@ describe.runIf(run)("the enclaivelet on a GCE-provisioned vTPM (swtpm)", () => {
     const { out, sent, files } = await agent(vm);
     expect(out, out.error).toMatchObject({ ok: true });
     expect(files).toContain(path.join("etc", "app", "env"));
-    const cert = Buffer.from(sent[0].evidence.vtpm!.ak_cert!, "base64");
+    const cert = Buffer.from(vtpmOf(sent[0].evidence)!.ak_cert!, "base64");
     expect(parseTpmPublic(vm.akPublic!).key.export({ type: "spki", format: "der" })).toEqual(
       new (await import("node:crypto")).X509Certificate(cert).publicKey.export({ type: "spki", format: "der" }),
     );

@@ -111,7 +111,7 @@ describe("duration grammar", () => {
     for (const [input, seconds] of ACCEPTED) {
       expect(runtimeParseDuration("ttl", input, 42)).toBe(seconds);
       if (typeof input === "string" && input !== "")
-        expect(sameValue({ name: "ttl", type: "duration" }, input, seconds)).toBe(true);
+        expect(sameValue({ name: "ttl", api: "ttl", type: "duration" }, input, seconds)).toBe(true);
     }
     for (const input of REFUSED) {
       expect(() => runtimeParseDuration("ttl", input, 42)).toThrow(/ttl: invalid duration/);

@@ -104,6 +104,7 @@ describe("runtime auto-unseal (seal snp-derived-key)", () => {
       method: "GET",
       path: "secret/data/x",
       query: {},
+      body: undefined,
       headers: { "x-vault-token": root },
       clientIp: "127.0.0.1",
     });

@@ -3,6 +3,9 @@
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import { startTestRuntime, type TestRuntime } from "../../support/runtime.js";
 
+/** Vault's error envelope. */
+type VaultErrors = { errors: string[] };
+
 let rt: TestRuntime;
 beforeAll(async () => {
   rt = await startTestRuntime();
@@ -81,7 +84,7 @@ describe("runtime HTTP core", () => {
     expect(r.body.errors[0]).toMatch(/no handler for route "nope\/thing"/);
     const bad = await fetch(`${rt.url}/v1/secret/data/%E0%A4%A`, { headers: { "x-vault-token": rt.rootToken } });
     expect(bad.status).toBe(400);
-    expect((await bad.json()).errors[0]).toMatch(/percent-encoding/);
+    expect(((await bad.json()) as VaultErrors).errors[0]).toMatch(/percent-encoding/);
     const dots = await rt.api("GET", "secret/data/a/../b");
     expect(dots.status).toBeGreaterThanOrEqual(400);
   });
@@ -99,6 +102,6 @@ describe("runtime HTTP core", () => {
       body: "{not json",
     });
     expect(bad.status).toBe(400);
-    expect((await bad.json()).errors[0]).toMatch(/JSON/);
+    expect(((await bad.json()) as VaultErrors).errors[0]).toMatch(/JSON/);
   });
 });

@@ -103,10 +103,10 @@ describe("security defaults", () => {
     const meta = await fetch(`${rt.url}/v1/secret/metadata/s`, {
       headers: { "x-vault-token": rt.rootToken, "x-buckypaper-seal": "ephemeral" },
     });
-    expect((await meta.json()).data.current_version).toBe(1); // no secret → not sealed
+    expect(((await meta.json()) as { data: { current_version: number } }).data.current_version).toBe(1); // no secret → not sealed
     // A login is sealed only when asked for, with the new token's auth as the sealing context.
     const plainLogin = await fetch(`${rt.url}/v1/auth/static/login`, { method: "POST", body: "{}" });
-    expect((await plainLogin.json()).auth.client_token).toMatch(/^hvs\./);
+    expect(((await plainLogin.json()) as { auth: { client_token: string } }).auth.client_token).toMatch(/^hvs\./);
     const sealedLogin = await fetch(`${rt.url}/v1/auth/static/login`, {
       method: "POST",
       body: "{}",

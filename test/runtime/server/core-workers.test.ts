@@ -16,6 +16,10 @@ import { requireTool, haveCommand } from "../../support/prereq.js";
 
 const ROUNDS = 8;
 
+/** The sys/init and sys/unseal responses these tests read. */
+type SysInit = { keys_base64: string[]; root_token: string };
+type SealStatus = { sealed: boolean };
+
 function workerPids(supervisor: number): number[] {
   return readFileSync(`/proc/${supervisor}/task/${supervisor}/children`, "utf8")
     .trim()
@@ -237,8 +241,8 @@ describe("runtime server with workers = 2: a worker that stops responding", () =
           headers: { connection: "close", ...(token ? { "x-vault-token": token } : {}) },
           body: body === undefined ? undefined : JSON.stringify(body),
         }).then(async (r) => ({ status: r.status, body: await r.json().catch(() => undefined) }));
-      const init = (await call("PUT", "sys/init", { secret_shares: 1, secret_threshold: 1 })).body;
-      expect((await call("PUT", "sys/unseal", { key: init.keys_base64[0] })).body.sealed).toBe(false);
+      const init = (await call("PUT", "sys/init", { secret_shares: 1, secret_threshold: 1 })).body as SysInit;
+      expect(((await call("PUT", "sys/unseal", { key: init.keys_base64[0] })).body as SealStatus).sealed).toBe(false);
       const [stuck] = workerPids(srv.proc.pid!);
       process.kill(stuck, "SIGSTOP");
       // Some of these connections land on the stopped worker and hang; the others are served by the

@@ -6,7 +6,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
+import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from "jose";
 import { haveCommand, requireTool } from "../../../support/prereq.js";
 import { repoRoot } from "../../../support/shared.js";
 import { attestAs, login, runAsync as run, startNitrideStack, type NitrideStack } from "./nitride-support.js";
@@ -19,11 +19,14 @@ afterAll(async () => {
   await s?.rt.close();
 });
 
-async function rawJson(p: string) {
+/** GETs a public Nitride document; T names the document the path serves. */
+async function rawJson<T>(p: string): Promise<T> {
   const res = await fetch(`${s.rt.url}/v1/${p}`);
   expect(res.status).toBe(200);
-  return res.json();
+  return (await res.json()) as T;
 }
+
+type OidcDiscovery = { id_token_signing_alg_values_supported: string[] };
 
 const algOf = (token: string) => decodeProtectedHeader(token).alg;
 let es384Token: string;
@@ -54,18 +57,18 @@ describe("EdDSA workload tokens", () => {
     const b = await attestAs(s, "web");
     expect(decodeProtectedHeader(b.body.data.token).kid).toBe(decodeProtectedHeader(eddsaToken).kid);
 
-    const jwks = await rawJson("nitride/jwks");
-    const okp = jwks.keys.find((k: { kty: string }) => k.kty === "OKP");
+    const jwks = await rawJson<JSONWebKeySet>("nitride/jwks");
+    const okp = jwks.keys.find((k) => k.kty === "OKP");
     expect(okp).toMatchObject({ crv: "Ed25519", alg: "EdDSA", use: "sig", kid: decodeProtectedHeader(eddsaToken).kid });
-    expect(okp.d).toBeUndefined();
-    expect(jwks.keys.some((k: { kid: string }) => k.kid === decodeProtectedHeader(es384Token).kid)).toBe(true);
+    expect(okp!.d).toBeUndefined();
+    expect(jwks.keys.some((k) => k.kid === decodeProtectedHeader(es384Token).kid)).toBe(true);
     const { payload } = await jwtVerify(eddsaToken, createLocalJWKSet(jwks), {
       issuer: `${s.rt.url}/v1/nitride`,
       audience: "buckypaper",
       algorithms: ["EdDSA"],
     });
     expect(payload).toMatchObject({ sub: "web", platform: "snp" });
-    const doc = await rawJson("nitride/.well-known/openid-configuration");
+    const doc = await rawJson<OidcDiscovery>("nitride/.well-known/openid-configuration");
     expect([...doc.id_token_signing_alg_values_supported].sort()).toEqual(["ES384", "EdDSA"]);
   });
 

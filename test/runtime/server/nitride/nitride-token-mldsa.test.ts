@@ -19,13 +19,17 @@ afterAll(async () => {
   await s?.rt.close();
 });
 
-async function rawJson(p: string) {
+/** GETs a public Nitride document; T names the document the path serves. */
+async function rawJson<T>(p: string): Promise<T> {
   const res = await fetch(`${s.rt.url}/v1/${p}`);
   expect(res.status).toBe(200);
-  return res.json();
+  return (await res.json()) as T;
 }
+
+type OidcDiscovery = { id_token_signing_alg_values_supported: string[] };
 const header = (t: string) => decodeProtectedHeader(t);
 type Jwk = { kty: string; alg?: string; kid?: string; pub?: string; priv?: string; d?: string };
+type Jwks = { keys: Jwk[] };
 
 let es384Token: string;
 let mldsaToken: string;
@@ -82,20 +86,20 @@ describe("ML-DSA-65 workload tokens", () => {
     const b = await attestAs(s, "web");
     expect(header(b.body.data.token).kid).toBe(header(mldsaToken).kid);
 
-    const classical = await rawJson("nitride/jwks");
+    const classical = await rawJson<Jwks>("nitride/jwks");
     expect(classical.keys.map((k: Jwk) => k.kty)).not.toContain("AKP");
     expect(classical.keys.some((k: Jwk) => k.kid === header(es384Token).kid)).toBe(true);
-    expect(await rawJson("nitride/.well-known/jwks.json")).toEqual(classical);
-    const jwks = await rawJson("nitride/jwks/pq");
+    expect(await rawJson<Jwks>("nitride/.well-known/jwks.json")).toEqual(classical);
+    const jwks = await rawJson<Jwks>("nitride/jwks/pq");
     const akp = jwks.keys.find((k: Jwk) => k.kid === header(mldsaToken).kid);
     expect(akp).toMatchObject({ kty: "AKP", alg: "ML-DSA-65", use: "sig" });
-    expect(Buffer.from(akp.pub, "base64url").length).toBe(1952);
+    expect(Buffer.from(akp!.pub!, "base64url").length).toBe(1952);
     for (const k of jwks.keys as Jwk[]) {
       expect(k.priv).toBeUndefined();
       expect(k.d).toBeUndefined();
     }
     expect(jwks.keys.some((k: Jwk) => k.kid === header(es384Token).kid && k.kty === "EC")).toBe(true);
-    const doc = await rawJson("nitride/.well-known/openid-configuration");
+    const doc = await rawJson<OidcDiscovery>("nitride/.well-known/openid-configuration");
     expect(doc.id_token_signing_alg_values_supported).toEqual(expect.arrayContaining(["ES384", "ML-DSA-65"]));
   });
 
@@ -224,7 +228,7 @@ print(json.dumps({"jwk": {"kty": "AKP", "alg": "ML-DSA-65", "kid": "py-1", "use"
     expect(header(a.body.data.token).alg).toBe("ES384");
     expect((await s.rt.api("POST", "nitride/keys/rotate", {})).status).toBe(200);
     expect((await login(s, mldsaToken)).status).toBe(200);
-    const jwks = await rawJson("nitride/jwks/pq");
+    const jwks = await rawJson<Jwks>("nitride/jwks/pq");
     expect(jwks.keys.some((k: Jwk) => k.kid === header(mldsaToken).kid)).toBe(true);
     // The workload that asked for ML-DSA-65 gets a fresh extra key after the rotation.
     const pq = await attestAs(s, "pq");

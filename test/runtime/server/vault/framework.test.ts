@@ -22,6 +22,9 @@ function request(operation: Operation, path: string, data: Record<string, unknow
       internalRequest: async () => undefined,
       ttls: () => ({ defaultTtl: 1, maxTtl: 1 }),
       apiAddr: () => "http://127.0.0.1",
+      authorized: async () => {
+        throw new Error("the framework tests make no ACL checks");
+      },
     },
   };
 }
