@@ -101,7 +101,7 @@ describe("README.md shell examples, run as written", () => {
         else script.push(run);
       }
       for (const s of skipped) console.warn(`[skip] README.md:${block.line}: ${s}`);
-      const env = { ...process.env, PATH: `${path.join(repoRoot, "bin")}:${process.env.PATH}` };
+      const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${path.join(repoRoot, "bin")}:${process.env.PATH}` };
       delete env.BUCKYPAPER_ADDR;
       delete env.VAULT_ADDR;
       const r = await runBash(script.join("\n"), work, env);
