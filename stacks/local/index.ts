@@ -271,13 +271,16 @@ export const vm = Object.fromEntries(
     pulumi
       .all([
         pulumi.all([v.workloadId, v.expectedMeasurement, v.measurement, v.kernelMeasured, v.verdict, v.reason]),
-        pulumi.all([v.delivered, v.root, v.pid, v.mode, v.status, v.sshPort, v.knownHosts, v.bootSeconds, v.accel]),
+        // pulumi.all's tuple overloads stop at 8 elements: two groups keep each element's type.
+        pulumi.all([v.delivered, v.root, v.pid, v.mode, v.status]),
+        pulumi.all([v.sshPort, v.knownHosts, v.bootSeconds, v.accel]),
         pulumi.all([v.consoleLog, v.tampered, v.pspRequests]),
       ])
       .apply(
         ([
           [workloadId, expectedMeasurement, measurement, kernelMeasured, verdict, reason],
-          [delivered, root, pid, mode, status, sshPort, knownHosts, bootSeconds, accel],
+          [delivered, root, pid, mode, status],
+          [sshPort, knownHosts, bootSeconds, accel],
           [consoleLog, tampered, pspRequests],
         ]) => ({
           workloadId,
