@@ -1,10 +1,8 @@
 // Measured user-data without a VM: the REPORT_DATA binding v2, the agent taking its config from the
-// user-data it read itself (NoCloud file, EC2 IMDSv2, GCE metadata — the metadata services are local
-// stand-ins), and a real runtime refusing a guest whose user-data differs from the registered hash,
+// user-data it read itself (cloud-init's cache: cloud-init-cache.test.ts), and a real runtime refusing a guest whose user-data differs from the registered hash,
 // including hostile guests that lie about their hash or leave it out.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createHash, randomBytes } from "node:crypto";
-import { createServer, type Server } from "node:http";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -92,42 +90,23 @@ describe("the agent reads its user-data itself", () => {
     expect(u).toMatch(/^Before=.*cloud-init\.service.*cloud-config\.service.*cloud-final\.service/m);
     expect(u).toMatch(/^RequiredBy=cloud-init\.service cloud-config\.service cloud-final\.service ssh\.service$/m);
     expect(u).toMatch(/^ExecStart=.* run --user-data nocloud$/m);
+    // strictly after cloud-init-local has cached the user-data the agent hashes
+    expect(u).toMatch(/^Requires=cloud-init-local\.service$/m);
+    expect(u).toMatch(/^After=.*cloud-init-local\.service/m);
     expect(u).not.toMatch(/After=.*network-online\.target/); // would be a cycle: cloud-init.service is before it
   });
 
-  describe("metadata services (local stand-ins for EC2 IMDSv2 and GCE)", () => {
-    let server: Server;
-    let base: string;
-    const body = "#cloud-config\n# from the metadata service\n";
-    beforeAll(async () => {
-      server = createServer((req, res) => {
-        if (
-          req.method === "PUT" &&
-          req.url === "/latest/api/token" &&
-          req.headers["x-aws-ec2-metadata-token-ttl-seconds"]
-        )
-          return void res.end("tok-1");
-        if (req.url === "/latest/user-data")
-          return void (req.headers["x-aws-ec2-metadata-token"] === "tok-1" ? res.end(body) : res.writeHead(401).end());
-        if (req.url === "/computeMetadata/v1/instance/attributes/user-data")
-          return void (req.headers["metadata-flavor"] === "Google" ? res.end(body) : res.writeHead(403).end());
-        res.writeHead(404).end();
-      });
-      await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-      base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
-    });
-    afterAll(() => new Promise<void>((r) => server.close(() => r())));
-
-    it("EC2: IMDSv2 session token, then the user-data bytes", async () => {
-      expect((await readUserData("ec2", { metadataBase: base })).toString()).toBe(body);
-    });
-    it("GCE: the Metadata-Flavor header, then the user-data bytes", async () => {
-      expect((await readUserData("gce", { metadataBase: base })).toString()).toBe(body);
-    });
-    it("an unreachable metadata service or a missing seed is a named error, not an empty user-data", async () => {
-      await expect(readUserData("ec2", { metadataBase: "http://127.0.0.1:1" })).rejects.toThrow(UserDataReadError);
-      await expect(readUserData("nocloud", { seedDevices: ["/nonexistent/seed"] })).rejects.toThrow(/no seed volume/);
-    });
+  // NoCloud/EC2/GCE: the agent no longer asks the seed or a metadata service a second time; it reads cloud-init's
+  // cache (cloud-init-cache.test.ts, against the real cloud-init stages).
+  it("a missing cloud-init cache is a named error, not an empty user-data", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "bk-noci-"));
+    try {
+      const cloudInit = { objPkl: path.join(dir, "obj.pkl"), runInstanceId: path.join(dir, ".instance-id") };
+      await expect(readUserData("ec2", { cloudInit })).rejects.toThrow(UserDataReadError);
+      await expect(readUserData("nocloud", { cloudInit })).rejects.toThrow(/\.instance-id: ENOENT/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
