@@ -249,6 +249,12 @@ export class Vhsm extends pulumi.ComponentResource {
   /** The Shamir recovery shares, each a JWE to one operator key (ciphertext only; none with the insecure opt-out). */
   public readonly recoveryShares: pulumi.Output<string[]>;
   /**
+   * What a JWT auth role of this runtime binds (`bound_audiences`) to admit its Nitride workload tokens: the
+   * runtime's own audience (`buckypaper-nitride:<mount uuid>`; each token also carries that + `:<workload id>`),
+   * or the audience configured in `nitride/config`. Empty for a runtime bootstrapped before it was recorded.
+   */
+  public readonly workloadAudience: pulumi.Output<string>;
+  /**
    * Mode confidential-vm: what every client must verify before sending anything (put it in connections:
    * `attestation: vhsm.attestation`; the guests get it in their user-data). Undefined in the other modes.
    */
@@ -524,6 +530,7 @@ export class Vhsm extends pulumi.ComponentResource {
         this.rootToken = hw.rootToken;
         this.deployer = hw.deployer;
         this.recoveryShares = hw.recoveryShares;
+        this.workloadAudience = hw.workloadAudience;
         this.attestation = hw.attestation;
         this.measurement = hw.measurement;
         this.tlsKeySha256 = hw.tlsKeySha256;
@@ -558,6 +565,7 @@ export class Vhsm extends pulumi.ComponentResource {
       this.rootToken = pulumi.secret(g.rootToken) as pulumi.Output<string>;
       this.deployer = g.deployer as pulumi.Output<DeployerAuthArgs>;
       this.recoveryShares = g.recoveryShares as pulumi.Output<string[]>;
+      this.workloadAudience = g.workloadAudience.apply((a) => a ?? "");
       // Usable once the runtime was verified and bootstrapped (outputs of the guest resource): the measurement,
       // the anchor and the instance's HOST_DATA.
       this.attestation = local.attestation as pulumi.Output<RuntimeAttestationArgs>;
@@ -610,6 +618,7 @@ export class Vhsm extends pulumi.ComponentResource {
         rootToken: this.rootToken,
         deployer: this.deployer,
         recoveryShares: this.recoveryShares,
+        workloadAudience: this.workloadAudience,
         attestation: this.attestation,
         measurement: this.measurement,
         tlsKeySha256: this.tlsKeySha256,
@@ -659,6 +668,7 @@ export class Vhsm extends pulumi.ComponentResource {
     this.rootToken = pulumi.secret(service.rootToken) as pulumi.Output<string>;
     this.deployer = service.deployer as pulumi.Output<DeployerAuthArgs>;
     this.recoveryShares = service.recoveryShares as pulumi.Output<string[]>;
+    this.workloadAudience = service.workloadAudience.apply((a) => a ?? "");
     this.attestation = pulumi.output(undefined) as unknown as pulumi.Output<RuntimeAttestationArgs>;
     this.measurement = pulumi.output("");
     this.tlsKeySha256 = pulumi.output("");
@@ -670,6 +680,7 @@ export class Vhsm extends pulumi.ComponentResource {
       rootToken: this.rootToken,
       deployer: this.deployer,
       recoveryShares: this.recoveryShares,
+      workloadAudience: this.workloadAudience,
     });
   }
 
@@ -691,6 +702,7 @@ export class Vhsm extends pulumi.ComponentResource {
     | "rootToken"
     | "deployer"
     | "recoveryShares"
+    | "workloadAudience"
     | "attestation"
     | "measurement"
     | "tlsKeySha256"
@@ -780,6 +792,7 @@ export class Vhsm extends pulumi.ComponentResource {
       rootToken: pulumi.secret(rt.rootToken) as pulumi.Output<string>,
       deployer: rt.deployer as pulumi.Output<DeployerAuthArgs>,
       recoveryShares: rt.recoveryShares as pulumi.Output<string[]>,
+      workloadAudience: rt.workloadAudience.apply((a) => a ?? ""),
       // Usable once the runtime was verified and bootstrapped (an output of the resource).
       attestation: rt.measurement.apply(() => g.attestation),
       measurement: rt.measurement,

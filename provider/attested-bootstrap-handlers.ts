@@ -44,10 +44,12 @@ export function initInputs(p: Props): AttestedInitInputs & { recoveryShares?: st
   return p as unknown as AttestedInitInputs & { recoveryShares?: string[]; unsealKeys?: string[] };
 }
 
-/** What an update keeps from the bootstrap: where the credential is, the encrypted shares (the opt-out's keys). */
+/** What an update keeps from the bootstrap: where the credential is, the workload audience read then, the
+ *  encrypted shares (the opt-out's keys). */
 export function keptFromBootstrap(olds: Props): Props {
   return {
     deployer: olds.deployer,
+    workloadAudience: olds.workloadAudience,
     recoveryShares: olds.recoveryShares,
     rootToken: olds.rootToken,
     unsealKeys: olds.unsealKeys,

@@ -11,7 +11,7 @@
 // No copied fingerprint, no root token or unseal key in the outputs (unless the insecure opt-out says so).
 // Pulumi-free: the vHSM guest's handlers call it in the dynamic-provider process.
 import { runtimeRequest, type RuntimeConnection } from "./client.js";
-import { bootstrapDeployer } from "./bootstrap.js";
+import { bootstrapDeployer, readWorkloadAudience } from "./bootstrap.js";
 import { encryptShares, openLocalShares, recoveryRecipients, type RecoveryInputs } from "./service.js";
 import {
   RuntimeAttestationError,
@@ -55,6 +55,8 @@ export interface AttestationSummary {
 
 export interface AttestedInitOutputs extends AttestationSummary {
   deployer?: DeployerAuth;
+  /** What a JWT role binds to admit this runtime's workload tokens (its Nitride audience; not a secret). */
+  workloadAudience?: string;
   recoveryShares?: string[];
   /** Only with insecureKeepRootTokenInState. */
   rootToken?: string;
@@ -118,9 +120,16 @@ export async function initAttestedRuntime(i: AttestedInitInputs): Promise<Attest
   if (i.insecureKeepRootTokenInState) {
     for (const w of i.rootWrites ?? [])
       await runtimeRequest(connOf(i, body.root_token), "POST", w.path, w.body, timeout);
-    return { ...summary, rootToken: body.root_token, unsealKeys: keys };
+    const workloadAudience = await readWorkloadAudience(connOf(i, body.root_token));
+    return {
+      ...summary,
+      rootToken: body.root_token,
+      unsealKeys: keys,
+      ...(workloadAudience ? { workloadAudience } : {}),
+    };
   }
   const recoveryShares = await encryptShares(i, keys, recipients);
+  let workloadAudience: string | undefined;
   if (!i.deployerKeyFile) throw new Error("deployerKeyFile is required (where the deployer's private key is kept)");
   const deployer = await bootstrapDeployer({
     rootToken: body.root_token,
@@ -129,8 +138,9 @@ export async function initAttestedRuntime(i: AttestedInitInputs): Promise<Attest
     keyFile: i.deployerKeyFile,
     ...(i.deployerPublicKey ? { publicPem: i.deployerPublicKey } : {}),
     ...(i.rootWrites ? { rootWrites: i.rootWrites } : {}),
+    beforeRevoke: async (root) => void (workloadAudience = await readWorkloadAudience(root)),
   });
-  return { ...summary, deployer, recoveryShares };
+  return { ...summary, deployer, recoveryShares, ...(workloadAudience ? { workloadAudience } : {}) };
 }
 
 /**

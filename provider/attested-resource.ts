@@ -13,6 +13,7 @@ const ATTESTED_RUNTIME_OUTPUTS = [
   "checks",
   "hostData",
   "deployer",
+  "workloadAudience",
   "recoveryShares",
   "rootToken",
   "unsealKeys",
@@ -31,6 +32,8 @@ export abstract class AttestedRuntimeResource extends pulumi.dynamic.Resource {
   /** HOST_DATA the runtime's SEV-SNP report carried when the deployer verified it (hex; absent for TDX). */
   declare readonly hostData: pulumi.Output<string | undefined>;
   declare readonly deployer: pulumi.Output<DeployerAuthArgs | undefined>;
+  /** What a JWT role binds to admit the runtime's Nitride workload tokens (its per-runtime audience). */
+  declare readonly workloadAudience: pulumi.Output<string | undefined>;
   declare readonly recoveryShares: pulumi.Output<string[] | undefined>;
   /** Only with insecureKeepRootTokenInState. */
   declare readonly rootToken: pulumi.Output<string | undefined>;

@@ -133,6 +133,24 @@ export interface BootstrapOptions {
   /** Token TTL / max TTL of a deployer login. */
   tokenTtl?: string;
   tokenMaxTtl?: string;
+  /** Called with the root connection after the root writes, before the root token is revoked. */
+  beforeRevoke?: (root: RuntimeConnection) => Promise<void>;
+}
+
+/**
+ * The `aud` a JWT role of this runtime binds to admit its Nitride's workload tokens: the configured audience, or
+ * the runtime's own default (`buckypaper-nitride:<mount uuid>`; its tokens carry that and that + ':<workload>').
+ * Read with root during the bootstrap (the deployer credential may not read nitride/). Undefined for a runtime
+ * without Nitride or too old to say.
+ */
+export async function readWorkloadAudience(root: RuntimeConnection): Promise<string | undefined> {
+  const r = await runtimeRequest(root, "GET", "nitride/config").catch((e: unknown) => {
+    if (e instanceof RuntimeApiError && e.status === 404) return undefined;
+    throw e;
+  });
+  const d = (r?.body as { data?: { audience?: unknown; default_audience?: unknown } } | undefined)?.data;
+  if (typeof d?.audience === "string" && d.audience) return d.audience;
+  return typeof d?.default_audience === "string" && d.default_audience ? d.default_audience : undefined;
 }
 
 /** Settings of the deployer role (a key change rewrites only the auth mount's config). */
@@ -180,6 +198,7 @@ export async function bootstrapDeployer(o: BootstrapOptions): Promise<DeployerAu
   const audience = deployerAudience(seal.cluster_id);
   await runtimeRequest(root, "POST", `auth/${DEPLOYER_MOUNT}/role/${DEPLOYER_ROLE}`, roleBody(o, audience));
   for (const w of o.rootWrites ?? []) await runtimeRequest(root, "POST", w.path, w.body);
+  await o.beforeRevoke?.(root);
   const auth: DeployerAuth = { mount: DEPLOYER_MOUNT, role: DEPLOYER_ROLE, keyFile: o.keyFile, audience };
   // Prove the credential works before giving up root (a typo here would lock the deployment out).
   const probe = { url: o.url, deployer: auth, ...trust };

@@ -557,6 +557,8 @@ export class RuntimeService extends pulumi.dynamic.Resource {
   /** Only with insecureKeepRootTokenInState. */
   declare readonly unsealKeys: pulumi.Output<string[] | undefined>;
   declare readonly deployer: pulumi.Output<DeployerAuthArgs | undefined>;
+  /** What a JWT role binds to admit the runtime's Nitride workload tokens (its per-runtime audience). */
+  declare readonly workloadAudience: pulumi.Output<string | undefined>;
   /** Each key share as a JWE to one operator key (ciphertext). */
   declare readonly recoveryShares: pulumi.Output<string[] | undefined>;
   declare readonly running: pulumi.Output<boolean>;
@@ -573,6 +575,7 @@ export class RuntimeService extends pulumi.dynamic.Resource {
         rootToken: undefined,
         unsealKeys: undefined,
         deployer: undefined,
+        workloadAudience: undefined,
         recoveryShares: undefined,
         caPem: undefined,
         caFingerprint: undefined,

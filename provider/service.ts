@@ -15,7 +15,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runtimeRequest, certFingerprint, fetchPinnedCertificate, type RuntimeConnection } from "./client.js";
-import { bootstrapDeployer, rotateDeployerKey } from "./bootstrap.js";
+import { bootstrapDeployer, readWorkloadAudience, rotateDeployerKey } from "./bootstrap.js";
 import { readPrivateFile, writePrivateFile, type DeployerAuth } from "../runtime/client/deployer.js";
 import {
   decryptShare,
@@ -74,6 +74,8 @@ export interface ServiceOutputs extends ServiceInputs {
   deployer?: DeployerAuth;
   /** The Shamir shares, each a JWE to one operator key (ciphertext only). */
   recoveryShares?: string[];
+  /** What a JWT role binds to admit this runtime's workload tokens (its Nitride audience; not a secret). */
+  workloadAudience?: string;
   caPem: string;
   caFingerprint: string;
   running: boolean;
@@ -280,11 +282,13 @@ export async function createService(i: ServiceInputs): Promise<ServiceOutputs> {
     await unseal(i, keys, caPem || undefined);
     const common = { ...i, caPem: caPem ?? "", caFingerprint: caPem ? certFingerprint(caPem) : "", running: true };
     if (i.insecureKeepRootTokenInState) {
-      for (const w of i.rootWrites ?? [])
-        await runtimeRequest(conn(i, body.root_token, caPem || undefined), "POST", w.path, w.body);
-      return { ...common, rootToken: body.root_token, unsealKeys: keys };
+      const root = conn(i, body.root_token, caPem || undefined);
+      for (const w of i.rootWrites ?? []) await runtimeRequest(root, "POST", w.path, w.body);
+      const workloadAudience = await readWorkloadAudience(root);
+      return defined({ ...common, rootToken: body.root_token, unsealKeys: keys, workloadAudience });
     }
     const recoveryShares = await encryptShares(i, keys, recipients);
+    let workloadAudience: string | undefined;
     const deployer = await bootstrapDeployer({
       rootToken: body.root_token,
       url: i.url,
@@ -292,8 +296,9 @@ export async function createService(i: ServiceInputs): Promise<ServiceOutputs> {
       keyFile: deployerKeyFileOf(i),
       publicPem: i.deployerPublicKey,
       rootWrites: i.rootWrites,
+      beforeRevoke: async (root) => void (workloadAudience = await readWorkloadAudience(root)),
     });
-    return { ...common, deployer, recoveryShares };
+    return defined({ ...common, deployer, recoveryShares, workloadAudience });
   } catch (e) {
     await sh(i.ssh, stopScript(i, true)).catch(() => {});
     throw e;
@@ -441,6 +446,7 @@ async function migrateToDeployer(m: ServiceOutputs): Promise<ServiceOutputs> {
   if (!m.rootToken || !m.unsealKeys)
     throw new Error("no root token in state to bootstrap the deployer credential with");
   const recoveryShares = await encryptShares(m, m.unsealKeys, await recoveryRecipients(m));
+  let workloadAudience = m.workloadAudience;
   const deployer = await bootstrapDeployer({
     rootToken: m.rootToken,
     url: m.url,
@@ -448,11 +454,12 @@ async function migrateToDeployer(m: ServiceOutputs): Promise<ServiceOutputs> {
     keyFile: deployerKeyFileOf(m),
     publicPem: m.deployerPublicKey,
     rootWrites: m.rootWrites,
+    beforeRevoke: async (root) => void (workloadAudience = await readWorkloadAudience(root)),
   });
   const { rootToken: _r, unsealKeys: _u, ...rest } = m;
   void _r;
   void _u;
-  return defined({ ...rest, deployer, recoveryShares, running: true });
+  return defined({ ...rest, deployer, recoveryShares, workloadAudience, running: true });
 }
 
 export async function deleteService(

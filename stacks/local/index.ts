@@ -132,7 +132,8 @@ const jwtConfig = new RuntimeWrite(
   { connection, path: "auth/jwt/config", body: { nitride_mount: "nitride" } },
   { dependsOn: [jwt] },
 );
-// One role for every workload: an attested Nitride token logs in to the workload's own ACL policy.
+// One role for every workload: an attested Nitride token logs in to the workload's own ACL policy. It binds
+// this runtime's own audience (Nitride's default names the issuing runtime): another runtime's token is refused.
 const jwtRole = new RuntimeWrite(
   "jwt-role-workload",
   {
@@ -141,7 +142,7 @@ const jwtRole = new RuntimeWrite(
     deletePath: "auth/jwt/role/workload",
     body: {
       role_type: "jwt",
-      bound_audiences: ["buckypaper"],
+      bound_audiences: [vhsm.workloadAudience],
       user_claim: "sub",
       bound_claims: { platform: "snp" },
       token_policies: ["nitride-workload-{{sub}}"],

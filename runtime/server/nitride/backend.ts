@@ -1,7 +1,7 @@
 // The Nitride attestation service as a logical backend (mounted at "nitride/"): workloads, challenge,
 // attest → workload token, explain, JWKS + OIDC discovery, key rotation, configuration and the
 // provisioning bundle. See docs/nitride.md for the API and token claims.
-import { createPublicKey } from "node:crypto";
+import { createPublicKey, randomUUID } from "node:crypto";
 import type { JWK } from "jose";
 import { LogicalError, type LogicalBackend, type LogicalRequest, type LogicalResponse } from "../vault/backend.js";
 import type { Storage } from "../storage/types.js";
@@ -22,7 +22,9 @@ import {
   configFrom,
   configView,
   DEFAULT_CONFIG,
+  runtimeAudience,
   trustFrom,
+  workloadTokenAudience,
   type NitrideConfig,
   type TokenAlgorithm,
 } from "./config.js";
@@ -51,6 +53,8 @@ import {
 export interface NitrideOptions {
   /** Trust configuration used instead of the one derived from nitride/config (in-process embedding, tests). */
   trust?: TrustConfig;
+  /** The mount's uuid (the mount table's): names this runtime in the default audience of its workload tokens. */
+  mountUuid?: string;
 }
 
 /** The ACL policy name Nitride maintains for each workload (granted through a JWT role). */
@@ -143,7 +147,10 @@ const CREDENTIAL_FIELDS: FieldSchemas = {
 };
 
 const CONFIG_FIELDS: FieldSchemas = {
-  audience: { type: "string", description: "aud of workload tokens" },
+  audience: {
+    type: "string",
+    description: "aud of workload tokens; empty (default): this runtime's audience and that + ':<workload id>'",
+  },
   token_ttl: { type: "duration", description: "workload token lifetime (≤ 1h)" },
   token_algorithm: { type: "string", description: "ES384 (default), EdDSA or ML-DSA-65" },
   challenge_ttl: { type: "duration", description: "nonce lifetime (≤ 600s)" },
@@ -261,7 +268,9 @@ export class NitrideBackend implements LogicalBackend, TableBackend {
       description: "audience, TTLs, token algorithm, collateral sources, simulator trust",
       fields: CONFIG_FIELDS,
       operations: {
-        read: async (req) => ({ data: configView(await this.config(req.storage)) }),
+        read: async (req) => ({
+          data: { ...configView(await this.config(req.storage)), default_audience: this.runtimeAudience() },
+        }),
         update: (req, f) => this.configure(withFields(req, f)),
       },
     },
@@ -319,6 +328,16 @@ export class NitrideBackend implements LogicalBackend, TableBackend {
 
   // ---- configuration ----
 
+  /** The mount's uuid; a backend made without one (an embedding without a mount table) gets one per process. */
+  private mountUuid(): string {
+    return (this.opts.mountUuid ??= randomUUID());
+  }
+
+  /** This runtime's own audience (the default of workload tokens, with the workload id as a second value). */
+  private runtimeAudience(): string {
+    return runtimeAudience(this.mountUuid());
+  }
+
   private async config(storage: Storage): Promise<NitrideConfig> {
     if (this.configCache && Date.now() - this.configCache.at < 5_000) return this.configCache.c;
     const raw = (await storage.get("config"))?.toString("utf8") ?? "";
@@ -345,7 +364,7 @@ export class NitrideBackend implements LogicalBackend, TableBackend {
     // A new token algorithm takes effect through one rotation: tokens of the old key keep verifying.
     const active = await this.keys.activeAlgorithm(req.storage);
     if (active !== undefined && active !== c.token_algorithm) await this.keys.rotate(req.storage, c.token_algorithm);
-    return { data: configView(c) };
+    return { data: { ...configView(c), default_audience: this.runtimeAudience() } };
   }
 
   /**
@@ -578,7 +597,7 @@ export class NitrideBackend implements LogicalBackend, TableBackend {
     const c = await this.config(req.storage);
     const { token, claims } = await signWorkloadToken({
       issuer: issuerFor(req.system.apiAddr(), req.mountPoint),
-      audience: c.audience,
+      audience: workloadTokenAudience(c, this.mountUuid(), t.workloadId),
       workloadId: t.workloadId,
       ttlS: t.tokenTtl ?? c.token_ttl,
       verdict: t.verdict,

@@ -22,7 +22,10 @@ export function tokenAlgorithmField(v: unknown, field: string): TokenAlgorithm {
 }
 
 export interface NitrideConfig {
-  /** `aud` of workload tokens. */
+  /**
+   * `aud` of workload tokens when an operator sets one (a relying party's name, e.g. an external Vault's role
+   * binding). Empty (the default): each token names this runtime and its workload (workloadTokenAudience).
+   */
   audience: string;
   /** Default workload-token lifetime (seconds) when the workload does not set one; minutes-long by design. */
   token_ttl: number;
@@ -59,7 +62,7 @@ export interface NitrideConfig {
 }
 
 export const DEFAULT_CONFIG: NitrideConfig = {
-  audience: "buckypaper",
+  audience: "",
   token_ttl: 300,
   token_algorithm: "ES384",
   challenge_ttl: 60,
@@ -79,7 +82,8 @@ export const MAX_TOKEN_TTL_S = 3600;
 
 export function configFrom(data: Record<string, unknown>, prev: NitrideConfig): NitrideConfig {
   const out: NitrideConfig = { ...prev };
-  if (data.audience !== undefined) out.audience = optString(data, "audience") || prev.audience;
+  // "" goes back to the runtime-specific default.
+  if (data.audience !== undefined) out.audience = optString(data, "audience") ?? "";
   if (data.token_ttl !== undefined) out.token_ttl = parseDuration(data.token_ttl, "token_ttl") ?? prev.token_ttl;
   if (out.token_ttl < 1 || out.token_ttl > MAX_TOKEN_TTL_S)
     throw new LogicalError(400, `token_ttl: must be between 1s and ${MAX_TOKEN_TTL_S}s`);
@@ -173,6 +177,31 @@ export function trustFrom(c: NitrideConfig): TrustConfig {
 }
 
 /** The config as shown by GET nitride/config (nothing in it is secret). */
+/** The prefix of the default audiences: `buckypaper-nitride:<mount uuid>[:<workload id>]`. */
+export const AUDIENCE_PREFIX = "buckypaper-nitride";
+
+/**
+ * This runtime's own audience: its Nitride mount's uuid (made once when the mount was created, kept in the
+ * mount table, so the same for every worker and replica on the same storage and across restarts, and different
+ * for every other runtime).
+ */
+export function runtimeAudience(mountUuid: string): string {
+  return `${AUDIENCE_PREFIX}:${mountUuid}`;
+}
+
+/**
+ * The `aud` of a workload token. Configured: that value, as before. Default: two values — this runtime's audience
+ * and that plus the workload id — so a relying party binds either "any workload of this runtime" (then checks
+ * `sub`) or exactly one workload of it; a token from another runtime matches neither (JWT `aud` semantics,
+ * RFC 7519 §4.1.3: a recipient that does not identify itself with a value in `aud` rejects the token; Vault's
+ * JWT auth: any one of `aud` must be in the role's `bound_audiences`).
+ */
+export function workloadTokenAudience(c: NitrideConfig, mountUuid: string, workloadId: string): string | string[] {
+  if (c.audience) return c.audience;
+  const rt = runtimeAudience(mountUuid);
+  return [rt, `${rt}:${workloadId}`];
+}
+
 export function configView(c: NitrideConfig): Record<string, unknown> {
   return {
     ...c,

@@ -48,7 +48,7 @@ export const nitrideJwtHooks: JwtAuthHooks = {
 };
 
 export function registerNitrideEngines(r: BackendRegistry, opts: NitrideOptions = {}): BackendRegistry {
-  r.registerSecret("nitride", () => new NitrideBackend(opts));
+  r.registerSecret("nitride", (m) => new NitrideBackend({ ...opts, mountUuid: m.uuid }));
   r.registerSecret("pki", () => new PkiBackend());
   r.registerSecret("transit", () => new TransitBackend());
   r.registerSecret("ssh", () => new SshBackend());

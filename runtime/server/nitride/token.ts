@@ -10,7 +10,8 @@ import type { TokenSigningKey } from "./signing-keys.js";
 export interface WorkloadTokenClaims {
   iss: string;
   sub: string;
-  aud: string;
+  /** One configured audience, or this runtime's and this runtime's + workload's (nitride/config.ts). */
+  aud: string | string[];
   exp: number;
   iat: number;
   nbf: number;
@@ -33,7 +34,7 @@ export function issuerFor(apiAddr: string, mountPoint: string): string {
 
 export async function signWorkloadToken(input: {
   issuer: string;
-  audience: string;
+  audience: string | string[];
   workloadId: string;
   ttlS: number;
   verdict: Verdict;

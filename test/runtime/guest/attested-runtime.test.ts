@@ -49,6 +49,7 @@ beforeAll(async () => {
     "PUT",
     "nitride/config",
     {
+      audience: "buckypaper", // the workload role binds it (the default is per runtime)
       kds: "off",
       accept_simulated: true,
       simulated_snp_anchors: [

@@ -39,6 +39,7 @@ export async function startEnclaiveletStack(
   await admin("POST", "sys/auth/jwt", { type: "jwt" });
   const a = sim.trustAnchor;
   await admin("PUT", "nitride/config", {
+    audience: "buckypaper", // the workload role binds it (the default is per runtime)
     kds: "off",
     accept_simulated: true,
     simulated_snp_anchors: [

@@ -62,6 +62,7 @@ beforeAll(async () => {
     if (r.status >= 300) throw new Error(`${p}: ${JSON.stringify(r.body)}`);
   };
   await ok("PUT", "nitride/config", {
+    audience: "buckypaper", // the role below binds it (the default is per runtime: nitride-audience.test.ts)
     kds: "off",
     accept_simulated: true,
     simulated_snp_anchors: [

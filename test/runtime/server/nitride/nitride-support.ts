@@ -34,6 +34,9 @@ export async function startNitrideStack(): Promise<NitrideStack> {
   };
   const a = sim.trustAnchor;
   await ok("PUT", "nitride/config", {
+    // The tests built on this support log in through a role bound to one configured audience (nitride-audience
+    // tests the per-runtime default).
+    audience: "buckypaper",
     kds: "off",
     accept_simulated: true,
     simulated_snp_anchors: [
