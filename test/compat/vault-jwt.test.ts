@@ -49,7 +49,18 @@ describe.runIf(haveVault)("a real Vault dev server trusts Nitride tokens (docs/n
     s = await startNitrideStack();
     dir = mkdtempSync(path.join(tmpdir(), "bk-vaultjwt-"));
     writeFileSync(path.join(dir, "runtime-ca.pem"), (await createRuntimeCa("vault-jwt test CA")).certPem);
-    writeFileSync(path.join(dir, "role.json"), section.roleJson ?? "");
+    // The doc's role binds `buckypaper-nitride:<mount uuid>:web`; the reader takes the uuid from
+    // `nitride/config`'s default_audience, as the doc says, and so does the test.
+    // The shared stack configures the audience "buckypaper" for its own login tests; the doc describes
+    // the default, which `audience=""` restores.
+    expect((await s.rt.api("PUT", "nitride/config", { audience: "" })).status).toBeLessThan(300);
+    const cfg = await s.rt.api("GET", "nitride/config");
+    const audience = cfg.body.data.default_audience as string;
+    expect(audience).toMatch(/^buckypaper-nitride:[0-9a-f-]{36}$/);
+    writeFileSync(
+      path.join(dir, "role.json"),
+      (section.roleJson ?? "").replaceAll("buckypaper-nitride:<mount uuid>", audience),
+    );
   }, 120_000);
   afterAll(async () => {
     devVault?.kill("SIGTERM");
