@@ -3,12 +3,29 @@
 // inside a measured image: the runtime's config is part of the measurement (the verity root in the runtime
 // guest), so it cannot list the measurement it is part of. "What it runs" is:
 //   SEV-SNP: MEASUREMENT, the guest POLICY (exact), HOST_DATA, VMPL, FAMILY_ID and IMAGE_ID — not CHIP_ID
-//            (a replica moved to another chip must still be a peer) and not the TCB (firmware updates).
+//            (a replica moved to another chip must still be a peer).
 //   TDX:     MRTD, RTMR0..3, TD_ATTRIBUTES, XFAM, MRCONFIGID, MROWNER, MROWNERCONFIG.
+// And a TCB floor, not an exact TCB (firmware updates must not split the set): the peer's platform must be at least
+// as patched as this replica's own. AMD signs a VCEK for every TCB a chip ever ran and the appraisal constrains none
+// by default, so without a floor a host could move a replica to a machine on old, vulnerable firmware and have
+// the share (k = 1: the whole unseal key) sent where it can read guest memory — or, in the other direction, have a
+// replica take shares of a keyring the host wrote from a peer on such firmware.
+//   SEV-SNP: the peer's REPORTED_TCB (the TCB its VCEK is for) ≥ this replica's COMMITTED_TCB, component by
+//            component, on the same product (numbers of different products do not compare). COMMITTED_TCB because
+//            the host can lower REPORTED_TCB (SNP_SET_CONFIG) but not roll the committed one back.
+//   TDX:     TEE_TCB_SVN ≥ this replica's (policy.tee-tcb-svn).
 // Trust (vendor roots, or listed simulated ones) comes from configuration; the appraisal's default policy
-// still refuses debug and migration-agent guests and out-of-date TCBs.
+// still refuses debug and migration-agent guests.
 import { randomBytes } from "node:crypto";
-import { parseReport } from "../../attestation/snp/abi.js";
+import {
+  decodeTcb,
+  formatTcb,
+  parseReport,
+  productFromCpuid,
+  tcbComponents,
+  type SnpProduct,
+  type TcbVersion,
+} from "../../attestation/snp/abi.js";
 import { parseQuote } from "../../attestation/tdx/abi.js";
 import type { Policy } from "../../attestation/policy.js";
 import type { Check, Claims } from "../../attestation/types.js";
@@ -17,6 +34,35 @@ import type { WireEvidence } from "../../protocol/evidence.js";
 import type { RuntimeEvidenceSource } from "../http/attested-tls.js";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+
+/**
+ * peer.tcb: the peer's REPORTED_TCB (claims.tcb, decoded for its verified product) against this replica's
+ * COMMITTED_TCB. Own product from the report's CPUID (v3+); a v2 report (Milan/Genoa firmware, same TCB layout)
+ * is decoded with the peer's layout, except for a Turin peer (a v2 report is never Turin's).
+ */
+function snpTcbFloor(committed: Uint8Array, ownProduct: SnpProduct | undefined, claims: Claims | undefined): Check {
+  const id = "peer.tcb";
+  const product = claims?.product as SnpProduct | undefined;
+  if (!claims || !product) return { id, ok: false, detail: "the peer's TCB is unavailable (evidence not verified)" };
+  if ((ownProduct && product !== ownProduct) || (!ownProduct && product === "Turin"))
+    return {
+      id,
+      ok: false,
+      detail: `the peer runs on ${product}, this replica on ${ownProduct ?? "Milan/Genoa"}: their TCB numbers do not compare (a move across CPU products needs the recovery shares)`,
+    };
+  const floor = decodeTcb(committed, ownProduct ?? product);
+  const got = claims.tcb as Partial<TcbVersion>;
+  const low = tcbComponents(product)
+    .filter((k) => typeof got[k] !== "number" || got[k] < (floor[k] ?? 0))
+    .map((k) => `${k} ${String(got[k])} < ${floor[k] ?? 0}`);
+  return low.length === 0
+    ? { id, ok: true, detail: `REPORTED_TCB ${formatTcb(got as TcbVersion)} ≥ this replica's COMMITTED_TCB` }
+    : {
+        id,
+        ok: false,
+        detail: `REPORTED_TCB below this replica's COMMITTED_TCB ${formatTcb(floor)}: ${low.join(", ")} (older firmware than the set runs)`,
+      };
+}
 
 export interface ReplicaReference {
   platform: "snp" | "tdx";
@@ -34,6 +80,7 @@ export function replicaReference(wire: WireEvidence): ReplicaReference {
   if (e.kind === "snp") {
     const r = parseReport(e.report);
     const policyHex = "0x" + r.policy.toString(16);
+    const ownProduct = r.cpuid ? productFromCpuid(r.cpuid.family, r.cpuid.model) : undefined;
     return {
       platform: "snp",
       policy: {
@@ -57,6 +104,7 @@ export function replicaReference(wire: WireEvidence): ReplicaReference {
               ? `guest POLICY ${policyHex} equals this replica's`
               : `guest POLICY ${String(got ?? "unavailable")} differs from this replica's ${policyHex}`,
           },
+          snpTcbFloor(r.committedTcb, ownProduct, claims),
         ];
       },
       summary: `SEV-SNP measurement ${hex(r.measurement)}, policy ${policyHex}, host data ${hex(r.hostData).slice(0, 16)}…`,
@@ -79,6 +127,7 @@ export function replicaReference(wire: WireEvidence): ReplicaReference {
           mrConfigId: hex(b.mrConfigId),
           mrOwner: hex(b.mrOwner),
           mrOwnerConfig: hex(b.mrOwnerConfig),
+          minTeeTcbSvn: hex(b.teeTcbSvn),
         },
       },
       extraChecks: () => [],

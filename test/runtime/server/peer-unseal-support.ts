@@ -45,11 +45,12 @@ export function snpDerivedKey(chip: SnpSimulator, measurement: string): AutoUnse
 }
 
 /** Quotes from a simulated TDX module for a TD with these MRTD/RTMRs (no derived key exists on TDX). */
-export function tdxSource(tdx: TdxSimulator, mrTd: Buffer, rtmrs: Buffer[]): RuntimeEvidenceSource {
+export function tdxSource(tdx: TdxSimulator, mrTd: Buffer, rtmrs: Buffer[], teeTcbSvn?: Buffer): RuntimeEvidenceSource {
   return {
     name: "tdx-sim",
     async collect(reportData) {
-      return { kind: "tdx", quote: Buffer.from(tdx.quote({ mrTd, rtmrs, reportData })).toString("base64") };
+      const quote = tdx.quote({ mrTd, rtmrs, reportData, ...(teeTcbSvn ? { teeTcbSvn } : {}) });
+      return { kind: "tdx", quote: Buffer.from(quote).toString("base64") };
     },
   };
 }

@@ -229,6 +229,59 @@ describe.runIf(ok)("peer unseal: hostile requesters are refused", () => {
     expect(JSON.stringify(withToken.body)).not.toMatch(/shares":\[/);
   });
 
+  it("a requester on firmware older than this replica's committed TCB is refused (peer.tcb), and refuses such a peer", async () => {
+    // A host that moves the sealed replica to a machine on older, vulnerable SEV-SNP firmware: AMD still signs a
+    // VCEK for that TCB, the measurement and HOST_DATA are the same, but the share would go to a platform whose
+    // memory protection the host may defeat.
+    const { tcb } = await chipA.exportState();
+    const older = { ...tcb, snp: tcb.snp - 1 };
+    const oldFirmware: ReturnType<typeof snpSource> = {
+      name: "snp-sim:old-firmware",
+      async collect(reportData) {
+        const r = await chipB.report({ measurement: M, reportData, tcb: older });
+        return {
+          kind: "snp",
+          report: Buffer.from(r.report).toString("base64"),
+          cert_table: Buffer.from(r.certTable).toString("base64"),
+        };
+      },
+    };
+    for (const peer of [r1, r2]) {
+      const r = await ask(peer, oldFirmware);
+      expect(r.status).toBe(403);
+      expect(r.body.errors[0]).toMatch(/^peer-unseal refused: peer\.tcb: .*snp 7 < 8/);
+    }
+    // The other direction: a sealed replica whose own platform is newer than its peers' accepts no share from them
+    // (a peer on older firmware could hand out shares of a keyring the host wrote).
+    const newer = { ...tcb, snp: tcb.snp + 1 };
+    const log = logger();
+    logs.push(log);
+    const upgraded = await startReplica({
+      storage: pgStorage(),
+      source: {
+        name: "snp-sim:new-firmware",
+        async collect(reportData) {
+          const r = await chipB.report({ measurement: M, reportData, tcb: newer });
+          return {
+            kind: "snp",
+            report: Buffer.from(r.report).toString("base64"),
+            cert_table: Buffer.from(r.certTable).toString("base64"),
+          };
+        },
+      },
+      trust,
+      peers: [r1.url, r2.url],
+      log,
+    });
+    servers.push(upgraded);
+    const res = await upgraded.peerUnseal!();
+    expect(res.unsealed).toBe(false);
+    expect(res.refusals.map((x) => x.reason)).toEqual([
+      expect.stringMatching(/^peer not verified: peer\.tcb/),
+      expect.stringMatching(/^peer not verified: peer\.tcb/),
+    ]);
+  });
+
   it("a peer that is itself sealed refuses (peer.unsealed)", async () => {
     expect((await call(r3.url, "PUT", "sys/seal", {}, root)).status).toBe(204);
     const ch = await call(r3.url, "POST", "sys/peer-unseal/challenge", {});
@@ -323,10 +376,12 @@ describe.runIf(ok)("peer unseal: a replica moved to another chip", () => {
 describe.runIf(ok)("peer unseal on TDX (no derived key exists) over a shared SQLite file", () => {
   const MRTD = Buffer.alloc(48, 0x71);
   const RTMRS = [0x10, 0x11, 0x12, 0x13].map((b) => Buffer.alloc(48, b));
+  // The replicas' TDX module: TEE_TCB_SVN 3.0.… (byte 1 = 0: a TDX 1.0 module's report body).
+  const SVN = Buffer.concat([Buffer.from([3]), Buffer.alloc(15)]);
 
   it("a restarted TDX replica is unsealed by k attested peers; another RTMR2 is refused by each", async () => {
     const storage = `storage "sqlite" { path = "${path.join(dir, "tdx.db")}" }`;
-    const td = () => ({ storage, source: tdxSource(tdx, MRTD, RTMRS) });
+    const td = () => ({ storage, source: tdxSource(tdx, MRTD, RTMRS, SVN) });
     const t1 = await replica(td());
     const init = await call(t1.url, "PUT", "sys/init", { secret_shares: 1, secret_threshold: 1, peer_threshold: 2 });
     expect(init.status).toBe(200);
@@ -336,11 +391,29 @@ describe.runIf(ok)("peer unseal on TDX (no derived key exists) over a shared SQL
     await call(t2.url, "PUT", "sys/unseal", { key });
     expect([t1.core.sealed, t2.core.sealed]).toEqual([false, false]);
     // Another kernel command line → another RTMR2: refused by every peer, by name.
-    const tampered = tdxSource(tdx, MRTD, [RTMRS[0], RTMRS[1], Buffer.alloc(48, 0xee), RTMRS[3]]);
+    const tampered = tdxSource(tdx, MRTD, [RTMRS[0], RTMRS[1], Buffer.alloc(48, 0xee), RTMRS[3]], SVN);
     for (const peer of [t1, t2]) {
       const r = await ask(peer, tampered as ReturnType<typeof snpSource>);
       expect(r.status).toBe(403);
       expect(r.body.errors[0]).toMatch(/^peer-unseal refused: policy\.rtmr2: /);
+    }
+    // A TDX module older than the peers' (lower TEE_TCB_SVN): refused by every peer, by name.
+    const oldModule: ReturnType<typeof snpSource> = {
+      name: "tdx-sim:old-module",
+      async collect(reportData) {
+        const quote = tdx.quote({
+          mrTd: MRTD,
+          rtmrs: RTMRS,
+          reportData,
+          teeTcbSvn: Buffer.concat([Buffer.from([2]), Buffer.alloc(15)]),
+        });
+        return { kind: "tdx", quote: Buffer.from(quote).toString("base64") };
+      },
+    };
+    for (const peer of [t1, t2]) {
+      const r = await ask(peer, oldModule);
+      expect(r.status).toBe(403);
+      expect(r.body.errors[0]).toMatch(/^peer-unseal refused: policy\.tee-tcb-svn: /);
     }
     // A restarted replica: no seal stanza can help it on TDX; its peers can.
     const t3 = await replica({ ...td(), peers: [t1.url, t2.url] });
