@@ -1,13 +1,15 @@
 // `buckypaper runtime verify`: attests a running runtime (every replica given) before an operator trusts it —
 // its evidence must verify to the vendor root (or a listed simulated anchor), meet the policy, show an expected
 // measurement and bind the TLS key of the connection it came over with a fresh nonce (runtime/client/
-// attested-tls.ts). Prints every check; exit 0 only when every URL passed, 1 when one was refused, 2 on usage.
+// attested-tls.ts) and, with --instance-id, be exactly the runtime instance bootstrapped (the Vhsm's
+// `runtimeInstanceId` output): a twin of the image with the same HOST_DATA is refused (runtime.instance-id).
+// Prints every check; exit 0 only when every URL passed, 1 when one was refused, 2 on usage.
 import { parseFlags, readFlagFile } from "./args.js";
 import { Exit, UsageError, type CliIo } from "./io.js";
 import type { RuntimeAttestation, SimulatedPlatformAnchor } from "../runtime/client/connection.js";
 
 export const VERIFY_USAGE = `verify --url URL [--url URL …] (--measurement HEX … | --manifest FILE --vcpus N [--vcpu-type NAME])
-                [--host-data HEX | --any-instance] [--anchor anchor.json …] [--amd-cert-dir DIR] [--policy FILE] [--kds online|offline|off]
+                [--host-data HEX | --any-instance] [--instance-id HEX] [--anchor anchor.json …] [--amd-cert-dir DIR] [--policy FILE] [--kds online|offline|off]
                 [--format json]
                                      attest the runtime (each replica) before trusting it; exit 0 only if all pass`;
 
@@ -51,6 +53,7 @@ export async function runtimeVerify(argv: string[], io: CliIo): Promise<number> 
     manifest: { type: "string" },
     "host-data": { type: "string" },
     "any-instance": { type: "boolean" },
+    "instance-id": { type: "string" },
     vcpus: { type: "string" },
     "vcpu-type": { type: "string" },
     anchor: { type: "string", multiple: true },
@@ -82,6 +85,7 @@ export async function runtimeVerify(argv: string[], io: CliIo): Promise<number> 
     ...(values["host-data"] !== undefined ? { snpHostData: values["host-data"] } : {}),
     // Without --host-data a real (non-simulated) runtime is refused unless this is said explicitly.
     ...(values["any-instance"] ? { allowAnyInstance: true } : {}),
+    ...(values["instance-id"] !== undefined ? { runtimeInstanceId: values["instance-id"].toLowerCase() } : {}),
     ...(values.anchor ? { simulatedAnchors: values.anchor.map(anchorFile) } : {}),
     ...(values.policy ? { policy: readFlagFile("--policy", values.policy).toString("utf8") } : {}),
   };
@@ -91,7 +95,8 @@ export async function runtimeVerify(argv: string[], io: CliIo): Promise<number> 
   try {
     expected = runtimeExpectation(attestation, "flags");
   } catch (e) {
-    if (e instanceof RuntimeAttestationError) throw new UsageError(e.reason.replace(/^flags\./, "--"));
+    if (e instanceof RuntimeAttestationError)
+      throw new UsageError(e.reason.replace(/^flags\.runtimeInstanceId/, "--instance-id").replace(/^flags\./, "--"));
     throw e;
   }
   if (values["amd-cert-dir"]) expected.trust.snp = { ...expected.trust.snp, certDir: values["amd-cert-dir"] };
@@ -110,6 +115,7 @@ export async function runtimeVerify(argv: string[], io: CliIo): Promise<number> 
             reason: r.reason ?? null,
             spki_sha256: r.spkiSha256 ?? null,
             measurement: r.measurement ?? null,
+            instance_id: r.instanceId ?? null,
             simulated: r.simulated,
             checks: r.checks,
           })),
@@ -125,7 +131,7 @@ export async function runtimeVerify(argv: string[], io: CliIo): Promise<number> 
       for (const c of r.checks) lines.push(`  ${c.ok ? "ok  " : "FAIL"} ${c.id}: ${c.detail}`);
       lines.push(
         r.ok
-          ? `  VERIFIED${r.simulated ? " (SIMULATED platform: not hardware evidence)" : ""}: measurement ${r.measurement}; TLS key SPKI SHA-256 ${r.spkiSha256}`
+          ? `  VERIFIED${r.simulated ? " (SIMULATED platform: not hardware evidence)" : ""}: measurement ${r.measurement}; TLS key SPKI SHA-256 ${r.spkiSha256}${r.instanceId ? `; instance ${r.instanceId}` : ""}`
           : `  REFUSED: ${r.reason}`,
         "",
       );

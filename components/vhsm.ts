@@ -45,6 +45,9 @@ export interface VhsmAttestationSummary {
   snpHostData: string;
   /** What the runtime's report carried when the deployer verified it (equals snpHostData, or `pulumi up` failed). */
   hostData: string;
+  /** The runtime's instance id its evidence bound right after the deployer initialised it; every verifier
+   *  (provider, `runtime verify --instance-id`, the enclaivelets) requires it, so a twin is refused. */
+  runtimeInstanceId: string;
   kernelMeasured: boolean;
   tlsKeySha256: string;
   simulated: boolean;
@@ -580,7 +583,7 @@ export class Vhsm extends pulumi.ComponentResource {
           g.verifiedBy,
           g.verifiedAt,
           g.checks,
-          pulumi.all([g.pid, g.accel, g.bootSeconds, g.consoleLog, g.snpHostData, g.hostData]),
+          pulumi.all([g.pid, g.accel, g.bootSeconds, g.consoleLog, g.snpHostData, g.hostData, g.runtimeInstanceId]),
         ])
         .apply(
           ([
@@ -591,7 +594,7 @@ export class Vhsm extends pulumi.ComponentResource {
             verifiedBy,
             verifiedAt,
             checks,
-            [pid, accel, bootSeconds, consoleLog, snpHostData, hostData],
+            [pid, accel, bootSeconds, consoleLog, snpHostData, hostData, runtimeInstanceId],
           ]) => ({
             platform: VHSM_LOCAL_PLATFORM,
             expectedMeasurement: local.expectedMeasurement,
@@ -599,6 +602,7 @@ export class Vhsm extends pulumi.ComponentResource {
             launchMeasurement,
             snpHostData,
             hostData: hostData ?? "",
+            runtimeInstanceId: runtimeInstanceId ?? "",
             kernelMeasured: local.kernelMeasured,
             tlsKeySha256,
             simulated,
@@ -793,12 +797,24 @@ export class Vhsm extends pulumi.ComponentResource {
       deployer: rt.deployer as pulumi.Output<DeployerAuthArgs>,
       recoveryShares: rt.recoveryShares as pulumi.Output<string[]>,
       workloadAudience: rt.workloadAudience.apply((a) => a ?? ""),
-      // Usable once the runtime was verified and bootstrapped (an output of the resource).
-      attestation: rt.measurement.apply(() => g.attestation),
+      // Usable once the runtime was verified and bootstrapped (outputs of the resource): the instance id its
+      // evidence bound after init is required from then on, so a twin of the runtime is refused.
+      attestation: pulumi
+        .all([rt.measurement, rt.runtimeInstanceId])
+        .apply(([, runtimeInstanceId]) => ({ ...g.attestation, ...(runtimeInstanceId ? { runtimeInstanceId } : {}) })),
       measurement: rt.measurement,
       tlsKeySha256: rt.tlsKeySha256,
       attestationSummary: pulumi
-        .all([rt.measurement, rt.tlsKeySha256, rt.simulated, rt.verifiedBy, rt.verifiedAt, rt.checks, rt.hostData])
+        .all([
+          rt.measurement,
+          rt.tlsKeySha256,
+          rt.simulated,
+          rt.verifiedBy,
+          rt.verifiedAt,
+          rt.checks,
+          rt.hostData,
+          rt.runtimeInstanceId,
+        ])
         .apply(
           ([
             measurement,
@@ -808,6 +824,7 @@ export class Vhsm extends pulumi.ComponentResource {
             verifiedAt,
             checks,
             hostData,
+            runtimeInstanceId,
           ]): VhsmAttestationSummary => ({
             platform: args.platform!,
             expectedMeasurement: g.expectedMeasurement,
@@ -816,6 +833,7 @@ export class Vhsm extends pulumi.ComponentResource {
             launchMeasurement: measurement,
             snpHostData: (g.attestation.snpHostData as string | undefined) ?? "", // a plain string here
             hostData: hostData ?? "",
+            runtimeInstanceId: runtimeInstanceId ?? "",
             kernelMeasured: true,
             tlsKeySha256,
             simulated,

@@ -45,7 +45,7 @@ export function initInputs(p: Props): AttestedInitInputs & { recoveryShares?: st
 }
 
 /** What an update keeps from the bootstrap: where the credential is, the workload audience read then, the
- *  encrypted shares (the opt-out's keys). */
+ *  encrypted shares (the opt-out's keys), the runtime's instance id. */
 export function keptFromBootstrap(olds: Props): Props {
   return {
     deployer: olds.deployer,
@@ -53,6 +53,9 @@ export function keptFromBootstrap(olds: Props): Props {
     recoveryShares: olds.recoveryShares,
     rootToken: olds.rootToken,
     unsealKeys: olds.unsealKeys,
+    // The instance learnt at bootstrap: required by every later verification (a twin is refused). State from
+    // before instance ids has none: the update learns it (and must not overwrite it with undefined).
+    ...(typeof olds.runtimeInstanceId === "string" ? { runtimeInstanceId: olds.runtimeInstanceId } : {}),
   };
 }
 
@@ -62,7 +65,10 @@ export async function rotateDeployerKeyIfAsked(olds: Props, news: Props, kept: P
     await rotateDeployerKey({
       url: String(news.url),
       deployer: kept.deployer as DeployerAuth,
-      attestation: news.attestation as RuntimeAttestation,
+      attestation: {
+        ...(news.attestation as RuntimeAttestation),
+        ...(typeof kept.runtimeInstanceId === "string" ? { runtimeInstanceId: kept.runtimeInstanceId } : {}),
+      },
     });
 }
 

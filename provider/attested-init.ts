@@ -7,7 +7,11 @@
 //      the evidence request.
 //   2. sys/init, unseal with the shares (the in-guest seal also wraps the unseal key with the PSP's derived key,
 //      so later boots of the same launch unseal by themselves), encrypt the shares to the operators' keys.
-//   3. bootstrapDeployer (deployer credential, root-only writes, root token revoked).
+//   3. verify again on the same key, now unsealed: the evidence binds the runtime's instance id (the hash of a
+//      secret it drew at sys/init behind its barrier). Kept (public) as `runtimeInstanceId`: from here on every
+//      verifier (this provider, `runtime verify --instance-id`, the enclaivelets) requires exactly it, so a twin
+//      launched from the same image with the same HOST_DATA and initialised by someone else is refused.
+//   4. bootstrapDeployer (deployer credential, root-only writes, root token revoked), pinned to that instance.
 // No copied fingerprint, no root token or unseal key in the outputs (unless the insecure opt-out says so).
 // Pulumi-free: the vHSM guest's handlers call it in the dynamic-provider process.
 import { runtimeRequest, type RuntimeConnection } from "./client.js";
@@ -43,6 +47,8 @@ export interface AttestationSummary {
   hostData?: string;
   /** SHA-256 of the SubjectPublicKeyInfo the runtime's evidence binds: the pin of every request. */
   tlsKeySha256: string;
+  /** The instance id the runtime's evidence binds (hex; absent while sealed or before init): public. */
+  runtimeInstanceId?: string;
   /** The evidence chains to a simulated root (the local stack). */
   simulated: boolean;
   /** Who verified it, with what: one line. */
@@ -77,11 +83,34 @@ export async function verifyBeforeSending(
     measurement: v.measurement,
     ...(typeof hostData === "string" ? { hostData } : {}),
     tlsKeySha256: v.spkiSha256,
+    ...(v.instanceId ? { runtimeInstanceId: v.instanceId } : {}),
     simulated: v.simulated,
     verifiedBy: `the deployer (pulumi up), attested TLS: ${v.simulated ? "simulated SEV-SNP platform" : "AMD"} root → report with the expected measurement → REPORT_DATA binds a fresh nonce and this key`,
     verifiedAt: new Date().toISOString(),
     checks: v.checks.filter((c) => c.ok).map((c) => `${c.id}: ${c.detail}`),
   };
+}
+
+/** The expectation without the instance: what a runtime that is sealed (or not yet initialised) can meet. */
+function anyInstance(a: RuntimeAttestation): RuntimeAttestation {
+  const { runtimeInstanceId, ...rest } = a;
+  void runtimeInstanceId;
+  return rest;
+}
+
+/**
+ * Verifies the runtime again, now unsealed, and returns the instance id its evidence binds: learnt over the
+ * key verified before init (a restart in between, with another key, fails here rather than learning another).
+ */
+async function learnInstance(i: AttestedInitInputs, pinned: string): Promise<AttestationSummary> {
+  const s = await verifyBeforeSending(i.url, anyInstance(i.attestation), i.timeoutMs);
+  if (s.tlsKeySha256 !== pinned)
+    throw new Error(
+      `runtime at ${i.url} presented another TLS key after init (${s.tlsKeySha256.slice(0, 16)}…, initialised over ${pinned.slice(0, 16)}…): it restarted; replace the resource`,
+    );
+  if (!s.runtimeInstanceId)
+    throw new Error(`runtime at ${i.url}: unsealed after init, but its evidence binds no instance id`);
+  return s;
 }
 
 const connOf = (i: AttestedInitInputs, token: string): RuntimeConnection => ({
@@ -99,8 +128,13 @@ async function unsealWith(i: AttestedInitInputs, keys: string[]): Promise<void> 
 }
 
 /** Verify, init, unseal, encrypt the shares, bootstrap the deployer (see the file comment). */
-export async function initAttestedRuntime(i: AttestedInitInputs): Promise<AttestedInitOutputs> {
-  const summary = await verifyBeforeSending(i.url, i.attestation, i.timeoutMs);
+export async function initAttestedRuntime(i0: AttestedInitInputs): Promise<AttestedInitOutputs> {
+  let i: AttestedInitInputs = { ...i0, attestation: anyInstance(i0.attestation) };
+  const before = await verifyBeforeSending(i.url, i.attestation, i.timeoutMs);
+  if (before.runtimeInstanceId)
+    throw new Error(
+      `runtime at ${i.url} is already initialised and unsealed (instance ${before.runtimeInstanceId.slice(0, 16)}…): not a fresh runtime to bootstrap`,
+    );
   // Recipients before init (a bad operator key fails before the runtime is initialised); a local recovery
   // key is generated only for a runtime that proved what it runs.
   const recipients = i.insecureKeepRootTokenInState ? [] : await recoveryRecipients(i);
@@ -117,6 +151,9 @@ export async function initAttestedRuntime(i: AttestedInitInputs): Promise<Attest
   if (!keys?.length || !body?.root_token)
     throw new Error(`runtime at ${i.url}: sys/init returned no keys (already initialised?)`);
   await unsealWith(i, keys);
+  // From here on every request requires this instance (the root writes, the deployer bootstrap, later runs).
+  const summary = await learnInstance(i, before.tlsKeySha256);
+  i = { ...i, attestation: { ...i.attestation, runtimeInstanceId: summary.runtimeInstanceId } };
   if (i.insecureKeepRootTokenInState) {
     for (const w of i.rootWrites ?? [])
       await runtimeRequest(connOf(i, body.root_token), "POST", w.path, w.body, timeout);
@@ -149,14 +186,25 @@ export async function initAttestedRuntime(i: AttestedInitInputs): Promise<Attest
  * the recovery keys on this machine open unseal it — or the error tells the operators what to do.
  */
 export async function reattestRuntime(
-  i: AttestedInitInputs & { recoveryShares?: string[]; unsealKeys?: string[] },
+  i0: AttestedInitInputs & { recoveryShares?: string[]; unsealKeys?: string[]; runtimeInstanceId?: string },
 ): Promise<AttestationSummary & { autoUnsealed: boolean }> {
-  const summary = await verifyBeforeSending(i.url, i.attestation, i.timeoutMs);
-  const status = (await runtimeRequest(connOf(i, "-"), "GET", "sys/seal-status", undefined, i.timeoutMs ?? 120_000))
-    .body as { sealed?: boolean; initialized?: boolean } | undefined;
+  const kept = i0.runtimeInstanceId ?? i0.attestation.runtimeInstanceId;
+  const i = { ...i0, attestation: { ...i0.attestation, ...(kept ? { runtimeInstanceId: kept } : {}) } };
+  // Sealed, a runtime reports no instance: the seal status and the unseal shares go to the verified image
+  // (the shares open only the barrier they were split from); the instance is required once it is unsealed.
+  const sealedOk = { ...i, attestation: anyInstance(i.attestation) };
+  await verifyBeforeSending(i.url, sealedOk.attestation, i.timeoutMs);
+  const status = (
+    await runtimeRequest(connOf(sealedOk, "-"), "GET", "sys/seal-status", undefined, i.timeoutMs ?? 120_000)
+  ).body as { sealed?: boolean; initialized?: boolean } | undefined;
   if (status?.initialized === false)
     throw new Error(`runtime at ${i.url} answers as not initialised: its data disk is not the one bootstrapped`);
-  if (status?.sealed === false) return { ...summary, autoUnsealed: true };
-  await unsealWith(i, i.unsealKeys?.length ? i.unsealKeys : await openLocalShares(i, i.recoveryShares ?? []));
-  return { ...summary, autoUnsealed: false };
+  const autoUnsealed = status?.sealed === false;
+  if (!autoUnsealed)
+    await unsealWith(sealedOk, i.unsealKeys?.length ? i.unsealKeys : await openLocalShares(i, i.recoveryShares ?? []));
+  // State from before instance ids carries none: the runtime's own is learnt now (see docs/trust-bootstrap.md).
+  const summary = await verifyBeforeSending(i.url, i.attestation, i.timeoutMs);
+  if (!summary.runtimeInstanceId)
+    throw new Error(`runtime at ${i.url}: unsealed, but its evidence binds no instance id`);
+  return { ...summary, autoUnsealed };
 }

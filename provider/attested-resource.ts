@@ -12,6 +12,7 @@ const ATTESTED_RUNTIME_OUTPUTS = [
   "verifiedAt",
   "checks",
   "hostData",
+  "runtimeInstanceId",
   "deployer",
   "workloadAudience",
   "recoveryShares",
@@ -31,6 +32,11 @@ export abstract class AttestedRuntimeResource extends pulumi.dynamic.Resource {
   declare readonly checks: pulumi.Output<string[]>;
   /** HOST_DATA the runtime's SEV-SNP report carried when the deployer verified it (hex; absent for TDX). */
   declare readonly hostData: pulumi.Output<string | undefined>;
+  /**
+   * The runtime's instance id (hex), bound in its evidence right after the deployer initialised it: public; every
+   * verifier given it refuses a twin of the runtime (same image, same HOST_DATA, initialised by someone else).
+   */
+  declare readonly runtimeInstanceId: pulumi.Output<string>;
   declare readonly deployer: pulumi.Output<DeployerAuthArgs | undefined>;
   /** What a JWT role binds to admit the runtime's Nitride workload tokens (its per-runtime audience). */
   declare readonly workloadAudience: pulumi.Output<string | undefined>;

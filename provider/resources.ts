@@ -109,6 +109,8 @@ export interface RuntimeAttestationArgs {
   snpHostData?: pulumi.Input<string>;
   /** Accept any instance of the image (no HOST_DATA): only where the platform cannot set HOST_DATA. */
   allowAnyInstance?: pulumi.Input<boolean>;
+  /** The runtime instance id (32-byte hex) learnt at its attested bootstrap: a twin of the runtime is refused. */
+  runtimeInstanceId?: pulumi.Input<string>;
   /** Further appraisal policy as JSON. */
   policy?: pulumi.Input<string>;
   /** Simulated SEV-SNP anchors (tests and the local stack only). */

@@ -180,9 +180,14 @@ export function localVhsmGuest(parent: pulumi.Resource, a: LocalVhsmGuestArgs): 
     },
     { parent },
   );
-  // Usable once the runtime was verified (its HOST_DATA is an output of the guest resource).
+  // Usable once the runtime was verified and bootstrapped (its HOST_DATA and the instance id its evidence bound
+  // after init are outputs of the guest resource): every verifier then refuses a twin of this runtime.
   const instanceAttestation = pulumi
-    .all([attestation, guest.snpHostData, guest.measurement])
-    .apply(([x, snpHostData]): RuntimeAttestation => ({ ...x, snpHostData }));
+    .all([attestation, guest.snpHostData, guest.runtimeInstanceId, guest.measurement])
+    .apply(([x, snpHostData, runtimeInstanceId]): RuntimeAttestation => ({
+      ...x,
+      snpHostData,
+      ...(runtimeInstanceId ? { runtimeInstanceId } : {}),
+    }));
   return { guest, url, expectedMeasurement: expected, kernelMeasured, attestation: instanceAttestation };
 }

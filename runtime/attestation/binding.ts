@@ -163,27 +163,49 @@ export function reportDataCheck(actualHex: string | undefined, policy: Policy, o
   };
 }
 
-const RUNTIME_TLS_DOMAIN = Buffer.from("buckypaper-runtime-tls-v1", "utf8");
+const RUNTIME_TLS_DOMAIN = Buffer.from("buckypaper-runtime-tls-v2", "utf8");
 
 /** Nonce lengths a runtime attestation request may carry (bytes): long enough to be fresh, short enough to be cheap. */
 export const RUNTIME_TLS_NONCE_BYTES = { min: 16, max: 64 } as const;
 
 /**
  * REPORT_DATA of the runtime's attested TLS (GET /v1/sys/attestation, docs/runtime-api.md):
- *   SHA-512( "buckypaper-runtime-tls-v1" ‖ u32be(len nonce) ‖ nonce ‖ SHA-256(SPKI-DER of the TLS key) )
- * The runtime always puts its own listener key in; a caller only chooses the nonce, so the endpoint can never be
- * used to have the security processor sign data of the caller's choice. The domain differs from every workload
- * binding above in its 11th byte, so a runtime report can never pass as a workload's evidence or the reverse.
+ *   SHA-512( "buckypaper-runtime-tls-v2" ‖ u32be(len nonce) ‖ nonce ‖ SHA-256(SPKI-DER of the TLS key)
+ *            ‖ 0x00                       (sealed or not initialised: no instance)
+ *            ‖ 0x01 ‖ instance id (32)    (unsealed: runtimeInstanceId of the secret in its barrier) )
+ * The runtime always puts its own listener key and its own instance in; a caller only chooses the nonce, so the
+ * endpoint can never be used to have the security processor sign data of the caller's choice. The domain
+ * differs from every workload binding above in its 12th byte, so a runtime report can never pass as a
+ * workload's evidence or the reverse. The instance id names WHICH initialised runtime answers (a twin launched
+ * from the same image with the same HOST_DATA has another one): docs/trust-bootstrap.md "Instance identity".
  */
-export function runtimeTlsReportData(nonce: Uint8Array, spkiSha256: Uint8Array): Buffer {
+export function runtimeTlsReportData(nonce: Uint8Array, spkiSha256: Uint8Array, instanceId?: Uint8Array): Buffer {
   if (nonce.length < RUNTIME_TLS_NONCE_BYTES.min || nonce.length > RUNTIME_TLS_NONCE_BYTES.max)
     throw new Error(
       `nonce must be ${RUNTIME_TLS_NONCE_BYTES.min}..${RUNTIME_TLS_NONCE_BYTES.max} bytes, got ${nonce.length}`,
     );
   if (spkiSha256.length !== 32) throw new Error(`spkiSha256 must be 32 bytes, got ${spkiSha256.length}`);
+  if (instanceId !== undefined && instanceId.length !== 32)
+    throw new Error(`instanceId must be 32 bytes, got ${instanceId.length}`);
   const len = Buffer.alloc(4);
   len.writeUInt32BE(nonce.length);
-  return createHash("sha512").update(RUNTIME_TLS_DOMAIN).update(len).update(nonce).update(spkiSha256).digest();
+  const h = createHash("sha512").update(RUNTIME_TLS_DOMAIN).update(len).update(nonce).update(spkiSha256);
+  if (instanceId === undefined) h.update(Buffer.from([0]));
+  else h.update(Buffer.from([1])).update(instanceId);
+  return h.digest();
+}
+
+const RUNTIME_INSTANCE_DOMAIN = Buffer.from("buckypaper-runtime-instance-v1", "utf8");
+
+/**
+ * The public instance id of an initialised runtime: SHA-256("buckypaper-runtime-instance-v1" ‖ secret), where
+ * the 32-byte secret is drawn at sys/init inside the barrier and never leaves it. Public, so it may sit in
+ * Pulumi state and user-data; unforgeable, because whoever initialised a twin (and so can write anything into
+ * the twin's barrier) still needs a preimage of the original's id to make the genuine code report it.
+ */
+export function runtimeInstanceId(secret: Uint8Array): Buffer {
+  if (secret.length !== 32) throw new Error(`instance secret must be 32 bytes, got ${secret.length}`);
+  return createHash("sha256").update(RUNTIME_INSTANCE_DOMAIN).update(secret).digest();
 }
 
 /** SHA-256 of a SubjectPublicKeyInfo (DER): the TLS key's identity in runtimeTlsReportData. */
@@ -205,7 +227,7 @@ const PEER_UNSEAL_DOMAIN = Buffer.from("buckypaper-peer-unseal-v1", "utf8");
  *   SHA-512( "buckypaper-peer-unseal-v1" ‖ u32be(len nonce) ‖ nonce ‖ SHA-256(key material) )
  * The nonce is the peer's (single use, short-lived); the key material is hybridBindingMaterial of the requester's
  * ephemeral P-384 and ML-KEM-768 keys, the keys the share is sealed to. Its own domain, so this evidence never
- * passes as a workload's (buckypaper-v1/v2) or as a runtime's attested TLS (buckypaper-runtime-tls-v1).
+ * passes as a workload's (buckypaper-v1/v2) or as a runtime's attested TLS (buckypaper-runtime-tls-v2).
  */
 export function peerUnsealReportData(nonce: Uint8Array, keyMaterial: Uint8Array): Buffer {
   if (nonce.length !== 32) throw new Error(`nonce must be 32 bytes, got ${nonce.length}`);

@@ -6,6 +6,7 @@ export * from "./types.js";
 export {
   reportDataFor,
   reportDataMatches,
+  runtimeInstanceId,
   runtimeTlsReportData,
   spkiSha256,
   RUNTIME_TLS_NONCE_BYTES,

@@ -4,7 +4,9 @@
 // nonce, and accepts only when the evidence
 //   - verifies to a vendor root (or a listed simulated anchor) and meets the policy, incl. an expected
 //     measurement (none given = refused: no trust on first use);
-//   - has REPORT_DATA = runtimeTlsReportData(our nonce, SHA-256(SPKI of this connection)).
+//   - has REPORT_DATA = runtimeTlsReportData(our nonce, SHA-256(SPKI of this connection), instance id it reports);
+//   - reports exactly the expected instance id, when one is given (after bootstrap: a twin of the runtime
+//     launched from the same image with the same HOST_DATA and initialised by someone else has another one).
 // A man in the middle relaying the real runtime's evidence presents its own key and fails the second; replayed
 // evidence carries an old nonce and fails it too. The returned SPKI hash is then the pin for every later
 // connection (connectPinned): a request is sent only on a connection whose peer presented exactly that key.
@@ -31,6 +33,8 @@ export interface RuntimeExpectation {
    * the image, and anyone can launch the same image (see instanceBindingCheck).
    */
   allowAnyInstance?: boolean;
+  /** The runtime instance (32-byte hex, runtimeInstanceId) that must answer; a sealed runtime reports none. */
+  instanceId?: string;
 }
 
 export interface VerifyRuntimeOptions {
@@ -56,6 +60,8 @@ export interface RuntimeVerification {
   /** The evidence chains to a simulated root (tests, local stack). */
   simulated: boolean;
   measurement?: string;
+  /** The instance id the evidence binds (hex); absent when the runtime is sealed or not initialised. */
+  instanceId?: string;
   verdict?: Verdict;
 }
 
@@ -112,6 +118,9 @@ export function runtimeExpectation(a: RuntimeAttestation, field = "attestation")
     if (policy.tdx?.mrTd) throw bad("tdxMrTd", "also given in policy.tdx.mrTd; give one");
     policy.tdx = { ...policy.tdx, mrTd };
   }
+  const rid = a.runtimeInstanceId;
+  if (rid !== undefined && !(typeof rid === "string" && /^[0-9a-f]{64}$/.test(rid)))
+    throw bad("runtimeInstanceId", "must be 64 lower-case hex digits (32 bytes)");
   policy.requireReportDataBinding = true;
   const kds = a.kds ?? "online";
   if (kds !== "online" && kds !== "offline" && kds !== "off") throw bad("kds", "must be online, offline or off");
@@ -133,7 +142,12 @@ export function runtimeExpectation(a: RuntimeAttestation, field = "attestation")
       };
     });
   }
-  return { policy, trust, ...(a.allowAnyInstance ? { allowAnyInstance: true } : {}) };
+  return {
+    policy,
+    trust,
+    ...(a.allowAnyInstance ? { allowAnyInstance: true } : {}),
+    ...(rid ? { instanceId: rid } : {}),
+  };
 }
 
 /**
@@ -157,6 +171,38 @@ function instanceBindingCheck(e: RuntimeExpectation, simulated: boolean): Check 
     detail:
       "no HOST_DATA (snpHostData) given: the measurement names the image, not the instance, so any VM launched from it would pass; set HOST_DATA at launch and give it, or set allowAnyInstance where the platform cannot",
   };
+}
+
+/**
+ * Is it THE runtime the deployer initialised, not a twin? The measurement and HOST_DATA name the image and a
+ * public launch parameter; the instance id is the hash of a secret the runtime drew at sys/init behind its own
+ * barrier, and the genuine (measured) code binds only its own into REPORT_DATA. Without an expected id (before
+ * bootstrap, or a verifier that opts out) the reported one is recorded, not required.
+ */
+function instanceCheck(want: string | undefined, reported: string | undefined, bound: boolean): Check {
+  const id = "runtime.instance-id";
+  if (!want)
+    return {
+      id,
+      ok: true,
+      detail: reported
+        ? `instance ${reported.slice(0, 16)}… reported (no instance id expected)`
+        : "the runtime reports no instance (sealed or not initialised; none expected)",
+    };
+  if (!reported)
+    return {
+      id,
+      ok: false,
+      detail: `expected instance ${want.slice(0, 16)}…, but the runtime reports none (sealed or not initialised: not the runtime that was bootstrapped, or not unsealed yet)`,
+    };
+  if (reported !== want)
+    return {
+      id,
+      ok: false,
+      detail: `the runtime is instance ${reported.slice(0, 16)}…, not the expected ${want.slice(0, 16)}…: another runtime launched from the same image (a twin), refused`,
+    };
+  if (!bound) return { id, ok: false, detail: "the reported instance id is not the one REPORT_DATA binds" };
+  return { id, ok: true, detail: `REPORT_DATA binds the expected instance ${want.slice(0, 16)}…` };
 }
 
 /** Does the policy pin what the runtime runs? Without it any genuine VM would do: refused (no TOFU). */
@@ -340,8 +386,16 @@ export async function verifyRuntime(o: VerifyRuntimeOptions): Promise<RuntimeVer
     detail: `${evidence.kind} evidence from ${typeof data.evidence_source === "string" ? data.evidence_source : "?"}`,
   });
 
+  // The instance id the runtime says it is: authenticated only by REPORT_DATA binding it (checked below).
+  const rawInstance = data.instance_id ?? null;
+  if (rawInstance !== null && !(typeof rawInstance === "string" && /^[0-9a-f]{64}$/.test(rawInstance))) {
+    checks.push({ id: "runtime.evidence", ok: false, detail: "instance_id: must be null or 64 hex digits" });
+    return out({ spkiSha256: conn.spkiSha256 });
+  }
+  const claimedInstance = rawInstance === null ? undefined : rawInstance;
+  const instanceBytes = claimedInstance ? Buffer.from(claimedInstance, "hex") : undefined;
   const connSpki = Buffer.from(conn.spkiSha256, "hex");
-  const expected = runtimeTlsReportData(nonce, connSpki);
+  const expected = runtimeTlsReportData(nonce, connSpki, instanceBytes);
   const verdict = await appraise(evidence, o.expected.policy, {
     trust: o.expected.trust,
     expectedReportData: expected,
@@ -357,8 +411,16 @@ export async function verifyRuntime(o: VerifyRuntimeOptions): Promise<RuntimeVer
   const claimedSpki =
     typeof data.spki_sha256 === "string" && /^[0-9a-f]{64}$/.test(data.spki_sha256) ? data.spki_sha256 : undefined;
   const claimedNonce = typeof data.nonce === "string" ? data.nonce : "";
-  const forOurNonceWith = (spkiHex: string) => runtimeTlsReportData(nonce, Buffer.from(spkiHex, "hex"));
+  const forOurNonceWith = (spkiHex: string) => runtimeTlsReportData(nonce, Buffer.from(spkiHex, "hex"), instanceBytes);
   const boundToOurNonce = eq(actual, expected) || (!!claimedSpki && eq(actual, forOurNonceWith(claimedSpki)));
+  // Our nonce and this connection's key, as the answer says, and still no match: what is left is the instance
+  // id the answer claims — REPORT_DATA binds another (a forged instance_id).
+  if (!eq(actual, expected) && claimedNonce === nonce.toString("hex") && claimedSpki === conn.spkiSha256)
+    checks.push({
+      id: "binding.instance-id",
+      ok: false,
+      detail: `the answer claims ${claimedInstance ? `instance ${claimedInstance.slice(0, 16)}…` : "no instance"}, but REPORT_DATA does not bind that (forged instance_id)`,
+    });
   checks.push(
     boundToOurNonce
       ? { id: "binding.nonce-fresh", ok: true, detail: "REPORT_DATA covers the fresh nonce of this request" }
@@ -387,10 +449,12 @@ export async function verifyRuntime(o: VerifyRuntimeOptions): Promise<RuntimeVer
               : `REPORT_DATA does not bind the TLS key this connection presented (${conn.spkiSha256.slice(0, 16)}…)`,
         },
   );
+  checks.push(instanceCheck(o.expected.instanceId, claimedInstance, eq(actual, expected)));
   return out({
     spkiSha256: conn.spkiSha256,
     simulated: verdict.simulated,
     verdict,
+    ...(claimedInstance && eq(actual, expected) ? { instanceId: claimedInstance } : {}),
     ...(verdict.claims ? { measurement: verdict.claims.measurement } : {}),
   });
 }

@@ -47,6 +47,14 @@ export interface RuntimeAttestation {
    * against real roots is refused (attested-tls.ts instanceBindingCheck).
    */
   allowAnyInstance?: boolean;
+  /**
+   * The runtime's instance id (32-byte hex) the deployer learnt from its attested evidence right after it
+   * initialised it: the runtime binds it into REPORT_DATA while unsealed. HOST_DATA is public, so a host with
+   * genuine hardware can launch a twin (same image, same HOST_DATA) and initialise it itself; the twin has
+   * another instance id and is refused (check `runtime.instance-id`). A sealed runtime reports none and is
+   * refused too when this is given.
+   */
+  runtimeInstanceId?: string;
   /** Further appraisal policy as JSON (the `buckypaper verify --policy` form); measurements go in the lists above. */
   policy?: string;
   /** Simulated SEV-SNP anchors: tests and the local stack only (every verdict then says simulated). */

@@ -433,6 +433,7 @@ function runtimeAttestationOf(v: unknown): RuntimeAttestation {
     "tdxMrTd",
     "snpHostData",
     "allowAnyInstance",
+    "runtimeInstanceId",
     "policy",
     "simulatedAnchors",
     "kds",

@@ -96,6 +96,9 @@ if (va) {
   console.log(
     `  instance  HOST_DATA ${va.hostData} (${va.hostData === va.snpHostData ? "= SHA-256 of this runtime's instance id in state" : `EXPECTED ${va.snpHostData}`}; another copy of the image is refused)`,
   );
+  console.log(
+    `  runtime   instance ${va.runtimeInstanceId || "(none reported)"} (bound in its evidence since init; a twin with the same HOST_DATA is refused)`,
+  );
   console.log(`  TLS key   SPKI SHA-256 ${va.tlsKeySha256} (bound into the report; every request is pinned to it)`);
   console.log(`  verified  by ${va.verifiedBy}, ${va.verifiedAt}; the VMs verify it the same way before attesting`);
   console.log(`  up in ${va.bootSeconds} s; pid ${va.pid} (QEMU supervisor), console ${va.consoleLog}`);

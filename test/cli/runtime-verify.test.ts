@@ -11,6 +11,7 @@ import {
   MEASUREMENT,
   OTHER_MEASUREMENT,
   expectationFor,
+  initUnseal,
   startAttestedRuntime,
   startRelay,
 } from "../runtime/attested-runtime-support.js";
@@ -94,6 +95,34 @@ describe("buckypaper runtime verify", () => {
       expect(j.runtimes[1].reason).toMatch(/man in the middle/);
     } finally {
       await mitm.close();
+    }
+  });
+
+  it("--instance-id: exit 0 for the runtime bootstrapped, exit 1 for a twin (runtime.instance-id)", async () => {
+    const { server: original } = await startAttestedRuntime();
+    const { server: twin } = await startAttestedRuntime();
+    try {
+      await initUnseal(original);
+      await initUnseal(twin);
+      const id = original.core.instanceId!.toString("hex");
+      const common = ["--measurement", MEASUREMENT, "--anchor", anchor, "--kds", "off", "--instance-id", id];
+      const ok = await cli("--url", original.url, ...common);
+      expect(ok.code).toBe(0);
+      expect(ok.out).toMatch(/ok +runtime\.instance-id: REPORT_DATA binds the expected instance/);
+      expect(ok.out).toContain(`instance ${id}`);
+      const r = await cli("--url", twin.url, ...common, "--format", "json");
+      expect(r.code).toBe(1);
+      const j = JSON.parse(r.out);
+      expect(j.runtimes[0].reason).toMatch(/^runtime\.instance-id: the runtime is instance/);
+      expect(j.runtimes[0].instance_id).toBe(twin.core.instanceId!.toString("hex"));
+      // The file's runtime is not initialised: it reports no instance and is refused too.
+      const none = await cli("--url", server.url, ...common);
+      expect(none.code).toBe(1);
+      expect(none.out).toMatch(/REFUSED: runtime\.instance-id: .*reports none/);
+      expect((await cli("--url", original.url, ...common.slice(0, -1), "zz")).err).toMatch(/--instance-id: must be 64/);
+    } finally {
+      await original.close();
+      await twin.close();
     }
   });
 

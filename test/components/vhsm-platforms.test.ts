@@ -51,6 +51,7 @@ beforeAll(async () => {
       checks: ["policy.measurement: ok"],
       deployer: { mount: "bk-deployer", role: "deployer", keyFile: "/tmp/k.pem" },
       recoveryShares: ["jwe"],
+      runtimeInstanceId: "1d".repeat(32),
     }),
   });
   c = await import("../../components/index.js");
@@ -103,7 +104,9 @@ describe.runIf(ready)("Vhsm confidential-vm on a QEMU/KVM host with SEV-SNP", ()
       .digest("hex");
     const rt = runtimeOf("vq");
     expect(rt.attestation).toEqual({ snpMeasurements: [expected], snpHostData: hostData, kds: "online" });
-    expect(await resolve(v.attestation)).toEqual(rt.attestation);
+    // What the Vhsm hands the providers and the guests: the same, plus the instance id learnt at bootstrap.
+    expect(await resolve(v.attestation)).toEqual({ ...rt.attestation, runtimeInstanceId: "1d".repeat(32) });
+    expect((await resolve(v.attestationSummary))!.runtimeInstanceId).toBe("1d".repeat(32));
 
     const create = cmd("vq-vm");
     const dir = "/var/lib/buckypaper/vhsm-unit";

@@ -100,6 +100,8 @@ describe("the attested trust bootstrap", () => {
     expect(out.simulated).toBe(true);
     expect(out.verifiedBy).toMatch(/simulated SEV-SNP platform/);
     expect(out.checks.some((c) => c.startsWith("binding.tls-key:"))).toBe(true);
+    // Learnt after init, over the same key: the instance id the unsealed runtime's evidence binds.
+    expect(out.runtimeInstanceId).toBe(server.core.instanceId!.toString("hex"));
     expect(out.rootToken).toBeUndefined();
     expect(out.unsealKeys).toBeUndefined();
     expect(JSON.stringify(out)).not.toMatch(/"(root_token|keys_base64)"/);
@@ -126,6 +128,9 @@ describe("the attested trust bootstrap", () => {
     const again = await reattestRuntime({ ...inputs(), recoveryShares: out.recoveryShares });
     expect(again.autoUnsealed).toBe(true);
     expect(again.tlsKeySha256).toBe(out.tlsKeySha256);
+    expect(again.runtimeInstanceId).toBe(out.runtimeInstanceId);
+    const pinned = await reattestRuntime({ ...inputs(), runtimeInstanceId: out.runtimeInstanceId });
+    expect(pinned.runtimeInstanceId).toBe(out.runtimeInstanceId);
   });
 });
 

@@ -6,7 +6,7 @@ import { createSnpSimulator, type SnpSimulator } from "../../runtime/sim/snp.js"
 import { simulatorProvider } from "../../runtime/sim/localvm/evidence.js";
 import { parseConfig } from "../../runtime/server/http/config.js";
 import { startServer, type RunningServer } from "../../runtime/server/http/server.js";
-import { createAttestedListener } from "../../runtime/server/http/attested-tls.js";
+import { createAttestedListener, type AttestedListener } from "../../runtime/server/http/attested-tls.js";
 import type { RuntimeAttestation } from "../../runtime/client/connection.js";
 
 export const MEASUREMENT = "ab".repeat(48);
@@ -20,16 +20,24 @@ export function platform(): Promise<SnpSimulator> {
 }
 
 export async function startAttestedRuntime(
-  o: { measurement?: string; extraConfig?: string; hostData?: string } = {},
+  o: {
+    measurement?: string;
+    extraConfig?: string;
+    hostData?: string;
+    listener?: AttestedListener;
+    /** The storage stanza (default inmem): replicas sharing a SQLite file share one barrier. */
+    storage?: string;
+  } = {},
 ): Promise<{ server: RunningServer; sim: SnpSimulator }> {
   const sim = await platform();
   const cfg = parseConfig(`
-    storage "inmem" {}
+    ${o.storage ?? 'storage "inmem" {}'}
     listener "tcp" { address = "127.0.0.1:0" }
     attestation "simulated" {}
     ${o.extraConfig ?? ""}
   `);
   const server = await startServer(cfg, {
+    ...(o.listener ? { attestedListener: o.listener } : {}),
     evidenceSource: simulatorProvider(sim, {
       measurement: o.measurement ?? MEASUREMENT,
       ...(o.hostData ? { hostData: Buffer.from(o.hostData, "hex") } : {}),
@@ -55,14 +63,15 @@ export function expectationFor(sim: SnpSimulator, measurements = [MEASUREMENT]):
 }
 
 /**
- * A man in the middle: its own TLS key, and it relays every request to the real runtime (so it can hand over
- * genuine evidence for the verifier's nonce) — or answers attestation with `replay` instead when given.
+ * A man in the middle: its own TLS key (or `listener`'s: the upstream's own key, to forge answer fields over the
+ * key the evidence binds), and it relays every request to the real runtime (so it can hand over genuine evidence
+ * for the verifier's nonce) — or answers attestation with `replay` instead, or with `rewrite` of the real answer.
  */
 export async function startRelay(
   upstream: string,
-  o: { replay?: string } = {},
+  o: { replay?: string; listener?: AttestedListener; rewrite?: (attestationAnswer: string) => string } = {},
 ): Promise<{ url: string; requests: string[]; close(): Promise<void> }> {
-  const listener = await createAttestedListener(["127.0.0.1"]);
+  const listener = o.listener ?? (await createAttestedListener(["127.0.0.1"]));
   const requests: string[] = [];
   const srv = https.createServer({ key: listener.keyPem, cert: listener.certPem }, (req, res) => {
     requests.push(`${req.method} ${req.url}`);
@@ -77,6 +86,16 @@ export async function startRelay(
         new URL(req.url ?? "/", upstream),
         { method: req.method, headers: req.headers, rejectUnauthorized: false },
         (r) => {
+          if (o.rewrite && req.url?.startsWith("/v1/sys/attestation")) {
+            const body: Buffer[] = [];
+            r.on("data", (d: Buffer) => body.push(d));
+            r.on("end", () =>
+              res
+                .writeHead(r.statusCode ?? 502, { "content-type": "application/json" })
+                .end(o.rewrite!(Buffer.concat(body).toString("utf8"))),
+            );
+            return;
+          }
           res.writeHead(r.statusCode ?? 502, r.headers);
           r.pipe(res);
         },

@@ -102,6 +102,7 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   if (opts.attestation)
     registerAttestationRoute(app, {
       ...opts.attestation,
+      instanceId: () => opts.core.instanceId,
       rateLimited: (ip) => limiter.check("sys/attestation", ip),
     });
 

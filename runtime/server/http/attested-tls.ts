@@ -1,8 +1,10 @@
 // Attested TLS: with an `attestation` stanza the runtime generates its listener key pair in memory at start
 // (never written anywhere: a restart makes a new key, which is attested afresh) and serves, unauthenticated and
-// rate-limited, evidence whose REPORT_DATA binds that key's SubjectPublicKeyInfo and the caller's nonce:
+// rate-limited, evidence whose REPORT_DATA binds that key's SubjectPublicKeyInfo, the caller's nonce and — while
+// unsealed — the runtime's instance id (the hash of a secret drawn at sys/init behind the barrier):
 //   GET /v1/sys/attestation?nonce=<hex, 16..64 bytes>
-//   REPORT_DATA = SHA-512("buckypaper-runtime-tls-v1" ‖ u32be(len nonce) ‖ nonce ‖ SHA-256(SPKI-DER))
+//   REPORT_DATA = SHA-512("buckypaper-runtime-tls-v2" ‖ u32be(len nonce) ‖ nonce ‖ SHA-256(SPKI-DER)
+//                         ‖ 0x00 | 0x01 ‖ instance id)
 // (runtime/attestation/binding.ts runtimeTlsReportData). A verifier (runtime/client/attested-tls.ts) checks the
 // evidence and that the TLS connection it came over presented exactly that SPKI; the certificate around the key
 // is self-signed and carries no trust of its own.
@@ -22,7 +24,7 @@ import { serverLeafExtensions } from "./tls.js";
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
 const ALG = { name: "ECDSA", namedCurve: "P-384", hash: "SHA-384" } as const;
-export const RUNTIME_TLS_BINDING = "buckypaper-runtime-tls-v1";
+export const RUNTIME_TLS_BINDING = "buckypaper-runtime-tls-v2";
 
 /** Something that returns evidence over 64 bytes of REPORT_DATA (the enclaivelet's EvidenceProvider shape). */
 export interface RuntimeEvidenceSource {
@@ -88,6 +90,8 @@ export function registerAttestationRoute(
   o: {
     listener: () => AttestedListener;
     source: RuntimeEvidenceSource;
+    /** The runtime's instance id while unsealed (Core.instanceId); undefined when sealed or not initialised. */
+    instanceId?: () => Buffer | undefined;
     rateLimited: (clientIp: string) => number;
   },
 ): void {
@@ -118,7 +122,9 @@ export function registerAttestationRoute(
         return fail(reply, 429, "sys/attestation: evidence source busy", { "retry-after": "1" });
       const l = o.listener();
       const nonce = Buffer.from(n, "hex");
-      const reportData = runtimeTlsReportData(nonce, Buffer.from(l.spkiSha256, "hex"));
+      // Read once: the id bound is the id returned, even if the runtime seals while the PSP answers.
+      const instanceId = o.instanceId?.();
+      const reportData = runtimeTlsReportData(nonce, Buffer.from(l.spkiSha256, "hex"), instanceId);
       inFlight++;
       let evidence: WireEvidence;
       try {
@@ -138,6 +144,7 @@ export function registerAttestationRoute(
             binding: RUNTIME_TLS_BINDING,
             nonce: nonce.toString("hex"),
             spki_sha256: l.spkiSha256,
+            instance_id: instanceId ? instanceId.toString("hex") : null,
             report_data: reportData.toString("hex"),
             evidence_source: o.source.name,
             evidence,

@@ -34,6 +34,10 @@ export { errorResponse };
 export type { RawRequest, RawResponse } from "./core-view.js";
 // The request header asking for response sealing (see Nitride's responseSealer).
 import { SEAL_HEADER } from "../../protocol/seal.js";
+import { runtimeInstanceId } from "../../attestation/binding.js";
+
+/** Behind the barrier: the 32-byte secret whose hash is the runtime's public instance id (never served). */
+const INSTANCE_SECRET_KEY = "core/instance-secret";
 
 export const RUNTIME_VERSION = "1.19.0+buckypaper.0.1.0";
 
@@ -190,6 +194,7 @@ export class Core implements CoreView {
   tokens: TokenStore | undefined;
   private sealConfig: SealConfig | undefined;
   private unsealShares: Buffer[] = [];
+  #instanceId: Buffer | undefined;
   private mounts: ActiveMount[] = [];
   private mountsLoadedAt = 0;
   private policyCache = new Map<string, { raw: Buffer | undefined; policy: Policy | undefined; at: number }>();
@@ -212,6 +217,15 @@ export class Core implements CoreView {
   }
   get sealed() {
     return this.barrier.sealed;
+  }
+
+  /**
+   * The public id of this initialised runtime (runtimeInstanceId of the secret drawn at sys/init behind the
+   * barrier), while unsealed; undefined when sealed. Replicas sharing the storage share it. Attested TLS binds
+   * it into REPORT_DATA, so a verifier tells this runtime from a twin launched from the same image.
+   */
+  get instanceId(): Buffer | undefined {
+    return this.sealed ? undefined : this.#instanceId;
   }
 
   /** Reads the seal configuration (plaintext, not secret) so status works before unseal. */
@@ -339,6 +353,7 @@ export class Core implements CoreView {
     await this.opts.physical.put(SEAL_CONFIG_KEY, Buffer.from(JSON.stringify(config)));
     this.sealConfig = config;
     await this.barrier.put("core/token-salt", randomBytes(32));
+    await this.barrier.put(INSTANCE_SECRET_KEY, randomBytes(32));
     await this.barrier.put("core/audit-hmac-key", randomBytes(32));
     await this.barrier.put("core/mounts", Buffer.from(JSON.stringify(this.defaultMounts())));
     await this.barrier.put(
@@ -509,6 +524,7 @@ export class Core implements CoreView {
     this.tokens = undefined;
     this.policyCache.clear();
     this.aclCache.clear();
+    this.#instanceId = undefined;
     this.barrier.seal();
   }
 
@@ -532,6 +548,7 @@ export class Core implements CoreView {
     const salt = await this.barrier.get("core/token-salt");
     if (!salt) throw new StorageCorruptionError("token salt missing from storage", "core/token-salt");
     this.tokens = new TokenStore(new PrefixedStorage(this.barrier, "sys/token/"), salt);
+    this.#instanceId = await this.loadInstanceId();
     this.audit.setKey((await this.barrier.get("core/audit-hmac-key")) ?? Buffer.alloc(0));
     await this.loadMounts();
     for (const a of await this.auditTable()) {
@@ -543,6 +560,24 @@ export class Core implements CoreView {
     }
     if (this.opts.auditFile) this.audit.add("config/", new FileAuditDevice(this.opts.auditFile));
     if (this.opts.onUnseal) await this.opts.onUnseal(this.barrier);
+  }
+
+  /**
+   * The instance secret, created at sys/init. Storage initialised before instance ids existed gets one at its
+   * first unseal, in a transaction, so replicas unsealing together agree on a single one.
+   */
+  private async loadInstanceId(): Promise<Buffer> {
+    let secret = await this.barrier.get(INSTANCE_SECRET_KEY);
+    if (!secret)
+      secret = await this.barrier.transaction(async (tx) => {
+        const have = await tx.get(INSTANCE_SECRET_KEY);
+        if (have) return have;
+        const fresh = randomBytes(32);
+        await tx.put(INSTANCE_SECRET_KEY, fresh);
+        return fresh;
+      });
+    if (secret.length !== 32) throw new StorageCorruptionError("instance secret is not 32 bytes", INSTANCE_SECRET_KEY);
+    return runtimeInstanceId(secret);
   }
 
   // ---- mount table ----

@@ -11,6 +11,7 @@ import { parseConfig, ConfigError, type EnclaiveletConfig } from "../../../runti
 import { memoryLogger } from "../../../runtime/guest/log.js";
 import type { EvidenceProvider } from "../../../runtime/guest/evidence/types.js";
 import { simulatorProvider } from "../../../runtime/sim/localvm/evidence.js";
+import { createAttestedListener } from "../../../runtime/server/http/attested-tls.js";
 import type { RunningServer } from "../../../runtime/server/http/server.js";
 import type { SnpSimulator } from "../../../runtime/sim/snp.js";
 import {
@@ -151,6 +152,45 @@ describe("enclaivelet over attested TLS", () => {
     expect(await readdir(s.root)).toEqual([]);
   });
 
+  it("refuses a twin of its runtime (same image, same HOST_DATA, initialised by someone else) before sending evidence", async () => {
+    // The user-data pins the runtime instance the deployer bootstrapped (runtimeInstanceId, what the Vhsm
+    // component's attestation carries after bootstrap). The twin is genuine in every other respect.
+    const twinListener = await createAttestedListener(["127.0.0.1"]);
+    const { server: twin } = await startAttestedRuntime({ listener: twinListener });
+    // A recorder in front of the twin with the twin's own key (attested TLS holds): sees every request.
+    const front = await startRelay(twin.url, { listener: twinListener });
+    try {
+      await initUnseal(twin);
+      const originalId = server.core.instanceId!.toString("hex");
+      expect(twin.core.instanceId!.toString("hex")).not.toBe(originalId);
+      // Without the instance pin the enclaivelet would talk to the twin beyond attestation (the gap).
+      const loose = await setup(front.url);
+      await runAgent(loose.cfg, { provider: loose.provider, log: memoryLogger() });
+      expect(front.requests.some((r) => !r.startsWith("GET /v1/sys/attestation"))).toBe(true);
+      front.requests.length = 0;
+      // With it: refused at pinning, the evidence source never asked, nothing sent but the evidence request,
+      // nothing written.
+      const s = await setup(front.url, { ...expectationFor(sim), runtimeInstanceId: originalId });
+      const out = await runAgent(s.cfg, { provider: s.provider, log: memoryLogger() });
+      expect(out.ok).toBe(false);
+      expect(out.reason).toBe("pinning");
+      expect(out.error).toMatch(/runtime\.instance-id: the runtime is instance [0-9a-f]{16}…, not the expected/);
+      expect(s.asked).toEqual([]);
+      expect(front.requests.length).toBeGreaterThan(0);
+      expect(front.requests.every((r) => r.startsWith("GET /v1/sys/attestation"))).toBe(true);
+      expect(await readdir(s.root)).toEqual([]);
+      // The same configuration against the original provisions.
+      const ok = await setup(server.url, { ...expectationFor(sim), runtimeInstanceId: originalId });
+      const good = await runAgent(ok.cfg, { provider: ok.provider, log: memoryLogger() });
+      expect(good.error).toBeUndefined();
+      expect(good.ok).toBe(true);
+      expect(await readFile(path.join(ok.root, "etc/app/db-password"), "utf8")).toBe("web-db-s3cret");
+    } finally {
+      await front.close();
+      await twin.close();
+    }
+  });
+
   it("refuses a man in the middle (genuine evidence relayed, its own TLS key) and an impostor replica", async () => {
     const mitm = await startRelay(server.url);
     try {
@@ -181,5 +221,8 @@ describe("enclaivelet over attested TLS", () => {
     expect(() =>
       parseConfig({ ...base, runtimeAttestation: { ...expectationFor(sim), replicaUrls: ["http://x"] } }),
     ).toThrow(/replicaUrls\[0\]/);
+    expect(() =>
+      parseConfig({ ...base, runtimeAttestation: { ...expectationFor(sim), runtimeInstanceId: "xyz" } }),
+    ).toThrow(/runtimeAttestation\.runtimeInstanceId/);
   });
 });

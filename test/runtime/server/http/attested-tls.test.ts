@@ -90,7 +90,9 @@ describe("GET /v1/sys/attestation", () => {
     const spki = await presentedSpkiSha256(server.url);
     expect(r.body.data.spki_sha256).toBe(spki);
     expect(server.attestedSpkiSha256).toBe(spki);
-    expect(r.body.data.binding).toBe("buckypaper-runtime-tls-v1");
+    expect(r.body.data.binding).toBe("buckypaper-runtime-tls-v2");
+    // Sealed and uninitialised: no instance, and REPORT_DATA says so (binding flag 0x00).
+    expect(r.body.data.instance_id).toBe(null);
     const report = parseReport(Buffer.from(r.body.data.evidence.report, "base64"));
     const want = runtimeTlsReportData(Buffer.from(nonce, "hex"), Buffer.from(spki, "hex"));
     expect(Buffer.from(report.reportData).equals(want)).toBe(true);
