@@ -105,7 +105,10 @@ describe.runIf(ready)("Vhsm confidential-vm on a QEMU/KVM host with SEV-SNP", ()
     const rt = runtimeOf("vq");
     expect(rt.attestation).toEqual({ snpMeasurements: [expected], snpHostData: hostData, kds: "online" });
     // What the Vhsm hands the providers and the guests: the same, plus the instance id learnt at bootstrap.
-    expect(await resolve(v.attestation)).toEqual({ ...rt.attestation, runtimeInstanceId: "1d".repeat(32) });
+    expect(await resolve(v.attestation)).toEqual({
+      ...(rt.attestation as object),
+      runtimeInstanceId: "1d".repeat(32),
+    });
     expect((await resolve(v.attestationSummary))!.runtimeInstanceId).toBe("1d".repeat(32));
 
     const create = cmd("vq-vm");
