@@ -154,22 +154,44 @@ export function runtimeExpectation(a: RuntimeAttestation, field = "attestation")
  * Does the expectation pin WHICH instance of the image? A measurement proves the code; two VMs launched
  * from the same image are indistinguishable by it — a runtime another party launched and initialised
  * from the kit's public image would pass. The deployer sets HOST_DATA at launch (e.g. SHA-256 of an
- * instance identity it chose) and requires it here. Required for SEV-SNP expectations against real
- * roots; optional when only simulated anchors are trusted (tests; the local stack still sets it);
- * `allowAnyInstance` is the explicit opt-out for platforms where the deployer cannot choose HOST_DATA.
+ * instance identity it chose) and requires it here; on TDX the launch-time equivalents are MRCONFIGID, MROWNER
+ * and MROWNERCONFIG. Required against real roots; optional when only simulated anchors are trusted (tests; the
+ * local stack still sets it); `allowAnyInstance` is the explicit opt-out for platforms where the deployer cannot
+ * choose them.
  */
 function instanceBindingCheck(e: RuntimeExpectation, simulated: boolean): Check {
   const id = "runtime.instance-binding";
   const snp = e.policy.snp;
-  if (!snp?.measurements?.length) return { id, ok: true, detail: "no SEV-SNP expectation" };
-  if (snp.hostData) return { id, ok: true, detail: `HOST_DATA must be ${snp.hostData.slice(0, 16)}…` };
+  const tdx = e.policy.tdx;
+  const snpExpected = !!snp?.measurements?.length;
+  const tdxExpected = !!tdx?.mrTd?.length;
+  if (!snpExpected && !tdxExpected) return { id, ok: true, detail: "no SEV-SNP or TDX expectation" };
+  const snpOpen = snpExpected && !snp?.hostData;
+  const tdxOpen = tdxExpected && !tdx?.mrConfigId && !tdx?.mrOwner && !tdx?.mrOwnerConfig;
+  if (!snpOpen && !tdxOpen)
+    return {
+      id,
+      ok: true,
+      detail: [
+        snpExpected ? `HOST_DATA must be ${snp!.hostData!.slice(0, 16)}…` : "",
+        tdxExpected ? "TDX MRCONFIGID/MROWNER/MROWNERCONFIG pinned" : "",
+      ]
+        .filter(Boolean)
+        .join("; "),
+    };
   if (e.allowAnyInstance) return { id, ok: true, detail: "any instance of the image accepted (allowAnyInstance)" };
-  if (simulated) return { id, ok: true, detail: "simulated evidence: HOST_DATA not required" };
+  if (simulated)
+    return {
+      id,
+      ok: true,
+      detail: `simulated evidence: ${snpOpen ? "HOST_DATA" : "MRCONFIGID/MROWNER/MROWNERCONFIG"} not required`,
+    };
   return {
     id,
     ok: false,
-    detail:
-      "no HOST_DATA (snpHostData) given: the measurement names the image, not the instance, so any VM launched from it would pass; set HOST_DATA at launch and give it, or set allowAnyInstance where the platform cannot",
+    detail: snpOpen
+      ? "no HOST_DATA (snpHostData) given: the measurement names the image, not the instance, so any VM launched from it would pass; set HOST_DATA at launch and give it, or set allowAnyInstance where the platform cannot"
+      : "no TDX MRCONFIGID, MROWNER or MROWNERCONFIG pinned (policy.tdx): MRTD and the RTMRs name the image, not the instance, so any TD launched from it would pass; set one at launch and pin it, or set allowAnyInstance",
   };
 }
 
@@ -210,6 +232,15 @@ function measurementCheck(p: Policy): Check {
   const id = "runtime.expected-measurement";
   const snp = p.snp?.measurements?.length ?? 0,
     tdx = p.tdx?.mrTd?.length ?? 0;
+  // MRTD measures the TD firmware only: the kernel is in RTMR1, its command line (with the verity root) and the
+  // initrd in RTMR2. Without them any OS booted by that firmware would pass as the runtime.
+  if (tdx > 0 && !(p.tdx?.rtmr1?.length && p.tdx?.rtmr2?.length))
+    return {
+      id,
+      ok: false,
+      detail:
+        "a TDX expectation of MRTD alone names only the TD firmware: pin RTMR1 (the kernel) and RTMR2 (its command line with the verity root, and the initrd) as well (policy.tdx.rtmr1, policy.tdx.rtmr2; `buckypaper measure tdx` prints them)",
+    };
   return snp + tdx > 0
     ? { id, ok: true, detail: `expecting one of ${snp} SNP measurement(s) / ${tdx} TDX MRTD(s)` }
     : {
@@ -326,7 +357,8 @@ export async function verifyRuntime(o: VerifyRuntimeOptions): Promise<RuntimeVer
   // Before contacting the runtime when no simulated anchor could make the evidence simulated; after the
   // appraisal otherwise (then it is known whether the evidence chained to a vendor root).
   checks.push(measurementCheck(o.expected.policy));
-  if (!o.expected.trust.snp?.simulated?.length) checks.push(instanceBindingCheck(o.expected, false));
+  const simulatedTrust = !!o.expected.trust.snp?.simulated?.length || !!o.expected.trust.tdx?.simulatedRoots?.length;
+  if (!simulatedTrust) checks.push(instanceBindingCheck(o.expected, false));
   if (checks.some((c) => !c.ok)) return out();
   const nonce = Buffer.from(o.nonce ?? randomBytes(32));
   let conn: { socket: tls.TLSSocket; spkiSha256: string };
@@ -402,7 +434,7 @@ export async function verifyRuntime(o: VerifyRuntimeOptions): Promise<RuntimeVer
     ...(o.now ? { now: o.now } : {}),
   });
   checks.push(...verdict.checks);
-  if (o.expected.trust.snp?.simulated?.length) checks.push(instanceBindingCheck(o.expected, verdict.simulated));
+  if (simulatedTrust) checks.push(instanceBindingCheck(o.expected, verdict.simulated));
 
   // The appraisal's policy.report-data says "mismatch"; these two say which half is wrong, so a refusal names
   // a man in the middle or a replay rather than a bare hash difference.

@@ -33,7 +33,11 @@ export interface SimulatedPlatformAnchor {
 export interface RuntimeAttestation {
   /** SEV-SNP MEASUREMENT values the runtime may run (48-byte hex). One of these or tdxMrTd is required. */
   snpMeasurements?: string[];
-  /** TDX MRTD values the runtime may run (48-byte hex). */
+  /**
+   * TDX MRTD values the runtime may run (48-byte hex). MRTD is the TD firmware only: `policy` must also pin
+   * tdx.rtmr1 and tdx.rtmr2 (kernel; command line and initrd) and, against Intel's roots, the instance
+   * (tdx.mrConfigId / mrOwner / mrOwnerConfig) unless allowAnyInstance.
+   */
   tdxMrTd?: string[];
   /**
    * SEV-SNP HOST_DATA (32-byte hex) the runtime VM was launched with. A measurement names the code, not the

@@ -176,6 +176,47 @@ describe("instance binding (HOST_DATA)", () => {
   });
 });
 
+describe("TDX runtime expectations", () => {
+  // MRTD measures the TD firmware only; the kernel (RTMR1) and its command line with the verity root and the initrd
+  // (RTMR2) are what name the runtime's code. MRCONFIGID/MROWNER/MROWNERCONFIG, set by whoever launches the TD, are
+  // the instance (HOST_DATA's role on SEV-SNP).
+  const MRTD = "71".repeat(48);
+  const url = "https://127.0.0.1:1";
+  const tdxPolicy = (tdx: Record<string, unknown>) => JSON.stringify({ tdx });
+
+  it("MRTD alone names no runtime code: refused before contact (runtime.expected-measurement)", async () => {
+    for (const a of [
+      { tdxMrTd: [MRTD], allowAnyInstance: true },
+      { tdxMrTd: [MRTD], policy: tdxPolicy({ rtmr1: ["11".repeat(48)] }), allowAnyInstance: true },
+    ]) {
+      const v = await verifyRuntime({ url, expected: runtimeExpectation(a) });
+      expect(v.ok).toBe(false);
+      expect(v.reason).toMatch(/^runtime\.expected-measurement: .*RTMR2/);
+      expect(v.checks.map((c) => c.id)).not.toContain("tls.connect");
+    }
+  });
+
+  it("a TDX expectation against real roots must pin the instance (MRCONFIGID/MROWNER/MROWNERCONFIG) or say allowAnyInstance", async () => {
+    const code = { rtmr1: ["11".repeat(48)], rtmr2: ["12".repeat(48)] };
+    const unbound = await verifyRuntime({
+      url,
+      expected: runtimeExpectation({ tdxMrTd: [MRTD], policy: tdxPolicy(code) }),
+    });
+    expect(unbound.ok).toBe(false);
+    expect(unbound.reason).toMatch(/^runtime\.instance-binding: .*MRCONFIGID/);
+    expect(unbound.checks.map((c) => c.id)).not.toContain("tls.connect");
+    for (const a of [
+      { tdxMrTd: [MRTD], policy: tdxPolicy({ ...code, mrConfigId: "a1".repeat(48) }) },
+      { tdxMrTd: [MRTD], policy: tdxPolicy(code), allowAnyInstance: true },
+    ]) {
+      const v = await verifyRuntime({ url, expected: runtimeExpectation(a), timeoutMs: 2000 });
+      expect(v.checks.find((c) => c.id === "runtime.expected-measurement")?.ok).toBe(true);
+      expect(v.checks.find((c) => c.id === "runtime.instance-binding")?.ok).toBe(true);
+      expect(v.reason).toMatch(/^tls\.connect:/);
+    }
+  });
+});
+
 describe("pinned connections", () => {
   it("connectPinned refuses a server presenting another key", async () => {
     const v = await verifyRuntime({ url: server.url, expected: expected() });
