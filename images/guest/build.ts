@@ -10,7 +10,16 @@ import { fileURLToPath } from "node:url";
 import { parseOvmf, SectionType } from "../snp/index.js";
 import { buildArtifact } from "../../runtime/guest/artifact.js";
 import { buildInitrd } from "./initrd.js";
-import { DEBIAN_SOURCES, IMAGE_PACKAGES, SUITE, formatLock, lockDigest, parseLock, type PackageLock } from "./lock.js";
+import {
+  DEBIAN_SOURCES,
+  IMAGE_PACKAGES,
+  SUITE,
+  VTPM_PACKAGES,
+  formatLock,
+  lockDigest,
+  parseLock,
+  type PackageLock,
+} from "./lock.js";
 import { MANIFEST_SCHEMA, kernelCmdline, sha256Hex, type ImageManifest, type ManifestFile } from "./manifest.js";
 import { nodeRuntime, registryIntegrity } from "./node-runtime.js";
 import { checkAgainstLock, debootstrap, debootstrapArgv, finishTree, installedPackages } from "./rootfs.js";
@@ -347,6 +356,7 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
               node: `${nodeLock.package}@${nodeLock.version} ${nodeLock.integrity}`,
               unit: agentUnit.unit,
               userDataSource: agentUnit.userDataSource,
+              vtpmTools: Object.fromEntries(VTPM_PACKAGES.map((p) => [p, lock.debs.get(p)!])),
             },
           }
         : {}),

@@ -22,7 +22,16 @@ export {
 } from "./runtime-role.js";
 export { newcArchive } from "./cpio.js";
 export { moduleLoadOrder, INITRD_MODULES } from "./initrd.js";
-export { IMAGE_PACKAGES, SUITE, parseLock, formatLock, lockDigest, LockError, type PackageLock } from "./lock.js";
+export {
+  IMAGE_PACKAGES,
+  VTPM_PACKAGES,
+  SUITE,
+  parseLock,
+  formatLock,
+  lockDigest,
+  LockError,
+  type PackageLock,
+} from "./lock.js";
 export {
   MANIFEST_SCHEMA,
   ManifestError,

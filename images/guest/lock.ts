@@ -21,6 +21,21 @@ export const IMAGE_PACKAGES = [
   "iproute2",
   "netbase",
   "ca-certificates",
+  // The enclaivelet's vTPM evidence (runtime/guest/evidence/vtpm.ts: AK, TPM2_Quote, GCE's AK template and
+  // certificate from NV, EK credential activation) runs tpm2-tools against /dev/tpmrm0. One package set for every
+  // variant: the clouds' vTPMs (NitroTPM, GCE's Shielded VM vTPM, Azure's) need it and a vTPM on QEMU/Proxmox
+  // (swtpm) can use it; tpm2-tools and the libtss2 closure add 22 packages (about 8 MiB installed, libcurl for
+  // libtss2-fapi included) and one base tree serves all variants.
+  "tpm2-tools",
+] as const;
+
+/** The locked packages the enclaivelet's vTPM evidence runs (tpm2-tools, the ESAPI and the device TCTI): recorded
+ *  with their versions in the manifest's enclaivelet.vtpmTools. */
+export const VTPM_PACKAGES = [
+  "tpm2-tools",
+  "libtss2-esys-3.0.2-0",
+  "libtss2-tctildr0",
+  "libtss2-tcti-device0",
 ] as const;
 
 export const SUITE = "bookworm";
@@ -75,7 +90,7 @@ export function parseLock(text: string, source = "packages.lock"): PackageLock {
   if (!suite) throw new LockError(`${source}: no 'suite' line`);
   if (!node) throw new LockError(`${source}: no 'node' line`);
   if (debs.size === 0) throw new LockError(`${source}: no 'deb' lines`);
-  for (const p of IMAGE_PACKAGES)
+  for (const p of [...IMAGE_PACKAGES, ...VTPM_PACKAGES])
     if (!debs.has(p)) throw new LockError(`${source}: ${p} is not locked (run --update-lock)`);
   return { suite, node, debs };
 }

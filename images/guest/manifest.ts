@@ -39,6 +39,9 @@ export interface ImageManifest {
     /** The systemd unit that runs it before cloud-init's user stages, and the user-data source it reads. */
     unit?: string;
     userDataSource?: string;
+    /** The Debian packages (name → locked version) its vTPM evidence runs against /dev/tpmrm0 (lock.ts
+     *  VTPM_PACKAGES); absent in manifests from before the image carried them. */
+    vtpmTools?: Record<string, string>;
   };
   /** Runtime images: the vHSM runtime baked in, its unit and config, and the units masked. */
   runtime?: {

@@ -10,7 +10,7 @@ import { compactDecrypt } from "jose";
 import { hybridBindingMaterial, reportDataFor, reportDataForVtpm } from "../attestation/binding.js";
 import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
 import { hybridOpen, isHybridSeal } from "../attestation/hybrid-seal.js";
-import { Vtpm } from "./evidence/vtpm.js";
+import { Vtpm, wireVtpm } from "./evidence/vtpm.js";
 import { EvidenceError } from "./evidence/types.js";
 import type { EnclaiveletConfig } from "./config.js";
 import { RuntimeClient, RuntimeError, RuntimeUnavailableError } from "./client.js";
@@ -119,23 +119,7 @@ export async function attest(
     if (evidence.kind !== "snp" && evidence.kind !== "tdx")
       throw new EvidenceError("vtpm", "kind", `a vTPM quote rides only on snp/tdx evidence, not ${evidence.kind}`);
     const t = await vtpm.collect(createHash("sha256").update(reportData).digest());
-    const b = (x: Uint8Array) => Buffer.from(x).toString("base64");
-    evidence.vtpm = {
-      ak_public: b(t.akPublic),
-      quote: b(t.quote),
-      signature: b(t.signature),
-      event_log: b(t.eventLog),
-      pcrs: {
-        sha256: Object.fromEntries(Object.entries(t.pcrs).map(([k, v]) => [k, b(v)])),
-        ...(t.pcrsSha384
-          ? { sha384: Object.fromEntries(Object.entries(t.pcrsSha384).map(([k, v]) => [k, b(v)])) }
-          : {}),
-      },
-      ...(t.nitroDocument ? { nitro_document: b(t.nitroDocument) } : {}),
-      // GCE: the leaf from NV only; the verifier bundles Google's intermediates (gce/ak-roots.ts) — the AIA URL
-      // that names them cannot be fetched from here (no network to Google is assumed, nor trusted).
-      ...(t.akCertificate ? { ak_cert: b(t.akCertificate) } : {}),
-    };
+    evidence.vtpm = wireVtpm(t);
     // Without the document an AWS workload is refused (aws.document); say why here, where the cause is visible.
     if (t.nitroDocumentError)
       log({ level: "warn", event: "evidence.nitro-document-unavailable", error: t.nitroDocumentError });

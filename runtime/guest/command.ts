@@ -1,6 +1,7 @@
 // The enclaivelet command line, shared by `buckypaper enclaivelet` and the guest artifact's entry.
 //   run --config FILE [--provider NAME] [--root DIR]   attest and provision (exit 0 ok, 1 failed, 2 usage)
 //   detect [--config FILE]                             list the evidence sources present here
+//   vtpm-evidence --nonce HEX [--config FILE]          the vTPM part of run's evidence, as JSON
 import { parseArgs } from "node:util";
 import {
   loadConfig,
@@ -12,6 +13,8 @@ import {
 } from "./config.js";
 import { runAgent } from "./agent.js";
 import { candidateProviders } from "./evidence/detect.js";
+import { Vtpm, wireVtpm } from "./evidence/vtpm.js";
+import { EvidenceError } from "./evidence/types.js";
 import { formatLogLine } from "./log.js";
 import { measuredConfig, readUserData, USER_DATA_SOURCES, UserDataReadError, type UserDataSource } from "./userdata.js";
 
@@ -22,11 +25,19 @@ export interface CommandIo {
 
 export const USAGE = `usage: enclaivelet run (--config FILE | --user-data ${USER_DATA_SOURCES.join("|")}|FILE) [--provider ${PROVIDER_NAMES.join("|")}] [--root DIR]
        enclaivelet detect [--config FILE]
+       enclaivelet vtpm-evidence --nonce HEX [--config FILE]
 
 run      attest to Nitride, fetch this workload's secrets and provision them (exit 0 ok, 1 failed);
          with --user-data the agent reads the user-data itself, takes its config from it and binds
          its SHA-256 into the evidence (measured user-data)
-detect   list the evidence sources present on this machine`;
+detect   list the evidence sources present on this machine
+vtpm-evidence
+         the vTPM part of run's evidence, as run collects it (the persisted AK, a quote over the boot PCRs
+         with HEX — 1..64 bytes — as qualifying data, the TCG event log; evidence.vtpm of --config picks the
+         TCTI and the cloud's extras, default device:/dev/tpmrm0), printed as one JSON line {"vtpm": …}
+         in runtime-api.md's evidence.vtpm form. run's qualifying data is SHA-256 of REPORT_DATA; this one is
+         the caller's, so the output proves the boot chain to whoever chose the nonce, nothing about a
+         hardware report. Needs no SEV-SNP/TDX device (a vTPM on a machine without one: tests, diagnosis)`;
 
 class Usage extends Error {}
 
@@ -48,7 +59,14 @@ async function dispatch(argv: string[], io: CommandIo): Promise<number> {
     io.out(USAGE);
     return sub ? 0 : 2;
   }
-  let values: { config?: string; "user-data"?: string; provider?: string; root?: string; help?: boolean };
+  let values: {
+    config?: string;
+    "user-data"?: string;
+    provider?: string;
+    root?: string;
+    nonce?: string;
+    help?: boolean;
+  };
   try {
     values = parseArgs({
       args: rest,
@@ -58,6 +76,7 @@ async function dispatch(argv: string[], io: CommandIo): Promise<number> {
         "user-data": { type: "string" },
         provider: { type: "string" },
         root: { type: "string" },
+        nonce: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     }).values;
@@ -110,7 +129,26 @@ async function dispatch(argv: string[], io: CommandIo): Promise<number> {
       io.out(`${p.name.padEnd(13)} ${(await p.available()) ? "available" : "absent"}`);
     return 0;
   }
+  if (sub === "vtpm-evidence") return vtpmEvidence(values, io);
   throw new Usage(`unknown subcommand '${sub}'\n\n${USAGE}`);
+}
+
+/** `vtpm-evidence`: Vtpm.collect + wireVtpm, the same two calls run's attest makes, with the caller's nonce. */
+async function vtpmEvidence(values: { config?: string; nonce?: string }, io: CommandIo): Promise<number> {
+  const hex = values.nonce ?? "";
+  if (!/^(?:[0-9a-fA-F]{2}){1,64}$/.test(hex)) throw new Usage("--nonce: must be 1..64 bytes in hex");
+  const vtpmCfg = values.config ? loadConfig(values.config).evidence.vtpm : undefined;
+  const vtpm = new Vtpm(vtpmCfg ?? { tcti: "device:/dev/tpmrm0" });
+  try {
+    const t = await vtpm.collect(Buffer.from(hex, "hex"));
+    if (t.nitroDocumentError) io.err(`enclaivelet: no NitroTPM document: ${t.nitroDocumentError}`);
+    io.out(JSON.stringify({ vtpm: wireVtpm(t) }));
+    return 0;
+  } catch (e) {
+    if (!(e instanceof EvidenceError)) throw e;
+    io.out(formatLogLine({ level: "error", event: "failed", reason: "vtpm", error: e.message }));
+    return 1;
+  }
 }
 
 function rootFlag(v: string): string {

@@ -75,7 +75,8 @@ function decodeTpmQuote(v: unknown, field: string): TpmQuote {
 
 const BANKS = ["sha1", "sha256", "sha384", "sha512"] as const;
 
-function decodeVtpm(v: unknown, field: string): TpmEvidence {
+/** evidence.vtpm (AWS/GCE, on snp/tdx evidence) → the attestation library's TpmEvidence; errors name the field. */
+export function decodeWireVtpm(v: unknown, field: string): TpmEvidence {
   if (!isObject(v))
     throw new WireFormatError(field, "must be an object {ak_public, quote, signature, event_log, pcrs}");
   onlyKeys(v, field, [
@@ -156,12 +157,12 @@ export function decodeEvidence(v: unknown, field = "evidence"): Evidence {
       if (present(v, "cert_table"))
         e.certTable = decodeBase64(v.cert_table, `${field}.cert_table`, { allowEmpty: true });
       if (present(v, "vek")) e.vek = decodeBase64(v.vek, `${field}.vek`, { allowEmpty: true });
-      if (present(v, "vtpm")) e.vtpm = decodeVtpm(v.vtpm, `${field}.vtpm`);
+      if (present(v, "vtpm")) e.vtpm = decodeWireVtpm(v.vtpm, `${field}.vtpm`);
       return e;
     }
     case "tdx": {
       const e: Evidence = { kind: "tdx", quote: decodeBase64(v.quote, `${field}.quote`) };
-      if (present(v, "vtpm")) e.vtpm = decodeVtpm(v.vtpm, `${field}.vtpm`);
+      if (present(v, "vtpm")) e.vtpm = decodeWireVtpm(v.vtpm, `${field}.vtpm`);
       return e;
     }
     case "azure-snp": {

@@ -15,6 +15,7 @@ import { CommandError, spawnRunner, type CommandRunner } from "../exec.js";
 import { EvidenceError } from "./types.js";
 import { derPrefix, GCE_AK_NV, parseAkTemplate } from "./gce-ak.js";
 import { parseTpmPublic, TPMA_OBJECT } from "../../attestation/tpm/abi.js";
+import type { WireVtpm } from "../../protocol/evidence.js";
 
 export const EK_HANDLE = "0x81010001";
 export const AK_HANDLE = "0x81010002";
@@ -66,6 +67,28 @@ export interface VtpmEvidence {
 }
 
 const NAME = "vtpm";
+
+/**
+ * The wire form (runtime-api.md `evidence.vtpm`) of what Vtpm.collect returned: exactly what `run` attaches to its
+ * snp/tdx evidence and what `enclaivelet vtpm-evidence` prints, so both paths send the same bytes.
+ */
+export function wireVtpm(t: VtpmEvidence): WireVtpm {
+  const b = (x: Uint8Array) => Buffer.from(x).toString("base64");
+  return {
+    ak_public: b(t.akPublic),
+    quote: b(t.quote),
+    signature: b(t.signature),
+    event_log: b(t.eventLog),
+    pcrs: {
+      sha256: Object.fromEntries(Object.entries(t.pcrs).map(([k, v]) => [k, b(v)])),
+      ...(t.pcrsSha384 ? { sha384: Object.fromEntries(Object.entries(t.pcrsSha384).map(([k, v]) => [k, b(v)])) } : {}),
+    },
+    ...(t.nitroDocument ? { nitro_document: b(t.nitroDocument) } : {}),
+    // GCE: the leaf from NV only; the verifier bundles Google's intermediates (gce/ak-roots.ts) — the AIA URL
+    // that names them cannot be fetched from here (no network to Google is assumed, nor trusted).
+    ...(t.akCertificate ? { ak_cert: b(t.akCertificate) } : {}),
+  };
+}
 
 export class Vtpm {
   private readonly runner: CommandRunner;

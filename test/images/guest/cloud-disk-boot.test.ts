@@ -1,14 +1,18 @@
 // Boots the kit's cloud disk the way EC2 and GCE do — UEFI firmware (Debian's OVMF, pflash code + vars, no
 // direct kernel boot) loading \EFI\BOOT\BOOTX64.EFI from the disk's ESP — with a real software TPM (swtpm) as the
-// vTPM: the NVMe shape of EC2 Nitro and the virtio-scsi shape of GCE. The guest must reach its dm-verity root
-// by GPT label. Then the measured-boot proof: a test hook in the initramfs (an extra newc archive inside the
-// UKI, so this disk's UKI is not the production one — its prediction is taken from it the same way) quotes the
-// boot PCRs with the test's nonce using the host's tpm2-tools and prints the quote, the AK and the firmware's
-// TCG event log; the attestation library verifies the quote, replays the log to the quoted PCRs and checks the
-// measured-boot policy predicted from the disk's UKI (PCR 4 Authenticode digest, PCR 11 of systemd-stub, the
-// command line with the verity root hash). A copy of the disk whose UKI command line differs by one byte boots
-// too (the firmware has no Secure Boot keys here) and its evidence fails that policy.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+// vTPM: the NVMe shape of EC2 Nitro and the virtio-scsi shape of GCE. The disk is the EC2 variant of the image
+// (`image build --cloud ec2`). The guest must reach its dm-verity root by GPT label. Then the measured-boot proof,
+// collected by the image itself: a test hook in the initramfs (an extra newc archive inside the UKI, so this disk's
+// UKI is not the production one — its prediction is taken from it the same way) carries no tools of its own; it
+// chroots into the verified root and runs the agent's `enclaivelet vtpm-evidence --nonce HEX` — the same
+// Vtpm.collect + wireVtpm that `enclaivelet run` attaches to its SNP/TDX evidence, with the image's tpm2-tools
+// against /dev/tpmrm0 (persisted EK + AK, quote over the boot PCRs, the firmware's TCG event log) — and prints its
+// JSON. (`run` itself needs an SNP/TDX report, which TCG has not: the subcommand is the vTPM half of it.) The host
+// decodes it with the runtime's wire decoder and the attestation library verifies the quote, replays the log to the
+// quoted PCRs and checks the measured-boot policy predicted from the disk's UKI (PCR 4 Authenticode digest, PCR 11
+// of systemd-stub, the command line with the verity root hash). A copy of the disk whose UKI command line differs
+// by one byte boots too (the firmware has no Secure Boot keys here) and its evidence fails that policy.
+import { spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import {
   chmodSync,
@@ -19,7 +23,6 @@ import {
   mkdtempSync,
   openSync,
   readSync,
-  realpathSync,
   rmSync,
   symlinkSync,
   writeFileSync,
@@ -37,6 +40,7 @@ import {
 } from "../../../images/guest/index.js";
 import type { DiskRecord } from "../../../images/guest/manifest.js";
 import { predictFromDisk } from "../../../images/index.js";
+import { decodeWireVtpm } from "../../../runtime/protocol/evidence.js";
 import {
   appraiseMeasuredBoot,
   verifyTpmEvidence,
@@ -54,7 +58,6 @@ const ready =
   requireTool("qemu-system-x86_64", haveCommand("qemu-system-x86_64", ["--version"])) &&
   requireTool("Debian's OVMF 4M pflash (ovmf)", existsSync(OVMF_CODE) && existsSync(OVMF_VARS)) &&
   requireTool("swtpm", haveCommand("swtpm", ["--version"])) &&
-  requireTool("tpm2-tools", haveCommand("tpm2", ["--version"])) &&
   ["objcopy", "mcopy", "unsquashfs"].every((t) =>
     requireTool(t, haveCommand(t, t === "unsquashfs" ? ["-h"] : ["--version"])),
   );
@@ -62,49 +65,35 @@ const ready =
 const scratch = mkdtempSync(path.join(tmpdir(), "bk-diskboot-"));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
-/** The hook: quote with a nonce read from the console, then print AK, quote, PCRs and the event log in base64. */
+/**
+ * The hook: after the init verified the root and mounted it at /newroot, run the image's own agent there against the
+ * vTPM with a nonce read from the console, and print its JSON in base64 (kernel lines may interleave on the console).
+ */
 const HOOK = `#!/bin/sh
-H=/bk-hook.d
-t() { "$H/lib/ld-linux-x86-64.so.2" --library-path "$H/lib" "$H/bin/tpm2" "$@"; }
-export LD_LIBRARY_PATH="$H/lib" TPM2TOOLS_TCTI=device:/dev/tpm0
-mkdir -p /hook && cd /hook
-mount -t securityfs securityfs /sys/kernel/security
+R=/newroot
+mount -t proc proc $R/proc
+mount -t sysfs sysfs $R/sys
+mount -t securityfs securityfs $R/sys/kernel/security
+mount -o bind /dev $R/dev
 echo "bk-hook: nonce?" >/dev/console
 read -r nonce </dev/console
-t createprimary -Q -C e -G ecc256:ecdsa-sha256:null -g sha256 \\
-  -a "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign" -c ak.ctx >/dev/console 2>&1
-t readpublic -Q -c ak.ctx -o ak.pub >/dev/console 2>&1
-t quote -Q -c ak.ctx -l sha256:${PCRS.join(",")} -q "$nonce" -m quote.msg -s quote.sig -o pcrs.bin -F values -g sha256 >/dev/console 2>&1
-cp /sys/kernel/security/tpm0/binary_bios_measurements eventlog.bin
-for f in ak.pub quote.msg quote.sig pcrs.bin eventlog.bin; do
-  echo "bk-hook-begin $f"
-  base64 "$f"
-  echo "bk-hook-end $f"
-done >/dev/console
-umount /sys/kernel/security
-cd /
+chroot $R /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \\
+  /opt/buckypaper/enclaivelet/bin/enclaivelet vtpm-evidence --nonce "$nonce" >$R/run/bk-vtpm.json 2>/dev/console
+echo "bk-hook-exit $?" >/dev/console
+{
+  echo "bk-hook-begin vtpm.json"
+  base64 $R/run/bk-vtpm.json
+  echo "bk-hook-end vtpm.json"
+} >/dev/console
+rm -f $R/run/bk-vtpm.json
+umount $R/dev $R/sys/kernel/security $R/sys $R/proc
 `;
 
-/** The hook as a newc archive: the script, the host's tpm2 (tpm2-tools) and its libraries incl. the device TCTI. */
+/** The hook as a newc archive: the script and the busybox applets it needs beyond the init's. */
 async function hookLayer(): Promise<Buffer> {
   const root = path.join(scratch, "hook");
-  const lib = path.join(root, "bk-hook.d/lib");
-  mkdirSync(lib, { recursive: true });
-  mkdirSync(path.join(root, "bk-hook.d/bin"), { recursive: true });
   mkdirSync(path.join(root, "bin"), { recursive: true });
-  copyFileSync("/usr/bin/tpm2", path.join(root, "bk-hook.d/bin/tpm2"));
-  chmodSync(path.join(root, "bk-hook.d/bin/tpm2"), 0o755);
-  const tcti = "/usr/lib/x86_64-linux-gnu/libtss2-tcti-device.so.0";
-  const libs = new Set<string>([tcti]);
-  for (const bin of ["/usr/bin/tpm2", tcti]) {
-    const out = spawnSync("ldd", [bin], { encoding: "utf8" }).stdout;
-    for (const m of out.matchAll(/(\/\S+)\s+\(0x/g)) libs.add(m[1]);
-  }
-  for (const l of libs) {
-    copyFileSync(realpathSync(l), path.join(lib, path.basename(l)));
-    chmodSync(path.join(lib, path.basename(l)), 0o755);
-  }
-  for (const a of ["base64", "cp"]) symlinkSync("busybox", path.join(root, "bin", a));
+  for (const a of ["base64", "chroot", "rm"]) symlinkSync("busybox", path.join(root, "bin", a));
   writeFileSync(path.join(root, "bk-hook"), HOOK);
   chmodSync(path.join(root, "bk-hook"), 0o755);
   return newcArchive(root);
@@ -211,18 +200,14 @@ async function bootDisk(
   return { console: text, ...(Object.keys(evidence).length ? { evidence } : {}) };
 }
 
+/** The agent's output ({"vtpm": evidence.vtpm}) through the runtime's own wire decoder. */
 function tpmEvidence(e: Record<string, Buffer>): TpmEvidence {
-  for (const k of ["ak.pub", "quote.msg", "quote.sig", "pcrs.bin", "eventlog.bin"])
-    if (!e[k]?.length) throw new Error(`the hook printed no ${k}`);
-  const pcrs: Record<number, Uint8Array> = {};
-  PCRS.forEach((p, i) => (pcrs[p] = e["pcrs.bin"].subarray(i * 32, i * 32 + 32)));
-  return {
-    akPublic: e["ak.pub"],
-    quote: e["quote.msg"],
-    signature: e["quote.sig"],
-    pcrs: { sha256: pcrs },
-    eventLog: e["eventlog.bin"],
-  };
+  if (!e["vtpm.json"]?.length) throw new Error("the hook printed no vtpm.json (the agent's output)");
+  const out = JSON.parse(e["vtpm.json"].toString("utf8")) as { vtpm?: unknown };
+  const ev = decodeWireVtpm(out.vtpm, "vtpm");
+  expect(Object.keys(ev.pcrs?.sha256 ?? {}).map(Number)).toEqual(PCRS);
+  expect(ev.eventLog?.length).toBeGreaterThan(0);
+  return ev;
 }
 
 function appraise(ev: TpmEvidence, nonce: Buffer, policy: MeasuredBootPolicy) {
@@ -246,7 +231,15 @@ describe.runIf(ready)(
     let manifestPath: string;
 
     beforeAll(async () => {
-      const img = await buildImage({ repoRoot, lockPath: path.join(repoRoot, "images/guest/packages.lock"), cacheDir });
+      // The EC2 variant (its datasource and the agent's user-data source are EC2's): the tools the vTPM evidence
+      // needs are in every variant's root (images/guest/lock.ts), and this disk is what EC2 would boot.
+      const img = await buildImage({
+        repoRoot,
+        lockPath: path.join(repoRoot, "images/guest/packages.lock"),
+        cacheDir,
+        cloud: "ec2",
+        format: "direct",
+      });
       dir = img.dir;
       m = img.manifest;
       // The hooked disk is a separate record: the shared manifest.json never names it.
@@ -279,6 +272,8 @@ describe.runIf(ready)(
         expect(b.console).toContain("systemd.mask=systemd-pcrphase.service");
         const units = b.console.split("\n").filter((l) => !l.includes("systemd.mask="));
         expect(units.filter((l) => /pcrphase|PCR Barrier/i.test(l))).toEqual([]);
+        // The agent in the verified root quoted with the image's tpm2-tools (the hook carries none).
+        expect(b.console, b.console.slice(-3000)).toContain("bk-hook-exit 0");
         expect(b.evidence, b.console.slice(-3000)).toBeDefined();
         const r = appraise(tpmEvidence(b.evidence!), nonce, policy);
         console.log(`[disk-boot] nvme: ${[...r.tpm, ...r.boot].map((c) => `${c.id}=${c.ok}`).join(" ")}`);
@@ -314,6 +309,8 @@ describe.runIf(ready)(
         const b = await bootDisk(copy, "virtio-scsi", nonce, /systemd\[1\]: systemd \d+/, 600_000);
         expect(b.console).toContain("nvme_core.io_timeout=4294967294");
         expect(b.console).toMatch(/buckypaper-init: root \/dev\/sd[a-z]2 verified/);
+        // The agent in the verified root quoted with the image's tpm2-tools (the hook carries none).
+        expect(b.console, b.console.slice(-3000)).toContain("bk-hook-exit 0");
         expect(b.evidence, b.console.slice(-3000)).toBeDefined();
         const ev = tpmEvidence(b.evidence!);
         const r = appraise(ev, nonce, policy);

