@@ -309,6 +309,7 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
       await configureNetwork(tree);
       runtimeRole = await configureRuntimeGuest(tree, artifact.sha256, runtimePsp);
     } else agentUnit = await configureGuest(tree, cloud);
+    const lockedDebs = lock.debs;
     const inputs = hashFor(lockText!);
     const dir = o.outDir ?? path.join(o.cacheDir, "images", inputs.slice(0, 32));
     // A private staging directory: builds of the same key may run at once (several tests, several users
@@ -356,7 +357,7 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
               node: `${nodeLock.package}@${nodeLock.version} ${nodeLock.integrity}`,
               unit: agentUnit.unit,
               userDataSource: agentUnit.userDataSource,
-              vtpmTools: Object.fromEntries(VTPM_PACKAGES.map((p) => [p, lock.debs.get(p)!])),
+              vtpmTools: Object.fromEntries(VTPM_PACKAGES.map((p) => [p, lockedDebs.get(p)!])),
             },
           }
         : {}),

@@ -66,6 +66,7 @@ const SUBCOMMANDS = [
   "enclaivelet",
   "enclaivelet run",
   "enclaivelet detect",
+  "enclaivelet vtpm-evidence",
   "enclaivelet package",
   "simulate",
   "simulate snp",
