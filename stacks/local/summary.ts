@@ -47,7 +47,12 @@ const out = JSON.parse(readFileSync(0, "utf8")) as {
   vhsmAttestation?: VhsmAttestationOut | null;
   vm: Record<string, VmOut>;
 };
-const vms = Object.entries(out.vm ?? {});
+// An empty object means the engine recorded no outputs: say so instead of printing an empty table.
+if (!out.vm || !out.runtimeUrl) {
+  console.error("the stack has no outputs (vm, runtimeUrl): nothing to summarise — run `pulumi up` again");
+  process.exit(1);
+}
+const vms = Object.entries(out.vm);
 const short = (h: string) => (h ? `${h.slice(0, 16)}…` : "-");
 const rows: string[][] = [["VM", "kind", "registered (expected)", "booted (measured)", "match", "status", "boot"]];
 for (const [name, v] of vms) {
