@@ -11,7 +11,29 @@ import { bin, cli } from "./core-procs.js";
 import { initPlatform, loadPlatform } from "../../../runtime/sim/localvm/platform.js";
 import { openTls } from "../../../runtime/client/attested-tls.js";
 import { startFakeConfigfsTsm, type FakeConfigfs } from "../guest/fake-configfs.js";
-import { MEASUREMENT, OTHER_MEASUREMENT } from "../attested-runtime-support.js";
+import { MEASUREMENT, OTHER_MEASUREMENT, insecureGet } from "../attested-runtime-support.js";
+import https from "node:https";
+
+/** A JSON request over TLS without judging the certificate (set-up only; the verdicts come from the CLI). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped JSON from the API
+function insecureJson(url: string, method: string, p: string, body: unknown): Promise<{ status: number; body: any }> {
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      new URL(`/v1/${p}`, url),
+      { method, rejectUnauthorized: false, headers: { "content-type": "application/json" } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (d: Buffer) => chunks.push(d));
+        res.on("end", () => {
+          const t = Buffer.concat(chunks).toString("utf8");
+          resolve({ status: res.statusCode ?? 0, body: t ? JSON.parse(t) : undefined });
+        });
+      },
+    );
+    req.on("error", reject);
+    req.end(JSON.stringify(body));
+  });
+}
 
 const dir = mkdtempSync(path.join(tmpdir(), "bk-att-procs-"));
 const platformDir = path.join(dir, "platform");
@@ -143,6 +165,33 @@ describe("runtime server with attested TLS (real processes)", () => {
       expect(r.code, r.stdout + r.stderr).toBe(0);
     }
     expect(fake.inblobs.length).toBeGreaterThanOrEqual(2);
+    // Initialised and unsealed through whichever worker answers: every worker binds the same instance id (one
+    // barrier), and `runtime verify --instance-id` accepts it on every connection.
+    const init = await insecureJson(s.url, "PUT", "sys/init", { secret_shares: 1, secret_threshold: 1 });
+    expect(init.status, JSON.stringify(init.body)).toBe(200);
+    const unseal = await insecureJson(s.url, "PUT", "sys/unseal", { key: init.body.keys[0] });
+    expect(unseal.body.sealed).toBe(false);
+    const ids = new Set<string | null>();
+    for (let i = 0; i < 6; i++)
+      ids.add((await insecureGet(s.url, `/v1/sys/attestation?nonce=${"5c".repeat(16)}${i}${i}`)).body.data.instance_id);
+    expect(ids.size).toBe(1);
+    const [id] = [...ids];
+    expect(id).toMatch(/^[0-9a-f]{64}$/);
+    const pinned = await cli([
+      "runtime",
+      "verify",
+      "--url",
+      s.url,
+      "--measurement",
+      MEASUREMENT,
+      "--anchor",
+      anchor,
+      "--kds",
+      "off",
+      "--instance-id",
+      id!,
+    ]);
+    expect(pinned.code, pinned.stdout + pinned.stderr).toBe(0);
     expect(JSON.parse(readFileSync(path.join(platformDir, "anchor.json"), "utf8")).ark_sha256).toMatch(
       /^[0-9a-f]{64}$/,
     );

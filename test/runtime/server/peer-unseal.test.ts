@@ -105,6 +105,9 @@ beforeAll(async () => {
   r2 = await replica({ storage: pgStorage(), ...snp(chipA) });
   r3 = await replica({ storage: pgStorage(), ...snp(chipA) });
   expect([r2.core.sealed, r3.core.sealed]).toEqual([false, false]);
+  // One storage, one barrier, one runtime instance: every replica binds the same instance id.
+  expect(r1.core.instanceId).toBeDefined();
+  expect([r2.core.instanceId, r3.core.instanceId].every((x) => x!.equals(r1.core.instanceId!))).toBe(true);
   expect(
     (await call(r1.url, "POST", "sys/mounts/secret", { type: "kv", options: { version: "2" } }, root)).status,
   ).toBe(204);
@@ -329,6 +332,8 @@ describe.runIf(ok)("peer unseal: a replica moved to another chip", () => {
     const res = await moved.peerUnseal!();
     expect(res).toMatchObject({ unsealed: true, shares: 2, threshold: 2, refusals: [] });
     expect(moved.core.sealed).toBe(false);
+    // Unsealed by its peers, it is the same instance (what the deployer and the workloads pin).
+    expect(moved.core.instanceId!.equals(r1.core.instanceId!)).toBe(true);
     const read = await call(moved.url, "GET", "secret/data/app", undefined, root);
     expect(read.body.data.data.password).toBe(SECRET);
     // Two distinct shares from two distinct peers (the third was not needed).
