@@ -151,6 +151,24 @@ describe.runIf(ready)("stacks/local with the vHSM runtime in an attested QEMU gu
     });
     expect(other.ok).toBe(false);
     expect(other.reason).toMatch(/^policy\.host-data: HOST_DATA [0-9a-f]{64} differs/);
+    // Runtime instance: the id learnt at bootstrap is what the unsealed runtime's evidence binds; another id (a
+    // twin's) is refused (runtime.instance-id).
+    expect(a.runtimeInstanceId).toMatch(/^[0-9a-f]{64}$/);
+    expect(mine.instanceId).toBe(a.runtimeInstanceId);
+    const withId = (runtimeInstanceId: string) =>
+      verifyRuntime({
+        url: out.runtimeUrl,
+        expected: runtimeExpectation({
+          snpMeasurements: [a.expectedMeasurement],
+          snpHostData: a.snpHostData,
+          runtimeInstanceId,
+          simulatedAnchors: [anchor],
+          kds: "off",
+        }),
+        timeoutMs: 120_000,
+      });
+    expect((await withId(a.runtimeInstanceId)).reason).toBeUndefined();
+    expect((await withId("7e".repeat(32))).reason).toMatch(/^runtime\.instance-id: the runtime is instance /);
   });
 
   it("web and db verified the runtime from their user-data (no copied fingerprint) and were provisioned", () => {
@@ -191,6 +209,12 @@ describe.runIf(ready)("stacks/local with the vHSM runtime in an attested QEMU gu
     expect(guest.outputs?.hostData).toBe(hostData);
     expect(out.vhsmAttestation.hostData).toBe(hostData);
     expect(readFileSync(path.join(stateDir, "vms", "web", "seed", "user-data"), "utf8")).toContain(hostData);
+    // The runtime instance id learnt at bootstrap: in state, in the outputs and required by web's user-data.
+    expect(guest.outputs?.runtimeInstanceId).toMatch(/^[0-9a-f]{64}$/);
+    expect(out.vhsmAttestation.runtimeInstanceId).toBe(guest.outputs?.runtimeInstanceId);
+    expect(readFileSync(path.join(stateDir, "vms", "web", "seed", "user-data"), "utf8")).toContain(
+      guest.outputs?.runtimeInstanceId as string,
+    );
     const v = resources.find((x) => x.urn.endsWith("::web-api-key"))?.outputs?.value as
       string | { plaintext: string } | undefined;
     const secret = typeof v === "string" ? v : v ? (JSON.parse(v.plaintext) as string) : undefined;
