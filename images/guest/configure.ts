@@ -9,6 +9,11 @@
 //     for QEMU/Proxmox, EC2's IMDS, GCE's metadata server) — the very source the boot unit reads, with no
 //     fallback to another one (a fallback would let a host or network party inject user-data the agent never
 //     measured) — and with its network rendering off;
+//   - for NoCloud, the datasource itself pinned to cloud-init's network mode (DataSourceBuckypaperNoCloud below):
+//     whatever dsmode the host puts in the seed's meta-data or the DMI serial, cloud-init-local only caches the
+//     user-data and runs none of it before the agent;
+//   - vendor-data (NoCloud's vendor-data file, EC2's and the others' vendor data) never consumed: the agent
+//     measures the user-data only, so cloud-init executes nothing else the host or operator supplies;
 //   - DHCP on the one NIC by systemd-networkd, which the boot unit waits for (wait-online) — only when
 //     the VM has a network controller at all: without one, wait-online would hold the boot for its
 //     full 2-minute timeout waiting for a link that cannot appear.
@@ -42,7 +47,7 @@ const WAIT_ONLINE_DROPIN = "[Service]\nExecCondition=/bin/sh -c 'grep -qs ^0x02 
 // Azure: the OVF environment's CustomData (IMDS userData only when there is none, which the agent refuses); the data
 // dir pinned to where the agent reads cloud-init's copy of that OVF (runtime/guest/azure-ovf.ts AZURE_OVF_PATH).
 const DATASOURCES: Record<ImageUserDataSource, string> = {
-  nocloud: "datasource_list: [ NoCloud, None ]\n",
+  nocloud: "datasource_list: [ BuckypaperNoCloud, None ]\n",
   ec2:
     "datasource_list: [ Ec2, None ]\n" +
     "datasource:\n  Ec2:\n    strict_id: true\n    metadata_urls: [ 'http://169.254.169.254' ]\n",
@@ -51,9 +56,66 @@ const DATASOURCES: Record<ImageUserDataSource, string> = {
     "datasource:\n  GCE:\n    metadata_url: 'http://169.254.169.254/computeMetadata/v1/'\n",
   azure: "datasource_list: [ Azure, None ]\n" + "datasource:\n  Azure:\n    data_dir: /var/lib/waagent\n",
 };
+// cloud-init 22.4 consumes vendor-data after the user-data (stages.Init._consume_vendordata) unless the merged
+// config says `vendor_data: {enabled: false}` / `vendor_data2: {enabled: false}` (its built-in default is enabled).
+// The agent binds only the user-data's hash, so vendor-data would be code the registration never saw: off, for
+// every source. Only the measured user-data itself can turn it back on.
+const NO_VENDOR_DATA = "vendor_data: {enabled: false}\nvendor_data2: {enabled: false}\n";
 function cloudCfg(source: ImageUserDataSource): string {
-  return DATASOURCES[source] + "network: {config: disabled}\n";
+  return DATASOURCES[source] + "network: {config: disabled}\n" + NO_VENDOR_DATA;
 }
+
+/**
+ * The kit's NoCloud datasource: cloud-init's own DataSourceNoCloud (same seeds, same meta-data, same
+ * `datasource: NoCloud:` config) with dsmode pinned to "net". Stock NoCloud takes dsmode from the meta-data — the
+ * seed's meta-data file, the kernel command line and the DMI system serial (`ds=nocloud;dsmode=local`, which
+ * outranks even the command line) — and with "local" cloud-init-local.service runs boothooks and the init modules
+ * (bootcmd, write_files, …) as root before the agent attests (cmd/main.py main_init). Pinned, the local stage only
+ * fetches and caches (obj.pkl, which the agent reads); cloud-init.service, ordered after the agent and requiring
+ * it, runs the user-data. Only the filesystem (local-stage) variant is offered: no network-stage NoCloudNet, so a
+ * `seedfrom` URL never brings user-data either. cloud-init loads `cloudinit.sources.DataSource<name>` for each name
+ * in datasource_list (sources.list_sources). runtime/guest/cloud-init-cache.ts EXPECTED_DATASOURCE names this
+ * class (test/images/guest/configure.test.ts keeps them equal).
+ */
+export const PINNED_NOCLOUD = {
+  /** The datasource_list entry. */
+  name: "BuckypaperNoCloud",
+  module: "cloudinit.sources.DataSourceBuckypaperNoCloud",
+  cls: "DataSourceBuckypaperNoCloud",
+  /** In the tree: Debian's cloud-init package lives in /usr/lib/python3/dist-packages (every python3 version). */
+  file: "usr/lib/python3/dist-packages/cloudinit/sources/DataSourceBuckypaperNoCloud.py",
+  source: `# Buckypaper kit image (images/guest/configure.ts): NoCloud with dsmode pinned to "net".
+# The host controls the seed's meta-data and the DMI serial, either of which can ask for dsmode "local":
+# cloud-init-local would then run boothooks and bootcmd before the enclaivelet attests. Never here.
+from cloudinit import log as logging
+from cloudinit import sources
+from cloudinit.sources import DataSourceNoCloud as nocloud
+
+LOG = logging.getLogger(__name__)
+
+
+class DataSourceBuckypaperNoCloud(nocloud.DataSourceNoCloud):
+    def _get_data(self):
+        if not super()._get_data():
+            return False
+        if self.dsmode != sources.DSMODE_NETWORK:
+            LOG.warning(
+                "dsmode %r from the host's meta-data ignored: pinned to %r",
+                self.dsmode,
+                sources.DSMODE_NETWORK,
+            )
+        self.dsmode = sources.DSMODE_NETWORK
+        return True
+
+
+# The local stage's datasource only (cloud-init-local.service): no network-stage variant.
+datasources = [(DataSourceBuckypaperNoCloud, (sources.DEP_FILESYSTEM,))]
+
+
+def get_datasource_list(depends):
+    return sources.list_from_depends(depends, datasources)
+`,
+} as const;
 // The clouds hand the MTU out by DHCP (GCE: 1460; EC2: 9001 inside a VPC): taken, so that large metadata and
 // runtime responses are not black-holed. QEMU's user/tap networking gives none, so the NoCloud image has no drop-in.
 const CLOUD_DHCP_DROPIN = "[DHCPv4]\nUseMTU=yes\n";
@@ -100,6 +162,12 @@ export async function configureNetwork(
   }
   await mkdir(path.join(root, "etc/cloud/cloud.cfg.d"), { recursive: true });
   await writeFile(path.join(root, "etc/cloud/cloud.cfg.d/90-buckypaper.cfg"), cloudCfg(source));
+  const pinned = path.join(root, PINNED_NOCLOUD.file);
+  if (source !== "nocloud") await rm(pinned, { force: true });
+  else {
+    await mkdir(path.dirname(pinned), { recursive: true });
+    await writeFile(pinned, PINNED_NOCLOUD.source, { mode: 0o644 });
+  }
 }
 
 export async function configureGuest(

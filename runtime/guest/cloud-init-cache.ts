@@ -10,10 +10,14 @@
 //
 // user-data.txt is written only by init.update(), which the local stage reaches only for a datasource in local
 // dsmode; by default it appears in the network stage, after the agent. When it exists it must equal the cache.
+// The kit image's NoCloud is pinned to net dsmode (images/guest/configure.ts PINNED_NOCLOUD) whatever the host's
+// meta-data or DMI serial say; the cached datasource must say so too: a local-dsmode datasource has already run
+// the user-data's boothooks and bootcmd before the agent, which then has nothing left to protect.
 //
 // The pickle is loaded with cloud-init's own loader (cloudinit.sources.pkl_load) by the interpreter cloud-init runs
 // on, so the agent and cloud-init cannot disagree on how it decodes. Strict: the cache must exist, load, be the
-// expected datasource class, name the instance-id cloud-init-local recorded for this boot, and hold user-data.
+// expected datasource class in net dsmode, name the instance-id cloud-init-local recorded for this boot, and hold
+// user-data.
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { CommandRunner } from "./exec.js";
@@ -26,9 +30,10 @@ export const CLOUD_INIT_RUN_INSTANCE_ID = "/run/cloud-init/.instance-id";
 /** The interpreter Debian's cloud-init runs on (its /usr/bin/cloud-init shebang). */
 export const CLOUD_INIT_PYTHON = "/usr/bin/python3";
 
-/** The datasource cloud-init-local finds for each source (the image limits datasource_list to that one). */
+/** The datasource cloud-init-local finds for each source (the image limits datasource_list to that one). NoCloud is
+ *  the kit image's pinned subclass (images/guest/configure.ts PINNED_NOCLOUD; configure.test.ts keeps them equal). */
 export const EXPECTED_DATASOURCE: Record<CachedUserDataSource, { module: string; cls: string }> = {
-  nocloud: { module: "cloudinit.sources.DataSourceNoCloud", cls: "DataSourceNoCloud" },
+  nocloud: { module: "cloudinit.sources.DataSourceBuckypaperNoCloud", cls: "DataSourceBuckypaperNoCloud" },
   ec2: { module: "cloudinit.sources.DataSourceEc2", cls: "DataSourceEc2Local" },
   gce: { module: "cloudinit.sources.DataSourceGCE", cls: "DataSourceGCELocal" },
 };
@@ -48,6 +53,7 @@ else:
     else:
         r["module"] = type(ds).__module__
         r["cls"] = type(ds).__name__
+        r["dsmode"] = getattr(ds, "dsmode", None)
         try:
             r["iid"] = ds.get_instance_id()
         except Exception as e:
@@ -76,6 +82,7 @@ interface LoaderOutput {
   error?: "missing" | "unloadable";
   module?: string;
   cls?: string;
+  dsmode?: string | null;
   iid?: string | null;
   udType?: string;
   ud?: string;
@@ -112,6 +119,10 @@ export async function cachedUserData(source: CachedUserDataSource, o: CloudInitC
   if (out.module !== want.module || out.cls !== want.cls)
     throw new CloudInitCacheError(
       `${pkl}: datasource ${out.module}.${out.cls}, expected ${want.module}.${want.cls} (--user-data ${source})`,
+    );
+  if (out.dsmode !== "net")
+    throw new CloudInitCacheError(
+      `${pkl}: dsmode ${JSON.stringify(out.dsmode)}, expected "net" (a local-dsmode datasource ran the user-data before the agent)`,
     );
   if (out.iid !== current)
     throw new CloudInitCacheError(

