@@ -48,6 +48,11 @@ export function prepareGuestDisks(o: {
   userData: string;
   metaData: string;
   dataDiskGb?: number;
+  /**
+   * Hostile-host simulation only: a NoCloud `vendor-data` file on the seed. The kit never writes one; a host can,
+   * and the kit image must not execute it (images/guest/configure.ts disables vendor-data).
+   */
+  hostileVendorData?: string;
 }): GuestDisks {
   mkdirSync(o.dir, { recursive: true, mode: 0o700 });
   const diskPath = path.join(o.dir, "root.qcow2");
@@ -58,6 +63,7 @@ export function prepareGuestDisks(o: {
   mkdirSync(seed);
   writeFileSync(path.join(seed, "user-data"), o.userData);
   writeFileSync(path.join(seed, "meta-data"), o.metaData);
+  if (o.hostileVendorData !== undefined) writeFileSync(path.join(seed, "vendor-data"), o.hostileVendorData);
   const seedIsoPath = path.join(o.dir, "seed.iso");
   must([
     "genisoimage",
@@ -70,6 +76,7 @@ export function prepareGuestDisks(o: {
     "-rock",
     path.join(seed, "user-data"),
     path.join(seed, "meta-data"),
+    ...(o.hostileVendorData !== undefined ? [path.join(seed, "vendor-data")] : []),
   ]);
   let dataDiskPath: string | undefined;
   if (o.dataDiskGb) {
