@@ -8,12 +8,13 @@
 //     never consumed (vendor_data/vendor_data2 disabled).
 // The registered user-data's bootcmd prints whether the agent had already provisioned (its env file exists) when
 // it ran. Expected: provisioned; the bootcmd ran once, AFTER the agent; no vendor-data marker ever on the console,
-// until cloud-final's final message. On the previous image (stock NoCloud, vendor-data on) the bootcmd printed
-// BEFORE and the vendor boothook/runcmd markers appeared.
+// until cloud-final's final message. BK_HOSTILE_SEED_IMAGE=<a built image's directory> boots that image instead of
+// building the current one: on an image from before the fix (stock NoCloud, vendor-data on) this file fails — the
+// bootcmd prints BEFORE, from cloud-init-local, and the vendor-data markers appear.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Document, parse } from "yaml";
@@ -21,7 +22,12 @@ import { renderUserData, noCloudMetaData } from "../../../runtime/guest/cloud-in
 import { qemuGuestArgv } from "../../../components/qemu/settings.js";
 import { Tee } from "../../../components/common/types.js";
 import { createSnpSimulator } from "../../../runtime/sim/snp.js";
-import { buildImage, snpDigestsFromManifest, type ImageBuildResult } from "../../../images/guest/index.js";
+import {
+  buildImage,
+  snpDigestsFromManifest,
+  type ImageBuildResult,
+  type ImageManifest,
+} from "../../../images/guest/index.js";
 import {
   defaultCacheDir,
   launchGuest,
@@ -97,6 +103,14 @@ describe.runIf(ready)("a real guest whose host asks for dsmode local and adds ve
   let finished = "";
 
   beforeAll(async () => {
+    const other = process.env.BK_HOSTILE_SEED_IMAGE;
+    if (other) {
+      const manifestPath = path.join(other, "manifest.json");
+      const manifest = JSON.parse(readFileSync(manifestPath, "utf8")) as ImageManifest;
+      image = { dir: other, manifestPath, manifest, cached: true, seconds: 0 };
+      console.log(`image: ${other} (BK_HOSTILE_SEED_IMAGE), not the current recipe's`);
+      return;
+    }
     // Cached by input hash; after a change of the recipe or the agent only the finishing steps and squashfs run.
     image = await buildImage({
       repoRoot,
