@@ -25,6 +25,7 @@ import { nodeRuntime, registryIntegrity } from "./node-runtime.js";
 import { checkAgainstLock, debootstrap, debootstrapArgv, finishTree, installedPackages } from "./rootfs.js";
 import { configureGuest, configureNetwork, imageUserDataSource, type ImageUserDataSource } from "./configure.js";
 import { RUNTIME_INSTALL_DIR, RUNTIME_PSPS, configureRuntimeGuest, type RuntimePsp } from "./runtime-role.js";
+import { closeCredentialConsumers } from "./credentials.js";
 import { run } from "./exec.js";
 import { appendVerity, makeSquashfs } from "./verity.js";
 import { buildDisk, type DiskRecord } from "./disk.js";
@@ -142,6 +143,7 @@ export async function recipeDigest(repoRoot: string, role: ImageRole): Promise<s
     "rootfs",
     "verity",
     "manifest",
+    "credentials",
     // Only the runtime role's files come from it: a workload image's key does not depend on it.
     ...(role === "runtime" ? ["runtime-role"] : []),
   ]) {
@@ -309,6 +311,8 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
       await configureNetwork(tree);
       runtimeRole = await configureRuntimeGuest(tree, artifact.sha256, runtimePsp);
     } else agentUnit = await configureGuest(tree, cloud);
+    const credentials = await closeCredentialConsumers(tree);
+    progress.detail(`systemd credentials closed: ${credentials.units.join(" ")}`);
     const lockedDebs = lock.debs;
     const inputs = hashFor(lockText!);
     const dir = o.outDir ?? path.join(o.cacheDir, "images", inputs.slice(0, 32));

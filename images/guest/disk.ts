@@ -32,6 +32,7 @@ import {
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { newcArchive } from "./cpio.js";
+import { CREDENTIAL_CMDLINE } from "./credentials.js";
 import { DISK_INIT_SCRIPT } from "./disk-init.js";
 import { run } from "./exec.js";
 import { readFatFile } from "./fat.js";
@@ -145,9 +146,10 @@ export function diskCmdline(m: ImageManifest, rootLabel: string, verityLabel: st
   // during EBS maintenance); harmless elsewhere. systemd.mask=systemd-pcrphase*: systemd 252 in the root
   // extends PCR 11 with boot phases ("sysinit", "ready", …) whenever systemd-stub booted it (the
   // StubPcrKernelImage EFI variable), outside the firmware's event log — the quoted PCR 11 would then neither
-  // replay from the log nor equal the predicted UKI value.
+  // replay from the log nor equal the predicted UKI value. CREDENTIAL_CMDLINE: no systemd credential from the
+  // VMM's SMBIOS/fw_cfg or the ESP (images/guest/credentials.ts).
   return (
-    `console=ttyS0 panic=-1 no_timer_check nvme_core.io_timeout=4294967295 ` +
+    `console=ttyS0 panic=-1 no_timer_check ${CREDENTIAL_CMDLINE} nvme_core.io_timeout=4294967295 ` +
     `systemd.mask=systemd-pcrphase.service systemd.mask=systemd-pcrphase-sysinit.service ` +
     `bk.root=PARTLABEL=${rootLabel} bk.verity=PARTLABEL=${verityLabel} bk.roothash=${m.verity.rootHash}`
   );

@@ -5,6 +5,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import type { VerityInfo } from "./verity.js";
+import { CREDENTIAL_CMDLINE } from "./credentials.js";
 
 export const MANIFEST_SCHEMA = "buckypaper.guest-image/v1";
 
@@ -127,11 +128,12 @@ export function sha256Hex(b: Uint8Array): string {
 }
 
 // no_timer_check: under TCG on a loaded host the kernel's IO-APIC timer check can fail and panic the
-// guest ("IO-APIC + timer doesn't work!"); the option is measured like the rest of the line.
+// guest ("IO-APIC + timer doesn't work!"); the option is measured like the rest of the line. CREDENTIAL_CMDLINE:
+// systemd imports no credential from the VMM's SMBIOS/fw_cfg (images/guest/credentials.ts).
 export function kernelCmdline(
   rootDevice: string,
   v: VerityInfo,
-  extra = "console=ttyS0 panic=-1 no_timer_check",
+  extra = `console=ttyS0 panic=-1 no_timer_check ${CREDENTIAL_CMDLINE}`,
 ): string {
   return `${extra} bk.root=${rootDevice} bk.roothash=${v.rootHash} bk.hashoffset=${v.hashOffset}`;
 }

@@ -127,7 +127,7 @@ describe("manifest", () => {
   };
   it("puts the root hash and hash offset on the command line", () => {
     expect(base.cmdline).toBe(
-      `console=ttyS0 panic=-1 no_timer_check bk.root=/dev/vda bk.roothash=${"ab".repeat(32)} bk.hashoffset=40960`,
+      `console=ttyS0 panic=-1 no_timer_check systemd.import_credentials=no module_blacklist=qemu_fw_cfg bk.root=/dev/vda bk.roothash=${"ab".repeat(32)} bk.hashoffset=40960`,
     );
     expect(parseManifest(JSON.stringify(base)).cmdline).toBe(base.cmdline);
   });
