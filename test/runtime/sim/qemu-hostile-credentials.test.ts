@@ -228,7 +228,7 @@ describe.runIf(ready)("a real guest whose host passes systemd credentials by SMB
         `echo "marker: $(cat ${MARKER} 2>&1)"`,
         `echo "units: $(sudo systemctl cat ${CONSUMERS} | grep -c ^ExecStart=)"`,
         `echo "settings: $(sudo systemctl cat ${CONSUMERS} | grep -c -E '^(LoadCredential|SetCredential|ImportCredential)')"`,
-        `echo "pid1: $( (sudo journalctl -b -o cat; sudo dmesg) | grep -i -E 'import.*credential|credential.*import' | tr '\\n' '|')"`,
+        `echo "pid1: $( (sudo journalctl -b -o cat; sudo dmesg) | grep -i credential | grep -v 'ommand line:' | tr '\\n' '|')"`,
         `echo "env: $(sudo stat -c '%a %U' ${ENV_FILE})"`,
       ].join("; "),
     );
