@@ -61,9 +61,21 @@ const DATASOURCES: Record<ImageUserDataSource, string> = {
 // The agent binds only the user-data's hash, so vendor-data would be code the registration never saw: off, for
 // every source. Only the measured user-data itself can turn it back on.
 const NO_VENDOR_DATA = "vendor_data: {enabled: false}\nvendor_data2: {enabled: false}\n";
+// Logins come only from the measured user-data. cloud-init 22.4's cc_ssh installs the datasource's `public-keys`
+// (NoCloud seed meta-data, EC2/GCE metadata, Azure's OVF: all written by the host or the cloud) for the default
+// user unless `allow_public_ssh_keys` is false — a host key that logs in after the agent provisioned the secrets.
+// `ssh_pwauth: false` keeps cloud-init from turning password logins on; a datasource's own config outranks this
+// file (Azure's OVF may ask for passwords), so sshd's drop-in (SSHD_KEYS_ONLY) refuses them whatever cloud-init says.
+const NO_HOST_LOGINS = "allow_public_ssh_keys: false\nssh_pwauth: false\n";
 function cloudCfg(source: ImageUserDataSource): string {
-  return DATASOURCES[source] + "network: {config: disabled}\n" + NO_VENDOR_DATA;
+  return DATASOURCES[source] + "network: {config: disabled}\n" + NO_VENDOR_DATA + NO_HOST_LOGINS;
 }
+// Debian's sshd_config includes sshd_config.d/*.conf first and sshd keeps the first value it reads, so this
+// outranks what cloud-init's cc_set_passwords writes into sshd_config itself.
+export const SSHD_KEYS_ONLY = {
+  file: "etc/ssh/sshd_config.d/10-buckypaper-keys-only.conf",
+  text: "PasswordAuthentication no\nKbdInteractiveAuthentication no\n",
+};
 
 /**
  * The kit's NoCloud datasource: cloud-init's own DataSourceNoCloud (same seeds, same meta-data, same
@@ -162,6 +174,8 @@ export async function configureNetwork(
   }
   await mkdir(path.join(root, "etc/cloud/cloud.cfg.d"), { recursive: true });
   await writeFile(path.join(root, "etc/cloud/cloud.cfg.d/90-buckypaper.cfg"), cloudCfg(source));
+  await mkdir(path.dirname(path.join(root, SSHD_KEYS_ONLY.file)), { recursive: true });
+  await writeFile(path.join(root, SSHD_KEYS_ONLY.file), SSHD_KEYS_ONLY.text, { mode: 0o644 });
   const pinned = path.join(root, PINNED_NOCLOUD.file);
   if (source !== "nocloud") await rm(pinned, { force: true });
   else {

@@ -13,6 +13,7 @@ import {
   IMAGE_USER_DATA_SOURCES,
   imageUserDataSource,
   PINNED_NOCLOUD,
+  SSHD_KEYS_ONLY,
 } from "../../../images/guest/configure.js";
 import { EXPECTED_DATASOURCE } from "../../../runtime/guest/cloud-init-cache.js";
 import { MEASURED_UNIT_NAME, AGENT_BIN, renderMeasuredUnit } from "../../../runtime/guest/boot-unit.js";
@@ -88,6 +89,10 @@ describe("the kit image's guest configuration", () => {
     const cfg = parse(await readFile(path.join(root, "etc/cloud/cloud.cfg.d/90-buckypaper.cfg"), "utf8"));
     expect(cfg.vendor_data).toEqual({ enabled: false });
     expect(cfg.vendor_data2).toEqual({ enabled: false });
+    // No login the host chose: no metadata public-keys, no passwords (sshd's drop-in whatever cloud-init says).
+    expect(cfg.allow_public_ssh_keys).toBe(false);
+    expect(cfg.ssh_pwauth).toBe(false);
+    expect(await readFile(path.join(root, SSHD_KEYS_ONLY.file), "utf8")).toMatch(/^PasswordAuthentication no$/m);
     expect(await readFile(path.join(root, "etc/systemd/network/10-dhcp.network"), "utf8")).toContain("DHCP=ipv4");
     // Without a network controller wait-online is skipped instead of holding the boot for 2 minutes.
     expect(
@@ -137,6 +142,9 @@ describe("the kit image for a cloud (image build --cloud ec2|gce|azure)", () => 
       expect(cfg.network).toEqual({ config: "disabled" });
       expect(cfg.vendor_data).toEqual({ enabled: false });
       expect(cfg.vendor_data2).toEqual({ enabled: false });
+      expect(cfg.allow_public_ssh_keys).toBe(false);
+      expect(cfg.ssh_pwauth).toBe(false);
+      expect(existsSync(path.join(r, SSHD_KEYS_ONLY.file))).toBe(true);
       // NoCloud's pinned module only in the NoCloud image
       expect(existsSync(path.join(r, PINNED_NOCLOUD.file))).toBe(false);
       if (source === "ec2") {

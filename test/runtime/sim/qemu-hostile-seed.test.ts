@@ -6,6 +6,8 @@
 //     write_files, …) before the enclaivelet attests; the kit's NoCloud is pinned to net dsmode;
 //   - a NoCloud `vendor-data` file (a boothook, a shell script, a cloud-config runcmd): never in the registration,
 //     never consumed (vendor_data/vendor_data2 disabled).
+//   - an SSH key in the seed's meta-data (`public-keys`): stock cloud-init installs it for the default user, a login
+//     the host chose into a guest that holds the secrets; the image sets allow_public_ssh_keys false.
 // The registered user-data's bootcmd prints whether the agent had already provisioned (its env file exists) when
 // it ran. Expected: provisioned; the bootcmd ran once, AFTER the agent; no vendor-data marker ever on the console,
 // until cloud-final's final message. BK_HOSTILE_SEED_IMAGE=<a built image's directory> boots that image instead of
@@ -14,7 +16,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Document, parse } from "yaml";
@@ -38,6 +40,7 @@ import {
 } from "../../../runtime/sim/qemu/index.js";
 import { startEnclaiveletStack, type EnclaiveletStack } from "../guest/stack.js";
 import { haveCommand, requireTool } from "../../support/prereq.js";
+import { freePort } from "../../support/net.js";
 import { repoRoot } from "../../support/shared.js";
 
 const firmwareScript = path.join(repoRoot, "scripts/build-firmware.sh");
@@ -51,6 +54,7 @@ const ready =
       haveCommand("mmdebstrap", ["--version"]) &&
       haveCommand("mksquashfs", ["-version"]) &&
       haveCommand("veritysetup", ["--version"]) &&
+      haveCommand("ssh", ["-V"]) &&
       process.getuid?.() === 0,
   ) &&
   requireTool(
@@ -68,7 +72,8 @@ const ENV_FILE = "/etc/web/app.env";
 const BOOTCMD_MARK = /^BK-USERDATA-BOOTCMD-(AFTER|BEFORE)-AGENT$/gm;
 const VENDOR_MARK = /BK-VENDOR-(BOOTHOOK|SCRIPT|RUNCMD)-42/;
 // What the host puts on the seed and in the SMBIOS table: nothing of it is in the launch digest or the registration.
-const HOSTILE_META_DATA = `${noCloudMetaData("hostile-1", "web")}dsmode: local\n`;
+const hostileMetaData = (hostKey: string) =>
+  `${noCloudMetaData("hostile-1", "web")}dsmode: local\npublic-keys:\n  - ${hostKey}\n`;
 const HOSTILE_SMBIOS = ["-smbios", "type=1,serial=ds=nocloud;dsmode=local"];
 const HOSTILE_VENDOR_DATA = [
   'Content-Type: multipart/mixed; boundary="BKVENDOR"',
@@ -101,6 +106,8 @@ describe.runIf(ready)("a real guest whose host asks for dsmode local and adds ve
   let guest: RunningGuest;
   let outcome = "";
   let finished = "";
+  let sshPort = 0;
+  let hostKey = "";
 
   beforeAll(async () => {
     const other = process.env.BK_HOSTILE_SEED_IMAGE;
@@ -124,6 +131,11 @@ describe.runIf(ready)("a real guest whose host asks for dsmode local and adds ve
 
   beforeAll(async () => {
     work = mkdtempSync(path.join(os.tmpdir(), "bk-hostile-seed-"));
+    // The host's own login key, offered through the seed's meta-data.
+    hostKey = path.join(work, "host_id");
+    const kg = spawnSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "host-admin", "-f", hostKey]);
+    expect(kg.status).toBe(0);
+    sshPort = await freePort();
     const m = image.manifest;
     const file = (k: "kernel" | "initrd" | "rootfs" | "firmware") => path.join(image.dir, m.files[k]!.path);
     const expected = snpDigestsFromManifest(image.manifestPath, { vcpus: [1], vcpu: CPU, vmm: "qemu" })
@@ -165,7 +177,7 @@ describe.runIf(ready)("a real guest whose host asks for dsmode local and adds ve
       dir,
       baseImage: file("rootfs"),
       userData,
-      metaData: HOSTILE_META_DATA,
+      metaData: hostileMetaData(readFileSync(`${hostKey}.pub`, "utf8").trim()),
       hostileVendorData: HOSTILE_VENDOR_DATA,
     });
     const argv = qemuGuestArgv({
@@ -180,7 +192,7 @@ describe.runIf(ready)("a real guest whose host asks for dsmode local and adds ve
       initrdPath: file("initrd"),
       append: m.cmdline,
       ...disks,
-      userNetOptions: guestNetOptions({ runtimePort }),
+      userNetOptions: guestNetOptions({ runtimePort, sshHostPort: sshPort }),
     });
     // The host's addition to the component's argv: a DMI serial asking NoCloud for dsmode local.
     argv.push(...HOSTILE_SMBIOS);
@@ -220,4 +232,43 @@ describe.runIf(ready)("a real guest whose host asks for dsmode local and adds ve
   it("the host's vendor-data never ran: no boothook, no script, no runcmd", () => {
     expect(guest.console()).not.toMatch(VENDOR_MARK);
   });
+
+  it("the host's meta-data SSH key logs in as no one: sshd answers, the key is refused", async () => {
+    const known = path.join(work, "known_hosts_any");
+    writeFileSync(known, "");
+    const ssh = (user: string) =>
+      spawnSync(
+        "ssh",
+        [
+          "-i",
+          hostKey,
+          "-p",
+          String(sshPort),
+          "-o",
+          `UserKnownHostsFile=${known}`,
+          "-o",
+          "StrictHostKeyChecking=no", // the host key is not what this case checks
+          "-o",
+          "BatchMode=yes",
+          "-o",
+          "IdentitiesOnly=yes",
+          "-o",
+          "ConnectTimeout=30",
+          `${user}@127.0.0.1`,
+          "echo HOST-KEY-LOGGED-IN",
+        ],
+        { encoding: "utf8", timeout: 120_000 },
+      );
+    // sshd starts after the agent: wait until it answers (a refusal by sshd, not a closed port, is the point).
+    let r = ssh("debian");
+    for (let i = 0; i < 24 && !/Permission denied|HOST-KEY-LOGGED-IN/.test(r.stderr + r.stdout); i++) {
+      await new Promise((res) => setTimeout(res, 5000));
+      r = ssh("debian");
+    }
+    expect(r.stdout).not.toContain("HOST-KEY-LOGGED-IN");
+    expect(r.stderr).toMatch(/Permission denied \(publickey\)/); // keys only: no password prompt either
+    const root = ssh("root");
+    expect(root.stdout).not.toContain("HOST-KEY-LOGGED-IN");
+    expect(root.stderr).toMatch(/Permission denied/);
+  }, 600_000);
 });
