@@ -265,6 +265,7 @@ describe.runIf(ready)("a real guest whose host passes systemd credentials by SMB
 
   it("PID 1 imported no credential: none in /run/credentials/@system, no fw_cfg, no tmpfiles.extra marker", () => {
     expect(fact("cmdline")).toContain("systemd.import_credentials=no");
+    expect(fact("pid1")).toMatch(/systemd\.import_credentials=no is set, skipping importing of credentials/);
     expect(fact("creds")).toBe("");
     expect(fact("module")).toBe("0");
     expect(fact("fwcfg")).toBe("");
