@@ -22,6 +22,7 @@ import {
   mkdirSync,
   mkdtempSync,
   openSync,
+  readFileSync,
   readSync,
   rmSync,
   symlinkSync,
@@ -35,7 +36,9 @@ import {
   buildDisk,
   buildImage,
   newcArchive,
+  parseLock,
   ukiFromDiskFile,
+  VTPM_PACKAGES,
   type ImageManifest,
 } from "../../../images/guest/index.js";
 import type { DiskRecord } from "../../../images/guest/manifest.js";
@@ -260,6 +263,10 @@ describe.runIf(ready)(
       "EC2 shape (NVMe): reaches the verified root by label; quote + event log satisfy the policy predicted from the disk's UKI",
       { timeout: 900_000 },
       async () => {
+        // The manifest names the locked tools the agent's evidence runs (images/guest/lock.ts VTPM_PACKAGES).
+        const lock = parseLock(readFileSync(path.join(repoRoot, "images/guest/packages.lock"), "utf8"));
+        expect(m.enclaivelet?.vtpmTools).toEqual(Object.fromEntries(VTPM_PACKAGES.map((p) => [p, lock.debs.get(p)])));
+        expect(m.enclaivelet?.userDataSource).toBe("ec2");
         const nonce = randomBytes(32);
         const b = await bootDisk(path.join(dir, disk.path), "nvme", nonce, SYSINIT, 600_000);
         expect(b.console).toMatch(/nvme0n1: p1 p2 p3/);
