@@ -207,7 +207,10 @@ export function renderUserData(input: NoSecrets<UserDataInput>): RenderedUserDat
   // agent the keys are made and certified before cloud-init runs, so cloud-init must keep them.
   doc.ssh_deletekeys = agent.kind !== "image";
   doc.ssh_genkeytypes = ["ed25519"];
-  if (agentConfig.evidence.provider === "azure" || i.vtpm) doc.packages = ["tpm2-tools"];
+  // A downloaded or preinstalled agent runs from runcmd, after cloud-init installed the packages. The image's
+  // agent runs before cloud-init's user stages and quotes with the image's own tpm2-tools: installing them again
+  // would come too late and only add an apt run after attestation.
+  if ((agentConfig.evidence.provider === "azure" || i.vtpm) && agent.kind !== "image") doc.packages = ["tpm2-tools"];
   // configfs must be mounted for the TSM report interface; bootcmd runs early on every boot.
   doc.bootcmd = [["sh", "-c", "mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config || true"]];
   doc.write_files = writeFiles;

@@ -99,6 +99,19 @@ describe("cloud-init user-data: real schema validator", () => {
 });
 
 describe("cloud-init user-data: content", () => {
+  it("asks cloud-init for tpm2-tools only for an agent it starts itself, never for the image's agent", () => {
+    const base = variants().find((v) => v.name === "aws/snp/preinstalled")!.input;
+    const packages = (input: UserDataInput) =>
+      (parse(renderUserData(input).text.replace(/^#cloud-config\n/, "")) as { packages?: string[] }).packages;
+    expect(packages({ ...base, vtpm: true })).toEqual(["tpm2-tools"]);
+    expect(packages({ ...base, vtpm: false })).toBeUndefined();
+    // The image's agent runs before cloud-init's user stages, with the image's own tools.
+    expect(packages({ ...base, vtpm: true, agent: { kind: "image" } })).toBeUndefined();
+    const azure = variants().find((v) => v.name === "azure/snp/preinstalled")!.input;
+    expect(packages(azure)).toEqual(["tpm2-tools"]);
+    expect(packages({ ...azure, agent: { kind: "image" } })).toBeUndefined();
+  });
+
   it("embeds an agent config that the agent's own parser accepts, with the platform's provider", () => {
     for (const v of variants()) {
       const r = renderUserData(v.input);
