@@ -23,6 +23,10 @@ const SKIP: Array<{ match: RegExp; reason: string }> = [
   { match: /svsm_ovmf\.fd/, reason: "needs COCONUT-SVSM binaries; Debian ships none" },
   { match: /^buckypaper verify snp --report report\.bin$/, reason: "fetches from AMD KDS, not reachable from CI" },
   { match: /^buckypaper enclaivelet run /, reason: "runs in a provisioned guest: test/runtime/guest/ drives it" },
+  {
+    match: /^buckypaper enclaivelet vtpm-evidence /,
+    reason: "needs a TPM 2.0 (/dev/tpmrm0): test/runtime/guest/vtpm-evidence-command.test.ts drives it against swtpm",
+  },
 ];
 
 /** README names → real evidence under ../shared. */
