@@ -64,9 +64,10 @@ const NO_VENDOR_DATA = "vendor_data: {enabled: false}\nvendor_data2: {enabled: f
 // Logins come only from the measured user-data. cloud-init 22.4's cc_ssh installs the datasource's `public-keys`
 // (NoCloud seed meta-data, EC2/GCE metadata, Azure's OVF: all written by the host or the cloud) for the default
 // user unless `allow_public_ssh_keys` is false — a host key that logs in after the agent provisioned the secrets.
-// `ssh_pwauth: false` keeps cloud-init from turning password logins on; a datasource's own config outranks this
-// file (Azure's OVF may ask for passwords), so sshd's drop-in (SSHD_KEYS_ONLY) refuses them whatever cloud-init says.
-const NO_HOST_LOGINS = "allow_public_ssh_keys: false\nssh_pwauth: false\n";
+// Passwords are refused by sshd's drop-in (SSHD_KEYS_ONLY) whatever cloud-init writes; no `ssh_pwauth: false` here:
+// cloud-init would rewrite sshd_config and restart the running sshd in cloud-config.service, after the agent —
+// a restart under clients' feet that bought nothing the drop-in does not already enforce.
+const NO_HOST_LOGINS = "allow_public_ssh_keys: false\n";
 function cloudCfg(source: ImageUserDataSource): string {
   return DATASOURCES[source] + "network: {config: disabled}\n" + NO_VENDOR_DATA + NO_HOST_LOGINS;
 }
