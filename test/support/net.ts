@@ -3,15 +3,27 @@ import { createServer } from "node:net";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 
-/** A TCP port free on 127.0.0.1 right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * A TCP port free on 127.0.0.1 right now, chosen below the kernel's ephemeral range (32768–60999).
+ * Why not listen(0): that hands out an ephemeral port, and tests bind theirs minutes later (a stack
+ * deploys a runtime first, then QEMU forwards the guest's sshd) — by then any outgoing connection on
+ * the machine, or another test file's listen(0), may hold it, and QEMU exits 1 on the busy hostfwd
+ * (CI: "QEMU guest web did not come up: QEMU exited (1)"). Random picks in 20000–32767 collide with
+ * neither; the bind check rules out what is listening now.
+ */
+export async function freePort(): Promise<number> {
+  for (let tries = 0; tries < 200; tries++) {
+    const port = 20000 + Math.floor(Math.random() * (32768 - 20000));
+    if (await bindable(port)) return port;
+  }
+  throw new Error("no free TCP port in 20000–32767 after 200 tries");
+}
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
+    s.once("error", () => resolve(false));
+    s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
   });
 }
 

@@ -219,7 +219,16 @@ export async function superviseQemuGuest(configFile: string): Promise<number> {
     if (stopping || halting) return;
     // The kit init powers the guest off when it cannot mount the verified root: a verdict, not a crash.
     if (status.state === "booting" && consoleVerdict(guest!.console())) return;
-    if (status.state === "booting") void fail(`QEMU exited (${code ?? signal}) before the enclaivelet finished`);
+    // QEMU's own errors (a busy hostfwd port, a missing file) go to the console log: say them.
+    const last = guest!
+      .console()
+      .split(/\r?\n/)
+      .filter((l) => l.trim())
+      .slice(-3)
+      .join(" | ")
+      .slice(-400);
+    if (status.state === "booting")
+      void fail(`QEMU exited (${code ?? signal}) before the enclaivelet finished${last ? `: ${last}` : ""}`);
     else {
       status.state = "stopped";
       save();

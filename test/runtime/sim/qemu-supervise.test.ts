@@ -1,7 +1,15 @@
 // The parts of the local stack's real-guest machinery that need no guest: reading the enclaivelet's
 // verdict off a noisy serial console, and the QemuGuest resource refusing inputs that would make it run
 // something other than QEMU or write outside its directory.
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import os from "node:os";
+import path from "node:path";
 import { describe, expect, it } from "vitest";
+import { initPlatform } from "../../../runtime/sim/localvm/platform.js";
+import { CLI } from "../../../provider/handler-support.js";
+import { freePort } from "../../support/net.js";
 import { agentEvents, consoleVerdict } from "../../../runtime/sim/qemu/supervise.js";
 import { check } from "../../../provider/qemu-guest-handlers.js";
 import { guestRuntimeUrl, realGuestArgv } from "../../../components/local/real-guest.js";
@@ -130,4 +138,66 @@ describe("the real guest's command line", () => {
   it("the guest reaches the runtime at the forward's address, on the runtime's port", () => {
     expect(guestRuntimeUrl("https://127.0.0.1:8200")).toBe("https://10.0.2.100:8200");
   });
+});
+
+describe("a QEMU that cannot start", () => {
+  const haveQemu = spawnSync("qemu-system-x86_64", ["--version"]).status === 0;
+  if (!haveQemu) console.warn("SKIP a QEMU that cannot start: qemu-system-x86_64 is not installed");
+  it.skipIf(!haveQemu)(
+    "fails with QEMU's own reason (a busy ssh forward port), not a bare exit code",
+    async () => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), "bk-qemu-busy-"));
+      const busy = createServer();
+      try {
+        const port = await freePort();
+        await new Promise<void>((r) => busy.listen(port, "127.0.0.1", r));
+        await initPlatform(path.join(dir, "platform"));
+        for (const f of ["vmlinuz", "initrd.img"]) writeFileSync(path.join(dir, f), `not a ${f}\n`);
+        writeFileSync(path.join(dir, "root.img"), Buffer.alloc(1 << 20));
+        const stateDir = path.join(dir, "web");
+        const argv = realGuestArgv({
+          name: "web",
+          vcpus: 1,
+          memoryMb: 256,
+          cpuModel: "EPYC-Milan",
+          firmware: "/usr/share/ovmf/OVMF.fd",
+          kernel: path.join(dir, "vmlinuz"),
+          initrd: path.join(dir, "initrd.img"),
+          append: "console=ttyS0",
+          stateDir,
+          runtimePort: 8200,
+          sshPort: port,
+          dataDisk: false,
+        });
+        const cfg = path.join(dir, "guest.json");
+        writeFileSync(
+          cfg,
+          JSON.stringify({
+            name: "web",
+            platformDir: path.join(dir, "platform"),
+            stateDir,
+            argv,
+            baseImage: path.join(dir, "root.img"),
+            userData: "#cloud-config\n",
+            metaData: "instance-id: web\n",
+            sshPort: port,
+            timeoutSeconds: 60,
+          }),
+        );
+        const r = spawnSync(process.execPath, [CLI, "simulate", "qemu-guest", "--config", cfg], {
+          encoding: "utf8",
+          timeout: 60_000,
+        });
+        expect(r.status).toBe(1);
+        const status = JSON.parse(readFileSync(path.join(stateDir, "status.json"), "utf8"));
+        expect(status.state).toBe("failed");
+        expect(status.reason).toMatch(/^QEMU exited \(1\) before the enclaivelet finished: .*host forwarding rule/);
+        expect(status.reason).toContain(String(port));
+      } finally {
+        busy.close();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+    90_000,
+  );
 });
