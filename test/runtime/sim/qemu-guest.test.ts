@@ -14,8 +14,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import net from "node:net";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { renderUserData, noCloudMetaData } from "../../../runtime/guest/cloud-init/index.js";
@@ -34,44 +33,13 @@ import {
   type RunningGuest,
 } from "../../../runtime/sim/qemu/index.js";
 import { startEnclaiveletStack, type EnclaiveletStack } from "../guest/stack.js";
-import { haveCommand, requireTool } from "../../support/prereq.js";
+import { KIT_FIRMWARE as FIRMWARE, KIT_GUEST_CPU as CPU, VERITY_STOP, kitGuestReady } from "../../support/kit-guest.js";
+import { freePort } from "../../support/net.js";
 import { repoRoot } from "../../support/shared.js";
 
-const firmwareScript = path.join(repoRoot, "scripts/build-firmware.sh");
-const FIRMWARE = spawnSync(firmwareScript, ["--print-path"], { encoding: "utf8" }).stdout?.trim() ?? "";
-const ready =
-  requireTool(
-    "QEMU, genisoimage, socat, ssh, mmdebstrap, mksquashfs, veritysetup and root (real guests from the kit image)",
-    haveCommand("qemu-system-x86_64", ["--version"]) &&
-      haveCommand("genisoimage", ["--version"]) &&
-      haveCommand("socat", ["-V"]) &&
-      haveCommand("ssh", ["-V"]) &&
-      haveCommand("mmdebstrap", ["--version"]) &&
-      haveCommand("mksquashfs", ["-version"]) &&
-      haveCommand("veritysetup", ["--version"]) &&
-      process.getuid?.() === 0,
-  ) &&
-  requireTool(
-    "the AmdSev OVMF with the SNP kernel-hashes table (scripts/build-firmware.sh)",
-    FIRMWARE !== "" && existsSync(FIRMWARE),
-  );
+const ready = kitGuestReady("real guests from the kit image");
 
-// Debian's QEMU 7.2 has no EPYC-v4; the engine knows every model's VMSA signature.
-const CPU = "EPYC-Milan";
 const OUTCOME = /"event":"(done|failed)"/;
-// dm-verity's own refusal or the kit init's. Not any "Kernel panic": under a loaded TCG host a guest can
-// panic for unrelated reasons (timer check, a firmware runtime-services fault) and reboot (panic=-1).
-const VERITY_STOP =
-  /verity: .*(data block \d+ is corrupted|verification failed)|dm-verity rejected|cannot mount the verified root/;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 /** Flips one byte of a copy of `src` at `offset`; returns the copy. */
 function flipped(src: string, dst: string, offset: number): string {

@@ -14,8 +14,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import net from "node:net";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { renderUserData, noCloudMetaData } from "../../../runtime/guest/cloud-init/index.js";
@@ -37,29 +36,12 @@ import {
   type RunningGuest,
 } from "../../../runtime/sim/qemu/index.js";
 import { startEnclaiveletStack, type EnclaiveletStack } from "../guest/stack.js";
-import { haveCommand, requireTool } from "../../support/prereq.js";
+import { KIT_FIRMWARE as FIRMWARE, KIT_GUEST_CPU as CPU, kitGuestReady } from "../../support/kit-guest.js";
+import { freePort } from "../../support/net.js";
 import { repoRoot } from "../../support/shared.js";
 
-const firmwareScript = path.join(repoRoot, "scripts/build-firmware.sh");
-const FIRMWARE = spawnSync(firmwareScript, ["--print-path"], { encoding: "utf8" }).stdout?.trim() ?? "";
-const ready =
-  requireTool(
-    "QEMU, genisoimage, socat, ssh, mmdebstrap, mksquashfs, veritysetup and root (a real guest from the kit image)",
-    haveCommand("qemu-system-x86_64", ["--version"]) &&
-      haveCommand("genisoimage", ["--version"]) &&
-      haveCommand("socat", ["-V"]) &&
-      haveCommand("ssh", ["-V"]) &&
-      haveCommand("mmdebstrap", ["--version"]) &&
-      haveCommand("mksquashfs", ["-version"]) &&
-      haveCommand("veritysetup", ["--version"]) &&
-      process.getuid?.() === 0,
-  ) &&
-  requireTool(
-    "the AmdSev OVMF with the SNP kernel-hashes table (scripts/build-firmware.sh)",
-    FIRMWARE !== "" && existsSync(FIRMWARE),
-  );
+const ready = kitGuestReady("a real guest from the kit image");
 
-const CPU = "EPYC-Milan";
 const OUTCOME = /"event":"(done|failed)"/;
 const ENV_FILE = "/etc/web/app.env";
 const MARKER = "/run/bk-cred-marker";
@@ -72,15 +54,6 @@ const CONSUMERS = [
   "systemd-firstboot.service",
   "systemd-sysctl.service",
 ].join(" ");
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 describe.runIf(ready)("a real guest whose host passes systemd credentials by SMBIOS type 11 and fw_cfg", () => {
   let work: string;

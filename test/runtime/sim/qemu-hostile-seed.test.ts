@@ -16,7 +16,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Document, parse } from "yaml";
@@ -39,30 +39,12 @@ import {
   type RunningGuest,
 } from "../../../runtime/sim/qemu/index.js";
 import { startEnclaiveletStack, type EnclaiveletStack } from "../guest/stack.js";
-import { haveCommand, requireTool } from "../../support/prereq.js";
+import { KIT_FIRMWARE as FIRMWARE, KIT_GUEST_CPU as CPU, kitGuestReady } from "../../support/kit-guest.js";
 import { freePort } from "../../support/net.js";
 import { repoRoot } from "../../support/shared.js";
 
-const firmwareScript = path.join(repoRoot, "scripts/build-firmware.sh");
-const FIRMWARE = spawnSync(firmwareScript, ["--print-path"], { encoding: "utf8" }).stdout?.trim() ?? "";
-const ready =
-  requireTool(
-    "QEMU, genisoimage, socat, mmdebstrap, mksquashfs, veritysetup and root (a real guest from the kit image)",
-    haveCommand("qemu-system-x86_64", ["--version"]) &&
-      haveCommand("genisoimage", ["--version"]) &&
-      haveCommand("socat", ["-V"]) &&
-      haveCommand("mmdebstrap", ["--version"]) &&
-      haveCommand("mksquashfs", ["-version"]) &&
-      haveCommand("veritysetup", ["--version"]) &&
-      haveCommand("ssh", ["-V"]) &&
-      process.getuid?.() === 0,
-  ) &&
-  requireTool(
-    "the AmdSev OVMF with the SNP kernel-hashes table (scripts/build-firmware.sh)",
-    FIRMWARE !== "" && existsSync(FIRMWARE),
-  );
+const ready = kitGuestReady("a real guest from the kit image");
 
-const CPU = "EPYC-Milan";
 const OUTCOME = /"event":"(done|failed)"/;
 // cloud-final's final message (cc_final_message writes it to the console): every stage that could have consumed
 // vendor-data has run by then.

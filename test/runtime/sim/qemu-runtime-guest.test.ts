@@ -12,10 +12,8 @@
 // stays sealed until the Shamir recovery shares unseal it; a modified block of the root filesystem
 // never boots (dm-verity) and never asks the PSP for anything.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { noCloudMetaData } from "../../../runtime/guest/cloud-init/index.js";
@@ -43,44 +41,14 @@ import {
   verifyRuntime,
 } from "../../../runtime/client/attested-tls.js";
 import { expectationFor } from "../attested-runtime-support.js";
-import { haveCommand, requireTool } from "../../support/prereq.js";
+import { KIT_FIRMWARE as FIRMWARE, KIT_GUEST_CPU as CPU, VERITY_STOP, kitGuestReady } from "../../support/kit-guest.js";
+import { freePort } from "../../support/net.js";
 import { repoRoot } from "../../support/shared.js";
 
 const BOOT_MS = 20 * 60_000;
-const CPU = "EPYC-Milan";
-const FIRMWARE =
-  spawnSync(path.join(repoRoot, "scripts/build-firmware.sh"), ["--print-path"], { encoding: "utf8" }).stdout?.trim() ??
-  "";
-// Runs wherever the tools are (like qemu-guest.test.ts): skips visibly without them, fails under CI=true.
-// dist/ is built by test/support/global-setup.ts before any test file runs.
-const ready =
-  requireTool(
-    "QEMU, genisoimage, socat, mmdebstrap, mksquashfs, veritysetup, a built dist/ and root (real guests from the kit image)",
-    haveCommand("qemu-system-x86_64", ["--version"]) &&
-      haveCommand("genisoimage", ["--version"]) &&
-      haveCommand("socat", ["-V"]) &&
-      haveCommand("mmdebstrap", ["--version"]) &&
-      haveCommand("mksquashfs", ["-version"]) &&
-      haveCommand("veritysetup", ["--version"]) &&
-      existsSync(path.join(repoRoot, "dist/runtime/server/http/main.js")) &&
-      process.getuid?.() === 0,
-  ) &&
-  requireTool(
-    "the AmdSev OVMF with the SNP kernel-hashes table (scripts/build-firmware.sh)",
-    FIRMWARE !== "" && existsSync(FIRMWARE),
-  );
-// dm-verity's own refusal or the kit init's (as qemu-guest.test.ts).
-const VERITY_STOP =
-  /verity: .*(data block \d+ is corrupted|verification failed)|dm-verity rejected|cannot mount the verified root/;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
+const ready = kitGuestReady("the vHSM runtime in a real guest from the kit image", [
+  ["a built dist/", existsSync(path.join(repoRoot, "dist/runtime/server/http/main.js"))],
+]);
 
 const MARKER = "runtime-guest-secret-7f3a";
 const OTHER_MEASUREMENT = "ee".repeat(48);
