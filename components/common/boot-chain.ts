@@ -3,7 +3,7 @@
 // the workload is registered with, so nobody pastes digests. Files are read on the machine running `pulumi up`;
 // they must be the very bytes the VM boots (the AMI/disk built from the same image).
 import { BootPredictionError, predictFromDisk, predictMeasuredBoot } from "../../images/vtpm/index.js";
-import { parseManifest, readManifestFile, ManifestError } from "../../images/guest/manifest.js";
+import { kitCmdlineMustContain, parseManifest, readManifestFile, ManifestError } from "../../images/guest/manifest.js";
 import { ConfigError } from "./errors.js";
 import { readInputFile } from "./input-file.js";
 import type { MeasuredBootPolicy } from "../../runtime/attestation/tpm/boot-policy.js";
@@ -25,7 +25,10 @@ export interface BootChainArgs {
   cmdline?: string;
   /** Boot applications that run before the kernel/UKI (shim, systemd-boot, grub), PE files in boot order. */
   loaders?: string[];
-  /** Substrings the command line must contain; default with a manifest: its `bk.roothash=<root hash>`. */
+  /**
+   * Substrings the command line must contain. With a kit manifest these come on top of what every kit boot needs
+   * (its `bk.roothash=<root hash>`, `systemd.import_credentials=no`, `module_blacklist=qemu_fw_cfg`).
+   */
   mustContain?: string[];
   /** Require Secure Boot on (PCR 7). */
   secureBoot?: boolean;
@@ -79,7 +82,8 @@ export function predictBootChain(who: string, args: BootChainArgs, bank: "sha256
         bootApplications: [...loaders, { name: "kernel", image: kernel }],
         cmdline: args.cmdline ?? m.cmdline,
         initrd,
-        mustContain: args.mustContain ?? [`bk.roothash=${m.verity.rootHash}`],
+        // Added to, never replaced: a program's own mustContain cannot drop the root hash or the credential words.
+        mustContain: [...new Set([...kitCmdlineMustContain(m), ...(args.mustContain ?? [])])],
         ...(args.secureBoot !== undefined ? { secureBoot: args.secureBoot } : {}),
         bank,
       });

@@ -138,6 +138,16 @@ export function kernelCmdline(
   return `${extra} bk.root=${rootDevice} bk.roothash=${v.rootHash} bk.hashoffset=${v.hashOffset}`;
 }
 
+/**
+ * What any boot of a kit image must have on its command line, whatever else a program changes in it: the verity
+ * root hash (without it the root filesystem is not bound) and the words that keep systemd from importing credentials
+ * from the VMM (without them the host can hand PID 1 an authorized key for root). The boot-chain prediction and the
+ * registered vTPM policy (kernelCmdline.mustContain) both require them.
+ */
+export function kitCmdlineMustContain(m: Pick<ImageManifest, "verity">): string[] {
+  return [`bk.roothash=${m.verity.rootHash}`, ...CREDENTIAL_CMDLINE.split(" ")];
+}
+
 /** Parses and checks a manifest's shape; file digests are checked by readManifestFile. */
 export function parseManifest(text: string, source = "manifest.json"): ImageManifest {
   let m: ImageManifest;

@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import path from "node:path";
 import type { MeasuredBootPolicy } from "../../runtime/attestation/tpm/boot-policy.js";
 import { ukiFromDiskFile } from "../guest/disk.js";
-import type { ImageManifest } from "../guest/manifest.js";
+import { kitCmdlineMustContain, type ImageManifest } from "../guest/manifest.js";
 import { BootPredictionError } from "./errors.js";
 import { predictMeasuredBoot } from "./predict.js";
 
@@ -45,7 +45,7 @@ export function predictFromDisk(
   const policy = predictMeasuredBoot({
     bootApplications: [{ name: "uki", image: uki }],
     uki: {},
-    mustContain: [`bk.roothash=${m.verity.rootHash}`],
+    mustContain: kitCmdlineMustContain(m),
     ...(o.secureBoot !== undefined ? { secureBoot: o.secureBoot } : {}),
     bank,
   });

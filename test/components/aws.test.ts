@@ -424,6 +424,41 @@ describe("AwsConfidentialVm", () => {
     },
   );
 
+  it.runIf(haveUkiTools())(
+    "a kit manifest's command line keeps its root hash and credential words: a program's cmdline cannot drop them, its mustContain only adds",
+    async () => {
+      const { manifest } = writeKitManifest("ec2");
+      const vm = new mod.AwsConfidentialVm("kitmust", {
+        vhsm,
+        region: "us-east-2",
+        bootChain: { manifest, mustContain: ["console=ttyS0"] },
+      });
+      await resolve(vm.workloadId);
+      const wl = h.resources.find((r) => r.name === "kitmust-workload")!;
+      // Registered: the verifier refuses a quote whose command line lacks any of them.
+      expect(unsecret(wl.inputs.policy).vtpm.measuredBoot.kernelCmdline.mustContain).toEqual([
+        "bk.roothash=" + "5e".repeat(32),
+        "systemd.import_credentials=no",
+        "module_blacklist=qemu_fw_cfg",
+        "console=ttyS0",
+      ]);
+      // A command line without the credential words (PID 1 would import the VMM's SMBIOS/fw_cfg credentials): refused at preview.
+      for (const [word, cmdline] of [
+        ["systemd.import_credentials=no", "console=ttyS0 module_blacklist=qemu_fw_cfg bk.roothash=" + "5e".repeat(32)],
+        ["module_blacklist=qemu_fw_cfg", "console=ttyS0 systemd.import_credentials=no bk.roothash=" + "5e".repeat(32)],
+        ["bk.roothash=" + "5e".repeat(32), "console=ttyS0 systemd.import_credentials=no module_blacklist=qemu_fw_cfg"],
+      ])
+        expect(
+          () =>
+            new mod.AwsConfidentialVm(`kitcmd${word.length}`, {
+              vhsm,
+              region: "us-east-2",
+              bootChain: { manifest, cmdline, mustContain: ["console=ttyS0"] },
+            }),
+        ).toThrow(new RegExp(`bootChain \\(cmdline\\) cmdline: does not contain '${word.replace(/\./g, "\\.")}'`));
+    },
+  );
+
   it("pins the agent artifact when the Vhsm serves it", async () => {
     const vm = new mod.AwsConfidentialVm("pinned", {
       vhsm: { ...vhsm, agentUrl: "https://vhsm.example:8200/v1/sys/enclaivelet.tar.gz", agentSha256: "ef".repeat(32) },

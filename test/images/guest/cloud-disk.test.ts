@@ -238,7 +238,11 @@ describe.runIf(ready)("the kit image's cloud disk", () => {
         predictMeasuredBoot({
           bootApplications: [{ name: "uki", image: uki }],
           uki: {},
-          mustContain: [`bk.roothash=${m.verity.rootHash}`],
+          mustContain: [
+            `bk.roothash=${m.verity.rootHash}`,
+            "systemd.import_credentials=no",
+            "module_blacklist=qemu_fw_cfg",
+          ],
           bank,
         }),
       );
