@@ -32,6 +32,7 @@ import {
 import { homedir, tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { holdGuestSlots } from "../../support/guest-slots.js";
 import {
   buildDisk,
   buildImage,
@@ -226,6 +227,7 @@ const failed = (checks: { id: string; ok: boolean }[]) => checks.filter((c) => !
 describe.runIf(ready)(
   "the cloud disk boots under UEFI with a vTPM, and its measured boot is what was predicted",
   () => {
+    holdGuestSlots(1, "cloud-disk-boot"); // 1 guest(s) at once: see test/support/guest-slots.ts
     const cacheDir = path.join(homedir(), ".cache/buckypaper");
     let m: ImageManifest;
     let dir: string;

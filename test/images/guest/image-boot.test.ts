@@ -7,6 +7,7 @@ import { copyFileSync, existsSync, mkdtempSync, openSync, readSync, rmSync, writ
 import { homedir, tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { holdGuestSlots } from "../../support/guest-slots.js";
 import { buildImage, type ImageManifest } from "../../../images/guest/index.js";
 import { haveCommand, requireTool } from "../../support/prereq.js";
 import { repoRoot } from "../../support/shared.js";
@@ -79,6 +80,7 @@ function boot(
 }
 
 describe.runIf(ready)("the guest image boots only its verified root (real QEMU)", () => {
+  holdGuestSlots(1, "image-boot"); // 1 guest(s) at once: see test/support/guest-slots.ts
   let dir = "";
   let m: ImageManifest;
   const limit = kvm() ? 240_000 : 900_000;

@@ -8,6 +8,7 @@ import { homedir, tmpdir } from "node:os";
 import path from "node:path";
 import { spawnSync } from "node:child_process";
 import { afterAll, describe, expect, it } from "vitest";
+import { holdGuestSlots } from "../../support/guest-slots.js";
 import {
   buildImage,
   loadManifest,
@@ -36,6 +37,7 @@ function firmwarePath(): string | undefined {
 }
 
 describe.runIf(ready)("guest image build (real Debian packages)", () => {
+  holdGuestSlots(2, "image-build"); // CPU-heavy image builds count as two guests: see test/support/guest-slots.ts
   let first: ImageBuildResult;
 
   it("builds (or finds in the cache) an image whose manifest matches its files", { timeout: 3_600_000 }, async () => {

@@ -12,6 +12,7 @@
 // the reason on the console and in the audit log — and one modified block of the root filesystem,
 // which dm-verity stops before the agent ever runs.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { holdGuestSlots } from "../../support/guest-slots.js";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -68,6 +69,7 @@ interface Case {
 const hasLuksHeader = (file: string) => readFileSync(file).includes(Buffer.from("LUKS\xba\xbe", "latin1"));
 
 describe.runIf(ready)("real QEMU guests from the kit image: attested, provisioned, tampering refused", () => {
+  holdGuestSlots(6, "qemu-guest"); // 6 guest(s) at once: see test/support/guest-slots.ts
   let work: string;
   let image: ImageBuildResult;
   let expected: string;

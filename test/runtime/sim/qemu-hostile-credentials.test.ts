@@ -12,6 +12,7 @@
 // image from before the fix this file fails (the host's key logs in as root and reads the provisioned secret; the
 // marker exists).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { holdGuestSlots } from "../../support/guest-slots.js";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -56,6 +57,7 @@ const CONSUMERS = [
 ].join(" ");
 
 describe.runIf(ready)("a real guest whose host passes systemd credentials by SMBIOS type 11 and fw_cfg", () => {
+  holdGuestSlots(1, "qemu-hostile-credentials"); // 1 guest(s) at once: see test/support/guest-slots.ts
   let work: string;
   let image: ImageBuildResult;
   let stack: EnclaiveletStack;

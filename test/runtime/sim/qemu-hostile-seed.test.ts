@@ -14,6 +14,7 @@
 // building the current one: on an image from before the fix (stock NoCloud, vendor-data on) this file fails — the
 // bootcmd prints BEFORE, from cloud-init-local, and the vendor-data markers appear.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { holdGuestSlots } from "../../support/guest-slots.js";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -82,6 +83,7 @@ const HOSTILE_VENDOR_DATA = [
 ].join("\n");
 
 describe.runIf(ready)("a real guest whose host asks for dsmode local and adds vendor-data", () => {
+  holdGuestSlots(1, "qemu-hostile-seed"); // 1 guest(s) at once: see test/support/guest-slots.ts
   let work: string;
   let image: ImageBuildResult;
   let stack: EnclaiveletStack;

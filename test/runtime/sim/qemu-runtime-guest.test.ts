@@ -12,6 +12,7 @@
 // stays sealed until the Shamir recovery shares unseal it; a modified block of the root filesystem
 // never boots (dm-verity) and never asks the PSP for anything.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { holdGuestSlots } from "../../support/guest-slots.js";
 import { createHash } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -60,6 +61,7 @@ const OTHER_INSTANCE = hostDataOf("someone-else/vhsm/instance-1");
 const HOST_USER_DATA = "#cloud-config\nruncmd:\n  - [sh, -c, 'echo HOST-RUNCMD-RAN > /dev/console']\n";
 
 describe.runIf(ready)("the vHSM runtime in a real QEMU guest", () => {
+  holdGuestSlots(2, "qemu-runtime-guest"); // 2 guest(s) at once: see test/support/guest-slots.ts
   let work: string;
   let img: RuntimeGuestImage;
   let chipA: SnpSimulator;

@@ -10,6 +10,7 @@
 // Prerequisites (QEMU, OVMF, root, image tooling, the Pulumi engine): skipped visibly here when missing, a
 // failure under CI=true.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { holdGuestSlots } from "../../support/guest-slots.js";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
@@ -45,6 +46,7 @@ interface Outputs {
 }
 
 describe.runIf(ready)("stacks/local with the vHSM runtime in an attested QEMU guest", () => {
+  holdGuestSlots(3, "attested-vhsm"); // 3 guest(s) at once: see test/support/guest-slots.ts
   let tmp: string;
   let stateDir: string;
   let configHome: string;

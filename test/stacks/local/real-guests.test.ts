@@ -12,6 +12,7 @@
 // Prerequisites (QEMU, root, image tooling, the AmdSev firmware, the Pulumi engine): skipped visibly
 // here when missing, a failure under CI=true.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { holdGuestSlots } from "../../support/guest-slots.js";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
@@ -48,6 +49,7 @@ const DIGEST_CASES = ["tampered", "cmdline", "initrd", "kernel"];
 const ALL_TAMPER = [...DIGEST_CASES, "injected", "rootfs"];
 
 describe.runIf(ready)("stacks/local with real QEMU guests on the real engine", () => {
+  holdGuestSlots(9, "real-guests"); // 9 guest(s) at once: see test/support/guest-slots.ts
   let tmp: string;
   let stateDir: string;
   let pulumi: PulumiRunner;
