@@ -63,16 +63,57 @@ function fixed(b: Uint8Array | undefined, len: number, field: string, fill = 0):
 }
 
 /** The PCK certificate's SGX extension (go-tdx-guest pcs.go layout). */
-function sgxExtension(fmspc: Buffer, comps: number[], pceSvn: number, cpuSvn: Buffer): Uint8Array {
+function sgxExtension(ppid: Buffer, fmspc: Buffer, comps: number[], pceSvn: number, cpuSvn: Buffer): Uint8Array {
   const tcb = comps.map((svn, i) => derSeq(derOid(`${SGX_EXT}.2.${i + 1}`), derUint(svn)));
   tcb.push(derSeq(derOid(`${SGX_EXT}.2.17`), derUint(pceSvn)), derSeq(derOid(`${SGX_EXT}.2.18`), derOctets(cpuSvn)));
   return derSeq(
-    derSeq(derOid(`${SGX_EXT}.1`), derOctets(randomBytes(16))),
+    derSeq(derOid(`${SGX_EXT}.1`), derOctets(ppid)),
     derSeq(derOid(`${SGX_EXT}.2`), derSeq(...tcb)),
     derSeq(derOid(`${SGX_EXT}.3`), derOctets(Buffer.alloc(2))),
     derSeq(derOid(`${SGX_EXT}.4`), derOctets(fmspc)),
     derSeq(derOid(`${SGX_EXT}.5`), derUint(0, 0x0a)),
   );
+}
+
+/** One simulated platform: its PCK certificate (own PPID and key) under the PCK CA, and its attestation key. */
+async function issuePlatform(
+  caName: string,
+  caKey: webcrypto.CryptoKey,
+  fmspc: Buffer,
+  notBefore: Date,
+  notAfter: Date,
+) {
+  const crypto = webcrypto;
+  const gen = () => crypto.subtle.generateKey(ALG, true, ["sign", "verify"]) as Promise<webcrypto.CryptoKeyPair>;
+  const [pck, attest] = await Promise.all([gen(), gen()]);
+  const pckSerial = "01" + randomBytes(15).toString("hex");
+  const ppid = randomBytes(16);
+  const pckCert = await px509.X509CertificateGenerator.create(
+    {
+      serialNumber: pckSerial,
+      subject: name("Intel SGX PCK Certificate"),
+      issuer: caName,
+      notBefore,
+      notAfter,
+      signingAlgorithm: SIG_ALG,
+      publicKey: pck.publicKey,
+      signingKey: caKey,
+      extensions: [
+        new px509.BasicConstraintsExtension(false, undefined, true),
+        new px509.Extension(SGX_EXT, false, sgxExtension(ppid, fmspc, new Array(16).fill(2), 11, Buffer.alloc(16, 2))),
+      ],
+    },
+    crypto as never,
+  );
+  const attestJwk = await crypto.subtle.exportKey("jwk", attest.publicKey);
+  return {
+    pckDer: new Uint8Array(pckCert.rawData),
+    pckSerial,
+    ppid: ppid.toString("hex"),
+    pckKey: KeyObject.from(pck.privateKey),
+    attestKey: KeyObject.from(attest.privateKey),
+    attestPub: Buffer.concat([Buffer.from(attestJwk.x!, "base64url"), Buffer.from(attestJwk.y!, "base64url")]),
+  };
 }
 
 interface SimCa {
@@ -96,6 +137,9 @@ export class TdxSimulator {
     readonly tcbSigningDer: Uint8Array,
     fmspc: string,
     private readonly crlIssuers: { root: SimCa; ca: SimCa; pckSerial: string },
+    /** This platform's PPID (hex), in its PCK certificate's SGX extension. */
+    readonly ppid: string,
+    private readonly validity: { notBefore: Date; notAfter: Date },
   ) {
     this.rootFingerprint = createHash("sha256").update(rootDer).digest("hex");
     this.fmspc = fmspc;
@@ -106,7 +150,7 @@ export class TdxSimulator {
     const crypto = webcrypto;
     px509.cryptoProvider.set(crypto as never);
     const gen = () => crypto.subtle.generateKey(ALG, true, ["sign", "verify"]) as Promise<webcrypto.CryptoKeyPair>;
-    const [root, ca, pck, tcbSigner, attest] = await Promise.all([gen(), gen(), gen(), gen(), gen()]);
+    const [root, ca, tcbSigner] = await Promise.all([gen(), gen(), gen()]);
     const notBefore = new Date(Date.now() - 86_400_000);
     const notAfter = new Date(Date.now() + (opts.validDays ?? 3650) * 86_400_000);
     const serial = () => "01" + randomBytes(15).toString("hex");
@@ -146,31 +190,12 @@ export class TdxSimulator {
       new px509.BasicConstraintsExtension(false, undefined, true),
     ]);
     const fmspc = Buffer.from(opts.fmspc ?? "00906ed50000", "hex");
-    const pckSerial = serial();
-    const pckCert = await px509.X509CertificateGenerator.create(
-      {
-        serialNumber: pckSerial,
-        subject: name("Intel SGX PCK Certificate"),
-        issuer: caCert.subject,
-        notBefore,
-        notAfter,
-        signingAlgorithm: SIG_ALG,
-        publicKey: pck.publicKey,
-        signingKey: ca.privateKey,
-        extensions: [
-          new px509.BasicConstraintsExtension(false, undefined, true),
-          new px509.Extension(SGX_EXT, false, sgxExtension(fmspc, new Array(16).fill(2), 11, Buffer.alloc(16, 2))),
-        ],
-      },
-      crypto as never,
-    );
-    const attestJwk = await crypto.subtle.exportKey("jwk", attest.publicKey);
-    const attestPub = Buffer.concat([Buffer.from(attestJwk.x!, "base64url"), Buffer.from(attestJwk.y!, "base64url")]);
+    const platform = await issuePlatform(caCert.subject, ca.privateKey, fmspc, notBefore, notAfter);
     return new TdxSimulator(
-      pem(pckCert.rawData) + pem(caCert.rawData) + pem(rootCert.rawData),
-      KeyObject.from(pck.privateKey),
-      KeyObject.from(attest.privateKey),
-      attestPub,
+      pem(platform.pckDer) + pem(caCert.rawData) + pem(rootCert.rawData),
+      platform.pckKey,
+      platform.attestKey,
+      platform.attestPub,
       KeyObject.from(tcbSigner.privateKey),
       new Uint8Array(rootCert.rawData),
       new Uint8Array(tcbCert.rawData),
@@ -178,8 +203,40 @@ export class TdxSimulator {
       {
         root: { name: rootCert.subject, key: root.privateKey, serial: rootCert.serialNumber },
         ca: { name: caCert.subject, key: ca.privateKey, serial: caCert.serialNumber },
-        pckSerial,
+        pckSerial: platform.pckSerial,
       },
+      platform.ppid,
+      { notBefore, notAfter },
+    );
+  }
+
+  /**
+   * Another platform (machine) under the same simulated Intel hierarchy — same root, PCK CA and TCB signing key,
+   * so the same `rootFingerprint` trusts it — with its own PCK certificate (another PPID, another PCK key) and
+   * its own attestation key.
+   */
+  async otherPlatform(): Promise<TdxSimulator> {
+    const p = await issuePlatform(
+      this.crlIssuers.ca.name,
+      this.crlIssuers.ca.key,
+      Buffer.from(this.fmspc, "hex"),
+      this.validity.notBefore,
+      this.validity.notAfter,
+    );
+    // The chain after the leaf (PCK CA, root) is this platform's.
+    const rest = this.chainPem.slice(this.chainPem.indexOf("-----END CERTIFICATE-----") + 25).replace(/^\s+/, "");
+    return new TdxSimulator(
+      pem(p.pckDer) + rest,
+      p.pckKey,
+      p.attestKey,
+      p.attestPub,
+      this.tcbSigningKey,
+      this.rootDer,
+      this.tcbSigningDer,
+      this.fmspc,
+      { ...this.crlIssuers, pckSerial: p.pckSerial },
+      p.ppid,
+      this.validity,
     );
   }
 

@@ -109,6 +109,7 @@ async function verifyTdxSteps(quoteBytes: Uint8Array, options: TdxVerifyOptions)
   const extra: Record<string, unknown> = {};
   if (v.chain?.extension) {
     extra.fmspc = v.chain.extension.fmspc;
+    if (v.chain.extension.ppid) extra.ppid = v.chain.extension.ppid;
     extra.pceId = v.chain.extension.pceId;
     extra.pceSvn = v.chain.extension.pceSvn;
   }

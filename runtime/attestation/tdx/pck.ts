@@ -1,5 +1,5 @@
 // The PCK certificate chain carried in a quote: PEM splitting, and Intel's SGX extension
-// (OID 1.2.840.113741.1.13.1) that names the platform (FMSPC, PCEID) and its TCB (SVNs).
+// (OID 1.2.840.113741.1.13.1) that names the platform (PPID, FMSPC, PCEID) and its TCB (SVNs).
 import { EvidenceFormatError } from "../types.js";
 import { pemDecode } from "../pem.js";
 import { children, decodeOid, decodeUint, readTlv } from "./der.js";
@@ -7,6 +7,12 @@ import { children, decodeOid, decodeUint, readTlv } from "./der.js";
 const SGX_EXTENSION_OID = "1.2.840.113741.1.13.1";
 
 export interface PckExtension {
+  /**
+   * PPID (hex, 16 bytes): the Platform Provisioning ID Intel registered the platform under — one per platform (a
+   * single-package platform: its CPU), the same for every TCB level's PCK certificate. Optional in the parse
+   * (Intel's PCK certificates carry it; a verifier that needs it refuses its absence by name).
+   */
+  ppid?: string;
   fmspc: string;
   pceId: string;
   pceSvn: number;
@@ -57,6 +63,9 @@ export function parsePckExtension(certDer: Uint8Array): PckExtension {
   const pceId = need("3", "pceid");
   if (fmspc.length !== 6) throw new EvidenceFormatError(`${f}.fmspc: ${fmspc.length} bytes, expected 6`, `${f}.fmspc`);
   if (pceId.length !== 2) throw new EvidenceFormatError(`${f}.pceid: ${pceId.length} bytes, expected 2`, `${f}.pceid`);
+  const ppid = byOid.get(`${SGX_EXTENSION_OID}.1`);
+  if (ppid && ppid.length !== 16)
+    throw new EvidenceFormatError(`${f}.ppid: ${ppid.length} bytes, expected 16`, `${f}.ppid`);
   const tcbSeq = byOid.get(`${SGX_EXTENSION_OID}.2`);
   if (!tcbSeq) throw new EvidenceFormatError(`${f}: missing tcb`, `${f}.tcb`);
   const comps: number[] = new Array(16).fill(-1);
@@ -78,6 +87,7 @@ export function parsePckExtension(certDer: Uint8Array): PckExtension {
     );
   }
   return {
+    ...(ppid ? { ppid: Buffer.from(ppid).toString("hex") } : {}),
     fmspc: Buffer.from(fmspc).toString("hex"),
     pceId: Buffer.from(pceId).toString("hex"),
     pceSvn,

@@ -243,7 +243,7 @@ export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Pro
   // Every attested runtime can release its share to an attested peer (if it was initialised with peer_threshold);
   // only one with `peer_unseal` asks peers for theirs.
   const peerTrust = o.peerTrust ?? vendorTrust(cfg.peerUnseal?.kds ?? "off");
-  const reference = evidenceSource ? ownReference(evidenceSource) : undefined;
+  const reference = evidenceSource ? ownReference(evidenceSource, peerTrust) : undefined;
   const peerService =
     attested && reference
       ? new PeerUnsealService({ core, holder: () => attested.spkiSha256, reference, trust: peerTrust })

@@ -16,6 +16,10 @@
 //   TDX:     TEE_TCB_SVN ≥ this replica's (policy.tee-tcb-svn).
 // Trust (vendor roots, or listed simulated ones) comes from configuration; the appraisal's default policy
 // still refuses debug and migration-agent guests.
+// Besides, the replica's own hardware identity (hardware.ts: CHIP_ID / PPID), the slot its share is held by: taken
+// from the same own report, but only once that report VERIFIED against the trust configuration and answered a
+// fresh nonce — on TDX the quote comes through the host's quoting service, and an unverified PCK certificate
+// would let the host choose which platform this replica claims to be.
 import { randomBytes } from "node:crypto";
 import {
   decodeTcb,
@@ -27,11 +31,13 @@ import {
   type TcbVersion,
 } from "../../attestation/snp/abi.js";
 import { parseQuote } from "../../attestation/tdx/abi.js";
-import type { Policy } from "../../attestation/policy.js";
+import { appraise } from "../../attestation/appraise.js";
+import type { Policy, TrustConfig } from "../../attestation/policy.js";
 import type { Check, Claims } from "../../attestation/types.js";
 import { decodeEvidence } from "../../protocol/evidence.js";
 import type { WireEvidence } from "../../protocol/evidence.js";
 import type { RuntimeEvidenceSource } from "../http/attested-tls.js";
+import { hardwareIdentity, type HardwareIdentity } from "./hardware.js";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 
@@ -72,6 +78,8 @@ export interface ReplicaReference {
   extraChecks(claims: Claims | undefined): Check[];
   /** One line for logs and audit: what the set runs. Public values only. */
   summary: string;
+  /** This replica's own hardware identity, from its own verified report (ownReference only). */
+  hardware?: HardwareIdentity;
 }
 
 /** The reference values of the replica whose evidence this is (its own, collected at start). */
@@ -138,17 +146,35 @@ export function replicaReference(wire: WireEvidence): ReplicaReference {
 }
 
 /**
- * This replica's reference values, from one report of its own (REPORT_DATA random: the report is read, never
- * sent), taken once and kept for the life of the process. A failure is retried on the next call.
+ * This replica's reference values and hardware identity, from one report of its own (REPORT_DATA a random nonce:
+ * the report is read, never sent), taken once and kept for the life of the process. A failure is retried on the
+ * next call. The identity is set only when the report verifies against `trust` and answers that nonce.
  */
-export function ownReference(source: RuntimeEvidenceSource): () => Promise<ReplicaReference> {
+export function ownReference(source: RuntimeEvidenceSource, trust: TrustConfig): () => Promise<ReplicaReference> {
   let p: Promise<ReplicaReference> | undefined;
+  const load = async (): Promise<ReplicaReference> => {
+    const nonce = randomBytes(64);
+    const wire = await source.collect(nonce);
+    const ref = replicaReference(wire);
+    const verdict = await appraise(decodeEvidence(wire, "own evidence"), ref.policy, {
+      trust,
+      expectedReportData: nonce,
+    });
+    const failed = verdict.checks.find((c) => !c.ok);
+    const hardware: HardwareIdentity = verdict.accepted
+      ? hardwareIdentity(verdict.claims, "this replica's own")
+      : {
+          check: {
+            id: ref.platform === "snp" ? "peer.chip-id" : "peer.platform-id",
+            ok: false,
+            detail: `this replica's own evidence does not verify (${failed ? `${failed.id}: ${failed.detail}` : "not accepted"}), so it names no hardware to hold a share by`,
+          },
+        };
+    return { ...ref, hardware };
+  };
   return () =>
-    (p ??= source
-      .collect(randomBytes(64))
-      .then(replicaReference)
-      .catch((e: unknown) => {
-        p = undefined;
-        throw e;
-      }));
+    (p ??= load().catch((e: unknown) => {
+      p = undefined;
+      throw e;
+    }));
 }

@@ -9,6 +9,9 @@
 //   3. evidence over peerUnsealReportData(nonce, our ephemeral P-384 + ML-KEM-768 keys) from our own PSP/TDX module.
 //   4. POST sys/peer-unseal/share (pinned) → a hybrid seal to our keys; opened in memory; it must answer OUR
 //      nonce and name the key we verified (so one peer cannot count twice by relaying another's answer).
+// A peer is a MACHINE (hardware.ts): its identity is the CHIP_ID (SEV-SNP) or PPID (TDX) of the evidence verified in
+// step 1 — never anything the peer says — and at most one share counts per identity and per share index, so one
+// machine restarted k times, or k VMs of the image on one chip, gives one share.
 // The ephemeral keys live for one attempt, in memory. Fewer than `threshold` shares leave the runtime sealed.
 import { generateKeyPairSync } from "node:crypto";
 import { combine } from "shamir-secret-sharing";
@@ -21,6 +24,7 @@ import { InvalidUnsealKeyError } from "../vault/barrier.js";
 import type { Core, CoreLogger } from "../vault/core.js";
 import type { RuntimeEvidenceSource } from "../http/attested-tls.js";
 import type { ReplicaReference } from "./reference.js";
+import { hardwareIdentity } from "./hardware.js";
 import type { PeerSharePayload } from "./serve.js";
 
 export interface PeerUnsealOptions {
@@ -47,6 +51,9 @@ export interface PeerUnsealResult {
 
 class PeerRefused extends Error {}
 
+/** "snp:Milan:0123456789abcdef…" — enough to tell machines apart in a log line. */
+const shortHardware = (id: string) => id.replace(/^((?:snp:[^:]+|tdx:ppid):)(.{16}).+$/, "$1$2…");
+
 const parseJson = (text: string): Record<string, unknown> => {
   try {
     return JSON.parse(text) as Record<string, unknown>;
@@ -61,7 +68,7 @@ async function askPeer(
   o: PeerUnsealOptions,
   ref: ReplicaReference,
   keys: { privateKey: import("node:crypto").KeyObject; jwk: object; ek: Uint8Array; dk: Uint8Array; material: Buffer },
-): Promise<PeerSharePayload> {
+): Promise<{ payload: PeerSharePayload; hardware: string }> {
   const v = await verifyRuntime({
     url,
     expected: { policy: ref.policy, trust: o.trust },
@@ -70,6 +77,8 @@ async function askPeer(
   const launch = ref.extraChecks(v.verdict?.claims).find((c) => !c.ok);
   if (!v.ok || !v.spkiSha256) throw new PeerRefused(`peer not verified: ${v.reason ?? "no key"}`);
   if (launch) throw new PeerRefused(`peer not verified: ${launch.id}: ${launch.detail}`);
+  const hw = hardwareIdentity(v.verdict?.claims, "the peer's");
+  if (!hw.id) throw new PeerRefused(`peer not verified: ${hw.check.id}: ${hw.check.detail}`);
   const post = async (path: string, body: unknown) => {
     const socket = await connectPinned(url, v.spkiSha256!, o.timeoutMs);
     const r = await requestOver(socket, url, "POST", `/v1/sys/peer-unseal/${path}`, {
@@ -111,7 +120,7 @@ async function askPeer(
   if (!Number.isInteger(p.index) || p.index < 1 || p.index > 255) throw new PeerRefused("share: bad index");
   if (!Number.isInteger(p.threshold) || p.threshold < 1 || p.threshold > 255)
     throw new PeerRefused("share: bad threshold");
-  return p;
+  return { payload: p, hardware: hw.id };
 }
 
 /**
@@ -132,14 +141,16 @@ export async function unsealFromPeers(o: PeerUnsealOptions): Promise<PeerUnsealR
     material: hybridBindingMaterial(publicKey.export({ type: "spki", format: "der" }), ek),
   };
   const shares = new Map<number, Buffer>();
-  const fromPeer = new Set<string>();
+  /** Hardware identities (chip / platform) a share was counted from: one share per machine. */
+  const fromHardware = new Map<string, string>();
   let threshold: number | undefined;
   try {
     for (const url of o.peers) {
       if (threshold !== undefined && shares.size >= threshold) break;
       let p: PeerSharePayload;
+      let hardware: string;
       try {
-        p = await askPeer(url, o, ref, keys);
+        ({ payload: p, hardware } = await askPeer(url, o, ref, keys));
       } catch (e) {
         const reason = e instanceof PeerRefused ? e.message : `unreachable: ${(e as Error).message}`;
         refusals.push({ peer: url, reason });
@@ -154,13 +165,22 @@ export async function unsealFromPeers(o: PeerUnsealOptions): Promise<PeerUnsealR
         continue;
       }
       threshold = p.threshold;
-      if (shares.has(p.index) || fromPeer.has(p.peer_spki_sha256)) {
+      const sameMachine = fromHardware.get(hardware);
+      if (sameMachine !== undefined || shares.has(p.index)) {
         share.fill(0);
-        refusals.push({ peer: url, reason: `share ${p.index}: already have it (not a distinct peer)` });
+        const machine =
+          sameMachine === undefined
+            ? ""
+            : `peer.same-hardware: ${shortHardware(hardware)} already gave a share (through ${sameMachine})`;
+        const reason = shares.has(p.index)
+          ? `share ${p.index}: already have it (not a distinct peer)${machine ? `; ${machine}` : ""}`
+          : `share ${p.index}: ${machine} (not a distinct peer)`;
+        refusals.push({ peer: url, reason });
+        o.logger?.warn(`peer unseal: ${url}: not counted: ${reason}`);
         continue;
       }
       shares.set(p.index, share);
-      fromPeer.add(p.peer_spki_sha256);
+      fromHardware.set(hardware, url);
       o.logger?.info(`peer unseal: share ${p.index} from ${url} (${shares.size}/${threshold})`);
     }
     if (threshold === undefined || shares.size < threshold) {

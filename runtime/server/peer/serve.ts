@@ -11,6 +11,10 @@
 //                       reference values (reference.ts): policy.measurement, policy.host-data, tdx rtmrs, …
 //   peer.launch-policy  (SEV-SNP) the guest POLICY equals this replica's
 //   peer.key-binding    REPORT_DATA = peerUnsealReportData(nonce, the submitted keys)
+//   peer.chip-id        (SEV-SNP) this replica's own CHIP_ID and the requester's are unmasked (hardware.ts)
+//   peer.platform-id    (TDX) this replica's own PCK certificate and the requester's name a platform (PPID)
+// The share released is the one of the slot held by this replica's HARDWARE (its chip / platform), not by its
+// process: a restart on the same chip, or another VM of the image there, releases the same share index again.
 // Every release and refusal is audited with what was checked (measurement, evidence digest, the requester's key
 // digest, the share index) — never the share.
 import { createHash, createPublicKey } from "node:crypto";
@@ -30,6 +34,7 @@ import { PrefixedStorage } from "../storage/prefixed.js";
 import { newRequestId, type AuditRequest } from "../audit/broker.js";
 import { NonceStore } from "../nitride/nonces.js";
 import type { ReplicaReference } from "./reference.js";
+import { hardwareIdentity } from "./hardware.js";
 
 /** The payload sealed to the requester (peer-unseal share format v1). */
 export interface PeerSharePayload {
@@ -50,9 +55,9 @@ const HEADERS = { "cache-control": "no-store", "x-content-type-options": "nosnif
 
 export interface PeerUnsealServiceOptions {
   core: Core;
-  /** SHA-256 (hex) of this replica's attested TLS key: its identity as a peer (slot holder, nonce issuer). */
+  /** SHA-256 (hex) of this replica's attested TLS key: the nonce issuer, named in the sealed answer. */
   holder: () => string;
-  /** This replica's own reference values (reference.ts), computed once from its own evidence. */
+  /** This replica's own reference values and hardware identity (reference.ts), once from its own evidence. */
   reference: () => Promise<ReplicaReference>;
   /** Roots the requester's evidence must chain to (vendor roots; simulated ones only in tests / locally). */
   trust: TrustConfig;
@@ -112,10 +117,23 @@ export class PeerUnsealService {
       throw new Refused(400, "peer.configured", "this runtime is not initialised");
   }
 
+  /** The slot holder: this replica's hardware identity; without one it releases nothing (named check). */
+  private async ownHardware(): Promise<string> {
+    const own = (await this.o.reference()).hardware;
+    if (!own?.id)
+      throw new Refused(
+        403,
+        own?.check.id ?? "peer.chip-id",
+        own?.check.detail ?? "this replica's own hardware identity is unavailable",
+      );
+    return own.id;
+  }
+
   private async challenge() {
     await this.ready();
     if (this.o.core.sealConfigPeerThreshold === undefined)
       throw new Refused(400, "peer.configured", "the runtime was initialised without peer_threshold");
+    await this.ownHardware();
     const { nonce, expiresAt } = await this.nonces.issue(this.storage(), this.o.holder(), NONCE_TTL_S);
     return { data: { nonce: nonce.toString("hex"), expires_at: expiresAt, peer_spki_sha256: this.o.holder() } };
   }
@@ -184,11 +202,16 @@ export class PeerUnsealService {
         : c,
     );
     checks.push(...ref.extraChecks(verdict.claims));
+    // The requester must name its hardware too: a masked report is one the host chose to make anonymous.
+    const requesterHw = hardwareIdentity(verdict.claims, "the requester's");
+    if (requesterHw.id && verdict.accepted) meta.requester_hardware = requesterHw.id;
+    checks.push(requesterHw.check);
     const refusal =
       refuseFirst(checks) ??
       (verdict.accepted ? undefined : new Refused(403, "peer.appraisal", "evidence not accepted"));
     if (refusal) throw refusal;
-    const share = await this.o.core.peerShare(this.o.holder());
+    const hardware = await this.ownHardware();
+    const share = await this.o.core.peerShare(hardware);
     if (!share) throw new Refused(400, "peer.configured", "the runtime was initialised without peer_threshold");
     const payload: PeerSharePayload = {
       v: 1,
@@ -202,6 +225,7 @@ export class PeerUnsealService {
     const sealed = await hybridSeal(payload, jwk, ek);
     payload.share = "";
     meta.peer_unseal = "released";
+    meta.peer_hardware = hardware;
     meta.share_index = String(share.index);
     meta.threshold = String(share.threshold);
     return {

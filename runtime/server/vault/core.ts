@@ -448,8 +448,8 @@ export class Core implements CoreView {
   }
 
   /**
-   * This replica's peer-unseal share (its slot's, claimed on first use; `holder` = its attested TLS key), for a
-   * requester the caller has verified. Undefined when the runtime was initialised without peer_threshold.
+   * This replica's peer-unseal share (its slot's, claimed on first use; `holder` = its hardware identity, the chip
+   * or platform its own verified evidence names), for a requester the caller has verified. Undefined when the runtime was initialised without peer_threshold.
    */
   async peerShare(holder: string): Promise<PeerShare | undefined> {
     if (this.sealed) throw new SealedError();

@@ -3,10 +3,13 @@
 // these shares — never the key — to a sealed replica that proved, with fresh hardware evidence, that it runs
 // what the replica set runs (runtime/server/peer/). The sealed one needs k shares from k distinct peers.
 //
-// Which share a peer releases: each replica process (identified by its attested TLS key, which is new at every
-// start) holds one slot of the table `core/peer-unseal/slots`, claimed in a storage transaction the first time it
-// releases, so two live replicas never release the same share. A restarted replica claims a new slot; the table
-// has PEER_SHARES slots and, when full, the least recently used slot is taken over (a long-gone process).
+// Which share a peer releases: each MACHINE — its hardware identity from its own verified evidence (SEV-SNP CHIP_ID,
+// TDX PPID; runtime/server/peer/hardware.ts), not its process, whose attested TLS key is new at every start — holds
+// one slot of the table `core/peer-unseal/slots`, claimed in a storage transaction the first time it releases. So
+// a replica restarted on the same chip, or another VM of the image there, releases the same share index again, and
+// two machines never release the same one. The table has PEER_SHARES slots and, when full, the least recently used
+// slot is taken over (a machine long gone); the requester counts one share per machine whatever the index, so a
+// takeover cannot make one machine count twice either.
 import { split } from "shamir-secret-sharing";
 import type { Storage } from "../storage/types.js";
 import { LogicalError } from "./backend.js";
@@ -24,7 +27,7 @@ interface StoredShares {
 }
 
 interface Slot {
-  /** SHA-256 (hex) of the holder's attested TLS key. */
+  /** The holder's hardware identity ("snp:<product>:<hwID>", "tdx:ppid:<PPID>"). */
   holder: string;
   /** Last release by this holder (ms since epoch). */
   seen: number;
@@ -64,7 +67,8 @@ export async function peerThreshold(barrier: Storage): Promise<number | undefine
 }
 
 /**
- * The share of the slot `holder` holds (claiming one first), or undefined when peer unseal is not configured.
+ * The share of the slot `holder` (a hardware identity) holds, claiming one first; undefined when peer unseal is not
+ * configured.
  * The claim is one storage transaction, so concurrent replicas on one database get distinct slots.
  */
 export async function peerShareFor(barrier: Storage, holder: string, now = Date.now()): Promise<PeerShare | undefined> {

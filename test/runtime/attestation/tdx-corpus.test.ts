@@ -93,6 +93,8 @@ describe.skipIf(!hasShared)("TDX manifest cases", () => {
     const ext = parsePckExtension(leaf);
     expect(ext).toMatchObject({ fmspc: "50806f000000", pceId: "0000", pceSvn: 11 });
     expect(hex(ext.cpuSvn)).toBe("03030202020100020000000000000000");
+    // Intel's PCK certificates name the platform: the PPID peer unseal holds slots by.
+    expect(ext.ppid).toBe("089ddfdb9c0359c82a3bc7719239574e");
   });
 
   it("reads trustee-tdx-quote-5 as v5 with a TD report 1.5 body", () => {

@@ -1,6 +1,7 @@
 // Replicas of an attested runtime as real servers (fastify over TLS, in this process) on shared storage, with
 // simulated SEV-SNP or TDX evidence, and a hostile client speaking sys/peer-unseal/* by hand.
 import https from "node:https";
+import net from "node:net";
 import { generateKeyPairSync } from "node:crypto";
 import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
 import { parseConfig } from "../../../runtime/server/http/config.js";
@@ -17,12 +18,23 @@ import type { TdxSimulator } from "../../../runtime/sim/tdx.js";
 
 export const SNP_POLICY = 0x30000n;
 
-/** Evidence from a simulated SEV-SNP chip for a launch of `measurement`. */
-export function snpSource(chip: SnpSimulator, measurement: string): RuntimeEvidenceSource {
+/**
+ * Evidence from a simulated SEV-SNP chip for a launch of `measurement`; `masked`: the host set MASK_CHIP_ID (CHIP_ID
+ * reads as zero), signed with the VLEK (a VCEK names the chip whatever the report says) or the VCEK.
+ */
+export function snpSource(
+  chip: SnpSimulator,
+  measurement: string,
+  o: { masked?: "vlek" | "vcek" } = {},
+): RuntimeEvidenceSource {
   return {
-    name: `snp-sim:${Buffer.from(chip.chipId).toString("hex").slice(0, 8)}`,
+    name: `snp-sim:${Buffer.from(chip.chipId).toString("hex").slice(0, 8)}${o.masked ? ":masked" : ""}`,
     async collect(reportData) {
-      const r = await chip.report({ measurement, reportData });
+      const r = await chip.report({
+        measurement,
+        reportData,
+        ...(o.masked ? { maskChipId: true, signer: o.masked } : {}),
+      });
       return {
         kind: "snp",
         report: Buffer.from(r.report).toString("base64"),
@@ -149,5 +161,51 @@ export function requesterKeys() {
     }),
     open: (sealed: string) =>
       hybridOpen(sealed, { p384PrivateKey: privateKey, mlkemSecretKey: mlkem.secretKey }) as Promise<Json>,
+  };
+}
+
+/**
+ * The host's router in front of a peer address: forwards every TCP connection to the current backend. `switchTo`
+ * makes new connections wait until the promised backend is up (a restart of the replica behind the same address)
+ * and cuts the old backend's connections.
+ */
+export async function hostRoute(backend: string): Promise<{
+  url: string;
+  switchTo: (next: Promise<string>) => void;
+  close: () => Promise<void>;
+}> {
+  let current: Promise<string> = Promise.resolve(backend);
+  const open = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    open.add(client);
+    client.on("close", () => open.delete(client));
+    client.pause();
+    void current.then(
+      (url) => {
+        const u = new URL(url);
+        const up = net.connect(Number(u.port), u.hostname);
+        open.add(up);
+        up.on("close", () => open.delete(up));
+        up.on("error", () => client.destroy());
+        client.on("error", () => up.destroy());
+        client.pipe(up).pipe(client);
+        client.resume();
+      },
+      () => client.destroy(),
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    url: `https://127.0.0.1:${port}`,
+    switchTo: (next) => {
+      for (const s of open) s.destroy();
+      current = next;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of open) s.destroy();
+        server.close(() => resolve());
+      }),
   };
 }

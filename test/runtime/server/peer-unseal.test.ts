@@ -1,6 +1,7 @@
 // A replica set of attested runtimes on one storage (PostgreSQL for SEV-SNP, a SQLite file for TDX): every
 // replica attests on its own key; a sealed replica (TDX: no derived key; SEV-SNP: moved to another chip) is
-// unsealed by k attested peers over real HTTP, and every hostile request is refused by the check it fails.
+// unsealed by k attested peers on k distinct machines over real HTTP, and every hostile request is refused by the
+// check it fails — including a host that multiplies one machine into several "peers" (restarts, VMs on one chip).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -17,6 +18,7 @@ import type { RunningServer } from "../../../runtime/server/http/server.js";
 import { haveCommand, requireTool } from "../../support/prereq.js";
 import {
   call,
+  hostRoute,
   logger,
   requesterKeys,
   snpDerivedKey,
@@ -40,6 +42,7 @@ let pgUrl = "";
 let dir = "";
 let chipA: SnpSimulator;
 let chipB: SnpSimulator;
+let chipC: SnpSimulator;
 let tdx: TdxSimulator;
 let trust: TrustConfig;
 const servers: RunningServer[] = [];
@@ -89,6 +92,9 @@ beforeAll(async () => {
   chipB = await createSnpSimulator({
     state: { ...(await chipA.exportState()), chipId: "5a".repeat(64), veks: {} },
   });
+  chipC = await createSnpSimulator({
+    state: { ...(await chipA.exportState()), chipId: "c3".repeat(64), veks: {} },
+  });
   tdx = await TdxSimulator.create();
   trust = {
     snp: { simulated: [chipA.trustAnchor] },
@@ -101,9 +107,12 @@ beforeAll(async () => {
   root = init.body.root_token;
   for (const k of keys.slice(0, 2)) await call(r1.url, "PUT", "sys/unseal", { key: k });
   expect(r1.core.sealed).toBe(false);
-  // Same chip, same launch: r2 and r3 unseal themselves with the derived key at start.
+  // Same chip, same launch: r2 unseals itself with the derived key at start. r3 runs on another chip (a peer is a
+  // machine: r1 and r2 are one), where the derived key opens nothing: its operators unseal it.
   r2 = await replica({ storage: pgStorage(), ...snp(chipA) });
-  r3 = await replica({ storage: pgStorage(), ...snp(chipA) });
+  r3 = await replica({ storage: pgStorage(), ...snp(chipC) });
+  expect(r3.core.sealed).toBe(true);
+  for (const k of keys.slice(0, 2)) await call(r3.url, "PUT", "sys/unseal", { key: k });
   expect([r2.core.sealed, r3.core.sealed]).toEqual([false, false]);
   // One storage, one barrier, one runtime instance: every replica binds the same instance id.
   expect(r1.core.instanceId).toBeDefined();
@@ -315,6 +324,160 @@ describe.runIf(ok)("peer unseal: hostile requesters are refused", () => {
   });
 });
 
+describe.runIf(ok)("peer unseal counts machines, not replica processes (k = 2)", () => {
+  /** A sealed replica on chip B asking `peers`, its log lines kept (and `onLine` called with each). */
+  async function requester(peers: string[], onLine?: (line: string) => void) {
+    const log = logger();
+    logs.push(log);
+    if (onLine) {
+      const push = log.lines.push.bind(log.lines);
+      log.lines.push = (...items: string[]) => {
+        for (const l of items) onLine(l);
+        return push(...items);
+      };
+    }
+    const r = await startReplica({ storage: pgStorage(), ...snp(chipB), trust, peers, log });
+    servers.push(r);
+    expect(r.core.sealed).toBe(true);
+    return r;
+  }
+
+  it("a replica's slot is its chip's: a restart on the same chip (new TLS key) releases the same share index", async () => {
+    const first = await ask(r1, snpSource(chipB, M));
+    expect(first.status, JSON.stringify(first.body)).toBe(200);
+    const index = first.body.data.share_index as number;
+    // r2: another VM of the image on r1's chip; then a restart of it (a new process, a new key, the same chip).
+    const again = await ask(r2, snpSource(chipB, M));
+    expect(again.body.data.share_index).toBe(index);
+    const restarted = await replica({ storage: pgStorage(), ...snp(chipA) });
+    expect(restarted.core.sealed).toBe(false);
+    expect(restarted.attestedSpkiSha256).not.toBe(r1.attestedSpkiSha256);
+    expect(restarted.attestedSpkiSha256).not.toBe(r2.attestedSpkiSha256);
+    const fromRestart = await ask(restarted, snpSource(chipB, M));
+    expect(fromRestart.body.data.share_index).toBe(index);
+    await restarted.close();
+    // Another chip holds another slot.
+    const other = await ask(r3, snpSource(chipB, M));
+    expect(other.body.data.share_index).not.toBe(index);
+    // Each sealed answer opens to the same share for the same chip.
+    const shares = await Promise.all([first, again, fromRestart].map((x) => x.keys.open(x.body.data.sealed)));
+    expect(new Set(shares.map((x: Json) => x.share)).size).toBe(1);
+  });
+
+  it("one peer replica restarted twice on its chip behind one address gives the requester one share: it stays sealed", async () => {
+    // The host restarts the replica behind the peer address after each share it released (new process, new
+    // attested TLS key each time, same chip A) and lists that address three times.
+    let current = await replica({ storage: pgStorage(), ...snp(chipA) });
+    const keysSeen = [current.attestedSpkiSha256];
+    const route = await hostRoute(current.url);
+    const restarts: Promise<string>[] = [];
+    const restart = async () => {
+      await current.close();
+      current = await replica({ storage: pgStorage(), ...snp(chipA) });
+      expect(current.core.sealed).toBe(false);
+      keysSeen.push(current.attestedSpkiSha256);
+      return current.url;
+    };
+    try {
+      const sealed = await requester([route.url, route.url, route.url], (line) => {
+        if (/^peer unseal: share \d+ from |not counted: /.test(line) && restarts.length < 2) {
+          const next = restart();
+          restarts.push(next);
+          route.switchTo(next);
+        }
+      });
+      const res = await sealed.peerUnseal!();
+      await Promise.all(restarts);
+      expect(keysSeen).toHaveLength(3);
+      expect(new Set(keysSeen).size).toBe(3);
+      expect(res).toMatchObject({ unsealed: false, shares: 1, threshold: 2 });
+      expect(res.refusals.map((x) => x.reason)).toEqual([
+        expect.stringMatching(/already have it \(not a distinct peer\); peer\.same-hardware: snp:/),
+        expect.stringMatching(/already have it \(not a distinct peer\); peer\.same-hardware: snp:/),
+      ]);
+      expect(sealed.core.sealed).toBe(true);
+    } finally {
+      await route.close();
+      await current.close();
+    }
+  });
+
+  it("two replicas on one chip give one share; a peer whose slot moved to another index still counts once per chip", async () => {
+    const sealed = await requester([r1.url, r2.url]);
+    const res = await sealed.peerUnseal!();
+    expect(res).toMatchObject({ unsealed: false, shares: 1, threshold: 2 });
+    expect(res.refusals).toEqual([
+      { peer: r2.url, reason: expect.stringMatching(/already have it \(not a distinct peer\); peer\.same-hardware/) },
+    ]);
+    expect(sealed.core.sealed).toBe(true);
+    // The requester's own guard, apart from the slots: chip A's slot is taken over between the two asks (what a
+    // full slot table does to the least recently used one), so r2 releases ANOTHER index for the same chip. The
+    // requester takes the chip from r2's verified evidence and counts it once.
+    const route = await hostRoute(r2.url);
+    let takeover: Promise<string> | undefined;
+    try {
+      const again = await requester([r1.url, route.url], (line) => {
+        if (!takeover && /^peer unseal: share \d+ from /.test(line)) {
+          takeover = (async () => {
+            const raw = await r1.core.barrier.get("core/peer-unseal/slots");
+            const slots = JSON.parse(raw!.toString("utf8")) as Record<string, { holder: string; seen: number }>;
+            for (const i of Object.keys(slots))
+              if (
+                slots[i].holder.startsWith("snp:") &&
+                slots[i].holder.endsWith(Buffer.from(chipA.chipId).toString("hex"))
+              )
+                slots[i] = { holder: "snp:Milan:" + "e1".repeat(64), seen: Date.now() };
+            await r1.core.barrier.put("core/peer-unseal/slots", Buffer.from(JSON.stringify(slots)));
+            return r2.url;
+          })();
+          route.switchTo(takeover);
+        }
+      });
+      const res2 = await again.peerUnseal!();
+      expect(takeover).toBeDefined();
+      expect(res2).toMatchObject({ unsealed: false, shares: 1, threshold: 2 });
+      expect(res2.refusals).toEqual([
+        {
+          peer: route.url,
+          reason: expect.stringMatching(/^share \d+: peer\.same-hardware: snp:\w+:[0-9a-f]{16}… already gave a share/),
+        },
+      ]);
+      expect(res2.refusals[0].reason).not.toMatch(/already have it/);
+      expect(again.core.sealed).toBe(true);
+    } finally {
+      await route.close();
+    }
+  });
+
+  it("a masked CHIP_ID is refused by name on both sides (peer.chip-id)", async () => {
+    // A requester whose host masked its CHIP_ID (VLEK-signed, so the chain verifies): the peer refuses by name.
+    const masked = await ask(r1, snpSource(chipB, M, { masked: "vlek" }));
+    expect(masked.status).toBe(403);
+    expect(masked.body.errors[0]).toMatch(/^peer-unseal refused: peer\.chip-id: the requester's CHIP_ID is masked/);
+    // VCEK-signed with a masked CHIP_ID: the VCEK names another chip than the report (the appraisal's snp.chip-id).
+    const vcek = await ask(r1, snpSource(chipB, M, { masked: "vcek" }));
+    expect(vcek.status).toBe(403);
+    expect(vcek.body.errors[0]).toMatch(/^peer-unseal refused: snp\.chip-id: /);
+    // A replica whose own CHIP_ID is masked holds no slot: it releases nothing, and a requester refuses it as a peer.
+    const anonymous = await replica({ storage: pgStorage(), source: snpSource(chipC, M, { masked: "vlek" }) });
+    for (const k of keys.slice(0, 2)) await call(anonymous.url, "PUT", "sys/unseal", { key: k });
+    expect(anonymous.core.sealed).toBe(false);
+    const ch = await call(anonymous.url, "POST", "sys/peer-unseal/challenge", {});
+    expect(ch.status).toBe(403);
+    expect(ch.body.errors[0]).toMatch(/^peer-unseal refused: peer\.chip-id: this replica's own CHIP_ID is masked/);
+    const sealed = await requester([anonymous.url, r1.url]);
+    const res = await sealed.peerUnseal!();
+    expect(res).toMatchObject({ unsealed: false, shares: 1, threshold: 2 });
+    expect(res.refusals).toEqual([
+      {
+        peer: anonymous.url,
+        reason: expect.stringMatching(/^peer not verified: peer\.chip-id: the peer's CHIP_ID is masked/),
+      },
+    ]);
+    await anonymous.close();
+  });
+});
+
 describe.runIf(ok)("peer unseal: a replica moved to another chip", () => {
   it("cannot unseal itself with the derived key, and is unsealed by two attested peers", async () => {
     const log = logger();
@@ -323,7 +486,8 @@ describe.runIf(ok)("peer unseal: a replica moved to another chip", () => {
       storage: pgStorage(),
       ...snp(chipB),
       trust,
-      peers: [r1.url, r2.url, r3.url],
+      // r1 and r3 are two machines (chips A and C); r2 shares r1's chip and is not needed.
+      peers: [r1.url, r3.url, r2.url],
       log,
     });
     servers.push(moved);
@@ -352,6 +516,9 @@ describe.runIf(ok)("peer unseal: a replica moved to another chip", () => {
       expect(r.auth.metadata).toMatchObject({ requester_measurement: M, requester_platform: "snp", simulated: "true" });
       expect(r.auth.metadata.share_index).toMatch(/^\d+$/);
       expect(r.auth.metadata.requester_key_sha256).toMatch(/^[0-9a-f]{64}$/);
+      // Which machine released, and to which machine (the chips a share slot and the requester's count go by).
+      expect(r.auth.metadata.peer_hardware).toMatch(/^snp:\w+:[0-9a-f]{128}$/);
+      expect(r.auth.metadata.requester_hardware).toMatch(/^snp:\w+:[0-9a-f]{128}$/);
     }
     const refused = records.filter((r) => r.type === "response" && r.auth?.metadata?.peer_unseal === "refused");
     expect(refused.map((r) => r.auth.metadata.refused_check)).toEqual(
@@ -392,7 +559,11 @@ describe.runIf(ok)("peer unseal on TDX (no derived key exists) over a shared SQL
     expect(init.status).toBe(200);
     const key = init.body.keys[0] as string;
     await call(t1.url, "PUT", "sys/unseal", { key });
-    const t2 = await replica(td());
+    // t2 runs on another platform (another PCK certificate and PPID under the same Intel root): a peer is a
+    // machine, and two TDs on one platform are one.
+    const tdx2 = await tdx.otherPlatform();
+    expect(tdx2.ppid).not.toBe(tdx.ppid);
+    const t2 = await replica({ storage, source: tdxSource(tdx2, MRTD, RTMRS, SVN) });
     await call(t2.url, "PUT", "sys/unseal", { key });
     expect([t1.core.sealed, t2.core.sealed]).toEqual([false, false]);
     // Another kernel command line → another RTMR2: refused by every peer, by name.
@@ -425,6 +596,19 @@ describe.runIf(ok)("peer unseal on TDX (no derived key exists) over a shared SQL
     expect(t3.core.sealed).toBe(true);
     const onlyOne = await replica({ ...td(), peers: [t2.url] });
     expect(await onlyOne.peerUnseal!()).toMatchObject({ unsealed: false, shares: 1, threshold: 2 });
+    // Two TDs on t1's platform (another replica there, a new process and key): one share.
+    const t1b = await replica(td());
+    await call(t1b.url, "PUT", "sys/unseal", { key });
+    const onePlatform = await replica({ ...td(), peers: [t1.url, t1b.url] });
+    const same = await onePlatform.peerUnseal!();
+    expect(same).toMatchObject({ unsealed: false, shares: 1, threshold: 2 });
+    expect(same.refusals).toEqual([
+      {
+        peer: t1b.url,
+        reason: expect.stringMatching(/already have it \(not a distinct peer\); peer\.same-hardware: tdx:ppid:/),
+      },
+    ]);
+    expect(onePlatform.core.sealed).toBe(true);
     const res = await t3.peerUnseal!();
     expect(res).toMatchObject({ unsealed: true, shares: 2, threshold: 2 });
     expect(t3.core.sealed).toBe(false);
