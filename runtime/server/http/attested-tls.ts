@@ -38,6 +38,11 @@ export interface AttestedListener {
   certPem: string;
   /** SHA-256 of the key's SubjectPublicKeyInfo (DER), hex: what REPORT_DATA binds and verifiers pin. */
   spkiSha256: string;
+  /**
+   * The runtime instance id (hex) this key has served, once it has: the key serves no other for its life (Core's
+   * ListenerInstance). Kept with the key, so every worker serving it — a respawned one too — knows it.
+   */
+  servedInstanceId?: string;
 }
 
 /** A fresh P-384 key pair and a self-signed certificate for the listener's host names. */

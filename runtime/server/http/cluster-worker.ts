@@ -64,6 +64,7 @@ async function start(m: Extract<ToWorker, { t: "start" }>) {
       peers,
       bootstrapCert: m.bootstrap,
       attestedListener: m.attestedListener,
+      onInstanceServed: (id) => send({ t: "instance", id }),
       beforeListen: async (core) => {
         if (startupKey) await core.applyPeerEvent({ kind: "unsealed", key: startupKey });
         startupKey?.fill(0);

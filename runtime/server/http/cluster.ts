@@ -40,7 +40,9 @@ export type FromWorker =
   | { t: "share"; id: number; share: string }
   | { t: "reset"; id: number }
   | { t: "announce"; id: number; event: WirePeerEvent }
-  | { t: "applied"; id: number; error?: string };
+  | { t: "applied"; id: number; error?: string }
+  /** The attested key every worker serves now serves this instance (kept for workers forked later). */
+  | { t: "instance"; id: string };
 
 const describeEvent = (e: WirePeerEvent): string =>
   e.kind === "changed" ? `${e.what} change` : e.kind === "unsealed" ? "unseal" : e.kind === "sealed" ? "seal" : "init";
@@ -175,6 +177,9 @@ export async function runCluster(cfg: RuntimeConfig, log: CoreLogger): Promise<R
         send(w, { t: "reply", id: m.id });
         return;
       }
+      case "instance":
+        if (attestedListener && !attestedListener.servedInstanceId) attestedListener.servedInstanceId = m.id;
+        return;
       case "applied":
         if (m.error) log.error(`worker ${w.process.pid}: applying a change from another worker failed: ${m.error}`);
         settle(m.id, w.id);

@@ -72,6 +72,8 @@ export interface StartOptions {
   evidenceSource?: RuntimeEvidenceSource;
   /** The attested listener key (all workers of a runtime serve the same one); default: generated here. */
   attestedListener?: AttestedListener;
+  /** A worker tells its supervisor the instance the shared attested key now serves (Core's ListenerInstance). */
+  onInstanceServed?: (idHex: string) => void;
   /**
    * Roots a peer's evidence must chain to (peer unseal, both directions). Default: the vendor roots, with AMD KDS
    * as `peer_unseal.kds` says. Simulated roots only from tests and the local stack (server ↛ sim).
@@ -187,6 +189,18 @@ export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Pro
     auditFile: cfg.auditFile,
     responseSealer,
     peers: o.peers,
+    ...(attested
+      ? {
+          listenerInstance: {
+            served: () => (attested.servedInstanceId ? Buffer.from(attested.servedInstanceId, "hex") : undefined),
+            serve: (id: Buffer) => {
+              if (attested.servedInstanceId) return;
+              attested.servedInstanceId = id.toString("hex");
+              o.onInstanceServed?.(attested.servedInstanceId);
+            },
+          },
+        }
+      : {}),
     autoUnseal: o.autoUnseal ?? autoUnsealFromConfig(cfg),
     onInitialize: async (barrier) => {
       if (!tlsOn || l.tlsCertFile || attested) return {};

@@ -100,6 +100,8 @@ export interface CoreOptions {
   onInitialize?: (barrier: Storage) => Promise<Record<string, unknown>>;
   /** Set when this core is one worker of several (runtime server with `workers` > 1). */
   peers?: CorePeers;
+  /** Attested TLS: the instance the listener key has served (set only when the listener key is attested). */
+  listenerInstance?: ListenerInstance;
   /**
    * Auto-unseal: at init the unseal key is also wrapped with this provider's key and kept outside the
    * barrier; start() unwraps it and unseals without operators. The Shamir shares returned by init stay
@@ -122,6 +124,34 @@ export interface CoreOptions {
 }
 
 const SEAL_CONFIG_KEY = "core/seal-config";
+
+/**
+ * One attested listener key serves one runtime instance for its whole life. Verifiers (provider, enclaivelet)
+ * verify a key once and cache the verdict — with the instance id the evidence bound — for every later request on
+ * it, so a key that went on serving after the storage under the running process was swapped or wiped and
+ * re-initialised (the host's storage; an uninitialised runtime takes sys/init from anyone) would carry the
+ * deployer's requests and the workloads' evidence to the host's instance under a verdict for the deployer's. The
+ * core therefore refuses to initialise or open another instance once its key served one; a restart brings a new
+ * key, which every verifier attests afresh.
+ */
+export interface ListenerInstance {
+  /** The instance id this listener key has served, if any. */
+  served(): Buffer | undefined;
+  /** Records the first instance served (a no-op for the same one). */
+  serve(id: Buffer): void;
+}
+
+/** The storage under a running process now holds another instance than the one its attested key served. */
+export class InstanceChangedError extends LogicalError {
+  constructor(served: Buffer, found: Buffer | "uninitialised storage") {
+    super(
+      409,
+      `runtime instance changed under a running process: its attested TLS key served instance ${served.toString("hex")}, ` +
+        `the storage now holds ${found === "uninitialised storage" ? found : `instance ${found.toString("hex")}`} ` +
+        `(swapped or re-initialised); staying sealed — restart the runtime to serve it under a new key`,
+    );
+  }
+}
 
 /** A source of a 32-byte key that only this platform/launch can reproduce (e.g. SNP_GET_DERIVED_KEY). */
 export interface AutoUnsealProvider {
@@ -267,7 +297,13 @@ export class Core implements CoreView {
     } finally {
       key.fill(0);
     }
-    await this.postUnseal();
+    try {
+      await this.postUnseal();
+    } catch (e) {
+      if (!(e instanceof InstanceChangedError)) throw e;
+      this.logger.warn(`auto-unseal (${provider.type}): ${e.message}`);
+      return false;
+    }
     this.logger.info(`runtime unsealed by ${provider.type}`);
     return true;
   }
@@ -315,6 +351,10 @@ export class Core implements CoreView {
       throw new LogicalError(400, "secret_threshold: must be at least 2 when there is more than one share");
     if (shares === 1 && threshold !== 1) throw new LogicalError(400, "secret_threshold: must be 1 with a single share");
     if (o.peerThreshold !== undefined) checkPeerThreshold(o.peerThreshold);
+    // Storage wiped under a process whose attested key served an instance: not a fresh runtime to initialise.
+    const served = this.opts.listenerInstance?.served();
+    if (served && !(await this.opts.physical.get(SEAL_CONFIG_KEY)))
+      throw new InstanceChangedError(served, "uninitialised storage");
     if (await this.initialized()) throw new LogicalError(400, "Vault is already initialized");
     // The wrapping key first: a provider that refuses (no device, a PSP that gives no key to an unbound
     // launch) must leave the runtime uninitialised and init retryable, not a barrier without its seal config.
@@ -429,7 +469,12 @@ export class Core implements CoreView {
         throw new LogicalError(400, "unseal failed: invalid key shares (progress reset)");
       throw e;
     }
-    await this.postUnseal();
+    try {
+      await this.postUnseal();
+    } catch (e) {
+      await peers?.resetUnseal();
+      throw e;
+    }
     await peers?.announce({ kind: "unsealed", key });
     this.logger.info("runtime unsealed");
   }
@@ -548,7 +593,14 @@ export class Core implements CoreView {
     const salt = await this.barrier.get("core/token-salt");
     if (!salt) throw new StorageCorruptionError("token salt missing from storage", "core/token-salt");
     this.tokens = new TokenStore(new PrefixedStorage(this.barrier, "sys/token/"), salt);
-    this.#instanceId = await this.loadInstanceId();
+    const id = await this.loadInstanceId();
+    const served = this.opts.listenerInstance?.served();
+    if (served && !served.equals(id)) {
+      await this.seal();
+      throw new InstanceChangedError(served, id);
+    }
+    this.opts.listenerInstance?.serve(id);
+    this.#instanceId = id;
     this.audit.setKey((await this.barrier.get("core/audit-hmac-key")) ?? Buffer.alloc(0));
     await this.loadMounts();
     for (const a of await this.auditTable()) {

@@ -13,6 +13,7 @@ import { openTls } from "../../../runtime/client/attested-tls.js";
 import { startFakeConfigfsTsm, type FakeConfigfs } from "../guest/fake-configfs.js";
 import { MEASUREMENT, OTHER_MEASUREMENT, insecureGet } from "../attested-runtime-support.js";
 import https from "node:https";
+import { DatabaseSync } from "node:sqlite";
 
 /** A JSON request over TLS without judging the certificate (set-up only; the verdicts come from the CLI). */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped JSON from the API
@@ -20,7 +21,8 @@ function insecureJson(url: string, method: string, p: string, body: unknown): Pr
   return new Promise((resolve, reject) => {
     const req = https.request(
       new URL(`/v1/${p}`, url),
-      { method, rejectUnauthorized: false, headers: { "content-type": "application/json" } },
+      // A new connection each time (no keep-alive): the workers take connections in turn.
+      { method, rejectUnauthorized: false, agent: false, headers: { "content-type": "application/json" } },
       (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (d: Buffer) => chunks.push(d));
@@ -195,5 +197,65 @@ describe("runtime server with attested TLS (real processes)", () => {
     expect(JSON.parse(readFileSync(path.join(platformDir, "anchor.json"), "utf8")).ark_sha256).toMatch(
       /^[0-9a-f]{64}$/,
     );
+  });
+
+  it("two workers: storage wiped under the sealed runtime cannot be re-initialised, not even by a respawned worker", async () => {
+    // The attested key outlives a worker (the supervisor holds it), so the instance it served must too: a worker
+    // forked after a crash learns it from the supervisor (docs/security.md "One attested key, one instance").
+    const sim = await loadPlatform(platformDir);
+    const tsm = await startFakeConfigfsTsm(async (inblob) => {
+      const r = await sim.report({ measurement: MEASUREMENT, reportData: inblob });
+      return { outblob: Buffer.from(r.report), auxblob: Buffer.from(r.certTable) };
+    });
+    try {
+      const state = path.join(dir, "workers-wiped");
+      const s = await start(`
+        storage "sqlite" { path = "${state}/runtime.db" }
+        listener "tcp" { address = "127.0.0.1:0" }
+        workers = 2
+        attestation "configfs-tsm" { root = "${tsm.root}" }
+      `);
+      const init = await insecureJson(s.url, "PUT", "sys/init", { secret_shares: 1, secret_threshold: 1 });
+      expect(init.status, JSON.stringify(init.body)).toBe(200);
+      expect((await insecureJson(s.url, "PUT", "sys/unseal", { key: init.body.keys[0] })).body.sealed).toBe(false);
+      const id = (await insecureGet(s.url, `/v1/sys/attestation?nonce=${"6d".repeat(16)}`)).body.data.instance_id;
+      expect(id).toMatch(/^[0-9a-f]{64}$/);
+      const seal = await new Promise<number>((resolve, reject) => {
+        const req = https.request(
+          new URL("/v1/sys/seal", s.url),
+          { method: "PUT", rejectUnauthorized: false, headers: { "x-vault-token": init.body.root_token } },
+          (res) => {
+            res.resume();
+            res.on("end", () => resolve(res.statusCode ?? 0));
+          },
+        );
+        req.on("error", reject);
+        req.end();
+      });
+      expect(seal).toBeLessThan(300);
+      // The host wipes the database under the running workers, then crashes one of them.
+      const db = new DatabaseSync(path.join(state, "runtime.db"));
+      db.exec("DELETE FROM bk_kv");
+      db.close();
+      const pids = [...new Set([...s.out().matchAll(/worker (\d+): /g)].map((m) => Number(m[1])))];
+      expect(pids.length).toBeGreaterThanOrEqual(1);
+      process.kill(pids[0], "SIGKILL");
+      const deadline = Date.now() + 60_000;
+      while (!/exited \(SIGKILL\); starting a new one/.test(s.out()) && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 100));
+      await new Promise((r) => setTimeout(r, 3000)); // the new worker opens its storage and listens
+      // Connections are spread round-robin: several attempts reach the respawned worker as well.
+      for (let i = 0; i < 6; i++) {
+        const r = await insecureJson(s.url, "PUT", "sys/init", { secret_shares: 1, secret_threshold: 1 });
+        expect(r.status, JSON.stringify(r.body)).toBe(409);
+        expect(JSON.stringify(r.body)).toContain(`served instance ${id}`);
+        expect(r.body).not.toHaveProperty("root_token");
+      }
+      const left = new DatabaseSync(path.join(state, "runtime.db"));
+      expect(left.prepare("SELECT COUNT(*) AS n FROM bk_kv").get()).toEqual({ n: 0 });
+      left.close();
+    } finally {
+      await tsm.close();
+    }
   });
 });
