@@ -208,6 +208,24 @@ export function runtimeInstanceId(secret: Uint8Array): Buffer {
   return createHash("sha256").update(RUNTIME_INSTANCE_DOMAIN).update(secret).digest();
 }
 
+const REPLICA_SET_DOMAIN = Buffer.from("buckypaper-replica-set-instance-v1", "utf8");
+
+/**
+ * The launch-time field that names a replica set's runtime instance (peer unseal with `launch_binds_instance_id`):
+ * SEV-SNP HOST_DATA = SHA-256("buckypaper-replica-set-instance-v1" ‖ 0x00 ‖ instance id), 32 bytes; TDX MRCONFIGID =
+ * SHA-384(the same), 48 bytes. The launcher sets it after the first replica's sys/init made the id; a sealed replica
+ * reads it from its own report and so knows, measured, which instance it may be unsealed into
+ * (docs/trust-bootstrap.md "Peer unseal", "The replica set's launch names its instance").
+ */
+export function replicaSetLaunchBinding(instanceId: Uint8Array, platform: "snp" | "tdx"): Buffer {
+  if (instanceId.length !== 32) throw new Error(`instanceId must be 32 bytes, got ${instanceId.length}`);
+  return createHash(platform === "snp" ? "sha256" : "sha384")
+    .update(REPLICA_SET_DOMAIN)
+    .update(Buffer.from([0]))
+    .update(instanceId)
+    .digest();
+}
+
 /** SHA-256 of a SubjectPublicKeyInfo (DER): the TLS key's identity in runtimeTlsReportData. */
 export function spkiSha256(spkiDer: Uint8Array): Buffer {
   return createHash("sha256").update(spkiDer).digest();

@@ -260,7 +260,13 @@ export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Pro
   const reference = evidenceSource ? ownReference(evidenceSource, peerTrust) : undefined;
   const peerService =
     attested && reference
-      ? new PeerUnsealService({ core, holder: () => attested.spkiSha256, reference, trust: peerTrust })
+      ? new PeerUnsealService({
+          core,
+          holder: () => attested.spkiSha256,
+          reference,
+          trust: peerTrust,
+          launchBindsInstanceId: cfg.peerUnseal?.launchBindsInstanceId === true,
+        })
       : undefined;
   const app = buildApp({
     core,
@@ -337,6 +343,7 @@ function peerUnsealLoop(
       reference,
       trust,
       logger: o.logger,
+      launchBindsInstanceId: pu.launchBindsInstanceId,
     }).finally(() => {
       running = undefined;
     }));

@@ -4,7 +4,11 @@
 //     peers          = ["https://10.0.0.2:8200", "https://10.0.0.3:8200"]   # the other replicas
 //     retry_interval = "30s"                                                # while sealed, ask again this often
 //     kds            = "off"     # VCEK chain: the evidence's own certificate table ("off"), or AMD KDS ("online"/"offline")
+//     launch_binds_instance_id = true   # the set's HOST_DATA / MRCONFIGID = replicaSetLaunchBinding(instance id)
 //   }
+// launch_binds_instance_id (default false) is part of the measured config: it makes this replica refuse a peer, and
+// a reassembled keyring, of another instance than its launch names, and release nothing while its own instance is
+// not the one its launch names (instance.ts).
 // The threshold is not here: it is fixed at init (sys/init peer_threshold) and travels inside the sealed shares.
 // The reference values are not here either: a replica's peers must run exactly what it runs (reference.ts).
 import type { HclBody, HclValue } from "../vault/hcl.js";
@@ -16,9 +20,11 @@ export interface PeerUnsealStanza {
   /** Seconds between attempts while sealed. */
   retryInterval: number;
   kds: "online" | "offline" | "off";
+  /** The launch's HOST_DATA / MRCONFIGID names the set's instance id (instance.ts). */
+  launchBindsInstanceId: boolean;
 }
 
-const ALLOWED = ["peers", "retry_interval", "kds"];
+const ALLOWED = ["peers", "retry_interval", "kds", "launch_binds_instance_id"];
 
 /** Parses `peer_unseal { … }` (HCL block) or `"peer_unseal": {…}` (JSON); `bad` makes the caller's error type. */
 export function parsePeerUnseal(body: HclBody, bad: (msg: string) => Error): PeerUnsealStanza | undefined {
@@ -57,5 +63,8 @@ export function parsePeerUnseal(body: HclBody, bad: (msg: string) => Error): Pee
   const kds = attrs.kds ?? "off";
   if (kds !== "online" && kds !== "offline" && kds !== "off")
     throw bad(`peer_unseal.kds: must be online, offline or off, got '${String(kds)}'`);
-  return { peers: peers as string[], retryInterval, kds };
+  const bind = attrs.launch_binds_instance_id ?? false;
+  if (typeof bind !== "boolean")
+    throw bad(`peer_unseal.launch_binds_instance_id: must be true or false, got '${String(bind)}'`);
+  return { peers: peers as string[], retryInterval, kds, launchBindsInstanceId: bind };
 }

@@ -78,6 +78,11 @@ export interface ReplicaReference {
   extraChecks(claims: Claims | undefined): Check[];
   /** One line for logs and audit: what the set runs. Public values only. */
   summary: string;
+  /**
+   * The launch-time field a replica set may bind its instance id into (`launch_binds_instance_id`, instance.ts):
+   * this replica's own SEV-SNP HOST_DATA or TDX MRCONFIGID, hex.
+   */
+  launchField: { name: "HOST_DATA" | "MRCONFIGID"; hex: string };
   /** This replica's own hardware identity, from its own verified report (ownReference only). */
   hardware?: HardwareIdentity;
 }
@@ -116,6 +121,7 @@ export function replicaReference(wire: WireEvidence): ReplicaReference {
         ];
       },
       summary: `SEV-SNP measurement ${hex(r.measurement)}, policy ${policyHex}, host data ${hex(r.hostData).slice(0, 16)}…`,
+      launchField: { name: "HOST_DATA", hex: hex(r.hostData) },
     };
   }
   if (e.kind === "tdx") {
@@ -140,6 +146,7 @@ export function replicaReference(wire: WireEvidence): ReplicaReference {
       },
       extraChecks: () => [],
       summary: `TDX MRTD ${hex(b.mrTd)}, RTMR0..3 ${b.rtmrs.map((x) => hex(x).slice(0, 8) + "…").join(" ")}`,
+      launchField: { name: "MRCONFIGID", hex: hex(b.mrConfigId) },
     };
   }
   throw new Error(`peer unseal: evidence kind '${e.kind}' is not supported (snp, tdx)`);

@@ -21,10 +21,11 @@ import { hybridOpen } from "../../attestation/hybrid-seal.js";
 import type { TrustConfig } from "../../attestation/policy.js";
 import { connectPinned, requestOver, verifyRuntime } from "../../client/attested-tls.js";
 import { InvalidUnsealKeyError } from "../vault/barrier.js";
-import type { Core, CoreLogger } from "../vault/core.js";
+import { InstanceRefusedError, type Core, type CoreLogger } from "../vault/core.js";
 import type { RuntimeEvidenceSource } from "../http/attested-tls.js";
 import type { ReplicaReference } from "./reference.js";
 import { hardwareIdentity } from "./hardware.js";
+import { keyringAcceptor, launchNamesInstance } from "./instance.js";
 import type { PeerSharePayload } from "./serve.js";
 
 export interface PeerUnsealOptions {
@@ -38,6 +39,11 @@ export interface PeerUnsealOptions {
   trust: TrustConfig;
   logger?: CoreLogger;
   timeoutMs?: number;
+  /**
+   * `peer_unseal.launch_binds_instance_id`: a peer must bind the instance id this replica's launch names, and so
+   * must the keyring the shares open (instance.ts).
+   */
+  launchBindsInstanceId?: boolean;
 }
 
 export interface PeerUnsealResult {
@@ -47,6 +53,8 @@ export interface PeerUnsealResult {
   threshold?: number;
   /** Peers that released nothing, and why (the check they or we named). */
   refusals: { peer: string; reason: string }[];
+  /** The shares opened a keyring of another instance than this launch names (peer.instance-id): not unsealed. */
+  instanceRefused?: string;
 }
 
 class PeerRefused extends Error {}
@@ -77,6 +85,10 @@ async function askPeer(
   const launch = ref.extraChecks(v.verdict?.claims).find((c) => !c.ok);
   if (!v.ok || !v.spkiSha256) throw new PeerRefused(`peer not verified: ${v.reason ?? "no key"}`);
   if (launch) throw new PeerRefused(`peer not verified: ${launch.id}: ${launch.detail}`);
+  if (o.launchBindsInstanceId) {
+    const named = launchNamesInstance(ref, v.instanceId, "the peer's");
+    if (!named.ok) throw new PeerRefused(`peer not verified: ${named.id}: ${named.detail}`);
+  }
   const hw = hardwareIdentity(v.verdict?.claims, "the peer's");
   if (!hw.id) throw new PeerRefused(`peer not verified: ${hw.check.id}: ${hw.check.detail}`);
   const post = async (path: string, body: unknown) => {
@@ -193,8 +205,16 @@ export async function unsealFromPeers(o: PeerUnsealOptions): Promise<PeerUnsealR
     const key =
       threshold === 1 ? Buffer.from(parts[0]) : Buffer.from(await combine(parts.map((s) => new Uint8Array(s))));
     try {
-      await o.core.unsealWithKey(key, `${threshold} attested peer(s)`);
+      await o.core.unsealWithKey(
+        key,
+        `${threshold} attested peer(s)`,
+        o.launchBindsInstanceId ? keyringAcceptor(ref) : undefined,
+      );
     } catch (e) {
+      if (e instanceof InstanceRefusedError) {
+        o.logger?.warn(`peer unseal: refused to unseal: ${e.message}; staying sealed`);
+        return { unsealed: false, shares: shares.size, threshold, refusals, instanceRefused: e.message };
+      }
       if (!(e instanceof InvalidUnsealKeyError)) throw e;
       o.logger?.warn("peer unseal: the peers' shares do not open the keyring; staying sealed");
       return { unsealed: false, shares: shares.size, threshold, refusals };

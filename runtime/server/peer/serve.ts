@@ -13,6 +13,7 @@
 //   peer.key-binding    REPORT_DATA = peerUnsealReportData(nonce, the submitted keys)
 //   peer.chip-id        (SEV-SNP) this replica's own CHIP_ID and the requester's are unmasked (hardware.ts)
 //   peer.platform-id    (TDX) this replica's own PCK certificate and the requester's name a platform (PPID)
+//   peer.instance-id    (launch_binds_instance_id) this replica's own instance is the one its launch names
 // The share released is the one of the slot held by this replica's HARDWARE (its chip / platform), not by its
 // process: a restart on the same chip, or another VM of the image there, releases the same share index again.
 // Every release and refusal is audited with what was checked (measurement, evidence digest, the requester's key
@@ -35,6 +36,7 @@ import { newRequestId, type AuditRequest } from "../audit/broker.js";
 import { NonceStore } from "../nitride/nonces.js";
 import type { ReplicaReference } from "./reference.js";
 import { hardwareIdentity } from "./hardware.js";
+import { launchNamesInstance } from "./instance.js";
 
 /** The payload sealed to the requester (peer-unseal share format v1). */
 export interface PeerSharePayload {
@@ -61,6 +63,11 @@ export interface PeerUnsealServiceOptions {
   reference: () => Promise<ReplicaReference>;
   /** Roots the requester's evidence must chain to (vendor roots; simulated ones only in tests / locally). */
   trust: TrustConfig;
+  /**
+   * `peer_unseal.launch_binds_instance_id`: release only while this replica's instance id is the one its launch's
+   * HOST_DATA / MRCONFIGID names (a requester's launch equals ours: policy.host-data, policy.mrconfigid).
+   */
+  launchBindsInstanceId?: boolean;
 }
 
 /** A refusal that names its check. */
@@ -117,9 +124,17 @@ export class PeerUnsealService {
       throw new Refused(400, "peer.configured", "this runtime is not initialised");
   }
 
-  /** The slot holder: this replica's hardware identity; without one it releases nothing (named check). */
-  private async ownHardware(): Promise<string> {
-    const own = (await this.o.reference()).hardware;
+  /**
+   * The slot holder: this replica's hardware identity; without one — or, with launch_binds_instance_id, while its
+   * own instance is not the one its launch names — it releases nothing (named check).
+   */
+  private async ownSlotHolder(): Promise<string> {
+    const ref = await this.o.reference();
+    if (this.o.launchBindsInstanceId) {
+      const mine = launchNamesInstance(ref, this.o.core.instanceId, "this replica's own");
+      if (!mine.ok) throw new Refused(403, mine.id, mine.detail);
+    }
+    const own = ref.hardware;
     if (!own?.id)
       throw new Refused(
         403,
@@ -133,7 +148,7 @@ export class PeerUnsealService {
     await this.ready();
     if (this.o.core.sealConfigPeerThreshold === undefined)
       throw new Refused(400, "peer.configured", "the runtime was initialised without peer_threshold");
-    await this.ownHardware();
+    await this.ownSlotHolder();
     const { nonce, expiresAt } = await this.nonces.issue(this.storage(), this.o.holder(), NONCE_TTL_S);
     return { data: { nonce: nonce.toString("hex"), expires_at: expiresAt, peer_spki_sha256: this.o.holder() } };
   }
@@ -210,7 +225,7 @@ export class PeerUnsealService {
       refuseFirst(checks) ??
       (verdict.accepted ? undefined : new Refused(403, "peer.appraisal", "evidence not accepted"));
     if (refusal) throw refusal;
-    const hardware = await this.ownHardware();
+    const hardware = await this.ownSlotHolder();
     const share = await this.o.core.peerShare(hardware);
     if (!share) throw new Refused(400, "peer.configured", "the runtime was initialised without peer_threshold");
     const payload: PeerSharePayload = {

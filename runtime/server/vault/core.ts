@@ -39,6 +39,17 @@ import { runtimeInstanceId } from "../../attestation/binding.js";
 /** Behind the barrier: the 32-byte secret whose hash is the runtime's public instance id (never served). */
 const INSTANCE_SECRET_KEY = "core/instance-secret";
 
+/**
+ * Judges the instance id a key would unseal into (undefined: the barrier holds no instance secret): a reason to
+ * refuse, or undefined to accept. Peer unseal's check that the reassembled keyring is the set's instance.
+ */
+export type InstanceAcceptor = (instanceId: Buffer | undefined) => string | undefined;
+
+/** unsealWithKey refused the instance the key opens; the runtime stays sealed. */
+export class InstanceRefusedError extends Error {
+  override name = "InstanceRefusedError";
+}
+
 export const RUNTIME_VERSION = "1.19.0+buckypaper.0.1.0";
 
 export interface SealConfig {
@@ -483,11 +494,29 @@ export class Core implements CoreView {
    * Opens the barrier with an unseal key a caller reassembled itself (peer unseal: k shares from k attested
    * peers). A key that does not open the keyring throws InvalidUnsealKeyError and leaves the runtime sealed.
    */
-  async unsealWithKey(key: Buffer, by: string): Promise<void> {
+  async unsealWithKey(key: Buffer, by: string, acceptInstance?: InstanceAcceptor): Promise<void> {
     if (!this.sealConfig) throw new LogicalError(400, "Vault is not initialized");
     if (!this.sealed) return;
+    if (acceptInstance) {
+      // Judge the instance on a detached barrier first: this core stays sealed (serves nothing) until it passed.
+      const trial = new Barrier(this.opts.physical);
+      await trial.unseal(key);
+      try {
+        const secret = await trial.get(INSTANCE_SECRET_KEY);
+        const refusal = acceptInstance(secret?.length === 32 ? runtimeInstanceId(secret) : undefined);
+        if (refusal) throw new InstanceRefusedError(refusal);
+      } finally {
+        trial.seal();
+      }
+    }
     await this.barrier.unseal(key);
     await this.postUnseal();
+    // Storage is the host's: judged again on what this barrier actually opened.
+    const again = acceptInstance?.(this.#instanceId);
+    if (again) {
+      await this.seal();
+      throw new InstanceRefusedError(again);
+    }
     await this.opts.peers?.announce({ kind: "unsealed", key });
     this.logger.info(`runtime unsealed by ${by}`);
   }

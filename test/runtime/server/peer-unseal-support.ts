@@ -25,7 +25,7 @@ export const SNP_POLICY = 0x30000n;
 export function snpSource(
   chip: SnpSimulator,
   measurement: string,
-  o: { masked?: "vlek" | "vcek" } = {},
+  o: { masked?: "vlek" | "vcek"; hostData?: Uint8Array } = {},
 ): RuntimeEvidenceSource {
   return {
     name: `snp-sim:${Buffer.from(chip.chipId).toString("hex").slice(0, 8)}${o.masked ? ":masked" : ""}`,
@@ -34,6 +34,7 @@ export function snpSource(
         measurement,
         reportData,
         ...(o.masked ? { maskChipId: true, signer: o.masked } : {}),
+        ...(o.hostData ? { hostData: o.hostData } : {}),
       });
       return {
         kind: "snp",
@@ -57,11 +58,23 @@ export function snpDerivedKey(chip: SnpSimulator, measurement: string): AutoUnse
 }
 
 /** Quotes from a simulated TDX module for a TD with these MRTD/RTMRs (no derived key exists on TDX). */
-export function tdxSource(tdx: TdxSimulator, mrTd: Buffer, rtmrs: Buffer[], teeTcbSvn?: Buffer): RuntimeEvidenceSource {
+export function tdxSource(
+  tdx: TdxSimulator,
+  mrTd: Buffer,
+  rtmrs: Buffer[],
+  teeTcbSvn?: Buffer,
+  mrConfigId?: Buffer,
+): RuntimeEvidenceSource {
   return {
     name: "tdx-sim",
     async collect(reportData) {
-      const quote = tdx.quote({ mrTd, rtmrs, reportData, ...(teeTcbSvn ? { teeTcbSvn } : {}) });
+      const quote = tdx.quote({
+        mrTd,
+        rtmrs,
+        reportData,
+        ...(teeTcbSvn ? { teeTcbSvn } : {}),
+        ...(mrConfigId ? { mrConfigId } : {}),
+      });
       return { kind: "tdx", quote: Buffer.from(quote).toString("base64") };
     },
   };
@@ -83,14 +96,17 @@ export async function startReplica(o: {
   autoUnseal?: AutoUnsealProvider;
   peers?: string[];
   log?: Logged;
+  /** `peer_unseal.launch_binds_instance_id = true` (a replica that only releases lists a placeholder peer). */
+  bindInstance?: boolean;
 }): Promise<RunningServer> {
+  const peers = o.peers ?? (o.bindInstance ? ["https://127.0.0.1:9"] : undefined);
   const cfg = parseConfig(`
     ${o.storage}
     listener "tcp" { address = "127.0.0.1:0" }
     attestation "simulated" {}
     rate_limit "sys/peer-unseal/*" { per_second = 1000  burst = 1000 }
     rate_limit "sys/attestation" { per_second = 1000  burst = 1000 }
-    ${o.peers ? `peer_unseal { peers = ${JSON.stringify(o.peers)}  retry_interval = "1h" }` : ""}
+    ${peers ? `peer_unseal { peers = ${JSON.stringify(peers)}  retry_interval = "1h"${o.bindInstance ? "  launch_binds_instance_id = true" : ""} }` : ""}
   `);
   return startServer(cfg, {
     evidenceSource: o.source,

@@ -11,7 +11,12 @@ import path from "node:path";
 import pg from "pg";
 import { createSnpSimulator, type SnpSimulator } from "../../../runtime/sim/snp.js";
 import { TdxSimulator } from "../../../runtime/sim/tdx.js";
-import { peerUnsealReportData } from "../../../runtime/attestation/binding.js";
+import { peerUnsealReportData, replicaSetLaunchBinding } from "../../../runtime/attestation/binding.js";
+import { SqliteStorage } from "../../../runtime/server/storage/sqlite.js";
+import type { Storage } from "../../../runtime/server/storage/types.js";
+import { InstanceRefusedError } from "../../../runtime/server/vault/core.js";
+import { replicaReference } from "../../../runtime/server/peer/reference.js";
+import { keyringAcceptor } from "../../../runtime/server/peer/instance.js";
 import type { TrustConfig } from "../../../runtime/attestation/policy.js";
 import { runtimeExpectation, verifyReplicas } from "../../../runtime/client/attested-tls.js";
 import type { RunningServer } from "../../../runtime/server/http/server.js";
@@ -545,6 +550,173 @@ describe.runIf(ok)("peer unseal: a replica moved to another chip", () => {
   });
 });
 
+describe.runIf(ok)(
+  "peer unseal: a twin the host initialised on the set's launch is no peer (launch_binds_instance_id)",
+  () => {
+    /** Every key of `from`, copied into a new SQLite file: the host swapping a whole storage. */
+    async function copyStorage(from: Storage, file: string): Promise<void> {
+      const to = new SqliteStorage(file);
+      const walk = async (prefix: string): Promise<void> => {
+        for (const k of await from.list(prefix)) {
+          if (k.endsWith("/")) await walk(prefix + k);
+          else await to.put(prefix + k, (await from.get(prefix + k))!);
+        }
+      };
+      await walk("");
+      await to.close();
+    }
+
+    it("a sealed replica refuses the twin as a peer and its keyring; the twin releases nothing; the genuine set unseals", async () => {
+      const setDb = `storage "sqlite" { path = "${path.join(dir, "set.db")}" }`;
+      const twinDb = path.join(dir, "twin.db");
+      // 1. The first replica's bootstrap launch: its id does not exist yet, so its HOST_DATA is the deployment's.
+      const bootHostData = Buffer.alloc(32, 0x11);
+      const boot = await replica({
+        storage: setDb,
+        source: snpSource(chipA, M, { hostData: bootHostData }),
+        autoUnseal: snpDerivedKey(chipA, M),
+        bindInstance: true,
+      });
+      const init = await call(boot.url, "PUT", "sys/init", {
+        secret_shares: 1,
+        secret_threshold: 1,
+        peer_threshold: 2,
+      });
+      expect(init.status, JSON.stringify(init.body)).toBe(200);
+      const key = init.body.keys[0] as string;
+      const setRoot = init.body.root_token as string;
+      await call(boot.url, "PUT", "sys/unseal", { key });
+      const id = boot.core.instanceId!;
+      expect(
+        (await call(boot.url, "POST", "sys/mounts/secret", { type: "kv", options: { version: "2" } }, setRoot)).status,
+      ).toBe(204);
+      expect((await call(boot.url, "POST", "secret/data/app", { data: { v: SECRET } }, setRoot)).status).toBe(200);
+      // Its launch names no instance: it is not a peer of the set until relaunched into it.
+      const bootCh = await call(boot.url, "POST", "sys/peer-unseal/challenge", {});
+      expect(bootCh.status).toBe(403);
+      expect(bootCh.body.errors[0]).toMatch(
+        /^peer-unseal refused: peer\.instance-id: this replica's own instance [0-9a-f]{16}… is not the one this launch's HOST_DATA names/,
+      );
+      await boot.close();
+
+      // 2. The set: HOST_DATA = replicaSetLaunchBinding(id), on chips A (the first replica relaunched: the derived key
+      // ignores HOST_DATA, it unseals itself) and C (unsealed by its operator).
+      const setHostData = replicaSetLaunchBinding(id, "snp");
+      const member = (chip: SnpSimulator, extra: { peers?: string[]; log?: boolean } = {}) =>
+        replica({
+          storage: setDb,
+          source: snpSource(chip, M, { hostData: setHostData }),
+          autoUnseal: snpDerivedKey(chip, M),
+          bindInstance: true,
+          ...(extra.peers ? { peers: extra.peers } : {}),
+        });
+      const s1 = await member(chipA);
+      expect(s1.core.sealed).toBe(false);
+      const s2 = await member(chipC);
+      await call(s2.url, "PUT", "sys/unseal", { key });
+      expect(s2.core.instanceId!.equals(id)).toBe(true);
+      expect((await call(s1.url, "POST", "sys/peer-unseal/challenge", {})).status).toBe(200);
+
+      // 3. The host's twin: the same image on the set's (public) HOST_DATA, a blank storage it initialises itself —
+      // on two machines, one of them without the setting (as if its own check were missing: it would release).
+      const twinStorage = `storage "sqlite" { path = "${twinDb}" }`;
+      const tw = await replica({
+        storage: twinStorage,
+        source: snpSource(chipC, M, { hostData: setHostData }),
+        bindInstance: true,
+      });
+      const twInit = await call(tw.url, "PUT", "sys/init", {
+        secret_shares: 1,
+        secret_threshold: 1,
+        peer_threshold: 2,
+      });
+      expect(twInit.status).toBe(200);
+      const twinKey = twInit.body.keys[0] as string;
+      await call(tw.url, "PUT", "sys/unseal", { key: twinKey });
+      const tw2 = await replica({ storage: twinStorage, source: snpSource(chipA, M, { hostData: setHostData }) });
+      await call(tw2.url, "PUT", "sys/unseal", { key: twinKey });
+      expect(tw.core.instanceId!.equals(id)).toBe(false);
+      // The twin, with the setting, releases nothing: its instance is not the one its launch names.
+      const twCh = await call(tw.url, "POST", "sys/peer-unseal/challenge", {});
+      expect(twCh.status).toBe(403);
+      expect(twCh.body.errors[0]).toMatch(/^peer-unseal refused: peer\.instance-id: this replica's own instance/);
+      // The one without the setting would release to a requester of the set's launch (what the requester must stop).
+      const leak = await ask(tw2, snpSource(chipB, M, { hostData: setHostData }));
+      expect(leak.status).toBe(200);
+
+      // 4. A sealed replica of the set given the twin's URLs as its peers: refused in step 1, nothing asked.
+      const requester = async (storage: string, peers: string[]) => {
+        const log = logger();
+        logs.push(log);
+        const r = await startReplica({
+          storage,
+          source: snpSource(chipB, M, { hostData: setHostData }),
+          trust,
+          peers,
+          log,
+          bindInstance: true,
+        });
+        servers.push(r);
+        expect(r.core.sealed).toBe(true);
+        return r;
+      };
+      const fooled = await requester(setDb, [tw.url, tw2.url]);
+      const res = await fooled.peerUnseal!();
+      expect(res).toMatchObject({ unsealed: false, shares: 0 });
+      expect(res.refusals.map((x) => x.reason)).toEqual([
+        expect.stringMatching(
+          /^peer not verified: peer\.instance-id: the peer's instance [0-9a-f]{16}… is not the one this launch's HOST_DATA names/,
+        ),
+        expect.stringMatching(/^peer not verified: peer\.instance-id: /),
+      ]);
+      expect(fooled.core.sealed).toBe(true);
+
+      // 5. The twin's keyring and barrier swapped into a sealed replica's storage, the twin's URLs as its peers:
+      // refused the same way; the genuine peers' shares do not open the twin's keyring either.
+      const swappedFile = path.join(dir, "swapped.db");
+      await copyStorage(tw.core.barrier.physical, swappedFile);
+      const swappedDb = `storage "sqlite" { path = "${swappedFile}" }`;
+      const swapped = await requester(swappedDb, [tw.url, tw2.url, s1.url, s2.url]);
+      const res2 = await swapped.peerUnseal!();
+      expect(res2.unsealed).toBe(false);
+      expect(res2.refusals.slice(0, 2).map((x) => x.reason)).toEqual([
+        expect.stringMatching(/^peer not verified: peer\.instance-id: /),
+        expect.stringMatching(/^peer not verified: peer\.instance-id: /),
+      ]);
+      expect(swapped.core.sealed).toBe(true);
+      // Defence in depth, for a step 1 that was fooled: the reassembled key of the twin's keyring (the key itself here)
+      // is refused before the replica opens: the keyring's instance is not the one its launch names.
+      const ref = replicaReference(await snpSource(chipB, M, { hostData: setHostData }).collect(randomBytes(64)));
+      const acceptor = keyringAcceptor(ref);
+      const refused = await swapped.core.unsealWithKey(Buffer.from(twinKey, "hex"), "a fooled quorum", acceptor).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(refused).toBeInstanceOf(InstanceRefusedError);
+      expect((refused as Error).message).toMatch(
+        /^peer\.instance-id: the reassembled keyring's instance [0-9a-f]{16}… is not the one/,
+      );
+      expect(swapped.core.sealed).toBe(true);
+      expect(swapped.core.instanceId).toBeUndefined();
+      // (Without the check, the same key unseals it — into the twin, the host's barrier.)
+      await swapped.core.unsealWithKey(Buffer.from(twinKey, "hex"), "the control");
+      expect(swapped.core.instanceId!.equals(tw.core.instanceId!)).toBe(true);
+      // The genuine keyring passes the same check.
+      expect(acceptor(id)).toBeUndefined();
+
+      // 6. The genuine set still unseals a sealed replica — the twin in its peer list is refused, its peers are not.
+      const genuine = await requester(setDb, [tw.url, s1.url, s2.url]);
+      const ok2 = await genuine.peerUnseal!();
+      expect(ok2).toMatchObject({ unsealed: true, shares: 2, threshold: 2 });
+      expect(ok2.refusals).toEqual([
+        { peer: tw.url, reason: expect.stringMatching(/^peer not verified: peer\.instance-id: /) },
+      ]);
+      expect(genuine.core.instanceId!.equals(id)).toBe(true);
+      expect((await call(genuine.url, "GET", "secret/data/app", undefined, setRoot)).body.data.data.v).toBe(SECRET);
+    });
+  },
+);
+
 describe.runIf(ok)("peer unseal on TDX (no derived key exists) over a shared SQLite file", () => {
   const MRTD = Buffer.alloc(48, 0x71);
   const RTMRS = [0x10, 0x11, 0x12, 0x13].map((b) => Buffer.alloc(48, b));
@@ -616,12 +788,73 @@ describe.runIf(ok)("peer unseal on TDX (no derived key exists) over a shared SQL
   });
 });
 
+describe.runIf(ok)("peer unseal on TDX: the set's MRCONFIGID names its instance (launch_binds_instance_id)", () => {
+  it("a twin TD initialised by the host on the set's MRCONFIGID is refused as a peer; the set's TDs unseal", async () => {
+    const MRTD = Buffer.alloc(48, 0x72);
+    const RTMRS = [0x20, 0x21, 0x22, 0x23].map((b) => Buffer.alloc(48, b));
+    const SVN = Buffer.concat([Buffer.from([3]), Buffer.alloc(15)]);
+    const p2 = await tdx.otherPlatform();
+    const p3 = await tdx.otherPlatform();
+    const storage = `storage "sqlite" { path = "${path.join(dir, "tdx-set.db")}" }`;
+    const td = (platform: TdxSimulator, mrConfigId: Buffer, db = storage, peers?: string[]) =>
+      replica({
+        storage: db,
+        source: tdxSource(platform, MRTD, RTMRS, SVN, mrConfigId),
+        bindInstance: true,
+        ...(peers ? { peers } : {}),
+      });
+    // Bootstrap launch (MRCONFIGID of the deployment, no id yet), init, then the set on MRCONFIGID = binding(id).
+    const boot = await td(tdx, Buffer.alloc(48, 0x33));
+    const init = await call(boot.url, "PUT", "sys/init", { secret_shares: 1, secret_threshold: 1, peer_threshold: 2 });
+    const key = init.body.keys[0] as string;
+    await call(boot.url, "PUT", "sys/unseal", { key });
+    const id = boot.core.instanceId!;
+    await boot.close();
+    const setConfigId = replicaSetLaunchBinding(id, "tdx");
+    expect(setConfigId).toHaveLength(48);
+    const t1 = await td(tdx, setConfigId);
+    const t2 = await td(p2, setConfigId);
+    for (const t of [t1, t2]) await call(t.url, "PUT", "sys/unseal", { key });
+    // The twin: a blank storage the host initialised, on the set's MRCONFIGID.
+    const twin = await td(p3, setConfigId, `storage "sqlite" { path = "${path.join(dir, "tdx-twin.db")}" }`);
+    const twInit = await call(twin.url, "PUT", "sys/init", {
+      secret_shares: 1,
+      secret_threshold: 1,
+      peer_threshold: 1,
+    });
+    await call(twin.url, "PUT", "sys/unseal", { key: twInit.body.keys[0] });
+    const twCh = await call(twin.url, "POST", "sys/peer-unseal/challenge", {});
+    expect(twCh.status).toBe(403);
+    expect(twCh.body.errors[0]).toMatch(/^peer-unseal refused: peer\.instance-id: .*MRCONFIGID names/);
+    const t3 = await td(p3, setConfigId, storage, [twin.url, t1.url, t2.url]);
+    expect(t3.core.sealed).toBe(true);
+    const res = await t3.peerUnseal!();
+    expect(res).toMatchObject({ unsealed: true, shares: 2, threshold: 2 });
+    expect(res.refusals).toEqual([
+      {
+        peer: twin.url,
+        reason: expect.stringMatching(/^peer not verified: peer\.instance-id: the peer's instance .*MRCONFIGID names/),
+      },
+    ]);
+    expect(t3.core.instanceId!.equals(id)).toBe(true);
+  });
+});
+
 describe("the peer_unseal stanza and sys/init's peer_threshold", () => {
   const base = 'storage "inmem" {}\nlistener "tcp" { address = "127.0.0.1:0" }\n';
   it("parses peers and defaults, and names every bad field", async () => {
     const { parseConfig } = await import("../../../runtime/server/http/config.js");
     const c = parseConfig(base + 'attestation "sev-guest" {}\npeer_unseal { peers = ["https://10.0.0.2:8200"] }');
-    expect(c.peerUnseal).toEqual({ peers: ["https://10.0.0.2:8200"], retryInterval: 30, kds: "off" });
+    expect(c.peerUnseal).toEqual({
+      peers: ["https://10.0.0.2:8200"],
+      retryInterval: 30,
+      kds: "off",
+      launchBindsInstanceId: false,
+    });
+    const bound = parseConfig(
+      base + 'attestation "sev-guest" {}\npeer_unseal { peers = ["https://a:1"]  launch_binds_instance_id = true }',
+    );
+    expect(bound.peerUnseal?.launchBindsInstanceId).toBe(true);
     const bad: Array<[string, RegExp]> = [
       ['peer_unseal { peers = ["https://a:1"] }', /peer_unseal: needs an attestation stanza/],
       ['attestation "sev-guest" {}\npeer_unseal { peers = [] }', /peer_unseal\.peers: must be a non-empty list/],
@@ -634,6 +867,10 @@ describe("the peer_unseal stanza and sys/init's peer_threshold", () => {
         /peer_unseal: unknown setting 'k'/,
       ],
       ['attestation "sev-guest" {}\npeer_unseal { peers = ["https://a:1"]  kds = "yes" }', /peer_unseal\.kds: must be/],
+      [
+        'attestation "sev-guest" {}\npeer_unseal { peers = ["https://a:1"]  launch_binds_instance_id = "yes" }',
+        /peer_unseal\.launch_binds_instance_id: must be true or false/,
+      ],
     ];
     const noAttestation = 'storage "inmem" {}\nlistener "tcp" { address = "127.0.0.1:0"  tls_dir = "/tmp/x" }\n';
     for (const [text, re] of bad)
