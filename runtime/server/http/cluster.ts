@@ -19,7 +19,10 @@ import { bootstrapCertificate, listenerHosts, type BootstrapCert } from "./serve
 import { createAttestedListener, type AttestedListener } from "./attested-tls.js";
 
 /** PeerEvent as it crosses IPC (JSON): the key as base64. */
-export type WirePeerEvent = Exclude<PeerEvent, { kind: "unsealed" }> | { kind: "unsealed"; key: string };
+export type WirePeerEvent =
+  | Exclude<PeerEvent, { kind: "unsealed" | "rekeyed" }>
+  | { kind: "unsealed"; key: string }
+  | { kind: "rekeyed"; key: string };
 
 export type ToWorker =
   | {
@@ -45,12 +48,24 @@ export type FromWorker =
   | { t: "instance"; id: string };
 
 const describeEvent = (e: WirePeerEvent): string =>
-  e.kind === "changed" ? `${e.what} change` : e.kind === "unsealed" ? "unseal" : e.kind === "sealed" ? "seal" : "init";
+  e.kind === "changed"
+    ? `${e.what} change`
+    : e.kind === "unsealed"
+      ? "unseal"
+      : e.kind === "rekeyed"
+        ? "rekey"
+        : e.kind === "sealed"
+          ? "seal"
+          : "init";
 
 export const toWire = (e: PeerEvent): WirePeerEvent =>
-  e.kind === "unsealed" ? { kind: "unsealed", key: e.key.toString("base64") } : e;
+  e.kind === "unsealed" || e.kind === "rekeyed" ? { kind: e.kind, key: e.key.toString("base64") } : e;
 export const fromWire = (e: WirePeerEvent): PeerEvent =>
-  e.kind === "unsealed" ? { kind: "unsealed", key: Buffer.from(e.key, "base64") } : e;
+  e.kind === "unsealed"
+    ? { kind: "unsealed", key: Buffer.from(e.key, "base64") }
+    : e.kind === "rekeyed"
+      ? { kind: "rekeyed", key: Buffer.from(e.key, "base64") }
+      : e;
 
 /**
  * Rate limits are kept per worker and connections are spread round-robin, so each worker gets its
@@ -172,6 +187,11 @@ export async function runCluster(cfg: RuntimeConfig, log: CoreLogger): Promise<R
         if (ev.kind === "sealed") {
           unsealKey?.fill(0);
           unsealKey = undefined;
+        }
+        // A worker forked after a rekey starts with the new key (the old one no longer opens the keyring).
+        if (ev.kind === "rekeyed" && unsealKey) {
+          unsealKey.fill(0);
+          unsealKey = Buffer.from(ev.key, "base64");
         }
         await relay(w.id, ev);
         send(w, { t: "reply", id: m.id });

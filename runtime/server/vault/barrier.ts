@@ -162,6 +162,45 @@ export class Barrier implements Storage {
     if (plain && this.unsealKey === unsealKey) this.load(JSON.parse(plain.toString("utf8")) as Keyring, unsealKey);
   }
 
+  /**
+   * sys/rekey: re-encrypts the keyring (its terms unchanged) from oldKey to newKey in ONE storage transaction
+   * together with `more` (the caller's other writes: `raw` for entries outside the barrier, `sealed` for entries
+   * inside it), so a failure anywhere leaves the old key in force and nothing half-written. oldKey must open the
+   * stored keyring (InvalidUnsealKeyError otherwise) — the shares are the authority, not the key this replica
+   * happens to hold. The transaction may run more than once (PostgreSQL retries): `more` must only write.
+   */
+  async rekey(
+    oldKey: Buffer,
+    newKey: Buffer,
+    more: (raw: StorageWriter, sealed: StorageWriter) => Promise<void>,
+  ): Promise<void> {
+    this.requireUnsealed();
+    if (newKey.length !== 32) throw new Error("rekey: the new unseal key must be 32 bytes");
+    const ring = await this.physical.transaction(async (tx) => {
+      const blob = await tx.get(KEYRING_KEY);
+      const plain = blob && oldKey.length === 32 ? open(oldKey, KEYRING_KEY, blob) : undefined;
+      if (!plain) throw new InvalidUnsealKeyError();
+      await tx.put(KEYRING_KEY, seal(newKey, 0, KEYRING_KEY, plain));
+      await more(tx, this.wrap(tx));
+      const r = JSON.parse(plain.toString("utf8")) as Keyring;
+      plain.fill(0);
+      return r;
+    });
+    this.load(ring, newKey);
+  }
+
+  /**
+   * Takes the unseal key another worker rekeyed to (it has just committed the keyring under it). A key that does
+   * not open the stored keyring is refused and this barrier keeps its own.
+   */
+  async adoptUnsealKey(key: Buffer): Promise<void> {
+    this.requireUnsealed();
+    const blob = await this.physical.get(KEYRING_KEY);
+    const plain = blob && key.length === 32 ? open(key, KEYRING_KEY, blob) : undefined;
+    if (!plain) throw new InvalidUnsealKeyError();
+    this.load(JSON.parse(plain.toString("utf8")) as Keyring, key);
+  }
+
   /** Keyring term and number of terms, for sys/key-status. */
   keyStatus(): { term: number; terms: number; install_time: string } {
     const terms = this.requireUnsealed().size;

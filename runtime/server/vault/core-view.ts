@@ -8,7 +8,7 @@ import type { MountEntry } from "./mounts.js";
 import type { BackendRegistry } from "./registry.js";
 import type { TokenEntry, TokenStore } from "./tokens.js";
 import type { LogicalBackend } from "./backend.js";
-import type { Storage } from "../storage/types.js";
+import type { Storage, StorageWriter } from "../storage/types.js";
 
 export interface RawRequest {
   method: string;
@@ -82,6 +82,14 @@ export interface CoreView {
   resetUnseal(): Promise<void>;
   sealByRequest(): Promise<void>;
   rotateKeyring(): Promise<number>;
+  refreshSealConfig(): Promise<void>;
+  rekeyWrappingKey(current?: Buffer): Promise<Buffer | undefined>;
+  rekeyUnsealKey(
+    oldKey: Buffer,
+    shares: number,
+    threshold: number,
+    inTx: (sealed: StorageWriter) => Promise<void>,
+  ): Promise<Buffer[]>;
   tidy(): Promise<number | undefined>;
   mountEntries(): MountEntry[];
   resolveMount(path: string): ActiveMount | undefined;

@@ -2,7 +2,7 @@
 // barrier), the mount table, tokens, ACLs and audit. `handle()` takes a parsed HTTP request and
 // returns status + JSON body; runtime/server/ only adapts fastify to it.
 import type { PathSpec, TableBackend } from "./framework.js";
-import { randomBytes } from "node:crypto";
+import { randomBytes, timingSafeEqual } from "node:crypto";
 import { split, combine } from "shamir-secret-sharing";
 import {
   LogicalError,
@@ -15,16 +15,25 @@ import {
 } from "./backend.js";
 import { AUTO_UNSEAL_KEY, Barrier, InvalidUnsealKeyError, unwrapUnsealKey, wrapUnsealKey } from "./barrier.js";
 import { PermissionDeniedError, SealedError } from "./errors.js";
+import { checkShareConfig } from "./share-config.js";
 import { Acl, parsePolicy, DEFAULT_POLICY_TEXT, type Capability, type Policy } from "./policy.js";
 import { TokenStore, type TokenEntry } from "./tokens.js";
 import { newMount, mountStoragePrefix, type MountEntry } from "./mounts.js";
 import { BackendRegistry } from "./registry.js";
 import { PrefixedStorage } from "../storage/prefixed.js";
-import { StorageCorruptionError, type Storage } from "../storage/types.js";
+import { StorageCorruptionError, type Storage, type StorageWriter } from "../storage/types.js";
 import { AuditBroker, newRequestId, type AuditRequest } from "../audit/broker.js";
 import { FileAuditDevice } from "../audit/file.js";
 import { SystemBackend } from "./sys-backend.js";
-import { checkPeerThreshold, createPeerShares, peerShareFor, type PeerShare } from "./peer-shares.js";
+import {
+  checkPeerThreshold,
+  createPeerShares,
+  peerShareFor,
+  peerSharesRecord,
+  peerThreshold,
+  PEER_SHARES_KEY,
+  type PeerShare,
+} from "./peer-shares.js";
 import { TokenBackend, AUTH_BLOCK } from "./token-backend.js";
 import type { ActiveMount, AuditTableEntry, CoreView, RawRequest, RawResponse, SealStatus } from "./core-view.js";
 import { canonicalPath, canonicalRequest, errorResponse, type CanonicalRequest } from "./request.js";
@@ -64,6 +73,8 @@ export interface SealConfig {
 export type PeerEvent =
   | { kind: "unsealed"; key: Buffer }
   | { kind: "sealed" }
+  /** sys/rekey committed a new unseal key (the keyring is under it, the seal config has the new shares). */
+  | { kind: "rekeyed"; key: Buffer }
   | { kind: "initialized" }
   | { kind: "changed"; what: "mounts" | "audit" }
   | { kind: "changed"; what: "policy"; name: string };
@@ -207,6 +218,14 @@ const RAW_SYS = new Set([
   "sys/leader",
   "sys/generate-root/attempt",
   "sys/generate-root/update",
+  "sys/rekey/init",
+  "sys/rekey/update",
+  "sys/rekey/verify",
+  "sys/rekey/backup",
+  "sys/rekey-recovery-key/init",
+  "sys/rekey-recovery-key/update",
+  "sys/rekey-recovery-key/verify",
+  "sys/rekey-recovery-key/backup",
 ]);
 /**
  * Raw sys paths that are audited all the same (Vault's handleAuditNonLogical, hashicorp/vault#8301): the
@@ -214,7 +233,13 @@ const RAW_SYS = new Set([
  * any other record (the unseal key shares, the OTP, the nonce and the encoded root token never in clear).
  * Only while unsealed: the audit devices and their HMAC key live behind the barrier.
  */
-const AUDITED_RAW_SYS = new Set(["sys/generate-root/attempt", "sys/generate-root/update"]);
+const AUDITED_RAW_SYS = new Set([
+  "sys/generate-root/attempt",
+  "sys/generate-root/update",
+  // the same for the quorum replacing the unseal key shares: the new shares are HMAC'd in the response record
+  "sys/rekey/init",
+  "sys/rekey/update",
+]);
 /** Paths that additionally need `sudo` (for these operations). */
 const SUDO: Array<{ re: RegExp; ops?: Operation[] }> = [
   { re: /^sys\/seal$/ },
@@ -354,13 +379,7 @@ export class Core implements CoreView {
     threshold: number,
     o: { peerThreshold?: number } = {},
   ): Promise<{ keys: string[]; keys_base64: string[]; root_token: string; extra: Record<string, unknown> }> {
-    if (!Number.isInteger(shares) || shares < 1 || shares > 255)
-      throw new LogicalError(400, "secret_shares: must be between 1 and 255");
-    if (!Number.isInteger(threshold) || threshold < 1 || threshold > shares)
-      throw new LogicalError(400, "secret_threshold: must be between 1 and secret_shares");
-    if (shares > 1 && threshold < 2)
-      throw new LogicalError(400, "secret_threshold: must be at least 2 when there is more than one share");
-    if (shares === 1 && threshold !== 1) throw new LogicalError(400, "secret_threshold: must be 1 with a single share");
+    checkShareConfig(shares, threshold);
     if (o.peerThreshold !== undefined) checkPeerThreshold(o.peerThreshold);
     // Storage wiped under a process whose attested key served an instance: not a fresh runtime to initialise.
     const served = this.opts.listenerInstance?.served();
@@ -454,6 +473,7 @@ export class Core implements CoreView {
   async submitUnsealKey(keyText: string): Promise<void> {
     if (!this.sealConfig) throw new LogicalError(400, "Vault is not initialized");
     if (!this.sealed) return;
+    await this.refreshSealConfig(); // another replica may have rekeyed (other share count and threshold)
     const share =
       /^[0-9a-fA-F]+$/.test(keyText) && keyText.length % 2 === 0
         ? Buffer.from(keyText, "hex")
@@ -557,6 +577,10 @@ export class Core implements CoreView {
       case "sealed":
         if (!this.sealed) await this.seal();
         return;
+      case "rekeyed":
+        await this.refreshSealConfig();
+        if (!this.sealed) await this.barrier.adoptUnsealKey(ev.key);
+        return;
       case "initialized":
         await this.start();
         return;
@@ -615,7 +639,111 @@ export class Core implements CoreView {
 
   async rotateKeyring(): Promise<number> {
     if (this.sealed) throw new SealedError();
-    return this.barrier.rotate();
+    try {
+      return await this.barrier.rotate();
+    } catch (e) {
+      if (!(e instanceof InvalidUnsealKeyError)) throw e;
+      // Only a replica that was unsealed before another replica rekeyed the shared storage gets here.
+      throw new LogicalError(
+        500,
+        "rotate: this replica's unseal key no longer opens the keyring (the storage was rekeyed through another replica); restart this replica, it unseals with the new key",
+      );
+    }
+  }
+
+  /** Re-reads the seal configuration (secret_shares, secret_threshold) another replica may have rekeyed. */
+  async refreshSealConfig(): Promise<void> {
+    const raw = await this.opts.physical.get(SEAL_CONFIG_KEY);
+    if (raw) this.sealConfig = JSON.parse(raw.toString("utf8")) as SealConfig;
+  }
+
+  /**
+   * Whether this replica can rekey: storage that holds an auto-unseal wrapping of the unseal key needs it
+   * re-wrapped in the same transaction, with this replica's provider, and only a provider whose key opens the
+   * current wrapping may do it (a replica on another chip or launch would otherwise replace the wrapping with
+   * one the auto-unsealing replicas cannot open). Returns the wrapping key to use (the caller zeroes it), or
+   * undefined when there is no wrapping. `current`: the unseal key the wrapping must hold (checked at completion).
+   */
+  async rekeyWrappingKey(current?: Buffer): Promise<Buffer | undefined> {
+    const blob = await this.opts.physical.get(AUTO_UNSEAL_KEY);
+    if (!blob) return undefined;
+    const provider = this.opts.autoUnseal;
+    const cannot = (why: string) =>
+      new LogicalError(
+        400,
+        `rekey refused: the storage holds the unseal key wrapped for auto-unseal, and ${why}; ` +
+          "rekey through a replica that auto-unseals (same chip and launch), so the wrapping is renewed with the new key",
+      );
+    if (!provider) throw cannot("this replica has no seal stanza to renew that wrapping");
+    let derived: Uint8Array;
+    try {
+      derived = await provider.deriveKey();
+    } catch (e) {
+      throw cannot(`this replica's ${provider.type} provider gave no key (${(e as Error).message})`);
+    }
+    const wrapping = Buffer.from(derived);
+    Buffer.from(derived.buffer, derived.byteOffset, derived.byteLength).fill(0);
+    const inner = unwrapUnsealKey(wrapping, provider.type, blob);
+    const matches =
+      inner !== undefined && (!current || (inner.length === current.length && timingSafeEqual(inner, current)));
+    inner?.fill(0);
+    if (!matches) {
+      wrapping.fill(0);
+      throw cannot(`this replica's ${provider.type} key does not open it (another chip, image or policy)`);
+    }
+    return wrapping;
+  }
+
+  /**
+   * sys/rekey's last step: a new unseal key, drawn here, replaces `oldKey` (which the caller reassembled from
+   * the operators' shares) in one storage transaction — the keyring re-encrypted under it, the auto-unseal
+   * wrapping renewed, the peer-unseal shares re-split with the same peer threshold, the seal config's share
+   * count and threshold, and `inTx` (the caller's attempt bookkeeping). Any failure commits nothing: the old
+   * shares keep working. Returns the new key's Shamir shares — the only copy; the caller returns them once.
+   */
+  async rekeyUnsealKey(
+    oldKey: Buffer,
+    shares: number,
+    threshold: number,
+    inTx: (sealed: StorageWriter) => Promise<void>,
+  ): Promise<Buffer[]> {
+    if (this.sealed) throw new SealedError();
+    checkShareConfig(shares, threshold);
+    if (!(await this.barrier.verifyUnsealKey(oldKey))) throw new InvalidUnsealKeyError();
+    const wrapping = await this.rekeyWrappingKey(oldKey);
+    const peerK = await peerThreshold(this.barrier);
+    const newKey = randomBytes(32);
+    try {
+      const peerRecord = peerK === undefined ? undefined : await peerSharesRecord(newKey, peerK);
+      const wrapped = wrapping && wrapUnsealKey(wrapping, this.opts.autoUnseal!.type, newKey);
+      let config: SealConfig | undefined;
+      await this.barrier.rekey(oldKey, newKey, async (raw, sealed) => {
+        await inTx(sealed);
+        const current = await raw.get(SEAL_CONFIG_KEY);
+        if (!current) throw new StorageCorruptionError("seal configuration missing from storage", SEAL_CONFIG_KEY);
+        config = {
+          ...(JSON.parse(current.toString("utf8")) as SealConfig),
+          secret_shares: shares,
+          secret_threshold: threshold,
+        };
+        await raw.put(SEAL_CONFIG_KEY, Buffer.from(JSON.stringify(config)));
+        if (wrapped) await raw.put(AUTO_UNSEAL_KEY, wrapped);
+        if (peerRecord) await sealed.put(PEER_SHARES_KEY, peerRecord);
+      });
+      peerRecord?.fill(0);
+      this.sealConfig = config;
+      this.unsealShares = [];
+      await this.opts.peers?.announce({ kind: "rekeyed", key: newKey });
+      const parts = shares === 1 ? [new Uint8Array(newKey)] : await split(new Uint8Array(newKey), shares, threshold);
+      this.logger.info(
+        `runtime rekeyed: ${shares} key shares, threshold ${threshold}` +
+          `${wrapped ? "; auto-unseal wrapping renewed" : ""}${peerK !== undefined ? `; peer-unseal shares re-split (threshold ${peerK})` : ""}`,
+      );
+      return parts.map((p) => Buffer.from(p));
+    } finally {
+      newKey.fill(0);
+      wrapping?.fill(0);
+    }
   }
 
   private async postUnseal(): Promise<void> {

@@ -61,8 +61,8 @@ function randomBase62(n: number): string {
   return s;
 }
 
-/** A key share as `sys/unseal` takes it: hex or base64. */
-function parseShare(text: string, single: boolean): Buffer {
+/** A key share as `sys/unseal` takes it: hex or base64 (`single`: the runtime has one share, the whole key). */
+export function parseShare(text: string, single: boolean): Buffer {
   const share =
     /^[0-9a-fA-F]+$/.test(text) && text.length % 2 === 0 ? Buffer.from(text, "hex") : Buffer.from(text, "base64");
   const expected = single ? 32 : 33;

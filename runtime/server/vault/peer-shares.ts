@@ -16,7 +16,9 @@ import { LogicalError } from "./backend.js";
 
 /** Shares made at init: one per concurrently live replica, at most (GF(256) Shamir allows 255). */
 export const PEER_SHARES = 255;
-const SHARES_KEY = "core/peer-unseal/shares";
+/** Inside the barrier. */
+export const PEER_SHARES_KEY = "core/peer-unseal/shares";
+const SHARES_KEY = PEER_SHARES_KEY;
 const SLOTS_KEY = "core/peer-unseal/slots";
 
 interface StoredShares {
@@ -48,8 +50,8 @@ export function checkPeerThreshold(k: unknown): number {
   return k;
 }
 
-/** Splits the unseal key for peers and stores the shares in the (open) barrier. */
-export async function createPeerShares(barrier: Storage, unsealKey: Buffer, threshold: number): Promise<void> {
+/** The stored record of a fresh peer split of the unseal key (what `PEER_SHARES_KEY` holds inside the barrier). */
+export async function peerSharesRecord(unsealKey: Buffer, threshold: number): Promise<Buffer> {
   checkPeerThreshold(threshold);
   const parts =
     threshold === 1
@@ -57,7 +59,12 @@ export async function createPeerShares(barrier: Storage, unsealKey: Buffer, thre
       : await split(new Uint8Array(unsealKey), PEER_SHARES, threshold);
   const stored: StoredShares = { v: 1, threshold, shares: parts.map((p) => Buffer.from(p).toString("base64")) };
   for (const p of parts) p.fill(0);
-  await barrier.put(SHARES_KEY, Buffer.from(JSON.stringify(stored)));
+  return Buffer.from(JSON.stringify(stored));
+}
+
+/** Splits the unseal key for peers and stores the shares in the (open) barrier. */
+export async function createPeerShares(barrier: Storage, unsealKey: Buffer, threshold: number): Promise<void> {
+  await barrier.put(SHARES_KEY, await peerSharesRecord(unsealKey, threshold));
 }
 
 /** The threshold, or undefined when this runtime was initialised without peer unseal. */

@@ -19,6 +19,7 @@ import {
 } from "./framework.js";
 import { FileAuditDevice } from "../audit/file.js";
 import { GenerateRoot } from "./generate-root.js";
+import { Rekey } from "./rekey.js";
 import os from "node:os";
 
 /** sys/host-info's shape (gopsutil's field names, which the vault CLI prints). */
@@ -166,6 +167,26 @@ export class SystemBackend implements LogicalBackend, TableBackend {
       case "sys/generate-root/attempt":
       case "sys/generate-root/update":
         return this.generateRoot(path, method, data);
+      case "sys/rekey/init":
+      case "sys/rekey/update":
+        return this.rekey(path, method, data);
+      case "sys/rekey/verify":
+        return this.rekeyUnsupported(
+          "rekey verification is not supported by this runtime (sys/rekey/init refuses require_verification): the new shares take effect when the rekey completes",
+        );
+      case "sys/rekey/backup":
+        return this.rekeyUnsupported(
+          "rekey backups are not supported by this runtime (sys/rekey/init refuses backup and pgp_keys): no backup exists",
+        );
+      case "sys/rekey-recovery-key/init":
+      case "sys/rekey-recovery-key/update":
+      case "sys/rekey-recovery-key/verify":
+      case "sys/rekey-recovery-key/backup":
+        // Vault's answer for a seal without recovery keys: here the operators' shares are shares of the barrier's
+        // unseal key itself (auto-unseal wraps that same key), so the target is sys/rekey.
+        return this.rekeyUnsupported(
+          "recovery rekeying not supported: this runtime has no recovery key; the operators' shares are the unseal key's, rekey them with sys/rekey (vault operator rekey without -target=recovery)",
+        );
     }
     return { status: 404, body: { errors: [] } };
   }
@@ -174,6 +195,7 @@ export class SystemBackend implements LogicalBackend, TableBackend {
   private async generateRoot(path: string, method: string, data: Record<string, unknown>): Promise<RawResponse> {
     if (!(await this.core.initialized())) return { status: 400, body: { errors: ["Vault is not initialized"] } };
     if (this.core.sealed) return { status: 503, body: { errors: ["Vault is sealed"] } };
+    await this.core.refreshSealConfig(); // another replica may have rekeyed
     const g = new GenerateRoot(this.core);
     const put = method === "PUT" || method === "POST";
     if (path === "sys/generate-root/update") {
@@ -184,6 +206,34 @@ export class SystemBackend implements LogicalBackend, TableBackend {
     if (put) return { status: 200, body: await g.start(data) };
     if (method === "DELETE") {
       await g.cancel();
+      return { status: 204 };
+    }
+    return { status: 405, body: { errors: ["unsupported operation"] } };
+  }
+
+  private async rekeyUnsupported(message: string): Promise<RawResponse> {
+    if (!(await this.core.initialized())) return { status: 400, body: { errors: ["Vault is not initialized"] } };
+    return { status: 400, body: { errors: [message] } };
+  }
+
+  /**
+   * sys/rekey/*: no token (the unseal key shares are the authority), only while unsealed. The seal config is
+   * re-read first: another replica on the same storage may have rekeyed (other share count and threshold).
+   */
+  private async rekey(path: string, method: string, data: Record<string, unknown>): Promise<RawResponse> {
+    if (!(await this.core.initialized())) return { status: 400, body: { errors: ["Vault is not initialized"] } };
+    if (this.core.sealed) return { status: 503, body: { errors: ["Vault is sealed"] } };
+    await this.core.refreshSealConfig();
+    const r = new Rekey(this.core);
+    const put = method === "PUT" || method === "POST";
+    if (path === "sys/rekey/update") {
+      if (!put) return { status: 405, body: { errors: ["unsupported operation"] } };
+      return { status: 200, body: await r.update(data) };
+    }
+    if (method === "GET") return { status: 200, body: await r.status() };
+    if (put) return { status: 200, body: await r.start(data) };
+    if (method === "DELETE") {
+      await r.cancel(data);
       return { status: 204 };
     }
     return { status: 405, body: { errors: ["unsupported operation"] } };
