@@ -318,6 +318,51 @@ describe.runIf(haveVault)("vault CLI: operator lifecycle against runtime server"
         expect((await vault(["operator", "unseal", k], env)).code).toBe(0);
       r = await vault(["kv", "get", "-field=a", "secret/x"], authed);
       expect(r.out.trim()).toBe("b");
+      // Rekey: the quorum replaces the shares (3/2 → 4/3); after a seal the old ones are refused, the new ones unseal.
+      r = await vault(["operator", "rekey", "-status", "-format=json"], env);
+      expect(r.code, r.err).toBe(0);
+      expect(JSON.parse(r.out)).toMatchObject({ started: false, required: 2 });
+      r = await vault(["operator", "rekey", "-init", "-key-shares=4", "-key-threshold=3", "-format=json"], env);
+      expect(r.code, r.err).toBe(0);
+      const dropRekey = JSON.parse(r.out) as { nonce: string };
+      r = await vault(["operator", "rekey", "-cancel"], env);
+      expect(r.code).toBe(2); // Vault 1.21: a fresh rekey is cancelled only with its nonce
+      expect(r.err).toMatch(/needs its nonce/);
+      r = await vault(["operator", "rekey", "-cancel", `-nonce=${dropRekey.nonce}`], env);
+      expect(r.code, r.err).toBe(0);
+      expect(r.out).toMatch(/Success! Canceled rekeying/);
+      r = await vault(["operator", "rekey", "-init", "-key-shares=4", "-key-threshold=3"], env);
+      expect(r.code, r.err).toBe(0);
+      expect(r.out).toMatch(/Rekey Progress\s+0\/2/);
+      expect(r.out).toMatch(/New Shares\s+4/);
+      expect(r.out).toMatch(/New Threshold\s+3/);
+      const rekeyNonce = /Nonce\s+(\S+)/.exec(r.out)![1];
+      r = await vault(["operator", "rekey", `-nonce=${dropRekey.nonce}`, init.unseal_keys_b64[0]], env);
+      expect(r.code).toBe(2); // the cancelled attempt's nonce
+      r = await vault(["operator", "rekey", `-nonce=${rekeyNonce}`, init.unseal_keys_b64[0]], env);
+      expect(r.code, r.err).toBe(0);
+      expect(r.out).toMatch(/Rekey Progress\s+1\/2/);
+      r = await vault(["operator", "rekey", `-nonce=${rekeyNonce}`, init.unseal_keys_hex[2]], env);
+      expect(r.code, r.err).toBe(0);
+      const newKeys = [...r.out.matchAll(/^Key \d+: (\S+)$/gm)].map((m) => m[1]);
+      expect(newKeys).toHaveLength(4);
+      expect(r.out).toMatch(/rekeyed with 4 key shares and a key threshold of 3/);
+      r = await vault(["operator", "rekey", `-nonce=${rekeyNonce}`, init.unseal_keys_b64[1]], env);
+      expect(r.code).toBe(1); // the completed attempt is gone: "No rekey is in progress"
+      r = await vault(["status", "-format=json"], env);
+      expect(JSON.parse(r.out)).toMatchObject({ t: 3, n: 4, sealed: false });
+      expect((await vault(["operator", "seal"], authed)).code).toBe(0);
+      for (const k of init.unseal_keys_b64.slice(0, 2))
+        expect((await vault(["operator", "unseal", k], env)).code).toBe(0);
+      r = await vault(["operator", "unseal", init.unseal_keys_b64[2]], env);
+      expect(r.code).toBe(2); // three old shares: they do not open the rekeyed barrier
+      expect(r.err).toMatch(/invalid key shares/);
+      for (const k of newKeys.slice(1)) expect((await vault(["operator", "unseal", k], env)).code).toBe(0);
+      r = await vault(["status"], env);
+      expect(r.code, r.out).toBe(0);
+      expect(r.out).toMatch(/Sealed\s+false/);
+      r = await vault(["kv", "get", "-field=a", "secret/x"], authed);
+      expect(r.out.trim()).toBe("b");
     } finally {
       rt.proc.kill("SIGTERM");
       rmSync(dir, { recursive: true, force: true });
