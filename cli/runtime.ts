@@ -8,6 +8,8 @@
 //   runtime recovery-key --out FILE       a new operator key pair: private JWK to FILE (0600), public JWK printed
 //   runtime generate-root --init | --nonce N --share JWE --recovery-key FILE | --decode E --otp O
 //                                         a new root token from a quorum of shares (Vault's sys/generate-root)
+//   runtime rekey --init [--key-shares N] [--key-threshold T] | --nonce N --share JWE --recovery-key FILE
+//                 [--recovery-keys F1,…]  new unseal key shares from a quorum of the current ones (Vault's sys/rekey)
 //   runtime root-token --jwe JWE --recovery-key FILE   open a root token encrypted by init --root-token-key
 //   runtime status
 //   runtime verify --url URL --measurement HEX   attested TLS: check the runtime before trusting it
@@ -37,15 +39,20 @@ const SUB_USAGE: Record<string, string> = {
   unseal: `unseal KEY | unseal --share JWE|FILE --recovery-key FILE | unseal --reset`,
   "generate-root": `generate-root --init | --status | --cancel | --nonce N (KEY | --share JWE --recovery-key FILE)
               | --decode ENCODED --otp OTP   a new root token from a quorum of shares (Vault's sys/generate-root)`,
+  rekey: `rekey --init [--key-shares 5] [--key-threshold 3] | --status | --cancel --nonce N
+        | --nonce N (KEY | --share JWE --recovery-key FILE) [--recovery-keys PUB1,PUB2,…]
+                                     new unseal key shares from a quorum of the current ones (Vault's sys/rekey);
+                                     the holder giving the last share gets the new shares: each encrypted to one
+                                     operator's public JWK (--recovery-keys), or in clear only to a terminal`,
   "root-token": `root-token --jwe JWE|FILE --recovery-key FILE   open a root token encrypted by init --root-token-key`,
   "recovery-key": `recovery-key --out FILE          new operator recovery key: private JWK to FILE (0600),
                                      public JWK on stdout (give it to Vhsm recoveryKeys)`,
   status: `status [--format json]             exit 0 unsealed, 1 sealed or not initialized`,
   verify: VERIFY_USAGE,
 };
-const CLIENT_SUBS = new Set(["init", "unseal", "status", "generate-root"]);
+const CLIENT_SUBS = new Set(["init", "unseal", "status", "generate-root", "rekey"]);
 
-const USAGE = `usage: buckypaper runtime <server|dev|init|unseal|generate-root|root-token|recovery-key|status|verify> [flags]
+const USAGE = `usage: buckypaper runtime <server|dev|init|unseal|generate-root|rekey|root-token|recovery-key|status|verify> [flags]
 
 ${Object.values(SUB_USAGE)
   .map((u) => `  ${u}`)
@@ -486,6 +493,8 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     return Exit.ok;
   }
 
+  if (sub === "rekey") return rekey(rest, io);
+
   if (sub === "root-token") {
     const { values } = parseFlags(rest, { jwe: { type: "string" }, "recovery-key": { type: "string" } });
     if (!values.jwe || !values["recovery-key"])
@@ -566,4 +575,152 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   }
 
   throw new UsageError(`unknown subcommand '${sub}'\n\n${USAGE}`);
+}
+
+/** Operator public JWKs from a comma-separated list of files (init's and rekey's --recovery-keys). */
+async function recoveryPublicKeys(list: string | undefined) {
+  if (list === undefined) return undefined;
+  const { parseRecoveryPublicKey } = await import("../runtime/client/recovery-share.js");
+  return list
+    .split(",")
+    .map((f) => f.trim())
+    .filter(Boolean)
+    .map((f) => {
+      try {
+        return parseRecoveryPublicKey(readFlagFile("--recovery-keys", f).toString("utf8"), `--recovery-keys ${f}`);
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+    });
+}
+
+/**
+ * `runtime rekey`: Vault's sys/rekey for operators holding JWE shares. The holder whose share completes the
+ * quorum receives the new shares; before sending it the CLI asks the status, so the new shares are either
+ * encrypted to the operators' keys (--recovery-keys, one per new share, checked against the attempt's `n` before
+ * anything is sent) or printed in clear only to a terminal — never into a pipe, file or CI log.
+ */
+async function rekey(rest: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseFlags(
+    rest,
+    {
+      ...clientFlags,
+      init: { type: "boolean" },
+      status: { type: "boolean" },
+      cancel: { type: "boolean" },
+      "key-shares": { type: "string" },
+      "key-threshold": { type: "string" },
+      nonce: { type: "string" },
+      share: { type: "string" },
+      "recovery-key": { type: "string" },
+      "recovery-keys": { type: "string" },
+      "insecure-print-to-pipe": { type: "boolean" },
+    },
+    true,
+  );
+  const call = await client(values);
+  const show = (b: Record<string, unknown>) =>
+    io.out(
+      values.format === "json"
+        ? JSON.stringify(b, null, 2)
+        : [
+            ["Nonce", b.nonce],
+            ["Started", b.started],
+            ...(b.started
+              ? [
+                  ["Rekey Progress", `${String(b.progress)}/${String(b.required)}`],
+                  ["New Shares", b.n],
+                  ["New Threshold", b.t],
+                ]
+              : []),
+          ]
+            .map(([k, v]) => `${String(k).padEnd(15)} ${String(v)}`)
+            .join("\n"),
+    );
+  let r;
+  if (values.init) {
+    const n = Number(values["key-shares"] ?? 5),
+      t = Number(values["key-threshold"] ?? 3);
+    if (!Number.isInteger(n) || n < 1 || n > 255) throw new UsageError("--key-shares: an integer 1..255");
+    if (!Number.isInteger(t) || t < 1 || t > n) throw new UsageError("--key-threshold: an integer 1..key-shares");
+    r = await call("PUT", "sys/rekey/init", { secret_shares: n, secret_threshold: t });
+  } else if (values.status) r = await call("GET", "sys/rekey/init");
+  else if (values.cancel) {
+    if (!values.nonce) throw new UsageError("rekey: --cancel needs --nonce (the attempt's, shown by --status)");
+    r = await call("DELETE", "sys/rekey/init", { nonce: values.nonce });
+  } else {
+    if (!values.nonce) throw new UsageError("rekey: --nonce (the attempt's, from its initiator) is required");
+    let key = positionals[0];
+    if (values.share !== undefined || values["recovery-key"] !== undefined) {
+      if (!values.share || !values["recovery-key"])
+        throw new UsageError("rekey: --share and --recovery-key go together (an encrypted share and your private JWK)");
+      key = await openShare(values.share, values["recovery-key"]);
+    }
+    if (!key) throw new UsageError("rekey: give a key share (KEY, or --share JWE --recovery-key FILE)");
+    // Would this share complete the quorum? Then the new shares come back here: check where they would go first.
+    const st = await call("GET", "sys/rekey/init");
+    if (failIfError(st, io)) return Exit.rejected;
+    const s = st.body as { started: boolean; nonce: string; n: number; t: number; progress: number; required: number };
+    if (!s.started) throw new UsageError("rekey: no rekey is in progress (start one with --init)");
+    const shareKeys = await recoveryPublicKeys(values["recovery-keys"]);
+    if (shareKeys && shareKeys.length !== s.n)
+      throw new UsageError(`--recovery-keys: ${shareKeys.length} keys for ${s.n} new key shares (one key per share)`);
+    const last = s.progress + 1 >= s.required;
+    if (last && !shareKeys && !io.isTerminal?.() && !values["insecure-print-to-pipe"])
+      throw new UsageError(
+        "rekey: this share completes the quorum, and the new unseal key shares would be written to standard output " +
+          "in clear, which is not a terminal. Encrypt them to the operators' keys (--recovery-keys, one public JWK " +
+          "per new share), run this in a terminal, or pass --insecure-print-to-pipe. Your share was not sent.",
+      );
+    r = await call("PUT", "sys/rekey/update", { key, nonce: values.nonce });
+    if (failIfError(r, io)) return Exit.rejected;
+    const done = r.body as { complete?: boolean; keys_base64?: string[]; nonce?: string };
+    if (done.complete && done.keys_base64) {
+      const b64 = done.keys_base64;
+      const { encryptShare } = await import("../runtime/client/recovery-share.js");
+      // A race (another holder's share landed first) can complete here without keys to encrypt to: the shares
+      // exist nowhere else, so they are printed all the same, with the warning.
+      const jwes =
+        shareKeys && shareKeys.length === b64.length
+          ? await Promise.all(
+              b64.map((k, i) =>
+                encryptShare({ v: 1, index: i + 1, shares: b64.length, threshold: s.t, key: k }, shareKeys[i]),
+              ),
+            )
+          : undefined;
+      if (!jwes)
+        io.err(
+          "WARNING! The new unseal key shares are printed below in clear, this once: the runtime keeps no copy. " +
+            "Give each to a different operator; the old shares no longer unseal this runtime.",
+        );
+      if (values.format === "json") {
+        io.out(
+          JSON.stringify(
+            {
+              ...(jwes ? { unseal_keys_jwe: jwes } : { unseal_keys_b64: b64 }),
+              unseal_shares: b64.length,
+              unseal_threshold: s.t,
+              nonce: done.nonce,
+            },
+            null,
+            2,
+          ),
+        );
+      } else {
+        const lines = (jwes ?? b64).map((k, i) => `Key ${i + 1}${jwes ? " (encrypted)" : ""}: ${k}`);
+        lines.push(
+          "",
+          `Operation nonce: ${String(done.nonce)}`,
+          "",
+          `The runtime is rekeyed with ${b64.length} key shares and a key threshold of ${s.t}; the old shares no longer unseal it.`,
+        );
+        io.out(lines.join("\n"));
+      }
+      return Exit.ok;
+    }
+  }
+  if (failIfError(r, io)) return Exit.rejected;
+  if (r.status !== 204) show(r.body as Record<string, unknown>);
+  else io.out("Rekey cancelled.");
+  return Exit.ok;
 }

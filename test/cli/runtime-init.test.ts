@@ -3,6 +3,7 @@
 // another (--root-token-key); what would stay in clear goes only to a terminal, once, with a warning — a
 // file, pipe or CI log is refused before anything is initialized. Real `runtime server` processes on
 // SQLite; the CLI runs as a process (stdout a pipe) and, for the terminal case, in-process with a terminal io.
+// `runtime generate-root` and `runtime rekey` with JWE shares: the same rule for the new shares a rekey returns.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -190,6 +191,80 @@ describe("runtime generate-root: operators holding encrypted shares mint a root 
       expect(((await me.json()) as { data: { policies: string[] } }).data.policies).toEqual(["root"]);
     } finally {
       await c.kill();
+    }
+  });
+});
+
+describe("runtime rekey: operators holding encrypted shares hand the runtime to new holders", () => {
+  it("the old holders' JWE shares rekey it; the new shares are encrypted to the new holders; the old ones no longer unseal", async () => {
+    const d = await server("d");
+    let again: ServerProc | undefined;
+    try {
+      const a = ["--address", d.url];
+      const initD = await init(
+        a,
+        3,
+        2,
+        "--format",
+        "json",
+        "--recovery-keys",
+        allOperators(),
+        "--root-token-key",
+        ops[0].pub,
+      );
+      expect(initD.code, initD.stderr).toBe(0);
+      const jwe = JSON.parse(initD.stdout).unseal_keys_jwe as string[];
+      for (const i of [0, 1]) expect((await unseal(a, jwe[i], ops[i].priv)).code).toBe(0);
+      const next = [await operator("op4"), await operator("op5")];
+      const st = await cli([
+        "runtime",
+        "rekey",
+        ...a,
+        "--init",
+        "--key-shares",
+        "2",
+        "--key-threshold",
+        "2",
+        "--format",
+        "json",
+      ]);
+      expect(st.code, st.stderr).toBe(0);
+      const { nonce } = JSON.parse(st.stdout) as { nonce: string };
+      const give = (i: number, ...more: string[]) =>
+        cli(["runtime", "rekey", ...a, "--nonce", nonce, "--share", jwe[i], "--recovery-key", ops[i].priv, ...more]);
+      const one = await give(0);
+      expect(one.code, one.stderr).toBe(0);
+      expect(one.stdout).toMatch(/Rekey Progress\s+1\/2/);
+      expect(one.stdout).toMatch(/New Shares\s+2/);
+      // the last share, to a pipe, without keys to encrypt to: refused before it is sent
+      const clear = await give(2);
+      expect(clear.code).toBe(2);
+      expect(clear.stderr).toMatch(/completes the quorum.*Your share was not sent/s);
+      const many = await give(2, "--recovery-keys", allOperators());
+      expect(many.code).toBe(2);
+      expect(many.stderr).toMatch(/--recovery-keys: 3 keys for 2 new key shares/);
+      const st2 = await cli(["runtime", "rekey", ...a, "--status", "--format", "json"]);
+      expect(JSON.parse(st2.stdout)).toMatchObject({ started: true, progress: 1, n: 2, t: 2 });
+      const done = await give(2, "--recovery-keys", next.map((o) => o.pub).join(","), "--format", "json");
+      expect(done.code, done.stderr).toBe(0);
+      const out = JSON.parse(done.stdout) as { unseal_keys_jwe: string[]; unseal_threshold: number };
+      expect(out.unseal_keys_jwe).toHaveLength(2);
+      expect(out.unseal_threshold).toBe(2);
+      expect(done.stdout).not.toMatch(/unseal_keys_b64/);
+      // restarted: the old holders' shares are refused, the new holders unseal it
+      await d.kill();
+      again = await startServerProc(path.join(tmp, "d.hcl"));
+      const b = ["--address", again.url];
+      expect((await unseal(b, jwe[0], ops[0].priv)).code).toBe(0);
+      const old = await unseal(b, jwe[1], ops[1].priv);
+      expect(old.code).toBe(1);
+      expect(old.stderr).toMatch(/invalid key shares/);
+      expect((await unseal(b, out.unseal_keys_jwe[0], next[1].priv)).stderr).toMatch(/does not open with that key/);
+      for (const i of [0, 1]) expect((await unseal(b, out.unseal_keys_jwe[i], next[i].priv)).code).toBe(0);
+      expect((await cli(["runtime", "status", ...b])).stdout).toMatch(/Sealed\s+false/);
+    } finally {
+      await again?.kill();
+      await d.kill();
     }
   });
 });
