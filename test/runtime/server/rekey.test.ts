@@ -36,10 +36,11 @@ let pgUrl = "";
 let dir = "";
 let chipA: SnpSimulator;
 let chipB: SnpSimulator;
+let chipC: SnpSimulator;
 let trust: TrustConfig;
 const servers: RunningServer[] = [];
 const logs: Logged[] = [];
-let r1: RunningServer, r2: RunningServer;
+let r1: RunningServer, r2: RunningServer, rC: RunningServer;
 let oldKeys: string[] = [];
 let newKeys: string[] = [];
 let root = "";
@@ -61,6 +62,7 @@ beforeAll(async () => {
   pgDir = mkdtempSync(path.join(tmpdir(), "bk-pg-rekey-"));
   pgUrl = execFileSync(path.join(repoRoot, "scripts/pg-test-server.sh"), ["start", pgDir], { encoding: "utf8" }).trim();
   chipB = await createSnpSimulator({ state: { ...(await chipA.exportState()), chipId: "5a".repeat(64), veks: {} } });
+  chipC = await createSnpSimulator({ state: { ...(await chipA.exportState()), chipId: "c3".repeat(64), veks: {} } });
   trust = { snp: { simulated: [chipA.trustAnchor] } };
   r1 = await replica(snp(chipA));
   const init = await call(r1.url, "PUT", "sys/init", { secret_shares: 3, secret_threshold: 2, peer_threshold: 2 });
@@ -71,6 +73,10 @@ beforeAll(async () => {
   expect(r1.core.sealed).toBe(false);
   r2 = await replica(snp(chipA));
   expect(r2.core.sealed).toBe(false);
+  // A peer is a machine (r1 and r2 are one): rC runs on chip C, unsealed by its operators (its derived key opens nothing).
+  rC = await replica(snp(chipC));
+  for (const k of oldKeys.slice(0, 2)) await call(rC.url, "PUT", "sys/unseal", { key: k });
+  expect(rC.core.sealed).toBe(false);
   expect(
     (await call(r1.url, "POST", "sys/mounts/secret", { type: "kv", options: { version: "2" } }, root)).status,
   ).toBe(204);
@@ -116,7 +122,7 @@ const rekey = async (url: string, shares: number, threshold: number, keys: strin
 describe.runIf(ok)("rekey of an attested replica set on shared PostgreSQL", () => {
   it("a replica that cannot renew the auto-unseal wrapping refuses to rekey, and changes nothing", async () => {
     // On chip B: sealed at start (its derived key does not open the wrapping), unsealed by two peers.
-    const onB = await replica({ ...snp(chipB), peers: [r1.url, r2.url] });
+    const onB = await replica({ ...snp(chipB), peers: [r1.url, rC.url] });
     expect(onB.core.sealed).toBe(true);
     expect((await onB.peerUnseal!()).unsealed).toBe(true);
     const r = await call(onB.url, "PUT", "sys/rekey/init", { secret_shares: 2, secret_threshold: 2 });
@@ -164,9 +170,9 @@ describe.runIf(ok)("rekey of an attested replica set on shared PostgreSQL", () =
     expect(del.status, JSON.stringify(del.body)).toBe(204);
   });
 
-  it("a replica on another chip is unsealed by two peers with the re-split shares", async () => {
-    const r3 = servers.at(-1)!;
-    const onB = await replica({ ...snp(chipB), peers: [r1.url, r3.url] });
+  it("a replica on another chip is unsealed by two peers (two machines) with the re-split shares", async () => {
+    // rC was unsealed before the rekey (it holds the old key in memory): it releases its slot's share of the new split
+    const onB = await replica({ ...snp(chipB), peers: [r1.url, rC.url] });
     expect(onB.core.sealed).toBe(true);
     const res = await onB.peerUnseal!();
     expect(res.unsealed, JSON.stringify(res)).toBe(true);
