@@ -4,6 +4,7 @@
 // they must be the very bytes the VM boots (the AMI/disk built from the same image).
 import { BootPredictionError, predictFromDisk, predictMeasuredBoot } from "../../images/vtpm/index.js";
 import { kitCmdlineMustContain, parseManifest, readManifestFile, ManifestError } from "../../images/guest/manifest.js";
+import { IMPORT_CREDENTIALS_OFF } from "../../images/guest/credentials.js";
 import { ConfigError } from "./errors.js";
 import { readInputFile } from "./input-file.js";
 import type { MeasuredBootPolicy } from "../../runtime/attestation/tpm/boot-policy.js";
@@ -32,6 +33,14 @@ export interface BootChainArgs {
   mustContain?: string[];
   /** Require Secure Boot on (PCR 7). */
   secureBoot?: boolean;
+  /**
+   * A UKI or kernel that is not the kit's must carry `systemd.import_credentials=no` on its command line (registered
+   * in `kernelCmdline.mustContain`): systemd's PID 1 otherwise imports credentials the VMM hands it — SMBIOS type 11
+   * strings the cloud or host sets, QEMU fw_cfg — which units act on as root (`ssh.authorized_keys.root`,
+   * `passwd.*.root`, `tmpfiles.extra`), and no launch measurement or boot event covers them. Set this only for an
+   * image whose init imports no credentials (not systemd, or systemd built without it): the host then decides.
+   */
+  allowHostCredentials?: boolean;
 }
 
 /**
@@ -88,11 +97,18 @@ export function predictBootChain(who: string, args: BootChainArgs, bank: "sha256
         bank,
       });
     }
+    // Not the kit's image: the credential word is required unless the program says its init imports none.
+    const mustContain = [
+      ...new Set([
+        ...(args.allowHostCredentials === true ? [] : [IMPORT_CREDENTIALS_OFF]),
+        ...(args.mustContain ?? []),
+      ]),
+    ];
     if (args.uki)
       return predictMeasuredBoot({
         bootApplications: [...loaders, { name: "uki", image: readInputFile(who, "bootChain.uki", args.uki) }],
         uki: args.cmdline !== undefined ? { cmdline: args.cmdline } : {},
-        ...(args.mustContain ? { mustContain: args.mustContain } : {}),
+        ...(mustContain.length ? { mustContain } : {}),
         ...(args.secureBoot !== undefined ? { secureBoot: args.secureBoot } : {}),
         bank,
       });
@@ -100,11 +116,20 @@ export function predictBootChain(who: string, args: BootChainArgs, bank: "sha256
       bootApplications: [...loaders, { name: "kernel", image: readInputFile(who, "bootChain.kernel", args.kernel!) }],
       cmdline: args.cmdline,
       ...(args.initrd ? { initrd: readInputFile(who, "bootChain.initrd", args.initrd) } : {}),
-      ...(args.mustContain ? { mustContain: args.mustContain } : {}),
+      ...(mustContain.length ? { mustContain } : {}),
       ...(args.secureBoot !== undefined ? { secureBoot: args.secureBoot } : {}),
       bank,
     });
   } catch (e) {
+    if (e instanceof BootPredictionError && !args.manifest && e.message.includes(`'${IMPORT_CREDENTIALS_OFF}'`))
+      throw new ConfigError(
+        who,
+        "bootChain.cmdline",
+        `must contain '${IMPORT_CREDENTIALS_OFF}' (the ${args.uki ? "UKI's .cmdline or bootChain.cmdline" : "kernel command line"}): ` +
+          "otherwise systemd imports credentials the host or cloud passes through SMBIOS or fw_cfg, which act as root " +
+          "(e.g. ssh.authorized_keys.root) before any secret arrives, and no measurement covers them. " +
+          "Set bootChain.allowHostCredentials: true only if the image's init imports no credentials",
+      );
     if (e instanceof BootPredictionError) throw new ConfigError(who, `bootChain (${e.field})`, e.message);
     if (e instanceof ManifestError) throw new ConfigError(who, `bootChain.manifest (${e.field})`, e.message);
     if (e instanceof Error && e.name === "TdxInputError") throw new ConfigError(who, "bootChain", e.message);

@@ -16,8 +16,11 @@ import { existsSync } from "node:fs";
 import { lstat, mkdir, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 
+/** The word that stops systemd's PID 1 importing credentials: required of every vTPM-predicted boot, kit or not. */
+export const IMPORT_CREDENTIALS_OFF = "systemd.import_credentials=no";
+
 /** Kernel command line words of every kit image (kernelCmdline, diskCmdline): measured with the rest of the line. */
-export const CREDENTIAL_CMDLINE = "systemd.import_credentials=no module_blacklist=qemu_fw_cfg";
+export const CREDENTIAL_CMDLINE = `${IMPORT_CREDENTIALS_OFF} module_blacklist=qemu_fw_cfg`;
 
 /** The unit settings through which a service receives a credential (252 has the first four; the last from 254). */
 const CREDENTIAL_SETTING =

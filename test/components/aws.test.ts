@@ -193,7 +193,8 @@ describe("AwsConfidentialVm", () => {
     "predicts the boot events from the UKI it boots (sha384, PCR 11) and requires the NitroTPM document",
     async () => {
       const dir = mkdtempSync(path.join(tmpdir(), "bp-aws-uki-"));
-      const cmdline = "console=ttyS0 bk.root=/dev/nvme0n1p2 bk.roothash=" + "5e".repeat(32);
+      const cmdline =
+        "console=ttyS0 bk.root=/dev/nvme0n1p2 systemd.import_credentials=no bk.roothash=" + "5e".repeat(32);
       const uki = buildUki(dir, {
         ".osrel": Buffer.from("ID=buckypaper\n"),
         ".cmdline": Buffer.from(cmdline),
@@ -215,7 +216,12 @@ describe("AwsConfidentialVm", () => {
             allowed: [bootApplicationDigest(uki, "sha384")],
             required: [bootApplicationDigest(uki, "sha384")],
           },
-          kernelCmdline: { allowed: [cmdline], mustContain: ["bk.roothash=" + "5e".repeat(32)], boundByUki: true },
+          // The credential word is required of any UKI, not only the kit's (the program's words come on top).
+          kernelCmdline: {
+            allowed: [cmdline],
+            mustContain: ["systemd.import_credentials=no", "bk.roothash=" + "5e".repeat(32)],
+            boundByUki: true,
+          },
           pcrs: { "11": predictUkiPcr11(uki, "sha384").toString("hex") },
         },
         // Pinned to the instance this component created (registered once it exists).
@@ -238,6 +244,37 @@ describe("AwsConfidentialVm", () => {
             bootChain: { uki: path.join(dir, "uki.efi"), mustContain: ["bk.roothash=00"] },
           }),
       ).toThrow(/AwsConfidentialVm nohash: bootChain \(cmdline\) cmdline: does not contain 'bk.roothash=00'/);
+      // A UKI whose command line lets systemd import the host's credentials (SMBIOS / fw_cfg) is refused at preview,
+      // naming the word and the opt-out; with the opt-out it registers without the word.
+      const open = mkdtempSync(path.join(tmpdir(), "bp-aws-uki-creds-"));
+      buildUki(open, {
+        ".osrel": Buffer.from("ID=other\n"),
+        ".cmdline": Buffer.from("console=ttyS0 root=/dev/nvme0n1p1 roothash=" + "5e".repeat(32)),
+        ".linux": randomBytes(64_000),
+        ".initrd": randomBytes(9_000),
+      });
+      expect(
+        () =>
+          new mod.AwsConfidentialVm("creds", {
+            vhsm,
+            region: "us-east-2",
+            bootChain: { uki: path.join(open, "uki.efi"), mustContain: ["roothash=" + "5e".repeat(32)] },
+          }),
+      ).toThrow(
+        /AwsConfidentialVm creds: bootChain\.cmdline must contain 'systemd\.import_credentials=no' \(the UKI's \.cmdline or bootChain\.cmdline\): otherwise systemd imports credentials .* Set bootChain\.allowHostCredentials: true/,
+      );
+      const optOut = new mod.AwsConfidentialVm("creds-ok", {
+        vhsm,
+        region: "us-east-2",
+        bootChain: {
+          uki: path.join(open, "uki.efi"),
+          mustContain: ["roothash=" + "5e".repeat(32)],
+          allowHostCredentials: true,
+        },
+      });
+      await resolve(optOut.workloadId);
+      const loose = unsecret(h.resources.find((r) => r.name === "creds-ok-workload")!.inputs.policy);
+      expect(loose.vtpm.measuredBoot.kernelCmdline.mustContain).toEqual(["roothash=" + "5e".repeat(32)]);
     },
   );
 
