@@ -195,6 +195,53 @@ export function runtimeTlsReportData(nonce: Uint8Array, spkiSha256: Uint8Array, 
   return h.digest();
 }
 
+const RUNTIME_TLS_VTPM_DOMAIN = Buffer.from("buckypaper-runtime-tls-vtpm-v1", "utf8");
+
+/**
+ * REPORT_DATA of the runtime's attested TLS when a vTPM rides along (`attestation { vtpm { … } }`, AWS/GCE where the
+ * launch digest names only the provider's firmware, so the OS must be bound through a measured-boot quote):
+ *   SHA-512( "buckypaper-runtime-tls-vtpm-v1" ‖ u32be(len nonce) ‖ nonce ‖ SHA-256(SPKI-DER of the TLS key)
+ *            ‖ SHA-256(AK TPM2B_PUBLIC)
+ *            ‖ 0x00 | 0x01 ‖ instance id (32) )
+ * and the TPM quote's qualifying data is SHA-256 of these 64 bytes (as for workloads), so report and quote are
+ * tied both ways: the report names the AK, the quote names the report. Its own domain: it differs from
+ * "buckypaper-runtime-tls-v2" in its 25th byte and from every workload and peer binding earlier, so a runtime
+ * vTPM report never passes as a runtime report without a vTPM (a verifier that requires the boot policy could
+ * otherwise be shown a report whose AK half was simply left out), nor as a workload's or peer's evidence. All
+ * fields after the length-prefixed nonce are fixed-length, so no two inputs share an encoding.
+ */
+export function runtimeTlsVtpmReportData(
+  nonce: Uint8Array,
+  spkiSha256: Uint8Array,
+  akSha256: Uint8Array,
+  instanceId?: Uint8Array,
+): Buffer {
+  if (nonce.length < RUNTIME_TLS_NONCE_BYTES.min || nonce.length > RUNTIME_TLS_NONCE_BYTES.max)
+    throw new Error(
+      `nonce must be ${RUNTIME_TLS_NONCE_BYTES.min}..${RUNTIME_TLS_NONCE_BYTES.max} bytes, got ${nonce.length}`,
+    );
+  if (spkiSha256.length !== 32) throw new Error(`spkiSha256 must be 32 bytes, got ${spkiSha256.length}`);
+  if (akSha256.length !== 32) throw new Error(`akSha256 must be 32 bytes, got ${akSha256.length}`);
+  if (instanceId !== undefined && instanceId.length !== 32)
+    throw new Error(`instanceId must be 32 bytes, got ${instanceId.length}`);
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(nonce.length);
+  const h = createHash("sha512")
+    .update(RUNTIME_TLS_VTPM_DOMAIN)
+    .update(len)
+    .update(nonce)
+    .update(spkiSha256)
+    .update(akSha256);
+  if (instanceId === undefined) h.update(Buffer.from([0]));
+  else h.update(Buffer.from([1])).update(instanceId);
+  return h.digest();
+}
+
+/** SHA-256 of an AK's TPM2B_PUBLIC: the AK's identity in runtimeTlsVtpmReportData (and vtpm.akPins). */
+export function akSha256(akPublic: Uint8Array): Buffer {
+  return createHash("sha256").update(akPublic).digest();
+}
+
 const RUNTIME_INSTANCE_DOMAIN = Buffer.from("buckypaper-runtime-instance-v1", "utf8");
 
 /**

@@ -8,6 +8,7 @@ export {
   reportDataMatches,
   runtimeInstanceId,
   runtimeTlsReportData,
+  runtimeTlsVtpmReportData,
   spkiSha256,
   RUNTIME_TLS_NONCE_BYTES,
 } from "./binding.js";

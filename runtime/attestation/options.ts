@@ -12,6 +12,12 @@ export interface AppraiseOptions {
   expectedReportData?: Uint8Array;
   /** Alternative to expectedReportData: derive it from Nitride's nonce and the workload's key (binding.ts). */
   binding?: { nonce: Uint8Array; publicKeySpki: Uint8Array; userDataSha256?: Uint8Array };
+  /**
+   * vTPM evidence whose REPORT_DATA binds the AK in a caller-defined format (the runtime's attested TLS:
+   * binding.ts runtimeTlsVtpmReportData): the expected 64 bytes given the AK's TPM2B_PUBLIC that signed the
+   * quote. The TPM quote's qualifying data must then be SHA-256 of that value. Ignored when `binding` is given.
+   */
+  vtpmReportData?: (akPublic: Uint8Array) => Uint8Array;
   /** Explain mode: same checks, no side effects (no network, no cache writes); claims even when rejected. */
   explain?: boolean;
   /** SNP v2 reports only: the product when neither the report nor its VEK names it. */

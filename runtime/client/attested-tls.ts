@@ -7,24 +7,35 @@
 //   - has REPORT_DATA = runtimeTlsReportData(our nonce, SHA-256(SPKI of this connection), instance id it reports);
 //   - reports exactly the expected instance id, when one is given (after bootstrap: a twin of the runtime
 //     launched from the same image with the same HOST_DATA and initialised by someone else has another one).
+//   - with a vTPM expectation (policy.vtpm with a measuredBoot policy: AWS/GCE, where the launch digest names
+//     only the provider's firmware): carries a TPM quote whose AK REPORT_DATA binds (runtimeTlsVtpmReportData),
+//     signed by that AK over SHA-256(REPORT_DATA), whose PCRs the event log replays to and whose boot events
+//     meet the policy — the same appraisal (runtime/attestation/tpm) Nitride gives a workload's evidence.vtpm.
 // A man in the middle relaying the real runtime's evidence presents its own key and fails the second; replayed
-// evidence carries an old nonce and fails it too. The returned SPKI hash is then the pin for every later
+// evidence carries an old nonce and fails it too; a quote from another TPM is signed by an AK REPORT_DATA
+// does not name (binding.vtpm-ak). The returned SPKI hash is then the pin for every later
 // connection (connectPinned): a request is sent only on a connection whose peer presented exactly that key.
 import http from "node:http";
 import tls from "node:tls";
 import { isIP } from "node:net";
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { appraise } from "../attestation/appraise.js";
-import { certSpkiSha256, runtimeTlsReportData } from "../attestation/binding.js";
+import { akSha256, certSpkiSha256, runtimeTlsReportData, runtimeTlsVtpmReportData } from "../attestation/binding.js";
 import { parsePolicy, PolicyError, type Policy, type TrustConfig } from "../attestation/policy.js";
-import type { Check, Verdict } from "../attestation/types.js";
-import { productFromName } from "../attestation/snp/abi.js";
+import type { Check, Evidence, Verdict } from "../attestation/types.js";
+import { parseReport, productFromName } from "../attestation/snp/abi.js";
+import { parseQuote } from "../attestation/tdx/abi.js";
 import { decodeEvidence } from "../protocol/evidence.js";
 import { WireFormatError } from "../protocol/errors.js";
 import type { RuntimeAttestation } from "./connection.js";
 
 /** What the runtime must prove: an appraisal policy (with a measurement allow-list) and the roots to trust. */
 export interface RuntimeExpectation {
+  /**
+   * With a `vtpm` section (tpm/policy.ts VtpmPolicy: measuredBoot — e.g. images/ predictFromDisk of the runtime
+   * image — and whose AK counts: akPins, nitroTpm, gceAkCertificate, or the loud allowUnauthenticatedAk) the
+   * runtime must send the vTPM half (`attestation { vtpm { … } }`) and it is appraised as a workload's is.
+   */
   policy: Policy;
   trust: TrustConfig;
   /**
@@ -227,6 +238,46 @@ function instanceCheck(want: string | undefined, reported: string | undefined, b
   return { id, ok: true, detail: `REPORT_DATA binds the expected instance ${want.slice(0, 16)}…` };
 }
 
+/** REPORT_DATA as the report's bytes say (unverified): names a refusal's cause, never decides acceptance. */
+function rawReportData(e: Evidence): Buffer | undefined {
+  try {
+    if (e.kind === "snp") return Buffer.from(parseReport(e.report).reportData);
+    if (e.kind === "tdx") return Buffer.from(parseQuote(e.quote).body.reportData);
+  } catch {
+    /* unparseable: the appraisal said so */
+  }
+  return undefined;
+}
+
+/** The hardware part alone (a verifier without a vtpm policy does not appraise the quote). */
+function withoutVtpm(e: Evidence): Evidence {
+  if (e.kind !== "snp" && e.kind !== "tdx") return e;
+  const { vtpm: _quote, ...hardware } = e;
+  return hardware;
+}
+
+/**
+ * A vtpm expectation must constrain the OS (measuredBoot) and say whose AK counts; EK credential activation
+ * (ekPublics) needs a second round trip that the attestation endpoint does not offer.
+ */
+function vtpmExpectationCheck(v: NonNullable<Policy["vtpm"]>): Check {
+  const id = "runtime.vtpm-policy";
+  if (!v.measuredBoot)
+    return {
+      id,
+      ok: false,
+      detail: "policy.vtpm has no measuredBoot section: the runtime's OS would not be checked (give its boot policy)",
+    };
+  if (v.ekPublics?.length)
+    return {
+      id,
+      ok: false,
+      detail:
+        "policy.vtpm.ekPublics (EK credential activation) needs a second round trip the runtime's attestation endpoint does not offer: pin the AK (akPins), require a NitroTPM document (nitroTpm) or Google's AK certificate (gceAkCertificate)",
+    };
+  return { id, ok: true, detail: "the runtime must send a vTPM quote meeting the measured-boot policy" };
+}
+
 /** Does the policy pin what the runtime runs? Without it any genuine VM would do: refused (no TOFU). */
 function measurementCheck(p: Policy): Check {
   const id = "runtime.expected-measurement";
@@ -342,9 +393,11 @@ export function requestOver(
 export async function verifyRuntime(o: VerifyRuntimeOptions): Promise<RuntimeVerification> {
   const checks: Check[] = [];
   const out = (extra: Partial<RuntimeVerification> = {}): RuntimeVerification => {
-    // A REPORT_DATA mismatch is named by the binding.* check that says which half is wrong (nonce or key).
+    // A REPORT_DATA mismatch is named by the binding.* check that says which part is wrong (nonce, key, AK); the
+    // appraisal's generic mismatches (REPORT_DATA, the AK binding, the quote's qualifying data) then step aside.
     const specific = checks.some((c) => !c.ok && c.id.startsWith("binding."));
-    const failed = checks.find((c) => !c.ok && !(specific && c.id === "policy.report-data"));
+    const generic = ["policy.report-data", "vtpm.ak-binding", "tpm.nonce"];
+    const failed = checks.find((c) => !c.ok && !(specific && generic.includes(c.id)));
     return {
       ok: !failed && checks.length > 0,
       url: o.url,
@@ -357,6 +410,8 @@ export async function verifyRuntime(o: VerifyRuntimeOptions): Promise<RuntimeVer
   // Before contacting the runtime when no simulated anchor could make the evidence simulated; after the
   // appraisal otherwise (then it is known whether the evidence chained to a vendor root).
   checks.push(measurementCheck(o.expected.policy));
+  const vtpmWanted = o.expected.policy.vtpm;
+  if (vtpmWanted) checks.push(vtpmExpectationCheck(vtpmWanted));
   const simulatedTrust = !!o.expected.trust.snp?.simulated?.length || !!o.expected.trust.tdx?.simulatedRoots?.length;
   if (!simulatedTrust) checks.push(instanceBindingCheck(o.expected, false));
   if (checks.some((c) => !c.ok)) return out();
@@ -426,28 +481,77 @@ export async function verifyRuntime(o: VerifyRuntimeOptions): Promise<RuntimeVer
   }
   const claimedInstance = rawInstance === null ? undefined : rawInstance;
   const instanceBytes = claimedInstance ? Buffer.from(claimedInstance, "hex") : undefined;
-  const connSpki = Buffer.from(conn.spkiSha256, "hex");
-  const expected = runtimeTlsReportData(nonce, connSpki, instanceBytes);
-  const verdict = await appraise(evidence, o.expected.policy, {
-    trust: o.expected.trust,
-    expectedReportData: expected,
-    ...(o.now ? { now: o.now } : {}),
-  });
+  // The vTPM half: the AK that signed the quote is what REPORT_DATA must name (runtimeTlsVtpmReportData).
+  const vtpm = (evidence.kind === "snp" || evidence.kind === "tdx") && evidence.vtpm ? evidence.vtpm : undefined;
+  const quoteAk = vtpm ? akSha256(vtpm.akPublic).toString("hex") : undefined;
+  if (vtpmWanted && !vtpm) {
+    checks.push({
+      id: "runtime.vtpm-missing",
+      ok: false,
+      detail:
+        "the expectation has a measured-boot (vtpm) policy, but the runtime sent no vTPM quote and event log: " +
+        "without them nothing binds its OS where the launch digest names only the provider's firmware " +
+        "(the runtime needs `attestation { vtpm { … } }`)",
+    });
+    return out({ spkiSha256: conn.spkiSha256 });
+  }
+  if (vtpm)
+    checks.push({
+      id: "runtime.vtpm",
+      ok: true,
+      detail: vtpmWanted
+        ? `vTPM quote by AK ${quoteAk!.slice(0, 16)}… and event log, appraised against the measured-boot policy`
+        : `vTPM quote by AK ${quoteAk!.slice(0, 16)}… sent; the expectation has no vtpm policy, so only its binding is checked`,
+    });
+  const bind = (spkiHex: string, akHex: string | undefined) =>
+    akHex === undefined
+      ? runtimeTlsReportData(nonce, Buffer.from(spkiHex, "hex"), instanceBytes)
+      : runtimeTlsVtpmReportData(nonce, Buffer.from(spkiHex, "hex"), Buffer.from(akHex, "hex"), instanceBytes);
+  const expected = bind(conn.spkiSha256, quoteAk);
+  // Without a vtpm policy the quote is not appraised (nothing changes for such a verifier): the hardware part is,
+  // over the AK-bound REPORT_DATA.
+  const verdict = vtpmWanted
+    ? await appraise(evidence, o.expected.policy, {
+        trust: o.expected.trust,
+        vtpmReportData: (ak) => bind(conn.spkiSha256, akSha256(ak).toString("hex")),
+        ...(o.now ? { now: o.now } : {}),
+      })
+    : await appraise(withoutVtpm(evidence), o.expected.policy, {
+        trust: o.expected.trust,
+        expectedReportData: expected,
+        ...(o.now ? { now: o.now } : {}),
+      });
   checks.push(...verdict.checks);
   if (simulatedTrust) checks.push(instanceBindingCheck(o.expected, verdict.simulated));
 
-  // The appraisal's policy.report-data says "mismatch"; these two say which half is wrong, so a refusal names
-  // a man in the middle or a replay rather than a bare hash difference.
-  const actual = verdict.claims?.reportData ? Buffer.from(verdict.claims.reportData, "hex") : undefined;
+  // The appraisal's policy.report-data says "mismatch"; these say which part is wrong, so a refusal names
+  // a man in the middle, a replay or a relayed quote rather than a bare hash difference.
+  // From the verified claims; when the appraisal withheld them (a vTPM check failed, so the verdict is refused
+  // anyway) from the report's own bytes — only to name which part is wrong, never to accept.
+  const actual = verdict.claims?.reportData
+    ? Buffer.from(verdict.claims.reportData, "hex")
+    : verdict.checks.some((c) => !c.ok)
+      ? rawReportData(evidence)
+      : undefined;
   const eq = (a: Buffer | undefined, b: Buffer) => !!a && a.length === b.length && timingSafeEqual(a, b);
   const claimedSpki =
     typeof data.spki_sha256 === "string" && /^[0-9a-f]{64}$/.test(data.spki_sha256) ? data.spki_sha256 : undefined;
   const claimedNonce = typeof data.nonce === "string" ? data.nonce : "";
-  const forOurNonceWith = (spkiHex: string) => runtimeTlsReportData(nonce, Buffer.from(spkiHex, "hex"), instanceBytes);
-  const boundToOurNonce = eq(actual, expected) || (!!claimedSpki && eq(actual, forOurNonceWith(claimedSpki)));
-  // Our nonce and this connection's key, as the answer says, and still no match: what is left is the instance
-  // id the answer claims — REPORT_DATA binds another (a forged instance_id).
-  if (!eq(actual, expected) && claimedNonce === nonce.toString("hex") && claimedSpki === conn.spkiSha256)
+  const claimedAk =
+    vtpm && typeof data.ak_sha256 === "string" && /^[0-9a-f]{64}$/.test(data.ak_sha256) ? data.ak_sha256 : undefined;
+  const akCandidates = vtpm ? [...new Set([quoteAk, ...(claimedAk ? [claimedAk] : [])])] : [undefined];
+  const spkiCandidates = [...new Set([conn.spkiSha256, ...(claimedSpki ? [claimedSpki] : [])])];
+  const boundWith = (spkiHex: string) => akCandidates.some((ak) => eq(actual, bind(spkiHex, ak)));
+  const boundToOurNonce = spkiCandidates.some(boundWith);
+  const boundToOurKey = boundWith(conn.spkiSha256);
+  // Our nonce and this connection's key (and the quote's AK), as the answer says, and still no match: what is
+  // left is the instance id the answer claims — REPORT_DATA binds another (a forged instance_id).
+  if (
+    !eq(actual, expected) &&
+    claimedNonce === nonce.toString("hex") &&
+    claimedSpki === conn.spkiSha256 &&
+    (!vtpm || claimedAk === quoteAk)
+  )
     checks.push({
       id: "binding.instance-id",
       ok: false,
@@ -466,7 +570,7 @@ export async function verifyRuntime(o: VerifyRuntimeOptions): Promise<RuntimeVer
         },
   );
   checks.push(
-    eq(actual, expected)
+    boundToOurKey
       ? {
           id: "binding.tls-key",
           ok: true,
@@ -481,6 +585,23 @@ export async function verifyRuntime(o: VerifyRuntimeOptions): Promise<RuntimeVer
               : `REPORT_DATA does not bind the TLS key this connection presented (${conn.spkiSha256.slice(0, 16)}…)`,
         },
   );
+  if (vtpm)
+    checks.push(
+      eq(actual, expected)
+        ? {
+            id: "binding.vtpm-ak",
+            ok: true,
+            detail: `REPORT_DATA binds the AK that signed the quote (${quoteAk!.slice(0, 16)}…)`,
+          }
+        : {
+            id: "binding.vtpm-ak",
+            ok: false,
+            detail:
+              boundToOurKey && claimedAk && claimedAk !== quoteAk
+                ? `REPORT_DATA binds AK ${claimedAk.slice(0, 16)}…, but the quote is signed by AK ${quoteAk!.slice(0, 16)}…: a quote from another TPM relayed with genuine hardware evidence`
+                : `REPORT_DATA does not bind the AK that signed the quote (${quoteAk!.slice(0, 16)}…)`,
+          },
+    );
   checks.push(instanceCheck(o.expected.instanceId, claimedInstance, eq(actual, expected)));
   return out({
     spkiSha256: conn.spkiSha256,

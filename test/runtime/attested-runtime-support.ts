@@ -27,13 +27,15 @@ export async function startAttestedRuntime(
     listener?: AttestedListener;
     /** The storage stanza (default inmem): replicas sharing a SQLite file share one barrier. */
     storage?: string;
+    /** Settings inside the attestation block (e.g. a `vtpm { … }` block). */
+    attestationBody?: string;
   } = {},
 ): Promise<{ server: RunningServer; sim: SnpSimulator }> {
   const sim = await platform();
   const cfg = parseConfig(`
     ${o.storage ?? 'storage "inmem" {}'}
     listener "tcp" { address = "127.0.0.1:0" }
-    attestation "simulated" {}
+    attestation "simulated" { ${o.attestationBody ?? ""} }
     ${o.extraConfig ?? ""}
   `);
   const server = await startServer(cfg, {
@@ -69,7 +71,11 @@ export function expectationFor(sim: SnpSimulator, measurements = [MEASUREMENT]):
  */
 export async function startRelay(
   upstream: string,
-  o: { replay?: string; listener?: AttestedListener; rewrite?: (attestationAnswer: string) => string } = {},
+  o: {
+    replay?: string;
+    listener?: AttestedListener;
+    rewrite?: (attestationAnswer: string) => string | Promise<string>;
+  } = {},
 ): Promise<{ url: string; requests: string[]; close(): Promise<void> }> {
   const listener = o.listener ?? (await createAttestedListener(["127.0.0.1"]));
   const requests: string[] = [];
@@ -89,11 +95,12 @@ export async function startRelay(
           if (o.rewrite && req.url?.startsWith("/v1/sys/attestation")) {
             const body: Buffer[] = [];
             r.on("data", (d: Buffer) => body.push(d));
-            r.on("end", () =>
-              res
-                .writeHead(r.statusCode ?? 502, { "content-type": "application/json" })
-                .end(o.rewrite!(Buffer.concat(body).toString("utf8"))),
-            );
+            r.on("end", () => {
+              void Promise.resolve(o.rewrite!(Buffer.concat(body).toString("utf8"))).then(
+                (text) => res.writeHead(r.statusCode ?? 502, { "content-type": "application/json" }).end(text),
+                () => res.writeHead(502).end(),
+              );
+            });
             return;
           }
           res.writeHead(r.statusCode ?? 502, r.headers);

@@ -63,6 +63,10 @@ export async function appraiseWithVtpm(
       opts.binding.userDataSha256,
     );
     innerOpts = { ...opts, binding: undefined, expectedReportData: expected };
+  } else if (opts.vtpmReportData) {
+    // The caller's own AK-binding format (the runtime's attested TLS), computed over the AK that signed the quote.
+    expected = opts.vtpmReportData(ev.akPublic);
+    innerOpts = { ...opts, vtpmReportData: undefined, expectedReportData: expected };
   }
   const v = await inner(evidence, policy, innerOpts);
   const checks: Check[] = [...v.checks];
@@ -73,7 +77,7 @@ export async function appraiseWithVtpm(
     detail: !expected
       ? "the AK is not bound: no nonce/key binding was given to check REPORT_DATA against"
       : reportDataOk
-        ? `REPORT_DATA binds the nonce, the workload key${opts.binding?.userDataSha256 ? ", the registered user-data" : ""} and this attestation key`
+        ? `REPORT_DATA binds the nonce, the ${opts.binding ? "workload" : "TLS"} key${opts.binding?.userDataSha256 ? ", the registered user-data" : ""} and this attestation key`
         : `REPORT_DATA does not bind this attestation key (or the nonce/key${opts.binding?.userDataSha256 ? "/registered user-data" : ""}): quote and report are not tied`,
   });
   const t = verifyTpmEvidence(ev, { nonce: expected ? sha256(expected) : undefined });

@@ -8,7 +8,12 @@ import type { Core } from "../vault/core.js";
 import { RateLimiter, DEFAULT_RATE_LIMITS, type RateLimitRule } from "./rate-limit.js";
 import { canonicalPath } from "../vault/request.js";
 import { jsonDepthExceeds, MAX_JSON_DEPTH } from "./json-depth.js";
-import { registerAttestationRoute, type AttestedListener, type RuntimeEvidenceSource } from "./attested-tls.js";
+import {
+  registerAttestationRoute,
+  type AttestedListener,
+  type RuntimeEvidenceSource,
+  type RuntimeVtpmSource,
+} from "./attested-tls.js";
 import type { PeerUnsealService } from "../peer/serve.js";
 
 export interface AppOptions {
@@ -21,7 +26,7 @@ export interface AppOptions {
   /** Log each request line (never bodies or tokens). Default off. */
   logRequests?: boolean;
   /** Attested TLS: serve GET /v1/sys/attestation over this listener key from this evidence source. */
-  attestation?: { listener: () => AttestedListener; source: RuntimeEvidenceSource };
+  attestation?: { listener: () => AttestedListener; source: RuntimeEvidenceSource; vtpm?: RuntimeVtpmSource };
   /** Replica set: serve sys/peer-unseal/* (an attested runtime releases its share to attested peers). */
   peerUnseal?: PeerUnsealService;
 }

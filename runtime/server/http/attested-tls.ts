@@ -5,26 +5,71 @@
 //   GET /v1/sys/attestation?nonce=<hex, 16..64 bytes>
 //   REPORT_DATA = SHA-512("buckypaper-runtime-tls-v2" ‖ u32be(len nonce) ‖ nonce ‖ SHA-256(SPKI-DER)
 //                         ‖ 0x00 | 0x01 ‖ instance id)
-// (runtime/attestation/binding.ts runtimeTlsReportData). A verifier (runtime/client/attested-tls.ts) checks the
+// (runtime/attestation/binding.ts runtimeTlsReportData). With `vtpm { … }` in the stanza (AWS/GCE: the launch digest
+// names only the provider's firmware) the answer also carries a TPM 2.0 quote over the boot PCRs and the event
+// log, and REPORT_DATA binds the quoting AK too (runtimeTlsVtpmReportData, binding "buckypaper-runtime-tls-vtpm-v1");
+// the quote's qualifying data is SHA-256 of that REPORT_DATA. A verifier (runtime/client/attested-tls.ts) checks the
 // evidence and that the TLS connection it came over presented exactly that SPKI; the certificate around the key
 // is self-signed and carries no trust of its own.
 import "reflect-metadata";
-import { randomBytes, webcrypto } from "node:crypto";
+import { createHash, randomBytes, webcrypto } from "node:crypto";
 import * as x509 from "@peculiar/x509";
 import type { FastifyInstance } from "fastify";
-import { RUNTIME_TLS_NONCE_BYTES, certSpkiSha256, runtimeTlsReportData } from "../../attestation/binding.js";
+import {
+  RUNTIME_TLS_NONCE_BYTES,
+  akSha256,
+  certSpkiSha256,
+  runtimeTlsReportData,
+  runtimeTlsVtpmReportData,
+} from "../../attestation/binding.js";
 import { pemEncode } from "../../attestation/pem.js";
-import type { WireEvidence } from "../../protocol/evidence.js";
+import type { WireEvidence, WireVtpm } from "../../protocol/evidence.js";
 import { configfsTsmProvider } from "../../guest/evidence/configfs-tsm.js";
 import { sevGuestProvider } from "../../guest/evidence/sev-guest.js";
 import { virtioPspProvider } from "../../guest/evidence/virtio-psp.js";
-import type { AttestationStanza } from "./config.js";
+import { Vtpm, wireVtpm } from "../../guest/evidence/vtpm.js";
+import type { AttestationStanza, VtpmStanza } from "./config.js";
 import { serverLeafExtensions } from "./tls.js";
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
 const ALG = { name: "ECDSA", namedCurve: "P-384", hash: "SHA-384" } as const;
 export const RUNTIME_TLS_BINDING = "buckypaper-runtime-tls-v2";
+export const RUNTIME_TLS_VTPM_BINDING = "buckypaper-runtime-tls-vtpm-v1";
+
+/** The vTPM half (AWS/GCE): the AK a quote is signed with, and a quote + event log over some qualifying data. */
+export interface RuntimeVtpmSource {
+  readonly name: string;
+  /** TPM2B_PUBLIC of the attestation key (created and persisted on first use). */
+  attestationKey(): Promise<Buffer>;
+  /** TPM2_Quote over the boot PCRs with `qualifyingData` (32 bytes), the PCR values and the TCG event log. */
+  quote(qualifyingData: Buffer): Promise<WireVtpm>;
+}
+
+/**
+ * The enclaivelet's tpm2-tools collector behind a `vtpm` stanza. One TPM conversation at a time: the collector
+ * flushes transient objects between commands, which would pull them from under a concurrent request on a TPM
+ * without a resource manager.
+ */
+export function vtpmSourceFor(v: VtpmStanza): RuntimeVtpmSource {
+  const tpm = new Vtpm({
+    tcti: v.tcti,
+    ...(v.eventLog ? { eventLogPath: v.eventLog } : {}),
+    ...(v.nitroTpm ? { nitroTpm: true } : {}),
+    ...(v.googleAk ? { googleAk: true } : {}),
+  });
+  let queue: Promise<unknown> = Promise.resolve();
+  const serial = <T>(fn: () => Promise<T>): Promise<T> => {
+    const run = queue.then(fn, fn);
+    queue = run.catch(() => undefined);
+    return run;
+  };
+  return {
+    name: `vtpm (${v.tcti})`,
+    attestationKey: () => serial(() => tpm.attestationKey()),
+    quote: (q) => serial(async () => wireVtpm(await tpm.collect(q))),
+  };
+}
 
 /** Something that returns evidence over 64 bytes of REPORT_DATA (the enclaivelet's EvidenceProvider shape). */
 export interface RuntimeEvidenceSource {
@@ -95,6 +140,8 @@ export function registerAttestationRoute(
   o: {
     listener: () => AttestedListener;
     source: RuntimeEvidenceSource;
+    /** The vTPM half (`attestation { vtpm { … } }`): a quote whose AK REPORT_DATA binds rides on the evidence. */
+    vtpm?: RuntimeVtpmSource;
     /** The runtime's instance id while unsealed (Core.instanceId); undefined when sealed or not initialised. */
     instanceId?: () => Buffer | undefined;
     rateLimited: (clientIp: string) => number;
@@ -129,14 +176,31 @@ export function registerAttestationRoute(
       const nonce = Buffer.from(n, "hex");
       // Read once: the id bound is the id returned, even if the runtime seals while the PSP answers.
       const instanceId = o.instanceId?.();
-      const reportData = runtimeTlsReportData(nonce, Buffer.from(l.spkiSha256, "hex"), instanceId);
+      const spki = Buffer.from(l.spkiSha256, "hex");
       inFlight++;
       let evidence: WireEvidence;
+      let reportData: Buffer;
+      let ak: Buffer | undefined;
+      let step = o.source.name;
       try {
-        evidence = await o.source.collect(reportData);
+        if (o.vtpm) {
+          // AK first: REPORT_DATA names it; then the quote over SHA-256(REPORT_DATA), then the hardware report.
+          step = o.vtpm.name;
+          ak = akSha256(await o.vtpm.attestationKey());
+          reportData = runtimeTlsVtpmReportData(nonce, spki, ak, instanceId);
+          const quote = await o.vtpm.quote(createHash("sha256").update(reportData).digest());
+          step = o.source.name;
+          evidence = await o.source.collect(reportData);
+          if (evidence.kind !== "snp" && evidence.kind !== "tdx")
+            throw new Error(`a vTPM quote rides on snp or tdx evidence, not ${evidence.kind}`);
+          evidence = { ...evidence, vtpm: quote };
+        } else {
+          reportData = runtimeTlsReportData(nonce, spki, instanceId);
+          evidence = await o.source.collect(reportData);
+        }
       } catch (e) {
         // The source's message names the device and step, never a secret; the caller needs to know it failed.
-        return fail(reply, 503, `sys/attestation: evidence source ${o.source.name} failed: ${(e as Error).message}`);
+        return fail(reply, 503, `sys/attestation: evidence source ${step} failed: ${(e as Error).message}`);
       } finally {
         inFlight--;
       }
@@ -146,10 +210,11 @@ export function registerAttestationRoute(
         .type("application/json")
         .send({
           data: {
-            binding: RUNTIME_TLS_BINDING,
+            binding: ak ? RUNTIME_TLS_VTPM_BINDING : RUNTIME_TLS_BINDING,
             nonce: nonce.toString("hex"),
             spki_sha256: l.spkiSha256,
             instance_id: instanceId ? instanceId.toString("hex") : null,
+            ...(ak ? { ak_sha256: ak.toString("hex") } : {}),
             report_data: reportData.toString("hex"),
             evidence_source: o.source.name,
             evidence,

@@ -15,6 +15,8 @@
 //   # attestation "configfs-tsm" { root = "/sys/kernel/config/tsm/report" }
 //   # attestation "virtio-psp"   { port = "/dev/virtio-ports/org.buckypaper.psp.0" }   (local QEMU guests)
 //   # attestation "simulated"    { platform_dir = "/abs/platform" measurement = "<96 hex>" } (tests, local)
+//   #   inside any of them, AWS/GCE: vtpm { device = "/dev/tpmrm0"  nitro_tpm = true | google_ak = true }
+//   #   (a TPM quote over the boot PCRs and the event log ride along; the AK is bound into REPORT_DATA)
 //   peer_unseal { peers = ["https://10.0.0.2:8200"] }  # replica set: attested peers unseal a sealed replica (peer/config.ts)
 import path from "node:path";
 import { availableParallelism } from "node:os";
@@ -63,11 +65,31 @@ export interface RuntimeConfig {
  * "simulated" signs with a simulated platform and is honoured only by an entry point that can load one
  * (`buckypaper runtime server`, tests): the server itself never carries simulator code.
  */
-export type AttestationStanza =
+export type AttestationStanza = (
   | { type: "sev-guest"; device: string }
   | { type: "configfs-tsm"; root: string }
   | { type: "virtio-psp"; port: string }
-  | { type: "simulated"; platformDir?: string; measurement?: string };
+  | { type: "simulated"; platformDir?: string; measurement?: string }
+) & { vtpm?: VtpmStanza };
+
+/**
+ * `vtpm { … }` inside the attestation block: GET /v1/sys/attestation also returns a TPM 2.0 quote over the boot
+ * PCRs and the TCG event log, the AK bound into REPORT_DATA (binding.ts runtimeTlsVtpmReportData) — what binds
+ * the OS on clouds whose launch digest covers only their firmware (AWS, GCE). Collected by the enclaivelet's
+ * tpm2-tools collector (runtime/guest/evidence/vtpm.ts).
+ */
+export interface VtpmStanza {
+  /** tpm2-tools TCTI: "device:/dev/tpmrm0" by default (`device = PATH` sets it), "swtpm:host=…,port=…" in tests. */
+  tcti: string;
+  /** The TCG event log (default /sys/kernel/security/tpm0/binary_bios_measurements). */
+  eventLog?: string;
+  /** AWS: also request a NitroTPM attestation document for the quote (nitro-tpm-attest). */
+  nitroTpm?: boolean;
+  /** GCE: quote with the AK Google's EK/AK CA certified, and send its certificate. */
+  googleAk?: boolean;
+}
+
+export const VTPM_SETTINGS = ["device", "tcti", "event_log", "nitro_tpm", "google_ak"] as const;
 
 export const ATTESTATION_SOURCES = ["sev-guest", "configfs-tsm", "virtio-psp", "simulated"] as const;
 
@@ -288,11 +310,17 @@ function parseAttestation(body: HclBody, resolve: (p: string) => string): Attest
   if (blocks.length > 1) throw new ConfigError("attestation: at most one attestation block");
   const b = blocks[0];
   const type = b.labels[0] ?? "";
+  const vtpm = parseVtpm(b.body, `attestation.${type}`, resolve);
+  for (const inner of b.body.blocks)
+    if (inner.type !== "vtpm") throw new ConfigError(`attestation.${type}: unknown block '${inner.type}' (vtpm)`);
   const only = (allowed: string[]) => {
     for (const k of Object.keys(b.body.attrs))
-      if (!allowed.includes(k))
-        throw new ConfigError(`attestation.${type}: unknown setting '${k}' (${allowed.join(", ") || "none"})`);
+      if (!allowed.includes(k) && k !== "vtpm")
+        throw new ConfigError(
+          `attestation.${type}: unknown setting '${k}' (${[...allowed, "vtpm"].join(", ") || "none"})`,
+        );
   };
+  const withVtpm = <T extends object>(x: T): T & { vtpm?: VtpmStanza } => (vtpm ? { ...x, vtpm } : x);
   const abs = (field: string, dflt?: string) => {
     const v = s(b.body.attrs[field], `attestation.${type}.${field}`) ?? dflt;
     return v === undefined ? undefined : resolve(v);
@@ -300,28 +328,72 @@ function parseAttestation(body: HclBody, resolve: (p: string) => string): Attest
   switch (type) {
     case "sev-guest":
       only(["device"]);
-      return { type, device: abs("device", "/dev/sev-guest")! };
+      return withVtpm({ type, device: abs("device", "/dev/sev-guest")! });
     case "configfs-tsm":
       only(["root"]);
-      return { type, root: abs("root", "/sys/kernel/config/tsm/report")! };
+      return withVtpm({ type, root: abs("root", "/sys/kernel/config/tsm/report")! });
     case "virtio-psp":
       only(["port"]);
-      return { type, port: abs("port", "/dev/virtio-ports/org.buckypaper.psp.0")! };
+      return withVtpm({ type, port: abs("port", "/dev/virtio-ports/org.buckypaper.psp.0")! });
     case "simulated": {
       only(["platform_dir", "measurement"]);
       const measurement = s(b.body.attrs.measurement, "attestation.simulated.measurement");
       if (measurement !== undefined && !/^[0-9a-fA-F]{96}$/.test(measurement))
         throw new ConfigError("attestation.simulated.measurement: must be 96 hex digits (48 bytes)");
       const platformDir = abs("platform_dir");
-      return {
+      return withVtpm({
         type,
         ...(platformDir ? { platformDir } : {}),
         ...(measurement ? { measurement: measurement.toLowerCase() } : {}),
-      };
+      });
     }
     default:
       throw new ConfigError(`attestation: unknown source '${type}' (${ATTESTATION_SOURCES.join(", ")})`);
   }
+}
+
+/** `vtpm { … }` (HCL block) or `"vtpm": { … }` (JSON, or an HCL object attribute), at most one; `vtpm = true` for the defaults. */
+function parseVtpm(body: HclBody, where: string, resolve: (p: string) => string): VtpmStanza | undefined {
+  const blocks = body.blocks.filter((x) => x.type === "vtpm");
+  const attr = body.attrs.vtpm;
+  const field = `${where}.vtpm`;
+  if (blocks.length + (attr === undefined ? 0 : 1) > 1) throw new ConfigError(`${field}: at most one vtpm setting`);
+  if (attr === false) return undefined;
+  let a: Record<string, HclValue>;
+  if (blocks.length) {
+    if (blocks[0].labels.length) throw new ConfigError(`${field}: takes no label`);
+    if (blocks[0].body.blocks.length)
+      throw new ConfigError(`${field}: unknown block '${blocks[0].body.blocks[0].type}' (none)`);
+    a = blocks[0].body.attrs;
+  } else if (attr === undefined) return undefined;
+  else if (attr === true) a = {};
+  else if (typeof attr === "object" && !Array.isArray(attr)) a = attr;
+  else throw new ConfigError(`${field}: must be a block, an object or true`);
+  for (const k of Object.keys(a))
+    if (!(VTPM_SETTINGS as readonly string[]).includes(k))
+      throw new ConfigError(`${field}: unknown setting '${k}' (${VTPM_SETTINGS.join(", ")})`);
+  const device = s(a.device, `${field}.device`);
+  const tcti = s(a.tcti, `${field}.tcti`);
+  if (device !== undefined && tcti !== undefined) throw new ConfigError(`${field}: give device or tcti, not both`);
+  if (tcti !== undefined && !/^[a-z][a-z0-9-]*(:.*)?$/.test(tcti))
+    throw new ConfigError(`${field}.tcti: expected a tpm2-tools TCTI such as "device:/dev/tpmrm0"`);
+  const bool = (k: string) => {
+    const v = a[k];
+    if (v === undefined) return undefined;
+    if (typeof v !== "boolean") throw new ConfigError(`${field}.${k}: must be true or false`);
+    return v;
+  };
+  const nitroTpm = bool("nitro_tpm");
+  const googleAk = bool("google_ak");
+  if (nitroTpm && googleAk)
+    throw new ConfigError(`${field}: nitro_tpm (AWS) and google_ak (GCE) name different clouds; set one`);
+  const eventLog = s(a.event_log, `${field}.event_log`);
+  return {
+    tcti: tcti ?? `device:${resolve(device ?? "/dev/tpmrm0")}`,
+    ...(eventLog !== undefined ? { eventLog: resolve(eventLog) } : {}),
+    ...(nitroTpm ? { nitroTpm } : {}),
+    ...(googleAk ? { googleAk } : {}),
+  };
 }
 
 function parseWorkers(v: HclValue | undefined): number {

@@ -21,6 +21,7 @@ import { sevGuestDerivedKey, virtioPspDerivedKey } from "../../guest/sealing.js"
 import {
   createAttestedListener,
   evidenceSourceFor,
+  vtpmSourceFor,
   type AttestedListener,
   type RuntimeEvidenceSource,
 } from "./attested-tls.js";
@@ -167,6 +168,7 @@ export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Pro
   // Attested TLS: the listener key lives in this process only and replaces the runtime CA's leaf altogether.
   const attested = cfg.attestation ? (o.attestedListener ?? (await createAttestedListener(hosts))) : undefined;
   const evidenceSource = cfg.attestation ? (o.evidenceSource ?? evidenceSourceFor(cfg.attestation)) : undefined;
+  const vtpmSource = cfg.attestation?.vtpm ? vtpmSourceFor(cfg.attestation.vtpm) : undefined;
 
   async function installLeaf(ca: CaMaterial) {
     if (!files) return;
@@ -229,7 +231,7 @@ export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Pro
     https = { key: attested.keyPem, cert: attested.certPem };
     o.logger?.info(
       `attested TLS: listener key generated in memory (SPKI SHA-256 ${attested.spkiSha256}); evidence from ` +
-        `${evidenceSource!.name} at GET /v1/sys/attestation — check it with 'buckypaper runtime verify'`,
+        `${evidenceSource!.name}${vtpmSource ? ` with a quote from ${vtpmSource.name}` : ""} at GET /v1/sys/attestation — check it with 'buckypaper runtime verify'`,
     );
   } else if (tlsOn) {
     if (l.tlsCertFile) https = { key: readFileSync(l.tlsKeyFile!, "utf8"), cert: readFileSync(l.tlsCertFile, "utf8") };
@@ -274,7 +276,15 @@ export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Pro
     bodyLimit: l.maxRequestSize,
     rateLimits: cfg.rateLimits,
     logRequests: false,
-    ...(attested ? { attestation: { listener: () => attested, source: evidenceSource! } } : {}),
+    ...(attested
+      ? {
+          attestation: {
+            listener: () => attested,
+            source: evidenceSource!,
+            ...(vtpmSource ? { vtpm: vtpmSource } : {}),
+          },
+        }
+      : {}),
     ...(peerService ? { peerUnseal: peerService } : {}),
   });
   try {
