@@ -3,6 +3,8 @@
 // measurement and bind the TLS key of the connection it came over with a fresh nonce (runtime/client/
 // attested-tls.ts) and, with --instance-id, be exactly the runtime instance bootstrapped (the Vhsm's
 // `runtimeInstanceId` output): a twin of the image with the same HOST_DATA is refused (runtime.instance-id).
+// With --boot-policy (AWS/GCE: the launch digest names only the provider's firmware) the runtime must also send a
+// vTPM quote whose AK its REPORT_DATA binds, and its boot events must meet that measured-boot policy.
 // Prints every check; exit 0 only when every URL passed, 1 when one was refused, 2 on usage.
 import { parseFlags, readFlagFile } from "./args.js";
 import { Exit, UsageError, type CliIo } from "./io.js";
@@ -10,8 +12,11 @@ import type { RuntimeAttestation, SimulatedPlatformAnchor } from "../runtime/cli
 
 export const VERIFY_USAGE = `verify --url URL [--url URL …] (--measurement HEX … | --manifest FILE --vcpus N [--vcpu-type NAME])
                 [--host-data HEX | --any-instance] [--instance-id HEX] [--anchor anchor.json …] [--amd-cert-dir DIR] [--policy FILE] [--kds online|offline|off]
+                [--boot-policy FILE (--ak-pin HEX … | --nitro-tpm | --gce-ak | --allow-unauthenticated-ak)]
                 [--format json]
-                                     attest the runtime (each replica) before trusting it; exit 0 only if all pass`;
+                                     attest the runtime (each replica) before trusting it; exit 0 only if all pass
+                                     (--boot-policy: a measuredBoot JSON, e.g. predicted from the runtime image's disk;
+                                     the runtime must send a vTPM quote meeting it, its AK authenticated as the flags say)`;
 
 const HEX48 = /^[0-9a-fA-F]{96}$/;
 
@@ -46,6 +51,56 @@ async function manifestMeasurements(file: string, vcpus: string | undefined, vcp
   }
 }
 
+/** --boot-policy and the AK flags → the expectation's vtpm section (validated like a workload's, fields named). */
+async function vtpmFlags(v: {
+  "boot-policy"?: string;
+  "ak-pin"?: string[];
+  "nitro-tpm"?: boolean;
+  "gce-ak"?: boolean;
+  "allow-unauthenticated-ak"?: boolean;
+}): Promise<import("../runtime/attestation/tpm/policy.js").VtpmPolicy | undefined> {
+  const file = v["boot-policy"];
+  const akFlags = ["ak-pin", "nitro-tpm", "gce-ak", "allow-unauthenticated-ak"] as const;
+  const given = akFlags.filter((f) => v[f] !== undefined && v[f] !== false);
+  if (!file) {
+    if (given.length) throw new UsageError(`--${given[0]} needs --boot-policy FILE`);
+    return undefined;
+  }
+  if (given.length === 0)
+    throw new UsageError(
+      "--boot-policy: say whose attestation key counts: --ak-pin HEX (the runtime VM's vTPM AK), --nitro-tpm (AWS), --gce-ak (GCE), or --allow-unauthenticated-ak (the OS is then not bound against the guest kernel)",
+    );
+  let measuredBoot: unknown;
+  try {
+    measuredBoot = JSON.parse(readFlagFile("--boot-policy", file).toString("utf8"));
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(`--boot-policy ${file}: not JSON (${(e as Error).message})`);
+  }
+  const { parseVtpmPolicy, VtpmPolicyError } = await import("../runtime/attestation/tpm/policy.js");
+  try {
+    return parseVtpmPolicy(
+      {
+        measuredBoot,
+        ...(v["ak-pin"] ? { akPins: v["ak-pin"] } : {}),
+        ...(v["nitro-tpm"] ? { nitroTpm: {} } : {}),
+        ...(v["gce-ak"] ? { gceAkCertificate: {} } : {}),
+        ...(v["allow-unauthenticated-ak"] ? { allowUnauthenticatedAk: true } : {}),
+      },
+      "vtpm",
+    );
+  } catch (e) {
+    if (!(e instanceof VtpmPolicyError)) throw e;
+    const where = e.field.replace(/^vtpm\.measuredBoot\.?/, "");
+    const flag = e.field.startsWith("vtpm.akPins")
+      ? "--ak-pin"
+      : where
+        ? `--boot-policy ${file}: ${where}`
+        : `--boot-policy ${file}`;
+    throw new UsageError(`${flag}: ${e.reason}`);
+  }
+}
+
 export async function runtimeVerify(argv: string[], io: CliIo): Promise<number> {
   const { values } = parseFlags(argv, {
     url: { type: "string", multiple: true },
@@ -60,6 +115,11 @@ export async function runtimeVerify(argv: string[], io: CliIo): Promise<number> 
     "amd-cert-dir": { type: "string" },
     policy: { type: "string" },
     kds: { type: "string" },
+    "boot-policy": { type: "string" },
+    "ak-pin": { type: "string", multiple: true },
+    "nitro-tpm": { type: "boolean" },
+    "gce-ak": { type: "boolean" },
+    "allow-unauthenticated-ak": { type: "boolean" },
     format: { type: "string" },
   });
   const urls = values.url ?? [];
@@ -100,6 +160,11 @@ export async function runtimeVerify(argv: string[], io: CliIo): Promise<number> 
     throw e;
   }
   if (values["amd-cert-dir"]) expected.trust.snp = { ...expected.trust.snp, certDir: values["amd-cert-dir"] };
+  const vtpm = await vtpmFlags(values);
+  if (vtpm) {
+    if (expected.policy.vtpm) throw new UsageError("--boot-policy: --policy has a vtpm section too; give one");
+    expected.policy.vtpm = vtpm;
+  }
 
   const results = [];
   for (const url of urls) results.push(await verifyRuntime({ url, expected }));
