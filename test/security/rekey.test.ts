@@ -58,7 +58,13 @@ afterAll(async () => {
 
 describe("sys/rekey: an operator quorum replaces the unseal key shares", () => {
   beforeAll(async () => {
-    srv = await startRuntimeServer({ workers: 2, shares: 3, threshold: 2 });
+    // this file makes more rekey calls from one address than the default per-client limit allows (5/s, burst 20)
+    srv = await startRuntimeServer({
+      workers: 2,
+      shares: 3,
+      threshold: 2,
+      hcl: `rate_limit "sys/rekey/*" { per_second = 1000  burst = 1000 }`,
+    });
     url = srv.url;
     log = path.join(srv.dir, "audit.log");
     expect((await call("PUT", "sys/audit/file", { type: "file", options: { file_path: log } }, srv.root)).status).toBe(

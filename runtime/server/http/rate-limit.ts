@@ -19,6 +19,8 @@ export const DEFAULT_RATE_LIMITS: RateLimitRule[] = [
   { path: "sys/attestation", perSecond: 5, burst: 20 },
   // Unauthenticated; every challenge is a storage write and every share request an appraisal.
   { path: "sys/peer-unseal/*", perSecond: 5, burst: 20 },
+  // Unauthenticated; starting a rekey asks the security processor for the derived key (auto-unseal wrapping check).
+  { path: "sys/rekey/*", perSecond: 5, burst: 20 },
 ];
 
 interface Bucket {

@@ -122,6 +122,8 @@ export class Rekey {
     const shares = count(data, "secret_shares");
     const threshold = count(data, "secret_threshold");
     checkShareConfig(shares, threshold);
+    // Before the derived-key request below: a running attempt refuses a new one without asking the PSP.
+    if (await this.read()) throw new LogicalError(400, "rekey already in progress");
     // A replica that could not renew the auto-unseal wrapping is refused now, not after the quorum gathered.
     (await this.core.rekeyWrappingKey())?.fill(0);
     const attempt: Attempt = {

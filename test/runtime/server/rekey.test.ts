@@ -207,6 +207,16 @@ describe.runIf(ok)("rekey of an attested replica set on shared PostgreSQL", () =
   });
 });
 
+describe.runIf(ok)("sys/rekey/* is rate-limited per client by default", () => {
+  it("a flood of unauthenticated rekey calls gets 429 after the burst (5/s, burst 20)", async () => {
+    const r = await replica(snp(chipA));
+    const codes: number[] = [];
+    for (let i = 0; i < 30; i++) codes.push((await call(r.url, "PUT", "sys/rekey/init", { secret_shares: 0 })).status);
+    expect(codes.slice(0, 15).every((c) => c === 400)).toBe(true);
+    expect(codes).toContain(429);
+  });
+});
+
 /** SQLite under a storage that can be told to fail one write inside a transaction. */
 class FailingStorage implements Storage {
   failOn: string | undefined;
