@@ -55,3 +55,16 @@ export {
 export { decodeGpt, encodeGpt, GptError, PARTITION_TYPE, type GptLayout, type GptPartition } from "./gpt.js";
 export { readFatFile, FatError } from "./fat.js";
 export { DISK_INIT_SCRIPT } from "./disk-init.js";
+export {
+  checkFixedVhd,
+  decodeVhdFooter,
+  encodeVhdFooter,
+  vhdGeometry,
+  vhdUniqueId,
+  writeFixedVhd,
+  VhdError,
+  VHD_FOOTER_SIZE,
+  type FixedVhd,
+  type VhdFooter,
+  type VhdGeometry,
+} from "./vhd.js";
