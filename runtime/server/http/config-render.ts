@@ -28,6 +28,11 @@ export interface RuntimeConfigInputs {
     source: "sev-guest" | "configfs-tsm" | "virtio-psp" | "simulated";
     /** sev-guest: device; configfs-tsm: root; virtio-psp: port (defaults as in config.ts). */
     path?: string;
+    /**
+     * The vTPM half (config.ts `vtpm`; AWS/GCE): a TPM quote over the boot PCRs and the event log ride along, the AK
+     * bound into REPORT_DATA. `true` for /dev/tpmrm0 and the kernel's event log.
+     */
+    vtpm?: true | { device?: string; eventLog?: string; nitroTpm?: boolean; googleAk?: boolean };
   };
 }
 
@@ -52,10 +57,22 @@ export function renderRuntimeConfig(o: RuntimeConfigInputs): string {
   return `${JSON.stringify(config, null, 2)}\n`;
 }
 
-function attestationSettings(a: NonNullable<RuntimeConfigInputs["attestation"]>): Record<string, string> {
-  if (!a.path) return {};
+function attestationSettings(a: NonNullable<RuntimeConfigInputs["attestation"]>): Record<string, unknown> {
   const key = { "sev-guest": "device", "configfs-tsm": "root", "virtio-psp": "port", simulated: "platform_dir" }[
     a.source
   ];
-  return { [key]: a.path };
+  const v = a.vtpm === true ? {} : a.vtpm;
+  return {
+    ...(a.path ? { [key]: a.path } : {}),
+    ...(v
+      ? {
+          vtpm: {
+            ...(v.device ? { device: v.device } : {}),
+            ...(v.eventLog ? { event_log: v.eventLog } : {}),
+            ...(v.nitroTpm ? { nitro_tpm: true } : {}),
+            ...(v.googleAk ? { google_ak: true } : {}),
+          },
+        }
+      : {}),
+  };
 }

@@ -43,6 +43,35 @@ describe("renderRuntimeConfig ↔ parseConfig", () => {
     expect(c.workers).toBe(1);
   });
 
+  it("attested TLS with the vTPM half comes back as given (AWS NitroTPM, GCE certified AK, defaults)", () => {
+    const aws = parseConfig(
+      renderRuntimeConfig({ ...base, attestation: { source: "sev-guest", vtpm: { nitroTpm: true } } }),
+      "/",
+    );
+    expect(aws.attestation).toEqual({
+      type: "sev-guest",
+      device: "/dev/sev-guest",
+      vtpm: { tcti: "device:/dev/tpmrm0", nitroTpm: true },
+    });
+    const gce = parseConfig(
+      renderRuntimeConfig({
+        ...base,
+        attestation: {
+          source: "configfs-tsm",
+          path: "/sys/kernel/config/tsm/report",
+          vtpm: { device: "/dev/tpm0", eventLog: "/run/log.bin", googleAk: true },
+        },
+      }),
+      "/",
+    );
+    expect(gce.attestation?.vtpm).toEqual({ tcti: "device:/dev/tpm0", eventLog: "/run/log.bin", googleAk: true });
+    const plain = parseConfig(renderRuntimeConfig({ ...base, attestation: { source: "sev-guest", vtpm: true } }), "/");
+    expect(plain.attestation?.vtpm).toEqual({ tcti: "device:/dev/tpmrm0" });
+    expect(
+      parseConfig(renderRuntimeConfig({ ...base, attestation: { source: "sev-guest" } }), "/").attestation?.vtpm,
+    ).toBeUndefined();
+  });
+
   it('"auto" workers become one per CPU (capped)', () => {
     const c = parseConfig(renderRuntimeConfig({ ...base, workers: "auto" }), "/");
     expect(c.workers).toBe(Math.min(availableParallelism(), MAX_WORKERS));
