@@ -46,6 +46,20 @@ export class InvalidUnsealKeyError extends Error {
   }
 }
 
+/**
+ * The unseal key this barrier was opened with no longer opens the stored keyring: another replica on the same
+ * storage rekeyed it (sys/rekey), or the stored keyring was replaced. Raised when this replica needs the keyring
+ * again (a term it does not hold, a rotation) instead of serving "storage corruption".
+ */
+export class StaleUnsealKeyError extends Error {
+  override name = "StaleUnsealKeyError";
+  constructor() {
+    super(
+      "this replica's unseal key no longer opens the keyring (the storage was rekeyed through another replica, or its keyring replaced); restart this replica: it unseals with the current key (auto-unseal, peers or the new shares)",
+    );
+  }
+}
+
 function aad(key: string): Buffer {
   return Buffer.from(`bk-barrier-v1\0${key}`, "utf8");
 }
@@ -142,7 +156,7 @@ export class Barrier implements Storage {
     const ring = await this.physical.transaction(async (tx) => {
       const blob = await tx.get(KEYRING_KEY);
       const plain = blob && open(unsealKey, KEYRING_KEY, blob);
-      if (!plain) throw new InvalidUnsealKeyError();
+      if (!plain) throw new StaleUnsealKeyError();
       const r = JSON.parse(plain.toString("utf8")) as Keyring;
       r.activeTerm += 1;
       r.keys[String(r.activeTerm)] = randomBytes(32).toString("base64");
@@ -158,8 +172,12 @@ export class Barrier implements Storage {
   private async refreshKeyring(): Promise<void> {
     const unsealKey = this.unsealKey;
     const blob = unsealKey && (await this.physical.get(KEYRING_KEY));
-    const plain = blob && open(unsealKey, KEYRING_KEY, blob);
-    if (plain && this.unsealKey === unsealKey) this.load(JSON.parse(plain.toString("utf8")) as Keyring, unsealKey);
+    if (!unsealKey || !blob) return;
+    const plain = open(unsealKey, KEYRING_KEY, blob);
+    // Sealed or rekeyed locally meanwhile (the key changed under us): nothing to say about the old one.
+    if (this.unsealKey !== unsealKey) return;
+    if (!plain) throw new StaleUnsealKeyError();
+    this.load(JSON.parse(plain.toString("utf8")) as Keyring, unsealKey);
   }
 
   /**

@@ -13,7 +13,14 @@ import {
   type Operation,
   type SystemView,
 } from "./backend.js";
-import { AUTO_UNSEAL_KEY, Barrier, InvalidUnsealKeyError, unwrapUnsealKey, wrapUnsealKey } from "./barrier.js";
+import {
+  AUTO_UNSEAL_KEY,
+  Barrier,
+  InvalidUnsealKeyError,
+  StaleUnsealKeyError,
+  unwrapUnsealKey,
+  wrapUnsealKey,
+} from "./barrier.js";
 import { PermissionDeniedError, SealedError } from "./errors.js";
 import { checkShareConfig } from "./share-config.js";
 import { Acl, parsePolicy, DEFAULT_POLICY_TEXT, type Capability, type Policy } from "./policy.js";
@@ -639,16 +646,7 @@ export class Core implements CoreView {
 
   async rotateKeyring(): Promise<number> {
     if (this.sealed) throw new SealedError();
-    try {
-      return await this.barrier.rotate();
-    } catch (e) {
-      if (!(e instanceof InvalidUnsealKeyError)) throw e;
-      // Only a replica that was unsealed before another replica rekeyed the shared storage gets here.
-      throw new LogicalError(
-        500,
-        "rotate: this replica's unseal key no longer opens the keyring (the storage was rekeyed through another replica); restart this replica, it unseals with the new key",
-      );
-    }
+    return this.barrier.rotate();
   }
 
   /** Re-reads the seal configuration (secret_shares, secret_threshold) another replica may have rekeyed. */
@@ -1241,6 +1239,11 @@ export class Core implements CoreView {
 
   private errorFrom(e: unknown): RawResponse {
     if (e instanceof LogicalError) return errorResponse(e.status, e.message);
+    if (e instanceof StaleUnsealKeyError) {
+      // Unavailable here, not corrupt: the replica must restart to unseal with the current key.
+      this.logger.error(e.message);
+      return errorResponse(503, e.message);
+    }
     if (e instanceof StorageCorruptionError) {
       // The message names the internal storage key (it reveals KV paths and token accessors): the
       // operator's log gets it, the client does not.

@@ -192,18 +192,27 @@ describe.runIf(ok)("rekey of an attested replica set on shared PostgreSQL", () =
     expect((await call(plain.url, "GET", "secret/data/app", undefined, root)).body.data.data.password).toBe(SECRET);
   });
 
-  it("r2, unsealed before the rekey, serves on; its keyring rotation says why it must restart; restarted it auto-unseals", async () => {
+  it("r2, unsealed before the rekey, serves on; once it needs the keyring it says to restart; restarted it auto-unseals", async () => {
+    // the keyring's terms are unchanged: r2 reads and writes as before
+    expect((await call(r2.url, "GET", "secret/data/app", undefined, root)).body.data.data.password).toBe(SECRET);
     const rot = await call(r2.url, "PUT", "sys/rotate", {}, root);
-    expect(rot.status).toBe(500);
-    expect(rot.body.errors[0]).toMatch(/this replica's unseal key no longer opens the keyring .* restart this replica/);
-    // through r1 it works, and r2 reads what is written under the new term (the keyring terms are unchanged keys)
+    expect(rot.status).toBe(503);
+    expect(rot.body.errors[0]).toMatch(
+      /^this replica's unseal key no longer opens the keyring .* restart this replica/,
+    );
+    // through r1 it works; a value under the new term is refused by r2 with the same reason (not "corruption")
     expect((await call(r1.url, "PUT", "sys/rotate", {}, root)).status).toBe(204);
+    expect((await call(r1.url, "POST", "secret/data/late", { data: { v: SECRET } }, root)).status).toBe(200);
+    const late = await call(r2.url, "GET", "secret/data/late", undefined, root);
+    expect(late.status).toBe(503);
+    expect(late.body.errors[0]).toMatch(/^this replica's unseal key no longer opens the keyring/);
     await r2.close();
     const again = await replica(snp(chipA));
     expect(again.core.sealed).toBe(false);
+    expect((await call(again.url, "GET", "secret/data/late", undefined, root)).body.data.data.v).toBe(SECRET);
     expect((await call(again.url, "PUT", "sys/rotate", {}, root)).status).toBe(204);
-    expect((await call(again.url, "POST", "secret/data/late", { data: { v: SECRET } }, root)).status).toBe(200);
-    expect((await call(r1.url, "GET", "secret/data/late", undefined, root)).body.data.data.v).toBe(SECRET);
+    expect((await call(again.url, "POST", "secret/data/later", { data: { v: SECRET } }, root)).status).toBe(200);
+    expect((await call(r1.url, "GET", "secret/data/later", undefined, root)).body.data.data.v).toBe(SECRET);
   });
 });
 
