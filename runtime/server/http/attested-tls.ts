@@ -109,6 +109,21 @@ export async function createAttestedListener(hosts: string[]): Promise<AttestedL
   return { keyPem, certPem, spkiSha256: certSpkiSha256(certPem) };
 }
 
+/**
+ * Reads (creating on first use) the AK before the runtime serves: a TPM that cannot be reached is a start error
+ * naming it rather than a 503 on every request, and workers of a cluster find the AK the primary persisted
+ * instead of racing to create it.
+ */
+export async function prepareVtpm(v: VtpmStanza): Promise<void> {
+  try {
+    await vtpmSourceFor(v).attestationKey();
+  } catch (e) {
+    throw new Error(`attestation.vtpm: no attestation key from the TPM at ${v.tcti}: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+}
+
 /** The evidence source a config stanza names; "simulated" must be supplied by the entry point (server ↛ sim). */
 export function evidenceSourceFor(a: AttestationStanza): RuntimeEvidenceSource {
   switch (a.type) {

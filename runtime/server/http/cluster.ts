@@ -16,7 +16,7 @@ import type { CoreLogger, PeerEvent } from "../vault/core.js";
 import type { RuntimeConfig } from "./config.js";
 import type { RateLimitRule } from "./rate-limit.js";
 import { bootstrapCertificate, listenerHosts, type BootstrapCert } from "./server.js";
-import { createAttestedListener, type AttestedListener } from "./attested-tls.js";
+import { createAttestedListener, prepareVtpm, type AttestedListener } from "./attested-tls.js";
 
 /** PeerEvent as it crosses IPC (JSON): the key as base64. */
 export type WirePeerEvent =
@@ -101,6 +101,8 @@ export async function runCluster(cfg: RuntimeConfig, log: CoreLogger): Promise<R
   const bootstrap = await bootstrapCertificate(cfg);
   if (cfg.attestation?.type === "simulated")
     throw new Error('attestation "simulated" runs in one process only (workers = 1): workers cannot load a simulator');
+  // The vTPM's AK exists before any worker serves (they would otherwise race to create and persist it).
+  if (cfg.attestation?.vtpm) await prepareVtpm(cfg.attestation.vtpm);
   // Every worker serves the same in-memory attested key (sent over the IPC channel, never written).
   const attestedListener = cfg.attestation ? await createAttestedListener(listenerHosts(cfg)) : undefined;
   const workerCfg: RuntimeConfig = { ...cfg, workers: 1, rateLimits: perWorkerRateLimits(cfg.rateLimits, n) };

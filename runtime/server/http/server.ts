@@ -21,6 +21,7 @@ import { sevGuestDerivedKey, virtioPspDerivedKey } from "../../guest/sealing.js"
 import {
   createAttestedListener,
   evidenceSourceFor,
+  prepareVtpm,
   vtpmSourceFor,
   type AttestedListener,
   type RuntimeEvidenceSource,
@@ -158,6 +159,7 @@ function writeAtomic(file: string, data: string, mode: number) {
 }
 
 export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Promise<RunningServer> {
+  if (cfg.attestation?.vtpm) await prepareVtpm(cfg.attestation.vtpm);
   const physical = await openStorage(cfg.storage);
   const l = cfg.listener;
   const tlsOn = !l.tlsDisable;

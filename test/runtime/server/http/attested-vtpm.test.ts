@@ -88,17 +88,17 @@ describe("runtime vTPM REPORT_DATA binding", () => {
 
 describe.runIf(haveSwtpm())("GET /v1/sys/attestation with a vTPM", () => {
   let tpm: BootedTpm;
+  let doomed: BootedTpm;
   let server: RunningServer;
   let broken: RunningServer;
 
   beforeAll(async () => {
     tpm = await bootTpm();
     ({ server } = await startAttestedRuntime({ attestationBody: tpm.stanza }));
-    // A vTPM nobody listens on: the answer is a 503 naming the vTPM, never evidence without its half.
-    const port = await freePort();
-    ({ server: broken } = await startAttestedRuntime({
-      attestationBody: `vtpm {\n tcti = "swtpm:host=127.0.0.1,port=${port}"\n }`,
-    }));
+    // A vTPM that goes away after the start: the answer is a 503 naming it, never evidence without its half.
+    doomed = await bootTpm();
+    ({ server: broken } = await startAttestedRuntime({ attestationBody: doomed.stanza }));
+    await doomed.stop();
   }, 120_000);
   afterAll(async () => {
     await server?.close();
@@ -162,7 +162,16 @@ describe.runIf(haveSwtpm())("GET /v1/sys/attestation with a vTPM", () => {
     }
   }, 90_000);
 
-  it("a vTPM that cannot be reached answers 503 naming it, not evidence without the vTPM half", async () => {
+  it("a runtime whose vTPM cannot be reached does not start, naming it", async () => {
+    const port = await freePort();
+    await expect(
+      startAttestedRuntime({ attestationBody: `vtpm {\n tcti = "swtpm:host=127.0.0.1,port=${port}"\n }` }),
+    ).rejects.toThrow(
+      new RegExp(`attestation\\.vtpm: no attestation key from the TPM at swtpm:host=127\\.0\\.0\\.1,port=${port}`),
+    );
+  }, 60_000);
+
+  it("a vTPM lost after the start answers 503 naming it, not evidence without the vTPM half", async () => {
     const r = await insecureGet(broken.url, `/v1/sys/attestation?nonce=${"11".repeat(32)}`);
     expect(r.status).toBe(503);
     expect(r.body.errors[0]).toMatch(/evidence source vtpm \(swtpm:host=127\.0\.0\.1/);
