@@ -215,6 +215,37 @@ describe("sys/rekey: an operator quorum replaces the unseal key shares", () => {
       expect((await call("GET", "secret/data/after", undefined, srv.root)).body.data.data.v).toBe(SECRET);
   });
 
+  it("a worker killed after the rekey comes back with the new key (the supervisor hands it on)", async () => {
+    const pids = () =>
+      readFileSync(`/proc/${srv.proc.proc.pid}/task/${srv.proc.proc.pid}/children`, "utf8")
+        .trim()
+        .split(/\s+/)
+        .filter(Boolean)
+        .map(Number);
+    const mark = srv.proc.output().length;
+    const [victim] = pids();
+    process.kill(victim, "SIGKILL");
+    let now: number[] = [];
+    for (let i = 0; i < 100 && !(now.length === 2 && !now.includes(victim)); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      now = pids();
+    }
+    expect(now).toHaveLength(2);
+    expect(now).not.toContain(victim);
+    // it started (a worker given the old key would fail to unseal, exit and be replaced again and again)
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(pids()).toEqual(now);
+    const after = srv.proc.output().slice(mark);
+    expect(after.match(/exited \(/g), after).toHaveLength(1);
+    expect(after).toMatch(/exited \(SIGKILL\); starting a new one/);
+    // every worker rotates and reads: one holding the old key would answer 503 (unseal key no longer opens the keyring)
+    for (let i = 0; i < 4; i++) {
+      expect((await call("PUT", "sys/rotate", {}, srv.root)).status).toBe(204);
+      expect((await call("POST", "secret/data/after", { data: { v: `${SECRET}-${i}` } }, srv.root)).status).toBe(200);
+      expect((await call("GET", "secret/data/after", undefined, srv.root)).body.data.data.v).toBe(`${SECRET}-${i}`);
+    }
+  });
+
   it("sealed: the old shares no longer unseal, the new ones do; rekey answers 503 while sealed", async () => {
     expect((await call("PUT", "sys/seal", {}, srv.root)).status).toBe(204);
     expect((await status()).status).toBe(503);
