@@ -49,7 +49,7 @@ export interface RuntimeVtpmSource {
 /**
  * The enclaivelet's tpm2-tools collector behind a `vtpm` stanza. One TPM conversation at a time: the collector
  * flushes transient objects between commands, which would pull them from under a concurrent request on a TPM
- * without a resource manager.
+ * without a resource manager (/dev/tpm0; swtpm serves one tpm2-tools connection at a time, so tests cannot show it).
  */
 export function vtpmSourceFor(v: VtpmStanza): RuntimeVtpmSource {
   const tpm = new Vtpm({

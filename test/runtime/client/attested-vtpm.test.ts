@@ -214,6 +214,20 @@ describe.runIf(run)("verifyRuntime with a measured-boot (vtpm) expectation", () 
     expect(ek.reason).toMatch(/^runtime\.vtpm-policy:.*ekPublics/);
   }, 60_000);
 
+  it("the plain form (provider connections, the enclaivelet's runtimeAttestation) carries it in its policy JSON", async () => {
+    const plainForm = (vtpm: VtpmPolicy) =>
+      runtimeExpectation({ ...expectationFor(sim), policy: JSON.stringify({ vtpm }) });
+    const ok = await verifyRuntime({ url: server.url, expected: plainForm(pinned()) });
+    expect(ok.reason).toBeUndefined();
+    expect(ok.ok).toBe(true);
+    expect(ok.checks.map((c) => c.id)).toContain("boot.kernel-cmdline");
+    const missing = await verifyRuntime({ url: plain.url, expected: plainForm(pinned()) });
+    expect(missing.reason).toMatch(/^runtime\.vtpm-missing:/);
+    expect(() =>
+      runtimeExpectation({ ...expectationFor(sim), policy: JSON.stringify({ vtpm: { akPins: ["x"] } }) }),
+    ).toThrow(/attestation\.policy: .*vtpm\.akPins\[0\]/);
+  }, 60_000);
+
   it("without a boot policy in the expectation nothing changes: the vTPM runtime verifies as before", async () => {
     const v = await verifyRuntime({ url: server.url, expected: expecting() });
     expect(v.reason).toBeUndefined();

@@ -153,7 +153,7 @@ describe.runIf(haveSwtpm())("GET /v1/sys/attestation with a vTPM", () => {
     expect(stale.checks.find((c) => c.id === "tpm.nonce")?.ok).toBe(false);
   }, 60_000);
 
-  it("concurrent requests each get their own quote (one TPM conversation at a time)", async () => {
+  it("concurrent requests each get a quote over their own REPORT_DATA", async () => {
     const nonces = [randomBytes(32), randomBytes(32), randomBytes(32)];
     const answers = await Promise.all(nonces.map((n) => attest(n)));
     for (const { vtpm, reportData } of answers) {
