@@ -453,19 +453,19 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     }
     const call = await client(values);
     const show = (b: Record<string, unknown>) =>
-      io.out(
-        values.format === "json"
-          ? JSON.stringify(b, null, 2)
-          : [
-              ["Nonce", b.nonce],
-              ["Started", b.started],
-              ["Progress", `${String(b.progress)}/${String(b.required)}`],
-              ["Complete", b.complete],
-              ...(b.encoded_token ? [["Encoded Token", b.encoded_token]] : []),
-              ...(b.otp ? [["OTP", b.otp]] : []),
-            ]
-              .map(([k, v]) => `${String(k).padEnd(14)} ${String(v)}`)
-              .join("\n"),
+      showStatus(
+        io,
+        values.format,
+        b,
+        [
+          ["Nonce", b.nonce],
+          ["Started", b.started],
+          ["Progress", `${String(b.progress)}/${String(b.required)}`],
+          ["Complete", b.complete],
+          ...(b.encoded_token ? ([["Encoded Token", b.encoded_token]] as const) : []),
+          ...(b.otp ? ([["OTP", b.otp]] as const) : []),
+        ],
+        14,
       );
     let r;
     if (values.init) r = await call("PUT", "sys/generate-root/attempt", {});
@@ -620,22 +620,22 @@ async function rekey(rest: string[], io: CliIo): Promise<number> {
   );
   const call = await client(values);
   const show = (b: Record<string, unknown>) =>
-    io.out(
-      values.format === "json"
-        ? JSON.stringify(b, null, 2)
-        : [
-            ["Nonce", b.nonce],
-            ["Started", b.started],
-            ...(b.started
-              ? [
-                  ["Rekey Progress", `${String(b.progress)}/${String(b.required)}`],
-                  ["New Shares", b.n],
-                  ["New Threshold", b.t],
-                ]
-              : []),
-          ]
-            .map(([k, v]) => `${String(k).padEnd(15)} ${String(v)}`)
-            .join("\n"),
+    showStatus(
+      io,
+      values.format,
+      b,
+      [
+        ["Nonce", b.nonce],
+        ["Started", b.started],
+        ...(b.started
+          ? ([
+              ["Rekey Progress", `${String(b.progress)}/${String(b.required)}`],
+              ["New Shares", b.n],
+              ["New Threshold", b.t],
+            ] as const)
+          : []),
+      ],
+      15,
     );
   let r;
   if (values.init) {
@@ -723,4 +723,16 @@ async function rekey(rest: string[], io: CliIo): Promise<number> {
   if (r.status !== 204) show(r.body as Record<string, unknown>);
   else io.out("Rekey cancelled.");
   return Exit.ok;
+}
+
+/** A multi-step operation's status: the body as JSON with --format json, else `Key  value` rows as vault prints them. */
+function showStatus(
+  io: CliIo,
+  format: unknown,
+  body: Record<string, unknown>,
+  rows: ReadonlyArray<readonly [string, unknown]>,
+  keyWidth: number,
+): void {
+  if (format === "json") return io.out(JSON.stringify(body, null, 2));
+  io.out(rows.map(([k, v]) => `${k.padEnd(keyWidth)} ${String(v)}`).join("\n"));
 }

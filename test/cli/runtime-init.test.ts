@@ -149,25 +149,24 @@ describe("runtime init: shares never in clear outside a terminal", () => {
   });
 });
 
+/**
+ * `runtime init` with 3 shares / threshold 2, each share encrypted to one operator (the root token to the first),
+ * then unsealed by the first two operators; returns the JWE shares.
+ */
+async function initForOperators(a: string[]): Promise<string[]> {
+  const r = await init(a, 3, 2, "--format", "json", "--recovery-keys", allOperators(), "--root-token-key", ops[0].pub);
+  expect(r.code, r.stderr).toBe(0);
+  const jwe = JSON.parse(r.stdout).unseal_keys_jwe as string[];
+  for (const i of [0, 1]) expect((await unseal(a, jwe[i], ops[i].priv)).code).toBe(0);
+  return jwe;
+}
+
 describe("runtime generate-root: operators holding encrypted shares mint a root token", () => {
   it("init, two operators each give their JWE share, decode with the OTP; a wrong key or nonce is refused", async () => {
     const c = await server("c");
     try {
       const a = ["--address", c.url];
-      const initC = await init(
-        a,
-        3,
-        2,
-        "--format",
-        "json",
-        "--recovery-keys",
-        allOperators(),
-        "--root-token-key",
-        ops[0].pub,
-      );
-      expect(initC.code, initC.stderr).toBe(0);
-      const jwe = JSON.parse(initC.stdout).unseal_keys_jwe as string[];
-      for (const i of [0, 1]) expect((await unseal(a, jwe[i], ops[i].priv)).code).toBe(0);
+      const jwe = await initForOperators(a);
       // no root token is used from here on (the state after Vhsm's default bootstrap)
       const st = await cli(["runtime", "generate-root", ...a, "--init", "--format", "json"]);
       expect(st.code, st.stderr).toBe(0);
@@ -201,20 +200,7 @@ describe("runtime rekey: operators holding encrypted shares hand the runtime to 
     let again: ServerProc | undefined;
     try {
       const a = ["--address", d.url];
-      const initD = await init(
-        a,
-        3,
-        2,
-        "--format",
-        "json",
-        "--recovery-keys",
-        allOperators(),
-        "--root-token-key",
-        ops[0].pub,
-      );
-      expect(initD.code, initD.stderr).toBe(0);
-      const jwe = JSON.parse(initD.stdout).unseal_keys_jwe as string[];
-      for (const i of [0, 1]) expect((await unseal(a, jwe[i], ops[i].priv)).code).toBe(0);
+      const jwe = await initForOperators(a);
       const next = [await operator("op4"), await operator("op5")];
       const st = await cli([
         "runtime",

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { combine } from "shamir-secret-sharing";
-import { startRuntimeServer, type Json, type ServerUnderAttack } from "./support.js";
+import { httpCaller, startRuntimeServer, type ServerUnderAttack } from "./support.js";
 import { startServerProc, type ServerProc } from "../runtime/server/core-procs.js";
 import { Core } from "../../runtime/server/vault/core.js";
 import { MemoryStorage } from "../../runtime/server/storage/memory.js";
@@ -27,24 +27,7 @@ let fresh: string[] = [];
 let freshHex: string[] = [];
 const SECRET = "rekey-marker-3c91";
 
-async function call(
-  method: string,
-  p: string,
-  body?: unknown,
-  token?: string,
-): Promise<{ status: number; body: Json }> {
-  const res = await fetch(`${url}/v1/${p}`, {
-    method,
-    headers: {
-      connection: "close",
-      ...(token ? { "x-vault-token": token } : {}),
-      ...(body !== undefined ? { "content-type": "application/json" } : {}),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
+const call = httpCaller(() => url);
 const status = () => call("GET", "sys/rekey/init");
 const start = (body: unknown) => call("PUT", "sys/rekey/init", body);
 const cancel = (nonce?: string) => call("DELETE", "sys/rekey/init", nonce === undefined ? undefined : { nonce });

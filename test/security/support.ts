@@ -21,19 +21,10 @@ export interface ServerUnderAttack {
   close(): Promise<void>;
 }
 
-/** `runtime server` on SQLite with `workers` processes, initialized (one key share unless told) and unsealed. */
-export async function startRuntimeServer(
-  o: { workers?: number; hcl?: string; shares?: number; threshold?: number } = {},
-): Promise<ServerUnderAttack> {
-  const dir = mkdtempSync(path.join(tmpdir(), "bk-sec-"));
-  writeFileSync(
-    path.join(dir, "runtime.hcl"),
-    `storage "sqlite" { path = "${dir}/data/runtime.db" }\nworkers = ${o.workers ?? 2}\n` +
-      `listener "tcp" {\n address = "127.0.0.1:0"\n tls_disable = true\n}\n${o.hcl ?? ""}\n`,
-  );
-  const proc = await startServerProc(path.join(dir, "runtime.hcl"));
-  const call: ServerUnderAttack["call"] = async (method, p, body, token) => {
-    const res = await fetch(`${proc.url}/v1/${p}`, {
+/** One request to the runtime at `base()` on a fresh connection; the body parsed when it is JSON, else the text. */
+export function httpCaller(base: () => string): ServerUnderAttack["call"] {
+  return async (method, p, body, token) => {
+    const res = await fetch(`${base()}/v1/${p}`, {
       method,
       headers: {
         connection: "close",
@@ -51,6 +42,20 @@ export async function startRuntimeServer(
     }
     return { status: res.status, body: parsed };
   };
+}
+
+/** `runtime server` on SQLite with `workers` processes, initialized (one key share unless told) and unsealed. */
+export async function startRuntimeServer(
+  o: { workers?: number; hcl?: string; shares?: number; threshold?: number } = {},
+): Promise<ServerUnderAttack> {
+  const dir = mkdtempSync(path.join(tmpdir(), "bk-sec-"));
+  writeFileSync(
+    path.join(dir, "runtime.hcl"),
+    `storage "sqlite" { path = "${dir}/data/runtime.db" }\nworkers = ${o.workers ?? 2}\n` +
+      `listener "tcp" {\n address = "127.0.0.1:0"\n tls_disable = true\n}\n${o.hcl ?? ""}\n`,
+  );
+  const proc = await startServerProc(path.join(dir, "runtime.hcl"));
+  const call = httpCaller(() => proc.url);
   const init = await call("PUT", "sys/init", { secret_shares: o.shares ?? 1, secret_threshold: o.threshold ?? 1 });
   if (init.status !== 200) throw new Error(`init: ${init.status} ${JSON.stringify(init.body)}`);
   const keys = init.body.keys_base64 as string[];
