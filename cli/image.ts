@@ -31,8 +31,9 @@ const USAGE = `usage: buckypaper image build [--firmware FILE | --no-firmware] [
                  and cloud-init limited to that one datasource (recorded as enclaivelet.userDataSource)
   --format F     direct (kernel + initrd + rootfs.img for QEMU direct kernel boot) or disk: also a raw GPT
                  disk a UEFI firmware boots (ESP with a UKI at \\EFI\\BOOT\\BOOTX64.EFI, the root and its
-                 dm-verity hash tree as partitions; manifest 'disk'). Default: disk with --cloud ec2|gce
-                 (Azure boots a fixed VHD: not produced)`;
+                 dm-verity hash tree as partitions; manifest 'disk'); with --cloud azure also that disk as the
+                 fixed VHD Azure takes (initramfs with Hyper-V's storvsc; manifest 'disk.vhd'). Default: disk
+                 with --cloud ec2|gce|azure`;
 
 export async function run(argv: string[], io: CliIo): Promise<number> {
   const [sub, ...rest] = argv;
@@ -107,6 +108,10 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   if (result.manifest.disk)
     io.err(
       `image: cloud disk ${path.join(result.dir, result.manifest.disk.path)} (UKI ${result.manifest.disk.uki.sha256})`,
+    );
+  if (result.manifest.disk?.vhd)
+    io.err(
+      `image: Azure fixed VHD ${path.join(result.dir, result.manifest.disk.vhd.path)} (SHA-256 ${result.manifest.disk.vhd.sha256})`,
     );
   io.out(v.json ? JSON.stringify(result.manifest, null, 2) : result.manifestPath);
   return Exit.ok;

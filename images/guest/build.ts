@@ -71,8 +71,9 @@ export interface ImageBuildOptions {
   runtimePsp?: RuntimePsp;
   /**
    * "direct" (kernel + initrd + rootfs.img for QEMU's direct kernel boot) or "disk": also the cloud disk
-   * (images/guest/disk.ts: raw GPT, ESP with a UKI, root + verity partitions), recorded as the manifest's `disk`.
-   * Default: "disk" for --cloud ec2|gce (the clouds boot disks), "direct" otherwise.
+   * (images/guest/disk.ts: raw GPT, ESP with a UKI, root + verity partitions), recorded as the manifest's `disk`;
+   * with cloud azure also that disk as a fixed VHD (`disk.vhd`). Default: "disk" for --cloud ec2|gce|azure (the
+   * clouds boot disks), "direct" otherwise.
    */
   format?: ImageFormat;
   /** Test hooks only: extra initramfs archives appended inside the disk's UKI (images/guest/disk.ts). */
@@ -196,7 +197,7 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
   if (role !== "workload" && role !== "runtime")
     throw new Error(`image build: role is '${String(role)}'; must be workload or runtime`);
   const cloud = imageUserDataSource(o.cloud);
-  const format = o.format ?? (cloud === "ec2" || cloud === "gce" ? "disk" : "direct");
+  const format = o.format ?? (cloud === "ec2" || cloud === "gce" || cloud === "azure" ? "disk" : "direct");
   if (format !== "direct" && format !== "disk")
     throw new Error(`image build: format is '${String(format)}'; must be direct or disk`);
   if (format === "disk" && role === "runtime")

@@ -8,7 +8,9 @@
 // measurement of the UKI (PCR 4) and systemd-stub's section measurements (PCR 11) cover kernel, initramfs,
 // command line and — through the root hash — the root filesystem. The initramfs is the image's own with a second
 // newc archive appended (the kernel unpacks both; later entries win): the disk /init (disk-init.ts) and the storage
-// drivers the clouds attach disks with (NVMe on EC2 Nitro and GCE, virtio-scsi on GCE, virtio-blk on QEMU).
+// drivers the clouds attach disks with (NVMe on EC2 Nitro and GCE, virtio-scsi on GCE, virtio-blk on QEMU; for an
+// image built --cloud azure also Hyper-V's VMBus and storvsc SCSI, AZURE_DISK_MODULES). An Azure disk is also
+// written as a fixed VHD (vhd.ts), the format Azure takes.
 // Built in userspace from the image's files only (no loop device, no root, no device-mapper): the kernel modules
 // and os-release come out of the squashfs with unsquashfs, the FAT with mkfs.fat/mcopy, the GPT from gpt.ts.
 // Deterministic: GUIDs derived from the inputs (root/verity partition UUIDs from the root hash, as the
@@ -47,14 +49,36 @@ import {
 } from "./gpt.js";
 import { INITRD_MODULES, moduleLoadOrder } from "./initrd.js";
 import { sha256Hex, type DiskRecord, type ImageManifest, type StubPin } from "./manifest.js";
+import { writeFixedVhd } from "./vhd.js";
+import { efiImageDigest } from "../pe.js";
 
 export type { DiskPartitionRecord, DiskRecord, StubPin } from "./manifest.js";
-import { efiImageDigest } from "../pe.js";
+
+// The manifest's `disk` record gains `vhd` here rather than in manifest.ts: manifest.ts is an input of every image's
+// cache key (build.ts recipeDigest), and a field that only Azure's disk carries must not rebuild every cached image.
+declare module "./manifest.js" {
+  interface DiskRecord {
+    /**
+     * Images built --cloud azure: the disk as the fixed VHD Azure takes (images/guest/vhd.ts) — the raw disk (`path`)
+     * zero-padded to `virtualSize` (a whole MiB), then the 512-byte footer; `size` is the file's. Timestamp (Unix
+     * seconds) = SOURCE_DATE_EPOCH, unique id derived from the raw disk's SHA-256. Absent for the other clouds.
+     */
+    vhd?: { path: string; sha256: string; size: number; virtualSize: number; uniqueId: string; timestamp: number };
+  }
+}
 
 /** Storage drivers the disk's initramfs adds to the image's (virtio_pci, virtio_blk, dm, squashfs, overlay). */
 export const DISK_MODULES = [...INITRD_MODULES, "nvme", "virtio_scsi", "sd_mod"] as const;
+/**
+ * An Azure Gen2 (Hyper-V) VM, confidential ones included, attaches its OS disk through VMBus to the storvsc SCSI
+ * driver (sd_mod for the disk; scsi_mod and scsi_transport_fc come in as dependencies). Only disks of images built
+ * --cloud azure carry them, so the EC2/GCE disks (and their predicted boot chains) stay as they were.
+ */
+export const AZURE_DISK_MODULES = [...DISK_MODULES, "hv_vmbus", "hv_storvsc", "scsi_mod", "sd_mod"] as const;
 /** NIC drivers the clouds need, checked to be in the root (udev loads them there; the initramfs needs no NIC). */
 export const CLOUD_NIC_MODULES = ["ena", "gve", "virtio_net"] as const;
+/** Azure's: the synthetic NIC (netvsc) and the Mellanox VF of accelerated networking. */
+export const AZURE_NIC_MODULES = ["hv_netvsc", "mlx5_core"] as const;
 /** Where UEFI firmware looks for a boot loader on a disk without boot entries (removable-media path). */
 export const UKI_ESP_PATH = "/EFI/BOOT/BOOTX64.EFI";
 const MIB = 1 << 20;
@@ -121,10 +145,11 @@ export async function pinnedStub(cacheDir: string, pin: StubPin): Promise<{ stub
 }
 
 /** The disk recipe's own sources (as recipeDigest does for the image): a changed step is a new key. */
-async function diskRecipeDigest(repoRoot: string): Promise<string> {
+async function diskRecipeDigest(repoRoot: string, azure: boolean): Promise<string> {
   const here = path.dirname(fileURLToPath(import.meta.url));
   const h = createHash("sha256");
-  for (const f of ["disk", "disk-init", "gpt", "cpio"]) {
+  // The VHD writer makes only Azure's disk: the others' key does not depend on it.
+  for (const f of ["disk", "disk-init", "gpt", "cpio", ...(azure ? ["vhd"] : [])]) {
     const p = [path.join(repoRoot, "images/guest", `${f}.ts`), path.join(here, `${f}.js`)].find(existsSync);
     if (!p) throw new Error(`images/guest/${f} is missing`);
     h.update(f).update(await readFile(p));
@@ -221,6 +246,7 @@ async function diskInitrd(
   imageDir: string,
   m: ImageManifest,
   stage: string,
+  azure: boolean,
 ): Promise<{ layer: Buffer; modules: string[]; nic: string[]; osrel: Buffer }> {
   const rootfs = path.join(imageDir, m.files.rootfs.path);
   const kver = m.kernelVersion;
@@ -233,8 +259,8 @@ async function diskInitrd(
   ]);
   const dep = await readFile(path.join(meta, modRel, "modules.dep"), "utf8");
   const builtin = await readFile(path.join(meta, modRel, "modules.builtin"), "utf8");
-  const order = moduleLoadOrder(dep, builtin, DISK_MODULES);
-  const nic = CLOUD_NIC_MODULES.filter((n) =>
+  const order = moduleLoadOrder(dep, builtin, azure ? AZURE_DISK_MODULES : DISK_MODULES);
+  const nic = (azure ? AZURE_NIC_MODULES : CLOUD_NIC_MODULES).filter((n) =>
     dep.split("\n").some((l) => path.basename(l.split(":")[0]).replace(/\.ko.*$/, "") === n),
   );
   const mods = await fromSquashfs(
@@ -260,23 +286,31 @@ async function diskInitrd(
   };
 }
 
+/** Whether the image's disk is Azure's (its agent reads Azure's user-data: built --cloud azure). */
+export function isAzureImage(m: ImageManifest): boolean {
+  return m.enclaivelet?.userDataSource === "azure";
+}
+
 /**
- * Builds (or finds) the disk of a built image: <imageDir>/disk-<key>/{disk.raw, BOOTX64.EFI, disk.json}. The key
- * hashes the image's input hash, the disk recipe, the pinned stub, the epoch and any test layers.
+ * Builds (or finds) the disk of a built image: <imageDir>/disk-<key>/{disk.raw, BOOTX64.EFI, disk.json}, and for an
+ * image built --cloud azure also disk.vhd (the fixed VHD Azure takes). The key hashes the image's input hash, the disk
+ * recipe, the pinned stub, the epoch and any test layers (and "azure" for Azure's disk).
  */
 export async function buildDisk(o: DiskBuildOptions): Promise<DiskRecord> {
   const say = o.progress ?? (() => {});
   const m = o.manifest;
+  const azure = isAzureImage(m);
   const pin = parseBootLock(await readFile(path.join(o.repoRoot, "images/guest/boot.lock"), "utf8"));
   const layers = (o.testLayers ?? []).map((l) => sha256Hex(l));
   const key = createHash("sha256")
     .update(
       JSON.stringify({
         image: m.inputHash,
-        recipe: await diskRecipeDigest(o.repoRoot),
+        recipe: await diskRecipeDigest(o.repoRoot, azure),
         stub: pin,
         epoch: o.sourceDateEpoch,
         layers,
+        ...(azure ? { cloud: "azure" } : {}),
       }),
     )
     .digest("hex")
@@ -287,7 +321,12 @@ export async function buildDisk(o: DiskBuildOptions): Promise<DiskRecord> {
   if (!o.rebuild && existsSync(recordPath)) {
     const rec = JSON.parse(await readFile(recordPath, "utf8")) as DiskRecord;
     const disk = path.join(o.imageDir, rec.path);
-    if (existsSync(disk) && (await stat(disk)).size === rec.size) {
+    const vhd = rec.vhd && path.join(o.imageDir, rec.vhd.path);
+    if (
+      existsSync(disk) &&
+      (await stat(disk)).size === rec.size &&
+      (!vhd || (existsSync(vhd) && (await stat(vhd)).size === rec.vhd!.size))
+    ) {
       say(`disk: cached ${disk}`);
       return rec;
     }
@@ -300,7 +339,7 @@ export async function buildDisk(o: DiskBuildOptions): Promise<DiskRecord> {
     await writeFile(stubFile, stub);
     say(`disk: systemd-stub from ${path.basename(deb)}`);
 
-    const init = await diskInitrd(o.imageDir, m, stage);
+    const init = await diskInitrd(o.imageDir, m, stage, azure);
     say(`disk: initramfs modules ${init.modules.join(" ")}; cloud NIC drivers in the root: ${init.nic.join(" ")}`);
     const base = await readFile(path.join(o.imageDir, m.files.initrd.path));
     const initrd = Buffer.concat([base, Buffer.alloc(-base.length & 3), init.layer, ...(o.testLayers ?? [])]);
@@ -413,6 +452,9 @@ export async function buildDisk(o: DiskBuildOptions): Promise<DiskRecord> {
     const digest = await fileSha256(tmpDisk);
     const diskSize = (await stat(tmpDisk)).size;
     if (!ukiFromDiskFile(tmpDisk).equals(uki)) throw new Error("the disk's UKI differs from the one built");
+    const tmpVhd = path.join(stage, "disk.vhd");
+    const vhd = azure ? await writeFixedVhd(tmpDisk, digest, tmpVhd, o.sourceDateEpoch) : undefined;
+    if (vhd) say(`disk: fixed VHD ${vhd.size} bytes (virtual ${vhd.virtualSize}), SHA-256 ${vhd.sha256}`);
     const fail = (why: string) => new Error(`UKI: ${why}`);
     const rec: DiskRecord = {
       path: `${rel}/disk.raw`,
@@ -445,11 +487,13 @@ export async function buildDisk(o: DiskBuildOptions): Promise<DiskRecord> {
       initrdModules: init.modules,
       nicModules: init.nic,
       ...(layers.length ? { testLayers: layers } : {}),
+      ...(vhd ? { vhd: { path: `${rel}/disk.vhd`, ...vhd } } : {}),
     };
     const out = `${dir}.tmp-${process.pid}`;
     await rm(out, { recursive: true, force: true });
     await mkdir(out, { recursive: true });
     await rename(tmpDisk, path.join(out, "disk.raw"));
+    if (vhd) await rename(tmpVhd, path.join(out, "disk.vhd"));
     await writeFile(path.join(out, "BOOTX64.EFI"), uki);
     await writeFile(path.join(out, "disk.json"), JSON.stringify(rec, null, 2) + "\n");
     await rm(dir, { recursive: true, force: true });

@@ -34,6 +34,14 @@ describe("buckypaper CLI", () => {
       expect(c.err.join("")).toContain(why);
     }
   });
+  it("image build --help: disk is the default for ec2, gce and azure, and Azure's is also a fixed VHD", async () => {
+    const c = capture();
+    expect(await main(["image", "build", "--help"], c.io)).toBe(0);
+    const usage = c.out.join("");
+    expect(usage).toMatch(/Default: disk\s+with --cloud ec2\|gce\|azure/);
+    expect(usage).toMatch(/with --cloud azure also that disk as the\s+fixed VHD Azure takes/);
+    expect(usage).not.toContain("not produced");
+  });
   it("runs as a real process through bin/buckypaper.js", () => {
     const r = spawnSync(process.execPath, [path.join(repoRoot, "bin/buckypaper.js"), "--help"], { encoding: "utf8" });
     expect(r.status).toBe(0);
