@@ -6,7 +6,11 @@ import { createSnpSimulator, type SnpSimulator } from "../../runtime/sim/snp.js"
 import { simulatorProvider } from "../../runtime/sim/localvm/evidence.js";
 import { parseConfig } from "../../runtime/server/http/config.js";
 import { startServer, type RunningServer } from "../../runtime/server/http/server.js";
-import { createAttestedListener, type AttestedListener } from "../../runtime/server/http/attested-tls.js";
+import {
+  createAttestedListener,
+  type AttestedListener,
+  type RuntimeVtpmSource,
+} from "../../runtime/server/http/attested-tls.js";
 import type { RuntimeAttestation } from "../../runtime/client/connection.js";
 
 export const MEASUREMENT = "ab".repeat(48);
@@ -29,6 +33,8 @@ export async function startAttestedRuntime(
     storage?: string;
     /** Settings inside the attestation block (e.g. a `vtpm { … }` block). */
     attestationBody?: string;
+    /** The collector behind that `vtpm` block (default: the stanza's own). */
+    vtpmSource?: RuntimeVtpmSource;
   } = {},
 ): Promise<{ server: RunningServer; sim: SnpSimulator }> {
   const sim = await platform();
@@ -40,6 +46,7 @@ export async function startAttestedRuntime(
   `);
   const server = await startServer(cfg, {
     ...(o.listener ? { attestedListener: o.listener } : {}),
+    ...(o.vtpmSource ? { vtpmSource: o.vtpmSource } : {}),
     evidenceSource: simulatorProvider(sim, {
       measurement: o.measurement ?? MEASUREMENT,
       ...(o.hostData ? { hostData: Buffer.from(o.hostData, "hex") } : {}),

@@ -28,6 +28,7 @@ import { configfsTsmProvider } from "../../guest/evidence/configfs-tsm.js";
 import { sevGuestProvider } from "../../guest/evidence/sev-guest.js";
 import { virtioPspProvider } from "../../guest/evidence/virtio-psp.js";
 import { Vtpm, wireVtpm } from "../../guest/evidence/vtpm.js";
+import type { CommandRunner } from "../../guest/exec.js";
 import type { AttestationStanza, VtpmStanza } from "./config.js";
 import { serverLeafExtensions } from "./tls.js";
 
@@ -51,9 +52,10 @@ export interface RuntimeVtpmSource {
  * flushes transient objects between commands, which would pull them from under a concurrent request on a TPM
  * without a resource manager (/dev/tpm0; swtpm serves one tpm2-tools connection at a time, so tests cannot show it).
  */
-export function vtpmSourceFor(v: VtpmStanza): RuntimeVtpmSource {
+export function vtpmSourceFor(v: VtpmStanza, runner?: CommandRunner): RuntimeVtpmSource {
   const tpm = new Vtpm({
     tcti: v.tcti,
+    ...(runner ? { runner } : {}),
     ...(v.eventLog ? { eventLogPath: v.eventLog } : {}),
     ...(v.nitroTpm ? { nitroTpm: true } : {}),
     ...(v.googleAk ? { googleAk: true } : {}),
@@ -114,11 +116,12 @@ export async function createAttestedListener(hosts: string[]): Promise<AttestedL
  * naming it rather than a 503 on every request, and workers of a cluster find the AK the primary persisted
  * instead of racing to create it.
  */
-export async function prepareVtpm(v: VtpmStanza): Promise<void> {
+export async function prepareVtpm(v: VtpmStanza | RuntimeVtpmSource): Promise<void> {
+  const source = "tcti" in v ? vtpmSourceFor(v) : v;
   try {
-    await vtpmSourceFor(v).attestationKey();
+    await source.attestationKey();
   } catch (e) {
-    throw new Error(`attestation.vtpm: no attestation key from the TPM at ${v.tcti}: ${(e as Error).message}`, {
+    throw new Error(`attestation.vtpm: no attestation key from ${source.name}: ${(e as Error).message}`, {
       cause: e,
     });
   }

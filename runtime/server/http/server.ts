@@ -25,6 +25,7 @@ import {
   vtpmSourceFor,
   type AttestedListener,
   type RuntimeEvidenceSource,
+  type RuntimeVtpmSource,
 } from "./attested-tls.js";
 import type { TrustConfig } from "../../attestation/policy.js";
 import { PeerUnsealService } from "../peer/serve.js";
@@ -72,6 +73,8 @@ export interface StartOptions {
   autoUnseal?: AutoUnsealProvider;
   /** The config's `attestation` source, supplied by the caller (required for "simulated": server ↛ sim). */
   evidenceSource?: RuntimeEvidenceSource;
+  /** Overrides the collector behind `attestation.vtpm` (tests: a simulated NitroTPM document tool). */
+  vtpmSource?: RuntimeVtpmSource;
   /** The attested listener key (all workers of a runtime serve the same one); default: generated here. */
   attestedListener?: AttestedListener;
   /** A worker tells its supervisor the instance the shared attested key now serves (Core's ListenerInstance). */
@@ -159,7 +162,7 @@ function writeAtomic(file: string, data: string, mode: number) {
 }
 
 export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Promise<RunningServer> {
-  if (cfg.attestation?.vtpm) await prepareVtpm(cfg.attestation.vtpm);
+  if (cfg.attestation?.vtpm) await prepareVtpm(o.vtpmSource ?? cfg.attestation.vtpm);
   const physical = await openStorage(cfg.storage);
   const l = cfg.listener;
   const tlsOn = !l.tlsDisable;
@@ -170,7 +173,7 @@ export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Pro
   // Attested TLS: the listener key lives in this process only and replaces the runtime CA's leaf altogether.
   const attested = cfg.attestation ? (o.attestedListener ?? (await createAttestedListener(hosts))) : undefined;
   const evidenceSource = cfg.attestation ? (o.evidenceSource ?? evidenceSourceFor(cfg.attestation)) : undefined;
-  const vtpmSource = cfg.attestation?.vtpm ? vtpmSourceFor(cfg.attestation.vtpm) : undefined;
+  const vtpmSource = cfg.attestation?.vtpm ? (o.vtpmSource ?? vtpmSourceFor(cfg.attestation.vtpm)) : undefined;
 
   async function installLeaf(ca: CaMaterial) {
     if (!files) return;

@@ -167,7 +167,7 @@ describe.runIf(haveSwtpm())("GET /v1/sys/attestation with a vTPM", () => {
     await expect(
       startAttestedRuntime({ attestationBody: `vtpm {\n tcti = "swtpm:host=127.0.0.1,port=${port}"\n }` }),
     ).rejects.toThrow(
-      new RegExp(`attestation\\.vtpm: no attestation key from the TPM at swtpm:host=127\\.0\\.0\\.1,port=${port}`),
+      new RegExp(`attestation\\.vtpm: no attestation key from vtpm \\(swtpm:host=127\\.0\\.0\\.1,port=${port}\\)`),
     );
   }, 60_000);
 
