@@ -35,9 +35,12 @@ export interface AzureConfidentialVmArgs {
   osDiskSizeGb?: number;
   /** SNP: accepted ID_KEY_DIGESTs of Microsoft's paravisor (48-byte hex). */
   idKeyDigests?: string[];
-  /** Accepted vTPM PCR values, PCR index → SHA-256 hex list (e.g. your UKI's PCR 4/9/11). */
+  /**
+   * Accepted vTPM PCR values, PCR index → SHA-256 hex list. PCR 4 (the boot applications the firmware ran) is what
+   * binds the OS; PCR 11 of a UKI (or 9) adds to it but binds nothing alone, since software extends it.
+   */
   pcrs?: Record<string, string[]>;
-  /** LOUD opt-out: register the workload although no PCR 4/11 value binds the OS. */
+  /** LOUD opt-out: register the workload although no PCR 4 value binds the OS. */
   allowUnboundOs?: boolean;
   /**
    * The VM boots a kit image built with `buckypaper image build --cloud azure` (set `image` to it): its enclaivelet
@@ -164,7 +167,7 @@ export class AzureConfidentialVm extends pulumi.ComponentResource {
     this.vmId = vm.vmId;
     this.privateIp = nic.ipConfigurations.apply((c) => c?.[0]?.privateIPAddress);
     this.workloadId = guest.workloadId;
-    const bound = !!args.pcrs && ["4", "11"].some((k) => (args.pcrs![k]?.length ?? 0) > 0);
+    const bound = (args.pcrs?.["4"]?.length ?? 0) > 0; // as azureOsBinding: PCR 11 alone binds nothing
     this.attestationChain = pulumi.output(
       ATTESTATION_CHAIN[Platform.Azure] +
         (bound ? "" : " THIS WORKLOAD: the OS is NOT bound (allowUnboundOs).") +

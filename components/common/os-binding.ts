@@ -185,7 +185,7 @@ export function awsGcpOsBinding(who: string, args: OsBindingArgs): Policy["vtpm"
   const bound = bindsOs(boot) && pins.length > 0;
   if (!bound && args.allowUnboundOs !== true) {
     const why = !bindsOs(boot)
-      ? "does not bind the OS: set measuredBoot with bootApplications.required (the kernel/UKI Authenticode digests from images/) or exact PCR 4/11 values"
+      ? "does not bind the OS: set measuredBoot with bootApplications.required (the kernel/UKI Authenticode digests from images/) or an exact PCR 4 value (PCR 11 only beside it)"
       : "binds boot events, but no vTPM attestation key is authenticated (akPins): a guest kernel at VMPL0 could bind a software TPM and replay the expected events";
     throw new ConfigError(
       who,
@@ -222,11 +222,13 @@ export function azureOsBinding(
   pcrs: Record<string, string[]> | undefined,
   allowUnboundOs?: boolean,
 ): void {
-  const binds = !!pcrs && ["4", "11"].some((k) => (pcrs[k]?.length ?? 0) > 0);
+  // PCR 4 (what the firmware ran); PCR 11 only beside it — software extends PCR 11, so any OS can reach a value.
+  const binds = !!pcrs && (pcrs["4"]?.length ?? 0) > 0;
   if (!binds && allowUnboundOs !== true)
     throw new ConfigError(
       who,
       "pcrs",
-      "must pin PCR 4 (boot applications) or PCR 11 (UKI) values: without them any CVM running the same paravisor attests as this workload. Set allowUnboundOs: true to register it anyway",
+      (pcrs && (pcrs["11"]?.length ?? 0) > 0 ? "pins PCR 11 without PCR 4; it " : "") +
+        "must pin PCR 4 (the boot applications the firmware ran; PCR 11 of a UKI counts only beside it, since any OS can extend PCR 11 to the registered value): without it any CVM running the same paravisor attests as this workload. Set allowUnboundOs: true to register it anyway",
     );
 }

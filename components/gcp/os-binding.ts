@@ -49,7 +49,7 @@ export function gcpOsBinding(who: string, args: GcpOsBindingArgs): Policy["vtpm"
   const authenticated = pins.length > 0 || cert;
   if (!(bindsOs(boot) && authenticated) && args.allowUnboundOs !== true) {
     const why = !bindsOs(boot)
-      ? "does not bind the OS: set bootChain (the image the VM boots: kit manifest or UKI) or measuredBoot with bootApplications.required / exact PCR 4/11 values"
+      ? "does not bind the OS: set bootChain (the image the VM boots: kit manifest or UKI) or measuredBoot with bootApplications.required / an exact PCR 4 value (PCR 11 only beside it)"
       : "binds boot events, but no vTPM attestation key is authenticated (googleAkCertificate or akPins): a guest kernel at VMPL0 could bind a software TPM and replay the expected events";
     throw new ConfigError(
       who,

@@ -40,7 +40,7 @@ const app = new AzureConfidentialVm("app", {
   idKeyDigests: cfg.getObject<string[]>("idKeyDigests"),
   secrets: { "db-password": cfg.requireSecret("dbPassword") },
   dataVolume: { sizeGb: 16 },
-  // The OS is bound only by vTPM PCR values (your UKI's PCR 4/11), see the config file.
+  // The OS is bound only by vTPM PCR values (PCR 4: your boot chain's applications; PCR 11 adds to it), see the config file.
   pcrs: cfg.getObject<Record<string, string[]>>("pcrs"),
   allowUnboundOs: cfg.getBoolean("allowUnboundOs"),
   // Canonical's image has no enclaivelet: the customData is not measured. Boot a kit image built with

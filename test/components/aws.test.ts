@@ -100,6 +100,26 @@ describe("AwsConfidentialVm", () => {
       /AwsConfidentialVm unbound: measuredBoot does not bind the OS: .*any VM of this size that knows the workload id would attest as this workload. Set allowUnboundOs: true/,
     );
     const boot = { bootApplications: { allowed: [], required: ["cd".repeat(32)] } };
+    // PCR 11 alone binds nothing: software (systemd-stub) extends it, so an OS booted another way can reach any
+    // registered value; PCR 4 (extended by the firmware with what it ran) does.
+    expect(
+      () =>
+        new mod.AwsConfidentialVm("pcr11only", {
+          vhsm,
+          region: "us-east-2",
+          measuredBoot: { bank: "sha384", pcrs: { "11": "ab".repeat(48) } },
+        }),
+    ).toThrow(
+      /AwsConfidentialVm pcr11only: measuredBoot does not bind the OS: .*an exact PCR 4 value \(PCR 11 only beside it\)/,
+    );
+    expect(
+      () =>
+        new mod.AwsConfidentialVm("pcr4", {
+          vhsm,
+          region: "us-east-2",
+          measuredBoot: { bank: "sha384", pcrs: { "4": "ab".repeat(48), "11": "ab".repeat(48) } },
+        }),
+    ).not.toThrow();
     expect(
       () =>
         new mod.AwsConfidentialVm("unpinned", {

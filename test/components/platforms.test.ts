@@ -236,10 +236,30 @@ describe("AzureConfidentialVm", () => {
     ).toThrow(/ConfidentialVm a14: allowUnboundUserData applies only to platform azure/);
   });
 
-  it("refuses at preview a registration without PCR 4/11 values, naming pcrs", () => {
+  it("refuses at preview a registration without a PCR 4 value (PCR 11 alone binds nothing), naming pcrs", () => {
     expect(() => new c.AzureConfidentialVm("a4", { vhsm, resourceGroupName: "rg", subnetId: "s" })).toThrow(
-      /AzureConfidentialVm a4: pcrs must pin PCR 4 \(boot applications\) or PCR 11 \(UKI\) values.*allowUnboundOs: true/,
+      /AzureConfidentialVm a4: pcrs must pin PCR 4 \(the boot applications the firmware ran;.*allowUnboundOs: true/,
     );
+    // Software extends PCR 11, so an OS the firmware booted another way can reach the registered value.
+    expect(
+      () =>
+        new c.AzureConfidentialVm("a11", {
+          vhsm,
+          resourceGroupName: "rg",
+          subnetId: "s",
+          pcrs: { "11": ["00".repeat(32)] },
+        }),
+    ).toThrow(/AzureConfidentialVm a11: pcrs pins PCR 11 without PCR 4; it must pin PCR 4/);
+    expect(
+      () =>
+        new c.AzureConfidentialVm("a411", {
+          vhsm,
+          resourceGroupName: "rg",
+          subnetId: "s",
+          pcrs: { "4": ["00".repeat(32)], "11": ["00".repeat(32)] },
+          allowUnboundUserData: true, // (the user-data check, not the subject here)
+        }),
+    ).not.toThrow();
     expect(
       () =>
         new c.AzureConfidentialVm("a5", {

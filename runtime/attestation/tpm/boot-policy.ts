@@ -296,9 +296,14 @@ export function appraiseMeasuredBoot(v: TpmVerification, policy: MeasuredBootPol
   return checks;
 }
 
-/** True when the policy binds the OS: a boot application (kernel/UKI) is required, or exact PCR 4/11 values. */
+/**
+ * True when the policy binds the OS: a boot application (kernel/UKI) is required, or an exact PCR 4 value. Not PCR
+ * 11 alone: it starts at zero and only software extends it (systemd-stub, before the kernel), so an OS the firmware
+ * booted some other way — e.g. a signed shim chain — can extend the UKI's known section digests itself and reach the
+ * registered value. PCR 4 is extended by the firmware with what it actually ran; PCR 11 counts only beside it.
+ */
 export function bindsOs(policy: MeasuredBootPolicy | undefined): boolean {
   if (!policy) return false;
   if ((policy.bootApplications?.required?.length ?? 0) > 0) return true;
-  return !!policy.pcrs && ("4" in policy.pcrs || "11" in policy.pcrs);
+  return !!policy.pcrs && "4" in policy.pcrs;
 }
