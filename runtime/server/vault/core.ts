@@ -711,7 +711,11 @@ export class Core implements CoreView {
     const wrapping = await this.rekeyWrappingKey(oldKey);
     const peerK = await peerThreshold(this.barrier);
     const newKey = randomBytes(32);
+    let parts: Uint8Array[] = [];
     try {
+      // The operators' shares first: once the transaction commits, the old key opens nothing, so a split that
+      // failed after it would leave a runtime whose unseal key no operator holds.
+      parts = shares === 1 ? [new Uint8Array(newKey)] : await split(new Uint8Array(newKey), shares, threshold);
       const peerRecord = peerK === undefined ? undefined : await peerSharesRecord(newKey, peerK);
       const wrapped = wrapping && wrapUnsealKey(wrapping, this.opts.autoUnseal!.type, newKey);
       let config: SealConfig | undefined;
@@ -732,7 +736,6 @@ export class Core implements CoreView {
       this.sealConfig = config;
       this.unsealShares = [];
       await this.opts.peers?.announce({ kind: "rekeyed", key: newKey });
-      const parts = shares === 1 ? [new Uint8Array(newKey)] : await split(new Uint8Array(newKey), shares, threshold);
       this.logger.info(
         `runtime rekeyed: ${shares} key shares, threshold ${threshold}` +
           `${wrapped ? "; auto-unseal wrapping renewed" : ""}${peerK !== undefined ? `; peer-unseal shares re-split (threshold ${peerK})` : ""}`,
@@ -741,6 +744,7 @@ export class Core implements CoreView {
     } finally {
       newKey.fill(0);
       wrapping?.fill(0);
+      for (const p of parts) p.fill(0);
     }
   }
 
