@@ -11,7 +11,8 @@ import { buildImage } from "../images/guest/index.js";
 
 const USAGE = `usage: buckypaper image build [--firmware FILE | --no-firmware] [--update-lock] [--rebuild] [--out DIR]
       [--lock FILE] [--cache DIR] [--role workload|runtime]
-      [--runtime-psp virtio-psp|sev-guest] [--cloud nocloud|ec2|gce|azure] [--format direct|disk] [--json]
+      [--runtime-psp virtio-psp|sev-guest] [--cloud nocloud|ec2|gce|azure] [--format direct|disk]
+      [--sign-key KEY.pem --sign-cert CERT.pem] [--json]
 
   Builds the guest image (kernel, initrd, dm-verity root filesystem) from the Debian packages in
   images/guest/packages.lock, cached under ~/.cache/buckypaper/images/<input hash>/, and prints the path
@@ -33,7 +34,11 @@ const USAGE = `usage: buckypaper image build [--firmware FILE | --no-firmware] [
                  disk a UEFI firmware boots (ESP with a UKI at \\EFI\\BOOT\\BOOTX64.EFI, the root and its
                  dm-verity hash tree as partitions; manifest 'disk'); with --cloud azure also that disk as the
                  fixed VHD Azure takes (initramfs with Hyper-V's storvsc; manifest 'disk.vhd'). Default: disk
-                 with --cloud ec2|gce|azure`;
+                 with --cloud ec2|gce|azure
+  --sign-key K, --sign-cert C
+                 with the disk format: sign its UKI for Secure Boot (Authenticode, SHA-256) with your db key
+                 (PEM; RSA gives the same bytes for the same inputs). The key is read in place, never copied; the
+                 manifest records the certificate (disk.signature). Enroll the certificate in the VM's db`;
 
 export async function run(argv: string[], io: CliIo): Promise<number> {
   const [sub, ...rest] = argv;
@@ -54,6 +59,8 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     cloud: { type: "string" },
     "runtime-psp": { type: "string" },
     format: { type: "string" },
+    "sign-key": { type: "string" },
+    "sign-cert": { type: "string" },
     json: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   });
@@ -77,6 +84,19 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     throw new UsageError(`--format: '${format}' (direct or disk)`);
   if (format === "disk" && role === "runtime")
     throw new UsageError("--format: disk with --role runtime (the runtime image boots only under QEMU)");
+  const signKey = v["sign-key"] as string | undefined;
+  const signCert = v["sign-cert"] as string | undefined;
+  if ((signKey === undefined) !== (signCert === undefined))
+    throw new UsageError(`${signKey === undefined ? "--sign-cert needs --sign-key" : "--sign-key needs --sign-cert"}`);
+  if (signKey !== undefined) {
+    const disk = format === "disk" || (format === undefined && role === "workload" && cloud !== "nocloud");
+    if (!disk) throw new UsageError("--sign-key: signs the cloud disk's UKI (--format disk)");
+    for (const [flag, f] of [
+      ["--sign-key", signKey],
+      ["--sign-cert", signCert!],
+    ] as const)
+      if (!existsSync(f)) throw new UsageError(`${flag}: ${f} does not exist`);
+  }
   if (v.firmware !== undefined && v["no-firmware"])
     throw new UsageError("--firmware and --no-firmware are alternatives");
   // dist/cli/image.js → the repository root
@@ -100,6 +120,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     cloud,
     ...(runtimePsp !== undefined ? { runtimePsp } : {}),
     ...(format ? { format } : {}),
+    ...(signKey ? { diskSigning: { key: path.resolve(signKey), cert: path.resolve(signCert!) } } : {}),
     progress: (line) => io.err(line),
   });
   io.err(
@@ -108,6 +129,10 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   if (result.manifest.disk)
     io.err(
       `image: cloud disk ${path.join(result.dir, result.manifest.disk.path)} (UKI ${result.manifest.disk.uki.sha256})`,
+    );
+  if (result.manifest.disk?.signature)
+    io.err(
+      `image: UKI signed for Secure Boot by ${result.manifest.disk.signature.subject} (certificate SHA-256 ${result.manifest.disk.signature.certSha256})`,
     );
   if (result.manifest.disk?.vhd)
     io.err(

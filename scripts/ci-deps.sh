@@ -12,11 +12,14 @@ export DEBIAN_FRONTEND=noninteractive
 # build-essential … mtools: the AmdSev OVMF build from Debian's edk2 source package (scripts/build-firmware.sh).
 # systemd-boot-efi + binutils: a real systemd-stub to build a UKI with objcopy, whose PCR 11 prediction is
 # cross-checked with systemd-measure (test/images/vtpm-uki.test.ts; systemd-measure ships with systemd).
+# osslsigncode: signs the cloud disk's UKI for Secure Boot (`image build --sign-key`; its -time makes the signature
+# reproducible); sbsigntool: sbverify, an independent check of that signature (test/images/guest/uki-signing.test.ts).
 APT_PACKAGES=(cloud-init postgresql cryptsetup-bin qemu-system-x86 qemu-utils ovmf genisoimage openssh-client openssh-server openssl curl wrk swtpm swtpm-tools tpm2-tools
   mmdebstrap squashfs-tools cpio
   socat
   build-essential nasm acpica-tools uuid-dev grub-efi-amd64-bin dosfstools mtools
-  systemd-boot-efi binutils)
+  systemd-boot-efi binutils
+  osslsigncode sbsigntool)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -30,7 +33,9 @@ fi
 echo "== firmware: $(scripts/build-firmware.sh)"
 
 # Reference implementations and real clients used by differential/interop tests.
-PIP_PACKAGES=(sev-snp-measure hvac "pyjwt[crypto]" jwcrypto)
+# virt-firmware: virt-fw-vars enrolls the test's PK/KEK/db in an OVMF vars file for the Secure Boot disk boot
+# (test/images/guest/secure-boot-disk.test.ts).
+PIP_PACKAGES=(sev-snp-measure hvac "pyjwt[crypto]" jwcrypto virt-firmware)
 python3 -m pip install -q --disable-pip-version-check "${PIP_PACKAGES[@]}"
 
 # Independent ML-KEM (FIPS 203) / ML-DSA (FIPS 204) implementations for the post-quantum interop tests

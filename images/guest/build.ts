@@ -78,6 +78,11 @@ export interface ImageBuildOptions {
   format?: ImageFormat;
   /** Test hooks only: extra initramfs archives appended inside the disk's UKI (images/guest/disk.ts). */
   diskTestLayers?: Buffer[];
+  /**
+   * Format disk: sign the UKI for Secure Boot with the customer's db key (PEM key and certificate paths). The key
+   * is read by the signer in place and never copied; the manifest's disk.signature records the certificate.
+   */
+  diskSigning?: { key: string; cert: string };
   progress?: (line: string) => void;
 }
 
@@ -202,6 +207,8 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
     throw new Error(`image build: format is '${String(format)}'; must be direct or disk`);
   if (format === "disk" && role === "runtime")
     throw new Error("image build: format disk is for workload images (the runtime role boots only under QEMU)");
+  if (o.diskSigning && format !== "disk")
+    throw new Error("image build: diskSigning signs the cloud disk's UKI: it needs format disk");
   const withDisk = async (dir: string, manifest: ImageManifest) =>
     format === "disk"
       ? buildDisk({
@@ -211,6 +218,7 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
           cacheDir: o.cacheDir,
           sourceDateEpoch: epoch,
           ...(o.diskTestLayers ? { testLayers: o.diskTestLayers } : {}),
+          ...(o.diskSigning ? { signing: o.diskSigning } : {}),
           ...(o.rebuild ? { rebuild: true } : {}),
           progress: (l) => progress.detail(l),
         })

@@ -15,7 +15,7 @@
 // and os-release come out of the squashfs with unsquashfs, the FAT with mkfs.fat/mcopy, the GPT from gpt.ts.
 // Deterministic: GUIDs derived from the inputs (root/verity partition UUIDs from the root hash, as the
 // Discoverable Partitions Specification suggests), FAT serial and times fixed (--invariant, SOURCE_DATE_EPOCH).
-import { createHash } from "node:crypto";
+import { createHash, X509Certificate } from "node:crypto";
 import { closeSync, existsSync, openSync, readSync } from "node:fs";
 import {
   chmod,
@@ -64,6 +64,12 @@ declare module "./manifest.js" {
      * seconds) = SOURCE_DATE_EPOCH, unique id derived from the raw disk's SHA-256. Absent for the other clouds.
      */
     vhd?: { path: string; sha256: string; size: number; virtualSize: number; uniqueId: string; timestamp: number };
+    /**
+     * Disks built with a Secure Boot signing key (DiskBuildOptions.signing): the UKI carries an Authenticode
+     * signature by this certificate (public data only; the key is never copied). `unsignedSha256` is the UKI before
+     * the signature was appended (8-byte aligned, so the firmware's PCR 4 digest is the same for both).
+     */
+    signature?: { certSha256: string; certPem: string; subject: string; tool: string; unsignedSha256: string };
   }
 }
 
@@ -91,6 +97,11 @@ export interface DiskBuildOptions {
   repoRoot: string;
   cacheDir: string;
   sourceDateEpoch: number;
+  /**
+   * Sign the UKI for Secure Boot with the customer's db key (PEM private key and certificate paths). Only the
+   * certificate (and its digest, in the cache key and the record) is kept; the key is read by the signer in place.
+   */
+  signing?: { key: string; cert: string };
   /** Extra newc archives appended to the initramfs, e.g. a test hook (/bk-hook). In the key and the record. */
   testLayers?: Buffer[];
   rebuild?: boolean;
@@ -209,6 +220,63 @@ async function buildUki(stage: string, stubFile: string, sections: [string, Buff
   return pinPeTimestamp(await readFile(out), epoch);
 }
 
+/** The Authenticode signer: osslsigncode, whose -time fixes the signingTime attribute (sbsign stamps the clock). */
+const SIGNER_TOOL = "osslsigncode";
+
+/** The signing certificate's public facts (the key is not read here). */
+export async function signingCertificate(s: { key: string; cert: string }) {
+  if (!existsSync(s.key)) throw new Error(`signing key ${s.key} does not exist`);
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(await readFile(s.cert));
+  } catch (e) {
+    throw new Error(`signing certificate ${s.cert}: not an X.509 certificate (${(e as Error).message})`, { cause: e });
+  }
+  return { certSha256: sha256Hex(Buffer.from(cert.raw)), certPem: cert.toString(), subject: cert.subject };
+}
+
+/**
+ * Appends an Authenticode signature (SHA-256, RSA PKCS#1 v1.5: deterministic, signingTime = the epoch) by the
+ * customer's db key; the same key and UKI give the same bytes (an ECDSA key signs with a random nonce: not
+ * byte-reproducible, though the PCR 4 digest still is). The signed image must hash (PCR 4) as the unsigned one.
+ * A signer pads the image to 8 bytes before appending its certificate table and the firmware hashes that padding
+ * (it lies before the table): the UKI is zero-padded first, so `unsigned` is what the signature covers.
+ */
+export async function signUki(
+  stage: string,
+  uki: Buffer,
+  s: { key: string; cert: string },
+  epoch: number,
+): Promise<{ signed: Buffer; unsigned: Buffer }> {
+  const work = await mkdtemp(path.join(stage, "sign-"));
+  const input = path.join(work, "uki-unsigned.efi");
+  const output = path.join(work, "uki-signed.efi");
+  if (uki.length % 8) uki = Buffer.concat([uki, Buffer.alloc(8 - (uki.length % 8))]);
+  await writeFile(input, uki);
+  await run([
+    SIGNER_TOOL,
+    "sign",
+    "-h",
+    "sha256",
+    "-certs",
+    s.cert,
+    "-key",
+    s.key,
+    "-time",
+    String(epoch),
+    "-in",
+    input,
+    "-out",
+    output,
+  ]);
+  const signed = await readFile(output);
+  await rm(work, { recursive: true, force: true });
+  const fail = (why: string) => new Error(`signed UKI: ${why}`);
+  if (!efiImageDigest(signed, "sha256", fail).equals(efiImageDigest(uki, "sha256", fail)))
+    throw new Error("the signed UKI's Authenticode digest differs from the unsigned one's (PCR 4 would change)");
+  return { signed, unsigned: uki };
+}
+
 /**
  * objcopy (binutils 2.40) stamps a PE it writes with the current time and ignores SOURCE_DATE_EPOCH: set the COFF
  * TimeDateStamp to the epoch and recompute the optional header's CheckSum (the PE image checksum: 16-bit
@@ -302,6 +370,7 @@ export async function buildDisk(o: DiskBuildOptions): Promise<DiskRecord> {
   const azure = isAzureImage(m);
   const pin = parseBootLock(await readFile(path.join(o.repoRoot, "images/guest/boot.lock"), "utf8"));
   const layers = (o.testLayers ?? []).map((l) => sha256Hex(l));
+  const signer = o.signing ? await signingCertificate(o.signing) : undefined;
   const key = createHash("sha256")
     .update(
       JSON.stringify({
@@ -311,6 +380,7 @@ export async function buildDisk(o: DiskBuildOptions): Promise<DiskRecord> {
         epoch: o.sourceDateEpoch,
         layers,
         ...(azure ? { cloud: "azure" } : {}),
+        ...(signer ? { signer: signer.certSha256 } : {}),
       }),
     )
     .digest("hex")
@@ -349,7 +419,7 @@ export async function buildDisk(o: DiskBuildOptions): Promise<DiskRecord> {
     const verityLabel = `bk-verity-${prefix}`;
     const cmdline = diskCmdline(m, rootLabel, verityLabel);
     const kernel = await readFile(path.join(o.imageDir, m.files.kernel.path));
-    const uki = await buildUki(
+    const built = await buildUki(
       stage,
       stubFile,
       [
@@ -361,6 +431,9 @@ export async function buildDisk(o: DiskBuildOptions): Promise<DiskRecord> {
       ],
       o.sourceDateEpoch,
     );
+    const signed = signer ? await signUki(stage, built, o.signing!, o.sourceDateEpoch) : undefined;
+    const uki = signed?.signed ?? built;
+    if (signer) say(`disk: UKI signed for Secure Boot by ${signer.subject} (certificate SHA-256 ${signer.certSha256})`);
     say(`disk: UKI ${(uki.length / MIB).toFixed(1)} MiB, SHA-256 ${sha256Hex(uki)}`);
 
     // The ESP: FAT32 with the UKI at the removable-media path, fixed serial and times.
@@ -488,6 +561,7 @@ export async function buildDisk(o: DiskBuildOptions): Promise<DiskRecord> {
       nicModules: init.nic,
       ...(layers.length ? { testLayers: layers } : {}),
       ...(vhd ? { vhd: { path: `${rel}/disk.vhd`, ...vhd } } : {}),
+      ...(signer ? { signature: { ...signer, tool: SIGNER_TOOL, unsignedSha256: sha256Hex(signed!.unsigned) } } : {}),
     };
     const out = `${dir}.tmp-${process.pid}`;
     await rm(out, { recursive: true, force: true });

@@ -8,6 +8,7 @@ import { efiImageDigest } from "../pe.js";
 import type { MeasuredBootPolicy } from "../../runtime/attestation/tpm/boot-policy.js";
 import { BootPredictionError } from "./errors.js";
 import { peSections, predictUkiPcr11, sectionContents, ukiCmdline } from "./uki.js";
+import { secureBootPolicy, type SecureBootVariables } from "./secure-boot.js";
 
 /** What firmware extends into PCR 4 for a PE boot application (efiImageDigest: exact bytes, no padding). */
 export function bootApplicationDigest(image: Buffer, bank: "sha256" | "sha384", field = "bootApplication"): string {
@@ -49,8 +50,12 @@ export interface BootChainInputs {
   bank?: "sha256" | "sha384";
   /** Strings the command line must carry (e.g. `roothash=<hex>` of the dm-verity root). */
   mustContain?: string[];
-  /** Require Secure Boot enabled (PCR 7). */
-  secureBoot?: boolean;
+  /**
+   * Require Secure Boot enabled (PCR 7). With `dbCertificates` (PEM or DER, what the program enrolls in db and signs
+   * the UKI with): also that the boot was verified by one of them (EV_EFI_VARIABLE_AUTHORITY, secure-boot.ts);
+   * `variables` adds the enrolled PK/KEK/db/dbx values' digests.
+   */
+  secureBoot?: boolean | { dbCertificates: (Buffer | string)[]; variables?: SecureBootVariables };
 }
 
 export { BootPredictionError };
@@ -84,6 +89,12 @@ export function predictMeasuredBoot(i: BootChainInputs): MeasuredBootPolicy {
   };
   if (i.initrd && !i.uki) policy.initrd = [createHash(bank).update(i.initrd).digest("hex")];
   if (i.uki && i.uki.pcr11 !== false) policy.pcrs = { "11": predictUkiPcr11(last, bank).toString("hex") };
-  if (i.secureBoot !== undefined) policy.secureBoot = { enabled: i.secureBoot };
+  if (typeof i.secureBoot === "boolean") policy.secureBoot = { enabled: i.secureBoot };
+  else if (i.secureBoot) {
+    policy.secureBoot = secureBootPolicy(i.secureBoot.dbCertificates, bank, i.secureBoot.variables);
+    // Under Secure Boot systemd-stub starts its embedded kernel through a security override (the UKI that carries
+    // it was verified already), which also skips the firmware's PCR 4 measurement of it: the UKI alone is required.
+    if (kernel) policy.bootApplications!.required = [digests[digests.length - 1]];
+  }
   return policy;
 }

@@ -28,6 +28,14 @@ describe("buckypaper CLI", () => {
     for (const [args, why] of [
       [["--format", "vhd"], "--format: 'vhd' (direct or disk)"],
       [["--format", "disk", "--role", "runtime"], "--format: disk with --role runtime"],
+      [["--format", "disk", "--sign-key", "k.pem"], "--sign-key needs --sign-cert"],
+      [["--format", "disk", "--sign-cert", "c.pem"], "--sign-cert needs --sign-key"],
+      [["--format", "direct", "--sign-key", "k.pem", "--sign-cert", "c.pem"], "--sign-key: signs the cloud disk's UKI"],
+      [["--sign-key", "k.pem", "--sign-cert", "c.pem"], "--sign-key: signs the cloud disk's UKI"],
+      [
+        ["--cloud", "ec2", "--sign-key", "/nonexistent/k.pem", "--sign-cert", "c.pem"],
+        "--sign-key: /nonexistent/k.pem does not exist",
+      ],
     ] as const) {
       const c = capture();
       expect(await main(["image", "build", ...args], c.io)).toBe(2);

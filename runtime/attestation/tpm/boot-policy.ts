@@ -5,6 +5,9 @@
 //          .linux, .initrd and .cmdline, so this alone binds kernel, initrd and command line.
 //   PCR 7  Secure Boot: EV_EFI_VARIABLE_DRIVER_CONFIG events are digests of the whole UEFI_VARIABLE_DATA, so
 //          their data is checked against the digest before the SecureBoot/PK/KEK/db/dbx values are believed.
+//          EV_EFI_VARIABLE_AUTHORITY events name the db entry (EFI_SIGNATURE_DATA: owner GUID + X.509 DER) that
+//          verified an image; with Secure Boot on, every image firmware started after the separator was verified
+//          by one of them — so "the db certificate I registered, and no other entry, verified what booted".
 //   cmdline grub (PCR 8, "kernel_cmdline: X", digest = H(X)), the Linux EFI stub (PCR 9 EV_EVENT_TAG
 //          LOAD_OPTIONS, digest = H(UTF-16 options)) and systemd-stub overrides (PCR 12 EV_IPL): every
 //          measured command line must be an allowed one. In PCR 8 every event must be data-bound, so no
@@ -12,13 +15,14 @@
 //   initrd Linux EFI stub PCR 9 EV_EVENT_TAG INITRD: digest = H(initrd).
 // The log is unsigned: only events of PCRs the verified quote covers and the log replays to are read.
 import { createHash } from "node:crypto";
-import type { Check } from "../types.js";
+import { EvidenceFormatError, type Check } from "../types.js";
 import type { HashName } from "./abi.js";
 import {
   EFI_GLOBAL_VARIABLE,
   EFI_IMAGE_SECURITY_DATABASE,
   EV,
   eventDataIsDigested,
+  guidText,
   LINUX_EVENT_TAG,
   parseTaggedEvent,
   parseUefiVariableData,
@@ -48,7 +52,15 @@ export interface MeasuredBootPolicy {
   /** Allowed initrd digests (hex, `bank`) measured by the Linux EFI stub in PCR 9. */
   initrd?: string[];
   /** Secure Boot state and key databases: digests (hex, `bank`) of the variables' data. */
-  secureBoot?: { enabled?: boolean } & Partial<Record<SecureBootVariable, string>>;
+  secureBoot?: {
+    enabled?: boolean;
+    /**
+     * SHA-256 (hex, whatever the bank) of the DER X.509 certificates in db allowed to have verified the boot
+     * (EV_EFI_VARIABLE_AUTHORITY): Secure Boot must be on, one of them must appear, and every authority logged
+     * after PCR 7's separator (the boot path, not firmware drivers) must be one of them.
+     */
+    authorities?: string[];
+  } & Partial<Record<SecureBootVariable, string>>;
   /** Exact PCR values (hex, `bank`) for PCRs that are predictable as a whole. */
   pcrs?: Record<string, string>;
 }
@@ -264,6 +276,96 @@ function checkSecureBoot(ctx: Ctx, p: NonNullable<MeasuredBootPolicy["secureBoot
   };
 }
 
+/** EFI_SIGNATURE_DATA of an authority event: SignatureOwner GUID, then the db entry (a DER certificate or a hash). */
+export function parseAuthoritySignatureData(
+  data: Uint8Array,
+  where = "event",
+): { owner: string; entry: Uint8Array; x509: boolean } {
+  if (data.length < 16 + 32)
+    throw new EvidenceFormatError(`${where}: EFI_SIGNATURE_DATA of ${data.length} bytes`, where);
+  const entry = data.subarray(16);
+  // A DER certificate is one SEQUENCE spanning the entry exactly (long-form length of 1-3 bytes).
+  let x509 = false;
+  if (entry[0] === 0x30 && entry.length >= 4) {
+    const l = entry[1];
+    let len = -1;
+    let hdr = 2;
+    if (l < 0x80) len = l;
+    else if (l >= 0x81 && l <= 0x83) {
+      hdr = 2 + (l & 0x7f);
+      len = 0;
+      for (let i = 2; i < hdr && i < entry.length; i++) len = len * 256 + entry[i];
+    }
+    x509 = len >= 0 && hdr + len === entry.length;
+  }
+  return { owner: guidText(data.subarray(0, 16)), entry, x509 };
+}
+
+function checkSecureBootAuthority(ctx: Ctx, allowedCerts: string[]): Check {
+  const id = "boot.secure-boot-authority";
+  const miss = needPcrs(ctx, id, [7]);
+  if (miss) return miss;
+  const allowed = new Set(lc(allowedCerts));
+  const bad: string[] = [];
+  const seen: string[] = [];
+  let secureBoot: boolean | undefined;
+  let separated = false;
+  for (const e of eventsIn(ctx, 7)) {
+    if (e.type === EV.SEPARATOR) {
+      separated = true;
+      continue;
+    }
+    if (e.type === EV.EFI_VARIABLE_DRIVER_CONFIG) {
+      if (!eventDataIsDigested(e, ctx.bank)) continue; // boot.secure-boot names it; nothing here is believed
+      try {
+        const v = parseUefiVariableData(e.data, `event[${e.index}]`);
+        if (v.guid === EFI_GLOBAL_VARIABLE && v.name === "SecureBoot")
+          secureBoot = secureBoot === undefined && v.data.length === 1 && v.data[0] === 1;
+      } catch {
+        /* named by boot.secure-boot */
+      }
+      continue;
+    }
+    if (e.type !== EV.EFI_VARIABLE_AUTHORITY) continue;
+    if (!eventDataIsDigested(e, ctx.bank)) {
+      bad.push(`PCR 7 authority event ${e.index} data is not what its digest covers`);
+      continue;
+    }
+    let what: string;
+    try {
+      const v = parseUefiVariableData(e.data, `event[${e.index}]`);
+      if (v.guid !== EFI_IMAGE_SECURITY_DATABASE || v.name !== "db") {
+        if (separated) bad.push(`event ${e.index}: an image was verified by ${v.name} (${v.guid}), not by db`);
+        continue;
+      }
+      const sig = parseAuthoritySignatureData(v.data, `event[${e.index}].VariableData`);
+      const d = createHash("sha256").update(sig.entry).digest("hex");
+      what = sig.x509 ? d : `hash entry ${Buffer.from(sig.entry).toString("hex")}`;
+      if (sig.x509 && allowed.has(d)) {
+        seen.push(d);
+        continue;
+      }
+    } catch (err) {
+      bad.push((err as Error).message);
+      continue;
+    }
+    // Before the separator firmware verifies its own drivers and option ROMs; after it, the boot path.
+    if (separated) bad.push(`event ${e.index}: an image was verified by db entry ${what}, which is not allowed`);
+  }
+  if (secureBoot !== true)
+    bad.push(
+      `Secure Boot is ${secureBoot === false ? "disabled (or measured twice)" : "not measured"}: no image had to be verified`,
+    );
+  if (seen.length === 0) bad.push(`no image was verified by an allowed db certificate (${[...allowed].join(", ")})`);
+  return {
+    id,
+    ok: bad.length === 0,
+    detail: bad.length
+      ? bad.join("; ")
+      : `Secure Boot on; the boot path was verified by db certificate ${[...new Set(seen)].join(", ")} only`,
+  };
+}
+
 function checkPcrs(v: TpmVerification, bank: HashName, want: Record<string, string>): Check {
   const quoted = v.quotedPcrs[bank] ?? {};
   const bad: string[] = [];
@@ -292,6 +394,7 @@ export function appraiseMeasuredBoot(v: TpmVerification, policy: MeasuredBootPol
   if (policy.kernelCmdline) checks.push(checkCmdline(ctx, policy.kernelCmdline));
   if (policy.initrd) checks.push(checkInitrd(ctx, policy.initrd));
   if (policy.secureBoot) checks.push(checkSecureBoot(ctx, policy.secureBoot));
+  if (policy.secureBoot?.authorities) checks.push(checkSecureBootAuthority(ctx, policy.secureBoot.authorities));
   if (policy.pcrs) checks.push(checkPcrs(v, bank, policy.pcrs));
   return checks;
 }

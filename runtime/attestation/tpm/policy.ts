@@ -111,9 +111,21 @@ export function parseMeasuredBootPolicy(v: unknown, f = "vtpm.measuredBoot"): Me
   if (o.initrd !== undefined) out.initrd = list(o.initrd, `${f}.initrd`, hexDigest);
   if (o.secureBoot !== undefined) {
     const s = obj(o.secureBoot, `${f}.secureBoot`);
-    only(s, `${f}.secureBoot`, ["enabled", "PK", "KEK", "db", "dbx"]);
+    only(s, `${f}.secureBoot`, ["enabled", "PK", "KEK", "db", "dbx", "authorities"]);
     out.secureBoot = {};
     if (s.enabled !== undefined) out.secureBoot.enabled = bool(s.enabled, `${f}.secureBoot.enabled`);
+    if (s.authorities !== undefined) {
+      const g = `${f}.secureBoot.authorities`;
+      out.secureBoot.authorities = list(s.authorities, g, (x, h) => {
+        const d = hexDigest(x, h);
+        if (d.length !== 64) throw new VtpmPolicyError("expected SHA-256 (64 hex digits) of a DER certificate", h);
+        return d;
+      });
+      if (!out.secureBoot.authorities.length)
+        throw new VtpmPolicyError("expected at least one certificate digest (or leave the field out)", g);
+      if (out.secureBoot.enabled === false)
+        throw new VtpmPolicyError("db authorities need Secure Boot enabled", `${f}.secureBoot.enabled`);
+    }
     for (const k of ["PK", "KEK", "db", "dbx"] as SecureBootVariable[])
       if (s[k] !== undefined) out.secureBoot[k] = hexDigest(s[k], `${f}.secureBoot.${k}`);
   }
