@@ -7,12 +7,18 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseFlags } from "./args.js";
 import { Exit, UsageError, type CliIo } from "./io.js";
-import { buildImage } from "../images/guest/index.js";
+import {
+  RuntimeImageError,
+  buildImage,
+  runtimeVariant,
+  type RuntimePsp,
+  type RuntimeUnseal,
+} from "../images/guest/index.js";
 
 const USAGE = `usage: buckypaper image build [--firmware FILE | --no-firmware] [--update-lock] [--rebuild] [--out DIR]
       [--lock FILE] [--cache DIR] [--role workload|runtime]
-      [--runtime-psp virtio-psp|sev-guest] [--cloud nocloud|ec2|gce|azure] [--format direct|disk]
-      [--sign-key KEY.pem --sign-cert CERT.pem] [--json]
+      [--runtime-psp virtio-psp|sev-guest] [--runtime-unseal derived-key|shares]
+      [--cloud nocloud|ec2|gce|azure] [--format direct|disk] [--sign-key KEY.pem --sign-cert CERT.pem] [--json]
 
   Builds the guest image (kernel, initrd, dm-verity root filesystem) from the Debian packages in
   images/guest/packages.lock, cached under ~/.cache/buckypaper/images/<input hash>/, and prints the path
@@ -25,11 +31,19 @@ const USAGE = `usage: buckypaper image build [--firmware FILE | --no-firmware] [
                  VM: the runtime, its config and unit in the verity root; cloud-init and sshd masked)
   --runtime-psp P  with --role runtime: where the runtime gets its evidence and sealing key — virtio-psp
                  (default: the local stack's simulated PSP over virtio-serial) or sev-guest (/dev/sev-guest on
-                 SEV-SNP hardware: the image a Vhsm on platform qemu or proxmox boots; recorded as runtime.psp)
+                 SEV-SNP hardware: the image a Vhsm on platform qemu or proxmox boots; recorded as runtime.psp).
+                 With --cloud ec2|gce the default is sev-guest (virtio-psp: tests with the simulated PSP)
+  --runtime-unseal U  with --role runtime: derived-key (default for the QEMU/Proxmox image: auto-unseal with the
+                 PSP's derived key, operator shares as recovery) or shares (operators' Shamir shares and attested
+                 peers only; default and the only choice with --cloud ec2|gce or --format disk, where the SNP
+                 launch digest covers only the firmware: derived-key is refused there). Recorded as runtime.unseal
   --cloud C      where the workload image reads its user-data (default nocloud: QEMU/Proxmox's seed; ec2:
                  EC2 IMDSv2; gce: the GCE metadata server; azure: the OVF CustomData as cloud-init-local
                  copies it): the enclaivelet's measured unit for that source,
-                 and cloud-init limited to that one datasource (recorded as enclaivelet.userDataSource)
+                 and cloud-init limited to that one datasource (recorded as enclaivelet.userDataSource).
+                 With --role runtime: ec2 or gce builds the runtime's cloud disk (the vTPM half of attested TLS
+                 — gce: Google's certified AK — and the data volume found by label; recorded as runtime.cloud);
+                 azure is refused (no attestation source for Azure's paravisor yet)
   --format F     direct (kernel + initrd + rootfs.img for QEMU direct kernel boot) or disk: also a raw GPT
                  disk a UEFI firmware boots (ESP with a UKI at \\EFI\\BOOT\\BOOTX64.EFI, the root and its
                  dm-verity hash tree as partitions; manifest 'disk'); with --cloud azure also that disk as the
@@ -58,6 +72,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     role: { type: "string" },
     cloud: { type: "string" },
     "runtime-psp": { type: "string" },
+    "runtime-unseal": { type: "string" },
     format: { type: "string" },
     "sign-key": { type: "string" },
     "sign-cert": { type: "string" },
@@ -73,23 +88,32 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   const cloud = (v.cloud as string | undefined) ?? "nocloud";
   if (cloud !== "nocloud" && cloud !== "ec2" && cloud !== "gce" && cloud !== "azure")
     throw new UsageError(`--cloud: '${cloud}' (nocloud, ec2, gce or azure)`);
-  if (role === "runtime" && cloud !== "nocloud")
-    throw new UsageError(`--cloud: '${cloud}' with --role runtime (the runtime image masks cloud-init: nocloud only)`);
   const runtimePsp = v["runtime-psp"] as string | undefined;
+  const runtimeUnseal = v["runtime-unseal"] as string | undefined;
   if (runtimePsp !== undefined && role !== "runtime") throw new UsageError("--runtime-psp needs --role runtime");
-  if (runtimePsp !== undefined && runtimePsp !== "virtio-psp" && runtimePsp !== "sev-guest")
-    throw new UsageError(`--runtime-psp: '${runtimePsp}' (virtio-psp or sev-guest)`);
+  if (runtimeUnseal !== undefined && role !== "runtime") throw new UsageError("--runtime-unseal needs --role runtime");
   const format = v.format as string | undefined;
   if (format !== undefined && format !== "direct" && format !== "disk")
     throw new UsageError(`--format: '${format}' (direct or disk)`);
-  if (format === "disk" && role === "runtime")
-    throw new UsageError("--format: disk with --role runtime (the runtime image boots only under QEMU)");
+  // The runtime's choices together (cloud, psp, format, unseal), refused before anything is built.
+  if (role === "runtime")
+    try {
+      runtimeVariant({
+        cloud,
+        ...(runtimePsp !== undefined ? { psp: runtimePsp } : {}),
+        ...(runtimeUnseal !== undefined ? { unseal: runtimeUnseal } : {}),
+        ...(format !== undefined ? { format } : {}),
+      });
+    } catch (e) {
+      if (e instanceof RuntimeImageError) throw new UsageError(e.message);
+      throw e;
+    }
   const signKey = v["sign-key"] as string | undefined;
   const signCert = v["sign-cert"] as string | undefined;
   if ((signKey === undefined) !== (signCert === undefined))
     throw new UsageError(`${signKey === undefined ? "--sign-cert needs --sign-key" : "--sign-key needs --sign-cert"}`);
   if (signKey !== undefined) {
-    const disk = format === "disk" || (format === undefined && role === "workload" && cloud !== "nocloud");
+    const disk = format === "disk" || (format === undefined && cloud !== "nocloud");
     if (!disk) throw new UsageError("--sign-key: signs the cloud disk's UKI (--format disk)");
     for (const [flag, f] of [
       ["--sign-key", signKey],
@@ -118,7 +142,8 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     firmware,
     role,
     cloud,
-    ...(runtimePsp !== undefined ? { runtimePsp } : {}),
+    ...(runtimePsp !== undefined ? { runtimePsp: runtimePsp as RuntimePsp } : {}),
+    ...(runtimeUnseal !== undefined ? { runtimeUnseal: runtimeUnseal as RuntimeUnseal } : {}),
     ...(format ? { format } : {}),
     ...(signKey ? { diskSigning: { key: path.resolve(signKey), cert: path.resolve(signCert!) } } : {}),
     progress: (line) => io.err(line),

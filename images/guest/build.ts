@@ -24,7 +24,13 @@ import { MANIFEST_SCHEMA, kernelCmdline, sha256Hex, type ImageManifest, type Man
 import { nodeRuntime, registryIntegrity } from "./node-runtime.js";
 import { checkAgainstLock, debootstrap, debootstrapArgv, finishTree, installedPackages } from "./rootfs.js";
 import { configureGuest, configureNetwork, imageUserDataSource, type ImageUserDataSource } from "./configure.js";
-import { RUNTIME_INSTALL_DIR, RUNTIME_PSPS, configureRuntimeGuest, type RuntimePsp } from "./runtime-role.js";
+import {
+  RUNTIME_INSTALL_DIR,
+  configureRuntimeGuest,
+  runtimeVariant,
+  type RuntimePsp,
+  type RuntimeUnseal,
+} from "./runtime-role.js";
 import { closeCredentialConsumers } from "./credentials.js";
 import { run } from "./exec.js";
 import { appendVerity, makeSquashfs } from "./verity.js";
@@ -59,7 +65,9 @@ export interface ImageBuildOptions {
   /**
    * Workload images: the user-data source the enclaivelet reads before cloud-init, and the only datasource
    * cloud-init is allowed (images/guest/configure.ts): "nocloud" (default; QEMU/Proxmox), "ec2", "gce" or "azure".
-   * Part of the input hash and recorded as the manifest's enclaivelet.userDataSource.
+   * Part of the input hash and recorded as the manifest's enclaivelet.userDataSource. Runtime images: "ec2" or
+   * "gce" builds the runtime cloud disk (runtime-role.ts runtimeVariant; recorded as runtime.cloud); "azure" is
+   * refused (no attestation source for Azure's paravisor).
    */
   cloud?: ImageUserDataSource;
   /**
@@ -69,6 +77,13 @@ export interface ImageBuildOptions {
    * the manifest's runtime.psp.
    */
   runtimePsp?: RuntimePsp;
+  /**
+   * Runtime images: how the runtime unseals after a restart (images/guest/runtime-role.ts runtimeVariant):
+   * "derived-key" (default for the QEMU/Proxmox direct-boot image) or "shares" (default and the only choice for the
+   * cloud disks, --cloud ec2|gce: their launch digest covers only the cloud's firmware). Refused combinations throw
+   * a RuntimeImageError naming the option.
+   */
+  runtimeUnseal?: RuntimeUnseal;
   /**
    * "direct" (kernel + initrd + rootfs.img for QEMU's direct kernel boot) or "disk": also the cloud disk
    * (images/guest/disk.ts: raw GPT, ESP with a UKI, root + verity partitions), recorded as the manifest's `disk`;
@@ -205,10 +220,22 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
   const format = o.format ?? (cloud === "ec2" || cloud === "gce" || cloud === "azure" ? "disk" : "direct");
   if (format !== "direct" && format !== "disk")
     throw new Error(`image build: format is '${String(format)}'; must be direct or disk`);
-  if (format === "disk" && role === "runtime")
-    throw new Error("image build: format disk is for workload images (the runtime role boots only under QEMU)");
   if (o.diskSigning && format !== "disk")
     throw new Error("image build: diskSigning signs the cloud disk's UKI: it needs format disk");
+  if (role !== "runtime" && o.runtimePsp !== undefined)
+    throw new Error("image build: runtimePsp is only for the runtime role");
+  if (role !== "runtime" && o.runtimeUnseal !== undefined)
+    throw new Error("image build: runtimeUnseal is only for the runtime role");
+  // The runtime's choices checked together (psp, cloud, format, unseal): refused before anything is built.
+  const variant =
+    role === "runtime"
+      ? runtimeVariant({
+          cloud,
+          format,
+          ...(o.runtimePsp !== undefined ? { psp: o.runtimePsp } : {}),
+          ...(o.runtimeUnseal !== undefined ? { unseal: o.runtimeUnseal } : {}),
+        })
+      : undefined;
   const withDisk = async (dir: string, manifest: ImageManifest) =>
     format === "disk"
       ? buildDisk({
@@ -223,19 +250,18 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
           progress: (l) => progress.detail(l),
         })
       : undefined;
-  if (role === "runtime" && cloud !== "nocloud")
-    throw new Error(`image build: cloud is '${cloud}'; the runtime role masks cloud-init and takes only nocloud`);
-  const runtimePsp = o.runtimePsp ?? "virtio-psp";
-  if (!RUNTIME_PSPS.includes(runtimePsp))
-    throw new Error(`image build: runtimePsp is '${String(runtimePsp)}'; must be one of ${RUNTIME_PSPS.join(", ")}`);
-  if (role !== "runtime" && o.runtimePsp !== undefined)
-    throw new Error("image build: runtimePsp is only for the runtime role");
+  const runtimePsp = variant?.psp ?? "virtio-psp";
   if (process.getuid?.() !== 0)
     throw new Error("image build: needs root (mmdebstrap --mode=root, chroot, veritysetup on files)");
 
   progress.next("node runtime + enclaivelet artifact");
   if (role === "runtime") progress.detail("role runtime: the vHSM runtime artifact instead of the enclaivelet");
-  if (cloud !== "nocloud") progress.detail(`cloud ${cloud}: the agent and cloud-init read the ${cloud} user-data only`);
+  if (variant?.cloud)
+    progress.detail(
+      `cloud ${cloud}: the runtime cloud disk — vTPM half of attested TLS, unseal by operator shares (no derived key)`,
+    );
+  else if (cloud !== "nocloud")
+    progress.detail(`cloud ${cloud}: the agent and cloud-init read the ${cloud} user-data only`);
   let { lock, text: lockText } = await readLock(o);
   const nodeLock = lock?.node ?? {
     ...DEFAULT_NODE,
@@ -263,8 +289,10 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
         lock: lockDigest(l),
         ...(role === "runtime" ? { runtime: artifact.sha256, role } : { enclaivelet: artifact.sha256 }),
         ...(cloud !== "nocloud" ? { userDataSource: cloud } : {}),
-        // The local stack's runtime images keep their keys; the hardware variant has its own.
+        // The local stack's runtime images keep their keys; the hardware variant has its own. A runtime cloud
+        // disk's userDataSource part (above) names its cloud; its unseal choice is part of the config too.
         ...(role === "runtime" && runtimePsp !== "virtio-psp" ? { runtimePsp } : {}),
+        ...(variant && variant.unseal !== "derived-key" ? { runtimeUnseal: variant.unseal } : {}),
         recipe,
         epoch,
         rootDevice,
@@ -317,8 +345,11 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
     let agentUnit: Awaited<ReturnType<typeof configureGuest>> | undefined;
     let runtimeRole: Awaited<ReturnType<typeof configureRuntimeGuest>> | undefined;
     if (role === "runtime") {
-      await configureNetwork(tree);
-      runtimeRole = await configureRuntimeGuest(tree, artifact.sha256, runtimePsp);
+      await configureNetwork(tree, cloud); // a cloud's DHCP settings (MTU); cloud-init stays masked
+      runtimeRole = await configureRuntimeGuest(tree, artifact.sha256, runtimePsp, {
+        unseal: variant!.unseal,
+        ...(variant!.cloud ? { cloud: variant!.cloud } : {}),
+      });
     } else agentUnit = await configureGuest(tree, cloud);
     const credentials = await closeCredentialConsumers(tree);
     progress.detail(`systemd credentials closed: ${credentials.units.join(" ")}`);
@@ -385,6 +416,9 @@ export async function buildImage(o: ImageBuildOptions): Promise<ImageBuildResult
               config: runtimeRole.config,
               masked: runtimeRole.masked,
               psp: runtimeRole.psp,
+              ...(runtimeRole.cloud
+                ? { cloud: runtimeRole.cloud, unseal: runtimeRole.unseal!, vtpm: runtimeRole.vtpm! }
+                : {}),
             },
           }
         : {}),

@@ -19,6 +19,14 @@ export {
   RUNTIME_GUEST_PORT,
   RUNTIME_MASKED_UNITS,
   RUNTIME_UNIT_NAME,
+  RUNTIME_CLOUDS,
+  RUNTIME_UNSEALS,
+  RUNTIME_DATA_LABEL,
+  RuntimeImageError,
+  runtimeVariant,
+  type RuntimeCloud,
+  type RuntimeUnseal,
+  type RuntimeVariant,
 } from "./runtime-role.js";
 export { newcArchive } from "./cpio.js";
 export { moduleLoadOrder, INITRD_MODULES } from "./initrd.js";

@@ -24,10 +24,9 @@ describe("buckypaper CLI", () => {
     expect(await main(["frobnicate"], c.io)).toBe(2);
     expect(c.err.join("")).toContain("unknown command 'frobnicate'");
   });
-  it("image build: --format takes direct or disk, and disk is refused for the runtime role (before building)", async () => {
+  it("image build: --format takes direct or disk; the runtime's unsound or unsupported cloud choices are refused (before building)", async () => {
     for (const [args, why] of [
       [["--format", "vhd"], "--format: 'vhd' (direct or disk)"],
-      [["--format", "disk", "--role", "runtime"], "--format: disk with --role runtime"],
       [["--format", "disk", "--sign-key", "k.pem"], "--sign-key needs --sign-cert"],
       [["--format", "disk", "--sign-cert", "c.pem"], "--sign-cert needs --sign-key"],
       [["--format", "direct", "--sign-key", "k.pem", "--sign-cert", "c.pem"], "--sign-key: signs the cloud disk's UKI"],
@@ -36,6 +35,21 @@ describe("buckypaper CLI", () => {
         ["--cloud", "ec2", "--sign-key", "/nonexistent/k.pem", "--sign-cert", "c.pem"],
         "--sign-key: /nonexistent/k.pem does not exist",
       ],
+      [
+        ["--role", "runtime", "--cloud", "ec2", "--runtime-unseal", "derived-key"],
+        "--runtime-unseal derived-key: refused with --cloud ec2",
+      ],
+      [
+        ["--role", "runtime", "--cloud", "gce", "--runtime-psp", "virtio-psp", "--runtime-unseal", "derived-key"],
+        "--runtime-unseal derived-key: refused with --cloud gce",
+      ],
+      [
+        ["--format", "disk", "--role", "runtime", "--runtime-unseal", "derived-key"],
+        "--runtime-unseal derived-key: refused with --format disk",
+      ],
+      [["--role", "runtime", "--cloud", "azure"], "--cloud azure: an Azure confidential VM has no /dev/sev-guest"],
+      [["--role", "runtime", "--cloud", "ec2", "--format", "direct"], "--format: 'direct' with --cloud ec2"],
+      [["--runtime-unseal", "shares"], "--runtime-unseal needs --role runtime"],
     ] as const) {
       const c = capture();
       expect(await main(["image", "build", ...args], c.io)).toBe(2);

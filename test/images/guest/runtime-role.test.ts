@@ -6,13 +6,20 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import {
+  RUNTIME_CLOUD_DATA_SCRIPT,
   RUNTIME_CONFIG_PATH,
+  RUNTIME_DATA_SCRIPT,
   RUNTIME_GUEST_CONFIG,
   RUNTIME_MASKED_UNITS,
   RUNTIME_UNIT_NAME,
+  RuntimeImageError,
+  SEV_GUEST_DROP_IN,
+  VTPM_DROP_IN,
   configureRuntimeGuest,
   runtimeGuestConfig,
+  runtimeVariant,
 } from "../../../images/guest/runtime-role.js";
+import { buildImage } from "../../../images/guest/build.js";
 import { parseConfig } from "../../../runtime/server/http/config.js";
 import { autoUnsealFromConfig } from "../../../runtime/server/http/server.js";
 
@@ -89,6 +96,132 @@ describe("the runtime config per PSP channel (runtime.psp)", () => {
       await expect(stat(dropIn)).rejects.toThrow(/ENOENT/);
     } finally {
       await rm(r2, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("the runtime cloud disk's choices (runtimeVariant): derived-key auto-unseal only where the launch digest covers the OS", () => {
+  it("defaults: nocloud → virtio-psp + derived-key; ec2/gce → sev-guest + shares, built as the disk", () => {
+    expect(runtimeVariant({})).toEqual({ psp: "virtio-psp", unseal: "derived-key" });
+    expect(runtimeVariant({ psp: "sev-guest" })).toEqual({ psp: "sev-guest", unseal: "derived-key" });
+    expect(runtimeVariant({ cloud: "ec2" })).toEqual({ psp: "sev-guest", unseal: "shares", cloud: "ec2" });
+    expect(runtimeVariant({ cloud: "gce", format: "disk" })).toEqual({
+      psp: "sev-guest",
+      unseal: "shares",
+      cloud: "gce",
+    });
+    // Tests boot the EC2 disk with the simulated PSP: still shares.
+    expect(runtimeVariant({ cloud: "ec2", psp: "virtio-psp" })).toEqual({
+      psp: "virtio-psp",
+      unseal: "shares",
+      cloud: "ec2",
+    });
+    // A UEFI-booted disk off the clouds: the firmware does not measure the UKI into MEASUREMENT either.
+    expect(runtimeVariant({ format: "disk" }).unseal).toBe("shares");
+  });
+
+  it("refuses derived-key unseal on every cloud and with any PSP, and on a disk; refuses Azure; each naming the option", () => {
+    for (const cloud of ["ec2", "gce"])
+      for (const psp of ["sev-guest", "virtio-psp"]) {
+        const e = (() => {
+          try {
+            runtimeVariant({ cloud, psp, unseal: "derived-key" });
+          } catch (x) {
+            return x as RuntimeImageError;
+          }
+          throw new Error(`${cloud}/${psp}: derived-key was accepted`);
+        })();
+        expect(e).toBeInstanceOf(RuntimeImageError);
+        expect(e.option).toBe("--runtime-unseal derived-key");
+        expect(e.message).toMatch(
+          new RegExp(
+            `refused with --cloud ${cloud}: .*covers only the cloud's firmware.*the cloud operator could boot its own`,
+          ),
+        );
+      }
+    expect(() => runtimeVariant({ format: "disk", unseal: "derived-key" })).toThrow(
+      /--runtime-unseal derived-key: refused with --format disk: UEFI firmware does not put the disk's UKI into the SNP launch digest/,
+    );
+    for (const o of [{ cloud: "azure" }, { cloud: "azure", unseal: "shares" }, { cloud: "azure", psp: "sev-guest" }])
+      expect(() => runtimeVariant(o)).toThrow(/--cloud azure: an Azure confidential VM has no \/dev\/sev-guest/);
+    expect(() => runtimeVariant({ cloud: "ec2", format: "direct" })).toThrow(
+      /--format: 'direct' with --cloud ec2: the clouds boot the runtime from the cloud disk/,
+    );
+    expect(() => runtimeVariant({ cloud: "ec2", unseal: "auto" })).toThrow(/--runtime-unseal: 'auto'; must be one of/);
+    expect(() => runtimeVariant({ cloud: "ec2", psp: "vsock" })).toThrow(/--runtime-psp: 'vsock'; must be one of/);
+    expect(() => runtimeVariant({ cloud: "openstack" })).toThrow(/--cloud: 'openstack'; must be nocloud, ec2 or gce/);
+    // The config renderer refuses the combination too (a caller that skipped runtimeVariant).
+    expect(() => runtimeGuestConfig("sev-guest", { cloud: "ec2", unseal: "derived-key" })).toThrow(RuntimeImageError);
+  });
+
+  it("buildImage refuses them before building anything (no root, no mmdebstrap needed to be told)", async () => {
+    const base = { repoRoot: "/nonexistent", lockPath: "/nonexistent/packages.lock", cacheDir: "/nonexistent" };
+    await expect(buildImage({ ...base, role: "runtime", cloud: "ec2", runtimeUnseal: "derived-key" })).rejects.toThrow(
+      /--runtime-unseal derived-key: refused with --cloud ec2/,
+    );
+    await expect(buildImage({ ...base, role: "runtime", cloud: "gce", runtimeUnseal: "derived-key" })).rejects.toThrow(
+      /--runtime-unseal derived-key: refused with --cloud gce/,
+    );
+    await expect(buildImage({ ...base, role: "runtime", cloud: "azure" })).rejects.toThrow(/--cloud azure/);
+    await expect(
+      buildImage({ ...base, role: "runtime", format: "disk", runtimeUnseal: "derived-key" }),
+    ).rejects.toThrow(/refused with --format disk/);
+    await expect(buildImage({ ...base, role: "workload", runtimeUnseal: "shares" })).rejects.toThrow(
+      /runtimeUnseal is only for the runtime role/,
+    );
+  });
+
+  it("the cloud configs: the vTPM half of attested TLS, no seal stanza (the runtime starts sealed, operators unseal)", () => {
+    const ec2 = parseConfig(runtimeGuestConfig("sev-guest", { cloud: "ec2", unseal: "shares" }));
+    expect(ec2.attestation).toEqual({
+      type: "sev-guest",
+      device: "/dev/sev-guest",
+      vtpm: { tcti: "device:/dev/tpmrm0" },
+    });
+    expect(ec2.seal).toBeUndefined();
+    expect(autoUnsealFromConfig(ec2)).toBeUndefined();
+    const gce = parseConfig(runtimeGuestConfig("sev-guest", { cloud: "gce", unseal: "shares" }));
+    expect(gce.attestation).toEqual({
+      type: "sev-guest",
+      device: "/dev/sev-guest",
+      vtpm: { tcti: "device:/dev/tpmrm0", googleAk: true },
+    });
+    expect(gce.seal).toBeUndefined();
+    // The test variant: the simulated PSP's port, the same vTPM half, no seal.
+    const sim = parseConfig(runtimeGuestConfig("virtio-psp", { cloud: "ec2", unseal: "shares" }));
+    expect(sim.attestation).toMatchObject({ type: "virtio-psp", vtpm: { tcti: "device:/dev/tpmrm0" } });
+    expect(sim.seal).toBeUndefined();
+    // Same storage and listener as the local image.
+    expect(ec2.storage).toEqual(parseConfig(RUNTIME_GUEST_CONFIG).storage);
+    expect(ec2.listener).toEqual(parseConfig(RUNTIME_GUEST_CONFIG).listener);
+    // The local and hardware images' configs are byte for byte what they were.
+    expect(runtimeGuestConfig("virtio-psp", { unseal: "derived-key" })).toBe(RUNTIME_GUEST_CONFIG);
+  });
+
+  it("configureRuntimeGuest for a cloud: the cloud data script, the vTPM wait, the manifest fields", async () => {
+    const r3 = await mkdtemp(path.join(tmpdir(), "bk-runtime-role-cloud-"));
+    try {
+      await mkdir(path.join(r3, "opt/buckypaper"), { recursive: true });
+      const r = await configureRuntimeGuest(r3, "ef".repeat(32), "sev-guest", { cloud: "gce", unseal: "shares" });
+      expect(r).toMatchObject({
+        psp: "sev-guest",
+        cloud: "gce",
+        unseal: "shares",
+        vtpm: { device: "/dev/tpmrm0", ak: "google-ak" },
+      });
+      expect(await readFile(path.join(r3, "opt/buckypaper/bk-runtime-data"), "utf8")).toBe(RUNTIME_CLOUD_DATA_SCRIPT);
+      const d = path.join(r3, "etc/systemd/system", `${RUNTIME_UNIT_NAME}.d`);
+      expect(await readFile(path.join(d, "vtpm.conf"), "utf8")).toBe(VTPM_DROP_IN);
+      expect(await readFile(path.join(d, "sev-guest.conf"), "utf8")).toBe(SEV_GUEST_DROP_IN);
+      // The local image from the same tree: the /dev/vdc script, no cloud fields, no vTPM wait.
+      const local = await configureRuntimeGuest(r3, "ef".repeat(32));
+      expect(local).not.toHaveProperty("cloud");
+      expect(await readFile(path.join(r3, "opt/buckypaper/bk-runtime-data"), "utf8")).toBe(RUNTIME_DATA_SCRIPT);
+      await expect(stat(path.join(d, "vtpm.conf"))).rejects.toThrow(/ENOENT/);
+      const ec2 = await configureRuntimeGuest(r3, "ef".repeat(32), "virtio-psp", { cloud: "ec2", unseal: "shares" });
+      expect(ec2.vtpm).toEqual({ device: "/dev/tpmrm0", ak: "runtime-ak" });
+    } finally {
+      await rm(r3, { recursive: true, force: true });
     }
   });
 });
