@@ -5,8 +5,9 @@
 // installed there) and `confidential-vm` (the runtime in an attested guest: platform `local` — a real QEMU
 // guest with the simulated PSP, components/local/vhsm-guest.ts —, `qemu` — a QEMU/KVM host with SEV-SNP,
 // components/qemu/vhsm-guest.ts — and `proxmox` — a Proxmox VE node with SEV-SNP,
-// components/proxmox/vhsm-guest.ts — are deployable; the cloud platforms are refused at preview, naming the
-// field, until the runtime's cloud disk image exists).
+// components/proxmox/vhsm-guest.ts —, `aws` and `gcp` — the runtime's cloud disk on an SEV-SNP instance whose OS is
+// bound through the cloud's vTPM, components/aws/vhsm-guest.ts and components/gcp/vhsm-guest.ts — are deployable;
+// `azure` is refused at preview, naming the field: the runtime has no Azure evidence path yet).
 //
 // Trust bootstrap (docs/security.md): at init the root token sets up the deployer credential — a JWT
 // auth role bound to an Ed25519 key whose private half stays in a 0600 file under the user's config
@@ -28,6 +29,8 @@ import { localVhsmGuest } from "./local/vhsm-guest.js";
 import { qemuVhsmGuest } from "./qemu/vhsm-guest.js";
 import { proxmoxVhsmGuest } from "./proxmox/vhsm-guest.js";
 import { hardwareRuntimeImage } from "./common/runtime-image.js";
+import { awsVhsmGuest } from "./aws/vhsm-guest.js";
+import { gcpVhsmGuest } from "./gcp/vhsm-guest.js";
 import { Tee } from "./common/types.js";
 import { AttestedRuntime } from "../provider/attested-runtime.js";
 import { createHash } from "node:crypto";
@@ -58,6 +61,10 @@ export interface VhsmAttestationSummary {
   accel: string;
   bootSeconds: number;
   consoleLog: string;
+  /** aws / gcp: what binds the runtime's OS (the cloud's vTPM), since the SNP digest names only the firmware. */
+  osBinding?: string;
+  /** aws / gcp: what unseals a restarted runtime (no auto-unseal there: CLOUD_UNSEAL). */
+  unseal?: string;
 }
 
 export enum VhsmMode {
@@ -67,7 +74,7 @@ export enum VhsmMode {
   Local = "local",
   /** A runtime process on a host reached over SSH. */
   Ssh = "ssh",
-  /** The runtime in an attested confidential VM (issue #16): platforms `local`, `qemu` and `proxmox` today. */
+  /** The runtime in an attested confidential VM (issue #16): platforms `local`, `qemu`, `proxmox`, `aws`, `gcp`. */
   ConfidentialVm = "confidential-vm",
 }
 
@@ -84,7 +91,29 @@ export enum VhsmPlatform {
 /** The local stack's platform (VhsmPlatform.Local). */
 export const VHSM_LOCAL_PLATFORM = VhsmPlatform.Local;
 /** Where mode confidential-vm can deploy today. */
-const CVM_PLATFORMS: string[] = [VhsmPlatform.Local, VhsmPlatform.Qemu, VhsmPlatform.Proxmox];
+const CVM_PLATFORMS: string[] = [
+  VhsmPlatform.Local,
+  VhsmPlatform.Qemu,
+  VhsmPlatform.Proxmox,
+  VhsmPlatform.Aws,
+  VhsmPlatform.Gcp,
+];
+/** The clouds: the runtime's cloud disk, its OS bound through the cloud's vTPM (components/{aws,gcp}/vhsm-guest.ts). */
+const CLOUD_PLATFORMS: string[] = [VhsmPlatform.Aws, VhsmPlatform.Gcp];
+/** Inputs only the cloud platforms take, and which. */
+const CLOUD_KEYS = {
+  cloudImageId: CLOUD_PLATFORMS,
+  size: CLOUD_PLATFORMS,
+  region: [VhsmPlatform.Aws],
+  subnetId: [VhsmPlatform.Aws],
+  securityGroupIds: [VhsmPlatform.Aws],
+  zone: [VhsmPlatform.Gcp],
+  network: [VhsmPlatform.Gcp],
+  subnetwork: [VhsmPlatform.Gcp],
+  firmwareEndorsement: [VhsmPlatform.Gcp],
+  gceTcbRootPem: [VhsmPlatform.Gcp],
+  minFirmwareSvn: [VhsmPlatform.Gcp],
+} as const satisfies Record<string, readonly string[]>;
 /** The SEV-SNP hardware platforms: the runtime image's sev-guest variant, verified against AMD's roots. */
 const HARDWARE_PLATFORMS: string[] = [VhsmPlatform.Qemu, VhsmPlatform.Proxmox];
 /** Inputs only the hardware platforms take. */
@@ -121,8 +150,41 @@ export interface VhsmArgs {
    * manifest.json, as `buckypaper image build --role runtime --runtime-psp sev-guest` prints it. Its kernel,
    * initrd and command line (with the dm-verity root hash) are booted and measured; its root filesystem is
    * uploaded; on qemu its AmdSev firmware too (unless `firmware` is given).
+   * Platforms aws and gcp (required): the manifest of the runtime's cloud disk (`… --format disk --cloud ec2|gce`):
+   * the measured-boot policy the runtime's vTPM evidence must meet is predicted from its disk's UKI.
    */
   image?: string;
+  /**
+   * Mode confidential-vm, platforms aws and gcp (required): the AMI id / GCE image the program created from the disk
+   * of `image` (`buckypaper image build --role runtime --runtime-psp sev-guest --format disk --cloud ec2|gce`): the AMI
+   * registered with UEFI boot and TpmSupport v2.0, the GCE image with SEV_SNP_CAPABLE and UEFI_COMPATIBLE. What binds
+   * the runtime is not this id (the cloud names it) but the boot chain predicted from the manifest's disk, which the
+   * runtime's vTPM evidence must meet: an AMI/image of another disk is refused when the deployer verifies it.
+   */
+  cloudImageId?: pulumi.Input<string>;
+  /** Mode confidential-vm, platforms aws and gcp: the instance type (default m6a.large) / machine type (default
+   *  n2d-standard-2), checked against the catalog (images/catalog): it must offer SEV-SNP; its vCPUs are measured. */
+  size?: string;
+  /** Mode confidential-vm, platform aws: the region (default the aws:region config); must offer SEV-SNP. */
+  region?: string;
+  /** Mode confidential-vm, platform aws: the subnet and security groups of the instance (the groups must let the
+   *  deployer and the workloads reach TCP 8200). */
+  subnetId?: pulumi.Input<string>;
+  securityGroupIds?: pulumi.Input<pulumi.Input<string>[]>;
+  /** Mode confidential-vm, platform gcp (required): the zone; and the network or subnetwork (default network default). */
+  zone?: pulumi.Input<string>;
+  network?: pulumi.Input<string>;
+  subnetwork?: pulumi.Input<string>;
+  /**
+   * Mode confidential-vm, platform gcp (required): Google's launch endorsement of the VM's firmware (base64 of the
+   * VMLaunchEndorsement .binarypb, as GcpConfidentialVm takes it): the SNP measurement for the machine type's vCPUs is
+   * taken from it, its signature verified at preview against `gceTcbRootPem` (required with it).
+   */
+  firmwareEndorsement?: string;
+  /** Mode confidential-vm, platform gcp (required): the GCE-cc-tcb-root certificate (PEM) the endorsement must chain to. */
+  gceTcbRootPem?: string;
+  /** Mode confidential-vm, platform gcp: the minimum SVN of the endorsed firmware. */
+  minFirmwareSvn?: number;
   /** Mode confidential-vm, platforms qemu and proxmox: the TEE. Only SEV-SNP (the default) is deployable. */
   tee?: Tee;
   /** Mode confidential-vm, platforms qemu and proxmox: the QEMU vCPU model, part of the SNP measurement
@@ -238,6 +300,88 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PACKAGE_ROOT =
   path.basename(path.dirname(HERE)) === "dist" ? path.resolve(HERE, "..", "..") : path.resolve(HERE, "..");
 
+/** Mode confidential-vm on aws / gcp: what the cloud decides is refused, naming the field (AWS CDK guidelines). */
+function validateCloud(who: string, args: VhsmArgs, given: (k: keyof VhsmArgs) => boolean): void {
+  const on = `on platform '${args.platform}'`;
+  const aws = args.platform === VhsmPlatform.Aws;
+  const build = `buckypaper image build --role runtime --runtime-psp sev-guest --format disk --cloud ${aws ? "ec2" : "gce"}`;
+  if (args.ssh)
+    throw new ConfigError(who, "ssh", `is not used ${on}: the runtime's VM is created through the cloud's API`);
+  const why: Partial<Record<keyof VhsmArgs, string>> = {
+    platformDir: "is only allowed on platform 'local' (the simulated PSP)",
+    actualFirmware: "is only allowed on platform 'local' (the simulated PSP)",
+    trustSimulatedSnp: `is only allowed on platform 'local' (the simulated PSP); ${on} the runtime's evidence chains to AMD's roots`,
+    firmware: `is not settable ${on}: the VM boots the cloud's firmware, whose digest comes from ${aws ? "the catalog (images/catalog)" : "Google's launch endorsement (firmwareEndorsement)"}`,
+    vcpus: `is not settable ${on}: the vCPUs come from size (and are part of the launch digest)`,
+    memoryMb: `is not settable ${on}: the memory comes from size`,
+    dataDiskGb: `is not settable ${on}: the runtime's cloud disk image decides where its storage lives`,
+    cpuModel: `is not settable ${on}: the cloud chooses the vCPU model`,
+    hostData: `is not settable ${on}: the cloud launches SEV-SNP guests without a customer HOST_DATA; the instance is pinned by the vTPM's ${aws ? "NitroTPM document (module_id)" : "Google AK certificate (instance id)"} and the runtime instance id`,
+    allowAnyInstance: `is not needed ${on}: the instance is pinned by the cloud's vTPM evidence`,
+    node: "is only allowed on platform 'proxmox'",
+    vmid: "is only allowed on platform 'proxmox'",
+    storage: "is only allowed on platform 'proxmox'",
+    bridge: "is only allowed on platform 'proxmox'",
+    macAddress: "is only allowed on platform 'proxmox'",
+    listenAddress: `is not used ${on}: the runtime listens on its own address in the VM`,
+    stateDir: `is not used ${on}: nothing is kept on a host`,
+  };
+  for (const [k, w] of Object.entries(why) as [keyof VhsmArgs, string][])
+    if (given(k)) throw new ConfigError(who, k, w);
+  if (args.port !== undefined && args.port !== RUNTIME_GUEST_PORT)
+    throw new ConfigError(who, "port", `is ${args.port}; ${on} the runtime listens on its own port`, [
+      RUNTIME_GUEST_PORT,
+    ]);
+  if (args.tee !== undefined && args.tee !== Tee.SevSnp)
+    throw new ConfigError(
+      who,
+      "tee",
+      `is '${args.tee}': the runtime's guest ${on} runs on SEV-SNP only — the runtime image has no TDX evidence path${aws ? " and EC2 offers no TDX" : ""}`,
+      [Tee.SevSnp],
+    );
+  if (args.image === undefined)
+    throw new ConfigError(who, "image", `is required ${on}: the manifest.json of the runtime's cloud disk (${build})`);
+  if (args.cloudImageId === undefined)
+    throw new ConfigError(
+      who,
+      "cloudImageId",
+      `is required ${on}: the ${aws ? "AMI (UEFI boot, TpmSupport v2.0)" : "GCE image (SEV_SNP_CAPABLE, UEFI_COMPATIBLE)"} the program created from the manifest's disk`,
+    );
+  if (!aws) {
+    if (args.zone === undefined) throw new ConfigError(who, "zone", `is required ${on}`);
+    if (args.firmwareEndorsement === undefined)
+      throw new ConfigError(
+        who,
+        "firmwareEndorsement",
+        `is required ${on}: the SNP launch digest is Google's firmware's, known only by Google's launch endorsement (no pasted digest for the vHSM)`,
+      );
+    if (args.gceTcbRootPem === undefined)
+      throw new ConfigError(
+        who,
+        "gceTcbRootPem",
+        `is required ${on}: the endorsement's signature is verified at preview against it (the clients then pin the endorsed digest)`,
+      );
+  }
+}
+
+/** What a confidential-vm deployment gives the component's outputs. */
+type VhsmParts = Pick<
+  Vhsm,
+  | "url"
+  | "rootToken"
+  | "deployer"
+  | "recoveryShares"
+  | "workloadAudience"
+  | "attestation"
+  | "measurement"
+  | "tlsKeySha256"
+  | "attestationSummary"
+>;
+
+/** What a cloud runtime's unseal rests on (attestationSummary.unseal; docs/trust-bootstrap.md). */
+export const CLOUD_UNSEAL =
+  "NO auto-unseal: the SNP measurement on this cloud is the provider's firmware only (the same for any VM of this size), so a key the PSP derives from it would open the barrier on any such VM; a restarted runtime stays sealed until the operators' recovery shares (or its attested peers, where the runtime image offers it) unseal it — `pulumi up` on a machine holding the recovery key does it";
+
 export class Vhsm extends pulumi.ComponentResource {
   /** Base URL of the runtime (https://host:port). */
   public readonly url: pulumi.Output<string>;
@@ -280,12 +424,12 @@ export class Vhsm extends pulumi.ComponentResource {
       if (args.platform === undefined)
         throw new ConfigError(component, "platform", "is required when mode is 'confidential-vm'", CVM_PLATFORMS);
       requireOneOf(component, "platform", args.platform, platforms);
-      // Refuse rather than silently deploy something else: the cloud platforms need the runtime's image there.
+      // Refuse rather than silently deploy something else: on Azure the runtime cannot prove what it runs yet.
       if (!CVM_PLATFORMS.includes(args.platform))
         throw new ConfigError(
           component,
           "platform",
-          `is '${args.platform}': mode 'confidential-vm' is not yet deployable there: the runtime's guest needs a cloud disk image of the kit's runtime role (an AMI, an Azure/GCE image) with the cloud's evidence path, and the kit's cloud-bootable image is not built yet (issue #14); deploy the runtime on a QEMU/KVM or Proxmox VE host with SEV-SNP, or use mode 'ssh'`,
+          `is '${args.platform}': mode 'confidential-vm' is not yet deployable there: an Azure CVM's guest has no /dev/sev-guest (the paravisor owns the SNP report, and its REPORT_DATA binds the vTPM key through the HCL report, not the runtime's TLS key), and the runtime's attested TLS has no Azure evidence path yet (the TLS key would have to ride in the HCL-bound AK's quote, which neither the runtime nor verifyRuntime implements); deploy the runtime on AWS, GCP, a QEMU/KVM or Proxmox VE host with SEV-SNP, or use mode 'ssh'`,
           CVM_PLATFORMS,
         );
       for (const k of ["command", "workers", "tls", "tlsHosts", "auditLog"] as const)
@@ -295,7 +439,12 @@ export class Vhsm extends pulumi.ComponentResource {
             k,
             "is not used in mode 'confidential-vm': the runtime's config is part of its measured guest image",
           );
-      if (args.platform === VhsmPlatform.Local) {
+      for (const [k, on] of Object.entries(CLOUD_KEYS) as [keyof typeof CLOUD_KEYS, readonly string[]][])
+        if (given(k) && !on.includes(args.platform))
+          throw new ConfigError(component, k, `is only allowed on platform ${on.join(" or ")}`, on);
+      if (CLOUD_PLATFORMS.includes(args.platform)) {
+        validateCloud(component, args, given);
+      } else if (args.platform === VhsmPlatform.Local) {
         if (args.ssh) throw new ConfigError(component, "ssh", "is only allowed when mode is 'ssh'");
         for (const k of HARDWARE_KEYS)
           if (given(k))
@@ -428,6 +577,7 @@ export class Vhsm extends pulumi.ComponentResource {
         "dataDiskGb",
         "actualFirmware",
         ...HARDWARE_KEYS,
+        ...(Object.keys(CLOUD_KEYS) as (keyof typeof CLOUD_KEYS)[]),
       ] as const)
         if (args[k] !== undefined)
           throw new ConfigError(component, k, "is only allowed when mode is 'confidential-vm'");
@@ -517,6 +667,23 @@ export class Vhsm extends pulumi.ComponentResource {
           throw new ConfigError(who, k, `is ${v}; must be an integer ${min}..${max}`);
         return v;
       };
+      if (CLOUD_PLATFORMS.includes(args.platform!)) {
+        const cl = this.deployCloudGuest(name, args, bootstrap);
+        this.url = cl.url;
+        // No CA to pin: trust comes from the attestation (the listener's certificate is self-signed).
+        this.caFingerprint = pulumi.output("");
+        this.caPem = pulumi.output("");
+        this.rootToken = cl.rootToken;
+        this.deployer = cl.deployer;
+        this.recoveryShares = cl.recoveryShares;
+        this.workloadAudience = cl.workloadAudience;
+        this.attestation = cl.attestation;
+        this.measurement = cl.measurement;
+        this.tlsKeySha256 = cl.tlsKeySha256;
+        this.attestationSummary = cl.attestationSummary;
+        this.registerOutputs({ ...cl, caFingerprint: this.caFingerprint, caPem: this.caPem });
+        return;
+      }
       if (hardware) {
         const hw = this.deployHardwareGuest(name, args, {
           stateDir,
@@ -700,18 +867,7 @@ export class Vhsm extends pulumi.ComponentResource {
       dataDiskGb: number;
       bootstrap: RuntimeBootstrapArgs;
     },
-  ): Pick<
-    Vhsm,
-    | "url"
-    | "rootToken"
-    | "deployer"
-    | "recoveryShares"
-    | "workloadAudience"
-    | "attestation"
-    | "measurement"
-    | "tlsKeySha256"
-    | "attestationSummary"
-  > {
+  ): VhsmParts {
     const who = `Vhsm ${name}`;
     const guestName = `${name}`
       .toLowerCase()
@@ -786,9 +942,99 @@ export class Vhsm extends pulumi.ComponentResource {
       `measured the vHSM runtime guest (${args.platform}): the image's firmware/kernel/initrd/cmdline (dm-verity root hash ${image.manifest.verity.rootHash.slice(0, 16)}…), ${o.vcpus} × ${cpuModel} → ${g.expectedMeasurement.slice(0, 16)}…`,
       this,
     );
+    return this.bootstrapAttested(name, args.platform!, o.bootstrap, {
+      url: g.url,
+      attestation: g.attestation,
+      launch: g.launch,
+      vm: g.vm,
+      expectedMeasurement: g.expectedMeasurement,
+      snpHostData: (g.attestation.snpHostData as string | undefined) ?? "", // a plain string here
+      where: pulumi.output(where),
+      accel: "kvm (SEV-SNP)",
+    });
+  }
+
+  /**
+   * Mode confidential-vm on aws or gcp: the runtime's cloud disk on an SEV-SNP instance, its OS bound through the
+   * cloud's vTPM (components/aws/vhsm-guest.ts, components/gcp/vhsm-guest.ts), verified and bootstrapped.
+   */
+  private deployCloudGuest(name: string, args: VhsmArgs, bootstrap: RuntimeBootstrapArgs): VhsmParts {
+    const who = `Vhsm ${name}`;
+    const guestName = `${name}`
+      .toLowerCase()
+      .replace(/[^a-z0-9-]/g, "-")
+      .slice(0, 40);
+    const aws = args.platform === VhsmPlatform.Aws;
+    const g = aws
+      ? awsVhsmGuest(this, {
+          who,
+          name: guestName,
+          image: args.image!,
+          cloudImageId: args.cloudImageId!,
+          instanceType: args.size ?? "m6a.large",
+          ...(args.region !== undefined ? { region: args.region } : {}),
+          subnetId: args.subnetId,
+          securityGroupIds: args.securityGroupIds,
+          ...(args.publicHost !== undefined ? { publicHost: args.publicHost } : {}),
+          rootVolumeSizeGb: 16,
+          acceptLegacyLayout: true,
+        })
+      : gcpVhsmGuest(this, {
+          who,
+          name: guestName,
+          image: args.image!,
+          cloudImageId: args.cloudImageId!,
+          machineType: args.size ?? "n2d-standard-2",
+          zone: args.zone!,
+          network: args.network,
+          subnetwork: args.subnetwork,
+          ...(args.publicHost !== undefined ? { publicHost: args.publicHost } : {}),
+          bootDiskSizeGb: 20,
+          firmwareEndorsement: args.firmwareEndorsement!,
+          gceTcbRootPem: args.gceTcbRootPem!,
+          ...(args.minFirmwareSvn !== undefined ? { minFirmwareSvn: args.minFirmwareSvn } : {}),
+        });
+    pulumi.log.info(
+      `vHSM runtime guest (${args.platform}): SNP launch digest of the cloud's firmware for ${g.vcpus} vCPUs → ${g.expectedMeasurements[0]!.slice(0, 16)}… (the same for every VM of this size); OS bound by the vTPM boot policy predicted from the disk's UKI ${g.image.ukiSha256.slice(0, 16)}… (dm-verity root ${g.image.manifest.verity.rootHash.slice(0, 16)}…)`,
+      this,
+    );
+    return this.bootstrapAttested(name, args.platform!, bootstrap, {
+      url: g.url,
+      attestation: g.attestation,
+      launch: g.launch,
+      vm: g.vm,
+      expectedMeasurement: g.expectedMeasurements[0]!,
+      snpHostData: "",
+      where: g.where,
+      accel: `${aws ? "EC2" : "GCE"} SEV-SNP (${g.vcpus} vCPUs)`,
+      osBinding: aws
+        ? `vTPM: NitroTPM quote + event log meeting the boot policy predicted from the runtime disk's UKI (SHA-384 bank), the PCRs authenticated by the NitroTPM attestation document (AWS Nitro PKI) whose module_id must be this instance; the SNP digest names only EC2's firmware and ${g.vcpus} vCPUs`
+        : `vTPM: a quote by the AK Google's EK/AK CA certified for this instance (project, zone, instance id), event log meeting the boot policy predicted from the runtime disk's UKI (SHA-256 bank); the SNP digest is Google's endorsed firmware for ${g.vcpus} vCPUs (SVN ${(g as { svn?: number }).svn ?? "?"})`,
+      unseal: CLOUD_UNSEAL,
+    });
+  }
+
+  /** AttestedRuntime for a runtime VM: verify, init, unseal with the shares, bootstrap the deployer (trust-bootstrap.md). */
+  private bootstrapAttested(
+    name: string,
+    platform: string,
+    bootstrap: RuntimeBootstrapArgs,
+    g: {
+      url: pulumi.Output<string>;
+      attestation: pulumi.Input<RuntimeAttestationArgs>;
+      launch: pulumi.Output<string>;
+      vm: pulumi.Resource;
+      expectedMeasurement: string;
+      snpHostData: string;
+      where: pulumi.Output<string>;
+      accel: string;
+      osBinding?: string;
+      unseal?: string;
+    },
+  ): VhsmParts {
     const rt = new AttestedRuntime(
       `${name}-runtime`,
-      { url: g.url, attestation: g.attestation, launch: g.launch, ...o.bootstrap },
+      { url: g.url, attestation: g.attestation, launch: g.launch, ...bootstrap },
       { parent: this, dependsOn: [g.vm] },
     );
     return {
@@ -800,8 +1046,11 @@ export class Vhsm extends pulumi.ComponentResource {
       // Usable once the runtime was verified and bootstrapped (outputs of the resource): the instance id its
       // evidence bound after init is required from then on, so a twin of the runtime is refused.
       attestation: pulumi
-        .all([rt.measurement, rt.runtimeInstanceId])
-        .apply(([, runtimeInstanceId]) => ({ ...g.attestation, ...(runtimeInstanceId ? { runtimeInstanceId } : {}) })),
+        .all([rt.measurement, rt.runtimeInstanceId, g.attestation])
+        .apply(([, runtimeInstanceId, attestation]) => ({
+          ...attestation,
+          ...(runtimeInstanceId ? { runtimeInstanceId } : {}),
+        })) as pulumi.Output<RuntimeAttestationArgs>,
       measurement: rt.measurement,
       tlsKeySha256: rt.tlsKeySha256,
       attestationSummary: pulumi
@@ -812,8 +1061,7 @@ export class Vhsm extends pulumi.ComponentResource {
           rt.verifiedBy,
           rt.verifiedAt,
           rt.checks,
-          rt.hostData,
-          rt.runtimeInstanceId,
+          pulumi.all([rt.hostData, rt.runtimeInstanceId, g.where]),
         ])
         .apply(
           ([
@@ -823,15 +1071,14 @@ export class Vhsm extends pulumi.ComponentResource {
             verifiedBy,
             verifiedAt,
             checks,
-            hostData,
-            runtimeInstanceId,
+            [hostData, runtimeInstanceId, where],
           ]): VhsmAttestationSummary => ({
-            platform: args.platform!,
+            platform,
             expectedMeasurement: g.expectedMeasurement,
             measurement,
             // On hardware the PSP measured the launch and its report says so: the reported value is the launch's.
             launchMeasurement: measurement,
-            snpHostData: (g.attestation.snpHostData as string | undefined) ?? "", // a plain string here
+            snpHostData: g.snpHostData,
             hostData: hostData ?? "",
             runtimeInstanceId: runtimeInstanceId ?? "",
             kernelMeasured: true,
@@ -841,9 +1088,11 @@ export class Vhsm extends pulumi.ComponentResource {
             verifiedAt,
             checks,
             pid: 0,
-            accel: "kvm (SEV-SNP)",
+            accel: g.accel,
             bootSeconds: 0,
             consoleLog: where,
+            ...(g.osBinding ? { osBinding: g.osBinding } : {}),
+            ...(g.unseal ? { unseal: g.unseal } : {}),
           }),
         ),
     };

@@ -25,6 +25,8 @@ export type ComputedOutputs = Record<
 export async function installMocks(
   computed: ComputedOutputs = {},
   config: Record<string, string> = {},
+  /** The id a resource gets (default `<name>-id`), e.g. an EC2 instance id a policy parser checks the form of. */
+  idFor: (type: string, name: string) => string = (_t, name) => `${name}-id`,
 ): Promise<MockHarness> {
   const h: MockHarness = {
     resources: [],
@@ -43,7 +45,7 @@ export async function installMocks(
       newResource(args) {
         h.resources.push({ type: args.type, name: args.name, inputs: args.inputs });
         const extra = computed[args.type]?.(args.inputs, args.name) ?? {};
-        return { id: `${args.name}-id`, state: { ...args.inputs, ...extra } };
+        return { id: idFor(args.type, args.name), state: { ...args.inputs, ...extra } };
       },
       call(args) {
         h.calls.push({ token: args.token, inputs: args.inputs });

@@ -27,6 +27,10 @@ export interface BootSpec {
   pcr12Cmdline?: string;
   /** Log a SHA-384 bank too (NitroTPM): `extends384` and `policy384` are then filled. */
   sha384?: boolean;
+  /** The SHA-384 Authenticode digests of `apps` (default: stand-ins derived from them). */
+  apps384?: string[];
+  /** systemd-stub's PCR 11 measurements of a UKI (EV_IPL; each digest the hash of the buffer in every bank). */
+  pcr11?: Buffer[];
 }
 
 export interface BootLog {
@@ -116,8 +120,13 @@ export function buildBootLog(spec: BootSpec = {}): BootLog {
     add(4, EV.EFI_BOOT_SERVICES_APPLICATION, Buffer.alloc(32, 0xaa), {
       sha256: Buffer.from(a, "hex"),
       sha1: sha("sha1", a),
-      sha384: a === DEFAULT_APPS[i] ? Buffer.from(DEFAULT_APPS_384[i], "hex") : sha("sha384", a),
+      sha384: spec.apps384?.[i]
+        ? Buffer.from(spec.apps384[i], "hex")
+        : a === DEFAULT_APPS[i]
+          ? Buffer.from(DEFAULT_APPS_384[i], "hex")
+          : sha("sha384", a),
     });
+  for (const m of spec.pcr11 ?? []) add(11, EV.IPL, Buffer.from("systemd-stub section\0"), m);
   // grub: commands and the kernel command line in PCR 8, files in PCR 9.
   const grub = (kind: string, s: string) => add(8, EV.IPL, Buffer.from(`${kind}: ${s}\0`), Buffer.from(s));
   grub("grub_cmd", "set root=hd0,gpt1");

@@ -1,0 +1,74 @@
+// The vHSM runtime's image for a cloud confidential VM (AWS, GCE): the kit's runtime role built as a cloud disk
+// (`buckypaper image build --role runtime --format disk --cloud ec2|gce`), uploaded by the program as an AMI / GCE
+// image. On these clouds the SEV-SNP launch digest covers only the provider's firmware and the vCPU count — the same
+// for every customer's VM of that size — so what names THIS runtime is the boot chain the cloud's vTPM measures: the
+// disk's UKI (its Authenticode digest covers kernel, initrd and the command line with the dm-verity root hash) and
+// systemd-stub's PCR 11. That measured-boot policy is predicted here, at deploy time, from the very disk file
+// (images/vtpm predictFromDisk: the UKI read out of the disk's EFI system partition and checked against the manifest).
+// Checked at preview: a workload image, a runtime for the local stack's simulated PSP, an image without a cloud disk,
+// or a disk whose UKI is not the manifest's is refused naming the field.
+import path from "node:path";
+import { BootPredictionError, predictFromDisk, type DiskPrediction } from "../../images/vtpm/index.js";
+import { ManifestError, parseManifest, type ImageManifest } from "../../images/guest/manifest.js";
+import type { MeasuredBootPolicy } from "../../runtime/attestation/tpm/boot-policy.js";
+import { ConfigError } from "./errors.js";
+import { readInputFile } from "./input-file.js";
+
+export interface CloudRuntimeImage {
+  manifestPath: string;
+  manifest: ImageManifest;
+  /** The measured-boot policy the runtime's vTPM evidence must meet (predicted from the disk's UKI). */
+  measuredBoot: MeasuredBootPolicy;
+  /** SHA-256 of the UKI on the disk (what the summary names). */
+  ukiSha256: string;
+}
+
+/** The runtime-role cloud disk at `manifestPath`; ConfigError names `field` and what is wrong. */
+export function cloudRuntimeImage(
+  who: string,
+  field: string,
+  manifestPath: string,
+  o: { bank: "sha256" | "sha384"; cloud: string; diskPath?: string },
+): CloudRuntimeImage {
+  if (!path.isAbsolute(manifestPath))
+    throw new ConfigError(who, field, `is '${manifestPath}'; must be the absolute path of a manifest.json`);
+  let m: ImageManifest;
+  try {
+    m = parseManifest(readInputFile(who, field, manifestPath).toString("utf8"), manifestPath);
+  } catch (e) {
+    if (e instanceof ManifestError) throw new ConfigError(who, `${field} (${e.field})`, e.message);
+    throw e;
+  }
+  const build = `buckypaper image build --role runtime --runtime-psp sev-guest --format disk --cloud ${o.cloud}`;
+  if (m.role !== "runtime" || !m.runtime)
+    throw new ConfigError(
+      who,
+      field,
+      `'${manifestPath}' is a workload image (role ${m.role ?? "workload"}); the vHSM boots the runtime role: ${build}`,
+      ["runtime"],
+    );
+  const psp = m.runtime.psp ?? "virtio-psp";
+  if (psp !== "sev-guest")
+    throw new ConfigError(
+      who,
+      `${field} (runtime.psp)`,
+      `is '${psp}': that runtime gets its evidence from the local stack's simulated PSP, which a cloud VM does not have; build it with ${build}`,
+      ["sev-guest"],
+    );
+  if (!m.disk)
+    throw new ConfigError(
+      who,
+      `${field} (disk)`,
+      `'${manifestPath}' records no cloud disk: a cloud VM boots the disk's UKI from its EFI system partition (the cloud's firmware, not a direct kernel boot); build it with ${build}`,
+    );
+  let p: DiskPrediction;
+  try {
+    // Secure Boot is not required in the policy: the kit's UKI is unsigned (images.md), and what binds the OS is the
+    // UKI's Authenticode digest in PCR 4 and PCR 11, not the signature.
+    p = predictFromDisk(manifestPath, m, o.bank, o.diskPath ? { diskPath: o.diskPath } : {});
+  } catch (e) {
+    if (e instanceof BootPredictionError) throw new ConfigError(who, `${field} (${e.field})`, e.message);
+    throw e;
+  }
+  return { manifestPath, manifest: m, measuredBoot: p.policy, ukiSha256: m.disk.uki.sha256 };
+}
