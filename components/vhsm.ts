@@ -107,6 +107,7 @@ const CLOUD_KEYS = {
   region: [VhsmPlatform.Aws],
   subnetId: [VhsmPlatform.Aws],
   securityGroupIds: [VhsmPlatform.Aws],
+  akPins: [VhsmPlatform.Aws],
   zone: [VhsmPlatform.Gcp],
   network: [VhsmPlatform.Gcp],
   subnetwork: [VhsmPlatform.Gcp],
@@ -171,6 +172,13 @@ export interface VhsmArgs {
    *  deployer and the workloads reach TCP 8200). */
   subnetId?: pulumi.Input<string>;
   securityGroupIds?: pulumi.Input<pulumi.Input<string>[]>;
+  /**
+   * Mode confidential-vm, platform aws: SHA-256 (hex) of the runtime's vTPM attestation key (TPM2B_PUBLIC), obtained
+   * over a channel you trust — the AK authentication instead of the NitroTPM document. Required for a runtime image
+   * that quotes with its own AK and carries no nitro-tpm-attest (manifest runtime.vtpm.ak "runtime-ak"); the instance
+   * is then pinned by that AK and the runtime instance id instead of the document's module_id.
+   */
+  akPins?: string[];
   /** Mode confidential-vm, platform gcp (required): the zone; and the network or subnetwork (default network default). */
   zone?: pulumi.Input<string>;
   network?: pulumi.Input<string>;
@@ -976,6 +984,7 @@ export class Vhsm extends pulumi.ComponentResource {
           subnetId: args.subnetId,
           securityGroupIds: args.securityGroupIds,
           ...(args.publicHost !== undefined ? { publicHost: args.publicHost } : {}),
+          ...(args.akPins !== undefined ? { akPins: args.akPins } : {}),
           rootVolumeSizeGb: 16,
           acceptLegacyLayout: true,
         })
@@ -1008,7 +1017,9 @@ export class Vhsm extends pulumi.ComponentResource {
       where: g.where,
       accel: `${aws ? "EC2" : "GCE"} SEV-SNP (${g.vcpus} vCPUs)`,
       osBinding: aws
-        ? `vTPM: NitroTPM quote + event log meeting the boot policy predicted from the runtime disk's UKI (SHA-384 bank), the PCRs authenticated by the NitroTPM attestation document (AWS Nitro PKI) whose module_id must be this instance; the SNP digest names only EC2's firmware and ${g.vcpus} vCPUs`
+        ? args.akPins?.length
+          ? `vTPM: NitroTPM quote + event log meeting the boot policy predicted from the runtime disk's UKI (SHA-256 bank), signed by a pinned AK (akPins: as trustworthy as the channel it was obtained over); the SNP digest names only EC2's firmware and ${g.vcpus} vCPUs`
+          : `vTPM: NitroTPM quote + event log meeting the boot policy predicted from the runtime disk's UKI (SHA-384 bank), the PCRs authenticated by the NitroTPM attestation document (AWS Nitro PKI) whose module_id must be this instance; the SNP digest names only EC2's firmware and ${g.vcpus} vCPUs`
         : `vTPM: a quote by the AK Google's EK/AK CA certified for this instance (project, zone, instance id), event log meeting the boot policy predicted from the runtime disk's UKI (SHA-256 bank); the SNP digest is Google's endorsed firmware for ${g.vcpus} vCPUs (SVN ${(g as { svn?: number }).svn ?? "?"})`,
       unseal: CLOUD_UNSEAL,
     });

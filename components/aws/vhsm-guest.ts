@@ -44,6 +44,12 @@ export interface AwsVhsmGuestArgs {
   subnetId?: pulumi.Input<string>;
   securityGroupIds?: pulumi.Input<pulumi.Input<string>[]>;
   publicHost?: pulumi.Input<string>;
+  /**
+   * SHA-256 of the runtime's AK (TPM2B_PUBLIC), obtained over a channel the program trusts: the AK authentication
+   * instead of the NitroTPM document (field `akPins`). Required for a runtime image that quotes with its own AK
+   * (manifest runtime.vtpm.ak "runtime-ak": no nitro-tpm-attest in the image).
+   */
+  akPins?: string[];
   rootVolumeSizeGb: number;
   /** Accept the pre-2026 EC2 VMSA layout as well (default true, as the workload component). */
   acceptLegacyLayout: boolean;
@@ -69,8 +75,24 @@ export function awsVhsmGuest(parent: pulumi.Resource, a: AwsVhsmGuestArgs): Clou
   const region = a.region ?? aws.config.region;
   if (!region) throw new ConfigError(a.who, "region", "is not set (set it or the aws:region config)", regions);
   requireOneOf(a.who, "region", region, regions);
-  // The NitroTPM document signs only the SHA-384 bank: the policy is predicted in it.
-  const image = cloudRuntimeImage(a.who, "image", a.image, { bank: "sha384", cloud: "ec2" });
+  const pins = (a.akPins ?? []).map((p, i) => {
+    if (!/^[0-9a-fA-F]{64}$/.test(p)) throw new ConfigError(a.who, `akPins[${i}]`, "must be 64 hex digits (SHA-256)");
+    return p.toLowerCase();
+  });
+  if (a.akPins !== undefined && pins.length === 0)
+    throw new ConfigError(
+      a.who,
+      "akPins",
+      "is empty: give the runtime's AK digest, or leave it out (NitroTPM document)",
+    );
+  // The NitroTPM document signs only the SHA-384 bank: the policy is predicted in it. Pinned AKs quote sha256.
+  const image = cloudRuntimeImage(a.who, "image", a.image, { bank: pins.length ? "sha256" : "sha384", cloud: "ec2" });
+  if (image.ak === "runtime-ak" && !pins.length)
+    throw new ConfigError(
+      a.who,
+      "akPins",
+      `is required with this runtime image (runtime.vtpm.ak 'runtime-ak'): it quotes with an AK it creates in the NitroTPM and carries no nitro-tpm-attest, so no NitroTPM document authenticates that AK, and the runtime's attestation endpoint offers no EK credential activation; without a pin a guest kernel at VMPL0 could bind a software TPM replaying the disk's boot events. Give the AK's SHA-256 (TPM2B_PUBLIC) obtained over a channel you trust, or build the image with the NitroTPM document`,
+    );
   const measurements = awsSnpMeasurements(catalogEntry(a.who, Platform.Aws, Tee.SevSnp), vcpus, a.acceptLegacyLayout);
   if (typeof a.cloudImageId === "string" && !/^ami-[0-9a-f]{8,17}$/.test(a.cloudImageId))
     throw new ConfigError(
@@ -109,7 +131,9 @@ export function awsVhsmGuest(parent: pulumi.Resource, a: AwsVhsmGuestArgs): Clou
     const policy: Policy = {
       // EC2 shared tenancy: policy 0x30000 (SMT on, debug and migration agent off), VLEK-signed reports.
       snp: { allowDebug: false, allowMigrationAgent: false },
-      vtpm: { measuredBoot: image.measuredBoot, nitroTpm: { instanceIds: [id] } },
+      vtpm: pins.length
+        ? { measuredBoot: image.measuredBoot, akPins: pins }
+        : { measuredBoot: image.measuredBoot, nitroTpm: { instanceIds: [id] } },
     };
     return {
       snpMeasurements: measurements,

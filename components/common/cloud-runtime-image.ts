@@ -21,6 +21,8 @@ export interface CloudRuntimeImage {
   measuredBoot: MeasuredBootPolicy;
   /** SHA-256 of the UKI on the disk (what the summary names). */
   ukiSha256: string;
+  /** Whose AK the runtime quotes with, as the manifest records it (runtime.vtpm.ak; absent in older manifests). */
+  ak?: "runtime-ak" | "google-ak";
 }
 
 /** The runtime-role cloud disk at `manifestPath`; ConfigError names `field` and what is wrong. */
@@ -28,7 +30,7 @@ export function cloudRuntimeImage(
   who: string,
   field: string,
   manifestPath: string,
-  o: { bank: "sha256" | "sha384"; cloud: string; diskPath?: string },
+  o: { bank: "sha256" | "sha384"; cloud: "ec2" | "gce"; diskPath?: string },
 ): CloudRuntimeImage {
   if (!path.isAbsolute(manifestPath))
     throw new ConfigError(who, field, `is '${manifestPath}'; must be the absolute path of a manifest.json`);
@@ -55,6 +57,25 @@ export function cloudRuntimeImage(
       `is '${psp}': that runtime gets its evidence from the local stack's simulated PSP, which a cloud VM does not have; build it with ${build}`,
       ["sev-guest"],
     );
+  // Recorded by `image build --role runtime --cloud` (absent in manifests from before the fields: not checked then).
+  const rt = m.runtime;
+  if (rt.cloud !== undefined && rt.cloud !== o.cloud)
+    throw new ConfigError(
+      who,
+      `${field} (runtime.cloud)`,
+      `is '${rt.cloud}': that disk's runtime reads another cloud's vTPM and metadata; build it with ${build}`,
+      [o.cloud],
+    );
+  if (rt.unseal !== undefined && rt.unseal !== "shares")
+    throw new ConfigError(
+      who,
+      `${field} (runtime.unseal)`,
+      `is '${rt.unseal}': on a cloud the SNP measurement is the firmware's only, so a key derived from it would open the barrier on any VM of that size; the runtime must unseal by the operators' shares`,
+      ["shares"],
+    );
+  const ak = o.cloud === "gce" ? "google-ak" : "runtime-ak";
+  if (rt.vtpm !== undefined && rt.vtpm.ak !== ak)
+    throw new ConfigError(who, `${field} (runtime.vtpm.ak)`, `is '${rt.vtpm.ak}'`, [ak]);
   if (!m.disk)
     throw new ConfigError(
       who,
@@ -70,5 +91,11 @@ export function cloudRuntimeImage(
     if (e instanceof BootPredictionError) throw new ConfigError(who, `${field} (${e.field})`, e.message);
     throw e;
   }
-  return { manifestPath, manifest: m, measuredBoot: p.policy, ukiSha256: m.disk.uki.sha256 };
+  return {
+    manifestPath,
+    manifest: m,
+    measuredBoot: p.policy,
+    ukiSha256: m.disk.uki.sha256,
+    ...(rt.vtpm ? { ak: rt.vtpm.ak } : {}),
+  };
 }

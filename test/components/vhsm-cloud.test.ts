@@ -184,6 +184,30 @@ describe.runIf(requireTool("systemd-boot-efi, binutils, dosfstools and mtools (a
       expect((await resolve(v.attestationSummary))!.osBinding).toMatch(/SVN 5/);
     });
 
+    it("AWS with the runtime image's own AK (runtime.vtpm.ak runtime-ak, no nitro-tpm-attest): needs akPins, then pins that AK (sha256 bank) instead of the NitroTPM document", async () => {
+      const rd = writeRuntimeDisk({ cloud: "ec2", unseal: "shares", ak: "runtime-ak" });
+      made.push(rd.dir);
+      expect(() => new c.Vhsm("awsak0", { ...awsArgs(), image: rd.manifest })).toThrow(
+        /Vhsm awsak0: akPins is required with this runtime image \(runtime\.vtpm\.ak 'runtime-ak'\): .*no NitroTPM document authenticates that AK/,
+      );
+      expect(h.resources.some((r) => r.name === "awsak0-vm")).toBe(false);
+      const pin = "ab".repeat(32);
+      const v = new c.Vhsm("awsak1", { ...awsArgs(), image: rd.manifest, akPins: [pin.toUpperCase()] });
+      const policy = JSON.parse((unsecret(await resolve(v.attestation)) as RuntimeAttestation).policy!);
+      expect(policy.vtpm.akPins).toEqual([pin]);
+      expect(policy.vtpm.nitroTpm).toBeUndefined();
+      expect(policy.vtpm.measuredBoot.bank).toBe("sha256");
+      expect(policy.vtpm.measuredBoot.bootApplications.required).toEqual([bootApplicationDigest(rd.uki, "sha256")]);
+      expect((await resolve(v.attestationSummary))!.osBinding).toMatch(/pinned AK \(akPins/);
+      // A GCE runtime disk (Google's AK) on GCP needs no pin.
+      const g = writeRuntimeDisk({ cloud: "gce", unseal: "shares", ak: "google-ak" });
+      made.push(g.dir);
+      const gv = new c.Vhsm("gcpak", { ...gcpArgs(), image: g.manifest });
+      expect(
+        JSON.parse((unsecret(await resolve(gv.attestation)) as RuntimeAttestation).policy!).vtpm.gceAkCertificate,
+      ).toBeDefined();
+    });
+
     it("publicHost names the address instead of an ephemeral one", async () => {
       const v = new c.Vhsm("aws2", { ...awsArgs(), publicHost: "vhsm.example.com", subnetId: "subnet-1" });
       expect(await resolve(v.url)).toBe("https://vhsm.example.com:8200");
@@ -265,7 +289,27 @@ describe.runIf(ready)("Vhsm confidential-vm on the clouds: impossible combinatio
     expect(mk("x26", { image: swapped.manifest })).toThrow(
       /Vhsm x26: image \(manifest\.disk\) .*BOOTX64\.EFI has SHA-256/,
     );
-    for (const n of ["x1", "x3", "x22", "x26"]) expect(h.resources.some((r) => r.name === `${n}-vm`)).toBe(false);
+    // The manifest's runtime fields (image build --role runtime --cloud): the cloud, the unseal, whose AK.
+    const rd = (o: Parameters<typeof writeRuntimeDisk>[0]) => {
+      const d = writeRuntimeDisk(o);
+      made.push(d.dir);
+      return d.manifest;
+    };
+    expect(mk("x27", { image: rd({ cloud: "gce" }) })).toThrow(
+      /Vhsm x27: image \(runtime\.cloud\) is 'gce': that disk's runtime reads another cloud's vTPM.*; allowed: ec2/,
+    );
+    expect(mk("x28", { image: rd({ unseal: "derived-key" }) })).toThrow(
+      /Vhsm x28: image \(runtime\.unseal\) is 'derived-key': on a cloud the SNP measurement is the firmware's only.*; allowed: shares/,
+    );
+    expect(mk("x29", { image: rd({ cloud: "gce", ak: "runtime-ak" }) }, gcpArgs)).toThrow(
+      /Vhsm x29: image \(runtime\.vtpm\.ak\) is 'runtime-ak'; allowed: google-ak/,
+    );
+    expect(mk("x30", { akPins: ["xyz"] })).toThrow(/Vhsm x30: akPins\[0\] must be 64 hex digits/);
+    expect(mk("x31", { akPins: ["ab".repeat(32)] }, gcpArgs)).toThrow(
+      /Vhsm x31: akPins is only allowed on platform aws/,
+    );
+    for (const n of ["x1", "x3", "x22", "x26", "x27", "x28", "x29", "x30"])
+      expect(h.resources.some((r) => r.name === `${n}-vm`)).toBe(false);
   });
 });
 

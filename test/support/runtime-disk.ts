@@ -51,7 +51,15 @@ export function runtimeUki(dir: string, extraCmdline = ""): { uki: Buffer; cmdli
 }
 
 export function writeRuntimeDisk(
-  o: { psp?: "virtio-psp" | "sev-guest"; role?: "runtime" | "workload"; disk?: boolean } = {},
+  o: {
+    psp?: "virtio-psp" | "sev-guest";
+    role?: "runtime" | "workload";
+    disk?: boolean;
+    /** The fields `image build --role runtime --cloud` records (absent: a manifest from before them). */
+    cloud?: "ec2" | "gce";
+    unseal?: "derived-key" | "shares";
+    ak?: "runtime-ak" | "google-ak";
+  } = {},
 ): RuntimeDisk {
   const dir = mkdtempSync(path.join(tmpdir(), "bp-runtime-disk-"));
   writeFileSync(path.join(dir, "vmlinuz"), Buffer.alloc(40000, 6));
@@ -108,6 +116,9 @@ export function writeRuntimeDisk(
             config: "/etc/buckypaper/runtime.hcl",
             masked: ["cloud-init.service"],
             psp: o.psp ?? "sev-guest",
+            ...(o.cloud ? { cloud: o.cloud } : {}),
+            ...(o.unseal ? { unseal: o.unseal } : {}),
+            ...(o.ak ? { vtpm: { device: "/dev/tpmrm0", ak: o.ak } } : {}),
           },
         }
       : {
