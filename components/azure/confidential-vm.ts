@@ -14,6 +14,8 @@ import { requireSecretMap } from "../common/secrets.js";
 import { Platform, Tee, type DataVolumeArgs, type VhsmConnectionArgs } from "../common/types.js";
 import { azureVmArgs, type AzureImageReference } from "./settings.js";
 import { ATTESTATION_CHAIN, azureOsBinding, azureUserDataBinding, userDataSummary } from "../common/os-binding.js";
+import { readInputFile } from "../common/input-file.js";
+import { BootPredictionError, certificateSha256 } from "../../images/vtpm/index.js";
 
 export interface AzureConfidentialVmArgs {
   /** Refuse classical-only attestations: the workload's secrets are released only sealed with hybrid
@@ -51,9 +53,41 @@ export interface AzureConfidentialVmArgs {
   agentInImage?: boolean;
   /** LOUD opt-out: register the workload although its user-data is not bound (cloud-init runs any customData). */
   allowUnboundUserData?: boolean;
+  /**
+   * With agentInImage (the kit image): the db certificate(s) (PEM or DER files) the kit UKI is signed with
+   * (`buckypaper image build --cloud azure --sign-key KEY --sign-cert CERT`). The VM runs with Secure Boot on, so its
+   * firmware refuses an unsigned UKI (or one signed by a key not in db): enroll the certificate in the Compute Gallery
+   * image version `image` names (`securityProfile.uefiSettings.additionalSignatures.db`, docs/images.md). Required
+   * with agentInImage; the Azure policy registers PCR values, not the authority event (no event log on Azure yet).
+   */
+  dbCertificates?: string[];
   secrets?: Record<string, pulumi.Input<string>>;
   dataVolume?: DataVolumeArgs;
   tags?: Record<string, pulumi.Input<string>>;
+}
+
+/**
+ * The kit image's UKI must be signed by a certificate the image enrolls in db: Azure CVMs run with Secure Boot on
+ * (uefiSettings.secureBootEnabled) and the firmware refuses anything else. Refused at preview naming dbCertificates.
+ */
+function azureSecureBootCertificates(who: string, kitImage: boolean, files: string[] | undefined): string[] {
+  if (files !== undefined && !kitImage)
+    throw new ConfigError(who, "dbCertificates", "applies to the kit image (agentInImage: true)");
+  if (!kitImage) return [];
+  if (!files?.length)
+    throw new ConfigError(
+      who,
+      "dbCertificates",
+      "is required with agentInImage: the VM runs with Secure Boot on (securityProfile.uefiSettings.secureBootEnabled) and its firmware refuses the kit's UKI unless it is signed by a certificate in db — build the image with `buckypaper image build --cloud azure --sign-key KEY --sign-cert CERT`, enroll CERT in the gallery image version's securityProfile.uefiSettings.additionalSignatures.db, and name CERT here",
+    );
+  return files.map((f, i) => {
+    try {
+      return certificateSha256(readInputFile(who, `dbCertificates[${i}]`, f), `dbCertificates[${i}]`);
+    } catch (e) {
+      if (e instanceof BootPredictionError) throw new ConfigError(who, e.field, e.message.slice(e.field.length + 2));
+      throw e;
+    }
+  });
 }
 
 /** Marketplace reference of the catalog's confidential image for the TEE. */
@@ -91,6 +125,7 @@ export class AzureConfidentialVm extends pulumi.ComponentResource {
         "image",
         "must name the kit image built with `buckypaper image build --cloud azure` when agentInImage is true: the default (Canonical's CVM image) has no enclaivelet, so the guest would never attest",
       );
+    const dbCerts = azureSecureBootCertificates(who, measured, args.dbCertificates);
     const policy: Policy = {
       azure: { requireSecureBoot: true, forbidConsole: false, ...(args.pcrs ? { pcrs: args.pcrs } : {}) },
       ...(tee === Tee.SevSnp
@@ -171,6 +206,9 @@ export class AzureConfidentialVm extends pulumi.ComponentResource {
     this.attestationChain = pulumi.output(
       ATTESTATION_CHAIN[Platform.Azure] +
         (bound ? "" : " THIS WORKLOAD: the OS is NOT bound (allowUnboundOs).") +
+        (dbCerts.length
+          ? ` Secure Boot: the kit UKI must verify against db certificate ${dbCerts.join(", ")} (enforced by the firmware with the gallery image's enrolled keys; PCR 7 is bound only as far as the registered PCR values say).`
+          : "") +
         userDataSummary(measured, "Azure"),
     );
     this.registerOutputs({

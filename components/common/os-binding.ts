@@ -33,6 +33,8 @@ export interface KernelCmdlineArgs {
 
 export interface SecureBootArgs {
   enabled?: boolean;
+  /** SHA-256 (hex) of the db certificates (DER) allowed to have verified the boot (EV_EFI_VARIABLE_AUTHORITY). */
+  authorities?: string[];
   PK?: string;
   KEK?: string;
   db?: string;
@@ -61,6 +63,16 @@ export function measuredBootPolicy(who: string, args: MeasuredBootArgs | undefin
   const { bank, ...rest } = args;
   if (bank !== undefined && !(BANKS as readonly string[]).includes(bank))
     throw new ConfigError(who, "measuredBoot.bank", `must be one of ${BANKS.join(", ")} (got "${bank}")`);
+  (args.secureBoot?.authorities ?? []).forEach((a, i) => {
+    if (!/^[0-9a-fA-F]{64}$/.test(a))
+      throw new ConfigError(
+        who,
+        `measuredBoot.secureBoot.authorities[${i}]`,
+        "must be 64 hex digits (SHA-256 of a DER certificate)",
+      );
+  });
+  if (args.secureBoot?.authorities && args.secureBoot.enabled === false)
+    throw new ConfigError(who, "measuredBoot.secureBoot.enabled", "is false, but authorities require Secure Boot on");
   return { ...rest, ...(bank !== undefined ? { bank: bank as (typeof BANKS)[number] } : {}) };
 }
 

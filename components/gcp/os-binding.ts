@@ -8,6 +8,7 @@ import type { Policy } from "../../runtime/protocol/policy.js";
 import { bindsOs } from "../../runtime/attestation/tpm/boot-policy.js";
 import { parseLaunchEndorsement, verifyGceEndorsement } from "../../runtime/attestation/gce/index.js";
 import { measuredBootArgs, measuredBootPolicy, type OsBindingArgs } from "../common/os-binding.js";
+import { requireSignedKitDisk } from "../common/boot-chain.js";
 
 export interface GcpOsBindingArgs extends OsBindingArgs {
   /**
@@ -45,6 +46,12 @@ export function gcpOsBinding(who: string, args: GcpOsBindingArgs): Policy["vtpm"
     throw new ConfigError(who, "pinInstance", `is '${String(args.pinInstance)}'`, ["true", "false"]);
   if (args.pinInstance === true && !cert)
     throw new ConfigError(who, "pinInstance", "needs googleAkCertificate (the instance id is read from it)");
+  // GCP turns Secure Boot on (settings.ts shieldedInstanceConfig): a kit disk's UKI must be signed by a db cert.
+  requireSignedKitDisk(
+    who,
+    args.bootChain,
+    "the instance runs with Secure Boot on (shieldedInstanceConfig.enableSecureBoot; the image's shieldedInstanceInitialState.dbs must hold the certificate)",
+  );
   const boot = measuredBootPolicy(who, measuredBootArgs(who, args, "sha256"));
   const authenticated = pins.length > 0 || cert;
   if (!(bindsOs(boot) && authenticated) && args.allowUnboundOs !== true) {

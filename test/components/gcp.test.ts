@@ -4,6 +4,9 @@
 // cannot be bound, naming the field.
 import { beforeAll, describe, expect, it } from "vitest";
 import { createHash } from "node:crypto";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { installMocks, resolve, unsecret, type MockHarness } from "../support/pulumi-mocks.js";
 import { haveUkiTools } from "../support/uki.js";
@@ -66,6 +69,40 @@ describe("GcpConfidentialVm: Google launch endorsement + Google AK certificate",
             `GcpConfidentialVm kit${other}: bootChain.manifest is a kit image whose enclaivelet reads the '${other}' user-data source .*--cloud gce.*; allowed: gce$`,
           ),
         );
+    },
+  );
+
+  it.runIf(haveUkiTools())(
+    "a kit cloud disk under GCP's Secure Boot needs the db certificate its UKI is signed with (preview error naming bootChain.dbCertificates)",
+    () => {
+      // The manifest of an image built --format disk (only its record is read before the error).
+      const withDisk = (signature?: object) => {
+        const { manifest } = writeKitManifest("gce");
+        const m = JSON.parse(readFileSync(manifest, "utf8")) as Record<string, unknown>;
+        writeFileSync(
+          manifest,
+          JSON.stringify({ ...m, disk: { path: "disk-x/disk.raw", ...(signature ? { signature } : {}) } }),
+        );
+        return manifest;
+      };
+      const args = (manifest: string, dbCertificates?: string[]) => ({
+        vhsm,
+        zone: "europe-west4-a",
+        expectedMeasurements: [M(2)],
+        bootChain: { manifest, ...(dbCertificates ? { dbCertificates } : {}) },
+      });
+      expect(() => new mod.GcpConfidentialVm("sbu", args(withDisk()))).toThrow(
+        /GcpConfidentialVm sbu: bootChain\.dbCertificates is required: the instance runs with Secure Boot on \(shieldedInstanceConfig\.enableSecureBoot.*this disk's UKI is unsigned, so the VM would not boot\. Build it with `buckypaper image build --sign-key KEY --sign-cert CERT`/,
+      );
+      expect(() => new mod.GcpConfidentialVm("sbs", args(withDisk({ subject: "CN=customer db" })))).toThrow(
+        /sbs: bootChain\.dbCertificates is required: .*this disk's UKI is signed by CN=customer db; name that certificate here/,
+      );
+      // With the certificate named, the check passes and the prediction reads the disk (absent here).
+      const cert = path.join(mkdtempSync(path.join(tmpdir(), "bk-gcp-db-")), "db.crt");
+      writeFileSync(cert, "placeholder");
+      expect(() => new mod.GcpConfidentialVm("sbc", args(withDisk(), [cert]))).toThrow(
+        /sbc: bootChain\.dbCertificates\[0\] not an X\.509 certificate/,
+      );
     },
   );
 

@@ -1,6 +1,10 @@
 // Mocked-engine tests of the GCP, Azure, Proxmox and QEMU components and the cloud-neutral facade:
 // the cloud resources' inputs, the registered reference values, and preview-time validation.
-import { createHash } from "node:crypto";
+import { createHash, X509Certificate } from "node:crypto";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import * as pulumi from "@pulumi/pulumi";
 import { installMocks, resolve, unsecret, type MockHarness } from "../support/pulumi-mocks.js";
@@ -20,6 +24,32 @@ import { writeKitManifest } from "../support/kit-manifest.js";
 
 let h: MockHarness;
 let c: typeof import("../../components/index.js");
+
+/** A customer's Secure Boot db certificate (PEM), made once by openssl. */
+let cert: { path: string; sha256: string } | undefined;
+function dbCert(): { path: string; sha256: string } {
+  if (cert) return cert;
+  const dir = mkdtempSync(path.join(tmpdir(), "bk-dbcert-"));
+  const r = spawnSync("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    path.join(dir, "db.key"),
+    "-out",
+    path.join(dir, "db.crt"),
+    "-days",
+    "30",
+    "-subj",
+    "/CN=customer db/",
+  ]);
+  if (r.status !== 0) throw new Error(`openssl: ${r.stderr}`);
+  const der = new X509Certificate(readFileSync(path.join(dir, "db.crt"))).raw;
+  cert = { path: path.join(dir, "db.crt"), sha256: createHash("sha256").update(der).digest("hex") };
+  return cert;
+}
 const vhsm = { url: "https://10.0.0.2:8200", caFingerprint: "cd".repeat(32), token: pulumi.secret("s.admin") };
 const ssh = {
   host: "pve1.lan",
@@ -165,6 +195,7 @@ describe("AzureConfidentialVm", () => {
       image,
       pcrs: { "4": ["12".repeat(32)] },
       agentInImage: true,
+      dbCertificates: [dbCert().path],
     });
     await resolve(vm.vmId);
     const v = byName("a6").inputs;
@@ -180,6 +211,38 @@ describe("AzureConfidentialVm", () => {
     expect(await resolve(vm.attestationChain)).toMatch(
       /User-data: bound \(its SHA-256 is registered; the agent in the image reads the customData/,
     );
+    // Secure Boot stays on (the VM's uefiSettings); the kit UKI must verify against the named db certificate.
+    expect(v.securityProfile.uefiSettings.secureBootEnabled).toBe(true);
+    expect(await resolve(vm.attestationChain)).toContain(`db certificate ${dbCert().sha256}`);
+  });
+
+  it("refuses at preview the kit image under Secure Boot without the db certificate its UKI is signed with, naming dbCertificates", () => {
+    const base = {
+      vhsm,
+      resourceGroupName: "rg",
+      subnetId: "s",
+      pcrs: { "4": ["12".repeat(32)] },
+      image: { publisher: "p", offer: "o", sku: "s", version: "1" },
+    };
+    expect(() => new c.AzureConfidentialVm("sb1", { ...base, agentInImage: true })).toThrow(
+      /AzureConfidentialVm sb1: dbCertificates is required with agentInImage: the VM runs with Secure Boot on \(securityProfile\.uefiSettings\.secureBootEnabled\).*--sign-key KEY --sign-cert CERT.*additionalSignatures\.db/,
+    );
+    expect(() => new c.AzureConfidentialVm("sb2", { ...base, agentInImage: true, dbCertificates: [] })).toThrow(
+      /sb2: dbCertificates is required/,
+    );
+    const notCert = path.join(mkdtempSync(path.join(tmpdir(), "bk-notcert-")), "x.pem");
+    writeFileSync(notCert, "not a certificate");
+    expect(() => new c.AzureConfidentialVm("sb3", { ...base, agentInImage: true, dbCertificates: [notCert] })).toThrow(
+      /sb3: dbCertificates\[0\] not an X\.509 certificate/,
+    );
+    expect(
+      () =>
+        new c.AzureConfidentialVm("sb4", {
+          ...base,
+          allowUnboundUserData: true,
+          dbCertificates: [dbCert().path],
+        }),
+    ).toThrow(/sb4: dbCertificates applies to the kit image \(agentInImage: true\)/);
   });
 
   it("refuses at preview an Azure workload whose user-data is not bound, naming agentInImage, unless the loud opt-out", () => {
@@ -634,6 +697,7 @@ describe.runIf(haveShared)("user-data of every platform component passes the rea
         pcrs: { "4": ["12".repeat(32)] },
         image: { publisher: "example", offer: "buckypaper-kit", sku: "azure", version: "1.0.0" },
         agentInImage: true,
+        dbCertificates: [dbCert().path],
       }),
       proxmox: new c.ProxmoxConfidentialVm("ci-pve", {
         vhsm,

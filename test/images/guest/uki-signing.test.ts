@@ -16,7 +16,7 @@ import { efiImageDigest } from "../../../images/pe.js";
 import { predictMeasuredBoot, ukiCarriesCertificate } from "../../../images/vtpm/index.js";
 import { certificateDer } from "../../../images/vtpm/secure-boot.js";
 import { haveCommand, requireTool } from "../../support/prereq.js";
-import { buildUki, haveUkiTools } from "../../support/uki.js";
+import { buildUki, haveUkiTools, SYSTEMD_STUB } from "../../support/uki.js";
 
 const ready =
   haveUkiTools() &&
@@ -117,6 +117,21 @@ describe.runIf(ready)("the disk's UKI signed for Secure Boot with the customer's
     const unsignedPolicy = predictMeasuredBoot({ bootApplications: app(unsigned), uki: { pcr11: false } });
     expect(signedPolicy.bootApplications!.allowed).toEqual(unsignedPolicy.bootApplications!.allowed);
     expect(signedPolicy.secureBoot).toEqual({ enabled: true, authorities: [facts.certSha256] });
+  });
+
+  it("under Secure Boot only the UKI is required in PCR 4 (systemd-stub's override skips the kernel's measurement); without, the kernel too", () => {
+    const withPe = buildUki(mkdtempSync(path.join(dir, "uki-pe-")), {
+      ".cmdline": Buffer.from("console=ttyS0"),
+      ".linux": readFileSync(SYSTEMD_STUB), // a PE the stub would LoadImage
+    });
+    const app = [{ name: "uki", image: withPe }];
+    const plain = predictMeasuredBoot({ bootApplications: app, uki: { pcr11: false } });
+    expect(plain.bootApplications!.required).toHaveLength(2);
+    for (const secureBoot of [true, { dbCertificates: [readFileSync(customer.cert)] }]) {
+      const sb = predictMeasuredBoot({ bootApplications: app, uki: { pcr11: false }, secureBoot });
+      expect(sb.bootApplications!.required).toEqual([plain.bootApplications!.required![0]]);
+      expect(sb.bootApplications!.allowed).toEqual(plain.bootApplications!.allowed);
+    }
   });
 
   it("refuses a key that is not the certificate's, naming the signer", async () => {
