@@ -231,7 +231,8 @@ export interface VhsmArgs {
   /** Mode confidential-vm: vCPUs (default 1) and memory in MiB (default 1024) of the guest. */
   vcpus?: number;
   memoryMb?: number;
-  /** Mode confidential-vm: GiB of the runtime's data disk (default 1). */
+  /** Mode confidential-vm: GiB of the runtime's data disk (default 1; on aws and gcp 10: an EBS gp3 volume / a GCE
+   *  pd-balanced disk attached blank, which the runtime image formats and finds by its label). */
   dataDiskGb?: number;
   /**
    * Mode confidential-vm, platform local: boot the guest with this firmware instead of the one the
@@ -322,7 +323,6 @@ function validateCloud(who: string, args: VhsmArgs, given: (k: keyof VhsmArgs) =
     firmware: `is not settable ${on}: the VM boots the cloud's firmware, whose digest comes from ${aws ? "the catalog (images/catalog)" : "Google's launch endorsement (firmwareEndorsement)"}`,
     vcpus: `is not settable ${on}: the vCPUs come from size (and are part of the launch digest)`,
     memoryMb: `is not settable ${on}: the memory comes from size`,
-    dataDiskGb: `is not settable ${on}: the runtime's cloud disk image decides where its storage lives`,
     cpuModel: `is not settable ${on}: the cloud chooses the vCPU model`,
     hostData: `is not settable ${on}: the cloud launches SEV-SNP guests without a customer HOST_DATA; the instance is pinned by the vTPM's ${aws ? "NitroTPM document (module_id)" : "Google AK certificate (instance id)"} and the runtime instance id`,
     allowAnyInstance: `is not needed ${on}: the instance is pinned by the cloud's vTPM evidence`,
@@ -973,6 +973,13 @@ export class Vhsm extends pulumi.ComponentResource {
       .replace(/[^a-z0-9-]/g, "-")
       .slice(0, 40);
     const aws = args.platform === VhsmPlatform.Aws;
+    // The runtime's data volume (a blank disk its image formats on first boot): default 10 GiB (GCE's minimum).
+    const dataDisk = (min: number, max: number) => {
+      const v = args.dataDiskGb ?? 10;
+      if (!Number.isInteger(v) || v < min || v > max)
+        throw new ConfigError(who, "dataDiskGb", `is ${v}; must be an integer ${min}..${max} on ${args.platform}`);
+      return v;
+    };
     const g = aws
       ? awsVhsmGuest(this, {
           who,
@@ -986,6 +993,7 @@ export class Vhsm extends pulumi.ComponentResource {
           ...(args.publicHost !== undefined ? { publicHost: args.publicHost } : {}),
           ...(args.akPins !== undefined ? { akPins: args.akPins } : {}),
           rootVolumeSizeGb: 16,
+          dataDiskGb: dataDisk(1, 16384),
           acceptLegacyLayout: true,
         })
       : gcpVhsmGuest(this, {
@@ -999,6 +1007,7 @@ export class Vhsm extends pulumi.ComponentResource {
           subnetwork: args.subnetwork,
           ...(args.publicHost !== undefined ? { publicHost: args.publicHost } : {}),
           bootDiskSizeGb: 20,
+          dataDiskGb: dataDisk(10, 65536),
           firmwareEndorsement: args.firmwareEndorsement!,
           gceTcbRootPem: args.gceTcbRootPem!,
           ...(args.minFirmwareSvn !== undefined ? { minFirmwareSvn: args.minFirmwareSvn } : {}),

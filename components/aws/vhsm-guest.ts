@@ -51,6 +51,8 @@ export interface AwsVhsmGuestArgs {
    */
   akPins?: string[];
   rootVolumeSizeGb: number;
+  /** GiB of the runtime's data volume (EBS gp3, encrypted by EBS; the runtime's barrier encrypts inside it). */
+  dataDiskGb: number;
   /** Accept the pre-2026 EC2 VMSA layout as well (default true, as the workload component). */
   acceptLegacyLayout: boolean;
   tags?: Record<string, pulumi.Input<string>>;
@@ -117,6 +119,25 @@ export function awsVhsmGuest(parent: pulumi.Resource, a: AwsVhsmGuestArgs): Clou
     },
     { parent },
   );
+  // The runtime's storage: a blank second volume the runtime image formats with the label bkdata on first boot and
+  // finds by that label afterwards (images/guest/runtime-role.ts RUNTIME_CLOUD_DATA_SCRIPT). What it holds is the
+  // barrier's ciphertext; EBS encryption only adds protection against the disk leaving AWS.
+  const volume = new aws.ebs.Volume(
+    `${a.name}-data`,
+    {
+      availabilityZone: instance.availabilityZone,
+      size: a.dataDiskGb,
+      type: "gp3",
+      encrypted: true,
+      tags: { Name: `${a.name}-data`, "buckypaper:vhsm": a.name, ...a.tags },
+    },
+    { parent },
+  );
+  const attachment = new aws.ec2.VolumeAttachment(
+    `${a.name}-data`,
+    { instanceId: instance.id, volumeId: volume.id, deviceName: "/dev/sdf" },
+    { parent },
+  );
   const host = a.publicHost !== undefined ? pulumi.output(a.publicHost) : instance.publicIp;
   const url = host.apply((h) => {
     if (!h)
@@ -151,7 +172,7 @@ export function awsVhsmGuest(parent: pulumi.Resource, a: AwsVhsmGuestArgs): Clou
     url,
     attestation,
     launch,
-    vm: instance,
+    vm: attachment,
     vcpus,
     where: instance.id.apply(
       (id) => `EC2 instance ${id} in ${region} (aws ec2 get-console-output --instance-id ${id}: the guest's console)`,

@@ -36,6 +36,8 @@ export interface GcpVhsmGuestArgs {
   subnetwork?: pulumi.Input<string>;
   publicHost?: pulumi.Input<string>;
   bootDiskSizeGb: number;
+  /** GB of the runtime's data disk (pd-balanced; the runtime's barrier encrypts inside it). */
+  dataDiskGb: number;
   firmwareEndorsement: string;
   gceTcbRootPem: string;
   minFirmwareSvn?: number;
@@ -79,6 +81,17 @@ export function gcpVhsmGuest(parent: pulumi.Resource, a: GcpVhsmGuestArgs): Clou
     },
     { parent },
   );
+  // The runtime's storage: a blank second disk the runtime image formats with the label bkdata on first boot.
+  const disk = new gcp.compute.Disk(
+    `${a.name}-data`,
+    { zone: a.zone, size: a.dataDiskGb, type: "pd-balanced", labels: { "buckypaper-vhsm": a.name } },
+    { parent },
+  );
+  const attached = new gcp.compute.AttachedDisk(
+    `${a.name}-data`,
+    { instance: instance.name, zone: a.zone, disk: disk.id, deviceName: "bk-data" },
+    { parent },
+  );
   const host =
     a.publicHost !== undefined
       ? pulumi.output(a.publicHost)
@@ -118,7 +131,7 @@ export function gcpVhsmGuest(parent: pulumi.Resource, a: GcpVhsmGuestArgs): Clou
     url,
     attestation,
     launch,
-    vm: instance,
+    vm: attached,
     vcpus,
     svn: fw.svn,
     where: pulumi

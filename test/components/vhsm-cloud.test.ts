@@ -116,6 +116,14 @@ describe.runIf(requireTool("systemd-boot-efi, binutils, dosfstools and mtools (a
       expect(vm.cpuOptions).toEqual({ amdSevSnp: "enabled" });
       expect(vm.metadataOptions.httpTokens).toBe("required");
       expect(vm.associatePublicIpAddress).toBe(true);
+      // The runtime's data volume: blank, EBS-encrypted, attached to this instance.
+      expect(
+        h.resources.find((r) => r.name === "aws1-data" && r.type === "aws:ebs/volume:Volume")!.inputs,
+      ).toMatchObject({ size: 10, type: "gp3", encrypted: true });
+      expect(
+        h.resources.find((r) => r.name === "aws1-data" && r.type === "aws:ec2/volumeAttachment:VolumeAttachment")!
+          .inputs,
+      ).toMatchObject({ instanceId: EC2_ID, deviceName: "/dev/sdf" });
       // The firmware digest is EC2's for m6a.large's 2 vCPUs, as the workload component computes it.
       const entry = resolveImage("aws" as never, "snp" as never);
       expect(att.snpMeasurements).toEqual(awsSnpMeasurements(entry, 2, true));
@@ -166,6 +174,16 @@ describe.runIf(requireTool("systemd-boot-efi, binutils, dosfstools and mtools (a
       });
       expect(vm.bootDisk.initializeParams.image).toBe("projects/bk-prod-7/global/images/bk-runtime");
       expect(vm.networkInterfaces[0].accessConfigs).toEqual([{}]);
+      expect(
+        h.resources.find((r) => r.name === "gcp1-data" && r.type === "gcp:compute/disk:Disk")!.inputs,
+      ).toMatchObject({
+        size: 10,
+        type: "pd-balanced",
+        zone: "europe-west4-a",
+      });
+      expect(
+        h.resources.find((r) => r.name === "gcp1-data" && r.type === "gcp:compute/attachedDisk:AttachedDisk")!.inputs,
+      ).toMatchObject({ deviceName: "bk-data", zone: "europe-west4-a" });
       expect(att.snpMeasurements).toEqual([M(4)]);
       expect(att.allowAnyInstance).toBe(true);
       const policy = JSON.parse(att.policy!);
@@ -307,6 +325,9 @@ describe.runIf(ready)("Vhsm confidential-vm on the clouds: impossible combinatio
     expect(mk("x30", { akPins: ["xyz"] })).toThrow(/Vhsm x30: akPins\[0\] must be 64 hex digits/);
     expect(mk("x31", { akPins: ["ab".repeat(32)] }, gcpArgs)).toThrow(
       /Vhsm x31: akPins is only allowed on platform aws/,
+    );
+    expect(mk("x32", { dataDiskGb: 5 }, gcpArgs)).toThrow(
+      /Vhsm x32: dataDiskGb is 5; must be an integer 10\.\.65536 on gcp/,
     );
     for (const n of ["x1", "x3", "x22", "x26", "x27", "x28", "x29", "x30"])
       expect(h.resources.some((r) => r.name === `${n}-vm`)).toBe(false);
