@@ -45,6 +45,8 @@ export function cloudDiskArgv(o: {
   pspSocket: string;
   dataDisks?: string[];
   memoryMb?: number;
+  /** Further QEMU arguments, appended (e.g. the SMBIOS strings a cloud's VMs carry). */
+  extra?: string[];
 }): string[] {
   const drives: string[] =
     o.shape === "nvme"
@@ -94,6 +96,7 @@ export function cloudDiskArgv(o: {
     "virtio-serial-pci,id=bkvser",
     "-device",
     `virtserialport,chardev=bkpsp,name=${VIRTIO_PSP_PORT_NAME}`,
+    ...(o.extra ?? []),
   ];
 }
 

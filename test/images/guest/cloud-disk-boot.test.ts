@@ -28,7 +28,7 @@
 // is refused by the binding checks; a copy of the disk whose UKI command line differs by one byte boots too (the
 // firmware has no Secure Boot keys here) in the same "instance" (same vTPM: a swapped root volume) and the agent in
 // it is refused by Nitride's boot-chain checks.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import {
   chmodSync,
@@ -86,13 +86,12 @@ import { awsOsBinding } from "../../../components/aws/os-binding.js";
 import { kinds } from "../../../provider/kinds.js";
 import { startEnclaiveletStack, postAttest, failedChecks, type EnclaiveletStack } from "../../runtime/guest/stack.js";
 import { KIT_GUEST_CPU } from "../../support/kit-guest.js";
-import { freePort } from "../../support/net.js";
 import { haveCommand, requireTool } from "../../support/prereq.js";
 import { SwTpm } from "../../support/swtpm.js";
+import { DEBIAN_OVMF, cloudDiskArgv, instanceEkTpmt, startInstanceTpm } from "../../support/cloud-disk-guest.js";
 import { repoRoot } from "../../support/shared.js";
 
-/** Debian's OVMF with the SEV metadata the PSP measures (OVMF_CODE_4M.fd has none), a TPM 2.0 driver and event log. */
-const OVMF = "/usr/share/ovmf/OVMF.fd";
+const OVMF = DEBIAN_OVMF;
 const PCRS = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 14];
 const ready =
   requireTool("root (the image build runs mmdebstrap --mode=root)", process.getuid?.() === 0) &&
@@ -190,56 +189,15 @@ async function bootDisk(
   timeoutMs: number,
 ): Promise<Boot> {
   const t0 = Date.now();
-  const sock = path.join(mkdtempSync(path.join(scratch, "tpmsock-")), "sock");
-  const swtpm = spawn(
-    "swtpm",
-    ["socket", "--tpm2", "--tpmstate", `dir=${o.tpmDir}`, "--ctrl", `type=unixio,path=${sock}`, "--terminate"],
-    { stdio: "ignore" },
-  );
-  for (let i = 0; i < 100 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 50));
-  const drive =
-    shape === "nvme"
-      ? ["-drive", `file=${disk},if=none,id=d0,format=raw,readonly=on`, "-device", "nvme,drive=d0,serial=bkdisk"]
-      : [
-          "-device",
-          "virtio-scsi-pci,id=scsi0",
-          "-drive",
-          `file=${disk},if=none,id=d0,format=raw,readonly=on`,
-          "-device",
-          "scsi-hd,drive=d0,bus=scsi0.0",
-        ];
-  const argv = [
-    "-machine",
-    "q35,accel=tcg",
-    "-cpu",
-    KIT_GUEST_CPU,
-    "-m",
-    "1024",
-    "-smp",
-    "1",
-    "-nographic",
-    "-no-reboot",
-    "-bios",
-    OVMF,
-    "-chardev",
-    `socket,id=chrtpm,path=${sock}`,
-    "-tpmdev",
-    "emulator,id=tpm0,chardev=chrtpm",
-    "-device",
-    "tpm-crb,tpmdev=tpm0",
-    ...drive,
+  const { sock, child: swtpm } = await startInstanceTpm(o.tpmDir, scratch);
+  const argv = cloudDiskArgv({
+    disk,
+    shape,
+    tpmSock: sock,
     // The only way out: the runtime's forward (restrict=on); the PSP on its virtio-serial port.
-    "-netdev",
-    ["user", "id=n0", ...guestNetOptions({ runtimePort: o.runtimePort })].join(","),
-    "-device",
-    "virtio-net-pci,netdev=n0",
-    "-chardev",
-    `socket,id=bkpsp,path=${o.psp.socketPath}`,
-    "-device",
-    "virtio-serial-pci,id=bkvser",
-    "-device",
-    `virtserialport,chardev=bkpsp,name=${VIRTIO_PSP_PORT_NAME}`,
-  ];
+    netOptions: guestNetOptions({ runtimePort: o.runtimePort }),
+    pspSocket: o.psp.socketPath,
+  });
   const q: ChildProcess = spawn("qemu-system-x86_64", argv, { stdio: ["pipe", "pipe", "pipe"] });
   let text = "";
   let askedNonce = false;
@@ -291,50 +249,6 @@ async function bootDisk(
     seconds: Math.round((Date.now() - t0) / 1000),
     ...(Object.keys(evidence).length ? { evidence } : {}),
   };
-}
-
-/**
- * The instance's EK as EC2's GetInstanceTpmEkPub returns it (`--key-format tpmt`): the TCG default RSA EK of the
- * swtpm whose state the guest will boot with, derived from its endorsement seed before the first boot (nothing is
- * persisted: the agent creates its own EK and AK in the guest).
- */
-async function instanceEkTpmt(tpmDir: string): Promise<string> {
-  const port = await freePort();
-  const child = spawn(
-    "swtpm",
-    [
-      "socket",
-      "--tpm2",
-      "--tpmstate",
-      `dir=${tpmDir}`,
-      "--server",
-      `type=tcp,port=${port},bindaddr=127.0.0.1`,
-      "--ctrl",
-      `type=tcp,port=${port + 1},bindaddr=127.0.0.1`,
-      "--flags",
-      "not-need-init,startup-clear",
-    ],
-    { stdio: "ignore" },
-  );
-  const exited = new Promise((r) => child.once("exit", r));
-  try {
-    const env = { ...process.env, TPM2TOOLS_TCTI: `swtpm:host=127.0.0.1,port=${port}` };
-    const dir = mkdtempSync(path.join(scratch, "ek-"));
-    let r = spawnSync("true");
-    for (let i = 0; i < 50; i++) {
-      r = spawnSync("tpm2_createek", ["-c", path.join(dir, "ek.ctx"), "-G", "rsa", "-u", path.join(dir, "ek.pub")], {
-        env,
-      });
-      if (r.status === 0) break;
-      await new Promise((res) => setTimeout(res, 100));
-    }
-    if (r.status !== 0) throw new Error(`tpm2_createek: ${r.stderr?.toString()}`);
-    // TPM2B_PUBLIC → TPMT_PUBLIC
-    return readFileSync(path.join(dir, "ek.pub")).subarray(2).toString("base64");
-  } finally {
-    child.kill("SIGTERM");
-    await exited;
-  }
 }
 
 /** One request to the simulated PSP on its socket, as the guest's virtio-serial port sends it. */
@@ -469,7 +383,7 @@ describe.runIf(ready)(
 
       // The instance's EK, read before the boot as GetInstanceTpmEkPub reads it, registered as the component does.
       tpmDir = mkdtempSync(path.join(scratch, "instance-tpm-"));
-      const ekTpmt = await instanceEkTpmt(tpmDir);
+      const ekTpmt = await instanceEkTpmt(tpmDir, scratch);
       const vtpm = awsOsBinding(`AwsConfidentialVm ${WORKLOAD}`, {
         bootChain: { manifest: manifestPath, disk: path.join(dir, disk.path) },
         nitroTpmDocument: false,
