@@ -1,47 +1,48 @@
-// Boots the kit's cloud disk the way EC2 and GCE do — UEFI firmware (Debian's OVMF.fd, no direct kernel boot)
-// loading \EFI\BOOT\BOOTX64.EFI from the disk's ESP — with a real software TPM (swtpm) as the vTPM: the NVMe shape
-// of EC2 Nitro and the virtio-scsi shape of GCE. The disk is the EC2 variant of the image (`image build --cloud
-// ec2`). The guest must reach its dm-verity root by GPT label. A simulated PSP outside the guest (the local stack's
-// virtio-serial one, runtime/sim/qemu/psp.ts) measured the firmware and vCPU the guest was started with: the
-// firmware-only SNP launch digest, the same for every VM of that size, as on EC2.
-// Then the proof, collected by the image itself: a test hook in the initramfs (an extra newc archive inside the UKI,
-// so this disk's UKI is not the production one — its prediction is taken from it the same way) carries no tools of
-// its own; it chroots into the verified root and runs the image's agent twice:
-//   1. `enclaivelet vtpm-evidence --nonce HEX` — the Vtpm.collect + wireVtpm that `run` attaches to its SNP
-//      evidence, with the image's tpm2-tools against /dev/tpmrm0 (persisted EK + AK, quote over the boot PCRs, the
-//      firmware's TCG event log) — printed as JSON. The host verifies the quote, replays the log to the quoted PCRs
-//      and checks the measured-boot policy predicted from the disk's UKI (PCR 4 Authenticode digest, PCR 11 of
-//      systemd-stub, the command line with the verity root hash).
-//   2. `enclaivelet run --user-data FILE` — the whole AWS flow, the agent's own code: the user-data the AWS
-//      component renders (agent in the image, vTPM on; only the evidence provider is the simulated PSP's port, and
-//      the file stands in for IMDS), read from the console; user-mode networking whose only way out is a forward to
-//      a real runtime (HTTPS, pinned CA) on the host. The agent asks Nitride for a challenge, binds nonce, its
-//      ephemeral keys, the vTPM AK and the user-data's SHA-256 into REPORT_DATA, gets the SNP report from the PSP,
-//      quotes over SHA-256(REPORT_DATA), answers Nitride's EK credential round (TPM2_ActivateCredential in the
-//      guest's TPM) and fetches its bundle. The workload is registered as AwsConfidentialVm registers it
-//      (awsOsBinding + the provider's workload body): the PSP's firmware-only digest, the boot policy predicted from
-//      the disk (predictFromDisk, with kitCmdlineMustContain), the user-data hash, and the instance's EK (read from
-//      the swtpm before the first boot, as GetInstanceTpmEkPub reads the NitroTPM's) — with nitroTpmDocument: false,
-//      since the image has no nitro-tpm-attest and swtpm no Nitro PKI: the AK is authenticated by EK credential
-//      activation instead.
-// Refusals: evidence whose SNP REPORT_DATA binds another TPM's AK (a second swtpm) beside this guest's genuine quote
-// is refused by the binding checks; a copy of the disk whose UKI command line differs by one byte boots too (the
-// firmware has no Secure Boot keys here) in the same "instance" (same vTPM: a swapped root volume) and the agent in
-// it is refused by Nitride's boot-chain checks.
+// Boots the kit's EC2 cloud disk as it ships and as EC2 boots it — UEFI firmware (Debian's OVMF.fd, no direct kernel
+// boot) loading \EFI\BOOT\BOOTX64.EFI from the disk's ESP — with a real software TPM (swtpm) as the vTPM: the NVMe
+// shape of EC2 Nitro and the virtio-scsi shape of GCE. The disk is `image build --cloud ec2` (the manifest's own
+// disk: nothing is added to its UKI). The guest must reach its dm-verity root by GPT label. A simulated PSP outside
+// the guest (the local stack's virtio-serial one, runtime/sim/qemu/psp.ts) measured the firmware and vCPU the guest
+// was started with: the firmware-only SNP launch digest, the same for every VM of that size, as on EC2.
+// Nothing in the boot path is the test's: systemd starts the image's enclaivelet-measured.service after
+// cloud-init-local, whose Ec2Local datasource (found by DMI: an "ec2…" product UUID equal to the serial, as
+// identify_aws wants) fetched the user-data from a fake IMDS (test/support/imds.ts, IMDSv2 with tokens required, as
+// AwsConfidentialVm sets httpTokens) on 169.254.169.254 — QEMU user networking on 169.254.169.0/24 with restrict=on,
+// whose only ways out are that IMDS and a forward to a real runtime (HTTPS, pinned CA). The agent reads cloud-init's
+// cached copy of the user-data (the AWS component's rendering: agent in the image, vTPM on; the evidence provider
+// is the simulated PSP's port), asks Nitride for a challenge, binds nonce, its ephemeral keys, the vTPM AK and the
+// user-data's SHA-256 into REPORT_DATA, gets the SNP report from the PSP, quotes over SHA-256(REPORT_DATA) with the
+// image's tpm2-tools, answers Nitride's EK credential round and fetches its bundle. The workload is registered as
+// AwsConfidentialVm registers it (awsOsBinding + the provider's workload body): the PSP's firmware-only digest, the
+// boot policy predicted from the disk (predictFromDisk, with kitCmdlineMustContain), the user-data hash, and the
+// instance's EK (read from the swtpm before the first boot, as GetInstanceTpmEkPub reads the NitroTPM's) — with
+// nitroTpmDocument: false, since the image has no nitro-tpm-attest and swtpm no Nitro PKI: the AK is authenticated
+// by EK credential activation instead.
+// The registered user-data also carries the workload's own code (runcmd, after the agent): it reads an instance tag
+// from IMDS and runs `enclaivelet vtpm-evidence --nonce <tag>` — the Vtpm.collect + wireVtpm that `run` attaches —
+// printing the JSON on the console. That is what a workload (root, or a guest kernel at VMPL0) can make of this VM's
+// vTPM for an outside party: the host verifies the quote, replays the log and checks the predicted measured-boot
+// policy with it, and the tag's nonce is SHA-256 of a REPORT_DATA binding a SECOND swtpm's AK.
+// Refusals:
+//   - that genuine quote beside this VM's genuine SNP report whose REPORT_DATA binds the other TPM's AK is refused by
+//     the binding checks;
+//   - user-data swapped in IMDS once cloud-init-local has read it has no effect: nothing reads IMDS's user-data again,
+//     the agent measures cloud-init's copy and the swapped-in runcmd never runs;
+//   - a copy of the disk whose UKI command line differs by one byte boots too (the firmware has no Secure Boot keys
+//     here) in the same "instance" (same vTPM: a swapped root volume), with the user-data changed in IMDS before the
+//     boot (a runcmd added): Nitride refuses the agent by the boot-chain checks and by the user-data binding, each by
+//     name, and none of the user-data runs (cloud-init's stages require the agent's unit).
 import { spawn, type ChildProcess } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import {
-  chmodSync,
   closeSync,
   copyFileSync,
   existsSync,
-  mkdirSync,
   mkdtempSync,
   openSync,
   readFileSync,
   readSync,
   rmSync,
-  symlinkSync,
   writeFileSync,
   writeSync,
 } from "node:fs";
@@ -50,15 +51,7 @@ import { homedir, tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { holdGuestSlots } from "../../support/guest-slots.js";
-import {
-  buildDisk,
-  buildImage,
-  newcArchive,
-  parseLock,
-  ukiFromDiskFile,
-  VTPM_PACKAGES,
-  type ImageManifest,
-} from "../../../images/guest/index.js";
+import { buildImage, parseLock, VTPM_PACKAGES, type ImageManifest } from "../../../images/guest/index.js";
 import type { DiskRecord } from "../../../images/guest/manifest.js";
 import { predictFromDisk } from "../../../images/index.js";
 import { decodeWireVtpm } from "../../../runtime/protocol/evidence.js";
@@ -70,21 +63,16 @@ import {
 } from "../../../runtime/attestation/tpm/index.js";
 import { reportDataForVtpm } from "../../../runtime/attestation/binding.js";
 import { boundKeyMaterial, newEphemeralKey } from "../../../runtime/guest/attest.js";
+import { AGENT_BIN } from "../../../runtime/guest/boot-unit.js";
 import { Vtpm } from "../../../runtime/guest/evidence/vtpm.js";
 import { renderUserData } from "../../../runtime/guest/cloud-init/index.js";
 import { createSnpSimulator } from "../../../runtime/sim/snp.js";
 import { measureLaunch } from "../../../runtime/sim/localvm/psp.js";
-import {
-  agentEvents,
-  GUEST_RUNTIME_ADDR,
-  guestNetOptions,
-  startSimulatedPsp,
-  type SimulatedPsp,
-} from "../../../runtime/sim/qemu/index.js";
-import { VIRTIO_PSP_PORT_NAME } from "../../../runtime/guest/evidence/virtio-psp.js";
+import { agentEvents, startSimulatedPsp, type SimulatedPsp } from "../../../runtime/sim/qemu/index.js";
 import { awsOsBinding } from "../../../components/aws/os-binding.js";
 import { kinds } from "../../../provider/kinds.js";
 import { startEnclaiveletStack, postAttest, failedChecks, type EnclaiveletStack } from "../../runtime/guest/stack.js";
+import { ec2Smbios, imdsNetOptions, startFakeImds, type FakeImds, type ImdsLeaf } from "../../support/imds.js";
 import { KIT_GUEST_CPU } from "../../support/kit-guest.js";
 import { haveCommand, requireTool } from "../../support/prereq.js";
 import { SwTpm } from "../../support/swtpm.js";
@@ -99,7 +87,7 @@ const ready =
   requireTool("Debian's OVMF.fd (ovmf)", existsSync(OVMF)) &&
   requireTool("swtpm", haveCommand("swtpm", ["--version"])) &&
   requireTool("tpm2-tools (the instance's EK, a second TPM's AK)", haveCommand("tpm2_createek", ["--version"])) &&
-  requireTool("socat (the guest's forward to the runtime)", haveCommand("socat", ["-V"])) &&
+  requireTool("socat (the guest's forwards to IMDS and the runtime)", haveCommand("socat", ["-V"])) &&
   ["objcopy", "mcopy", "unsquashfs"].every((t) =>
     requireTool(t, haveCommand(t, t === "unsquashfs" ? ["-h"] : ["--version"])),
   );
@@ -107,85 +95,117 @@ const ready =
 const scratch = mkdtempSync(path.join(tmpdir(), "bk-diskboot-"));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
-/**
- * The hook: after the init verified the root and mounted it at /newroot, run the image's own agent there against the
- * vTPM with a nonce read from the console, and print its JSON in base64 (kernel lines may interleave on the console).
- * Then read the user-data (base64 lines up to "bk-end"), bring up the NIC and the PSP port as udev would (the port's
- * /dev/virtio-ports name), and run the agent's `run` with it; its events go to the console.
- */
-const HOOK = `#!/bin/sh
-R=/newroot
-mount -t proc proc $R/proc
-mount -t sysfs sysfs $R/sys
-mount -t securityfs securityfs $R/sys/kernel/security
-mount -o bind /dev $R/dev
-echo "bk-hook: nonce?" >/dev/console
-read -r nonce </dev/console
-chroot $R /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \\
-  /opt/buckypaper/enclaivelet/bin/enclaivelet vtpm-evidence --nonce "$nonce" >$R/run/bk-vtpm.json 2>/dev/console
-echo "bk-hook-exit $?" >/dev/console
-{
-  echo "bk-hook-begin vtpm.json"
-  base64 $R/run/bk-vtpm.json
-  echo "bk-hook-end vtpm.json"
-} >/dev/console
-rm -f $R/run/bk-vtpm.json
-echo "bk-hook: user-data?" >/dev/console
-: >$R/run/bk-user-data.b64
-while read -r l </dev/console; do
-  [ "$l" = bk-end ] && break
-  echo "$l" >>$R/run/bk-user-data.b64
-done
-base64 -d $R/run/bk-user-data.b64 >$R/run/bk-user-data
-chroot $R /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin /bin/sh -c '
-  for m in virtio_pci virtio_net virtio_console; do modprobe $m; done
-  ip link set lo up && ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0
-  for p in /sys/class/virtio-ports/*; do
-    if [ "$(cat $p/name 2>/dev/null)" = ${VIRTIO_PSP_PORT_NAME} ]; then
-      mkdir -p /dev/virtio-ports && ln -sf ../\${p##*/} /dev/virtio-ports/${VIRTIO_PSP_PORT_NAME}
-    fi
-  done' >/dev/console 2>&1
-chroot $R /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \\
-  /opt/buckypaper/enclaivelet/bin/enclaivelet run --user-data /run/bk-user-data >/dev/console 2>&1
-echo "bk-hook-run-exit $?" >/dev/console
-rm -f $R/run/bk-user-data $R/run/bk-user-data.b64
-chroot $R /usr/sbin/ip link set eth0 down
-umount $R/dev $R/sys/kernel/security $R/sys $R/proc
-`;
+/** The runtime's address on the guest's link (the user network is IMDS's 169.254.169.0/24). */
+const RUNTIME_ADDR = "169.254.169.100";
+/** The instance tag the workload's code reads its quote nonce from. */
+const NONCE_TAG = "tags/instance/bk-quote-nonce";
+const WORKLOAD = "aws-cloud-disk";
 
-/** The hook as a newc archive: the script and the busybox applets it needs beyond the init's. */
-async function hookLayer(): Promise<Buffer> {
-  const root = path.join(scratch, "hook");
-  mkdirSync(path.join(root, "bin"), { recursive: true });
-  for (const a of ["base64", "chroot", "rm"]) symlinkSync("busybox", path.join(root, "bin", a));
-  writeFileSync(path.join(root, "bk-hook"), HOOK);
-  chmodSync(path.join(root, "bk-hook"), 0o755);
-  return newcArchive(root);
+/**
+ * The workload's own code in the registered user-data (runcmd: cloud-final, after the agent provisioned): an IMDSv2
+ * read of an instance tag, then the image's agent quoting over it with the vTPM; the JSON goes to the console in
+ * base64 between markers (kernel lines may interleave).
+ */
+const QUOTE_SCRIPT = `#!/usr/bin/python3
+import base64, subprocess, urllib.request
+def imds(method, path, headers):
+    r = urllib.request.Request("http://169.254.169.254" + path, method=method, headers=headers)
+    return urllib.request.urlopen(r, timeout=30).read().decode()
+token = imds("PUT", "/latest/api/token", {"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+nonce = imds("GET", "/latest/meta-data/${NONCE_TAG}", {"X-aws-ec2-metadata-token": token}).strip()
+out = subprocess.run(["${AGENT_BIN}", "vtpm-evidence", "--nonce", nonce], stdout=subprocess.PIPE)
+with open("/dev/console", "w") as c:
+    c.write("bk-quote-exit %d\\n" % out.returncode)
+    c.write("bk-quote-begin vtpm.json\\n" + base64.encodebytes(out.stdout).decode() + "bk-quote-end vtpm.json\\n")
+`;
+const QUOTE_SCRIPT_PATH = "/usr/local/sbin/bk-quote";
+
+/** A runcmd the host adds to the user-data in IMDS: it must never run. */
+const INJECTED_MARKER = "bk-injected-by-the-host";
+const inject = (userData: string) => {
+  const at = userData.indexOf("\nruncmd:\n");
+  if (at < 0) throw new Error("the user-data has no runcmd to add to");
+  const to = at + "\nruncmd:\n".length;
+  return `${userData.slice(0, to)}  - [ sh, -c, 'echo ${INJECTED_MARKER} >/dev/console' ]\n${userData.slice(to)}`;
+};
+
+/** The guest NIC's MAC (QEMU's default for the first NIC): IMDS describes the instance's interface by it. */
+const MAC = "52:54:00:12:34:56";
+
+/**
+ * What IMDS answers for this instance besides the user-data: what cloud-init 22.4's Ec2 crawl reads, including the
+ * `network/interfaces/macs/…` tree EC2 always serves — without it DataSourceEc2.network_config re-crawls IMDS
+ * ("Refreshing stale metadata from prior to upgrade") in every stage that asks for network config, the network
+ * stage after the agent included.
+ */
+function instanceMetaData(extra: Record<string, ImdsLeaf> = {}): {
+  metaData: Record<string, ImdsLeaf>;
+  identity: Record<string, unknown>;
+} {
+  const id = "i-0ec2d15cb007c10d0";
+  return {
+    metaData: {
+      "ami-id": "ami-0b0c1d5cb007c10d0",
+      "ami-launch-index": "0",
+      hostname: "ip-169-254-169-15.us-east-2.compute.internal",
+      "instance-id": id,
+      "instance-type": "m6a.large",
+      "local-hostname": "ip-169-254-169-15.us-east-2.compute.internal",
+      "local-ipv4": "169.254.169.15",
+      mac: MAC,
+      [`network/interfaces/macs/${MAC}/device-number`]: "0",
+      [`network/interfaces/macs/${MAC}/interface-id`]: "eni-0ec2d15cb007c10d0",
+      [`network/interfaces/macs/${MAC}/local-ipv4s`]: "169.254.169.15",
+      [`network/interfaces/macs/${MAC}/mac`]: MAC,
+      [`network/interfaces/macs/${MAC}/subnet-id`]: "subnet-0ec2d15cb007c10d0",
+      [`network/interfaces/macs/${MAC}/subnet-ipv4-cidr-block`]: "169.254.169.0/24",
+      [`network/interfaces/macs/${MAC}/vpc-id`]: "vpc-0ec2d15cb007c10d0",
+      [`network/interfaces/macs/${MAC}/vpc-ipv4-cidr-block`]: "169.254.169.0/24",
+      "placement/availability-zone": "us-east-2a",
+      "placement/region": "us-east-2",
+      "services/domain": "amazonaws.com",
+      "services/partition": "aws",
+      ...extra,
+    },
+    identity: {
+      accountId: "123456789012",
+      architecture: "x86_64",
+      availabilityZone: "us-east-2a",
+      imageId: "ami-0b0c1d5cb007c10d0",
+      instanceId: id,
+      instanceType: "m6a.large",
+      pendingTime: "2026-01-01T00:00:00Z",
+      privateIp: "169.254.169.15",
+      region: "us-east-2",
+      version: "2017-09-30",
+    },
+  };
 }
 
 interface Boot {
   console: string;
   evidence?: Record<string, Buffer>;
   seconds: number;
+  /** Seconds from QEMU's start to the agent's `done` (its bundle written), when it came. */
+  toSecrets?: number;
 }
 
 interface BootOptions {
   /** swtpm state directory: the instance's vTPM (kept across boots of the same instance). */
   tpmDir: string;
-  /** Answers the hook's nonce prompt (hex is sent). */
-  nonce: () => Promise<Buffer>;
-  /** The user-data text the hook's `run` reads. */
-  userData: string;
+  imds: FakeImds;
   psp: SimulatedPsp;
   runtimePort: number;
+  /** Sees the console as it grows. */
+  onConsole?: (text: string) => void;
 }
 
-/** Boots `disk` under OVMF + swtpm + the PSP until `until` (or `timeoutMs`); answers the hook's prompts. */
+/** Boots `disk` under OVMF + swtpm + the PSP on the IMDS link until `until(console)` (or `timeoutMs`). */
 async function bootDisk(
   disk: string,
   shape: "nvme" | "virtio-scsi",
   o: BootOptions,
-  until: RegExp,
+  until: (text: string) => boolean,
   timeoutMs: number,
 ): Promise<Boot> {
   const t0 = Date.now();
@@ -194,37 +214,23 @@ async function bootDisk(
     disk,
     shape,
     tpmSock: sock,
-    // The only way out: the runtime's forward (restrict=on); the PSP on its virtio-serial port.
-    netOptions: guestNetOptions({ runtimePort: o.runtimePort }),
+    // The only ways out: IMDS and the runtime's forward (restrict=on); the PSP on its virtio-serial port.
+    netOptions: imdsNetOptions({ imdsPort: o.imds.port, runtimeAddr: RUNTIME_ADDR, runtimePort: o.runtimePort }),
     pspSocket: o.psp.socketPath,
+    // What cloud-init's ds-identify and identify_aws read to tell EC2.
+    extra: ec2Smbios(),
   });
-  const q: ChildProcess = spawn("qemu-system-x86_64", argv, { stdio: ["pipe", "pipe", "pipe"] });
+  const q: ChildProcess = spawn("qemu-system-x86_64", argv, { stdio: ["ignore", "pipe", "pipe"] });
   let text = "";
-  let askedNonce = false;
-  let askedUserData = false;
+  let toSecrets: number | undefined;
   const done = new Promise<void>((resolve) => {
     const timer = setTimeout(() => q.kill("SIGKILL"), timeoutMs);
     const onData = (c: Buffer) => {
       text += c.toString("latin1");
-      if (!askedNonce && text.includes("bk-hook: nonce?")) {
-        askedNonce = true;
-        void o.nonce().then(
-          (n) => q.stdin!.write(n.toString("hex") + "\n"),
-          (e: Error) => {
-            text += `\n[host] nonce: ${e.message}\n`;
-            q.kill("SIGKILL");
-          },
-        );
-      }
-      if (!askedUserData && text.includes("bk-hook: user-data?")) {
-        askedUserData = true;
-        const lines =
-          Buffer.from(o.userData)
-            .toString("base64")
-            .match(/.{1,76}/g) ?? [];
-        q.stdin!.write([...lines, "bk-end", ""].join("\n"));
-      }
-      if (until.test(text) || /powering off/.test(text)) q.kill("SIGKILL");
+      o.onConsole?.(text);
+      if (toSecrets === undefined && agentEvents(text).some((e) => e.event === "done"))
+        toSecrets = Math.round((Date.now() - t0) / 1000);
+      if (until(text) || /powering off/.test(text)) q.kill("SIGKILL");
     };
     q.stdout!.on("data", onData);
     q.stderr!.on("data", onData);
@@ -235,8 +241,11 @@ async function bootDisk(
   });
   await done;
   swtpm.kill();
+  // BK_DISKBOOT_CONSOLE=DIR keeps each boot's console for reading after the run.
+  if (process.env.BK_DISKBOOT_CONSOLE)
+    writeFileSync(path.join(process.env.BK_DISKBOOT_CONSOLE, `cloud-disk-boot-${shape}.log`), text);
   const evidence: Record<string, Buffer> = {};
-  for (const m of text.matchAll(/bk-hook-begin (\S+)\r?\n([\s\S]*?)bk-hook-end \1/g))
+  for (const m of text.matchAll(/bk-quote-begin (\S+)\r?\n([\s\S]*?)bk-quote-end \1/g))
     evidence[m[1]] = Buffer.from(
       m[2]
         .split(/\r?\n/)
@@ -248,6 +257,7 @@ async function bootDisk(
     console: text,
     seconds: Math.round((Date.now() - t0) / 1000),
     ...(Object.keys(evidence).length ? { evidence } : {}),
+    ...(toSecrets !== undefined ? { toSecrets } : {}),
   };
 }
 
@@ -270,9 +280,9 @@ function pspReport(psp: SimulatedPsp, reportData: Buffer): Promise<{ report: str
   });
 }
 
-/** The agent's output ({"vtpm": evidence.vtpm}) through the runtime's own wire decoder. */
+/** The agent's `vtpm-evidence` output ({"vtpm": evidence.vtpm}) through the runtime's own wire decoder. */
 function tpmEvidence(e: Record<string, Buffer>): TpmEvidence {
-  if (!e["vtpm.json"]?.length) throw new Error("the hook printed no vtpm.json (the agent's output)");
+  if (!e["vtpm.json"]?.length) throw new Error("the workload's runcmd printed no vtpm.json (the agent's output)");
   const out = JSON.parse(e["vtpm.json"].toString("utf8")) as { vtpm?: unknown };
   const ev = decodeWireVtpm(out.vtpm, "vtpm");
   expect(Object.keys(ev.pcrs?.sha256 ?? {}).map(Number)).toEqual(PCRS);
@@ -285,15 +295,8 @@ function appraise(ev: TpmEvidence, nonce: Buffer, policy: MeasuredBootPolicy) {
   return { tpm: v.checks, boot: appraiseMeasuredBoot(v, policy) };
 }
 
-/** The agent's events from the hook's `run` only (the image's own unit runs later in systemd, without IMDS here). */
-function runEvents(text: string): Record<string, unknown>[] {
-  const from = text.indexOf("bk-hook: user-data?");
-  const to = text.indexOf("bk-hook-run-exit", from);
-  return from < 0 || to < 0 ? [] : agentEvents(text.slice(from, to));
-}
-
 /** systemd reached sysinit.target: the boot-phase units (systemd-pcrphase*) would have started by then. */
-const SYSINIT = /Reached target .*System Initialization/;
+const SYSINIT = /Reached target .*(System Initialization|sysinit)/;
 
 const failed = (checks: { id: string; ok: boolean }[]) => checks.filter((c) => !c.ok).map((c) => c.id);
 
@@ -308,10 +311,11 @@ function refusedIds(error: string): string[] {
     .map((m) => m[1]);
 }
 
-const WORKLOAD = "aws-cloud-disk";
+/** The agent's events printed `event` (its unit's output goes to the console). */
+const sawEvent = (text: string, event: string) => text.includes(`"event":"${event}"`);
 
 describe.runIf(ready)(
-  "the cloud disk boots under UEFI with a vTPM, its measured boot is what was predicted, and Nitride releases its bundle only to it",
+  "the EC2 cloud disk boots as it ships under UEFI with a vTPM and IMDSv2, its measured boot is what was predicted, and Nitride releases its bundle only to it",
   () => {
     holdGuestSlots(1, "cloud-disk-boot"); // 1 guest(s) at once: see test/support/guest-slots.ts
     const cacheDir = path.join(homedir(), ".cache/buckypaper");
@@ -319,7 +323,6 @@ describe.runIf(ready)(
     let dir: string;
     let disk: DiskRecord;
     let policy: MeasuredBootPolicy;
-    let manifestPath: string;
     let stack: EnclaiveletStack;
     let runtimePort: number;
     let measurement: string;
@@ -329,36 +332,28 @@ describe.runIf(ready)(
     let tpmDir: string;
 
     beforeAll(async () => {
-      // The EC2 variant (its datasource and the agent's user-data source are EC2's): the tools the vTPM evidence
-      // needs are in every variant's root (images/guest/lock.ts), and this disk is what EC2 would boot.
+      // The EC2 variant as `image build --cloud ec2` makes it (format disk): its datasource and the agent's
+      // user-data source are EC2's; the tools the vTPM evidence needs are in every variant's root
+      // (images/guest/lock.ts).
       const img = await buildImage({
         repoRoot,
         lockPath: path.join(repoRoot, "images/guest/packages.lock"),
         cacheDir,
         cloud: "ec2",
-        format: "direct",
       });
       dir = img.dir;
       m = img.manifest;
-      // The hooked disk is a separate record: the shared manifest.json never names it.
-      disk = await buildDisk({
-        imageDir: dir,
-        manifest: m,
-        repoRoot,
-        cacheDir,
-        sourceDateEpoch: m.sourceDateEpoch,
-        testLayers: [await hookLayer()],
-      });
-      manifestPath = path.join(scratch, "manifest.json");
-      writeFileSync(manifestPath, JSON.stringify({ ...m, disk }));
-      policy = predictFromDisk(path.join(dir, "manifest.json"), { ...m, disk }, "sha256").policy;
+      expect(m.disk, "image build --cloud ec2 makes the cloud disk").toBeDefined();
+      disk = m.disk!;
+      policy = predictFromDisk(img.manifestPath, m, "sha256").policy;
 
       // The runtime the guest reaches through its one forward, trusting the simulated SNP platform.
       const sim = await createSnpSimulator({ product: "Genoa", rsaBits: 2048 });
-      stack = await startEnclaiveletStack({ sim, tlsHosts: [GUEST_RUNTIME_ADDR] });
+      stack = await startEnclaiveletStack({ sim, tlsHosts: [RUNTIME_ADDR] });
       runtimePort = Number(new URL(stack.rt.url).port);
-      // A TCG boot takes minutes: the host's own hostile attestation below uses a challenge issued at the hook's
-      // prompt and sent after the boot (the agent's own challenges are answered in seconds).
+      // A TCG boot takes minutes: the host's own hostile attestation below uses a challenge issued when the workload
+      // reads the nonce tag (each read of the tag is a new challenge: cloud-init-local's crawl reads it too) and sent
+      // after the boot (the agent's own challenges are answered in seconds).
       await stack.admin("PUT", "nitride/config", { challenge_ttl: 600 });
       // What the PSP reports for this launch: firmware + vCPUs only (no kernel-hashes table in Debian's OVMF).
       const launch = measureLaunch({ firmware: OVMF, vcpus: 1, vcpuType: KIT_GUEST_CPU });
@@ -366,11 +361,12 @@ describe.runIf(ready)(
       measurement = launch.measurement;
 
       // The user-data AwsConfidentialVm renders for an image with the agent in it (vTPM on); the provider is the
-      // simulated PSP's port instead of /dev/sev-guest, and one secret goes to a file.
-      userData = renderUserData({
+      // simulated PSP's port instead of /dev/sev-guest, and one secret goes to a file. The workload's own code
+      // (the quote script, run by runcmd) is part of it, so of its registered hash.
+      const rendered = renderUserData({
         platform: "aws",
         tee: "snp",
-        runtimeUrl: `https://${GUEST_RUNTIME_ADDR}:${runtimePort}`,
+        runtimeUrl: `https://${RUNTIME_ADDR}:${runtimePort}`,
         runtimeCaSha256: stack.caSha256,
         workloadId: WORKLOAD,
         agent: { kind: "image" },
@@ -378,14 +374,17 @@ describe.runIf(ready)(
         vtpm: true,
         hostname: "aws-cloud-disk",
         provision: { files: [{ path: "/run/bk-app/db-password", secret: "web/db", field: "password", mode: "0600" }] },
+        extraFiles: [{ path: QUOTE_SCRIPT_PATH, content: QUOTE_SCRIPT, permissions: "0755" }],
       }).text;
+      expect(rendered).not.toMatch(/^runcmd:/m); // the image's agent needs none: the workload's is the only one
+      userData = `${rendered}runcmd:\n  - [ ${QUOTE_SCRIPT_PATH} ]\n`;
       userDataSha256 = createHash("sha256").update(userData).digest("hex");
 
       // The instance's EK, read before the boot as GetInstanceTpmEkPub reads it, registered as the component does.
       tpmDir = mkdtempSync(path.join(scratch, "instance-tpm-"));
       const ekTpmt = await instanceEkTpmt(tpmDir, scratch);
       const vtpm = awsOsBinding(`AwsConfidentialVm ${WORKLOAD}`, {
-        bootChain: { manifest: manifestPath, disk: path.join(dir, disk.path) },
+        bootChain: { manifest: img.manifestPath, disk: path.join(dir, disk.path) },
         nitroTpmDocument: false,
         ekPublicTpmt: [ekTpmt],
       });
@@ -419,23 +418,25 @@ describe.runIf(ready)(
       });
 
     it(
-      "EC2 shape (NVMe): reaches the verified root by label; quote + event log satisfy the predicted policy; the agent's run is accepted by Nitride and provisions; REPORT_DATA binding another AK is refused",
+      "EC2 shape (NVMe): reaches the verified root by label; cloud-init takes the user-data from IMDSv2 and the image's unit attests and provisions; the workload's quote + event log satisfy the predicted policy; user-data swapped in IMDS afterwards has no effect; REPORT_DATA binding another AK is refused",
       { timeout: 1_500_000 },
       async () => {
         // The manifest names the locked tools the agent's evidence runs (images/guest/lock.ts VTPM_PACKAGES).
         const lock = parseLock(readFileSync(path.join(repoRoot, "images/guest/packages.lock"), "utf8"));
         expect(m.enclaivelet?.vtpmTools).toEqual(Object.fromEntries(VTPM_PACKAGES.map((p) => [p, lock.debs.get(p)])));
         expect(m.enclaivelet?.userDataSource).toBe("ec2");
-        // The hostile part, prepared at the hook's prompt: a challenge of this workload, an ephemeral key, and a
-        // second TPM's AK bound into REPORT_DATA; the guest's genuine quote is then made over SHA-256 of it — what a
-        // guest kernel at VMPL0 relaying this VM's vTPM for another TPM's key would send.
+        // The hostile part, prepared when the guest reads the nonce tag (the last read is the workload's): a challenge of this workload, an
+        // ephemeral key, and a second TPM's AK bound into REPORT_DATA; the workload's genuine quote is then made over
+        // SHA-256 of it — what a workload (or a guest kernel at VMPL0) relaying this VM's vTPM for another TPM's key
+        // would send.
         const other = await SwTpm.start();
         let hostile: { nonce: string; reportData: Buffer; ephemeral: ReturnType<typeof newEphemeralKey> } | undefined;
         const psp = await newPsp();
+        let imds: FakeImds | undefined;
         let b: Boot;
         try {
           const otherAk = await new Vtpm({ tcti: other.tcti }).attestationKey();
-          const nonce = async () => {
+          const quoteNonce = async () => {
             const ch = (await stack.client.request("POST", "nitride/challenge", { body: { workload_id: WORKLOAD } }))
               .body as { data: { nonce: string } };
             const ephemeral = newEphemeralKey();
@@ -446,28 +447,71 @@ describe.runIf(ready)(
               Buffer.from(userDataSha256, "hex"),
             );
             hostile = { nonce: ch.data.nonce, reportData, ephemeral };
-            return createHash("sha256").update(reportData).digest();
+            return createHash("sha256").update(reportData).digest("hex");
+          };
+          imds = await startFakeImds({ ...instanceMetaData({ [NONCE_TAG]: quoteNonce }), userData });
+          // Once cloud-init-local has cached the user-data (the agent's unit starts after it), the host swaps in one
+          // with a runcmd of its own. (cloud-init-local itself crawls IMDS twice, the second time for its boot
+          // event: a swap before it finished would be what it caches — and what the agent measures.)
+          let readsBeforeSwap: number | undefined;
+          const swapOnce = (text: string) => {
+            if (readsBeforeSwap !== undefined || !sawEvent(text, "start")) return;
+            readsBeforeSwap = imds!.requests.filter((r) => /\/user-data$/.test(r.path)).length;
+            imds!.setUserData(inject(userData));
           };
           b = await bootDisk(
             path.join(dir, disk.path),
             "nvme",
-            { tpmDir, nonce, userData, psp, runtimePort },
-            SYSINIT,
+            { tpmDir, imds, psp, runtimePort, onConsole: swapOnce },
+            (t) => t.includes("bk-quote-end vtpm.json") || sawEvent(t, "failed"),
             1_200_000,
           );
-          console.log(`[disk-boot] nvme: booted to sysinit in ${b.seconds} s; PSP requests ${psp.requests.length}`);
+          console.log(
+            `[disk-boot] nvme: boot to secrets ${b.toSecrets ?? "-"} s, to the workload's quote ${b.seconds} s; PSP requests ${psp.requests.length}; IMDS ${imds.requests.map((r) => `${r.method} ${r.path} ${r.status}`).join(", ")}`,
+          );
           expect(b.console).toMatch(/nvme0n1: p1 p2 p3/);
           expect(b.console).toContain(
             `buckypaper-init: root /dev/nvme0n1p2 verified (dm-verity ${m.verity.rootHash}, hash tree /dev/nvme0n1p3)`,
           );
           expect(b.console).toMatch(SYSINIT);
-          // systemd 252's PCR 11 boot-phase barriers would extend PCR 11 after the quote the agent takes in the
-          // real system (outside the firmware log): the UKI's command line masks them, so they never start.
+          // systemd 252's PCR 11 boot-phase barriers would extend PCR 11 after the agent's quote (outside the
+          // firmware log): the UKI's command line masks them, so they never start.
           expect(b.console).toContain("systemd.mask=systemd-pcrphase.service");
           const units = b.console.split("\n").filter((l) => !l.includes("systemd.mask="));
           expect(units.filter((l) => /pcrphase|PCR Barrier/i.test(l))).toEqual([]);
-          // The agent in the verified root quoted with the image's tpm2-tools (the hook carries none).
-          expect(b.console, b.console.slice(-3000)).toContain("bk-hook-exit 0");
+
+          // IMDSv2 as EC2 answers it with httpTokens required: cloud-init asked for a token first and sent it with
+          // every read (no 401). Every user-data read was cloud-init-local's, before the agent started: nothing
+          // read it again after the swap.
+          expect(imds.requests[0], JSON.stringify(imds.requests.slice(0, 3))).toMatchObject({
+            method: "PUT",
+            path: "/latest/api/token",
+            status: 200,
+          });
+          expect(imds.requests.filter((r) => r.status === 401)).toEqual([]);
+          const udReads = imds.requests.filter((r) => /\/user-data$/.test(r.path));
+          expect(readsBeforeSwap).toBeGreaterThanOrEqual(1);
+          expect(udReads.length).toBe(readsBeforeSwap);
+          expect(udReads.map((r) => r.status)).toEqual(udReads.map(() => 200));
+
+          // The image's own unit: challenge → SNP report from the PSP binding its AK → quote → EK credential round →
+          // token → bundle → the file written. Nitride accepted every check.
+          const events = agentEvents(b.console);
+          const names = events.map((e) => e.event);
+          console.log(`[disk-boot] nvme: agent events ${names.join(" ")}`);
+          expect(events.find((e) => e.event === "evidence.provider")?.provider).toBe("virtio-psp");
+          expect(events.find((e) => e.event === "user-data.measured")?.sha256).toBe(userDataSha256);
+          for (const e of ["evidence.collected", "ek-credential.activated", "attest.ok", "login.ok", "bundle.received"])
+            expect(names, b.console.slice(-4000)).toContain(e);
+          expect(events.find((e) => e.event === "done")?.written).toBe(1);
+          expect(psp.requests.filter((q) => q.kind === "report" && q.ok).length).toBeGreaterThanOrEqual(1);
+          // No secret on the console.
+          expect(b.console).not.toContain("web-db-s3cret");
+
+          // The workload's runcmd ran (after the agent) with the registered user-data from cloud-init's cache: the
+          // swapped-in runcmd never did.
+          expect(b.console, b.console.slice(-3000)).toContain("bk-quote-exit 0");
+          expect(b.console).not.toContain(INJECTED_MARKER);
           expect(b.evidence, b.console.slice(-3000)).toBeDefined();
           expect(hostile).toBeDefined();
           const qnonce = createHash("sha256").update(hostile!.reportData).digest();
@@ -482,22 +526,7 @@ describe.runIf(ready)(
           ]);
           expect(failed(r.boot), JSON.stringify(r.boot, null, 1)).toEqual([]);
           // A quote with another nonce is not this attestation's.
-          expect(failed(appraise(tpmEvidence(b.evidence!), randomBytes(32), policy).tpm)).toEqual(["tpm.nonce"]);
-
-          // The agent's own `run`: challenge → SNP report from the PSP binding its AK → quote → EK credential
-          // round → token → bundle → the file written. Nitride accepted every check.
-          const events = runEvents(b.console);
-          const names = events.map((e) => e.event);
-          console.log(`[disk-boot] nvme: agent events ${names.join(" ")}`);
-          expect(b.console, b.console.slice(-4000)).toContain("bk-hook-run-exit 0");
-          expect(events.find((e) => e.event === "evidence.provider")?.provider).toBe("virtio-psp");
-          expect(events.find((e) => e.event === "user-data.measured")?.sha256).toBe(userDataSha256);
-          for (const e of ["evidence.collected", "ek-credential.activated", "attest.ok", "login.ok", "bundle.received"])
-            expect(names, b.console.slice(-4000)).toContain(e);
-          expect(events.find((e) => e.event === "done")?.written).toBe(1);
-          expect(psp.requests.filter((q) => q.kind === "report" && q.ok).length).toBeGreaterThanOrEqual(1);
-          // No secret on the console.
-          expect(b.console).not.toContain("web-db-s3cret");
+          expect(failed(appraise(tpmEvidence(b.evidence!), Buffer.alloc(32, 7), policy).tpm)).toEqual(["tpm.nonce"]);
 
           // The hostile evidence: this VM's genuine SNP report (the PSP answers any REPORT_DATA a VMPL0 kernel asks
           // for) and its genuine quote, but REPORT_DATA binds the second TPM's AK.
@@ -526,6 +555,7 @@ describe.runIf(ready)(
           for (const id of ["tpm.quote-signature", "tpm.event-log-replay", "boot.applications", "boot.pcrs"])
             expect(checks.find((c) => c.id === id)?.ok, id).toBe(true);
         } finally {
+          await imds?.close();
           await psp.close();
           await other.stop();
         }
@@ -533,7 +563,7 @@ describe.runIf(ready)(
     );
 
     it(
-      "GCE shape (virtio-scsi), UKI command line changed by one byte on the disk (same instance, swapped root volume): boots, fails the policy, and Nitride refuses the agent by the boot-chain checks",
+      "GCE shape (virtio-scsi), UKI command line changed by one byte on the disk (same instance, swapped root volume) and a runcmd added to the user-data in IMDS: boots, and Nitride refuses the image's agent by the boot-chain checks and the user-data binding; none of the user-data runs",
       { timeout: 1_500_000 },
       async () => {
         const copy = path.join(scratch, "tampered.raw");
@@ -547,60 +577,57 @@ describe.runIf(ready)(
         // …4294967295 → …4294967294: still a valid, harmless command line.
         writeSync(fd, Buffer.from("4"), 0, 1, esp.firstLba * 512 + at + "nvme_core.io_timeout=429496729".length);
         closeSync(fd);
-        const nonce = randomBytes(32);
+        const changed = inject(userData);
+        const changedSha256 = createHash("sha256").update(changed).digest("hex");
         const psp = await newPsp();
+        const imds = await startFakeImds({ ...instanceMetaData(), userData: changed });
         let b: Boot;
+        let refusedAt: number | undefined;
         try {
           b = await bootDisk(
             copy,
             "virtio-scsi",
-            { tpmDir, nonce: async () => nonce, userData, psp, runtimePort },
-            /systemd\[1\]: systemd \d+/,
+            { tpmDir, imds, psp, runtimePort },
+            // After the refusal, until systemd gives up the units that require the agent's (or 90 s).
+            (t) => {
+              if (!sawEvent(t, "failed")) return false;
+              refusedAt ??= Date.now();
+              return /Dependency failed for/.test(t) || Date.now() - refusedAt > 90_000;
+            },
             1_200_000,
           );
         } finally {
           await psp.close();
+          await imds.close();
         }
-        console.log(`[disk-boot] virtio-scsi, tampered: booted to systemd in ${b.seconds} s`);
+        console.log(`[disk-boot] virtio-scsi, tampered: booted to the refusal in ${b.seconds} s`);
         expect(b.console).toContain("nvme_core.io_timeout=4294967294");
         expect(b.console).toMatch(/buckypaper-init: root \/dev\/sd[a-z]2 verified/);
-        // The agent in the verified root quoted with the image's tpm2-tools (the hook carries none).
-        expect(b.console, b.console.slice(-3000)).toContain("bk-hook-exit 0");
-        expect(b.evidence, b.console.slice(-3000)).toBeDefined();
-        const ev = tpmEvidence(b.evidence!);
-        const r = appraise(ev, nonce, policy);
-        console.log(
-          `[disk-boot] virtio-scsi, tampered: ${[...r.tpm, ...r.boot].map((c) => `${c.id}=${c.ok}`).join(" ")}`,
-        );
-        // Genuine evidence (quote, nonce, replay all verify) of another boot chain.
-        expect(failed(r.tpm)).toEqual([]);
-        expect(failed(r.boot)).toEqual(["boot.applications", "boot.pcrs"]);
-        // The same evidence satisfies the prediction made from the tampered disk itself: the UKI is what differs.
-        const own = predictFromDisk(
-          manifestPath,
-          {
-            ...m,
-            disk: {
-              ...disk,
-              uki: { ...disk.uki, sha256: createHash("sha256").update(ukiFromDiskFile(copy)).digest("hex") },
-            },
-          },
-          "sha256",
-          { diskPath: copy },
-        );
-        expect(failed(appraise(ev, nonce, own.policy).boot)).toEqual([]);
 
-        // The agent's run in the tampered boot: the same instance (its EK, its AK), firmware, user-data and nonce
-        // binding — Nitride refuses it by the boot chain alone, and nothing is provisioned.
-        const events = runEvents(b.console);
+        // The image's agent measured the user-data cloud-init took from IMDS — the changed one — and was refused
+        // by the boot chain (the UKI byte) and by the user-data binding (the runcmd), each by name.
+        const events = agentEvents(b.console);
         console.log(`[disk-boot] virtio-scsi, tampered: agent events ${events.map((e) => e.event).join(" ")}`);
-        expect(b.console, b.console.slice(-4000)).toContain("bk-hook-run-exit 1");
+        expect(events.find((e) => e.event === "user-data.measured")?.sha256).toBe(changedSha256);
         const verdict = events.find((e) => e.event === "failed");
         expect(verdict?.reason, JSON.stringify(verdict)).toBe("refused");
         const ids = refusedIds(String(verdict?.error));
         console.log(`[disk-boot] virtio-scsi, tampered: Nitride refused: ${ids.join(" ")}`);
-        expect(ids).toEqual(["boot.applications", "boot.pcrs"]);
+        // The user-data binding: REPORT_DATA is checked with the REGISTERED hash (policy.report-data, and with it the
+        // AK binding and the quote's nonce, which hang off that REPORT_DATA) and nitride.user-data names the reason;
+        // the boot chain: the UKI's Authenticode digest and PCR 11.
+        expect(ids).toEqual([
+          "policy.report-data",
+          "vtpm.ak-binding",
+          "tpm.nonce",
+          "boot.applications",
+          "boot.pcrs",
+          "nitride.user-data",
+        ]);
         expect(events.map((e) => e.event)).not.toContain("bundle.received");
+        // cloud-init's user stages require the agent's unit: the added runcmd (and the workload's) never ran.
+        expect(b.console).not.toContain(INJECTED_MARKER);
+        expect(b.console).not.toContain("bk-quote-exit");
       },
     );
   },
