@@ -108,6 +108,7 @@ const CLOUD_KEYS = {
   subnetId: [VhsmPlatform.Aws],
   securityGroupIds: [VhsmPlatform.Aws],
   akPins: [VhsmPlatform.Aws],
+  dbCertificates: CLOUD_PLATFORMS,
   zone: [VhsmPlatform.Gcp],
   network: [VhsmPlatform.Gcp],
   subnetwork: [VhsmPlatform.Gcp],
@@ -179,6 +180,13 @@ export interface VhsmArgs {
    * is then pinned by that AK and the runtime instance id instead of the document's module_id.
    */
   akPins?: string[];
+  /**
+   * Mode confidential-vm, platforms aws and gcp (required on gcp, whose Shielded VM boots with Secure Boot on): the db
+   * certificate files (PEM or DER) the runtime disk's UKI is signed with (`image build --sign-key/--sign-cert`) and
+   * the image enrolls (AMI `uefiData`, GCE image `shieldedInstanceInitialState.dbs`). The boot policy then also
+   * requires Secure Boot on and the boot verified by one of them (PCR 7 authority).
+   */
+  dbCertificates?: string[];
   /** Mode confidential-vm, platform gcp (required): the zone; and the network or subnetwork (default network default). */
   zone?: pulumi.Input<string>;
   network?: pulumi.Input<string>;
@@ -992,6 +1000,7 @@ export class Vhsm extends pulumi.ComponentResource {
           securityGroupIds: args.securityGroupIds,
           ...(args.publicHost !== undefined ? { publicHost: args.publicHost } : {}),
           ...(args.akPins !== undefined ? { akPins: args.akPins } : {}),
+          ...(args.dbCertificates !== undefined ? { dbCertificates: args.dbCertificates } : {}),
           rootVolumeSizeGb: 16,
           dataDiskGb: dataDisk(1, 16384),
           acceptLegacyLayout: true,
@@ -1008,6 +1017,7 @@ export class Vhsm extends pulumi.ComponentResource {
           ...(args.publicHost !== undefined ? { publicHost: args.publicHost } : {}),
           bootDiskSizeGb: 20,
           dataDiskGb: dataDisk(10, 65536),
+          ...(args.dbCertificates !== undefined ? { dbCertificates: args.dbCertificates } : {}),
           firmwareEndorsement: args.firmwareEndorsement!,
           gceTcbRootPem: args.gceTcbRootPem!,
           ...(args.minFirmwareSvn !== undefined ? { minFirmwareSvn: args.minFirmwareSvn } : {}),

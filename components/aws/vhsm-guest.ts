@@ -50,6 +50,8 @@ export interface AwsVhsmGuestArgs {
    * (manifest runtime.vtpm.ak "runtime-ak": no nitro-tpm-attest in the image).
    */
   akPins?: string[];
+  /** db certificates the UKI is signed with and the AMI's uefiData enrolls (optional on AWS: field `dbCertificates`). */
+  dbCertificates?: string[];
   rootVolumeSizeGb: number;
   /** GiB of the runtime's data volume (EBS gp3, encrypted by EBS; the runtime's barrier encrypts inside it). */
   dataDiskGb: number;
@@ -88,7 +90,11 @@ export function awsVhsmGuest(parent: pulumi.Resource, a: AwsVhsmGuestArgs): Clou
       "is empty: give the runtime's AK digest, or leave it out (NitroTPM document)",
     );
   // The NitroTPM document signs only the SHA-384 bank: the policy is predicted in it. Pinned AKs quote sha256.
-  const image = cloudRuntimeImage(a.who, "image", a.image, { bank: pins.length ? "sha256" : "sha384", cloud: "ec2" });
+  const image = cloudRuntimeImage(a.who, "image", a.image, {
+    bank: pins.length ? "sha256" : "sha384",
+    cloud: "ec2",
+    ...(a.dbCertificates !== undefined ? { dbCertificates: a.dbCertificates } : {}),
+  });
   if (image.ak === "runtime-ak" && !pins.length)
     throw new ConfigError(
       a.who,

@@ -8,7 +8,7 @@
 // Checked at preview: a workload image, a runtime for the local stack's simulated PSP, an image without a cloud disk,
 // or a disk whose UKI is not the manifest's is refused naming the field.
 import path from "node:path";
-import { BootPredictionError, predictFromDisk, type DiskPrediction } from "../../images/vtpm/index.js";
+import { BootPredictionError, certificateDer, predictFromDisk, type DiskPrediction } from "../../images/vtpm/index.js";
 import { ManifestError, parseManifest, type ImageManifest } from "../../images/guest/manifest.js";
 import type { MeasuredBootPolicy } from "../../runtime/attestation/tpm/boot-policy.js";
 import { ConfigError } from "./errors.js";
@@ -30,7 +30,15 @@ export function cloudRuntimeImage(
   who: string,
   field: string,
   manifestPath: string,
-  o: { bank: "sha256" | "sha384"; cloud: "ec2" | "gce"; diskPath?: string },
+  o: {
+    bank: "sha256" | "sha384";
+    cloud: "ec2" | "gce";
+    diskPath?: string;
+    /** Files of the db certificates the UKI is signed with (field `dbCertificates`): Secure Boot under that authority. */
+    dbCertificates?: string[];
+    /** Why Secure Boot is on (GCE Shielded VM): then dbCertificates are required, since an unsigned UKI never boots. */
+    secureBootOn?: string;
+  },
 ): CloudRuntimeImage {
   if (!path.isAbsolute(manifestPath))
     throw new ConfigError(who, field, `is '${manifestPath}'; must be the absolute path of a manifest.json`);
@@ -82,12 +90,33 @@ export function cloudRuntimeImage(
       `${field} (disk)`,
       `'${manifestPath}' records no cloud disk: a cloud VM boots the disk's UKI from its EFI system partition (the cloud's firmware, not a direct kernel boot); build it with ${build}`,
     );
+  const certs = o.dbCertificates?.map((f, i) => {
+    try {
+      return certificateDer(readInputFile(who, `dbCertificates[${i}]`, f), `dbCertificates[${i}]`);
+    } catch (e) {
+      if (e instanceof BootPredictionError) throw new ConfigError(who, `dbCertificates[${i}]`, e.message);
+      throw e;
+    }
+  });
+  if (certs && certs.length === 0)
+    throw new ConfigError(who, "dbCertificates", "is empty (name the certificate the runtime's UKI is signed with)");
+  if (!certs && o.secureBootOn)
+    throw new ConfigError(
+      who,
+      "dbCertificates",
+      `is required: ${o.secureBootOn}, and the firmware verifies the disk's UKI against db — ${m.disk.signature ? `this disk's UKI is signed by ${m.disk.signature.subject}; name that certificate here and enroll it in the image's db` : "this disk's UKI is unsigned, so the VM would not boot. Build it with `buckypaper image build --sign-key KEY --sign-cert CERT`, enroll CERT in the image's db and name it here"}`,
+    );
   let p: DiskPrediction;
   try {
-    // Secure Boot is not required in the policy: the kit's UKI is unsigned (images.md), and what binds the OS is the
-    // UKI's Authenticode digest in PCR 4 and PCR 11, not the signature.
-    p = predictFromDisk(manifestPath, m, o.bank, o.diskPath ? { diskPath: o.diskPath } : {});
+    // Without dbCertificates Secure Boot is not in the policy (AWS boots an unsigned UKI): what binds the OS is the
+    // UKI's Authenticode digest in PCR 4 and PCR 11. With them: Secure Boot on, the boot verified by that authority.
+    p = predictFromDisk(manifestPath, m, o.bank, {
+      ...(o.diskPath ? { diskPath: o.diskPath } : {}),
+      ...(certs ? { secureBoot: { dbCertificates: certs } } : {}),
+    });
   } catch (e) {
+    if (e instanceof BootPredictionError && e.field === "manifest.disk.signature")
+      throw new ConfigError(who, "dbCertificates", e.message.slice(e.field.length + 2));
     if (e instanceof BootPredictionError) throw new ConfigError(who, `${field} (${e.field})`, e.message);
     throw e;
   }

@@ -38,6 +38,8 @@ export interface GcpVhsmGuestArgs {
   bootDiskSizeGb: number;
   /** GB of the runtime's data disk (pd-balanced; the runtime's barrier encrypts inside it). */
   dataDiskGb: number;
+  /** db certificates the UKI is signed with and the image's shieldedInstanceInitialState.dbs enrolls (required). */
+  dbCertificates?: string[];
   firmwareEndorsement: string;
   gceTcbRootPem: string;
   minFirmwareSvn?: number;
@@ -46,7 +48,13 @@ export interface GcpVhsmGuestArgs {
 
 export function gcpVhsmGuest(parent: pulumi.Resource, a: GcpVhsmGuestArgs): CloudVhsmGuest & { svn: number } {
   const vcpus = catalogVcpus(a.who, "size", Platform.Gcp, a.machineType, Tee.SevSnp);
-  const image = cloudRuntimeImage(a.who, "image", a.image, { bank: "sha256", cloud: "gce" });
+  const image = cloudRuntimeImage(a.who, "image", a.image, {
+    bank: "sha256",
+    cloud: "gce",
+    ...(a.dbCertificates !== undefined ? { dbCertificates: a.dbCertificates } : {}),
+    secureBootOn:
+      "the instance runs with Secure Boot on (shieldedInstanceConfig.enableSecureBoot; the image's shieldedInstanceInitialState.dbs must hold the certificate)",
+  });
   // Verified at preview against the program's GCE-cc-tcb-root: the clients pin only the digest it endorses.
   const fw = endorsedFirmware(a.who, a.firmwareEndorsement, "snp", vcpus, {
     tcbRootPem: a.gceTcbRootPem,

@@ -13,7 +13,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as pulumi from "@pulumi/pulumi";
 import { installMocks, resolve, unsecret, type MockHarness } from "../support/pulumi-mocks.js";
-import { haveDiskTools, runtimeUki, writeRuntimeDisk, type RuntimeDisk } from "../support/runtime-disk.js";
+import { dbKeyPair, haveDiskTools, runtimeUki, writeRuntimeDisk, type RuntimeDisk } from "../support/runtime-disk.js";
 import { hasCloudInit, validateUserData } from "../support/cloud-init.js";
 import { requireTool } from "../support/prereq.js";
 import {
@@ -44,6 +44,10 @@ let google: GceEndorsementSimulator;
 const made: string[] = [];
 const ready = haveDiskTools();
 let disk: RuntimeDisk;
+/** The same runtime disk with its UKI signed by the customer's db key (GCE boots with Secure Boot on). */
+let sdisk: RuntimeDisk;
+let db: { key: string; cert: string; sha256: string };
+let otherDb: { key: string; cert: string; sha256: string };
 const M = (n: number) => Buffer.alloc(48, n).toString("hex");
 
 beforeAll(async () => {
@@ -77,6 +81,12 @@ beforeAll(async () => {
   if (ready) {
     disk = writeRuntimeDisk();
     made.push(disk.dir);
+    const keys = mkdtempSync(path.join(tmpdir(), "bk-vhsm-db-"));
+    made.push(keys);
+    db = dbKeyPair(keys, "customer-db");
+    otherDb = dbKeyPair(keys, "other-db");
+    sdisk = writeRuntimeDisk({ sign: db });
+    made.push(sdisk.dir);
   }
 }, 60_000);
 afterAll(() => {
@@ -94,7 +104,8 @@ const awsArgs = () => ({
 const gcpArgs = () => ({
   ...cvm,
   platform: "gcp" as never,
-  image: disk.manifest,
+  image: sdisk.manifest,
+  dbCertificates: [db.cert],
   cloudImageId: "projects/bk-prod-7/global/images/bk-runtime",
   zone: "europe-west4-a",
   size: "n2d-standard-4",
@@ -194,7 +205,9 @@ describe.runIf(requireTool("systemd-boot-efi, binutils, dosfstools and mtools (a
         instanceIds: ["4567890123"],
       });
       expect(policy.vtpm.measuredBoot.bank).toBe("sha256");
-      expect(policy.vtpm.measuredBoot.bootApplications.required).toEqual([bootApplicationDigest(disk.uki, "sha256")]);
+      // Secure Boot on (Shielded VM) under the customer's db certificate: the signed UKI required, its authority too.
+      expect(policy.vtpm.measuredBoot.bootApplications.required).toEqual([bootApplicationDigest(sdisk.uki, "sha256")]);
+      expect(policy.vtpm.measuredBoot.secureBoot).toEqual({ enabled: true, authorities: [db.sha256] });
       expect(await resolve(v.url)).toBe("https://203.0.113.9:8200");
       const ud = String(unsecret(vm.metadata)["user-data"]);
       expect(ud).toBe(VHSM_CLOUD_USER_DATA);
@@ -218,7 +231,7 @@ describe.runIf(requireTool("systemd-boot-efi, binutils, dosfstools and mtools (a
       expect(policy.vtpm.measuredBoot.bootApplications.required).toEqual([bootApplicationDigest(rd.uki, "sha256")]);
       expect((await resolve(v.attestationSummary))!.osBinding).toMatch(/pinned AK \(akPins/);
       // A GCE runtime disk (Google's AK) on GCP needs no pin.
-      const g = writeRuntimeDisk({ cloud: "gce", unseal: "shares", ak: "google-ak" });
+      const g = writeRuntimeDisk({ cloud: "gce", unseal: "shares", ak: "google-ak", sign: db });
       made.push(g.dir);
       const gv = new c.Vhsm("gcpak", { ...gcpArgs(), image: g.manifest });
       expect(
@@ -326,10 +339,20 @@ describe.runIf(ready)("Vhsm confidential-vm on the clouds: impossible combinatio
     expect(mk("x31", { akPins: ["ab".repeat(32)] }, gcpArgs)).toThrow(
       /Vhsm x31: akPins is only allowed on platform aws/,
     );
+    // GCE boots with Secure Boot on: an unsigned UKI would never boot; a certificate that did not sign it is refused.
+    expect(mk("x33", { image: disk.manifest, dbCertificates: undefined }, gcpArgs)).toThrow(
+      /Vhsm x33: dbCertificates is required: the instance runs with Secure Boot on .*this disk's UKI is unsigned, so the VM would not boot/,
+    );
+    expect(mk("x34", { dbCertificates: [otherDb.cert] }, gcpArgs)).toThrow(
+      /Vhsm x34: dbCertificates .*its UKI is not signed by the db certificate/,
+    );
+    expect(mk("x35", { dbCertificates: undefined }, gcpArgs)).toThrow(
+      /Vhsm x35: dbCertificates is required: .*this disk's UKI is signed by .*CN ?= ?customer-db/,
+    );
     expect(mk("x32", { dataDiskGb: 5 }, gcpArgs)).toThrow(
       /Vhsm x32: dataDiskGb is 5; must be an integer 10\.\.65536 on gcp/,
     );
-    for (const n of ["x1", "x3", "x22", "x26", "x27", "x28", "x29", "x30"])
+    for (const n of ["x1", "x3", "x22", "x26", "x27", "x28", "x29", "x30", "x33", "x34"])
       expect(h.resources.some((r) => r.name === `${n}-vm`)).toBe(false);
   });
 });

@@ -4,7 +4,7 @@
 // on a real FAT32 EFI system partition (mkfs.fat + mcopy) inside a GPT disk (images/guest encodeGpt), so the
 // component's prediction reads it out of the disk file as it does a built image's. Kernel and initrd are stand-ins:
 // the prediction hashes them (inside the UKI), nothing boots them. Needs systemd-boot-efi, binutils, dosfstools, mtools.
-import { createHash } from "node:crypto";
+import { createHash, X509Certificate } from "node:crypto";
 import { spawnSync } from "node:child_process";
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -17,7 +17,35 @@ import { buildUki, haveUkiTools } from "./uki.js";
 import { haveCommand } from "./prereq.js";
 
 export function haveDiskTools(): boolean {
-  return haveUkiTools(haveCommand("mkfs.fat", ["--help"]) && haveCommand("mcopy", ["--version"]));
+  return haveUkiTools(
+    haveCommand("mkfs.fat", ["--help"]) &&
+      haveCommand("mcopy", ["--version"]) &&
+      haveCommand("osslsigncode", ["--version"]) &&
+      haveCommand("openssl", ["version"]),
+  );
+}
+
+/** A self-signed db key pair (openssl), as a customer's Secure Boot db certificate. */
+export function dbKeyPair(dir: string, cn: string): { key: string; cert: string; sha256: string } {
+  const key = path.join(dir, `${cn}.key`);
+  const cert = path.join(dir, `${cn}.crt`);
+  const r = spawnSync("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    key,
+    "-out",
+    cert,
+    "-days",
+    "30",
+    "-subj",
+    `/CN=${cn}/`,
+  ]);
+  if (r.status !== 0) throw new Error(`openssl: ${r.stderr}`);
+  return { key, cert, sha256: sha256(new X509Certificate(readFileSync(cert)).raw) };
 }
 
 const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
@@ -59,13 +87,38 @@ export function writeRuntimeDisk(
     cloud?: "ec2" | "gce";
     unseal?: "derived-key" | "shares";
     ak?: "runtime-ak" | "google-ak";
+    /** Sign the UKI (osslsigncode, as `image build --sign-key/--sign-cert` does) and record disk.signature. */
+    sign?: { key: string; cert: string };
   } = {},
 ): RuntimeDisk {
   const dir = mkdtempSync(path.join(tmpdir(), "bp-runtime-disk-"));
   writeFileSync(path.join(dir, "vmlinuz"), Buffer.alloc(40000, 6));
   writeFileSync(path.join(dir, "initrd.img"), Buffer.alloc(20000, 5));
   writeFileSync(path.join(dir, "rootfs.img"), Buffer.alloc(8192, 3));
-  const { uki, cmdline } = runtimeUki(path.join(dir, "uki"));
+  const built = runtimeUki(path.join(dir, "uki"));
+  const cmdline = built.cmdline;
+  let uki = built.uki;
+  const unsigned = uki;
+  if (o.sign) {
+    const input = path.join(dir, "uki", "unsigned.efi");
+    const output = path.join(dir, "uki", "signed.efi");
+    writeFileSync(input, uki.length % 8 ? Buffer.concat([uki, Buffer.alloc(8 - (uki.length % 8))]) : uki);
+    const r = spawnSync("osslsigncode", [
+      "sign",
+      "-h",
+      "sha256",
+      "-certs",
+      o.sign.cert,
+      "-key",
+      o.sign.key,
+      "-in",
+      input,
+      "-out",
+      output,
+    ]);
+    if (r.status !== 0) throw new Error(`osslsigncode: ${r.stderr}`);
+    uki = readFileSync(output);
+  }
   writeFileSync(path.join(dir, "BOOTX64.EFI"), uki);
   // The ESP: FAT32 with \EFI\BOOT\BOOTX64.EFI.
   const espDir = path.join(dir, "esp", "EFI", "BOOT");
@@ -156,6 +209,17 @@ export function writeRuntimeDisk(
           stubSha256: "00".repeat(32),
         },
       },
+      ...(o.sign
+        ? {
+            signature: {
+              certSha256: sha256(new X509Certificate(readFileSync(o.sign.cert)).raw),
+              certPem: readFileSync(o.sign.cert, "utf8"),
+              subject: new X509Certificate(readFileSync(o.sign.cert)).subject,
+              tool: "osslsigncode",
+              unsignedSha256: sha256(unsigned),
+            },
+          }
+        : {}),
       rootLabel: "bk-root",
       verityLabel: "bk-verity",
       initrdModules: [],
