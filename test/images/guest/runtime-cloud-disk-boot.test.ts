@@ -12,8 +12,9 @@
 // and another TPM's AK pin, are refused by name. Then sys/init and the operators' shares unseal it over connections
 // pinned to the attested key. A reboot of the same instance comes back sealed — no derived-key auto-unseal on the
 // clouds (images/guest/runtime-role.ts runtimeVariant) — on the same data volume (found by its filesystem label,
-// not a device name), is verified again, and the shares unseal it to the data written before.
-import { spawn, type ChildProcess } from "node:child_process";
+// not a device name), is verified again, and the shares unseal it to the data written before. An ambiguous data
+// volume — two blank disks, or two filesystems with the data label — stops the runtime before it runs, naming them.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   closeSync,
@@ -154,7 +155,7 @@ describe.runIf(ready)(
     });
 
     /** One boot of the instance (same vTPM, same data volume), the simulated PSP reporting the firmware-only digest. */
-    async function boot(): Promise<Guest> {
+    async function boot(dataDisks = [dataDisk]): Promise<Guest> {
       const psp: SimulatedPsp = await startSimulatedPsp({
         sim,
         measurement,
@@ -170,7 +171,7 @@ describe.runIf(ready)(
         // Nothing out; one forward of a host loopback port in to the runtime's listener (carries no trust).
         netOptions: runtimeGuestNetOptions({ hostPort, guestPort: RUNTIME_GUEST_PORT }),
         pspSocket: psp.socketPath,
-        dataDisks: [dataDisk],
+        dataDisks,
       });
       const q: ChildProcess = spawn("qemu-system-x86_64", argv, { stdio: ["ignore", "pipe", "pipe"] });
       let text = "";
@@ -363,6 +364,49 @@ describe.runIf(ready)(
         await g.stop();
       },
       BOOT_MS + 10 * 60_000,
+    );
+
+    /** A sparse file as a blank volume, or one formatted on the host with the runtime's data label. */
+    function volume(name: string, label?: string): string {
+      const f = path.join(scratch, `${name}.raw`);
+      writeFileSync(f, "");
+      truncateSync(f, 64 * 2 ** 20);
+      if (label) {
+        const r = spawnSync("mkfs.ext4", ["-q", "-F", "-L", label, f], { encoding: "utf8" });
+        if (r.status !== 0) throw new Error(`mkfs.ext4: ${r.stderr}`);
+      }
+      return f;
+    }
+
+    it(
+      "an ambiguous data volume is not guessed at: two blank disks, or two filesystems labelled bkdata, stop the runtime naming them",
+      async () => {
+        const cases: [string, string[], RegExp][] = [
+          [
+            "two blank volumes",
+            [volume("blank-a"), volume("blank-b")],
+            /bk-runtime-data: more than one blank disk \( ?\/dev\/nvme\dn1 \/dev\/nvme\dn1 ?\): attach exactly one data volume/,
+          ],
+          [
+            "two volumes labelled bkdata",
+            [volume("label-a", "bkdata"), volume("label-b", "bkdata")],
+            /bk-runtime-data: more than one filesystem labelled bkdata \( ?\/dev\/nvme\dn1 \/dev\/nvme\dn1 ?\)/,
+          ],
+        ];
+        for (const [what, disks, refusal] of cases) {
+          const g = await boot(disks);
+          try {
+            const line = await g.waitFor(refusal, BOOT_MS);
+            console.log(`[runtime-disk] ${what}: ${line}`);
+            // The unit's start failed before the runtime ran: it never listened, nothing was formatted.
+            expect(g.console()).not.toMatch(/bk-runtime: listening on/);
+            expect(g.console()).not.toMatch(/bk-runtime-data: first boot/);
+          } finally {
+            await g.stop();
+          }
+        }
+      },
+      2 * BOOT_MS,
     );
   },
 );
