@@ -9,7 +9,7 @@ import { Platform, Tee, type DataVolumeArgs, type VhsmConnectionArgs } from "../
 import { catalogEntry, catalogRegions, catalogVcpus } from "../common/catalog.js";
 import { awsAmiFilter, awsSnpMeasurements } from "./facts.js";
 import { awsInstanceArgs } from "./settings.js";
-import { ATTESTATION_CHAIN, measuresUserData, userDataSummary } from "../common/os-binding.js";
+import { ATTESTATION_CHAIN, measuresUserData, secureBootSummary, userDataSummary } from "../common/os-binding.js";
 import { awsOsBinding, type AwsOsBindingArgs } from "./os-binding.js";
 import type { Policy } from "../../runtime/protocol/policy.js";
 import { InstanceTpmEk } from "../../provider/aws-ek-resource.js";
@@ -174,6 +174,7 @@ export class AwsConfidentialVm extends pulumi.ComponentResource {
               ? " THIS WORKLOAD: boot events authenticated by akPins."
               : " THIS WORKLOAD: boot events authenticated by EK credential activation."
           : " THIS WORKLOAD: the OS is NOT bound (allowUnboundOs).") +
+        secureBootSummary(vtpm?.measuredBoot) +
         userDataSummary(agentInImage, "AWS") +
         (pin
           ? " Instance: pinned (the NitroTPM document's module_id must be this component's instance)."

@@ -159,6 +159,15 @@ export function azureUserDataBinding(who: string, agentInImage?: boolean, allowU
   return false;
 }
 
+/** The `attestationChain` sentence on Secure Boot (PCR 7) of a measured-boot policy, or "" when it asks nothing. */
+export function secureBootSummary(boot: MeasuredBootPolicy | undefined): string {
+  const sb = boot?.secureBoot;
+  if (!sb) return "";
+  if (sb.authorities?.length)
+    return ` Secure Boot: on, and the boot verified by db certificate ${sb.authorities.join(" or ")} (PCR 7 authority event; the image enrolls the keys).`;
+  return sb.enabled ? " Secure Boot: on (PCR 7), by whichever keys the image enrolls." : "";
+}
+
 /** Per-cloud honesty summary, carried in every component's outputs (docs/attestation-chain.md). */
 export const ATTESTATION_CHAIN: Record<Platform.Aws | Platform.Gcp | Platform.Azure, string> = {
   [Platform.Aws]:

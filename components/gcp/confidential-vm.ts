@@ -11,7 +11,7 @@ import { Platform, Tee, type DataVolumeArgs, type VhsmConnectionArgs } from "../
 import { parseFirmwareDescription, snpLaunchDigestTable, type CatalogEntry } from "../../images/index.js";
 import { catalogEntry, catalogVcpus } from "../common/catalog.js";
 import { gcpInstanceArgs } from "./settings.js";
-import { ATTESTATION_CHAIN, measuresUserData, userDataSummary } from "../common/os-binding.js";
+import { ATTESTATION_CHAIN, measuresUserData, secureBootSummary, userDataSummary } from "../common/os-binding.js";
 import { endorsedFirmware, gcpOsBinding, type GcpOsBindingArgs } from "./os-binding.js";
 import type { Policy } from "../../runtime/protocol/policy.js";
 
@@ -215,6 +215,7 @@ export class GcpConfidentialVm extends pulumi.ComponentResource {
           : vtpm?.akPins
             ? " Boot events authenticated by akPins."
             : " The OS is NOT bound (allowUnboundOs).") +
+        secureBootSummary(vtpm?.measuredBoot) +
         userDataSummary(agentInImage, "GCP"),
     );
     this.registerOutputs({

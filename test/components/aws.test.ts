@@ -1,8 +1,11 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import * as pulumi from "@pulumi/pulumi";
 import { installMocks, resolve, unsecret, type MockHarness } from "../support/pulumi-mocks.js";
-import { mkdtempSync } from "node:fs";
-import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { createHash, randomBytes, X509Certificate } from "node:crypto";
+import { spawnSync } from "node:child_process";
+import { signUki } from "../../images/guest/disk.js";
+import { haveCommand } from "../support/prereq.js";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import {
@@ -208,6 +211,52 @@ describe("AwsConfidentialVm", () => {
     await resolve(unbound.workloadId);
     expect(h.resources.find((r) => r.name === "loud-workload")!.inputs.userDataSha256).toBeUndefined();
   });
+
+  it.runIf(haveUkiTools() && haveCommand("osslsigncode", ["--version"]) && haveCommand("openssl", ["version"]))(
+    "bootChain.dbCertificates registers Secure Boot under the customer's db certificate and says so in attestationChain",
+    async () => {
+      const dir = mkdtempSync(path.join(tmpdir(), "bp-aws-sb-"));
+      const key = path.join(dir, "db.key");
+      const cert = path.join(dir, "db.crt");
+      const r = spawnSync("openssl", [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        cert,
+        "-days",
+        "30",
+        "-subj",
+        "/CN=customer db/",
+      ]);
+      expect(r.status).toBe(0);
+      const uki = buildUki(dir, {
+        ".osrel": Buffer.from("ID=custom\n"),
+        ".cmdline": Buffer.from("console=ttyS0 systemd.import_credentials=no"),
+        ".linux": randomBytes(20_000),
+      });
+      const { signed } = await signUki(mkdtempSync(path.join(dir, "s-")), uki, { key, cert }, 1_700_000_000);
+      writeFileSync(path.join(dir, "signed.efi"), signed);
+      const vm = new mod.AwsConfidentialVm("sb", {
+        vhsm,
+        region: "us-east-2",
+        bootChain: { uki: path.join(dir, "signed.efi"), dbCertificates: [cert] },
+      });
+      await resolve(vm.workloadId);
+      const sha = createHash("sha256")
+        .update(new X509Certificate(readFileSync(cert)).raw)
+        .digest("hex");
+      const policy = unsecret(h.resources.find((x) => x.name === "sb-workload")!.inputs.policy);
+      expect(policy.vtpm.measuredBoot.secureBoot).toEqual({ enabled: true, authorities: [sha] });
+      expect(await resolve(vm.attestationChain)).toContain(
+        `Secure Boot: on, and the boot verified by db certificate ${sha} (PCR 7 authority event`,
+      );
+    },
+  );
 
   it.runIf(haveUkiTools())(
     "predicts the boot events from the UKI it boots (sha384, PCR 11) and requires the NitroTPM document",

@@ -297,6 +297,22 @@ describe.runIf(ready)(
         secureBoot: { variables: { PK: enrolled.PK, KEK: enrolled.KEK, db: enrolled.db, dbx: enrolled.dbx } },
       }).policy;
       expect(policy.secureBoot?.authorities).toEqual([signed.signature!.certSha256]);
+      // A prediction for db certificates the disk's UKI is not signed by is refused, naming the field.
+      expect(() =>
+        predictFromDisk(path.join(dir, "manifest.json"), { ...m, disk: rogue }, "sha256", {
+          secureBoot: { dbCertificates: [readFileSync(db.cert)] },
+        }),
+      ).toThrow(/manifest\.disk\.signature: .*its UKI is not signed by the db certificate/);
+      expect(() =>
+        predictFromDisk(
+          path.join(dir, "manifest.json"),
+          { ...m, disk: { ...signed, signature: undefined } },
+          "sha256",
+          {
+            secureBoot: {},
+          },
+        ),
+      ).toThrow(/manifest\.disk\.signature: Secure Boot with the db authority needs a signed UKI/);
     }, 3_600_000);
 
     it(
