@@ -6,7 +6,8 @@
 // the cloud gives, in the `attestation` every client verifies. Hostile: that very attestation, handed to the
 // verifier (verifyRuntime over real HTTPS, a real swtpm as the NitroTPM, simulated SNP reports and Nitro PKI),
 // accepts a runtime booted from the disk's UKI and refuses one booted from another disk or with another command
-// line. Every impossible combination is refused at preview, naming the field.
+// line, and (GCP) one verified by another db certificate or quoting with another instance's AK certificate. Every
+// impossible combination is refused at preview, naming the field.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -32,6 +33,11 @@ import { SwTpm, haveSwtpm } from "../support/swtpm.js";
 import { nitroRunner } from "../support/nitro-vtpm.js";
 import { buildBootLog, type BootSpec } from "../runtime/attestation/tpm-fixtures.js";
 import { expectationFor, platform, startAttestedRuntime } from "../runtime/attested-runtime-support.js";
+import { GCE_INSTANCE } from "../runtime/attestation/gce-fixtures.js";
+import { createGceAkCaSimulator, type GceAkCaSimulator } from "../../runtime/sim/gce-ak-ca.js";
+import { provisionGoogleEccAk } from "../support/gce-vtpm.js";
+import { encodeUefiVariableData, EFI_IMAGE_SECURITY_DATABASE } from "../../runtime/attestation/tpm/index.js";
+import { certificateDer, signatureData } from "../../images/vtpm/index.js";
 import { awsSnpMeasurements } from "../../components/aws/facts.js";
 import { VHSM_CLOUD_USER_DATA } from "../../components/aws/vhsm-guest.js";
 import { createGceEndorsementSimulator, type GceEndorsementSimulator } from "../../runtime/sim/gce-endorsement.js";
@@ -54,9 +60,10 @@ beforeAll(async () => {
   h = await installMocks(
     {
       "aws:ec2/instance:Instance": () => ({ publicIp: "198.51.100.7" }),
+      // The simulated GCE instance the AK certificates below name (gce-fixtures.ts GCE_INSTANCE).
       "gcp:compute/instance:Instance": (i) => ({
-        instanceId: "4567890123",
-        project: "bk-prod-7",
+        instanceId: String(GCE_INSTANCE.instanceId),
+        project: GCE_INSTANCE.projectId,
         zone: i.zone,
         networkInterfaces: [{ network: "default", accessConfigs: [{ natIp: "203.0.113.9" }] }],
       }),
@@ -200,9 +207,9 @@ describe.runIf(requireTool("systemd-boot-efi, binutils, dosfstools and mtools (a
       const policy = JSON.parse(att.policy!);
       expect(policy.snp).toEqual({ allowDebug: false, allowMigrationAgent: true });
       expect(policy.vtpm.gceAkCertificate).toEqual({
-        projectIds: ["bk-prod-7"],
+        projectIds: [GCE_INSTANCE.projectId],
         zones: ["europe-west4-a"],
-        instanceIds: ["4567890123"],
+        instanceIds: [String(GCE_INSTANCE.instanceId)],
       });
       expect(policy.vtpm.measuredBoot.bank).toBe("sha256");
       // Secure Boot on (Shielded VM) under the customer's db certificate: the signed UKI required, its authority too.
@@ -452,5 +459,89 @@ describe.runIf(ready && haveSwtpm())(
       expect(elsewhere.ok).toBe(false);
       expect(failed(elsewhere)).toEqual(["aws.document-instance", "vtpm.ak-authenticated"]);
     }, 180_000);
+  },
+);
+
+// The same on GCP: the component's attestation (Google's AK certificate of this instance, the signed UKI under Secure
+// Boot with the customer's db authority) against runtimes whose swtpm is provisioned like a Shielded VM's vTPM with an
+// AK certificate from a simulated Google EK/AK CA.
+describe.runIf(ready && haveSwtpm())(
+  "Vhsm on GCP: the attestation output refuses a runtime not booted from the disk",
+  () => {
+    let sim: SnpSimulator;
+    let akCa: GceAkCaSimulator;
+    const tpms: SwTpm[] = [];
+    const servers: RunningServer[] = [];
+    const logDir = mkdtempSync(path.join(tmpdir(), "bk-vhsm-gcp-"));
+    made.push(logDir);
+
+    async function runtimeBooted(
+      uki: Buffer,
+      o: { authority?: string; instance?: typeof GCE_INSTANCE; spec?: BootSpec } = {},
+    ): Promise<RunningServer> {
+      const tpm = await SwTpm.start();
+      tpms.push(tpm);
+      const cert = certificateDer(readFileSync(o.authority ?? db.cert), "db");
+      const boot = buildBootLog({
+        apps: [bootApplicationDigest(uki, "sha256")],
+        cmdline: ukiCmdline(uki)!,
+        pcr11: ukiMeasurements(uki).flatMap((m) => [Buffer.from(m.name + "\0", "latin1"), m.data]),
+        pcr7Authority: encodeUefiVariableData(
+          EFI_IMAGE_SECURITY_DATABASE,
+          "db",
+          signatureData(cert, "00000000-0000-0000-0000-000000000000"),
+        ),
+        ...o.spec,
+      });
+      for (const [pcr, d] of boot.extends) tpm.extend(pcr, d);
+      const log = path.join(logDir, `log-${tpms.length}`);
+      writeFileSync(log, boot.log);
+      await provisionGoogleEccAk(tpm, (ak) => akCa.issue(ak, o.instance ?? GCE_INSTANCE));
+      const { server } = await startAttestedRuntime({
+        attestationBody: `vtpm {\n tcti = "${tpm.tcti}"\n event_log = "${log}"\n google_ak = true\n }`,
+      });
+      servers.push(server);
+      return server;
+    }
+
+    beforeAll(async () => {
+      akCa = await createGceAkCaSimulator();
+      sim = await platform();
+    }, 120_000);
+    afterAll(async () => {
+      for (const s of servers) await s.close();
+      for (const t of tpms) await t.stop();
+    });
+
+    it("accepts the signed UKI on this instance; refuses another disk, another db authority and another instance", async () => {
+      const v = new c.Vhsm("gcph", gcpArgs());
+      const att = unsecret(await resolve(v.attestation)) as RuntimeAttestation;
+      const vtpm = JSON.parse(att.policy!).vtpm;
+      const e = runtimeExpectation({ ...expectationFor(sim), policy: JSON.stringify({ vtpm }) });
+      const expected: RuntimeExpectation = { ...e, trust: { ...e.trust, gce: { simulatedAkRoots: [akCa.rootDer] } } };
+      const failed = (x: { checks: { id: string; ok: boolean }[] }) => x.checks.filter((k) => !k.ok).map((k) => k.id);
+
+      const good = await verifyRuntime({ url: (await runtimeBooted(sdisk.uki)).url, expected });
+      expect(good.reason).toBeUndefined();
+      expect(good.ok).toBe(true);
+
+      const other = runtimeUki(path.join(logDir, "other"), "init=/bin/sh").uki;
+      const otherDisk = await verifyRuntime({ url: (await runtimeBooted(other)).url, expected });
+      expect(failed(otherDisk)).toEqual(["boot.applications", "boot.kernel-cmdline", "boot.pcrs"]);
+
+      const otherAuthority = await verifyRuntime({
+        url: (await runtimeBooted(sdisk.uki, { authority: otherDb.cert })).url,
+        expected,
+      });
+      expect(otherAuthority.ok).toBe(false);
+      expect(failed(otherAuthority)).toEqual(["boot.secure-boot-authority"]);
+
+      const elsewhere = await verifyRuntime({
+        url: (await runtimeBooted(sdisk.uki, { instance: { ...GCE_INSTANCE, instanceId: 1n } })).url,
+        expected,
+      });
+      expect(elsewhere.ok).toBe(false);
+      expect(failed(elsewhere)).toEqual(["vtpm.gce-instance", "vtpm.ak-authenticated"]);
+    }, 240_000);
   },
 );

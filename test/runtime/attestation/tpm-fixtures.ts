@@ -31,6 +31,8 @@ export interface BootSpec {
   apps384?: string[];
   /** systemd-stub's PCR 11 measurements of a UKI (EV_IPL; each digest the hash of the buffer in every bank). */
   pcr11?: Buffer[];
+  /** The EV_EFI_VARIABLE_AUTHORITY data (db entry that verified the boot application) logged in PCR 7. */
+  pcr7Authority?: Buffer;
 }
 
 export interface BootLog {
@@ -115,6 +117,7 @@ export function buildBootLog(spec: BootSpec = {}): BootLog {
   sbVar(EFI_IMAGE_SECURITY_DATABASE, "dbx", Buffer.from("dbx signature list"));
   add(4, EV.EFI_ACTION, Buffer.from("Calling EFI Application from Boot Option"));
   for (let pcr = 0; pcr <= 7; pcr++) add(pcr, EV.SEPARATOR, Buffer.alloc(4));
+  if (spec.pcr7Authority) add(7, EV.EFI_VARIABLE_AUTHORITY, spec.pcr7Authority);
   // Boot applications: shim, grub, kernel (Authenticode digests; the data is an EFI_IMAGE_LOAD_EVENT).
   for (const [i, a] of apps.entries())
     add(4, EV.EFI_BOOT_SERVICES_APPLICATION, Buffer.alloc(32, 0xaa), {
