@@ -8,8 +8,10 @@
 //   runtime recovery-key --out FILE       a new operator key pair: private JWK to FILE (0600), public JWK printed
 //   runtime generate-root --init | --nonce N --share JWE --recovery-key FILE | --decode E --otp O
 //                                         a new root token from a quorum of shares (Vault's sys/generate-root)
-//   runtime rekey --init [--key-shares N] [--key-threshold T] | --nonce N --share JWE --recovery-key FILE
+//   runtime rekey --init [--key-shares N] [--key-threshold T] [--verify] | --nonce N --share JWE --recovery-key FILE
 //                 [--recovery-keys F1,…]  new unseal key shares from a quorum of the current ones (Vault's sys/rekey)
+//   runtime rekey --verify (--status | --cancel | --nonce V (KEY | --share JWE --recovery-key FILE))
+//                                         the new shares' holders confirm them (Vault's sys/rekey/verify)
 //   runtime root-token --jwe JWE --recovery-key FILE   open a root token encrypted by init --root-token-key
 //   runtime status
 //   runtime verify --url URL --measurement HEX   attested TLS: check the runtime before trusting it
@@ -39,11 +41,15 @@ const SUB_USAGE: Record<string, string> = {
   unseal: `unseal KEY | unseal --share JWE|FILE --recovery-key FILE | unseal --reset`,
   "generate-root": `generate-root --init | --status | --cancel | --nonce N (KEY | --share JWE --recovery-key FILE)
               | --decode ENCODED --otp OTP   a new root token from a quorum of shares (Vault's sys/generate-root)`,
-  rekey: `rekey --init [--key-shares 5] [--key-threshold 3] | --status | --cancel --nonce N
+  rekey: `rekey --init [--key-shares 5] [--key-threshold 3] [--verify] | --status | --cancel --nonce N
         | --nonce N (KEY | --share JWE --recovery-key FILE) [--recovery-keys PUB1,PUB2,…]
+        | --verify (--status | --cancel | --nonce V (KEY | --share JWE --recovery-key FILE))
                                      new unseal key shares from a quorum of the current ones (Vault's sys/rekey);
                                      the holder giving the last share gets the new shares: each encrypted to one
-                                     operator's public JWK (--recovery-keys), or in clear only to a terminal`,
+                                     operator's public JWK (--recovery-keys), or in clear only to a terminal.
+                                     --init --verify: the new shares take effect only once a threshold of them is
+                                     given back with --verify --nonce V (Vault's sys/rekey/verify); until then the
+                                     new key is only in the runtime's memory (a restart or seal discards it)`,
   "root-token": `root-token --jwe JWE|FILE --recovery-key FILE   open a root token encrypted by init --root-token-key`,
   "recovery-key": `recovery-key --out FILE          new operator recovery key: private JWK to FILE (0600),
                                      public JWK on stdout (give it to Vhsm recoveryKeys)`,
@@ -109,6 +115,23 @@ function statusLines(s: Record<string, unknown>): string {
   if (s.sealed) rows.push(["Unseal Progress", `${s.progress}/${s.t}`]);
   rows.push(["Version", s.version], ["Storage Type", s.storage_type]);
   return rows.map(([k, v]) => `${k.padEnd(16)} ${String(v)}`).join("\n");
+}
+
+/**
+ * The key share a command was given: KEY as an argument, or --share JWE --recovery-key FILE (opened here), the two
+ * flags only together. Undefined when neither was given.
+ */
+async function shareFromFlags(
+  command: string,
+  positional: string | undefined,
+  values: { share?: string; "recovery-key"?: string },
+): Promise<string | undefined> {
+  if (values.share === undefined && values["recovery-key"] === undefined) return positional;
+  if (!values.share || !values["recovery-key"])
+    throw new UsageError(
+      `${command}: --share and --recovery-key go together (an encrypted share and your private JWK)`,
+    );
+  return openShare(values.share, values["recovery-key"]);
 }
 
 /** An operator's share: the JWE (or its file) opened with the operator's private JWK file. */
@@ -473,14 +496,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     else if (values.status) r = await call("GET", "sys/generate-root/attempt");
     else {
       if (!values.nonce) throw new UsageError("generate-root: --nonce (the attempt's, from its initiator) is required");
-      let key = positionals[0];
-      if (values.share !== undefined || values["recovery-key"] !== undefined) {
-        if (!values.share || !values["recovery-key"])
-          throw new UsageError(
-            "generate-root: --share and --recovery-key go together (an encrypted share and your private JWK)",
-          );
-        key = await openShare(values.share, values["recovery-key"]);
-      }
+      const key = await shareFromFlags("generate-root", positionals[0], values);
       if (!key) throw new UsageError("generate-root: give a key share (KEY, or --share JWE --recovery-key FILE)");
       r = await call("PUT", "sys/generate-root/update", { key, nonce: values.nonce });
     }
@@ -540,14 +556,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
       { ...clientFlags, reset: { type: "boolean" }, share: { type: "string" }, "recovery-key": { type: "string" } },
       true,
     );
-    let key = positionals[0];
-    if (values.share !== undefined || values["recovery-key"] !== undefined) {
-      if (!values.share || !values["recovery-key"])
-        throw new UsageError(
-          "unseal: --share and --recovery-key go together (an encrypted share and your private JWK)",
-        );
-      key = await openShare(values.share, values["recovery-key"]);
-    }
+    let key = await shareFromFlags("unseal", positionals[0], values);
     if (!key && !values.reset) {
       if (process.stdin.isTTY) throw new UsageError("unseal: pass the key share as an argument or on stdin");
       key = readFileSync(0, "utf8").trim();
@@ -608,6 +617,7 @@ async function rekey(rest: string[], io: CliIo): Promise<number> {
       init: { type: "boolean" },
       status: { type: "boolean" },
       cancel: { type: "boolean" },
+      verify: { type: "boolean" },
       "key-shares": { type: "string" },
       "key-threshold": { type: "string" },
       nonce: { type: "string" },
@@ -632,36 +642,43 @@ async function rekey(rest: string[], io: CliIo): Promise<number> {
               ["Rekey Progress", `${String(b.progress)}/${String(b.required)}`],
               ["New Shares", b.n],
               ["New Threshold", b.t],
+              ["Verification Required", b.verification_required],
+              ...(b.verification_nonce ? ([["Verification Nonce", b.verification_nonce]] as const) : []),
             ] as const)
           : []),
       ],
-      15,
+      21,
     );
+  if (values.verify && !values.init) return rekeyVerify(values, positionals[0], call, io);
   let r;
   if (values.init) {
     const n = Number(values["key-shares"] ?? 5),
       t = Number(values["key-threshold"] ?? 3);
     if (!Number.isInteger(n) || n < 1 || n > 255) throw new UsageError("--key-shares: an integer 1..255");
     if (!Number.isInteger(t) || t < 1 || t > n) throw new UsageError("--key-threshold: an integer 1..key-shares");
-    r = await call("PUT", "sys/rekey/init", { secret_shares: n, secret_threshold: t });
+    r = await call("PUT", "sys/rekey/init", {
+      secret_shares: n,
+      secret_threshold: t,
+      ...(values.verify ? { require_verification: true } : {}),
+    });
   } else if (values.status) r = await call("GET", "sys/rekey/init");
   else if (values.cancel) {
     if (!values.nonce) throw new UsageError("rekey: --cancel needs --nonce (the attempt's, shown by --status)");
     r = await call("DELETE", "sys/rekey/init", { nonce: values.nonce });
   } else {
     if (!values.nonce) throw new UsageError("rekey: --nonce (the attempt's, from its initiator) is required");
-    let key = positionals[0];
-    if (values.share !== undefined || values["recovery-key"] !== undefined) {
-      if (!values.share || !values["recovery-key"])
-        throw new UsageError("rekey: --share and --recovery-key go together (an encrypted share and your private JWK)");
-      key = await openShare(values.share, values["recovery-key"]);
-    }
+    const key = await shareFromFlags("rekey", positionals[0], values);
     if (!key) throw new UsageError("rekey: give a key share (KEY, or --share JWE --recovery-key FILE)");
     // Would this share complete the quorum? Then the new shares come back here: check where they would go first.
     const st = await call("GET", "sys/rekey/init");
     if (failIfError(st, io)) return Exit.rejected;
     const s = st.body as { started: boolean; nonce: string; n: number; t: number; progress: number; required: number };
     if (!s.started) throw new UsageError("rekey: no rekey is in progress (start one with --init)");
+    const round = (st.body as { verification_nonce?: string }).verification_nonce;
+    if (round)
+      throw new UsageError(
+        `rekey: this rekey's quorum is complete and awaits verification: the new shares' holders give them with --verify --nonce ${round}`,
+      );
     const shareKeys = await recoveryPublicKeys(values["recovery-keys"]);
     if (shareKeys && shareKeys.length !== s.n)
       throw new UsageError(`--recovery-keys: ${shareKeys.length} keys for ${s.n} new key shares (one key per share)`);
@@ -674,7 +691,14 @@ async function rekey(rest: string[], io: CliIo): Promise<number> {
       );
     r = await call("PUT", "sys/rekey/update", { key, nonce: values.nonce });
     if (failIfError(r, io)) return Exit.rejected;
-    const done = r.body as { complete?: boolean; keys_base64?: string[]; nonce?: string };
+    const done = r.body as {
+      complete?: boolean;
+      keys_base64?: string[];
+      nonce?: string;
+      verification_required?: boolean;
+      verification_nonce?: string;
+    };
+    const verifyNonce = done.verification_required ? done.verification_nonce : undefined;
     if (done.complete && done.keys_base64) {
       const b64 = done.keys_base64;
       const { encryptShare } = await import("../runtime/client/recovery-share.js");
@@ -691,7 +715,9 @@ async function rekey(rest: string[], io: CliIo): Promise<number> {
       if (!jwes)
         io.err(
           "WARNING! The new unseal key shares are printed below in clear, this once: the runtime keeps no copy. " +
-            "Give each to a different operator; the old shares no longer unseal this runtime.",
+            (verifyNonce
+              ? "Give each to a different operator; they take effect only once verified (see below)."
+              : "Give each to a different operator; the old shares no longer unseal this runtime."),
         );
       if (values.format === "json") {
         io.out(
@@ -701,6 +727,7 @@ async function rekey(rest: string[], io: CliIo): Promise<number> {
               unseal_shares: b64.length,
               unseal_threshold: s.t,
               nonce: done.nonce,
+              ...(verifyNonce ? { verification_required: true, verification_nonce: verifyNonce } : {}),
             },
             null,
             2,
@@ -712,7 +739,11 @@ async function rekey(rest: string[], io: CliIo): Promise<number> {
           "",
           `Operation nonce: ${String(done.nonce)}`,
           "",
-          `The runtime is rekeyed with ${b64.length} key shares and a key threshold of ${s.t}; the old shares no longer unseal it.`,
+          verifyNonce
+            ? `These ${b64.length} new key shares (threshold ${s.t}) are NOT in force yet: the old shares still unseal the ` +
+                `runtime. ${s.t} holders of the new shares confirm them with 'buckypaper runtime rekey --verify ` +
+                `--nonce ${verifyNonce} (KEY | --share JWE --recovery-key FILE)'; a restart or seal before that discards them.`
+            : `The runtime is rekeyed with ${b64.length} key shares and a key threshold of ${s.t}; the old shares no longer unseal it.`,
         );
         io.out(lines.join("\n"));
       }
@@ -722,6 +753,56 @@ async function rekey(rest: string[], io: CliIo): Promise<number> {
   if (failIfError(r, io)) return Exit.rejected;
   if (r.status !== 204) show(r.body as Record<string, unknown>);
   else io.out("Rekey cancelled.");
+  return Exit.ok;
+}
+
+/**
+ * `runtime rekey --verify`: Vault's sys/rekey/verify — the holders of the new shares give a threshold of them back
+ * (each opened from its JWE here, like any share); the runtime puts the new key in force only then. --cancel
+ * restarts the round (a new verification nonce), as `vault operator rekey -cancel -verify`.
+ */
+async function rekeyVerify(
+  values: {
+    status?: boolean;
+    cancel?: boolean;
+    nonce?: string;
+    share?: string;
+    "recovery-key"?: string;
+    format?: unknown;
+  },
+  positional: string | undefined,
+  call: Awaited<ReturnType<typeof client>>,
+  io: CliIo,
+): Promise<number> {
+  let r;
+  if (values.status) r = await call("GET", "sys/rekey/verify");
+  else if (values.cancel) r = await call("DELETE", "sys/rekey/verify");
+  else {
+    if (!values.nonce) throw new UsageError("rekey --verify: --nonce (the verification nonce) is required");
+    const key = await shareFromFlags("rekey", positional, values);
+    if (!key) throw new UsageError("rekey --verify: give a new key share (KEY, or --share JWE --recovery-key FILE)");
+    r = await call("PUT", "sys/rekey/verify", { key, nonce: values.nonce });
+  }
+  if (failIfError(r, io)) return Exit.rejected;
+  const b = r.body as Record<string, unknown>;
+  if (b.complete === true) {
+    if (values.format === "json") io.out(JSON.stringify(b, null, 2));
+    else io.out("Rekey verification successful: the new key shares are in force; the old ones no longer unseal it.");
+    return Exit.ok;
+  }
+  showStatus(
+    io,
+    values.format,
+    b,
+    [
+      ["Started", b.started],
+      ["New Shares", b.n],
+      ["New Threshold", b.t],
+      ["Verification Nonce", b.nonce],
+      ["Verification Progress", `${String(b.progress)}/${String(b.t)}`],
+    ],
+    21,
+  );
   return Exit.ok;
 }
 

@@ -230,19 +230,8 @@ suite("runtime dev --tls", async (dir) => {
 /** `runtime server` on SQLite with TLS: the vault CLI initialises, unseals, seals and unseals it again. */
 describe.runIf(haveVault)("vault CLI: operator lifecycle against runtime server", () => {
   it("operator init / unseal / status / seal / unseal with the runtime CA", { timeout: 120_000 }, async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "bk-vaultcli-server-"));
-    const port = await freePort();
-    const tlsDir = path.join(dir, "tls");
-    const cfg = path.join(dir, "runtime.hcl");
-    writeFileSync(
-      cfg,
-      `storage "sqlite" { path = "${dir}/rt.db" }\nlistener "tcp" { address = "127.0.0.1:${port}" tls_dir = "${tlsDir}" }\napi_addr = "https://127.0.0.1:${port}"\n`,
-    );
-    const rt = await startRuntime(["server", "--config", cfg], /listening on/);
+    const { boot, env, close } = await startServerForVaultCli();
     try {
-      const base = { PATH: process.env.PATH, HOME: dir, VAULT_ADDR: `https://127.0.0.1:${port}` };
-      // Before init the listener serves a throwaway certificate whose CA the runtime writes beside its own.
-      const boot = { ...base, VAULT_CACERT: path.join(tlsDir, "bootstrap-ca.pem") };
       let r = await vault(["status"], boot);
       expect(r.code, r.err + r.out).toBe(2); // Vault: 2 = sealed / not initialised
       expect(r.out).toMatch(/Initialized\s+false/);
@@ -251,7 +240,6 @@ describe.runIf(haveVault)("vault CLI: operator lifecycle against runtime server"
       const init = JSON.parse(r.out);
       expect(init.unseal_keys_b64).toHaveLength(3);
       // …and after init the runtime CA, which the operator now trusts for good.
-      const env = { ...base, VAULT_CACERT: path.join(tlsDir, "ca.pem") };
       expect(readFileSync(env.VAULT_CACERT, "utf8")).toMatch(/BEGIN CERTIFICATE/);
       r = await vault(["operator", "unseal", init.unseal_keys_b64[0]], env);
       expect(r.code, r.err).toBe(0);
@@ -364,8 +352,106 @@ describe.runIf(haveVault)("vault CLI: operator lifecycle against runtime server"
       r = await vault(["kv", "get", "-field=a", "secret/x"], authed);
       expect(r.out.trim()).toBe("b");
     } finally {
-      rt.proc.kill("SIGTERM");
-      rmSync(dir, { recursive: true, force: true });
+      close();
     }
   });
+
+  it(
+    "operator rekey -init -verify: the new shares are in force only after `rekey -verify`",
+    { timeout: 120_000 },
+    async () => {
+      const { boot, env, close } = await startServerForVaultCli();
+      try {
+        let r = await vault(["operator", "init", "-key-shares=3", "-key-threshold=2", "-format=json"], boot);
+        expect(r.code, r.err).toBe(0);
+        const init = JSON.parse(r.out) as { unseal_keys_b64: string[]; root_token: string };
+        for (const k of init.unseal_keys_b64.slice(0, 2))
+          expect((await vault(["operator", "unseal", k], env)).code).toBe(0);
+        const authed = { ...env, VAULT_TOKEN: init.root_token };
+        r = await vault(["operator", "rekey", "-init", "-verify", "-key-shares=4", "-key-threshold=3"], env);
+        expect(r.code, r.err).toBe(0);
+        expect(r.out).toMatch(/Verification Required\s+true/);
+        const nonce = /^Nonce\s+(\S+)/m.exec(r.out)![1];
+        r = await vault(["operator", "rekey", `-nonce=${nonce}`, init.unseal_keys_b64[0]], env);
+        expect(r.code, r.err).toBe(0);
+        r = await vault(["operator", "rekey", `-nonce=${nonce}`, init.unseal_keys_b64[2]], env);
+        expect(r.code, r.err).toBe(0);
+        const newKeys = [...r.out.matchAll(/^Key \d+: (\S+)$/gm)].map((m) => m[1]);
+        expect(newKeys).toHaveLength(4);
+        expect(r.out).toMatch(/These will not be active until after verification is complete/);
+        // the CLI follows with the verification status (Vault's RekeyVerificationStatusResponse)
+        expect(r.out).toMatch(/Verification Progress\s+0\/3/);
+        let vnonce = /Verification Nonce\s+(\S+)/.exec(r.out)![1];
+        expect(vnonce).not.toBe(nonce);
+        r = await vault(["operator", "rekey", "-status"], env);
+        expect(r.out).toMatch(/Rekey Progress\s+2\/2 \(verification in progress\)/);
+        expect(r.out).toContain(vnonce);
+        // not in force yet: the old configuration; a wrong nonce or the old shares do not verify
+        r = await vault(["status", "-format=json"], env);
+        expect(JSON.parse(r.out)).toMatchObject({ t: 2, n: 3, sealed: false });
+        r = await vault(["operator", "rekey", "-verify", `-nonce=${nonce}`, newKeys[0]], env);
+        expect(r.code).toBe(2);
+        expect(r.err).toMatch(/incorrect nonce supplied/);
+        for (const k of init.unseal_keys_b64)
+          r = await vault(["operator", "rekey", "-verify", `-nonce=${vnonce}`, k], env);
+        expect(r.code).toBe(2);
+        expect(r.err).toMatch(/rekey verification failed; incorrect key shares supplied/);
+        // `rekey -cancel -verify` restarts the round (DELETE sys/rekey/verify): a new nonce, the rekey stays
+        r = await vault(["operator", "rekey", "-verify", "-status", "-format=json"], env);
+        const failed = JSON.parse(r.out) as { nonce: string; started: boolean; progress: number };
+        expect(failed).toMatchObject({ started: true, progress: 0, t: 3, n: 4 });
+        expect(failed.nonce).not.toBe(vnonce);
+        r = await vault(["operator", "rekey", "-cancel", "-verify"], env);
+        expect(r.code, r.err).toBe(0);
+        r = await vault(["operator", "rekey", "-verify", "-status", "-format=json"], env);
+        vnonce = (JSON.parse(r.out) as { nonce: string }).nonce;
+        expect(vnonce).not.toBe(failed.nonce);
+        r = await vault(["operator", "rekey", "-verify", `-nonce=${vnonce}`, newKeys[3]], env);
+        expect(r.code, r.err).toBe(0);
+        expect(r.out).toMatch(/Verification Progress\s+1\/3/);
+        r = await vault(["operator", "rekey", "-verify", `-nonce=${vnonce}`, newKeys[0]], env);
+        expect(r.code, r.err).toBe(0);
+        r = await vault(["operator", "rekey", "-verify", `-nonce=${vnonce}`, newKeys[1]], env);
+        expect(r.code, r.err).toBe(0);
+        expect(r.out).toMatch(/Rekey verification successful/);
+        r = await vault(["status", "-format=json"], env);
+        expect(JSON.parse(r.out)).toMatchObject({ t: 3, n: 4, sealed: false });
+        // in force: after a seal the old shares are refused and the new ones unseal
+        expect((await vault(["operator", "seal"], authed)).code).toBe(0);
+        for (const k of init.unseal_keys_b64) r = await vault(["operator", "unseal", k], env);
+        expect(r.code).toBe(2);
+        expect(r.err).toMatch(/invalid key shares/);
+        for (const k of newKeys.slice(0, 3)) r = await vault(["operator", "unseal", k], env);
+        expect(r.code, r.err).toBe(0);
+        expect(r.out).toMatch(/Sealed\s+false/);
+      } finally {
+        close();
+      }
+    },
+  );
 });
+
+/**
+ * `runtime server` over TLS on SQLite for the vault CLI: `boot` trusts the throwaway certificate served before
+ * init (its CA is written beside the runtime's), `env` the runtime CA written at init.
+ */
+async function startServerForVaultCli() {
+  const dir = mkdtempSync(path.join(tmpdir(), "bk-vaultcli-server-"));
+  const port = await freePort();
+  const tlsDir = path.join(dir, "tls");
+  const cfg = path.join(dir, "runtime.hcl");
+  writeFileSync(
+    cfg,
+    `storage "sqlite" { path = "${dir}/rt.db" }\nlistener "tcp" { address = "127.0.0.1:${port}" tls_dir = "${tlsDir}" }\napi_addr = "https://127.0.0.1:${port}"\n`,
+  );
+  const rt = await startRuntime(["server", "--config", cfg], /listening on/);
+  const base = { PATH: process.env.PATH, HOME: dir, VAULT_ADDR: `https://127.0.0.1:${port}` };
+  return {
+    boot: { ...base, VAULT_CACERT: path.join(tlsDir, "bootstrap-ca.pem") },
+    env: { ...base, VAULT_CACERT: path.join(tlsDir, "ca.pem") },
+    close: () => {
+      rt.proc.kill("SIGTERM");
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

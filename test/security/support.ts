@@ -76,6 +76,35 @@ export async function startRuntimeServer(
   };
 }
 
+/**
+ * The runtime the rekey tests attack: `runtime server` with 3 shares / threshold 2, a file audit device at
+ * `<dir>/audit.log`, a KV v2 mount `secret/` holding `secret/data/app` = {password: marker} (to show the data
+ * survives), and the sys/rekey/* rate limit lifted (these files make more rekey calls from one address than the
+ * default 5/s, burst 20 allows).
+ */
+export async function startRekeyTarget(
+  workers: number,
+  marker: string,
+): Promise<{ srv: ServerUnderAttack; auditLog: string }> {
+  const srv = await startRuntimeServer({
+    workers,
+    shares: 3,
+    threshold: 2,
+    hcl: `rate_limit "sys/rekey/*" { per_second = 1000  burst = 1000 }`,
+  });
+  const auditLog = path.join(srv.dir, "audit.log");
+  const steps: Array<[string, string, unknown, number]> = [
+    ["PUT", "sys/audit/file", { type: "file", options: { file_path: auditLog } }, 204],
+    ["POST", "sys/mounts/secret", { type: "kv", options: { version: "2" } }, 204],
+    ["POST", "secret/data/app", { data: { password: marker } }, 200],
+  ];
+  for (const [method, p, body, want] of steps) {
+    const r = await srv.call(method, p, body, srv.root);
+    if (r.status !== want) throw new Error(`${method} ${p}: ${r.status} ${JSON.stringify(r.body)}`);
+  }
+  return { srv, auditLog };
+}
+
 /** A JSON text nested `depth` levels deep ({"a":{"a":…}}). */
 export function nestedJson(depth: number, leaf = '"x"'): string {
   return '{"a":'.repeat(depth) + leaf + "}".repeat(depth);

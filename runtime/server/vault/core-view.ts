@@ -8,6 +8,7 @@ import type { MountEntry } from "./mounts.js";
 import type { BackendRegistry } from "./registry.js";
 import type { TokenEntry, TokenStore } from "./tokens.js";
 import type { LogicalBackend } from "./backend.js";
+import type { PendingRekeyVerification } from "./rekey-verification.js";
 import type { Storage, StorageWriter } from "../storage/types.js";
 
 export interface RawRequest {
@@ -86,10 +87,13 @@ export interface CoreView {
   rekeyWrappingKey(current?: Buffer): Promise<Buffer | undefined>;
   rekeyUnsealKey(
     oldKey: Buffer,
+    newKey: Buffer,
     shares: number,
     threshold: number,
     inTx: (sealed: StorageWriter) => Promise<void>,
-  ): Promise<Buffer[]>;
+  ): Promise<void>;
+  /** A rekey's new key awaiting verification; undefined when this core is one worker of several. */
+  readonly pendingRekey: PendingRekeyVerification | undefined;
   tidy(): Promise<number | undefined>;
   mountEntries(): MountEntry[];
   resolveMount(path: string): ActiveMount | undefined;

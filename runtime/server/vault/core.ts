@@ -3,7 +3,7 @@
 // returns status + JSON body; runtime/server/ only adapts fastify to it.
 import type { PathSpec, TableBackend } from "./framework.js";
 import { randomBytes, timingSafeEqual } from "node:crypto";
-import { split, combine } from "shamir-secret-sharing";
+import { combine } from "shamir-secret-sharing";
 import {
   LogicalError,
   type CallerAuth,
@@ -22,7 +22,8 @@ import {
   wrapUnsealKey,
 } from "./barrier.js";
 import { PermissionDeniedError, SealedError } from "./errors.js";
-import { checkShareConfig } from "./share-config.js";
+import { checkShareConfig, splitKey } from "./share-config.js";
+import { PendingRekeyVerification } from "./rekey-verification.js";
 import { Acl, parsePolicy, DEFAULT_POLICY_TEXT, type Capability, type Policy } from "./policy.js";
 import { TokenStore, type TokenEntry } from "./tokens.js";
 import { newMount, mountStoragePrefix, type MountEntry } from "./mounts.js";
@@ -246,6 +247,8 @@ const AUDITED_RAW_SYS = new Set([
   // the same for the quorum replacing the unseal key shares: the new shares are HMAC'd in the response record
   "sys/rekey/init",
   "sys/rekey/update",
+  // the new-key quorum that puts a verified rekey in force
+  "sys/rekey/verify",
 ]);
 /** Paths that additionally need `sudo` (for these operations). */
 const SUDO: Array<{ re: RegExp; ops?: Operation[] }> = [
@@ -273,6 +276,11 @@ export class Core implements CoreView {
   private policyCache = new Map<string, { raw: Buffer | undefined; policy: Policy | undefined; at: number }>();
   readonly clusterName: string;
   readonly clusterId: string;
+  /**
+   * A rekey's new key awaiting verification (require_verification), in this process's memory only. Undefined in
+   * a runtime of several workers: a verification share sent to another worker could not reach it.
+   */
+  readonly pendingRekey: PendingRekeyVerification | undefined;
 
   constructor(readonly opts: CoreOptions) {
     this.barrier = new Barrier(opts.physical);
@@ -280,6 +288,7 @@ export class Core implements CoreView {
     this.logger = opts.logger ?? silent;
     this.clusterName = opts.clusterName ?? "buckypaper-runtime";
     this.clusterId = randomBytes(16).toString("hex");
+    this.pendingRekey = opts.peers ? undefined : new PendingRekeyVerification();
   }
 
   get defaultTtl() {
@@ -455,10 +464,9 @@ export class Core implements CoreView {
     const { token } = await this.tokens!.createRoot();
     const extra = this.opts.onInitialize ? await this.opts.onInitialize(this.barrier) : {};
     await this.seal();
-    const parts = shares === 1 ? [new Uint8Array(key)] : await split(new Uint8Array(key), shares, threshold);
+    const bufs = await splitKey(key, shares, threshold);
     key.fill(0);
     await this.opts.peers?.announce({ kind: "initialized" });
-    const bufs = parts.map((p) => Buffer.from(p));
     return {
       keys: bufs.map((b) => b.toString("hex")),
       keys_base64: bufs.map((b) => b.toString("base64")),
@@ -630,6 +638,7 @@ export class Core implements CoreView {
     this.policyCache.clear();
     this.aclCache.clear();
     this.#instanceId = undefined;
+    this.pendingRekey?.discard(); // a rekey awaiting verification dies with the seal (Vault): the old key stays
     this.barrier.seal();
   }
 
@@ -693,29 +702,26 @@ export class Core implements CoreView {
   }
 
   /**
-   * sys/rekey's last step: a new unseal key, drawn here, replaces `oldKey` (which the caller reassembled from
-   * the operators' shares) in one storage transaction — the keyring re-encrypted under it, the auto-unseal
-   * wrapping renewed, the peer-unseal shares re-split with the same peer threshold, the seal config's share
-   * count and threshold, and `inTx` (the caller's attempt bookkeeping). Any failure commits nothing: the old
-   * shares keep working. Returns the new key's Shamir shares — the only copy; the caller returns them once.
+   * sys/rekey's last step: `newKey` (drawn and already split into the operators' shares by the caller, so a
+   * failing split cannot leave a key no operator holds) replaces `oldKey` (reassembled from the current shares)
+   * in one storage transaction — the keyring re-encrypted under it, the auto-unseal wrapping renewed, the
+   * peer-unseal shares re-split with the same peer threshold, the seal config's share count and threshold, and
+   * `inTx` (the caller's attempt bookkeeping). Any failure commits nothing: the old shares keep working. Used
+   * both when the old-key quorum completes and, with require_verification, when the new-key quorum does.
    */
   async rekeyUnsealKey(
     oldKey: Buffer,
+    newKey: Buffer,
     shares: number,
     threshold: number,
     inTx: (sealed: StorageWriter) => Promise<void>,
-  ): Promise<Buffer[]> {
+  ): Promise<void> {
     if (this.sealed) throw new SealedError();
     checkShareConfig(shares, threshold);
     if (!(await this.barrier.verifyUnsealKey(oldKey))) throw new InvalidUnsealKeyError();
     const wrapping = await this.rekeyWrappingKey(oldKey);
     const peerK = await peerThreshold(this.barrier);
-    const newKey = randomBytes(32);
-    let parts: Uint8Array[] = [];
     try {
-      // The operators' shares first: once the transaction commits, the old key opens nothing, so a split that
-      // failed after it would leave a runtime whose unseal key no operator holds.
-      parts = shares === 1 ? [new Uint8Array(newKey)] : await split(new Uint8Array(newKey), shares, threshold);
       const peerRecord = peerK === undefined ? undefined : await peerSharesRecord(newKey, peerK);
       const wrapped = wrapping && wrapUnsealKey(wrapping, this.opts.autoUnseal!.type, newKey);
       let config: SealConfig | undefined;
@@ -740,11 +746,8 @@ export class Core implements CoreView {
         `runtime rekeyed: ${shares} key shares, threshold ${threshold}` +
           `${wrapped ? "; auto-unseal wrapping renewed" : ""}${peerK !== undefined ? `; peer-unseal shares re-split (threshold ${peerK})` : ""}`,
       );
-      return parts.map((p) => Buffer.from(p));
     } finally {
-      newKey.fill(0);
       wrapping?.fill(0);
-      for (const p of parts) p.fill(0);
     }
   }
 

@@ -169,11 +169,8 @@ export class SystemBackend implements LogicalBackend, TableBackend {
         return this.generateRoot(path, method, data);
       case "sys/rekey/init":
       case "sys/rekey/update":
-        return this.rekey(path, method, data);
       case "sys/rekey/verify":
-        return this.rekeyUnsupported(
-          "rekey verification is not supported by this runtime (sys/rekey/init refuses require_verification): the new shares take effect when the rekey completes",
-        );
+        return this.rekey(path, method, data);
       case "sys/rekey/backup":
         return this.rekeyUnsupported(
           "rekey backups are not supported by this runtime (sys/rekey/init refuses backup and pgp_keys): no backup exists",
@@ -229,6 +226,13 @@ export class SystemBackend implements LogicalBackend, TableBackend {
     if (path === "sys/rekey/update") {
       if (!put) return { status: 405, body: { errors: ["unsupported operation"] } };
       return { status: 200, body: await r.update(data) };
+    }
+    if (path === "sys/rekey/verify") {
+      // Vault's sys/rekey/verify: GET the round, PUT a new share, DELETE restarts the round (new nonce).
+      if (method === "GET") return { status: 200, body: await r.verifyStatus() };
+      if (put) return { status: 200, body: await r.verify(data) };
+      if (method === "DELETE") return { status: 200, body: await r.verifyRestart() };
+      return { status: 405, body: { errors: ["unsupported operation"] } };
     }
     if (method === "GET") return { status: 200, body: await r.status() };
     if (put) return { status: 200, body: await r.start(data) };
