@@ -9,7 +9,7 @@ import path from "node:path";
 import { cli, startServerProc, type ServerProc } from "../runtime/server/core-procs.js";
 import { initPlatform } from "../../runtime/sim/localvm/platform.js";
 import { haveSwtpm } from "../support/swtpm.js";
-import { MEASUREMENT } from "../runtime/attested-runtime-support.js";
+import { MEASUREMENT, runtimeVerifyArgs } from "../runtime/attested-runtime-support.js";
 import { DEFAULT_CMDLINE } from "../runtime/attestation/tpm-fixtures.js";
 import { bootTpm, goodBootPolicy, type BootedTpm } from "../runtime/vtpm-runtime-support.js";
 
@@ -57,20 +57,7 @@ describe.runIf(run)("runtime verify --boot-policy against runtime server process
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const verify = (url: string, ...extra: string[]) =>
-    cli([
-      "runtime",
-      "verify",
-      "--url",
-      url,
-      "--measurement",
-      MEASUREMENT,
-      "--anchor",
-      anchor,
-      "--kds",
-      "off",
-      ...extra,
-    ]);
+  const verify = (url: string, ...extra: string[]) => cli(runtimeVerifyArgs(url, anchor, MEASUREMENT, ...extra));
 
   it("the server says it attests with a vTPM; verify exits 0 with the runtime's boot policy and its AK pinned", async () => {
     expect(server.output()).toMatch(/with a quote from vtpm \(swtpm:host=127\.0\.0\.1/);

@@ -16,6 +16,31 @@ import type { RuntimeAttestation } from "../../runtime/client/connection.js";
 export const MEASUREMENT = "ab".repeat(48);
 export const OTHER_MEASUREMENT = "cd".repeat(48);
 
+/**
+ * `buckypaper runtime verify` arguments against a simulated-SNP runtime: the URL, an expected measurement, the
+ * simulator's anchor file and no KDS (the simulated VCEK comes with the evidence), then `extra` flags.
+ */
+export function runtimeVerifyArgs(
+  url: string,
+  anchor: string,
+  measurement = MEASUREMENT,
+  ...extra: string[]
+): string[] {
+  return [
+    "runtime",
+    "verify",
+    "--url",
+    url,
+    "--measurement",
+    measurement,
+    "--anchor",
+    anchor,
+    "--kds",
+    "off",
+    ...extra,
+  ];
+}
+
 let shared: Promise<SnpSimulator> | undefined;
 /** One simulated platform per test file (RSA key generation is the slow part). */
 export function platform(): Promise<SnpSimulator> {

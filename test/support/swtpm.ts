@@ -78,6 +78,20 @@ export class SwTpm {
     if (r.status !== 0) throw new Error(`tpm2_pcrextend: ${r.stderr.toString()}`);
   }
 
+  /**
+   * Replays a boot's PCR extends into both banks at once (SHA-256 and SHA-384, one event each), as firmware does
+   * on a TPM with both banks active — a NitroTPM's document reads the SHA-384 one. `extends384[i]` is the same
+   * event as `extends[i]`.
+   */
+  extendBothBanks(boot: { extends: Array<[number, Buffer]>; extends384: Array<[number, Buffer]> }): void {
+    for (let i = 0; i < boot.extends.length; i++) {
+      const [pcr, d256] = boot.extends[i];
+      const d384 = boot.extends384[i][1];
+      const r = this.tool(["tpm2_pcrextend", `${pcr}:sha256=${d256.toString("hex")},sha384=${d384.toString("hex")}`]);
+      if (r.status !== 0) throw new Error(r.stderr.toString());
+    }
+  }
+
   async stop(): Promise<void> {
     if (this.child.exitCode === null) {
       const done = new Promise((r) => this.child.once("exit", r));

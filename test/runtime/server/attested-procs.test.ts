@@ -11,7 +11,7 @@ import { bin, cli } from "./core-procs.js";
 import { initPlatform, loadPlatform } from "../../../runtime/sim/localvm/platform.js";
 import { openTls } from "../../../runtime/client/attested-tls.js";
 import { startFakeConfigfsTsm, type FakeConfigfs } from "../guest/fake-configfs.js";
-import { MEASUREMENT, OTHER_MEASUREMENT, insecureGet } from "../attested-runtime-support.js";
+import { MEASUREMENT, OTHER_MEASUREMENT, insecureGet, runtimeVerifyArgs } from "../attested-runtime-support.js";
 import https from "node:https";
 import { DatabaseSync } from "node:sqlite";
 
@@ -94,33 +94,11 @@ describe("runtime server with attested TLS (real processes)", () => {
     `);
     const spki = /SPKI SHA-256 ([0-9a-f]{64})/.exec(s.out())![1];
     const anchor = path.join(platformDir, "anchor.json");
-    const ok = await cli([
-      "runtime",
-      "verify",
-      "--url",
-      s.url,
-      "--measurement",
-      MEASUREMENT,
-      "--anchor",
-      anchor,
-      "--kds",
-      "off",
-    ]);
+    const ok = await cli(runtimeVerifyArgs(s.url, anchor, MEASUREMENT));
     expect(ok.stderr).toBe("");
     expect(ok.code).toBe(0);
     expect(ok.stdout).toContain(`SPKI SHA-256 ${spki}`);
-    const bad = await cli([
-      "runtime",
-      "verify",
-      "--url",
-      s.url,
-      "--measurement",
-      OTHER_MEASUREMENT,
-      "--anchor",
-      anchor,
-      "--kds",
-      "off",
-    ]);
+    const bad = await cli(runtimeVerifyArgs(s.url, anchor, OTHER_MEASUREMENT));
     expect(bad.code).toBe(1);
     expect(bad.stdout).toMatch(/REFUSED: policy\.measurement/);
     // The listener key is nowhere on disk: no PEM key, no file containing the served certificate's key.
@@ -152,18 +130,7 @@ describe("runtime server with attested TLS (real processes)", () => {
     expect(seen.size).toBe(1);
     const anchor = path.join(platformDir, "anchor.json");
     for (let i = 0; i < 2; i++) {
-      const r = await cli([
-        "runtime",
-        "verify",
-        "--url",
-        s.url,
-        "--measurement",
-        MEASUREMENT,
-        "--anchor",
-        anchor,
-        "--kds",
-        "off",
-      ]);
+      const r = await cli(runtimeVerifyArgs(s.url, anchor, MEASUREMENT));
       expect(r.code, r.stdout + r.stderr).toBe(0);
     }
     expect(fake.inblobs.length).toBeGreaterThanOrEqual(2);
@@ -179,20 +146,7 @@ describe("runtime server with attested TLS (real processes)", () => {
     expect(ids.size).toBe(1);
     const [id] = [...ids];
     expect(id).toMatch(/^[0-9a-f]{64}$/);
-    const pinned = await cli([
-      "runtime",
-      "verify",
-      "--url",
-      s.url,
-      "--measurement",
-      MEASUREMENT,
-      "--anchor",
-      anchor,
-      "--kds",
-      "off",
-      "--instance-id",
-      id!,
-    ]);
+    const pinned = await cli(runtimeVerifyArgs(s.url, anchor, MEASUREMENT, "--instance-id", id!));
     expect(pinned.code, pinned.stdout + pinned.stderr).toBe(0);
     expect(JSON.parse(readFileSync(path.join(platformDir, "anchor.json"), "utf8")).ark_sha256).toMatch(
       /^[0-9a-f]{64}$/,

@@ -2,6 +2,10 @@
 // simulated SEV-SNP or TDX evidence, and a hostile client speaking sys/peer-unseal/* by hand.
 import https from "node:https";
 import net from "node:net";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { generateKeyPairSync } from "node:crypto";
 import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
 import { parseConfig } from "../../../runtime/server/http/config.js";
@@ -13,7 +17,7 @@ import { hybridBindingMaterial } from "../../../runtime/attestation/binding.js";
 import { hybridOpen } from "../../../runtime/attestation/hybrid-seal.js";
 import type { WireEvidence } from "../../../runtime/protocol/evidence.js";
 import { AUTO_UNSEAL_KEY_REQUEST, encodeKeyRequest } from "../../../runtime/attestation/snp/derived-key.js";
-import type { SnpSimulator } from "../../../runtime/sim/snp.js";
+import { createSnpSimulator, type SnpSimulator } from "../../../runtime/sim/snp.js";
 import type { TdxSimulator } from "../../../runtime/sim/tdx.js";
 
 export const SNP_POLICY = 0x30000n;
@@ -115,6 +119,38 @@ export async function startReplica(o: {
     ...(o.autoUnseal ? { autoUnseal: o.autoUnseal } : {}),
     ...(o.log ? { logger: o.log } : {}),
   });
+}
+
+const PG_TEST_SERVER = path.resolve(import.meta.dirname, "../../../scripts/pg-test-server.sh");
+
+/** A fresh PostgreSQL cluster for a replica set's shared storage (scripts/pg-test-server.sh): its data dir and URL. */
+export function startTestPostgres(prefix: string): { dir: string; url: string } {
+  const dir = mkdtempSync(path.join(tmpdir(), prefix));
+  return { dir, url: execFileSync(PG_TEST_SERVER, ["start", dir], { encoding: "utf8" }).trim() };
+}
+
+/** Stops a cluster startTestPostgres started (nothing when it was never started). */
+export function stopTestPostgres(dir: string): void {
+  if (dir) execFileSync(PG_TEST_SERVER, ["stop", dir]);
+}
+
+/** Another chip under `chip`'s simulated AMD hierarchy: the same trust anchor, another CHIP_ID (other derived keys). */
+export async function siblingChip(chip: SnpSimulator, chipId: string): Promise<SnpSimulator> {
+  return createSnpSimulator({ state: { ...(await chip.exportState()), chipId, veks: {} } });
+}
+
+/**
+ * Starts replicas of one set with the set's trust (read when each starts) and a fresh logger each, recording the
+ * servers (for the teardown) and the logs (for assertions on what each replica said).
+ */
+export function replicaStarter(set: { servers: RunningServer[]; logs: Logged[]; trust: () => TrustConfig }) {
+  return async (o: Omit<Parameters<typeof startReplica>[0], "trust" | "log">): Promise<RunningServer> => {
+    const log = logger();
+    set.logs.push(log);
+    const s = await startReplica({ ...o, trust: set.trust(), log });
+    set.servers.push(s);
+    return s;
+  };
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped JSON from the API

@@ -3,7 +3,6 @@
 // unsealed by k attested peers on k distinct machines over real HTTP, and every hostile request is refused by the
 // check it fails — including a host that multiplies one machine into several "peers" (restarts, VMs on one chip).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -25,16 +24,19 @@ import {
   call,
   hostRoute,
   logger,
+  replicaStarter,
   requesterKeys,
+  siblingChip,
   snpDerivedKey,
   snpSource,
   startReplica,
+  startTestPostgres,
+  stopTestPostgres,
   tdxSource,
   type Json,
   type Logged,
 } from "./peer-unseal-support.js";
 
-const repoRoot = path.resolve(import.meta.dirname, "../../..");
 const M = "ab".repeat(48);
 const OTHER = "cd".repeat(48);
 const SECRET = "peer-unseal-marker-7f3e";
@@ -58,13 +60,7 @@ let root = "";
 let auditFile = "";
 
 const pgStorage = () => `storage "postgresql" { connection_url = "${pgUrl}" }`;
-async function replica(o: Omit<Parameters<typeof startReplica>[0], "trust" | "log">): Promise<RunningServer> {
-  const log = logger();
-  logs.push(log);
-  const s = await startReplica({ ...o, trust, log });
-  servers.push(s);
-  return s;
-}
+const replica = replicaStarter({ servers, logs, trust: () => trust });
 const snp = (chip: SnpSimulator, m = M) => ({ source: snpSource(chip, m), autoUnseal: snpDerivedKey(chip, m) });
 
 /** A hand-made requester: challenge at `peer`, evidence from `source` over (nonce, `bound` keys), keys `sent`. */
@@ -89,17 +85,12 @@ async function ask(
 
 beforeAll(async () => {
   if (!ok) return;
-  pgDir = mkdtempSync(path.join(tmpdir(), "bk-pg-peer-"));
+  ({ dir: pgDir, url: pgUrl } = startTestPostgres("bk-pg-peer-"));
   dir = mkdtempSync(path.join(tmpdir(), "bk-peer-unseal-"));
-  pgUrl = execFileSync(path.join(repoRoot, "scripts/pg-test-server.sh"), ["start", pgDir], { encoding: "utf8" }).trim();
   chipA = await createSnpSimulator({ rsaBits: 2048 });
-  // Another chip under the same (simulated) AMD hierarchy: same anchor, other CHIP_ID, other derived keys.
-  chipB = await createSnpSimulator({
-    state: { ...(await chipA.exportState()), chipId: "5a".repeat(64), veks: {} },
-  });
-  chipC = await createSnpSimulator({
-    state: { ...(await chipA.exportState()), chipId: "c3".repeat(64), veks: {} },
-  });
+  // Other chips under the same (simulated) AMD hierarchy: same anchor, other CHIP_ID, other derived keys.
+  chipB = await siblingChip(chipA, "5a".repeat(64));
+  chipC = await siblingChip(chipA, "c3".repeat(64));
   tdx = await TdxSimulator.create();
   trust = {
     snp: { simulated: [chipA.trustAnchor] },
@@ -134,7 +125,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const s of servers) await s.close().catch(() => undefined);
-  if (pgDir) execFileSync(path.join(repoRoot, "scripts/pg-test-server.sh"), ["stop", pgDir]);
+  stopTestPostgres(pgDir);
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 

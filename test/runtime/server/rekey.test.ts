@@ -7,7 +7,6 @@
 //  - on a real SQLite file, a write failure at each step of the rekey transaction, and a derived key that fails
 //    at completion, lose nothing: the old shares, the old wrapping and the old peer shares keep working.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { execFileSync } from "node:child_process";
 import https from "node:https";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -22,9 +21,17 @@ import { builtinRegistry } from "../../../runtime/server/engines.js";
 import { AUTO_UNSEAL_KEY, KEYRING_KEY } from "../../../runtime/server/vault/barrier.js";
 import { PEER_SHARES_KEY, peerThreshold } from "../../../runtime/server/vault/peer-shares.js";
 import { haveCommand, requireTool } from "../../support/prereq.js";
-import { call, logger, snpDerivedKey, snpSource, startReplica, type Logged } from "./peer-unseal-support.js";
+import {
+  call,
+  replicaStarter,
+  siblingChip,
+  snpDerivedKey,
+  snpSource,
+  startTestPostgres,
+  stopTestPostgres,
+  type Logged,
+} from "./peer-unseal-support.js";
 
-const repoRoot = path.resolve(import.meta.dirname, "../../..");
 const M = "ab".repeat(48);
 const SECRET = "rekey-replicas-marker-91d2";
 
@@ -46,23 +53,17 @@ let newKeys: string[] = [];
 let root = "";
 
 const pgStorage = () => `storage "postgresql" { connection_url = "${pgUrl}" }`;
-async function replica(o: Omit<Parameters<typeof startReplica>[0], "trust" | "log" | "storage">) {
-  const log = logger();
-  logs.push(log);
-  const s = await startReplica({ ...o, storage: pgStorage(), trust, log });
-  servers.push(s);
-  return s;
-}
+const startOnSet = replicaStarter({ servers, logs, trust: () => trust });
+const replica = (o: Omit<Parameters<typeof startOnSet>[0], "storage">) => startOnSet({ ...o, storage: pgStorage() });
 const snp = (chip: SnpSimulator) => ({ source: snpSource(chip, M), autoUnseal: snpDerivedKey(chip, M) });
 
 beforeAll(async () => {
   dir = mkdtempSync(path.join(tmpdir(), "bk-rekey-"));
   chipA = await createSnpSimulator({ rsaBits: 2048 });
   if (!ok) return;
-  pgDir = mkdtempSync(path.join(tmpdir(), "bk-pg-rekey-"));
-  pgUrl = execFileSync(path.join(repoRoot, "scripts/pg-test-server.sh"), ["start", pgDir], { encoding: "utf8" }).trim();
-  chipB = await createSnpSimulator({ state: { ...(await chipA.exportState()), chipId: "5a".repeat(64), veks: {} } });
-  chipC = await createSnpSimulator({ state: { ...(await chipA.exportState()), chipId: "c3".repeat(64), veks: {} } });
+  ({ dir: pgDir, url: pgUrl } = startTestPostgres("bk-pg-rekey-"));
+  chipB = await siblingChip(chipA, "5a".repeat(64));
+  chipC = await siblingChip(chipA, "c3".repeat(64));
   trust = { snp: { simulated: [chipA.trustAnchor] } };
   r1 = await replica(snp(chipA));
   const init = await call(r1.url, "PUT", "sys/init", { secret_shares: 3, secret_threshold: 2, peer_threshold: 2 });
@@ -85,7 +86,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const s of servers) await s.close().catch(() => undefined);
-  if (pgDir) execFileSync(path.join(repoRoot, "scripts/pg-test-server.sh"), ["stop", pgDir]);
+  stopTestPostgres(pgDir);
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 

@@ -42,12 +42,7 @@ async function bootVm(
 ) {
   const tpm = await SwTpm.start();
   const boot = buildBootLog({ ...spec, sha384: true });
-  for (let i = 0; i < boot.extends.length; i++) {
-    const [pcr, d256] = boot.extends[i];
-    const d384 = boot.extends384[i][1];
-    const r = tpm.tool(["tpm2_pcrextend", `${pcr}:sha256=${d256.toString("hex")},sha384=${d384.toString("hex")}`]);
-    if (r.status !== 0) throw new Error(r.stderr.toString());
-  }
+  tpm.extendBothBanks(boot);
   const dir = mkdtempSync(path.join(tmpdir(), "bp-evlog-"));
   writeFileSync(path.join(dir, "log"), boot.log);
   const vtpm = new Vtpm({
