@@ -41,7 +41,8 @@ const NETWORK = "[Match]\nName=en* eth*\n\n[Network]\nDHCP=ipv4\n";
 const WAIT_ONLINE_DROPIN = "[Service]\nExecCondition=/bin/sh -c 'grep -qs ^0x02 /sys/bus/pci/devices/*/class'\n";
 // cloud-init's datasource per source: exactly the one the agent reads. `None` is cloud-init's empty
 // datasource (no user-data, no metadata): it lets cloud-init finish when the source is absent, it injects
-// nothing. Ec2: strict_id (only on a platform that identifies as EC2) and only the link-local IMDS address
+// nothing. Ec2: the kit's pinned Ec2Local (PINNED_EC2: IMDS crawled once per boot; its config stays under
+// `datasource: Ec2:`), strict_id (only on a platform that identifies as EC2) and only the link-local IMDS address
 // (no DNS name a resolver could point elsewhere); cloud-init 22.4 fetches it with an IMDSv2 token.
 // GCE: the metadata server by its link-local address (not metadata.google.internal), as the agent reads it.
 // Azure: the OVF environment's CustomData (IMDS userData only when there is none, which the agent refuses); the data
@@ -49,7 +50,7 @@ const WAIT_ONLINE_DROPIN = "[Service]\nExecCondition=/bin/sh -c 'grep -qs ^0x02 
 const DATASOURCES: Record<ImageUserDataSource, string> = {
   nocloud: "datasource_list: [ BuckypaperNoCloud, None ]\n",
   ec2:
-    "datasource_list: [ Ec2, None ]\n" +
+    "datasource_list: [ BuckypaperEc2, None ]\n" +
     "datasource:\n  Ec2:\n    strict_id: true\n    metadata_urls: [ 'http://169.254.169.254' ]\n",
   gce:
     "datasource_list: [ GCE, None ]\n" +
@@ -129,6 +130,47 @@ def get_datasource_list(depends):
     return sources.list_from_depends(depends, datasources)
 `,
 } as const;
+/**
+ * The kit's EC2 datasource: cloud-init's own DataSourceEc2Local (same IMDSv2 crawl, same `datasource: Ec2:` config,
+ * strict_id) that crawls IMDS once per boot. Stock DataSourceEc2.network_config re-crawls IMDS — the user-data
+ * included — whenever the crawled meta-data has no "network" key ("Refreshing stale metadata from prior to
+ * upgrade"), and cloud-init evaluates it in every stage's apply_network_config, even with `network: {config:
+ * disabled}`: in the network stage too, after the agent measured the cached user-data, and the user stages then
+ * execute whatever IMDS answered that time. IMDS is the cloud operator's: an IMDS that omits "network" and changes
+ * the user-data after cloud-init-local would run code the agent never measured (seen in
+ * test/images/guest/cloud-disk-boot.test.ts). The image renders no network config from the datasource, so this
+ * one never offers any and never re-crawls. Only the local-stage variant is offered (no network-stage DataSourceEc2
+ * fetching after the agent). runtime/guest/cloud-init-cache.ts EXPECTED_DATASOURCE names this class
+ * (test/images/guest/configure.test.ts keeps them equal).
+ */
+export const PINNED_EC2 = {
+  /** The datasource_list entry. */
+  name: "BuckypaperEc2",
+  module: "cloudinit.sources.DataSourceBuckypaperEc2",
+  cls: "DataSourceBuckypaperEc2Local",
+  file: "usr/lib/python3/dist-packages/cloudinit/sources/DataSourceBuckypaperEc2.py",
+  source: `# Buckypaper kit image (images/guest/configure.ts): Ec2Local, IMDS crawled once per boot.
+# Stock network_config re-crawls IMDS (user-data included) when the meta-data has no "network" key, in the
+# network stage too — after the enclaivelet measured the cached user-data. Never here: no network config from
+# the datasource (the image disables cloud-init's network rendering), so no second crawl.
+from cloudinit import sources
+from cloudinit.sources import DataSourceEc2 as ec2
+
+
+class DataSourceBuckypaperEc2Local(ec2.DataSourceEc2Local):
+    @property
+    def network_config(self):
+        return None
+
+
+# The local stage's datasource only (cloud-init-local.service): no network-stage variant.
+datasources = [(DataSourceBuckypaperEc2Local, (sources.DEP_FILESYSTEM,))]
+
+
+def get_datasource_list(depends):
+    return sources.list_from_depends(depends, datasources)
+`,
+} as const;
 // The clouds hand the MTU out by DHCP (GCE: 1460; EC2: 9001 inside a VPC): taken, so that large metadata and
 // runtime responses are not black-holed. QEMU's user/tap networking gives none, so the NoCloud image has no drop-in.
 const CLOUD_DHCP_DROPIN = "[DHCPv4]\nUseMTU=yes\n";
@@ -177,11 +219,16 @@ export async function configureNetwork(
   await writeFile(path.join(root, "etc/cloud/cloud.cfg.d/90-buckypaper.cfg"), cloudCfg(source));
   await mkdir(path.dirname(path.join(root, SSHD_KEYS_ONLY.file)), { recursive: true });
   await writeFile(path.join(root, SSHD_KEYS_ONLY.file), SSHD_KEYS_ONLY.text, { mode: 0o644 });
-  const pinned = path.join(root, PINNED_NOCLOUD.file);
-  if (source !== "nocloud") await rm(pinned, { force: true });
-  else {
-    await mkdir(path.dirname(pinned), { recursive: true });
-    await writeFile(pinned, PINNED_NOCLOUD.source, { mode: 0o644 });
+  for (const [pin, forSource] of [
+    [PINNED_NOCLOUD, "nocloud"],
+    [PINNED_EC2, "ec2"],
+  ] as const) {
+    const pinned = path.join(root, pin.file);
+    if (source !== forSource) await rm(pinned, { force: true });
+    else {
+      await mkdir(path.dirname(pinned), { recursive: true });
+      await writeFile(pinned, pin.source, { mode: 0o644 });
+    }
   }
 }
 

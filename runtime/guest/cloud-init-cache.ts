@@ -1,10 +1,12 @@
 // The user-data cloud-init will execute, read from cloud-init's own cache (NoCloud, EC2, GCE).
 //
 // Why not read the seed disk / IMDS / the metadata server again: cloud-init 22.4's local stage
-// (cloud-init-local.service: DataSourceNoCloud, DataSourceEc2Local, DataSourceGCELocal) fetches the user-data once
+// (cloud-init-local.service: DataSourceNoCloud, DataSourceEc2Local, DataSourceGCELocal) fetches the user-data
 // and pickles the datasource to /var/lib/cloud/instance/obj.pkl (stages.Init._reflect_cur_instance →
-// _write_to_cache); the later stages restore that pickle ("trust": no second fetch) and execute its
-// `userdata_raw`. A second read by the agent is a second answer from the host or the cloud operator, who could
+// _write_to_cache); the later stages restore that pickle (no second fetch) and execute its `userdata_raw`. Stock
+// Ec2 breaks "no second fetch": its network_config re-crawls IMDS when the meta-data has no "network" key, in the
+// network stage too — the kit image's EC2 datasource is a subclass that never does (images/guest/configure.ts
+// PINNED_EC2). A second read by the agent is a second answer from the host or the cloud operator, who could
 // serve the registered user-data to the agent and an injected one to cloud-init. The cache lives in the kit
 // image's RAM-only writable layer, so once cloud-init-local wrote it only the guest can change it.
 //
@@ -30,11 +32,12 @@ export const CLOUD_INIT_RUN_INSTANCE_ID = "/run/cloud-init/.instance-id";
 /** The interpreter Debian's cloud-init runs on (its /usr/bin/cloud-init shebang). */
 export const CLOUD_INIT_PYTHON = "/usr/bin/python3";
 
-/** The datasource cloud-init-local finds for each source (the image limits datasource_list to that one). NoCloud is
- *  the kit image's pinned subclass (images/guest/configure.ts PINNED_NOCLOUD; configure.test.ts keeps them equal). */
+/** The datasource cloud-init-local finds for each source (the image limits datasource_list to that one). NoCloud and
+ *  EC2 are the kit image's pinned subclasses (images/guest/configure.ts PINNED_NOCLOUD: dsmode net; PINNED_EC2: IMDS
+ *  crawled once per boot; configure.test.ts keeps them equal). */
 export const EXPECTED_DATASOURCE: Record<CachedUserDataSource, { module: string; cls: string }> = {
   nocloud: { module: "cloudinit.sources.DataSourceBuckypaperNoCloud", cls: "DataSourceBuckypaperNoCloud" },
-  ec2: { module: "cloudinit.sources.DataSourceEc2", cls: "DataSourceEc2Local" },
+  ec2: { module: "cloudinit.sources.DataSourceBuckypaperEc2", cls: "DataSourceBuckypaperEc2Local" },
   gce: { module: "cloudinit.sources.DataSourceGCE", cls: "DataSourceGCELocal" },
 };
 

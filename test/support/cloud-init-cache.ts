@@ -10,7 +10,7 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { PINNED_NOCLOUD } from "../../images/guest/configure.js";
+import { PINNED_EC2, PINNED_NOCLOUD } from "../../images/guest/configure.js";
 import { haveCommand, requireTool } from "./prereq.js";
 
 const COMMON = `
@@ -57,7 +57,11 @@ if kind == "nocloud":
         ds.dsmode = a["forceDsmode"]
 else:
     if kind == "ec2":
-        from cloudinit.sources.DataSourceEc2 import DataSourceEc2Local as C
+        # the image's datasource_list entry (the pinned Ec2Local), resolved as cloud-init-local resolves it
+        from cloudinit import sources
+        found = sources.list_sources(["${PINNED_EC2.name}"], [sources.DEP_FILESYSTEM], ["", "cloudinit.sources"])
+        assert len(found) == 1, found
+        C = found[0]
     else:
         from cloudinit.sources.DataSourceGCE import DataSourceGCELocal as C
     ds = C({}, init.distro, paths)
@@ -108,7 +112,7 @@ export interface CloudInitDirs {
 }
 
 /**
- * The kit's NoCloud datasource module (images/guest/configure.ts PINNED_NOCLOUD.source) in `dir`, and an
+ * The kit's NoCloud and EC2 datasource modules (images/guest/configure.ts PINNED_NOCLOUD, PINNED_EC2) in `dir`, and an
  * interpreter for the agent's cache loader that finds it in cloud-init's sources package as the image's python does
  * (the loader runs `python -I -c LOADER obj.pkl`; PYTHONPATH would be ignored).
  */
@@ -116,6 +120,7 @@ export function kitDatasource(dir: string): { modules: string; python: string } 
   const modules = path.join(dir, "kit-cloudinit-sources");
   mkdirSync(modules, { recursive: true });
   writeFileSync(path.join(modules, path.basename(PINNED_NOCLOUD.file)), PINNED_NOCLOUD.source);
+  writeFileSync(path.join(modules, path.basename(PINNED_EC2.file)), PINNED_EC2.source);
   const python = path.join(dir, "kit-python");
   writeFileSync(
     python,

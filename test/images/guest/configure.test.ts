@@ -12,6 +12,7 @@ import {
   IMAGE_AGENT_UNIT,
   IMAGE_USER_DATA_SOURCES,
   imageUserDataSource,
+  PINNED_EC2,
   PINNED_NOCLOUD,
   SSHD_KEYS_ONLY,
 } from "../../../images/guest/configure.js";
@@ -118,7 +119,7 @@ describe("the kit image for a cloud (image build --cloud ec2|gce|azure)", () => 
   });
 
   it.each([
-    ["ec2", "Ec2"],
+    ["ec2", "BuckypaperEc2"],
     ["gce", "GCE"],
     ["azure", "Azure"],
   ] as const)(
@@ -146,9 +147,21 @@ describe("the kit image for a cloud (image build --cloud ec2|gce|azure)", () => 
       expect(cfg.allow_public_ssh_keys).toBe(false);
       expect(cfg.ssh_pwauth).toBeUndefined();
       expect(existsSync(path.join(r, SSHD_KEYS_ONLY.file))).toBe(true);
-      // NoCloud's pinned module only in the NoCloud image
+      // NoCloud's pinned module only in the NoCloud image, EC2's only in the EC2 image
       expect(existsSync(path.join(r, PINNED_NOCLOUD.file))).toBe(false);
+      expect(existsSync(path.join(r, PINNED_EC2.file))).toBe(source === "ec2");
       if (source === "ec2") {
+        // The kit's Ec2Local (IMDS crawled once per boot: no network config, so no stale-metadata re-crawl after
+        // the agent), named as the agent expects; its config stays under cloud-init's Ec2 name.
+        expect(PINNED_EC2.file).toBe(`usr/lib/python3/dist-packages/${PINNED_EC2.module.replace(/\./g, "/")}.py`);
+        expect(PINNED_EC2.module).toBe(`cloudinit.sources.DataSource${PINNED_EC2.name}`);
+        expect(EXPECTED_DATASOURCE.ec2).toEqual({ module: PINNED_EC2.module, cls: PINNED_EC2.cls });
+        expect(await readFile(path.join(r, PINNED_EC2.file), "utf8")).toBe(PINNED_EC2.source);
+        expect(PINNED_EC2.source).toMatch(/^class DataSourceBuckypaperEc2Local\(ec2\.DataSourceEc2Local\):$/m);
+        expect(PINNED_EC2.source).toMatch(/^ {4}def network_config\(self\):\n {8}return None$/m);
+        expect(PINNED_EC2.source).toMatch(
+          /^datasources = \[\(DataSourceBuckypaperEc2Local, \(sources\.DEP_FILESYSTEM,\)\)\]$/m,
+        );
         expect(cfg.datasource.Ec2.strict_id).toBe(true);
         expect(cfg.datasource.Ec2.metadata_urls).toEqual(["http://169.254.169.254"]);
       } else if (source === "gce")
@@ -170,6 +183,7 @@ describe("the kit image for a cloud (image build --cloud ec2|gce|azure)", () => 
       expect(back.datasource).toBeUndefined();
       expect(back.vendor_data).toEqual({ enabled: false });
       expect(existsSync(path.join(r, PINNED_NOCLOUD.file))).toBe(true);
+      expect(existsSync(path.join(r, PINNED_EC2.file))).toBe(false);
       expect(await readFile(path.join(units, MEASURED_UNIT_NAME), "utf8")).toContain("--user-data nocloud\n");
       await expect(
         readFile(path.join(r, "etc/systemd/network/10-dhcp.network.d/10-buckypaper-cloud.conf")),
@@ -177,6 +191,7 @@ describe("the kit image for a cloud (image build --cloud ec2|gce|azure)", () => 
       // and back to the cloud: the pinned NoCloud module is gone again
       await configureGuest(r, source);
       expect(existsSync(path.join(r, PINNED_NOCLOUD.file))).toBe(false);
+      expect(existsSync(path.join(r, PINNED_EC2.file))).toBe(source === "ec2");
     },
   );
 

@@ -7,6 +7,7 @@
 // asking for dsmode local (seed meta-data, DMI serial, command line) gets no user-data run before the agent; and the
 // image's cloud.cfg.d keeps cloud-init from consuming vendor-data at all.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { mkdtemp, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
@@ -14,7 +15,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { measuredConfig, readUserData, UserDataReadError } from "../../../runtime/guest/userdata.js";
 import { renderUserData } from "../../../runtime/guest/cloud-init/index.js";
-import { configureNetwork, PINNED_NOCLOUD } from "../../../images/guest/configure.js";
+import { configureNetwork, PINNED_EC2, PINNED_NOCLOUD } from "../../../images/guest/configure.js";
 import { EXPECTED_DATASOURCE } from "../../../runtime/guest/cloud-init-cache.js";
 import {
   hasCloudInitStages,
@@ -119,7 +120,7 @@ describe.skipIf(!hasCloudInitStages)("the agent reads cloud-init's cached user-d
     await seedWith(REGISTERED);
     localStage(dirs, { kind: "nocloud", seed });
     await expect(readUserData("ec2", deps())).rejects.toThrow(
-      /datasource cloudinit\.sources\.DataSourceBuckypaperNoCloud\.DataSourceBuckypaperNoCloud, expected cloudinit\.sources\.DataSourceEc2\.DataSourceEc2Local/,
+      /datasource cloudinit\.sources\.DataSourceBuckypaperNoCloud\.DataSourceBuckypaperNoCloud, expected cloudinit\.sources\.DataSourceBuckypaperEc2\.DataSourceBuckypaperEc2Local/,
     );
     // cloud-init's stock NoCloud is not the image's datasource either
     await rm(dirs.cloud, { recursive: true });
@@ -186,6 +187,34 @@ describe.skipIf(!hasCloudInitStages)("the agent reads cloud-init's cached user-d
     // an image whose pin did not hold: the user-data already ran, and the agent says so instead of attesting
     localStage(dirs, { kind: "nocloud", seed, forceDsmode: "local" });
     await expect(readUserData("nocloud", deps())).rejects.toThrow(/obj\.pkl: dsmode "local", expected "net"/);
+  });
+
+  it("EC2: stock Ec2Local re-crawls IMDS (user-data included) for network config when the meta-data has no network key; the kit's Ec2Local never does", () => {
+    // What cloud-init's apply_network_config asks of the datasource in every stage, the network stage after the agent
+    // included: a crawl there would bring user-data the agent never measured (an IMDS leaving out network/ can
+    // force it). get_data is counted instead of reaching IMDS.
+    const code = `
+import json, logging
+logging.disable(logging.CRITICAL)
+from cloudinit import sources
+from cloudinit.sources import DataSourceEc2 as ec2
+kit = sources.list_sources(["${PINNED_EC2.name}"], [sources.DEP_FILESYSTEM], ["", "cloudinit.sources"])
+assert len(kit) == 1 and kit[0].__name__ == "${PINNED_EC2.cls}", kit
+out = {}
+for name, C in (("stock", ec2.DataSourceEc2Local), ("kit", kit[0])):
+    ds = C.__new__(C)
+    ds._cloud_name = ec2.CloudNames.AWS
+    ds._fallback_interface = "eth0"
+    ds.metadata = {"instance-id": "i-0abc"}
+    crawls = []
+    ds.get_data = lambda crawls=crawls: crawls.append(1) or True
+    cfg = ds.network_config
+    out[name] = {"crawls": len(crawls), "config": cfg}
+print(json.dumps(out))
+`;
+    const r = spawnSync(python, ["-I", "-c", code], { encoding: "utf8" });
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ stock: { crawls: 1, config: null }, kit: { crawls: 0, config: null } });
   });
 
   it("vendor-data: consumed under cloud-init's defaults, never under the image's cloud.cfg.d", async () => {
