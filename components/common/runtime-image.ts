@@ -45,6 +45,15 @@ export function hardwareRuntimeImage(who: string, field: string, manifestPath: s
       `'${manifestPath}' is a workload image (role ${m.role ?? "workload"}); the vHSM boots the runtime role: buckypaper image build --role runtime --runtime-psp sev-guest`,
       ["runtime"],
     );
+  // A cloud disk's runtime unseals only by shares and proves its OS through the vTPM (the UEFI firmware does not
+  // measure its UKI into the launch digest): booted here it would not be the derived-key, launch-bound runtime
+  // this path promises. Checked before rootDevice so the error says what the image is.
+  if (m.runtime.cloud !== undefined)
+    throw new ConfigError(
+      who,
+      `${field} (runtime.cloud)`,
+      `is '${m.runtime.cloud}': that is the runtime's cloud disk (platform ${m.runtime.cloud === "ec2" ? "aws" : "gcp"}); a QEMU/KVM or Proxmox VE host boots the direct-boot runtime image: buckypaper image build --role runtime --runtime-psp sev-guest`,
+    );
   const psp = m.runtime.psp ?? "virtio-psp";
   if (psp !== "sev-guest")
     throw new ConfigError(

@@ -369,6 +369,11 @@ describe("Vhsm confidential-vm: impossible combinations are refused at preview, 
     expect(() => new c.Vhsm("img-1", { ...q, image: local.manifest })).toThrow(
       /Vhsm img-1: image \(runtime\.psp\) is 'virtio-psp': that runtime gets its evidence and sealing key from the local stack's simulated PSP.*allowed: sev-guest/,
     );
+    const cloudDisk = writeRuntimeManifest({ firmware: firmware!, psp: "sev-guest", cloud: "ec2" });
+    made.push(cloudDisk.dir);
+    expect(() => new c.Vhsm("img-3", { ...q, image: cloudDisk.manifest })).toThrow(
+      /Vhsm img-3: image \(runtime\.cloud\) is 'ec2': that is the runtime's cloud disk \(platform aws\)/,
+    );
     writeFileSync(path.join(swapped.dir, "vmlinuz"), "another kernel");
     expect(() => new c.Vhsm("img-2", { ...q, image: swapped.manifest })).toThrow(
       /Vhsm img-2: image \(files\.kernel\) files\.kernel: .*vmlinuz has SHA-256 [0-9a-f]{64}, the manifest says/,

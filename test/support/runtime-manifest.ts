@@ -12,6 +12,8 @@ export function writeRuntimeManifest(o: {
   firmware: string;
   psp?: "virtio-psp" | "sev-guest";
   role?: "runtime" | "workload";
+  /** A runtime cloud disk's manifest fields (`--cloud ec2|gce`), to check the hardware path refuses it. */
+  cloud?: "ec2" | "gce";
 }): { manifest: string; dir: string } {
   const dir = mkdtempSync(path.join(tmpdir(), "bp-runtime-manifest-"));
   writeFileSync(path.join(dir, "vmlinuz"), createHash("sha512").update("kernel").digest().toString("hex").repeat(700));
@@ -33,6 +35,7 @@ export function writeRuntimeManifest(o: {
               config: "/etc/buckypaper/runtime.hcl",
               masked: ["cloud-init.service"],
               ...(o.psp ? { psp: o.psp } : {}),
+              ...(o.cloud ? { cloud: o.cloud, unseal: "shares" as const } : {}),
             },
           }
         : {
