@@ -25,6 +25,14 @@ import { parsePolicy, PolicyError, type Policy, type TrustConfig } from "../atte
 import type { Check, Evidence, Verdict } from "../attestation/types.js";
 import { parseReport, productFromName } from "../attestation/snp/abi.js";
 import { parseQuote } from "../attestation/tdx/abi.js";
+import { parseTpmPublic, parseTpmsAttest } from "../attestation/tpm/abi.js";
+import { makeCredential } from "../attestation/tpm/credential.js";
+import {
+  EK_CREDENTIAL_CHECK,
+  ekCredentialPending,
+  ekCredentialTarget,
+  settleEkCredential,
+} from "../attestation/tpm/ek-credential.js";
 import { decodeEvidence } from "../protocol/evidence.js";
 import { WireFormatError } from "../protocol/errors.js";
 import type { RuntimeAttestation } from "./connection.js";
@@ -256,10 +264,7 @@ function withoutVtpm(e: Evidence): Evidence {
   return hardware;
 }
 
-/**
- * A vtpm expectation must constrain the OS (measuredBoot) and say whose AK counts; EK credential activation
- * (ekPublics) needs a second round trip that the attestation endpoint does not offer.
- */
+/** A vtpm expectation must constrain the OS (measuredBoot) and say whose AK counts. */
 function vtpmExpectationCheck(v: NonNullable<Policy["vtpm"]>): Check {
   const id = "runtime.vtpm-policy";
   if (!v.measuredBoot)
@@ -268,14 +273,13 @@ function vtpmExpectationCheck(v: NonNullable<Policy["vtpm"]>): Check {
       ok: false,
       detail: "policy.vtpm has no measuredBoot section: the runtime's OS would not be checked (give its boot policy)",
     };
-  if (v.ekPublics?.length)
-    return {
-      id,
-      ok: false,
-      detail:
-        "policy.vtpm.ekPublics (EK credential activation) needs a second round trip the runtime's attestation endpoint does not offer: pin the AK (akPins), require a NitroTPM document (nitroTpm) or Google's AK certificate (gceAkCertificate)",
-    };
-  return { id, ok: true, detail: "the runtime must send a vTPM quote meeting the measured-boot policy" };
+  return {
+    id,
+    ok: true,
+    detail: v.ekPublics?.length
+      ? "the runtime must send a vTPM quote meeting the measured-boot policy, by an AK that activates a credential made for a registered EK"
+      : "the runtime must send a vTPM quote meeting the measured-boot policy",
+  };
 }
 
 /** Does the policy pin what the runtime runs? Without it any genuine VM would do: refused (no TOFU). */
@@ -603,13 +607,101 @@ export async function verifyRuntime(o: VerifyRuntimeOptions): Promise<RuntimeVer
           },
     );
   checks.push(instanceCheck(o.expected.instanceId, claimedInstance, eq(actual, expected)));
+  // EK credential activation, only once everything else holds (the AK is the one REPORT_DATA binds and signed the
+  // quote): otherwise the verdict is refused anyway and the TPM is not asked.
+  let settled = verdict;
+  const pendingOnly = checks.filter((c) => !c.ok);
+  if (
+    vtpm &&
+    vtpmWanted?.ekPublics?.length &&
+    pendingOnly.length === 1 &&
+    pendingOnly[0].id === EK_CREDENTIAL_CHECK &&
+    ekCredentialPending(verdict)
+  ) {
+    const outcome = await activationRoundTrip(o, conn.spkiSha256, vtpm, vtpmWanted.ekPublics);
+    settled = settleEkCredential(verdict, outcome);
+    const i = checks.findIndex((c) => c.id === EK_CREDENTIAL_CHECK);
+    checks[i] = outcome;
+  }
   return out({
     spkiSha256: conn.spkiSha256,
     simulated: verdict.simulated,
-    verdict,
+    verdict: settled,
     ...(claimedInstance && eq(actual, expected) ? { instanceId: claimedInstance } : {}),
     ...(verdict.claims ? { measurement: verdict.claims.measurement } : {}),
   });
+}
+
+/**
+ * The second round trip of EK credential activation (runtime/attestation/tpm/ek-credential.ts): a fresh secret in a
+ * credential made (TPM2_MakeCredential in software) for the registered EK and the Name of the AK that signed the
+ * quote, sent on a new connection pinned to the attested TLS key. Only a TPM holding that EK's private key and an
+ * object of that Name opens it, and only the runtime holding the attested key answers on that connection; the
+ * secret is drawn per verification, so an answer recorded in another session does not match.
+ */
+async function activationRoundTrip(
+  o: VerifyRuntimeOptions,
+  spkiSha256: string,
+  vtpm: { akPublic: Uint8Array; quote: Uint8Array },
+  ekPublics: string[],
+): Promise<Check> {
+  const id = EK_CREDENTIAL_CHECK;
+  let qualifiedSigner: Uint8Array | undefined;
+  try {
+    qualifiedSigner = parseTpmsAttest(vtpm.quote).qualifiedSigner;
+  } catch {
+    qualifiedSigner = undefined;
+  }
+  const t = ekCredentialTarget(ekPublics, parseTpmPublic(vtpm.akPublic), qualifiedSigner);
+  const ek = `EK ${Buffer.from(t.ek.name).toString("hex").slice(0, 16)}…`;
+  const secret = randomBytes(32);
+  const made = makeCredential(t.ek, t.akName, secret);
+  let res: PinnedResponse;
+  try {
+    const socket = await connectPinned(o.url, spkiSha256, o.timeoutMs);
+    res = await requestOver(socket, o.url, "POST", "/v1/sys/attestation/activate", {
+      headers: { "content-type": "application/json", accept: "application/json" },
+      body: Buffer.from(
+        JSON.stringify({
+          ek_name: Buffer.from(t.ek.name).toString("hex"),
+          credential_blob: made.credentialBlob.toString("base64"),
+          encrypted_secret: made.encryptedSecret.toString("base64"),
+        }),
+      ),
+      timeoutMs: o.timeoutMs,
+    });
+  } catch (e) {
+    return { id, ok: false, detail: `POST sys/attestation/activate: ${(e as Error).message}` };
+  }
+  let body: { data?: { secret?: unknown }; errors?: unknown } = {};
+  try {
+    body = JSON.parse(res.text) as typeof body;
+  } catch {
+    /* judged below */
+  }
+  if (res.status !== 200) {
+    const errs = Array.isArray(body.errors) ? body.errors.map(String).join("; ") : "";
+    return {
+      id,
+      ok: false,
+      detail:
+        res.status === 404
+          ? "POST sys/attestation/activate: HTTP 404 (the runtime offers no EK credential activation)"
+          : `the runtime could not activate the credential for the registered ${ek} (HTTP ${res.status}${errs ? `: ${errs}` : ""}): its AK does not live in that TPM`,
+    };
+  }
+  const got = typeof body.data?.secret === "string" ? Buffer.from(body.data.secret, "base64") : Buffer.alloc(0);
+  if (got.length !== secret.length || !timingSafeEqual(got, secret))
+    return {
+      id,
+      ok: false,
+      detail: `the answer is not this verification's credential secret: the AK does not live in the TPM of the registered ${ek} (another TPM, or an answer replayed from another session)`,
+    };
+  return {
+    id,
+    ok: true,
+    detail: `the AK activated a credential made for the registered ${ek} on the attested connection: it is a key of that TPM (the EK itself is vouched for by its registration, e.g. the EC2 API)`,
+  };
 }
 
 /** Verifies every replica; all must pass (one failure refuses the set). */

@@ -8,7 +8,15 @@
 // (runtime/attestation/binding.ts runtimeTlsReportData). With `vtpm { … }` in the stanza (AWS/GCE: the launch digest
 // names only the provider's firmware) the answer also carries a TPM 2.0 quote over the boot PCRs and the event
 // log, and REPORT_DATA binds the quoting AK too (runtimeTlsVtpmReportData, binding "buckypaper-runtime-tls-vtpm-v1");
-// the quote's qualifying data is SHA-256 of that REPORT_DATA. A verifier (runtime/client/attested-tls.ts) checks the
+// the quote's qualifying data is SHA-256 of that REPORT_DATA. The vTPM half has a second round trip for EK credential
+// activation (the verifier's policy.vtpm.ekPublics: on AWS the EK the EC2 API returns for the instance):
+//   POST /v1/sys/attestation/activate  {ek_name, credential_blob, encrypted_secret}  → {secret}
+// TPM2_ActivateCredential with the runtime's own AK as the activated object and the EK of that Name. It is no
+// decryption oracle: the TPM opens a credential only when its HMAC names the object it was given (always the
+// runtime's AK, never a caller-chosen handle) and only with the private EK of that Name — the answer is a secret a
+// verifier made for exactly this AK in exactly this TPM, which it learns anyway by design. A verifier
+// sends it on a connection pinned to the attested TLS key, so only this runtime's process can be the one answering.
+// A verifier (runtime/client/attested-tls.ts) checks the
 // evidence and that the TLS connection it came over presented exactly that SPKI; the certificate around the key
 // is self-signed and carries no trust of its own.
 import "reflect-metadata";
@@ -45,6 +53,8 @@ export interface RuntimeVtpmSource {
   attestationKey(): Promise<Buffer>;
   /** TPM2_Quote over the boot PCRs with `qualifyingData` (32 bytes), the PCR values and the TCG event log. */
   quote(qualifyingData: Buffer): Promise<WireVtpm>;
+  /** TPM2_ActivateCredential for the AK under the EK named `ekName` (EK credential activation); absent: not offered. */
+  activateCredential?(c: { ekName: Buffer; credentialBlob: Buffer; encryptedSecret: Buffer }): Promise<Buffer>;
 }
 
 /**
@@ -70,6 +80,7 @@ export function vtpmSourceFor(v: VtpmStanza, runner?: CommandRunner): RuntimeVtp
     name: `vtpm (${v.tcti})`,
     attestationKey: () => serial(() => tpm.attestationKey()),
     quote: (q) => serial(async () => wireVtpm(await tpm.collect(q))),
+    activateCredential: (c) => serial(() => tpm.activateCredential(c)),
   };
 }
 
@@ -240,4 +251,58 @@ export function registerAttestationRoute(
         });
     },
   });
+  const activate = o.vtpm?.activateCredential?.bind(o.vtpm);
+  if (!activate) return;
+  app.route({
+    method: ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"],
+    url: "/v1/sys/attestation/activate",
+    exposeHeadRoute: false,
+    bodyLimit: 8192,
+    handler: async (req, reply) => {
+      const wait = o.rateLimited(req.ip);
+      if (wait > 0) return fail(reply, 429, "rate limit exceeded", { "retry-after": String(wait) });
+      if (req.method !== "POST") return fail(reply, 405, "sys/attestation/activate: only POST", { allow: "POST" });
+      // app.ts parses every body as JSON whatever its content type.
+      const parsed: unknown = req.body;
+      if (!parsed || typeof parsed !== "object" || Array.isArray(parsed))
+        return fail(reply, 400, "sys/attestation/activate: the body must be a JSON object");
+      const b = parsed as Record<string, unknown>;
+      const field = (k: string, re: RegExp, enc: "hex" | "base64"): Buffer | undefined => {
+        const v = b[k];
+        return typeof v === "string" && re.test(v) ? Buffer.from(v, enc) : undefined;
+      };
+      const unknown = Object.keys(b).filter((k) => !["ek_name", "credential_blob", "encrypted_secret"].includes(k));
+      if (unknown.length)
+        return fail(reply, 400, `sys/attestation/activate: unknown field '${unknown[0].slice(0, 32)}'`);
+      // A TPM Name is 2 bytes of algorithm and a digest (SHA-256..SHA-512); the blobs are TPM2B structures.
+      const ekName = field("ek_name", /^[0-9a-f]{68,132}$/, "hex");
+      const credentialBlob = field("credential_blob", B64, "base64");
+      const encryptedSecret = field("encrypted_secret", B64, "base64");
+      if (!ekName || !credentialBlob || !encryptedSecret)
+        return fail(
+          reply,
+          400,
+          "sys/attestation/activate: ek_name (hex TPM Name), credential_blob and encrypted_secret (base64) are required",
+        );
+      if (inFlight >= MAX_IN_FLIGHT)
+        return fail(reply, 429, "sys/attestation/activate: TPM busy", { "retry-after": "1" });
+      inFlight++;
+      let secret: Buffer;
+      try {
+        secret = await activate({ ekName, credentialBlob, encryptedSecret });
+      } catch (e) {
+        // The TPM's refusal (no EK of that Name, integrity failure) names the step, never a secret.
+        return fail(reply, 422, `sys/attestation/activate: ${(e as Error).message}`);
+      } finally {
+        inFlight--;
+      }
+      return reply
+        .code(200)
+        .headers(HEADERS)
+        .type("application/json")
+        .send({ data: { secret: secret.toString("base64") } });
+    },
+  });
 }
+
+const B64 = /^[A-Za-z0-9+/]{4,2728}={0,2}$/;

@@ -201,17 +201,9 @@ describe.runIf(run)("verifyRuntime with a measured-boot (vtpm) expectation", () 
     expect(loud.ok).toBe(true);
   }, 60_000);
 
-  it("refuses a vtpm expectation without a boot policy, or one asking for EK credential activation", async () => {
+  it("refuses a vtpm expectation without a boot policy", async () => {
     const none = await verifyRuntime({ url: server.url, expected: expecting({ akPins: [good.akSha256] }) });
     expect(none.reason).toMatch(/^runtime\.vtpm-policy:.*measuredBoot/);
-    const ek = await verifyRuntime({
-      url: server.url,
-      expected: expecting({
-        ...pinned(),
-        ekPublics: ["AAEACwADALIAIINxl2dEhLP4GpDMjUal1yT9UtduBlILZPKh2hszFGmqAAYAgABDABAIAAAAAAAA"],
-      }),
-    });
-    expect(ek.reason).toMatch(/^runtime\.vtpm-policy:.*ekPublics/);
   }, 60_000);
 
   it("the plain form (provider connections, the enclaivelet's runtimeAttestation) carries it in its policy JSON", async () => {
