@@ -175,9 +175,10 @@ export interface VhsmArgs {
   securityGroupIds?: pulumi.Input<pulumi.Input<string>[]>;
   /**
    * Mode confidential-vm, platform aws: SHA-256 (hex) of the runtime's vTPM attestation key (TPM2B_PUBLIC), obtained
-   * over a channel you trust — the AK authentication instead of the NitroTPM document. Required for a runtime image
-   * that quotes with its own AK and carries no nitro-tpm-attest (manifest runtime.vtpm.ak "runtime-ak"); the instance
-   * is then pinned by that AK and the runtime instance id instead of the document's module_id.
+   * over a channel you trust — the AK authentication instead of the instance's EK or the NitroTPM document. Optional:
+   * a runtime image that quotes with its own AK (manifest runtime.vtpm.ak "runtime-ak") is otherwise authenticated by
+   * EK credential activation against the instance's EK (EC2 GetInstanceTpmEkPub, deployer's credentials
+   * ec2:GetInstanceTpmEkPub); with pins the instance is pinned by that AK and the runtime instance id instead.
    */
   akPins?: string[];
   /**
@@ -1038,7 +1039,9 @@ export class Vhsm extends pulumi.ComponentResource {
       osBinding: aws
         ? args.akPins?.length
           ? `vTPM: NitroTPM quote + event log meeting the boot policy predicted from the runtime disk's UKI (SHA-256 bank), signed by a pinned AK (akPins: as trustworthy as the channel it was obtained over); the SNP digest names only EC2's firmware and ${g.vcpus} vCPUs`
-          : `vTPM: NitroTPM quote + event log meeting the boot policy predicted from the runtime disk's UKI (SHA-384 bank), the PCRs authenticated by the NitroTPM attestation document (AWS Nitro PKI) whose module_id must be this instance; the SNP digest names only EC2's firmware and ${g.vcpus} vCPUs`
+          : g.image.ak === "runtime-ak"
+            ? `vTPM: NitroTPM quote + event log meeting the boot policy predicted from the runtime disk's UKI (SHA-256 bank), by an AK proven by EK credential activation against this instance's EK from EC2 GetInstanceTpmEkPub (the EK vouched for by the EC2 API alone); the SNP digest names only EC2's firmware and ${g.vcpus} vCPUs`
+            : `vTPM: NitroTPM quote + event log meeting the boot policy predicted from the runtime disk's UKI (SHA-384 bank), the PCRs authenticated by the NitroTPM attestation document (AWS Nitro PKI) whose module_id must be this instance; the SNP digest names only EC2's firmware and ${g.vcpus} vCPUs`
         : `vTPM: a quote by the AK Google's EK/AK CA certified for this instance (project, zone, instance id), event log meeting the boot policy predicted from the runtime disk's UKI (SHA-256 bank); the SNP digest is Google's endorsed firmware for ${g.vcpus} vCPUs (SVN ${(g as { svn?: number }).svn ?? "?"})`,
       unseal: CLOUD_UNSEAL,
     });

@@ -5,12 +5,17 @@
 //   - the SNP launch digest of EC2's firmware for this instance type's vCPUs (from the catalog, as the workload
 //     component computes it) — the same for every customer's VM of that size, so it alone names no OS;
 //   - the vTPM half (`policy.vtpm`): a NitroTPM quote and event log meeting the measured-boot policy predicted from
-//     the runtime disk's UKI in the SHA-384 bank, with the PCRs authenticated by the NitroTPM attestation document
-//     (AWS Nitro PKI) whose module_id must be THIS instance (`nitroTpm.instanceIds`).
-// EC2 launches SNP guests with HOST_DATA zero (not settable): the instance is pinned by the NitroTPM document and,
-// after bootstrap, by the runtime instance id its evidence binds. EK credential activation (the workload flow's
-// instanceEkPin) needs a second round trip the runtime's attestation endpoint does not offer, so the AK is
-// authenticated by the NitroTPM document alone here.
+//     the runtime disk's UKI, by an AK authenticated as THIS instance's NitroTPM's:
+//       - a runtime image quoting with its own AK (manifest runtime.vtpm.ak "runtime-ak", no nitro-tpm-attest): EK
+//         credential activation (`ekPublics`) against the instance's EK from EC2 GetInstanceTpmEkPub (the
+//         InstanceTpmEk resource, as AwsConfidentialVm's instanceEkPin): the verifier makes a credential for that EK
+//         and the AK's Name and the runtime opens it (POST sys/attestation/activate) — SHA-256 bank; or pinned AKs
+//         (`akPins`) when the program gives them;
+//       - otherwise the NitroTPM attestation document (AWS Nitro PKI, SHA-384 bank) whose module_id must be THIS
+//         instance (`nitroTpm.instanceIds`).
+// EC2 launches SNP guests with HOST_DATA zero (not settable): the instance is pinned by its EK (or the NitroTPM
+// document) and, after bootstrap, by the runtime instance id its evidence binds. The EK itself is vouched for only
+// by the EC2 API (the cloud operator), which the vTPM trusts anyway.
 // Unseal: on EC2 the SNP measurement is the firmware's only, so a key the PSP derives from it would unseal ANY VM of
 // this size: the runtime is not promised auto-unseal here — it unseals with the operators' recovery shares (or its
 // peers), as the runtime image decides; `pulumi up` unseals it with the shares this machine can open.
@@ -26,6 +31,7 @@ import type { Policy } from "../../runtime/protocol/policy.js";
 import type { RuntimeAttestation } from "../../runtime/client/connection.js";
 import { awsSnpMeasurements } from "./facts.js";
 import { awsInstanceArgs } from "./settings.js";
+import { InstanceTpmEk } from "../../provider/aws-ek-resource.js";
 
 /** The runtime VM's user-data: no secret, no config (both are in the measured image). */
 export const VHSM_CLOUD_USER_DATA =
@@ -46,8 +52,8 @@ export interface AwsVhsmGuestArgs {
   publicHost?: pulumi.Input<string>;
   /**
    * SHA-256 of the runtime's AK (TPM2B_PUBLIC), obtained over a channel the program trusts: the AK authentication
-   * instead of the NitroTPM document (field `akPins`). Required for a runtime image that quotes with its own AK
-   * (manifest runtime.vtpm.ak "runtime-ak": no nitro-tpm-attest in the image).
+   * instead of the instance's EK (runtime image with runtime.vtpm.ak "runtime-ak") or the NitroTPM document
+   * (field `akPins`).
    */
   akPins?: string[];
   /** db certificates the UKI is signed with and the AMI's uefiData enrolls (optional on AWS: field `dbCertificates`). */
@@ -87,20 +93,17 @@ export function awsVhsmGuest(parent: pulumi.Resource, a: AwsVhsmGuestArgs): Clou
     throw new ConfigError(
       a.who,
       "akPins",
-      "is empty: give the runtime's AK digest, or leave it out (NitroTPM document)",
+      "is empty: give the runtime's AK digest, or leave it out (the instance's EK, or the NitroTPM document)",
     );
-  // The NitroTPM document signs only the SHA-384 bank: the policy is predicted in it. Pinned AKs quote sha256.
+  // The NitroTPM document signs only the SHA-384 bank: the policy is predicted in it. The runtime's own AK (pinned or
+  // proven by EK credential activation) quotes sha256.
   const image = cloudRuntimeImage(a.who, "image", a.image, {
-    bank: pins.length ? "sha256" : "sha384",
+    bank: (ak) => (pins.length || ak === "runtime-ak" ? "sha256" : "sha384"),
     cloud: "ec2",
     ...(a.dbCertificates !== undefined ? { dbCertificates: a.dbCertificates } : {}),
   });
-  if (image.ak === "runtime-ak" && !pins.length)
-    throw new ConfigError(
-      a.who,
-      "akPins",
-      `is required with this runtime image (runtime.vtpm.ak 'runtime-ak'): it quotes with an AK it creates in the NitroTPM and carries no nitro-tpm-attest, so no NitroTPM document authenticates that AK, and the runtime's attestation endpoint offers no EK credential activation; without a pin a guest kernel at VMPL0 could bind a software TPM replaying the disk's boot events. Give the AK's SHA-256 (TPM2B_PUBLIC) obtained over a channel you trust, or build the image with the NitroTPM document`,
-    );
+  // A runtime-ak image without pins: its AK is proven by EK credential activation against THIS instance's EK.
+  const ekActivation = image.ak === "runtime-ak" && !pins.length;
   const measurements = awsSnpMeasurements(catalogEntry(a.who, Platform.Aws, Tee.SevSnp), vcpus, a.acceptLegacyLayout);
   if (typeof a.cloudImageId === "string" && !/^ami-[0-9a-f]{8,17}$/.test(a.cloudImageId))
     throw new ConfigError(
@@ -154,23 +157,37 @@ export function awsVhsmGuest(parent: pulumi.Resource, a: AwsVhsmGuestArgs): Clou
       );
     return `https://${h.includes(":") ? `[${h}]` : h}:${RUNTIME_GUEST_PORT}`;
   });
-  const attestation = instance.id.apply((id): RuntimeAttestation => {
-    const policy: Policy = {
-      // EC2 shared tenancy: policy 0x30000 (SMT on, debug and migration agent off), VLEK-signed reports.
-      snp: { allowDebug: false, allowMigrationAgent: false },
-      vtpm: pins.length
-        ? { measuredBoot: image.measuredBoot, akPins: pins }
-        : { measuredBoot: image.measuredBoot, nitroTpm: { instanceIds: [id] } },
-    };
-    return {
-      snpMeasurements: measurements,
-      // HOST_DATA cannot be set on EC2: the instance is named by the NitroTPM document's module_id (policy.vtpm
-      // .nitroTpm.instanceIds) and, once bootstrapped, by the runtime instance id.
-      allowAnyInstance: true,
-      policy: JSON.stringify(policy),
-      kds: "online",
-    };
-  });
+  // The instance's EK from EC2 GetInstanceTpmEkPub once the instance exists (deployer's credentials).
+  const ek = ekActivation
+    ? new InstanceTpmEk(`${a.name}-ek`, { instanceId: instance.id, region }, { parent, dependsOn: [instance] })
+    : undefined;
+  const attestation = pulumi
+    .all([instance.id, ek?.ekPublicTpmt ?? "", ek?.ekName ?? ""])
+    .apply(([id, ekPublic, ekName]): RuntimeAttestation => {
+      if (ekActivation && !(ekPublic && ekName))
+        throw new ConfigError(
+          a.who,
+          "image",
+          `EC2 returned no TPM EK for instance ${id} (GetInstanceTpmEkPub): is NitroTPM enabled on the AMI (TpmSupport v2.0)?`,
+        );
+      const policy: Policy = {
+        // EC2 shared tenancy: policy 0x30000 (SMT on, debug and migration agent off), VLEK-signed reports.
+        snp: { allowDebug: false, allowMigrationAgent: false },
+        vtpm: pins.length
+          ? { measuredBoot: image.measuredBoot, akPins: pins }
+          : ekActivation
+            ? { measuredBoot: image.measuredBoot, ekPublics: [ekPublic], ekNames: [ekName] }
+            : { measuredBoot: image.measuredBoot, nitroTpm: { instanceIds: [id] } },
+      };
+      return {
+        snpMeasurements: measurements,
+        // HOST_DATA cannot be set on EC2: the instance is named by its EK (policy.vtpm.ekPublics) or the NitroTPM
+        // document's module_id (policy.vtpm.nitroTpm.instanceIds) and, once bootstrapped, by the runtime instance id.
+        allowAnyInstance: true,
+        policy: JSON.stringify(policy),
+        kds: "online",
+      };
+    });
   const launch = instance.id.apply((id) => `aws:${id}:${image.ukiSha256}:${measurements.join(",")}`);
   return {
     expectedMeasurements: measurements,

@@ -31,7 +31,8 @@ export function cloudRuntimeImage(
   field: string,
   manifestPath: string,
   o: {
-    bank: "sha256" | "sha384";
+    /** The bank the policy is predicted in; a function chooses it by the AK the manifest records (before predicting). */
+    bank: "sha256" | "sha384" | ((ak: string | undefined) => "sha256" | "sha384");
     cloud: "ec2" | "gce";
     diskPath?: string;
     /** Files of the db certificates the UKI is signed with (field `dbCertificates`): Secure Boot under that authority. */
@@ -110,7 +111,8 @@ export function cloudRuntimeImage(
   try {
     // Without dbCertificates Secure Boot is not in the policy (AWS boots an unsigned UKI): what binds the OS is the
     // UKI's Authenticode digest in PCR 4 and PCR 11. With them: Secure Boot on, the boot verified by that authority.
-    p = predictFromDisk(manifestPath, m, o.bank, {
+    const bank = typeof o.bank === "function" ? o.bank(rt.vtpm?.ak) : o.bank;
+    p = predictFromDisk(manifestPath, m, bank, {
       ...(o.diskPath ? { diskPath: o.diskPath } : {}),
       ...(certs ? { secureBoot: { dbCertificates: certs } } : {}),
     });

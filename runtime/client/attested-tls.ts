@@ -10,7 +10,9 @@
 //   - with a vTPM expectation (policy.vtpm with a measuredBoot policy: AWS/GCE, where the launch digest names
 //     only the provider's firmware): carries a TPM quote whose AK REPORT_DATA binds (runtimeTlsVtpmReportData),
 //     signed by that AK over SHA-256(REPORT_DATA), whose PCRs the event log replays to and whose boot events
-//     meet the policy — the same appraisal (runtime/attestation/tpm) Nitride gives a workload's evidence.vtpm.
+//     meet the policy — the same appraisal (runtime/attestation/tpm) Nitride gives a workload's evidence.vtpm;
+//     with policy.vtpm.ekPublics (EK credential activation: AWS, the instance's EK from GetInstanceTpmEkPub) the AK
+//     must then open a credential made for that EK (POST /v1/sys/attestation/activate, activationRoundTrip).
 // A man in the middle relaying the real runtime's evidence presents its own key and fails the second; replayed
 // evidence carries an old nonce and fails it too; a quote from another TPM is signed by an AK REPORT_DATA
 // does not name (binding.vtpm-ak). The returned SPKI hash is then the pin for every later

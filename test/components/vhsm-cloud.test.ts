@@ -31,7 +31,8 @@ import type { SnpSimulator } from "../../runtime/sim/snp.js";
 import { simulatedNitroPki, type SimulatedNitroPki } from "../../runtime/sim/nitrotpm.js";
 import { SwTpm, haveSwtpm } from "../support/swtpm.js";
 import { nitroRunner } from "../support/nitro-vtpm.js";
-import { buildBootLog, type BootSpec } from "../runtime/attestation/tpm-fixtures.js";
+import { buildBootLog, eccEkTpmt, type BootSpec } from "../runtime/attestation/tpm-fixtures.js";
+import { ekNameFromTpmt } from "../../runtime/attestation/aws/ek.js";
 import { expectationFor, platform, startAttestedRuntime } from "../runtime/attested-runtime-support.js";
 import { GCE_INSTANCE } from "../runtime/attestation/gce-fixtures.js";
 import { createGceAkCaSimulator, type GceAkCaSimulator } from "../../runtime/sim/gce-ak-ca.js";
@@ -44,6 +45,8 @@ import { createGceEndorsementSimulator, type GceEndorsementSimulator } from "../
 import type { RuntimeAttestation } from "../../runtime/client/connection.js";
 
 const EC2_ID = "i-0123456789abcdef0";
+/** The instance's EK as EC2 GetInstanceTpmEkPub returns it (ECC P-256 TPMT_PUBLIC). */
+const INSTANCE_EK = eccEkTpmt();
 let h: MockHarness;
 let c: typeof import("../../components/index.js");
 let google: GceEndorsementSimulator;
@@ -60,6 +63,12 @@ beforeAll(async () => {
   h = await installMocks(
     {
       "aws:ec2/instance:Instance": () => ({ publicIp: "198.51.100.7" }),
+      // InstanceTpmEk: EC2 GetInstanceTpmEkPub (--key-format tpmt); the SDK call is tested in test/provider/aws-ek.test.ts.
+      "pulumi-nodejs:dynamic/buckypaper:InstanceTpmEk": (i) => ({
+        instanceId: i.instanceId,
+        ekName: ekNameFromTpmt(INSTANCE_EK),
+        ekPublicTpmt: INSTANCE_EK.toString("base64"),
+      }),
       // The simulated GCE instance the AK certificates below name (gce-fixtures.ts GCE_INSTANCE).
       "gcp:compute/instance:Instance": (i) => ({
         instanceId: String(GCE_INSTANCE.instanceId),
@@ -157,7 +166,7 @@ describe.runIf(requireTool("systemd-boot-efi, binutils, dosfstools and mtools (a
       expect(boot.kernelCmdline).toMatchObject({ allowed: [disk.cmdline], boundByUki: true });
       expect(boot.kernelCmdline.mustContain).toContain("bk.roothash=" + "7a".repeat(32));
       expect(boot.pcrs["11"]).toBe(predictUkiPcr11(disk.uki, "sha384").toString("hex"));
-      expect(policy.vtpm.ekPublics).toBeUndefined(); // verifyRuntime has no EK round trip
+      expect(policy.vtpm.ekPublics).toBeUndefined(); // the NitroTPM document authenticates this image's AK
       expect(await resolve(v.url)).toBe("https://198.51.100.7:8200");
       // AttestedRuntime got the same expectation (before the instance id is known it does not exist).
       const rt = unsecret(byName("aws1-runtime").inputs) as Record<string, unknown>;
@@ -222,13 +231,26 @@ describe.runIf(requireTool("systemd-boot-efi, binutils, dosfstools and mtools (a
       expect((await resolve(v.attestationSummary))!.osBinding).toMatch(/SVN 5/);
     });
 
-    it("AWS with the runtime image's own AK (runtime.vtpm.ak runtime-ak, no nitro-tpm-attest): needs akPins, then pins that AK (sha256 bank) instead of the NitroTPM document", async () => {
+    it("AWS with the runtime image's own AK (runtime.vtpm.ak runtime-ak, no nitro-tpm-attest): EK credential activation against this instance's EK (sha256 bank), or pinned AKs when given, instead of the NitroTPM document", async () => {
       const rd = writeRuntimeDisk({ cloud: "ec2", unseal: "shares", ak: "runtime-ak" });
       made.push(rd.dir);
-      expect(() => new c.Vhsm("awsak0", { ...awsArgs(), image: rd.manifest })).toThrow(
-        /Vhsm awsak0: akPins is required with this runtime image \(runtime\.vtpm\.ak 'runtime-ak'\): .*no NitroTPM document authenticates that AK/,
+      const e = new c.Vhsm("awsak0", { ...awsArgs(), image: rd.manifest });
+      const ekPolicy = JSON.parse((unsecret(await resolve(e.attestation)) as RuntimeAttestation).policy!);
+      // The EK EC2 returns for THIS instance (InstanceTpmEk after the instance), for the verifier's round trip.
+      const ekRes = h.resources.find((r) => r.name === "awsak0-ek" && r.type.endsWith("InstanceTpmEk"))!;
+      expect(ekRes.inputs.instanceId).toBe(EC2_ID);
+      expect(ekPolicy.vtpm.ekPublics).toEqual([INSTANCE_EK.toString("base64")]);
+      expect(ekPolicy.vtpm.ekNames).toEqual([ekNameFromTpmt(INSTANCE_EK)]);
+      expect(ekPolicy.vtpm.akPins).toBeUndefined();
+      expect(ekPolicy.vtpm.nitroTpm).toBeUndefined();
+      expect(ekPolicy.vtpm.measuredBoot.bank).toBe("sha256");
+      expect(ekPolicy.vtpm.measuredBoot.bootApplications.required).toEqual([bootApplicationDigest(rd.uki, "sha256")]);
+      expect((await resolve(e.attestationSummary))!.osBinding).toMatch(
+        /EK credential activation against this instance's EK/,
       );
-      expect(h.resources.some((r) => r.name === "awsak0-vm")).toBe(false);
+      // The provider's verifier gets the same expectation (it runs the round trip: attested-vtpm-ek.test.ts).
+      const rt0 = unsecret(h.resources.find((r) => r.name === "awsak0-runtime")!.inputs) as Record<string, unknown>;
+      expect(JSON.parse((rt0.attestation as RuntimeAttestation).policy!)).toEqual(ekPolicy);
       const pin = "ab".repeat(32);
       const v = new c.Vhsm("awsak1", { ...awsArgs(), image: rd.manifest, akPins: [pin.toUpperCase()] });
       const policy = JSON.parse((unsecret(await resolve(v.attestation)) as RuntimeAttestation).policy!);

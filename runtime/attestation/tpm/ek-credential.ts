@@ -4,7 +4,8 @@
 // can claim any parent), so the proof is a second round trip: the verifier makes a credential (credential.ts)
 // for the registered EK and the AK's Name, and only a TPM that holds that EK's private key AND an object of that
 // Name can activate it. Until the answer is checked, the appraisal lists the check as pending (ok: false), so
-// any caller that does not run the round trip refuses; Nitride runs it (runtime/server/nitride/ek-credential.ts).
+// any caller that does not run the round trip refuses; Nitride runs it (runtime/server/nitride/ek-credential.ts), and
+// so does verifyRuntime for the runtime itself (runtime/client/attested-tls.ts, POST sys/attestation/activate).
 //
 // What a successful activation proves: the AK is a key of the TPM whose EK the registration names — on AWS, the
 // NitroTPM of the instance EC2 says has that EK. It rests on the EC2 API (the cloud operator) for the EK itself:

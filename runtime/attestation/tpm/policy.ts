@@ -39,7 +39,8 @@ export interface VtpmPolicy {
   /**
    * AWS: the instance EKs' public keys (base64 TPMT_PUBLIC, GetInstanceTpmEkPub --key-format tpmt). With any set,
    * the AK must prove it lives in the TPM of one of them by EK credential activation (TPM2_MakeCredential /
-   * ActivateCredential, tpm/ek-credential.ts): a second round trip Nitride runs before it delivers anything
+   * ActivateCredential, tpm/ek-credential.ts): a second round trip Nitride runs before it delivers anything, and
+   * verifyRuntime before it trusts a runtime (POST sys/attestation/activate)
    * (check vtpm.ek-credential). A successful activation authenticates the AK as that TPM's key — as far as the
    * EC2 API (the cloud operator) is right about the EK.
    */
