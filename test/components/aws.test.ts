@@ -1,9 +1,8 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import * as pulumi from "@pulumi/pulumi";
 import { installMocks, resolve, unsecret, type MockHarness } from "../support/pulumi-mocks.js";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { createHash, randomBytes, X509Certificate } from "node:crypto";
-import { spawnSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { createHash, randomBytes } from "node:crypto";
 import { signUki } from "../../images/guest/disk.js";
 import { haveCommand } from "../support/prereq.js";
 import { tmpdir } from "node:os";
@@ -18,6 +17,7 @@ import {
 import { buildUki, haveUkiTools } from "../support/uki.js";
 import { writeKitManifest } from "../support/kit-manifest.js";
 import { eccEkTpmt } from "../runtime/attestation/tpm-fixtures.js";
+import { dbKeyPair } from "../support/db-key.js";
 
 let h: MockHarness;
 let mod: typeof import("../../components/aws/confidential-vm.js");
@@ -216,24 +216,7 @@ describe("AwsConfidentialVm", () => {
     "bootChain.dbCertificates registers Secure Boot under the customer's db certificate and says so in attestationChain",
     async () => {
       const dir = mkdtempSync(path.join(tmpdir(), "bp-aws-sb-"));
-      const key = path.join(dir, "db.key");
-      const cert = path.join(dir, "db.crt");
-      const r = spawnSync("openssl", [
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        key,
-        "-out",
-        cert,
-        "-days",
-        "30",
-        "-subj",
-        "/CN=customer db/",
-      ]);
-      expect(r.status).toBe(0);
+      const { key, cert, sha256: sha } = dbKeyPair(dir, "customer db");
       const uki = buildUki(dir, {
         ".osrel": Buffer.from("ID=custom\n"),
         ".cmdline": Buffer.from("console=ttyS0 systemd.import_credentials=no"),
@@ -247,9 +230,6 @@ describe("AwsConfidentialVm", () => {
         bootChain: { uki: path.join(dir, "signed.efi"), dbCertificates: [cert] },
       });
       await resolve(vm.workloadId);
-      const sha = createHash("sha256")
-        .update(new X509Certificate(readFileSync(cert)).raw)
-        .digest("hex");
       const policy = unsecret(h.resources.find((x) => x.name === "sb-workload")!.inputs.policy);
       expect(policy.vtpm.measuredBoot.secureBoot).toEqual({ enabled: true, authorities: [sha] });
       expect(await resolve(vm.attestationChain)).toContain(

@@ -2,9 +2,7 @@
 // requires Secure Boot on and the boot verified by that db certificate (secureBoot.authorities, checked over the
 // PCR 7 authority event), the UKI signed by it is the required boot application, and the mistakes are preview errors
 // naming the field. The UKI is a real one (systemd-stub + objcopy) signed by osslsigncode as `image build` signs.
-import { spawnSync } from "node:child_process";
-import { createHash, X509Certificate } from "node:crypto";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
@@ -15,6 +13,7 @@ import { signUki } from "../../images/guest/disk.js";
 import { bootApplicationDigest } from "../../images/index.js";
 import { haveCommand, requireTool } from "../support/prereq.js";
 import { buildUki, haveUkiTools } from "../support/uki.js";
+import { dbKeyPair } from "../support/db-key.js";
 
 const ready =
   haveUkiTools() &&
@@ -23,33 +22,7 @@ const ready =
 const dir = mkdtempSync(path.join(tmpdir(), "bk-sb-chain-"));
 const who = "AwsConfidentialVm sb";
 
-function keyPair(cn: string) {
-  const key = path.join(dir, `${cn}.key`);
-  const cert = path.join(dir, `${cn}.crt`);
-  const r = spawnSync("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    key,
-    "-out",
-    cert,
-    "-days",
-    "30",
-    "-subj",
-    `/CN=${cn}/`,
-  ]);
-  if (r.status !== 0) throw new Error(`openssl: ${r.stderr}`);
-  return {
-    key,
-    cert,
-    sha256: createHash("sha256")
-      .update(new X509Certificate(readFileSync(cert)).raw)
-      .digest("hex"),
-  };
-}
+const keyPair = (cn: string) => dbKeyPair(dir, cn);
 
 describe.runIf(ready)("bootChain.dbCertificates: Secure Boot under the customer's db key", () => {
   const db = keyPair("customer-db");

@@ -25,28 +25,7 @@ export function haveDiskTools(): boolean {
   );
 }
 
-/** A self-signed db key pair (openssl), as a customer's Secure Boot db certificate. */
-export function dbKeyPair(dir: string, cn: string): { key: string; cert: string; sha256: string } {
-  const key = path.join(dir, `${cn}.key`);
-  const cert = path.join(dir, `${cn}.crt`);
-  const r = spawnSync("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    key,
-    "-out",
-    cert,
-    "-days",
-    "30",
-    "-subj",
-    `/CN=${cn}/`,
-  ]);
-  if (r.status !== 0) throw new Error(`openssl: ${r.stderr}`);
-  return { key, cert, sha256: sha256(new X509Certificate(readFileSync(cert)).raw) };
-}
+export { dbKeyPair } from "./db-key.js";
 
 const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 const ROOT_HASH = "7a".repeat(32);

@@ -44,6 +44,7 @@ import {
 import { KIT_GUEST_CPU } from "../../support/kit-guest.js";
 import { haveCommand, requireTool } from "../../support/prereq.js";
 import { repoRoot } from "../../support/shared.js";
+import { dbKeyPair } from "../../support/db-key.js";
 
 const CODE = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
 const VARS_TEMPLATE = "/usr/share/OVMF/OVMF_VARS_4M.fd";
@@ -63,27 +64,7 @@ const ready =
 const scratch = mkdtempSync(path.join(tmpdir(), "bk-sbdisk-"));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
-function keyPair(cn: string): { key: string; cert: string } {
-  const key = path.join(scratch, `${cn.replace(/\W/g, "-")}.key`);
-  const cert = path.join(scratch, `${cn.replace(/\W/g, "-")}.crt`);
-  const r = spawnSync("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    key,
-    "-out",
-    cert,
-    "-days",
-    "3650",
-    "-subj",
-    `/CN=${cn}/`,
-  ]);
-  if (r.status !== 0) throw new Error(`openssl: ${r.stderr}`);
-  return { key, cert };
-}
+const keyPair = (cn: string) => dbKeyPair(scratch, cn, 3650);
 
 /** After the init verified the root: the image's agent quotes and prints its evidence (base64), then powers off. */
 const HOOK = `#!/bin/sh

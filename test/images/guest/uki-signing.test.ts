@@ -17,6 +17,7 @@ import { predictMeasuredBoot, ukiCarriesCertificate } from "../../../images/vtpm
 import { certificateDer } from "../../../images/vtpm/secure-boot.js";
 import { haveCommand, requireTool } from "../../support/prereq.js";
 import { buildUki, haveUkiTools, SYSTEMD_STUB } from "../../support/uki.js";
+import { dbKeyPair } from "../../support/db-key.js";
 
 const ready =
   haveUkiTools() &&
@@ -27,27 +28,7 @@ const ready =
 const dir = mkdtempSync(path.join(tmpdir(), "bk-uki-sign-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function keyPair(cn: string): { key: string; cert: string } {
-  const key = path.join(dir, `${cn}.key`);
-  const cert = path.join(dir, `${cn}.crt`);
-  const r = spawnSync("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    key,
-    "-out",
-    cert,
-    "-days",
-    "3650",
-    "-subj",
-    `/CN=${cn}/`,
-  ]);
-  if (r.status !== 0) throw new Error(`openssl: ${r.stderr}`);
-  return { key, cert };
-}
+const keyPair = (cn: string) => dbKeyPair(dir, cn, 3650);
 
 const fail = (why: string) => new Error(why);
 const EPOCH = 1_700_000_000;
