@@ -12,11 +12,14 @@ import type { RuntimeAttestation, SimulatedPlatformAnchor } from "../runtime/cli
 
 export const VERIFY_USAGE = `verify --url URL [--url URL …] (--measurement HEX … | --manifest FILE --vcpus N [--vcpu-type NAME])
                 [--host-data HEX | --any-instance] [--instance-id HEX] [--anchor anchor.json …] [--amd-cert-dir DIR] [--policy FILE] [--kds online|offline|off]
-                [--boot-policy FILE (--ak-pin HEX … | --nitro-tpm | --gce-ak | --allow-unauthenticated-ak)]
+                [--boot-policy FILE (--ak-pin HEX … | --ek-pub FILE … | --nitro-tpm | --gce-ak | --allow-unauthenticated-ak)]
                 [--format json]
                                      attest the runtime (each replica) before trusting it; exit 0 only if all pass
                                      (--boot-policy: a measuredBoot JSON, e.g. predicted from the runtime image's disk;
-                                     the runtime must send a vTPM quote meeting it, its AK authenticated as the flags say)`;
+                                     the runtime must send a vTPM quote meeting it, its AK authenticated as the flags say;
+                                     --ek-pub: the instance's EK as \`aws ec2 get-instance-tpm-ek-pub --key-format tpmt\`
+                                     returns it (base64 KeyValue, or the raw TPMT_PUBLIC): the AK must activate a
+                                     credential made for it — EK credential activation)`;
 
 const HEX48 = /^[0-9a-fA-F]{96}$/;
 
@@ -51,16 +54,26 @@ async function manifestMeasurements(file: string, vcpus: string | undefined, vcp
   }
 }
 
+/** An EK file: the base64 KeyValue EC2 returns (--key-format tpmt), or the raw TPMT_PUBLIC → base64 TPMT_PUBLIC. */
+function ekPubFile(file: string): string {
+  const raw = readFlagFile("--ek-pub", file);
+  const text = raw.toString("latin1").trim();
+  return /^[A-Za-z0-9+/\r\n]+={0,2}$/.test(text)
+    ? Buffer.from(text, "base64").toString("base64")
+    : raw.toString("base64");
+}
+
 /** --boot-policy and the AK flags → the expectation's vtpm section (validated like a workload's, fields named). */
 async function vtpmFlags(v: {
   "boot-policy"?: string;
   "ak-pin"?: string[];
+  "ek-pub"?: string[];
   "nitro-tpm"?: boolean;
   "gce-ak"?: boolean;
   "allow-unauthenticated-ak"?: boolean;
 }): Promise<import("../runtime/attestation/tpm/policy.js").VtpmPolicy | undefined> {
   const file = v["boot-policy"];
-  const akFlags = ["ak-pin", "nitro-tpm", "gce-ak", "allow-unauthenticated-ak"] as const;
+  const akFlags = ["ak-pin", "ek-pub", "nitro-tpm", "gce-ak", "allow-unauthenticated-ak"] as const;
   const given = akFlags.filter((f) => v[f] !== undefined && v[f] !== false);
   if (!file) {
     if (given.length) throw new UsageError(`--${given[0]} needs --boot-policy FILE`);
@@ -68,7 +81,7 @@ async function vtpmFlags(v: {
   }
   if (given.length === 0)
     throw new UsageError(
-      "--boot-policy: say whose attestation key counts: --ak-pin HEX (the runtime VM's vTPM AK), --nitro-tpm (AWS), --gce-ak (GCE), or --allow-unauthenticated-ak (the OS is then not bound against the guest kernel)",
+      "--boot-policy: say whose attestation key counts: --ak-pin HEX (the runtime VM's vTPM AK), --ek-pub FILE (AWS: the instance's EK, EK credential activation), --nitro-tpm (AWS), --gce-ak (GCE), or --allow-unauthenticated-ak (the OS is then not bound against the guest kernel)",
     );
   let measuredBoot: unknown;
   try {
@@ -83,6 +96,7 @@ async function vtpmFlags(v: {
       {
         measuredBoot,
         ...(v["ak-pin"] ? { akPins: v["ak-pin"] } : {}),
+        ...(v["ek-pub"] ? { ekPublics: v["ek-pub"].map(ekPubFile) } : {}),
         ...(v["nitro-tpm"] ? { nitroTpm: {} } : {}),
         ...(v["gce-ak"] ? { gceAkCertificate: {} } : {}),
         ...(v["allow-unauthenticated-ak"] ? { allowUnauthenticatedAk: true } : {}),
@@ -94,9 +108,11 @@ async function vtpmFlags(v: {
     const where = e.field.replace(/^vtpm\.measuredBoot\.?/, "");
     const flag = e.field.startsWith("vtpm.akPins")
       ? "--ak-pin"
-      : where
-        ? `--boot-policy ${file}: ${where}`
-        : `--boot-policy ${file}`;
+      : e.field.startsWith("vtpm.ekPublics")
+        ? "--ek-pub"
+        : where
+          ? `--boot-policy ${file}: ${where}`
+          : `--boot-policy ${file}`;
     throw new UsageError(`${flag}: ${e.reason}`);
   }
 }
@@ -117,6 +133,7 @@ export async function runtimeVerify(argv: string[], io: CliIo): Promise<number> 
     kds: { type: "string" },
     "boot-policy": { type: "string" },
     "ak-pin": { type: "string", multiple: true },
+    "ek-pub": { type: "string", multiple: true },
     "nitro-tpm": { type: "boolean" },
     "gce-ak": { type: "boolean" },
     "allow-unauthenticated-ak": { type: "boolean" },

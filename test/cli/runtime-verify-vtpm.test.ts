@@ -3,12 +3,13 @@
 // measured boot): exit 0 with the runtime's boot policy, 1 naming boot.kernel-cmdline for another, and 1 naming
 // runtime.vtpm-missing for a runtime without a vTPM; 2 on usage errors, before anything is contacted.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { cli, startServerProc, type ServerProc } from "../runtime/server/core-procs.js";
 import { initPlatform } from "../../runtime/sim/localvm/platform.js";
 import { haveSwtpm } from "../support/swtpm.js";
+import { EK_HANDLE } from "../../runtime/guest/evidence/vtpm.js";
 import { MEASUREMENT, runtimeVerifyArgs } from "../runtime/attested-runtime-support.js";
 import { DEFAULT_CMDLINE } from "../runtime/attestation/tpm-fixtures.js";
 import { bootTpm, goodBootPolicy, type BootedTpm } from "../runtime/vtpm-runtime-support.js";
@@ -87,6 +88,41 @@ describe.runIf(run)("runtime verify --boot-policy against runtime server process
     // Without --boot-policy nothing changes: the vTPM runtime verifies on its measurement as before.
     const plainVerify = await verify(server.url);
     expect(plainVerify.code).toBe(0);
+  }, 90_000);
+
+  it("--ek-pub: exit 0 when the runtime's AK activates a credential for its TPM's EK, 1 naming vtpm.ek-credential for another TPM's EK", async () => {
+    // As `aws ec2 get-instance-tpm-ek-pub --key-format tpmt --query KeyValue --output text` writes it (base64).
+    const ekOf = (b: BootedTpm, name: string, form: "base64" | "raw") => {
+      const f = path.join(dir, `${name}.tpmt`);
+      const r = b.tpm.tool(["tpm2_readpublic", "-c", EK_HANDLE, "-f", "tpmt", "-o", f]);
+      if (r.status !== 0) throw new Error(r.stderr.toString());
+      if (form === "base64") writeFileSync(f, readFileSync(f).toString("base64") + "\n");
+      return f;
+    };
+    const own = await verify(server.url, "--boot-policy", goodPolicy, "--ek-pub", ekOf(tpm, "own", "base64"));
+    expect(own.stderr).toBe("");
+    expect(own.code).toBe(0);
+    expect(own.stdout).toMatch(/ok +vtpm\.ek-credential/);
+    expect((await verify(server.url, "--boot-policy", goodPolicy, "--ek-pub", ekOf(tpm, "raw", "raw"))).code).toBe(0);
+    const stranger = await bootTpm();
+    try {
+      const other = await verify(
+        server.url,
+        "--boot-policy",
+        goodPolicy,
+        "--ek-pub",
+        ekOf(stranger, "other", "base64"),
+      );
+      expect(other.code).toBe(1);
+      expect(other.stdout).toMatch(/REFUSED: vtpm\.ek-credential/);
+    } finally {
+      await stranger.stop();
+    }
+    const bad = path.join(dir, "bad-ek");
+    writeFileSync(bad, "AAEC");
+    const badEk = await verify(server.url, "--boot-policy", goodPolicy, "--ek-pub", bad);
+    expect(badEk.code).toBe(2);
+    expect(badEk.stderr).toMatch(/--ek-pub: /);
   }, 90_000);
 
   it("exit 2 on usage: no AK authentication said, an AK flag without a boot policy, a bad policy field", async () => {
