@@ -12,6 +12,7 @@ import { randomBytes } from "node:crypto";
 import https from "node:https";
 import { credentialEk, makeCredential } from "../../../runtime/attestation/tpm/credential.js";
 import { parseTpmPublic } from "../../../runtime/attestation/tpm/abi.js";
+import { ekNameFromTpmt } from "../../../runtime/attestation/aws/ek.js";
 import { runtimeExpectation, verifyRuntime, type RuntimeExpectation } from "../../../runtime/client/attested-tls.js";
 import { vtpmSourceFor, type RuntimeVtpmSource } from "../../../runtime/server/http/attested-tls.js";
 import type { RunningServer } from "../../../runtime/server/http/server.js";
@@ -88,6 +89,13 @@ describe.runIf(haveSwtpm())("verifyRuntime: the runtime's AK proven by EK creden
   it("accepts the runtime whose AK activates a credential made for its TPM's EK", async () => {
     const v = await verifyRuntime({ url: server.url, expected: expecting([ekTpmt(good)]) });
     expect(v.reason).toBeUndefined();
+    // As the AWS Vhsm registers it: the EK's Name too (the quote's qualifiedSigner must name the AK under that EK).
+    const named = expecting([ekTpmt(good)]);
+    named.policy.vtpm!.ekNames = [ekNameFromTpmt(Buffer.from(ekTpmt(good), "base64"))];
+    const withName = await verifyRuntime({ url: server.url, expected: named });
+    expect(withName.reason).toBeUndefined();
+    expect(withName.checks.find((c) => c.id === "vtpm.ek-credential")?.ok).toBe(true);
+    expect(withName.checks.find((c) => c.id === "aws.ek-pin")?.ok).toBe(true);
     expect(v.ok).toBe(true);
     expect(v.verdict?.accepted).toBe(true);
     const ek = v.checks.find((c) => c.id === "vtpm.ek-credential");
