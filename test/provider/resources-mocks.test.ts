@@ -231,13 +231,20 @@ describe("Vhsm trust bootstrap and mode (under mocks)", () => {
     expect(() => new C.Vhsm("cvm1", { mode: C.VhsmMode.ConfidentialVm, platform: "ibm" as never })).toThrow(
       /Vhsm cvm1: platform is 'ibm', which is not supported; allowed: local, aws, azure, gcp, proxmox, qemu/,
     );
-    // Never a silent fallback: the cloud platforms are refused at preview, naming the field and what is allowed.
-    for (const platform of ["aws", "azure", "gcp"] as const)
+    // Never a silent fallback: Azure is refused at preview, naming the field, why and what is allowed; AWS and GCP are
+    // deployable (test/components/vhsm-cloud.test.ts) and need the runtime's cloud disk.
+    expect(() => new C.Vhsm("cvm-azure", { mode: C.VhsmMode.ConfidentialVm, platform: "azure" as never })).toThrow(
+      /Vhsm cvm-azure: platform is 'azure': mode 'confidential-vm' is not yet deployable there: an Azure CVM's guest has no \/dev\/sev-guest.*allowed: local, qemu, proxmox, aws, gcp/,
+    );
+    for (const [platform, cloud] of [
+      ["aws", "ec2"],
+      ["gcp", "gce"],
+    ] as const)
       expect(
         () => new C.Vhsm(`cvm-${platform}`, { mode: C.VhsmMode.ConfidentialVm, platform: platform as never }),
       ).toThrow(
         new RegExp(
-          `Vhsm cvm-${platform}: platform is '${platform}': mode 'confidential-vm' is not yet deployable there: .*cloud disk image.*issue #14.*allowed: local, qemu, proxmox`,
+          `Vhsm cvm-${platform}: image is required on platform '${platform}': the manifest.json of the runtime's cloud disk .*--cloud ${cloud}`,
         ),
       );
     // The SEV-SNP hardware platforms are deployable (test/components/vhsm-platforms.test.ts); they need their host.
