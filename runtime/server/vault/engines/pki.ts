@@ -485,13 +485,15 @@ export class PkiBackend implements LogicalBackend, TableBackend {
     if (!cn) throw new LogicalError(400, "common_name: missing (and the CSR has no CN)");
     const signer = new x509.X509Certificate(issuer.certificate);
     const maxPath = optInt(req.data, "max_path_length", -1);
-    const notAfter = Math.min(Date.now() + this.caTtl(req) * 1000, signer.notAfter.getTime());
+    // One clock reading for both ends: two could straddle a second and give a validity 1 s off the TTL asked for.
+    const now = Date.now();
+    const notAfter = Math.min(now + this.caTtl(req) * 1000, signer.notAfter.getTime());
     const csrKey = await csr.publicKey.export();
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: newSerial(),
       subject: subjectName(cn, req.data),
       issuer: signer.subject,
-      notBefore: new Date(Date.now() - BACKDATE_MS),
+      notBefore: new Date(now - BACKDATE_MS),
       notAfter: new Date(notAfter),
       publicKey: csr.publicKey,
       signingKey: await importSigningKey(Buffer.from(issuer.key, "base64"), issuer.spec),
@@ -635,7 +637,8 @@ export class PkiBackend implements LogicalBackend, TableBackend {
     }
 
     const signer = new x509.X509Certificate(issuer.certificate);
-    const notAfter = Math.min(Date.now() + ttl * 1000, signer.notAfter.getTime());
+    const now = Date.now(); // one reading for notBefore and notAfter (see the intermediate above)
+    const notAfter = Math.min(now + ttl * 1000, signer.notAfter.getTime());
     let usage = x509.KeyUsageFlags.digitalSignature;
     if (leafSpec.type === "rsa") usage |= x509.KeyUsageFlags.keyEncipherment;
     if (leafSpec.type === "ec") usage |= x509.KeyUsageFlags.keyAgreement;
@@ -660,7 +663,7 @@ export class PkiBackend implements LogicalBackend, TableBackend {
       serialNumber: newSerial(),
       subject: subjectName(cn, req.data, role),
       issuer: signer.subject,
-      notBefore: new Date(Date.now() - BACKDATE_MS),
+      notBefore: new Date(now - BACKDATE_MS),
       notAfter: new Date(notAfter),
       publicKey,
       signingKey: await importSigningKey(Buffer.from(issuer.key, "base64"), issuer.spec),
