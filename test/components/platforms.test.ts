@@ -1,7 +1,6 @@
 // Mocked-engine tests of the GCP, Azure, Proxmox and QEMU components and the cloud-neutral facade:
 // the cloud resources' inputs, the registered reference values, and preview-time validation.
-import { createHash, X509Certificate } from "node:crypto";
-import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -21,6 +20,7 @@ import { readFileSync } from "node:fs";
 import { hasCloudInit, validateUserData } from "../support/cloud-init.js";
 import { requireTool } from "../support/prereq.js";
 import { writeKitManifest } from "../support/kit-manifest.js";
+import { dbKeyPair } from "../support/db-key.js";
 
 let h: MockHarness;
 let c: typeof import("../../components/index.js");
@@ -29,25 +29,8 @@ let c: typeof import("../../components/index.js");
 let cert: { path: string; sha256: string } | undefined;
 function dbCert(): { path: string; sha256: string } {
   if (cert) return cert;
-  const dir = mkdtempSync(path.join(tmpdir(), "bk-dbcert-"));
-  const r = spawnSync("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    path.join(dir, "db.key"),
-    "-out",
-    path.join(dir, "db.crt"),
-    "-days",
-    "30",
-    "-subj",
-    "/CN=customer db/",
-  ]);
-  if (r.status !== 0) throw new Error(`openssl: ${r.stderr}`);
-  const der = new X509Certificate(readFileSync(path.join(dir, "db.crt"))).raw;
-  cert = { path: path.join(dir, "db.crt"), sha256: createHash("sha256").update(der).digest("hex") };
+  const k = dbKeyPair(mkdtempSync(path.join(tmpdir(), "bk-dbcert-")), "customer db");
+  cert = { path: k.cert, sha256: k.sha256 };
   return cert;
 }
 const vhsm = { url: "https://10.0.0.2:8200", caFingerprint: "cd".repeat(32), token: pulumi.secret("s.admin") };

@@ -4,8 +4,7 @@
 // UEFI_VARIABLE_DATA, the separator at ReadyToBoot; DxeImageVerificationLib: the matching EFI_SIGNATURE_DATA of db
 // for each image it verified); the real OVMF boot is test/images/guest/secure-boot-disk.test.ts. One thing flips per
 // negative; the authority data is fuzzed with its digest recomputed (the replay holds, only the data is hostile).
-import { spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
+import { createHash, X509Certificate } from "node:crypto";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -33,32 +32,14 @@ import {
   x509SignatureList,
 } from "../../../images/vtpm/secure-boot.js";
 import { haveCommand, requireTool } from "../../support/prereq.js";
+import { dbKeyPair } from "../../support/db-key.js";
 
 const ready = requireTool("openssl (test certificates)", haveCommand("openssl", ["version"]));
 const dir = mkdtempSync(path.join(tmpdir(), "bk-sb-"));
 
 /** A self-signed RSA certificate (DER) made by openssl, as a customer's PK/KEK/db would be. */
 function cert(cn: string): Buffer {
-  const f = path.join(dir, `${cn}.der`);
-  const r = spawnSync("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    path.join(dir, `${cn}.key`),
-    "-outform",
-    "DER",
-    "-out",
-    f,
-    "-days",
-    "3650",
-    "-subj",
-    `/CN=${cn}/`,
-  ]);
-  if (r.status !== 0) throw new Error(`openssl: ${r.stderr}`);
-  return readFileSync(f);
+  return Buffer.from(new X509Certificate(readFileSync(dbKeyPair(dir, cn, 3650).cert)).raw);
 }
 
 const OWNER = "1f0ba0c1-24f0-4bc3-9a5f-2a6f4d5c3e01";
