@@ -90,6 +90,14 @@ export function wireVtpm(t: VtpmEvidence): WireVtpm {
   };
 }
 
+/** An endorsement key activateCredential can use: persisted at EK_HANDLE, or recreated from a TCG default template. */
+export interface KnownEk {
+  name: Buffer;
+  template: "persisted" | "rsa" | "ecc" | "ecc384";
+  attributes: number;
+  nameAlg: string;
+}
+
 export class Vtpm {
   private readonly runner: CommandRunner;
   constructor(private readonly opts: VtpmOptions) {
@@ -273,43 +281,82 @@ export class Vtpm {
     });
   }
 
+  private ekCache?: Promise<KnownEk[]>;
+
   /**
-   * TPM2_ActivateCredential (EK credential activation): recovers the secret Nitride encrypted to the EK named
-   * `ekName` for this TPM's AK (TPM 2.0 Part 3). The EK is the persisted one when its Name matches, else one
-   * recreated from a TCG default template (RSA-2048, ECC P-256, ECC P-384 — tpm2_createek) with that Name; a TPM
-   * with no such EK cannot answer, which is the point. The EK's USER role is a policy (PolicySecret(endorsement),
-   * the low-range templates) or, when the template sets userWithAuth (high-range), its empty authValue.
+   * The endorsement keys this TPM can activate a credential under: the one persisted at EK_HANDLE and those of the
+   * TCG default templates (RSA-2048, ECC P-256, ECC P-384 — tpm2_createek; AWS's GetInstanceTpmEkPub offers RSA and
+   * ECC P-384). Read once and kept: a template EK's Name derives from the endorsement primary seed, which only
+   * TPM2_ChangeEPS changes. Knowing them up front lets activateCredential refuse any other Name without asking the
+   * TPM — a caller naming unknown EKs would otherwise make it regenerate three primary keys per request.
    */
-  async activateCredential(c: { ekName: Buffer; credentialBlob: Buffer; encryptedSecret: Buffer }): Promise<Buffer> {
+  endorsementKeys(): Promise<KnownEk[]> {
+    this.ekCache ??= this.readEndorsementKeys().catch((e: unknown) => {
+      this.ekCache = undefined;
+      throw e;
+    });
+    return this.ekCache;
+  }
+
+  private async readEndorsementKeys(): Promise<KnownEk[]> {
     await this.attestationKey();
     return this.withDir(async (dir) => {
-      const nameOf = (tpm2b: Buffer) => Buffer.from(parseTpmPublic(tpm2b, { where: "ek_public" }).name);
+      const known: KnownEk[] = [];
       const pub = path.join(dir, "ek.pub");
-      let ek: { handle: string; attributes: number; nameAlg: string } | undefined;
-      const persisted = await this.runner.run(["tpm2_readpublic", "-c", EK_HANDLE, "-o", pub], this.env());
-      if (persisted.code === 0) {
+      const add = async (template: KnownEk["template"]) => {
         const p = parseTpmPublic(await readFile(pub), { where: "ek_public" });
-        if (Buffer.from(p.name).equals(c.ekName))
-          ek = { handle: EK_HANDLE, attributes: p.objectAttributes, nameAlg: p.nameAlg };
+        const name = Buffer.from(p.name);
+        if (!known.some((k) => k.name.equals(name)))
+          known.push({ name, template, attributes: p.objectAttributes, nameAlg: p.nameAlg });
+      };
+      if ((await this.runner.run(["tpm2_readpublic", "-c", EK_HANDLE, "-o", pub], this.env())).code === 0)
+        await add("persisted");
+      for (const alg of ["rsa", "ecc", "ecc384"] as const) {
+        await this.flush();
+        const made = await this.runner.run(
+          ["tpm2_createek", "-c", path.join(dir, `ek-${alg}.ctx`), "-G", alg, "-u", pub],
+          this.env(),
+        );
+        await this.flush();
+        // A TPM that cannot make this template's key (no ECC P-384, say) simply has no such EK.
+        if (made.code === 0) await add(alg);
       }
-      for (const alg of ek ? [] : ["rsa", "ecc", "ecc384"]) {
+      return known;
+    });
+  }
+
+  /**
+   * TPM2_ActivateCredential (EK credential activation): recovers the secret Nitride encrypted to the EK named
+   * `ekName` for this TPM's AK (TPM 2.0 Part 3). The EK must be one of endorsementKeys() — the persisted one, or
+   * one recreated from the TCG default template whose Name it is; any other Name is refused before the TPM is
+   * asked anything (once the keys are known). A TPM with no such EK cannot answer, which is the point. The EK's
+   * USER role is a policy (PolicySecret(endorsement), the low-range templates) or, when the template sets
+   * userWithAuth (high-range), its empty authValue.
+   */
+  async activateCredential(c: { ekName: Buffer; credentialBlob: Buffer; encryptedSecret: Buffer }): Promise<Buffer> {
+    const known = (await this.endorsementKeys()).find((k) => k.name.equals(c.ekName));
+    if (!known)
+      throw new EvidenceError(
+        NAME,
+        "ek-credential",
+        `this TPM has no endorsement key named ${c.ekName.toString("hex").slice(0, 20)}… (persisted at ${EK_HANDLE} or from a TCG default template)`,
+      );
+    await this.attestationKey();
+    return this.withDir(async (dir) => {
+      const pub = path.join(dir, "ek.pub");
+      let handle = EK_HANDLE;
+      if (known.template !== "persisted") {
+        handle = path.join(dir, "ek.ctx");
         await this.flush();
-        const ctx = path.join(dir, `ek-${alg}.ctx`);
-        const made = await this.runner.run(["tpm2_createek", "-c", ctx, "-G", alg, "-u", pub], this.env());
-        await this.flush();
-        if (made.code !== 0) continue;
-        const p = parseTpmPublic(await readFile(pub), { where: "ek_public" });
-        if (nameOf(await readFile(pub)).equals(c.ekName)) {
-          ek = { handle: ctx, attributes: p.objectAttributes, nameAlg: p.nameAlg };
-          break;
+        await this.tpm("create-ek", ["tpm2_createek", "-c", handle, "-G", known.template, "-u", pub]);
+        // The seed did not change under us (TPM2_ChangeEPS): else the credential is for a key this TPM lost.
+        if (!Buffer.from(parseTpmPublic(await readFile(pub), { where: "ek_public" }).name).equals(c.ekName)) {
+          await this.flush();
+          this.ekCache = undefined;
+          throw new EvidenceError(NAME, "ek-credential", `the ${known.template} template no longer makes that EK`);
         }
       }
-      if (!ek)
-        throw new EvidenceError(
-          NAME,
-          "ek-credential",
-          `this TPM has no endorsement key named ${c.ekName.toString("hex").slice(0, 20)}… (persisted at ${EK_HANDLE} or from a TCG default template)`,
-        );
+      const ek = { handle, attributes: known.attributes, nameAlg: known.nameAlg };
       // tpm2-tools' credential file: magic 0xBADCC0DE, version 1, TPM2B_ID_OBJECT, TPM2B_ENCRYPTED_SECRET.
       const file = path.join(dir, "credential.bin");
       await writeFile(

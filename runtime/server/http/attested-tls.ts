@@ -55,6 +55,11 @@ export interface RuntimeVtpmSource {
   quote(qualifyingData: Buffer): Promise<WireVtpm>;
   /** TPM2_ActivateCredential for the AK under the EK named `ekName` (EK credential activation); absent: not offered. */
   activateCredential?(c: { ekName: Buffer; credentialBlob: Buffer; encryptedSecret: Buffer }): Promise<Buffer>;
+  /**
+   * The Names of the EKs activateCredential can use (read once at start, then kept): the endpoint refuses any other
+   * `ek_name` without asking the TPM. Absent: every Name goes to activateCredential.
+   */
+  endorsementKeyNames?(): Promise<Buffer[]>;
 }
 
 /**
@@ -71,6 +76,7 @@ export function vtpmSourceFor(v: VtpmStanza, runner?: CommandRunner): RuntimeVtp
     ...(v.googleAk ? { googleAk: true } : {}),
   });
   let queue: Promise<unknown> = Promise.resolve();
+  let ekNames: Promise<Buffer[]> | undefined;
   const serial = <T>(fn: () => Promise<T>): Promise<T> => {
     const run = queue.then(fn, fn);
     queue = run.catch(() => undefined);
@@ -81,6 +87,13 @@ export function vtpmSourceFor(v: VtpmStanza, runner?: CommandRunner): RuntimeVtp
     attestationKey: () => serial(() => tpm.attestationKey()),
     quote: (q) => serial(async () => wireVtpm(await tpm.collect(q))),
     activateCredential: (c) => serial(() => tpm.activateCredential(c)),
+    // Only the first read queues behind other TPM work; afterwards the Names come from memory, so refusing an
+    // unknown one never waits for (or adds to) the TPM's queue.
+    endorsementKeyNames: () =>
+      (ekNames ??= serial(async () => (await tpm.endorsementKeys()).map((k) => k.name)).catch((e: unknown) => {
+        ekNames = undefined;
+        throw e;
+      })),
   };
 }
 
@@ -125,12 +138,14 @@ export async function createAttestedListener(hosts: string[]): Promise<AttestedL
 /**
  * Reads (creating on first use) the AK before the runtime serves: a TPM that cannot be reached is a start error
  * naming it rather than a 503 on every request, and workers of a cluster find the AK the primary persisted
- * instead of racing to create it.
+ * instead of racing to create it. Given the source that will serve, also reads the Names of its EKs, so that
+ * sys/attestation/activate refuses any other Name from the first request on without asking the TPM.
  */
 export async function prepareVtpm(v: VtpmStanza | RuntimeVtpmSource): Promise<void> {
   const source = "tcti" in v ? vtpmSourceFor(v) : v;
   try {
     await source.attestationKey();
+    if (!("tcti" in v) && source.activateCredential) await source.endorsementKeyNames?.();
   } catch (e) {
     throw new Error(`attestation.vtpm: no attestation key from ${source.name}: ${(e as Error).message}`, {
       cause: e,
@@ -284,6 +299,22 @@ export function registerAttestationRoute(
           400,
           "sys/attestation/activate: ek_name (hex TPM Name), credential_blob and encrypted_secret (base64) are required",
         );
+      // Only this TPM's own EKs (known since start): any other Name is refused here, without a TPM command — the TPM
+      // would refuse it too, but only after regenerating its three default-template EKs.
+      if (o.vtpm!.endorsementKeyNames) {
+        let known: Buffer[];
+        try {
+          known = await o.vtpm!.endorsementKeyNames();
+        } catch (e) {
+          return fail(reply, 503, `sys/attestation/activate: ${(e as Error).message}`);
+        }
+        if (!known.some((n) => n.equals(ekName)))
+          return fail(
+            reply,
+            422,
+            "sys/attestation/activate: ek_name names no endorsement key of this TPM (its persisted EK or a TCG default-template EK)",
+          );
+      }
       if (inFlight >= MAX_IN_FLIGHT)
         return fail(reply, 429, "sys/attestation/activate: TPM busy", { "retry-after": "1" });
       inFlight++;

@@ -162,7 +162,9 @@ function writeAtomic(file: string, data: string, mode: number) {
 }
 
 export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Promise<RunningServer> {
-  if (cfg.attestation?.vtpm) await prepareVtpm(o.vtpmSource ?? cfg.attestation.vtpm);
+  // The source that will serve: prepared here, so the EK Names it reads at start are the ones the endpoint knows.
+  const vtpmSource = cfg.attestation?.vtpm ? (o.vtpmSource ?? vtpmSourceFor(cfg.attestation.vtpm)) : undefined;
+  if (vtpmSource) await prepareVtpm(vtpmSource);
   const physical = await openStorage(cfg.storage);
   const l = cfg.listener;
   const tlsOn = !l.tlsDisable;
@@ -173,7 +175,6 @@ export async function startServer(cfg: RuntimeConfig, o: StartOptions = {}): Pro
   // Attested TLS: the listener key lives in this process only and replaces the runtime CA's leaf altogether.
   const attested = cfg.attestation ? (o.attestedListener ?? (await createAttestedListener(hosts))) : undefined;
   const evidenceSource = cfg.attestation ? (o.evidenceSource ?? evidenceSourceFor(cfg.attestation)) : undefined;
-  const vtpmSource = cfg.attestation?.vtpm ? (o.vtpmSource ?? vtpmSourceFor(cfg.attestation.vtpm)) : undefined;
 
   async function installLeaf(ca: CaMaterial) {
     if (!files) return;

@@ -18,21 +18,46 @@ import { vtpmSourceFor, type RuntimeVtpmSource } from "../../../runtime/server/h
 import type { RunningServer } from "../../../runtime/server/http/server.js";
 import type { SnpSimulator } from "../../../runtime/sim/snp.js";
 import { EK_HANDLE } from "../../../runtime/guest/evidence/vtpm.js";
+import { spawnRunner, type CommandRunner } from "../../../runtime/guest/exec.js";
 import { haveSwtpm } from "../../support/swtpm.js";
 import { expectationFor, startAttestedRuntime } from "../attested-runtime-support.js";
 import { bootTpm, goodBootPolicy, type BootedTpm } from "../vtpm-runtime-support.js";
 
-/** What `aws ec2 get-instance-tpm-ek-pub --key-format tpmt` returns for a TPM: its EK's TPMT_PUBLIC, base64. */
-function ekTpmt(b: BootedTpm): string {
+/**
+ * What `aws ec2 get-instance-tpm-ek-pub --key-format tpmt` returns for a TPM: its EK's TPMT_PUBLIC, base64 — the
+ * persisted one, or (`template`) the one tpm2_createek makes from a TCG default template (EC2 offers RSA-2048 and
+ * ECC P-384).
+ */
+function ekTpmt(b: BootedTpm, template?: "ecc384"): string {
   const dir = mkdtempSync(path.join(tmpdir(), "bp-ek-"));
   try {
     const f = path.join(dir, "ek.tpmt");
-    const r = b.tpm.tool(["tpm2_readpublic", "-c", EK_HANDLE, "-f", "tpmt", "-o", f]);
+    const r = template
+      ? b.tpm.tool(["tpm2_createek", "-c", path.join(dir, "ek.ctx"), "-G", template, "-f", "tpmt", "-u", f])
+      : b.tpm.tool(["tpm2_readpublic", "-c", EK_HANDLE, "-f", "tpmt", "-o", f]);
     if (r.status !== 0) throw new Error(r.stderr.toString());
+    if (template) b.tpm.tool(["tpm2_flushcontext", "-t"]);
     return readFileSync(f).toString("base64");
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Sends a body to POST /v1/sys/attestation/activate (or another method) over HTTPS, certificate unjudged. */
+function postTo(url: string, body: unknown, method = "POST") {
+  return new Promise<{ status: number; body: { data?: { secret?: string }; errors?: string[] } }>((resolve, reject) => {
+    const u = new URL(`${url}/v1/sys/attestation/activate`);
+    const req = https.request(
+      { method, host: u.hostname, port: u.port, path: u.pathname, rejectUnauthorized: false },
+      (res) => {
+        let t = "";
+        res.on("data", (d: Buffer) => (t += d.toString()));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(t || "{}") }));
+      },
+    );
+    req.on("error", reject);
+    req.end(body === undefined ? undefined : JSON.stringify(body));
+  });
 }
 
 describe.runIf(haveSwtpm())("verifyRuntime: the runtime's AK proven by EK credential activation", () => {
@@ -42,6 +67,9 @@ describe.runIf(haveSwtpm())("verifyRuntime: the runtime's AK proven by EK creden
   let server: RunningServer;
   let liar: RunningServer;
   let replayer: RunningServer;
+  /** A runtime over the same TPM whose tpm2-tools invocations are counted. */
+  let counted: RunningServer;
+  const tpmCommands: string[] = [];
   /** Secrets the replaying runtime's TPM activated in earlier sessions. */
   const recorded: Buffer[] = [];
 
@@ -71,8 +99,19 @@ describe.runIf(haveSwtpm())("verifyRuntime: the runtime's AK proven by EK creden
         },
       },
     }));
+    const counting: CommandRunner = {
+      run: (argv, opts) => {
+        tpmCommands.push(argv[0]);
+        return spawnRunner.run(argv, opts);
+      },
+    };
+    ({ server: counted } = await startAttestedRuntime({
+      attestationBody: good.stanza,
+      vtpmSource: vtpmSourceFor({ tcti: good.tpm.tcti, eventLog: good.eventLog }, counting),
+    }));
   }, 120_000);
   afterAll(async () => {
+    await counted?.close();
     await server?.close();
     await liar?.close();
     await replayer?.close();
@@ -112,6 +151,46 @@ describe.runIf(haveSwtpm())("verifyRuntime: the runtime's AK proven by EK creden
     expect(v.reason).toMatch(/^vtpm\.ek-credential: the runtime could not activate the credential .*HTTP 422/);
   }, 60_000);
 
+  it("activates under a default-template EK that is not the persisted one (ECC P-384, which EC2 also offers)", async () => {
+    const v = await verifyRuntime({ url: server.url, expected: expecting([ekTpmt(good, "ecc384")]) });
+    expect(v.reason).toBeUndefined();
+    expect(v.checks.find((c) => c.id === "vtpm.ek-credential")?.ok).toBe(true);
+    // Another TPM's ECC P-384 EK is still refused.
+    const other = await verifyRuntime({ url: server.url, expected: expecting([ekTpmt(nitro, "ecc384")]) });
+    expect(failed(other)).toEqual(["vtpm.ek-credential"]);
+  }, 60_000);
+
+  it("refuses an ek_name that is none of its TPM's EKs up front: 422 naming ek_name, the TPM not asked", async () => {
+    // The EK Names were read at start; from then on a Name nobody registered costs no TPM command.
+    const atStart = tpmCommands.length;
+    expect(atStart).toBeGreaterThan(0);
+    const ek = credentialEk(Buffer.from(ekTpmt(nitro), "base64"));
+    const ak = parseTpmPublic(await good.vtpm.attestationKey());
+    const m = makeCredential(ek, Buffer.from(ak.name), randomBytes(32));
+    const hostile = {
+      ek_name: Buffer.from(ek.name).toString("hex"),
+      credential_blob: m.credentialBlob.toString("base64"),
+      encrypted_secret: m.encryptedSecret.toString("base64"),
+    };
+    for (const body of [
+      hostile, // another TPM's genuine EK
+      { ...hostile, ek_name: "000b" + randomBytes(32).toString("hex") }, // a well-formed SHA-256 Name of nothing
+      { ...hostile, ek_name: "000c" + randomBytes(48).toString("hex") }, // SHA-384
+    ]) {
+      const r = await postTo(counted.url, body);
+      expect(r.status).toBe(422);
+      expect(r.body.errors?.[0]).toMatch(/^sys\/attestation\/activate: ek_name names no endorsement key of this TPM/);
+      expect(JSON.stringify(r.body)).not.toMatch(/"secret"/);
+    }
+    expect(tpmCommands.slice(atStart)).toEqual([]);
+    // The same runtime still activates for its own EK, through the TPM (the counter sees that).
+    const v = await verifyRuntime({ url: counted.url, expected: expecting([ekTpmt(good)]) });
+    expect(v.reason).toBeUndefined();
+    expect(tpmCommands.slice(atStart)).toContain("tpm2_activatecredential");
+    // The default-template EKs were learnt at start, not regenerated per request: no tpm2_createek for the persisted one.
+    expect(tpmCommands.slice(atStart)).not.toContain("tpm2_createek");
+  }, 60_000);
+
   it("refuses a runtime answering the activation with a secret that is not the credential's", async () => {
     const v = await verifyRuntime({ url: liar.url, expected: expecting([ekTpmt(good)]) });
     expect(failed(v)).toEqual(["vtpm.ek-credential"]);
@@ -129,20 +208,7 @@ describe.runIf(haveSwtpm())("verifyRuntime: the runtime's AK proven by EK creden
 
   it("the endpoint opens nothing but credentials for the runtime's own AK (no decryption oracle), only by POST", async () => {
     const ek = credentialEk(Buffer.from(ekTpmt(good), "base64"));
-    const post = (body: unknown, method = "POST") =>
-      new Promise<{ status: number; body: { data?: { secret?: string }; errors?: string[] } }>((resolve, reject) => {
-        const u = new URL(`${server.url}/v1/sys/attestation/activate`);
-        const req = https.request(
-          { method, host: u.hostname, port: u.port, path: u.pathname, rejectUnauthorized: false },
-          (res) => {
-            let t = "";
-            res.on("data", (d: Buffer) => (t += d.toString()));
-            res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(t || "{}") }));
-          },
-        );
-        req.on("error", reject);
-        req.end(body === undefined ? undefined : JSON.stringify(body));
-      });
+    const post = (body: unknown, method = "POST") => postTo(server.url, body, method);
     const made = (name: Uint8Array, secret: Buffer) => {
       const m = makeCredential(ek, Buffer.from(name), secret);
       return {
