@@ -15,8 +15,9 @@ export type Evidence =
       vtpm?: TpmEvidence;
     }
   | { kind: "tdx"; quote: Uint8Array; vtpm?: TpmEvidence }
-  | { kind: "azure-snp"; hclReport: Uint8Array; tpmQuote: TpmQuote; vcekChainPem?: string }
-  | { kind: "azure-tdx"; hclReport: Uint8Array; tdQuote: Uint8Array; tpmQuote: TpmQuote };
+  /** Azure: `eventLog` is the guest's TCG event log (binary_bios_measurements), appraised with azure.measuredBoot. */
+  | { kind: "azure-snp"; hclReport: Uint8Array; tpmQuote: TpmQuote; vcekChainPem?: string; eventLog?: Uint8Array }
+  | { kind: "azure-tdx"; hclReport: Uint8Array; tdQuote: Uint8Array; tpmQuote: TpmQuote; eventLog?: Uint8Array };
 
 export interface TpmQuote {
   /** TPMS_ATTEST bytes. */

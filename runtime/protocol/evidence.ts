@@ -39,16 +39,20 @@ export type WireEvidence =
   | { kind: "snp"; report: string; cert_table?: string; vek?: string; vtpm?: WireVtpm }
   /** TDX: a DCAP quote (v4/v5). */
   | { kind: "tdx"; quote: string; vtpm?: WireVtpm }
-  /** Azure SEV-SNP CVM: the paravisor's HCL report and a vTPM quote; optionally the VCEK chain (PEM) from IMDS. */
-  | { kind: "azure-snp"; hcl_report: string; tpm_quote: WireTpmQuote; vcek_chain_pem?: string }
-  /** Azure TDX CVM: the HCL report, the TD quote for its hardware report, and a vTPM quote. */
-  | { kind: "azure-tdx"; hcl_report: string; td_quote: string; tpm_quote: WireTpmQuote };
+  /**
+   * Azure SEV-SNP CVM: the paravisor's HCL report and a vTPM quote; optionally the VCEK chain (PEM) from IMDS and the
+   * guest's TCG event log (binary_bios_measurements), which must replay to the quoted PCRs when the policy has
+   * azure.measuredBoot.
+   */
+  | { kind: "azure-snp"; hcl_report: string; tpm_quote: WireTpmQuote; vcek_chain_pem?: string; event_log?: string }
+  /** Azure TDX CVM: the HCL report, the TD quote for its hardware report, a vTPM quote, optionally the event log. */
+  | { kind: "azure-tdx"; hcl_report: string; td_quote: string; tpm_quote: WireTpmQuote; event_log?: string };
 
 const FIELDS: Record<EvidenceKind, readonly string[]> = {
   snp: ["kind", "report", "cert_table", "vek", "vtpm"],
   tdx: ["kind", "quote", "vtpm"],
-  "azure-snp": ["kind", "hcl_report", "tpm_quote", "vcek_chain_pem"],
-  "azure-tdx": ["kind", "hcl_report", "td_quote", "tpm_quote"],
+  "azure-snp": ["kind", "hcl_report", "tpm_quote", "vcek_chain_pem", "event_log"],
+  "azure-tdx": ["kind", "hcl_report", "td_quote", "tpm_quote", "event_log"],
 };
 
 const PCR_INDEX = /^(?:[0-9]|1[0-9]|2[0-3])$/;
@@ -176,15 +180,19 @@ export function decodeEvidence(v: unknown, field = "evidence"): Evidence {
           throw new WireFormatError(`${field}.vcek_chain_pem`, "must be a PEM certificate chain");
         e.vcekChainPem = v.vcek_chain_pem;
       }
+      if (present(v, "event_log")) e.eventLog = decodeBase64(v.event_log, `${field}.event_log`);
       return e;
     }
-    case "azure-tdx":
-      return {
+    case "azure-tdx": {
+      const e: Evidence = {
         kind: "azure-tdx",
         hclReport: decodeBase64(v.hcl_report, `${field}.hcl_report`),
         tdQuote: decodeBase64(v.td_quote, `${field}.td_quote`),
         tpmQuote: decodeTpmQuote(v.tpm_quote, `${field}.tpm_quote`),
       };
+      if (present(v, "event_log")) e.eventLog = decodeBase64(v.event_log, `${field}.event_log`);
+      return e;
+    }
   }
 }
 
@@ -215,6 +223,7 @@ export function encodeEvidence(e: Evidence): WireEvidence {
         hcl_report: encodeBase64(e.hclReport),
         tpm_quote: encodeTpmQuote(e.tpmQuote),
         ...(e.vcekChainPem ? { vcek_chain_pem: e.vcekChainPem } : {}),
+        ...(e.eventLog ? { event_log: encodeBase64(e.eventLog) } : {}),
       };
     case "azure-tdx":
       return {
@@ -222,6 +231,7 @@ export function encodeEvidence(e: Evidence): WireEvidence {
         hcl_report: encodeBase64(e.hclReport),
         td_quote: encodeBase64(e.tdQuote),
         tpm_quote: encodeTpmQuote(e.tpmQuote),
+        ...(e.eventLog ? { event_log: encodeBase64(e.eventLog) } : {}),
       };
   }
 }

@@ -4,7 +4,8 @@
 // The HCL header and JSON are unsigned; only the hash in REPORT_DATA makes them trustworthy. For TDX the
 // TDREPORT inside the HCL report is MAC'd (not verifiable off-platform), so the TD quote is what is trusted.
 // Steps: parse the HCL report (abi) → verify the hardware evidence and the vTPM chain (verify) → policy
-// (validate, snp/validate, tdx) and the REPORT_DATA binding → claims.
+// (validate, snp/validate, tdx), the measured boot over events (boot.ts, with azure.measuredBoot) and the
+// REPORT_DATA binding → claims.
 import { createHash } from "node:crypto";
 import { EvidenceFormatError, type Check, type Claims, type Evidence, type Verdict } from "../types.js";
 import type { Policy, SnpTrustConfig } from "../policy.js";
@@ -19,6 +20,7 @@ import { parseTpmsAttest } from "./tpm.js";
 import { validateAzure, type AzurePolicy } from "./validate.js";
 import { eq, runtimeBindingCheck, verifySnpHardware, verifyTdxHardware, verifyVtpm } from "./verify.js";
 import type { AzureEvidence } from "./evidence.js";
+import { appraiseAzureMeasuredBoot } from "./boot.js";
 
 export interface AzureTrust {
   /** SEV-SNP: where the VCEK's ASK/ARK come from (the evidence's VCEK PEM may already carry them). */
@@ -112,22 +114,34 @@ function vtpmStep(
   opts: AzureVerifyOptions,
   checks: Check[],
 ): Record<string, string> {
+  // AWS/GCE's vtpm section (AK pins, NitroTPM, Google's certificate, its measuredBoot) means nothing for Azure
+  // evidence, whose AK the HCL binds: refused rather than silently ignored, so no registration binds less than it says.
+  if (policy.vtpm)
+    checks.push({
+      id: "azure.vtpm-policy",
+      ok: false,
+      detail:
+        "the policy has a vtpm section (AWS/GCE vTPM evidence); Azure evidence is appraised with azure.pcrs / azure.measuredBoot",
+    });
   const nonce = expectedTpmNonce(opts);
   if (typeof nonce === "string") {
     checks.push({ id: "vtpm.nonce", ok: false, detail: nonce });
     return {};
   }
-  const quoted = verifyVtpm(e, hcl, nonce, checks);
+  const q = verifyVtpm(e, hcl, nonce, checks);
   if (opts.binding)
     for (const c of checks)
       if (c.id === "vtpm.nonce")
         c.detail = c.ok
           ? `TPM quote extraData = SHA-256 of the binding of Nitride's nonce, the workload key${opts.binding.userDataSha256 ? " and the REGISTERED user-data hash" : ""}`
           : `${c.detail} (expected: nonce + key${opts.binding.userDataSha256 ? " + the registered user-data hash: changed or injected user-data, or an agent that binds none" : ""})`;
-  if (!quoted) return {};
-  checks.push(...validateAzure(quoted, hcl.runtimeClaims["vm-configuration"], policy.azure));
+  if (!q) return {};
+  checks.push(...validateAzure(q.pcrs, hcl.runtimeClaims["vm-configuration"], policy.azure));
+  // The OS by events (azure.measuredBoot): the event log must replay to this quote's PCRs, then the boot policy.
+  if (policy.azure?.measuredBoot)
+    checks.push(...appraiseAzureMeasuredBoot(e.eventLog, q.attest, e.tpmQuote.pcrs, policy.azure.measuredBoot));
   checks.push(userDataCheck(hcl, policy, opts));
-  return quoted;
+  return q.pcrs;
 }
 
 /** Every non-policy check passed: the claims come from verified evidence. */

@@ -1,10 +1,19 @@
-// Azure-specific policy: vTPM PCR values and the paravisor's vm-configuration claims. The hardware parts
+// Azure-specific policy: vTPM PCR values, the measured-boot policy over events (the same type as AWS/GCE's
+// vtpm.measuredBoot, appraised by azure/boot.ts) and the paravisor's vm-configuration claims. The hardware parts
 // (SNP report, TD quote) are judged by the SNP and TDX policies.
 import type { Check } from "../types.js";
+import type { MeasuredBootPolicy } from "../tpm/boot-policy.js";
+import { parseMeasuredBootPolicy, VtpmPolicyError } from "../tpm/policy.js";
 
 export interface AzurePolicy {
   /** Allowed values per PCR index (SHA-256 bank, 32-byte hex). Only quoted PCRs can satisfy this. */
   pcrs?: Record<string, string[]>;
+  /**
+   * Events the boot must show (tpm/boot-policy.ts, as vtpm.measuredBoot on AWS/GCE): the evidence's TCG event log
+   * must replay to the PCRs of the HCL-bound AK's quote, then boot applications (PCR 4), command line, initrd and
+   * Secure Boot state/authorities (PCR 7) are read from its events. Bank sha256 only (what the Azure quote carries).
+   */
+  measuredBoot?: MeasuredBootPolicy;
   /** Require vm-configuration."secure-boot" = true. Default false (not constrained). */
   requireSecureBoot?: boolean;
   /** Refuse vm-configuration."console-enabled" = true. Default false (not constrained). */
@@ -26,6 +35,17 @@ export function parseAzurePolicy(v: unknown, field = "azure"): AzurePolicy {
         }
         out.pcrs[i] = list.map((h: string) => h.toLowerCase().replace(/^0x/, ""));
       }
+    } else if (k === "measuredBoot") {
+      try {
+        out.measuredBoot = parseMeasuredBootPolicy(x, `${field}.measuredBoot`);
+      } catch (e) {
+        if (e instanceof VtpmPolicyError) throw new Error(`policy ${e.message}`, { cause: e });
+        throw e;
+      }
+      if ((out.measuredBoot.bank ?? "sha256") !== "sha256")
+        throw new Error(
+          `policy ${field}.measuredBoot.bank: must be sha256 (the Azure vTPM quote carries the SHA-256 bank only)`,
+        );
     } else if (k === "requireSecureBoot" || k === "forbidConsole") {
       if (typeof x !== "boolean") throw new Error(`policy ${field}.${k}: expected true or false`);
       out[k] = x;

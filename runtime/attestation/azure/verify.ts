@@ -12,7 +12,7 @@ import { verifyTdx, type TdxVerifyOptions } from "../tdx/appraise.js";
 import type { TdxPolicy } from "../tdx/validate.js";
 import { hex } from "../tdx/validate.js";
 import { attestationKey, expectedReportData, type HclReport } from "./abi.js";
-import { verifyTpmQuote } from "./tpm.js";
+import { verifyTpmQuote, type TpmsAttest } from "./tpm.js";
 import type { AzureEvidence } from "./evidence.js";
 
 export const eq = (a: Uint8Array, b: Uint8Array) =>
@@ -100,14 +100,15 @@ export async function verifyTdxHardware(
 
 /**
  * Runtime JSON → AK → TPM quote (signature, nonce, PCR digest). Returns the quoted SHA-256 PCRs (hex), only
- * those of a quote that verified; undefined when the runtime claims carry no usable AK (nothing more to judge).
+ * those of a quote that verified, with its TPMS_ATTEST (only then: the event log is replayed against it);
+ * undefined when the runtime claims carry no usable AK (nothing more to judge).
  */
 export function verifyVtpm(
   e: AzureEvidence,
   hcl: HclReport,
   nonce: Uint8Array | undefined,
   checks: Check[],
-): Record<string, string> | undefined {
+): { pcrs: Record<string, string>; attest?: TpmsAttest } | undefined {
   const quoted: Record<string, string> = {};
   let ak;
   try {
@@ -128,6 +129,7 @@ export function verifyVtpm(
       if (sel.hashAlg !== 0x000b) continue;
       for (const i of sel.pcrs) quoted[String(i)] = hex(e.tpmQuote.pcrs[i]);
     }
+    return { pcrs: quoted, attest: r.attest };
   }
-  return quoted;
+  return { pcrs: quoted };
 }

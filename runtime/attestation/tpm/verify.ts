@@ -16,7 +16,7 @@ import {
   type TpmsAttest,
 } from "./abi.js";
 import { EV, parseEventLog, replayEventLog, type EventLog } from "./eventlog.js";
-import type { TpmEvidence } from "./evidence.js";
+import type { PcrValues, TpmEvidence } from "./evidence.js";
 
 // PCRs a boot log legitimately leaves out: IMA's (10, its own log) and the DRTM ones (17-22). A quoted
 // PCR 0-9 or 11-16 without events is a stripped log and must fail replay, not be set aside as "not logged".
@@ -130,38 +130,14 @@ export function verifyTpmEvidence(ev: TpmEvidence, opts: TpmVerifyOptions = {}):
   }
 
   // Event log → replayed PCR values per bank the quote selects.
-  const requireLog = opts.requireEventLog ?? true;
-  let replay: Partial<Record<HashName, Record<number, Buffer>>> | undefined;
-  if (ev.eventLog) {
-    try {
-      out.log = parseEventLog(ev.eventLog);
-      replay = {};
-      for (const sel of attest.pcrSelections)
-        if (out.log.specId.algorithms.some((a) => a.hash === sel.hash))
-          replay[sel.hash] = replayEventLog(out.log, sel.hash);
-      checks.push({
-        id: "tpm.event-log",
-        ok: true,
-        detail: `crypto-agile event log, ${out.log.events.length} events, banks ${out.log.specId.algorithms.map((a) => a.hash).join(",")}`,
-      });
-    } catch (e) {
-      checks.push({ id: "tpm.event-log", ok: false, detail: (e as Error).message });
-    }
-  } else {
-    checks.push({
-      id: "tpm.event-log",
-      ok: !requireLog,
-      detail: requireLog ? "no TCG event log in the evidence" : "no event log (not required)",
-    });
-  }
+  const parsed = replayForQuote(ev.eventLog, attest, opts.requireEventLog ?? true);
+  checks.push(parsed.check);
+  out.log = parsed.log;
+  const replay = parsed.replay;
 
   // PCR digest over the selection, in selection order, hashed with the signing scheme's hash.
-  const values = (bank: HashName, i: number): Uint8Array | undefined => ev.pcrs?.[bank]?.[i] ?? replayValue(bank, i);
-  const replayValue = (bank: HashName, i: number): Uint8Array | undefined => {
-    const r = replay?.[bank];
-    if (!r) return undefined;
-    return r[i] ?? Buffer.alloc(HASH_ALGS[attest.pcrSelections.find((x) => x.hash === bank)!.hashAlg].bytes);
-  };
+  const values = (bank: HashName, i: number): Uint8Array | undefined =>
+    ev.pcrs?.[bank]?.[i] ?? replayedValue(replay, attest, bank, i);
   const h = createHash(sig.hash);
   const missing: string[] = [];
   for (const sel of attest.pcrSelections)
@@ -185,43 +161,10 @@ export function verifyTpmEvidence(ev: TpmEvidence, opts: TpmVerifyOptions = {}):
     });
   }
 
-  // Replay agreement: every quoted PCR the boot log has events for equals the replayed value. A quoted PCR the
-  // log has no event for (IMA's PCR 10, the DRTM PCRs 17-22 of a real vTPM quote) agrees only at its reset value
-  // (0; all ones for 17-22); otherwise it is listed as not logged and left out of `replayed`, so the boot policy,
-  // which believes events only of replayed PCRs, cannot read anything about it.
   if (replay) {
-    const diffs: string[] = [];
-    const unlogged: string[] = [];
-    const agreed: Partial<Record<HashName, number[]>> = {};
-    const logged = new Set(out.log!.events.filter((e) => e.type !== EV.NO_ACTION).map((e) => e.pcr));
-    for (const sel of attest.pcrSelections) {
-      if (!replay[sel.hash]) continue;
-      agreed[sel.hash] = [];
-      for (const i of sel.pcrs) {
-        const got = replayValue(sel.hash, i)!;
-        const want = ev.pcrs?.[sel.hash]?.[i];
-        if (!logged.has(i) && want && MAY_BE_UNLOGGED.has(i)) {
-          const reset = Buffer.alloc(want.length, i >= 17 && i <= 22 ? 0xff : 0);
-          if (eq(want, reset) || eq(want, got)) agreed[sel.hash]!.push(i);
-          else unlogged.push(`${sel.hash}:PCR${i}`);
-        } else if (want && !eq(got, want)) diffs.push(`${sel.hash}:PCR${i}`);
-        else agreed[sel.hash]!.push(i);
-      }
-    }
-    const covered = Object.keys(agreed).length > 0;
-    const ok = covered && diffs.length === 0;
-    checks.push({
-      id: "tpm.event-log-replay",
-      ok,
-      detail: !covered
-        ? "the event log has no bank the quote selects"
-        : ok
-          ? `the event log replays to every quoted PCR (${Object.entries(agreed)
-              .map(([b, p]) => `${b}:${p!.join(",")}`)
-              .join(" ")})${unlogged.length ? `; not in the boot log (not believed): ${unlogged.join(", ")}` : ""}`
-          : `the event log does not replay to the quoted ${diffs.join(", ")}: events were added, removed or altered`,
-    });
-    if (ok && digestOk && s.ok) out.replayed = agreed;
+    const a = replayAgreement(out.log!, replay, attest, ev.pcrs);
+    checks.push(a.check);
+    if (a.check.ok && digestOk && s.ok) out.replayed = a.agreed;
   }
   if (digestOk && s.ok)
     for (const sel of attest.pcrSelections) {
@@ -230,4 +173,96 @@ export function verifyTpmEvidence(ev: TpmEvidence, opts: TpmVerifyOptions = {}):
       out.quotedPcrs[sel.hash] = bank;
     }
   return out;
+}
+
+type Replay = Partial<Record<HashName, Record<number, Buffer>>>;
+
+/** A replayed PCR value; a PCR the log never extends is at its reset value (0). */
+function replayedValue(replay: Replay | undefined, attest: TpmsAttest, bank: HashName, i: number): Buffer | undefined {
+  const r = replay?.[bank];
+  if (!r) return undefined;
+  return r[i] ?? Buffer.alloc(HASH_ALGS[attest.pcrSelections.find((x) => x.hash === bank)!.hashAlg].bytes);
+}
+
+/**
+ * Parses the TCG event log (strictly, eventlog.ts) and replays it in every bank the quote selects and the log
+ * carries. `tpm.event-log` fails for a missing log when one is required, or an unparseable one.
+ */
+export function replayForQuote(
+  eventLog: Uint8Array | undefined,
+  attest: TpmsAttest,
+  requireLog: boolean,
+): { check: Check; log?: EventLog; replay?: Replay } {
+  if (!eventLog)
+    return {
+      check: {
+        id: "tpm.event-log",
+        ok: !requireLog,
+        detail: requireLog ? "no TCG event log in the evidence" : "no event log (not required)",
+      },
+    };
+  try {
+    const log = parseEventLog(eventLog);
+    const replay: Replay = {};
+    for (const sel of attest.pcrSelections)
+      if (log.specId.algorithms.some((a) => a.hash === sel.hash)) replay[sel.hash] = replayEventLog(log, sel.hash);
+    return {
+      log,
+      replay,
+      check: {
+        id: "tpm.event-log",
+        ok: true,
+        detail: `crypto-agile event log, ${log.events.length} events, banks ${log.specId.algorithms.map((a) => a.hash).join(",")}`,
+      },
+    };
+  } catch (e) {
+    return { check: { id: "tpm.event-log", ok: false, detail: (e as Error).message } };
+  }
+}
+
+/**
+ * Replay agreement (`tpm.event-log-replay`): every quoted PCR the boot log has events for equals the replayed value.
+ * A quoted PCR the log has no event for (IMA's PCR 10, the DRTM PCRs 17-22 of a real vTPM quote) agrees only at its
+ * reset value (0; all ones for 17-22); otherwise it is listed as not logged and left out of `agreed`, so the boot
+ * policy, which believes events only of replayed PCRs, cannot read anything about it. `pcrs` are the quote's values;
+ * the caller believes `agreed` only when the quote's signature and PCR digest verified.
+ */
+export function replayAgreement(
+  log: EventLog,
+  replay: Replay,
+  attest: TpmsAttest,
+  pcrs: PcrValues | undefined,
+): { check: Check; agreed: Partial<Record<HashName, number[]>> } {
+  const diffs: string[] = [];
+  const unlogged: string[] = [];
+  const agreed: Partial<Record<HashName, number[]>> = {};
+  const logged = new Set(log.events.filter((e) => e.type !== EV.NO_ACTION).map((e) => e.pcr));
+  for (const sel of attest.pcrSelections) {
+    if (!replay[sel.hash]) continue;
+    agreed[sel.hash] = [];
+    for (const i of sel.pcrs) {
+      const got = replayedValue(replay, attest, sel.hash, i)!;
+      const want = pcrs?.[sel.hash]?.[i];
+      if (!logged.has(i) && want && MAY_BE_UNLOGGED.has(i)) {
+        const reset = Buffer.alloc(want.length, i >= 17 && i <= 22 ? 0xff : 0);
+        if (eq(want, reset) || eq(want, got)) agreed[sel.hash]!.push(i);
+        else unlogged.push(`${sel.hash}:PCR${i}`);
+      } else if (want && !eq(got, want)) diffs.push(`${sel.hash}:PCR${i}`);
+      else agreed[sel.hash]!.push(i);
+    }
+  }
+  const covered = Object.keys(agreed).length > 0;
+  const ok = covered && diffs.length === 0;
+  const check: Check = {
+    id: "tpm.event-log-replay",
+    ok,
+    detail: !covered
+      ? "the event log has no bank the quote selects"
+      : ok
+        ? `the event log replays to every quoted PCR (${Object.entries(agreed)
+            .map(([b, p]) => `${b}:${p!.join(",")}`)
+            .join(" ")})${unlogged.length ? `; not in the boot log (not believed): ${unlogged.join(", ")}` : ""}`
+        : `the event log does not replay to the quoted ${diffs.join(", ")}: events were added, removed or altered`,
+  };
+  return { check, agreed };
 }

@@ -6,6 +6,9 @@
 //   NV 0x01400002 ← REPORT_DATA;  quote qualifying data = SHA-256(REPORT_DATA) (binding.ts azureQuoteExtraData:
 //   fits every TPM's TPM2B_DATA);  PCRs 0-23 of the SHA-256 bank. REPORT_DATA is binding.ts reportDataFor(nonce, key,
 //   user-data hash), so the AK-signed quote binds Nitride's nonce, our key and the user-data we measured.
+// The TCG event log (binary_bios_measurements) rides along, as on AWS/GCE (vtpm.ts): the verifier replays it to the
+// quoted PCRs and reads the boot's events (azure.measuredBoot: the UKI in PCR 4, Secure Boot's db authority in PCR
+// 7). A kernel without it (no securityfs log) sends none; a policy that needs it then refuses (tpm.event-log).
 // For TDX the TDREPORT inside is only MAC'd, so a TD quote is fetched from Azure IMDS as well.
 // Everything goes through tpm2-tools (installed by cloud-init `packages: [tpm2-tools]`).
 import { mkdtemp, readFile, rm } from "node:fs/promises";
@@ -14,6 +17,7 @@ import path from "node:path";
 import { EvidenceError, b64, type EvidenceProvider, type WireEvidence } from "./types.js";
 import { type CommandRunner, spawnRunner } from "../exec.js";
 import { azureQuoteExtraData } from "../../attestation/binding.js";
+import { EVENT_LOG_PATH } from "./vtpm.js";
 
 const NAME = "azure";
 export const HCL_REPORT_NV_INDEX = "0x01400001";
@@ -29,6 +33,19 @@ export interface AzureOptions {
   refreshAttempts?: number;
   refreshDelayMs?: number;
   fetchTdQuote?: (tdReport: Buffer) => Promise<Buffer>;
+  /** The TCG event log (default /sys/kernel/security/tpm0/binary_bios_measurements). */
+  eventLogPath?: string;
+}
+
+/** The event log's bytes, or undefined when the kernel publishes none (ENOENT); other read errors are errors. */
+async function readEventLog(file: string): Promise<Buffer | undefined> {
+  try {
+    const b = await readFile(file);
+    return b.length ? b : undefined;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw new EvidenceError(NAME, "event-log", `cannot read the TCG event log: ${(e as Error).message}`);
+  }
 }
 
 export function azureCommands(tcti: string) {
@@ -158,14 +175,18 @@ export function azureProvider(o: AzureOptions): EvidenceProvider {
         const pcrs: Record<string, string> = {};
         for (let i = 0; i < 24; i++) pcrs[String(i)] = b64(pcrBytes.subarray(i * 32, i * 32 + 32));
         const tpmQuote = { message: b64(await readFile(msg)), signature: b64(await readFile(sig)), pcrs };
+        // The firmware's log is complete at ExitBootServices (IMA keeps its own), so it matches the quoted PCRs.
+        const eventLog = await readEventLog(o.eventLogPath ?? EVENT_LOG_PATH);
+        const log = eventLog ? { event_log: b64(eventLog) } : {};
         if (parsed.reportType === "snp")
-          return { kind: "azure-snp", hcl_report: b64(hcl), tpm_quote: tpmQuote } satisfies WireEvidence;
+          return { kind: "azure-snp", hcl_report: b64(hcl), tpm_quote: tpmQuote, ...log } satisfies WireEvidence;
         const tdQuote = await (o.fetchTdQuote ?? imdsTdQuote)(parsed.hardwareReport);
         return {
           kind: "azure-tdx",
           hcl_report: b64(hcl),
           td_quote: b64(tdQuote),
           tpm_quote: tpmQuote,
+          ...log,
         } satisfies WireEvidence;
       } finally {
         await rm(dir, { recursive: true, force: true });

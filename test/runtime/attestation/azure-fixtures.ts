@@ -73,8 +73,9 @@ export function hclReport(hw: Uint8Array, reportType: 2 | 4, json: Buffer, hashT
   return hcl;
 }
 
-function tpmQuote(nonce: Buffer) {
-  const pcrs = Array.from({ length: 24 }, (_, i) => createHash("sha256").update(`pcr${i}`).digest());
+/** A quote over PCRs 0-23 by the fixture AK; `values` default to stand-ins, or a boot's (azure-boot-log.ts). */
+export function tpmQuote(nonce: Buffer, values?: Buffer[]) {
+  const pcrs = values ?? Array.from({ length: 24 }, (_, i) => createHash("sha256").update(`pcr${i}`).digest());
   const message = tpmQuoteMessage(nonce, pcrs);
   const signature = sign("sha256", message, ak!.privateKey);
   return { message, signature, pcrs: Object.fromEntries(pcrs.map((p, i) => [i, p])) as Record<number, Uint8Array> };
@@ -86,21 +87,22 @@ const pem = (der: Uint8Array) =>
 /** Azure SNP evidence around the SEV-SNP simulator (trust it with trust.snp.simulated = [sim.trustAnchor]). */
 export async function buildAzureSnpEvidence(
   sim: SnpSimulator,
-  opts: { nonce?: Buffer; hashType?: 1 | 2 | 3; userData?: string } = {},
+  opts: { nonce?: Buffer; hashType?: 1 | 2 | 3; userData?: string; pcrs?: Buffer[]; eventLog?: Buffer } = {},
 ): Promise<Extract<AzureEvidence, { kind: "azure-snp" }>> {
   const { json, reportData } = runtimeClaims(opts.userData, opts.hashType ?? 1);
   const r = await sim.report({ reportData, vmpl: 0, policy: { smt: true } });
   return {
     kind: "azure-snp",
     hclReport: hclReport(r.report, 2, json, opts.hashType ?? 1),
-    tpmQuote: tpmQuote(opts.nonce ?? Buffer.from("fixture-nonce")),
+    tpmQuote: tpmQuote(opts.nonce ?? Buffer.from("fixture-nonce"), opts.pcrs),
     vcekChainPem: pem(r.vek) + pem(sim.caCerts.ask) + pem(sim.caCerts.ark),
+    ...(opts.eventLog ? { eventLog: opts.eventLog } : {}),
   };
 }
 
 export function buildAzureTdxEvidence(
   sim: TdxSimulator,
-  opts: { nonce?: Buffer; userData?: string; hashType?: 1 | 2 | 3 } = {},
+  opts: { nonce?: Buffer; userData?: string; hashType?: 1 | 2 | 3; pcrs?: Buffer[]; eventLog?: Buffer } = {},
 ): AzureTdxFixture {
   const hashType = opts.hashType ?? 1;
   const { json, reportData } = runtimeClaims(opts.userData, hashType);
@@ -121,7 +123,13 @@ export function buildAzureTdxEvidence(
   const hcl = hclReport(tdReport, 4, json, hashType);
   const nonce = opts.nonce ?? Buffer.from("fixture-nonce");
   return {
-    evidence: { kind: "azure-tdx", hclReport: hcl, tdQuote, tpmQuote: tpmQuote(nonce) },
+    evidence: {
+      kind: "azure-tdx",
+      hclReport: hcl,
+      tdQuote,
+      tpmQuote: tpmQuote(nonce, opts.pcrs),
+      ...(opts.eventLog ? { eventLog: opts.eventLog } : {}),
+    },
     akPrivate: ak!.privateKey,
     nonce,
   };

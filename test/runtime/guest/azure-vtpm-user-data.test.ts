@@ -7,8 +7,15 @@
 // and Nitride recomputes it with the REGISTERED user-data hash.
 // Hostile cases: a runcmd injected into the CustomData (the operator edits the provisioning OVF), an agent that binds
 // no user-data, a guest that lies about its hash, and one-bit changes of the quote's extraData signed by the real AK.
+// Measured boot over events (azure.measuredBoot): the swtpm's PCRs are extended from an event log laid out as Azure's
+// UEFI logs a UKI boot under the customer's db key (test/runtime/attestation/azure-boot-log.ts) — the UKI is a real
+// one (systemd-stub + sections, objcopy), its Authenticode digest in PCR 4 and systemd-stub's sections in PCR 11 —
+// and the agent sends that log as binary_bios_measurements. The workload is registered with the policy the
+// components predict from that UKI and the db certificate (predictBootChain, as AzureConfidentialVm registers it):
+// accepted; refused when registered for another UKI, for another db certificate, and when the log sent does not
+// match the quoted PCRs.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createHash, createPublicKey, randomBytes, type KeyObject } from "node:crypto";
+import { createHash, createPublicKey, randomBytes, X509Certificate, type KeyObject } from "node:crypto";
 import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -26,6 +33,12 @@ import type { WireEvidence } from "../../../runtime/protocol/evidence.js";
 import { parseTpmsAttest } from "../../../runtime/attestation/azure/index.js";
 import { SwTpm, haveSwtpm } from "../../support/swtpm.js";
 import { hclReport } from "../attestation/azure-fixtures.js";
+import { azureBootLog } from "../attestation/azure-boot-log.js";
+import { bootApplicationDigest, ukiMeasurements } from "../../../images/vtpm/index.js";
+import { predictBootChain } from "../../../components/common/boot-chain.js";
+import { buildUki, haveUkiTools } from "../../support/uki.js";
+import { dbKeyPair } from "../../support/db-key.js";
+import { haveCommand } from "../../support/prereq.js";
 import {
   challengeNonce,
   failedChecks,
@@ -36,7 +49,7 @@ import {
 } from "./stack.js";
 
 const sha256 = (b: string | Buffer) => createHash("sha256").update(b).digest("hex");
-const run = haveSwtpm();
+const run = haveSwtpm() && haveUkiTools() && haveCommand("openssl", ["version"]);
 const DEVICE = "/dev/tpmrm0";
 
 const REGISTERED = renderUserData({
@@ -58,6 +71,9 @@ describe.runIf(run)("Azure CVM: measured user-data bound by the vTPM quote, agai
   let tpm: SwTpm;
   let dir: string;
   let ak: KeyObject;
+  /** The boot's event log as the kernel publishes it, and the measured-boot policies registered in the cases. */
+  let eventLogPath: string;
+  let boot: { uki: Buffer; cert: string; other: string; log: Buffer };
 
   const tool = (argv: string[]) => {
     const r = tpm.tool(argv);
@@ -84,9 +100,25 @@ describe.runIf(run)("Azure CVM: measured user-data bound by the vTPM quote, agai
     tool(["tpm2_evictcontrol", "-C", "o", "-c", path.join(dir, "ak.ctx"), AZURE_AK_HANDLE]);
     tool(["tpm2_readpublic", "-c", AZURE_AK_HANDLE, "-f", "pem", "-o", path.join(dir, "ak.pem")]);
     ak = createPublicKey(await readFile(path.join(dir, "ak.pem")));
-    // PCRs 17-22 are reserved to higher localities (DRTM): the OS extends the others.
-    for (const i of [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 14, 23])
-      tpm.extend(i, createHash("sha256").update(`boot event ${i}`).digest());
+    // The boot: a real UKI verified by the customer's db certificate, measured as Azure's UEFI and systemd-stub do.
+    const uki = buildUki(dir, {
+      ".osrel": Buffer.from("ID=kit\n"),
+      ".cmdline": Buffer.from(`console=ttyS0 bk.roothash=${"5e".repeat(32)} systemd.import_credentials=no`),
+      ".linux": randomBytes(20_000),
+    });
+    await writeFile(path.join(dir, "uki.efi"), uki);
+    const cert = dbKeyPair(dir, "customer db").cert;
+    const other = dbKeyPair(dir, "someone else's db").cert;
+    const certDer = Buffer.from(new X509Certificate(await readFile(cert)).raw);
+    const log = azureBootLog({
+      uki: bootApplicationDigest(uki, "sha256"),
+      dbCert: certDer,
+      pcr11: ukiMeasurements(uki).flatMap((m) => [Buffer.from(m.name + "\0", "latin1"), m.data]),
+    });
+    for (const [i, d] of log.extends) tpm.extend(i, d);
+    eventLogPath = path.join(dir, "binary_bios_measurements");
+    await writeFile(eventLogPath, log.log);
+    boot = { uki, cert, other, log: log.log };
     await stack.admin("PUT", "nitride/workloads/az", {
       platforms: ["azure-snp"],
       reference_values: { snp_measurements: [GOOD_MEASUREMENT], user_data_sha256: sha256(REGISTERED) },
@@ -143,7 +175,7 @@ describe.runIf(run)("Azure CVM: measured user-data bound by the vTPM quote, agai
   };
   /** The agent's Azure provider; the VCEK chain added as the runtime would fetch it (KDS/THIM are off here). */
   const provider = (): EvidenceProvider => {
-    const p = azureProvider({ tpmDevice: DEVICE, runner: paravisor, refreshDelayMs: 1 });
+    const p = azureProvider({ tpmDevice: DEVICE, runner: paravisor, refreshDelayMs: 1, eventLogPath });
     const pem = (der: Uint8Array) =>
       `-----BEGIN CERTIFICATE-----\n${Buffer.from(der).toString("base64")}\n-----END CERTIFICATE-----\n`;
     return {
@@ -332,4 +364,84 @@ describe.runIf(run)("Azure CVM: measured user-data bound by the vTPM quote, agai
     expect(r.status).toBe(403);
     expect(failed(r.body)).toEqual(["vtpm.nonce"]);
   }, 60_000);
+
+  // Measured boot over events: the workload re-registered with the policy under test, the same VM (swtpm) attesting.
+  async function registerBoot(azure: Record<string, unknown>) {
+    await stack.admin("PUT", "nitride/workloads/az", {
+      platforms: ["azure-snp"],
+      reference_values: { snp_measurements: [GOOD_MEASUREMENT], user_data_sha256: sha256(REGISTERED) },
+      policy: { azure: { requireSecureBoot: true, ...azure } },
+      secrets: { kv: ["secret/data/web/db"] },
+    });
+  }
+  /** The policy AzureConfidentialVm registers for this UKI and db certificate (components/common/boot-chain.ts). */
+  const predicted = (uki: string, cert: string) =>
+    predictBootChain("test", { uki, dbCertificates: [cert] }, "sha256") as Record<string, unknown>;
+
+  describe("measured boot over events (azure.measuredBoot, predicted from the UKI and the db certificate)", () => {
+    afterAll(() => registerBoot({}));
+
+    it("the predicted policy → accepted: the log replays to the quote, UKI in PCR 4, db authority in PCR 7", async () => {
+      const policy = predicted(path.join(dir, "uki.efi"), boot.cert);
+      expect(policy).toMatchObject({ bootApplications: { required: [bootApplicationDigest(boot.uki, "sha256")] } });
+      expect(Object.keys(policy.pcrs as object)).toEqual(["11"]);
+      await registerBoot({ measuredBoot: policy });
+      const { out, files } = await agentWith(REGISTERED);
+      expect(out, out.error).toMatchObject({ ok: true });
+      expect(files).toContain(path.join("etc", "app", "env"));
+      // The same, seen in Nitride's verdict: every boot rule was evaluated and held.
+      const r = await attestRaw({ claim: REG, bound: REG });
+      expect(r.status, JSON.stringify(failed(r.body))).toBe(200);
+    }, 60_000);
+
+    it("registered for another UKI (one byte of its command line differs) → refused by boot.applications and boot.pcrs", async () => {
+      const otherUki = buildUki(await mkdtemp(path.join(dir, "u-")), {
+        ".osrel": Buffer.from("ID=kit\n"),
+        ".cmdline": Buffer.from(`console=ttyS1 bk.roothash=${"5e".repeat(32)} systemd.import_credentials=no`),
+        ".linux": randomBytes(20_000),
+      });
+      await writeFile(path.join(dir, "other.efi"), otherUki);
+      await registerBoot({ measuredBoot: predicted(path.join(dir, "other.efi"), boot.cert) });
+      const { out, files } = await agentWith(REGISTERED);
+      expect(out).toMatchObject({ ok: false, reason: "refused" });
+      expect(out.error).toMatch(/boot\.applications/);
+      const r = await attestRaw({ claim: REG, bound: REG });
+      expect(r.status).toBe(403);
+      expect(failed(r.body)).toEqual(["boot.applications", "boot.pcrs"]);
+      expect(files).toEqual([]);
+    }, 60_000);
+
+    it("registered for another db certificate → refused by boot.secure-boot-authority alone", async () => {
+      await registerBoot({ measuredBoot: predicted(path.join(dir, "uki.efi"), boot.other) });
+      const { out, files } = await agentWith(REGISTERED);
+      expect(out).toMatchObject({ ok: false, reason: "refused" });
+      expect(out.error).toMatch(/boot\.secure-boot-authority/);
+      const r = await attestRaw({ claim: REG, bound: REG });
+      expect(r.status).toBe(403);
+      expect(failed(r.body)).toEqual(["boot.secure-boot-authority"]);
+      expect(files).toEqual([]);
+    }, 60_000);
+
+    it("an event log that does not match the quote (the UKI's event swapped for another UKI's) → refused by tpm.event-log-replay", async () => {
+      await registerBoot({ measuredBoot: predicted(path.join(dir, "uki.efi"), boot.cert) });
+      const forged = azureBootLog({
+        uki: createHash("sha256").update("another UKI").digest("hex"),
+        dbCert: Buffer.from(new X509Certificate(await readFile(boot.cert)).raw),
+        pcr11: ukiMeasurements(boot.uki).flatMap((m) => [Buffer.from(m.name + "\0", "latin1"), m.data]),
+      });
+      await writeFile(eventLogPath, forged.log);
+      try {
+        const r = await attestRaw({ claim: REG, bound: REG });
+        expect(r.status).toBe(403);
+        expect(failed(r.body)).toEqual(["boot.event-log", "tpm.event-log-replay"]);
+        // No log at all (a kernel without securityfs, or a guest that withholds it) → refused naming it.
+        await rm(eventLogPath);
+        const n = await attestRaw({ claim: REG, bound: REG });
+        expect(n.status).toBe(403);
+        expect(failed(n.body)).toEqual(["boot.event-log", "tpm.event-log"]);
+      } finally {
+        await writeFile(eventLogPath, boot.log);
+      }
+    }, 60_000);
+  });
 });

@@ -19,6 +19,8 @@ const SAMPLES: Evidence[] = [
   { kind: "azure-snp", hclReport: bytes(2600), tpmQuote: tpm },
   { kind: "azure-snp", hclReport: bytes(2600), tpmQuote: tpm, vcekChainPem: PEM },
   { kind: "azure-tdx", hclReport: bytes(2600), tdQuote: bytes(5000), tpmQuote: tpm },
+  { kind: "azure-snp", hclReport: bytes(2600), tpmQuote: tpm, vcekChainPem: PEM, eventLog: bytes(700, 6) },
+  { kind: "azure-tdx", hclReport: bytes(2600), tdQuote: bytes(5000), tpmQuote: tpm, eventLog: bytes(700, 6) },
   {
     kind: "snp",
     report: bytes(1184),
@@ -90,6 +92,16 @@ describe("wire evidence", () => {
     expectFieldError({ ...ok, vcek_chain_pem: 5 }, /^evidence\.vcek_chain_pem$/);
     expectFieldError({ ...ok, vcek_chain_pem: "not a pem" }, /^evidence\.vcek_chain_pem$/);
     expectFieldError({ kind: "azure-tdx", hcl_report: "AAAA", tpm_quote: ok.tpm_quote }, /^evidence\.td_quote$/);
+    // The Azure event log: strict base64, never empty, and only where the kind has one.
+    expectFieldError({ ...ok, event_log: "" }, /^evidence\.event_log$/);
+    expectFieldError({ ...ok, event_log: "AB==" }, /^evidence\.event_log$/);
+    expectFieldError({ ...ok, event_log: 7 }, /^evidence\.event_log$/);
+    expectFieldError({ ...ok, eventLog: "AAAA" }, /^evidence\.eventLog$/);
+    expectFieldError(
+      { kind: "azure-tdx", hcl_report: "AAAA", td_quote: "AAAA", tpm_quote: ok.tpm_quote, event_log: "A" },
+      /^evidence\.event_log$/,
+    );
+    expectFieldError({ kind: "tdx", quote: "AAAA", event_log: "AAAA" }, /^evidence\.event_log$/);
   });
 
   it("the runtime answers a malformed evidence with a 400 naming the field", () => {
@@ -115,13 +127,20 @@ describe("wire evidence", () => {
       { requiredKeys: ["kind", "report"] },
     ),
     fc.record({ kind: fc.constant("tdx" as const), quote: arbBytes(200) }),
-    fc.record({ kind: fc.constant("azure-snp" as const), hclReport: arbBytes(100), tpmQuote: arbTpm }),
-    fc.record({
-      kind: fc.constant("azure-tdx" as const),
-      hclReport: arbBytes(100),
-      tdQuote: arbBytes(100),
-      tpmQuote: arbTpm,
-    }),
+    fc.record(
+      { kind: fc.constant("azure-snp" as const), hclReport: arbBytes(100), tpmQuote: arbTpm, eventLog: arbBytes(100) },
+      { requiredKeys: ["kind", "hclReport", "tpmQuote"] },
+    ),
+    fc.record(
+      {
+        kind: fc.constant("azure-tdx" as const),
+        hclReport: arbBytes(100),
+        tdQuote: arbBytes(100),
+        tpmQuote: arbTpm,
+        eventLog: arbBytes(100),
+      },
+      { requiredKeys: ["kind", "hclReport", "tdQuote", "tpmQuote"] },
+    ),
   ) as fc.Arbitrary<Evidence>;
 
   it("fuzz: every evidence round-trips", () => {
