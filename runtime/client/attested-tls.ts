@@ -27,6 +27,7 @@ import { parsePolicy, PolicyError, type Policy, type TrustConfig } from "../atte
 import type { Check, Evidence, Verdict } from "../attestation/types.js";
 import { parseReport, productFromName } from "../attestation/snp/abi.js";
 import { parseQuote } from "../attestation/tdx/abi.js";
+import { parseHclReport } from "../attestation/azure/abi.js";
 import { parseTpmPublic, parseTpmsAttest } from "../attestation/tpm/abi.js";
 import { makeCredential } from "../attestation/tpm/credential.js";
 import {
@@ -253,6 +254,11 @@ function rawReportData(e: Evidence): Buffer | undefined {
   try {
     if (e.kind === "snp") return Buffer.from(parseReport(e.report).reportData);
     if (e.kind === "tdx") return Buffer.from(parseQuote(e.quote).body.reportData);
+    // Azure: the binding is the hardware-signed runtime claims' user-data (the hardware REPORT_DATA is their hash).
+    if (e.kind === "azure-snp" || e.kind === "azure-tdx") {
+      const ud = parseHclReport(e.hclReport).runtimeClaims["user-data"];
+      return typeof ud === "string" && /^[0-9a-fA-F]{128}$/.test(ud) ? Buffer.from(ud, "hex") : undefined;
+    }
   } catch {
     /* unparseable: the appraisal said so */
   }
@@ -281,6 +287,25 @@ function vtpmExpectationCheck(v: NonNullable<Policy["vtpm"]>): Check {
     detail: v.ekPublics?.length
       ? "the runtime must send a vTPM quote meeting the measured-boot policy, by an AK that activates a credential made for a registered EK"
       : "the runtime must send a vTPM quote meeting the measured-boot policy",
+  };
+}
+
+/**
+ * Azure evidence: the SNP measurement is the paravisor's (Microsoft's firmware, the same for every CVM of the size),
+ * so what names the runtime's OS is the vTPM: the expectation must bind it — PCR 4 (the boot applications the
+ * firmware ran: the UKI's Authenticode digest covers kernel, initrd and the command line with the dm-verity root).
+ * PCR 11 alone binds nothing (any OS can extend it to a published value). Checked on the evidence's kind, not on
+ * the expectation's shape: a verifier expecting SNP evidence that is sent Azure evidence is held to it too.
+ */
+function azureOsBindingCheck(p: Policy): Check {
+  const id = "runtime.azure-os-binding";
+  if ((p.azure?.pcrs?.["4"]?.length ?? 0) > 0)
+    return { id, ok: true, detail: "the vTPM quote's PCR 4 must be one of the expected values (the runtime's UKI)" };
+  return {
+    id,
+    ok: false,
+    detail:
+      "Azure evidence, but the expectation does not bind the OS: the SNP measurement is the paravisor's, the same for every Azure CVM of the size; give policy.azure.pcrs with PCR 4",
   };
 }
 
@@ -402,8 +427,13 @@ export async function verifyRuntime(o: VerifyRuntimeOptions): Promise<RuntimeVer
     // A REPORT_DATA mismatch is named by the binding.* check that says which part is wrong (nonce, key, AK); the
     // appraisal's generic mismatches (REPORT_DATA, the AK binding, the quote's qualifying data) then step aside.
     const specific = checks.some((c) => !c.ok && c.id.startsWith("binding."));
-    const generic = ["policy.report-data", "vtpm.ak-binding", "tpm.nonce"];
-    const failed = checks.find((c) => !c.ok && !(specific && generic.includes(c.id)));
+    const generic = ["policy.report-data", "vtpm.ak-binding", "tpm.nonce", "vtpm.nonce"];
+    // Azure: PCR values of a quote that did not verify are not read ("not covered by the verified TPM quote"); the
+    // quote's own failure (or the binding.* that caused it) is the cause.
+    const quoteFailed = checks.some((c) => !c.ok && (c.id.startsWith("vtpm.") || c.id.startsWith("binding.")));
+    const consequence = (c: Check) =>
+      (specific && generic.includes(c.id)) || (quoteFailed && /^policy\.pcr\d+$/.test(c.id));
+    const failed = checks.find((c) => !c.ok && !consequence(c));
     return {
       ok: !failed && checks.length > 0,
       url: o.url,
@@ -478,6 +508,11 @@ export async function verifyRuntime(o: VerifyRuntimeOptions): Promise<RuntimeVer
     ok: true,
     detail: `${evidence.kind} evidence from ${typeof data.evidence_source === "string" ? data.evidence_source : "?"}`,
   });
+  if (evidence.kind === "azure-snp" || evidence.kind === "azure-tdx") {
+    const c = azureOsBindingCheck(o.expected.policy);
+    checks.push(c);
+    if (!c.ok) return out({ spkiSha256: conn.spkiSha256 });
+  }
 
   // The instance id the runtime says it is: authenticated only by REPORT_DATA binding it (checked below).
   const rawInstance = data.instance_id ?? null;

@@ -36,6 +36,7 @@ import { configfsTsmProvider } from "../../guest/evidence/configfs-tsm.js";
 import { sevGuestProvider } from "../../guest/evidence/sev-guest.js";
 import { virtioPspProvider } from "../../guest/evidence/virtio-psp.js";
 import { Vtpm, wireVtpm } from "../../guest/evidence/vtpm.js";
+import { azureRuntimeSource } from "./azure-evidence.js";
 import type { CommandRunner } from "../../guest/exec.js";
 import type { AttestationStanza, VtpmStanza } from "./config.js";
 import { serverLeafExtensions } from "./tls.js";
@@ -162,6 +163,8 @@ export function evidenceSourceFor(a: AttestationStanza): RuntimeEvidenceSource {
       return configfsTsmProvider({ root: a.root });
     case "virtio-psp":
       return virtioPspProvider({ port: a.port });
+    case "azure":
+      return azureRuntimeSource({ device: a.device });
     case "simulated":
       throw new Error(
         'attestation "simulated": the simulated platform is loaded only by `buckypaper runtime server` (single ' +

@@ -101,6 +101,9 @@ export async function runCluster(cfg: RuntimeConfig, log: CoreLogger): Promise<R
   const bootstrap = await bootstrapCertificate(cfg);
   if (cfg.attestation?.type === "simulated")
     throw new Error('attestation "simulated" runs in one process only (workers = 1): workers cannot load a simulator');
+  // The HCL report's user-data is one NV index per VM: workers answering at once would overwrite each other's binding.
+  if (cfg.attestation?.type === "azure")
+    throw new Error('attestation "azure" runs in one process only (workers = 1): the vTPM has one HCL user-data index');
   // The vTPM's AK exists before any worker serves (they would otherwise race to create and persist it).
   if (cfg.attestation?.vtpm) await prepareVtpm(cfg.attestation.vtpm);
   // Every worker serves the same in-memory attested key (sent over the IPC channel, never written).

@@ -25,8 +25,8 @@ export interface RuntimeConfigInputs {
    * with evidence from this source at GET /v1/sys/attestation. "simulated" only for a single-worker local runtime.
    */
   attestation?: {
-    source: "sev-guest" | "configfs-tsm" | "virtio-psp" | "simulated";
-    /** sev-guest: device; configfs-tsm: root; virtio-psp: port (defaults as in config.ts). */
+    source: "sev-guest" | "configfs-tsm" | "virtio-psp" | "azure" | "simulated";
+    /** sev-guest, azure (the vTPM): device; configfs-tsm: root; virtio-psp: port (defaults as in config.ts). */
     path?: string;
     /**
      * The vTPM half (config.ts `vtpm`; AWS/GCE): a TPM quote over the boot PCRs and the event log ride along, the AK
@@ -58,9 +58,13 @@ export function renderRuntimeConfig(o: RuntimeConfigInputs): string {
 }
 
 function attestationSettings(a: NonNullable<RuntimeConfigInputs["attestation"]>): Record<string, unknown> {
-  const key = { "sev-guest": "device", "configfs-tsm": "root", "virtio-psp": "port", simulated: "platform_dir" }[
-    a.source
-  ];
+  const key = {
+    "sev-guest": "device",
+    "configfs-tsm": "root",
+    "virtio-psp": "port",
+    azure: "device",
+    simulated: "platform_dir",
+  }[a.source];
   const v = a.vtpm === true ? {} : a.vtpm;
   return {
     ...(a.path ? { [key]: a.path } : {}),

@@ -16,6 +16,7 @@
 //   # attestation "virtio-psp"   { port = "/dev/virtio-ports/org.buckypaper.psp.0" }   (local QEMU guests)
 //   # attestation "simulated"    { platform_dir = "/abs/platform" measurement = "<96 hex>" } (tests, local)
 //   #   inside any of them, AWS/GCE: vtpm { device = "/dev/tpmrm0"  nitro_tpm = true | google_ak = true }
+//   # attestation "azure"        { device = "/dev/tpmrm0" }  (Azure CVM: the paravisor's HCL report + vTPM quote)
 //   #   (a TPM quote over the boot PCRs and the event log ride along; the AK is bound into REPORT_DATA)
 //   peer_unseal { peers = ["https://10.0.0.2:8200"] }  # replica set: attested peers unseal a sealed replica (peer/config.ts)
 import path from "node:path";
@@ -70,6 +71,12 @@ export type AttestationStanza = (
   | { type: "configfs-tsm"; root: string }
   | { type: "virtio-psp"; port: string }
   | { type: "simulated"; platformDir?: string; measurement?: string }
+  /**
+   * Azure CVM: no /dev/sev-guest (the paravisor owns the PSP). The evidence is the HCL report read from the vTPM
+   * (NV 0x01400001) after writing REPORT_DATA as its user-data (NV 0x01400002), and a quote by the HCL's AK over
+   * SHA-256(REPORT_DATA) (runtime/guest/evidence/azure.ts). No `vtpm` block: the quote is already part of it.
+   */
+  | { type: "azure"; device: string }
 ) & { vtpm?: VtpmStanza };
 
 /**
@@ -91,7 +98,7 @@ export interface VtpmStanza {
 
 export const VTPM_SETTINGS = ["device", "tcti", "event_log", "nitro_tpm", "google_ak"] as const;
 
-export const ATTESTATION_SOURCES = ["sev-guest", "configfs-tsm", "virtio-psp", "simulated"] as const;
+export const ATTESTATION_SOURCES = ["sev-guest", "configfs-tsm", "virtio-psp", "azure", "simulated"] as const;
 
 /** `seal "snp-derived-key"`: the unseal key wrapped with the PSP's derived key (VCEK root + MEASUREMENT + POLICY). */
 export type SealStanza =
@@ -335,6 +342,14 @@ function parseAttestation(body: HclBody, resolve: (p: string) => string): Attest
     case "virtio-psp":
       only(["port"]);
       return withVtpm({ type, port: abs("port", "/dev/virtio-ports/org.buckypaper.psp.0")! });
+    case "azure":
+      only(["device"]);
+      // The HCL's AK quotes over the report's binding already; a second quote would bind nothing more.
+      if (vtpm)
+        throw new ConfigError(
+          "attestation.azure.vtpm: not with the azure source (its evidence already carries the vTPM quote by the HCL's attestation key)",
+        );
+      return { type, device: abs("device", "/dev/tpmrm0")! };
     case "simulated": {
       only(["platform_dir", "measurement"]);
       const measurement = s(b.body.attrs.measurement, "attestation.simulated.measurement");

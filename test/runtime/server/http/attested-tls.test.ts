@@ -78,6 +78,40 @@ describe("attestation config stanza", () => {
       attestation: { source: "sev-guest" },
     });
     expect(parseConfig(json).attestation).toEqual({ type: "sev-guest", device: "/dev/sev-guest" });
+    const azure = renderRuntimeConfig({
+      stateDir: "/var/lib/bk",
+      listenAddress: "0.0.0.0",
+      port: 8200,
+      tls: true,
+      publicHost: "vhsm.example",
+      publicUrl: "https://vhsm.example:8200",
+      attestation: { source: "azure", path: "/dev/tpmrm1" },
+    });
+    expect(parseConfig(azure).attestation).toEqual({ type: "azure", device: "/dev/tpmrm1" });
+  });
+
+  it("azure: the vTPM device (default /dev/tpmrm0), no vtpm block (the HCL's AK quotes already), one worker", async () => {
+    const base = 'storage "inmem" {}\nlistener "tcp" { address = "127.0.0.1:0" }\n';
+    expect(parseConfig(base + 'attestation "azure" {}').attestation).toEqual({ type: "azure", device: "/dev/tpmrm0" });
+    expect(() => parseConfig(base + 'attestation "azure" { vtpm { device = "/dev/tpmrm0" } }')).toThrow(
+      /attestation\.azure\.vtpm: not with the azure source/,
+    );
+    expect(() => parseConfig(base + 'attestation "azure" { tcti = "swtpm:port=1" }')).toThrow(
+      /attestation\.azure: unknown setting 'tcti'/,
+    );
+    const { runCluster } = await import("../../../../runtime/server/http/cluster.js");
+    const { mkdtempSync, rmSync } = await import("node:fs");
+    const dir = mkdtempSync(`${(await import("node:os")).tmpdir()}/bk-az-workers-`);
+    try {
+      const cfg = parseConfig(
+        `storage "sqlite" { path = "${dir}/db" }\nlistener "tcp" { address = "127.0.0.1:0" }\nworkers = 2\nattestation "azure" {}`,
+      );
+      await expect(runCluster(cfg, { info() {}, warn() {}, error() {} } as never)).rejects.toThrow(
+        /attestation "azure" runs in one process only/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
