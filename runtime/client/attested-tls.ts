@@ -30,6 +30,7 @@ import { parseQuote } from "../attestation/tdx/abi.js";
 import { parseHclReport } from "../attestation/azure/abi.js";
 import { parseTpmPublic, parseTpmsAttest } from "../attestation/tpm/abi.js";
 import { makeCredential } from "../attestation/tpm/credential.js";
+import { bindsOs } from "../attestation/tpm/boot-policy.js";
 import {
   EK_CREDENTIAL_CHECK,
   ekCredentialPending,
@@ -292,20 +293,28 @@ function vtpmExpectationCheck(v: NonNullable<Policy["vtpm"]>): Check {
 
 /**
  * Azure evidence: the SNP measurement is the paravisor's (Microsoft's firmware, the same for every CVM of the size),
- * so what names the runtime's OS is the vTPM: the expectation must bind it — PCR 4 (the boot applications the
- * firmware ran: the UKI's Authenticode digest covers kernel, initrd and the command line with the dm-verity root).
- * PCR 11 alone binds nothing (any OS can extend it to a published value). Checked on the evidence's kind, not on
- * the expectation's shape: a verifier expecting SNP evidence that is sent Azure evidence is held to it too.
+ * so what names the runtime's OS is the vTPM: the expectation must bind it — by events (policy.azure.measuredBoot,
+ * e.g. predicted from the runtime disk's UKI: the event log replayed to the HCL AK's quote, the UKI's Authenticode
+ * digest required in PCR 4, which covers kernel, initrd and the command line with the dm-verity root; bindsOs), or by
+ * a PCR 4 value (policy.azure.pcrs). PCR 11 alone binds nothing (any OS can extend it to a published value). Judged on
+ * the evidence's kind, not the expectation's shape: a verifier expecting SNP evidence that is sent Azure evidence is
+ * held to it too.
  */
 function azureOsBindingCheck(p: Policy): Check {
   const id = "runtime.azure-os-binding";
+  if (bindsOs(p.azure?.measuredBoot))
+    return {
+      id,
+      ok: true,
+      detail: "the boot events (replayed to the HCL AK's quote) must meet the measured-boot policy",
+    };
   if ((p.azure?.pcrs?.["4"]?.length ?? 0) > 0)
     return { id, ok: true, detail: "the vTPM quote's PCR 4 must be one of the expected values (the runtime's UKI)" };
   return {
     id,
     ok: false,
     detail:
-      "Azure evidence, but the expectation does not bind the OS: the SNP measurement is the paravisor's, the same for every Azure CVM of the size; give policy.azure.pcrs with PCR 4",
+      "Azure evidence, but the expectation does not bind the OS: the SNP measurement is the paravisor's, the same for every Azure CVM of the size; give policy.azure.measuredBoot (with a required boot application, e.g. predicted from the runtime disk) or policy.azure.pcrs with PCR 4",
   };
 }
 
@@ -428,11 +437,12 @@ export async function verifyRuntime(o: VerifyRuntimeOptions): Promise<RuntimeVer
     // appraisal's generic mismatches (REPORT_DATA, the AK binding, the quote's qualifying data) then step aside.
     const specific = checks.some((c) => !c.ok && c.id.startsWith("binding."));
     const generic = ["policy.report-data", "vtpm.ak-binding", "tpm.nonce", "vtpm.nonce"];
-    // Azure: PCR values of a quote that did not verify are not read ("not covered by the verified TPM quote"); the
-    // quote's own failure (or the binding.* that caused it) is the cause.
+    // Azure: the PCR values and boot events of a quote that did not verify are not read ("not covered by the verified
+    // TPM quote", boot.event-log); the quote's own failure (or the binding.* that caused it) is the cause.
     const quoteFailed = checks.some((c) => !c.ok && (c.id.startsWith("vtpm.") || c.id.startsWith("binding.")));
     const consequence = (c: Check) =>
-      (specific && generic.includes(c.id)) || (quoteFailed && /^policy\.pcr\d+$/.test(c.id));
+      (specific && generic.includes(c.id)) ||
+      (quoteFailed && (/^policy\.pcr\d+$/.test(c.id) || c.id === "boot.event-log"));
     const failed = checks.find((c) => !c.ok && !consequence(c));
     return {
       ok: !failed && checks.length > 0,

@@ -17,6 +17,7 @@ import { parseConfig } from "../../runtime/server/http/config.js";
 import { startServer, type RunningServer } from "../../runtime/server/http/server.js";
 import type { AttestedListener } from "../../runtime/server/http/attested-tls.js";
 import type { RuntimeAttestation } from "../../runtime/client/connection.js";
+import type { MeasuredBootPolicy } from "../../runtime/attestation/tpm/boot-policy.js";
 import { SwTpm } from "../support/swtpm.js";
 import { hclReport } from "./attestation/azure-fixtures.js";
 import { buildBootLog, type BootSpec } from "./attestation/tpm-fixtures.js";
@@ -32,6 +33,8 @@ export interface AzureVm {
   /** The TPM's PCR values after the synthetic boot (SHA-256, hex). */
   pcrs: Record<number, string>;
   eventLog: string;
+  /** The measured-boot policy this boot meets (what images/ predictFromDisk gives for the kit's image). */
+  bootPolicy: MeasuredBootPolicy;
   /** tpm2-tools against the swtpm, the paravisor's HCL-report refresh simulated. */
   runner: CommandRunner;
   /** What the paravisor published last (the HCL report bytes). */
@@ -82,6 +85,7 @@ export async function bootAzureVm(
     tpm,
     pcrs,
     eventLog,
+    bootPolicy: boot.policy,
     runner: {
       async run(argv, opts) {
         const args = argv.map((a) => (a === `device:${AZURE_TPM_DEVICE}` ? tpm.tcti : a));
@@ -135,6 +139,7 @@ export async function startAzureRuntime(
       device: AZURE_TPM_DEVICE,
       runner: vm.runner,
       refreshDelayMs: 1,
+      eventLog: vm.eventLog,
       fetchVcekChain: async () => {
         const r = await sim.report({ vmpl: 0 });
         return pem(r.vek) + pem(sim.caCerts.ask) + pem(sim.caCerts.ark);
@@ -147,7 +152,14 @@ export async function startAzureRuntime(
 /** What the Vhsm on Azure registers (components/azure/vhsm-guest.ts), for the simulated platform. */
 export function azureExpectation(
   sim: SnpSimulator,
-  o: { pcr4?: string[]; measurements?: string[]; policy?: Record<string, unknown> } = {},
+  o: {
+    /** The OS by events (what the Vhsm predicts from the runtime disk). */
+    measuredBoot?: MeasuredBootPolicy;
+    /** The OS by PCR 4 value. */
+    pcr4?: string[];
+    measurements?: string[];
+    policy?: Record<string, unknown>;
+  } = {},
 ): RuntimeAttestation {
   const a = sim.trustAnchor;
   return {
@@ -160,6 +172,7 @@ export function azureExpectation(
           requireSecureBoot: true,
           forbidConsole: true,
           ...(o.pcr4 ? { pcrs: { "4": o.pcr4 } } : {}),
+          ...(o.measuredBoot ? { measuredBoot: o.measuredBoot } : {}),
         },
       },
     ),

@@ -164,7 +164,7 @@ export function evidenceSourceFor(a: AttestationStanza): RuntimeEvidenceSource {
     case "virtio-psp":
       return virtioPspProvider({ port: a.port });
     case "azure":
-      return azureRuntimeSource({ device: a.device });
+      return azureRuntimeSource({ device: a.device, ...(a.eventLog ? { eventLog: a.eventLog } : {}) });
     case "simulated":
       throw new Error(
         'attestation "simulated": the simulated platform is loaded only by `buckypaper runtime server` (single ' +

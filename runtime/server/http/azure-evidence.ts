@@ -6,6 +6,7 @@
 // twice, by the enclaivelet's own collector (runtime/guest/evidence/azure.ts, reused rather than copied):
 //   NV 0x01400002 ← REPORT_DATA        → the hardware-signed claims' "user-data"
 //   TPM2_Quote(AK 0x81000003, qualifying data = SHA-256(REPORT_DATA), PCRs 0-23)  → freshness under the claims' AK
+// and the TCG event log with it, which a verifier replays to the quoted PCRs to read what booted (azure.measuredBoot).
 // A verifier checks both (runtime/client/attested-tls.ts → runtime/attestation/azure).
 // One conversation at a time: the user-data NV index is one per VM, so two concurrent requests would overwrite each
 // other's binding and each wait for a report the paravisor never publishes (availability, not trust: a report with
@@ -24,6 +25,8 @@ export interface AzureRuntimeSourceOptions {
   device: string;
   runner?: CommandRunner;
   refreshDelayMs?: number;
+  /** The TCG event log sent with the quote (default the kernel's binary_bios_measurements). */
+  eventLog?: string;
   /** The VCEK chain (PEM) for the report, or undefined; default: Azure IMDS THIM, best effort. */
   fetchVcekChain?: () => Promise<string | undefined>;
 }
@@ -39,6 +42,7 @@ export function azureRuntimeSource(o: AzureRuntimeSourceOptions): AzureRuntimeSo
     tpmDevice: o.device,
     ...(o.runner ? { runner: o.runner } : {}),
     ...(o.refreshDelayMs !== undefined ? { refreshDelayMs: o.refreshDelayMs } : {}),
+    ...(o.eventLog ? { eventLogPath: o.eventLog } : {}),
   });
   const vcek = o.fetchVcekChain ?? thimVcekChain;
   let queue: Promise<unknown> = Promise.resolve();

@@ -16,7 +16,8 @@
 //   # attestation "virtio-psp"   { port = "/dev/virtio-ports/org.buckypaper.psp.0" }   (local QEMU guests)
 //   # attestation "simulated"    { platform_dir = "/abs/platform" measurement = "<96 hex>" } (tests, local)
 //   #   inside any of them, AWS/GCE: vtpm { device = "/dev/tpmrm0"  nitro_tpm = true | google_ak = true }
-//   # attestation "azure"        { device = "/dev/tpmrm0" }  (Azure CVM: the paravisor's HCL report + vTPM quote)
+//   # attestation "azure"        { device = "/dev/tpmrm0" }  (Azure CVM: the paravisor's HCL report, the HCL AK's
+//   #                                                         quote and the event log; event_log = PATH to move it)
 //   #   (a TPM quote over the boot PCRs and the event log ride along; the AK is bound into REPORT_DATA)
 //   peer_unseal { peers = ["https://10.0.0.2:8200"] }  # replica set: attested peers unseal a sealed replica (peer/config.ts)
 import path from "node:path";
@@ -76,7 +77,7 @@ export type AttestationStanza = (
    * (NV 0x01400001) after writing REPORT_DATA as its user-data (NV 0x01400002), and a quote by the HCL's AK over
    * SHA-256(REPORT_DATA) (runtime/guest/evidence/azure.ts). No `vtpm` block: the quote is already part of it.
    */
-  | { type: "azure"; device: string }
+  | { type: "azure"; device: string; eventLog?: string }
 ) & { vtpm?: VtpmStanza };
 
 /**
@@ -342,14 +343,16 @@ function parseAttestation(body: HclBody, resolve: (p: string) => string): Attest
     case "virtio-psp":
       only(["port"]);
       return withVtpm({ type, port: abs("port", "/dev/virtio-ports/org.buckypaper.psp.0")! });
-    case "azure":
-      only(["device"]);
+    case "azure": {
+      only(["device", "event_log"]);
       // The HCL's AK quotes over the report's binding already; a second quote would bind nothing more.
       if (vtpm)
         throw new ConfigError(
           "attestation.azure.vtpm: not with the azure source (its evidence already carries the vTPM quote by the HCL's attestation key)",
         );
-      return { type, device: abs("device", "/dev/tpmrm0")! };
+      const eventLog = abs("event_log");
+      return { type, device: abs("device", "/dev/tpmrm0")!, ...(eventLog ? { eventLog } : {}) };
+    }
     case "simulated": {
       only(["platform_dir", "measurement"]);
       const measurement = s(b.body.attrs.measurement, "attestation.simulated.measurement");

@@ -2,7 +2,9 @@
 // its evidence collected by the enclaivelet's Azure collector over a real software TPM (swtpm) with a simulated
 // paravisor (test/runtime/azure-runtime-support.ts), verified by verifyRuntime. The binding (nonce, TLS key,
 // instance id) must be both the hardware-signed claims' user-data and the HCL AK's quote's qualifying data; the
-// paravisor's measurement, the vm-configuration and the OS (PCR 4) must be as expected. Every refusal names its check.
+// paravisor's measurement, the vm-configuration and the OS must be as expected: by events (azure.measuredBoot: the
+// event log replayed to the AK's quote, what the Vhsm predicts from the runtime disk) or by a PCR 4 value. Every
+// refusal names its check.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createHash } from "node:crypto";
 import path from "node:path";
@@ -16,6 +18,7 @@ import { parseHclReport } from "../../../runtime/attestation/azure/abi.js";
 import { parseTpmsAttest } from "../../../runtime/attestation/azure/index.js";
 import { AZURE_AK_HANDLE } from "../../../runtime/guest/evidence/azure.js";
 import { haveSwtpm } from "../../support/swtpm.js";
+import { DEFAULT_CMDLINE } from "../attestation/tpm-fixtures.js";
 import { runtimeVerify } from "../../../cli/runtime-verify.js";
 import { insecureGet, platform, startRelay } from "../attested-runtime-support.js";
 import {
@@ -42,8 +45,10 @@ describe.runIf(run)("verifyRuntime against a runtime on a (simulated) Azure CVM"
   beforeAll(async () => {
     sim = await platform();
     good = await bootAzureVm(sim);
-    // Another OS on the same paravisor: a different boot application in PCR 4.
-    evil = await bootAzureVm(sim, { boot: { apps: ["ab".repeat(32), "cd".repeat(32)] } });
+    // Another OS on the same paravisor: other boot applications in PCR 4, a root shell on the command line.
+    evil = await bootAzureVm(sim, {
+      boot: { apps: ["ab".repeat(32), "cd".repeat(32)], cmdline: DEFAULT_CMDLINE + " init=/bin/sh" },
+    });
     // The same OS, but the VM's serial console enabled by the operator.
     consoleVm = await bootAzureVm(sim, {
       vmConfiguration: { "console-enabled": true, "secure-boot": true, "tpm-enabled": true },
@@ -60,11 +65,12 @@ describe.runIf(run)("verifyRuntime against a runtime on a (simulated) Azure CVM"
     for (const v of [good, evil, consoleVm, other]) await v?.stop();
   });
 
+  /** By events (the Vhsm's registration): the boot policy the good VM's boot meets. */
   const expecting = (o: Parameters<typeof azureExpectation>[1] = {}) =>
-    runtimeExpectation(azureExpectation(sim, { pcr4: [good.pcrs[4]], ...o }));
+    runtimeExpectation(azureExpectation(sim, { measuredBoot: good.bootPolicy, ...o }));
   const failed = (v: { checks: { id: string; ok: boolean }[] }) => v.checks.filter((c) => !c.ok).map((c) => c.id);
 
-  it("accepts the runtime with the paravisor's measurement, its OS's PCR 4 and the vm-configuration, listing every check", async () => {
+  it("accepts the runtime with the paravisor's measurement, its boot events and the vm-configuration, listing every check", async () => {
     const v = await verifyRuntime({ url: server.url, expected: expecting() });
     expect(v.reason).toBeUndefined();
     expect(v.ok).toBe(true);
@@ -82,7 +88,9 @@ describe.runIf(run)("verifyRuntime against a runtime on a (simulated) Azure CVM"
       "vtpm.attestation-key",
       "vtpm.quote-signature",
       "vtpm.nonce",
-      "policy.pcr4",
+      "tpm.event-log-replay",
+      "boot.applications",
+      "boot.kernel-cmdline",
       "policy.secure-boot",
       "policy.console",
       "policy.report-data",
@@ -102,6 +110,7 @@ describe.runIf(run)("verifyRuntime against a runtime on a (simulated) Azure CVM"
     expect(d.binding).toBe("buckypaper-runtime-tls-v2");
     expect(d.spki_sha256).toBe(server.attestedSpkiSha256);
     expect(d.evidence.kind).toBe("azure-snp");
+    expect(Buffer.from(d.evidence.event_log, "base64").equals(readFileSync(good.eventLog))).toBe(true);
     expect(d.evidence_source).toBe("azure (HCL report, /dev/tpmrm0)");
     const hcl = parseHclReport(Buffer.from(d.evidence.hcl_report, "base64"));
     expect(String(hcl.runtimeClaims["user-data"]).toLowerCase()).toBe(d.report_data);
@@ -119,7 +128,7 @@ describe.runIf(run)("verifyRuntime against a runtime on a (simulated) Azure CVM"
       expect(v.reason).toMatch(/^binding\.tls-key: .*man in the middle/);
       // The quote's qualifying data and the claims' user-data are not this connection's binding; the PCRs of a quote
       // that did not verify are then not read.
-      expect(failed(v).sort()).toEqual(["binding.tls-key", "policy.pcr4", "policy.report-data", "vtpm.nonce"]);
+      expect(failed(v).sort()).toEqual(["binding.tls-key", "boot.event-log", "policy.report-data", "vtpm.nonce"]);
     } finally {
       await relay.close();
     }
@@ -137,7 +146,7 @@ describe.runIf(run)("verifyRuntime against a runtime on a (simulated) Azure CVM"
       expect(failed(v).sort()).toEqual([
         "binding.nonce-fresh",
         "binding.tls-key",
-        "policy.pcr4",
+        "boot.event-log",
         "policy.report-data",
         "vtpm.nonce",
       ]);
@@ -183,7 +192,7 @@ describe.runIf(run)("verifyRuntime against a runtime on a (simulated) Azure CVM"
       expect(v.reason).toMatch(/^vtpm\.quote-signature:/);
       // The signature fails (the qualifying data is right: the relay quoted exactly the binding); the other quote's
       // PCRs are then not read.
-      expect(failed(v)).toEqual(["vtpm.quote-signature", "policy.pcr4"]);
+      expect(failed(v)).toEqual(["vtpm.quote-signature", "boot.event-log"]);
     } finally {
       await relay.close();
       rmSync(dir, { recursive: true, force: true });
@@ -197,18 +206,51 @@ describe.runIf(run)("verifyRuntime against a runtime on a (simulated) Azure CVM"
     expect(failed(v)).toEqual(["policy.measurement"]);
   }, 60_000);
 
-  it("refuses a runtime that booted another OS on the same paravisor (PCR 4): policy.pcr4", async () => {
-    expect(evil.pcrs[4]).not.toBe(good.pcrs[4]);
+  it("refuses a runtime that booted another OS on the same paravisor: boot.applications, boot.kernel-cmdline", async () => {
     const v = await verifyRuntime({ url: evilServer.url, expected: expecting() });
     expect(v.ok).toBe(false);
-    expect(v.reason).toMatch(/^policy\.pcr4: PCR 4 [0-9a-f]{64} is not among/);
-    expect(failed(v)).toEqual(["policy.pcr4"]);
+    expect(v.reason).toMatch(/^boot\.applications:/);
+    expect(failed(v)).toEqual(["boot.applications", "boot.kernel-cmdline"]);
   }, 60_000);
 
-  it("refuses a boot policy the runtime does not meet (another expected PCR 4): policy.pcr4", async () => {
-    const v = await verifyRuntime({ url: server.url, expected: expecting({ pcr4: [evil.pcrs[4]] }) });
+  it("refuses a boot policy the runtime does not meet (another command line expected): boot.kernel-cmdline", async () => {
+    const p = structuredClone(good.bootPolicy);
+    p.kernelCmdline = { ...p.kernelCmdline!, allowed: [DEFAULT_CMDLINE + " quiet"] };
+    const v = await verifyRuntime({ url: server.url, expected: expecting({ measuredBoot: p }) });
     expect(v.ok).toBe(false);
-    expect(failed(v)).toEqual(["policy.pcr4"]);
+    expect(failed(v)).toEqual(["boot.kernel-cmdline"]);
+  }, 60_000);
+
+  it("refuses an event log that does not replay to the quoted PCRs (forged by the host): tpm.event-log-replay", async () => {
+    const relay = await startRelay(server.url, {
+      listener,
+      rewrite: (text) => {
+        const body = JSON.parse(text);
+        body.data.evidence.event_log = readFileSync(evil.eventLog).toString("base64");
+        return JSON.stringify(body);
+      },
+    });
+    try {
+      const v = await verifyRuntime({ url: relay.url, expected: expecting() });
+      expect(v.ok).toBe(false);
+      expect(failed(v)).toContain("tpm.event-log-replay");
+      expect(v.reason).toMatch(/^tpm\.event-log-replay:/);
+    } finally {
+      await relay.close();
+    }
+  }, 60_000);
+
+  it("by PCR 4 value instead of events: accepted with the runtime's, refused naming policy.pcr4 for another OS or value", async () => {
+    const byPcr = (pcr4: string[]) => runtimeExpectation(azureExpectation(sim, { pcr4 }));
+    expect(evil.pcrs[4]).not.toBe(good.pcrs[4]);
+    const ok = await verifyRuntime({ url: server.url, expected: byPcr([good.pcrs[4]]) });
+    expect(ok.reason).toBeUndefined();
+    expect(ok.checks.map((c) => c.id)).toContain("policy.pcr4");
+    const os = await verifyRuntime({ url: evilServer.url, expected: byPcr([good.pcrs[4]]) });
+    expect(os.reason).toMatch(/^policy\.pcr4: PCR 4 [0-9a-f]{64} is not among/);
+    expect(failed(os)).toEqual(["policy.pcr4"]);
+    const other = await verifyRuntime({ url: server.url, expected: byPcr([evil.pcrs[4]]) });
+    expect(failed(other)).toEqual(["policy.pcr4"]);
   }, 60_000);
 
   it("refuses an expectation that does not bind the OS (no PCR 4): runtime.azure-os-binding", async () => {
@@ -225,6 +267,10 @@ describe.runIf(run)("verifyRuntime against a runtime on a (simulated) Azure CVM"
     const v11 = await verifyRuntime({ url: server.url, expected: p11 });
     expect(v11.ok).toBe(false);
     expect(failed(v11)).toEqual(["runtime.azure-os-binding"]);
+    // Nor a boot policy that requires no boot application (a command line alone: any OS could log one).
+    const loose = { ...good.bootPolicy, bootApplications: { allowed: good.bootPolicy.bootApplications!.allowed } };
+    const vl = await verifyRuntime({ url: server.url, expected: expecting({ measuredBoot: loose }) });
+    expect(failed(vl)).toEqual(["runtime.azure-os-binding"]);
   }, 60_000);
 
   it("refuses a VM whose serial console is enabled (vm-configuration): policy.console", async () => {
@@ -241,10 +287,10 @@ describe.runIf(run)("verifyRuntime against a runtime on a (simulated) Azure CVM"
     expect(failed(v)).toEqual(["runtime.azure-os-binding"]);
   }, 60_000);
 
-  it("`buckypaper runtime verify` (the CLI's code, in process): exit 0 with the paravisor digest and the azure policy, 1 naming policy.pcr4 for another OS", async () => {
+  it("`buckypaper runtime verify` (the CLI's code, in process): exit 0 with the paravisor digest and the azure boot policy, 1 naming boot.applications for another OS", async () => {
     const dir = mkdtempSync(path.join(tmpdir(), "bk-az-cli-"));
     try {
-      const a = azureExpectation(sim, { pcr4: [good.pcrs[4]] });
+      const a = azureExpectation(sim, { measuredBoot: good.bootPolicy });
       writeFileSync(`${dir}/policy.json`, a.policy!);
       writeFileSync(`${dir}/anchor.json`, JSON.stringify(a.simulatedAnchors![0]));
       const args = (url: string) => [
@@ -268,7 +314,7 @@ describe.runIf(run)("verifyRuntime against a runtime on a (simulated) Azure CVM"
       expect(JSON.parse(outs[0]).runtimes[0]).toMatchObject({ ok: true, measurement: PARAVISOR_MEASUREMENT });
       outs.length = 0;
       expect(await runtimeVerify(args(evilServer.url), io)).toBe(1);
-      expect(JSON.parse(outs[0]).runtimes[0].reason).toMatch(/^policy\.pcr4:/);
+      expect(JSON.parse(outs[0]).runtimes[0].reason).toMatch(/^boot\.applications:/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
