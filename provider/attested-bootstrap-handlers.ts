@@ -5,7 +5,8 @@
 // re-keys, and which key files go with the runtime. Pulumi-free, like every handler module.
 import { rmSync } from "node:fs";
 import { isUnknown, type Props } from "./handler-support.js";
-import type { AttestedInitInputs } from "./attested-init.js";
+import { readUnsealKeyCheck, type AttestedInitInputs } from "./attested-init.js";
+import { retireIfRekeyed } from "./recovery-freshness.js";
 import { rotateDeployerKey } from "./bootstrap.js";
 import type { DeployerAuth } from "../runtime/client/deployer.js";
 import type { RuntimeAttestation } from "../runtime/client/connection.js";
@@ -53,10 +54,35 @@ export function keptFromBootstrap(olds: Props): Props {
     recoveryShares: olds.recoveryShares,
     rootToken: olds.rootToken,
     unsealKeys: olds.unsealKeys,
+    // Which key the shares belong to, and those a rekey retired (recovery-freshness.ts).
+    unsealKeyCheck: olds.unsealKeyCheck,
+    retiredRecoveryShares: olds.retiredRecoveryShares,
     // The instance learnt at bootstrap: required by every later verification (a twin is refused). State from
     // before instance ids has none: the update learns it (and must not overwrite it with undefined).
     ...(typeof olds.runtimeInstanceId === "string" ? { runtimeInstanceId: olds.runtimeInstanceId } : {}),
   };
+}
+
+/**
+ * Refresh: the runtime verified as the instance bootstrapped (runtimeInstanceId required), then asked which unseal key
+ * is in force; shares of another key are retired (recovery-freshness.ts). A runtime that cannot be reached, is
+ * refused or is sealed teaches nothing: the props stay as they are (the next `up` verifies and says why).
+ */
+export async function refreshRecoveryShares(props: Props): Promise<Props> {
+  if (typeof props.unsealKeyCheck !== "string" || typeof props.url !== "string") return props;
+  const a = props.attestation as RuntimeAttestation | undefined;
+  if (!a || typeof props.runtimeInstanceId !== "string") return props;
+  let current: string | undefined;
+  try {
+    current = await readUnsealKeyCheck({
+      ...initInputs(props),
+      attestation: { ...a, runtimeInstanceId: props.runtimeInstanceId },
+      timeoutMs: 30_000,
+    });
+  } catch {
+    return props;
+  }
+  return retireIfRekeyed(props, current);
 }
 
 /** After the runtime was verified again: a changed deployerKeyRotation rotates the deployer key (pinned TLS). */

@@ -67,6 +67,11 @@ export interface AttestedInitOutputs extends AttestationSummary {
   /** Only with insecureKeepRootTokenInState. */
   rootToken?: string;
   unsealKeys?: string[];
+  /**
+   * The check value of the unseal key the shares split (sys/seal-status `unseal_key_check` once unsealed): what a
+   * later refresh compares with, so shares a rekey replaced are not presented as current (recovery-freshness.ts).
+   */
+  unsealKeyCheck?: string;
 }
 
 /** Verifies the runtime; throws RuntimeAttestationError (the failed check) before anything else is sent. */
@@ -119,6 +124,13 @@ const connOf = (i: AttestedInitInputs, token: string): RuntimeConnection => ({
   attestation: i.attestation,
 });
 
+/** The check value of the unseal key in force, as the unsealed runtime reports it (undefined while sealed). */
+export async function readUnsealKeyCheck(i: AttestedInitInputs): Promise<string | undefined> {
+  const r = await runtimeRequest(connOf(i, "-"), "GET", "sys/seal-status", undefined, i.timeoutMs ?? 120_000);
+  const v = (r.body as { unseal_key_check?: unknown } | undefined)?.unseal_key_check;
+  return typeof v === "string" && /^[0-9a-f]{32}$/.test(v) ? v : undefined;
+}
+
 async function unsealWith(i: AttestedInitInputs, keys: string[]): Promise<void> {
   for (const key of keys.slice(0, i.keyThreshold)) {
     const r = await runtimeRequest(connOf(i, "-"), "POST", "sys/unseal", { key }, i.timeoutMs ?? 120_000);
@@ -154,6 +166,7 @@ export async function initAttestedRuntime(i0: AttestedInitInputs): Promise<Attes
   // From here on every request requires this instance (the root writes, the deployer bootstrap, later runs).
   const summary = await learnInstance(i, before.tlsKeySha256);
   i = { ...i, attestation: { ...i.attestation, runtimeInstanceId: summary.runtimeInstanceId } };
+  const unsealKeyCheck = await readUnsealKeyCheck(i);
   if (i.insecureKeepRootTokenInState) {
     for (const w of i.rootWrites ?? [])
       await runtimeRequest(connOf(i, body.root_token), "POST", w.path, w.body, timeout);
@@ -162,6 +175,7 @@ export async function initAttestedRuntime(i0: AttestedInitInputs): Promise<Attes
       ...summary,
       rootToken: body.root_token,
       unsealKeys: keys,
+      ...(unsealKeyCheck ? { unsealKeyCheck } : {}),
       ...(workloadAudience ? { workloadAudience } : {}),
     };
   }
@@ -177,7 +191,13 @@ export async function initAttestedRuntime(i0: AttestedInitInputs): Promise<Attes
     ...(i.rootWrites ? { rootWrites: i.rootWrites } : {}),
     beforeRevoke: async (root) => void (workloadAudience = await readWorkloadAudience(root)),
   });
-  return { ...summary, deployer, recoveryShares, ...(workloadAudience ? { workloadAudience } : {}) };
+  return {
+    ...summary,
+    deployer,
+    recoveryShares,
+    ...(unsealKeyCheck ? { unsealKeyCheck } : {}),
+    ...(workloadAudience ? { workloadAudience } : {}),
+  };
 }
 
 /**
@@ -186,8 +206,13 @@ export async function initAttestedRuntime(i0: AttestedInitInputs): Promise<Attes
  * the recovery keys on this machine open unseal it — or the error tells the operators what to do.
  */
 export async function reattestRuntime(
-  i0: AttestedInitInputs & { recoveryShares?: string[]; unsealKeys?: string[]; runtimeInstanceId?: string },
-): Promise<AttestationSummary & { autoUnsealed: boolean }> {
+  i0: AttestedInitInputs & {
+    recoveryShares?: string[];
+    unsealKeys?: string[];
+    runtimeInstanceId?: string;
+    unsealKeyCheck?: string;
+  },
+): Promise<AttestationSummary & { autoUnsealed: boolean; unsealKeyCheck?: string }> {
   const kept = i0.runtimeInstanceId ?? i0.attestation.runtimeInstanceId;
   const i = { ...i0, attestation: { ...i0.attestation, ...(kept ? { runtimeInstanceId: kept } : {}) } };
   // Sealed, a runtime reports no instance: the seal status and the unseal shares go to the verified image
@@ -200,11 +225,29 @@ export async function reattestRuntime(
   if (status?.initialized === false)
     throw new Error(`runtime at ${i.url} answers as not initialised: its data disk is not the one bootstrapped`);
   const autoUnsealed = status?.sealed === false;
-  if (!autoUnsealed)
-    await unsealWith(sealedOk, i.unsealKeys?.length ? i.unsealKeys : await openLocalShares(i, i.recoveryShares ?? []));
+  if (!autoUnsealed) {
+    const keys = i.unsealKeys?.length ? i.unsealKeys : await openLocalShares(i, i.recoveryShares ?? []);
+    try {
+      await unsealWith(sealedOk, keys);
+    } catch (e) {
+      // The shares in state are init's: after `buckypaper runtime rekey` they open nothing live, and only the
+      // operators hold the new ones.
+      throw new Error(
+        `${(e as Error).message}. The shares this resource holds are from init${
+          typeof i0.unsealKeyCheck === "string" ? ` (key check ${i0.unsealKeyCheck.slice(0, 8)}…)` : ""
+        }: if the runtime was rekeyed since, they no longer unseal it — operators unseal it with their current shares ` +
+          "(`buckypaper runtime unseal`), then `pulumi refresh` retires the old ones from the state",
+        { cause: e },
+      );
+    }
+  }
   // State from before instance ids carries none: the runtime's own is learnt now (see docs/trust-bootstrap.md).
   const summary = await verifyBeforeSending(i.url, i.attestation, i.timeoutMs);
   if (!summary.runtimeInstanceId)
     throw new Error(`runtime at ${i.url}: unsealed, but its evidence binds no instance id`);
-  return { ...summary, autoUnsealed };
+  const unsealKeyCheck = await readUnsealKeyCheck({
+    ...i,
+    attestation: { ...i.attestation, runtimeInstanceId: summary.runtimeInstanceId },
+  });
+  return { ...summary, autoUnsealed, ...(unsealKeyCheck ? { unsealKeyCheck } : {}) };
 }

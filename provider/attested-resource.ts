@@ -18,6 +18,8 @@ const ATTESTED_RUNTIME_OUTPUTS = [
   "recoveryShares",
   "rootToken",
   "unsealKeys",
+  "unsealKeyCheck",
+  "retiredRecoveryShares",
 ];
 
 export abstract class AttestedRuntimeResource extends pulumi.dynamic.Resource {
@@ -44,6 +46,13 @@ export abstract class AttestedRuntimeResource extends pulumi.dynamic.Resource {
   /** Only with insecureKeepRootTokenInState. */
   declare readonly rootToken: pulumi.Output<string | undefined>;
   declare readonly unsealKeys: pulumi.Output<string[] | undefined>;
+  /** Check value of the unseal key `recoveryShares` are shares of (the runtime's sys/seal-status unseal_key_check). */
+  declare readonly unsealKeyCheck: pulumi.Output<string | undefined>;
+  /**
+   * Shares a rekey replaced (provider/recovery-freshness.ts), with the check of their key: they open only data from
+   * before that rekey. Secret: with the insecure opt-out they hold the plain unseal keys.
+   */
+  declare readonly retiredRecoveryShares: pulumi.Output<unknown[] | undefined>;
 
   /** `outputs`: the resource's own outputs besides the shared ones. */
   protected constructor(
@@ -59,7 +68,15 @@ export abstract class AttestedRuntimeResource extends pulumi.dynamic.Resource {
       provider,
       name,
       { ...args, ...outs },
-      { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "rootToken", "unsealKeys"] },
+      {
+        ...opts,
+        additionalSecretOutputs: [
+          ...(opts?.additionalSecretOutputs ?? []),
+          "rootToken",
+          "unsealKeys",
+          "retiredRecoveryShares",
+        ],
+      },
       "buckypaper",
       type,
     );

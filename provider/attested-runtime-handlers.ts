@@ -15,10 +15,12 @@ import {
   checkKeyShares,
   initInputs,
   keptFromBootstrap,
+  refreshRecoveryShares,
   removeBootstrapKeyFiles,
   rotateDeployerKeyIfAsked,
 } from "./attested-bootstrap-handlers.js";
 import { defined } from "./service.js";
+import { retireIfRekeyed } from "./recovery-freshness.js";
 import { RuntimeAttestationError, openTls } from "../runtime/client/attested-tls.js";
 import type { RuntimeAttestation } from "../runtime/client/connection.js";
 
@@ -119,14 +121,15 @@ export async function update(_kind: string, _id: string, olds: Props, news: Prop
   } catch (e) {
     throw refusal(e, news);
   }
-  const { autoUnsealed, ...attested } = summary;
+  const { autoUnsealed, unsealKeyCheck, ...attested } = summary;
   void autoUnsealed;
   await rotateDeployerKeyIfAsked(olds, news, kept);
-  return { outs: defined({ ...news, ...attested, ...kept }) };
+  return { outs: defined(retireIfRekeyed({ ...news, ...attested, ...kept }, unsealKeyCheck)) };
 }
 
+/** Refresh (`pulumi refresh`): the recovery shares in state retired if the runtime was rekeyed since. */
 export async function read(_kind: string, id: string, props: Props): Promise<{ id: string; props: Props }> {
-  return { id, props };
+  return { id, props: await refreshRecoveryShares(props) };
 }
 
 export async function remove(_kind: string, _id: string, props: Props): Promise<void> {

@@ -13,7 +13,14 @@
 import { rmSync } from "node:fs";
 import path from "node:path";
 import { readGuestStatus } from "../runtime/sim/qemu/supervise.js";
-import { checkGuestNameAndPaths, guestAlive, guestDiff, startGuest, stopGuest } from "./qemu-guest-handlers.js";
+import {
+  checkGuestNameAndPaths,
+  guestAlive,
+  guestDiff,
+  read as readGuest,
+  startGuest,
+  stopGuest,
+} from "./qemu-guest-handlers.js";
 import { isUnknown, type CheckFailure, type Props } from "./handler-support.js";
 import { initAttestedRuntime, reattestRuntime } from "./attested-init.js";
 import {
@@ -22,10 +29,12 @@ import {
   checkKeyShares,
   initInputs,
   keptFromBootstrap,
+  refreshRecoveryShares,
   removeBootstrapKeyFiles,
   rotateDeployerKeyIfAsked,
 } from "./attested-bootstrap-handlers.js";
 import { defined } from "./service.js";
+import { retireIfRekeyed } from "./recovery-freshness.js";
 import { instanceHostData, newInstanceId } from "./vhsm-instance.js";
 import { RuntimeAttestationError } from "../runtime/client/attested-tls.js";
 import type { RuntimeAttestation } from "../runtime/client/connection.js";
@@ -170,14 +179,25 @@ export async function update(_kind: string, _id: string, olds: Props, news: Prop
     if (e instanceof RuntimeAttestationError) stopGuest(stateDir, [s?.pid, s?.qemuPid]);
     throw err;
   }
-  const { autoUnsealed, ...attested } = summary;
+  const { autoUnsealed, unsealKeyCheck, ...attested } = summary;
   void autoUnsealed;
   await rotateDeployerKeyIfAsked(olds, { ...news, attestation }, kept);
-  return { outs: defined({ ...news, ...guestOutputs(stateDir), ...attested, ...kept }) };
+  return {
+    outs: defined(retireIfRekeyed({ ...news, ...guestOutputs(stateDir), ...attested, ...kept }, unsealKeyCheck)),
+  };
 }
 
-// Refresh is the workload guests': is the supervisor or its QEMU still running.
-export { read } from "./qemu-guest-handlers.js";
+/**
+ * Refresh: the workload guests' (is the supervisor or its QEMU still running), then — when it runs — the recovery
+ * shares retired if the runtime was rekeyed since (verified on the instance's HOST_DATA and id).
+ */
+export async function read(kind: string, id: string, props: Props): Promise<{ id: string; props: Props }> {
+  const r = await readGuest(kind, id, props);
+  if (!r.props.running || typeof props.snpHostData !== "string") return r;
+  const attestation = instanceExpectation(props.attestation as RuntimeAttestation, props.snpHostData);
+  const fresh = await refreshRecoveryShares({ ...r.props, attestation });
+  return { id, props: { ...fresh, attestation: props.attestation } };
+}
 
 export async function remove(_kind: string, _id: string, props: Props): Promise<void> {
   stopGuest(String(props.stateDir), [props.pid, props.qemuPid]);

@@ -2,7 +2,7 @@
 // active key of a keyring, and the keyring itself is encrypted with the unseal key, which exists only
 // in memory after unseal. The storage key is bound as associated data, so a ciphertext moved to
 // another key (or bytes flipped on disk) fails authentication instead of decrypting to something.
-import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHmac, randomBytes } from "node:crypto";
 import { StorageCorruptionError, type Storage, type StorageWriter } from "../storage/types.js";
 import { SealedError } from "./errors.js";
 
@@ -94,6 +94,8 @@ export function open(aesKey: Buffer, storageKey: string, blob: Buffer): Buffer |
     return undefined;
   }
 }
+
+const UNSEAL_KEY_CHECK_LABEL = "buckypaper-unseal-key-check-v1";
 
 /** Entries kept in the decrypted-value cache (cleared on seal). */
 const CACHE_LIMIT = 10_000;
@@ -217,6 +219,17 @@ export class Barrier implements Storage {
     const plain = blob && key.length === 32 ? open(key, KEYRING_KEY, blob) : undefined;
     if (!plain) throw new InvalidUnsealKeyError();
     this.load(JSON.parse(plain.toString("utf8")) as Keyring, key);
+  }
+
+  /**
+   * A check value of the unseal key in force (HMAC-SHA256 under it of a fixed label, 16 bytes hex), or undefined
+   * while sealed: it changes with every rekey and names which key a set of shares belongs to, without saying
+   * anything about the key. Computed from the key this barrier opened the keyring with — never read from storage,
+   * which is the host's — so a host cannot make it name another key.
+   */
+  unsealKeyCheck(): string | undefined {
+    if (!this.keys || !this.unsealKey) return undefined;
+    return createHmac("sha256", this.unsealKey).update(UNSEAL_KEY_CHECK_LABEL).digest().subarray(0, 16).toString("hex");
   }
 
   /** Keyring term and number of terms, for sys/key-status. */

@@ -51,6 +51,11 @@ export interface SealStatus {
   cluster_id: string;
   recovery_seal: boolean;
   storage_type: string;
+  /**
+   * Buckypaper: the check value of the unseal key in force (Barrier.unsealKeyCheck; null while sealed). It changes
+   * at every rekey, so whoever kept shares from init (a Vhsm's Pulumi state) can tell they no longer unseal it.
+   */
+  unseal_key_check: string | null;
 }
 
 export interface AuditTableEntry {

@@ -386,6 +386,7 @@ export class Core implements CoreView {
       cluster_id: this.clusterId,
       recovery_seal: false,
       storage_type: "buckypaper",
+      unseal_key_check: this.sealed ? null : (this.barrier.unsealKeyCheck() ?? null),
     };
   }
 
