@@ -22,6 +22,12 @@ export { AzureConfidentialVm } from "./azure/confidential-vm.js";
 export type { AzureConfidentialVmArgs } from "./azure/confidential-vm.js";
 export { GcpConfidentialVm } from "./gcp/confidential-vm.js";
 export type { GcpConfidentialVmArgs } from "./gcp/confidential-vm.js";
+// The kit's cloud disk as a cloud image enrolling the customer's Secure Boot keys (pass it as a VM's kitImage).
+export { AwsKitImage } from "./aws/kit-image.js";
+export type { AwsKitImageArgs } from "./aws/kit-image.js";
+export { GcpKitImage } from "./gcp/kit-image.js";
+export type { GcpKitImageArgs } from "./gcp/kit-image.js";
+export type { KitImageRef, SecureBootKeysArgs } from "./common/kit-image.js";
 export { ProxmoxConfidentialVm } from "./proxmox/confidential-vm.js";
 export type { ProxmoxConfidentialVmArgs } from "./proxmox/confidential-vm.js";
 export { QemuConfidentialVm } from "./qemu/confidential-vm.js";

@@ -13,6 +13,8 @@ import { ATTESTATION_CHAIN, measuresUserData, secureBootSummary, userDataSummary
 import { awsOsBinding, type AwsOsBindingArgs } from "./os-binding.js";
 import type { Policy } from "../../runtime/protocol/policy.js";
 import { InstanceTpmEk } from "../../provider/aws-ek-resource.js";
+import { bootChainFromKitImage, type KitImageRef } from "../common/kit-image.js";
+import { checkedAmi } from "./ami-check.js";
 
 export interface AwsConfidentialVmArgs extends AwsOsBindingArgs {
   /** Refuse classical-only attestations: the workload's secrets are released only sealed with hybrid
@@ -24,8 +26,18 @@ export interface AwsConfidentialVmArgs extends AwsOsBindingArgs {
   instanceType?: string;
   /** Region; must offer SEV-SNP. Default: the aws:region config. */
   region?: string;
-  /** AMI id; default the latest AMI of the catalog image (see `image`), with TpmSupport v2.0 when measuredBoot is set. */
+  /**
+   * AMI id; default the latest AMI of the catalog image (see `image`), with TpmSupport v2.0 when measuredBoot is set.
+   * A given AMI is read at preview (ec2:DescribeImages) and refused unless its BootMode is uefi (or uefi-preferred)
+   * and, when the OS is bound through NitroTPM, its TpmSupport is v2.0.
+   */
   ami?: pulumi.Input<string>;
+  /**
+   * The kit's own image (an `AwsKitImage`): its AMI is launched and its manifest, disk and enrolled db certificates
+   * are the bootChain the workload is registered with (exclusive with `ami`; a bootChain given beside it must name
+   * the same manifest and db certificates).
+   */
+  kitImage?: KitImageRef;
   /** Catalog image name (default ubuntu-24.04; also al2023). */
   image?: string;
   subnetId?: pulumi.Input<string>;
@@ -56,6 +68,10 @@ export class AwsConfidentialVm extends pulumi.ComponentResource {
   constructor(name: string, args: AwsConfidentialVmArgs, opts?: pulumi.ComponentResourceOptions) {
     super("buckypaper:index:AwsConfidentialVm", name, args, opts);
     const who = `AwsConfidentialVm ${name}`;
+    if (args.kitImage && args.ami !== undefined)
+      throw new ConfigError(who, "ami", "and kitImage are exclusive (kitImage launches its own AMI)");
+    // One source of truth: with a kit image, the boot chain predicted is the image's (same db certificates).
+    if (args.kitImage) args = { ...args, bootChain: bootChainFromKitImage(who, args.kitImage, "ec2", args.bootChain) };
     const instanceType = args.instanceType ?? "m6a.large";
     const vcpus = catalogVcpus(who, "instanceType", Platform.Aws, instanceType, Tee.SevSnp);
     const regions = catalogRegions(Platform.Aws, instanceType) ?? [];
@@ -93,7 +109,12 @@ export class AwsConfidentialVm extends pulumi.ComponentResource {
       "after-vm",
     );
 
-    const ami = args.ami ?? aws.ec2.getAmiOutput(awsAmiFilter(entry, vtpm !== undefined), { parent: this }).id;
+    // The kit image's AMI is UEFI + NitroTPM by construction; a given AMI is checked; the catalog's is filtered.
+    const ami = args.kitImage
+      ? args.kitImage.imageId
+      : args.ami !== undefined
+        ? checkedAmi(who, args.ami, vtpm !== undefined, this)
+        : aws.ec2.getAmiOutput(awsAmiFilter(entry, vtpm !== undefined), { parent: this }).id;
     const tags = { Name: name, "buckypaper:workload": guest.workloadId, ...args.tags };
     const instance = new aws.ec2.Instance(
       name,

@@ -14,6 +14,7 @@ import { gcpInstanceArgs } from "./settings.js";
 import { ATTESTATION_CHAIN, measuresUserData, secureBootSummary, userDataSummary } from "../common/os-binding.js";
 import { endorsedFirmware, gcpOsBinding, type GcpOsBindingArgs } from "./os-binding.js";
 import type { Policy } from "../../runtime/protocol/policy.js";
+import { bootChainFromKitImage, type KitImageRef } from "../common/kit-image.js";
 
 export interface GcpConfidentialVmArgs extends GcpOsBindingArgs {
   /** Refuse classical-only attestations: the workload's secrets are released only sealed with hybrid
@@ -27,6 +28,12 @@ export interface GcpConfidentialVmArgs extends GcpOsBindingArgs {
   zone: pulumi.Input<string>;
   /** Boot image; default the catalog's confidential Ubuntu 24.04 family. */
   image?: pulumi.Input<string>;
+  /**
+   * The kit's own image (a `GcpKitImage`): it is booted and its manifest, disk and enrolled db certificates are the
+   * bootChain the workload is registered with (exclusive with `image`; a bootChain given beside it must name the
+   * same manifest and db certificates).
+   */
+  kitImage?: KitImageRef;
   network?: pulumi.Input<string>;
   subnetwork?: pulumi.Input<string>;
   bootDiskSizeGb?: number;
@@ -69,7 +76,15 @@ export class GcpConfidentialVm extends pulumi.ComponentResource {
   constructor(name: string, args: GcpConfidentialVmArgs, opts?: pulumi.ComponentResourceOptions) {
     super("buckypaper:index:GcpConfidentialVm", name, args, opts);
     const who = `GcpConfidentialVm ${name}`;
+    if (args.kitImage && args.image !== undefined)
+      throw new ConfigError(who, "image", "and kitImage are exclusive (kitImage boots its own image)");
+    // One source of truth: with a kit image, the boot chain predicted is the image's (same db certificates).
+    if (args.kitImage) args = { ...args, bootChain: bootChainFromKitImage(who, args.kitImage, "gce", args.bootChain) };
     const tee = args.tee ?? Tee.SevSnp;
+    if (args.kitImage && tee !== Tee.SevSnp)
+      throw new ConfigError(who, "tee", `is '${tee}', but kitImage (GcpKitImage) is SEV_SNP_CAPABLE only`, [
+        Tee.SevSnp,
+      ]);
     const machineType = args.machineType ?? (tee === Tee.SevSnp ? "n2d-standard-2" : "c3-standard-4");
     const vcpus = catalogVcpus(who, "machineType", Platform.Gcp, machineType, tee);
     const secrets = requireSecretMap(who, "secrets", args.secrets);
@@ -153,7 +168,7 @@ export class GcpConfidentialVm extends pulumi.ComponentResource {
         tee,
         machineType,
         zone: args.zone,
-        image: args.image ?? gcpImage(catalogEntry(who, Platform.Gcp, tee)),
+        image: args.kitImage?.imageId ?? args.image ?? gcpImage(catalogEntry(who, Platform.Gcp, tee)),
         userData: guest.userData,
         bootDiskSizeGb: args.bootDiskSizeGb ?? 20,
         network: args.network,

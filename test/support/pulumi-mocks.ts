@@ -27,6 +27,8 @@ export async function installMocks(
   config: Record<string, string> = {},
   /** The id a resource gets (default `<name>-id`), e.g. an EC2 instance id a policy parser checks the form of. */
   idFor: (type: string, name: string) => string = (_t, name) => `${name}-id`,
+  /** Results of provider functions by token (e.g. aws:ec2/getAmi:getAmi), in place of the defaults below. */
+  calls: Record<string, (inputs: Record<string, any>) => Record<string, unknown>> = {}, // eslint-disable-line @typescript-eslint/no-explicit-any
 ): Promise<MockHarness> {
   const h: MockHarness = {
     resources: [],
@@ -49,6 +51,8 @@ export async function installMocks(
       },
       call(args) {
         h.calls.push({ token: args.token, inputs: args.inputs });
+        const custom = calls[args.token];
+        if (custom) return custom(args.inputs);
         if (args.token === "aws:ec2/getAmi:getAmi")
           return { id: "ami-0123456789abcdef0", bootMode: "uefi-preferred", ...args.inputs };
         return args.inputs;

@@ -68,6 +68,8 @@ export function writeRuntimeDisk(
     ak?: "runtime-ak" | "google-ak";
     /** Sign the UKI (osslsigncode, as `image build --sign-key/--sign-cert` does) and record disk.signature. */
     sign?: { key: string; cert: string };
+    /** Workload role: the enclaivelet's user-data source (`image build --cloud`); default ec2. */
+    userDataSource?: "ec2" | "gce" | "azure" | "nocloud";
   } = {},
 ): RuntimeDisk {
   const dir = mkdtempSync(path.join(tmpdir(), "bp-runtime-disk-"));
@@ -159,7 +161,7 @@ export function writeRuntimeDisk(
             path: "/opt/buckypaper/enclaivelet/bin/enclaivelet",
             node: "node@22",
             unit: "enclaivelet-measured.service",
-            userDataSource: "ec2",
+            userDataSource: o.userDataSource ?? "ec2",
           },
         },
     firmware: null,
