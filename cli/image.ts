@@ -17,7 +17,7 @@ import {
 
 const USAGE = `usage: buckypaper image build [--firmware FILE | --no-firmware] [--update-lock] [--rebuild] [--out DIR]
       [--lock FILE] [--cache DIR] [--role workload|runtime]
-      [--runtime-psp virtio-psp|sev-guest] [--runtime-unseal derived-key|shares]
+      [--runtime-psp virtio-psp|sev-guest|azure-hcl] [--runtime-unseal derived-key|shares]
       [--cloud nocloud|ec2|gce|azure] [--format direct|disk] [--sign-key KEY.pem --sign-cert CERT.pem] [--json]
 
   Builds the guest image (kernel, initrd, dm-verity root filesystem) from the Debian packages in
@@ -32,18 +32,19 @@ const USAGE = `usage: buckypaper image build [--firmware FILE | --no-firmware] [
   --runtime-psp P  with --role runtime: where the runtime gets its evidence and sealing key — virtio-psp
                  (default: the local stack's simulated PSP over virtio-serial) or sev-guest (/dev/sev-guest on
                  SEV-SNP hardware: the image a Vhsm on platform qemu or proxmox boots; recorded as runtime.psp).
-                 With --cloud ec2|gce the default is sev-guest (virtio-psp: tests with the simulated PSP)
+                 With --cloud ec2|gce the default is sev-guest (virtio-psp: tests with the simulated PSP);
+                 with --cloud azure it is azure-hcl, the only one there (the paravisor's HCL report via the vTPM)
   --runtime-unseal U  with --role runtime: derived-key (default for the QEMU/Proxmox image: auto-unseal with the
                  PSP's derived key, operator shares as recovery) or shares (operators' Shamir shares and attested
-                 peers only; default and the only choice with --cloud ec2|gce or --format disk, where the SNP
+                 peers only; default and the only choice with --cloud ec2|gce|azure or --format disk, where the SNP
                  launch digest covers only the firmware: derived-key is refused there). Recorded as runtime.unseal
   --cloud C      where the workload image reads its user-data (default nocloud: QEMU/Proxmox's seed; ec2:
                  EC2 IMDSv2; gce: the GCE metadata server; azure: the OVF CustomData as cloud-init-local
                  copies it): the enclaivelet's measured unit for that source,
                  and cloud-init limited to that one datasource (recorded as enclaivelet.userDataSource).
-                 With --role runtime: ec2 or gce builds the runtime's cloud disk (the vTPM half of attested TLS
-                 — gce: Google's certified AK — and the data volume found by label; recorded as runtime.cloud);
-                 azure is refused (no attestation source for Azure's paravisor yet)
+                 With --role runtime: ec2, gce or azure builds the runtime's cloud disk (the vTPM half of attested
+                 TLS — gce: Google's certified AK; azure: the paravisor's HCL report and its AK's quote, the disk
+                 also as the fixed VHD — and the data volume found by label; recorded as runtime.cloud)
   --format F     direct (kernel + initrd + rootfs.img for QEMU direct kernel boot) or disk: also a raw GPT
                  disk a UEFI firmware boots (ESP with a UKI at \\EFI\\BOOT\\BOOTX64.EFI, the root and its
                  dm-verity hash tree as partitions; manifest 'disk'); with --cloud azure also that disk as the

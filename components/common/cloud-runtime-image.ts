@@ -1,6 +1,7 @@
-// The vHSM runtime's image for a cloud confidential VM (AWS, GCE): the kit's runtime role built as a cloud disk
-// (`buckypaper image build --role runtime --format disk --cloud ec2|gce`), uploaded by the program as an AMI / GCE
-// image. On these clouds the SEV-SNP launch digest covers only the provider's firmware and the vCPU count — the same
+// The vHSM runtime's image for a cloud confidential VM (AWS, GCE, Azure): the kit's runtime role built as a cloud disk
+// (`buckypaper image build --role runtime --format disk --cloud ec2|gce|azure`), uploaded by the program as an AMI /
+// GCE image / Azure Compute Gallery image version (from the fixed VHD). On Azure the launch digest is Microsoft's
+// paravisor's, the same kind of firmware-only value. On these clouds the SEV-SNP launch digest covers only the provider's firmware and the vCPU count — the same
 // for every customer's VM of that size — so what names THIS runtime is the boot chain the cloud's vTPM measures: the
 // disk's UKI (its Authenticode digest covers kernel, initrd and the command line with the dm-verity root hash) and
 // systemd-stub's PCR 11. That measured-boot policy is predicted here, at deploy time, from the very disk file
@@ -22,7 +23,7 @@ export interface CloudRuntimeImage {
   /** SHA-256 of the UKI on the disk (what the summary names). */
   ukiSha256: string;
   /** Whose AK the runtime quotes with, as the manifest records it (runtime.vtpm.ak; absent in older manifests). */
-  ak?: "runtime-ak" | "google-ak";
+  ak?: "runtime-ak" | "google-ak" | "hcl-ak";
 }
 
 /** The runtime-role cloud disk at `manifestPath`; ConfigError names `field` and what is wrong. */
@@ -33,7 +34,7 @@ export function cloudRuntimeImage(
   o: {
     /** The bank the policy is predicted in; a function chooses it by the AK the manifest records (before predicting). */
     bank: "sha256" | "sha384" | ((ak: string | undefined) => "sha256" | "sha384");
-    cloud: "ec2" | "gce";
+    cloud: "ec2" | "gce" | "azure";
     diskPath?: string;
     /** Files of the db certificates the UKI is signed with (field `dbCertificates`): Secure Boot under that authority. */
     dbCertificates?: string[];
@@ -50,7 +51,9 @@ export function cloudRuntimeImage(
     if (e instanceof ManifestError) throw new ConfigError(who, `${field} (${e.field})`, e.message);
     throw e;
   }
-  const build = `buckypaper image build --role runtime --runtime-psp sev-guest --format disk --cloud ${o.cloud}`;
+  // Azure: no /dev/sev-guest; the runtime attests with the paravisor's HCL report through the vTPM.
+  const wantPsp = o.cloud === "azure" ? "azure-hcl" : "sev-guest";
+  const build = `buckypaper image build --role runtime --runtime-psp ${wantPsp} --format disk --cloud ${o.cloud}`;
   if (m.role !== "runtime" || !m.runtime)
     throw new ConfigError(
       who,
@@ -59,12 +62,14 @@ export function cloudRuntimeImage(
       ["runtime"],
     );
   const psp = m.runtime.psp ?? "virtio-psp";
-  if (psp !== "sev-guest")
+  if (psp !== wantPsp)
     throw new ConfigError(
       who,
       `${field} (runtime.psp)`,
-      `is '${psp}': that runtime gets its evidence from the local stack's simulated PSP, which a cloud VM does not have; build it with ${build}`,
-      ["sev-guest"],
+      psp === "virtio-psp"
+        ? `is '${psp}': that runtime gets its evidence from the local stack's simulated PSP, which a cloud VM does not have; build it with ${build}`
+        : `is '${psp}': that runtime asks for evidence where ${o.cloud === "azure" ? "an Azure CVM has none (/dev/sev-guest: the paravisor owns the PSP)" : "this cloud has none (the Azure paravisor's HCL report)"}; build it with ${build}`,
+      [wantPsp],
     );
   // Recorded by `image build --role runtime --cloud` (absent in manifests from before the fields: not checked then).
   const rt = m.runtime;
@@ -82,7 +87,7 @@ export function cloudRuntimeImage(
       `is '${rt.unseal}': on a cloud the SNP measurement is the firmware's only, so a key derived from it would open the barrier on any VM of that size; the runtime must unseal by the operators' shares`,
       ["shares"],
     );
-  const ak = o.cloud === "gce" ? "google-ak" : "runtime-ak";
+  const ak = o.cloud === "gce" ? "google-ak" : o.cloud === "azure" ? "hcl-ak" : "runtime-ak";
   if (rt.vtpm !== undefined && rt.vtpm.ak !== ak)
     throw new ConfigError(who, `${field} (runtime.vtpm.ak)`, `is '${rt.vtpm.ak}'`, [ak]);
   if (!m.disk)

@@ -65,9 +65,9 @@ export interface ImageBuildOptions {
   /**
    * Workload images: the user-data source the enclaivelet reads before cloud-init, and the only datasource
    * cloud-init is allowed (images/guest/configure.ts): "nocloud" (default; QEMU/Proxmox), "ec2", "gce" or "azure".
-   * Part of the input hash and recorded as the manifest's enclaivelet.userDataSource. Runtime images: "ec2" or
-   * "gce" builds the runtime cloud disk (runtime-role.ts runtimeVariant; recorded as runtime.cloud); "azure" is
-   * refused (no attestation source for Azure's paravisor).
+   * Part of the input hash and recorded as the manifest's enclaivelet.userDataSource. Runtime images: "ec2",
+   * "gce" or "azure" builds the runtime cloud disk (runtime-role.ts runtimeVariant; recorded as runtime.cloud; Azure's
+   * also as the fixed VHD, its runtime attesting with the paravisor's HCL report: psp "azure-hcl").
    */
   cloud?: ImageUserDataSource;
   /**

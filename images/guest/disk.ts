@@ -354,9 +354,9 @@ async function diskInitrd(
   };
 }
 
-/** Whether the image's disk is Azure's (its agent reads Azure's user-data: built --cloud azure). */
+/** Whether the image's disk is Azure's (built --cloud azure: its agent reads Azure's user-data, or the runtime role's). */
 export function isAzureImage(m: ImageManifest): boolean {
-  return m.enclaivelet?.userDataSource === "azure";
+  return m.enclaivelet?.userDataSource === "azure" || m.runtime?.cloud === "azure";
 }
 
 /**

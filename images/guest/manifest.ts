@@ -54,16 +54,17 @@ export interface ImageManifest {
     masked: string[];
     /** Where the runtime reaches its PSP (runtime-role.ts RuntimePsp); absent in manifests from before the
      *  field: "virtio-psp" (the local stack's simulated PSP). */
-    psp?: "virtio-psp" | "sev-guest";
-    /** Runtime cloud disks (`--cloud ec2|gce`, runtime-role.ts runtimeVariant): the cloud it was built for.
+    psp?: "virtio-psp" | "sev-guest" | "azure-hcl";
+    /** Runtime cloud disks (`--cloud ec2|gce|azure`, runtime-role.ts runtimeVariant): the cloud it was built for.
      *  Absent: the QEMU/Proxmox image (NoCloud, direct boot). */
-    cloud?: "ec2" | "gce";
+    cloud?: "ec2" | "gce" | "azure";
     /** How it unseals after a restart: "shares" (operators' Shamir shares, attested peers) on the clouds; absent:
      *  "derived-key" (the PSP's derived key, the shares as recovery). */
     unseal?: "derived-key" | "shares";
     /** The vTPM half of its attested TLS (clouds): the device, and whose AK it quotes with — "runtime-ak" (one it
-     *  creates under the vTPM's EK; EC2: the verifier pins it) or "google-ak" (GCE: certified by Google's CA). */
-    vtpm?: { device: string; ak: "runtime-ak" | "google-ak" };
+     *  creates under the vTPM's EK; EC2: the verifier pins it), "google-ak" (GCE: certified by Google's CA) or
+     *  "hcl-ak" (Azure: the paravisor's AK, bound by the HCL report). */
+    vtpm?: { device: string; ak: "runtime-ak" | "google-ak" | "hcl-ak" };
   };
   /**
    * The cloud disk (`image build --format disk`, default with --cloud ec2|gce; images/guest/disk.ts): a raw GPT

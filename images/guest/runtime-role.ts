@@ -15,7 +15,9 @@
 // kernel, initrd and command line into the SNP launch digest, so a key the PSP derives from MEASUREMENT is a key
 // of this runtime build — derived-key auto-unseal) and "cloud" (--cloud ec2|gce, the cloud disk: the clouds'
 // firmware measures only itself into MEASUREMENT, the same for every VM of that size, so the OS is bound through
-// the vTPM quote + event log and the runtime unseals only by the operators' Shamir shares).
+// the vTPM quote + event log and the runtime unseals only by the operators' Shamir shares). On Azure (--cloud azure)
+// the guest has no /dev/sev-guest at all: the runtime's evidence is the paravisor's HCL report and the HCL AK's quote
+// through the vTPM (psp "azure-hcl", `attestation "azure"`), and it unseals by shares too.
 import { mkdir, rm, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 
@@ -36,14 +38,14 @@ export const RUNTIME_CONFIG_PATH = "/etc/buckypaper/runtime.hcl";
  * sealing key (runtime/guest/evidence/sev-guest.ts, runtime/guest/sealing.ts). The config is in the verity
  * root, so the choice is part of the measurement: one image per choice.
  */
-export type RuntimePsp = "virtio-psp" | "sev-guest";
-export const RUNTIME_PSPS: readonly RuntimePsp[] = ["virtio-psp", "sev-guest"];
+export type RuntimePsp = "virtio-psp" | "sev-guest" | "azure-hcl";
+export const RUNTIME_PSPS: readonly RuntimePsp[] = ["virtio-psp", "sev-guest", "azure-hcl"];
 /** The guest device the "sev-guest" variant opens (the Linux sev-guest driver's node). */
 export const SEV_GUEST_DEVICE = "/dev/sev-guest";
 
 /** The clouds a runtime cloud disk is built for (`--cloud`); "nocloud" is the QEMU/Proxmox direct-boot image. */
-export type RuntimeCloud = "ec2" | "gce";
-export const RUNTIME_CLOUDS: readonly RuntimeCloud[] = ["ec2", "gce"];
+export type RuntimeCloud = "ec2" | "gce" | "azure";
+export const RUNTIME_CLOUDS: readonly RuntimeCloud[] = ["ec2", "gce", "azure"];
 
 /**
  * How the runtime opens its barrier after a restart (`--runtime-unseal`, recorded as the manifest's runtime.unseal):
@@ -85,22 +87,29 @@ export class RuntimeImageError extends Error {
  * choose can be mixed in (HOST_DATA, IMAGE_ID and FAMILY_ID are the launcher's; the guest OS runs at VMPL0 and can ask
  * for any derivation), so on the clouds the runtime unseals by the operators' shares (and attested peers) only. A
  * UEFI-booted disk is the same case anywhere (the firmware does not put the UKI into MEASUREMENT). Azure: the guest
- * has no /dev/sev-guest at all (the paravisor owns the PSP) and its evidence is the paravisor's HCL report through
- * the vTPM, for which the runtime has no attestation source yet — refused rather than built unattestable.
+ * has no /dev/sev-guest at all (the paravisor owns the PSP: no derived key exists for it) and its evidence is the
+ * paravisor's HCL report through the vTPM (psp "azure-hcl", the only one there and only there); shares only.
  */
 export function runtimeVariant(o: { cloud?: string; psp?: string; unseal?: string; format?: string }): RuntimeVariant {
   const cloud = o.cloud ?? "nocloud";
-  if (cloud === "azure")
-    throw new RuntimeImageError(
-      "--cloud azure",
-      "an Azure confidential VM has no /dev/sev-guest (the paravisor owns the PSP: no derived key, and the hardware report is the paravisor's HCL report read through the vTPM), and the runtime has no attestation source for Azure's HCL report yet; build --cloud ec2 or gce",
-    );
   if (cloud !== "nocloud" && !(RUNTIME_CLOUDS as readonly string[]).includes(cloud))
-    throw new RuntimeImageError("--cloud", `'${cloud}'; must be nocloud, ${RUNTIME_CLOUDS.join(" or ")}`);
+    throw new RuntimeImageError("--cloud", `'${cloud}'; must be nocloud, ${RUNTIME_CLOUDS.join(", ")}`);
   const onCloud = cloud !== "nocloud";
-  const psp = o.psp ?? (onCloud ? "sev-guest" : "virtio-psp");
+  const azure = cloud === "azure";
+  const psp = o.psp ?? (azure ? "azure-hcl" : onCloud ? "sev-guest" : "virtio-psp");
   if (!(RUNTIME_PSPS as readonly string[]).includes(psp))
     throw new RuntimeImageError("--runtime-psp", `'${psp}'; must be one of ${RUNTIME_PSPS.join(", ")}`);
+  // The HCL report is the only evidence an Azure CVM's guest can get, and only an Azure CVM has it.
+  if (azure && psp !== "azure-hcl")
+    throw new RuntimeImageError(
+      "--runtime-psp",
+      `'${psp}' with --cloud azure: an Azure confidential VM has no /dev/sev-guest (the paravisor owns the PSP); its evidence is the paravisor's HCL report through the vTPM: --runtime-psp azure-hcl (the default)`,
+    );
+  if (!azure && psp === "azure-hcl")
+    throw new RuntimeImageError(
+      "--runtime-psp",
+      "'azure-hcl' is the Azure paravisor's report: only with --cloud azure",
+    );
   const format = o.format ?? (onCloud ? "disk" : "direct");
   if (onCloud && format !== "disk")
     throw new RuntimeImageError(
@@ -110,6 +119,11 @@ export function runtimeVariant(o: { cloud?: string; psp?: string; unseal?: strin
   const unseal = o.unseal ?? (onCloud || format === "disk" ? "shares" : "derived-key");
   if (!(RUNTIME_UNSEALS as readonly string[]).includes(unseal))
     throw new RuntimeImageError("--runtime-unseal", `'${unseal}'; must be one of ${RUNTIME_UNSEALS.join(", ")}`);
+  if (unseal === "derived-key" && azure)
+    throw new RuntimeImageError(
+      "--runtime-unseal derived-key",
+      "refused with --cloud azure: an Azure confidential VM has no /dev/sev-guest (the paravisor owns the PSP), so there is no SNP derived key to wrap the unseal key with — and the paravisor's launch digest is Microsoft's firmware, the same for every CVM of the size. The runtime on azure unseals with the operators' Shamir shares (and attested peers): --runtime-unseal shares (the default)",
+    );
   if (unseal === "derived-key" && onCloud)
     throw new RuntimeImageError(
       "--runtime-unseal derived-key",
@@ -151,13 +165,19 @@ listener "tcp" { address = "0.0.0.0:${RUNTIME_GUEST_PORT}"  tls_hosts = ["127.0.
   // The clouds: the vTPM half of attested TLS (quote + event log, AK bound into REPORT_DATA), so a verifier checks
   // the boot chain the firmware-only MEASUREMENT does not cover. GCE quotes with the AK Google's CA certified.
   const vtpm =
-    variant.cloud === undefined
+    variant.cloud === undefined || variant.cloud === "azure"
       ? ""
       : variant.cloud === "gce"
         ? `vtpm { device = "${RUNTIME_TPM_DEVICE}"  google_ak = true }`
         : `vtpm { device = "${RUNTIME_TPM_DEVICE}" }`;
   let attestation: string, seal: string;
-  if (psp === "virtio-psp") {
+  if (psp === "azure-hcl") {
+    // Azure: the paravisor's HCL report and the HCL AK's quote (+ event log), the binding as the claims' user-data.
+    if (variant.cloud !== "azure")
+      throw new RuntimeImageError("--runtime-psp azure-hcl", "only with --cloud azure (runtimeVariant)");
+    attestation = `attestation "azure" { device = "${RUNTIME_TPM_DEVICE}" }\n`;
+    seal = "";
+  } else if (psp === "virtio-psp") {
     attestation = vtpm ? `attestation "virtio-psp" {\n  ${vtpm}\n}\n` : `attestation "virtio-psp" {}\n`;
     seal = `seal "snp-derived-key" { transport = "virtio-psp" }\n`;
   } else if (psp === "sev-guest") {
@@ -356,7 +376,12 @@ export async function configureRuntimeGuest(
           unseal: variant.unseal,
           vtpm: {
             device: RUNTIME_TPM_DEVICE,
-            ak: variant.cloud === "gce" ? ("google-ak" as const) : ("runtime-ak" as const),
+            ak:
+              variant.cloud === "gce"
+                ? ("google-ak" as const)
+                : variant.cloud === "azure"
+                  ? ("hcl-ak" as const)
+                  : ("runtime-ak" as const),
           },
         }
       : {}),
@@ -368,7 +393,8 @@ export interface RuntimeVtpmRecord {
   device: string;
   /**
    * "runtime-ak": an AK the runtime creates under the vTPM's EK and persists (EC2: authenticated by the verifier's
-   * AK pin — the image carries no nitro-tpm-attest); "google-ak": the AK Google's EK/AK CA certified (GCE).
+   * AK pin — the image carries no nitro-tpm-attest); "google-ak": the AK Google's EK/AK CA certified (GCE);
+   * "hcl-ak": Azure's paravisor AK (0x81000003), bound to the hardware by the HCL report's runtime claims.
    */
-  ak: "runtime-ak" | "google-ak";
+  ak: "runtime-ak" | "google-ak" | "hcl-ak";
 }

@@ -47,7 +47,14 @@ describe("buckypaper CLI", () => {
         ["--format", "disk", "--role", "runtime", "--runtime-unseal", "derived-key"],
         "--runtime-unseal derived-key: refused with --format disk",
       ],
-      [["--role", "runtime", "--cloud", "azure"], "--cloud azure: an Azure confidential VM has no /dev/sev-guest"],
+      [
+        ["--role", "runtime", "--cloud", "azure", "--runtime-unseal", "derived-key"],
+        "--runtime-unseal derived-key: refused with --cloud azure",
+      ],
+      [
+        ["--role", "runtime", "--cloud", "azure", "--runtime-psp", "sev-guest"],
+        "--runtime-psp: 'sev-guest' with --cloud azure: an Azure confidential VM has no /dev/sev-guest",
+      ],
       [["--role", "runtime", "--cloud", "ec2", "--format", "direct"], "--format: 'direct' with --cloud ec2"],
       [["--runtime-unseal", "shares"], "--runtime-unseal needs --role runtime"],
     ] as const) {

@@ -76,7 +76,9 @@ describe("the runtime config per PSP channel (runtime.psp)", () => {
     expect(cfg.storage).toEqual(local.storage);
     expect(cfg.listener).toEqual(local.listener);
     expect(runtimeGuestConfig("virtio-psp")).toBe(RUNTIME_GUEST_CONFIG);
-    expect(() => runtimeGuestConfig("vsock" as never)).toThrow(/psp is 'vsock'; must be one of virtio-psp, sev-guest/);
+    expect(() => runtimeGuestConfig("vsock" as never)).toThrow(
+      /psp is 'vsock'; must be one of virtio-psp, sev-guest, azure-hcl/,
+    );
   });
 
   it("configureRuntimeGuest writes the variant it is asked for", async () => {
@@ -120,7 +122,7 @@ describe("the runtime cloud disk's choices (runtimeVariant): derived-key auto-un
     expect(runtimeVariant({ format: "disk" }).unseal).toBe("shares");
   });
 
-  it("refuses derived-key unseal on every cloud and with any PSP, and on a disk; refuses Azure; each naming the option", () => {
+  it("refuses derived-key unseal on every cloud and with any PSP, and on a disk; Azure only with azure-hcl; each naming the option", () => {
     for (const cloud of ["ec2", "gce"])
       for (const psp of ["sev-guest", "virtio-psp"]) {
         const e = (() => {
@@ -142,14 +144,30 @@ describe("the runtime cloud disk's choices (runtimeVariant): derived-key auto-un
     expect(() => runtimeVariant({ format: "disk", unseal: "derived-key" })).toThrow(
       /--runtime-unseal derived-key: refused with --format disk: UEFI firmware does not put the disk's UKI into the SNP launch digest/,
     );
-    for (const o of [{ cloud: "azure" }, { cloud: "azure", unseal: "shares" }, { cloud: "azure", psp: "sev-guest" }])
-      expect(() => runtimeVariant(o)).toThrow(/--cloud azure: an Azure confidential VM has no \/dev\/sev-guest/);
+    // Azure: the paravisor's HCL report is the only evidence there (and exists nowhere else); no derived key at all.
+    expect(runtimeVariant({ cloud: "azure" })).toEqual({ psp: "azure-hcl", unseal: "shares", cloud: "azure" });
+    expect(runtimeVariant({ cloud: "azure", unseal: "shares", psp: "azure-hcl" })).toEqual(
+      runtimeVariant({ cloud: "azure" }),
+    );
+    for (const psp of ["sev-guest", "virtio-psp"])
+      expect(() => runtimeVariant({ cloud: "azure", psp })).toThrow(
+        /--runtime-psp: '.*' with --cloud azure: an Azure confidential VM has no \/dev\/sev-guest/,
+      );
+    expect(() => runtimeVariant({ cloud: "azure", unseal: "derived-key" })).toThrow(
+      /--runtime-unseal derived-key: refused with --cloud azure: .*no SNP derived key/,
+    );
+    for (const cloud of [undefined, "ec2", "gce"])
+      expect(() => runtimeVariant({ ...(cloud ? { cloud } : {}), psp: "azure-hcl" })).toThrow(
+        /--runtime-psp: 'azure-hcl' is the Azure paravisor's report: only with --cloud azure/,
+      );
     expect(() => runtimeVariant({ cloud: "ec2", format: "direct" })).toThrow(
       /--format: 'direct' with --cloud ec2: the clouds boot the runtime from the cloud disk/,
     );
     expect(() => runtimeVariant({ cloud: "ec2", unseal: "auto" })).toThrow(/--runtime-unseal: 'auto'; must be one of/);
     expect(() => runtimeVariant({ cloud: "ec2", psp: "vsock" })).toThrow(/--runtime-psp: 'vsock'; must be one of/);
-    expect(() => runtimeVariant({ cloud: "openstack" })).toThrow(/--cloud: 'openstack'; must be nocloud, ec2 or gce/);
+    expect(() => runtimeVariant({ cloud: "openstack" })).toThrow(
+      /--cloud: 'openstack'; must be nocloud, ec2, gce, azure/,
+    );
     // The config renderer refuses the combination too (a caller that skipped runtimeVariant).
     expect(() => runtimeGuestConfig("sev-guest", { cloud: "ec2", unseal: "derived-key" })).toThrow(RuntimeImageError);
   });
@@ -162,7 +180,12 @@ describe("the runtime cloud disk's choices (runtimeVariant): derived-key auto-un
     await expect(buildImage({ ...base, role: "runtime", cloud: "gce", runtimeUnseal: "derived-key" })).rejects.toThrow(
       /--runtime-unseal derived-key: refused with --cloud gce/,
     );
-    await expect(buildImage({ ...base, role: "runtime", cloud: "azure" })).rejects.toThrow(/--cloud azure/);
+    await expect(
+      buildImage({ ...base, role: "runtime", cloud: "azure", runtimeUnseal: "derived-key" }),
+    ).rejects.toThrow(/--runtime-unseal derived-key: refused with --cloud azure/);
+    await expect(buildImage({ ...base, role: "runtime", cloud: "azure", runtimePsp: "sev-guest" })).rejects.toThrow(
+      /--runtime-psp: 'sev-guest' with --cloud azure/,
+    );
     await expect(
       buildImage({ ...base, role: "runtime", format: "disk", runtimeUnseal: "derived-key" }),
     ).rejects.toThrow(/refused with --format disk/);
@@ -194,6 +217,15 @@ describe("the runtime cloud disk's choices (runtimeVariant): derived-key auto-un
     // Same storage and listener as the local image.
     expect(ec2.storage).toEqual(parseConfig(RUNTIME_GUEST_CONFIG).storage);
     expect(ec2.listener).toEqual(parseConfig(RUNTIME_GUEST_CONFIG).listener);
+    // Azure: the paravisor's HCL report + the HCL AK's quote through the vTPM; no vtpm block, no seal.
+    const az = parseConfig(runtimeGuestConfig("azure-hcl", { cloud: "azure", unseal: "shares" }));
+    expect(az.attestation).toEqual({ type: "azure", device: "/dev/tpmrm0" });
+    expect(az.seal).toBeUndefined();
+    expect(autoUnsealFromConfig(az)).toBeUndefined();
+    expect(az.storage).toEqual(ec2.storage);
+    expect(az.listener).toEqual(ec2.listener);
+    expect(az.workers).toBe(1);
+    expect(() => runtimeGuestConfig("azure-hcl", { cloud: "ec2", unseal: "shares" })).toThrow(RuntimeImageError);
     // The local and hardware images' configs are byte for byte what they were.
     expect(runtimeGuestConfig("virtio-psp", { unseal: "derived-key" })).toBe(RUNTIME_GUEST_CONFIG);
   });
@@ -220,6 +252,18 @@ describe("the runtime cloud disk's choices (runtimeVariant): derived-key auto-un
       await expect(stat(path.join(d, "vtpm.conf"))).rejects.toThrow(/ENOENT/);
       const ec2 = await configureRuntimeGuest(r3, "ef".repeat(32), "virtio-psp", { cloud: "ec2", unseal: "shares" });
       expect(ec2.vtpm).toEqual({ device: "/dev/tpmrm0", ak: "runtime-ak" });
+      // Azure: the HCL AK, the cloud data script, the vTPM wait, no sev-guest wait (there is no such device).
+      const az = await configureRuntimeGuest(r3, "ef".repeat(32), "azure-hcl", { cloud: "azure", unseal: "shares" });
+      expect(az).toMatchObject({
+        psp: "azure-hcl",
+        cloud: "azure",
+        unseal: "shares",
+        vtpm: { device: "/dev/tpmrm0", ak: "hcl-ak" },
+      });
+      expect(await readFile(path.join(r3, RUNTIME_CONFIG_PATH), "utf8")).toMatch(/^attestation "azure" \{/m);
+      expect(await readFile(path.join(r3, "opt/buckypaper/bk-runtime-data"), "utf8")).toBe(RUNTIME_CLOUD_DATA_SCRIPT);
+      expect(await readFile(path.join(d, "vtpm.conf"), "utf8")).toBe(VTPM_DROP_IN);
+      await expect(stat(path.join(d, "sev-guest.conf"))).rejects.toThrow(/ENOENT/);
     } finally {
       await rm(r3, { recursive: true, force: true });
     }
