@@ -3,12 +3,12 @@
 // provider/attested-runtime-handlers.ts) — do alike around their bootstrap (provider/attested-init.ts): which
 // inputs are another bootstrap, the checks of the expectation and the key shares, what an update keeps and
 // re-keys, and which key files go with the runtime. Pulumi-free, like every handler module.
-import { rmSync } from "node:fs";
+import { existsSync, renameSync, rmSync } from "node:fs";
 import { isUnknown, type Props } from "./handler-support.js";
 import { readUnsealKeyCheck, type AttestedInitInputs } from "./attested-init.js";
 import { retireIfRekeyed } from "./recovery-freshness.js";
 import { rotateDeployerKey } from "./bootstrap.js";
-import type { DeployerAuth } from "../runtime/client/deployer.js";
+import { writePrivateFile, type DeployerAuth } from "../runtime/client/deployer.js";
 import type { RuntimeAttestation } from "../runtime/client/connection.js";
 
 type Need = (k: string, ok: boolean, what: string) => unknown;
@@ -98,9 +98,32 @@ export async function rotateDeployerKeyIfAsked(olds: Props, news: Props, kept: P
     });
 }
 
-/** The runtime and its data are gone: so is what unlocked them (the key files made for it, not the deployer's own). */
+/**
+ * Launches whose data volume is a resource of its own (AWS EBS, a GCE disk): it follows the zone, not the instance,
+ * so it outlives this resource when the instance is replaced — and a new instance attaches it, sealed.
+ */
+const SEPARATE_DATA_VOLUME = /^(aws|gcp):/;
+
+/**
+ * The runtime is gone: so is what unlocked it (the key files made for it, not the deployer's own). Except where its
+ * data volume can outlive it (the clouds: a replaced instance attaches the old volume, and Pulumi deletes this
+ * resource before creating the next): there the local recovery key and the share it opens are kept as
+ * `<key file without .jwk>.retired-<instance>.jwk` / `.share.jwe` (0600) — deleting them would leave that data
+ * sealed for good, since the JWE also leaves the state with this resource. `buckypaper runtime unseal --share
+ * <.share.jwe> --recovery-key <.jwk>` opens it (docs/trust-bootstrap.md, "A replaced instance").
+ */
 export function removeBootstrapKeyFiles(props: Props): void {
   if (typeof props.deployerKeyFile === "string" && !props.deployerPublicKey)
     rmSync(props.deployerKeyFile, { force: true });
-  if (typeof props.localRecoveryKeyFile === "string") rmSync(props.localRecoveryKeyFile, { force: true });
+  const file = props.localRecoveryKeyFile;
+  if (typeof file !== "string") return;
+  const shares = Array.isArray(props.recoveryShares) ? (props.recoveryShares as string[]) : [];
+  if (SEPARATE_DATA_VOLUME.test(String(props.launch ?? "")) && shares.length === 1 && existsSync(file)) {
+    const tag = typeof props.runtimeInstanceId === "string" ? props.runtimeInstanceId.slice(0, 16) : "unknown";
+    const base = `${file.replace(/\.jwk$/, "")}.retired-${tag}`;
+    writePrivateFile(`${base}.share.jwe`, `${shares[0]}\n`);
+    renameSync(file, `${base}.jwk`);
+    return;
+  }
+  rmSync(file, { force: true });
 }

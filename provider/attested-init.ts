@@ -147,6 +147,17 @@ export async function initAttestedRuntime(i0: AttestedInitInputs): Promise<Attes
     throw new Error(
       `runtime at ${i.url} is already initialised and unsealed (instance ${before.runtimeInstanceId.slice(0, 16)}…): not a fresh runtime to bootstrap`,
     );
+  // Sealed, an initialised runtime binds no instance either: it found the data of an earlier bootstrap (on the clouds
+  // a replaced instance attaches the old data volume). Not a fresh runtime — said before a recovery key is made.
+  const status = (await runtimeRequest(connOf(i, "-"), "GET", "sys/seal-status", undefined, i.timeoutMs ?? 120_000))
+    .body as { initialized?: boolean } | undefined;
+  if (status?.initialized === true)
+    throw new Error(
+      `runtime at ${i.url} is already initialised and sealed: it found the data of an earlier bootstrap (a replaced ` +
+        "instance that attached the old data volume?), so it is not a fresh runtime to bootstrap and nothing was sent. " +
+        "That data opens only with that bootstrap's recovery shares: operators unseal it with them (`buckypaper runtime " +
+        "unseal --share <jwe> --recovery-key <jwk>`); to start afresh, replace the data volume too (docs/trust-bootstrap.md)",
+    );
   // Recipients before init (a bad operator key fails before the runtime is initialised); a local recovery
   // key is generated only for a runtime that proved what it runs.
   const recipients = i.insecureKeepRootTokenInState ? [] : await recoveryRecipients(i);

@@ -5,8 +5,9 @@
 // check; nothing but the evidence request was sent, and nothing was written here. update verifies again (a
 // restarted VM of the same launch on the same chip unseals itself with its derived key; otherwise the recovery
 // shares the recovery key on this machine opens unseal it). delete removes the deployer/recovery key files made
-// for it (the VM and its data disk are the platform component's). State holds no secret (unless the insecure
-// opt-out is set).
+// for it (the VM and its data disk are the platform component's) — on the clouds, whose data volume outlives the
+// instance, the recovery key and its share are kept aside instead (removeBootstrapKeyFiles). read (refresh) retires
+// shares a rekey replaced (recovery-freshness.ts). State holds no secret (unless the insecure opt-out is set).
 import { isUnknown, same, type CheckFailure, type Props } from "./handler-support.js";
 import { initAttestedRuntime, reattestRuntime } from "./attested-init.js";
 import {
