@@ -44,7 +44,7 @@ export interface ConfidentialVmArgs {
   expectedMeasurements?: string[];
   secrets?: Record<string, pulumi.Input<string>>;
   dataVolume?: DataVolumeArgs;
-  /** AWS/GCP: expected boot-chain events (vTPM measured boot) and authenticated AK pins (common/os-binding.ts). */
+  /** AWS/GCP/Azure: expected boot-chain events (vTPM measured boot); AWS/GCP: authenticated AK pins (common/os-binding.ts). */
   measuredBoot?: MeasuredBootArgs;
   akPins?: string[];
   /** AWS/GCP: the image the VM boots (kit manifest, UKI or kernel), measuredBoot predicted from it (common/boot-chain.ts). */
@@ -61,7 +61,7 @@ export interface ConfidentialVmArgs {
   instanceEkPin?: boolean;
   /** GCP: accept only Google AK certificates of VMs in these projects (default: the instance's project). */
   akCertificateProjects?: string[];
-  /** Azure: accepted vTPM PCR values. */
+  /** Azure: accepted vTPM PCR values (the alternative to measuredBoot for an image the kit cannot predict). */
   pcrs?: Record<string, string[]>;
   /** AWS/GCP/Azure, LOUD opt-out: register a workload whose evidence does not bind the OS. */
   allowUnboundOs?: boolean;
@@ -121,6 +121,8 @@ export class ConfidentialVm extends pulumi.ComponentResource {
     const p = args.platform;
     const clouds = [Platform.Aws, Platform.Gcp];
     onlyOn(who, "bootChain", args.bootChain, p, clouds);
+    onlyOn(who, "measuredBoot", args.measuredBoot, p, [...clouds, Platform.Azure]);
+    onlyOn(who, "akPins", args.akPins, p, clouds);
     onlyOn(who, "agentInImage", args.agentInImage, p, [...clouds, Platform.Qemu]);
     onlyOn(who, "allowUnboundUserData", args.allowUnboundUserData, p, [Platform.Azure]);
     onlyOn(who, "pinInstance", args.pinInstance, p, clouds);
@@ -188,6 +190,7 @@ export class ConfidentialVm extends pulumi.ComponentResource {
             secrets: args.secrets,
             dataVolume: args.dataVolume,
             pcrs: args.pcrs,
+            measuredBoot: args.measuredBoot,
             allowUnboundOs: args.allowUnboundOs,
             // The facade cannot name an Azure image (its `image` is an AMI/GCE image name), so it cannot boot a kit
             // image there: agentInImage is AzureConfidentialVm's, and the facade's Azure VMs need this opt-out.

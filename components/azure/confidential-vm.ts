@@ -1,7 +1,8 @@
 // An Azure confidential VM (SEV-SNP on DCasv5/ECasv5, TDX on DCesv5/ECesv5). Microsoft's paravisor and
 // firmware are measured, not the customer's boot chain, so the launch digest is not predictable: the
 // workload is registered with the facts that are verifiable instead — the HCL report bound to the
-// vTPM, secure boot on, debug off, and optionally Microsoft's ID-key digests and PCR values.
+// vTPM, secure boot on, debug off, optionally Microsoft's ID-key digests, and the OS through the vTPM:
+// boot events predicted from the kit's Azure disk (bootChain) or given (measuredBoot), or PCR values (os-binding.ts).
 import type { Policy } from "../../runtime/protocol/policy.js";
 import * as pulumi from "@pulumi/pulumi";
 import * as network from "@pulumi/azure-native/network/index.js";
@@ -13,9 +14,9 @@ import { registerGuest } from "../common/guest.js";
 import { requireSecretMap } from "../common/secrets.js";
 import { Platform, Tee, type DataVolumeArgs, type VhsmConnectionArgs } from "../common/types.js";
 import { azureVmArgs, type AzureImageReference } from "./settings.js";
-import { ATTESTATION_CHAIN, azureOsBinding, azureUserDataBinding, userDataSummary } from "../common/os-binding.js";
-import { readInputFile } from "../common/input-file.js";
-import { BootPredictionError, certificateSha256 } from "../../images/vtpm/index.js";
+import { ATTESTATION_CHAIN, secureBootSummary, userDataSummary, type MeasuredBootArgs } from "../common/os-binding.js";
+import type { BootChainArgs } from "../common/boot-chain.js";
+import { azureOsBinding } from "./os-binding.js";
 
 export interface AzureConfidentialVmArgs {
   /** Refuse classical-only attestations: the workload's secrets are released only sealed with hybrid
@@ -38,11 +39,24 @@ export interface AzureConfidentialVmArgs {
   /** SNP: accepted ID_KEY_DIGESTs of Microsoft's paravisor (48-byte hex). */
   idKeyDigests?: string[];
   /**
-   * Accepted vTPM PCR values, PCR index → SHA-256 hex list. PCR 4 (the boot applications the firmware ran) is what
-   * binds the OS; PCR 11 of a UKI (or 9) adds to it but binds nothing alone, since software extends it.
+   * The image the VM boots, from which the OS's boot events are predicted and registered (azure.measuredBoot): the kit's
+   * manifest built with `buckypaper image build --cloud azure --sign-key KEY --sign-cert CERT` (the UKI read from its
+   * disk: Authenticode digest in PCR 4, its command line with the verity root hash, PCR 11) with `dbCertificates: [CERT]`
+   * (required with the kit image: the db certificate that verified the boot, PCR 7 authority event), or a UKI/kernel.
+   * The verifier replays the guest's event log to the HCL-bound AK's quote and checks these events. Sets agentInImage
+   * by default (kit manifest).
+   */
+  bootChain?: BootChainArgs;
+  /** The boot events to require, given directly (bank sha256; exclusive with bootChain). */
+  measuredBoot?: MeasuredBootArgs;
+  /**
+   * Accepted vTPM PCR values, PCR index → SHA-256 hex list: the alternative for an image the kit cannot predict (no
+   * event is read, so the db authority is not appraised). PCR 4 (the boot applications the firmware ran) is what
+   * binds the OS; PCR 11 of a UKI (or 9) adds to it but binds nothing alone, since software extends it. With
+   * bootChain/measuredBoot both apply.
    */
   pcrs?: Record<string, string[]>;
-  /** LOUD opt-out: register the workload although no PCR 4 value binds the OS. */
+  /** LOUD opt-out: register the workload although neither boot events nor a PCR 4 value bind the OS. */
   allowUnboundOs?: boolean;
   /**
    * The VM boots a kit image built with `buckypaper image build --cloud azure` (set `image` to it): its enclaivelet
@@ -54,40 +68,17 @@ export interface AzureConfidentialVmArgs {
   /** LOUD opt-out: register the workload although its user-data is not bound (cloud-init runs any customData). */
   allowUnboundUserData?: boolean;
   /**
-   * With agentInImage (the kit image): the db certificate(s) (PEM or DER files) the kit UKI is signed with
-   * (`buckypaper image build --cloud azure --sign-key KEY --sign-cert CERT`). The VM runs with Secure Boot on, so its
-   * firmware refuses an unsigned UKI (or one signed by a key not in db): enroll the certificate in the Compute Gallery
-   * image version `image` names (`securityProfile.uefiSettings.additionalSignatures.db`, docs/images.md). Required
-   * with agentInImage; the Azure policy registers PCR values, not the authority event (no event log on Azure yet).
+   * With agentInImage (the kit image) registered by `pcrs`, without bootChain: the db certificate(s) (PEM or DER files)
+   * the kit UKI is signed with (`buckypaper image build --cloud azure --sign-key KEY --sign-cert CERT`). The VM runs with
+   * Secure Boot on, so its firmware refuses an unsigned UKI (or one signed by a key not in db): enroll the certificate
+   * in the Compute Gallery image version `image` names (`securityProfile.uefiSettings.additionalSignatures.db`,
+   * docs/images.md). Enforced by the firmware only (PCR values, no authority event); with bootChain give it as
+   * bootChain.dbCertificates instead, where it is appraised by event.
    */
   dbCertificates?: string[];
   secrets?: Record<string, pulumi.Input<string>>;
   dataVolume?: DataVolumeArgs;
   tags?: Record<string, pulumi.Input<string>>;
-}
-
-/**
- * The kit image's UKI must be signed by a certificate the image enrolls in db: Azure CVMs run with Secure Boot on
- * (uefiSettings.secureBootEnabled) and the firmware refuses anything else. Refused at preview naming dbCertificates.
- */
-function azureSecureBootCertificates(who: string, kitImage: boolean, files: string[] | undefined): string[] {
-  if (files !== undefined && !kitImage)
-    throw new ConfigError(who, "dbCertificates", "applies to the kit image (agentInImage: true)");
-  if (!kitImage) return [];
-  if (!files?.length)
-    throw new ConfigError(
-      who,
-      "dbCertificates",
-      "is required with agentInImage: the VM runs with Secure Boot on (securityProfile.uefiSettings.secureBootEnabled) and its firmware refuses the kit's UKI unless it is signed by a certificate in db — build the image with `buckypaper image build --cloud azure --sign-key KEY --sign-cert CERT`, enroll CERT in the gallery image version's securityProfile.uefiSettings.additionalSignatures.db, and name CERT here",
-    );
-  return files.map((f, i) => {
-    try {
-      return certificateSha256(readInputFile(who, `dbCertificates[${i}]`, f), `dbCertificates[${i}]`);
-    } catch (e) {
-      if (e instanceof BootPredictionError) throw new ConfigError(who, e.field, e.message.slice(e.field.length + 2));
-      throw e;
-    }
-  });
 }
 
 /** Marketplace reference of the catalog's confidential image for the TEE. */
@@ -117,17 +108,15 @@ export class AzureConfidentialVm extends pulumi.ComponentResource {
     if (tee === Tee.Tdx && args.idKeyDigests?.length)
       throw new ConfigError(who, "idKeyDigests", "apply to SEV-SNP only");
     const secrets = requireSecretMap(who, "secrets", args.secrets);
-    azureOsBinding(who, args.pcrs, args.allowUnboundOs);
-    const measured = azureUserDataBinding(who, args.agentInImage, args.allowUnboundUserData);
-    if (measured && args.image === undefined)
-      throw new ConfigError(
-        who,
-        "image",
-        "must name the kit image built with `buckypaper image build --cloud azure` when agentInImage is true: the default (Canonical's CVM image) has no enclaivelet, so the guest would never attest",
-      );
-    const dbCerts = azureSecureBootCertificates(who, measured, args.dbCertificates);
+    const os = azureOsBinding(who, args);
+    const measured = os.measured;
     const policy: Policy = {
-      azure: { requireSecureBoot: true, forbidConsole: false, ...(args.pcrs ? { pcrs: args.pcrs } : {}) },
+      azure: {
+        requireSecureBoot: true,
+        forbidConsole: false,
+        ...(args.pcrs ? { pcrs: args.pcrs } : {}),
+        ...(os.boot ? { measuredBoot: os.boot } : {}),
+      },
       ...(tee === Tee.SevSnp
         ? {
             snp: {
@@ -202,12 +191,18 @@ export class AzureConfidentialVm extends pulumi.ComponentResource {
     this.vmId = vm.vmId;
     this.privateIp = nic.ipConfigurations.apply((c) => c?.[0]?.privateIPAddress);
     this.workloadId = guest.workloadId;
-    const bound = (args.pcrs?.["4"]?.length ?? 0) > 0; // as azureOsBinding: PCR 11 alone binds nothing
+    const dbCerts = os.firmwareDbCertificates;
     this.attestationChain = pulumi.output(
       ATTESTATION_CHAIN[Platform.Azure] +
-        (bound ? "" : " THIS WORKLOAD: the OS is NOT bound (allowUnboundOs).") +
+        (os.bound ? "" : " THIS WORKLOAD: the OS is NOT bound (allowUnboundOs).") +
+        (os.boot
+          ? " OS: bound by boot events (azure.measuredBoot: the guest's event log must replay to the HCL-bound AK's quote; the UKI/kernel Authenticode digests in PCR 4, the command line, PCR 11)."
+          : os.bound
+            ? " OS: bound by PCR values only (azure.pcrs; no boot event is read)."
+            : "") +
+        secureBootSummary(os.boot) +
         (dbCerts.length
-          ? ` Secure Boot: the kit UKI must verify against db certificate ${dbCerts.join(", ")} (enforced by the firmware with the gallery image's enrolled keys; PCR 7 is bound only as far as the registered PCR values say).`
+          ? ` Secure Boot: the kit UKI must verify against db certificate ${dbCerts.join(", ")} (enforced by the firmware with the gallery image's enrolled keys; PCR 7 is bound only as far as the registered PCR values say — set bootChain to appraise the authority by event).`
           : "") +
         userDataSummary(measured, "Azure"),
     );

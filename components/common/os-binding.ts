@@ -187,10 +187,12 @@ export const ATTESTATION_CHAIN: Record<Platform.Aws | Platform.Gcp | Platform.Az
     "The per-workload sentences below say what this workload binds.",
   [Platform.Azure]:
     "CPU vendor key (AMD VCEK / Intel PCK): memory encryption, Microsoft paravisor (HCL) + UEFI; the HCL binds the vTPM AK. " +
-    "Microsoft paravisor + vTPM: PCR values (policy.azure.pcrs) and the AK-signed quote whose extraData binds Nitride's nonce, " +
-    "the workload key and (with agentInImage) the user-data hash. The launch measurement is not predictable; the OS is bound " +
-    "only through the registered PCRs; no event log is verified on Azure yet. The per-workload sentences below say what " +
-    "this workload binds.",
+    "Microsoft paravisor + vTPM (trusted, inside Azure's TCB, not verified by the CPU): the AK-signed quote whose extraData " +
+    "binds Nitride's nonce, the workload key and (with agentInImage) the user-data hash → with bootChain/measuredBoot the " +
+    "guest's event log replayed to the quoted PCRs → boot events (UKI Authenticode digest in PCR 4, command line with the " +
+    "verity root hash, PCR 11, Secure Boot and the db certificate that verified the boot in PCR 7); or PCR values " +
+    "(policy.azure.pcrs). The launch measurement is not predictable. The per-workload sentences below say what this " +
+    "workload binds.",
 };
 
 /**
@@ -235,21 +237,4 @@ export function measuredBootArgs(
       "and measuredBoot are exclusive: set the image to predict from, or the events",
     );
   return args.bootChain ? predictBootChain(who, args.bootChain, bank) : args.measuredBoot;
-}
-
-/** Azure: the OS is bound only by registered PCR values (the paravisor's vTPM). */
-export function azureOsBinding(
-  who: string,
-  pcrs: Record<string, string[]> | undefined,
-  allowUnboundOs?: boolean,
-): void {
-  // PCR 4 (what the firmware ran); PCR 11 only beside it — software extends PCR 11, so any OS can reach a value.
-  const binds = !!pcrs && (pcrs["4"]?.length ?? 0) > 0;
-  if (!binds && allowUnboundOs !== true)
-    throw new ConfigError(
-      who,
-      "pcrs",
-      (pcrs && (pcrs["11"]?.length ?? 0) > 0 ? "pins PCR 11 without PCR 4; it " : "") +
-        "must pin PCR 4 (the boot applications the firmware ran; PCR 11 of a UKI counts only beside it, since any OS can extend PCR 11 to the registered value): without it any CVM running the same paravisor attests as this workload. Set allowUnboundOs: true to register it anyway",
-    );
 }

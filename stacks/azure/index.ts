@@ -40,7 +40,12 @@ const app = new AzureConfidentialVm("app", {
   idKeyDigests: cfg.getObject<string[]>("idKeyDigests"),
   secrets: { "db-password": cfg.requireSecret("dbPassword") },
   dataVolume: { sizeGb: 16 },
-  // The OS is bound only by vTPM PCR values (PCR 4: your boot chain's applications; PCR 11 adds to it), see the config file.
+  // The kit image (a Compute Gallery image version of `buckypaper image build --cloud azure --sign-key K --sign-cert C`):
+  // `image` names it, `bootChain` ({manifest, dbCertificates: [C]}) predicts its boot events — the UKI in PCR 4, the
+  // command line with the verity root hash, the db certificate that verified the boot — and turns agentInImage on.
+  image: cfg.getObject<{ publisher: string; offer: string; sku: string; version: string }>("image"),
+  bootChain: cfg.getObject<{ manifest: string; dbCertificates: string[] }>("bootChain"),
+  // Or, for an image the kit cannot predict, vTPM PCR values (PCR 4: your boot chain's applications; PCR 11 adds to it).
   pcrs: cfg.getObject<Record<string, string[]>>("pcrs"),
   allowUnboundOs: cfg.getBoolean("allowUnboundOs"),
   // Canonical's image has no enclaivelet: the customData is not measured. Boot a kit image built with

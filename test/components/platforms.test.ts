@@ -282,9 +282,9 @@ describe("AzureConfidentialVm", () => {
     ).toThrow(/ConfidentialVm a14: allowUnboundUserData applies only to platform azure/);
   });
 
-  it("refuses at preview a registration without a PCR 4 value (PCR 11 alone binds nothing), naming pcrs", () => {
+  it("refuses at preview a registration without boot events or a PCR 4 value (PCR 11 alone binds nothing), naming the field", () => {
     expect(() => new c.AzureConfidentialVm("a4", { vhsm, resourceGroupName: "rg", subnetId: "s" })).toThrow(
-      /AzureConfidentialVm a4: pcrs must pin PCR 4 \(the boot applications the firmware ran;.*allowUnboundOs: true/,
+      /AzureConfidentialVm a4: bootChain is required to bind the OS: .*or pcrs with a PCR 4 value.*allowUnboundOs: true/,
     );
     // Software extends PCR 11, so an OS the firmware booted another way can reach the registered value.
     expect(
