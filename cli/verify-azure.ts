@@ -14,7 +14,7 @@ import {
 } from "../runtime/attestation/azure/index.js";
 
 const HELP = `usage: buckypaper verify azure (--evidence FILE | --hcl-report FILE --tpm-quote FILE [--td-quote FILE] [--vcek FILE])
-                                [--nonce HEX | --nonce-text TEXT] [--report-data HEX] [--amd-certs DIR] [--collateral DIR ...]
+                                [--event-log FILE] [--nonce HEX | --nonce-text TEXT] [--report-data HEX] [--amd-certs DIR] [--collateral DIR ...]
                                 [--offline] [--policy FILE] [--at ISO-TIME] [--json]
 
   --evidence FILE     JSON evidence as produced by trustee's az-snp-vtpm / az-tdx-vtpm attesters:
@@ -26,15 +26,21 @@ const HELP = `usage: buckypaper verify azure (--evidence FILE | --hcl-report FIL
   --tpm-quote FILE    TPM quote: JSON {signature, message, pcrs} (hex) or bincode {sig, msg, pcrs}
   --td-quote FILE     TDX: the TD quote paired with the HCL report
   --vcek FILE         SNP: VCEK PEM (optionally followed by ASK and ARK)
+  --event-log FILE    the guest's TCG event log (binary_bios_measurements), read with a policy's azure.measuredBoot
   --nonce HEX         expected TPM quote extraData (the verifier's nonce); --nonce-text for a UTF-8 nonce
   --report-data HEX   expected runtime-claims user-data (the workload's REPORT_DATA binding)
   --amd-certs DIR     operator directory with AMD ARK/ASK certificates (air-gapped SNP verification)
   --collateral DIR    Intel PCS collateral for the TD quote
   --offline           no AMD KDS, no Intel PCS
-  --policy FILE       JSON/YAML policy with snp / tdx / azure sections
+  --policy FILE       JSON/YAML policy with snp / tdx / azure sections (azure.measuredBoot needs --event-log)
 Exit: 0 accepted, 1 rejected (reasons printed), 2 usage or unreadable input.`;
 
 function evidenceFromFlags(v: Record<string, string | undefined>): AzureEvidence {
+  const e = evidenceFiles(v);
+  return v["event-log"] ? { ...e, eventLog: readFlagFile("--event-log", v["event-log"]) } : e;
+}
+
+function evidenceFiles(v: Record<string, string | undefined>): AzureEvidence {
   try {
     if (v.evidence) {
       if (v["hcl-report"] || v["tpm-quote"] || v["td-quote"])
@@ -76,6 +82,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     "tpm-quote": { type: "string" },
     "td-quote": { type: "string" },
     vcek: { type: "string" },
+    "event-log": { type: "string" },
     nonce: { type: "string" },
     "nonce-text": { type: "string" },
     "report-data": { type: "string" },

@@ -3,6 +3,8 @@
 // appraise() and the `verify azure` CLI.
 import { describe, expect, it } from "vitest";
 import { readFileSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { encodeEvent2, encodeSpecIdHeader, EV } from "../../../runtime/attestation/tpm/index.js";
 import { hasShared, noteIfSharedMissing, sharedPath } from "../../support/shared.js";
 import {
   parseAzureEvidence,
@@ -334,6 +336,43 @@ describe.skipIf(!hasShared)("buckypaper verify azure", () => {
     await expect(
       verifyAzureCli(["--evidence", sharedPath(SNP, "evidence-v1.json"), "--policy", `${dir}/bad.json`], c.io),
     ).rejects.toThrow(/PCR index must be 0..23/);
+  });
+
+  it("real evidence with azure.measuredBoot: refused without an event log (tpm.event-log) and with one that does not replay to its quote (tpm.event-log-replay)", async () => {
+    const dir = mkdtempSync(`${tmpdir()}/bk-azure-mb-`);
+    const uki = "ab".repeat(32);
+    writeFileSync(
+      `${dir}/mb.json`,
+      JSON.stringify({ azure: { measuredBoot: { bootApplications: { allowed: [uki], required: [uki] } } } }),
+    );
+    // A well-formed log (what a guest could send) whose events are not this VM's: the real quote's PCRs differ.
+    const log = Buffer.concat([
+      encodeSpecIdHeader(["sha256"]),
+      encodeEvent2(4, EV.EFI_BOOT_SERVICES_APPLICATION, [["sha256", Buffer.from(uki, "hex")]], Buffer.alloc(32)),
+    ]);
+    writeFileSync(`${dir}/log.bin`, log);
+    const base = ["--evidence", sharedPath(SNP, "evidence-v1.json"), "--amd-certs", sharedPath("evidence/trust/amd")];
+    const run = async (extra: string[]) => {
+      const c = capture();
+      const code = await verifyAzureCli(
+        [...base, "--offline", "--nonce-text", "challenge", "--policy", `${dir}/mb.json`, ...extra],
+        c.io,
+      );
+      return { code, out: c.out.join("\n") };
+    };
+    const none = await run([]);
+    expect(none.code).toBe(1);
+    expect(none.out).toMatch(/\[FAIL\] tpm\.event-log: no TCG event log/);
+    expect(none.out).not.toMatch(/\[FAIL\] (snp|vtpm)\./);
+    const forged = await run(["--event-log", `${dir}/log.bin`]);
+    expect(forged.code).toBe(1);
+    expect(forged.out).toMatch(/\[ok\] tpm\.event-log: crypto-agile event log, 1 events/);
+    expect(forged.out).toMatch(/\[FAIL\] tpm\.event-log-replay/);
+    // Without the boot policy the same evidence is accepted as before (the log is not read).
+    const c = capture();
+    expect(
+      await verifyAzureCli([...base, "--offline", "--nonce-text", "challenge", "--event-log", `${dir}/log.bin`], c.io),
+    ).toBe(0);
   });
 
   it("usage errors and unreadable evidence exit 2", async () => {
