@@ -15,6 +15,7 @@
 //
 // The process is managed by provider/ RuntimeService (a dynamic provider) rather than @pulumi/command:
 // the command provider's Go module is not obtainable from the Go proxy here (docs/pulumi.md).
+import type { KitImageRef } from "./common/kit-image.js";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import * as pulumi from "@pulumi/pulumi";
@@ -103,6 +104,7 @@ const CLOUD_PLATFORMS: string[] = [VhsmPlatform.Aws, VhsmPlatform.Gcp];
 /** Inputs only the cloud platforms take, and which. */
 const CLOUD_KEYS = {
   cloudImageId: CLOUD_PLATFORMS,
+  kitImage: CLOUD_PLATFORMS,
   size: CLOUD_PLATFORMS,
   region: [VhsmPlatform.Aws],
   subnetId: [VhsmPlatform.Aws],
@@ -164,6 +166,12 @@ export interface VhsmArgs {
    * runtime's vTPM evidence must meet: an AMI/image of another disk is refused when the deployer verifies it.
    */
   cloudImageId?: pulumi.Input<string>;
+  /**
+   * Mode confidential-vm, platforms aws and gcp: instead of `image`, `cloudImageId` and `dbCertificates`, the
+   * `AwsKitImage`/`GcpKitImage` made from the runtime's cloud disk — its manifest, its image id and the db
+   * certificates it enrolls, so the certificates the image enrolls are the ones the runtime's policy registers.
+   */
+  kitImage?: KitImageRef;
   /** Mode confidential-vm, platforms aws and gcp: the instance type (default m6a.large) / machine type (default
    *  n2d-standard-2), checked against the catalog (images/catalog): it must offer SEV-SNP; its vCPUs are measured. */
   size?: string;
@@ -318,6 +326,33 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PACKAGE_ROOT =
   path.basename(path.dirname(HERE)) === "dist" ? path.resolve(HERE, "..", "..") : path.resolve(HERE, "..");
 
+/** A kit image's manifest, id and enrolled db certificates as the Vhsm's image, cloudImageId and dbCertificates. */
+function kitImageArgs(who: string, args: VhsmArgs, given: (k: keyof VhsmArgs) => boolean): VhsmArgs {
+  const image = args.kitImage!;
+  const cloud = args.platform === VhsmPlatform.Aws ? "ec2" : "gce";
+  for (const k of ["image", "cloudImageId", "dbCertificates"] as const)
+    if (given(k))
+      throw new ConfigError(
+        who,
+        k,
+        "and kitImage are exclusive (kitImage supplies the manifest, image id and db certificates)",
+      );
+  if (image.cloud !== cloud)
+    throw new ConfigError(who, "kitImage", `is an image of a disk built for '${image.cloud}'`, [cloud]);
+  if (image.bootChain.disk !== undefined || image.bootChain.manifest === undefined)
+    throw new ConfigError(
+      who,
+      "kitImage",
+      "was made from a disk other than its manifest's (disk): the runtime's policy is predicted from the manifest's own disk",
+    );
+  return {
+    ...args,
+    image: image.bootChain.manifest,
+    cloudImageId: image.imageId,
+    ...(image.bootChain.dbCertificates !== undefined ? { dbCertificates: image.bootChain.dbCertificates } : {}),
+  };
+}
+
 /** Mode confidential-vm on aws / gcp: what the cloud decides is refused, naming the field (AWS CDK guidelines). */
 function validateCloud(who: string, args: VhsmArgs, given: (k: keyof VhsmArgs) => boolean): void {
   const on = `on platform '${args.platform}'`;
@@ -460,6 +495,7 @@ export class Vhsm extends pulumi.ComponentResource {
         if (given(k) && !on.includes(args.platform))
           throw new ConfigError(component, k, `is only allowed on platform ${on.join(" or ")}`, on);
       if (CLOUD_PLATFORMS.includes(args.platform)) {
+        if (args.kitImage !== undefined) args = kitImageArgs(component, args, given);
         validateCloud(component, args, given);
       } else if (args.platform === VhsmPlatform.Local) {
         if (args.ssh) throw new ConfigError(component, "ssh", "is only allowed when mode is 'ssh'");

@@ -20,6 +20,7 @@
 // this size: the runtime is not promised auto-unseal here — it unseals with the operators' recovery shares (or its
 // peers), as the runtime image decides; `pulumi up` unseals it with the shares this machine can open.
 // The user-data carries no secret (a fixed marker): the runtime's config is part of its measured image.
+import { checkedAmi } from "./ami-check.js";
 import * as pulumi from "@pulumi/pulumi";
 import * as aws from "@pulumi/aws";
 import { ConfigError, requireOneOf } from "../common/errors.js";
@@ -115,7 +116,8 @@ export function awsVhsmGuest(parent: pulumi.Resource, a: AwsVhsmGuestArgs): Clou
     `${a.name}-vm`,
     {
       ...awsInstanceArgs({
-        ami: a.cloudImageId,
+        // Read at preview: UEFI boot and NitroTPM (TpmSupport v2.0) — the runtime's vTPM evidence needs it.
+        ami: checkedAmi(a.who, a.cloudImageId, true, parent),
         instanceType: a.instanceType,
         userData: VHSM_CLOUD_USER_DATA,
         rootVolumeSizeGb: a.rootVolumeSizeGb,

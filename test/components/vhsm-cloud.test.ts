@@ -8,6 +8,7 @@
 // accepts a runtime booted from the disk's UKI and refuses one booted from another disk or with another command
 // line, and (GCP) one verified by another db certificate or quoting with another instance's AK certificate. Every
 // impossible combination is refused at preview, naming the field.
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -567,3 +568,62 @@ describe.runIf(ready && haveSwtpm())(
     }, 240_000);
   },
 );
+
+describe.runIf(ready && requireTool("virt-fw-vars (PyPI virt-firmware)", haveVirtFwVars()))(
+  "Vhsm confidential-vm with a kit image (AwsKitImage / GcpKitImage): one source for the enrolled and registered db certificate",
+  () => {
+    it("AWS: the runtime VM boots the kit image's AMI; its policy requires the boot verified by the certificate the AMI enrolls", async () => {
+      const rd = writeRuntimeDisk({ cloud: "ec2", unseal: "shares", sign: db });
+      made.push(rd.dir);
+      const img = new c.AwsKitImage("rkit", {
+        manifest: rd.manifest,
+        bucket: "bk-images",
+        pkCertificate: db.cert,
+        dbCertificates: [db.cert],
+      });
+      const v = new c.Vhsm("awskit", { ...cvm, platform: "aws" as never, kitImage: img });
+      const att = unsecret(await resolve(v.attestation)) as RuntimeAttestation;
+      expect(await resolve(img.amiId)).toBe("rkit-ami-id"); // the disk checked and uploaded
+      expect(byName("awskit-vm").inputs.ami).toBe("rkit-ami-id");
+      const boot = JSON.parse(att.policy!).vtpm.measuredBoot;
+      expect(boot.secureBoot).toEqual({ enabled: true, authorities: [db.sha256] });
+      expect(boot.bootApplications.required).toEqual([bootApplicationDigest(rd.uki, "sha384")]);
+      // The kit's AMI is read like any other before the instance uses it (UEFI + TpmSupport v2.0).
+      expect(
+        h.calls.some((x) => x.token === "aws:ec2/getAmi:getAmi" && JSON.stringify(x.inputs).includes("rkit-ami-id")),
+      ).toBe(true);
+    });
+
+    it("refuses kitImage beside image/cloudImageId/dbCertificates, of the other cloud, or off the clouds, naming the field", async () => {
+      const rd = writeRuntimeDisk({ cloud: "gce", unseal: "shares", ak: "google-ak", sign: db });
+      made.push(rd.dir);
+      const gimg = new c.GcpKitImage("rgkit", {
+        manifest: rd.manifest,
+        bucket: "bk-images",
+        pkCertificate: db.cert,
+        dbCertificates: [db.cert],
+        archiveDir: rd.dir,
+      });
+      const { image: _i, dbCertificates: _d, cloudImageId: _c, ...gcpRest } = gcpArgs();
+      expect(() => new c.Vhsm("gk1", { ...gcpRest, kitImage: gimg } as never)).not.toThrow();
+      expect(() => new c.Vhsm("gk2", { ...gcpRest, kitImage: gimg, image: rd.manifest } as never)).toThrow(
+        /Vhsm gk2: image and kitImage are exclusive/,
+      );
+      expect(() => new c.Vhsm("gk3", { ...gcpRest, kitImage: gimg, dbCertificates: [otherDb.cert] } as never)).toThrow(
+        /Vhsm gk3: dbCertificates and kitImage are exclusive/,
+      );
+      expect(() => new c.Vhsm("gk4", { ...cvm, platform: "aws" as never, kitImage: gimg })).toThrow(
+        /Vhsm gk4: kitImage is an image of a disk built for 'gce'; allowed: ec2/,
+      );
+      expect(() => new c.Vhsm("gk5", { ...cvm, platform: "qemu" as never, kitImage: gimg })).toThrow(
+        /Vhsm gk5: kitImage is only allowed on platform aws or gcp/,
+      );
+      // The image (and the archive it uploads) is complete before the test's files are removed.
+      await resolve(gimg.imageId);
+    });
+  },
+);
+
+function haveVirtFwVars(): boolean {
+  return spawnSync("virt-fw-vars", ["--help"]).status === 0;
+}

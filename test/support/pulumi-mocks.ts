@@ -53,8 +53,14 @@ export async function installMocks(
         h.calls.push({ token: args.token, inputs: args.inputs });
         const custom = calls[args.token];
         if (custom) return custom(args.inputs);
-        if (args.token === "aws:ec2/getAmi:getAmi")
+        if (args.token === "aws:ec2/getAmi:getAmi") {
+          // A lookup by id (a program-given AMI, checked at preview): that AMI, UEFI + NitroTPM.
+          const byId = (args.inputs.filters as { name: string; values: string[] }[] | undefined)?.find(
+            (f) => f.name === "image-id",
+          );
+          if (byId) return { id: byId.values[0], bootMode: "uefi", tpmSupport: "v2.0" };
           return { id: "ami-0123456789abcdef0", bootMode: "uefi-preferred", ...args.inputs };
+        }
         return args.inputs;
       },
     },
