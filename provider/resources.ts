@@ -563,6 +563,10 @@ export class RuntimeService extends pulumi.dynamic.Resource {
   declare readonly workloadAudience: pulumi.Output<string | undefined>;
   /** Each key share as a JWE to one operator key (ciphertext). */
   declare readonly recoveryShares: pulumi.Output<string[] | undefined>;
+  /** Check value of the unseal key recoveryShares are shares of (the runtime's sys/seal-status unseal_key_check). */
+  declare readonly unsealKeyCheck: pulumi.Output<string | undefined>;
+  /** Shares a rekey replaced (provider/recovery-freshness.ts). Secret: with the opt-out they hold plain keys. */
+  declare readonly retiredRecoveryShares: pulumi.Output<unknown[] | undefined>;
   declare readonly running: pulumi.Output<boolean>;
 
   constructor(name: string, args: RuntimeServiceArgs, opts?: pulumi.CustomResourceOptions) {
@@ -579,10 +583,12 @@ export class RuntimeService extends pulumi.dynamic.Resource {
         deployer: undefined,
         workloadAudience: undefined,
         recoveryShares: undefined,
+        unsealKeyCheck: undefined,
+        retiredRecoveryShares: undefined,
         caPem: undefined,
         caFingerprint: undefined,
       },
-      withSecretOutputs(opts, ["rootToken", "unsealKeys", "ssh"]),
+      withSecretOutputs(opts, ["rootToken", "unsealKeys", "ssh", "retiredRecoveryShares"]),
       "buckypaper",
       "RuntimeService",
     );

@@ -27,6 +27,7 @@ import {
 } from "../runtime/client/recovery-share.js";
 import type { JWK } from "jose";
 import { shellQuote } from "./shell.js";
+import { retireIfRekeyed, type RetiredShares } from "./recovery-freshness.js";
 import { SSH_DEFAULT_PORT, SSH_DEFAULT_USER, type SshTarget } from "./ssh-target.js";
 
 export type { SshTarget };
@@ -79,6 +80,10 @@ export interface ServiceOutputs extends ServiceInputs {
   caPem: string;
   caFingerprint: string;
   running: boolean;
+  /** Check value of the unseal key `recoveryShares` (or `unsealKeys`) are shares of (sys/seal-status). */
+  unsealKeyCheck?: string;
+  /** Shares a rekey replaced, kept with the check of their key (recovery-freshness.ts). */
+  retiredRecoveryShares?: RetiredShares[];
 }
 
 /** Runs a shell script locally or over SSH; resolves with stdout, rejects with stderr's tail. */
@@ -280,7 +285,15 @@ export async function createService(i: ServiceInputs): Promise<ServiceOutputs> {
     const caPem = https ? body.runtime_ca_pem : "";
     if (https && !caPem) throw new Error(`runtime at ${i.url}: sys/init returned no runtime CA`);
     await unseal(i, keys, caPem || undefined);
-    const common = { ...i, caPem: caPem ?? "", caFingerprint: caPem ? certFingerprint(caPem) : "", running: true };
+    // Which key the shares split: a refresh after `runtime rekey` retires them (recovery-freshness.ts).
+    const unsealKeyCheck = (await serviceStatus({ ...i, caPem: caPem ?? "" } as ServiceOutputs)).unsealKeyCheck;
+    const common = {
+      ...i,
+      caPem: caPem ?? "",
+      caFingerprint: caPem ? certFingerprint(caPem) : "",
+      running: true,
+      unsealKeyCheck,
+    };
     if (i.insecureKeepRootTokenInState) {
       const root = conn(i, body.root_token, caPem || undefined);
       for (const w of i.rootWrites ?? []) await runtimeRequest(root, "POST", w.path, w.body);
@@ -380,11 +393,21 @@ export async function openLocalShares(o: RecoveryInputs, shares: string[]): Prom
 
 /** Is it up and unsealed? (refresh) */
 export async function serviceRunning(o: ServiceOutputs): Promise<boolean> {
+  return (await serviceStatus(o)).running;
+}
+
+/** Up and unsealed, and the check value of the unseal key in force (sys/seal-status; none while sealed). */
+async function serviceStatus(o: ServiceOutputs): Promise<{ running: boolean; unsealKeyCheck?: string }> {
   try {
     const r = await runtimeRequest(conn(o, "-", o.caPem || undefined), "GET", "sys/seal-status", undefined, 5_000);
-    return (r.body as { sealed?: boolean } | undefined)?.sealed === false;
+    const b = r.body as { sealed?: boolean; unseal_key_check?: unknown } | undefined;
+    const check = b?.unseal_key_check;
+    return {
+      running: b?.sealed === false,
+      ...(typeof check === "string" && /^[0-9a-f]{32}$/.test(check) ? { unsealKeyCheck: check } : {}),
+    };
   } catch {
-    return false;
+    return { running: false };
   }
 }
 
@@ -429,7 +452,12 @@ export async function ensureRunning(o: ServiceOutputs, next: ServiceInputs): Pro
       ...(merged.caPem ? { caPem: merged.caPem } : {}),
     });
   }
-  return defined({ ...merged, running: true });
+  return defined(
+    retireIfRekeyed(
+      { ...merged, running: true },
+      (await serviceStatus(merged)).unsealKeyCheck,
+    ) as unknown as ServiceOutputs,
+  );
 }
 
 /** Without undefined members: the engine's gRPC Struct refuses them ("Unexpected struct type"). */
@@ -542,5 +570,7 @@ export async function diffService(
 }
 
 export async function readService(id: string, props: Props): Promise<{ id: string; props: Props }> {
-  return { id, props: { ...props, running: await serviceRunning(props as unknown as ServiceOutputs) } };
+  const s = await serviceStatus(props as unknown as ServiceOutputs);
+  // Shares of a key the runtime no longer uses (it was rekeyed) are retired, not presented as the way in.
+  return { id, props: retireIfRekeyed({ ...props, running: s.running }, s.unsealKeyCheck) };
 }

@@ -12,6 +12,16 @@ import path from "node:path";
 import { check, create, read, update } from "../../provider/attested-runtime-handlers.js";
 import { runtimeRequest } from "../../provider/client.js";
 import { retireIfRekeyed } from "../../provider/recovery-freshness.js";
+import {
+  createService,
+  deleteService,
+  ensureRunning,
+  readService,
+  type ServiceInputs,
+} from "../../provider/service.js";
+import { renderRuntimeConfig } from "../../runtime/server/http/config-render.js";
+import { freePort } from "../support/net.js";
+import { repoRoot } from "../support/shared.js";
 import { decryptShare } from "../../runtime/client/recovery-share.js";
 import type { RunningServer } from "../../runtime/server/http/server.js";
 import type { SnpSimulator } from "../../runtime/sim/snp.js";
@@ -144,4 +154,71 @@ describe("a Vhsm's recovery shares in state after a rekey", () => {
     expect(insecure.unsealKeys).toBeUndefined();
     expect(insecure.retiredRecoveryShares).toMatchObject([{ unsealKeyCheck: "aa".repeat(16), unsealKeys: ["k"] }]);
   });
+});
+
+// The process mode (RuntimeService: a `Vhsm` without a guest) the same way: a real `runtime server` process (dist),
+// its CA pinned; refresh (readService) and an up (ensureRunning) retire the init-time share once it was rekeyed.
+describe("a process-mode Vhsm's recovery shares in state after a rekey", () => {
+  it("refresh retires them after `sys/rekey`, not before", async () => {
+    const tmp = mkdtempSync(path.join(os.tmpdir(), "bk-svc-rekey-"));
+    const port = await freePort();
+    const url = `https://127.0.0.1:${port}`;
+    const stateDir = path.join(tmp, "vhsm");
+    const i: ServiceInputs = {
+      stateDir,
+      serverCommand: [
+        process.execPath,
+        path.join(repoRoot, "bin", "buckypaper.js"),
+        "runtime",
+        "server",
+        "--config",
+        "{config}",
+      ],
+      config: renderRuntimeConfig({
+        stateDir,
+        listenAddress: "127.0.0.1",
+        port,
+        tls: true,
+        publicHost: "127.0.0.1",
+        publicUrl: url,
+      }),
+      url,
+      keyShares: 1,
+      keyThreshold: 1,
+      deployerKeyFile: path.join(tmp, "cfg", "deployer.pem"),
+      localRecoveryKeyFile: path.join(tmp, "cfg", "recovery.jwk"),
+    };
+    try {
+      const out = await createService(i);
+      expect(out.unsealKeyCheck).toMatch(/^[0-9a-f]{32}$/);
+      const props = out as unknown as Record<string, unknown>;
+      expect((await readService("svc", props)).props).toEqual({ ...props, running: true });
+      const op = (method: "PUT" | "GET", p: string, body?: unknown) =>
+        runtimeRequest({ url, token: "-", caFingerprint: out.caFingerprint }, method, p, body);
+      const jwk = JSON.parse(readFileSync(i.localRecoveryKeyFile!, "utf8"));
+      const old = (await decryptShare(out.recoveryShares![0], jwk)).key;
+      const { nonce } = (await op("PUT", "sys/rekey/init", { secret_shares: 1, secret_threshold: 1 })).body as {
+        nonce: string;
+      };
+      expect(((await op("PUT", "sys/rekey/update", { key: old, nonce })).body as { complete: boolean }).complete).toBe(
+        true,
+      );
+      const refreshed = (await readService("svc", props)).props;
+      expect(refreshed.recoveryShares).toEqual([]);
+      expect(refreshed.unsealKeyCheck).not.toBe(out.unsealKeyCheck);
+      expect(refreshed.retiredRecoveryShares).toMatchObject([
+        { unsealKeyCheck: out.unsealKeyCheck, recoveryShares: out.recoveryShares },
+      ]);
+      // An up from state that was not refreshed retires them too (the runtime is up and unsealed).
+      const up = await ensureRunning(out, i);
+      expect(up.recoveryShares).toEqual([]);
+      expect(up.retiredRecoveryShares).toMatchObject([
+        { unsealKeyCheck: out.unsealKeyCheck, recoveryShares: out.recoveryShares },
+      ]);
+      expect(up.unsealKeyCheck).toBe(refreshed.unsealKeyCheck);
+    } finally {
+      await deleteService(i).catch(() => undefined);
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
