@@ -16,7 +16,7 @@ import { Platform, Tee, type DataVolumeArgs, type VhsmConnectionArgs } from "../
 import { azureVmArgs, type AzureImageReference } from "./settings.js";
 import { ATTESTATION_CHAIN, secureBootSummary, userDataSummary, type MeasuredBootArgs } from "../common/os-binding.js";
 import type { BootChainArgs } from "../common/boot-chain.js";
-import { azureOsBinding } from "./os-binding.js";
+import { azureOsBinding, bootEventsSummary } from "./os-binding.js";
 
 export interface AzureConfidentialVmArgs {
   /** Refuse classical-only attestations: the workload's secrets are released only sealed with hybrid
@@ -196,7 +196,7 @@ export class AzureConfidentialVm extends pulumi.ComponentResource {
       ATTESTATION_CHAIN[Platform.Azure] +
         (os.bound ? "" : " THIS WORKLOAD: the OS is NOT bound (allowUnboundOs).") +
         (os.boot
-          ? " OS: bound by boot events (azure.measuredBoot: the guest's event log must replay to the HCL-bound AK's quote; the UKI/kernel Authenticode digests in PCR 4, the command line, PCR 11)."
+          ? bootEventsSummary(os.boot)
           : os.bound
             ? " OS: bound by PCR values only (azure.pcrs; no boot event is read)."
             : "") +

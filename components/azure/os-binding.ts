@@ -148,3 +148,22 @@ export function azureOsBinding(who: string, args: AzureOsBindingArgs): AzureOsBi
     );
   return { measured, ...(boot ? { boot } : {}), firmwareDbCertificates: firmwareDb, bound };
 }
+
+/** The attestationChain sentence on what this workload's boot events bind (only what its policy asks). */
+export function bootEventsSummary(boot: MeasuredBootPolicy): string {
+  const parts: string[] = [];
+  if (boot.bootApplications?.required?.length)
+    parts.push(
+      `the boot application(s) ${boot.bootApplications.required.map((d) => d.slice(0, 16) + "…").join(", ")} required in PCR 4 (Authenticode) and no other than the ${boot.bootApplications.allowed.length} allowed`,
+    );
+  else if (boot.bootApplications) parts.push("only the allowed boot applications in PCR 4");
+  if (boot.kernelCmdline)
+    parts.push(
+      `the kernel command line${boot.kernelCmdline.boundByUki ? " (inside the UKI)" : ""}${boot.kernelCmdline.mustContain?.some((w) => w.startsWith("bk.roothash=")) ? " with the verity root hash" : ""}`,
+    );
+  if (boot.initrd) parts.push("the initrd (PCR 9)");
+  const exact = Object.keys(boot.pcrs ?? {});
+  if (exact.length) parts.push(`exact PCR ${exact.join(", ")}`);
+  if (boot.secureBoot?.enabled) parts.push("Secure Boot on (PCR 7)");
+  return ` OS: bound by boot events (azure.measuredBoot: the guest's event log must replay to the HCL-bound AK's quote; ${parts.join("; ")}).`;
+}

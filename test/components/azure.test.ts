@@ -78,7 +78,9 @@ describe.runIf(ready)("AzureConfidentialVm: the OS bound by boot events predicte
     expect(unsecret(wl.userDataSha256)).toBe(createHash("sha256").update(executed).digest("hex"));
     expect(byName("ev1").inputs.securityProfile.uefiSettings).toEqual({ secureBootEnabled: true, vTpmEnabled: true });
     const chain = await resolve(vm.attestationChain);
-    expect(chain).toContain("OS: bound by boot events (azure.measuredBoot");
+    expect(chain).toContain(
+      `OS: bound by boot events (azure.measuredBoot: the guest's event log must replay to the HCL-bound AK's quote; the boot application(s) ${digest.slice(0, 16)}… required in PCR 4 (Authenticode) and no other than the 1 allowed; the kernel command line (inside the UKI) with the verity root hash; exact PCR 11; Secure Boot on (PCR 7)).`,
+    );
     expect(chain).toContain(`Secure Boot: on, and the boot verified by db certificate ${db.sha256}`);
     expect(chain).toContain("User-data: bound");
     expect(chain).not.toContain("NOT bound");
@@ -165,7 +167,9 @@ describe("AzureConfidentialVm: measuredBoot given directly, pcrs, and what binds
     expect(p.azure.measuredBoot).toEqual(measuredBoot);
     expect(parsePolicy(p).azure?.measuredBoot).toEqual(measuredBoot);
     const chain = await resolve(vm.attestationChain);
-    expect(chain).toContain("OS: bound by boot events");
+    expect(chain).toContain(
+      `OS: bound by boot events (azure.measuredBoot: the guest's event log must replay to the HCL-bound AK's quote; the boot application(s) ${UKI.slice(0, 16)}… required in PCR 4 (Authenticode) and no other than the 1 allowed; Secure Boot on (PCR 7)).`,
+    );
     expect(chain).toContain(`db certificate ${"ab".repeat(32)}`);
   });
 
