@@ -16,7 +16,7 @@ import { ConfigError } from "../common/errors.js";
 /** SignatureOwner of the entries the kit enrolls (EFI_SIGNATURE_DATA; measured into PCR 7 with the variables). */
 export const KIT_SIGNATURE_OWNER = "66c7c52e-3850-4c93-a189-677e199214db";
 
-const VIRT_FW_VARS = process.env.BK_VIRT_FW_VARS ?? "virt-fw-vars";
+const VIRT_FW_VARS = "virt-fw-vars";
 
 interface JsonVar {
   name: string;

@@ -1,6 +1,6 @@
 // A Compute Engine image of the kit's cloud disk (`buckypaper image build --cloud gce --sign-key … --sign-cert …`)
 // that boots it under the customer's Secure Boot keys: the disk packed as GCE's import format (disk.raw in a gzip'd
-// oldgnu tar, images/guest/gce-tar.ts, written once beside the disk), uploaded to a Cloud Storage bucket the program
+// oldgnu tar, images/guest/gce-tar.ts, written beside the disk and reused while it holds exactly that disk), uploaded to a Cloud Storage bucket the program
 // names, and created as an image with SEV_SNP_CAPABLE, UEFI_COMPATIBLE and GVNIC and a
 // shieldedInstanceInitialState holding the customer's PK, KEK and db (X.509) — so a Shielded VM of it (Secure Boot
 // on) starts only a UKI one of the db certificates signed. `bootChain` carries the same manifest, disk and db
@@ -20,7 +20,7 @@ import {
   type SecureBootKeys,
   type SecureBootKeysArgs,
 } from "../common/kit-image.js";
-import { writeGceImageTarball } from "../../images/guest/gce-tar.js";
+import { gceImageTarballHolds, writeGceImageTarball } from "../../images/guest/gce-tar.js";
 
 export interface GcpKitImageArgs extends SecureBootKeysArgs {
   /** manifest.json of `buckypaper image build --cloud gce` with a signed disk (`--sign-key/--sign-cert`). */
@@ -100,7 +100,9 @@ export class GcpKitImage extends pulumi.ComponentResource implements KitImageRef
     const archive = pulumi.output(
       readKitDisk(who, "gce", args.manifest, args.disk, keys.dbs).then(async (d) => {
         const out = path.join(args.archiveDir ?? path.dirname(d.diskPath), `gce-${d.sha256}.tar.gz`);
-        if (!existsSync(out)) await writeGceImageTarball(d.diskPath, d.size, out, m.sourceDateEpoch);
+        // Reused only when it holds exactly this disk (it is what gets uploaded).
+        if (!existsSync(out) || !(await gceImageTarballHolds(out, d.size, d.sha256)))
+          await writeGceImageTarball(d.diskPath, d.size, out, m.sourceDateEpoch);
         return out;
       }),
     );

@@ -3,10 +3,11 @@
 // compute.images.insert's rawDisk.source reads from Cloud Storage. Written here in userspace and deterministically
 // (owner 0, mode 0644, mtime = the image's SOURCE_DATE_EPOCH; Node's gzip header carries no time or name), so the
 // same disk gives the same archive bytes and the GcpKitImage's storage object changes only when the disk does.
+import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream, renameSync, rmSync } from "node:fs";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { createGzip } from "node:zlib";
+import { createGunzip, createGzip } from "node:zlib";
 
 const BLOCK = 512;
 
@@ -58,4 +59,46 @@ export async function writeGceImageTarball(disk: string, size: number, out: stri
     rmSync(tmp, { force: true });
     throw e;
   }
+}
+
+/**
+ * Whether `archive` is exactly what writeGceImageTarball writes for a disk of `size` bytes with SHA-256 `sha256`:
+ * one header naming disk.raw with that size (its checksum right), the disk's bytes, then only zeros. A cached archive
+ * is reused only when it passes (a changed one would upload another disk than the manifest's).
+ */
+export async function gceImageTarballHolds(archive: string, size: number, sha256: string): Promise<boolean> {
+  const hash = createHash("sha256");
+  let pos = 0;
+  let header = Buffer.alloc(0);
+  let ok = true;
+  try {
+    for await (const chunk of createReadStream(archive).pipe(createGunzip())) {
+      let b = chunk as Buffer;
+      if (pos < BLOCK) {
+        const need = BLOCK - pos;
+        header = Buffer.concat([header, b.subarray(0, need)]);
+        pos += Math.min(need, b.length);
+        b = b.subarray(need);
+        if (pos === BLOCK) {
+          const mtime = parseInt(header.toString("latin1", 136, 147), 8);
+          if (!header.equals(tarHeader("disk.raw", size, mtime))) return false;
+        }
+        if (b.length === 0) continue;
+      }
+      const dataLeft = BLOCK + size - pos;
+      if (dataLeft > 0) {
+        hash.update(b.subarray(0, dataLeft));
+        pos += Math.min(dataLeft, b.length);
+        b = b.subarray(dataLeft);
+      }
+      if (b.length > 0) {
+        if (b.some((x) => x !== 0)) ok = false;
+        pos += b.length;
+      }
+    }
+  } catch {
+    return false;
+  }
+  const pad = (BLOCK - (size % BLOCK)) % BLOCK;
+  return ok && pos === BLOCK + size + pad + 2 * BLOCK && hash.digest("hex") === sha256;
 }

@@ -404,6 +404,34 @@ describe.runIf(ready)(
       expect(sha256(readFileSync(again))).toBe(sha256(readFileSync(archive)));
     });
 
+    it("a cached archive is reused only when it holds exactly the disk; a changed one is written again", async () => {
+      const { gceImageTarballHolds, writeGceImageTarball } = await import("../../images/guest/gce-tar.js");
+      const m = JSON.parse(readFileSync(gceDisk.manifest, "utf8"));
+      const archives = mkdtempSync(path.join(dir, "gce-"));
+      const archive = path.join(archives, `gce-${m.disk.sha256}.tar.gz`);
+      await writeGceImageTarball(path.join(gceDisk.dir, "disk.raw"), m.disk.size, archive, m.sourceDateEpoch);
+      const good = readFileSync(archive);
+      expect(await gceImageTarballHolds(archive, m.disk.size, m.disk.sha256)).toBe(true);
+      expect(await gceImageTarballHolds(archive, m.disk.size, "00".repeat(32))).toBe(false);
+      expect(await gceImageTarballHolds(archive, m.disk.size - 512, m.disk.sha256)).toBe(false);
+      // The archive of another disk (the EC2 one) under this disk's name: refused, then rewritten by the component.
+      const e = JSON.parse(readFileSync(ec2Disk.manifest, "utf8"));
+      await writeGceImageTarball(path.join(ec2Disk.dir, "disk.raw"), e.disk.size, archive, m.sourceDateEpoch);
+      expect(await gceImageTarballHolds(archive, m.disk.size, m.disk.sha256)).toBe(false);
+      const img = new gcpImg.GcpKitImage("gkit5", {
+        manifest: gceDisk.manifest,
+        bucket: "bk-images",
+        pkCertificate: pk.cert,
+        dbCertificates: [db.cert],
+        archiveDir: archives,
+      });
+      await resolve(img.selfLink);
+      expect(readFileSync(archive).equals(good)).toBe(true);
+      // Not gzip at all: refused (no throw).
+      writeFileSync(archive, "not an archive");
+      expect(await gceImageTarballHolds(archive, m.disk.size, m.disk.sha256)).toBe(false);
+    });
+
     it("a runtime disk built for gce is accepted; an ec2 disk and a missing bucket are refused at preview", () => {
       const base = { bucket: "b", pkCertificate: pk.cert, dbCertificates: [db.cert], archiveDir: dir };
       expect(() => new gcpImg.GcpKitImage("rt", { ...base, manifest: runtimeGce.manifest })).not.toThrow();
