@@ -10,8 +10,9 @@
 // Measured boot over events (azure.measuredBoot): the swtpm's PCRs are extended from an event log laid out as Azure's
 // UEFI logs a UKI boot under the customer's db key (test/runtime/attestation/azure-boot-log.ts) — the UKI is a real
 // one (systemd-stub + sections, objcopy), its Authenticode digest in PCR 4 and systemd-stub's sections in PCR 11 —
-// and the agent sends that log as binary_bios_measurements. The workload is registered with the policy the
-// components predict from that UKI and the db certificate (predictBootChain, as AzureConfidentialVm registers it):
+// and the agent sends that log as binary_bios_measurements. The UKI is the kit's Azure disk's (signed, on a real ESP in a
+// GPT disk); the workload is registered with the policy the components predict from that disk's manifest and the db
+// certificate (predictBootChain, as AzureConfidentialVm's bootChain registers it):
 // accepted; refused when registered for another UKI, for another db certificate, and when the log sent does not
 // match the quoted PCRs.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -36,9 +37,8 @@ import { hclReport } from "../attestation/azure-fixtures.js";
 import { azureBootLog } from "../attestation/azure-boot-log.js";
 import { bootApplicationDigest, ukiMeasurements } from "../../../images/vtpm/index.js";
 import { predictBootChain } from "../../../components/common/boot-chain.js";
-import { buildUki, haveUkiTools } from "../../support/uki.js";
-import { dbKeyPair } from "../../support/db-key.js";
-import { haveCommand } from "../../support/prereq.js";
+import { buildUki } from "../../support/uki.js";
+import { dbKeyPair, haveDiskTools, writeRuntimeDisk } from "../../support/runtime-disk.js";
 import {
   challengeNonce,
   failedChecks,
@@ -49,7 +49,7 @@ import {
 } from "./stack.js";
 
 const sha256 = (b: string | Buffer) => createHash("sha256").update(b).digest("hex");
-const run = haveSwtpm() && haveUkiTools() && haveCommand("openssl", ["version"]);
+const run = haveSwtpm() && haveDiskTools();
 const DEVICE = "/dev/tpmrm0";
 
 const REGISTERED = renderUserData({
@@ -73,7 +73,7 @@ describe.runIf(run)("Azure CVM: measured user-data bound by the vTPM quote, agai
   let ak: KeyObject;
   /** The boot's event log as the kernel publishes it, and the measured-boot policies registered in the cases. */
   let eventLogPath: string;
-  let boot: { uki: Buffer; cert: string; other: string; log: Buffer };
+  let boot: { uki: Buffer; cert: string; other: string; log: Buffer; manifest: string };
 
   const tool = (argv: string[]) => {
     const r = tpm.tool(argv);
@@ -100,14 +100,13 @@ describe.runIf(run)("Azure CVM: measured user-data bound by the vTPM quote, agai
     tool(["tpm2_evictcontrol", "-C", "o", "-c", path.join(dir, "ak.ctx"), AZURE_AK_HANDLE]);
     tool(["tpm2_readpublic", "-c", AZURE_AK_HANDLE, "-f", "pem", "-o", path.join(dir, "ak.pem")]);
     ak = createPublicKey(await readFile(path.join(dir, "ak.pem")));
-    // The boot: a real UKI verified by the customer's db certificate, measured as Azure's UEFI and systemd-stub do.
-    const uki = buildUki(dir, {
-      ".osrel": Buffer.from("ID=kit\n"),
-      ".cmdline": Buffer.from(`console=ttyS0 bk.roothash=${"5e".repeat(32)} systemd.import_credentials=no`),
-      ".linux": randomBytes(20_000),
-    });
-    await writeFile(path.join(dir, "uki.efi"), uki);
-    const cert = dbKeyPair(dir, "customer db").cert;
+    // The boot: the kit disk's UKI, verified by the customer's db certificate, measured as Azure's UEFI and systemd-stub do.
+    // The kit's Azure disk (manifest + GPT disk, its UKI on the ESP signed by the customer's db key), as
+    // `image build --cloud azure --sign-key/--sign-cert` records it (test/support/runtime-disk.ts).
+    const db = dbKeyPair(dir, "customer db");
+    const kit = writeRuntimeDisk({ role: "workload", userDataSource: "azure", sign: db });
+    const uki = await readFile(path.join(kit.dir, "BOOTX64.EFI"));
+    const cert = db.cert;
     const other = dbKeyPair(dir, "someone else's db").cert;
     const certDer = Buffer.from(new X509Certificate(await readFile(cert)).raw);
     const log = azureBootLog({
@@ -118,7 +117,7 @@ describe.runIf(run)("Azure CVM: measured user-data bound by the vTPM quote, agai
     for (const [i, d] of log.extends) tpm.extend(i, d);
     eventLogPath = path.join(dir, "binary_bios_measurements");
     await writeFile(eventLogPath, log.log);
-    boot = { uki, cert, other, log: log.log };
+    boot = { uki, cert, other, log: log.log, manifest: kit.manifest };
     await stack.admin("PUT", "nitride/workloads/az", {
       platforms: ["azure-snp"],
       reference_values: { snp_measurements: [GOOD_MEASUREMENT], user_data_sha256: sha256(REGISTERED) },
@@ -374,16 +373,27 @@ describe.runIf(run)("Azure CVM: measured user-data bound by the vTPM quote, agai
       secrets: { kv: ["secret/data/web/db"] },
     });
   }
-  /** The policy AzureConfidentialVm registers for this UKI and db certificate (components/common/boot-chain.ts). */
-  const predicted = (uki: string, cert: string) =>
-    predictBootChain("test", { uki, dbCertificates: [cert] }, "sha256") as Record<string, unknown>;
+  /** The policy AzureConfidentialVm registers (components/common/boot-chain.ts) for a kit manifest or a UKI file. */
+  const predicted = (chain: { manifest?: string; uki?: string }, cert: string) =>
+    predictBootChain("test", { ...chain, dbCertificates: [cert] }, "sha256") as Record<string, unknown>;
 
-  describe("measured boot over events (azure.measuredBoot, predicted from the UKI and the db certificate)", () => {
+  describe("measured boot over events (azure.measuredBoot, predicted from the kit's Azure disk and the db certificate)", () => {
     afterAll(() => registerBoot({}));
 
     it("the predicted policy → accepted: the log replays to the quote, UKI in PCR 4, db authority in PCR 7", async () => {
-      const policy = predicted(path.join(dir, "uki.efi"), boot.cert);
-      expect(policy).toMatchObject({ bootApplications: { required: [bootApplicationDigest(boot.uki, "sha256")] } });
+      const policy = predicted({ manifest: boot.manifest }, boot.cert);
+      expect(policy).toMatchObject({
+        bootApplications: { required: [bootApplicationDigest(boot.uki, "sha256")] },
+        kernelCmdline: { mustContain: expect.arrayContaining([expect.stringMatching(/^bk\.roothash=[0-9a-f]{64}$/)]) },
+        secureBoot: {
+          enabled: true,
+          authorities: [
+            createHash("sha256")
+              .update(new X509Certificate(await readFile(boot.cert)).raw)
+              .digest("hex"),
+          ],
+        },
+      });
       expect(Object.keys(policy.pcrs as object)).toEqual(["11"]);
       await registerBoot({ measuredBoot: policy });
       const { out, files } = await agentWith(REGISTERED);
@@ -394,14 +404,14 @@ describe.runIf(run)("Azure CVM: measured user-data bound by the vTPM quote, agai
       expect(r.status, JSON.stringify(failed(r.body))).toBe(200);
     }, 60_000);
 
-    it("registered for another UKI (one byte of its command line differs) → refused by boot.applications and boot.pcrs", async () => {
+    it("registered for another UKI (its own command line) → refused by boot.applications and boot.pcrs", async () => {
       const otherUki = buildUki(await mkdtemp(path.join(dir, "u-")), {
         ".osrel": Buffer.from("ID=kit\n"),
         ".cmdline": Buffer.from(`console=ttyS1 bk.roothash=${"5e".repeat(32)} systemd.import_credentials=no`),
         ".linux": randomBytes(20_000),
       });
       await writeFile(path.join(dir, "other.efi"), otherUki);
-      await registerBoot({ measuredBoot: predicted(path.join(dir, "other.efi"), boot.cert) });
+      await registerBoot({ measuredBoot: predicted({ uki: path.join(dir, "other.efi") }, boot.cert) });
       const { out, files } = await agentWith(REGISTERED);
       expect(out).toMatchObject({ ok: false, reason: "refused" });
       expect(out.error).toMatch(/boot\.applications/);
@@ -412,7 +422,12 @@ describe.runIf(run)("Azure CVM: measured user-data bound by the vTPM quote, agai
     }, 60_000);
 
     it("registered for another db certificate → refused by boot.secure-boot-authority alone", async () => {
-      await registerBoot({ measuredBoot: predicted(path.join(dir, "uki.efi"), boot.other) });
+      // The same disk's prediction, with the other certificate as the Secure Boot authority.
+      const policy = predicted({ manifest: boot.manifest }, boot.cert);
+      const otherSha = createHash("sha256")
+        .update(new X509Certificate(await readFile(boot.other)).raw)
+        .digest("hex");
+      await registerBoot({ measuredBoot: { ...policy, secureBoot: { enabled: true, authorities: [otherSha] } } });
       const { out, files } = await agentWith(REGISTERED);
       expect(out).toMatchObject({ ok: false, reason: "refused" });
       expect(out.error).toMatch(/boot\.secure-boot-authority/);
@@ -423,7 +438,7 @@ describe.runIf(run)("Azure CVM: measured user-data bound by the vTPM quote, agai
     }, 60_000);
 
     it("an event log that does not match the quote (the UKI's event swapped for another UKI's) → refused by tpm.event-log-replay", async () => {
-      await registerBoot({ measuredBoot: predicted(path.join(dir, "uki.efi"), boot.cert) });
+      await registerBoot({ measuredBoot: predicted({ manifest: boot.manifest }, boot.cert) });
       const forged = azureBootLog({
         uki: createHash("sha256").update("another UKI").digest("hex"),
         dbCert: Buffer.from(new X509Certificate(await readFile(boot.cert)).raw),
