@@ -5,9 +5,9 @@
 // installed there) and `confidential-vm` (the runtime in an attested guest: platform `local` — a real QEMU
 // guest with the simulated PSP, components/local/vhsm-guest.ts —, `qemu` — a QEMU/KVM host with SEV-SNP,
 // components/qemu/vhsm-guest.ts — and `proxmox` — a Proxmox VE node with SEV-SNP,
-// components/proxmox/vhsm-guest.ts —, `aws` and `gcp` — the runtime's cloud disk on an SEV-SNP instance whose OS is
-// bound through the cloud's vTPM, components/aws/vhsm-guest.ts and components/gcp/vhsm-guest.ts — are deployable;
-// `azure` is refused at preview, naming the field: the runtime has no Azure evidence path yet).
+// components/proxmox/vhsm-guest.ts —, `aws`, `gcp` and `azure` — the runtime's cloud disk on an SEV-SNP instance
+// whose OS is bound through the cloud's vTPM, components/{aws,gcp,azure}/vhsm-guest.ts — are deployable; on Azure
+// the runtime attests with the paravisor's HCL report and its AK's quote, since the guest has no /dev/sev-guest).
 //
 // Trust bootstrap (docs/security.md): at init the root token sets up the deployer credential — a JWT
 // auth role bound to an Ed25519 key whose private half stays in a 0600 file under the user's config
@@ -32,6 +32,7 @@ import { proxmoxVhsmGuest } from "./proxmox/vhsm-guest.js";
 import { hardwareRuntimeImage } from "./common/runtime-image.js";
 import { awsVhsmGuest } from "./aws/vhsm-guest.js";
 import { gcpVhsmGuest } from "./gcp/vhsm-guest.js";
+import { azureVhsmGuest } from "./azure/vhsm-guest.js";
 import { Tee } from "./common/types.js";
 import { AttestedRuntime } from "../provider/attested-runtime.js";
 import { createHash } from "node:crypto";
@@ -75,7 +76,7 @@ export enum VhsmMode {
   Local = "local",
   /** A runtime process on a host reached over SSH. */
   Ssh = "ssh",
-  /** The runtime in an attested confidential VM (issue #16): platforms `local`, `qemu`, `proxmox`, `aws`, `gcp`. */
+  /** The runtime in an attested confidential VM (issue #16): platforms `local`, `qemu`, `proxmox`, `aws`, `gcp`, `azure`. */
   ConfidentialVm = "confidential-vm",
 }
 
@@ -98,16 +99,17 @@ const CVM_PLATFORMS: string[] = [
   VhsmPlatform.Proxmox,
   VhsmPlatform.Aws,
   VhsmPlatform.Gcp,
+  VhsmPlatform.Azure,
 ];
-/** The clouds: the runtime's cloud disk, its OS bound through the cloud's vTPM (components/{aws,gcp}/vhsm-guest.ts). */
-const CLOUD_PLATFORMS: string[] = [VhsmPlatform.Aws, VhsmPlatform.Gcp];
+/** The clouds: the runtime's cloud disk, its OS bound through the cloud's vTPM (components/{aws,gcp,azure}/vhsm-guest.ts). */
+const CLOUD_PLATFORMS: string[] = [VhsmPlatform.Aws, VhsmPlatform.Gcp, VhsmPlatform.Azure];
 /** Inputs only the cloud platforms take, and which. */
 const CLOUD_KEYS = {
   cloudImageId: CLOUD_PLATFORMS,
   kitImage: CLOUD_PLATFORMS,
   size: CLOUD_PLATFORMS,
   region: [VhsmPlatform.Aws],
-  subnetId: [VhsmPlatform.Aws],
+  subnetId: [VhsmPlatform.Aws, VhsmPlatform.Azure],
   securityGroupIds: [VhsmPlatform.Aws],
   akPins: [VhsmPlatform.Aws],
   dbCertificates: CLOUD_PLATFORMS,
@@ -117,6 +119,10 @@ const CLOUD_KEYS = {
   firmwareEndorsement: [VhsmPlatform.Gcp],
   gceTcbRootPem: [VhsmPlatform.Gcp],
   minFirmwareSvn: [VhsmPlatform.Gcp],
+  resourceGroupName: [VhsmPlatform.Azure],
+  location: [VhsmPlatform.Azure],
+  paravisorMeasurements: [VhsmPlatform.Azure],
+  allowSerialConsole: [VhsmPlatform.Azure],
 } as const satisfies Record<string, readonly string[]>;
 /** The SEV-SNP hardware platforms: the runtime image's sev-guest variant, verified against AMD's roots. */
 const HARDWARE_PLATFORMS: string[] = [VhsmPlatform.Qemu, VhsmPlatform.Proxmox];
@@ -178,7 +184,7 @@ export interface VhsmArgs {
   /** Mode confidential-vm, platform aws: the region (default the aws:region config); must offer SEV-SNP. */
   region?: string;
   /** Mode confidential-vm, platform aws: the subnet and security groups of the instance (the groups must let the
-   *  deployer and the workloads reach TCP 8200). */
+   *  deployer and the workloads reach TCP 8200); platform azure (required): the subnet of the VM's NIC. */
   subnetId?: pulumi.Input<string>;
   securityGroupIds?: pulumi.Input<pulumi.Input<string>[]>;
   /**
@@ -210,6 +216,21 @@ export interface VhsmArgs {
   gceTcbRootPem?: string;
   /** Mode confidential-vm, platform gcp: the minimum SVN of the endorsed firmware. */
   minFirmwareSvn?: number;
+  /** Mode confidential-vm, platform azure (required): the resource group of the runtime's VM; and its location. */
+  resourceGroupName?: pulumi.Input<string>;
+  location?: pulumi.Input<string>;
+  /**
+   * Mode confidential-vm, platform azure (required): the SNP launch digest(s) (96 hex) of Microsoft's paravisor the
+   * runtime's VM runs under — the same for every Azure CVM of the size (Azure publishes no endorsement the kit can
+   * verify: take it from a CVM's HCL report over a channel you trust). The OS is bound by the boot events instead.
+   */
+  paravisorMeasurements?: string[];
+  /**
+   * Mode confidential-vm, platform azure: accept an HCL report whose vm-configuration says the serial console is
+   * enabled (Azure's default unless disabled for the subscription). The runtime image masks every getty, so the
+   * console gives no login; default false (refused, `policy.console`).
+   */
+  allowSerialConsole?: boolean;
   /** Mode confidential-vm, platforms qemu and proxmox: the TEE. Only SEV-SNP (the default) is deployable. */
   tee?: Tee;
   /** Mode confidential-vm, platforms qemu and proxmox: the QEMU vCPU model, part of the SNP measurement
@@ -357,19 +378,22 @@ function kitImageArgs(who: string, args: VhsmArgs, given: (k: keyof VhsmArgs) =>
 function validateCloud(who: string, args: VhsmArgs, given: (k: keyof VhsmArgs) => boolean): void {
   const on = `on platform '${args.platform}'`;
   const aws = args.platform === VhsmPlatform.Aws;
-  const build = `buckypaper image build --role runtime --runtime-psp sev-guest --format disk --cloud ${aws ? "ec2" : "gce"}`;
+  const azure = args.platform === VhsmPlatform.Azure;
+  const build = azure
+    ? "buckypaper image build --role runtime --runtime-psp azure-hcl --format disk --cloud azure"
+    : `buckypaper image build --role runtime --runtime-psp sev-guest --format disk --cloud ${aws ? "ec2" : "gce"}`;
   if (args.ssh)
     throw new ConfigError(who, "ssh", `is not used ${on}: the runtime's VM is created through the cloud's API`);
   const why: Partial<Record<keyof VhsmArgs, string>> = {
     platformDir: "is only allowed on platform 'local' (the simulated PSP)",
     actualFirmware: "is only allowed on platform 'local' (the simulated PSP)",
     trustSimulatedSnp: `is only allowed on platform 'local' (the simulated PSP); ${on} the runtime's evidence chains to AMD's roots`,
-    firmware: `is not settable ${on}: the VM boots the cloud's firmware, whose digest comes from ${aws ? "the catalog (images/catalog)" : "Google's launch endorsement (firmwareEndorsement)"}`,
+    firmware: `is not settable ${on}: the VM boots the cloud's firmware, whose digest comes from ${aws ? "the catalog (images/catalog)" : azure ? "paravisorMeasurements (Microsoft's paravisor)" : "Google's launch endorsement (firmwareEndorsement)"}`,
     vcpus: `is not settable ${on}: the vCPUs come from size (and are part of the launch digest)`,
     memoryMb: `is not settable ${on}: the memory comes from size`,
     cpuModel: `is not settable ${on}: the cloud chooses the vCPU model`,
-    hostData: `is not settable ${on}: the cloud launches SEV-SNP guests without a customer HOST_DATA; the instance is pinned by the vTPM's ${aws ? "NitroTPM document (module_id)" : "Google AK certificate (instance id)"} and the runtime instance id`,
-    allowAnyInstance: `is not needed ${on}: the instance is pinned by the cloud's vTPM evidence`,
+    hostData: `is not settable ${on}: the cloud launches SEV-SNP guests without a customer HOST_DATA; the instance is pinned by ${aws ? "the vTPM's NitroTPM document (module_id) or EK" : azure ? "the HCL report's vmUniqueId (the Azure API's vmId)" : "the vTPM's Google AK certificate (instance id)"} and the runtime instance id`,
+    allowAnyInstance: `is not needed ${on}: the instance is pinned by the cloud's ${azure ? "HCL report (vmUniqueId)" : "vTPM evidence"}`,
     node: "is only allowed on platform 'proxmox'",
     vmid: "is only allowed on platform 'proxmox'",
     storage: "is only allowed on platform 'proxmox'",
@@ -388,7 +412,7 @@ function validateCloud(who: string, args: VhsmArgs, given: (k: keyof VhsmArgs) =
     throw new ConfigError(
       who,
       "tee",
-      `is '${args.tee}': the runtime's guest ${on} runs on SEV-SNP only — the runtime image has no TDX evidence path${aws ? " and EC2 offers no TDX" : ""}`,
+      `is '${args.tee}': the runtime's guest ${on} runs on SEV-SNP only — the runtime image has no TDX evidence path${aws ? " and EC2 offers no TDX" : azure ? " (Azure's TDX CVMs need the TD quote from IMDS, which verifyRuntime does not expect for the runtime)" : ""}`,
       [Tee.SevSnp],
     );
   if (args.image === undefined)
@@ -397,9 +421,19 @@ function validateCloud(who: string, args: VhsmArgs, given: (k: keyof VhsmArgs) =
     throw new ConfigError(
       who,
       "cloudImageId",
-      `is required ${on}: the ${aws ? "AMI (UEFI boot, TpmSupport v2.0)" : "GCE image (SEV_SNP_CAPABLE, UEFI_COMPATIBLE)"} the program created from the manifest's disk`,
+      `is required ${on}: the ${aws ? "AMI (UEFI boot, TpmSupport v2.0)" : azure ? "Compute Gallery image version (security type ConfidentialVM, the db certificate enrolled)" : "GCE image (SEV_SNP_CAPABLE, UEFI_COMPATIBLE)"} the program created from the manifest's disk`,
     );
-  if (!aws) {
+  if (azure) {
+    if (args.resourceGroupName === undefined) throw new ConfigError(who, "resourceGroupName", `is required ${on}`);
+    if (args.subnetId === undefined)
+      throw new ConfigError(who, "subnetId", `is required ${on}: the subnet of the VM's NIC`);
+    if (args.paravisorMeasurements === undefined)
+      throw new ConfigError(
+        who,
+        "paravisorMeasurements",
+        `is required ${on}: the SNP launch digest is Microsoft's paravisor's, which Azure does not endorse in a form the kit verifies; give the digest(s) you accept (the OS is bound by the boot events the runtime's vTPM logs)`,
+      );
+  } else if (!aws) {
     if (args.zone === undefined) throw new ConfigError(who, "zone", `is required ${on}`);
     if (args.firmwareEndorsement === undefined)
       throw new ConfigError(
@@ -476,14 +510,6 @@ export class Vhsm extends pulumi.ComponentResource {
       if (args.platform === undefined)
         throw new ConfigError(component, "platform", "is required when mode is 'confidential-vm'", CVM_PLATFORMS);
       requireOneOf(component, "platform", args.platform, platforms);
-      // Refuse rather than silently deploy something else: on Azure the runtime cannot prove what it runs yet.
-      if (!CVM_PLATFORMS.includes(args.platform))
-        throw new ConfigError(
-          component,
-          "platform",
-          `is '${args.platform}': mode 'confidential-vm' is not yet deployable there: an Azure CVM's guest has no /dev/sev-guest (the paravisor owns the SNP report, and its REPORT_DATA binds the vTPM key through the HCL report, not the runtime's TLS key), and the runtime's attested TLS has no Azure evidence path yet (the TLS key would have to ride in the HCL-bound AK's quote, which neither the runtime nor verifyRuntime implements); deploy the runtime on AWS, GCP, a QEMU/KVM or Proxmox VE host with SEV-SNP, or use mode 'ssh'`,
-          CVM_PLATFORMS,
-        );
       for (const k of ["command", "workers", "tls", "tlsHosts", "auditLog"] as const)
         if (given(k))
           throw new ConfigError(
@@ -1025,40 +1051,58 @@ export class Vhsm extends pulumi.ComponentResource {
         throw new ConfigError(who, "dataDiskGb", `is ${v}; must be an integer ${min}..${max} on ${args.platform}`);
       return v;
     };
-    const g = aws
-      ? awsVhsmGuest(this, {
+    const azure = args.platform === VhsmPlatform.Azure;
+    const g = azure
+      ? azureVhsmGuest(this, {
           who,
           name: guestName,
           image: args.image!,
           cloudImageId: args.cloudImageId!,
-          instanceType: args.size ?? "m6a.large",
-          ...(args.region !== undefined ? { region: args.region } : {}),
-          subnetId: args.subnetId,
-          securityGroupIds: args.securityGroupIds,
+          vmSize: args.size ?? "Standard_DC2as_v5",
+          resourceGroupName: args.resourceGroupName!,
+          ...(args.location !== undefined ? { location: args.location } : {}),
+          subnetId: args.subnetId!,
           ...(args.publicHost !== undefined ? { publicHost: args.publicHost } : {}),
-          ...(args.akPins !== undefined ? { akPins: args.akPins } : {}),
+          paravisorMeasurements: args.paravisorMeasurements!,
           ...(args.dbCertificates !== undefined ? { dbCertificates: args.dbCertificates } : {}),
-          rootVolumeSizeGb: 16,
-          dataDiskGb: dataDisk(1, 16384),
-          acceptLegacyLayout: true,
+          ...(args.allowSerialConsole !== undefined ? { allowSerialConsole: args.allowSerialConsole } : {}),
+          osDiskSizeGb: 30,
+          dataDiskGb: dataDisk(1, 32767),
         })
-      : gcpVhsmGuest(this, {
-          who,
-          name: guestName,
-          image: args.image!,
-          cloudImageId: args.cloudImageId!,
-          machineType: args.size ?? "n2d-standard-2",
-          zone: args.zone!,
-          network: args.network,
-          subnetwork: args.subnetwork,
-          ...(args.publicHost !== undefined ? { publicHost: args.publicHost } : {}),
-          bootDiskSizeGb: 20,
-          dataDiskGb: dataDisk(10, 65536),
-          ...(args.dbCertificates !== undefined ? { dbCertificates: args.dbCertificates } : {}),
-          firmwareEndorsement: args.firmwareEndorsement!,
-          gceTcbRootPem: args.gceTcbRootPem!,
-          ...(args.minFirmwareSvn !== undefined ? { minFirmwareSvn: args.minFirmwareSvn } : {}),
-        });
+      : aws
+        ? awsVhsmGuest(this, {
+            who,
+            name: guestName,
+            image: args.image!,
+            cloudImageId: args.cloudImageId!,
+            instanceType: args.size ?? "m6a.large",
+            ...(args.region !== undefined ? { region: args.region } : {}),
+            subnetId: args.subnetId,
+            securityGroupIds: args.securityGroupIds,
+            ...(args.publicHost !== undefined ? { publicHost: args.publicHost } : {}),
+            ...(args.akPins !== undefined ? { akPins: args.akPins } : {}),
+            ...(args.dbCertificates !== undefined ? { dbCertificates: args.dbCertificates } : {}),
+            rootVolumeSizeGb: 16,
+            dataDiskGb: dataDisk(1, 16384),
+            acceptLegacyLayout: true,
+          })
+        : gcpVhsmGuest(this, {
+            who,
+            name: guestName,
+            image: args.image!,
+            cloudImageId: args.cloudImageId!,
+            machineType: args.size ?? "n2d-standard-2",
+            zone: args.zone!,
+            network: args.network,
+            subnetwork: args.subnetwork,
+            ...(args.publicHost !== undefined ? { publicHost: args.publicHost } : {}),
+            bootDiskSizeGb: 20,
+            dataDiskGb: dataDisk(10, 65536),
+            ...(args.dbCertificates !== undefined ? { dbCertificates: args.dbCertificates } : {}),
+            firmwareEndorsement: args.firmwareEndorsement!,
+            gceTcbRootPem: args.gceTcbRootPem!,
+            ...(args.minFirmwareSvn !== undefined ? { minFirmwareSvn: args.minFirmwareSvn } : {}),
+          });
     pulumi.log.info(
       `vHSM runtime guest (${args.platform}): SNP launch digest of the cloud's firmware for ${g.vcpus} vCPUs → ${g.expectedMeasurements[0]!.slice(0, 16)}… (the same for every VM of this size); OS bound by the vTPM boot policy predicted from the disk's UKI ${g.image.ukiSha256.slice(0, 16)}… (dm-verity root ${g.image.manifest.verity.rootHash.slice(0, 16)}…)`,
       this,
@@ -1071,14 +1115,16 @@ export class Vhsm extends pulumi.ComponentResource {
       expectedMeasurement: g.expectedMeasurements[0]!,
       snpHostData: "",
       where: g.where,
-      accel: `${aws ? "EC2" : "GCE"} SEV-SNP (${g.vcpus} vCPUs)`,
-      osBinding: aws
-        ? args.akPins?.length
-          ? `vTPM: NitroTPM quote + event log meeting the boot policy predicted from the runtime disk's UKI (SHA-256 bank), signed by a pinned AK (akPins: as trustworthy as the channel it was obtained over); the SNP digest names only EC2's firmware and ${g.vcpus} vCPUs`
-          : g.image.ak === "runtime-ak"
-            ? `vTPM: NitroTPM quote + event log meeting the boot policy predicted from the runtime disk's UKI (SHA-256 bank), by an AK proven by EK credential activation against this instance's EK from EC2 GetInstanceTpmEkPub (the EK vouched for by the EC2 API alone); the SNP digest names only EC2's firmware and ${g.vcpus} vCPUs`
-            : `vTPM: NitroTPM quote + event log meeting the boot policy predicted from the runtime disk's UKI (SHA-384 bank), the PCRs authenticated by the NitroTPM attestation document (AWS Nitro PKI) whose module_id must be this instance; the SNP digest names only EC2's firmware and ${g.vcpus} vCPUs`
-        : `vTPM: a quote by the AK Google's EK/AK CA certified for this instance (project, zone, instance id), event log meeting the boot policy predicted from the runtime disk's UKI (SHA-256 bank); the SNP digest is Google's endorsed firmware for ${g.vcpus} vCPUs (SVN ${(g as { svn?: number }).svn ?? "?"})`,
+      accel: `${aws ? "EC2" : azure ? "Azure CVM" : "GCE"} SEV-SNP (${g.vcpus} vCPUs)`,
+      osBinding: azure
+        ? `vTPM: the Azure paravisor's HCL report (SNP report over runtime claims with the vTPM AK, vm-configuration and this runtime's binding as user-data), the HCL AK's quote over it, and the event log meeting the boot policy predicted from the runtime disk's UKI (SHA-256 bank, Secure Boot under the dbCertificates authority); vm-configuration: Secure Boot on${args.allowSerialConsole ? "" : ", serial console off"}, vmUniqueId of this VM; the SNP digest names only Microsoft's paravisor for ${g.vcpus} vCPUs`
+        : aws
+          ? args.akPins?.length
+            ? `vTPM: NitroTPM quote + event log meeting the boot policy predicted from the runtime disk's UKI (SHA-256 bank), signed by a pinned AK (akPins: as trustworthy as the channel it was obtained over); the SNP digest names only EC2's firmware and ${g.vcpus} vCPUs`
+            : g.image.ak === "runtime-ak"
+              ? `vTPM: NitroTPM quote + event log meeting the boot policy predicted from the runtime disk's UKI (SHA-256 bank), by an AK proven by EK credential activation against this instance's EK from EC2 GetInstanceTpmEkPub (the EK vouched for by the EC2 API alone); the SNP digest names only EC2's firmware and ${g.vcpus} vCPUs`
+              : `vTPM: NitroTPM quote + event log meeting the boot policy predicted from the runtime disk's UKI (SHA-384 bank), the PCRs authenticated by the NitroTPM attestation document (AWS Nitro PKI) whose module_id must be this instance; the SNP digest names only EC2's firmware and ${g.vcpus} vCPUs`
+          : `vTPM: a quote by the AK Google's EK/AK CA certified for this instance (project, zone, instance id), event log meeting the boot policy predicted from the runtime disk's UKI (SHA-256 bank); the SNP digest is Google's endorsed firmware for ${g.vcpus} vCPUs (SVN ${(g as { svn?: number }).svn ?? "?"})`,
       unseal: CLOUD_UNSEAL,
     });
   }

@@ -331,8 +331,9 @@ describe.runIf(ready)("Vhsm confidential-vm on the clouds: impossible combinatio
     expect(mk("x23", {}, () => ({ ...gcpArgs(), size: "n2d-standard-8" }))).toThrow(
       /Vhsm x23: firmwareEndorsement endorses no SEV-SNP measurement for 8 vCPUs/,
     );
+    // Azure is deployable (test/components/vhsm-azure.test.ts) and needs the runtime's Azure disk.
     expect(() => new c.Vhsm("x24", { ...cvm, platform: "azure" as never })).toThrow(
-      /Vhsm x24: platform is 'azure': mode 'confidential-vm' is not yet deployable there: an Azure CVM's guest has no \/dev\/sev-guest .*; allowed: local, qemu, proxmox, aws, gcp/,
+      /Vhsm x24: image is required on platform 'azure': the manifest.json of the runtime's cloud disk \(buckypaper image build --role runtime --runtime-psp azure-hcl --format disk --cloud azure\)/,
     );
     expect(() => new c.Vhsm("x25", { cloudImageId: "ami-0123456789abcdef0" })).toThrow(
       /Vhsm x25: cloudImageId is only allowed when mode is 'confidential-vm'/,

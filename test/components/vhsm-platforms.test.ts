@@ -259,9 +259,9 @@ describe.runIf(ready)("Vhsm confidential-vm on a Proxmox VE node with SEV-SNP", 
 });
 
 describe("Vhsm confidential-vm: impossible combinations are refused at preview, naming the field", () => {
-  it("Azure (no evidence path for the runtime there; AWS and GCP: vhsm-cloud.test.ts), and hardware fields on the wrong platform", () => {
+  it("host fields on a cloud (AWS, GCP: vhsm-cloud.test.ts; Azure: vhsm-azure.test.ts), and hardware fields on the wrong platform", () => {
     expect(() => new c.Vhsm("bad-azure", { ...cvm(), platform: "azure" as never, ssh })).toThrow(
-      /platform is 'azure': mode 'confidential-vm' is not yet deployable there: an Azure CVM's guest has no \/dev\/sev-guest.*allowed: local, qemu, proxmox, aws, gcp/,
+      /Vhsm bad-azure: ssh is not used on platform 'azure': the runtime's VM is created through the cloud's API/,
     );
     // Host fields on a cloud: the VM is created through the cloud's API.
     expect(() => new c.Vhsm("bad-aws", { ...cvm(), platform: "aws" as never, ssh })).toThrow(

@@ -231,10 +231,10 @@ describe("Vhsm trust bootstrap and mode (under mocks)", () => {
     expect(() => new C.Vhsm("cvm1", { mode: C.VhsmMode.ConfidentialVm, platform: "ibm" as never })).toThrow(
       /Vhsm cvm1: platform is 'ibm', which is not supported; allowed: local, aws, azure, gcp, proxmox, qemu/,
     );
-    // Never a silent fallback: Azure is refused at preview, naming the field, why and what is allowed; AWS and GCP are
-    // deployable (test/components/vhsm-cloud.test.ts) and need the runtime's cloud disk.
+    // AWS, GCP and Azure are deployable (test/components/vhsm-cloud.test.ts, vhsm-azure.test.ts) and need the
+    // runtime's cloud disk: refused without it, naming image and the build.
     expect(() => new C.Vhsm("cvm-azure", { mode: C.VhsmMode.ConfidentialVm, platform: "azure" as never })).toThrow(
-      /Vhsm cvm-azure: platform is 'azure': mode 'confidential-vm' is not yet deployable there: an Azure CVM's guest has no \/dev\/sev-guest.*allowed: local, qemu, proxmox, aws, gcp/,
+      /Vhsm cvm-azure: image is required on platform 'azure': .*--runtime-psp azure-hcl --format disk --cloud azure/,
     );
     for (const [platform, cloud] of [
       ["aws", "ec2"],

@@ -47,7 +47,13 @@ const pem = (der: Uint8Array) =>
 
 export async function bootAzureVm(
   sim: SnpSimulator,
-  o: { boot?: BootSpec; vmConfiguration?: Record<string, unknown>; measurement?: string } = {},
+  o: {
+    boot?: BootSpec;
+    /** A prebuilt boot (e.g. azure-boot-log.ts azureBootLog of a real UKI) instead of `boot`. */
+    bootLog?: { log: Buffer; extends: [number, Buffer][] };
+    vmConfiguration?: Record<string, unknown>;
+    measurement?: string;
+  } = {},
 ): Promise<AzureVm> {
   const tpm = await SwTpm.start();
   const dir = mkdtempSync(path.join(tmpdir(), "bk-azure-rt-"));
@@ -72,7 +78,8 @@ export async function bootAzureVm(
   tool(["tpm2_readpublic", "-c", AZURE_AK_HANDLE, "-f", "pem", "-o", path.join(dir, "ak.pem")]);
   const { createPublicKey } = await import("node:crypto");
   const ak = createPublicKey(readFileSync(path.join(dir, "ak.pem")));
-  const boot = buildBootLog(o.boot ?? {});
+  const built = o.bootLog ? undefined : buildBootLog(o.boot ?? {});
+  const boot = o.bootLog ?? built!;
   for (const [pcr, d] of boot.extends) tpm.extend(pcr, d);
   const eventLog = path.join(dir, "binary_bios_measurements");
   writeFileSync(eventLog, boot.log);
@@ -85,7 +92,7 @@ export async function bootAzureVm(
     tpm,
     pcrs,
     eventLog,
-    bootPolicy: boot.policy,
+    bootPolicy: built?.policy ?? {},
     runner: {
       async run(argv, opts) {
         const args = argv.map((a) => (a === `device:${AZURE_TPM_DEVICE}` ? tpm.tcti : a));

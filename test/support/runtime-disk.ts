@@ -59,13 +59,13 @@ export function runtimeUki(dir: string, extraCmdline = ""): { uki: Buffer; cmdli
 
 export function writeRuntimeDisk(
   o: {
-    psp?: "virtio-psp" | "sev-guest";
+    psp?: "virtio-psp" | "sev-guest" | "azure-hcl";
     role?: "runtime" | "workload";
     disk?: boolean;
     /** The fields `image build --role runtime --cloud` records (absent: a manifest from before them). */
-    cloud?: "ec2" | "gce";
+    cloud?: "ec2" | "gce" | "azure";
     unseal?: "derived-key" | "shares";
-    ak?: "runtime-ak" | "google-ak";
+    ak?: "runtime-ak" | "google-ak" | "hcl-ak";
     /** Sign the UKI (osslsigncode, as `image build --sign-key/--sign-cert` does) and record disk.signature. */
     sign?: { key: string; cert: string };
     /** Workload role: the enclaivelet's user-data source (`image build --cloud`); default ec2. */

@@ -18,6 +18,12 @@ export interface AzurePolicy {
   requireSecureBoot?: boolean;
   /** Refuse vm-configuration."console-enabled" = true. Default false (not constrained). */
   forbidConsole?: boolean;
+  /**
+   * Allowed vm-configuration."vmUniqueId" values (the VM's id, compared case-insensitively): names the instance the
+   * deployer created (the Azure API's vmId), so a VM another party launched from the same image and paravisor is
+   * refused. The paravisor takes it from the host's VM configuration: it separates tenants, not the cloud operator.
+   */
+  vmUniqueIds?: string[];
 }
 
 export function parseAzurePolicy(v: unknown, field = "azure"): AzurePolicy {
@@ -46,6 +52,14 @@ export function parseAzurePolicy(v: unknown, field = "azure"): AzurePolicy {
         throw new Error(
           `policy ${field}.measuredBoot.bank: must be sha256 (the Azure vTPM quote carries the SHA-256 bank only)`,
         );
+    } else if (k === "vmUniqueIds") {
+      if (
+        !Array.isArray(x) ||
+        x.length === 0 ||
+        !x.every((u) => typeof u === "string" && /^[0-9a-fA-F-]{32,36}$/.test(u))
+      )
+        throw new Error(`policy ${field}.vmUniqueIds: expected a non-empty list of VM ids (GUIDs)`);
+      out.vmUniqueIds = x.map((u: string) => u.toLowerCase());
     } else if (k === "requireSecureBoot" || k === "forbidConsole") {
       if (typeof x !== "boolean") throw new Error(`policy ${field}.${k}: expected true or false`);
       out[k] = x;
@@ -73,6 +87,17 @@ export function validateAzure(
           : ok
             ? `PCR ${i} ${actual} is allowed`
             : `PCR ${i} ${actual} is not among the ${allowed.length} allowed value(s)`,
+    });
+  }
+  if (p.vmUniqueIds) {
+    const id = vmConfig?.["vmUniqueId"];
+    const ok = typeof id === "string" && p.vmUniqueIds.includes(id.toLowerCase());
+    checks.push({
+      id: "policy.vm-unique-id",
+      ok,
+      detail: ok
+        ? `vm-configuration names the expected VM ${String(id)}`
+        : `vm-configuration names VM ${typeof id === "string" ? id : "(none)"}, not the expected ${p.vmUniqueIds.join(", ")}: another VM launched from the same image`,
     });
   }
   if (p.requireSecureBoot) {

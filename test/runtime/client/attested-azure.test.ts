@@ -319,4 +319,20 @@ describe.runIf(run)("verifyRuntime against a runtime on a (simulated) Azure CVM"
       rmSync(dir, { recursive: true, force: true });
     }
   }, 60_000);
+
+  it("policy.azure.vmUniqueIds: the HCL report's vmUniqueId must be listed (case-insensitive); malformed lists refused", async () => {
+    const withId = (ids: unknown) =>
+      runtimeExpectation(
+        azureExpectation(sim, {
+          policy: { azure: { measuredBoot: good.bootPolicy, vmUniqueIds: ids } },
+        }),
+      );
+    // The simulated paravisor here publishes no vmUniqueId: a pinned id is refused, naming the check.
+    const v = await verifyRuntime({ url: server.url, expected: withId(["2F1C7A52-4B0E-4D6F-9A31-7C0E5D2B8E41"]) });
+    expect(v.ok).toBe(false);
+    expect(failed(v)).toEqual(["policy.vm-unique-id"]);
+    expect(v.reason).toMatch(/names VM \(none\), not the expected 2f1c7a52-/);
+    for (const bad of [[], "2f1c7a52", ["not a guid"], [42]])
+      expect(() => withId(bad)).toThrow(/vmUniqueIds: expected a non-empty list of VM ids/);
+  }, 60_000);
 });
