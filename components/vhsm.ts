@@ -106,7 +106,8 @@ const CLOUD_PLATFORMS: string[] = [VhsmPlatform.Aws, VhsmPlatform.Gcp, VhsmPlatf
 /** Inputs only the cloud platforms take, and which. */
 const CLOUD_KEYS = {
   cloudImageId: CLOUD_PLATFORMS,
-  kitImage: CLOUD_PLATFORMS,
+  // No AzureKitImage yet: on Azure the program makes the gallery image version (cloudImageId) itself.
+  kitImage: [VhsmPlatform.Aws, VhsmPlatform.Gcp],
   size: CLOUD_PLATFORMS,
   region: [VhsmPlatform.Aws],
   subnetId: [VhsmPlatform.Aws, VhsmPlatform.Azure],

@@ -179,6 +179,7 @@ describe.runIf(requireTool("systemd-boot-efi, binutils, dosfstools, mtools and o
       refused({ ...a, size: "Standard_D2s_v5" }, "size", /./);
       refused({ ...a, zone: "europe-west4-a" }, "zone", /only allowed on platform gcp/);
       refused({ ...a, akPins: ["ab".repeat(32)] }, "akPins", /only allowed on platform aws/);
+      refused({ ...a, kitImage: { cloud: "gce" } }, "kitImage", /only allowed on platform aws or gcp/);
       refused({ ...awsLike(), paravisorMeasurements: [PARAVISOR_MEASUREMENT] }, "paravisorMeasurements", /azure/);
       // The image must be the Azure runtime disk: an EC2 runtime disk (sev-guest) asks for evidence an Azure CVM lacks.
       const ec2 = writeRuntimeDisk({ sign: db, cloud: "ec2", unseal: "shares", ak: "runtime-ak" });
