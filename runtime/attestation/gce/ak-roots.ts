@@ -2,7 +2,9 @@
 // server/ca-certs (Go module github.com/google/go-tpm-tools v0.4.11, module hash
 // h1:+Qgcs+l0XcWXFMU3e2HJJKnlEQZXVrtqr3WaJPVlZaE=). A GCE vTPM's AK certificate (NV index 0x01c10000 RSA /
 // 0x01c10002 ECC) chains to one of the two roots. Trust comes from the two root fingerprints below; the
-// intermediates are here only because the guest's NV index holds the leaf alone.
+// intermediates are here only because the guest's NV index holds the leaf alone (an intermediate adds no trust:
+// the chain walker checks its signature up to a pinned root). One intermediate, of 2024, is newer than that
+// module; it comes from a real GCE AK certificate chain recorded on a VM (test/fixtures/gce/PROVENANCE.md).
 // Generated from the DER files; SHA-256 of each DER in the comment.
 
 /** "tpm_ek_v1_cloud_host_root-signer-0-2018-04-06…" (server/ca-certs/tpm_ek_root_1.cer). */
@@ -123,6 +125,31 @@ const GCE_EK_AK_CA_INTERMEDIATE_V3 =
   "JktmxJP1hRpOtWoVtSJFLj05avqpDwt6AWDq2azquN7gjZFF/vNB6fbK+w/Yi7ArSLyo2z18vABWNEiV032NG0jrXXYWoc6l8bfXUxwG6Ntkj2L8" +
   "p35ynxjR0mA73l7z920iBAl6rp15FfoR3LSzo1l+VaucnrWcnHow/kEFGqjtP8uEmzQc5Rq+5Xd5/64jEcomGKNh+6b0gY3Y67q2NlrFa6Fo9vfz" +
   "DwqdYSYzENb/PR3uGFhkvoJzTWFXdsVypk0frMsX1chdbHOM4jzDNhHAbQNumH82E8avyKjepIf+EPC61pmPeRHX";
+/** EK/AK CA Intermediate of 2024-02-22 (serial 00fa059c…), SHA-256 02f5070680…bceb. Not in go-tpm-tools v0.4.11: it
+ * issues the AK certificates of VMs created in 2026 (a c3 TDX VM's, test/fixtures/gce/PROVENANCE.md, vaportpm). */
+const GCE_EK_AK_CA_INTERMEDIATE_2024 =
+  "MIIHIzCCBQugAwIBAgIUAPoFnAtqNET6z84unSBu/fRbsB8wDQYJKoZIhvcNAQELBQAwfjELMAkGA1UEBhMCVVMxEzARBgNVBAgTCkNhbGlmb3Ju" +
+  "aWExFjAUBgNVBAcTDU1vdW50YWluIFZpZXcxEzARBgNVBAoTCkdvb2dsZSBMTEMxFTATBgNVBAsTDEdvb2dsZSBDbG91ZDEWMBQGA1UEAxMNRUsv" +
+  "QUsgQ0EgUm9vdDAgFw0yNDAyMjIyMTQzMzdaGA8yMTIyMDcwODA1NTcyM1owgYYxCzAJBgNVBAYTAlVTMRMwEQYDVQQIEwpDYWxpZm9ybmlhMRYw" +
+  "FAYDVQQHEw1Nb3VudGFpbiBWaWV3MRMwEQYDVQQKEwpHb29nbGUgTExDMRUwEwYDVQQLEwxHb29nbGUgQ2xvdWQxHjAcBgNVBAMTFUVLL0FLIENB" +
+  "IEludGVybWVkaWF0ZTCCAiIwDQYJKoZIhvcNAQEBBQADggIPADCCAgoCggIBAKEvsKjcY2Ey18k/6M2I/rWFLwZ9k/8GrVVQlPamEQdCJBKCjvvM" +
+  "rdZ83a73YShsu2bOuTetMn8WWy0/C9u02Q6+LIartyOnhbRHtABNTQaz+tuZ5Fm9KcXY+5I0S2/oD4O6U6CKV2wR+wCkbBGVqzYsBCbboAJ9Vgy7" +
+  "pbxMa6mK+xZM2K4QbAGnTAdu1PZiNzOAsgSlAnlveNJkQg91ggLkQSLVrHrpSJOB/aEPRxK5W9iMFkOb22PZvSK6OkT8U8d6mTCjtWi15krSOitd" +
+  "dpz97iBfi/a5gMhXKvLwhC8zGUTnW7WBJB5nG3DmFplXCKUC4ptGtJ5X1Jd2ZvaOz0aC3CIm3gLfNAGS3oboVj/hgDJeEvlxNwTh7NAmCaaeF8sO" +
+  "q4LGsMcfQe5gCz7DnJ5kBBBPqjt5jvfH4WoKQxsK+dzAoIFzozapiRuoMfkcs7w/tdzGaqAoiRXO4eRSNg+GU12PrTPgaPXG5fYIcPL29HbuwYmw" +
+  "x+KiIx7lRhjGK87xk2Lwjr0ppvcIBcYciAnxemPafDJF7Vp5/0eckul34r22+G4Xph20foShwR1bKM8KLHEiLe7/mH9WSPNDi/ad0zsnvr3hyL9D" +
+  "4cz0ZKlAvW00cgDqzqDMA/McmHnT5Umh6Ib88VvVAmCDtj0XDsjO+1MMcP3dZZKxkJjnBCW3AgMBAAGjggGMMIIBiDAOBgNVHQ8BAf8EBAMCAQYw" +
+  "EAYDVR0lBAkwBwYFZ4EFCAEwDwYDVR0TAQH/BAUwAwEB/zAdBgNVHQ4EFgQUDyGdVuGpwInFbNojwMTxMrBKiXowHwYDVR0jBBgwFoAUSedKW1Yp" +
+  "9Z15t6YwPAOyj+cU3UwwgY0GCCsGAQUFBwEBBIGAMH4wfAYIKwYBBQUHMAKGcGh0dHA6Ly9wcml2YXRlY2EtY29udGVudC02MmQ3MTc3My0wMDAw" +
+  "LTIxZGEtODUyZS1mNGY1ZTgwZDc3Nzguc3RvcmFnZS5nb29nbGVhcGlzLmNvbS8wMzJiZjlkMzlkYjRmYTA2YWFkZS9jYS5jcnQwgYIGA1UdHwR7" +
+  "MHkwd6B1oHOGcWh0dHA6Ly9wcml2YXRlY2EtY29udGVudC02MmQ3MTc3My0wMDAwLTIxZGEtODUyZS1mNGY1ZTgwZDc3Nzguc3RvcmFnZS5nb29n" +
+  "bGVhcGlzLmNvbS8wMzJiZjlkMzlkYjRmYTA2YWFkZS9jcmwuY3JsMA0GCSqGSIb3DQEBCwUAA4ICAQCCObk/o+LpoCMpjLXQe7hNPll2ZTxbhOQw" +
+  "/j4TXIk6nTu5jihPX1OO4YZvLXD7ET8OjDdW6RP3V9j9hsh8r5P6D+vIiavBvCr1V+iLNXIcD6WKCXc3J+FG8J4BUuih4cx5sVF39CbS9NG/qBAh" +
+  "FUTDl75q96kRR6gZguqmk3HgAKw4tmLO1kiWkSAHyweBen3Ag1exQHFSA4lRV0ukxhkGX4H3q+BnMYUzItGWKP/MhZFl8gH7N32jYtZMy1yYSZRV" +
+  "ZlTCwcDRyVqQyVD64igYTwGyyTIa1BD7IMPggHJAmbS8GlNepm3N9q/21LYssshC0L8URmWhd69CtBaIpqwWGs9ewmrw4FoTH18EwMeiWd3xLH9p" +
+  "ZQ2dyfTXgJGReGM5PND/GpEFWs5akYTSxnYHLU1VpFIhmtvdaq6cOMc0aXYlgbb5qX4DHqF/cCD0NFaoAlIZw4zkhwRd/LCAiIgMR+Ub1b5YBBwx" +
+  "dzMZUYKJU11hoko2kXBemgkEVUFFIQwHUXD+K+/jwd0JP89zqGOJ7YEsj7coJlPrCBTWMsCC1rjTvq0TIjN899okeA/MLArMT0LgBdZPcy+QctAj" +
+  "68YTjT9PNs+qwK7vDFx72m/0R2sPnSgvWS9XQH0wmOOtA7idFTxEYcnREcPfpM3TPJfRY4QfkPpH9owyy5/I31K8bQ==";
 /** The roots (DER). */
 export const GCE_AK_ROOTS: readonly Uint8Array[] = [der(GCE_EK_ROOT_1), der(GCE_EK_AK_CA_ROOT)];
 /** The intermediates Google signs AK certificates with (DER). */
@@ -130,4 +157,5 @@ export const GCE_AK_INTERMEDIATES: readonly Uint8Array[] = [
   der(GCE_EK_INTERMEDIATE_2),
   der(GCE_EK_INTERMEDIATE_3),
   der(GCE_EK_AK_CA_INTERMEDIATE_V3),
+  der(GCE_EK_AK_CA_INTERMEDIATE_2024),
 ];

@@ -3,19 +3,21 @@
 // attestations (quotes over three banks + event log) verified with our TPM verifier, and the recorded GCE
 // event logs replayed to the PCR values go-tpm-tools' tests state for them. Every positive has one-bit negatives.
 import { describe, expect, it } from "vitest";
-import { X509Certificate, verify as cryptoVerify } from "node:crypto";
+import { X509Certificate, createHash, createPublicKey, verify as cryptoVerify } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { repoRoot } from "../../support/shared.js";
 import {
   parseEventLog,
   parseTpmPublic,
+  parseTpmsAttest,
   replayEventLog,
   verifyTpmEvidence,
   type HashName,
 } from "../../../runtime/attestation/tpm/index.js";
 import { parseGceInstanceInfo, verifyGceAkCertificate } from "../../../runtime/attestation/gce/ak-cert.js";
 import {
+  GCE_AK_INTERMEDIATES,
   GCE_AK_ROOTS,
   GCE_EK_AK_CA_ROOT_SHA256,
   GCE_EK_ROOT_1_SHA256,
@@ -179,4 +181,84 @@ describe("recorded GCE event logs replay to go-tpm-tools' expected PCRs", () => 
       expect(replayEventLog(bad, "sha1")[4].toString("hex")).toBe(exp.banks.sha1["4"]);
     });
   }
+});
+
+// A TDX VM's vTPM (lockboot/vaportpm, c3 TDX VM in us-central1-a, 2026-02-03; PROVENANCE.md): an ECC P-256 AK
+// certificate issued by the 2024 "EK/AK CA Intermediate", and a TPM2_Quote over the SHA-256 bank. No AK
+// TPMT_PUBLIC and no event log were recorded, so the quote is checked with our TPMS_ATTEST parser and the
+// certificate's key rather than the full verifyTpmEvidence (no ak-attributes check, no replay).
+describe("GCE TDX VM vTPM (lockboot/vaportpm test-gcp-tdx-fixture.json, 2026)", () => {
+  const fx = JSON.parse(Buffer.from(gceFixture("vaportpm", "test-gcp-tdx-fixture.json")).toString()) as {
+    nonce: string;
+    pcrs: { sha256: Record<string, string> };
+    ak_pubkeys: { ecc_p256: { x: string; y: string } };
+    attestation: { tpm: { ecc_p256: { attest_data: string; signature: string } }; gcp: { ak_cert_chain: string } };
+  };
+  const [leaf, intermediate, root] = certsFrom(fx.attestation.gcp.ak_cert_chain);
+  const b64u = (h: string) => Buffer.from(h, "hex").toString("base64url");
+  const akKey = createPublicKey({
+    key: { kty: "EC", crv: "P-256", x: b64u(fx.ak_pubkeys.ecc_p256.x), y: b64u(fx.ak_pubkeys.ecc_p256.y) },
+    format: "jwk",
+  });
+  const attest = Buffer.from(fx.attestation.tpm.ecc_p256.attest_data, "hex");
+  const sig = Buffer.from(fx.attestation.tpm.ecc_p256.signature, "hex");
+  const pcrs = Array.from({ length: 24 }, (_, i) => Buffer.from(fx.pcrs.sha256[String(i)], "hex"));
+
+  it("the recorded chain is Google's: its root is the pinned EK/AK CA Root, its intermediate the bundled 2024 one", () => {
+    expect(certFingerprint(root)).toBe(GCE_EK_AK_CA_ROOT_SHA256);
+    expect(GCE_AK_INTERMEDIATES.map(certFingerprint)).toContain(certFingerprint(intermediate));
+    expect(certFingerprint(intermediate)).toBe("02f507068014de60d15fee5901513a03040baa922143143bc50288b55b24bceb");
+  });
+
+  it("the leaf alone (as the guest sends it) chains to the pinned root and certifies the quoting AK", () => {
+    const r = verifyGceAkCertificate(leaf, akKey, { now: NOW });
+    expect(r.check.ok, r.check.detail).toBe(true);
+    expect(r.check.detail).toContain("EK/AK CA Intermediate");
+    expect(r.check.detail).toContain("EK/AK CA Root");
+    expect(r.instance).toMatchObject({
+      zone: "us-central1-a",
+      projectId: "lockboot",
+      instanceId: "2141209421113254303",
+      instanceName: "instance-20260203-023447",
+      isProduction: true,
+    });
+  });
+
+  it("without the 2024 intermediate (go-tpm-tools' set alone) the leaf is refused: why it is bundled", () => {
+    const r = verifyGceAkCertificate(leaf, akKey, {
+      now: NOW,
+      roots: {
+        certs: [...GCE_AK_ROOTS],
+        fingerprints: [GCE_EK_AK_CA_ROOT_SHA256, GCE_EK_ROOT_1_SHA256],
+        intermediates: GCE_AK_INTERMEDIATES.filter((c) => certFingerprint(c) !== certFingerprint(intermediate)),
+      },
+    });
+    expect(r.check.ok).toBe(false);
+  });
+
+  it("one-bit negatives on the certificate: its signature, and the key it must certify", () => {
+    expect(verifyGceAkCertificate(flipBit(leaf, leaf.length - 10), akKey, { now: NOW }).check.ok).toBe(false);
+    const cos = parseGoTpmToolsAttestation(gceFixture("go-tpm-tools", "gce-cos-85-nonce9009.pb"));
+    const r = verifyGceAkCertificate(leaf, parseTpmPublic(cos.akPub, { sized: false }).key, { now: NOW });
+    expect(r.check.detail).toMatch(/certifies another key/);
+  });
+
+  it("the quote: signed by the certified AK, nonce in extraData, PCR 0-23 SHA-256 hash to pcrDigest", () => {
+    const certKey = new X509Certificate(leaf).publicKey;
+    expect(cryptoVerify("sha256", attest, certKey, sig)).toBe(true);
+    const a = parseTpmsAttest(attest);
+    expect(Buffer.from(a.extraData).toString("hex")).toBe(fx.nonce);
+    expect(a.pcrSelections.map((s) => [s.hash, s.pcrs])).toEqual([["sha256", [...Array(24).keys()]]]);
+    expect(Buffer.from(a.pcrDigest).equals(createHash("sha256").update(Buffer.concat(pcrs)).digest())).toBe(true);
+  });
+
+  it("one-bit negatives on the quote: message, signature, a PCR value, the nonce", () => {
+    const certKey = new X509Certificate(leaf).publicKey;
+    expect(cryptoVerify("sha256", flipBit(attest, attest.length - 1), certKey, sig)).toBe(false);
+    expect(cryptoVerify("sha256", attest, certKey, flipBit(sig, 10))).toBe(false);
+    const a = parseTpmsAttest(attest);
+    const bad = pcrs.map((p, i) => (i === 7 ? Buffer.from(flipBit(p, 0)) : p));
+    expect(Buffer.from(a.pcrDigest).equals(createHash("sha256").update(Buffer.concat(bad)).digest())).toBe(false);
+    expect(Buffer.from(a.extraData).equals(Buffer.from(flipBit(Buffer.from(fx.nonce, "hex"), 0)))).toBe(false);
+  });
 });
