@@ -20,7 +20,7 @@ import { AZURE_AK_HANDLE } from "../../../runtime/guest/evidence/azure.js";
 import { haveSwtpm } from "../../support/swtpm.js";
 import { DEFAULT_CMDLINE } from "../attestation/tpm-fixtures.js";
 import { runtimeVerify } from "../../../cli/runtime-verify.js";
-import { insecureGet, platform, startRelay } from "../attested-runtime-support.js";
+import { initUnseal, insecureGet, platform, startRelay } from "../attested-runtime-support.js";
 import {
   PARAVISOR_MEASUREMENT,
   azureExpectation,
@@ -334,5 +334,34 @@ describe.runIf(run)("verifyRuntime against a runtime on a (simulated) Azure CVM"
     expect(v.reason).toMatch(/names VM \(none\), not the expected 2f1c7a52-/);
     for (const bad of [[], "2f1c7a52", ["not a guid"], [42]])
       expect(() => withId(bad)).toThrow(/vmUniqueIds: expected a non-empty list of VM ids/);
+  }, 60_000);
+
+  it("once initialised, the claims' user-data binds the runtime instance id: the expected one accepted, a twin's refused (runtime.instance-id)", async () => {
+    await initUnseal(server);
+    const first = await verifyRuntime({ url: server.url, expected: expecting() });
+    expect(first.ok).toBe(true);
+    expect(first.instanceId).toMatch(/^[0-9a-f]{64}$/);
+    const pinned = await verifyRuntime({ url: server.url, expected: { ...expecting(), instanceId: first.instanceId } });
+    expect(pinned.reason).toBeUndefined();
+    expect(pinned.checks.find((k) => k.id === "runtime.instance-id")?.detail).toMatch(/REPORT_DATA binds the expected/);
+    const twin = await verifyRuntime({ url: server.url, expected: { ...expecting(), instanceId: "ee".repeat(32) } });
+    expect(twin.ok).toBe(false);
+    expect(failed(twin)).toEqual(["runtime.instance-id"]);
+    // A relay that forges instance_id over the runtime's own key: the claims' user-data does not bind it.
+    const relay = await startRelay(server.url, {
+      listener,
+      rewrite: (text) => {
+        const body = JSON.parse(text);
+        body.data.instance_id = "ee".repeat(32);
+        return JSON.stringify(body);
+      },
+    });
+    try {
+      const forged = await verifyRuntime({ url: relay.url, expected: { ...expecting(), instanceId: "ee".repeat(32) } });
+      expect(forged.ok).toBe(false);
+      expect(forged.reason).toMatch(/^binding\.instance-id: .*forged instance_id/);
+    } finally {
+      await relay.close();
+    }
   }, 60_000);
 });
