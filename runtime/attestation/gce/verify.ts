@@ -16,7 +16,8 @@ export const PROVENANCE_REQUIRED_AFTER = new Date("2024-08-02T00:00:00Z");
 export interface GceTrustConfig {
   /**
    * GCE-cc-tcb-root certificate(s), PEM or DER, obtained by the operator from GCE_TCB_ROOT_URL. The kit pins
-   * none of its own: no copy of Google's root could be verified where this was written.
+   * none of its own: no copy of Google's root could be read where this was written (only third parties' statement
+   * of its SHA-256, which docs/attestation-chain.md gives as a cross-check, not as trust).
    */
   tcbRoots?: Uint8Array[];
 }
