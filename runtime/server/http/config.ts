@@ -278,6 +278,12 @@ export function parseConfig(text: string, baseDir = process.cwd()): RuntimeConfi
     throw new ConfigError(
       "peer_unseal: needs an attestation stanza (a replica proves to its peers what it runs with its own evidence)",
     );
+  // Peers appraise each other against references taken from their own SNP/TDX report (peer/reference.ts): an Azure
+  // replica's report is the paravisor's, which names no runtime — refused here rather than failing at start.
+  if (peerUnseal && attestation?.type === "azure")
+    throw new ConfigError(
+      "peer_unseal: not with attestation \"azure\" (replicas compare their own SNP/TDX reports; on Azure that report is the paravisor's and names no runtime): unseal with the operators' shares",
+    );
   const auditFile = s(body.attrs.audit_file, "audit_file");
   const workers = parseWorkers(body.attrs.workers);
   if (peerUnseal && workers > 1)

@@ -96,6 +96,9 @@ describe("attestation config stanza", () => {
     expect(() => parseConfig(base + 'attestation "azure" { vtpm { device = "/dev/tpmrm0" } }')).toThrow(
       /attestation\.azure\.vtpm: not with the azure source/,
     );
+    expect(() =>
+      parseConfig(base + 'attestation "azure" {}\npeer_unseal { peers = ["https://10.0.0.2:8200"] }'),
+    ).toThrow(/peer_unseal: not with attestation "azure"/);
     expect(() => parseConfig(base + 'attestation "azure" { tcti = "swtpm:port=1" }')).toThrow(
       /attestation\.azure: unknown setting 'tcti'/,
     );
