@@ -16,6 +16,7 @@ import { Platform, Tee, type DataVolumeArgs, type VhsmConnectionArgs } from "../
 import { azureVmArgs, type AzureImageReference } from "./settings.js";
 import { ATTESTATION_CHAIN, secureBootSummary, userDataSummary, type MeasuredBootArgs } from "../common/os-binding.js";
 import type { BootChainArgs } from "../common/boot-chain.js";
+import { bootChainFromKitImage, type KitImageRef } from "../common/kit-image.js";
 import { azureOsBinding, bootEventsSummary } from "./os-binding.js";
 
 export interface AzureConfidentialVmArgs {
@@ -33,6 +34,12 @@ export interface AzureConfidentialVmArgs {
   vmSize?: string;
   /** Default Canonical's Ubuntu 24.04 CVM image. */
   image?: AzureImageReference;
+  /**
+   * The kit image (AzureKitImage): the VM boots its gallery image version, and its manifest and enrolled db
+   * certificates are the bootChain (a bootChain also given must name the same manifest and db certificates).
+   * Exclusive with image.
+   */
+  kitImage?: KitImageRef;
   adminUsername?: string;
   sshPublicKey?: pulumi.Input<string>;
   osDiskSizeGb?: number;
@@ -99,6 +106,11 @@ export class AzureConfidentialVm extends pulumi.ComponentResource {
   constructor(name: string, args: AzureConfidentialVmArgs, opts?: pulumi.ComponentResourceOptions) {
     super("buckypaper:index:AzureConfidentialVm", name, args, opts);
     const who = `AzureConfidentialVm ${name}`;
+    if (args.kitImage && args.image !== undefined)
+      throw new ConfigError(who, "image", "and kitImage are exclusive (kitImage boots its own image)");
+    // One source of truth: with a kit image, the boot chain predicted is the image's (same db certificates).
+    if (args.kitImage)
+      args = { ...args, bootChain: bootChainFromKitImage(who, args.kitImage, "azure", args.bootChain) };
     const tee = args.tee ?? Tee.SevSnp;
     const vmSize = args.vmSize ?? (tee === Tee.SevSnp ? "Standard_DC2as_v5" : "Standard_DC2es_v5");
     catalogVcpus(who, "vmSize", Platform.Azure, vmSize, tee);
@@ -108,7 +120,7 @@ export class AzureConfidentialVm extends pulumi.ComponentResource {
     if (tee === Tee.Tdx && args.idKeyDigests?.length)
       throw new ConfigError(who, "idKeyDigests", "apply to SEV-SNP only");
     const secrets = requireSecretMap(who, "secrets", args.secrets);
-    const os = azureOsBinding(who, args);
+    const os = azureOsBinding(who, args.kitImage ? { ...args, image: args.kitImage.imageId } : args);
     const measured = os.measured;
     const policy: Policy = {
       azure: {
@@ -175,7 +187,9 @@ export class AzureConfidentialVm extends pulumi.ComponentResource {
         resourceGroupName: args.resourceGroupName,
         location: args.location,
         vmSize,
-        image: args.image ?? azureImage(catalogEntry(who, Platform.Azure, tee)),
+        image: args.kitImage
+          ? { id: args.kitImage.imageId }
+          : (args.image ?? azureImage(catalogEntry(who, Platform.Azure, tee))),
         computerName: name,
         adminUsername: args.adminUsername ?? "azureuser",
         sshPublicKey: args.sshPublicKey,

@@ -15,7 +15,8 @@ export interface AzureVmInputs {
   resourceGroupName: pulumi.Input<string>;
   location?: pulumi.Input<string>;
   vmSize: string;
-  image: AzureImageReference;
+  /** A marketplace image, or a gallery image version by resource id (AzureKitImage). */
+  image: AzureImageReference | { id: pulumi.Input<string> };
   computerName: string;
   adminUsername: string;
   sshPublicKey?: pulumi.Input<string>;

@@ -1,4 +1,4 @@
-// What a kit-image component (AwsKitImage, GcpKitImage) reads from the kit's disk on the machine running `pulumi up`,
+// What a kit-image component (AwsKitImage, GcpKitImage, AzureKitImage) reads from the kit's disk on the machine running `pulumi up`,
 // and what it hands a confidential VM: the same manifest, disk and Secure Boot certificates it enrolled, so the db
 // certificate the image enrolls and the one the workload is registered with (bootChain.dbCertificates) come from one
 // input. Only certificates are ever inputs: the signing key stays where `image build --sign-key` read it.
@@ -21,6 +21,9 @@ export interface SecureBootKeysArgs {
   dbCertificates: string[];
 }
 
+/** The clouds a kit image is made for (`buckypaper image build --cloud`). */
+export type KitCloud = "ec2" | "gce" | "azure";
+
 export interface Certificate {
   field: string;
   file: string;
@@ -36,11 +39,11 @@ export interface SecureBootKeys {
 
 /** What a VM takes from a kit-image component: where the image is, and what to predict its boot chain from. */
 export interface KitImageRef {
-  /** The cloud's image id (AMI id, GCE image self link). */
+  /** The cloud's image id (AMI id, GCE image self link, Azure gallery image version id). */
   imageId: import("@pulumi/pulumi").Input<string>;
   /** The manifest, disk and db certificates the image was made from (predicted as bootChain). */
   bootChain: BootChainArgs;
-  /** The cloud the disk was built for (`image build --cloud`): ec2 or gce. */
+  /** The cloud the disk was built for (`image build --cloud`): ec2, gce or azure. */
   cloud: string;
 }
 
@@ -101,7 +104,7 @@ export interface KitDisk {
  */
 export async function readKitDisk(
   who: string,
-  cloud: "ec2" | "gce",
+  cloud: KitCloud,
   manifestPath: string,
   diskPath: string | undefined,
   dbs: Certificate[],
@@ -129,12 +132,7 @@ export async function readKitDisk(
 }
 
 /** The manifest checks of readKitDisk, without reading the disk (synchronous: usable in a constructor). */
-export function kitDiskManifest(
-  who: string,
-  cloud: "ec2" | "gce",
-  manifestPath: string,
-  dbs: Certificate[],
-): ImageManifest {
+export function kitDiskManifest(who: string, cloud: KitCloud, manifestPath: string, dbs: Certificate[]): ImageManifest {
   if (typeof manifestPath !== "string" || manifestPath === "")
     throw new ConfigError(
       who,
@@ -192,7 +190,7 @@ async function fileSha256(file: string): Promise<string> {
 export function bootChainFromKitImage(
   who: string,
   image: KitImageRef,
-  cloud: "ec2" | "gce",
+  cloud: KitCloud,
   bootChain: BootChainArgs | undefined,
 ): BootChainArgs {
   if (image.cloud !== cloud)
