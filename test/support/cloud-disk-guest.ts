@@ -4,16 +4,35 @@
 // (swtpm) as the instance's vTPM, the disk on NVMe (EC2 Nitro) or virtio-scsi (GCE), and the simulated PSP on its
 // virtio-serial port (runtime/sim/qemu/psp.ts).
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import net from "node:net";
 import path from "node:path";
 import { VIRTIO_PSP_PORT_NAME } from "../../runtime/guest/evidence/virtio-psp.js";
+import { agentEvents, type SimulatedPsp } from "../../runtime/sim/qemu/index.js";
 import { KIT_GUEST_CPU } from "./kit-guest.js";
 import { freePort } from "./net.js";
+import { haveCommand, requireTool } from "./prereq.js";
 
 /** Debian's OVMF with the SEV metadata the PSP measures (OVMF_CODE_4M.fd has none), a TPM 2.0 driver and event log. */
 export const DEBIAN_OVMF = "/usr/share/ovmf/OVMF.fd";
 
 export type DiskShape = "nvme" | "virtio-scsi";
+
+/**
+ * What booting a workload cloud disk with its metadata service needs here (each missing tool is reported): root for
+ * the image build (mmdebstrap --mode=root), QEMU, Debian's OVMF.fd, swtpm, tpm2-tools (`tpm2Use`: what the test does
+ * with the instance's vTPM before the boot) and socat (the guest's forwards to the metadata service and the runtime).
+ */
+export function cloudDiskBootReady(tpm2Use: string): boolean {
+  return (
+    requireTool("root (the image build runs mmdebstrap --mode=root)", process.getuid?.() === 0) &&
+    requireTool("qemu-system-x86_64", haveCommand("qemu-system-x86_64", ["--version"])) &&
+    requireTool("Debian's OVMF.fd (ovmf)", existsSync(DEBIAN_OVMF)) &&
+    requireTool("swtpm", haveCommand("swtpm", ["--version"])) &&
+    requireTool(`tpm2-tools (${tpm2Use})`, haveCommand("tpm2_createek", ["--version"])) &&
+    requireTool("socat (the guest's forwards to the metadata service and the runtime)", haveCommand("socat", ["-V"]))
+  );
+}
 
 /** The instance's vTPM for one boot: swtpm on a UNIX control socket QEMU's tpm-emulator connects to (state kept in
  *  `tpmDir` across boots of the same instance). */
@@ -159,4 +178,147 @@ export function instanceEkTpmt(tpmDir: string, scratch: string): Promise<string>
     // TPM2B_PUBLIC → TPMT_PUBLIC
     return readFileSync(path.join(dir, "ek.pub")).subarray(2).toString("base64");
   });
+}
+
+export interface CloudDiskBoot {
+  console: string;
+  /** base64 blocks the guest printed between `bk-quote-begin NAME` and `bk-quote-end NAME`, decoded. */
+  evidence?: Record<string, Buffer>;
+  seconds: number;
+  /** Seconds from QEMU's start to the agent's `done` (its bundle written), when it came. */
+  toSecrets?: number;
+}
+
+export interface CloudDiskBootOptions {
+  /** swtpm state directory: the instance's vTPM (kept across boots of the same instance). */
+  tpmDir: string;
+  /** Where the boot's sockets go. */
+  scratch: string;
+  /** The user network (restrict=on and the forwards to the cloud's metadata service and the runtime). */
+  netOptions: string[];
+  pspSocket: string;
+  /** The cloud's DMI strings (ec2Smbios, gceSmbios): what cloud-init's ds-identify reads. */
+  smbios: string[];
+  /** Names the console file BK_DISKBOOT_CONSOLE=DIR keeps. */
+  label: string;
+  /** Sees the console as it grows. */
+  onConsole?: (text: string) => void;
+}
+
+/** Boots `disk` under OVMF + the instance's swtpm + the PSP until `until(console)` (or `timeoutMs`), one guest. */
+export async function bootCloudDisk(
+  disk: string,
+  shape: DiskShape,
+  o: CloudDiskBootOptions,
+  until: (text: string) => boolean,
+  timeoutMs: number,
+): Promise<CloudDiskBoot> {
+  const t0 = Date.now();
+  const { sock, child: swtpm } = await startInstanceTpm(o.tpmDir, o.scratch);
+  const argv = cloudDiskArgv({
+    disk,
+    shape,
+    tpmSock: sock,
+    netOptions: o.netOptions,
+    pspSocket: o.pspSocket,
+    extra: o.smbios,
+  });
+  const q: ChildProcess = spawn("qemu-system-x86_64", argv, { stdio: ["ignore", "pipe", "pipe"] });
+  let toSecrets: number | undefined;
+  const text = await watchConsole(q, timeoutMs, (t) => {
+    o.onConsole?.(t);
+    if (toSecrets === undefined && agentEvents(t).some((e) => e.event === "done"))
+      toSecrets = Math.round((Date.now() - t0) / 1000);
+    return until(t) || /powering off/.test(t);
+  });
+  swtpm.kill();
+  // BK_DISKBOOT_CONSOLE=DIR keeps each boot's console for reading after the run.
+  if (process.env.BK_DISKBOOT_CONSOLE)
+    writeFileSync(path.join(process.env.BK_DISKBOOT_CONSOLE, `cloud-disk-boot-${o.label}.log`), text);
+  const evidence = consoleBlocks(text, "bk-quote");
+  return {
+    console: text,
+    seconds: Math.round((Date.now() - t0) / 1000),
+    ...(Object.keys(evidence).length ? { evidence } : {}),
+    ...(toSecrets !== undefined ? { toSecrets } : {}),
+  };
+}
+
+/**
+ * The console (stdout and stderr) of a QEMU guest until it exits: killed once `stop(text so far)` says so, or after
+ * `timeoutMs`.
+ */
+export function watchConsole(q: ChildProcess, timeoutMs: number, stop: (text: string) => boolean): Promise<string> {
+  let text = "";
+  return new Promise<string>((resolve) => {
+    const timer = setTimeout(() => q.kill("SIGKILL"), timeoutMs);
+    const onData = (c: Buffer) => {
+      text += c.toString("latin1");
+      if (stop(text)) q.kill("SIGKILL");
+    };
+    q.stdout!.on("data", onData);
+    q.stderr!.on("data", onData);
+    q.on("close", () => {
+      clearTimeout(timer);
+      resolve(text);
+    });
+  });
+}
+
+/**
+ * The base64 blocks a guest printed on its console between `<tag>-begin NAME` and `<tag>-end NAME` (kernel lines may
+ * interleave: only base64 lines count), decoded, by NAME.
+ */
+export function consoleBlocks(text: string, tag: string): Record<string, Buffer> {
+  const out: Record<string, Buffer> = {};
+  for (const m of text.matchAll(new RegExp(`${tag}-begin (\\S+)\\r?\\n([\\s\\S]*?)${tag}-end \\1`, "g")))
+    out[m[1]] = Buffer.from(
+      m[2]
+        .split(/\r?\n/)
+        .filter((l) => /^[A-Za-z0-9+/=]+$/.test(l))
+        .join(""),
+      "base64",
+    );
+  return out;
+}
+
+/** One request to the simulated PSP on its socket, as the guest's virtio-serial port sends it. */
+export function pspReport(psp: SimulatedPsp, reportData: Buffer): Promise<{ report: string; cert_table: string }> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(psp.socketPath);
+    let buf = "";
+    s.on("error", reject);
+    s.on("data", (d) => {
+      buf += d.toString("utf8");
+      const nl = buf.indexOf("\n");
+      if (nl < 0) return;
+      s.destroy();
+      const a = JSON.parse(buf.slice(0, nl)) as { report?: string; cert_table?: string; error?: string };
+      if (!a.report || !a.cert_table) reject(new Error(`PSP: ${a.error ?? "no report"}`));
+      else resolve({ report: a.report, cert_table: a.cert_table });
+    });
+    s.write(`${JSON.stringify({ report_data: reportData.toString("hex") })}\n`);
+  });
+}
+
+/** The agent's events printed `event` (its unit's output goes to the console). */
+export const sawEvent = (text: string, event: string) => text.includes(`"event":"${event}"`);
+
+/** The user-data with a runcmd the host adds before the registered ones: printing `marker`, it must never run. */
+export function injectRuncmd(userData: string, marker: string): string {
+  const at = userData.indexOf("\nruncmd:\n");
+  if (at < 0) throw new Error("the user-data has no runcmd to add to");
+  const to = at + "\nruncmd:\n".length;
+  return `${userData.slice(0, to)}  - [ sh, -c, 'echo ${marker} >/dev/console' ]\n${userData.slice(to)}`;
+}
+
+/**
+ * Nitride's failed check ids in the agent's refusal ("attestation refused (HTTP 403): id: detail; id: detail"),
+ * without the EK credential round still pending (it is listed until the round trip, which a refusal never reaches)
+ * and without nitride.reference-values (a refused verdict has no claims to compare).
+ */
+export function refusedIds(error: string): string[] {
+  return [...error.matchAll(/(?:\): |; )([a-z][\w-]*(?:\.[\w-]+)+): (pending:)?/g)]
+    .filter((m) => !(m[1] === "vtpm.ek-credential" && m[2]) && m[1] !== "nitride.reference-values")
+    .map((m) => m[1]);
 }

@@ -7,7 +7,8 @@
 // own list_sources from the image's datasource_list name) unless `stock` asks for cloud-init's DataSourceNoCloud; the
 // host-controlled DMI serial and the kernel command line are what the test says (none by default), never the
 // host machine's.
-import { spawnSync } from "node:child_process";
+import { execFile, spawnSync } from "node:child_process";
+import { promisify } from "node:util";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { PINNED_EC2, PINNED_NOCLOUD } from "../../images/guest/configure.js";
@@ -64,9 +65,18 @@ else:
         C = found[0]
     else:
         from cloudinit.sources.DataSourceGCE import DataSourceGCELocal as C
-    ds = C({}, init.distro, paths)
-    ds.metadata = {"instance-id": a["iid"]}
-    ds.userdata_raw = a["userData"].encode()
+    if a.get("metadataUrl"):
+        # GCELocal's own crawl over HTTP (metadata_url as the image's cloud.cfg.d sets it), on a machine whose DMI
+        # says GCE; no ephemeral DHCP (no NIC to lease on here: the boot test has the real one)
+        from cloudinit import dmi
+        dmi.read_dmi_data = lambda key: "Google Compute Engine" if key == "system-product-name" else None
+        ds = C({"datasource": {"GCE": {"metadata_url": a["metadataUrl"]}}}, init.distro, paths)
+        ds.perform_dhcp_setup = False
+        assert ds.get_data(), "GCELocal found no metadata server"
+    else:
+        ds = C({}, init.distro, paths)
+        ds.metadata = {"instance-id": a["iid"]}
+        ds.userdata_raw = a["userData"].encode()
 init.datasource = ds
 paths.datasource = ds
 iid = init.instancify()
@@ -77,6 +87,11 @@ print(json.dumps({"iid": iid, "dsmode": ds.dsmode, "cls": type(ds).__module__ + 
 const NETWORK = `${COMMON}
 init.fetch(existing="trust")
 assert init.ds_restored, "the network stage did not restore the cache"
+if a.get("applyNetwork"):
+    # cloud-init.service's stage 6, before update(): where a datasource's network_config or a BOOT update event
+    # could make it crawl again (stock Ec2 did); bring_up False: nothing is configured on the test host
+    init.instancify()
+    init.apply_network_config(bring_up=False)
 init.update()
 if a.get("consume"):
     # cloud-init.service's stage 7: the user-data's and the vendor-data's part handlers
@@ -143,6 +158,16 @@ function modulesDir(dirs: CloudInitDirs & { modules?: string }): string {
   return dirs.modules ?? kitDatasource(path.join(path.dirname(dirs.cloud), "kit-ds")).modules;
 }
 
+async function pyAsync(script: string, args: object): Promise<string> {
+  try {
+    return (
+      await promisify(execFile)(cloudInitPy!, ["-c", script, JSON.stringify(args)], { encoding: "utf8" })
+    ).stdout.trim();
+  } catch (e) {
+    throw new Error(`cloud-init failed: ${(e as { stderr?: string }).stderr ?? String(e)}`, { cause: e });
+  }
+}
+
 function py(script: string, args: object): string {
   const r = spawnSync(cloudInitPy!, ["-c", script, JSON.stringify(args)], { encoding: "utf8" });
   if (r.status !== 0) throw new Error(`cloud-init failed: ${r.stderr}`);
@@ -178,6 +203,26 @@ export function localStageResult(
   return JSON.parse(
     py(LOCAL, { ...dirs, modules: modulesDir(dirs), dsName: PINNED_NOCLOUD.name, ...src }),
   ) as LocalStageResult;
+}
+
+/**
+ * cloud-init-local with GCELocal crawling a metadata server at `metadataUrl` over HTTP (the real read_md), run
+ * without blocking this process: the server may be in it (test/support/gce-metadata.ts).
+ */
+export async function gceLocalStage(
+  dirs: CloudInitDirs & { modules?: string },
+  metadataUrl: string,
+): Promise<LocalStageResult> {
+  const args = { ...dirs, modules: modulesDir(dirs), dsName: PINNED_NOCLOUD.name, kind: "gce", metadataUrl };
+  return JSON.parse(await pyAsync(LOCAL, args)) as LocalStageResult;
+}
+
+/** networkStage, without blocking this process (a metadata server in it may be asked). */
+export async function networkStageAsync(
+  dirs: CloudInitDirs & { modules?: string },
+  o: { consume?: boolean; cfgFiles?: string[]; applyNetwork?: boolean } = {},
+): Promise<string> {
+  return pyAsync(NETWORK, { ...dirs, modules: modulesDir(dirs), ...o });
 }
 
 /** cloud-init-local: NoCloud reads the seed dir; returns the instance-id it cached. */

@@ -2,10 +2,23 @@
 // 0x01c10001 (RSA) and the AK certificate (from a simulated Google EK/AK CA) in NV 0x01c10002 / 0x01c10000. The
 // certified key is made by a hand-encoded TPM2_CreatePrimary sent with tpm2_send — independent of the agent's
 // tpm2_createprimary options — so an agent creating the same key proves it reproduces the template exactly.
-import { spawnSync } from "node:child_process";
+import { spawnSync, type SpawnSyncReturns } from "node:child_process";
 import type { KeyObject } from "node:crypto";
 import { parseTpmPublic } from "../../runtime/attestation/tpm/abi.js";
-import type { SwTpm } from "./swtpm.js";
+
+/** A TPM driven through tpm2-tools: a SwTpm (swtpm.ts), or an instance's vTPM state before its boot (tpmTools). */
+export interface TpmTool {
+  tcti: string;
+  tool(argv: string[]): SpawnSyncReturns<Buffer>;
+}
+
+/** tpm2-tools against `tcti` (e.g. cloud-disk-guest.ts withInstanceTpm's). */
+export function tpmTools(tcti: string): TpmTool {
+  return {
+    tcti,
+    tool: (argv) => spawnSync(argv[0], argv.slice(1), { env: { ...process.env, TPM2TOOLS_TCTI: tcti } }),
+  };
+}
 
 const u16 = (n: number) => Buffer.from([n >> 8, n & 0xff]);
 const u32 = (n: number) => {
@@ -51,7 +64,7 @@ export function rsaTemplate(): Buffer {
 }
 
 /** TPM2_CreatePrimary(TPM_RH_ENDORSEMENT, template), hand-encoded and sent raw: the reference for the AK. */
-export function referencePrimary(tpm: SwTpm, template: Buffer): Buffer {
+export function referencePrimary(tpm: TpmTool, template: Buffer): Buffer {
   const pwSession = Buffer.concat([u32(0x40000009), u16(0), Buffer.from([0]), u16(0)]);
   const params = Buffer.concat([
     t2b(Buffer.concat([t2b(Buffer.alloc(0)), t2b(Buffer.alloc(0))])), // inSensitive
@@ -73,7 +86,7 @@ export function referencePrimary(tpm: SwTpm, template: Buffer): Buffer {
   return Buffer.from(outPublic);
 }
 
-export function nvWrite(tpm: SwTpm, index: number, data: Buffer, size = data.length): void {
+export function nvWrite(tpm: TpmTool, index: number, data: Buffer, size = data.length): void {
   const hex = `0x${index.toString(16)}`;
   const d = tpm.tool([
     "tpm2_nvdefine",
@@ -97,7 +110,10 @@ export function nvWrite(tpm: SwTpm, index: number, data: Buffer, size = data.len
  * Provisions `tpm` as a GCE vTPM with an ECC AK: Google's template in NV 0x01c10003 and the certificate `issue`
  * makes for the key that template yields in NV 0x01c10002. Returns the AK's TPM2B_PUBLIC.
  */
-export async function provisionGoogleEccAk(tpm: SwTpm, issue: (ak: KeyObject) => Promise<Uint8Array>): Promise<Buffer> {
+export async function provisionGoogleEccAk(
+  tpm: TpmTool,
+  issue: (ak: KeyObject) => Promise<Uint8Array>,
+): Promise<Buffer> {
   const template = eccTemplate();
   const akPublic = referencePrimary(tpm, template);
   const cert = Buffer.from(await issue(parseTpmPublic(akPublic).key));

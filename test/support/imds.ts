@@ -13,8 +13,8 @@
 // The server listens on 127.0.0.1 only; guests reach it through QEMU's guestfwd at 169.254.169.254:80
 // (imdsNetOptions below) and find it by DMI (ec2Smbios), as cloud-init's ds-identify and identify_aws do on EC2.
 import { randomBytes } from "node:crypto";
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { startRecordingServer, type RecordedRequest } from "./net.js";
 
 export const IMDS_ADDR = "169.254.169.254";
 export const TOKEN_HEADER = "x-aws-ec2-metadata-token";
@@ -36,12 +36,7 @@ export interface FakeImdsOptions {
   onUserDataRead?: (n: number) => void;
 }
 
-export interface ImdsRequest {
-  method: string;
-  path: string;
-  status: number;
-  at: number;
-}
+export type ImdsRequest = RecordedRequest;
 
 export interface FakeImds {
   port: number;
@@ -52,7 +47,6 @@ export interface FakeImds {
 
 export async function startFakeImds(o: FakeImdsOptions): Promise<FakeImds> {
   const tokens = new Map<string, number>(); // token → expiry (ms)
-  const requests: ImdsRequest[] = [];
   let userData = o.userData === undefined ? undefined : Buffer.from(o.userData);
   let userDataReads = 0;
   const leaf = (p: string): Promise<string> | undefined => {
@@ -123,26 +117,14 @@ export async function startFakeImds(o: FakeImdsOptions): Promise<FakeImds> {
     return send(404);
   };
 
-  const server = createServer((req, res) => {
-    const at = Date.now();
-    const path = req.url ?? "/";
-    handle(req, res).then(
-      (status) => requests.push({ method: req.method ?? "?", path, status, at }),
-      (e: Error) => {
-        requests.push({ method: req.method ?? "?", path, status: 500, at });
-        if (!res.headersSent) res.writeHead(500);
-        res.end(e.message);
-      },
-    );
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const server = await startRecordingServer(async (req, res) => ({ status: await handle(req, res) }), {});
   return {
-    port: (server.address() as AddressInfo).port,
-    requests,
+    port: server.port,
+    requests: server.requests,
     setUserData(u) {
       userData = u === undefined ? undefined : Buffer.from(u);
     },
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: server.close,
   };
 }
 

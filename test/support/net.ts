@@ -1,5 +1,6 @@
 // Small helpers shared by tests that run real servers and engines.
-import { createServer } from "node:net";
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer, type AddressInfo } from "node:net";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 
@@ -35,4 +36,41 @@ export function allText(dir: string): string {
     out += statSync(p).isDirectory() ? allText(p) : readFileSync(p, "latin1");
   }
   return out;
+}
+
+/** One request a recording server answered: what a test reads to say what a guest asked, and when. */
+export interface RecordedRequest {
+  method: string;
+  path: string;
+  status: number;
+  at: number;
+}
+
+/**
+ * An HTTP server on 127.0.0.1 (port chosen by the kernel) that records every request: `handle` answers it and returns
+ * its status and whatever else the test wants recorded (`failed` when it throws: a 500 with the message).
+ */
+export async function startRecordingServer<X extends object>(
+  handle: (req: IncomingMessage, res: ServerResponse) => Promise<{ status: number } & X>,
+  failed: X,
+): Promise<{ port: number; requests: (RecordedRequest & X)[]; close(): Promise<void> }> {
+  const requests: (RecordedRequest & X)[] = [];
+  const server = createHttpServer((req, res) => {
+    const at = Date.now();
+    const base = { method: req.method ?? "?", path: req.url ?? "/", at };
+    handle(req, res).then(
+      (r) => requests.push({ ...base, ...r }),
+      (e: Error) => {
+        requests.push({ ...base, ...failed, status: 500 });
+        if (!res.headersSent) res.writeHead(500);
+        res.end(e.message);
+      },
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    requests,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
 }

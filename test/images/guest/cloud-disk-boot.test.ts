@@ -32,28 +32,14 @@
 //     here) in the same "instance" (same vTPM: a swapped root volume), with the user-data changed in IMDS before the
 //     boot (a runcmd added): Nitride refuses the agent by the boot-chain checks and by the user-data binding, each by
 //     name, and none of the user-data runs (cloud-init's stages require the agent's unit).
-import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import {
-  closeSync,
-  copyFileSync,
-  existsSync,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  readSync,
-  rmSync,
-  writeFileSync,
-  writeSync,
-} from "node:fs";
-import net from "node:net";
-import { homedir, tmpdir } from "node:os";
+import { closeSync, copyFileSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { holdGuestSlots } from "../../support/guest-slots.js";
-import { buildImage, parseLock, VTPM_PACKAGES, type ImageManifest } from "../../../images/guest/index.js";
+import { parseLock, VTPM_PACKAGES, type ImageManifest } from "../../../images/guest/index.js";
 import type { DiskRecord } from "../../../images/guest/manifest.js";
-import { predictFromDisk } from "../../../images/index.js";
 import { decodeWireVtpm } from "../../../runtime/protocol/evidence.js";
 import {
   appraiseMeasuredBoot,
@@ -65,29 +51,28 @@ import { reportDataForVtpm } from "../../../runtime/attestation/binding.js";
 import { boundKeyMaterial, newEphemeralKey } from "../../../runtime/guest/attest.js";
 import { AGENT_BIN } from "../../../runtime/guest/boot-unit.js";
 import { Vtpm } from "../../../runtime/guest/evidence/vtpm.js";
-import { renderUserData } from "../../../runtime/guest/cloud-init/index.js";
-import { createSnpSimulator } from "../../../runtime/sim/snp.js";
-import { measureLaunch } from "../../../runtime/sim/localvm/psp.js";
-import { agentEvents, startSimulatedPsp, type SimulatedPsp } from "../../../runtime/sim/qemu/index.js";
+import { agentEvents, type SimulatedPsp } from "../../../runtime/sim/qemu/index.js";
 import { awsOsBinding } from "../../../components/aws/os-binding.js";
-import { kinds } from "../../../provider/kinds.js";
-import { startEnclaiveletStack, postAttest, failedChecks, type EnclaiveletStack } from "../../runtime/guest/stack.js";
+import { postAttest, failedChecks, type EnclaiveletStack } from "../../runtime/guest/stack.js";
 import { ec2Smbios, imdsNetOptions, startFakeImds, type FakeImds, type ImdsLeaf } from "../../support/imds.js";
-import { KIT_GUEST_CPU } from "../../support/kit-guest.js";
 import { haveCommand, requireTool } from "../../support/prereq.js";
 import { SwTpm } from "../../support/swtpm.js";
-import { DEBIAN_OVMF, cloudDiskArgv, instanceEkTpmt, startInstanceTpm } from "../../support/cloud-disk-guest.js";
+import {
+  bootCloudDisk,
+  cloudDiskBootReady,
+  injectRuncmd,
+  instanceEkTpmt,
+  pspReport,
+  refusedIds,
+  sawEvent,
+  type CloudDiskBoot,
+} from "../../support/cloud-disk-guest.js";
 import { repoRoot } from "../../support/shared.js";
+import { startCloudDiskRun, type CloudDiskRun } from "../../support/cloud-disk-run.js";
 
-const OVMF = DEBIAN_OVMF;
 const PCRS = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 14];
 const ready =
-  requireTool("root (the image build runs mmdebstrap --mode=root)", process.getuid?.() === 0) &&
-  requireTool("qemu-system-x86_64", haveCommand("qemu-system-x86_64", ["--version"])) &&
-  requireTool("Debian's OVMF.fd (ovmf)", existsSync(OVMF)) &&
-  requireTool("swtpm", haveCommand("swtpm", ["--version"])) &&
-  requireTool("tpm2-tools (the instance's EK, a second TPM's AK)", haveCommand("tpm2_createek", ["--version"])) &&
-  requireTool("socat (the guest's forwards to IMDS and the runtime)", haveCommand("socat", ["-V"])) &&
+  cloudDiskBootReady("the instance's EK, a second TPM's AK") &&
   ["objcopy", "mcopy", "unsquashfs"].every((t) =>
     requireTool(t, haveCommand(t, t === "unsquashfs" ? ["-h"] : ["--version"])),
   );
@@ -122,12 +107,7 @@ const QUOTE_SCRIPT_PATH = "/usr/local/sbin/bk-quote";
 
 /** A runcmd the host adds to the user-data in IMDS: it must never run. */
 const INJECTED_MARKER = "bk-injected-by-the-host";
-const inject = (userData: string) => {
-  const at = userData.indexOf("\nruncmd:\n");
-  if (at < 0) throw new Error("the user-data has no runcmd to add to");
-  const to = at + "\nruncmd:\n".length;
-  return `${userData.slice(0, to)}  - [ sh, -c, 'echo ${INJECTED_MARKER} >/dev/console' ]\n${userData.slice(to)}`;
-};
+const inject = (userData: string) => injectRuncmd(userData, INJECTED_MARKER);
 
 /** The guest NIC's MAC (QEMU's default for the first NIC): IMDS describes the instance's interface by it. */
 const MAC = "52:54:00:12:34:56";
@@ -191,14 +171,6 @@ function instanceMetaData(
   };
 }
 
-interface Boot {
-  console: string;
-  evidence?: Record<string, Buffer>;
-  seconds: number;
-  /** Seconds from QEMU's start to the agent's `done` (its bundle written), when it came. */
-  toSecrets?: number;
-}
-
 interface BootOptions {
   /** swtpm state directory: the instance's vTPM (kept across boots of the same instance). */
   tpmDir: string;
@@ -209,84 +181,31 @@ interface BootOptions {
   onConsole?: (text: string) => void;
 }
 
-/** Boots `disk` under OVMF + swtpm + the PSP on the IMDS link until `until(console)` (or `timeoutMs`). */
-async function bootDisk(
+/** Boots `disk` as EC2 boots it (test/support/cloud-disk-guest.ts) on the IMDS link until `until(console)`. */
+function bootDisk(
   disk: string,
   shape: "nvme" | "virtio-scsi",
   o: BootOptions,
   until: (text: string) => boolean,
   timeoutMs: number,
-): Promise<Boot> {
-  const t0 = Date.now();
-  const { sock, child: swtpm } = await startInstanceTpm(o.tpmDir, scratch);
-  const argv = cloudDiskArgv({
+): Promise<CloudDiskBoot> {
+  return bootCloudDisk(
     disk,
     shape,
-    tpmSock: sock,
-    // The only ways out: IMDS and the runtime's forward (restrict=on); the PSP on its virtio-serial port.
-    netOptions: imdsNetOptions({ imdsPort: o.imds.port, runtimeAddr: RUNTIME_ADDR, runtimePort: o.runtimePort }),
-    pspSocket: o.psp.socketPath,
-    // What cloud-init's ds-identify and identify_aws read to tell EC2.
-    extra: ec2Smbios(),
-  });
-  const q: ChildProcess = spawn("qemu-system-x86_64", argv, { stdio: ["ignore", "pipe", "pipe"] });
-  let text = "";
-  let toSecrets: number | undefined;
-  const done = new Promise<void>((resolve) => {
-    const timer = setTimeout(() => q.kill("SIGKILL"), timeoutMs);
-    const onData = (c: Buffer) => {
-      text += c.toString("latin1");
-      o.onConsole?.(text);
-      if (toSecrets === undefined && agentEvents(text).some((e) => e.event === "done"))
-        toSecrets = Math.round((Date.now() - t0) / 1000);
-      if (until(text) || /powering off/.test(text)) q.kill("SIGKILL");
-    };
-    q.stdout!.on("data", onData);
-    q.stderr!.on("data", onData);
-    q.on("close", () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-  await done;
-  swtpm.kill();
-  // BK_DISKBOOT_CONSOLE=DIR keeps each boot's console for reading after the run.
-  if (process.env.BK_DISKBOOT_CONSOLE)
-    writeFileSync(path.join(process.env.BK_DISKBOOT_CONSOLE, `cloud-disk-boot-${shape}.log`), text);
-  const evidence: Record<string, Buffer> = {};
-  for (const m of text.matchAll(/bk-quote-begin (\S+)\r?\n([\s\S]*?)bk-quote-end \1/g))
-    evidence[m[1]] = Buffer.from(
-      m[2]
-        .split(/\r?\n/)
-        .filter((l) => /^[A-Za-z0-9+/=]+$/.test(l))
-        .join(""),
-      "base64",
-    );
-  return {
-    console: text,
-    seconds: Math.round((Date.now() - t0) / 1000),
-    ...(Object.keys(evidence).length ? { evidence } : {}),
-    ...(toSecrets !== undefined ? { toSecrets } : {}),
-  };
-}
-
-/** One request to the simulated PSP on its socket, as the guest's virtio-serial port sends it. */
-function pspReport(psp: SimulatedPsp, reportData: Buffer): Promise<{ report: string; cert_table: string }> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect(psp.socketPath);
-    let buf = "";
-    s.on("error", reject);
-    s.on("data", (d) => {
-      buf += d.toString("utf8");
-      const nl = buf.indexOf("\n");
-      if (nl < 0) return;
-      s.destroy();
-      const a = JSON.parse(buf.slice(0, nl)) as { report?: string; cert_table?: string; error?: string };
-      if (!a.report || !a.cert_table) reject(new Error(`PSP: ${a.error ?? "no report"}`));
-      else resolve({ report: a.report, cert_table: a.cert_table });
-    });
-    s.write(`${JSON.stringify({ report_data: reportData.toString("hex") })}\n`);
-  });
+    {
+      tpmDir: o.tpmDir,
+      scratch,
+      // The only ways out: IMDS and the runtime's forward (restrict=on); the PSP on its virtio-serial port.
+      netOptions: imdsNetOptions({ imdsPort: o.imds.port, runtimeAddr: RUNTIME_ADDR, runtimePort: o.runtimePort }),
+      pspSocket: o.psp.socketPath,
+      // What cloud-init's ds-identify and identify_aws read to tell EC2.
+      smbios: ec2Smbios(),
+      label: shape,
+      ...(o.onConsole ? { onConsole: o.onConsole } : {}),
+    },
+    until,
+    timeoutMs,
+  );
 }
 
 /** The agent's `vtpm-evidence` output ({"vtpm": evidence.vtpm}) through the runtime's own wire decoder. */
@@ -309,32 +228,17 @@ const SYSINIT = /Reached target .*(System Initialization|sysinit)/;
 
 const failed = (checks: { id: string; ok: boolean }[]) => checks.filter((c) => !c.ok).map((c) => c.id);
 
-/**
- * Nitride's failed check ids in the agent's refusal ("attestation refused (HTTP 403): id: detail; id: detail"),
- * without the EK credential round still pending (it is listed until the round trip, which a refusal never reaches)
- * and without nitride.reference-values (a refused verdict has no claims to compare).
- */
-function refusedIds(error: string): string[] {
-  return [...error.matchAll(/(?:\): |; )([a-z][\w-]*(?:\.[\w-]+)+): (pending:)?/g)]
-    .filter((m) => !(m[1] === "vtpm.ek-credential" && m[2]) && m[1] !== "nitride.reference-values")
-    .map((m) => m[1]);
-}
-
-/** The agent's events printed `event` (its unit's output goes to the console). */
-const sawEvent = (text: string, event: string) => text.includes(`"event":"${event}"`);
-
 describe.runIf(ready)(
   "the EC2 cloud disk boots as it ships under UEFI with a vTPM and IMDSv2, its measured boot is what was predicted, and Nitride releases its bundle only to it",
   () => {
     holdGuestSlots(1, "cloud-disk-boot"); // 1 guest(s) at once: see test/support/guest-slots.ts
-    const cacheDir = path.join(homedir(), ".cache/buckypaper");
     let m: ImageManifest;
     let dir: string;
     let disk: DiskRecord;
     let policy: MeasuredBootPolicy;
     let stack: EnclaiveletStack;
     let runtimePort: number;
-    let measurement: string;
+    let newPsp: CloudDiskRun["newPsp"];
     let userData: string;
     let userDataSha256: string;
     /** The instance's vTPM: both boots are the same "instance" (the second with a swapped root volume). */
@@ -342,89 +246,39 @@ describe.runIf(ready)(
 
     beforeAll(async () => {
       // The EC2 variant as `image build --cloud ec2` makes it (format disk): its datasource and the agent's
-      // user-data source are EC2's; the tools the vTPM evidence needs are in every variant's root
-      // (images/guest/lock.ts).
-      const img = await buildImage({
-        repoRoot,
-        lockPath: path.join(repoRoot, "images/guest/packages.lock"),
-        cacheDir,
-        cloud: "ec2",
-      });
-      dir = img.dir;
-      m = img.manifest;
-      expect(m.disk, "image build --cloud ec2 makes the cloud disk").toBeDefined();
-      disk = m.disk!;
-      policy = predictFromDisk(img.manifestPath, m, "sha256").policy;
-
-      // The runtime the guest reaches through its one forward, trusting the simulated SNP platform.
-      const sim = await createSnpSimulator({ product: "Genoa", rsaBits: 2048 });
-      stack = await startEnclaiveletStack({ sim, tlsHosts: [RUNTIME_ADDR] });
-      runtimePort = Number(new URL(stack.rt.url).port);
+      // user-data source are EC2's; the runtime the guest reaches through its one forward.
+      const run = await startCloudDiskRun({ cloud: "ec2", runtimeAddr: RUNTIME_ADDR, scratch });
+      ({ dir, manifest: m, disk, policy, stack, runtimePort, newPsp } = run);
       // A TCG boot takes minutes: the host's own hostile attestation below uses a challenge issued when the workload
       // reads the nonce tag (each read of the tag is a new challenge: cloud-init-local's crawl reads it too) and sent
       // after the boot (the agent's own challenges are answered in seconds).
       await stack.admin("PUT", "nitride/config", { challenge_ttl: 600 });
-      // What the PSP reports for this launch: firmware + vCPUs only (no kernel-hashes table in Debian's OVMF).
-      const launch = measureLaunch({ firmware: OVMF, vcpus: 1, vcpuType: KIT_GUEST_CPU });
-      expect(launch.kernelMeasured).toBe(false);
-      measurement = launch.measurement;
 
-      // The user-data AwsConfidentialVm renders for an image with the agent in it (vTPM on); the provider is the
-      // simulated PSP's port instead of /dev/sev-guest, and one secret goes to a file. The workload's own code
-      // (the quote script, run by runcmd) is part of it, so of its registered hash.
-      const rendered = renderUserData({
+      // The user-data AwsConfidentialVm renders for an image with the agent in it (vTPM on; cloud-disk-run.ts). The
+      // workload's own code (the quote script, run by runcmd) is part of it, so of its registered hash.
+      ({ text: userData, sha256: userDataSha256 } = run.userData({
         platform: "aws",
-        tee: "snp",
-        runtimeUrl: `https://${RUNTIME_ADDR}:${runtimePort}`,
-        runtimeCaSha256: stack.caSha256,
         workloadId: WORKLOAD,
-        agent: { kind: "image" },
-        evidenceProvider: "virtio-psp",
-        vtpm: true,
-        hostname: "aws-cloud-disk",
-        provision: { files: [{ path: "/run/bk-app/db-password", secret: "web/db", field: "password", mode: "0600" }] },
         extraFiles: [{ path: QUOTE_SCRIPT_PATH, content: QUOTE_SCRIPT, permissions: "0755" }],
-      }).text;
-      expect(rendered).not.toMatch(/^runcmd:/m); // the image's agent needs none: the workload's is the only one
-      userData = `${rendered}runcmd:\n  - [ ${QUOTE_SCRIPT_PATH} ]\n`;
-      userDataSha256 = createHash("sha256").update(userData).digest("hex");
+        runcmd: [`[ ${QUOTE_SCRIPT_PATH} ]`],
+      }));
 
       // The instance's EK, read before the boot as GetInstanceTpmEkPub reads it, registered as the component does.
       tpmDir = mkdtempSync(path.join(scratch, "instance-tpm-"));
       const ekTpmt = await instanceEkTpmt(tpmDir, scratch);
       const vtpm = awsOsBinding(`AwsConfidentialVm ${WORKLOAD}`, {
-        bootChain: { manifest: img.manifestPath, disk: path.join(dir, disk.path) },
+        bootChain: { manifest: run.manifestPath, disk: path.join(dir, disk.path) },
         nitroTpmDocument: false,
         ekPublicTpmt: [ekTpmt],
       });
       expect(vtpm?.measuredBoot).toEqual(policy);
       expect(vtpm?.ekPublics).toEqual([ekTpmt]);
       expect(vtpm?.allowUnauthenticatedAk).toBeUndefined();
-      await stack.admin(
-        "PUT",
-        `nitride/workloads/${WORKLOAD}`,
-        kinds.workload.body({
-          workloadId: WORKLOAD,
-          platforms: ["snp"],
-          snpMeasurements: [measurement],
-          userDataSha256,
-          policy: { snp: { allowDebug: false, allowMigrationAgent: false }, vtpm },
-          kvSecrets: ["secret/data/web/db"],
-        }),
-      );
+      await run.register(WORKLOAD, userDataSha256, { snp: { allowDebug: false, allowMigrationAgent: false }, vtpm });
     }, 3_600_000);
     afterAll(async () => {
       await stack?.rt.close();
     });
-
-    /** A simulated PSP for one launch of the guest (the same firmware and vCPUs: the same MEASUREMENT). */
-    const newPsp = () =>
-      startSimulatedPsp({
-        sim: stack.sim,
-        measurement,
-        socketPath: path.join(mkdtempSync(path.join(scratch, "psp-")), "psp.sock"),
-        kernelMeasured: false,
-      });
 
     it(
       "EC2 shape (NVMe): reaches the verified root by label; cloud-init takes the user-data from IMDSv2 and the image's unit attests and provisions; the workload's quote + event log satisfy the predicted policy; user-data swapped in IMDS afterwards has no effect; REPORT_DATA binding another AK is refused",
@@ -442,7 +296,7 @@ describe.runIf(ready)(
         let hostile: { nonce: string; reportData: Buffer; ephemeral: ReturnType<typeof newEphemeralKey> } | undefined;
         const psp = await newPsp();
         let imds: FakeImds | undefined;
-        let b: Boot;
+        let b: CloudDiskBoot;
         try {
           const otherAk = await new Vtpm({ tcti: other.tcti }).attestationKey();
           const quoteNonce = async () => {
@@ -590,7 +444,7 @@ describe.runIf(ready)(
         const changedSha256 = createHash("sha256").update(changed).digest("hex");
         const psp = await newPsp();
         const imds = await startFakeImds({ ...instanceMetaData(), userData: changed });
-        let b: Boot;
+        let b: CloudDiskBoot;
         let refusedAt: number | undefined;
         try {
           b = await bootDisk(

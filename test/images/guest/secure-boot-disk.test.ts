@@ -45,6 +45,7 @@ import { KIT_GUEST_CPU } from "../../support/kit-guest.js";
 import { haveCommand, requireTool } from "../../support/prereq.js";
 import { repoRoot } from "../../support/shared.js";
 import { dbKeyPair } from "../../support/db-key.js";
+import { consoleBlocks, watchConsole } from "../../support/cloud-disk-guest.js";
 
 const CODE = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
 const VARS_TEMPLATE = "/usr/share/OVMF/OVMF_VARS_4M.fd";
@@ -146,36 +147,16 @@ async function bootDisk(disk: string, vars: string, nonce: Buffer, until: RegExp
     "nvme,drive=d0,serial=bkdisk",
   ];
   const q: ChildProcess = spawn("qemu-system-x86_64", argv, { stdio: ["pipe", "pipe", "pipe"] });
-  let text = "";
   let asked = false;
-  await new Promise<void>((resolve) => {
-    const timer = setTimeout(() => q.kill("SIGKILL"), timeoutMs);
-    const onData = (c: Buffer) => {
-      text += c.toString("latin1");
-      if (!asked && text.includes("bk-hook: nonce?")) {
-        asked = true;
-        q.stdin!.write(nonce.toString("hex") + "\n");
-      }
-      if (until.test(text)) q.kill("SIGKILL");
-    };
-    q.stdout!.on("data", onData);
-    q.stderr!.on("data", onData);
-    q.on("close", () => {
-      clearTimeout(timer);
-      resolve();
-    });
+  const text = await watchConsole(q, timeoutMs, (t) => {
+    if (!asked && t.includes("bk-hook: nonce?")) {
+      asked = true;
+      q.stdin!.write(nonce.toString("hex") + "\n");
+    }
+    return until.test(t);
   });
   swtpm.kill();
-  const m = /bk-hook-begin vtpm\.json\r?\n([\s\S]*?)bk-hook-end vtpm\.json/.exec(text);
-  const evidence = m
-    ? Buffer.from(
-        m[1]
-          .split(/\r?\n/)
-          .filter((l) => /^[A-Za-z0-9+/=]+$/.test(l))
-          .join(""),
-        "base64",
-      )
-    : undefined;
+  const evidence = consoleBlocks(text, "bk-hook")["vtpm.json"] as Buffer | undefined;
   return { console: text, seconds: Math.round((Date.now() - t0) / 1000), ...(evidence ? { evidence } : {}) };
 }
 

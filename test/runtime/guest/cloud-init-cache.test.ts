@@ -7,7 +7,8 @@
 // asking for dsmode local (seed meta-data, DMI serial, command line) gets no user-data run before the agent; and the
 // image's cloud.cfg.d keeps cloud-init from consuming vendor-data at all.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { spawnSync } from "node:child_process";
+import { execFile, spawnSync } from "node:child_process";
+import { promisify } from "node:util";
 import { existsSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { mkdtemp, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
@@ -17,12 +18,16 @@ import { measuredConfig, readUserData, UserDataReadError } from "../../../runtim
 import { renderUserData } from "../../../runtime/guest/cloud-init/index.js";
 import { configureNetwork, PINNED_EC2, PINNED_NOCLOUD } from "../../../images/guest/configure.js";
 import { EXPECTED_DATASOURCE } from "../../../runtime/guest/cloud-init-cache.js";
+import { startFakeGceMetadata } from "../../support/gce-metadata.js";
 import {
+  cloudInitPy,
+  gceLocalStage,
   hasCloudInitStages,
   kitDatasource,
   localStage,
   localStageResult,
   networkStage,
+  networkStageAsync,
 } from "../../support/cloud-init-cache.js";
 
 const sha256 = (b: string | Buffer) => createHash("sha256").update(b).digest("hex");
@@ -215,6 +220,59 @@ print(json.dumps(out))
     const r = spawnSync(python, ["-I", "-c", code], { encoding: "utf8" });
     expect(r.status, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({ stock: { crawls: 1, config: null }, kit: { crawls: 0, config: null } });
+  });
+
+  it("GCE: GCELocal crawls the metadata server once; cloud-init's network stage under the image's config reads nothing again, so a swap after the local stage changes nothing that runs", async () => {
+    // The real GCELocal crawl over HTTP against a metadata server with GCE's rules, then cloud-init.service's
+    // restore, network config and update (user-data.txt) with the image's cloud.cfg.d (network config disabled).
+    const root = path.join(dir, "image-root");
+    await configureNetwork(root, "gce");
+    const imageCfg = path.join(root, "etc/cloud/cloud.cfg.d/90-buckypaper.cfg");
+    expect(await readFile(imageCfg, "utf8")).toMatch(/datasource_list: \[ GCE, None \]/);
+    const md = await startFakeGceMetadata({
+      instance: { id: "7316733851148520001", zone: "projects/1/zones/us-central1-a", hostname: "web.c.p.internal" },
+      project: { "project-id": "bk-prod" },
+      userData: REGISTERED,
+    });
+    const url = `http://127.0.0.1:${md.port}/computeMetadata/v1/`;
+    const reads = () => md.requests.filter((r) => r.userData).length;
+    try {
+      expect(await gceLocalStage(dirs, url)).toEqual({
+        iid: "7316733851148520001",
+        dsmode: "net",
+        cls: `${EXPECTED_DATASOURCE.gce.module}.${EXPECTED_DATASOURCE.gce.cls}`,
+      });
+      expect(reads()).toBe(1);
+      const bytes = await readUserData("gce", deps());
+      expect(bytes.toString("utf8")).toBe(REGISTERED);
+      md.setUserData(INJECTED); // the host, once cloud-init-local has read it
+      await networkStageAsync(dirs, { applyNetwork: true, cfgFiles: [imageCfg] });
+      expect(reads()).toBe(1);
+      expect((await userDataTxt()).equals(bytes)).toBe(true);
+
+      // What would read it again: the restored datasource refreshed for a BOOT update event (stock GCE supports
+      // BOOT and HOTPLUG). cloud-init asks for it only in apply_network_config past its "network config disabled"
+      // return (and in the hotplug hook, installed only when config enables hotplug updates): the image's
+      // cloud.cfg.d disables network config and enables no update event, so nothing gets there.
+      const code = `
+import json, sys, logging
+logging.disable(logging.CRITICAL)
+from cloudinit import dmi, sources
+from cloudinit.event import EventType
+dmi.read_dmi_data = lambda key: "Google Compute Engine" if key == "system-product-name" else None
+ds = sources.pkl_load(sys.argv[1])
+print(json.dumps({"updated": ds.update_metadata_if_supported([EventType.BOOT]), "ud": ds.get_userdata_raw().decode()}))
+`;
+      const r = await promisify(execFile)(
+        cloudInitPy!,
+        ["-I", "-c", code, path.join(dirs.cloud, "instance", "obj.pkl")],
+        { encoding: "utf8" },
+      );
+      expect(JSON.parse(r.stdout)).toEqual({ updated: true, ud: INJECTED });
+      expect(reads()).toBe(2);
+    } finally {
+      await md.close();
+    }
   });
 
   it("vendor-data: consumed under cloud-init's defaults, never under the image's cloud.cfg.d", async () => {
