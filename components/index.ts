@@ -28,7 +28,7 @@ export type { AwsKitImageArgs } from "./aws/kit-image.js";
 export { GcpKitImage } from "./gcp/kit-image.js";
 export type { GcpKitImageArgs } from "./gcp/kit-image.js";
 export { AzureKitImage } from "./azure/kit-image.js";
-export type { AzureKitImageArgs } from "./azure/kit-image.js";
+export type { AzureKitImageArgs, AzureGalleryImageIdentifier } from "./azure/kit-image.js";
 export type { KitImageRef, SecureBootKeysArgs } from "./common/kit-image.js";
 export { ProxmoxConfidentialVm } from "./proxmox/confidential-vm.js";
 export type { ProxmoxConfidentialVmArgs } from "./proxmox/confidential-vm.js";

@@ -28,6 +28,13 @@ import { checkFixedVhd, VHD_FOOTER_SIZE, VhdError } from "../../images/guest/vhd
 import type {} from "../../images/guest/disk.js"; // the manifest's disk.vhd record (declared there)
 import type * as inputs from "@pulumi/azure-native/types/input.js";
 
+/** A gallery image definition's identifier (publisher/offer/sku), unique within the gallery. */
+export interface AzureGalleryImageIdentifier {
+  publisher: string;
+  offer: string;
+  sku: string;
+}
+
 export interface AzureKitImageArgs extends SecureBootKeysArgs {
   /** manifest.json of `buckypaper image build --cloud azure` with a signed disk (`--sign-key/--sign-cert`). */
   manifest: string;
@@ -41,7 +48,7 @@ export interface AzureKitImageArgs extends SecureBootKeysArgs {
   /** Image definition name (default: the component's name). */
   galleryImageName?: string;
   /** Image definition identifier (default publisher `buckypaper`, offer `kit`, sku: the component's name). */
-  identifier?: { publisher: string; offer: string; sku: string };
+  identifier?: AzureGalleryImageIdentifier;
   /**
    * Resource id of an existing storage account (`/subscriptions/…/resourceGroups/RG/providers/Microsoft.Storage/
    * storageAccounts/NAME`) the VHD is uploaded to; the image version is created from it.
@@ -79,7 +86,7 @@ export function azureKitGalleryImageArgs(i: {
   location?: pulumi.Input<string>;
   galleryName: pulumi.Input<string>;
   galleryImageName: string;
-  identifier: { publisher: string; offer: string; sku: string };
+  identifier: AzureGalleryImageIdentifier;
   description: string;
   tags: Record<string, pulumi.Input<string>>;
 }): compute.GalleryImageArgs {

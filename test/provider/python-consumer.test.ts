@@ -45,6 +45,9 @@ const COMPONENTS = [
   "GcpConfidentialVm",
   "ProxmoxConfidentialVm",
   "QemuConfidentialVm",
+  "AwsKitImage",
+  "GcpKitImage",
+  "AzureKitImage",
 ];
 
 describe.skipIf(!HAVE_ENGINE || !HAVE_PYTHON_SDK || !HAVE_SDKGEN)(
