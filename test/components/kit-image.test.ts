@@ -414,9 +414,14 @@ describe.runIf(ready)(
       expect(await gceImageTarballHolds(archive, m.disk.size, m.disk.sha256)).toBe(true);
       expect(await gceImageTarballHolds(archive, m.disk.size, "00".repeat(32))).toBe(false);
       expect(await gceImageTarballHolds(archive, m.disk.size - 512, m.disk.sha256)).toBe(false);
-      // The archive of another disk (the EC2 one) under this disk's name: refused, then rewritten by the component.
-      const e = JSON.parse(readFileSync(ec2Disk.manifest, "utf8"));
-      await writeGceImageTarball(path.join(ec2Disk.dir, "disk.raw"), e.disk.size, archive, m.sourceDateEpoch);
+      // The archive of another disk under this disk's name: refused, then rewritten by the component. The other disk is
+      // this one with its last byte changed: the EC2 fixture's disk bytes are not guaranteed to differ from the GCE
+      // fixture's (in 1 run of 3 they were equal, and the "refused" expectation failed).
+      const other = path.join(archives, "other.raw");
+      const bytes = readFileSync(path.join(gceDisk.dir, "disk.raw"));
+      bytes[bytes.length - 1] ^= 0x01;
+      writeFileSync(other, bytes);
+      await writeGceImageTarball(other, m.disk.size, archive, m.sourceDateEpoch);
       expect(await gceImageTarballHolds(archive, m.disk.size, m.disk.sha256)).toBe(false);
       const img = new gcpImg.GcpKitImage("gkit5", {
         manifest: gceDisk.manifest,
