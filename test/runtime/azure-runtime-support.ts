@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { SnpSimulator } from "../../runtime/sim/snp.js";
-import { AZURE_AK_HANDLE, HCL_REPORT_NV_INDEX, HCL_USERDATA_NV_INDEX } from "../../runtime/guest/evidence/azure.js";
+import { HCL_REPORT_NV_INDEX, HCL_USERDATA_NV_INDEX } from "../../runtime/guest/evidence/azure.js";
 import { spawnRunner, type CommandRunner } from "../../runtime/guest/exec.js";
 import { azureRuntimeSource } from "../../runtime/server/http/azure-evidence.js";
 import { parseConfig } from "../../runtime/server/http/config.js";
@@ -19,6 +19,7 @@ import type { AttestedListener } from "../../runtime/server/http/attested-tls.js
 import type { RuntimeAttestation } from "../../runtime/client/connection.js";
 import type { MeasuredBootPolicy } from "../../runtime/attestation/tpm/boot-policy.js";
 import { SwTpm } from "../support/swtpm.js";
+import { persistHclAk, tpmTool } from "../support/azure-hcl-ak.js";
 import { hclReport } from "./attestation/azure-fixtures.js";
 import { buildBootLog, type BootSpec } from "./attestation/tpm-fixtures.js";
 import { platform } from "./attested-runtime-support.js";
@@ -57,27 +58,8 @@ export async function bootAzureVm(
 ): Promise<AzureVm> {
   const tpm = await SwTpm.start();
   const dir = mkdtempSync(path.join(tmpdir(), "bk-azure-rt-"));
-  const tool = (argv: string[]) => {
-    const r = tpm.tool(argv);
-    if (r.status !== 0) throw new Error(`${argv[0]}: ${r.stderr.toString()}`);
-    return r;
-  };
-  // The HCL's attestation key: RSA-2048, restricted RSASSA-SHA256, persisted where Azure keeps it.
-  tool([
-    "tpm2_createprimary",
-    "-C",
-    "o",
-    "-G",
-    "rsa2048:rsassa-sha256:null",
-    "-a",
-    "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign|noda",
-    "-c",
-    path.join(dir, "ak.ctx"),
-  ]);
-  tool(["tpm2_evictcontrol", "-C", "o", "-c", path.join(dir, "ak.ctx"), AZURE_AK_HANDLE]);
-  tool(["tpm2_readpublic", "-c", AZURE_AK_HANDLE, "-f", "pem", "-o", path.join(dir, "ak.pem")]);
-  const { createPublicKey } = await import("node:crypto");
-  const ak = createPublicKey(readFileSync(path.join(dir, "ak.pem")));
+  const tool = tpmTool(tpm);
+  const ak = persistHclAk(tpm, dir);
   const built = o.bootLog ? undefined : buildBootLog(o.boot ?? {});
   const boot = o.bootLog ?? built!;
   for (const [pcr, d] of boot.extends) tpm.extend(pcr, d);

@@ -16,7 +16,7 @@
 // accepted; refused when registered for another UKI, for another db certificate, and when the log sent does not
 // match the quoted PCRs.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createHash, createPublicKey, randomBytes, X509Certificate, type KeyObject } from "node:crypto";
+import { createHash, randomBytes, X509Certificate, type KeyObject } from "node:crypto";
 import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -33,6 +33,7 @@ import type { EvidenceProvider } from "../../../runtime/guest/evidence/types.js"
 import type { WireEvidence } from "../../../runtime/protocol/evidence.js";
 import { parseTpmsAttest } from "../../../runtime/attestation/azure/index.js";
 import { SwTpm, haveSwtpm } from "../../support/swtpm.js";
+import { persistHclAk, tpmTool } from "../../support/azure-hcl-ak.js";
 import { hclReport } from "../attestation/azure-fixtures.js";
 import { azureBootLog } from "../attestation/azure-boot-log.js";
 import { bootApplicationDigest, ukiMeasurements } from "../../../images/vtpm/index.js";
@@ -75,31 +76,13 @@ describe.runIf(run)("Azure CVM: measured user-data bound by the vTPM quote, agai
   let eventLogPath: string;
   let boot: { uki: Buffer; cert: string; other: string; log: Buffer; manifest: string };
 
-  const tool = (argv: string[]) => {
-    const r = tpm.tool(argv);
-    if (r.status !== 0) throw new Error(`${argv[0]}: ${r.stderr.toString()}`);
-    return r;
-  };
+  const tool = (argv: string[]) => tpmTool(tpm)(argv); // tpm is started in beforeAll
 
   beforeAll(async () => {
     stack = await startEnclaiveletStack();
     tpm = await SwTpm.start();
     dir = await mkdtemp(path.join(tmpdir(), "bk-azure-vtpm-"));
-    // The HCL's attestation key: RSA-2048, restricted RSASSA-SHA256, persisted where Azure keeps it.
-    tool([
-      "tpm2_createprimary",
-      "-C",
-      "o",
-      "-G",
-      "rsa2048:rsassa-sha256:null",
-      "-a",
-      "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign|noda",
-      "-c",
-      path.join(dir, "ak.ctx"),
-    ]);
-    tool(["tpm2_evictcontrol", "-C", "o", "-c", path.join(dir, "ak.ctx"), AZURE_AK_HANDLE]);
-    tool(["tpm2_readpublic", "-c", AZURE_AK_HANDLE, "-f", "pem", "-o", path.join(dir, "ak.pem")]);
-    ak = createPublicKey(await readFile(path.join(dir, "ak.pem")));
+    ak = persistHclAk(tpm, dir);
     // The boot: the kit disk's UKI, verified by the customer's db certificate, measured as Azure's UEFI and systemd-stub do.
     // The kit's Azure disk (manifest + GPT disk, its UKI on the ESP signed by the customer's db key), as
     // `image build --cloud azure --sign-key/--sign-cert` records it (test/support/runtime-disk.ts).
